@@ -1,0 +1,1 @@
+"""The IMAP4rev1 protocol engine: parse → dispatch → respond."""

@@ -1,0 +1,35 @@
+"""Limits and policies of the IMAP engine; every bound a client could push on lives here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    max_line: int = 64 * 1024
+    """Longest command line (without literals), in bytes."""
+    max_literal: int = 64 * 1024 * 1024
+    """Largest literal, hence APPENDLIMIT."""
+    max_command_size: int = 80 * 1024 * 1024
+    """A whole command, literals included."""
+    max_literal_plus: int = 64 * 1024 * 1024
+    """Largest non-synchronizing literal accepted (RFC 7888 LITERAL+)."""
+    max_pipelined: int = 64
+    """Commands queued behind the running one before the connection is told BYE."""
+    idle_timeout: float = 30 * 60
+    """Seconds of silence allowed after login (RFC 3501 5.4: at least 30 minutes)."""
+    preauth_timeout: float = 60
+    """Seconds of silence allowed before login."""
+    idle_keepalive: float = 120
+    """Seconds between ``* OK Still here`` during IDLE, so NAT keeps the flow."""
+    max_auth_failures: int = 3
+    """Failed logins on one connection before BYE."""
+    auth_failure_delay: float = 1.0
+    """Seconds a failed login waits before its NO (doubling per failure, capped)."""
+    allow_plaintext_auth: bool = False
+    """Allow LOGIN/AUTHENTICATE without TLS from non-loopback addresses."""
+    max_search_keys: int = 1000
+    """Search keys in one SEARCH."""
+    max_mailbox_name: int = 1024
+    """Bytes in a mailbox name."""

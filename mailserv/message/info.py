@@ -1,0 +1,47 @@
+"""The parsed form of a message that backends store beside its bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One MIME entity, located by byte offsets in the raw message.
+
+    ``header_start``..``body_start`` is the entity's header block (including the blank line
+    that ends it), ``body_start``..``end`` its body.  ``parts`` holds the children of a
+    multipart; ``message`` the encapsulated message of a message/rfc822 part.
+    """
+
+    header_start: int
+    body_start: int
+    end: int
+    content_type: str  # lower case "type/subtype"
+    encoding: str  # lower case Content-Transfer-Encoding, "7bit" when absent
+    charset: str | None
+    parts: tuple[Part, ...] = ()
+    message: Part | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    """Everything FETCH and SEARCH need without reading the message again.
+
+    ``envelope``, ``body`` and ``bodystructure`` are ready-to-send IMAP bytes (the
+    parenthesised values of the ENVELOPE, BODY and BODYSTRUCTURE fetch items).  The search
+    fields hold RFC 2047-decoded header text ('' when the header is absent); ``sent`` is
+    the parsed Date: header (None when missing or unparsable).
+    """
+
+    envelope: bytes
+    body: bytes
+    bodystructure: bytes
+    root: Part
+    subject: str
+    from_: str
+    to: str
+    cc: str
+    bcc: str
+    sent: datetime | None
