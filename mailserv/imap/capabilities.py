@@ -1,0 +1,37 @@
+"""The CAPABILITY list, which depends on the connection's state and security."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailserv.imap.commands import State
+
+if TYPE_CHECKING:
+    from mailserv.imap.server import IMAPServerProtocol
+
+_ALWAYS = (
+    b"IMAP4rev1",
+    b"LITERAL+",
+    b"SASL-IR",
+    b"ID",
+    b"ENABLE",
+    b"IDLE",
+    b"NAMESPACE",
+    b"UNSELECT",
+    b"UIDPLUS",
+    b"MOVE",
+    b"CHILDREN",
+)
+
+
+def for_session(session: IMAPServerProtocol) -> list[bytes]:
+    caps = list(_ALWAYS)
+    caps.append(b"APPENDLIMIT=%d" % session.settings.max_literal)
+    if session.state is State.NOT_AUTHENTICATED:
+        if session.factory.tls is not None and not session.secure:
+            caps.append(b"STARTTLS")
+        if session.plaintext_auth_allowed:
+            caps += [b"AUTH=PLAIN", b"AUTH=LOGIN"]
+        else:
+            caps.append(b"LOGINDISABLED")
+    return caps

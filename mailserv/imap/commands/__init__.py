@@ -1,0 +1,66 @@
+"""Command handlers, one module per family, and the table the dispatcher reads.
+
+A handler is ``async def handler(session, command) -> Reply | None``; it writes untagged
+responses with ``session.write`` and fails by raising ``No``/``Bad`` (or a ParseError, a
+backend error: the dispatcher maps those).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from mailserv.imap.replies import Reply
+from mailserv.imap.tokens import Command
+
+if TYPE_CHECKING:
+    from mailserv.imap.server import IMAPServerProtocol
+
+
+class State(Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
+NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
+AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
+SELECTED = frozenset({State.SELECTED})
+
+Handler = Callable[["IMAPServerProtocol", Command], Awaitable[Reply | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    name: str
+    handler: Handler
+    states: frozenset[State]
+    uid: bool = False
+    """Allowed after the UID prefix."""
+    expunge_ok: bool = True
+    """EXPUNGE responses may follow it (RFC 3501 7.4.1: not FETCH, STORE, SEARCH)."""
+    exclusive: bool = False
+    """Read nothing after it until it ends (IDLE, AUTHENTICATE, STARTTLS, LOGOUT)."""
+
+
+def command_table() -> Mapping[str, CommandSpec]:
+    """Every command by name; built once by the factory."""
+    from mailserv.imap.commands import (
+        append,
+        idle,
+        login,
+        mailboxes,
+        messages,
+        select,
+        session,
+    )
+
+    table: dict[str, CommandSpec] = {}
+    for module in (session, login, mailboxes, select, append, messages, idle):
+        for spec in module.SPECS:
+            table[spec.name] = spec
+    return table

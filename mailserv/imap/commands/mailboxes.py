@@ -1,0 +1,189 @@
+"""Authenticated state, mailbox level: CREATE DELETE RENAME SUBSCRIBE UNSUBSCRIBE LIST LSUB STATUS."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailserv import errors
+from mailserv.imap import encode, listing, utf7
+from mailserv.imap.asyncutil import resolve
+from mailserv.imap.commands import AUTH, CommandSpec
+from mailserv.imap.parser import list_pattern, mailbox, text_atom
+from mailserv.imap.replies import Bad, No, Reply
+from mailserv.imap.tokens import Command, ParenList
+from mailserv.interfaces import IAccount, MailboxStatus
+
+if TYPE_CHECKING:
+    from mailserv.imap.server import IMAPServerProtocol
+
+SPECIAL_USE = frozenset({"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"})
+_FORBIDDEN = set("*%") | {chr(c) for c in range(0x20)} | {"\x7f"}
+
+
+def account_of(session: IMAPServerProtocol) -> IAccount:
+    assert session.account is not None
+    return session.account
+
+
+def name_bytes(name: str) -> bytes:
+    """A mailbox name as it goes out: modified UTF-7, atom or quoted."""
+    return encode.astring(utf7.encode(name))
+
+
+def valid_new_name(name: str, max_bytes: int) -> str:
+    """A name a client may create: no wildcards, controls, empty levels."""
+    name = name.rstrip(listing.DELIMITER)
+    if not name:
+        raise No("Empty mailbox name", "CANNOT")
+    if len(name.encode("utf-8")) > max_bytes:
+        raise No("Mailbox name too long", "CANNOT")
+    if _FORBIDDEN.intersection(name) or "//" in name or name.startswith(listing.DELIMITER):
+        raise No("Mailbox names may not hold wildcards, control characters or empty levels", "CANNOT")
+    return name
+
+
+async def create(session: IMAPServerProtocol, command: Command) -> Reply:
+    if len(command.args) not in (1, 2):
+        raise Bad("CREATE takes a mailbox name")
+    name = valid_new_name(mailbox(command.args[0]), session.settings.max_mailbox_name)
+    if name == "INBOX":
+        raise No("INBOX always exists", "ALREADYEXISTS")
+    use = _special_use(command.args[1]) if len(command.args) == 2 else None
+    await resolve(account_of(session).create(name, use))
+    return Reply("CREATE completed")
+
+
+def _special_use(arg: object) -> str | None:
+    """RFC 6154 CREATE-SPECIAL-USE: ``(USE (\\Sent))``."""
+    if (
+        isinstance(arg, ParenList)
+        and len(arg.items) == 2
+        and text_atom(arg.items[0]).upper() == "USE"
+        and isinstance(arg.items[1], ParenList)
+    ):
+        uses = [text_atom(item) for item in arg.items[1].items]
+        if len(uses) > 1:
+            raise No("One special use per mailbox", "USEATTR")
+        if not uses:
+            return None
+        wanted = {u.lower(): u for u in SPECIAL_USE}.get(uses[0].lower())
+        if wanted is None:
+            raise No(f"Unknown special use {uses[0][:40]}", "USEATTR")
+        return wanted
+    raise Bad("Unknown CREATE parameters")
+
+
+async def delete(session: IMAPServerProtocol, command: Command) -> Reply:
+    if len(command.args) != 1:
+        raise Bad("DELETE takes a mailbox name")
+    name = mailbox(command.args[0])
+    if name == "INBOX":
+        raise No("INBOX cannot be deleted", "CANNOT")
+    if session.selected is not None and session.selected.mailbox.name == name:
+        session.deselect()
+    await resolve(account_of(session).delete(name))
+    return Reply()
+
+
+async def rename(session: IMAPServerProtocol, command: Command) -> Reply:
+    if len(command.args) != 2:
+        raise Bad("RENAME takes two mailbox names")
+    old = mailbox(command.args[0])
+    new = valid_new_name(mailbox(command.args[1]), session.settings.max_mailbox_name)
+    if new == "INBOX":
+        raise No("INBOX already exists", "ALREADYEXISTS")
+    if new == old:
+        raise No("Source and destination are the same", "ALREADYEXISTS")
+    await resolve(account_of(session).rename(old, new))
+    return Reply()
+
+
+async def subscribe(session: IMAPServerProtocol, command: Command) -> Reply:
+    if len(command.args) != 1:
+        raise Bad("SUBSCRIBE takes a mailbox name")
+    await resolve(account_of(session).subscribe(mailbox(command.args[0])))
+    return Reply()
+
+
+async def unsubscribe(session: IMAPServerProtocol, command: Command) -> Reply:
+    if len(command.args) != 1:
+        raise Bad("UNSUBSCRIBE takes a mailbox name")
+    await resolve(account_of(session).unsubscribe(mailbox(command.args[0])))
+    return Reply()
+
+
+def _list_args(command: Command) -> tuple[str, str]:
+    if len(command.args) != 2:
+        raise Bad(f"{command.name} takes a reference and a mailbox pattern")
+    return list_pattern(command.args[0]), list_pattern(command.args[1])
+
+
+async def list_(session: IMAPServerProtocol, command: Command) -> Reply:
+    reference, pattern = _list_args(command)
+    if not pattern:
+        session.write(b'* LIST (\\Noselect) "/" ""\r\n')
+        return Reply()
+    regex = listing.compile_pattern(listing.full_pattern(reference, pattern))
+    boxes = await resolve(account_of(session).list_mailboxes())
+    out = [
+        b'* LIST %s "/" %s\r\n' % (encode.flag_list(attrs), name_bytes(name))
+        for name, attrs in listing.list_entries(boxes, regex)
+    ]
+    session.write(b"".join(out))
+    return Reply()
+
+
+async def lsub(session: IMAPServerProtocol, command: Command) -> Reply:
+    reference, pattern = _list_args(command)
+    if not pattern:
+        session.write(b'* LSUB (\\Noselect) "/" ""\r\n')
+        return Reply()
+    full = listing.full_pattern(reference, pattern)
+    regex = listing.compile_pattern(full)
+    subscribed = await resolve(account_of(session).subscriptions())
+    out = [
+        b'* LSUB %s "/" %s\r\n' % (encode.flag_list(attrs), name_bytes(name))
+        for name, attrs in listing.lsub_entries(subscribed, regex, full.endswith("%"))
+    ]
+    session.write(b"".join(out))
+    return Reply()
+
+
+_STATUS_ITEMS = {
+    "MESSAGES": lambda s: s.messages,
+    "RECENT": lambda s: s.recent,
+    "UIDNEXT": lambda s: s.uidnext,
+    "UIDVALIDITY": lambda s: s.uidvalidity,
+    "UNSEEN": lambda s: s.unseen,
+    "SIZE": lambda s: s.size,
+}
+
+
+async def status(session: IMAPServerProtocol, command: Command) -> Reply:
+    if len(command.args) != 2 or not isinstance(command.args[1], ParenList):
+        raise Bad("STATUS takes a mailbox name and a list of items")
+    name = mailbox(command.args[0])
+    items = [text_atom(item).upper() for item in command.args[1].items]
+    unknown = [item for item in items if item not in _STATUS_ITEMS]
+    if unknown or not items:
+        raise Bad(f"Unknown STATUS item {unknown[0][:40]}" if unknown else "No STATUS items")
+    try:
+        box = await resolve(account_of(session).open(name))
+    except errors.MailboxNotFound as exc:
+        raise No("No such mailbox", "NONEXISTENT") from exc
+    counts: MailboxStatus = await resolve(box.status())
+    values = b" ".join(b"%s %d" % (item.encode(), _STATUS_ITEMS[item](counts)) for item in items)
+    session.write(b"* STATUS %s (%s)\r\n" % (name_bytes(name), values))
+    return Reply()
+
+
+SPECS = (
+    CommandSpec("CREATE", create, AUTH),
+    CommandSpec("DELETE", delete, AUTH),
+    CommandSpec("RENAME", rename, AUTH),
+    CommandSpec("SUBSCRIBE", subscribe, AUTH),
+    CommandSpec("UNSUBSCRIBE", unsubscribe, AUTH),
+    CommandSpec("LIST", list_, AUTH),
+    CommandSpec("LSUB", lsub, AUTH),
+    CommandSpec("STATUS", status, AUTH),
+)

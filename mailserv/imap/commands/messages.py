@@ -1,0 +1,173 @@
+"""Selected state, message level: FETCH STORE SEARCH COPY MOVE EXPUNGE (and their UID forms)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailserv import errors
+from mailserv.imap import fetch as fetch_responses
+from mailserv.imap.asyncutil import resolve
+from mailserv.imap.commands import SELECTED, CommandSpec
+from mailserv.imap.fetchatt import parse_fetch_items
+from mailserv.imap.parser import flags, mailbox, text_atom
+from mailserv.imap.replies import Bad, No, Reply
+from mailserv.imap.search import BadCharset, SearchContext, evaluate, parse_search
+from mailserv.imap.sequence import format_set, parse_sequence_set
+from mailserv.imap.tokens import Command, ParenList, Token
+from mailserv.imap.view import SelectedView
+from mailserv.interfaces import CopyResult, MessageMeta
+
+if TYPE_CHECKING:
+    from mailserv.imap.server import IMAPServerProtocol
+
+_STORE_MODES = {"FLAGS": "replace", "+FLAGS": "add", "-FLAGS": "remove"}
+
+
+def view_of(session: IMAPServerProtocol) -> SelectedView:
+    assert session.selected is not None
+    return session.selected
+
+
+def writable(session: IMAPServerProtocol) -> SelectedView:
+    view = view_of(session)
+    if view.readonly:
+        raise No("Mailbox is read-only (EXAMINE)", "READ-ONLY")
+    return view
+
+
+def _message_set(session: IMAPServerProtocol, command: Command, token: Token) -> list[int]:
+    try:
+        sequence = parse_sequence_set(text_atom(token))
+    except ValueError as exc:
+        raise Bad(f"Invalid sequence set: {exc}") from exc
+    return view_of(session).select(sequence, command.uid)
+
+
+async def fetch(session: IMAPServerProtocol, command: Command) -> Reply:
+    if len(command.args) != 2:
+        raise Bad("FETCH takes a sequence set and data items")
+    uids = _message_set(session, command, command.args[0])
+    items = parse_fetch_items(command.args[1])
+    await fetch_responses.fetch(session, view_of(session), uids, items, command.uid)
+    return Reply()
+
+
+async def store(session: IMAPServerProtocol, command: Command) -> Reply:
+    if len(command.args) < 3:
+        raise Bad("STORE takes a sequence set, an item and flags")
+    view = writable(session)
+    uids = _message_set(session, command, command.args[0])
+    if isinstance(command.args[1], ParenList):
+        raise Bad("STORE modifiers are not supported")
+    item = text_atom(command.args[1]).upper()
+    silent = item.endswith(".SILENT")
+    mode = _STORE_MODES.get(item.removesuffix(".SILENT"))
+    if mode is None:
+        raise Bad(f"Unknown STORE item {item[:40]}")
+    flag_args = command.args[2:]
+    wanted: frozenset[str] = frozenset().union(*(flags(arg) for arg in flag_args))
+    if "\\Recent" in wanted:
+        raise Bad("\\Recent cannot be stored")
+    if uids:
+        await resolve(view.mailbox.store(uids, mode, wanted, session))
+        if not silent:
+            await _report_flags(session, view, uids, command.uid)
+    return Reply()
+
+
+async def _report_flags(
+    session: IMAPServerProtocol, view: SelectedView, uids: list[int], uid_mode: bool
+) -> None:
+    metas: list[MessageMeta] = list(await resolve(view.mailbox.fetch(uids)))
+    out = []
+    for meta in metas:
+        seq = view.seq_of(meta.uid)
+        if seq is not None:
+            flag_bytes = view.flags_with_recent(meta.uid, meta.flags)
+            if uid_mode:
+                out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, meta.uid, flag_bytes))
+            else:
+                out.append(b"* %d FETCH (FLAGS %s)\r\n" % (seq, flag_bytes))
+    session.write(b"".join(out))
+
+
+async def search(session: IMAPServerProtocol, command: Command) -> Reply:
+    view = view_of(session)
+    try:
+        program = parse_search(command.args, session.settings.max_search_keys)
+    except BadCharset as exc:
+        raise No("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)") from exc
+    found = await resolve(view.mailbox.search(program, view.uids))
+    if found is None:
+        metas = await resolve(view.mailbox.fetch(view.uids))
+        context = SearchContext(
+            uids=view.uids, recent=view.recent, content=lambda uid: resolve(view.mailbox.content(uid))
+        )
+        found = await evaluate(program, metas, context)
+    if command.uid:
+        numbers = sorted(found)
+    else:
+        numbers = sorted(s for s in map(view.seq_of, found) if s is not None)
+    session.write(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + b"\r\n")
+    return Reply()
+
+
+async def _transfer(session: IMAPServerProtocol, command: Command, move: bool) -> Reply:
+    if len(command.args) != 2:
+        raise Bad(f"{command.name} takes a sequence set and a mailbox")
+    view = writable(session) if move else view_of(session)
+    uids = _message_set(session, command, command.args[0])
+    destination = mailbox(command.args[1])
+    if not uids:
+        return Reply(f"{command.name} completed, nothing to do")
+    operation = view.mailbox.move if move else view.mailbox.copy
+    try:
+        result: CopyResult = await resolve(operation(uids, destination, session))
+    except errors.MailboxNotFound as exc:
+        raise No("No such mailbox", "TRYCREATE") from exc
+    code = b"COPYUID %d %s %s" % (
+        result.uidvalidity,
+        format_set(src for src, _ in result.pairs).encode(),
+        format_set(dst for _, dst in result.pairs).encode(),
+    )
+    if not result.pairs:
+        return Reply(f"{command.name} completed")
+    if not move:
+        return Reply("COPY completed", code)
+    session.write(b"* OK [" + code + b"] Moved\r\n")
+    session.write(b"".join(view.remove([src for src, _ in result.pairs])))
+    return Reply("MOVE completed")
+
+
+async def copy(session: IMAPServerProtocol, command: Command) -> Reply:
+    return await _transfer(session, command, move=False)
+
+
+async def move(session: IMAPServerProtocol, command: Command) -> Reply:
+    return await _transfer(session, command, move=True)
+
+
+async def expunge(session: IMAPServerProtocol, command: Command) -> Reply:
+    view = writable(session)
+    restrict = None
+    if command.uid:
+        if len(command.args) != 1:
+            raise Bad("UID EXPUNGE takes a UID set")
+        restrict = _message_set(session, command, command.args[0])
+        if not restrict:
+            return Reply()
+    elif command.args:
+        raise Bad("EXPUNGE takes no arguments")
+    gone = await resolve(view.mailbox.expunge(restrict, session))
+    session.write(b"".join(view.remove(gone)))
+    return Reply()
+
+
+SPECS = (
+    CommandSpec("FETCH", fetch, SELECTED, uid=True, expunge_ok=False),
+    CommandSpec("STORE", store, SELECTED, uid=True, expunge_ok=False),
+    CommandSpec("SEARCH", search, SELECTED, uid=True, expunge_ok=False),
+    CommandSpec("COPY", copy, SELECTED, uid=True),
+    CommandSpec("MOVE", move, SELECTED, uid=True),
+    CommandSpec("EXPUNGE", expunge, SELECTED, uid=True),
+)

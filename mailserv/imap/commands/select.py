@@ -1,0 +1,102 @@
+"""Entering and leaving the selected state: SELECT EXAMINE CLOSE UNSELECT CHECK."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailserv.imap.asyncutil import resolve
+from mailserv.imap.commands import AUTH, SELECTED, CommandSpec
+from mailserv.imap.commands.mailboxes import account_of
+from mailserv.imap.parser import mailbox
+from mailserv.imap.replies import Bad, Reply
+from mailserv.imap.tokens import Command
+from mailserv.imap.view import SelectedView
+from mailserv.interfaces import MailboxStatus
+
+if TYPE_CHECKING:
+    from mailserv.imap.server import IMAPServerProtocol
+
+SYSTEM_FLAGS = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+
+
+async def select(session: IMAPServerProtocol, command: Command) -> Reply:
+    return await _open(session, command, readonly=False)
+
+
+async def examine(session: IMAPServerProtocol, command: Command) -> Reply:
+    return await _open(session, command, readonly=True)
+
+
+async def _open(session: IMAPServerProtocol, command: Command, readonly: bool) -> Reply:
+    if len(command.args) != 1:
+        raise Bad(f"{command.name} takes a mailbox name")
+    name = mailbox(command.args[0])
+    session.deselect()  # RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected
+    box = await resolve(account_of(session).open(name))
+    uids = await resolve(box.uids())
+    recent = [] if readonly else await resolve(box.claim_recent())
+    counts: MailboxStatus = await resolve(box.status())
+    view = SelectedView(session, box, readonly, uids, recent)
+    first_unseen = await _first_unseen(view, counts)
+    out = [
+        b"* FLAGS (%s)\r\n" % SYSTEM_FLAGS,
+        b"* OK [PERMANENTFLAGS (%s)] Flags permitted\r\n"
+        % (b"" if readonly else SYSTEM_FLAGS + b" \\*"),
+        b"* %d EXISTS\r\n" % view.exists,
+        b"* %d RECENT\r\n" % len(view.recent),
+    ]
+    if first_unseen:
+        out.append(b"* OK [UNSEEN %d] First unseen message\r\n" % first_unseen)
+    out += [
+        b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % counts.uidvalidity,
+        b"* OK [UIDNEXT %d] Predicted next UID\r\n" % counts.uidnext,
+    ]
+    session.write(b"".join(out))
+    session.select(view)
+    code = b"READ-ONLY" if readonly else b"READ-WRITE"
+    return Reply(f"{command.name} completed", code)
+
+
+async def _first_unseen(view: SelectedView, counts: MailboxStatus) -> int | None:
+    """Sequence number of the first message without \\Seen (only looked for when any)."""
+    if counts.unseen == 0 or not view.uids:
+        return None
+    metas = await resolve(view.mailbox.fetch(view.uids))
+    for meta in metas:
+        if "\\Seen" not in meta.flags:
+            return view.seq_of(meta.uid)
+    return None
+
+
+async def close(session: IMAPServerProtocol, command: Command) -> Reply:
+    """Expunge silently (unless read-only), then leave the selected state."""
+    if command.args:
+        raise Bad("CLOSE takes no arguments")
+    view = session.selected
+    assert view is not None
+    if not view.readonly:
+        await resolve(view.mailbox.expunge(None, session))
+    session.deselect()
+    return Reply()
+
+
+async def unselect(session: IMAPServerProtocol, command: Command) -> Reply:
+    if command.args:
+        raise Bad("UNSELECT takes no arguments")
+    session.deselect()
+    return Reply()
+
+
+async def check(session: IMAPServerProtocol, command: Command) -> Reply:
+    if command.args:
+        raise Bad("CHECK takes no arguments")
+    return Reply()
+
+
+SPECS = (
+    CommandSpec("SELECT", select, AUTH),
+    CommandSpec("EXAMINE", examine, AUTH),
+    CommandSpec("CLOSE", close, SELECTED),
+    CommandSpec("UNSELECT", unselect, SELECTED),
+    CommandSpec("CHECK", check, SELECTED),
+)

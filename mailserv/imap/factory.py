@@ -1,0 +1,48 @@
+"""The factory an application listens with: ``IMAPServerFactory(portal)`` is all it takes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.cred.portal import Portal
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import ServerFactory
+from twisted.internet.ssl import CertificateOptions
+
+from mailserv.auth.throttle import LoginThrottle
+from mailserv.imap.commands import command_table
+from mailserv.imap.server import IMAPServerProtocol
+from mailserv.imap.settings import ServerSettings
+
+
+class IMAPServerFactory(ServerFactory):
+    """Builds one protocol per connection; all connections share the portal and limits.
+
+    ``tls`` enables STARTTLS.  For implicit TLS (port 993) wrap this factory in TLS at the
+    endpoint; the protocol notices it is already secure.
+    """
+
+    def __init__(
+        self,
+        portal: Portal,
+        settings: ServerSettings | None = None,
+        tls: CertificateOptions | None = None,
+        throttle: LoginThrottle | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor  # type: ignore[assignment]
+        assert clock is not None
+        self.portal = portal
+        self.settings = settings or ServerSettings()
+        self.tls = tls
+        self.clock = clock
+        self.throttle = throttle or LoginThrottle(clock)
+        self.commands = command_table()
+
+    def buildProtocol(self, addr: Any) -> IMAPServerProtocol:
+        protocol = IMAPServerProtocol(self)
+        protocol.factory = self
+        return protocol

@@ -1,0 +1,120 @@
+"""FETCH responses: precomputed ENVELOPE/BODYSTRUCTURE bytes, sections cut by offset.
+
+The items are compiled once per command into renderers; per message the work is a few
+byte joins, and message content is read only when an item needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from mailserv.imap import encode
+from mailserv.imap.asyncutil import resolve
+from mailserv.imap.fetchatt import BodySection, FetchItem, Simple, needs_content, sets_seen
+from mailserv.imap.replies import Bad
+from mailserv.interfaces import MessageMeta
+from mailserv.message.sections import section_bytes
+
+if TYPE_CHECKING:
+    from mailserv.imap.server import IMAPServerProtocol
+    from mailserv.imap.view import SelectedView
+
+Renderer = Callable[[MessageMeta, bytes], bytes]
+
+_META_BATCH = 5000
+_CONTENT_BATCH = 100
+
+
+def _compile(view: SelectedView, item: FetchItem) -> Renderer:
+    if isinstance(item, BodySection):
+        return _section_renderer(item)
+    name = item.name
+    if name == "UID":
+        return lambda m, raw: b"UID %d" % m.uid
+    if name == "FLAGS":
+        return lambda m, raw: b"FLAGS " + view.flags_with_recent(m.uid, m.flags)
+    if name == "INTERNALDATE":
+        return lambda m, raw: b"INTERNALDATE " + encode.internaldate(m.internaldate)
+    if name == "RFC822.SIZE":
+        return lambda m, raw: b"RFC822.SIZE %d" % m.size
+    if name == "ENVELOPE":
+        return lambda m, raw: b"ENVELOPE " + m.info.envelope
+    if name == "BODY":
+        return lambda m, raw: b"BODY " + m.info.body
+    if name == "BODYSTRUCTURE":
+        return lambda m, raw: b"BODYSTRUCTURE " + m.info.bodystructure
+    if name == "MODSEQ":
+        return lambda m, raw: b"MODSEQ (%d)" % m.modseq
+    if name == "RFC822":
+        return lambda m, raw: b"RFC822 " + encode.literal(raw)
+    if name == "RFC822.HEADER":
+        return lambda m, raw: b"RFC822.HEADER " + encode.literal(
+            section_bytes(raw, m.info, (), "HEADER")
+        )
+    if name == "RFC822.TEXT":
+        return lambda m, raw: b"RFC822.TEXT " + encode.literal(
+            section_bytes(raw, m.info, (), "TEXT")
+        )
+    raise Bad(f"Unsupported FETCH item {name}")
+
+
+def _section_renderer(item: BodySection) -> Renderer:
+    if item.binary:
+        raise Bad("BINARY is not supported")
+    label = item.label()
+    part, text, fields, partial = item.part, item.text, item.fields, item.partial
+
+    def render(m: MessageMeta, raw: bytes) -> bytes:
+        data = section_bytes(raw, m.info, part, text, fields)
+        if partial is not None:
+            origin, count = partial
+            data = data[origin : origin + count]
+        return label + b" " + encode.literal(data)
+
+    return render
+
+
+async def fetch(
+    session: IMAPServerProtocol, view: SelectedView, uids: Sequence[int], items: list[FetchItem],
+    uid_mode: bool,
+) -> None:
+    """Write ``* n FETCH`` for each UID still in the mailbox."""
+    if uid_mode and not any(isinstance(i, Simple) and i.name == "UID" for i in items):
+        items = [Simple("UID"), *items]
+    renderers = [_compile(view, item) for item in items]
+    flags_renderer = _compile(view, Simple("FLAGS"))
+    wants_flags = any(isinstance(i, Simple) and i.name == "FLAGS" for i in items)
+    content = needs_content(items)
+    newly_seen = await _mark_seen(session, view, uids) if sets_seen(items) else set()
+    mailbox = view.mailbox
+    batch = _CONTENT_BATCH if content else _META_BATCH
+    for start in range(0, len(uids), batch):
+        metas: Sequence[MessageMeta] = await resolve(mailbox.fetch(uids[start : start + batch]))
+        out = []
+        for meta in metas:
+            seq = view.seq_of(meta.uid)
+            if seq is None:
+                continue
+            raw = b""
+            if content:
+                try:
+                    raw = await resolve(mailbox.content(meta.uid))
+                except KeyError:
+                    continue
+            parts = [render(meta, raw) for render in renderers]
+            if meta.uid in newly_seen and not wants_flags:
+                parts.append(flags_renderer(meta, raw))
+            out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
+        session.write(b"".join(out))
+        await session.drain()
+
+
+async def _mark_seen(
+    session: IMAPServerProtocol, view: SelectedView, uids: Sequence[int]
+) -> set[int]:
+    """BODY[...] without PEEK sets \\Seen (RFC 3501 6.4.5); the UIDs that changed."""
+    if view.readonly or not uids:
+        return set()
+    result = await resolve(view.mailbox.store(uids, "add", frozenset({"\\Seen"}), session))
+    return {change.uid for change in result.changed}

@@ -1,0 +1,42 @@
+"""How a command handler ends: a Reply for OK, or raise No / Bad."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A tagged OK; ``code`` is a response code without brackets, e.g. ``b"READ-WRITE"``."""
+
+    text: str = ""
+    code: bytes | None = None
+    sent: bool = False
+    """The handler wrote the tagged line itself (STARTTLS must, before the handshake)."""
+
+
+class CommandFailure(Exception):
+    """A tagged NO or BAD with an optional response code."""
+
+    status = b"NO"
+
+    def __init__(self, text: str, code: bytes | str | None = None) -> None:
+        super().__init__(text)
+        self.text = text
+        self.code = code.encode("ascii") if isinstance(code, str) else code
+
+
+class No(CommandFailure):
+    status = b"NO"
+
+
+class Bad(CommandFailure):
+    status = b"BAD"
+
+
+def tagged(tag: bytes, status: bytes, text: str, code: bytes | None = None) -> bytes:
+    """One tagged (or ``*``) status line, CRLF included; the text never carries CR/LF."""
+    clean = text.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
+    if code:
+        return tag + b" " + status + b" [" + code + b"] " + clean + b"\r\n"
+    return tag + b" " + status + b" " + clean + b"\r\n"

@@ -1,0 +1,357 @@
+"""The IMAP server protocol: frames input, runs commands in order, writes responses.
+
+Commands are parsed as soon as they arrive (so a synchronizing literal gets its ``+`` at
+once) and run one at a time, in order, each to its tagged reply: pipelined commands are
+answered in order even when the backend answers late.  Untagged updates from other
+sessions are flushed when a command ends, or at once while IDLE.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from mailserv import errors
+from mailserv.imap import capabilities
+from mailserv.imap.commands import CommandSpec, State
+from mailserv.imap.parser import (
+    CommandFramer,
+    ContinueLiteral,
+    Frame,
+    FrameError,
+    Line,
+    ParseError,
+    parse_command,
+)
+from mailserv.imap.replies import Bad, CommandFailure, No, Reply, tagged
+from mailserv.imap.tokens import Command
+
+if TYPE_CHECKING:
+    from mailserv.imap.factory import IMAPServerFactory
+    from mailserv.imap.view import SelectedView
+    from mailserv.interfaces import IAccount
+
+_log = Logger()
+
+_BACKEND_TEXT = {
+    errors.MailboxNotFound: "No such mailbox",
+    errors.MailboxExists: "Mailbox already exists",
+    errors.MailboxHasChildren: "Mailbox has inferior hierarchical names",
+    errors.MailboxNotSelectable: "Mailbox cannot be selected",
+    errors.InvalidMailboxName: "Invalid mailbox name",
+    errors.ReadOnlyMailbox: "Mailbox is read-only",
+    errors.MessageTooLarge: "Message too large",
+    errors.QuotaExceeded: "Quota exceeded",
+    errors.BackendUnavailable: "Mail store unavailable, try again later",
+}
+
+
+@implementer(IPushProducer)
+class IMAPServerProtocol(Protocol, TimeoutMixin):
+    """One client connection."""
+
+    def __init__(self, factory: IMAPServerFactory) -> None:
+        self.factory = factory
+        self.settings = factory.settings
+        s = self.settings
+        self.framer = CommandFramer(s.max_line, s.max_literal, s.max_command_size, s.max_literal_plus)
+        self.state = State.NOT_AUTHENTICATED
+        self.account: IAccount | None = None
+        self.username: str | None = None
+        self.selected: SelectedView | None = None
+        self.enabled: set[str] = set()
+        self.auth_failures = 0
+        self._logout: Callable[[], object] | None = None
+        self._queue: deque[Command | FrameError | ParseError] = deque()
+        self._running = False
+        self._reading_paused = False
+        self._line_waiter: defer.Deferred[bytes] | None = None
+        self._write_paused = False
+        self._drain_waiters: list[defer.Deferred[None]] = []
+        self._tls_started = False
+        self.idling = False
+        self.closing = False
+        """Set by LOGOUT: close once the tagged OK is out."""
+
+    # -- connection ---------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self.setTimeout(self.settings.preauth_timeout)
+        caps = b" ".join(capabilities.for_session(self))
+        self.write(b"* OK [CAPABILITY " + caps + b"] mailserv ready\r\n")
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        self.setTimeout(None)
+        self.state = State.LOGOUT
+        self._queue.clear()
+        if self._line_waiter is not None:
+            waiter, self._line_waiter = self._line_waiter, None
+            waiter.errback(Failure(ConnectionError("connection lost")))
+        self._release_drain_waiters()
+        if self.selected is not None:
+            self.selected.close()
+            self.selected = None
+        if self._logout is not None:
+            logout, self._logout = self._logout, None
+            try:
+                logout()
+            except Exception:
+                _log.failure("Error while logging out {user}", user=self.username)
+
+    def timeoutConnection(self) -> None:
+        self.write(b"* BYE Autologout; idle for too long\r\n")
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    @property
+    def secure(self) -> bool:
+        """Whether the connection is encrypted (implicit TLS or after STARTTLS)."""
+        return self._tls_started or ISSLTransport.providedBy(self.transport)
+
+    @property
+    def loopback(self) -> bool:
+        host = getattr(self.transport.getPeer(), "host", None)  # type: ignore[union-attr]
+        try:
+            return host is not None and ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def peer(self) -> str:
+        return str(getattr(self.transport.getPeer(), "host", "unknown"))  # type: ignore[union-attr]
+
+    @property
+    def plaintext_auth_allowed(self) -> bool:
+        return self.secure or self.loopback or self.settings.allow_plaintext_auth
+
+    # -- output -------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def pauseProducing(self) -> None:
+        self._write_paused = True
+
+    def resumeProducing(self) -> None:
+        self._write_paused = False
+        self._release_drain_waiters()
+
+    def stopProducing(self) -> None:
+        self._release_drain_waiters()
+
+    def _release_drain_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    async def drain(self) -> None:
+        """Wait while the client is slower than we write (large FETCH responses)."""
+        while self._write_paused and self.state is not State.LOGOUT:
+            waiter: defer.Deferred[None] = defer.Deferred()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    # -- input --------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        self.framer.feed(data)
+        self._pump()
+
+    def _pump(self) -> None:
+        while not self._reading_paused and self.state is not State.LOGOUT:
+            event = self.framer.next_event()
+            if event is None:
+                return
+            if isinstance(event, Line):
+                self._deliver_line(event.raw)
+            elif isinstance(event, ContinueLiteral):
+                self.write(b"+ Ready for literal data\r\n")
+            elif isinstance(event, FrameError):
+                if event.fatal:
+                    self._fatal(event)
+                    return
+                self._enqueue(event)
+            elif isinstance(event, Frame):
+                self._take_frame(event.raw)
+
+    def _take_frame(self, raw: bytes) -> None:
+        try:
+            command: Command | ParseError = parse_command(raw)
+        except ParseError as exc:
+            command = exc
+        if isinstance(command, Command):
+            spec = self.factory.commands.get(command.name)
+            if spec is not None and spec.exclusive:
+                self._reading_paused = True
+        self._enqueue(command)
+
+    def _enqueue(self, item: Command | FrameError | ParseError) -> None:
+        if len(self._queue) >= self.settings.max_pipelined:
+            self.write(b"* BYE Too many commands in flight\r\n")
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            self.state = State.LOGOUT
+            return
+        self._queue.append(item)
+        if not self._running:
+            self._run_queue()
+
+    def _fatal(self, event: FrameError) -> None:
+        if event.tag:
+            self.write(tagged(event.tag.encode(), b"BAD", event.text, _code(event.code)))
+        self.write(b"* BYE " + event.text.encode("utf-8", "replace") + b"\r\n")
+        self.transport.loseConnection()  # type: ignore[union-attr]
+        self.state = State.LOGOUT
+
+    def _deliver_line(self, raw: bytes) -> None:
+        if self._line_waiter is not None:
+            waiter, self._line_waiter = self._line_waiter, None
+            waiter.callback(raw)
+        else:
+            self.write(b"* BAD Unexpected continuation line\r\n")
+
+    async def read_line(self) -> bytes:
+        """The next raw line from the client (for IDLE's DONE and SASL responses)."""
+        self.framer.set_line_mode(True)
+        self._line_waiter = defer.Deferred()
+        waiter = self._line_waiter
+        self._reading_paused = False
+        self._pump()
+        try:
+            return await waiter
+        finally:
+            self._reading_paused = True
+            self.framer.set_line_mode(False)
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    def _run_queue(self) -> None:
+        self._running = True
+        d = defer.Deferred.fromCoroutine(self._drain_queue())
+        d.addErrback(lambda f: _log.failure("Command loop failed", f))
+
+    async def _drain_queue(self) -> None:
+        try:
+            while self._queue and self.state is not State.LOGOUT:
+                item = self._queue.popleft()
+                await self._execute(item)
+        finally:
+            self._running = False
+        if self._reading_paused and self.state is not State.LOGOUT:
+            self._reading_paused = False
+            self._pump()
+
+    async def _execute(self, item: Command | FrameError | ParseError) -> None:
+        if isinstance(item, FrameError):
+            tag = item.tag.encode() if item.tag else b"*"
+            status = b"NO" if item.code == "TOOBIG" else b"BAD"
+            self.write(tagged(tag, status, item.text, _code(item.code)))
+            return
+        if isinstance(item, ParseError):
+            tag = item.tag.encode() if item.tag else b"*"
+            self.write(tagged(tag, b"BAD", item.text))
+            return
+        tag = item.tag.encode()
+        spec = self.factory.commands.get(item.name)
+        if spec is None:
+            self.write(tagged(tag, b"BAD", f"Unknown command {item.name[:40]}"))
+            return
+        if self.state not in spec.states:
+            self.write(tagged(tag, b"BAD", f"{item.name} not allowed in {self.state.value} state"))
+            return
+        if item.uid and not spec.uid:
+            self.write(tagged(tag, b"BAD", f"UID {item.name} is not a command"))
+            return
+        await self._run_handler(tag, spec, item)
+
+    async def _run_handler(self, tag: bytes, spec: CommandSpec, command: Command) -> None:
+        try:
+            reply = await spec.handler(self, command) or Reply()
+        except CommandFailure as exc:
+            await self._flush(spec, command)
+            self._finish(tagged(tag, exc.status, exc.text, exc.code))
+            return
+        except ParseError as exc:
+            self._finish(tagged(tag, b"BAD", exc.text))
+            return
+        except errors.BackendError as exc:
+            await self._flush(spec, command)
+            text = str(exc) or _BACKEND_TEXT.get(type(exc), "Operation failed")
+            self._finish(tagged(tag, b"NO", text, _code(exc.code)))
+            return
+        except Exception:
+            _log.failure("Command {name} failed for {user}", name=command.name, user=self.username)
+            self._finish(tagged(tag, b"NO", "Internal server error, logged", b"SERVERBUG"))
+            return
+        if reply.sent:
+            return
+        await self._flush(spec, command)
+        text = reply.text or f"{'UID ' if command.uid else ''}{command.name} completed"
+        self._finish(tagged(tag, b"OK", text, reply.code))
+
+    def _finish(self, line: bytes) -> None:
+        if self.state is State.LOGOUT and not self.closing:
+            return
+        self.write(line)
+        if self.closing:
+            self.end()
+
+    async def _flush(self, spec: CommandSpec, command: Command) -> None:
+        if self.selected is not None and self.state is State.SELECTED:
+            await self.selected.flush(expunges=spec.expunge_ok or command.uid)
+
+    # -- state changes used by handlers -------------------------------------------------
+
+    def logged_in(self, username: str, account: IAccount, logout: Callable[[], object]) -> None:
+        self.username = username
+        self.account = account
+        self._logout = logout
+        self.state = State.AUTHENTICATED
+        self.setTimeout(self.settings.idle_timeout)
+
+    def start_tls(self) -> None:
+        """Switch to TLS after the tagged OK; anything the client pipelined is dropped."""
+        self.framer.discard_buffer()
+        self.transport.startTLS(self.factory.tls)  # type: ignore[union-attr]
+        self._tls_started = True
+
+    def end(self) -> None:
+        """Stop reading, drop queued commands, close after what is written."""
+        self.state = State.LOGOUT
+        self._queue.clear()
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def disconnect(self, text: str) -> None:
+        """Say BYE now; the connection closes after the running command's tagged reply."""
+        self.write(b"* BYE " + text.encode("utf-8", "replace") + b"\r\n")
+        self.closing = True
+
+    def deselect(self) -> None:
+        if self.selected is not None:
+            self.selected.close()
+            self.selected = None
+        if self.state is State.SELECTED:
+            self.state = State.AUTHENTICATED
+
+    def select(self, view: SelectedView) -> None:
+        self.deselect()
+        self.selected = view
+        self.state = State.SELECTED
+
+
+def _code(code: str | None) -> bytes | None:
+    return code.encode("ascii") if code else None
+
+
+__all__ = ["Bad", "IMAPServerProtocol", "No", "Reply"]
