@@ -1,0 +1,1 @@
+"""Administration commands (the ``mailserv`` console script)."""

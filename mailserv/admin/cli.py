@@ -1,0 +1,226 @@
+"""The ``mailserv`` command: manage the users of the passwd-file.
+
+Edits reach a running server at once (it re-reads the file when it changes).  Exit status:
+0 success, 1 the operation failed (unknown user, file error...), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import tomllib
+from collections.abc import Callable
+from typing import TextIO
+
+from mailserv.auth.passwd import InvalidUsername, PasswdError, PasswdFile, check_username
+from mailserv.auth.schemes import hash_password
+
+DEFAULT_DATA_DIR = "imapserv-data"
+PASSWD_NAME = "passwd"
+DIR_MODE = 0o700
+MAX_PASSWORD_BYTES = 4096
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A failure to report on stderr, with the exit status to use."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _location_options() -> argparse.ArgumentParser:
+    """Options accepted both before and after the sub-command (``mailserv user add --data-dir``)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help=f"data directory; the users are in DIR/{PASSWD_NAME} (default ./{DEFAULT_DATA_DIR})",
+    )
+    common.add_argument(
+        "--passwd-file",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="the passwd-file itself (overrides --data-dir)",
+    )
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="TOML file with 'data-dir' and/or 'passwd-file' keys (command-line options win)",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _location_options()
+    parser = argparse.ArgumentParser(
+        prog="mailserv", description="Administer a mailserv installation.", parents=[common]
+    )
+    areas = parser.add_subparsers(dest="area", metavar="COMMAND", required=True)
+    user = areas.add_parser("user", help="manage users", parents=[common])
+    actions = user.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    add = actions.add_parser("add", help="create a user", parents=[common])
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.set_defaults(handler=_user_add)
+
+    passwd = actions.add_parser("passwd", help="set a user's password", parents=[common])
+    passwd.add_argument("name")
+    passwd.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    passwd.set_defaults(handler=_user_passwd)
+
+    delete = actions.add_parser("del", help="delete a user", parents=[common])
+    delete.add_argument("name")
+    delete.set_defaults(handler=_user_del)
+
+    listing = actions.add_parser("list", help="list the users", parents=[common])
+    listing.set_defaults(handler=_user_list)
+    return parser
+
+
+def resolve_passwd_path(args: argparse.Namespace) -> str:
+    """Where the passwd-file is: options first, then the config file, then the default.
+
+    Relative paths in the config file are taken from the config file's directory.
+    """
+    if getattr(args, "passwd_file", None):
+        return str(args.passwd_file)
+    if getattr(args, "data_dir", None):
+        return os.path.join(args.data_dir, PASSWD_NAME)
+    config_path = getattr(args, "config", None)
+    if config_path:
+        config = _read_config(config_path)
+        base = os.path.dirname(os.path.abspath(config_path))
+        if "passwd-file" in config:
+            return os.path.join(base, _config_str(config, "passwd-file"))
+        if "data-dir" in config:
+            return os.path.join(base, _config_str(config, "data-dir"), PASSWD_NAME)
+    return os.path.join(DEFAULT_DATA_DIR, PASSWD_NAME)
+
+
+def _read_config(path: str) -> dict[str, object]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise CommandError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise CommandError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _config_str(config: dict[str, object], key: str) -> str:
+    value = config[key]
+    if not isinstance(value, str) or not value:
+        raise CommandError(f"config key {key!r} must be a non-empty string")
+    return value
+
+
+def _open_passwd(args: argparse.Namespace, *, create: bool) -> PasswdFile:
+    path = resolve_passwd_path(args)
+    directory = os.path.dirname(path) or "."
+    if create:
+        try:
+            os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+            if not os.path.exists(path):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.close(fd)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise CommandError(f"cannot create {path}: {exc.strerror}") from exc
+    elif not os.path.exists(path):
+        raise CommandError(f"passwd-file {path} does not exist")
+    return PasswdFile(path)
+
+
+def _password(args: argparse.Namespace, stdin: TextIO) -> bytes:
+    if args.password_stdin:
+        raw = stdin.buffer if hasattr(stdin, "buffer") else None
+        if raw is not None:
+            line = raw.readline(MAX_PASSWORD_BYTES + 3).decode("utf-8", "surrogateescape")
+        else:
+            line = stdin.readline(MAX_PASSWORD_BYTES + 3)
+        password = line.removesuffix("\n").removesuffix("\r")
+    else:
+        if not stdin.isatty():
+            raise CommandError("no terminal to ask for the password; use --password-stdin")
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password (again): ") != password:
+            raise CommandError("the passwords do not match")
+    if not password:
+        raise CommandError("the password is empty")
+    encoded = password.encode("utf-8", "surrogateescape")
+    if len(encoded) > MAX_PASSWORD_BYTES:
+        raise CommandError("password too long")
+    return encoded
+
+
+def _user_add(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    check_username(args.name)
+    passwd = _open_passwd(args, create=True)
+    if passwd.lookup(args.name) is not None:
+        raise CommandError(f"user {args.name!r} already exists")
+    passwd.add_user(args.name, hash_password(_password(args, stdin)))
+    out.write(f"user {args.name} added\n")
+
+
+def _user_passwd(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    check_username(args.name)
+    passwd = _open_passwd(args, create=False)
+    if passwd.lookup(args.name) is None:
+        raise CommandError(f"no user {args.name!r}")
+    passwd.set_password(args.name, hash_password(_password(args, stdin)))
+    out.write(f"password of {args.name} changed\n")
+
+
+def _user_del(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    check_username(args.name)
+    _open_passwd(args, create=False).remove_user(args.name)
+    out.write(f"user {args.name} deleted\n")
+
+
+def _user_list(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    path = resolve_passwd_path(args)
+    if not os.path.exists(path):
+        return  # no file yet: no users
+    out.writelines(name + "\n" for name in _open_passwd(args, create=False).users())
+
+
+Handler = Callable[[argparse.Namespace, TextIO, TextIO], None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or a usage error, already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    handler: Handler = args.handler
+    try:
+        handler(args, sys.stdout, sys.stdin)
+    except InvalidUsername as exc:
+        sys.stderr.write(f"mailserv: invalid user name: {exc}\n")
+        return EXIT_USAGE
+    except (CommandError, PasswdError) as exc:
+        sys.stderr.write(f"mailserv: {exc}\n")
+        return exc.status if isinstance(exc, CommandError) else EXIT_FAILURE
+    except OSError as exc:
+        name = exc.filename or ""
+        sys.stderr.write(f"mailserv: {name}{': ' if name else ''}{exc.strerror or exc}\n")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        sys.stderr.write("mailserv: interrupted\n")
+        return EXIT_FAILURE
+    return EXIT_OK
