@@ -1,0 +1,262 @@
+"""The effective configuration: defaults, then a TOML file, then the command line.
+
+A TOML file uses the long option names as keys (``data-dir``, ``imap = [...]``,
+``[backend-option]``, ...) plus a ``[limits]`` table keyed by ``ServerSettings`` field names,
+so one vocabulary serves both.  Lists replace what a lower layer said; the two tables merge
+key by key.  Relative paths in a file are taken from the file's directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from mailserv.imap.settings import ServerSettings
+
+__all__ = [
+    "DEFAULT_BACKEND",
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_IMAP",
+    "DEFAULT_IMAPS",
+    "Config",
+    "ConfigError",
+    "load_config",
+    "parse_assignment",
+    "parse_limit",
+    "read_toml",
+]
+
+DEFAULT_DATA_DIR = "imapserv-data"
+DEFAULT_IMAP = ("tcp:1143:interface=127.0.0.1",)
+DEFAULT_IMAPS = ("ssl:1993:interface=127.0.0.1",)
+DEFAULT_BACKEND = "memory"
+
+LimitValue = int | float | bool
+
+_LIMIT_TYPES: Mapping[str, type] = typing.get_type_hints(ServerSettings)
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the text names the source and the key."""
+
+
+def _empty() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything ``makeService`` needs; build one directly to embed or test."""
+
+    data_dir: str = DEFAULT_DATA_DIR
+    imap: tuple[str, ...] = DEFAULT_IMAP
+    imaps: tuple[str, ...] = DEFAULT_IMAPS
+    backend: str = DEFAULT_BACKEND
+    backend_options: Mapping[str, str] = field(default_factory=_empty)
+    passwd_file: str | None = None
+    """None means ``<data-dir>/passwd``."""
+    tls_cert: str | None = None
+    """With ``tls_key``: the certificate (chain) to serve; None generates one in the data dir."""
+    tls_key: str | None = None
+    settings: ServerSettings = field(default_factory=ServerSettings)
+
+    @property
+    def passwd_path(self) -> str:
+        return self.passwd_file or os.path.join(self.data_dir, "passwd")
+
+
+def load_config(command_line: Mapping[str, object], config_file: str | None = None) -> Config:
+    """Defaults, then ``config_file`` (if any), then ``command_line`` (TOML-shaped keys)."""
+    layers = []
+    if config_file is not None:
+        layers.append(_Layer.parse(read_toml(config_file), config_file, config_file))
+    layers.append(_Layer.parse(command_line, "command line", None))
+    return _merge(layers)
+
+
+def read_toml(path: str) -> dict[str, object]:
+    """The raw table of a configuration file; ConfigError says why it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+
+
+def parse_assignment(text: str, what: str) -> tuple[str, str]:
+    """Split ``KEY=VALUE`` (the value may contain ``=``); ``what`` names the option."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"{what} expects KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def parse_limit(text: str) -> tuple[str, LimitValue]:
+    """``NAME=VALUE`` for ``--limit``: NAME a ServerSettings field, VALUE typed by it."""
+    name, value = parse_assignment(text, "--limit")
+    return name, _check_limit(name, value, "--limit")
+
+
+def _check_limit(name: str, value: object, source: str) -> LimitValue:
+    kind = _LIMIT_TYPES.get(name)
+    if kind is None:
+        raise ConfigError(
+            f"{source}: unknown limit {name!r} (known: {', '.join(sorted(_LIMIT_TYPES))})"
+        )
+    if isinstance(value, str):
+        value = _parse_scalar(value.strip(), kind, f"{source}: limit {name}")
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: limit {name} must be true or false, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{source}: limit {name} must be a {kind.__name__}, got {value!r}")
+    if kind is int and not isinstance(value, int):
+        raise ConfigError(f"{source}: limit {name} must be a whole number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{source}: limit {name} must be a finite number >= 0, got {value!r}")
+    return value if kind is int else float(value)
+
+
+def _parse_scalar(text: str, kind: type, what: str) -> LimitValue:
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in _TRUE or lowered in _FALSE:
+            return lowered in _TRUE
+        raise ConfigError(f"{what} must be true or false, got {text!r}")
+    try:
+        return int(text) if kind is int else float(text)
+    except ValueError:
+        raise ConfigError(f"{what} must be a {kind.__name__}, got {text!r}") from None
+
+
+@dataclass
+class _Layer:
+    """One source's say, checked and in Config terms; what it does not mention is absent."""
+
+    fields: dict[str, object]
+    backend_options: dict[str, str]
+    limits: dict[str, LimitValue]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, object], source: str, path: str | None) -> _Layer:
+        base = os.path.dirname(os.path.abspath(path)) if path is not None else None
+        layer = cls({}, {}, {})
+        for key, value in raw.items():
+            handler = _KEYS.get(key)
+            if handler is None:
+                known = ", ".join(sorted(_KEYS))
+                raise ConfigError(f"{source}: unknown key {key!r} (known: {known})")
+            handler(layer, key, value, _Context(source, base))
+        for name in ("imap", "imaps"):
+            if raw.get(f"no-{name}") and raw.get(name):
+                raise ConfigError(f"{source}: {name} and no-{name} together")
+        return layer
+
+
+@dataclass(frozen=True)
+class _Context:
+    source: str
+    base: str | None
+
+    def fail(self, key: str, what: str, value: object) -> ConfigError:
+        return ConfigError(f"{self.source}: {key} must be {what}, got {value!r}")
+
+    def path(self, key: str, value: object) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, "a non-empty path", value)
+        return os.path.join(self.base, value) if self.base is not None else value
+
+
+def _path_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    layer.fields[key.replace("-", "_")] = ctx.path(key, value)
+
+
+def _backend_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    if not isinstance(value, str) or not value:
+        raise ctx.fail(key, "a backend name", value)
+    layer.fields["backend"] = value
+
+
+def _endpoints_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ctx.fail(key, "a list of endpoint strings", value)
+    layer.fields[key] = tuple(value)
+
+
+def _no_endpoints_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    if not isinstance(value, bool):
+        raise ctx.fail(key, "true or false", value)
+    if value:
+        layer.fields[key.removeprefix("no-")] = ()
+
+
+def _plaintext_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    if not isinstance(value, bool):
+        raise ctx.fail(key, "true or false", value)
+    layer.limits["allow_plaintext_auth"] = value
+
+
+def _backend_options_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    if not isinstance(value, Mapping):
+        raise ctx.fail(key, "a table of KEY = VALUE", value)
+    for name, option in value.items():
+        if isinstance(option, bool):
+            option = "true" if option else "false"
+        elif isinstance(option, int | float):
+            option = str(option)
+        if not isinstance(option, str):
+            raise ctx.fail(f"{key}.{name}", "a string, number or boolean", option)
+        layer.backend_options[str(name)] = option
+
+
+def _limits_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    if not isinstance(value, Mapping):
+        raise ctx.fail(key, "a table of ServerSettings fields", value)
+    for name, limit in value.items():
+        layer.limits[str(name)] = _check_limit(str(name), limit, ctx.source)
+
+
+_KEYS: Mapping[str, Callable[[_Layer, str, object, _Context], None]] = {
+    "data-dir": _path_key,
+    "passwd-file": _path_key,
+    "tls-cert": _path_key,
+    "tls-key": _path_key,
+    "backend": _backend_key,
+    "imap": _endpoints_key,
+    "imaps": _endpoints_key,
+    "no-imap": _no_endpoints_key,
+    "no-imaps": _no_endpoints_key,
+    "allow-plaintext-auth": _plaintext_key,
+    "backend-option": _backend_options_key,
+    "limits": _limits_key,
+}
+
+
+def _merge(layers: list[_Layer]) -> Config:
+    fields: dict[str, object] = {}
+    backend_options: dict[str, str] = {}
+    limits: dict[str, LimitValue] = {}
+    for layer in layers:
+        fields.update(layer.fields)
+        backend_options.update(layer.backend_options)
+        limits.update(layer.limits)
+    if (fields.get("tls_cert") is None) != (fields.get("tls_key") is None):
+        raise ConfigError("tls-cert and tls-key go together: give both or neither")
+    settings = dataclasses.replace(ServerSettings(), **limits)  # type: ignore[arg-type]
+    return Config(
+        backend_options=MappingProxyType(backend_options),
+        settings=settings,
+        **fields,  # type: ignore[arg-type]
+    )
