@@ -8,14 +8,20 @@ import pytest
 from test_search_support import Ctx, meta, run, toks
 
 from mailserv.imap.search import (
+    RECENT,
     And,
     Contains,
     HasFlag,
+    InSet,
+    Not,
     SearchProgram,
     StringField,
+    UidIn,
+    bind,
     evaluate,
     needs_content,
     parse_search,
+    walk,
 )
 from mailserv.interfaces import MessageMeta
 
@@ -317,3 +323,24 @@ def test_hand_built_tree_and_real_await() -> None:
         assert results == []
         clock.advance(1)
     assert results == [[1, 3]]
+
+
+def test_bind_for_backends(box: list[MessageMeta]) -> None:
+    """bind() removes session-relative keys; the bound tree answers the same."""
+    uids = [2, 4, 5, 9, 12]
+    recent = frozenset({4, 5})
+    program = parse_search(toks("OR", "2:3", "NEW", "NOT", ["OLD", "*"], "UID", "1:*"))
+    bound = bind(program.key, uids, recent)
+    assert not any(isinstance(node, InSet) and not node.uid for node in walk(bound))
+    assert not any(
+        isinstance(node, HasFlag) and node.flag == RECENT for node in walk(bound)
+    )
+    assert UidIn(frozenset({4, 5})) in walk(bound)
+    ctx = Ctx(uids, recent=recent)
+    expected = run(program, box, ctx)
+    assert expected == [4, 5]
+    # the bound tree needs no \\Recent from the session (UID "*" still needs the UIDs)
+    assert run(SearchProgram(bound), box, Ctx(uids)) == expected
+    assert bind(HasFlag("\\Seen"), uids, recent) == HasFlag("\\Seen")
+    assert bind(parse_search(toks("OLD")).key, uids, recent) == Not(UidIn(recent))
+    assert bind(parse_search(toks("9")).key, uids, recent) == UidIn(frozenset())

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from mailserv.imap.parser import ParseError
-from test_search_support import toks
+from test_search_support import ParseError, toks
 
 from mailserv.imap.search import (
     RECENT,

@@ -173,6 +173,8 @@ if not _have("mailserv.imap.sequence"):
 if not _have("mailserv.message.text"):
     _install_text()
 
+from mailserv.imap.parser import ParseError
+
 from mailserv.imap.search import SearchProgram, evaluate
 from mailserv.interfaces import MessageMeta
 from mailserv.message.info import MessageInfo, Part
@@ -244,4 +246,13 @@ def toks(*items: object) -> tuple[Token, ...]:
     return tuple(out)
 
 
-__all__ = ["UTC", "Ctx", "info", "meta", "run", "timedelta", "toks"]
+__all__ = [
+    "UTC",
+    "Ctx",
+    "ParseError",
+    "info",
+    "meta",
+    "run",
+    "timedelta",
+    "toks",
+]

@@ -22,6 +22,9 @@ from mailserv.imap.search.keys import (
     SearchProgram,
     SizeCompare,
     StringField,
+    UidIn,
+    bind,
+    sequence_uids,
     uses_modseq,
     walk,
 )
@@ -47,9 +50,12 @@ __all__ = [
     "SearchProgram",
     "SizeCompare",
     "StringField",
+    "UidIn",
+    "bind",
     "evaluate",
     "needs_content",
     "parse_search",
+    "sequence_uids",
     "uses_modseq",
     "walk",
 ]

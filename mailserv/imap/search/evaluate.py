@@ -33,6 +33,8 @@ from mailserv.imap.search.keys import (
     SearchProgram,
     SizeCompare,
     StringField,
+    UidIn,
+    sequence_uids,
     walk,
 )
 from mailserv.imap.sequence import uids_in
@@ -155,6 +157,9 @@ def _compile(key: SearchKey, ctx: SearchContext) -> _Plan:
     if isinstance(key, InSet):
         members = _members(key, ctx.uids)
         return _Plan(_COST_META, lambda meta: meta.uid in members)
+    if isinstance(key, UidIn):
+        chosen = key.uids
+        return _Plan(_COST_META, lambda meta: meta.uid in chosen)
     if isinstance(key, ModSeqAtLeast):
         least = key.modseq
         return _Plan(_COST_META, lambda meta: meta.modseq >= least)
@@ -204,14 +209,11 @@ def _size(key: SizeCompare) -> Check:
 
 
 def _members(key: InSet, uids: Sequence[int]) -> AbstractSet[int]:
+    if not key.uid:
+        return sequence_uids(key.set, uids)
     if not uids:
         return frozenset()
-    if key.uid:
-        return frozenset(uids_in(key.set.resolve(uids[-1]), uids))
-    members: set[int] = set()
-    for low, high in key.set.resolve(len(uids)):
-        members.update(uids[max(low, 1) - 1 : high])
-    return members
+    return frozenset(uids_in(key.set.resolve(uids[-1]), uids))
 
 
 def _contains(key: Contains) -> _Plan:

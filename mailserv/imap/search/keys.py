@@ -9,6 +9,8 @@ every flag key (UNSEEN, KEYWORD x, ...) is a ``HasFlag``.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
 
@@ -97,6 +99,13 @@ class InSet:
 
 
 @dataclass(frozen=True, slots=True)
+class UidIn:
+    """Explicit UIDs: what ``bind`` makes of session-relative keys (sequence sets, RECENT)."""
+
+    uids: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
 class ModSeqAtLeast:
     """RFC 7162 ``MODSEQ [entry type] n``: mod-sequence >= ``modseq``.
 
@@ -172,3 +181,33 @@ def walk(key: SearchKey) -> list[SearchKey]:
 def uses_modseq(key: SearchKey) -> bool:
     """True when a MODSEQ key appears: RFC 7162 then wants ``(MODSEQ n)`` in the reply."""
     return any(isinstance(node, ModSeqAtLeast) for node in walk(key))
+
+
+def bind(key: SearchKey, uids: Sequence[int], recent: AbstractSet[int]) -> SearchKey:
+    """``key`` with sequence sets and \\Recent replaced by ``UidIn``, for a backend.
+
+    Sequence numbers and \\Recent exist only in a session (``uids`` in sequence order, the
+    UIDs recent to it); a backend asked to search (``IMailbox.search``) gets a tree without
+    them.  UID sets stay: ``*`` there is the mailbox's largest UID, which the backend knows.
+    """
+    if isinstance(key, InSet) and not key.uid:
+        return UidIn(sequence_uids(key.set, uids))
+    if isinstance(key, HasFlag) and key.flag.casefold() == RECENT.casefold():
+        node = UidIn(frozenset(recent))
+        return node if key.present else Not(node)
+    if isinstance(key, Not):
+        return Not(bind(key.key, uids, recent))
+    if isinstance(key, Or):
+        return Or(bind(key.left, uids, recent), bind(key.right, uids, recent))
+    if isinstance(key, And):
+        return And(tuple(bind(k, uids, recent) for k in key.keys))
+    return key
+
+
+def sequence_uids(numbers: SequenceSet, uids: Sequence[int]) -> frozenset[int]:
+    """The UIDs of the messages a sequence set names; numbers past the end name nothing."""
+    members: set[int] = set()
+    if uids:
+        for low, high in numbers.resolve(len(uids)):
+            members.update(uids[max(low, 1) - 1 : high])
+    return frozenset(members)
