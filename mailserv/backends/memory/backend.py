@@ -1,0 +1,55 @@
+"""The memory backend's plugin and store objects."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from zope.interface import implementer
+
+from mailserv.backends.memory.account import MemoryAccount
+from mailserv.errors import BackendOptionError
+from mailserv.interfaces import IBackend, IBackendFactory
+
+
+@implementer(IBackendFactory)
+class MemoryBackendFactory:
+    """Found by twisted.plugin; turns ``--backend memory`` into a :class:`MemoryBackend`."""
+
+    name = "memory"
+    description = "Mail kept in process memory, lost on exit (tests, demos, reference)."
+    options: Mapping[str, str] = MappingProxyType({})
+
+    def build(self, options: dict[str, str], data_dir: str) -> MemoryBackend:
+        """``data_dir`` is unused: nothing is written to disk."""
+        for key in sorted(options):
+            if key not in self.options:
+                raise BackendOptionError(f"The memory backend has no option {key!r}")
+        return MemoryBackend()
+
+
+@implementer(IBackend)
+class MemoryBackend:
+    """All accounts of the process; they live as long as this object."""
+
+    def __init__(self) -> None:
+        self._accounts: dict[str, MemoryAccount] = {}
+        # Seeded from the clock so a restarted server does not hand out old UIDVALIDITYs.
+        self._uidvalidities = itertools.count(int(time.time()))
+
+    def start(self) -> None:
+        """Nothing to open."""
+
+    def stop(self) -> None:
+        """Nothing to release; the mail goes with the process."""
+
+    def account(self, username: str) -> MemoryAccount:
+        account = self._accounts.get(username)
+        if account is None:
+            account = self._accounts[username] = MemoryAccount(self._uidvalidities.__next__)
+        return account
+
+    def credentials_checker(self) -> None:
+        """None: the configured checker stays in charge."""

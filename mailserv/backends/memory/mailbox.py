@@ -1,0 +1,243 @@
+"""One mailbox held in process memory.
+
+Everything is kept so that the calls made on every command stay cheap: ``status()`` reads
+counters maintained as messages come and go, ``fetch()`` is one dict lookup per UID, and the
+sorted UID list only ever grows at its end (a new UID is always the largest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mailserv.interfaces import (
+    AppendResult,
+    Changes,
+    CopyResult,
+    FlagChange,
+    IMailbox,
+    IMailboxListener,
+    MailboxStatus,
+    MessageMeta,
+    StoreResult,
+)
+from mailserv.message.info import MessageInfo
+from mailserv.message.parse import parse_message
+
+if TYPE_CHECKING:
+    from mailserv.backends.memory.account import MemoryAccount
+
+SEEN = "\\Seen"
+DELETED = "\\Deleted"
+RECENT = frozenset({"\\Recent"})
+"""Session state, not a stored flag: it is handed out by ``claim_recent()`` instead."""
+
+_log = Logger()
+
+
+@implementer(IMailbox)
+class MemoryMailbox:
+    """The one object every session of the process shares for a mailbox name."""
+
+    def __init__(
+        self, name: str, uidvalidity: int, account: MemoryAccount, attributes: frozenset[str]
+    ) -> None:
+        self.name = name
+        self.uidvalidity = uidvalidity
+        self.attributes = attributes  # special-use, e.g. {"\\Sent"}
+        self._account = account  # resolves COPY/MOVE destinations
+        self._meta: dict[int, MessageMeta] = {}
+        self._raw: dict[int, bytes] = {}  # the only copy of each message's bytes
+        self._uids: list[int] = []  # ascending
+        self._uidnext = 1
+        self._modseq = 1  # HIGHESTMODSEQ; RFC 7162 wants it non-zero even when empty
+        self._vanished: list[tuple[int, int]] = []  # (uid, modseq of its expunge)
+        self._unclaimed: set[int] = set()  # \Recent to whichever session claims them first
+        self._unseen = 0
+        self._size = 0
+        self._listeners: list[IMailboxListener] = []
+
+    # -- reading ------------------------------------------------------------------------
+
+    def status(self) -> MailboxStatus:
+        """O(1): ``recent`` counts the messages no session has claimed yet."""
+        return MailboxStatus(
+            uidvalidity=self.uidvalidity,
+            uidnext=self._uidnext,
+            messages=len(self._uids),
+            unseen=self._unseen,
+            recent=len(self._unclaimed),
+            highestmodseq=self._modseq,
+            size=self._size,
+        )
+
+    def uids(self) -> tuple[int, ...]:
+        """A snapshot: later appends and expunges do not show through it."""
+        return tuple(self._uids)
+
+    def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
+        meta = self._meta
+        return [meta[uid] for uid in uids if uid in meta]
+
+    def content(self, uid: int) -> bytes:
+        return self._raw[uid]
+
+    def search(self, query: object, uids: Sequence[int]) -> None:
+        """Declined: the engine evaluates every query against ``fetch()`` results."""
+
+    def changes_since(self, modseq: int) -> Changes:
+        """A scan of every message; the expunge log is kept forever (it is small)."""
+        return Changes(
+            changed=[m for m in map(self._meta.__getitem__, self._uids) if m.modseq > modseq],
+            vanished=sorted(uid for uid, gone_at in self._vanished if gone_at > modseq),
+            highestmodseq=self._modseq,
+        )
+
+    def claim_recent(self) -> list[int]:
+        claimed = sorted(self._unclaimed)
+        self._unclaimed.clear()
+        return claimed
+
+    # -- changing -----------------------------------------------------------------------
+
+    def append(
+        self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
+    ) -> AppendResult:
+        """Parse once, here; FETCH and SEARCH read the stored ``MessageInfo`` afterwards."""
+        info = parse_message(message)
+        if internaldate is None:
+            internaldate = datetime.now(UTC)
+        uid = self._insert(message, info, flags - RECENT, internaldate, self._bump())
+        self._emit("messages_added", [uid], origin)
+        return AppendResult(self.uidvalidity, uid)
+
+    def store(
+        self,
+        uids: Sequence[int],
+        mode: str,
+        flags: frozenset[str],
+        origin: object,
+        unchangedsince: int | None = None,
+    ) -> StoreResult:
+        """Messages whose flags end up the same keep their modseq and are not reported."""
+        if mode not in ("add", "remove", "replace"):
+            raise ValueError(f"unknown store mode {mode!r}")
+        flags = flags - RECENT
+        modseq = self._modseq + 1  # taken only if something changes
+        changed: list[FlagChange] = []
+        failed: list[int] = []
+        for meta in self.fetch(uids):
+            if unchangedsince is not None and meta.modseq > unchangedsince:
+                failed.append(meta.uid)
+                continue
+            if mode == "add":
+                new = meta.flags | flags
+            elif mode == "remove":
+                new = meta.flags - flags
+            else:
+                new = flags
+            if new == meta.flags:
+                continue
+            self._unseen += (SEEN in meta.flags) - (SEEN in new)
+            self._meta[meta.uid] = MessageMeta(
+                meta.uid, new, meta.internaldate, meta.size, modseq, meta.info
+            )
+            changed.append(FlagChange(meta.uid, new, modseq))
+        if changed:
+            self._modseq = modseq
+            self._emit("flags_changed", changed, origin)
+        return StoreResult(changed, failed)
+
+    def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
+        """The copies share this mailbox's bytes and parsed info: nothing is duplicated."""
+        target = self._account.open(destination)
+        sources = self.fetch(sorted(set(uids)))
+        if not sources:
+            return CopyResult(target.uidvalidity, [])
+        modseq = target._bump()
+        pairs = [
+            (m.uid, target._insert(self._raw[m.uid], m.info, m.flags, m.internaldate, modseq))
+            for m in sources
+        ]
+        target._emit("messages_added", [new for _, new in pairs], origin)
+        return CopyResult(target.uidvalidity, pairs)
+
+    def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
+        result = self.copy(uids, destination, origin)
+        self._remove([old for old, _ in result.pairs], origin)
+        return result
+
+    def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:
+        candidates = self._uids if uids is None else sorted(set(uids))
+        meta = self._meta
+        gone = [uid for uid in candidates if uid in meta and DELETED in meta[uid].flags]
+        self._remove(gone, origin)
+        return gone
+
+    def add_listener(self, listener: IMailboxListener) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: IMailboxListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def expunge_all(self) -> None:
+        """The account deleted this mailbox: tell whoever still has it selected."""
+        self._remove(list(self._uids), None)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _bump(self) -> int:
+        self._modseq += 1
+        return self._modseq
+
+    def _insert(
+        self,
+        raw: bytes,
+        info: MessageInfo,
+        flags: frozenset[str],
+        internaldate: datetime,
+        modseq: int,
+    ) -> int:
+        uid = self._uidnext
+        self._uidnext += 1
+        self._meta[uid] = MessageMeta(uid, flags, internaldate, len(raw), modseq, info)
+        self._raw[uid] = raw
+        self._uids.append(uid)  # still sorted: uid is the largest so far
+        self._unclaimed.add(uid)
+        self._size += len(raw)
+        self._unseen += SEEN not in flags
+        return uid
+
+    def _remove(self, uids: list[int], origin: object) -> None:
+        """Drop ``uids`` (all present, ascending) under one new modseq and tell listeners."""
+        if not uids:
+            return
+        modseq = self._bump()
+        for uid in uids:
+            meta = self._meta.pop(uid)
+            del self._raw[uid]
+            self._size -= meta.size
+            self._unseen -= SEEN not in meta.flags
+            self._vanished.append((uid, modseq))
+        gone = set(uids)
+        self._uids = [uid for uid in self._uids if uid not in gone]
+        self._unclaimed -= gone
+        self._emit("messages_expunged", uids, origin)
+
+    def _emit(self, event: str, payload: Sequence[object], origin: object) -> None:
+        """Synchronously, after the change; one failing listener must not starve the rest."""
+        for listener in tuple(self._listeners):
+            try:
+                getattr(listener, event)(self, payload, origin)
+            except Exception:  # noqa: BLE001 - logged, and the others still hear
+                _log.failure(
+                    "Mailbox listener {listener!r} failed on {event}",
+                    listener=listener,
+                    event=event,
+                )

@@ -1,0 +1,163 @@
+"""What the memory backend promises beyond the shared contract (see test_backend_contract)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from twisted.logger import capturedLogs
+from zope.interface import implementer
+
+from mailserv.backends import memory
+from mailserv.backends.memory import MemoryBackend, MemoryBackendFactory, MemoryMailbox
+from mailserv.errors import BackendOptionError
+from mailserv.interfaces import IMailboxListener
+
+SEEN = frozenset({"\\Seen"})
+DELETED = frozenset({"\\Deleted"})
+
+
+def message(n: int) -> bytes:
+    return b"Subject: Note %d\r\nMessage-ID: <%d@example.org>\r\n\r\nBody %d\r\n" % (n, n, n)
+
+
+@implementer(IMailboxListener)
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, list[Any], object]] = []
+
+    def messages_added(self, mailbox: Any, uids: Any, origin: object) -> None:
+        self.events.append(("added", list(uids), origin))
+
+    def messages_expunged(self, mailbox: Any, uids: Any, origin: object) -> None:
+        self.events.append(("expunged", list(uids), origin))
+
+    def flags_changed(self, mailbox: Any, changes: Any, origin: object) -> None:
+        self.events.append(("flags", list(changes), origin))
+
+
+@pytest.fixture
+def backend() -> MemoryBackend:
+    return memory.factory.build({}, "/nonexistent")
+
+
+@pytest.fixture
+def inbox(backend: MemoryBackend) -> MemoryMailbox:
+    return backend.account("alice").open("INBOX")
+
+
+@pytest.fixture
+def big(inbox: MemoryMailbox) -> MemoryMailbox:
+    """16384 messages, made by doubling with COPY so no time goes into parsing."""
+    inbox.append(message(1), frozenset(), None, None)
+    for _ in range(14):
+        inbox.copy(inbox.uids(), "INBOX", None)
+    inbox.claim_recent()
+    return inbox
+
+
+def test_factory_constant() -> None:
+    assert isinstance(memory.factory, MemoryBackendFactory)
+    assert memory.factory.name == "memory"
+    assert dict(memory.factory.options) == {}
+    with pytest.raises(BackendOptionError, match="'path'"):
+        memory.factory.build({"path": "/tmp"}, "/tmp")
+
+
+def test_backend_basics(backend: MemoryBackend) -> None:
+    backend.start()
+    backend.stop()
+    assert backend.credentials_checker() is None  # type: ignore[func-returns-value]
+    assert backend.account("alice") is backend.account("alice")
+
+
+def test_every_session_shares_one_mailbox_object(backend: MemoryBackend) -> None:
+    assert backend.account("alice").open("INBOX") is backend.account("alice").open("INBOX")
+
+
+def test_uidvalidity_comes_from_the_clock(inbox: MemoryMailbox) -> None:
+    assert abs(inbox.status().uidvalidity - time.time()) < 60
+
+
+def test_copies_share_bytes_and_parsed_info(inbox: MemoryMailbox) -> None:
+    uid = inbox.append(message(1), frozenset(), None, None).uid
+    ((_, copy),) = inbox.copy([uid], "INBOX", None).pairs
+    assert inbox.content(copy) is inbox.content(uid)
+    original, duplicate = inbox.fetch([uid, copy])
+    assert duplicate.info is original.info
+
+
+def test_rename_keeps_the_mailbox_object(backend: MemoryBackend) -> None:
+    account = backend.account("alice")
+    account.create("a/b")
+    inner = account.open("a/b")
+    account.rename("a", "z")
+    assert account.open("z/b") is inner and inner.name == "z/b"
+
+
+def test_delete_tells_sessions_that_still_have_it_open(backend: MemoryBackend) -> None:
+    account = backend.account("alice")
+    account.create("Gone")
+    box = account.open("Gone")
+    uid = box.append(message(1), frozenset(), None, None).uid
+    listener = Recorder()
+    box.add_listener(listener)
+    account.delete("Gone")
+    assert listener.events == [("expunged", [uid], None)]
+
+
+def test_repeated_uids_are_taken_once(inbox: MemoryMailbox) -> None:
+    uid = inbox.append(message(1), DELETED, None, None).uid
+    assert len(inbox.copy([uid, uid], "INBOX", None).pairs) == 1
+    assert len(inbox.move([uid, uid], "INBOX", None).pairs) == 1
+    assert inbox.expunge([uid + 1, uid + 1], None) == [uid + 1]
+
+
+def test_unknown_store_mode(inbox: MemoryMailbox) -> None:
+    with pytest.raises(ValueError, match="toggle"):
+        inbox.store([1], "toggle", SEEN, None)
+
+
+def test_a_failing_listener_is_logged_and_others_still_hear(inbox: MemoryMailbox) -> None:
+    class Broken(Recorder):
+        def messages_added(self, mailbox: Any, uids: Any, origin: object) -> None:
+            raise RuntimeError("boom")
+
+    healthy = Recorder()
+    inbox.add_listener(Broken())
+    inbox.add_listener(healthy)
+    with capturedLogs() as events:
+        inbox.append(message(1), frozenset(), None, None)
+    assert [kind for kind, _, _ in healthy.events] == ["added"]
+    assert any(e.get("log_failure") for e in events)
+
+
+def test_adding_a_listener_twice_delivers_once(inbox: MemoryMailbox) -> None:
+    listener = Recorder()
+    inbox.add_listener(listener)
+    inbox.add_listener(listener)
+    inbox.append(message(1), frozenset(), None, None)
+    assert len(listener.events) == 1
+    inbox.remove_listener(listener)
+    inbox.remove_listener(listener)
+
+
+def per_call(fn: Any, repeat: int) -> float:
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - start) / repeat
+
+
+def test_hot_paths_stay_fast_with_many_messages(big: MemoryMailbox) -> None:
+    uids = big.uids()
+    assert len(uids) == 16384
+    assert per_call(big.status, 1000) < 50e-6  # SELECT/STATUS: far under a millisecond
+    assert per_call(lambda: big.fetch(uids), 5) < 20e-3
+    assert per_call(big.uids, 20) < 2e-3
+    assert per_call(lambda: big.store(uids, "add", SEEN, None), 1) < 0.1
+    assert big.status().unseen == 0
+    assert per_call(lambda: big.store(uids[::2], "add", DELETED, None), 1) < 0.1
+    assert per_call(lambda: big.expunge(None, None), 1) < 0.1
+    assert big.status().messages == 8192
