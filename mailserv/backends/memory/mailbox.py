@@ -1,8 +1,9 @@
 """One mailbox held in process memory.
 
 Everything is kept so that the calls made on every command stay cheap: ``status()`` reads
-counters maintained as messages come and go, ``fetch()`` is one dict lookup per UID, and the
-sorted UID list only ever grows at its end (a new UID is always the largest).
+counters maintained as messages come and go, and ``fetch()`` is one dict lookup per UID.
+The dicts keyed by UID also serve as the sorted UID list: a dict keeps insertion order and
+a new UID is always the largest, so the keys are ascending without any sorting.
 """
 
 from __future__ import annotations
@@ -50,9 +51,8 @@ class MemoryMailbox:
         self.uidvalidity = uidvalidity
         self.attributes = attributes  # special-use, e.g. {"\\Sent"}
         self._account = account  # resolves COPY/MOVE destinations
-        self._meta: dict[int, MessageMeta] = {}
+        self._meta: dict[int, MessageMeta] = {}  # keys ascending (see above)
         self._raw: dict[int, bytes] = {}  # the only copy of each message's bytes
-        self._uids: list[int] = []  # ascending
         self._uidnext = 1
         self._modseq = 1  # HIGHESTMODSEQ; RFC 7162 wants it non-zero even when empty
         self._vanished: list[tuple[int, int]] = []  # (uid, modseq of its expunge)
@@ -68,7 +68,7 @@ class MemoryMailbox:
         return MailboxStatus(
             uidvalidity=self.uidvalidity,
             uidnext=self._uidnext,
-            messages=len(self._uids),
+            messages=len(self._meta),
             unseen=self._unseen,
             recent=len(self._unclaimed),
             highestmodseq=self._modseq,
@@ -77,7 +77,7 @@ class MemoryMailbox:
 
     def uids(self) -> tuple[int, ...]:
         """A snapshot: later appends and expunges do not show through it."""
-        return tuple(self._uids)
+        return tuple(self._meta)
 
     def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         meta = self._meta
@@ -92,7 +92,7 @@ class MemoryMailbox:
     def changes_since(self, modseq: int) -> Changes:
         """A scan of every message; the expunge log is kept forever (it is small)."""
         return Changes(
-            changed=[m for m in map(self._meta.__getitem__, self._uids) if m.modseq > modseq],
+            changed=[m for m in self._meta.values() if m.modseq > modseq],
             vanished=sorted(uid for uid, gone_at in self._vanished if gone_at > modseq),
             highestmodseq=self._modseq,
         )
@@ -172,7 +172,7 @@ class MemoryMailbox:
         return result
 
     def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:
-        candidates = self._uids if uids is None else sorted(set(uids))
+        candidates = self._meta if uids is None else sorted(set(uids))
         meta = self._meta
         gone = [uid for uid in candidates if uid in meta and DELETED in meta[uid].flags]
         self._remove(gone, origin)
@@ -188,7 +188,7 @@ class MemoryMailbox:
 
     def expunge_all(self) -> None:
         """The account deleted this mailbox: tell whoever still has it selected."""
-        self._remove(list(self._uids), None)
+        self._remove(list(self._meta), None)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -208,7 +208,6 @@ class MemoryMailbox:
         self._uidnext += 1
         self._meta[uid] = MessageMeta(uid, flags, internaldate, len(raw), modseq, info)
         self._raw[uid] = raw
-        self._uids.append(uid)  # still sorted: uid is the largest so far
         self._unclaimed.add(uid)
         self._size += len(raw)
         self._unseen += SEEN not in flags
@@ -225,9 +224,7 @@ class MemoryMailbox:
             self._size -= meta.size
             self._unseen -= SEEN not in meta.flags
             self._vanished.append((uid, modseq))
-        gone = set(uids)
-        self._uids = [uid for uid in self._uids if uid not in gone]
-        self._unclaimed -= gone
+        self._unclaimed.difference_update(uids)
         self._emit("messages_expunged", uids, origin)
 
     def _emit(self, event: str, payload: Sequence[object], origin: object) -> None:
