@@ -10,14 +10,13 @@ import argparse
 import getpass
 import os
 import sys
-import tomllib
 from collections.abc import Callable
 from typing import TextIO
 
 from mailserv.auth.passwd import InvalidUsername, PasswdError, PasswdFile, check_username
 from mailserv.auth.schemes import hash_password
+from mailserv.config import DEFAULT_DATA_DIR, ConfigError, load_config
 
-DEFAULT_DATA_DIR = "imapserv-data"
 PASSWD_NAME = "passwd"
 DIR_MODE = 0o700
 MAX_PASSWORD_BYTES = 4096
@@ -92,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_passwd_path(args: argparse.Namespace) -> str:
     """Where the passwd-file is: options first, then the config file, then the default.
 
-    Relative paths in the config file are taken from the config file's directory.
+    The config file is read exactly as the server reads it (``mailserv.config``), so both
+    agree on relative paths (taken from the file's directory) and on defaults.
     """
     if getattr(args, "passwd_file", None):
         return str(args.passwd_file)
@@ -100,30 +100,11 @@ def resolve_passwd_path(args: argparse.Namespace) -> str:
         return os.path.join(args.data_dir, PASSWD_NAME)
     config_path = getattr(args, "config", None)
     if config_path:
-        config = _read_config(config_path)
-        base = os.path.dirname(os.path.abspath(config_path))
-        if "passwd-file" in config:
-            return os.path.join(base, _config_str(config, "passwd-file"))
-        if "data-dir" in config:
-            return os.path.join(base, _config_str(config, "data-dir"), PASSWD_NAME)
+        try:
+            return load_config({}, config_path).passwd_path
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from exc
     return os.path.join(DEFAULT_DATA_DIR, PASSWD_NAME)
-
-
-def _read_config(path: str) -> dict[str, object]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as exc:
-        raise CommandError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise CommandError(f"config file {path} is not valid TOML: {exc}") from exc
-
-
-def _config_str(config: dict[str, object], key: str) -> str:
-    value = config[key]
-    if not isinstance(value, str) or not value:
-        raise CommandError(f"config key {key!r} must be a non-empty string")
-    return value
 
 
 def _open_passwd(args: argparse.Namespace, *, create: bool) -> PasswdFile:
