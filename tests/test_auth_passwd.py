@@ -24,10 +24,14 @@ from mailserv.auth.passwd import (
     parse_line,
 )
 
+ALICE = (
+    "alice:{PLAIN}wonderland:1000:1000:Alice Liddell:/home/alice:/bin/sh"
+    ":userdb_quota_rule=*:storage=1G nopassword"
+)
 SAMPLE = textwrap.dedent(
     """\
     # mail users
-    alice:{PLAIN}wonderland:1000:1000:Alice Liddell:/home/alice:/bin/sh:userdb_quota_rule=*:storage=1G nopassword
+    ALICE
 
        # indented comment
     bob:{SHA512-CRYPT}$6$salt$hash
@@ -36,7 +40,7 @@ SAMPLE = textwrap.dedent(
     :{PLAIN}nameless
     alice:{PLAIN}duplicate
     """
-)
+).replace("ALICE", ALICE)
 
 
 @pytest.fixture
