@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from test_search_support import Ctx, meta, run, toks
+from test_search_support import Ctx, meta, run, single_part, toks
 
 from mailserv.imap.search import (
     RECENT,
@@ -26,9 +26,7 @@ from mailserv.imap.search import (
 from mailserv.interfaces import MessageMeta
 
 
-def search(
-    metas: list[MessageMeta], *items: object, ctx: Ctx | None = None
-) -> list[int]:
+def search(metas: list[MessageMeta], *items: object, ctx: Ctx | None = None) -> list[int]:
     ctx = ctx or Ctx([m.uid for m in metas])
     return run(parse_search(toks(*items)), metas, ctx)
 
@@ -231,6 +229,9 @@ def content_box() -> tuple[list[MessageMeta], Ctx]:
             uid,
             {SEEN} if uid % 2 else set(),
             subject=raw.split(b"\r\n")[0][9:].decode(),
+            root=single_part(
+                raw, **({"encoding": "base64", "charset": "utf-8"} if uid == 4 else {})
+            ),
         )
         for uid, raw in MESSAGES.items()
     ]
@@ -257,9 +258,7 @@ def test_body_is_decoded() -> None:
 
 def test_content_loaded_once_and_only_when_needed() -> None:
     metas, ctx = content_box()
-    program = parse_search(
-        toks("BODY", b"quick", "TEXT", b"fox", "HEADER", "x-spam", b"y")
-    )
+    program = parse_search(toks("BODY", b"quick", "TEXT", b"fox", "HEADER", "x-spam", b"y"))
     assert run(program, metas, ctx) == [1]
     assert sorted(ctx.loads) == [1, 2, 3, 4]
     ctx.loads.clear()
@@ -274,9 +273,7 @@ def test_content_loaded_once_and_only_when_needed() -> None:
     ]
     assert ctx.loads == [2, 4]
     ctx.loads.clear()
-    assert run(
-        parse_search(toks("SEEN", "SUBJECT", b"t", "BODY", b"")), metas, ctx
-    ) == [3]
+    assert run(parse_search(toks("SEEN", "SUBJECT", b"t", "BODY", b"")), metas, ctx) == [3]
     assert ctx.loads == []
 
 
@@ -332,9 +329,7 @@ def test_bind_for_backends(box: list[MessageMeta]) -> None:
     program = parse_search(toks("OR", "2:3", "NEW", "NOT", ["OLD", "*"], "UID", "1:*"))
     bound = bind(program.key, uids, recent)
     assert not any(isinstance(node, InSet) and not node.uid for node in walk(bound))
-    assert not any(
-        isinstance(node, HasFlag) and node.flag == RECENT for node in walk(bound)
-    )
+    assert not any(isinstance(node, HasFlag) and node.flag == RECENT for node in walk(bound))
     assert UidIn(frozenset({4, 5})) in walk(bound)
     ctx = Ctx(uids, recent=recent)
     expected = run(program, box, ctx)

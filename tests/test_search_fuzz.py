@@ -61,19 +61,13 @@ text_values = st.one_of(
     st.sampled_from([b"", b"hello", b"HELLO", b"body", b"b", "\xe4".encode(), b"\xff"]),
     st.binary(max_size=6),
 )
-strings = st.one_of(
-    text_values.map(String), text_values.map(lambda v: String(v, literal=True))
-)
+strings = st.one_of(text_values.map(String), text_values.map(lambda v: String(v, literal=True)))
 string_or_atom = st.one_of(strings, st.sampled_from(["hello", "x", "NIL"]).map(Atom))
 dates = st.one_of(
-    st.sampled_from(["1-Feb-1994", "31-Dec-2023", "1-jan-2024", "29-Feb-2024"]).map(
-        Atom
-    ),
+    st.sampled_from(["1-Feb-1994", "31-Dec-2023", "1-jan-2024", "29-Feb-2024"]).map(Atom),
     st.sampled_from([b"1-Feb-1994", b"32-Jan-2024"]).map(String),
 )
-numbers = st.one_of(st.integers(0, 2**32 + 5), st.integers(0, 2**64)).map(
-    lambda n: Atom(str(n))
-)
+numbers = st.one_of(st.integers(0, 2**32 + 5), st.integers(0, 2**64)).map(lambda n: Atom(str(n)))
 seqsets = st.one_of(
     st.sampled_from(["1", "*", "1:*", "2:3", "*:2", "3,1", "9:12", "4294967295"]),
     st.text(alphabet="0123456789*:,", min_size=1, max_size=8),
@@ -102,9 +96,7 @@ base_keys: st.SearchStrategy[list[Token]] = st.one_of(
     st.builds(lambda s: _one("UID", s), seqsets),
     seqsets.map(lambda s: [s]),
     st.builds(lambda n: _one("MODSEQ", n), numbers),
-    st.builds(
-        lambda n: _one("MODSEQ", String(b"/flags/\\Seen"), Atom("all"), n), numbers
-    ),
+    st.builds(lambda n: _one("MODSEQ", String(b"/flags/\\Seen"), Atom("all"), n), numbers),
 )
 
 
@@ -119,18 +111,14 @@ def _nested(inner: st.SearchStrategy[list[Token]]) -> st.SearchStrategy[list[Tok
 
 
 valid_keys = st.recursive(base_keys, _nested, max_leaves=12)
-charsets = st.sampled_from(
-    [[], ["CHARSET", "UTF-8"], ["charset", "us-ascii"], ["CHARSET", "x"]]
-)
+charsets = st.sampled_from([[], ["CHARSET", "UTF-8"], ["charset", "us-ascii"], ["CHARSET", "x"]])
 random_atoms = st.one_of(
     st.sampled_from(FLAG_KEYS + STRING_KEYS + DATE_KEYS + OTHER_KEYS + VALUES),
     st.text(alphabet="0123456789*:,-aZ\\$", max_size=12),
 ).map(Atom)
 random_tokens: st.SearchStrategy[Token] = st.recursive(
     st.one_of(random_atoms, strings),
-    lambda inner: st.lists(inner, max_size=5).map(
-        lambda items: ParenList(tuple(items))
-    ),
+    lambda inner: st.lists(inner, max_size=5).map(lambda items: ParenList(tuple(items))),
     max_leaves=30,
 )
 

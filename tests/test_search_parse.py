@@ -71,9 +71,7 @@ def test_string_keys(name: str) -> None:
     field = StringField(name)
     assert key(name, "atom") == Contains(field, "atom")
     assert key(name.lower(), b"quoted string") == Contains(field, "quoted string")
-    assert key(name, String(b"lit\r\neral", literal=True)) == Contains(
-        field, "lit\r\neral"
-    )
+    assert key(name, String(b"lit\r\neral", literal=True)) == Contains(field, "lit\r\neral")
     assert key(name, b"") == Contains(field, "")
     assert error(name) == f"{name} needs a string"
     assert error(name, ["SEEN"]) == f"{name} needs a string"
@@ -92,9 +90,7 @@ def test_string_keys(name: str) -> None:
 )
 def test_date_keys(name: str, field: DateField, op: DateOp) -> None:
     assert key(name, "1-Feb-1994") == DateCompare(field, op, date(1994, 2, 1))
-    assert key(name.lower(), b"28-feb-2024") == DateCompare(
-        field, op, date(2024, 2, 28)
-    )
+    assert key(name.lower(), b"28-feb-2024") == DateCompare(field, op, date(2024, 2, 28))
     text = f"{name} needs a date (d-Mon-yyyy)"
     assert error(name) == text
     assert error(name, "yesterday") == text
@@ -165,9 +161,7 @@ def test_sequence_sets() -> None:
 def test_modseq() -> None:
     assert key("MODSEQ", "0") == ModSeqAtLeast(0)
     assert key("modseq", "9223372036854775807") == ModSeqAtLeast(2**63 - 1)
-    assert key("MODSEQ", b"/flags/\\Seen", "ALL", "12") == ModSeqAtLeast(
-        12, "/flags/\\Seen", "all"
-    )
+    assert key("MODSEQ", b"/flags/\\Seen", "ALL", "12") == ModSeqAtLeast(12, "/flags/\\Seen", "all")
     assert key("MODSEQ", b"/flags/$x", "Priv", "1").entry_type == "priv"  # type: ignore[union-attr]
     text = "MODSEQ needs a mod-sequence number"
     assert error("MODSEQ") == text
@@ -175,13 +169,9 @@ def test_modseq() -> None:
     assert error("MODSEQ", "-1") == text
     assert error("MODSEQ", "\u0661") == text
     assert error("MODSEQ", b"/flags/\\Seen", "all") == text
-    assert error("MODSEQ", b"/flags/\\Seen", "mine", "1").startswith(
-        "MODSEQ entry type"
-    )
+    assert error("MODSEQ", b"/flags/\\Seen", "mine", "1").startswith("MODSEQ entry type")
     assert error("MODSEQ", b"/flags/\\Seen").startswith("MODSEQ needs an entry type")
-    assert error("MODSEQ", b"/annotate/x", "all", "1").startswith(
-        "Invalid MODSEQ entry"
-    )
+    assert error("MODSEQ", b"/annotate/x", "all", "1").startswith("Invalid MODSEQ entry")
     assert uses_modseq(key("OR", "SEEN", "NOT", "MODSEQ", "5"))
     assert not uses_modseq(key("OR", "SEEN", "NOT", "UID", "5"))
 
@@ -203,13 +193,8 @@ def test_charset() -> None:
 
 
 def test_utf8_strings() -> None:
-    assert key("SUBJECT", "\u65e5\u672c".encode()) == Contains(
-        StringField.SUBJECT, "\u65e5\u672c"
-    )
-    assert (
-        error("CHARSET", "UTF-8", "SUBJECT", b"\xff\xfe")
-        == "SUBJECT string is not valid UTF-8"
-    )
+    assert key("SUBJECT", "\u65e5\u672c".encode()) == Contains(StringField.SUBJECT, "\u65e5\u672c")
+    assert error("CHARSET", "UTF-8", "SUBJECT", b"\xff\xfe") == "SUBJECT string is not valid UTF-8"
     assert error("HEADER", "X", b"\xc3") == "HEADER string is not valid UTF-8"
 
 

@@ -30,8 +30,7 @@ def test_subject_and_from_over_10k_messages() -> None:
             uid,
             {"\\Seen"} if uid % 3 else set(),
             internaldate=start + timedelta(hours=uid),
-            subject=" ".join(WORDS[(uid * k) % len(WORDS)] for k in range(1, 9))
-            + f" #{uid}",
+            subject=" ".join(WORDS[(uid * k) % len(WORDS)] for k in range(1, 9)) + f" #{uid}",
             from_=f'"User {uid % 97}" <user{uid % 97}@example.org>',
         )
         for uid in range(1, 10_001)

@@ -73,9 +73,7 @@ def _install_parser() -> None:
         if not m or m.group(2).lower() not in months:
             raise ParseError(None, "bad date")
         try:
-            return date(
-                int(m.group(3)), months.index(m.group(2).lower()) + 1, int(m.group(1))
-            )
+            return date(int(m.group(3)), months.index(m.group(2).lower()) + 1, int(m.group(1)))
         except ValueError:
             raise ParseError(None, "bad date") from None
 
@@ -100,9 +98,7 @@ def _install_sequence() -> None:
 
         def resolve(self, largest: int) -> list[tuple[int, int]]:
             pairs = sorted(
-                tuple(
-                    sorted((largest if a is None else a, largest if b is None else b))
-                )
+                tuple(sorted((largest if a is None else a, largest if b is None else b)))
                 for a, b in self.items
             )
             out: list[list[int]] = []
@@ -120,11 +116,7 @@ def _install_sequence() -> None:
             if not m:
                 raise ParseError(None, "bad sequence set")
             a = None if m.group(1) == "*" else int(m.group(1))
-            b = (
-                a
-                if m.group(2) is None
-                else (None if m.group(2) == "*" else int(m.group(2)))
-            )
+            b = a if m.group(2) is None else (None if m.group(2) == "*" else int(m.group(2)))
             items.append((a, b))
         return SequenceSet(tuple(items))
 
@@ -173,11 +165,10 @@ if not _have("mailserv.imap.sequence"):
 if not _have("mailserv.message.text"):
     _install_text()
 
-from mailserv.imap.parser import ParseError
-
-from mailserv.imap.search import SearchProgram, evaluate
-from mailserv.interfaces import MessageMeta
-from mailserv.message.info import MessageInfo, Part
+from mailserv.imap.parser import ParseError  # noqa: E402
+from mailserv.imap.search import SearchProgram, evaluate  # noqa: E402
+from mailserv.interfaces import MessageMeta  # noqa: E402
+from mailserv.message.info import MessageInfo, Part  # noqa: E402
 
 
 def info(
@@ -187,10 +178,18 @@ def info(
     cc: str = "",
     bcc: str = "",
     sent: datetime | None = None,
+    root: Part | None = None,
 ) -> MessageInfo:
-    """A MessageInfo with only the search fields filled in meaningfully."""
-    root = Part(0, 0, 0, "text/plain", "7bit", "us-ascii")
+    """A MessageInfo with the search fields (and ``root``, for content searches) filled in."""
+    root = root or Part(0, 0, 0, "text/plain", "7bit", "us-ascii")
     return MessageInfo(b"", b"", b"", root, subject, from_, to, cc, bcc, sent)
+
+
+def single_part(
+    raw: bytes, content_type: str = "text/plain", encoding: str = "7bit", charset: str = "us-ascii"
+) -> Part:
+    """The root Part of a non-multipart message, located by hand."""
+    return Part(0, raw.index(b"\r\n\r\n") + 4, len(raw), content_type, encoding, charset)
 
 
 def meta(
@@ -253,6 +252,7 @@ __all__ = [
     "info",
     "meta",
     "run",
+    "single_part",
     "timedelta",
     "toks",
 ]

@@ -285,9 +285,7 @@ def _or(left: _Plan, right: _Plan) -> _Plan:
 
 
 def _and(plans: list[_Plan]) -> _Plan:
-    plans = sorted(
-        (plan for plan in plans if not plan.always), key=lambda plan: plan.cost
-    )
+    plans = sorted((plan for plan in plans if not plan.always), key=lambda plan: plan.cost)
     if not plans:
         return _ALWAYS
     if len(plans) == 1:
@@ -351,9 +349,7 @@ class _Message:
         values = self._values.get(key)
         if values is None:
             raw = await self.raw()
-            values = self._decode_all(
-                lambda: text.header_values(raw, self._meta.info, name)
-            )
+            values = self._decode_all(lambda: text.header_values(raw, self._meta.info, name))
             self._values[key] = values
         return values
 

@@ -143,6 +143,7 @@ SearchKey = (
     | DateCompare
     | SizeCompare
     | InSet
+    | UidIn
     | ModSeqAtLeast
     | Not
     | Or

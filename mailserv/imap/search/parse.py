@@ -45,9 +45,7 @@ class BadCharset(Exception):
         super().__init__(f"Unsupported charset {charset[:40]}")
         self.charset = charset
         self.text = str(self)
-        self.response_code = (
-            b"BADCHARSET (" + " ".join(SUPPORTED_CHARSETS).encode() + b")"
-        )
+        self.response_code = b"BADCHARSET (" + " ".join(SUPPORTED_CHARSETS).encode() + b")"
 
 
 def parse_search(
@@ -75,7 +73,7 @@ def parse_search(
 
 
 def _error(text: str) -> ParseError:
-    return ParseError("", text)
+    return ParseError(None, text)
 
 
 def _astring(token: Token, text: str) -> bytes:
@@ -166,9 +164,7 @@ class _Reader:
         if name in _FLAG_KEYS:
             return _FLAG_KEYS[name]
         if name in _STRING_KEYS:
-            value = _astring(
-                self._next(f"{name} needs a string"), f"{name} needs a string"
-            )
+            value = _astring(self._next(f"{name} needs a string"), f"{name} needs a string")
             return Contains(_STRING_KEYS[name], _text(value, name))
         if name in _DATE_KEYS:
             field, op = _DATE_KEYS[name]
