@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_search_support import Ctx, ParseError, meta, run
+from test_search_support import Ctx, meta, run
 
+from mailserv.imap.parser import ParseError
 from mailserv.imap.search import BadCharset, parse_search
 from mailserv.imap.tokens import Atom, ParenList, String, Token
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from test_search_support import ParseError, toks
+from test_search_support import toks
 
+from mailserv.imap.parser import ParseError
 from mailserv.imap.search import (
     RECENT,
     All,
