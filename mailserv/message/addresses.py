@@ -1,0 +1,137 @@
+"""Address lists as RFC 3501 ENVELOPE address structures, groups included.
+
+``email.utils.getaddresses`` parses mailboxes but flattens groups and trips over source
+routes, so the list is first split at its top level here (quotes, comments and angle
+brackets respected) and each mailbox is then handed to the stdlib parser.
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import getaddresses, unquote
+
+from mailserv.imap.encode import nstring, string
+from mailserv.message.headers import unfold
+
+MAX_ADDRESS_FIELD = 256 * 1024
+"""Octets of one address field that are parsed (a bound against absurd headers)."""
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|<[^>]*>?|\(|[,:;]|[^",:;<(]+', re.S)
+_ROUTE = re.compile(r"<\s*(@[^<>:\"]*):")
+_GROUP_END = b"(NIL NIL NIL NIL)"
+
+Mailbox = tuple[str | None, str | None, str, str | None]
+"""(name, adl, mailbox, host) as text; ``None`` fields become NIL."""
+
+Item = Mailbox | tuple[str, list[Mailbox]]
+"""A mailbox, or a group: (group name, its mailboxes)."""
+
+
+def parse_list(value: str) -> list[Item]:
+    """The mailboxes and groups of an address-list header value (unfolded)."""
+    if ":" not in value:
+        return _mailboxes(value)
+    items: list[Item] = []
+    group: tuple[str, list[Mailbox]] | None = None
+    piece: list[str] = []
+    pos, size = 0, len(value)
+    while pos < size:
+        match = _TOKEN.match(value, pos)
+        assert match is not None  # the alternatives cover every character
+        token = match.group()
+        if token == "(":
+            stop = _comment_end(value, pos)
+            piece.append(value[pos:stop])
+            pos = stop
+            continue
+        pos = match.end()
+        if token == ",":
+            _flush(piece, items if group is None else group[1])
+        elif token == ":" and group is None:
+            group = (unquote("".join(piece).strip()), [])
+            piece = []
+        elif token == ";" and group is not None:
+            _flush(piece, group[1])
+            items.append(group)
+            group = None
+        else:
+            piece.append(token)
+    _flush(piece, items if group is None else group[1])
+    if group is not None:
+        items.append(group)
+    return items
+
+
+def _flush(piece: list[str], into: list[Item] | list[Mailbox]) -> None:
+    if piece:
+        into.extend(_mailboxes("".join(piece)))  # type: ignore[arg-type]
+        piece.clear()
+
+
+def _comment_end(value: str, pos: int) -> int:
+    """Index after the (possibly nested) comment opening at ``pos``."""
+    depth = 0
+    size = len(value)
+    while pos < size:
+        char = value[pos]
+        if char == "\\":
+            pos += 2
+            continue
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return pos + 1
+        pos += 1
+    return size
+
+
+def _mailboxes(text: str) -> list[Item]:
+    """Mailboxes of a group-free list, via the stdlib parser (source routes kept as adl)."""
+    adl = None
+    route = _ROUTE.search(text) if "<" in text else None
+    if route is not None:
+        adl = "".join(route.group(1).split())
+        text = text[: route.start()] + "<" + text[route.end() :]
+    found: list[Item] = []
+    for name, address in getaddresses([text]):
+        if not name and not address:
+            continue
+        local, at, host = address.rpartition("@")
+        if not at:
+            local, host = address, ""
+        found.append((name or None, adl, local, host or None))
+    return found
+
+
+def encode_list(value: bytes | None) -> bytes:
+    """The ENVELOPE form of an address header: ``((name adl mailbox host) ...)`` or NIL."""
+    if value is None:
+        return b"NIL"
+    text = unfold(value[:MAX_ADDRESS_FIELD]).decode("utf-8", "surrogateescape")
+    if not text:
+        return b"NIL"
+    out: list[bytes] = []
+    for item in parse_list(text):
+        if isinstance(item[1], list):
+            out.append(b"(NIL NIL " + string(_octets(item[0])) + b" NIL)")
+            out.extend(_address(member) for member in item[1])
+            out.append(_GROUP_END)
+        else:
+            out.append(_address(item))  # type: ignore[arg-type]
+    return b"(" + b"".join(out) + b")" if out else b"NIL"
+
+
+def _address(mailbox: Mailbox) -> bytes:
+    name, adl, local, host = mailbox
+    return b"(%s %s %s %s)" % (
+        nstring(None if name is None else _octets(name)),
+        nstring(None if adl is None else _octets(adl)),
+        string(_octets(local)),
+        nstring(None if host is None else _octets(host)),
+    )
+
+
+def _octets(text: str | None) -> bytes:
+    return (text or "").encode("utf-8", "surrogateescape")
