@@ -14,6 +14,7 @@ from mailserv.imap.search import (
     HasFlag,
     InSet,
     Not,
+    SearchContext,
     SearchProgram,
     StringField,
     UidIn,
@@ -302,15 +303,14 @@ def test_hand_built_tree_and_real_await() -> None:
 
     clock = task.Clock()
 
-    class SlowCtx(Ctx):
-        async def content(self, uid: int) -> bytes:
-            d: defer.Deferred[None] = defer.Deferred()
-            clock.callLater(1, d.callback, None)
-            await d
-            return self.messages[uid]
-
     metas, base = content_box()
-    ctx = SlowCtx(base.uids, messages=base.messages)
+
+    def later(uid: int) -> defer.Deferred[bytes]:
+        d: defer.Deferred[bytes] = defer.Deferred()
+        clock.callLater(1, d.callback, base.messages[uid])
+        return d
+
+    ctx = SearchContext(base.uids, frozenset(), later)
     key = And((Contains(StringField.BODY, "quick"), HasFlag("\\seen")))
     results: list[list[int]] = []
     defer.Deferred.fromCoroutine(evaluate(SearchProgram(key), metas, ctx)).addCallback(

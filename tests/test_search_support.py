@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from mailserv.imap.search import SearchProgram, evaluate
+from mailserv.imap.search import SearchContext, SearchProgram, evaluate
 from mailserv.imap.tokens import Atom, ParenList, String, Token
 from mailserv.interfaces import MessageMeta
 from mailserv.message.info import MessageInfo, Part
@@ -47,7 +47,7 @@ def meta(
 
 @dataclass
 class Ctx:
-    """A SearchContext stand-in that counts content loads."""
+    """Builds a SearchContext whose loader serves ``messages`` and records each load."""
 
     uids: Sequence[int]
     recent: frozenset[int] = frozenset()
@@ -58,10 +58,14 @@ class Ctx:
         self.loads.append(uid)
         return self.messages[uid]
 
+    @property
+    def context(self) -> SearchContext:
+        return SearchContext(self.uids, self.recent, self.content)
+
 
 def run(program: SearchProgram, metas: Sequence[MessageMeta], ctx: Ctx) -> list[int]:
-    """Drive the coroutine to completion; the stand-in context never truly suspends."""
-    coro = evaluate(program, metas, ctx)
+    """Drive the coroutine to completion; the loader here never truly suspends."""
+    coro = evaluate(program, metas, ctx.context)
     try:
         coro.send(None)
     except StopIteration as stop:

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
 
 from twisted.logger import Logger
 
@@ -44,19 +43,18 @@ from mailserv.message import text
 _log = Logger()
 
 
-class SearchContext(Protocol):
-    """What evaluation needs from the session besides the messages themselves."""
+@dataclass(frozen=True, slots=True)
+class SearchContext:
+    """What evaluation needs from the session besides the messages themselves.
 
-    @property
-    def uids(self) -> Sequence[int]:
-        """The session's UIDs in sequence order: message n is ``uids[n - 1]``."""
+    ``uids``: the session's UIDs in sequence order (message n is ``uids[n - 1]``);
+    ``recent``: the UIDs \\Recent to this session; ``content``: loads a raw message, raising
+    KeyError when it was expunged meanwhile (it then never matches).
+    """
 
-    @property
-    def recent(self) -> AbstractSet[int]:
-        """UIDs that are \\Recent to this session."""
-
-    async def content(self, uid: int) -> bytes:
-        """The raw message; KeyError when it was expunged meanwhile (it then never matches)."""
+    uids: Sequence[int]
+    recent: AbstractSet[int]
+    content: Callable[[int], Awaitable[bytes]]
 
 
 Check = Callable[[MessageMeta], bool]

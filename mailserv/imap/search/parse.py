@@ -49,7 +49,7 @@ class BadCharset(Exception):
 
 
 def parse_search(
-    args: Sequence[Token], *, max_keys: int = 1000, max_depth: int = MAX_DEPTH
+    args: Sequence[Token], max_keys: int = 1000, *, max_depth: int = MAX_DEPTH
 ) -> SearchProgram:
     """Parse ``[CHARSET name] key...``; the keys are ANDed."""
     charset: str | None = None
