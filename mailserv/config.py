@@ -40,6 +40,7 @@ DEFAULT_BACKEND = "memory"
 LimitValue = int | float | bool
 
 _LIMIT_TYPES: Mapping[str, type] = typing.get_type_hints(ServerSettings)
+_KIND_NAMES: Mapping[type, str] = {int: "a whole number", float: "a number"}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -104,24 +105,27 @@ def parse_assignment(text: str, what: str) -> tuple[str, str]:
 
 def parse_limit(text: str) -> tuple[str, LimitValue]:
     """``NAME=VALUE`` for ``--limit``: NAME a ServerSettings field, VALUE typed by it."""
-    name, value = parse_assignment(text, "--limit")
-    return name, _check_limit(name, value, "--limit")
+    name, raw = parse_assignment(text, "--limit")
+    kind = _limit_type(name, "--limit")
+    return name, _check_limit(name, _parse_scalar(raw.strip(), kind, f"--limit {name}"), "--limit")
+
+
+def _limit_type(name: str, source: str) -> type:
+    kind = _LIMIT_TYPES.get(name)
+    if kind is None:
+        known = ", ".join(sorted(_LIMIT_TYPES))
+        raise ConfigError(f"{source}: unknown limit {name!r} (known: {known})")
+    return kind
 
 
 def _check_limit(name: str, value: object, source: str) -> LimitValue:
-    kind = _LIMIT_TYPES.get(name)
-    if kind is None:
-        raise ConfigError(
-            f"{source}: unknown limit {name!r} (known: {', '.join(sorted(_LIMIT_TYPES))})"
-        )
-    if isinstance(value, str):
-        value = _parse_scalar(value.strip(), kind, f"{source}: limit {name}")
+    kind = _limit_type(name, source)
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: limit {name} must be true or false, got {value!r}")
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{source}: limit {name} must be a {kind.__name__}, got {value!r}")
+        raise ConfigError(f"{source}: limit {name} must be {_KIND_NAMES[kind]}, got {value!r}")
     if kind is int and not isinstance(value, int):
         raise ConfigError(f"{source}: limit {name} must be a whole number, got {value!r}")
     if not math.isfinite(value) or value < 0:
@@ -138,7 +142,7 @@ def _parse_scalar(text: str, kind: type, what: str) -> LimitValue:
     try:
         return int(text) if kind is int else float(text)
     except ValueError:
-        raise ConfigError(f"{what} must be a {kind.__name__}, got {text!r}") from None
+        raise ConfigError(f"{what} must be {_KIND_NAMES[kind]}, got {text!r}") from None
 
 
 @dataclass

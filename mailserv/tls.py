@@ -13,6 +13,7 @@ import re
 import secrets
 import socket
 from dataclasses import dataclass
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -82,9 +83,11 @@ def load_tls(cert_path: str, key_path: str) -> tuple[CertificateOptions, str]:
     if _public_der(leaf.public_key()) != _public_der(key.public_key()):
         raise TLSError(f"{key_path} is not the key of the certificate in {cert_path}")
     options = CertificateOptions(
-        privateKey=crypto.PKey.from_cryptography_key(key),
-        certificate=crypto.X509.from_cryptography(leaf),
-        extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]],
+        # Twisted's annotations still say pyOpenSSL X509/PKey, which pyOpenSSL now deprecates;
+        # CertificateOptions hands these straight to pyOpenSSL, which takes cryptography's.
+        privateKey=cast(crypto.PKey, key),
+        certificate=cast(crypto.X509, leaf),
+        extraCertChain=cast(list[crypto.X509], chain[1:]),
         raiseMinimumTo=TLSVersion.TLSv1_2,
     )
     return options, _fingerprint(leaf)
@@ -191,16 +194,18 @@ def _read(path: str) -> bytes:
 
 
 def _read_chain(path: str) -> list[x509.Certificate]:
+    data = _read(path)
     try:
-        chain = x509.load_pem_x509_certificates(_read(path))
+        chain = x509.load_pem_x509_certificates(data)
     except ValueError:
         raise TLSError(f"{path} holds no PEM certificate") from None
     return chain
 
 
 def _read_key(path: str) -> _ServerKey:
+    data = _read(path)
     try:
-        key = serialization.load_pem_private_key(_read(path), password=None)
+        key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as e:
         raise TLSError(f"{path} holds no usable unencrypted PEM private key: {e}") from None
     if not isinstance(key, _ServerKey):

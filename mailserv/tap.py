@@ -1,0 +1,303 @@
+"""``twistd imapserv``: the command-line options and the service tree they describe.
+
+``build_server(config)`` does the assembly (data dir, TLS, passwd-file, backend, portal,
+factory) without listening, for tests and embedders; ``build_service(config)`` adds one
+listener per endpoint and starts/stops the backend with the service.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.ssl import CertificateOptions
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python import usage
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from mailserv.auth.checkers import PasswdFileChecker
+from mailserv.auth.passwd import PasswdFile
+from mailserv.auth.portal import build_portal
+from mailserv.backends import UnknownBackend, available_backends, find_backend
+from mailserv.config import (
+    DEFAULT_BACKEND,
+    DEFAULT_DATA_DIR,
+    Config,
+    ConfigError,
+    load_config,
+    parse_assignment,
+    parse_limit,
+)
+from mailserv.errors import BackendOptionError
+from mailserv.imap.factory import IMAPServerFactory
+from mailserv.imap.settings import ServerSettings
+from mailserv.interfaces import IBackend
+from mailserv.tls import TLSError, TLSMaterial, prepare_tls
+
+__all__ = ["Options", "ServerParts", "build_server", "build_service", "makeService"]
+
+_log = Logger()
+
+
+def _limits_help() -> str:
+    return ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(ServerSettings))
+
+
+class Options(usage.Options):
+    """Command line of ``twistd imapserv``; ``self.config`` holds the merged result."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serves IMAP4rev1 from a pluggable mail store.  Every option can also be set in a "
+        "TOML file given with --config, under the same names ([backend-option] and [limits] "
+        "are tables); the command line wins.  ENDPOINT is a Twisted server endpoint string; "
+        "an --imaps ssl: endpoint without privateKey= is served with the configured "
+        "certificate, and so is any other kind of --imaps endpoint.  "
+        "Limits (--limit NAME=VALUE) and their defaults: " + _limits_help() + "."
+    )
+    optFlags = [
+        ["no-imap", None, "Do not listen for IMAP (STARTTLS) connections."],
+        ["no-imaps", None, "Do not listen for implicit-TLS IMAP connections."],
+        [
+            "allow-plaintext-auth",
+            None,
+            "Allow LOGIN/AUTHENTICATE without TLS from non-loopback clients.",
+        ],
+    ]
+    optParameters = [
+        ["config", "c", None, "TOML configuration file; the command line overrides it."],
+        [
+            "data-dir",
+            "d",
+            None,
+            f"Directory for TLS material, passwd-file and backend data [default: "
+            f"./{DEFAULT_DATA_DIR}; created with mode 0700].",
+        ],
+        [
+            "backend",
+            "b",
+            None,
+            f"Mail store plugin (see --help-backends) [default: {DEFAULT_BACKEND}].",
+        ],
+        [
+            "passwd-file",
+            None,
+            None,
+            "Dovecot-style passwd-file of users [default: DATA/passwd, created empty, 0600].",
+        ],
+        [
+            "tls-cert",
+            None,
+            None,
+            "PEM certificate, leaf first then intermediates [default: DATA/tls/cert.pem, "
+            "a self-signed one generated on first start].",
+        ],
+        ["tls-key", None, None, "PEM private key of --tls-cert [default: DATA/tls/key.pem]."],
+    ]
+
+    config: Config
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._given: dict[str, Any] = {}
+
+    def opt_imap(self, endpoint: str) -> None:
+        """Listen for IMAP on ENDPOINT; repeatable [default: tcp:1143:interface=127.0.0.1]."""
+        self._given.setdefault("imap", []).append(endpoint)
+
+    def opt_imaps(self, endpoint: str) -> None:
+        """Listen for IMAP over TLS; repeatable [default: ssl:1993:interface=127.0.0.1]."""
+        self._given.setdefault("imaps", []).append(endpoint)
+
+    def opt_backend_option(self, assignment: str) -> None:
+        """KEY=VALUE passed to the backend; repeatable (keys: --help-backends)."""
+        key, value = self._parse(parse_assignment, assignment, "--backend-option")
+        self._given.setdefault("backend-option", {})[key] = value
+
+    def opt_limit(self, assignment: str) -> None:
+        """NAME=VALUE engine limit (a ServerSettings field, listed below); repeatable."""
+        name, value = self._parse(parse_limit, assignment)
+        self._given.setdefault("limits", {})[name] = value
+
+    def opt_help_backends(self) -> None:
+        """List the installed backends and their --backend-option keys, then exit."""
+        for name, plugin in available_backends().items():
+            print(f"{name}: {plugin.description}")
+            for key, text in sorted(dict(plugin.options).items()):
+                print(f"    {key}: {text}")
+        sys.exit(0)
+
+    def postOptions(self) -> None:
+        layer = dict(self._given)
+        for name in ("data-dir", "backend", "passwd-file", "tls-cert", "tls-key"):
+            if self[name] is not None:
+                layer[name] = self[name]
+        for name in ("no-imap", "no-imaps", "allow-plaintext-auth"):
+            if self[name]:
+                layer[name] = True
+        self.config = self._parse(load_config, layer, self["config"])
+        if not self.config.imap and not self.config.imaps:
+            raise usage.UsageError("nothing to listen on: both --no-imap and --no-imaps")
+
+    @staticmethod
+    def _parse(function: Any, *args: Any) -> Any:
+        try:
+            return function(*args)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def makeService(options: Options) -> IService:
+    """twistd's entry point (named by the plugin in twisted/plugins/mailserv_imapserv.py).
+
+    twistd shows a traceback for any exception here, so a configuration error becomes a
+    one-line message and exit status 1 instead.
+    """
+    try:
+        return build_service(options.config)
+    except usage.UsageError as e:
+        raise SystemExit(f"twistd imapserv: {e}") from None
+
+
+@dataclass(frozen=True)
+class ServerParts:
+    """What ``build_server`` assembled; start ``backend`` before serving with ``factory``."""
+
+    factory: IMAPServerFactory
+    backend: IBackend
+    tls: TLSMaterial
+
+
+def build_server(config: Config) -> ServerParts:
+    """Data dir, TLS material, passwd-file, backend, portal and factory; no listening.
+
+    Bad configuration raises usage.UsageError with a message for the operator.
+    """
+    try:
+        return _build_server(config)
+    except (BackendOptionError, ConfigError, TLSError, UnknownBackend) as e:
+        raise usage.UsageError(str(e)) from None
+    except OSError as e:
+        raise usage.UsageError(f"{e.filename}: {e.strerror}") from None
+
+
+def _build_server(config: Config) -> ServerParts:
+    os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+    _log.info("Data directory {path}", path=os.path.abspath(config.data_dir))
+    tls = prepare_tls(config.data_dir, config.tls_cert, config.tls_key)
+    _log.info(
+        "TLS certificate {path} ({state}), SHA-256 fingerprint {fingerprint}",
+        path=os.path.abspath(tls.cert_path),
+        state="generated now" if tls.generated else "loaded",
+        fingerprint=tls.fingerprint,
+    )
+    if _create_private_file(config.passwd_path):
+        _log.info("Created empty passwd-file {path}", path=config.passwd_path)
+    backend = find_backend(config.backend).build(dict(config.backend_options), config.data_dir)
+    _log.info("Backend {name}", name=config.backend)
+    portal = build_portal(backend, PasswdFileChecker(PasswdFile(config.passwd_path)))
+    factory = IMAPServerFactory(portal, config.settings, tls=tls.options)
+    return ServerParts(factory, backend, tls)
+
+
+def build_service(config: Config, reactor: Any = None) -> MultiService:
+    """The whole server as one service: the backend first, then a listener per endpoint."""
+    if reactor is None:
+        from twisted.internet import reactor
+    parts = build_server(config)
+    top = MultiService()
+    _BackendService(parts.backend, reactor).setServiceParent(top)
+    listeners: list[tuple[str, str, CertificateOptions | None]] = [
+        (d, "IMAP", None) for d in config.imap
+    ]
+    listeners += [(d, "IMAPS", parts.tls.options) for d in config.imaps]
+    for description, label, tls in listeners:
+        endpoint = _listening_endpoint(reactor, description, label, tls)
+        StreamServerEndpointService(endpoint, parts.factory).setServiceParent(top)
+    return top
+
+
+class _BackendService(Service):
+    """Runs ``backend.start()``/``stop()`` with the service; a failed start stops the reactor."""
+
+    def __init__(self, backend: IBackend, reactor: Any) -> None:
+        self.backend = backend
+        self._reactor = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        maybeDeferred(self.backend.start).addErrback(self._failed)
+
+    def stopService(self) -> Deferred[object]:
+        super().stopService()
+        return maybeDeferred(self.backend.stop)
+
+    def _failed(self, failure: Failure) -> None:
+        _log.failure("The backend failed to start; stopping", failure)
+        self._reactor.callWhenRunning(self._reactor.stop)
+
+
+def _listening_endpoint(
+    reactor: Any, description: str, label: str, tls: CertificateOptions | None
+) -> IStreamServerEndpoint:
+    """Parse an endpoint string; for IMAPS, wrap it in our TLS unless it brings its own."""
+    if tls is not None and description.startswith("ssl:"):
+        if "privateKey=" in description or "certKey=" in description:
+            tls = None  # an ssl: endpoint with its own key does the TLS itself
+        else:
+            description = "tcp:" + description.removeprefix("ssl:")
+    try:
+        endpoint = serverFromString(reactor, description)
+    except (ValueError, TypeError, OSError) as e:
+        raise usage.UsageError(f"--{label.lower()} {description!r}: {e}") from None
+    return _AnnouncedEndpoint(endpoint, label, tls)
+
+
+@implementer(IStreamServerEndpoint)
+class _AnnouncedEndpoint:
+    """Logs the address it listens on (the real port when 0 was asked), adding TLS if given."""
+
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, label: str, tls: CertificateOptions | None
+    ) -> None:
+        self._endpoint = endpoint
+        self._label = label
+        self._tls = tls
+
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
+        factory = protocolFactory
+        if self._tls is not None:
+            factory = TLSMemoryBIOFactory(self._tls, False, protocolFactory)
+        return self._endpoint.listen(factory).addCallback(self._announce)
+
+    def _announce(self, port: IListeningPort) -> IListeningPort:
+        _log.info("{label} listening on {address}", label=self._label, address=_show(port))
+        return port
+
+
+def _show(port: IListeningPort) -> str:
+    address = port.getHost()
+    host, number = getattr(address, "host", None), getattr(address, "port", None)
+    if host is None or number is None:
+        return str(address)
+    return f"[{host}]:{number}" if ":" in host else f"{host}:{number}"
+
+
+def _create_private_file(path: str) -> bool:
+    """Create an empty file readable by its owner only; False when it already exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
