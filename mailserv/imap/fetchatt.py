@@ -1,0 +1,261 @@
+"""FETCH data items (RFC 3501 6.4.5, BINARY from RFC 3516): the argument → item objects.
+
+The parser keeps ``BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.100>`` as one atom; this module
+gives it structure once per command, and says what the items need (content or metadata
+only, whether they set ``\\Seen``) so FETCH can plan its backend calls.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mailserv.imap import encode
+from mailserv.imap.parser import ParseError, astring, parse_tokens
+from mailserv.imap.tokens import Atom, ParenList, String, Token
+
+MAX_ITEMS = 100
+MAX_PART_DEPTH = 64
+MAX_FIELDS = 1000
+_MAX_NUMBER = 0xFFFFFFFF
+
+SIMPLE_ITEMS = frozenset(
+    {
+        "UID",
+        "FLAGS",
+        "INTERNALDATE",
+        "RFC822.SIZE",
+        "ENVELOPE",
+        "BODY",
+        "BODYSTRUCTURE",
+        "RFC822",
+        "RFC822.HEADER",
+        "RFC822.TEXT",
+        "MODSEQ",
+    }
+)
+MACROS = {
+    "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
+    "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),
+    "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
+}
+SECTION_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"})
+_CONTENT_SIMPLE = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
+_SEEN_SIMPLE = frozenset({"RFC822", "RFC822.TEXT"})
+
+_ITEM = re.compile(
+    r"([A-Za-z0-9.]+)(?:\[(.*)\](?:<([0-9]+)\.([0-9]+)>)?)?",
+    re.DOTALL,
+)
+_PART = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+_TEXT_AND_LIST = re.compile(r"([A-Za-z.]*)(?: (.*))?", re.DOTALL)
+_FIELD_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ":"
+
+
+@dataclass(frozen=True, slots=True)
+class Simple:
+    """An item without section: ``UID``, ``FLAGS``, ``ENVELOPE``, ``RFC822`` ..."""
+
+    name: str
+
+    def label(self) -> bytes:
+        return self.name.encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class BodySection:
+    """``BODY[...]``/``BODY.PEEK[...]``, or ``BINARY[...]``/``BINARY.PEEK[...]``.
+
+    ``text`` is HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT, TEXT, MIME or None (the whole
+    part); ``fields`` are the header names as sent (compare them case-insensitively);
+    ``partial`` is ``(origin, count)``.
+    """
+
+    peek: bool
+    binary: bool
+    part: tuple[int, ...]
+    text: str | None
+    fields: tuple[str, ...]
+    partial: tuple[int, int] | None
+
+    def section(self) -> bytes:
+        """The section spec between the brackets, as the response writes it."""
+        spec = ".".join(map(str, self.part))
+        if self.text:
+            spec = f"{spec}.{self.text}" if spec else self.text
+        out = spec.encode("ascii")
+        if self.fields:
+            names = b" ".join(encode.astring(name.encode("ascii")) for name in self.fields)
+            out += b" (" + names + b")"
+        return out
+
+    def label(self) -> bytes:
+        """The name the response gives the item: no ``.PEEK``, partial origin only."""
+        name = b"BINARY[" if self.binary else b"BODY["
+        label = name + self.section() + b"]"
+        if self.partial is not None:
+            label += b"<%d>" % self.partial[0]
+        return label
+
+
+@dataclass(frozen=True, slots=True)
+class BinarySize:
+    """``BINARY.SIZE[part]`` (RFC 3516): the decoded size of a part."""
+
+    part: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        return "BINARY.SIZE"
+
+    def label(self) -> bytes:
+        return b"BINARY.SIZE[" + ".".join(map(str, self.part)).encode("ascii") + b"]"
+
+
+FetchItem = Simple | BodySection | BinarySize
+
+
+def parse_fetch_items(tok: Token) -> list[FetchItem]:
+    """The FETCH argument (an item, a macro, or a list of items) → items, duplicates dropped."""
+    if isinstance(tok, Atom):
+        macro = MACROS.get(tok.value.upper())
+        if macro is not None:
+            return [Simple(name) for name in macro]
+        return [parse_fetch_item(tok.value)]
+    if isinstance(tok, ParenList):
+        if not tok.items:
+            raise ParseError(None, "Empty FETCH item list")
+        if len(tok.items) > MAX_ITEMS:
+            raise ParseError(None, f"Too many FETCH items (limit {MAX_ITEMS})")
+        items: list[FetchItem] = []
+        for item in tok.items:
+            if not isinstance(item, Atom):
+                raise ParseError(None, "Expected a FETCH item name")
+            if item.value.upper() in MACROS:
+                raise ParseError(None, f"{item.value.upper()} cannot be combined with other items")
+            items.append(parse_fetch_item(item.value))
+        return list(dict.fromkeys(items))
+    raise ParseError(None, "Expected FETCH items, got a string")
+
+
+def parse_fetch_item(text: str) -> FetchItem:
+    """One item atom, e.g. ``BODY.PEEK[1.HEADER.FIELDS (FROM)]<0.100>``."""
+    match = _ITEM.fullmatch(text)
+    if match is None:
+        raise ParseError(None, f"Invalid FETCH item {text[:60]!r}")
+    name, section, origin, count = match.groups()
+    name = name.upper()
+    if section is None:
+        if name in SIMPLE_ITEMS:
+            return Simple(name)
+        if name in ("BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"):
+            raise ParseError(None, f"{name} needs a section in brackets")
+        raise ParseError(None, f"Unknown FETCH item {name[:40]}")
+    partial = _partial(origin, count) if origin is not None else None
+    if name in ("BODY", "BODY.PEEK"):
+        part, section_text, fields = _body_section(section)
+        return BodySection(name == "BODY.PEEK", False, part, section_text, fields, partial)
+    if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE"):
+        part = _part_numbers(section) if section else ()
+        if name == "BINARY.SIZE":
+            if partial is not None:
+                raise ParseError(None, "BINARY.SIZE takes no partial range")
+            return BinarySize(part)
+        return BodySection(name == "BINARY.PEEK", True, part, None, (), partial)
+    raise ParseError(None, f"{name[:40]} takes no section")
+
+
+def _number(text: str, what: str) -> int:
+    digits = text.lstrip("0")
+    if len(digits) > 10 or int(digits or "0") > _MAX_NUMBER:
+        raise ParseError(None, f"{what} out of range")
+    return int(digits or "0")
+
+
+def _partial(origin: str, count: str) -> tuple[int, int]:
+    size = _number(count, "Partial length")
+    if size == 0:
+        raise ParseError(None, "Partial length must not be zero")
+    return _number(origin, "Partial origin"), size
+
+
+def _part_numbers(text: str) -> tuple[int, ...]:
+    if not _PART.fullmatch(text):
+        raise ParseError(None, f"Invalid section part {text[:40]!r}")
+    numbers = text.split(".")
+    if len(numbers) > MAX_PART_DEPTH:
+        raise ParseError(None, "Section part nested too deeply")
+    part = tuple(_number(n, "Section part number") for n in numbers)
+    if 0 in part:
+        raise ParseError(None, "Section part numbers start at 1")
+    return part
+
+
+def _body_section(spec: str) -> tuple[tuple[int, ...], str | None, tuple[str, ...]]:
+    """``1.2.HEADER.FIELDS (A B)`` → (part, text, fields)."""
+    part: tuple[int, ...] = ()
+    rest = spec
+    match = _PART.match(spec)
+    if match is not None:
+        part = _part_numbers(match.group())
+        rest = spec[match.end() :]
+        if rest:
+            if not rest.startswith(".") or len(rest) == 1:
+                raise ParseError(None, f"Invalid section {spec[:60]!r}")
+            rest = rest[1:]
+    split = _TEXT_AND_LIST.fullmatch(rest)
+    if split is None:
+        raise ParseError(None, f"Invalid section {spec[:60]!r}")
+    text = split.group(1).upper() or None
+    field_list = split.group(2)
+    if text is not None and text not in SECTION_TEXTS:
+        raise ParseError(None, f"Invalid section text {split.group(1)[:40]}")
+    if text == "MIME" and not part:
+        raise ParseError(None, "MIME needs a part number")
+    if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        if field_list is None:
+            raise ParseError(None, f"{text} needs a list of header field names")
+        return part, text, _fields(field_list)
+    if field_list is not None:
+        raise ParseError(None, f"Invalid section {spec[:60]!r}")
+    return part, text, ()
+
+
+def _fields(text: str) -> tuple[str, ...]:
+    tokens = parse_tokens(text.encode("utf-8"))
+    if len(tokens) != 1 or not isinstance(tokens[0], ParenList) or not tokens[0].items:
+        raise ParseError(None, "Expected a parenthesised list of header field names")
+    if len(tokens[0].items) > MAX_FIELDS:
+        raise ParseError(None, f"Too many header field names (limit {MAX_FIELDS})")
+    names = []
+    for item in tokens[0].items:
+        if not isinstance(item, Atom | String):
+            raise ParseError(None, "Expected a header field name")
+        raw = astring(item)
+        name = raw.decode("ascii", "replace")
+        if not raw.isascii() or not _FIELD_NAME.fullmatch(name):
+            raise ParseError(None, f"Invalid header field name {name[:40]!r}")
+        names.append(name)
+    return tuple(names)
+
+
+def sets_seen(items: Iterable[FetchItem]) -> bool:
+    """Whether fetching the items sets ``\\Seen`` (non-peek sections, RFC822, RFC822.TEXT)."""
+    for item in items:
+        if isinstance(item, BodySection):
+            if not item.peek:
+                return True
+        elif isinstance(item, Simple) and item.name in _SEEN_SIMPLE:
+            return True
+    return False
+
+
+def needs_content(items: Iterable[FetchItem]) -> bool:
+    """Whether any item needs the message bytes (the rest come from stored metadata)."""
+    for item in items:
+        if isinstance(item, BodySection | BinarySize):
+            return True
+        if item.name in _CONTENT_SIMPLE:
+            return True
+    return False
