@@ -202,7 +202,11 @@ def _build_server(config: Config) -> ServerParts:
         fingerprint=tls.fingerprint,
     )
     if _create_private_file(config.passwd_path):
-        _log.info("Created empty passwd-file {path}", path=config.passwd_path)
+        _log.info(
+            "Created empty passwd-file {path}; add users with "
+            "`mailserv user add NAME --passwd-file {path} --password-stdin`",
+            path=os.path.abspath(config.passwd_path),
+        )
     backend = find_backend(config.backend).build(dict(config.backend_options), config.data_dir)
     _log.info("Backend {name}", name=config.backend)
     portal = build_portal(backend, PasswdFileChecker(PasswdFile(config.passwd_path)))
