@@ -1,0 +1,183 @@
+"""Fixtures of the black-box protocol tests: a running server per backend, fresh users,
+clients (raw socket, imaplib, imapclient, TLS) and servers with custom limits.
+
+Backends: ``BACKENDS`` maps a name to a ``BackendSpec`` (extra ``--backend-option`` values
+and optional prepare/cleanup of an external store).  ``MAILSERV_TEST_BACKENDS=a,b`` runs a
+subset.  ``MAILSERV_TEST_SERVER_CLASS=module:Class`` swaps the ``ServerProcess`` class, which
+lets the suite itself be checked against a reference IMAP server.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import importlib
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+_REPO = Path(__file__).resolve().parent.parent
+_HERE = Path(__file__).resolve().parent
+for _path in (str(_REPO), str(_HERE)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from bench.harness import BackendSpec, RawClient, ServerProcess  # noqa: E402
+from imapserver import Connector, User, UserPool, new_user  # noqa: E402
+
+BACKENDS: dict[str, BackendSpec] = {
+    "memory": BackendSpec("memory"),
+}
+"""Every backend the protocol suite runs against; add one entry per new backend."""
+
+SESSION_LIMITS: Mapping[str, object] = {"auth_failure_delay": 0.05}
+"""Limits of the shared server: failed logins must not make the suite slow."""
+
+PROTOCOL_TEST_TIMEOUT = 60
+
+
+def _selected_backends() -> list[str]:
+    wanted = os.environ.get("MAILSERV_TEST_BACKENDS")
+    if not wanted:
+        return list(BACKENDS)
+    return [name.strip() for name in wanted.split(",") if name.strip()]
+
+
+def _server_class() -> type[ServerProcess]:
+    spec = os.environ.get("MAILSERV_TEST_SERVER_CLASS")
+    if not spec:
+        return ServerProcess
+    module, _, name = spec.partition(":")
+    cls: type[ServerProcess] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def _log_tail(server: ServerProcess, limit: int = 6000) -> str:
+    text = server.log_text()
+    return text[-limit:]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every protocol test a timeout, so a silent server fails the test, not the run."""
+    for item in items:
+        if item.path.name.startswith("test_protocol_") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(PROTOCOL_TEST_TIMEOUT))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Attach the server's log to a failed test's report."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    servers = [v for v in funcargs.values() if isinstance(v, ServerProcess)]
+    factory = funcargs.get("server_factory")
+    if isinstance(factory, ServerFactory):
+        servers += factory.servers
+    for server in servers:
+        report.sections.append((f"server log ({server.data_dir})", _log_tail(server)))
+
+
+def _start(server: ServerProcess) -> ServerProcess:
+    try:
+        server.start()
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session", params=_selected_backends())
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The shared server of one backend (session-scoped, one per ``BACKENDS`` entry)."""
+    name = str(request.param)
+    if name not in BACKENDS:
+        pytest.skip(f"unknown backend {name!r}")
+    data_dir = tmp_path_factory.mktemp(f"server-{name}")
+    proc = _server_class()(data_dir, BACKENDS[name], limits=SESSION_LIMITS)
+    _start(proc)
+    yield proc
+    proc.stop()
+    if request.session.testsfailed:
+        sys.stderr.write(f"\n--- log of the {name} server (tail) ---\n{_log_tail(proc)}\n")
+
+
+@pytest.fixture(scope="session")
+def user_pool(server: ServerProcess) -> Iterator[UserPool]:
+    pool = UserPool(server)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def user(server: ServerProcess, user_pool: UserPool) -> User:
+    """A fresh user (unique name, password that needs quoting) on the shared server."""
+    if not server.alive:
+        pytest.fail(f"the server died:\n{_log_tail(server)}")
+    return user_pool.get()
+
+
+@pytest.fixture
+def connect(server: ServerProcess, user: User) -> Iterator[Connector]:
+    """Opens any number of clients as ``user``; all closed after the test."""
+    connector = Connector(server, user)
+    yield connector
+    connector.close()
+
+
+@pytest.fixture
+def raw(connect: Connector) -> RawClient:
+    """A logged-in raw socket client."""
+    return connect.raw()
+
+
+@pytest.fixture
+def imap(connect: Connector) -> imaplib.IMAP4:
+    """A logged-in ``imaplib.IMAP4``."""
+    return connect.imaplib()
+
+
+@pytest.fixture
+def client(connect: Connector) -> IMAPClient:
+    """A logged-in ``imapclient.IMAPClient``."""
+    return connect.imapclient()
+
+
+class ServerFactory:
+    """Starts extra servers (e.g. with small limits) for one test and stops them after."""
+
+    def __init__(self, tmp_path: Path, backend: BackendSpec) -> None:
+        self.tmp_path = tmp_path
+        self.backend = backend
+        self.servers: list[ServerProcess] = []
+
+    def __call__(
+        self, limits: Mapping[str, object] | None = None, extra_args: Sequence[str] = ()
+    ) -> ServerProcess:
+        data_dir = self.tmp_path / f"limited-{len(self.servers)}"
+        proc = _server_class()(data_dir, self.backend, limits=limits, extra_args=extra_args)
+        self.servers.append(proc)
+        return _start(proc)
+
+    def user(self, server: ServerProcess) -> User:
+        user = new_user()
+        server.add_user(user.name, user.password)
+        return user
+
+    def stop(self) -> None:
+        for proc in self.servers:
+            proc.stop()
+
+
+@pytest.fixture
+def server_factory(server: ServerProcess, tmp_path: Path) -> Iterator[ServerFactory]:
+    """``server_factory(limits={...})`` → a started server of the same backend as ``server``."""
+    factory = ServerFactory(tmp_path, server.backend)
+    yield factory
+    factory.stop()
+

@@ -1,0 +1,183 @@
+"""Fixture helpers for the protocol tests: users, and clients of every kind for one user.
+
+The server subprocess, raw client and response parsing live in ``bench.harness`` (the
+benchmark uses them too); this module adds what only the tests need.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import secrets
+import ssl
+import threading
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from imapclient import IMAPClient
+
+from bench.harness import RawClient, Response, ServerProcess
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password: str
+
+
+def new_user() -> User:
+    """A unique user name and a password with characters that need quoting."""
+    return User("t" + secrets.token_hex(6), "pw " + secrets.token_urlsafe(9) + '"\\x')
+
+
+class UserPool:
+    """Creates users through the admin CLI a few ahead of need, in background threads,
+    so the per-test ``user`` fixture does not wait for a Python start-up each time."""
+
+    def __init__(self, server: ServerProcess, ahead: int = 3) -> None:
+        self.server = server
+        self.ahead = ahead
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="useradd")
+        self._pending: deque[Future[User]] = deque()
+        self._lock = threading.Lock()
+
+    def _create(self) -> User:
+        user = new_user()
+        self.server.add_user(user.name, user.password)
+        return user
+
+    def get(self) -> User:
+        with self._lock:
+            while len(self._pending) < self.ahead + 1:
+                self._pending.append(self._executor.submit(self._create))
+            future = self._pending.popleft()
+            self._pending.append(self._executor.submit(self._create))
+        return future.result(timeout=120)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class Connector:
+    """Opens clients to ``server`` as ``user`` and closes them all at the end of a test."""
+
+    def __init__(self, server: ServerProcess, user: User) -> None:
+        self.server = server
+        self.user = user
+        self._raw: list[RawClient] = []
+        self._imaplib: list[imaplib.IMAP4] = []
+        self._imapclient: list[IMAPClient] = []
+
+    # -- raw sockets ---------------------------------------------------------------------
+
+    def raw(self, login: bool = True, timeout: float = 10.0) -> RawClient:
+        client = RawClient.connect(self.server.imap_port, timeout=timeout)
+        self._raw.append(client)
+        if login:
+            client.login(self.user.name, self.user.password)
+        return client
+
+    def raw_tls(self, server_hostname: str = "localhost", login: bool = True) -> RawClient:
+        """Implicit TLS on the imaps port, trusting only the server's certificate."""
+        client = RawClient.connect(
+            self.server.imaps_port,
+            ssl_context=self.server.ssl_context(),
+            server_hostname=server_hostname,
+        )
+        self._raw.append(client)
+        if login:
+            client.login(self.user.name, self.user.password)
+        return client
+
+    def selected(self, mailbox: str = "INBOX") -> RawClient:
+        """A logged-in raw client with ``mailbox`` selected."""
+        client = self.raw()
+        response = client.command(f'SELECT "{mailbox}"')
+        assert response.ok, response.line
+        return client
+
+    # -- imaplib -------------------------------------------------------------------------
+
+    def imaplib(self, login: bool = True) -> imaplib.IMAP4:
+        conn = imaplib.IMAP4(self.server.host, self.server.imap_port, timeout=10)
+        self._imaplib.append(conn)
+        if login:
+            conn.login(self.user.name, self.user.password)
+        return conn
+
+    def imaplib_ssl(self, host: str = "localhost", login: bool = True) -> imaplib.IMAP4_SSL:
+        conn = imaplib.IMAP4_SSL(
+            host, self.server.imaps_port, ssl_context=self.server.ssl_context(), timeout=10
+        )
+        self._imaplib.append(conn)
+        if login:
+            conn.login(self.user.name, self.user.password)
+        return conn
+
+    # -- imapclient ----------------------------------------------------------------------
+
+    def imapclient(self, login: bool = True) -> IMAPClient:
+        conn = IMAPClient(self.server.host, self.server.imap_port, ssl=False, timeout=10)
+        self._imapclient.append(conn)
+        if login:
+            conn.login(self.user.name, self.user.password)
+        return conn
+
+    def imapclient_ssl(self, host: str = "localhost") -> IMAPClient:
+        ctx = self.server.ssl_context()
+        conn = IMAPClient(host, self.server.imaps_port, ssl=True, ssl_context=ctx, timeout=10)
+        self._imapclient.append(conn)
+        conn.login(self.user.name, self.user.password)
+        return conn
+
+    # -- data ----------------------------------------------------------------------------
+
+    def append(
+        self, messages: Sequence[bytes], mailbox: str = "INBOX", flags: str = ""
+    ) -> list[int]:
+        """APPEND (pipelined, LITERAL+) through a throwaway connection; the new UIDs."""
+        client = RawClient.connect(self.server.imap_port)
+        try:
+            client.login(self.user.name, self.user.password)
+            responses = client.append_many(mailbox, messages, flags)
+            client.command("LOGOUT")
+        finally:
+            client.close()
+        return [appenduid(r)[1] for r in responses]
+
+    def close(self) -> None:
+        for raw in self._raw:
+            raw.close()
+        for conn in self._imaplib:
+            try:
+                conn.shutdown()
+            except (OSError, imaplib.IMAP4.error, ssl.SSLError):
+                pass
+        for client in self._imapclient:
+            try:
+                client.shutdown()
+            except (OSError, imaplib.IMAP4.error, ssl.SSLError):
+                pass
+
+
+def appenduid(response: Response) -> tuple[int, int]:
+    """(UIDVALIDITY, UID) from ``OK [APPENDUID v u]``."""
+    assert response.ok, response.line
+    code = response.code or ""
+    parts = code.split()
+    assert len(parts) == 3 and parts[0].upper() == "APPENDUID", response.line
+    return int(parts[1]), int(parts[2])
+
+
+def uid_set(text: str) -> list[int]:
+    """Expand a UID set such as ``3:5,9`` (as in COPYUID): items in the order given, each
+    range ascending."""
+    out: list[int] = []
+    for item in text.split(","):
+        if ":" in item:
+            a, b = sorted(int(x) for x in item.split(":"))
+            out += list(range(a, b + 1))
+        else:
+            out.append(int(item))
+    return out
