@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from twisted.python.usage import UsageError
+
 from mailserv.imap.settings import ServerSettings
 
 __all__ = [
@@ -45,8 +47,11 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
-class ConfigError(ValueError):
-    """The configuration cannot be used; the text names the source and the key."""
+class ConfigError(UsageError, ValueError):
+    """The configuration cannot be used; the text names the source and the key.
+
+    A UsageError, so twistd reports it like any other bad option.
+    """
 
 
 def _empty() -> Mapping[str, str]:

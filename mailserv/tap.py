@@ -33,7 +33,6 @@ from mailserv.config import (
     DEFAULT_BACKEND,
     DEFAULT_DATA_DIR,
     Config,
-    ConfigError,
     load_config,
     parse_assignment,
     parse_limit,
@@ -121,12 +120,12 @@ class Options(usage.Options):
 
     def opt_backend_option(self, assignment: str) -> None:
         """KEY=VALUE passed to the backend; repeatable (keys: --help-backends)."""
-        key, value = self._parse(parse_assignment, assignment, "--backend-option")
+        key, value = parse_assignment(assignment, "--backend-option")
         self._given.setdefault("backend-option", {})[key] = value
 
     def opt_limit(self, assignment: str) -> None:
         """NAME=VALUE engine limit (a ServerSettings field, listed below); repeatable."""
-        name, value = self._parse(parse_limit, assignment)
+        name, value = parse_limit(assignment)
         self._given.setdefault("limits", {})[name] = value
 
     def opt_help_backends(self) -> None:
@@ -145,16 +144,9 @@ class Options(usage.Options):
         for name in ("no-imap", "no-imaps", "allow-plaintext-auth"):
             if self[name]:
                 layer[name] = True
-        self.config = self._parse(load_config, layer, self["config"])
+        self.config = load_config(layer, self["config"])
         if not self.config.imap and not self.config.imaps:
             raise usage.UsageError("nothing to listen on: both --no-imap and --no-imaps")
-
-    @staticmethod
-    def _parse(function: Any, *args: Any) -> Any:
-        try:
-            return function(*args)
-        except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
 
 
 def makeService(options: Options) -> IService:
@@ -185,7 +177,7 @@ def build_server(config: Config) -> ServerParts:
     """
     try:
         return _build_server(config)
-    except (BackendOptionError, ConfigError, TLSError, UnknownBackend) as e:
+    except (BackendOptionError, TLSError, UnknownBackend) as e:
         raise usage.UsageError(str(e)) from None
     except OSError as e:
         raise usage.UsageError(f"{e.filename}: {e.strerror}") from None

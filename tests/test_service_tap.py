@@ -257,3 +257,15 @@ def test_backend_start_failure_stops_the_reactor() -> None:
     assert len(reactor.whenRunningHooks) == 1
     hook, _, _ = reactor.whenRunningHooks[0]
     assert hook == reactor.stop
+
+
+def test_backend_start_may_be_a_coroutine() -> None:
+    started: list[bool] = []
+
+    class AsyncBackend(_Backend):
+        async def start(self) -> None:  # type: ignore[override]
+            started.append(True)
+
+    service = _BackendService(AsyncBackend(None), MemoryReactor())  # type: ignore[arg-type]
+    service.startService()
+    assert started == [True]
