@@ -192,8 +192,10 @@ def test_overlong_continuation_line_keeps_first_tag() -> None:
 def test_overlong_line_with_huge_digit_run_literal_is_fatal() -> None:
     f = framer(max_line=20)
     data = b"t1 X {" + b"1" * 500 + b"+}\r\nt2 NOOP\r\n"
-    events = events_of(data, f)
-    assert len(events) == 1 and isinstance(events[0], FrameError) and events[0].fatal
+    assert events_of(data, f) == [
+        FrameError("t1", "Command line too long", None, False),
+        FrameError("t1", "Non-synchronizing literal too large", "TOOBIG", True),
+    ]
 
 
 def test_overlong_line_without_tag() -> None:
@@ -201,6 +203,16 @@ def test_overlong_line_without_tag() -> None:
     assert events_of(b"x" * 30 + b"\r\n", f)[0] == FrameError(
         None, "Command line too long", None, False
     )
+
+
+def test_overlong_lines_within_a_failed_command_do_not_stall() -> None:
+    f = framer(max_line=20, max_command=40)
+    data = b"t1 X {30+}\r\n" + b"y" * 30 + b" " + b"z" * 30 + b"\r\nt2 NOOP\r\nt3 NOOP\r\n"
+    assert events_of(data, f) == [
+        FrameError("t1", "Command too large", "TOOBIG", False),
+        Frame(b"t2 NOOP"),
+        Frame(b"t3 NOOP"),
+    ]
 
 
 def test_line_exactly_at_limit_accepted() -> None:

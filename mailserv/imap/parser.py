@@ -113,6 +113,8 @@ class CommandFramer:
         self.max_literal = max_literal
         self.max_command = max_command
         self.max_literal_plus = max_literal_plus
+        # Never more than a line can hold, so the tag found does not depend on chunking.
+        self._head_size = min(_HEAD, max_line + 1)
         self._buf = bytearray()
         self._scan = 0
         self._line_mode = False
@@ -155,8 +157,8 @@ class CommandFramer:
 
     @property
     def buffered(self) -> int:
-        """Bytes held for the command in progress (bounded by ``max_command``)."""
-        return self._size
+        """Bytes held for the command in progress (at most ``max_command``)."""
+        return sum(map(len, self._parts))
 
     @property
     def in_command(self) -> bool:
@@ -185,18 +187,19 @@ class CommandFramer:
                 continue
             end = self._buf.find(b"\n", self._scan)
             if end < 0:
-                if len(self._buf) > self.max_line + 1:
-                    return self._overlong(None)
-                self._scan = len(self._buf)
-                return None
-            line = bytes(self._buf[:end])
-            del self._buf[: end + 1]
-            self._scan = 0
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if len(line) > self.max_line:
-                return self._overlong(line)
-            event = self._take_line(line)
+                if len(self._buf) <= self.max_line + 1:
+                    self._scan = len(self._buf)
+                    return None
+                event = self._overlong(len(self._buf))
+            elif end - (end > 0 and self._buf[end - 1] == 0x0D) > self.max_line:
+                event = self._overlong(end)
+            else:
+                line = bytes(self._buf[:end])
+                del self._buf[: end + 1]
+                self._scan = 0
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                event = self._take_line(line)
             if event is not None:
                 return event
         return None
@@ -217,7 +220,7 @@ class CommandFramer:
         if not self._parts and not line.strip(b" "):
             return None  # stray blank line between commands
         if self._head is None:
-            self._head = line[:_HEAD]
+            self._head = line[: self._head_size]
         self._size += len(line) + 2
         if self._size > self.max_command:
             error = self._error("Command too large", "TOOBIG")
@@ -271,29 +274,26 @@ class CommandFramer:
         self._reset()
         return None
 
-    def _overlong(self, line: bytes | None) -> FrameEvent | None:
-        """The current line exceeds max_line: skip it (whole, or up to its line feed)."""
+    def _overlong(self, stop: int) -> FrameError | None:
+        """The current line exceeds max_line: report it, then skip it up to its line feed
+        (``stop`` is where that is, or the end of the input so far)."""
         in_line_mode = self._line_mode and not self.in_command
         error: FrameError | None
         if in_line_mode:
             error = FrameError(None, "Line too long", None, False)
         else:
             if self._head is None:
-                self._head = bytes(self._buf[:_HEAD]) if line is None else line[:_HEAD]
+                self._head = bytes(self._buf[: self._head_size])
             # A command already failing was reported once; its further lines go silently.
             error = None if self._discard else self._error("Command line too long")
             self._discard = True
             self._parts = []
-        if line is None:
-            self._skipping = True
-            self._skip_command = not in_line_mode
-            self._tail = bytes(self._buf[-_TAIL:])
-            self._buf.clear()
-            self._scan = 0
-            return error
-        if in_line_mode:
-            return error
-        return self._end_discarded_line(line[-_TAIL:], truncated=True) or error
+        self._skipping = True
+        self._skip_command = not in_line_mode
+        self._tail = bytes(self._buf[max(0, stop - _TAIL) : stop])
+        del self._buf[:stop]
+        self._scan = 0
+        return error
 
     def _skip(self) -> tuple[FrameEvent | None, bool]:
         end = self._buf.find(b"\n")
