@@ -180,7 +180,7 @@ def build_server(config: Config) -> ServerParts:
     except (BackendOptionError, TLSError, UnknownBackend) as e:
         raise usage.UsageError(str(e)) from None
     except OSError as e:
-        raise usage.UsageError(f"{e.filename}: {e.strerror}") from None
+        raise usage.UsageError(f"{e.filename}: {e.strerror}" if e.filename else str(e)) from None
 
 
 def _build_server(config: Config) -> ServerParts:
@@ -219,7 +219,11 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
     listeners += [(d, "IMAPS", parts.tls.options) for d in config.imaps]
     for description, label, tls in listeners:
         endpoint = _listening_endpoint(reactor, description, label, tls)
-        StreamServerEndpointService(endpoint, parts.factory).setServiceParent(top)
+        listener = StreamServerEndpointService(endpoint, parts.factory)
+        # As twisted.application.strports.service does: a port that cannot be bound fails
+        # the start instead of leaving a server that is silently half up.
+        listener._raiseSynchronously = True
+        listener.setServiceParent(top)
     return top
 
 
@@ -247,13 +251,14 @@ def _listening_endpoint(
     reactor: Any, description: str, label: str, tls: CertificateOptions | None
 ) -> IStreamServerEndpoint:
     """Parse an endpoint string; for IMAPS, wrap it in our TLS unless it brings its own."""
+    parsed = description
     if tls is not None and description.startswith("ssl:"):
         if "privateKey=" in description or "certKey=" in description:
             tls = None  # an ssl: endpoint with its own key does the TLS itself
         else:
-            description = "tcp:" + description.removeprefix("ssl:")
+            parsed = "tcp:" + description.removeprefix("ssl:")
     try:
-        endpoint = serverFromString(reactor, description)
+        endpoint = serverFromString(reactor, parsed)
     except (ValueError, TypeError, OSError) as e:
         raise usage.UsageError(f"--{label.lower()} {description!r}: {e}") from None
     return _AnnouncedEndpoint(endpoint, label, tls)

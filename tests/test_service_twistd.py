@@ -215,6 +215,25 @@ def test_configuration_error_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_port_in_use_stops_the_start(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["--imap", f"tcp:{port}:interface=127.0.0.1", "--no-imaps"]
+        result = subprocess.run(
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "imapserv", *args],
+            cwd=tmp_path,
+            env=source_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode != 0
+    assert f"Couldn't listen on 127.0.0.1:{port}" in result.stdout + result.stderr
+
+
 def test_third_party_backend_on_pythonpath(tmp_path: Path, servers: list[Twistd]) -> None:
     write_backend_plugin(tmp_path / "extra", "pathstore")
     args = ["--backend", "pathstore", "--backend-option", "greeting=hi", *LOOPBACK_ANY_PORT]
