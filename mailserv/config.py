@@ -54,10 +54,6 @@ class ConfigError(UsageError, ValueError):
     """
 
 
-def _empty() -> Mapping[str, str]:
-    return MappingProxyType({})
-
-
 @dataclass(frozen=True)
 class Config:
     """Everything ``makeService`` needs; build one directly to embed or test."""
@@ -66,13 +62,19 @@ class Config:
     imap: tuple[str, ...] = DEFAULT_IMAP
     imaps: tuple[str, ...] = DEFAULT_IMAPS
     backend: str = DEFAULT_BACKEND
-    backend_options: Mapping[str, str] = field(default_factory=_empty)
+    backend_options: Mapping[str, str] = field(default_factory=dict)
     passwd_file: str | None = None
     """None means ``<data-dir>/passwd``."""
     tls_cert: str | None = None
     """With ``tls_key``: the certificate (chain) to serve; None generates one in the data dir."""
     tls_key: str | None = None
     settings: ServerSettings = field(default_factory=ServerSettings)
+
+    def __post_init__(self) -> None:
+        # Built directly (embedders, tests), the fields may arrive as lists and dicts.
+        object.__setattr__(self, "imap", tuple(self.imap))
+        object.__setattr__(self, "imaps", tuple(self.imaps))
+        object.__setattr__(self, "backend_options", MappingProxyType(dict(self.backend_options)))
 
     @property
     def passwd_path(self) -> str:
@@ -265,7 +267,7 @@ def _merge(layers: list[_Layer]) -> Config:
         raise ConfigError("tls-cert and tls-key go together: give both or neither")
     settings = dataclasses.replace(ServerSettings(), **limits)  # type: ignore[arg-type]
     return Config(
-        backend_options=MappingProxyType(backend_options),
+        backend_options=backend_options,
         settings=settings,
         **fields,  # type: ignore[arg-type]
     )

@@ -101,6 +101,14 @@ def test_no_imap_and_later_layers(tmp_path: Path) -> None:
         load_config({"imap": ["tcp:1"], "no-imap": True})
 
 
+def test_direct_construction_is_frozen_too() -> None:
+    options = {"a": "b"}
+    config = Config(imap=["tcp:1"], backend_options=options)  # type: ignore[arg-type]
+    options["a"] = "changed"
+    assert config.imap == ("tcp:1",)
+    assert dict(config.backend_options) == {"a": "b"}
+
+
 def test_frozen() -> None:
     config = load_config({"backend-option": {"a": "b"}})
     with pytest.raises(AttributeError):
