@@ -35,6 +35,21 @@ def source_env(*first: Path) -> dict[str, str]:
     return env
 
 
+def run(
+    command: list[str], cwd: Path, env: dict[str, str], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=check
+    )
+
+
+def twistd(
+    args: list[str], cwd: Path, env: dict[str, str], python: str = sys.executable
+) -> subprocess.CompletedProcess[str]:
+    """``twistd ARGS`` run to its end (for --help and for starts that must fail)."""
+    return run([python, "-c", TWISTD, *args], cwd, env, check=False)
+
+
 class Twistd:
     """A ``twistd -n --pidfile= imapserv ...`` subprocess whose log is read as it comes."""
 
@@ -201,15 +216,7 @@ def test_truly_no_options(tmp_path: Path, servers: list[Twistd]) -> None:
 
 
 def test_configuration_error_is_one_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "imapserv", "--backend", "nope"],
-        cwd=tmp_path,
-        env=source_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = twistd(["-n", "--pidfile=", "imapserv", "--backend", "nope"], tmp_path, source_env())
     assert result.returncode == 1
     assert "twistd imapserv: unknown backend 'nope' (available: memory" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -221,15 +228,7 @@ def test_port_in_use_stops_the_start(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         args = ["--imap", f"tcp:{port}:interface=127.0.0.1", "--no-imaps"]
-        result = subprocess.run(
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "imapserv", *args],
-            cwd=tmp_path,
-            env=source_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = twistd(["-n", "--pidfile=", "imapserv", *args], tmp_path, source_env())
     assert result.returncode != 0
     assert f"Couldn't listen on 127.0.0.1:{port}" in result.stdout + result.stderr
 
@@ -297,15 +296,8 @@ def test_installed_layout(venv: Path) -> None:
 
 
 def test_twistd_help_lists_imapserv(venv: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", TWISTD, "--help"],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    result = twistd(["--help"], tmp_path, clean_env(), python=str(venv / "bin" / "python"))
+    assert result.returncode == 0, result.stderr
     assert re.search(r"^\s+imapserv\s+An IMAP4rev1 server", result.stdout, re.M), result.stdout
 
 
@@ -323,15 +315,7 @@ def test_third_party_distribution(venv: Path, tmp_path: Path, servers: list[Twis
     assert (site / "mailserv" / "plugins" / "distributed_store.py").is_file()
 
     python = str(venv / "bin" / "python")
-    listing = subprocess.run(
-        [python, "-c", TWISTD, "imapserv", "--help-backends"],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    listing = twistd(["imapserv", "--help-backends"], tmp_path, clean_env(), python=python)
     assert "distributed: Throwaway test backend" in listing.stdout
     assert "greeting: Accepted and ignored." in listing.stdout
     assert "memory:" in listing.stdout
@@ -343,13 +327,9 @@ def test_third_party_distribution(venv: Path, tmp_path: Path, servers: list[Twis
     assert "Backend distributed" in server.log
     assert (
         str(site / "mailserv")
-        in subprocess.run(
+        in run(
             [python, "-c", "import mailserv.tap; print(mailserv.tap.__file__)"],
-            cwd=tmp_path,
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
+            tmp_path,
+            clean_env(),
         ).stdout
     )
