@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
@@ -81,6 +81,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self._tls_started = False
         self.idling = False
         self.closing = False
+        self._pump_call: IDelayedCall | None = None
         """Set by LOGOUT: close once the tagged OK is out."""
 
     # -- connection ---------------------------------------------------------------------
@@ -94,6 +95,8 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         self.setTimeout(None)
         self.state = State.LOGOUT
+        if self._pump_call is not None and self._pump_call.active():
+            self._pump_call.cancel()
         self._queue.clear()
         if self._line_waiter is not None:
             waiter, self._line_waiter = self._line_waiter, None
@@ -227,7 +230,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self._line_waiter = defer.Deferred()
         waiter = self._line_waiter
         self._reading_paused = False
-        self._pump()
+        self._schedule_pump()
         try:
             return await waiter
         finally:
@@ -250,7 +253,12 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             self._running = False
         if self._reading_paused and self.state is not State.LOGOUT:
             self._reading_paused = False
-            self._pump()
+            self._schedule_pump()
+
+    def _schedule_pump(self) -> None:
+        """Read on from the next reactor turn: no recursion however much was pipelined."""
+        if self._pump_call is None or not self._pump_call.active():
+            self._pump_call = self.factory.clock.callLater(0, self._pump)
 
     async def _execute(self, item: Command | FrameError | ParseError) -> None:
         if isinstance(item, FrameError):
