@@ -49,12 +49,12 @@ def _compile(view: SelectedView, item: FetchItem) -> Renderer:
     if name == "RFC822":
         return lambda m, raw: b"RFC822 " + encode.literal(raw)
     if name == "RFC822.HEADER":
-        return lambda m, raw: b"RFC822.HEADER " + encode.literal(
-            section_bytes(raw, m.info, (), "HEADER")
+        return lambda m, raw: (
+            b"RFC822.HEADER " + encode.literal(section_bytes(raw, m.info, (), "HEADER"))
         )
     if name == "RFC822.TEXT":
-        return lambda m, raw: b"RFC822.TEXT " + encode.literal(
-            section_bytes(raw, m.info, (), "TEXT")
+        return lambda m, raw: (
+            b"RFC822.TEXT " + encode.literal(section_bytes(raw, m.info, (), "TEXT"))
         )
     raise Bad(f"Unsupported FETCH item {name}")
 
@@ -76,7 +76,10 @@ def _section_renderer(item: BodySection) -> Renderer:
 
 
 async def fetch(
-    session: IMAPServerProtocol, view: SelectedView, uids: Sequence[int], items: list[FetchItem],
+    session: IMAPServerProtocol,
+    view: SelectedView,
+    uids: Sequence[int],
+    items: list[FetchItem],
     uid_mode: bool,
 ) -> None:
     """Write ``* n FETCH`` for each UID still in the mailbox."""

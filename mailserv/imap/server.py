@@ -64,7 +64,9 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self.factory = factory
         self.settings = factory.settings
         s = self.settings
-        self.framer = CommandFramer(s.max_line, s.max_literal, s.max_command_size, s.max_literal_plus)
+        self.framer = CommandFramer(
+            s.max_line, s.max_literal, s.max_command_size, s.max_literal_plus
+        )
         self.state = State.NOT_AUTHENTICATED
         self.account: IAccount | None = None
         self.username: str | None = None
@@ -72,7 +74,9 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self.enabled: set[str] = set()
         self.auth_failures = 0
         self._logout: Callable[[], object] | None = None
-        self._queue: deque[Command | FrameError | ParseError] = deque()
+        self._queue: deque[tuple[Command | FrameError | ParseError, int]] = deque()
+        self._queued_bytes = 0
+        self._transport_paused = False
         self._running = False
         self._reading_paused = False
         self._line_waiter: defer.Deferred[bytes] | None = None
@@ -92,7 +96,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         caps = b" ".join(capabilities.for_session(self))
         self.write(b"* OK [CAPABILITY " + caps + b"] mailserv ready\r\n")
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self.setTimeout(None)
         self.state = State.LOGOUT
         if self._pump_call is not None and self._pump_call.active():
@@ -171,9 +175,19 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self.resetTimeout()
         self.framer.feed(data)
         self._pump()
+        if self.framer.pending > self.settings.max_line and self._blocked():
+            # Nothing is being consumed: stop reading from the socket until it is.
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+            self._transport_paused = True
+
+    def _blocked(self) -> bool:
+        return self._reading_paused or self._queued_bytes > self.settings.max_command_size
 
     def _pump(self) -> None:
-        while not self._reading_paused and self.state is not State.LOGOUT:
+        if self._transport_paused and not self._blocked():
+            self._transport_paused = False
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+        while not self._blocked() and self.state is not State.LOGOUT:
             event = self.framer.next_event()
             if event is None:
                 return
@@ -185,7 +199,11 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
                 if event.fatal:
                     self._fatal(event)
                     return
-                self._enqueue(event)
+                if self._line_waiter is not None:
+                    waiter, self._line_waiter = self._line_waiter, None
+                    waiter.errback(Failure(Bad(event.text)))
+                else:
+                    self._enqueue(event, 0)
             elif isinstance(event, Frame):
                 self._take_frame(event.raw)
 
@@ -198,15 +216,17 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             spec = self.factory.commands.get(command.name)
             if spec is not None and spec.exclusive:
                 self._reading_paused = True
-        self._enqueue(command)
+        self._enqueue(command, len(raw))
 
-    def _enqueue(self, item: Command | FrameError | ParseError) -> None:
+    def _enqueue(self, item: Command | FrameError | ParseError, size: int) -> None:
+        """Queue a command; ``size`` counts toward the bytes held for queued commands."""
         if len(self._queue) >= self.settings.max_pipelined:
             self.write(b"* BYE Too many commands in flight\r\n")
             self.transport.loseConnection()  # type: ignore[union-attr]
             self.state = State.LOGOUT
             return
-        self._queue.append(item)
+        self._queue.append((item, size))
+        self._queued_bytes += size
         if not self._running:
             self._run_queue()
 
@@ -247,11 +267,14 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
     async def _drain_queue(self) -> None:
         try:
             while self._queue and self.state is not State.LOGOUT:
-                item = self._queue.popleft()
-                await self._execute(item)
+                item, size = self._queue.popleft()
+                try:
+                    await self._execute(item)
+                finally:
+                    self._queued_bytes -= size
         finally:
             self._running = False
-        if self._reading_paused and self.state is not State.LOGOUT:
+        if self.state is not State.LOGOUT and (self._reading_paused or self._transport_paused):
             self._reading_paused = False
             self._schedule_pump()
 

@@ -34,7 +34,7 @@ async def append(session: IMAPServerProtocol, command: Command) -> Reply:
         elif isinstance(arg, String) and when is None:
             when = date_time(arg)
         else:
-            raise Bad("APPEND arguments: mailbox [(flags)] [\"date-time\"] literal")
+            raise Bad('APPEND arguments: mailbox [(flags)] ["date-time"] literal')
     if "\\Recent" in flag_set:
         raise Bad("\\Recent cannot be set")
     if not message.value:

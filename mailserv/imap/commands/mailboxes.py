@@ -1,4 +1,4 @@
-"""Authenticated state, mailbox level: CREATE DELETE RENAME SUBSCRIBE UNSUBSCRIBE LIST LSUB STATUS."""
+"""Authenticated state, mailbox level: CREATE DELETE RENAME (UN)SUBSCRIBE LIST LSUB STATUS."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from mailserv.interfaces import IAccount, MailboxStatus
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol
 
-SPECIAL_USE = frozenset({"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"})
+SPECIAL_USE = frozenset(
+    {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+)
 _FORBIDDEN = set("*%") | {chr(c) for c in range(0x20)} | {"\x7f"}
 
 
@@ -38,7 +40,9 @@ def valid_new_name(name: str, max_bytes: int) -> str:
     if len(name.encode("utf-8")) > max_bytes:
         raise No("Mailbox name too long", "CANNOT")
     if _FORBIDDEN.intersection(name) or "//" in name or name.startswith(listing.DELIMITER):
-        raise No("Mailbox names may not hold wildcards, control characters or empty levels", "CANNOT")
+        raise No(
+            "Mailbox names may not hold wildcards, control characters or empty levels", "CANNOT"
+        )
     return name
 
 

@@ -11,7 +11,14 @@ from mailserv.imap.commands import SELECTED, CommandSpec
 from mailserv.imap.fetchatt import parse_fetch_items
 from mailserv.imap.parser import flags, mailbox, text_atom
 from mailserv.imap.replies import Bad, No, Reply
-from mailserv.imap.search import BadCharset, SearchContext, evaluate, parse_search
+from mailserv.imap.search import (
+    BadCharset,
+    SearchContext,
+    SearchProgram,
+    bind,
+    evaluate,
+    parse_search,
+)
 from mailserv.imap.sequence import format_set, parse_sequence_set
 from mailserv.imap.tokens import Command, ParenList, Token
 from mailserv.imap.view import SelectedView
@@ -96,13 +103,13 @@ async def search(session: IMAPServerProtocol, command: Command) -> Reply:
     try:
         program = parse_search(command.args, session.settings.max_search_keys)
     except BadCharset as exc:
-        raise No("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)") from exc
-    found = await resolve(view.mailbox.search(program, view.uids))
+        raise No(f"Unsupported charset {exc.charset[:40]}", exc.response_code) from exc
+    box = view.mailbox
+    bound = SearchProgram(bind(program.key, view.uids, view.recent), program.charset)
+    found = await resolve(box.search(bound, view.uids))
     if found is None:
-        metas = await resolve(view.mailbox.fetch(view.uids))
-        context = SearchContext(
-            uids=view.uids, recent=view.recent, content=lambda uid: resolve(view.mailbox.content(uid))
-        )
+        metas = await resolve(box.fetch(view.uids))
+        context = SearchContext(view.uids, view.recent, lambda uid: resolve(box.content(uid)))
         found = await evaluate(program, metas, context)
     if command.uid:
         numbers = sorted(found)
