@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from mailserv.imap.parser import MAX_DEPTH, MAX_TOKENS, ParseError, parse_command, parse_tokens
@@ -254,22 +252,14 @@ def test_parse_tokens() -> None:
         parse_tokens(b" a")
 
 
-# -- performance ------------------------------------------------------------------------------
+# -- long lines (speed is measured by bench/, not here) ---------------------------------------
 
 
-def _time(raw: bytes) -> float:
-    start = time.perf_counter()
-    for _ in range(5):
-        parse_command(raw)
-    return (time.perf_counter() - start) / 5
-
-
-def test_long_lines_parse_fast() -> None:
+def test_long_lines_parse() -> None:
     sequence = ",".join(str(n) for n in range(1, 20000, 2)).encode()[:65000].rstrip(b",")
-    assert _time(b"a UID FETCH " + sequence + b" (FLAGS UID)") < 0.005
-    assert _time(b'a LOGIN "' + b"x" * 65000 + b'" y') < 0.005
-    assert _time(b"a X " + b"[" * 65000) < 0.02
-    # Worst cases (one token every two bytes) stay linear and bounded.
-    assert _time(b"a SEARCH" + b" a" * 32000) < 0.05
-    assert _time(b"a SEARCH" + b' "a"' * 16000) < 0.05
-    assert _time(b"a SEARCH" + b" (a)" * 16000) < 0.1
+    assert parse_command(b"a UID FETCH " + sequence + b" (FLAGS UID)").uid
+    assert parse_command(b'a LOGIN "' + b"x" * 65000 + b'" y').name == "LOGIN"
+    assert len(parse_command(b"a X " + b"[" * 65000).args) == 1
+    assert len(parse_command(b"a SEARCH" + b" a" * 32000).args) == 32000
+    assert len(parse_command(b"a SEARCH" + b' "a"' * 16000).args) == 16000
+    assert len(parse_command(b"a SEARCH" + b" (a)" * 16000).args) == 16000

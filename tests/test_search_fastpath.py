@@ -1,8 +1,7 @@
-"""SEARCH over 10,000 messages stays on the metadata fast path and well under 50 ms."""
+"""SEARCH over 10,000 messages stays on the metadata fast path (bench/ measures the time)."""
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta
 
 from test_search_support import UTC, Ctx, meta, run, toks
@@ -42,11 +41,5 @@ def test_subject_and_from_over_10k_messages() -> None:
         ("CHARSET", "UTF-8", "OR", "SUBJECT", "GR\xdcSSE".encode(), "FROM", b"user7"),
     ):
         program = parse_search(toks(*items))
-        best = float("inf")
-        for _ in range(3):
-            began = time.perf_counter()
-            hits = run(program, metas, ctx)
-            best = min(best, time.perf_counter() - began)
-        assert hits
-        assert best < 0.05, (items, best)
+        assert run(program, metas, ctx)
     assert ctx.loads == []
