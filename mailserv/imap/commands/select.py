@@ -43,7 +43,8 @@ async def _open(session: IMAPServerProtocol, command: Command, readonly: bool) -
         b"* OK [PERMANENTFLAGS (%s)] Flags permitted\r\n"
         % (b"" if readonly else SYSTEM_FLAGS + b" \\*"),
         b"* %d EXISTS\r\n" % view.exists,
-        b"* %d RECENT\r\n" % len(view.recent),
+        # EXAMINE claims nothing: it shows how many are recent for nobody yet.
+        b"* %d RECENT\r\n" % (counts.recent if readonly else len(view.recent)),
     ]
     if first_unseen:
         out.append(b"* OK [UNSEEN %d] First unseen message\r\n" % first_unseen)
