@@ -8,6 +8,10 @@ from __future__ import annotations
 import base64
 import quopri
 import random
+import re
+from typing import Any
+
+from imapclient.response_parser import parse_response
 
 CRLF = b"\r\n"
 
@@ -321,6 +325,27 @@ def realistic(seed: int) -> bytes:
         b"Content-Transfer-Encoding: base64\r\n"
         b'Content-Disposition: attachment; filename="data.bin"\r\n\r\n' + blob + b"--mix--\r\n"
     )
+
+
+_LITERAL = re.compile(rb"\{(\d+)\}\r\n")
+
+
+def imap_parse(data: bytes) -> Any:
+    """Parse IMAP response data with imapclient (literals split out as imaplib would)."""
+    chunks: list[bytes | tuple[bytes, bytes]] = []
+    pos = 0
+    while (match := _LITERAL.search(data, pos)) is not None:
+        size = int(match.group(1))
+        head = data[pos : match.end() - 2]
+        chunks.append((head, data[match.end() : match.end() + size]))
+        pos = match.end() + size
+    chunks.append(data[pos:])
+    (value,) = parse_response(chunks)  # type: ignore[arg-type]
+    return value
+
+
+def test_imap_parse_literals() -> None:
+    assert imap_parse(b'("a" {3}\r\n\xff\r\n NIL)') == (b"a", b"\xff\r\n", None)
 
 
 def test_realistic_sizes() -> None:

@@ -5,5 +5,7 @@ so FETCH and SEARCH never re-parse.  ``section_bytes`` cuts BODY[section] out of
 """
 
 from mailserv.message.info import MessageInfo, Part
+from mailserv.message.parse import parse_message
+from mailserv.message.sections import section_bytes
 
-__all__ = ["MessageInfo", "Part"]
+__all__ = ["MessageInfo", "Part", "parse_message", "section_bytes"]

@@ -13,8 +13,11 @@ from email.utils import getaddresses, unquote
 from mailserv.imap.encode import nstring, string
 from mailserv.message.headers import unfold
 
-MAX_ADDRESS_FIELD = 256 * 1024
+MAX_ADDRESS_FIELD = 64 * 1024
 """Octets of one address field that are parsed (a bound against absurd headers)."""
+MAX_COMMENTS = 64
+"""Beyond this many comments in one mailbox they are dropped before the stdlib parser
+sees them (it recurses once per nesting level)."""
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|<[^>]*>?|\(|[,:;]|[^",:;<(]+', re.S)
 _ROUTE = re.compile(r"<\s*(@[^<>:\"]*):")
@@ -94,8 +97,14 @@ def _mailboxes(text: str) -> list[Item]:
     if route is not None:
         adl = "".join(route.group(1).split())
         text = text[: route.start()] + "<" + text[route.end() :]
+    if text.count("(") > MAX_COMMENTS:
+        text = _drop_comments(text)
+    try:
+        pairs = getaddresses([text])
+    except Exception:  # the stdlib parser on hostile input: keep the other addresses
+        return []
     found: list[Item] = []
-    for name, address in getaddresses([text]):
+    for name, address in pairs:
         if not name and not address:
             continue
         local, at, host = address.rpartition("@")
@@ -105,11 +114,24 @@ def _mailboxes(text: str) -> list[Item]:
     return found
 
 
-def encode_list(value: bytes | None) -> bytes:
-    """The ENVELOPE form of an address header: ``((name adl mailbox host) ...)`` or NIL."""
+def _drop_comments(text: str) -> str:
+    out: list[str] = []
+    pos = 0
+    while (start := text.find("(", pos)) >= 0:
+        out.append(text[pos:start])
+        pos = _comment_end(text, start)
+    out.append(text[pos:])
+    return " ".join(out)
+
+
+def encode_list(value: bytes | None, limit: int = MAX_ADDRESS_FIELD) -> bytes:
+    """The ENVELOPE form of an address header: ``((name adl mailbox host) ...)`` or NIL.
+
+    Only the first ``limit`` octets are parsed.
+    """
     if value is None:
         return b"NIL"
-    text = unfold(value[:MAX_ADDRESS_FIELD]).decode("utf-8", "surrogateescape")
+    text = unfold(value[:limit]).decode("utf-8", "surrogateescape")
     if not text:
         return b"NIL"
     out: list[bytes] = []

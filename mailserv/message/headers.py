@@ -8,31 +8,41 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from email.errors import HeaderParseError
 from email.header import decode_header
 from email.message import Message
-from email.utils import collapse_rfc2231_value
 from urllib.parse import quote
 
-# One header line: a field name and colon, or a continuation (leading WSP).  Obsolete syntax
-# allows WSP between the name and the colon; names are anything but WSP, CR, LF and ':'.
-_LINE = rb"(?:[^\s:]+[ \t]*:|[ \t])[^\n]*"
-_HEADER_LINES = re.compile(rb"(?:" + _LINE + rb"\n)*")
-_LAST_LINE = re.compile(_LINE)
-FIELD = re.compile(rb"([^\s:]+)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)\n?")
+# A header line starts with a field name and colon, or is a continuation (leading WSP).
+# Obsolete syntax allows WSP before the colon; names are anything but WSP, CR, LF and ':'.
+_LINE_START = re.compile(rb"[ \t]|[^\s:]++[ \t]*+:")
+_NON_HEADER_LINE = re.compile(rb"\n(?![ \t]|[^\s:]++[ \t]*+:)")
+FIELD = re.compile(rb"([^\s:]++)[ \t]*+:([^\n]*+(?:\n[ \t][^\n]*+)*+)\n?")
 """One field with its continuation lines: group 1 the name, group 2 the raw value."""
 
+_BAD_B_WORD = re.compile(r"=\?[^?\s]*\?[bB]\?[^?\s]*[^A-Za-z0-9+/=?\s][^?\s]*\?=")
+"""A base64 encoded-word with a character base64 lacks: RFC 2047 6.3 says show it as is
+(the stdlib would silently drop the character)."""
+
+MAX_DECODED = 16 * 1024
+"""Characters of one header value that are RFC 2047-decoded."""
 MAX_FIELDS = 10_000
 """Fields of one header block that are looked at; the rest stay header but are ignored."""
+MAX_PARAMS_FIELD = 8 * 1024
+"""Octets of a Content-Type/-Disposition value that are parsed (the stdlib parser is
+quadratic in the number of parameters)."""
 
 
 def header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
     """``(fields_end, body_start)`` of the entity at ``start``.
 
-    The fields end where a line stops looking like a header line.  A blank line there is
+    The fields end at the first line that is no header line.  A blank line there is
     skipped to find the body; any other line (no blank line in the message) starts the body.
     """
-    stop = _HEADER_LINES.match(raw, start, end).end()  # type: ignore[union-attr]
+    if _LINE_START.match(raw, start, end) is None:
+        stop = start
+    else:
+        found = _NON_HEADER_LINE.search(raw, start, end)
+        stop = end if found is None else found.end()
     if stop >= end:
         return end, end
     first = raw[stop]
@@ -40,8 +50,6 @@ def header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
         return stop, stop + 1
     if first == 0x0D and stop + 1 < end and raw[stop + 1] == 0x0A:
         return stop, stop + 2
-    if _LAST_LINE.fullmatch(raw, stop, end):
-        return end, end
     return stop, stop
 
 
@@ -69,21 +77,29 @@ def to_text(value: bytes) -> str:
 
 
 def decode_words(value: str) -> str:
-    """RFC 2047-decode ``value``; bad charsets or encodings fall back, never raise."""
-    if "=?" not in value:
+    """RFC 2047-decode ``value``; bad charsets or encodings fall back, never raise.
+
+    Only the first :data:`MAX_DECODED` characters are decoded (the stdlib decoder is
+    quadratic in the number of words); the rest is kept as it is.
+    """
+    if len(value) > MAX_DECODED:
+        return decode_words(value[:MAX_DECODED]) + value[MAX_DECODED:]
+    if "=?" not in value or _BAD_B_WORD.search(value):
         return value
     try:
         chunks = decode_header(value)
-    except (HeaderParseError, ValueError, LookupError, TypeError):
+    except Exception:  # HeaderParseError, binascii errors, odd charsets: show it as is
         return value
+    # decode_header turns unencoded text into bytes with raw-unicode-escape: Latin-1 undoes
+    # that exactly unless the text had characters beyond Latin-1 (then written as \uXXXX).
+    wide = not value.isascii() and any(ord(char) > 0xFF for char in value)
     out: list[str] = []
     for chunk, charset in chunks:
         if isinstance(chunk, str):
             out.append(chunk)
         elif charset is None:
-            # decode_header turns unencoded text into bytes with raw-unicode-escape.
             try:
-                out.append(chunk.decode("raw-unicode-escape"))
+                out.append(chunk.decode("raw-unicode-escape" if wide else "latin-1"))
             except UnicodeDecodeError:
                 out.append(chunk.decode("latin-1"))
         else:
@@ -128,7 +144,7 @@ def parse_params(value: bytes) -> tuple[str, list[Param]]:
     form on the wire (name with ``*``) so the output stays ASCII, and is decoded in
     ``Param.value``.
     """
-    text = value.decode("latin-1")
+    text = value[:MAX_PARAMS_FIELD].decode("latin-1")
     if ";" not in text:
         return text.strip(), []
     message = Message()
@@ -146,7 +162,7 @@ def parse_params(value: bytes) -> tuple[str, list[Param]]:
             continue
         if isinstance(raw, tuple):
             charset, language, encoded = raw
-            decoded = collapse_rfc2231_value(raw)
+            decoded = decode_charset(encoded.encode("latin-1", "replace"), charset)
             octets = encoded.encode("latin-1", "replace")
             wire = f"{charset or ''}'{language or ''}'{quote(octets, safe='')}"
             params.append(Param(name, name.encode("latin-1") + b"*", wire.encode(), decoded))

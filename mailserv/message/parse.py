@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from mailserv.imap.encode import string
 from mailserv.message import headers
-from mailserv.message.addresses import encode_list
+from mailserv.message.addresses import MAX_ADDRESS_FIELD, encode_list
 from mailserv.message.headers import Param, iter_fields, parse_params, search_text, unfold
 from mailserv.message.info import MessageInfo, Part
 
@@ -24,6 +24,10 @@ MAX_DEPTH = 20
 """Nesting (multipart children, encapsulated messages) deeper than this is opaque."""
 MAX_PARTS = 1000
 """Entities per message; boundaries after the limit are not looked for."""
+MAX_PROBES = 100_000
+"""Lines starting with a boundary that are examined per message (a bound on hostile input)."""
+MAX_ADDRESS_TOTAL = 1024 * 1024
+"""Octets of address fields parsed per message, encapsulated messages included."""
 
 _log = Logger()
 
@@ -53,6 +57,7 @@ _MESSAGE_FIELDS = _MIME_FIELDS | {
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _MEDIA_TYPE = re.compile(_TOKEN + "/" + _TOKEN)
 _ENCODING = re.compile(rb"[^\s;(]+")
+_PADDING = re.compile(rb"[ \t]*")
 _ASCII_DEFAULT = b'("CHARSET" "US-ASCII")'
 _EMPTY_BODY = b'("TEXT" "PLAIN" ' + _ASCII_DEFAULT + b' NIL NIL "7BIT" 0 0)'
 _EMPTY_STRUCTURE = _EMPTY_BODY[:-1] + b" NIL NIL NIL NIL)"
@@ -64,11 +69,21 @@ Fields = dict[bytes, bytes]
 class _Scan:
     """State of one parse: the message and how many entities were found so far."""
 
-    __slots__ = ("raw", "count")
+    __slots__ = ("raw", "count", "probes", "address_budget")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         self.count = 0
+        self.probes = 0
+        self.address_budget = MAX_ADDRESS_TOTAL
+
+    def addresses(self, value: bytes | None) -> bytes:
+        """An ENVELOPE address list, parsed within the message's address budget."""
+        if value is None:
+            return b"NIL"
+        limit = min(MAX_ADDRESS_FIELD, self.address_budget)
+        self.address_budget -= min(len(value), limit)
+        return encode_list(value, limit)
 
 
 class _Entity:
@@ -86,14 +101,16 @@ class _Entity:
 def parse_message(raw: bytes) -> MessageInfo:
     """Everything FETCH and SEARCH need about ``raw``; never raises."""
     raw = bytes(raw)
+    scan = _Scan(raw)
     try:
-        top = _entity(_Scan(raw), 0, len(raw), 0, "text/plain", True)
+        top = _entity(scan, 0, len(raw), 0, "text/plain", True)
+        env = _envelope(top.fields, scan)
     except Exception:  # a bug here must not lose the message: store it as opaque text
         _log.failure("parse_message failed; storing the message as opaque text")
         return _opaque(raw)
     fields = top.fields
     return MessageInfo(
-        envelope=envelope(fields),
+        envelope=env,
         body=top.body,
         bodystructure=top.structure,
         root=top.part,
@@ -117,20 +134,20 @@ def _opaque(raw: bytes) -> MessageInfo:
     )
 
 
-def envelope(fields: Fields) -> bytes:
+def _envelope(fields: Fields, scan: _Scan) -> bytes:
     """The ENVELOPE of a message header (RFC 3501 7.4.2), from its raw field values."""
-    sender_from = encode_list(fields.get(b"from"))
-    sender = encode_list(fields.get(b"sender"))
-    reply_to = encode_list(fields.get(b"reply-to"))
+    sender_from = scan.addresses(fields.get(b"from"))
+    sender = scan.addresses(fields.get(b"sender"))
+    reply_to = scan.addresses(fields.get(b"reply-to"))
     return b"(%s %s %s %s %s %s %s %s %s %s)" % (
         _nstring(fields.get(b"date")),
         _nstring(fields.get(b"subject")),
         sender_from,
         sender_from if sender == b"NIL" else sender,
         sender_from if reply_to == b"NIL" else reply_to,
-        encode_list(fields.get(b"to")),
-        encode_list(fields.get(b"cc")),
-        encode_list(fields.get(b"bcc")),
+        scan.addresses(fields.get(b"to")),
+        scan.addresses(fields.get(b"cc")),
+        scan.addresses(fields.get(b"bcc")),
         _nstring(fields.get(b"in-reply-to")),
         _nstring(fields.get(b"message-id")),
     )
@@ -176,7 +193,7 @@ def _entity(scan: _Scan, start: int, end: int, depth: int, default: str, top: bo
         token = _ENCODING.search(encoding_value)
         if token is not None:
             encoding = token.group().decode("latin-1").lower()
-    charset = next((p.value.strip().lower() for p in params if p.name == "charset"), None)
+    charset = next((p.value.strip().lower() for p in params if p.name == "charset"), None) or None
     major, _, minor = ctype.partition("/")
     if major == "text" and charset is None:
         charset = "us-ascii"
@@ -221,7 +238,7 @@ def _entity(scan: _Scan, start: int, end: int, depth: int, default: str, top: bo
     if ctype in _ENCAPSULATING:
         inner = _entity(scan, body_start, end, depth + 1, "text/plain", True)
         lines = b"%d" % _lines(raw, body_start, end)
-        env = envelope(inner.fields)
+        env = _envelope(inner.fields, scan)
         body = b"(%s %s %s %s)" % (fields_wire, env, inner.body, lines)
         structure = b"(%s %s %s %s NIL %s)" % (fields_wire, env, inner.structure, lines, extension)
     elif major == "text":
@@ -312,7 +329,8 @@ def _children(
     part_start = -1
     pos = start
     at_start = raw.startswith(delimiter, start, end)
-    while scan.count < MAX_PARTS:
+    while scan.count < MAX_PARTS and scan.probes < MAX_PROBES:
+        scan.probes += 1
         if at_start:
             found, at_start = start, False
         else:
@@ -324,13 +342,13 @@ def _children(
         close = raw.startswith(b"--", after, end)
         if close:
             after += 2
-        while after < end and raw[after] in b" \t":
-            after += 1
+        after = _PADDING.match(raw, after, end).end()  # type: ignore[union-attr]
         if after < end and raw[after] not in b"\r\n":
             pos = after  # "--boundary" followed by more text: not a delimiter line
             continue
         if part_start >= 0:
-            part_end = found - 2 if raw[found - 2 : found] == b"\r\n" else found - 1
+            crlf = found - 2 >= part_start and raw[found - 2] == 0x0D
+            part_end = found - 2 if crlf else found - 1
             children.append(
                 _entity(scan, part_start, max(part_end, part_start), depth + 1, default, False)
             )

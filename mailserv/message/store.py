@@ -52,8 +52,9 @@ def _part_record(part: Part) -> list[Any]:
     ]
 
 
-def loads(data: bytes) -> MessageInfo:
+def loads(data: bytes | bytearray | memoryview) -> MessageInfo:
     """The MessageInfo :func:`dumps` wrote; UnknownFormat for anything else."""
+    data = bytes(data)
     if not data.startswith(MARKER):
         raise UnknownFormat(f"not a MessageInfo record (marker {data[:4]!r})")
     try:
@@ -71,7 +72,7 @@ def loads(data: bytes) -> MessageInfo:
             bcc,
             None if sent is None else datetime.fromisoformat(sent),
         )
-    except (ValueError, TypeError, AttributeError) as error:
+    except (ValueError, TypeError, AttributeError, RecursionError) as error:
         raise UnknownFormat(f"corrupt MessageInfo record: {error}") from error
 
 
