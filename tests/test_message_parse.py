@@ -361,6 +361,9 @@ def test_charset_from_rfc2231_and_invalid_content_type() -> None:
     )
     info = parse_message(b"Content-Type: Text/HTML\r\nContent-Transfer-Encoding: BASE64\r\n\r\n")
     assert info.root.content_type == "text/html" and info.root.encoding == "base64"
+    info = parse_message(b'Content-Transfer-Encoding: "Quoted-Printable" (odd)\r\n\r\n')
+    assert info.root.encoding == "quoted-printable"
+    assert b'"QUOTED-PRINTABLE"' in info.body
 
 
 @pytest.mark.parametrize(

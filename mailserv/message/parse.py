@@ -56,7 +56,7 @@ _MESSAGE_FIELDS = _MIME_FIELDS | {
 }
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _MEDIA_TYPE = re.compile(_TOKEN + "/" + _TOKEN)
-_ENCODING = re.compile(rb"[^\s;(]+")
+_ENCODING = re.compile(rb'[^\s;("]+')
 _PADDING = re.compile(rb"[ \t]*")
 _ASCII_DEFAULT = b'("CHARSET" "US-ASCII")'
 _EMPTY_BODY = b'("TEXT" "PLAIN" ' + _ASCII_DEFAULT + b' NIL NIL "7BIT" 0 0)'
