@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -59,11 +58,3 @@ def test_corrupt_part_record() -> None:
     data = dumps(parse_message(s.PLAIN)).replace(b'"text/plain"', b"7")
     with pytest.raises(UnknownFormat):
         loads(data.replace(b',"7bit",', b","))
-
-
-def test_loads_is_fast() -> None:
-    blobs = [dumps(parse_message(s.realistic(seed))) for seed in range(200)] * 10
-    start = time.perf_counter()
-    for blob in blobs:
-        loads(blob)
-    assert time.perf_counter() - start < 1.0  # about 0.03 s on a laptop; generous for CI
