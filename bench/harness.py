@@ -100,8 +100,8 @@ class ServerProcess:
         args += ["--backend", self.backend.name]
         for key, value in self._options.items():
             args += ["--backend-option", f"{key}={value}"]
-        for key, value in self.limits.items():
-            args += ["--limit", f"{key}={value}"]
+        for name, limit in self.limits.items():
+            args += ["--limit", f"{name}={limit}"]
         return args + self.extra_args
 
     def start(self, timeout: float = 30.0) -> None:
@@ -343,7 +343,9 @@ class RawClient:
         self.send(tag.encode() + b" " + body + b"\r\n")
         return self.read_until_tagged(tag)
 
-    def command_with_literal(self, before: str | bytes, literal: bytes, after: bytes = b"") -> Response:
+    def command_with_literal(
+        self, before: str | bytes, literal: bytes, after: bytes = b""
+    ) -> Response:
         """A command with one synchronizing literal: waits for ``+`` before sending it.
 
         If the server answers with a tagged response instead of ``+``, that is returned.
@@ -372,7 +374,9 @@ class RawClient:
             raise AssertionError(f"LOGIN failed: {response.line!r}")
         return response
 
-    def append_many(self, mailbox: str, messages: Sequence[bytes], flags: str = "") -> list[Response]:
+    def append_many(
+        self, mailbox: str, messages: Sequence[bytes], flags: str = ""
+    ) -> list[Response]:
         """APPEND every message in one pipelined burst of LITERAL+ literals."""
         tags = []
         chunks = []
@@ -380,7 +384,9 @@ class RawClient:
         for message in messages:
             tag = self.next_tag()
             tags.append(tag)
-            chunks.append(b"%s %s{%d+}\r\n%s\r\n" % (tag.encode(), prefix.encode(), len(message), message))
+            chunks.append(
+                b"%s %s{%d+}\r\n%s\r\n" % (tag.encode(), prefix.encode(), len(message), message)
+            )
         self.send(b"".join(chunks))
         return [self.read_until_tagged(tag) for tag in tags]
 
@@ -424,7 +430,7 @@ class ParseError(ValueError):
     pass
 
 
-Value = object
+Value = None | int | str | bytes | list["Value"]
 """A parsed value: ``list`` for parenthesised lists, ``bytes`` for strings, ``str`` for atoms
 (``BODY[HEADER.FIELDS (FROM)]<0>`` stays one atom), ``int`` for numbers, ``None`` for NIL."""
 
@@ -518,6 +524,13 @@ def fetches(response: Response) -> dict[int, dict[str, Value]]:
             seq, items = parse_fetch(line)
             out.setdefault(seq, {}).update(items)
     return out
+
+
+def flag_set(value: Value) -> set[str]:
+    """A FLAGS value as upper-case names (``\\SEEN``, ``$LABEL``)."""
+    if not isinstance(value, list):
+        raise AssertionError(f"not a flag list: {value!r}")
+    return {str(f).upper() for f in value}
 
 
 def search_numbers(response: Response) -> list[int]:

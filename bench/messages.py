@@ -140,7 +140,13 @@ def with_attachment(
 ) -> bytes:
     """multipart/mixed: text/plain plus a base64 application/pdf attachment."""
     headers = _envelope_headers(
-        subject, "Billing <billing@shop.example>", "customer@example.net", date, message_id, None, ()
+        subject,
+        "Billing <billing@shop.example>",
+        "customer@example.net",
+        date,
+        message_id,
+        None,
+        (),
     )
     text_part = part("text/plain; charset=us-ascii", crlf(text))
     att_part = part(
@@ -207,11 +213,39 @@ def eight_bit_headers(
     )
 
 
-_WORDS = (
-    "meeting report budget travel invoice server backup release review coffee quarter "
-    "design schedule migration holiday contract feedback network printer deadline agenda "
-    "customer project update status weekly monthly urgent notes draft proposal"
-).split()
+_WORDS = [
+    "meeting",
+    "report",
+    "budget",
+    "travel",
+    "invoice",
+    "server",
+    "backup",
+    "release",
+    "review",
+    "coffee",
+    "quarter",
+    "design",
+    "schedule",
+    "migration",
+    "holiday",
+    "contract",
+    "feedback",
+    "network",
+    "printer",
+    "deadline",
+    "agenda",
+    "customer",
+    "project",
+    "update",
+    "status",
+    "weekly",
+    "monthly",
+    "urgent",
+    "notes",
+    "draft",
+    "proposal",
+]
 
 
 def realistic(i: int, rng: random.Random) -> bytes:

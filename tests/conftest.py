@@ -13,8 +13,9 @@ import imaplib
 import importlib
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from imapclient import IMAPClient
@@ -25,8 +26,9 @@ for _path in (str(_REPO), str(_HERE)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from imapserver import Connector, ServerFactory, User, UserPool  # noqa: E402
+
 from bench.harness import BackendSpec, RawClient, ServerProcess  # noqa: E402
-from imapserver import Connector, User, UserPool, new_user  # noqa: E402
 
 BACKENDS: dict[str, BackendSpec] = {
     "memory": BackendSpec("memory"),
@@ -70,7 +72,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Attach the server's log to a failed test's report."""
-    outcome = yield
+    outcome: Any = yield
     report = outcome.get_result()
     if not report.failed:
         return
@@ -93,7 +95,9 @@ def _start(server: ServerProcess) -> ServerProcess:
 
 
 @pytest.fixture(scope="session", params=_selected_backends())
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """The shared server of one backend (session-scoped, one per ``BACKENDS`` entry)."""
     name = str(request.param)
     if name not in BACKENDS:
@@ -148,36 +152,9 @@ def client(connect: Connector) -> IMAPClient:
     return connect.imapclient()
 
 
-class ServerFactory:
-    """Starts extra servers (e.g. with small limits) for one test and stops them after."""
-
-    def __init__(self, tmp_path: Path, backend: BackendSpec) -> None:
-        self.tmp_path = tmp_path
-        self.backend = backend
-        self.servers: list[ServerProcess] = []
-
-    def __call__(
-        self, limits: Mapping[str, object] | None = None, extra_args: Sequence[str] = ()
-    ) -> ServerProcess:
-        data_dir = self.tmp_path / f"limited-{len(self.servers)}"
-        proc = _server_class()(data_dir, self.backend, limits=limits, extra_args=extra_args)
-        self.servers.append(proc)
-        return _start(proc)
-
-    def user(self, server: ServerProcess) -> User:
-        user = new_user()
-        server.add_user(user.name, user.password)
-        return user
-
-    def stop(self) -> None:
-        for proc in self.servers:
-            proc.stop()
-
-
 @pytest.fixture
 def server_factory(server: ServerProcess, tmp_path: Path) -> Iterator[ServerFactory]:
     """``server_factory(limits={...})`` → a started server of the same backend as ``server``."""
-    factory = ServerFactory(tmp_path, server.backend)
+    factory = ServerFactory(tmp_path, server.backend, _server_class())
     yield factory
     factory.stop()
-

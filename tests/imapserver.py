@@ -6,18 +6,19 @@ benchmark uses them too); this module adds what only the tests need.
 
 from __future__ import annotations
 
-import imaplib
 import secrets
 import ssl
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from imaplib import IMAP4, IMAP4_SSL
+from pathlib import Path
 
 from imapclient import IMAPClient
 
-from bench.harness import RawClient, Response, ServerProcess
+from bench.harness import BackendSpec, RawClient, Response, ServerProcess
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Connector:
         self.server = server
         self.user = user
         self._raw: list[RawClient] = []
-        self._imaplib: list[imaplib.IMAP4] = []
+        self._imaplib: list[IMAP4] = []
         self._imapclient: list[IMAPClient] = []
 
     # -- raw sockets ---------------------------------------------------------------------
@@ -99,15 +100,15 @@ class Connector:
 
     # -- imaplib -------------------------------------------------------------------------
 
-    def imaplib(self, login: bool = True) -> imaplib.IMAP4:
-        conn = imaplib.IMAP4(self.server.host, self.server.imap_port, timeout=10)
+    def imaplib(self, login: bool = True) -> IMAP4:
+        conn = IMAP4(self.server.host, self.server.imap_port, timeout=10)
         self._imaplib.append(conn)
         if login:
             conn.login(self.user.name, self.user.password)
         return conn
 
-    def imaplib_ssl(self, host: str = "localhost", login: bool = True) -> imaplib.IMAP4_SSL:
-        conn = imaplib.IMAP4_SSL(
+    def imaplib_ssl(self, host: str = "localhost", login: bool = True) -> IMAP4:
+        conn = IMAP4_SSL(
             host, self.server.imaps_port, ssl_context=self.server.ssl_context(), timeout=10
         )
         self._imaplib.append(conn)
@@ -152,12 +153,12 @@ class Connector:
         for conn in self._imaplib:
             try:
                 conn.shutdown()
-            except (OSError, imaplib.IMAP4.error, ssl.SSLError):
+            except (OSError, IMAP4.error, ssl.SSLError):
                 pass
         for client in self._imapclient:
             try:
                 client.shutdown()
-            except (OSError, imaplib.IMAP4.error, ssl.SSLError):
+            except (OSError, IMAP4.error, ssl.SSLError):
                 pass
 
 
@@ -181,3 +182,37 @@ def uid_set(text: str) -> list[int]:
         else:
             out.append(int(item))
     return out
+
+
+class ServerFactory:
+    """Starts extra servers (e.g. with small limits) for one test and stops them after."""
+
+    def __init__(
+        self, tmp_path: Path, backend: BackendSpec, cls: type[ServerProcess] = ServerProcess
+    ) -> None:
+        self.tmp_path = tmp_path
+        self.backend = backend
+        self.cls = cls
+        self.servers: list[ServerProcess] = []
+
+    def __call__(
+        self, limits: Mapping[str, object] | None = None, extra_args: Sequence[str] = ()
+    ) -> ServerProcess:
+        data_dir = self.tmp_path / f"limited-{len(self.servers)}"
+        proc = self.cls(data_dir, self.backend, limits=limits, extra_args=extra_args)
+        self.servers.append(proc)
+        try:
+            proc.start()
+        except Exception:
+            proc.stop()
+            raise
+        return proc
+
+    def user(self, server: ServerProcess) -> User:
+        user = new_user()
+        server.add_user(user.name, user.password)
+        return user
+
+    def stop(self) -> None:
+        for proc in self.servers:
+            proc.stop()

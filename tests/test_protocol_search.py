@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import pytest
 from imapclient import IMAPClient
+from imapserver import Connector, User, UserPool, appenduid
 
 from bench import messages
 from bench.harness import RawClient, ServerProcess, search_numbers
-from imapserver import Connector, User, UserPool, appenduid
 
 B64_SECRET = "The xylophone-secret is kept in the base64 part.\n"
 BASE64_TEXT = messages.multipart(
@@ -187,9 +187,9 @@ def test_uid_search_and_uid_key(ro: RawClient, corpus: Corpus) -> None:
 def test_empty_result_is_bare_search_response(ro: RawClient) -> None:
     response = ro.command("SEARCH SUBJECT no-such-subject-anywhere")
     assert response.ok
-    assert [line.rstrip() for line in response.untagged if line.upper().startswith(b"* SEARCH")] == [
-        b"* SEARCH"
-    ]
+    assert [
+        line.rstrip() for line in response.untagged if line.upper().startswith(b"* SEARCH")
+    ] == [b"* SEARCH"]
 
 
 def test_search_rfc2047_subject_with_utf8_literal(ro: RawClient) -> None:
@@ -304,4 +304,3 @@ def test_search_sees_flag_changes(connect: Connector) -> None:
     client = connect.selected()
     assert client.command("STORE 2 +FLAGS (\\Flagged)").ok
     assert search_numbers(client.command("SEARCH FLAGGED")) == [2]
-

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import imaplib
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
-import pytest
 from imapclient import IMAPClient
+from imapserver import Connector, appenduid
 
 from bench import messages
-from bench.harness import RawClient, Response, fetches, parse_values
-from imapserver import Connector, appenduid
+from bench.harness import RawClient, Response, fetches, flag_set, parse_values
 
 
 def ok(client: RawClient, command: str) -> Response:
@@ -33,7 +32,7 @@ def select_info(response: Response) -> dict[str, object]:
     flags = response.data("FLAGS")
     assert len(flags) == 1, response.untagged
     values, _ = parse_values(flags[0])
-    info["FLAGS"] = {str(f).upper() for f in values[0]}  # type: ignore[union-attr]
+    info["FLAGS"] = flag_set(values[0])
     for code in response.codes():
         name, _, rest = code.partition(" ")
         info[name.upper()] = rest
@@ -85,11 +84,11 @@ def test_examine_is_read_only(connect: Connector) -> None:
     # Reading the body in a read-only mailbox must not set \Seen.
     fetched = fetches(ok(client, "FETCH 1 (BODY[] FLAGS)"))
     flags = fetched[1].get("FLAGS", [])
-    assert "\\Seen" not in [str(f) for f in flags]  # type: ignore[union-attr]
+    assert "\\SEEN" not in flag_set(flags)
     other = connect.raw()
     ok(other, "SELECT INBOX")
     flags = fetches(ok(other, "FETCH 1 FLAGS"))[1]["FLAGS"]
-    assert "\\SEEN" not in {str(f).upper() for f in flags}  # type: ignore[union-attr]
+    assert "\\SEEN" not in flag_set(flags)
 
 
 def test_store_and_expunge_in_examined_mailbox_fail(connect: Connector) -> None:
@@ -98,7 +97,7 @@ def test_store_and_expunge_in_examined_mailbox_fail(connect: Connector) -> None:
     ok(client, "EXAMINE INBOX")
     client.command("STORE 1 +FLAGS (\\Flagged)")  # NO, or OK with nothing stored
     flags = fetches(ok(client, "FETCH 1 FLAGS"))[1]["FLAGS"]
-    assert "\\FLAGGED" not in {str(f).upper() for f in flags}  # type: ignore[union-attr]
+    assert "\\FLAGGED" not in flag_set(flags)
     response = client.command("EXPUNGE")
     assert not response.numbers("EXPUNGE")
     ok(client, "CLOSE")  # no expunge after EXAMINE (RFC 3501 6.4.2)
@@ -145,11 +144,11 @@ def test_recent_is_given_to_one_session_only(connect: Connector) -> None:
     response = first.command("SELECT INBOX")
     assert select_info(response)["RECENT"] == 2
     flags = fetches(ok(first, "FETCH 1:* FLAGS"))
-    assert all("\\RECENT" in {str(f).upper() for f in v["FLAGS"]} for v in flags.values())  # type: ignore[union-attr]
+    assert all("\\RECENT" in flag_set(v["FLAGS"]) for v in flags.values())
     second = connect.raw()
     assert select_info(second.command("SELECT INBOX"))["RECENT"] == 0
     flags = fetches(ok(second, "FETCH 1:* FLAGS"))
-    assert all("\\RECENT" not in {str(f).upper() for f in v["FLAGS"]} for v in flags.values())  # type: ignore[union-attr]
+    assert all("\\RECENT" not in flag_set(v["FLAGS"]) for v in flags.values())
     ok(first, "CLOSE")
     third = connect.raw()
     assert select_info(third.command("SELECT INBOX"))["RECENT"] == 0
@@ -170,9 +169,10 @@ def test_search_recent_and_new(connect: Connector) -> None:
 
 def test_append_returns_appenduid(connect: Connector) -> None:
     client = connect.raw()
-    validity = int(
-        re.search(rb"UIDVALIDITY (\d+)", ok(client, "STATUS INBOX (UIDVALIDITY)").all_text()).group(1)  # type: ignore[union-attr]
-    )
+    status = ok(client, "STATUS INBOX (UIDVALIDITY)").all_text()
+    match = re.search(rb"UIDVALIDITY (\d+)", status)
+    assert match is not None
+    validity = int(match.group(1))
     first = appenduid(client.command_with_literal("APPEND INBOX ", messages.plain()))
     second = appenduid(client.command_with_literal("APPEND INBOX ", messages.plain()))
     assert first[0] == second[0] == validity
@@ -188,7 +188,7 @@ def test_append_with_flags_and_date(connect: Connector) -> None:
     uid = appenduid(response)[1]
     ok(client, "SELECT INBOX")
     items = fetches(ok(client, f"UID FETCH {uid} (FLAGS INTERNALDATE RFC822.SIZE)"))[1]
-    flags = {str(f).upper() for f in items["FLAGS"]}  # type: ignore[union-attr]
+    flags = flag_set(items["FLAGS"])
     assert {"\\SEEN", "\\FLAGGED", "$LABEL1"} <= flags
     assert internaldate(items["INTERNALDATE"]) == datetime(
         2021, 3, 5, 10, 20, 30, tzinfo=timezone(timedelta(hours=1))
@@ -201,7 +201,7 @@ def test_append_without_date_uses_now(connect: Connector) -> None:
     client = connect.selected()
     items = fetches(ok(client, f"UID FETCH {uid} INTERNALDATE"))[1]
     stamp = internaldate(items["INTERNALDATE"])
-    assert abs((datetime.now(timezone.utc) - stamp).total_seconds()) < 300
+    assert abs((datetime.now(UTC) - stamp).total_seconds()) < 300
 
 
 def test_append_to_missing_mailbox_is_trycreate(connect: Connector) -> None:
@@ -244,7 +244,7 @@ def test_append_in_selected_state_reports_exists_once(connect: Connector) -> Non
 def test_append_bad_date_or_flags_is_bad(connect: Connector) -> None:
     client = connect.raw()
     message = messages.plain()
-    for args in ('"31-Foo-2021 10:00:00 +0000" ', '(\\Seen) "bogus" ', '(\\Seen)) '):
+    for args in ('"31-Foo-2021 10:00:00 +0000" ', '(\\Seen) "bogus" ', "(\\Seen)) "):
         response = client.command_with_literal(f"APPEND INBOX {args}", message)
         assert response.status == "BAD", response.line
     assert ok(client, "NOOP").ok
@@ -253,7 +253,7 @@ def test_append_bad_date_or_flags_is_bad(connect: Connector) -> None:
 
 def test_append_imaplib_and_imapclient(connect: Connector) -> None:
     conn = connect.imaplib()
-    when = imaplib.Time2Internaldate(datetime(2020, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    when = imaplib.Time2Internaldate(datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC))
     typ, data = conn.append("INBOX", "(\\Answered)", when, messages.plain())
     assert typ == "OK"
     assert b"APPENDUID" in data[0].upper()

@@ -8,10 +8,10 @@ import re
 import time
 
 import pytest
+from imapserver import Connector
 
 from bench import messages
 from bench.harness import RawClient, Response, fetches
-from imapserver import Connector
 
 NOTIFY_TIMEOUT = 5.0
 
