@@ -126,6 +126,20 @@ def user(server: ServerProcess, user_pool: UserPool) -> User:
     return user_pool.get()
 
 
+@pytest.fixture(scope="module")
+def module_user(server: ServerProcess, user_pool: UserPool) -> User:
+    """One user shared by a module's tests that only need *a* login (cheaper than ``user``)."""
+    return user_pool.get()
+
+
+@pytest.fixture
+def shared_connect(server: ServerProcess, module_user: User) -> Iterator[Connector]:
+    """Like ``connect``, but as the module's shared user."""
+    connector = Connector(server, module_user)
+    yield connector
+    connector.close()
+
+
 @pytest.fixture
 def connect(server: ServerProcess, user: User) -> Iterator[Connector]:
     """Opens any number of clients as ``user``; all closed after the test."""

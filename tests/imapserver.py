@@ -69,6 +69,7 @@ class Connector:
         self._raw: list[RawClient] = []
         self._imaplib: list[IMAP4] = []
         self._imapclient: list[IMAPClient] = []
+        self._kept: dict[str, RawClient] = {}
 
     # -- raw sockets ---------------------------------------------------------------------
 
@@ -97,6 +98,15 @@ class Connector:
         response = client.command(f'SELECT "{mailbox}"')
         assert response.ok, response.line
         return client
+
+    def kept(self, mailbox: str = "INBOX", fill: Sequence[bytes] = ()) -> RawClient:
+        """The same selected client on every call (for hypothesis examples of one test);
+        the first call appends ``fill`` to ``mailbox``."""
+        if mailbox not in self._kept:
+            if fill:
+                self.append(fill, mailbox)
+            self._kept[mailbox] = self.selected(mailbox)
+        return self._kept[mailbox]
 
     # -- imaplib -------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from imapserver import Connector
+from imapserver import Connector, User
 
 from bench import messages
 from bench.harness import RawClient, Response, ServerProcess, fetches, search_numbers
@@ -278,10 +278,21 @@ def check_rejected(client: RawClient, data: bytes, tag: bytes | None) -> None:
     ), before
 
 
+@pytest.fixture(scope="module")
+def victim_mailbox(server: ServerProcess, module_user: User) -> str:
+    """A mailbox of the module's shared user for the junk-sending tests (each has its own
+    connection; junk that happens to be valid only touches this mailbox)."""
+    connector = Connector(server, module_user)
+    client = connector.raw()
+    assert client.command("CREATE Victim").ok
+    connector.append([messages.plain(), messages.nested()], mailbox="Victim")
+    connector.close()
+    return "Victim"
+
+
 @pytest.fixture
-def victim(connect: Connector) -> RawClient:
-    connect.append([messages.plain(), messages.nested()])
-    return connect.selected()
+def victim(shared_connect: Connector, victim_mailbox: str) -> RawClient:
+    return shared_connect.selected(victim_mailbox)
 
 
 @pytest.mark.parametrize("data", TAGGED_NASTY, ids=[repr(d)[2:40] for d in TAGGED_NASTY])
@@ -366,7 +377,9 @@ LINE = st.tuples(st.sampled_from(WORDS), st.lists(ARG, max_size=6)).map(
     database=None,
 )
 @given(line=LINE)
-def test_random_command_lines(victim: RawClient, server: ServerProcess, line: bytes) -> None:
+def test_random_command_lines(connect: Connector, server: ServerProcess, line: bytes) -> None:
+    # One connection (and fresh user) for all examples: state built by earlier lines stays.
+    victim = connect.kept(fill=[messages.plain(), messages.nested(), messages.alternative()])
     victim.send(b"h1 " + line + b"\r\nzz9 NOOP\r\n")
     try:
         lines = tags_in_order(victim, "zz9")

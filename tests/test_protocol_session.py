@@ -475,15 +475,16 @@ AUTH_FORBIDDEN = [
 
 
 @pytest.mark.parametrize("command", NOT_AUTH_FORBIDDEN)
-def test_wrong_state_before_login(connect: Connector, command: str) -> None:
-    client = connect.raw(login=False)
+def test_wrong_state_before_login(shared_connect: Connector, command: str) -> None:
+    client = shared_connect.raw(login=False)
     response = client.command(command)
     assert response.status in ("BAD", "NO"), response.line
     assert client.command("NOOP").ok
 
 
 @pytest.mark.parametrize("command", AUTH_FORBIDDEN)
-def test_wrong_state_without_selected_mailbox(raw: RawClient, command: str) -> None:
-    response = raw.command(command)
+def test_wrong_state_without_selected_mailbox(shared_connect: Connector, command: str) -> None:
+    client = shared_connect.raw()
+    response = client.command(command)
     assert response.status in ("BAD", "NO"), response.line
-    assert raw.command("NOOP").ok
+    assert client.command("NOOP").ok
