@@ -1,0 +1,351 @@
+"""Benchmark a mailserv server from outside: ``python -m bench.run --backend memory``.
+
+Starts ``twistd imapserv`` like the protocol tests do (own data dir, free loopback ports),
+fills a mailbox with ``--messages`` realistic messages through pipelined LITERAL+ APPENDs,
+then times, over raw sockets (reading up to the tagged OK, so the client's parsing does not
+count): SELECT, a header FETCH of every message, BODYSTRUCTURE of every message, 200 random
+``BODY.PEEK[]``, several SEARCHes, ``STORE 1:* +FLAGS (\\Seen)``, the IDLE notification
+latency (p50/p99 from APPEND sent to EXISTS received) and the server's memory per idle
+connection (``--connections`` logged-in sessions in IDLE; VmRSS delta / count).
+
+Options: ``--backend NAME``, ``--backend-option K=V`` (repeatable), ``--messages N``,
+``--connections N``, ``--limit NAME=VALUE`` (repeatable), ``--keep`` (leave the data dir),
+``--check`` (exit 1 when a target is missed).  Prints one table: operation, figure, target,
+pass/fail.  Traffic goes only to 127.0.0.1; every loop is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import secrets
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import messages
+from bench.harness import BackendSpec, RawClient, ServerProcess, quote
+
+WINDOW = 32
+"""APPENDs in flight at once (below the server's default max_pipelined of 64)."""
+
+
+@dataclass
+class Row:
+    operation: str
+    figure: str
+    target: str = ""
+    passed: bool | None = None
+
+
+@dataclass
+class Timing:
+    seconds: float
+    status: str
+    data: bytes
+
+
+def timed(client: RawClient, command: str | bytes) -> Timing:
+    """Send one command and read raw bytes until its tagged line; the elapsed wall time."""
+    tag = b"BENCH" + client.next_tag().encode()  # cannot start a line of message text
+    body = command.encode() if isinstance(command, str) else command
+    marker = b"\r\n" + tag + b" "
+    data = bytearray(client.buf)
+    client.buf.clear()
+    started = time.perf_counter()
+    client.send(tag + b" " + body + b"\r\n")
+    while True:
+        start = max(0, len(data) - len(marker))
+        chunk = client.sock.recv(1 << 20)
+        if not chunk:
+            raise EOFError("server closed the connection")
+        data += chunk
+        if data.startswith(tag + b" "):
+            at = 0
+        else:
+            found = data.find(marker, start)
+            at = found + 2 if found >= 0 else -1
+        if at >= 0:
+            end = data.find(b"\r\n", at)
+            if end >= 0:
+                elapsed = time.perf_counter() - started
+                line = bytes(data[at:end])
+                client.buf += data[end + 2 :]
+                status = line.split(b" ", 2)[1].decode().upper()
+                return Timing(elapsed, status, bytes(data[: end + 2]))
+
+
+def must(timing: Timing, what: str) -> Timing:
+    if timing.status != "OK":
+        raise SystemExit(f"{what} failed: {timing.data[-300:]!r}")
+    return timing
+
+
+def append_all(client: RawClient, mailbox: str, corpus: Sequence[bytes]) -> float:
+    """Pipelined LITERAL+ APPENDs with at most WINDOW in flight; the elapsed seconds."""
+    started = time.perf_counter()
+    pending: list[str] = []
+    for message in corpus:
+        tag = client.next_tag()
+        client.send(
+            b"%s APPEND %s {%d+}\r\n%s\r\n"
+            % (tag.encode(), mailbox.encode(), len(message), message)
+        )
+        pending.append(tag)
+        if len(pending) >= WINDOW:
+            response = client.read_until_tagged(pending.pop(0))
+            if not response.ok:
+                raise SystemExit(f"APPEND failed: {response.line!r}")
+    for tag in pending:
+        response = client.read_until_tagged(tag)
+        if not response.ok:
+            raise SystemExit(f"APPEND failed: {response.line!r}")
+    return time.perf_counter() - started
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def verdict(value: float, limit: float) -> bool:
+    return value <= limit
+
+
+def idle_latency(server: ServerProcess, user: str, password: str, rounds: int) -> list[float]:
+    """Seconds from an APPEND being sent by one client to EXISTS reaching another in IDLE."""
+    idler = RawClient.connect(server.imap_port)
+    actor = RawClient.connect(server.imap_port)
+    try:
+        idler.login(user, password)
+        actor.login(user, password)
+        selected = idler.command('SELECT "Idle"')
+        if not selected.ok:
+            raise SystemExit("SELECT Idle failed")
+        count = selected.numbers("EXISTS")[-1]
+        idler.send(b"i1 IDLE\r\n")
+        while not idler.read_line().startswith(b"+"):
+            pass
+        message = messages.plain(subject="idle probe")
+        samples = []
+        for _ in range(rounds):
+            tag = actor.next_tag()
+            started = time.perf_counter()
+            actor.send(b"%s APPEND Idle {%d+}\r\n%s\r\n" % (tag.encode(), len(message), message))
+            count += 1
+            want = b"* %d EXISTS" % count
+            while not idler.read_line().startswith(want):
+                pass
+            samples.append(time.perf_counter() - started)
+            if not actor.read_until_tagged(tag).ok:
+                raise SystemExit("APPEND during the IDLE test failed")
+        idler.send(b"DONE\r\n")
+        idler.read_until_tagged("i1")
+        return samples
+    finally:
+        idler.close()
+        actor.close()
+
+
+def memory_per_connection(server: ServerProcess, user: str, password: str, count: int) -> float:
+    """KiB of server RSS per logged-in connection idling on a small mailbox."""
+    time.sleep(0.5)
+    before = server.rss_kib()
+    socks: list[socket.socket] = []
+    script = b"a LOGIN %s %s\r\nb SELECT Small\r\nc IDLE\r\n" % (
+        quote(user).encode(),
+        quote(password).encode(),
+    )
+    try:
+        for _ in range(count):
+            sock = socket.create_connection((server.host, server.imap_port), timeout=30)
+            sock.sendall(script)
+            socks.append(sock)
+        for sock in socks:
+            data = b""
+            while b"\r\n+" not in data:  # IDLE's continuation: the session is idling
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise SystemExit(f"connection closed while opening sessions: {data[-200:]!r}")
+                data += chunk
+        time.sleep(1.0)
+        after = server.rss_kib()
+    finally:
+        for sock in socks:
+            sock.close()
+    return (after - before) / count
+
+
+def raise_nofile(wanted: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def parse_pairs(values: Sequence[str], what: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{what} wants KEY=VALUE, got {value!r}")
+        out[key] = rest
+    return out
+
+
+def run(args: argparse.Namespace) -> list[Row]:
+    rows: list[Row] = []
+    raise_nofile(args.connections * 2 + 256)  # the server inherits it
+    data_dir = Path(tempfile.mkdtemp(prefix="mailserv-bench-"))
+    backend = BackendSpec(args.backend, parse_pairs(args.backend_option, "--backend-option"))
+    server = ServerProcess(data_dir, backend, limits=parse_pairs(args.limit, "--limit"))
+    try:
+        server.start()
+        user, password = "bench", "pw-" + secrets.token_hex(8)
+        server.add_user(user, password)
+        rng = random.Random(1)
+        corpus = [messages.realistic(i, rng) for i in range(args.messages)]
+        total = sum(len(m) for m in corpus)
+
+        client = RawClient.connect(server.imap_port, timeout=300)
+        client.login(user, password)
+        seconds = append_all(client, "INBOX", corpus)
+        rate = len(corpus) / seconds
+        rows.append(
+            Row(
+                f"APPEND x{len(corpus)} (LITERAL+, pipelined)",
+                f"{rate:.0f} msg/s, {total / seconds / 1e6:.1f} MB/s",
+            )
+        )
+
+        select = must(timed(client, "SELECT INBOX"), "SELECT")
+        rows.append(Row("SELECT INBOX", ms(select.seconds)))
+
+        header = must(
+            timed(client, "FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)"), "FETCH"
+        )
+        rows.append(
+            Row("FETCH 1:* (UID FLAGS SIZE DATE ENVELOPE)", ms(header.seconds), "<= 500 ms",
+                verdict(header.seconds, 0.5))
+        )  # fmt: skip
+        structure = must(timed(client, "FETCH 1:* (BODYSTRUCTURE)"), "FETCH BODYSTRUCTURE")
+        rows.append(Row("FETCH 1:* (BODYSTRUCTURE)", ms(structure.seconds)))
+
+        picks = [rng.randint(1, len(corpus)) for _ in range(200)]
+        bodies = [must(timed(client, f"FETCH {n} BODY.PEEK[]"), "BODY.PEEK").seconds for n in picks]
+        rows.append(
+            Row(
+                "200 x FETCH n BODY.PEEK[]",
+                f"total {ms(sum(bodies))}, p50 {ms(percentile(bodies, 0.5))}, "
+                f"p99 {ms(percentile(bodies, 0.99))}",
+            )
+        )
+
+        searches = [
+            ("SEARCH FROM user42", None),
+            ("SEARCH SUBJECT budget", 0.05),
+            ("SEARCH TEXT migration", None),
+            ("SEARCH SINCE 1-Jun-2021", None),
+            ("SEARCH UNSEEN", None),
+        ]
+        for command, limit in searches:
+            result = must(timed(client, command), command)
+            if limit is None:
+                rows.append(Row(command, ms(result.seconds)))
+            else:
+                rows.append(
+                    Row(command, ms(result.seconds), f"<= {limit * 1000:.0f} ms",
+                        verdict(result.seconds, limit))
+                )  # fmt: skip
+
+        store = must(timed(client, "STORE 1:* +FLAGS (\\Seen)"), "STORE")
+        rows.append(Row("STORE 1:* +FLAGS (\\Seen)", ms(store.seconds)))
+        client.command("LOGOUT")
+        client.close()
+
+        setup = RawClient.connect(server.imap_port)
+        setup.login(user, password)
+        for name in ("Idle", "Small"):
+            if not setup.command(f"CREATE {name}").ok:
+                raise SystemExit(f"CREATE {name} failed")
+        append_all(setup, "Small", corpus[:10])
+        setup.close()
+
+        samples = idle_latency(server, user, password, args.idle_rounds)
+        p99 = percentile(samples, 0.99)
+        rows.append(
+            Row(
+                f"IDLE latency ({len(samples)} APPENDs)",
+                f"p50 {ms(statistics.median(samples))}, p99 {ms(p99)}",
+                "p99 <= 20 ms",
+                verdict(p99, 0.020),
+            )
+        )
+
+        if args.connections > 0:
+            per = memory_per_connection(server, user, password, args.connections)
+            rows.append(
+                Row(f"memory per idle connection (x{args.connections})", f"{per:.1f} KiB",
+                    "<= 30 KiB", verdict(per, 30.0))
+            )  # fmt: skip
+    finally:
+        server.stop()
+        if args.keep:
+            print(f"data dir kept: {data_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    return rows
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    headers = ("operation", "result", "target", "pass")
+    cells = [
+        (
+            r.operation,
+            r.figure,
+            r.target,
+            "" if r.passed is None else "PASS" if r.passed else "FAIL",
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    print(line)
+    print("-" * len(line))
+    for cell in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", default="memory")
+    parser.add_argument("--backend-option", action="append", default=[], metavar="K=V")
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--messages", type=int, default=10000)
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--idle-rounds", type=int, default=200)
+    parser.add_argument("--keep", action="store_true", help="keep the data dir")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    if args.messages < 1 or args.connections < 0 or args.idle_rounds < 1:
+        parser.error("--messages and --idle-rounds must be positive, --connections >= 0")
+    rows = run(args)
+    print_table(rows)
+    missed = [r for r in rows if r.passed is False]
+    return 1 if args.check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
