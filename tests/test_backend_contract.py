@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from mailserv.backends import memory
+from mailserv.backends import maildir, memory
 from mailserv.errors import (
     BackendError,
     BackendOptionError,
@@ -56,6 +56,11 @@ class BackendCase:
 
 BACKENDS: Mapping[str, BackendCase] = {
     "memory": BackendCase(memory.factory),
+    # File work inline (io-threads=0): the calls complete without a running reactor.  No
+    # special-use folders made at first login: the suite creates "Archive" itself.
+    "maildir": BackendCase(
+        maildir.factory, lambda data_dir: {"io-threads": "0", "autocreate": "false"}
+    ),
 }
 
 

@@ -1,0 +1,141 @@
+"""The maildir backend's plugin and store objects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mailserv.backends.maildir.account import MaildirAccount
+from mailserv.backends.maildir.filenames import BaseNames
+from mailserv.backends.maildir.io import InlineIO, IORunner, ThreadIO
+from mailserv.backends.maildir.options import (
+    OPTIONS,
+    MaildirSettings,
+    parse_options,
+    resolve_root,
+)
+from mailserv.backends.maildir.watch import Hub, InotifyHub, PollHub, inotify_available
+from mailserv.interfaces import IBackend, IBackendFactory
+
+_log = Logger()
+
+HomeLookup = Callable[[str], str | None]
+
+
+@implementer(IBackendFactory)
+class MaildirBackendFactory:
+    """Found by twisted.plugin; turns ``--backend maildir`` into a :class:`MaildirBackend`."""
+
+    name = "maildir"
+    description = "Maildir++ on disk, compatible with Dovecot (the default)."
+    options: Mapping[str, str] = OPTIONS
+
+    def build(self, options: dict[str, str], data_dir: str) -> MaildirBackend:
+        return MaildirBackend(parse_options(options), data_dir)
+
+
+@dataclass
+class Services:
+    """What every account and mailbox of one backend shares."""
+
+    settings: MaildirSettings
+    io: IORunner
+    hub: Hub
+    clock: Any
+    names: BaseNames
+    release: Callable[[MaildirAccount], None]
+
+
+@implementer(IBackend)
+class MaildirBackend:
+    """Accounts by user; each lives while any of its sessions does.
+
+    ``home_of`` tells a user's home directory, for a ``root`` starting with ``~``;
+    ``twistd imapserv`` sets it from the passwd-file (see ``set_home_lookup``).
+    """
+
+    def __init__(
+        self,
+        settings: MaildirSettings,
+        data_dir: str,
+        reactor: Any = None,
+        home_of: HomeLookup | None = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.settings = settings
+        self.data_dir = data_dir
+        self.home_of = home_of
+        self._reactor = reactor
+        self._accounts: dict[str, MaildirAccount] = {}
+        self._services: Services | None = None
+
+    def set_home_lookup(self, home_of: HomeLookup) -> None:
+        """Where ``~`` in ``root`` points for each user (the passwd-file's home field)."""
+        self.home_of = home_of
+
+    def start(self) -> None:
+        self._ensure_started()
+
+    def _ensure_started(self) -> Services:
+        if self._services is None:
+            settings = self.settings
+            io: IORunner
+            if settings.io_threads:
+                io = ThreadIO(self._reactor, settings.io_threads)
+            else:
+                io = InlineIO()
+            io.start()
+            self._services = Services(
+                settings, io, self._make_hub(), self._reactor, BaseNames(), self._release
+            )
+        return self._services
+
+    def _make_hub(self) -> Hub:
+        settings = self.settings
+        if settings.watch != "poll" and inotify_available():
+            try:
+                return InotifyHub(self._reactor)
+            except Exception as exc:  # noqa: BLE001 - no inotify here (limits, platform)
+                if settings.watch == "inotify":
+                    raise
+                _log.warn("inotify unavailable ({error}); polling maildirs", error=exc)
+        elif settings.watch == "inotify":
+            raise RuntimeError("watch=inotify but twisted.internet.inotify is unavailable")
+        return PollHub(self._reactor, settings.poll_interval)
+
+    async def stop(self) -> None:
+        services, self._services = self._services, None
+        accounts, self._accounts = list(self._accounts.values()), {}
+        for account in accounts:
+            await account.shutdown()
+        if services is not None:
+            services.hub.close()
+            services.io.stop()
+
+    def account(self, username: str) -> MaildirAccount:
+        services = self._ensure_started()
+        account = self._accounts.get(username)
+        if account is None:
+            root = resolve_root(self.settings.root, username, self.data_dir, self.home_of)
+            account = MaildirAccount(services, username, root)
+            account.prepare()
+            self._accounts[username] = account
+        account.sessions += 1
+        return account
+
+    def _release(self, account: MaildirAccount) -> None:
+        account.sessions -= 1
+        if account.sessions > 0 or self._accounts.get(account.user) is not account:
+            return
+        del self._accounts[account.user]
+        d = Deferred.fromCoroutine(account.shutdown())
+        d.addErrback(lambda f: _log.failure("Closing {user}'s mail failed", f, user=account.user))
+
+    def credentials_checker(self) -> None:
+        """None: the configured checker stays in charge."""

@@ -1,0 +1,234 @@
+"""The per-mailbox index: what SELECT and FETCH need without opening message files.
+
+A small SQLite file, ``mailserv-index.sqlite``, beside ``dovecot-uidlist`` (Dovecot ignores
+files it does not know).  Per message: UID, file base, flags, modseq, size (CRLF),
+internal date with the offset it was given in, and the parsed ``MessageInfo``
+(``mailserv.message.store`` format).  Per mailbox: the UIDVALIDITY it describes,
+HIGHESTMODSEQ and the first UID still \\Recent.  Expunged UIDs stay with their modseq, for
+``changes_since``.
+
+The index is a cache of the files plus the modseqs: the files and ``dovecot-uidlist`` are
+the truth.  An index for another UIDVALIDITY, of an unknown format or unreadable is
+thrown away and rebuilt.  WAL mode: a crash loses at most the last transactions, which the
+next sync puts back from the files.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from twisted.logger import Logger
+
+_log = Logger()
+
+FILENAME = "mailserv-index.sqlite"
+FORMAT = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS message (
+    uid INTEGER PRIMARY KEY,
+    base TEXT NOT NULL,
+    flags TEXT NOT NULL,
+    modseq INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    date INTEGER NOT NULL,
+    tz INTEGER NOT NULL,
+    info BLOB
+);
+CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (modseq);
+"""
+
+
+@dataclass(slots=True)
+class Row:
+    uid: int
+    base: str
+    flags: frozenset[str]
+    modseq: int
+    size: int
+    date: int  # seconds since the epoch
+    tz: int  # minutes east of UTC
+
+
+class Index:
+    """The writer connection (used by one task at a time, from any thread) and a reader
+    for the reactor thread (message infos on demand)."""
+
+    def __init__(self, directory: str, fsync: bool) -> None:
+        self.path = os.path.join(directory, FILENAME)
+        self.fsync = fsync
+        self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self.highestmodseq = 1
+        self.recent_floor = 1
+        self.fresh = False
+
+    # -- opening --------------------------------------------------------------------------
+
+    def open(self, uidvalidity: int) -> None:
+        """Open (or rebuild) the index of ``uidvalidity``; ``fresh`` tells whether it was new."""
+        try:
+            self._open(uidvalidity)
+        except sqlite3.DatabaseError as exc:
+            _log.warn("Rebuilding unreadable index {path}: {error}", path=self.path, error=exc)
+            self.close()
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.unlink(self.path + suffix)
+                except FileNotFoundError:
+                    pass
+            self._open(uidvalidity)
+
+    def _open(self, uidvalidity: int) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db = db
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'NORMAL' if self.fsync else 'OFF'}")
+        db.executescript(_SCHEMA)
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("format") != FORMAT or meta.get("uidvalidity") != str(uidvalidity):
+            if meta:
+                _log.info("Index {path} is stale; rebuilding it", path=self.path)
+            with self.transaction():
+                db.execute("DELETE FROM message")
+                db.execute("DELETE FROM expunged")
+                db.execute("DELETE FROM meta")
+                self._put({"format": FORMAT, "uidvalidity": str(uidvalidity)})
+                self._put({"highestmodseq": "1", "recent_floor": "1"})
+            meta = {"highestmodseq": "1", "recent_floor": "1"}
+            self.fresh = True
+        else:
+            self.fresh = False
+        self.highestmodseq = int(meta.get("highestmodseq", 1))
+        self.recent_floor = int(meta.get("recent_floor", 1))
+
+    def close(self) -> None:
+        for db in (self._db, self._reader):
+            if db is not None:
+                try:
+                    db.close()
+                except sqlite3.Error:
+                    pass
+        self._db = self._reader = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("index is closed")
+        return self._db
+
+    # -- reading --------------------------------------------------------------------------
+
+    def rows(self) -> Iterator[Row]:
+        for uid, base, flags, modseq, size, date, tz in self.db.execute(
+            "SELECT uid, base, flags, modseq, size, date, tz FROM message ORDER BY uid"
+        ):
+            yield Row(uid, base, _flags(flags), modseq, size, date, tz)
+
+    def infos(self, uids: Sequence[int]) -> dict[int, bytes]:
+        """Stored infos of ``uids`` (missing or NULL ones left out); reactor thread."""
+        if self._reader is None:
+            self._reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        found: dict[int, bytes] = {}
+        low, high = min(uids), max(uids)
+        wanted = set(uids)
+        if high - low < 4 * len(wanted):
+            rows = self._reader.execute(
+                "SELECT uid, info FROM message WHERE uid BETWEEN ? AND ?", (low, high)
+            )
+        else:
+            marks = ",".join("?" * len(wanted))
+            rows = self._reader.execute(
+                f"SELECT uid, info FROM message WHERE uid IN ({marks})", tuple(wanted)
+            )
+        for uid, info in rows:
+            if uid in wanted and info is not None:
+                found[uid] = info
+        return found
+
+    def vanished_since(self, modseq: int) -> list[int]:
+        return [
+            uid
+            for (uid,) in self.db.execute(
+                "SELECT uid FROM expunged WHERE modseq > ? ORDER BY uid", (modseq,)
+            )
+        ]
+
+    # -- writing --------------------------------------------------------------------------
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    def next_modseq(self) -> int:
+        """Take a new modseq (inside a transaction)."""
+        self.highestmodseq += 1
+        self._put({"highestmodseq": str(self.highestmodseq)})
+        return self.highestmodseq
+
+    def set_recent_floor(self, uid: int) -> None:
+        if uid > self.recent_floor:
+            self.recent_floor = uid
+            with self.transaction():
+                self._put({"recent_floor": str(uid)})
+
+    def insert(self, rows: Iterable[tuple[Row, bytes | None]]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO message (uid, base, flags, modseq, size, date, tz, info) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (r.uid, r.base, _text(r.flags), r.modseq, r.size, r.date, r.tz, info)
+                for r, info in rows
+            ],
+        )
+
+    def update_flags(self, changes: Iterable[tuple[int, frozenset[str], int]]) -> None:
+        self.db.executemany(
+            "UPDATE message SET flags = ?, modseq = ? WHERE uid = ?",
+            [(_text(flags), modseq, uid) for uid, flags, modseq in changes],
+        )
+
+    def update_base(self, changes: Iterable[tuple[int, str]]) -> None:
+        self.db.executemany(
+            "UPDATE message SET base = ? WHERE uid = ?", [(base, uid) for uid, base in changes]
+        )
+
+    def set_info(self, uid: int, info: bytes) -> None:
+        self.db.execute("UPDATE message SET info = ? WHERE uid = ?", (info, uid))
+
+    def expunge(self, uids: Sequence[int], modseq: int) -> None:
+        self.db.executemany("DELETE FROM message WHERE uid = ?", [(uid,) for uid in uids])
+        self.db.executemany(
+            "INSERT OR REPLACE INTO expunged (uid, modseq) VALUES (?, ?)",
+            [(uid, modseq) for uid in uids],
+        )
+
+    def _put(self, values: dict[str, str]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items())
+        )
+
+
+class _Transaction:
+    """``with index.transaction():`` — BEGIN IMMEDIATE, COMMIT, or ROLLBACK on error."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        self._db.execute("ROLLBACK" if kind is not None else "COMMIT")
+
+
+def _text(flags: frozenset[str]) -> str:
+    return " ".join(sorted(flags))
+
+
+def _flags(text: str) -> frozenset[str]:
+    return frozenset(text.split()) if text else frozenset()

@@ -1,0 +1,560 @@
+"""One maildir mailbox as the sessions of this process share it.
+
+The reactor thread keeps the mailbox's state in memory (an ``Entry`` per message, counters,
+listeners) and answers reads from it.  Disk work runs as tasks of the mailbox's *lane*: a
+DeferredLock held from before the task until its ``Delta`` has been applied and the
+listeners told, so tasks never overlap and events keep the order of the changes.
+
+Changes by other programs arrive from the watcher as file names ("hints").  A hint that
+matches what we already know (the echo of our own rename) is dropped at once; the others
+are looked at by a scan task shortly after (``DEBOUNCE``), or before the next command that
+reports state, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mailserv.backends.maildir import filenames
+from mailserv.backends.maildir.disk import MailboxDisk, MailboxGone, crlf
+from mailserv.backends.maildir.records import Delta, Entry, Snapshot
+from mailserv.errors import MailboxNotFound
+from mailserv.interfaces import (
+    AppendResult,
+    Changes,
+    CopyResult,
+    FlagChange,
+    IMailbox,
+    IMailboxListener,
+    MailboxStatus,
+    MessageMeta,
+    StoreResult,
+)
+from mailserv.message.parse import parse_message
+from mailserv.message.store import UnknownFormat, loads
+
+if TYPE_CHECKING:
+    from mailserv.backends.maildir.account import MaildirAccount
+
+_log = Logger()
+
+SEEN = "\\Seen"
+DELETED = "\\Deleted"
+RECENT = frozenset({"\\Recent"})
+DEBOUNCE = 0.005
+"""Seconds to gather a burst of file events into one scan."""
+
+T = TypeVar("T")
+
+
+@implementer(IMailbox)
+class MaildirMailbox:
+    def __init__(self, account: MaildirAccount, name: str, directory: str) -> None:
+        self.name = name
+        self._account = account
+        self._services = account.services
+        self._disk = self._new_disk(directory)
+        self._lane = DeferredLock()
+        self._entries: dict[int, Entry] = {}
+        self._by_base: dict[str, Entry] = {}
+        self._ordered = True
+        self._loaded = False
+        self.closed = False
+        self.uidvalidity = 0
+        self._uidnext = 1
+        self._modseq = 1
+        self._floor = 1
+        self._unclaimed: set[int] = set()
+        self._unseen = 0
+        self._size = 0
+        self._listeners: list[IMailboxListener] = []
+        self._hints: dict[str, set[str]] = {}
+        self._rescan = False
+        self._scheduled: IDelayedCall | None = None
+        self._watch: object | None = None
+
+    def _new_disk(self, directory: str) -> MailboxDisk:
+        services = self._services
+        return MailboxDisk(directory, services.settings.fsync, services.names)
+
+    @property
+    def directory(self) -> str:
+        return self._disk.directory
+
+    def _io(self, task: Callable[..., T], *args: Any) -> Deferred[T]:
+        return self._services.io.run(task, *args)
+
+    # -- loading, watching, syncing -------------------------------------------------------
+
+    async def ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        async with self._lane:
+            if self._loaded:
+                return
+            self._check_open()
+            self._watch = self._services.hub.add(self.directory, self._on_event)
+            try:
+                snapshot = await self._io(self._disk.load, self._account.allocate_uidvalidity)
+            except BaseException:
+                self._stop_watching()
+                raise
+            self._install(snapshot)
+            self._loaded = True
+
+    def _install(self, snapshot: Snapshot) -> None:
+        self.uidvalidity = snapshot.uidvalidity
+        self._entries = {entry.uid: entry for entry in snapshot.entries}
+        self._by_base = {entry.base: entry for entry in snapshot.entries}
+        self._ordered = list(self._entries) == sorted(self._entries)
+        self._size = sum(entry.size for entry in snapshot.entries)
+        self._unseen = sum(SEEN not in entry.flags for entry in snapshot.entries)
+        self._floor = snapshot.recent_floor
+        self._unclaimed = {uid for uid in self._entries if uid >= self._floor}
+        self._apply(snapshot.delta, None, notify=False)
+
+    async def _ready(self) -> None:
+        """Loaded, and up to date with what other programs did before this call."""
+        await self.ensure_loaded()
+        await self._sync()
+
+    def _on_event(self, relative: str | None, appeared: bool) -> None:
+        if self.closed or (self._watch is None):
+            return
+        if relative is None:
+            self._rescan = True
+        else:
+            base = filenames.split(relative[4:])[0]
+            entry = self._by_base.get(base)
+            known_here = entry is not None and entry.path == relative
+            if appeared == known_here:
+                return  # the echo of our own change
+            self._hints.setdefault(base, set()).add(relative)
+        if self._scheduled is None or not self._scheduled.active():
+            self._scheduled = self._services.clock.callLater(DEBOUNCE, self._background_sync)
+
+    def _background_sync(self) -> None:
+        self._scheduled = None
+        d = Deferred.fromCoroutine(self._sync())
+        d.addErrback(lambda f: _log.failure("Syncing mailbox {name} failed", f, name=self.name))
+
+    async def _sync(self) -> None:
+        if not self._loaded or self.closed:
+            return
+        self._services.hub.poke()
+        if self._hints or self._rescan:
+            async with self._lane:
+                await self._sync_locked()
+
+    async def _sync_locked(self, full: bool = False) -> None:
+        """Scan what the hints name (everything when ``full``); the lane is held."""
+        if self.closed or not self._loaded:
+            return
+        hints, self._hints = self._hints, {}
+        full = full or self._rescan
+        self._rescan = False
+        if not hints and not full:
+            return
+        try:
+            delta = await self._io(self._disk.scan, self._by_base, None if full else hints)
+        except MailboxGone:
+            _log.info("Mailbox {name} disappeared from disk", name=self.name)
+            self._account.forget(self)
+            await self._vanish_locked()
+            return
+        self._apply(delta, None)
+
+    async def _resync(self) -> None:
+        """A file was not where we thought: look at everything again."""
+        async with self._lane:
+            await self._sync_locked(full=True)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise MailboxNotFound(self.name)
+
+    # -- applying changes -----------------------------------------------------------------
+
+    def _apply(self, delta: Delta, origin: object, notify: bool = True) -> list[FlagChange]:
+        """Make ``delta`` the state, then tell the listeners; the lane is held."""
+        entries = self._entries
+        added = []
+        last = next(reversed(entries)) if entries else 0
+        for entry in delta.added:
+            if entry.uid in entries:
+                continue
+            if entry.uid < last:
+                self._ordered = False
+            last = max(last, entry.uid)
+            entries[entry.uid] = entry
+            self._by_base[entry.base] = entry
+            self._size += entry.size
+            self._unseen += SEEN not in entry.flags
+            if entry.uid >= self._floor:
+                self._unclaimed.add(entry.uid)
+            added.append(entry.uid)
+        changes = []
+        for update in delta.updated:
+            known = entries.get(update.uid)
+            if known is None:
+                continue
+            known.path, known.keep = update.path, update.keep
+            if update.modseq and update.flags != known.flags:
+                self._unseen += (SEEN in known.flags) - (SEEN in update.flags)
+                known.flags, known.modseq = update.flags, update.modseq
+                changes.append(FlagChange(known.uid, known.flags, known.modseq))
+        removed = []
+        for uid in delta.removed:
+            gone = entries.pop(uid, None)
+            if gone is None:
+                continue
+            if self._by_base.get(gone.base) is gone:
+                del self._by_base[gone.base]
+            self._size -= gone.size
+            self._unseen -= SEEN not in gone.flags
+            self._unclaimed.discard(uid)
+            removed.append(uid)
+        self._modseq = max(self._modseq, delta.highestmodseq)
+        self._uidnext = max(self._uidnext, delta.uidnext)
+        if notify:
+            if added:
+                self._emit("messages_added", sorted(added), origin)
+            if changes:
+                self._emit("flags_changed", changes, origin)
+            if removed:
+                self._emit("messages_expunged", removed, origin)
+        return changes
+
+    def _emit(self, event: str, payload: Sequence[object], origin: object) -> None:
+        for listener in tuple(self._listeners):
+            try:
+                getattr(listener, event)(self, payload, origin)
+            except Exception:  # noqa: BLE001 - logged, and the others still hear
+                _log.failure(
+                    "Mailbox listener {listener!r} failed on {event}",
+                    listener=listener,
+                    event=event,
+                )
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def status(self) -> MailboxStatus:  # type: ignore[override]
+        await self._ready()
+        return MailboxStatus(
+            uidvalidity=self.uidvalidity,
+            uidnext=self._uidnext,
+            messages=len(self._entries),
+            unseen=self._unseen,
+            recent=len(self._unclaimed),
+            highestmodseq=self._modseq,
+            size=self._size,
+        )
+
+    async def uids(self) -> tuple[int, ...]:  # type: ignore[override]
+        await self._ready()
+        return self._uid_tuple()
+
+    def _uid_tuple(self) -> tuple[int, ...]:
+        if not self._ordered:
+            self._entries = dict(sorted(self._entries.items()))
+            self._ordered = True
+        return tuple(self._entries)
+
+    async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:  # type: ignore[override]
+        await self.ensure_loaded()
+        entries = self._entries
+        found = [entries[uid] for uid in uids if uid in entries]
+        self._load_infos(e for e in found if e.info is None)
+        return [
+            MessageMeta(e.uid, e.flags, e.date, e.size, e.modseq, e.info)
+            for e in found
+            if e.info is not None
+        ]
+
+    def _load_infos(self, entries: Iterable[Entry]) -> None:
+        """Infos come from the index (one query per batch); a file is parsed only when its
+        row has none (then the index is given it)."""
+        wanted = list(entries)
+        if not wanted:
+            return
+        blobs = self._disk.index.infos([e.uid for e in wanted])
+        for entry in wanted:
+            blob = blobs.get(entry.uid)
+            if blob is not None:
+                try:
+                    entry.info = loads(blob)
+                    continue
+                except UnknownFormat:
+                    pass
+            self._reparse(entry)
+
+    def _reparse(self, entry: Entry) -> None:
+        try:
+            raw = self._read(entry)
+        except FileNotFoundError:
+            return
+        entry.info = info = parse_message(raw)
+        uid = entry.uid
+
+        async def remember() -> None:
+            async with self._lane:
+                if not self.closed and uid in self._entries:
+                    await self._io(self._disk.store_info, uid, info)
+
+        Deferred.fromCoroutine(remember()).addErrback(
+            lambda f: _log.failure("Indexing {name} UID {uid} failed", f, name=self.name, uid=uid)
+        )
+
+    def _read(self, entry: Entry) -> bytes:
+        with open(self._disk.path(entry.path), "rb") as f:
+            return crlf(f.read())
+
+    async def content(self, uid: int) -> bytes:  # type: ignore[override]
+        await self.ensure_loaded()
+        for attempt in range(2):
+            entry = self._entries.get(uid)
+            if entry is None:
+                break
+            try:
+                return self._read(entry)
+            except FileNotFoundError:
+                if attempt == 0:
+                    await self._resync()
+        raise KeyError(uid)
+
+    def search(self, query: object, uids: Sequence[int]) -> None:
+        """Declined: the engine evaluates queries against ``fetch()`` results."""
+
+    async def changes_since(self, modseq: int) -> Changes:  # type: ignore[override]
+        await self._ready()
+        changed = await self.fetch([e.uid for e in self._entries.values() if e.modseq > modseq])
+        changed.sort(key=lambda meta: meta.uid)
+        async with self._lane:
+            vanished = await self._io(self._disk.vanished_since, modseq)
+        return Changes(changed=changed, vanished=vanished, highestmodseq=self._modseq)
+
+    async def claim_recent(self) -> list[int]:  # type: ignore[override]
+        await self.ensure_loaded()
+        claimed = sorted(self._unclaimed)
+        self._unclaimed.clear()
+        floor = self._uidnext
+        if floor > self._floor:
+            self._floor = floor
+            self._in_lane_later(self._disk.set_recent_floor, floor)
+        return claimed
+
+    def _in_lane_later(self, task: Callable[..., object], *args: Any) -> None:
+        """Run a small bookkeeping task in the lane without making the caller wait."""
+
+        async def run() -> None:
+            async with self._lane:
+                if not self.closed:
+                    await self._io(task, *args)
+
+        Deferred.fromCoroutine(run()).addErrback(
+            lambda f: _log.failure("Maildir bookkeeping for {name} failed", f, name=self.name)
+        )
+
+    # -- changing -------------------------------------------------------------------------
+
+    async def append(  # type: ignore[override]
+        self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
+    ) -> AppendResult:
+        """Durable (fsynced and renamed into ``cur/``) before the result arrives."""
+        await self._ready()
+        prepared = await self._io(
+            self._disk.prepare, message, frozenset(flags) - RECENT, internaldate
+        )
+        try:
+            async with self._lane:
+                self._check_open()
+                delta = await self._io(self._disk.deliver, [prepared])
+                self._apply(delta, origin)
+        except BaseException:
+            await self._io(self._disk.discard, [prepared])
+            raise
+        return AppendResult(self.uidvalidity, delta.added[0].uid)
+
+    async def store(  # type: ignore[override]
+        self,
+        uids: Sequence[int],
+        mode: str,
+        flags: frozenset[str],
+        origin: object,
+        unchangedsince: int | None = None,
+    ) -> StoreResult:
+        if mode not in ("add", "remove", "replace"):
+            raise ValueError(f"unknown store mode {mode!r}")
+        await self._ready()
+        flags = frozenset(flags) - RECENT
+        changed: list[FlagChange] = []
+        async with self._lane:
+            plan, failed = self._plan(uids, mode, flags, unchangedsince)
+            for attempt in range(2):
+                if not plan:
+                    break
+                delta = await self._io(self._disk.set_flags, plan)
+                changed += self._apply(delta, origin)
+                if not delta.failed:
+                    break
+                # Files renamed by another program meanwhile: learn their names, try again.
+                await self._sync_locked(full=True)
+                if attempt == 0:
+                    plan, more = self._plan(delta.failed, mode, flags, unchangedsince)
+                    failed += more
+        return StoreResult(changed, failed)
+
+    def _plan(
+        self, uids: Iterable[int], mode: str, flags: frozenset[str], unchangedsince: int | None
+    ) -> tuple[list[tuple[Entry, frozenset[str]]], list[int]]:
+        plan = []
+        failed = []
+        entries = self._entries
+        for uid in sorted(set(uids)):
+            entry = entries.get(uid)
+            if entry is None:
+                continue
+            if unchangedsince is not None and entry.modseq > unchangedsince:
+                failed.append(uid)
+                continue
+            if mode == "add":
+                new = entry.flags | flags
+            elif mode == "remove":
+                new = entry.flags - flags
+            else:
+                new = flags
+            if new != entry.flags:
+                plan.append((entry, new))
+        return plan, failed
+
+    async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:  # type: ignore[override]
+        """Hard links (Dovecot does the same), so a copy costs no data writes."""
+        await self._ready()
+        target = await self._account.open(destination)
+        return await self._copy_to(target, uids, origin)
+
+    async def _copy_to(
+        self, target: MaildirMailbox, uids: Sequence[int], origin: object
+    ) -> CopyResult:
+        wanted = [self._entries[uid] for uid in sorted(set(uids)) if uid in self._entries]
+        self._load_infos(e for e in wanted if e.info is None)
+        wanted = [e for e in wanted if e.info is not None]
+        prepared = await self._io(target._disk.link_in, self._sources(wanted))
+        linked = {item.source_uid for item in prepared}
+        lost = [e.uid for e in wanted if e.uid not in linked]
+        if lost:
+            await self._resync()
+            retry = [self._entries[uid] for uid in lost if uid in self._entries]
+            prepared += await self._io(target._disk.link_in, self._sources(retry))
+            prepared.sort(key=lambda item: item.source_uid)
+        if not prepared:
+            return CopyResult(target.uidvalidity, [])
+        try:
+            async with target._lane:
+                target._check_open()
+                delta = await target._io(target._disk.deliver, prepared)
+                target._apply(delta, origin)
+        except BaseException:
+            await self._io(target._disk.discard, prepared)
+            raise
+        pairs = [
+            (item.source_uid, entry.uid) for item, entry in zip(prepared, delta.added, strict=True)
+        ]
+        return CopyResult(target.uidvalidity, pairs)
+
+    def _sources(self, entries: Iterable[Entry]) -> list[tuple[str, Entry, frozenset[str]]]:
+        return [(self._disk.path(e.path), e, e.flags) for e in entries]
+
+    async def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:  # type: ignore[override]
+        """COPY, then expunge the originals (one expunged event)."""
+        result = await self.copy(uids, destination, origin)
+        moved = [source for source, _ in result.pairs]
+        if moved:
+            async with self._lane:
+                doomed = [self._entries[uid] for uid in moved if uid in self._entries]
+                if doomed:
+                    delta = await self._io(self._disk.expunge, doomed, self._by_base)
+                    self._apply(delta, origin)
+        return result
+
+    async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:  # type: ignore[override]
+        await self._ready()
+        async with self._lane:
+            entries = self._entries
+            if uids is None:
+                candidates: Iterable[Entry] = list(entries.values())
+            else:
+                candidates = [entries[uid] for uid in sorted(set(uids)) if uid in entries]
+            doomed = [entry for entry in candidates if DELETED in entry.flags]
+            if not doomed:
+                return []
+            delta = await self._io(self._disk.expunge, doomed, self._by_base)
+            self._apply(delta, origin)
+            return list(delta.removed)
+
+    def add_listener(self, listener: IMailboxListener) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: IMailboxListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    # -- life cycle (driven by the account) ----------------------------------------------
+
+    def _stop_watching(self) -> None:
+        if self._watch is not None:
+            self._services.hub.remove(self._watch)
+            self._watch = None
+        if self._scheduled is not None and self._scheduled.active():
+            self._scheduled.cancel()
+        self._scheduled = None
+
+    async def suspend(self) -> None:
+        """Let go of the files (before the directory is renamed); reloads on next use."""
+        async with self._lane:
+            self._stop_watching()
+            self._disk.close()
+            self._loaded = False
+            self._hints.clear()
+            self._rescan = False
+
+    def relocate(self, name: str, directory: str) -> None:
+        """After a RENAME: the same mailbox (UIDs, listeners) under another name."""
+        self.name = name
+        self._disk = self._new_disk(directory)
+
+    async def shutdown(self) -> None:
+        """The account was closed: stop watching and close the index."""
+        async with self._lane:
+            self.closed = True
+            self._stop_watching()
+            self._disk.close()
+
+    async def vanish(self) -> None:
+        """Deleted: whoever has it selected sees every message expunged."""
+        async with self._lane:
+            await self._vanish_locked()
+
+    async def _vanish_locked(self) -> None:
+        uids = self._uid_tuple()
+        self.closed = True
+        self._stop_watching()
+        self._disk.close()
+        self._entries.clear()
+        self._by_base.clear()
+        self._unclaimed.clear()
+        self._size = self._unseen = 0
+        if uids:
+            self._emit("messages_expunged", list(uids), None)
+
+    def __repr__(self) -> str:
+        return f"<MaildirMailbox {self.name!r} at {os.path.basename(self.directory) or '/'}>"

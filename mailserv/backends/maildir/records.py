@@ -1,0 +1,82 @@
+"""Plain data passed between a mailbox (reactor thread) and its disk side (I/O tasks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+
+from mailserv.message.info import MessageInfo
+
+
+@dataclass(slots=True)
+class Entry:
+    """One message as the mailbox knows it.  Mutated only by the task holding the lane."""
+
+    uid: int
+    base: str
+    path: str  # relative to the mailbox directory: "cur/<base>:2,<letters>" or "new/<base>"
+    flags: frozenset[str]
+    keep: str  # info letters we do not map (kept through flag changes)
+    modseq: int
+    size: int  # with CRLF line ends
+    date: datetime
+    info: MessageInfo | None = None  # loaded from the index on first FETCH
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A message file written to ``tmp/`` (or linked there), waiting for its UID."""
+
+    base: str
+    tmp: str  # absolute path
+    size: int
+    date: datetime
+    info: MessageInfo
+    blob: bytes | None  # info serialised for the index; None when it must be recomputed
+    flags: frozenset[str] = frozenset()
+    source_uid: int = 0  # for COPY: the UID it was copied from
+
+
+@dataclass(slots=True)
+class FlagUpdate:
+    uid: int
+    path: str
+    flags: frozenset[str]
+    keep: str
+    modseq: int  # 0: path only, the flags did not change
+
+
+@dataclass
+class Delta:
+    """What one disk task changed; the mailbox applies it, then tells its listeners."""
+
+    added: list[Entry] = field(default_factory=list)
+    updated: list[FlagUpdate] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)  # UIDs whose files moved under us
+    highestmodseq: int = 0
+    uidnext: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+
+@dataclass
+class Snapshot:
+    """A loaded mailbox: its index rows, then the changes found on disk since."""
+
+    uidvalidity: int
+    entries: list[Entry]
+    delta: Delta
+    recent_floor: int
+
+
+def file_date(mtime: float, tz_minutes: int = 0) -> datetime:
+    """An internal date from a file mtime, in the offset it was originally given in."""
+    zone = timezone(timedelta(minutes=tz_minutes)) if tz_minutes else UTC
+    return datetime.fromtimestamp(int(mtime), zone)
+
+
+def tz_minutes(when: datetime) -> int:
+    offset = when.utcoffset()
+    return int(offset.total_seconds() // 60) if offset is not None else 0

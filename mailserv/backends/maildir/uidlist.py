@@ -1,0 +1,200 @@
+"""``dovecot-uidlist``: the UIDs of a maildir, shared with Dovecot (format version 3).
+
+::
+
+    3 V1700000000 N42 G0a1b...      header: UIDVALIDITY, next UID, mailbox GUID
+    1 :1700000000.M1P2.host,S=10,W=12
+    2 W1432 :1700000001.M5P2.host   extension fields may precede the ":<base>"
+
+Writers hold ``dovecot-uidlist.lock``.  New records are appended (the header's N is then
+behind; the next UID is the larger of N and the last UID + 1); a rewrite goes through the
+lock file and a rename.  Readers keep their offset and parse only what was appended since,
+and start over when the file was replaced (a new inode) or shrank.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable
+
+from twisted.logger import Logger
+
+from mailserv.backends.maildir import filenames
+from mailserv.backends.maildir.dotlock import DotLock
+
+_log = Logger()
+
+FILENAME = "dovecot-uidlist"
+VERSION = 3
+
+
+class UidList:
+    """One mailbox's list.  Not thread-safe: used by one task at a time (the mailbox lane)."""
+
+    def __init__(self, directory: str, fsync: bool) -> None:
+        self.path = os.path.join(directory, FILENAME)
+        self.fsync = fsync
+        self.uidvalidity = 0
+        self.guid = ""
+        self.records: dict[str, int] = {}  # base -> uid
+        self.exists = False
+        self._header_next = 1
+        self._last_uid = 0
+        self._signature: tuple[int, int] | None = None  # (inode, size) last read
+        self._offset = 0
+        self._header_line = ""
+
+    @property
+    def next_uid(self) -> int:
+        return max(self._header_next, self._last_uid + 1)
+
+    def lock(self) -> DotLock:
+        return DotLock(self.path)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Catch up with the file; True when anything changed."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            changed = self.exists
+            self._reset()
+            return changed
+        try:
+            st = os.fstat(fd)
+            if self._signature == (st.st_ino, st.st_size):
+                return False
+            if not self._continues(fd, st):
+                self._reset()
+            data = os.pread(fd, max(st.st_size - self._offset, 0), self._offset)
+        finally:
+            os.close(fd)
+        self.exists = True
+        end = data.rfind(b"\n") + 1  # a half-written last line waits for the next read
+        self._parse(data[:end])
+        self._offset += end
+        self._signature = (st.st_ino, st.st_size if end == len(data) else -1)
+        return True
+
+    def _continues(self, fd: int, st: os.stat_result) -> bool:
+        """Whether the file is the one read so far with lines appended (not a new one)."""
+        if self._signature is None or st.st_ino != self._signature[0]:
+            return False
+        if st.st_size < self._offset:
+            return False
+        head = self._header_line.encode("utf-8", "surrogateescape")
+        return os.pread(fd, len(head), 0) == head
+
+    def _reset(self) -> None:
+        self.exists = False
+        self.uidvalidity = 0
+        self.guid = ""
+        self.records = {}
+        self._header_next = 1
+        self._last_uid = 0
+        self._signature = None
+        self._offset = 0
+        self._header_line = ""
+
+    def _parse(self, data: bytes) -> None:
+        lines = data.decode("utf-8", "surrogateescape").split("\n")
+        start = 0
+        if self._offset == 0 and lines and lines[0]:
+            self._parse_header(lines[0])
+            self._header_line = lines[0] + "\n"
+            start = 1
+        records = self.records
+        last = self._last_uid
+        for line in lines[start:]:
+            uid_text, _, rest = line.partition(" ")
+            if not uid_text.isdigit():
+                continue
+            colon = rest.find(":")
+            name = rest[colon + 1 :] if colon >= 0 else rest.rpartition(" ")[2]
+            if not name:
+                continue
+            uid = int(uid_text)
+            records[filenames.split(name)[0]] = uid
+            if uid > last:
+                last = uid
+        self._last_uid = last
+
+    def _parse_header(self, line: str) -> None:
+        fields = line.split()
+        if fields[0] == "1" and len(fields) >= 3:  # version 1: "1 <uidvalidity> <next>"
+            self.uidvalidity, self._header_next = _int(fields[1]), _int(fields[2])
+            return
+        for field in fields[1:]:
+            key, value = field[:1], field[1:]
+            if key == "V":
+                self.uidvalidity = _int(value)
+            elif key == "N":
+                self._header_next = max(_int(value), 1)
+            elif key == "G":
+                self.guid = value
+
+    # -- writing (the caller holds the lock and has refreshed under it) -----------------
+
+    def create(self, lock: DotLock, uidvalidity: int) -> None:
+        """A new, empty list; releases ``lock``."""
+        self._reset()
+        self.uidvalidity = uidvalidity
+        self.guid = secrets.token_hex(16)
+        lock.replace(self._header().encode(), self.fsync)
+        self.refresh()
+
+    def add(self, bases: Iterable[str]) -> list[int]:
+        """Give each base the next UID and append the records; the new UIDs."""
+        self.refresh()
+        lines = []
+        uids = []
+        uid = self.next_uid
+        for base in bases:
+            lines.append(f"{uid} :{base}\n")
+            uids.append(uid)
+            uid += 1
+        if not lines:
+            return uids
+        data = "".join(lines).encode("utf-8", "surrogateescape")
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # end a line a crashed writer left half-written
+            os.write(fd, data)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.refresh()
+        return uids
+
+    def rewrite(self, lock: DotLock, live: Iterable[str]) -> None:
+        """Drop records of bases not in ``live`` (expunged files); releases ``lock``."""
+        keep = set(live)
+        body = [
+            f"{uid} :{base}\n"
+            for base, uid in sorted(self.records.items(), key=lambda item: item[1])
+            if base in keep
+        ]
+        data = (self._header() + "".join(body)).encode("utf-8", "surrogateescape")
+        lock.replace(data, self.fsync)
+        self._reset()
+        self.refresh()
+
+    def _header(self) -> str:
+        return f"{VERSION} V{self.uidvalidity} N{self.next_uid} G{self.guid}\n"
+
+    @property
+    def stale_records(self) -> int:
+        """Records appended over time (an upper bound of those whose files are gone)."""
+        return len(self.records)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 0

@@ -1,0 +1,224 @@
+"""Noticing changes other programs make to a maildir: inotify, or polling where it is missing.
+
+A mailbox registers its directory and a callback.  With inotify the callback gets each
+file event of ``new/`` and ``cur/`` as ``("cur/<name>", appeared)``, where ``appeared`` is
+False for a file that went away; ``(None, True)`` means "look at everything" (the watch was
+lost, or the directory itself moved).  Polling only ever says ``None``, when a directory's
+mtime moved or is too recent to trust (time stamps are coarser than changes).
+
+A file created in place (not renamed in) is reported once it is closed after writing, so
+a half-written file is never announced; a hard link (a COPY by another server) at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
+
+_log = Logger()
+
+Callback = Callable[[str | None, bool], None]
+
+SUBDIRS = ("new", "cur")
+TRUST_AGE = 1.0
+"""A directory mtime closer than this to now may hide a later change in the same tick."""
+
+
+class Hub(Protocol):
+    def add(self, directory: str, callback: Callback) -> object: ...
+
+    def remove(self, handle: object) -> None: ...
+
+    def poke(self) -> None:
+        """Take notice now of changes already made (before a command answers)."""
+
+    def close(self) -> None: ...
+
+
+class _Registration:
+    def __init__(self, directory: str, callback: Callback) -> None:
+        self.directory = directory
+        self.callback = callback
+        self.paths: list[FilePath[bytes]] = []
+        self.stamps: dict[str, tuple[int, int]] = {}
+        self.checked = 0.0
+
+
+def inotify_available() -> bool:
+    try:
+        from twisted.internet import inotify  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class InotifyHub:
+    """One inotify descriptor for the whole backend."""
+
+    def __init__(self, reactor: Any) -> None:
+        from twisted.internet import inotify
+
+        self._inotify = inotify
+        self._reactor = reactor
+        self._registrations: set[_Registration] = set()
+        self._closed = False
+        self._notifier = self._new_notifier()
+
+    def _new_notifier(self) -> Any:
+        hub = self
+
+        class Notifier(self._inotify.INotify):  # type: ignore[misc,name-defined]
+            def connectionLost(self, reason: Failure) -> None:
+                super().connectionLost(reason)
+                hub._lost(self)
+
+        notifier = Notifier(self._reactor)
+        notifier.startReading()
+        return notifier
+
+    def _lost(self, notifier: Any) -> None:
+        """Twisted drops the whole descriptor when a watched directory is deleted: start a
+        new one and have every mailbox look again."""
+        if self._closed or notifier is not self._notifier:
+            return
+        _log.info(
+            "inotify watch lost; re-watching {count} mailboxes", count=len(self._registrations)
+        )
+        self._notifier = self._new_notifier()
+        for registration in list(self._registrations):
+            self._watch(registration)
+            registration.callback(None, True)
+
+    def add(self, directory: str, callback: Callback) -> object:
+        registration = _Registration(directory, callback)
+        self._registrations.add(registration)
+        self._watch(registration)
+        return registration
+
+    def _watch(self, registration: _Registration) -> None:
+        inotify = self._inotify
+        mask = (
+            inotify.IN_CREATE
+            | inotify.IN_CLOSE_WRITE
+            | inotify.IN_MOVED_TO
+            | inotify.IN_MOVED_FROM
+            | inotify.IN_DELETE
+            | inotify.IN_MOVE_SELF
+        )
+        registration.paths = []
+        for sub in SUBDIRS:
+            path = FilePath(os.path.join(registration.directory, sub).encode())
+            try:
+                self._notifier.watch(path, mask=mask, callbacks=[self._relay(registration, sub)])
+            except Exception as exc:  # noqa: BLE001 - INotifyError, or a directory gone
+                _log.warn("Cannot watch {path}: {error}", path=path.path, error=exc)
+                continue
+            registration.paths.append(path)
+
+    def _relay(self, registration: _Registration, sub: str) -> Callable[[Any, Any, int], None]:
+        inotify = self._inotify
+
+        def event(_watch: Any, path: FilePath[bytes], mask: int) -> None:
+            if registration not in self._registrations:
+                return
+            if mask & (inotify.IN_MOVE_SELF | inotify.IN_DELETE_SELF | inotify.IN_IGNORED):
+                registration.callback(None, True)
+                return
+            if mask & inotify.IN_ISDIR:
+                return
+            name = os.fsdecode(path.basename())
+            if name.startswith("."):
+                return
+            if mask & inotify.IN_CREATE:
+                try:
+                    if os.lstat(path.path).st_nlink < 2:
+                        return  # written in place: wait for IN_CLOSE_WRITE
+                except OSError:
+                    return
+            appeared = not mask & (inotify.IN_MOVED_FROM | inotify.IN_DELETE)
+            registration.callback(f"{sub}/{name}", appeared)
+
+        return event
+
+    def remove(self, handle: object) -> None:
+        if not isinstance(handle, _Registration) or handle not in self._registrations:
+            return
+        self._registrations.discard(handle)
+        for path in handle.paths:
+            try:
+                self._notifier.ignore(path)
+            except Exception:  # noqa: BLE001 - KeyError when Twisted dropped it already
+                pass
+
+    def poke(self) -> None:
+        """Read what the kernel queued (non-blocking) so callbacks run before we answer."""
+        if not self._closed:
+            self._notifier.doRead()
+
+    def close(self) -> None:
+        self._closed = True
+        self._registrations.clear()
+        self._notifier.stopReading()
+        self._notifier.connectionLost(Failure(ConnectionError("maildir backend stopped")))
+
+
+class PollHub:
+    """Checks the directories of every registered mailbox each ``interval`` seconds."""
+
+    def __init__(self, reactor: Any, interval: float) -> None:
+        self._registrations: set[_Registration] = set()
+        self._loop = LoopingCall(self._check_all)
+        self._loop.clock = reactor
+        self._loop.start(interval, now=False).addErrback(
+            lambda f: _log.failure("Maildir polling stopped", f)
+        )
+
+    def add(self, directory: str, callback: Callback) -> object:
+        registration = _Registration(directory, callback)
+        self._stamp(registration)
+        self._registrations.add(registration)
+        return registration
+
+    def remove(self, handle: object) -> None:
+        if isinstance(handle, _Registration):
+            self._registrations.discard(handle)
+
+    def poke(self) -> None:
+        """Polling does not look between its ticks (a stat per command would add up)."""
+
+    def close(self) -> None:
+        self._registrations.clear()
+        if self._loop.running:
+            self._loop.stop()
+
+    def _check_all(self) -> None:
+        for registration in list(self._registrations):
+            if self._stamp(registration):
+                registration.callback(None, True)
+
+    def _stamp(self, registration: _Registration) -> bool:
+        """Record the directories' state; True when they changed or cannot be trusted yet."""
+        now = time.time()
+        changed = False
+        newest = 0.0
+        for sub in SUBDIRS:
+            try:
+                st = os.stat(os.path.join(registration.directory, sub))
+            except OSError:
+                stamp = (0, 0)
+            else:
+                stamp = (st.st_ino, st.st_mtime_ns)
+                newest = max(newest, st.st_mtime)
+            if registration.stamps.get(sub) != stamp:
+                registration.stamps[sub] = stamp
+                changed = True
+        uncertain = registration.checked and registration.checked - newest < TRUST_AGE
+        registration.checked = now
+        return changed or bool(uncertain)
