@@ -65,6 +65,8 @@ class SelectedView:
         """The UIDs a sequence set names, ascending."""
         if uid:
             return uids_in(sequence.resolve(self.uids[-1] if self.uids else 0), self.uids)
+        if sequence.has_star and not self.uids:
+            raise Bad("Invalid message sequence number: the mailbox is empty")
         try:
             return uids_for_seqs(sequence.resolve(len(self.uids)), self.uids)
         except ValueError as exc:
