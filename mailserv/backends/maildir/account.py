@@ -36,6 +36,7 @@ from mailserv.backends.maildir.names import (
     folder_dir,
     folder_name,
 )
+from mailserv.backends.maildir.perms import PRIVATE, Permissions
 from mailserv.backends.maildir.uidlist import UidList
 from mailserv.errors import (
     InvalidMailboxName,
@@ -64,6 +65,7 @@ class MaildirAccount:
         self.user = user
         self.root = root
         self.sessions = 0
+        self.perms: Permissions = PRIVATE
         self._boxes: dict[str, MaildirMailbox] = {}
 
     # -- set-up -------------------------------------------------------------------------
@@ -72,7 +74,8 @@ class MaildirAccount:
         """Make the root and INBOX; on the very first login also the special-use folders."""
         first = not os.path.isdir(os.path.join(self.root, "cur"))
         os.makedirs(self.root, mode=0o700, exist_ok=True)
-        make_maildir(self.root, folder=False)
+        self.perms = Permissions.of(self.root)
+        make_maildir(self.root, folder=False, perms=self.perms)
         if not first or not self.services.settings.autocreate:
             return
         folders = self._folders()
@@ -81,7 +84,7 @@ class MaildirAccount:
                 self._make_with_parents(name, attribute, folders)
 
     def allocate_uidvalidity(self) -> int:
-        return uidvalidity.allocate(self.root)
+        return uidvalidity.allocate(self.root, self.perms)
 
     def _dir(self, name: str) -> str:
         return os.path.join(self.root, folder_dir(name))
@@ -145,14 +148,15 @@ class MaildirAccount:
 
     def _make(self, name: str, special_use: str | None) -> None:
         staging = os.path.join(self.root, TMP, f"create.{secrets.token_hex(8)}")
-        os.mkdir(staging, 0o700)
+        self.perms.mkdir(staging)
         try:
-            make_maildir(staging, folder=True)
-            uidlist = UidList(staging, self.services.settings.fsync)
+            make_maildir(staging, folder=True, perms=self.perms)
+            uidlist = UidList(staging, self.services.settings.fsync, self.perms)
             with uidlist.lock() as lock:
                 uidlist.create(lock, self.allocate_uidvalidity())
             if special_use:
                 with open(os.path.join(staging, SPECIAL_USE_FILE), "w", encoding="utf-8") as f:
+                    self.perms.apply_fd(f.fileno())
                     f.write(special_use + "\n")
             try:
                 # Over an empty \\Noselect placeholder directory, too.
@@ -184,7 +188,7 @@ class MaildirAccount:
         except FileNotFoundError:
             raise MailboxNotFound(name) from None
         if children:
-            os.mkdir(directory, 0o700)  # the name stays, as \\Noselect
+            self.perms.mkdir(directory)  # the name stays, as \\Noselect
         d = self.services.io.run(shutil.rmtree, doomed, True)
         d.addErrback(lambda f: _log.failure("Removing {path} failed", f, path=doomed))
 
@@ -248,7 +252,7 @@ class MaildirAccount:
 
     def _edit_subscriptions(self, change: Callable[[set[str]], set[str]]) -> None:
         path = os.path.join(self.root, SUBSCRIPTIONS)
-        with DotLock(path) as lock:
+        with DotLock(path, perms=self.perms) as lock:
             before = set(self.subscriptions())
             after = change(before)
             if after != before:
@@ -263,7 +267,7 @@ class MaildirAccount:
         if box is None or box.closed:
             directory = self._dir(name)
             if name == INBOX:
-                make_maildir(directory, folder=False)
+                make_maildir(directory, folder=False, perms=self.perms)
             elif not os.path.isdir(os.path.join(directory, "cur")):
                 folders = self._folders()
                 if name in folders or self._has_children(name, folders):

@@ -27,6 +27,7 @@ from mailserv.backends.maildir import filenames
 from mailserv.backends.maildir.filenames import SYSTEM_LETTERS, BaseNames
 from mailserv.backends.maildir.index import Index, Row
 from mailserv.backends.maildir.keywords import Keywords
+from mailserv.backends.maildir.perms import PRIVATE, Permissions
 from mailserv.backends.maildir.records import (
     Delta,
     Entry,
@@ -63,10 +64,17 @@ def crlf(raw: bytes) -> bytes:
     return _BARE_LF.sub(b"\r\n", raw)
 
 
-def write_file(path: str, data: bytes, fsync: bool, mtime: float | None = None) -> None:
+def write_file(
+    path: str,
+    data: bytes,
+    fsync: bool,
+    mtime: float | None = None,
+    perms: Permissions = PRIVATE,
+) -> None:
     """Create ``path`` (it must not exist) holding ``data``; on error nothing is left."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perms.file_mode)
     try:
+        perms.apply_fd(fd)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -89,25 +97,32 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def make_maildir(directory: str, folder: bool) -> None:
+def make_maildir(directory: str, folder: bool, perms: Permissions = PRIVATE) -> None:
     """``cur``/``new``/``tmp`` (and Maildir++'s ``maildirfolder`` marker for folders)."""
     for sub in (CUR, NEW, TMP):
-        os.makedirs(os.path.join(directory, sub), mode=0o700, exist_ok=True)
+        perms.makedirs(os.path.join(directory, sub))
     if folder:
         marker = os.path.join(directory, "maildirfolder")
         if not os.path.exists(marker):
-            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600))
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT, perms.file_mode)
+            try:
+                perms.apply_fd(fd)
+            finally:
+                os.close(fd)
 
 
 class MailboxDisk:
     """The files, ``dovecot-uidlist``, ``dovecot-keywords`` and index of one mailbox."""
 
-    def __init__(self, directory: str, fsync: bool, names: BaseNames) -> None:
+    def __init__(
+        self, directory: str, fsync: bool, names: BaseNames, perms: Permissions = PRIVATE
+    ) -> None:
         self.directory = directory
         self.fsync = fsync
         self.names = names
-        self.uidlist = UidList(directory, fsync)
-        self.keywords = Keywords(directory, fsync)
+        self.perms = perms
+        self.uidlist = UidList(directory, fsync, perms)
+        self.keywords = Keywords(directory, fsync, perms)
         self.index = Index(directory, fsync)
 
     def path(self, relative: str) -> str:
@@ -123,7 +138,7 @@ class MailboxDisk:
         if not os.path.isdir(self.path(CUR)):
             raise MailboxNotFound(self.directory)
         for sub in (NEW, TMP):
-            os.makedirs(self.path(sub), mode=0o700, exist_ok=True)
+            self.perms.makedirs(self.path(sub))
         self._clean_tmp()
         uidlist = self.uidlist
         uidlist.refresh()
@@ -296,7 +311,7 @@ class MailboxDisk:
         base = self.names.new(len(message), len(raw))
         tmp = self.path(f"{TMP}/{base}")
         stamp = int(when.timestamp() if when is not None else time.time())
-        write_file(tmp, message, self.fsync, stamp)
+        write_file(tmp, message, self.fsync, stamp, self.perms)
         date = file_date(stamp, tz_minutes(when) if when is not None else 0)
         return Prepared(base, tmp, len(raw), date, info, dumps(info), flags)
 
@@ -335,7 +350,7 @@ class MailboxDisk:
         with open(source, "rb") as f:
             data = f.read()
             st = os.fstat(f.fileno())
-        write_file(target, data, self.fsync, st.st_mtime)
+        write_file(target, data, self.fsync, st.st_mtime, self.perms)
 
     def deliver(self, items: Sequence[Prepared]) -> Delta:
         """Give prepared files their UIDs and move them into ``cur/``: now they exist."""
@@ -346,9 +361,12 @@ class MailboxDisk:
             for item in items
         ]
         with self.uidlist.lock():
-            uids = self.uidlist.add([item.base for item in items])
+            uids = self.uidlist.add([item.base for item in items], sync=False)
             for item, target in zip(items, targets, strict=True):
                 os.rename(item.tmp, self.path(target))
+            # Records and renames made durable together (on a journalling file system the
+            # first fsync commits both, the directory's is then nearly free).
+            self.uidlist.sync()
             if self.fsync:
                 fsync_dir(self.path(CUR))
         entries = [

@@ -15,6 +15,7 @@ import time
 
 from twisted.logger import Logger
 
+from mailserv.backends.maildir.perms import PRIVATE, Permissions
 from mailserv.errors import BackendUnavailable
 
 _log = Logger()
@@ -32,8 +33,16 @@ class DotLock:
     """Locks ``target`` (which need not exist).  Blocking: call it off the reactor thread
     when it may wait (the maildir backend does, unless configured for inline I/O)."""
 
-    def __init__(self, target: str, *, timeout: float = 30.0, stale: float = 120.0) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = 30.0,
+        stale: float = 120.0,
+        perms: Permissions = PRIVATE,
+    ) -> None:
         self.target = target
+        self.perms = perms
         self.path = target + SUFFIX
         self.timeout = timeout
         self.stale = stale
@@ -58,8 +67,13 @@ class DotLock:
                 time.sleep(step)
                 step = min(step * 2, MAX_WAIT_STEP)
                 continue
-            os.write(fd, f"{os.getpid()}:{self._host}".encode())
             self._fd = fd
+            try:
+                self.perms.apply_fd(fd)  # the lock may become the file (replace())
+                os.write(fd, f"{os.getpid()}:{self._host}".encode())
+            except BaseException:
+                self.release()
+                raise
             return
 
     def release(self) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from mailserv.backends.maildir.dotlock import DotLock
 from mailserv.backends.maildir.filenames import KEYWORD_LETTERS, LETTER_FLAGS
+from mailserv.backends.maildir.perms import PRIVATE, Permissions
 
 FILENAME = "dovecot-keywords"
 
@@ -19,9 +20,10 @@ FILENAME = "dovecot-keywords"
 class Keywords:
     """One mailbox's table, re-read when the file changes.  Used by one task at a time."""
 
-    def __init__(self, directory: str, fsync: bool) -> None:
+    def __init__(self, directory: str, fsync: bool, perms: Permissions = PRIVATE) -> None:
         self.path = os.path.join(directory, FILENAME)
         self.fsync = fsync
+        self.perms = perms
         self.by_letter: dict[str, str] = {}
         self.by_name: dict[str, str] = {}
         self._signature: tuple[int, int, int] | None = None
@@ -65,7 +67,7 @@ class Keywords:
         free = [c for c in KEYWORD_LETTERS if c not in self.by_letter]
         if not free:
             return
-        with DotLock(self.path) as lock:
+        with DotLock(self.path, perms=self.perms) as lock:
             self._signature = None
             self.refresh()
             table = dict(self.by_letter)

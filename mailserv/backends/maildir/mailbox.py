@@ -51,6 +51,8 @@ DELETED = "\\Deleted"
 RECENT = frozenset({"\\Recent"})
 DEBOUNCE = 0.005
 """Seconds to gather a burst of file events into one scan."""
+MAX_QUEUED_EVENTS = 100_000
+"""Beyond this many unprocessed events a full scan is cheaper (and memory stays bounded)."""
 
 T = TypeVar("T")
 
@@ -76,6 +78,7 @@ class MaildirMailbox:
         self._unseen = 0
         self._size = 0
         self._listeners: list[IMailboxListener] = []
+        self._events: list[tuple[str, bool]] = []
         self._hints: dict[str, set[str]] = {}
         self._rescan = False
         self._scheduled: IDelayedCall | None = None
@@ -83,7 +86,7 @@ class MaildirMailbox:
 
     def _new_disk(self, directory: str) -> MailboxDisk:
         services = self._services
-        return MailboxDisk(directory, services.settings.fsync, services.names)
+        return MailboxDisk(directory, services.settings.fsync, services.names, self._account.perms)
 
     @property
     def directory(self) -> str:
@@ -125,21 +128,32 @@ class MaildirMailbox:
         """Loaded, and up to date with what other programs did before this call."""
         await self.ensure_loaded()
         await self._sync()
+        self._check_open()
 
     def _on_event(self, relative: str | None, appeared: bool) -> None:
-        if self.closed or (self._watch is None):
+        """Queue a watcher event; it is compared with our state inside the lane, after any
+        change of ours in progress has been applied (so our own renames are recognised)."""
+        if self.closed or self._watch is None:
             return
-        if relative is None:
+        if relative is None or len(self._events) >= MAX_QUEUED_EVENTS:
+            self._events.clear()
             self._rescan = True
         else:
-            base = filenames.split(relative[4:])[0]
-            entry = self._by_base.get(base)
-            known_here = entry is not None and entry.path == relative
-            if appeared == known_here:
-                return  # the echo of our own change
-            self._hints.setdefault(base, set()).add(relative)
+            self._events.append((relative, appeared))
         if self._scheduled is None or not self._scheduled.active():
             self._scheduled = self._services.clock.callLater(DEBOUNCE, self._background_sync)
+
+    def _take_events(self) -> None:
+        """Turn queued events into hints, dropping the echoes of our own changes."""
+        events, self._events = self._events, []
+        by_base = self._by_base
+        hints = self._hints
+        for relative, appeared in events:
+            base = filenames.split(relative[4:])[0]
+            entry = by_base.get(base)
+            if appeared == (entry is not None and entry.path == relative):
+                continue  # what we did ourselves, or a name we already let go of
+            hints.setdefault(base, set()).add(relative)
 
     def _background_sync(self) -> None:
         self._scheduled = None
@@ -150,7 +164,7 @@ class MaildirMailbox:
         if not self._loaded or self.closed:
             return
         self._services.hub.poke()
-        if self._hints or self._rescan:
+        if self._events or self._hints or self._rescan:
             async with self._lane:
                 await self._sync_locked()
 
@@ -158,6 +172,7 @@ class MaildirMailbox:
         """Scan what the hints name (everything when ``full``); the lane is held."""
         if self.closed or not self._loaded:
             return
+        self._take_events()
         hints, self._hints = self._hints, {}
         full = full or self._rescan
         self._rescan = False
@@ -524,6 +539,7 @@ class MaildirMailbox:
             self._stop_watching()
             self._disk.close()
             self._loaded = False
+            self._events.clear()
             self._hints.clear()
             self._rescan = False
 

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 
 from mailserv.backends.maildir import filenames
 from mailserv.backends.maildir.dotlock import DotLock
+from mailserv.backends.maildir.perms import PRIVATE, Permissions
 
 _log = Logger()
 
@@ -32,9 +33,10 @@ VERSION = 3
 class UidList:
     """One mailbox's list.  Not thread-safe: used by one task at a time (the mailbox lane)."""
 
-    def __init__(self, directory: str, fsync: bool) -> None:
+    def __init__(self, directory: str, fsync: bool, perms: Permissions = PRIVATE) -> None:
         self.path = os.path.join(directory, FILENAME)
         self.fsync = fsync
+        self.perms = perms
         self.uidvalidity = 0
         self.guid = ""
         self.records: dict[str, int] = {}  # base -> uid
@@ -50,7 +52,7 @@ class UidList:
         return max(self._header_next, self._last_uid + 1)
 
     def lock(self) -> DotLock:
-        return DotLock(self.path)
+        return DotLock(self.path, perms=self.perms)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -145,8 +147,11 @@ class UidList:
         lock.replace(self._header().encode(), self.fsync)
         self.refresh()
 
-    def add(self, bases: Iterable[str]) -> list[int]:
-        """Give each base the next UID and append the records; the new UIDs."""
+    def add(self, bases: Iterable[str], sync: bool = True) -> list[int]:
+        """Give each base the next UID and append the records; the new UIDs.
+
+        ``sync=False`` leaves the fsync to a later :meth:`sync` (one journal commit can
+        then cover the records and the renames that follow them)."""
         self.refresh()
         lines = []
         uids = []
@@ -164,12 +169,21 @@ class UidList:
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 data = b"\n" + data  # end a line a crashed writer left half-written
             os.write(fd, data)
-            if self.fsync:
+            if self.fsync and sync:
                 os.fsync(fd)
         finally:
             os.close(fd)
         self.refresh()
         return uids
+
+    def sync(self) -> None:
+        """fsync the file (when fsync is configured)."""
+        if self.fsync:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def rewrite(self, lock: DotLock, live: Iterable[str]) -> None:
         """Drop records of bases not in ``live`` (expunged files); releases ``lock``."""

@@ -1,0 +1,563 @@
+"""What the maildir backend promises beyond the shared contract: Dovecot's file formats,
+changes made by other programs, the index (rebuilt when missing or stale, modseqs kept),
+special-use folders and name safety.  In process, with file work inline."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from mailserv.backends.maildir import MaildirBackend, factory
+from mailserv.backends.maildir.index import FILENAME as INDEX
+from mailserv.backends.maildir.options import parse_options
+from mailserv.errors import (
+    InvalidMailboxName,
+    MailboxExists,
+    MailboxNotFound,
+)
+from mailserv.interfaces import IMailboxListener
+
+SEEN = frozenset({"\\Seen"})
+DELETED = frozenset({"\\Deleted"})
+
+
+def resolve(value: Any) -> Any:
+    if inspect.iscoroutine(value):
+        value = Deferred.fromCoroutine(value)
+    if not isinstance(value, Deferred):
+        return value
+    outcome: list[Any] = []
+    value.addBoth(outcome.append)
+    assert outcome, "did not complete without a reactor"
+    if isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
+    return outcome[0]
+
+
+def message(n: int, eol: bytes = b"\r\n") -> bytes:
+    lines = [
+        b"From: Alice <alice@example.org>",
+        b"To: bob@example.org",
+        b"Subject: Note %d" % n,
+        b"Message-ID: <%d@example.org>" % n,
+        b"",
+        b"Body of note %d." % n,
+        b"",
+    ]
+    return eol.join(lines)
+
+
+@implementer(IMailboxListener)
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, list[Any], object]] = []
+
+    def messages_added(self, mailbox: Any, uids: Any, origin: object) -> None:
+        self.events.append(("added", list(uids), origin))
+
+    def messages_expunged(self, mailbox: Any, uids: Any, origin: object) -> None:
+        self.events.append(("expunged", list(uids), origin))
+
+    def flags_changed(self, mailbox: Any, changes: Any, origin: object) -> None:
+        self.events.append(("flags", [(c.uid, c.flags) for c in changes], origin))
+
+
+class Store:
+    """A backend over one data dir that can be stopped and started again (a restart)."""
+
+    def __init__(self, data_dir: Path, **options: str) -> None:
+        self.data_dir = data_dir
+        self.options = {"io-threads": "0", "autocreate": "false", **options}
+        self.backend: MaildirBackend | None = None
+
+    def start(self, reactor: Any = None) -> MaildirBackend:
+        settings = parse_options(self.options)
+        self.backend = MaildirBackend(settings, str(self.data_dir), reactor=reactor)
+        self.backend.start()
+        return self.backend
+
+    def stop(self) -> None:
+        if self.backend is not None:
+            resolve(self.backend.stop())
+            self.backend = None
+
+    def restart(self, reactor: Any = None) -> MaildirBackend:
+        self.stop()
+        return self.start(reactor)
+
+    def account(self, user: str = "alice") -> Any:
+        assert self.backend is not None
+        return self.backend.account(user)
+
+    def open(self, name: str = "INBOX", user: str = "alice") -> Any:
+        return resolve(self.account(user).open(name))
+
+    def root(self, user: str = "alice") -> Path:
+        return self.data_dir / "mail" / user / "Maildir"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    made = Store(tmp_path)
+    made.start()
+    yield made
+    made.stop()
+
+
+def append(box: Any, n: int, flags: frozenset[str] = frozenset(), **kw: Any) -> int:
+    result = resolve(box.append(message(n), flags, kw.get("when"), kw.get("origin")))
+    return int(result.uid)
+
+
+def metas(box: Any) -> dict[int, Any]:
+    return {m.uid: m for m in resolve(box.fetch(resolve(box.uids())))}
+
+
+def deliver(directory: Path, name: str, data: bytes) -> Path:
+    """Deliver like an MDA: write in tmp/, then rename into new/."""
+    temp = directory / "tmp" / name
+    temp.write_bytes(data)
+    target = directory / "new" / name
+    os.rename(temp, target)
+    return target
+
+
+def uidlist_records(directory: Path) -> dict[str, int]:
+    lines = (directory / "dovecot-uidlist").read_text().splitlines()[1:]
+    return {line.split(" :", 1)[1]: int(line.split()[0]) for line in lines}
+
+
+# -- Dovecot's formats -------------------------------------------------------------------
+
+
+def test_append_writes_dovecot_files(store: Store) -> None:
+    inbox = store.open()
+    uid = append(inbox, 1, frozenset({"\\Seen", "\\Flagged", "$Work"}))
+    root = store.root()
+    [name] = os.listdir(root / "cur")
+    base, info = name.split(":2,")
+    assert info == "FSa"
+    assert f",S={len(message(1))},W={len(message(1))}" in base
+    assert uidlist_records(root) == {base: uid}
+    header = (root / "dovecot-uidlist").read_text().splitlines()[0].split()
+    assert header[0] == "3" and header[1] == f"V{resolve(inbox.status()).uidvalidity}"
+    assert (root / "dovecot-keywords").read_text() == "0 $Work\n"
+    assert os.listdir(root / "tmp") == [] and os.listdir(root / "new") == []
+    assert (root / INDEX).exists()
+
+
+def test_folders_are_maildir_plus_plus(store: Store) -> None:
+    account = store.account()
+    resolve(account.create("Work/2024"))
+    resolve(account.create("Entwürfe"))
+    root = store.root()
+    for entry in (".Work", ".Work.2024", ".Entw&APw-rfe"):
+        assert (root / entry / "cur").is_dir()
+        assert (root / entry / "maildirfolder").exists()
+        assert (root / entry / "dovecot-uidlist").read_text().startswith("3 V")
+    resolve(account.subscribe("Work/2024"))
+    assert (root / "subscriptions").read_text() == "V\t2\n\nWork\t2024\n"
+
+
+def test_internal_date_is_the_file_mtime(store: Store) -> None:
+    inbox = store.open()
+    when = datetime(2001, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=-7)))
+    uid = append(inbox, 1, when=when)
+    [name] = os.listdir(store.root() / "cur")
+    assert os.stat(store.root() / "cur" / name).st_mtime == when.timestamp()
+    meta = metas(inbox)[uid]
+    assert meta.internaldate == when and meta.internaldate.utcoffset() == timedelta(hours=-7)
+    store.restart()
+    assert metas(store.open())[uid].internaldate.utcoffset() == timedelta(hours=-7)
+
+
+def test_lf_files_are_served_with_crlf(store: Store) -> None:
+    """Dovecot and MDAs store plain LF; IMAP sizes and content count CRLF."""
+    inbox = store.open()
+    deliver(store.root(), "1700000000.M1P1.mda", message(7, eol=b"\n"))
+    [uid] = resolve(inbox.uids())
+    assert resolve(inbox.content(uid)) == message(7)
+    meta = metas(inbox)[uid]
+    assert meta.size == len(message(7)) and meta.info.subject == "Note 7"
+
+
+def test_more_keywords_than_letters_are_kept_in_the_index(store: Store) -> None:
+    inbox = store.open()
+    uid = append(inbox, 1)
+    many = frozenset(f"kw{n:02d}" for n in range(30))
+    resolve(inbox.store([uid], "add", many, None))
+    assert metas(inbox)[uid].flags == many
+    assert len((store.root() / "dovecot-keywords").read_text().splitlines()) == 26
+    store.restart()
+    assert metas(store.open())[uid].flags == many
+
+
+# -- other programs ------------------------------------------------------------------------
+
+
+def test_delivery_into_new_is_picked_up(store: Store) -> None:
+    inbox = store.open()
+    recorder = Recorder()
+    inbox.add_listener(recorder)
+    first = append(inbox, 1)
+    deliver(store.root(), "1700000000.M5P9.mda", message(2))
+    uids = list(resolve(inbox.uids()))
+    assert len(uids) == 2 and uids[0] == first
+    assert recorder.events[-1] == ("added", [uids[1]], None)
+    assert resolve(inbox.content(uids[1])) == message(2)
+    # Moved to cur/ with an empty info, and given a UID in the uidlist.
+    assert os.listdir(store.root() / "new") == []
+    assert "1700000000.M5P9.mda:2," in os.listdir(store.root() / "cur")
+    assert uidlist_records(store.root())["1700000000.M5P9.mda"] == uids[1]
+    assert resolve(inbox.status()).recent == 2
+
+
+def test_external_flag_change_and_delete(store: Store) -> None:
+    inbox = store.open()
+    recorder = Recorder()
+    inbox.add_listener(recorder)
+    uid = append(inbox, 1)
+    other = append(inbox, 2)
+    before = resolve(inbox.status()).highestmodseq
+    cur = store.root() / "cur"
+    [name] = [n for n in os.listdir(cur) if uidlist_records(store.root())[n.split(":")[0]] == uid]
+    os.rename(cur / name, cur / (name + "RS"))  # another program: \Answered \Seen
+    after = resolve(inbox.status())
+    assert recorder.events[-1] == ("flags", [(uid, frozenset({"\\Answered", "\\Seen"}))], None)
+    assert after.highestmodseq > before and after.unseen == 1
+    assert metas(inbox)[uid].modseq == after.highestmodseq
+    [gone] = [n for n in os.listdir(cur) if not n.endswith("RS")]
+    os.unlink(cur / gone)
+    assert list(resolve(inbox.uids())) == [uid]
+    assert recorder.events[-1] == ("expunged", [other], None)
+    changes = resolve(inbox.changes_since(before))
+    assert [m.uid for m in changes.changed] == [uid] and list(changes.vanished) == [other]
+
+
+def test_our_own_changes_are_not_reported_twice(store: Store) -> None:
+    inbox = store.open()
+    recorder = Recorder()
+    inbox.add_listener(recorder)
+    origin = object()
+    uid = append(inbox, 1, origin=origin)
+    resolve(inbox.store([uid], "add", DELETED, origin))
+    resolve(inbox.expunge(None, origin))
+    resolve(inbox.status())  # reads the inotify echoes of our own renames
+    assert [(kind, who) for kind, _, who in recorder.events] == [
+        ("added", origin),
+        ("flags", origin),
+        ("expunged", origin),
+    ]
+
+
+def test_store_follows_a_file_renamed_meanwhile(store: Store) -> None:
+    """Another program changes a file name between our reading and our rename."""
+    inbox = store.open()
+    uid = append(inbox, 1)
+    cur = store.root() / "cur"
+    [name] = os.listdir(cur)
+    hub = store.backend._services.hub  # type: ignore[union-attr]
+    hub.close()  # nobody watches now: the rename below goes unnoticed until ours fails
+    os.rename(cur / name, cur / (name + "F"))
+    result = resolve(inbox.store([uid], "add", SEEN, None))
+    assert [c.flags for c in result.changed][-1] == frozenset({"\\Seen", "\\Flagged"})
+    assert os.listdir(cur) == [name + "FS"]
+
+
+def test_a_folder_deleted_by_another_program(store: Store) -> None:
+    account = store.account()
+    resolve(account.create("Gone"))
+    box = store.open("Gone")
+    recorder = Recorder()
+    box.add_listener(recorder)
+    uid = append(box, 1)
+    shutil.rmtree(store.root() / ".Gone")
+    with pytest.raises(MailboxNotFound):
+        resolve(box.uids())
+    assert recorder.events[-1] == ("expunged", [uid], None)
+    with pytest.raises(MailboxNotFound):
+        store.open("Gone")
+
+
+def test_polling_without_inotify(tmp_path: Path) -> None:
+    clock = Clock()
+    made = Store(tmp_path, watch="poll", **{"poll-interval": "0.5"})
+    made.start(reactor=clock)
+    try:
+        inbox = made.open()
+        recorder = Recorder()
+        inbox.add_listener(recorder)
+        deliver(made.root(), "1700000000.M1P1.mda", message(1))
+        clock.advance(0.5)  # the poll notices; the scan follows after a short delay
+        clock.advance(0.1)
+        assert [kind for kind, _, _ in recorder.events] == ["added"]
+    finally:
+        made.stop()
+
+
+# -- the index -----------------------------------------------------------------------------
+
+
+def test_index_survives_a_restart_with_modseqs(store: Store) -> None:
+    inbox = store.open()
+    uids = [append(inbox, n) for n in range(1, 4)]
+    resolve(inbox.store(uids[:1], "add", SEEN, None))
+    resolve(inbox.store(uids[2:], "add", DELETED, None))
+    resolve(inbox.expunge(None, None))
+    mark = resolve(inbox.status())
+    before = {m.uid: (m.flags, m.modseq, m.size, m.internaldate) for m in metas(inbox).values()}
+    store.restart()
+    inbox = store.open()
+    after = resolve(inbox.status())
+    assert (after.uidvalidity, after.highestmodseq, after.uidnext) == (
+        mark.uidvalidity,
+        mark.highestmodseq,
+        mark.uidnext,
+    )
+    assert {
+        m.uid: (m.flags, m.modseq, m.size, m.internaldate) for m in metas(inbox).values()
+    } == before
+    assert list(resolve(inbox.changes_since(0)).vanished) == [uids[2]]
+
+
+def test_missing_index_is_rebuilt_from_the_files(store: Store) -> None:
+    inbox = store.open()
+    uids = [append(inbox, n, SEEN if n == 2 else frozenset()) for n in range(1, 4)]
+    store.stop()
+    for suffix in ("", "-wal", "-shm"):
+        (store.root() / (INDEX + suffix)).unlink(missing_ok=True)
+    store.start()
+    inbox = store.open()
+    found = metas(inbox)
+    assert sorted(found) == uids
+    assert found[uids[1]].flags == SEEN and found[uids[0]].flags == frozenset()
+    assert [found[u].info.subject for u in uids] == ["Note 1", "Note 2", "Note 3"]
+    assert resolve(inbox.status()).highestmodseq >= 2
+
+
+def test_corrupt_index_is_rebuilt(store: Store) -> None:
+    inbox = store.open()
+    uid = append(inbox, 1)
+    store.stop()
+    for suffix in ("-wal", "-shm"):
+        (store.root() / (INDEX + suffix)).unlink(missing_ok=True)
+    (store.root() / INDEX).write_bytes(b"this is not a database" * 100)
+    store.start()
+    assert metas(store.open())[uid].info.subject == "Note 1"
+
+
+def test_stale_index_of_another_uidvalidity_is_rebuilt(store: Store) -> None:
+    inbox = store.open()
+    append(inbox, 1)
+    old_validity = resolve(inbox.status()).uidvalidity
+    store.stop()
+    path = store.root() / "dovecot-uidlist"
+    header, *rest = path.read_text().splitlines()
+    path.write_text("\n".join([header.replace(f" V{old_validity} ", " V77 "), *rest]) + "\n")
+    store.start()
+    inbox = store.open()
+    assert resolve(inbox.status()).uidvalidity == 77
+    assert [m.info.subject for m in metas(inbox).values()] == ["Note 1"]
+
+
+def test_index_without_a_row_reindexes_the_file(store: Store) -> None:
+    """A crash can lose the last index write; the file and its uidlist record remain."""
+    inbox = store.open()
+    uid = append(inbox, 1)
+    store.stop()
+    with sqlite3.connect(store.root() / INDEX) as db:
+        db.execute("DELETE FROM message")
+    store.start()
+    inbox = store.open()
+    assert list(resolve(inbox.uids())) == [uid]
+    assert metas(inbox)[uid].info.subject == "Note 1"
+
+
+def test_infos_load_lazily_and_damaged_ones_are_reparsed(store: Store) -> None:
+    inbox = store.open()
+    uid = append(inbox, 1)
+    store.stop()
+    with sqlite3.connect(store.root() / INDEX) as db:
+        db.execute("UPDATE message SET info = ?", (b"garbage",))
+    store.start()
+    inbox = store.open()
+    assert metas(inbox)[uid].info.subject == "Note 1"
+    with sqlite3.connect(store.root() / INDEX) as db:
+        [(info,)] = db.execute("SELECT info FROM message")
+    assert info.startswith(b"MI1\n")
+
+
+def test_recent_survives_a_restart(store: Store) -> None:
+    inbox = store.open()
+    first = append(inbox, 1)
+    assert list(resolve(inbox.claim_recent())) == [first]
+    second = append(inbox, 2)
+    store.restart()
+    inbox = store.open()
+    assert list(resolve(inbox.claim_recent())) == [second]
+
+
+# -- accounts ------------------------------------------------------------------------------
+
+
+def test_special_use_folders_on_first_login(tmp_path: Path) -> None:
+    made = Store(tmp_path, autocreate="true", sent="Sent Items", archive="")
+    made.start()
+    try:
+        listed = {i.name: i.attributes for i in resolve(made.account().list_mailboxes())}
+        assert listed == {
+            "INBOX": frozenset(),
+            "Drafts": frozenset({"\\Drafts"}),
+            "Sent Items": frozenset({"\\Sent"}),
+            "Junk": frozenset({"\\Junk"}),
+            "Trash": frozenset({"\\Trash"}),
+        }
+        resolve(made.account().delete("Junk"))
+        made.restart()  # not the first login any more: nothing comes back
+        assert "Junk" not in {i.name for i in resolve(made.account().list_mailboxes())}
+    finally:
+        made.stop()
+
+
+def test_create_with_special_use_travels_with_rename(store: Store) -> None:
+    account = store.account()
+    resolve(account.create("Old Mail", "\\Archive"))
+    resolve(account.rename("Old Mail", "Attic/Old"))
+    listed = {i.name: i.attributes for i in resolve(account.list_mailboxes())}
+    assert listed["Attic/Old"] == frozenset({"\\Archive"}) and listed["Attic"] == frozenset()
+
+
+def test_rename_keeps_uids_and_open_sessions(store: Store) -> None:
+    account = store.account()
+    resolve(account.create("a/b"))
+    box = store.open("a/b")
+    uid = append(box, 1)
+    validity = resolve(box.status()).uidvalidity
+    resolve(account.rename("a", "z"))
+    assert box.name == "z/b"
+    assert list(resolve(box.uids())) == [uid]
+    assert resolve(box.status()).uidvalidity == validity
+    assert resolve(box.content(uid)) == message(1)
+    assert (store.root() / ".z.b" / "cur").is_dir() and not (store.root() / ".a.b").exists()
+
+
+def test_noselect_placeholder_after_delete(store: Store) -> None:
+    account = store.account()
+    resolve(account.create("p/q"))
+    resolve(account.delete("p"))
+    assert (store.root() / ".p").is_dir() and not (store.root() / ".p" / "cur").exists()
+    resolve(account.create("p"))
+    assert (store.root() / ".p" / "cur").is_dir()
+    with pytest.raises(MailboxExists):
+        resolve(account.create("p"))
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/../../b", "/abs", "a.b", "..", "x\x00y", "x\ty"])
+def test_names_never_leave_the_root(store: Store, name: str) -> None:
+    account = store.account()
+    for call in (
+        lambda: account.create(name),
+        lambda: account.open(name),
+        lambda: account.delete(name),
+        lambda: account.rename("INBOX", name),
+    ):
+        with pytest.raises(InvalidMailboxName):
+            resolve(call())
+    assert sorted(os.listdir(store.data_dir)) == ["mail"]
+
+
+@pytest.mark.parametrize("name", ["cur", "new", "tmp", "x/cur"])
+def test_maildir_words_as_names_do_not_collide(store: Store, name: str) -> None:
+    account = store.account()
+    inbox = store.open()
+    uid = append(inbox, 1)
+    resolve(account.create(name))
+    append(store.open(name), 2)
+    assert list(resolve(inbox.uids())) == [uid]
+    assert len(os.listdir(store.root() / "cur")) == 1
+    folder = store.root() / ("." + name.replace("/", "."))
+    assert len(os.listdir(folder / "cur")) == 1
+
+
+def test_root_under_the_home_directory(tmp_path: Path) -> None:
+    built = factory.build({"root": "~/Maildir", "io-threads": "0"}, str(tmp_path / "data"))
+    homes = {"ann": str(tmp_path / "home" / "ann")}
+    built.set_home_lookup(homes.get)
+    built.start()
+    try:
+        built.account("ann")
+        assert (tmp_path / "home" / "ann" / "Maildir" / "cur").is_dir()
+        assert (tmp_path / "home" / "ann" / "Maildir" / ".Sent" / "cur").is_dir()
+        with pytest.raises(Exception, match="home"):
+            built.account("nobody-known")
+    finally:
+        resolve(built.stop())
+
+
+def test_sessions_share_an_account_until_the_last_logs_out(store: Store) -> None:
+    assert store.backend is not None
+    first = store.backend.account("alice")
+    second = store.backend.account("alice")
+    assert first is second
+    box = resolve(first.open("INBOX"))
+    first.close()
+    assert not box.closed
+    second.close()
+    assert box.closed  # the last session left: files and watches released
+    assert store.backend.account("alice") is not first
+
+
+def test_now_is_the_default_internal_date(store: Store) -> None:
+    inbox = store.open()
+    uid = append(inbox, 1)
+    assert abs(metas(inbox)[uid].internaldate - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+def test_shared_root_permissions_are_inherited(tmp_path: Path) -> None:
+    """An operator's group-shared root (setgid 2770): new files and directories follow it."""
+    made = Store(tmp_path)
+    root = made.root()
+    root.mkdir(parents=True)
+    group = os.getgroups()[-1] if os.getgroups() else os.getegid()
+    os.chown(root, -1, group)
+    os.chmod(root, 0o2770)
+    made.start()
+    try:
+        inbox = made.open()
+        append(inbox, 1, frozenset({"$Work"}))
+        resolve(made.account().create("Shared"))
+        resolve(made.account().subscribe("Shared"))
+        for path in [
+            root / "cur",
+            root / ".Shared",
+            root / ".Shared" / "new",
+            *(root / "cur").iterdir(),
+            root / "dovecot-uidlist",
+            root / "dovecot-keywords",
+            root / "subscriptions",
+            root / ".Shared" / "dovecot-uidlist",
+        ]:
+            st = path.stat()
+            expected = 0o2770 if path.is_dir() else 0o660
+            assert (st.st_mode & 0o7777, st.st_gid) == (expected, group), path
+    finally:
+        made.stop()
+
+
+def test_private_root_stays_private(store: Store) -> None:
+    append(store.open(), 1)
+    assert (store.root() / "cur").stat().st_mode & 0o777 == 0o700
+    [message_file] = (store.root() / "cur").iterdir()
+    assert message_file.stat().st_mode & 0o777 == 0o600
