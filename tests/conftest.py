@@ -26,12 +26,14 @@ for _path in (str(_REPO), str(_HERE)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+import dovecot  # noqa: E402
 from imapserver import Connector, ServerFactory, User, UserPool  # noqa: E402
 
 from bench.harness import BackendSpec, RawClient, ServerProcess  # noqa: E402
 
 BACKENDS: dict[str, BackendSpec] = {
     "memory": BackendSpec("memory"),
+    "proxy": dovecot.proxy_backend_spec(),  # a private Dovecot upstream per server
 }
 """Every backend the protocol suite runs against; add one entry per new backend."""
 

@@ -1,5 +1,6 @@
 """The backends that ship with mailserv, exposed to twisted.plugin discovery."""
 
 from mailserv.backends.memory import factory as memory
+from mailserv.backends.proxy import factory as proxy
 
-__all__ = ["memory"]
+__all__ = ["memory", "proxy"]

@@ -1,0 +1,246 @@
+"""IAccount over the upstream's personal namespace, one object per mailserv session.
+
+Mailbox-level commands go to the upstream on a pooled connection.  Where the upstream's
+rules differ from the contract's, the difference is bridged here: missing parents are
+created as real mailboxes, RENAME of INBOX is carried out as CREATE plus a move of every
+message, and special-use attributes the upstream cannot store are remembered for the
+lifetime of the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from zope.interface import implementer
+
+from mailserv import errors
+from mailserv.backends.proxy import wire
+from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
+from mailserv.backends.proxy.mailbox import ProxyMailbox
+from mailserv.backends.proxy.names import DELIMITER, INBOX
+from mailserv.imap.asyncutil import resolve
+from mailserv.interfaces import IAccount, MailboxInfo
+
+if TYPE_CHECKING:
+    from mailserv.backends.proxy.user import UserState
+
+_KEEP = frozenset(
+    {"\\noselect", "\\all", "\\archive", "\\drafts", "\\flagged", "\\junk", "\\sent", "\\trash"}
+)
+_SPELLING = {
+    "\\noselect": "\\Noselect",
+    "\\nonexistent": "\\Noselect",
+    "\\all": "\\All",
+    "\\archive": "\\Archive",
+    "\\drafts": "\\Drafts",
+    "\\flagged": "\\Flagged",
+    "\\junk": "\\Junk",
+    "\\sent": "\\Sent",
+    "\\trash": "\\Trash",
+}
+NOSELECT = frozenset({"\\Noselect"})
+
+
+@implementer(IAccount)
+class ProxyAccount:
+    """A session's handle on the user's shared upstream state."""
+
+    def __init__(self, user: UserState) -> None:
+        self.user = user
+        self._closed = False
+        user.session_started()
+
+    async def list_mailboxes(self) -> list[MailboxInfo]:  # type: ignore[override]
+        found = await self.user.listing()
+        boxes: dict[str, frozenset[str]] = {}
+        for name, attrs in found.items():
+            kept = {_SPELLING[a.lower()] for a in attrs if a.lower() in _SPELLING}
+            if "\\nonexistent" in {a.lower() for a in attrs}:
+                kept.add("\\Noselect")
+            use = self.user.special_use.get(name)
+            if use is not None:
+                kept.add(use)
+            boxes[name] = frozenset(kept)
+        for name in list(boxes):
+            parts = name.split(DELIMITER)
+            for depth in range(1, len(parts)):
+                boxes.setdefault(DELIMITER.join(parts[:depth]), NOSELECT)
+        boxes.setdefault(INBOX, frozenset())
+        return [MailboxInfo(name, attrs) for name, attrs in sorted(boxes.items())]
+
+    async def create(self, name: str, special_use: str | None = None) -> None:
+        name = _checked(name.removesuffix(DELIMITER))
+        user = self.user
+        existing = await user.listing()
+        attrs = {a.lower() for a in existing.get(name, frozenset())}
+        if name.upper() == INBOX or (
+            name in existing and not attrs & {"\\noselect", "\\nonexistent"}
+        ):
+            raise errors.MailboxExists(name)
+        levels = name.split(DELIMITER)
+        for depth in range(1, len(levels)):
+            parent = DELIMITER.join(levels[:depth])
+            if parent not in existing:
+                await self._create_one(parent, None, tolerate_existing=True)
+        await self._create_one(name, special_use, tolerate_existing=False)
+
+    async def _create_one(
+        self, name: str, special_use: str | None, tolerate_existing: bool
+    ) -> None:
+        user = self.user
+        args: list[wire.Arg] = [b"CREATE", user.encoded(name)]
+        native = special_use is not None and "CREATE-SPECIAL-USE" in user.capabilities
+        if native:
+            args.append(b"(USE (" + special_use.encode("ascii") + b"))")  # type: ignore[union-attr]
+
+        async def send(conn: UpstreamProtocol) -> None:
+            await conn.command(*args)
+
+        try:
+            await user.run(send)
+        except CommandFailed as exc:
+            error = await user.mailbox_error(name, exc)
+            if isinstance(error, errors.MailboxExists) and tolerate_existing:
+                return
+            raise error from exc
+        user.special_use.pop(name, None)
+        if special_use is not None and not native:
+            user.special_use[name] = special_use
+        stale = user.mailboxes.pop(name, None)
+        if stale is not None:
+            await stale.gone()
+
+    async def delete(self, name: str) -> None:
+        if name.upper() == INBOX:
+            raise errors.InvalidMailboxName("INBOX cannot be deleted")
+        user = self.user
+        box = user.mailboxes.pop(name, None)
+        if box is not None:
+            await box.release_channel()
+
+        async def send(conn: UpstreamProtocol) -> None:
+            await conn.command(b"DELETE", user.encoded(name))
+
+        try:
+            await user.run(send)
+        except CommandFailed as exc:
+            error = await user.mailbox_error(name, exc)
+            if isinstance(error, errors.MailboxNotSelectable):
+                error = errors.MailboxHasChildren(name)
+            raise error from exc
+        user.special_use.pop(name, None)
+        if box is not None:
+            await box.gone()
+
+    async def rename(self, old: str, new: str) -> None:
+        new = _checked(new)
+        user = self.user
+        if old.upper() == INBOX:
+            await self._rename_inbox(new)
+            return
+        if new.startswith(old + DELIMITER):
+            raise errors.InvalidMailboxName(f"{new} is inside {old}")
+        existing = await user.listing()
+        if old not in existing:
+            raise errors.MailboxNotFound(old)
+        if new in existing:
+            raise errors.MailboxExists(new)
+        moving = [n for n in user.mailboxes if n == old or n.startswith(old + DELIMITER)]
+        for name in moving:
+            await user.mailboxes[name].release_channel()
+
+        async def send(conn: UpstreamProtocol) -> None:
+            await conn.command(b"RENAME", user.encoded(old), user.encoded(new))
+
+        try:
+            await user.run(send)
+        except CommandFailed as exc:
+            raise await user.mailbox_error(old, exc) from exc
+        for name in moving:
+            box = user.mailboxes.pop(name, None)
+            if box is not None:
+                await box.gone()
+        for name in [n for n in user.special_use if n == old or n.startswith(old + DELIMITER)]:
+            user.special_use[new + name[len(old) :]] = user.special_use.pop(name)
+
+    async def _rename_inbox(self, new: str) -> None:
+        """RFC 3501 6.3.5: the messages move to a new mailbox; INBOX stays, empty."""
+        await self.create(new)
+        inbox = await self.open(INBOX)
+        uids = await _value(inbox.uids())
+        if uids:
+            await inbox.move(list(uids), new, None)
+
+    async def subscriptions(self) -> list[str]:  # type: ignore[override]
+        found: list[str] = []
+        names = self.user.names
+
+        def handler(response: wire.Response) -> bool:
+            if response.kind != "LSUB" or len(response.data) < 3:
+                return False
+            raw = response.data[2]
+            if isinstance(raw, int):
+                raw = str(raw)
+            if isinstance(raw, (bytes, str)):
+                flags = {a.lower() for a in wire.flag_set(response.data[0])}
+                name = names.decode(raw)
+                if name and "\\noselect" not in flags:
+                    found.append(name)
+            return True
+
+        async def send(conn: UpstreamProtocol) -> None:
+            await conn.command(b"LSUB", b'""', b"*", handler=handler)
+
+        await self.user.run(send)
+        return sorted(set(found))
+
+    async def subscribe(self, name: str) -> None:
+        await self._simple(b"SUBSCRIBE", name, quiet=False)
+
+    async def unsubscribe(self, name: str) -> None:
+        await self._simple(b"UNSUBSCRIBE", name, quiet=True)
+
+    async def _simple(self, verb: bytes, name: str, quiet: bool) -> None:
+        user = self.user
+
+        async def send(conn: UpstreamProtocol) -> None:
+            await conn.command(verb, user.encoded(name))
+
+        try:
+            await user.run(send)
+        except CommandFailed as exc:
+            if not quiet:
+                raise errors.BackendError(exc.response.text or "Upstream refused") from exc
+
+    async def open(self, name: str) -> ProxyMailbox:  # type: ignore[override]
+        if name.upper() == INBOX:
+            name = INBOX
+        user = self.user
+        user.names.upstream(name)  # InvalidMailboxName for names the upstream cannot hold
+        box = user.mailboxes.get(name)
+        if box is None:
+            box = user.mailboxes[name] = ProxyMailbox(user, name)
+        try:
+            await box.check()
+        except errors.BackendError:
+            if not box.listeners and not box.live and user.mailboxes.get(name) is box:
+                del user.mailboxes[name]
+            raise
+        return box
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.user.session_ended()
+
+
+def _checked(name: str) -> str:
+    if "" in name.split(DELIMITER):
+        raise errors.InvalidMailboxName(f"Invalid mailbox name {name!r}")
+    return name
+
+
+async def _value(result: object) -> Sequence[int]:
+    value: Sequence[int] = await resolve(result)
+    return value

@@ -1,0 +1,128 @@
+"""The proxy backend's plugin, the backend object, and its upstream credentials checker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mailserv import errors
+from mailserv.backends.proxy.account import ProxyAccount
+from mailserv.backends.proxy.cache import ContentCache
+from mailserv.backends.proxy.connect import Connector, LoginRefused, login
+from mailserv.backends.proxy.options import OPTIONS, ProxyConfig, parse_options
+from mailserv.backends.proxy.user import UserState
+from mailserv.interfaces import IBackend, IBackendFactory
+
+_log = Logger()
+
+
+@implementer(IBackendFactory)
+class ProxyBackendFactory:
+    """``--backend proxy``: mailboxes of an upstream IMAP server."""
+
+    name = "proxy"
+    description = "Serve the mailboxes of an upstream IMAP server (logins checked upstream)."
+    options: Mapping[str, str] = OPTIONS
+
+    def build(self, options: dict[str, str], data_dir: str) -> ProxyBackend:
+        """``data_dir`` is unused: everything kept is kept in memory."""
+        return ProxyBackend(parse_options(options))
+
+
+@implementer(IBackend)
+class ProxyBackend:
+    """The users' upstream sessions, by mailserv user name."""
+
+    def __init__(self, config: ProxyConfig, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.config = config
+        self.reactor = reactor
+        self.connector = Connector(config.upstream, reactor)
+        self.content = ContentCache(config.cache_bytes)
+        self._users: dict[str, UserState] = {}
+
+    def start(self) -> None:
+        _log.info("Proxying to {label}", label=self.config.upstream.label)
+
+    async def stop(self) -> None:
+        users, self._users = list(self._users.values()), {}
+        for user in users:
+            await user.close()
+        self.content.clear()
+
+    def account(self, username: str) -> ProxyAccount:
+        user = self._users.get(username)
+        if user is None:
+            config = self.config
+            if config.master_user is None or config.master_password is None:
+                raise errors.BackendUnavailable("No upstream session for this user; log in again")
+            upstream_name = f"{username}{config.master_separator}{config.master_user}"
+            user = UserState(self, username, upstream_name, config.master_password)
+            self._users[username] = user
+        return ProxyAccount(user)
+
+    def credentials_checker(self) -> UpstreamChecker | None:
+        """Logins are checked upstream, except in master-user mode (then mailserv's own
+        passwd-file checks them and the upstream trusts the master user)."""
+        if self.config.master_user is not None:
+            return None
+        return UpstreamChecker(self)
+
+    def forget(self, user: UserState) -> None:
+        if self._users.get(user.username) is user:
+            del self._users[user.username]
+
+    async def authenticate(self, username: str, password: bytes) -> str:
+        """Log in upstream; the connection is kept for the user's first commands."""
+        conn = await self.connector.open()
+        try:
+            await login(conn, username, password)
+        except LoginRefused as exc:
+            conn.abort("login refused")
+            raise UnauthorizedLogin("upstream refused the credentials") from exc
+        except BaseException:
+            conn.abort("login failed")
+            raise
+        user = self._users.get(username)
+        if user is None or user.closed:
+            user = UserState(self, username, username, password)
+            self._users[username] = user
+        else:
+            user.secret = password
+        user.adopt(conn)
+        return username
+
+
+@implementer(ICredentialsChecker)
+class UpstreamChecker:
+    """Checks IUsernamePassword by logging in upstream; the avatar id is the user name."""
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self, backend: ProxyBackend) -> None:
+        self.backend = backend
+
+    def requestAvatarId(self, credentials: IUsernamePassword) -> Deferred[str]:  # type: ignore[override]
+        return Deferred.fromCoroutine(self._check(credentials))
+
+    async def _check(self, credentials: IUsernamePassword) -> str:
+        username = credentials.username
+        password = credentials.password
+        try:
+            name = username.decode("utf-8") if isinstance(username, bytes) else str(username)
+            secret = password if isinstance(password, bytes) else str(password).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UnauthorizedLogin("malformed user name") from exc
+        if not name or any(c in name for c in "\r\n\0"):
+            raise UnauthorizedLogin("malformed user name")
+        return await self.backend.authenticate(name, secret)

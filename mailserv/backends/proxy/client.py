@@ -1,0 +1,386 @@
+"""A compact IMAP client protocol on Twisted: one command at a time, untagged data routed.
+
+Why our own rather than ``twisted.mail.imap4.IMAP4Client``: we need UID-only commands with
+CONDSTORE/QRESYNC data, IDLE that stays open between our commands, LITERAL+, ESEARCH, and
+the raw bytes of ``BODY[]`` without a second parse; the Twisted client decodes every
+response into its own structures and offers none of these.  This module frames responses
+(lines and literals, with bounds), parses them with :mod:`wire`, and hands every untagged
+response to the running command's handler, else to ``on_untagged``.  A command that sees
+no data from the upstream for ``timeout`` seconds fails with ``BackendUnavailable`` and
+drops the connection, so a hung upstream costs a bounded wait.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from mailserv.backends.proxy import wire
+from mailserv.backends.proxy.wire import Arg, Literal, Response
+from mailserv.errors import BackendUnavailable
+
+_log = Logger()
+
+_LITERAL_END = re.compile(rb"~?\{(\d+)\}$")
+MAX_LINE = 1 << 22
+"""Longest response line we accept without literals (a SEARCH of many UIDs fits)."""
+MAX_LITERAL = 1 << 30
+
+Handler = Callable[[Response], bool]
+"""Sees an untagged response during a command; True when it consumed it."""
+
+
+class CommandFailed(Exception):
+    """The upstream answered NO or BAD; ``response`` is the tagged line."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"{response.kind} {response.text}")
+        self.response = response
+
+
+class _Pending:
+    __slots__ = ("continuation", "done", "handler", "tag")
+
+    def __init__(self, tag: str, handler: Handler | None) -> None:
+        self.tag = tag
+        self.handler = handler
+        self.done: Deferred[Response] = Deferred()
+        self.continuation: Deferred[Response] | None = None
+
+
+class UpstreamProtocol(Protocol):
+    """One connection to the upstream server."""
+
+    def __init__(self, clock: IReactorTime, timeout: float, label: str) -> None:
+        self.clock = clock
+        self.timeout = timeout
+        self.label = label
+        self.capabilities: frozenset[str] = frozenset()
+        self.enabled: frozenset[str] = frozenset()
+        self.greeting: Deferred[Response] = Deferred()
+        self.on_untagged: Callable[[Response], None] | None = None
+        self.on_lost: Callable[[str], None] | None = None
+        self.lost_reason: str | None = None
+        self.selected: str | None = None
+        """The upstream mailbox name selected on this connection (set by its users)."""
+        self._tags = (f"p{n}" for n in itertools.count(1))
+        self._lock = DeferredLock()
+        self._pending: _Pending | None = None
+        self._buffer = b""
+        self._parts: list[bytes] = []
+        self._literals: list[bytes] = []
+        self._need = 0
+        self._chunks: list[bytes] = []
+        self._watchdog: IDelayedCall | None = None
+        self._bye: str | None = None
+        self._closing = False
+
+    # -- connection -----------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self._arm()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        self._disarm()
+        text = self._bye or _describe(reason)
+        self.lost_reason = text
+        error = BackendUnavailable(f"upstream connection lost: {text}")
+        if not self.greeting.called:
+            self.greeting.errback(Failure(error))
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            if pending.continuation is not None and not pending.continuation.called:
+                pending.continuation.errback(Failure(error))
+            if not pending.done.called:
+                pending.done.errback(Failure(error))
+        if self.on_lost is not None:
+            self.on_lost(text)
+
+    @property
+    def alive(self) -> bool:
+        return self.lost_reason is None and self.transport is not None and not self._closing
+
+    def close(self) -> None:
+        """Close (from the next reactor turn: never inside the transport's own callbacks)."""
+        self._closing = True
+        self.clock.callLater(0, self._close, False)
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once, failing what waits on it with ``reason``."""
+        self._bye = self._bye or reason
+        self._closing = True
+        self.clock.callLater(0, self._close, True)
+
+    def _close(self, abort: bool) -> None:
+        if self.transport is None or self.lost_reason is not None:
+            return
+        if abort:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+        else:
+            self.transport.loseConnection()
+
+    async def logout(self) -> None:
+        """LOGOUT, then close; errors are of no interest at that point."""
+        if not self.alive:
+            return
+        try:
+            await self.command(b"LOGOUT")
+        except Exception:  # noqa: BLE001 - closing anyway
+            pass
+        self.close()
+
+    # -- the watchdog ---------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.reset(self.timeout)
+        else:
+            self._watchdog = self.clock.callLater(self.timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = None
+
+    def _expired(self) -> None:
+        self._watchdog = None
+        _log.warn(
+            "Upstream {label} sent nothing for {timeout} s; dropping the connection",
+            label=self.label,
+            timeout=self.timeout,
+        )
+        self.abort(f"no answer within {self.timeout:g} s")
+
+    # -- input ----------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._watchdog is not None:
+            self._arm()
+        if self._buffer:
+            data = self._buffer + data
+            self._buffer = b""
+        pos = 0
+        size = len(data)
+        while pos < size:
+            if self._need:
+                take = min(self._need, size - pos)
+                self._chunks.append(data[pos : pos + take])
+                pos += take
+                self._need -= take
+                if self._need:
+                    break
+                self._literals.append(b"".join(self._chunks))
+                self._chunks = []
+                continue
+            end = data.find(b"\r\n", pos)
+            if end < 0:
+                if size - pos > MAX_LINE:
+                    self.abort("response line too long")
+                    return
+                self._buffer = data[pos:]
+                break
+            line = data[pos:end]
+            pos = end + 2
+            self._parts.append(line)
+            if line.endswith(b"}"):
+                match = _LITERAL_END.search(line)
+                if match is not None:
+                    need = int(match.group(1))
+                    if need > MAX_LITERAL:
+                        self.abort("literal too large")
+                        return
+                    if need == 0:
+                        self._literals.append(b"")
+                    self._need = need
+                    continue
+            parts, literals = self._parts, self._literals
+            self._parts, self._literals = [], []
+            try:
+                self._dispatch(wire.parse(parts, literals))
+            except wire.ResponseError as exc:
+                self.abort(f"unparsable response ({exc})")
+                return
+
+    def _dispatch(self, response: Response) -> None:
+        pending = self._pending
+        tag = response.tag
+        if tag == "*":
+            kind = response.kind
+            if kind == "CAPABILITY":
+                self.capabilities = _names(response.data)
+            elif kind == "BYE":
+                self._bye = f"upstream said BYE: {response.text}"
+            elif kind in ("OK", "PREAUTH") and not self.greeting.called:
+                if response.code == "CAPABILITY":
+                    self.capabilities = _names(response.code_data)
+                self._disarm()
+                self.greeting.callback(response)
+                return
+            elif kind == "ENABLED":
+                self.enabled = self.enabled | _names(response.data)
+            if pending is not None and pending.handler is not None and pending.handler(response):
+                return
+            if self.on_untagged is not None:
+                self.on_untagged(response)
+            return
+        if tag == "+":
+            if pending is not None and pending.continuation is not None:
+                waiter, pending.continuation = pending.continuation, None
+                waiter.callback(response)
+            return
+        if pending is None or tag != pending.tag:
+            _log.warn("Upstream {label}: unexpected tagged response", label=self.label)
+            return
+        self._pending = None
+        self._disarm()
+        if response.code == "CAPABILITY":
+            self.capabilities = _names(response.code_data)
+        pending.done.callback(response)
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def command(self, *args: Arg, handler: Handler | None = None) -> Response:
+        """Send ``args`` joined by spaces; the tagged OK, or CommandFailed for NO/BAD."""
+        await self._lock.acquire()
+        try:
+            pending = await self._send(args, handler)
+            response = await pending.done
+        finally:
+            self._lock.release()
+        if response.kind != "OK":
+            raise CommandFailed(response)
+        return response
+
+    async def exchange(self, *args: Arg, replies: Sequence[bytes]) -> Response:
+        """A command that answers continuations (``+``) with ``replies``, one line each."""
+        await self._lock.acquire()
+        try:
+            pending = await self._send(args, None, expect_continuation=bool(replies))
+            for index, reply in enumerate(replies):
+                if index:
+                    await self._continue(pending)
+                self._write(reply + b"\r\n")
+            response = await pending.done
+        finally:
+            self._lock.release()
+        if response.kind != "OK":
+            raise CommandFailed(response)
+        return response
+
+    async def start_idle(self, handler: Handler | None = None) -> Deferred[Response]:
+        """Send IDLE and wait for the continuation; the Deferred fires after :meth:`done`.
+
+        The command lock is held until the IDLE ends, so other commands wait for it.
+        """
+        await self._lock.acquire()
+        try:
+            pending = await self._send((b"IDLE",), handler, expect_continuation=True)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._disarm()  # an idle upstream is silent by design
+
+        def finished(result: Any) -> Any:
+            self._lock.release()
+            return result
+
+        pending.done.addBoth(finished)
+        return pending.done
+
+    def done(self) -> None:
+        """End a running IDLE."""
+        if self.alive:
+            self.transport.write(b"DONE\r\n")  # type: ignore[union-attr]
+            self._arm()
+
+    async def _send(
+        self, args: Sequence[Arg], handler: Handler | None, expect_continuation: bool = False
+    ) -> _Pending:
+        if not self.alive:
+            raise BackendUnavailable(f"upstream connection lost: {self.lost_reason}")
+        pending = _Pending(next(self._tags), handler)
+        self._pending = pending
+        try:
+            plus = "LITERAL+" in self.capabilities
+            chunk = [pending.tag.encode()]
+            glue = False  # no space after "(" nor before ")"
+            for arg in args:
+                space = b"" if glue else b" "
+                if isinstance(arg, Literal):
+                    glue = False
+                    if plus:
+                        chunk.append(space + b"{%d+}\r\n" % len(arg.data) + arg.data)
+                        continue
+                    chunk.append(space + b"{%d}\r\n" % len(arg.data))
+                    self._write(b"".join(chunk))
+                    await self._continue(pending)
+                    chunk = [arg.data]
+                else:
+                    if arg.startswith(b")"):
+                        space = b""
+                    chunk.append(space + arg)
+                    glue = arg.endswith(b"(")
+            chunk.append(b"\r\n")
+            if expect_continuation:
+                self._write(b"".join(chunk))
+                await self._continue(pending)
+            else:
+                self._write(b"".join(chunk))
+        except BaseException:
+            pending.done.addErrback(lambda _: None)
+            raise
+        return pending
+
+    async def _continue(self, pending: _Pending) -> None:
+        """Wait for ``+``; a tagged answer instead (a refusal) ends the command."""
+        either: Deferred[Response | None] = Deferred()
+        pending.continuation = Deferred()
+
+        def plus(result: object) -> None:
+            if not either.called:
+                if isinstance(result, Failure):
+                    either.errback(result)
+                else:
+                    either.callback(None)
+
+        def tagged(result: object) -> object:
+            if not either.called:
+                if isinstance(result, Failure):
+                    either.errback(result)
+                else:
+                    either.callback(result)  # type: ignore[arg-type]
+            return result
+
+        pending.continuation.addBoth(plus)
+        pending.done.addBoth(tagged)
+        refusal = await either
+        if refusal is not None:
+            raise CommandFailed(refusal)
+
+    def _write(self, data: bytes) -> None:
+        self._arm()
+        self.transport.write(data)  # type: ignore[union-attr]
+
+
+def _names(values: Sequence[object]) -> frozenset[str]:
+    return frozenset(str(v).upper() for v in values if isinstance(v, (str, int)))
+
+
+def _describe(reason: Failure) -> str:
+    """A one-line account of why a connection ended (TLS verification spelled out)."""
+    value = reason.value
+    name = type(value).__name__
+    text = reason.getErrorMessage()
+    if name == "VerificationError":
+        return f"TLS certificate does not match the host name ({text})"
+    if "certificate verify failed" in text or (name == "Error" and "SSL" in repr(value)):
+        return f"TLS handshake failed ({text})"
+    return text or name

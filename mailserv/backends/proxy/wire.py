@@ -1,0 +1,267 @@
+"""The upstream server's responses parsed into values, and our commands encoded.
+
+A response arrives as line segments and literals (a segment that ends in ``{n}`` is followed
+by the n-octet literal).  Values are: ``list`` for parenthesised lists, ``bytes`` for
+quoted strings and literals, ``str`` for atoms (``BODY[HEADER]<0>`` stays one atom), ``int``
+for numbers and ``None`` for NIL.  Status responses (``OK``/``NO``/``BAD``/``BYE``) keep
+their bracketed response code apart from the human-readable text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from mailserv.imap.encode import month_number
+
+Value = object
+
+_STATUS = frozenset({"OK", "NO", "BAD", "BYE", "PREAUTH"})
+_TOKEN = re.compile(
+    rb" *(?:(\()|(\))|\"((?:[^\"\\\r\n]|\\.)*)\"|~?\{(\d+)\+?\}$"
+    rb"|((?:[^ ()\"\[\]{\r\n]|\[[^\]\r\n]*\])+))"
+)
+_UNQUOTE = re.compile(rb"\\(.)")
+_MAX_DEPTH = 64
+
+
+class ResponseError(ValueError):
+    """The upstream sent something that is not IMAP."""
+
+
+@dataclass(slots=True)
+class Response:
+    """One response: ``tag`` is ``*``, ``+`` or a command tag; ``kind`` upper case.
+
+    ``* 5 FETCH (...)`` has ``number`` 5, kind ``FETCH`` and ``data`` ``[[...]]``;
+    ``a1 OK [APPENDUID 7 9] done`` has kind ``OK``, ``code`` ``APPENDUID``, ``code_data``
+    ``[7, 9]`` and ``text`` ``done``.
+    """
+
+    tag: str
+    kind: str
+    number: int | None = None
+    data: list[Value] = field(default_factory=list)
+    code: str | None = None
+    code_data: list[Value] = field(default_factory=list)
+    text: str = ""
+
+
+def parse(parts: Sequence[bytes], literals: Sequence[bytes]) -> Response:
+    """A response from its line segments (``parts[i]`` ends in a literal marker for every
+    ``i < len(literals)``) and literals."""
+    first = parts[0]
+    if first.startswith(b"+"):
+        return Response("+", "", text=first[2:].decode("utf-8", "replace"))
+    tag, _, rest = first.partition(b" ")
+    word, _, after = rest.partition(b" ")
+    number: int | None = None
+    if word.isdigit():
+        number = int(word)
+        word, _, after = after.partition(b" ")
+    kind = word.decode("ascii", "replace").upper()
+    response = Response(tag.decode("ascii", "replace"), kind, number)
+    if kind in _STATUS and not literals:
+        _status(response, after)
+        return response
+    response.data = tokens([after, *parts[1:]], literals)
+    return response
+
+
+def _status(response: Response, rest: bytes) -> None:
+    if rest.startswith(b"["):
+        close = rest.find(b"]")
+        if close < 0:
+            close = len(rest)
+        inner = rest[1:close]
+        name, _, args = inner.partition(b" ")
+        response.code = name.decode("ascii", "replace").upper()
+        if args:
+            try:
+                response.code_data = tokens([args], [])
+            except ResponseError:
+                response.code_data = [args.decode("utf-8", "replace")]
+        rest = rest[close + 1 :].lstrip(b" ")
+    response.text = rest.decode("utf-8", "replace")
+
+
+def tokens(parts: Sequence[bytes], literals: Sequence[bytes]) -> list[Value]:
+    """The values in ``parts`` with ``literals`` spliced in where their markers stand."""
+    top: list[Value] = []
+    stack: list[list[Value]] = [top]
+    for index, part in enumerate(parts):
+        current = stack[-1]
+        pos = 0
+        end = len(part)
+        while pos < end:
+            match = _TOKEN.match(part, pos)
+            if match is None or match.end() == pos:
+                if part[pos:].strip() == b"":
+                    break
+                raise ResponseError(f"cannot parse {part[pos : pos + 40]!r}")
+            pos = match.end()
+            opened, closed, quoted, literal, atom = match.groups()
+            if atom is not None:
+                current.append(_atom(atom))
+            elif quoted is not None:
+                current.append(_UNQUOTE.sub(rb"\1", quoted) if b"\\" in quoted else quoted)
+            elif opened is not None:
+                if len(stack) > _MAX_DEPTH:
+                    raise ResponseError("lists nested too deeply")
+                inner: list[Value] = []
+                current.append(inner)
+                stack.append(inner)
+                current = inner
+            elif closed is not None:
+                if len(stack) == 1:
+                    raise ResponseError("unbalanced ')'")
+                stack.pop()
+                current = stack[-1]
+            else:
+                if index >= len(literals) or int(literal) != len(literals[index]):
+                    raise ResponseError("literal marker without its literal")
+                current.append(literals[index])
+    if len(stack) != 1:
+        raise ResponseError("unbalanced '('")
+    return top
+
+
+def _atom(raw: bytes) -> Value:
+    if raw.isdigit():
+        return int(raw)
+    text = raw.decode("utf-8", "replace")
+    return None if text.upper() == "NIL" else text
+
+
+# -- reading common values ----------------------------------------------------------------
+
+
+def pairs(items: Sequence[Value]) -> dict[str, Value]:
+    """A FETCH attribute list as a dict with upper-case names."""
+    out: dict[str, Value] = {}
+    for i in range(0, len(items) - 1, 2):
+        name = items[i]
+        if isinstance(name, str):
+            out[name.upper()] = items[i + 1]
+    return out
+
+
+def flag_set(value: Value) -> frozenset[str]:
+    if not isinstance(value, list):
+        return frozenset()
+    return frozenset(str(flag) for flag in value if isinstance(flag, str))
+
+
+def modseq_of(value: Value) -> int | None:
+    """``MODSEQ (12)`` → 12."""
+    if isinstance(value, list) and value and isinstance(value[0], int):
+        return value[0]
+    return None
+
+
+def internaldate(value: Value) -> datetime | None:
+    """``"17-Jul-1996 02:44:25 -0700"`` → an aware datetime (None when malformed)."""
+    if not isinstance(value, bytes):
+        return None
+    try:
+        day_month_year, clock, zone = value.decode("ascii").split()
+        day, month, year = day_month_year.split("-")
+        hour, minute, second = clock.split(":")
+        sign = -1 if zone[0] == "-" else 1
+        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
+        return datetime(
+            int(year),
+            month_number(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            tzinfo=timezone(offset),
+        )
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+
+
+def uid_ranges(text: str) -> list[int]:
+    """``3:5,9`` → [3, 4, 5, 9] (for COPYUID and VANISHED); ValueError when malformed."""
+    out: list[int] = []
+    for item in text.split(","):
+        low, _, high = item.partition(":")
+        first = int(low)
+        last = int(high) if high else first
+        if first > last:
+            first, last = last, first
+        if last - first > 10_000_000:
+            raise ValueError("range too large")
+        out.extend(range(first, last + 1))
+    return out
+
+
+def to_text(value: Value) -> str:
+    """An atom, number or string as text (mailbox names, set notation)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+# -- encoding commands --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    """An argument sent as a literal (synchronizing unless the upstream has LITERAL+)."""
+
+    data: bytes
+
+
+Arg = bytes | Literal
+
+_ATOM_SAFE = re.compile(rb"[!#$&'+-\[^-z|}~]+")
+_QUOTABLE = re.compile(rb"[ !#-\[\]-~]*")
+
+
+def string(value: bytes | str) -> Arg:
+    """An astring argument: atom when safe, quoted when printable, else a literal."""
+    raw = value.encode("utf-8") if isinstance(value, str) else value
+    if raw and _ATOM_SAFE.fullmatch(raw) and raw.upper() != b"NIL":
+        return raw
+    if len(raw) < 1000 and re.fullmatch(rb"[\x20-\x7e]*", raw):
+        return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return Literal(raw)
+
+
+def quoted(value: bytes | str) -> Arg:
+    """A string argument that is never an atom (search values, dates)."""
+    raw = value.encode("utf-8") if isinstance(value, str) else value
+    if len(raw) < 1000 and re.fullmatch(rb"[\x20-\x7e]*", raw):
+        return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return Literal(raw)
+
+
+def flag_list(flags: Iterable[str]) -> bytes:
+    return b"(" + " ".join(sorted(flags)).encode("utf-8") + b")"
+
+
+def uid_set(uids: Iterable[int]) -> bytes:
+    """Ascending UIDs as compact ranges (``1:5,9``)."""
+    parts: list[bytes] = []
+    start = previous = -2
+    for uid in sorted(set(uids)):
+        if uid == previous + 1:
+            previous = uid
+            continue
+        if start >= 0:
+            parts.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
+        start = previous = uid
+    if start >= 0:
+        parts.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
+    return b",".join(parts)
+
+
+def is_flag(flag: str) -> bool:
+    """A flag we can send as an atom (``\\Seen``, ``$Label``, ``Work``)."""
+    raw = flag.encode("utf-8", "replace")
+    body = raw[1:] if raw.startswith(b"\\") else raw
+    return bool(body) and _ATOM_SAFE.fullmatch(body) is not None and b"]" not in body
