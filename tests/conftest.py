@@ -27,12 +27,17 @@ for _path in (str(_REPO), str(_HERE)):
         sys.path.insert(0, _path)
 
 import dovecot  # noqa: E402
+import pgcluster  # noqa: E402
 from imapserver import Connector, ServerFactory, User, UserPool  # noqa: E402
 
 from bench.harness import BackendSpec, RawClient, ServerProcess  # noqa: E402
 
 BACKENDS: dict[str, BackendSpec] = {
     "memory": BackendSpec("memory"),
+    "sql-sqlite": BackendSpec("sql"),  # the database file goes in the server's data dir
+    "sql-postgresql": BackendSpec(
+        "sql", prepare=pgcluster.prepare_backend, cleanup=pgcluster.cleanup_backend
+    ),
     "proxy": dovecot.proxy_backend_spec(),  # a private Dovecot upstream per server
 }
 """Every backend the protocol suite runs against; add one entry per new backend."""

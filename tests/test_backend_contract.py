@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pgcluster
 import pytest
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred
@@ -22,7 +23,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from mailserv.backends import maildir, memory
+from mailserv.backends import maildir, memory, sql
 from mailserv.errors import (
     BackendError,
     BackendOptionError,
@@ -60,6 +61,12 @@ BACKENDS: Mapping[str, BackendCase] = {
     # special-use folders made at first login: the suite creates "Archive" itself.
     "maildir": BackendCase(
         maildir.factory, lambda data_dir: {"io-threads": "0", "autocreate": "false"}
+    ),
+    # The SQL store runs its transactions inline here, so results are ready without a reactor.
+    "sql-sqlite": BackendCase(sql.SqlBackendFactory(database=sql.inline_database)),
+    "sql-postgresql": BackendCase(
+        sql.SqlBackendFactory(database=sql.inline_database),
+        lambda data_dir: {"url": pgcluster.database_url()},
     ),
 }
 

@@ -1,4 +1,5 @@
-"""The ``mailserv`` command: manage the users of the passwd-file.
+"""The ``mailserv`` command: manage the users of the passwd-file (or of the SQL database,
+see ``mailserv.admin.db``) and the SQL backend's schema.
 
 Edits reach a running server at once (it re-reads the file when it changes).  Exit status:
 0 success, 1 the operation failed (unknown user, file error...), 2 bad usage.
@@ -11,11 +12,15 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from mailserv.admin import db
 from mailserv.auth.passwd import InvalidUsername, PasswdError, PasswdFile, check_username
 from mailserv.auth.schemes import hash_password
 from mailserv.config import DEFAULT_DATA_DIR, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from mailserv.auth.sqlusers import SqlUsers
 
 PASSWD_NAME = "passwd"
 DIR_MODE = 0o700
@@ -55,6 +60,12 @@ def _location_options() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="TOML file with 'data-dir' and/or 'passwd-file' keys (command-line options win)",
     )
+    common.add_argument(
+        "--db",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="the sql backend's database (its url option); users are then kept there",
+    )
     return common
 
 
@@ -85,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = actions.add_parser("list", help="list the users", parents=[common])
     listing.set_defaults(handler=_user_list)
+    db.add_commands(areas, common)
     return parser
 
 
@@ -107,7 +119,11 @@ def resolve_passwd_path(args: argparse.Namespace) -> str:
     return os.path.join(DEFAULT_DATA_DIR, PASSWD_NAME)
 
 
-def _open_passwd(args: argparse.Namespace, *, create: bool) -> PasswdFile:
+def _open_passwd(args: argparse.Namespace, *, create: bool) -> PasswdFile | SqlUsers:
+    """The passwd-file, or the SQL users table when the options say users live there."""
+    users = db.sql_users(args, create)
+    if users is not None:
+        return users
     path = resolve_passwd_path(args)
     directory = os.path.dirname(path) or "."
     if create:
@@ -172,6 +188,10 @@ def _user_del(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
 
 
 def _user_list(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    users = db.sql_users(args, create=False)
+    if users is not None:
+        out.writelines(name + "\n" for name in users.users())
+        return
     path = resolve_passwd_path(args)
     if not os.path.exists(path):
         return  # no file yet: no users
@@ -194,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidUsername as exc:
         sys.stderr.write(f"mailserv: invalid user name: {exc}\n")
         return EXIT_USAGE
-    except (CommandError, PasswdError) as exc:
+    except (CommandError, PasswdError, db.DatabaseCommandError) as exc:
         sys.stderr.write(f"mailserv: {exc}\n")
         return exc.status if isinstance(exc, CommandError) else EXIT_FAILURE
     except OSError as exc:

@@ -2,5 +2,6 @@
 
 from mailserv.backends.memory import factory as memory
 from mailserv.backends.proxy import factory as proxy
+from mailserv.backends.sql import factory as sql
 
-__all__ = ["memory", "proxy"]
+__all__ = ["memory", "proxy", "sql"]

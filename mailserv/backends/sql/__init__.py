@@ -1,0 +1,28 @@
+"""The SQL backend: SQLite for one machine, PostgreSQL for any number of frontends.
+
+``--backend sql --backend-option url=sqlite:///var/mail/mail.db`` or
+``url=postgresql://user@host/db``; see ``SqlBackendFactory.options`` for the rest.
+
+- ``dialect.py``: URLs, and what differs between the two databases.
+- ``db.py``: transactions, run in adbapi threads (server) or inline (CLI, tests).
+- ``schema.py``: the one schema and its numbered migrations.
+- ``hierarchy.py`` / ``messages.py``: the SQL of accounts and mailboxes / of messages.
+- ``search.py``: SEARCH keys translated to SQL.
+- ``notify.py``: PostgreSQL LISTEN, read by the reactor.
+- ``backend.py``, ``account.py``, ``mailbox.py``: the contract objects.
+"""
+
+from mailserv.backends.sql.account import SqlAccount
+from mailserv.backends.sql.backend import SqlBackend, SqlBackendFactory, inline_database
+from mailserv.backends.sql.mailbox import SqlMailbox
+
+factory = SqlBackendFactory()
+
+__all__ = [
+    "SqlAccount",
+    "SqlBackend",
+    "SqlBackendFactory",
+    "SqlMailbox",
+    "factory",
+    "inline_database",
+]

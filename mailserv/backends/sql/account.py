@@ -1,0 +1,70 @@
+"""One user's mailboxes in the SQL store: the IAccount the engine talks to."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zope.interface import implementer
+
+from mailserv.backends.sql import hierarchy
+from mailserv.backends.sql.mailbox import SqlMailbox
+from mailserv.interfaces import IAccount, MailboxInfo
+
+if TYPE_CHECKING:
+    from mailserv.backends.sql.backend import SqlBackend
+
+
+@implementer(IAccount)
+class SqlAccount:
+    """Account row ``account_id``; holds nothing per session, so ``close`` has nothing to do."""
+
+    def __init__(self, backend: SqlBackend, account_id: int, username: str) -> None:
+        self._backend = backend
+        self.id = account_id
+        self.username = username
+
+    async def list_mailboxes(self) -> list[MailboxInfo]:  # type: ignore[override]
+        found: list[MailboxInfo] = await self._backend.db.run(hierarchy.list_mailboxes, self.id)
+        return found
+
+    async def create(self, name: str, special_use: str | None = None) -> None:
+        await self._backend.db.run(hierarchy.create_mailbox, self.id, name, special_use, write=True)
+
+    async def delete(self, name: str) -> None:
+        backend = self._backend
+        removal: hierarchy.Removal | None = await backend.db.run(
+            hierarchy.delete_mailbox, self.id, name, backend.sender, write=True
+        )
+        if removal is not None:
+            box = backend.boxes.get(removal.mailbox_id)
+            if box is not None:
+                box.expunged(removal.uids, 0, None)
+
+    async def rename(self, old: str, new: str) -> None:
+        """Mailbox ids keep their UIDs and UIDVALIDITY under the new names."""
+        backend = self._backend
+        done: hierarchy.Renaming = await backend.db.run(
+            hierarchy.rename_mailbox, self.id, old, new, backend.sender, write=True
+        )
+        for box_id, name in done.renamed:
+            backend.renamed(box_id, name)
+        if done.move is not None:
+            backend.transferred(done.move, None)
+
+    async def subscriptions(self) -> list[str]:  # type: ignore[override]
+        found: list[str] = await self._backend.db.run(hierarchy.subscriptions, self.id)
+        return found
+
+    async def subscribe(self, name: str) -> None:
+        await self._backend.db.run(hierarchy.subscribe, self.id, name, write=True)
+
+    async def unsubscribe(self, name: str) -> None:
+        await self._backend.db.run(hierarchy.unsubscribe, self.id, name, write=True)
+
+    async def open(self, name: str) -> SqlMailbox:  # type: ignore[override]
+        """The process-wide object of the mailbox, so its sessions hear each other."""
+        row: hierarchy.BoxRow = await self._backend.db.run(hierarchy.open_mailbox, self.id, name)
+        return self._backend.mailbox(self.id, row)
+
+    def close(self) -> None:
+        """Nothing is held per session."""

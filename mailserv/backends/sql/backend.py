@@ -1,0 +1,266 @@
+"""The SQL backend's plugin and store objects: options, start/stop, the mailbox registry and
+the change notices that keep several frontends of one PostgreSQL database in step.
+
+Queries run in ``twisted.enterprise.adbapi`` threads (see ``db.py`` for why); notices from the
+other frontends arrive on a LISTEN connection the reactor reads (``notify.py``) and become
+the same listener events a local change causes, in the order they were sent.
+"""
+
+from __future__ import annotations
+
+import secrets
+import weakref
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from twisted.internet import defer, threads
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mailserv.backends.sql import hierarchy, messages, schema
+from mailserv.backends.sql.account import SqlAccount
+from mailserv.backends.sql.db import Database, InlineDatabase, ThreadedDatabase
+from mailserv.backends.sql.dialect import SQLITE_SYNC, Dialect, parse_url
+from mailserv.backends.sql.mailbox import SqlMailbox
+from mailserv.backends.sql.notify import Listener
+from mailserv.backends.sql.rows import ADDED, EXPUNGED, FLAGS, RENAMED, Notice, Zones
+from mailserv.errors import BackendError, BackendOptionError
+from mailserv.interfaces import FlagChange, IBackend, IBackendFactory
+
+T = TypeVar("T")
+
+AUTH_CHOICES = ("passwd-file", "sql")
+DEFAULT_POOL = 8
+MAX_POOL = 200
+
+_log = Logger()
+
+
+@implementer(IBackendFactory)
+class SqlBackendFactory:
+    """Found by twisted.plugin; turns ``--backend sql`` into an :class:`SqlBackend`."""
+
+    name = "sql"
+    description = (
+        "Mail in SQLite (one machine) or PostgreSQL (any number of frontends, kept in step "
+        "with LISTEN/NOTIFY)."
+    )
+    options: Mapping[str, str] = MappingProxyType(
+        {
+            "url": "sqlite:///abs/path.db, sqlite:relative/to/data-dir.db or "
+            "postgresql://user:password@host:port/dbname [default: sqlite:mail.db in the "
+            "data dir]",
+            "auth": "where logins are checked: passwd-file (the --passwd-file) or sql (the "
+            "users table of this database; `mailserv user ... --config`) [default: "
+            "passwd-file]",
+            "pool": f"database connections (threads) per process [default: {DEFAULT_POOL}]",
+            "sqlite-sync": "normal (a commit survives a crash of the server, WAL) or full "
+            "(also an OS crash or power loss; an fsync per commit) [default: normal]",
+        }
+    )
+
+    def __init__(self, database: Callable[[Dialect], Database] | None = None) -> None:
+        """``database`` replaces the thread pool (tools and tests run transactions inline)."""
+        self._database = database
+
+    def build(self, options: dict[str, str], data_dir: str) -> SqlBackend:
+        """Checks the options and the URL; nothing is opened before ``start()``."""
+        for key in sorted(options):
+            if key not in self.options:
+                raise BackendOptionError(f"The sql backend has no option {key!r}")
+        sync = options.get("sqlite-sync", "normal")
+        if sync not in SQLITE_SYNC:
+            raise BackendOptionError(f"sqlite-sync must be one of {', '.join(SQLITE_SYNC)}")
+        dialect = parse_url(options.get("url"), data_dir, sync)
+        auth = options.get("auth", "passwd-file")
+        if auth not in AUTH_CHOICES:
+            raise BackendOptionError(f"auth must be one of {', '.join(AUTH_CHOICES)}")
+        pool = _pool_size(options.get("pool"))
+        return SqlBackend(dialect, pool=pool, auth=auth, database=self._database)
+
+
+def _pool_size(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_POOL
+    try:
+        size = int(text)
+    except ValueError:
+        raise BackendOptionError(f"pool must be a whole number, got {text!r}") from None
+    if not 1 <= size <= MAX_POOL:
+        raise BackendOptionError(f"pool must be between 1 and {MAX_POOL}, got {size}")
+    return size
+
+
+def inline_database(dialect: Dialect) -> Database:
+    """For ``build(..., database=inline_database)``: transactions in the calling thread."""
+    return InlineDatabase(dialect)
+
+
+@implementer(IBackend)
+class SqlBackend:
+    """Every account of one database, as one process serves them."""
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        pool: int = DEFAULT_POOL,
+        auth: str = "passwd-file",
+        database: Callable[[Dialect], Database] | None = None,
+        reactor: Any = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.dialect = dialect
+        self.auth = auth
+        self.reactor = reactor
+        self.sender = secrets.token_hex(6)
+        """Marks this process's notices, which it has already acted on."""
+        self.zones = Zones()
+        self.load_info = messages.load_info
+        self.boxes: weakref.WeakValueDictionary[int, SqlMailbox] = weakref.WeakValueDictionary()
+        self._pool = pool
+        self._make_database = database
+        self._db: Database | None = None
+        self._listener: Listener | None = None
+        self._notices: Deferred[None] = defer.succeed(None)
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = self._open_database()
+        return self._db
+
+    def _open_database(self) -> Database:
+        if self._make_database is not None:
+            return self._make_database(self.dialect)
+        return ThreadedDatabase(self.dialect, self._pool, self.reactor)
+
+    # -- IBackend -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the schema in an empty database (or check its version); LISTEN."""
+        try:
+            version = await self.db.run(schema.prepare, write=True)
+        except schema.SchemaError as exc:
+            raise BackendError(f"{self.dialect.display}: {exc}") from exc
+        _log.info(
+            "SQL store {url}, schema version {version}",
+            url=self.dialect.display,
+            version=version,
+        )
+        if self.dialect.is_postgres and self._make_database is None:
+            self._listener = Listener(self.dialect, self._notice, self._resynchronise, self.reactor)
+            await self._listener.start()
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def account(self, username: str) -> SqlAccount:  # type: ignore[override]
+        db = self.db
+        account_id = await db.run(hierarchy.find_account, username)
+        if account_id is None:
+            account_id = await db.run(hierarchy.create_account, username, write=True)
+        return SqlAccount(self, int(account_id), username)
+
+    def credentials_checker(self) -> object:
+        """The users table when ``auth=sql``; else None (the passwd-file stays in charge)."""
+        if self.auth != "sql":
+            return None
+        from mailserv.auth.sqlusers import SqlUsersChecker
+
+        return SqlUsersChecker(lambda fn, *args: self.db.run(fn, *args), self.in_thread)
+
+    # -- helpers for accounts and mailboxes ---------------------------------------------
+
+    def in_thread(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
+        """CPU-bound work (hashing, parsing a large message) off the reactor thread."""
+        if self._make_database is not None:
+            return defer.maybeDeferred(fn, *args)
+        return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
+
+    def mailbox(self, account_id: int, row: hierarchy.BoxRow) -> SqlMailbox:
+        """The one live object for mailbox ``row.id`` in this process."""
+        box = self.boxes.get(row.id)
+        if box is None:
+            box = SqlMailbox(self, account_id, row)
+            self.boxes[row.id] = box
+        else:
+            box.name = row.name
+        return box
+
+    def renamed(self, box_id: int, name: str) -> None:
+        box = self.boxes.get(box_id)
+        if box is not None:
+            box.name = name
+
+    def transferred(self, done: messages.Transfer, origin: object) -> None:
+        """Listener events of a COPY/MOVE (or RENAME INBOX) this process made."""
+        target = self.boxes.get(done.target_id)
+        if target is not None and done.pairs:
+            target.added([new for _, new in done.pairs], done.modseq, origin)
+        source = self.boxes.get(done.source_id)
+        if source is not None and done.removed:
+            source.expunged(done.removed, done.removed_modseq, origin)
+
+    # -- notices from other frontends ---------------------------------------------------
+
+    def _notice(self, payload: str) -> None:
+        """Queue a notice behind the ones before it, so events keep their order."""
+        notice = Notice.decode(payload)
+        if notice is None:
+            _log.warn("Ignoring malformed change notice {payload!r}", payload=payload)
+            return
+        if notice.sender == self.sender or notice.mailbox_id not in self.boxes:
+            return
+        self._chain(lambda: self._apply(notice))
+
+    def _chain(self, step: Callable[[], Any]) -> None:
+        def run(_: object) -> Any:
+            return defer.maybeDeferred(step)
+
+        def failed(failure: Any) -> None:
+            _log.failure("Applying a change notice failed", failure)
+
+        self._notices = self._notices.addCallback(run).addErrback(failed)
+
+    async def _apply(self, notice: Notice) -> None:
+        box = self.boxes.get(notice.mailbox_id)
+        if box is None:
+            return
+        if notice.kind == ADDED:
+            box.added(notice.uids(), notice.modseq, None, remote=True)
+        elif notice.kind == EXPUNGED:
+            box.expunged(notice.uids(), notice.modseq, None)
+        elif notice.kind == FLAGS:
+            if notice.data:
+                flags = notice.flags()
+                changes = [FlagChange(uid, flags, notice.modseq) for uid in notice.uids()]
+            else:
+                changes = await self.db.run(messages.flag_changes, box.id, notice.modseq)
+            box.flags_changed(changes, None)
+        elif notice.kind == RENAMED:
+            box.name = notice.data
+
+    def _resynchronise(self) -> None:
+        """After notices were lost: each live mailbox reports what changed since it last knew."""
+        for box in list(self.boxes.values()):
+            self._chain(lambda box=box: self._catch_up(box))  # type: ignore[misc]
+
+    async def _catch_up(self, box: SqlMailbox) -> None:
+        changes = await self.db.run(
+            messages.changes_since, box.id, box.seen_modseq, self.zones, self.load_info
+        )
+        added = [m.uid for m in changes.changed if m.uid > box.top_uid]
+        changed = [
+            FlagChange(m.uid, m.flags, m.modseq) for m in changes.changed if m.uid <= box.top_uid
+        ]
+        box.expunged(changes.vanished, changes.highestmodseq, None)
+        box.flags_changed(changed, None)
+        box.added(added, changes.highestmodseq, None, remote=True)

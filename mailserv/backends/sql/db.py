@@ -1,0 +1,172 @@
+"""Running transactions: in a thread pool for the server, in the caller's thread for tools.
+
+Every piece of SQL the backend runs is a plain function ``fn(tx, *args)`` executed inside one
+transaction.  The server runs those functions in ``twisted.enterprise.adbapi`` threads (one
+connection per thread), so any reactor works and SQLite and PostgreSQL share one code path;
+the admin CLI and unit tests run them inline.  Transient failures (SQLite's busy lock,
+PostgreSQL serialization failures and lost unique-key races) retry the whole function.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from twisted.enterprise import adbapi
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from mailserv.backends.sql.dialect import Dialect
+from mailserv.errors import BackendUnavailable
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 8
+NOTIFY_CHANNEL = "mailserv_changes"
+"""The PostgreSQL LISTEN/NOTIFY channel every frontend of one database shares."""
+
+_log = Logger()
+
+
+class Tx:
+    """One transaction: statements in the dialect's placeholder style, notices sent at commit."""
+
+    __slots__ = ("_cur", "dialect", "notices")
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._cur = conn.cursor()
+        self.notices: list[str] = []
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self._cur.execute(self.dialect.sql(sql), tuple(params))
+        return self._cur
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._cur.executemany(self.dialect.sql(sql), [tuple(row) for row in rows])
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row, or None."""
+        return self.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self.execute(sql, params).fetchall())
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row, or None."""
+        row = self.one(sql, params)
+        return None if row is None else row[0]
+
+    def notify(self, payload: str) -> None:
+        """Tell the other frontends, when (and only if) this transaction commits."""
+        if self.dialect.is_postgres:
+            self.notices.append(payload)
+
+    def send_notices(self) -> None:
+        for payload in self.notices:
+            self.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
+
+
+def transact(
+    conn: Any, dialect: Dialect, fn: Callable[..., T], args: Sequence[Any], write: bool
+) -> T:
+    """Run ``fn(tx, *args)`` in a transaction on ``conn``, retrying transient failures."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            if not dialect.is_postgres:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            tx = Tx(conn, dialect)
+            result = fn(tx, *args)
+            tx.send_notices()
+            conn.commit()
+            return result
+        except Exception as error:
+            _rollback(conn)
+            if dialect.is_transient(error) and attempt < MAX_ATTEMPTS:
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+                continue
+            if dialect.is_unavailable(error) or isinstance(error, adbapi.ConnectionLost):
+                raise BackendUnavailable(f"database error: {error}") from error
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _rollback(conn: Any) -> None:
+    try:
+        conn.rollback()
+    except adbapi.ConnectionLost:
+        pass  # the pool dropped the connection; the next call opens a new one
+    except Exception:  # noqa: BLE001 - the original error matters more
+        _log.failure("Rollback failed")
+
+
+class Database:
+    """Where transactions run; see :class:`ThreadedDatabase` and :class:`InlineDatabase`."""
+
+    dialect: Dialect
+
+    def run(self, fn: Callable[..., T], *args: Any, write: bool = False) -> Deferred[T]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class ThreadedDatabase(Database):
+    """An adbapi connection pool: each thread keeps its own connection."""
+
+    def __init__(self, dialect: Dialect, max_connections: int, reactor: Any = None) -> None:
+        self.dialect = dialect
+        kw: dict[str, Any] = dict(dialect.connkw)
+        if reactor is not None:
+            kw["cp_reactor"] = reactor
+        self._pool = adbapi.ConnectionPool(
+            dialect.driver,
+            *dialect.connargs,
+            cp_min=1,
+            cp_max=max_connections,
+            cp_noisy=False,
+            cp_openfun=dialect.prepare_connection,
+            cp_reconnect=True,
+            **kw,
+        )
+
+    def run(self, fn: Callable[..., T], *args: Any, write: bool = False) -> Deferred[T]:
+        d: Deferred[T] = self._pool.runWithConnection(transact, self.dialect, fn, args, write)
+        return d
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class InlineDatabase(Database):
+    """One connection used in the calling thread: for the CLI and tests (it blocks)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._conn: Any = None
+
+    def call(self, fn: Callable[..., T], *args: Any, write: bool = False) -> T:
+        if self._conn is None:
+            try:
+                self._conn = self.dialect.connect()
+            except Exception as error:
+                if self.dialect.is_unavailable(error):
+                    raise BackendUnavailable(f"{self.dialect.display}: {error}") from error
+                raise
+        return transact(self._conn, self.dialect, fn, args, write)
+
+    def run(self, fn: Callable[..., T], *args: Any, write: bool = False) -> Deferred[T]:
+        try:
+            return defer.succeed(self.call(fn, *args, write=write))
+        except Exception:
+            return defer.fail()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,265 @@
+"""One mailbox of the SQL store: the IMailbox the engine talks to.
+
+There is one object per mailbox id in a process (the backend keeps a weak registry), so every
+session of the process shares its listeners; other processes' changes arrive through the
+backend's change notices.  The object knows the newest modseq and the highest UID it has
+reported, to catch up after the notices connection was lost.
+
+FETCH of message content asks ``content(uid)`` once per message: the UIDs of the latest
+``fetch()`` are remembered, and a miss loads the bytes of the next few of them in one query.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mailserv.backends.sql import hierarchy, messages, search
+from mailserv.backends.sql.rows import RECENT
+from mailserv.interfaces import (
+    AppendResult,
+    Changes,
+    CopyResult,
+    FlagChange,
+    IMailbox,
+    IMailboxListener,
+    MailboxStatus,
+    MessageMeta,
+    StoreResult,
+)
+
+if TYPE_CHECKING:
+    from mailserv.backends.sql.backend import SqlBackend
+
+READAHEAD_MESSAGES = 64
+READAHEAD_BYTES = 16 * 1024 * 1024
+PARSE_IN_THREAD = 1024 * 1024
+"""Messages larger than this are parsed and hashed off the reactor thread."""
+
+_log = Logger()
+
+
+@implementer(IMailbox)
+class SqlMailbox:
+    """Mailbox ``box_id`` of account ``account_id``; ``name`` follows renames."""
+
+    def __init__(
+        self,
+        backend: SqlBackend,
+        account_id: int,
+        row: hierarchy.BoxRow,
+    ) -> None:
+        self.name = row.name
+        self.id = row.id
+        self.uidvalidity = row.uidvalidity
+        self.account_id = account_id
+        self.seen_modseq = row.highestmodseq
+        self.top_uid = row.uidnext - 1
+        self._backend = backend
+        self._listeners: list[IMailboxListener] = []
+        self._readahead: list[tuple[int, int]] = []  # (uid, size) of the last fetch()
+        self._raw: dict[int, bytes] = {}
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def status(self) -> MailboxStatus:  # type: ignore[override]
+        result: MailboxStatus = await self._backend.db.run(messages.status, self.id)
+        return result
+
+    async def uids(self) -> list[int]:  # type: ignore[override]
+        result: list[int] = await self._backend.db.run(messages.uids, self.id)
+        return result
+
+    async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:  # type: ignore[override]
+        backend = self._backend
+        metas: list[MessageMeta] = await backend.db.run(
+            messages.fetch, self.id, list(uids), backend.zones, backend.load_info
+        )
+        self._readahead = [(meta.uid, meta.size) for meta in metas]
+        return metas
+
+    def content(self, uid: int) -> bytes | Deferred[bytes]:  # type: ignore[override]
+        raw = self._raw.get(uid)
+        if raw is not None:
+            return raw
+        return Deferred.fromCoroutine(self._load(uid))
+
+    async def _load(self, uid: int) -> bytes:
+        window = self._window(uid)
+        found: dict[int, bytes] = await self._backend.db.run(messages.contents, self.id, window)
+        self._raw = found
+        try:
+            return found[uid]
+        except KeyError:
+            raise KeyError(uid) from None
+
+    def _window(self, uid: int) -> list[int]:
+        """``uid`` and the next UIDs the latest fetch() returned, within the read-ahead bounds."""
+        ahead = self._readahead
+        i = bisect_left(ahead, (uid, 0))
+        if i >= len(ahead) or ahead[i][0] != uid:
+            return [uid]
+        window: list[int] = []
+        total = 0
+        for next_uid, size in ahead[i : i + READAHEAD_MESSAGES]:
+            if window and total + size > READAHEAD_BYTES:
+                break
+            window.append(next_uid)
+            total += size
+        return window
+
+    async def search(self, query: object, uids: Sequence[int]) -> list[int] | None:  # type: ignore[override]
+        """The common keys in SQL; None (the engine evaluates) for the rest."""
+        if not uids:
+            return []
+        clause = search.translate(query, self._backend.db.dialect.find, uids)
+        if clause is None:
+            return None
+        found: list[int] = await self._backend.db.run(
+            search.run, self.id, clause, min(uids), max(uids)
+        )
+        among = set(uids)
+        return [uid for uid in found if uid in among]
+
+    async def changes_since(self, modseq: int) -> Changes:  # type: ignore[override]
+        backend = self._backend
+        result: Changes = await backend.db.run(
+            messages.changes_since, self.id, modseq, backend.zones, backend.load_info
+        )
+        return result
+
+    # -- changing -----------------------------------------------------------------------
+
+    async def append(  # type: ignore[override]
+        self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
+    ) -> AppendResult:
+        """Parse once, here; the row keeps what FETCH and SEARCH need."""
+        backend = self._backend
+        if len(message) > PARSE_IN_THREAD:
+            incoming = await backend.in_thread(
+                messages.Incoming.prepare, message, flags, internaldate
+            )
+        else:
+            incoming = messages.Incoming.prepare(message, flags, internaldate)
+        validity, uid, modseq = await backend.db.run(
+            messages.append, self.id, incoming, backend.sender, write=True
+        )
+        self.added([uid], modseq, origin)
+        return AppendResult(validity, uid)
+
+    async def store(  # type: ignore[override]
+        self,
+        uids: Sequence[int],
+        mode: str,
+        flags: frozenset[str],
+        origin: object,
+        unchangedsince: int | None = None,
+    ) -> StoreResult:
+        """Messages whose flags end up the same keep their modseq and are not reported."""
+        if mode not in ("add", "remove", "replace"):
+            raise ValueError(f"unknown store mode {mode!r}")
+        backend = self._backend
+        changed, failed = await backend.db.run(
+            messages.store_flags,
+            self.id,
+            list(uids),
+            mode,
+            flags - {RECENT},
+            unchangedsince,
+            backend.sender,
+            write=True,
+        )
+        if changed:
+            self.flags_changed(changed, origin)
+        return StoreResult(changed, failed)
+
+    async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:  # type: ignore[override]
+        return await self._transfer(uids, destination, origin, move=False)
+
+    async def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:  # type: ignore[override]
+        return await self._transfer(uids, destination, origin, move=True)
+
+    async def _transfer(
+        self, uids: Sequence[int], destination: str, origin: object, move: bool
+    ) -> CopyResult:
+        backend = self._backend
+        done: messages.Transfer = await backend.db.run(
+            hierarchy.copy_messages,
+            self.account_id,
+            self.id,
+            list(uids),
+            destination,
+            move,
+            backend.sender,
+            write=True,
+        )
+        backend.transferred(done, origin)
+        return CopyResult(done.uidvalidity, done.pairs)
+
+    async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:  # type: ignore[override]
+        backend = self._backend
+        gone, modseq = await backend.db.run(
+            messages.expunge,
+            self.id,
+            None if uids is None else list(uids),
+            backend.sender,
+            write=True,
+        )
+        self.expunged(gone, modseq, origin)
+        return list(gone)
+
+    async def claim_recent(self) -> list[int]:  # type: ignore[override]
+        result: list[int] = await self._backend.db.run(messages.claim_recent, self.id, write=True)
+        return result
+
+    # -- listeners ----------------------------------------------------------------------
+
+    def add_listener(self, listener: IMailboxListener) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: IMailboxListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def added(self, uids: Sequence[int], modseq: int, origin: object, remote: bool = False) -> None:
+        """Messages arrived (here or, ``remote``, through another process): tell the listeners.
+
+        A remote report of UIDs already reported (after a resynchronisation) is dropped.
+        """
+        self.seen_modseq = max(self.seen_modseq, modseq)
+        fresh = [uid for uid in uids if uid > self.top_uid] if remote else list(uids)
+        if uids:
+            self.top_uid = max(self.top_uid, max(uids))
+        if fresh:
+            self._emit("messages_added", fresh, origin)
+
+    def expunged(self, uids: Sequence[int], modseq: int, origin: object) -> None:
+        self.seen_modseq = max(self.seen_modseq, modseq)
+        for uid in uids:
+            self._raw.pop(uid, None)
+        if uids:
+            self._emit("messages_expunged", list(uids), origin)
+
+    def flags_changed(self, changes: Sequence[FlagChange], origin: object) -> None:
+        if changes:
+            self.seen_modseq = max(self.seen_modseq, max(c.modseq for c in changes))
+            self._emit("flags_changed", list(changes), origin)
+
+    def _emit(self, event: str, payload: Sequence[Any], origin: object) -> None:
+        """Synchronously, after the change; one failing listener must not starve the rest."""
+        for listener in tuple(self._listeners):
+            try:
+                getattr(listener, event)(self, payload, origin)
+            except Exception:  # noqa: BLE001 - logged, and the others still hear
+                _log.failure(
+                    "Mailbox listener {listener!r} failed on {event}",
+                    listener=listener,
+                    event=event,
+                )

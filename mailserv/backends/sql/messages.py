@@ -1,0 +1,523 @@
+"""Messages in one mailbox: transaction functions for APPEND, STORE, COPY/MOVE, EXPUNGE...
+
+Every write first locks the mailbox row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's
+``BEGIN IMMEDIATE`` has locked the database) and takes UIDs and the next modseq from it, so
+concurrent writers through any number of frontends queue up per mailbox: UIDs are never
+shared, and they become visible in ascending order.  Bytes live once per distinct message
+(``messages.refs`` counts the ``mail`` rows that use it; the last one to go deletes it).
+Each write queues a change notice that PostgreSQL delivers to the other frontends at commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mailserv.backends.sql.db import Tx
+from mailserv.backends.sql.rows import (
+    ADDED,
+    DELETED,
+    EXPUNGED,
+    FLAGS,
+    RECENT,
+    SEEN,
+    Notice,
+    When,
+    Zones,
+    flag_probe,
+    flags_text,
+    uid_notices,
+)
+from mailserv.errors import MailboxNotFound
+from mailserv.interfaces import Changes, FlagChange, MailboxStatus, MessageMeta
+from mailserv.message import store
+from mailserv.message.info import MessageInfo
+from mailserv.message.parse import parse_message
+
+IN_CHUNK = 500
+"""UIDs per ``IN (...)`` list; well under every driver's parameter limit."""
+
+_META_COLUMNS = "m.uid, m.flags, m.internaldate, m.tz, m.size, m.modseq, c.info, c.id"
+_META_JOIN = "mail m JOIN messages c ON c.id = m.message_id"
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message ready to store: parsed, serialised and hashed before any lock is taken."""
+
+    raw: bytes
+    digest: bytes
+    info: bytes
+    flags: frozenset[str]
+    when: When
+    sent_day: int | None
+    subject: str
+    from_: str
+    to: str
+    cc: str
+    bcc: str
+
+    @classmethod
+    def prepare(cls, raw: bytes, flags: frozenset[str], internaldate: datetime | None) -> Incoming:
+        info = parse_message(raw)
+        return cls(
+            raw=raw,
+            digest=hashlib.sha256(raw).digest(),
+            info=store.dumps(info),
+            flags=flags - {RECENT},
+            when=When.of(internaldate or datetime.now(UTC)),
+            sent_day=None if info.sent is None else info.sent.date().toordinal(),
+            subject=info.subject.casefold(),
+            from_=info.from_.casefold(),
+            to=info.to.casefold(),
+            cc=info.cc.casefold(),
+            bcc=info.bcc.casefold(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """What COPY or MOVE did, for COPYUID and the listeners of both mailboxes."""
+
+    source_id: int
+    target_id: int
+    uidvalidity: int
+    pairs: Sequence[tuple[int, int]]
+    modseq: int
+    removed: Sequence[int] = ()
+    removed_modseq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Box:
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+
+
+def _lock(tx: Tx, box_id: int) -> _Box:
+    row = tx.one(
+        "SELECT uidvalidity, uidnext, highestmodseq FROM mailboxes"
+        " WHERE id = ? AND selectable = 1" + tx.dialect.for_update,
+        (box_id,),
+    )
+    if row is None:
+        raise MailboxNotFound("the mailbox was deleted")
+    return _Box(int(row[0]), int(row[1]), int(row[2]))
+
+
+def _where_uids(
+    tx: Tx, select: str, params: Sequence[Any], uids: Sequence[int], column: str = "uid"
+) -> list[Any]:
+    """Rows of ``select`` (ending in a WHERE clause, ``params`` its values) for ``uids``.
+
+    Ascending by UID, which must be the first column.  A dense list is read as one range and
+    filtered here; a sparse one in ``IN`` chunks.
+    """
+    wanted = sorted(set(uids))
+    if not wanted:
+        return []
+    low, high = wanted[0], wanted[-1]
+    if high - low < 4 * len(wanted) + 64:
+        rows = tx.all(
+            f"{select} AND {column} BETWEEN ? AND ? ORDER BY {column}", (*params, low, high)
+        )
+        if high - low + 1 == len(wanted):
+            return rows
+        keep = set(wanted)
+        return [row for row in rows if row[0] in keep]
+    out: list[Any] = []
+    for start in range(0, len(wanted), IN_CHUNK):
+        chunk = wanted[start : start + IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        out += tx.all(f"{select} AND {column} IN ({marks}) ORDER BY {column}", (*params, *chunk))
+    return out
+
+
+# -- content ------------------------------------------------------------------------------
+
+
+def _store_content(tx: Tx, message: Incoming) -> int:
+    """The id of the message's content row, adding a reference (or the row) as needed."""
+    row = tx.one(
+        "INSERT INTO messages (digest, refs, size, info, sent_day, subject, from_addr,"
+        " to_addr, cc_addr, bcc_addr) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (digest) DO UPDATE SET refs = messages.refs + 1 RETURNING id, refs",
+        (
+            message.digest,
+            len(message.raw),
+            message.info,
+            message.sent_day,
+            message.subject,
+            message.from_,
+            message.to,
+            message.cc,
+            message.bcc,
+        ),
+    )
+    message_id, refs = int(row[0]), int(row[1])
+    if refs == 1:
+        tx.execute(
+            "INSERT INTO message_data (message_id, raw) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (message_id, message.raw),
+        )
+    return message_id
+
+
+def _release(tx: Tx, message_ids: Sequence[int]) -> None:
+    """Drop one reference per entry; content nobody uses any more goes."""
+    counts = Counter(message_ids)
+    tx.many(
+        "UPDATE messages SET refs = refs - ? WHERE id = ?",
+        [(n, message_id) for message_id, n in sorted(counts.items())],
+    )
+    tx.many(
+        "DELETE FROM messages WHERE id = ? AND refs <= 0",
+        [(message_id,) for message_id in sorted(counts)],
+    )
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+def append(tx: Tx, box_id: int, message: Incoming, sender: str) -> tuple[int, int, int]:
+    """(UIDVALIDITY, UID, modseq) of the stored message."""
+    box = _lock(tx, box_id)
+    uid, modseq = box.uidnext, box.highestmodseq + 1
+    message_id = _store_content(tx, message)
+    when = message.when
+    tx.execute(
+        "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, internaldate, tz,"
+        " internal_day, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            box_id,
+            uid,
+            message_id,
+            modseq,
+            flags_text(message.flags),
+            when.seconds,
+            when.tz,
+            when.day,
+            len(message.raw),
+        ),
+    )
+    tx.execute(
+        "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, messages = messages + 1,"
+        " unseen = unseen + ?, size = size + ? WHERE id = ?",
+        (uid + 1, modseq, int(SEEN not in message.flags), len(message.raw), box_id),
+    )
+    tx.notify(Notice(sender, ADDED, box_id, modseq, str(uid)).encode())
+    return box.uidvalidity, uid, modseq
+
+
+def store_flags(
+    tx: Tx,
+    box_id: int,
+    uids: Sequence[int],
+    mode: str,
+    flags: frozenset[str],
+    unchangedsince: int | None,
+    sender: str,
+) -> tuple[list[FlagChange], list[int]]:
+    """STORE: (changes, UIDs refused by UNCHANGEDSINCE); one new modseq for all changes."""
+    box = _lock(tx, box_id)
+    modseq = box.highestmodseq + 1
+    changed: list[FlagChange] = []
+    failed: list[int] = []
+    updates = []
+    unseen = 0
+    rows = _where_uids(
+        tx, "SELECT uid, flags, modseq FROM mail WHERE mailbox_id = ?", (box_id,), uids
+    )
+    for uid, text, row_modseq in rows:
+        if unchangedsince is not None and row_modseq > unchangedsince:
+            failed.append(uid)
+            continue
+        current = frozenset(text.split())
+        if mode == "add":
+            new = current | flags
+        elif mode == "remove":
+            new = current - flags
+        else:
+            new = flags
+        if new == current:
+            continue
+        unseen += (SEEN in current) - (SEEN in new)
+        updates.append((flags_text(new), modseq, box_id, uid))
+        changed.append(FlagChange(uid, new, modseq))
+    if updates:
+        tx.many("UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?", updates)
+        tx.execute(
+            "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
+            (modseq, unseen, box_id),
+        )
+        _flag_notices(tx, box_id, modseq, changed, sender)
+    return changed, failed
+
+
+MAX_FLAG_GROUPS = 16
+MAX_FLAGS_TEXT = 2000
+
+
+def _flag_notices(
+    tx: Tx, box_id: int, modseq: int, changed: Sequence[FlagChange], sender: str
+) -> None:
+    """The new flags travel in the notices, grouped by flag set (a STORE usually makes few
+    distinct sets); too many sets, and the other frontends read the rows at ``modseq``."""
+    groups: dict[frozenset[str], list[int]] = {}
+    for change in changed:
+        groups.setdefault(change.flags, []).append(change.uid)
+    texts = {flags: "".join(" " + flag for flag in sorted(flags)) for flags in groups}
+    if len(groups) > MAX_FLAG_GROUPS or any(len(t) > MAX_FLAGS_TEXT for t in texts.values()):
+        tx.notify(Notice(sender, FLAGS, box_id, modseq).encode())
+        return
+    for flags, uids in groups.items():
+        for payload in uid_notices(sender, FLAGS, box_id, modseq, uids, texts[flags]):
+            tx.notify(payload)
+
+
+def expunge(tx: Tx, box_id: int, uids: Sequence[int] | None, sender: str) -> tuple[list[int], int]:
+    """Remove messages flagged \\Deleted (among ``uids`` when given): (UIDs, modseq)."""
+    _lock(tx, box_id)
+    select = (
+        "SELECT uid, message_id, size, flags FROM mail WHERE mailbox_id = ?"
+        f" AND {tx.dialect.find}(flags, ?) > 0"
+    )
+    params = (box_id, flag_probe(DELETED))
+    if uids is None:
+        rows = tx.all(select + " ORDER BY uid", params)
+    else:
+        rows = _where_uids(tx, select, params, uids)
+    return _remove(tx, box_id, rows, sender)
+
+
+def _remove(tx: Tx, box_id: int, rows: Sequence[Any], sender: str) -> tuple[list[int], int]:
+    """Take (uid, message_id, size, flags) rows out under one new modseq, logging them."""
+    if not rows:
+        return [], 0
+    modseq = int(tx.scalar("SELECT highestmodseq FROM mailboxes WHERE id = ?", (box_id,))) + 1
+    uids = [int(row[0]) for row in rows]
+    tx.many("DELETE FROM mail WHERE mailbox_id = ? AND uid = ?", [(box_id, uid) for uid in uids])
+    tx.many(
+        "INSERT INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+        [(box_id, uid, modseq) for uid in uids],
+    )
+    _release(tx, [int(row[1]) for row in rows])
+    size = sum(int(row[2]) for row in rows)
+    unseen = sum(flag_probe(SEEN) not in row[3] for row in rows)
+    tx.execute(
+        "UPDATE mailboxes SET highestmodseq = ?, messages = messages - ?, unseen = unseen - ?,"
+        " size = size - ? WHERE id = ?",
+        (modseq, len(uids), unseen, size, box_id),
+    )
+    for payload in uid_notices(sender, EXPUNGED, box_id, modseq, uids):
+        tx.notify(payload)
+    return uids, modseq
+
+
+def remove_all(tx: Tx, box_id: int, sender: str) -> list[int]:
+    """Empty a mailbox that is about to be deleted (no expunge log: it goes with the row)."""
+    _lock(tx, box_id)
+    rows = tx.all("SELECT uid, message_id FROM mail WHERE mailbox_id = ? ORDER BY uid", (box_id,))
+    if not rows:
+        return []
+    tx.execute("DELETE FROM mail WHERE mailbox_id = ?", (box_id,))
+    _release(tx, [int(row[1]) for row in rows])
+    uids = [int(row[0]) for row in rows]
+    for payload in uid_notices(sender, EXPUNGED, box_id, 0, uids):
+        tx.notify(payload)
+    return uids
+
+
+def transfer(
+    tx: Tx,
+    source_id: int,
+    uids: Sequence[int],
+    target_id: int,
+    move: bool,
+    sender: str,
+) -> Transfer:
+    """COPY (or MOVE) ``uids`` to ``target_id``, keeping flags and internal dates."""
+    locked = {box_id: _lock(tx, box_id) for box_id in sorted({source_id, target_id})}
+    target = locked[target_id]  # both locked in id order above: no deadlock
+    rows = _where_uids(
+        tx,
+        "SELECT uid, message_id, flags, internaldate, tz, internal_day, size FROM mail"
+        " WHERE mailbox_id = ?",
+        (source_id,),
+        uids,
+    )
+    if not rows:
+        return Transfer(source_id, target_id, target.uidvalidity, [], target.highestmodseq)
+    modseq = target.highestmodseq + 1
+    first = target.uidnext
+    tx.many(
+        "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, internaldate, tz,"
+        " internal_day, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(target_id, first + i, *row[1:2], modseq, *row[2:]) for i, row in enumerate(rows)],
+    )
+    counts = Counter(int(row[1]) for row in rows)
+    tx.many(
+        "UPDATE messages SET refs = refs + ? WHERE id = ?",
+        [(n, message_id) for message_id, n in sorted(counts.items())],
+    )
+    tx.execute(
+        "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, messages = messages + ?,"
+        " unseen = unseen + ?, size = size + ? WHERE id = ?",
+        (
+            first + len(rows),
+            modseq,
+            len(rows),
+            sum(flag_probe(SEEN) not in row[2] for row in rows),
+            sum(int(row[6]) for row in rows),
+            target_id,
+        ),
+    )
+    pairs = [(int(row[0]), first + i) for i, row in enumerate(rows)]
+    for payload in uid_notices(sender, ADDED, target_id, modseq, [new for _, new in pairs]):
+        tx.notify(payload)
+    removed: list[int] = []
+    removed_modseq = 0
+    if move:
+        moved = [(row[0], row[1], row[6], row[2]) for row in rows]
+        removed, removed_modseq = _remove(tx, source_id, moved, sender)
+    return Transfer(
+        source_id, target_id, target.uidvalidity, pairs, modseq, removed, removed_modseq
+    )
+
+
+def claim_recent(tx: Tx, box_id: int) -> list[int]:
+    """UIDs above the mailbox's recent mark, which moves past them (for one session only)."""
+    row = tx.one(
+        "SELECT recent_mark, uidnext FROM mailboxes WHERE id = ?" + tx.dialect.for_update,
+        (box_id,),
+    )
+    if row is None:
+        raise MailboxNotFound("the mailbox was deleted")
+    mark, uidnext = int(row[0]), int(row[1])
+    if mark >= uidnext - 1:
+        return []
+    uids = [
+        int(uid)
+        for (uid,) in tx.all(
+            "SELECT uid FROM mail WHERE mailbox_id = ? AND uid > ? ORDER BY uid", (box_id, mark)
+        )
+    ]
+    tx.execute("UPDATE mailboxes SET recent_mark = ? WHERE id = ?", (uidnext - 1, box_id))
+    return uids
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def status(tx: Tx, box_id: int) -> MailboxStatus:
+    row = tx.one(
+        "SELECT uidvalidity, uidnext, messages, unseen, recent_mark, highestmodseq, size"
+        " FROM mailboxes WHERE id = ? AND selectable = 1",
+        (box_id,),
+    )
+    if row is None:
+        raise MailboxNotFound("the mailbox was deleted")
+    validity, uidnext, count, unseen, mark, modseq, size = (int(v) for v in row)
+    recent = 0
+    if mark < uidnext - 1:
+        recent = int(
+            tx.scalar("SELECT count(*) FROM mail WHERE mailbox_id = ? AND uid > ?", (box_id, mark))
+        )
+    return MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size)
+
+
+def uids(tx: Tx, box_id: int) -> list[int]:
+    return [
+        int(uid)
+        for (uid,) in tx.all("SELECT uid FROM mail WHERE mailbox_id = ? ORDER BY uid", (box_id,))
+    ]
+
+
+InfoLoader = Callable[[Tx, int, Any], MessageInfo]
+
+
+def load_info(tx: Tx, message_id: int, blob: Any) -> MessageInfo:
+    """The stored MessageInfo; a record of an unknown format is parsed again from the bytes."""
+    try:
+        return store.loads(blob)
+    except store.UnknownFormat:
+        raw = tx.scalar("SELECT raw FROM message_data WHERE message_id = ?", (message_id,))
+        return parse_message(bytes(raw))
+
+
+def _metas(tx: Tx, rows: Sequence[Any], zones: Zones, info: InfoLoader) -> list[MessageMeta]:
+    flag_sets: dict[str, frozenset[str]] = {}
+    out = []
+    for uid, text, seconds, tz, size, modseq, blob, message_id in rows:
+        flags = flag_sets.get(text)
+        if flags is None:
+            flags = flag_sets[text] = frozenset(text.split())
+        out.append(
+            MessageMeta(
+                int(uid),
+                flags,
+                zones.datetime(seconds, tz),
+                int(size),
+                int(modseq),
+                info(tx, int(message_id), blob),
+            )
+        )
+    return out
+
+
+def fetch(
+    tx: Tx, box_id: int, uids: Sequence[int], zones: Zones, info: InfoLoader = load_info
+) -> list[MessageMeta]:
+    rows = _where_uids(
+        tx,
+        f"SELECT {_META_COLUMNS} FROM {_META_JOIN} WHERE m.mailbox_id = ?",
+        (box_id,),
+        uids,
+        "m.uid",
+    )
+    return _metas(tx, rows, zones, info)
+
+
+def contents(tx: Tx, box_id: int, uids: Sequence[int]) -> dict[int, bytes]:
+    rows = _where_uids(
+        tx,
+        "SELECT m.uid, d.raw FROM mail m JOIN message_data d ON d.message_id = m.message_id"
+        " WHERE m.mailbox_id = ?",
+        (box_id,),
+        uids,
+        "m.uid",
+    )
+    return {int(uid): bytes(raw) for uid, raw in rows}
+
+
+def changes_since(
+    tx: Tx, box_id: int, modseq: int, zones: Zones, info: InfoLoader = load_info
+) -> Changes:
+    """HIGHESTMODSEQ is read first, so no change can fall between it and the rows."""
+    highest = tx.scalar("SELECT highestmodseq FROM mailboxes WHERE id = ?", (box_id,))
+    if highest is None:
+        raise MailboxNotFound("the mailbox was deleted")
+    rows = tx.all(
+        f"SELECT {_META_COLUMNS} FROM {_META_JOIN} WHERE m.mailbox_id = ? AND m.modseq > ?"
+        " ORDER BY m.uid",
+        (box_id, modseq),
+    )
+    vanished = tx.all(
+        "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+        (box_id, modseq),
+    )
+    return Changes(_metas(tx, rows, zones, info), [int(uid) for (uid,) in vanished], int(highest))
+
+
+def flag_changes(tx: Tx, box_id: int, modseq: int) -> list[FlagChange]:
+    """The messages a STORE at ``modseq`` changed and nothing changed since (for notices)."""
+    rows = tx.all(
+        "SELECT uid, flags FROM mail WHERE mailbox_id = ? AND modseq = ? ORDER BY uid",
+        (box_id, modseq),
+    )
+    return [FlagChange(int(uid), frozenset(text.split()), modseq) for uid, text in rows]

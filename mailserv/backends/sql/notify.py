@@ -1,0 +1,167 @@
+"""PostgreSQL LISTEN, read by the reactor itself: change notices from the other frontends.
+
+One dedicated connection LISTENs on the shared channel; its socket is registered with the
+reactor (``addReader``), so a notice is handled the moment it arrives, without a thread or
+a poll, under any reactor that watches file descriptors.  A lost connection is re-opened with
+growing delays; the owner is then asked to resynchronise, since notices sent meanwhile are
+gone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import threads
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from mailserv.backends.sql.db import NOTIFY_CHANNEL
+from mailserv.backends.sql.dialect import Dialect
+
+RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+_log = Logger()
+
+
+@implementer(IReadDescriptor)
+class _Socket:
+    """The LISTEN connection's socket as the reactor sees it.
+
+    The reactor watches a duplicate of libpq's descriptor: libpq closes its own the moment
+    it notices the connection died, and the reactor must still be able to unregister ours.
+    """
+
+    def __init__(self, listener: Listener, conn: Any) -> None:
+        self._listener = listener
+        self.conn = conn
+        self._fd = os.dup(conn.pgconn.socket)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - it is going away anyway
+            pass
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def logPrefix(self) -> str:
+        return "mailserv-listen"
+
+    def doRead(self) -> None:
+        pgconn = self.conn.pgconn
+        try:
+            pgconn.consume_input()
+        except Exception as error:  # noqa: BLE001 - any failure means a dead connection
+            self._listener.lost(self, str(error))
+            return
+        while (notice := pgconn.notifies()) is not None:
+            self._listener.deliver(notice.extra.decode("utf-8", "replace"))
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._listener.lost(self, reason.getErrorMessage())
+
+
+class Listener:
+    """Calls ``on_notice(payload)`` for every NOTIFY on the channel, in arrival order."""
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        on_notice: Callable[[str], None],
+        on_reconnect: Callable[[], None],
+        reactor: Any,
+    ) -> None:
+        self._dialect = dialect
+        self._on_notice = on_notice
+        self._on_reconnect = on_reconnect
+        self._reactor = reactor
+        self._socket: _Socket | None = None
+        self._stopped = False
+        self._failures = 0
+        self._retry: Any = None
+
+    async def start(self) -> None:
+        """Connect and LISTEN; fails (BackendUnavailable) when the database cannot be reached."""
+        conn = await threads.deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), self._open
+        )
+        self._attach(conn)
+
+    def _open(self) -> Any:
+        psycopg = self._dialect.module()
+        conn = psycopg.connect(*self._dialect.connargs, autocommit=True)
+        try:
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _attach(self, conn: Any) -> None:
+        if self._stopped:
+            conn.close()
+            return
+        conn.pgconn.nonblocking = 1
+        self._socket = _Socket(self, conn)
+        self._reactor.addReader(self._socket)
+
+    def deliver(self, payload: str) -> None:
+        try:
+            self._on_notice(payload)
+        except Exception:  # noqa: BLE001 - one bad notice must not stop the others
+            _log.failure("Handling change notice {payload!r} failed", payload=payload)
+
+    def lost(self, socket: _Socket, why: str) -> None:
+        if socket is not self._socket:
+            return
+        self._detach()
+        if not self._stopped:
+            _log.warn("Change notices connection lost ({why}); reconnecting", why=why)
+            self._schedule()
+
+    def _detach(self) -> None:
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            self._reactor.removeReader(socket)
+            socket.close()
+
+    def _schedule(self) -> None:
+        delay = RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)]
+        self._failures += 1
+        self._retry = self._reactor.callLater(delay, self._reconnect)
+
+    def _reconnect(self) -> None:
+        self._retry = None
+        d = threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), self._open)
+        d.addCallbacks(self._reconnected, self._reconnect_failed)
+
+    def _reconnected(self, conn: Any) -> None:
+        self._attach(conn)
+        if self._socket is None:
+            return
+        _log.info("Change notices connection restored")
+        self._failures = 0
+        try:
+            self._on_reconnect()
+        except Exception:  # noqa: BLE001
+            _log.failure("Resynchronising after a lost notices connection failed")
+
+    def _reconnect_failed(self, failure: Failure) -> None:
+        if not self._stopped:
+            _log.warn("Cannot reconnect for change notices: {why}", why=failure.getErrorMessage())
+            self._schedule()
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        self._detach()

@@ -1,0 +1,181 @@
+"""The schema, one for SQLite and PostgreSQL, and its numbered migrations.
+
+``MIGRATIONS[n - 1]`` takes a database from version ``n - 1`` to ``n``; a new schema change
+is a new entry at the end, never an edit of an old one.  An empty database is brought to the
+latest version when the server first starts; an older one only by ``mailserv db upgrade``,
+so frontends of one shared database never migrate it behind an operator's back.
+
+Layout, in short: ``messages`` holds each distinct message once (keyed by the SHA-256 of its
+bytes, with the parsed ``MessageInfo`` and case-folded search fields) and ``message_data``
+its bytes; ``mail`` places a message in a mailbox under a UID, with flags, internal date and
+modseq; ``mailboxes`` carries the counters (UIDNEXT, HIGHESTMODSEQ, messages, unseen, size)
+that every write updates under the mailbox row's lock; ``expunged`` remembers removed UIDs
+for QRESYNC's VANISHED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from mailserv.backends.sql.db import Tx
+
+VERSION_TABLE = "mailserv_schema"
+MIGRATION_LOCK = 0x6D61696C  # pg_advisory_xact_lock key ("mail") for concurrent first starts
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    summary: str
+    statements: Sequence[str] = ()
+    function: Callable[[Tx], None] | None = None
+
+
+_V1 = (
+    f"CREATE TABLE {VERSION_TABLE} (version INTEGER NOT NULL)",
+    """CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        password TEXT NOT NULL,
+        created {bigint} NOT NULL
+    )""",
+    """CREATE TABLE accounts (
+        id {serial},
+        name TEXT NOT NULL UNIQUE,
+        next_uidvalidity {bigint} NOT NULL
+    )""",
+    """CREATE TABLE mailboxes (
+        id {serial},
+        account_id {bigint} NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        selectable INTEGER NOT NULL,
+        special_use TEXT,
+        uidvalidity {bigint} NOT NULL,
+        uidnext {bigint} NOT NULL,
+        highestmodseq {bigint} NOT NULL,
+        recent_mark {bigint} NOT NULL,
+        messages {bigint} NOT NULL,
+        unseen {bigint} NOT NULL,
+        size {bigint} NOT NULL,
+        UNIQUE (account_id, name)
+    )""",
+    """CREATE TABLE messages (
+        id {serial},
+        digest {blob} NOT NULL UNIQUE,
+        refs {bigint} NOT NULL,
+        size {bigint} NOT NULL,
+        info {blob} NOT NULL,
+        sent_day INTEGER,
+        subject TEXT NOT NULL,
+        from_addr TEXT NOT NULL,
+        to_addr TEXT NOT NULL,
+        cc_addr TEXT NOT NULL,
+        bcc_addr TEXT NOT NULL
+    )""",
+    """CREATE TABLE message_data (
+        message_id {bigint} PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+        raw {blob} NOT NULL
+    )""",
+    """CREATE TABLE mail (
+        mailbox_id {bigint} NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+        uid {bigint} NOT NULL,
+        message_id {bigint} NOT NULL REFERENCES messages (id),
+        modseq {bigint} NOT NULL,
+        flags TEXT NOT NULL,
+        internaldate {bigint} NOT NULL,
+        tz INTEGER NOT NULL,
+        internal_day INTEGER NOT NULL,
+        size {bigint} NOT NULL,
+        PRIMARY KEY (mailbox_id, uid)
+    ){without_rowid}""",
+    "CREATE INDEX mail_modseq ON mail (mailbox_id, modseq)",
+    "CREATE INDEX mail_message ON mail (message_id)",
+    """CREATE TABLE expunged (
+        mailbox_id {bigint} NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+        uid {bigint} NOT NULL,
+        modseq {bigint} NOT NULL,
+        PRIMARY KEY (mailbox_id, uid)
+    ){without_rowid}""",
+    "CREATE INDEX expunged_modseq ON expunged (mailbox_id, modseq)",
+    """CREATE TABLE subscriptions (
+        account_id {bigint} NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        PRIMARY KEY (account_id, name)
+    )""",
+    f"INSERT INTO {VERSION_TABLE} (version) VALUES (0)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "accounts, mailboxes, content-addressed messages, expunge log, users", _V1),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+class SchemaError(Exception):
+    """The database's schema cannot be used by this version of mailserv."""
+
+
+def current_version(tx: Tx) -> int | None:
+    """The schema version, or None for a database mailserv never touched."""
+    if tx.dialect.is_postgres:
+        exists = tx.scalar("SELECT to_regclass(?) IS NOT NULL", (VERSION_TABLE,))
+    else:
+        exists = tx.scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+            (VERSION_TABLE,),
+        )
+    if not exists:
+        return None
+    return int(tx.scalar(f"SELECT version FROM {VERSION_TABLE}"))
+
+
+def _lock(tx: Tx) -> None:
+    """Serialise schema changes among frontends (SQLite: BEGIN IMMEDIATE already did)."""
+    if tx.dialect.is_postgres:
+        tx.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+
+
+def _apply(tx: Tx, start: int | None, target: int) -> list[int]:
+    applied = []
+    for migration in MIGRATIONS:
+        if (start or 0) < migration.version <= target:
+            for statement in migration.statements:
+                tx.execute(tx.dialect.ddl(statement))
+            if migration.function is not None:
+                migration.function(tx)
+            tx.execute(f"UPDATE {VERSION_TABLE} SET version = ?", (migration.version,))
+            applied.append(migration.version)
+    return applied
+
+
+def prepare(tx: Tx) -> int:
+    """At server start: create the schema in an empty database, else check its version.
+
+    Write transaction.  SchemaError when the database is older (``mailserv db upgrade``)
+    or newer (a newer mailserv wrote it) than this code.
+    """
+    _lock(tx)
+    version = current_version(tx)
+    if version is None:
+        _apply(tx, None, LATEST)
+        return LATEST
+    if version < LATEST:
+        raise SchemaError(
+            f"the database schema is version {version}, this mailserv needs {LATEST}: "
+            "run `mailserv db upgrade` first"
+        )
+    if version > LATEST:
+        raise SchemaError(
+            f"the database schema is version {version}, newer than this mailserv knows "
+            f"({LATEST}): upgrade mailserv"
+        )
+    return version
+
+
+def upgrade(tx: Tx) -> list[int]:
+    """Apply every pending migration (write transaction); the versions applied."""
+    _lock(tx)
+    version = current_version(tx)
+    if version is not None and version > LATEST:
+        raise SchemaError(f"the database schema is version {version}, newer than {LATEST}")
+    return _apply(tx, version, LATEST)

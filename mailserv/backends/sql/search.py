@@ -1,0 +1,196 @@
+"""SEARCH in SQL: the common keys become a WHERE clause over indexed metadata columns.
+
+Flags, dates, sizes, UID sets, MODSEQ and the FROM/TO/CC/BCC/SUBJECT texts (stored
+case-folded, matched with an exact substring test, as the engine's evaluator does) are
+translated.  Anything else (BODY, TEXT, other HEADER fields, very large UID lists or very
+deep trees) makes :func:`translate` return None, and the engine evaluates the query itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailserv.backends.sql.db import Tx
+from mailserv.backends.sql.rows import flag_probe
+from mailserv.imap.search import (
+    All,
+    And,
+    Contains,
+    DateCompare,
+    DateField,
+    DateOp,
+    HasFlag,
+    InSet,
+    ModSeqAtLeast,
+    Not,
+    Or,
+    SearchKey,
+    SearchProgram,
+    SizeCompare,
+    StringField,
+    UidIn,
+)
+from mailserv.imap.sequence import merge
+
+MAX_DEPTH = 64
+"""Deeper trees are left to the engine (SQLite caps expression depth at 1000)."""
+MAX_IN = 1000
+MAX_RANGES = 200
+
+_SYSTEM_FLAGS = {
+    f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+}
+_TEXT_COLUMNS = {
+    StringField.FROM: "c.from_addr",
+    StringField.TO: "c.to_addr",
+    StringField.CC: "c.cc_addr",
+    StringField.BCC: "c.bcc_addr",
+    StringField.SUBJECT: "c.subject",
+}
+_HEADER_COLUMNS = {field.value.lower(): column for field, column in _TEXT_COLUMNS.items()}
+_DATE_OPS = {DateOp.BEFORE: "<", DateOp.ON: "=", DateOp.SINCE: ">="}
+_TRUE = "1 = 1"
+_FALSE = "1 = 0"
+
+
+class _Decline(Exception):
+    """This key is the engine's to evaluate."""
+
+
+@dataclass
+class Clause:
+    """A WHERE expression over ``mail m`` (and ``messages c`` when ``content``)."""
+
+    sql: str
+    params: list[Any] = field(default_factory=list)
+    content: bool = False
+
+
+def translate(query: object, find: str, uids: Sequence[int]) -> Clause | None:
+    """``query`` (a bound SearchProgram) as SQL, or None to let the engine evaluate it.
+
+    ``find`` is the dialect's substring function; ``uids`` the session's UIDs (``*`` in a
+    UID set is the last of them, as in the engine's evaluator).
+    """
+    if not isinstance(query, SearchProgram):
+        return None
+    clause = Clause("")
+    try:
+        clause.sql = _Translator(find, uids[-1] if uids else 0, clause).key(query.key, 0)
+    except _Decline:
+        return None
+    return clause
+
+
+class _Translator:
+    def __init__(self, find: str, largest: int, clause: Clause) -> None:
+        self.find = find
+        self.largest = largest
+        self.clause = clause
+
+    def param(self, value: Any) -> str:
+        self.clause.params.append(value)
+        return "?"
+
+    def key(self, key: SearchKey, depth: int) -> str:
+        if depth > MAX_DEPTH:
+            raise _Decline()
+        if isinstance(key, All):
+            return _TRUE
+        if isinstance(key, HasFlag):
+            return self.flag(key)
+        if isinstance(key, Contains):
+            return self.contains(key)
+        if isinstance(key, DateCompare):
+            return self.date(key)
+        if isinstance(key, SizeCompare):
+            return f"m.size {'>' if key.larger else '<'} {self.param(key.size)}"
+        if isinstance(key, InSet):
+            if not key.uid:
+                raise _Decline()  # sequence numbers: bind() should have made them UidIn
+            return self.ranges(key.set.resolve(self.largest))
+        if isinstance(key, UidIn):
+            return self.uid_in(key.uids)
+        if isinstance(key, ModSeqAtLeast):
+            return f"m.modseq >= {self.param(key.modseq)}"
+        if isinstance(key, Not):
+            return f"NOT ({self.key(key.key, depth + 1)})"
+        if isinstance(key, Or):
+            left, right = self.key(key.left, depth + 1), self.key(key.right, depth + 1)
+            return f"({left} OR {right})"
+        if isinstance(key, And):
+            parts = [self.key(k, depth + 1) for k in key.keys]
+            return "(" + " AND ".join(parts) + ")" if parts else _TRUE
+        raise _Decline()
+
+    def flag(self, key: HasFlag) -> str:
+        name = key.flag
+        if name.startswith("\\"):
+            canonical = _SYSTEM_FLAGS.get(name.lower())
+            if canonical is None:
+                raise _Decline()  # \Recent (bind() replaces it) or unknown
+            test = f"{self.find}(m.flags, {self.param(flag_probe(canonical))}) > 0"
+        else:
+            if not name.isascii():
+                raise _Decline()  # SQL lower() folds ASCII only
+            test = f"{self.find}(lower(m.flags), {self.param(flag_probe(name.lower()))}) > 0"
+        return test if key.present else f"NOT ({test})"
+
+    def contains(self, key: Contains) -> str:
+        needle = key.value.casefold()
+        column = _TEXT_COLUMNS.get(key.field)
+        if column is None and key.field is StringField.HEADER and needle:
+            column = _HEADER_COLUMNS.get(key.header.lower())
+        if column is None:
+            if key.field in (StringField.BODY, StringField.TEXT) and not needle:
+                return _TRUE
+            raise _Decline()
+        if not needle:
+            return _TRUE
+        self.clause.content = True
+        return f"{self.find}({column}, {self.param(needle)}) > 0"
+
+    def date(self, key: DateCompare) -> str:
+        op = _DATE_OPS[key.op]
+        day = key.date.toordinal()
+        if key.field is DateField.INTERNAL:
+            return f"m.internal_day {op} {self.param(day)}"
+        self.clause.content = True
+        return f"(c.sent_day IS NOT NULL AND c.sent_day {op} {self.param(day)})"
+
+    def ranges(self, ranges: Sequence[tuple[int, int]]) -> str:
+        if not ranges:
+            return _FALSE
+        if len(ranges) > MAX_RANGES:
+            raise _Decline()
+        parts = []
+        for low, high in ranges:
+            if low == high:
+                parts.append(f"m.uid = {self.param(low)}")
+            else:
+                parts.append(f"m.uid BETWEEN {self.param(low)} AND {self.param(high)}")
+        return "(" + " OR ".join(parts) + ")"
+
+    def uid_in(self, uids: frozenset[int]) -> str:
+        if not uids:
+            return _FALSE
+        runs = merge((uid, uid) for uid in uids)
+        if len(runs) <= MAX_RANGES:
+            return self.ranges(runs)
+        if len(uids) > MAX_IN:
+            raise _Decline()
+        marks = ", ".join(self.param(uid) for uid in sorted(uids))
+        return f"m.uid IN ({marks})"
+
+
+def run(tx: Tx, box_id: int, clause: Clause, low: int, high: int) -> list[int]:
+    """UIDs between ``low`` and ``high`` that match, ascending (transaction function)."""
+    source = "mail m JOIN messages c ON c.id = m.message_id" if clause.content else "mail m"
+    rows = tx.all(
+        f"SELECT m.uid FROM {source} WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?"
+        f" AND {clause.sql} ORDER BY m.uid",
+        (box_id, low, high, *clause.params),
+    )
+    return [int(uid) for (uid,) in rows]
