@@ -197,6 +197,7 @@ def test_a_message_is_stored_once(backend: SqlBackend) -> None:
     resolve(inbox.copy(resolve(inbox.uids()), "Archive", None))
     assert query(backend, "SELECT refs FROM messages") == [(5,)]
     assert query(backend, "SELECT count(*) FROM message_data") == [(1,)]
+    assert query(backend, "SELECT count(*) FROM message_info") == [(1,)]
 
     resolve(inbox.store(resolve(inbox.uids()), "add", frozenset({"\\Deleted"}), None))
     resolve(inbox.expunge(None, None))
@@ -204,8 +205,8 @@ def test_a_message_is_stored_once(backend: SqlBackend) -> None:
     assert query(backend, "SELECT refs FROM messages") == [(1,)]
     resolve(other.store(resolve(other.uids()), "add", frozenset({"\\Deleted"}), None))
     resolve(other.expunge(None, None))
-    assert query(backend, "SELECT count(*) FROM messages") == [(0,)]
-    assert query(backend, "SELECT count(*) FROM message_data") == [(0,)]
+    for table in ("messages", "message_info", "message_data"):
+        assert query(backend, f"SELECT count(*) FROM {table}") == [(0,)]
 
 
 def test_internal_date_keeps_its_zone(backend: SqlBackend) -> None:

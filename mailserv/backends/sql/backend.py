@@ -118,7 +118,6 @@ class SqlBackend:
         self.sender = secrets.token_hex(6)
         """Marks this process's notices, which it has already acted on."""
         self.zones = Zones()
-        self.load_info = messages.load_info
         self.boxes: weakref.WeakValueDictionary[int, SqlMailbox] = weakref.WeakValueDictionary()
         self._pool = pool
         self._make_database = database
@@ -254,9 +253,7 @@ class SqlBackend:
             self._chain(lambda box=box: self._catch_up(box))  # type: ignore[misc]
 
     async def _catch_up(self, box: SqlMailbox) -> None:
-        changes = await self.db.run(
-            messages.changes_since, box.id, box.seen_modseq, self.zones, self.load_info
-        )
+        changes = await self.db.run(messages.changes_since, box.id, box.seen_modseq, self.zones)
         added = [m.uid for m in changes.changed if m.uid > box.top_uid]
         changed = [
             FlagChange(m.uid, m.flags, m.modseq) for m in changes.changed if m.uid <= box.top_uid

@@ -79,7 +79,7 @@ class SqlMailbox:
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:  # type: ignore[override]
         backend = self._backend
         metas: list[MessageMeta] = await backend.db.run(
-            messages.fetch, self.id, list(uids), backend.zones, backend.load_info
+            messages.fetch, self.id, list(uids), backend.zones
         )
         self._readahead = [(meta.uid, meta.size) for meta in metas]
         return metas
@@ -130,7 +130,7 @@ class SqlMailbox:
     async def changes_since(self, modseq: int) -> Changes:  # type: ignore[override]
         backend = self._backend
         result: Changes = await backend.db.run(
-            messages.changes_since, self.id, modseq, backend.zones, backend.load_info
+            messages.changes_since, self.id, modseq, backend.zones
         )
         return result
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from mailserv.backends.sql.db import Tx
+from mailserv.backends.sql.info import LazyInfo, is_current
 from mailserv.backends.sql.rows import (
     ADDED,
     DELETED,
@@ -41,8 +42,8 @@ from mailserv.message.parse import parse_message
 IN_CHUNK = 500
 """UIDs per ``IN (...)`` list; well under every driver's parameter limit."""
 
-_META_COLUMNS = "m.uid, m.flags, m.internaldate, m.tz, m.size, m.modseq, c.info, c.id"
-_META_JOIN = "mail m JOIN messages c ON c.id = m.message_id"
+_META_COLUMNS = "m.uid, m.flags, m.internaldate, m.tz, m.size, m.modseq, i.info, m.message_id"
+_META_JOIN = "mail m JOIN message_info i ON i.message_id = m.message_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +145,12 @@ def _where_uids(
 def _store_content(tx: Tx, message: Incoming) -> int:
     """The id of the message's content row, adding a reference (or the row) as needed."""
     row = tx.one(
-        "INSERT INTO messages (digest, refs, size, info, sent_day, subject, from_addr,"
-        " to_addr, cc_addr, bcc_addr) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO messages (digest, refs, size, sent_day, subject, from_addr,"
+        " to_addr, cc_addr, bcc_addr) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (digest) DO UPDATE SET refs = messages.refs + 1 RETURNING id, refs",
         (
             message.digest,
             len(message.raw),
-            message.info,
             message.sent_day,
             message.subject,
             message.from_,
@@ -161,6 +161,10 @@ def _store_content(tx: Tx, message: Incoming) -> int:
     )
     message_id, refs = int(row[0]), int(row[1])
     if refs == 1:
+        tx.execute(
+            "INSERT INTO message_info (message_id, info) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (message_id, message.info),
+        )
         tx.execute(
             "INSERT INTO message_data (message_id, raw) VALUES (?, ?) ON CONFLICT DO NOTHING",
             (message_id, message.raw),
@@ -438,19 +442,17 @@ def uids(tx: Tx, box_id: int) -> list[int]:
     ]
 
 
-InfoLoader = Callable[[Tx, int, Any], MessageInfo]
-
-
 def load_info(tx: Tx, message_id: int, blob: Any) -> MessageInfo:
-    """The stored MessageInfo; a record of an unknown format is parsed again from the bytes."""
-    try:
-        return store.loads(blob)
-    except store.UnknownFormat:
-        raw = tx.scalar("SELECT raw FROM message_data WHERE message_id = ?", (message_id,))
-        return parse_message(bytes(raw))
+    """The stored MessageInfo, decoded when first read; a record of an unknown format (an
+    older mailserv's) is parsed again from the message now."""
+    record = bytes(blob)
+    if is_current(record):
+        return LazyInfo(record)
+    raw = tx.scalar("SELECT raw FROM message_data WHERE message_id = ?", (message_id,))
+    return parse_message(bytes(raw))
 
 
-def _metas(tx: Tx, rows: Sequence[Any], zones: Zones, info: InfoLoader) -> list[MessageMeta]:
+def _metas(tx: Tx, rows: Sequence[Any], zones: Zones) -> list[MessageMeta]:
     flag_sets: dict[str, frozenset[str]] = {}
     out = []
     for uid, text, seconds, tz, size, modseq, blob, message_id in rows:
@@ -464,15 +466,13 @@ def _metas(tx: Tx, rows: Sequence[Any], zones: Zones, info: InfoLoader) -> list[
                 zones.datetime(seconds, tz),
                 int(size),
                 int(modseq),
-                info(tx, int(message_id), blob),
+                load_info(tx, int(message_id), blob),
             )
         )
     return out
 
 
-def fetch(
-    tx: Tx, box_id: int, uids: Sequence[int], zones: Zones, info: InfoLoader = load_info
-) -> list[MessageMeta]:
+def fetch(tx: Tx, box_id: int, uids: Sequence[int], zones: Zones) -> list[MessageMeta]:
     rows = _where_uids(
         tx,
         f"SELECT {_META_COLUMNS} FROM {_META_JOIN} WHERE m.mailbox_id = ?",
@@ -480,7 +480,7 @@ def fetch(
         uids,
         "m.uid",
     )
-    return _metas(tx, rows, zones, info)
+    return _metas(tx, rows, zones)
 
 
 def contents(tx: Tx, box_id: int, uids: Sequence[int]) -> dict[int, bytes]:
@@ -495,9 +495,7 @@ def contents(tx: Tx, box_id: int, uids: Sequence[int]) -> dict[int, bytes]:
     return {int(uid): bytes(raw) for uid, raw in rows}
 
 
-def changes_since(
-    tx: Tx, box_id: int, modseq: int, zones: Zones, info: InfoLoader = load_info
-) -> Changes:
+def changes_since(tx: Tx, box_id: int, modseq: int, zones: Zones) -> Changes:
     """HIGHESTMODSEQ is read first, so no change can fall between it and the rows."""
     highest = tx.scalar("SELECT highestmodseq FROM mailboxes WHERE id = ?", (box_id,))
     if highest is None:
@@ -511,7 +509,7 @@ def changes_since(
         "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
         (box_id, modseq),
     )
-    return Changes(_metas(tx, rows, zones, info), [int(uid) for (uid,) in vanished], int(highest))
+    return Changes(_metas(tx, rows, zones), [int(uid) for (uid,) in vanished], int(highest))
 
 
 def flag_changes(tx: Tx, box_id: int, modseq: int) -> list[FlagChange]:

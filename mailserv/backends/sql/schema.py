@@ -6,8 +6,9 @@ latest version when the server first starts; an older one only by ``mailserv db 
 so frontends of one shared database never migrate it behind an operator's back.
 
 Layout, in short: ``messages`` holds each distinct message once (keyed by the SHA-256 of its
-bytes, with the parsed ``MessageInfo`` and case-folded search fields) and ``message_data``
-its bytes; ``mail`` places a message in a mailbox under a UID, with flags, internal date and
+bytes, with the case-folded search fields: a narrow row, so SEARCH scans little),
+``message_info`` its parsed ``MessageInfo`` (what FETCH reads) and ``message_data`` its bytes;
+``mail`` places a message in a mailbox under a UID, with flags, internal date and
 modseq; ``mailboxes`` carries the counters (UIDNEXT, HIGHESTMODSEQ, messages, unseen, size)
 that every write updates under the mailbox row's lock; ``expunged`` remembers removed UIDs
 for QRESYNC's VANISHED.
@@ -64,13 +65,16 @@ _V1 = (
         digest {blob} NOT NULL UNIQUE,
         refs {bigint} NOT NULL,
         size {bigint} NOT NULL,
-        info {blob} NOT NULL,
         sent_day INTEGER,
         subject TEXT NOT NULL,
         from_addr TEXT NOT NULL,
         to_addr TEXT NOT NULL,
         cc_addr TEXT NOT NULL,
         bcc_addr TEXT NOT NULL
+    )""",
+    """CREATE TABLE message_info (
+        message_id {bigint} PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+        info {blob} NOT NULL
     )""",
     """CREATE TABLE message_data (
         message_id {bigint} PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,

@@ -190,7 +190,7 @@ def run(tx: Tx, box_id: int, clause: Clause, low: int, high: int) -> list[int]:
     source = "mail m JOIN messages c ON c.id = m.message_id" if clause.content else "mail m"
     rows = tx.all(
         f"SELECT m.uid FROM {source} WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?"
-        f" AND {clause.sql} ORDER BY m.uid",
+        f" AND {clause.sql}",
         (box_id, low, high, *clause.params),
     )
-    return [int(uid) for (uid,) in rows]
+    return sorted(int(uid) for (uid,) in rows)

@@ -1,0 +1,92 @@
+"""MessageInfo records decoded when first read, not when fetched from the database.
+
+Many commands read every message's metadata but never its parsed structure: SELECT looks for
+the first unseen message, ``FETCH 1:* (FLAGS)`` is how clients resynchronise, STORE reports
+the new flags.  Decoding each stored record costs more than the rest of a row together, so
+:class:`LazyInfo` is a real MessageInfo (a subclass) that decodes its record on the first
+attribute access.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from mailserv.message import store
+from mailserv.message.info import MessageInfo, Part
+
+
+class LazyInfo(MessageInfo):
+    """The MessageInfo :func:`mailserv.message.store.dumps` wrote as ``record``."""
+
+    __slots__ = ("_record", "_decoded")
+    _record: bytes
+    _decoded: MessageInfo | None
+
+    def __init__(self, record: bytes) -> None:
+        object.__setattr__(self, "_record", record)
+        object.__setattr__(self, "_decoded", None)
+
+    def decoded(self) -> MessageInfo:
+        info: MessageInfo | None = self._decoded
+        if info is None:
+            info = store.loads(self._record)
+            object.__setattr__(self, "_decoded", info)
+            object.__setattr__(self, "_record", b"")
+        return info
+
+    # Each field reads through to the decoded record (these shadow the slots of the base).
+    @property  # type: ignore[override]
+    def envelope(self) -> bytes:
+        return self.decoded().envelope
+
+    @property  # type: ignore[override]
+    def body(self) -> bytes:
+        return self.decoded().body
+
+    @property  # type: ignore[override]
+    def bodystructure(self) -> bytes:
+        return self.decoded().bodystructure
+
+    @property  # type: ignore[override]
+    def root(self) -> Part:
+        return self.decoded().root
+
+    @property  # type: ignore[override]
+    def subject(self) -> str:
+        return self.decoded().subject
+
+    @property  # type: ignore[override]
+    def from_(self) -> str:
+        return self.decoded().from_
+
+    @property  # type: ignore[override]
+    def to(self) -> str:
+        return self.decoded().to
+
+    @property  # type: ignore[override]
+    def cc(self) -> str:
+        return self.decoded().cc
+
+    @property  # type: ignore[override]
+    def bcc(self) -> str:
+        return self.decoded().bcc
+
+    @property  # type: ignore[override]
+    def sent(self) -> datetime | None:
+        return self.decoded().sent
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyInfo):
+            other = other.decoded()
+        return self.decoded() == other
+
+    def __hash__(self) -> int:
+        return hash(self.decoded())
+
+    def __repr__(self) -> str:
+        return f"LazyInfo({self.decoded()!r})"
+
+
+def is_current(record: bytes) -> bool:
+    """True when ``record`` is in the format this version decodes (else: parse again)."""
+    return record.startswith(store.MARKER)
