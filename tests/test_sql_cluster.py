@@ -199,3 +199,18 @@ def test_sql_users_log_in_on_every_frontend(fronts: Frontends) -> None:
             client = RawClient.connect(fronts.servers[which].imap_port)
             assert client.command(f'LOGIN {fronts.user} "{password}"').ok is accepted
             client.close()
+
+
+def test_dropped_database_connections_are_replaced(fronts: Frontends) -> None:
+    """After a PostgreSQL restart or failover the next command still succeeds."""
+    client = fronts.client(0)
+    assert client.command_with_literal("APPEND INBOX ", messages.plain()).ok
+    with psycopg.connect(fronts.url, autocommit=True) as conn:
+        cut = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert cut is not None and cut[0] >= 2
+    for n in range(3):
+        assert client.command_with_literal("APPEND INBOX ", messages.plain(subject=str(n))).ok
+    assert client.command("SELECT INBOX").numbers("EXISTS")[-1] == 4

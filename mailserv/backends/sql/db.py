@@ -74,32 +74,60 @@ class Tx:
 def transact(
     conn: Any, dialect: Dialect, fn: Callable[..., T], args: Sequence[Any], write: bool
 ) -> T:
-    """Run ``fn(tx, *args)`` in a transaction on ``conn``, retrying transient failures."""
+    """Run ``fn(tx, *args)`` in a transaction on ``conn``, retrying transient failures.
+
+    A connection the server dropped (a restart, a failover) is replaced at once, and the
+    transaction retried on the new one unless the failure came during COMMIT, when it may
+    have taken effect.
+    """
     for attempt in range(1, MAX_ATTEMPTS + 1):
+        committing = False
         try:
             if not dialect.is_postgres:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             tx = Tx(conn, dialect)
             result = fn(tx, *args)
             tx.send_notices()
+            committing = True
             conn.commit()
             return result
         except Exception as error:
+            if _broken(conn):
+                if not _reconnect(conn):
+                    raise BackendUnavailable(f"database connection lost: {error}") from error
+                if committing or attempt == MAX_ATTEMPTS:
+                    raise BackendUnavailable(f"database connection lost: {error}") from error
+                continue
             _rollback(conn)
             if dialect.is_transient(error) and attempt < MAX_ATTEMPTS:
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
                 continue
-            if dialect.is_unavailable(error) or isinstance(error, adbapi.ConnectionLost):
+            if dialect.is_unavailable(error):
                 raise BackendUnavailable(f"database error: {error}") from error
             raise
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _broken(conn: Any) -> bool:
+    """A PostgreSQL connection that died under us (SQLite connections do not)."""
+    return bool(getattr(conn, "broken", False) or getattr(conn, "closed", False) is True)
+
+
+def _reconnect(conn: Any) -> bool:
+    """Give this thread a new connection (adbapi's wrapper can); False when that fails."""
+    reconnect = getattr(conn, "reconnect", None)
+    if reconnect is None:
+        return False
+    try:
+        reconnect()
+    except Exception:  # noqa: BLE001 - the database is down; the caller reports it
+        return False
+    return True
+
+
 def _rollback(conn: Any) -> None:
     try:
         conn.rollback()
-    except adbapi.ConnectionLost:
-        pass  # the pool dropped the connection; the next call opens a new one
     except Exception:  # noqa: BLE001 - the original error matters more
         _log.failure("Rollback failed")
 
@@ -131,7 +159,6 @@ class ThreadedDatabase(Database):
             cp_max=max_connections,
             cp_noisy=False,
             cp_openfun=dialect.prepare_connection,
-            cp_reconnect=True,
             **kw,
         )
 
