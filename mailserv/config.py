@@ -37,7 +37,7 @@ __all__ = [
 DEFAULT_DATA_DIR = "imapserv-data"
 DEFAULT_IMAP = ("tcp:1143:interface=127.0.0.1",)
 DEFAULT_IMAPS = ("ssl:1993:interface=127.0.0.1",)
-DEFAULT_BACKEND = "memory"
+DEFAULT_BACKEND = "maildir"
 
 LimitValue = int | float | bool
 

@@ -199,11 +199,26 @@ def _build_server(config: Config) -> ServerParts:
             "`mailserv user add NAME --passwd-file {path} --password-stdin`",
             path=os.path.abspath(config.passwd_path),
         )
+    passwd = PasswdFile(config.passwd_path)
     backend = find_backend(config.backend).build(dict(config.backend_options), config.data_dir)
+    _offer_homes(backend, passwd)
     _log.info("Backend {name}", name=config.backend)
-    portal = build_portal(backend, PasswdFileChecker(PasswdFile(config.passwd_path)))
+    portal = build_portal(backend, PasswdFileChecker(passwd))
     factory = IMAPServerFactory(portal, config.settings, tls=tls.options)
     return ServerParts(factory, backend, tls)
+
+
+def _offer_homes(backend: IBackend, passwd: PasswdFile) -> None:
+    """A backend that keeps mail under users' homes (maildir's ``root=~/Maildir``) gets a
+    lookup of the passwd-file's home field, if it asks for one with ``set_home_lookup``."""
+    set_home_lookup = getattr(backend, "set_home_lookup", None)
+    if callable(set_home_lookup):
+
+        def home_of(user: str) -> str | None:
+            entry = passwd.lookup(user)
+            return (entry.home or None) if entry is not None else None
+
+        set_home_lookup(home_of)
 
 
 def build_service(config: Config, reactor: Any = None) -> MultiService:

@@ -34,6 +34,8 @@ from bench.harness import BackendSpec, RawClient, ServerProcess  # noqa: E402
 
 BACKENDS: dict[str, BackendSpec] = {
     "memory": BackendSpec("memory"),
+    # A fresh account must hold only INBOX here, so no special-use folders on first login.
+    "maildir": BackendSpec("maildir", {"autocreate": "false"}),
     "sql-sqlite": BackendSpec("sql"),  # the database file goes in the server's data dir
     "sql-postgresql": BackendSpec(
         "sql", prepare=pgcluster.prepare_backend, cleanup=pgcluster.cleanup_backend

@@ -561,3 +561,32 @@ def test_private_root_stays_private(store: Store) -> None:
     assert (store.root() / "cur").stat().st_mode & 0o777 == 0o700
     [message_file] = (store.root() / "cur").iterdir()
     assert message_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_large_index_is_built_with_helper_processes(store: Store, monkeypatch: Any) -> None:
+    """Many files to parse at once (an existing Maildir, a lost index): helpers share it."""
+    from mailserv.backends.maildir import bulk
+
+    monkeypatch.setattr(bulk, "BULK_MIN", 10)
+    monkeypatch.setattr(bulk, "helpers_for", lambda count: 2)
+    inbox = store.open()
+    recorder = Recorder()
+    inbox.add_listener(recorder)
+    for n in range(30):
+        deliver(store.root(), f"1700000000.M{n}P1.mda", message(n, eol=b"\n"))
+    uids = list(resolve(inbox.uids()))
+    assert len(uids) == 30 and recorder.events == [("added", uids, None)]
+    subjects = sorted(m.info.subject for m in metas(inbox).values())
+    assert subjects == sorted(f"Note {n}" for n in range(30))
+    assert {m.size for m in metas(inbox).values()} == {len(message(n)) for n in range(30)}
+
+
+def test_parse_helpers_that_fail_leave_the_work_here(tmp_path: Path, monkeypatch: Any) -> None:
+    from mailserv.backends.maildir import bulk
+
+    monkeypatch.setattr(bulk, "helpers_for", lambda count: 2)
+    monkeypatch.setattr(bulk, "_HELPER", "import sys; sys.exit(3)")
+    done: list[tuple[str, str]] = []
+    files = [(f"b{n}", f"cur/b{n}") for n in range(9)]
+    assert bulk.parse_shared(str(tmp_path), files, done.extend) == []
+    assert sorted(done) == sorted(files)

@@ -250,6 +250,29 @@ def test_dotlock_of_a_dead_process_is_broken_at_once(tmp_path: Path) -> None:
         assert time.monotonic() - started < 1
 
 
+def test_dotlock_whose_pid_was_reused_is_broken(tmp_path: Path) -> None:
+    """The pid in the lock now belongs to a process that started after the lock was taken."""
+    target = str(tmp_path / "file")
+    lock_file = Path(target + ".lock")
+    newcomer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lock_file.write_text(f"{newcomer.pid}:{os.uname().nodename}")
+        taken = time.time() - 60
+        os.utime(lock_file, (taken, taken))
+        with DotLock(target, timeout=5, stale=3600):
+            pass
+    finally:
+        newcomer.kill()
+        newcomer.wait()
+
+
+def test_dotlock_of_a_live_holder_is_respected(tmp_path: Path) -> None:
+    target = str(tmp_path / "file")
+    Path(target + ".lock").write_text(f"{os.getppid()}:{os.uname().nodename}")
+    with pytest.raises(LockTimeout):
+        DotLock(target, timeout=0.2, stale=3600).acquire()
+
+
 def test_dotlock_untouched_for_long_is_broken(tmp_path: Path) -> None:
     target = str(tmp_path / "file")
     lock_file = Path(target + ".lock")

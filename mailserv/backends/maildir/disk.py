@@ -23,7 +23,7 @@ from datetime import datetime
 
 from twisted.logger import Logger
 
-from mailserv.backends.maildir import filenames
+from mailserv.backends.maildir import bulk, filenames
 from mailserv.backends.maildir.filenames import SYSTEM_LETTERS, BaseNames
 from mailserv.backends.maildir.index import Index, Row
 from mailserv.backends.maildir.keywords import Keywords
@@ -165,10 +165,17 @@ class MailboxDisk:
         return Snapshot(uidlist.uidvalidity, entries, delta, self.index.recent_floor)
 
     def scan(self, known: Mapping[str, Entry], hints: Mapping[str, set[str]] | None) -> Delta:
-        """Changes since ``known``: of the bases in ``hints``, or of everything when None."""
+        """Changes since ``known``: of the bases in ``hints``, or of everything when None.
+
+        When ``dovecot-keywords`` changed, letters we could not map before are looked at
+        again (another program may have written a file before naming its keyword)."""
         if not os.path.isdir(self.path(CUR)):
             raise MailboxGone(self.directory)
-        self.keywords.refresh()
+        if self.keywords.refresh() and hints is not None:
+            hints = dict(hints)
+            for base, entry in known.items():
+                if any(letter in self.keywords.by_letter for letter in entry.keep):
+                    hints.setdefault(base, set()).add(entry.path)
         return self._reconcile(known, hints, [])
 
     def _reconcile(
@@ -199,7 +206,7 @@ class MailboxDisk:
                     new_files.append((base, rel))
             elif rel is None:
                 removed.append(entry.uid)
-            elif rel != entry.path:
+            elif rel != entry.path or any(c in self.keywords.by_letter for c in entry.keep):
                 flags, keep = self._file_flags(rel, entry.flags)
                 if not entry.path:  # fresh from the index, not yet seen by anyone
                     entry.path, entry.keep = rel, keep
@@ -209,7 +216,7 @@ class MailboxDisk:
                 if flags != entry.flags:
                     changed.append(update)
                 delta.updated.append(update)
-        added = self._adopt(new_files, known)
+        added, blobs = self._adopt(new_files, known)
         if added or changed or removed or stale:
             with self.index.transaction():
                 modseq = self.index.next_modseq()
@@ -217,7 +224,9 @@ class MailboxDisk:
                     update.modseq = modseq
                 for entry in added:
                     entry.modseq = modseq
-                self.index.insert((_row(e), dumps(e.info) if e.info else None) for e in added)
+                self.index.insert(
+                    (_row(e), blobs[e.base] if e.info is None else dumps(e.info)) for e in added
+                )
                 self.index.update_flags((u.uid, u.flags, u.modseq) for u in changed)
                 self.index.expunge(removed + stale, modseq)
         delta.added = sorted(added, key=lambda e: e.uid)
@@ -265,23 +274,37 @@ class MailboxDisk:
         hidden = {f for f in old if f not in SYSTEM_LETTERS and f not in by_name}
         return flags | hidden, keep
 
-    def _adopt(self, files: list[tuple[str, str]], known: Mapping[str, Entry]) -> list[Entry]:
-        """Index files another program put here: parse them and find or give their UIDs."""
+    def _adopt(
+        self, files: list[tuple[str, str]], known: Mapping[str, Entry]
+    ) -> tuple[list[Entry], dict[str, bytes]]:
+        """Index files another program put here: parse them and find or give their UIDs.
+
+        Returns the entries and, for those parsed by helper processes (many files at once),
+        their serialised infos (the entries' ``info`` then loads lazily from the index)."""
         if not files:
-            return []
+            return [], {}
         found: list[Entry] = []
-        for base, rel in sorted(files):
-            try:
-                with open(self.path(rel), "rb") as f:
-                    data = f.read()
-                    mtime = os.fstat(f.fileno()).st_mtime
-            except FileNotFoundError:
-                continue  # moved again: its next event will tell where
-            raw = crlf(data)
-            flags, keep = self.keywords.flags(filenames.split(os.path.basename(rel))[1])
-            entry = Entry(0, base, rel, flags, keep, 0, len(raw), file_date(mtime))
-            entry.info = parse_message(raw)
-            found.append(entry)
+
+        def parse_here(share: Sequence[tuple[str, str]]) -> None:
+            for base, rel in share:
+                try:
+                    with open(self.path(rel), "rb") as f:
+                        data = f.read()
+                        mtime = os.fstat(f.fileno()).st_mtime
+                except FileNotFoundError:
+                    continue  # moved again: its next event will tell where
+                raw = crlf(data)
+                entry = self._entry(base, rel, len(raw), mtime)
+                entry.info = parse_message(raw)
+                found.append(entry)
+
+        blobs: dict[str, bytes] = {}
+        for base, rel, size, mtime, blob in bulk.parse_shared(
+            self.directory, sorted(files), parse_here
+        ):
+            found.append(self._entry(base, rel, size, mtime))
+            blobs[base] = blob
+        found.sort(key=lambda entry: entry.base)
         used = {entry.uid for entry in known.values()}
         uidlist = self.uidlist
         uidlist.refresh()
@@ -300,7 +323,11 @@ class MailboxDisk:
                     entry.path = target
                 except FileNotFoundError:
                     pass  # another reader moved it; the events will follow
-        return found
+        return found, blobs
+
+    def _entry(self, base: str, rel: str, size: int, mtime: float) -> Entry:
+        flags, keep = self.keywords.flags(filenames.split(os.path.basename(rel))[1])
+        return Entry(0, base, rel, flags, keep, 0, size, file_date(mtime))
 
     # -- changes made by commands --------------------------------------------------------
 

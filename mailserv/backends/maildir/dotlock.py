@@ -119,7 +119,7 @@ class DotLock:
                 owner = f.read(256)
         except FileNotFoundError:
             return True
-        dead = self._owner_is_dead(owner)
+        dead = self._owner_is_dead(owner, st.st_mtime)
         old = time.time() - st.st_mtime > self.stale
         if not (dead or old):
             return False
@@ -137,7 +137,9 @@ class DotLock:
         )
         return True
 
-    def _owner_is_dead(self, owner: bytes) -> bool:
+    def _owner_is_dead(self, owner: bytes, locked_at: float) -> bool:
+        """The lock names a process of this host that is gone, or whose number now belongs
+        to a process started after the lock was taken (pids are reused)."""
         pid_text, sep, host = owner.decode("ascii", "replace").partition(":")
         if not sep or host != self._host or not pid_text.isdigit():
             return False
@@ -150,4 +152,18 @@ class DotLock:
             return True
         except OSError as exc:
             return exc.errno not in (errno.EPERM,)
-        return False
+        started = _process_start(pid)
+        return started is not None and started > locked_at + 1
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), where /proc tells."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        ticks = os.sysconf("SC_CLK_TCK")
+        return boot + int(fields[19]) / ticks
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None

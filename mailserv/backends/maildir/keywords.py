@@ -28,19 +28,22 @@ class Keywords:
         self.by_name: dict[str, str] = {}
         self._signature: tuple[int, int, int] | None = None
 
-    def refresh(self) -> None:
+    def refresh(self) -> bool:
+        """Re-read the file if it changed; True when the table is different now."""
+        before = self.by_letter
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             self._set({})
             self._signature = None
-            return
+            return before != self.by_letter
         signature = (st.st_ino, st.st_size, st.st_mtime_ns)
         if signature == self._signature:
-            return
+            return False
         with open(self.path, "rb") as f:
             self._set(_parse(f.read()))
         self._signature = signature
+        return before != self.by_letter
 
     def _set(self, table: dict[str, str]) -> None:
         self.by_letter = table

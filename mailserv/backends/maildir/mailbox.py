@@ -26,6 +26,7 @@ from zope.interface import implementer
 from mailserv.backends.maildir import filenames
 from mailserv.backends.maildir.disk import MailboxDisk, MailboxGone, crlf
 from mailserv.backends.maildir.records import Delta, Entry, Snapshot
+from mailserv.backends.maildir.watch import KEYWORDS
 from mailserv.errors import MailboxNotFound
 from mailserv.interfaces import (
     AppendResult,
@@ -51,6 +52,7 @@ DELETED = "\\Deleted"
 RECENT = frozenset({"\\Recent"})
 DEBOUNCE = 0.005
 """Seconds to gather a burst of file events into one scan."""
+SYNC_ROUNDS = 3
 MAX_QUEUED_EVENTS = 100_000
 """Beyond this many unprocessed events a full scan is cheaper (and memory stays bounded)."""
 
@@ -81,6 +83,7 @@ class MaildirMailbox:
         self._events: list[tuple[str, bool]] = []
         self._hints: dict[str, set[str]] = {}
         self._rescan = False
+        self._keywords_changed = False
         self._scheduled: IDelayedCall | None = None
         self._watch: object | None = None
 
@@ -138,6 +141,8 @@ class MaildirMailbox:
         if relative is None or len(self._events) >= MAX_QUEUED_EVENTS:
             self._events.clear()
             self._rescan = True
+        elif relative == KEYWORDS:
+            self._keywords_changed = True
         else:
             self._events.append((relative, appeared))
         if self._scheduled is None or not self._scheduled.active():
@@ -161,10 +166,20 @@ class MaildirMailbox:
         d.addErrback(lambda f: _log.failure("Syncing mailbox {name} failed", f, name=self.name))
 
     async def _sync(self) -> None:
-        if not self._loaded or self.closed:
-            return
-        self._services.hub.poke()
-        if self._events or self._hints or self._rescan:
+        """Apply what the watcher reported, including events still queued in the kernel.
+
+        Looks again after each scan: a file can move on while we look at it (new/ to cur/
+        by another reader), and the event saying where to arrives meanwhile."""
+        for _round in range(SYNC_ROUNDS):
+            if not self._loaded or self.closed:
+                return
+            self._services.hub.poke()
+            if not (self._events or self._hints or self._rescan or self._keywords_changed):
+                if not self._lane.locked:
+                    return
+                # A scan (or a change) is under way: what it finds is part of "now".
+                async with self._lane:
+                    continue
             async with self._lane:
                 await self._sync_locked()
 
@@ -175,8 +190,8 @@ class MaildirMailbox:
         self._take_events()
         hints, self._hints = self._hints, {}
         full = full or self._rescan
-        self._rescan = False
-        if not hints and not full:
+        keywords, self._rescan, self._keywords_changed = self._keywords_changed, False, False
+        if not hints and not full and not keywords:
             return
         try:
             delta = await self._io(self._disk.scan, self._by_base, None if full else hints)
@@ -383,8 +398,12 @@ class MaildirMailbox:
     async def append(  # type: ignore[override]
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
-        """Durable (fsynced and renamed into ``cur/``) before the result arrives."""
-        await self._ready()
+        """Durable (fsynced and renamed into ``cur/``) before the result arrives.
+
+        No sync first: the UID comes from the uidlist under its lock anyway, and appends
+        from several sessions then write their files in parallel."""
+        await self.ensure_loaded()
+        self._check_open()
         prepared = await self._io(
             self._disk.prepare, message, frozenset(flags) - RECENT, internaldate
         )

@@ -27,6 +27,8 @@ _log = Logger()
 Callback = Callable[[str | None, bool], None]
 
 SUBDIRS = ("new", "cur")
+KEYWORDS = "dovecot-keywords"
+"""Reported as ``(KEYWORDS, True)`` when another program rewrote it."""
 TRUST_AGE = 1.0
 """A directory mtime closer than this to now may hide a later change in the same tick."""
 
@@ -113,10 +115,13 @@ class InotifyHub:
             | inotify.IN_MOVE_SELF
         )
         registration.paths = []
-        for sub in SUBDIRS:
-            path = FilePath(os.path.join(registration.directory, sub).encode())
+        watches = [(sub, mask, self._relay(registration, sub)) for sub in SUBDIRS]
+        own = inotify.IN_MOVED_TO | inotify.IN_CLOSE_WRITE  # the mailbox directory itself
+        watches.append(("", own, self._relay_keywords(registration)))
+        for sub, events, relay in watches:
+            path = FilePath(os.path.join(registration.directory, sub).rstrip("/").encode())
             try:
-                self._notifier.watch(path, mask=mask, callbacks=[self._relay(registration, sub)])
+                self._notifier.watch(path, mask=events, callbacks=[relay])
             except Exception as exc:  # noqa: BLE001 - INotifyError, or a directory gone
                 _log.warn("Cannot watch {path}: {error}", path=path.path, error=exc)
                 continue
@@ -144,6 +149,13 @@ class InotifyHub:
                     return
             appeared = not mask & (inotify.IN_MOVED_FROM | inotify.IN_DELETE)
             registration.callback(f"{sub}/{name}", appeared)
+
+        return event
+
+    def _relay_keywords(self, registration: _Registration) -> Callable[[Any, Any, int], None]:
+        def event(_watch: Any, path: FilePath[bytes], mask: int) -> None:
+            if registration in self._registrations and path.basename() == KEYWORDS.encode():
+                registration.callback(KEYWORDS, True)
 
         return event
 
@@ -208,7 +220,7 @@ class PollHub:
         now = time.time()
         changed = False
         newest = 0.0
-        for sub in SUBDIRS:
+        for sub in (*SUBDIRS, KEYWORDS):
             try:
                 st = os.stat(os.path.join(registration.directory, sub))
             except OSError:

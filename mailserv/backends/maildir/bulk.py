@@ -1,0 +1,118 @@
+"""Parsing many message files at once, when an index is built: helper processes share it.
+
+Building the index of a large folder (first use of an existing Dovecot Maildir, or an index
+that was lost) means parsing every message, which is CPU work.  This process takes one share
+and helper processes (a clean ``python -c`` interpreter each, importing only the message
+parser: no fork of a threaded server) take the others; a helper reads its file list from
+stdin and writes back each message's size, mtime and serialised ``MessageInfo``
+(``marshal``: plain tuples, nothing that runs code).  Small batches, a single CPU or
+helpers that fail mean parsing here alone.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+from twisted.logger import Logger
+
+_log = Logger()
+
+BULK_MIN = 400
+"""Fewer files than this are parsed in this process (starting a helper costs ~0.2 s)."""
+MAX_HELPERS = 3
+HELPER_TIMEOUT = 600.0
+
+Parsed = tuple[str, str, int, float, bytes]
+"""(base, relative path, size with CRLF, mtime, serialised MessageInfo)."""
+
+
+def helpers_for(count: int) -> int:
+    """How many helper processes are worth starting for ``count`` files."""
+    if count < BULK_MIN:
+        return 0
+    return max(0, min(MAX_HELPERS, (os.cpu_count() or 1) - 1))
+
+
+_HELPER = """
+import marshal, os, re, sys
+from mailserv.message.parse import parse_message
+from mailserv.message.store import dumps
+
+bare_lf = re.compile(rb"(?<!\\r)\\n")
+out = []
+for base, rel in marshal.loads(sys.stdin.buffer.read()):
+    try:
+        with open(os.path.join(sys.argv[1], rel), "rb") as f:
+            data = f.read()
+            mtime = os.fstat(f.fileno()).st_mtime
+    except FileNotFoundError:
+        continue
+    if data.count(b"\\n") != data.count(b"\\r\\n"):
+        data = bare_lf.sub(b"\\r\\n", data)
+    out.append((base, rel, len(data), mtime, dumps(parse_message(data))))
+sys.stdout.buffer.write(marshal.dumps(out))
+"""
+"""A helper's program: as ``parse_here`` in ``disk``, minus what only the server needs."""
+
+
+def parse_shared(
+    directory: str,
+    files: Sequence[tuple[str, str]],
+    here: Callable[[Sequence[tuple[str, str]]], None],
+) -> list[Parsed]:
+    """Parse ``files`` with helpers: ``here`` is given this process's share (and does its
+    own thing with it); the helpers' results are returned."""
+    helpers = helpers_for(len(files))
+    shares = [list(files[start :: helpers + 1]) for start in range(helpers + 1)]
+    started = [(_start(directory, share), share) for share in shares[1:]]
+    here(shares[0])
+    results: list[Parsed] = []
+    for proc, share in started:
+        found = _finish(proc)
+        if found is None:
+            here(share)
+        else:
+            results += found
+    return results
+
+
+def _start(directory: str, share: list[tuple[str, str]]) -> subprocess.Popen[bytes] | None:
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _HELPER, directory],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(marshal.dumps(share))
+        proc.stdin.close()
+    except OSError as exc:
+        _log.warn("Cannot start a parse helper ({error}); parsing here", error=exc)
+        return None
+    return proc
+
+
+def _finish(proc: subprocess.Popen[bytes] | None) -> list[Parsed] | None:
+    if proc is None:
+        return None
+    assert proc.stdout is not None
+    try:
+        output = proc.stdout.read()
+        proc.stdout.close()
+        if proc.wait(HELPER_TIMEOUT) != 0:
+            raise RuntimeError(f"exit status {proc.returncode}")
+        found: list[Parsed] = marshal.loads(output)
+        return found
+    except (OSError, subprocess.TimeoutExpired, RuntimeError, ValueError, EOFError) as exc:
+        proc.kill()
+        proc.wait()
+        _log.warn("Parse helper failed ({error}); parsing here", error=exc)
+        return None
