@@ -193,15 +193,20 @@ class ProxyAccount:
             await conn.command(b"LSUB", b'""', b"*", handler=handler)
 
         await self.user.run(send)
-        return sorted(set(found))
+        return sorted(set(found) | self.user.subscribed)
 
     async def subscribe(self, name: str) -> None:
-        await self._simple(b"SUBSCRIBE", name, quiet=False)
+        """Upstream; a name it refuses (many servers want an existing mailbox) is kept
+        subscribed here, for the lifetime of the process."""
+        if not await self._simple(b"SUBSCRIBE", name):
+            self.user.subscribed.add(name)
 
     async def unsubscribe(self, name: str) -> None:
-        await self._simple(b"UNSUBSCRIBE", name, quiet=True)
+        self.user.subscribed.discard(name)
+        await self._simple(b"UNSUBSCRIBE", name)
 
-    async def _simple(self, verb: bytes, name: str, quiet: bool) -> None:
+    async def _simple(self, verb: bytes, name: str) -> bool:
+        """True when the upstream agreed."""
         user = self.user
 
         async def send(conn: UpstreamProtocol) -> None:
@@ -209,9 +214,9 @@ class ProxyAccount:
 
         try:
             await user.run(send)
-        except CommandFailed as exc:
-            if not quiet:
-                raise errors.BackendError(exc.response.text or "Upstream refused") from exc
+        except CommandFailed:
+            return False
+        return True
 
     async def open(self, name: str) -> ProxyMailbox:  # type: ignore[override]
         if name.upper() == INBOX:

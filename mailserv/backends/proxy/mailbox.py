@@ -64,6 +64,8 @@ _DOWNLOAD_COUNT = 1000
 _PREFETCH_BYTES = 4 << 20
 _PREFETCH_COUNT = 200
 _IDLE_REFRESH = 600.0
+_FRESH = 1.0
+"""Seconds a STATUS answer from ``check()`` may stand in for ``status()``."""
 _WAKE_DELAY = 0.01
 _RECONNECT_DELAYS = (0.0, 0.5, 2.0)
 _MODES = {"add": b"+FLAGS", "remove": b"-FLAGS", "replace": b"FLAGS"}
@@ -89,7 +91,7 @@ class ProxyMailbox:
         self._refresh_call: IDelayedCall | None = None
         self._wake_call: IDelayedCall | None = None
         self._release_call: IDelayedCall | None = None
-        self._fresh_status: MailboxStatus | None = None
+        self._fresh_status: tuple[MailboxStatus, float] | None = None
         self._catch_up_needed = False
         self._in_op = False
         self._op_origin: object = None
@@ -112,9 +114,11 @@ class ProxyMailbox:
     # -- IMailbox: reading ----------------------------------------------------------------
 
     async def check(self) -> None:
-        """Raise MailboxNotFound/MailboxNotSelectable now rather than on first use."""
+        """Raise MailboxNotFound/MailboxNotSelectable now rather than on first use; the
+        STATUS answer serves a ``status()`` that follows at once (the STATUS command)."""
         if not self.live:
-            self._fresh_status = await self.user.status_of(self.name)
+            status = await self.user.status_of(self.name)
+            self._fresh_status = (status, self.clock.seconds())
 
     def status(self) -> MailboxStatus | Deferred[MailboxStatus]:  # type: ignore[override]
         if self.live:
@@ -122,7 +126,9 @@ class ProxyMailbox:
             return self.mirror.status()
         fresh, self._fresh_status = self._fresh_status, None
         if fresh is not None and "STATUS=SIZE" in self.user.capabilities:
-            return fresh
+            status, when = fresh
+            if self.clock.seconds() - when < _FRESH:
+                return status
         return Deferred.fromCoroutine(self._status_live())
 
     async def _status_live(self) -> MailboxStatus:
@@ -251,6 +257,7 @@ class ProxyMailbox:
     async def append(  # type: ignore[override]
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
+        self._fresh_status = None
         info = parse_message(message)
         args: list[wire.Arg] = [b"APPEND", self.user.encoded(self.name)]
         flags = frozenset(f for f in flags if f.lower() != "\\recent")
@@ -272,8 +279,8 @@ class ProxyMailbox:
                     self.user.infos_for(self.name, validity)[uid] = info
                     result.append(AppendResult(validity, uid))
 
-        if self.live:
-            await self._run(send, origin)
+        if self.live or self._starting is not None or self.listeners:
+            await self._run(send, origin)  # the EXISTS comes back on the channel
         else:
             await self.user.run(send)
         if result:
@@ -339,6 +346,8 @@ class ProxyMailbox:
         assert mirror is not None
         targets = [uid for uid in sorted(set(uids)) if uid in mirror.meta]
         target_box = self.user.mailboxes.get(destination)
+        if target_box is not None:
+            target_box._fresh_status = None
         if not targets:
             status = await self.user.status_of(destination)
             return CopyResult(status.uidvalidity, [])
@@ -378,7 +387,9 @@ class ProxyMailbox:
             info = mirror.infos.get(source)
             if info is not None:
                 infos[copy] = info
-        if target_box is not None and target_box.live and target_box is not self:
+        busy = target_box is not None and (target_box.live or target_box.listeners)
+        if busy and target_box is not self:
+            assert target_box is not None
             await target_box.sync(origin)
         return CopyResult(validity, sorted(pairs))
 
@@ -413,11 +424,15 @@ class ProxyMailbox:
         await self._run(noop, origin)
 
     def add_listener(self, listener: IMailboxListener) -> None:
+        """A listener wants news: the mailbox goes live (selected upstream) if it is not."""
         if listener not in self.listeners:
             self.listeners.append(listener)
         if self._release_call is not None and self._release_call.active():
             self._release_call.cancel()
         self._release_call = None
+        if not self.live and self._starting is None:
+            d = Deferred.fromCoroutine(self._go_live())
+            d.addErrback(_log_background, self.name)
 
     def remove_listener(self, listener: IMailboxListener) -> None:
         if listener in self.listeners:
@@ -605,14 +620,13 @@ class ProxyMailbox:
             uid = mirror.uid_at(response.number or 0)
             if uid is None:
                 return
-        origin = None
         scope = self._op_scope
-        if self._in_op and scope is not None and uid in scope:
-            origin = self._op_origin
+        ours = self._in_op and scope is not None and uid in scope
+        origin = self._op_origin if ours else None
         change = mirror.set_flags(
             uid, wire.flag_set(items["FLAGS"]), wire.modseq_of(items.get("MODSEQ")), origin
         )
-        if change is not None and origin is not None:
+        if change is not None and ours:
             self._op_changes.append(change)
 
     def _removed(self, mirror: Mirror, uids: Sequence[int]) -> None:

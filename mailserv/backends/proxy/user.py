@@ -53,6 +53,7 @@ class UserState:
         self.mailboxes: dict[str, ProxyMailbox] = {}
         self.infos: dict[tuple[str, int], dict[int, MessageInfo]] = {}
         self.special_use: dict[str, str] = {}
+        self.subscribed: set[str] = set()
         self.names = NameMap()
         self.capabilities: frozenset[str] = frozenset()
         self.sessions = 0
@@ -217,14 +218,8 @@ class UserState:
 
     async def status_of(self, name: str) -> MailboxStatus:
         """STATUS of a mailbox that is not selected here."""
-        caps = self.capabilities
-        items = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"RECENT"]
-        condstore = "CONDSTORE" in caps or "QRESYNC" in caps
-        if condstore:
-            items.append(b"HIGHESTMODSEQ")
-        if "STATUS=SIZE" in caps:
-            items.append(b"SIZE")
         found: dict[str, object] = {}
+        condstore = False
 
         def handler(response: wire.Response) -> bool:
             if response.kind != "STATUS" or len(response.data) < 2:
@@ -235,9 +230,16 @@ class UserState:
             return True
 
         async def ask(conn: UpstreamProtocol) -> None:
-            await conn.command(
-                b"STATUS", self.encoded(name), b"(" + b" ".join(items) + b")", handler=handler
-            )
+            nonlocal condstore
+            caps = conn.capabilities
+            items = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"RECENT"]
+            condstore = "CONDSTORE" in caps or "QRESYNC" in caps
+            if condstore:
+                items.append(b"HIGHESTMODSEQ")
+            if "STATUS=SIZE" in caps:
+                items.append(b"SIZE")
+            wanted = b"(" + b" ".join(items) + b")"
+            await conn.command(b"STATUS", self.encoded(name), wanted, handler=handler)
 
         try:
             await self.run(ask)
