@@ -110,11 +110,13 @@ def frontends(rounds: int, appends: int) -> int:
             client = RawClient.connect(servers[which % 2].imap_port, timeout=120)
             client.login(user, password)
             batch = [messages.plain(subject=f"{which}-{n}") for n in range(appends)]
-            for response in client.append_many("Concurrent", batch):
-                match = re.search(r"APPENDUID \d+ (\d+)", response.code or "")
-                assert response.ok and match, response.line
-                with lock:
-                    uids.append(int(match.group(1)))
+            for start in range(0, len(batch), bench_run.WINDOW):  # under max_pipelined
+                chunk = batch[start : start + bench_run.WINDOW]
+                for response in client.append_many("Concurrent", chunk):
+                    match = re.search(r"APPENDUID \d+ (\d+)", response.code or "")
+                    assert response.ok and match, response.line
+                    with lock:
+                        uids.append(int(match.group(1)))
             client.close()
 
         assert actor.command("CREATE Concurrent").ok
