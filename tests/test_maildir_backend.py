@@ -590,3 +590,40 @@ def test_parse_helpers_that_fail_leave_the_work_here(tmp_path: Path, monkeypatch
     files = [(f"b{n}", f"cur/b{n}") for n in range(9)]
     assert bulk.parse_shared(str(tmp_path), files, done.extend) == []
     assert sorted(done) == sorted(files)
+
+
+def test_bulk_changes_pause_the_watch_and_rescan(store: Store, monkeypatch: Any) -> None:
+    """Thousands of own renames would flood inotify with echoes: the watch is paused and
+    the mailbox rescanned after, which still finds what others did meanwhile."""
+    from mailserv.backends.maildir import mailbox
+
+    monkeypatch.setattr(mailbox, "QUIET_THRESHOLD", 2)
+    inbox = store.open()
+    recorder = Recorder()
+    inbox.add_listener(recorder)
+    uids = [append(inbox, n) for n in range(3)]
+    deliver(store.root(), "1700000000.M9P9.mda", message(9))  # not looked at yet
+    resolve(inbox.store(uids, "add", SEEN, None))
+    kinds = [kind for kind, _, _ in recorder.events]
+    assert kinds[:3] == ["added"] * 3 and "flags" in kinds and kinds.count("added") == 4
+    resolve(inbox.store(uids, "add", DELETED, None))
+    assert len(resolve(inbox.expunge(None, None))) == 3
+    deliver(store.root(), "1700000000.M10P9.mda", message(10))
+    assert len(resolve(inbox.uids())) == 2  # watching again
+
+
+def test_inotify_queue_overflow_leads_to_a_rescan(store: Store) -> None:
+    inbox = store.open()
+    recorder = Recorder()
+    inbox.add_listener(recorder)
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    if limit > 40_000:
+        pytest.skip("inotify queue too long to overflow quickly here")
+    new = store.root() / "new"
+    for n in range(limit // 2 + 100):  # two events each, never read meanwhile
+        path = new / f"churn{n}"
+        path.write_bytes(b"")
+        path.unlink()
+    deliver(store.root(), "1700000000.M1P1.late", message(1))  # its event is lost
+    assert len(resolve(inbox.uids())) == 1
+    assert [kind for kind, _, _ in recorder.events] == ["added"]

@@ -53,6 +53,8 @@ RECENT = frozenset({"\\Recent"})
 DEBOUNCE = 0.005
 """Seconds to gather a burst of file events into one scan."""
 SYNC_ROUNDS = 3
+QUIET_THRESHOLD = 500
+"""Own changes from which watching is paused and the mailbox rescanned afterwards."""
 MAX_QUEUED_EVENTS = 100_000
 """Beyond this many unprocessed events a full scan is cheaper (and memory stays bounded)."""
 
@@ -395,6 +397,21 @@ class MaildirMailbox:
 
     # -- changing -------------------------------------------------------------------------
 
+    def _quiet(self, count: int) -> bool:
+        """Before ``count`` changes of our own: stop the watch when they are many (their
+        echoes would cost more than a rescan).  True when paused: call ``_loud`` after."""
+        if count < QUIET_THRESHOLD or self._watch is None:
+            return False
+        self._services.hub.pause(self._watch)
+        return True
+
+    async def _loud(self) -> None:
+        """Watch again and look at everything (others may have changed files meanwhile);
+        the lane is held."""
+        if self._watch is not None:
+            self._services.hub.resume(self._watch)
+            await self._sync_locked(full=True)
+
     async def append(  # type: ignore[override]
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
@@ -432,18 +449,23 @@ class MaildirMailbox:
         changed: list[FlagChange] = []
         async with self._lane:
             plan, failed = self._plan(uids, mode, flags, unchangedsince)
-            for attempt in range(2):
-                if not plan:
-                    break
-                delta = await self._io(self._disk.set_flags, plan)
-                changed += self._apply(delta, origin)
-                if not delta.failed:
-                    break
-                # Files renamed by another program meanwhile: learn their names, try again.
-                await self._sync_locked(full=True)
-                if attempt == 0:
-                    plan, more = self._plan(delta.failed, mode, flags, unchangedsince)
-                    failed += more
+            paused = self._quiet(len(plan))
+            try:
+                for attempt in range(2):
+                    if not plan:
+                        break
+                    delta = await self._io(self._disk.set_flags, plan)
+                    changed += self._apply(delta, origin)
+                    if not delta.failed:
+                        break
+                    # Files renamed by another program meanwhile: learn their names, retry.
+                    await self._sync_locked(full=True)
+                    if attempt == 0:
+                        plan, more = self._plan(delta.failed, mode, flags, unchangedsince)
+                        failed += more
+            finally:
+                if paused:
+                    await self._loud()
         return StoreResult(changed, failed)
 
     def _plan(
@@ -494,8 +516,13 @@ class MaildirMailbox:
         try:
             async with target._lane:
                 target._check_open()
-                delta = await target._io(target._disk.deliver, prepared)
-                target._apply(delta, origin)
+                paused = target._quiet(len(prepared))
+                try:
+                    delta = await target._io(target._disk.deliver, prepared)
+                    target._apply(delta, origin)
+                finally:
+                    if paused:
+                        await target._loud()
         except BaseException:
             await self._io(target._disk.discard, prepared)
             raise
@@ -514,9 +541,14 @@ class MaildirMailbox:
         if moved:
             async with self._lane:
                 doomed = [self._entries[uid] for uid in moved if uid in self._entries]
-                if doomed:
-                    delta = await self._io(self._disk.expunge, doomed, self._by_base)
-                    self._apply(delta, origin)
+                paused = self._quiet(len(doomed))
+                try:
+                    if doomed:
+                        delta = await self._io(self._disk.expunge, doomed, self._by_base)
+                        self._apply(delta, origin)
+                finally:
+                    if paused:
+                        await self._loud()
         return result
 
     async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:  # type: ignore[override]
@@ -530,8 +562,13 @@ class MaildirMailbox:
             doomed = [entry for entry in candidates if DELETED in entry.flags]
             if not doomed:
                 return []
-            delta = await self._io(self._disk.expunge, doomed, self._by_base)
-            self._apply(delta, origin)
+            paused = self._quiet(len(doomed))
+            try:
+                delta = await self._io(self._disk.expunge, doomed, self._by_base)
+                self._apply(delta, origin)
+            finally:
+                if paused:
+                    await self._loud()
             return list(delta.removed)
 
     def add_listener(self, listener: IMailboxListener) -> None:

@@ -13,6 +13,8 @@ a half-written file is never announced; a hard link (a COPY by another server) a
 from __future__ import annotations
 
 import os
+import select
+import struct
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -29,6 +31,8 @@ Callback = Callable[[str | None, bool], None]
 SUBDIRS = ("new", "cur")
 KEYWORDS = "dovecot-keywords"
 """Reported as ``(KEYWORDS, True)`` when another program rewrote it."""
+MAX_POKE_READS = 1000
+"""Bound on the chunks one poke reads (a few hundred events each)."""
 TRUST_AGE = 1.0
 """A directory mtime closer than this to now may hide a later change in the same tick."""
 
@@ -37,6 +41,12 @@ class Hub(Protocol):
     def add(self, directory: str, callback: Callback) -> object: ...
 
     def remove(self, handle: object) -> None: ...
+
+    def pause(self, handle: object) -> None:
+        """Stop reporting (we are about to make thousands of changes ourselves)."""
+
+    def resume(self, handle: object) -> None:
+        """Report again; the caller rescans for what happened meanwhile."""
 
     def poke(self) -> None:
         """Take notice now of changes already made (before a command answers)."""
@@ -51,6 +61,21 @@ class _Registration:
         self.paths: list[FilePath[bytes]] = []
         self.stamps: dict[str, tuple[int, int]] = {}
         self.checked = 0.0
+
+
+_EVENT = struct.Struct("=iIII")  # wd, mask, cookie, length of the name that follows
+_IN_Q_OVERFLOW = 0x00004000
+
+
+def _overflowed(data: bytes) -> bool:
+    """Whether a run of raw inotify events holds a queue overflow."""
+    pos = 0
+    while len(data) - pos >= _EVENT.size:
+        _wd, mask, _cookie, size = _EVENT.unpack_from(data, pos)
+        if mask & _IN_Q_OVERFLOW:
+            return True
+        pos += _EVENT.size + size
+    return False
 
 
 def inotify_available() -> bool:
@@ -81,6 +106,13 @@ class InotifyHub:
                 super().connectionLost(reason)
                 hub._lost(self)
 
+            def _doRead(self, data: bytes) -> None:
+                # Twisted drops the kernel's queue-overflow event (it belongs to no watch);
+                # look for it first, since after one every mailbox must look at its files.
+                if _overflowed(getattr(self, "_buffer", b"") + data):
+                    hub._overflow()
+                super()._doRead(data)
+
         notifier = Notifier(self._reactor)
         notifier.startReading()
         return notifier
@@ -96,6 +128,12 @@ class InotifyHub:
         self._notifier = self._new_notifier()
         for registration in list(self._registrations):
             self._watch(registration)
+            registration.callback(None, True)
+
+    def _overflow(self) -> None:
+        _log.info("inotify queue overflowed; rescanning {count} mailboxes",
+                  count=len(self._registrations))  # fmt: skip
+        for registration in list(self._registrations):
             registration.callback(None, True)
 
     def add(self, directory: str, callback: Callback) -> object:
@@ -163,16 +201,41 @@ class InotifyHub:
         if not isinstance(handle, _Registration) or handle not in self._registrations:
             return
         self._registrations.discard(handle)
-        for path in handle.paths:
+        self._unwatch(handle)
+
+    def _unwatch(self, registration: _Registration) -> None:
+        for path in registration.paths:
             try:
                 self._notifier.ignore(path)
             except Exception:  # noqa: BLE001 - KeyError when Twisted dropped it already
                 pass
+        registration.paths = []
+
+    def pause(self, handle: object) -> None:
+        """Our own bulk changes would queue two events per file (and overflow the kernel's
+        queue): cheaper not to watch meanwhile and rescan after."""
+        if isinstance(handle, _Registration) and handle in self._registrations:
+            self.poke()  # what others did up to now still arrives as events
+            self._unwatch(handle)
+
+    def resume(self, handle: object) -> None:
+        if isinstance(handle, _Registration) and handle in self._registrations:
+            self._watch(handle)
 
     def poke(self) -> None:
-        """Read what the kernel queued (non-blocking) so callbacks run before we answer."""
-        if not self._closed:
-            self._notifier.doRead()
+        """Read everything the kernel queued (non-blocking) so callbacks run before we
+        answer; Twisted reads a bounded chunk per call."""
+        for _chunk in range(MAX_POKE_READS):
+            if self._closed:
+                return
+            notifier = self._notifier
+            try:
+                readable, _, _ = select.select([notifier.fileno()], [], [], 0)
+            except (OSError, ValueError):
+                return
+            if not readable:
+                return
+            notifier.doRead()
 
     def close(self) -> None:
         self._closed = True
@@ -201,6 +264,12 @@ class PollHub:
     def remove(self, handle: object) -> None:
         if isinstance(handle, _Registration):
             self._registrations.discard(handle)
+
+    def pause(self, handle: object) -> None:
+        """Nothing to do: polling costs the same whatever changes."""
+
+    def resume(self, handle: object) -> None:
+        """Nothing to do."""
 
     def poke(self) -> None:
         """Polling does not look between its ticks (a stat per command would add up)."""
