@@ -248,6 +248,25 @@ def test_dense_and_sparse_uid_lists(backend: SqlBackend, monkeypatch: pytest.Mon
     assert resolve(inbox.status()).messages == 120 - len(uids[::13])
 
 
+def test_store_over_a_whole_range_keeps_each_message_exact(backend: SqlBackend) -> None:
+    inbox = resolve(resolve(backend.account("alice")).open("INBOX"))
+    kinds = [frozenset(), frozenset({"\\Seen"}), frozenset({"$A"}), frozenset({"\\Seen", "$A"})]
+    uids = [resolve(inbox.append(message(n), kinds[n % 4], None, None)).uid for n in range(12)]
+    resolve(inbox.store(uids[3:4], "add", frozenset({"\\Deleted"}), None))
+    resolve(inbox.expunge(None, None))  # a gap in the range
+    before = {m.uid: m for m in resolve(inbox.fetch(uids))}
+    result = resolve(inbox.store(list(before), "add", frozenset({"\\Seen"}), None))
+    after = {m.uid: m for m in resolve(inbox.fetch(uids))}
+    assert sorted(c.uid for c in result.changed) == [
+        u for u, m in before.items() if "\\Seen" not in m.flags
+    ]
+    for uid, meta in after.items():
+        assert meta.flags == before[uid].flags | {"\\Seen"}
+        changed = "\\Seen" not in before[uid].flags
+        assert (meta.modseq > before[uid].modseq) is changed
+    assert resolve(inbox.status()).unseen == 0
+
+
 def test_content_read_ahead_serves_a_fetch_batch(backend: SqlBackend) -> None:
     inbox = resolve(resolve(backend.account("alice")).open("INBOX"))
     uids = [resolve(inbox.append(message(n), frozenset(), None, None)).uid for n in range(10)]

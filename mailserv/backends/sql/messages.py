@@ -232,11 +232,9 @@ def store_flags(
     modseq = box.highestmodseq + 1
     changed: list[FlagChange] = []
     failed: list[int] = []
-    updates = []
+    rewrite: dict[str, str] = {}  # old flags text -> new
     unseen = 0
-    rows = _where_uids(
-        tx, "SELECT uid, flags, modseq FROM mail WHERE mailbox_id = ?", (box_id,), uids
-    )
+    rows, whole = _store_rows(tx, box_id, uids)
     for uid, text, row_modseq in rows:
         if unchangedsince is not None and row_modseq > unchangedsince:
             failed.append(uid)
@@ -251,16 +249,49 @@ def store_flags(
         if new == current:
             continue
         unseen += (SEEN in current) - (SEEN in new)
-        updates.append((flags_text(new), modseq, box_id, uid))
+        rewrite[text] = flags_text(new)
         changed.append(FlagChange(uid, new, modseq))
-    if updates:
-        tx.many("UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?", updates)
-        tx.execute(
-            "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
-            (modseq, unseen, box_id),
+    if not changed:
+        return changed, failed
+    if whole and not failed and len(rewrite) <= MAX_REWRITES:
+        # Every message of the UID range changes the same way per old flag set (1:* +FLAGS,
+        # say): one UPDATE per distinct old set instead of one per message.
+        low, high = rows[0][0], rows[-1][0]
+        tx.many(
+            "UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid BETWEEN ? AND ?"
+            " AND flags = ?",
+            [(new, modseq, box_id, low, high, old) for old, new in rewrite.items()],
         )
-        _flag_notices(tx, box_id, modseq, changed, sender)
+    else:
+        new_text = {change.uid: flags_text(change.flags) for change in changed}
+        tx.many(
+            "UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+            [(new_text[c.uid], modseq, box_id, c.uid) for c in changed],
+        )
+    tx.execute(
+        "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
+        (modseq, unseen, box_id),
+    )
+    _flag_notices(tx, box_id, modseq, changed, sender)
     return changed, failed
+
+
+MAX_REWRITES = 64
+
+
+def _store_rows(tx: Tx, box_id: int, uids: Sequence[int]) -> tuple[list[Any], bool]:
+    """(uid, flags, modseq) rows of ``uids``, and whether they are every row of their range."""
+    wanted = sorted(set(uids))
+    if not wanted:
+        return [], False
+    low, high = wanted[0], wanted[-1]
+    select = "SELECT uid, flags, modseq FROM mail WHERE mailbox_id = ?"
+    if high - low >= 4 * len(wanted) + 64:
+        return _where_uids(tx, select, (box_id,), wanted), False
+    every = tx.all(f"{select} AND uid BETWEEN ? AND ? ORDER BY uid", (box_id, low, high))
+    keep = set(wanted)
+    rows = [row for row in every if row[0] in keep]
+    return rows, len(rows) == len(every)
 
 
 MAX_FLAG_GROUPS = 16
