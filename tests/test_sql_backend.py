@@ -84,6 +84,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def started(url: str, data_dir: Path, **options: str) -> SqlBackend:
+    if url.startswith("sqlite"):
+        options.setdefault("sqlite-sync", "normal")  # no fsync per commit: faster tests
     backend = FACTORY.build({"url": url, **options}, str(data_dir))
     resolve(backend.start())
     return backend

@@ -22,7 +22,7 @@ from zope.interface import implementer
 from mailserv.backends.sql import hierarchy, messages, schema
 from mailserv.backends.sql.account import SqlAccount
 from mailserv.backends.sql.db import Database, InlineDatabase, ThreadedDatabase
-from mailserv.backends.sql.dialect import SQLITE_SYNC, Dialect, parse_url
+from mailserv.backends.sql.dialect import DEFAULT_SQLITE_SYNC, SQLITE_SYNC, Dialect, parse_url
 from mailserv.backends.sql.mailbox import SqlMailbox
 from mailserv.backends.sql.notify import Listener
 from mailserv.backends.sql.rows import ADDED, EXPUNGED, FLAGS, RENAMED, Notice, Zones
@@ -56,8 +56,9 @@ class SqlBackendFactory:
             "users table of this database; `mailserv user ... --config`) [default: "
             "passwd-file]",
             "pool": f"database connections (threads) per process [default: {DEFAULT_POOL}]",
-            "sqlite-sync": "normal (a commit survives a crash of the server, WAL) or full "
-            "(also an OS crash or power loss; an fsync per commit) [default: normal]",
+            "sqlite-sync": "full (an fsync per commit: an acknowledged APPEND survives power "
+            "loss) or normal (it survives a crash of the server, not of the machine; faster "
+            "on slow disks) [default: full]",
         }
     )
 
@@ -70,7 +71,7 @@ class SqlBackendFactory:
         for key in sorted(options):
             if key not in self.options:
                 raise BackendOptionError(f"The sql backend has no option {key!r}")
-        sync = options.get("sqlite-sync", "normal")
+        sync = options.get("sqlite-sync", DEFAULT_SQLITE_SYNC)
         if sync not in SQLITE_SYNC:
             raise BackendOptionError(f"sqlite-sync must be one of {', '.join(SQLITE_SYNC)}")
         dialect = parse_url(options.get("url"), data_dir, sync)
@@ -94,7 +95,7 @@ def _pool_size(text: str | None) -> int:
 
 
 def inline_database(dialect: Dialect) -> Database:
-    """For ``build(..., database=inline_database)``: transactions in the calling thread."""
+    """For ``SqlBackendFactory(database=inline_database)``: transactions run in the caller."""
     return InlineDatabase(dialect)
 
 

@@ -21,7 +21,9 @@ DEFAULT_SQLITE_NAME = "mail.db"
 BUSY_TIMEOUT_MS = 30_000
 """How long an SQLite writer waits for another one before the transaction is retried."""
 
-SQLITE_SYNC = ("normal", "full")
+SQLITE_SYNC = ("full", "normal")
+DEFAULT_SQLITE_SYNC = "full"
+"""The contract wants an APPEND durable when it is acknowledged."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class Dialect:
     slots: Mapping[str, str]
     placeholder: str  # "?" or "%s"
     display: str  # the URL without a password, for logs
-    sqlite_sync: str = "normal"
+    sqlite_sync: str = DEFAULT_SQLITE_SYNC
     _cache: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -136,7 +138,7 @@ _POSTGRES_SLOTS = MappingProxyType(
 )
 
 
-def parse_url(url: str | None, data_dir: str, sqlite_sync: str = "normal") -> Dialect:
+def parse_url(url: str | None, data_dir: str, sqlite_sync: str = DEFAULT_SQLITE_SYNC) -> Dialect:
     """A Dialect for ``url``; BackendOptionError names what is wrong.
 
     ``sqlite:///abs/path.db`` (absolute, as in file URLs), ``sqlite:rel/path.db`` (relative
