@@ -475,6 +475,15 @@ def test_notices_of_one_frontend_become_events_in_another(tmp_path: Path) -> Non
         assert [kind for kind, _ in listener.events] == ["added"] * 20 + ["flags"]
         flags = {c.uid: c.flags for c in listener.events[-1][1]}
         assert flags == {uid: frozenset({"\\Seen", f"$k{n}"}) for n, uid in enumerate(uids)}
+
+        # A rename made through the writer renames the reader's live mailbox object too.
+        writer_account = resolve(writer.account("alice"))
+        resolve(writer_account.create("Old"))
+        old = resolve(resolve(reader.account("alice")).open("Old"))
+        resolve(writer_account.rename("Old", "New"))
+        for notice in listen.notifies(timeout=1, stop_after=1):
+            reader._notice(notice.payload)
+        assert old.name == "New"
     finally:
         listen.close()
         writer.stop()
