@@ -59,7 +59,8 @@ def settle(seconds: float = 0.05) -> None:
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[Dovecot]:
     pool = reactor.getThreadPool()  # type: ignore[attr-defined]
-    if not pool.started:
+    started = not pool.started
+    if started:
         pool.start()  # name resolution runs there; nobody runs the reactor here
     server = Dovecot()
     for name in USERS:
@@ -68,6 +69,8 @@ def upstream() -> Iterator[Dovecot]:
     server.start()
     yield server
     server.stop()
+    if started:
+        pool.stop()  # its threads would keep the interpreter from exiting
 
 
 def options(server: Dovecot) -> dict[str, str]:

@@ -14,7 +14,7 @@ from zope.interface import implementer
 
 from mailserv import errors
 from mailserv.backends.proxy.account import ProxyAccount
-from mailserv.backends.proxy.cache import ContentCache
+from mailserv.backends.proxy.cache import ContentCache, InfoStore
 from mailserv.backends.proxy.connect import Connector, LoginRefused, login
 from mailserv.backends.proxy.options import OPTIONS, ProxyConfig, parse_options
 from mailserv.backends.proxy.user import UserState
@@ -32,8 +32,8 @@ class ProxyBackendFactory:
     options: Mapping[str, str] = OPTIONS
 
     def build(self, options: dict[str, str], data_dir: str) -> ProxyBackend:
-        """``data_dir`` is unused: everything kept is kept in memory."""
-        return ProxyBackend(parse_options(options))
+        """Parsed messages are cached under ``data_dir`` (option ``cache_dir``)."""
+        return ProxyBackend(parse_options(options, data_dir))
 
 
 @implementer(IBackend)
@@ -49,6 +49,7 @@ class ProxyBackend:
         self.reactor = reactor
         self.connector = Connector(config.upstream, reactor)
         self.content = ContentCache(config.cache_bytes)
+        self.infos = None if config.cache_dir is None else InfoStore(config.cache_dir)
         self._users: dict[str, UserState] = {}
 
     def start(self) -> None:

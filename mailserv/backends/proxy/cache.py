@@ -1,9 +1,20 @@
-"""Message bytes kept in memory, least recently used first out, within a byte budget."""
+"""Caches: message bytes in memory (least recently used out first, within a byte budget)
+and parsed messages on disk."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import struct
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Container, Hashable, Iterable
+
+from twisted.logger import Logger
+
+from mailserv.message import store
+from mailserv.message.info import MessageInfo
+
+_log = Logger()
 
 
 class ContentCache:
@@ -39,3 +50,89 @@ class ContentCache:
     def clear(self) -> None:
         self._items.clear()
         self.used = 0
+
+
+class InfoStore:
+    """Parsed messages (``MessageInfo``) on disk, one append-only file per mailbox and
+    UIDVALIDITY, so a mailbox is parsed once, not once per login or restart.
+
+    Records are ``uid, length`` (little-endian u32 each) and ``mailserv.message.store``
+    bytes.  Names are hashed: the files reveal neither users nor mailboxes, and the
+    directory is private (0700, files 0600).  A file for an older UIDVALIDITY of the same
+    mailbox is removed when the new one is opened; unreadable records end the reading.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def _path(self, user: str, mailbox: str, uidvalidity: int) -> tuple[str, str]:
+        folder = os.path.join(self.directory, _digest(user))
+        return folder, os.path.join(folder, f"{_digest(mailbox)}.{uidvalidity}")
+
+    def load(
+        self, user: str, mailbox: str, uidvalidity: int, wanted: Container[int]
+    ) -> dict[int, MessageInfo]:
+        """The stored infos of UIDs in ``wanted``; rewrites the file when mostly stale."""
+        folder, path = self._path(user, mailbox, uidvalidity)
+        prefix = os.path.basename(path).rsplit(".", 1)[0] + "."
+        try:
+            for name in os.listdir(folder):
+                if name.startswith(prefix) and os.path.join(folder, name) != path:
+                    os.unlink(os.path.join(folder, name))
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError:
+            return {}
+        found: dict[int, MessageInfo] = {}
+        kept: list[tuple[int, bytes]] = []
+        total = 0
+        pos = 0
+        while pos + _HEAD.size <= len(data):
+            uid, length = _HEAD.unpack_from(data, pos)
+            record = data[pos + _HEAD.size : pos + _HEAD.size + length]
+            if len(record) != length:
+                break
+            pos += _HEAD.size + length
+            total += 1
+            if uid not in wanted:
+                continue
+            try:
+                found[uid] = store.loads(record)
+            except store.UnknownFormat:
+                continue
+            kept.append((uid, record))
+        if total > 2 * len(kept) + 100:
+            self._rewrite(folder, path, kept)
+        return found
+
+    def save(
+        self, user: str, mailbox: str, uidvalidity: int, items: Iterable[tuple[int, MessageInfo]]
+    ) -> None:
+        records = [(uid, store.dumps(info)) for uid, info in items]
+        if not records:
+            return
+        folder, path = self._path(user, mailbox, uidvalidity)
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "ab") as handle:
+                handle.write(b"".join(_HEAD.pack(uid, len(blob)) + blob for uid, blob in records))
+        except OSError as exc:
+            _log.warn("Cannot write the proxy cache {path}: {error}", path=path, error=exc)
+
+    def _rewrite(self, folder: str, path: str, kept: list[tuple[int, bytes]]) -> None:
+        temporary = path + ".new"
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(b"".join(_HEAD.pack(uid, len(blob)) + blob for uid, blob in kept))
+            os.replace(temporary, path)
+        except OSError as exc:
+            _log.warn("Cannot compact the proxy cache {path}: {error}", path=path, error=exc)
+
+
+_HEAD = struct.Struct("<II")
+
+
+def _digest(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]

@@ -37,6 +37,7 @@ from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.backends.proxy.mirror import NO_INFO, Mirror
 from mailserv.backends.proxy.search import translate
 from mailserv.imap import encode
+from mailserv.imap.sequence import merge, uids_in
 from mailserv.interfaces import (
     AppendResult,
     Changes,
@@ -64,6 +65,9 @@ _DOWNLOAD_COUNT = 1000
 _PREFETCH_BYTES = 4 << 20
 _PREFETCH_COUNT = 200
 _IDLE_REFRESH = 600.0
+_IDLE_DELAY = 0.2
+"""Quiet seconds before IDLE: a burst of commands pays no DONE round trip per command,
+and news waiting upstream is announced when IDLE starts (a bounded extra delay)."""
 _FRESH = 1.0
 """Seconds a STATUS answer from ``check()`` may stand in for ``status()``."""
 _WAKE_DELAY = 0.01
@@ -214,6 +218,7 @@ class ProxyMailbox:
         if translated is None:
             return None
         found: set[int] = set()
+        ranges: list[tuple[int, int]] = []
 
         def handler(response: wire.Response) -> bool:
             if response.kind == "SEARCH":
@@ -224,7 +229,7 @@ class ProxyMailbox:
                 for i in range(len(data) - 1):
                     word = data[i]
                     if isinstance(word, str) and word.upper() == "ALL":
-                        found.update(wire.uid_ranges(wire.to_text(data[i + 1])))
+                        ranges.extend(wire.set_ranges(wire.to_text(data[i + 1])))
                 return True
             return False
 
@@ -243,6 +248,8 @@ class ProxyMailbox:
 
         if not await self._run(ask):
             return None
+        if ranges:  # ESEARCH: cut the matching runs out of the ascending UIDs
+            return uids_in(merge(ranges), uids)
         return [uid for uid in uids if uid in found]
 
     async def changes_since(self, modseq: int) -> Changes:  # type: ignore[override]
@@ -276,7 +283,7 @@ class ProxyMailbox:
             if response.code == "APPENDUID" and len(response.code_data) >= 2:
                 validity, uid = response.code_data[0], response.code_data[1]
                 if isinstance(validity, int) and isinstance(uid, int):
-                    self.user.infos_for(self.name, validity)[uid] = info
+                    self.user.remember(self.name, validity, [(uid, info)])
                     result.append(AppendResult(validity, uid))
 
         if self.live or self._starting is not None or self.listeners:
@@ -382,11 +389,8 @@ class ProxyMailbox:
             return CopyResult(status.uidvalidity, [])
         validity, sources, copies = copied[0]
         pairs = list(zip(sources, copies, strict=False))
-        infos = self.user.infos_for(destination, validity)
-        for source, copy in pairs:
-            info = mirror.infos.get(source)
-            if info is not None:
-                infos[copy] = info
+        known = [(copy, mirror.infos[source]) for source, copy in pairs if source in mirror.infos]
+        self.user.remember(destination, validity, known)
         busy = target_box is not None and (target_box.live or target_box.listeners)
         if busy and target_box is not self:
             assert target_box is not None
@@ -485,7 +489,8 @@ class ProxyMailbox:
             self._lost("the mailbox was recreated upstream (UIDVALIDITY changed)")
             old = None
         if old is None:
-            mirror = Mirror(validity, condstore, user.infos_for(self.name, validity))
+            listed = {row[0] for row in rows}
+            mirror = Mirror(validity, condstore, user.load_infos(self.name, validity, listed))
             for uid, flags, date, size, modseq in rows:
                 mirror.add(uid, flags, date, size, modseq, None, recent="\\Recent" in flags)
             mirror.emit(self, [])  # the initial listing is no news
@@ -644,7 +649,7 @@ class ProxyMailbox:
             return
         if self._idle_call is not None and self._idle_call.active():
             return
-        self._idle_call = self.clock.callLater(0, self._idle_soon)
+        self._idle_call = self.clock.callLater(_IDLE_DELAY, self._idle_soon)
 
     def _idle_soon(self) -> None:
         self._idle_call = None
@@ -883,10 +888,14 @@ class ProxyMailbox:
             return got
         cache = self.user.backend.content
         self._recent_content = dict(got)
+        parsed = []
         for uid, raw in got.items():
             if uid in mirror.meta and mirror.meta[uid].info is NO_INFO:
-                mirror.set_info(uid, parse_message(raw))
+                info = parse_message(raw)
+                mirror.set_info(uid, info)
+                parsed.append((uid, info))
             cache.put(self._content_key(mirror, uid), raw)
+        self.user.remember(self.name, mirror.uidvalidity, parsed)
         return got
 
 

@@ -25,6 +25,8 @@ OPTIONS: Mapping[str, str] = MappingProxyType(
         "linger": "Seconds a user's upstream connections outlive their last session [default: 30].",
         "cache_mb": "Message content kept in memory, MiB [default: 64].",
         "poll": "Seconds between NOOP polls when the upstream has no IDLE [default: 0.5].",
+        "cache_dir": "Where parsed messages are kept between sessions, or 'none' "
+        "[default: DATA_DIR/proxy-cache].",
     }
 )
 
@@ -41,9 +43,10 @@ class ProxyConfig:
     linger: float = 30.0
     cache_bytes: int = 64 << 20
     poll: float = 0.5
+    cache_dir: str | None = None
 
 
-def parse_options(options: Mapping[str, str]) -> ProxyConfig:
+def parse_options(options: Mapping[str, str], data_dir: str = "") -> ProxyConfig:
     """The typed configuration; BackendOptionError names the first bad key."""
     for key in sorted(options):
         if key not in OPTIONS:
@@ -68,7 +71,16 @@ def parse_options(options: Mapping[str, str]) -> ProxyConfig:
         linger=_number(options, "linger", 30.0, 0.0, 86400.0),
         cache_bytes=int(_number(options, "cache_mb", 64, 0, 1 << 16) * (1 << 20)),
         poll=_number(options, "poll", 0.5, 0.05, 60.0),
+        cache_dir=_cache_dir(options.get("cache_dir"), data_dir),
     )
+
+
+def _cache_dir(value: str | None, data_dir: str) -> str | None:
+    if value is None:
+        return os.path.join(data_dir, "proxy-cache") if data_dir else None
+    if value.lower() == "none" or not value:
+        return None
+    return value
 
 
 def _upstream(value: str, ca: str | None, timeout: float) -> Upstream:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from typing import TYPE_CHECKING, TypeVar
 
 from twisted.internet.defer import Deferred
@@ -308,6 +308,25 @@ class UserState:
 
     def infos_for(self, name: str, uidvalidity: int) -> dict[int, MessageInfo]:
         return self.infos.setdefault((name, uidvalidity), {})
+
+    def load_infos(
+        self, name: str, uidvalidity: int, uids: Container[int]
+    ) -> dict[int, MessageInfo]:
+        """The in-memory cache of a mailbox, completed from disk for ``uids``."""
+        known = self.infos_for(name, uidvalidity)
+        disk = self.backend.infos
+        if disk is not None:
+            for uid, info in disk.load(self.username, name, uidvalidity, uids).items():
+                known.setdefault(uid, info)
+        return known
+
+    def remember(self, name: str, uidvalidity: int, items: list[tuple[int, MessageInfo]]) -> None:
+        """Parsed messages: kept in memory and written to the disk cache."""
+        known = self.infos_for(name, uidvalidity)
+        known.update(items)
+        disk = self.backend.infos
+        if disk is not None:
+            disk.save(self.username, name, uidvalidity, items)
 
 
 _BY_CODE: dict[str, Callable[[str], errors.BackendError]] = {

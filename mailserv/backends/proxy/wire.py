@@ -199,6 +199,17 @@ def uid_ranges(text: str) -> list[int]:
     return out
 
 
+def set_ranges(text: str) -> list[tuple[int, int]]:
+    """``3:5,9`` → [(3, 5), (9, 9)]; ValueError when malformed."""
+    out = []
+    for item in text.split(","):
+        low, _, high = item.partition(":")
+        first = int(low)
+        last = int(high) if high else first
+        out.append((first, last) if first <= last else (last, first))
+    return out
+
+
 def to_text(value: Value) -> str:
     """An atom, number or string as text (mailbox names, set notation)."""
     if isinstance(value, bytes):
