@@ -280,3 +280,45 @@ def test_master_user_mode(upstream: Dovecot, tmp_path: Path) -> None:
         assert b"Subject: 7" in client.command("FETCH 1:* BODY.PEEK[HEADER]").all_text()
     finally:
         server.stop()
+
+
+# -- an upstream with few extensions -------------------------------------------------------
+
+BARE_CAPABILITIES = "IMAP4rev1 SASL-IR ID ENABLE NAMESPACE UIDPLUS CHILDREN UNSELECT"
+
+
+def test_upstream_without_idle_move_condstore_or_esearch(tmp_path: Path) -> None:
+    """NOOP polling instead of IDLE, COPY + STORE + UID EXPUNGE instead of MOVE, made-up
+    mod-sequences, plain SEARCH responses, synchronizing literals."""
+    config = f"protocol imap {{\n  imap_capability = {BARE_CAPABILITIES}\n}}\n"
+    upstream = Dovecot(extra_config=config)
+    upstream.add_user("frank", PASSWORD)
+    upstream.start()
+    time.sleep(1.1)
+    options = {"upstream": f"plain:127.0.0.1:{upstream.imap_port}", "poll": "0.3"}
+    server = start_server(tmp_path, options)
+    try:
+        client = login(server, "frank")
+        assert client.command("CREATE Archive").ok
+        assert client.command("SELECT INBOX").ok
+        client.append_many("INBOX", [MESSAGE % (n, n) for n in (1, 2, 3)])
+        fetched = client.command("FETCH 1:* (UID MODSEQ)")
+        modseqs = [int(m) for m in re.findall(rb"MODSEQ \((\d+)\)", fetched.all_text())]
+        assert len(modseqs) == 3 and modseqs == sorted(set(modseqs))
+        assert client.command("STORE 2 +FLAGS (\\Flagged)").ok
+        assert client.command("SEARCH FLAGGED").data("SEARCH") == [b"2"]
+        moved = client.command("MOVE 2 Archive")
+        assert moved.ok and "COPYUID" in " ".join(moved.codes())
+        assert moved.numbers("EXPUNGE") == [2]
+        status = client.command("STATUS Archive (MESSAGES)").all_text()
+        assert b"MESSAGES 1" in status
+        client.send(b"i1 IDLE\r\n")
+        assert client.read_response().startswith(b"+")
+        direct(upstream, "frank").append_many("INBOX", [MESSAGE % (4, 4)])
+        _, took = read_until(client, rb"^\* 3 EXISTS", timeout=5)
+        assert took < 1.0
+        client.send(b"DONE\r\n")
+        assert client.read_until_tagged("i1").ok
+    finally:
+        server.stop()
+        upstream.stop()

@@ -1,0 +1,223 @@
+"""Pieces of the proxy backend that need no upstream: response parsing, command encoding,
+SEARCH translation, mailbox names, options, the caches."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from mailserv.backends.proxy import wire
+from mailserv.backends.proxy.cache import ContentCache, InfoStore
+from mailserv.backends.proxy.names import NameMap
+from mailserv.backends.proxy.options import parse_options
+from mailserv.backends.proxy.search import translate
+from mailserv.errors import BackendOptionError, InvalidMailboxName
+from mailserv.imap.search import parse_search
+from mailserv.imap.search.keys import (
+    And,
+    Contains,
+    DateCompare,
+    DateField,
+    DateOp,
+    HasFlag,
+    ModSeqAtLeast,
+    SearchProgram,
+    StringField,
+    UidIn,
+)
+from mailserv.imap.tokens import Atom, ParenList, String
+from mailserv.message.parse import parse_message
+
+# -- responses ------------------------------------------------------------------------------
+
+
+def test_fetch_response_with_literal() -> None:
+    parts = [b"* 12 FETCH (UID 7 FLAGS (\\Seen $Work) BODY[] {5}", b" MODSEQ (33))"]
+    response = wire.parse(parts, [b"ab\r\nc"])
+    assert (response.tag, response.kind, response.number) == ("*", "FETCH", 12)
+    items = wire.pairs(response.data[0])  # type: ignore[arg-type]
+    assert items["UID"] == 7
+    assert wire.flag_set(items["FLAGS"]) == {"\\Seen", "$Work"}
+    assert items["BODY[]"] == b"ab\r\nc"
+    assert wire.modseq_of(items["MODSEQ"]) == 33
+
+
+def test_status_response_code_and_text() -> None:
+    response = wire.parse([b"a1 OK [APPENDUID 38505 3955] APPEND completed"], [])
+    assert (response.kind, response.code, response.code_data) == ("OK", "APPENDUID", [38505, 3955])
+    assert response.text == "APPEND completed"
+    bye = wire.parse([b"* BYE shutting down"], [])
+    assert (bye.kind, bye.code, bye.text) == ("BYE", None, "shutting down")
+
+
+def test_values_quoted_nil_nested_and_section_atoms() -> None:
+    parts = [b'* LIST (\\HasNoChildren) "/" "A \\"b\\" \\\\c" NIL (BODY[HEADER.FIELDS (A B)]<0> 1)']
+    response = wire.parse(parts, [])
+    assert response.data == [
+        ["\\HasNoChildren"],
+        b"/",
+        b'A "b" \\c',
+        None,
+        ["BODY[HEADER.FIELDS (A B)]<0>", 1],
+    ]
+
+
+@pytest.mark.parametrize(
+    "line", [b"* 1 FETCH (UID 1", b"* 1 FETCH UID 1)", b"* 1 FETCH (BODY[] {3}"]
+)
+def test_malformed_responses_are_refused(line: bytes) -> None:
+    with pytest.raises(wire.ResponseError):
+        wire.parse([line], [])
+
+
+def test_internaldate_and_sets() -> None:
+    when = wire.internaldate(b" 7-Feb-2022 10:11:12 +0130")
+    assert when is not None and when.astimezone(UTC) == datetime(2022, 2, 7, 8, 41, 12, tzinfo=UTC)
+    assert wire.internaldate(b"garbage") is None
+    assert wire.uid_ranges("3:5,9,12:11") == [3, 4, 5, 9, 11, 12]
+    assert wire.set_ranges("3:5,9") == [(3, 5), (9, 9)]
+    assert wire.uid_set([9, 3, 4, 5, 11]) == b"3:5,9,11"
+
+
+def test_argument_encoding() -> None:
+    assert wire.string("INBOX/Sub") == b"INBOX/Sub"
+    assert wire.string('a b"c') == b'"a b\\"c"'
+    assert wire.string("") == b'""'
+    assert wire.string("nil") == b'"nil"'
+    assert wire.string("caf\u00e9") == wire.Literal("caf\u00e9".encode())
+    assert wire.quoted("x") == b'"x"'
+    assert wire.is_flag("\\Seen") and wire.is_flag("$Label") and not wire.is_flag("a b")
+
+
+# -- SEARCH ---------------------------------------------------------------------------------
+
+
+def program(*args: object) -> SearchProgram:
+    return parse_search(list(args), 100)  # type: ignore[arg-type]
+
+
+def rendered(query: object) -> bytes:
+    out = b""
+    glue = True
+    for arg in query.args:  # type: ignore[attr-defined]
+        piece = arg if isinstance(arg, bytes) else b"{%d}" % len(arg.data)
+        if not glue and not piece.startswith(b")"):
+            out += b" "
+        out += piece
+        glue = piece.endswith(b"(")
+    return out
+
+
+def test_search_translation() -> None:
+    query = translate(
+        program(Atom("UNSEEN"), Atom("FROM"), String(b"alice"), Atom("SINCE"), Atom("1-Feb-2022")),
+        modseq=True,
+    )
+    assert query is not None and not query.utf8
+    assert rendered(query) == b'UNSEEN FROM "alice" SINCE 1-Feb-2022'
+    nested = SearchProgram(
+        And(
+            (
+                HasFlag("$Work"),
+                And((HasFlag("\\Deleted", False), UidIn(frozenset({1, 2, 3, 7})))),
+                DateCompare(DateField.SENT, DateOp.BEFORE, date(2020, 3, 4)),
+            )
+        )
+    )
+    query = translate(nested, modseq=True)
+    assert query is not None
+    assert rendered(query) == b"KEYWORD $Work (UNDELETED UID 1:3,7) SENTBEFORE 4-Mar-2020"
+
+
+def test_search_translation_of_text_needs_utf8() -> None:
+    query = translate(SearchProgram(Contains(StringField.SUBJECT, "r\u00e9union")), modseq=True)
+    assert query is not None and query.utf8
+    assert query.args[0] == b"SUBJECT" and isinstance(query.args[1], wire.Literal)
+    header = translate(SearchProgram(Contains(StringField.HEADER, "", "X-Spam")), modseq=True)
+    assert header is not None and rendered(header) == b'HEADER "X-Spam" ""'
+
+
+def test_search_declines_what_it_cannot_say() -> None:
+    assert translate(object(), modseq=True) is None
+    assert translate(SearchProgram(ModSeqAtLeast(5)), modseq=False) is None
+    assert translate(SearchProgram(ModSeqAtLeast(5)), modseq=True) is not None
+    assert translate(SearchProgram(HasFlag("\\Unknown")), modseq=True) is None
+    empty = translate(SearchProgram(UidIn(frozenset())), modseq=True)
+    assert empty is not None and rendered(empty) == b"NOT ALL"
+
+
+def test_parsed_program_keeps_the_parenthesised_list() -> None:
+    parsed = program(ParenList((Atom("SEEN"), Atom("FLAGGED"))), Atom("ANSWERED"))
+    query = translate(parsed, modseq=True)
+    assert query is not None and rendered(query) == b"(SEEN FLAGGED) ANSWERED"
+
+
+# -- names and options ----------------------------------------------------------------------
+
+
+def test_names_with_another_delimiter_and_a_prefix() -> None:
+    names = NameMap(".", "INBOX.")
+    assert names.upstream("Work/2024") == "INBOX.Work.2024"
+    assert names.upstream("inbox") == "INBOX"
+    assert names.local("INBOX.Work.2024") == "Work/2024"
+    assert names.local("Shared.Other") is None
+    with pytest.raises(InvalidMailboxName):
+        names.upstream("v1.2")
+    assert NameMap().decode(b"Caf&AOk-") == "Caf\u00e9"
+    assert NameMap().encode("Caf\u00e9") == b"Caf&AOk-"
+
+
+def test_options(tmp_path: Path) -> None:
+    config = parse_options({"upstream": "tls:imap.example.org"}, str(tmp_path))
+    assert (config.upstream.mode, config.upstream.port) == ("tls", 993)
+    assert config.cache_dir == str(tmp_path / "proxy-cache")
+    config = parse_options({"upstream": "starttls:[::1]:1143", "cache_dir": "none"})
+    assert (config.upstream.host, config.upstream.port, config.cache_dir) == ("::1", 1143, None)
+    assert parse_options({"upstream": "plain:127.0.0.1:143"}).upstream.mode == "plain"
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({}, "upstream"),
+        ({"upstream": "ssl:x:1"}, "upstream"),
+        ({"upstream": "plain:imap.example.org:143"}, "loopback"),
+        ({"upstream": "tls:x:99999"}, "port"),
+        ({"upstream": "tls:x", "timeout": "soon"}, "timeout"),
+        ({"upstream": "tls:x", "connections": "1"}, "connections"),
+        ({"upstream": "tls:x", "ca": "/no/such/file"}, "ca"),
+        ({"upstream": "tls:x", "master_user": "m"}, "master_password"),
+        ({"upstream": "tls:x", "bogus": "1"}, "bogus"),
+    ],
+)
+def test_bad_options_are_named(options: dict[str, str], named: str) -> None:
+    with pytest.raises(BackendOptionError, match=named):
+        parse_options(options)
+
+
+# -- caches ---------------------------------------------------------------------------------
+
+
+def test_content_cache_budget() -> None:
+    cache = ContentCache(100)
+    cache.put("a", b"x" * 20)
+    cache.put("b", b"y" * 20)
+    cache.put("too big", b"z" * 30)  # over a quarter of the budget: not kept
+    assert "too big" not in cache
+    for n in range(5):
+        cache.put(n, b"w" * 20)
+    assert cache.used <= 100 and "a" not in cache and cache.get(4) == b"w" * 20
+
+
+def test_info_store_round_trip_and_uidvalidity_change(tmp_path: Path) -> None:
+    disk = InfoStore(str(tmp_path))
+    info = parse_message(b"Subject: hello\r\nFrom: a@example.org\r\n\r\nbody\r\n")
+    disk.save("alice", "INBOX", 7, [(1, info), (2, info)])
+    assert disk.load("alice", "INBOX", 7, {2, 3}) == {2: info}
+    assert disk.load("bob", "INBOX", 7, {1}) == {}
+    assert disk.load("alice", "INBOX", 8, {1}) == {}  # and the old file is gone
+    assert disk.load("alice", "INBOX", 7, {1}) == {}
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert all(p.stat().st_mode & 0o077 == 0 for p in files)
