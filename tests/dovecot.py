@@ -46,7 +46,12 @@ def binary() -> str | None:
 
 
 def available() -> bool:
-    return binary() is not None and os.path.exists("/usr/lib/dovecot/imap")
+    """Whether tests can start a Dovecot.  When MAILSERV_REQUIRE_DOVECOT is set (CI), a
+    missing one is an error rather than a reason to skip."""
+    found = binary() is not None and os.path.exists("/usr/lib/dovecot/imap")
+    if not found and os.environ.get("MAILSERV_REQUIRE_DOVECOT"):
+        raise DovecotError("MAILSERV_REQUIRE_DOVECOT is set but dovecot-imapd is missing")
+    return found
 
 
 def lmtp_available() -> bool:
