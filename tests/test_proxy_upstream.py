@@ -322,3 +322,12 @@ def test_upstream_without_idle_move_condstore_or_esearch(tmp_path: Path) -> None
     finally:
         server.stop()
         upstream.stop()
+
+
+def test_mailbox_deleted_upstream_gives_bye(proxy: ServerProcess, upstream: Dovecot) -> None:
+    client = login(proxy, "erin")
+    assert client.command("CREATE Doomed").ok
+    assert client.command("SELECT Doomed").ok
+    assert direct(upstream, "erin").command("DELETE Doomed").ok
+    line, took = read_until(client, rb"^\* BYE ", timeout=10)
+    assert b"no longer exists" in line and took < 5

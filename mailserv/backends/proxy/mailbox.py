@@ -743,6 +743,9 @@ class ProxyMailbox:
             try:
                 await self._go_live()
                 return
+            except (errors.MailboxNotFound, errors.MailboxNotSelectable):
+                self._lost("the mailbox no longer exists upstream")
+                return
             except errors.BackendError as exc:
                 reason = str(exc)
         self._lost(f"upstream connection lost and not re-established: {reason}")
@@ -957,25 +960,30 @@ def _note_copyuid(response: wire.Response, into: list[tuple[int, list[int], list
 
 
 def tell_lost(listener: IMailboxListener, mailbox: ProxyMailbox, reason: str) -> None:
-    """Tell a listener its mailbox view is void.
+    """Tell a listener its mailbox view is void: the client must get BYE.
 
-    The listener contract has no event for this yet; a listener that offers
-    ``mailbox_lost(mailbox, reason)`` gets it.  Otherwise the reason is logged, and later
-    commands on the mailbox get ``NO [UNAVAILABLE]`` until it can be reopened.
+    The listener contract has no event for this yet.  A listener that offers
+    ``mailbox_lost(mailbox, reason)`` gets that call; otherwise, as a stopgap, a listener
+    with a ``session`` that can ``disconnect(text)`` (the engine's selected view) has its
+    session say BYE.  Later commands on the mailbox get ``NO [UNAVAILABLE]`` until it can
+    be reopened.
     """
-    hook = getattr(listener, "mailbox_lost", None)
-    if callable(hook):
-        try:
-            hook(mailbox, reason)
-        except Exception:  # noqa: BLE001 - logged; the others still hear
-            _log.failure("Listener {listener!r} failed on mailbox_lost", listener=listener)
-        return
     _log.warn(
         "Mailbox {name} of {user} lost: {reason}",
         name=mailbox.name,
         user=mailbox.user.username,
         reason=reason,
     )
+    hook = getattr(listener, "mailbox_lost", None)
+    if not callable(hook):
+        disconnect = getattr(getattr(listener, "session", None), "disconnect", None)
+        if not callable(disconnect):
+            return
+        hook = lambda _mailbox, text: disconnect(f"Upstream mailbox lost: {text}")  # noqa: E731
+    try:
+        hook(mailbox, reason)
+    except Exception:  # noqa: BLE001 - logged; the others still hear
+        _log.failure("Listener {listener!r} failed on mailbox_lost", listener=listener)
 
 
 async def _sleep(clock: Any, delay: float) -> None:
