@@ -38,6 +38,11 @@ USER, PASSWORD = "bench", "bench-secret"
 COMMANDS: list[tuple[str, str, float | None]] = [
     ("header FETCH", HEADER_FETCH, 1.5),
     ("FETCH 1:* (BODYSTRUCTURE)", "FETCH 1:* (BODYSTRUCTURE)", None),
+    (
+        "FETCH 1:* header fields",
+        "FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)])",
+        None,
+    ),
     ("SEARCH FROM user42", "SEARCH FROM user42", 1.2),
     ("SEARCH SUBJECT budget", "SEARCH SUBJECT budget", 1.2),
     ("SEARCH TEXT migration", "SEARCH TEXT migration", 1.2),

@@ -64,7 +64,7 @@ _DOWNLOAD_BYTES = 8 << 20
 _DOWNLOAD_COUNT = 1000
 _PREFETCH_BYTES = 4 << 20
 _PREFETCH_COUNT = 200
-_IDLE_REFRESH = 600.0
+_IDLE_REFRESH = 290.0
 _IDLE_DELAY = 0.2
 """Quiet seconds before IDLE: a burst of commands pays no DONE round trip per command,
 and news waiting upstream is announced when IDLE starts (a bounded extra delay)."""
