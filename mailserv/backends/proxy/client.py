@@ -86,6 +86,15 @@ class UpstreamProtocol(Protocol):
     # -- connection -----------------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        """Commands are small and answered one by one: Nagle's algorithm would hold a
+        command back until the previous segment is acknowledged (up to a delayed ACK)."""
+        transport: object = self.transport
+        while transport is not None:
+            set_no_delay = getattr(transport, "setTcpNoDelay", None)
+            if callable(set_no_delay):
+                set_no_delay(True)
+                break
+            transport = getattr(transport, "transport", None)  # under a TLS wrapper
         self._arm()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
