@@ -5,10 +5,13 @@ listeners) and answers reads from it.  Disk work runs as tasks of the mailbox's 
 DeferredLock held from before the task until its ``Delta`` has been applied and the
 listeners told, so tasks never overlap and events keep the order of the changes.
 
-Changes by other programs arrive from the watcher as file names ("hints").  A hint that
-matches what we already know (the echo of our own rename) is dropped at once; the others
-are looked at by a scan task shortly after (``DEBOUNCE``), or before the next command that
-reports state, whichever comes first.
+Changes by other programs arrive from the watcher as file events.  They are queued and
+compared with the state inside the lane, where the echoes of our own renames are recognised
+and dropped; the others become "hints" that a scan task looks at shortly after
+(``DEBOUNCE``), or before the next command that reports state, whichever comes first.
+
+The ``IMailbox`` methods are coroutines (the engine awaits whatever a backend returns); the
+interface declares plain return types, hence the ``type: ignore[override]`` markers.
 """
 
 from __future__ import annotations

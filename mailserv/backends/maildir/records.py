@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -71,10 +72,21 @@ class Snapshot:
     recent_floor: int
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def file_date(mtime: float, tz_minutes: int = 0) -> datetime:
-    """An internal date from a file mtime, in the offset it was originally given in."""
-    zone = timezone(timedelta(minutes=tz_minutes)) if tz_minutes else UTC
-    return datetime.fromtimestamp(int(mtime), zone)
+    """An internal date from a file mtime, in the offset it was originally given in.
+
+    (Adding to the epoch is several times faster than ``fromtimestamp`` with a zone, which
+    counts when a large mailbox is loaded.)"""
+    when = _EPOCH + timedelta(seconds=int(mtime))
+    return when.astimezone(_zone(tz_minutes)) if tz_minutes else when
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(minutes: int) -> timezone:
+    return timezone(timedelta(minutes=minutes))
 
 
 def tz_minutes(when: datetime) -> int:
