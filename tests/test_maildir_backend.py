@@ -627,3 +627,31 @@ def test_inotify_queue_overflow_leads_to_a_rescan(store: Store) -> None:
     deliver(store.root(), "1700000000.M1P1.late", message(1))  # its event is lost
     assert len(resolve(inbox.uids())) == 1
     assert [kind for kind, _, _ in recorder.events] == ["added"]
+
+
+def test_a_mailbox_inotify_will_not_watch_is_polled(tmp_path: Path, monkeypatch: Any) -> None:
+    """Past the kernel's limit on watches, mailboxes are still noticed (by polling)."""
+    from twisted.internet import reactor
+
+    from mailserv.backends.maildir.disk import make_maildir
+    from mailserv.backends.maildir.watch import InotifyHub
+
+    make_maildir(str(tmp_path), folder=False)
+    hub = InotifyHub(reactor)
+    try:
+
+        def refuse(*args: Any, **kwargs: Any) -> None:
+            raise OSError(28, "No space left on device")  # what ENOSPC looks like
+
+        monkeypatch.setattr(hub._notifier, "watch", refuse)
+        heard: list[tuple[str | None, bool]] = []
+        handle = hub.add(str(tmp_path), lambda rel, appeared: heard.append((rel, appeared)))
+        poller = hub._poller
+        assert poller is not None
+        deliver(tmp_path, "1700000000.M1P1.x", message(1))
+        poller._check_all()
+        assert heard == [(None, True)]
+        hub.remove(handle)
+        assert not poller._registrations
+    finally:
+        hub.close()

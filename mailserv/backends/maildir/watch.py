@@ -33,6 +33,8 @@ KEYWORDS = "dovecot-keywords"
 """Reported as ``(KEYWORDS, True)`` when another program rewrote it."""
 MAX_POKE_READS = 1000
 """Bound on the chunks one poke reads (a few hundred events each)."""
+FALLBACK_POLL_INTERVAL = 1.0
+"""Seconds between checks of a mailbox inotify refused to watch."""
 TRUST_AGE = 1.0
 """A directory mtime closer than this to now may hide a later change in the same tick."""
 
@@ -61,6 +63,7 @@ class _Registration:
         self.paths: list[FilePath[bytes]] = []
         self.stamps: dict[str, tuple[int, int]] = {}
         self.checked = 0.0
+        self.polled: object | None = None  # a PollHub handle when inotify would not watch
 
 
 _EVENT = struct.Struct("=iIII")  # wd, mask, cookie, length of the name that follows
@@ -96,6 +99,7 @@ class InotifyHub:
         self._reactor = reactor
         self._registrations: set[_Registration] = set()
         self._closed = False
+        self._poller: PollHub | None = None
         self._notifier = self._new_notifier()
 
     def _new_notifier(self) -> Any:
@@ -160,10 +164,18 @@ class InotifyHub:
             path = FilePath(os.path.join(registration.directory, sub).rstrip("/").encode())
             try:
                 self._notifier.watch(path, mask=events, callbacks=[relay])
-            except Exception as exc:  # noqa: BLE001 - INotifyError, or a directory gone
-                _log.warn("Cannot watch {path}: {error}", path=path.path, error=exc)
+            except Exception as exc:  # noqa: BLE001 - INotifyError (limits), a directory gone
+                _log.warn("Cannot watch {path} ({error}); polling it", path=path.path, error=exc)
+                self._poll(registration)
                 continue
             registration.paths.append(path)
+
+    def _poll(self, registration: _Registration) -> None:
+        """No inotify watch to be had (``max_user_watches`` reached): poll this one."""
+        if registration.polled is None:
+            if self._poller is None:
+                self._poller = PollHub(self._reactor, FALLBACK_POLL_INTERVAL)
+            registration.polled = self._poller.add(registration.directory, registration.callback)
 
     def _relay(self, registration: _Registration, sub: str) -> Callable[[Any, Any, int], None]:
         inotify = self._inotify
@@ -202,6 +214,9 @@ class InotifyHub:
             return
         self._registrations.discard(handle)
         self._unwatch(handle)
+        if handle.polled is not None and self._poller is not None:
+            self._poller.remove(handle.polled)
+            handle.polled = None
 
     def _unwatch(self, registration: _Registration) -> None:
         for path in registration.paths:
@@ -240,6 +255,8 @@ class InotifyHub:
     def close(self) -> None:
         self._closed = True
         self._registrations.clear()
+        if self._poller is not None:
+            self._poller.close()
         self._notifier.stopReading()
         self._notifier.connectionLost(Failure(ConnectionError("maildir backend stopped")))
 
