@@ -31,7 +31,7 @@ def test_defaults() -> None:
     assert config.data_dir == "imapserv-data"
     assert config.imap == DEFAULT_IMAP == ("tcp:1143:interface=127.0.0.1",)
     assert config.imaps == DEFAULT_IMAPS == ("ssl:1993:interface=127.0.0.1",)
-    assert config.backend == "memory"
+    assert config.backend == "maildir"
     assert dict(config.backend_options) == {}
     assert config.settings == ServerSettings()
     assert config.passwd_path == os.path.join("imapserv-data", "passwd")

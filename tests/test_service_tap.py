@@ -13,7 +13,7 @@ from twisted.logger import capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 
-import mailserv.backends.memory
+import mailserv.backends.maildir
 from mailserv.config import Config
 from mailserv.imap.factory import IMAPServerFactory
 from mailserv.imap.settings import ServerSettings
@@ -131,7 +131,7 @@ def test_build_server_creates_state(tmp_path: Path) -> None:
     assert parts.factory.settings.max_line == 4096
     assert parts.factory.tls is parts.tls.options
     assert parts.tls.generated
-    assert isinstance(parts.backend, mailserv.backends.memory.MemoryBackend)
+    assert isinstance(parts.backend, mailserv.backends.maildir.MaildirBackend)
     text = "\n".join(str(e.get("log_format", "")).format(**e) for e in events)
     assert str(data) in text
     assert parts.tls.fingerprint in text

@@ -218,7 +218,7 @@ def test_truly_no_options(tmp_path: Path, servers: list[Twistd]) -> None:
 def test_configuration_error_is_one_line(tmp_path: Path) -> None:
     result = twistd(["-n", "--pidfile=", "imapserv", "--backend", "nope"], tmp_path, source_env())
     assert result.returncode == 1
-    assert "twistd imapserv: unknown backend 'nope' (available: memory" in result.stderr
+    assert "twistd imapserv: unknown backend 'nope' (available: maildir, memory" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
