@@ -12,7 +12,7 @@ from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.cache import ContentCache, InfoStore
 from mailserv.backends.proxy.names import NameMap
 from mailserv.backends.proxy.options import parse_options
-from mailserv.backends.proxy.search import translate
+from mailserv.backends.proxy.search import answerable_here, translate
 from mailserv.errors import BackendOptionError, InvalidMailboxName
 from mailserv.imap.search import parse_search
 from mailserv.imap.search.keys import (
@@ -146,6 +146,25 @@ def test_search_declines_what_it_cannot_say() -> None:
     assert translate(SearchProgram(HasFlag("\\Unknown")), modseq=True) is None
     empty = translate(SearchProgram(UidIn(frozenset())), modseq=True)
     assert empty is not None and rendered(empty) == b"NOT ALL"
+
+
+@pytest.mark.parametrize(
+    ("words", "here"),
+    [
+        ((Atom("UNSEEN"),), True),
+        ((Atom("OR"), Atom("FLAGGED"), Atom("LARGER"), Atom("5000")), True),
+        ((Atom("SINCE"), Atom("1-Jan-2020"), Atom("NOT"), Atom("DELETED")), True),
+        ((Atom("UID"), Atom("1:*"), Atom("KEYWORD"), Atom("work")), True),
+        ((Atom("SENTSINCE"), Atom("1-Jan-2020")), False),
+        ((Atom("UNSEEN"), Atom("SUBJECT"), String(b"x")), False),
+        ((Atom("OR"), Atom("SEEN"), Atom("BODY"), String(b"x")), False),
+    ],
+)
+def test_metadata_searches_are_answered_from_the_mirror(
+    words: tuple[Atom | String, ...], here: bool
+) -> None:
+    assert answerable_here(program(*words)) is here
+    assert not answerable_here(object())
 
 
 def test_parsed_program_keeps_the_parenthesised_list() -> None:

@@ -12,7 +12,8 @@ Reading is local once the mailbox is live: ``uids``, ``status``, ``fetch`` of me
 already parsed, and cached ``content`` answer without a round trip.  A message is parsed
 once, from its full text (``BODY.PEEK[]``), the first time FETCH needs it; the result is
 cached per (UIDVALIDITY, UID) for the user, and messages that came in through mailserv
-(APPEND, COPY) never need the download.  SEARCH goes upstream as ``UID SEARCH``.
+(APPEND, COPY) never need the download.  SEARCH goes upstream as ``UID SEARCH``, except
+searches of flags, sizes, internal dates and UIDs alone, which the mirror answers.
 
 A dropped channel is reopened and the mirror resynchronised against a fresh listing (the
 difference reaches listeners as ordinary events); if that fails, listeners are told the
@@ -35,8 +36,10 @@ from mailserv import errors
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.backends.proxy.mirror import NO_INFO, Mirror
-from mailserv.backends.proxy.search import translate
+from mailserv.backends.proxy.search import answerable_here, translate
 from mailserv.imap import encode
+from mailserv.imap.search.evaluate import SearchContext, evaluate
+from mailserv.imap.search.keys import SearchProgram
 from mailserv.imap.sequence import merge, uids_in
 from mailserv.interfaces import (
     AppendResult,
@@ -57,6 +60,12 @@ if TYPE_CHECKING:
 _log = Logger()
 
 T = TypeVar("T")
+
+
+async def _no_content(uid: int) -> bytes:
+    """Metadata-only searches never load a message."""
+    raise KeyError(uid)
+
 
 _ROW_ITEMS = b"(UID FLAGS RFC822.SIZE INTERNALDATE)"
 _ROW_ITEMS_MODSEQ = b"(UID FLAGS RFC822.SIZE INTERNALDATE MODSEQ)"
@@ -211,9 +220,17 @@ class ProxyMailbox:
     async def search(  # type: ignore[override]
         self, query: object, uids: Sequence[int]
     ) -> list[int] | None:
-        """``UID SEARCH`` upstream (ESEARCH when offered); None for untranslatable keys."""
+        """``UID SEARCH`` upstream (ESEARCH when offered); None for untranslatable keys.
+
+        Searches of metadata alone are answered from the mirror, without a round trip.
+        """
         await self._go_live()
         assert self.mirror is not None
+        if answerable_here(query):
+            assert isinstance(query, SearchProgram)
+            mirror = self.mirror
+            context = SearchContext(mirror.uids, frozenset(), _no_content)
+            return await evaluate(query, mirror.metas(uids), context)
         translated = translate(query, self.mirror.condstore)
         if translated is None:
             return None

@@ -29,6 +29,7 @@ from mailserv.imap.search.keys import (
     SizeCompare,
     StringField,
     UidIn,
+    walk,
 )
 from mailserv.imap.sequence import STAR
 
@@ -49,6 +50,27 @@ _DATE_WORDS = {
 }
 _MONTHS = b"Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 _MAX_ARGS = 20_000
+
+
+_METADATA_KEYS = (All, HasFlag, SizeCompare, InSet, UidIn, ModSeqAtLeast, Not, Or, And)
+
+
+def answerable_here(program: object) -> bool:
+    """True when ``program`` reads only flags, sizes, internal dates, UIDs and mod-sequences.
+
+    The mirror holds all of those for every message, so such a search (UNSEEN, FLAGGED,
+    LARGER, SINCE, ...) costs no upstream round trip; it also sees the mirror's own
+    mod-sequences when the upstream keeps none.
+    """
+    if not isinstance(program, SearchProgram):
+        return False
+    for node in walk(program.key):
+        if isinstance(node, DateCompare):
+            if node.field is not DateField.INTERNAL:
+                return False
+        elif not isinstance(node, _METADATA_KEYS):
+            return False
+    return True
 
 
 class Untranslatable(Exception):
