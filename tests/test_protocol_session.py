@@ -25,6 +25,7 @@ EXTENSIONS = (
     "UIDPLUS",
     "MOVE",
     "CHILDREN",
+    "SPECIAL-USE",
     "LITERAL+",
 )
 

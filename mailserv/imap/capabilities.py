@@ -21,6 +21,7 @@ _ALWAYS = (
     b"UIDPLUS",
     b"MOVE",
     b"CHILDREN",
+    b"SPECIAL-USE",
 )
 
 
