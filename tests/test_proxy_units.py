@@ -163,8 +163,16 @@ def test_search_declines_what_it_cannot_say() -> None:
 def test_metadata_searches_are_answered_from_the_mirror(
     words: tuple[Atom | String, ...], here: bool
 ) -> None:
-    assert answerable_here(program(*words)) is here
-    assert not answerable_here(object())
+    assert answerable_here(program(*words), parsed=False) is here
+    assert not answerable_here(object(), parsed=False)
+
+
+def test_header_searches_are_local_once_every_message_is_parsed() -> None:
+    subject = program(Atom("SUBJECT"), String(b"x"), Atom("SENTSINCE"), Atom("1-Jan-2020"))
+    assert answerable_here(subject, parsed=True)
+    assert not answerable_here(subject, parsed=False)
+    for words in [(Atom("BODY"), String(b"x")), (Atom("HEADER"), String(b"X-A"), String(b"y"))]:
+        assert not answerable_here(program(*words), parsed=True)
 
 
 def test_parsed_program_keeps_the_parenthesised_list() -> None:

@@ -13,7 +13,8 @@ already parsed, and cached ``content`` answer without a round trip.  A message i
 once, from its full text (``BODY.PEEK[]``), the first time FETCH needs it; the result is
 cached per (UIDVALIDITY, UID) for the user, and messages that came in through mailserv
 (APPEND, COPY) never need the download.  SEARCH goes upstream as ``UID SEARCH``, except
-searches of flags, sizes, internal dates and UIDs alone, which the mirror answers.
+what the mirror already knows: flags, sizes, internal dates and UIDs, and the decoded
+address and subject headers once every message is parsed.
 
 A dropped channel is reopened and the mirror resynchronised against a fresh listing (the
 difference reaches listeners as ordinary events); if that fails, listeners are told the
@@ -222,13 +223,13 @@ class ProxyMailbox:
     ) -> list[int] | None:
         """``UID SEARCH`` upstream (ESEARCH when offered); None for untranslatable keys.
 
-        Searches of metadata alone are answered from the mirror, without a round trip.
+        Searches the mirror can answer (see ``answerable_here``) cost no round trip.
         """
         await self._go_live()
         assert self.mirror is not None
-        if answerable_here(query):
+        mirror = self.mirror
+        if answerable_here(query, parsed=not mirror.missing_info(uids)):
             assert isinstance(query, SearchProgram)
-            mirror = self.mirror
             context = SearchContext(mirror.uids, frozenset(), _no_content)
             return await evaluate(query, mirror.metas(uids), context)
         translated = translate(query, self.mirror.condstore)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.wire import Arg
+from mailserv.imap.search.evaluate import needs_content
 from mailserv.imap.search.keys import (
     All,
     And,
@@ -55,15 +56,19 @@ _MAX_ARGS = 20_000
 _METADATA_KEYS = (All, HasFlag, SizeCompare, InSet, UidIn, ModSeqAtLeast, Not, Or, And)
 
 
-def answerable_here(program: object) -> bool:
-    """True when ``program`` reads only flags, sizes, internal dates, UIDs and mod-sequences.
+def answerable_here(program: object, parsed: bool) -> bool:
+    """True when the mirror can answer ``program`` without asking the upstream.
 
-    The mirror holds all of those for every message, so such a search (UNSEEN, FLAGGED,
-    LARGER, SINCE, ...) costs no upstream round trip; it also sees the mirror's own
-    mod-sequences when the upstream keeps none.
+    The mirror holds flags, sizes, internal dates, UIDs and mod-sequences of every message,
+    so such a search (UNSEEN, FLAGGED, LARGER, SINCE, ...) needs no round trip; it also sees
+    the mirror's own mod-sequences when the upstream keeps none.  When every message is
+    ``parsed`` (its MessageInfo known), searches of the decoded From/To/Cc/Bcc/Subject and
+    the sent date are local too; BODY, TEXT and other headers always go upstream.
     """
     if not isinstance(program, SearchProgram):
         return False
+    if parsed:
+        return not needs_content(program.key)
     for node in walk(program.key):
         if isinstance(node, DateCompare):
             if node.field is not DateField.INTERNAL:
