@@ -14,6 +14,7 @@ from zope.interface import implementer
 
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.schemes import verify_password
+from mailserv.auth.verified import VerifiedCache, user_and_password
 
 ThreadRunner = Callable[..., "Deferred[Any]"]
 
@@ -24,35 +25,26 @@ _DUMMY_HASH = (
 """Verified when the user is unknown, so a failed login takes as long either way."""
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"username is a {type(value).__name__}")
-
-
-def _octets(value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    raise TypeError(f"password is a {type(value).__name__}")
-
-
 @implementer(ICredentialsChecker)
 class PasswdFileChecker:
     """Checks IUsernamePassword against a PasswdFile; the avatar id is the user name (str).
 
     Hash verification runs in the reactor's thread pool (argon2 takes tens of milliseconds);
-    ``run_in_thread`` replaces ``deferToThread``, e.g. to run inline in tests.
+    ``run_in_thread`` replaces ``deferToThread``, e.g. to run inline in tests.  ``cache``
+    spares a reconnecting client that verification (see :mod:`mailserv.auth.verified`).
     """
 
     credentialInterfaces = (IUsernamePassword,)
 
-    def __init__(self, passwd: PasswdFile, run_in_thread: ThreadRunner | None = None) -> None:
+    def __init__(
+        self,
+        passwd: PasswdFile,
+        run_in_thread: ThreadRunner | None = None,
+        cache: VerifiedCache | None = None,
+    ) -> None:
         self.passwd = passwd
         self._run_in_thread: ThreadRunner = run_in_thread or threads.deferToThread
+        self.cache = cache if cache is not None else VerifiedCache()
 
     def requestAvatarId(  # type: ignore[override]  # the avatar id is text, not bytes
         self, credentials: IUsernamePassword
@@ -60,15 +52,14 @@ class PasswdFileChecker:
         return Deferred.fromCoroutine(self._check(credentials))
 
     async def _check(self, credentials: IUsernamePassword) -> str:
-        try:
-            user = _text(credentials.username)
-            password = _octets(credentials.password)
-        except (UnicodeError, TypeError) as exc:
-            raise UnauthorizedLogin("malformed credentials") from exc
+        user, password = user_and_password(credentials)
         entry = self.passwd.lookup(user)
         known = entry is not None and bool(entry.password)
         stored = entry.password if entry is not None and known else _DUMMY_HASH
+        if known and self.cache.verified(stored, password):
+            return user
         matched = await self._run_in_thread(verify_password, stored, password)
         if not (known and matched):
             raise UnauthorizedLogin("authentication failed")
+        self.cache.remember(stored, password)
         return user

@@ -26,6 +26,7 @@ from mailserv.auth.passwd import (
     check_username,
 )
 from mailserv.auth.schemes import hash_password, verify_password
+from mailserv.auth.verified import VerifiedCache, user_and_password
 from mailserv.backends.sql.db import InlineDatabase, Tx
 
 Run = Callable[..., "Deferred[Any]"]
@@ -116,9 +117,10 @@ class SqlUsersChecker:
 
     credentialInterfaces = (IUsernamePassword,)
 
-    def __init__(self, run: Run, in_thread: Run) -> None:
+    def __init__(self, run: Run, in_thread: Run, cache: VerifiedCache | None = None) -> None:
         self._run = run
         self._in_thread = in_thread
+        self.cache = cache if cache is not None else VerifiedCache()
         self._dummy: str | None = None
 
     def requestAvatarId(  # type: ignore[override]  # the avatar id is text, not bytes
@@ -127,34 +129,18 @@ class SqlUsersChecker:
         return Deferred.fromCoroutine(self._check(credentials))
 
     async def _check(self, credentials: IUsernamePassword) -> str:
-        try:
-            user = _text(credentials.username)
-            password = _octets(credentials.password)
-        except (UnicodeError, TypeError) as exc:
-            raise UnauthorizedLogin("malformed credentials") from exc
+        user, password = user_and_password(credentials)
         stored = await self._run(password_of, user)
         known = bool(stored)
         if not known:
             if self._dummy is None:
                 self._dummy = await self._in_thread(hash_password, b"not a password")
             stored = self._dummy
+        assert stored is not None
+        if known and self.cache.verified(stored, password):
+            return user
         matched = await self._in_thread(verify_password, stored, password)
         if not (known and matched):
             raise UnauthorizedLogin("authentication failed")
+        self.cache.remember(stored, password)
         return user
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"username is a {type(value).__name__}")
-
-
-def _octets(value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    raise TypeError(f"password is a {type(value).__name__}")
