@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
-from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from mailserv.auth.passwd import PasswdFile
-from mailserv.auth.schemes import verify_password
-from mailserv.auth.verified import VerifiedCache, user_and_password
-
-ThreadRunner = Callable[..., "Deferred[Any]"]
-
-_DUMMY_HASH = (
-    "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=4$dbyhgGRjTl1UsjOeWMGOPQ"
-    "$P2L+7FaLWPDU1m1MoQfsC6+swTjNOCA2nNjpJbNf+4I"
-)
-"""Verified when the user is unknown, so a failed login takes as long either way."""
+from mailserv.auth.verified import ThreadRunner, VerifiedCache, user_and_password
 
 
 @implementer(ICredentialsChecker)
@@ -54,12 +41,5 @@ class PasswdFileChecker:
     async def _check(self, credentials: IUsernamePassword) -> str:
         user, password = user_and_password(credentials)
         entry = self.passwd.lookup(user)
-        known = entry is not None and bool(entry.password)
-        stored = entry.password if entry is not None and known else _DUMMY_HASH
-        if known and self.cache.verified(stored, password):
-            return user
-        matched = await self._run_in_thread(verify_password, stored, password)
-        if not (known and matched):
-            raise UnauthorizedLogin("authentication failed")
-        self.cache.remember(stored, password)
+        await self.cache.check(entry.password if entry else None, password, self._run_in_thread)
         return user

@@ -14,7 +14,6 @@ from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
-from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
@@ -25,7 +24,6 @@ from mailserv.auth.passwd import (
     UserNotFound,
     check_username,
 )
-from mailserv.auth.schemes import hash_password, verify_password
 from mailserv.auth.verified import VerifiedCache, user_and_password
 from mailserv.backends.sql.db import InlineDatabase, Tx
 
@@ -121,7 +119,6 @@ class SqlUsersChecker:
         self._run = run
         self._in_thread = in_thread
         self.cache = cache if cache is not None else VerifiedCache()
-        self._dummy: str | None = None
 
     def requestAvatarId(  # type: ignore[override]  # the avatar id is text, not bytes
         self, credentials: IUsernamePassword
@@ -131,16 +128,5 @@ class SqlUsersChecker:
     async def _check(self, credentials: IUsernamePassword) -> str:
         user, password = user_and_password(credentials)
         stored = await self._run(password_of, user)
-        known = bool(stored)
-        if not known:
-            if self._dummy is None:
-                self._dummy = await self._in_thread(hash_password, b"not a password")
-            stored = self._dummy
-        assert stored is not None
-        if known and self.cache.verified(stored, password):
-            return user
-        matched = await self._in_thread(verify_password, stored, password)
-        if not (known and matched):
-            raise UnauthorizedLogin("authentication failed")
-        self.cache.remember(stored, password)
+        await self.cache.check(stored, password, self._in_thread)
         return user

@@ -15,9 +15,21 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred
+
+from mailserv.auth.schemes import verify_password
+
+ThreadRunner = Callable[..., "Deferred[Any]"]
+
+DUMMY_HASH = (
+    "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=4$dbyhgGRjTl1UsjOeWMGOPQ"
+    "$P2L+7FaLWPDU1m1MoQfsC6+swTjNOCA2nNjpJbNf+4I"
+)
+"""Verified when the user is unknown, so a failed login takes as long either way."""
 
 
 def user_and_password(credentials: IUsernamePassword) -> tuple[str, bytes]:
@@ -75,3 +87,17 @@ class VerifiedCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
+
+    async def check(self, stored: str | None, password: bytes, in_thread: ThreadRunner) -> None:
+        """Return when ``password`` matches ``stored``, else raise UnauthorizedLogin.
+
+        ``stored`` None or empty (no such user, no password) still costs one verification
+        (of :data:`DUMMY_HASH`), so timing does not tell which names exist; ``in_thread``
+        runs the slow verification off the reactor.
+        """
+        if stored and self.verified(stored, password):
+            return
+        matched = await in_thread(verify_password, stored or DUMMY_HASH, password)
+        if not (stored and matched):
+            raise UnauthorizedLogin("authentication failed")
+        self.remember(stored, password)
