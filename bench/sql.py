@@ -1,10 +1,10 @@
 """Benchmarks of the SQL backend on PostgreSQL, beside ``python -m bench.run``.
 
-``python tests/sqlbench.py bench [bench.run options]`` starts a PostgreSQL cluster (fsync on,
+``python -m bench.sql bench [bench.run options]`` starts a PostgreSQL cluster (fsync on,
 as in production) in a temporary directory, creates a database and runs ``bench.run`` with
 ``--backend sql --backend-option url=<it>``.
 
-``python tests/sqlbench.py frontends [--rounds N] [--appends N]`` starts two
+``python -m bench.sql frontends [--rounds N] [--appends N]`` starts two
 ``twistd imapserv`` frontends on one database and measures the time from an APPEND sent
 through one to the ``* n EXISTS`` a client IDLE on the other receives (p50/p99), then the
 rate of APPENDs made through both frontends at once (UIDs checked unique).
@@ -24,14 +24,13 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE)]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import pgcluster  # noqa: E402
+import pgcluster
 
-from bench import messages  # noqa: E402
-from bench import run as bench_run  # noqa: E402
-from bench.harness import REPO, BackendSpec, RawClient, ServerProcess  # noqa: E402
+from bench import messages
+from bench import run as bench_run
+from bench.harness import REPO, BackendSpec, RawClient, ServerProcess
 
 
 def _percentile(values: list[float], fraction: float) -> float:
