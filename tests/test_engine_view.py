@@ -50,3 +50,18 @@ def test_view_provides_listener_and_defers_expunges() -> None:
     assert b"".join(session.out) == b"* 2 EXPUNGE\r\n"
     assert view.uids == [1, 3, 4]
     view.close()
+
+
+def test_sequence_numbers_of_uids_with_and_without_gaps() -> None:
+    account = memory.build({}, ".").account("alice")
+    box = account.open("INBOX")
+    for n in range(6):
+        box.append(b"Subject: %d\r\n\r\nbody\r\n" % n, frozenset(), None, None)
+    dense = SelectedView(Session(), box, False, box.uids(), [])  # type: ignore[arg-type]
+    assert dense.seqs_of([0, 2, 3, 6, 7]) == [2, 3, 6]
+    box.store([2, 5], "add", frozenset({"\\Deleted"}), None)
+    box.expunge(None, None)
+    gapped = SelectedView(Session(), box, False, box.uids(), [])  # type: ignore[arg-type]
+    assert gapped.uids == [1, 3, 4, 6]
+    assert gapped.seqs_of([1, 2, 4, 5, 6, 9]) == [1, 3, 4]
+    assert gapped.seqs_of([]) == []

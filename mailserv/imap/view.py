@@ -76,6 +76,22 @@ class SelectedView:
         i = bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
 
+    def seqs_of(self, uids: Sequence[int]) -> list[int]:
+        """Sequence numbers of ``uids`` (ascending) that are in the view, ascending."""
+        mine = self.uids
+        count = len(mine)
+        if count and mine[-1] == count:  # UIDs 1..n without gaps: a UID is its number
+            return [uid for uid in uids if 0 < uid <= count]
+        out = []
+        low = 0
+        for uid in uids:
+            low = bisect_left(mine, uid, low)
+            if low == count:
+                break
+            if mine[low] == uid:
+                out.append(low + 1)
+        return out
+
     def flags_with_recent(self, uid: int, flags: frozenset[str]) -> bytes:
         if uid in self.recent:
             return encode.flag_list(flags | {"\\Recent"})

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from mailserv.imap.encode import month_number
+from mailserv.imap.parser import SYSTEM_FLAGS
 
 Value = object
 
@@ -151,7 +152,9 @@ def pairs(items: Sequence[Value]) -> dict[str, Value]:
 def flag_set(value: Value) -> frozenset[str]:
     if not isinstance(value, list):
         return frozenset()
-    return frozenset(str(flag) for flag in value if isinstance(flag, str))
+    # System flags in canonical case, as every backend keeps them (an upstream may say \SEEN).
+    names = [str(flag) for flag in value if isinstance(flag, str)]
+    return frozenset(SYSTEM_FLAGS.get(n.lower(), n) if n.startswith("\\") else n for n in names)
 
 
 def modseq_of(value: Value) -> int | None:

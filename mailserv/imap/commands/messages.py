@@ -111,11 +111,9 @@ async def search(session: IMAPServerProtocol, command: Command) -> Reply:
         metas = await resolve(box.fetch(view.uids))
         context = SearchContext(view.uids, view.recent, lambda uid: resolve(box.content(uid)))
         found = await evaluate(program, metas, context)
-    if command.uid:
-        numbers = sorted(found)
-    else:
-        numbers = sorted(s for s in map(view.seq_of, found) if s is not None)
-    session.write(b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + b"\r\n")
+    found = sorted(found)
+    numbers = found if command.uid else view.seqs_of(found)
+    session.write(b" ".join([b"* SEARCH", *(b"%d" % n for n in numbers)]) + b"\r\n")
     return Reply()
 
 

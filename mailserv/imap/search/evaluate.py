@@ -16,6 +16,7 @@ from datetime import date
 
 from twisted.logger import Logger
 
+from mailserv.imap.parser import SYSTEM_FLAGS
 from mailserv.imap.search.keys import (
     RECENT,
     All,
@@ -175,11 +176,19 @@ def _flag(flag: str, present: bool, recent: AbstractSet[int]) -> Check:
             return lambda meta: meta.uid in recent
         return lambda meta: meta.uid not in recent
 
+    canonical = SYSTEM_FLAGS.get(folded, flag)
+    folded_sets: dict[frozenset[str], bool] = {}  # few distinct flag sets in a mailbox
+
     def has(meta: MessageMeta) -> bool:
         flags = meta.flags
-        if flag in flags:
+        if canonical in flags:
             return True
-        return any(f.casefold() == folded for f in flags)
+        if not flags:
+            return False
+        known = folded_sets.get(flags)
+        if known is None:
+            known = folded_sets[flags] = any(f.casefold() == folded for f in flags)
+        return known
 
     if present:
         return has
