@@ -10,6 +10,7 @@ import pytest
 
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.cache import ContentCache, InfoStore
+from mailserv.backends.proxy.mirror import Mirror
 from mailserv.backends.proxy.names import NameMap
 from mailserv.backends.proxy.options import parse_options
 from mailserv.backends.proxy.search import answerable_here, translate
@@ -248,3 +249,16 @@ def test_info_store_round_trip_and_uidvalidity_change(tmp_path: Path) -> None:
     assert disk.load("alice", "INBOX", 7, {1}) == {}
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert all(p.stat().st_mode & 0o077 == 0 for p in files)
+
+
+def test_mirror_keeps_the_unseen_uids() -> None:
+    mirror = Mirror(7, condstore=False, infos={})
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    for uid, flags in [(1, {"\\Seen"}), (2, set()), (3, {"Work"}), (4, set())]:
+        assert mirror.add(uid, frozenset(flags), when, 100, None, None)
+    assert mirror.unseen == {2, 3, 4} and mirror.status().unseen == 3
+    mirror.set_flags(2, frozenset({"\\Seen"}), None, None)
+    mirror.set_flags(1, frozenset(), None, None)
+    assert mirror.unseen == {1, 3, 4}
+    mirror.remove([3, 9], None)
+    assert mirror.unseen == {1, 4} and mirror.status().unseen == 2

@@ -23,6 +23,7 @@ mailbox is lost.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,7 +41,7 @@ from mailserv.backends.proxy.mirror import NO_INFO, Mirror
 from mailserv.backends.proxy.search import answerable_here, translate
 from mailserv.imap import encode
 from mailserv.imap.search.evaluate import SearchContext, evaluate
-from mailserv.imap.search.keys import SearchProgram
+from mailserv.imap.search.keys import HasFlag, SearchProgram
 from mailserv.imap.sequence import merge, uids_in
 from mailserv.interfaces import (
     AppendResult,
@@ -61,6 +62,15 @@ if TYPE_CHECKING:
 _log = Logger()
 
 T = TypeVar("T")
+
+
+_UNSEEN = SearchProgram(HasFlag("\\Seen", present=False))
+
+
+def _holds(uids: Sequence[int], uid: int) -> bool:
+    """Whether ascending ``uids`` holds ``uid``."""
+    i = bisect_left(uids, uid)
+    return i < len(uids) and uids[i] == uid
 
 
 async def _no_content(uid: int) -> bytes:
@@ -228,7 +238,11 @@ class ProxyMailbox:
         await self._go_live()
         assert self.mirror is not None
         mirror = self.mirror
-        if answerable_here(query, parsed=not mirror.missing_info(uids)):
+        if query == _UNSEEN:  # what clients ask on every sync: kept ready by the mirror
+            return [uid for uid in sorted(mirror.unseen) if _holds(uids, uid)]
+        if answerable_here(query, parsed=False) or (
+            answerable_here(query, parsed=True) and not mirror.missing_info(uids)
+        ):
             assert isinstance(query, SearchProgram)
             context = SearchContext(mirror.uids, frozenset(), _no_content)
             return await evaluate(query, mirror.metas(uids), context)

@@ -53,7 +53,7 @@ class Mirror:
         self.uids: list[int] = []
         self.meta: dict[int, MessageMeta] = {}
         self.unclaimed: set[int] = set()
-        self.unseen = 0
+        self.unseen: set[int] = set()  # UIDs without \Seen: SEARCH UNSEEN, STATUS
         self.size = 0
         self.vanished: list[tuple[int, int]] = []  # (uid, modseq of its expunge)
         self._added: list[tuple[int, object]] = []
@@ -67,7 +67,7 @@ class Mirror:
             uidvalidity=self.uidvalidity,
             uidnext=max(self.uidnext, self.uids[-1] + 1 if self.uids else 1),
             messages=len(self.uids),
-            unseen=self.unseen,
+            unseen=len(self.unseen),
             recent=len(self.unclaimed),
             highestmodseq=self.highestmodseq,
             size=self.size,
@@ -136,7 +136,8 @@ class Mirror:
         self.uids.append(uid)
         self.uidnext = max(self.uidnext, uid + 1)
         self.size += size
-        self.unseen += SEEN not in flags
+        if SEEN not in flags:
+            self.unseen.add(uid)
         if recent:
             self.unclaimed.add(uid)
         self._added.append((uid, origin))
@@ -166,7 +167,10 @@ class Mirror:
                 self.note_highest(modseq)
             return None
         stamp = self.next_modseq(modseq)
-        self.unseen += (SEEN in meta.flags) - (SEEN in flags)
+        if SEEN in flags:
+            self.unseen.discard(uid)
+        else:
+            self.unseen.add(uid)
         self.meta[uid] = MessageMeta(uid, flags, meta.internaldate, meta.size, stamp, meta.info)
         change = FlagChange(uid, flags, stamp)
         self._flags.append((change, origin))
@@ -184,7 +188,7 @@ class Mirror:
             index = bisect_left(self.uids, uid)
             del self.uids[index]
             self.size -= meta.size
-            self.unseen -= SEEN not in meta.flags
+            self.unseen.discard(uid)
             self.unclaimed.discard(uid)
             self.vanished.append((uid, modseq))
             self._gone.append((uid, origin))
