@@ -239,7 +239,10 @@ class ProxyMailbox:
         assert self.mirror is not None
         mirror = self.mirror
         if query == _UNSEEN:  # what clients ask on every sync: kept ready by the mirror
-            return [uid for uid in sorted(mirror.unseen) if _holds(uids, uid)]
+            unseen = sorted(mirror.unseen)
+            if uids == mirror.uids:  # the session is up to date (one C-level comparison)
+                return unseen
+            return [uid for uid in unseen if _holds(uids, uid)]
         if answerable_here(query, parsed=False) or (
             answerable_here(query, parsed=True) and not mirror.missing_info(uids)
         ):
