@@ -28,7 +28,16 @@ from pathlib import Path
 
 from bench import messages
 from bench.harness import BackendSpec, RawClient, ServerProcess
-from bench.run import HEADER_FETCH, Row, append_all, ms, must, print_table, timed
+from bench.run import (
+    HEADER_FETCH,
+    HEADER_FIELDS_FETCH,
+    Row,
+    append_all,
+    ms,
+    must,
+    print_table,
+    timed,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from dovecot import Dovecot
@@ -40,7 +49,7 @@ COMMANDS: list[tuple[str, str, float | None]] = [
     ("FETCH 1:* (BODYSTRUCTURE)", "FETCH 1:* (BODYSTRUCTURE)", None),
     (
         "FETCH 1:* header fields",
-        "FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)])",
+        HEADER_FIELDS_FETCH,
         None,
     ),
     ("SEARCH FROM user42", "SEARCH FROM user42", 1.2),

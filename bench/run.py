@@ -3,7 +3,8 @@
 Starts ``twistd imapserv`` like the protocol tests do (own data dir, free loopback ports),
 fills a mailbox with ``--messages`` realistic messages through pipelined LITERAL+ APPENDs,
 then times, over raw sockets (reading up to the tagged OK, so the client's parsing does not
-count): SELECT, a header FETCH of every message, BODYSTRUCTURE of every message, 200 random
+count): SELECT, a header FETCH of every message, BODYSTRUCTURE and four header fields
+of every message, 200 random
 ``BODY.PEEK[]``, several SEARCHes, ``STORE 1:* +FLAGS (\\Seen)``, the IDLE notification
 latency (p50/p99 from APPEND sent to EXISTS received) and the server's memory per idle
 connection (``--connections`` logged-in sessions in IDLE; VmRSS delta / count).
@@ -42,6 +43,7 @@ from bench.harness import BackendSpec, RawClient, ServerProcess, quote
 WINDOW = 32
 """APPENDs in flight at once (below the server's default max_pipelined of 64)."""
 HEADER_FETCH = "FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)"
+HEADER_FIELDS_FETCH = "FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)])"
 
 
 @dataclass
@@ -310,6 +312,8 @@ def run(args: argparse.Namespace) -> list[Row]:
         )  # fmt: skip
         structure = must(timed(client, "FETCH 1:* (BODYSTRUCTURE)"), "FETCH BODYSTRUCTURE")
         rows.append(Row("FETCH 1:* (BODYSTRUCTURE)", ms(structure.seconds)))
+        fields = must(timed(client, HEADER_FIELDS_FETCH), "FETCH HEADER.FIELDS")
+        rows.append(Row("FETCH 1:* BODY.PEEK[HEADER.FIELDS (4)]", ms(fields.seconds)))
 
         picks = [rng.randint(1, len(corpus)) for _ in range(200)]
         bodies = [must(timed(client, f"FETCH {n} BODY.PEEK[]"), "BODY.PEEK").seconds for n in picks]
