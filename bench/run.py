@@ -4,9 +4,9 @@ Starts ``twistd imapserv`` like the protocol tests do (own data dir, free loopba
 fills a mailbox with ``--messages`` realistic messages through pipelined LITERAL+ APPENDs,
 then times, over raw sockets (reading up to the tagged OK, so the client's parsing does not
 count): SELECT, a header FETCH of every message, BODYSTRUCTURE and four header fields of
-every message, 200 random ``BODY.PEEK[]``, several SEARCHes, ``STORE 1:* +FLAGS (\\Seen)``, the IDLE notification
-latency (p50/p99 from APPEND sent to EXISTS received) and the server's memory per idle
-connection (``--connections`` logged-in sessions in IDLE; VmRSS delta / count).
+every message, 200 random ``BODY.PEEK[]``, several SEARCHes, ``STORE 1:* +FLAGS (\\Seen)``,
+the IDLE notification latency (p50/p99 from APPEND sent to EXISTS received) and the
+server's memory per idle connection (``--connections`` logged-in sessions in IDLE; VmRSS delta / count).
 
 Options: ``--backend NAME``, ``--backend-option K=V`` (repeatable), ``--messages N``,
 ``--connections N``, ``--limit NAME=VALUE`` (repeatable), ``--keep`` (leave the data dir),
