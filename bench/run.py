@@ -6,7 +6,8 @@ then times, over raw sockets (reading up to the tagged OK, so the client's parsi
 count): SELECT, a header FETCH of every message, BODYSTRUCTURE and four header fields of
 every message, 200 random ``BODY.PEEK[]``, several SEARCHes, ``STORE 1:* +FLAGS (\\Seen)``,
 the IDLE notification latency (p50/p99 from APPEND sent to EXISTS received) and the
-server's memory per idle connection (``--connections`` logged-in sessions in IDLE; VmRSS delta / count).
+server's memory per idle connection (``--connections`` logged-in sessions in IDLE; VmRSS
+delta / count).
 
 Options: ``--backend NAME``, ``--backend-option K=V`` (repeatable), ``--messages N``,
 ``--connections N``, ``--limit NAME=VALUE`` (repeatable), ``--keep`` (leave the data dir),
