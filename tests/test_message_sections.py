@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import test_message_samples as s  # tests/ is on sys.path (pytest rootdir insertion, conftest)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailserv.message.parse import parse_message
-from mailserv.message.sections import find_part, header_block, section_bytes
+from mailserv.message.sections import FieldPicker, find_part, header_block, section_bytes
 
 
 def section(raw: bytes, part: tuple[int, ...], text: str | None, *fields: str) -> bytes:
@@ -157,3 +159,47 @@ def test_every_part_of_every_sample(name: str) -> None:
             assert data == b"" or data in raw
         fields = section_bytes(raw, info, path, "HEADER.FIELDS", ("subject", "content-type"))
         assert fields == b"" or fields.endswith(b"\r\n")
+
+
+_NAMES = st.sampled_from(["From", "to", "SUBJECT", "Date", "X-A", "x-a.b", "Received", "Re+"])
+_LINE = st.tuples(
+    _NAMES,
+    st.sampled_from(["", " ", "\t "]),
+    st.text(alphabet="ab :\t\u00e9", max_size=12),
+    st.lists(st.text(alphabet="xy :", max_size=8), max_size=2),
+    st.sampled_from(["\r\n", "\n"]),
+)
+
+
+@given(
+    st.lists(_LINE, max_size=12),
+    st.lists(_NAMES, min_size=0, max_size=4),
+    st.sampled_from([b"", b"body\r\n", b"\r\nbody\r\n"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_field_picker_agrees_with_header_fields(
+    lines: list[tuple[str, str, str, list[str], str]], names: list[str], tail: bytes
+) -> None:
+    header = "".join(
+        f"{name}{space}:{value}" + "".join(f"{eol} {more}" for more in folds) + eol
+        for name, space, value, folds, eol in lines
+    )
+    raw = header.encode("utf-8") + tail
+    info = parse_message(raw)
+    wanted = tuple(names)
+    expected = section_bytes(raw, info, (), "HEADER.FIELDS", wanted)
+    assert section_bytes(raw, info, (), "HEADER.FIELDS", wanted, FieldPicker(wanted)) == expected
+
+
+def test_field_picker_in_a_nested_message() -> None:
+    for raw in (s.NESTED, s.DIGEST, s.LF_ONLY, s.NO_BODY, s.EIGHT_BIT):
+        _check_every_part(raw)
+
+
+def _check_every_part(raw: bytes) -> None:
+    info = parse_message(raw)
+    for part in [(), (1,), (2,), (2, 1), (3,)]:
+        for names in [("From", "subject"), ("Content-Type",), ()]:
+            expected = section_bytes(raw, info, part, "HEADER.FIELDS", names)
+            got = section_bytes(raw, info, part, "HEADER.FIELDS", names, FieldPicker(names))
+            assert got == expected, (part, names)

@@ -14,7 +14,7 @@ from mailserv.imap.asyncutil import resolve
 from mailserv.imap.fetchatt import BodySection, FetchItem, Simple, needs_content, sets_seen
 from mailserv.imap.replies import Bad
 from mailserv.interfaces import MessageMeta
-from mailserv.message.sections import section_bytes
+from mailserv.message.sections import FieldPicker, section_bytes
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol
@@ -64,9 +64,10 @@ def _section_renderer(item: BodySection) -> Renderer:
         raise Bad("BINARY is not supported")
     label = item.label()
     part, text, fields, partial = item.part, item.text, item.fields, item.partial
+    picker = FieldPicker(fields) if text is not None and text.upper() == "HEADER.FIELDS" else None
 
     def render(m: MessageMeta, raw: bytes) -> bytes:
-        data = section_bytes(raw, m.info, part, text, fields)
+        data = section_bytes(raw, m.info, part, text, fields, picker)
         if partial is not None:
             origin, count = partial
             data = data[origin : origin + count]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from mailserv.message.headers import iter_fields
 from mailserv.message.info import MessageInfo, Part
 
@@ -30,17 +32,46 @@ def find_part(info: MessageInfo, part: tuple[int, ...]) -> tuple[Part, bool] | N
     return entity, is_message
 
 
+class FieldPicker:
+    """The fields of a header block named in ``names`` (HEADER.FIELDS), case-insensitively.
+
+    Built once per FETCH item: one compiled pattern finds the named lines (with their
+    continuation lines) at C speed, instead of every field being matched and compared.
+    """
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        alternatives = b"|".join(re.escape(n.encode("utf-8", "surrogateescape")) for n in names)
+        self._pattern = (
+            re.compile(rb"(?im)^(?:" + alternatives + rb")[ \t]*+:[^\n]*+(?:\n[ \t][^\n]*+)*+\n?")
+            if names
+            else None
+        )
+
+    def pick(self, raw: bytes, entity: Part) -> bytes:
+        """The named fields of ``entity``'s header, as :func:`header_fields` gives them."""
+        if self._pattern is None:
+            return b"\r\n"
+        block = raw[entity.header_start : entity.body_start]
+        out = [m.group() for m in self._pattern.finditer(block)]
+        out = [line if line.endswith(b"\n") else line + b"\r\n" for line in out]
+        out.append(b"\r\n")
+        return b"".join(out)
+
+
 def section_bytes(
     raw: bytes,
     info: MessageInfo,
     part: tuple[int, ...],
     text: str | None,
     fields: tuple[str, ...] = (),
+    picker: FieldPicker | None = None,
 ) -> bytes:
     """The octets of ``BODY[<part>.<text> (<fields>)]``; b"" when that section does not exist.
 
     ``text`` is None (the part's content, or the whole message for ``()``), ``"MIME"``,
     ``"HEADER"``, ``"TEXT"``, ``"HEADER.FIELDS"`` or ``"HEADER.FIELDS.NOT"`` (any case).
+    ``picker``, built from ``fields``, does HEADER.FIELDS faster when one FETCH item is
+    rendered for many messages.
     """
     found = find_part(info, part)
     if found is None:
@@ -63,6 +94,8 @@ def section_bytes(
         return raw[entity.body_start : entity.end]
     if kind == "HEADER":
         return raw[entity.header_start : entity.body_start]
+    if kind == "HEADER.FIELDS" and picker is not None:
+        return picker.pick(raw, entity)
     return header_fields(raw, entity, fields, kind == "HEADER.FIELDS.NOT")
 
 
