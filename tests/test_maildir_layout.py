@@ -266,6 +266,29 @@ def test_dotlock_whose_pid_was_reused_is_broken(tmp_path: Path) -> None:
         newcomer.wait()
 
 
+def test_empty_dotlock_is_broken_after_a_grace_period(tmp_path: Path) -> None:
+    """A holder killed between creating the lock and writing its name into it."""
+    target = str(tmp_path / "file")
+    lock_file = Path(target + ".lock")
+    lock_file.write_bytes(b"")
+    with pytest.raises(LockTimeout):
+        DotLock(target, timeout=0.2, stale=3600).acquire()  # maybe being written right now
+    taken = time.time() - 10
+    os.utime(lock_file, (taken, taken))
+    with DotLock(target, timeout=5, stale=3600):
+        pass
+
+
+def test_replace_keeps_the_holder_named_until_the_rename(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_bytes(b"old")
+    lock = DotLock(str(target))
+    lock.acquire()
+    lock.replace(b"new" * 50_000, fsync=True)
+    assert target.read_bytes() == b"new" * 50_000
+    assert not lock.held and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def test_dotlock_of_a_live_holder_is_respected(tmp_path: Path) -> None:
     target = str(tmp_path / "file")
     Path(target + ".lock").write_text(f"{os.getppid()}:{os.uname().nodename}")

@@ -1,14 +1,17 @@
 """Dot-locks as Dovecot takes them: ``<file>.lock`` created with O_EXCL.
 
 The holder writes ``<pid>:<host>`` into the lock so that a lock left by a process that died
-(kill -9 included) on this host is recognised and broken at once; any other lock is broken
-only when it has not been touched for ``stale`` seconds.  ``replace()`` writes new content
-into the lock file and renames it over the locked file, so readers see the old file or the
-new one and the lock is released by the same rename.
+(kill -9 included) on this host is recognised and broken at once; a lock still empty after
+a few seconds (its holder died between creating and writing it) is broken too; any other
+lock (Dovecot's, another host's) only when it has not been touched for ``stale`` seconds.
+``replace()`` writes the new content to a temporary file beside the target and renames it
+over the target while the lock is held, so readers see the old file or the new one, and
+the lock keeps naming its holder until the very end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -21,6 +24,8 @@ from mailserv.errors import BackendUnavailable
 _log = Logger()
 
 SUFFIX = ".lock"
+EMPTY_GRACE = 5.0
+"""Seconds an empty lock is given for its holder to write its name into it."""
 WAIT_STEP = 0.005
 MAX_WAIT_STEP = 0.05
 
@@ -88,21 +93,26 @@ class DotLock:
             _log.warn("Lock {path} vanished while held", path=self.path)
 
     def replace(self, data: bytes, fsync: bool) -> None:
-        """Make ``data`` the target's content atomically and release the lock."""
-        fd = self._fd
-        if fd is None:
+        """Make ``data`` the target's content atomically, then release the lock."""
+        if self._fd is None:
             raise RuntimeError(f"{self.path} is not held")
+        temp = f"{self.target}.{os.getpid()}.{self._host}.tmp"
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, data, 0)
-            if fsync:
-                os.fsync(fd)
-            os.rename(self.path, self.target)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                self.perms.apply_fd(fd)
+                _write_all(fd, data)
+                if fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(temp, self.target)
         except BaseException:
-            self.release()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
             raise
-        self._fd = None
-        os.close(fd)
+        finally:
+            self.release()
 
     def __enter__(self) -> DotLock:
         self.acquire()
@@ -119,8 +129,9 @@ class DotLock:
                 owner = f.read(256)
         except FileNotFoundError:
             return True
-        dead = self._owner_is_dead(owner, st.st_mtime)
-        old = time.time() - st.st_mtime > self.stale
+        age = time.time() - st.st_mtime
+        dead = self._owner_is_dead(owner, st.st_mtime) or (not owner and age > EMPTY_GRACE)
+        old = age > self.stale
         if not (dead or old):
             return False
         try:
@@ -154,6 +165,12 @@ class DotLock:
             return exc.errno not in (errno.EPERM,)
         started = _process_start(pid)
         return started is not None and started > locked_at + 1
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _process_start(pid: int) -> float | None:
