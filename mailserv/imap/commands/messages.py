@@ -111,8 +111,9 @@ async def search(session: IMAPServerProtocol, command: Command) -> Reply:
         metas = await resolve(box.fetch(view.uids))
         context = SearchContext(view.uids, view.recent, lambda uid: resolve(box.content(uid)))
         found = await evaluate(program, metas, context)
-    found = sorted(found)
-    numbers = found if command.uid else view.seqs_of(found)
+    numbers = view.seqs_of(sorted(found))  # only messages this session has been told of
+    if command.uid:
+        numbers = [view.uids[n - 1] for n in numbers]
     session.write(b" ".join([b"* SEARCH", *(b"%d" % n for n in numbers)]) + b"\r\n")
     return Reply()
 
