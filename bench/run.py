@@ -39,6 +39,7 @@ from pathlib import Path
 
 from bench import messages
 from bench.harness import BackendSpec, RawClient, ServerProcess, quote
+from mailserv.imap.settings import ServerSettings
 
 WINDOW = 32
 """APPENDs in flight at once (below the server's default max_pipelined of 64)."""
@@ -262,7 +263,15 @@ def run(args: argparse.Namespace) -> list[Row]:
     raise_nofile(args.connections * 2 + 256)  # the server inherits it
     data_dir = Path(tempfile.mkdtemp(prefix="mailserv-bench-"))
     backend = BackendSpec(args.backend, parse_pairs(args.backend_option, "--backend-option"))
-    server = ServerProcess(data_dir, backend, limits=parse_pairs(args.limit, "--limit"))
+    defaults = ServerSettings()
+    limits: dict[str, object] = {  # all the idle connections come from this one address
+        "max_connections_per_address": max(
+            defaults.max_connections_per_address, args.connections + 100
+        ),
+        "max_connections": max(defaults.max_connections, args.connections + 100),
+    }
+    limits.update(parse_pairs(args.limit, "--limit"))
+    server = ServerProcess(data_dir, backend, limits=limits)
     try:
         server.start()
         user, password = "bench", "pw-" + secrets.token_hex(8)

@@ -6,13 +6,17 @@ from typing import Any
 
 from twisted.cred.portal import Portal
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.ssl import CertificateOptions
+from twisted.logger import Logger
 
 from mailserv.auth.throttle import LoginThrottle
+from mailserv.imap.admission import ConnectionCounter, Refused
 from mailserv.imap.commands import command_table
 from mailserv.imap.server import IMAPServerProtocol
 from mailserv.imap.settings import ServerSettings
+
+_log = Logger()
 
 
 class IMAPServerFactory(ServerFactory):
@@ -41,8 +45,15 @@ class IMAPServerFactory(ServerFactory):
         self.clock = clock
         self.throttle = throttle or LoginThrottle(clock)
         self.commands = command_table()
+        self.connections = ConnectionCounter(self.settings)
 
-    def buildProtocol(self, addr: Any) -> IMAPServerProtocol:
+    def buildProtocol(self, addr: Any) -> Protocol:
+        address = str(getattr(addr, "host", addr))
+        refusal = self.connections.admit(address)
+        if refusal is not None:
+            _log.info("Refused a connection from {address}: {why}", address=address, why=refusal)
+            return Refused(refusal)
         protocol = IMAPServerProtocol(self)
         protocol.factory = self
+        protocol.on_close = lambda: self.connections.release(address)
         return protocol

@@ -86,6 +86,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self.idling = False
         self.closing = False
         self._pump_call: IDelayedCall | None = None
+        self.on_close: Callable[[], None] | None = None  # the factory's count of connections
         """Set by LOGOUT: close once the tagged OK is out."""
 
     # -- connection ---------------------------------------------------------------------
@@ -98,6 +99,9 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self.setTimeout(None)
+        if self.on_close is not None:
+            on_close, self.on_close = self.on_close, None
+            on_close()
         self.state = State.LOGOUT
         if self._pump_call is not None and self._pump_call.active():
             self._pump_call.cancel()

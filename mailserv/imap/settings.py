@@ -15,6 +15,10 @@ class ServerSettings:
     """A whole command, literals included."""
     max_literal_plus: int = 64 * 1024 * 1024
     """Largest non-synchronizing literal accepted (RFC 7888 LITERAL+)."""
+    max_connections: int = 20_000
+    """Connections held at once, in all."""
+    max_connections_per_address: int = 2_000
+    """Connections held at once from one client address."""
     max_pipelined: int = 64
     """Commands queued behind the running one before the connection is told BYE."""
     idle_timeout: float = 30 * 60
