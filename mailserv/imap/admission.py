@@ -38,9 +38,6 @@ class ConnectionCounter:
         if self._per_address[address] <= 0:
             del self._per_address[address]
 
-    def from_address(self, address: str) -> int:
-        return self._per_address[address]
-
 
 class Refused(Protocol):
     """Says why in one ``* BYE`` line, then hangs up."""

@@ -41,7 +41,7 @@ from mailserv.backends.proxy.mirror import NO_INFO, Mirror
 from mailserv.backends.proxy.search import answerable_here, translate
 from mailserv.imap import encode
 from mailserv.imap.search.evaluate import SearchContext, evaluate
-from mailserv.imap.search.keys import HasFlag, SearchProgram
+from mailserv.imap.search.keys import UNSEEN, SearchProgram
 from mailserv.imap.sequence import merge, uids_in
 from mailserv.interfaces import (
     AppendResult,
@@ -62,9 +62,6 @@ if TYPE_CHECKING:
 _log = Logger()
 
 T = TypeVar("T")
-
-
-_UNSEEN = SearchProgram(HasFlag("\\Seen", present=False))
 
 
 def _holds(uids: Sequence[int], uid: int) -> bool:
@@ -238,7 +235,7 @@ class ProxyMailbox:
         await self._go_live()
         assert self.mirror is not None
         mirror = self.mirror
-        if query == _UNSEEN:  # what clients ask on every sync: kept ready by the mirror
+        if query == UNSEEN:  # what clients ask on every sync: kept ready by the mirror
             unseen = sorted(mirror.unseen)
             if uids == mirror.uids:  # the session is up to date (one C-level comparison)
                 return unseen

@@ -9,15 +9,13 @@ from mailserv.imap.commands import AUTH, SELECTED, CommandSpec
 from mailserv.imap.commands.mailboxes import account_of
 from mailserv.imap.parser import mailbox
 from mailserv.imap.replies import Bad, Reply
-from mailserv.imap.search.keys import HasFlag, SearchProgram
+from mailserv.imap.search.keys import UNSEEN
 from mailserv.imap.tokens import Command
 from mailserv.imap.view import SelectedView
 from mailserv.interfaces import MailboxStatus
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol
-
-_UNSEEN = SearchProgram(HasFlag("\\Seen", present=False))
 
 SYSTEM_FLAGS = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
@@ -66,7 +64,7 @@ async def _first_unseen(view: SelectedView, counts: MailboxStatus) -> int | None
     if counts.unseen == 0 or not view.uids:
         return None
     # The backend's own search reads flags alone; fetching every message would load them all.
-    unseen = await resolve(view.mailbox.search(_UNSEEN, view.uids))
+    unseen = await resolve(view.mailbox.search(UNSEEN, view.uids))
     if unseen is not None:
         return view.seq_of(min(unseen)) if unseen else None
     metas = await resolve(view.mailbox.fetch(view.uids))

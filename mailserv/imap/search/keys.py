@@ -159,6 +159,10 @@ class SearchProgram:
     charset: str | None = None
 
 
+UNSEEN = SearchProgram(HasFlag("\\Seen", present=False))
+"""``SEARCH UNSEEN``: what SELECT asks for its first unseen message, and clients on every sync."""
+
+
 CONTENT_FIELDS = frozenset({StringField.BODY, StringField.TEXT, StringField.HEADER})
 """String fields that may need the message bytes (HEADER only for other headers)."""
 
