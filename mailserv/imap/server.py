@@ -85,9 +85,10 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self._tls_started = False
         self.idling = False
         self.closing = False
-        self._pump_call: IDelayedCall | None = None
-        self.on_close: Callable[[], None] | None = None  # the factory's count of connections
         """Set by LOGOUT: close once the tagged OK is out."""
+        self._pump_call: IDelayedCall | None = None
+        self.on_close: Callable[[], None] | None = None
+        """Called once when the connection is gone (the factory's count of connections)."""
 
     # -- connection ---------------------------------------------------------------------
 

@@ -53,7 +53,8 @@ class FieldPicker:
             return b"\r\n"
         block = raw[entity.header_start : entity.body_start]
         out = [m.group() for m in self._pattern.finditer(block)]
-        out = [line if line.endswith(b"\n") else line + b"\r\n" for line in out]
+        if out and not out[-1].endswith(b"\n"):  # only the block's last line can lack one
+            out[-1] += b"\r\n"
         out.append(b"\r\n")
         return b"".join(out)
 
@@ -70,8 +71,8 @@ def section_bytes(
 
     ``text`` is None (the part's content, or the whole message for ``()``), ``"MIME"``,
     ``"HEADER"``, ``"TEXT"``, ``"HEADER.FIELDS"`` or ``"HEADER.FIELDS.NOT"`` (any case).
-    ``picker``, built from ``fields``, does HEADER.FIELDS faster when one FETCH item is
-    rendered for many messages.
+    ``picker``, built once from ``fields`` when one FETCH item is rendered for many
+    messages, saves building it per message.
     """
     found = find_part(info, part)
     if found is None:
@@ -94,9 +95,9 @@ def section_bytes(
         return raw[entity.body_start : entity.end]
     if kind == "HEADER":
         return raw[entity.header_start : entity.body_start]
-    if kind == "HEADER.FIELDS" and picker is not None:
-        return picker.pick(raw, entity)
-    return header_fields(raw, entity, fields, kind == "HEADER.FIELDS.NOT")
+    if kind == "HEADER.FIELDS":
+        return (picker or FieldPicker(fields)).pick(raw, entity)
+    return header_fields(raw, entity, fields, exclude=True)
 
 
 def header_block(raw: bytes, info: MessageInfo, part: tuple[int, ...] = ()) -> bytes:
