@@ -6,14 +6,17 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
+from mailserv import errors
 from mailserv.imap.parser import (
     ParseError,
+    UndecodableName,
     astring,
     date_time,
     flag,
     flags,
     list_pattern,
     mailbox,
+    new_mailbox,
     nstring,
     number,
     number64,
@@ -130,10 +133,20 @@ def test_mailbox_errors() -> None:
     fails(mailbox, String(b"x" * 1025), match="too long")
     assert mailbox(String(b"x" * 1024)) == "x" * 1024
     assert mailbox(String(b"x" * 20), max_bytes=20) == "x" * 20
-    fails(mailbox, String(b"&Jjo"), match="modified UTF-7")
-    fails(mailbox, String(b"\xff"), match="modified UTF-7")
     fails(mailbox, Atom("foo*"), match="quote it")
     fails(mailbox, LIST)
+
+
+def test_undecodable_mailbox_names_name_no_mailbox() -> None:
+    """A valid astring that is not modified UTF-7 (nor UTF-8) is a name no mailbox has:
+    a NO (no such mailbox; cannot create), not a syntax error."""
+    for raw in (b"&Jjo", b"\xff", b"!#$&'+,-.0123456789:;<=>?@^_`|[}"):
+        with pytest.raises(errors.MailboxNotFound, match="modified UTF-7"):
+            mailbox(String(raw))
+        with pytest.raises(errors.InvalidMailboxName, match="modified UTF-7"):
+            new_mailbox(String(raw))
+        with pytest.raises(UndecodableName):
+            list_pattern(String(raw))
 
 
 def test_list_pattern() -> None:

@@ -433,3 +433,42 @@ def test_status_imapclient(connect: Connector) -> None:
     cli = connect.imapclient()
     status = cli.folder_status("INBOX", ["MESSAGES", "UNSEEN", "UIDNEXT"])
     assert status[b"MESSAGES"] == 1 and status[b"UNSEEN"] == 1
+
+
+# A valid astring, not valid modified UTF-7: "&'+,-" opens a base64 run with "'" in it.
+UNDECODABLE = "!#$&'+,-.0123456789:;<=>?@^_`|[}"
+
+
+def test_undecodable_names_answer_no_not_bad(raw: RawClient) -> None:
+    """Such a name names no mailbox: SELECT/EXAMINE/STATUS/DELETE/APPEND/COPY answer NO
+    (a strict client takes BAD as a broken session), LIST/LSUB OK with no match."""
+    quoted = '"' + UNDECODABLE + '"'
+    for command in (
+        f"SELECT {quoted}",
+        f"EXAMINE {quoted}",
+        f"STATUS {quoted} (MESSAGES)",
+        f"DELETE {quoted}",
+        f"SUBSCRIBE {quoted}",
+        f"RENAME {quoted} Elsewhere",
+    ):
+        response = raw.command(command)
+        assert response.status == "NO", (command, response.line)
+        assert response.code == "NONEXISTENT", (command, response.line)
+    for command in (f"CREATE {quoted}", f"RENAME INBOX {quoted}"):
+        response = raw.command(command)
+        assert response.status == "NO", (command, response.line)
+        assert response.code == "CANNOT", (command, response.line)
+    for kind in ("LIST", "LSUB"):
+        for command in (f'{kind} "" {quoted}', f'{kind} {quoted} "*"'):
+            response = raw.command(command)
+            assert response.ok, (command, response.line)
+            assert response.data(kind) == [], (command, response.untagged)
+    append = raw.command(f"APPEND {quoted} {{7+}}\r\nX: y\r\n\r\n")
+    assert append.status == "NO" and append.code == "NONEXISTENT", append.line
+    ok(raw, "SELECT INBOX")
+    ok(raw, "APPEND INBOX {7+}\r\nX: y\r\n\r\n")
+    for command in (f"COPY 1 {quoted}", f"MOVE 1 {quoted}"):
+        response = raw.command(command)
+        assert response.status == "NO", (command, response.line)
+    assert raw.command("NOOP").ok  # the session goes on
+    assert names(ok(raw, 'LIST "" *')) == {"INBOX"}

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+from mailserv import errors
 from mailserv.imap import utf7
 from mailserv.imap.encode import month_number
 from mailserv.imap.tokens import Atom, Command, ParenList, String, Token
@@ -26,6 +27,10 @@ class ParseError(ValueError):
         super().__init__(text)
         self.tag = tag
         self.text = text
+
+
+class UndecodableName(ParseError):
+    """A mailbox name or pattern that is a valid astring but not modified UTF-7 or UTF-8."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -615,7 +620,7 @@ def _name_text(raw: bytes, what: str, max_bytes: int) -> str:
     try:
         return utf7.decode(raw)
     except ValueError:
-        raise ParseError(None, f"{what} is not valid modified UTF-7 or UTF-8") from None
+        raise UndecodableName(None, f"{what} is not valid modified UTF-7 or UTF-8") from None
 
 
 def _inbox(name: str) -> str:
@@ -627,8 +632,24 @@ def _inbox(name: str) -> str:
 
 
 def mailbox(tok: Token, *, max_bytes: int = MAX_MAILBOX_NAME) -> str:
-    """A mailbox name, decoded from modified UTF-7 (raw UTF-8 accepted), INBOX normalised."""
-    return _inbox(_name_text(astring(tok), "Mailbox name", max_bytes))
+    """A mailbox name, decoded from modified UTF-7 (raw UTF-8 accepted), INBOX normalised.
+
+    A well-formed astring that does not decode names no mailbox that can exist: that is
+    ``MailboxNotFound`` (a tagged NO), not a syntax error.
+    """
+    try:
+        return _inbox(_name_text(astring(tok), "Mailbox name", max_bytes))
+    except UndecodableName as exc:
+        raise errors.MailboxNotFound(f"No such mailbox: {exc.text}") from None
+
+
+def new_mailbox(tok: Token, *, max_bytes: int = MAX_MAILBOX_NAME) -> str:
+    """The name of a mailbox to create: like ``mailbox``, but one that does not decode
+    cannot be created (``InvalidMailboxName``, a tagged NO [CANNOT])."""
+    try:
+        return _inbox(_name_text(astring(tok), "Mailbox name", max_bytes))
+    except UndecodableName as exc:
+        raise errors.InvalidMailboxName(exc.text) from None
 
 
 def list_pattern(tok: Token, *, max_bytes: int = MAX_MAILBOX_NAME) -> str:

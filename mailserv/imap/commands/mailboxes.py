@@ -8,7 +8,7 @@ from mailserv import errors
 from mailserv.imap import encode, listing, utf7
 from mailserv.imap.asyncutil import resolve
 from mailserv.imap.commands import AUTH, CommandSpec
-from mailserv.imap.parser import list_pattern, mailbox, text_atom
+from mailserv.imap.parser import UndecodableName, list_pattern, mailbox, new_mailbox, text_atom
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.tokens import Command, ParenList
 from mailserv.interfaces import IAccount, MailboxStatus
@@ -49,7 +49,7 @@ def valid_new_name(name: str, max_bytes: int) -> str:
 async def create(session: IMAPServerProtocol, command: Command) -> Reply:
     if len(command.args) not in (1, 2):
         raise Bad("CREATE takes a mailbox name")
-    name = valid_new_name(mailbox(command.args[0]), session.settings.max_mailbox_name)
+    name = valid_new_name(new_mailbox(command.args[0]), session.settings.max_mailbox_name)
     if name == "INBOX":
         raise No("INBOX always exists", "ALREADYEXISTS")
     use = _special_use(command.args[1]) if len(command.args) == 2 else None
@@ -93,7 +93,7 @@ async def rename(session: IMAPServerProtocol, command: Command) -> Reply:
     if len(command.args) != 2:
         raise Bad("RENAME takes two mailbox names")
     old = mailbox(command.args[0])
-    new = valid_new_name(mailbox(command.args[1]), session.settings.max_mailbox_name)
+    new = valid_new_name(new_mailbox(command.args[1]), session.settings.max_mailbox_name)
     if new == "INBOX":
         raise No("INBOX already exists", "ALREADYEXISTS")
     if new == old:
@@ -116,14 +116,21 @@ async def unsubscribe(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply()
 
 
-def _list_args(command: Command) -> tuple[str, str]:
+def _list_args(command: Command) -> tuple[str, str] | None:
+    """The reference and pattern; None when either does not decode (it matches no name)."""
     if len(command.args) != 2:
         raise Bad(f"{command.name} takes a reference and a mailbox pattern")
-    return list_pattern(command.args[0]), list_pattern(command.args[1])
+    try:
+        return list_pattern(command.args[0]), list_pattern(command.args[1])
+    except UndecodableName:
+        return None
 
 
 async def list_(session: IMAPServerProtocol, command: Command) -> Reply:
-    reference, pattern = _list_args(command)
+    args = _list_args(command)
+    if args is None:
+        return Reply()
+    reference, pattern = args
     if not pattern:
         session.write(b'* LIST (\\Noselect) "/" ""\r\n')
         return Reply()
@@ -138,7 +145,10 @@ async def list_(session: IMAPServerProtocol, command: Command) -> Reply:
 
 
 async def lsub(session: IMAPServerProtocol, command: Command) -> Reply:
-    reference, pattern = _list_args(command)
+    args = _list_args(command)
+    if args is None:
+        return Reply()
+    reference, pattern = args
     if not pattern:
         session.write(b'* LSUB (\\Noselect) "/" ""\r\n')
         return Reply()
