@@ -17,7 +17,12 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IPushProducer,
+    IStreamServerEndpoint,
+)
 from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -222,18 +227,25 @@ def _offer_homes(backend: IBackend, passwd: PasswdFile) -> None:
 
 
 def build_service(config: Config, reactor: Any = None) -> MultiService:
-    """The whole server as one service: the backend first, then a listener per endpoint."""
+    """The whole server as one service: the backend, and a listener per endpoint.
+
+    Ports are bound when the service starts (before twistd drops privileges, so ports
+    below 1024 work with ``--uid``), but accept no connection until the backend's start has
+    finished (schema created, pools up): a client that connects the instant a port is
+    bound waits in the kernel's backlog and is greeted once the backend can serve it.
+    """
     if reactor is None:
         from twisted.internet import reactor
     parts = build_server(config)
     top = MultiService()
-    _BackendService(parts.backend, reactor).setServiceParent(top)
+    gate = _AcceptGate()
+    _BackendService(parts.backend, reactor, gate).setServiceParent(top)
     listeners: list[tuple[str, str, CertificateOptions | None]] = [
         (d, "IMAP", None) for d in config.imap
     ]
     listeners += [(d, "IMAPS", parts.tls.options) for d in config.imaps]
     for description, label, tls in listeners:
-        endpoint = _listening_endpoint(reactor, description, label, tls)
+        endpoint = _listening_endpoint(reactor, description, label, tls, gate)
         listener = StreamServerEndpointService(endpoint, parts.factory)
         # As twisted.application.strports.service does: a port that cannot be bound fails
         # the start instead of leaving a server that is silently half up.
@@ -242,16 +254,44 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
     return top
 
 
-class _BackendService(Service):
-    """Runs ``backend.start()``/``stop()`` with the service; a failed start stops the reactor."""
+class _AcceptGate:
+    """Listening ports held paused (not accepting) until the backend has started."""
 
-    def __init__(self, backend: IBackend, reactor: Any) -> None:
+    def __init__(self) -> None:
+        self.open = False
+        self._held: list[tuple[str, IListeningPort]] = []
+
+    def add(self, label: str, port: IListeningPort) -> None:
+        if self.open or not IPushProducer.providedBy(port):
+            # Open already, or a port that cannot pause (no Twisted port is such): serve.
+            _announce(label, port)
+            return
+        IPushProducer(port).pauseProducing()
+        self._held.append((label, port))
+
+    def release(self) -> None:
+        """The backend is up: accept on every port bound so far, and on those bound later."""
+        self.open = True
+        held, self._held = self._held, []
+        for label, port in held:
+            IPushProducer(port).resumeProducing()
+            _announce(label, port)
+
+
+class _BackendService(Service):
+    """Runs ``backend.start()``/``stop()`` with the service; the listeners start accepting
+    when the start has finished; a failed start stops the reactor."""
+
+    def __init__(self, backend: IBackend, reactor: Any, gate: _AcceptGate | None = None) -> None:
         self.backend = backend
         self._reactor = reactor
+        self._gate = gate or _AcceptGate()
 
     def startService(self) -> None:
         super().startService()
-        maybeDeferred(self.backend.start).addErrback(self._failed)
+        started = maybeDeferred(self.backend.start)
+        started.addCallback(lambda _: self._gate.release())
+        started.addErrback(self._failed)
 
     def stopService(self) -> Deferred[object]:
         super().stopService()
@@ -263,7 +303,11 @@ class _BackendService(Service):
 
 
 def _listening_endpoint(
-    reactor: Any, description: str, label: str, tls: CertificateOptions | None
+    reactor: Any,
+    description: str,
+    label: str,
+    tls: CertificateOptions | None,
+    gate: _AcceptGate,
 ) -> IStreamServerEndpoint:
     """Parse an endpoint string; for IMAPS, wrap it in our TLS unless it brings its own."""
     parsed = description
@@ -276,29 +320,38 @@ def _listening_endpoint(
         endpoint = serverFromString(reactor, parsed)
     except (ValueError, TypeError, OSError) as e:
         raise usage.UsageError(f"--{label.lower()} {description!r}: {e}") from None
-    return _AnnouncedEndpoint(endpoint, label, tls)
+    return _GatedEndpoint(endpoint, label, tls, gate)
 
 
 @implementer(IStreamServerEndpoint)
-class _AnnouncedEndpoint:
-    """Logs the address it listens on (the real port when 0 was asked), adding TLS if given."""
+class _GatedEndpoint:
+    """Adds TLS if given; its port accepts (and is logged) once the gate opens."""
 
     def __init__(
-        self, endpoint: IStreamServerEndpoint, label: str, tls: CertificateOptions | None
+        self,
+        endpoint: IStreamServerEndpoint,
+        label: str,
+        tls: CertificateOptions | None,
+        gate: _AcceptGate,
     ) -> None:
         self._endpoint = endpoint
         self._label = label
         self._tls = tls
+        self._gate = gate
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         factory = protocolFactory
         if self._tls is not None:
             factory = TLSMemoryBIOFactory(self._tls, False, protocolFactory)
-        return self._endpoint.listen(factory).addCallback(self._announce)
+        return self._endpoint.listen(factory).addCallback(self._bound)
 
-    def _announce(self, port: IListeningPort) -> IListeningPort:
-        _log.info("{label} listening on {address}", label=self._label, address=_show(port))
+    def _bound(self, port: IListeningPort) -> IListeningPort:
+        self._gate.add(self._label, port)
         return port
+
+
+def _announce(label: str, port: IListeningPort) -> None:
+    _log.info("{label} listening on {address}", label=label, address=_show(port))
 
 
 def _show(port: IListeningPort) -> str:
