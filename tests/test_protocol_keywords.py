@@ -38,7 +38,7 @@ class Watched:
                 if self.known is not None:
                     self.announcements += 1
                 self.known = _flag_list(line, len(b"* FLAGS "))
-                assert SYSTEM <= self.known, line
+                assert self.known >= SYSTEM, line
                 self.permanent = None  # a PERMANENTFLAGS must follow it
                 continue
             match = re.match(rb"\* OK \[PERMANENTFLAGS ", line, re.I)
