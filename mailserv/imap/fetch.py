@@ -110,7 +110,7 @@ async def fetch(
             if meta.uid in newly_seen and not wants_flags:
                 parts.append(flags_renderer(meta, raw))
             out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
-        session.write(b"".join(out))
+        view.write_fetches(out)
         await session.drain()
 
 

@@ -4,12 +4,18 @@ Changes made by other sessions arrive as listener events and wait here until RFC
 section 7.4.1 allows them out: after a command, or at once while IDLE; EXPUNGE never after
 FETCH, STORE or SEARCH.  Changes the session made itself are reported by its own command
 handler, so their events are skipped here (the session is not told twice).
+
+The view also keeps the flag list the client was last given (RFC 3501 7.2.6).  SELECT and
+EXAMINE list the system flags; a keyword is announced with a new ``* FLAGS`` (and
+``PERMANENTFLAGS``) just before the first FETCH response that carries it, whoever set it.
+The backends have no "keywords of a mailbox" call, so the list grows from the flags the
+session is about to be sent; it never shrinks while the mailbox stays selected.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from twisted.internet import defer
@@ -26,6 +32,20 @@ if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol
 
 _log = Logger()
+
+SYSTEM_FLAGS: tuple[str, ...] = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+_ALWAYS_KNOWN = frozenset(SYSTEM_FLAGS)
+
+
+def flags_responses(keywords: Iterable[str], readonly: bool) -> bytes:
+    """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for the system flags and ``keywords``.
+
+    SELECT/EXAMINE send them first, the view again whenever a keyword joins the list.  A
+    read-only session may change nothing: its PERMANENTFLAGS is empty.
+    """
+    names = " ".join([*SYSTEM_FLAGS, *sorted(keywords)]).encode("ascii", "replace")
+    permanent = b"" if readonly else names + b" \\*"
+    return b"* FLAGS (%s)\r\n* OK [PERMANENTFLAGS (%s)] Flags permitted\r\n" % (names, permanent)
 
 
 @implementer(IMailboxListener)
@@ -50,6 +70,10 @@ class SelectedView:
         self._expunged: list[int] = []
         self._flushing = False
         self._again = False
+        self._told: frozenset[str] = _ALWAYS_KNOWN
+        """Flags of the last FLAGS response (SELECT/EXAMINE sent the system flags)."""
+        self._untold: set[str] = set()
+        """Flags rendered into FETCH responses that the client has not been told of yet."""
         mailbox.add_listener(self)
 
     def close(self) -> None:
@@ -93,9 +117,28 @@ class SelectedView:
         return out
 
     def flags_with_recent(self, uid: int, flags: frozenset[str]) -> bytes:
+        """A FETCH FLAGS value; notes the keywords not announced yet.
+
+        Whatever writes the result must write ``announcement()`` before it (``write_fetches``
+        does).  Usually every flag is known and the cost is one subset test.
+        """
+        if not flags <= self._told:
+            self._untold.update(flags - self._told)
         if uid in self.recent:
             return encode.flag_list(flags | {"\\Recent"})
         return encode.flag_list(flags)
+
+    def announcement(self) -> bytes:
+        """The FLAGS/PERMANENTFLAGS owed for flags rendered since the last call, or ``b""``."""
+        if not self._untold:
+            return b""
+        self._told = self._told.union(self._untold)
+        self._untold = set()
+        return flags_responses(self._told - _ALWAYS_KNOWN, self.readonly)
+
+    def write_fetches(self, lines: list[bytes]) -> None:
+        """Write responses rendered with ``flags_with_recent``, announcing new keywords first."""
+        self.session.write(self.announcement() + b"".join(lines))
 
     # -- listener events ----------------------------------------------------------------
 
@@ -160,7 +203,7 @@ class SelectedView:
             gone, self._expunged = self._expunged, []
             out.extend(self.remove(gone))
         if out:
-            self.session.write(b"".join(out))
+            self.write_fetches(out)
 
     def remove(self, uids: Sequence[int]) -> list[bytes]:
         """Drop expunged UIDs from the view; the EXPUNGE lines to send, highest first."""

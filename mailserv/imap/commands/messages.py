@@ -95,7 +95,7 @@ async def _report_flags(
                 out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, meta.uid, flag_bytes))
             else:
                 out.append(b"* %d FETCH (FLAGS %s)\r\n" % (seq, flag_bytes))
-    session.write(b"".join(out))
+    view.write_fetches(out)
 
 
 async def search(session: IMAPServerProtocol, command: Command) -> Reply:

@@ -11,13 +11,11 @@ from mailserv.imap.parser import mailbox
 from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.search.keys import UNSEEN
 from mailserv.imap.tokens import Command
-from mailserv.imap.view import SelectedView
+from mailserv.imap.view import SelectedView, flags_responses
 from mailserv.interfaces import MailboxStatus
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol
-
-SYSTEM_FLAGS = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
 
 async def select(session: IMAPServerProtocol, command: Command) -> Reply:
@@ -40,9 +38,7 @@ async def _open(session: IMAPServerProtocol, command: Command, readonly: bool) -
     view = SelectedView(session, box, readonly, uids, recent)
     first_unseen = await _first_unseen(view, counts)
     out = [
-        b"* FLAGS (%s)\r\n" % SYSTEM_FLAGS,
-        b"* OK [PERMANENTFLAGS (%s)] Flags permitted\r\n"
-        % (b"" if readonly else SYSTEM_FLAGS + b" \\*"),
+        flags_responses((), readonly),  # keywords are announced when a FETCH first shows them
         b"* %d EXISTS\r\n" % view.exists,
         # EXAMINE claims nothing: it shows how many are recent for nobody yet.
         b"* %d RECENT\r\n" % (counts.recent if readonly else len(view.recent)),
