@@ -9,6 +9,7 @@ import queue
 import re
 import shutil
 import signal
+import site
 import socket
 import ssl
 import subprocess
@@ -259,6 +260,11 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(
         [sys.executable, "-m", "venv", "--system-site-packages", str(env)], check=True, timeout=120
     )
+    # --system-site-packages shows the base interpreter's packages; when the tests run in a
+    # virtualenv themselves (the usual place), what they installed (Twisted, wheel...) is in
+    # that one's site-packages instead: make those visible too.
+    outer = [path for path in site.getsitepackages() if Path(path).is_dir()]
+    (site_packages(env) / "outer-environment.pth").write_text("\n".join(outer) + "\n")
     pip_install(env, source)
     return env
 
