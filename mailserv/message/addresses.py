@@ -205,13 +205,33 @@ def raw_search_line(text: str) -> str:
 
 def _mailbox_forms(mailbox: Mailbox, lines: list[str]) -> None:
     name, _adl, local, host = mailbox
-    display = _name(name)
     address = _plain(local + "@" + host if host else local)
     address = "".join(address.split()) if '"' not in address else address
-    _add(lines, display)
+    names = [_name(name)]
+    if names[0].endswith(")"):
+        # The stdlib appends a mailbox's comments to its phrase ("Name (c)" for
+        # 'Name <a (c)@b>'): the phrase alone is a form too.
+        names.append(_name(_without_last_comment(names[0])))
+    _add(lines, names[0])
     _add(lines, address)
-    if display and address:
-        _add(lines, f"{display} <{address}>")
+    for display in names:
+        if display and address:
+            _add(lines, display)
+            _add(lines, f"{display} <{address}>")
+
+
+def _without_last_comment(text: str) -> str:
+    """``text`` without the parenthesised group (nesting respected) that ends it."""
+    depth = 0
+    for pos in range(len(text) - 1, -1, -1):
+        char = text[pos]
+        if char == ")":
+            depth += 1
+        elif char == "(":
+            depth -= 1
+            if depth == 0:
+                return text[:pos]
+    return text
 
 
 def _name(name: str | None) -> str:
