@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailserv.message import parse
 from mailserv.message.addresses import SEPARATOR, raw_search_line, search_field
 from mailserv.message.headers import search_text
 from mailserv.message.parse import parse_message
@@ -78,6 +79,24 @@ def test_parse_message_fills_the_fields_and_keeps_header_text_first() -> None:
     assert "Real Name <a@b.org>" in info.cc.split(SEPARATOR)
     assert {"Friends", "a@b.org", "c@d.org"} <= set(info.bcc.split(SEPARATOR))
     assert raw_search_line(info.bcc) == "Friends: a@b.org, c@d.org;"
+
+
+def test_a_message_the_parser_gives_up_on_keeps_its_header_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """parse_message stores a message it fails on as opaque text; SEARCH FROM/TO/... and
+    SUBJECT still see the raw header values."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug in the MIME scanner")
+
+    monkeypatch.setattr(parse, "_entity", broken)
+    raw = b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nFrom: a@b.org (Real\r\n Name)\r\n\r\nx\r\n"
+    info = parse_message(raw)
+    assert info.envelope.startswith(b"(NIL NIL NIL")
+    assert info.subject == "Gr\u00fc\u00dfe"
+    assert info.from_ == "a@b.org (Real Name)"
+    assert info.to == info.cc == info.bcc == ""
 
 
 def test_records_of_the_previous_format_are_parsed_again() -> None:
