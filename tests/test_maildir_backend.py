@@ -9,6 +9,7 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from mailserv.errors import (
     MailboxNotFound,
 )
 from mailserv.interfaces import IMailboxListener
+from mailserv.message.parse import parse_message
+from mailserv.message.store import MARKER, dumps
 
 SEEN = frozenset({"\\Seen"})
 DELETED = frozenset({"\\Deleted"})
@@ -347,6 +350,26 @@ def test_missing_index_is_rebuilt_from_the_files(store: Store) -> None:
     assert resolve(inbox.status()).highestmodseq >= 2
 
 
+def test_index_records_of_an_older_format_are_parsed_again(store: Store) -> None:
+    """MI1 records lack the normalised addresses SEARCH FROM/TO/... look in."""
+    inbox = store.open()
+    uid = append(inbox, 1)
+    store.stop()
+    old = replace(parse_message(message(1)), from_="Alice <alice@example.org>")
+    with sqlite3.connect(store.root() / INDEX) as db:
+        db.execute("UPDATE message SET info = ?", (b"MI1\n" + dumps(old)[len(MARKER) :],))
+    db.close()
+    store.start()
+    info = metas(store.open())[uid].info
+    assert info.from_.split("\n") == ["Alice <alice@example.org>", "Alice", "alice@example.org"]
+    store.stop()
+    with sqlite3.connect(store.root() / INDEX) as db:
+        (record,) = db.execute("SELECT info FROM message").fetchone()
+    db.close()
+    assert bytes(record).startswith(b"MI2\n")
+    store.start()
+
+
 def test_corrupt_index_is_rebuilt(store: Store) -> None:
     inbox = store.open()
     uid = append(inbox, 1)
@@ -396,7 +419,7 @@ def test_infos_load_lazily_and_damaged_ones_are_reparsed(store: Store) -> None:
     assert metas(inbox)[uid].info.subject == "Note 1"
     with sqlite3.connect(store.root() / INDEX) as db:
         [(info,)] = db.execute("SELECT info FROM message")
-    assert info.startswith(b"MI1\n")
+    assert info.startswith(MARKER)
 
 
 def test_recent_survives_a_restart(store: Store) -> None:

@@ -10,6 +10,7 @@ from typing import Any, cast
 import pytest
 import test_message_samples as s  # tests/ is on sys.path (pytest rootdir insertion, conftest)
 
+from mailserv.message.addresses import raw_search_line
 from mailserv.message.info import MessageInfo, Part
 from mailserv.message.parse import MAX_DEPTH, MAX_PARTS, parse_message
 
@@ -75,9 +76,25 @@ def test_plain_envelope() -> None:
 def test_plain_search_fields() -> None:
     info = parse_message(s.PLAIN)
     assert info.subject == "Lunch on Friday?"
-    assert info.from_ == "Alice Example <alice@example.org>"
-    assert info.to == "Bob <bob@example.net>, carol@example.com"
-    assert info.cc == '"Dave, the Boss" <dave@example.com>'
+    # The header's text first, then each address normalised (one form a line).
+    assert info.from_.split("\n") == [
+        "Alice Example <alice@example.org>",
+        "Alice Example",
+        "alice@example.org",
+    ]
+    assert info.to.split("\n") == [
+        "Bob <bob@example.net>, carol@example.com",
+        "Bob",
+        "bob@example.net",
+        "Bob <bob@example.net>",
+        "carol@example.com",
+    ]
+    assert info.cc.split("\n") == [
+        '"Dave, the Boss" <dave@example.com>',
+        "Dave, the Boss",
+        "dave@example.com",
+        "Dave, the Boss <dave@example.com>",
+    ]
     assert info.bcc == ""
     assert info.sent == datetime(2024, 6, 3, 10, 11, 12, tzinfo=timezone(timedelta(hours=2)))
 
@@ -182,10 +199,12 @@ def test_rfc2047_headers_raw_in_envelope_decoded_for_search() -> None:
     assert env[2] == ((b"=?utf-8?q?J=C3=B6rg_M=C3=BCller?=", None, b"joerg", b"example.de"),)
     assert env[5][1] == (b"=?koi8-r?b?8NLJ18XU?=", None, b"ivan", b"example.ru")
     assert info.subject == "Émélie and Zoë again"
-    assert info.from_ == "Jörg Müller <joerg@example.de>"
-    assert info.to == "François <francois@example.fr>, Привет <ivan@example.ru>"
-    assert info.cc == "日本語 <taro@example.jp>"
-    assert info.bcc == "abc <x@example.com>"  # unknown charset: bytes kept, no error
+    assert raw_search_line(info.from_) == "Jörg Müller <joerg@example.de>"
+    assert raw_search_line(info.to) == "François <francois@example.fr>, Привет <ivan@example.ru>"
+    assert "\n\u041f\u0440\u0438\u0432\u0435\u0442\nivan@example.ru\n" in info.to
+    assert raw_search_line(info.cc) == "日本語 <taro@example.jp>"
+    # unknown charset: bytes kept, no error
+    assert raw_search_line(info.bcc) == "abc <x@example.com>"
     assert info.sent is not None and info.sent.utcoffset() == timedelta(hours=9)
 
 
@@ -244,8 +263,9 @@ def test_eight_bit_headers_pass_through_as_literals() -> None:
     assert env[1] == b"Gr\xfc\xdfe"
     assert env[2] == ((b"J\xf6rg", None, b"joerg", b"example.de"),)
     assert env[5] == ((b"K\xc3\xb6ln", None, b"koeln", b"example.de"),)
-    assert info.subject == "Grüße" and info.from_ == "Jörg <joerg@example.de>"
-    assert info.to == "Köln <koeln@example.de>"
+    assert info.subject == "Grüße"
+    assert info.from_ == "Jörg <joerg@example.de>\nJörg\njoerg@example.de"
+    assert raw_search_line(info.to) == "Köln <koeln@example.de>"
     assert info.sent is None
     assert body[6:] == (6, 1)
 

@@ -36,6 +36,9 @@ from mailserv.errors import BackendError, BackendOptionError, MailboxNotFound
 from mailserv.imap.parser import parse_command
 from mailserv.imap.search import SearchContext, SearchProgram, bind, evaluate, parse_search
 from mailserv.interfaces import IMailbox, IMailboxListener
+from mailserv.message import store
+from mailserv.message.headers import search_text
+from mailserv.message.parse import parse_message
 
 FACTORY = SqlBackendFactory(database=inline_database)
 
@@ -186,6 +189,40 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path)).start())
 
 
+def test_upgrade_to_2_rederives_the_address_columns(url: str, tmp_path: Path) -> None:
+    """A version 1 store (address columns without the normalised forms, MI1 records) is
+    refused until ``db upgrade``, which parses every message again."""
+    backend = started(url, tmp_path)
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    raw = message(1, sender="<user-from (comment)@ (comment) domain.org>")
+    uid = resolve(box.append(raw, frozenset(), None, None)).uid
+    old_record = b"MI1\n" + store.dumps(parse_message(raw))[len(store.MARKER) :]
+    old_from = search_text(b"<user-from (comment)@ (comment) domain.org>").casefold()
+
+    def make_version_1(tx: Tx) -> None:
+        tx.execute("UPDATE messages SET from_addr = ?", (old_from,))
+        tx.execute("UPDATE message_info SET info = ?", (old_record,))
+        tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 1")
+
+    resolve(backend.db.run(make_version_1, write=True))
+    assert resolve(box.search(_program("FROM user-from@domain.org"), [uid])) == []
+    backend.stop()
+    with pytest.raises(BackendError, match="mailserv db upgrade"):
+        resolve(FACTORY.build({"url": url}, str(tmp_path)).start())
+    db = InlineDatabase(parse_url(url, str(tmp_path)))
+    assert db.call(schema.upgrade, write=True) == [2]
+    db.close()
+
+    backend = started(url, tmp_path)
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    assert resolve(box.search(_program("FROM user-from@domain.org"), [uid])) == [uid]
+    assert resolve(box.search(_program("FROM alice"), [uid])) == []
+    (record,) = query(backend, "SELECT info FROM message_info")[0]
+    assert bytes(record).startswith(store.MARKER)
+    assert resolve(box.fetch([uid]))[0].info == parse_message(raw)
+    backend.stop()
+
+
 # -- content addressing and reference counts ------------------------------------------
 
 
@@ -321,6 +358,10 @@ SENDERS = [
     "=?UTF-8?B?SsO8cmdlbg==?= <juergen@example.de>",
     "bob@example.net",
     "ALICE SMITH <asmith@example.com>",
+    "<user-from (comment)@ (comment) domain.org>",
+    '"Real Name" <real@b.org>',
+    "real@b.org (Real Name)",
+    "Friends: a@b.org,\r\n c@d.org;",
 ]
 SUBJECTS = ["Lunch on Thursday", "Budget REVIEW", "grüße aus Köln", "", "Re: budget"]
 KEYWORDS = ["$Work", "$work", "Later", "$Junk"]
@@ -358,6 +399,10 @@ ATOMS = [
     "SMALLER 120", "BEFORE 10-Jan-2021", "ON 15-Jan-2021", "SINCE 1-Feb-2021",
     "SENTBEFORE 1-Jan-2000", "SENTON 3-Jan-2021", "SENTSINCE 3-Jan-2021", "UID 3:9",
     "UID 20:*", "1:4", "*", "MODSEQ 30", "BODY x", "TEXT lunch", "HEADER X-Missing foo",
+    "FROM user-from@domain.org", 'FROM "Real Name <REAL@b.org>"', "FROM friends",
+    "FROM c@d.org", 'HEADER From "Real Name <real@b.org>"', 'HEADER From "(comment)"',
+    "HEADER FROM user-from@domain.org", "FROM {18}\r\ncomment)\nuser-from",
+    "HEADER From {13}\r\norg\nuser-from",
 ]  # fmt: skip
 
 

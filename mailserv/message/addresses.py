@@ -1,8 +1,17 @@
-"""Address lists as RFC 3501 ENVELOPE address structures, groups included.
+"""Address lists as RFC 3501 ENVELOPE address structures, groups included, and as the
+text SEARCH FROM/TO/CC/BCC look in.
 
 ``email.utils.getaddresses`` parses mailboxes but flattens groups and trips over source
 routes, so the list is first split at its top level here (quotes, comments and angle
 brackets respected) and each mailbox is then handed to the stdlib parser.
+
+A field is parsed once, when the message enters the store: :func:`parse_field` gives the
+items, :func:`encode_items` their ENVELOPE form and :func:`search_field` the searchable
+text: the unfolded, RFC 2047-decoded header value, then, one per line, the normalised
+forms of each address (display name, ``local@domain`` without comments or folding
+whitespace, ``Name <local@domain>``; for a group its name and its members).  A substring
+test on that text is a test on each line, since no form holds a line break
+(:data:`SEPARATOR`).
 """
 
 from __future__ import annotations
@@ -10,8 +19,10 @@ from __future__ import annotations
 import re
 from email.utils import getaddresses, unquote
 
+from twisted.logger import Logger
+
 from mailserv.imap.encode import nstring, string
-from mailserv.message.headers import unfold
+from mailserv.message.headers import decode_words, search_text, to_text, unfold
 
 MAX_ADDRESS_FIELD = 64 * 1024
 """Octets of one address field that are parsed (a bound against absurd headers)."""
@@ -22,6 +33,12 @@ sees them (it recurses once per nesting level)."""
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|<[^>]*>?|\(|[,:;]|[^",:;<(]+', re.S)
 _ROUTE = re.compile(r"<\s*(@[^<>:\"]*):")
 _GROUP_END = b"(NIL NIL NIL NIL)"
+_SPACE = re.compile(r"\s+")
+
+SEPARATOR = "\n"
+"""Between the forms of :func:`search_field`; never inside one."""
+
+_log = Logger()
 
 Mailbox = tuple[str | None, str | None, str, str | None]
 """(name, adl, mailbox, host) as text; ``None`` fields become NIL."""
@@ -124,6 +141,14 @@ def _drop_comments(text: str) -> str:
     return " ".join(out)
 
 
+def parse_field(value: bytes, limit: int = MAX_ADDRESS_FIELD) -> list[Item]:
+    """The mailboxes and groups of a raw (folded) address header value.
+
+    Only the first ``limit`` octets are parsed.
+    """
+    return parse_list(unfold(value[:limit]).decode("utf-8", "surrogateescape"))
+
+
 def encode_list(value: bytes | None, limit: int = MAX_ADDRESS_FIELD) -> bytes:
     """The ENVELOPE form of an address header: ``((name adl mailbox host) ...)`` or NIL.
 
@@ -131,11 +156,13 @@ def encode_list(value: bytes | None, limit: int = MAX_ADDRESS_FIELD) -> bytes:
     """
     if value is None:
         return b"NIL"
-    text = unfold(value[:limit]).decode("utf-8", "surrogateescape")
-    if not text:
-        return b"NIL"
+    return encode_items(parse_field(value, limit))
+
+
+def encode_items(items: list[Item]) -> bytes:
+    """The ENVELOPE form of parsed address items (NIL for none)."""
     out: list[bytes] = []
-    for item in parse_list(text):
+    for item in items:
         if isinstance(item[1], list):
             out.append(b"(NIL NIL " + string(_octets(item[0])) + b" NIL)")
             out.extend(_address(member) for member in item[1])
@@ -143,6 +170,90 @@ def encode_list(value: bytes | None, limit: int = MAX_ADDRESS_FIELD) -> bytes:
         else:
             out.append(_address(item))  # type: ignore[arg-type]
     return b"(" + b"".join(out) + b")" if out else b"NIL"
+
+
+def search_field(value: bytes | None, items: list[Item] | None = None) -> str:
+    """What SEARCH FROM/TO/CC/BCC look in: the decoded value, then each address normalised.
+
+    ``items`` are the field's parsed addresses (parsed here when None).  Lines are joined
+    with :data:`SEPARATOR`; the first is the whole value (unfolded, RFC 2047-decoded), so a
+    value that does not parse is still searched as it is.  '' when the field is absent.
+    """
+    if value is None:
+        return ""
+    lines = [search_text(value).replace(SEPARATOR, " ")]
+    try:
+        if items is None:
+            items = parse_field(value)
+        for item in items:
+            if isinstance(item[1], list):
+                _add(lines, _name(item[0]))
+                for member in item[1]:
+                    _mailbox_forms(member, lines)
+            else:
+                _mailbox_forms(item, lines)  # type: ignore[arg-type]
+    except Exception:  # a bug here must not lose the raw text; log it and keep that
+        _log.failure("Cannot normalise an address field for SEARCH")
+        del lines[1:]
+    return SEPARATOR.join(dict.fromkeys(lines))  # each form once, the value first
+
+
+def raw_search_line(text: str) -> str:
+    """The first line of a :func:`search_field` text: the value as HEADER searches see it."""
+    return text.partition(SEPARATOR)[0]
+
+
+def _mailbox_forms(mailbox: Mailbox, lines: list[str]) -> None:
+    name, _adl, local, host = mailbox
+    address = _plain(local + "@" + host if host else local)
+    address = "".join(address.split()) if '"' not in address else address
+    names = [_name(name)]
+    if names[0].endswith(")"):
+        # The stdlib appends a mailbox's comments to its phrase ("Name (c)" for
+        # 'Name <a (c)@b>'): the phrase alone is a form too.
+        names.append(_name(_without_last_comment(names[0])))
+    _add(lines, names[0])
+    _add(lines, address)
+    for display in names:
+        if display and address:
+            _add(lines, display)
+            _add(lines, f"{display} <{address}>")
+
+
+def _without_last_comment(text: str) -> str:
+    """``text`` without the parenthesised group (nesting respected) that ends it."""
+    depth = 0
+    for pos in range(len(text) - 1, -1, -1):
+        char = text[pos]
+        if char == ")":
+            depth += 1
+        elif char == "(":
+            depth -= 1
+            if depth == 0:
+                return text[:pos]
+    return text
+
+
+def _name(name: str | None) -> str:
+    """A display or group name as people read it: decoded, unquoted, spaces collapsed."""
+    if not name:
+        return ""
+    text = decode_words(_plain(name))
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    return _SPACE.sub(" ", text).strip()
+
+
+def _plain(text: str) -> str:
+    """Parser text (8-bit octets as surrogates) as real text, like ``to_text`` does."""
+    if text.isascii():
+        return text
+    return to_text(text.encode("utf-8", "surrogateescape"))
+
+
+def _add(lines: list[str], form: str) -> None:
+    if form:
+        lines.append(form.replace(SEPARATOR, " "))
 
 
 def _address(mailbox: Mailbox) -> bytes:

@@ -31,7 +31,9 @@ class MessageInfo:
 
     ``envelope``, ``body`` and ``bodystructure`` are ready-to-send IMAP bytes (the
     parenthesised values of the ENVELOPE, BODY and BODYSTRUCTURE fetch items).  The search
-    fields hold RFC 2047-decoded header text ('' when the header is absent); ``sent`` is
+    fields hold unfolded, RFC 2047-decoded header text ('' when the header is absent);
+    ``from_``, ``to``, ``cc`` and ``bcc`` add, one per line after it, each address in
+    normalised forms (see :func:`mailserv.message.addresses.search_field`).  ``sent`` is
     the parsed Date: header (None when missing or unparsable).
     """
 

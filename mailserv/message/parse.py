@@ -16,7 +16,13 @@ from twisted.logger import Logger
 
 from mailserv.imap.encode import string
 from mailserv.message import headers
-from mailserv.message.addresses import MAX_ADDRESS_FIELD, encode_list
+from mailserv.message.addresses import (
+    MAX_ADDRESS_FIELD,
+    Item,
+    encode_items,
+    parse_field,
+    search_field,
+)
 from mailserv.message.headers import Param, iter_fields, parse_params, search_text, unfold
 from mailserv.message.info import MessageInfo, Part
 
@@ -64,6 +70,7 @@ _EMPTY_STRUCTURE = _EMPTY_BODY[:-1] + b" NIL NIL NIL NIL)"
 _ENCAPSULATING = frozenset({"message/rfc822", "message/global"})
 
 Fields = dict[bytes, bytes]
+_SEARCHED_ADDRESSES = (b"from", b"to", b"cc", b"bcc")
 
 
 class _Scan:
@@ -77,13 +84,11 @@ class _Scan:
         self.probes = 0
         self.address_budget = MAX_ADDRESS_TOTAL
 
-    def addresses(self, value: bytes | None) -> bytes:
-        """An ENVELOPE address list, parsed within the message's address budget."""
-        if value is None:
-            return b"NIL"
+    def items(self, value: bytes) -> list[Item]:
+        """An address list's items, parsed within the message's address budget."""
         limit = min(MAX_ADDRESS_FIELD, self.address_budget)
         self.address_budget -= min(len(value), limit)
-        return encode_list(value, limit)
+        return parse_field(value, limit)
 
 
 class _Entity:
@@ -102,9 +107,10 @@ def parse_message(raw: bytes) -> MessageInfo:
     """Everything FETCH and SEARCH need about ``raw``; never raises."""
     raw = bytes(raw)
     scan = _Scan(raw)
+    parsed: dict[bytes, list[Item]] = {}
     try:
         top = _entity(scan, 0, len(raw), 0, "text/plain", True)
-        env = _envelope(top.fields, scan)
+        env = _envelope(top.fields, scan, parsed)
     except Exception:  # a bug here must not lose the message: store it as opaque text
         _log.failure("parse_message failed; storing the message as opaque text")
         return _opaque(raw)
@@ -115,10 +121,10 @@ def parse_message(raw: bytes) -> MessageInfo:
         bodystructure=top.structure,
         root=top.part,
         subject=search_text(fields.get(b"subject")),
-        from_=search_text(fields.get(b"from")),
-        to=search_text(fields.get(b"to")),
-        cc=search_text(fields.get(b"cc")),
-        bcc=search_text(fields.get(b"bcc")),
+        from_=search_field(fields.get(b"from"), parsed.get(b"from")),
+        to=search_field(fields.get(b"to"), parsed.get(b"to")),
+        cc=search_field(fields.get(b"cc"), parsed.get(b"cc")),
+        bcc=search_field(fields.get(b"bcc"), parsed.get(b"bcc")),
         sent=_date(fields.get(b"date")),
     )
 
@@ -129,25 +135,55 @@ def _opaque(raw: bytes) -> MessageInfo:
     body = b'("TEXT" "PLAIN" ' + _ASCII_DEFAULT + b' NIL NIL "7BIT" ' + size + b" " + lines
     root = Part(0, 0, len(raw), "text/plain", "7bit", "us-ascii")
     nil = b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
-    return MessageInfo(
-        nil, body + b")", body + b" NIL NIL NIL NIL)", root, "", "", "", "", "", None
-    )
+    texts = _raw_texts(raw)
+    return MessageInfo(nil, body + b")", body + b" NIL NIL NIL NIL)", root, *texts, None)
 
 
-def _envelope(fields: Fields, scan: _Scan) -> bytes:
-    """The ENVELOPE of a message header (RFC 3501 7.4.2), from its raw field values."""
-    sender_from = scan.addresses(fields.get(b"from"))
-    sender = scan.addresses(fields.get(b"sender"))
-    reply_to = scan.addresses(fields.get(b"reply-to"))
+def _raw_texts(raw: bytes) -> tuple[str, str, str, str, str]:
+    """Subject, From, To, Cc and Bcc of a message that could not be parsed, unparsed, so
+    SEARCH still finds their text ('' each when even that fails)."""
+    try:
+        stop = headers.header_end(raw, 0, len(raw))[0]
+        wanted = (b"subject", *_SEARCHED_ADDRESSES)
+        found: Fields = {}
+        for match in iter_fields(raw, 0, stop):
+            name = match.group(1).lower()
+            if name in wanted and name not in found:
+                found[name] = match.group(2)
+        subject, from_, to, cc, bcc = (search_text(found.get(name)) for name in wanted)
+        return subject, from_, to, cc, bcc
+    except Exception:
+        _log.failure("Cannot read the header of an unparsable message")
+        return "", "", "", "", ""
+
+
+def _envelope(fields: Fields, scan: _Scan, parsed: dict[bytes, list[Item]] | None = None) -> bytes:
+    """The ENVELOPE of a message header (RFC 3501 7.4.2), from its raw field values.
+
+    The parsed From/To/Cc/Bcc items are left in ``parsed`` when given (for SEARCH).
+    """
+
+    def addresses(name: bytes) -> bytes:
+        value = fields.get(name)
+        if value is None:
+            return b"NIL"
+        items = scan.items(value)
+        if parsed is not None and name in _SEARCHED_ADDRESSES:
+            parsed[name] = items
+        return encode_items(items)
+
+    sender_from = addresses(b"from")
+    sender = addresses(b"sender")
+    reply_to = addresses(b"reply-to")
     return b"(%s %s %s %s %s %s %s %s %s %s)" % (
         _nstring(fields.get(b"date")),
         _nstring(fields.get(b"subject")),
         sender_from,
         sender_from if sender == b"NIL" else sender,
         sender_from if reply_to == b"NIL" else reply_to,
-        scan.addresses(fields.get(b"to")),
-        scan.addresses(fields.get(b"cc")),
-        scan.addresses(fields.get(b"bcc")),
+        addresses(b"to"),
+        addresses(b"cc"),
+        addresses(b"bcc"),
         _nstring(fields.get(b"in-reply-to")),
         _nstring(fields.get(b"message-id")),
     )

@@ -1,9 +1,11 @@
 """Serialising MessageInfo for persistent backends.
 
-Format ``MI1\\n`` + UTF-8 JSON array.  JSON rather than marshal/pickle: stored data outlives
+Format ``MI2\\n`` + UTF-8 JSON array.  JSON rather than marshal/pickle: stored data outlives
 Python upgrades and loading it never runs code.  IMAP bytes travel as Latin-1 strings (one
 char per octet); parts are nested arrays.  A new layout gets a new marker, and ``loads``
-refuses markers it does not know (the backend then parses the message again).
+refuses markers it does not know (the backend then parses the message again).  A new
+meaning of a field is a new layout too: ``MI1`` records had From/To/Cc/Bcc without the
+normalised address forms (:func:`mailserv.message.addresses.search_field`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from mailserv.message.info import MessageInfo, Part
 
-MARKER = b"MI1\n"
+MARKER = b"MI2\n"
 
 
 class UnknownFormat(ValueError):

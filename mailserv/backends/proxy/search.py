@@ -63,7 +63,9 @@ def answerable_here(program: object, parsed: bool) -> bool:
     so such a search (UNSEEN, FLAGGED, LARGER, SINCE, ...) needs no round trip; it also sees
     the mirror's own mod-sequences when the upstream keeps none.  When every message is
     ``parsed`` (its MessageInfo known), searches of the decoded From/To/Cc/Bcc/Subject and
-    the sent date are local too; BODY, TEXT and other headers always go upstream.
+    the sent date are local too (FROM/TO/CC/BCC then also match the normalised addresses,
+    as on every other backend; upstream they follow the upstream's rules); BODY, TEXT and
+    other headers always go upstream.
     """
     if not isinstance(program, SearchProgram):
         return False

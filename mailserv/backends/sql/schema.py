@@ -109,8 +109,59 @@ _V1 = (
     f"INSERT INTO {VERSION_TABLE} (version) VALUES (0)",
 )
 
+REPARSE_BATCH = 200
+"""Messages parsed again per query by migration 2."""
+
+
+def _reparse_messages(tx: Tx) -> None:
+    """Migration 2: every message parsed again, its search columns and info rewritten.
+
+    The address columns gain the normalised addresses SEARCH FROM/TO/CC/BCC look in (see
+    :func:`mailserv.message.addresses.search_field`), and ``message_info`` the new record
+    format.  Batches by id, so memory stays flat however large the store.
+    """
+    from mailserv.message import store
+    from mailserv.message.parse import parse_message
+
+    last = 0
+    while True:
+        rows = tx.all(
+            "SELECT d.message_id, d.raw FROM message_data d WHERE d.message_id > ?"
+            " ORDER BY d.message_id LIMIT ?",
+            (last, REPARSE_BATCH),
+        )
+        if not rows:
+            return
+        updates, infos = [], []
+        for message_id, raw in rows:
+            info = parse_message(bytes(raw))
+            updates.append(
+                (
+                    info.subject.casefold(),
+                    info.from_.casefold(),
+                    info.to.casefold(),
+                    info.cc.casefold(),
+                    info.bcc.casefold(),
+                    int(message_id),
+                )
+            )
+            infos.append((store.dumps(info), int(message_id)))
+        tx.many(
+            "UPDATE messages SET subject = ?, from_addr = ?, to_addr = ?, cc_addr = ?,"
+            " bcc_addr = ? WHERE id = ?",
+            updates,
+        )
+        tx.many("UPDATE message_info SET info = ? WHERE message_id = ?", infos)
+        last = int(rows[-1][0])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, content-addressed messages, expunge log, users", _V1),
+    Migration(
+        2,
+        "address search columns hold normalised addresses (messages parsed again)",
+        function=_reparse_messages,
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -1,9 +1,11 @@
 """SEARCH in SQL: the common keys become a WHERE clause over indexed metadata columns.
 
 Flags, dates, sizes, UID sets, MODSEQ and the FROM/TO/CC/BCC/SUBJECT texts (stored
-case-folded, matched with an exact substring test, as the engine's evaluator does) are
-translated.  Anything else (BODY, TEXT, other HEADER fields, very large UID lists or very
-deep trees) makes :func:`translate` return None, and the engine evaluates the query itself.
+case-folded, matched with an exact substring test, as the engine's evaluator does; the
+address columns hold the header's text and, a line each, its addresses normalised, of
+which HEADER From/To/Cc/Bcc look at the first line only) are translated.  Anything else
+(BODY, TEXT, other HEADER fields, very large UID lists or very deep trees) makes
+:func:`translate` return None, and the engine evaluates the query itself.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from mailserv.imap.search import (
     UidIn,
 )
 from mailserv.imap.sequence import merge
+from mailserv.message.addresses import SEPARATOR
 
 MAX_DEPTH = 64
 """Deeper trees are left to the engine (SQLite caps expression depth at 1000)."""
@@ -50,6 +53,8 @@ _TEXT_COLUMNS = {
     StringField.SUBJECT: "c.subject",
 }
 _HEADER_COLUMNS = {field.value.lower(): column for field, column in _TEXT_COLUMNS.items()}
+_ADDRESS_COLUMNS = frozenset({"c.from_addr", "c.to_addr", "c.cc_addr", "c.bcc_addr"})
+"""Columns of lines: the header text, then its addresses normalised (``search_field``)."""
 _DATE_OPS = {DateOp.BEFORE: "<", DateOp.ON: "=", DateOp.SINCE: ">="}
 _TRUE = "1 = 1"
 _FALSE = "1 = 0"
@@ -150,6 +155,12 @@ class _Translator:
         if not needle:
             return _TRUE
         self.clause.content = True
+        if column in _ADDRESS_COLUMNS:
+            if SEPARATOR in needle:  # no line of the column holds one
+                return _FALSE
+            if key.field is StringField.HEADER:  # the header's text: the column's first line
+                end = f"{self.find}({column} || {self.param(SEPARATOR)}, {self.param(SEPARATOR)})"
+                column = f"substr({column}, 1, {end} - 1)"
         return f"{self.find}({column}, {self.param(needle)}) > 0"
 
     def date(self, key: DateCompare) -> str:

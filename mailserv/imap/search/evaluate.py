@@ -40,6 +40,7 @@ from mailserv.imap.search.keys import (
 from mailserv.imap.sequence import uids_in
 from mailserv.interfaces import MessageMeta
 from mailserv.message import text
+from mailserv.message.addresses import SEPARATOR, raw_search_line
 
 _log = Logger()
 
@@ -69,6 +70,9 @@ _HEADER_ATTRS = {
     StringField.TO: "to",
 }
 _PRECOMPUTED = {field.value.lower(): attr for field, attr in _HEADER_ATTRS.items()}
+_ADDRESS_ATTRS = frozenset({"from_", "to", "cc", "bcc"})
+"""Fields holding lines: the header text, then its addresses normalised (FROM/TO/CC/BCC
+search them all; HEADER only the first)."""
 _COMPARE: dict[DateOp, Callable[[date, date], bool]] = {
     DateOp.BEFORE: operator.lt,
     DateOp.ON: operator.eq,
@@ -137,6 +141,10 @@ class _Plan:
 
 def _true(meta: MessageMeta) -> bool:
     return True
+
+
+def _never(meta: MessageMeta) -> bool:
+    return False
 
 
 _ALWAYS = _Plan(0, _true, always=True)
@@ -232,6 +240,13 @@ def _contains(key: Contains) -> _Plan:
         if not needle:
             return _ALWAYS
         get = operator.attrgetter("info." + attr)
+        if attr in _ADDRESS_ATTRS:
+            if SEPARATOR in needle:  # no line of the text holds one: nothing matches
+                return _Plan(_COST_META, _never)
+            if key.field is StringField.HEADER:  # the header's own text, not the forms
+                return _Plan(
+                    _COST_FIELD, lambda meta: needle in raw_search_line(get(meta)).casefold()
+                )
         return _Plan(_COST_FIELD, lambda meta: needle in get(meta).casefold())
     if key.field is StringField.HEADER:
         name = key.header
