@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailserv.message import parse
-from mailserv.message.addresses import SEPARATOR, raw_search_line, search_field
+from mailserv.message.addresses import SEPARATOR, encode_list, raw_search_line, search_field
 from mailserv.message.headers import search_text
 from mailserv.message.parse import parse_message
 from mailserv.message.store import UnknownFormat, dumps, loads
@@ -217,3 +217,19 @@ def test_any_value_keeps_its_text_and_never_raises(value: bytes) -> None:
     assert raw_search_line(text) == search_text(value).replace(SEPARATOR, " ")
     found = text.split(SEPARATOR)
     assert len(found) == len(set(found))
+
+
+@pytest.mark.parametrize(
+    ("value", "envelope"),
+    [
+        # Comments beside or inside an angle address are not its display name.
+        (b"<user-from (comment)@ (comment) domain.org>", b'((NIL NIL "user-from" "domain.org"))'),
+        (b"(c) Real Name <a@b.org>", b'(("Real Name" NIL "a" "b.org"))'),
+        (b'"Real (kept)" <a@b.org> (dropped)', b'(("Real (kept)" NIL "a" "b.org"))'),
+        # Without one, the comment is the name (the old form).
+        (b"a@b.org (Real Name)", b'(("Real Name" NIL "a" "b.org"))'),
+        (b"G: (x) B <c@d.org>;", b'((NIL NIL "G" NIL)("B" NIL "c" "d.org")(NIL NIL NIL NIL))'),
+    ],
+)
+def test_envelope_names_leave_comments_out(value: bytes, envelope: bytes) -> None:
+    assert encode_list(value) == envelope

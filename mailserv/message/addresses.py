@@ -49,8 +49,6 @@ Item = Mailbox | tuple[str, list[Mailbox]]
 
 def parse_list(value: str) -> list[Item]:
     """The mailboxes and groups of an address-list header value (unfolded)."""
-    if ":" not in value:
-        return _mailboxes(value)
     items: list[Item] = []
     group: tuple[str, list[Mailbox]] | None = None
     piece: list[str] = []
@@ -83,9 +81,23 @@ def parse_list(value: str) -> list[Item]:
 
 
 def _flush(piece: list[str], into: list[Item] | list[Mailbox]) -> None:
-    if piece:
-        into.extend(_mailboxes("".join(piece)))  # type: ignore[arg-type]
-        piece.clear()
+    """Parse the tokens of one mailbox (comments are whole tokens starting with ``(``).
+
+    With an angle address the display name is the phrase before it: comments, also those
+    inside the brackets, are not part of it (RFC 5322 3.4).  Without one, a comment is the
+    name (the old ``addr (Real Name)`` form).
+    """
+    if not piece:
+        return
+    tokens = piece
+    if any(token.startswith("<") for token in piece):
+        tokens = [
+            _drop_comments(token) if token.startswith("<") and '"' not in token else token
+            for token in piece
+            if not token.startswith("(")
+        ]
+    into.extend(_mailboxes("".join(tokens)))  # type: ignore[arg-type]
+    piece.clear()
 
 
 def _comment_end(value: str, pos: int) -> int:
