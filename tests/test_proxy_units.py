@@ -45,6 +45,12 @@ def test_fetch_response_with_literal() -> None:
     assert wire.modseq_of(items["MODSEQ"]) == 33
 
 
+def test_keyword_nil_in_a_flag_list_is_a_keyword() -> None:
+    response = wire.parse([b"* 1 FETCH (UID 3 FLAGS (\\SEEN NIL))"], [])
+    items = wire.pairs(response.data[0])  # type: ignore[arg-type]
+    assert wire.flag_set(items["FLAGS"]) == {"\\Seen", "NIL"}
+
+
 def test_status_response_code_and_text() -> None:
     response = wire.parse([b"a1 OK [APPENDUID 38505 3955] APPEND completed"], [])
     assert (response.kind, response.code, response.code_data) == ("OK", "APPENDUID", [38505, 3955])
