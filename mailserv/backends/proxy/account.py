@@ -72,6 +72,7 @@ class ProxyAccount:
     async def create(self, name: str, special_use: str | None = None) -> None:
         name = _checked(name.removesuffix(DELIMITER))
         user = self.user
+        (await user.naming()).upstream(name)  # NO [CANNOT] when the upstream cannot hold it
         existing = await user.listing()
         attrs = {a.lower() for a in existing.get(name, frozenset())}
         if name.upper() == INBOX or (
@@ -115,6 +116,7 @@ class ProxyAccount:
         if name.upper() == INBOX:
             raise errors.InvalidMailboxName("INBOX cannot be deleted")
         user = self.user
+        (await user.naming()).upstream(name)
         box = user.mailboxes.pop(name, None)
         if box is not None:
             await box.release_channel()
@@ -141,6 +143,7 @@ class ProxyAccount:
             return
         if new.startswith(old + DELIMITER):
             raise errors.InvalidMailboxName(f"{new} is inside {old}")
+        (await user.naming()).upstream(new)
         existing = await user.listing()
         if old not in existing:
             raise errors.MailboxNotFound(old)
@@ -174,7 +177,7 @@ class ProxyAccount:
 
     async def subscriptions(self) -> list[str]:  # type: ignore[override]
         found: list[str] = []
-        names = self.user.names
+        names = await self.user.naming()
 
         def handler(response: wire.Response) -> bool:
             if response.kind != "LSUB" or len(response.data) < 3:
@@ -208,6 +211,7 @@ class ProxyAccount:
     async def _simple(self, verb: bytes, name: str) -> bool:
         """True when the upstream agreed."""
         user = self.user
+        (await user.naming()).upstream(name)  # NO [CANNOT], not kept as a local subscription
 
         async def send(conn: UpstreamProtocol) -> None:
             await conn.command(verb, user.encoded(name))
@@ -222,7 +226,7 @@ class ProxyAccount:
         if name.upper() == INBOX:
             name = INBOX
         user = self.user
-        user.names.upstream(name)  # InvalidMailboxName for names the upstream cannot hold
+        (await user.naming()).upstream(name)  # InvalidMailboxName for names the upstream cannot hold
         box = user.mailboxes.get(name)
         if box is None:
             box = user.mailboxes[name] = ProxyMailbox(user, name)

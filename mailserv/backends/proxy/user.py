@@ -127,16 +127,17 @@ class UserState:
                 if conn.alive:
                     conn.on_untagged = None
                     conn.on_lost = None
-                    return conn
+                    return await self._named_on(conn)
                 self._count -= 1
             if self._count < self.limit:
                 self._count += 1
                 try:
-                    return await self._open()
+                    conn = await self._open()
                 except BaseException:
                     self._count -= 1
                     self._wake()
                     raise
+                return await self._named_on(conn)
             if await self._evict():
                 continue
             left = timeout - (time.monotonic() - started)
@@ -157,9 +158,6 @@ class UserState:
         conn = await self.backend.connector.open()
         try:
             await login(conn, self.login_name, self.secret)
-            if not self._named:
-                self.names = await discover_names(conn)
-                self._named = True
         except LoginRefused as exc:
             conn.abort("login refused")
             raise errors.BackendUnavailable(
@@ -170,6 +168,27 @@ class UserState:
             raise
         self.capabilities = conn.capabilities
         return conn
+
+    async def _named_on(self, conn: UpstreamProtocol) -> UpstreamProtocol:
+        """``conn``, after learning the upstream's delimiter and prefix on it if nobody has
+        yet (the first connection may be the one the login check adopted)."""
+        if not self._named:
+            try:
+                names = await discover_names(conn)
+            except BaseException:
+                self.discard(conn)
+                raise
+            if not self._named:
+                self.names = names
+                self._named = True
+        return conn
+
+    async def naming(self) -> NameMap:
+        """The upstream's names: learnt on a pooled connection the first time.  Every
+        command that spells a mailbox name upstream waits for this first."""
+        if not self._named:
+            self.release(await self.acquire())
+        return self.names
 
     async def _evict(self) -> bool:
         """Free the connection of a selected mailbox nobody listens to; True if one was."""
@@ -214,10 +233,13 @@ class UserState:
     # -- mailbox-level questions ----------------------------------------------------------
 
     def encoded(self, name: str) -> wire.Arg:
+        """``name`` as an upstream argument (after :meth:`naming`); InvalidMailboxName
+        when the upstream cannot hold it."""
         return wire.string(self.names.encode(name))
 
     async def status_of(self, name: str) -> MailboxStatus:
         """STATUS of a mailbox that is not selected here."""
+        await self.naming()
         found: dict[str, object] = {}
         condstore = False
 
@@ -263,7 +285,7 @@ class UserState:
     async def listing(self, pattern: bytes = b"*") -> dict[str, frozenset[str]]:
         """``LIST "" pattern``: our names and the upstream's attributes (case kept)."""
         found: dict[str, frozenset[str]] = {}
-        names = self.names
+        names = await self.naming()
 
         def handler(response: wire.Response) -> bool:
             if response.kind != "LIST" or len(response.data) < 3:
