@@ -195,6 +195,17 @@ def test_rename_takes_children_along_and_delete(setup: Setup) -> None:
     assert setup.upstream_name("new/flat") not in upstream
     assert not {n for n in upstream if "old" in n}, upstream
 
+    # a deleted parent stays as \Noselect while its child lives (Dovecot's Maildir++ list
+    # index goes on listing it as if it were selectable), and can be created again
+    ok(client, "DELETE new")
+    attributes = listed(ok(client, 'LIST "" "new"'))["new"][1]
+    assert b"\\Noselect" in attributes, attributes
+    assert client.command("SELECT new").status == "NO"
+    assert client.command("DELETE new").status == "NO"
+    ok(client, "CREATE new")
+    assert b"\\Noselect" not in listed(ok(client, 'LIST "" "new"'))["new"][1]
+    ok(client, "SELECT new")
+
 
 def test_modified_utf7_names_below_a_parent(setup: Setup) -> None:
     user = setup.user()

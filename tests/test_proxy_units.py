@@ -203,6 +203,23 @@ def test_names_with_another_delimiter_and_a_prefix() -> None:
     assert NameMap().encode("Caf\u00e9") == b"Caf&AOk-"
 
 
+def test_names_that_cannot_cross() -> None:
+    dots = NameMap(".")
+    assert dots.encode("R\u00e4ume/K\u00fcche") == b"R&AOQ-ume.K&APw-che"
+    assert dots.decode(b"R&AOQ-ume.K&APw-che") == "R\u00e4ume/K\u00fcche"
+    # a "/" inside an upstream level, or an empty level: no name of ours reaches it
+    assert dots.local("a/b.c") is None
+    assert dots.local("a..b") is None and dots.local(".a") is None
+    flat = NameMap(None)
+    assert flat.upstream("Work") == "Work"
+    with pytest.raises(InvalidMailboxName):
+        flat.upstream("Work/2024")
+    assert flat.local("Work.2024") == "Work.2024"
+    assert flat.local("a/b") is None
+    slash = NameMap("/")
+    assert slash.upstream("v1.2/x") == "v1.2/x" and slash.local("v1.2/x") == "v1.2/x"
+
+
 def test_options(tmp_path: Path) -> None:
     config = parse_options({"upstream": "tls:imap.example.org"}, str(tmp_path))
     assert (config.upstream.mode, config.upstream.port) == ("tls", 993)

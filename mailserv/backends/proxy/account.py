@@ -53,6 +53,7 @@ class ProxyAccount:
 
     async def list_mailboxes(self) -> list[MailboxInfo]:  # type: ignore[override]
         found = await self.user.listing()
+        await self._check_hollow(found)
         boxes: dict[str, frozenset[str]] = {}
         for name, attrs in found.items():
             kept = {_SPELLING[a.lower()] for a in attrs if a.lower() in _SPELLING}
@@ -69,11 +70,25 @@ class ProxyAccount:
         boxes.setdefault(INBOX, frozenset())
         return [MailboxInfo(name, attrs) for name, attrs in sorted(boxes.items())]
 
+    async def _check_hollow(self, found: dict[str, frozenset[str]]) -> None:
+        """Names deleted here that the upstream still lists as selectable: \\Noselect
+        while the upstream cannot open them (one STATUS each; they are rare)."""
+        hollow = self.user.hollow
+        for name in list(hollow):
+            attrs = found.get(name)
+            if attrs is None or "\\noselect" in {a.lower() for a in attrs}:
+                hollow.discard(name)
+            elif await self.user.exists(name):
+                hollow.discard(name)  # created again, perhaps by another client
+            else:
+                found[name] = attrs | {"\\Noselect"}
+
     async def create(self, name: str, special_use: str | None = None) -> None:
         name = _checked(name.removesuffix(DELIMITER))
         user = self.user
         (await user.naming()).upstream(name)  # NO [CANNOT] when the upstream cannot hold it
         existing = await user.listing()
+        await self._check_hollow(existing)
         attrs = {a.lower() for a in existing.get(name, frozenset())}
         if name.upper() == INBOX or (
             name in existing and not attrs & {"\\noselect", "\\nonexistent"}
@@ -106,6 +121,7 @@ class ProxyAccount:
                 return
             raise error from exc
         user.special_use.pop(name, None)
+        user.hollow.discard(name)
         if special_use is not None and not native:
             user.special_use[name] = special_use
         stale = user.mailboxes.pop(name, None)
@@ -132,6 +148,7 @@ class ProxyAccount:
                 error = errors.MailboxHasChildren(name)
             raise error from exc
         user.special_use.pop(name, None)
+        user.hollow.add(name)
         if box is not None:
             await box.gone()
 
@@ -226,7 +243,9 @@ class ProxyAccount:
         if name.upper() == INBOX:
             name = INBOX
         user = self.user
-        (await user.naming()).upstream(name)  # InvalidMailboxName for names the upstream cannot hold
+        (await user.naming()).upstream(
+            name
+        )  # InvalidMailboxName for names the upstream cannot hold
         box = user.mailboxes.get(name)
         if box is None:
             box = user.mailboxes[name] = ProxyMailbox(user, name)

@@ -54,6 +54,10 @@ class UserState:
         self.infos: dict[tuple[str, int], dict[int, MessageInfo]] = {}
         self.special_use: dict[str, str] = {}
         self.subscribed: set[str] = set()
+        self.hollow: set[str] = set()
+        """Names deleted through us that the upstream may go on listing as if they still
+        existed (Dovecot's Maildir++ keeps a deleted parent of a child in its list index,
+        without \\Noselect): a LIST checks them (see :meth:`exists`)."""
         self.names = NameMap()
         self.capabilities: frozenset[str] = frozenset()
         self.sessions = 0
@@ -306,6 +310,18 @@ class UserState:
         await self.run(ask)
         return found
 
+    async def exists(self, name: str) -> bool:
+        """Whether the upstream can open ``name`` (a STATUS it does not refuse)."""
+
+        async def ask(conn: UpstreamProtocol) -> None:
+            await conn.command(b"STATUS", self.encoded(name), b"(MESSAGES)")
+
+        try:
+            await self.run(ask)
+        except CommandFailed:
+            return False
+        return True
+
     async def mailbox_error(self, name: str, failure: CommandFailed) -> errors.BackendError:
         """The backend error for an upstream NO about mailbox ``name``."""
         response = failure.response
@@ -320,6 +336,8 @@ class UserState:
             except errors.BackendError:
                 found = {}
             attrs = {a.lower() for a in found.get(name, frozenset())}
+            if name in self.hollow:
+                attrs.add("\\noselect")
             if name not in found or "\\nonexistent" in attrs:
                 if code == "CANNOT":
                     return errors.InvalidMailboxName(text)
