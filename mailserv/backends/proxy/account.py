@@ -146,7 +146,9 @@ class ProxyAccount:
             error = await user.mailbox_error(name, exc)
             if isinstance(error, errors.MailboxNotSelectable):
                 error = errors.MailboxHasChildren(name)
-            raise error from exc
+            if not (isinstance(error, errors.MailboxNotFound) and name in user.hollow):
+                raise error from exc
+            # deleted before, shown \Noselect since: its last child has gone too
         user.special_use.pop(name, None)
         user.hollow.add(name)
         if box is not None:
