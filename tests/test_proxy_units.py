@@ -7,13 +7,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import Clock, StringTransport
 
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.cache import ContentCache, InfoStore
+from mailserv.backends.proxy.client import UpstreamProtocol
 from mailserv.backends.proxy.mirror import Mirror
 from mailserv.backends.proxy.names import NameMap
 from mailserv.backends.proxy.options import parse_options
 from mailserv.backends.proxy.search import answerable_here, translate
+from mailserv.backends.proxy.user import discover_names
 from mailserv.errors import BackendOptionError, InvalidMailboxName
 from mailserv.imap.search import parse_search
 from mailserv.imap.search.keys import (
@@ -218,6 +222,46 @@ def test_names_that_cannot_cross() -> None:
     assert flat.local("a/b") is None
     slash = NameMap("/")
     assert slash.upstream("v1.2/x") == "v1.2/x" and slash.local("v1.2/x") == "v1.2/x"
+
+
+def _discovered(capabilities: bytes, answers: dict[bytes, bytes]) -> NameMap:
+    """discover_names over a protocol fed the upstream's answers by command word."""
+    clock = Clock()
+    conn = UpstreamProtocol(clock, 10.0, "test")
+    transport = StringTransport()
+    conn.makeConnection(transport)
+    conn.dataReceived(b"* OK [CAPABILITY " + capabilities + b"] ready\r\n")
+    result: list[object] = []
+    Deferred.fromCoroutine(discover_names(conn)).addBoth(result.append)
+    for _ in range(3):
+        sent = transport.value()
+        transport.clear()
+        if not sent:
+            break
+        tag, verb = sent.split(b" ")[:2]
+        conn.dataReceived(answers.get(verb.strip(), b"") + tag + b" OK done\r\n")
+    assert len(result) == 1 and isinstance(result[0], NameMap), result
+    return result[0]
+
+
+def test_discovered_delimiter_and_prefix() -> None:
+    courier = _discovered(
+        b"IMAP4rev1 NAMESPACE", {b"NAMESPACE": b'* NAMESPACE (("INBOX." ".")) NIL NIL\r\n'}
+    )
+    assert courier == NameMap(".", "INBOX.")
+    flat = _discovered(
+        b"IMAP4rev1 NAMESPACE", {b"NAMESPACE": b'* NAMESPACE (("" NIL)) NIL NIL\r\n'}
+    )
+    assert flat == NameMap(None, "")
+    with pytest.raises(InvalidMailboxName):
+        flat.upstream("a/b")
+    listed = _discovered(b"IMAP4rev1", {b"LIST": b'* LIST (\\Noselect) "." ""\r\n'})
+    assert listed == NameMap(".", "")
+    no_personal = _discovered(
+        b"IMAP4rev1 NAMESPACE",
+        {b"NAMESPACE": b"* NAMESPACE NIL NIL NIL\r\n", b"LIST": b'* LIST () NIL ""\r\n'},
+    )
+    assert no_personal == NameMap(None, "")
 
 
 def test_options(tmp_path: Path) -> None:

@@ -6,6 +6,10 @@ connection asks NAMESPACE (else ``LIST "" ""``) for the delimiter and the person
 (:func:`mailserv.backends.proxy.user.discover_names`), and every name crosses here:
 ``a/b`` is ``a.b`` on an upstream that says ``.``, and ``INBOX.a.b`` under Courier's or
 Cyrus's ``INBOX.`` prefix.
+LIST and LSUB ask the upstream for every name (``*``) and the engine matches the client's
+pattern against the translated names, so ``%`` stops at ``/`` whatever the upstream's
+delimiter; commands that carry a name (CREATE, DELETE, RENAME, SUBSCRIBE, SELECT, EXAMINE,
+STATUS, APPEND, COPY, MOVE) send :meth:`NameMap.encode` of it; caches are keyed by our name.
 
 What cannot cross:
 
