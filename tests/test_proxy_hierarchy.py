@@ -242,5 +242,11 @@ def test_names_the_upstream_cannot_hold(setup: Setup) -> None:
             assert b"'.'" in response.line
         else:
             assert response.ok, (command, response.line)
-    assert client.command('SELECT "x.y"').status == "NO"
+    for command in ('SELECT "x.y"', 'STATUS "x.y" (MESSAGES)', 'COPY 1 "x.y"'):
+        if command.startswith("COPY"):
+            client.append_many("INBOX", [messages.plain()])
+            ok(client, "SELECT INBOX")
+        # a name the upstream cannot hold is a mailbox that does not exist
+        response = client.command(command)
+        assert response.code in ("NONEXISTENT", "TRYCREATE"), (command, response.line)
     assert client.command("NOOP").ok

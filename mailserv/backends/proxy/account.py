@@ -245,9 +245,10 @@ class ProxyAccount:
         if name.upper() == INBOX:
             name = INBOX
         user = self.user
-        (await user.naming()).upstream(
-            name
-        )  # InvalidMailboxName for names the upstream cannot hold
+        try:
+            (await user.naming()).upstream(name)
+        except errors.InvalidMailboxName as exc:  # the upstream can hold no such mailbox
+            raise errors.MailboxNotFound(name) from exc
         box = user.mailboxes.get(name)
         if box is None:
             box = user.mailboxes[name] = ProxyMailbox(user, name)
