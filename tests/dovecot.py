@@ -182,7 +182,7 @@ mailbox_idle_check_interval = {idle_check}
 namespace inbox {{
   inbox = yes
   separator = {separator}
-  prefix =
+  prefix = {prefix}
 }}
 passdb {{
   driver = passwd-file
@@ -264,7 +264,10 @@ class Dovecot:
     ``passwd``: an existing passwd-file in Dovecot's format to authenticate against (for
     example a mailserv data dir's ``passwd``, whose schemes Dovecot shares); by default an
     own file that :meth:`add_user` writes with the PLAIN scheme.  ``layout`` is the Maildir
-    layout (``"fs"``: ``/`` separated folders; ``""``: Maildir++ with ``.`` separators).
+    layout (``"fs"``: a folder per level; ``""``: Maildir++, ``.folder.sub`` directories).
+    ``separator`` is the hierarchy delimiter clients see (default ``/`` with ``"fs"``, ``.``
+    with Maildir++, Dovecot's own default there); ``prefix`` the personal namespace's
+    prefix (e.g. ``"INBOX."``, as Courier and Cyrus have it).
     """
 
     def __init__(
@@ -272,6 +275,8 @@ class Dovecot:
         passwd: Path | None = None,
         layout: str = "fs",
         extra_config: str = "",
+        separator: str | None = None,
+        prefix: str = "",
         ca: TestCA | None = None,
         idle_check_interval: str = "30 secs",
     ) -> None:
@@ -280,6 +285,8 @@ class Dovecot:
         self.ca = ca or make_ca(self.root / "tls")
         self.passwd = passwd or self.root / "passwd"
         self.layout = layout
+        self.separator = separator or ("/" if layout == "fs" else ".")
+        self.prefix = prefix
         self.extra_config = extra_config
         self.idle_check_interval = idle_check_interval
         self.imap_port = self.imaps_port = self.lmtp_port = 0
@@ -336,7 +343,8 @@ class Dovecot:
             cert=self.ca.cert,
             key=self.ca.key,
             layout=layout,
-            separator="/" if self.layout == "fs" else ".",
+            separator=self.separator,
+            prefix=self.prefix,
             idle_check=self.idle_check_interval,
             passwd=self.passwd,
             imap_port=self.imap_port,
@@ -487,8 +495,15 @@ class ProxyUpstreams:
     (mailserv and Dovecot share the format and schemes), so users the tests add through
     mailserv's admin CLI exist upstream at once."""
 
-    def __init__(self, extra: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        extra: Mapping[str, str] | None = None,
+        layout: str = "fs",
+        separator: str | None = None,
+        prefix: str = "",
+    ) -> None:
         self.extra = dict(extra or {})
+        self.layout, self.separator, self.prefix = layout, separator, prefix
         self.servers: dict[Path, Dovecot] = {}
 
     def prepare(self, data_dir: Path) -> dict[str, str]:
@@ -499,7 +514,9 @@ class ProxyUpstreams:
         passwd = data_dir / "passwd"
         if not passwd.exists():
             passwd.touch(0o600)
-        server = Dovecot(passwd=passwd)
+        server = Dovecot(
+            passwd=passwd, layout=self.layout, separator=self.separator, prefix=self.prefix
+        )
         server.start()
         self.servers[data_dir] = server
         return {**server.upstream_options(), **self.extra}
@@ -510,9 +527,15 @@ class ProxyUpstreams:
             server.stop()
 
 
-def proxy_backend_spec(extra: Mapping[str, str] | None = None) -> object:
-    """The ``bench.harness.BackendSpec`` of the proxy backend over private Dovecots."""
+def proxy_backend_spec(
+    extra: Mapping[str, str] | None = None,
+    layout: str = "fs",
+    separator: str | None = None,
+    prefix: str = "",
+) -> object:
+    """The ``bench.harness.BackendSpec`` of the proxy backend over private Dovecots (by
+    default ``/``-separated; ``layout=""`` is Maildir++ with ``.``, see :class:`Dovecot`)."""
     from bench.harness import BackendSpec
 
-    upstreams = ProxyUpstreams({"linger": "2", **(extra or {})})
+    upstreams = ProxyUpstreams({"linger": "2", **(extra or {})}, layout, separator, prefix)
     return BackendSpec("proxy", prepare=upstreams.prepare, cleanup=upstreams.cleanup)

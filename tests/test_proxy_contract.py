@@ -4,7 +4,8 @@ The contract suite's ``resolve`` expects results that are ready without a reacto
 really waits on an upstream, so here every test of that module runs with a ``resolve`` that
 turns the global reactor until the result is there.  The backend works in master-user mode
 (the contract addresses accounts by name, without passwords) against a private Dovecot
-whose users' mail is wiped before each test.
+whose users' mail is wiped before each test, once with ``/`` and once with ``.`` as the
+upstream's hierarchy delimiter.
 """
 
 from __future__ import annotations
@@ -57,20 +58,27 @@ def settle(seconds: float = 0.05) -> None:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[Dovecot]:
+def _threads() -> Iterator[None]:
     pool = reactor.getThreadPool()  # type: ignore[attr-defined]
     started = not pool.started
     if started:
         pool.start()  # name resolution runs there; nobody runs the reactor here
-    server = Dovecot()
+    yield
+    if started:
+        pool.stop()  # its threads would keep the interpreter from exiting
+
+
+@pytest.fixture(scope="module", params=["fs", ""], ids=["slash", "dot"])
+def upstream(request: pytest.FixtureRequest, _threads: None) -> Iterator[Dovecot]:
+    """Dovecot with ``/`` (LAYOUT=fs) and with ``.`` (Maildir++) as hierarchy delimiter:
+    the contract's ``/`` names are translated either way."""
+    server = Dovecot(layout=request.param)
     for name in USERS:
         server.add_user(name, "secret")
     server.add_master_user("gateway", "master-secret")
     server.start()
     yield server
     server.stop()
-    if started:
-        pool.stop()  # its threads would keep the interpreter from exiting
 
 
 def options(server: Dovecot) -> dict[str, str]:

@@ -7,13 +7,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import Clock, StringTransport
 
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.cache import ContentCache, InfoStore
+from mailserv.backends.proxy.client import UpstreamProtocol
 from mailserv.backends.proxy.mirror import Mirror
 from mailserv.backends.proxy.names import NameMap
 from mailserv.backends.proxy.options import parse_options
 from mailserv.backends.proxy.search import answerable_here, translate
+from mailserv.backends.proxy.user import discover_names
 from mailserv.errors import BackendOptionError, InvalidMailboxName
 from mailserv.imap.search import parse_search
 from mailserv.imap.search.keys import (
@@ -43,6 +47,12 @@ def test_fetch_response_with_literal() -> None:
     assert wire.flag_set(items["FLAGS"]) == {"\\Seen", "$Work"}
     assert items["BODY[]"] == b"ab\r\nc"
     assert wire.modseq_of(items["MODSEQ"]) == 33
+
+
+def test_keyword_nil_in_a_flag_list_is_a_keyword() -> None:
+    response = wire.parse([b"* 1 FETCH (UID 3 FLAGS (\\SEEN NIL))"], [])
+    items = wire.pairs(response.data[0])  # type: ignore[arg-type]
+    assert wire.flag_set(items["FLAGS"]) == {"\\Seen", "NIL"}
 
 
 def test_status_response_code_and_text() -> None:
@@ -195,6 +205,63 @@ def test_names_with_another_delimiter_and_a_prefix() -> None:
         names.upstream("v1.2")
     assert NameMap().decode(b"Caf&AOk-") == "Caf\u00e9"
     assert NameMap().encode("Caf\u00e9") == b"Caf&AOk-"
+
+
+def test_names_that_cannot_cross() -> None:
+    dots = NameMap(".")
+    assert dots.encode("R\u00e4ume/K\u00fcche") == b"R&AOQ-ume.K&APw-che"
+    assert dots.decode(b"R&AOQ-ume.K&APw-che") == "R\u00e4ume/K\u00fcche"
+    # a "/" inside an upstream level, or an empty level: no name of ours reaches it
+    assert dots.local("a/b.c") is None
+    assert dots.local("a..b") is None and dots.local(".a") is None
+    flat = NameMap(None)
+    assert flat.upstream("Work") == "Work"
+    with pytest.raises(InvalidMailboxName):
+        flat.upstream("Work/2024")
+    assert flat.local("Work.2024") == "Work.2024"
+    assert flat.local("a/b") is None
+    slash = NameMap("/")
+    assert slash.upstream("v1.2/x") == "v1.2/x" and slash.local("v1.2/x") == "v1.2/x"
+
+
+def _discovered(capabilities: bytes, answers: dict[bytes, bytes]) -> NameMap:
+    """discover_names over a protocol fed the upstream's answers by command word."""
+    clock = Clock()
+    conn = UpstreamProtocol(clock, 10.0, "test")
+    transport = StringTransport()
+    conn.makeConnection(transport)
+    conn.dataReceived(b"* OK [CAPABILITY " + capabilities + b"] ready\r\n")
+    result: list[object] = []
+    Deferred.fromCoroutine(discover_names(conn)).addBoth(result.append)
+    for _ in range(3):
+        sent = transport.value()
+        transport.clear()
+        if not sent:
+            break
+        tag, verb = sent.split(b" ")[:2]
+        conn.dataReceived(answers.get(verb.strip(), b"") + tag + b" OK done\r\n")
+    assert len(result) == 1 and isinstance(result[0], NameMap), result
+    return result[0]
+
+
+def test_discovered_delimiter_and_prefix() -> None:
+    courier = _discovered(
+        b"IMAP4rev1 NAMESPACE", {b"NAMESPACE": b'* NAMESPACE (("INBOX." ".")) NIL NIL\r\n'}
+    )
+    assert courier == NameMap(".", "INBOX.")
+    flat = _discovered(
+        b"IMAP4rev1 NAMESPACE", {b"NAMESPACE": b'* NAMESPACE (("" NIL)) NIL NIL\r\n'}
+    )
+    assert flat == NameMap(None, "")
+    with pytest.raises(InvalidMailboxName):
+        flat.upstream("a/b")
+    listed = _discovered(b"IMAP4rev1", {b"LIST": b'* LIST (\\Noselect) "." ""\r\n'})
+    assert listed == NameMap(".", "")
+    no_personal = _discovered(
+        b"IMAP4rev1 NAMESPACE",
+        {b"NAMESPACE": b"* NAMESPACE NIL NIL NIL\r\n", b"LIST": b'* LIST () NIL ""\r\n'},
+    )
+    assert no_personal == NameMap(None, "")
 
 
 def test_options(tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ class ProxyAccount:
 
     async def list_mailboxes(self) -> list[MailboxInfo]:  # type: ignore[override]
         found = await self.user.listing()
+        await self._check_hollow(found)
         boxes: dict[str, frozenset[str]] = {}
         for name, attrs in found.items():
             kept = {_SPELLING[a.lower()] for a in attrs if a.lower() in _SPELLING}
@@ -69,10 +70,25 @@ class ProxyAccount:
         boxes.setdefault(INBOX, frozenset())
         return [MailboxInfo(name, attrs) for name, attrs in sorted(boxes.items())]
 
+    async def _check_hollow(self, found: dict[str, frozenset[str]]) -> None:
+        """Names deleted here that the upstream still lists as selectable: \\Noselect
+        while the upstream cannot open them (one STATUS each; they are rare)."""
+        hollow = self.user.hollow
+        for name in list(hollow):
+            attrs = found.get(name)
+            if attrs is None or "\\noselect" in {a.lower() for a in attrs}:
+                hollow.discard(name)
+            elif await self.user.exists(name):
+                hollow.discard(name)  # created again, perhaps by another client
+            else:
+                found[name] = attrs | {"\\Noselect"}
+
     async def create(self, name: str, special_use: str | None = None) -> None:
         name = _checked(name.removesuffix(DELIMITER))
         user = self.user
+        (await user.naming()).upstream(name)  # NO [CANNOT] when the upstream cannot hold it
         existing = await user.listing()
+        await self._check_hollow(existing)
         attrs = {a.lower() for a in existing.get(name, frozenset())}
         if name.upper() == INBOX or (
             name in existing and not attrs & {"\\noselect", "\\nonexistent"}
@@ -105,6 +121,7 @@ class ProxyAccount:
                 return
             raise error from exc
         user.special_use.pop(name, None)
+        user.hollow.discard(name)
         if special_use is not None and not native:
             user.special_use[name] = special_use
         stale = user.mailboxes.pop(name, None)
@@ -115,6 +132,7 @@ class ProxyAccount:
         if name.upper() == INBOX:
             raise errors.InvalidMailboxName("INBOX cannot be deleted")
         user = self.user
+        (await user.naming()).upstream(name)
         box = user.mailboxes.pop(name, None)
         if box is not None:
             await box.release_channel()
@@ -128,8 +146,11 @@ class ProxyAccount:
             error = await user.mailbox_error(name, exc)
             if isinstance(error, errors.MailboxNotSelectable):
                 error = errors.MailboxHasChildren(name)
-            raise error from exc
+            if not (isinstance(error, errors.MailboxNotFound) and name in user.hollow):
+                raise error from exc
+            # deleted before, shown \Noselect since: its last child has gone too
         user.special_use.pop(name, None)
+        user.hollow.add(name)
         if box is not None:
             await box.gone()
 
@@ -141,6 +162,7 @@ class ProxyAccount:
             return
         if new.startswith(old + DELIMITER):
             raise errors.InvalidMailboxName(f"{new} is inside {old}")
+        (await user.naming()).upstream(new)
         existing = await user.listing()
         if old not in existing:
             raise errors.MailboxNotFound(old)
@@ -174,7 +196,7 @@ class ProxyAccount:
 
     async def subscriptions(self) -> list[str]:  # type: ignore[override]
         found: list[str] = []
-        names = self.user.names
+        names = await self.user.naming()
 
         def handler(response: wire.Response) -> bool:
             if response.kind != "LSUB" or len(response.data) < 3:
@@ -208,6 +230,7 @@ class ProxyAccount:
     async def _simple(self, verb: bytes, name: str) -> bool:
         """True when the upstream agreed."""
         user = self.user
+        (await user.naming()).upstream(name)  # NO [CANNOT], not kept as a local subscription
 
         async def send(conn: UpstreamProtocol) -> None:
             await conn.command(verb, user.encoded(name))
@@ -222,7 +245,10 @@ class ProxyAccount:
         if name.upper() == INBOX:
             name = INBOX
         user = self.user
-        user.names.upstream(name)  # InvalidMailboxName for names the upstream cannot hold
+        try:
+            (await user.naming()).upstream(name)
+        except errors.InvalidMailboxName as exc:  # the upstream can hold no such mailbox
+            raise errors.MailboxNotFound(name) from exc
         box = user.mailboxes.get(name)
         if box is None:
             box = user.mailboxes[name] = ProxyMailbox(user, name)

@@ -380,6 +380,10 @@ class ProxyMailbox:
     async def _transfer(
         self, uids: Sequence[int], destination: str, origin: object, move: bool
     ) -> CopyResult:
+        try:
+            self.user.names.upstream(destination)
+        except errors.InvalidMailboxName as exc:  # the upstream can hold no such mailbox
+            raise errors.MailboxNotFound(destination) from exc
         await self._go_live()
         mirror = self.mirror
         assert mirror is not None

@@ -54,6 +54,10 @@ class UserState:
         self.infos: dict[tuple[str, int], dict[int, MessageInfo]] = {}
         self.special_use: dict[str, str] = {}
         self.subscribed: set[str] = set()
+        self.hollow: set[str] = set()
+        """Names deleted through us that the upstream may go on listing as if they still
+        existed (Dovecot's Maildir++ keeps a deleted parent of a child in its list index,
+        without \\Noselect): a LIST checks them (see :meth:`exists`)."""
         self.names = NameMap()
         self.capabilities: frozenset[str] = frozenset()
         self.sessions = 0
@@ -127,16 +131,17 @@ class UserState:
                 if conn.alive:
                     conn.on_untagged = None
                     conn.on_lost = None
-                    return conn
+                    return await self._named_on(conn)
                 self._count -= 1
             if self._count < self.limit:
                 self._count += 1
                 try:
-                    return await self._open()
+                    conn = await self._open()
                 except BaseException:
                     self._count -= 1
                     self._wake()
                     raise
+                return await self._named_on(conn)
             if await self._evict():
                 continue
             left = timeout - (time.monotonic() - started)
@@ -157,9 +162,6 @@ class UserState:
         conn = await self.backend.connector.open()
         try:
             await login(conn, self.login_name, self.secret)
-            if not self._named:
-                self.names = await discover_names(conn)
-                self._named = True
         except LoginRefused as exc:
             conn.abort("login refused")
             raise errors.BackendUnavailable(
@@ -170,6 +172,27 @@ class UserState:
             raise
         self.capabilities = conn.capabilities
         return conn
+
+    async def _named_on(self, conn: UpstreamProtocol) -> UpstreamProtocol:
+        """``conn``, after learning the upstream's delimiter and prefix on it if nobody has
+        yet (the first connection may be the one the login check adopted)."""
+        if not self._named:
+            try:
+                names = await discover_names(conn)
+            except BaseException:
+                self.discard(conn)
+                raise
+            if not self._named:
+                self.names = names
+                self._named = True
+        return conn
+
+    async def naming(self) -> NameMap:
+        """The upstream's names: learnt on a pooled connection the first time.  Every
+        command that spells a mailbox name upstream waits for this first."""
+        if not self._named:
+            self.release(await self.acquire())
+        return self.names
 
     async def _evict(self) -> bool:
         """Free the connection of a selected mailbox nobody listens to; True if one was."""
@@ -214,10 +237,13 @@ class UserState:
     # -- mailbox-level questions ----------------------------------------------------------
 
     def encoded(self, name: str) -> wire.Arg:
+        """``name`` as an upstream argument (after :meth:`naming`); InvalidMailboxName
+        when the upstream cannot hold it."""
         return wire.string(self.names.encode(name))
 
     async def status_of(self, name: str) -> MailboxStatus:
         """STATUS of a mailbox that is not selected here."""
+        await self.naming()
         found: dict[str, object] = {}
         condstore = False
 
@@ -263,7 +289,7 @@ class UserState:
     async def listing(self, pattern: bytes = b"*") -> dict[str, frozenset[str]]:
         """``LIST "" pattern``: our names and the upstream's attributes (case kept)."""
         found: dict[str, frozenset[str]] = {}
-        names = self.names
+        names = await self.naming()
 
         def handler(response: wire.Response) -> bool:
             if response.kind != "LIST" or len(response.data) < 3:
@@ -284,6 +310,18 @@ class UserState:
         await self.run(ask)
         return found
 
+    async def exists(self, name: str) -> bool:
+        """Whether the upstream can open ``name`` (a STATUS it does not refuse)."""
+
+        async def ask(conn: UpstreamProtocol) -> None:
+            await conn.command(b"STATUS", self.encoded(name), b"(MESSAGES)")
+
+        try:
+            await self.run(ask)
+        except CommandFailed:
+            return False
+        return True
+
     async def mailbox_error(self, name: str, failure: CommandFailed) -> errors.BackendError:
         """The backend error for an upstream NO about mailbox ``name``."""
         response = failure.response
@@ -298,6 +336,8 @@ class UserState:
             except errors.BackendError:
                 found = {}
             attrs = {a.lower() for a in found.get(name, frozenset())}
+            if name in self.hollow:
+                attrs.add("\\noselect")
             if name not in found or "\\nonexistent" in attrs:
                 if code == "CANNOT":
                     return errors.InvalidMailboxName(text)

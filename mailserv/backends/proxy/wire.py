@@ -150,10 +150,16 @@ def pairs(items: Sequence[Value]) -> dict[str, Value]:
 
 
 def flag_set(value: Value) -> frozenset[str]:
+    """A flag (or attribute) list's names.  Inside a flag list every atom is a flag, so the
+    atom ``NIL`` (which :func:`tokens` reads as None) is the keyword ``NIL`` there."""
     if not isinstance(value, list):
         return frozenset()
     # System flags in canonical case, as every backend keeps them (an upstream may say \SEEN).
-    names = [str(flag) for flag in value if isinstance(flag, str)]
+    names = [
+        flag if isinstance(flag, str) else "NIL"
+        for flag in value
+        if flag is None or isinstance(flag, str)
+    ]
     return frozenset(SYSTEM_FLAGS.get(n.lower(), n) if n.startswith("\\") else n for n in names)
 
 
