@@ -30,9 +30,9 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from mailserv.auth.checkers import PasswdFileChecker
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.portal import build_portal
+from mailserv.auth.users import UserStoreChecker
 from mailserv.backends import UnknownBackend, available_backends, find_backend
 from mailserv.config import (
     DEFAULT_BACKEND,
@@ -208,7 +208,7 @@ def _build_server(config: Config) -> ServerParts:
     backend = find_backend(config.backend).build(dict(config.backend_options), config.data_dir)
     _offer_homes(backend, passwd)
     _log.info("Backend {name}", name=config.backend)
-    portal = build_portal(backend, PasswdFileChecker(passwd))
+    portal = build_portal(backend, UserStoreChecker(passwd))
     factory = IMAPServerFactory(portal, config.settings, tls=tls.options)
     return ServerParts(factory, backend, tls)
 

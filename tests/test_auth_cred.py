@@ -1,4 +1,4 @@
-"""twisted.cred pieces: PasswdFileChecker, MailRealm, build_portal."""
+"""twisted.cred pieces: UserStoreChecker, MailRealm, build_portal."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import Interface, implementer
 from zope.interface.verify import verifyObject
 
-from mailserv.auth.checkers import PasswdFileChecker
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.portal import build_portal
 from mailserv.auth.realm import MailRealm
 from mailserv.auth.schemes import hash_password
+from mailserv.auth.users import IUserAdmin, IUserStore, UserStoreChecker
 from mailserv.interfaces import IAccount, IBackend
 
 FAST = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
@@ -104,10 +104,12 @@ class CheckerTests(SynchronousTestCase):
     def setUp(self) -> None:
         tmp = temp_dir(self)
         self.passwd = make_passwd(tmp)
-        self.checker = PasswdFileChecker(self.passwd, run_in_thread=inline)
+        self.checker = UserStoreChecker(self.passwd, in_thread=inline)
 
     def test_interface(self) -> None:
         self.assertTrue(verifyObject(ICredentialsChecker, self.checker))
+        self.assertTrue(verifyObject(IUserStore, self.passwd))
+        self.assertTrue(verifyObject(IUserAdmin, self.passwd))
 
     def test_good_password_gives_text_avatar_id(self) -> None:
         for username in (b"alice", "alice"):
@@ -146,7 +148,7 @@ class CheckerTests(SynchronousTestCase):
             calls.append(stored)
             return defer.succeed(True)  # even a "match" must not log in an unknown user
 
-        checker = PasswdFileChecker(self.passwd, run_in_thread=spy)
+        checker = UserStoreChecker(self.passwd, in_thread=spy)
         d = checker.requestAvatarId(UsernamePassword(b"ghost", b"x"))
         self.failureResultOf(d, UnauthorizedLogin)
         self.assertEqual(len(calls), 1)
@@ -164,7 +166,7 @@ class ThreadedCheckerTests(TestCase):
 
     def test_default_runs_in_thread(self) -> Deferred[None]:
         tmp = temp_dir(self)
-        checker = PasswdFileChecker(make_passwd(tmp))
+        checker = UserStoreChecker(make_passwd(tmp))
 
         async def run() -> None:
             self.assertEqual(
@@ -227,7 +229,7 @@ class RealmTests(SynchronousTestCase):
 class PortalTests(SynchronousTestCase):
     def setUp(self) -> None:
         tmp = temp_dir(self)
-        self.checker = PasswdFileChecker(make_passwd(tmp), run_in_thread=inline)
+        self.checker = UserStoreChecker(make_passwd(tmp), in_thread=inline)
 
     def test_login_through_portal(self) -> None:
         backend = FakeBackend("coroutine")

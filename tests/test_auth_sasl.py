@@ -1,33 +1,63 @@
-"""SASL PLAIN decoding and the LOGIN exchange."""
+"""SASL mechanisms as the engine drives them: PLAIN and LOGIN exchanges, the registry."""
 
 from __future__ import annotations
 
-import base64
+import asyncio
 
 import pytest
+from twisted.cred.credentials import IUsernamePassword
+from zope.interface.verify import verifyObject
 
 from mailserv.auth.sasl import (
-    MAX_ENCODED_RESPONSE,
-    MAX_RESPONSE,
-    LoginExchange,
-    decode_plain,
-    decode_response,
-    encode_challenge,
+    Challenge,
+    Credentials,
+    ISASLExchange,
+    ISASLMechanism,
+    Mechanisms,
+    SASLContext,
+    SASLError,
+    SASLFailed,
 )
+from mailserv.auth.sasl.login import Login
+from mailserv.auth.sasl.plain import Plain
+
+TLS = SASLContext(secure=True, plaintext_allowed=True)
+CLEAR = SASLContext(secure=False, plaintext_allowed=False)
 
 
-def test_plain_without_authzid() -> None:
-    assert decode_plain(b"\x00tim\x00tanstaaftanstaaf") == ("", "tim", b"tanstaaftanstaaf")
+def run(exchange: ISASLExchange, *responses: bytes | None) -> list[Challenge | Credentials]:
+    """Feed ``responses`` in turn; the steps the exchange answered."""
+
+    async def go() -> list[Challenge | Credentials]:
+        return [await exchange.step(response) for response in responses]
+
+    return asyncio.run(go())
 
 
-def test_plain_with_authzid_and_utf8() -> None:
-    message = b"Ursel\x00Kurt\x00xipj3plmq"
-    assert decode_plain(message) == ("Ursel", "Kurt", b"xipj3plmq")
-    assert decode_plain("\x00jürgen\x00straße".encode()) == ("", "jürgen", "straße".encode())
+def user_password(step: Challenge | Credentials) -> tuple[bytes, bytes]:
+    assert isinstance(step, Credentials), step
+    creds = step.credentials
+    assert IUsernamePassword.providedBy(creds)
+    return creds.username, creds.password  # type: ignore[attr-defined]
 
 
-def test_plain_password_octets_are_kept() -> None:
-    assert decode_plain(b"\x00u\x00\xff\xfe p") == ("", "u", b"\xff\xfe p")
+# -- PLAIN ----------------------------------------------------------------------------------
+
+
+def test_plain_initial_response() -> None:
+    (step,) = run(Plain().start(TLS), b"\x00tim\x00tanstaaftanstaaf")
+    assert user_password(step) == (b"tim", b"tanstaaftanstaaf")
+
+
+def test_plain_asks_with_an_empty_challenge() -> None:
+    first, second = run(Plain().start(TLS), None, "Kurt\x00Kurt\x00straße".encode())
+    assert first == Challenge(b"")
+    assert user_password(second) == (b"Kurt", "straße".encode())
+
+
+def test_plain_keeps_password_octets() -> None:
+    (step,) = run(Plain().start(TLS), b"\x00u\x00\xff\xfe p")
+    assert user_password(step) == (b"u", b"\xff\xfe p")
 
 
 @pytest.mark.parametrize(
@@ -40,79 +70,62 @@ def test_plain_password_octets_are_kept() -> None:
         (b"\x00\x00pw", "empty authentication"),
         (b"\x00tim\x00", "empty password"),
         (b"\xff\x00tim\x00pw", "authorization identity is not UTF-8"),
-        (b"\x00t\xc3\x00pw", "authentication identity is not UTF-8"),
-        (b"\x00tim\x00" + b"p" * MAX_RESPONSE, "too long"),
+        (b"\x00t\xc3\x00pw", "user name is not UTF-8"),
     ],
 )
-def test_plain_rejects(message: bytes, reason: str) -> None:
-    with pytest.raises(ValueError, match=reason):
-        decode_plain(message)
+def test_plain_rejects_malformed(message: bytes, reason: str) -> None:
+    with pytest.raises(SASLError, match=reason):
+        run(Plain().start(TLS), message)
 
 
-def test_plain_accepts_255_octet_fields() -> None:
-    big = "é" * 127 + "x"  # 255 octets
-    message = f"{big}\x00{big}\x00".encode() + b"p" * 255
-    assert decode_plain(message) == (big, big, b"p" * 255)
+def test_plain_other_authorization_identity_fails() -> None:
+    with pytest.raises(SASLFailed) as caught:
+        run(Plain().start(TLS), b"root\x00tim\x00pw")
+    assert caught.value.code == "AUTHORIZATIONFAILED"
 
 
-def test_decode_response_strict() -> None:
-    assert decode_response(base64.b64encode(b"\x00tim\x00pw")) == b"\x00tim\x00pw"
-    assert decode_response(b"=") == b""
-    assert decode_response(b"") == b""
-    for bad in (b"AB C", b"AB=C", b"A", b"AB\n", b"****", b"QUJD\x00", b"QUJ"):
-        with pytest.raises(ValueError, match="base64"):
-            decode_response(bad)
-    with pytest.raises(ValueError, match="too long"):
-        decode_response(b"A" * (MAX_ENCODED_RESPONSE + 4))
-    assert len(decode_response(base64.b64encode(b"x" * MAX_RESPONSE))) == MAX_RESPONSE
+# -- LOGIN ----------------------------------------------------------------------------------
 
 
-def test_encode_challenge() -> None:
-    assert encode_challenge(b"Username:") == b"VXNlcm5hbWU6"
-    assert encode_challenge(b"Password:") == b"UGFzc3dvcmQ6"
-    assert encode_challenge(b"") == b""
+def test_login_prompts_then_credentials() -> None:
+    steps = run(Login().start(TLS), None, b"tim", b"secret \xff")
+    assert steps[:2] == [Challenge(b"Username:"), Challenge(b"Password:")]
+    assert user_password(steps[2]) == (b"tim", b"secret \xff")
 
 
-def test_login_exchange() -> None:
-    exchange = LoginExchange()
-    assert not exchange.done
-    assert exchange.challenge == b"Username:"
-    assert exchange.feed(b"tim") is None
-    assert exchange.challenge == b"Password:"
-    assert exchange.feed(b"secret \xff") == ("tim", b"secret \xff")
-    assert exchange.done
-    with pytest.raises(ValueError, match="complete"):
-        _ = exchange.challenge
-    with pytest.raises(ValueError, match="complete"):
-        exchange.feed(b"more")
-
-
-def test_login_exchange_matches_wire_prompts() -> None:
-    assert [encode_challenge(c) for c in LoginExchange.challenges] == [
-        b"VXNlcm5hbWU6",
-        b"UGFzc3dvcmQ6",
-    ]
+def test_login_initial_response_is_the_user() -> None:
+    steps = run(Login().start(TLS), b"tim", b"pw")
+    assert steps[0] == Challenge(b"Password:")
+    assert user_password(steps[1]) == (b"tim", b"pw")
 
 
 @pytest.mark.parametrize(
-    ("user", "reason"),
+    ("responses", "reason"),
     [
-        (b"", "user name is empty"),
-        (b"a\x00b", "NUL"),
-        (b"\xff", "not UTF-8"),
-        (b"u" * (MAX_RESPONSE + 1), "too long"),
+        ((b"",), "user name is empty"),
+        ((b"a\x00b",), "NUL"),
+        ((b"\xff",), "not UTF-8"),
+        ((b"tim", b""), "password is empty"),
     ],
 )
-def test_login_exchange_rejects_user(user: bytes, reason: str) -> None:
-    with pytest.raises(ValueError, match=reason):
-        LoginExchange().feed(user)
+def test_login_rejects(responses: tuple[bytes, ...], reason: str) -> None:
+    with pytest.raises(SASLError, match=reason):
+        run(Login().start(TLS), *responses)
 
 
-def test_login_exchange_rejects_password() -> None:
-    exchange = LoginExchange()
-    exchange.feed(b"tim")
-    with pytest.raises(ValueError, match="password is empty"):
-        exchange.feed(b"")
-    with pytest.raises(ValueError, match="too long"):
-        exchange.feed(b"p" * (MAX_RESPONSE + 1))
-    assert exchange.feed(b"ok") == ("tim", b"ok")
+# -- the registry ---------------------------------------------------------------------------
+
+
+def test_built_in_mechanisms_are_found_as_plugins() -> None:
+    mechanisms = Mechanisms.discover()
+    assert mechanisms.offered(TLS)[:2] == ["PLAIN", "LOGIN"]
+    plain = mechanisms.find("plain", TLS)
+    assert plain is not None and verifyObject(ISASLMechanism, plain)
+    assert verifyObject(ISASLExchange, plain.start(TLS))
+
+
+def test_password_mechanisms_are_not_offered_where_passwords_may_not_cross() -> None:
+    mechanisms = Mechanisms([Plain(), Login()])
+    assert mechanisms.offered(CLEAR) == []
+    assert mechanisms.find("PLAIN", CLEAR) is None
+    assert mechanisms.find("NOPE", TLS) is None

@@ -12,9 +12,9 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 
-from mailserv.auth.checkers import PasswdFileChecker
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.schemes import verify_password
+from mailserv.auth.users import UserStoreChecker
 from mailserv.auth.verified import VerifiedCache, user_and_password
 
 
@@ -72,7 +72,7 @@ def test_checker_verifies_a_reconnecting_client_once(tmp_path: Path) -> None:
         calls.append(stored)
         return defer.maybeDeferred(verify_password, stored, password)
 
-    checker = PasswdFileChecker(passwd, run_in_thread=counting)
+    checker = UserStoreChecker(passwd, in_thread=counting)
 
     def login(password: bytes) -> object:
         d = checker.requestAvatarId(UsernamePassword(b"alice", password))

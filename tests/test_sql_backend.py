@@ -24,10 +24,12 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from mailserv.auth.passwd import InvalidUsername, UserExists, UserNotFound
 from mailserv.auth.schemes import hash_password
-from mailserv.auth.sqlusers import SqlUsers, SqlUsersChecker
+from mailserv.auth.sqlusers import SqlUsers, SqlUserStore
+from mailserv.auth.users import IUserAdmin, IUserStore, UserStoreChecker
 from mailserv.backends.sql import SqlBackend, SqlBackendFactory, inline_database, messages, schema
 from mailserv.backends.sql.db import NOTIFY_CHANNEL, InlineDatabase, Tx
 from mailserv.backends.sql.dialect import parse_url
@@ -586,7 +588,8 @@ def test_users_checker(url: str, tmp_path: Path) -> None:
     users = SqlUsers(InlineDatabase(backend.dialect))
     users.add_user("carol", hash_password(b"right"))
     checker = backend.credentials_checker()
-    assert isinstance(checker, SqlUsersChecker)
+    assert isinstance(checker, UserStoreChecker) and isinstance(checker.store, SqlUserStore)
+    assert verifyObject(IUserStore, checker.store) and verifyObject(IUserAdmin, users)
 
     def login(user: str, password: str) -> Any:
         return resolve(checker.requestAvatarId(UsernamePassword(user.encode(), password.encode())))

@@ -16,6 +16,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from twisted.logger import Logger
+from zope.interface import implementer
+
+from mailserv.auth.users import IUserAdmin, IUserStore
 
 _log = Logger()
 
@@ -126,6 +129,7 @@ def _line_user(line: bytes) -> bytes | None:
     return line.split(b":", 1)[0].rstrip(b"\r\n")
 
 
+@implementer(IUserStore, IUserAdmin)
 class PasswdFile:
     """A passwd-file on disk: cached lookups that follow the file, and locked atomic edits."""
 
@@ -141,6 +145,10 @@ class PasswdFile:
         """The entry for ``user`` (as on disk now), or None; never raises for odd names."""
         self._refresh()
         return self._entries.get(user)
+
+    async def find(self, user: str) -> PasswdEntry | None:
+        """:meth:`lookup` for the server (IUserStore): one ``stat``, no I/O wait worth a thread."""
+        return self.lookup(user)
 
     def users(self) -> list[str]:
         """Every user name, in file order."""

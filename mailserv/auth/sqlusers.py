@@ -1,19 +1,18 @@
 """Users and password hashes in the SQL backend's database (``--backend-option auth=sql``).
 
 The ``users`` table holds the same ``{SCHEME}hash`` strings as a passwd-file, so hashes move
-between the two unchanged.  :class:`SqlUsers` is the synchronous store the admin CLI edits
-(the same methods as :class:`~mailserv.auth.passwd.PasswdFile`); :class:`SqlUsersChecker`
-is the server's twisted.cred checker.
+between the two unchanged.  :class:`SqlUsers` is the synchronous IUserAdmin the admin CLI
+edits; :class:`SqlUserStore` is the IUserStore the server reads.  Both run the transaction
+functions below through whatever database object they are given (the SQL backend's), so this
+module needs no backend import: a transaction only needs :class:`Tx`'s three methods.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
-from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
@@ -24,11 +23,27 @@ from mailserv.auth.passwd import (
     UserNotFound,
     check_username,
 )
-from mailserv.auth.verified import VerifiedCache, user_and_password
-from mailserv.backends.sql.db import InlineDatabase, Tx
+from mailserv.auth.users import IUserAdmin, IUserStore
+
+T = TypeVar("T")
+
+
+class Tx(Protocol):
+    """One transaction of the SQL backend (``?`` placeholders)."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+
+class Inline(Protocol):
+    """Runs a transaction function in the calling thread (the CLI's database)."""
+
+    def call(self, fn: Callable[..., T], *args: Any, write: bool = False) -> T: ...
+
 
 Run = Callable[..., "Deferred[Any]"]
-"""``run(fn, *args)``: a transaction function's result, later."""
+"""``run(fn, *args)``: a transaction function's result, later (the server's database)."""
 
 
 # -- transaction functions ----------------------------------------------------------------
@@ -72,10 +87,11 @@ def _check_hash(hashed: str) -> None:
 # -- the CLI's store ----------------------------------------------------------------------
 
 
+@implementer(IUserAdmin)
 class SqlUsers:
     """The users table, edited synchronously (each call is one transaction)."""
 
-    def __init__(self, database: InlineDatabase) -> None:
+    def __init__(self, database: Inline) -> None:
         self.database = database
 
     def lookup(self, user: str) -> PasswdEntry | None:
@@ -101,32 +117,16 @@ class SqlUsers:
         self.database.call(delete_user, user, write=True)
 
 
-# -- the server's checker -----------------------------------------------------------------
+# -- the server's store ---------------------------------------------------------------
 
 
-@implementer(ICredentialsChecker)
-class SqlUsersChecker:
-    """Checks IUsernamePassword against the users table; the avatar id is the user name.
+@implementer(IUserStore)
+class SqlUserStore:
+    """The users table read by the server; ``run`` runs a transaction function later."""
 
-    ``run`` runs a transaction function (the backend's database), ``in_thread`` runs the
-    slow hash verification off the reactor.  An unknown user costs one verification too, so
-    timing does not tell which names exist.
-    """
-
-    credentialInterfaces = (IUsernamePassword,)
-
-    def __init__(self, run: Run, in_thread: Run, cache: VerifiedCache | None = None) -> None:
+    def __init__(self, run: Run) -> None:
         self._run = run
-        self._in_thread = in_thread
-        self.cache = cache if cache is not None else VerifiedCache()
 
-    def requestAvatarId(  # type: ignore[override]  # the avatar id is text, not bytes
-        self, credentials: IUsernamePassword
-    ) -> Deferred[str]:
-        return Deferred.fromCoroutine(self._check(credentials))
-
-    async def _check(self, credentials: IUsernamePassword) -> str:
-        user, password = user_and_password(credentials)
-        stored = await self._run(password_of, user)
-        await self.cache.check(stored, password, self._in_thread)
-        return user
+    async def find(self, user: str) -> PasswdEntry | None:
+        password: str | None = await self._run(password_of, user)
+        return None if password is None else PasswdEntry(user, password)

@@ -10,6 +10,7 @@ from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
 
+from mailserv.auth.sasl import Mechanisms
 from mailserv.auth.throttle import LoginThrottle
 from mailserv.imap.admission import ConnectionCounter, Refused
 from mailserv.imap.commands import command_table
@@ -23,7 +24,8 @@ class IMAPServerFactory(ServerFactory):
     """Builds one protocol per connection; all connections share the portal and limits.
 
     ``tls`` enables STARTTLS.  For implicit TLS (port 993) wrap this factory in TLS at the
-    endpoint; the protocol notices it is already secure.
+    endpoint; the protocol notices it is already secure.  ``mechanisms`` are the SASL
+    mechanisms AUTHENTICATE offers (default: every one found in ``mailserv.plugins``, once).
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class IMAPServerFactory(ServerFactory):
         tls: CertificateOptions | None = None,
         throttle: LoginThrottle | None = None,
         clock: IReactorTime | None = None,
+        mechanisms: Mechanisms | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -45,6 +48,7 @@ class IMAPServerFactory(ServerFactory):
         self.clock = clock
         self.throttle = throttle or LoginThrottle(clock)
         self.commands = command_table()
+        self.mechanisms = mechanisms if mechanisms is not None else Mechanisms.discover()
         self.connections = ConnectionCounter(self.settings)
 
     def buildProtocol(self, addr: Any) -> Protocol:

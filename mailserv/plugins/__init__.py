@@ -1,4 +1,4 @@
-"""Drop-in folder for backend plugins (modules providing ``IBackendFactory``).
+"""Drop-in folder for plugins: backends (``IBackendFactory``), SASL mechanisms (``ISASLMechanism``).
 
 A third-party distribution ships ``mailserv/plugins/<its_name>.py`` *without* any
 ``__init__.py``; it is found wherever that distribution is installed, because this package's

@@ -173,9 +173,10 @@ class SqlBackend:
         """The users table when ``auth=sql``; else None (the passwd-file stays in charge)."""
         if self.auth != "sql":
             return None
-        from mailserv.auth.sqlusers import SqlUsersChecker
+        from mailserv.auth.sqlusers import SqlUserStore
+        from mailserv.auth.users import UserStoreChecker
 
-        return SqlUsersChecker(lambda fn, *args: self.db.run(fn, *args), self.in_thread)
+        return UserStoreChecker(SqlUserStore(self.db.run), self.in_thread)
 
     # -- helpers for accounts and mailboxes ---------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Not-authenticated state: LOGIN, AUTHENTICATE (PLAIN, LOGIN; SASL-IR), STARTTLS."""
+"""Not-authenticated state: LOGIN, AUTHENTICATE (any registered SASL mechanism; SASL-IR),
+STARTTLS.  The mechanisms themselves live in :mod:`mailserv.auth.sasl`."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ import base64
 import binascii
 from typing import TYPE_CHECKING
 
-from twisted.cred.credentials import UsernamePassword
+from twisted.cred.credentials import ICredentials, UsernamePassword
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.internet import task
 from twisted.logger import Logger
 
 from mailserv import errors
-from mailserv.auth.sasl import decode_plain
+from mailserv.auth.sasl import MAX_RESPONSE, Challenge, SASLContext, SASLError, SASLFailed
 from mailserv.imap import capabilities
 from mailserv.imap.commands import NOT_AUTH, CommandSpec
 from mailserv.imap.parser import astring, text_atom
@@ -24,45 +25,60 @@ if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol
 
 _log = Logger()
-_MAX_SASL_LINE = 8192
+_MAX_SASL_LINE = (MAX_RESPONSE + 2) // 3 * 4
+_MAX_SASL_STEPS = 16
 
 
 async def login(session: IMAPServerProtocol, command: Command) -> Reply:
     if len(command.args) != 2:
         raise Bad("LOGIN takes a user name and a password")
-    _require_privacy(session)
+    if not session.plaintext_auth_allowed:
+        raise No("Plaintext authentication is disabled; use STARTTLS", "PRIVACYREQUIRED")
     user = astring(command.args[0]).decode("utf-8", "replace")
     password = astring(command.args[1])
-    return await _authenticate(session, user, password)
+    return await _authenticate(session, user, UsernamePassword(user.encode("utf-8"), password))
 
 
 async def authenticate(session: IMAPServerProtocol, command: Command) -> Reply:
     if not 1 <= len(command.args) <= 2:
         raise Bad("AUTHENTICATE takes a mechanism and an optional initial response")
-    mechanism = text_atom(command.args[0]).upper()
-    if mechanism not in ("PLAIN", "LOGIN"):
-        raise No(f"Unsupported authentication mechanism {mechanism[:40]}")
-    _require_privacy(session)
-    initial: bytes | None = None
+    name = text_atom(command.args[0]).upper()
+    context = capabilities.sasl_context(session)
+    mechanism = session.factory.mechanisms.find(name, context)
+    if mechanism is None:
+        anywhere = SASLContext(secure=True, plaintext_allowed=True)
+        if session.factory.mechanisms.find(name, anywhere) is not None:
+            raise No(f"{name} needs TLS; use STARTTLS first", "PRIVACYREQUIRED")
+        raise No(f"Unsupported authentication mechanism {name[:40]}")
+    response: bytes | None = None
     if len(command.args) == 2:
         arg = command.args[1]
-        initial = b"" if isinstance(arg, Atom) and arg.value == "=" else _b64(astring(arg))
-    if mechanism == "PLAIN":
-        response = initial if initial is not None else await _challenge(session, b"")
-        try:
-            authzid, user, password = decode_plain(response)
-        except ValueError as exc:
-            raise Bad(f"Malformed PLAIN response: {exc}") from exc
-        if authzid and authzid != user:
-            raise No("Authorization identity must match the user", "AUTHORIZATIONFAILED")
-        return await _authenticate(session, user, password)
-    user_bytes = initial if initial is not None else await _challenge(session, b"Username:")
-    password = await _challenge(session, b"Password:")
-    return await _authenticate(session, user_bytes.decode("utf-8", "replace"), password)
+        response = b"" if isinstance(arg, Atom) and arg.value == "=" else _b64(astring(arg))
+    exchange = mechanism.start(context)
+    try:
+        for _ in range(_MAX_SASL_STEPS):
+            step = await exchange.step(response)
+            if isinstance(step, Challenge):
+                response = await _challenge(session, step.data)
+                continue
+            if step.final is not None:
+                await _challenge(session, step.final)
+            user = _user_of(step.credentials)
+            return await _authenticate(session, user, step.credentials)
+    except SASLError as exc:
+        raise Bad(f"{name}: {exc}") from exc
+    except SASLFailed as exc:
+        return await _failed(session, "", exc.code, f"{name}: {exc}")
+    raise Bad(f"{name}: too many exchange steps")
 
 
-async def _challenge(session: IMAPServerProtocol, prompt: bytes) -> bytes:
-    session.write(b"+ " + base64.b64encode(prompt) + b"\r\n")
+def _user_of(credentials: ICredentials) -> str:
+    user = getattr(credentials, "username", b"")
+    return user.decode("utf-8", "replace") if isinstance(user, bytes) else str(user)
+
+
+async def _challenge(session: IMAPServerProtocol, data: bytes) -> bytes:
+    session.write(b"+ " + base64.b64encode(data) + b"\r\n")
     line = (await session.read_line()).rstrip(b"\r\n")
     if line == b"*":
         raise Bad("Authentication cancelled")
@@ -78,21 +94,14 @@ def _b64(data: bytes) -> bytes:
         raise Bad("Invalid base64 in authentication response") from exc
 
 
-def _require_privacy(session: IMAPServerProtocol) -> None:
-    if not session.plaintext_auth_allowed:
-        raise No("Plaintext authentication is disabled; use STARTTLS", "PRIVACYREQUIRED")
-
-
-async def _authenticate(session: IMAPServerProtocol, user: str, password: bytes) -> Reply:
+async def _authenticate(session: IMAPServerProtocol, user: str, credentials: ICredentials) -> Reply:
     factory = session.factory
     peer = session.peer
     if factory.throttle.blocked(peer):
         session.disconnect("Too many failed logins from your address; try later")
         raise No("Too many failed logins", "UNAVAILABLE")
     try:
-        _iface, account, logout = await factory.portal.login(
-            UsernamePassword(user.encode("utf-8"), password), None, IAccount
-        )
+        _iface, account, logout = await factory.portal.login(credentials, None, IAccount)
     except (UnauthorizedLogin, LoginFailed):
         return await _failed(session, user)
     except errors.BackendError:
@@ -104,7 +113,12 @@ async def _authenticate(session: IMAPServerProtocol, user: str, password: bytes)
     return Reply("Logged in", b"CAPABILITY " + caps)
 
 
-async def _failed(session: IMAPServerProtocol, user: str) -> Reply:
+async def _failed(
+    session: IMAPServerProtocol,
+    user: str,
+    code: str = "AUTHENTICATIONFAILED",
+    text: str = "Authentication failed",
+) -> Reply:
     factory = session.factory
     peer = session.peer
     factory.throttle.record_failure(peer)
@@ -117,7 +131,7 @@ async def _failed(session: IMAPServerProtocol, user: str) -> Reply:
     await task.deferLater(factory.clock, min(delay, 30.0), lambda: None)
     if session.auth_failures >= session.settings.max_auth_failures:
         session.disconnect("Too many failed logins")
-    raise No("Authentication failed", "AUTHENTICATIONFAILED")
+    raise No(text, code)
 
 
 async def starttls(session: IMAPServerProtocol, command: Command) -> Reply:

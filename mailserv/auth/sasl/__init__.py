@@ -1,0 +1,128 @@
+"""SASL for the IMAP engine: the mechanism seam, and the registry the engine asks.
+
+A mechanism is one module providing :class:`ISASLMechanism`, exposed to twisted.plugin through
+a module in ``mailserv/plugins/`` (the built-in ones are in :mod:`mailserv.plugins.mechanisms`;
+a third-party distribution ships its own ``mailserv/plugins/<name>.py``).  The engine owns the
+wire (``+ <base64>`` challenges, ``*`` to cancel, SASL-IR); a mechanism sees decoded octets
+only: its exchange answers each client response with a :class:`Challenge` or, at the end,
+with the twisted.cred :class:`Credentials` the portal checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
+
+from twisted.cred.credentials import ICredentials
+from twisted.plugin import IPlugin
+from zope.interface import Attribute, Interface
+
+MAX_RESPONSE = 16384
+"""Largest decoded client response the engine passes to a mechanism."""
+
+
+class SASLError(Exception):
+    """A malformed client response: the engine answers BAD with this text."""
+
+
+class SASLFailed(Exception):
+    """A well-formed exchange that cannot succeed: the engine answers NO with this text.
+
+    ``code`` is the IMAP response code (RFC 5530), e.g. ``AUTHORIZATIONFAILED``.
+    """
+
+    def __init__(self, text: str, code: str = "AUTHENTICATIONFAILED") -> None:
+        super().__init__(text)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class SASLContext:
+    """What a mechanism may know of the connection it authenticates.
+
+    ``secure``: the connection is TLS; ``plaintext_allowed``: the server's policy lets a
+    password cross this connection (TLS, loopback, or allowed by configuration).
+    """
+
+    secure: bool
+    plaintext_allowed: bool
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """Send ``data`` to the client and wait for its next response."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The exchange is over: check ``credentials`` with the portal.
+
+    ``final`` is server data the client must see before the tagged OK (RFC 4422's additional
+    data with success); the engine sends it as a last challenge.
+    """
+
+    credentials: ICredentials
+    final: bytes | None = None
+
+
+class ISASLExchange(Interface):
+    """One authentication in progress on one connection."""
+
+    def step(response: bytes | None) -> Awaitable[Challenge | Credentials]:
+        """Take the client's decoded response (None: no initial response was sent).
+
+        Awaited by the engine.  Raises :class:`SASLError` (BAD) or :class:`SASLFailed` (NO).
+        """
+
+
+class ISASLMechanism(IPlugin):
+    """A SASL mechanism the IMAP server can offer (``AUTH=<name>``); found by twisted.plugin."""
+
+    name = Attribute("The registered mechanism name, upper case (str).")
+
+    def available(context: SASLContext) -> bool:
+        """Whether to offer the mechanism on this connection (e.g. only with TLS)."""
+
+    def start(context: SASLContext) -> ISASLExchange:
+        """A new exchange for one AUTHENTICATE command."""
+
+
+class Mechanisms:
+    """The mechanisms found once at start, by name, in the order they were found."""
+
+    def __init__(self, mechanisms: Iterable[ISASLMechanism]) -> None:
+        self._by_name: dict[str, ISASLMechanism] = {}
+        for mechanism in mechanisms:
+            self._by_name.setdefault(str(mechanism.name).upper(), mechanism)
+
+    @classmethod
+    def discover(cls) -> Mechanisms:
+        """Every ISASLMechanism in the ``mailserv.plugins`` package (built-in PLAIN first)."""
+        from mailserv.discovery import plugins
+
+        found: list[ISASLMechanism] = plugins(ISASLMechanism)
+        found.sort(key=lambda m: (_BUILTIN_ORDER.get(str(m.name).upper(), 99), str(m.name)))
+        return cls(found)
+
+    def offered(self, context: SASLContext) -> list[str]:
+        return [name for name, m in self._by_name.items() if m.available(context)]
+
+    def find(self, name: str, context: SASLContext) -> ISASLMechanism | None:
+        """The mechanism called ``name`` if it is offered on this connection."""
+        mechanism = self._by_name.get(name.upper())
+        if mechanism is None or not mechanism.available(context):
+            return None
+        return mechanism
+
+
+_BUILTIN_ORDER = {"PLAIN": 0, "LOGIN": 1}
+
+
+def utf8(value: bytes, what: str) -> str:
+    """``value`` as text, or SASLError naming ``what``."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SASLError(f"{what} is not UTF-8") from exc

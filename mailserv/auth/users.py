@@ -1,0 +1,82 @@
+"""The user stores behind sign-in: one interface for the passwd-file and the SQL users table.
+
+:class:`IUserStore` is what the server reads (awaited, so a store may query a database);
+:class:`IUserAdmin` is what ``mailserv user ...`` edits (synchronous, one call per change).
+:class:`UserStoreChecker` is the one twisted.cred checker over any store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
+from zope.interface import Interface, implementer
+
+from mailserv.auth.verified import ThreadRunner, VerifiedCache, user_and_password
+
+if TYPE_CHECKING:
+    from mailserv.auth.passwd import PasswdEntry
+
+
+class IUserStore(Interface):
+    """Users and their stored ``{SCHEME}hash`` secrets, as the server reads them."""
+
+    def find(user: str) -> Awaitable[PasswdEntry | None]:
+        """The entry for ``user``, or None; awaited.  Never raises for odd names."""
+
+
+class IUserAdmin(Interface):
+    """The same users, edited by the admin CLI; every method is synchronous."""
+
+    def lookup(user: str) -> PasswdEntry | None:
+        """The entry for ``user``, or None."""
+
+    def users() -> list[str]:
+        """Every user name."""
+
+    def add_user(user: str, hashed: str) -> PasswdEntry:
+        """Add a user with a ``{SCHEME}hash`` password; UserExists if present."""
+
+    def set_password(user: str, hashed: str) -> None:
+        """Replace a user's password hash; UserNotFound if absent."""
+
+    def remove_user(user: str) -> None:
+        """Remove a user; UserNotFound if absent."""
+
+
+@implementer(ICredentialsChecker)
+class UserStoreChecker:
+    """Checks IUsernamePassword against an IUserStore; the avatar id is the user name (str).
+
+    Hash verification runs through ``in_thread`` (default: the reactor's thread pool; argon2
+    takes tens of milliseconds of CPU); ``cache`` spares a reconnecting client that work (see
+    :mod:`mailserv.auth.verified`).  An unknown user costs one verification too, so timing
+    does not tell which names exist.
+    """
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(
+        self,
+        store: IUserStore,
+        in_thread: ThreadRunner | None = None,
+        cache: VerifiedCache | None = None,
+    ) -> None:
+        self.store = store
+        self._in_thread: ThreadRunner = in_thread or threads.deferToThread
+        self.cache = cache if cache is not None else VerifiedCache()
+
+    def requestAvatarId(  # type: ignore[override]  # the avatar id is text, not bytes
+        self, credentials: IUsernamePassword
+    ) -> Deferred[str]:
+        return Deferred.fromCoroutine(self._check(credentials))
+
+    async def _check(self, credentials: IUsernamePassword) -> str:
+        user, password = user_and_password(credentials)
+        entry = await self.store.find(user)
+        await self.cache.check(entry.password if entry else None, password, self._in_thread)
+        return user
