@@ -148,8 +148,8 @@ def test_bulk_operations_on_many_messages(big: MemoryMailbox) -> None:
     uids = big.uids()
     assert len(uids) == 16384
     assert len(big.fetch(uids)) == 16384
-    big.store(uids, "add", SEEN, None)
+    big.store(uids, StoreMode.ADD, SEEN, None)
     assert big.status().unseen == 0
-    big.store(uids[::2], "add", DELETED, None)
+    big.store(uids[::2], StoreMode.ADD, DELETED, None)
     big.expunge(None, None)
     assert big.status().messages == 8192

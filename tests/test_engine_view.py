@@ -36,7 +36,7 @@ def test_view_provides_listener_and_defers_expunges() -> None:
     view = SelectedView(session, box, False, box.uids(), [])  # type: ignore[arg-type]
     assert verifyObject(IMailboxListener, view)
 
-    box.store([2], "add", frozenset({"\\Deleted"}), other)
+    box.store([2], StoreMode.ADD, frozenset({"\\Deleted"}), other)
     box.expunge(None, other)
     box.append(b"Subject: new\r\n\r\nbody\r\n", frozenset(), None, other)
     run(view.flush(expunges=False))  # after FETCH/STORE/SEARCH: no EXPUNGE yet
@@ -59,7 +59,7 @@ def test_sequence_numbers_of_uids_with_and_without_gaps() -> None:
         box.append(b"Subject: %d\r\n\r\nbody\r\n" % n, frozenset(), None, None)
     dense = SelectedView(Session(), box, False, box.uids(), [])  # type: ignore[arg-type]
     assert dense.seqs_of([0, 2, 3, 6, 7]) == [2, 3, 6]
-    box.store([2, 5], "add", frozenset({"\\Deleted"}), None)
+    box.store([2, 5], StoreMode.ADD, frozenset({"\\Deleted"}), None)
     box.expunge(None, None)
     gapped = SelectedView(Session(), box, False, box.uids(), [])  # type: ignore[arg-type]
     assert gapped.uids == [1, 3, 4, 6]

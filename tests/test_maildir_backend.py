@@ -200,7 +200,7 @@ def test_more_keywords_than_letters_are_kept_in_the_index(store: Store) -> None:
     inbox = store.open()
     uid = append(inbox, 1)
     many = frozenset(f"kw{n:02d}" for n in range(30))
-    resolve(inbox.store([uid], "add", many, None))
+    resolve(inbox.store([uid], StoreMode.ADD, many, None))
     assert metas(inbox)[uid].flags == many
     assert len((store.root() / "dovecot-keywords").read_text().splitlines()) == 26
     store.restart()
@@ -255,7 +255,7 @@ def test_our_own_changes_are_not_reported_twice(store: Store) -> None:
     inbox.add_listener(recorder)
     origin = object()
     uid = append(inbox, 1, origin=origin)
-    resolve(inbox.store([uid], "add", DELETED, origin))
+    resolve(inbox.store([uid], StoreMode.ADD, DELETED, origin))
     resolve(inbox.expunge(None, origin))
     resolve(inbox.status())  # reads the inotify echoes of our own renames
     assert [(kind, who) for kind, _, who in recorder.events] == [
@@ -274,7 +274,7 @@ def test_store_follows_a_file_renamed_meanwhile(store: Store) -> None:
     hub = store.backend._services.hub  # type: ignore[union-attr]
     hub.close()  # nobody watches now: the rename below goes unnoticed until ours fails
     os.rename(cur / name, cur / (name + "F"))
-    result = resolve(inbox.store([uid], "add", SEEN, None))
+    result = resolve(inbox.store([uid], StoreMode.ADD, SEEN, None))
     assert [c.flags for c in result.changed][-1] == frozenset({"\\Seen", "\\Flagged"})
     assert os.listdir(cur) == [name + "FS"]
 
@@ -316,8 +316,8 @@ def test_polling_without_inotify(tmp_path: Path) -> None:
 def test_index_survives_a_restart_with_modseqs(store: Store) -> None:
     inbox = store.open()
     uids = [append(inbox, n) for n in range(1, 4)]
-    resolve(inbox.store(uids[:1], "add", SEEN, None))
-    resolve(inbox.store(uids[2:], "add", DELETED, None))
+    resolve(inbox.store(uids[:1], StoreMode.ADD, SEEN, None))
+    resolve(inbox.store(uids[2:], StoreMode.ADD, DELETED, None))
     resolve(inbox.expunge(None, None))
     mark = resolve(inbox.status())
     before = {m.uid: (m.flags, m.modseq, m.size, m.internaldate) for m in metas(inbox).values()}
@@ -626,10 +626,10 @@ def test_bulk_changes_pause_the_watch_and_rescan(store: Store, monkeypatch: Any)
     inbox.add_listener(recorder)
     uids = [append(inbox, n) for n in range(3)]
     deliver(store.root(), "1700000000.M9P9.mda", message(9))  # not looked at yet
-    resolve(inbox.store(uids, "add", SEEN, None))
+    resolve(inbox.store(uids, StoreMode.ADD, SEEN, None))
     kinds = [kind for kind, _, _ in recorder.events]
     assert kinds[:3] == ["added"] * 3 and "flags" in kinds and kinds.count("added") == 4
-    resolve(inbox.store(uids, "add", DELETED, None))
+    resolve(inbox.store(uids, StoreMode.ADD, DELETED, None))
     assert len(resolve(inbox.expunge(None, None))) == 3
     deliver(store.root(), "1700000000.M10P9.mda", message(10))
     assert len(resolve(inbox.uids())) == 2  # watching again

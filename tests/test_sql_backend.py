@@ -240,11 +240,11 @@ def test_a_message_is_stored_once(backend: SqlBackend) -> None:
     assert query(backend, "SELECT count(*) FROM message_data") == [(1,)]
     assert query(backend, "SELECT count(*) FROM message_info") == [(1,)]
 
-    resolve(inbox.store(resolve(inbox.uids()), "add", frozenset({"\\Deleted"}), None))
+    resolve(inbox.store(resolve(inbox.uids()), StoreMode.ADD, frozenset({"\\Deleted"}), None))
     resolve(inbox.expunge(None, None))
     resolve(account.delete("Archive"))
     assert query(backend, "SELECT refs FROM messages") == [(1,)]
-    resolve(other.store(resolve(other.uids()), "add", frozenset({"\\Deleted"}), None))
+    resolve(other.store(resolve(other.uids()), StoreMode.ADD, frozenset({"\\Deleted"}), None))
     resolve(other.expunge(None, None))
     for table in ("messages", "message_info", "message_data"):
         assert query(backend, f"SELECT count(*) FROM {table}") == [(0,)]
@@ -280,7 +280,7 @@ def test_dense_and_sparse_uid_lists(backend: SqlBackend, monkeypatch: pytest.Mon
     uids = [resolve(inbox.append(message(n), frozenset(), None, None)).uid for n in range(120)]
     sparse = uids[::13] + [10**9]
     assert [m.uid for m in resolve(inbox.fetch(sparse))] == uids[::13]
-    result = resolve(inbox.store(sparse, "add", frozenset({"\\Deleted"}), None))
+    result = resolve(inbox.store(sparse, StoreMode.ADD, frozenset({"\\Deleted"}), None))
     assert [c.uid for c in result.changed] == uids[::13]
     scattered = uids[::3]  # dense enough for one range query, filtered afterwards
     assert [m.uid for m in resolve(inbox.fetch(scattered))] == scattered
@@ -293,10 +293,10 @@ def test_store_over_a_whole_range_keeps_each_message_exact(backend: SqlBackend) 
     inbox = resolve(resolve(backend.account("alice")).open("INBOX"))
     kinds = [frozenset(), frozenset({"\\Seen"}), frozenset({"$A"}), frozenset({"\\Seen", "$A"})]
     uids = [resolve(inbox.append(message(n), kinds[n % 4], None, None)).uid for n in range(12)]
-    resolve(inbox.store(uids[3:4], "add", frozenset({"\\Deleted"}), None))
+    resolve(inbox.store(uids[3:4], StoreMode.ADD, frozenset({"\\Deleted"}), None))
     resolve(inbox.expunge(None, None))  # a gap in the range
     before = {m.uid: m for m in resolve(inbox.fetch(uids))}
-    result = resolve(inbox.store(list(before), "add", frozenset({"\\Seen"}), None))
+    result = resolve(inbox.store(list(before), StoreMode.ADD, frozenset({"\\Seen"}), None))
     after = {m.uid: m for m in resolve(inbox.fetch(uids))}
     assert sorted(c.uid for c in result.changed) == [
         u for u, m in before.items() if "\\Seen" not in m.flags
@@ -495,7 +495,7 @@ def test_notices_of_one_frontend_become_events_in_another(tmp_path: Path) -> Non
         listener = Recorder()
         theirs.add_listener(listener)
         uid = resolve(mine.append(message(1), frozenset(), None, None)).uid
-        resolve(mine.store([uid], "add", frozenset({"\\Deleted"}), None))
+        resolve(mine.store([uid], StoreMode.ADD, frozenset({"\\Deleted"}), None))
         resolve(mine.expunge(None, None))
         payloads = [n.payload for n in listen.notifies(timeout=1, stop_after=3)]
         assert len(payloads) == 3
@@ -513,7 +513,7 @@ def test_notices_of_one_frontend_become_events_in_another(tmp_path: Path) -> Non
             resolve(mine.append(message(n), frozenset({f"$k{n}"}), None, None)).uid
             for n in range(20)
         ]
-        resolve(mine.store(uids, "add", frozenset({"\\Seen"}), None))
+        resolve(mine.store(uids, StoreMode.ADD, frozenset({"\\Seen"}), None))
         payloads = [n.payload for n in listen.notifies(timeout=1, stop_after=21)]
         assert Notice.decode(payloads[-1]).data == ""  # type: ignore[union-attr]
         listener.events.clear()
@@ -546,8 +546,8 @@ def test_resynchronising_reports_what_was_missed(url: str, tmp_path: Path) -> No
     theirs = resolve(resolve(reader.account("alice")).open("INBOX"))
     listener = Recorder()
     theirs.add_listener(listener)
-    resolve(mine.store([kept], "add", frozenset({"\\Seen"}), None))
-    resolve(mine.store([gone], "add", frozenset({"\\Deleted"}), None))
+    resolve(mine.store([kept], StoreMode.ADD, frozenset({"\\Seen"}), None))
+    resolve(mine.store([gone], StoreMode.ADD, frozenset({"\\Deleted"}), None))
     resolve(mine.expunge(None, None))
     new = resolve(mine.append(message(3), frozenset(), None, None)).uid
     reader._resynchronise()
