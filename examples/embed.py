@@ -25,7 +25,7 @@ from mailserv.imap.settings import ServerSettings
 
 
 async def main(reactor: Any, port: str, user: str = "alice", password: str = "secret") -> None:
-    backend = memory.build({}, data_dir=".")  # the memory backend writes nothing
+    backend = memory.build({}, ".", reactor)  # the memory backend writes nothing
     await maybeDeferred(backend.start)
     reactor.addSystemEventTrigger("before", "shutdown", backend.stop)
 

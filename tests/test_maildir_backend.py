@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -28,7 +29,7 @@ from mailserv.errors import (
     MailboxExists,
     MailboxNotFound,
 )
-from mailserv.interfaces import IMailboxListener
+from mailserv.interfaces import IHomeLookupConsumer, IMailboxListener, StoreMode
 from mailserv.message.parse import parse_message
 from mailserv.message.store import MARKER, dumps
 
@@ -76,6 +77,9 @@ class Recorder:
     def flags_changed(self, mailbox: Any, changes: Any, origin: object) -> None:
         self.events.append(("flags", [(c.uid, c.flags) for c in changes], origin))
 
+    def mailbox_lost(self, mailbox: Any, reason: str) -> None:
+        self.events.append(("lost", [], reason))
+
 
 class Store:
     """A backend over one data dir that can be stopped and started again (a restart)."""
@@ -87,8 +91,8 @@ class Store:
 
     def start(self, reactor: Any = None) -> MaildirBackend:
         settings = parse_options(self.options)
-        self.backend = MaildirBackend(settings, str(self.data_dir), reactor=reactor)
-        self.backend.start()
+        self.backend = MaildirBackend(settings, str(self.data_dir), reactor or global_reactor)
+        resolve(self.backend.start())
         return self.backend
 
     def stop(self) -> None:
@@ -102,7 +106,7 @@ class Store:
 
     def account(self, user: str = "alice") -> Any:
         assert self.backend is not None
-        return self.backend.account(user)
+        return resolve(self.backend.account(user))
 
     def open(self, name: str = "INBOX", user: str = "alice") -> Any:
         return resolve(self.account(user).open(name))
@@ -515,31 +519,33 @@ def test_maildir_words_as_names_do_not_collide(store: Store, name: str) -> None:
 
 
 def test_root_under_the_home_directory(tmp_path: Path) -> None:
-    built = factory.build({"root": "~/Maildir", "io-threads": "0"}, str(tmp_path / "data"))
+    options = {"root": "~/Maildir", "io-threads": "0"}
+    built = factory.build(options, str(tmp_path / "data"), global_reactor)
+    assert IHomeLookupConsumer.providedBy(built)
     homes = {"ann": str(tmp_path / "home" / "ann")}
     built.set_home_lookup(homes.get)
-    built.start()
+    resolve(built.start())
     try:
-        built.account("ann")
+        resolve(built.account("ann"))
         assert (tmp_path / "home" / "ann" / "Maildir" / "cur").is_dir()
         assert (tmp_path / "home" / "ann" / "Maildir" / ".Sent" / "cur").is_dir()
         with pytest.raises(Exception, match="home"):
-            built.account("nobody-known")
+            resolve(built.account("nobody-known"))
     finally:
         resolve(built.stop())
 
 
 def test_sessions_share_an_account_until_the_last_logs_out(store: Store) -> None:
     assert store.backend is not None
-    first = store.backend.account("alice")
-    second = store.backend.account("alice")
+    first = resolve(store.backend.account("alice"))
+    second = resolve(store.backend.account("alice"))
     assert first is second
     box = resolve(first.open("INBOX"))
-    first.close()
+    resolve(first.close())
     assert not box.closed
-    second.close()
+    resolve(second.close())
     assert box.closed  # the last session left: files and watches released
-    assert store.backend.account("alice") is not first
+    assert resolve(store.backend.account("alice")) is not first
 
 
 def test_now_is_the_default_internal_date(store: Store) -> None:
