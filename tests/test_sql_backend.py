@@ -317,7 +317,8 @@ def test_content_read_ahead_serves_a_fetch_batch(backend: SqlBackend) -> None:
     uids = [resolve(inbox.append(message(n), frozenset(), None, None)).uid for n in range(10)]
     resolve(inbox.fetch(uids))
     assert resolve(inbox.content(uids[0])) == message(0)
-    assert inbox.content(uids[5]) == message(5)  # already loaded: a plain value
+    assert uids[5] in inbox._raw  # loaded with the first: no query of its own
+    assert resolve(inbox.content(uids[5])) == message(5)
     with pytest.raises(KeyError):
         resolve(inbox.content(999))
 
@@ -459,7 +460,6 @@ def test_search_in_sql_matches_the_engine(backend: SqlBackend) -> None:
 def test_search_declines_what_it_does_not_know(backend: SqlBackend) -> None:
     box = resolve(resolve(backend.account("alice")).open("INBOX"))
     uid = resolve(box.append(message(1), frozenset(), None, None)).uid
-    assert resolve(box.search(object(), [uid])) is None
     assert resolve(box.search(_program("BODY note"), [uid])) is None
     assert resolve(box.search(_program("FROM alice"), [])) == []
 
