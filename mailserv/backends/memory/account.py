@@ -76,7 +76,7 @@ class MemoryAccount:
         if old == INBOX:  # RFC 3501 6.3.5: move the messages, keep INBOX and its inferiors
             self._create(new)
             inbox = self.lookup(INBOX)
-            inbox.transfer(list(inbox.uids_now()), self.lookup(new), None, move=True)
+            inbox.transfer(inbox.uids_now(), self.lookup(new), None, move=True)
             return
         if new.startswith(old + DELIMITER):
             raise InvalidMailboxName(f"{new} is inside {old}")
