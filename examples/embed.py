@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import react
 
@@ -25,8 +25,8 @@ from mailserv.imap.settings import ServerSettings
 
 
 async def main(reactor: Any, port: str, user: str = "alice", password: str = "secret") -> None:
-    backend = memory.build({}, data_dir=".")  # the memory backend writes nothing
-    await maybeDeferred(backend.start)
+    backend = memory.build({}, ".", reactor)  # the memory backend writes nothing
+    await backend.start()
     reactor.addSystemEventTrigger("before", "shutdown", backend.stop)
 
     checker = InMemoryUsernamePasswordDatabaseDontUse()

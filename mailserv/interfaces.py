@@ -1,26 +1,94 @@
 """The backend contract: everything the IMAP engine asks of a mail store.
 
-Every method may be a coroutine function (``async def``) or return a Deferred; the engine
-awaits the result.  Messages are addressed by UID only: sequence numbers belong to a
-session's view and never reach a backend.  Mailbox names are text (already decoded from
-modified UTF-7), hierarchy delimiter ``/``, ``INBOX`` spelled in upper case.
+Every method that may do I/O is declared ``-> Awaitable[...]``: the engine awaits its result.
+Write it as a coroutine function (``async def``, as the built-in backends do) or as a method
+returning a Deferred (a Deferred is awaitable).  What is not declared awaitable is a plain
+call: ``add_listener``/``remove_listener``, ``credentials_checker`` and the listener events
+(``IMailboxListener``), which a backend makes synchronously, after the change they describe.
+
+Messages are addressed by UID only: sequence numbers belong to a session's view and never
+reach a backend.  Mailbox names are text (already decoded from modified UTF-7), hierarchy
+delimiter ``DELIMITER`` (``/``), ``INBOX`` spelled in upper case.  Flags and attributes are
+the spellings below; keywords keep the client's spelling.
 
 Mutating calls take ``origin``: an opaque token for the session that asked.  The backend
 hands it back on the listener events that call caused, so that session is not told twice.
+
+Optional capabilities are interfaces of their own that a backend declares with
+``@implementer`` next to ``IBackend`` (see ``IHomeLookupConsumer``); the server checks
+them with ``providedBy``.
 
 Failures are the exceptions of ``mailserv.errors``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import enum
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Final
 
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet.interfaces import IReactorTime
 from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
 
 from mailserv.message.info import MessageInfo
+
+if TYPE_CHECKING:
+    from mailserv.search import SearchProgram
+
+# -- names ----------------------------------------------------------------------------------
+
+INBOX: Final = "INBOX"
+DELIMITER: Final = "/"
+"""The hierarchy delimiter of every name the engine and a backend exchange."""
+
+# -- flags (RFC 3501 2.3.2) -----------------------------------------------------------------
+
+SEEN: Final = "\\Seen"
+ANSWERED: Final = "\\Answered"
+FLAGGED: Final = "\\Flagged"
+DELETED: Final = "\\Deleted"
+DRAFT: Final = "\\Draft"
+SYSTEM_FLAGS: Final = frozenset({SEEN, ANSWERED, FLAGGED, DELETED, DRAFT})
+"""The system flags a backend stores, in the spelling it is given and must give back."""
+RECENT: Final = "\\Recent"
+"""Session state, never stored: drop it from the flags given to ``append``/``store``
+(``flags - {RECENT}``); the messages recent to a session come from ``claim_recent()``."""
+
+# -- mailbox attributes (RFC 3501 7.2.2, RFC 3348, RFC 5258, RFC 6154) -----------------------
+
+NOSELECT: Final = "\\Noselect"
+NOINFERIORS: Final = "\\Noinferiors"
+MARKED: Final = "\\Marked"
+UNMARKED: Final = "\\Unmarked"
+NONEXISTENT: Final = "\\NonExistent"
+HAS_CHILDREN: Final = "\\HasChildren"
+HAS_NO_CHILDREN: Final = "\\HasNoChildren"
+"""The engine adds ``HAS_CHILDREN``/``HAS_NO_CHILDREN`` itself from the names."""
+SPECIAL_USE: Final = frozenset(
+    {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+)
+"""Special-use attributes (RFC 6154) a backend may report and ``create`` may be given."""
+
+
+class StoreMode(enum.Enum):
+    """How ``IMailbox.store`` combines the given flags with a message's (STORE's
+    ``+FLAGS``, ``-FLAGS`` and ``FLAGS``)."""
+
+    ADD = "add"
+    REMOVE = "remove"
+    REPLACE = "replace"
+
+    def apply(self, current: frozenset[str], flags: frozenset[str]) -> frozenset[str]:
+        """The flags a message has after the store."""
+        if self is StoreMode.ADD:
+            return current | flags
+        if self is StoreMode.REMOVE:
+            return current - flags
+        return flags
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,54 +170,74 @@ class IBackendFactory(IPlugin):
     description = Attribute("One line for --help.")
     options = Attribute("Mapping of accepted --backend-option keys to their help text.")
 
-    def build(options: dict[str, str], data_dir: str) -> IBackend:  # type: ignore[empty-body]
-        """Validate ``options`` (raise BackendOptionError naming the bad key) and build."""
+    def build(  # type: ignore[empty-body]
+        options: dict[str, str], data_dir: str, reactor: IReactorTime
+    ) -> IBackend:
+        """Validate ``options`` (raise BackendOptionError naming the bad key) and build.
+
+        ``reactor`` is the one the backend runs under: use it for timers, threads and
+        sockets instead of importing the global one.  The server passes its running
+        reactor, which also provides ``IReactorThreads``, ``IReactorFDSet`` and
+        ``IReactorTCP`` (adapt it, e.g. ``IReactorThreads(reactor)``); a test may pass a
+        ``Clock`` to a backend that needs nothing more.
+        """
 
 
 class IBackend(Interface):
     """One configured store, started and stopped with the service."""
 
-    def start() -> object:
+    def start() -> Awaitable[None]:  # type: ignore[empty-body]
         """Open connections, files, watchers."""
 
-    def stop() -> object:
+    def stop() -> Awaitable[None]:  # type: ignore[empty-body]
         """Release what start() took."""
 
-    def account(username: str) -> IAccount:  # type: ignore[empty-body]
+    def account(username: str) -> Awaitable[IAccount]:  # type: ignore[empty-body]
         """The mail account of an authenticated user (created on first use if need be)."""
 
-    def credentials_checker() -> object:
-        """An ICredentialsChecker that replaces the configured one, or None."""
+    def credentials_checker() -> ICredentialsChecker | None:
+        """A checker that replaces the configured one, or None; called once, synchronously."""
+
+
+class IHomeLookupConsumer(Interface):
+    """Optional, next to ``IBackend``: the backend keeps mail under users' home directories
+    and wants the server's lookup of them (the passwd-file's home field)."""
+
+    def set_home_lookup(home_of: Callable[[str], str | None]) -> None:
+        """``home_of(user)`` is the user's home directory, or None when unknown."""
 
 
 class IAccount(Interface):
     """One user's set of mailboxes."""
 
-    def list_mailboxes() -> Sequence[MailboxInfo]:  # type: ignore[empty-body]
-        """Every mailbox name, parents included (a parent that is no mailbox is \\Noselect)."""
+    def list_mailboxes() -> Awaitable[Sequence[MailboxInfo]]:  # type: ignore[empty-body]
+        """Every mailbox name, parents included (a parent that is no mailbox is NOSELECT)."""
 
-    def create(name: str, special_use: str | None = None) -> object:
-        """Create ``name`` and any missing parents; MailboxExists if it is there."""
+    def create(name: str, special_use: str | None = None) -> Awaitable[None]:  # type: ignore[empty-body]
+        """Create ``name`` and any missing parents; MailboxExists if it is there.
 
-    def delete(name: str) -> object:
-        """RFC 3501 6.3.4: with inferiors the name stays as \\Noselect; INBOX cannot go."""
+        ``special_use`` is one of ``SPECIAL_USE`` (CREATE ... USE).
+        """
 
-    def rename(old: str, new: str) -> object:
+    def delete(name: str) -> Awaitable[None]:  # type: ignore[empty-body]
+        """RFC 3501 6.3.4: with inferiors the name stays as NOSELECT; INBOX cannot go."""
+
+    def rename(old: str, new: str) -> Awaitable[None]:  # type: ignore[empty-body]
         """Rename with inferiors; renaming INBOX moves its messages and leaves it empty."""
 
-    def subscriptions() -> Sequence[str]:  # type: ignore[empty-body]
+    def subscriptions() -> Awaitable[Sequence[str]]:  # type: ignore[empty-body]
         """Subscribed names (they need not exist)."""
 
-    def subscribe(name: str) -> object:
+    def subscribe(name: str) -> Awaitable[None]:  # type: ignore[empty-body]
         """Add ``name`` to the subscriptions."""
 
-    def unsubscribe(name: str) -> object:
+    def unsubscribe(name: str) -> Awaitable[None]:  # type: ignore[empty-body]
         """Remove ``name`` from the subscriptions."""
 
-    def open(name: str) -> IMailbox:  # type: ignore[empty-body]
+    def open(name: str) -> Awaitable[IMailbox]:  # type: ignore[empty-body]
         """The mailbox ``name``; every session of this process gets the same event stream."""
 
-    def close() -> object:
+    def close() -> Awaitable[None]:  # type: ignore[empty-body]
         """The session ended (LOGOUT or disconnect)."""
 
 
@@ -158,48 +246,53 @@ class IMailbox(Interface):
 
     name = Attribute("The mailbox name.")
 
-    def status() -> MailboxStatus:  # type: ignore[empty-body]
+    def status() -> Awaitable[MailboxStatus]:  # type: ignore[empty-body]
         """Counters for SELECT and STATUS."""
 
-    def uids() -> Sequence[int]:  # type: ignore[empty-body]
+    def uids() -> Awaitable[Sequence[int]]:  # type: ignore[empty-body]
         """Every UID, ascending."""
 
-    def fetch(uids: Sequence[int]) -> Sequence[MessageMeta]:  # type: ignore[empty-body]
+    def fetch(uids: Sequence[int]) -> Awaitable[Sequence[MessageMeta]]:  # type: ignore[empty-body]
         """Metadata of the given UIDs (ascending); expunged ones are left out."""
 
-    def content(uid: int) -> bytes:  # type: ignore[empty-body]
+    def content(uid: int) -> Awaitable[bytes]:  # type: ignore[empty-body]
         """The whole message as stored (RFC 5322 bytes); KeyError when expunged."""
 
-    def append(
+    def append(  # type: ignore[empty-body]
         message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
-    ) -> AppendResult:  # type: ignore[empty-body]
+    ) -> Awaitable[AppendResult]:
         """Store a message; parse it once here.  Durable when the result arrives."""
 
-    def store(
+    def store(  # type: ignore[empty-body]
         uids: Sequence[int],
-        mode: str,
+        mode: StoreMode,
         flags: frozenset[str],
         origin: object,
         unchangedsince: int | None = None,
-    ) -> StoreResult:  # type: ignore[empty-body]
-        """``mode`` is 'add', 'remove' or 'replace'.  Only real changes get a new modseq."""
+    ) -> Awaitable[StoreResult]:
+        """Change flags as ``mode`` says.  Only real changes get a new modseq."""
 
-    def copy(uids: Sequence[int], destination: str, origin: object) -> CopyResult:  # type: ignore[empty-body]
+    def copy(uids: Sequence[int], destination: str, origin: object) -> Awaitable[CopyResult]:  # type: ignore[empty-body]
         """Copy to another mailbox of the same account, keeping flags and internal date."""
 
-    def move(uids: Sequence[int], destination: str, origin: object) -> CopyResult:  # type: ignore[empty-body]
+    def move(uids: Sequence[int], destination: str, origin: object) -> Awaitable[CopyResult]:  # type: ignore[empty-body]
         """Copy, then expunge from this mailbox (one expunged event)."""
 
-    def expunge(uids: Sequence[int] | None, origin: object) -> Sequence[int]:  # type: ignore[empty-body]
-        """Remove messages flagged \\Deleted (only among ``uids`` when given); the UIDs removed."""
+    def expunge(uids: Sequence[int] | None, origin: object) -> Awaitable[Sequence[int]]:  # type: ignore[empty-body]
+        """Remove messages flagged DELETED (only among ``uids`` when given); the UIDs removed."""
 
-    def claim_recent() -> Sequence[int]:  # type: ignore[empty-body]
-        """UIDs still \\Recent for no session; from now on they are recent to the caller only."""
+    def claim_recent() -> Awaitable[Sequence[int]]:  # type: ignore[empty-body]
+        """UIDs still RECENT for no session; from now on they are recent to the caller only."""
 
-    def search(query: object, uids: Sequence[int]) -> Sequence[int] | None:
-        """Evaluate a ``mailserv.imap.search`` query among ``uids``, or None to let the engine."""
+    def search(query: SearchProgram, uids: Sequence[int]) -> Awaitable[Sequence[int] | None]:  # type: ignore[empty-body]
+        """The UIDs among ``uids`` that match ``query``, or None to let the engine evaluate it.
 
-    def changes_since(modseq: int) -> Changes:  # type: ignore[empty-body]
+        ``query`` is a :mod:`mailserv.search` tree without session state: sequence numbers
+        and RECENT have been turned into ``UidIn`` sets.  A backend may answer the keys it
+        can and decline (None) the rest; declining everything is correct, if slower.
+        """
+
+    def changes_since(modseq: int) -> Awaitable[Changes]:  # type: ignore[empty-body]
         """Messages changed after ``modseq`` and UIDs expunged after it."""
 
     def add_listener(listener: IMailboxListener) -> None:
@@ -210,7 +303,11 @@ class IMailbox(Interface):
 
 
 class IMailboxListener(Interface):
-    """Told of every change to a mailbox, by whichever session or process made it."""
+    """Told of every change to a mailbox, by whichever session or process made it.
+
+    Events are plain calls, made after the change they describe; a backend calls every
+    listener even when one raises (and logs that failure).
+    """
 
     def messages_added(mailbox: IMailbox, uids: Sequence[int], origin: object) -> None:
         """New messages, UIDs ascending."""
@@ -220,3 +317,8 @@ class IMailboxListener(Interface):
 
     def flags_changed(mailbox: IMailbox, changes: Sequence[FlagChange], origin: object) -> None:
         """Flags of some messages changed."""
+
+    def mailbox_lost(mailbox: IMailbox, reason: str) -> None:
+        """The mailbox can no longer be followed (gone from, or lost with, the store it
+        mirrors): what the listener knows of it is void.  The engine ends the session with
+        BYE ``reason``; later calls on the mailbox may fail until it is opened again."""

@@ -21,6 +21,7 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
     IPushProducer,
+    IReactorTime,
     IStreamServerEndpoint,
 )
 from twisted.internet.ssl import CertificateOptions
@@ -45,7 +46,7 @@ from mailserv.config import (
 from mailserv.errors import BackendOptionError
 from mailserv.imap.factory import IMAPServerFactory
 from mailserv.imap.settings import ServerSettings
-from mailserv.interfaces import IBackend
+from mailserv.interfaces import IBackend, IHomeLookupConsumer
 from mailserv.tls import TLSError, TLSMaterial, prepare_tls
 
 __all__ = ["Options", "ServerParts", "build_server", "build_service", "makeService"]
@@ -175,20 +176,25 @@ class ServerParts:
     tls: TLSMaterial
 
 
-def build_server(config: Config) -> ServerParts:
-    """Data dir, TLS material, passwd-file, backend, portal and factory; no listening.
+def build_server(config: Config, reactor: IReactorTime | None = None) -> ServerParts:
+    """Data dir, TLS material, passwd-file, backend (built with ``reactor``, by default the
+    global one), portal and factory; no listening.
 
     Bad configuration raises usage.UsageError with a message for the operator.
     """
+    if reactor is None:
+        from twisted.internet import reactor as running
+
+        reactor = IReactorTime(running)
     try:
-        return _build_server(config)
+        return _build_server(config, reactor)
     except (BackendOptionError, TLSError, UnknownBackend) as e:
         raise usage.UsageError(str(e)) from None
     except OSError as e:
         raise usage.UsageError(f"{e.filename}: {e.strerror}" if e.filename else str(e)) from None
 
 
-def _build_server(config: Config) -> ServerParts:
+def _build_server(config: Config, reactor: IReactorTime) -> ServerParts:
     os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
     _log.info("Data directory {path}", path=os.path.abspath(config.data_dir))
     tls = prepare_tls(config.data_dir, config.tls_cert, config.tls_key)
@@ -205,7 +211,8 @@ def _build_server(config: Config) -> ServerParts:
             path=os.path.abspath(config.passwd_path),
         )
     passwd = PasswdFile(config.passwd_path)
-    backend = find_backend(config.backend).build(dict(config.backend_options), config.data_dir)
+    options = dict(config.backend_options)
+    backend = find_backend(config.backend).build(options, config.data_dir, reactor)
     _offer_homes(backend, passwd)
     _log.info("Backend {name}", name=config.backend)
     portal = build_portal(backend, UserStoreChecker(passwd))
@@ -215,15 +222,14 @@ def _build_server(config: Config) -> ServerParts:
 
 def _offer_homes(backend: IBackend, passwd: PasswdFile) -> None:
     """A backend that keeps mail under users' homes (maildir's ``root=~/Maildir``) gets a
-    lookup of the passwd-file's home field, if it asks for one with ``set_home_lookup``."""
-    set_home_lookup = getattr(backend, "set_home_lookup", None)
-    if callable(set_home_lookup):
+    lookup of the passwd-file's home field, if it provides ``IHomeLookupConsumer``."""
+    if IHomeLookupConsumer.providedBy(backend):
 
         def home_of(user: str) -> str | None:
             entry = passwd.lookup(user)
             return (entry.home or None) if entry is not None else None
 
-        set_home_lookup(home_of)
+        IHomeLookupConsumer(backend).set_home_lookup(home_of)
 
 
 def build_service(config: Config, reactor: Any = None) -> MultiService:
@@ -236,7 +242,7 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
     """
     if reactor is None:
         from twisted.internet import reactor
-    parts = build_server(config)
+    parts = build_server(config, reactor)
     top = MultiService()
     gate = _AcceptGate()
     _BackendService(parts.backend, reactor, gate).setServiceParent(top)

@@ -18,6 +18,7 @@ from typing import Any
 import pgcluster
 import pytest
 from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -34,6 +35,7 @@ from mailserv.errors import (
     MailboxNotSelectable,
 )
 from mailserv.interfaces import (
+    RECENT,
     FlagChange,
     IAccount,
     IBackend,
@@ -41,8 +43,10 @@ from mailserv.interfaces import (
     IMailbox,
     IMailboxListener,
     MessageMeta,
+    StoreMode,
 )
 from mailserv.message.info import MessageInfo
+from mailserv.search import All, SearchProgram
 
 # -- the extension point ------------------------------------------------------------------
 
@@ -107,6 +111,9 @@ class Recorder:
     def flags_changed(self, mailbox: IMailbox, changes: Any, origin: object) -> None:
         self.events.append(("flags", list(changes), origin))
 
+    def mailbox_lost(self, mailbox: IMailbox, reason: str) -> None:
+        self.events.append(("lost", [], reason))
+
 
 def message(n: int = 1) -> bytes:
     return (
@@ -151,7 +158,7 @@ def case(request: pytest.FixtureRequest) -> BackendCase:
 
 @pytest.fixture
 def backend(case: BackendCase, tmp_path: Path) -> Iterator[Any]:
-    built = case.factory.build(case.options(tmp_path), str(tmp_path))
+    built = case.factory.build(case.options(tmp_path), str(tmp_path), reactor)
     resolve(built.start())
     yield built
     resolve(built.stop())
@@ -188,7 +195,7 @@ def test_factory_provides_the_plugin_interface(case: BackendCase) -> None:
 def test_factory_names_an_unknown_option(case: BackendCase, tmp_path: Path) -> None:
     options = {**case.options(tmp_path), "no-such-option": "1"}
     with pytest.raises(BackendOptionError, match="no-such-option"):
-        case.factory.build(options, str(tmp_path))
+        case.factory.build(options, str(tmp_path), reactor)
 
 
 def test_objects_provide_their_interfaces(backend: Any, account: Any, inbox: Any) -> None:
@@ -199,8 +206,37 @@ def test_objects_provide_their_interfaces(backend: Any, account: Any, inbox: Any
     assert inbox.name == "INBOX"
 
 
+def test_io_methods_return_awaitables(backend: Any, account: Any, inbox: Any) -> None:
+    """The contract declares them ``Awaitable``: a coroutine or a Deferred, never a value."""
+    calls = [
+        backend.account("alice"),
+        account.list_mailboxes(),
+        account.subscriptions(),
+        account.subscribe("Later"),
+        account.open("INBOX"),
+        inbox.status(),
+        inbox.uids(),
+        inbox.fetch([]),
+        inbox.claim_recent(),
+        inbox.changes_since(0),
+        inbox.search(SearchProgram(All()), []),
+        inbox.expunge([], None),
+        inbox.store([], StoreMode.ADD, SEEN, None),
+    ]
+    for call in calls:
+        assert inspect.isawaitable(call), call
+        resolve(call)
+
+
+def test_store_mode_combines_flags() -> None:
+    current, given = frozenset({"\\Seen", "$A"}), frozenset({"$A", "$B"})
+    assert StoreMode.ADD.apply(current, given) == {"\\Seen", "$A", "$B"}
+    assert StoreMode.REMOVE.apply(current, given) == {"\\Seen"}
+    assert StoreMode.REPLACE.apply(current, given) == given
+
+
 def test_credentials_checker_is_none_or_a_checker(backend: Any) -> None:
-    checker = resolve(backend.credentials_checker())
+    checker = backend.credentials_checker()
     assert checker is None or ICredentialsChecker.providedBy(checker)
 
 
@@ -411,7 +447,7 @@ def test_status_counts(inbox: Any) -> None:
     now = status(inbox)
     assert (now.messages, now.unseen) == (3, 2)
     assert now.size == sum(len(message(n)) for n in (1, 2, 3))
-    resolve(inbox.store([uid], "add", SEEN | DELETED, None))
+    resolve(inbox.store([uid], StoreMode.ADD, SEEN | DELETED, None))
     assert status(inbox).unseen == 1
     resolve(inbox.expunge(None, None))
     after = status(inbox)
@@ -428,7 +464,7 @@ def test_content_of_an_expunged_message_is_a_key_error(inbox: Any) -> None:
 
 def test_search_declines_or_answers_among_the_uids(inbox: Any) -> None:
     uids = [append(inbox, n) for n in (1, 2)]
-    answer = resolve(inbox.search(object(), uids[:1]))
+    answer = resolve(inbox.search(SearchProgram(All()), uids[:1]))
     assert answer is None or set(answer) <= {uids[0]}
 
 
@@ -440,7 +476,7 @@ def test_every_change_raises_highestmodseq(inbox: Any) -> None:
     assert seen[0] > 0
     uid = append(inbox)
     seen.append(status(inbox).highestmodseq)
-    resolve(inbox.store([uid], "add", DELETED, None))
+    resolve(inbox.store([uid], StoreMode.ADD, DELETED, None))
     seen.append(status(inbox).highestmodseq)
     resolve(inbox.expunge(None, None))
     seen.append(status(inbox).highestmodseq)
@@ -450,7 +486,7 @@ def test_every_change_raises_highestmodseq(inbox: Any) -> None:
 def test_store_without_change_keeps_modseq(inbox: Any, recorder: Recorder) -> None:
     uid = append(inbox, 1, SEEN)
     before = status(inbox).highestmodseq
-    result = resolve(inbox.store([uid], "add", SEEN, None))
+    result = resolve(inbox.store([uid], StoreMode.ADD, SEEN, None))
     assert list(result.changed) == [] and list(result.failed) == []
     assert status(inbox).highestmodseq == before
     assert [kind for kind, _, _ in recorder.events] == ["added"]
@@ -459,9 +495,9 @@ def test_store_without_change_keeps_modseq(inbox: Any, recorder: Recorder) -> No
 def test_store_modes(inbox: Any) -> None:
     uid = append(inbox, 1, frozenset({"\\Seen", "$A"}))
     for mode, flags, expected in [
-        ("add", {"\\Flagged"}, {"\\Seen", "$A", "\\Flagged"}),
-        ("remove", {"$A", "$Absent"}, {"\\Seen", "\\Flagged"}),
-        ("replace", {"$B", "\\Recent"}, {"$B"}),
+        (StoreMode.ADD, {"\\Flagged"}, {"\\Seen", "$A", "\\Flagged"}),
+        (StoreMode.REMOVE, {"$A", "$Absent"}, {"\\Seen", "\\Flagged"}),
+        (StoreMode.REPLACE, {"$B", RECENT}, {"$B"}),
     ]:
         result = resolve(inbox.store([uid], mode, frozenset(flags), None))
         (change,) = result.changed
@@ -472,15 +508,15 @@ def test_store_modes(inbox: Any) -> None:
 
 def test_store_reports_only_real_changes(inbox: Any) -> None:
     plain, seen = append(inbox, 1), append(inbox, 2, SEEN)
-    result = resolve(inbox.store([plain, seen, 999], "add", SEEN, None))
+    result = resolve(inbox.store([plain, seen, 999], StoreMode.ADD, SEEN, None))
     assert [c.uid for c in result.changed] == [plain]
 
 
 def test_store_unchangedsince(inbox: Any) -> None:
     old, touched = append(inbox, 1), append(inbox, 2)
     mark = status(inbox).highestmodseq
-    resolve(inbox.store([touched], "add", SEEN, None))
-    result = resolve(inbox.store([old, touched], "add", DELETED, None, unchangedsince=mark))
+    resolve(inbox.store([touched], StoreMode.ADD, SEEN, None))
+    result = resolve(inbox.store([old, touched], StoreMode.ADD, DELETED, None, unchangedsince=mark))
     assert [c.uid for c in result.changed] == [old]
     assert list(result.failed) == [touched]
     assert flags_of(inbox)[touched] == SEEN
@@ -489,7 +525,7 @@ def test_store_unchangedsince(inbox: Any) -> None:
 def test_changes_since(inbox: Any) -> None:
     kept, flagged, gone = (append(inbox, n) for n in (1, 2, 3))
     mark = status(inbox).highestmodseq
-    resolve(inbox.store([flagged, gone], "add", DELETED, None))
+    resolve(inbox.store([flagged, gone], StoreMode.ADD, DELETED, None))
     resolve(inbox.expunge([gone], None))
     new = append(inbox, 4)
     changes = resolve(inbox.changes_since(mark))
@@ -582,7 +618,7 @@ def test_listeners_hear_other_sessions_with_their_origin(backend: Any) -> None:
     mine.add_listener(listener)
     origin = object()
     uid = append(theirs, 1, origin=origin)
-    resolve(theirs.store([uid], "add", DELETED, origin))
+    resolve(theirs.store([uid], StoreMode.ADD, DELETED, origin))
     resolve(theirs.expunge(None, origin))
     assert [(kind, origin_) for kind, _, origin_ in listener.events] == [
         ("added", origin),

@@ -6,13 +6,15 @@ import time
 from typing import Any
 
 import pytest
+from test_backend_contract import resolve
+from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from zope.interface import implementer
 
 from mailserv.backends import memory
 from mailserv.backends.memory import MemoryBackend, MemoryBackendFactory, MemoryMailbox
 from mailserv.errors import BackendOptionError
-from mailserv.interfaces import IMailboxListener
+from mailserv.interfaces import IMailboxListener, StoreMode
 
 SEEN = frozenset({"\\Seen"})
 DELETED = frozenset({"\\Deleted"})
@@ -36,24 +38,27 @@ class Recorder:
     def flags_changed(self, mailbox: Any, changes: Any, origin: object) -> None:
         self.events.append(("flags", list(changes), origin))
 
+    def mailbox_lost(self, mailbox: Any, reason: str) -> None:
+        self.events.append(("lost", [], reason))
+
 
 @pytest.fixture
 def backend() -> MemoryBackend:
-    return memory.factory.build({}, "/nonexistent")
+    return memory.factory.build({}, "/nonexistent", Clock())
 
 
 @pytest.fixture
 def inbox(backend: MemoryBackend) -> MemoryMailbox:
-    return backend.account("alice").open("INBOX")
+    return resolve(resolve(backend.account("alice")).open("INBOX"))
 
 
 @pytest.fixture
 def big(inbox: MemoryMailbox) -> MemoryMailbox:
     """16384 messages, made by doubling with COPY so no time goes into parsing."""
-    inbox.append(message(1), frozenset(), None, None)
+    resolve(inbox.append(message(1), frozenset(), None, None))
     for _ in range(14):
-        inbox.copy(inbox.uids(), "INBOX", None)
-    inbox.claim_recent()
+        resolve(inbox.copy(resolve(inbox.uids()), "INBOX", None))
+    resolve(inbox.claim_recent())
     return inbox
 
 
@@ -62,61 +67,57 @@ def test_factory_constant() -> None:
     assert memory.factory.name == "memory"
     assert dict(memory.factory.options) == {}
     with pytest.raises(BackendOptionError, match="'path'"):
-        memory.factory.build({"path": "/tmp"}, "/tmp")
+        memory.factory.build({"path": "/tmp"}, "/tmp", Clock())
 
 
 def test_backend_basics(backend: MemoryBackend) -> None:
-    backend.start()
-    backend.stop()
+    resolve(backend.start())
+    resolve(backend.stop())
     assert backend.credentials_checker() is None  # type: ignore[func-returns-value]
-    assert backend.account("alice") is backend.account("alice")
+    assert resolve(backend.account("alice")) is resolve(backend.account("alice"))
 
 
 def test_every_session_shares_one_mailbox_object(backend: MemoryBackend) -> None:
-    assert backend.account("alice").open("INBOX") is backend.account("alice").open("INBOX")
+    first = resolve(resolve(backend.account("alice")).open("INBOX"))
+    assert resolve(resolve(backend.account("alice")).open("INBOX")) is first
 
 
 def test_uidvalidity_comes_from_the_clock(inbox: MemoryMailbox) -> None:
-    assert abs(inbox.status().uidvalidity - time.time()) < 60
+    assert abs(resolve(inbox.status()).uidvalidity - time.time()) < 60
 
 
 def test_copies_share_bytes_and_parsed_info(inbox: MemoryMailbox) -> None:
-    uid = inbox.append(message(1), frozenset(), None, None).uid
-    ((_, copy),) = inbox.copy([uid], "INBOX", None).pairs
-    assert inbox.content(copy) is inbox.content(uid)
-    original, duplicate = inbox.fetch([uid, copy])
+    uid = resolve(inbox.append(message(1), frozenset(), None, None)).uid
+    ((_, copy),) = resolve(inbox.copy([uid], "INBOX", None)).pairs
+    assert resolve(inbox.content(copy)) is resolve(inbox.content(uid))
+    original, duplicate = resolve(inbox.fetch([uid, copy]))
     assert duplicate.info is original.info
 
 
 def test_rename_keeps_the_mailbox_object(backend: MemoryBackend) -> None:
-    account = backend.account("alice")
-    account.create("a/b")
-    inner = account.open("a/b")
-    account.rename("a", "z")
-    assert account.open("z/b") is inner and inner.name == "z/b"
+    account = resolve(backend.account("alice"))
+    resolve(account.create("a/b"))
+    inner = resolve(account.open("a/b"))
+    resolve(account.rename("a", "z"))
+    assert resolve(account.open("z/b")) is inner and inner.name == "z/b"
 
 
 def test_delete_tells_sessions_that_still_have_it_open(backend: MemoryBackend) -> None:
-    account = backend.account("alice")
-    account.create("Gone")
-    box = account.open("Gone")
-    uid = box.append(message(1), frozenset(), None, None).uid
+    account = resolve(backend.account("alice"))
+    resolve(account.create("Gone"))
+    box = resolve(account.open("Gone"))
+    uid = resolve(box.append(message(1), frozenset(), None, None)).uid
     listener = Recorder()
     box.add_listener(listener)
-    account.delete("Gone")
+    resolve(account.delete("Gone"))
     assert listener.events == [("expunged", [uid], None)]
 
 
 def test_repeated_uids_are_taken_once(inbox: MemoryMailbox) -> None:
-    uid = inbox.append(message(1), DELETED, None, None).uid
-    assert len(inbox.copy([uid, uid], "INBOX", None).pairs) == 1
-    assert len(inbox.move([uid, uid], "INBOX", None).pairs) == 1
-    assert inbox.expunge([uid + 1, uid + 1], None) == [uid + 1]
-
-
-def test_unknown_store_mode(inbox: MemoryMailbox) -> None:
-    with pytest.raises(ValueError, match="toggle"):
-        inbox.store([1], "toggle", SEEN, None)
+    uid = resolve(inbox.append(message(1), DELETED, None, None)).uid
+    assert len(resolve(inbox.copy([uid, uid], "INBOX", None)).pairs) == 1
+    assert len(resolve(inbox.move([uid, uid], "INBOX", None)).pairs) == 1
+    assert resolve(inbox.expunge([uid + 1, uid + 1], None)) == [uid + 1]
 
 
 def test_a_failing_listener_is_logged_and_others_still_hear(inbox: MemoryMailbox) -> None:
@@ -128,7 +129,7 @@ def test_a_failing_listener_is_logged_and_others_still_hear(inbox: MemoryMailbox
     inbox.add_listener(Broken())
     inbox.add_listener(healthy)
     with capturedLogs() as events:
-        inbox.append(message(1), frozenset(), None, None)
+        resolve(inbox.append(message(1), frozenset(), None, None))
     assert [kind for kind, _, _ in healthy.events] == ["added"]
     assert any(e.get("log_failure") for e in events)
 
@@ -137,7 +138,7 @@ def test_adding_a_listener_twice_delivers_once(inbox: MemoryMailbox) -> None:
     listener = Recorder()
     inbox.add_listener(listener)
     inbox.add_listener(listener)
-    inbox.append(message(1), frozenset(), None, None)
+    resolve(inbox.append(message(1), frozenset(), None, None))
     assert len(listener.events) == 1
     inbox.remove_listener(listener)
     inbox.remove_listener(listener)
@@ -145,11 +146,11 @@ def test_adding_a_listener_twice_delivers_once(inbox: MemoryMailbox) -> None:
 
 def test_bulk_operations_on_many_messages(big: MemoryMailbox) -> None:
     """Counters stay right through whole-mailbox operations (bench/ measures their speed)."""
-    uids = big.uids()
+    uids = resolve(big.uids())
     assert len(uids) == 16384
-    assert len(big.fetch(uids)) == 16384
-    big.store(uids, "add", SEEN, None)
-    assert big.status().unseen == 0
-    big.store(uids[::2], "add", DELETED, None)
-    big.expunge(None, None)
-    assert big.status().messages == 8192
+    assert len(resolve(big.fetch(uids))) == 16384
+    resolve(big.store(uids, StoreMode.ADD, SEEN, None))
+    assert resolve(big.status()).unseen == 0
+    resolve(big.store(uids[::2], StoreMode.ADD, DELETED, None))
+    resolve(big.expunge(None, None))
+    assert resolve(big.status()).messages == 8192

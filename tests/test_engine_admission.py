@@ -18,7 +18,9 @@ from mailserv.imap.settings import ServerSettings
 
 def make_factory(settings: ServerSettings) -> IMAPServerFactory:
     checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"secret")
-    return IMAPServerFactory(build_portal(memory.build({}, "."), checker), settings, clock=Clock())
+    return IMAPServerFactory(
+        build_portal(memory.build({}, ".", Clock()), checker), settings, clock=Clock()
+    )
 
 
 def connect(factory: IMAPServerFactory, host: str) -> tuple[StringTransport, object]:

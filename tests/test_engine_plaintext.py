@@ -19,7 +19,7 @@ from mailserv.imap.settings import ServerSettings
 
 def connect(settings: ServerSettings, peer: str) -> tuple[StringTransport, object]:
     checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"secret")
-    portal = build_portal(memory.build({}, "."), checker)
+    portal = build_portal(memory.build({}, ".", Clock()), checker)
     factory = IMAPServerFactory(portal, settings, clock=Clock())
     protocol = factory.buildProtocol(None)
     transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 50000))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -28,7 +29,7 @@ from mailserv.errors import (
     MailboxExists,
     MailboxNotFound,
 )
-from mailserv.interfaces import IMailboxListener
+from mailserv.interfaces import IHomeLookupConsumer, IMailboxListener, StoreMode
 from mailserv.message.parse import parse_message
 from mailserv.message.store import MARKER, dumps
 
@@ -76,6 +77,9 @@ class Recorder:
     def flags_changed(self, mailbox: Any, changes: Any, origin: object) -> None:
         self.events.append(("flags", [(c.uid, c.flags) for c in changes], origin))
 
+    def mailbox_lost(self, mailbox: Any, reason: str) -> None:
+        self.events.append(("lost", [], reason))
+
 
 class Store:
     """A backend over one data dir that can be stopped and started again (a restart)."""
@@ -87,8 +91,8 @@ class Store:
 
     def start(self, reactor: Any = None) -> MaildirBackend:
         settings = parse_options(self.options)
-        self.backend = MaildirBackend(settings, str(self.data_dir), reactor=reactor)
-        self.backend.start()
+        self.backend = MaildirBackend(settings, str(self.data_dir), reactor or global_reactor)
+        resolve(self.backend.start())
         return self.backend
 
     def stop(self) -> None:
@@ -102,7 +106,7 @@ class Store:
 
     def account(self, user: str = "alice") -> Any:
         assert self.backend is not None
-        return self.backend.account(user)
+        return resolve(self.backend.account(user))
 
     def open(self, name: str = "INBOX", user: str = "alice") -> Any:
         return resolve(self.account(user).open(name))
@@ -200,7 +204,7 @@ def test_more_keywords_than_letters_are_kept_in_the_index(store: Store) -> None:
     inbox = store.open()
     uid = append(inbox, 1)
     many = frozenset(f"kw{n:02d}" for n in range(30))
-    resolve(inbox.store([uid], "add", many, None))
+    resolve(inbox.store([uid], StoreMode.ADD, many, None))
     assert metas(inbox)[uid].flags == many
     assert len((store.root() / "dovecot-keywords").read_text().splitlines()) == 26
     store.restart()
@@ -255,7 +259,7 @@ def test_our_own_changes_are_not_reported_twice(store: Store) -> None:
     inbox.add_listener(recorder)
     origin = object()
     uid = append(inbox, 1, origin=origin)
-    resolve(inbox.store([uid], "add", DELETED, origin))
+    resolve(inbox.store([uid], StoreMode.ADD, DELETED, origin))
     resolve(inbox.expunge(None, origin))
     resolve(inbox.status())  # reads the inotify echoes of our own renames
     assert [(kind, who) for kind, _, who in recorder.events] == [
@@ -274,7 +278,7 @@ def test_store_follows_a_file_renamed_meanwhile(store: Store) -> None:
     hub = store.backend._services.hub  # type: ignore[union-attr]
     hub.close()  # nobody watches now: the rename below goes unnoticed until ours fails
     os.rename(cur / name, cur / (name + "F"))
-    result = resolve(inbox.store([uid], "add", SEEN, None))
+    result = resolve(inbox.store([uid], StoreMode.ADD, SEEN, None))
     assert [c.flags for c in result.changed][-1] == frozenset({"\\Seen", "\\Flagged"})
     assert os.listdir(cur) == [name + "FS"]
 
@@ -316,8 +320,8 @@ def test_polling_without_inotify(tmp_path: Path) -> None:
 def test_index_survives_a_restart_with_modseqs(store: Store) -> None:
     inbox = store.open()
     uids = [append(inbox, n) for n in range(1, 4)]
-    resolve(inbox.store(uids[:1], "add", SEEN, None))
-    resolve(inbox.store(uids[2:], "add", DELETED, None))
+    resolve(inbox.store(uids[:1], StoreMode.ADD, SEEN, None))
+    resolve(inbox.store(uids[2:], StoreMode.ADD, DELETED, None))
     resolve(inbox.expunge(None, None))
     mark = resolve(inbox.status())
     before = {m.uid: (m.flags, m.modseq, m.size, m.internaldate) for m in metas(inbox).values()}
@@ -515,31 +519,33 @@ def test_maildir_words_as_names_do_not_collide(store: Store, name: str) -> None:
 
 
 def test_root_under_the_home_directory(tmp_path: Path) -> None:
-    built = factory.build({"root": "~/Maildir", "io-threads": "0"}, str(tmp_path / "data"))
+    options = {"root": "~/Maildir", "io-threads": "0"}
+    built = factory.build(options, str(tmp_path / "data"), global_reactor)
+    assert IHomeLookupConsumer.providedBy(built)
     homes = {"ann": str(tmp_path / "home" / "ann")}
     built.set_home_lookup(homes.get)
-    built.start()
+    resolve(built.start())
     try:
-        built.account("ann")
+        resolve(built.account("ann"))
         assert (tmp_path / "home" / "ann" / "Maildir" / "cur").is_dir()
         assert (tmp_path / "home" / "ann" / "Maildir" / ".Sent" / "cur").is_dir()
         with pytest.raises(Exception, match="home"):
-            built.account("nobody-known")
+            resolve(built.account("nobody-known"))
     finally:
         resolve(built.stop())
 
 
 def test_sessions_share_an_account_until_the_last_logs_out(store: Store) -> None:
     assert store.backend is not None
-    first = store.backend.account("alice")
-    second = store.backend.account("alice")
+    first = resolve(store.backend.account("alice"))
+    second = resolve(store.backend.account("alice"))
     assert first is second
     box = resolve(first.open("INBOX"))
-    first.close()
+    resolve(first.close())
     assert not box.closed
-    second.close()
+    resolve(second.close())
     assert box.closed  # the last session left: files and watches released
-    assert store.backend.account("alice") is not first
+    assert resolve(store.backend.account("alice")) is not first
 
 
 def test_now_is_the_default_internal_date(store: Store) -> None:
@@ -626,10 +632,10 @@ def test_bulk_changes_pause_the_watch_and_rescan(store: Store, monkeypatch: Any)
     inbox.add_listener(recorder)
     uids = [append(inbox, n) for n in range(3)]
     deliver(store.root(), "1700000000.M9P9.mda", message(9))  # not looked at yet
-    resolve(inbox.store(uids, "add", SEEN, None))
+    resolve(inbox.store(uids, StoreMode.ADD, SEEN, None))
     kinds = [kind for kind, _, _ in recorder.events]
     assert kinds[:3] == ["added"] * 3 and "flags" in kinds and kinds.count("added") == 4
-    resolve(inbox.store(uids, "add", DELETED, None))
+    resolve(inbox.store(uids, StoreMode.ADD, DELETED, None))
     assert len(resolve(inbox.expunge(None, None))) == 3
     deliver(store.root(), "1700000000.M10P9.mda", message(10))
     assert len(resolve(inbox.uids())) == 2  # watching again

@@ -106,7 +106,7 @@ def case(upstream: Dovecot) -> contract.BackendCase:
 
 @pytest.fixture
 def backend(case: contract.BackendCase, tmp_path: Path) -> Iterator[Any]:
-    built = case.factory.build(case.options(tmp_path), str(tmp_path))
+    built = case.factory.build(case.options(tmp_path), str(tmp_path), reactor)
     reactor_resolve(built.start())
     yield built
     reactor_resolve(built.stop())

@@ -31,8 +31,8 @@ class ThirdPartyFactory:
     description = "Throwaway test backend (memory underneath)."
     options = {{"greeting": "Accepted and ignored."}}
 
-    def build(self, options, data_dir):
-        return _memory_package.factory.build({{}}, data_dir)
+    def build(self, options, data_dir, reactor):
+        return _memory_package.factory.build({{}}, data_dir, reactor)
 
 
 factory = ThirdPartyFactory()

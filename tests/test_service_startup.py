@@ -105,8 +105,8 @@ SLOW_BACKEND = textwrap.dedent(
         description = "Memory, slow to start (a test of the listeners' order)."
         options = {}
 
-        def build(self, options, data_dir):
-            return Slow(memory.factory.build({}, data_dir))
+        def build(self, options, data_dir, reactor):
+            return Slow(memory.factory.build({}, data_dir, reactor))
 
 
     factory = SlowFactory()

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -37,7 +38,7 @@ from mailserv.backends.sql.rows import MAX_NOTICE, Notice, flags_text, uid_notic
 from mailserv.errors import BackendError, BackendOptionError, MailboxNotFound
 from mailserv.imap.parser import parse_command
 from mailserv.imap.search import SearchContext, SearchProgram, bind, evaluate, parse_search
-from mailserv.interfaces import IMailbox, IMailboxListener
+from mailserv.interfaces import IMailbox, IMailboxListener, StoreMode
 from mailserv.message import store
 from mailserv.message.headers import search_text
 from mailserv.message.parse import parse_message
@@ -72,6 +73,9 @@ class Recorder:
     def flags_changed(self, mailbox: IMailbox, changes: Any, origin: object) -> None:
         self.events.append(("flags", list(changes)))
 
+    def mailbox_lost(self, mailbox: Any, reason: str) -> None:
+        self.events.append(("lost", [], reason))
+
 
 def message(n: int, sender: str = "Alice <alice@example.org>", subject: str = "") -> bytes:
     return (
@@ -91,7 +95,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def started(url: str, data_dir: Path, **options: str) -> SqlBackend:
     if url.startswith("sqlite"):
         options.setdefault("sqlite-sync", "normal")  # no fsync per commit: faster tests
-    backend = FACTORY.build({"url": url, **options}, str(data_dir))
+    backend = FACTORY.build({"url": url, **options}, str(data_dir), reactor)
     resolve(backend.start())
     return backend
 
@@ -100,7 +104,7 @@ def started(url: str, data_dir: Path, **options: str) -> SqlBackend:
 def backend(url: str, tmp_path: Path) -> Iterator[SqlBackend]:
     built = started(url, tmp_path)
     yield built
-    built.stop()
+    resolve(built.stop())
 
 
 def query(backend: SqlBackend, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -145,7 +149,7 @@ def test_postgres_url_is_shown_without_password(tmp_path: Path) -> None:
 )
 def test_bad_options_name_the_key(options: dict[str, str], named: str, tmp_path: Path) -> None:
     with pytest.raises(BackendOptionError, match=named):
-        SqlBackendFactory().build(options, str(tmp_path))
+        SqlBackendFactory().build(options, str(tmp_path), reactor)
 
 
 def test_sql_backend_is_a_plugin() -> None:
@@ -160,10 +164,10 @@ def test_sql_backend_is_a_plugin() -> None:
 def test_schema_is_created_once_and_checked(url: str, tmp_path: Path) -> None:
     backend = started(url, tmp_path)
     assert resolve(backend.db.run(schema.current_version)) == schema.LATEST
-    backend.stop()
+    resolve(backend.stop())
     again = started(url, tmp_path)  # a second start finds it in place
     assert resolve(again.db.run(schema.upgrade, write=True)) == []
-    again.stop()
+    resolve(again.stop())
 
 
 def _set_version(url: str, data_dir: Path, version: int) -> None:
@@ -179,16 +183,16 @@ def _set_version(url: str, data_dir: Path, version: int) -> None:
 def test_older_schema_needs_an_upgrade_and_newer_is_refused(
     url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    started(url, tmp_path).stop()
+    resolve(started(url, tmp_path).stop())
     later = schema.Migration(schema.LATEST + 1, "test", ("CREATE INDEX t_size ON mail (size)",))
     with monkeypatch.context() as patch:  # a newer mailserv, with one more migration
         patch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, later))
         patch.setattr(schema, "LATEST", later.version)
         with pytest.raises(BackendError, match="mailserv db upgrade"):
-            resolve(FACTORY.build({"url": url}, str(tmp_path)).start())
+            resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
     _set_version(url, tmp_path, schema.LATEST + 1)  # written by a newer mailserv
     with pytest.raises(BackendError, match="newer"):
-        resolve(FACTORY.build({"url": url}, str(tmp_path)).start())
+        resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
 def test_upgrade_to_2_rederives_the_address_columns(url: str, tmp_path: Path) -> None:
@@ -208,9 +212,9 @@ def test_upgrade_to_2_rederives_the_address_columns(url: str, tmp_path: Path) ->
 
     resolve(backend.db.run(make_version_1, write=True))
     assert resolve(box.search(_program("FROM user-from@domain.org"), [uid])) == []
-    backend.stop()
+    resolve(backend.stop())
     with pytest.raises(BackendError, match="mailserv db upgrade"):
-        resolve(FACTORY.build({"url": url}, str(tmp_path)).start())
+        resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
     assert db.call(schema.upgrade, write=True) == [2]
     db.close()
@@ -222,7 +226,7 @@ def test_upgrade_to_2_rederives_the_address_columns(url: str, tmp_path: Path) ->
     (record,) = query(backend, "SELECT info FROM message_info")[0]
     assert bytes(record).startswith(store.MARKER)
     assert resolve(box.fetch([uid]))[0].info == parse_message(raw)
-    backend.stop()
+    resolve(backend.stop())
 
 
 # -- content addressing and reference counts ------------------------------------------
@@ -240,11 +244,11 @@ def test_a_message_is_stored_once(backend: SqlBackend) -> None:
     assert query(backend, "SELECT count(*) FROM message_data") == [(1,)]
     assert query(backend, "SELECT count(*) FROM message_info") == [(1,)]
 
-    resolve(inbox.store(resolve(inbox.uids()), "add", frozenset({"\\Deleted"}), None))
+    resolve(inbox.store(resolve(inbox.uids()), StoreMode.ADD, frozenset({"\\Deleted"}), None))
     resolve(inbox.expunge(None, None))
     resolve(account.delete("Archive"))
     assert query(backend, "SELECT refs FROM messages") == [(1,)]
-    resolve(other.store(resolve(other.uids()), "add", frozenset({"\\Deleted"}), None))
+    resolve(other.store(resolve(other.uids()), StoreMode.ADD, frozenset({"\\Deleted"}), None))
     resolve(other.expunge(None, None))
     for table in ("messages", "message_info", "message_data"):
         assert query(backend, f"SELECT count(*) FROM {table}") == [(0,)]
@@ -280,7 +284,7 @@ def test_dense_and_sparse_uid_lists(backend: SqlBackend, monkeypatch: pytest.Mon
     uids = [resolve(inbox.append(message(n), frozenset(), None, None)).uid for n in range(120)]
     sparse = uids[::13] + [10**9]
     assert [m.uid for m in resolve(inbox.fetch(sparse))] == uids[::13]
-    result = resolve(inbox.store(sparse, "add", frozenset({"\\Deleted"}), None))
+    result = resolve(inbox.store(sparse, StoreMode.ADD, frozenset({"\\Deleted"}), None))
     assert [c.uid for c in result.changed] == uids[::13]
     scattered = uids[::3]  # dense enough for one range query, filtered afterwards
     assert [m.uid for m in resolve(inbox.fetch(scattered))] == scattered
@@ -293,10 +297,10 @@ def test_store_over_a_whole_range_keeps_each_message_exact(backend: SqlBackend) 
     inbox = resolve(resolve(backend.account("alice")).open("INBOX"))
     kinds = [frozenset(), frozenset({"\\Seen"}), frozenset({"$A"}), frozenset({"\\Seen", "$A"})]
     uids = [resolve(inbox.append(message(n), kinds[n % 4], None, None)).uid for n in range(12)]
-    resolve(inbox.store(uids[3:4], "add", frozenset({"\\Deleted"}), None))
+    resolve(inbox.store(uids[3:4], StoreMode.ADD, frozenset({"\\Deleted"}), None))
     resolve(inbox.expunge(None, None))  # a gap in the range
     before = {m.uid: m for m in resolve(inbox.fetch(uids))}
-    result = resolve(inbox.store(list(before), "add", frozenset({"\\Seen"}), None))
+    result = resolve(inbox.store(list(before), StoreMode.ADD, frozenset({"\\Seen"}), None))
     after = {m.uid: m for m in resolve(inbox.fetch(uids))}
     assert sorted(c.uid for c in result.changed) == [
         u for u, m in before.items() if "\\Seen" not in m.flags
@@ -313,7 +317,8 @@ def test_content_read_ahead_serves_a_fetch_batch(backend: SqlBackend) -> None:
     uids = [resolve(inbox.append(message(n), frozenset(), None, None)).uid for n in range(10)]
     resolve(inbox.fetch(uids))
     assert resolve(inbox.content(uids[0])) == message(0)
-    assert inbox.content(uids[5]) == message(5)  # already loaded: a plain value
+    assert uids[5] in inbox._raw  # loaded with the first: no query of its own
+    assert resolve(inbox.content(uids[5])) == message(5)
     with pytest.raises(KeyError):
         resolve(inbox.content(999))
 
@@ -323,7 +328,7 @@ def test_content_read_ahead_serves_a_fetch_batch(backend: SqlBackend) -> None:
 
 def test_concurrent_appends_never_share_a_uid(url: str, tmp_path: Path) -> None:
     """Separate connections (as separate frontends have) append to one mailbox at once."""
-    started(url, tmp_path).stop()
+    resolve(started(url, tmp_path).stop())
     backends = [started(url, tmp_path) for _ in range(4)]
     results: list[int] = []
     errors: list[BaseException] = []
@@ -350,7 +355,7 @@ def test_concurrent_appends_never_share_a_uid(url: str, tmp_path: Path) -> None:
     assert sorted(results) == resolve(box.uids())
     assert resolve(box.status()).messages == 100
     for backend in backends:
-        backend.stop()
+        resolve(backend.stop())
 
 
 # -- SEARCH in SQL against the engine's evaluator ----------------------------------------
@@ -455,7 +460,6 @@ def test_search_in_sql_matches_the_engine(backend: SqlBackend) -> None:
 def test_search_declines_what_it_does_not_know(backend: SqlBackend) -> None:
     box = resolve(resolve(backend.account("alice")).open("INBOX"))
     uid = resolve(box.append(message(1), frozenset(), None, None)).uid
-    assert resolve(box.search(object(), [uid])) is None
     assert resolve(box.search(_program("BODY note"), [uid])) is None
     assert resolve(box.search(_program("FROM alice"), [])) == []
 
@@ -495,7 +499,7 @@ def test_notices_of_one_frontend_become_events_in_another(tmp_path: Path) -> Non
         listener = Recorder()
         theirs.add_listener(listener)
         uid = resolve(mine.append(message(1), frozenset(), None, None)).uid
-        resolve(mine.store([uid], "add", frozenset({"\\Deleted"}), None))
+        resolve(mine.store([uid], StoreMode.ADD, frozenset({"\\Deleted"}), None))
         resolve(mine.expunge(None, None))
         payloads = [n.payload for n in listen.notifies(timeout=1, stop_after=3)]
         assert len(payloads) == 3
@@ -513,7 +517,7 @@ def test_notices_of_one_frontend_become_events_in_another(tmp_path: Path) -> Non
             resolve(mine.append(message(n), frozenset({f"$k{n}"}), None, None)).uid
             for n in range(20)
         ]
-        resolve(mine.store(uids, "add", frozenset({"\\Seen"}), None))
+        resolve(mine.store(uids, StoreMode.ADD, frozenset({"\\Seen"}), None))
         payloads = [n.payload for n in listen.notifies(timeout=1, stop_after=21)]
         assert Notice.decode(payloads[-1]).data == ""  # type: ignore[union-attr]
         listener.events.clear()
@@ -533,8 +537,8 @@ def test_notices_of_one_frontend_become_events_in_another(tmp_path: Path) -> Non
         assert old.name == "New"
     finally:
         listen.close()
-        writer.stop()
-        reader.stop()
+        resolve(writer.stop())
+        resolve(reader.stop())
 
 
 def test_resynchronising_reports_what_was_missed(url: str, tmp_path: Path) -> None:
@@ -546,8 +550,8 @@ def test_resynchronising_reports_what_was_missed(url: str, tmp_path: Path) -> No
     theirs = resolve(resolve(reader.account("alice")).open("INBOX"))
     listener = Recorder()
     theirs.add_listener(listener)
-    resolve(mine.store([kept], "add", frozenset({"\\Seen"}), None))
-    resolve(mine.store([gone], "add", frozenset({"\\Deleted"}), None))
+    resolve(mine.store([kept], StoreMode.ADD, frozenset({"\\Seen"}), None))
+    resolve(mine.store([gone], StoreMode.ADD, frozenset({"\\Deleted"}), None))
     resolve(mine.expunge(None, None))
     new = resolve(mine.append(message(3), frozenset(), None, None)).uid
     reader._resynchronise()
@@ -558,15 +562,15 @@ def test_resynchronising_reports_what_was_missed(url: str, tmp_path: Path) -> No
     listener.events.clear()
     reader._resynchronise()
     assert listener.events == []
-    writer.stop()
-    reader.stop()
+    resolve(writer.stop())
+    resolve(reader.stop())
 
 
 # -- users ----------------------------------------------------------------------------------
 
 
 def test_users_table(url: str, tmp_path: Path) -> None:
-    started(url, tmp_path).stop()
+    resolve(started(url, tmp_path).stop())
     users = SqlUsers(InlineDatabase(parse_url(url, str(tmp_path))))
     users.add_user("bob", "{PLAIN}x")
     with pytest.raises(UserExists):
@@ -598,8 +602,8 @@ def test_users_checker(url: str, tmp_path: Path) -> None:
     for user, password in [("carol", "wrong"), ("dave", "right"), ("", "")]:
         with pytest.raises(UnauthorizedLogin):
             login(user, password)
-    backend.stop()
+    resolve(backend.stop())
 
 
 def test_passwd_file_auth_is_the_default(tmp_path: Path) -> None:
-    assert FACTORY.build({}, str(tmp_path)).credentials_checker() is None
+    assert FACTORY.build({}, str(tmp_path), reactor).credentials_checker() is None

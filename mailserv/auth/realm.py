@@ -41,7 +41,7 @@ class MailRealm:
         return Deferred.fromCoroutine(self._avatar(user))
 
     async def _avatar(self, user: str) -> tuple[type[Interface], object, Logout]:
-        account: IAccount = await defer.maybeDeferred(self.backend.account, user)
+        account: IAccount = await self.backend.account(user)
         return IAccount, account, _logout_once(user, account)
 
 

@@ -10,10 +10,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from mailserv.imap import encode
-from mailserv.imap.asyncutil import resolve
 from mailserv.imap.fetchatt import BodySection, FetchItem, Simple, needs_content, sets_seen
 from mailserv.imap.replies import Bad
-from mailserv.interfaces import MessageMeta
+from mailserv.interfaces import SEEN, MessageMeta, StoreMode
 from mailserv.message.sections import FieldPicker, section_bytes
 
 if TYPE_CHECKING:
@@ -94,7 +93,7 @@ async def fetch(
     mailbox = view.mailbox
     batch = _CONTENT_BATCH if content else _META_BATCH
     for start in range(0, len(uids), batch):
-        metas: Sequence[MessageMeta] = await resolve(mailbox.fetch(uids[start : start + batch]))
+        metas: Sequence[MessageMeta] = await mailbox.fetch(uids[start : start + batch])
         out = []
         for meta in metas:
             seq = view.seq_of(meta.uid)
@@ -103,7 +102,7 @@ async def fetch(
             raw = b""
             if content:
                 try:
-                    raw = await resolve(mailbox.content(meta.uid))
+                    raw = await mailbox.content(meta.uid)
                 except KeyError:
                     continue
             parts = [render(meta, raw) for render in renderers]
@@ -120,5 +119,5 @@ async def _mark_seen(
     """BODY[...] without PEEK sets \\Seen (RFC 3501 6.4.5); the UIDs that changed."""
     if view.readonly or not uids:
         return set()
-    result = await resolve(view.mailbox.store(uids, "add", frozenset({"\\Seen"}), session))
+    result = await view.mailbox.store(uids, StoreMode.ADD, frozenset({SEEN}), session)
     return {change.uid for change in result.changed}

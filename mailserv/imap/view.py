@@ -23,7 +23,6 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailserv.imap import encode
-from mailserv.imap.asyncutil import resolve
 from mailserv.imap.replies import Bad
 from mailserv.imap.sequence import SequenceSet, uids_for_seqs, uids_in
 from mailserv.interfaces import FlagChange, IMailbox, IMailboxListener
@@ -159,6 +158,10 @@ class SelectedView:
                 self._flags[change.uid] = change
             self._wake()
 
+    def mailbox_lost(self, mailbox: IMailbox, reason: str) -> None:
+        """The backend can no longer follow the mailbox: the session ends with BYE."""
+        self.session.disconnect(f"Mailbox lost: {reason}")
+
     def _wake(self) -> None:
         if self.session.idling:
             d = defer.Deferred.fromCoroutine(self.flush(expunges=True))
@@ -190,7 +193,7 @@ class SelectedView:
                 self.uids.extend(fresh)
                 out.append(b"* %d EXISTS\r\n" % len(self.uids))
                 if not self.readonly:
-                    self.recent.update(await resolve(self.mailbox.claim_recent()))
+                    self.recent.update(await self.mailbox.claim_recent())
                 out.append(b"* %d RECENT\r\n" % len(self.recent))
         if self._flags:
             changes, self._flags = self._flags, {}

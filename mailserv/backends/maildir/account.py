@@ -27,8 +27,6 @@ from mailserv.backends.maildir.disk import TMP, make_maildir
 from mailserv.backends.maildir.dotlock import DotLock
 from mailserv.backends.maildir.mailbox import MaildirMailbox
 from mailserv.backends.maildir.names import (
-    DELIMITER,
-    INBOX,
     ancestors,
     check_name,
     decode_subscriptions,
@@ -45,14 +43,14 @@ from mailserv.errors import (
     MailboxNotFound,
     MailboxNotSelectable,
 )
-from mailserv.interfaces import IAccount, MailboxInfo
+from mailserv.interfaces import DELIMITER, INBOX, NOSELECT, IAccount, MailboxInfo
 
 if TYPE_CHECKING:
     from mailserv.backends.maildir.backend import Services
 
 _log = Logger()
 
-NOSELECT = frozenset({"\\Noselect"})
+_NOSELECT = frozenset({NOSELECT})
 SPECIAL_USE_FILE = "mailserv-special-use"
 """In a folder: its special-use attribute (CREATE ... USE), moved along by RENAME."""
 SUBSCRIPTIONS = "subscriptions"
@@ -102,15 +100,15 @@ class MaildirAccount:
 
     # -- hierarchy ----------------------------------------------------------------------
 
-    def list_mailboxes(self) -> list[MailboxInfo]:
+    async def list_mailboxes(self) -> list[MailboxInfo]:
         folders = self._folders()
         infos = [MailboxInfo(INBOX, self._attributes(INBOX))]
         infos += [
-            MailboxInfo(name, self._attributes(name) if selectable else NOSELECT)
+            MailboxInfo(name, self._attributes(name) if selectable else _NOSELECT)
             for name, selectable in folders.items()
         ]
         implied = {parent for name in folders for parent in ancestors(name)}
-        infos += [MailboxInfo(name, NOSELECT) for name in implied - folders.keys() - {INBOX}]
+        infos += [MailboxInfo(name, _NOSELECT) for name in implied - folders.keys() - {INBOX}]
         return sorted(infos, key=lambda info: info.name)
 
     def _attributes(self, name: str) -> frozenset[str]:
@@ -237,30 +235,33 @@ class MaildirAccount:
 
     # -- subscriptions --------------------------------------------------------------------
 
-    def subscriptions(self) -> list[str]:
+    async def subscriptions(self) -> list[str]:
+        return self._subscriptions()
+
+    def _subscriptions(self) -> list[str]:
         try:
             with open(os.path.join(self.root, SUBSCRIPTIONS), "rb") as f:
                 return sorted(set(decode_subscriptions(f.read())))
         except FileNotFoundError:
             return []
 
-    def subscribe(self, name: str) -> None:
+    async def subscribe(self, name: str) -> None:
         self._edit_subscriptions(lambda names: names | {name})
 
-    def unsubscribe(self, name: str) -> None:
+    async def unsubscribe(self, name: str) -> None:
         self._edit_subscriptions(lambda names: names - {name})
 
     def _edit_subscriptions(self, change: Callable[[set[str]], set[str]]) -> None:
         path = os.path.join(self.root, SUBSCRIPTIONS)
         with DotLock(path, perms=self.perms) as lock:
-            before = set(self.subscriptions())
+            before = set(self._subscriptions())
             after = change(before)
             if after != before:
                 lock.replace(encode_subscriptions(after), self.services.settings.fsync)
 
     # -- mailboxes ------------------------------------------------------------------------
 
-    async def open(self, name: str) -> MaildirMailbox:  # type: ignore[override]
+    async def open(self, name: str) -> MaildirMailbox:
         """The shared mailbox object, loaded; every session gets the same event stream."""
         check_name(name)
         box = self._boxes.get(name)
@@ -283,7 +284,7 @@ class MaildirAccount:
         if self._boxes.get(box.name) is box:
             del self._boxes[box.name]
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """A session ended; the backend releases the account after the last one."""
         self.services.release(self)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -20,7 +20,7 @@ from mailserv.backends.maildir.options import (
     resolve_root,
 )
 from mailserv.backends.maildir.watch import Hub, InotifyHub, PollHub, inotify_available
-from mailserv.interfaces import IBackend, IBackendFactory
+from mailserv.interfaces import IBackend, IBackendFactory, IHomeLookupConsumer
 
 _log = Logger()
 
@@ -35,8 +35,10 @@ class MaildirBackendFactory:
     description = "Maildir++ on disk, compatible with Dovecot (the default)."
     options: Mapping[str, str] = OPTIONS
 
-    def build(self, options: dict[str, str], data_dir: str) -> MaildirBackend:
-        return MaildirBackend(parse_options(options), data_dir)
+    def build(
+        self, options: dict[str, str], data_dir: str, reactor: IReactorTime
+    ) -> MaildirBackend:
+        return MaildirBackend(parse_options(options), data_dir, reactor)
 
 
 @dataclass
@@ -46,12 +48,12 @@ class Services:
     settings: MaildirSettings
     io: IORunner
     hub: Hub
-    clock: Any
+    clock: IReactorTime
     names: BaseNames
     release: Callable[[MaildirAccount], None]
 
 
-@implementer(IBackend)
+@implementer(IBackend, IHomeLookupConsumer)
 class MaildirBackend:
     """Accounts by user; each lives while any of its sessions does.
 
@@ -63,11 +65,9 @@ class MaildirBackend:
         self,
         settings: MaildirSettings,
         data_dir: str,
-        reactor: Any = None,
+        reactor: IReactorTime,
         home_of: HomeLookup | None = None,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor
         self.settings = settings
         self.data_dir = data_dir
         self.home_of = home_of
@@ -79,7 +79,7 @@ class MaildirBackend:
         """Where ``~`` in ``root`` points for each user (the passwd-file's home field)."""
         self.home_of = home_of
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._ensure_started()
 
     def _ensure_started(self) -> Services:
@@ -118,7 +118,7 @@ class MaildirBackend:
             services.hub.close()
             services.io.stop()
 
-    def account(self, username: str) -> MaildirAccount:
+    async def account(self, username: str) -> MaildirAccount:
         services = self._ensure_started()
         account = self._accounts.get(username)
         if account is None:

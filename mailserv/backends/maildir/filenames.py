@@ -15,14 +15,16 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping
 
+from mailserv.interfaces import ANSWERED, DELETED, DRAFT, FLAGGED, SEEN
+
 INFO_SEPARATOR = ":2,"
 
 SYSTEM_LETTERS: Mapping[str, str] = {
-    "\\Draft": "D",
-    "\\Flagged": "F",
-    "\\Answered": "R",
-    "\\Seen": "S",
-    "\\Deleted": "T",
+    DRAFT: "D",
+    FLAGGED: "F",
+    ANSWERED: "R",
+    SEEN: "S",
+    DELETED: "T",
 }
 LETTER_FLAGS: Mapping[str, str] = {letter: flag for flag, letter in SYSTEM_LETTERS.items()}
 KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"

@@ -10,8 +10,7 @@ compared with the state inside the lane, where the echoes of our own renames are
 and dropped; the others become "hints" that a scan task looks at shortly after
 (``DEBOUNCE``), or before the next command that reports state, whichever comes first.
 
-The ``IMailbox`` methods are coroutines (the engine awaits whatever a backend returns); the
-interface declares plain return types, hence the ``type: ignore[override]`` markers.
+The ``IMailbox`` methods are coroutines, as the interface's ``Awaitable`` types allow.
 """
 
 from __future__ import annotations
@@ -32,6 +31,9 @@ from mailserv.backends.maildir.records import Delta, Entry, Snapshot
 from mailserv.backends.maildir.watch import KEYWORDS
 from mailserv.errors import MailboxNotFound
 from mailserv.interfaces import (
+    DELETED,
+    RECENT,
+    SEEN,
     AppendResult,
     Changes,
     CopyResult,
@@ -40,6 +42,7 @@ from mailserv.interfaces import (
     IMailboxListener,
     MailboxStatus,
     MessageMeta,
+    StoreMode,
     StoreResult,
 )
 from mailserv.message.parse import parse_message
@@ -47,12 +50,10 @@ from mailserv.message.store import UnknownFormat, loads
 
 if TYPE_CHECKING:
     from mailserv.backends.maildir.account import MaildirAccount
+    from mailserv.search import SearchProgram
 
 _log = Logger()
 
-SEEN = "\\Seen"
-DELETED = "\\Deleted"
-RECENT = frozenset({"\\Recent"})
 DEBOUNCE = 0.005
 """Seconds to gather a burst of file events into one scan."""
 SYNC_ROUNDS = 3
@@ -261,17 +262,20 @@ class MaildirMailbox:
         self._uidnext = max(self._uidnext, delta.uidnext)
         if notify:
             if added:
-                self._emit("messages_added", sorted(added), origin)
+                added.sort()
+                self._emit("messages_added", lambda to: to.messages_added(self, added, origin))
             if changes:
-                self._emit("flags_changed", changes, origin)
+                self._emit("flags_changed", lambda to: to.flags_changed(self, changes, origin))
             if removed:
-                self._emit("messages_expunged", removed, origin)
+                self._emit(
+                    "messages_expunged", lambda to: to.messages_expunged(self, removed, origin)
+                )
         return changes
 
-    def _emit(self, event: str, payload: Sequence[object], origin: object) -> None:
+    def _emit(self, event: str, tell: Callable[[IMailboxListener], None]) -> None:
         for listener in tuple(self._listeners):
             try:
-                getattr(listener, event)(self, payload, origin)
+                tell(listener)
             except Exception:  # noqa: BLE001 - logged, and the others still hear
                 _log.failure(
                     "Mailbox listener {listener!r} failed on {event}",
@@ -281,7 +285,7 @@ class MaildirMailbox:
 
     # -- reading --------------------------------------------------------------------------
 
-    async def status(self) -> MailboxStatus:  # type: ignore[override]
+    async def status(self) -> MailboxStatus:
         await self._ready()
         return MailboxStatus(
             uidvalidity=self.uidvalidity,
@@ -293,7 +297,7 @@ class MaildirMailbox:
             size=self._size,
         )
 
-    async def uids(self) -> tuple[int, ...]:  # type: ignore[override]
+    async def uids(self) -> tuple[int, ...]:
         await self._ready()
         return self._uid_tuple()
 
@@ -303,7 +307,7 @@ class MaildirMailbox:
             self._ordered = True
         return tuple(self._entries)
 
-    async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:  # type: ignore[override]
+    async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         await self.ensure_loaded()
         entries = self._entries
         found = [entries[uid] for uid in uids if uid in entries]
@@ -352,7 +356,7 @@ class MaildirMailbox:
         with open(self._disk.path(entry.path), "rb") as f:
             return crlf(f.read())
 
-    async def content(self, uid: int) -> bytes:  # type: ignore[override]
+    async def content(self, uid: int) -> bytes:
         await self.ensure_loaded()
         for attempt in range(2):
             entry = self._entries.get(uid)
@@ -365,10 +369,10 @@ class MaildirMailbox:
                     await self._resync()
         raise KeyError(uid)
 
-    def search(self, query: object, uids: Sequence[int]) -> None:
+    async def search(self, query: SearchProgram, uids: Sequence[int]) -> None:
         """Declined: the engine evaluates queries against ``fetch()`` results."""
 
-    async def changes_since(self, modseq: int) -> Changes:  # type: ignore[override]
+    async def changes_since(self, modseq: int) -> Changes:
         await self._ready()
         changed = await self.fetch([e.uid for e in self._entries.values() if e.modseq > modseq])
         changed.sort(key=lambda meta: meta.uid)
@@ -376,7 +380,7 @@ class MaildirMailbox:
             vanished = await self._io(self._disk.vanished_since, modseq)
         return Changes(changed=changed, vanished=vanished, highestmodseq=self._modseq)
 
-    async def claim_recent(self) -> list[int]:  # type: ignore[override]
+    async def claim_recent(self) -> list[int]:
         await self.ensure_loaded()
         claimed = sorted(self._unclaimed)
         self._unclaimed.clear()
@@ -415,7 +419,7 @@ class MaildirMailbox:
             self._services.hub.resume(self._watch)
             await self._sync_locked(full=True)
 
-    async def append(  # type: ignore[override]
+    async def append(
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
         """Durable (fsynced and renamed into ``cur/``) before the result arrives.
@@ -425,7 +429,7 @@ class MaildirMailbox:
         await self.ensure_loaded()
         self._check_open()
         prepared = await self._io(
-            self._disk.prepare, message, frozenset(flags) - RECENT, internaldate
+            self._disk.prepare, message, frozenset(flags) - {RECENT}, internaldate
         )
         try:
             async with self._lane:
@@ -437,18 +441,16 @@ class MaildirMailbox:
             raise
         return AppendResult(self.uidvalidity, delta.added[0].uid)
 
-    async def store(  # type: ignore[override]
+    async def store(
         self,
         uids: Sequence[int],
-        mode: str,
+        mode: StoreMode,
         flags: frozenset[str],
         origin: object,
         unchangedsince: int | None = None,
     ) -> StoreResult:
-        if mode not in ("add", "remove", "replace"):
-            raise ValueError(f"unknown store mode {mode!r}")
         await self._ready()
-        flags = frozenset(flags) - RECENT
+        flags = frozenset(flags) - {RECENT}
         changed: list[FlagChange] = []
         async with self._lane:
             plan, failed = self._plan(uids, mode, flags, unchangedsince)
@@ -472,7 +474,11 @@ class MaildirMailbox:
         return StoreResult(changed, failed)
 
     def _plan(
-        self, uids: Iterable[int], mode: str, flags: frozenset[str], unchangedsince: int | None
+        self,
+        uids: Iterable[int],
+        mode: StoreMode,
+        flags: frozenset[str],
+        unchangedsince: int | None,
     ) -> tuple[list[tuple[Entry, frozenset[str]]], list[int]]:
         plan = []
         failed = []
@@ -484,17 +490,12 @@ class MaildirMailbox:
             if unchangedsince is not None and entry.modseq > unchangedsince:
                 failed.append(uid)
                 continue
-            if mode == "add":
-                new = entry.flags | flags
-            elif mode == "remove":
-                new = entry.flags - flags
-            else:
-                new = flags
+            new = mode.apply(entry.flags, flags)
             if new != entry.flags:
                 plan.append((entry, new))
         return plan, failed
 
-    async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:  # type: ignore[override]
+    async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         """Hard links (Dovecot does the same), so a copy costs no data writes."""
         await self._ready()
         target = await self._account.open(destination)
@@ -537,7 +538,7 @@ class MaildirMailbox:
     def _sources(self, entries: Iterable[Entry]) -> list[tuple[str, Entry, frozenset[str]]]:
         return [(self._disk.path(e.path), e, e.flags) for e in entries]
 
-    async def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:  # type: ignore[override]
+    async def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         """COPY, then expunge the originals (one expunged event)."""
         result = await self.copy(uids, destination, origin)
         moved = [source for source, _ in result.pairs]
@@ -554,7 +555,7 @@ class MaildirMailbox:
                         await self._loud()
         return result
 
-    async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:  # type: ignore[override]
+    async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:
         await self._ready()
         async with self._lane:
             entries = self._entries
@@ -629,7 +630,8 @@ class MaildirMailbox:
         self._unclaimed.clear()
         self._size = self._unseen = 0
         if uids:
-            self._emit("messages_expunged", list(uids), None)
+            gone = list(uids)
+            self._emit("messages_expunged", lambda to: to.messages_expunged(self, gone, None))
 
     def __repr__(self) -> str:
         return f"<MaildirMailbox {self.name!r} at {os.path.basename(self.directory) or '/'}>"

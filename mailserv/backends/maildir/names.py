@@ -15,9 +15,8 @@ from collections.abc import Iterable
 
 from mailserv.errors import InvalidMailboxName
 from mailserv.imap import utf7
+from mailserv.interfaces import DELIMITER, INBOX
 
-INBOX = "INBOX"
-DELIMITER = "/"
 DISK_SEPARATOR = "."
 MAX_DIR_BYTES = 255
 """NAME_MAX of common file systems: the whole ``.a.b`` entry must fit in one name."""

@@ -6,10 +6,12 @@ Read this package to learn the contract of :mod:`mailserv.interfaces` by example
 - ``account.py``: ``IAccount``, the mailbox hierarchy and the RFC 3501 DELETE/RENAME rules.
 - ``mailbox.py``: ``IMailbox``, UIDs, modseqs, flags, recent claiming and listener events.
 
-Every method here is a plain synchronous method, because nothing has to wait.  A backend
-that does I/O may write any contract method as ``async def`` (or return a Deferred): the
-engine awaits whatever comes back.  Listener events must still follow the state change
-they describe and carry the ``origin`` of the call that caused it.
+Every I/O method of the contract is declared ``Awaitable``, so here each is ``async def``,
+although nothing has to wait (no ``await`` inside: the result is there at once).  A backend
+that does I/O awaits in them, or returns a Deferred.  Listener events are plain calls made
+after the state change they describe, carrying the ``origin`` of the call that caused it.
+Names, flags and attributes are the constants of :mod:`mailserv.interfaces` (``INBOX``,
+``DELIMITER``, ``SEEN``, ``RECENT``, ``NOSELECT``, ...).
 
 Register a backend with twisted.plugin by putting a module in ``mailserv/plugins/`` that
 imports its factory instance, as is done for ``factory`` below.

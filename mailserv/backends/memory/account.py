@@ -19,11 +19,7 @@ from mailserv.errors import (
     MailboxNotFound,
     MailboxNotSelectable,
 )
-from mailserv.interfaces import IAccount, MailboxInfo
-
-INBOX = "INBOX"
-DELIMITER = "/"
-NOSELECT = frozenset({"\\Noselect"})
+from mailserv.interfaces import DELIMITER, INBOX, NOSELECT, IAccount, MailboxInfo
 
 
 @implementer(IAccount)
@@ -37,21 +33,24 @@ class MemoryAccount:
         self._subscribed: set[str] = set()
         self._make(INBOX)
 
-    def list_mailboxes(self) -> list[MailboxInfo]:
+    async def list_mailboxes(self) -> list[MailboxInfo]:
         return [
-            MailboxInfo(name, NOSELECT if box is None else box.attributes)
+            MailboxInfo(name, frozenset({NOSELECT}) if box is None else box.attributes)
             for name, box in sorted(self._boxes.items())
         ]
 
-    def create(self, name: str, special_use: str | None = None) -> None:
+    async def create(self, name: str, special_use: str | None = None) -> None:
         """A trailing delimiter only announces future children (RFC 3501 6.3.3)."""
+        self._create(name, special_use)
+
+    def _create(self, name: str, special_use: str | None = None) -> None:
         name = _checked(name.removesuffix(DELIMITER))
         if self._boxes.get(name) is not None:
             raise MailboxExists(name)
         self._make_parents(name)
         self._make(name, frozenset({special_use}) if special_use else frozenset())
 
-    def delete(self, name: str) -> None:
+    async def delete(self, name: str) -> None:
         if name == INBOX:
             raise InvalidMailboxName("INBOX cannot be deleted")
         if name not in self._boxes:
@@ -67,7 +66,7 @@ class MemoryAccount:
                 box.expunge_all()
             del self._boxes[name]
 
-    def rename(self, old: str, new: str) -> None:
+    async def rename(self, old: str, new: str) -> None:
         """Mailbox objects move with their names, so UIDs and UIDVALIDITY survive."""
         new = _checked(new)
         if old not in self._boxes:
@@ -75,9 +74,9 @@ class MemoryAccount:
         if new in self._boxes:
             raise MailboxExists(new)
         if old == INBOX:  # RFC 3501 6.3.5: move the messages, keep INBOX and its inferiors
-            self.create(new)
-            inbox = self.open(INBOX)
-            inbox.move(inbox.uids(), new, None)
+            self._create(new)
+            inbox = self.lookup(INBOX)
+            inbox.transfer(inbox.uids_now(), self.lookup(new), None, move=True)
             return
         if new.startswith(old + DELIMITER):
             raise InvalidMailboxName(f"{new} is inside {old}")
@@ -89,17 +88,21 @@ class MemoryAccount:
             self._boxes[moved] = box
         self._make_parents(new)
 
-    def subscriptions(self) -> list[str]:
+    async def subscriptions(self) -> list[str]:
         return sorted(self._subscribed)
 
-    def subscribe(self, name: str) -> None:
+    async def subscribe(self, name: str) -> None:
         self._subscribed.add(name)
 
-    def unsubscribe(self, name: str) -> None:
+    async def unsubscribe(self, name: str) -> None:
         self._subscribed.discard(name)
 
-    def open(self, name: str) -> MemoryMailbox:
+    async def open(self, name: str) -> MemoryMailbox:
         """The shared object, so each session's listener hears every other session."""
+        return self.lookup(name)
+
+    def lookup(self, name: str) -> MemoryMailbox:
+        """``open`` without waiting: for COPY and MOVE between this account's mailboxes."""
         if name not in self._boxes:
             raise MailboxNotFound(name)
         box = self._boxes[name]
@@ -107,7 +110,7 @@ class MemoryAccount:
             raise MailboxNotSelectable(name)
         return box
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Nothing is held per session."""
 
     def _make(self, name: str, attributes: frozenset[str] = frozenset()) -> MemoryMailbox:

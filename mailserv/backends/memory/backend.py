@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from mailserv.backends.memory.account import MemoryAccount
@@ -22,8 +23,8 @@ class MemoryBackendFactory:
     description = "Mail kept in process memory, lost on exit (tests, demos, reference)."
     options: Mapping[str, str] = MappingProxyType({})
 
-    def build(self, options: dict[str, str], data_dir: str) -> MemoryBackend:
-        """``data_dir`` is unused: nothing is written to disk."""
+    def build(self, options: dict[str, str], data_dir: str, reactor: IReactorTime) -> MemoryBackend:
+        """``data_dir`` and ``reactor`` are unused: nothing is written, nothing waits."""
         for key in sorted(options):
             if key not in self.options:
                 raise BackendOptionError(f"The memory backend has no option {key!r}")
@@ -39,13 +40,13 @@ class MemoryBackend:
         # Seeded from the clock so a restarted server does not hand out old UIDVALIDITYs.
         self._uidvalidities = itertools.count(int(time.time()))
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Nothing to open."""
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         """Nothing to release; the mail goes with the process."""
 
-    def account(self, username: str) -> MemoryAccount:
+    async def account(self, username: str) -> MemoryAccount:
         account = self._accounts.get(username)
         if account is None:
             account = self._accounts[username] = MemoryAccount(self._uidvalidities.__next__)

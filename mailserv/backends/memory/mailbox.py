@@ -8,7 +8,7 @@ a new UID is always the largest, so the keys are ascending without any sorting.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailserv.interfaces import (
+    DELETED,
+    RECENT,
+    SEEN,
     AppendResult,
     Changes,
     CopyResult,
@@ -24,6 +27,7 @@ from mailserv.interfaces import (
     IMailboxListener,
     MailboxStatus,
     MessageMeta,
+    StoreMode,
     StoreResult,
 )
 from mailserv.message.info import MessageInfo
@@ -31,11 +35,7 @@ from mailserv.message.parse import parse_message
 
 if TYPE_CHECKING:
     from mailserv.backends.memory.account import MemoryAccount
-
-SEEN = "\\Seen"
-DELETED = "\\Deleted"
-RECENT = frozenset({"\\Recent"})
-"""Session state, not a stored flag: it is handed out by ``claim_recent()`` instead."""
+    from mailserv.search import SearchProgram
 
 _log = Logger()
 
@@ -63,7 +63,7 @@ class MemoryMailbox:
 
     # -- reading ------------------------------------------------------------------------
 
-    def status(self) -> MailboxStatus:
+    async def status(self) -> MailboxStatus:
         """O(1): ``recent`` counts the messages no session has claimed yet."""
         return MailboxStatus(
             uidvalidity=self.uidvalidity,
@@ -75,21 +75,27 @@ class MemoryMailbox:
             size=self._size,
         )
 
-    def uids(self) -> tuple[int, ...]:
+    async def uids(self) -> tuple[int, ...]:
         """A snapshot: later appends and expunges do not show through it."""
+        return self.uids_now()
+
+    def uids_now(self) -> tuple[int, ...]:
         return tuple(self._meta)
 
-    def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
+    async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
+        return self._fetch(uids)
+
+    def _fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         meta = self._meta
         return [meta[uid] for uid in uids if uid in meta]
 
-    def content(self, uid: int) -> bytes:
+    async def content(self, uid: int) -> bytes:
         return self._raw[uid]
 
-    def search(self, query: object, uids: Sequence[int]) -> None:
+    async def search(self, query: SearchProgram, uids: Sequence[int]) -> None:
         """Declined: the engine evaluates every query against ``fetch()`` results."""
 
-    def changes_since(self, modseq: int) -> Changes:
+    async def changes_since(self, modseq: int) -> Changes:
         """A scan of every message; the expunge log is kept forever (it is small)."""
         return Changes(
             changed=[m for m in self._meta.values() if m.modseq > modseq],
@@ -97,49 +103,42 @@ class MemoryMailbox:
             highestmodseq=self._modseq,
         )
 
-    def claim_recent(self) -> list[int]:
+    async def claim_recent(self) -> list[int]:
         claimed = sorted(self._unclaimed)
         self._unclaimed.clear()
         return claimed
 
     # -- changing -----------------------------------------------------------------------
 
-    def append(
+    async def append(
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
         """Parse once, here; FETCH and SEARCH read the stored ``MessageInfo`` afterwards."""
         info = parse_message(message)
         if internaldate is None:
             internaldate = datetime.now(UTC)
-        uid = self._insert(message, info, flags - RECENT, internaldate, self._bump())
-        self._emit("messages_added", [uid], origin)
+        uid = self._insert(message, info, flags - {RECENT}, internaldate, self._bump())
+        self._emit("messages_added", lambda listener: listener.messages_added(self, [uid], origin))
         return AppendResult(self.uidvalidity, uid)
 
-    def store(
+    async def store(
         self,
         uids: Sequence[int],
-        mode: str,
+        mode: StoreMode,
         flags: frozenset[str],
         origin: object,
         unchangedsince: int | None = None,
     ) -> StoreResult:
         """Messages whose flags end up the same keep their modseq and are not reported."""
-        if mode not in ("add", "remove", "replace"):
-            raise ValueError(f"unknown store mode {mode!r}")
-        flags = flags - RECENT
+        flags = flags - {RECENT}
         modseq = self._modseq + 1  # taken only if something changes
         changed: list[FlagChange] = []
         failed: list[int] = []
-        for meta in self.fetch(uids):
+        for meta in self._fetch(uids):
             if unchangedsince is not None and meta.modseq > unchangedsince:
                 failed.append(meta.uid)
                 continue
-            if mode == "add":
-                new = meta.flags | flags
-            elif mode == "remove":
-                new = meta.flags - flags
-            else:
-                new = flags
+            new = mode.apply(meta.flags, flags)
             if new == meta.flags:
                 continue
             self._unseen += (SEEN in meta.flags) - (SEEN in new)
@@ -149,13 +148,23 @@ class MemoryMailbox:
             changed.append(FlagChange(meta.uid, new, modseq))
         if changed:
             self._modseq = modseq
-            self._emit("flags_changed", changed, origin)
+            self._emit(
+                "flags_changed", lambda listener: listener.flags_changed(self, changed, origin)
+            )
         return StoreResult(changed, failed)
 
-    def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
+    async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         """The copies share this mailbox's bytes and parsed info: nothing is duplicated."""
-        target = self._account.open(destination)
-        sources = self.fetch(sorted(set(uids)))
+        return self.transfer(uids, self._account.lookup(destination), origin, move=False)
+
+    async def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
+        return self.transfer(uids, self._account.lookup(destination), origin, move=True)
+
+    def transfer(
+        self, uids: Sequence[int], target: MemoryMailbox, origin: object, move: bool
+    ) -> CopyResult:
+        """COPY, or MOVE (COPY, then one expunge), at once."""
+        sources = self._fetch(sorted(set(uids)))
         if not sources:
             return CopyResult(target.uidvalidity, [])
         modseq = target._bump()
@@ -163,15 +172,15 @@ class MemoryMailbox:
             (m.uid, target._insert(self._raw[m.uid], m.info, m.flags, m.internaldate, modseq))
             for m in sources
         ]
-        target._emit("messages_added", [new for _, new in pairs], origin)
+        added = [new for _, new in pairs]
+        target._emit(
+            "messages_added", lambda listener: listener.messages_added(target, added, origin)
+        )
+        if move:
+            self._remove([old for old, _ in pairs], origin)
         return CopyResult(target.uidvalidity, pairs)
 
-    def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
-        result = self.copy(uids, destination, origin)
-        self._remove([old for old, _ in result.pairs], origin)
-        return result
-
-    def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:
+    async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:
         candidates = self._meta if uids is None else sorted(set(uids))
         meta = self._meta
         gone = [uid for uid in candidates if uid in meta and DELETED in meta[uid].flags]
@@ -225,13 +234,15 @@ class MemoryMailbox:
             self._unseen -= SEEN not in meta.flags
             self._vanished.append((uid, modseq))
         self._unclaimed.difference_update(uids)
-        self._emit("messages_expunged", uids, origin)
+        self._emit(
+            "messages_expunged", lambda listener: listener.messages_expunged(self, uids, origin)
+        )
 
-    def _emit(self, event: str, payload: Sequence[object], origin: object) -> None:
+    def _emit(self, event: str, tell: Callable[[IMailboxListener], None]) -> None:
         """Synchronously, after the change; one failing listener must not starve the rest."""
         for listener in tuple(self._listeners):
             try:
-                getattr(listener, event)(self, payload, origin)
+                tell(listener)
             except Exception:  # noqa: BLE001 - logged, and the others still hear
                 _log.failure(
                     "Mailbox listener {listener!r} failed on {event}",

@@ -9,7 +9,6 @@ lifetime of the process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from zope.interface import implementer
@@ -18,28 +17,25 @@ from mailserv import errors
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.backends.proxy.mailbox import ProxyMailbox
-from mailserv.backends.proxy.names import DELIMITER, INBOX
-from mailserv.imap.asyncutil import resolve
-from mailserv.interfaces import IAccount, MailboxInfo
+from mailserv.interfaces import (
+    DELIMITER,
+    INBOX,
+    NONEXISTENT,
+    NOSELECT,
+    SPECIAL_USE,
+    IAccount,
+    MailboxInfo,
+)
 
 if TYPE_CHECKING:
     from mailserv.backends.proxy.user import UserState
 
-_KEEP = frozenset(
-    {"\\noselect", "\\all", "\\archive", "\\drafts", "\\flagged", "\\junk", "\\sent", "\\trash"}
-)
 _SPELLING = {
-    "\\noselect": "\\Noselect",
-    "\\nonexistent": "\\Noselect",
-    "\\all": "\\All",
-    "\\archive": "\\Archive",
-    "\\drafts": "\\Drafts",
-    "\\flagged": "\\Flagged",
-    "\\junk": "\\Junk",
-    "\\sent": "\\Sent",
-    "\\trash": "\\Trash",
+    NOSELECT.lower(): NOSELECT,
+    NONEXISTENT.lower(): NOSELECT,
+    **{attribute.lower(): attribute for attribute in SPECIAL_USE},
 }
-NOSELECT = frozenset({"\\Noselect"})
+_NOSELECT = frozenset({NOSELECT})
 
 
 @implementer(IAccount)
@@ -51,14 +47,14 @@ class ProxyAccount:
         self._closed = False
         user.session_started()
 
-    async def list_mailboxes(self) -> list[MailboxInfo]:  # type: ignore[override]
+    async def list_mailboxes(self) -> list[MailboxInfo]:
         found = await self.user.listing()
         await self._check_hollow(found)
         boxes: dict[str, frozenset[str]] = {}
         for name, attrs in found.items():
             kept = {_SPELLING[a.lower()] for a in attrs if a.lower() in _SPELLING}
             if "\\nonexistent" in {a.lower() for a in attrs}:
-                kept.add("\\Noselect")
+                kept.add(NOSELECT)
             use = self.user.special_use.get(name)
             if use is not None:
                 kept.add(use)
@@ -66,7 +62,7 @@ class ProxyAccount:
         for name in list(boxes):
             parts = name.split(DELIMITER)
             for depth in range(1, len(parts)):
-                boxes.setdefault(DELIMITER.join(parts[:depth]), NOSELECT)
+                boxes.setdefault(DELIMITER.join(parts[:depth]), _NOSELECT)
         boxes.setdefault(INBOX, frozenset())
         return [MailboxInfo(name, attrs) for name, attrs in sorted(boxes.items())]
 
@@ -81,7 +77,7 @@ class ProxyAccount:
             elif await self.user.exists(name):
                 hollow.discard(name)  # created again, perhaps by another client
             else:
-                found[name] = attrs | {"\\Noselect"}
+                found[name] = attrs | {NOSELECT}
 
     async def create(self, name: str, special_use: str | None = None) -> None:
         name = _checked(name.removesuffix(DELIMITER))
@@ -190,11 +186,11 @@ class ProxyAccount:
         """RFC 3501 6.3.5: the messages move to a new mailbox; INBOX stays, empty."""
         await self.create(new)
         inbox = await self.open(INBOX)
-        uids = await _value(inbox.uids())
+        uids = await inbox.uids()
         if uids:
             await inbox.move(list(uids), new, None)
 
-    async def subscriptions(self) -> list[str]:  # type: ignore[override]
+    async def subscriptions(self) -> list[str]:
         found: list[str] = []
         names = await self.user.naming()
 
@@ -241,7 +237,7 @@ class ProxyAccount:
             return False
         return True
 
-    async def open(self, name: str) -> ProxyMailbox:  # type: ignore[override]
+    async def open(self, name: str) -> ProxyMailbox:
         if name.upper() == INBOX:
             name = INBOX
         user = self.user
@@ -260,7 +256,7 @@ class ProxyAccount:
             raise
         return box
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if not self._closed:
             self._closed = True
             self.user.session_ended()
@@ -270,8 +266,3 @@ def _checked(name: str) -> str:
     if "" in name.split(DELIMITER):
         raise errors.InvalidMailboxName(f"Invalid mailbox name {name!r}")
     return name
-
-
-async def _value(result: object) -> Sequence[int]:
-    value: Sequence[int] = await resolve(result)
-    return value

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -31,20 +31,16 @@ class ProxyBackendFactory:
     description = "Serve the mailboxes of an upstream IMAP server (logins checked upstream)."
     options: Mapping[str, str] = OPTIONS
 
-    def build(self, options: dict[str, str], data_dir: str) -> ProxyBackend:
+    def build(self, options: dict[str, str], data_dir: str, reactor: IReactorTime) -> ProxyBackend:
         """Parsed messages are cached under ``data_dir`` (option ``cache_dir``)."""
-        return ProxyBackend(parse_options(options, data_dir))
+        return ProxyBackend(parse_options(options, data_dir), reactor)
 
 
 @implementer(IBackend)
 class ProxyBackend:
     """The users' upstream sessions, by mailserv user name."""
 
-    def __init__(self, config: ProxyConfig, reactor: Any = None) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+    def __init__(self, config: ProxyConfig, reactor: IReactorTime) -> None:
         self.config = config
         self.reactor = reactor
         self.connector = Connector(config.upstream, reactor)
@@ -52,7 +48,7 @@ class ProxyBackend:
         self.infos = None if config.cache_dir is None else InfoStore(config.cache_dir)
         self._users: dict[str, UserState] = {}
 
-    def start(self) -> None:
+    async def start(self) -> None:
         _log.info("Proxying to {label}", label=self.config.upstream.label)
 
     async def stop(self) -> None:
@@ -61,7 +57,7 @@ class ProxyBackend:
             await user.close()
         self.content.clear()
 
-    def account(self, username: str) -> ProxyAccount:
+    async def account(self, username: str) -> ProxyAccount:
         user = self._users.get(username)
         if user is None:
             config = self.config
@@ -106,17 +102,18 @@ class ProxyBackend:
 
 @implementer(ICredentialsChecker)
 class UpstreamChecker:
-    """Checks IUsernamePassword by logging in upstream; the avatar id is the user name."""
+    """Checks IUsernamePassword by logging in upstream; the avatar id is the user name
+    (UTF-8 bytes, as twisted.cred types it; the realm decodes it)."""
 
     credentialInterfaces = (IUsernamePassword,)
 
     def __init__(self, backend: ProxyBackend) -> None:
         self.backend = backend
 
-    def requestAvatarId(self, credentials: IUsernamePassword) -> Deferred[str]:  # type: ignore[override]
+    def requestAvatarId(self, credentials: IUsernamePassword) -> Deferred[bytes | tuple[()]]:
         return Deferred.fromCoroutine(self._check(credentials))
 
-    async def _check(self, credentials: IUsernamePassword) -> str:
+    async def _check(self, credentials: IUsernamePassword) -> bytes | tuple[()]:
         username = credentials.username
         password = credentials.password
         try:
@@ -126,4 +123,4 @@ class UpstreamChecker:
             raise UnauthorizedLogin("malformed user name") from exc
         if not name or any(c in name for c in "\r\n\0"):
             raise UnauthorizedLogin("malformed user name")
-        return await self.backend.authenticate(name, secret)
+        return (await self.backend.authenticate(name, secret)).encode("utf-8")

@@ -41,9 +41,9 @@ from mailserv.backends.proxy.mirror import NO_INFO, Mirror
 from mailserv.backends.proxy.search import answerable_here, translate
 from mailserv.imap import encode
 from mailserv.imap.search.evaluate import SearchContext, evaluate
-from mailserv.imap.search.keys import UNSEEN, SearchProgram
 from mailserv.imap.sequence import merge, uids_in
 from mailserv.interfaces import (
+    RECENT,
     AppendResult,
     Changes,
     CopyResult,
@@ -52,9 +52,11 @@ from mailserv.interfaces import (
     IMailboxListener,
     MailboxStatus,
     MessageMeta,
+    StoreMode,
     StoreResult,
 )
 from mailserv.message.parse import parse_message
+from mailserv.search import UNSEEN, SearchProgram
 
 if TYPE_CHECKING:
     from mailserv.backends.proxy.user import UserState
@@ -89,7 +91,8 @@ _FRESH = 1.0
 """Seconds a STATUS answer from ``check()`` may stand in for ``status()``."""
 _WAKE_DELAY = 0.01
 _RECONNECT_DELAYS = (0.0, 0.5, 2.0)
-_MODES = {"add": b"+FLAGS", "remove": b"-FLAGS", "replace": b"FLAGS"}
+_RECENT = RECENT.lower()
+_MODES = {StoreMode.ADD: b"+FLAGS", StoreMode.REMOVE: b"-FLAGS", StoreMode.REPLACE: b"FLAGS"}
 
 Row = tuple[int, frozenset[str], datetime, int, int | None]
 """(uid, flags, internal date, size, modseq) as the upstream lists a message."""
@@ -141,7 +144,7 @@ class ProxyMailbox:
             status = await self.user.status_of(self.name)
             self._fresh_status = (status, self.clock.seconds())
 
-    def status(self) -> MailboxStatus | Deferred[MailboxStatus]:  # type: ignore[override]
+    async def status(self) -> MailboxStatus:
         if self.live:
             assert self.mirror is not None
             return self.mirror.status()
@@ -150,33 +153,23 @@ class ProxyMailbox:
             status, when = fresh
             if self.clock.seconds() - when < _FRESH:
                 return status
-        return Deferred.fromCoroutine(self._status_live())
-
-    async def _status_live(self) -> MailboxStatus:
         await self._go_live()
         assert self.mirror is not None
         return self.mirror.status()
 
-    def uids(self) -> tuple[int, ...] | Deferred[tuple[int, ...]]:  # type: ignore[override]
-        if self.live:
-            assert self.mirror is not None
-            return tuple(self.mirror.uids)
-        return Deferred.fromCoroutine(self._uids_live())
-
-    async def _uids_live(self) -> tuple[int, ...]:
-        await self._go_live()
+    async def uids(self) -> tuple[int, ...]:
+        if not self.live:
+            await self._go_live()
         assert self.mirror is not None
         return tuple(self.mirror.uids)
 
-    def fetch(  # type: ignore[override]
-        self, uids: Sequence[int]
-    ) -> list[MessageMeta] | Deferred[list[MessageMeta]]:
+    async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         mirror = self.mirror
         if self.live and mirror is not None:
             self._last_fetch = uids
             if not mirror.missing_info(uids):
                 return mirror.metas(uids)
-        return Deferred.fromCoroutine(self._fetch(uids))
+        return await self._fetch(uids)
 
     async def _fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         await self._go_live()
@@ -190,7 +183,7 @@ class ProxyMailbox:
         assert mirror is not None
         return [meta for meta in mirror.metas(uids) if meta.info is not NO_INFO]
 
-    def content(self, uid: int) -> bytes | Deferred[bytes]:  # type: ignore[override]
+    async def content(self, uid: int) -> bytes:
         mirror = self.mirror
         if self.live and mirror is not None:
             data = self._recent_content.get(uid)
@@ -198,9 +191,6 @@ class ProxyMailbox:
                 data = self.user.backend.content.get(self._content_key(mirror, uid))
             if data is not None:
                 return data
-        return Deferred.fromCoroutine(self._content(uid))
-
-    async def _content(self, uid: int) -> bytes:
         await self._go_live()
         mirror = self.mirror
         assert mirror is not None
@@ -214,20 +204,13 @@ class ProxyMailbox:
             raise KeyError(uid)
         return got[uid]
 
-    def claim_recent(self) -> list[int] | Deferred[list[int]]:  # type: ignore[override]
-        if self.live:
-            assert self.mirror is not None
-            return self.mirror.claim_recent()
-        return Deferred.fromCoroutine(self._claim_live())
-
-    async def _claim_live(self) -> list[int]:
-        await self._go_live()
+    async def claim_recent(self) -> list[int]:
+        if not self.live:
+            await self._go_live()
         assert self.mirror is not None
         return self.mirror.claim_recent()
 
-    async def search(  # type: ignore[override]
-        self, query: object, uids: Sequence[int]
-    ) -> list[int] | None:
+    async def search(self, query: SearchProgram, uids: Sequence[int]) -> list[int] | None:
         """``UID SEARCH`` upstream (ESEARCH when offered); None for untranslatable keys.
 
         Searches the mirror can answer (see ``answerable_here``) cost no round trip.
@@ -243,7 +226,6 @@ class ProxyMailbox:
         if answerable_here(query, parsed=False) or (
             answerable_here(query, parsed=True) and not mirror.missing_info(uids)
         ):
-            assert isinstance(query, SearchProgram)
             context = SearchContext(mirror.uids, frozenset(), _no_content)
             return await evaluate(query, mirror.metas(uids), context)
         translated = translate(query, self.mirror.condstore)
@@ -284,7 +266,7 @@ class ProxyMailbox:
             return uids_in(merge(ranges), uids)
         return [uid for uid in uids if uid in found]
 
-    async def changes_since(self, modseq: int) -> Changes:  # type: ignore[override]
+    async def changes_since(self, modseq: int) -> Changes:
         await self._go_live()
         assert self.mirror is not None
         changes = self.mirror.changes_since(modseq)
@@ -293,13 +275,13 @@ class ProxyMailbox:
 
     # -- IMailbox: changing ---------------------------------------------------------------
 
-    async def append(  # type: ignore[override]
+    async def append(
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
         self._fresh_status = None
         info = parse_message(message)
         args: list[wire.Arg] = [b"APPEND", self.user.encoded(self.name)]
-        flags = frozenset(f for f in flags if f.lower() != "\\recent")
+        flags = frozenset(f for f in flags if f.lower() != _RECENT)
         if flags:
             args.append(wire.flag_list(flags))
         if internaldate is not None:
@@ -328,17 +310,15 @@ class ProxyMailbox:
         assert self.mirror is not None
         return AppendResult(self.mirror.uidvalidity, self.mirror.last)
 
-    async def store(  # type: ignore[override]
+    async def store(
         self,
         uids: Sequence[int],
-        mode: str,
+        mode: StoreMode,
         flags: frozenset[str],
         origin: object,
         unchangedsince: int | None = None,
     ) -> StoreResult:
-        item = _MODES.get(mode)
-        if item is None:
-            raise ValueError(f"unknown store mode {mode!r}")
+        item = _MODES[mode]
         await self._go_live()
         mirror = self.mirror
         assert mirror is not None
@@ -349,7 +329,7 @@ class ProxyMailbox:
             targets = [uid for uid in targets if mirror.meta[uid].modseq <= unchangedsince]
         if not targets:
             return StoreResult([], failed)
-        flags = frozenset(f for f in flags if f.lower() != "\\recent")
+        flags = frozenset(f for f in flags if f.lower() != _RECENT)
 
         async def send(conn: UpstreamProtocol) -> list[FlagChange]:
             args: list[wire.Arg] = [b"UID STORE", wire.uid_set(targets)]
@@ -367,14 +347,10 @@ class ProxyMailbox:
         changes = await self._run(send, origin, scope=frozenset(targets))
         return StoreResult(sorted(changes, key=lambda c: c.uid), sorted(set(failed)))
 
-    async def copy(  # type: ignore[override]
-        self, uids: Sequence[int], destination: str, origin: object
-    ) -> CopyResult:
+    async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         return await self._transfer(uids, destination, origin, move=False)
 
-    async def move(  # type: ignore[override]
-        self, uids: Sequence[int], destination: str, origin: object
-    ) -> CopyResult:
+    async def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         return await self._transfer(uids, destination, origin, move=True)
 
     async def _transfer(
@@ -433,9 +409,7 @@ class ProxyMailbox:
             await target_box.sync(origin)
         return CopyResult(validity, sorted(pairs))
 
-    async def expunge(  # type: ignore[override]
-        self, uids: Sequence[int] | None, origin: object
-    ) -> list[int]:
+    async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:
         await self._go_live()
         mirror = self.mirror
         assert mirror is not None
@@ -528,7 +502,7 @@ class ProxyMailbox:
             listed = {row[0] for row in rows}
             mirror = Mirror(validity, condstore, user.load_infos(self.name, validity, listed))
             for uid, flags, date, size, modseq in rows:
-                mirror.add(uid, flags, date, size, modseq, None, recent="\\Recent" in flags)
+                mirror.add(uid, flags, date, size, modseq, None, recent=RECENT in flags)
             mirror.emit(self, [])  # the initial listing is no news
         else:
             mirror = old
@@ -996,13 +970,9 @@ def _note_copyuid(response: wire.Response, into: list[tuple[int, list[int], list
 
 
 def tell_lost(listener: IMailboxListener, mailbox: ProxyMailbox, reason: str) -> None:
-    """Tell a listener its mailbox view is void: the client must get BYE.
+    """Tell a listener its mailbox view is void (``mailbox_lost``): the client gets BYE.
 
-    The listener contract has no event for this yet.  A listener that offers
-    ``mailbox_lost(mailbox, reason)`` gets that call; otherwise, as a stopgap, a listener
-    with a ``session`` that can ``disconnect(text)`` (the engine's selected view) has its
-    session say BYE.  Later commands on the mailbox get ``NO [UNAVAILABLE]`` until it can
-    be reopened.
+    Later commands on the mailbox get ``NO [UNAVAILABLE]`` until it can be reopened.
     """
     _log.warn(
         "Mailbox {name} of {user} lost: {reason}",
@@ -1010,14 +980,8 @@ def tell_lost(listener: IMailboxListener, mailbox: ProxyMailbox, reason: str) ->
         user=mailbox.user.username,
         reason=reason,
     )
-    hook = getattr(listener, "mailbox_lost", None)
-    if not callable(hook):
-        disconnect = getattr(getattr(listener, "session", None), "disconnect", None)
-        if not callable(disconnect):
-            return
-        hook = lambda _mailbox, text: disconnect(f"Upstream mailbox lost: {text}")  # noqa: E731
     try:
-        hook(mailbox, reason)
+        listener.mailbox_lost(mailbox, reason)
     except Exception:  # noqa: BLE001 - logged; the others still hear
         _log.failure("Listener {listener!r} failed on mailbox_lost", listener=listener)
 

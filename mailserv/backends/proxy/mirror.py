@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
+from typing import TypeVar
 
 from twisted.logger import Logger
 
 from mailserv.interfaces import (
+    RECENT,
+    SEEN,
     Changes,
     FlagChange,
     IMailbox,
@@ -31,8 +35,7 @@ from mailserv.message.info import MessageInfo, Part
 
 _log = Logger()
 
-SEEN = "\\Seen"
-RECENT = "\\Recent"
+T = TypeVar("T")
 
 NO_INFO = MessageInfo(
     b"", b"", b"", Part(0, 0, 0, "text/plain", "7bit", None), "", "", "", "", "", None
@@ -204,16 +207,22 @@ class Mirror:
         if not listeners:
             return
         for origin, uids in _grouped(added):
-            _tell(listeners, "messages_added", mailbox, uids, origin)
+            for to in tuple(listeners):
+                with _logged(to, "messages_added"):
+                    to.messages_added(mailbox, uids, origin)
         for origin, changes in _grouped(flags):
-            _tell(listeners, "flags_changed", mailbox, changes, origin)
+            for to in tuple(listeners):
+                with _logged(to, "flags_changed"):
+                    to.flags_changed(mailbox, changes, origin)
         for origin, uids in _grouped(gone):
-            _tell(listeners, "messages_expunged", mailbox, uids, origin)
+            for to in tuple(listeners):
+                with _logged(to, "messages_expunged"):
+                    to.messages_expunged(mailbox, uids, origin)
 
 
-def _grouped(items: Sequence[tuple[object, object]]) -> list[tuple[object, list[object]]]:
+def _grouped(items: Sequence[tuple[T, object]]) -> list[tuple[object, list[T]]]:
     """Runs of the same origin, in order."""
-    out: list[tuple[object, list[object]]] = []
+    out: list[tuple[object, list[T]]] = []
     for value, origin in items:
         if out and out[-1][0] is origin:
             out[-1][1].append(value)
@@ -222,17 +231,12 @@ def _grouped(items: Sequence[tuple[object, object]]) -> list[tuple[object, list[
     return out
 
 
-def _tell(
-    listeners: Sequence[IMailboxListener],
-    event: str,
-    mailbox: IMailbox,
-    payload: list[object],
-    origin: object,
-) -> None:
-    for listener in tuple(listeners):
-        try:
-            getattr(listener, event)(mailbox, payload, origin)
-        except Exception:  # noqa: BLE001 - logged; the other listeners still hear
-            _log.failure(
-                "Mailbox listener {listener!r} failed on {event}", listener=listener, event=event
-            )
+@contextmanager
+def _logged(listener: IMailboxListener, event: str) -> Iterator[None]:
+    """A failing listener is logged; the other listeners still hear."""
+    try:
+        yield
+    except Exception:  # noqa: BLE001 - logged; the other listeners still hear
+        _log.failure(
+            "Mailbox listener {listener!r} failed on {event}", listener=listener, event=event
+        )

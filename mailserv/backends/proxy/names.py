@@ -28,9 +28,7 @@ from dataclasses import dataclass
 
 from mailserv.errors import InvalidMailboxName
 from mailserv.imap import utf7
-
-DELIMITER = "/"
-INBOX = "INBOX"
+from mailserv.interfaces import DELIMITER, INBOX
 
 
 @dataclass(frozen=True, slots=True)

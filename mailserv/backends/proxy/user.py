@@ -37,8 +37,6 @@ _log = Logger()
 
 T = TypeVar("T")
 
-NOSELECT = "\\Noselect"
-
 
 class UserState:
     def __init__(
@@ -48,7 +46,7 @@ class UserState:
         self.username = username
         self.login_name = login_name
         self.secret = secret
-        self.clock: IReactorTime = backend.reactor  # type: ignore[assignment]
+        self.clock: IReactorTime = backend.reactor
         self.limit = backend.config.connections
         self.mailboxes: dict[str, ProxyMailbox] = {}
         self.infos: dict[tuple[str, int], dict[int, MessageInfo]] = {}

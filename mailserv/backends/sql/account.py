@@ -23,7 +23,7 @@ class SqlAccount:
         self.id = account_id
         self.username = username
 
-    async def list_mailboxes(self) -> list[MailboxInfo]:  # type: ignore[override]
+    async def list_mailboxes(self) -> list[MailboxInfo]:
         found: list[MailboxInfo] = await self._backend.db.run(hierarchy.list_mailboxes, self.id)
         return found
 
@@ -51,7 +51,7 @@ class SqlAccount:
         if done.move is not None:
             backend.transferred(done.move, None)
 
-    async def subscriptions(self) -> list[str]:  # type: ignore[override]
+    async def subscriptions(self) -> list[str]:
         found: list[str] = await self._backend.db.run(hierarchy.subscriptions, self.id)
         return found
 
@@ -61,10 +61,10 @@ class SqlAccount:
     async def unsubscribe(self, name: str) -> None:
         await self._backend.db.run(hierarchy.unsubscribe, self.id, name, write=True)
 
-    async def open(self, name: str) -> SqlMailbox:  # type: ignore[override]
+    async def open(self, name: str) -> SqlMailbox:
         """The process-wide object of the mailbox, so its sessions hear each other."""
         row: hierarchy.BoxRow = await self._backend.db.run(hierarchy.open_mailbox, self.id, name)
         return self._backend.mailbox(self.id, row)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Nothing is held per session."""

@@ -14,8 +14,10 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer, threads
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -66,7 +68,7 @@ class SqlBackendFactory:
         """``database`` replaces the thread pool (tools and tests run transactions inline)."""
         self._database = database
 
-    def build(self, options: dict[str, str], data_dir: str) -> SqlBackend:
+    def build(self, options: dict[str, str], data_dir: str, reactor: IReactorTime) -> SqlBackend:
         """Checks the options and the URL; nothing is opened before ``start()``."""
         for key in sorted(options):
             if key not in self.options:
@@ -79,7 +81,7 @@ class SqlBackendFactory:
         if auth not in AUTH_CHOICES:
             raise BackendOptionError(f"auth must be one of {', '.join(AUTH_CHOICES)}")
         pool = _pool_size(options.get("pool"))
-        return SqlBackend(dialect, pool=pool, auth=auth, database=self._database)
+        return SqlBackend(dialect, reactor, pool=pool, auth=auth, database=self._database)
 
 
 def _pool_size(text: str | None) -> int:
@@ -106,13 +108,11 @@ class SqlBackend:
     def __init__(
         self,
         dialect: Dialect,
+        reactor: IReactorTime,
         pool: int = DEFAULT_POOL,
         auth: str = "passwd-file",
         database: Callable[[Dialect], Database] | None = None,
-        reactor: Any = None,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor
         self.dialect = dialect
         self.auth = auth
         self.reactor = reactor
@@ -154,7 +154,7 @@ class SqlBackend:
             self._listener = Listener(self.dialect, self._notice, self._resynchronise, self.reactor)
             await self._listener.start()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
@@ -162,14 +162,14 @@ class SqlBackend:
             self._db.close()
             self._db = None
 
-    async def account(self, username: str) -> SqlAccount:  # type: ignore[override]
+    async def account(self, username: str) -> SqlAccount:
         db = self.db
         account_id = await db.run(hierarchy.find_account, username)
         if account_id is None:
             account_id = await db.run(hierarchy.create_account, username, write=True)
         return SqlAccount(self, int(account_id), username)
 
-    def credentials_checker(self) -> object:
+    def credentials_checker(self) -> ICredentialsChecker | None:
         """The users table when ``auth=sql``; else None (the passwd-file stays in charge)."""
         if self.auth != "sql":
             return None
@@ -184,7 +184,8 @@ class SqlBackend:
         """CPU-bound work (hashing, parsing a large message) off the reactor thread."""
         if self._make_database is not None:
             return defer.maybeDeferred(fn, *args)
-        return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
+        reactor = IReactorThreads(self.reactor)
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
 
     def mailbox(self, account_id: int, row: hierarchy.BoxRow) -> SqlMailbox:
         """The one live object for mailbox ``row.id`` in this process."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from mailserv.backends.sql import messages
 from mailserv.backends.sql.db import Tx
-from mailserv.backends.sql.rows import DELIMITER, INBOX, RENAMED, Notice
+from mailserv.backends.sql.rows import RENAMED, Notice
 from mailserv.errors import (
     InvalidMailboxName,
     MailboxExists,
@@ -23,9 +23,7 @@ from mailserv.errors import (
     MailboxNotFound,
     MailboxNotSelectable,
 )
-from mailserv.interfaces import MailboxInfo
-
-NOSELECT = frozenset({"\\Noselect"})
+from mailserv.interfaces import DELIMITER, INBOX, NOSELECT, MailboxInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +113,7 @@ def list_mailboxes(tx: Tx, account_id: int) -> list[MailboxInfo]:
     out = []
     for name, selectable, special_use in sorted(rows):
         if not selectable:
-            attributes = NOSELECT
+            attributes = frozenset({NOSELECT})
         elif special_use:
             attributes = frozenset({special_use})
         else:

@@ -35,43 +35,43 @@ class LazyInfo(MessageInfo):
         return info
 
     # Each field reads through to the decoded record (these shadow the slots of the base).
-    @property  # type: ignore[override]
+    @property
     def envelope(self) -> bytes:
         return self.decoded().envelope
 
-    @property  # type: ignore[override]
+    @property
     def body(self) -> bytes:
         return self.decoded().body
 
-    @property  # type: ignore[override]
+    @property
     def bodystructure(self) -> bytes:
         return self.decoded().bodystructure
 
-    @property  # type: ignore[override]
+    @property
     def root(self) -> Part:
         return self.decoded().root
 
-    @property  # type: ignore[override]
+    @property
     def subject(self) -> str:
         return self.decoded().subject
 
-    @property  # type: ignore[override]
+    @property
     def from_(self) -> str:
         return self.decoded().from_
 
-    @property  # type: ignore[override]
+    @property
     def to(self) -> str:
         return self.decoded().to
 
-    @property  # type: ignore[override]
+    @property
     def cc(self) -> str:
         return self.decoded().cc
 
-    @property  # type: ignore[override]
+    @property
     def bcc(self) -> str:
         return self.decoded().bcc
 
-    @property  # type: ignore[override]
+    @property
     def sent(self) -> datetime | None:
         return self.decoded().sent
 

@@ -12,17 +12,16 @@ FETCH of message content asks ``content(uid)`` once per message: the UIDs of the
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailserv.backends.sql import hierarchy, messages, search
-from mailserv.backends.sql.rows import RECENT
 from mailserv.interfaces import (
+    RECENT,
     AppendResult,
     Changes,
     CopyResult,
@@ -31,11 +30,13 @@ from mailserv.interfaces import (
     IMailboxListener,
     MailboxStatus,
     MessageMeta,
+    StoreMode,
     StoreResult,
 )
 
 if TYPE_CHECKING:
     from mailserv.backends.sql.backend import SqlBackend
+    from mailserv.search import SearchProgram
 
 READAHEAD_MESSAGES = 64
 READAHEAD_BYTES = 16 * 1024 * 1024
@@ -68,15 +69,15 @@ class SqlMailbox:
 
     # -- reading ------------------------------------------------------------------------
 
-    async def status(self) -> MailboxStatus:  # type: ignore[override]
+    async def status(self) -> MailboxStatus:
         result: MailboxStatus = await self._backend.db.run(messages.status, self.id)
         return result
 
-    async def uids(self) -> list[int]:  # type: ignore[override]
+    async def uids(self) -> list[int]:
         result: list[int] = await self._backend.db.run(messages.uids, self.id)
         return result
 
-    async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:  # type: ignore[override]
+    async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         backend = self._backend
         metas: list[MessageMeta] = await backend.db.run(
             messages.fetch, self.id, list(uids), backend.zones
@@ -84,11 +85,11 @@ class SqlMailbox:
         self._readahead = [(meta.uid, meta.size) for meta in metas]
         return metas
 
-    def content(self, uid: int) -> bytes | Deferred[bytes]:  # type: ignore[override]
+    async def content(self, uid: int) -> bytes:
         raw = self._raw.get(uid)
         if raw is not None:
             return raw
-        return Deferred.fromCoroutine(self._load(uid))
+        return await self._load(uid)
 
     async def _load(self, uid: int) -> bytes:
         window = self._window(uid)
@@ -114,7 +115,7 @@ class SqlMailbox:
             total += size
         return window
 
-    async def search(self, query: object, uids: Sequence[int]) -> list[int] | None:  # type: ignore[override]
+    async def search(self, query: SearchProgram, uids: Sequence[int]) -> list[int] | None:
         """The common keys in SQL; None (the engine evaluates) for the rest."""
         if not uids:
             return []
@@ -127,7 +128,7 @@ class SqlMailbox:
         among = set(uids)
         return [uid for uid in found if uid in among]
 
-    async def changes_since(self, modseq: int) -> Changes:  # type: ignore[override]
+    async def changes_since(self, modseq: int) -> Changes:
         backend = self._backend
         result: Changes = await backend.db.run(
             messages.changes_since, self.id, modseq, backend.zones
@@ -136,7 +137,7 @@ class SqlMailbox:
 
     # -- changing -----------------------------------------------------------------------
 
-    async def append(  # type: ignore[override]
+    async def append(
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
         """Parse once, here; the row keeps what FETCH and SEARCH need."""
@@ -153,17 +154,15 @@ class SqlMailbox:
         self.added([uid], modseq, origin)
         return AppendResult(validity, uid)
 
-    async def store(  # type: ignore[override]
+    async def store(
         self,
         uids: Sequence[int],
-        mode: str,
+        mode: StoreMode,
         flags: frozenset[str],
         origin: object,
         unchangedsince: int | None = None,
     ) -> StoreResult:
         """Messages whose flags end up the same keep their modseq and are not reported."""
-        if mode not in ("add", "remove", "replace"):
-            raise ValueError(f"unknown store mode {mode!r}")
         backend = self._backend
         changed, failed = await backend.db.run(
             messages.store_flags,
@@ -179,10 +178,10 @@ class SqlMailbox:
             self.flags_changed(changed, origin)
         return StoreResult(changed, failed)
 
-    async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:  # type: ignore[override]
+    async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         return await self._transfer(uids, destination, origin, move=False)
 
-    async def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:  # type: ignore[override]
+    async def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         return await self._transfer(uids, destination, origin, move=True)
 
     async def _transfer(
@@ -202,7 +201,7 @@ class SqlMailbox:
         backend.transferred(done, origin)
         return CopyResult(done.uidvalidity, done.pairs)
 
-    async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:  # type: ignore[override]
+    async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:
         backend = self._backend
         gone, modseq = await backend.db.run(
             messages.expunge,
@@ -214,7 +213,7 @@ class SqlMailbox:
         self.expunged(gone, modseq, origin)
         return list(gone)
 
-    async def claim_recent(self) -> list[int]:  # type: ignore[override]
+    async def claim_recent(self) -> list[int]:
         result: list[int] = await self._backend.db.run(messages.claim_recent, self.id, write=True)
         return result
 
@@ -238,25 +237,27 @@ class SqlMailbox:
         if uids:
             self.top_uid = max(self.top_uid, max(uids))
         if fresh:
-            self._emit("messages_added", fresh, origin)
+            self._emit("messages_added", lambda to: to.messages_added(self, fresh, origin))
 
     def expunged(self, uids: Sequence[int], modseq: int, origin: object) -> None:
         self.seen_modseq = max(self.seen_modseq, modseq)
         for uid in uids:
             self._raw.pop(uid, None)
         if uids:
-            self._emit("messages_expunged", list(uids), origin)
+            gone = list(uids)
+            self._emit("messages_expunged", lambda to: to.messages_expunged(self, gone, origin))
 
     def flags_changed(self, changes: Sequence[FlagChange], origin: object) -> None:
         if changes:
             self.seen_modseq = max(self.seen_modseq, max(c.modseq for c in changes))
-            self._emit("flags_changed", list(changes), origin)
+            changed = list(changes)
+            self._emit("flags_changed", lambda to: to.flags_changed(self, changed, origin))
 
-    def _emit(self, event: str, payload: Sequence[Any], origin: object) -> None:
+    def _emit(self, event: str, tell: Callable[[IMailboxListener], None]) -> None:
         """Synchronously, after the change; one failing listener must not starve the rest."""
         for listener in tuple(self._listeners):
             try:
-                getattr(listener, event)(self, payload, origin)
+                tell(listener)
             except Exception:  # noqa: BLE001 - logged, and the others still hear
                 _log.failure(
                     "Mailbox listener {listener!r} failed on {event}",

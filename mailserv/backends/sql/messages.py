@@ -21,11 +21,8 @@ from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.info import LazyInfo, is_current
 from mailserv.backends.sql.rows import (
     ADDED,
-    DELETED,
     EXPUNGED,
     FLAGS,
-    RECENT,
-    SEEN,
     Notice,
     When,
     Zones,
@@ -34,7 +31,16 @@ from mailserv.backends.sql.rows import (
     uid_notices,
 )
 from mailserv.errors import MailboxNotFound
-from mailserv.interfaces import Changes, FlagChange, MailboxStatus, MessageMeta
+from mailserv.interfaces import (
+    DELETED,
+    RECENT,
+    SEEN,
+    Changes,
+    FlagChange,
+    MailboxStatus,
+    MessageMeta,
+    StoreMode,
+)
 from mailserv.message import store
 from mailserv.message.info import MessageInfo
 from mailserv.message.parse import parse_message
@@ -222,7 +228,7 @@ def store_flags(
     tx: Tx,
     box_id: int,
     uids: Sequence[int],
-    mode: str,
+    mode: StoreMode,
     flags: frozenset[str],
     unchangedsince: int | None,
     sender: str,
@@ -240,12 +246,7 @@ def store_flags(
             failed.append(uid)
             continue
         current = frozenset(text.split())
-        if mode == "add":
-            new = current | flags
-        elif mode == "remove":
-            new = current - flags
-        else:
-            new = flags
+        new = mode.apply(current, flags)
         if new == current:
             continue
         unseen += (SEEN in current) - (SEEN in new)

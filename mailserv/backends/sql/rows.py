@@ -14,11 +14,6 @@ from datetime import datetime, timedelta, timezone
 
 from mailserv.imap.sequence import format_set, parse_sequence_set
 
-SEEN = "\\Seen"
-DELETED = "\\Deleted"
-RECENT = "\\Recent"
-DELIMITER = "/"
-INBOX = "INBOX"
 MAX_NOTICE = 7000
 """Bytes of one NOTIFY payload (PostgreSQL allows 8000)."""
 

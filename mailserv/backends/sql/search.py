@@ -16,7 +16,10 @@ from typing import Any
 
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import flag_probe
-from mailserv.imap.search import (
+from mailserv.imap.sequence import merge
+from mailserv.interfaces import SYSTEM_FLAGS
+from mailserv.message.addresses import SEPARATOR
+from mailserv.search import (
     All,
     And,
     Contains,
@@ -34,17 +37,13 @@ from mailserv.imap.search import (
     StringField,
     UidIn,
 )
-from mailserv.imap.sequence import merge
-from mailserv.message.addresses import SEPARATOR
 
 MAX_DEPTH = 64
 """Deeper trees are left to the engine (SQLite caps expression depth at 1000)."""
 MAX_IN = 1000
 MAX_RANGES = 200
 
-_SYSTEM_FLAGS = {
-    f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
-}
+_SYSTEM_FLAGS = {f.lower(): f for f in SYSTEM_FLAGS}
 _TEXT_COLUMNS = {
     StringField.FROM: "c.from_addr",
     StringField.TO: "c.to_addr",
@@ -73,14 +72,12 @@ class Clause:
     content: bool = False
 
 
-def translate(query: object, find: str, uids: Sequence[int]) -> Clause | None:
+def translate(query: SearchProgram, find: str, uids: Sequence[int]) -> Clause | None:
     """``query`` (a bound SearchProgram) as SQL, or None to let the engine evaluate it.
 
     ``find`` is the dialect's substring function; ``uids`` the session's UIDs (``*`` in a
     UID set is the last of them, as in the engine's evaluator).
     """
-    if not isinstance(query, SearchProgram):
-        return None
     clause = Clause("")
     try:
         clause.sql = _Translator(find, uids[-1] if uids else 0, clause).key(query.key, 0)

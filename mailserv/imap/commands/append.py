@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from mailserv import errors
-from mailserv.imap.asyncutil import resolve
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.commands.mailboxes import account_of
 from mailserv.imap.parser import date_time, flags, mailbox
@@ -42,10 +41,10 @@ async def append(session: IMAPServerProtocol, command: Command) -> Reply:
     if len(message.value) > session.settings.max_literal:
         raise No("Message too large", "TOOBIG")
     try:
-        box = await resolve(account_of(session).open(name))
+        box = await account_of(session).open(name)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "TRYCREATE") from exc
-    result: AppendResult = await resolve(box.append(message.value, flag_set, when, session))
+    result: AppendResult = await box.append(message.value, flag_set, when, session)
     return Reply("APPEND completed", b"APPENDUID %d %d" % (result.uidvalidity, result.uid))
 
 

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from mailserv import errors
 from mailserv.imap import encode, listing, utf7
-from mailserv.imap.asyncutil import resolve
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.parser import UndecodableName, list_pattern, mailbox, new_mailbox, text_atom
 from mailserv.imap.replies import Bad, No, Reply
@@ -53,7 +52,7 @@ async def create(session: IMAPServerProtocol, command: Command) -> Reply:
     if name == "INBOX":
         raise No("INBOX always exists", "ALREADYEXISTS")
     use = _special_use(command.args[1]) if len(command.args) == 2 else None
-    await resolve(account_of(session).create(name, use))
+    await account_of(session).create(name, use)
     return Reply("CREATE completed")
 
 
@@ -85,7 +84,7 @@ async def delete(session: IMAPServerProtocol, command: Command) -> Reply:
         raise No("INBOX cannot be deleted", "CANNOT")
     if session.selected is not None and session.selected.mailbox.name == name:
         session.deselect()
-    await resolve(account_of(session).delete(name))
+    await account_of(session).delete(name)
     return Reply()
 
 
@@ -98,21 +97,21 @@ async def rename(session: IMAPServerProtocol, command: Command) -> Reply:
         raise No("INBOX already exists", "ALREADYEXISTS")
     if new == old:
         raise No("Source and destination are the same", "ALREADYEXISTS")
-    await resolve(account_of(session).rename(old, new))
+    await account_of(session).rename(old, new)
     return Reply()
 
 
 async def subscribe(session: IMAPServerProtocol, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("SUBSCRIBE takes a mailbox name")
-    await resolve(account_of(session).subscribe(mailbox(command.args[0])))
+    await account_of(session).subscribe(mailbox(command.args[0]))
     return Reply()
 
 
 async def unsubscribe(session: IMAPServerProtocol, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("UNSUBSCRIBE takes a mailbox name")
-    await resolve(account_of(session).unsubscribe(mailbox(command.args[0])))
+    await account_of(session).unsubscribe(mailbox(command.args[0]))
     return Reply()
 
 
@@ -135,7 +134,7 @@ async def list_(session: IMAPServerProtocol, command: Command) -> Reply:
         session.write(b'* LIST (\\Noselect) "/" ""\r\n')
         return Reply()
     regex = listing.compile_pattern(listing.full_pattern(reference, pattern))
-    boxes = await resolve(account_of(session).list_mailboxes())
+    boxes = await account_of(session).list_mailboxes()
     out = [
         b'* LIST %s "/" %s\r\n' % (encode.flag_list(attrs), name_bytes(name))
         for name, attrs in listing.list_entries(boxes, regex)
@@ -154,7 +153,7 @@ async def lsub(session: IMAPServerProtocol, command: Command) -> Reply:
         return Reply()
     full = listing.full_pattern(reference, pattern)
     regex = listing.compile_pattern(full)
-    subscribed = await resolve(account_of(session).subscriptions())
+    subscribed = await account_of(session).subscriptions()
     out = [
         b'* LSUB %s "/" %s\r\n' % (encode.flag_list(attrs), name_bytes(name))
         for name, attrs in listing.lsub_entries(subscribed, regex, full.endswith("%"))
@@ -182,10 +181,10 @@ async def status(session: IMAPServerProtocol, command: Command) -> Reply:
     if unknown or not items:
         raise Bad(f"Unknown STATUS item {unknown[0][:40]}" if unknown else "No STATUS items")
     try:
-        box = await resolve(account_of(session).open(name))
+        box = await account_of(session).open(name)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc
-    counts: MailboxStatus = await resolve(box.status())
+    counts: MailboxStatus = await box.status()
     values = b" ".join(b"%s %d" % (item.encode(), _STATUS_ITEMS[item](counts)) for item in items)
     session.write(b"* STATUS %s (%s)\r\n" % (name_bytes(name), values))
     return Reply()

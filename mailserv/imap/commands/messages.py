@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from mailserv import errors
 from mailserv.imap import fetch as fetch_responses
-from mailserv.imap.asyncutil import resolve
 from mailserv.imap.commands import SELECTED, CommandSpec
 from mailserv.imap.fetchatt import parse_fetch_items
 from mailserv.imap.parser import flags, mailbox, text_atom
@@ -22,12 +21,12 @@ from mailserv.imap.search import (
 from mailserv.imap.sequence import format_set, parse_sequence_set
 from mailserv.imap.tokens import Command, ParenList, Token
 from mailserv.imap.view import SelectedView
-from mailserv.interfaces import CopyResult, MessageMeta
+from mailserv.interfaces import CopyResult, MessageMeta, StoreMode
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol
 
-_STORE_MODES = {"FLAGS": "replace", "+FLAGS": "add", "-FLAGS": "remove"}
+_STORE_MODES = {"FLAGS": StoreMode.REPLACE, "+FLAGS": StoreMode.ADD, "-FLAGS": StoreMode.REMOVE}
 
 
 def view_of(session: IMAPServerProtocol) -> SelectedView:
@@ -76,7 +75,7 @@ async def store(session: IMAPServerProtocol, command: Command) -> Reply:
     if "\\Recent" in wanted:
         raise Bad("\\Recent cannot be stored")
     if uids:
-        await resolve(view.mailbox.store(uids, mode, wanted, session))
+        await view.mailbox.store(uids, mode, wanted, session)
         if not silent:
             await _report_flags(session, view, uids, command.uid)
     return Reply()
@@ -85,7 +84,7 @@ async def store(session: IMAPServerProtocol, command: Command) -> Reply:
 async def _report_flags(
     session: IMAPServerProtocol, view: SelectedView, uids: list[int], uid_mode: bool
 ) -> None:
-    metas: list[MessageMeta] = list(await resolve(view.mailbox.fetch(uids)))
+    metas: list[MessageMeta] = list(await view.mailbox.fetch(uids))
     out = []
     for meta in metas:
         seq = view.seq_of(meta.uid)
@@ -106,10 +105,10 @@ async def search(session: IMAPServerProtocol, command: Command) -> Reply:
         raise No(f"Unsupported charset {exc.charset[:40]}", exc.response_code) from exc
     box = view.mailbox
     bound = SearchProgram(bind(program.key, view.uids, view.recent), program.charset)
-    found = await resolve(box.search(bound, view.uids))
+    found = await box.search(bound, view.uids)
     if found is None:
-        metas = await resolve(box.fetch(view.uids))
-        context = SearchContext(view.uids, view.recent, lambda uid: resolve(box.content(uid)))
+        metas = await box.fetch(view.uids)
+        context = SearchContext(view.uids, view.recent, box.content)
         found = await evaluate(program, metas, context)
     numbers = view.seqs_of(sorted(found))  # only messages this session has been told of
     if command.uid:
@@ -128,7 +127,7 @@ async def _transfer(session: IMAPServerProtocol, command: Command, move: bool) -
         return Reply(f"{command.name} completed, nothing to do")
     operation = view.mailbox.move if move else view.mailbox.copy
     try:
-        result: CopyResult = await resolve(operation(uids, destination, session))
+        result: CopyResult = await operation(uids, destination, session)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "TRYCREATE") from exc
     code = b"COPYUID %d %s %s" % (
@@ -164,7 +163,7 @@ async def expunge(session: IMAPServerProtocol, command: Command) -> Reply:
             return Reply()
     elif command.args:
         raise Bad("EXPUNGE takes no arguments")
-    gone = await resolve(view.mailbox.expunge(restrict, session))
+    gone = await view.mailbox.expunge(restrict, session)
     session.write(b"".join(view.remove(gone)))
     return Reply()
 

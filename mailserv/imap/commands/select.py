@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailserv.imap.asyncutil import resolve
 from mailserv.imap.commands import AUTH, SELECTED, CommandSpec
 from mailserv.imap.commands.mailboxes import account_of
 from mailserv.imap.parser import mailbox
@@ -31,10 +30,10 @@ async def _open(session: IMAPServerProtocol, command: Command, readonly: bool) -
         raise Bad(f"{command.name} takes a mailbox name")
     name = mailbox(command.args[0])
     session.deselect()  # RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected
-    box = await resolve(account_of(session).open(name))
-    uids = await resolve(box.uids())
-    recent = [] if readonly else await resolve(box.claim_recent())
-    counts: MailboxStatus = await resolve(box.status())
+    box = await account_of(session).open(name)
+    uids = await box.uids()
+    recent = [] if readonly else await box.claim_recent()
+    counts: MailboxStatus = await box.status()
     view = SelectedView(session, box, readonly, uids, recent)
     first_unseen = await _first_unseen(view, counts)
     out = [
@@ -60,10 +59,10 @@ async def _first_unseen(view: SelectedView, counts: MailboxStatus) -> int | None
     if counts.unseen == 0 or not view.uids:
         return None
     # The backend's own search reads flags alone; fetching every message would load them all.
-    unseen = await resolve(view.mailbox.search(UNSEEN, view.uids))
+    unseen = await view.mailbox.search(UNSEEN, view.uids)
     if unseen is not None:
         return view.seq_of(min(unseen)) if unseen else None
-    metas = await resolve(view.mailbox.fetch(view.uids))
+    metas = await view.mailbox.fetch(view.uids)
     for meta in metas:
         if "\\Seen" not in meta.flags:
             return view.seq_of(meta.uid)
@@ -77,7 +76,7 @@ async def close(session: IMAPServerProtocol, command: Command) -> Reply:
     view = session.selected
     assert view is not None
     if not view.readonly:
-        await resolve(view.mailbox.expunge(None, session))
+        await view.mailbox.expunge(None, session)
     session.deselect()
     return Reply()
 

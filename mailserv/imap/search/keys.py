@@ -1,186 +1,66 @@
-"""The search-key tree: what a SEARCH asked for, apart from how it gets answered.
+"""The engine's side of the search-key tree (:mod:`mailserv.search`, re-exported here).
 
-The parser builds it, the engine's fallback evaluator runs it, and a backend that searches
-itself (``IMailbox.search``) may translate it.  Shorthands are normalised at parse time so
-that consumers see few node types: NEW is ``And(RECENT, UNSEEN)``, OLD is ``NOT RECENT``,
-every flag key (UNSEEN, KEYWORD x, ...) is a ``HasFlag``.
+The parser builds the tree, the engine's fallback evaluator runs it, and ``bind`` turns a
+session's sequence numbers and \\Recent into UIDs before a backend that searches itself
+(``IMailbox.search``) is asked.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
-from datetime import date
 
 from mailserv.imap.sequence import SequenceSet
-
-RECENT = "\\Recent"
-"""The session flag; ``HasFlag(RECENT)`` is answered from the session, not the store."""
-
-
-class StringField(enum.Enum):
-    """Where a string key looks: a header field, the body, or the whole text."""
-
-    BCC = "BCC"
-    CC = "CC"
-    FROM = "FROM"
-    SUBJECT = "SUBJECT"
-    TO = "TO"
-    HEADER = "HEADER"  # the field named by ``Contains.header``
-    BODY = "BODY"
-    TEXT = "TEXT"
-
-
-class DateField(enum.Enum):
-    INTERNAL = "INTERNAL"  # BEFORE / ON / SINCE
-    SENT = "SENT"  # SENTBEFORE / SENTON / SENTSINCE: the Date: header
-
-
-class DateOp(enum.Enum):
-    BEFORE = "BEFORE"
-    ON = "ON"
-    SINCE = "SINCE"
-
-
-@dataclass(frozen=True, slots=True)
-class All:
-    """Every message."""
-
-
-@dataclass(frozen=True, slots=True)
-class HasFlag:
-    """``flag`` set (``present``) or not set; system flags spelled ``\\Seen`` etc.
-
-    Keywords keep the client's spelling; flags compare case-insensitively.
-    """
-
-    flag: str
-    present: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Contains:
-    """Case-insensitive substring ``value`` in ``field``.
-
-    For HEADER, ``header`` is the field name as sent; an empty ``value`` then means "has
-    that header at all".
-    """
-
-    field: StringField
-    value: str
-    header: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class DateCompare:
-    """The calendar date of the internal date or the Date: header, against ``date``."""
-
-    field: DateField
-    op: DateOp
-    date: date
-
-
-@dataclass(frozen=True, slots=True)
-class SizeCompare:
-    """RFC822.SIZE strictly larger (``larger``) or strictly smaller than ``size``."""
-
-    larger: bool
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class InSet:
-    """A message set: sequence numbers, or UIDs when ``uid`` (``UID <set>``)."""
-
-    set: SequenceSet
-    uid: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class UidIn:
-    """Explicit UIDs: what ``bind`` makes of session-relative keys (sequence sets, RECENT)."""
-
-    uids: frozenset[int]
-
-
-@dataclass(frozen=True, slots=True)
-class ModSeqAtLeast:
-    """RFC 7162 ``MODSEQ [entry type] n``: mod-sequence >= ``modseq``.
-
-    ``entry`` (e.g. ``/flags/\\Seen``) and ``entry_type`` (priv/shared/all, lower case) are
-    kept for backends that track per-flag mod-sequences; the engine uses the message's.
-    """
-
-    modseq: int
-    entry: str | None = None
-    entry_type: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    key: SearchKey
-
-
-@dataclass(frozen=True, slots=True)
-class Or:
-    left: SearchKey
-    right: SearchKey
-
-
-@dataclass(frozen=True, slots=True)
-class And:
-    """All of ``keys``: the top level of a SEARCH and every parenthesised list."""
-
-    keys: tuple[SearchKey, ...]
-
-
-SearchKey = (
-    All
-    | HasFlag
-    | Contains
-    | DateCompare
-    | SizeCompare
-    | InSet
-    | UidIn
-    | ModSeqAtLeast
-    | Not
-    | Or
-    | And
+from mailserv.interfaces import RECENT
+from mailserv.search import (
+    UNSEEN,
+    All,
+    And,
+    Contains,
+    DateCompare,
+    DateField,
+    DateOp,
+    HasFlag,
+    InSet,
+    ModSeqAtLeast,
+    Not,
+    Or,
+    SearchKey,
+    SearchProgram,
+    SizeCompare,
+    StringField,
+    UidIn,
+    walk,
 )
 
-
-@dataclass(frozen=True, slots=True)
-class SearchProgram:
-    """A parsed SEARCH: the criteria and the charset the client named (upper case)."""
-
-    key: SearchKey
-    charset: str | None = None
-
-
-UNSEEN = SearchProgram(HasFlag("\\Seen", present=False))
-"""``SEARCH UNSEEN``: what SELECT asks for its first unseen message, and clients on every sync."""
-
+__all__ = [
+    "CONTENT_FIELDS",
+    "RECENT",
+    "UNSEEN",
+    "All",
+    "And",
+    "Contains",
+    "DateCompare",
+    "DateField",
+    "DateOp",
+    "HasFlag",
+    "InSet",
+    "ModSeqAtLeast",
+    "Not",
+    "Or",
+    "SearchKey",
+    "SearchProgram",
+    "SizeCompare",
+    "StringField",
+    "UidIn",
+    "bind",
+    "sequence_uids",
+    "uses_modseq",
+    "walk",
+]
 
 CONTENT_FIELDS = frozenset({StringField.BODY, StringField.TEXT, StringField.HEADER})
 """String fields that may need the message bytes (HEADER only for other headers)."""
-
-
-def walk(key: SearchKey) -> list[SearchKey]:
-    """Every node of the tree, ``key`` first (iterative: depth never costs stack)."""
-    out: list[SearchKey] = []
-    todo: list[SearchKey] = [key]
-    while todo:
-        node = todo.pop()
-        out.append(node)
-        if isinstance(node, Not):
-            todo.append(node.key)
-        elif isinstance(node, Or):
-            todo.extend((node.right, node.left))
-        elif isinstance(node, And):
-            todo.extend(reversed(node.keys))
-    return out
 
 
 def uses_modseq(key: SearchKey) -> bool:
