@@ -8,6 +8,9 @@ IMAPS, on every backend.
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import os
 import re
 import select
 import socket
@@ -114,6 +117,53 @@ def tagged_lines(client: RawClient, received: bytes) -> tuple[list[bytes], list[
         else:
             untagged.append(response)
     return tagged, untagged
+
+
+_SYS_PIDFD_GETFD = 438  # the same number on every Linux architecture
+
+
+def server_socket_of(server: ServerProcess, client: RawClient) -> socket.socket:
+    """The server process's socket of ``client``'s connection (a duplicate, through
+    pidfd_getfd(2): the server is our child, so we may take its descriptors)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    mine = client.sock.getsockname()
+    pidfd = os.pidfd_open(server.pid)
+    try:
+        for name in os.listdir(f"/proc/{server.pid}/fd"):
+            fd = libc.syscall(_SYS_PIDFD_GETFD, pidfd, int(name), 0)
+            if fd < 0:
+                if ctypes.get_errno() in (errno.EPERM, errno.ENOSYS):
+                    pytest.skip("pidfd_getfd(2) is not allowed here")
+                continue
+            try:
+                sock = socket.socket(fileno=fd)
+            except OSError:
+                os.close(fd)
+                continue
+            try:
+                if sock.getpeername() == mine:
+                    return sock
+            except OSError:
+                pass
+            sock.close()
+    finally:
+        os.close(pidfd)
+    raise AssertionError(f"no socket of the server is connected to {mine}")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_accepted_connections_have_tcp_nodelay(
+    connect: Connector, server: ServerProcess, transport: str
+) -> None:
+    """Nagle's algorithm would hold a response's last small segment until the client's
+    delayed ACK (40 ms stalls, issue 8 finding 2)."""
+    client = open_client(connect, transport)
+    sock = server_socket_of(server, client)
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        sock.close()
+    assert client.command("NOOP").ok
 
 
 def big_message(size: int) -> bytes:
