@@ -56,7 +56,7 @@ class IMAPServerFactory(ServerFactory):
         refusal = self.connections.admit(address)
         if refusal is not None:
             _log.info("Refused a connection from {address}: {why}", address=address, why=refusal)
-            return Refused(refusal)
+            return Refused(refusal, self.clock, self.settings.close_timeout)
         protocol = IMAPServerProtocol(self)
         protocol.factory = self
         self.sessions.add(protocol)

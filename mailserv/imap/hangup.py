@@ -36,14 +36,18 @@ def set_no_delay(transport: ITransport | None) -> None:
         pass  # the socket is already gone
 
 
-def hang_up(transport: ITransport, clock: IReactorTime, timeout: float) -> IDelayedCall:
+def hang_up(
+    transport: ITransport, clock: IReactorTime, timeout: float, producing: bool = False
+) -> IDelayedCall:
     """Close ``transport`` after what was written to it; abort it after ``timeout``.
 
-    The caller cancels the returned call when the connection is lost.
+    ``producing``: the caller is registered as the transport's producer.  The caller
+    cancels the returned call when the connection is lost.
     """
-    # A registered producer holds TLS's close_notify back (and a paused one holds a TCP
-    # close back): nothing more will be produced anyway.
-    transport.unregisterProducer()  # type: ignore[attr-defined]
+    if producing:
+        # A registered producer holds TLS's close_notify back (and a paused one holds a
+        # TCP close back): nothing more will be produced anyway.
+        transport.unregisterProducer()  # type: ignore[attr-defined]
     transport.loseConnection()
     below = _tcp_below_tls(transport)
     if below is not None and _close_notify_sent(transport):

@@ -363,6 +363,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
                 self._queued_bytes -= size
                 if self._stalled:
                     self._schedule_pump()
+                self.resetTimeout()  # a client whose commands wait in the queue is not idle
                 self._corked = True
                 try:
                     await self._execute(item)
@@ -475,7 +476,9 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             # Read again: the peer's close_notify or FIN ends the connection sooner.
             self._transport_paused = False
             self.transport.resumeProducing()  # type: ignore[attr-defined]
-        self._hangup_call = hang_up(self.transport, self.factory.clock, self.settings.close_timeout)
+        self._hangup_call = hang_up(
+            self.transport, self.factory.clock, self.settings.close_timeout, producing=True
+        )
 
     def disconnect(self, text: str) -> None:
         """Say BYE now; the connection closes after the running command's tagged reply."""
