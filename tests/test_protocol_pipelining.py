@@ -60,7 +60,7 @@ def exchange(client: RawClient, data: bytes, last_tag: bytes, hold: float) -> Ex
     received = bytearray(client.buf)
     client.buf.clear()
     start = time.monotonic()
-    deadline = start + 120
+    deadline = start + 90
     sent_while_holding = -1
     end_marker = b"\r\n" + last_tag + b" "
     try:
@@ -72,6 +72,9 @@ def exchange(client: RawClient, data: bytes, last_tag: bytes, hold: float) -> Ex
                 sent_while_holding = sent
             if reading:
                 _read_available(sock, received)
+                bye = received.find(b"* BYE ")
+                if bye >= 0 and (bye == 0 or received[bye - 2 : bye] == b"\r\n"):
+                    raise AssertionError(f"server said {bytes(received[bye : bye + 80])!r}")
                 found = received.find(end_marker)
                 if found >= 0 and received.find(b"\r\n", found + 2) >= 0:
                     break
