@@ -154,8 +154,9 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self.bye("Autologout; idle for too long")
 
     @property
-    def transport_gone(self) -> bool:
-        """Whether the connection is lost or closing (the state may change under an await)."""
+    def ended(self) -> bool:
+        """Whether the session is over: closing after BYE, or the connection lost (the
+        state may change while a command awaits)."""
         return self.state is State.LOGOUT
 
     @property
@@ -185,7 +186,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         """Send ``data``; while a command runs it waits for the command's end (or 64 KiB)."""
         if self.transport is None or self._hangup_call is not None:
             return
-        if not self._corked:
+        if not self._corked or len(data) >= _WRITE_CHUNK:
             self.flush_output()
             self.transport.write(data)
             return
@@ -357,7 +358,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
                     # The client does not read: start nothing more until it does, so
                     # output cannot pile up; the queue fills and reading stops.
                     await self.drain()
-                    if self.transport_gone:
+                    if self.ended:
                         break
                 item, size = self._queue.popleft()
                 self._queued_bytes -= size
@@ -370,7 +371,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
                 finally:
                     self._corked = False
                     self.flush_output()
-                if self._bye_pending is not None and not self.transport_gone:
+                if self._bye_pending is not None and not self.ended:
                     self._say_bye(self._bye_pending)
         finally:
             self._running = False
@@ -422,7 +423,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             self._finish(tagged(tag, b"NO", text, _code(exc.code)))
             return
         except Exception as exc:
-            if isinstance(exc, ConnectionError) and self.transport_gone:
+            if isinstance(exc, ConnectionError) and self.ended:
                 return  # the connection went while the command waited for the client
             _log.failure("Command {name} failed for {user}", name=command.name, user=self.username)
             self._finish(tagged(tag, b"NO", "Internal server error, logged", b"SERVERBUG"))
