@@ -151,6 +151,11 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
                 _log.failure("Error while logging out {user}", user=self.username)
 
     def timeoutConnection(self) -> None:
+        if self._running and self._line_waiter is None and not self._write_paused:
+            # The client waits for one of our commands to end (a slow login, a slow
+            # backend): it is not idle.  A client that does not read is.
+            self.setTimeout(self.timeOut)
+            return
         self.bye("Autologout; idle for too long")
 
     @property
@@ -450,6 +455,9 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
     # -- state changes used by handlers -------------------------------------------------
 
     def logged_in(self, username: str, account: IAccount, logout: Callable[[], object]) -> None:
+        if self.ended:
+            logout()  # the connection went while the password was checked
+            return
         self.username = username
         self.account = account
         self._logout = logout
