@@ -35,6 +35,9 @@ async def noop(session: IMAPServerProtocol, command: Command) -> Reply:
 
 
 async def logout(session: IMAPServerProtocol, command: Command) -> Reply:
+    """``* BYE`` and the tagged OK, nothing else: once ``closing`` is set, pending updates
+    of the selected mailbox are not flushed (their sequence numbers would be news to a
+    client that is leaving).  The server then closes without waiting for the client."""
     _no_args(command)
     session.write(b"* BYE mailserv logging out\r\n")
     session.closing = True
