@@ -55,7 +55,7 @@ BIG_SPREAD = {
 MBSYNC_TIMEOUT = 30
 """mbsync's own ``Timeout`` (seconds without an answer before it gives up)."""
 
-FAST_RUN = {SMALL: 10.0, BIG: 25.0}
+FAST_RUN = {SMALL: 10.0, BIG: 60.0}
 """Seconds one mbsync run of a round trip may take; a run that waits for mbsync's timeout
 (or for a connection the server never closes) takes longer."""
 
