@@ -1,7 +1,7 @@
 """Benchmark a mailserv server from outside: ``python -m bench.run --backend memory``.
 
 Starts ``twistd imapserv`` like the protocol tests do (own data dir, free loopback ports),
-fills a mailbox with ``--messages`` realistic messages (one in 25 with a 100-300 KB
+fills a mailbox with ``--messages`` realistic messages (one in 20 with a 100-300 KB
 attachment) through pipelined LITERAL+ APPENDs, then times, over raw sockets (reading up to
 the tagged OK, so the client's parsing does not count): SELECT, a header FETCH of every
 message, BODYSTRUCTURE and four header fields of every message, 200 random ``UID FETCH n
@@ -72,7 +72,7 @@ class Timing:
     data: bytes
 
 
-LARGE_EVERY = 25
+LARGE_EVERY = 20
 """One message in this many carries a 100-300 KB attachment (a scan, a photo): its FETCH
 response spans more than one loopback segment, the case where Nagle's algorithm waits for
 the client's delayed ACK."""
