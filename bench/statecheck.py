@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from bench import messages
 from bench.harness import BackendSpec, ParseError, ServerProcess, Value, parse_values, quote
@@ -141,6 +142,9 @@ class World:
 
     def __init__(self) -> None:
         self.violations: list[Violation] = []
+        self.violation_kinds: Counter[str] = Counter()
+        self.trace: TextIO | None = None
+        """Every line sent and received goes here when set (``--trace FILE``)."""
         self.violation_count = 0
         self.kinds: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
@@ -151,9 +155,16 @@ class World:
         self.unknown = 0
 
     def violation(self, client: str, command: str, line: bytes | str, what: str) -> None:
+        if self.trace is not None:
+            self.trace.write(f"{self.clock} {client} VIOLATION {what}\n")
         self.violation_count += 1
+        self.violation_kinds[re.sub(r"\d+", "n", what)] += 1
         if len(self.violations) < KEEP_VIOLATIONS:
             self.violations.append(Violation(client, clip(command), clip(line), what))
+
+    def log(self, name: str, direction: str, data: bytes) -> None:
+        if self.trace is not None:
+            self.trace.write(f"{self.clock} {name} {direction} {clip(data, 400)}\n")
 
     def mailbox(self, key: str) -> MailboxFacts:
         return self.facts.setdefault(key, MailboxFacts())
@@ -614,10 +625,13 @@ def compare(world: World, reference: Model, client: Model) -> bool:
     world.compared += 1
     where = f"fresh EXAMINE {reference.mailbox}"
     if client.count != reference.count:
+        mine = {e.uid for e in client.entries if e.uid is not None}
+        truth = {e.uid for e in reference.entries if e.uid is not None}
         world.violation(
             client.name,
             where,
-            "",
+            f"UIDs only the client has: {compact(sorted(mine - truth)) or '-'}; "
+            f"only the fresh EXAMINE: {compact(sorted(truth - mine)) or '-'}",
             f"client knows {client.count} messages, a fresh EXAMINE shows {reference.count}",
         )
         return False
@@ -688,6 +702,7 @@ class Connection:
                         break
                     line += await reader.readexactly(int(match.group(1)))
                     line += await reader.readuntil(b"\r\n")
+                self.world.log(self.name, "S:", line)
                 await self.queue.put(line)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
@@ -702,6 +717,7 @@ class Connection:
 
     def send(self, data: bytes) -> None:
         assert self.writer is not None
+        self.world.log(self.name, "C:", data)
         self.writer.write(data)
 
     def next_tag(self) -> str:
@@ -1074,6 +1090,7 @@ class Report:
     statuses: Counter[str]
     violation_count: int
     violations: list[Violation]
+    violation_kinds: Counter[str]
     rounds: int
     compared: int
 
@@ -1097,13 +1114,17 @@ class Report:
             ),
             f"violations: {self.violation_count}",
         ]
+        lines += [f"  {n} x {what}" for what, n in self.violation_kinds.most_common()]
+        if self.violations:
+            lines.append(f"first {min(show, len(self.violations))}:")
         lines += [str(v) for v in self.violations[:show]]
         return "\n".join(lines)
 
 
-async def check(settings: Settings) -> Report:
+async def check(settings: Settings, trace: TextIO | None = None) -> Report:
     """Run the clients for ``settings.seconds`` with a consistency round every few seconds."""
     world = World()
+    world.trace = trace
     rng = random.Random(settings.seed)
     pool = ["$Label1", "$Label2", "$Label3", "$Forwarded", "$MDNSent"]
     clients = [
@@ -1146,6 +1167,7 @@ async def check(settings: Settings) -> Report:
         world.statuses,
         world.violation_count,
         world.violations,
+        world.violation_kinds,
         world.rounds,
         world.compared,
     )
@@ -1170,9 +1192,13 @@ def prepare(port: int, users: Sequence[tuple[str, str]], mailboxes: Sequence[str
         client.close()
 
 
-def run_check(settings: Settings) -> Report:
+def run_check(settings: Settings, trace: str | None = None) -> Report:
+    """Prepare the mailboxes, then :func:`check` (``trace``: a file for every line)."""
     prepare(settings.port, settings.users, settings.mailboxes)
-    return asyncio.run(check(settings))
+    if trace is None:
+        return asyncio.run(check(settings))
+    with open(trace, "w", encoding="utf-8") as out:
+        return asyncio.run(check(settings, out))
 
 
 # -- the command line ---------------------------------------------------------------------
@@ -1219,6 +1245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keywords", type=int, default=20, help="new keywords in the run")
     parser.add_argument("--show", type=int, default=10, help="violations to print")
     parser.add_argument("--keep", action="store_true", help="keep the data dir")
+    parser.add_argument("--trace", metavar="FILE", help="write every line sent and received")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.seconds <= 0 or args.users < 1:
         parser.error("--clients, --seconds and --users must be positive")
@@ -1239,7 +1266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             round_seconds=args.round,
             keywords=args.keywords,
         )
-        report = run_check(settings)
+        report = run_check(settings, args.trace)
         print(f"backend {args.backend}, {args.clients} clients, seed {args.seed}")
         print(report.text(args.show))
         if not server.alive:
