@@ -386,6 +386,7 @@ class Model:
             return
         if n < self.count:
             self.bad(line, f"EXISTS {n} below the {self.count} messages known")
+            del self.entries[n:]  # believe it, so one mistake is not reported over and over
             return
         if self.state == "selecting":
             self.entries += [Entry() for _ in range(n - self.count)]
