@@ -156,7 +156,7 @@ class World:
 
     def violation(self, client: str, command: str, line: bytes | str, what: str) -> None:
         if self.trace is not None:
-            self.trace.write(f"{self.clock} {client} VIOLATION {what}\n")
+            self.trace.write(f"{self.clock} {client} VIOLATION {what} | {clip(line)}\n")
         self.violation_count += 1
         self.violation_kinds[re.sub(r"\d+", "n", what)] += 1
         if len(self.violations) < KEEP_VIOLATIONS:
@@ -386,7 +386,11 @@ class Model:
             return
         if n < self.count:
             self.bad(line, f"EXISTS {n} below the {self.count} messages known")
-            del self.entries[n:]  # believe it, so one mistake is not reported over and over
+            # Believe it, and forget which UIDs and flags the messages have (the server may
+            # have mixed another mailbox's updates in), so one mistake is reported once.
+            self.entries = [Entry() for _ in range(n)]
+            self.session_max_uid = 0
+            self.uidnext = None
             return
         if self.state == "selecting":
             self.entries += [Entry() for _ in range(n - self.count)]
