@@ -213,6 +213,7 @@ class Model:
         self.entries: list[Entry] = []
         self.flag_list: set[str] = set()
         self.flags_told = False
+        self.initial_exists = False
         self.uidvalidity: int | None = None
         self.uidnext: int | None = None
         self.session_max_uid = 0
@@ -268,6 +269,7 @@ class Model:
             self.entries = []
             self.flag_list = set()
             self.flags_told = False
+            self.initial_exists = False
             self.uidvalidity = None
             self.uidnext = None
             self.session_max_uid = 0
@@ -354,6 +356,8 @@ class Model:
             self.uidvalidity = int(arg)
         elif name == "UIDNEXT" and self.state == "selecting":
             self.uidnext = int(arg)
+            for entry in self.entries:  # the messages shown so far are below it
+                entry.ceiling = self.uidnext
         elif name == "APPENDUID":
             validity, uids = arg.split(" ", 1)
             self._new_uids(int(validity), uid_set(uids), line)
@@ -392,9 +396,12 @@ class Model:
             self.session_max_uid = 0
             self.uidnext = None
             return
-        if self.state == "selecting":
-            self.entries += [Entry() for _ in range(n - self.count)]
+        if self.state == "selecting" and not self.initial_exists:
+            # The SELECT's view; below its UIDNEXT (whether that came before or comes after).
+            self.initial_exists = True
+            self.entries += [Entry(ceiling=self.uidnext) for _ in range(n - self.count)]
             return
+        # New since the SELECT's view (also an EXISTS after the first inside its response).
         floor = max(self.session_max_uid, (self.uidnext or 1) - 1)
         self.entries += [Entry(floor=floor) for _ in range(n - self.count)]
 
@@ -615,8 +622,6 @@ class Model:
             if self.uidnext <= snap.max_uid:
                 self.bad(line, f"UIDNEXT {self.uidnext} not above UID {snap.max_uid} seen")
             facts.max_uidnext = max(facts.max_uidnext, self.uidnext)
-            for entry in self.entries:
-                entry.ceiling = self.uidnext
 
     def closed(self) -> None:
         """The server closed the connection."""

@@ -215,7 +215,7 @@ def test_uidnext_and_uidvalidity() -> None:
     selected(world, 3, (1, 2, 3))  # UIDNEXT 4 told
     model = Model(world, "n")
     model.begin("s", "EXAMINE INBOX", target="INBOX")
-    model.untagged(b"* FLAGS ()\r\n* 0 EXISTS\r\n")
+    feed(model, b"* FLAGS ()\r\n* 0 EXISTS\r\n")
     model.untagged(b"* OK [UIDVALIDITY 8] ok\r\n")
     model.untagged(b"* OK [UIDNEXT 3] ok\r\n")
     model.tagged(b"s OK done\r\n")
@@ -289,3 +289,56 @@ def test_mailbox_data_after_close() -> None:
     model.untagged(b"* 1 EXPUNGE\r\n")
     model.tagged(b"b OK done\r\n")
     assert whats(world) == ["mailbox data while no mailbox is selected (state auth)"]
+
+
+def feed(model: Model, data: bytes) -> None:
+    """Several untagged responses, one line each."""
+    for line in data.split(b"\r\n")[:-1]:
+        model.untagged(line + b"\r\n")
+
+
+def test_message_arriving_during_select() -> None:
+    """An EXISTS after UIDNEXT inside the SELECT response is a new message, above UIDNEXT."""
+    world = World()
+    model = Model(world, "m")
+    model.begin("s", 'SELECT "INBOX"', target="INBOX")
+    feed(model, b"* FLAGS ()\r\n* 2 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n")
+    model.untagged(b"* OK [UIDNEXT 3] ok\r\n")
+    model.untagged(b"* 3 EXISTS\r\n")
+    model.tagged(b"s OK done\r\n")
+    model.begin("f", "FETCH 1:* (UID)")
+    feed(model, b"* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\n")
+    model.tagged(b"f OK done\r\n")
+    assert world.violations == []
+    model.begin("g", "NOOP")
+    feed(model, b"* 4 EXISTS\r\n* 4 FETCH (UID 3)\r\n")
+    model.tagged(b"g OK done\r\n")
+    assert whats(world) == [
+        "new message has UID 3, not above UID 3 known",
+        "UIDs not ascending: message 3 has UID 3",
+    ]
+
+
+def test_uid_of_the_select_view_at_or_above_uidnext() -> None:
+    world = World()
+    model = Model(world, "m")
+    model.begin("s", 'SELECT "INBOX"', target="INBOX")
+    feed(model, b"* FLAGS ()\r\n* OK [UIDNEXT 3] ok\r\n* OK [UIDVALIDITY 7] ok\r\n")
+    model.untagged(b"* 2 EXISTS\r\n")  # UIDNEXT first: these two are still the view
+    model.tagged(b"s OK done\r\n")
+    model.begin("f", "FETCH 1:* (UID)")
+    feed(model, b"* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 3)\r\n")
+    model.tagged(b"f OK done\r\n")
+    assert whats(world) == ["UID 3 not below the SELECT's UIDNEXT 3"]
+
+
+def test_previous_mailbox_updates_during_select() -> None:
+    """Pending updates of the mailbox selected before, sent in the answer to SELECT."""
+    world = World()
+    model = selected(world)
+    model.begin("s", 'SELECT "Other"', target="Other")
+    model.untagged(b"* 4 EXISTS\r\n")  # still about INBOX
+    feed(model, b"* FLAGS ()\r\n* 2 EXISTS\r\n* OK [UIDVALIDITY 9] ok\r\n")
+    model.untagged(b"* OK [UIDNEXT 3] ok\r\n")
+    model.tagged(b"s OK done\r\n")
+    assert whats(world) == ["EXISTS 2 below the 4 messages known"]
