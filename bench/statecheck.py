@@ -657,9 +657,9 @@ def compare(world: World, reference: Model, client: Model) -> bool:
             world.violation(
                 client.name,
                 where,
-                "",
-                f"message {n} (UID {truth.uid}): client has flags {sorted(mine.flags)}, "
-                f"fresh FETCH {sorted(truth.flags or ())}",
+                f"client has {' '.join(sorted(mine.flags))}; "
+                f"a fresh FETCH {' '.join(sorted(truth.flags or ()))}",
+                f"message {n} (UID {truth.uid}): flags differ from a fresh FETCH",
             )
             return False
     return True

@@ -266,7 +266,7 @@ def test_fresh_select_disagreeing() -> None:
     reference.tagged(b"b OK done\r\n")
     assert not compare(world, reference, client)
     assert whats(world) == [
-        "message 2 (UID 2): client has flags [], fresh FETCH ['\\\\SEEN']",
+        "message 2 (UID 2): flags differ from a fresh FETCH",
         "client knows 3 messages, a fresh EXAMINE shows 2",
     ]
 
