@@ -214,6 +214,8 @@ class Model:
         self.flag_list: set[str] = set()
         self.flags_told = False
         self.initial_exists = False
+        self.stale = False
+        """It disagreed with a fresh SELECT: the client selects its mailbox again."""
         self.uidvalidity: int | None = None
         self.uidnext: int | None = None
         self.session_max_uid = 0
@@ -270,6 +272,7 @@ class Model:
             self.flag_list = set()
             self.flags_told = False
             self.initial_exists = False
+            self.stale = False
             self.uidvalidity = None
             self.uidnext = None
             self.session_max_uid = 0
@@ -377,7 +380,8 @@ class Model:
             self.bad(line, f"UIDVALIDITY {validity}, was {facts.uidvalidity}")
             return
         for uid in uids:
-            if uid in facts.expunged:
+            gone = facts.expunged.get(uid)
+            if gone is not None and gone < self.target.clock:  # (later: others were quicker)
                 self.bad(line, f"new message has UID {uid}, which was expunged before")
             if uid <= self.target.max_uid:
                 self.bad(line, f"new UID {uid} not above UID {self.target.max_uid} seen before")
@@ -905,6 +909,9 @@ class Client:
     async def step(self, conn: Connection) -> None:
         model = conn.model
         rng = self.rng
+        if model.state == "selected" and model.stale and model.mailbox is not None:
+            await conn.command(f"SELECT {quote(model.mailbox)}", target=model.mailbox)
+            return
         if model.state != "selected":
             mailbox = rng.choice(self.settings.mailboxes)
             verb = "EXAMINE" if rng.random() < 0.2 else "SELECT"
@@ -1085,7 +1092,8 @@ async def reference_check(settings: Settings, world: World, clients: list[Client
                     model = conn.model
                     mine = model.key(model.mailbox) if model.mailbox else None
                     if model.state == "selected" and model.user == user and mine == key:
-                        compare(world, ref.model, model)
+                        if not compare(world, ref.model, model):
+                            model.stale = True  # SELECT again, or it reports the same again
                 await ref.logout()
             except (Closed, ConnectionError, OSError) as e:
                 world.violation(ref.name, "(reference)", "", f"reference connection failed: {e}")
