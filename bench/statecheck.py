@@ -910,7 +910,8 @@ class Client:
         model = conn.model
         rng = self.rng
         if model.state == "selected" and model.stale and model.mailbox is not None:
-            await conn.command(f"SELECT {quote(model.mailbox)}", target=model.mailbox)
+            verb = "EXAMINE" if model.readonly else "SELECT"
+            await conn.command(f"{verb} {quote(model.mailbox)}", target=model.mailbox)
             return
         if model.state != "selected":
             mailbox = rng.choice(self.settings.mailboxes)
@@ -1091,9 +1092,9 @@ async def reference_check(settings: Settings, world: World, clients: list[Client
                 for conn in live:
                     model = conn.model
                     mine = model.key(model.mailbox) if model.mailbox else None
-                    if model.state == "selected" and model.user == user and mine == key:
-                        if not compare(world, ref.model, model):
-                            model.stale = True  # SELECT again, or it reports the same again
+                    same = model.state == "selected" and model.user == user and mine == key
+                    if same and not compare(world, ref.model, model):
+                        model.stale = True  # SELECT again, or it reports the same again
                 await ref.logout()
             except (Closed, ConnectionError, OSError) as e:
                 world.violation(ref.name, "(reference)", "", f"reference connection failed: {e}")
