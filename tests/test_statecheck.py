@@ -8,9 +8,9 @@ streams that are wrong on purpose, so the checker cannot pass by checking nothin
 from __future__ import annotations
 
 import pytest
-from imapserver import User
+from imapserver import Connector, User
 
-from bench.harness import ServerProcess
+from bench.harness import RawClient, ServerProcess
 from bench.statecheck import Model, Settings, World, compare, run_check
 
 KINDS = (
@@ -51,6 +51,79 @@ def test_concurrent_clients_see_a_consistent_mailbox(server: ServerProcess, user
     assert not missing, f"never sent: {missing}\n{report.text()}"
     assert report.compared > 0, report.text()
     assert server.alive
+
+
+# -- two sessions, step by step: what the long run found, made deterministic ---------------
+
+
+class Checked:
+    """A raw client whose every response goes through a Model."""
+
+    def __init__(self, world: World, name: str, client: RawClient) -> None:
+        self.client = client
+        self.model = Model(world, name)
+
+    def run(self, command: str, target: str | None = None) -> None:
+        tag = self.client.next_tag()
+        self.model.begin(tag, command, target)
+        response = self.client.command(command, tag=tag)
+        for line in response.untagged:
+            self.model.untagged(line)
+        self.model.tagged(response.line)
+
+
+def sessions(connect: Connector, count: int) -> tuple[World, list[Checked]]:
+    world = World()
+    return world, [Checked(world, f"s{i}", connect.raw()) for i in range(count)]
+
+
+def fresh_agrees(world: World, connect: Connector, *checked: Checked) -> None:
+    """Each session NOOPs; then a fresh EXAMINE must agree with what each was told."""
+    for one in checked:
+        one.run("NOOP")
+    ref = Checked(world, "fresh", connect.raw())
+    ref.run("EXAMINE INBOX", target="INBOX")
+    ref.run("FETCH 1:* (UID FLAGS)")
+    for one in checked:
+        compare(world, ref.model, one.model)
+
+
+MESSAGE = b"Subject: statecheck\r\n\r\nhello\r\n"
+
+
+def test_expunge_of_a_message_not_announced_yet(connect: Connector) -> None:
+    """EXPUNGE removes a message another session appended: EXISTS and EXPUNGE, or neither."""
+    world, (a, b) = sessions(connect, 2)
+    b.client.append_many("INBOX", [MESSAGE] * 3)
+    a.run("SELECT INBOX", target="INBOX")
+    b.client.append_many("INBOX", [MESSAGE], flags="\\Deleted")
+    a.run("EXPUNGE")
+    fresh_agrees(world, connect, a)
+    assert world.violations == [], "\n".join(map(str, world.violations))
+
+
+def test_store_answer_not_followed_by_an_older_update(connect: Connector) -> None:
+    """Another session's earlier flag change must not be reported after our STORE's result."""
+    world, (a, b) = sessions(connect, 2)
+    b.client.append_many("INBOX", [MESSAGE] * 2)
+    a.run("SELECT INBOX", target="INBOX")
+    b.run("SELECT INBOX", target="INBOX")
+    b.run("STORE 1 FLAGS (\\Seen)")
+    a.run("STORE 1 +FLAGS (\\Flagged)")
+    fresh_agrees(world, connect, a, b)
+    assert world.violations == [], "\n".join(map(str, world.violations))
+
+
+def test_logout_with_updates_pending(connect: Connector) -> None:
+    world, (a, b) = sessions(connect, 2)
+    b.client.append_many("INBOX", [MESSAGE] * 2)
+    a.run("SELECT INBOX", target="INBOX")
+    b.run("SELECT INBOX", target="INBOX")
+    b.run("STORE 1 +FLAGS (\\Deleted $Pending)")
+    b.run("EXPUNGE")
+    b.client.append_many("INBOX", [MESSAGE])
+    a.run("LOGOUT")
+    assert world.violations == [], "\n".join(map(str, world.violations))
 
 
 # -- the model against wrong response streams ----------------------------------------------
