@@ -1251,11 +1251,43 @@ def backend_spec(name: str) -> BackendSpec:
     )
 
 
+def settings_from(args: argparse.Namespace, port: int, users: list[tuple[str, str]]) -> Settings:
+    return Settings(
+        port=port,
+        users=users,
+        clients=args.clients,
+        seconds=args.seconds,
+        seed=args.seed,
+        round_seconds=args.round,
+        keywords=args.keywords,
+    )
+
+
+def against_dovecot(args: argparse.Namespace, users: list[tuple[str, str]]) -> int:
+    """The checker against a private Dovecot, no mailserv: does it pass a reference server?"""
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from dovecot import Dovecot
+
+    upstream = Dovecot()
+    for user, password in users:
+        upstream.add_user(user, password)
+    upstream.start()
+    try:
+        report = run_check(settings_from(args, upstream.imap_port, users), args.trace)
+    finally:
+        upstream.stop()
+    print(f"Dovecot (no mailserv), {args.clients} clients, seed {args.seed}")
+    print(report.text(args.show))
+    return 1 if report.violation_count else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.statecheck", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--backend", default="memory")
+    parser.add_argument("--backend", default="memory", help="or dovecot: no mailserv at all")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--seed", type=int, default=1)
@@ -1268,24 +1300,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.clients < 1 or args.seconds <= 0 or args.users < 1:
         parser.error("--clients, --seconds and --users must be positive")
+    users = [(f"check{i}", "pw-" + secrets.token_hex(6)) for i in range(args.users)]
+    if args.backend == "dovecot":
+        return against_dovecot(args, users)
     data_dir = Path(tempfile.mkdtemp(prefix="mailserv-statecheck-"))
     limits = {"max_connections_per_address": max(2000, args.clients * 2 + 100)}
     server = ServerProcess(data_dir, backend_spec(args.backend), limits=limits)
     try:
         server.start()
-        users = [(f"check{i}", "pw-" + secrets.token_hex(6)) for i in range(args.users)]
         for user, password in users:
             server.add_user(user, password)
-        settings = Settings(
-            port=server.imap_port,
-            users=users,
-            clients=args.clients,
-            seconds=args.seconds,
-            seed=args.seed,
-            round_seconds=args.round,
-            keywords=args.keywords,
-        )
-        report = run_check(settings, args.trace)
+        report = run_check(settings_from(args, server.imap_port, users), args.trace)
         print(f"backend {args.backend}, {args.clients} clients, seed {args.seed}")
         print(report.text(args.show))
         if not server.alive:
