@@ -189,6 +189,33 @@ class Entry:
     """Its UID must be below this (the UIDNEXT of the SELECT that showed it)."""
 
 
+_SIMPLE_TOKEN = re.compile(rb"[()]|[^\s()]+")
+
+
+def parse_simple(data: bytes) -> list[Value]:
+    """:func:`parse_values` for the common case of no strings and no literals, faster."""
+    if b'"' in data or b"{" in data or b"[" in data:
+        return parse_values(data)[0]
+    stack: list[list[Value]] = [[]]
+    for token in _SIMPLE_TOKEN.findall(data):
+        if token == b"(":
+            stack.append([])
+        elif token == b")":
+            if len(stack) == 1:
+                raise ParseError("unbalanced parenthesis")
+            inner = stack.pop()
+            stack[-1].append(inner)
+        elif token.isdigit():
+            stack[-1].append(int(token))
+        elif token.upper() == b"NIL":
+            stack[-1].append(None)
+        else:
+            stack[-1].append(token.decode("utf-8", "replace"))
+    if len(stack) != 1:
+        raise ParseError("unbalanced parenthesis")
+    return stack[0]
+
+
 def flag_names(value: Value) -> list[str] | None:
     if not isinstance(value, list):
         return None
@@ -475,7 +502,7 @@ class Model:
             self.bad(line, f"FETCH {n} beyond the {self.count} messages known")
             return
         try:
-            values, _ = parse_values(rest)
+            values = parse_simple(rest)
             if len(values) != 1 or not isinstance(values[0], list) or len(values[0]) % 2:
                 raise ParseError("not one list of item pairs")
         except ParseError as e:
@@ -723,6 +750,8 @@ class Connection:
         await self.queue.put(None)
 
     async def _next(self, timeout: float = RESPONSE_TIMEOUT) -> bytes | None:
+        if not self.queue.empty():  # the common case, without a timer
+            return self.queue.get_nowait()
         try:
             return await asyncio.wait_for(self.queue.get(), timeout)
         except TimeoutError:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from imapserver import Connector, User
 
-from bench.harness import RawClient, ServerProcess
-from bench.statecheck import Model, Settings, World, compare, run_check
+from bench.harness import ParseError, RawClient, ServerProcess, parse_values
+from bench.statecheck import Model, Settings, World, compare, parse_simple, run_check
 
 KINDS = (
     "SELECT",
@@ -415,3 +415,16 @@ def test_previous_mailbox_updates_during_select() -> None:
     model.untagged(b"* OK [UIDNEXT 3] ok\r\n")
     model.tagged(b"s OK done\r\n")
     assert whats(world) == ["EXISTS 2 below the 4 messages known"]
+
+
+def test_fast_parser_agrees_with_the_harness_parser() -> None:
+    samples = [
+        b"(UID 7 FLAGS (\\Seen $Label1 \\Recent))\r\n",
+        b"(FLAGS () UID 12)\r\n",
+        b"(FLAGS (NIL \\*) RFC822.SIZE 4096)\r\n",
+        b'(UID 3 BODY[HEADER] {6}\r\nab\r\n\r\n ENVELOPE (NIL "s" (("a" NIL "b" "c"))))\r\n',
+    ]
+    for data in samples:
+        assert parse_simple(data) == parse_values(data)[0], data
+    with pytest.raises(ParseError):
+        parse_simple(b"(UID 1 FLAGS (\\Seen)\r\n")
