@@ -242,7 +242,8 @@ class Model:
         self.flags_told = False
         self.initial_exists = False
         self.stale = False
-        """It disagreed with a fresh SELECT: the client selects its mailbox again."""
+        """It saw a violation: the client selects its mailbox again."""
+        self.tainted = False
         self.uidvalidity: int | None = None
         self.uidnext: int | None = None
         self.session_max_uid = 0
@@ -268,6 +269,10 @@ class Model:
 
     def bad(self, line: bytes | str, what: str) -> None:
         self.world.violation(self.name, self.command, line, what)
+        # What it knows may be wrong from now on: keep it out of the shared facts (where it
+        # would blame other clients), and let the client select its mailbox again.
+        self.tainted = True
+        self.stale = True
 
     @property
     def facts(self) -> MailboxFacts | None:
@@ -300,6 +305,7 @@ class Model:
             self.flags_told = False
             self.initial_exists = False
             self.stale = False
+            self.tainted = False
             self.uidvalidity = None
             self.uidnext = None
             self.session_max_uid = 0
@@ -449,7 +455,8 @@ class Model:
             self.session_expunged.add(entry.uid)
             facts = self.facts
             assert facts is not None
-            facts.expunged.setdefault(entry.uid, self.world.clock)
+            if not self.tainted:
+                facts.expunged.setdefault(entry.uid, self.world.clock)
 
     def _flags(self, rest: bytes, line: bytes) -> None:
         if not self._needs_mailbox(line):
@@ -562,7 +569,8 @@ class Model:
                 break
         entry.uid = uid
         self.session_max_uid = max(self.session_max_uid, uid)
-        facts.max_uid = max(facts.max_uid, uid)
+        if not self.tainted:
+            facts.max_uid = max(facts.max_uid, uid)
 
     def _body(self, entry: Entry, name: str, value: Value, line: bytes) -> None:
         if not isinstance(value, bytes) or entry.uid is None:
@@ -1122,8 +1130,9 @@ async def reference_check(settings: Settings, world: World, clients: list[Client
                     model = conn.model
                     mine = model.key(model.mailbox) if model.mailbox else None
                     same = model.state == "selected" and model.user == user and mine == key
+                    same = same and not model.tainted  # (it was reported already)
                     if same and not compare(world, ref.model, model):
-                        model.stale = True  # SELECT again, or it reports the same again
+                        model.stale = model.tainted = True  # SELECT again
                 await ref.logout()
             except (Closed, ConnectionError, OSError) as e:
                 world.violation(ref.name, "(reference)", "", f"reference connection failed: {e}")

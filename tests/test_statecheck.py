@@ -41,9 +41,9 @@ def test_concurrent_clients_see_a_consistent_mailbox(server: ServerProcess, user
         port=server.imap_port,
         users=[(user.name, user.password)],
         clients=8,
-        seconds=8.0,
+        seconds=6.0,
         seed=8,
-        round_seconds=2.5,
+        round_seconds=2.0,
     )
     report = run_check(settings)
     assert report.violation_count == 0, report.text(show=15)
