@@ -250,6 +250,7 @@ class Model:
         self.session_expunged: set[int] = set()
         self.select_snapshot: Snapshot | None = None
         self.bye = False
+        self.after_bye = False
         self.tag: str | None = None
         self.command = "(greeting)"
         self.kind = ""
@@ -327,7 +328,9 @@ class Model:
     def untagged(self, line: bytes) -> None:
         self.world.clock += 1
         if self.bye:
-            self.bad(line, "response after BYE")
+            if not self.after_bye:  # once per connection: a LOGOUT may flush hundreds
+                self.after_bye = True
+                self.bad(line, "response after BYE")
             return
         if line.startswith(b"+"):
             if self.kind != "IDLE":
