@@ -17,7 +17,10 @@ mailbox and fetches ``1:* (UID FLAGS)``: it must agree with every client's model
 Violations are counted with their context, not raised.  Prints the commands per kind,
 commands/s and the violations (the first ``--show``); exits 1 when there was one.
 The server is started like ``bench.run`` does (``--backend`` memory, maildir, sql-sqlite,
-sql-postgresql, proxy); traffic goes only to 127.0.0.1.
+sql-postgresql, proxy; ``dovecot`` runs the checker against a private Dovecot alone, as a
+reference); traffic goes only to 127.0.0.1.  A connection that saw a violation selects its
+mailbox again, and until then what it learns stays out of the shared facts, so one fault is
+not blamed on other clients.  ``--trace FILE`` writes every line sent and received.
 """
 
 from __future__ import annotations
