@@ -245,7 +245,7 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
     parts = build_server(config, reactor)
     top = MultiService()
     gate = _AcceptGate()
-    _BackendService(parts.backend, reactor, gate).setServiceParent(top)
+    _BackendService(parts.backend, reactor, gate, parts.factory).setServiceParent(top)
     listeners: list[tuple[str, str, CertificateOptions | None]] = [
         (d, "IMAP", None) for d in config.imap
     ]
@@ -286,12 +286,23 @@ class _AcceptGate:
 
 class _BackendService(Service):
     """Runs ``backend.start()``/``stop()`` with the service; the listeners start accepting
-    when the start has finished; a failed start stops the reactor."""
+    when the start has finished; a failed start stops the reactor.
 
-    def __init__(self, backend: IBackend, reactor: Any, gate: _AcceptGate | None = None) -> None:
+    On stop (the listeners, later siblings, have stopped listening first), the open
+    sessions of ``factory`` are told ``* BYE`` and closed before the backend stops.
+    """
+
+    def __init__(
+        self,
+        backend: IBackend,
+        reactor: Any,
+        gate: _AcceptGate | None = None,
+        factory: IMAPServerFactory | None = None,
+    ) -> None:
         self.backend = backend
         self._reactor = reactor
         self._gate = gate or _AcceptGate()
+        self._factory = factory
 
     def startService(self) -> None:
         super().startService()
@@ -301,7 +312,10 @@ class _BackendService(Service):
 
     def stopService(self) -> Deferred[object]:
         super().stopService()
-        return maybeDeferred(self.backend.stop)
+        if self._factory is None:
+            return maybeDeferred(self.backend.stop)
+        closed: Deferred[object] = self._factory.shutdown()  # type: ignore[assignment]
+        return closed.addCallback(lambda _: self.backend.stop())
 
     def _failed(self, failure: Failure) -> None:
         _log.failure("The backend failed to start; stopping", failure)

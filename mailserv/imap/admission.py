@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 
+from mailserv.imap.hangup import hang_up
 from mailserv.imap.settings import ServerSettings
 
 
@@ -40,12 +43,19 @@ class ConnectionCounter:
 
 
 class Refused(Protocol):
-    """Says why in one ``* BYE`` line, then hangs up."""
+    """Says why in one ``* BYE`` line, then hangs up (aborting after ``close_timeout``)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, clock: IReactorTime, close_timeout: float) -> None:
         self.reason = reason
+        self._clock = clock
+        self._close_timeout = close_timeout
+        self._abort: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         assert self.transport is not None
         self.transport.write(b"* BYE " + self.reason.encode("ascii") + b"\r\n")
-        self.transport.loseConnection()
+        self._abort = hang_up(self.transport, self._clock, self._close_timeout)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()

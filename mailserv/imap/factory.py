@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.ssl import CertificateOptions
@@ -50,14 +51,42 @@ class IMAPServerFactory(ServerFactory):
         self.commands = command_table()
         self.mechanisms = mechanisms if mechanisms is not None else Mechanisms.discover()
         self.connections = ConnectionCounter(self.settings)
+        self.sessions: set[IMAPServerProtocol] = set()
+        """The open connections (for ``shutdown``)."""
+        self._gone_waiters: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: Any) -> Protocol:
         address = str(getattr(addr, "host", addr))
         refusal = self.connections.admit(address)
         if refusal is not None:
             _log.info("Refused a connection from {address}: {why}", address=address, why=refusal)
-            return Refused(refusal)
+            return Refused(refusal, self.clock, self.settings.close_timeout)
         protocol = IMAPServerProtocol(self)
         protocol.factory = self
-        protocol.on_close = lambda: self.connections.release(address)
+        self.sessions.add(protocol)
+
+        def closed() -> None:
+            self.connections.release(address)
+            self.sessions.discard(protocol)
+            if not self.sessions:
+                waiters, self._gone_waiters = self._gone_waiters, []
+                for waiter in waiters:
+                    waiter.callback(None)
+
+        protocol.on_close = closed
         return protocol
+
+    def shutdown(self, text: str = "Server shutting down") -> Deferred[None]:
+        """Tell every open session BYE and close it; fires once all are gone (each within
+        ``settings.close_timeout``, or just after if its command is still running).
+
+        Stop listening first: a connection accepted meanwhile is not waited for.
+        """
+        done: Deferred[None] = Deferred()
+        if not self.sessions:
+            done.callback(None)
+            return done
+        self._gone_waiters.append(done)
+        for session in list(self.sessions):
+            session.shutdown(text)
+        return done

@@ -4,6 +4,12 @@ Commands are parsed as soon as they arrive (so a synchronizing literal gets its 
 once) and run one at a time, in order, each to its tagged reply: pipelined commands are
 answered in order even when the backend answers late.  Untagged updates from other
 sessions are flushed when a command ends, or at once while IDLE.
+
+Flow control both ways: while ``max_pipelined`` commands (or ``max_queued_bytes``) wait,
+input is left unparsed in the framer and the transport stops reading, so a client that
+pipelines without limit is slowed by TCP, never refused; while the transport's write
+buffer is full (a client that does not read), no further command starts.  A command's
+responses go out in one write when it ends (big FETCH output in 64 KiB writes).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from zope.interface import implementer
 from mailserv import errors
 from mailserv.imap import capabilities
 from mailserv.imap.commands import CommandSpec, State
+from mailserv.imap.hangup import hang_up, set_no_delay
 from mailserv.imap.parser import (
     CommandFramer,
     ContinueLiteral,
@@ -42,6 +49,9 @@ if TYPE_CHECKING:
     from mailserv.interfaces import IAccount
 
 _log = Logger()
+
+_WRITE_CHUNK = 64 * 1024
+"""Output held for one write at most; a command's responses beyond it go out as they come."""
 
 _BACKEND_TEXT = {
     errors.MailboxNotFound: "No such mailbox",
@@ -76,9 +86,21 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self._logout: Callable[[], object] | None = None
         self._queue: deque[tuple[Command | FrameError | ParseError, int]] = deque()
         self._queued_bytes = 0
+        """Bytes of the commands in ``_queue`` (parsed, not started)."""
         self._transport_paused = False
+        self._stalled = False
+        """Parsing stopped because the queue was full; input waits in the framer."""
         self._running = False
         self._reading_paused = False
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._corked = False
+        """While a command runs, its responses are gathered for one write."""
+        self._hangup_call: IDelayedCall | None = None
+        """Set once the connection is closing (after BYE): the abort after close_timeout."""
+        self._deadline_call: IDelayedCall | None = None
+        self._bye_pending: bytes | None = None
+        """A BYE to say (and close) when the running command ends (server shutdown)."""
         self._line_waiter: defer.Deferred[bytes] | None = None
         self._write_paused = False
         self._drain_waiters: list[defer.Deferred[None]] = []
@@ -93,6 +115,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
     # -- connection ---------------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        set_no_delay(self.transport)
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self.setTimeout(self.settings.preauth_timeout)
         caps = b" ".join(capabilities.for_session(self))
@@ -106,7 +129,13 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self.state = State.LOGOUT
         if self._pump_call is not None and self._pump_call.active():
             self._pump_call.cancel()
+        for call in (self._hangup_call, self._deadline_call):
+            if call is not None and call.active():
+                call.cancel()
         self._queue.clear()
+        self._queued_bytes = 0
+        self._out.clear()
+        self._out_size = 0
         if self._line_waiter is not None:
             waiter, self._line_waiter = self._line_waiter, None
             waiter.errback(Failure(ConnectionError("connection lost")))
@@ -122,8 +151,12 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
                 _log.failure("Error while logging out {user}", user=self.username)
 
     def timeoutConnection(self) -> None:
-        self.write(b"* BYE Autologout; idle for too long\r\n")
-        self.transport.loseConnection()  # type: ignore[union-attr]
+        self.bye("Autologout; idle for too long")
+
+    @property
+    def transport_gone(self) -> bool:
+        """Whether the connection is lost or closing (the state may change under an await)."""
+        return self.state is State.LOGOUT
 
     @property
     def secure(self) -> bool:
@@ -149,6 +182,25 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
     # -- output -------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        """Send ``data``; while a command runs it waits for the command's end (or 64 KiB)."""
+        if self.transport is None or self._hangup_call is not None:
+            return
+        if not self._corked:
+            self.flush_output()
+            self.transport.write(data)
+            return
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._out_size >= _WRITE_CHUNK:
+            self.flush_output()
+
+    def flush_output(self) -> None:
+        """Hand what the running command wrote so far to the transport, in one write."""
+        if not self._out:
+            return
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out.clear()
+        self._out_size = 0
         if self.transport is not None:
             self.transport.write(data)
 
@@ -169,6 +221,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
 
     async def drain(self) -> None:
         """Wait while the client is slower than we write (large FETCH responses)."""
+        self.flush_output()
         while self._write_paused and self.state is not State.LOGOUT:
             waiter: defer.Deferred[None] = defer.Deferred()
             self._drain_waiters.append(waiter)
@@ -177,29 +230,35 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
     # -- input --------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        if self._hangup_call is not None:
+            return  # BYE said: what the client still sends is read and dropped
         self.resetTimeout()
         self.framer.feed(data)
         self._pump()
-        if self.framer.pending > self.settings.max_line and self._blocked():
-            # Nothing is being consumed: stop reading from the socket until it is.
-            self.transport.pauseProducing()  # type: ignore[union-attr]
-            self._transport_paused = True
 
     def _blocked(self) -> bool:
-        return self._reading_paused or self._queued_bytes > self.settings.max_command_size
+        """Whether parsing must wait: an exclusive command runs, or the queue is full."""
+        s = self.settings
+        return (
+            self._reading_paused
+            or len(self._queue) >= max(1, s.max_pipelined)
+            or self._queued_bytes >= max(1, s.max_queued_bytes)
+        )
 
     def _pump(self) -> None:
-        if self._transport_paused and not self._blocked():
-            self._transport_paused = False
-            self.transport.resumeProducing()  # type: ignore[union-attr]
-        while not self._blocked() and self.state is not State.LOGOUT:
+        """Parse and queue what the input holds, as far as the queue takes it."""
+        self._stalled = False
+        while self.state is not State.LOGOUT:
+            if self._blocked():
+                self._stalled = True
+                break
             event = self.framer.next_event()
             if event is None:
-                return
+                break
             if isinstance(event, Line):
                 self._deliver_line(event.raw)
             elif isinstance(event, ContinueLiteral):
-                self.write(b"+ Ready for literal data\r\n")
+                self._write_now(b"+ Ready for literal data\r\n")
             elif isinstance(event, FrameError):
                 if event.fatal:
                     self._fatal(event)
@@ -211,6 +270,21 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
                     self._enqueue(event, 0)
             elif isinstance(event, Frame):
                 self._take_frame(event.raw)
+        self._regulate_reading()
+
+    def _regulate_reading(self) -> None:
+        """Stop reading from the socket while unparsed input piles up behind a full queue
+        (memory stays bounded by bytes, whatever the client sends); read again once the
+        queue takes more."""
+        if self.transport is None or self._hangup_call is not None:
+            return
+        hold = self._stalled and self.framer.pending > self.settings.max_line
+        if hold and not self._transport_paused:
+            self._transport_paused = True
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        elif not hold and self._transport_paused:
+            self._transport_paused = False
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
 
     def _take_frame(self, raw: bytes) -> None:
         try:
@@ -224,12 +298,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self._enqueue(command, len(raw))
 
     def _enqueue(self, item: Command | FrameError | ParseError, size: int) -> None:
-        """Queue a command; ``size`` counts toward the bytes held for queued commands."""
-        if len(self._queue) >= self.settings.max_pipelined:
-            self.write(b"* BYE Too many commands in flight\r\n")
-            self.transport.loseConnection()  # type: ignore[union-attr]
-            self.state = State.LOGOUT
-            return
+        """Queue a command; ``size`` counts toward ``max_queued_bytes``."""
         self._queue.append((item, size))
         self._queued_bytes += size
         if not self._running:
@@ -238,19 +307,30 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
     def _fatal(self, event: FrameError) -> None:
         if event.tag:
             self.write(tagged(event.tag.encode(), b"BAD", event.text, _code(event.code)))
-        self.write(b"* BYE " + event.text.encode("utf-8", "replace") + b"\r\n")
-        self.transport.loseConnection()  # type: ignore[union-attr]
-        self.state = State.LOGOUT
+        self.bye(event.text)
 
     def _deliver_line(self, raw: bytes) -> None:
         if self._line_waiter is not None:
             waiter, self._line_waiter = self._line_waiter, None
             waiter.callback(raw)
         else:
-            self.write(b"* BAD Unexpected continuation line\r\n")
+            self._write_now(b"* BAD Unexpected continuation line\r\n")
+
+    def _write_now(self, data: bytes) -> None:
+        """Write outside the running command's batch (the client waits for it)."""
+        self.flush_output()
+        corked, self._corked = self._corked, False
+        self.write(data)
+        self._corked = corked
 
     async def read_line(self) -> bytes:
-        """The next raw line from the client (for IDLE's DONE and SASL responses)."""
+        """The next raw line from the client (for IDLE's DONE and SASL responses).
+
+        What the command wrote so far goes out first; while waiting, writes (IDLE's
+        updates) go out at once.
+        """
+        self.flush_output()
+        corked, self._corked = self._corked, False
         self.framer.set_line_mode(True)
         self._line_waiter = defer.Deferred()
         waiter = self._line_waiter
@@ -259,6 +339,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         try:
             return await waiter
         finally:
+            self._corked = corked
             self._reading_paused = True
             self.framer.set_line_mode(False)
 
@@ -272,14 +353,28 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
     async def _drain_queue(self) -> None:
         try:
             while self._queue and self.state is not State.LOGOUT:
+                if self._write_paused:
+                    # The client does not read: start nothing more until it does, so
+                    # output cannot pile up; the queue fills and reading stops.
+                    await self.drain()
+                    if self.transport_gone:
+                        break
                 item, size = self._queue.popleft()
+                self._queued_bytes -= size
+                if self._stalled:
+                    self._schedule_pump()
+                self.resetTimeout()  # a client whose commands wait in the queue is not idle
+                self._corked = True
                 try:
                     await self._execute(item)
                 finally:
-                    self._queued_bytes -= size
+                    self._corked = False
+                    self.flush_output()
+                if self._bye_pending is not None and not self.transport_gone:
+                    self._say_bye(self._bye_pending)
         finally:
             self._running = False
-        if self.state is not State.LOGOUT and (self._reading_paused or self._transport_paused):
+        if self.state is not State.LOGOUT and (self._reading_paused or self._stalled):
             self._reading_paused = False
             self._schedule_pump()
 
@@ -326,7 +421,9 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             text = str(exc) or _BACKEND_TEXT.get(type(exc), "Operation failed")
             self._finish(tagged(tag, b"NO", text, _code(exc.code)))
             return
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, ConnectionError) and self.transport_gone:
+                return  # the connection went while the command waited for the client
             _log.failure("Command {name} failed for {user}", name=command.name, user=self.username)
             self._finish(tagged(tag, b"NO", "Internal server error, logged", b"SERVERBUG"))
             return
@@ -344,6 +441,8 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             self.end()
 
     async def _flush(self, spec: CommandSpec, command: Command) -> None:
+        if self.closing:
+            return  # after BYE (LOGOUT) only the tagged reply follows
         if self.selected is not None and self.state is State.SELECTED:
             await self.selected.flush(expunges=spec.expunge_ok or command.uid)
 
@@ -358,20 +457,61 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
 
     def start_tls(self) -> None:
         """Switch to TLS after the tagged OK; anything the client pipelined is dropped."""
+        self.flush_output()
         self.framer.discard_buffer()
         self.transport.startTLS(self.factory.tls)  # type: ignore[union-attr]
         self._tls_started = True
 
     def end(self) -> None:
-        """Stop reading, drop queued commands, close after what is written."""
+        """Stop reading, drop queued commands, close after what is written: TLS
+        close_notify and TCP FIN at once, the connection aborted if it lingers beyond
+        ``close_timeout``."""
         self.state = State.LOGOUT
         self._queue.clear()
-        self.transport.loseConnection()  # type: ignore[union-attr]
+        self._queued_bytes = 0
+        self.flush_output()
+        if self.transport is None or self._hangup_call is not None:
+            return
+        if self._transport_paused:
+            # Read again: the peer's close_notify or FIN ends the connection sooner.
+            self._transport_paused = False
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+        self._hangup_call = hang_up(
+            self.transport, self.factory.clock, self.settings.close_timeout, producing=True
+        )
 
     def disconnect(self, text: str) -> None:
         """Say BYE now; the connection closes after the running command's tagged reply."""
-        self.write(b"* BYE " + text.encode("utf-8", "replace") + b"\r\n")
+        self.write(_bye_line(text))
         self.closing = True
+
+    def bye(self, text: str) -> None:
+        """Say BYE and close now (autologout, fatal input)."""
+        self._say_bye(_bye_line(text))
+
+    def _say_bye(self, line: bytes) -> None:
+        self._bye_pending = None
+        self._write_now(line)
+        self.end()
+
+    def shutdown(self, text: str = "Server shutting down") -> None:
+        """The server stops: BYE and close, at once if no command runs (or it waits for
+        the client, as IDLE does), else when the running command ends.  The connection
+        is aborted ``close_timeout`` from now whatever happens."""
+        if self._hangup_call is not None:
+            return
+        if not self._running or self._line_waiter is not None:
+            self.bye(text)
+            return
+        self._bye_pending = _bye_line(text)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._reading_paused = True
+        if self._deadline_call is None and self.transport is not None:
+            self._deadline_call = self.factory.clock.callLater(
+                self.settings.close_timeout,
+                self.transport.abortConnection,  # type: ignore[attr-defined]
+            )
 
     def deselect(self) -> None:
         if self.selected is not None:
@@ -384,6 +524,10 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self.deselect()
         self.selected = view
         self.state = State.SELECTED
+
+
+def _bye_line(text: str) -> bytes:
+    return b"* BYE " + text.encode("utf-8", "replace") + b"\r\n"
 
 
 def _code(code: str | None) -> bytes | None:

@@ -20,7 +20,14 @@ class ServerSettings:
     max_connections_per_address: int = 2_000
     """Connections held at once from one client address."""
     max_pipelined: int = 64
-    """Commands queued behind the running one before the connection is told BYE."""
+    """Commands parsed and queued behind the running one; beyond it the server stops
+    reading from the connection until the queue drains (TCP flow control, never BYE)."""
+    max_queued_bytes: int = 16 * 1024 * 1024
+    """Bytes of queued commands (literals included) beyond which the server stops reading,
+    as for ``max_pipelined``."""
+    close_timeout: float = 2.0
+    """Seconds a connection may take to go after the server said BYE (TLS close_notify
+    sent, TCP closing) before it is aborted."""
     idle_timeout: float = 30 * 60
     """Seconds of silence allowed after login (RFC 3501 5.4: at least 30 minutes)."""
     preauth_timeout: float = 60
