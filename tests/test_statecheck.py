@@ -126,6 +126,70 @@ def test_logout_with_updates_pending(connect: Connector) -> None:
     assert world.violations == [], "\n".join(map(str, world.violations))
 
 
+class Idling:
+    """``one`` in IDLE: ``interrupt`` sends DONE and the next command in one write, so the
+    server reads them while it may still be working on an update it owes the IDLE."""
+
+    def __init__(self, one: Checked) -> None:
+        self.one = one
+        self.tag = one.client.next_tag()
+        one.model.begin(self.tag, "IDLE")
+        one.client.send(f"{self.tag} IDLE\r\n")
+        while not (line := one.client.read_response()).startswith(b"+"):
+            one.model.untagged(line)
+
+    def interrupt(self, command: str, target: str | None = None) -> None:
+        one = self.one
+        tag = one.client.next_tag()
+        one.client.send(f"DONE\r\n{tag} {command}\r\n")
+        idle = one.client.read_until_tagged(self.tag)
+        for line in idle.untagged:
+            one.model.untagged(line)
+        one.model.tagged(idle.line)
+        one.model.begin(tag, command, target)
+        response = one.client.read_until_tagged(tag)
+        for line in response.untagged:
+            one.model.untagged(line)
+        one.model.tagged(response.line)
+
+
+IDLE_ROUNDS = 12
+"""The race is between a thread's answer and the client's next bytes: a few tries."""
+
+
+def test_idle_update_not_sent_into_the_next_select(connect: Connector) -> None:
+    """An update for the mailbox IDLE watched, computed as the client ends IDLE and selects
+    another mailbox, must not be written into the other mailbox's SELECT or after it."""
+    world, (a, b) = sessions(connect, 2)
+    b.client.command("CREATE Other")
+    b.client.append_many("Other", [MESSAGE] * 2)
+    for _ in range(IDLE_ROUNDS):
+        a.run("SELECT INBOX", target="INBOX")
+        idling = Idling(a)
+        b.client.append_many("INBOX", [MESSAGE])
+        idling.interrupt('SELECT "Other"', target="Other")
+    fresh_agrees(world, connect)
+    assert world.violations == [], "\n".join(map(str, world.violations))
+
+
+def test_idle_update_not_sent_into_the_next_fetch(connect: Connector) -> None:
+    """IDLE ends while the server computes an update (a new message, an expunge, a new
+    keyword: another session's MOVE within the mailbox): the FETCH that follows gets no
+    EXPUNGE, no message before its EXISTS and no keyword before its FLAGS."""
+    world, (a,) = sessions(connect, 1)
+    mover = connect.raw()  # not modelled: its own MOVEs are not checked here
+    mover.append_many("INBOX", [MESSAGE] * 3)
+    assert mover.command("SELECT INBOX").ok
+    a.run("SELECT INBOX", target="INBOX")
+    for n in range(IDLE_ROUNDS):
+        assert mover.command(f"STORE 1 +FLAGS ($Idle{n})").ok
+        idling = Idling(a)
+        assert mover.command("MOVE 1 INBOX").ok  # one new message, one expunged
+        idling.interrupt("FETCH 1:* (UID FLAGS)")
+    fresh_agrees(world, connect, a)
+    assert world.violations == [], "\n".join(map(str, world.violations))
+
+
 # -- the model against wrong response streams ----------------------------------------------
 
 
