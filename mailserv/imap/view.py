@@ -85,6 +85,9 @@ class SelectedView:
         self.readonly = readonly
         self.uids: list[int] = []
         self.recent: set[int] = set()
+        """The session's \\Recent messages among ``uids``."""
+        self._recent_ahead: set[int] = set()
+        """Claimed as \\Recent before the event that announces them came."""
         self._added: list[int] = []
         self._flags: dict[int, FlagChange] = {}
         self._expunged: list[int] = []
@@ -116,9 +119,11 @@ class SelectedView:
         ``uids`` was expunged before the snapshot, whenever its event comes.
         """
         self.uids = list(uids)
-        self.recent = set(recent)
+        self.recent = set()
+        self._recent_ahead = set()
         self._base_modseq = base_modseq
         self._floor = max(uidnext - 1, 0)
+        self._claimed(recent)
 
     def close(self) -> None:
         """No more events; whatever is pending or being computed is never written."""
@@ -261,12 +266,20 @@ class SelectedView:
         if not self.readonly and self._fresh_pending():
             # Claimed before anything changes, so nothing awaits between the change to
             # the sequence map and the write that tells the client of it.
-            self.recent.update(await self.mailbox.claim_recent())
+            self._claimed(await self.mailbox.claim_recent())
         if self.closed or (idle and not self.session.idling):
             return  # another mailbox is selected, or IDLE ended: its command flushes
         out = self._updates(expunges)
         if out:
             self.write_fetches(out)
+
+    def _claimed(self, uids: Iterable[int]) -> None:
+        last = self.uids[-1] if self.uids else 0
+        for uid in uids:
+            if uid > last:
+                self._recent_ahead.add(uid)
+            elif self.seq_of(uid) is not None:
+                self.recent.add(uid)
 
     def _last(self) -> int:
         """The highest UID the client knows of, or was told is below UIDNEXT."""
@@ -303,7 +316,7 @@ class SelectedView:
             dead = [uid for uid in fresh if uid in pending]
             if dead:
                 self._gone_ahead.update(dead)
-                self.recent.difference_update(dead)
+                self._recent_ahead.difference_update(dead)
                 fresh = [uid for uid in fresh if uid not in pending]
         if not fresh:
             return []
@@ -311,11 +324,10 @@ class SelectedView:
         last = fresh[-1]
         if self._gone_ahead:
             self._gone_ahead = {uid for uid in self._gone_ahead if uid > last}
-        # ``recent`` may hold UIDs claimed before their event came: not counted yet.
-        return [
-            b"* %d EXISTS\r\n" % len(self.uids),
-            b"* %d RECENT\r\n" % sum(1 for uid in self.recent if self.seq_of(uid) is not None),
-        ]
+        if self._recent_ahead:
+            self.recent.update(self._recent_ahead.intersection(fresh))
+            self._recent_ahead = {uid for uid in self._recent_ahead if uid > last}
+        return [b"* %d EXISTS\r\n" % len(self.uids), b"* %d RECENT\r\n" % len(self.recent)]
 
     def remove(self, uids: Sequence[int]) -> list[bytes]:
         """Drop expunged UIDs from the view; the EXPUNGE lines to send, highest first.
@@ -330,7 +342,7 @@ class SelectedView:
                 seqs.append(seq)
             elif uid > last:
                 self._gone_ahead.add(uid)
-                self.recent.discard(uid)
+                self._recent_ahead.discard(uid)
             self._told_modseq.pop(uid, None)
             self._flags.pop(uid, None)
         seqs.sort(reverse=True)
