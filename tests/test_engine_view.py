@@ -11,7 +11,7 @@ from zope.interface.verify import verifyObject
 
 from mailserv.backends.memory import factory as memory
 from mailserv.imap.view import SelectedView
-from mailserv.interfaces import IMailboxListener, StoreMode
+from mailserv.interfaces import FlagChange, IMailboxListener, StoreMode
 
 
 class Session:
@@ -79,3 +79,65 @@ def test_a_lost_mailbox_ends_the_session() -> None:
     view = SelectedView(session, box, False, [], [])  # type: ignore[arg-type]
     view.mailbox_lost(box, "gone upstream")
     assert session.out == [b"* BYE Mailbox lost: gone upstream\r\n"]
+
+
+def three_messages() -> tuple[Any, SelectedView, Session]:
+    account = resolve(memory.build({}, ".", Clock()).account("alice"))
+    box = resolve(account.open("INBOX"))
+    for n in range(3):
+        resolve(box.append(b"Subject: %d\r\n\r\nbody\r\n" % n, frozenset(), None, None))
+    session = Session()
+    view = SelectedView(session, box, False, resolve(box.uids()), [])  # type: ignore[arg-type]
+    return box, view, session
+
+
+def test_a_flag_update_older_than_what_was_sent_is_dropped() -> None:
+    """Events may come late (a backend answering from threads): queued or arriving after the
+    newer flags were sent, an older update is never written."""
+    box, view, session = three_messages()
+    other = object()
+    older = FlagChange(1, frozenset({"\\Seen"}), 10)
+    view.flags_changed(box, [older], other)  # queued
+    view.flags_with_recent(1, frozenset({"\\Seen", "\\Flagged"}), 11)  # a STORE's answer
+    run(view.flush(expunges=True))
+    assert session.out == []
+    view.flags_changed(box, [FlagChange(2, frozenset({"\\Seen"}), 12)], other)
+    view.own_changes([FlagChange(2, frozenset({"\\Answered"}), 13)])  # a STORE.SILENT
+    view.flags_changed(box, [older], other)  # arriving after
+    run(view.flush(expunges=True))
+    assert session.out == []
+    view.flags_changed(box, [FlagChange(1, frozenset(), 14)], other)  # newer: sent
+    run(view.flush(expunges=True))
+    assert session.out == [b"* 1 FETCH (UID 1 FLAGS ())\r\n"]
+
+
+def test_a_message_expunged_before_it_was_announced_is_never_announced() -> None:
+    box, view, session = three_messages()
+    other = object()
+    view.messages_added(box, [4], other)
+    assert view.remove([4]) == []  # our EXPUNGE took it before any EXISTS
+    run(view.flush(expunges=True))
+    view.messages_expunged(box, [6], other)  # the expunge event before the append's
+    run(view.flush(expunges=True))
+    view.messages_added(box, [5, 6], other)
+    view.messages_added(box, [4], other)
+    run(view.flush(expunges=True))
+    assert session.out == [b"* 4 EXISTS\r\n* 3 RECENT\r\n"]
+    assert view.uids == [1, 2, 3, 5]
+    view.messages_added(box, [7], other)
+    view.messages_expunged(box, [7], other)  # both pending: neither is sent
+    run(view.flush(expunges=False))
+    assert view.uids == [1, 2, 3, 5]
+    assert session.out == [b"* 4 EXISTS\r\n* 3 RECENT\r\n"]
+
+
+def test_nothing_is_written_for_a_closed_view_or_after_idle() -> None:
+    box, view, session = three_messages()
+    session.idling = True
+    view.messages_expunged(box, [2], object())  # while IDLE: at once
+    assert session.out == [b"* 2 EXPUNGE\r\n"]
+    session.idling = False
+    view.close()
+    view.messages_added(box, [9], object())
+    run(view.flush(expunges=True))
+    assert session.out == [b"* 2 EXPUNGE\r\n"]

@@ -32,7 +32,7 @@ def _compile(view: SelectedView, item: FetchItem) -> Renderer:
     if name == "UID":
         return lambda m, raw: b"UID %d" % m.uid
     if name == "FLAGS":
-        return lambda m, raw: b"FLAGS " + view.flags_with_recent(m.uid, m.flags)
+        return lambda m, raw: b"FLAGS " + view.flags_with_recent(m.uid, m.flags, m.modseq)
     if name == "INTERNALDATE":
         return lambda m, raw: b"INTERNALDATE " + encode.internaldate(m.internaldate)
     if name == "RFC822.SIZE":
@@ -120,4 +120,5 @@ async def _mark_seen(
     if view.readonly or not uids:
         return set()
     result = await view.mailbox.store(uids, StoreMode.ADD, frozenset({SEEN}), session)
+    view.own_changes(result.changed)
     return {change.uid for change in result.changed}

@@ -10,6 +10,21 @@ EXAMINE list the system flags; a keyword is announced with a new ``* FLAGS`` (an
 ``PERMANENTFLAGS``) just before the first FETCH response that carries it, whoever set it.
 The backends have no "keywords of a mailbox" call, so the list grows from the flags the
 session is about to be sent; it never shrinks while the mailbox stays selected.
+
+Events may come late and out of order (a backend that commits in threads reports each change
+when its own transaction returns), so the view keeps what it needs to stay consistent with
+what the client was told:
+
+* the mod-sequence of the flags last sent per message (above the mailbox's HIGHESTMODSEQ at
+  SELECT; older ones need no entry): a flag update no newer than what the client has is
+  dropped, whether queued or arriving after;
+* the UIDs expunged before the client was told they exist: they are never announced, so an
+  EXPUNGE the client cannot place (or a message that stays forever) cannot happen;
+* one flush at a time (a lock): IDLE's updates and a command's are never interleaved, and
+  an update computed while IDLE is written only if the session is still idling, so no
+  EXPUNGE slips into a later FETCH, STORE or SEARCH and nothing of a mailbox closed since is
+  written at all.  The sequence map changes only in the same reactor turn as the write that
+  tells the client (no await in between), so a command never uses a number not yet sent.
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from twisted.internet import defer
+from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -49,33 +65,69 @@ def flags_responses(keywords: Iterable[str], readonly: bool) -> bytes:
 
 @implementer(IMailboxListener)
 class SelectedView:
-    """Sequence numbers are positions in ``uids`` (ascending), as the client knows them."""
+    """Sequence numbers are positions in ``uids`` (ascending), as the client knows them.
+
+    The view listens from its creation; SELECT creates it before reading the mailbox and
+    then calls :meth:`load`, so no change falls between the snapshot and the first event.
+    """
 
     def __init__(
         self,
         session: IMAPServerProtocol,
         mailbox: IMailbox,
         readonly: bool,
-        uids: Sequence[int],
-        recent: Sequence[int],
+        uids: Sequence[int] = (),
+        recent: Sequence[int] = (),
+        base_modseq: int = 0,
     ) -> None:
         self.session = session
         self.mailbox = mailbox
         self.readonly = readonly
-        self.uids: list[int] = list(uids)
-        self.recent: set[int] = set(recent)
+        self.uids: list[int] = []
+        self.recent: set[int] = set()
+        """The session's \\Recent messages among ``uids``."""
+        self._recent_ahead: set[int] = set()
+        """Claimed as \\Recent before the event that announces them came."""
         self._added: list[int] = []
         self._flags: dict[int, FlagChange] = {}
         self._expunged: list[int] = []
-        self._flushing = False
-        self._again = False
+        self._gone_ahead: set[int] = set()
+        """UIDs above the last one announced that were expunged before being announced."""
+        self._base_modseq = 0
+        self._floor = 0
+        """UIDs up to this one are announced or gone (the SELECT's UIDNEXT - 1)."""
+        self._told_modseq: dict[int, int] = {}
+        """Mod-sequence of the flags last sent per UID, when above ``_base_modseq``."""
+        self._lock = DeferredLock()
+        self._wake_pending = False
+        self.closed = False
         self._told: frozenset[str] = _ALWAYS_KNOWN
         """Flags of the last FLAGS response (SELECT/EXAMINE sent the system flags)."""
         self._untold: set[str] = set()
         """Flags rendered into FETCH responses that the client has not been told of yet."""
+        self.load(uids, recent, base_modseq)
         mailbox.add_listener(self)
 
+    def load(
+        self, uids: Sequence[int], recent: Sequence[int], base_modseq: int, uidnext: int = 0
+    ) -> None:
+        """The mailbox as SELECT read it, after the view started listening.
+
+        ``base_modseq``: a HIGHESTMODSEQ read before ``uids``; any flag change at or below
+        it happened before the client could have been told a message's flags.
+        ``uidnext``: the UIDNEXT the client is told; a message below it that is not in
+        ``uids`` was expunged before the snapshot, whenever its event comes.
+        """
+        self.uids = list(uids)
+        self.recent = set()
+        self._recent_ahead = set()
+        self._base_modseq = base_modseq
+        self._floor = max(uidnext - 1, 0)
+        self._claimed(recent)
+
     def close(self) -> None:
+        """No more events; whatever is pending or being computed is never written."""
+        self.closed = True
         self.mailbox.remove_listener(self)
 
     # -- addressing ---------------------------------------------------------------------
@@ -115,17 +167,42 @@ class SelectedView:
                 out.append(low + 1)
         return out
 
-    def flags_with_recent(self, uid: int, flags: frozenset[str]) -> bytes:
-        """A FETCH FLAGS value; notes the keywords not announced yet.
+    # -- flags --------------------------------------------------------------------------
+
+    def flags_with_recent(self, uid: int, flags: frozenset[str], modseq: int = 0) -> bytes:
+        """A FETCH FLAGS value; notes the keywords not announced yet, and that the client
+        now has the flags of ``modseq`` (a queued update no newer is dropped).
 
         Whatever writes the result must write ``announcement()`` before it (``write_fetches``
         does).  Usually every flag is known and the cost is one subset test.
         """
         if not flags <= self._told:
             self._untold.update(flags - self._told)
+        if modseq:
+            self._note_told(uid, modseq)
         if uid in self.recent:
             return encode.flag_list(flags | {"\\Recent"})
         return encode.flag_list(flags)
+
+    def own_changes(self, changes: Sequence[FlagChange]) -> None:
+        """Flag changes this session made: the client knows them (it asked), so an older
+        update from another session, queued or still to come, is not sent after them."""
+        for change in changes:
+            if change.modseq:
+                self._note_told(change.uid, change.modseq)
+
+    def _note_told(self, uid: int, modseq: int) -> None:
+        if modseq > self._told_modseq.get(uid, self._base_modseq):
+            self._told_modseq[uid] = modseq
+        queued = self._flags.get(uid)
+        if queued is not None and queued.modseq and queued.modseq <= modseq:
+            del self._flags[uid]
+
+    def _stale(self, change: FlagChange) -> bool:
+        """Whether the client already has these flags or newer ones."""
+        return bool(change.modseq) and change.modseq <= self._told_modseq.get(
+            change.uid, self._base_modseq
+        )
 
     def announcement(self) -> bytes:
         """The FLAGS/PERMANENTFLAGS owed for flags rendered since the last call, or ``b""``."""
@@ -155,7 +232,11 @@ class SelectedView:
     ) -> None:
         if origin is not self.session:
             for change in changes:
-                self._flags[change.uid] = change
+                if self._stale(change):
+                    continue
+                queued = self._flags.get(change.uid)
+                if queued is None or not (change.modseq and queued.modseq > change.modseq):
+                    self._flags[change.uid] = change
             self._wake()
 
     def mailbox_lost(self, mailbox: IMailbox, reason: str) -> None:
@@ -163,54 +244,108 @@ class SelectedView:
         self.session.disconnect(f"Mailbox lost: {reason}")
 
     def _wake(self) -> None:
-        if self.session.idling:
-            d = defer.Deferred.fromCoroutine(self.flush(expunges=True))
+        if self.session.idling and not self._wake_pending and not self.closed:
+            self._wake_pending = True
+            d = defer.Deferred.fromCoroutine(self._idle_flush())
             d.addErrback(lambda f: _log.failure("IDLE update failed", f))
 
     # -- reporting ----------------------------------------------------------------------
 
     async def flush(self, expunges: bool) -> None:
-        """Write the pending updates that may go out now."""
-        if self._flushing:
-            self._again = True
-            return
-        self._flushing = True
-        try:
-            self._again = True
-            while self._again:
-                self._again = False
-                await self._flush_once(expunges)
-        finally:
-            self._flushing = False
+        """Write the pending updates that may go out now (after the flush in progress)."""
+        async with self._lock:
+            await self._flush_locked(expunges, idle=False)
 
-    async def _flush_once(self, expunges: bool) -> None:
+    async def _idle_flush(self) -> None:
+        async with self._lock:
+            self._wake_pending = False
+            if self.session.idling:
+                await self._flush_locked(True, idle=True)
+
+    async def _flush_locked(self, expunges: bool, idle: bool) -> None:
+        if not self.readonly and self._fresh_pending():
+            # Claimed before anything changes, so nothing awaits between the change to
+            # the sequence map and the write that tells the client of it.
+            self._claimed(await self.mailbox.claim_recent())
+        if self.closed or (idle and not self.session.idling):
+            return  # another mailbox is selected, or IDLE ended: its command flushes
+        out = self._updates(expunges)
+        if out:
+            self.write_fetches(out)
+
+    def _claimed(self, uids: Iterable[int]) -> None:
+        last = self.uids[-1] if self.uids else 0
+        for uid in uids:
+            if uid > last:
+                self._recent_ahead.add(uid)
+            elif self.seq_of(uid) is not None:
+                self.recent.add(uid)
+
+    def _last(self) -> int:
+        """The highest UID the client knows of, or was told is below UIDNEXT."""
+        return max(self.uids[-1], self._floor) if self.uids else self._floor
+
+    def _fresh_pending(self) -> bool:
+        last = self._last()
+        return any(uid > last for uid in self._added)
+
+    def _updates(self, expunges: bool) -> list[bytes]:
+        """The pending updates as responses (the view changes accordingly); no await."""
         out: list[bytes] = []
         if self._added:
-            added, self._added = sorted(self._added), []
-            last = self.uids[-1] if self.uids else 0
-            fresh = [uid for uid in added if uid > last]
-            if fresh:
-                self.uids.extend(fresh)
-                out.append(b"* %d EXISTS\r\n" % len(self.uids))
-                if not self.readonly:
-                    self.recent.update(await self.mailbox.claim_recent())
-                out.append(b"* %d RECENT\r\n" % len(self.recent))
+            out.extend(self._announce_added())
         if self._flags:
             changes, self._flags = self._flags, {}
             for change in changes.values():
                 seq = self.seq_of(change.uid)
-                if seq is not None:
-                    flags = self.flags_with_recent(change.uid, change.flags)
+                if seq is not None and not self._stale(change):
+                    flags = self.flags_with_recent(change.uid, change.flags, change.modseq)
                     out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, change.uid, flags))
         if expunges and self._expunged:
             gone, self._expunged = self._expunged, []
             out.extend(self.remove(gone))
-        if out:
-            self.write_fetches(out)
+        return out
+
+    def _announce_added(self) -> list[bytes]:
+        added, self._added = self._added, []
+        last = self._last()
+        fresh = sorted({uid for uid in added if uid > last} - self._gone_ahead)
+        if self._expunged and fresh:
+            # Expunged before the client heard of them: neither EXISTS nor EXPUNGE.
+            pending = set(self._expunged)
+            dead = [uid for uid in fresh if uid in pending]
+            if dead:
+                self._gone_ahead.update(dead)
+                self._recent_ahead.difference_update(dead)
+                fresh = [uid for uid in fresh if uid not in pending]
+        if not fresh:
+            return []
+        self.uids.extend(fresh)
+        last = fresh[-1]
+        if self._gone_ahead:
+            self._gone_ahead = {uid for uid in self._gone_ahead if uid > last}
+        if self._recent_ahead:
+            self.recent.update(self._recent_ahead.intersection(fresh))
+            self._recent_ahead = {uid for uid in self._recent_ahead if uid > last}
+        return [b"* %d EXISTS\r\n" % len(self.uids), b"* %d RECENT\r\n" % len(self.recent)]
 
     def remove(self, uids: Sequence[int]) -> list[bytes]:
-        """Drop expunged UIDs from the view; the EXPUNGE lines to send, highest first."""
-        seqs = sorted({s for s in map(self.seq_of, uids) if s is not None}, reverse=True)
+        """Drop expunged UIDs from the view; the EXPUNGE lines to send, highest first.
+
+        A UID not announced yet is remembered, so that it is never announced.
+        """
+        last = self._last()
+        seqs = []
+        for uid in set(uids):
+            seq = self.seq_of(uid)
+            if seq is not None:
+                seqs.append(seq)
+            elif uid > last:
+                self._gone_ahead.add(uid)
+                self._recent_ahead.discard(uid)
+            self._told_modseq.pop(uid, None)
+            self._flags.pop(uid, None)
+        seqs.sort(reverse=True)
         for seq in seqs:
             uid = self.uids.pop(seq - 1)
             self.recent.discard(uid)

@@ -7,6 +7,13 @@ reported, to catch up after the notices connection was lost.
 
 FETCH of message content asks ``content(uid)`` once per message: the UIDs of the latest
 ``fetch()`` are remembered, and a miss loads the bytes of the next few of them in one query.
+
+New messages are told to the listeners in UID order.  Transactions return from their threads
+in any order, so the APPEND that took UID 5 may report before the COPY that took UID 4; a
+session that announced 5 could never announce 4 (sequence numbers follow UIDs).  UIDs are
+taken one after the other and every one taken is reported (a rollback gives it back), so an
+event whose first UID is not the next one waits for the missing ones, at most
+``HOLD_SECONDS`` (a UID taken by a tool that sends no notice).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -38,6 +45,8 @@ if TYPE_CHECKING:
     from mailserv.backends.sql.backend import SqlBackend
     from mailserv.search import SearchProgram
 
+HOLD_SECONDS = 1.0
+"""How long new UIDs wait for the lower ones still in flight before they are told anyway."""
 READAHEAD_MESSAGES = 64
 READAHEAD_BYTES = 16 * 1024 * 1024
 PARSE_IN_THREAD = 1024 * 1024
@@ -64,6 +73,9 @@ class SqlMailbox:
         self.top_uid = row.uidnext - 1
         self._backend = backend
         self._listeners: list[IMailboxListener] = []
+        self._held: list[tuple[list[int], object, bool]] = []
+        """Added events waiting for lower UIDs: (uids ascending, origin, remote)."""
+        self._hold_timer: Any = None
         self._readahead: list[tuple[int, int]] = []  # (uid, size) of the last fetch()
         self._raw: dict[int, bytes] = {}
 
@@ -233,11 +245,35 @@ class SqlMailbox:
         A remote report of UIDs already reported (after a resynchronisation) is dropped.
         """
         self.seen_modseq = max(self.seen_modseq, modseq)
-        fresh = [uid for uid in uids if uid > self.top_uid] if remote else list(uids)
         if uids:
-            self.top_uid = max(self.top_uid, max(uids))
-        if fresh:
-            self._emit("messages_added", lambda to: to.messages_added(self, fresh, origin))
+            self._held.append((sorted(uids), origin, remote))
+            self._release(wait=True)
+
+    def _release(self, wait: bool) -> None:
+        """Tell the held events that follow on from ``top_uid``; all of them unless ``wait``."""
+        held = self._held
+        held.sort(key=lambda item: item[0][0])
+        while held and not (wait and held[0][0][0] > self.top_uid + 1):
+            uids, origin, remote = held.pop(0)
+            fresh = [uid for uid in uids if uid > self.top_uid] if remote else uids
+            self.top_uid = max(self.top_uid, uids[-1])
+            if fresh:
+                self._tell_added(fresh, origin)
+        timer = self._hold_timer
+        if held and timer is None:
+            clock: Any = self._backend.reactor
+            self._hold_timer = clock.callLater(HOLD_SECONDS, self._held_too_long)
+        elif not held and timer is not None:
+            self._hold_timer = None
+            if timer.active():
+                timer.cancel()
+
+    def _tell_added(self, uids: list[int], origin: object) -> None:
+        self._emit("messages_added", lambda to: to.messages_added(self, uids, origin))
+
+    def _held_too_long(self) -> None:
+        self._hold_timer = None
+        self._release(wait=False)
 
     def expunged(self, uids: Sequence[int], modseq: int, origin: object) -> None:
         self.seen_modseq = max(self.seen_modseq, modseq)

@@ -75,7 +75,8 @@ async def store(session: IMAPServerProtocol, command: Command) -> Reply:
     if "\\Recent" in wanted:
         raise Bad("\\Recent cannot be stored")
     if uids:
-        await view.mailbox.store(uids, mode, wanted, session)
+        result = await view.mailbox.store(uids, mode, wanted, session)
+        view.own_changes(result.changed)
         if not silent:
             await _report_flags(session, view, uids, command.uid)
     return Reply()
@@ -89,7 +90,7 @@ async def _report_flags(
     for meta in metas:
         seq = view.seq_of(meta.uid)
         if seq is not None:
-            flag_bytes = view.flags_with_recent(meta.uid, meta.flags)
+            flag_bytes = view.flags_with_recent(meta.uid, meta.flags, meta.modseq)
             if uid_mode:
                 out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, meta.uid, flag_bytes))
             else:

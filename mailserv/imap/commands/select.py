@@ -31,11 +31,25 @@ async def _open(session: IMAPServerProtocol, command: Command, readonly: bool) -
     name = mailbox(command.args[0])
     session.deselect()  # RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected
     box = await account_of(session).open(name)
-    uids = await box.uids()
-    recent = [] if readonly else await box.claim_recent()
-    counts: MailboxStatus = await box.status()
-    view = SelectedView(session, box, readonly, uids, recent)
-    first_unseen = await _first_unseen(view, counts)
+    # Listening before the mailbox is read: a change made meanwhile is an event the view
+    # holds (and reconciles with what it read), not a change nobody reports.
+    view = SelectedView(session, box, readonly)
+    try:
+        # The status first: every message below its UIDNEXT that still exists is in the
+        # snapshot read after it, so the UIDNEXT sent (raised above the snapshot's last UID)
+        # promises nothing the view does not hold.  Its HIGHESTMODSEQ is old enough too.
+        counts: MailboxStatus = await box.status()
+        uids = await box.uids()
+        recent = [] if readonly else await box.claim_recent()
+        uidnext = max(counts.uidnext, uids[-1] + 1 if uids else 1)
+        view.load(uids, recent, counts.highestmodseq, uidnext)
+        first_unseen = await _first_unseen(view, counts)
+    except BaseException:
+        view.close()
+        raise
+    if session.transport_gone:
+        view.close()  # the client left meanwhile: nothing would ever close it
+        return Reply()
     out = [
         flags_responses((), readonly),  # keywords are announced when a FETCH first shows them
         b"* %d EXISTS\r\n" % view.exists,
@@ -46,7 +60,7 @@ async def _open(session: IMAPServerProtocol, command: Command, readonly: bool) -
         out.append(b"* OK [UNSEEN %d] First unseen message\r\n" % first_unseen)
     out += [
         b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % counts.uidvalidity,
-        b"* OK [UIDNEXT %d] Predicted next UID\r\n" % counts.uidnext,
+        b"* OK [UIDNEXT %d] Predicted next UID\r\n" % uidnext,
     ]
     session.write(b"".join(out))
     session.select(view)
