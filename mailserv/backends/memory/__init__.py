@@ -3,8 +3,8 @@
 Read this package to learn the contract of :mod:`mailserv.interfaces` by example:
 
 - ``backend.py``: the ``IBackendFactory`` plugin (validates options) and the ``IBackend``.
-- ``account.py``: ``IAccount``, the mailbox hierarchy and the RFC 3501 DELETE/RENAME rules.
-- ``mailbox.py``: ``IMailbox``, UIDs, modseqs, flags, recent claiming and listener events.
+- ``account.py``: ``IAccount``: the names, with the RFC 3501 rules taken from the kit.
+- ``mailbox.py``: ``IMailbox``: UIDs, flags, recent claiming; modseqs and listeners from the kit.
 
 Every I/O method of the contract is declared ``Awaitable``, so here each is ``async def``,
 although nothing has to wait (no ``await`` inside: the result is there at once).  A backend
