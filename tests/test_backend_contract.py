@@ -8,9 +8,7 @@ from pathlib import Path
 import pgcluster
 
 from mailserv.backends import maildir, memory, sql
-from mailserv.testing import BackendContract, resolve
-
-__all__ = ["resolve"]  # other test modules take it from here
+from mailserv.testing import BackendContract
 
 
 class TestMemory(BackendContract):
