@@ -67,11 +67,12 @@ SEEN = frozenset({"\\Seen"})
 DELETED = frozenset({"\\Deleted"})
 
 
-def resolve(value: Any, reactor: Any = None, timeout: float = 30.0) -> Any:
+def resolve(value: Any, reactor: Any = None, timeout: float = 30.0, wait: bool = True) -> Any:
     """The result of a backend call that may be a plain value, Deferred or coroutine.
 
     A result not there at once is waited for by turning ``reactor`` (default: the global
-    one) for at most ``timeout`` seconds; failures are raised.
+    one) for at most ``timeout`` seconds; failures are raised.  ``wait=False`` asserts
+    instead that the result is there without the reactor.
     """
     if inspect.iscoroutine(value):
         value = Deferred.fromCoroutine(value)
@@ -80,6 +81,7 @@ def resolve(value: Any, reactor: Any = None, timeout: float = 30.0) -> Any:
     outcome: list[Any] = []
     value.addBoth(outcome.append)
     if not outcome:
+        assert wait, "the call did not complete without a reactor"
         if reactor is None:
             from twisted.internet import reactor
         deadline = time.monotonic() + timeout
