@@ -55,7 +55,7 @@ class MemoryAccount:
         if plan.inbox is not None:
             await self.create(new)
             inbox = self.lookup(INBOX)
-            inbox.transfer(inbox.uids_now(), self.lookup(new), None, move=True)
+            await inbox.move(await inbox.uids(), new, None)
             return
         for name, moved in plan.moves:
             box = self._boxes[moved] = self._boxes.pop(name)

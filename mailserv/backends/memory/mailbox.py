@@ -71,9 +71,6 @@ class MemoryMailbox:
 
     async def uids(self) -> tuple[int, ...]:
         """A snapshot: later appends and expunges do not show through it."""
-        return self.uids_now()
-
-    def uids_now(self) -> tuple[int, ...]:
         return tuple(self._meta)
 
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
