@@ -31,6 +31,7 @@ from mailserv.interfaces import (
     StoreMode,
     StoreResult,
 )
+from mailserv.message.info import MessageInfo
 from mailserv.message.parse import parse_message
 
 if TYPE_CHECKING:
@@ -102,9 +103,8 @@ class MemoryMailbox:
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
         """Parse once, here; FETCH and SEARCH read the stored ``MessageInfo`` afterwards."""
-        when = internaldate or datetime.now(UTC)
-        meta = MessageMeta(0, flags - {RECENT}, when, len(message), 0, parse_message(message))
-        uid = self._insert(message, meta, self.modseqs.bump())
+        info, when = parse_message(message), internaldate or datetime.now(UTC)
+        uid = self._insert(message, info, flags - {RECENT}, when, self.modseqs.bump())
         self.listeners.added(self, [uid], origin)
         return AppendResult(self.uidvalidity, uid)
 
@@ -152,7 +152,10 @@ class MemoryMailbox:
         if not sources:
             return CopyResult(target.uidvalidity, [])
         modseq = target.modseqs.bump()
-        pairs = [(m.uid, target._insert(self._raw[m.uid], m, modseq)) for m in sources]
+        pairs = [
+            (m.uid, target._insert(self._raw[m.uid], m.info, m.flags, m.internaldate, modseq))
+            for m in sources
+        ]
         target.listeners.added(target, [new for _, new in pairs], origin)
         if move:
             self._remove([old for old, _ in pairs], origin)
@@ -175,12 +178,13 @@ class MemoryMailbox:
         """The account deleted this mailbox: tell whoever still has it selected."""
         self._remove(list(self._meta), None)
 
-    def _insert(self, raw: bytes, meta: MessageMeta, modseq: int) -> int:
-        """Store ``raw`` with ``meta``'s flags, date and parsed info under a new UID."""
+    def _insert(
+        self, raw: bytes, info: MessageInfo, flags: frozenset[str], date: datetime, modseq: int
+    ) -> int:
+        """Store a message under a new UID; ``modseq`` is taken from ``self.modseqs``."""
         uid = self._uidnext
         self._uidnext += 1
-        flags = meta.flags
-        self._meta[uid] = MessageMeta(uid, flags, meta.internaldate, len(raw), modseq, meta.info)
+        self._meta[uid] = MessageMeta(uid, flags, date, len(raw), modseq, info)
         self._raw[uid] = raw
         self._unclaimed.add(uid)
         self._size += len(raw)
