@@ -128,7 +128,7 @@ class Text(Option[T]):
 @dataclass(frozen=True, eq=False)
 class Path(Option[str | None]):
     """A path; a relative one is taken from the data directory, ``none`` (or empty) is None.
-    ``default`` is taken from the data directory too."""
+    ``default`` is taken from the data directory too (None when there is none)."""
 
     def convert(self, text: str, data_dir: str) -> str | None:
         if not text or text.lower() == "none":
