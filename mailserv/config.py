@@ -19,6 +19,7 @@ from types import MappingProxyType
 
 from twisted.python.usage import UsageError
 
+from mailserv.backends.kit.options import parse_bool, parse_int, parse_number
 from mailserv.imap.settings import ServerSettings
 
 __all__ = [
@@ -43,8 +44,6 @@ LimitValue = int | float | bool
 
 _LIMIT_TYPES: Mapping[str, type] = typing.get_type_hints(ServerSettings)
 _KIND_NAMES: Mapping[type, str] = {int: "a whole number", float: "a number"}
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 class ConfigError(UsageError, ValueError):
@@ -141,15 +140,13 @@ def _check_limit(name: str, value: object, source: str) -> LimitValue:
 
 
 def _parse_scalar(text: str, kind: type, what: str) -> LimitValue:
-    if kind is bool:
-        lowered = text.lower()
-        if lowered in _TRUE or lowered in _FALSE:
-            return lowered in _TRUE
-        raise ConfigError(f"{what} must be true or false, got {text!r}")
+    parse: Callable[[str], LimitValue] = (
+        parse_bool if kind is bool else parse_int if kind is int else parse_number
+    )
     try:
-        return int(text) if kind is int else float(text)
-    except ValueError:
-        raise ConfigError(f"{what} must be {_KIND_NAMES[kind]}, got {text!r}") from None
+        return parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{what} {exc}") from None
 
 
 @dataclass

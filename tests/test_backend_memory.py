@@ -6,15 +6,14 @@ import time
 from typing import Any
 
 import pytest
-from test_backend_contract import resolve
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
-from zope.interface import implementer
 
 from mailserv.backends import memory
 from mailserv.backends.memory import MemoryBackend, MemoryBackendFactory, MemoryMailbox
 from mailserv.errors import BackendOptionError
-from mailserv.interfaces import IMailboxListener, StoreMode
+from mailserv.interfaces import StoreMode
+from mailserv.testing import Recorder, resolve
 
 SEEN = frozenset({"\\Seen"})
 DELETED = frozenset({"\\Deleted"})
@@ -22,24 +21,6 @@ DELETED = frozenset({"\\Deleted"})
 
 def message(n: int) -> bytes:
     return b"Subject: Note %d\r\nMessage-ID: <%d@example.org>\r\n\r\nBody %d\r\n" % (n, n, n)
-
-
-@implementer(IMailboxListener)
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, list[Any], object]] = []
-
-    def messages_added(self, mailbox: Any, uids: Any, origin: object) -> None:
-        self.events.append(("added", list(uids), origin))
-
-    def messages_expunged(self, mailbox: Any, uids: Any, origin: object) -> None:
-        self.events.append(("expunged", list(uids), origin))
-
-    def flags_changed(self, mailbox: Any, changes: Any, origin: object) -> None:
-        self.events.append(("flags", list(changes), origin))
-
-    def mailbox_lost(self, mailbox: Any, reason: str) -> None:
-        self.events.append(("lost", [], reason))
 
 
 @pytest.fixture

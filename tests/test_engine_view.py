@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_backend_contract import resolve
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
@@ -12,6 +11,7 @@ from zope.interface.verify import verifyObject
 from mailserv.backends.memory import factory as memory
 from mailserv.imap.view import SelectedView
 from mailserv.interfaces import FlagChange, IMailboxListener, StoreMode
+from mailserv.testing import resolve
 
 
 class Session:

@@ -4,7 +4,7 @@ special-use folders and name safety.  In process, with file work inline."""
 
 from __future__ import annotations
 
-import inspect
+import functools
 import os
 import shutil
 import sqlite3
@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 from twisted.internet import reactor as global_reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mailserv import testing
 from mailserv.backends.maildir import MaildirBackend, factory
 from mailserv.backends.maildir.index import FILENAME as INDEX
 from mailserv.backends.maildir.options import parse_options
@@ -37,17 +36,7 @@ SEEN = frozenset({"\\Seen"})
 DELETED = frozenset({"\\Deleted"})
 
 
-def resolve(value: Any) -> Any:
-    if inspect.iscoroutine(value):
-        value = Deferred.fromCoroutine(value)
-    if not isinstance(value, Deferred):
-        return value
-    outcome: list[Any] = []
-    value.addBoth(outcome.append)
-    assert outcome, "did not complete without a reactor"
-    if isinstance(outcome[0], Failure):
-        outcome[0].raiseException()
-    return outcome[0]
+resolve = functools.partial(testing.resolve, wait=False)  # I/O inline: no reactor needed
 
 
 def message(n: int, eol: bytes = b"\r\n") -> bytes:

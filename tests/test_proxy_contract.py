@@ -1,16 +1,13 @@
-"""The backend contract suite (tests/test_backend_contract.py) against the proxy backend.
+"""The public backend contract suite (``mailserv.testing``) against the proxy backend.
 
-The contract suite's ``resolve`` expects results that are ready without a reactor; the proxy
-really waits on an upstream, so here every test of that module runs with a ``resolve`` that
-turns the global reactor until the result is there.  The backend works in master-user mode
-(the contract addresses accounts by name, without passwords) against a private Dovecot
-whose users' mail is wiped before each test, once with ``/`` and once with ``.`` as the
-upstream's hierarchy delimiter.
+The proxy really waits on an upstream: the suite's ``resolve`` turns the global reactor
+until each result is there.  The backend works in master-user mode (the contract addresses
+accounts by name, without passwords) against a private Dovecot whose users' mail is wiped
+before each test, once with ``/`` and once with ``.`` as the upstream's hierarchy delimiter.
 """
 
 from __future__ import annotations
 
-import inspect
 import shutil
 import time
 from collections.abc import Iterator
@@ -18,36 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_backend_contract as contract
 from dovecot import Dovecot, available
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 
 from mailserv.backends import proxy
+from mailserv.testing import BackendContract
 
 pytestmark = pytest.mark.skipif(not available(), reason="dovecot-imapd is not installed")
 
 USERS = ("alice", "bob", "carol")
-_TIMEOUT = 30.0
-
-
-def reactor_resolve(value: Any) -> Any:
-    """The result of a backend call, turning the reactor until it is there."""
-    if inspect.iscoroutine(value):
-        value = Deferred.fromCoroutine(value)
-    if not isinstance(value, Deferred):
-        return value
-    outcome: list[Any] = []
-    value.addBoth(outcome.append)
-    deadline = time.monotonic() + _TIMEOUT
-    while not outcome:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the backend did not answer")
-        reactor.iterate(0.002)  # type: ignore[attr-defined]
-    if isinstance(outcome[0], Failure):
-        outcome[0].raiseException()
-    return outcome[0]
 
 
 def settle(seconds: float = 0.05) -> None:
@@ -92,31 +68,19 @@ def options(server: Dovecot) -> dict[str, str]:
     }
 
 
-@pytest.fixture(autouse=True)
-def _reactor_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(contract, "resolve", reactor_resolve)
+class TestProxy(BackendContract):
+    factory = proxy.factory
 
+    @pytest.fixture
+    def backend_options(self, upstream: Dovecot) -> dict[str, str]:
+        for name in USERS:
+            shutil.rmtree(upstream.home(name), ignore_errors=True)
+        return options(upstream)
 
-@pytest.fixture
-def case(upstream: Dovecot) -> contract.BackendCase:
-    for name in USERS:
-        shutil.rmtree(upstream.home(name), ignore_errors=True)
-    return contract.BackendCase(proxy.factory, lambda data_dir: options(upstream))
-
-
-@pytest.fixture
-def backend(case: contract.BackendCase, tmp_path: Path) -> Iterator[Any]:
-    built = case.factory.build(case.options(tmp_path), str(tmp_path), reactor)
-    reactor_resolve(built.start())
-    yield built
-    reactor_resolve(built.stop())
-    settle()
-
-
-account = contract.account
-inbox = contract.inbox
-recorder = contract.recorder
-
-for _name, _test in vars(contract).items():
-    if _name.startswith("test_") and callable(_test):
-        globals()[_name] = _test
+    @pytest.fixture
+    def backend(self, backend_options: dict[str, str], tmp_path: Path) -> Iterator[Any]:
+        built = self.factory.build(backend_options, str(tmp_path), reactor)
+        self.resolve(built.start())
+        yield built
+        self.resolve(built.stop())
+        settle()

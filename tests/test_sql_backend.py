@@ -8,7 +8,7 @@ differs, on PostgreSQL (a throwaway cluster from ``pgcluster``).
 
 from __future__ import annotations
 
-import inspect
+import functools
 import random
 import threading
 from collections.abc import Iterator
@@ -22,11 +22,10 @@ import pytest
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from mailserv import testing
 from mailserv.auth.passwd import InvalidUsername, UserExists, UserNotFound
 from mailserv.auth.schemes import hash_password
 from mailserv.auth.sqlusers import SqlUsers, SqlUserStore
@@ -46,17 +45,7 @@ from mailserv.message.parse import parse_message
 FACTORY = SqlBackendFactory(database=inline_database)
 
 
-def resolve(value: Any) -> Any:
-    if inspect.iscoroutine(value):
-        value = Deferred.fromCoroutine(value)
-    if not isinstance(value, Deferred):
-        return value
-    out: list[Any] = []
-    value.addBoth(out.append)
-    assert out, "not finished without a reactor"
-    if isinstance(out[0], Failure):
-        out[0].raiseException()
-    return out[0]
+resolve = functools.partial(testing.resolve, wait=False)  # I/O inline: no reactor needed
 
 
 @implementer(IMailboxListener)

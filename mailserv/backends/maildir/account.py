@@ -16,18 +16,18 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailserv.backends.kit.names import Creation, Hierarchy
 from mailserv.backends.maildir import uidvalidity
 from mailserv.backends.maildir.disk import TMP, make_maildir
 from mailserv.backends.maildir.dotlock import DotLock
 from mailserv.backends.maildir.mailbox import MaildirMailbox
 from mailserv.backends.maildir.names import (
-    ancestors,
     check_name,
     decode_subscriptions,
     encode_subscriptions,
@@ -37,13 +37,10 @@ from mailserv.backends.maildir.names import (
 from mailserv.backends.maildir.perms import PRIVATE, Permissions
 from mailserv.backends.maildir.uidlist import UidList
 from mailserv.errors import (
-    InvalidMailboxName,
     MailboxExists,
-    MailboxHasChildren,
     MailboxNotFound,
-    MailboxNotSelectable,
 )
-from mailserv.interfaces import DELIMITER, INBOX, NOSELECT, IAccount, MailboxInfo
+from mailserv.interfaces import INBOX, NOSELECT, IAccount, MailboxInfo
 
 if TYPE_CHECKING:
     from mailserv.backends.maildir.backend import Services
@@ -76,16 +73,21 @@ class MaildirAccount:
         make_maildir(self.root, folder=False, perms=self.perms)
         if not first or not self.services.settings.autocreate:
             return
-        folders = self._folders()
         for attribute, name in self.services.settings.special.items():
-            if not folders.get(name):
-                self._make_with_parents(name, attribute, folders)
+            try:
+                plan = self._hierarchy().create(name)
+            except MailboxExists:
+                continue
+            self._carry_out(plan, attribute)
 
     def allocate_uidvalidity(self) -> int:
         return uidvalidity.allocate(self.root, self.perms)
 
     def _dir(self, name: str) -> str:
         return os.path.join(self.root, folder_dir(name))
+
+    def _hierarchy(self) -> Hierarchy:
+        return Hierarchy(self._folders(), check_name)
 
     def _folders(self) -> dict[str, bool]:
         """Every folder with a directory of its own, and whether it is selectable."""
@@ -101,15 +103,7 @@ class MaildirAccount:
     # -- hierarchy ----------------------------------------------------------------------
 
     async def list_mailboxes(self) -> list[MailboxInfo]:
-        folders = self._folders()
-        infos = [MailboxInfo(INBOX, self._attributes(INBOX))]
-        infos += [
-            MailboxInfo(name, self._attributes(name) if selectable else _NOSELECT)
-            for name, selectable in folders.items()
-        ]
-        implied = {parent for name in folders for parent in ancestors(name)}
-        infos += [MailboxInfo(name, _NOSELECT) for name in implied - folders.keys() - {INBOX}]
-        return sorted(infos, key=lambda info: info.name)
+        return self._hierarchy().listing(self._attributes)
 
     def _attributes(self, name: str) -> frozenset[str]:
         found = {
@@ -126,23 +120,13 @@ class MaildirAccount:
         return frozenset(found)
 
     async def create(self, name: str, special_use: str | None = None) -> None:
-        """A trailing delimiter only announces future children (RFC 3501 6.3.3)."""
-        name = check_name(name.removesuffix(DELIMITER))
-        folders = self._folders()
-        if name == INBOX or folders.get(name):
-            raise MailboxExists(name)
-        self._make_with_parents(name, special_use, folders)
+        self._carry_out(self._hierarchy().create(name), special_use)
 
-    def _make_with_parents(
-        self, name: str, special_use: str | None, folders: dict[str, bool]
-    ) -> None:
+    def _carry_out(self, plan: Creation, special_use: str | None) -> None:
         """Missing parents become mailboxes too; a \\Noselect parent stays one."""
-        for parent in ancestors(name):
-            if parent != INBOX and parent not in folders:
-                self._make(parent, None)
-                folders[parent] = True
-        self._make(name, special_use)
-        folders[name] = True
+        for parent in plan.parents:
+            self._make(parent, None)
+        self._make(plan.name, special_use)
 
     def _make(self, name: str, special_use: str | None) -> None:
         staging = os.path.join(self.root, TMP, f"create.{secrets.token_hex(8)}")
@@ -166,16 +150,7 @@ class MaildirAccount:
             raise
 
     async def delete(self, name: str) -> None:
-        if name == INBOX:
-            raise InvalidMailboxName("INBOX cannot be deleted")
-        check_name(name)
-        folders = self._folders()
-        children = self._has_children(name, folders)
-        if not folders.get(name):
-            if children:
-                raise MailboxHasChildren(name)
-            if name not in folders:
-                raise MailboxNotFound(name)
+        plan = self._hierarchy().delete(name)
         box = self._boxes.pop(name, None)
         if box is not None:
             await box.vanish()
@@ -185,41 +160,28 @@ class MaildirAccount:
             os.rename(directory, doomed)
         except FileNotFoundError:
             raise MailboxNotFound(name) from None
-        if children:
+        if plan.keep:
             self.perms.mkdir(directory)  # the name stays, as \\Noselect
         d = self.services.io.run(shutil.rmtree, doomed, True)
         d.addErrback(lambda f: _log.failure("Removing {path} failed", f, path=doomed))
 
     async def rename(self, old: str, new: str) -> None:
         """Folders move with their inferiors; UIDs and UIDVALIDITY move with them."""
-        new = check_name(new)
-        check_name(old)
-        folders = self._folders()
-        if new == INBOX or new in folders or self._has_children(new, folders):
-            raise MailboxExists(new)
-        if old == INBOX:
+        plan = self._hierarchy().rename(old, new)
+        if plan.inbox is not None:
             await self._rename_inbox(new)
             return
-        moving = sorted(f for f in folders if f == old or f.startswith(old + DELIMITER))
-        if not moving:
-            raise MailboxNotFound(old)
-        if new.startswith(old + DELIMITER):
-            raise InvalidMailboxName(f"{new} is inside {old}")
-        boxes = {name: self._boxes.pop(name) for name in moving if name in self._boxes}
+        boxes = {name: self._boxes.pop(name) for name, _ in plan.moves if name in self._boxes}
         for box in boxes.values():
             await box.suspend()
-        for name in moving:
-            target = new + name[len(old) :]
+        for name, target in plan.moves:
             os.rename(self._dir(name), self._dir(target))
             moved = boxes.get(name)
             if moved is not None:
                 moved.relocate(target, self._dir(target))
                 self._boxes[target] = moved
-        folders = self._folders()
-        for parent in ancestors(new):
-            if parent != INBOX and parent not in folders:
-                self._make(parent, None)
-                folders[parent] = True
+        for parent in plan.parents:
+            self._make(parent, None)
 
     async def _rename_inbox(self, new: str) -> None:
         """RFC 3501 6.3.5: the messages move to a new mailbox; INBOX stays, empty."""
@@ -228,10 +190,6 @@ class MaildirAccount:
         uids = await inbox.uids()
         if uids:
             await inbox.move(uids, new, None)
-
-    def _has_children(self, name: str, folders: Iterable[str]) -> bool:
-        prefix = name + DELIMITER
-        return any(f.startswith(prefix) for f in folders)
 
     # -- subscriptions --------------------------------------------------------------------
 
@@ -270,10 +228,8 @@ class MaildirAccount:
             if name == INBOX:
                 make_maildir(directory, folder=False, perms=self.perms)
             elif not os.path.isdir(os.path.join(directory, "cur")):
-                folders = self._folders()
-                if name in folders or self._has_children(name, folders):
-                    raise MailboxNotSelectable(name)
-                raise MailboxNotFound(name)
+                self._hierarchy().opening(name)  # raises: \\Noselect or not there
+                raise MailboxNotFound(name)  # gone since
             box = MaildirMailbox(self, name, directory)
             self._boxes[name] = box
         await box.ensure_loaded()

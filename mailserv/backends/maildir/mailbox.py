@@ -25,6 +25,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailserv.backends.kit import ListenerSet
 from mailserv.backends.maildir import filenames
 from mailserv.backends.maildir.disk import MailboxDisk, MailboxGone, crlf
 from mailserv.backends.maildir.records import Delta, Entry, Snapshot
@@ -85,7 +86,7 @@ class MaildirMailbox:
         self._unclaimed: set[int] = set()
         self._unseen = 0
         self._size = 0
-        self._listeners: list[IMailboxListener] = []
+        self.listeners = ListenerSet()
         self._events: list[tuple[str, bool]] = []
         self._hints: dict[str, set[str]] = {}
         self._rescan = False
@@ -261,27 +262,11 @@ class MaildirMailbox:
         self._modseq = max(self._modseq, delta.highestmodseq)
         self._uidnext = max(self._uidnext, delta.uidnext)
         if notify:
-            if added:
-                added.sort()
-                self._emit("messages_added", lambda to: to.messages_added(self, added, origin))
-            if changes:
-                self._emit("flags_changed", lambda to: to.flags_changed(self, changes, origin))
-            if removed:
-                self._emit(
-                    "messages_expunged", lambda to: to.messages_expunged(self, removed, origin)
-                )
+            added.sort()
+            self.listeners.added(self, added, origin)
+            self.listeners.flags_changed(self, changes, origin)
+            self.listeners.expunged(self, removed, origin)
         return changes
-
-    def _emit(self, event: str, tell: Callable[[IMailboxListener], None]) -> None:
-        for listener in tuple(self._listeners):
-            try:
-                tell(listener)
-            except Exception:  # noqa: BLE001 - logged, and the others still hear
-                _log.failure(
-                    "Mailbox listener {listener!r} failed on {event}",
-                    listener=listener,
-                    event=event,
-                )
 
     # -- reading --------------------------------------------------------------------------
 
@@ -576,12 +561,10 @@ class MaildirMailbox:
             return list(delta.removed)
 
     def add_listener(self, listener: IMailboxListener) -> None:
-        if listener not in self._listeners:
-            self._listeners.append(listener)
+        self.listeners.add(listener)
 
     def remove_listener(self, listener: IMailboxListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self.listeners.remove(listener)
 
     # -- life cycle (driven by the account) ----------------------------------------------
 
@@ -629,9 +612,7 @@ class MaildirMailbox:
         self._by_base.clear()
         self._unclaimed.clear()
         self._size = self._unseen = 0
-        if uids:
-            gone = list(uids)
-            self._emit("messages_expunged", lambda to: to.messages_expunged(self, gone, None))
+        self.listeners.expunged(self, list(uids), None)
 
     def __repr__(self) -> str:
         return f"<MaildirMailbox {self.name!r} at {os.path.basename(self.directory) or '/'}>"

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from mailserv.backends.kit.options import Bool, Choice, Int, Number, OptionSchema, Text
 from mailserv.backends.maildir.names import check_name
 from mailserv.errors import BackendOptionError, BackendUnavailable, InvalidMailboxName
 
@@ -29,27 +30,49 @@ SPECIAL_USE: Mapping[str, str] = MappingProxyType(
     }
 )
 
-OPTIONS: Mapping[str, str] = MappingProxyType(
-    {
-        "root": "Where each user's Maildir is: %u user, %n local part, %d domain, leading ~ "
-        "the passwd-file home; relative to the data dir [default: mail/%u/Maildir].",
-        "fsync": "true|false: fsync messages, dovecot-uidlist and directories before an "
-        "APPEND/COPY is acknowledged [default: true].",
-        "autocreate": "true|false: create the special-use folders on a user's first login "
-        "[default: true].",
-        **{
-            key: f"Name of the {attribute} folder; empty for none [default: {key.title()}]."
-            for key, attribute in SPECIAL_USE.items()
-        },
-        "io-threads": "Threads for file I/O; 0 does it on the reactor thread [default: 4].",
-        "watch": "auto|inotify|poll: how changes by other programs are noticed "
-        "[default: auto, inotify where available].",
-        "poll-interval": "Seconds between directory checks when polling [default: 1].",
-    }
+ROOT = Text(
+    "Where each user's Maildir is: %u user, %n local part, %d domain, leading ~ "
+    "the passwd-file home; relative to the data dir [default: mail/%u/Maildir].",
+    DEFAULT_ROOT,
+)
+FSYNC = Bool(
+    "true|false: fsync messages, dovecot-uidlist and directories before an "
+    "APPEND/COPY is acknowledged [default: true].",
+    True,
+)
+AUTOCREATE = Bool(
+    "true|false: create the special-use folders on a user's first login [default: true].",
+    True,
+)
+FOLDERS = {
+    key: Text(f"Name of the {attribute} folder; empty for none [default: {key.title()}].", "")
+    for key, attribute in SPECIAL_USE.items()
+}
+IO_THREADS = Int("Threads for file I/O; 0 does it on the reactor thread [default: 4].", 4, 0, 64)
+WATCH = Choice(
+    "auto|inotify|poll: how changes by other programs are noticed "
+    "[default: auto, inotify where available].",
+    "auto",
+    ("auto", "inotify", "poll"),
+)
+POLL_INTERVAL = Number(
+    "Seconds between directory checks when polling [default: 1].", 1.0, 0.01, 3600
 )
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
+SCHEMA = OptionSchema(
+    "maildir",
+    {
+        "root": ROOT,
+        "fsync": FSYNC,
+        "autocreate": AUTOCREATE,
+        **FOLDERS,
+        "io-threads": IO_THREADS,
+        "watch": WATCH,
+        "poll-interval": POLL_INTERVAL,
+    },
+)
+OPTIONS = SCHEMA.help
+
 _ESCAPE = re.compile(r"%(.)")
 
 
@@ -71,13 +94,10 @@ class MaildirSettings:
 
 def parse_options(options: Mapping[str, str]) -> MaildirSettings:
     """Checked settings; BackendOptionError names the first bad key."""
-    for key in sorted(options):
-        if key not in OPTIONS:
-            raise BackendOptionError(f"The maildir backend has no option {key!r}")
-    defaults = MaildirSettings()
-    root = options.get("root", defaults.root)
+    values = SCHEMA.parse(options)
+    root = values[ROOT]
     _check_template(root)
-    special = dict(defaults.special)
+    special = dict(MaildirSettings().special)
     for key, attribute in SPECIAL_USE.items():
         if key in options:
             name = options[key].strip().strip("/")
@@ -91,41 +111,15 @@ def parse_options(options: Mapping[str, str]) -> MaildirSettings:
                 special[attribute] = name
             else:
                 special.pop(attribute, None)
-    watch = options.get("watch", defaults.watch)
-    if watch not in ("auto", "inotify", "poll"):
-        raise BackendOptionError(f"watch must be auto, inotify or poll, got {watch!r}")
     return MaildirSettings(
         root=root,
-        fsync=_bool(options, "fsync", defaults.fsync),
-        autocreate=_bool(options, "autocreate", defaults.autocreate),
+        fsync=values[FSYNC],
+        autocreate=values[AUTOCREATE],
         special=MappingProxyType(special),
-        io_threads=int(_number(options, "io-threads", defaults.io_threads, 0, 64)),
-        watch=watch,
-        poll_interval=_number(options, "poll-interval", defaults.poll_interval, 0.01, 3600),
+        io_threads=values[IO_THREADS],
+        watch=values[WATCH],
+        poll_interval=values[POLL_INTERVAL],
     )
-
-
-def _bool(options: Mapping[str, str], key: str, default: bool) -> bool:
-    value = options.get(key)
-    if value is None:
-        return default
-    lowered = value.strip().lower()
-    if lowered in _TRUE or lowered in _FALSE:
-        return lowered in _TRUE
-    raise BackendOptionError(f"{key} must be true or false, got {value!r}")
-
-
-def _number(options: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
-    value = options.get(key)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise BackendOptionError(f"{key} must be a number, got {value!r}") from None
-    if not low <= number <= high:
-        raise BackendOptionError(f"{key} must be between {low:g} and {high:g}, got {value!r}")
-    return number
 
 
 def _check_template(root: str) -> None:

@@ -1,20 +1,12 @@
 """The memory backend: mail kept in process memory, and the model for backend plugins.
 
-Read this package to learn the contract of :mod:`mailserv.interfaces` by example:
-
-- ``backend.py``: the ``IBackendFactory`` plugin (validates options) and the ``IBackend``.
-- ``account.py``: ``IAccount``, the mailbox hierarchy and the RFC 3501 DELETE/RENAME rules.
-- ``mailbox.py``: ``IMailbox``, UIDs, modseqs, flags, recent claiming and listener events.
-
-Every I/O method of the contract is declared ``Awaitable``, so here each is ``async def``,
-although nothing has to wait (no ``await`` inside: the result is there at once).  A backend
-that does I/O awaits in them, or returns a Deferred.  Listener events are plain calls made
-after the state change they describe, carrying the ``origin`` of the call that caused it.
-Names, flags and attributes are the constants of :mod:`mailserv.interfaces` (``INBOX``,
-``DELIMITER``, ``SEEN``, ``RECENT``, ``NOSELECT``, ...).
-
-Register a backend with twisted.plugin by putting a module in ``mailserv/plugins/`` that
-imports its factory instance, as is done for ``factory`` below.
+Read it to learn the contract of :mod:`mailserv.interfaces` by example: ``backend.py`` is the
+``IBackendFactory`` plugin and the ``IBackend``; ``account.py`` the ``IAccount`` (the
+hierarchy rules come from the kit, :mod:`mailserv.backends.kit`); ``mailbox.py`` the
+``IMailbox`` (listeners and modseqs from the kit).  Every I/O method of the contract is
+declared ``Awaitable``, so each is ``async def`` here although nothing has to wait.
+Listener events are plain calls made after the change they describe, with the ``origin``
+of the call that caused it.  ``mailserv/plugins/builtin.py`` registers ``factory`` below.
 """
 
 from mailserv.backends.memory.account import MemoryAccount

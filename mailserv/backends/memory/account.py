@@ -1,8 +1,9 @@
 """One user's mailboxes, held in process memory.
 
-The hierarchy is a flat dict of full names.  A name whose value is ``None`` is a
-``\\Noselect`` placeholder: what RFC 3501 6.3.4 leaves behind when a mailbox with
-inferiors is deleted.
+The hierarchy is a flat dict of full names; a name whose value is ``None`` is a
+``\\Noselect`` placeholder (what DELETE leaves of a mailbox with inferiors).  The rules
+themselves come from the kit's :class:`~mailserv.backends.kit.Hierarchy`: it says what to
+do, this class does it.
 """
 
 from __future__ import annotations
@@ -11,15 +12,10 @@ from collections.abc import Callable
 
 from zope.interface import implementer
 
+from mailserv.backends.kit import Hierarchy
 from mailserv.backends.memory.mailbox import MemoryMailbox
-from mailserv.errors import (
-    InvalidMailboxName,
-    MailboxExists,
-    MailboxHasChildren,
-    MailboxNotFound,
-    MailboxNotSelectable,
-)
-from mailserv.interfaces import DELIMITER, INBOX, NOSELECT, IAccount, MailboxInfo
+from mailserv.errors import MailboxNotFound, MailboxNotSelectable
+from mailserv.interfaces import INBOX, IAccount, MailboxInfo
 
 
 @implementer(IAccount)
@@ -33,60 +29,40 @@ class MemoryAccount:
         self._subscribed: set[str] = set()
         self._make(INBOX)
 
+    def _hierarchy(self) -> Hierarchy:
+        return Hierarchy({name: box is not None for name, box in self._boxes.items()})
+
     async def list_mailboxes(self) -> list[MailboxInfo]:
-        return [
-            MailboxInfo(name, frozenset({NOSELECT}) if box is None else box.attributes)
-            for name, box in sorted(self._boxes.items())
-        ]
+        return self._hierarchy().listing(lambda name: self.lookup(name).attributes)
 
     async def create(self, name: str, special_use: str | None = None) -> None:
-        """A trailing delimiter only announces future children (RFC 3501 6.3.3)."""
-        self._create(name, special_use)
-
-    def _create(self, name: str, special_use: str | None = None) -> None:
-        name = _checked(name.removesuffix(DELIMITER))
-        if self._boxes.get(name) is not None:
-            raise MailboxExists(name)
-        self._make_parents(name)
-        self._make(name, frozenset({special_use}) if special_use else frozenset())
+        plan = self._hierarchy().create(name)
+        for parent in plan.parents:
+            self._make(parent)
+        self._make(plan.name, frozenset({special_use}) if special_use else frozenset())
 
     async def delete(self, name: str) -> None:
-        if name == INBOX:
-            raise InvalidMailboxName("INBOX cannot be deleted")
-        if name not in self._boxes:
-            raise MailboxNotFound(name)
-        box = self._boxes[name]
-        if self._inferiors(name):
-            if box is None:
-                raise MailboxHasChildren(name)
-            box.expunge_all()
+        plan = self._hierarchy().delete(name)
+        box = self._boxes.pop(name)
+        if box is not None:
+            box.expunge_all()  # whoever has it selected hears of it
+        if plan.keep:
             self._boxes[name] = None
-        else:
-            if box is not None:
-                box.expunge_all()
-            del self._boxes[name]
 
     async def rename(self, old: str, new: str) -> None:
         """Mailbox objects move with their names, so UIDs and UIDVALIDITY survive."""
-        new = _checked(new)
-        if old not in self._boxes:
-            raise MailboxNotFound(old)
-        if new in self._boxes:
-            raise MailboxExists(new)
-        if old == INBOX:  # RFC 3501 6.3.5: move the messages, keep INBOX and its inferiors
-            self._create(new)
+        plan = self._hierarchy().rename(old, new)
+        if plan.inbox is not None:
+            await self.create(new)
             inbox = self.lookup(INBOX)
-            inbox.transfer(inbox.uids_now(), self.lookup(new), None, move=True)
+            await inbox.move(await inbox.uids(), new, None)
             return
-        if new.startswith(old + DELIMITER):
-            raise InvalidMailboxName(f"{new} is inside {old}")
-        for name in [old, *self._inferiors(old)]:
-            box = self._boxes.pop(name)
-            moved = new + name[len(old) :]
+        for name, moved in plan.moves:
+            box = self._boxes[moved] = self._boxes.pop(name)
             if box is not None:
                 box.name = moved
-            self._boxes[moved] = box
-        self._make_parents(new)
+        for parent in plan.parents:
+            self._make(parent)
 
     async def subscriptions(self) -> list[str]:
         return sorted(self._subscribed)
@@ -103,35 +79,13 @@ class MemoryAccount:
 
     def lookup(self, name: str) -> MemoryMailbox:
         """``open`` without waiting: for COPY and MOVE between this account's mailboxes."""
-        if name not in self._boxes:
-            raise MailboxNotFound(name)
-        box = self._boxes[name]
+        box = self._boxes.get(name)
         if box is None:
-            raise MailboxNotSelectable(name)
+            raise MailboxNotSelectable(name) if name in self._boxes else MailboxNotFound(name)
         return box
 
     async def close(self) -> None:
         """Nothing is held per session."""
 
-    def _make(self, name: str, attributes: frozenset[str] = frozenset()) -> MemoryMailbox:
-        box = MemoryMailbox(name, self._new_uidvalidity(), self, attributes)
-        self._boxes[name] = box
-        return box
-
-    def _make_parents(self, name: str) -> None:
-        parts = name.split(DELIMITER)
-        for depth in range(1, len(parts)):
-            parent = DELIMITER.join(parts[:depth])
-            if parent not in self._boxes:
-                self._make(parent)
-
-    def _inferiors(self, name: str) -> list[str]:
-        prefix = name + DELIMITER
-        return [other for other in self._boxes if other.startswith(prefix)]
-
-
-def _checked(name: str) -> str:
-    """Refuse names with an empty level (``a//b``, ``/a``): they cannot be listed."""
-    if "" in name.split(DELIMITER):
-        raise InvalidMailboxName(f"Invalid mailbox name {name!r}")
-    return name
+    def _make(self, name: str, attributes: frozenset[str] = frozenset()) -> None:
+        self._boxes[name] = MemoryMailbox(name, self._new_uidvalidity(), self, attributes)

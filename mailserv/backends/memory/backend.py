@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Mapping
-from types import MappingProxyType
 
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from mailserv.backends.kit import OptionSchema
 from mailserv.backends.memory.account import MemoryAccount
-from mailserv.errors import BackendOptionError
 from mailserv.interfaces import IBackend, IBackendFactory
+
+OPTIONS = OptionSchema("memory", {})
+"""No ``--backend-option`` keys; a backend with some declares them here (see the kit)."""
 
 
 @implementer(IBackendFactory)
@@ -21,13 +22,11 @@ class MemoryBackendFactory:
 
     name = "memory"
     description = "Mail kept in process memory, lost on exit (tests, demos, reference)."
-    options: Mapping[str, str] = MappingProxyType({})
+    options = OPTIONS.help
 
     def build(self, options: dict[str, str], data_dir: str, reactor: IReactorTime) -> MemoryBackend:
         """``data_dir`` and ``reactor`` are unused: nothing is written, nothing waits."""
-        for key in sorted(options):
-            if key not in self.options:
-                raise BackendOptionError(f"The memory backend has no option {key!r}")
+        OPTIONS.parse(options, data_dir)  # BackendOptionError for any key
         return MemoryBackend()
 
 
@@ -47,10 +46,9 @@ class MemoryBackend:
         """Nothing to release; the mail goes with the process."""
 
     async def account(self, username: str) -> MemoryAccount:
-        account = self._accounts.get(username)
-        if account is None:
-            account = self._accounts[username] = MemoryAccount(self._uidvalidities.__next__)
-        return account
+        if username not in self._accounts:
+            self._accounts[username] = MemoryAccount(self._uidvalidities.__next__)
+        return self._accounts[username]
 
     def credentials_checker(self) -> None:
         """None: the configured checker stays in charge."""

@@ -2,19 +2,20 @@
 
 Everything is kept so that the calls made on every command stay cheap: ``status()`` reads
 counters maintained as messages come and go, and ``fetch()`` is one dict lookup per UID.
-The dicts keyed by UID also serve as the sorted UID list: a dict keeps insertion order and
-a new UID is always the largest, so the keys are ascending without any sorting.
+The dict keyed by UID also serves as the sorted UID list: a dict keeps insertion order and
+a new UID is always the largest, so the keys are ascending without any sorting.  Listeners
+and modseqs are the kit's (:class:`ListenerSet`, :class:`ModseqLog`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailserv.backends.kit import ListenerSet, ModseqLog
 from mailserv.interfaces import (
     DELETED,
     RECENT,
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
     from mailserv.backends.memory.account import MemoryAccount
     from mailserv.search import SearchProgram
 
-_log = Logger()
-
 
 @implementer(IMailbox)
 class MemoryMailbox:
@@ -54,14 +53,10 @@ class MemoryMailbox:
         self._meta: dict[int, MessageMeta] = {}  # keys ascending (see above)
         self._raw: dict[int, bytes] = {}  # the only copy of each message's bytes
         self._uidnext = 1
-        self._modseq = 1  # HIGHESTMODSEQ; RFC 7162 wants it non-zero even when empty
-        self._vanished: list[tuple[int, int]] = []  # (uid, modseq of its expunge)
         self._unclaimed: set[int] = set()  # \Recent to whichever session claims them first
-        self._unseen = 0
-        self._size = 0
-        self._listeners: list[IMailboxListener] = []
-
-    # -- reading ------------------------------------------------------------------------
+        self._unseen = self._size = 0
+        self.modseqs = ModseqLog()
+        self.listeners = ListenerSet()
 
     async def status(self) -> MailboxStatus:
         """O(1): ``recent`` counts the messages no session has claimed yet."""
@@ -71,15 +66,12 @@ class MemoryMailbox:
             messages=len(self._meta),
             unseen=self._unseen,
             recent=len(self._unclaimed),
-            highestmodseq=self._modseq,
+            highestmodseq=self.modseqs.highest,
             size=self._size,
         )
 
     async def uids(self) -> tuple[int, ...]:
         """A snapshot: later appends and expunges do not show through it."""
-        return self.uids_now()
-
-    def uids_now(self) -> tuple[int, ...]:
         return tuple(self._meta)
 
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
@@ -96,11 +88,10 @@ class MemoryMailbox:
         """Declined: the engine evaluates every query against ``fetch()`` results."""
 
     async def changes_since(self, modseq: int) -> Changes:
-        """A scan of every message; the expunge log is kept forever (it is small)."""
         return Changes(
             changed=[m for m in self._meta.values() if m.modseq > modseq],
-            vanished=sorted(uid for uid, gone_at in self._vanished if gone_at > modseq),
-            highestmodseq=self._modseq,
+            vanished=self.modseqs.vanished_since(modseq),
+            highestmodseq=self.modseqs.highest,
         )
 
     async def claim_recent(self) -> list[int]:
@@ -108,17 +99,13 @@ class MemoryMailbox:
         self._unclaimed.clear()
         return claimed
 
-    # -- changing -----------------------------------------------------------------------
-
     async def append(
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
         """Parse once, here; FETCH and SEARCH read the stored ``MessageInfo`` afterwards."""
-        info = parse_message(message)
-        if internaldate is None:
-            internaldate = datetime.now(UTC)
-        uid = self._insert(message, info, flags - {RECENT}, internaldate, self._bump())
-        self._emit("messages_added", lambda listener: listener.messages_added(self, [uid], origin))
+        info, when = parse_message(message), internaldate or datetime.now(UTC)
+        uid = self._insert(message, info, flags - {RECENT}, when, self.modseqs.bump())
+        self.listeners.added(self, [uid], origin)
         return AppendResult(self.uidvalidity, uid)
 
     async def store(
@@ -131,7 +118,7 @@ class MemoryMailbox:
     ) -> StoreResult:
         """Messages whose flags end up the same keep their modseq and are not reported."""
         flags = flags - {RECENT}
-        modseq = self._modseq + 1  # taken only if something changes
+        modseq = self.modseqs.highest + 1  # taken only if something changes
         changed: list[FlagChange] = []
         failed: list[int] = []
         for meta in self._fetch(uids):
@@ -139,18 +126,15 @@ class MemoryMailbox:
                 failed.append(meta.uid)
                 continue
             new = mode.apply(meta.flags, flags)
-            if new == meta.flags:
-                continue
-            self._unseen += (SEEN in meta.flags) - (SEEN in new)
-            self._meta[meta.uid] = MessageMeta(
-                meta.uid, new, meta.internaldate, meta.size, modseq, meta.info
-            )
-            changed.append(FlagChange(meta.uid, new, modseq))
+            if new != meta.flags:
+                self._unseen += (SEEN in meta.flags) - (SEEN in new)
+                self._meta[meta.uid] = MessageMeta(
+                    meta.uid, new, meta.internaldate, meta.size, modseq, meta.info
+                )
+                changed.append(FlagChange(meta.uid, new, modseq))
         if changed:
-            self._modseq = modseq
-            self._emit(
-                "flags_changed", lambda listener: listener.flags_changed(self, changed, origin)
-            )
+            self.modseqs.bump()
+            self.listeners.flags_changed(self, changed, origin)
         return StoreResult(changed, failed)
 
     async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
@@ -167,15 +151,12 @@ class MemoryMailbox:
         sources = self._fetch(sorted(set(uids)))
         if not sources:
             return CopyResult(target.uidvalidity, [])
-        modseq = target._bump()
+        modseq = target.modseqs.bump()
         pairs = [
             (m.uid, target._insert(self._raw[m.uid], m.info, m.flags, m.internaldate, modseq))
             for m in sources
         ]
-        added = [new for _, new in pairs]
-        target._emit(
-            "messages_added", lambda listener: listener.messages_added(target, added, origin)
-        )
+        target.listeners.added(target, [new for _, new in pairs], origin)
         if move:
             self._remove([old for old, _ in pairs], origin)
         return CopyResult(target.uidvalidity, pairs)
@@ -188,34 +169,22 @@ class MemoryMailbox:
         return gone
 
     def add_listener(self, listener: IMailboxListener) -> None:
-        if listener not in self._listeners:
-            self._listeners.append(listener)
+        self.listeners.add(listener)
 
     def remove_listener(self, listener: IMailboxListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self.listeners.remove(listener)
 
     def expunge_all(self) -> None:
         """The account deleted this mailbox: tell whoever still has it selected."""
         self._remove(list(self._meta), None)
 
-    # -- internals ----------------------------------------------------------------------
-
-    def _bump(self) -> int:
-        self._modseq += 1
-        return self._modseq
-
     def _insert(
-        self,
-        raw: bytes,
-        info: MessageInfo,
-        flags: frozenset[str],
-        internaldate: datetime,
-        modseq: int,
+        self, raw: bytes, info: MessageInfo, flags: frozenset[str], date: datetime, modseq: int
     ) -> int:
+        """Store a message under a new UID; ``modseq`` is taken from ``self.modseqs``."""
         uid = self._uidnext
         self._uidnext += 1
-        self._meta[uid] = MessageMeta(uid, flags, internaldate, len(raw), modseq, info)
+        self._meta[uid] = MessageMeta(uid, flags, date, len(raw), modseq, info)
         self._raw[uid] = raw
         self._unclaimed.add(uid)
         self._size += len(raw)
@@ -226,26 +195,12 @@ class MemoryMailbox:
         """Drop ``uids`` (all present, ascending) under one new modseq and tell listeners."""
         if not uids:
             return
-        modseq = self._bump()
+        modseq = self.modseqs.bump()
         for uid in uids:
             meta = self._meta.pop(uid)
             del self._raw[uid]
             self._size -= meta.size
             self._unseen -= SEEN not in meta.flags
-            self._vanished.append((uid, modseq))
+        self.modseqs.expunged(uids, modseq)
         self._unclaimed.difference_update(uids)
-        self._emit(
-            "messages_expunged", lambda listener: listener.messages_expunged(self, uids, origin)
-        )
-
-    def _emit(self, event: str, tell: Callable[[IMailboxListener], None]) -> None:
-        """Synchronously, after the change; one failing listener must not starve the rest."""
-        for listener in tuple(self._listeners):
-            try:
-                tell(listener)
-            except Exception:  # noqa: BLE001 - logged, and the others still hear
-                _log.failure(
-                    "Mailbox listener {listener!r} failed on {event}",
-                    listener=listener,
-                    event=event,
-                )
+        self.listeners.expunged(self, uids, origin)

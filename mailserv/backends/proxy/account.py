@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from zope.interface import implementer
 
 from mailserv import errors
+from mailserv.backends.kit.names import Hierarchy, ancestors, check_name, is_inside
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.backends.proxy.mailbox import ProxyMailbox
@@ -35,7 +36,6 @@ _SPELLING = {
     NONEXISTENT.lower(): NOSELECT,
     **{attribute.lower(): attribute for attribute in SPECIAL_USE},
 }
-_NOSELECT = frozenset({NOSELECT})
 
 
 @implementer(IAccount)
@@ -59,12 +59,8 @@ class ProxyAccount:
             if use is not None:
                 kept.add(use)
             boxes[name] = frozenset(kept)
-        for name in list(boxes):
-            parts = name.split(DELIMITER)
-            for depth in range(1, len(parts)):
-                boxes.setdefault(DELIMITER.join(parts[:depth]), _NOSELECT)
-        boxes.setdefault(INBOX, frozenset())
-        return [MailboxInfo(name, attrs) for name, attrs in sorted(boxes.items())]
+        hierarchy = Hierarchy({name: NOSELECT not in attrs for name, attrs in boxes.items()})
+        return hierarchy.listing(lambda name: boxes.get(name, frozenset()))
 
     async def _check_hollow(self, found: dict[str, frozenset[str]]) -> None:
         """Names deleted here that the upstream still lists as selectable: \\Noselect
@@ -80,7 +76,7 @@ class ProxyAccount:
                 found[name] = attrs | {NOSELECT}
 
     async def create(self, name: str, special_use: str | None = None) -> None:
-        name = _checked(name.removesuffix(DELIMITER))
+        name = check_name(name.removesuffix(DELIMITER))
         user = self.user
         (await user.naming()).upstream(name)  # NO [CANNOT] when the upstream cannot hold it
         existing = await user.listing()
@@ -90,9 +86,7 @@ class ProxyAccount:
             name in existing and not attrs & {"\\noselect", "\\nonexistent"}
         ):
             raise errors.MailboxExists(name)
-        levels = name.split(DELIMITER)
-        for depth in range(1, len(levels)):
-            parent = DELIMITER.join(levels[:depth])
+        for parent in ancestors(name):
             if parent not in existing:
                 await self._create_one(parent, None, tolerate_existing=True)
         await self._create_one(name, special_use, tolerate_existing=False)
@@ -151,12 +145,12 @@ class ProxyAccount:
             await box.gone()
 
     async def rename(self, old: str, new: str) -> None:
-        new = _checked(new)
+        new = check_name(new)
         user = self.user
         if old.upper() == INBOX:
             await self._rename_inbox(new)
             return
-        if new.startswith(old + DELIMITER):
+        if is_inside(new, old):
             raise errors.InvalidMailboxName(f"{new} is inside {old}")
         (await user.naming()).upstream(new)
         existing = await user.listing()
@@ -164,7 +158,7 @@ class ProxyAccount:
             raise errors.MailboxNotFound(old)
         if new in existing:
             raise errors.MailboxExists(new)
-        moving = [n for n in user.mailboxes if n == old or n.startswith(old + DELIMITER)]
+        moving = [n for n in user.mailboxes if n == old or is_inside(n, old)]
         for name in moving:
             await user.mailboxes[name].release_channel()
 
@@ -179,7 +173,7 @@ class ProxyAccount:
             box = user.mailboxes.pop(name, None)
             if box is not None:
                 await box.gone()
-        for name in [n for n in user.special_use if n == old or n.startswith(old + DELIMITER)]:
+        for name in [n for n in user.special_use if n == old or is_inside(n, old)]:
             user.special_use[new + name[len(old) :]] = user.special_use.pop(name)
 
     async def _rename_inbox(self, new: str) -> None:
@@ -260,9 +254,3 @@ class ProxyAccount:
         if not self._closed:
             self._closed = True
             self.user.session_ended()
-
-
-def _checked(name: str) -> str:
-    if "" in name.split(DELIMITER):
-        raise errors.InvalidMailboxName(f"Invalid mailbox name {name!r}")
-    return name

@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailserv import errors
+from mailserv.backends.kit import ListenerSet
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.backends.proxy.mirror import NO_INFO, Mirror
@@ -105,7 +106,7 @@ class ProxyMailbox:
     def __init__(self, user: UserState, name: str) -> None:
         self.name = name
         self.user = user
-        self.listeners: list[IMailboxListener] = []
+        self.listeners = ListenerSet()
         self.mirror: Mirror | None = None
         self._conn: UpstreamProtocol | None = None
         self._lock = DeferredLock()
@@ -439,8 +440,7 @@ class ProxyMailbox:
 
     def add_listener(self, listener: IMailboxListener) -> None:
         """A listener wants news: the mailbox goes live (selected upstream) if it is not."""
-        if listener not in self.listeners:
-            self.listeners.append(listener)
+        self.listeners.add(listener)
         if self._release_call is not None and self._release_call.active():
             self._release_call.cancel()
         self._release_call = None
@@ -449,8 +449,7 @@ class ProxyMailbox:
             d.addErrback(_log_background, self.name)
 
     def remove_listener(self, listener: IMailboxListener) -> None:
-        if listener in self.listeners:
-            self.listeners.remove(listener)
+        self.listeners.remove(listener)
         waiting = self._release_call is not None and self._release_call.active()
         if not self.listeners and self._conn is not None and not waiting:
             self._release_call = self.clock.callLater(
@@ -503,7 +502,7 @@ class ProxyMailbox:
             mirror = Mirror(validity, condstore, user.load_infos(self.name, validity, listed))
             for uid, flags, date, size, modseq in rows:
                 mirror.add(uid, flags, date, size, modseq, None, recent=RECENT in flags)
-            mirror.emit(self, [])  # the initial listing is no news
+            mirror.discard_events()  # the initial listing is no news
         else:
             mirror = old
             _resync(mirror, rows)
@@ -761,10 +760,17 @@ class ProxyMailbox:
         self._lost(f"upstream connection lost and not re-established: {reason}")
 
     def _lost(self, reason: str) -> None:
-        """The mirror cannot be kept: tell every listener (their views are void)."""
+        """The mirror cannot be kept: tell every listener (their views are void, the clients
+        get BYE); later commands get ``NO [UNAVAILABLE]`` until the mailbox can be reopened."""
         self.mirror = None
-        for listener in tuple(self.listeners):
-            tell_lost(listener, self, reason)
+        if self.listeners:
+            _log.warn(
+                "Mailbox {name} of {user} lost: {reason}",
+                name=self.name,
+                user=self.user.username,
+                reason=reason,
+            )
+        self.listeners.lost(self, reason)
 
     def evictable(self) -> bool:
         return self._conn is not None and not self.listeners and not self._lock.locked
@@ -967,23 +973,6 @@ def _note_copyuid(response: wire.Response, into: list[tuple[int, list[int], list
             )
         except ValueError:
             _log.warn("Unparsable COPYUID from upstream")
-
-
-def tell_lost(listener: IMailboxListener, mailbox: ProxyMailbox, reason: str) -> None:
-    """Tell a listener its mailbox view is void (``mailbox_lost``): the client gets BYE.
-
-    Later commands on the mailbox get ``NO [UNAVAILABLE]`` until it can be reopened.
-    """
-    _log.warn(
-        "Mailbox {name} of {user} lost: {reason}",
-        name=mailbox.name,
-        user=mailbox.user.username,
-        reason=reason,
-    )
-    try:
-        listener.mailbox_lost(mailbox, reason)
-    except Exception:  # noqa: BLE001 - logged; the others still hear
-        _log.failure("Listener {listener!r} failed on mailbox_lost", listener=listener)
 
 
 async def _sleep(clock: Any, delay: float) -> None:

@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeVar
 
 from twisted.logger import Logger
 
+from mailserv.backends.kit import ListenerSet, ModseqLog
 from mailserv.interfaces import (
     RECENT,
     SEEN,
     Changes,
     FlagChange,
     IMailbox,
-    IMailboxListener,
     MailboxStatus,
     MessageMeta,
 )
@@ -51,17 +50,24 @@ class Mirror:
         self.condstore = condstore
         self.infos = infos
         self.uidnext = 1
-        self.highestmodseq = 1 if condstore else int(time.time() * 1000)
-        self.base_modseq = self.highestmodseq
+        self.modseqs = ModseqLog(1 if condstore else int(time.time() * 1000))
+        self.base_modseq = self.modseqs.highest
         self.uids: list[int] = []
         self.meta: dict[int, MessageMeta] = {}
         self.unclaimed: set[int] = set()
         self.unseen: set[int] = set()  # UIDs without \Seen: SEARCH UNSEEN, STATUS
         self.size = 0
-        self.vanished: list[tuple[int, int]] = []  # (uid, modseq of its expunge)
         self._added: list[tuple[int, object]] = []
         self._flags: list[tuple[FlagChange, object]] = []
         self._gone: list[tuple[int, object]] = []
+
+    @property
+    def highestmodseq(self) -> int:
+        return self.modseqs.highest
+
+    @highestmodseq.setter
+    def highestmodseq(self, value: int) -> None:
+        self.modseqs.highest = value
 
     # -- reading --------------------------------------------------------------------------
 
@@ -94,7 +100,7 @@ class Mirror:
     def changes_since(self, modseq: int) -> Changes:
         return Changes(
             changed=[m for m in self.meta.values() if m.modseq > modseq],
-            vanished=sorted(uid for uid, gone in self.vanished if gone > modseq),
+            vanished=self.modseqs.vanished_since(modseq),
             highestmodseq=self.highestmodseq,
         )
 
@@ -110,8 +116,7 @@ class Mirror:
         if upstream is not None and self.condstore:
             self.highestmodseq = max(self.highestmodseq, upstream)
             return upstream
-        self.highestmodseq += 1
-        return self.highestmodseq
+        return self.modseqs.bump()
 
     def note_highest(self, modseq: int) -> None:
         if self.condstore:
@@ -184,8 +189,8 @@ class Mirror:
         gone = sorted(uid for uid in set(uids) if uid in self.meta)
         if not gone:
             return []
-        modseq = self.next_modseq(None) if not self.condstore else self.highestmodseq + 1
-        self.highestmodseq = max(self.highestmodseq, modseq)
+        modseq = self.modseqs.bump()
+        self.modseqs.expunged(gone, modseq)
         for uid in gone:
             meta = self.meta.pop(uid)
             index = bisect_left(self.uids, uid)
@@ -193,13 +198,15 @@ class Mirror:
             self.size -= meta.size
             self.unseen.discard(uid)
             self.unclaimed.discard(uid)
-            self.vanished.append((uid, modseq))
             self._gone.append((uid, origin))
         return gone
 
     # -- events ---------------------------------------------------------------------------
 
-    def emit(self, mailbox: IMailbox, listeners: Sequence[IMailboxListener]) -> None:
+    def discard_events(self) -> None:
+        self._added, self._flags, self._gone = [], [], []
+
+    def emit(self, mailbox: IMailbox, listeners: ListenerSet) -> None:
         """Deliver the queued events, grouped by origin: added, flags, then expunged."""
         added, self._added = self._added, []
         flags, self._flags = self._flags, []
@@ -207,17 +214,11 @@ class Mirror:
         if not listeners:
             return
         for origin, uids in _grouped(added):
-            for to in tuple(listeners):
-                with _logged(to, "messages_added"):
-                    to.messages_added(mailbox, uids, origin)
+            listeners.added(mailbox, uids, origin)
         for origin, changes in _grouped(flags):
-            for to in tuple(listeners):
-                with _logged(to, "flags_changed"):
-                    to.flags_changed(mailbox, changes, origin)
+            listeners.flags_changed(mailbox, changes, origin)
         for origin, uids in _grouped(gone):
-            for to in tuple(listeners):
-                with _logged(to, "messages_expunged"):
-                    to.messages_expunged(mailbox, uids, origin)
+            listeners.expunged(mailbox, uids, origin)
 
 
 def _grouped(items: Sequence[tuple[T, object]]) -> list[tuple[object, list[T]]]:
@@ -229,14 +230,3 @@ def _grouped(items: Sequence[tuple[T, object]]) -> list[tuple[object, list[T]]]:
         else:
             out.append((origin, [value]))
     return out
-
-
-@contextmanager
-def _logged(listener: IMailboxListener, event: str) -> Iterator[None]:
-    """A failing listener is logged; the other listeners still hear."""
-    try:
-        yield
-    except Exception:  # noqa: BLE001 - logged; the other listeners still hear
-        _log.failure(
-            "Mailbox listener {listener!r} failed on {event}", listener=listener, event=event
-        )

@@ -6,29 +6,62 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 
+from mailserv.backends.kit.options import Int, Number, OptionSchema, Path, Text
 from mailserv.backends.proxy.connect import MODES, Upstream
 from mailserv.errors import BackendOptionError
 
-OPTIONS: Mapping[str, str] = MappingProxyType(
-    {
-        "upstream": "Upstream server: tls:HOST[:PORT] (993), starttls:HOST[:PORT] (143), or "
-        "plain:HOST[:PORT] for a loopback host only (required).",
-        "ca": "PEM file of the CA(s) to verify the upstream against [default: system store].",
-        "master_user": "Log in upstream as USER*MASTER (Dovecot master user); mailserv's own "
-        "passwd-file then checks the users' passwords.",
-        "master_password": "The master user's password (with master_user).",
-        "master_separator": "Separator between user and master name [default: *].",
-        "timeout": "Seconds an upstream may stay silent before it is deemed down [default: 15].",
-        "connections": "Upstream connections per user at most [default: 6].",
-        "linger": "Seconds a user's upstream connections outlive their last session [default: 30].",
-        "cache_mb": "Message content kept in memory, MiB [default: 64].",
-        "poll": "Seconds between NOOP polls when the upstream has no IDLE [default: 0.5].",
-        "cache_dir": "Where parsed messages are kept between sessions, or 'none' "
-        "[default: DATA_DIR/proxy-cache].",
-    }
+UPSTREAM = Text[str | None](
+    "Upstream server: tls:HOST[:PORT] (993), starttls:HOST[:PORT] (143), or "
+    "plain:HOST[:PORT] for a loopback host only (required).",
+    None,
 )
+CA = Text[str | None](
+    "PEM file of the CA(s) to verify the upstream against [default: system store].", None
+)
+MASTER_USER = Text[str | None](
+    "Log in upstream as USER*MASTER (Dovecot master user); mailserv's own "
+    "passwd-file then checks the users' passwords.",
+    None,
+)
+MASTER_PASSWORD = Text[str | None]("The master user's password (with master_user).", None)
+MASTER_SEPARATOR = Text("Separator between user and master name [default: *].", "*")
+TIMEOUT = Number(
+    "Seconds an upstream may stay silent before it is deemed down [default: 15].", 15.0, 0.1, 3600
+)
+CONNECTIONS = Int("Upstream connections per user at most [default: 6].", 6, 2, 100)
+LINGER = Number(
+    "Seconds a user's upstream connections outlive their last session [default: 30].",
+    30.0,
+    0.0,
+    86400.0,
+)
+CACHE_MB = Number("Message content kept in memory, MiB [default: 64].", 64, 0, 1 << 16)
+POLL = Number(
+    "Seconds between NOOP polls when the upstream has no IDLE [default: 0.5].", 0.5, 0.05, 60
+)
+CACHE_DIR = Path(
+    "Where parsed messages are kept between sessions, or 'none' [default: DATA_DIR/proxy-cache].",
+    "proxy-cache",
+)
+
+SCHEMA = OptionSchema(
+    "proxy",
+    {
+        "upstream": UPSTREAM,
+        "ca": CA,
+        "master_user": MASTER_USER,
+        "master_password": MASTER_PASSWORD,
+        "master_separator": MASTER_SEPARATOR,
+        "timeout": TIMEOUT,
+        "connections": CONNECTIONS,
+        "linger": LINGER,
+        "cache_mb": CACHE_MB,
+        "poll": POLL,
+        "cache_dir": CACHE_DIR,
+    },
+)
+OPTIONS = SCHEMA.help
 
 _DEFAULT_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
 
@@ -48,18 +81,16 @@ class ProxyConfig:
 
 def parse_options(options: Mapping[str, str], data_dir: str = "") -> ProxyConfig:
     """The typed configuration; BackendOptionError names the first bad key."""
-    for key in sorted(options):
-        if key not in OPTIONS:
-            raise BackendOptionError(f"The proxy backend has no option {key!r}")
-    if "upstream" not in options:
+    values = SCHEMA.parse(options, data_dir)
+    text = values[UPSTREAM]
+    if text is None:
         raise BackendOptionError("The proxy backend needs upstream=tls:HOST[:PORT]")
-    timeout = _number(options, "timeout", 15.0, 0.1, 3600.0)
-    upstream = _upstream(options["upstream"], options.get("ca"), timeout)
-    master_user = options.get("master_user") or None
-    master_password = options.get("master_password")
+    upstream = _upstream(text, values[CA], values[TIMEOUT])
+    master_user = values[MASTER_USER] or None
+    master_password = values[MASTER_PASSWORD]
     if (master_user is None) != (master_password is None):
         raise BackendOptionError("master_user and master_password go together")
-    separator = options.get("master_separator", "*")
+    separator = values[MASTER_SEPARATOR]
     if not separator or any(c.isspace() for c in separator):
         raise BackendOptionError("master_separator must be a non-blank string")
     return ProxyConfig(
@@ -67,20 +98,12 @@ def parse_options(options: Mapping[str, str], data_dir: str = "") -> ProxyConfig
         master_user=master_user,
         master_password=None if master_password is None else master_password.encode("utf-8"),
         master_separator=separator,
-        connections=int(_number(options, "connections", 6, 2, 100)),
-        linger=_number(options, "linger", 30.0, 0.0, 86400.0),
-        cache_bytes=int(_number(options, "cache_mb", 64, 0, 1 << 16) * (1 << 20)),
-        poll=_number(options, "poll", 0.5, 0.05, 60.0),
-        cache_dir=_cache_dir(options.get("cache_dir"), data_dir),
+        connections=values[CONNECTIONS],
+        linger=values[LINGER],
+        cache_bytes=int(values[CACHE_MB] * (1 << 20)),
+        poll=values[POLL],
+        cache_dir=values[CACHE_DIR],
     )
-
-
-def _cache_dir(value: str | None, data_dir: str) -> str | None:
-    if value is None:
-        return os.path.join(data_dir, "proxy-cache") if data_dir else None
-    if value.lower() == "none" or not value:
-        return None
-    return value
 
 
 def _upstream(value: str, ca: str | None, timeout: float) -> Upstream:
@@ -126,16 +149,3 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _number(options: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
-    text = options.get(key)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise BackendOptionError(f"{key}={text!r}: not a number") from None
-    if not low <= value <= high:
-        raise BackendOptionError(f"{key}={text!r}: must be between {low:g} and {high:g}")
-    return value

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import secrets
 import weakref
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from twisted.cred.checkers import ICredentialsChecker
@@ -21,6 +20,7 @@ from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailserv.backends.kit.options import Choice, Int, OptionSchema, Text
 from mailserv.backends.sql import hierarchy, messages, schema
 from mailserv.backends.sql.account import SqlAccount
 from mailserv.backends.sql.db import Database, InlineDatabase, ThreadedDatabase
@@ -28,7 +28,7 @@ from mailserv.backends.sql.dialect import DEFAULT_SQLITE_SYNC, SQLITE_SYNC, Dial
 from mailserv.backends.sql.mailbox import SqlMailbox
 from mailserv.backends.sql.notify import Listener
 from mailserv.backends.sql.rows import ADDED, EXPUNGED, FLAGS, RENAMED, Notice, Zones
-from mailserv.errors import BackendError, BackendOptionError
+from mailserv.errors import BackendError
 from mailserv.interfaces import FlagChange, IBackend, IBackendFactory
 
 T = TypeVar("T")
@@ -40,6 +40,35 @@ MAX_POOL = 200
 _log = Logger()
 
 
+URL = Text[str | None](
+    "sqlite:///abs/path.db, sqlite:relative/to/data-dir.db or "
+    "postgresql://user:password@host:port/dbname [default: sqlite:mail.db in the data dir]",
+    None,
+)
+AUTH = Choice(
+    "where logins are checked: passwd-file (the --passwd-file) or sql (the users table of "
+    "this database; `mailserv user ... --config`) [default: passwd-file]",
+    "passwd-file",
+    AUTH_CHOICES,
+)
+POOL = Int(
+    f"database connections (threads) per process [default: {DEFAULT_POOL}]",
+    DEFAULT_POOL,
+    1,
+    MAX_POOL,
+)
+SQLITE_SYNC_OPTION = Choice(
+    "full (an fsync per commit: an acknowledged APPEND survives power loss) or normal (it "
+    "survives a crash of the server, not of the machine; faster on slow disks) "
+    "[default: full]",
+    DEFAULT_SQLITE_SYNC,
+    SQLITE_SYNC,
+)
+OPTIONS = OptionSchema(
+    "sql", {"url": URL, "auth": AUTH, "pool": POOL, "sqlite-sync": SQLITE_SYNC_OPTION}
+)
+
+
 @implementer(IBackendFactory)
 class SqlBackendFactory:
     """Found by twisted.plugin; turns ``--backend sql`` into an :class:`SqlBackend`."""
@@ -49,20 +78,7 @@ class SqlBackendFactory:
         "Mail in SQLite (one machine) or PostgreSQL (any number of frontends, kept in step "
         "with LISTEN/NOTIFY)."
     )
-    options: Mapping[str, str] = MappingProxyType(
-        {
-            "url": "sqlite:///abs/path.db, sqlite:relative/to/data-dir.db or "
-            "postgresql://user:password@host:port/dbname [default: sqlite:mail.db in the "
-            "data dir]",
-            "auth": "where logins are checked: passwd-file (the --passwd-file) or sql (the "
-            "users table of this database; `mailserv user ... --config`) [default: "
-            "passwd-file]",
-            "pool": f"database connections (threads) per process [default: {DEFAULT_POOL}]",
-            "sqlite-sync": "full (an fsync per commit: an acknowledged APPEND survives power "
-            "loss) or normal (it survives a crash of the server, not of the machine; faster "
-            "on slow disks) [default: full]",
-        }
-    )
+    options = OPTIONS.help
 
     def __init__(self, database: Callable[[Dialect], Database] | None = None) -> None:
         """``database`` replaces the thread pool (tools and tests run transactions inline)."""
@@ -70,30 +86,11 @@ class SqlBackendFactory:
 
     def build(self, options: dict[str, str], data_dir: str, reactor: IReactorTime) -> SqlBackend:
         """Checks the options and the URL; nothing is opened before ``start()``."""
-        for key in sorted(options):
-            if key not in self.options:
-                raise BackendOptionError(f"The sql backend has no option {key!r}")
-        sync = options.get("sqlite-sync", DEFAULT_SQLITE_SYNC)
-        if sync not in SQLITE_SYNC:
-            raise BackendOptionError(f"sqlite-sync must be one of {', '.join(SQLITE_SYNC)}")
-        dialect = parse_url(options.get("url"), data_dir, sync)
-        auth = options.get("auth", "passwd-file")
-        if auth not in AUTH_CHOICES:
-            raise BackendOptionError(f"auth must be one of {', '.join(AUTH_CHOICES)}")
-        pool = _pool_size(options.get("pool"))
-        return SqlBackend(dialect, reactor, pool=pool, auth=auth, database=self._database)
-
-
-def _pool_size(text: str | None) -> int:
-    if text is None:
-        return DEFAULT_POOL
-    try:
-        size = int(text)
-    except ValueError:
-        raise BackendOptionError(f"pool must be a whole number, got {text!r}") from None
-    if not 1 <= size <= MAX_POOL:
-        raise BackendOptionError(f"pool must be between 1 and {MAX_POOL}, got {size}")
-    return size
+        values = OPTIONS.parse(options, data_dir)
+        dialect = parse_url(values[URL], data_dir, values[SQLITE_SYNC_OPTION])
+        return SqlBackend(
+            dialect, reactor, pool=values[POOL], auth=values[AUTH], database=self._database
+        )
 
 
 def inline_database(dialect: Dialect) -> Database:

@@ -13,17 +13,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mailserv.backends.kit.names import Hierarchy
 from mailserv.backends.sql import messages
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import RENAMED, Notice
 from mailserv.errors import (
-    InvalidMailboxName,
-    MailboxExists,
-    MailboxHasChildren,
     MailboxNotFound,
     MailboxNotSelectable,
 )
-from mailserv.interfaces import DELIMITER, INBOX, NOSELECT, MailboxInfo
+from mailserv.interfaces import INBOX, MailboxInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,16 +108,13 @@ def list_mailboxes(tx: Tx, account_id: int) -> list[MailboxInfo]:
     rows = tx.all(
         "SELECT name, selectable, special_use FROM mailboxes WHERE account_id = ?", (account_id,)
     )
-    out = []
-    for name, selectable, special_use in sorted(rows):
-        if not selectable:
-            attributes = frozenset({NOSELECT})
-        elif special_use:
-            attributes = frozenset({special_use})
-        else:
-            attributes = frozenset()
-        out.append(MailboxInfo(name, attributes))
-    return out
+    uses = {name: special_use for name, _, special_use in rows}
+
+    def attributes(name: str) -> frozenset[str]:
+        use = uses.get(name)
+        return frozenset({use}) if use else frozenset()
+
+    return Hierarchy({name: bool(selectable) for name, selectable, _ in rows}).listing(attributes)
 
 
 def open_mailbox(tx: Tx, account_id: int, name: str) -> BoxRow:
@@ -154,16 +149,8 @@ def _names(tx: Tx, account_id: int) -> dict[str, tuple[int, bool]]:
     return {name: (int(box_id), bool(selectable)) for name, box_id, selectable in rows}
 
 
-def _inferiors(names: dict[str, tuple[int, bool]], name: str) -> list[str]:
-    prefix = name + DELIMITER
-    return sorted(other for other in names if other.startswith(prefix))
-
-
-def _checked(name: str) -> str:
-    """Refuse names with an empty level (``a//b``, ``/a``): they cannot be listed."""
-    if "" in name.split(DELIMITER):
-        raise InvalidMailboxName(f"Invalid mailbox name {name!r}")
-    return name
+def _hierarchy(names: dict[str, tuple[int, bool]]) -> Hierarchy:
+    return Hierarchy({name: selectable for name, (_, selectable) in names.items()})
 
 
 # -- changing -----------------------------------------------------------------------------
@@ -171,75 +158,47 @@ def _checked(name: str) -> str:
 
 def create_mailbox(tx: Tx, account_id: int, name: str, special_use: str | None) -> None:
     """A trailing delimiter only announces future children (RFC 3501 6.3.3)."""
-    name = _checked(name.removesuffix(DELIMITER))
     names = _names(tx, account_id)
-    existing = names.get(name)
-    if existing is not None:
-        if existing[1]:
-            raise MailboxExists(name)
-        tx.execute("DELETE FROM mailboxes WHERE id = ?", (existing[0],))
-    _make_parents(tx, account_id, name, names)
-    _insert_box(tx, account_id, name, True, special_use)
-
-
-def _make_parents(tx: Tx, account_id: int, name: str, names: dict[str, tuple[int, bool]]) -> None:
-    levels = name.split(DELIMITER)
-    for depth in range(1, len(levels)):
-        parent = DELIMITER.join(levels[:depth])
-        if parent not in names:
-            names[parent] = (_insert_box(tx, account_id, parent, True, None), True)
+    plan = _hierarchy(names).create(name)
+    if plan.replaces:
+        tx.execute("DELETE FROM mailboxes WHERE id = ?", (names[plan.name][0],))
+    for parent in plan.parents:
+        _insert_box(tx, account_id, parent, True, None)
+    _insert_box(tx, account_id, plan.name, True, special_use)
 
 
 def delete_mailbox(tx: Tx, account_id: int, name: str, sender: str) -> Removal | None:
     """RFC 3501 6.3.4; the messages removed (None when ``name`` was a placeholder)."""
-    if name == INBOX:
-        raise InvalidMailboxName("INBOX cannot be deleted")
     names = _names(tx, account_id)
-    if name not in names:
-        raise MailboxNotFound(name)
-    box_id, selectable = names[name]
-    has_inferiors = bool(_inferiors(names, name))
-    if has_inferiors and not selectable:
-        raise MailboxHasChildren(name)
+    plan = _hierarchy(names).delete(name)
+    box_id = names[name][0]
     removal = None
-    if selectable:
+    if plan.selectable:
         removal = Removal(box_id, messages.remove_all(tx, box_id, sender))
     tx.execute("DELETE FROM mailboxes WHERE id = ?", (box_id,))
-    if has_inferiors:
+    if plan.keep:
         _insert_box(tx, account_id, name, False, None)
     return removal
 
 
 def rename_mailbox(tx: Tx, account_id: int, old: str, new: str, sender: str) -> Renaming:
     """Ids keep their UIDs and UIDVALIDITY under the new names; INBOX moves its messages."""
-    new = _checked(new)
     names = _names(tx, account_id)
-    if old not in names:
-        raise MailboxNotFound(old)
-    if new in names:
-        raise MailboxExists(new)
-    if old == INBOX:
+    plan = _hierarchy(names).rename(old, new)
+    if plan.inbox is not None:
         create_mailbox(tx, account_id, new, None)
         inbox = names[INBOX][0]
         box = open_mailbox(tx, account_id, new)
         moved = messages.transfer(tx, inbox, messages.uids(tx, inbox), box.id, True, sender)
         return Renaming(move=moved)
-    if new.startswith(old + DELIMITER):
-        raise InvalidMailboxName(f"{new} is inside {old}")
-    moving = [old, *_inferiors(names, old)]
-    targets = [new + name[len(old) :] for name in moving]
-    clash = [target for target in targets if target in names]
-    if clash:
-        raise MailboxExists(clash[0])
     renamed = []
-    for name, target in zip(moving, targets, strict=True):
-        box_id = names.pop(name)[0]
+    for name, target in plan.moves:
+        box_id = names[name][0]
         tx.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (target, box_id))
         tx.notify(Notice(sender, RENAMED, box_id, 0, target).encode())
         renamed.append((box_id, target))
-    for box_id, target in renamed:
-        names[target] = (box_id, True)
-    _make_parents(tx, account_id, new, names)
+    for parent in plan.parents:
+        _insert_box(tx, account_id, parent, True, None)
     return Renaming(renamed=renamed)
 
 

@@ -19,13 +19,13 @@ event whose first UID is not the next one waits for the missing ones, at most
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailserv.backends.kit import ListenerSet
 from mailserv.backends.sql import hierarchy, messages, search
 from mailserv.interfaces import (
     RECENT,
@@ -52,8 +52,6 @@ READAHEAD_BYTES = 16 * 1024 * 1024
 PARSE_IN_THREAD = 1024 * 1024
 """Messages larger than this are parsed and hashed off the reactor thread."""
 
-_log = Logger()
-
 
 @implementer(IMailbox)
 class SqlMailbox:
@@ -72,7 +70,7 @@ class SqlMailbox:
         self.seen_modseq = row.highestmodseq
         self.top_uid = row.uidnext - 1
         self._backend = backend
-        self._listeners: list[IMailboxListener] = []
+        self.listeners = ListenerSet()
         self._held: list[tuple[list[int], object, bool]] = []
         """Added events waiting for lower UIDs: (uids ascending, origin, remote)."""
         self._hold_timer: Any = None
@@ -232,12 +230,10 @@ class SqlMailbox:
     # -- listeners ----------------------------------------------------------------------
 
     def add_listener(self, listener: IMailboxListener) -> None:
-        if listener not in self._listeners:
-            self._listeners.append(listener)
+        self.listeners.add(listener)
 
     def remove_listener(self, listener: IMailboxListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self.listeners.remove(listener)
 
     def added(self, uids: Sequence[int], modseq: int, origin: object, remote: bool = False) -> None:
         """Messages arrived (here or, ``remote``, through another process): tell the listeners.
@@ -258,7 +254,7 @@ class SqlMailbox:
             fresh = [uid for uid in uids if uid > self.top_uid] if remote else uids
             self.top_uid = max(self.top_uid, uids[-1])
             if fresh:
-                self._tell_added(fresh, origin)
+                self.listeners.added(self, fresh, origin)
         timer = self._hold_timer
         if held and timer is None:
             clock: Any = self._backend.reactor
@@ -268,9 +264,6 @@ class SqlMailbox:
             if timer.active():
                 timer.cancel()
 
-    def _tell_added(self, uids: list[int], origin: object) -> None:
-        self._emit("messages_added", lambda to: to.messages_added(self, uids, origin))
-
     def _held_too_long(self) -> None:
         self._hold_timer = None
         self._release(wait=False)
@@ -279,24 +272,9 @@ class SqlMailbox:
         self.seen_modseq = max(self.seen_modseq, modseq)
         for uid in uids:
             self._raw.pop(uid, None)
-        if uids:
-            gone = list(uids)
-            self._emit("messages_expunged", lambda to: to.messages_expunged(self, gone, origin))
+        self.listeners.expunged(self, list(uids), origin)
 
     def flags_changed(self, changes: Sequence[FlagChange], origin: object) -> None:
         if changes:
             self.seen_modseq = max(self.seen_modseq, max(c.modseq for c in changes))
-            changed = list(changes)
-            self._emit("flags_changed", lambda to: to.flags_changed(self, changed, origin))
-
-    def _emit(self, event: str, tell: Callable[[IMailboxListener], None]) -> None:
-        """Synchronously, after the change; one failing listener must not starve the rest."""
-        for listener in tuple(self._listeners):
-            try:
-                tell(listener)
-            except Exception:  # noqa: BLE001 - logged, and the others still hear
-                _log.failure(
-                    "Mailbox listener {listener!r} failed on {event}",
-                    listener=listener,
-                    event=event,
-                )
+            self.listeners.flags_changed(self, list(changes), origin)

@@ -47,7 +47,7 @@ async def _open(session: IMAPServerProtocol, command: Command, readonly: bool) -
     except BaseException:
         view.close()
         raise
-    if session.transport_gone:
+    if session.ended:
         view.close()  # the client left meanwhile: nothing would ever close it
         return Reply()
     out = [

@@ -1,0 +1,34 @@
+"""HIGHESTMODSEQ and the expunge log of one mailbox: the bookkeeping of ``changes_since``.
+
+Every change takes a new modseq from :meth:`ModseqLog.bump`; an expunge also records its
+UIDs under that modseq, so ``changes_since(m)`` can name what vanished after ``m``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+
+
+class ModseqLog:
+    """``highest`` starts at 1: RFC 7162 wants HIGHESTMODSEQ non-zero even when empty."""
+
+    __slots__ = ("_vanished", "highest")
+
+    def __init__(self, highest: int = 1) -> None:
+        self.highest = highest
+        self._vanished: list[tuple[int, int]] = []  # (modseq of the expunge, uid), ascending
+
+    def bump(self) -> int:
+        """A new modseq, now the highest."""
+        self.highest += 1
+        return self.highest
+
+    def expunged(self, uids: Iterable[int], modseq: int) -> None:
+        """``uids`` went away under ``modseq`` (the latest one :meth:`bump` gave)."""
+        self._vanished.extend((modseq, uid) for uid in uids)
+
+    def vanished_since(self, modseq: int) -> list[int]:
+        """UIDs expunged after ``modseq``, ascending."""
+        start = bisect.bisect_right(self._vanished, modseq, key=lambda entry: entry[0])
+        return sorted(uid for _, uid in self._vanished[start:])

@@ -1,0 +1,191 @@
+"""The backend kit on its own: hierarchy rules, listener set, modseq log, options schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.logger import capturedLogs
+
+from mailserv.backends.kit import (
+    Bool,
+    Choice,
+    Hierarchy,
+    Int,
+    ListenerSet,
+    ModseqLog,
+    Number,
+    OptionSchema,
+    Path,
+    Text,
+)
+from mailserv.errors import (
+    BackendOptionError,
+    InvalidMailboxName,
+    MailboxExists,
+    MailboxHasChildren,
+    MailboxNotFound,
+    MailboxNotSelectable,
+)
+from mailserv.interfaces import NOSELECT, FlagChange
+from mailserv.testing import Recorder
+
+# -- hierarchy ------------------------------------------------------------------------------
+
+
+def test_create_plans_parents_and_takes_over_a_noselect_name() -> None:
+    rules = Hierarchy({"a": False, "a/b": True})
+    plan = rules.create("a/")
+    assert (plan.name, plan.parents, plan.replaces) == ("a", [], True)
+    plan = rules.create("x/y/z")
+    assert (plan.name, plan.parents, plan.replaces) == ("x/y/z", ["x", "x/y"], False)
+    assert rules.create("INBOX/kid").parents == []
+    for taken in ("INBOX", "a/b"):
+        with pytest.raises(MailboxExists):
+            rules.create(taken)
+    for bad in ("", "/a", "a//b"):
+        with pytest.raises(InvalidMailboxName):
+            rules.create(bad)
+
+
+def test_implied_parents_are_listed_noselect_and_count_as_existing() -> None:
+    rules = Hierarchy({"p/q": True})
+    assert [(i.name, NOSELECT in i.attributes) for i in rules.listing(lambda n: frozenset())] == [
+        ("INBOX", False),
+        ("p", True),
+        ("p/q", False),
+    ]
+    with pytest.raises(MailboxHasChildren):
+        rules.delete("p")
+    with pytest.raises(MailboxNotSelectable):
+        rules.opening("p")
+    with pytest.raises(MailboxNotFound):
+        rules.opening("nowhere")
+    with pytest.raises(MailboxExists):
+        rules.rename("INBOX", "p")
+
+
+def test_delete_rules() -> None:
+    rules = Hierarchy({"a": True, "a/b": True, "n": False, "n/c": True, "gone": False})
+    assert rules.delete("a").keep and rules.delete("a").selectable
+    leaf = rules.delete("a/b")
+    assert (leaf.keep, leaf.selectable) == (False, True)
+    assert rules.delete("gone").selectable is False  # an empty \Noselect name can go
+    with pytest.raises(MailboxHasChildren):
+        rules.delete("n")
+    with pytest.raises(InvalidMailboxName):
+        rules.delete("INBOX")
+    with pytest.raises(MailboxNotFound):
+        rules.delete("zz")
+
+
+def test_rename_rules() -> None:
+    rules = Hierarchy({"a": True, "a/b": False, "a/b/c": True, "z": True})
+    plan = rules.rename("a", "m/n")
+    assert plan.moves == [("a", "m/n"), ("a/b", "m/n/b"), ("a/b/c", "m/n/b/c")]
+    assert (plan.parents, plan.inbox) == (["m"], None)
+    inbox = rules.rename("INBOX", "Old/2024")
+    assert inbox.moves == [] and inbox.inbox is not None
+    assert (inbox.inbox.name, inbox.inbox.parents) == ("Old/2024", ["Old"])
+    with pytest.raises(InvalidMailboxName):
+        rules.rename("a", "a/x")
+    with pytest.raises(MailboxExists):
+        rules.rename("a", "z")
+    with pytest.raises(MailboxNotFound):
+        rules.rename("q", "r")
+
+
+def test_a_backend_check_applies_to_every_name() -> None:
+    def no_dots(name: str) -> str:
+        if "." in name:
+            raise InvalidMailboxName("no dots")
+        return name
+
+    rules = Hierarchy({"a": True}, no_dots)
+    for call in (lambda: rules.create("x.y"), lambda: rules.rename("a", "b.c")):
+        with pytest.raises(InvalidMailboxName, match="no dots"):
+            call()
+
+
+# -- listeners and modseqs --------------------------------------------------------------------
+
+
+class Broken(Recorder):
+    def messages_added(self, mailbox: Any, uids: Any, origin: object) -> None:
+        raise RuntimeError("listener bug")
+
+
+def test_listener_set_fans_out_past_a_failing_listener() -> None:
+    listeners, first, second = ListenerSet(), Recorder(), Recorder()
+    broken = Broken()
+    for listener in (first, broken, second, first):
+        listeners.add(listener)
+    assert len(listeners) == 3
+    origin = object()
+    with capturedLogs() as logged:
+        listeners.added(None, [1, 2], origin)  # type: ignore[arg-type]
+    assert first.events == second.events == [("added", [1, 2], origin)]
+    assert any("listener bug" in str(event.get("log_failure")) for event in logged)
+    listeners.remove(first)
+    listeners.added(None, [], origin)  # type: ignore[arg-type]  # nothing: no event
+    change = FlagChange(1, frozenset(), 3)
+    listeners.flags_changed(None, [change], None)  # type: ignore[arg-type]
+    listeners.lost(None, "gone")  # type: ignore[arg-type]
+    assert [kind for kind, _, _ in second.events] == ["added", "flags", "lost"]
+    assert len(first.events) == 1
+
+
+def test_modseq_log() -> None:
+    log = ModseqLog()
+    assert log.highest == 1
+    first = log.bump()
+    log.expunged([7, 3], first)
+    second = log.bump()
+    log.expunged([5], second)
+    assert log.vanished_since(0) == [3, 5, 7]
+    assert log.vanished_since(first) == [5]
+    assert log.vanished_since(second) == []
+
+
+# -- options ----------------------------------------------------------------------------------
+
+FLAG = Bool("a flag", True)
+COUNT = Int("a count", 4, 0, 64)
+RATE = Number("a rate", 1.0, 0.5)
+MODE = Choice("a mode", "auto", ("auto", "poll"))
+WHERE = Path("a path", "cache")
+NAME = Text[str | None]("a name", None)
+SCHEMA = OptionSchema(
+    "demo",
+    {"flag": FLAG, "count": COUNT, "rate": RATE, "mode": MODE, "where": WHERE, "name": NAME},
+)
+
+
+def test_options_take_defaults_and_types() -> None:
+    values = SCHEMA.parse({}, "/data")
+    assert (values[FLAG], values[COUNT], values[RATE], values[MODE]) == (True, 4, 1.0, "auto")
+    assert (values[WHERE], values[NAME]) == ("/data/cache", None)
+    given = {"flag": "Off", "count": "64", "rate": "2.5", "mode": "poll", "where": "none"}
+    values = SCHEMA.parse({**given, "name": "x"}, "/data")
+    assert (values[FLAG], values[COUNT], values[RATE], values[MODE]) == (False, 64, 2.5, "poll")
+    assert (values[WHERE], values[NAME]) == (None, "x")
+    assert SCHEMA.parse({"where": "/abs"}, "/data")[WHERE] == "/abs"
+    assert SCHEMA.help["count"] == "a count"
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"flag": "maybe"}, "flag must be true or false, got 'maybe'"),
+        ({"count": "4.5"}, "count must be a whole number"),
+        ({"count": "65"}, "count must be between 0 and 64, got '65'"),
+        ({"rate": "0.1"}, "rate must be at least 0.5"),
+        ({"rate": "nan"}, "rate must be a finite number"),
+        ({"mode": "fast"}, "mode must be one of auto, poll, got 'fast'"),
+        ({"colour": "blue"}, "The demo backend has no option 'colour'"),
+    ],
+)
+def test_bad_options_are_named(given: dict[str, str], message: str) -> None:
+    with pytest.raises(BackendOptionError) as info:
+        SCHEMA.parse(given, "/data")
+    assert message in str(info.value)
