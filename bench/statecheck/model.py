@@ -492,13 +492,13 @@ def compare(world: World, reference: Model, client: Model) -> bool:
     world.compared += 1
     where = f"fresh EXAMINE {reference.mailbox}"
     if client.count != reference.count:
-        mine = {e.uid for e in client.entries if e.uid is not None}
-        truth = {e.uid for e in reference.entries if e.uid is not None}
+        mine_uids = {e.uid for e in client.entries if e.uid is not None}
+        true_uids = {e.uid for e in reference.entries if e.uid is not None}
         world.violation(
             client.name,
             where,
-            f"UIDs only the client has: {compact(sorted(mine - truth)) or '-'}; "
-            f"only the fresh EXAMINE: {compact(sorted(truth - mine)) or '-'}",
+            f"UIDs only the client has: {compact(sorted(mine_uids - true_uids)) or '-'}; "
+            f"only the fresh EXAMINE: {compact(sorted(true_uids - mine_uids)) or '-'}",
             f"client knows {client.count} messages, a fresh EXAMINE shows {reference.count}",
         )
         return False

@@ -154,13 +154,13 @@ def backend_spec(name: str) -> BackendSpec:
     if name == "sql-sqlite":
         return BackendSpec("sql")
     if name == "sql-postgresql":
-        import pgcluster
+        import pgcluster  # type: ignore[import-not-found]  # tests/, on sys.path
 
         return BackendSpec(
             "sql", prepare=pgcluster.prepare_backend, cleanup=pgcluster.cleanup_backend
         )
     if name == "proxy":
-        import dovecot
+        import dovecot  # type: ignore[import-not-found]  # tests/, on sys.path
 
         spec = dovecot.proxy_backend_spec()
         assert isinstance(spec, BackendSpec)
@@ -187,7 +187,7 @@ def against_dovecot(args: argparse.Namespace, users: list[tuple[str, str]]) -> i
     tests = str(Path(__file__).resolve().parents[2] / "tests")
     if tests not in sys.path:
         sys.path.insert(0, tests)
-    from dovecot import Dovecot
+    from dovecot import Dovecot  # type: ignore[import-not-found]  # tests/, on sys.path
 
     upstream = Dovecot()
     for user, password in users:
