@@ -1,4 +1,4 @@
-"""The concurrent state checker (bench/statecheck.py): on every backend, and on its own.
+"""The concurrent state checker (bench/statecheck/): on every backend, and on its own.
 
 The run on each backend (a few clients for a few seconds over real sockets) must find no
 violation and must have sent every kind of command.  The model is also fed response
