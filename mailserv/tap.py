@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -52,6 +53,7 @@ from mailserv.tls import TLSError, TLSMaterial, prepare_tls
 __all__ = ["Options", "ServerParts", "build_server", "build_service", "makeService"]
 
 _log = Logger()
+T = TypeVar("T")
 
 
 def _limits_help() -> str:
@@ -306,20 +308,29 @@ class _BackendService(Service):
 
     def startService(self) -> None:
         super().startService()
-        started = maybeDeferred(self.backend.start)
+        started = _deferred(self.backend.start())
         started.addCallback(lambda _: self._gate.release())
         started.addErrback(self._failed)
 
     def stopService(self) -> Deferred[object]:
         super().stopService()
         if self._factory is None:
-            return maybeDeferred(self.backend.stop)
+            return _deferred(self.backend.stop())
         closed: Deferred[object] = self._factory.shutdown()  # type: ignore[assignment]
-        return closed.addCallback(lambda _: self.backend.stop())
+        return closed.addCallback(lambda _: _deferred(self.backend.stop()))
 
     def _failed(self, failure: Failure) -> None:
         _log.failure("The backend failed to start; stopping", failure)
         self._reactor.callWhenRunning(self._reactor.stop)
+
+
+def _deferred(awaitable: Awaitable[T]) -> Deferred[T]:
+    """A Deferred of what the backend contract's awaitable gives (coroutine or Deferred)."""
+
+    async def wait() -> T:
+        return await awaitable
+
+    return Deferred.fromCoroutine(wait())
 
 
 def _listening_endpoint(

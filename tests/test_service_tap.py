@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import capturedLogs
@@ -226,7 +227,7 @@ class _Backend:
 
     def start(self) -> object:
         self.calls.append("start")
-        return self.start_result
+        return succeed(None) if self.start_result is None else self.start_result
 
     def stop(self) -> object:
         self.calls.append("stop")
@@ -243,6 +244,23 @@ def test_backend_started_and_stopped_with_the_service() -> None:
     assert backend.calls == ["start", "stop"]
     assert isinstance(stopped, Deferred)
     assert reactor.whenRunningHooks == []
+
+
+def test_a_coroutine_stop_is_awaited_after_the_sessions_are_closed() -> None:
+    # The backend contract's stop() is a coroutine function: the service must run it, not
+    # drop the coroutine (it did, once sessions were closed first: the store never stopped).
+    class AsyncBackend(_Backend):
+        async def stop(self) -> None:  # type: ignore[override]
+            self.calls.append("stop")
+
+    backend = AsyncBackend(None)
+    reactor = MemoryReactor()
+    factory = IMAPServerFactory(Portal(None), clock=reactor)  # type: ignore[arg-type]
+    service = _BackendService(backend, reactor, factory=factory)  # type: ignore[arg-type]
+    service.startService()
+    stopped = service.stopService()
+    assert backend.calls == ["start", "stop"]
+    assert stopped.called
 
 
 def test_backend_start_failure_stops_the_reactor() -> None:
