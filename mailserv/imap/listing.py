@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from mailserv.interfaces import MailboxInfo
-
-DELIMITER = "/"
+from mailserv.interfaces import DELIMITER, INBOX, NOSELECT, MailboxInfo
 
 
 def full_pattern(reference: str, pattern: str) -> str:
@@ -50,9 +48,9 @@ def list_entries(
     known = {info.name: info.attributes for info in mailboxes}
     parents = {parent for name in known for parent in ancestors(name)}
     for parent in parents - known.keys():
-        known[parent] = frozenset({"\\Noselect"})
+        known[parent] = frozenset({NOSELECT})
     result = []
-    for name in sorted(known, key=lambda n: (n != "INBOX", n)):
+    for name in sorted(known, key=lambda n: (n != INBOX, n)):
         if pattern.fullmatch(name):
             children = "\\HasChildren" if name in parents else "\\HasNoChildren"
             result.append((name, known[name] | {children}))
@@ -67,5 +65,5 @@ def lsub_entries(
     result = [(name, frozenset[str]()) for name in sorted(names) if pattern.fullmatch(name)]
     if wildcard_parents:
         implied = {p for name in names for p in ancestors(name)} - names
-        result += [(p, frozenset({"\\Noselect"})) for p in sorted(implied) if pattern.fullmatch(p)]
+        result += [(p, frozenset({NOSELECT})) for p in sorted(implied) if pattern.fullmatch(p)]
     return result

@@ -16,6 +16,7 @@ from mailserv import errors
 from mailserv.imap import utf7
 from mailserv.imap.encode import month_number
 from mailserv.imap.tokens import Atom, Command, ParenList, String, Token
+from mailserv.interfaces import ANSWERED, DELETED, DRAFT, FLAGGED, INBOX, RECENT, SEEN
 
 # -- errors and events ------------------------------------------------------------------------
 
@@ -516,10 +517,7 @@ _NOT_ASTRING = re.compile(r'[\x00-\x20\x7f(){%*"\\]')
 _NOT_PATTERN = re.compile(r'[\x00-\x20\x7f(){"\\]')
 _NUMBER = re.compile(r"[0-9]{1,20}")
 _KEYWORD = re.compile(r"[!#$&\'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")
-SYSTEM_FLAGS = {
-    name.lower(): name
-    for name in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "\\Recent")
-}
+SYSTEM_FLAGS = {name.lower(): name for name in (SEEN, ANSWERED, FLAGGED, DELETED, DRAFT, RECENT)}
 MAX_MAILBOX_NAME = 1024
 _SEARCH_DATE = re.compile(r"([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})")
 _DATE_TIME = re.compile(
@@ -624,8 +622,8 @@ def _name_text(raw: bytes, what: str, max_bytes: int) -> str:
 
 
 def _inbox(name: str) -> str:
-    if name.upper() == "INBOX":
-        return "INBOX"
+    if name.upper() == INBOX:
+        return INBOX
     if name[:6].upper() == "INBOX/":
         return "INBOX/" + name[6:]
     return name

@@ -41,15 +41,27 @@ from zope.interface import implementer
 from mailserv.imap import encode
 from mailserv.imap.replies import Bad
 from mailserv.imap.sequence import SequenceSet, uids_for_seqs, uids_in
-from mailserv.interfaces import FlagChange, IMailbox, IMailboxListener
+from mailserv.interfaces import (
+    ANSWERED,
+    DELETED,
+    DRAFT,
+    FLAGGED,
+    RECENT,
+    SEEN,
+    SYSTEM_FLAGS,
+    FlagChange,
+    IMailbox,
+    IMailboxListener,
+)
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol
 
 _log = Logger()
 
-SYSTEM_FLAGS: tuple[str, ...] = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-_ALWAYS_KNOWN = frozenset(SYSTEM_FLAGS)
+FLAGS_ORDER: tuple[str, ...] = (ANSWERED, FLAGGED, DELETED, SEEN, DRAFT)
+"""The system flags in the order FLAGS and PERMANENTFLAGS list them."""
+_ALWAYS_KNOWN = SYSTEM_FLAGS
 
 
 def flags_responses(keywords: Iterable[str], readonly: bool) -> bytes:
@@ -58,7 +70,7 @@ def flags_responses(keywords: Iterable[str], readonly: bool) -> bytes:
     SELECT/EXAMINE send them first, the view again whenever a keyword joins the list.  A
     read-only session may change nothing: its PERMANENTFLAGS is empty.
     """
-    names = " ".join([*SYSTEM_FLAGS, *sorted(keywords)]).encode("ascii", "replace")
+    names = " ".join([*FLAGS_ORDER, *sorted(keywords)]).encode("ascii", "replace")
     permanent = b"" if readonly else names + b" \\*"
     return b"* FLAGS (%s)\r\n* OK [PERMANENTFLAGS (%s)] Flags permitted\r\n" % (names, permanent)
 
@@ -181,7 +193,7 @@ class SelectedView:
         if modseq:
             self._note_told(uid, modseq)
         if uid in self.recent:
-            return encode.flag_list(flags | {"\\Recent"})
+            return encode.flag_list(flags | {RECENT})
         return encode.flag_list(flags)
 
     def own_changes(self, changes: Sequence[FlagChange]) -> None:

@@ -11,7 +11,7 @@ from mailserv.imap.commands.mailboxes import account_of
 from mailserv.imap.parser import date_time, flags, mailbox
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.tokens import Command, ParenList, String
-from mailserv.interfaces import AppendResult
+from mailserv.interfaces import RECENT, AppendResult
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol
@@ -34,7 +34,7 @@ async def append(session: IMAPServerProtocol, command: Command) -> Reply:
             when = date_time(arg)
         else:
             raise Bad('APPEND arguments: mailbox [(flags)] ["date-time"] literal')
-    if "\\Recent" in flag_set:
+    if RECENT in flag_set:
         raise Bad("\\Recent cannot be set")
     if not message.value:
         raise No("Empty message")

@@ -10,7 +10,7 @@ from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.parser import UndecodableName, list_pattern, mailbox, new_mailbox, text_atom
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.tokens import Command, ParenList
-from mailserv.interfaces import IAccount, MailboxStatus
+from mailserv.interfaces import INBOX, IAccount, MailboxStatus
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol
@@ -49,7 +49,7 @@ async def create(session: IMAPServerProtocol, command: Command) -> Reply:
     if len(command.args) not in (1, 2):
         raise Bad("CREATE takes a mailbox name")
     name = valid_new_name(new_mailbox(command.args[0]), session.settings.max_mailbox_name)
-    if name == "INBOX":
+    if name == INBOX:
         raise No("INBOX always exists", "ALREADYEXISTS")
     use = _special_use(command.args[1]) if len(command.args) == 2 else None
     await account_of(session).create(name, use)
@@ -80,7 +80,7 @@ async def delete(session: IMAPServerProtocol, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("DELETE takes a mailbox name")
     name = mailbox(command.args[0])
-    if name == "INBOX":
+    if name == INBOX:
         raise No("INBOX cannot be deleted", "CANNOT")
     if session.selected is not None and session.selected.mailbox.name == name:
         session.deselect()
@@ -93,7 +93,7 @@ async def rename(session: IMAPServerProtocol, command: Command) -> Reply:
         raise Bad("RENAME takes two mailbox names")
     old = mailbox(command.args[0])
     new = valid_new_name(new_mailbox(command.args[1]), session.settings.max_mailbox_name)
-    if new == "INBOX":
+    if new == INBOX:
         raise No("INBOX already exists", "ALREADYEXISTS")
     if new == old:
         raise No("Source and destination are the same", "ALREADYEXISTS")

@@ -21,7 +21,7 @@ from mailserv.imap.search import (
 from mailserv.imap.sequence import format_set, parse_sequence_set
 from mailserv.imap.tokens import Command, ParenList, Token
 from mailserv.imap.view import SelectedView
-from mailserv.interfaces import CopyResult, MessageMeta, StoreMode
+from mailserv.interfaces import RECENT, CopyResult, MessageMeta, StoreMode
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol
@@ -72,7 +72,7 @@ async def store(session: IMAPServerProtocol, command: Command) -> Reply:
         raise Bad(f"Unknown STORE item {item[:40]}")
     flag_args = command.args[2:]
     wanted: frozenset[str] = frozenset().union(*(flags(arg) for arg in flag_args))
-    if "\\Recent" in wanted:
+    if RECENT in wanted:
         raise Bad("\\Recent cannot be stored")
     if uids:
         result = await view.mailbox.store(uids, mode, wanted, session)

@@ -11,7 +11,7 @@ from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.search.keys import UNSEEN
 from mailserv.imap.tokens import Command
 from mailserv.imap.view import SelectedView, flags_responses
-from mailserv.interfaces import MailboxStatus
+from mailserv.interfaces import SEEN, MailboxStatus
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol
@@ -78,7 +78,7 @@ async def _first_unseen(view: SelectedView, counts: MailboxStatus) -> int | None
         return view.seq_of(min(unseen)) if unseen else None
     metas = await view.mailbox.fetch(view.uids)
     for meta in metas:
-        if "\\Seen" not in meta.flags:
+        if SEEN not in meta.flags:
             return view.seq_of(meta.uid)
     return None
 
