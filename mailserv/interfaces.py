@@ -207,6 +207,13 @@ class IHomeLookupConsumer(Interface):
         """``home_of(user)`` is the user's home directory, or None when unknown."""
 
 
+class IMultiProcessBackend(Interface):
+    """Optional, next to ``IBackend``: several processes may each build and start this backend
+    on the same store at once (``--workers N``), and each process's listeners hear of the
+    others' changes (maildir: the files and inotify; PostgreSQL: LISTEN/NOTIFY; the proxy: the
+    upstream server).  A marker: no methods."""
+
+
 class IAccount(Interface):
     """One user's set of mailboxes."""
 
