@@ -42,7 +42,6 @@ from mailserv.interfaces import (
 )
 from mailserv.message.info import MessageInfo
 from mailserv.message.parse import parse_message
-from mailserv.search import SearchProgram
 
 # -- step 1: the factory and its options -----------------------------------------------------
 
@@ -272,9 +271,6 @@ class TinyMailbox:
         for m in self.messages:
             m.recent = False
         return claimed
-
-    async def search(self, query: SearchProgram, uids: Sequence[int]) -> None:
-        return None  # the engine evaluates every query itself
 
     async def changes_since(self, modseq: int) -> Changes:
         changed = [m.meta() for m in self.messages if m.modseq > modseq]

@@ -51,7 +51,6 @@ from mailserv.message.store import UnknownFormat, loads
 
 if TYPE_CHECKING:
     from mailserv.backends.maildir.account import MaildirAccount
-    from mailserv.search import SearchProgram
 
 _log = Logger()
 
@@ -353,9 +352,6 @@ class MaildirMailbox:
                 if attempt == 0:
                     await self._resync()
         raise KeyError(uid)
-
-    async def search(self, query: SearchProgram, uids: Sequence[int]) -> None:
-        """Declined: the engine evaluates queries against ``fetch()`` results."""
 
     async def changes_since(self, modseq: int) -> Changes:
         await self._ready()

@@ -36,7 +36,6 @@ from mailserv.message.parse import parse_message
 
 if TYPE_CHECKING:
     from mailserv.backends.memory.account import MemoryAccount
-    from mailserv.search import SearchProgram
 
 
 @implementer(IMailbox)
@@ -83,9 +82,6 @@ class MemoryMailbox:
 
     async def content(self, uid: int) -> bytes:
         return self._raw[uid]
-
-    async def search(self, query: SearchProgram, uids: Sequence[int]) -> None:
-        """Declined: the engine evaluates every query against ``fetch()`` results."""
 
     async def changes_since(self, modseq: int) -> Changes:
         return Changes(

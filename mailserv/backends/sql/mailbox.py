@@ -33,8 +33,8 @@ from mailserv.interfaces import (
     Changes,
     CopyResult,
     FlagChange,
-    IMailbox,
     IMailboxListener,
+    ISearchableMailbox,
     MailboxStatus,
     MessageMeta,
     StoreMode,
@@ -53,7 +53,7 @@ PARSE_IN_THREAD = 1024 * 1024
 """Messages larger than this are parsed and hashed off the reactor thread."""
 
 
-@implementer(IMailbox)
+@implementer(ISearchableMailbox)
 class SqlMailbox:
     """Mailbox ``box_id`` of account ``account_id``; ``name`` follows renames."""
 
