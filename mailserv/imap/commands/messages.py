@@ -22,6 +22,7 @@ from mailserv.imap.sequence import format_set, parse_sequence_set
 from mailserv.imap.tokens import Command, ParenList, Token
 from mailserv.imap.view import SelectedView
 from mailserv.interfaces import RECENT, CopyResult, MessageMeta, StoreMode
+from mailserv.search import backend_search
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol
@@ -106,7 +107,7 @@ async def search(session: IMAPServerProtocol, command: Command) -> Reply:
         raise No(f"Unsupported charset {exc.charset[:40]}", exc.response_code) from exc
     box = view.mailbox
     bound = SearchProgram(bind(program.key, view.uids, view.recent), program.charset)
-    found = await box.search(bound, view.uids)
+    found = await backend_search(box, bound, view.uids)
     if found is None:
         metas = await box.fetch(view.uids)
         context = SearchContext(view.uids, view.recent, box.content)

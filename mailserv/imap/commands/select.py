@@ -12,6 +12,7 @@ from mailserv.imap.search.keys import UNSEEN
 from mailserv.imap.tokens import Command
 from mailserv.imap.view import SelectedView, flags_responses
 from mailserv.interfaces import SEEN, MailboxStatus
+from mailserv.search import backend_search
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol
@@ -73,7 +74,7 @@ async def _first_unseen(view: SelectedView, counts: MailboxStatus) -> int | None
     if counts.unseen == 0 or not view.uids:
         return None
     # The backend's own search reads flags alone; fetching every message would load them all.
-    unseen = await view.mailbox.search(UNSEEN, view.uids)
+    unseen = await backend_search(view.mailbox, UNSEEN, view.uids)
     if unseen is not None:
         return view.seq_of(min(unseen)) if unseen else None
     metas = await view.mailbox.fetch(view.uids)
