@@ -18,7 +18,7 @@ import mailserv.backends.maildir
 from mailserv.config import Config
 from mailserv.imap.factory import IMAPServerFactory
 from mailserv.imap.settings import ServerSettings
-from mailserv.tap import Options, BackendService, build_server, build_service, makeService
+from mailserv.tap import BackendService, Options, build_server, build_service, makeService
 from mailserv.tls import generate_self_signed
 
 
