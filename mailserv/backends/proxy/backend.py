@@ -95,8 +95,8 @@ class ProxyBackend:
             user = UserState(self, username, username, password)
             self._users[username] = user
         else:
-            user.secret = password
-        user.adopt(conn)
+            user.pool.secret = password
+        user.pool.adopt(conn)
         return username
 
 

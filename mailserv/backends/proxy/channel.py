@@ -135,14 +135,14 @@ class Channel:
 
     async def _start(self) -> None:
         user = self.user
-        conn = await user.acquire()
+        conn = await user.pool.acquire()
         try:
             state, rows = await self._select(conn)
         except BaseException:
             if conn.alive and conn.selected is None:
-                user.release(conn)
+                user.pool.release(conn)
             else:
-                user.discard(conn)
+                user.pool.discard(conn)
             raise
         validity = state.get("UIDVALIDITY", 0)
         condstore = bool({"CONDSTORE", "QRESYNC"} & conn.enabled) and "NOMODSEQ" not in state
@@ -152,7 +152,7 @@ class Channel:
             old = None
         if old is None:
             listed = {row[0] for row in rows}
-            mirror = Mirror(validity, condstore, user.load_infos(self.name, validity, listed))
+            mirror = Mirror(validity, condstore, user.infos.load(self.name, validity, listed))
             for uid, flags, date, size, modseq in rows:
                 mirror.add(uid, flags, date, size, modseq, None, recent=RECENT in flags)
             mirror.discard_events()  # the initial listing is no news
@@ -382,7 +382,7 @@ class Channel:
         if self.user.closed:
             return
         if conn is not None:
-            self.user.discard(conn)
+            self.user.pool.discard(conn)
         _log.warn(
             "Upstream connection of {user}/{name} lost: {reason}",
             user=self.user.username,
@@ -455,11 +455,11 @@ class Channel:
                 try:
                     await conn.command(b"UNSELECT")
                     conn.selected = None
-                    self.user.release(conn)
+                    self.user.pool.release(conn)
                     return
                 except (CommandFailed, errors.BackendError):
                     pass
-            self.user.discard(conn)
+            self.user.pool.discard(conn)
         finally:
             self._lock.release()
 

@@ -144,5 +144,5 @@ class Downloads:
                 mirror.set_info(uid, info)
                 parsed.append((uid, info))
             cache.put(self._content_key(mirror, uid), raw)
-        self.user.remember(self.name, mirror.uidvalidity, parsed)
+        self.user.infos.remember(self.name, mirror.uidvalidity, parsed)
         return got

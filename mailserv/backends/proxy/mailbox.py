@@ -114,7 +114,7 @@ class ProxyMailbox:
             assert self.mirror is not None
             return self.mirror.status()
         fresh, self._fresh_status = self._fresh_status, None
-        if fresh is not None and "STATUS=SIZE" in self.user.capabilities:
+        if fresh is not None and "STATUS=SIZE" in self.user.pool.capabilities:
             status, when = fresh
             if self.clock.seconds() - when < _FRESH:
                 return status
@@ -244,13 +244,13 @@ class ProxyMailbox:
             if response.code == "APPENDUID" and len(response.code_data) >= 2:
                 validity, uid = response.code_data[0], response.code_data[1]
                 if isinstance(validity, int) and isinstance(uid, int):
-                    self.user.remember(self.name, validity, [(uid, info)])
+                    self.user.infos.remember(self.name, validity, [(uid, info)])
                     result.append(AppendResult(validity, uid))
 
         if self.channel.busy or self.listeners:
             await self.channel.run(send, origin)  # the EXISTS comes back on the channel
         else:
-            await self.user.run(send)
+            await self.user.pool.run(send)
         if result:
             return result[0]
         await self.channel.go_live()  # no UIDPLUS upstream: the newest message is ours
@@ -304,20 +304,20 @@ class ProxyMailbox:
         self, uids: Sequence[int], destination: str, origin: object, move: bool
     ) -> CopyResult:
         try:
-            self.user.names.upstream(destination)
+            self.user.pool.names.upstream(destination)
         except errors.InvalidMailboxName as exc:  # the upstream can hold no such mailbox
             raise errors.MailboxNotFound(destination) from exc
         await self.channel.go_live()
         mirror = self.mirror
         assert mirror is not None
         targets = [uid for uid in sorted(set(uids)) if uid in mirror.meta]
-        target_box = self.user.mailboxes.get(destination)
+        target_box = self.user.registry.mailboxes.get(destination)
         if target_box is not None:
             target_box._fresh_status = None
         if not targets:
             status = await self.user.status_of(destination)
             return CopyResult(status.uidvalidity, [])
-        native_move = move and "MOVE" in self.user.capabilities
+        native_move = move and "MOVE" in self.user.pool.capabilities
         copied: list[tuple[int, list[int], list[int]]] = []
 
         def copyuid(response: wire.Response) -> bool:
@@ -349,7 +349,7 @@ class ProxyMailbox:
         validity, sources, copies = copied[0]
         pairs = list(zip(sources, copies, strict=False))
         known = [(copy, mirror.infos[source]) for source, copy in pairs if source in mirror.infos]
-        self.user.remember(destination, validity, known)
+        self.user.infos.remember(destination, validity, known)
         busy = target_box is not None and (target_box.live or target_box.listeners)
         if busy and target_box is not self:
             assert target_box is not None
@@ -364,7 +364,7 @@ class ProxyMailbox:
             targets = [uid for uid in sorted(set(uids)) if uid in mirror.meta]
             if not targets:
                 return []
-            if "UIDPLUS" not in self.user.capabilities:
+            if "UIDPLUS" not in self.user.pool.capabilities:
                 raise errors.BackendError("The upstream server cannot expunge single messages")
 
         async def send(conn: UpstreamProtocol) -> list[int]:
