@@ -16,7 +16,7 @@ from zope.interface import implementer
 from mailserv import errors
 from mailserv.backends.kit.names import Hierarchy, ancestors, check_name, is_inside
 from mailserv.backends.proxy import wire
-from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
+from mailserv.backends.proxy.client import CommandFailed
 from mailserv.backends.proxy.mailbox import ProxyMailbox
 from mailserv.interfaces import (
     DELIMITER,
@@ -53,7 +53,7 @@ class ProxyAccount:
         boxes: dict[str, frozenset[str]] = {}
         for name, attrs in found.items():
             kept = {_SPELLING[a.lower()] for a in attrs if a.lower() in _SPELLING}
-            if "\\nonexistent" in {a.lower() for a in attrs}:
+            if "\\nonexistent" in _lowered(attrs):
                 kept.add(NOSELECT)
             use = self.user.registry.special_use.get(name)
             if use is not None:
@@ -68,7 +68,7 @@ class ProxyAccount:
         hollow = self.user.registry.hollow
         for name in list(hollow):
             attrs = found.get(name)
-            if attrs is None or "\\noselect" in {a.lower() for a in attrs}:
+            if attrs is None or "\\noselect" in _lowered(attrs):
                 hollow.discard(name)
             elif await self.user.exists(name):
                 hollow.discard(name)  # created again, perhaps by another client
@@ -81,7 +81,7 @@ class ProxyAccount:
         (await user.pool.naming()).upstream(name)  # NO [CANNOT] when the upstream cannot hold it
         existing = await user.listing()
         await self._check_hollow(existing)
-        attrs = {a.lower() for a in existing.get(name, frozenset())}
+        attrs = _lowered(existing.get(name, frozenset()))
         if name.upper() == INBOX or (
             name in existing and not attrs & {"\\noselect", "\\nonexistent"}
         ):
@@ -100,11 +100,8 @@ class ProxyAccount:
         if native:
             args.append(b"(USE (" + special_use.encode("ascii") + b"))")  # type: ignore[union-attr]
 
-        async def send(conn: UpstreamProtocol) -> None:
-            await conn.command(*args)
-
         try:
-            await user.pool.run(send)
+            await user.pool.command(*args)
         except CommandFailed as exc:
             error = await user.mailbox_error(name, exc)
             if isinstance(error, errors.MailboxExists) and tolerate_existing:
@@ -127,11 +124,8 @@ class ProxyAccount:
         if box is not None:
             await box.release_channel()
 
-        async def send(conn: UpstreamProtocol) -> None:
-            await conn.command(b"DELETE", user.encoded(name))
-
         try:
-            await user.pool.run(send)
+            await user.pool.command(b"DELETE", user.encoded(name))
         except CommandFailed as exc:
             error = await user.mailbox_error(name, exc)
             if isinstance(error, errors.MailboxNotSelectable):
@@ -162,11 +156,8 @@ class ProxyAccount:
         for name in moving:
             await user.registry.mailboxes[name].release_channel()
 
-        async def send(conn: UpstreamProtocol) -> None:
-            await conn.command(b"RENAME", user.encoded(old), user.encoded(new))
-
         try:
-            await user.pool.run(send)
+            await user.pool.command(b"RENAME", user.encoded(old), user.encoded(new))
         except CommandFailed as exc:
             raise await user.mailbox_error(old, exc) from exc
         for name in moving:
@@ -185,27 +176,9 @@ class ProxyAccount:
             await inbox.move(list(uids), new, None)
 
     async def subscriptions(self) -> list[str]:
-        found: list[str] = []
-        names = await self.user.pool.naming()
-
-        def handler(response: wire.Response) -> bool:
-            if response.kind != "LSUB" or len(response.data) < 3:
-                return False
-            raw = response.data[2]
-            if isinstance(raw, int):
-                raw = str(raw)
-            if isinstance(raw, (bytes, str)):
-                flags = {a.lower() for a in wire.flag_set(response.data[0])}
-                name = names.decode(raw)
-                if name and "\\noselect" not in flags:
-                    found.append(name)
-            return True
-
-        async def send(conn: UpstreamProtocol) -> None:
-            await conn.command(b"LSUB", b'""', b"*", handler=handler)
-
-        await self.user.pool.run(send)
-        return sorted(set(found) | self.user.registry.subscribed)
+        found = await self.user.listing(verb=b"LSUB")
+        upstream = {n for n, attrs in found.items() if NOSELECT.lower() not in _lowered(attrs)}
+        return sorted(upstream | self.user.registry.subscribed)
 
     async def subscribe(self, name: str) -> None:
         """Upstream; a name it refuses (many servers want an existing mailbox) is kept
@@ -222,11 +195,8 @@ class ProxyAccount:
         user = self.user
         (await user.pool.naming()).upstream(name)  # NO [CANNOT], not kept as a local subscription
 
-        async def send(conn: UpstreamProtocol) -> None:
-            await conn.command(verb, user.encoded(name))
-
         try:
-            await user.pool.run(send)
+            await user.pool.command(verb, user.encoded(name))
         except CommandFailed:
             return False
         return True
@@ -254,3 +224,7 @@ class ProxyAccount:
         if not self._closed:
             self._closed = True
             self.user.session_ended()
+
+
+def _lowered(attrs: frozenset[str]) -> set[str]:
+    return {a.lower() for a in attrs}

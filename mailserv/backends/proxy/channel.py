@@ -15,7 +15,7 @@ mailbox is lost.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock
@@ -28,6 +28,7 @@ from mailserv.backends.kit import ListenerSet
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.backends.proxy.mirror import Mirror
+from mailserv.backends.proxy.rows import Row, fetch_items, rows_after, select
 from mailserv.interfaces import RECENT, FlagChange, IMailbox
 
 if TYPE_CHECKING:
@@ -37,8 +38,6 @@ _log = Logger()
 
 T = TypeVar("T")
 
-_ROW_ITEMS = b"(UID FLAGS RFC822.SIZE INTERNALDATE)"
-_ROW_ITEMS_MODSEQ = b"(UID FLAGS RFC822.SIZE INTERNALDATE MODSEQ)"
 _IDLE_REFRESH = 290.0
 _IDLE_DELAY = 0.2
 """Quiet seconds before IDLE: a burst of commands pays no DONE round trip per command,
@@ -46,8 +45,18 @@ and news waiting upstream is announced when IDLE starts (a bounded extra delay).
 _WAKE_DELAY = 0.01
 _RECONNECT_DELAYS = (0.0, 0.5, 2.0)
 
-Row = tuple[int, frozenset[str], datetime, int, int | None]
-"""(uid, flags, internal date, size, modseq) as the upstream lists a message."""
+
+@dataclass
+class Operation:
+    """One :meth:`Channel.run`: whose changes these are (``origin``), which messages it
+    changes flags of (``scope``), whether its removals are its own (``expunge``), and what
+    it brought: the removed UIDs (``gone``) and its flag ``changes``."""
+
+    origin: object = None
+    scope: frozenset[int] | None = None
+    expunge: bool = False
+    gone: list[int] = field(default_factory=list)
+    changes: list[FlagChange] = field(default_factory=list)
 
 
 class Channel:
@@ -73,12 +82,7 @@ class Channel:
         self._wake_call: IDelayedCall | None = None
         self._release_call: IDelayedCall | None = None
         self._catch_up_needed = False
-        self._in_op = False
-        self._op_origin: object = None
-        self._op_scope: frozenset[int] | None = None
-        self._op_expunge = False
-        self._op_gone: list[int] = []
-        self._op_changes: list[FlagChange] = []
+        self._op: Operation | None = None
 
     @property
     def live(self) -> bool:
@@ -158,7 +162,7 @@ class Channel:
             mirror.discard_events()  # the initial listing is no news
         else:
             mirror = old
-            _resync(mirror, rows)
+            mirror.resync(rows)
         mirror.uidnext = max(mirror.uidnext, state.get("UIDNEXT", 1))
         if condstore and "HIGHESTMODSEQ" in state:
             mirror.note_highest(state["HIGHESTMODSEQ"])
@@ -172,39 +176,21 @@ class Channel:
         self._schedule_idle()
 
     async def _select(self, conn: UpstreamProtocol) -> tuple[dict[str, int], list[Row]]:
-        state: dict[str, int] = {}
-
-        def selecting(response: wire.Response) -> bool:
-            kind = response.kind
-            if kind == "EXISTS" and response.number is not None:
-                state["EXISTS"] = response.number
-            elif kind == "OK" and response.code is not None:
-                value = response.code_data[0] if response.code_data else 0
-                state[response.code] = value if isinstance(value, int) else 0
-            return kind in ("EXISTS", "RECENT", "FLAGS", "OK", "VANISHED", "FETCH")
-
         try:
-            await conn.command(b"SELECT", self.user.encoded(self.name), handler=selecting)
+            state = await select(conn, self.user.encoded(self.name))
         except CommandFailed as exc:
             raise await self.user.mailbox_error(self.name, exc) from exc
         conn.selected = self.name
-        rows: list[Row] = []
-        if state.get("EXISTS"):
-            modseq = bool({"CONDSTORE", "QRESYNC"} & conn.enabled)
-            items = _ROW_ITEMS_MODSEQ if modseq and "NOMODSEQ" not in state else _ROW_ITEMS
-            await conn.command(b"UID FETCH", b"1:*", items, handler=_row_collector(rows, 0))
-        rows.sort()
-        return state, rows
+        if not state.get("EXISTS"):
+            return state, []
+        modseq = bool({"CONDSTORE", "QRESYNC"} & conn.enabled) and "NOMODSEQ" not in state
+        return state, await rows_after(conn, 0, modseq)
 
     async def run(
-        self,
-        work: Callable[[UpstreamProtocol], Awaitable[T]],
-        origin: object = None,
-        scope: frozenset[int] | None = None,
-        expunge: bool = False,
+        self, work: Callable[[UpstreamProtocol], Awaitable[T]], op: Operation | None = None
     ) -> T:
         """``work`` on the channel, alone; afterwards new messages are listed and every
-        change it brought is told to the listeners."""
+        change it brought is told to the listeners.  What it brought is noted in ``op``."""
         await self.go_live()
         await self._lock.acquire()
         try:
@@ -213,15 +199,12 @@ class Channel:
             conn = self._conn
             assert conn is not None
             await self._leave_idle()
-            self._in_op = True
-            self._op_origin, self._op_scope, self._op_expunge = origin, scope, expunge
-            self._op_gone, self._op_changes = [], []
+            self._op = op = op or Operation()
             try:
                 result = await work(conn)
-                await self._catch_up(conn, origin)
+                await self._catch_up(conn, op.origin)
             finally:
-                self._in_op = False
-                self._op_origin, self._op_scope = None, None
+                self._op = None
                 if self.mirror is not None:
                     self.mirror.emit(self.source, self.listeners)
             return result
@@ -234,13 +217,9 @@ class Channel:
         while self._catch_up_needed and self.mirror is not None:
             self._catch_up_needed = False
             mirror = self.mirror
-            last = mirror.last
-            rows: list[Row] = []
-            items = _ROW_ITEMS_MODSEQ if mirror.condstore else _ROW_ITEMS
-            await conn.command(
-                b"UID FETCH", b"%d:*" % (last + 1), items, handler=_row_collector(rows, last)
-            )
-            for uid, flags, date, size, modseq in sorted(rows):
+            for uid, flags, date, size, modseq in await rows_after(
+                conn, mirror.last, mirror.condstore
+            ):
                 mirror.add(uid, flags, date, size, modseq, origin)
 
     def _on_untagged(self, response: wire.Response) -> None:
@@ -263,7 +242,7 @@ class Channel:
         elif kind == "EXISTS" and response.number is not None:
             if response.number > len(mirror.uids):
                 self._catch_up_needed = True
-                if not self._in_op:
+                if self._op is None:
                     self._wake()
         elif kind == "OK" and response.code == "HIGHESTMODSEQ" and response.code_data:
             value = response.code_data[0]
@@ -273,34 +252,32 @@ class Channel:
             changed = response.code_data[0] != mirror.uidvalidity
             if changed and self._conn is not None:
                 self._conn.abort("UIDVALIDITY changed")
-        if not self._in_op:
+        if self._op is None:
             mirror.emit(self.source, self.listeners)
 
     def _flags_update(self, mirror: Mirror, response: wire.Response) -> None:
-        if not response.data or not isinstance(response.data[0], list):
-            return
-        items = wire.pairs(response.data[0])
-        if "FLAGS" not in items:
+        items = fetch_items(response)
+        if items is None or "FLAGS" not in items:
             return
         uid = items.get("UID")
         if not isinstance(uid, int):
             uid = mirror.uid_at(response.number or 0)
             if uid is None:
                 return
-        scope = self._op_scope
-        ours = self._in_op and scope is not None and uid in scope
-        origin = self._op_origin if ours else None
+        op = self._op
+        ours = op is not None and op.scope is not None and uid in op.scope
+        origin = op.origin if op is not None and ours else None
         change = mirror.set_flags(
             uid, wire.flag_set(items["FLAGS"]), wire.modseq_of(items.get("MODSEQ")), origin
         )
-        if change is not None and ours:
-            self._op_changes.append(change)
+        if change is not None and op is not None and ours:
+            op.changes.append(change)
 
     def _removed(self, mirror: Mirror, uids: Sequence[int]) -> None:
-        origin = self._op_origin if self._in_op and self._op_expunge else None
-        gone = mirror.remove(uids, origin)
-        if self._in_op:
-            self._op_gone.extend(gone)
+        op = self._op
+        gone = mirror.remove(uids, op.origin if op is not None and op.expunge else None)
+        if op is not None:
+            op.gone.extend(gone)
         self.on_removed(gone)
 
     # -- IDLE -----------------------------------------------------------------------------
@@ -484,48 +461,6 @@ class Channel:
         if mirror is not None and mirror.uids and self.listeners:
             mirror.remove(list(mirror.uids), None)
             mirror.emit(self.source, self.listeners)
-
-
-def _row_collector(rows: list[Row], after: int) -> Callable[[wire.Response], bool]:
-    """A FETCH handler that keeps (uid, flags, date, size, modseq) of UIDs above ``after``."""
-
-    def collect(response: wire.Response) -> bool:
-        if response.kind != "FETCH" or not response.data:
-            return False
-        items = response.data[0]
-        if not isinstance(items, list):
-            return False
-        found = wire.pairs(items)
-        uid = found.get("UID")
-        size = found.get("RFC822.SIZE")
-        if not isinstance(uid, int) or not isinstance(size, int) or uid <= after:
-            return False
-        date = wire.internaldate(found.get("INTERNALDATE"))
-        if date is None:
-            return False
-        rows.append(
-            (
-                uid,
-                wire.flag_set(found.get("FLAGS")),
-                date,
-                size,
-                wire.modseq_of(found.get("MODSEQ")),
-            )
-        )
-        return True
-
-    return collect
-
-
-def _resync(mirror: Mirror, rows: list[Row]) -> None:
-    """Bring ``mirror`` in line with a fresh listing; the differences queue as events."""
-    listed = {row[0]: row for row in rows}
-    mirror.remove([uid for uid in mirror.uids if uid not in listed], None)
-    for uid, flags, date, size, modseq in rows:
-        if uid in mirror.meta:
-            mirror.set_flags(uid, flags, modseq, None)
-        else:
-            mirror.add(uid, flags, date, size, modseq, None)
 
 
 async def _sleep(clock: Any, delay: float) -> None:

@@ -15,6 +15,7 @@ from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.channel import Channel
 from mailserv.backends.proxy.client import UpstreamProtocol
 from mailserv.backends.proxy.mirror import NO_INFO, Mirror
+from mailserv.backends.proxy.rows import fetch_items
 from mailserv.message.parse import parse_message
 
 if TYPE_CHECKING:
@@ -113,12 +114,9 @@ class Downloads:
         got: dict[int, bytes] = {}
 
         def collect(response: wire.Response) -> bool:
-            if response.kind != "FETCH" or not response.data:
+            found = fetch_items(response)
+            if found is None:
                 return False
-            items = response.data[0]
-            if not isinstance(items, list):
-                return False
-            found = wire.pairs(items)
             body = found.get("BODY[]")
             uid = found.get("UID")
             if not isinstance(body, bytes) or not isinstance(uid, int):

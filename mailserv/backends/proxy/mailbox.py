@@ -27,7 +27,7 @@ from zope.interface import implementer
 from mailserv import errors
 from mailserv.backends.kit import ListenerSet
 from mailserv.backends.proxy import wire
-from mailserv.backends.proxy.channel import Channel
+from mailserv.backends.proxy.channel import Channel, Operation
 from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.backends.proxy.downloads import Downloads
 from mailserv.backends.proxy.mirror import NO_INFO, Mirror
@@ -91,6 +91,10 @@ class ProxyMailbox:
     @property
     def live(self) -> bool:
         return self.channel.live
+
+    def forget_status(self) -> None:
+        """The mailbox changed: a STATUS answer kept by ``check()`` no longer stands."""
+        self._fresh_status = None
 
     @property
     def mirror(self) -> Mirror | None:
@@ -225,7 +229,7 @@ class ProxyMailbox:
     async def append(
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
-        self._fresh_status = None
+        self.forget_status()
         info = parse_message(message)
         args: list[wire.Arg] = [b"APPEND", self.user.encoded(self.name)]
         flags = frozenset(f for f in flags if f.lower() != _RECENT)
@@ -248,7 +252,7 @@ class ProxyMailbox:
                     result.append(AppendResult(validity, uid))
 
         if self.channel.busy or self.listeners:
-            await self.channel.run(send, origin)  # the EXISTS comes back on the channel
+            await self.channel.run(send, Operation(origin))  # the EXISTS comes back on the channel
         else:
             await self.user.pool.run(send)
         if result:
@@ -278,6 +282,8 @@ class ProxyMailbox:
             return StoreResult([], failed)
         flags = frozenset(f for f in flags if f.lower() != _RECENT)
 
+        op = Operation(origin, scope=frozenset(targets))
+
         async def send(conn: UpstreamProtocol) -> list[FlagChange]:
             args: list[wire.Arg] = [b"UID STORE", wire.uid_set(targets)]
             if unchangedsince is not None and mirror.condstore:
@@ -289,9 +295,9 @@ class ProxyMailbox:
                 raise errors.BackendError(exc.response.text or "Upstream refused STORE") from exc
             if response.code == "MODIFIED" and response.code_data:
                 failed.extend(wire.uid_ranges(wire.to_text(response.code_data[0])))
-            return list(self.channel._op_changes)
+            return list(op.changes)
 
-        changes = await self.channel.run(send, origin, scope=frozenset(targets))
+        changes = await self.channel.run(send, op)
         return StoreResult(sorted(changes, key=lambda c: c.uid), sorted(set(failed)))
 
     async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
@@ -313,7 +319,7 @@ class ProxyMailbox:
         targets = [uid for uid in sorted(set(uids)) if uid in mirror.meta]
         target_box = self.user.registry.mailboxes.get(destination)
         if target_box is not None:
-            target_box._fresh_status = None
+            target_box.forget_status()
         if not targets:
             status = await self.user.status_of(destination)
             return CopyResult(status.uidvalidity, [])
@@ -342,7 +348,7 @@ class ProxyMailbox:
                 )
                 await conn.command(b"UID EXPUNGE", wire.uid_set(targets))
 
-        await self.channel.run(send, origin, expunge=move)
+        await self.channel.run(send, Operation(origin, expunge=move))
         if not copied:
             status = await self.user.status_of(destination)
             return CopyResult(status.uidvalidity, [])
@@ -367,14 +373,16 @@ class ProxyMailbox:
             if "UIDPLUS" not in self.user.pool.capabilities:
                 raise errors.BackendError("The upstream server cannot expunge single messages")
 
+        op = Operation(origin, expunge=True)
+
         async def send(conn: UpstreamProtocol) -> list[int]:
             if uids is None:
                 await conn.command(b"EXPUNGE")
             else:
                 await conn.command(b"UID EXPUNGE", wire.uid_set(targets))
-            return list(self.channel._op_gone)
+            return list(op.gone)
 
-        return sorted(await self.channel.run(send, origin, expunge=True))
+        return sorted(await self.channel.run(send, op))
 
     async def sync(self, origin: object) -> None:
         """Take in what the upstream has to say now (after a COPY into this mailbox)."""
@@ -382,7 +390,7 @@ class ProxyMailbox:
         async def noop(conn: UpstreamProtocol) -> None:
             await conn.command(b"NOOP")
 
-        await self.channel.run(noop, origin)
+        await self.channel.run(noop, Operation(origin))
 
     def add_listener(self, listener: IMailboxListener) -> None:
         """A listener wants news: the mailbox goes live (selected upstream) if it is not."""

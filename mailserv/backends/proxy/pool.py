@@ -20,8 +20,8 @@ from twisted.python.failure import Failure
 
 from mailserv import errors
 from mailserv.backends.proxy import wire
-from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
-from mailserv.backends.proxy.connect import LoginRefused, login
+from mailserv.backends.proxy.client import CommandFailed, Handler, UpstreamProtocol
+from mailserv.backends.proxy.connect import LoginRefused
 from mailserv.backends.proxy.names import NameMap
 
 if TYPE_CHECKING:
@@ -114,17 +114,12 @@ class ConnectionPool:
                     self._waiters.remove(waiter)
 
     async def _open(self) -> UpstreamProtocol:
-        conn = await self.backend.connector.open()
         try:
-            await login(conn, self.login_name, self.secret)
+            conn = await self.backend.connector.open_as(self.login_name, self.secret)
         except LoginRefused as exc:
-            conn.abort("login refused")
             raise errors.BackendUnavailable(
                 f"the upstream no longer accepts this user's credentials ({exc})"
             ) from exc
-        except BaseException:
-            conn.abort("setup failed")
-            raise
         self.capabilities = conn.capabilities
         return conn
 
@@ -172,6 +167,10 @@ class ConnectionPool:
             if not waiter.called:
                 waiter.callback(None)
                 return
+
+    async def command(self, *args: wire.Arg, handler: Handler | None = None) -> wire.Response:
+        """One command on a pooled connection."""
+        return await self.run(lambda conn: conn.command(*args, handler=handler))
 
     async def run(self, work: Callable[[UpstreamProtocol], Awaitable[T]]) -> T:
         """``work`` on a pooled connection."""

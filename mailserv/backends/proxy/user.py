@@ -134,13 +134,17 @@ class UserState:
             size=number("SIZE"),
         )
 
-    async def listing(self, pattern: bytes = b"*") -> dict[str, frozenset[str]]:
-        """``LIST "" pattern``: our names and the upstream's attributes (case kept)."""
+    async def listing(
+        self, pattern: bytes = b"*", verb: bytes = b"LIST"
+    ) -> dict[str, frozenset[str]]:
+        """``LIST "" pattern`` (or ``LSUB``): our names and the upstream's attributes
+        (case kept)."""
         found: dict[str, frozenset[str]] = {}
         names = await self.pool.naming()
+        kind = verb.decode("ascii")
 
         def handler(response: wire.Response) -> bool:
-            if response.kind != "LIST" or len(response.data) < 3:
+            if response.kind != kind or len(response.data) < 3:
                 return False
             attrs, _delimiter, raw = response.data[0], response.data[1], response.data[2]
             if isinstance(raw, int):
@@ -152,20 +156,14 @@ class UserState:
                 found[name] = wire.flag_set(attrs)
             return True
 
-        async def ask(conn: UpstreamProtocol) -> None:
-            await conn.command(b"LIST", b'""', wire.string(pattern), handler=handler)
-
-        await self.pool.run(ask)
+        await self.pool.command(verb, b'""', wire.string(pattern), handler=handler)
         return found
 
     async def exists(self, name: str) -> bool:
         """Whether the upstream can open ``name`` (a STATUS it does not refuse)."""
-
-        async def ask(conn: UpstreamProtocol) -> None:
-            await conn.command(b"STATUS", self.encoded(name), b"(MESSAGES)")
-
+        await self.pool.naming()
         try:
-            await self.pool.run(ask)
+            await self.pool.command(b"STATUS", self.encoded(name), b"(MESSAGES)")
         except CommandFailed:
             return False
         return True
