@@ -115,6 +115,12 @@ class Channel:
                 self.user.backend.config.linger, self._release_later
             )
 
+    async def mirrored(self) -> Mirror:
+        """The mirror, once the mailbox is live."""
+        await self.go_live()
+        assert self.mirror is not None
+        return self.mirror
+
     async def go_live(self) -> None:
         if self.live:
             return

@@ -53,9 +53,7 @@ class Downloads:
                 data = self.user.backend.content.get(self._content_key(mirror, uid))
             if data is not None:
                 return data
-        await channel.go_live()
-        mirror = channel.mirror
-        assert mirror is not None
+        mirror = await channel.mirrored()
         if uid not in mirror.meta:
             raise KeyError(uid)
         data = self.user.backend.content.get(self._content_key(mirror, uid))

@@ -122,15 +122,10 @@ class ProxyMailbox:
             status, when = fresh
             if self.clock.seconds() - when < _FRESH:
                 return status
-        await self.channel.go_live()
-        assert self.mirror is not None
-        return self.mirror.status()
+        return (await self.channel.mirrored()).status()
 
     async def uids(self) -> tuple[int, ...]:
-        if not self.live:
-            await self.channel.go_live()
-        assert self.mirror is not None
-        return tuple(self.mirror.uids)
+        return tuple((await self.channel.mirrored()).uids)
 
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         mirror = self.mirror
@@ -141,34 +136,27 @@ class ProxyMailbox:
         return await self._fetch(uids)
 
     async def _fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
-        await self.channel.go_live()
+        mirror = await self.channel.mirrored()
         self.downloads.last_fetch = uids
-        mirror = self.mirror
-        assert mirror is not None
         missing = mirror.missing_info(uids)
         if missing:
             await self.downloads.parse(missing)
-        mirror = self.mirror
-        assert mirror is not None
-        return [meta for meta in mirror.metas(uids) if meta.info is not NO_INFO]
+        now = self.mirror
+        assert now is not None
+        return [meta for meta in now.metas(uids) if meta.info is not NO_INFO]
 
     async def content(self, uid: int) -> bytes:
         return await self.downloads.content(uid)
 
     async def claim_recent(self) -> list[int]:
-        if not self.live:
-            await self.channel.go_live()
-        assert self.mirror is not None
-        return self.mirror.claim_recent()
+        return (await self.channel.mirrored()).claim_recent()
 
     async def search(self, query: SearchProgram, uids: Sequence[int]) -> list[int] | None:
         """``UID SEARCH`` upstream (ESEARCH when offered); None for untranslatable keys.
 
         Searches the mirror can answer (see ``answerable_here``) cost no round trip.
         """
-        await self.channel.go_live()
-        assert self.mirror is not None
-        mirror = self.mirror
+        mirror = await self.channel.mirrored()
         if query == UNSEEN:  # what clients ask on every sync: kept ready by the mirror
             unseen = sorted(mirror.unseen)
             if uids == mirror.uids:  # the session is up to date (one C-level comparison)
@@ -179,7 +167,7 @@ class ProxyMailbox:
         ):
             context = SearchContext(mirror.uids, frozenset(), _no_content)
             return await evaluate(query, mirror.metas(uids), context)
-        translated = translate(query, self.mirror.condstore)
+        translated = translate(query, mirror.condstore)
         if translated is None:
             return None
         found: set[int] = set()
@@ -218,9 +206,7 @@ class ProxyMailbox:
         return [uid for uid in uids if uid in found]
 
     async def changes_since(self, modseq: int) -> Changes:
-        await self.channel.go_live()
-        assert self.mirror is not None
-        changes = self.mirror.changes_since(modseq)
+        changes = (await self.channel.mirrored()).changes_since(modseq)
         changed = await self._fetch([m.uid for m in changes.changed])
         return Changes(changed, changes.vanished, changes.highestmodseq)
 
@@ -257,9 +243,8 @@ class ProxyMailbox:
             await self.user.pool.run(send)
         if result:
             return result[0]
-        await self.channel.go_live()  # no UIDPLUS upstream: the newest message is ours
-        assert self.mirror is not None
-        return AppendResult(self.mirror.uidvalidity, self.mirror.last)
+        mirror = await self.channel.mirrored()  # no UIDPLUS upstream: the newest is ours
+        return AppendResult(mirror.uidvalidity, mirror.last)
 
     async def store(
         self,
@@ -270,10 +255,8 @@ class ProxyMailbox:
         unchangedsince: int | None = None,
     ) -> StoreResult:
         item = _MODES[mode]
-        await self.channel.go_live()
-        mirror = self.mirror
-        assert mirror is not None
-        targets = [uid for uid in sorted(set(uids)) if uid in mirror.meta]
+        mirror = await self.channel.mirrored()
+        targets = mirror.present(uids)
         failed: list[int] = []
         if unchangedsince is not None and not mirror.condstore:
             failed = [uid for uid in targets if mirror.meta[uid].modseq > unchangedsince]
@@ -313,10 +296,8 @@ class ProxyMailbox:
             self.user.pool.names.upstream(destination)
         except errors.InvalidMailboxName as exc:  # the upstream can hold no such mailbox
             raise errors.MailboxNotFound(destination) from exc
-        await self.channel.go_live()
-        mirror = self.mirror
-        assert mirror is not None
-        targets = [uid for uid in sorted(set(uids)) if uid in mirror.meta]
+        mirror = await self.channel.mirrored()
+        targets = mirror.present(uids)
         target_box = self.user.registry.mailboxes.get(destination)
         if target_box is not None:
             target_box.forget_status()
@@ -363,11 +344,9 @@ class ProxyMailbox:
         return CopyResult(validity, sorted(pairs))
 
     async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:
-        await self.channel.go_live()
-        mirror = self.mirror
-        assert mirror is not None
+        mirror = await self.channel.mirrored()
         if uids is not None:
-            targets = [uid for uid in sorted(set(uids)) if uid in mirror.meta]
+            targets = mirror.present(uids)
             if not targets:
                 return []
             if "UIDPLUS" not in self.user.pool.capabilities:

@@ -92,6 +92,10 @@ class Mirror:
     def last(self) -> int:
         return self.uids[-1] if self.uids else 0
 
+    def present(self, uids: Sequence[int]) -> list[int]:
+        """The UIDs of ``uids`` the mailbox holds, ascending, each once."""
+        return [uid for uid in sorted(set(uids)) if uid in self.meta]
+
     def missing_info(self, uids: Sequence[int]) -> list[int]:
         meta = self.meta
         return [uid for uid in uids if uid in meta and meta[uid].info is NO_INFO]
