@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -381,7 +382,7 @@ class Channel:
     async def _reconnect(self, reason: str) -> None:
         for delay in _RECONNECT_DELAYS:
             if delay:
-                await _sleep(self.clock, delay)
+                await deferLater(self.clock, delay)
             if self.live or self.user.closed:
                 return
             try:
@@ -467,12 +468,6 @@ class Channel:
         if mirror is not None and mirror.uids and self.listeners:
             mirror.remove(list(mirror.uids), None)
             mirror.emit(self.source, self.listeners)
-
-
-async def _sleep(clock: Any, delay: float) -> None:
-    d: Deferred[None] = Deferred()
-    clock.callLater(delay, d.callback, None)
-    await d
 
 
 def _log_background(failure: Failure, name: str) -> None:
