@@ -16,8 +16,8 @@ from mailserv.backends.proxy.client import UpstreamProtocol
 from mailserv.backends.proxy.mirror import Mirror
 from mailserv.backends.proxy.names import NameMap
 from mailserv.backends.proxy.options import parse_options
+from mailserv.backends.proxy.pool import discover_names
 from mailserv.backends.proxy.search import answerable_here, translate
-from mailserv.backends.proxy.user import discover_names
 from mailserv.errors import BackendOptionError, InvalidMailboxName
 from mailserv.imap.search import parse_search
 from mailserv.imap.search.keys import (
