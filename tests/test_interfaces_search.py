@@ -10,6 +10,7 @@ from pathlib import Path
 from zope.interface import implementer
 
 from mailserv.backends import maildir, memory, sql
+from mailserv.backends.proxy.mailbox import ProxyMailbox
 from mailserv.interfaces import IMailbox, ISearchableMailbox
 from mailserv.search import UNSEEN, All, SearchProgram, backend_search
 from mailserv.testing import message, resolve
@@ -55,7 +56,9 @@ def test_search_is_no_longer_part_of_every_mailbox() -> None:
 
 
 def test_which_built_in_backends_search_themselves(tmp_path: Path) -> None:
-    """Memory and maildir leave every query to the engine; SQL answers in SQL."""
+    """Memory and maildir leave every query to the engine; SQL answers in SQL; the proxy
+    passes what it can to the upstream server."""
+    assert ISearchableMailbox.implementedBy(ProxyMailbox)
     assert not ISearchableMailbox.implementedBy(memory.MemoryMailbox)
     assert not ISearchableMailbox.implementedBy(maildir.MaildirMailbox)
     assert ISearchableMailbox.implementedBy(sql.SqlMailbox)

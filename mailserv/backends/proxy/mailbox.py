@@ -41,8 +41,8 @@ from mailserv.interfaces import (
     Changes,
     CopyResult,
     FlagChange,
-    IMailbox,
     IMailboxListener,
+    ISearchableMailbox,
     MailboxStatus,
     MessageMeta,
     StoreMode,
@@ -76,7 +76,7 @@ _RECENT = RECENT.lower()
 _MODES = {StoreMode.ADD: b"+FLAGS", StoreMode.REMOVE: b"-FLAGS", StoreMode.REPLACE: b"FLAGS"}
 
 
-@implementer(IMailbox)
+@implementer(ISearchableMailbox)
 class ProxyMailbox:
     """Shared by every session of the user that opens ``name``."""
 
