@@ -345,7 +345,7 @@ class MaildirMailbox(Listened):
         return Changes(changed=changed, vanished=vanished, highestmodseq=self._modseq)
 
     async def claim_recent(self) -> list[int]:
-        await self.ensure_loaded()
+        await self._ready()  # every command's end: what other processes did is news too
         claimed = self._tally.claim()
         floor = self._uidnext
         if floor > self._floor:
