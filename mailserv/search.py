@@ -9,7 +9,7 @@ can (``walk`` lists them) and returns None from ``search`` for the rest: the eng
 evaluates the query itself over ``fetch()`` results.
 
 Nodes are frozen dataclasses, compared by value (``query == UNSEEN`` recognises the most
-common query).  ``InSet.set`` is a :class:`mailserv.imap.sequence.SequenceSet`; its
+common query).  ``InSet.set`` is a :class:`mailserv.syntax.sequences.SequenceSet`; its
 ``resolve(largest)`` gives the ascending ``(low, high)`` ranges (``*`` is ``largest``, the
 mailbox's highest UID).
 """
@@ -20,8 +20,8 @@ import enum
 from dataclasses import dataclass
 from datetime import date
 
-from mailserv.imap.sequence import SequenceSet
 from mailserv.interfaces import SEEN
+from mailserv.syntax.sequences import SequenceSet
 
 __all__ = [
     "UNSEEN",

@@ -16,7 +16,7 @@ from mailserv.imap.fetchatt import (
     sets_seen,
 )
 from mailserv.imap.parser import ParseError, parse_command
-from mailserv.imap.tokens import Atom, ParenList, String
+from mailserv.syntax.tokens import Atom, ParenList, String
 
 
 def items_of(argument: bytes) -> list[FetchItem]:

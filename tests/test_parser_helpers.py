@@ -23,7 +23,7 @@ from mailserv.imap.parser import (
     search_date,
     text_atom,
 )
-from mailserv.imap.tokens import Atom, ParenList, String
+from mailserv.syntax.tokens import Atom, ParenList, String
 
 LIST = ParenList((Atom("a"),))
 

@@ -8,7 +8,6 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailserv.imap import utf7
 from mailserv.imap.fetchatt import parse_fetch_items
 from mailserv.imap.parser import (
     CommandFramer,
@@ -25,14 +24,15 @@ from mailserv.imap.parser import (
     parse_command,
     search_date,
 )
-from mailserv.imap.sequence import (
+from mailserv.syntax import utf7
+from mailserv.syntax.sequences import (
     STAR,
     format_set,
     parse_sequence_set,
     uids_for_seqs,
     uids_in,
 )
-from mailserv.imap.tokens import Atom, ParenList, String, Token
+from mailserv.syntax.tokens import Atom, ParenList, String, Token
 
 MAX_LINE, MAX_LITERAL, MAX_COMMAND, MAX_PLUS = 64, 40, 200, 30
 

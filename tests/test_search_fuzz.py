@@ -10,7 +10,7 @@ from test_search_support import Ctx, meta, run
 
 from mailserv.imap.parser import ParseError
 from mailserv.imap.search import BadCharset, parse_search
-from mailserv.imap.tokens import Atom, ParenList, String, Token
+from mailserv.syntax.tokens import Atom, ParenList, String, Token
 
 FLAG_KEYS = [
     "ALL",

@@ -29,7 +29,7 @@ from mailserv.imap.search import (
     uses_modseq,
     walk,
 )
-from mailserv.imap.tokens import String
+from mailserv.syntax.tokens import String
 
 
 def key(*items: object) -> SearchKey:

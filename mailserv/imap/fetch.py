@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from mailserv.imap import encode
 from mailserv.imap.fetchatt import BodySection, FetchItem, Simple, needs_content, sets_seen
 from mailserv.imap.replies import Bad
 from mailserv.interfaces import SEEN, MessageMeta, StoreMode
 from mailserv.message.sections import FieldPicker, section_bytes
+from mailserv.syntax import encode
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol

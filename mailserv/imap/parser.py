@@ -13,21 +13,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from mailserv import errors
-from mailserv.imap import utf7
-from mailserv.imap.encode import month_number
-from mailserv.imap.tokens import Atom, Command, ParenList, String, Token
 from mailserv.interfaces import ANSWERED, DELETED, DRAFT, FLAGGED, INBOX, RECENT, SEEN
+from mailserv.syntax import utf7
+from mailserv.syntax.encode import month_number
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.tokens import Atom, Command, ParenList, String, Token
 
 # -- errors and events ------------------------------------------------------------------------
-
-
-class ParseError(ValueError):
-    """Malformed client input; the engine answers BAD with ``text`` (tagged when ``tag``)."""
-
-    def __init__(self, tag: str | None, text: str) -> None:
-        super().__init__(text)
-        self.tag = tag
-        self.text = text
 
 
 class UndecodableName(ParseError):

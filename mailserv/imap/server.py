@@ -41,7 +41,7 @@ from mailserv.imap.parser import (
     parse_command,
 )
 from mailserv.imap.replies import Bad, CommandFailure, No, Reply, tagged
-from mailserv.imap.tokens import Command
+from mailserv.syntax.tokens import Command
 
 if TYPE_CHECKING:
     from mailserv.imap.factory import IMAPServerFactory

@@ -40,9 +40,7 @@ from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.backends.proxy.mirror import NO_INFO, Mirror
 from mailserv.backends.proxy.search import answerable_here, translate
-from mailserv.imap import encode
 from mailserv.imap.search.evaluate import SearchContext, evaluate
-from mailserv.imap.sequence import merge, uids_in
 from mailserv.interfaces import (
     RECENT,
     AppendResult,
@@ -58,6 +56,8 @@ from mailserv.interfaces import (
 )
 from mailserv.message.parse import parse_message
 from mailserv.search import UNSEEN, SearchProgram
+from mailserv.syntax import encode
+from mailserv.syntax.sequences import merge, uids_in
 
 if TYPE_CHECKING:
     from mailserv.backends.proxy.user import UserState

@@ -32,7 +32,7 @@ from mailserv.imap.search.keys import (
     UidIn,
     walk,
 )
-from mailserv.imap.sequence import STAR
+from mailserv.syntax.sequences import STAR
 
 _SYSTEM = {
     "\\seen": (b"SEEN", b"UNSEEN"),

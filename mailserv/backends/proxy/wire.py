@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from mailserv.imap.encode import month_number
 from mailserv.imap.parser import SYSTEM_FLAGS
+from mailserv.syntax.encode import month_number
 
 Value = object
 

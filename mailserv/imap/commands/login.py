@@ -18,8 +18,8 @@ from mailserv.imap import capabilities
 from mailserv.imap.commands import NOT_AUTH, CommandSpec
 from mailserv.imap.parser import astring, text_atom
 from mailserv.imap.replies import Bad, No, Reply
-from mailserv.imap.tokens import Atom, Command
 from mailserv.interfaces import IAccount
+from mailserv.syntax.tokens import Atom, Command
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol

@@ -18,10 +18,10 @@ from mailserv.imap.search import (
     evaluate,
     parse_search,
 )
-from mailserv.imap.sequence import format_set, parse_sequence_set
-from mailserv.imap.tokens import Command, ParenList, Token
 from mailserv.imap.view import SelectedView
 from mailserv.interfaces import RECENT, CopyResult, MessageMeta, StoreMode
+from mailserv.syntax.sequences import format_set, parse_sequence_set
+from mailserv.syntax.tokens import Command, ParenList, Token
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol

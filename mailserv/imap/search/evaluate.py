@@ -37,10 +37,10 @@ from mailserv.imap.search.keys import (
     sequence_uids,
     walk,
 )
-from mailserv.imap.sequence import uids_in
 from mailserv.interfaces import MessageMeta
 from mailserv.message import text
 from mailserv.message.addresses import SEPARATOR, raw_search_line
+from mailserv.syntax.sequences import uids_in
 
 _log = Logger()
 

@@ -29,8 +29,8 @@ from mailserv.imap.search.keys import (
     SizeCompare,
     StringField,
 )
-from mailserv.imap.sequence import SequenceSet, parse_sequence_set
-from mailserv.imap.tokens import Atom, ParenList, String, Token
+from mailserv.syntax.sequences import SequenceSet, parse_sequence_set
+from mailserv.syntax.tokens import Atom, ParenList, String, Token
 
 SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
 MAX_DEPTH = 64
