@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 
 from mailserv import errors
 from mailserv.interfaces import ANSWERED, DELETED, DRAFT, FLAGGED, INBOX, RECENT, SEEN
 from mailserv.syntax import utf7
-from mailserv.syntax.encode import month_number
+from mailserv.syntax.dates import parse_date, parse_date_time
 from mailserv.syntax.errors import ParseError
 from mailserv.syntax.tokens import Atom, Command, ParenList, String, Token
 
@@ -511,11 +511,6 @@ _NUMBER = re.compile(r"[0-9]{1,20}")
 _KEYWORD = re.compile(r"[!#$&\'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")
 SYSTEM_FLAGS = {name.lower(): name for name in (SEEN, ANSWERED, FLAGGED, DELETED, DRAFT, RECENT)}
 MAX_MAILBOX_NAME = 1024
-_SEARCH_DATE = re.compile(r"([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})")
-_DATE_TIME = re.compile(
-    r"( [0-9]|[0-9]{1,2})-([A-Za-z]{3})-([0-9]{4}) "
-    r"([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})"
-)
 
 
 def _describe(tok: Token) -> str:
@@ -664,53 +659,26 @@ def _date_text(tok: Token, what: str) -> str:
     raise ParseError(None, f"Expected a {what}, got {_describe(tok)}")
 
 
-def _month(name: str, text: str, what: str) -> int:
-    try:
-        return month_number(name)
-    except ValueError:
-        raise ParseError(None, f"Invalid month in {what} {text[:40]!r}") from None
-
-
 def search_date(tok: Token) -> date:
     """A SEARCH date ``d-Mon-yyyy``, bare or quoted."""
-    text = _date_text(tok, "date")
-    match = _SEARCH_DATE.fullmatch(text)
-    if match is None:
-        raise ParseError(None, f"Invalid date {text[:40]!r} (expected d-Mon-yyyy)")
-    day, month, year = match.groups()
     try:
-        return date(int(year), _month(month, text, "date"), int(day))
-    except ValueError:
-        raise ParseError(None, f"Invalid date {text!r}") from None
+        return parse_date(_date_text(tok, "date"))
+    except ParseError:
+        raise
+    except ValueError as exc:
+        raise ParseError(None, str(exc)) from None
 
 
 def date_time(tok: Token) -> datetime:
     """APPEND's ``"dd-Mon-yyyy hh:mm:ss +zzzz"`` as an aware datetime."""
     if not isinstance(tok, String):
         raise ParseError(None, f"Expected a quoted date-time, got {_describe(tok)}")
-    text = _date_text(tok, "date-time")
-    match = _DATE_TIME.fullmatch(text)
-    if match is None:
-        raise ParseError(
-            None, f"Invalid date-time {text[:40]!r} (expected dd-Mon-yyyy hh:mm:ss +zzzz)"
-        )
-    day, month, year, hour, minute, second, sign, zh, zm = match.groups()
-    if int(zh) > 23 or int(zm) > 59:
-        raise ParseError(None, f"Invalid time zone in date-time {text!r}")
-    offset = timedelta(hours=int(zh), minutes=int(zm))
-    zone = timezone(-offset if sign == "-" else offset)
     try:
-        return datetime(
-            int(year),
-            _month(month, text, "date-time"),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            tzinfo=zone,
-        )
-    except ValueError:
-        raise ParseError(None, f"Invalid date-time {text!r}") from None
+        return parse_date_time(_date_text(tok, "date-time"))
+    except ParseError:
+        raise
+    except ValueError as exc:
+        raise ParseError(None, str(exc)) from None
 
 
 __all__ = [

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
-
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def string(value: bytes) -> bytes:
@@ -49,21 +46,3 @@ _ATOM_CHARS = frozenset(range(0x21, 0x7F)) - set(b'(){ %*"\\]')
 
 def flag_list(flags: Iterable[str]) -> bytes:
     return b"(" + " ".join(sorted(flags)).encode("ascii", "replace") + b")"
-
-
-def internaldate(value: datetime) -> bytes:
-    """``"dd-Mon-yyyy hh:mm:ss +zzzz"`` with the day space-padded, as date-time requires."""
-    offset = value.utcoffset()
-    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
-    sign = "-" if minutes < 0 else "+"
-    minutes = abs(minutes)
-    return (
-        f'"{value.day:2d}-{_MONTHS[value.month - 1]}-{value.year:04d} '
-        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d} "
-        f'{sign}{minutes // 60:02d}{minutes % 60:02d}"'
-    ).encode("ascii")
-
-
-def month_number(name: str) -> int:
-    """1..12 for an English month abbreviation (any case); ValueError otherwise."""
-    return _MONTHS.index(name[:1].upper() + name[1:3].lower()) + 1

@@ -56,7 +56,7 @@ from mailserv.interfaces import (
 )
 from mailserv.message.parse import parse_message
 from mailserv.search import UNSEEN, SearchProgram
-from mailserv.syntax import encode
+from mailserv.syntax import dates
 from mailserv.syntax.sequences import merge, uids_in
 
 if TYPE_CHECKING:
@@ -286,7 +286,7 @@ class ProxyMailbox:
         if flags:
             args.append(wire.flag_list(flags))
         if internaldate is not None:
-            args.append(encode.internaldate(internaldate))
+            args.append(dates.format_date_time(internaldate))
         args.append(wire.Literal(message))
         result: list[AppendResult] = []
 

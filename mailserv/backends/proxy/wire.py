@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from mailserv.imap.parser import SYSTEM_FLAGS
-from mailserv.syntax.encode import month_number
+from mailserv.syntax.dates import parse_date_time
 
 Value = object
 
@@ -175,21 +175,8 @@ def internaldate(value: Value) -> datetime | None:
     if not isinstance(value, bytes):
         return None
     try:
-        day_month_year, clock, zone = value.decode("ascii").split()
-        day, month, year = day_month_year.split("-")
-        hour, minute, second = clock.split(":")
-        sign = -1 if zone[0] == "-" else 1
-        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
-        return datetime(
-            int(year),
-            month_number(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            tzinfo=timezone(offset),
-        )
-    except (ValueError, IndexError, UnicodeDecodeError):
+        return parse_date_time(value.decode("ascii"))
+    except ValueError:
         return None
 
 
