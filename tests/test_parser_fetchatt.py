@@ -15,7 +15,8 @@ from mailserv.imap.fetchatt import (
     parse_fetch_items,
     sets_seen,
 )
-from mailserv.imap.parser import ParseError, parse_command
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.lexer import parse_command
 from mailserv.syntax.tokens import Atom, ParenList, String
 
 

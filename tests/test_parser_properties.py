@@ -8,12 +8,7 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailserv.imap.fetchatt import parse_fetch_items
-from mailserv.imap.parser import (
-    CommandFramer,
-    FrameError,
-    FrameEvent,
-    ParseError,
+from mailserv.imap.arguments import (
     astring,
     date_time,
     flags,
@@ -21,10 +16,13 @@ from mailserv.imap.parser import (
     mailbox,
     nstring,
     number,
-    parse_command,
     search_date,
 )
+from mailserv.imap.fetchatt import parse_fetch_items
+from mailserv.imap.framer import CommandFramer, FrameError, FrameEvent
 from mailserv.syntax import utf7
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.lexer import parse_command
 from mailserv.syntax.sequences import (
     STAR,
     format_set,

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mailserv.imap.parser import SYSTEM_FLAGS
 from mailserv.syntax.dates import parse_date_time
+from mailserv.syntax.flags import SYSTEM_FLAGS
 
 Value = object
 

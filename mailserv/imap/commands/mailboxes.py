@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from mailserv import errors
 from mailserv.imap import listing
+from mailserv.imap.arguments import UndecodableName, list_pattern, mailbox, new_mailbox, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
-from mailserv.imap.parser import UndecodableName, list_pattern, mailbox, new_mailbox, text_atom
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.interfaces import INBOX, IAccount, MailboxStatus
 from mailserv.syntax import encode, utf7

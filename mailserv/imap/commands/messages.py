@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 from mailserv import errors
 from mailserv.imap import fetch as fetch_responses
+from mailserv.imap.arguments import flags, mailbox, text_atom
 from mailserv.imap.commands import SELECTED, CommandSpec
 from mailserv.imap.fetchatt import parse_fetch_items
-from mailserv.imap.parser import flags, mailbox, text_atom
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.search import (
     BadCharset,

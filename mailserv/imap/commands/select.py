@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mailserv.imap.arguments import mailbox
 from mailserv.imap.commands import AUTH, SELECTED, CommandSpec
 from mailserv.imap.commands.mailboxes import account_of
-from mailserv.imap.parser import mailbox
 from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.search.keys import UNSEEN
 from mailserv.imap.view import SelectedView, flags_responses

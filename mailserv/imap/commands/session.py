@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING
 
 from mailserv import __version__
 from mailserv.imap import capabilities
+from mailserv.imap.arguments import nstring, text_atom
 from mailserv.imap.commands import ANY, AUTH, CommandSpec
-from mailserv.imap.parser import ParseError, nstring, text_atom
 from mailserv.imap.replies import Bad, Reply
 from mailserv.syntax import encode
+from mailserv.syntax.errors import ParseError
 from mailserv.syntax.tokens import Atom, Command, ParenList
 
 if TYPE_CHECKING:

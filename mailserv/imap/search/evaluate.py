@@ -16,7 +16,6 @@ from datetime import date
 
 from twisted.logger import Logger
 
-from mailserv.imap.parser import SYSTEM_FLAGS
 from mailserv.imap.search.keys import (
     RECENT,
     All,
@@ -40,6 +39,7 @@ from mailserv.imap.search.keys import (
 from mailserv.interfaces import MessageMeta
 from mailserv.message import text
 from mailserv.message.addresses import SEPARATOR, raw_search_line
+from mailserv.syntax.flags import SYSTEM_FLAGS
 from mailserv.syntax.sequences import uids_in
 
 _log = Logger()

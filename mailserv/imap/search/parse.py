@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import date
 
-from mailserv.imap.parser import ParseError, astring, number, search_date, text_atom
+from mailserv.imap.arguments import astring, number, search_date, text_atom
 from mailserv.imap.search.keys import (
     RECENT,
     All,
@@ -29,6 +29,7 @@ from mailserv.imap.search.keys import (
     SizeCompare,
     StringField,
 )
+from mailserv.syntax.errors import ParseError
 from mailserv.syntax.sequences import SequenceSet, parse_sequence_set
 from mailserv.syntax.tokens import Atom, ParenList, String, Token
 
