@@ -20,6 +20,11 @@ def flag(text: str) -> str:
         if canonical is None:
             raise ParseError(None, f"Unknown system flag {text[:40]}")
         return canonical
-    if not _KEYWORD.fullmatch(text):
+    if not is_keyword(text):
         raise ParseError(None, f"Invalid flag keyword {text[:40]!r}")
     return text
+
+
+def is_keyword(text: str) -> bool:
+    """Whether ``text`` is a flag keyword (an atom: ASCII, no special characters)."""
+    return _KEYWORD.fullmatch(text) is not None

@@ -56,7 +56,7 @@ from mailserv.interfaces import (
 )
 from mailserv.message.parse import parse_message
 from mailserv.search import UNSEEN, SearchProgram
-from mailserv.syntax import dates
+from mailserv.syntax import dates, encode
 from mailserv.syntax.sequences import merge, uids_in
 
 if TYPE_CHECKING:
@@ -284,7 +284,7 @@ class ProxyMailbox:
         args: list[wire.Arg] = [b"APPEND", self.user.encoded(self.name)]
         flags = frozenset(f for f in flags if f.lower() != _RECENT)
         if flags:
-            args.append(wire.flag_list(flags))
+            args.append(encode.flag_list(flags))
         if internaldate is not None:
             args.append(dates.format_date_time(internaldate))
         args.append(wire.Literal(message))
@@ -336,7 +336,7 @@ class ProxyMailbox:
             args: list[wire.Arg] = [b"UID STORE", wire.uid_set(targets)]
             if unchangedsince is not None and mirror.condstore:
                 args.append(b"(UNCHANGEDSINCE %d)" % unchangedsince)
-            args += [item, wire.flag_list(flags)]
+            args += [item, encode.flag_list(flags)]
             try:
                 response = await conn.command(*args)
             except CommandFailed as exc:
