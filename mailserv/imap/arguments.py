@@ -5,7 +5,9 @@ RFC asks for."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
+from typing import TypeVar
 
 from mailserv import errors
 from mailserv.interfaces import INBOX
@@ -14,6 +16,8 @@ from mailserv.syntax.dates import parse_date, parse_date_time
 from mailserv.syntax.errors import ParseError
 from mailserv.syntax.flags import flag
 from mailserv.syntax.tokens import Atom, ParenList, String, Token
+
+_T = TypeVar("_T")
 
 
 class UndecodableName(ParseError):
@@ -160,26 +164,24 @@ def _date_text(tok: Token, what: str) -> str:
     raise ParseError(None, f"Expected a {what}, got {_describe(tok)}")
 
 
-def search_date(tok: Token) -> date:
-    """A SEARCH date ``d-Mon-yyyy``, bare or quoted."""
+def _read(parse: Callable[[str], _T], text: str) -> _T:
+    """``parse(text)`` with its ValueError as a ParseError (a BAD) of the same text."""
     try:
-        return parse_date(_date_text(tok, "date"))
-    except ParseError:
-        raise
+        return parse(text)
     except ValueError as exc:
         raise ParseError(None, str(exc)) from None
+
+
+def search_date(tok: Token) -> date:
+    """A SEARCH date ``d-Mon-yyyy``, bare or quoted."""
+    return _read(parse_date, _date_text(tok, "date"))
 
 
 def date_time(tok: Token) -> datetime:
     """APPEND's ``"dd-Mon-yyyy hh:mm:ss +zzzz"`` as an aware datetime."""
     if not isinstance(tok, String):
         raise ParseError(None, f"Expected a quoted date-time, got {_describe(tok)}")
-    try:
-        return parse_date_time(_date_text(tok, "date-time"))
-    except ParseError:
-        raise
-    except ValueError as exc:
-        raise ParseError(None, str(exc)) from None
+    return _read(parse_date_time, _date_text(tok, "date-time"))
 
 
 __all__ = [
