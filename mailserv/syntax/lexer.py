@@ -2,7 +2,7 @@
 quoted strings, literals and parenthesised lists (RFC 3501 section 9).
 
 It knows the grammar of tokens, not what a command's arguments mean: the server's argument
-readers (:mod:`mailserv.imap.arguments`) give tokens their types.
+readers give tokens their types.
 """
 
 from __future__ import annotations

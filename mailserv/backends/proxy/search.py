@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.wire import Arg
 from mailserv.imap.search.evaluate import needs_content
-from mailserv.imap.search.keys import (
+from mailserv.search import (
     All,
     And,
     Contains,
