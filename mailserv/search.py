@@ -10,7 +10,7 @@ evaluates the query itself over ``fetch()`` results.  Only a mailbox that declar
 ``ISearchableMailbox`` is asked at all (:func:`backend_search`).
 
 Nodes are frozen dataclasses, compared by value (``query == UNSEEN`` recognises the most
-common query).  ``InSet.set`` is a :class:`mailserv.imap.sequence.SequenceSet`; its
+common query).  ``InSet.set`` is a :class:`mailserv.syntax.sequences.SequenceSet`; its
 ``resolve(largest)`` gives the ascending ``(low, high)`` ranges (``*`` is ``largest``, the
 mailbox's highest UID).
 """
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from mailserv.imap.sequence import SequenceSet
 from mailserv.interfaces import SEEN, IMailbox, ISearchableMailbox
+from mailserv.syntax.sequences import SequenceSet
 
 __all__ = [
     "UNSEEN",

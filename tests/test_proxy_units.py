@@ -32,8 +32,8 @@ from mailserv.imap.search.keys import (
     StringField,
     UidIn,
 )
-from mailserv.imap.tokens import Atom, ParenList, String
 from mailserv.message.parse import parse_message
+from mailserv.syntax.tokens import Atom, ParenList, String
 
 # -- responses ------------------------------------------------------------------------------
 

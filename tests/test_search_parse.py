@@ -7,7 +7,6 @@ from datetime import date
 import pytest
 from test_search_support import toks
 
-from mailserv.imap.parser import ParseError
 from mailserv.imap.search import (
     RECENT,
     All,
@@ -29,7 +28,8 @@ from mailserv.imap.search import (
     uses_modseq,
     walk,
 )
-from mailserv.imap.tokens import String
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.tokens import String
 
 
 def key(*items: object) -> SearchKey:

@@ -11,9 +11,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mailserv.imap import encode
-from mailserv.imap.parser import ParseError, astring, parse_tokens
-from mailserv.imap.tokens import Atom, ParenList, String, Token
+from mailserv.imap.arguments import astring
+from mailserv.syntax import encode
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.lexer import parse_tokens
+from mailserv.syntax.tokens import Atom, ParenList, String, Token
 
 MAX_ITEMS = 100
 MAX_PART_DEPTH = 64

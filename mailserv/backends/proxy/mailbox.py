@@ -32,9 +32,7 @@ from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.backends.proxy.downloads import Downloads
 from mailserv.backends.proxy.mirror import NO_INFO, Mirror
 from mailserv.backends.proxy.search import answerable_here, translate
-from mailserv.imap import encode
 from mailserv.imap.search.evaluate import SearchContext, evaluate
-from mailserv.imap.sequence import merge, uids_in
 from mailserv.interfaces import (
     RECENT,
     AppendResult,
@@ -50,6 +48,8 @@ from mailserv.interfaces import (
 )
 from mailserv.message.parse import parse_message
 from mailserv.search import UNSEEN, SearchProgram
+from mailserv.syntax import dates, encode
+from mailserv.syntax.sequences import merge, uids_in
 
 if TYPE_CHECKING:
     from mailserv.backends.proxy.user import UserState
@@ -220,9 +220,9 @@ class ProxyMailbox:
         args: list[wire.Arg] = [b"APPEND", self.user.encoded(self.name)]
         flags = frozenset(f for f in flags if f.lower() != _RECENT)
         if flags:
-            args.append(wire.flag_list(flags))
+            args.append(encode.flag_list(flags))
         if internaldate is not None:
-            args.append(encode.internaldate(internaldate))
+            args.append(dates.format_date_time(internaldate))
         args.append(wire.Literal(message))
         result: list[AppendResult] = []
 
@@ -271,7 +271,7 @@ class ProxyMailbox:
             args: list[wire.Arg] = [b"UID STORE", wire.uid_set(targets)]
             if unchangedsince is not None and mirror.condstore:
                 args.append(b"(UNCHANGEDSINCE %d)" % unchangedsince)
-            args += [item, wire.flag_list(flags)]
+            args += [item, encode.flag_list(flags)]
             try:
                 response = await conn.command(*args)
             except CommandFailed as exc:

@@ -13,7 +13,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from mailserv.imap.replies import Reply
-from mailserv.imap.tokens import Command
+from mailserv.syntax.tokens import Command
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol

@@ -8,7 +8,7 @@ from twisted.internet.interfaces import IDelayedCall
 
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.replies import Bad, Reply
-from mailserv.imap.tokens import Command
+from mailserv.syntax.tokens import Command
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol

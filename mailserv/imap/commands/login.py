@@ -15,11 +15,11 @@ from twisted.logger import Logger
 from mailserv import errors
 from mailserv.auth.sasl import MAX_RESPONSE, Challenge, SASLContext, SASLError, SASLFailed
 from mailserv.imap import capabilities
+from mailserv.imap.arguments import astring, text_atom
 from mailserv.imap.commands import NOT_AUTH, CommandSpec
-from mailserv.imap.parser import astring, text_atom
 from mailserv.imap.replies import Bad, No, Reply
-from mailserv.imap.tokens import Atom, Command
 from mailserv.interfaces import IAccount
+from mailserv.syntax.tokens import Atom, Command
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol

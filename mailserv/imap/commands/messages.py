@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 from mailserv import errors
 from mailserv.imap import fetch as fetch_responses
+from mailserv.imap.arguments import flags, mailbox, text_atom
 from mailserv.imap.commands import SELECTED, CommandSpec
 from mailserv.imap.fetchatt import parse_fetch_items
-from mailserv.imap.parser import flags, mailbox, text_atom
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.search import (
     BadCharset,
@@ -18,11 +18,11 @@ from mailserv.imap.search import (
     evaluate,
     parse_search,
 )
-from mailserv.imap.sequence import format_set, parse_sequence_set
-from mailserv.imap.tokens import Command, ParenList, Token
 from mailserv.imap.view import SelectedView
 from mailserv.interfaces import RECENT, CopyResult, MessageMeta, StoreMode
 from mailserv.search import backend_search
+from mailserv.syntax.sequences import format_set, parse_sequence_set
+from mailserv.syntax.tokens import Command, ParenList, Token
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mailserv.imap.arguments import mailbox
 from mailserv.imap.commands import AUTH, SELECTED, CommandSpec
 from mailserv.imap.commands.mailboxes import account_of
-from mailserv.imap.parser import mailbox
 from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.search.keys import UNSEEN
-from mailserv.imap.tokens import Command
 from mailserv.imap.view import SelectedView, flags_responses
 from mailserv.interfaces import SEEN, MailboxStatus
 from mailserv.search import backend_search
+from mailserv.syntax.tokens import Command
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol

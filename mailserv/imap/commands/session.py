@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailserv import __version__
-from mailserv.imap import capabilities, encode
+from mailserv.imap import capabilities
+from mailserv.imap.arguments import nstring, text_atom
 from mailserv.imap.commands import ANY, AUTH, CommandSpec
-from mailserv.imap.parser import ParseError, nstring, text_atom
 from mailserv.imap.replies import Bad, Reply
-from mailserv.imap.tokens import Atom, Command, ParenList
+from mailserv.syntax import encode
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.tokens import Atom, Command, ParenList
 
 if TYPE_CHECKING:
     from mailserv.imap.server import IMAPServerProtocol

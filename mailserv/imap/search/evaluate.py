@@ -16,7 +16,6 @@ from datetime import date
 
 from twisted.logger import Logger
 
-from mailserv.imap.parser import SYSTEM_FLAGS
 from mailserv.imap.search.keys import (
     RECENT,
     All,
@@ -37,10 +36,11 @@ from mailserv.imap.search.keys import (
     sequence_uids,
     walk,
 )
-from mailserv.imap.sequence import uids_in
 from mailserv.interfaces import MessageMeta
 from mailserv.message import text
 from mailserv.message.addresses import SEPARATOR, raw_search_line
+from mailserv.syntax.flags import SYSTEM_FLAGS
+from mailserv.syntax.sequences import uids_in
 
 _log = Logger()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
-from mailserv.imap.sequence import SequenceSet
 from mailserv.interfaces import RECENT
 from mailserv.search import (
     UNSEEN,
@@ -32,6 +31,7 @@ from mailserv.search import (
     UidIn,
     walk,
 )
+from mailserv.syntax.sequences import SequenceSet
 
 __all__ = [
     "CONTENT_FIELDS",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import date
 
-from mailserv.imap.parser import ParseError, astring, number, search_date, text_atom
+from mailserv.imap.arguments import astring, number, search_date, text_atom
 from mailserv.imap.search.keys import (
     RECENT,
     All,
@@ -29,8 +29,9 @@ from mailserv.imap.search.keys import (
     SizeCompare,
     StringField,
 )
-from mailserv.imap.sequence import SequenceSet, parse_sequence_set
-from mailserv.imap.tokens import Atom, ParenList, String, Token
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.sequences import SequenceSet, parse_sequence_set
+from mailserv.syntax.tokens import Atom, ParenList, String, Token
 
 SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
 MAX_DEPTH = 64
