@@ -184,6 +184,15 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
+def _undo_version_3(tx: Tx) -> None:
+    """What migration 3 added goes (the texts with it)."""
+    if not tx.dialect.is_postgres:
+        tx.execute("DROP TRIGGER message_text_gone")
+    tx.execute("DROP TABLE message_text")
+    tx.execute("DROP TABLE text_backfill")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 2")
+
+
 def test_upgrade_to_2_rederives_the_address_columns(url: str, tmp_path: Path) -> None:
     """A version 1 store (address columns without the normalised forms, MI1 records) is
     refused until ``db upgrade``, which parses every message again."""
@@ -195,6 +204,7 @@ def test_upgrade_to_2_rederives_the_address_columns(url: str, tmp_path: Path) ->
     old_from = search_text(b"<user-from (comment)@ (comment) domain.org>").casefold()
 
     def make_version_1(tx: Tx) -> None:
+        _undo_version_3(tx)
         tx.execute("UPDATE messages SET from_addr = ?", (old_from,))
         tx.execute("UPDATE message_info SET info = ?", (old_record,))
         tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 1")
@@ -205,7 +215,7 @@ def test_upgrade_to_2_rederives_the_address_columns(url: str, tmp_path: Path) ->
     with pytest.raises(BackendError, match="mailserv db upgrade"):
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
-    assert db.call(schema.upgrade, write=True) == [2]
+    assert db.call(schema.upgrade, write=True) == [2, 3]
     db.close()
 
     backend = started(url, tmp_path)
@@ -439,7 +449,7 @@ def test_search_in_sql_matches_the_engine(backend: SqlBackend) -> None:
         bound = SearchProgram(bind(program.key, view, recent), program.charset)
         got = resolve(box.search(bound, view))
         if got is None:
-            assert any(k in text for k in ("BODY", "TEXT", "X-Missing")), text
+            assert "X-Missing" in text, text
             continue
         answered += 1
         assert got == expected, text
@@ -449,7 +459,8 @@ def test_search_in_sql_matches_the_engine(backend: SqlBackend) -> None:
 def test_search_declines_what_it_does_not_know(backend: SqlBackend) -> None:
     box = resolve(resolve(backend.account("alice")).open("INBOX"))
     uid = resolve(box.append(message(1), frozenset(), None, None)).uid
-    assert resolve(box.search(_program("BODY note"), [uid])) is None
+    assert resolve(box.search(_program("HEADER Message-ID example"), [uid])) is None
+    assert resolve(box.search(_program("BODY note"), [uid])) == [uid]  # the text index
     assert resolve(box.search(_program("FROM alice"), [])) == []
 
 

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from zope.interface import alsoProvides, implementer
 
 from mailserv.backends.kit.options import Choice, Int, OptionSchema, Text
-from mailserv.backends.sql import hierarchy, messages, schema
+from mailserv.backends.sql import fulltext, hierarchy, messages, schema
 from mailserv.backends.sql.account import SqlAccount
 from mailserv.backends.sql.db import Database, InlineDatabase, ThreadedDatabase
 from mailserv.backends.sql.dialect import DEFAULT_SQLITE_SYNC, SQLITE_SYNC, Dialect, parse_url
@@ -122,6 +122,10 @@ class SqlBackend:
         self._db: Database | None = None
         self._listener: Listener | None = None
         self._notices: Deferred[None] = defer.succeed(None)
+        self.text_search: fulltext.TextSearch | None = None
+        """How SEARCH BODY/TEXT run in SQL; None (the engine scans) before ``start()``."""
+        self._backfill: Deferred[None] | None = None
+        self._stopping = False
         if dialect.is_postgres:  # LISTEN/NOTIFY carries changes between processes
             alsoProvides(self, IMultiProcessBackend)
 
@@ -144,16 +148,25 @@ class SqlBackend:
             version = await self.db.run(schema.prepare, write=True)
         except schema.SchemaError as exc:
             raise BackendError(f"{self.dialect.display}: {exc}") from exc
+        kind = await self.db.run(fulltext.detect)
+        self.text_search = fulltext.TextSearch(self.dialect.is_postgres, kind)
         _log.info(
-            "SQL store {url}, schema version {version}",
+            "SQL store {url}, schema version {version}, full-text search: {kind}",
             url=self.dialect.display,
             version=version,
+            kind=kind,
         )
+        self._stopping = False
+        self._backfill = Deferred.fromCoroutine(self.backfill_texts())
         if self.dialect.is_postgres and self._make_database is None:
             self._listener = Listener(self.dialect, self._notice, self._resynchronise, self.reactor)
             await self._listener.start()
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._backfill is not None:
+            await self._backfill  # after the step in progress
+            self._backfill = None
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
@@ -167,6 +180,32 @@ class SqlBackend:
         if account_id is None:
             account_id = await db.run(hierarchy.create_account, username, write=True)
         return SqlAccount(self, int(account_id), username)
+
+    async def backfill_texts(self) -> None:
+        """Give the messages stored before schema version 3 their texts, a batch at a time:
+        reading and writing in the database's threads, decoding in another, so the reactor
+        stays free.  Every frontend of a shared database may run it: the ranges they write
+        overlap harmlessly.  Errors are logged; the mailboxes not reached keep their BODY and
+        TEXT keys evaluated by the engine."""
+        db = self.db
+        started = False
+        try:
+            while not self._stopping:
+                batch = await db.run(fulltext.read_batch, fulltext.BACKFILL_BATCH)
+                if batch is None:
+                    break
+                if not started:
+                    _log.info("Indexing the texts of existing messages for SEARCH BODY/TEXT")
+                    started = True
+                decoded = await self.in_thread(fulltext.decode_batch, batch)
+                await db.run(fulltext.write_batch, decoded, batch.upto, write=True)
+            else:
+                return
+        except Exception:  # noqa: BLE001 - logged; the engine keeps scanning meanwhile
+            _log.failure("Indexing message texts failed")
+            return
+        if started:
+            _log.info("Texts of existing messages indexed")
 
     def credentials_checker(self) -> ICredentialsChecker | None:
         """The users table when ``auth=sql``; else None (the passwd-file stays in charge)."""
@@ -245,7 +284,7 @@ class SqlBackend:
                 changes = [FlagChange(uid, flags, notice.modseq) for uid in notice.uids()]
             else:
                 changes = await self.db.run(messages.flag_changes, box.id, notice.modseq)
-            box.flags_changed(changes, None)
+            box.flags_changed(changes, None, notice.modseq)
         elif notice.kind == RENAMED:
             box.name = notice.data
 

@@ -75,6 +75,8 @@ class SqlMailbox(Listened):
         self._hold_timer: Any = None
         self._readahead: list[tuple[int, int]] = []  # (uid, size) of the last fetch()
         self._raw: dict[int, bytes] = {}
+        self._texts_ready = False
+        """Every message has its texts (the backfill passed them): no need to check."""
 
     # -- reading ------------------------------------------------------------------------
 
@@ -88,10 +90,9 @@ class SqlMailbox(Listened):
 
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         backend = self._backend
-        metas: list[MessageMeta] = await backend.db.run(
-            messages.fetch, self.id, list(uids), backend.zones
+        metas, self._readahead = await backend.db.run(
+            messages.fetch_with_sizes, self.id, list(uids), backend.zones
         )
-        self._readahead = [(meta.uid, meta.size) for meta in metas]
         return metas
 
     async def content(self, uid: int) -> bytes:
@@ -125,17 +126,24 @@ class SqlMailbox(Listened):
         return window
 
     async def search(self, query: SearchProgram, uids: Sequence[int]) -> list[int] | None:
-        """The common keys in SQL; None (the engine evaluates) for the rest."""
+        """The common keys in SQL; None (the engine evaluates) for the rest.
+
+        ``uids`` ascend (the session's view); they are copied here and matched against the
+        rows in the query's thread, so nothing proportional to the mailbox runs on the
+        reactor but that copy.
+        """
         if not uids:
             return []
-        clause = search.translate(query, self._backend.db.dialect.find, uids)
+        backend = self._backend
+        clause = search.translate(query, backend.db.dialect.find, uids, backend.text_search)
         if clause is None:
             return None
-        found: list[int] = await self._backend.db.run(
-            search.run, self.id, clause, min(uids), max(uids)
+        found: list[int] | None = await backend.db.run(
+            search.run, self.id, clause, list(uids), self._texts_ready
         )
-        among = set(uids)
-        return [uid for uid in found if uid in among]
+        if found is not None and clause.texts:
+            self._texts_ready = True  # messages arriving from now on bring their texts
+        return found
 
     async def changes_since(self, modseq: int) -> Changes:
         backend = self._backend
@@ -184,7 +192,7 @@ class SqlMailbox(Listened):
             write=True,
         )
         if changed:
-            self.flags_changed(changed, origin)
+            self.flags_changed(changed, origin, changed[0].modseq)
         return StoreResult(changed, failed)
 
     async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
@@ -267,7 +275,13 @@ class SqlMailbox(Listened):
             self._raw.pop(uid, None)
         self.listeners.expunged(self, list(uids), origin)
 
-    def flags_changed(self, changes: Sequence[FlagChange], origin: object) -> None:
+    def flags_changed(
+        self, changes: Sequence[FlagChange], origin: object, modseq: int | None = None
+    ) -> None:
+        """``modseq``: the newest of the changes' modseqs, when the caller knows it (a STORE
+        gives all of them one), so a large STORE is not walked again here."""
         if changes:
-            self.seen_modseq = max(self.seen_modseq, max(c.modseq for c in changes))
-            self.listeners.flags_changed(self, list(changes), origin)
+            if modseq is None:
+                modseq = max(c.modseq for c in changes)
+            self.seen_modseq = max(self.seen_modseq, modseq)
+            self.listeners.flags_changed(self, changes, origin)

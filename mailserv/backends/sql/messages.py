@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mailserv.backends.sql import fulltext
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.info import LazyInfo, is_current
 from mailserv.backends.sql.rows import (
@@ -67,10 +68,13 @@ class Incoming:
     to: str
     cc: str
     bcc: str
+    header_text: str
+    body_text: str
 
     @classmethod
     def prepare(cls, raw: bytes, flags: frozenset[str], internaldate: datetime | None) -> Incoming:
         info = parse_message(raw)
+        header_text, body_text = fulltext.texts(raw, info)
         return cls(
             raw=raw,
             digest=hashlib.sha256(raw).digest(),
@@ -83,6 +87,8 @@ class Incoming:
             to=info.to.casefold(),
             cc=info.cc.casefold(),
             bcc=info.bcc.casefold(),
+            header_text=header_text,
+            body_text=body_text,
         )
 
 
@@ -175,6 +181,7 @@ def _store_content(tx: Tx, message: Incoming) -> int:
             "INSERT INTO message_data (message_id, raw) VALUES (?, ?) ON CONFLICT DO NOTHING",
             (message_id, message.raw),
         )
+        fulltext.insert(tx, message_id, message.header_text, message.body_text)
     return message_id
 
 
@@ -468,10 +475,9 @@ def status(tx: Tx, box_id: int) -> MailboxStatus:
 
 
 def uids(tx: Tx, box_id: int) -> list[int]:
-    return [
-        int(uid)
-        for (uid,) in tx.all("SELECT uid FROM mail WHERE mailbox_id = ? ORDER BY uid", (box_id,))
-    ]
+    """Both drivers give integers back: no conversion per row."""
+    rows = tx.all("SELECT uid FROM mail WHERE mailbox_id = ? ORDER BY uid", (box_id,))
+    return [uid for (uid,) in rows]
 
 
 def load_info(tx: Tx, message_id: int, blob: Any) -> MessageInfo:
@@ -513,6 +519,15 @@ def fetch(tx: Tx, box_id: int, uids: Sequence[int], zones: Zones) -> list[Messag
         "m.uid",
     )
     return _metas(tx, rows, zones)
+
+
+def fetch_with_sizes(
+    tx: Tx, box_id: int, uids: Sequence[int], zones: Zones
+) -> tuple[list[MessageMeta], list[tuple[int, int]]]:
+    """:func:`fetch`, and the (uid, size) pairs of the result for the content read-ahead
+    (made here, in the query's thread, not on the reactor)."""
+    metas = fetch(tx, box_id, uids, zones)
+    return metas, [(meta.uid, meta.size) for meta in metas]
 
 
 def contents(tx: Tx, box_id: int, uids: Sequence[int]) -> dict[int, bytes]:

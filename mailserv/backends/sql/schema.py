@@ -11,7 +11,8 @@ bytes, with the case-folded search fields: a narrow row, so SEARCH scans little)
 ``mail`` places a message in a mailbox under a UID, with flags, internal date and
 modseq; ``mailboxes`` carries the counters (UIDNEXT, HIGHESTMODSEQ, messages, unseen, size)
 that every write updates under the mailbox row's lock; ``expunged`` remembers removed UIDs
-for QRESYNC's VANISHED.
+for QRESYNC's VANISHED; ``message_text`` the decoded texts SEARCH BODY/TEXT look in
+(``fulltext.py``).
 """
 
 from __future__ import annotations
@@ -155,12 +156,26 @@ def _reparse_messages(tx: Tx) -> None:
         last = int(rows[-1][0])
 
 
+def _create_text_index(tx: Tx) -> None:
+    """Migration 3: see :mod:`mailserv.backends.sql.fulltext` (fast: the texts of existing
+    messages are not decoded here but by the server's backfill)."""
+    from mailserv.backends.sql import fulltext
+
+    fulltext.create(tx)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, content-addressed messages, expunge log, users", _V1),
     Migration(
         2,
         "address search columns hold normalised addresses (messages parsed again)",
         function=_reparse_messages,
+    ),
+    Migration(
+        3,
+        "message_text: decoded texts for SEARCH BODY/TEXT, indexed (FTS5 trigram, pg_trgm);"
+        " existing messages are filled in by the server, in the background",
+        function=_create_text_index,
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -4,8 +4,9 @@ Flags, dates, sizes, UID sets, MODSEQ and the FROM/TO/CC/BCC/SUBJECT texts (stor
 case-folded, matched with an exact substring test, as the engine's evaluator does; the
 address columns hold the header's text and, a line each, its addresses normalised, of
 which HEADER From/To/Cc/Bcc look at the first line only) are translated.  Anything else
-(BODY, TEXT, other HEADER fields, very large UID lists or very deep trees) makes
-:func:`translate` return None, and the engine evaluates the query itself.
+(other HEADER fields, very large UID lists or very deep trees) makes :func:`translate`
+return None, and the engine evaluates the query itself.  BODY and TEXT are answered from
+the stored texts (``fulltext.py``) once every message of the mailbox has them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailserv.backends.sql import fulltext
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import flag_probe
 from mailserv.interfaces import SYSTEM_FLAGS
@@ -70,27 +72,38 @@ class Clause:
     sql: str
     params: list[Any] = field(default_factory=list)
     content: bool = False
+    texts: bool = False
+    """Reads ``message_text``: answered only when the mailbox's texts are all there."""
 
 
-def translate(query: SearchProgram, find: str, uids: Sequence[int]) -> Clause | None:
+def translate(
+    query: SearchProgram,
+    find: str,
+    uids: Sequence[int],
+    texts: fulltext.TextSearch | None = None,
+) -> Clause | None:
     """``query`` (a bound SearchProgram) as SQL, or None to let the engine evaluate it.
 
     ``find`` is the dialect's substring function; ``uids`` the session's UIDs (``*`` in a
-    UID set is the last of them, as in the engine's evaluator).
+    UID set is the last of them, as in the engine's evaluator); ``texts`` how BODY and
+    TEXT are searched (None: they are declined).
     """
     clause = Clause("")
     try:
-        clause.sql = _Translator(find, uids[-1] if uids else 0, clause).key(query.key, 0)
+        clause.sql = _Translator(find, uids[-1] if uids else 0, clause, texts).key(query.key, 0)
     except _Decline:
         return None
     return clause
 
 
 class _Translator:
-    def __init__(self, find: str, largest: int, clause: Clause) -> None:
+    def __init__(
+        self, find: str, largest: int, clause: Clause, texts: fulltext.TextSearch | None
+    ) -> None:
         self.find = find
         self.largest = largest
         self.clause = clause
+        self.texts = texts
 
     def param(self, value: Any) -> str:
         self.clause.params.append(value)
@@ -146,8 +159,8 @@ class _Translator:
         if column is None and key.field is StringField.HEADER and needle:
             column = _HEADER_COLUMNS.get(key.header.lower())
         if column is None:
-            if key.field in (StringField.BODY, StringField.TEXT) and not needle:
-                return _TRUE
+            if key.field in (StringField.BODY, StringField.TEXT):
+                return self.text(needle, key.field is StringField.TEXT)
             raise _Decline()
         if not needle:
             return _TRUE
@@ -159,6 +172,17 @@ class _Translator:
                 end = f"{self.find}({column} || {self.param(SEPARATOR)}, {self.param(SEPARATOR)})"
                 column = f"substr({column}, 1, {end} - 1)"
         return f"{self.find}({column}, {self.param(needle)}) > 0"
+
+    def text(self, needle: str, whole: bool) -> str:
+        if not needle:
+            return _TRUE
+        if self.texts is None:
+            raise _Decline()
+        sql = self.texts.condition(needle, whole, self.param)
+        if sql is None:
+            raise _Decline()
+        self.clause.texts = True
+        return sql
 
     def date(self, key: DateCompare) -> str:
         op = _DATE_OPS[key.op]
@@ -193,12 +217,25 @@ class _Translator:
         return f"m.uid IN ({marks})"
 
 
-def run(tx: Tx, box_id: int, clause: Clause, low: int, high: int) -> list[int]:
-    """UIDs between ``low`` and ``high`` that match, ascending (transaction function)."""
+def run(
+    tx: Tx, box_id: int, clause: Clause, uids: Sequence[int], texts_ready: bool = False
+) -> list[int] | None:
+    """The UIDs among ``uids`` (ascending) that match, ascending (transaction function).
+
+    None when the clause reads texts some message of the mailbox does not have yet (and
+    ``texts_ready`` does not say they are all there).
+    """
+    if clause.texts and not texts_ready and not fulltext.mailbox_ready(tx, box_id):
+        return None
     source = "mail m JOIN messages c ON c.id = m.message_id" if clause.content else "mail m"
+    low, high = uids[0], uids[-1]
     rows = tx.all(
         f"SELECT m.uid FROM {source} WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?"
-        f" AND {clause.sql}",
+        f" AND {clause.sql} ORDER BY m.uid",
         (box_id, low, high, *clause.params),
     )
-    return sorted(int(uid) for (uid,) in rows)
+    found = [uid for (uid,) in rows]
+    if high - low + 1 == len(uids):  # every UID of the range: nothing to leave out
+        return found
+    among = set(uids)
+    return [uid for uid in found if uid in among]
