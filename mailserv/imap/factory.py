@@ -16,6 +16,7 @@ from mailserv.auth.throttle import LoginThrottle
 from mailserv.imap.admission import ConnectionCounter, Refused
 from mailserv.imap.commands import command_table
 from mailserv.imap.server import IMAPServerProtocol
+from mailserv.imap.session import Services
 from mailserv.imap.settings import ServerSettings
 
 _log = Logger()
@@ -43,13 +44,18 @@ class IMAPServerFactory(ServerFactory):
 
             clock = reactor  # type: ignore[assignment]
         assert clock is not None
-        self.portal = portal
-        self.settings = settings or ServerSettings()
+        self.services = Services(
+            portal=portal,
+            settings=settings or ServerSettings(),
+            clock=clock,
+            throttle=throttle or LoginThrottle(clock),
+            mechanisms=mechanisms if mechanisms is not None else Mechanisms.discover(),
+            tls=tls,
+        )
+        self.settings = self.services.settings
         self.tls = tls
         self.clock = clock
-        self.throttle = throttle or LoginThrottle(clock)
         self.commands = command_table()
-        self.mechanisms = mechanisms if mechanisms is not None else Mechanisms.discover()
         self.connections = ConnectionCounter(self.settings)
         self.sessions: set[IMAPServerProtocol] = set()
         """The open connections (for ``shutdown``)."""

@@ -16,7 +16,7 @@ from mailserv.interfaces import SEEN, MessageMeta, StoreMode
 from mailserv.message.sections import FieldPicker, section_bytes
 
 if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
+    from mailserv.imap.session import Session
     from mailserv.imap.view import SelectedView
 
 Renderer = Callable[[MessageMeta, bytes], bytes]
@@ -76,7 +76,7 @@ def _section_renderer(item: BodySection) -> Renderer:
 
 
 async def fetch(
-    session: IMAPServerProtocol,
+    session: Session,
     view: SelectedView,
     uids: Sequence[int],
     items: list[FetchItem],
@@ -113,9 +113,7 @@ async def fetch(
         await session.drain()
 
 
-async def _mark_seen(
-    session: IMAPServerProtocol, view: SelectedView, uids: Sequence[int]
-) -> set[int]:
+async def _mark_seen(session: Session, view: SelectedView, uids: Sequence[int]) -> set[int]:
     """BODY[...] without PEEK sets \\Seen (RFC 3501 6.4.5); the UIDs that changed."""
     if view.readonly or not uids:
         return set()

@@ -9,29 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from enum import Enum
-from typing import TYPE_CHECKING
 
 from mailserv.imap.replies import Reply
+from mailserv.imap.session import Session, State
 from mailserv.imap.tokens import Command
-
-if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
-
-
-class State(Enum):
-    NOT_AUTHENTICATED = "not authenticated"
-    AUTHENTICATED = "authenticated"
-    SELECTED = "selected"
-    LOGOUT = "logout"
-
 
 ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
 NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
 AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
 SELECTED = frozenset({State.SELECTED})
 
-Handler = Callable[["IMAPServerProtocol", Command], Awaitable[Reply | None]]
+Handler = Callable[[Session, Command], Awaitable[Reply | None]]
 
 
 @dataclass(frozen=True, slots=True)

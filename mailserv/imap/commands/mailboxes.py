@@ -13,7 +13,7 @@ from mailserv.imap.tokens import Command, ParenList
 from mailserv.interfaces import INBOX, IAccount, MailboxStatus
 
 if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
+    from mailserv.imap.session import Session
 
 SPECIAL_USE = frozenset(
     {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
@@ -21,7 +21,7 @@ SPECIAL_USE = frozenset(
 _FORBIDDEN = set("*%") | {chr(c) for c in range(0x20)} | {"\x7f"}
 
 
-def account_of(session: IMAPServerProtocol) -> IAccount:
+def account_of(session: Session) -> IAccount:
     assert session.account is not None
     return session.account
 
@@ -45,7 +45,7 @@ def valid_new_name(name: str, max_bytes: int) -> str:
     return name
 
 
-async def create(session: IMAPServerProtocol, command: Command) -> Reply:
+async def create(session: Session, command: Command) -> Reply:
     if len(command.args) not in (1, 2):
         raise Bad("CREATE takes a mailbox name")
     name = valid_new_name(new_mailbox(command.args[0]), session.settings.max_mailbox_name)
@@ -76,7 +76,7 @@ def _special_use(arg: object) -> str | None:
     raise Bad("Unknown CREATE parameters")
 
 
-async def delete(session: IMAPServerProtocol, command: Command) -> Reply:
+async def delete(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("DELETE takes a mailbox name")
     name = mailbox(command.args[0])
@@ -88,7 +88,7 @@ async def delete(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply()
 
 
-async def rename(session: IMAPServerProtocol, command: Command) -> Reply:
+async def rename(session: Session, command: Command) -> Reply:
     if len(command.args) != 2:
         raise Bad("RENAME takes two mailbox names")
     old = mailbox(command.args[0])
@@ -101,14 +101,14 @@ async def rename(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply()
 
 
-async def subscribe(session: IMAPServerProtocol, command: Command) -> Reply:
+async def subscribe(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("SUBSCRIBE takes a mailbox name")
     await account_of(session).subscribe(mailbox(command.args[0]))
     return Reply()
 
 
-async def unsubscribe(session: IMAPServerProtocol, command: Command) -> Reply:
+async def unsubscribe(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("UNSUBSCRIBE takes a mailbox name")
     await account_of(session).unsubscribe(mailbox(command.args[0]))
@@ -125,7 +125,7 @@ def _list_args(command: Command) -> tuple[str, str] | None:
         return None
 
 
-async def list_(session: IMAPServerProtocol, command: Command) -> Reply:
+async def list_(session: Session, command: Command) -> Reply:
     args = _list_args(command)
     if args is None:
         return Reply()
@@ -143,7 +143,7 @@ async def list_(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply()
 
 
-async def lsub(session: IMAPServerProtocol, command: Command) -> Reply:
+async def lsub(session: Session, command: Command) -> Reply:
     args = _list_args(command)
     if args is None:
         return Reply()
@@ -172,7 +172,7 @@ _STATUS_ITEMS = {
 }
 
 
-async def status(session: IMAPServerProtocol, command: Command) -> Reply:
+async def status(session: Session, command: Command) -> Reply:
     if len(command.args) != 2 or not isinstance(command.args[1], ParenList):
         raise Bad("STATUS takes a mailbox name and a list of items")
     name = mailbox(command.args[0])

@@ -24,24 +24,24 @@ from mailserv.imap.view import SelectedView
 from mailserv.interfaces import RECENT, CopyResult, MessageMeta, StoreMode
 
 if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
+    from mailserv.imap.session import Session
 
 _STORE_MODES = {"FLAGS": StoreMode.REPLACE, "+FLAGS": StoreMode.ADD, "-FLAGS": StoreMode.REMOVE}
 
 
-def view_of(session: IMAPServerProtocol) -> SelectedView:
+def view_of(session: Session) -> SelectedView:
     assert session.selected is not None
     return session.selected
 
 
-def writable(session: IMAPServerProtocol) -> SelectedView:
+def writable(session: Session) -> SelectedView:
     view = view_of(session)
     if view.readonly:
         raise No("Mailbox is read-only (EXAMINE)", "READ-ONLY")
     return view
 
 
-def _message_set(session: IMAPServerProtocol, command: Command, token: Token) -> list[int]:
+def _message_set(session: Session, command: Command, token: Token) -> list[int]:
     try:
         sequence = parse_sequence_set(text_atom(token))
     except ValueError as exc:
@@ -49,7 +49,7 @@ def _message_set(session: IMAPServerProtocol, command: Command, token: Token) ->
     return view_of(session).select(sequence, command.uid)
 
 
-async def fetch(session: IMAPServerProtocol, command: Command) -> Reply:
+async def fetch(session: Session, command: Command) -> Reply:
     if len(command.args) != 2:
         raise Bad("FETCH takes a sequence set and data items")
     uids = _message_set(session, command, command.args[0])
@@ -58,7 +58,7 @@ async def fetch(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply()
 
 
-async def store(session: IMAPServerProtocol, command: Command) -> Reply:
+async def store(session: Session, command: Command) -> Reply:
     if len(command.args) < 3:
         raise Bad("STORE takes a sequence set, an item and flags")
     view = writable(session)
@@ -83,7 +83,7 @@ async def store(session: IMAPServerProtocol, command: Command) -> Reply:
 
 
 async def _report_flags(
-    session: IMAPServerProtocol, view: SelectedView, uids: list[int], uid_mode: bool
+    session: Session, view: SelectedView, uids: list[int], uid_mode: bool
 ) -> None:
     metas: list[MessageMeta] = list(await view.mailbox.fetch(uids))
     out = []
@@ -98,7 +98,7 @@ async def _report_flags(
     view.write_fetches(out)
 
 
-async def search(session: IMAPServerProtocol, command: Command) -> Reply:
+async def search(session: Session, command: Command) -> Reply:
     view = view_of(session)
     try:
         program = parse_search(command.args, session.settings.max_search_keys)
@@ -118,7 +118,7 @@ async def search(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply()
 
 
-async def _transfer(session: IMAPServerProtocol, command: Command, move: bool) -> Reply:
+async def _transfer(session: Session, command: Command, move: bool) -> Reply:
     if len(command.args) != 2:
         raise Bad(f"{command.name} takes a sequence set and a mailbox")
     view = writable(session) if move else view_of(session)
@@ -145,15 +145,15 @@ async def _transfer(session: IMAPServerProtocol, command: Command, move: bool) -
     return Reply("MOVE completed")
 
 
-async def copy(session: IMAPServerProtocol, command: Command) -> Reply:
+async def copy(session: Session, command: Command) -> Reply:
     return await _transfer(session, command, move=False)
 
 
-async def move(session: IMAPServerProtocol, command: Command) -> Reply:
+async def move(session: Session, command: Command) -> Reply:
     return await _transfer(session, command, move=True)
 
 
-async def expunge(session: IMAPServerProtocol, command: Command) -> Reply:
+async def expunge(session: Session, command: Command) -> Reply:
     view = writable(session)
     restrict = None
     if command.uid:

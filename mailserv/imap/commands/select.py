@@ -14,18 +14,18 @@ from mailserv.imap.view import SelectedView, flags_responses
 from mailserv.interfaces import SEEN, MailboxStatus
 
 if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
+    from mailserv.imap.session import Session
 
 
-async def select(session: IMAPServerProtocol, command: Command) -> Reply:
+async def select(session: Session, command: Command) -> Reply:
     return await _open(session, command, readonly=False)
 
 
-async def examine(session: IMAPServerProtocol, command: Command) -> Reply:
+async def examine(session: Session, command: Command) -> Reply:
     return await _open(session, command, readonly=True)
 
 
-async def _open(session: IMAPServerProtocol, command: Command, readonly: bool) -> Reply:
+async def _open(session: Session, command: Command, readonly: bool) -> Reply:
     if len(command.args) != 1:
         raise Bad(f"{command.name} takes a mailbox name")
     name = mailbox(command.args[0])
@@ -83,7 +83,7 @@ async def _first_unseen(view: SelectedView, counts: MailboxStatus) -> int | None
     return None
 
 
-async def close(session: IMAPServerProtocol, command: Command) -> Reply:
+async def close(session: Session, command: Command) -> Reply:
     """Expunge silently (unless read-only), then leave the selected state."""
     if command.args:
         raise Bad("CLOSE takes no arguments")
@@ -95,14 +95,14 @@ async def close(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply()
 
 
-async def unselect(session: IMAPServerProtocol, command: Command) -> Reply:
+async def unselect(session: Session, command: Command) -> Reply:
     if command.args:
         raise Bad("UNSELECT takes no arguments")
     session.deselect()
     return Reply()
 
 
-async def check(session: IMAPServerProtocol, command: Command) -> Reply:
+async def check(session: Session, command: Command) -> Reply:
     if command.args:
         raise Bad("CHECK takes no arguments")
     return Reply()

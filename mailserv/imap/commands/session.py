@@ -12,7 +12,7 @@ from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.tokens import Atom, Command, ParenList
 
 if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
+    from mailserv.imap.session import Session
 
 _ID_MAX_PAIRS = 30
 _ID_MAX_VALUE = 1024
@@ -23,28 +23,27 @@ def _no_args(command: Command) -> None:
         raise Bad(f"{command.name} takes no arguments")
 
 
-async def capability(session: IMAPServerProtocol, command: Command) -> Reply:
+async def capability(session: Session, command: Command) -> Reply:
     _no_args(command)
     session.write(b"* CAPABILITY " + b" ".join(capabilities.for_session(session)) + b"\r\n")
     return Reply()
 
 
-async def noop(session: IMAPServerProtocol, command: Command) -> Reply:
+async def noop(session: Session, command: Command) -> Reply:
     _no_args(command)
     return Reply()
 
 
-async def logout(session: IMAPServerProtocol, command: Command) -> Reply:
-    """``* BYE`` and the tagged OK, nothing else: once ``closing`` is set, pending updates
+async def logout(session: Session, command: Command) -> Reply:
+    """``* BYE`` and the tagged OK, nothing else: once the session is logging out, pending updates
     of the selected mailbox are not flushed (their sequence numbers would be news to a
     client that is leaving).  The server then closes without waiting for the client."""
     _no_args(command)
-    session.write(b"* BYE mailserv logging out\r\n")
-    session.closing = True
+    session.disconnect("mailserv logging out")
     return Reply()
 
 
-async def id_(session: IMAPServerProtocol, command: Command) -> Reply:
+async def id_(session: Session, command: Command) -> Reply:
     """RFC 2971: read (and bound) the client's fields, name ourselves."""
     if len(command.args) != 1:
         raise Bad("ID takes one argument: a list or NIL")
@@ -64,7 +63,7 @@ async def id_(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply()
 
 
-async def namespace(session: IMAPServerProtocol, command: Command) -> Reply:
+async def namespace(session: Session, command: Command) -> Reply:
     _no_args(command)
     session.write(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
     return Reply()
@@ -73,7 +72,7 @@ async def namespace(session: IMAPServerProtocol, command: Command) -> Reply:
 _ENABLEABLE: frozenset[str] = frozenset()
 
 
-async def enable(session: IMAPServerProtocol, command: Command) -> Reply:
+async def enable(session: Session, command: Command) -> Reply:
     """RFC 5161; no extension of ours needs enabling yet, so ENABLED lists none."""
     if not command.args:
         raise Bad("ENABLE needs at least one capability")
@@ -83,8 +82,7 @@ async def enable(session: IMAPServerProtocol, command: Command) -> Reply:
         wanted = [text_atom(arg).upper() for arg in command.args]
     except ParseError as exc:
         raise Bad(exc.text) from exc
-    newly = [name for name in wanted if name in _ENABLEABLE and name not in session.enabled]
-    session.enabled.update(newly)
+    newly = session.enable(name for name in wanted if name in _ENABLEABLE)
     session.write(("* ENABLED" + "".join(" " + n for n in newly) + "\r\n").encode())
     return Reply()
 
