@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.cred.portal import Portal
@@ -14,7 +15,8 @@ from twisted.logger import Logger
 from mailserv.auth.sasl import Mechanisms
 from mailserv.auth.throttle import LoginThrottle
 from mailserv.imap.admission import ConnectionCounter, Refused
-from mailserv.imap.commands import command_table
+from mailserv.imap.extensions import BUILT_IN
+from mailserv.imap.registry import Extension, Registry
 from mailserv.imap.server import IMAPServerProtocol
 from mailserv.imap.session import Services
 from mailserv.imap.settings import ServerSettings
@@ -27,7 +29,8 @@ class IMAPServerFactory(ServerFactory):
 
     ``tls`` enables STARTTLS.  For implicit TLS (port 993) wrap this factory in TLS at the
     endpoint; the protocol notices it is already secure.  ``mechanisms`` are the SASL
-    mechanisms AUTHENTICATE offers (default: every one found in ``mailserv.plugins``, once).
+    mechanisms AUTHENTICATE offers (default: every one found in ``mailserv.plugins``, once);
+    ``extensions`` what else the server speaks (default: :data:`extensions.BUILT_IN`).
     """
 
     def __init__(
@@ -38,6 +41,7 @@ class IMAPServerFactory(ServerFactory):
         throttle: LoginThrottle | None = None,
         clock: IReactorTime | None = None,
         mechanisms: Mechanisms | None = None,
+        extensions: Iterable[Extension] = BUILT_IN,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -51,11 +55,11 @@ class IMAPServerFactory(ServerFactory):
             throttle=throttle or LoginThrottle(clock),
             mechanisms=mechanisms if mechanisms is not None else Mechanisms.discover(),
             tls=tls,
+            registry=Registry.build(extensions),
         )
         self.settings = self.services.settings
         self.tls = tls
         self.clock = clock
-        self.commands = command_table()
         self.connections = ConnectionCounter(self.settings)
         self.sessions: set[IMAPServerProtocol] = set()
         """The open connections (for ``shutdown``)."""

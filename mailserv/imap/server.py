@@ -63,7 +63,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self.factory = factory
         self.services = factory.services
         self.settings = self.services.settings
-        self._commands = factory.commands
+        self._commands = self.services.registry.commands
         s = self.settings
         self.framer = CommandFramer(
             s.max_line, s.max_literal, s.max_command_size, s.max_literal_plus

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from mailserv.auth.sasl import Mechanisms
     from mailserv.auth.throttle import LoginThrottle
+    from mailserv.imap.registry import Registry
     from mailserv.imap.settings import ServerSettings
     from mailserv.imap.view import SelectedView
     from mailserv.interfaces import IAccount
@@ -47,6 +48,8 @@ class Services:
     mechanisms: Mechanisms
     tls: CertificateOptions | None
     """The context STARTTLS switches to; None: no STARTTLS."""
+    registry: Registry
+    """The extensions: commands, CAPABILITY, ENABLE, STATUS items."""
 
 
 class Session(Protocol):

@@ -1,4 +1,5 @@
-"""Command handlers, one module per family, and the table the dispatcher reads.
+"""RFC 3501's command handlers, one module per family (extensions add theirs from
+:mod:`mailserv.imap.extensions`; the registry merges them into the dispatcher's table).
 
 A handler is ``async def handler(session, command) -> Reply | None``; it writes untagged
 responses with ``session.write`` and fails by raising ``No``/``Bad`` (or a ParseError, a
@@ -7,7 +8,7 @@ backend error: the dispatcher maps those).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from mailserv.imap.replies import Reply
@@ -33,22 +34,3 @@ class CommandSpec:
     """EXPUNGE responses may follow it (RFC 3501 7.4.1: not FETCH, STORE, SEARCH)."""
     exclusive: bool = False
     """Read nothing after it until it ends (IDLE, AUTHENTICATE, STARTTLS, LOGOUT)."""
-
-
-def command_table() -> Mapping[str, CommandSpec]:
-    """Every command by name; built once by the factory."""
-    from mailserv.imap.commands import (
-        append,
-        idle,
-        login,
-        mailboxes,
-        messages,
-        select,
-        session,
-    )
-
-    table: dict[str, CommandSpec] = {}
-    for module in (session, login, mailboxes, select, append, messages, idle):
-        for spec in module.SPECS:
-            table[spec.name] = spec
-    return table

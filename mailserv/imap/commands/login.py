@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING
 
 from twisted.cred.credentials import ICredentials, UsernamePassword
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
@@ -17,12 +16,11 @@ from mailserv.auth.sasl import MAX_RESPONSE, Challenge, SASLContext, SASLError, 
 from mailserv.imap import capabilities
 from mailserv.imap.commands import NOT_AUTH, CommandSpec
 from mailserv.imap.parser import astring, text_atom
+from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.replies import Bad, No, Reply
+from mailserv.imap.session import Session, State
 from mailserv.imap.tokens import Atom, Command
 from mailserv.interfaces import IAccount
-
-if TYPE_CHECKING:
-    from mailserv.imap.session import Session
 
 _log = Logger()
 _MAX_SASL_LINE = (MAX_RESPONSE + 2) // 3 * 4
@@ -146,8 +144,35 @@ async def starttls(session: Session, command: Command) -> Reply:
     return Reply(sent=True)
 
 
-SPECS = (
-    CommandSpec("LOGIN", login, NOT_AUTH),
-    CommandSpec("AUTHENTICATE", authenticate, NOT_AUTH, exclusive=True),
-    CommandSpec("STARTTLS", starttls, NOT_AUTH, exclusive=True),
+def _before_login(session: Session) -> bool:
+    return session.state is State.NOT_AUTHENTICATED
+
+
+def _offers_starttls(session: Session) -> bool:
+    return _before_login(session) and session.services.tls is not None and not session.secure
+
+
+def _mechanisms(session: Session) -> list[bytes]:
+    names = session.services.mechanisms.offered(capabilities.sasl_context(session))
+    return [name.encode("ascii") for name in names]
+
+
+def _login_disabled(session: Session) -> bool:
+    return _before_login(session) and not session.plaintext_auth_allowed
+
+
+SIGN_IN = Extension(
+    "sign-in",
+    capabilities=(
+        Capability(b"STARTTLS", _offers_starttls),
+        Capability(b"AUTH=", _before_login, _mechanisms),
+        Capability(b"LOGINDISABLED", _login_disabled),
+    ),
+    commands=(
+        CommandSpec("LOGIN", login, NOT_AUTH),
+        CommandSpec("AUTHENTICATE", authenticate, NOT_AUTH, exclusive=True),
+        CommandSpec("STARTTLS", starttls, NOT_AUTH, exclusive=True),
+    ),
+    response_codes=frozenset({"AUTHENTICATIONFAILED", "PRIVACYREQUIRED", "UNAVAILABLE"}),
 )
+"""RFC 3501's sign-in commands and the capabilities that tell how to use them."""

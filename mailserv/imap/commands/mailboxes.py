@@ -8,6 +8,7 @@ from mailserv import errors
 from mailserv.imap import encode, listing, utf7
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.parser import UndecodableName, list_pattern, mailbox, new_mailbox, text_atom
+from mailserv.imap.registry import StatusItem
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.tokens import Command, ParenList
 from mailserv.interfaces import INBOX, IAccount, MailboxStatus
@@ -162,14 +163,15 @@ async def lsub(session: Session, command: Command) -> Reply:
     return Reply()
 
 
-_STATUS_ITEMS = {
-    "MESSAGES": lambda s: s.messages,
-    "RECENT": lambda s: s.recent,
-    "UIDNEXT": lambda s: s.uidnext,
-    "UIDVALIDITY": lambda s: s.uidvalidity,
-    "UNSEEN": lambda s: s.unseen,
-    "SIZE": lambda s: s.size,
-}
+STATUS_ITEMS = (
+    StatusItem("MESSAGES", lambda s: s.messages),
+    StatusItem("RECENT", lambda s: s.recent),
+    StatusItem("UIDNEXT", lambda s: s.uidnext),
+    StatusItem("UIDVALIDITY", lambda s: s.uidvalidity),
+    StatusItem("UNSEEN", lambda s: s.unseen),
+    StatusItem("SIZE", lambda s: s.size),
+)
+"""RFC 3501's items, and RFC 8438's SIZE; extensions register more."""
 
 
 async def status(session: Session, command: Command) -> Reply:
@@ -177,7 +179,8 @@ async def status(session: Session, command: Command) -> Reply:
         raise Bad("STATUS takes a mailbox name and a list of items")
     name = mailbox(command.args[0])
     items = [text_atom(item).upper() for item in command.args[1].items]
-    unknown = [item for item in items if item not in _STATUS_ITEMS]
+    known = session.services.registry.status_items
+    unknown = [item for item in items if item not in known]
     if unknown or not items:
         raise Bad(f"Unknown STATUS item {unknown[0][:40]}" if unknown else "No STATUS items")
     try:
@@ -185,7 +188,7 @@ async def status(session: Session, command: Command) -> Reply:
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc
     counts: MailboxStatus = await box.status()
-    values = b" ".join(b"%s %d" % (item.encode(), _STATUS_ITEMS[item](counts)) for item in items)
+    values = b" ".join(b"%s %d" % (item.encode(), known[item].value(counts)) for item in items)
     session.write(b"* STATUS %s (%s)\r\n" % (name_bytes(name), values))
     return Reply()
 

@@ -1,4 +1,4 @@
-"""Selected state, message level: FETCH STORE SEARCH COPY MOVE EXPUNGE (and their UID forms)."""
+"""Selected state, message level: FETCH STORE SEARCH COPY EXPUNGE (and their UID forms)."""
 
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ async def search(session: Session, command: Command) -> Reply:
     return Reply()
 
 
-async def _transfer(session: Session, command: Command, move: bool) -> Reply:
+async def transfer(session: Session, command: Command, move: bool) -> Reply:
+    """COPY, or MOVE (:mod:`mailserv.imap.extensions.move`)."""
     if len(command.args) != 2:
         raise Bad(f"{command.name} takes a sequence set and a mailbox")
     view = writable(session) if move else view_of(session)
@@ -146,11 +147,7 @@ async def _transfer(session: Session, command: Command, move: bool) -> Reply:
 
 
 async def copy(session: Session, command: Command) -> Reply:
-    return await _transfer(session, command, move=False)
-
-
-async def move(session: Session, command: Command) -> Reply:
-    return await _transfer(session, command, move=True)
+    return await transfer(session, command, move=False)
 
 
 async def expunge(session: Session, command: Command) -> Reply:
@@ -174,6 +171,5 @@ SPECS = (
     CommandSpec("STORE", store, SELECTED, uid=True, expunge_ok=False),
     CommandSpec("SEARCH", search, SELECTED, uid=True, expunge_ok=False),
     CommandSpec("COPY", copy, SELECTED, uid=True),
-    CommandSpec("MOVE", move, SELECTED, uid=True),
     CommandSpec("EXPUNGE", expunge, SELECTED, uid=True),
 )

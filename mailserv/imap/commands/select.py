@@ -1,4 +1,4 @@
-"""Entering and leaving the selected state: SELECT EXAMINE CLOSE UNSELECT CHECK."""
+"""Entering and leaving the selected state: SELECT EXAMINE CLOSE CHECK."""
 
 from __future__ import annotations
 
@@ -95,13 +95,6 @@ async def close(session: Session, command: Command) -> Reply:
     return Reply()
 
 
-async def unselect(session: Session, command: Command) -> Reply:
-    if command.args:
-        raise Bad("UNSELECT takes no arguments")
-    session.deselect()
-    return Reply()
-
-
 async def check(session: Session, command: Command) -> Reply:
     if command.args:
         raise Bad("CHECK takes no arguments")
@@ -112,6 +105,5 @@ SPECS = (
     CommandSpec("SELECT", select, AUTH),
     CommandSpec("EXAMINE", examine, AUTH),
     CommandSpec("CLOSE", close, SELECTED),
-    CommandSpec("UNSELECT", unselect, SELECTED),
     CommandSpec("CHECK", check, SELECTED),
 )

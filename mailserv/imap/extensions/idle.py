@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from twisted.internet.interfaces import IDelayedCall
 
 from mailserv.imap.commands import AUTH, CommandSpec
+from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.replies import Bad, Reply
+from mailserv.imap.session import Session
 from mailserv.imap.tokens import Command
-
-if TYPE_CHECKING:
-    from mailserv.imap.session import Session
 
 
 async def idle(session: Session, command: Command) -> Reply:
@@ -49,4 +46,8 @@ def _schedule_keepalive(session: Session) -> list[IDelayedCall]:
     return holder
 
 
-SPECS = (CommandSpec("IDLE", idle, AUTH, exclusive=True),)
+EXTENSION = Extension(
+    "IDLE",
+    capabilities=(Capability(b"IDLE"),),
+    commands=(CommandSpec("IDLE", idle, AUTH, exclusive=True),),
+)
