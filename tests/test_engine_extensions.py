@@ -1,11 +1,14 @@
 """The extension registry: a new extension is one declaration, registered in one tuple.
 
 ``XPING`` below is what a brand-new extension module holds: a command, a capability
-offered only after login, an ENABLE name and a STATUS item.  The server is driven over
+offered only after login, an ENABLE name, a STATUS item, a FETCH item and modifier, a
+SEARCH key and a SELECT parameter.  The server is driven over
 Twisted's in-memory transport, as in test_engine_plaintext.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
@@ -18,15 +21,50 @@ from mailserv.backends.memory import factory as memory
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.extensions import BUILT_IN
 from mailserv.imap.factory import IMAPServerFactory
-from mailserv.imap.registry import Capability, Extension, Registry, StatusItem
+from mailserv.imap.fetchatt import FetchAttribute, Renderer
+from mailserv.imap.parser import number
+from mailserv.imap.registry import (
+    Capability,
+    Extension,
+    FetchModifier,
+    Registry,
+    SearchCriterion,
+    SelectParameter,
+    StatusItem,
+)
 from mailserv.imap.replies import Reply
+from mailserv.imap.search.parse import KeyReader
 from mailserv.imap.session import Session, State
-from mailserv.imap.tokens import Command
+from mailserv.imap.tokens import Command, Token
+from mailserv.interfaces import MessageMeta
+from mailserv.search import SearchKey, SizeCompare
 
 
 async def xping(session: Session, command: Command) -> Reply:
     session.write(b"* XPING pong\r\n")
     return Reply("XPING done")
+
+
+def no_argument(section: str | None, partial: tuple[int, int] | None) -> None:
+    return None
+
+
+def double_size(view: object, argument: object) -> Renderer:
+    return lambda meta, raw: b"XSIZE2 %d" % (2 * meta.size)
+
+
+def larger(value: Token | None) -> Callable[[MessageMeta], bool]:
+    assert value is not None
+    least = number(value)
+    return lambda meta: meta.size > least
+
+
+def tiny(reader: KeyReader, name: str, depth: int) -> SearchKey:
+    return SizeCompare(False, number(reader.next_token(f"{name} needs a number")))
+
+
+def enable_xping(session: Session, value: Token | None) -> None:
+    session.enable(["XPING"])
 
 
 XPING = Extension(
@@ -35,6 +73,10 @@ XPING = Extension(
     commands=(CommandSpec("XPING", xping, AUTH),),
     status_items=(StatusItem("XPINGS", lambda counts: 7),),
     enable=frozenset({"XPING"}),
+    fetch_items=(FetchAttribute("XSIZE2", no_argument, double_size),),
+    fetch_modifiers=(FetchModifier("XLARGER", larger),),
+    search_keys=(SearchCriterion("XTINY", tiny),),
+    select_parameters=(SelectParameter("XPING", enable_xping),),
 )
 
 
@@ -69,12 +111,34 @@ def test_a_new_extension_is_one_declaration() -> None:
     assert reply.startswith(b"* STATUS INBOX (MESSAGES 0 XPINGS 7)\r\n"), reply
 
 
+def test_an_extension_adds_fetch_search_and_select_parts() -> None:
+    client = Client((*BUILT_IN, XPING))
+    assert b"a OK" in client.send(b"a LOGIN alice secret")
+    for n, body in enumerate((b"short", b"a much longer body, past thirty bytes")):
+        message = b"Subject: x\r\n\r\n" + body
+        line = b"b%d APPEND INBOX {%d+}\r\n%s" % (n, len(message), message)
+        assert b"OK [APPENDUID" in client.send(line)
+    assert client.send(b"c SELECT INBOX (BOGUS)").startswith(b"c BAD Unknown SELECT parameter")
+    assert b"c OK [READ-WRITE]" in client.send(b"c SELECT INBOX (xping)")
+    assert client.send(b"d ENABLE XPING").startswith(b"* ENABLED\r\n"), "enabled by SELECT"
+    reply = client.send(b"e FETCH 1:* (XSIZE2)")
+    assert reply.startswith(b"* 1 FETCH (XSIZE2 38)\r\n* 2 FETCH (XSIZE2 102)\r\n"), reply
+    reply = client.send(b"f FETCH 1:* (RFC822.SIZE) (XLARGER 30)")
+    assert reply.startswith(b"* 2 FETCH (RFC822.SIZE 51)\r\nf OK"), reply
+    assert client.send(b"g SEARCH XTINY 30").startswith(b"* SEARCH 1\r\ng OK")
+    assert client.send(b"h SEARCH OR XTINY 1 UID 2").startswith(b"* SEARCH 2\r\nh OK")
+
+
 def test_the_default_server_does_not_speak_it() -> None:
     client = Client()
     assert b"b OK" in client.send(b"b LOGIN alice secret")
     assert client.send(b"c XPING").startswith(b"c BAD Unknown command XPING")
     assert client.send(b"d ENABLE XPING").startswith(b"* ENABLED\r\n")
     assert client.send(b"e STATUS INBOX (XPINGS)").startswith(b"e BAD Unknown STATUS item")
+    assert client.send(b"f SELECT INBOX (XPING)").startswith(b"f BAD Unknown SELECT parameter")
+    assert b"g OK" in client.send(b"g SELECT INBOX")
+    assert client.send(b"h UID FETCH 1:* XSIZE2").startswith(b"h BAD Unknown FETCH item XSIZE2")
+    assert client.send(b"i SEARCH XTINY 1").startswith(b"i BAD Unknown search key XTINY")
 
 
 def test_a_name_declared_twice_is_refused() -> None:

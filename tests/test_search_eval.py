@@ -166,13 +166,6 @@ def test_or_not_nesting(box: list[MessageMeta]) -> None:
     assert search(box, "DELETED", "SEEN", "FLAGGED") == []
 
 
-def test_modseq() -> None:
-    metas = [meta(1, modseq=5), meta(2, modseq=7), meta(3, modseq=9)]
-    assert search(metas, "MODSEQ", "7") == [2, 3]
-    assert search(metas, "MODSEQ", "0") == [1, 2, 3]
-    assert search(metas, "MODSEQ", b"/flags/\\Seen", "all", "9") == [3]
-
-
 def at(y: int, mo: int, d: int, h: int = 12, mi: int = 0, tz: int = 0) -> datetime:
     return datetime(y, mo, d, h, mi, tzinfo=timezone(timedelta(hours=tz)))
 

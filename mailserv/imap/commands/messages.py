@@ -9,6 +9,7 @@ from mailserv.imap import fetch as fetch_responses
 from mailserv.imap.commands import SELECTED, CommandSpec
 from mailserv.imap.fetchatt import parse_fetch_items
 from mailserv.imap.parser import flags, mailbox, text_atom
+from mailserv.imap.registry import parameters
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.search import (
     BadCharset,
@@ -50,11 +51,16 @@ def _message_set(session: Session, command: Command, token: Token) -> list[int]:
 
 
 async def fetch(session: Session, command: Command) -> Reply:
-    if len(command.args) != 2:
-        raise Bad("FETCH takes a sequence set and data items")
+    if len(command.args) not in (2, 3):
+        raise Bad("FETCH takes a sequence set, data items and optional modifiers")
+    registry = session.services.registry
     uids = _message_set(session, command, command.args[0])
-    items = parse_fetch_items(command.args[1])
-    await fetch_responses.fetch(session, view_of(session), uids, items, command.uid)
+    items = parse_fetch_items(command.args[1], registry.fetch_items)
+    tests = []
+    if len(command.args) == 3:
+        modifiers = parameters(command.args[2], registry.fetch_modifiers, "FETCH modifier")
+        tests = [modifier.parse(value) for modifier, value in modifiers]
+    await fetch_responses.fetch(session, view_of(session), uids, items, command.uid, tests)
     return Reply()
 
 
@@ -101,7 +107,11 @@ async def _report_flags(
 async def search(session: Session, command: Command) -> Reply:
     view = view_of(session)
     try:
-        program = parse_search(command.args, session.settings.max_search_keys)
+        program = parse_search(
+            command.args,
+            session.settings.max_search_keys,
+            extra=session.services.registry.search_keys,
+        )
     except BadCharset as exc:
         raise No(f"Unsupported charset {exc.charset[:40]}", exc.response_code) from exc
     box = view.mailbox

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from mailserv.imap.commands import AUTH, SELECTED, CommandSpec
 from mailserv.imap.commands.mailboxes import account_of
 from mailserv.imap.parser import mailbox
+from mailserv.imap.registry import parameters
 from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.search.keys import UNSEEN
 from mailserv.imap.tokens import Command
@@ -26,9 +27,13 @@ async def examine(session: Session, command: Command) -> Reply:
 
 
 async def _open(session: Session, command: Command, readonly: bool) -> Reply:
-    if len(command.args) != 1:
-        raise Bad(f"{command.name} takes a mailbox name")
+    if len(command.args) not in (1, 2):
+        raise Bad(f"{command.name} takes a mailbox name and optional parameters")
     name = mailbox(command.args[0])
+    if len(command.args) == 2:
+        known = session.services.registry.select_parameters
+        for parameter, value in parameters(command.args[1], known, f"{command.name} parameter"):
+            parameter.apply(session, value)
     session.deselect()  # RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected
     box = await account_of(session).open(name)
     # Listening before the mailbox is read: a change made meanwhile is an event the view

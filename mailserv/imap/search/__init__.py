@@ -25,7 +25,6 @@ from mailserv.imap.search.keys import (
     UidIn,
     bind,
     sequence_uids,
-    uses_modseq,
     walk,
 )
 from mailserv.imap.search.parse import SUPPORTED_CHARSETS, BadCharset, parse_search
@@ -56,6 +55,5 @@ __all__ = [
     "needs_content",
     "parse_search",
     "sequence_uids",
-    "uses_modseq",
     "walk",
 ]

@@ -20,13 +20,13 @@ from mailserv.imap.parser import SYSTEM_FLAGS
 from mailserv.imap.search.keys import (
     RECENT,
     All,
+    And,
     Contains,
     DateCompare,
     DateField,
     DateOp,
     HasFlag,
     InSet,
-    ModSeqAtLeast,
     Not,
     Or,
     SearchKey,
@@ -167,14 +167,13 @@ def _compile(key: SearchKey, ctx: SearchContext) -> _Plan:
     if isinstance(key, UidIn):
         chosen = key.uids
         return _Plan(_COST_META, lambda meta: meta.uid in chosen)
-    if isinstance(key, ModSeqAtLeast):
-        least = key.modseq
-        return _Plan(_COST_META, lambda meta: meta.modseq >= least)
     if isinstance(key, Not):
         return _not(_compile(key.key, ctx))
     if isinstance(key, Or):
         return _or(_compile(key.left, ctx), _compile(key.right, ctx))
-    return _and([_compile(k, ctx) for k in key.keys])
+    if isinstance(key, And):
+        return _and([_compile(k, ctx) for k in key.keys])
+    raise TypeError(f"The engine cannot evaluate {type(key).__name__}")
 
 
 def _flag(flag: str, present: bool, recent: AbstractSet[int]) -> Check:

@@ -55,17 +55,11 @@ __all__ = [
     "UidIn",
     "bind",
     "sequence_uids",
-    "uses_modseq",
     "walk",
 ]
 
 CONTENT_FIELDS = frozenset({StringField.BODY, StringField.TEXT, StringField.HEADER})
 """String fields that may need the message bytes (HEADER only for other headers)."""
-
-
-def uses_modseq(key: SearchKey) -> bool:
-    """True when a MODSEQ key appears: RFC 7162 then wants ``(MODSEQ n)`` in the reply."""
-    return any(isinstance(node, ModSeqAtLeast) for node in walk(key))
 
 
 def bind(key: SearchKey, uids: Sequence[int], recent: AbstractSet[int]) -> SearchKey:
