@@ -20,7 +20,9 @@ from mailserv.backends.proxy.search import answerable_here, translate
 from mailserv.backends.proxy.user import discover_names
 from mailserv.errors import BackendOptionError, InvalidMailboxName
 from mailserv.imap.search import parse_search
-from mailserv.imap.search.keys import (
+from mailserv.imap.tokens import Atom, ParenList, String
+from mailserv.message.parse import parse_message
+from mailserv.search import (
     And,
     Contains,
     DateCompare,
@@ -32,8 +34,6 @@ from mailserv.imap.search.keys import (
     StringField,
     UidIn,
 )
-from mailserv.imap.tokens import Atom, ParenList, String
-from mailserv.message.parse import parse_message
 
 # -- responses ------------------------------------------------------------------------------
 

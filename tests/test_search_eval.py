@@ -7,24 +7,19 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from test_search_support import Ctx, meta, run, single_part, toks
 
-from mailserv.imap.search import (
-    RECENT,
+from mailserv.imap.search import SearchContext, bind, evaluate, needs_content, parse_search
+from mailserv.interfaces import RECENT, MessageMeta
+from mailserv.search import (
     And,
     Contains,
     HasFlag,
     InSet,
     Not,
-    SearchContext,
     SearchProgram,
     StringField,
     UidIn,
-    bind,
-    evaluate,
-    needs_content,
-    parse_search,
     walk,
 )
-from mailserv.interfaces import MessageMeta
 
 
 def search(metas: list[MessageMeta], *items: object, ctx: Ctx | None = None) -> list[int]:

@@ -8,11 +8,13 @@ import pytest
 from test_search_support import toks
 
 from mailserv.imap.parser import ParseError
-from mailserv.imap.search import (
-    RECENT,
+from mailserv.imap.search import BadCharset, parse_search
+from mailserv.imap.search.parse import KeyReader
+from mailserv.imap.tokens import String
+from mailserv.interfaces import RECENT
+from mailserv.search import (
     All,
     And,
-    BadCharset,
     Contains,
     DateCompare,
     DateField,
@@ -24,11 +26,8 @@ from mailserv.imap.search import (
     SearchKey,
     SizeCompare,
     StringField,
-    parse_search,
     walk,
 )
-from mailserv.imap.search.parse import KeyReader
-from mailserv.imap.tokens import String
 
 
 def key(*items: object) -> SearchKey:

@@ -1,6 +1,6 @@
 """The engine's search-key tree as the arguments of an upstream ``UID SEARCH``.
 
-Every key of :mod:`mailserv.imap.search.keys` has an IMAP spelling except two cases, for
+Every key of :mod:`mailserv.search` has an IMAP spelling except two cases, for
 which ``translate`` returns None (the engine then evaluates the query itself): a flag that
 cannot be sent as an atom, and MODSEQ when the upstream keeps no mod-sequences.  The tree
 reaching a backend holds no sequence numbers and no \\Recent (``bind`` made them UID sets).
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.wire import Arg
 from mailserv.imap.search.evaluate import needs_content
-from mailserv.imap.search.keys import (
+from mailserv.imap.sequence import STAR
+from mailserv.search import (
     All,
     And,
     Contains,
@@ -32,7 +33,6 @@ from mailserv.imap.search.keys import (
     UidIn,
     walk,
 )
-from mailserv.imap.sequence import STAR
 
 _SYSTEM = {
     "\\seen": (b"SEEN", b"UNSEEN"),

@@ -11,18 +11,12 @@ from mailserv.imap.fetchatt import parse_fetch_items
 from mailserv.imap.parser import flags, mailbox, text_atom
 from mailserv.imap.registry import parameters
 from mailserv.imap.replies import Bad, No, Reply
-from mailserv.imap.search import (
-    BadCharset,
-    SearchContext,
-    SearchProgram,
-    bind,
-    evaluate,
-    parse_search,
-)
+from mailserv.imap.search import BadCharset, SearchContext, bind, evaluate, parse_search
 from mailserv.imap.sequence import format_set, parse_sequence_set
 from mailserv.imap.tokens import Command, ParenList, Token
 from mailserv.imap.view import SelectedView
 from mailserv.interfaces import RECENT, CopyResult, MessageMeta, StoreMode
+from mailserv.search import SearchProgram
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session

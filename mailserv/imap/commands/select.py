@@ -9,10 +9,10 @@ from mailserv.imap.commands.mailboxes import account_of
 from mailserv.imap.parser import mailbox
 from mailserv.imap.registry import parameters
 from mailserv.imap.replies import Bad, Reply
-from mailserv.imap.search.keys import UNSEEN
 from mailserv.imap.tokens import Command
 from mailserv.imap.view import SelectedView, flags_responses
 from mailserv.interfaces import SEEN, MailboxStatus
+from mailserv.search import UNSEEN
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session

@@ -17,8 +17,12 @@ from datetime import date
 from twisted.logger import Logger
 
 from mailserv.imap.parser import SYSTEM_FLAGS
-from mailserv.imap.search.keys import (
-    RECENT,
+from mailserv.imap.search.keys import sequence_uids
+from mailserv.imap.sequence import uids_in
+from mailserv.interfaces import RECENT, MessageMeta
+from mailserv.message import text
+from mailserv.message.addresses import SEPARATOR, raw_search_line
+from mailserv.search import (
     All,
     And,
     Contains,
@@ -34,13 +38,8 @@ from mailserv.imap.search.keys import (
     SizeCompare,
     StringField,
     UidIn,
-    sequence_uids,
     walk,
 )
-from mailserv.imap.sequence import uids_in
-from mailserv.interfaces import MessageMeta
-from mailserv.message import text
-from mailserv.message.addresses import SEPARATOR, raw_search_line
 
 _log = Logger()
 

@@ -1,4 +1,4 @@
-"""The engine's side of the search-key tree (:mod:`mailserv.search`, re-exported here).
+"""The engine's side of the search-key tree (:mod:`mailserv.search`).
 
 The parser builds the tree, the engine's fallback evaluator runs it, and ``bind`` turns a
 session's sequence numbers and \\Recent into UIDs before a backend that searches itself
@@ -12,51 +12,7 @@ from collections.abc import Set as AbstractSet
 
 from mailserv.imap.sequence import SequenceSet
 from mailserv.interfaces import RECENT
-from mailserv.search import (
-    UNSEEN,
-    All,
-    And,
-    Contains,
-    DateCompare,
-    DateField,
-    DateOp,
-    HasFlag,
-    InSet,
-    ModSeqAtLeast,
-    Not,
-    Or,
-    SearchKey,
-    SearchProgram,
-    SizeCompare,
-    StringField,
-    UidIn,
-    walk,
-)
-
-__all__ = [
-    "CONTENT_FIELDS",
-    "RECENT",
-    "UNSEEN",
-    "All",
-    "And",
-    "Contains",
-    "DateCompare",
-    "DateField",
-    "DateOp",
-    "HasFlag",
-    "InSet",
-    "ModSeqAtLeast",
-    "Not",
-    "Or",
-    "SearchKey",
-    "SearchProgram",
-    "SizeCompare",
-    "StringField",
-    "UidIn",
-    "bind",
-    "sequence_uids",
-    "walk",
-]
+from mailserv.search import And, HasFlag, InSet, Not, Or, SearchKey, StringField, UidIn
 
 CONTENT_FIELDS = frozenset({StringField.BODY, StringField.TEXT, StringField.HEADER})
 """String fields that may need the message bytes (HEADER only for other headers)."""
