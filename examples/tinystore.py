@@ -19,7 +19,15 @@ from datetime import UTC, datetime
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from mailserv.backends.kit import Hierarchy, Int, ListenerSet, ModseqLog, OptionSchema
+from mailserv.backends.kit import (
+    Hierarchy,
+    Int,
+    Listened,
+    ListenerSet,
+    ModseqLog,
+    OptionSchema,
+    plan_store,
+)
 from mailserv.errors import MailboxNotFound, MailboxNotSelectable, MessageTooLarge
 from mailserv.interfaces import (
     DELETED,
@@ -33,7 +41,6 @@ from mailserv.interfaces import (
     IBackend,
     IBackendFactory,
     IMailbox,
-    IMailboxListener,
     MailboxInfo,
     MailboxStatus,
     MessageMeta,
@@ -42,7 +49,6 @@ from mailserv.interfaces import (
 )
 from mailserv.message.info import MessageInfo
 from mailserv.message.parse import parse_message
-from mailserv.search import SearchProgram
 
 # -- step 1: the factory and its options -----------------------------------------------------
 
@@ -170,7 +176,7 @@ class Message:
 
 
 @implementer(IMailbox)
-class TinyMailbox:
+class TinyMailbox(Listened):
     def __init__(self, account: TinyAccount, name: str, special_use: str | None) -> None:
         self.account = account
         self.name = name
@@ -229,18 +235,14 @@ class TinyMailbox:
         origin: object,
         unchangedsince: int | None = None,
     ) -> StoreResult:
+        # Only real changes count; UNCHANGEDSINCE refuses messages changed after it.
+        plan, failed = plan_store(self.find(uids), mode, flags - {RECENT}, unchangedsince)
         changed: list[FlagChange] = []
-        failed: list[int] = []
-        modseq = self.modseqs.highest + 1  # one modseq for the whole STORE, if it changes any
-        for m in self.find(uids):
-            new = mode.apply(m.flags, flags - {RECENT})
-            if unchangedsince is not None and m.modseq > unchangedsince:
-                failed.append(m.uid)
-            elif new != m.flags:
+        if plan:
+            modseq = self.modseqs.bump()  # one modseq for the whole STORE
+            for m, new in plan:
                 m.flags, m.modseq = new, modseq
                 changed.append(FlagChange(m.uid, new, modseq))
-        if changed:
-            self.modseqs.bump()
             self.listeners.flags_changed(self, changed, origin)
         return StoreResult(changed, failed)
 
@@ -273,18 +275,8 @@ class TinyMailbox:
             m.recent = False
         return claimed
 
-    async def search(self, query: SearchProgram, uids: Sequence[int]) -> None:
-        return None  # the engine evaluates every query itself
-
     async def changes_since(self, modseq: int) -> Changes:
-        changed = [m.meta() for m in self.messages if m.modseq > modseq]
-        return Changes(changed, self.modseqs.vanished_since(modseq), self.modseqs.highest)
-
-    def add_listener(self, listener: IMailboxListener) -> None:
-        self.listeners.add(listener)
-
-    def remove_listener(self, listener: IMailboxListener) -> None:
-        self.listeners.remove(listener)
+        return self.modseqs.changes([m.meta() for m in self.messages], modseq)
 
 
 factory = TinyFactory()

@@ -39,6 +39,7 @@ DEFAULT_DATA_DIR = "imapserv-data"
 DEFAULT_IMAP = ("tcp:1143:interface=127.0.0.1",)
 DEFAULT_IMAPS = ("ssl:1993:interface=127.0.0.1",)
 DEFAULT_BACKEND = "maildir"
+MAX_WORKERS = 64
 
 LimitValue = int | float | bool
 
@@ -68,6 +69,8 @@ class Config:
     """With ``tls_key``: the certificate (chain) to serve; None generates one in the data dir."""
     tls_key: str | None = None
     settings: ServerSettings = field(default_factory=ServerSettings)
+    workers: int = 1
+    """Processes serving the listeners (``--workers``); above 1 a master runs the children."""
 
     def __post_init__(self) -> None:
         # Built directly (embedders, tests), the fields may arrive as lists and dicts.
@@ -229,6 +232,17 @@ def _backend_options_key(layer: _Layer, key: str, value: object, ctx: _Context) 
         layer.backend_options[str(name)] = option
 
 
+def _workers_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    if isinstance(value, str):
+        try:
+            value = parse_int(value)
+        except ValueError:
+            raise ctx.fail(key, f"a whole number from 1 to {MAX_WORKERS}", value) from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise ctx.fail(key, f"a whole number from 1 to {MAX_WORKERS}", value)
+    layer.fields["workers"] = value
+
+
 def _limits_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
     if not isinstance(value, Mapping):
         raise ctx.fail(key, "a table of ServerSettings fields", value)
@@ -249,6 +263,7 @@ _KEYS: Mapping[str, Callable[[_Layer, str, object, _Context], None]] = {
     "allow-plaintext-auth": _plaintext_key,
     "backend-option": _backend_options_key,
     "limits": _limits_key,
+    "workers": _workers_key,
 }
 
 

@@ -15,8 +15,9 @@ Mutating calls take ``origin``: an opaque token for the session that asked.  The
 hands it back on the listener events that call caused, so that session is not told twice.
 
 Optional capabilities are interfaces of their own that a backend declares with
-``@implementer`` next to ``IBackend`` (see ``IHomeLookupConsumer``); the server checks
-them with ``providedBy``.
+``@implementer`` next to the one they extend (``IHomeLookupConsumer`` next to ``IBackend``,
+``ISearchableMailbox`` in place of ``IMailbox``); the server checks them with
+``providedBy``, never by looking for a method.
 
 Failures are the exceptions of ``mailserv.errors``.
 """
@@ -207,6 +208,13 @@ class IHomeLookupConsumer(Interface):
         """``home_of(user)`` is the user's home directory, or None when unknown."""
 
 
+class IMultiProcessBackend(Interface):
+    """Optional, next to ``IBackend``: several processes may each build and start this backend
+    on the same store at once (``--workers N``), and each process's listeners hear of the
+    others' changes (maildir: the files and inotify; PostgreSQL: LISTEN/NOTIFY; the proxy: the
+    upstream server).  A marker: no methods."""
+
+
 class IAccount(Interface):
     """One user's set of mailboxes."""
 
@@ -284,22 +292,36 @@ class IMailbox(Interface):
     def claim_recent() -> Awaitable[Sequence[int]]:  # type: ignore[empty-body]
         """UIDs still RECENT for no session; from now on they are recent to the caller only."""
 
-    def search(query: SearchProgram, uids: Sequence[int]) -> Awaitable[Sequence[int] | None]:  # type: ignore[empty-body]
-        """The UIDs among ``uids`` that match ``query``, or None to let the engine evaluate it.
-
-        ``query`` is a :mod:`mailserv.search` tree without session state: sequence numbers
-        and RECENT have been turned into ``UidIn`` sets.  A backend may answer the keys it
-        can and decline (None) the rest; declining everything is correct, if slower.
-        """
-
     def changes_since(modseq: int) -> Awaitable[Changes]:  # type: ignore[empty-body]
-        """Messages changed after ``modseq`` and UIDs expunged after it."""
+        """Messages changed after ``modseq`` and UIDs expunged after it.
+
+        Modseqs are not optional: every mailbox keeps them (the kit's ``ModseqLog`` does the
+        bookkeeping), so ``MailboxStatus.highestmodseq``, ``MessageMeta.modseq`` and this
+        call are always there.  A store without modseqs of its own (the proxy, when the
+        upstream lacks CONDSTORE) counts its own changes."""
 
     def add_listener(listener: IMailboxListener) -> None:
         """Start sending events to ``listener``."""
 
     def remove_listener(listener: IMailboxListener) -> None:
         """Stop sending events to ``listener``."""
+
+
+class ISearchableMailbox(IMailbox):
+    """Optional: a mailbox that evaluates SEARCH itself (an index, SQL, an upstream server).
+
+    Declare it with ``@implementer(ISearchableMailbox)`` in place of ``IMailbox``.  A
+    mailbox without it has every query evaluated by the engine over ``fetch()`` results:
+    correct, if slower.
+    """
+
+    def search(query: SearchProgram, uids: Sequence[int]) -> Awaitable[Sequence[int] | None]:  # type: ignore[empty-body]
+        """The UIDs among ``uids`` that match ``query``, or None to let the engine evaluate it.
+
+        ``query`` is a :mod:`mailserv.search` tree without session state: sequence numbers
+        and RECENT have been turned into ``UidIn`` sets.  A backend may answer the queries
+        it can and decline (None) the rest.
+        """
 
 
 class IMailboxListener(Interface):

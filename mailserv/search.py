@@ -6,10 +6,11 @@ backend sees UIDs only.  Shorthands are normalised at parse time so that consume
 node types: NEW is ``And(UidIn(recent), HasFlag(SEEN, False))``, OLD is ``Not(UidIn(...))``,
 every flag key (UNSEEN, KEYWORD x, ...) is a ``HasFlag``.  A backend translates the nodes it
 can (``walk`` lists them) and returns None from ``search`` for the rest: the engine then
-evaluates the query itself over ``fetch()`` results.
+evaluates the query itself over ``fetch()`` results.  Only a mailbox that declares
+``ISearchableMailbox`` is asked at all (:func:`backend_search`).
 
 Nodes are frozen dataclasses, compared by value (``query == UNSEEN`` recognises the most
-common query).  ``InSet.set`` is a :class:`mailserv.imap.sequence.SequenceSet`; its
+common query).  ``InSet.set`` is a :class:`mailserv.syntax.sequences.SequenceSet`; its
 ``resolve(largest)`` gives the ascending ``(low, high)`` ranges (``*`` is ``largest``, the
 mailbox's highest UID).
 """
@@ -17,11 +18,12 @@ mailbox's highest UID).
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from mailserv.imap.sequence import SequenceSet
-from mailserv.interfaces import SEEN
+from mailserv.interfaces import SEEN, IMailbox, ISearchableMailbox
+from mailserv.syntax.sequences import SequenceSet
 
 __all__ = [
     "UNSEEN",
@@ -41,6 +43,7 @@ __all__ = [
     "SizeCompare",
     "StringField",
     "UidIn",
+    "backend_search",
     "walk",
 ]
 
@@ -202,3 +205,14 @@ def walk(key: SearchKey) -> list[SearchKey]:
         elif isinstance(node, And):
             todo.extend(reversed(node.keys))
     return out
+
+
+async def backend_search(
+    mailbox: IMailbox, query: SearchProgram, uids: Sequence[int]
+) -> Sequence[int] | None:
+    """The mailbox's own answer to ``query`` among ``uids``; None when it has no search of
+    its own (it does not provide ``ISearchableMailbox``) or declines this query."""
+    if not ISearchableMailbox.providedBy(mailbox):
+        return None
+    searchable: ISearchableMailbox = ISearchableMailbox(mailbox)
+    return await searchable.search(query, uids)

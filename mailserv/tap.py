@@ -47,8 +47,9 @@ from mailserv.config import (
 from mailserv.errors import BackendOptionError
 from mailserv.imap.factory import IMAPServerFactory
 from mailserv.imap.settings import ServerSettings
-from mailserv.interfaces import IBackend, IHomeLookupConsumer
+from mailserv.interfaces import IBackend, IHomeLookupConsumer, IMultiProcessBackend
 from mailserv.tls import TLSError, TLSMaterial, prepare_tls
+from mailserv.workers.master import WorkerPool
 
 __all__ = ["Options", "ServerParts", "build_server", "build_service", "makeService"]
 
@@ -110,6 +111,13 @@ class Options(usage.Options):
             "a self-signed one generated on first start].",
         ],
         ["tls-key", None, None, "PEM private key of --tls-cert [default: DATA/tls/key.pem]."],
+        [
+            "workers",
+            "w",
+            None,
+            "Processes serving the listeners [default: 1]; above 1 for backends that share "
+            "their store between processes (maildir, PostgreSQL).",
+        ],
     ]
 
     config: Config
@@ -146,7 +154,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         layer = dict(self._given)
-        for name in ("data-dir", "backend", "passwd-file", "tls-cert", "tls-key"):
+        for name in ("data-dir", "backend", "passwd-file", "tls-cert", "tls-key", "workers"):
             if self[name] is not None:
                 layer[name] = self[name]
         for name in ("no-imap", "no-imaps", "allow-plaintext-auth"):
@@ -246,8 +254,11 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
         from twisted.internet import reactor
     parts = build_server(config, reactor)
     top = MultiService()
-    gate = _AcceptGate()
-    _BackendService(parts.backend, reactor, gate, parts.factory).setServiceParent(top)
+    gate = AcceptGate()
+    if config.workers > 1:
+        _check_workers(config, parts.backend)
+    else:
+        BackendService(parts.backend, reactor, gate, parts.factory).setServiceParent(top)
     listeners: list[tuple[str, str, CertificateOptions | None]] = [
         (d, "IMAP", None) for d in config.imap
     ]
@@ -259,10 +270,29 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
         # the start instead of leaving a server that is silently half up.
         listener._raiseSynchronously = True
         listener.setServiceParent(top)
+    if config.workers > 1:
+        # The ports stay held here (the gate never opens); the children accept on them.
+        WorkerPool(config, reactor, lambda: gate.held, _announce).setServiceParent(top)
     return top
 
 
-class _AcceptGate:
+def _check_workers(config: Config, backend: IBackend) -> None:
+    """``--workers N`` needs a backend whose store several processes can share, and our TLS."""
+    if not IMultiProcessBackend.providedBy(backend):
+        raise usage.UsageError(
+            f"--workers {config.workers}: the {config.backend} backend keeps its state inside "
+            "one process; use --workers 1 with it (or a store shared between processes: "
+            "maildir, sql on PostgreSQL)"
+        )
+    for description in config.imaps:
+        if "privateKey=" in description or "certKey=" in description:
+            raise usage.UsageError(
+                f"--imaps {description!r}: with --workers, IMAPS uses --tls-cert/--tls-key, "
+                "not a key of the endpoint's own"
+            )
+
+
+class AcceptGate:
     """Listening ports held paused (not accepting) until the backend has started."""
 
     def __init__(self) -> None:
@@ -277,6 +307,11 @@ class _AcceptGate:
         IPushProducer(port).pauseProducing()
         self._held.append((label, port))
 
+    @property
+    def held(self) -> list[tuple[str, IListeningPort]]:
+        """The ports bound and not accepting yet (with ``--workers``: the children's)."""
+        return list(self._held)
+
     def release(self) -> None:
         """The backend is up: accept on every port bound so far, and on those bound later."""
         self.open = True
@@ -286,7 +321,7 @@ class _AcceptGate:
             _announce(label, port)
 
 
-class _BackendService(Service):
+class BackendService(Service):
     """Runs ``backend.start()``/``stop()`` with the service; the listeners start accepting
     when the start has finished; a failed start stops the reactor.
 
@@ -298,12 +333,12 @@ class _BackendService(Service):
         self,
         backend: IBackend,
         reactor: Any,
-        gate: _AcceptGate | None = None,
+        gate: AcceptGate | None = None,
         factory: IMAPServerFactory | None = None,
     ) -> None:
         self.backend = backend
         self._reactor = reactor
-        self._gate = gate or _AcceptGate()
+        self._gate = gate or AcceptGate()
         self._factory = factory
 
     def startService(self) -> None:
@@ -338,7 +373,7 @@ def _listening_endpoint(
     description: str,
     label: str,
     tls: CertificateOptions | None,
-    gate: _AcceptGate,
+    gate: AcceptGate,
 ) -> IStreamServerEndpoint:
     """Parse an endpoint string; for IMAPS, wrap it in our TLS unless it brings its own."""
     parsed = description
@@ -363,7 +398,7 @@ class _GatedEndpoint:
         endpoint: IStreamServerEndpoint,
         label: str,
         tls: CertificateOptions | None,
-        gate: _AcceptGate,
+        gate: AcceptGate,
     ) -> None:
         self._endpoint = endpoint
         self._label = label

@@ -12,12 +12,16 @@ from mailserv.backends.kit import (
     Choice,
     Hierarchy,
     Int,
+    Listened,
     ListenerSet,
     ModseqLog,
     Number,
     OptionSchema,
     Path,
+    Tally,
     Text,
+    expungeable,
+    plan_store,
 )
 from mailserv.errors import (
     BackendOptionError,
@@ -27,7 +31,7 @@ from mailserv.errors import (
     MailboxNotFound,
     MailboxNotSelectable,
 )
-from mailserv.interfaces import NOSELECT, FlagChange
+from mailserv.interfaces import NOSELECT, FlagChange, StoreMode
 from mailserv.testing import Recorder
 
 # -- hierarchy ------------------------------------------------------------------------------
@@ -189,3 +193,42 @@ def test_bad_options_are_named(given: dict[str, str], message: str) -> None:
     with pytest.raises(BackendOptionError) as info:
         SCHEMA.parse(given, "/data")
     assert message in str(info.value)
+
+
+class _Msg:
+    def __init__(self, uid: int, flags: set[str], modseq: int) -> None:
+        self.uid, self.flags, self.modseq = uid, frozenset(flags), modseq
+
+
+def test_plan_store_skips_non_changes_and_refuses_what_changed_since() -> None:
+    messages = [_Msg(1, {"\\Seen"}, 3), _Msg(2, set(), 9), _Msg(3, set(), 4)]
+    plan, failed = plan_store(messages, StoreMode.ADD, frozenset({"\\Seen"}), 5)
+    assert [(m.uid, new) for m, new in plan] == [(3, {"\\Seen"})]
+    assert failed == [2]
+    plan, failed = plan_store(messages, StoreMode.REMOVE, frozenset({"$X"}), None)
+    assert (plan, failed) == ([], [])
+    assert [m.uid for m in expungeable([_Msg(1, {"\\Deleted"}, 1), _Msg(2, set(), 1)])] == [1]
+
+
+def test_tally_counts_what_status_reports() -> None:
+    tally = Tally()
+    tally.add(1, frozenset(), 10)
+    tally.add(2, frozenset({"\\Seen"}), 5, recent=False)
+    tally.reflag(frozenset(), frozenset({"\\Seen"}))
+    status = tally.status(7, 3, 2, 4)
+    assert (status.size, status.unseen, status.recent, status.uidnext) == (15, 0, 1, 3)
+    assert tally.claim() == [1] and tally.claim() == []
+    tally.remove(2, frozenset({"\\Seen"}), 5)
+    assert (tally.size, tally.unseen) == (10, 0)
+
+
+def test_listened_gives_a_mailbox_its_listener_methods() -> None:
+    class Box(Listened):
+        def __init__(self) -> None:
+            self.listeners = ListenerSet()
+
+    box, listener = Box(), object()
+    box.add_listener(listener)  # type: ignore[arg-type]
+    assert listener in box.listeners
+    box.remove_listener(listener)  # type: ignore[arg-type]
+    assert listener not in box.listeners

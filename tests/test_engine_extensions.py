@@ -18,11 +18,11 @@ from twisted.internet.testing import StringTransport
 
 from mailserv.auth.portal import build_portal
 from mailserv.backends.memory import factory as memory
+from mailserv.imap.arguments import number
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.extensions import BUILT_IN
 from mailserv.imap.factory import IMAPServerFactory
 from mailserv.imap.fetchatt import FetchAttribute, Renderer
-from mailserv.imap.parser import number
 from mailserv.imap.registry import (
     Capability,
     Extension,
@@ -35,9 +35,9 @@ from mailserv.imap.registry import (
 from mailserv.imap.replies import Reply
 from mailserv.imap.search.parse import KeyReader
 from mailserv.imap.session import Session, State
-from mailserv.imap.tokens import Command, Token
 from mailserv.interfaces import MessageMeta
 from mailserv.search import SearchKey, SizeCompare
+from mailserv.syntax.tokens import Command, Token
 
 
 async def xping(session: Session, command: Command) -> Reply:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mailserv.imap.parser import MAX_DEPTH, MAX_TOKENS, ParseError, parse_command, parse_tokens
-from mailserv.imap.tokens import Atom, Command, ParenList, String
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.lexer import MAX_DEPTH, MAX_TOKENS, parse_command, parse_tokens
+from mailserv.syntax.tokens import Atom, Command, ParenList, String
 
 
 def args(raw: bytes) -> tuple[object, ...]:

@@ -16,8 +16,9 @@ from mailserv.imap.fetchatt import (
     parse_fetch_items,
     sets_seen,
 )
-from mailserv.imap.parser import ParseError, parse_command
-from mailserv.imap.tokens import Atom, ParenList, String
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.lexer import parse_command
+from mailserv.syntax.tokens import Atom, ParenList, String
 
 
 def items_of(argument: bytes) -> list[FetchItem]:

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailserv.imap.parser import (
-    CommandFramer,
-    ContinueLiteral,
-    Frame,
-    FrameError,
-    FrameEvent,
-    Line,
-)
+from mailserv.imap.framer import CommandFramer, ContinueLiteral, Frame, FrameError, FrameEvent, Line
 
 
 def framer(

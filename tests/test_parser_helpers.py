@@ -7,12 +7,10 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from mailserv import errors
-from mailserv.imap.parser import (
-    ParseError,
+from mailserv.imap.arguments import (
     UndecodableName,
     astring,
     date_time,
-    flag,
     flags,
     list_pattern,
     mailbox,
@@ -23,7 +21,9 @@ from mailserv.imap.parser import (
     search_date,
     text_atom,
 )
-from mailserv.imap.tokens import Atom, ParenList, String
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.flags import flag
+from mailserv.syntax.tokens import Atom, ParenList, String
 
 LIST = ParenList((Atom("a"),))
 

@@ -8,13 +8,7 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailserv.imap import utf7
-from mailserv.imap.fetchatt import parse_fetch_items
-from mailserv.imap.parser import (
-    CommandFramer,
-    FrameError,
-    FrameEvent,
-    ParseError,
+from mailserv.imap.arguments import (
     astring,
     date_time,
     flags,
@@ -22,17 +16,21 @@ from mailserv.imap.parser import (
     mailbox,
     nstring,
     number,
-    parse_command,
     search_date,
 )
-from mailserv.imap.sequence import (
+from mailserv.imap.fetchatt import parse_fetch_items
+from mailserv.imap.framer import CommandFramer, FrameError, FrameEvent
+from mailserv.syntax import utf7
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.lexer import parse_command
+from mailserv.syntax.sequences import (
     STAR,
     format_set,
     parse_sequence_set,
     uids_for_seqs,
     uids_in,
 )
-from mailserv.imap.tokens import Atom, ParenList, String, Token
+from mailserv.syntax.tokens import Atom, ParenList, String, Token
 
 MAX_LINE, MAX_LITERAL, MAX_COMMAND, MAX_PLUS = 64, 40, 200, 30
 

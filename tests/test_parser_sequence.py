@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailserv.imap.parser import ParseError
-from mailserv.imap.sequence import (
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.sequences import (
     MAX_RANGES,
     STAR,
     InvalidSequenceNumber,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailserv.imap import utf7
+from mailserv.syntax import utf7
 
 EXAMPLES = [
     ("INBOX", b"INBOX"),

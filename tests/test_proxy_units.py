@@ -16,11 +16,10 @@ from mailserv.backends.proxy.client import UpstreamProtocol
 from mailserv.backends.proxy.mirror import Mirror
 from mailserv.backends.proxy.names import NameMap
 from mailserv.backends.proxy.options import parse_options
+from mailserv.backends.proxy.pool import discover_names
 from mailserv.backends.proxy.search import answerable_here, translate
-from mailserv.backends.proxy.user import discover_names
 from mailserv.errors import BackendOptionError, InvalidMailboxName
 from mailserv.imap.search import parse_search
-from mailserv.imap.tokens import Atom, ParenList, String
 from mailserv.message.parse import parse_message
 from mailserv.search import (
     And,
@@ -34,6 +33,7 @@ from mailserv.search import (
     StringField,
     UidIn,
 )
+from mailserv.syntax.tokens import Atom, ParenList, String
 
 # -- responses ------------------------------------------------------------------------------
 

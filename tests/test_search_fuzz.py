@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_search_support import Ctx, meta, run
 
-from mailserv.imap.parser import ParseError
 from mailserv.imap.search import BadCharset, parse_search
-from mailserv.imap.tokens import Atom, ParenList, String, Token
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.tokens import Atom, ParenList, String, Token
 
 FLAG_KEYS = [
     "ALL",

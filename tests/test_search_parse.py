@@ -7,10 +7,8 @@ from datetime import date
 import pytest
 from test_search_support import toks
 
-from mailserv.imap.parser import ParseError
 from mailserv.imap.search import BadCharset, parse_search
 from mailserv.imap.search.parse import KeyReader
-from mailserv.imap.tokens import String
 from mailserv.interfaces import RECENT
 from mailserv.search import (
     All,
@@ -28,6 +26,8 @@ from mailserv.search import (
     StringField,
     walk,
 )
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.tokens import String
 
 
 def key(*items: object) -> SearchKey:

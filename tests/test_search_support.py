@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mailserv.imap.search import SearchContext, evaluate
-from mailserv.imap.tokens import Atom, ParenList, String, Token
 from mailserv.interfaces import MessageMeta
 from mailserv.message.info import MessageInfo, Part
 from mailserv.search import SearchProgram
+from mailserv.syntax.tokens import Atom, ParenList, String, Token
 
 
 def info(

@@ -18,7 +18,7 @@ import mailserv.backends.maildir
 from mailserv.config import Config
 from mailserv.imap.factory import IMAPServerFactory
 from mailserv.imap.settings import ServerSettings
-from mailserv.tap import Options, _BackendService, build_server, build_service, makeService
+from mailserv.tap import BackendService, Options, build_server, build_service, makeService
 from mailserv.tls import generate_self_signed
 
 
@@ -237,7 +237,7 @@ class _Backend:
 def test_backend_started_and_stopped_with_the_service() -> None:
     backend = _Backend(None)
     reactor = MemoryReactor()
-    service = _BackendService(backend, reactor)  # type: ignore[arg-type]
+    service = BackendService(backend, reactor)  # type: ignore[arg-type]
     service.startService()
     assert backend.calls == ["start"]
     stopped = service.stopService()
@@ -256,7 +256,7 @@ def test_a_coroutine_stop_is_awaited_after_the_sessions_are_closed() -> None:
     backend = AsyncBackend(None)
     reactor = MemoryReactor()
     factory = IMAPServerFactory(Portal(None), clock=reactor)  # type: ignore[arg-type]
-    service = _BackendService(backend, reactor, factory=factory)  # type: ignore[arg-type]
+    service = BackendService(backend, reactor, factory=factory)  # type: ignore[arg-type]
     service.startService()
     stopped = service.stopService()
     assert backend.calls == ["start", "stop"]
@@ -267,7 +267,7 @@ def test_backend_start_failure_stops_the_reactor() -> None:
     failing: Deferred[None] = Deferred()
     backend = _Backend(failing)
     reactor = MemoryReactor()
-    service = _BackendService(backend, reactor)  # type: ignore[arg-type]
+    service = BackendService(backend, reactor)  # type: ignore[arg-type]
     with capturedLogs() as events:
         service.startService()
         failing.errback(RuntimeError("database unreachable"))
@@ -284,6 +284,6 @@ def test_backend_start_may_be_a_coroutine() -> None:
         async def start(self) -> None:  # type: ignore[override]
             started.append(True)
 
-    service = _BackendService(AsyncBackend(None), MemoryReactor())  # type: ignore[arg-type]
+    service = BackendService(AsyncBackend(None), MemoryReactor())  # type: ignore[arg-type]
     service.startService()
     assert started == [True]

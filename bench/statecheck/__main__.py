@@ -29,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--show", type=int, default=10, help="violations to print")
     parser.add_argument("--keep", action="store_true", help="keep the data dir")
     parser.add_argument("--trace", metavar="FILE", help="write every line sent and received")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (--workers)")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.seconds <= 0 or args.users < 1:
         parser.error("--clients, --seconds and --users must be positive")
@@ -37,13 +38,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return against_dovecot(args, users)
     data_dir = Path(tempfile.mkdtemp(prefix="mailserv-statecheck-"))
     limits = {"max_connections_per_address": max(2000, args.clients * 2 + 100)}
-    server = ServerProcess(data_dir, backend_spec(args.backend), limits=limits)
+    extra = ["--workers", str(args.workers)] if args.workers != 1 else []
+    server = ServerProcess(data_dir, backend_spec(args.backend), limits=limits, extra_args=extra)
     try:
         server.start()
         for user, password in users:
             server.add_user(user, password)
         report = run_check(settings_from(args, server.imap_port, users), args.trace)
-        print(f"backend {args.backend}, {args.clients} clients, seed {args.seed}")
+        print(
+            f"backend {args.backend}, {args.workers} worker(s), {args.clients} clients, "
+            f"seed {args.seed}"
+        )
         print(report.text(args.show))
         if not server.alive:
             print("the server died", file=sys.stderr)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from mailserv.imap import encode
 from mailserv.imap.fetchatt import (
     BodySection,
     ExtensionItem,
@@ -22,6 +21,7 @@ from mailserv.imap.fetchatt import (
 from mailserv.imap.replies import Bad
 from mailserv.interfaces import SEEN, MessageMeta, StoreMode
 from mailserv.message.sections import FieldPicker, section_bytes
+from mailserv.syntax import dates, encode
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session
@@ -42,7 +42,7 @@ def _compile(view: SelectedView, item: FetchItem) -> Renderer:
     if name == "FLAGS":
         return lambda m, raw: b"FLAGS " + view.flags_with_recent(m.uid, m.flags, m.modseq)
     if name == "INTERNALDATE":
-        return lambda m, raw: b"INTERNALDATE " + encode.internaldate(m.internaldate)
+        return lambda m, raw: b"INTERNALDATE " + dates.format_date_time(m.internaldate)
     if name == "RFC822.SIZE":
         return lambda m, raw: b"RFC822.SIZE %d" % m.size
     if name == "ENVELOPE":

@@ -14,10 +14,12 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mailserv.imap import encode
-from mailserv.imap.parser import ParseError, astring, parse_tokens
-from mailserv.imap.tokens import Atom, ParenList, String, Token
+from mailserv.imap.arguments import astring
 from mailserv.interfaces import MessageMeta
+from mailserv.syntax import encode
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.lexer import parse_tokens
+from mailserv.syntax.tokens import Atom, ParenList, String, Token
 
 if TYPE_CHECKING:
     from mailserv.imap.view import SelectedView

@@ -16,14 +16,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from mailserv.imap.arguments import text_atom
 from mailserv.imap.commands import CommandSpec
 from mailserv.imap.fetchatt import FetchAttribute
-from mailserv.imap.parser import ParseError, text_atom
 from mailserv.imap.search.parse import KeyReader, SearchKeyReader
 from mailserv.imap.session import Session
-from mailserv.imap.tokens import ParenList, Token
 from mailserv.interfaces import MailboxStatus, MessageMeta
 from mailserv.search import SearchKey
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.tokens import ParenList, Token
 
 _T = TypeVar("_T")
 

@@ -30,19 +30,13 @@ from zope.interface import implementer
 from mailserv import errors
 from mailserv.imap import capabilities
 from mailserv.imap.commands import CommandSpec
+from mailserv.imap.framer import CommandFramer, ContinueLiteral, Frame, FrameError, Line
 from mailserv.imap.hangup import hang_up, set_no_delay
-from mailserv.imap.parser import (
-    CommandFramer,
-    ContinueLiteral,
-    Frame,
-    FrameError,
-    Line,
-    ParseError,
-    parse_command,
-)
 from mailserv.imap.replies import Bad, CommandFailure, Reply, backend_text, tagged
 from mailserv.imap.session import State
-from mailserv.imap.tokens import Command
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.lexer import parse_command
+from mailserv.syntax.tokens import Command
 
 if TYPE_CHECKING:
     from mailserv.imap.factory import IMAPServerFactory

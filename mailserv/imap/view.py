@@ -38,9 +38,7 @@ from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mailserv.imap import encode
 from mailserv.imap.replies import Bad
-from mailserv.imap.sequence import SequenceSet, uids_for_seqs, uids_in
 from mailserv.interfaces import (
     ANSWERED,
     DELETED,
@@ -53,6 +51,8 @@ from mailserv.interfaces import (
     IMailbox,
     IMailboxListener,
 )
+from mailserv.syntax import encode
+from mailserv.syntax.sequences import SequenceSet, uids_for_seqs, uids_in
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session

@@ -21,8 +21,8 @@ from email.utils import getaddresses, unquote
 
 from twisted.logger import Logger
 
-from mailserv.imap.encode import nstring, string
 from mailserv.message.headers import decode_words, search_text, to_text, unfold
+from mailserv.syntax.encode import nstring, string
 
 MAX_ADDRESS_FIELD = 64 * 1024
 """Octets of one address field that are parsed (a bound against absurd headers)."""

@@ -14,7 +14,6 @@ from email.utils import parsedate_to_datetime
 
 from twisted.logger import Logger
 
-from mailserv.imap.encode import string
 from mailserv.message import headers
 from mailserv.message.addresses import (
     MAX_ADDRESS_FIELD,
@@ -25,6 +24,7 @@ from mailserv.message.addresses import (
 )
 from mailserv.message.headers import Param, iter_fields, parse_params, search_text, unfold
 from mailserv.message.info import MessageInfo, Part
+from mailserv.syntax.encode import string
 
 MAX_DEPTH = 20
 """Nesting (multipart children, encapsulated messages) deeper than this is opaque."""

@@ -2,16 +2,22 @@
 
 - :mod:`~mailserv.backends.kit.names`: RFC 3501's hierarchy rules over a set of names
   (CREATE with parents, DELETE leaving ``\\Noselect``, RENAME with inferiors, RENAME INBOX).
-- :mod:`~mailserv.backends.kit.listeners`: the listener set of a mailbox and its event fan-out.
+- :mod:`~mailserv.backends.kit.listeners`: the listener set of a mailbox and its event fan-out
+  (``Listened`` gives a mailbox ``add_listener``/``remove_listener``).
 - :mod:`~mailserv.backends.kit.modlog`: HIGHESTMODSEQ and the expunge log behind
   ``changes_since``.
+- :mod:`~mailserv.backends.kit.counts`: the counters behind ``status()`` and ``claim_recent``.
+- :mod:`~mailserv.backends.kit.changes`: what a STORE (``plan_store``, UNCHANGEDSINCE
+  included) or an EXPUNGE (``expungeable``) changes.
 - :mod:`~mailserv.backends.kit.options`: declare ``--backend-option`` keys once, get them
   parsed and typed, with ``BackendOptionError`` naming the bad key.
 
 The memory backend (:mod:`mailserv.backends.memory`) is built from these and nothing else.
 """
 
-from mailserv.backends.kit.listeners import ListenerSet
+from mailserv.backends.kit.changes import expungeable, plan_store
+from mailserv.backends.kit.counts import Tally
+from mailserv.backends.kit.listeners import Listened, ListenerSet
 from mailserv.backends.kit.modlog import ModseqLog
 from mailserv.backends.kit.names import Hierarchy, ancestors, check_name, inferiors
 from mailserv.backends.kit.options import Bool, Choice, Int, Number, OptionSchema, Path, Text
@@ -21,13 +27,17 @@ __all__ = [
     "Choice",
     "Hierarchy",
     "Int",
+    "Listened",
     "ListenerSet",
     "ModseqLog",
     "Number",
     "OptionSchema",
     "Path",
+    "Tally",
     "Text",
     "ancestors",
     "check_name",
+    "expungeable",
     "inferiors",
+    "plan_store",
 ]

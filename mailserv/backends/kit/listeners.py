@@ -67,3 +67,15 @@ class ListenerSet:
                     listener=listener,
                     event=event,
                 )
+
+
+class Listened:
+    """``IMailbox.add_listener``/``remove_listener`` over ``self.listeners``: inherit it."""
+
+    listeners: ListenerSet
+
+    def add_listener(self, listener: IMailboxListener) -> None:
+        self.listeners.add(listener)
+
+    def remove_listener(self, listener: IMailboxListener) -> None:
+        self.listeners.remove(listener)

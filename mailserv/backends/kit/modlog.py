@@ -9,6 +9,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 
+from mailserv.interfaces import Changes, MessageMeta
+
 
 class ModseqLog:
     """``highest`` starts at 1: RFC 7162 wants HIGHESTMODSEQ non-zero even when empty."""
@@ -32,3 +34,11 @@ class ModseqLog:
         """UIDs expunged after ``modseq``, ascending."""
         start = bisect.bisect_right(self._vanished, modseq, key=lambda entry: entry[0])
         return sorted(uid for _, uid in self._vanished[start:])
+
+    def changes(self, messages: Iterable[MessageMeta], modseq: int) -> Changes:
+        """``changes_since(modseq)`` of a mailbox holding ``messages`` (ascending UIDs)."""
+        return Changes(
+            changed=[meta for meta in messages if meta.modseq > modseq],
+            vanished=self.vanished_since(modseq),
+            highestmodseq=self.highest,
+        )

@@ -20,7 +20,12 @@ from mailserv.backends.maildir.options import (
     resolve_root,
 )
 from mailserv.backends.maildir.watch import Hub, InotifyHub, PollHub, inotify_available
-from mailserv.interfaces import IBackend, IBackendFactory, IHomeLookupConsumer
+from mailserv.interfaces import (
+    IBackend,
+    IBackendFactory,
+    IHomeLookupConsumer,
+    IMultiProcessBackend,
+)
 
 _log = Logger()
 
@@ -53,7 +58,7 @@ class Services:
     release: Callable[[MaildirAccount], None]
 
 
-@implementer(IBackend, IHomeLookupConsumer)
+@implementer(IBackend, IHomeLookupConsumer, IMultiProcessBackend)
 class MaildirBackend:
     """Accounts by user; each lives while any of its sessions does.
 

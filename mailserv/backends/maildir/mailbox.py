@@ -16,7 +16,8 @@ The ``IMailbox`` methods are coroutines, as the interface's ``Awaitable`` types 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,22 +26,19 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mailserv.backends.kit import ListenerSet
+from mailserv.backends.kit import Listened, ListenerSet, Tally, expungeable, plan_store
 from mailserv.backends.maildir import filenames
 from mailserv.backends.maildir.disk import MailboxDisk, MailboxGone, crlf
 from mailserv.backends.maildir.records import Delta, Entry, Snapshot
 from mailserv.backends.maildir.watch import KEYWORDS
 from mailserv.errors import MailboxNotFound
 from mailserv.interfaces import (
-    DELETED,
     RECENT,
-    SEEN,
     AppendResult,
     Changes,
     CopyResult,
     FlagChange,
     IMailbox,
-    IMailboxListener,
     MailboxStatus,
     MessageMeta,
     StoreMode,
@@ -51,7 +49,6 @@ from mailserv.message.store import UnknownFormat, loads
 
 if TYPE_CHECKING:
     from mailserv.backends.maildir.account import MaildirAccount
-    from mailserv.search import SearchProgram
 
 _log = Logger()
 
@@ -67,7 +64,7 @@ T = TypeVar("T")
 
 
 @implementer(IMailbox)
-class MaildirMailbox:
+class MaildirMailbox(Listened):
     def __init__(self, account: MaildirAccount, name: str, directory: str) -> None:
         self.name = name
         self._account = account
@@ -83,9 +80,7 @@ class MaildirMailbox:
         self._uidnext = 1
         self._modseq = 1
         self._floor = 1
-        self._unclaimed: set[int] = set()
-        self._unseen = 0
-        self._size = 0
+        self._tally = Tally()  # size, unseen, unclaimed
         self.listeners = ListenerSet()
         self._events: list[tuple[str, bool]] = []
         self._hints: dict[str, set[str]] = {}
@@ -128,10 +123,10 @@ class MaildirMailbox:
         self._entries = {entry.uid: entry for entry in snapshot.entries}
         self._by_base = {entry.base: entry for entry in snapshot.entries}
         self._ordered = list(self._entries) == sorted(self._entries)
-        self._size = sum(entry.size for entry in snapshot.entries)
-        self._unseen = sum(SEEN not in entry.flags for entry in snapshot.entries)
-        self._floor = snapshot.recent_floor
-        self._unclaimed = {uid for uid in self._entries if uid >= self._floor}
+        self._floor = floor = snapshot.recent_floor
+        self._tally.clear()
+        for entry in snapshot.entries:
+            self._tally.add(entry.uid, entry.flags, entry.size, entry.uid >= floor)
         self._apply(snapshot.delta, None, notify=False)
 
     async def _ready(self) -> None:
@@ -233,10 +228,7 @@ class MaildirMailbox:
             last = max(last, entry.uid)
             entries[entry.uid] = entry
             self._by_base[entry.base] = entry
-            self._size += entry.size
-            self._unseen += SEEN not in entry.flags
-            if entry.uid >= self._floor:
-                self._unclaimed.add(entry.uid)
+            self._tally.add(entry.uid, entry.flags, entry.size, entry.uid >= self._floor)
             added.append(entry.uid)
         changes = []
         for update in delta.updated:
@@ -245,7 +237,7 @@ class MaildirMailbox:
                 continue
             known.path, known.keep = update.path, update.keep
             if update.modseq and update.flags != known.flags:
-                self._unseen += (SEEN in known.flags) - (SEEN in update.flags)
+                self._tally.reflag(known.flags, update.flags)
                 known.flags, known.modseq = update.flags, update.modseq
                 changes.append(FlagChange(known.uid, known.flags, known.modseq))
         removed = []
@@ -255,9 +247,7 @@ class MaildirMailbox:
                 continue
             if self._by_base.get(gone.base) is gone:
                 del self._by_base[gone.base]
-            self._size -= gone.size
-            self._unseen -= SEEN not in gone.flags
-            self._unclaimed.discard(uid)
+            self._tally.remove(uid, gone.flags, gone.size)
             removed.append(uid)
         self._modseq = max(self._modseq, delta.highestmodseq)
         self._uidnext = max(self._uidnext, delta.uidnext)
@@ -272,15 +262,7 @@ class MaildirMailbox:
 
     async def status(self) -> MailboxStatus:
         await self._ready()
-        return MailboxStatus(
-            uidvalidity=self.uidvalidity,
-            uidnext=self._uidnext,
-            messages=len(self._entries),
-            unseen=self._unseen,
-            recent=len(self._unclaimed),
-            highestmodseq=self._modseq,
-            size=self._size,
-        )
+        return self._tally.status(self.uidvalidity, self._uidnext, len(self._entries), self._modseq)
 
     async def uids(self) -> tuple[int, ...]:
         await self._ready()
@@ -354,9 +336,6 @@ class MaildirMailbox:
                     await self._resync()
         raise KeyError(uid)
 
-    async def search(self, query: SearchProgram, uids: Sequence[int]) -> None:
-        """Declined: the engine evaluates queries against ``fetch()`` results."""
-
     async def changes_since(self, modseq: int) -> Changes:
         await self._ready()
         changed = await self.fetch([e.uid for e in self._entries.values() if e.modseq > modseq])
@@ -366,9 +345,8 @@ class MaildirMailbox:
         return Changes(changed=changed, vanished=vanished, highestmodseq=self._modseq)
 
     async def claim_recent(self) -> list[int]:
-        await self.ensure_loaded()
-        claimed = sorted(self._unclaimed)
-        self._unclaimed.clear()
+        await self._ready()  # every command's end: what other processes did is news too
+        claimed = self._tally.claim()
         floor = self._uidnext
         if floor > self._floor:
             self._floor = floor
@@ -389,20 +367,30 @@ class MaildirMailbox:
 
     # -- changing -------------------------------------------------------------------------
 
-    def _quiet(self, count: int) -> bool:
-        """Before ``count`` changes of our own: stop the watch when they are many (their
-        echoes would cost more than a rescan).  True when paused: call ``_loud`` after."""
+    @asynccontextmanager
+    async def _quietly(self, count: int) -> AsyncIterator[None]:
+        """Around ``count`` changes of our own, the lane held: stop the watch when they are
+        many (their echoes would cost more than a rescan), then watch again and look at
+        everything (others may have changed files meanwhile)."""
         if count < QUIET_THRESHOLD or self._watch is None:
-            return False
+            yield
+            return
         self._services.hub.pause(self._watch)
-        return True
+        try:
+            yield
+        finally:
+            if self._watch is not None:
+                self._services.hub.resume(self._watch)
+                await self._sync_locked(full=True)
 
-    async def _loud(self) -> None:
-        """Watch again and look at everything (others may have changed files meanwhile);
-        the lane is held."""
-        if self._watch is not None:
-            self._services.hub.resume(self._watch)
-            await self._sync_locked(full=True)
+    async def _expunge_locked(self, doomed: list[Entry], origin: object) -> list[int]:
+        """Remove ``doomed`` from disk and state, the lane held; the UIDs removed."""
+        if not doomed:
+            return []
+        async with self._quietly(len(doomed)):
+            delta = await self._io(self._disk.expunge, doomed, self._by_base)
+            self._apply(delta, origin)
+        return list(delta.removed)
 
     async def append(
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
@@ -438,9 +426,8 @@ class MaildirMailbox:
         flags = frozenset(flags) - {RECENT}
         changed: list[FlagChange] = []
         async with self._lane:
-            plan, failed = self._plan(uids, mode, flags, unchangedsince)
-            paused = self._quiet(len(plan))
-            try:
+            plan, failed = plan_store(self._known(uids), mode, flags, unchangedsince)
+            async with self._quietly(len(plan)):
                 for attempt in range(2):
                     if not plan:
                         break
@@ -451,34 +438,16 @@ class MaildirMailbox:
                     # Files renamed by another program meanwhile: learn their names, retry.
                     await self._sync_locked(full=True)
                     if attempt == 0:
-                        plan, more = self._plan(delta.failed, mode, flags, unchangedsince)
+                        plan, more = plan_store(
+                            self._known(delta.failed), mode, flags, unchangedsince
+                        )
                         failed += more
-            finally:
-                if paused:
-                    await self._loud()
         return StoreResult(changed, failed)
 
-    def _plan(
-        self,
-        uids: Iterable[int],
-        mode: StoreMode,
-        flags: frozenset[str],
-        unchangedsince: int | None,
-    ) -> tuple[list[tuple[Entry, frozenset[str]]], list[int]]:
-        plan = []
-        failed = []
+    def _known(self, uids: Iterable[int]) -> list[Entry]:
+        """The entries of ``uids`` still here, ascending."""
         entries = self._entries
-        for uid in sorted(set(uids)):
-            entry = entries.get(uid)
-            if entry is None:
-                continue
-            if unchangedsince is not None and entry.modseq > unchangedsince:
-                failed.append(uid)
-                continue
-            new = mode.apply(entry.flags, flags)
-            if new != entry.flags:
-                plan.append((entry, new))
-        return plan, failed
+        return [entries[uid] for uid in sorted(set(uids)) if uid in entries]
 
     async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         """Hard links (Dovecot does the same), so a copy costs no data writes."""
@@ -489,7 +458,7 @@ class MaildirMailbox:
     async def _copy_to(
         self, target: MaildirMailbox, uids: Sequence[int], origin: object
     ) -> CopyResult:
-        wanted = [self._entries[uid] for uid in sorted(set(uids)) if uid in self._entries]
+        wanted = self._known(uids)
         self._load_infos(e for e in wanted if e.info is None)
         wanted = [e for e in wanted if e.info is not None]
         prepared = await self._io(target._disk.link_in, self._sources(wanted))
@@ -505,13 +474,9 @@ class MaildirMailbox:
         try:
             async with target._lane:
                 target._check_open()
-                paused = target._quiet(len(prepared))
-                try:
+                async with target._quietly(len(prepared)):
                     delta = await target._io(target._disk.deliver, prepared)
                     target._apply(delta, origin)
-                finally:
-                    if paused:
-                        await target._loud()
         except BaseException:
             await self._io(target._disk.discard, prepared)
             raise
@@ -529,42 +494,14 @@ class MaildirMailbox:
         moved = [source for source, _ in result.pairs]
         if moved:
             async with self._lane:
-                doomed = [self._entries[uid] for uid in moved if uid in self._entries]
-                paused = self._quiet(len(doomed))
-                try:
-                    if doomed:
-                        delta = await self._io(self._disk.expunge, doomed, self._by_base)
-                        self._apply(delta, origin)
-                finally:
-                    if paused:
-                        await self._loud()
+                await self._expunge_locked(self._known(moved), origin)
         return result
 
     async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:
         await self._ready()
         async with self._lane:
-            entries = self._entries
-            if uids is None:
-                candidates: Iterable[Entry] = list(entries.values())
-            else:
-                candidates = [entries[uid] for uid in sorted(set(uids)) if uid in entries]
-            doomed = [entry for entry in candidates if DELETED in entry.flags]
-            if not doomed:
-                return []
-            paused = self._quiet(len(doomed))
-            try:
-                delta = await self._io(self._disk.expunge, doomed, self._by_base)
-                self._apply(delta, origin)
-            finally:
-                if paused:
-                    await self._loud()
-            return list(delta.removed)
-
-    def add_listener(self, listener: IMailboxListener) -> None:
-        self.listeners.add(listener)
-
-    def remove_listener(self, listener: IMailboxListener) -> None:
-        self.listeners.remove(listener)
+            candidates = self._entries.values() if uids is None else self._known(uids)
+            return await self._expunge_locked(expungeable(candidates), origin)
 
     # -- life cycle (driven by the account) ----------------------------------------------
 
@@ -610,8 +547,7 @@ class MaildirMailbox:
         self._disk.close()
         self._entries.clear()
         self._by_base.clear()
-        self._unclaimed.clear()
-        self._size = self._unseen = 0
+        self._tally.clear()
         self.listeners.expunged(self, list(uids), None)
 
     def __repr__(self) -> str:

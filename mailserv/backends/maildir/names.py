@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mailserv.errors import InvalidMailboxName
-from mailserv.imap import utf7
 from mailserv.interfaces import DELIMITER, INBOX
+from mailserv.syntax import utf7
 
 DISK_SEPARATOR = "."
 MAX_DIR_BYTES = 255

@@ -1,17 +1,69 @@
 """The memory backend: mail kept in process memory, and the model for backend plugins.
 
-Read it to learn the contract of :mod:`mailserv.interfaces` by example: ``backend.py`` is the
+Read it to learn the contract of :mod:`mailserv.interfaces` by example: this module is the
 ``IBackendFactory`` plugin and the ``IBackend``; ``account.py`` the ``IAccount`` (the
 hierarchy rules come from the kit, :mod:`mailserv.backends.kit`); ``mailbox.py`` the
-``IMailbox`` (listeners and modseqs from the kit).  Every I/O method of the contract is
-declared ``Awaitable``, so each is ``async def`` here although nothing has to wait.
-Listener events are plain calls made after the change they describe, with the ``origin``
-of the call that caused it.  ``mailserv/plugins/builtin.py`` registers ``factory`` below.
+``IMailbox`` (listeners, modseqs, counters and STORE planning from the kit).  Every I/O
+method of the contract is declared ``Awaitable``, so each is ``async def`` here although
+nothing has to wait.  Listener events are plain calls made after the change they describe,
+with the ``origin`` of the call that caused it.  ``mailserv/plugins/builtin.py`` registers
+``factory`` below.
 """
 
+from __future__ import annotations
+
+import itertools
+import time
+
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from mailserv.backends.kit import OptionSchema
 from mailserv.backends.memory.account import MemoryAccount
-from mailserv.backends.memory.backend import MemoryBackend, MemoryBackendFactory
 from mailserv.backends.memory.mailbox import MemoryMailbox
+from mailserv.interfaces import IBackend, IBackendFactory
+
+OPTIONS = OptionSchema("memory", {})
+"""No ``--backend-option`` keys; a backend with some declares them here (see the kit)."""
+
+
+@implementer(IBackendFactory)
+class MemoryBackendFactory:
+    """Found by twisted.plugin; turns ``--backend memory`` into a :class:`MemoryBackend`."""
+
+    name = "memory"
+    description = "Mail kept in process memory, lost on exit (tests, demos, reference)."
+    options = OPTIONS.help
+
+    def build(self, options: dict[str, str], data_dir: str, reactor: IReactorTime) -> MemoryBackend:
+        """``data_dir`` and ``reactor`` are unused: nothing is written, nothing waits."""
+        OPTIONS.parse(options, data_dir)  # BackendOptionError for any key
+        return MemoryBackend()
+
+
+@implementer(IBackend)
+class MemoryBackend:
+    """All accounts of the process; they live as long as this object."""
+
+    def __init__(self) -> None:
+        self._accounts: dict[str, MemoryAccount] = {}
+        # Seeded from the clock so a restarted server does not hand out old UIDVALIDITYs.
+        self._uidvalidities = itertools.count(int(time.time()))
+
+    async def start(self) -> None:
+        """Nothing to open."""
+
+    async def stop(self) -> None:
+        """Nothing to release; the mail goes with the process."""
+
+    async def account(self, username: str) -> MemoryAccount:
+        if username not in self._accounts:
+            self._accounts[username] = MemoryAccount(self._uidvalidities.__next__)
+        return self._accounts[username]
+
+    def credentials_checker(self) -> None:
+        """None: the configured checker stays in charge."""
+
 
 factory = MemoryBackendFactory()
 

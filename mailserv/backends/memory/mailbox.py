@@ -1,10 +1,10 @@
 """One mailbox held in process memory.
 
 Everything is kept so that the calls made on every command stay cheap: ``status()`` reads
-counters maintained as messages come and go, and ``fetch()`` is one dict lookup per UID.
-The dict keyed by UID also serves as the sorted UID list: a dict keeps insertion order and
-a new UID is always the largest, so the keys are ascending without any sorting.  Listeners
-and modseqs are the kit's (:class:`ListenerSet`, :class:`ModseqLog`).
+counters maintained as messages come and go (the kit's :class:`Tally`), and ``fetch()`` is
+one dict lookup per UID.  The dict keyed by UID also serves as the sorted UID list: a dict
+keeps insertion order and a new UID is always the largest, so the keys ascend unsorted.
+Listeners, modseqs and the planning of STORE and EXPUNGE are the kit's too.
 """
 
 from __future__ import annotations
@@ -15,17 +15,14 @@ from typing import TYPE_CHECKING
 
 from zope.interface import implementer
 
-from mailserv.backends.kit import ListenerSet, ModseqLog
+from mailserv.backends.kit import Listened, ListenerSet, ModseqLog, Tally, expungeable, plan_store
 from mailserv.interfaces import (
-    DELETED,
     RECENT,
-    SEEN,
     AppendResult,
     Changes,
     CopyResult,
     FlagChange,
     IMailbox,
-    IMailboxListener,
     MailboxStatus,
     MessageMeta,
     StoreMode,
@@ -36,11 +33,10 @@ from mailserv.message.parse import parse_message
 
 if TYPE_CHECKING:
     from mailserv.backends.memory.account import MemoryAccount
-    from mailserv.search import SearchProgram
 
 
 @implementer(IMailbox)
-class MemoryMailbox:
+class MemoryMailbox(Listened):
     """The one object every session of the process shares for a mailbox name."""
 
     def __init__(
@@ -53,21 +49,13 @@ class MemoryMailbox:
         self._meta: dict[int, MessageMeta] = {}  # keys ascending (see above)
         self._raw: dict[int, bytes] = {}  # the only copy of each message's bytes
         self._uidnext = 1
-        self._unclaimed: set[int] = set()  # \Recent to whichever session claims them first
-        self._unseen = self._size = 0
+        self.tally = Tally()
         self.modseqs = ModseqLog()
         self.listeners = ListenerSet()
 
     async def status(self) -> MailboxStatus:
-        """O(1): ``recent`` counts the messages no session has claimed yet."""
-        return MailboxStatus(
-            uidvalidity=self.uidvalidity,
-            uidnext=self._uidnext,
-            messages=len(self._meta),
-            unseen=self._unseen,
-            recent=len(self._unclaimed),
-            highestmodseq=self.modseqs.highest,
-            size=self._size,
+        return self.tally.status(
+            self.uidvalidity, self._uidnext, len(self._meta), self.modseqs.highest
         )
 
     async def uids(self) -> tuple[int, ...]:
@@ -84,20 +72,11 @@ class MemoryMailbox:
     async def content(self, uid: int) -> bytes:
         return self._raw[uid]
 
-    async def search(self, query: SearchProgram, uids: Sequence[int]) -> None:
-        """Declined: the engine evaluates every query against ``fetch()`` results."""
-
     async def changes_since(self, modseq: int) -> Changes:
-        return Changes(
-            changed=[m for m in self._meta.values() if m.modseq > modseq],
-            vanished=self.modseqs.vanished_since(modseq),
-            highestmodseq=self.modseqs.highest,
-        )
+        return self.modseqs.changes(self._meta.values(), modseq)
 
     async def claim_recent(self) -> list[int]:
-        claimed = sorted(self._unclaimed)
-        self._unclaimed.clear()
-        return claimed
+        return self.tally.claim()
 
     async def append(
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
@@ -116,25 +95,16 @@ class MemoryMailbox:
         origin: object,
         unchangedsince: int | None = None,
     ) -> StoreResult:
-        """Messages whose flags end up the same keep their modseq and are not reported."""
-        flags = flags - {RECENT}
-        modseq = self.modseqs.highest + 1  # taken only if something changes
-        changed: list[FlagChange] = []
-        failed: list[int] = []
-        for meta in self._fetch(uids):
-            if unchangedsince is not None and meta.modseq > unchangedsince:
-                failed.append(meta.uid)
-                continue
-            new = mode.apply(meta.flags, flags)
-            if new != meta.flags:
-                self._unseen += (SEEN in meta.flags) - (SEEN in new)
-                self._meta[meta.uid] = MessageMeta(
-                    meta.uid, new, meta.internaldate, meta.size, modseq, meta.info
-                )
-                changed.append(FlagChange(meta.uid, new, modseq))
-        if changed:
-            self.modseqs.bump()
-            self.listeners.flags_changed(self, changed, origin)
+        """One new modseq for the messages whose flags really change; the others keep theirs."""
+        plan, failed = plan_store(self._fetch(uids), mode, flags - {RECENT}, unchangedsince)
+        if not plan:
+            return StoreResult([], failed)
+        modseq = self.modseqs.bump()
+        for m, new in plan:
+            self.tally.reflag(m.flags, new)
+            self._meta[m.uid] = MessageMeta(m.uid, new, m.internaldate, m.size, modseq, m.info)
+        changed = [FlagChange(m.uid, new, modseq) for m, new in plan]
+        self.listeners.flags_changed(self, changed, origin)
         return StoreResult(changed, failed)
 
     async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
@@ -162,17 +132,10 @@ class MemoryMailbox:
         return CopyResult(target.uidvalidity, pairs)
 
     async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:
-        candidates = self._meta if uids is None else sorted(set(uids))
-        meta = self._meta
-        gone = [uid for uid in candidates if uid in meta and DELETED in meta[uid].flags]
+        candidates = self._meta.values() if uids is None else self._fetch(sorted(set(uids)))
+        gone = [m.uid for m in expungeable(candidates)]
         self._remove(gone, origin)
         return gone
-
-    def add_listener(self, listener: IMailboxListener) -> None:
-        self.listeners.add(listener)
-
-    def remove_listener(self, listener: IMailboxListener) -> None:
-        self.listeners.remove(listener)
 
     def expunge_all(self) -> None:
         """The account deleted this mailbox: tell whoever still has it selected."""
@@ -186,9 +149,7 @@ class MemoryMailbox:
         self._uidnext += 1
         self._meta[uid] = MessageMeta(uid, flags, date, len(raw), modseq, info)
         self._raw[uid] = raw
-        self._unclaimed.add(uid)
-        self._size += len(raw)
-        self._unseen += SEEN not in flags
+        self.tally.add(uid, flags, len(raw))
         return uid
 
     def _remove(self, uids: list[int], origin: object) -> None:
@@ -199,8 +160,6 @@ class MemoryMailbox:
         for uid in uids:
             meta = self._meta.pop(uid)
             del self._raw[uid]
-            self._size -= meta.size
-            self._unseen -= SEEN not in meta.flags
+            self.tally.remove(uid, meta.flags, meta.size)
         self.modseqs.expunged(uids, modseq)
-        self._unclaimed.difference_update(uids)
         self.listeners.expunged(self, uids, origin)

@@ -4,10 +4,13 @@
 - ``wire.py``, ``client.py``, ``connect.py``: a compact IMAP client on Twisted (response
   parser, one command at a time, IDLE, timeouts) and connection set-up with verified TLS.
 - ``backend.py``: the plugin, the backend, and the checker that logs users in upstream.
-- ``user.py``: one user's pool of upstream connections and shared state.
+- ``user.py``: one user's shared upstream side: ``pool.py`` (logged-in connections),
+  ``registry.py`` (open mailboxes by name), questions about unselected mailboxes.
 - ``account.py``, ``mailbox.py``, ``mirror.py``: the contract, over a selected upstream
-  mailbox whose state is mirrored locally; ``search.py`` translates SEARCH; ``names.py``
-  mailbox names; ``cache.py`` message bytes.
+  mailbox whose state is mirrored locally; ``channel.py`` keeps it selected (untagged
+  responses, IDLE, reconnect), ``downloads.py`` fetches and parses message bytes;
+  ``search.py`` translates SEARCH; ``names.py`` mailbox names; ``cache.py`` message bytes
+  and parsed messages.
 """
 
 from mailserv.backends.proxy.backend import ProxyBackend, ProxyBackendFactory

@@ -16,7 +16,7 @@ from zope.interface import implementer
 from mailserv import errors
 from mailserv.backends.kit.names import Hierarchy, ancestors, check_name, is_inside
 from mailserv.backends.proxy import wire
-from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
+from mailserv.backends.proxy.client import CommandFailed
 from mailserv.backends.proxy.mailbox import ProxyMailbox
 from mailserv.interfaces import (
     DELIMITER,
@@ -53,9 +53,9 @@ class ProxyAccount:
         boxes: dict[str, frozenset[str]] = {}
         for name, attrs in found.items():
             kept = {_SPELLING[a.lower()] for a in attrs if a.lower() in _SPELLING}
-            if "\\nonexistent" in {a.lower() for a in attrs}:
+            if "\\nonexistent" in _lowered(attrs):
                 kept.add(NOSELECT)
-            use = self.user.special_use.get(name)
+            use = self.user.registry.special_use.get(name)
             if use is not None:
                 kept.add(use)
             boxes[name] = frozenset(kept)
@@ -65,10 +65,10 @@ class ProxyAccount:
     async def _check_hollow(self, found: dict[str, frozenset[str]]) -> None:
         """Names deleted here that the upstream still lists as selectable: \\Noselect
         while the upstream cannot open them (one STATUS each; they are rare)."""
-        hollow = self.user.hollow
+        hollow = self.user.registry.hollow
         for name in list(hollow):
             attrs = found.get(name)
-            if attrs is None or "\\noselect" in {a.lower() for a in attrs}:
+            if attrs is None or "\\noselect" in _lowered(attrs):
                 hollow.discard(name)
             elif await self.user.exists(name):
                 hollow.discard(name)  # created again, perhaps by another client
@@ -78,10 +78,10 @@ class ProxyAccount:
     async def create(self, name: str, special_use: str | None = None) -> None:
         name = check_name(name.removesuffix(DELIMITER))
         user = self.user
-        (await user.naming()).upstream(name)  # NO [CANNOT] when the upstream cannot hold it
+        (await user.pool.naming()).upstream(name)  # NO [CANNOT] when the upstream cannot hold it
         existing = await user.listing()
         await self._check_hollow(existing)
-        attrs = {a.lower() for a in existing.get(name, frozenset())}
+        attrs = _lowered(existing.get(name, frozenset()))
         if name.upper() == INBOX or (
             name in existing and not attrs & {"\\noselect", "\\nonexistent"}
         ):
@@ -96,25 +96,22 @@ class ProxyAccount:
     ) -> None:
         user = self.user
         args: list[wire.Arg] = [b"CREATE", user.encoded(name)]
-        native = special_use is not None and "CREATE-SPECIAL-USE" in user.capabilities
+        native = special_use is not None and "CREATE-SPECIAL-USE" in user.pool.capabilities
         if native:
             args.append(b"(USE (" + special_use.encode("ascii") + b"))")  # type: ignore[union-attr]
 
-        async def send(conn: UpstreamProtocol) -> None:
-            await conn.command(*args)
-
         try:
-            await user.run(send)
+            await user.pool.command(*args)
         except CommandFailed as exc:
             error = await user.mailbox_error(name, exc)
             if isinstance(error, errors.MailboxExists) and tolerate_existing:
                 return
             raise error from exc
-        user.special_use.pop(name, None)
-        user.hollow.discard(name)
+        user.registry.special_use.pop(name, None)
+        user.registry.hollow.discard(name)
         if special_use is not None and not native:
-            user.special_use[name] = special_use
-        stale = user.mailboxes.pop(name, None)
+            user.registry.special_use[name] = special_use
+        stale = user.registry.mailboxes.pop(name, None)
         if stale is not None:
             await stale.gone()
 
@@ -122,25 +119,22 @@ class ProxyAccount:
         if name.upper() == INBOX:
             raise errors.InvalidMailboxName("INBOX cannot be deleted")
         user = self.user
-        (await user.naming()).upstream(name)
-        box = user.mailboxes.pop(name, None)
+        (await user.pool.naming()).upstream(name)
+        box = user.registry.mailboxes.pop(name, None)
         if box is not None:
             await box.release_channel()
 
-        async def send(conn: UpstreamProtocol) -> None:
-            await conn.command(b"DELETE", user.encoded(name))
-
         try:
-            await user.run(send)
+            await user.pool.command(b"DELETE", user.encoded(name))
         except CommandFailed as exc:
             error = await user.mailbox_error(name, exc)
             if isinstance(error, errors.MailboxNotSelectable):
                 error = errors.MailboxHasChildren(name)
-            if not (isinstance(error, errors.MailboxNotFound) and name in user.hollow):
+            if not (isinstance(error, errors.MailboxNotFound) and name in user.registry.hollow):
                 raise error from exc
             # deleted before, shown \Noselect since: its last child has gone too
-        user.special_use.pop(name, None)
-        user.hollow.add(name)
+        user.registry.special_use.pop(name, None)
+        user.registry.hollow.add(name)
         if box is not None:
             await box.gone()
 
@@ -152,29 +146,26 @@ class ProxyAccount:
             return
         if is_inside(new, old):
             raise errors.InvalidMailboxName(f"{new} is inside {old}")
-        (await user.naming()).upstream(new)
+        (await user.pool.naming()).upstream(new)
         existing = await user.listing()
         if old not in existing:
             raise errors.MailboxNotFound(old)
         if new in existing:
             raise errors.MailboxExists(new)
-        moving = [n for n in user.mailboxes if n == old or is_inside(n, old)]
+        moving = [n for n in user.registry.mailboxes if n == old or is_inside(n, old)]
         for name in moving:
-            await user.mailboxes[name].release_channel()
-
-        async def send(conn: UpstreamProtocol) -> None:
-            await conn.command(b"RENAME", user.encoded(old), user.encoded(new))
+            await user.registry.mailboxes[name].release_channel()
 
         try:
-            await user.run(send)
+            await user.pool.command(b"RENAME", user.encoded(old), user.encoded(new))
         except CommandFailed as exc:
             raise await user.mailbox_error(old, exc) from exc
         for name in moving:
-            box = user.mailboxes.pop(name, None)
+            box = user.registry.mailboxes.pop(name, None)
             if box is not None:
                 await box.gone()
-        for name in [n for n in user.special_use if n == old or is_inside(n, old)]:
-            user.special_use[new + name[len(old) :]] = user.special_use.pop(name)
+        for name in [n for n in user.registry.special_use if n == old or is_inside(n, old)]:
+            user.registry.special_use[new + name[len(old) :]] = user.registry.special_use.pop(name)
 
     async def _rename_inbox(self, new: str) -> None:
         """RFC 3501 6.3.5: the messages move to a new mailbox; INBOX stays, empty."""
@@ -185,48 +176,27 @@ class ProxyAccount:
             await inbox.move(list(uids), new, None)
 
     async def subscriptions(self) -> list[str]:
-        found: list[str] = []
-        names = await self.user.naming()
-
-        def handler(response: wire.Response) -> bool:
-            if response.kind != "LSUB" or len(response.data) < 3:
-                return False
-            raw = response.data[2]
-            if isinstance(raw, int):
-                raw = str(raw)
-            if isinstance(raw, (bytes, str)):
-                flags = {a.lower() for a in wire.flag_set(response.data[0])}
-                name = names.decode(raw)
-                if name and "\\noselect" not in flags:
-                    found.append(name)
-            return True
-
-        async def send(conn: UpstreamProtocol) -> None:
-            await conn.command(b"LSUB", b'""', b"*", handler=handler)
-
-        await self.user.run(send)
-        return sorted(set(found) | self.user.subscribed)
+        found = await self.user.listing(verb=b"LSUB")
+        upstream = {n for n, attrs in found.items() if NOSELECT.lower() not in _lowered(attrs)}
+        return sorted(upstream | self.user.registry.subscribed)
 
     async def subscribe(self, name: str) -> None:
         """Upstream; a name it refuses (many servers want an existing mailbox) is kept
         subscribed here, for the lifetime of the process."""
         if not await self._simple(b"SUBSCRIBE", name):
-            self.user.subscribed.add(name)
+            self.user.registry.subscribed.add(name)
 
     async def unsubscribe(self, name: str) -> None:
-        self.user.subscribed.discard(name)
+        self.user.registry.subscribed.discard(name)
         await self._simple(b"UNSUBSCRIBE", name)
 
     async def _simple(self, verb: bytes, name: str) -> bool:
         """True when the upstream agreed."""
         user = self.user
-        (await user.naming()).upstream(name)  # NO [CANNOT], not kept as a local subscription
-
-        async def send(conn: UpstreamProtocol) -> None:
-            await conn.command(verb, user.encoded(name))
+        (await user.pool.naming()).upstream(name)  # NO [CANNOT], not kept as a local subscription
 
         try:
-            await user.run(send)
+            await user.pool.command(verb, user.encoded(name))
         except CommandFailed:
             return False
         return True
@@ -236,17 +206,17 @@ class ProxyAccount:
             name = INBOX
         user = self.user
         try:
-            (await user.naming()).upstream(name)
+            (await user.pool.naming()).upstream(name)
         except errors.InvalidMailboxName as exc:  # the upstream can hold no such mailbox
             raise errors.MailboxNotFound(name) from exc
-        box = user.mailboxes.get(name)
+        box = user.registry.mailboxes.get(name)
         if box is None:
-            box = user.mailboxes[name] = ProxyMailbox(user, name)
+            box = user.registry.mailboxes[name] = ProxyMailbox(user, name)
         try:
             await box.check()
         except errors.BackendError:
-            if not box.listeners and not box.live and user.mailboxes.get(name) is box:
-                del user.mailboxes[name]
+            if not box.listeners and not box.live and user.registry.mailboxes.get(name) is box:
+                del user.registry.mailboxes[name]
             raise
         return box
 
@@ -254,3 +224,7 @@ class ProxyAccount:
         if not self._closed:
             self._closed = True
             self.user.session_ended()
+
+
+def _lowered(attrs: frozenset[str]) -> set[str]:
+    return {a.lower() for a in attrs}

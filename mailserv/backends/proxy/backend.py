@@ -15,7 +15,7 @@ from zope.interface import implementer
 from mailserv import errors
 from mailserv.backends.proxy.account import ProxyAccount
 from mailserv.backends.proxy.cache import ContentCache, InfoStore
-from mailserv.backends.proxy.connect import Connector, LoginRefused, login
+from mailserv.backends.proxy.connect import Connector, LoginRefused
 from mailserv.backends.proxy.options import OPTIONS, ProxyConfig, parse_options
 from mailserv.backends.proxy.user import UserState
 from mailserv.interfaces import IBackend, IBackendFactory
@@ -81,22 +81,17 @@ class ProxyBackend:
 
     async def authenticate(self, username: str, password: bytes) -> str:
         """Log in upstream; the connection is kept for the user's first commands."""
-        conn = await self.connector.open()
         try:
-            await login(conn, username, password)
+            conn = await self.connector.open_as(username, password)
         except LoginRefused as exc:
-            conn.abort("login refused")
             raise UnauthorizedLogin("upstream refused the credentials") from exc
-        except BaseException:
-            conn.abort("login failed")
-            raise
         user = self._users.get(username)
         if user is None or user.closed:
             user = UserState(self, username, username, password)
             self._users[username] = user
         else:
-            user.secret = password
-        user.adopt(conn)
+            user.pool.secret = password
+        user.pool.adopt(conn)
         return username
 
 

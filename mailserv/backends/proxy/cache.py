@@ -1,5 +1,5 @@
-"""Caches: message bytes in memory (least recently used out first, within a byte budget)
-and parsed messages on disk."""
+"""Caches: message bytes in memory (least recently used out first, within a byte budget),
+parsed messages on disk, and a user's parsed messages in memory in front of the disk."""
 
 from __future__ import annotations
 
@@ -129,6 +129,33 @@ class InfoStore:
             os.replace(temporary, path)
         except OSError as exc:
             _log.warn("Cannot compact the proxy cache {path}: {error}", path=path, error=exc)
+
+
+class InfoCache:
+    """One user's parsed messages by (mailbox, UIDVALIDITY): in memory, and in ``disk``
+    when the backend keeps them there."""
+
+    def __init__(self, username: str, disk: InfoStore | None) -> None:
+        self.username = username
+        self.disk = disk
+        self._known: dict[tuple[str, int], dict[int, MessageInfo]] = {}
+
+    def of(self, name: str, uidvalidity: int) -> dict[int, MessageInfo]:
+        return self._known.setdefault((name, uidvalidity), {})
+
+    def load(self, name: str, uidvalidity: int, uids: Container[int]) -> dict[int, MessageInfo]:
+        """The in-memory cache of a mailbox, completed from disk for ``uids``."""
+        known = self.of(name, uidvalidity)
+        if self.disk is not None:
+            for uid, info in self.disk.load(self.username, name, uidvalidity, uids).items():
+                known.setdefault(uid, info)
+        return known
+
+    def remember(self, name: str, uidvalidity: int, items: list[tuple[int, MessageInfo]]) -> None:
+        """Parsed messages: kept in memory and written to the disk cache."""
+        self.of(name, uidvalidity).update(items)
+        if self.disk is not None:
+            self.disk.save(self.username, name, uidvalidity, items)
 
 
 _HEAD = struct.Struct("<II")

@@ -258,21 +258,15 @@ class UpstreamProtocol(Protocol):
 
     async def command(self, *args: Arg, handler: Handler | None = None) -> Response:
         """Send ``args`` joined by spaces; the tagged OK, or CommandFailed for NO/BAD."""
-        await self._lock.acquire()
-        try:
-            pending = await self._send(args, handler)
-            response = await pending.done
-        finally:
-            self._lock.release()
-        if response.kind != "OK":
-            raise CommandFailed(response)
-        return response
+        return await self.exchange(*args, replies=(), handler=handler)
 
-    async def exchange(self, *args: Arg, replies: Sequence[bytes]) -> Response:
+    async def exchange(
+        self, *args: Arg, replies: Sequence[bytes], handler: Handler | None = None
+    ) -> Response:
         """A command that answers continuations (``+``) with ``replies``, one line each."""
         await self._lock.acquire()
         try:
-            pending = await self._send(args, None, expect_continuation=bool(replies))
+            pending = await self._send(args, handler, expect_continuation=bool(replies))
             for index, reply in enumerate(replies):
                 if index:
                     await self._continue(pending)

@@ -123,6 +123,20 @@ class Connector:
         protocol.transport.startTLS(self._tls)  # type: ignore[union-attr]
         await protocol.command(b"CAPABILITY")  # never trust what came before TLS
 
+    async def open_as(self, user: str, password: bytes) -> UpstreamProtocol:
+        """A new connection logged in as ``user`` (LoginRefused when the upstream says no);
+        it is closed whenever the login does not succeed."""
+        protocol = await self.open()
+        try:
+            await login(protocol, user, password)
+        except LoginRefused:
+            protocol.abort("login refused")
+            raise
+        except BaseException:
+            protocol.abort("login failed")
+            raise
+        return protocol
+
     def _unavailable(self, reason: str) -> BackendUnavailable:
         _log.error(
             "Upstream {label} unavailable: {reason}", label=self.upstream.label, reason=reason

@@ -16,7 +16,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from twisted.logger import Logger
 
@@ -31,6 +31,9 @@ from mailserv.interfaces import (
     MessageMeta,
 )
 from mailserv.message.info import MessageInfo, Part
+
+if TYPE_CHECKING:
+    from mailserv.backends.proxy.rows import Row
 
 _log = Logger()
 
@@ -88,6 +91,10 @@ class Mirror:
     @property
     def last(self) -> int:
         return self.uids[-1] if self.uids else 0
+
+    def present(self, uids: Sequence[int]) -> list[int]:
+        """The UIDs of ``uids`` the mailbox holds, ascending, each once."""
+        return [uid for uid in sorted(set(uids)) if uid in self.meta]
 
     def missing_info(self, uids: Sequence[int]) -> list[int]:
         meta = self.meta
@@ -202,6 +209,16 @@ class Mirror:
         return gone
 
     # -- events ---------------------------------------------------------------------------
+
+    def resync(self, rows: list[Row]) -> None:
+        """Come in line with a fresh listing; the differences queue as events."""
+        listed = {row[0] for row in rows}
+        self.remove([uid for uid in self.uids if uid not in listed], None)
+        for uid, flags, date, size, modseq in rows:
+            if uid in self.meta:
+                self.set_flags(uid, flags, modseq, None)
+            else:
+                self.add(uid, flags, date, size, modseq, None)
 
     def discard_events(self) -> None:
         self._added, self._flags, self._gone = [], [], []

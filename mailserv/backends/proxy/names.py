@@ -27,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailserv.errors import InvalidMailboxName
-from mailserv.imap import utf7
 from mailserv.interfaces import DELIMITER, INBOX
+from mailserv.syntax import utf7
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.wire import Arg
 from mailserv.imap.search.evaluate import needs_content
-from mailserv.imap.sequence import STAR
 from mailserv.search import (
     All,
     And,
@@ -33,6 +32,8 @@ from mailserv.search import (
     UidIn,
     walk,
 )
+from mailserv.syntax import dates
+from mailserv.syntax.sequences import STAR
 
 _SYSTEM = {
     "\\seen": (b"SEEN", b"UNSEEN"),
@@ -49,7 +50,6 @@ _DATE_WORDS = {
     (DateField.SENT, DateOp.ON): b"SENTON",
     (DateField.SENT, DateOp.SINCE): b"SENTSINCE",
 }
-_MONTHS = b"Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 _MAX_ARGS = 20_000
 
 
@@ -119,7 +119,7 @@ def _key(key: SearchKey, out: list[Arg], modseq: bool, top: bool = False) -> boo
     if isinstance(key, DateCompare):
         day = key.date
         out.append(_DATE_WORDS[key.field, key.op])
-        out.append(b"%d-%s-%04d" % (day.day, _MONTHS[day.month - 1], day.year))
+        out.append(dates.format_date(day))
         return False
     if isinstance(key, SizeCompare):
         out += [b"LARGER" if key.larger else b"SMALLER", b"%d" % key.size]

@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
-from mailserv.imap.encode import month_number
-from mailserv.imap.parser import SYSTEM_FLAGS
+from mailserv.syntax import encode
+from mailserv.syntax.dates import parse_date_time
+from mailserv.syntax.flags import SYSTEM_FLAGS, is_keyword
+from mailserv.syntax.sequences import format_set, parse_sequence_set
 
 Value = object
 
@@ -175,47 +177,26 @@ def internaldate(value: Value) -> datetime | None:
     if not isinstance(value, bytes):
         return None
     try:
-        day_month_year, clock, zone = value.decode("ascii").split()
-        day, month, year = day_month_year.split("-")
-        hour, minute, second = clock.split(":")
-        sign = -1 if zone[0] == "-" else 1
-        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
-        return datetime(
-            int(year),
-            month_number(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            tzinfo=timezone(offset),
-        )
-    except (ValueError, IndexError, UnicodeDecodeError):
+        return parse_date_time(value.decode("ascii"))
+    except ValueError:
         return None
+
+
+def set_ranges(text: str) -> list[tuple[int, int]]:
+    """``3:5,9`` → [(3, 5), (9, 9)], each pair low to high; ValueError when malformed."""
+    parsed = parse_sequence_set(text)
+    if parsed.has_star:
+        raise ValueError("'*' in a set from upstream")
+    return [(low, high) if low <= high else (high, low) for low, high in parsed.ranges]
 
 
 def uid_ranges(text: str) -> list[int]:
     """``3:5,9`` → [3, 4, 5, 9] (for COPYUID and VANISHED); ValueError when malformed."""
     out: list[int] = []
-    for item in text.split(","):
-        low, _, high = item.partition(":")
-        first = int(low)
-        last = int(high) if high else first
-        if first > last:
-            first, last = last, first
+    for first, last in set_ranges(text):
         if last - first > 10_000_000:
             raise ValueError("range too large")
         out.extend(range(first, last + 1))
-    return out
-
-
-def set_ranges(text: str) -> list[tuple[int, int]]:
-    """``3:5,9`` → [(3, 5), (9, 9)]; ValueError when malformed."""
-    out = []
-    for item in text.split(","):
-        low, _, high = item.partition(":")
-        first = int(low)
-        last = int(high) if high else first
-        out.append((first, last) if first <= last else (last, first))
     return out
 
 
@@ -238,50 +219,25 @@ class Literal:
 
 Arg = bytes | Literal
 
-_ATOM_SAFE = re.compile(rb"[!#$&'+-\[^-z|}~]+")
-_QUOTABLE = re.compile(rb"[ !#-\[\]-~]*")
-
 
 def string(value: bytes | str) -> Arg:
     """An astring argument: atom when safe, quoted when printable, else a literal."""
     raw = value.encode("utf-8") if isinstance(value, str) else value
-    if raw and _ATOM_SAFE.fullmatch(raw) and raw.upper() != b"NIL":
-        return raw
-    if len(raw) < 1000 and re.fullmatch(rb"[\x20-\x7e]*", raw):
-        return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-    return Literal(raw)
+    return raw if encode.is_atom(raw) else quoted(raw)
 
 
 def quoted(value: bytes | str) -> Arg:
     """A string argument that is never an atom (search values, dates)."""
     raw = value.encode("utf-8") if isinstance(value, str) else value
-    if len(raw) < 1000 and re.fullmatch(rb"[\x20-\x7e]*", raw):
-        return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-    return Literal(raw)
-
-
-def flag_list(flags: Iterable[str]) -> bytes:
-    return b"(" + " ".join(sorted(flags)).encode("utf-8") + b")"
+    found = encode.quoted(raw)
+    return Literal(raw) if found is None else found
 
 
 def uid_set(uids: Iterable[int]) -> bytes:
-    """Ascending UIDs as compact ranges (``1:5,9``)."""
-    parts: list[bytes] = []
-    start = previous = -2
-    for uid in sorted(set(uids)):
-        if uid == previous + 1:
-            previous = uid
-            continue
-        if start >= 0:
-            parts.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
-        start = previous = uid
-    if start >= 0:
-        parts.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
-    return b",".join(parts)
+    """UIDs in any order as compact ascending ranges (``1:5,9``)."""
+    return format_set(sorted(set(uids))).encode("ascii")
 
 
 def is_flag(flag: str) -> bool:
     """A flag we can send as an atom (``\\Seen``, ``$Label``, ``Work``)."""
-    raw = flag.encode("utf-8", "replace")
-    body = raw[1:] if raw.startswith(b"\\") else raw
-    return bool(body) and _ATOM_SAFE.fullmatch(body) is not None and b"]" not in body
+    return is_keyword(flag[1:] if flag.startswith("\\") else flag)

@@ -18,7 +18,7 @@ from twisted.internet import defer, threads
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from mailserv.backends.kit.options import Choice, Int, OptionSchema, Text
 from mailserv.backends.sql import hierarchy, messages, schema
@@ -29,7 +29,7 @@ from mailserv.backends.sql.mailbox import SqlMailbox
 from mailserv.backends.sql.notify import Listener
 from mailserv.backends.sql.rows import ADDED, EXPUNGED, FLAGS, RENAMED, Notice, Zones
 from mailserv.errors import BackendError
-from mailserv.interfaces import FlagChange, IBackend, IBackendFactory
+from mailserv.interfaces import FlagChange, IBackend, IBackendFactory, IMultiProcessBackend
 
 T = TypeVar("T")
 
@@ -122,6 +122,8 @@ class SqlBackend:
         self._db: Database | None = None
         self._listener: Listener | None = None
         self._notices: Deferred[None] = defer.succeed(None)
+        if dialect.is_postgres:  # LISTEN/NOTIFY carries changes between processes
+            alsoProvides(self, IMultiProcessBackend)
 
     @property
     def db(self) -> Database:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
 
-from mailserv.backends.kit import ListenerSet
+from mailserv.backends.kit import Listened, ListenerSet
 from mailserv.backends.sql import hierarchy, messages, search
 from mailserv.interfaces import (
     RECENT,
@@ -33,8 +33,7 @@ from mailserv.interfaces import (
     Changes,
     CopyResult,
     FlagChange,
-    IMailbox,
-    IMailboxListener,
+    ISearchableMailbox,
     MailboxStatus,
     MessageMeta,
     StoreMode,
@@ -53,8 +52,8 @@ PARSE_IN_THREAD = 1024 * 1024
 """Messages larger than this are parsed and hashed off the reactor thread."""
 
 
-@implementer(IMailbox)
-class SqlMailbox:
+@implementer(ISearchableMailbox)
+class SqlMailbox(Listened):
     """Mailbox ``box_id`` of account ``account_id``; ``name`` follows renames."""
 
     def __init__(
@@ -228,12 +227,6 @@ class SqlMailbox:
         return result
 
     # -- listeners ----------------------------------------------------------------------
-
-    def add_listener(self, listener: IMailboxListener) -> None:
-        self.listeners.add(listener)
-
-    def remove_listener(self, listener: IMailboxListener) -> None:
-        self.listeners.remove(listener)
 
     def added(self, uids: Sequence[int], modseq: int, origin: object, remote: bool = False) -> None:
         """Messages arrived (here or, ``remote``, through another process): tell the listeners.

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from mailserv.imap.sequence import format_set, parse_sequence_set
+from mailserv.syntax.sequences import format_set, parse_sequence_set
 
 MAX_NOTICE = 7000
 """Bytes of one NOTIFY payload (PostgreSQL allows 8000)."""

@@ -16,7 +16,6 @@ from typing import Any
 
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import flag_probe
-from mailserv.imap.sequence import merge
 from mailserv.interfaces import SYSTEM_FLAGS
 from mailserv.message.addresses import SEPARATOR
 from mailserv.search import (
@@ -37,6 +36,7 @@ from mailserv.search import (
     StringField,
     UidIn,
 )
+from mailserv.syntax.sequences import merge
 
 MAX_DEPTH = 64
 """Deeper trees are left to the engine (SQLite caps expression depth at 1000)."""

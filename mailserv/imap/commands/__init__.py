@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mailserv.imap.replies import Reply
 from mailserv.imap.session import Session, State
-from mailserv.imap.tokens import Command
+from mailserv.syntax.tokens import Command
 
 ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
 NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})

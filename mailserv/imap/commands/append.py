@@ -6,12 +6,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from mailserv import errors
+from mailserv.imap.arguments import date_time, flags, mailbox
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.commands.mailboxes import account_of
-from mailserv.imap.parser import date_time, flags, mailbox
 from mailserv.imap.replies import Bad, No, Reply
-from mailserv.imap.tokens import Command, ParenList, String
 from mailserv.interfaces import RECENT, AppendResult
+from mailserv.syntax.tokens import Command, ParenList, String
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session

@@ -14,13 +14,13 @@ from twisted.logger import Logger
 from mailserv import errors
 from mailserv.auth.sasl import MAX_RESPONSE, Challenge, SASLContext, SASLError, SASLFailed
 from mailserv.imap import capabilities
+from mailserv.imap.arguments import astring, text_atom
 from mailserv.imap.commands import NOT_AUTH, CommandSpec
-from mailserv.imap.parser import astring, text_atom
 from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.session import Session, State
-from mailserv.imap.tokens import Atom, Command
 from mailserv.interfaces import IAccount
+from mailserv.syntax.tokens import Atom, Command
 
 _log = Logger()
 _MAX_SASL_LINE = (MAX_RESPONSE + 2) // 3 * 4

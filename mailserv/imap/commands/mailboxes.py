@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailserv import errors
-from mailserv.imap import encode, listing, utf7
+from mailserv.imap import listing
+from mailserv.imap.arguments import UndecodableName, list_pattern, mailbox, new_mailbox, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
-from mailserv.imap.parser import UndecodableName, list_pattern, mailbox, new_mailbox, text_atom
 from mailserv.imap.registry import StatusItem
 from mailserv.imap.replies import Bad, No, Reply
-from mailserv.imap.tokens import Command, ParenList
 from mailserv.interfaces import INBOX, IAccount, MailboxStatus
+from mailserv.syntax import encode, utf7
+from mailserv.syntax.tokens import Command, ParenList
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session

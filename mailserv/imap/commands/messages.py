@@ -6,17 +6,17 @@ from typing import TYPE_CHECKING
 
 from mailserv import errors
 from mailserv.imap import fetch as fetch_responses
+from mailserv.imap.arguments import flags, mailbox, text_atom
 from mailserv.imap.commands import SELECTED, CommandSpec
 from mailserv.imap.fetchatt import parse_fetch_items
-from mailserv.imap.parser import flags, mailbox, text_atom
 from mailserv.imap.registry import parameters
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.search import BadCharset, SearchContext, bind, evaluate, parse_search
-from mailserv.imap.sequence import format_set, parse_sequence_set
-from mailserv.imap.tokens import Command, ParenList, Token
 from mailserv.imap.view import SelectedView
 from mailserv.interfaces import RECENT, CopyResult, MessageMeta, StoreMode
-from mailserv.search import SearchProgram
+from mailserv.search import SearchProgram, backend_search
+from mailserv.syntax.sequences import format_set, parse_sequence_set
+from mailserv.syntax.tokens import Command, ParenList, Token
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session
@@ -110,7 +110,7 @@ async def search(session: Session, command: Command) -> Reply:
         raise No(f"Unsupported charset {exc.charset[:40]}", exc.response_code) from exc
     box = view.mailbox
     bound = SearchProgram(bind(program.key, view.uids, view.recent), program.charset)
-    found = await box.search(bound, view.uids)
+    found = await backend_search(box, bound, view.uids)
     if found is None:
         metas = await box.fetch(view.uids)
         context = SearchContext(view.uids, view.recent, box.content)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mailserv.imap.arguments import mailbox
 from mailserv.imap.commands import AUTH, SELECTED, CommandSpec
 from mailserv.imap.commands.mailboxes import account_of
-from mailserv.imap.parser import mailbox
 from mailserv.imap.registry import parameters
 from mailserv.imap.replies import Bad, Reply
-from mailserv.imap.tokens import Command
 from mailserv.imap.view import SelectedView, flags_responses
 from mailserv.interfaces import SEEN, MailboxStatus
-from mailserv.search import UNSEEN
+from mailserv.search import UNSEEN, backend_search
+from mailserv.syntax.tokens import Command
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session
@@ -78,7 +78,7 @@ async def _first_unseen(view: SelectedView, counts: MailboxStatus) -> int | None
     if counts.unseen == 0 or not view.uids:
         return None
     # The backend's own search reads flags alone; fetching every message would load them all.
-    unseen = await view.mailbox.search(UNSEEN, view.uids)
+    unseen = await backend_search(view.mailbox, UNSEEN, view.uids)
     if unseen is not None:
         return view.seq_of(min(unseen)) if unseen else None
     metas = await view.mailbox.fetch(view.uids)

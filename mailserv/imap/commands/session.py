@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from mailserv.imap import capabilities
 from mailserv.imap.commands import ANY, CommandSpec
 from mailserv.imap.replies import Bad, Reply
-from mailserv.imap.tokens import Command
+from mailserv.syntax.tokens import Command
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session

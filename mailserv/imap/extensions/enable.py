@@ -1,11 +1,12 @@
 """ENABLE (RFC 5161): the client turns on what an extension registered as enableable."""
 
+from mailserv.imap.arguments import text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
-from mailserv.imap.parser import ParseError, text_atom
 from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.session import Session
-from mailserv.imap.tokens import Command
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.tokens import Command
 
 MAX_NAMES = 100
 

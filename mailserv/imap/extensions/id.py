@@ -1,13 +1,13 @@
 """ID (RFC 2971): read (and bound) the client's fields, name ourselves."""
 
 from mailserv import __version__
-from mailserv.imap import encode
+from mailserv.imap.arguments import nstring
 from mailserv.imap.commands import ANY, CommandSpec
-from mailserv.imap.parser import nstring
 from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.session import Session
-from mailserv.imap.tokens import Atom, Command, ParenList
+from mailserv.syntax import encode
+from mailserv.syntax.tokens import Atom, Command, ParenList
 
 MAX_PAIRS = 30
 MAX_VALUE = 1024

@@ -5,7 +5,7 @@ from mailserv.imap.commands.messages import transfer
 from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.replies import Reply
 from mailserv.imap.session import Session
-from mailserv.imap.tokens import Command
+from mailserv.syntax.tokens import Command
 
 
 async def move(session: Session, command: Command) -> Reply:

@@ -4,7 +4,7 @@ from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.session import Session
-from mailserv.imap.tokens import Command
+from mailserv.syntax.tokens import Command
 
 
 async def namespace(session: Session, command: Command) -> Reply:

@@ -16,9 +16,7 @@ from datetime import date
 
 from twisted.logger import Logger
 
-from mailserv.imap.parser import SYSTEM_FLAGS
 from mailserv.imap.search.keys import sequence_uids
-from mailserv.imap.sequence import uids_in
 from mailserv.interfaces import RECENT, MessageMeta
 from mailserv.message import text
 from mailserv.message.addresses import SEPARATOR, raw_search_line
@@ -40,6 +38,8 @@ from mailserv.search import (
     UidIn,
     walk,
 )
+from mailserv.syntax.flags import SYSTEM_FLAGS
+from mailserv.syntax.sequences import uids_in
 
 _log = Logger()
 

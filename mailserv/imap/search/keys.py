@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
-from mailserv.imap.sequence import SequenceSet
 from mailserv.interfaces import RECENT
 from mailserv.search import And, HasFlag, InSet, Not, Or, SearchKey, StringField, UidIn
+from mailserv.syntax.sequences import SequenceSet
 
 CONTENT_FIELDS = frozenset({StringField.BODY, StringField.TEXT, StringField.HEADER})
 """String fields that may need the message bytes (HEADER only for other headers)."""

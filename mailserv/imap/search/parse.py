@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 
-from mailserv.imap.parser import ParseError, astring, number, search_date, text_atom
-from mailserv.imap.sequence import SequenceSet, parse_sequence_set
-from mailserv.imap.tokens import Atom, ParenList, String, Token
+from mailserv.imap.arguments import astring, number, search_date, text_atom
 from mailserv.interfaces import RECENT
 from mailserv.search import (
     All,
@@ -30,6 +28,9 @@ from mailserv.search import (
     SizeCompare,
     StringField,
 )
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.sequences import SequenceSet, parse_sequence_set
+from mailserv.syntax.tokens import Atom, ParenList, String, Token
 
 SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
 MAX_DEPTH = 64

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from mailserv.imap.parser import ParseError
+from mailserv.syntax.errors import ParseError
 
 STAR: Final = 0
 """Marks ``*`` in a parsed range (0 is never a valid sequence number or UID)."""

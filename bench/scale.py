@@ -1,0 +1,272 @@
+"""Many users, big mailboxes: ``python -m bench.scale --backend maildir --messages 20000``.
+
+What one user's heavy command costs everyone else, and what commands cost at 20k-100k
+messages.  Fills INBOX with ``--messages`` realistic messages (``bench.messages.realistic``,
+about 2.7 KB each, no large attachments) through pipelined LITERAL+ APPENDs, then:
+
+* **single commands** -- a warm SELECT, a one-message ``UID STORE``, ``STORE 1:* +FLAGS
+  (\\Seen)`` and back, SEARCH UNSEEN / FLAGGED / SINCE / TEXT / BODY, each timed alone while
+  a *probe* client on the same server sends ``NOOP`` every 5 ms and times each answer: the
+  probe's p99 during a command is what that command makes every other user wait;
+* **mixed load** -- ``--clients`` clients (default 8) loop for ``--seconds`` (default 10):
+  SELECT INBOX, ``UID FETCH`` of 20 random messages (flags, size, envelope), a one-message
+  ``UID STORE``, one SEARCH (FROM, SUBJECT, FLAGGED or SINCE); ops/s and p50 per command;
+* with ``--restart`` (stores on disk), the first SELECT after a restart.
+
+``--backend dovecot`` runs the same against a private Dovecot (tests/dovecot.py: Maildir,
+one process per connection) as the reference.  Every client sets TCP_NODELAY and sends one
+command at a time.  Prints one table; traffic goes only to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench import messages
+from bench.harness import RawClient
+from bench.run import Row, append_all, must, percentile, print_table, timed
+from bench.statecheck.run import backend_spec
+
+PROBE_EVERY = 0.005
+MIXED_SEARCHES = (
+    "UID SEARCH FROM user{n}",
+    "UID SEARCH SUBJECT {word}",
+    "UID SEARCH FLAGGED",
+    "UID SEARCH SINCE 1-Jun-2021",
+)
+WORDS = ("budget", "meeting", "release", "server", "invoice", "zebra")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+class Probe:
+    """A second user's client: NOOP every ``PROBE_EVERY`` s in a thread, each answer timed.
+
+    ``samples`` holds (sent, answered) times; ``during(a, b)`` the latencies of the NOOPs
+    that were waiting at some moment between ``a`` and ``b``.
+    """
+
+    def __init__(self, client: RawClient) -> None:
+        self.client = client
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            sent = time.perf_counter()
+            must(timed(self.client, "NOOP"), "probe NOOP")
+            self.samples.append((sent, time.perf_counter()))
+            self._stop.wait(PROBE_EVERY)
+
+    def during(self, start: float, end: float) -> list[float]:
+        deadline = time.perf_counter() + 60  # the NOOP held up meanwhile is answered after it
+        while time.perf_counter() < deadline and not any(a > end for a, _ in self.samples[-3:]):
+            time.sleep(0.001)
+        return [b - a for a, b in list(self.samples) if a <= end and b >= start]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(600)
+        self.client.close()
+
+
+def single_commands(connect: Callable[[], RawClient], count: int, repeat: int) -> list[Row]:
+    """Each heavy command ``repeat`` times alone: its median, and the probe's p99 meanwhile."""
+    rows: list[Row] = []
+    actor = connect()
+    probe = Probe(connect())
+    rng = random.Random(7)
+    must(timed(actor, "SELECT INBOX"), "SELECT")
+    commands = [
+        ("SELECT INBOX (warm)", lambda: "SELECT INBOX", 0.050),
+        ("UID STORE n +FLAGS (\\Flagged), one message",
+         lambda: f"UID STORE {rng.randint(1, count)} +FLAGS (\\Flagged)", 0.002),
+        ("STORE 1:* +/-FLAGS.SILENT (\\Seen)",
+         lambda: f"STORE 1:* {rng.choice('+-')}FLAGS.SILENT (\\Seen)", 0.5),
+        ("SEARCH UNSEEN", lambda: "SEARCH UNSEEN", 0.020),
+        ("SEARCH FLAGGED", lambda: "SEARCH FLAGGED", 0.020),
+        ("SEARCH SINCE 1-Jun-2021", lambda: "SEARCH SINCE 1-Jun-2021", 0.020),
+        ("SEARCH TEXT zebra", lambda: "SEARCH TEXT zebra", 0.050),
+        ("SEARCH BODY migration", lambda: "SEARCH BODY migration", 0.050),
+    ]  # fmt: skip
+    try:
+        for label, command, target in commands:
+            took: list[float] = []
+            waited: list[float] = []
+            for _ in range(repeat):
+                time.sleep(PROBE_EVERY * 4)  # the probe's NOOPs before this one are answered
+                start = time.perf_counter()
+                took.append(must(timed(actor, command()), label).seconds)
+                waited += probe.during(start, time.perf_counter())
+            median = statistics.median(took)
+            p99 = percentile(waited, 0.99) if waited else 0.0
+            rows.append(
+                Row(f"{label} (x{repeat})",
+                    f"p50 {ms(median)}; probe NOOP p99 {ms(p99)} (n={len(waited)})",
+                    f"<= {ms(target)}, probe <= 20 ms", median <= target and p99 <= 0.020)
+            )  # fmt: skip
+    finally:
+        actor.close()
+        probe.close()
+    return rows
+
+
+def mixed_client(
+    connect: Callable[[], RawClient], count: int, until: float, seed: int
+) -> dict[str, list[float]]:
+    rng = random.Random(seed)
+    client = connect()
+    out: dict[str, list[float]] = {"SELECT": [], "FETCH-20": [], "STORE-1": [], "SEARCH": []}
+    try:
+        while time.monotonic() < until:
+            out["SELECT"].append(must(timed(client, "SELECT INBOX"), "SELECT").seconds)
+            uids = ",".join(str(rng.randint(1, count)) for _ in range(20))
+            command = f"UID FETCH {uids} (FLAGS RFC822.SIZE ENVELOPE)"
+            out["FETCH-20"].append(must(timed(client, command), "FETCH").seconds)
+            command = f"UID STORE {rng.randint(1, count)} {rng.choice('+-')}FLAGS (\\Flagged)"
+            out["STORE-1"].append(must(timed(client, command), "STORE").seconds)
+            search = rng.choice(MIXED_SEARCHES).format(n=rng.randint(0, 99), word=rng.choice(WORDS))
+            out["SEARCH"].append(must(timed(client, search), "SEARCH").seconds)
+    finally:
+        client.close()
+    return out
+
+
+def mixed_load(
+    connect: Callable[[], RawClient], count: int, clients: int, seconds: float
+) -> list[Row]:
+    results: list[dict[str, list[float]]] = []
+    errors: list[BaseException] = []
+    until = time.monotonic() + seconds
+
+    def work(seed: int) -> None:
+        try:
+            results.append(mixed_client(connect, count, until, seed))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 600)
+    elapsed = time.perf_counter() - started
+    if errors or len(results) != clients:
+        raise SystemExit(f"mixed load failed: {errors[:1] or 'a client did not finish'}")
+    by_kind = {k: [s for r in results for s in r[k]] for k in results[0]}
+    total = sum(len(v) for v in by_kind.values())
+    rows = [Row(f"{clients} clients x {seconds:.0f} s mixed loop", f"{total / elapsed:.0f} ops/s")]
+    for kind, samples in by_kind.items():
+        p50 = statistics.median(samples)
+        target = 0.005 if kind in ("FETCH-20", "STORE-1") else None
+        figure = f"p50 {ms(p50)}, p99 {ms(percentile(samples, 0.99))}, n={len(samples)}"
+        if target is None:
+            rows.append(Row(f"  {kind}", figure))
+        else:
+            rows.append(Row(f"  {kind}", figure, f"p50 <= {ms(target)}", p50 <= target))
+    return rows
+
+
+def fill(connect: Callable[[], RawClient], count: int) -> Row:
+    rng = random.Random(1)
+    client = connect()
+    done = 0
+    seconds = 0.0
+    try:
+        while done < count:  # in batches: the corpus of 100k is not held at once
+            batch = [messages.realistic(i, rng) for i in range(done, min(count, done + 5000))]
+            seconds += append_all(client, "INBOX", batch)
+            done += len(batch)
+    finally:
+        client.close()
+    return Row(f"APPEND x{count} (LITERAL+, pipelined)", f"{count / seconds:.0f} msg/s")
+
+
+def run(args: argparse.Namespace) -> list[Row]:
+    user, password = "scale", "pw-" + secrets.token_hex(8)
+    tests = str(Path(__file__).resolve().parents[1] / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    if args.backend == "dovecot":
+        from dovecot import Dovecot  # type: ignore[import-not-found]  # tests/, on sys.path
+
+        server = Dovecot()
+        server.add_user(user, password)
+        start, stop, restart = server.start, server.stop, None
+        port = lambda: server.imap_port  # noqa: E731
+        data_dir = None
+    else:
+        from bench.harness import ServerProcess
+
+        data_dir = Path(tempfile.mkdtemp(prefix="mailserv-scale-"))
+        process = ServerProcess(data_dir, backend_spec(args.backend))
+        start, stop = process.start, process.stop
+        restart = (lambda: (process.stop(), process.start())) if args.restart else None
+        port = lambda: process.imap_port  # noqa: E731
+    start()
+
+    def connect() -> RawClient:
+        client = RawClient.connect(port(), timeout=600)
+        client.login(user, password)
+        return client
+
+    try:
+        if data_dir is not None:
+            process.add_user(user, password)
+        rows = [fill(connect, args.messages)]
+        if restart is not None:
+            restart()
+            client = connect()
+            rows.append(Row("first SELECT after a restart", ms(must(timed(client, "SELECT INBOX"),
+                "SELECT").seconds), "<= 1000 ms"))  # fmt: skip
+            client.close()
+        rows += single_commands(connect, args.messages, args.repeat)
+        rows += mixed_load(connect, args.messages, args.clients, args.seconds)
+    finally:
+        stop()
+        if data_dir is not None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scale", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--backend",
+        default="maildir",
+        help="memory, maildir, sql-sqlite, sql-postgresql, proxy, or dovecot",
+    )
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each single command")
+    parser.add_argument("--restart", action="store_true", help="time the first SELECT after one")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    if args.messages < 1 or args.clients < 1 or args.seconds <= 0 or args.repeat < 1:
+        parser.error("--messages, --clients, --seconds and --repeat must be positive")
+    rows = run(args)
+    print(f"{args.backend}, {args.messages} messages")
+    print_table(rows)
+    return 1 if args.check and any(r.passed is False for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The counters behind ``IMailbox.status()``, kept as messages come, change and go, so that
+SELECT and STATUS cost the same whatever the size of the mailbox."""
+
+from __future__ import annotations
+
+from mailserv.interfaces import SEEN, MailboxStatus
+
+
+class Tally:
+    """Total size, unseen messages, and the UIDs still RECENT to no session."""
+
+    __slots__ = ("size", "unclaimed", "unseen")
+
+    def __init__(self) -> None:
+        self.size = self.unseen = 0
+        self.unclaimed: set[int] = set()
+
+    def add(self, uid: int, flags: frozenset[str], size: int, recent: bool = True) -> None:
+        self.size += size
+        self.unseen += SEEN not in flags
+        if recent:
+            self.unclaimed.add(uid)
+
+    def remove(self, uid: int, flags: frozenset[str], size: int) -> None:
+        self.size -= size
+        self.unseen -= SEEN not in flags
+        self.unclaimed.discard(uid)
+
+    def reflag(self, old: frozenset[str], new: frozenset[str]) -> None:
+        self.unseen += (SEEN in old) - (SEEN in new)
+
+    def claim(self) -> list[int]:
+        """``claim_recent``: the unclaimed UIDs, ascending, now recent to the caller only."""
+        claimed = sorted(self.unclaimed)
+        self.unclaimed.clear()
+        return claimed
+
+    def clear(self) -> None:
+        self.size = self.unseen = 0
+        self.unclaimed.clear()
+
+    def status(
+        self, uidvalidity: int, uidnext: int, messages: int, highestmodseq: int
+    ) -> MailboxStatus:
+        return MailboxStatus(
+            uidvalidity=uidvalidity,
+            uidnext=uidnext,
+            messages=messages,
+            unseen=self.unseen,
+            recent=len(self.unclaimed),
+            highestmodseq=highestmodseq,
+            size=self.size,
+        )

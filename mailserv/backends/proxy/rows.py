@@ -1,0 +1,73 @@
+"""Listing an upstream mailbox: SELECT's state, and a row per message from ``UID FETCH``.
+
+A row is what the mirror keeps of a message without its text: UID, flags, internal date,
+size and, where the upstream has CONDSTORE, mod-sequence.  :func:`fetch_items` reads any
+FETCH response into its items by name.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from mailserv.backends.proxy import wire
+from mailserv.backends.proxy.client import UpstreamProtocol
+
+Row = tuple[int, frozenset[str], datetime, int, int | None]
+"""(uid, flags, internal date, size, modseq) as the upstream lists a message."""
+
+_ROW_ITEMS = b"(UID FLAGS RFC822.SIZE INTERNALDATE)"
+_ROW_ITEMS_MODSEQ = b"(UID FLAGS RFC822.SIZE INTERNALDATE MODSEQ)"
+_SELECT_REPLIES = ("EXISTS", "RECENT", "FLAGS", "OK", "VANISHED", "FETCH")
+
+
+def fetch_items(response: wire.Response) -> dict[str, object] | None:
+    """The items of a FETCH response by name; None for any other response."""
+    if response.kind != "FETCH" or not response.data:
+        return None
+    items = response.data[0]
+    if not isinstance(items, list):
+        return None
+    return wire.pairs(items)
+
+
+async def select(conn: UpstreamProtocol, mailbox: wire.Arg) -> dict[str, int]:
+    """SELECT ``mailbox``: EXISTS and the numeric response codes (UIDVALIDITY, UIDNEXT,
+    HIGHESTMODSEQ; NOMODSEQ as 0).  CommandFailed when the upstream refuses."""
+    state: dict[str, int] = {}
+
+    def selecting(response: wire.Response) -> bool:
+        kind = response.kind
+        if kind == "EXISTS" and response.number is not None:
+            state["EXISTS"] = response.number
+        elif kind == "OK" and response.code is not None:
+            value = response.code_data[0] if response.code_data else 0
+            state[response.code] = value if isinstance(value, int) else 0
+        return kind in _SELECT_REPLIES
+
+    await conn.command(b"SELECT", mailbox, handler=selecting)
+    return state
+
+
+async def rows_after(conn: UpstreamProtocol, after: int, modseq: bool) -> list[Row]:
+    """The rows of the selected mailbox's messages above UID ``after``, ascending."""
+    rows: list[Row] = []
+
+    def collect(response: wire.Response) -> bool:
+        found = fetch_items(response)
+        if found is None:
+            return False
+        uid = found.get("UID")
+        size = found.get("RFC822.SIZE")
+        if not isinstance(uid, int) or not isinstance(size, int) or uid <= after:
+            return False
+        date = wire.internaldate(found.get("INTERNALDATE"))
+        if date is None:
+            return False
+        flags = wire.flag_set(found.get("FLAGS"))
+        rows.append((uid, flags, date, size, wire.modseq_of(found.get("MODSEQ"))))
+        return True
+
+    items = _ROW_ITEMS_MODSEQ if modseq else _ROW_ITEMS
+    await conn.command(b"UID FETCH", b"%d:*" % (after + 1), items, handler=collect)
+    rows.sort()
+    return rows

@@ -1,0 +1,63 @@
+"""Encoding values into IMAP syntax (RFC 3501 section 9): strings, literals, atoms and flag
+lists, for the server's responses and the proxy's upstream commands alike."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+MAX_QUOTED = 1024
+"""Longer strings go out as literals."""
+
+
+def quoted(value: bytes) -> bytes | None:
+    """The quoted string for ``value`` when it is printable ASCII shorter than MAX_QUOTED,
+    else None (it must be a literal)."""
+    if len(value) < MAX_QUOTED and _is_printable(value):
+        if b'"' in value or b"\\" in value:
+            value = value.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+        return b'"' + value + b'"'
+    return None
+
+
+def string(value: bytes) -> bytes:
+    """A quoted string when the bytes are printable ASCII, else a literal; never NIL."""
+    found = quoted(value)
+    return literal(value) if found is None else found
+
+
+def _is_printable(value: bytes) -> bool:
+    return value.isascii() and (not value or (value.translate(None, _CONTROLS) == value))
+
+
+_CONTROLS = bytes(range(0x20)) + b"\x7f"
+
+
+def literal(value: bytes) -> bytes:
+    return b"{%d}\r\n" % len(value) + value
+
+
+def nstring(value: bytes | None) -> bytes:
+    return b"NIL" if value is None else string(value)
+
+
+def text(value: str | None) -> bytes:
+    """A header-derived text value: UTF-8 bytes as nstring (8-bit goes out as a literal)."""
+    return nstring(None if value is None else value.encode("utf-8", "surrogateescape"))
+
+
+def is_atom(value: bytes) -> bool:
+    """Whether ``value`` can be sent as an astring's atom (not empty, no special characters,
+    not ``NIL``)."""
+    return bool(value) and all(b in _ATOM_CHARS for b in value) and value.upper() != b"NIL"
+
+
+def astring(value: bytes) -> bytes:
+    """An atom when it is one, else a string (mailbox names in LIST/STATUS)."""
+    return value if is_atom(value) else string(value)
+
+
+_ATOM_CHARS = frozenset(range(0x21, 0x7F)) - set(b'(){ %*"\\]')
+
+
+def flag_list(flags: Iterable[str]) -> bytes:
+    return b"(" + " ".join(sorted(flags)).encode("ascii", "replace") + b")"

@@ -1,0 +1,96 @@
+"""One worker: ``python -m mailserv.workers CONFIG-JSON FD:LABEL...`` (run by the master).
+
+A whole server of its own (backend, portal, factory) that adopts the listening sockets it
+inherited and accepts on them once its backend has started.  It logs to stderr, which the
+master reads, and stops (BYE to its sessions, then the backend) on SIGTERM or when its
+stdin closes: the master is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet import stdio
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.internet.protocol import Protocol
+from twisted.logger import FileLogObserver, Logger, eventAsText, globalLogBeginner
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+
+from mailserv.tap import AcceptGate, BackendService, build_server
+from mailserv.workers.wire import Listener, decode_config, decode_listener
+
+_log = Logger()
+
+
+class _ParentWatch(Protocol):
+    """Our stdin is a pipe from the master: when it closes, the master is gone."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if self._reactor.running:
+            _log.info("The master is gone; stopping")
+            self._reactor.stop()
+
+
+class _AdoptedPorts(Service):
+    """The inherited listening sockets, adopted on start (held by the gate until the
+    backend has started), closed on stop."""
+
+    def __init__(
+        self, reactor: Any, listeners: Sequence[Listener], factory: IProtocolFactory,
+        tls_factory: IProtocolFactory, gate: AcceptGate,
+    ) -> None:  # fmt: skip
+        self._reactor = reactor
+        self._listeners = listeners
+        self._factories = {"IMAP": factory, "IMAPS": tls_factory}
+        self._gate = gate
+        self._ports: list[IListeningPort] = []
+
+    def startService(self) -> None:
+        super().startService()
+        for listener in self._listeners:
+            family = socket.socket(fileno=listener.fd)
+            kind = family.family
+            family.detach()
+            port = self._reactor.adoptStreamPort(listener.fd, kind, self._factories[listener.label])
+            os.close(listener.fd)  # the reactor holds its own duplicate
+            self._ports.append(port)
+            self._gate.add(listener.label, port)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        for port in self._ports:
+            port.stopListening()
+        self._ports = []
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) < 2:
+        print("usage: python -m mailserv.workers CONFIG-JSON FD:LABEL...", file=sys.stderr)
+        return 2
+    from twisted.internet import reactor
+
+    # The master stamps and labels each line it reads from us.
+    plain = FileLogObserver(sys.stderr, lambda e: eventAsText(e, includeTimestamp=False) + "\n")
+    globalLogBeginner.beginLoggingTo([plain], redirectStandardIO=False)
+    config = decode_config(argv[0])
+    listeners = [decode_listener(text) for text in argv[1:]]
+    parts = build_server(config, reactor)
+    gate = AcceptGate()
+    top = MultiService()
+    BackendService(parts.backend, reactor, gate, parts.factory).setServiceParent(top)
+    tls_factory = TLSMemoryBIOFactory(parts.tls.options, False, parts.factory)
+    _AdoptedPorts(reactor, listeners, parts.factory, tls_factory, gate).setServiceParent(top)
+    stdio.StandardIO(_ParentWatch(reactor))
+    reactor.callWhenRunning(top.startService)
+    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+    reactor.run()
+    return 0

@@ -1,0 +1,43 @@
+"""What the master tells a child: the configuration and its inherited listening sockets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from mailserv.config import Config
+from mailserv.imap.settings import ServerSettings
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A listening socket the child inherits as file descriptor ``fd``."""
+
+    fd: int
+    label: str
+    """``IMAP`` (STARTTLS offered) or ``IMAPS`` (TLS from the first byte)."""
+
+
+def encode_config(config: Config) -> str:
+    raw = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    raw["backend_options"] = dict(config.backend_options)
+    raw["settings"] = dataclasses.asdict(config.settings)
+    return json.dumps(raw)
+
+
+def decode_config(text: str) -> Config:
+    raw = json.loads(text)
+    raw["settings"] = ServerSettings(**raw["settings"])
+    return Config(**raw)
+
+
+def encode_listeners(listeners: list[Listener]) -> list[str]:
+    return [f"{item.fd}:{item.label}" for item in listeners]
+
+
+def decode_listener(text: str) -> Listener:
+    fd, _, label = text.partition(":")
+    if label not in ("IMAP", "IMAPS"):
+        raise ValueError(f"bad listener {text!r}")
+    return Listener(int(fd), label)
