@@ -146,3 +146,10 @@ def test_a_name_declared_twice_is_refused() -> None:
         Registry.build((XPING, Extension("other", commands=XPING.commands)))
     with pytest.raises(ValueError, match="STATUS item XPINGS"):
         Registry.build((XPING, Extension("other", status_items=XPING.status_items)))
+    body = FetchAttribute("BODY", no_argument, double_size)
+    with pytest.raises(ValueError, match="FETCH item BODY is declared twice"):
+        Registry.build((Extension("other", fetch_items=(body,)),))
+    with pytest.raises(ValueError, match="SEARCH key OR is declared twice"):
+        Registry.build((Extension("other", search_keys=(SearchCriterion("OR", tiny),)),))
+    with pytest.raises(ValueError, match="upper case"):
+        Registry.build((Extension("other", search_keys=(SearchCriterion("xtiny", tiny),)),))

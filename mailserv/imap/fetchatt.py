@@ -48,6 +48,8 @@ MACROS = {
     "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),
     "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
 }
+RESERVED = SIMPLE_ITEMS | {"BODY.PEEK", *MACROS}
+"""RFC 3501's item names: an extension cannot register these."""
 SECTION_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"})
 _CONTENT_SIMPLE = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 _SEEN_SIMPLE = frozenset({"RFC822", "RFC822.TEXT"})

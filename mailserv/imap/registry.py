@@ -13,12 +13,15 @@ two servers in one process may run different sets.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from mailserv.imap import fetchatt
 from mailserv.imap.arguments import text_atom
 from mailserv.imap.commands import CommandSpec
 from mailserv.imap.fetchatt import FetchAttribute
+from mailserv.imap.search import parse
 from mailserv.imap.search.parse import KeyReader, SearchKeyReader
 from mailserv.imap.session import Session
 from mailserv.interfaces import MailboxStatus, MessageMeta
@@ -127,12 +130,18 @@ class Registry:
         return cls(
             chosen,
             commands=_merge(((s.name, s) for e in chosen for s in e.commands), "command"),
-            fetch_items=_merge(((f.name, f) for e in chosen for f in e.fetch_items), "FETCH item"),
+            fetch_items=_merge(
+                ((f.name, f) for e in chosen for f in e.fetch_items),
+                "FETCH item",
+                fetchatt.RESERVED,
+            ),
             fetch_modifiers=_merge(
                 ((m.name, m) for e in chosen for m in e.fetch_modifiers), "FETCH modifier"
             ),
             search_keys=_merge(
-                ((k.name, k.read) for e in chosen for k in e.search_keys), "SEARCH key"
+                ((k.name, k.read) for e in chosen for k in e.search_keys),
+                "SEARCH key",
+                parse.RESERVED,
             ),
             select_parameters=_merge(
                 ((p.name, p) for e in chosen for p in e.select_parameters), "SELECT parameter"
@@ -148,11 +157,15 @@ class Registry:
         return [word for e in self.extensions for c in e.capabilities for word in c.words(session)]
 
 
-def _merge(entries: Iterable[tuple[str, _T]], what: str) -> dict[str, _T]:
+def _merge(
+    entries: Iterable[tuple[str, _T]], what: str, reserved: AbstractSet[str] = frozenset()
+) -> dict[str, _T]:
     table: dict[str, _T] = {}
     for name, entry in entries:
-        if name in table:
+        if name in table or name in reserved:
             raise ValueError(f"{what} {name} is declared twice")
+        if name != name.upper():
+            raise ValueError(f"{what} {name} must be named in upper case")
         table[name] = entry
     return table
 

@@ -273,3 +273,5 @@ _HANDLERS: dict[str, SearchKeyReader] = {
     "OR": KeyReader._or,
     "UID": KeyReader._uid,
 }
+RESERVED = frozenset({*_FLAG_KEYS, *_STRING_KEYS, *_DATE_KEYS, *_HANDLERS, "CHARSET"})
+"""RFC 3501's key names: an extension cannot register these."""
