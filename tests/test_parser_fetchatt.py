@@ -6,8 +6,9 @@ import pytest
 
 from mailserv.imap.fetchatt import (
     MAX_ITEMS,
-    BinarySize,
     BodySection,
+    ExtensionItem,
+    FetchAttribute,
     FetchItem,
     Simple,
     needs_content,
@@ -30,9 +31,8 @@ def section(
     fields: tuple[str, ...] = (),
     partial: tuple[int, int] | None = None,
     peek: bool = False,
-    binary: bool = False,
 ) -> BodySection:
-    return BodySection(peek, binary, part, text, fields, partial)
+    return BodySection(peek, part, text, fields, partial)
 
 
 def test_macros() -> None:
@@ -49,7 +49,7 @@ def test_macros() -> None:
 def test_simple_items() -> None:
     names = (
         "UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY BODYSTRUCTURE RFC822 RFC822.HEADER "
-        "RFC822.TEXT MODSEQ"
+        "RFC822.TEXT"
     )
     assert items_of(b"(" + names.lower().encode() + b")") == [Simple(n) for n in names.split()]
     assert items_of(b"uid") == [Simple("UID")]
@@ -74,11 +74,43 @@ def test_body_sections() -> None:
     ]
 
 
-def test_binary_items() -> None:
-    assert items_of(b"BINARY[1]") == [section(part=(1,), binary=True)]
-    assert items_of(b"BINARY.PEEK[]<0.5>") == [section(binary=True, peek=True, partial=(0, 5))]
-    assert items_of(b"BINARY.SIZE[1.2]") == [BinarySize((1, 2))]
-    assert BinarySize((1, 2)).name == "BINARY.SIZE"
+@pytest.mark.parametrize(
+    ("argument", "text"),
+    [
+        (b"BINARY[1]", "Unknown FETCH item BINARY[1]"),
+        (b"BINARY.PEEK[]<0.5>", "Unknown FETCH item BINARY.PEEK[]"),
+        (b"BINARY.SIZE[1.2]", "Unknown FETCH item BINARY.SIZE[1.2]"),
+        (b"BINARY", "Unknown FETCH item BINARY"),
+        (b"(FLAGS MODSEQ)", "Unknown FETCH item MODSEQ"),
+    ],
+)
+def test_binary_and_modseq_are_not_items(argument: bytes, text: str) -> None:
+    """RFC 3516 BINARY and RFC 7162 MODSEQ are not offered (no BINARY, no CONDSTORE)."""
+    with pytest.raises(ParseError) as caught:
+        items_of(argument)
+    assert caught.value.text == text
+
+
+def _halves(section: str | None, partial: tuple[int, int] | None) -> int:
+    if section is None or not section.isdigit():
+        raise ParseError(None, "XHALF needs a number")
+    return int(section)
+
+
+XHALF = FetchAttribute(
+    "XHALF", _halves, lambda view, n: lambda meta, raw: b"XHALF %d" % (meta.size // 2)
+)
+
+
+def test_an_extension_adds_an_item() -> None:
+    argument = parse_command(b"a FETCH 1 (UID xhalf[4])").args[1]
+    items = parse_fetch_items(argument, {"XHALF": XHALF})
+    assert items == [Simple("UID"), ExtensionItem(XHALF, 4)]
+    assert not needs_content(items) and not sets_seen(items)
+    with pytest.raises(ParseError, match="Unknown FETCH item XHALF"):
+        parse_fetch_items(argument)
+    with pytest.raises(ParseError, match="XHALF needs a number"):
+        parse_fetch_item("XHALF", {"XHALF": XHALF})
 
 
 @pytest.mark.parametrize(
@@ -90,9 +122,6 @@ def test_binary_items() -> None:
         ('BODY[HEADER.FIELDS ("X(Y)" Z)]', b'BODY[HEADER.FIELDS ("X(Y)" Z)]'),
         ("BODY[1.2.TEXT]<0.1>", b"BODY[1.2.TEXT]<0>"),
         ("BODY[3.MIME]", b"BODY[3.MIME]"),
-        ("BINARY.PEEK[1]<7.8>", b"BINARY[1]<7>"),
-        ("BINARY.SIZE[4]", b"BINARY.SIZE[4]"),
-        ("BINARY.SIZE[]", b"BINARY.SIZE[]"),
         ("rfc822.size", b"RFC822.SIZE"),
     ],
 )
@@ -105,7 +134,6 @@ def test_labels(item: str, label: bytes) -> None:
     [
         (b"BOGUS", "Unknown FETCH item"),
         (b"BODY.PEEK", "needs a section"),
-        (b"BINARY", "needs a section"),
         (b"FLAGS[]", "takes no section"),
         (b"BODY[HEADER.FIELDS]", "needs a list"),
         (b"BODY[HEADER.FIELDS ()]", "list of header field names"),
@@ -126,8 +154,6 @@ def test_labels(item: str, label: bytes) -> None:
         (b'BODY[HEADER.FIELDS ("")]', "Invalid header field name"),
         (b"BODY[HEADER.FIELDS (A (B))]", "Expected a header field name"),
         (b"BODY[HEADER.FIELDS (A) (B)]", "parenthesised list"),
-        (b"BINARY[1.TEXT]", "Invalid section part"),
-        (b"BINARY.SIZE[1]<0.5>", "no partial"),
         (b"()", "Empty FETCH item list"),
         (b"(FLAGS ALL)", "cannot be combined"),
         (b'(FLAGS "UID")', "Expected a FETCH item name"),
@@ -162,16 +188,13 @@ def test_sets_seen() -> None:
     assert sets_seen(items_of(b"BODY[]"))
     assert sets_seen(items_of(b"(FLAGS RFC822)"))
     assert sets_seen(items_of(b"RFC822.TEXT"))
-    assert sets_seen(items_of(b"BINARY[1]"))
     assert not sets_seen(items_of(b"BODY.PEEK[]"))
-    assert not sets_seen(items_of(b"BINARY.PEEK[1]"))
     assert not sets_seen(items_of(b"RFC822.HEADER"))
     assert not sets_seen(items_of(b"(FLAGS BODY BODYSTRUCTURE ENVELOPE)"))
 
 
 def test_needs_content() -> None:
     assert not needs_content(items_of(b"FULL"))
-    assert not needs_content(items_of(b"(UID FLAGS MODSEQ BODYSTRUCTURE RFC822.SIZE)"))
+    assert not needs_content(items_of(b"(UID FLAGS BODYSTRUCTURE RFC822.SIZE)"))
     for argument in (b"RFC822", b"RFC822.HEADER", b"RFC822.TEXT", b"BODY.PEEK[1]"):
         assert needs_content(items_of(argument))
-    assert needs_content(items_of(b"BINARY.SIZE[1]"))

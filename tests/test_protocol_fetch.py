@@ -557,3 +557,22 @@ def test_fetch_errors(ro: RawClient, command: str) -> None:
     assert response.status in ("BAD", "NO"), response.line
     assert not any(b"Traceback" in line for line in response.untagged)
     assert ro.command("NOOP").ok
+
+
+@pytest.mark.parametrize(
+    ("command", "text"),
+    [
+        ("FETCH 1 BINARY[]", b"Unknown FETCH item BINARY[]"),
+        ("FETCH 1 (FLAGS BINARY.PEEK[1]<0.5>)", b"Unknown FETCH item BINARY.PEEK[1]"),
+        ("FETCH 1 BINARY.SIZE[1]", b"Unknown FETCH item BINARY.SIZE[1]"),
+        ("UID FETCH 1:* (UID MODSEQ)", b"Unknown FETCH item MODSEQ"),
+        ("SEARCH MODSEQ 1", b"Unknown search key MODSEQ"),
+        ("FETCH 1 FLAGS (CHANGEDSINCE 1)", b"Unknown FETCH modifier CHANGEDSINCE"),
+    ],
+)
+def test_items_of_unadvertised_extensions_are_bad(ro: RawClient, command: str, text: bytes) -> None:
+    """BINARY (RFC 3516) and CONDSTORE (RFC 7162) are not offered: their items are BAD."""
+    response = ro.command(command)
+    assert response.status == "BAD" and response.text == text, response.line
+    assert not response.untagged
+    assert ro.command("NOOP").ok

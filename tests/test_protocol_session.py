@@ -489,3 +489,27 @@ def test_wrong_state_without_selected_mailbox(shared_connect: Connector, command
     response = client.command(command)
     assert response.status in ("BAD", "NO"), response.line
     assert client.command("NOOP").ok
+
+
+_CORE_CAPABILITIES = (
+    "IMAP4REV1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN"
+    " SPECIAL-USE APPENDLIMIT="
+)
+
+
+def test_capability_words_and_order_in_every_state(
+    connect: Connector, server: ServerProcess
+) -> None:
+    """The words and their order, pinned: the extension registry must keep them."""
+    client = connect.raw(login=False)
+    before = " ".join(capabilities(client))
+    core, _, rest = before.partition(" STARTTLS ")
+    limit = core.rsplit("=", 1)[1]
+    assert core == _CORE_CAPABILITIES + limit, before
+    assert rest == "AUTH=PLAIN AUTH=LOGIN", rest
+    assert client.starttls(server.ssl_context(), server_hostname="localhost").ok
+    assert " ".join(capabilities(client)) == f"{_CORE_CAPABILITIES}{limit} {rest}"
+    client.login(connect.user.name, connect.user.password)
+    assert " ".join(capabilities(client)) == _CORE_CAPABILITIES + limit
+    assert client.command("SELECT INBOX").ok
+    assert " ".join(capabilities(client)) == _CORE_CAPABILITIES + limit

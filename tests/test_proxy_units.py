@@ -20,7 +20,8 @@ from mailserv.backends.proxy.pool import discover_names
 from mailserv.backends.proxy.search import answerable_here, translate
 from mailserv.errors import BackendOptionError, InvalidMailboxName
 from mailserv.imap.search import parse_search
-from mailserv.imap.search.keys import (
+from mailserv.message.parse import parse_message
+from mailserv.search import (
     And,
     Contains,
     DateCompare,
@@ -32,7 +33,6 @@ from mailserv.imap.search.keys import (
     StringField,
     UidIn,
 )
-from mailserv.message.parse import parse_message
 from mailserv.syntax.tokens import Atom, ParenList, String
 
 # -- responses ------------------------------------------------------------------------------

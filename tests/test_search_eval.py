@@ -7,24 +7,19 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from test_search_support import Ctx, meta, run, single_part, toks
 
-from mailserv.imap.search import (
-    RECENT,
+from mailserv.imap.search import SearchContext, bind, evaluate, needs_content, parse_search
+from mailserv.interfaces import RECENT, MessageMeta
+from mailserv.search import (
     And,
     Contains,
     HasFlag,
     InSet,
     Not,
-    SearchContext,
     SearchProgram,
     StringField,
     UidIn,
-    bind,
-    evaluate,
-    needs_content,
-    parse_search,
     walk,
 )
-from mailserv.interfaces import MessageMeta
 
 
 def search(metas: list[MessageMeta], *items: object, ctx: Ctx | None = None) -> list[int]:
@@ -164,13 +159,6 @@ def test_or_not_nesting(box: list[MessageMeta]) -> None:
     assert search(box, "OR", "ALL", "SEEN") == [2, 4, 5, 9, 12]
     assert search(box, "SEEN", "ALL", "ALL") == [2, 4]
     assert search(box, "DELETED", "SEEN", "FLAGGED") == []
-
-
-def test_modseq() -> None:
-    metas = [meta(1, modseq=5), meta(2, modseq=7), meta(3, modseq=9)]
-    assert search(metas, "MODSEQ", "7") == [2, 3]
-    assert search(metas, "MODSEQ", "0") == [1, 2, 3]
-    assert search(metas, "MODSEQ", b"/flags/\\Seen", "all", "9") == [3]
 
 
 def at(y: int, mo: int, d: int, h: int = 12, mi: int = 0, tz: int = 0) -> datetime:

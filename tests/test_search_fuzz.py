@@ -96,8 +96,6 @@ base_keys: st.SearchStrategy[list[Token]] = st.one_of(
     ),
     st.builds(lambda s: _one("UID", s), seqsets),
     seqsets.map(lambda s: [s]),
-    st.builds(lambda n: _one("MODSEQ", n), numbers),
-    st.builds(lambda n: _one("MODSEQ", String(b"/flags/\\Seen"), Atom("all"), n), numbers),
 )
 
 

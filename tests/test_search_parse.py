@@ -1,4 +1,4 @@
-"""parse_search: every RFC 3501 key, MODSEQ, CHARSET, bounds and error texts."""
+"""parse_search: every RFC 3501 key, CHARSET, bounds, error texts, keys of extensions."""
 
 from __future__ import annotations
 
@@ -7,25 +7,23 @@ from datetime import date
 import pytest
 from test_search_support import toks
 
-from mailserv.imap.search import (
-    RECENT,
+from mailserv.imap.search import BadCharset, parse_search
+from mailserv.imap.search.parse import KeyReader
+from mailserv.interfaces import RECENT
+from mailserv.search import (
     All,
     And,
-    BadCharset,
     Contains,
     DateCompare,
     DateField,
     DateOp,
     HasFlag,
     InSet,
-    ModSeqAtLeast,
     Not,
     Or,
     SearchKey,
     SizeCompare,
     StringField,
-    parse_search,
-    uses_modseq,
     walk,
 )
 from mailserv.syntax.errors import ParseError
@@ -159,22 +157,25 @@ def test_sequence_sets() -> None:
     assert error("UID", "a").startswith("Invalid UID set")
 
 
-def test_modseq() -> None:
-    assert key("MODSEQ", "0") == ModSeqAtLeast(0)
-    assert key("modseq", "9223372036854775807") == ModSeqAtLeast(2**63 - 1)
-    assert key("MODSEQ", b"/flags/\\Seen", "ALL", "12") == ModSeqAtLeast(12, "/flags/\\Seen", "all")
-    assert key("MODSEQ", b"/flags/$x", "Priv", "1").entry_type == "priv"  # type: ignore[union-attr]
-    text = "MODSEQ needs a mod-sequence number"
-    assert error("MODSEQ") == text
-    assert error("MODSEQ", "9223372036854775808") == text
-    assert error("MODSEQ", "-1") == text
-    assert error("MODSEQ", "\u0661") == text
-    assert error("MODSEQ", b"/flags/\\Seen", "all") == text
-    assert error("MODSEQ", b"/flags/\\Seen", "mine", "1").startswith("MODSEQ entry type")
-    assert error("MODSEQ", b"/flags/\\Seen").startswith("MODSEQ needs an entry type")
-    assert error("MODSEQ", b"/annotate/x", "all", "1").startswith("Invalid MODSEQ entry")
-    assert uses_modseq(key("OR", "SEEN", "NOT", "MODSEQ", "5"))
-    assert not uses_modseq(key("OR", "SEEN", "NOT", "UID", "5"))
+def test_modseq_is_not_a_key() -> None:
+    """RFC 7162's MODSEQ key is not offered (no CONDSTORE): an unknown key, BAD."""
+    assert error("MODSEQ", "5") == "Unknown search key MODSEQ"
+    assert error("OR", "SEEN", "NOT", "modseq", "5") == "Unknown search key modseq"
+
+
+def test_an_extension_adds_a_key() -> None:
+    def read(reader: KeyReader, name: str, depth: int) -> SearchKey:
+        reader.next_token("XSIZE needs a number")
+        return SizeCompare(True, 1000)
+
+    extra = {"XBIG": read}
+    program = parse_search(toks("SEEN", "XBIG", "x"), extra=extra)
+    assert program.key == And((HasFlag("\\Seen"), SizeCompare(True, 1000)))
+    program = parse_search(toks(["OR", "XBIG", "1", "DRAFT"]), extra=extra)
+    assert program.key == Or(SizeCompare(True, 1000), HasFlag("\\Draft"))
+    with pytest.raises(ParseError, match="XSIZE needs a number"):
+        parse_search(toks("XBIG"), extra=extra)
+    assert error("XBIG", "1") == "Unknown search key XBIG"
 
 
 def test_charset() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.cred.portal import Portal
@@ -14,8 +15,10 @@ from twisted.logger import Logger
 from mailserv.auth.sasl import Mechanisms
 from mailserv.auth.throttle import LoginThrottle
 from mailserv.imap.admission import ConnectionCounter, Refused
-from mailserv.imap.commands import command_table
+from mailserv.imap.extensions import BUILT_IN
+from mailserv.imap.registry import Extension, Registry
 from mailserv.imap.server import IMAPServerProtocol
+from mailserv.imap.session import Services
 from mailserv.imap.settings import ServerSettings
 
 _log = Logger()
@@ -26,7 +29,8 @@ class IMAPServerFactory(ServerFactory):
 
     ``tls`` enables STARTTLS.  For implicit TLS (port 993) wrap this factory in TLS at the
     endpoint; the protocol notices it is already secure.  ``mechanisms`` are the SASL
-    mechanisms AUTHENTICATE offers (default: every one found in ``mailserv.plugins``, once).
+    mechanisms AUTHENTICATE offers (default: every one found in ``mailserv.plugins``, once);
+    ``extensions`` what else the server speaks (default: :data:`extensions.BUILT_IN`).
     """
 
     def __init__(
@@ -37,19 +41,25 @@ class IMAPServerFactory(ServerFactory):
         throttle: LoginThrottle | None = None,
         clock: IReactorTime | None = None,
         mechanisms: Mechanisms | None = None,
+        extensions: Iterable[Extension] = BUILT_IN,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
 
             clock = reactor  # type: ignore[assignment]
         assert clock is not None
-        self.portal = portal
-        self.settings = settings or ServerSettings()
+        self.services = Services(
+            portal=portal,
+            settings=settings or ServerSettings(),
+            clock=clock,
+            throttle=throttle or LoginThrottle(clock),
+            mechanisms=mechanisms if mechanisms is not None else Mechanisms.discover(),
+            tls=tls,
+            registry=Registry.build(extensions),
+        )
+        self.settings = self.services.settings
         self.tls = tls
         self.clock = clock
-        self.throttle = throttle or LoginThrottle(clock)
-        self.commands = command_table()
-        self.mechanisms = mechanisms if mechanisms is not None else Mechanisms.discover()
         self.connections = ConnectionCounter(self.settings)
         self.sessions: set[IMAPServerProtocol] = set()
         """The open connections (for ``shutdown``)."""

@@ -9,17 +9,23 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from mailserv.imap.fetchatt import BodySection, FetchItem, Simple, needs_content, sets_seen
+from mailserv.imap.fetchatt import (
+    BodySection,
+    ExtensionItem,
+    FetchItem,
+    Renderer,
+    Simple,
+    needs_content,
+    sets_seen,
+)
 from mailserv.imap.replies import Bad
 from mailserv.interfaces import SEEN, MessageMeta, StoreMode
 from mailserv.message.sections import FieldPicker, section_bytes
 from mailserv.syntax import dates, encode
 
 if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
+    from mailserv.imap.session import Session
     from mailserv.imap.view import SelectedView
-
-Renderer = Callable[[MessageMeta, bytes], bytes]
 
 _META_BATCH = 5000
 _CONTENT_BATCH = 100
@@ -28,6 +34,8 @@ _CONTENT_BATCH = 100
 def _compile(view: SelectedView, item: FetchItem) -> Renderer:
     if isinstance(item, BodySection):
         return _section_renderer(item)
+    if isinstance(item, ExtensionItem):
+        return item.attribute.render(view, item.argument)
     name = item.name
     if name == "UID":
         return lambda m, raw: b"UID %d" % m.uid
@@ -43,8 +51,6 @@ def _compile(view: SelectedView, item: FetchItem) -> Renderer:
         return lambda m, raw: b"BODY " + m.info.body
     if name == "BODYSTRUCTURE":
         return lambda m, raw: b"BODYSTRUCTURE " + m.info.bodystructure
-    if name == "MODSEQ":
-        return lambda m, raw: b"MODSEQ (%d)" % m.modseq
     if name == "RFC822":
         return lambda m, raw: b"RFC822 " + encode.literal(raw)
     if name == "RFC822.HEADER":
@@ -59,8 +65,6 @@ def _compile(view: SelectedView, item: FetchItem) -> Renderer:
 
 
 def _section_renderer(item: BodySection) -> Renderer:
-    if item.binary:
-        raise Bad("BINARY is not supported")
     label = item.label()
     part, text, fields, partial = item.part, item.text, item.fields, item.partial
     picker = FieldPicker(fields) if text is not None and text.upper() == "HEADER.FIELDS" else None
@@ -76,13 +80,15 @@ def _section_renderer(item: BodySection) -> Renderer:
 
 
 async def fetch(
-    session: IMAPServerProtocol,
+    session: Session,
     view: SelectedView,
     uids: Sequence[int],
     items: list[FetchItem],
     uid_mode: bool,
+    tests: Sequence[Callable[[MessageMeta], bool]] = (),
 ) -> None:
-    """Write ``* n FETCH`` for each UID still in the mailbox."""
+    """Write ``* n FETCH`` for each UID still in the mailbox that passes the ``tests``
+    (those of the command's modifiers)."""
     if uid_mode and not any(isinstance(i, Simple) and i.name == "UID" for i in items):
         items = [Simple("UID"), *items]
     renderers = [_compile(view, item) for item in items]
@@ -97,7 +103,7 @@ async def fetch(
         out = []
         for meta in metas:
             seq = view.seq_of(meta.uid)
-            if seq is None:
+            if seq is None or not all(test(meta) for test in tests):
                 continue
             raw = b""
             if content:
@@ -113,9 +119,7 @@ async def fetch(
         await session.drain()
 
 
-async def _mark_seen(
-    session: IMAPServerProtocol, view: SelectedView, uids: Sequence[int]
-) -> set[int]:
+async def _mark_seen(session: Session, view: SelectedView, uids: Sequence[int]) -> set[int]:
     """BODY[...] without PEEK sets \\Seen (RFC 3501 6.4.5); the UIDs that changed."""
     if view.readonly or not uids:
         return set()

@@ -1,21 +1,28 @@
-"""FETCH data items (RFC 3501 6.4.5, BINARY from RFC 3516): the argument → item objects.
+"""FETCH data items (RFC 3501 6.4.5): the argument → item objects.
 
 The parser keeps ``BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.100>`` as one atom; this module
 gives it structure once per command, and says what the items need (content or metadata
-only, whether they set ``\\Seen``) so FETCH can plan its backend calls.
+only, whether they set ``\\Seen``) so FETCH can plan its backend calls.  Items of
+extensions (``FetchAttribute``, registered by an extension module) are parsed by their
+own ``parse`` and rendered by their own ``render``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mailserv.imap.arguments import astring
+from mailserv.interfaces import MessageMeta
 from mailserv.syntax import encode
 from mailserv.syntax.errors import ParseError
 from mailserv.syntax.lexer import parse_tokens
 from mailserv.syntax.tokens import Atom, ParenList, String, Token
+
+if TYPE_CHECKING:
+    from mailserv.imap.view import SelectedView
 
 MAX_ITEMS = 100
 MAX_PART_DEPTH = 64
@@ -34,7 +41,6 @@ SIMPLE_ITEMS = frozenset(
         "RFC822",
         "RFC822.HEADER",
         "RFC822.TEXT",
-        "MODSEQ",
     }
 )
 MACROS = {
@@ -42,6 +48,8 @@ MACROS = {
     "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),
     "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
 }
+RESERVED = SIMPLE_ITEMS | {"BODY.PEEK", *MACROS}
+"""RFC 3501's item names: an extension cannot register these."""
 SECTION_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"})
 _CONTENT_SIMPLE = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 _SEEN_SIMPLE = frozenset({"RFC822", "RFC822.TEXT"})
@@ -67,7 +75,7 @@ class Simple:
 
 @dataclass(frozen=True, slots=True)
 class BodySection:
-    """``BODY[...]``/``BODY.PEEK[...]``, or ``BINARY[...]``/``BINARY.PEEK[...]``.
+    """``BODY[...]``/``BODY.PEEK[...]``.
 
     ``text`` is HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT, TEXT, MIME or None (the whole
     part); ``fields`` are the header names as sent (compare them case-insensitively);
@@ -75,7 +83,6 @@ class BodySection:
     """
 
     peek: bool
-    binary: bool
     part: tuple[int, ...]
     text: str | None
     fields: tuple[str, ...]
@@ -94,37 +101,54 @@ class BodySection:
 
     def label(self) -> bytes:
         """The name the response gives the item: no ``.PEEK``, partial origin only."""
-        name = b"BINARY[" if self.binary else b"BODY["
-        label = name + self.section() + b"]"
+        label = b"BODY[" + self.section() + b"]"
         if self.partial is not None:
             label += b"<%d>" % self.partial[0]
         return label
 
 
-@dataclass(frozen=True, slots=True)
-class BinarySize:
-    """``BINARY.SIZE[part]`` (RFC 3516): the decoded size of a part."""
+Renderer = Callable[[MessageMeta, bytes], bytes]
+"""One item of one ``* n FETCH`` response, from the message's metadata and its bytes
+(empty unless an item of the command needs content)."""
 
-    part: tuple[int, ...]
+
+@dataclass(frozen=True, slots=True)
+class FetchAttribute:
+    """A FETCH item an extension adds: its name, how its atom is read, how it is written."""
+
+    name: str
+    parse: Callable[[str | None, tuple[int, int] | None], Hashable]
+    """``(section or None, partial or None)`` → the item's argument; raises ParseError."""
+    render: Callable[[SelectedView, Hashable], Renderer]
+    """Compiled once per command from the argument."""
+    needs_content: bool = False
+    sets_seen: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionItem:
+    """An item of a registered ``FetchAttribute``, with its parsed argument."""
+
+    attribute: FetchAttribute
+    argument: Hashable
 
     @property
     def name(self) -> str:
-        return "BINARY.SIZE"
-
-    def label(self) -> bytes:
-        return b"BINARY.SIZE[" + ".".join(map(str, self.part)).encode("ascii") + b"]"
+        return self.attribute.name
 
 
-FetchItem = Simple | BodySection | BinarySize
+FetchItem = Simple | BodySection | ExtensionItem
+FetchAttributes = Mapping[str, FetchAttribute]
+_NONE: FetchAttributes = {}
 
 
-def parse_fetch_items(tok: Token) -> list[FetchItem]:
+def parse_fetch_items(tok: Token, extra: FetchAttributes = _NONE) -> list[FetchItem]:
     """The FETCH argument (an item, a macro, or a list of items) → items, duplicates dropped."""
     if isinstance(tok, Atom):
         macro = MACROS.get(tok.value.upper())
         if macro is not None:
             return [Simple(name) for name in macro]
-        return [parse_fetch_item(tok.value)]
+        return [parse_fetch_item(tok.value, extra)]
     if isinstance(tok, ParenList):
         if not tok.items:
             raise ParseError(None, "Empty FETCH item list")
@@ -136,36 +160,34 @@ def parse_fetch_items(tok: Token) -> list[FetchItem]:
                 raise ParseError(None, "Expected a FETCH item name")
             if item.value.upper() in MACROS:
                 raise ParseError(None, f"{item.value.upper()} cannot be combined with other items")
-            items.append(parse_fetch_item(item.value))
+            items.append(parse_fetch_item(item.value, extra))
         return list(dict.fromkeys(items))
     raise ParseError(None, "Expected FETCH items, got a string")
 
 
-def parse_fetch_item(text: str) -> FetchItem:
+def parse_fetch_item(text: str, extra: FetchAttributes = _NONE) -> FetchItem:
     """One item atom, e.g. ``BODY.PEEK[1.HEADER.FIELDS (FROM)]<0.100>``."""
     match = _ITEM.fullmatch(text)
     if match is None:
         raise ParseError(None, f"Invalid FETCH item {text[:60]!r}")
     name, section, origin, count = match.groups()
     name = name.upper()
+    partial = _partial(origin, count) if origin is not None else None
+    attribute = extra.get(name)
+    if attribute is not None:
+        return ExtensionItem(attribute, attribute.parse(section, partial))
     if section is None:
         if name in SIMPLE_ITEMS:
             return Simple(name)
-        if name in ("BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"):
+        if name == "BODY.PEEK":
             raise ParseError(None, f"{name} needs a section in brackets")
-        raise ParseError(None, f"Unknown FETCH item {name[:40]}")
-    partial = _partial(origin, count) if origin is not None else None
-    if name in ("BODY", "BODY.PEEK"):
+    elif name in ("BODY", "BODY.PEEK"):
         part, section_text, fields = _body_section(section)
-        return BodySection(name == "BODY.PEEK", False, part, section_text, fields, partial)
-    if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE"):
-        part = _part_numbers(section) if section else ()
-        if name == "BINARY.SIZE":
-            if partial is not None:
-                raise ParseError(None, "BINARY.SIZE takes no partial range")
-            return BinarySize(part)
-        return BodySection(name == "BINARY.PEEK", True, part, None, (), partial)
-    raise ParseError(None, f"{name[:40]} takes no section")
+        return BodySection(name == "BODY.PEEK", part, section_text, fields, partial)
+    elif name in SIMPLE_ITEMS:
+        raise ParseError(None, f"{name[:40]} takes no section")
+    shown = name[:40] if section is None else f"{name[:40]}[{section[:40]}]"
+    raise ParseError(None, f"Unknown FETCH item {shown}")
 
 
 def _number(text: str, what: str) -> int:
@@ -244,20 +266,25 @@ def _fields(text: str) -> tuple[str, ...]:
 
 def sets_seen(items: Iterable[FetchItem]) -> bool:
     """Whether fetching the items sets ``\\Seen`` (non-peek sections, RFC822, RFC822.TEXT)."""
-    for item in items:
-        if isinstance(item, BodySection):
-            if not item.peek:
-                return True
-        elif isinstance(item, Simple) and item.name in _SEEN_SIMPLE:
-            return True
-    return False
+    return any(_sets_seen(item) for item in items)
+
+
+def _sets_seen(item: FetchItem) -> bool:
+    if isinstance(item, BodySection):
+        return not item.peek
+    if isinstance(item, ExtensionItem):
+        return item.attribute.sets_seen
+    return item.name in _SEEN_SIMPLE
 
 
 def needs_content(items: Iterable[FetchItem]) -> bool:
     """Whether any item needs the message bytes (the rest come from stored metadata)."""
-    for item in items:
-        if isinstance(item, BodySection | BinarySize):
-            return True
-        if item.name in _CONTENT_SIMPLE:
-            return True
-    return False
+    return any(_needs_content(item) for item in items)
+
+
+def _needs_content(item: FetchItem) -> bool:
+    if isinstance(item, BodySection):
+        return True
+    if isinstance(item, ExtensionItem):
+        return item.attribute.needs_content
+    return item.name in _CONTENT_SIMPLE

@@ -4,6 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailserv import errors
+
+_BACKEND_TEXT = {
+    errors.MailboxNotFound: "No such mailbox",
+    errors.MailboxExists: "Mailbox already exists",
+    errors.MailboxHasChildren: "Mailbox has inferior hierarchical names",
+    errors.MailboxNotSelectable: "Mailbox cannot be selected",
+    errors.InvalidMailboxName: "Invalid mailbox name",
+    errors.ReadOnlyMailbox: "Mailbox is read-only",
+    errors.MessageTooLarge: "Message too large",
+    errors.QuotaExceeded: "Quota exceeded",
+    errors.BackendUnavailable: "Mail store unavailable, try again later",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -40,3 +54,8 @@ def tagged(tag: bytes, status: bytes, text: str, code: bytes | None = None) -> b
     if code:
         return tag + b" " + status + b" [" + code + b"] " + clean + b"\r\n"
     return tag + b" " + status + b" " + clean + b"\r\n"
+
+
+def backend_text(exc: errors.BackendError) -> str:
+    """The NO text for a backend error: its own message, else one by its kind."""
+    return str(exc) or _BACKEND_TEXT.get(type(exc), "Operation failed")

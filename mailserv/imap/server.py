@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from twisted.internet import defer
@@ -29,10 +29,11 @@ from zope.interface import implementer
 
 from mailserv import errors
 from mailserv.imap import capabilities
-from mailserv.imap.commands import CommandSpec, State
+from mailserv.imap.commands import CommandSpec
 from mailserv.imap.framer import CommandFramer, ContinueLiteral, Frame, FrameError, Line
 from mailserv.imap.hangup import hang_up, set_no_delay
-from mailserv.imap.replies import Bad, CommandFailure, No, Reply, tagged
+from mailserv.imap.replies import Bad, CommandFailure, Reply, backend_text, tagged
+from mailserv.imap.session import State
 from mailserv.syntax.errors import ParseError
 from mailserv.syntax.lexer import parse_command
 from mailserv.syntax.tokens import Command
@@ -47,26 +48,16 @@ _log = Logger()
 _WRITE_CHUNK = 64 * 1024
 """Output held for one write at most; a command's responses beyond it go out as they come."""
 
-_BACKEND_TEXT = {
-    errors.MailboxNotFound: "No such mailbox",
-    errors.MailboxExists: "Mailbox already exists",
-    errors.MailboxHasChildren: "Mailbox has inferior hierarchical names",
-    errors.MailboxNotSelectable: "Mailbox cannot be selected",
-    errors.InvalidMailboxName: "Invalid mailbox name",
-    errors.ReadOnlyMailbox: "Mailbox is read-only",
-    errors.MessageTooLarge: "Message too large",
-    errors.QuotaExceeded: "Quota exceeded",
-    errors.BackendUnavailable: "Mail store unavailable, try again later",
-}
-
 
 @implementer(IPushProducer)
 class IMAPServerProtocol(Protocol, TimeoutMixin):
-    """One client connection."""
+    """One client connection; implements :class:`mailserv.imap.session.Session`."""
 
     def __init__(self, factory: IMAPServerFactory) -> None:
         self.factory = factory
-        self.settings = factory.settings
+        self.services = factory.services
+        self.settings = self.services.settings
+        self._commands = self.services.registry.commands
         s = self.settings
         self.framer = CommandFramer(
             s.max_line, s.max_literal, s.max_command_size, s.max_literal_plus
@@ -100,7 +91,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self._drain_waiters: list[defer.Deferred[None]] = []
         self._tls_started = False
         self.idling = False
-        self.closing = False
+        self._closing = False
         """Set by LOGOUT: close once the tagged OK is out."""
         self._pump_call: IDelayedCall | None = None
         self.on_close: Callable[[], None] | None = None
@@ -164,16 +155,15 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         return self._tls_started or ISSLTransport.providedBy(self.transport)
 
     @property
-    def loopback(self) -> bool:
-        host = getattr(self.transport.getPeer(), "host", None)  # type: ignore[union-attr]
-        try:
-            return host is not None and ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
-
-    @property
     def peer(self) -> str:
         return str(getattr(self.transport.getPeer(), "host", "unknown"))  # type: ignore[union-attr]
+
+    @property
+    def loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.peer).is_loopback
+        except ValueError:
+            return False
 
     @property
     def plaintext_auth_allowed(self) -> bool:
@@ -292,7 +282,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         except ParseError as exc:
             command = exc
         if isinstance(command, Command):
-            spec = self.factory.commands.get(command.name)
+            spec = self._commands.get(command.name)
             if spec is not None and spec.exclusive:
                 self._reading_paused = True
         self._enqueue(command, len(raw))
@@ -381,7 +371,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
     def _schedule_pump(self) -> None:
         """Read on from the next reactor turn: no recursion however much was pipelined."""
         if self._pump_call is None or not self._pump_call.active():
-            self._pump_call = self.factory.clock.callLater(0, self._pump)
+            self._pump_call = self.services.clock.callLater(0, self._pump)
 
     async def _execute(self, item: Command | FrameError | ParseError) -> None:
         if isinstance(item, FrameError):
@@ -394,7 +384,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             self.write(tagged(tag, b"BAD", item.text))
             return
         tag = item.tag.encode()
-        spec = self.factory.commands.get(item.name)
+        spec = self._commands.get(item.name)
         if spec is None:
             self.write(tagged(tag, b"BAD", f"Unknown command {item.name[:40]}"))
             return
@@ -418,7 +408,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             return
         except errors.BackendError as exc:
             await self._flush(spec, command)
-            text = str(exc) or _BACKEND_TEXT.get(type(exc), "Operation failed")
+            text = backend_text(exc)
             self._finish(tagged(tag, b"NO", text, _code(exc.code)))
             return
         except Exception as exc:
@@ -434,14 +424,14 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self._finish(tagged(tag, b"OK", text, reply.code))
 
     def _finish(self, line: bytes) -> None:
-        if self.state is State.LOGOUT and not self.closing:
+        if self.state is State.LOGOUT and not self._closing:
             return
         self.write(line)
-        if self.closing:
+        if self._closing:
             self.end()
 
     async def _flush(self, spec: CommandSpec, command: Command) -> None:
-        if self.closing:
+        if self._closing:
             return  # after BYE (LOGOUT) only the tagged reply follows
         if self.selected is not None and self.state is State.SELECTED:
             await self.selected.flush(expunges=spec.expunge_ok or command.uid)
@@ -462,7 +452,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         """Switch to TLS after the tagged OK; anything the client pipelined is dropped."""
         self.flush_output()
         self.framer.discard_buffer()
-        self.transport.startTLS(self.factory.tls)  # type: ignore[union-attr]
+        self.transport.startTLS(self.services.tls)  # type: ignore[union-attr]
         self._tls_started = True
 
     def end(self) -> None:
@@ -480,13 +470,25 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             self._transport_paused = False
             self.transport.resumeProducing()  # type: ignore[attr-defined]
         self._hangup_call = hang_up(
-            self.transport, self.factory.clock, self.settings.close_timeout, producing=True
+            self.transport, self.services.clock, self.settings.close_timeout, producing=True
         )
 
     def disconnect(self, text: str) -> None:
         """Say BYE now; the connection closes after the running command's tagged reply."""
         self.write(_bye_line(text))
-        self.closing = True
+        self._closing = True
+
+    def note_auth_failure(self) -> int:
+        self.auth_failures += 1
+        return self.auth_failures
+
+    def enable(self, names: Iterable[str]) -> list[str]:
+        newly = [name for name in dict.fromkeys(names) if name not in self.enabled]
+        self.enabled.update(newly)
+        return newly
+
+    def set_idling(self, idling: bool) -> None:
+        self.idling = idling
 
     def bye(self, text: str) -> None:
         """Say BYE and close now (autologout, fatal input)."""
@@ -511,7 +513,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self._queued_bytes = 0
         self._reading_paused = True
         if self._deadline_call is None and self.transport is not None:
-            self._deadline_call = self.factory.clock.callLater(
+            self._deadline_call = self.services.clock.callLater(
                 self.settings.close_timeout,
                 self.transport.abortConnection,  # type: ignore[attr-defined]
             )
@@ -535,6 +537,3 @@ def _bye_line(text: str) -> bytes:
 
 def _code(code: str | None) -> bytes | None:
     return code.encode("ascii") if code else None
-
-
-__all__ = ["Bad", "IMAPServerProtocol", "No", "Reply"]

@@ -55,7 +55,7 @@ from mailserv.syntax import encode
 from mailserv.syntax.sequences import SequenceSet, uids_for_seqs, uids_in
 
 if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
+    from mailserv.imap.session import Session
 
 _log = Logger()
 
@@ -85,7 +85,7 @@ class SelectedView:
 
     def __init__(
         self,
-        session: IMAPServerProtocol,
+        session: Session,
         mailbox: IMailbox,
         readonly: bool,
         uids: Sequence[int] = (),

@@ -1,6 +1,6 @@
 """The engine's search-key tree as the arguments of an upstream ``UID SEARCH``.
 
-Every key of :mod:`mailserv.imap.search.keys` has an IMAP spelling except two cases, for
+Every key of :mod:`mailserv.search` has an IMAP spelling except two cases, for
 which ``translate`` returns None (the engine then evaluates the query itself): a flag that
 cannot be sent as an atom, and MODSEQ when the upstream keeps no mod-sequences.  The tree
 reaching a backend holds no sequence numbers and no \\Recent (``bind`` made them UID sets).

@@ -1,4 +1,5 @@
-"""Command handlers, one module per family, and the table the dispatcher reads.
+"""RFC 3501's command handlers, one module per family (extensions add theirs from
+:mod:`mailserv.imap.extensions`; the registry merges them into the dispatcher's table).
 
 A handler is ``async def handler(session, command) -> Reply | None``; it writes untagged
 responses with ``session.write`` and fails by raising ``No``/``Bad`` (or a ParseError, a
@@ -7,31 +8,19 @@ backend error: the dispatcher maps those).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import Enum
-from typing import TYPE_CHECKING
 
 from mailserv.imap.replies import Reply
+from mailserv.imap.session import Session, State
 from mailserv.syntax.tokens import Command
-
-if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
-
-
-class State(Enum):
-    NOT_AUTHENTICATED = "not authenticated"
-    AUTHENTICATED = "authenticated"
-    SELECTED = "selected"
-    LOGOUT = "logout"
-
 
 ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
 NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
 AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
 SELECTED = frozenset({State.SELECTED})
 
-Handler = Callable[["IMAPServerProtocol", Command], Awaitable[Reply | None]]
+Handler = Callable[[Session, Command], Awaitable[Reply | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,22 +34,3 @@ class CommandSpec:
     """EXPUNGE responses may follow it (RFC 3501 7.4.1: not FETCH, STORE, SEARCH)."""
     exclusive: bool = False
     """Read nothing after it until it ends (IDLE, AUTHENTICATE, STARTTLS, LOGOUT)."""
-
-
-def command_table() -> Mapping[str, CommandSpec]:
-    """Every command by name; built once by the factory."""
-    from mailserv.imap.commands import (
-        append,
-        idle,
-        login,
-        mailboxes,
-        messages,
-        select,
-        session,
-    )
-
-    table: dict[str, CommandSpec] = {}
-    for module in (session, login, mailboxes, select, append, messages, idle):
-        for spec in module.SPECS:
-            table[spec.name] = spec
-    return table

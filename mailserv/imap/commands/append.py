@@ -14,10 +14,10 @@ from mailserv.interfaces import RECENT, AppendResult
 from mailserv.syntax.tokens import Command, ParenList, String
 
 if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
+    from mailserv.imap.session import Session
 
 
-async def append(session: IMAPServerProtocol, command: Command) -> Reply:
+async def append(session: Session, command: Command) -> Reply:
     args = list(command.args)
     if len(args) < 2:
         raise Bad("APPEND takes a mailbox, optional flags and date, and a message literal")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING
 
 from twisted.cred.credentials import ICredentials, UsernamePassword
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
@@ -17,19 +16,18 @@ from mailserv.auth.sasl import MAX_RESPONSE, Challenge, SASLContext, SASLError, 
 from mailserv.imap import capabilities
 from mailserv.imap.arguments import astring, text_atom
 from mailserv.imap.commands import NOT_AUTH, CommandSpec
+from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.replies import Bad, No, Reply
+from mailserv.imap.session import Session, State
 from mailserv.interfaces import IAccount
 from mailserv.syntax.tokens import Atom, Command
-
-if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
 
 _log = Logger()
 _MAX_SASL_LINE = (MAX_RESPONSE + 2) // 3 * 4
 _MAX_SASL_STEPS = 16
 
 
-async def login(session: IMAPServerProtocol, command: Command) -> Reply:
+async def login(session: Session, command: Command) -> Reply:
     if len(command.args) != 2:
         raise Bad("LOGIN takes a user name and a password")
     if not session.plaintext_auth_allowed:
@@ -39,15 +37,15 @@ async def login(session: IMAPServerProtocol, command: Command) -> Reply:
     return await _authenticate(session, user, UsernamePassword(user.encode("utf-8"), password))
 
 
-async def authenticate(session: IMAPServerProtocol, command: Command) -> Reply:
+async def authenticate(session: Session, command: Command) -> Reply:
     if not 1 <= len(command.args) <= 2:
         raise Bad("AUTHENTICATE takes a mechanism and an optional initial response")
     name = text_atom(command.args[0]).upper()
     context = capabilities.sasl_context(session)
-    mechanism = session.factory.mechanisms.find(name, context)
+    mechanism = session.services.mechanisms.find(name, context)
     if mechanism is None:
         anywhere = SASLContext(secure=True, plaintext_allowed=True)
-        if session.factory.mechanisms.find(name, anywhere) is not None:
+        if session.services.mechanisms.find(name, anywhere) is not None:
             raise No(f"{name} needs TLS; use STARTTLS first", "PRIVACYREQUIRED")
         raise No(f"Unsupported authentication mechanism {name[:40]}")
     response: bytes | None = None
@@ -77,7 +75,7 @@ def _user_of(credentials: ICredentials) -> str:
     return user.decode("utf-8", "replace") if isinstance(user, bytes) else str(user)
 
 
-async def _challenge(session: IMAPServerProtocol, data: bytes) -> bytes:
+async def _challenge(session: Session, data: bytes) -> bytes:
     session.write(b"+ " + base64.b64encode(data) + b"\r\n")
     line = (await session.read_line()).rstrip(b"\r\n")
     if line == b"*":
@@ -94,50 +92,50 @@ def _b64(data: bytes) -> bytes:
         raise Bad("Invalid base64 in authentication response") from exc
 
 
-async def _authenticate(session: IMAPServerProtocol, user: str, credentials: ICredentials) -> Reply:
-    factory = session.factory
+async def _authenticate(session: Session, user: str, credentials: ICredentials) -> Reply:
+    services = session.services
     peer = session.peer
-    if factory.throttle.blocked(peer):
+    if services.throttle.blocked(peer):
         session.disconnect("Too many failed logins from your address; try later")
         raise No("Too many failed logins", "UNAVAILABLE")
     try:
-        _iface, account, logout = await factory.portal.login(credentials, None, IAccount)
+        _iface, account, logout = await services.portal.login(credentials, None, IAccount)
     except (UnauthorizedLogin, LoginFailed):
         return await _failed(session, user)
     except errors.BackendError:
         raise
-    factory.throttle.record_success(peer)
-    session.logged_in(user, account, logout)
+    services.throttle.record_success(peer)
+    session.logged_in(user, IAccount(account), logout)
     _log.info("{user} logged in from {peer}", user=user, peer=peer)
     caps = b" ".join(capabilities.for_session(session))
     return Reply("Logged in", b"CAPABILITY " + caps)
 
 
 async def _failed(
-    session: IMAPServerProtocol,
+    session: Session,
     user: str,
     code: str = "AUTHENTICATIONFAILED",
     text: str = "Authentication failed",
 ) -> Reply:
-    factory = session.factory
+    services = session.services
     peer = session.peer
-    factory.throttle.record_failure(peer)
-    session.auth_failures += 1
+    services.throttle.record_failure(peer)
+    failures = session.note_auth_failure()
     _log.info("Failed login for {user!r} from {peer}", user=user[:64], peer=peer)
     delay = max(
-        factory.throttle.delay_for(peer),
-        session.settings.auth_failure_delay * 2 ** min(session.auth_failures - 1, 5),
+        services.throttle.delay_for(peer),
+        session.settings.auth_failure_delay * 2 ** min(failures - 1, 5),
     )
-    await task.deferLater(factory.clock, min(delay, 30.0), lambda: None)
-    if session.auth_failures >= session.settings.max_auth_failures:
+    await task.deferLater(services.clock, min(delay, 30.0), lambda: None)
+    if failures >= session.settings.max_auth_failures:
         session.disconnect("Too many failed logins")
     raise No(text, code)
 
 
-async def starttls(session: IMAPServerProtocol, command: Command) -> Reply:
+async def starttls(session: Session, command: Command) -> Reply:
     if command.args:
         raise Bad("STARTTLS takes no arguments")
-    if session.factory.tls is None:
+    if session.services.tls is None:
         raise Bad("STARTTLS is not available")
     if session.secure:
         raise Bad("TLS is already active")
@@ -146,8 +144,35 @@ async def starttls(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply(sent=True)
 
 
-SPECS = (
-    CommandSpec("LOGIN", login, NOT_AUTH),
-    CommandSpec("AUTHENTICATE", authenticate, NOT_AUTH, exclusive=True),
-    CommandSpec("STARTTLS", starttls, NOT_AUTH, exclusive=True),
+def _before_login(session: Session) -> bool:
+    return session.state is State.NOT_AUTHENTICATED
+
+
+def _offers_starttls(session: Session) -> bool:
+    return _before_login(session) and session.services.tls is not None and not session.secure
+
+
+def _mechanisms(session: Session) -> list[bytes]:
+    names = session.services.mechanisms.offered(capabilities.sasl_context(session))
+    return [name.encode("ascii") for name in names]
+
+
+def _login_disabled(session: Session) -> bool:
+    return _before_login(session) and not session.plaintext_auth_allowed
+
+
+SIGN_IN = Extension(
+    "sign-in",
+    capabilities=(
+        Capability(b"STARTTLS", _offers_starttls),
+        Capability(b"AUTH=", _before_login, _mechanisms),
+        Capability(b"LOGINDISABLED", _login_disabled),
+    ),
+    commands=(
+        CommandSpec("LOGIN", login, NOT_AUTH),
+        CommandSpec("AUTHENTICATE", authenticate, NOT_AUTH, exclusive=True),
+        CommandSpec("STARTTLS", starttls, NOT_AUTH, exclusive=True),
+    ),
+    response_codes=frozenset({"AUTHENTICATIONFAILED", "PRIVACYREQUIRED", "UNAVAILABLE"}),
 )
+"""RFC 3501's sign-in commands and the capabilities that tell how to use them."""

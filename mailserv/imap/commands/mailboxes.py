@@ -8,13 +8,14 @@ from mailserv import errors
 from mailserv.imap import listing
 from mailserv.imap.arguments import UndecodableName, list_pattern, mailbox, new_mailbox, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
+from mailserv.imap.registry import StatusItem
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.interfaces import INBOX, IAccount, MailboxStatus
 from mailserv.syntax import encode, utf7
 from mailserv.syntax.tokens import Command, ParenList
 
 if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
+    from mailserv.imap.session import Session
 
 SPECIAL_USE = frozenset(
     {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
@@ -22,7 +23,7 @@ SPECIAL_USE = frozenset(
 _FORBIDDEN = set("*%") | {chr(c) for c in range(0x20)} | {"\x7f"}
 
 
-def account_of(session: IMAPServerProtocol) -> IAccount:
+def account_of(session: Session) -> IAccount:
     assert session.account is not None
     return session.account
 
@@ -46,7 +47,7 @@ def valid_new_name(name: str, max_bytes: int) -> str:
     return name
 
 
-async def create(session: IMAPServerProtocol, command: Command) -> Reply:
+async def create(session: Session, command: Command) -> Reply:
     if len(command.args) not in (1, 2):
         raise Bad("CREATE takes a mailbox name")
     name = valid_new_name(new_mailbox(command.args[0]), session.settings.max_mailbox_name)
@@ -77,7 +78,7 @@ def _special_use(arg: object) -> str | None:
     raise Bad("Unknown CREATE parameters")
 
 
-async def delete(session: IMAPServerProtocol, command: Command) -> Reply:
+async def delete(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("DELETE takes a mailbox name")
     name = mailbox(command.args[0])
@@ -89,7 +90,7 @@ async def delete(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply()
 
 
-async def rename(session: IMAPServerProtocol, command: Command) -> Reply:
+async def rename(session: Session, command: Command) -> Reply:
     if len(command.args) != 2:
         raise Bad("RENAME takes two mailbox names")
     old = mailbox(command.args[0])
@@ -102,14 +103,14 @@ async def rename(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply()
 
 
-async def subscribe(session: IMAPServerProtocol, command: Command) -> Reply:
+async def subscribe(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("SUBSCRIBE takes a mailbox name")
     await account_of(session).subscribe(mailbox(command.args[0]))
     return Reply()
 
 
-async def unsubscribe(session: IMAPServerProtocol, command: Command) -> Reply:
+async def unsubscribe(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("UNSUBSCRIBE takes a mailbox name")
     await account_of(session).unsubscribe(mailbox(command.args[0]))
@@ -126,7 +127,7 @@ def _list_args(command: Command) -> tuple[str, str] | None:
         return None
 
 
-async def list_(session: IMAPServerProtocol, command: Command) -> Reply:
+async def list_(session: Session, command: Command) -> Reply:
     args = _list_args(command)
     if args is None:
         return Reply()
@@ -144,7 +145,7 @@ async def list_(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply()
 
 
-async def lsub(session: IMAPServerProtocol, command: Command) -> Reply:
+async def lsub(session: Session, command: Command) -> Reply:
     args = _list_args(command)
     if args is None:
         return Reply()
@@ -163,22 +164,24 @@ async def lsub(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply()
 
 
-_STATUS_ITEMS = {
-    "MESSAGES": lambda s: s.messages,
-    "RECENT": lambda s: s.recent,
-    "UIDNEXT": lambda s: s.uidnext,
-    "UIDVALIDITY": lambda s: s.uidvalidity,
-    "UNSEEN": lambda s: s.unseen,
-    "SIZE": lambda s: s.size,
-}
+STATUS_ITEMS = (
+    StatusItem("MESSAGES", lambda s: s.messages),
+    StatusItem("RECENT", lambda s: s.recent),
+    StatusItem("UIDNEXT", lambda s: s.uidnext),
+    StatusItem("UIDVALIDITY", lambda s: s.uidvalidity),
+    StatusItem("UNSEEN", lambda s: s.unseen),
+    StatusItem("SIZE", lambda s: s.size),
+)
+"""RFC 3501's items, and RFC 8438's SIZE; extensions register more."""
 
 
-async def status(session: IMAPServerProtocol, command: Command) -> Reply:
+async def status(session: Session, command: Command) -> Reply:
     if len(command.args) != 2 or not isinstance(command.args[1], ParenList):
         raise Bad("STATUS takes a mailbox name and a list of items")
     name = mailbox(command.args[0])
     items = [text_atom(item).upper() for item in command.args[1].items]
-    unknown = [item for item in items if item not in _STATUS_ITEMS]
+    known = session.services.registry.status_items
+    unknown = [item for item in items if item not in known]
     if unknown or not items:
         raise Bad(f"Unknown STATUS item {unknown[0][:40]}" if unknown else "No STATUS items")
     try:
@@ -186,7 +189,7 @@ async def status(session: IMAPServerProtocol, command: Command) -> Reply:
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc
     counts: MailboxStatus = await box.status()
-    values = b" ".join(b"%s %d" % (item.encode(), _STATUS_ITEMS[item](counts)) for item in items)
+    values = b" ".join(b"%s %d" % (item.encode(), known[item].value(counts)) for item in items)
     session.write(b"* STATUS %s (%s)\r\n" % (name_bytes(name), values))
     return Reply()
 

@@ -1,4 +1,4 @@
-"""Selected state, message level: FETCH STORE SEARCH COPY MOVE EXPUNGE (and their UID forms)."""
+"""Selected state, message level: FETCH STORE SEARCH COPY EXPUNGE (and their UID forms)."""
 
 from __future__ import annotations
 
@@ -9,40 +9,34 @@ from mailserv.imap import fetch as fetch_responses
 from mailserv.imap.arguments import flags, mailbox, text_atom
 from mailserv.imap.commands import SELECTED, CommandSpec
 from mailserv.imap.fetchatt import parse_fetch_items
+from mailserv.imap.registry import parameters
 from mailserv.imap.replies import Bad, No, Reply
-from mailserv.imap.search import (
-    BadCharset,
-    SearchContext,
-    SearchProgram,
-    bind,
-    evaluate,
-    parse_search,
-)
+from mailserv.imap.search import BadCharset, SearchContext, bind, evaluate, parse_search
 from mailserv.imap.view import SelectedView
 from mailserv.interfaces import RECENT, CopyResult, MessageMeta, StoreMode
-from mailserv.search import backend_search
+from mailserv.search import SearchProgram, backend_search
 from mailserv.syntax.sequences import format_set, parse_sequence_set
 from mailserv.syntax.tokens import Command, ParenList, Token
 
 if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
+    from mailserv.imap.session import Session
 
 _STORE_MODES = {"FLAGS": StoreMode.REPLACE, "+FLAGS": StoreMode.ADD, "-FLAGS": StoreMode.REMOVE}
 
 
-def view_of(session: IMAPServerProtocol) -> SelectedView:
+def view_of(session: Session) -> SelectedView:
     assert session.selected is not None
     return session.selected
 
 
-def writable(session: IMAPServerProtocol) -> SelectedView:
+def writable(session: Session) -> SelectedView:
     view = view_of(session)
     if view.readonly:
         raise No("Mailbox is read-only (EXAMINE)", "READ-ONLY")
     return view
 
 
-def _message_set(session: IMAPServerProtocol, command: Command, token: Token) -> list[int]:
+def _message_set(session: Session, command: Command, token: Token) -> list[int]:
     try:
         sequence = parse_sequence_set(text_atom(token))
     except ValueError as exc:
@@ -50,16 +44,21 @@ def _message_set(session: IMAPServerProtocol, command: Command, token: Token) ->
     return view_of(session).select(sequence, command.uid)
 
 
-async def fetch(session: IMAPServerProtocol, command: Command) -> Reply:
-    if len(command.args) != 2:
-        raise Bad("FETCH takes a sequence set and data items")
+async def fetch(session: Session, command: Command) -> Reply:
+    if len(command.args) not in (2, 3):
+        raise Bad("FETCH takes a sequence set, data items and optional modifiers")
+    registry = session.services.registry
     uids = _message_set(session, command, command.args[0])
-    items = parse_fetch_items(command.args[1])
-    await fetch_responses.fetch(session, view_of(session), uids, items, command.uid)
+    items = parse_fetch_items(command.args[1], registry.fetch_items)
+    tests = []
+    if len(command.args) == 3:
+        modifiers = parameters(command.args[2], registry.fetch_modifiers, "FETCH modifier")
+        tests = [modifier.parse(value) for modifier, value in modifiers]
+    await fetch_responses.fetch(session, view_of(session), uids, items, command.uid, tests)
     return Reply()
 
 
-async def store(session: IMAPServerProtocol, command: Command) -> Reply:
+async def store(session: Session, command: Command) -> Reply:
     if len(command.args) < 3:
         raise Bad("STORE takes a sequence set, an item and flags")
     view = writable(session)
@@ -84,7 +83,7 @@ async def store(session: IMAPServerProtocol, command: Command) -> Reply:
 
 
 async def _report_flags(
-    session: IMAPServerProtocol, view: SelectedView, uids: list[int], uid_mode: bool
+    session: Session, view: SelectedView, uids: list[int], uid_mode: bool
 ) -> None:
     metas: list[MessageMeta] = list(await view.mailbox.fetch(uids))
     out = []
@@ -99,10 +98,14 @@ async def _report_flags(
     view.write_fetches(out)
 
 
-async def search(session: IMAPServerProtocol, command: Command) -> Reply:
+async def search(session: Session, command: Command) -> Reply:
     view = view_of(session)
     try:
-        program = parse_search(command.args, session.settings.max_search_keys)
+        program = parse_search(
+            command.args,
+            session.settings.max_search_keys,
+            extra=session.services.registry.search_keys,
+        )
     except BadCharset as exc:
         raise No(f"Unsupported charset {exc.charset[:40]}", exc.response_code) from exc
     box = view.mailbox
@@ -119,7 +122,8 @@ async def search(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply()
 
 
-async def _transfer(session: IMAPServerProtocol, command: Command, move: bool) -> Reply:
+async def transfer(session: Session, command: Command, move: bool) -> Reply:
+    """COPY, or MOVE (:mod:`mailserv.imap.extensions.move`)."""
     if len(command.args) != 2:
         raise Bad(f"{command.name} takes a sequence set and a mailbox")
     view = writable(session) if move else view_of(session)
@@ -146,15 +150,11 @@ async def _transfer(session: IMAPServerProtocol, command: Command, move: bool) -
     return Reply("MOVE completed")
 
 
-async def copy(session: IMAPServerProtocol, command: Command) -> Reply:
-    return await _transfer(session, command, move=False)
+async def copy(session: Session, command: Command) -> Reply:
+    return await transfer(session, command, move=False)
 
 
-async def move(session: IMAPServerProtocol, command: Command) -> Reply:
-    return await _transfer(session, command, move=True)
-
-
-async def expunge(session: IMAPServerProtocol, command: Command) -> Reply:
+async def expunge(session: Session, command: Command) -> Reply:
     view = writable(session)
     restrict = None
     if command.uid:
@@ -175,6 +175,5 @@ SPECS = (
     CommandSpec("STORE", store, SELECTED, uid=True, expunge_ok=False),
     CommandSpec("SEARCH", search, SELECTED, uid=True, expunge_ok=False),
     CommandSpec("COPY", copy, SELECTED, uid=True),
-    CommandSpec("MOVE", move, SELECTED, uid=True),
     CommandSpec("EXPUNGE", expunge, SELECTED, uid=True),
 )

@@ -1,4 +1,4 @@
-"""Entering and leaving the selected state: SELECT EXAMINE CLOSE UNSELECT CHECK."""
+"""Entering and leaving the selected state: SELECT EXAMINE CLOSE CHECK."""
 
 from __future__ import annotations
 
@@ -7,29 +7,33 @@ from typing import TYPE_CHECKING
 from mailserv.imap.arguments import mailbox
 from mailserv.imap.commands import AUTH, SELECTED, CommandSpec
 from mailserv.imap.commands.mailboxes import account_of
+from mailserv.imap.registry import parameters
 from mailserv.imap.replies import Bad, Reply
-from mailserv.imap.search.keys import UNSEEN
 from mailserv.imap.view import SelectedView, flags_responses
 from mailserv.interfaces import SEEN, MailboxStatus
-from mailserv.search import backend_search
+from mailserv.search import UNSEEN, backend_search
 from mailserv.syntax.tokens import Command
 
 if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
+    from mailserv.imap.session import Session
 
 
-async def select(session: IMAPServerProtocol, command: Command) -> Reply:
+async def select(session: Session, command: Command) -> Reply:
     return await _open(session, command, readonly=False)
 
 
-async def examine(session: IMAPServerProtocol, command: Command) -> Reply:
+async def examine(session: Session, command: Command) -> Reply:
     return await _open(session, command, readonly=True)
 
 
-async def _open(session: IMAPServerProtocol, command: Command, readonly: bool) -> Reply:
-    if len(command.args) != 1:
-        raise Bad(f"{command.name} takes a mailbox name")
+async def _open(session: Session, command: Command, readonly: bool) -> Reply:
+    if len(command.args) not in (1, 2):
+        raise Bad(f"{command.name} takes a mailbox name and optional parameters")
     name = mailbox(command.args[0])
+    if len(command.args) == 2:
+        known = session.services.registry.select_parameters
+        for parameter, value in parameters(command.args[1], known, f"{command.name} parameter"):
+            parameter.apply(session, value)
     session.deselect()  # RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected
     box = await account_of(session).open(name)
     # Listening before the mailbox is read: a change made meanwhile is an event the view
@@ -84,7 +88,7 @@ async def _first_unseen(view: SelectedView, counts: MailboxStatus) -> int | None
     return None
 
 
-async def close(session: IMAPServerProtocol, command: Command) -> Reply:
+async def close(session: Session, command: Command) -> Reply:
     """Expunge silently (unless read-only), then leave the selected state."""
     if command.args:
         raise Bad("CLOSE takes no arguments")
@@ -96,14 +100,7 @@ async def close(session: IMAPServerProtocol, command: Command) -> Reply:
     return Reply()
 
 
-async def unselect(session: IMAPServerProtocol, command: Command) -> Reply:
-    if command.args:
-        raise Bad("UNSELECT takes no arguments")
-    session.deselect()
-    return Reply()
-
-
-async def check(session: IMAPServerProtocol, command: Command) -> Reply:
+async def check(session: Session, command: Command) -> Reply:
     if command.args:
         raise Bad("CHECK takes no arguments")
     return Reply()
@@ -113,6 +110,5 @@ SPECS = (
     CommandSpec("SELECT", select, AUTH),
     CommandSpec("EXAMINE", examine, AUTH),
     CommandSpec("CLOSE", close, SELECTED),
-    CommandSpec("UNSELECT", unselect, SELECTED),
     CommandSpec("CHECK", check, SELECTED),
 )

@@ -1,61 +1,30 @@
 """SEARCH: parse the criteria into a key tree, and evaluate it when the backend does not.
 
-``parse_search`` turns the command's tokens into a ``SearchProgram``; a backend may answer it
-itself (``IMailbox.search``), else ``evaluate`` runs it over the session's ``MessageMeta``.
+``parse_search`` turns the command's tokens into a :class:`mailserv.search.SearchProgram`
+(the query type lives there: backends get it too); a backend may answer it itself
+(``IMailbox.search``), else ``evaluate`` runs it over the session's ``MessageMeta``.
 """
 
 from mailserv.imap.search.evaluate import SearchContext, evaluate, needs_content
-from mailserv.imap.search.keys import (
-    RECENT,
-    All,
-    And,
-    Contains,
-    DateCompare,
-    DateField,
-    DateOp,
-    HasFlag,
-    InSet,
-    ModSeqAtLeast,
-    Not,
-    Or,
-    SearchKey,
-    SearchProgram,
-    SizeCompare,
-    StringField,
-    UidIn,
-    bind,
-    sequence_uids,
-    uses_modseq,
-    walk,
+from mailserv.imap.search.keys import CONTENT_FIELDS, bind, sequence_uids
+from mailserv.imap.search.parse import (
+    SUPPORTED_CHARSETS,
+    BadCharset,
+    KeyReader,
+    SearchKeyReader,
+    parse_search,
 )
-from mailserv.imap.search.parse import SUPPORTED_CHARSETS, BadCharset, parse_search
 
 __all__ = [
-    "RECENT",
+    "CONTENT_FIELDS",
     "SUPPORTED_CHARSETS",
-    "All",
-    "And",
     "BadCharset",
-    "Contains",
-    "DateCompare",
-    "DateField",
-    "DateOp",
-    "HasFlag",
-    "InSet",
-    "ModSeqAtLeast",
-    "Not",
-    "Or",
+    "KeyReader",
     "SearchContext",
-    "SearchKey",
-    "SearchProgram",
-    "SizeCompare",
-    "StringField",
-    "UidIn",
+    "SearchKeyReader",
     "bind",
     "evaluate",
     "needs_content",
     "parse_search",
     "sequence_uids",
-    "uses_modseq",
-    "walk",
 ]

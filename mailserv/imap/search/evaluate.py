@@ -16,16 +16,19 @@ from datetime import date
 
 from twisted.logger import Logger
 
-from mailserv.imap.search.keys import (
-    RECENT,
+from mailserv.imap.search.keys import sequence_uids
+from mailserv.interfaces import RECENT, MessageMeta
+from mailserv.message import text
+from mailserv.message.addresses import SEPARATOR, raw_search_line
+from mailserv.search import (
     All,
+    And,
     Contains,
     DateCompare,
     DateField,
     DateOp,
     HasFlag,
     InSet,
-    ModSeqAtLeast,
     Not,
     Or,
     SearchKey,
@@ -33,12 +36,8 @@ from mailserv.imap.search.keys import (
     SizeCompare,
     StringField,
     UidIn,
-    sequence_uids,
     walk,
 )
-from mailserv.interfaces import MessageMeta
-from mailserv.message import text
-from mailserv.message.addresses import SEPARATOR, raw_search_line
 from mailserv.syntax.flags import SYSTEM_FLAGS
 from mailserv.syntax.sequences import uids_in
 
@@ -167,14 +166,13 @@ def _compile(key: SearchKey, ctx: SearchContext) -> _Plan:
     if isinstance(key, UidIn):
         chosen = key.uids
         return _Plan(_COST_META, lambda meta: meta.uid in chosen)
-    if isinstance(key, ModSeqAtLeast):
-        least = key.modseq
-        return _Plan(_COST_META, lambda meta: meta.modseq >= least)
     if isinstance(key, Not):
         return _not(_compile(key.key, ctx))
     if isinstance(key, Or):
         return _or(_compile(key.left, ctx), _compile(key.right, ctx))
-    return _and([_compile(k, ctx) for k in key.keys])
+    if isinstance(key, And):
+        return _and([_compile(k, ctx) for k in key.keys])
+    raise TypeError(f"The engine cannot evaluate {type(key).__name__}")
 
 
 def _flag(flag: str, present: bool, recent: AbstractSet[int]) -> Check:

@@ -1,4 +1,4 @@
-"""The engine's side of the search-key tree (:mod:`mailserv.search`, re-exported here).
+"""The engine's side of the search-key tree (:mod:`mailserv.search`).
 
 The parser builds the tree, the engine's fallback evaluator runs it, and ``bind`` turns a
 session's sequence numbers and \\Recent into UIDs before a backend that searches itself
@@ -11,61 +11,11 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
 from mailserv.interfaces import RECENT
-from mailserv.search import (
-    UNSEEN,
-    All,
-    And,
-    Contains,
-    DateCompare,
-    DateField,
-    DateOp,
-    HasFlag,
-    InSet,
-    ModSeqAtLeast,
-    Not,
-    Or,
-    SearchKey,
-    SearchProgram,
-    SizeCompare,
-    StringField,
-    UidIn,
-    walk,
-)
+from mailserv.search import And, HasFlag, InSet, Not, Or, SearchKey, StringField, UidIn
 from mailserv.syntax.sequences import SequenceSet
-
-__all__ = [
-    "CONTENT_FIELDS",
-    "RECENT",
-    "UNSEEN",
-    "All",
-    "And",
-    "Contains",
-    "DateCompare",
-    "DateField",
-    "DateOp",
-    "HasFlag",
-    "InSet",
-    "ModSeqAtLeast",
-    "Not",
-    "Or",
-    "SearchKey",
-    "SearchProgram",
-    "SizeCompare",
-    "StringField",
-    "UidIn",
-    "bind",
-    "sequence_uids",
-    "uses_modseq",
-    "walk",
-]
 
 CONTENT_FIELDS = frozenset({StringField.BODY, StringField.TEXT, StringField.HEADER})
 """String fields that may need the message bytes (HEADER only for other headers)."""
-
-
-def uses_modseq(key: SearchKey) -> bool:
-    """True when a MODSEQ key appears: RFC 7162 then wants ``(MODSEQ n)`` in the reply."""
-    return any(isinstance(node, ModSeqAtLeast) for node in walk(key))
 
 
 def bind(key: SearchKey, uids: Sequence[int], recent: AbstractSet[int]) -> SearchKey:

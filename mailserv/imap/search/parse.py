@@ -1,4 +1,4 @@
-"""SEARCH arguments (RFC 3501 6.4.4, RFC 7162 MODSEQ) to a ``SearchProgram``.
+"""SEARCH arguments (RFC 3501 6.4.4) to a ``SearchProgram``; extensions add keys.
 
 Bad syntax raises ``ParseError`` (the engine answers BAD); an unsupported CHARSET raises
 ``BadCharset`` (the engine answers ``NO [BADCHARSET (...)]``).  The client controls the key
@@ -7,12 +7,12 @@ count and the nesting depth, so both are bounded.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 
 from mailserv.imap.arguments import astring, number, search_date, text_atom
-from mailserv.imap.search.keys import (
-    RECENT,
+from mailserv.interfaces import RECENT
+from mailserv.search import (
     All,
     And,
     Contains,
@@ -21,7 +21,6 @@ from mailserv.imap.search.keys import (
     DateOp,
     HasFlag,
     InSet,
-    ModSeqAtLeast,
     Not,
     Or,
     SearchKey,
@@ -36,7 +35,6 @@ from mailserv.syntax.tokens import Atom, ParenList, String, Token
 SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
 MAX_DEPTH = 64
 """Parentheses, NOT and OR nested deeper than this are refused (recursion stays shallow)."""
-MAX_MODSEQ = 2**63 - 1
 
 
 class BadCharset(Exception):
@@ -50,9 +48,14 @@ class BadCharset(Exception):
 
 
 def parse_search(
-    args: Sequence[Token], max_keys: int = 1000, *, max_depth: int = MAX_DEPTH
+    args: Sequence[Token],
+    max_keys: int = 1000,
+    *,
+    max_depth: int = MAX_DEPTH,
+    extra: Mapping[str, SearchKeyReader] | None = None,
 ) -> SearchProgram:
-    """Parse ``[CHARSET name] key...``; the keys are ANDed."""
+    """Parse ``[CHARSET name] key...``; the keys are ANDed.  ``extra``: the keys
+    extensions registered, by name (RFC 3501's own cannot be replaced)."""
     charset: str | None = None
     start = 0
     if args and isinstance(args[0], Atom) and args[0].value.upper() == "CHARSET":
@@ -63,7 +66,7 @@ def parse_search(
         if charset not in SUPPORTED_CHARSETS:
             raise BadCharset(name)
         start = 2
-    reader = _Reader(args, start, [max_keys], max_depth)
+    reader = KeyReader(args, start, [max_keys], max_depth, extra or {})
     if reader.at_end():
         raise _error("SEARCH needs at least one search key")
     keys: list[SearchKey] = []
@@ -126,21 +129,27 @@ _DATE_KEYS = {
 _FIELD_NAME_CHARS = frozenset(chr(c) for c in range(33, 127)) - {":"}
 
 
-class _Reader:
+class KeyReader:
     """A cursor over the tokens of one list level, sharing the key budget with its parent."""
 
     def __init__(
-        self, tokens: Sequence[Token], pos: int, budget: list[int], max_depth: int
+        self,
+        tokens: Sequence[Token],
+        pos: int,
+        budget: list[int],
+        max_depth: int,
+        extra: Mapping[str, SearchKeyReader],
     ) -> None:
         self.tokens = tokens
         self.pos = pos
         self.budget = budget  # keys still allowed; one list shared by nested readers
         self.max_depth = max_depth
+        self.extra = extra
 
     def at_end(self) -> bool:
         return self.pos >= len(self.tokens)
 
-    def _next(self, text: str) -> Token:
+    def next_token(self, text: str) -> Token:
         if self.at_end():
             raise _error(text)
         token = self.tokens[self.pos]
@@ -154,7 +163,7 @@ class _Reader:
             raise _error("Too many search keys")
         if depth > self.max_depth:
             raise _error("Search keys nested too deeply")
-        token = self._next("Search key expected")
+        token = self.next_token("Search key expected")
         if isinstance(token, ParenList):
             return self._list(token, depth + 1)
         if isinstance(token, String):
@@ -165,12 +174,12 @@ class _Reader:
         if name in _FLAG_KEYS:
             return _FLAG_KEYS[name]
         if name in _STRING_KEYS:
-            value = _astring(self._next(f"{name} needs a string"), f"{name} needs a string")
+            value = _astring(self.next_token(f"{name} needs a string"), f"{name} needs a string")
             return Contains(_STRING_KEYS[name], _text(value, name))
         if name in _DATE_KEYS:
             field, op = _DATE_KEYS[name]
             return DateCompare(field, op, self._date(name))
-        handler = _HANDLERS.get(name)
+        handler = _HANDLERS.get(name) or self.extra.get(name)
         if handler is None:
             raise _error(f"Unknown search key {token.value[:40]}")
         return handler(self, name, depth)
@@ -178,7 +187,7 @@ class _Reader:
     def _list(self, token: ParenList, depth: int) -> SearchKey:
         if not token.items:
             raise _error("Empty parenthesised search key list")
-        inner = _Reader(token.items, 0, self.budget, self.max_depth)
+        inner = KeyReader(token.items, 0, self.budget, self.max_depth, self.extra)
         keys: list[SearchKey] = []
         while not inner.at_end():
             keys.append(inner.key(depth))
@@ -186,7 +195,7 @@ class _Reader:
 
     def _date(self, name: str) -> date:
         text = f"{name} needs a date (d-Mon-yyyy)"
-        token = self._next(text)
+        token = self.next_token(text)
         if isinstance(token, ParenList):
             raise _error(text)
         try:
@@ -202,15 +211,15 @@ class _Reader:
 
     def _header(self, name: str, depth: int) -> SearchKey:
         text = "HEADER needs a field name and a string"
-        field = _ascii(_astring(self._next(text), text), "header field name")
+        field = _ascii(_astring(self.next_token(text), text), "header field name")
         if not field or not set(field) <= _FIELD_NAME_CHARS:
             raise _error(f"Invalid header field name {field[:40]!r}")
-        value = _text(_astring(self._next(text), text), "HEADER")
+        value = _text(_astring(self.next_token(text), text), "HEADER")
         return Contains(StringField.HEADER, value, field)
 
     def _keyword(self, name: str, depth: int) -> SearchKey:
         text = f"{name} needs a flag keyword"
-        token = self._next(text)
+        token = self.next_token(text)
         if not isinstance(token, Atom):
             raise _error(text)
         try:
@@ -221,7 +230,7 @@ class _Reader:
 
     def _size(self, name: str, depth: int) -> SearchKey:
         text = f"{name} needs a number"
-        token = self._next(text)
+        token = self.next_token(text)
         if not isinstance(token, Atom):
             raise _error(text)
         try:
@@ -245,41 +254,24 @@ class _Reader:
 
     def _uid(self, name: str, depth: int) -> SearchKey:
         text = "UID needs a sequence set"
-        token = self._next(text)
+        token = self.next_token(text)
         if not isinstance(token, Atom):
             raise _error(text)
         return InSet(self._sequence(token.value, "Invalid UID set"), uid=True)
 
-    def _modseq(self, name: str, depth: int) -> SearchKey:
-        text = "MODSEQ needs a mod-sequence number"
-        token = self._next(text)
-        entry = entry_type = None
-        if isinstance(token, String):
-            entry = _ascii(token.value, "MODSEQ entry name")
-            if not entry.lower().startswith("/flags/") or len(entry) == 7:
-                raise _error(f"Invalid MODSEQ entry name {entry[:40]!r}")
-            kind = self._next("MODSEQ needs an entry type (priv, shared or all)")
-            entry_type = kind.value.lower() if isinstance(kind, Atom) else ""
-            if entry_type not in ("priv", "shared", "all"):
-                raise _error("MODSEQ entry type must be priv, shared or all")
-            token = self._next(text)
-        digits = token.value if isinstance(token, Atom) else ""
-        if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
-            raise _error(text)
-        modseq = int(digits)
-        if modseq > MAX_MODSEQ:
-            raise _error(text)
-        return ModSeqAtLeast(modseq, entry, entry_type)
 
+SearchKeyReader = Callable[[KeyReader, str, int], SearchKey]
+"""Reads one key's arguments (``reader.next_token``) given its name and nesting depth."""
 
-_HANDLERS: dict[str, Callable[[_Reader, str, int], SearchKey]] = {
-    "HEADER": _Reader._header,
-    "KEYWORD": _Reader._keyword,
-    "UNKEYWORD": _Reader._keyword,
-    "LARGER": _Reader._size,
-    "SMALLER": _Reader._size,
-    "NOT": _Reader._not,
-    "OR": _Reader._or,
-    "UID": _Reader._uid,
-    "MODSEQ": _Reader._modseq,
+_HANDLERS: dict[str, SearchKeyReader] = {
+    "HEADER": KeyReader._header,
+    "KEYWORD": KeyReader._keyword,
+    "UNKEYWORD": KeyReader._keyword,
+    "LARGER": KeyReader._size,
+    "SMALLER": KeyReader._size,
+    "NOT": KeyReader._not,
+    "OR": KeyReader._or,
+    "UID": KeyReader._uid,
 }
+RESERVED = frozenset({*_FLAG_KEYS, *_STRING_KEYS, *_DATE_KEYS, *_HANDLERS, "CHARSET"})
+"""RFC 3501's key names: an extension cannot register these."""

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from twisted.internet.interfaces import IDelayedCall
 
 from mailserv.imap.commands import AUTH, CommandSpec
+from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.replies import Bad, Reply
+from mailserv.imap.session import Session
 from mailserv.syntax.tokens import Command
 
-if TYPE_CHECKING:
-    from mailserv.imap.server import IMAPServerProtocol
 
-
-async def idle(session: IMAPServerProtocol, command: Command) -> Reply:
+async def idle(session: Session, command: Command) -> Reply:
     if command.args:
         raise Bad("IDLE takes no arguments")
     if session.selected is not None:
         await session.selected.flush(expunges=True)
     session.write(b"+ idling\r\n")
-    session.idling = True
+    session.set_idling(True)
     keepalive = _schedule_keepalive(session)
     try:
         while True:
@@ -29,15 +26,15 @@ async def idle(session: IMAPServerProtocol, command: Command) -> Reply:
                 break
             session.write(b"* BAD Expected DONE to end IDLE\r\n")
     finally:
-        session.idling = False
+        session.set_idling(False)
         if keepalive[0].active():
             keepalive[0].cancel()
     return Reply("IDLE terminated")
 
 
-def _schedule_keepalive(session: IMAPServerProtocol) -> list[IDelayedCall]:
+def _schedule_keepalive(session: Session) -> list[IDelayedCall]:
     """A ``* OK Still here`` now and then, so NAT boxes keep the idle flow open."""
-    clock = session.factory.clock
+    clock = session.services.clock
     interval = session.settings.idle_keepalive
     holder: list[IDelayedCall] = []
 
@@ -49,4 +46,8 @@ def _schedule_keepalive(session: IMAPServerProtocol) -> list[IDelayedCall]:
     return holder
 
 
-SPECS = (CommandSpec("IDLE", idle, AUTH, exclusive=True),)
+EXTENSION = Extension(
+    "IDLE",
+    capabilities=(Capability(b"IDLE"),),
+    commands=(CommandSpec("IDLE", idle, AUTH, exclusive=True),),
+)

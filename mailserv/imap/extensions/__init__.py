@@ -1,0 +1,56 @@
+"""The extensions the server is built with: one module each, registered in ``BUILT_IN``.
+
+An extension module declares an ``EXTENSION`` (:class:`mailserv.imap.registry.Extension`):
+its commands, STATUS items, ENABLE names, response codes and capabilities with the
+condition each is offered under.  Adding one is writing its module and naming it below;
+CAPABILITY lists the words in this order.  RFC 3501 itself is declared the same way
+(``IMAP4REV1`` first, the sign-in commands and capabilities last).
+"""
+
+from __future__ import annotations
+
+from mailserv.imap.commands import append, login, mailboxes, messages, select, session
+from mailserv.imap.extensions import (
+    appendlimit,
+    children,
+    enable,
+    id,
+    idle,
+    literal_plus,
+    move,
+    namespace,
+    sasl_ir,
+    special_use,
+    uidplus,
+    unselect,
+)
+from mailserv.imap.registry import Capability, Extension
+
+IMAP4REV1 = Extension(
+    "IMAP4rev1",
+    capabilities=(Capability(b"IMAP4rev1"),),
+    commands=session.SPECS + mailboxes.SPECS + select.SPECS + append.SPECS + messages.SPECS,
+    status_items=mailboxes.STATUS_ITEMS,
+    response_codes=frozenset(
+        {"ALERT", "PARSE", "PERMANENTFLAGS", "READ-ONLY", "READ-WRITE", "TRYCREATE"}
+        | {"UIDNEXT", "UIDVALIDITY", "UNSEEN"}
+    ),
+)
+
+BUILT_IN: tuple[Extension, ...] = (
+    IMAP4REV1,
+    literal_plus.EXTENSION,
+    sasl_ir.EXTENSION,
+    id.EXTENSION,
+    enable.EXTENSION,
+    idle.EXTENSION,
+    namespace.EXTENSION,
+    unselect.EXTENSION,
+    uidplus.EXTENSION,
+    move.EXTENSION,
+    children.EXTENSION,
+    special_use.EXTENSION,
+    appendlimit.EXTENSION,
+    login.SIGN_IN,
+)
+"""Every extension a default server offers, in CAPABILITY order."""

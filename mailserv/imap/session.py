@@ -1,0 +1,123 @@
+"""What a command handler sees of its connection: the ``Session`` interface.
+
+Handlers (``imap/commands/``, ``imap/extensions/``) and the selected-mailbox view are
+written against this interface, never against the Twisted protocol that implements it
+(:class:`mailserv.imap.server.IMAPServerProtocol`).  They read the session's state and
+its shared services (portal, throttle, clock, TLS context, SASL mechanisms, settings) and
+change the state only through its methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from twisted.cred.portal import Portal
+    from twisted.internet.interfaces import IReactorTime
+    from twisted.internet.ssl import CertificateOptions
+
+    from mailserv.auth.sasl import Mechanisms
+    from mailserv.auth.throttle import LoginThrottle
+    from mailserv.imap.registry import Registry
+    from mailserv.imap.settings import ServerSettings
+    from mailserv.imap.view import SelectedView
+    from mailserv.interfaces import IAccount
+
+
+class State(Enum):
+    """RFC 3501 section 3: the connection's state."""
+
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What every session of a listener shares; the factory builds it once."""
+
+    portal: Portal
+    settings: ServerSettings
+    clock: IReactorTime
+    throttle: LoginThrottle
+    mechanisms: Mechanisms
+    tls: CertificateOptions | None
+    """The context STARTTLS switches to; None: no STARTTLS."""
+    registry: Registry
+    """The extensions: commands, CAPABILITY, ENABLE, STATUS items."""
+
+
+class Session(Protocol):
+    """One client connection, as command handlers use it."""
+
+    @property
+    def state(self) -> State: ...
+    @property
+    def services(self) -> Services: ...
+    @property
+    def settings(self) -> ServerSettings: ...
+    @property
+    def account(self) -> IAccount | None: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def selected(self) -> SelectedView | None: ...
+    @property
+    def enabled(self) -> AbstractSet[str]:
+        """The extensions the client turned on with ENABLE."""
+
+    @property
+    def idling(self) -> bool: ...
+    @property
+    def auth_failures(self) -> int: ...
+    @property
+    def ended(self) -> bool:
+        """Closing after BYE, or the connection lost (may change while a handler awaits)."""
+
+    @property
+    def secure(self) -> bool: ...
+    @property
+    def plaintext_auth_allowed(self) -> bool: ...
+    @property
+    def peer(self) -> str: ...
+
+    # -- input and output -------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` (sent with the command's other responses when it ends)."""
+
+    async def drain(self) -> None:
+        """Wait while the client reads slower than we write."""
+
+    async def read_line(self) -> bytes:
+        """The client's next raw line (IDLE's DONE, a SASL response)."""
+
+    # -- state changes ----------------------------------------------------------------
+
+    def logged_in(self, username: str, account: IAccount, logout: Callable[[], object]) -> None:
+        """Enter the authenticated state (``logout`` is called when the session ends)."""
+
+    def note_auth_failure(self) -> int:
+        """Count a failed login on this connection; the count so far."""
+
+    def disconnect(self, text: str) -> None:
+        """Say BYE now; close after the running command's tagged reply, flushing no
+        pending update (LOGOUT, too many failed logins, a mailbox lost)."""
+
+    def start_tls(self) -> None:
+        """Switch to TLS (the handler has written its tagged OK)."""
+
+    def select(self, view: SelectedView) -> None: ...
+
+    def deselect(self) -> None: ...
+
+    def enable(self, names: Iterable[str]) -> list[str]:
+        """Turn ``names`` on; those that were not on already."""
+
+    def set_idling(self, idling: bool) -> None:
+        """While idling, updates go out as they come."""
