@@ -19,7 +19,7 @@ from mailserv.backends.proxy.options import parse_options
 from mailserv.backends.proxy.pool import discover_names
 from mailserv.backends.proxy.search import answerable_here, translate
 from mailserv.errors import BackendOptionError, InvalidMailboxName
-from mailserv.imap.search import parse_search
+from mailserv.imap.search.parse import parse_search
 from mailserv.message.parse import parse_message
 from mailserv.search import (
     And,

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from test_search_support import Ctx, meta, run, single_part, toks
 
-from mailserv.imap.search import SearchContext, bind, evaluate, needs_content, parse_search
+from mailserv.imap.search.parse import parse_search
 from mailserv.interfaces import RECENT, MessageMeta
 from mailserv.search import (
     And,
@@ -20,6 +20,8 @@ from mailserv.search import (
     UidIn,
     walk,
 )
+from mailserv.search.binding import bind
+from mailserv.search.evaluate import SearchContext, evaluate, needs_content
 
 
 def search(metas: list[MessageMeta], *items: object, ctx: Ctx | None = None) -> list[int]:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from test_search_support import UTC, Ctx, meta, run, toks
 
-from mailserv.imap.search import parse_search
+from mailserv.imap.search.parse import parse_search
 
 WORDS = [
     "alpha",

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_search_support import Ctx, meta, run
 
-from mailserv.imap.search import BadCharset, parse_search
+from mailserv.imap.search.parse import BadCharset, parse_search
 from mailserv.syntax.errors import ParseError
 from mailserv.syntax.tokens import Atom, ParenList, String, Token
 

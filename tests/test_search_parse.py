@@ -7,8 +7,7 @@ from datetime import date
 import pytest
 from test_search_support import toks
 
-from mailserv.imap.search import BadCharset, parse_search
-from mailserv.imap.search.parse import KeyReader
+from mailserv.imap.search.parse import BadCharset, KeyReader, parse_search
 from mailserv.interfaces import RECENT
 from mailserv.search import (
     All,

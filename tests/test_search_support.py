@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from mailserv.imap.search import SearchContext, evaluate
 from mailserv.interfaces import MessageMeta
 from mailserv.message.info import MessageInfo, Part
 from mailserv.search import SearchProgram
+from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.syntax.tokens import Atom, ParenList, String, Token
 
 

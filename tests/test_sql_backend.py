@@ -35,12 +35,14 @@ from mailserv.backends.sql.db import NOTIFY_CHANNEL, InlineDatabase, Tx
 from mailserv.backends.sql.dialect import parse_url
 from mailserv.backends.sql.rows import MAX_NOTICE, Notice, flags_text, uid_notices
 from mailserv.errors import BackendError, BackendOptionError, MailboxNotFound
-from mailserv.imap.search import SearchContext, bind, evaluate, parse_search
+from mailserv.imap.search.parse import parse_search
 from mailserv.interfaces import IMailbox, IMailboxListener, StoreMode
 from mailserv.message import store
 from mailserv.message.headers import search_text
 from mailserv.message.parse import parse_message
 from mailserv.search import SearchProgram
+from mailserv.search.binding import bind
+from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.syntax.lexer import parse_command
 
 FACTORY = SqlBackendFactory(database=inline_database)

@@ -27,9 +27,11 @@ from mailserv.backends.sql import SqlBackend, fulltext, schema
 from mailserv.backends.sql.backend import SqlBackend as SqlBackendClass
 from mailserv.backends.sql.db import InlineDatabase
 from mailserv.backends.sql.dialect import parse_url
-from mailserv.imap.search import SearchContext, SearchProgram, bind, evaluate
 from mailserv.message.parse import parse_message
 from mailserv.message.text import body_text, header_text
+from mailserv.search import SearchProgram
+from mailserv.search.binding import bind
+from mailserv.search.evaluate import SearchContext, evaluate
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

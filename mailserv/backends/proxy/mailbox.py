@@ -32,7 +32,6 @@ from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.backends.proxy.downloads import Downloads
 from mailserv.backends.proxy.mirror import NO_INFO, Mirror
 from mailserv.backends.proxy.search import answerable_here, translate
-from mailserv.imap.search.evaluate import SearchContext, evaluate
 from mailserv.interfaces import (
     RECENT,
     AppendResult,
@@ -48,6 +47,7 @@ from mailserv.interfaces import (
 )
 from mailserv.message.parse import parse_message
 from mailserv.search import UNSEEN, SearchProgram
+from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.syntax import dates, encode
 from mailserv.syntax.sequences import merge, uids_in
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.wire import Arg
-from mailserv.imap.search.evaluate import needs_content
 from mailserv.search import (
     All,
     And,
@@ -32,6 +31,7 @@ from mailserv.search import (
     UidIn,
     walk,
 )
+from mailserv.search.evaluate import needs_content
 from mailserv.syntax import dates
 from mailserv.syntax.sequences import STAR
 

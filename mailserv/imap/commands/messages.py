@@ -11,10 +11,12 @@ from mailserv.imap.commands import SELECTED, CommandSpec
 from mailserv.imap.fetchatt import parse_fetch_items
 from mailserv.imap.registry import parameters
 from mailserv.imap.replies import Bad, No, Reply
-from mailserv.imap.search import BadCharset, SearchContext, bind, evaluate, parse_search
+from mailserv.imap.search.parse import BadCharset, parse_search
 from mailserv.imap.view import SelectedView
 from mailserv.interfaces import RECENT, CopyResult, MessageMeta, StoreMode
 from mailserv.search import SearchProgram, backend_search
+from mailserv.search.binding import bind
+from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.syntax.sequences import format_set, parse_sequence_set
 from mailserv.syntax.tokens import Command, ParenList, Token
 

@@ -16,7 +16,6 @@ from datetime import date
 
 from twisted.logger import Logger
 
-from mailserv.imap.search.keys import sequence_uids
 from mailserv.interfaces import RECENT, MessageMeta
 from mailserv.message import text
 from mailserv.message.addresses import SEPARATOR, raw_search_line
@@ -38,6 +37,7 @@ from mailserv.search import (
     UidIn,
     walk,
 )
+from mailserv.search.binding import sequence_uids
 from mailserv.syntax.flags import SYSTEM_FLAGS
 from mailserv.syntax.sequences import uids_in
 
