@@ -43,13 +43,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from bench import messages
 from bench.harness import BackendSpec, RawClient, ServerProcess, quote
 from mailserv.imap.settings import ServerSettings
+
+T = TypeVar("T")
 
 WINDOW = 32
 """APPENDs in flight at once (below the server's default max_pipelined of 64)."""
@@ -282,28 +285,38 @@ def mixed_client(
         client.close()
 
 
-def mixed_load(
-    server: ServerProcess, user: str, password: str, count: int, clients: int, ops: int
-) -> tuple[float, list[float]]:
-    """``clients`` mixed clients at once (threads); (commands per second, every latency)."""
-    results: list[list[float]] = [[] for _ in range(clients)]
+def in_threads(work: Callable[[int], T], count: int, timeout: float) -> tuple[list[T], float]:
+    """``work(i)`` for i in range(count), each in its own thread, all at once: the results in
+    order and the elapsed seconds; the first failure (or a thread still running after
+    ``timeout``) ends the benchmark."""
+    results: list[T | None] = [None] * count
     errors: list[BaseException] = []
 
-    def work(index: int) -> None:
+    def run(index: int) -> None:
         try:
-            results[index] = mixed_client(server, user, password, count, ops, seed=index)
-        except BaseException as exc:  # reported by the caller
+            results[index] = work(index)
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(600)
+        thread.join(timeout)
     elapsed = time.perf_counter() - started
     if errors or any(thread.is_alive() for thread in threads):
-        raise SystemExit(f"mixed load failed: {errors[:1] or 'a client did not finish'}")
+        raise SystemExit(f"load failed: {errors[:1] or 'a client did not finish'}")
+    return [r for r in results if r is not None], elapsed
+
+
+def mixed_load(
+    server: ServerProcess, user: str, password: str, count: int, clients: int, ops: int
+) -> tuple[float, list[float]]:
+    """``clients`` mixed clients at once (threads); (commands per second, every latency)."""
+    results, elapsed = in_threads(
+        lambda i: mixed_client(server, user, password, count, ops, seed=i), clients, 600
+    )
     samples = [s for r in results for s in r]
     return len(samples) / elapsed, samples
 

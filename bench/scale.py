@@ -34,7 +34,7 @@ from pathlib import Path
 
 from bench import messages
 from bench.harness import RawClient
-from bench.run import Row, append_all, must, percentile, print_table, timed
+from bench.run import Row, append_all, in_threads, must, percentile, print_table, timed
 from bench.statecheck.run import backend_spec
 
 PROBE_EVERY = 0.005
@@ -149,25 +149,10 @@ def mixed_client(
 def mixed_load(
     connect: Callable[[], RawClient], count: int, clients: int, seconds: float
 ) -> list[Row]:
-    results: list[dict[str, list[float]]] = []
-    errors: list[BaseException] = []
     until = time.monotonic() + seconds
-
-    def work(seed: int) -> None:
-        try:
-            results.append(mixed_client(connect, count, until, seed))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(seconds + 600)
-    elapsed = time.perf_counter() - started
-    if errors or len(results) != clients:
-        raise SystemExit(f"mixed load failed: {errors[:1] or 'a client did not finish'}")
+    results, elapsed = in_threads(
+        lambda i: mixed_client(connect, count, until, i), clients, seconds + 600
+    )
     by_kind = {k: [s for r in results for s in r[k]] for k in results[0]}
     total = sum(len(v) for v in by_kind.values())
     rows = [Row(f"{clients} clients x {seconds:.0f} s mixed loop", f"{total / elapsed:.0f} ops/s")]
