@@ -21,13 +21,14 @@ from mailserv.imap.fetchatt import (
 from mailserv.imap.replies import Bad
 from mailserv.interfaces import SEEN, MessageMeta, StoreMode
 from mailserv.message.sections import FieldPicker, section_bytes
+from mailserv.slicing import TimeSlices
 from mailserv.syntax import dates, encode
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session
     from mailserv.imap.view import SelectedView
 
-_META_BATCH = 5000
+_META_BATCH = 1000
 _CONTENT_BATCH = 100
 
 
@@ -98,6 +99,7 @@ async def fetch(
     newly_seen = await _mark_seen(session, view, uids) if sets_seen(items) else set()
     mailbox = view.mailbox
     batch = _CONTENT_BATCH if content else _META_BATCH
+    slices = TimeSlices(session.services.clock)
     for start in range(0, len(uids), batch):
         metas: Sequence[MessageMeta] = await mailbox.fetch(uids[start : start + batch])
         out = []
@@ -117,6 +119,7 @@ async def fetch(
             out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
         view.write_fetches(out)
         await session.drain()
+        await slices.pause()
 
 
 async def _mark_seen(session: Session, view: SelectedView, uids: Sequence[int]) -> set[int]:

@@ -50,12 +50,14 @@ class SearchContext:
 
     ``uids``: the session's UIDs in sequence order (message n is ``uids[n - 1]``);
     ``recent``: the UIDs \\Recent to this session; ``content``: loads a raw message, raising
-    KeyError when it was expunged meanwhile (it then never matches).
+    KeyError when it was expunged meanwhile (it then never matches); ``pause``: awaited
+    between pieces of the work (``TimeSlices.pause``: lets the reactor serve others).
     """
 
     uids: Sequence[int]
     recent: AbstractSet[int]
     content: Callable[[int], Awaitable[bytes]]
+    pause: Callable[[], Awaitable[None]] | None = None
 
 
 Check = Callable[[MessageMeta], bool]
@@ -85,6 +87,14 @@ _COST_HEADER = 100
 _COST_BODY = 1000
 
 
+_STEP = 512
+"""Messages checked between two ``pause()`` calls when only metadata is needed."""
+
+
+async def _no_pause() -> None:
+    return None
+
+
 class _Gone(Exception):
     """The message vanished while we searched it."""
 
@@ -107,23 +117,26 @@ async def evaluate(
 ) -> list[int]:
     """UIDs of the ``metas`` that match, ascending.
 
-    Never awaits unless content is needed; errors of ``ctx.content`` other than KeyError
-    (e.g. BackendUnavailable) propagate.
+    Errors of ``ctx.content`` other than KeyError (e.g. BackendUnavailable) propagate.
     """
     plan = _compile(program.key, ctx)
+    pause = ctx.pause or _no_pause
+    matched: list[int] = []
     if plan.check is not None:
         check = plan.check
-        matched = [meta.uid for meta in metas if check(meta)]
+        for start in range(0, len(metas), _STEP):
+            matched += [meta.uid for meta in metas[start : start + _STEP] if check(meta)]
+            await pause()
     else:
         acheck = plan.acheck
         assert acheck is not None
-        matched = []
         for meta in metas:
             try:
                 if await acheck(meta, _Message(ctx, meta)):
                     matched.append(meta.uid)
             except _Gone:
                 continue
+            await pause()
     matched.sort()
     return matched
 

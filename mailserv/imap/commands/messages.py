@@ -17,6 +17,7 @@ from mailserv.interfaces import RECENT, CopyResult, MessageMeta, StoreMode
 from mailserv.search import SearchProgram, backend_search
 from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
+from mailserv.slicing import TimeSlices
 from mailserv.syntax.sequences import format_set, parse_sequence_set
 from mailserv.syntax.tokens import Command, ParenList, Token
 
@@ -84,20 +85,27 @@ async def store(session: Session, command: Command) -> Reply:
     return Reply()
 
 
+_REPORT_STEP = 512
+"""STORE's FETCH responses written between two pauses for other sessions."""
+
+
 async def _report_flags(
     session: Session, view: SelectedView, uids: list[int], uid_mode: bool
 ) -> None:
     metas: list[MessageMeta] = list(await view.mailbox.fetch(uids))
-    out = []
-    for meta in metas:
-        seq = view.seq_of(meta.uid)
-        if seq is not None:
-            flag_bytes = view.flags_with_recent(meta.uid, meta.flags, meta.modseq)
-            if uid_mode:
-                out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, meta.uid, flag_bytes))
-            else:
-                out.append(b"* %d FETCH (FLAGS %s)\r\n" % (seq, flag_bytes))
-    view.write_fetches(out)
+    slices = TimeSlices(session.services.clock)
+    for start in range(0, len(metas), _REPORT_STEP):
+        out = []
+        for meta in metas[start : start + _REPORT_STEP]:
+            seq = view.seq_of(meta.uid)
+            if seq is not None:
+                flag_bytes = view.flags_with_recent(meta.uid, meta.flags, meta.modseq)
+                if uid_mode:
+                    out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, meta.uid, flag_bytes))
+                else:
+                    out.append(b"* %d FETCH (FLAGS %s)\r\n" % (seq, flag_bytes))
+        view.write_fetches(out)
+        await slices.pause()
 
 
 async def search(session: Session, command: Command) -> Reply:
@@ -115,7 +123,8 @@ async def search(session: Session, command: Command) -> Reply:
     found = await backend_search(box, bound, view.uids)
     if found is None:
         metas = await box.fetch(view.uids)
-        context = SearchContext(view.uids, view.recent, box.content)
+        slices = TimeSlices(session.services.clock)
+        context = SearchContext(view.uids, view.recent, box.content, slices.pause)
         found = await evaluate(program, metas, context)
     numbers = view.seqs_of(sorted(found))  # only messages this session has been told of
     if command.uid:

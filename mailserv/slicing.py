@@ -1,0 +1,33 @@
+"""Long loops share the reactor: they run in time slices and let other work in between.
+
+One reactor thread serves every connection of a process, so a loop whose length grows with
+a mailbox (SEARCH over 100k messages, ``FETCH 1:*``) calls ``await slices.pause()`` every
+few items: it returns at once while the current slice lasts, and otherwise lets the reactor
+run whatever is waiting (other sessions' commands, IDLE notices) before going on.
+"""
+
+from __future__ import annotations
+
+import time
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+
+SLICE = 0.004
+"""Seconds a loop may hold the reactor before it lets others run."""
+
+
+class TimeSlices:
+    """The slices of one long piece of work (one per command; not shared)."""
+
+    def __init__(self, clock: IReactorTime, length: float = SLICE) -> None:
+        self._clock = clock
+        self._length = length
+        self._since = time.perf_counter()
+
+    async def pause(self) -> None:
+        """Return at once within the slice; else yield to the reactor, then start a new one."""
+        if time.perf_counter() - self._since < self._length:
+            return
+        await deferLater(self._clock, 0, lambda: None)
+        self._since = time.perf_counter()
