@@ -30,6 +30,7 @@ from mailserv.backends.kit import Listened, ListenerSet, Tally, expungeable, pla
 from mailserv.backends.maildir import filenames
 from mailserv.backends.maildir.disk import MailboxDisk, MailboxGone, crlf
 from mailserv.backends.maildir.records import Delta, Entry, Snapshot
+from mailserv.backends.maildir.search import needs_texts
 from mailserv.backends.maildir.watch import KEYWORDS
 from mailserv.errors import MailboxNotFound
 from mailserv.interfaces import (
@@ -38,7 +39,7 @@ from mailserv.interfaces import (
     Changes,
     CopyResult,
     FlagChange,
-    IMailbox,
+    ISearchableMailbox,
     MailboxStatus,
     MessageMeta,
     StoreMode,
@@ -46,6 +47,7 @@ from mailserv.interfaces import (
 )
 from mailserv.message.parse import parse_message
 from mailserv.message.store import UnknownFormat, loads
+from mailserv.search import SearchProgram
 
 if TYPE_CHECKING:
     from mailserv.backends.maildir.account import MaildirAccount
@@ -59,11 +61,15 @@ QUIET_THRESHOLD = 500
 """Own changes from which watching is paused and the mailbox rescanned afterwards."""
 MAX_QUEUED_EVENTS = 100_000
 """Beyond this many unprocessed events a full scan is cheaper (and memory stays bounded)."""
+INLINE_INFOS = 64
+"""Infos of up to this many messages are read on the reactor thread; more in a thread."""
+TEXT_BATCH = 200
+"""Messages whose search rows one step of an index rebuild makes."""
 
 T = TypeVar("T")
 
 
-@implementer(IMailbox)
+@implementer(ISearchableMailbox)
 class MaildirMailbox(Listened):
     def __init__(self, account: MaildirAccount, name: str, directory: str) -> None:
         self.name = name
@@ -88,6 +94,11 @@ class MaildirMailbox(Listened):
         self._keywords_changed = False
         self._scheduled: IDelayedCall | None = None
         self._watch: object | None = None
+        self._flag_names: set[str] = set()
+        """Every flag spelling messages have had since loading (SEARCH's keyword spellings)."""
+        self._texts_ready = False
+        """Every message has its search row (else SEARCH of texts is left to the engine)."""
+        self._filling = False
 
     def _new_disk(self, directory: str) -> MailboxDisk:
         services = self._services
@@ -111,22 +122,44 @@ class MaildirMailbox(Listened):
             self._check_open()
             self._watch = self._services.hub.add(self.directory, self._on_event)
             try:
-                snapshot = await self._io(self._disk.load, self._account.allocate_uidvalidity)
+                loaded = await self._io(self._load)
             except BaseException:
                 self._stop_watching()
                 raise
-            self._install(snapshot)
+            self._install(*loaded)
             self._loaded = True
+        self._fill_texts()
 
-    def _install(self, snapshot: Snapshot) -> None:
-        self.uidvalidity = snapshot.uidvalidity
-        self._entries = {entry.uid: entry for entry in snapshot.entries}
-        self._by_base = {entry.base: entry for entry in snapshot.entries}
-        self._ordered = list(self._entries) == sorted(self._entries)
-        self._floor = floor = snapshot.recent_floor
-        self._tally.clear()
+    def _load(self) -> tuple[Snapshot, dict[int, Entry], dict[str, Entry], Tally, set[str]]:
+        """Read the mailbox and build its state (an I/O task: the state is new, nobody
+        else sees it yet), so the reactor only installs it."""
+        snapshot = self._disk.load(self._account.allocate_uidvalidity)
+        entries = {entry.uid: entry for entry in snapshot.entries}
+        by_base = {entry.base: entry for entry in snapshot.entries}
+        floor = snapshot.recent_floor
+        tally = Tally()
+        names: set[str] = set()
         for entry in snapshot.entries:
-            self._tally.add(entry.uid, entry.flags, entry.size, entry.uid >= floor)
+            tally.add(entry.uid, entry.flags, entry.size, entry.uid >= floor)
+            names |= entry.flags
+        return snapshot, entries, by_base, tally, names
+
+    def _install(
+        self,
+        snapshot: Snapshot,
+        entries: dict[int, Entry],
+        by_base: dict[str, Entry],
+        tally: Tally,
+        names: set[str],
+    ) -> None:
+        self.uidvalidity = snapshot.uidvalidity
+        self._entries = entries
+        self._by_base = by_base
+        self._ordered = list(entries) == sorted(entries)
+        self._floor = snapshot.recent_floor
+        self._tally = tally
+        self._flag_names = names
+        self._texts_ready = snapshot.texts_complete
         self._apply(snapshot.delta, None, notify=False)
 
     async def _ready(self) -> None:
@@ -203,6 +236,7 @@ class MaildirMailbox(Listened):
             await self._vanish_locked()
             return
         self._apply(delta, None)
+        self._fill_texts()
 
     async def _resync(self) -> None:
         """A file was not where we thought: look at everything again."""
@@ -229,6 +263,7 @@ class MaildirMailbox(Listened):
             entries[entry.uid] = entry
             self._by_base[entry.base] = entry
             self._tally.add(entry.uid, entry.flags, entry.size, entry.uid >= self._floor)
+            self._flag_names |= entry.flags
             added.append(entry.uid)
         changes = []
         for update in delta.updated:
@@ -238,6 +273,7 @@ class MaildirMailbox(Listened):
             known.path, known.keep = update.path, update.keep
             if update.modseq and update.flags != known.flags:
                 self._tally.reflag(known.flags, update.flags)
+                self._flag_names |= update.flags
                 known.flags, known.modseq = update.flags, update.modseq
                 changes.append(FlagChange(known.uid, known.flags, known.modseq))
         removed = []
@@ -278,6 +314,12 @@ class MaildirMailbox(Listened):
         await self.ensure_loaded()
         entries = self._entries
         found = [entries[uid] for uid in uids if uid in entries]
+        missing = [e for e in found if e.info is None]
+        if len(missing) > INLINE_INFOS:
+            infos = await self._io(self._disk.load_infos, [e.uid for e in missing])
+            for entry in missing:
+                if entry.info is None:
+                    entry.info = infos.get(entry.uid)
         self._load_infos(e for e in found if e.info is None)
         return [
             MessageMeta(e.uid, e.flags, e.date, e.size, e.modseq, e.info)
@@ -324,17 +366,57 @@ class MaildirMailbox(Listened):
             return crlf(f.read())
 
     async def content(self, uid: int) -> bytes:
+        """Read in a thread: a scan over many messages then yields between them."""
         await self.ensure_loaded()
         for attempt in range(2):
             entry = self._entries.get(uid)
             if entry is None:
                 break
             try:
-                return self._read(entry)
+                return await self._io(self._disk.read, entry.path)
             except FileNotFoundError:
                 if attempt == 0:
                     await self._resync()
         raise KeyError(uid)
+
+    async def search(self, query: SearchProgram, uids: Sequence[int]) -> Sequence[int] | None:
+        """From the index, in a thread; None (the engine evaluates) for what it cannot
+        answer, and for texts while the index of this mailbox is being built."""
+        await self.ensure_loaded()
+        if needs_texts(query) and not self._texts_ready:
+            return None
+        return await self._io(self._disk.search, query, tuple(uids), frozenset(self._flag_names))
+
+    def _fill_texts(self) -> None:
+        """Make the missing search rows (an index from before the full-text index, or one
+        that was dropped), a batch at a time: files read and decoded in a thread, the rows
+        written in the lane."""
+        if self._texts_ready or self._filling or self.closed or not self._loaded:
+            return
+        self._filling = True
+
+        async def fill() -> None:
+            try:
+                while not self.closed and self._loaded:
+                    missing = await self._io(self._disk.missing_texts, TEXT_BATCH)
+                    if not missing:
+                        self._texts_ready = True
+                        return
+                    entries = self._entries
+                    files = [(u, entries[u].path) for u in missing if u in entries]
+                    rows = await self._io(self._disk.text_rows, [f for f in files if f[1]])
+                    if not rows:
+                        return  # files not where we thought: the next sync starts again
+                    async with self._lane:
+                        if self.closed or not self._loaded:
+                            return
+                        await self._io(self._disk.store_texts, rows)
+            finally:
+                self._filling = False
+
+        Deferred.fromCoroutine(fill()).addErrback(
+            lambda f: _log.failure("Indexing the texts of {name} failed", f, name=self.name)
+        )
 
     async def changes_since(self, modseq: int) -> Changes:
         await self._ready()
