@@ -275,8 +275,8 @@ def test_an_index_without_texts_is_completed_and_declines_meanwhile(store: Store
     _fill(store.open(), rng, 30)
     store.stop()
     db = sqlite3.connect(store.root() / INDEX)
-    db.execute("DELETE FROM search")
-    db.execute("DELETE FROM fulltext")
+    for table in ("search", "fulltext", "texts"):
+        db.execute(f"DROP TABLE {table}")
     db.commit()
     db.close()
     store.start()

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS message (
 );
 CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (modseq);
+CREATE INDEX IF NOT EXISTS message_meta ON message (uid, flags, modseq, size, date, tz);
 CREATE TABLE IF NOT EXISTS search (
     uid INTEGER PRIMARY KEY,
     from_ BLOB NOT NULL,
@@ -63,11 +64,16 @@ CREATE TABLE IF NOT EXISTS search (
 );
 """
 _FULLTEXT = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS fulltext USING fts5(header, body, tokenize='trigram')"
+    "CREATE TABLE IF NOT EXISTS texts "
+    "(uid INTEGER PRIMARY KEY, header TEXT NOT NULL, body TEXT NOT NULL)",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS fulltext USING fts5(header, body, content='texts', "
+    "content_rowid='uid', tokenize='trigram')",
 )
-"""Case-folded decoded header and body by UID (rowid), for TEXT and BODY.  A message whose
+"""Case-folded decoded header and body by UID (``texts``, compared with ``instr()``) and
+their trigram index (``fulltext``, over ``texts``), for TEXT and BODY.  A message whose
 texts SQLite cannot hold as text (a NUL, a lone surrogate) has them in ``search`` as bytes
-instead, and no row here."""
+instead, and no row here.  (``message_meta`` lets a search of flags, dates and sizes read
+a narrow index, not the rows with their infos.)"""
 
 
 @dataclass(slots=True)
@@ -119,7 +125,12 @@ class Index:
         db.execute(f"PRAGMA synchronous={'NORMAL' if self.fsync else 'OFF'}")
         db.executescript(_SCHEMA)
         try:
-            db.execute(_FULLTEXT)
+            made = db.execute("SELECT sql FROM sqlite_master WHERE name = 'fulltext'").fetchone()
+            if made is not None and "content='texts'" not in made[0]:
+                db.execute("DROP TABLE fulltext")  # another layout: its texts are made again
+                db.execute("DELETE FROM search")
+            for statement in _FULLTEXT:
+                db.execute(statement)
             self.fulltext = True
         except sqlite3.OperationalError as exc:
             _log.warn("No full-text index in {path}: {error}", path=self.path, error=exc)
@@ -133,7 +144,8 @@ class Index:
                 db.execute("DELETE FROM expunged")
                 db.execute("DELETE FROM search")
                 if self.fulltext:
-                    db.execute("DELETE FROM fulltext")
+                    db.execute("DELETE FROM texts")
+                    db.execute("INSERT INTO fulltext (fulltext) VALUES ('delete-all')")
                 db.execute("DELETE FROM meta")
                 self._put({"format": FORMAT, "uidvalidity": str(uidvalidity)})
                 self._put({"highestmodseq": "1", "recent_floor": "1"})
@@ -254,6 +266,7 @@ class Index:
             odd,
         )
         if plain:
+            self.db.executemany("INSERT INTO texts (uid, header, body) VALUES (?, ?, ?)", plain)
             self.db.executemany(
                 "INSERT INTO fulltext (rowid, header, body) VALUES (?, ?, ?)", plain
             )
@@ -264,7 +277,13 @@ class Index:
         params = [(uid,) for uid in uids]
         self.db.executemany("DELETE FROM search WHERE uid = ?", params)
         if self.fulltext:
-            self.db.executemany("DELETE FROM fulltext WHERE rowid = ?", params)
+            # An external-content index is told the old values of what it forgets.
+            self.db.executemany(
+                "INSERT INTO fulltext (fulltext, rowid, header, body) "
+                "SELECT 'delete', uid, header, body FROM texts WHERE uid = ?",
+                params,
+            )
+            self.db.executemany("DELETE FROM texts WHERE uid = ?", params)
 
     def update_flags(self, changes: Iterable[tuple[int, frozenset[str], int]]) -> None:
         self.db.executemany(

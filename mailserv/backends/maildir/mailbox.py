@@ -63,6 +63,9 @@ MAX_QUEUED_EVENTS = 100_000
 """Beyond this many unprocessed events a full scan is cheaper (and memory stays bounded)."""
 INLINE_INFOS = 64
 """Infos of up to this many messages are read on the reactor thread; more in a thread."""
+INLINE_METAS = 2000
+"""Results of up to this many messages are built on the reactor thread; more in a thread
+(the engine's own SEARCH asks for every message)."""
 TEXT_BATCH = 200
 """Messages whose search rows one step of an index rebuild makes."""
 
@@ -321,11 +324,9 @@ class MaildirMailbox(Listened):
                 if entry.info is None:
                     entry.info = infos.get(entry.uid)
         self._load_infos(e for e in found if e.info is None)
-        return [
-            MessageMeta(e.uid, e.flags, e.date, e.size, e.modseq, e.info)
-            for e in found
-            if e.info is not None
-        ]
+        if len(found) > INLINE_METAS:
+            return await self._io(_metas, found)
+        return _metas(found)
 
     def _load_infos(self, entries: Iterable[Entry]) -> None:
         """Infos come from the index (one query per batch); a file is parsed only when its
@@ -634,3 +635,11 @@ class MaildirMailbox(Listened):
 
     def __repr__(self) -> str:
         return f"<MaildirMailbox {self.name!r} at {os.path.basename(self.directory) or '/'}>"
+
+
+def _metas(entries: Sequence[Entry]) -> list[MessageMeta]:
+    return [
+        MessageMeta(e.uid, e.flags, e.date, e.size, e.modseq, e.info)
+        for e in entries
+        if e.info is not None
+    ]

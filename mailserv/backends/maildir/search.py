@@ -206,9 +206,10 @@ class _Sql:
             match = ""
             if len(needle) >= TRIGRAM:
                 phrase = '"' + needle.replace('"', '""') + '"'
-                match = f"fulltext MATCH {self.bind('{' + ' '.join(columns) + '}: ' + phrase)} AND "
-            found = " OR ".join(f"instr(f.{c}, {self.bind(needle)}) > 0" for c in columns)
-            parts.append(f"m.uid IN (SELECT f.rowid FROM fulltext f WHERE {match}({found}))")
+                pattern = self.bind("{" + " ".join(columns) + "}: " + phrase)
+                match = f"t.uid IN (SELECT rowid FROM fulltext WHERE fulltext MATCH {pattern}) AND "
+            found = " OR ".join(f"instr(t.{c}, {self.bind(needle)}) > 0" for c in columns)
+            parts.append(f"m.uid IN (SELECT t.uid FROM texts t WHERE {match}({found}))")
         return "(" + " OR ".join(parts) + ")"
 
     def ranges(self, ranges: Sequence[tuple[int, int]]) -> str:
