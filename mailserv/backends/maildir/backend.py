@@ -52,6 +52,7 @@ class Services:
 
     settings: MaildirSettings
     io: IORunner
+    reads: IORunner
     hub: Hub
     clock: IReactorTime
     names: BaseNames
@@ -91,13 +92,16 @@ class MaildirBackend:
         if self._services is None:
             settings = self.settings
             io: IORunner
+            reads: IORunner
             if settings.io_threads:
                 io = ThreadIO(self._reactor, settings.io_threads)
+                reads = ThreadIO(self._reactor, settings.io_threads, "maildir-read")
             else:
-                io = InlineIO()
+                io = reads = InlineIO()
             io.start()
+            reads.start()
             self._services = Services(
-                settings, io, self._make_hub(), self._reactor, BaseNames(), self._release
+                settings, io, reads, self._make_hub(), self._reactor, BaseNames(), self._release
             )
         return self._services
 
@@ -122,6 +126,7 @@ class MaildirBackend:
         if services is not None:
             services.hub.close()
             services.io.stop()
+            services.reads.stop()
 
     async def account(self, username: str) -> MaildirAccount:
         services = self._ensure_started()

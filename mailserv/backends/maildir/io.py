@@ -48,9 +48,9 @@ class InlineIO:
 class ThreadIO:
     """Runs tasks in a pool of ``threads`` threads, started and stopped with the backend."""
 
-    def __init__(self, reactor: Any, threads: int) -> None:
+    def __init__(self, reactor: Any, threads: int, name: str = "maildir-io") -> None:
         self._reactor = reactor
-        self._pool = ThreadPool(minthreads=0, maxthreads=threads, name="maildir-io")
+        self._pool = ThreadPool(minthreads=0, maxthreads=threads, name=name)
         self._started = False
 
     def run(self, task: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:

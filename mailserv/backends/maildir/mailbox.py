@@ -114,6 +114,11 @@ class MaildirMailbox(Listened):
     def _io(self, task: Callable[..., T], *args: Any) -> Deferred[T]:
         return self._services.io.run(task, *args)
 
+    def _read_io(self, task: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Reads outside the lane (searches, infos, message files, text rows) have threads
+        of their own: a long search never delays the lane's short tasks (a STORE)."""
+        return self._services.reads.run(task, *args)
+
     # -- loading, watching, syncing -------------------------------------------------------
 
     async def ensure_loaded(self) -> None:
@@ -319,13 +324,13 @@ class MaildirMailbox(Listened):
         found = [entries[uid] for uid in uids if uid in entries]
         missing = [e for e in found if e.info is None]
         if len(missing) > INLINE_INFOS:
-            infos = await self._io(self._disk.load_infos, [e.uid for e in missing])
+            infos = await self._read_io(self._disk.load_infos, [e.uid for e in missing])
             for entry in missing:
                 if entry.info is None:
                     entry.info = infos.get(entry.uid)
         self._load_infos(e for e in found if e.info is None)
         if len(found) > INLINE_METAS:
-            return await self._io(_metas, found)
+            return await self._read_io(_metas, found)
         return _metas(found)
 
     def _load_infos(self, entries: Iterable[Entry]) -> None:
@@ -374,7 +379,7 @@ class MaildirMailbox(Listened):
             if entry is None:
                 break
             try:
-                return await self._io(self._disk.read, entry.path)
+                return await self._read_io(self._disk.read, entry.path)
             except FileNotFoundError:
                 if attempt == 0:
                     await self._resync()
@@ -386,7 +391,9 @@ class MaildirMailbox(Listened):
         await self.ensure_loaded()
         if needs_texts(query) and not self._texts_ready:
             return None
-        return await self._io(self._disk.search, query, tuple(uids), frozenset(self._flag_names))
+        return await self._read_io(
+            self._disk.search, query, tuple(uids), frozenset(self._flag_names)
+        )
 
     def _fill_texts(self) -> None:
         """Make the missing search rows (an index from before the full-text index, or one
@@ -399,13 +406,13 @@ class MaildirMailbox(Listened):
         async def fill() -> None:
             try:
                 while not self.closed and self._loaded:
-                    missing = await self._io(self._disk.missing_texts, TEXT_BATCH)
+                    missing = await self._read_io(self._disk.missing_texts, TEXT_BATCH)
                     if not missing:
                         self._texts_ready = True
                         return
                     entries = self._entries
                     files = [(u, entries[u].path) for u in missing if u in entries]
-                    rows = await self._io(self._disk.text_rows, [f for f in files if f[1]])
+                    rows = await self._read_io(self._disk.text_rows, [f for f in files if f[1]])
                     if not rows:
                         return  # files not where we thought: the next sync starts again
                     async with self._lane:
