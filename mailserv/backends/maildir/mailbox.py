@@ -66,6 +66,8 @@ INLINE_INFOS = 64
 INLINE_METAS = 2000
 """Results of up to this many messages are built on the reactor thread; more in a thread
 (the engine's own SEARCH asks for every message)."""
+INLINE_PLAN = 1000
+"""STOREs of more messages than this are planned in a thread."""
 TEXT_BATCH = 200
 """Messages whose search rows one step of an index rebuild makes."""
 
@@ -516,7 +518,11 @@ class MaildirMailbox(Listened):
         flags = frozenset(flags) - {RECENT}
         changed: list[FlagChange] = []
         async with self._lane:
-            plan, failed = plan_store(self._known(uids), mode, flags, unchangedsince)
+            if len(uids) > INLINE_PLAN:
+                # Entries change only in the lane, which we hold: a thread may read them.
+                plan, failed = await self._io(self._plan, uids, mode, flags, unchangedsince)
+            else:
+                plan, failed = self._plan(uids, mode, flags, unchangedsince)
             async with self._quietly(len(plan)):
                 for attempt in range(2):
                     if not plan:
@@ -533,6 +539,11 @@ class MaildirMailbox(Listened):
                         )
                         failed += more
         return StoreResult(changed, failed)
+
+    def _plan(
+        self, uids: Sequence[int], mode: StoreMode, flags: frozenset[str], since: int | None
+    ) -> tuple[list[tuple[Entry, frozenset[str]]], list[int]]:
+        return plan_store(self._known(uids), mode, flags, since)
 
     def _known(self, uids: Iterable[int]) -> list[Entry]:
         """The entries of ``uids`` still here, ascending."""

@@ -69,8 +69,9 @@ _ADDRESSES = frozenset({"s.from_", "s.to_", "s.cc", "s.bcc", "s.hfrom", "s.hto",
 _OPERATORS = {DateOp.BEFORE: "<", DateOp.ON: "=", DateOp.SINCE: ">="}
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
 _LOCAL = "(m.date + 60 * m.tz)"
-_DAY = f"(({_LOCAL} - (({_LOCAL} % 86400) + 86400) % 86400) / 86400)"
-"""The calendar day of the internal date in its own offset, as days since 1970 (floored)."""
+"""The internal date's wall-clock seconds in its own offset: its calendar day is the floor
+of this over 86400, so comparing days is comparing this with a day's first second."""
+_DAY = 86400
 YES, NO = "1", "0"
 
 
@@ -142,7 +143,10 @@ class _Sql:
             case Contains():
                 return self.contains(key)
             case DateCompare(field=DateField.INTERNAL, op=op, date=day):
-                return f"{_DAY} {_OPERATORS[op]} {self.bind(day.toordinal() - _EPOCH_DAY)}"
+                start = (day.toordinal() - _EPOCH_DAY) * _DAY
+                if op is DateOp.ON:
+                    return f"{_LOCAL} BETWEEN {self.bind(start)} AND {self.bind(start + _DAY - 1)}"
+                return f"{_LOCAL} {_OPERATORS[op]} {self.bind(start)}"
             case DateCompare(op=op, date=day):
                 self.joined = True
                 return f"coalesce(s.sent_day {_OPERATORS[op]} {self.bind(day.toordinal())}, 0)"
@@ -205,8 +209,7 @@ class _Sql:
         if self.fulltext and indexable(needle):
             match = ""
             if len(needle) >= TRIGRAM:
-                phrase = '"' + needle.replace('"', '""') + '"'
-                pattern = self.bind("{" + " ".join(columns) + "}: " + phrase)
+                pattern = self.bind("{" + " ".join(columns) + "}: " + _trigrams(needle))
                 match = f"t.uid IN (SELECT rowid FROM fulltext WHERE fulltext MATCH {pattern}) AND "
             found = " OR ".join(f"instr(t.{c}, {self.bind(needle)}) > 0" for c in columns)
             parts.append(f"m.uid IN (SELECT t.uid FROM texts t WHERE {match}({found}))")
@@ -227,3 +230,10 @@ class _Sql:
         if len(uids) > LIST_LIMIT:
             raise Declined()
         return "m.uid IN (" + ", ".join(self.bind(uid) for uid in sorted(uids)) + ")"
+
+
+def _trigrams(needle: str) -> str:
+    """An FTS5 query for rows holding every trigram of ``needle``: a superset of those
+    holding ``needle`` (cheaper than a phrase, whose positions ``instr()`` checks anyway)."""
+    grams = dict.fromkeys(needle[i : i + TRIGRAM] for i in range(len(needle) - TRIGRAM + 1))
+    return "(" + " AND ".join('"' + g.replace('"', '""') + '"' for g in grams) + ")"
