@@ -296,3 +296,53 @@ def test_texts_decline_while_rows_are_missing(store: Store) -> None:
     assert resolve(box.search(SearchProgram(Contains(StringField.BODY, "zebra")), view)) is None
     assert resolve(box.search(SearchProgram(Contains(StringField.FROM, "alice")), view)) is None
     assert resolve(box.search(SearchProgram(HasFlag("\\Seen", False)), view)) is not None
+
+
+# -- in a real server (I/O threads, the reactor running) -----------------------------------
+
+
+def test_server_rebuilds_texts_and_answers_right_meanwhile(tmp_path: Path) -> None:
+    """A server started on a Maildir whose index has no texts yet answers SEARCH TEXT right
+    while the texts are being made and after; mail delivered into ``new/`` by another
+    program is found by SEARCH BODY."""
+    from bench.harness import BackendSpec, RawClient, ServerProcess, search_numbers
+
+    server = ServerProcess(tmp_path / "srv", BackendSpec("maildir", {"autocreate": "false"}))
+    server.start()
+    try:
+        server.add_user("reader", "pw")
+        rng = random.Random(21)
+        corpus = [realistic(rng, n) for n in range(600)]
+        client = RawClient.connect(server.imap_port)
+        client.login("reader", "pw")
+        assert all(r.ok for r in client.append_many("INBOX", corpus))
+        client.close()
+        server.stop()
+        db = sqlite3.connect(server.data_dir / "mail" / "reader" / "Maildir" / INDEX)
+        for table in ("search", "fulltext", "texts"):
+            db.execute(f"DROP TABLE {table}")
+        db.commit()
+        db.close()
+        server.start()
+        client = RawClient.connect(server.imap_port)
+        client.login("reader", "pw")
+        assert client.command("SELECT INBOX").ok
+        expected = None
+        for _ in range(8):  # during the rebuild, then after it
+            response = client.command("UID SEARCH TEXT zebra")
+            assert response.ok
+            found = search_numbers(response)
+            expected = expected if expected is not None else found
+            assert found == expected
+        assert 0 < len(expected) < len(corpus)
+        root = server.data_dir / "mail" / "reader" / "Maildir"
+        _deliver(root, "1700000001.M9P9.elsewhere", b"Subject: hi\r\n\r\nan okapi here\r\n")
+        for _ in range(100):
+            response = client.command("UID SEARCH BODY OKAPI")
+            if search_numbers(response):
+                break
+            client.command("NOOP")
+        assert len(search_numbers(response)) == 1
+        client.close()
+    finally:
+        server.stop()
