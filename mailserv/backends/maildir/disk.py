@@ -25,7 +25,7 @@ from twisted.logger import Logger
 
 from mailserv.backends.maildir import bulk, filenames, search
 from mailserv.backends.maildir.filenames import SYSTEM_LETTERS, BaseNames
-from mailserv.backends.maildir.index import Index, Row, infos_of
+from mailserv.backends.maildir.index import Index, Row, infos_of, missing_texts
 from mailserv.backends.maildir.keywords import Keywords
 from mailserv.backends.maildir.perms import PRIVATE, Permissions
 from mailserv.backends.maildir.records import (
@@ -375,9 +375,9 @@ class MailboxDisk:
             info = entry.info
             assert info is not None
             try:
-                texts: TextRow | None = text_row(_read(tmp), info)
+                texts = text_row(_read(tmp), info)
             except FileNotFoundError:
-                texts = None
+                continue  # removed from tmp/ under us (by a cleaner): as if never linked
             prepared.append(
                 Prepared(base, tmp, entry.size, entry.date, info, None, flags, entry.uid, texts)
             )
@@ -490,7 +490,12 @@ class MailboxDisk:
         return self._finish(Delta(removed=gone))
 
     def missing_texts(self, limit: int) -> list[int]:
-        return self.index.missing_texts(limit)
+        """As the index's, on a connection of its own (outside the lane)."""
+        db = self.index.reader()
+        try:
+            return missing_texts(db, limit)
+        finally:
+            db.close()
 
     # -- reading, outside the lane (any thread, a connection of its own) ---------------
 

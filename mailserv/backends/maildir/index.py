@@ -196,15 +196,7 @@ class Index:
         return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
 
     def missing_texts(self, limit: int) -> list[int]:
-        """Up to ``limit`` UIDs whose search row is still to be made (oldest first)."""
-        return [
-            uid
-            for (uid,) in self.db.execute(
-                "SELECT uid FROM message WHERE uid NOT IN (SELECT uid FROM search) "
-                "ORDER BY uid LIMIT ?",
-                (limit,),
-            )
-        ]
+        return missing_texts(self.db, limit)
 
     def vanished_since(self, modseq: int) -> list[int]:
         return [
@@ -311,6 +303,18 @@ class Index:
         self.db.executemany(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items())
         )
+
+
+def missing_texts(db: sqlite3.Connection, limit: int) -> list[int]:
+    """Up to ``limit`` UIDs whose search row is still to be made (oldest first)."""
+    return [
+        uid
+        for (uid,) in db.execute(
+            "SELECT uid FROM message WHERE uid NOT IN (SELECT uid FROM search) "
+            "ORDER BY uid LIMIT ?",
+            (limit,),
+        )
+    ]
 
 
 def present_uids(db: sqlite3.Connection, uids: Sequence[int]) -> list[int]:
