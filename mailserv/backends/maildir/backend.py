@@ -12,7 +12,7 @@ from zope.interface import implementer
 
 from mailserv.backends.maildir.account import MaildirAccount
 from mailserv.backends.maildir.filenames import BaseNames
-from mailserv.backends.maildir.io import InlineIO, IORunner, ThreadIO
+from mailserv.backends.maildir.io import INLINE_BUDGET, InlineIO, IORunner, ThreadIO, Turn
 from mailserv.backends.maildir.options import (
     OPTIONS,
     MaildirSettings,
@@ -53,6 +53,7 @@ class Services:
     settings: MaildirSettings
     io: IORunner
     reads: IORunner
+    turn: Turn
     hub: Hub
     clock: IReactorTime
     names: BaseNames
@@ -100,8 +101,16 @@ class MaildirBackend:
                 io = reads = InlineIO()
             io.start()
             reads.start()
+            turn = Turn(self._reactor, INLINE_BUDGET)
             self._services = Services(
-                settings, io, reads, self._make_hub(), self._reactor, BaseNames(), self._release
+                settings,
+                io,
+                reads,
+                turn,
+                self._make_hub(),
+                self._reactor,
+                BaseNames(),
+                self._release,
             )
         return self._services
 

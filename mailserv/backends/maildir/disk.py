@@ -489,6 +489,9 @@ class MailboxDisk:
             self._compact({base for base in known if base not in doomed})
         return self._finish(Delta(removed=gone))
 
+    def flush_texts(self, limit: int) -> bool:
+        return self.index.flush_texts(limit)
+
     def missing_texts(self, limit: int) -> list[int]:
         """As the index's, on a connection of its own (outside the lane)."""
         db = self.index.reader()

@@ -66,11 +66,14 @@ CREATE TABLE IF NOT EXISTS search (
 _FULLTEXT = (
     "CREATE TABLE IF NOT EXISTS texts "
     "(uid INTEGER PRIMARY KEY, header TEXT NOT NULL, body TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS pending (uid INTEGER PRIMARY KEY)",
     "CREATE VIRTUAL TABLE IF NOT EXISTS fulltext USING fts5(header, body, content='texts', "
     "content_rowid='uid', tokenize='trigram')",
 )
 """Case-folded decoded header and body by UID (``texts``, compared with ``instr()``) and
-their trigram index (``fulltext``, over ``texts``), for TEXT and BODY.  A message whose
+their trigram index (``fulltext``, over ``texts``), for TEXT and BODY.  Texts enter the
+trigram index in batches, after the message (``pending`` lists those not there yet, which
+SEARCH compares without the index's help).  A message whose
 texts SQLite cannot hold as text (a NUL, a lone surrogate) has them in ``search`` as bytes
 instead, and no row here.  (``message_meta`` lets a search of flags, dates and sizes read
 a narrow index, not the rows with their infos.)"""
@@ -145,6 +148,7 @@ class Index:
                 db.execute("DELETE FROM search")
                 if self.fulltext:
                     db.execute("DELETE FROM texts")
+                    db.execute("DELETE FROM pending")
                     db.execute("INSERT INTO fulltext (fulltext) VALUES ('delete-all')")
                 db.execute("DELETE FROM meta")
                 self._put({"format": FORMAT, "uidvalidity": str(uidvalidity)})
@@ -259,9 +263,20 @@ class Index:
         )
         if plain:
             self.db.executemany("INSERT INTO texts (uid, header, body) VALUES (?, ?, ?)", plain)
+            self.db.executemany("INSERT INTO pending (uid) VALUES (?)", [(r[0],) for r in plain])
+
+    def flush_texts(self, limit: int) -> bool:
+        """Add up to ``limit`` pending texts to the trigram index (one transaction: FTS5
+        writes a batch several times cheaper than single rows); whether more are pending."""
+        with self.transaction():
+            uids = [(u,) for (u,) in self.db.execute("SELECT uid FROM pending LIMIT ?", (limit,))]
             self.db.executemany(
-                "INSERT INTO fulltext (rowid, header, body) VALUES (?, ?, ?)", plain
+                "INSERT INTO fulltext (rowid, header, body) "
+                "SELECT uid, header, body FROM texts WHERE uid = ?",
+                uids,
             )
+            self.db.executemany("DELETE FROM pending WHERE uid = ?", uids)
+        return len(uids) == limit
 
     def _drop_texts(self, uids: Sequence[int]) -> None:
         if not uids:
@@ -272,9 +287,11 @@ class Index:
             # An external-content index is told the old values of what it forgets.
             self.db.executemany(
                 "INSERT INTO fulltext (fulltext, rowid, header, body) "
-                "SELECT 'delete', uid, header, body FROM texts WHERE uid = ?",
+                "SELECT 'delete', uid, header, body FROM texts "
+                "WHERE uid = ? AND uid NOT IN (SELECT uid FROM pending)",
                 params,
             )
+            self.db.executemany("DELETE FROM pending WHERE uid = ?", params)
             self.db.executemany("DELETE FROM texts WHERE uid = ?", params)
 
     def update_flags(self, changes: Iterable[tuple[int, frozenset[str], int]]) -> None:

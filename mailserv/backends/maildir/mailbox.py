@@ -29,6 +29,7 @@ from zope.interface import implementer
 from mailserv.backends.kit import Listened, ListenerSet, Tally, expungeable, plan_store
 from mailserv.backends.maildir import filenames
 from mailserv.backends.maildir.disk import MailboxDisk, MailboxGone, crlf
+from mailserv.backends.maildir.io import INLINE_READ
 from mailserv.backends.maildir.records import Delta, Entry, Snapshot
 from mailserv.backends.maildir.search import needs_texts
 from mailserv.backends.maildir.watch import KEYWORDS
@@ -70,6 +71,9 @@ INLINE_PLAN = 1000
 """STOREs of more messages than this are planned in a thread."""
 TEXT_BATCH = 200
 """Messages whose search rows one step of an index rebuild makes."""
+FLUSH_DELAY = 0.1
+"""Seconds new texts wait to enter the trigram index together (SEARCH sees them already)."""
+FLUSH_BATCH = 500
 
 T = TypeVar("T")
 
@@ -104,6 +108,7 @@ class MaildirMailbox(Listened):
         self._texts_ready = False
         """Every message has its search row (else SEARCH of texts is left to the engine)."""
         self._filling = False
+        self._flush: IDelayedCall | None = None
 
     def _new_disk(self, directory: str) -> MailboxDisk:
         services = self._services
@@ -139,6 +144,7 @@ class MaildirMailbox(Listened):
             self._install(*loaded)
             self._loaded = True
         self._fill_texts()
+        self._flush_texts_later()
 
     def _load(self) -> tuple[Snapshot, dict[int, Entry], dict[str, Entry], Tally, set[str]]:
         """Read the mailbox and build its state (an I/O task: the state is new, nobody
@@ -297,6 +303,8 @@ class MaildirMailbox(Listened):
             removed.append(uid)
         self._modseq = max(self._modseq, delta.highestmodseq)
         self._uidnext = max(self._uidnext, delta.uidnext)
+        if added:
+            self._flush_texts_later()
         if notify:
             added.sort()
             self.listeners.added(self, added, origin)
@@ -374,13 +382,16 @@ class MaildirMailbox(Listened):
             return crlf(f.read())
 
     async def content(self, uid: int) -> bytes:
-        """Read in a thread: a scan over many messages then yields between them."""
+        """Read on the spot while the reactor thread has been busy only briefly, else in a
+        thread (a FETCH or scan over many messages then yields every few milliseconds)."""
         await self.ensure_loaded()
         for attempt in range(2):
             entry = self._entries.get(uid)
             if entry is None:
                 break
             try:
+                if entry.size <= INLINE_READ and self._services.turn.allows():
+                    return self._disk.read(entry.path)
                 return await self._read_io(self._disk.read, entry.path)
             except FileNotFoundError:
                 if attempt == 0:
@@ -421,12 +432,34 @@ class MaildirMailbox(Listened):
                         if self.closed or not self._loaded:
                             return
                         await self._io(self._disk.store_texts, rows)
+                    self._flush_texts_later()
             finally:
                 self._filling = False
 
         Deferred.fromCoroutine(fill()).addErrback(
             lambda f: _log.failure("Indexing the texts of {name} failed", f, name=self.name)
         )
+
+    def _flush_texts_later(self) -> None:
+        """Soon, add the texts of new messages to the trigram index, a batch at a time."""
+        if self._flush is not None and self._flush.active():
+            return
+
+        async def flush() -> None:
+            more = True
+            while more:
+                async with self._lane:
+                    if self.closed or not self._loaded:
+                        return
+                    more = await self._io(self._disk.flush_texts, FLUSH_BATCH)
+
+        def start() -> None:
+            self._flush = None
+            Deferred.fromCoroutine(flush()).addErrback(
+                lambda f: _log.failure("Indexing the texts of {name} failed", f, name=self.name)
+            )
+
+        self._flush = self._services.clock.callLater(FLUSH_DELAY, start)
 
     async def changes_since(self, modseq: int) -> Changes:
         await self._ready()
@@ -607,6 +640,9 @@ class MaildirMailbox(Listened):
     # -- life cycle (driven by the account) ----------------------------------------------
 
     def _stop_watching(self) -> None:
+        if self._flush is not None and self._flush.active():
+            self._flush.cancel()
+        self._flush = None
         if self._watch is not None:
             self._services.hub.remove(self._watch)
             self._watch = None

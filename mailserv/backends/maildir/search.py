@@ -211,7 +211,10 @@ class _Sql:
             match = ""
             if len(needle) >= TRIGRAM:
                 pattern = self.bind("{" + " ".join(columns) + "}: " + _trigrams(needle))
-                match = f"t.uid IN (SELECT rowid FROM fulltext WHERE fulltext MATCH {pattern}) AND "
+                match = (
+                    f"(t.uid IN (SELECT rowid FROM fulltext WHERE fulltext MATCH {pattern}) "
+                    "OR t.uid IN (SELECT uid FROM pending)) AND "
+                )
             found = " OR ".join(f"instr(t.{c}, {self.bind(needle)}) > 0" for c in columns)
             parts.append(f"m.uid IN (SELECT t.uid FROM texts t WHERE {match}({found}))")
         return "(" + " OR ".join(parts) + ")"
