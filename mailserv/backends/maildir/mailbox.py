@@ -64,9 +64,9 @@ MAX_QUEUED_EVENTS = 100_000
 """Beyond this many unprocessed events a full scan is cheaper (and memory stays bounded)."""
 INLINE_INFOS = 64
 """Infos of up to this many messages are read on the reactor thread; more in a thread."""
-INLINE_METAS = 2000
-"""Results of up to this many messages are built on the reactor thread; more in a thread
-(the engine's own SEARCH asks for every message)."""
+INLINE_METAS = 5000
+"""Results of up to this many messages are built on the reactor thread (a few ms; FETCH
+asks in batches of this size); more in a thread (the engine's own SEARCH asks for all)."""
 INLINE_PLAN = 1000
 """STOREs of more messages than this are planned in a thread."""
 TEXT_BATCH = 200
