@@ -12,7 +12,7 @@ from zope.interface import implementer
 
 from mailserv.backends.maildir.account import MaildirAccount
 from mailserv.backends.maildir.filenames import BaseNames
-from mailserv.backends.maildir.io import InlineIO, IORunner, ThreadIO
+from mailserv.backends.maildir.io import INLINE_BUDGET, InlineIO, IORunner, ThreadIO, Turn
 from mailserv.backends.maildir.options import (
     OPTIONS,
     MaildirSettings,
@@ -52,6 +52,8 @@ class Services:
 
     settings: MaildirSettings
     io: IORunner
+    reads: IORunner
+    turn: Turn
     hub: Hub
     clock: IReactorTime
     names: BaseNames
@@ -91,13 +93,24 @@ class MaildirBackend:
         if self._services is None:
             settings = self.settings
             io: IORunner
+            reads: IORunner
             if settings.io_threads:
                 io = ThreadIO(self._reactor, settings.io_threads)
+                reads = ThreadIO(self._reactor, settings.io_threads, "maildir-read")
             else:
-                io = InlineIO()
+                io = reads = InlineIO()
             io.start()
+            reads.start()
+            turn = Turn(self._reactor, INLINE_BUDGET)
             self._services = Services(
-                settings, io, self._make_hub(), self._reactor, BaseNames(), self._release
+                settings,
+                io,
+                reads,
+                turn,
+                self._make_hub(),
+                self._reactor,
+                BaseNames(),
+                self._release,
             )
         return self._services
 
@@ -122,6 +135,7 @@ class MaildirBackend:
         if services is not None:
             services.hub.close()
             services.io.stop()
+            services.reads.stop()
 
     async def account(self, username: str) -> MaildirAccount:
         services = self._ensure_started()

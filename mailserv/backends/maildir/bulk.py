@@ -4,7 +4,7 @@ Building the index of a large folder (first use of an existing Dovecot Maildir, 
 that was lost) means parsing every message, which is CPU work.  This process takes one share
 and helper processes (a clean ``python -c`` interpreter each, importing only the message
 parser: no fork of a threaded server) take the others; a helper reads its file list from
-stdin and writes back each message's size, mtime and serialised ``MessageInfo``
+stdin and writes back each message's size, mtime, serialised ``MessageInfo`` and search row
 (``marshal``: plain tuples, nothing that runs code).  Small batches, a single CPU or
 helpers that fail mean parsing here alone.
 """
@@ -19,6 +19,9 @@ from collections.abc import Callable, Sequence
 
 from twisted.logger import Logger
 
+from mailserv.backends.maildir import textrow
+from mailserv.backends.maildir.textrow import TextRow
+
 _log = Logger()
 
 BULK_MIN = 400
@@ -26,8 +29,8 @@ BULK_MIN = 400
 MAX_HELPERS = 3
 HELPER_TIMEOUT = 600.0
 
-Parsed = tuple[str, str, int, float, bytes]
-"""(base, relative path, size with CRLF, mtime, serialised MessageInfo)."""
+Parsed = tuple[str, str, int, float, bytes, TextRow]
+"""(base, relative path, size with CRLF, mtime, serialised MessageInfo, search row)."""
 
 
 def helpers_for(count: int) -> int:
@@ -38,9 +41,14 @@ def helpers_for(count: int) -> int:
 
 
 _HELPER = """
-import marshal, os, re, sys
+import importlib.util, marshal, os, re, sys
 from mailserv.message.parse import parse_message
 from mailserv.message.store import dumps
+
+# textrow by its path: importing the maildir package would import the whole server.
+spec = importlib.util.spec_from_file_location("textrow", sys.argv[2])
+textrow = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(textrow)
 
 bare_lf = re.compile(rb"(?<!\\r)\\n")
 out = []
@@ -53,7 +61,8 @@ for base, rel in marshal.loads(sys.stdin.buffer.read()):
         continue
     if data.count(b"\\n") != data.count(b"\\r\\n"):
         data = bare_lf.sub(b"\\r\\n", data)
-    out.append((base, rel, len(data), mtime, dumps(parse_message(data))))
+    info = parse_message(data)
+    out.append((base, rel, len(data), mtime, dumps(info), textrow.text_row(data, info)))
 sys.stdout.buffer.write(marshal.dumps(out))
 """
 """A helper's program: as ``parse_here`` in ``disk``, minus what only the server needs."""
@@ -86,7 +95,7 @@ def _start(directory: str, share: list[tuple[str, str]]) -> subprocess.Popen[byt
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-c", _HELPER, directory],
+            [sys.executable, "-c", _HELPER, directory, textrow.__file__],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,

@@ -18,14 +18,14 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from twisted.logger import Logger
 
-from mailserv.backends.maildir import bulk, filenames
+from mailserv.backends.maildir import bulk, filenames, search
 from mailserv.backends.maildir.filenames import SYSTEM_LETTERS, BaseNames
-from mailserv.backends.maildir.index import Index, Row
+from mailserv.backends.maildir.index import Index, Row, infos_of, missing_texts
 from mailserv.backends.maildir.keywords import Keywords
 from mailserv.backends.maildir.perms import PRIVATE, Permissions
 from mailserv.backends.maildir.records import (
@@ -37,11 +37,13 @@ from mailserv.backends.maildir.records import (
     file_date,
     tz_minutes,
 )
+from mailserv.backends.maildir.textrow import TextRow, text_row
 from mailserv.backends.maildir.uidlist import UidList
 from mailserv.errors import MailboxNotFound
 from mailserv.message.info import MessageInfo
 from mailserv.message.parse import parse_message
-from mailserv.message.store import dumps
+from mailserv.message.store import UnknownFormat, dumps, loads
+from mailserv.search import SearchProgram
 
 _log = Logger()
 
@@ -162,7 +164,8 @@ class MailboxDisk:
         delta = self._reconcile(known, None, stale)
         entries = [entry for entry in entries if entry.path]
         self._compact({e.base for e in entries} | {e.base for e in delta.added})
-        return Snapshot(uidlist.uidvalidity, entries, delta, self.index.recent_floor)
+        complete = not self.index.missing_texts(1)
+        return Snapshot(uidlist.uidvalidity, entries, delta, self.index.recent_floor, complete)
 
     def scan(self, known: Mapping[str, Entry], hints: Mapping[str, set[str]] | None) -> Delta:
         """Changes since ``known``: of the bases in ``hints``, or of everything when None.
@@ -216,7 +219,7 @@ class MailboxDisk:
                 if flags != entry.flags:
                     changed.append(update)
                 delta.updated.append(update)
-        added, blobs = self._adopt(new_files, known)
+        added, blobs, texts = self._adopt(new_files, known)
         if added or changed or removed or stale:
             with self.index.transaction():
                 modseq = self.index.next_modseq()
@@ -225,7 +228,12 @@ class MailboxDisk:
                 for entry in added:
                     entry.modseq = modseq
                 self.index.insert(
-                    (_row(e), blobs[e.base] if e.info is None else dumps(e.info)) for e in added
+                    (
+                        _row(e),
+                        blobs[e.base] if e.info is None else dumps(e.info),
+                        texts.get(e.base),
+                    )
+                    for e in added
                 )
                 self.index.update_flags((u.uid, u.flags, u.modseq) for u in changed)
                 self.index.expunge(removed + stale, modseq)
@@ -276,14 +284,16 @@ class MailboxDisk:
 
     def _adopt(
         self, files: list[tuple[str, str]], known: Mapping[str, Entry]
-    ) -> tuple[list[Entry], dict[str, bytes]]:
+    ) -> tuple[list[Entry], dict[str, bytes], dict[str, TextRow]]:
         """Index files another program put here: parse them and find or give their UIDs.
 
-        Returns the entries and, for those parsed by helper processes (many files at once),
-        their serialised infos (the entries' ``info`` then loads lazily from the index)."""
+        Returns the entries, for those parsed by helper processes (many files at once),
+        their serialised infos (the entries' ``info`` then loads lazily from the index),
+        and every file's search row by base."""
         if not files:
-            return [], {}
+            return [], {}, {}
         found: list[Entry] = []
+        texts: dict[str, TextRow] = {}
 
         def parse_here(share: Sequence[tuple[str, str]]) -> None:
             for base, rel in share:
@@ -295,15 +305,17 @@ class MailboxDisk:
                     continue  # moved again: its next event will tell where
                 raw = crlf(data)
                 entry = self._entry(base, rel, len(raw), mtime)
-                entry.info = parse_message(raw)
+                entry.info = info = parse_message(raw)
+                texts[base] = text_row(raw, info)
                 found.append(entry)
 
         blobs: dict[str, bytes] = {}
-        for base, rel, size, mtime, blob in bulk.parse_shared(
+        for base, rel, size, mtime, blob, row in bulk.parse_shared(
             self.directory, sorted(files), parse_here
         ):
             found.append(self._entry(base, rel, size, mtime))
             blobs[base] = blob
+            texts[base] = row
         found.sort(key=lambda entry: entry.base)
         used = {entry.uid for entry in known.values()}
         uidlist = self.uidlist
@@ -323,7 +335,7 @@ class MailboxDisk:
                     entry.path = target
                 except FileNotFoundError:
                     pass  # another reader moved it; the events will follow
-        return found, blobs
+        return found, blobs, texts
 
     def _entry(self, base: str, rel: str, size: int, mtime: float) -> Entry:
         flags, keep = self.keywords.flags(filenames.split(os.path.basename(rel))[1])
@@ -340,7 +352,8 @@ class MailboxDisk:
         stamp = int(when.timestamp() if when is not None else time.time())
         write_file(tmp, message, self.fsync, stamp, self.perms)
         date = file_date(stamp, tz_minutes(when) if when is not None else 0)
-        return Prepared(base, tmp, len(raw), date, info, dumps(info), flags)
+        texts = text_row(raw, info)
+        return Prepared(base, tmp, len(raw), date, info, dumps(info), flags, texts=texts)
 
     def link_in(self, sources: Sequence[tuple[str, Entry, frozenset[str]]]) -> list[Prepared]:
         """COPY's first half: hard-link each source file into ``tmp/`` (copy if that fails).
@@ -361,8 +374,12 @@ class MailboxDisk:
                 continue
             info = entry.info
             assert info is not None
+            try:
+                texts = text_row(_read(tmp), info)
+            except FileNotFoundError:
+                continue  # removed from tmp/ under us (by a cleaner): as if never linked
             prepared.append(
-                Prepared(base, tmp, entry.size, entry.date, info, None, flags, entry.uid)
+                Prepared(base, tmp, entry.size, entry.date, info, None, flags, entry.uid, texts)
             )
         return prepared
 
@@ -405,7 +422,7 @@ class MailboxDisk:
             for entry in entries:
                 entry.modseq = modseq
             self.index.insert(
-                (_row(entry), item.blob if item.blob is not None else dumps(item.info))
+                (_row(entry), item.blob if item.blob is not None else dumps(item.info), item.texts)
                 for entry, item in zip(entries, items, strict=True)
             )
         return self._finish(Delta(added=entries))
@@ -472,6 +489,66 @@ class MailboxDisk:
             self._compact({base for base in known if base not in doomed})
         return self._finish(Delta(removed=gone))
 
+    def flush_texts(self, limit: int) -> bool:
+        return self.index.flush_texts(limit)
+
+    def missing_texts(self, limit: int) -> list[int]:
+        """As the index's, on a connection of its own (outside the lane)."""
+        db = self.index.reader()
+        try:
+            return missing_texts(db, limit)
+        finally:
+            db.close()
+
+    # -- reading, outside the lane (any thread, a connection of its own) ---------------
+
+    def search(
+        self, query: SearchProgram, uids: Sequence[int], flag_names: Collection[str]
+    ) -> list[int] | None:
+        db = self.index.reader()
+        try:
+            return search.run(db, query, uids, flag_names, self.index.fulltext)
+        finally:
+            db.close()
+
+    def load_infos(self, uids: Sequence[int]) -> dict[int, MessageInfo]:
+        """The stored infos of ``uids`` that can be read (others: see ``store_info``)."""
+        db = self.index.reader()
+        try:
+            blobs = infos_of(db, uids)
+        finally:
+            db.close()
+        found = {}
+        for uid, data in blobs.items():
+            try:
+                found[uid] = loads(data)
+            except UnknownFormat:
+                continue
+        return found
+
+    def read(self, relative: str) -> bytes:
+        return _read(self.path(relative))
+
+    def text_rows(self, files: Sequence[tuple[int, str]]) -> list[tuple[int, TextRow]]:
+        """Search rows for messages indexed without them (an index from before the
+        full-text index, or one that was dropped): ``files`` are (UID, relative path); a
+        file that moved meanwhile is left for a later batch."""
+        infos = self.load_infos([uid for uid, _ in files])
+        rows: list[tuple[int, TextRow]] = []
+        for uid, rel in files:
+            try:
+                raw = _read(self.path(rel))
+            except FileNotFoundError:
+                continue
+            info = infos.get(uid)
+            rows.append((uid, text_row(raw, info if info is not None else parse_message(raw))))
+        return rows
+
+    def store_texts(self, rows: Sequence[tuple[int, TextRow]]) -> None:
+        """Write rows made by :meth:`text_rows` (of messages still here); in the lane."""
+        with self.index.transaction():
+            self.index.set_texts(self.index.present(rows))
+
     def vanished_since(self, modseq: int) -> list[int]:
         return self.index.vanished_since(modseq)
 
@@ -513,6 +590,11 @@ class MailboxDisk:
                         continue
         except FileNotFoundError:
             return
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return crlf(f.read())
 
 
 def _needs_uid(entry: Entry, records: Mapping[str, int], used: set[int]) -> bool:

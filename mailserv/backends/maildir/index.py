@@ -19,10 +19,15 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from twisted.logger import Logger
 
+from mailserv.backends.maildir.textrow import TextRow, blob, indexable
+
 _log = Logger()
+
+T = TypeVar("T")
 
 FILENAME = "mailserv-index.sqlite"
 FORMAT = "1"
@@ -41,7 +46,37 @@ CREATE TABLE IF NOT EXISTS message (
 );
 CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (modseq);
+CREATE INDEX IF NOT EXISTS message_meta ON message (uid, flags, modseq, size, date, tz);
+CREATE TABLE IF NOT EXISTS search (
+    uid INTEGER PRIMARY KEY,
+    from_ BLOB NOT NULL,
+    to_ BLOB NOT NULL,
+    cc BLOB NOT NULL,
+    bcc BLOB NOT NULL,
+    subject BLOB NOT NULL,
+    hfrom BLOB NOT NULL,
+    hto BLOB NOT NULL,
+    hcc BLOB NOT NULL,
+    hbcc BLOB NOT NULL,
+    sent_day INTEGER,
+    header BLOB,
+    body BLOB
+);
 """
+_FULLTEXT = (
+    "CREATE TABLE IF NOT EXISTS texts "
+    "(uid INTEGER PRIMARY KEY, header TEXT NOT NULL, body TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS pending (uid INTEGER PRIMARY KEY)",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS fulltext USING fts5(header, body, content='texts', "
+    "content_rowid='uid', tokenize='trigram')",
+)
+"""Case-folded decoded header and body by UID (``texts``, compared with ``instr()``) and
+their trigram index (``fulltext``, over ``texts``), for TEXT and BODY.  Texts enter the
+trigram index in batches, after the message (``pending`` lists those not there yet, which
+SEARCH compares without the index's help).  A message whose
+texts SQLite cannot hold as text (a NUL, a lone surrogate) has them in ``search`` as bytes
+instead, and no row here.  (``message_meta`` lets a search of flags, dates and sizes read
+a narrow index, not the rows with their infos.)"""
 
 
 @dataclass(slots=True)
@@ -67,6 +102,8 @@ class Index:
         self.highestmodseq = 1
         self.recent_floor = 1
         self.fresh = False
+        self.fulltext = False
+        """Whether this SQLite has FTS5's trigram tokenizer (else TEXT and BODY decline)."""
 
     # -- opening --------------------------------------------------------------------------
 
@@ -90,6 +127,17 @@ class Index:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'NORMAL' if self.fsync else 'OFF'}")
         db.executescript(_SCHEMA)
+        try:
+            made = db.execute("SELECT sql FROM sqlite_master WHERE name = 'fulltext'").fetchone()
+            if made is not None and "content='texts'" not in made[0]:
+                db.execute("DROP TABLE fulltext")  # another layout: its texts are made again
+                db.execute("DELETE FROM search")
+            for statement in _FULLTEXT:
+                db.execute(statement)
+            self.fulltext = True
+        except sqlite3.OperationalError as exc:
+            _log.warn("No full-text index in {path}: {error}", path=self.path, error=exc)
+            self.fulltext = False
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         if meta.get("format") != FORMAT or meta.get("uidvalidity") != str(uidvalidity):
             if meta:
@@ -97,6 +145,11 @@ class Index:
             with self.transaction():
                 db.execute("DELETE FROM message")
                 db.execute("DELETE FROM expunged")
+                db.execute("DELETE FROM search")
+                if self.fulltext:
+                    db.execute("DELETE FROM texts")
+                    db.execute("DELETE FROM pending")
+                    db.execute("INSERT INTO fulltext (fulltext) VALUES ('delete-all')")
                 db.execute("DELETE FROM meta")
                 self._put({"format": FORMAT, "uidvalidity": str(uidvalidity)})
                 self._put({"highestmodseq": "1", "recent_floor": "1"})
@@ -134,22 +187,20 @@ class Index:
         """Stored infos of ``uids`` (missing or NULL ones left out); reactor thread."""
         if self._reader is None:
             self._reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        found: dict[int, bytes] = {}
-        low, high = min(uids), max(uids)
-        wanted = set(uids)
-        if high - low < 4 * len(wanted):
-            rows = self._reader.execute(
-                "SELECT uid, info FROM message WHERE uid BETWEEN ? AND ?", (low, high)
-            )
-        else:
-            marks = ",".join("?" * len(wanted))
-            rows = self._reader.execute(
-                f"SELECT uid, info FROM message WHERE uid IN ({marks})", tuple(wanted)
-            )
-        for uid, info in rows:
-            if uid in wanted and info is not None:
-                found[uid] = info
-        return found
+        return infos_of(self._reader, uids)
+
+    def present(self, rows: Sequence[tuple[int, T]]) -> list[tuple[int, T]]:
+        """Those of ``rows`` whose UID has a message row."""
+        uids = set(present_uids(self.db, [uid for uid, _ in rows]))
+        return [(uid, value) for uid, value in rows if uid in uids]
+
+    def reader(self) -> sqlite3.Connection:
+        """A new read-only connection, for one task in any thread (WAL: it never waits for
+        the writer and sees the last committed state)."""
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+
+    def missing_texts(self, limit: int) -> list[int]:
+        return missing_texts(self.db, limit)
 
     def vanished_since(self, modseq: int) -> list[int]:
         return [
@@ -176,15 +227,72 @@ class Index:
             with self.transaction():
                 self._put({"recent_floor": str(uid)})
 
-    def insert(self, rows: Iterable[tuple[Row, bytes | None]]) -> None:
+    def insert(self, rows: Iterable[tuple[Row, bytes | None, TextRow | None]]) -> None:
+        """New messages with their infos and search rows (None: made later, by a backfill)."""
+        rows = list(rows)
         self.db.executemany(
             "INSERT OR REPLACE INTO message (uid, base, flags, modseq, size, date, tz, info) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (r.uid, r.base, _text(r.flags), r.modseq, r.size, r.date, r.tz, info)
-                for r, info in rows
+                for r, info, _ in rows
             ],
         )
+        self._drop_texts([r.uid for r, _, texts in rows if texts is None])
+        self.set_texts((r.uid, texts) for r, _, texts in rows if texts is not None)
+
+    def set_texts(self, rows: Iterable[tuple[int, TextRow]]) -> None:
+        """(Re)place the search rows of these UIDs (inside a transaction)."""
+        rows = list(rows)
+        if not rows:
+            return
+        self._drop_texts([uid for uid, _ in rows])
+        plain = []
+        odd = []
+        for uid, texts in rows:
+            *fields, header, body = texts
+            if self.fulltext and indexable(header) and indexable(body):
+                plain.append((uid, header, body))
+                odd.append((uid, *fields, None, None))
+            else:
+                odd.append((uid, *fields, blob(header), blob(body)))
+        self.db.executemany(
+            "INSERT INTO search (uid, from_, to_, cc, bcc, subject, hfrom, hto, hcc, hbcc, "
+            "sent_day, header, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            odd,
+        )
+        if plain:
+            self.db.executemany("INSERT INTO texts (uid, header, body) VALUES (?, ?, ?)", plain)
+            self.db.executemany("INSERT INTO pending (uid) VALUES (?)", [(r[0],) for r in plain])
+
+    def flush_texts(self, limit: int) -> bool:
+        """Add up to ``limit`` pending texts to the trigram index (one transaction: FTS5
+        writes a batch several times cheaper than single rows); whether more are pending."""
+        with self.transaction():
+            uids = [(u,) for (u,) in self.db.execute("SELECT uid FROM pending LIMIT ?", (limit,))]
+            self.db.executemany(
+                "INSERT INTO fulltext (rowid, header, body) "
+                "SELECT uid, header, body FROM texts WHERE uid = ?",
+                uids,
+            )
+            self.db.executemany("DELETE FROM pending WHERE uid = ?", uids)
+        return len(uids) == limit
+
+    def _drop_texts(self, uids: Sequence[int]) -> None:
+        if not uids:
+            return
+        params = [(uid,) for uid in uids]
+        self.db.executemany("DELETE FROM search WHERE uid = ?", params)
+        if self.fulltext:
+            # An external-content index is told the old values of what it forgets.
+            self.db.executemany(
+                "INSERT INTO fulltext (fulltext, rowid, header, body) "
+                "SELECT 'delete', uid, header, body FROM texts "
+                "WHERE uid = ? AND uid NOT IN (SELECT uid FROM pending)",
+                params,
+            )
+            self.db.executemany("DELETE FROM pending WHERE uid = ?", params)
+            self.db.executemany("DELETE FROM texts WHERE uid = ?", params)
 
     def update_flags(self, changes: Iterable[tuple[int, frozenset[str], int]]) -> None:
         self.db.executemany(
@@ -202,6 +310,7 @@ class Index:
 
     def expunge(self, uids: Sequence[int], modseq: int) -> None:
         self.db.executemany("DELETE FROM message WHERE uid = ?", [(uid,) for uid in uids])
+        self._drop_texts(uids)
         self.db.executemany(
             "INSERT OR REPLACE INTO expunged (uid, modseq) VALUES (?, ?)",
             [(uid, modseq) for uid in uids],
@@ -211,6 +320,42 @@ class Index:
         self.db.executemany(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items())
         )
+
+
+def missing_texts(db: sqlite3.Connection, limit: int) -> list[int]:
+    """Up to ``limit`` UIDs whose search row is still to be made (oldest first)."""
+    return [
+        uid
+        for (uid,) in db.execute(
+            "SELECT uid FROM message WHERE uid NOT IN (SELECT uid FROM search) "
+            "ORDER BY uid LIMIT ?",
+            (limit,),
+        )
+    ]
+
+
+def present_uids(db: sqlite3.Connection, uids: Sequence[int]) -> list[int]:
+    if not uids:
+        return []
+    marks = ",".join("?" * len(uids))
+    return [uid for (uid,) in db.execute(f"SELECT uid FROM message WHERE uid IN ({marks})", uids)]
+
+
+def infos_of(db: sqlite3.Connection, uids: Sequence[int]) -> dict[int, bytes]:
+    found: dict[int, bytes] = {}
+    if not uids:
+        return found
+    low, high = min(uids), max(uids)
+    wanted = set(uids)
+    if high - low < 4 * len(wanted):
+        rows = db.execute("SELECT uid, info FROM message WHERE uid BETWEEN ? AND ?", (low, high))
+    else:
+        marks = ",".join("?" * len(wanted))
+        rows = db.execute(f"SELECT uid, info FROM message WHERE uid IN ({marks})", tuple(wanted))
+    for uid, info in rows:
+        if uid in wanted and info is not None:
+            found[uid] = info
+    return found
 
 
 class _Transaction:

@@ -9,6 +9,7 @@ reactor for the duration of each fsync.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -16,6 +17,11 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
+
+INLINE_BUDGET = 0.004
+"""Seconds of small reads the reactor thread does before it hands them to a thread."""
+INLINE_READ = 256 * 1024
+"""Messages up to this size may be read on the reactor thread (within the budget)."""
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -48,9 +54,9 @@ class InlineIO:
 class ThreadIO:
     """Runs tasks in a pool of ``threads`` threads, started and stopped with the backend."""
 
-    def __init__(self, reactor: Any, threads: int) -> None:
+    def __init__(self, reactor: Any, threads: int, name: str = "maildir-io") -> None:
         self._reactor = reactor
-        self._pool = ThreadPool(minthreads=0, maxthreads=threads, name="maildir-io")
+        self._pool = ThreadPool(minthreads=0, maxthreads=threads, name=name)
         self._started = False
 
     def run(self, task: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
@@ -67,3 +73,26 @@ class ThreadIO:
         if self._started:
             self._pool.stop()
             self._started = False
+
+
+class Turn:
+    """Whether the reactor thread may do a little more blocking work right now: it may while
+    less than ``budget`` seconds have passed since it last got control (the next reactor
+    iteration after the first such work).  Small reads are then done on the spot, and a
+    long run of them (a FETCH or a SEARCH over many messages) yields now and then."""
+
+    def __init__(self, clock: Any, budget: float) -> None:
+        self._clock = clock
+        self._budget = budget
+        self._since: float | None = None
+
+    def allows(self) -> bool:
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+            self._clock.callLater(0, self._regained)
+            return True
+        return now - self._since < self._budget
+
+    def _regained(self) -> None:
+        self._since = None

@@ -29,7 +29,9 @@ from zope.interface import implementer
 from mailserv.backends.kit import Listened, ListenerSet, Tally, expungeable, plan_store
 from mailserv.backends.maildir import filenames
 from mailserv.backends.maildir.disk import MailboxDisk, MailboxGone, crlf
+from mailserv.backends.maildir.io import INLINE_READ
 from mailserv.backends.maildir.records import Delta, Entry, Snapshot
+from mailserv.backends.maildir.search import needs_texts
 from mailserv.backends.maildir.watch import KEYWORDS
 from mailserv.errors import MailboxNotFound
 from mailserv.interfaces import (
@@ -38,7 +40,7 @@ from mailserv.interfaces import (
     Changes,
     CopyResult,
     FlagChange,
-    IMailbox,
+    ISearchableMailbox,
     MailboxStatus,
     MessageMeta,
     StoreMode,
@@ -46,6 +48,7 @@ from mailserv.interfaces import (
 )
 from mailserv.message.parse import parse_message
 from mailserv.message.store import UnknownFormat, loads
+from mailserv.search import SearchProgram
 
 if TYPE_CHECKING:
     from mailserv.backends.maildir.account import MaildirAccount
@@ -59,11 +62,23 @@ QUIET_THRESHOLD = 500
 """Own changes from which watching is paused and the mailbox rescanned afterwards."""
 MAX_QUEUED_EVENTS = 100_000
 """Beyond this many unprocessed events a full scan is cheaper (and memory stays bounded)."""
+INLINE_INFOS = 64
+"""Infos of up to this many messages are read on the reactor thread; more in a thread."""
+INLINE_METAS = 5000
+"""Results of up to this many messages are built on the reactor thread (a few ms; FETCH
+asks in batches of this size); more in a thread (the engine's own SEARCH asks for all)."""
+INLINE_PLAN = 1000
+"""STOREs of more messages than this are planned in a thread."""
+TEXT_BATCH = 200
+"""Messages whose search rows one step of an index rebuild makes."""
+FLUSH_DELAY = 0.1
+"""Seconds new texts wait to enter the trigram index together (SEARCH sees them already)."""
+FLUSH_BATCH = 500
 
 T = TypeVar("T")
 
 
-@implementer(IMailbox)
+@implementer(ISearchableMailbox)
 class MaildirMailbox(Listened):
     def __init__(self, account: MaildirAccount, name: str, directory: str) -> None:
         self.name = name
@@ -88,6 +103,12 @@ class MaildirMailbox(Listened):
         self._keywords_changed = False
         self._scheduled: IDelayedCall | None = None
         self._watch: object | None = None
+        self._flag_names: set[str] = set()
+        """Every flag spelling messages have had since loading (SEARCH's keyword spellings)."""
+        self._texts_ready = False
+        """Every message has its search row (else SEARCH of texts is left to the engine)."""
+        self._filling = False
+        self._flush: IDelayedCall | None = None
 
     def _new_disk(self, directory: str) -> MailboxDisk:
         services = self._services
@@ -100,6 +121,11 @@ class MaildirMailbox(Listened):
     def _io(self, task: Callable[..., T], *args: Any) -> Deferred[T]:
         return self._services.io.run(task, *args)
 
+    def _read_io(self, task: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Reads outside the lane (searches, infos, message files, text rows) have threads
+        of their own: a long search never delays the lane's short tasks (a STORE)."""
+        return self._services.reads.run(task, *args)
+
     # -- loading, watching, syncing -------------------------------------------------------
 
     async def ensure_loaded(self) -> None:
@@ -111,22 +137,45 @@ class MaildirMailbox(Listened):
             self._check_open()
             self._watch = self._services.hub.add(self.directory, self._on_event)
             try:
-                snapshot = await self._io(self._disk.load, self._account.allocate_uidvalidity)
+                loaded = await self._io(self._load)
             except BaseException:
                 self._stop_watching()
                 raise
-            self._install(snapshot)
+            self._install(*loaded)
             self._loaded = True
+        self._fill_texts()
+        self._flush_texts_later()
 
-    def _install(self, snapshot: Snapshot) -> None:
-        self.uidvalidity = snapshot.uidvalidity
-        self._entries = {entry.uid: entry for entry in snapshot.entries}
-        self._by_base = {entry.base: entry for entry in snapshot.entries}
-        self._ordered = list(self._entries) == sorted(self._entries)
-        self._floor = floor = snapshot.recent_floor
-        self._tally.clear()
+    def _load(self) -> tuple[Snapshot, dict[int, Entry], dict[str, Entry], Tally, set[str]]:
+        """Read the mailbox and build its state (an I/O task: the state is new, nobody
+        else sees it yet), so the reactor only installs it."""
+        snapshot = self._disk.load(self._account.allocate_uidvalidity)
+        entries = {entry.uid: entry for entry in snapshot.entries}
+        by_base = {entry.base: entry for entry in snapshot.entries}
+        floor = snapshot.recent_floor
+        tally = Tally()
+        names: set[str] = set()
         for entry in snapshot.entries:
-            self._tally.add(entry.uid, entry.flags, entry.size, entry.uid >= floor)
+            tally.add(entry.uid, entry.flags, entry.size, entry.uid >= floor)
+            names |= entry.flags
+        return snapshot, entries, by_base, tally, names
+
+    def _install(
+        self,
+        snapshot: Snapshot,
+        entries: dict[int, Entry],
+        by_base: dict[str, Entry],
+        tally: Tally,
+        names: set[str],
+    ) -> None:
+        self.uidvalidity = snapshot.uidvalidity
+        self._entries = entries
+        self._by_base = by_base
+        self._ordered = list(entries) == sorted(entries)
+        self._floor = snapshot.recent_floor
+        self._tally = tally
+        self._flag_names = names
+        self._texts_ready = snapshot.texts_complete
         self._apply(snapshot.delta, None, notify=False)
 
     async def _ready(self) -> None:
@@ -203,6 +252,7 @@ class MaildirMailbox(Listened):
             await self._vanish_locked()
             return
         self._apply(delta, None)
+        self._fill_texts()
 
     async def _resync(self) -> None:
         """A file was not where we thought: look at everything again."""
@@ -229,6 +279,7 @@ class MaildirMailbox(Listened):
             entries[entry.uid] = entry
             self._by_base[entry.base] = entry
             self._tally.add(entry.uid, entry.flags, entry.size, entry.uid >= self._floor)
+            self._flag_names |= entry.flags
             added.append(entry.uid)
         changes = []
         for update in delta.updated:
@@ -238,6 +289,7 @@ class MaildirMailbox(Listened):
             known.path, known.keep = update.path, update.keep
             if update.modseq and update.flags != known.flags:
                 self._tally.reflag(known.flags, update.flags)
+                self._flag_names |= update.flags
                 known.flags, known.modseq = update.flags, update.modseq
                 changes.append(FlagChange(known.uid, known.flags, known.modseq))
         removed = []
@@ -251,6 +303,8 @@ class MaildirMailbox(Listened):
             removed.append(uid)
         self._modseq = max(self._modseq, delta.highestmodseq)
         self._uidnext = max(self._uidnext, delta.uidnext)
+        if added:
+            self._flush_texts_later()
         if notify:
             added.sort()
             self.listeners.added(self, added, origin)
@@ -278,12 +332,16 @@ class MaildirMailbox(Listened):
         await self.ensure_loaded()
         entries = self._entries
         found = [entries[uid] for uid in uids if uid in entries]
+        missing = [e for e in found if e.info is None]
+        if len(missing) > INLINE_INFOS:
+            infos = await self._read_io(self._disk.load_infos, [e.uid for e in missing])
+            for entry in missing:
+                if entry.info is None:
+                    entry.info = infos.get(entry.uid)
         self._load_infos(e for e in found if e.info is None)
-        return [
-            MessageMeta(e.uid, e.flags, e.date, e.size, e.modseq, e.info)
-            for e in found
-            if e.info is not None
-        ]
+        if len(found) > INLINE_METAS:
+            return await self._read_io(_metas, found)
+        return _metas(found)
 
     def _load_infos(self, entries: Iterable[Entry]) -> None:
         """Infos come from the index (one query per batch); a file is parsed only when its
@@ -324,17 +382,84 @@ class MaildirMailbox(Listened):
             return crlf(f.read())
 
     async def content(self, uid: int) -> bytes:
+        """Read on the spot while the reactor thread has been busy only briefly, else in a
+        thread (a FETCH or scan over many messages then yields every few milliseconds)."""
         await self.ensure_loaded()
         for attempt in range(2):
             entry = self._entries.get(uid)
             if entry is None:
                 break
             try:
-                return self._read(entry)
+                if entry.size <= INLINE_READ and self._services.turn.allows():
+                    return self._disk.read(entry.path)
+                return await self._read_io(self._disk.read, entry.path)
             except FileNotFoundError:
                 if attempt == 0:
                     await self._resync()
         raise KeyError(uid)
+
+    async def search(self, query: SearchProgram, uids: Sequence[int]) -> Sequence[int] | None:
+        """From the index, in a thread; None (the engine evaluates) for what it cannot
+        answer, and for texts while the index of this mailbox is being built."""
+        await self.ensure_loaded()
+        if needs_texts(query) and not self._texts_ready:
+            return None
+        return await self._read_io(
+            self._disk.search, query, tuple(uids), frozenset(self._flag_names)
+        )
+
+    def _fill_texts(self) -> None:
+        """Make the missing search rows (an index from before the full-text index, or one
+        that was dropped), a batch at a time: files read and decoded in a thread, the rows
+        written in the lane."""
+        if self._texts_ready or self._filling or self.closed or not self._loaded:
+            return
+        self._filling = True
+
+        async def fill() -> None:
+            try:
+                while not self.closed and self._loaded:
+                    missing = await self._read_io(self._disk.missing_texts, TEXT_BATCH)
+                    if not missing:
+                        self._texts_ready = True
+                        return
+                    entries = self._entries
+                    files = [(u, entries[u].path) for u in missing if u in entries]
+                    rows = await self._read_io(self._disk.text_rows, [f for f in files if f[1]])
+                    if not rows:
+                        return  # files not where we thought: the next sync starts again
+                    async with self._lane:
+                        if self.closed or not self._loaded:
+                            return
+                        await self._io(self._disk.store_texts, rows)
+                    self._flush_texts_later()
+            finally:
+                self._filling = False
+
+        Deferred.fromCoroutine(fill()).addErrback(
+            lambda f: _log.failure("Indexing the texts of {name} failed", f, name=self.name)
+        )
+
+    def _flush_texts_later(self) -> None:
+        """Soon, add the texts of new messages to the trigram index, a batch at a time."""
+        if self._flush is not None and self._flush.active():
+            return
+
+        async def flush() -> None:
+            more = True
+            while more:
+                async with self._lane:
+                    if self.closed or not self._loaded:
+                        return
+                    more = await self._io(self._disk.flush_texts, FLUSH_BATCH)
+
+        def start() -> None:
+            self._flush = None
+            Deferred.fromCoroutine(flush()).addErrback(
+                lambda f: _log.failure("Indexing the texts of {name} failed", f, name=self.name)
+            )
+
+        self._flush = self._services.clock.callLater(FLUSH_DELAY, start)
 
     async def changes_since(self, modseq: int) -> Changes:
         await self._ready()
@@ -426,7 +551,11 @@ class MaildirMailbox(Listened):
         flags = frozenset(flags) - {RECENT}
         changed: list[FlagChange] = []
         async with self._lane:
-            plan, failed = plan_store(self._known(uids), mode, flags, unchangedsince)
+            if len(uids) > INLINE_PLAN:
+                # Entries change only in the lane, which we hold: a thread may read them.
+                plan, failed = await self._io(self._plan, uids, mode, flags, unchangedsince)
+            else:
+                plan, failed = self._plan(uids, mode, flags, unchangedsince)
             async with self._quietly(len(plan)):
                 for attempt in range(2):
                     if not plan:
@@ -443,6 +572,11 @@ class MaildirMailbox(Listened):
                         )
                         failed += more
         return StoreResult(changed, failed)
+
+    def _plan(
+        self, uids: Sequence[int], mode: StoreMode, flags: frozenset[str], since: int | None
+    ) -> tuple[list[tuple[Entry, frozenset[str]]], list[int]]:
+        return plan_store(self._known(uids), mode, flags, since)
 
     def _known(self, uids: Iterable[int]) -> list[Entry]:
         """The entries of ``uids`` still here, ascending."""
@@ -506,6 +640,9 @@ class MaildirMailbox(Listened):
     # -- life cycle (driven by the account) ----------------------------------------------
 
     def _stop_watching(self) -> None:
+        if self._flush is not None and self._flush.active():
+            self._flush.cancel()
+        self._flush = None
         if self._watch is not None:
             self._services.hub.remove(self._watch)
             self._watch = None
@@ -552,3 +689,11 @@ class MaildirMailbox(Listened):
 
     def __repr__(self) -> str:
         return f"<MaildirMailbox {self.name!r} at {os.path.basename(self.directory) or '/'}>"
+
+
+def _metas(entries: Sequence[Entry]) -> list[MessageMeta]:
+    return [
+        MessageMeta(e.uid, e.flags, e.date, e.size, e.modseq, e.info)
+        for e in entries
+        if e.info is not None
+    ]

@@ -48,7 +48,13 @@ FOLDERS = {
     key: Text(f"Name of the {attribute} folder; empty for none [default: {key.title()}].", "")
     for key, attribute in SPECIAL_USE.items()
 }
-IO_THREADS = Int("Threads for file I/O; 0 does it on the reactor thread [default: 4].", 4, 0, 64)
+IO_THREADS = Int(
+    "Threads for file I/O (and as many for searches and reads); 0 does it on the reactor "
+    "thread [default: 4].",
+    4,
+    0,
+    64,
+)
 WATCH = Choice(
     "auto|inotify|poll: how changes by other programs are noticed "
     "[default: auto, inotify where available].",

@@ -6,6 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
+from mailserv.backends.maildir.textrow import TextRow
 from mailserv.message.info import MessageInfo
 
 
@@ -36,6 +37,7 @@ class Prepared:
     blob: bytes | None  # info serialised for the index; None when it must be recomputed
     flags: frozenset[str] = frozenset()
     source_uid: int = 0  # for COPY: the UID it was copied from
+    texts: TextRow | None = None  # what SEARCH looks at (None: the index makes it later)
 
 
 @dataclass(slots=True)
@@ -70,6 +72,7 @@ class Snapshot:
     entries: list[Entry]
     delta: Delta
     recent_floor: int
+    texts_complete: bool = True
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """LITERAL+ (RFC 7888): non-synchronizing literals ``{n+}``.
 
-The framer (:mod:`mailserv.imap.parser`) reads them, up to ``max_literal_plus`` bytes;
+The framer (:mod:`mailserv.imap.framer`) reads them, up to ``max_literal_plus`` bytes;
 this module only offers the capability, to every session.
 """
 

@@ -1,0 +1,243 @@
+"""SEARCH from the maildir index: a query becomes one SQL statement, run in a thread.
+
+Flags, internal dates, sizes, UID sets and MODSEQ come from the ``message`` table; the
+header fields, the Date: header's day and the texts of TEXT and BODY from ``search`` and
+``fulltext`` (see ``textrow``), which hold exactly what the engine's evaluator compares,
+case-folded as it does.  A substring test is ``instr()`` on those values (bytes for the
+fields, so lone surrogates compare as the evaluator's strings do); for TEXT and BODY the
+trigram index's MATCH first narrows the rows down (every row holding the needle matches
+it), and needles shorter than a trigram use ``instr()`` alone.  The rows whose texts SQLite
+cannot hold as text are compared as bytes in ``search``.
+
+Keys the index cannot answer exactly (HEADER of other fields, sequence numbers, huge UID
+lists, very deep trees, texts while the index of a mailbox is still being built) make
+:func:`run` return None: the engine evaluates the query itself.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Sequence
+from datetime import date
+from typing import Any
+
+from mailserv.backends.maildir.textrow import blob, indexable
+from mailserv.interfaces import SYSTEM_FLAGS
+from mailserv.message.addresses import SEPARATOR
+from mailserv.search import (
+    All,
+    And,
+    Contains,
+    DateCompare,
+    DateField,
+    DateOp,
+    HasFlag,
+    InSet,
+    ModSeqAtLeast,
+    Not,
+    Or,
+    SearchKey,
+    SearchProgram,
+    SizeCompare,
+    StringField,
+    UidIn,
+    walk,
+)
+from mailserv.syntax.sequences import merge
+
+DEPTH_LIMIT = 64
+RANGE_LIMIT = 200
+LIST_LIMIT = 1000
+TRIGRAM = 3
+
+_CANONICAL = {flag.casefold(): flag for flag in SYSTEM_FLAGS}
+_FIELD_COLUMNS = {
+    StringField.FROM: "s.from_",
+    StringField.TO: "s.to_",
+    StringField.CC: "s.cc",
+    StringField.BCC: "s.bcc",
+    StringField.SUBJECT: "s.subject",
+}
+_HEADER_LINE_COLUMNS = {
+    "from": "s.hfrom",
+    "to": "s.hto",
+    "cc": "s.hcc",
+    "bcc": "s.hbcc",
+    "subject": "s.subject",
+}
+_ADDRESSES = frozenset({"s.from_", "s.to_", "s.cc", "s.bcc", "s.hfrom", "s.hto", "s.hcc", "s.hbcc"})
+_OPERATORS = {DateOp.BEFORE: "<", DateOp.ON: "=", DateOp.SINCE: ">="}
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+_LOCAL = "(m.date + 60 * m.tz)"
+"""The internal date's wall-clock seconds in its own offset: its calendar day is the floor
+of this over 86400, so comparing days is comparing this with a day's first second."""
+_DAY = 86400
+YES, NO = "1", "0"
+
+
+class Declined(Exception):
+    """The engine evaluates this query."""
+
+
+def needs_texts(query: SearchProgram) -> bool:
+    """Whether ``query`` looks at the search rows (header fields, Date:, TEXT, BODY)."""
+    return any(isinstance(k, Contains) or _sent(k) for k in walk(query.key))
+
+
+def _sent(key: SearchKey) -> bool:
+    return isinstance(key, DateCompare) and key.field is DateField.SENT
+
+
+def run(
+    db: sqlite3.Connection,
+    query: SearchProgram,
+    uids: Sequence[int],
+    flag_names: Collection[str],
+    fulltext: bool,
+) -> list[int] | None:
+    """The UIDs among ``uids`` (ascending) that match, or None to decline (any thread).
+
+    ``flag_names``: every flag spelling stored in the mailbox (or more); ``fulltext``:
+    whether the index has its ``fulltext`` table.
+    """
+    if not uids:
+        return []
+    sql = _Sql(uids[-1], flag_names, fulltext)
+    try:
+        where = sql.key(query.key, 0)
+    except Declined:
+        return None
+    tables = "message m LEFT JOIN search s ON s.uid = m.uid" if sql.joined else "message m"
+    # One string, not a row per match: four times faster when most messages match.
+    (listed,) = db.execute(
+        f"SELECT group_concat(m.uid) FROM {tables} WHERE m.uid BETWEEN ? AND ? AND {where}",
+        (uids[0], uids[-1], *sql.params),
+    ).fetchone()
+    found = sorted(map(int, listed.split(","))) if listed else []
+    if len(uids) == uids[-1] - uids[0] + 1:
+        return found  # every UID of the range is the session's
+    wanted = set(uids)
+    return [uid for uid in found if uid in wanted]
+
+
+class _Sql:
+    def __init__(self, largest: int, flag_names: Collection[str], fulltext: bool) -> None:
+        self.largest = largest
+        self.flag_names = flag_names
+        self.fulltext = fulltext
+        self.params: list[Any] = []
+        self.joined = False
+
+    def bind(self, value: Any) -> str:
+        self.params.append(value)
+        return "?"
+
+    def key(self, key: SearchKey, depth: int) -> str:
+        if depth > DEPTH_LIMIT:
+            raise Declined()
+        match key:
+            case All():
+                return YES
+            case HasFlag(flag=flag, present=present):
+                test = self.flag(flag)
+                return test if present else f"NOT {test}"  # test is parenthesised
+            case Contains():
+                return self.contains(key)
+            case DateCompare(field=DateField.INTERNAL, op=op, date=day):
+                start = (day.toordinal() - _EPOCH_DAY) * _DAY
+                if op is DateOp.ON:
+                    return f"{_LOCAL} BETWEEN {self.bind(start)} AND {self.bind(start + _DAY - 1)}"
+                return f"{_LOCAL} {_OPERATORS[op]} {self.bind(start)}"
+            case DateCompare(op=op, date=day):
+                self.joined = True
+                return f"coalesce(s.sent_day {_OPERATORS[op]} {self.bind(day.toordinal())}, 0)"
+            case SizeCompare(larger=larger, size=size):
+                return f"m.size {'>' if larger else '<'} {self.bind(size)}"
+            case InSet(set=members, uid=True):
+                return self.ranges(members.resolve(self.largest))
+            case UidIn(uids=members):
+                return self.listed(members)
+            case ModSeqAtLeast(modseq=modseq):
+                return f"m.modseq >= {self.bind(modseq)}"
+            case Not(key=inner):
+                return f"NOT ({self.key(inner, depth + 1)})"
+            case Or(left=left, right=right):
+                return f"({self.key(left, depth + 1)} OR {self.key(right, depth + 1)})"
+            case And(keys=keys):
+                terms = [self.key(k, depth + 1) for k in keys]
+                return "(" + " AND ".join(terms) + ")" if terms else YES
+        raise Declined()  # sequence numbers (bind() makes them UidIn), or a new kind of key
+
+    def flag(self, flag: str) -> str:
+        """As the evaluator: the canonical system flag, or any stored spelling that
+        case-folds to the same."""
+        folded = flag.casefold()
+        if folded == "\\recent":
+            raise Declined()  # bind() replaces it; never stored
+        spellings = {name for name in self.flag_names if name.casefold() == folded}
+        spellings.add(_CANONICAL.get(folded, flag))
+        tests = [
+            f"instr(' ' || m.flags || ' ', {self.bind(f' {name} ')}) > 0"
+            for name in sorted(spellings)
+        ]
+        return "(" + " OR ".join(tests) + ")"
+
+    def contains(self, key: Contains) -> str:
+        needle = key.value.casefold()
+        column = _FIELD_COLUMNS.get(key.field)
+        if key.field is StringField.HEADER:
+            column = _HEADER_LINE_COLUMNS.get(key.header.lower()) if needle else None
+            if column is None:
+                raise Declined()  # other fields, or "has this header": the raw header
+        if not needle:
+            return YES
+        self.joined = True
+        if column is not None:
+            if column in _ADDRESSES and SEPARATOR in needle:
+                return NO  # no line of an address field holds one
+            return f"instr({column}, {self.bind(blob(needle))}) > 0"
+        columns = ("body",) if key.field is StringField.BODY else ("header", "body")
+        return self.texts(needle, columns)
+
+    def texts(self, needle: str, columns: tuple[str, ...]) -> str:
+        """``needle`` in any of ``columns``: from the trigram index where the text is there,
+        compared as bytes for the rows kept in ``search``."""
+        # Placeholders are bound in the order they appear in the text.
+        odd = " OR ".join(f"instr(o.{c}, {self.bind(blob(needle))}) > 0" for c in columns)
+        parts = [
+            f"m.uid IN (SELECT o.uid FROM search o WHERE o.{columns[0]} IS NOT NULL AND ({odd}))"
+        ]
+        if self.fulltext and indexable(needle):
+            match = ""
+            if len(needle) >= TRIGRAM:
+                pattern = self.bind("{" + " ".join(columns) + "}: " + _trigrams(needle))
+                match = (
+                    f"(t.uid IN (SELECT rowid FROM fulltext WHERE fulltext MATCH {pattern}) "
+                    "OR t.uid IN (SELECT uid FROM pending)) AND "
+                )
+            found = " OR ".join(f"instr(t.{c}, {self.bind(needle)}) > 0" for c in columns)
+            parts.append(f"m.uid IN (SELECT t.uid FROM texts t WHERE {match}({found}))")
+        return "(" + " OR ".join(parts) + ")"
+
+    def ranges(self, ranges: Sequence[tuple[int, int]]) -> str:
+        if not ranges:
+            return NO
+        if len(ranges) > RANGE_LIMIT:
+            raise Declined()
+        parts = [f"m.uid BETWEEN {self.bind(low)} AND {self.bind(high)}" for low, high in ranges]
+        return "(" + " OR ".join(parts) + ")"
+
+    def listed(self, uids: frozenset[int]) -> str:
+        runs = merge((uid, uid) for uid in uids)
+        if len(runs) <= RANGE_LIMIT:
+            return self.ranges(runs)
+        if len(uids) > LIST_LIMIT:
+            raise Declined()
+        return "m.uid IN (" + ", ".join(self.bind(uid) for uid in sorted(uids)) + ")"
+
+
+def _trigrams(needle: str) -> str:
+    """An FTS5 query for rows holding every trigram of ``needle``: a superset of those
+    holding ``needle`` (cheaper than a phrase, whose positions ``instr()`` checks anyway)."""
+    grams = dict.fromkeys(needle[i : i + TRIGRAM] for i in range(len(needle) - TRIGRAM + 1))
+    return "(" + " AND ".join('"' + g.replace('"', '""') + '"' for g in grams) + ")"
