@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+from collections.abc import Callable
 
 from mailserv.message.headers import decode_charset, iter_fields, search_text, to_text
 from mailserv.message.info import MessageInfo, Part
@@ -70,3 +71,29 @@ def transfer_decode(data: bytes, encoding: str) -> bytes:
     if encoding == "quoted-printable":
         return binascii.a2b_qp(data)
     return data
+
+
+# -- what SEARCH compares: decoded, then case-folded (the engine's scan, and the indexes
+# of the maildir and sql backends, which must answer exactly as the scan does) ------------
+
+
+def folded_header(raw: bytes, info: MessageInfo) -> str:
+    """The whole top-level header, decoded (TEXT searches it)."""
+    return "\n".join(_folded(lambda: [header_text(raw, info)]))
+
+
+def folded_body(raw: bytes, info: MessageInfo) -> str:
+    """The text parts, decoded (BODY and TEXT search them)."""
+    return "\n".join(_folded(lambda: [body_text(raw, info)]))
+
+
+def folded_values(raw: bytes, info: MessageInfo, name: str) -> list[str]:
+    """Every value of the top-level header field ``name`` (HEADER searches them)."""
+    return _folded(lambda: header_values(raw, info, name))
+
+
+def _folded(make: Callable[[], list[str]]) -> list[str]:
+    try:
+        return [value.casefold() for value in make()]
+    except (ValueError, LookupError):
+        return []

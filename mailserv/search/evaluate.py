@@ -14,8 +14,6 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
 
-from twisted.logger import Logger
-
 from mailserv.interfaces import RECENT, MessageMeta
 from mailserv.message import text
 from mailserv.message.addresses import SEPARATOR, raw_search_line
@@ -40,8 +38,6 @@ from mailserv.search import (
 from mailserv.search.binding import sequence_uids
 from mailserv.syntax.flags import SYSTEM_FLAGS
 from mailserv.syntax.sequences import uids_in
-
-_log = Logger()
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,32 +363,18 @@ class _Message:
 
     async def header(self) -> str:
         if self._header is None:
-            raw = await self.raw()
-            self._header = self._decode(lambda: text.header_text(raw, self._meta.info))
+            self._header = text.folded_header(await self.raw(), self._meta.info)
         return self._header
 
     async def body(self) -> str:
         if self._body is None:
-            raw = await self.raw()
-            self._body = self._decode(lambda: text.body_text(raw, self._meta.info))
+            self._body = text.folded_body(await self.raw(), self._meta.info)
         return self._body
 
     async def header_values(self, name: str) -> list[str]:
         key = name.lower()
         values = self._values.get(key)
         if values is None:
-            raw = await self.raw()
-            values = self._decode_all(lambda: text.header_values(raw, self._meta.info, name))
+            values = text.folded_values(await self.raw(), self._meta.info, name)
             self._values[key] = values
         return values
-
-    def _decode(self, make: Callable[[], str]) -> str:
-        return "\n".join(self._decode_all(lambda: [make()]))
-
-    def _decode_all(self, make: Callable[[], list[str]]) -> list[str]:
-        """A message the decoders choke on is searched as empty, not a failed SEARCH."""
-        try:
-            return [value.casefold() for value in make()]
-        except (ValueError, LookupError):
-            _log.failure("Cannot decode message {uid} for SEARCH", uid=self._meta.uid)
-            return []

@@ -12,8 +12,6 @@ back with ``marshal``.  This module imports no Twisted: the helpers import it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from mailserv.message import text
 from mailserv.message.addresses import raw_search_line
 from mailserv.message.info import MessageInfo
@@ -39,17 +37,9 @@ def text_row(raw: bytes, info: MessageInfo) -> TextRow:
     values = [getattr(info, name).casefold() for name in FIELDS]
     lines = [raw_search_line(value) for value in values[:4]]
     sent = info.sent.date().toordinal() if info.sent is not None else None
-    header = _decoded(lambda: text.header_text(raw, info))
-    body = _decoded(lambda: text.body_text(raw, info))
+    header = text.folded_header(raw, info)
+    body = text.folded_body(raw, info)
     return (*(blob(v) for v in values), *(blob(v) for v in lines), sent, header, body)  # type: ignore[return-value]
-
-
-def _decoded(make: Callable[[], str]) -> str:
-    """As the evaluator does: a text the decoders choke on is searched as empty."""
-    try:
-        return make().casefold()
-    except (ValueError, LookupError):
-        return ""
 
 
 def indexable(value: str) -> bool:

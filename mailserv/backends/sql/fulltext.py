@@ -39,7 +39,7 @@ from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.info import LazyInfo, is_current
 from mailserv.message.info import MessageInfo
 from mailserv.message.parse import parse_message
-from mailserv.message.text import body_text, header_text
+from mailserv.message.text import folded_body, folded_header
 
 FTS5 = "fts5"
 TRIGRAM = "pg_trgm"
@@ -64,16 +64,8 @@ _log = Logger()
 
 def texts(raw: bytes, info: MessageInfo) -> tuple[str, str]:
     """(header text, body text) as the engine's scan searches them, ready to store."""
-    return _folded(lambda: header_text(raw, info)), _folded(lambda: body_text(raw, info))
-
-
-def _folded(make: Callable[[], str]) -> str:
-    """As the engine's evaluator: case-folded; a text the decoders choke on is empty."""
-    try:
-        text = make().casefold()
-    except (ValueError, LookupError):
-        return ""
-    return _UNSTORABLE.sub("\ufffd", text)
+    header, body = folded_header(raw, info), folded_body(raw, info)
+    return _UNSTORABLE.sub("\ufffd", header), _UNSTORABLE.sub("\ufffd", body)
 
 
 def searchable(needle: str) -> bool:
