@@ -11,6 +11,7 @@ from zope.interface.verify import verifyObject
 from mailserv.backends.memory import factory as memory
 from mailserv.imap.view import SelectedView
 from mailserv.interfaces import FlagChange, IMailboxListener, StoreMode
+from mailserv.slicing import TimeSlices
 from mailserv.testing import resolve
 
 
@@ -102,7 +103,7 @@ def test_a_flag_update_older_than_what_was_sent_is_dropped() -> None:
     run(view.flush(expunges=True))
     assert session.out == []
     view.flags_changed(box, [FlagChange(2, frozenset({"\\Seen"}), 12)], other)
-    view.own_changes([FlagChange(2, frozenset({"\\Answered"}), 13)])  # a STORE.SILENT
+    run(view.own_changes([FlagChange(2, frozenset({"\\Answered"}), 13)], TimeSlices(Clock())))
     view.flags_changed(box, [older], other)  # arriving after
     run(view.flush(expunges=True))
     assert session.out == []

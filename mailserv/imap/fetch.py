@@ -96,10 +96,10 @@ async def fetch(
     flags_renderer = _compile(view, Simple("FLAGS"))
     wants_flags = any(isinstance(i, Simple) and i.name == "FLAGS" for i in items)
     content = needs_content(items)
-    newly_seen = await _mark_seen(session, view, uids) if sets_seen(items) else set()
+    slices = TimeSlices(session.services.clock)
+    newly_seen = await _mark_seen(session, view, uids, slices) if sets_seen(items) else set()
     mailbox = view.mailbox
     batch = _CONTENT_BATCH if content else _META_BATCH
-    slices = TimeSlices(session.services.clock)
     for start in range(0, len(uids), batch):
         metas: Sequence[MessageMeta] = await mailbox.fetch(uids[start : start + batch])
         out = []
@@ -122,10 +122,12 @@ async def fetch(
         await slices.pause()
 
 
-async def _mark_seen(session: Session, view: SelectedView, uids: Sequence[int]) -> set[int]:
+async def _mark_seen(
+    session: Session, view: SelectedView, uids: Sequence[int], slices: TimeSlices
+) -> set[int]:
     """BODY[...] without PEEK sets \\Seen (RFC 3501 6.4.5); the UIDs that changed."""
     if view.readonly or not uids:
         return set()
     result = await view.mailbox.store(uids, StoreMode.ADD, frozenset({SEEN}), session)
-    view.own_changes(result.changed)
+    await view.own_changes(result.changed, slices)
     return {change.uid for change in result.changed}

@@ -51,6 +51,7 @@ from mailserv.interfaces import (
     IMailbox,
     IMailboxListener,
 )
+from mailserv.slicing import TimeSlices
 from mailserv.syntax import encode
 from mailserv.syntax.sequences import SequenceSet, uids_for_seqs, uids_in
 
@@ -62,6 +63,8 @@ _log = Logger()
 FLAGS_ORDER: tuple[str, ...] = (ANSWERED, FLAGGED, DELETED, SEEN, DRAFT)
 """The system flags in the order FLAGS and PERMANENTFLAGS list them."""
 _ALWAYS_KNOWN = SYSTEM_FLAGS
+_STEP = 1024
+"""Own flag changes noted between two pauses for other sessions."""
 
 
 def flags_responses(keywords: Iterable[str], readonly: bool) -> bytes:
@@ -196,12 +199,16 @@ class SelectedView:
             return encode.flag_list(flags | {RECENT})
         return encode.flag_list(flags)
 
-    def own_changes(self, changes: Sequence[FlagChange]) -> None:
+    async def own_changes(self, changes: Sequence[FlagChange], slices: TimeSlices) -> None:
         """Flag changes this session made: the client knows them (it asked), so an older
-        update from another session, queued or still to come, is not sent after them."""
-        for change in changes:
-            if change.modseq:
-                self._note_told(change.uid, change.modseq)
+        update from another session, queued or still to come, is not sent after them.
+        (Other sessions' events may come between two slices: those older than a change
+        noted later are dropped from the queue then.)"""
+        for start in range(0, len(changes), _STEP):
+            for change in changes[start : start + _STEP]:
+                if change.modseq:
+                    self._note_told(change.uid, change.modseq)
+            await slices.pause()
 
     def _note_told(self, uid: int, modseq: int) -> None:
         if modseq > self._told_modseq.get(uid, self._base_modseq):

@@ -79,9 +79,10 @@ async def store(session: Session, command: Command) -> Reply:
         raise Bad("\\Recent cannot be stored")
     if uids:
         result = await view.mailbox.store(uids, mode, wanted, session)
-        view.own_changes(result.changed)
+        slices = TimeSlices(session.services.clock)
+        await view.own_changes(result.changed, slices)
         if not silent:
-            await _report_flags(session, view, uids, command.uid)
+            await _report_flags(session, view, uids, command.uid, slices)
     return Reply()
 
 
@@ -90,10 +91,9 @@ _REPORT_STEP = 512
 
 
 async def _report_flags(
-    session: Session, view: SelectedView, uids: list[int], uid_mode: bool
+    session: Session, view: SelectedView, uids: list[int], uid_mode: bool, slices: TimeSlices
 ) -> None:
     metas: list[MessageMeta] = list(await view.mailbox.fetch(uids))
-    slices = TimeSlices(session.services.clock)
     for start in range(0, len(metas), _REPORT_STEP):
         out = []
         for meta in metas[start : start + _REPORT_STEP]:
