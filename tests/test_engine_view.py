@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -21,6 +22,7 @@ class Session:
     def __init__(self) -> None:
         self.idling = False
         self.out: list[bytes] = []
+        self.services = SimpleNamespace(clock=Clock())  # slices of 4 ms: never used up here
 
     def write(self, data: bytes) -> None:
         self.out.append(data)

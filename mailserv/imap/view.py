@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from twisted.internet import defer
@@ -105,6 +106,8 @@ class SelectedView:
         """Claimed as \\Recent before the event that announces them came."""
         self._added: list[int] = []
         self._flags: dict[int, FlagChange] = {}
+        self._flag_batches: list[Sequence[FlagChange]] = []
+        """Other sessions' flag changes not sorted into ``_flags`` yet (see flags_changed)."""
         self._expunged: list[int] = []
         self._gone_ahead: set[int] = set()
         """UIDs above the last one announced that were expunged before being announced."""
@@ -233,7 +236,9 @@ class SelectedView:
 
     def write_fetches(self, lines: list[bytes]) -> None:
         """Write responses rendered with ``flags_with_recent``, announcing new keywords first."""
-        self.session.write(self.announcement() + b"".join(lines))
+        data = self.announcement() + b"".join(lines)
+        if data:
+            self.session.write(data)
 
     # -- listener events ----------------------------------------------------------------
 
@@ -249,14 +254,24 @@ class SelectedView:
     def flags_changed(
         self, mailbox: IMailbox, changes: Sequence[FlagChange], origin: object
     ) -> None:
-        if origin is not self.session:
-            for change in changes:
-                if self._stale(change):
-                    continue
-                queued = self._flags.get(change.uid)
-                if queued is None or not (change.modseq and queued.modseq > change.modseq):
-                    self._flags[change.uid] = change
+        """Kept as they come (a STORE 1:* of another session may bring 100k): sorted into
+        the queue at the next flush, in slices."""
+        if origin is not self.session and changes:
+            self._flag_batches.append(changes)
             self._wake()
+
+    async def _absorb_flags(self, slices: TimeSlices) -> None:
+        """Queue the newest update per message from the batches received; drop the stale."""
+        while self._flag_batches:
+            changes = self._flag_batches.pop(0)
+            for start in range(0, len(changes), _STEP):
+                for change in changes[start : start + _STEP]:
+                    if self._stale(change):
+                        continue
+                    queued = self._flags.get(change.uid)
+                    if queued is None or not (change.modseq and queued.modseq > change.modseq):
+                        self._flags[change.uid] = change
+                await slices.pause()
 
     def mailbox_lost(self, mailbox: IMailbox, reason: str) -> None:
         """The backend can no longer follow the mailbox: the session ends with BYE."""
@@ -286,11 +301,30 @@ class SelectedView:
             # Claimed before anything changes, so nothing awaits between the change to
             # the sequence map and the write that tells the client of it.
             self._claimed(await self.mailbox.claim_recent())
-        if self.closed or (idle and not self.session.idling):
-            return  # another mailbox is selected, or IDLE ended: its command flushes
-        out = self._updates(expunges)
-        if out:
-            self.write_fetches(out)
+        slices = TimeSlices(self.session.services.clock)
+        await self._absorb_flags(slices)
+        if self._gone_away(idle):
+            return
+        if self._added:
+            self.write_fetches(self._announce_added())
+        while self._flags:
+            # Flag updates leave the sequence map alone: written in slices.
+            batch = dict(islice(self._flags.items(), _STEP))
+            for uid in batch:
+                del self._flags[uid]
+            self.write_fetches(self._flag_lines(batch.values()))
+            await slices.pause()
+            if self._gone_away(idle):
+                return
+        if expunges and self._expunged:
+            gone, self._expunged = self._expunged, []
+            lines = self.remove(gone)
+            if lines:
+                self.session.write(b"".join(lines))
+
+    def _gone_away(self, idle: bool) -> bool:
+        """Another mailbox is selected, or IDLE ended: that command flushes what is left."""
+        return self.closed or (idle and not self.session.idling)
 
     def _claimed(self, uids: Iterable[int]) -> None:
         last = self.uids[-1] if self.uids else 0
@@ -308,21 +342,13 @@ class SelectedView:
         last = self._last()
         return any(uid > last for uid in self._added)
 
-    def _updates(self, expunges: bool) -> list[bytes]:
-        """The pending updates as responses (the view changes accordingly); no await."""
-        out: list[bytes] = []
-        if self._added:
-            out.extend(self._announce_added())
-        if self._flags:
-            changes, self._flags = self._flags, {}
-            for change in changes.values():
-                seq = self.seq_of(change.uid)
-                if seq is not None and not self._stale(change):
-                    flags = self.flags_with_recent(change.uid, change.flags, change.modseq)
-                    out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, change.uid, flags))
-        if expunges and self._expunged:
-            gone, self._expunged = self._expunged, []
-            out.extend(self.remove(gone))
+    def _flag_lines(self, changes: Iterable[FlagChange]) -> list[bytes]:
+        out = []
+        for change in changes:
+            seq = self.seq_of(change.uid)
+            if seq is not None and not self._stale(change):
+                flags = self.flags_with_recent(change.uid, change.flags, change.modseq)
+                out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, change.uid, flags))
         return out
 
     def _announce_added(self) -> list[bytes]:
