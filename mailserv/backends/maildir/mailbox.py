@@ -39,6 +39,7 @@ from mailserv.interfaces import (
     CopyResult,
     FlagChange,
     IMailbox,
+    ISharedMailbox,
     MailboxStatus,
     MessageMeta,
     StoreMode,
@@ -63,7 +64,7 @@ MAX_QUEUED_EVENTS = 100_000
 T = TypeVar("T")
 
 
-@implementer(IMailbox)
+@implementer(IMailbox, ISharedMailbox)
 class MaildirMailbox(Listened):
     def __init__(self, account: MaildirAccount, name: str, directory: str) -> None:
         self.name = name
@@ -134,6 +135,13 @@ class MaildirMailbox(Listened):
         await self.ensure_loaded()
         await self._sync()
         self._check_open()
+
+    async def catch_up(self) -> None:
+        """Tell the listeners what other processes did before now (``ISharedMailbox``)."""
+        try:
+            await self._sync()
+        except Exception:  # noqa: BLE001 - the command that asked has its answer anyway
+            _log.failure("Syncing mailbox {name} failed", name=self.name)
 
     def _on_event(self, relative: str | None, appeared: bool) -> None:
         """Queue a watcher event; it is compared with our state inside the lane, after any
