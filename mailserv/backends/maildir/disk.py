@@ -171,6 +171,9 @@ class MailboxDisk:
         again (another program may have written a file before naming its keyword)."""
         if not os.path.isdir(self.path(CUR)):
             raise MailboxGone(self.directory)
+        # UIDNEXT moves with the list even when the files it names are gone already
+        # (appended and expunged by another process before we looked).
+        self.uidlist.refresh()
         if self.keywords.refresh() and hints is not None:
             hints = dict(hints)
             for base, entry in known.items():
