@@ -18,7 +18,7 @@ from bench.harness import RawClient, Response, ServerProcess
 ROUNDS = 200
 
 
-@pytest.fixture(params=["maildir"])
+@pytest.fixture(params=["maildir", "sql-postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path / "data", SPECS[request.param], extra_args=["--workers", "2"])
     proc.start()
@@ -88,7 +88,7 @@ def status(client: RawClient, mailbox: str) -> dict[str, int]:
     return {key.decode(): int(value) for key, value in found}
 
 
-@pytest.mark.parametrize("server", ["maildir"], indirect=True)
+@pytest.mark.parametrize("server", ["maildir", "sql-postgresql"], indirect=True)
 def test_the_next_command_in_the_other_worker_reports_each_change(server: ServerProcess) -> None:
     s = Sessions(server)
     for i in range(ROUNDS):
@@ -133,7 +133,7 @@ def test_the_next_command_in_the_other_worker_reports_each_change(server: Server
             s.noop(f"round {i}: APPEND (then STATUS)")
 
 
-@pytest.mark.parametrize("server", ["maildir"], indirect=True)
+@pytest.mark.parametrize("server", ["maildir", "sql-postgresql"], indirect=True)
 def test_idle_starts_with_what_the_other_worker_did(server: ServerProcess) -> None:
     s = Sessions(server)
     for i in range(ROUNDS // 4):
@@ -149,7 +149,7 @@ def test_idle_starts_with_what_the_other_worker_did(server: ServerProcess) -> No
         assert told == [s.count], f"round {i}: before IDLE's + came {lines!r}"
 
 
-@pytest.mark.parametrize("server", ["maildir"], indirect=True)
+@pytest.mark.parametrize("server", ["maildir", "sql-postgresql"], indirect=True)
 def test_mailboxes_made_in_one_worker_are_there_in_the_other(server: ServerProcess) -> None:
     s = Sessions(server)
     for i in range(ROUNDS // 4):

@@ -23,7 +23,7 @@ from zope.interface import alsoProvides, implementer
 from mailserv.backends.kit.options import Choice, Int, OptionSchema, Text
 from mailserv.backends.sql import hierarchy, messages, schema
 from mailserv.backends.sql.account import SqlAccount
-from mailserv.backends.sql.db import Database, InlineDatabase, ThreadedDatabase
+from mailserv.backends.sql.db import Database, InlineDatabase, ThreadedDatabase, Tx
 from mailserv.backends.sql.dialect import DEFAULT_SQLITE_SYNC, SQLITE_SYNC, Dialect, parse_url
 from mailserv.backends.sql.mailbox import SqlMailbox
 from mailserv.backends.sql.notify import Listener
@@ -222,14 +222,21 @@ class SqlBackend:
             return
         self._chain(lambda: self._apply(notice))
 
-    def _chain(self, step: Callable[[], Any]) -> None:
+    def _chain(self, step: Callable[[], Any]) -> Deferred[None]:
+        """Run ``step`` after the steps queued before it; the result fires once it has run."""
+        done: Deferred[None] = Deferred()
+
         def run(_: object) -> Any:
             return defer.maybeDeferred(step)
 
         def failed(failure: Any) -> None:
             _log.failure("Applying a change notice failed", failure)
 
-        self._notices = self._notices.addCallback(run).addErrback(failed)
+        def finished(_: object) -> None:
+            done.callback(None)
+
+        self._notices.addCallback(run).addErrback(failed).addCallback(finished)
+        return done
 
     async def _apply(self, notice: Notice) -> None:
         box = self.boxes.get(notice.mailbox_id)
@@ -255,11 +262,28 @@ class SqlBackend:
             self._chain(lambda box=box: self._catch_up(box))  # type: ignore[misc]
 
     async def _catch_up(self, box: SqlMailbox) -> None:
-        changes = await self.db.run(messages.changes_since, box.id, box.seen_modseq, self.zones)
-        added = [m.uid for m in changes.changed if m.uid > box.top_uid]
-        changed = [
-            FlagChange(m.uid, m.flags, m.modseq) for m in changes.changed if m.uid <= box.top_uid
-        ]
-        box.expunged(changes.vanished, changes.highestmodseq, None)
-        box.flags_changed(changed, None)
-        box.added(added, changes.highestmodseq, None, remote=True)
+        box.caught_up(await self.db.run(messages.changes_since, box.id, box.synced, self.zones))
+
+    async def catch_up(self, box: SqlMailbox) -> None:
+        """``ISharedMailbox.catch_up``: a NOTIFY may still be on its way when the command
+        that caused it was answered, so look at the mailbox row (one indexed read); when
+        its modseq is beyond what the notices told, read the changes from the tables."""
+        if self._listener is None:
+            return  # one process (SQLite), or no notices to trust anyway
+        self._listener.poll()  # notices here already are applied first
+        try:
+            highest = await self.db.run(_highestmodseq, box.id)
+        except Exception:  # noqa: BLE001 - the command that asked has its answer anyway
+            _log.failure("Looking for changes of mailbox {name} failed", name=box.name)
+            return
+        if highest is not None and int(highest) > box.synced:
+            await self._chain(lambda: self._fill_in(box, int(highest)))
+
+    async def _fill_in(self, box: SqlMailbox, highest: int) -> None:
+        """After the notices that arrived meanwhile: read what is still missing."""
+        if highest > box.synced:
+            await self._catch_up(box)
+
+
+def _highestmodseq(tx: Tx, box_id: int) -> Any:
+    return tx.scalar("SELECT highestmodseq FROM mailboxes WHERE id = ?", (box_id,))

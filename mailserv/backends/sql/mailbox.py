@@ -34,6 +34,7 @@ from mailserv.interfaces import (
     CopyResult,
     FlagChange,
     ISearchableMailbox,
+    ISharedMailbox,
     MailboxStatus,
     MessageMeta,
     StoreMode,
@@ -52,7 +53,7 @@ PARSE_IN_THREAD = 1024 * 1024
 """Messages larger than this are parsed and hashed off the reactor thread."""
 
 
-@implementer(ISearchableMailbox)
+@implementer(ISearchableMailbox, ISharedMailbox)
 class SqlMailbox(Listened):
     """Mailbox ``box_id`` of account ``account_id``; ``name`` follows renames."""
 
@@ -66,7 +67,10 @@ class SqlMailbox(Listened):
         self.id = row.id
         self.uidvalidity = row.uidvalidity
         self.account_id = account_id
-        self.seen_modseq = row.highestmodseq
+        self.synced = row.highestmodseq
+        """Every change up to this modseq was told (or came before this object)."""
+        self._seen: set[int] = set()
+        """Modseqs above ``synced`` told already (events arrive out of order)."""
         self.top_uid = row.uidnext - 1
         self._backend = backend
         self.listeners = ListenerSet()
@@ -222,18 +226,48 @@ class SqlMailbox(Listened):
         self.expunged(gone, modseq, origin)
         return list(gone)
 
+    async def catch_up(self) -> None:
+        """``ISharedMailbox``: see ``SqlBackend.catch_up``."""
+        await self._backend.catch_up(self)
+
     async def claim_recent(self) -> list[int]:
         result: list[int] = await self._backend.db.run(messages.claim_recent, self.id, write=True)
         return result
 
     # -- listeners ----------------------------------------------------------------------
 
+    def _told(self, modseq: int) -> None:
+        """The change at ``modseq`` is being told; ``synced`` follows when no gap is left."""
+        if modseq <= self.synced:
+            return
+        seen = self._seen
+        seen.add(modseq)
+        while self.synced + 1 in seen:
+            self.synced += 1
+            seen.discard(self.synced)
+
+    def caught_up(self, changes: Changes) -> None:
+        """Tell what changed since ``synced`` (read from the tables; the listeners drop what
+        they heard already); the modseqs up to ``changes.highestmodseq`` are all told."""
+        top = self.top_uid
+        added = [m.uid for m in changes.changed if m.uid > top]
+        changed = [FlagChange(m.uid, m.flags, m.modseq) for m in changes.changed if m.uid <= top]
+        if changes.vanished:
+            self.expunged(changes.vanished, changes.highestmodseq, None)
+        self.flags_changed(changed, None)
+        self.added(added, changes.highestmodseq, None, remote=True)
+        if changes.highestmodseq > self.synced:
+            self.synced = changes.highestmodseq
+            self._seen = {m for m in self._seen if m > self.synced}
+        # Every UID up to the newest one read is here or expunged: none is still on its way.
+        self._release(wait=False)
+
     def added(self, uids: Sequence[int], modseq: int, origin: object, remote: bool = False) -> None:
         """Messages arrived (here or, ``remote``, through another process): tell the listeners.
 
         A remote report of UIDs already reported (after a resynchronisation) is dropped.
         """
-        self.seen_modseq = max(self.seen_modseq, modseq)
+        self._told(modseq)
         if uids:
             self._held.append((sorted(uids), origin, remote))
             self._release(wait=True)
@@ -262,12 +296,13 @@ class SqlMailbox(Listened):
         self._release(wait=False)
 
     def expunged(self, uids: Sequence[int], modseq: int, origin: object) -> None:
-        self.seen_modseq = max(self.seen_modseq, modseq)
+        self._told(modseq)
         for uid in uids:
             self._raw.pop(uid, None)
         self.listeners.expunged(self, list(uids), origin)
 
     def flags_changed(self, changes: Sequence[FlagChange], origin: object) -> None:
         if changes:
-            self.seen_modseq = max(self.seen_modseq, max(c.modseq for c in changes))
+            for modseq in {c.modseq for c in changes}:
+                self._told(modseq)
             self.listeners.flags_changed(self, list(changes), origin)
