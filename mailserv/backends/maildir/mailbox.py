@@ -400,6 +400,17 @@ class MaildirMailbox(Listened):
             self._apply(delta, origin)
         return list(delta.removed)
 
+    async def _delivered_locked(self, delta: Delta, origin: object) -> None:
+        """Apply our new messages, the lane held.  Messages another process renamed in just
+        before we took our UIDs (lower ones) are told first: a session told of our UID
+        could never be told of a lower one."""
+        self._apply(delta, origin, notify=False)
+        try:
+            self._services.hub.poke()
+            await self._sync_locked()
+        finally:
+            self.listeners.added(self, [entry.uid for entry in delta.added], origin)
+
     async def append(
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
@@ -416,7 +427,7 @@ class MaildirMailbox(Listened):
             async with self._lane:
                 self._check_open()
                 delta = await self._io(self._disk.deliver, [prepared])
-                self._apply(delta, origin)
+                await self._delivered_locked(delta, origin)
         except BaseException:
             await self._io(self._disk.discard, [prepared])
             raise
@@ -484,7 +495,7 @@ class MaildirMailbox(Listened):
                 target._check_open()
                 async with target._quietly(len(prepared)):
                     delta = await target._io(target._disk.deliver, prepared)
-                    target._apply(delta, origin)
+                    await target._delivered_locked(delta, origin)
         except BaseException:
             await self._io(target._disk.discard, prepared)
             raise
