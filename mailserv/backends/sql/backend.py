@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from twisted.cred.checkers import ICredentialsChecker
@@ -122,6 +123,9 @@ class SqlBackend:
         self._db: Database | None = None
         self._listener: Listener | None = None
         self._notices: Deferred[None] = defer.succeed(None)
+        self._asking: list[tuple[SqlMailbox, Deferred[None]]] = []
+        """``catch_up`` calls waiting for the next look at the mailbox rows."""
+        self._looking = False
         if dialect.is_postgres:  # LISTEN/NOTIFY carries changes between processes
             alsoProvides(self, IMultiProcessBackend)
 
@@ -266,24 +270,50 @@ class SqlBackend:
 
     async def catch_up(self, box: SqlMailbox) -> None:
         """``ISharedMailbox.catch_up``: a NOTIFY may still be on its way when the command
-        that caused it was answered, so look at the mailbox row (one indexed read); when
-        its modseq is beyond what the notices told, read the changes from the tables."""
+        that caused it was answered, so look at the mailbox row (an indexed read); when its
+        modseq is beyond what the notices told, read the changes from the tables.
+
+        One look at a time: the calls made meanwhile share the next one (one query for
+        all their mailboxes), which starts after every one of them was made."""
         if self._listener is None:
             return  # one process (SQLite), or no notices to trust anyway
         self._listener.poll()  # notices here already are applied first
+        answered: Deferred[None] = Deferred()
+        self._asking.append((box, answered))
+        if not self._looking:
+            self._looking = True
+            Deferred.fromCoroutine(self._look()).addErrback(
+                lambda f: _log.failure("Looking for changes failed", f)
+            )
+        await answered
+
+    async def _look(self) -> None:
         try:
-            highest = await self.db.run(_highestmodseq, box.id)
-        except Exception:  # noqa: BLE001 - the command that asked has its answer anyway
-            _log.failure("Looking for changes of mailbox {name} failed", name=box.name)
-            return
-        if highest is not None and int(highest) > box.synced:
-            await self._chain(lambda: self._fill_in(box, int(highest)))
+            while self._asking:
+                asking, self._asking = self._asking, []
+                boxes = {box.id: box for box, _ in asking}
+                try:
+                    rows = await self.db.run(_highestmodseqs, sorted(boxes))
+                except Exception:  # noqa: BLE001 - the commands that asked are answered anyway
+                    _log.failure(
+                        "Looking for changes of {count} mailboxes failed", count=len(boxes)
+                    )
+                    rows = []
+                behind = [(boxes[i], int(h)) for i, h in rows if int(h) > boxes[i].synced]
+                if behind:
+                    await self._chain(partial(self._fill_in, behind))
+                for _, answered in asking:
+                    answered.callback(None)
+        finally:
+            self._looking = False
 
-    async def _fill_in(self, box: SqlMailbox, highest: int) -> None:
+    async def _fill_in(self, behind: list[tuple[SqlMailbox, int]]) -> None:
         """After the notices that arrived meanwhile: read what is still missing."""
-        if highest > box.synced:
-            await self._catch_up(box)
+        for box, highest in behind:
+            if highest > box.synced:
+                await self._catch_up(box)
 
 
-def _highestmodseq(tx: Tx, box_id: int) -> Any:
-    return tx.scalar("SELECT highestmodseq FROM mailboxes WHERE id = ?", (box_id,))
+def _highestmodseqs(tx: Tx, box_ids: list[int]) -> list[Any]:
+    marks = ", ".join("?" * len(box_ids))
+    return tx.all(f"SELECT id, highestmodseq FROM mailboxes WHERE id IN ({marks})", box_ids)
