@@ -255,12 +255,15 @@ class SqlMailbox(Listened):
         if changes.vanished:
             self.expunged(changes.vanished, changes.highestmodseq, None)
         self.flags_changed(changed, None)
+        if added and not any(held[0][0] < added[0] for held in self._held):
+            # Every UID below the first one read was told, or expunged (UIDs are taken in
+            # commit order): none is still on its way, so what was read is not held back
+            # for UIDs that never come.  (Above the last one, some may still be on theirs.)
+            self.top_uid = max(self.top_uid, added[0] - 1)
         self.added(added, changes.highestmodseq, None, remote=True)
         if changes.highestmodseq > self.synced:
             self.synced = changes.highestmodseq
             self._seen = {m for m in self._seen if m > self.synced}
-        # Every UID up to the newest one read is here or expunged: none is still on its way.
-        self._release(wait=False)
 
     def added(self, uids: Sequence[int], modseq: int, origin: object, remote: bool = False) -> None:
         """Messages arrived (here or, ``remote``, through another process): tell the listeners.
