@@ -324,6 +324,21 @@ class ISearchableMailbox(IMailbox):
         """
 
 
+class ISharedMailbox(Interface):
+    """Optional, next to ``IMailbox``: a mailbox other processes change too (the backend
+    provides ``IMultiProcessBackend``), whose events about their changes arrive late.
+
+    The engine awaits ``catch_up()`` at the end of every command of a session that has the
+    mailbox selected, and before IDLE starts, so that a change whose command was answered
+    before that command started is reported by it (as with one process per connection).
+    """
+
+    def catch_up() -> Awaitable[None]:  # type: ignore[empty-body]
+        """Returns once the listeners were told of every change committed before the call,
+        by any process.  Cheap when nothing is missing; never raises for a mailbox that
+        went away (its listeners were told)."""
+
+
 class IMailboxListener(Interface):
     """Told of every change to a mailbox, by whichever session or process made it.
 

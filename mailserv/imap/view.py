@@ -51,6 +51,7 @@ from mailserv.interfaces import (
     FlagChange,
     IMailbox,
     IMailboxListener,
+    ISharedMailbox,
 )
 from mailserv.slicing import TimeSlices
 from mailserv.syntax import encode
@@ -286,7 +287,11 @@ class SelectedView:
     # -- reporting ----------------------------------------------------------------------
 
     async def flush(self, expunges: bool) -> None:
-        """Write the pending updates that may go out now (after the flush in progress)."""
+        """Write the pending updates that may go out now (after the flush in progress),
+        including what other processes did before now (``ISharedMailbox``)."""
+        shared = ISharedMailbox(self.mailbox, None)
+        if shared is not None:
+            await shared.catch_up()
         async with self._lock:
             await self._flush_locked(expunges, idle=False)
 

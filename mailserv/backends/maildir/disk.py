@@ -187,16 +187,31 @@ class MailboxDisk:
         hints: Mapping[str, set[str]] | None,
         stale: list[int],
     ) -> Delta:
+        uidlist = self.uidlist
         if hints is None:
+            # Deliveries in progress finish their renames first: every file with a record
+            # read here is then in the listing, or expunged.
+            try:
+                with uidlist.lock():
+                    uidlist.refresh()
+            except PermissionError:  # a mailbox we may only read: nobody delivers here
+                uidlist.refresh()
             present = self._listing()
             bases: Iterable[str] = present.keys() | known.keys()
         else:
+            # The records of the files the events name (the events came after them).
+            uidlist.refresh()
             present = self._probe(hints, known)
             bases = hints.keys()
-        gone = [b for b in bases if b in known and b not in present]
+        records = uidlist.records
+        gone = [b for b in bases if b not in present and (b in known or b in records)]
         if gone:
-            # A file renamed while a directory was being read can be missed: look again.
-            present.update((b, rel) for b, rel in self._listing().items() if b in known)
+            # A file renamed while a directory was being read (or after the event we had,
+            # a flag change by another process) can be missed: look again.  A message of
+            # another process (it has a UID) must not be missed: it would come after
+            # higher UIDs, too late for the sessions told of those.
+            listing = self._listing()
+            present.update((b, listing[b]) for b in gone if b in listing)
         delta = Delta()
         new_files: list[tuple[str, str]] = []
         removed: list[int] = []
@@ -220,6 +235,15 @@ class MailboxDisk:
                     changed.append(update)
                 delta.updated.append(update)
         added, blobs, texts = self._adopt(new_files, known)
+        missed = {base for base, _ in new_files} - {entry.base for entry in added}
+        if missed:
+            # Renamed again while we read them: where to now?
+            listing = self._listing()
+            again = [(base, listing[base]) for base in sorted(missed) if base in listing]
+            more, more_blobs, more_texts = self._adopt(again, known)
+            added += more
+            blobs.update(more_blobs)
+            texts.update(more_texts)
         if added or changed or removed or stale:
             with self.index.transaction():
                 modseq = self.index.next_modseq()
@@ -239,11 +263,19 @@ class MailboxDisk:
                 self.index.expunge(removed + stale, modseq)
         delta.added = sorted(added, key=lambda e: e.uid)
         delta.removed = sorted(removed)
-        return self._finish(delta)
+        if hints is None:
+            uidnext = uidlist.next_uid
+        else:
+            # Not the list's next UID: a record above these may belong to a file not yet
+            # renamed in (a delivery in progress), which the UIDNEXT we report must not
+            # pass.  Those of files appended and expunged meanwhile count (hinted too).
+            uidnext = max((records[b] for b in hints if b in records), default=0) + 1
+        return self._finish(delta, uidnext)
 
-    def _finish(self, delta: Delta) -> Delta:
+    def _finish(self, delta: Delta, uidnext: int = 0) -> Delta:
+        """``uidnext``: the UIDNEXT reached, when the task knows a safe one."""
         delta.highestmodseq = self.index.highestmodseq
-        delta.uidnext = self.uidlist.next_uid
+        delta.uidnext = uidnext
         return delta
 
     def _listing(self) -> dict[str, str]:
@@ -425,7 +457,7 @@ class MailboxDisk:
                 (_row(entry), item.blob if item.blob is not None else dumps(item.info), item.texts)
                 for entry, item in zip(entries, items, strict=True)
             )
-        return self._finish(Delta(added=entries))
+        return self._finish(Delta(added=entries), self.uidlist.next_uid)
 
     def discard(self, items: Iterable[Prepared]) -> None:
         """Remove prepared files that will not be delivered."""

@@ -16,7 +16,9 @@ The ``IMailbox`` methods are coroutines, as the interface's ``Awaitable`` types 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from bisect import bisect_left
+from collections import ChainMap
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -41,6 +43,7 @@ from mailserv.interfaces import (
     CopyResult,
     FlagChange,
     ISearchableMailbox,
+    ISharedMailbox,
     MailboxStatus,
     MessageMeta,
     StoreMode,
@@ -78,7 +81,7 @@ FLUSH_BATCH = 500
 T = TypeVar("T")
 
 
-@implementer(ISearchableMailbox)
+@implementer(ISearchableMailbox, ISharedMailbox)
 class MaildirMailbox(Listened):
     def __init__(self, account: MaildirAccount, name: str, directory: str) -> None:
         self.name = name
@@ -109,6 +112,8 @@ class MaildirMailbox(Listened):
         """Every message has its search row (else SEARCH of texts is left to the engine)."""
         self._filling = False
         self._flush: IDelayedCall | None = None
+        self._own: tuple[list[int], object] | None = None
+        """New messages of ours (UIDs, origin) waiting for their place among others' UIDs."""
 
     def _new_disk(self, directory: str) -> MailboxDisk:
         services = self._services
@@ -184,6 +189,13 @@ class MaildirMailbox(Listened):
         await self._sync()
         self._check_open()
 
+    async def catch_up(self) -> None:
+        """Tell the listeners what other processes did before now (``ISharedMailbox``)."""
+        try:
+            await self._sync()
+        except Exception:  # noqa: BLE001 - the command that asked has its answer anyway
+            _log.failure("Syncing mailbox {name} failed", name=self.name)
+
     def _on_event(self, relative: str | None, appeared: bool) -> None:
         """Queue a watcher event; it is compared with our state inside the lane, after any
         change of ours in progress has been applied (so our own renames are recognised)."""
@@ -199,10 +211,9 @@ class MaildirMailbox(Listened):
         if self._scheduled is None or not self._scheduled.active():
             self._scheduled = self._services.clock.callLater(DEBOUNCE, self._background_sync)
 
-    def _take_events(self) -> None:
+    def _take_events(self, by_base: Mapping[str, Entry]) -> None:
         """Turn queued events into hints, dropping the echoes of our own changes."""
         events, self._events = self._events, []
-        by_base = self._by_base
         hints = self._hints
         for relative, appeared in events:
             base = filenames.split(relative[4:])[0]
@@ -236,23 +247,29 @@ class MaildirMailbox(Listened):
 
     async def _sync_locked(self, full: bool = False) -> None:
         """Scan what the hints name (everything when ``full``); the lane is held."""
+        delta = await self._scan_locked(self._by_base, full)
+        if delta is not None:
+            self._apply(delta, None)
+            self._fill_texts()
+
+    async def _scan_locked(self, known: Mapping[str, Entry], full: bool = False) -> Delta | None:
+        """What changed beyond ``known`` (the hints, or everything when ``full``), not yet
+        applied; None when nothing is to be looked at, or the mailbox is gone."""
         if self.closed or not self._loaded:
-            return
-        self._take_events()
+            return None
+        self._take_events(known)
         hints, self._hints = self._hints, {}
         full = full or self._rescan
         keywords, self._rescan, self._keywords_changed = self._keywords_changed, False, False
         if not hints and not full and not keywords:
-            return
+            return None
         try:
-            delta = await self._io(self._disk.scan, self._by_base, None if full else hints)
+            return await self._io(self._disk.scan, known, None if full else hints)
         except MailboxGone:
             _log.info("Mailbox {name} disappeared from disk", name=self.name)
             self._account.forget(self)
             await self._vanish_locked()
-            return
-        self._apply(delta, None)
-        self._fill_texts()
+            return None
 
     async def _resync(self) -> None:
         """A file was not where we thought: look at everything again."""
@@ -307,7 +324,7 @@ class MaildirMailbox(Listened):
             self._flush_texts_later()
         if notify:
             added.sort()
-            self.listeners.added(self, added, origin)
+            self._tell_added(added, origin)
             self.listeners.flags_changed(self, changes, origin)
             self.listeners.expunged(self, removed, origin)
         return changes
@@ -517,6 +534,40 @@ class MaildirMailbox(Listened):
             self._apply(delta, origin)
         return list(delta.removed)
 
+    async def _delivered_locked(self, delta: Delta, origin: object) -> None:
+        """Apply our new messages, the lane held.  Those another process renamed in around
+        the time we took our UIDs are found first, then all are applied at once and told
+        in UID order: a session told of one UID could never be told of a lower one, nor
+        read a state with a UID and without a lower one it is told of later."""
+        mine = {entry.base: entry for entry in delta.added}
+        theirs: Delta | None = None
+        try:
+            self._services.hub.poke()
+            theirs = await self._scan_locked(ChainMap(mine, self._by_base))
+        finally:
+            # No await from here on: readers see ours and theirs together.
+            self._apply(delta, origin, notify=False)
+            self._own = ([entry.uid for entry in delta.added], origin)
+            try:
+                if theirs is not None:
+                    self._apply(theirs, None)
+                    self._fill_texts()
+            finally:
+                own, self._own = self._own, None
+                if own is not None:
+                    self.listeners.added(self, *own)
+
+    def _tell_added(self, uids: list[int], origin: object) -> None:
+        """``uids`` (ascending) to the listeners, our own waiting ones in their place."""
+        own = self._own
+        if own is not None and uids and uids[-1] > own[0][0]:
+            self._own = None
+            below = bisect_left(uids, own[0][0])
+            self.listeners.added(self, uids[:below], origin)
+            self.listeners.added(self, *own)
+            uids = uids[below:]
+        self.listeners.added(self, uids, origin)
+
     async def append(
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
@@ -533,7 +584,7 @@ class MaildirMailbox(Listened):
             async with self._lane:
                 self._check_open()
                 delta = await self._io(self._disk.deliver, [prepared])
-                self._apply(delta, origin)
+                await self._delivered_locked(delta, origin)
         except BaseException:
             await self._io(self._disk.discard, [prepared])
             raise
@@ -610,7 +661,7 @@ class MaildirMailbox(Listened):
                 target._check_open()
                 async with target._quietly(len(prepared)):
                     delta = await target._io(target._disk.deliver, prepared)
-                    target._apply(delta, origin)
+                    await target._delivered_locked(delta, origin)
         except BaseException:
             await self._io(target._disk.discard, prepared)
             raise

@@ -61,6 +61,7 @@ class _Registration:
         self.directory = directory
         self.callback = callback
         self.paths: list[FilePath[bytes]] = []
+        self.wds: list[int] = []
         self.stamps: dict[str, tuple[int, int]] = {}
         self.checked = 0.0
         self.polled: object | None = None  # a PollHub handle when inotify would not watch
@@ -100,6 +101,8 @@ class InotifyHub:
         self._registrations: set[_Registration] = set()
         self._closed = False
         self._poller: PollHub | None = None
+        self._owners: dict[int, tuple[_Registration, FilePath[bytes]]] = {}
+        """Who watches each descriptor, under which path (the kernel has one per inode)."""
         self._notifier = self._new_notifier()
 
     def _new_notifier(self) -> Any:
@@ -117,6 +120,11 @@ class InotifyHub:
                     hub._overflow()
                 super()._doRead(data)
 
+            def forget_path(self, path: FilePath[bytes]) -> None:
+                """``path`` no longer names its watched directory (it was renamed, and the
+                watch belongs to the new name now): let a new directory there be watched."""
+                self._watchpaths.pop(path.asBytesMode(), None)
+
         notifier = Notifier(self._reactor)
         notifier.startReading()
         return notifier
@@ -130,6 +138,7 @@ class InotifyHub:
             "inotify watch lost; re-watching {count} mailboxes", count=len(self._registrations)
         )
         self._notifier = self._new_notifier()
+        self._owners.clear()
         for registration in list(self._registrations):
             self._watch(registration)
             registration.callback(None, True)
@@ -157,18 +166,35 @@ class InotifyHub:
             | inotify.IN_MOVE_SELF
         )
         registration.paths = []
+        registration.wds = []
         watches = [(sub, mask, self._relay(registration, sub)) for sub in SUBDIRS]
-        own = inotify.IN_MOVED_TO | inotify.IN_CLOSE_WRITE  # the mailbox directory itself
+        # The mailbox directory itself: dovecot-keywords rewritten, or the directory moved
+        # away (RENAME, DELETE by another process: its cur/ and new/ report nothing then).
+        own = inotify.IN_MOVED_TO | inotify.IN_CLOSE_WRITE | inotify.IN_MOVE_SELF
         watches.append(("", own, self._relay_keywords(registration)))
         for sub, events, relay in watches:
             path = FilePath(os.path.join(registration.directory, sub).rstrip("/").encode())
             try:
-                self._notifier.watch(path, mask=events, callbacks=[relay])
+                wd = self._notifier.watch(path, mask=events, callbacks=[relay])
             except Exception as exc:  # noqa: BLE001 - INotifyError (limits), a directory gone
                 _log.warn("Cannot watch {path} ({error}); polling it", path=path.path, error=exc)
                 self._poll(registration)
                 continue
             registration.paths.append(path)
+            registration.wds.append(wd)
+            self._take_over(wd, registration, path)
+
+    def _take_over(self, wd: int, registration: _Registration, path: FilePath[bytes]) -> None:
+        """A directory watched under another name (renamed by another process, and opened
+        by its new name here) keeps its one kernel watch, whose events now go to the new
+        registration: the old one is told to look again (it finds its directory gone)."""
+        previous = self._owners.get(wd)
+        self._owners[wd] = (registration, path)
+        if previous is None or previous[0] is registration or previous[1] == path:
+            return
+        self._notifier.forget_path(previous[1])
+        if previous[0] in self._registrations:
+            previous[0].callback(None, True)
 
     def _poll(self, registration: _Registration) -> None:
         """No inotify watch to be had (``max_user_watches`` reached): poll this one."""
@@ -203,8 +229,14 @@ class InotifyHub:
         return event
 
     def _relay_keywords(self, registration: _Registration) -> Callable[[Any, Any, int], None]:
+        inotify = self._inotify
+
         def event(_watch: Any, path: FilePath[bytes], mask: int) -> None:
-            if registration in self._registrations and path.basename() == KEYWORDS.encode():
+            if registration not in self._registrations:
+                return
+            if mask & (inotify.IN_MOVE_SELF | inotify.IN_DELETE_SELF):
+                registration.callback(None, True)
+            elif path.basename() == KEYWORDS.encode():
                 registration.callback(KEYWORDS, True)
 
         return event
@@ -219,12 +251,17 @@ class InotifyHub:
             handle.polled = None
 
     def _unwatch(self, registration: _Registration) -> None:
-        for path in registration.paths:
+        for path, wd in zip(registration.paths, registration.wds, strict=True):
+            owner = self._owners.get(wd)
+            if owner is not None and owner[0] is not registration:
+                continue  # the watch went to another name of the directory
+            self._owners.pop(wd, None)
             try:
                 self._notifier.ignore(path)
             except Exception:  # noqa: BLE001 - KeyError when Twisted dropped it already
                 pass
         registration.paths = []
+        registration.wds = []
 
     def pause(self, handle: object) -> None:
         """Our own bulk changes would queue two events per file (and overflow the kernel's

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from twisted.cred.checkers import ICredentialsChecker
@@ -23,7 +24,7 @@ from zope.interface import alsoProvides, implementer
 from mailserv.backends.kit.options import Choice, Int, OptionSchema, Text
 from mailserv.backends.sql import fulltext, hierarchy, messages, schema
 from mailserv.backends.sql.account import SqlAccount
-from mailserv.backends.sql.db import Database, InlineDatabase, ThreadedDatabase
+from mailserv.backends.sql.db import Database, InlineDatabase, ThreadedDatabase, Tx
 from mailserv.backends.sql.dialect import DEFAULT_SQLITE_SYNC, SQLITE_SYNC, Dialect, parse_url
 from mailserv.backends.sql.mailbox import SqlMailbox
 from mailserv.backends.sql.notify import Listener
@@ -126,6 +127,9 @@ class SqlBackend:
         """How SEARCH BODY/TEXT run in SQL; None (the engine scans) before ``start()``."""
         self._backfill: Deferred[None] | None = None
         self._stopping = False
+        self._asking: list[tuple[SqlMailbox, Deferred[None]]] = []
+        """``catch_up`` calls waiting for the next look at the mailbox rows."""
+        self._looking = False
         if dialect.is_postgres:  # LISTEN/NOTIFY carries changes between processes
             alsoProvides(self, IMultiProcessBackend)
 
@@ -261,14 +265,21 @@ class SqlBackend:
             return
         self._chain(lambda: self._apply(notice))
 
-    def _chain(self, step: Callable[[], Any]) -> None:
+    def _chain(self, step: Callable[[], Any]) -> Deferred[None]:
+        """Run ``step`` after the steps queued before it; the result fires once it has run."""
+        done: Deferred[None] = Deferred()
+
         def run(_: object) -> Any:
             return defer.maybeDeferred(step)
 
         def failed(failure: Any) -> None:
             _log.failure("Applying a change notice failed", failure)
 
-        self._notices = self._notices.addCallback(run).addErrback(failed)
+        def finished(_: object) -> None:
+            done.callback(None)
+
+        self._notices.addCallback(run).addErrback(failed).addCallback(finished)
+        return done
 
     async def _apply(self, notice: Notice) -> None:
         box = self.boxes.get(notice.mailbox_id)
@@ -294,11 +305,54 @@ class SqlBackend:
             self._chain(lambda box=box: self._catch_up(box))  # type: ignore[misc]
 
     async def _catch_up(self, box: SqlMailbox) -> None:
-        changes = await self.db.run(messages.changes_since, box.id, box.seen_modseq, self.zones)
-        added = [m.uid for m in changes.changed if m.uid > box.top_uid]
-        changed = [
-            FlagChange(m.uid, m.flags, m.modseq) for m in changes.changed if m.uid <= box.top_uid
-        ]
-        box.expunged(changes.vanished, changes.highestmodseq, None)
-        box.flags_changed(changed, None)
-        box.added(added, changes.highestmodseq, None, remote=True)
+        box.caught_up(await self.db.run(messages.changes_since, box.id, box.synced, self.zones))
+
+    async def catch_up(self, box: SqlMailbox) -> None:
+        """``ISharedMailbox.catch_up``: a NOTIFY may still be on its way when the command
+        that caused it was answered, so look at the mailbox row (an indexed read); when its
+        modseq is beyond what the notices told, read the changes from the tables.
+
+        One look at a time: the calls made meanwhile share the next one (one query for
+        all their mailboxes), which starts after every one of them was made."""
+        if self._listener is None:
+            return  # one process (SQLite), or no notices to trust anyway
+        self._listener.poll()  # notices here already are applied first
+        answered: Deferred[None] = Deferred()
+        self._asking.append((box, answered))
+        if not self._looking:
+            self._looking = True
+            Deferred.fromCoroutine(self._look()).addErrback(
+                lambda f: _log.failure("Looking for changes failed", f)
+            )
+        await answered
+
+    async def _look(self) -> None:
+        try:
+            while self._asking:
+                asking, self._asking = self._asking, []
+                boxes = {box.id: box for box, _ in asking}
+                try:
+                    rows = await self.db.run(_highestmodseqs, sorted(boxes))
+                except Exception:  # noqa: BLE001 - the commands that asked are answered anyway
+                    _log.failure(
+                        "Looking for changes of {count} mailboxes failed", count=len(boxes)
+                    )
+                    rows = []
+                behind = [(boxes[i], int(h)) for i, h in rows if int(h) > boxes[i].synced]
+                if behind:
+                    await self._chain(partial(self._fill_in, behind))
+                for _, answered in asking:
+                    answered.callback(None)
+        finally:
+            self._looking = False
+
+    async def _fill_in(self, behind: list[tuple[SqlMailbox, int]]) -> None:
+        """After the notices that arrived meanwhile: read what is still missing."""
+        for box, highest in behind:
+            if highest > box.synced:
+                await self._catch_up(box)
+
+
+def _highestmodseqs(tx: Tx, box_ids: list[int]) -> list[Any]:
+    marks = ", ".join("?" * len(box_ids))
+    return tx.all(f"SELECT id, highestmodseq FROM mailboxes WHERE id IN ({marks})", box_ids)

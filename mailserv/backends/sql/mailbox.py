@@ -34,6 +34,7 @@ from mailserv.interfaces import (
     CopyResult,
     FlagChange,
     ISearchableMailbox,
+    ISharedMailbox,
     MailboxStatus,
     MessageMeta,
     StoreMode,
@@ -52,7 +53,7 @@ PARSE_IN_THREAD = 1024 * 1024
 """Messages larger than this are parsed and hashed off the reactor thread."""
 
 
-@implementer(ISearchableMailbox)
+@implementer(ISearchableMailbox, ISharedMailbox)
 class SqlMailbox(Listened):
     """Mailbox ``box_id`` of account ``account_id``; ``name`` follows renames."""
 
@@ -66,7 +67,10 @@ class SqlMailbox(Listened):
         self.id = row.id
         self.uidvalidity = row.uidvalidity
         self.account_id = account_id
-        self.seen_modseq = row.highestmodseq
+        self.synced = row.highestmodseq
+        """Every change up to this modseq was told (or came before this object)."""
+        self._seen: set[int] = set()
+        """Modseqs above ``synced`` told already (events arrive out of order)."""
         self.top_uid = row.uidnext - 1
         self._backend = backend
         self.listeners = ListenerSet()
@@ -230,18 +234,51 @@ class SqlMailbox(Listened):
         self.expunged(gone, modseq, origin)
         return list(gone)
 
+    async def catch_up(self) -> None:
+        """``ISharedMailbox``: see ``SqlBackend.catch_up``."""
+        await self._backend.catch_up(self)
+
     async def claim_recent(self) -> list[int]:
         result: list[int] = await self._backend.db.run(messages.claim_recent, self.id, write=True)
         return result
 
     # -- listeners ----------------------------------------------------------------------
 
+    def _told(self, modseq: int) -> None:
+        """The change at ``modseq`` is being told; ``synced`` follows when no gap is left."""
+        if modseq <= self.synced:
+            return
+        seen = self._seen
+        seen.add(modseq)
+        while self.synced + 1 in seen:
+            self.synced += 1
+            seen.discard(self.synced)
+
+    def caught_up(self, changes: Changes) -> None:
+        """Tell what changed since ``synced`` (read from the tables; the listeners drop what
+        they heard already); the modseqs up to ``changes.highestmodseq`` are all told."""
+        top = self.top_uid
+        added = [m.uid for m in changes.changed if m.uid > top]
+        changed = [FlagChange(m.uid, m.flags, m.modseq) for m in changes.changed if m.uid <= top]
+        if changes.vanished:
+            self.expunged(changes.vanished, changes.highestmodseq, None)
+        self.flags_changed(changed, None)
+        if added and not any(held[0][0] < added[0] for held in self._held):
+            # Every UID below the first one read was told, or expunged (UIDs are taken in
+            # commit order): none is still on its way, so what was read is not held back
+            # for UIDs that never come.  (Above the last one, some may still be on theirs.)
+            self.top_uid = max(self.top_uid, added[0] - 1)
+        self.added(added, changes.highestmodseq, None, remote=True)
+        if changes.highestmodseq > self.synced:
+            self.synced = changes.highestmodseq
+            self._seen = {m for m in self._seen if m > self.synced}
+
     def added(self, uids: Sequence[int], modseq: int, origin: object, remote: bool = False) -> None:
         """Messages arrived (here or, ``remote``, through another process): tell the listeners.
 
         A remote report of UIDs already reported (after a resynchronisation) is dropped.
         """
-        self.seen_modseq = max(self.seen_modseq, modseq)
+        self._told(modseq)
         if uids:
             self._held.append((sorted(uids), origin, remote))
             self._release(wait=True)
@@ -270,7 +307,7 @@ class SqlMailbox(Listened):
         self._release(wait=False)
 
     def expunged(self, uids: Sequence[int], modseq: int, origin: object) -> None:
-        self.seen_modseq = max(self.seen_modseq, modseq)
+        self._told(modseq)
         for uid in uids:
             self._raw.pop(uid, None)
         self.listeners.expunged(self, list(uids), origin)
@@ -281,7 +318,6 @@ class SqlMailbox(Listened):
         """``modseq``: the newest of the changes' modseqs, when the caller knows it (a STORE
         gives all of them one), so a large STORE is not walked again here."""
         if changes:
-            if modseq is None:
-                modseq = max(c.modseq for c in changes)
-            self.seen_modseq = max(self.seen_modseq, modseq)
+            for told in {modseq} if modseq is not None else {c.modseq for c in changes}:
+                self._told(told)
             self.listeners.flags_changed(self, changes, origin)

@@ -119,6 +119,11 @@ class Listener:
         except Exception:  # noqa: BLE001 - one bad notice must not stop the others
             _log.failure("Handling change notice {payload!r} failed", payload=payload)
 
+    def poll(self) -> None:
+        """Take the notices received already, now (before a command answers)."""
+        if self._socket is not None:
+            self._socket.doRead()
+
     def lost(self, socket: _Socket, why: str) -> None:
         if socket is not self._socket:
             return
