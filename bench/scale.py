@@ -199,7 +199,8 @@ def run(args: argparse.Namespace) -> list[Row]:
         from bench.harness import ServerProcess
 
         data_dir = Path(tempfile.mkdtemp(prefix="mailserv-scale-"))
-        process = ServerProcess(data_dir, backend_spec(args.backend))
+        extra = ["--workers", str(args.workers)] if args.workers != 1 else []
+        process = ServerProcess(data_dir, backend_spec(args.backend), extra_args=extra)
         start, stop = process.start, process.stop
         restart = (lambda: (process.stop(), process.start())) if args.restart else None
         port = lambda: process.imap_port  # noqa: E731
@@ -242,13 +243,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each single command")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (--workers)")
     parser.add_argument("--restart", action="store_true", help="time the first SELECT after one")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     if args.messages < 1 or args.clients < 1 or args.seconds <= 0 or args.repeat < 1:
         parser.error("--messages, --clients, --seconds and --repeat must be positive")
     rows = run(args)
-    print(f"{args.backend}, {args.messages} messages")
+    print(f"{args.backend}, {args.messages} messages, {args.workers} worker(s)")
     print_table(rows)
     return 1 if args.check and any(r.passed is False for r in rows) else 0
 
