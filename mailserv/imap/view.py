@@ -302,12 +302,12 @@ class SelectedView:
                 await self._flush_locked(True, idle=True)
 
     async def _flush_locked(self, expunges: bool, idle: bool) -> None:
-        if not self.readonly and self._fresh_pending():
-            # Claimed before anything changes, so nothing awaits between the change to
-            # the sequence map and the write that tells the client of it.
-            self._claimed(await self.mailbox.claim_recent())
         slices = TimeSlices(self.session.services.clock)
         await self._absorb_flags(slices)
+        if not self.readonly and self._fresh_pending():
+            # Claimed before anything changes, so nothing awaits between the claim, the
+            # change to the sequence map and the write that tells the client of it.
+            self._claimed(await self.mailbox.claim_recent())
         if self._gone_away(idle):
             return
         if self._added:
