@@ -201,3 +201,12 @@ def test_worker_count_from_the_command_line_and_a_file(tmp_path: Path) -> None:
     path.write_text("workers = 4\n")
     assert load_config({}, str(path)).workers == 4
     assert load_config({"workers": "2"}, str(path)).workers == 2
+
+
+def test_the_configuration_is_not_on_the_childrens_command_lines(server: ServerProcess) -> None:
+    """Other local users read command lines (``ps``): the backend's options (a database
+    URL's password) go to the children on a pipe instead."""
+    for pid in children(server.pid):
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert args[1:3] == [b"-m", b"mailserv.workers"]
+        assert all(re.fullmatch(rb"\d+:IMAPS?", arg) for arg in args[3:] if arg), args

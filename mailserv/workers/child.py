@@ -1,4 +1,7 @@
-"""One worker: ``python -m mailserv.workers CONFIG-JSON FD:LABEL...`` (run by the master).
+"""One worker: ``python -m mailserv.workers FD:LABEL...`` (run by the master).
+
+The configuration comes as the first line of stdin (JSON), not on the command line, where
+``ps`` would show every local user the backend's options (a database URL's password).
 
 A whole server of its own (backend, portal, factory) that adopts the listening sockets it
 inherited and accepts on them once its backend has started.  It logs to stderr, which the
@@ -73,16 +76,16 @@ class _AdoptedPorts(Service):
 
 
 def main(argv: Sequence[str]) -> int:
-    if len(argv) < 2:
-        print("usage: python -m mailserv.workers CONFIG-JSON FD:LABEL...", file=sys.stderr)
+    if not argv:
+        print("usage: python -m mailserv.workers FD:LABEL... < CONFIG-JSON", file=sys.stderr)
         return 2
     from twisted.internet import reactor
 
     # The master stamps and labels each line it reads from us.
     plain = FileLogObserver(sys.stderr, lambda e: eventAsText(e, includeTimestamp=False) + "\n")
     globalLogBeginner.beginLoggingTo([plain], redirectStandardIO=False)
-    config = decode_config(argv[0])
-    listeners = [decode_listener(text) for text in argv[1:]]
+    config = decode_config(sys.stdin.buffer.readline().decode("utf-8"))
+    listeners = [decode_listener(text) for text in argv]
     parts = build_server(config, reactor)
     gate = AcceptGate()
     top = MultiService()

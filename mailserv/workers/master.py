@@ -91,14 +91,15 @@ class WorkerPool(Service):
         for child_fd, (label, port) in enumerate(self._ports, start=3):
             fds[child_fd] = port.fileno()  # type: ignore[attr-defined]
             listeners.append(Listener(child_fd, label))
-        args = [sys.executable, "-m", "mailserv.workers", encode_config(self._config)]
-        args += encode_listeners(listeners)
+        args = [sys.executable, "-m", "mailserv.workers", *encode_listeners(listeners)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         child = _Child(self, number)
-        self._reactor.spawnProcess(
+        process = self._reactor.spawnProcess(
             child, sys.executable, args, env=env, childFDs={0: "w", 1: "r", 2: "r", **fds}
         )
+        # On stdin, not the command line: ``ps`` would show the backend's options to all.
+        process.write(encode_config(self._config).encode("utf-8") + b"\n")
         self._children[number] = child
         _log.info("Started worker {number} [{pid}]", number=number, pid=child.pid)
 
