@@ -44,11 +44,14 @@ def wait_for(condition: object, timeout: float = 15.0) -> None:
 
 def serving_pid(client: RawClient, pids: set[int]) -> int:
     """The process holding the server side of ``client``'s connection."""
-    client_port = client.sock.getsockname()[1]
+    client_port, server_port = client.sock.getsockname()[1], client.sock.getpeername()[1]
     inode = None
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        if int(fields[2].split(":")[1], 16) == client_port:  # its remote end is the client
+        local, remote = (int(f.split(":")[1], 16) for f in fields[1:3])
+        # The server's end: from the listening port to the client (not an older socket of
+        # the same ports in TIME_WAIT, whose inode is 0).
+        if local == server_port and remote == client_port and fields[9] != "0":
             inode = fields[9]
     assert inode is not None, "connection not found in /proc/net/tcp"
     for pid in pids:
