@@ -651,7 +651,7 @@ def test_a_mailbox_inotify_will_not_watch_is_polled(tmp_path: Path, monkeypatch:
     """Past the kernel's limit on watches, mailboxes are still noticed (by polling)."""
     from twisted.internet import reactor
 
-    from mailserv.backends.maildir.disk import make_maildir
+    from mailserv.backends.maildir.files import make_maildir
     from mailserv.backends.maildir.watch import InotifyHub
 
     make_maildir(str(tmp_path), folder=False)

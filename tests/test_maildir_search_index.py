@@ -215,9 +215,9 @@ def test_index_answers_as_the_scan_does(store: Store) -> None:
     view = uids[4:-2]  # a session that is behind at both ends
     # New texts wait to enter the trigram index in a batch: right both before and after.
     assert _agree(box, rng, view, 80) > 50
-    box._disk.flush_texts(40)
+    box.disk.flush_texts(40)
     assert _agree(box, rng, view, 80) > 50
-    while box._disk.flush_texts(1000):
+    while box.disk.flush_texts(1000):
         pass
     assert _agree(box, rng, view, 400) > 300
     resolve(box.expunge(view[::5], None))  # expunged from the trigram index and the rest
@@ -257,7 +257,7 @@ def test_restart_keeps_the_index(store: Store) -> None:
     _fill(store.open(), rng, 20)
     store.restart()
     box = store.open()
-    assert box._texts_ready
+    assert box._texts.ready
     view = list(resolve(box.uids()))
     assert _agree(box, rng, view, 80) > 60
 
@@ -291,7 +291,7 @@ def test_an_index_without_texts_is_completed_and_declines_meanwhile(store: Store
     box = resolve(store.account().open("INBOX"))
     view = list(resolve(box.uids()))
     # Inline I/O: loading ran the whole rebuild at once; it is complete now.
-    assert box._texts_ready
+    assert box._texts.ready
     assert _agree(box, rng, view, 60) > 40
 
 
@@ -300,7 +300,7 @@ def test_texts_decline_while_rows_are_missing(store: Store) -> None:
     box = store.open()
     _fill(box, rng, 5)
     view = list(resolve(box.uids()))
-    box._texts_ready = False  # as during a rebuild
+    box._texts.ready = False  # as during a rebuild
     assert resolve(box.search(SearchProgram(Contains(StringField.BODY, "zebra")), view)) is None
     assert resolve(box.search(SearchProgram(Contains(StringField.FROM, "alice")), view)) is None
     assert resolve(box.search(SearchProgram(HasFlag("\\Seen", False)), view)) is not None

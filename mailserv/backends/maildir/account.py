@@ -24,8 +24,8 @@ from zope.interface import implementer
 
 from mailserv.backends.kit.names import Creation, Hierarchy
 from mailserv.backends.maildir import uidvalidity
-from mailserv.backends.maildir.disk import TMP, make_maildir
 from mailserv.backends.maildir.dotlock import DotLock
+from mailserv.backends.maildir.files import TMP, make_maildir
 from mailserv.backends.maildir.mailbox import MaildirMailbox
 from mailserv.backends.maildir.names import (
     check_name,

@@ -1,0 +1,93 @@
+"""Keeping a mailbox's full-text search rows complete and its trigram index fed.
+
+New messages get their search row when they enter the index; the rows join the trigram
+index a little later, in batches (``flush_later``).  A mailbox indexed before the full-text
+index existed (or whose rows were dropped) is filled in the background (``fill``): files
+read and decoded in a read thread, rows written in the lane.  Until then SEARCH of texts is
+left to the engine."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+if TYPE_CHECKING:
+    from mailserv.backends.maildir.mailbox import MaildirMailbox
+
+_log = Logger()
+
+TEXT_BATCH = 200
+"""Messages whose search rows one step of an index rebuild makes."""
+FLUSH_DELAY = 0.1
+"""Seconds new texts wait to enter the trigram index together (SEARCH sees them already)."""
+FLUSH_BATCH = 500
+
+
+class TextUpkeep:
+    def __init__(self, box: MaildirMailbox) -> None:
+        self._box = box
+        self.ready = False
+        """Every message has its search row."""
+        self._filling = False
+        self._flush: IDelayedCall | None = None
+
+    def _failed(self, failure: Failure) -> None:
+        _log.failure("Indexing the texts of {name} failed", failure, name=self._box.name)
+
+    def fill(self) -> None:
+        """Make the missing search rows, a batch at a time."""
+        box = self._box
+        if self.ready or self._filling or not box.live:
+            return
+        self._filling = True
+
+        async def fill() -> None:
+            disk = box.disk
+            try:
+                while box.live:
+                    missing = await box.read_io(disk.missing_texts, TEXT_BATCH)
+                    if not missing:
+                        self.ready = True
+                        return
+                    files = [(uid, path) for uid in missing if (path := box.path_of(uid))]
+                    rows = await box.read_io(disk.text_rows, files)
+                    if not rows:
+                        return  # files not where we thought: the next sync starts again
+                    async with box.lane:
+                        if not box.live:
+                            return
+                        await box.io(disk.store_texts, rows)
+                    self.flush_later()
+            finally:
+                self._filling = False
+
+        Deferred.fromCoroutine(fill()).addErrback(self._failed)
+
+    def flush_later(self) -> None:
+        """Soon, add the texts of new messages to the trigram index, a batch at a time."""
+        if self._flush is not None and self._flush.active():
+            return
+        box = self._box
+
+        async def flush() -> None:
+            more = True
+            while more:
+                async with box.lane:
+                    if not box.live:
+                        return
+                    more = await box.io(box.disk.flush_texts, FLUSH_BATCH)
+
+        def start() -> None:
+            self._flush = None
+            Deferred.fromCoroutine(flush()).addErrback(self._failed)
+
+        self._flush = box.clock.callLater(FLUSH_DELAY, start)
+
+    def stop(self) -> None:
+        if self._flush is not None and self._flush.active():
+            self._flush.cancel()
+        self._flush = None
