@@ -1,15 +1,16 @@
 """One maildir mailbox as the sessions of this process share it.
 
-The reactor thread keeps the mailbox's state in memory (``state``: an ``Entry`` per message,
-counts) with its listeners, and answers reads from it.  Disk work runs as tasks of the mailbox's *lane*: a
-DeferredLock held from before the task until its ``Delta`` has been applied and the
-listeners told, so tasks never overlap and events keep the order of the changes.
+The reactor thread keeps the mailbox's state in memory (``state``: an ``Entry`` per
+message, counts) with its listeners, and answers reads from it.  Disk work runs as tasks of
+the mailbox's *lane*: a DeferredLock held from before the task until its ``Delta`` has been
+applied and the listeners told, so tasks never overlap and events keep the order of the
+changes.
 
 Changes by other programs arrive from the watcher as file events.  They are queued
-(``pending``) and compared with the state inside the lane, where the echoes of our own renames are recognised
-and dropped; the others become "hints" that a scan task looks at shortly after
-(``DEBOUNCE``), or before the next command that reports state, whichever comes first.
-The full-text rows are kept up by ``texts``.
+(``pending``) and compared with the state inside the lane, where the echoes of our own
+renames are recognised and dropped; the others become "hints" that a scan task looks at
+shortly after (``DEBOUNCE``), or before the next command that reports state, whichever
+comes first.  The full-text rows are kept up by ``texts``.
 
 The ``IMailbox`` methods are coroutines, as the interface's ``Awaitable`` types allow.
 """

@@ -18,7 +18,7 @@ from mailserv.backends.proxy.cache import ContentCache, InfoStore
 from mailserv.backends.proxy.connect import Connector, LoginRefused
 from mailserv.backends.proxy.options import OPTIONS, ProxyConfig, parse_options
 from mailserv.backends.proxy.user import UserState
-from mailserv.interfaces import IBackend, IBackendFactory
+from mailserv.interfaces import IBackend, IBackendFactory, IMultiProcessBackend
 
 _log = Logger()
 
@@ -36,9 +36,13 @@ class ProxyBackendFactory:
         return ProxyBackend(parse_options(options, data_dir), reactor)
 
 
-@implementer(IBackend)
+@implementer(IBackend, IMultiProcessBackend)
 class ProxyBackend:
-    """The users' upstream sessions, by mailserv user name."""
+    """The users' upstream sessions, by mailserv user name.
+
+    Under ``--workers N`` each process has sessions of its own upstream; what one process
+    changes reaches the others as any change made elsewhere does (their channels IDLE on
+    the mailbox), and the parsed-message files on disk are safe to share (``cache``)."""
 
     def __init__(self, config: ProxyConfig, reactor: IReactorTime) -> None:
         self.config = config

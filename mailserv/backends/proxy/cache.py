@@ -3,9 +3,11 @@ parsed messages on disk, and a user's parsed messages in memory in front of the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
+import tempfile
 from collections import OrderedDict
 from collections.abc import Container, Hashable, Iterable
 
@@ -121,14 +123,23 @@ class InfoStore:
             _log.warn("Cannot write the proxy cache {path}: {error}", path=path, error=exc)
 
     def _rewrite(self, folder: str, path: str, kept: list[tuple[int, bytes]]) -> None:
-        temporary = path + ".new"
+        """Replace the file by one of ``kept`` records.  Under ``--workers N`` other
+        processes may append or compact meanwhile: each compaction writes a file of its own
+        and renames it in, so no file is ever written by two; records appended to the old
+        file meanwhile are lost from the cache (they are parsed again when next wanted)."""
         try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd, temporary = tempfile.mkstemp(".new", f".{os.path.basename(path)}.", folder)
+        except OSError as exc:
+            _log.warn("Cannot compact the proxy cache {path}: {error}", path=path, error=exc)
+            return
+        try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(b"".join(_HEAD.pack(uid, len(blob)) + blob for uid, blob in kept))
             os.replace(temporary, path)
         except OSError as exc:
             _log.warn("Cannot compact the proxy cache {path}: {error}", path=path, error=exc)
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
 
 
 class InfoCache:
