@@ -673,3 +673,40 @@ def test_a_mailbox_inotify_will_not_watch_is_polled(tmp_path: Path, monkeypatch:
         assert not poller._registrations
     finally:
         hub.close()
+
+
+def test_another_process_changes_are_taken_from_the_index(tmp_path: Path) -> None:
+    """``--workers N``: a message or flag change one process made and indexed is taken from
+    the index by another process sharing the mailbox: the same modseq in both and no second
+    write; and a change of the second process takes a modseq above the first's."""
+    one, two = Store(tmp_path), Store(tmp_path)
+    one.start()
+    two.start()
+    try:
+        mine, theirs = one.open(), two.open()
+        resolve(theirs.status())
+        db = sqlite3.connect(one.root() / INDEX)
+
+        def writes() -> int:
+            """Changes as our connection sees them: it moves when another one commits."""
+            return int(db.execute("PRAGMA data_version").fetchone()[0])
+
+        first = append(mine, 1)
+        before = writes()
+        resolve(theirs.catch_up())
+        assert writes() == before
+        resolve(mine.store([first], StoreMode.ADD, SEEN, None))
+        before = writes()
+        resolve(theirs.catch_up())
+        assert writes() == before
+        [here] = resolve(mine.fetch([first]))
+        [there] = resolve(theirs.fetch([first]))
+        assert (there.flags, there.modseq) == (here.flags, here.modseq)
+        assert there.flags == SEEN
+        second = append(theirs, 2)
+        [later] = resolve(theirs.fetch([second]))
+        assert later.modseq > here.modseq
+        db.close()
+    finally:
+        two.stop()
+        one.stop()

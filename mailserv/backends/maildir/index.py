@@ -31,6 +31,8 @@ T = TypeVar("T")
 
 FILENAME = "mailserv-index.sqlite"
 FORMAT = "1"
+_BATCH = 500
+"""Host parameters per statement (SQLite allows 999 in older builds)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -215,8 +217,42 @@ class Index:
     def transaction(self) -> _Transaction:
         return _Transaction(self.db)
 
+    def recorded(self, uids: Sequence[int]) -> dict[int, tuple[frozenset[str], int]]:
+        """The flags and modseq the index holds for those of ``uids`` it has (another
+        process sharing the mailbox may have written them: ``--workers N``)."""
+        found: dict[int, tuple[frozenset[str], int]] = {}
+        for start in range(0, len(uids), _BATCH):
+            part = uids[start : start + _BATCH]
+            marks = ",".join("?" * len(part))
+            for uid, flags, modseq in self.db.execute(
+                f"SELECT uid, flags, modseq FROM message WHERE uid IN ({marks})", part
+            ):
+                found[uid] = (_flags(flags), modseq)
+                self.highestmodseq = max(self.highestmodseq, modseq)
+        return found
+
+    def stored_rows(self, uids: Sequence[int]) -> dict[int, Row]:
+        """The rows of those of ``uids`` that the index has with their infos (written by
+        another process sharing the mailbox: ``--workers N``)."""
+        found: dict[int, Row] = {}
+        for start in range(0, len(uids), _BATCH):
+            part = uids[start : start + _BATCH]
+            marks = ",".join("?" * len(part))
+            for uid, base, flags, modseq, size, date, tz in self.db.execute(
+                "SELECT uid, base, flags, modseq, size, date, tz FROM message "
+                f"WHERE uid IN ({marks}) AND info IS NOT NULL",
+                part,
+            ):
+                found[uid] = Row(uid, base, _flags(flags), modseq, size, date, tz)
+                self.highestmodseq = max(self.highestmodseq, modseq)
+        return found
+
     def next_modseq(self) -> int:
-        """Take a new modseq (inside a transaction)."""
+        """Take a new modseq (inside a transaction): above every one taken so far by any
+        process sharing this index (``--workers N``)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'highestmodseq'").fetchone()
+        if row is not None:
+            self.highestmodseq = max(self.highestmodseq, int(row[0]))
         self.highestmodseq += 1
         self._put({"highestmodseq": str(self.highestmodseq)})
         return self.highestmodseq

@@ -87,6 +87,11 @@ class Reconciler:
                 if flags != entry.flags:
                     changed.append(update)
                 delta.updated.append(update)
+        # Modseqs up to here may have been reported by this process: a change of another
+        # process with one of them is recorded again with a new one (else a client that
+        # was told that HIGHESTMODSEQ would never learn of it).
+        floor = self.index.highestmodseq
+        stored, new_files = self._stored(new_files, floor)
         added, blobs, texts = self._adopt(new_files, known)
         missed = {base for base, _ in new_files} - {entry.base for entry in added}
         if missed:
@@ -97,12 +102,14 @@ class Reconciler:
             added += more
             blobs.update(more_blobs)
             texts.update(more_texts)
-        if added or changed or removed or stale:
+        changed = self._unrecorded(changed, floor)
+        late = [entry for entry in stored if not entry.modseq]
+        if added or changed or removed or stale or late:
             with self.index.transaction():
                 modseq = self.index.next_modseq()
                 for update in changed:
                     update.modseq = modseq
-                for entry in added:
+                for entry in added + late:
                     entry.modseq = modseq
                 self.index.insert(
                     (
@@ -113,8 +120,9 @@ class Reconciler:
                     for e in added
                 )
                 self.index.update_flags((u.uid, u.flags, u.modseq) for u in changed)
+                self.index.update_flags((e.uid, e.flags, e.modseq) for e in late)
                 self.index.expunge(removed + stale, modseq)
-        delta.added = sorted(added, key=lambda e: e.uid)
+        delta.added = sorted(added + stored, key=lambda e: e.uid)
         delta.removed = sorted(removed)
         if hints is None:
             uidnext = uidlist.next_uid
@@ -160,6 +168,48 @@ class Reconciler:
         by_name = self.keywords.by_name
         hidden = {f for f in old if f not in SYSTEM_LETTERS and f not in by_name}
         return flags | hidden, keep
+
+    def _stored(
+        self, files: list[tuple[str, str]], floor: int
+    ) -> tuple[list[Entry], list[tuple[str, str]]]:
+        """Entries of the files another process sharing the mailbox delivered and indexed
+        (``--workers N``), made from their index rows instead of parsing the files again
+        (modseq 0 when theirs is not above ``floor``); and the other files."""
+        records = self.uidlist.records
+        uids = sorted(records[base] for base, rel in files if base in records)
+        rows = self.index.stored_rows(uids) if uids else {}
+        if not rows:
+            return [], files
+        stored: list[Entry] = []
+        rest: list[tuple[str, str]] = []
+        for base, rel in files:
+            row = rows.get(records.get(base, 0))
+            if row is not None and row.base == base and rel.startswith(CUR):
+                flags, keep = self._file_flags(rel, row.flags)
+                if flags == row.flags:
+                    modseq = row.modseq if row.modseq > floor else 0
+                    date = file_date(row.date, row.tz)
+                    stored.append(Entry(row.uid, base, rel, flags, keep, modseq, row.size, date))
+                    continue
+            rest.append((base, rel))
+        return stored, rest
+
+    def _unrecorded(self, changed: list[FlagUpdate], floor: int) -> list[FlagUpdate]:
+        """Of the flag changes found, those to record.  The others were made by another
+        process sharing the mailbox (``--workers N``), which recorded them: they keep its
+        modseq, so every process reports the same one (when above ``floor``).  Removals are
+        always logged again: the log's modseq must be above ``floor`` too, and they are few."""
+        if not changed:
+            return changed
+        recorded = self.index.recorded([u.uid for u in changed])
+        unrecorded: list[FlagUpdate] = []
+        for update in changed:
+            have = recorded.get(update.uid)
+            if have is not None and have[0] == update.flags and have[1] > floor:
+                update.modseq = have[1]
+            else:
+                unrecorded.append(update)
+        return unrecorded
 
     def _adopt(
         self, files: list[tuple[str, str]], known: Mapping[str, Entry]
