@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         from bench.harness import ServerProcess
 
         data_dir = Path(tempfile.mkdtemp(prefix="mailserv-scale-"))
-        extra = ["--workers", str(args.workers)] if args.workers != 1 else []
+        extra = ["--workers", str(args.workers)]
         process = ServerProcess(data_dir, backend_spec(args.backend), extra_args=extra)
         start, stop = process.start, process.stop
         restart = (lambda: (process.stop(), process.start())) if args.restart else None

@@ -120,7 +120,7 @@ class Options(usage.Options):
             None,
             "Processes serving the listeners [default: the number of cores (at most "
             f"{MAX_WORKERS}) for backends that share their store between processes (maildir, "
-            "sql on PostgreSQL, proxy), else 1].  Connection limits and the failed-login "
+            "sql on PostgreSQL), else 1].  Connection limits and the failed-login "
             "throttle hold for all of them together.",
         ],
     ]

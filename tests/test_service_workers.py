@@ -213,3 +213,11 @@ def test_the_configuration_is_not_on_the_childrens_command_lines(server: ServerP
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         assert args[1:3] == [b"-m", b"mailserv.workers"]
         assert all(re.fullmatch(rb"\d+:IMAPS?", arg) for arg in args[3:] if arg), args
+
+
+def test_worker_count_unset_is_left_to_the_backend(tmp_path: Path) -> None:
+    """Unset (None), ``build_service`` picks a worker per core where the backend allows."""
+    assert load_config({}).workers is None
+    path = tmp_path / "imapserv.toml"
+    path.write_text("backend = 'memory'\n")
+    assert load_config({}, str(path)).workers is None

@@ -120,11 +120,14 @@ class AwaitingAdmission(Protocol):
         assert self.transport is not None
         inner = self._inner = self._build(self._address, why)
         inner.makeConnection(self.transport)
-        early, self._early = b"".join(self._early), []
-        if early and self._lost is None:
-            inner.dataReceived(early)
-        if self._lost is None and IPushProducer.providedBy(self.transport):
+        if self._lost is not None:
+            return
+        if IPushProducer.providedBy(self.transport):
+            # Before the early bytes: if they fill its queue, ``inner`` pauses us again.
             IPushProducer(self.transport).resumeProducing()
+        early, self._early = b"".join(self._early), []
+        if early:
+            inner.dataReceived(early)
 
     def dataReceived(self, data: bytes) -> None:
         if self._inner is not None:
