@@ -70,16 +70,21 @@ def accepting(server: ServerProcess) -> int:
     )
 
 
-@pytest.fixture(params=["maildir"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path / "data", SPECS[request.param], extra_args=["--workers", "2"])
+def run_workers(proc: ServerProcess, count: int = 2) -> Iterator[ServerProcess]:
+    """Start ``proc``; yield it once its ``count`` children accept; stop it after."""
     proc.start()
     try:
-        wait_for(lambda: len(children(proc.pid)) == 2)
-        wait_for(lambda: accepting(proc) == 2)  # both backends started: both accept
+        wait_for(lambda: len(children(proc.pid)) == count)
+        wait_for(lambda: accepting(proc) == count)  # every backend started: all accept
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(params=["maildir"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    proc = ServerProcess(tmp_path / "data", SPECS[request.param], extra_args=["--workers", "2"])
+    yield from run_workers(proc)
 
 
 def logged_in(server: ServerProcess, user: str, password: str) -> RawClient:

@@ -15,8 +15,8 @@ import pytest
 from imapserver import new_user  # type: ignore[import-not-found]  # tests/, on sys.path
 from test_service_workers import (  # type: ignore[import-not-found]
     SPECS,
-    accepting,
     children,
+    run_workers,
     serving_pid,
     wait_for,
 )
@@ -32,27 +32,16 @@ from mailserv.workers.limits import MasterLink, SharedConnectionLimits, SharedLo
 PER_ADDRESS = 3
 
 
-def start(tmp_path: Path, spec: BackendSpec, args: list[str], **limits: object) -> ServerProcess:
-    proc = ServerProcess(tmp_path / "data", spec, limits=limits, extra_args=args)
-    proc.start()
-    return proc
+def server_of(
+    tmp_path: Path, spec: BackendSpec, args: list[str], **limits: object
+) -> ServerProcess:
+    return ServerProcess(tmp_path / "data", spec, limits=limits, extra_args=args)
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = start(
-        tmp_path,
-        SPECS["maildir"],
-        ["--workers", "2"],
-        max_connections_per_address=PER_ADDRESS,
-        auth_failure_delay=0.05,
-    )
-    try:
-        wait_for(lambda: len(children(proc.pid)) == 2)
-        wait_for(lambda: accepting(proc) == 2)
-        yield proc
-    finally:
-        proc.stop()
+    limits = {"max_connections_per_address": PER_ADDRESS, "auth_failure_delay": 0.05}
+    yield from run_workers(server_of(tmp_path, SPECS["maildir"], ["--workers", "2"], **limits))
 
 
 def greeted(server: ServerProcess) -> RawClient:
@@ -139,18 +128,19 @@ def test_a_dead_workers_connections_are_freed(server: ServerProcess) -> None:
 
 
 def test_one_worker_per_core_by_default(tmp_path: Path) -> None:
-    proc = start(tmp_path, SPECS["maildir"], [])
+    cores = min(os.cpu_count() or 1, 64)
+    running = run_workers(server_of(tmp_path, SPECS["maildir"], []), cores)
+    proc = next(running)
     try:
-        cores = min(os.cpu_count() or 1, 64)
-        wait_for(lambda: accepting(proc) == cores)
         assert len(children(proc.pid)) == cores
         assert f"{cores} workers ({os.cpu_count()} cores)" in proc.log_text()
     finally:
-        proc.stop()
+        running.close()  # stops it
 
 
 def test_one_worker_for_a_store_kept_in_one_process(tmp_path: Path) -> None:
-    proc = start(tmp_path, BackendSpec("memory"), [])
+    proc = server_of(tmp_path, BackendSpec("memory"), [])
+    proc.start()
     try:
         client = greeted(proc)
         assert client.greeting.startswith(b"* OK")
