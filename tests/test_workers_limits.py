@@ -48,6 +48,17 @@ def greeted(server: ServerProcess) -> RawClient:
     return RawClient.connect(server.imap_port, timeout=20)
 
 
+def admitted(server: ServerProcess) -> RawClient:
+    """A greeted connection, retrying while the close of an earlier one is not counted."""
+    for _ in range(100):
+        client = greeted(server)
+        if client.greeting.startswith(b"* OK"):
+            return client
+        client.close()
+        time.sleep(0.05)
+    raise AssertionError("no connection admitted")
+
+
 def refusals(server: ServerProcess) -> set[int]:
     """The pids of the workers that logged refusing a connection."""
     found = re.findall(r"worker \d \[(\d+)\] .*Refused a connection", server.log_text())
@@ -60,12 +71,7 @@ def spread(server: ServerProcess, count: int) -> list[RawClient]:
     open_: list[RawClient] = []
     for _ in range(80):
         while len(open_) < count:
-            client = greeted(server)
-            if not client.greeting.startswith(b"* OK"):
-                client.close()  # the close of the one before is not counted yet
-                time.sleep(0.05)
-                continue
-            open_.append(client)
+            open_.append(admitted(server))
         if len({serving_pid(c, pids) for c in open_}) == 2:
             return open_
         open_.pop(0).close()
@@ -83,7 +89,7 @@ def test_the_per_address_bound_holds_across_workers(server: ServerProcess) -> No
             break
     assert refusals(server) == workers
     kept.pop().close()
-    wait_for(lambda: greeted(server).greeting.startswith(b"* OK"))
+    admitted(server)
 
 
 def test_failed_logins_in_one_worker_block_the_others(server: ServerProcess) -> None:
@@ -94,12 +100,7 @@ def test_failed_logins_in_one_worker_block_the_others(server: ServerProcess) -> 
     probes = spread(server, 2)  # one session in each worker, opened first
     failing: list[RawClient] = []
     for _ in range(10):
-        while True:
-            client = greeted(server)
-            if client.greeting.startswith(b"* OK"):
-                break
-            client.close()
-            time.sleep(0.05)
+        client = admitted(server)
         client.send(f"f LOGIN {quote(user.name)} wrong\r\n")
         wait_for(lambda: server.log_text().count("Failed login for") > len(failing))
         client.close()  # the answer waits for the delay: not for us to wait for
@@ -172,3 +173,28 @@ def test_a_record_taken_in_twice_counts_each_failure_once() -> None:
     mine.merge("192.0.2.1", master.history("192.0.2.1"))
     assert mine.history("192.0.2.1") == [999.5, 1000.0, 1000.0]
     assert master.failures("192.0.2.1") == 3
+
+
+def test_connections_waiting_for_the_master(server: ServerProcess) -> None:
+    """While the master is slow to answer, a worker holds its new connections: what a client
+    sends early is served after the greeting, connections closed meanwhile do not eat into
+    the bound, and the bound holds for the server."""
+    master = server.proc
+    assert master is not None
+    master.send_signal(signal.SIGSTOP)
+    try:
+        early = RawClient.connect(server.imap_port, timeout=20, read_greeting=False)
+        early.send(b"a CAPABILITY\r\n")
+        gone = [RawClient.connect(server.imap_port, read_greeting=False) for _ in range(4)]
+        time.sleep(0.5)  # accepted by the workers, asked about, not answered
+        for client in gone:
+            client.close()
+        time.sleep(0.5)  # the workers see them closed
+    finally:
+        master.send_signal(signal.SIGCONT)
+    assert early.read_line().startswith(b"* OK")
+    assert early.read_until_tagged("a").ok
+    kept = [early, admitted(server), admitted(server)]
+    assert len(kept) == PER_ADDRESS
+    extra = greeted(server)
+    assert extra.greeting == b"* BYE Too many connections from your address\r\n"
