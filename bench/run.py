@@ -423,7 +423,8 @@ def run(args: argparse.Namespace) -> list[Row]:
         "max_connections": max(defaults.max_connections, args.connections + 100),
     }
     limits.update(parse_pairs(args.limit, "--limit"))
-    server = ServerProcess(data_dir, backend, limits=limits)
+    # One process: its RSS is what the memory figures measure.
+    server = ServerProcess(data_dir, backend, limits=limits, extra_args=["--workers", "1"])
     try:
         server.start()
         user, password = "bench", "pw-" + secrets.token_hex(8)

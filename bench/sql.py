@@ -68,7 +68,9 @@ def frontends(rounds: int, appends: int) -> int:
         url = cluster.database()
         spec = BackendSpec("sql", {"url": url, "auth": "sql"})
         root = Path(tempfile.mkdtemp(prefix="mailserv-frontends-"))
-        servers = [ServerProcess(root / f"f{i}", spec) for i in range(2)]
+        servers = [
+            ServerProcess(root / f"f{i}", spec, extra_args=["--workers", "1"]) for i in range(2)
+        ]
         for server in servers:
             server.start()
         user, password = "bench", "pw-" + secrets.token_hex(6)

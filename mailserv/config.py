@@ -69,8 +69,9 @@ class Config:
     """With ``tls_key``: the certificate (chain) to serve; None generates one in the data dir."""
     tls_key: str | None = None
     settings: ServerSettings = field(default_factory=ServerSettings)
-    workers: int = 1
-    """Processes serving the listeners (``--workers``); above 1 a master runs the children."""
+    workers: int | None = None
+    """Processes serving the listeners (``--workers``); above 1 a master runs the children.
+    None: one per core when the backend can share its store between processes, else 1."""
 
     def __post_init__(self) -> None:
         # Built directly (embedders, tests), the fields may arrive as lists and dicts.

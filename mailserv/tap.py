@@ -34,17 +34,20 @@ from zope.interface import implementer
 
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.portal import build_portal
+from mailserv.auth.throttle import ILoginThrottle
 from mailserv.auth.users import UserStoreChecker
 from mailserv.backends import UnknownBackend, available_backends, find_backend
 from mailserv.config import (
     DEFAULT_BACKEND,
     DEFAULT_DATA_DIR,
+    MAX_WORKERS,
     Config,
     load_config,
     parse_assignment,
     parse_limit,
 )
 from mailserv.errors import BackendOptionError
+from mailserv.imap.admission import IConnectionLimits
 from mailserv.imap.factory import IMAPServerFactory
 from mailserv.imap.settings import ServerSettings
 from mailserv.interfaces import IBackend, IHomeLookupConsumer, IMultiProcessBackend
@@ -115,8 +118,10 @@ class Options(usage.Options):
             "workers",
             "w",
             None,
-            "Processes serving the listeners [default: 1]; above 1 for backends that share "
-            "their store between processes (maildir, PostgreSQL).",
+            "Processes serving the listeners [default: the number of cores (at most "
+            f"{MAX_WORKERS}) for backends that share their store between processes (maildir, "
+            "sql on PostgreSQL), else 1].  Connection limits and the failed-login "
+            "throttle hold for all of them together.",
         ],
     ]
 
@@ -186,9 +191,15 @@ class ServerParts:
     tls: TLSMaterial
 
 
-def build_server(config: Config, reactor: IReactorTime | None = None) -> ServerParts:
+def build_server(
+    config: Config,
+    reactor: IReactorTime | None = None,
+    limits: IConnectionLimits | None = None,
+    throttle: ILoginThrottle | None = None,
+) -> ServerParts:
     """Data dir, TLS material, passwd-file, backend (built with ``reactor``, by default the
-    global one), portal and factory; no listening.
+    global one), portal and factory; no listening.  ``limits`` and ``throttle``: who counts
+    connections and failed logins (default: the factory, in this process).
 
     Bad configuration raises usage.UsageError with a message for the operator.
     """
@@ -197,14 +208,19 @@ def build_server(config: Config, reactor: IReactorTime | None = None) -> ServerP
 
         reactor = IReactorTime(running)
     try:
-        return _build_server(config, reactor)
+        return _build_server(config, reactor, limits, throttle)
     except (BackendOptionError, TLSError, UnknownBackend) as e:
         raise usage.UsageError(str(e)) from None
     except OSError as e:
         raise usage.UsageError(f"{e.filename}: {e.strerror}" if e.filename else str(e)) from None
 
 
-def _build_server(config: Config, reactor: IReactorTime) -> ServerParts:
+def _build_server(
+    config: Config,
+    reactor: IReactorTime,
+    limits: IConnectionLimits | None,
+    throttle: ILoginThrottle | None,
+) -> ServerParts:
     os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
     _log.info("Data directory {path}", path=os.path.abspath(config.data_dir))
     tls = prepare_tls(config.data_dir, config.tls_cert, config.tls_key)
@@ -226,7 +242,9 @@ def _build_server(config: Config, reactor: IReactorTime) -> ServerParts:
     _offer_homes(backend, passwd)
     _log.info("Backend {name}", name=config.backend)
     portal = build_portal(backend, UserStoreChecker(passwd))
-    factory = IMAPServerFactory(portal, config.settings, tls=tls.options)
+    factory = IMAPServerFactory(
+        portal, config.settings, tls=tls.options, throttle=throttle, clock=reactor, limits=limits
+    )
     return ServerParts(factory, backend, tls)
 
 
@@ -255,8 +273,9 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
     parts = build_server(config, reactor)
     top = MultiService()
     gate = AcceptGate()
-    if config.workers > 1:
-        _check_workers(config, parts.backend)
+    workers = _worker_count(config, parts.backend)
+    if workers > 1:
+        _check_workers(config, workers, parts.backend)
     else:
         BackendService(parts.backend, reactor, gate, parts.factory).setServiceParent(top)
     listeners: list[tuple[str, str, CertificateOptions | None]] = [
@@ -270,26 +289,51 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
         # the start instead of leaving a server that is silently half up.
         listener._raiseSynchronously = True
         listener.setServiceParent(top)
-    if config.workers > 1:
+    if workers > 1:
         # The ports stay held here (the gate never opens); the children accept on them.
-        WorkerPool(config, reactor, lambda: gate.held, _announce).setServiceParent(top)
+        WorkerPool(config, workers, reactor, lambda: gate.held, _announce).setServiceParent(top)
     return top
 
 
-def _check_workers(config: Config, backend: IBackend) -> None:
+def _worker_count(config: Config, backend: IBackend) -> int:
+    """``config.workers``, or when unset: a worker per core if the backend and the
+    listeners allow several, else 1 (and the log says why)."""
+    if config.workers is not None:
+        return config.workers
+    if not IMultiProcessBackend.providedBy(backend):
+        _log.info(
+            "One worker: the {backend} backend keeps its state inside one process",
+            backend=config.backend,
+        )
+        return 1
+    if any(_own_key(description) for description in config.imaps):
+        _log.info("One worker: an --imaps endpoint has a key of its own")
+        return 1
+    cores = os.cpu_count() or 1
+    count = min(cores, MAX_WORKERS)
+    _log.info("{count} workers ({cores} cores)", count=count, cores=cores)
+    return count
+
+
+def _check_workers(config: Config, workers: int, backend: IBackend) -> None:
     """``--workers N`` needs a backend whose store several processes can share, and our TLS."""
     if not IMultiProcessBackend.providedBy(backend):
         raise usage.UsageError(
-            f"--workers {config.workers}: the {config.backend} backend keeps its state inside "
+            f"--workers {workers}: the {config.backend} backend keeps its state inside "
             "one process; use --workers 1 with it (or a store shared between processes: "
             "maildir, sql on PostgreSQL)"
         )
     for description in config.imaps:
-        if "privateKey=" in description or "certKey=" in description:
+        if _own_key(description):
             raise usage.UsageError(
                 f"--imaps {description!r}: with --workers, IMAPS uses --tls-cert/--tls-key, "
                 "not a key of the endpoint's own"
             )
+
+
+def _own_key(description: str) -> bool:
+    """An endpoint string that brings its own TLS key."""
+    return "privateKey=" in description or "certKey=" in description
 
 
 class AcceptGate:
@@ -378,7 +422,7 @@ def _listening_endpoint(
     """Parse an endpoint string; for IMAPS, wrap it in our TLS unless it brings its own."""
     parsed = description
     if tls is not None and description.startswith("ssl:"):
-        if "privateKey=" in description or "certKey=" in description:
+        if _own_key(description):
             tls = None  # an ssl: endpoint with its own key does the TLS itself
         else:
             parsed = "tcp:" + description.removeprefix("ssl:")

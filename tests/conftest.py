@@ -49,6 +49,8 @@ SESSION_LIMITS: Mapping[str, object] = {"auth_failure_delay": 0.05}
 
 PROTOCOL_TEST_TIMEOUT = 60
 
+ONE_WORKER = ("--workers", "1")
+
 
 def _selected_backends() -> list[str]:
     wanted = os.environ.get("MAILSERV_TEST_BACKENDS")
@@ -112,7 +114,8 @@ def server(
     if name not in BACKENDS:
         pytest.skip(f"unknown backend {name!r}")
     data_dir = tmp_path_factory.mktemp(f"server-{name}")
-    proc = _server_class()(data_dir, BACKENDS[name], limits=SESSION_LIMITS)
+    # One process: tests reach into it (its sockets through pidfd, its RSS).
+    proc = _server_class()(data_dir, BACKENDS[name], limits=SESSION_LIMITS, extra_args=ONE_WORKER)
     _start(proc)
     yield proc
     proc.stop()

@@ -159,7 +159,7 @@ class Burst:
 
 
 def test_kill_9_during_appends_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", SPEC)
+    server = ServerProcess(tmp_path / "data", SPEC, extra_args=["--workers", "1"])  # one to kill
     server.start()
     try:
         user = add_user(server)

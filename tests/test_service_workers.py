@@ -70,16 +70,21 @@ def accepting(server: ServerProcess) -> int:
     )
 
 
-@pytest.fixture(params=["maildir"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path / "data", SPECS[request.param], extra_args=["--workers", "2"])
+def run_workers(proc: ServerProcess, count: int = 2) -> Iterator[ServerProcess]:
+    """Start ``proc``; yield it once its ``count`` children accept; stop it after."""
     proc.start()
     try:
-        wait_for(lambda: len(children(proc.pid)) == 2)
-        wait_for(lambda: accepting(proc) == 2)  # both backends started: both accept
+        wait_for(lambda: len(children(proc.pid)) == count)
+        wait_for(lambda: accepting(proc) == count)  # every backend started: all accept
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(params=["maildir"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    proc = ServerProcess(tmp_path / "data", SPECS[request.param], extra_args=["--workers", "2"])
+    yield from run_workers(proc)
 
 
 def logged_in(server: ServerProcess, user: str, password: str) -> RawClient:
@@ -213,3 +218,11 @@ def test_the_configuration_is_not_on_the_childrens_command_lines(server: ServerP
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         assert args[1:3] == [b"-m", b"mailserv.workers"]
         assert all(re.fullmatch(rb"\d+:IMAPS?", arg) for arg in args[3:] if arg), args
+
+
+def test_worker_count_unset_is_left_to_the_backend(tmp_path: Path) -> None:
+    """Unset (None), ``build_service`` picks a worker per core where the backend allows."""
+    assert load_config({}).workers is None
+    path = tmp_path / "imapserv.toml"
+    path.write_text("backend = 'memory'\n")
+    assert load_config({}, str(path)).workers is None

@@ -60,8 +60,11 @@ def frontends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frontends]:
     url = pgcluster.database_url()
     spec = BackendSpec("sql", {"url": url, "auth": "sql"})
     servers = [
-        ServerProcess(
-            tmp_path_factory.mktemp(f"frontend{i}"), spec, limits={"auth_failure_delay": 0}
+        ServerProcess(  # one process each: a test counts their LISTEN connections
+            tmp_path_factory.mktemp(f"frontend{i}"),
+            spec,
+            limits={"auth_failure_delay": 0},
+            extra_args=["--workers", "1"],
         )
         for i in range(2)
     ]

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return against_dovecot(args, users)
     data_dir = Path(tempfile.mkdtemp(prefix="mailserv-statecheck-"))
     limits = {"max_connections_per_address": max(2000, args.clients * 2 + 100)}
-    extra = ["--workers", str(args.workers)] if args.workers != 1 else []
+    extra = ["--workers", str(args.workers)]
     server = ServerProcess(data_dir, backend_spec(args.backend), limits=limits, extra_args=extra)
     try:
         server.start()

@@ -3,14 +3,19 @@
 Addresses are grouped the way one attacker usually holds them: a single IPv4 address, an IPv6
 /64.  Memory is bounded: at most ``max_tracked`` networks, the least recently failing one
 forgotten first, and a network with no failure inside the window is dropped.
+
+Who keeps the record is an ``ILoginThrottle``: a ``LoginThrottle`` in the process, or, with
+``--workers N``, one kept by the master for every worker (``mailserv.workers.limits``).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable
 
 from twisted.internet.interfaces import IReactorTime
+from zope.interface import Interface, implementer
 
 IPV6_PREFIX = 64
 MAX_KEY_LENGTH = 128
@@ -39,6 +44,26 @@ def network_key(address: str) -> str:
     return str(ip)
 
 
+class ILoginThrottle(Interface):
+    """Failed logins per client network: how long to delay the answer, when to refuse."""
+
+    def failures(address: str) -> int:
+        """Failures from the network of ``address`` within the window."""
+
+    def delay_for(address: str) -> float:
+        """Seconds to wait before answering a failed login from ``address``."""
+
+    def blocked(address: str) -> bool:
+        """True when logins from the network of ``address`` are refused for now."""
+
+    def record_failure(address: str) -> None:
+        """A login from ``address`` failed."""
+
+    def record_success(address: str) -> None:
+        """A login from ``address`` succeeded: its network's record is cleared."""
+
+
+@implementer(ILoginThrottle)
 class LoginThrottle:
     """Counts failures per network within a sliding ``window`` (seconds).
 
@@ -93,21 +118,37 @@ class LoginThrottle:
         """True once ``max_failures`` failures from this network fall within the window."""
         return self.failures(address) >= self.max_failures
 
-    def record_failure(self, address: str) -> None:
-        now = self.clock.seconds()
-        self._expire(now)
-        key = network_key(address)
-        times = self._failures.pop(key, None)
-        if times is None:
-            times = deque(maxlen=self.max_failures)
-        self._trim(times, now)
-        times.append(now)
-        self._failures[key] = times
-        while len(self._failures) > self.max_tracked:
-            self._failures.popitem(last=False)
+    def record_failure(self, address: str, at: float | None = None) -> None:
+        """A failure from ``address`` now, or at ``at`` (a ``clock.seconds()`` value, perhaps
+        of another process of this machine)."""
+        when = self.clock.seconds() if at is None else at
+        self._update(address, lambda held: sorted([*held, when]))
+
+    def history(self, address: str) -> list[float]:
+        """The times of the failures from the network of ``address`` within the window."""
+        self.failures(address)  # drops what left the window
+        return list(self._failures.get(network_key(address), ()))
+
+    def merge(self, address: str, times: Iterable[float]) -> None:
+        """Take in another record of the network of ``address`` (its ``history``), which may
+        hold failures this one holds already: a time held n times here and m times there
+        ends up max(n, m) times."""
+        theirs = Counter(times)
+        self._update(address, lambda held: sorted((Counter(held) | theirs).elements()))
 
     def record_success(self, address: str) -> None:
         self._failures.pop(network_key(address), None)
+
+    def _update(self, address: str, change: Callable[[Iterable[float]], list[float]]) -> None:
+        now = self.clock.seconds()
+        self._expire(now)
+        key = network_key(address)
+        times = deque(change(self._failures.pop(key, ())), maxlen=self.max_failures)
+        self._trim(times, now)
+        if times:
+            self._failures[key] = times  # the most recently failing network last
+        while len(self._failures) > self.max_tracked:
+            self._failures.popitem(last=False)
 
     def _trim(self, times: deque[float], now: float) -> None:
         horizon = now - self.window

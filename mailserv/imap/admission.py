@@ -8,24 +8,48 @@ memory, so both counts are bounded (``ServerSettings.max_connections`` and
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import Interface, implementer
 
 from mailserv.imap.hangup import hang_up
 from mailserv.imap.settings import ServerSettings
 
+_log = Logger()
 
+MAX_EARLY_BYTES = 65536
+"""What a client may send before its admission is decided (it should wait for the greeting)."""
+
+
+class IConnectionLimits(Interface):
+    """Counts the open connections against ``max_connections`` and its per-address bound."""
+
+    def admit(address: str) -> Deferred[str | None]:
+        """Count a new connection from ``address``; fires with the reason to refuse it, or
+        None (then ``release`` it once closed)."""
+
+    def release(address: str) -> None:
+        """An admitted connection from ``address`` has closed."""
+
+
+@implementer(IConnectionLimits)
 class ConnectionCounter:
-    """Open connections, in all and per address; ``admit`` before, ``release`` after."""
+    """Open connections, in all and per address, counted here: ``admit`` answers at once."""
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.total = 0
         self._per_address: Counter[str] = Counter()
 
-    def admit(self, address: str) -> str | None:
+    def admit(self, address: str) -> Deferred[str | None]:
+        return succeed(self.take(address))
+
+    def take(self, address: str) -> str | None:
         """Count a new connection from ``address``; the reason to refuse it, or None."""
         if self.total >= self.settings.max_connections:
             return "Too many connections, try again later"
@@ -35,11 +59,91 @@ class ConnectionCounter:
         self._per_address[address] += 1
         return None
 
-    def release(self, address: str) -> None:
-        self.total -= 1
-        self._per_address[address] -= 1
+    def release(self, address: str, count: int = 1) -> None:
+        self.total -= count
+        self._per_address[address] -= count
         if self._per_address[address] <= 0:
             del self._per_address[address]
+
+
+def decided_now(answer: Deferred[str | None]) -> tuple[bool, str | None]:
+    """(True, the answer) when ``answer`` has fired already (a local count), else (False, None)."""
+    seen: list[str | None] = []
+
+    def keep(why: str | None) -> str | None:
+        seen.append(why)
+        return why
+
+    answer.addCallback(keep)
+    return (True, seen[0]) if seen else (False, None)
+
+
+class AwaitingAdmission(Protocol):
+    """A connection whose admission is being decided elsewhere (the master of the workers).
+
+    Reading is paused meanwhile (what arrives anyway is kept, up to ``MAX_EARLY_BYTES``);
+    once the answer comes, ``build`` makes the connection's protocol (a session, or
+    ``Refused``), which takes the transport over and hears everything from then on.  A
+    connection lost before the answer is released at once if it was admitted.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        answer: Deferred[str | None],
+        build: Callable[[str, str | None], Protocol],
+        release: Callable[[str], None],
+    ) -> None:
+        self._address = address
+        self._answer = answer
+        self._build = build
+        self._release = release
+        self._inner: Protocol | None = None
+        self._early: list[bytes] = []
+        self._early_size = 0
+        self._lost: Failure | None = None
+
+    def connectionMade(self) -> None:
+        if IPushProducer.providedBy(self.transport):
+            IPushProducer(self.transport).pauseProducing()
+        self._answer.addCallbacks(self._decided, self._failed)
+
+    def _failed(self, failure: Failure) -> None:
+        _log.failure("No admission answer for {address}", failure, address=self._address)
+        self._decided("Server unavailable, try again later", counted=False)
+
+    def _decided(self, why: str | None, counted: bool = True) -> None:
+        if self._lost is not None:
+            if why is None and counted:
+                self._release(self._address)
+            return
+        assert self.transport is not None
+        inner = self._inner = self._build(self._address, why)
+        inner.makeConnection(self.transport)
+        if self._lost is not None:
+            return
+        if IPushProducer.providedBy(self.transport):
+            # Before the early bytes: if they fill its queue, ``inner`` pauses us again.
+            IPushProducer(self.transport).resumeProducing()
+        early, self._early = b"".join(self._early), []
+        if early:
+            inner.dataReceived(early)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.dataReceived(data)
+            return
+        self._early_size += len(data)
+        if self._early_size > MAX_EARLY_BYTES:
+            assert self.transport is not None
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+            return
+        self._early.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._lost = reason
+        if self._inner is not None:
+            self._inner.connectionLost(reason)
 
 
 class Refused(Protocol):

@@ -13,8 +13,14 @@ from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
 
 from mailserv.auth.sasl import Mechanisms
-from mailserv.auth.throttle import LoginThrottle
-from mailserv.imap.admission import ConnectionCounter, Refused
+from mailserv.auth.throttle import ILoginThrottle, LoginThrottle
+from mailserv.imap.admission import (
+    AwaitingAdmission,
+    ConnectionCounter,
+    IConnectionLimits,
+    Refused,
+    decided_now,
+)
 from mailserv.imap.extensions import BUILT_IN
 from mailserv.imap.registry import Extension, Registry
 from mailserv.imap.server import IMAPServerProtocol
@@ -31,6 +37,8 @@ class IMAPServerFactory(ServerFactory):
     endpoint; the protocol notices it is already secure.  ``mechanisms`` are the SASL
     mechanisms AUTHENTICATE offers (default: every one found in ``mailserv.plugins``, once);
     ``extensions`` what else the server speaks (default: :data:`extensions.BUILT_IN`).
+    ``limits`` and ``throttle`` count connections and failed logins (default: here, in
+    this process; a worker of ``--workers N`` passes the master-backed ones).
     """
 
     def __init__(
@@ -38,10 +46,11 @@ class IMAPServerFactory(ServerFactory):
         portal: Portal,
         settings: ServerSettings | None = None,
         tls: CertificateOptions | None = None,
-        throttle: LoginThrottle | None = None,
+        throttle: ILoginThrottle | None = None,
         clock: IReactorTime | None = None,
         mechanisms: Mechanisms | None = None,
         extensions: Iterable[Extension] = BUILT_IN,
+        limits: IConnectionLimits | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -60,14 +69,21 @@ class IMAPServerFactory(ServerFactory):
         self.settings = self.services.settings
         self.tls = tls
         self.clock = clock
-        self.connections = ConnectionCounter(self.settings)
+        self.connections: IConnectionLimits = limits or ConnectionCounter(self.settings)
         self.sessions: set[IMAPServerProtocol] = set()
         """The open connections (for ``shutdown``)."""
         self._gone_waiters: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: Any) -> Protocol:
         address = str(getattr(addr, "host", addr))
-        refusal = self.connections.admit(address)
+        answer = self.connections.admit(address)
+        decided, refusal = decided_now(answer)
+        if decided:
+            return self._decided(address, refusal)
+        return AwaitingAdmission(address, answer, self._decided, self.connections.release)
+
+    def _decided(self, address: str, refusal: str | None) -> Protocol:
+        """The protocol of a connection from ``address`` once counted (or refused)."""
         if refusal is not None:
             _log.info("Refused a connection from {address}: {why}", address=address, why=refusal)
             return Refused(refusal, self.clock, self.settings.close_timeout)

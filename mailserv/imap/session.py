@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from twisted.internet.ssl import CertificateOptions
 
     from mailserv.auth.sasl import Mechanisms
-    from mailserv.auth.throttle import LoginThrottle
+    from mailserv.auth.throttle import ILoginThrottle
     from mailserv.imap.registry import Registry
     from mailserv.imap.settings import ServerSettings
     from mailserv.imap.view import SelectedView
@@ -44,7 +44,7 @@ class Services:
     portal: Portal
     settings: ServerSettings
     clock: IReactorTime
-    throttle: LoginThrottle
+    throttle: ILoginThrottle
     mechanisms: Mechanisms
     tls: CertificateOptions | None
     """The context STARTTLS switches to; None: no STARTTLS."""

@@ -4,9 +4,10 @@ The configuration comes as the first line of stdin (JSON), not on the command li
 ``ps`` would show every local user the backend's options (a database URL's password).
 
 A whole server of its own (backend, portal, factory) that adopts the listening sockets it
-inherited and accepts on them once its backend has started.  It logs to stderr, which the
-master reads, and stops (BYE to its sessions, then the backend) on SIGTERM or when its
-stdin closes: the master is gone.
+inherited and accepts on them once its backend has started.  Connection counts and the
+failed-login record are the master's, asked over the channel it inherited
+(``mailserv.workers.limits``).  It logs to stderr, which the master reads, and stops (BYE
+to its sessions, then the backend) on SIGTERM or when its stdin closes: the master is gone.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from twisted.logger import FileLogObserver, Logger, eventAsText, globalLogBeginn
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
+from mailserv.auth.throttle import LoginThrottle
 from mailserv.tap import AcceptGate, BackendService, build_server
-from mailserv.workers.wire import Listener, decode_config, decode_listener
+from mailserv.workers.limits import MasterLink, SharedConnectionLimits, SharedLoginThrottle
+from mailserv.workers.wire import CHANNEL_FD, Listener, decode_config, decode_listener
 
 _log = Logger()
 
@@ -86,7 +89,11 @@ def main(argv: Sequence[str]) -> int:
     globalLogBeginner.beginLoggingTo([plain], redirectStandardIO=False)
     config = decode_config(sys.stdin.buffer.readline().decode("utf-8"))
     listeners = [decode_listener(text) for text in argv]
-    parts = build_server(config, reactor)
+    # Connection counts and the failed-login record are the master's, for all its children.
+    link = MasterLink(LoginThrottle(reactor))
+    link.adopt(reactor, CHANNEL_FD)
+    limits, throttle = SharedConnectionLimits(link), SharedLoginThrottle(link)
+    parts = build_server(config, reactor, limits=limits, throttle=throttle)
     gate = AcceptGate()
     top = MultiService()
     BackendService(parts.backend, reactor, gate, parts.factory).setServiceParent(top)

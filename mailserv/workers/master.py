@@ -17,7 +17,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailserv.config import Config
-from mailserv.workers.wire import Listener, encode_config, encode_listeners
+from mailserv.workers.limits import SharedLimits
+from mailserv.workers.wire import (
+    CHANNEL_FD,
+    FIRST_LISTENER_FD,
+    Listener,
+    encode_config,
+    encode_listeners,
+)
 
 _log = Logger()
 
@@ -58,22 +65,26 @@ class _Child(ProcessProtocol):
 
 
 class WorkerPool(Service):
-    """N children sharing the ``ports`` (bound, never accepting here)."""
+    """``count`` children sharing the ``ports`` (bound, never accepting here), and the
+    limits they share (``limits``)."""
 
     def __init__(
         self,
         config: Config,
+        count: int,
         reactor: Any,
         held: Callable[[], Sequence[tuple[str, IListeningPort]]],
         announce: Callable[[str, IListeningPort], None],
     ) -> None:
         self._config = config
+        self._count = count
         self._reactor = reactor
         self._held = held
         self._announce = announce
         self._ports: Sequence[tuple[str, IListeningPort]] = ()
         self._children: dict[int, _Child] = {}
         self._delays: dict[int, float] = {}
+        self.limits = SharedLimits(config.settings, reactor)
 
     def startService(self) -> None:
         """Runs after the listeners' services: every port is bound by now."""
@@ -81,23 +92,27 @@ class WorkerPool(Service):
         self._ports = self._held()
         for label, port in self._ports:
             self._announce(label, port)
-        for number in range(1, self._config.workers + 1):
+        for number in range(1, self._count + 1):
             self._spawn(number)
 
     def _spawn(self, number: int) -> None:
         if not self.running:
             return
-        listeners, fds = [], {}
-        for child_fd, (label, port) in enumerate(self._ports, start=3):
+        channel = self.limits.connect(self._reactor)
+        listeners, fds = [], {CHANNEL_FD: channel.fileno()}
+        for child_fd, (label, port) in enumerate(self._ports, start=FIRST_LISTENER_FD):
             fds[child_fd] = port.fileno()  # type: ignore[attr-defined]
             listeners.append(Listener(child_fd, label))
         args = [sys.executable, "-m", "mailserv.workers", *encode_listeners(listeners)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         child = _Child(self, number)
-        process = self._reactor.spawnProcess(
-            child, sys.executable, args, env=env, childFDs={0: "w", 1: "r", 2: "r", **fds}
-        )
+        try:
+            process = self._reactor.spawnProcess(
+                child, sys.executable, args, env=env, childFDs={0: "w", 1: "r", 2: "r", **fds}
+            )
+        finally:
+            channel.close()  # the child has its copy
         # On stdin, not the command line: ``ps`` would show the backend's options to all.
         process.write(encode_config(self._config).encode("utf-8") + b"\n")
         self._children[number] = child

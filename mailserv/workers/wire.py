@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from mailserv.config import Config
 from mailserv.imap.settings import ServerSettings
 
+CHANNEL_FD = 3
+"""The child's end of its channel to the master (``mailserv.workers.limits``)."""
+FIRST_LISTENER_FD = 4
+
 
 @dataclass(frozen=True)
 class Listener:

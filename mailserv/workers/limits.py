@@ -1,0 +1,241 @@
+"""Limits that hold for all the workers together: the master counts, the children ask.
+
+``max_connections``, ``max_connections_per_address`` and the failed-login throttle bound
+what one client address may do to the server, not to one of its processes: counted in each
+child, they would be N times looser.  So the master keeps the only counts
+(``SharedLimits``), and each child speaks AMP with it over a socket pair (the child's end is
+its file descriptor ``wire.CHANNEL_FD``):
+
+- ``Admit``: a connection was accepted; the master counts it or says why not, and sends the
+  failed-login record of the address's network along (the greeting waits for this answer:
+  one round trip).  ``Release``: it closed.  A child's counts go with its channel: a child
+  that dies frees what it held.
+- ``LoginFailed`` / ``LoginSucceeded``: a child tells the master, which tells every other
+  child.  Each child keeps a copy of the record (``SharedLoginThrottle``), so the engine
+  reads it without waiting, and a failure in one worker delays and blocks that network's
+  logins in all.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import Counter
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import Factory, connectionDone
+from twisted.logger import Logger
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from mailserv.auth.throttle import ILoginThrottle, LoginThrottle
+from mailserv.imap.admission import ConnectionCounter, IConnectionLimits
+from mailserv.imap.settings import ServerSettings
+
+_log = Logger()
+
+
+class Admit(amp.Command):
+    arguments = [(b"address", amp.Unicode())]
+    response = [
+        (b"refusal", amp.Unicode(optional=True)),
+        (b"failures", amp.ListOf(amp.Float())),
+    ]
+
+
+class Release(amp.Command):
+    arguments = [(b"address", amp.Unicode())]
+    requiresAnswer = False
+
+
+class LoginFailed(amp.Command):
+    arguments = [(b"address", amp.Unicode()), (b"at", amp.Float())]
+    requiresAnswer = False
+
+
+class LoginSucceeded(amp.Command):
+    arguments = [(b"address", amp.Unicode())]
+    requiresAnswer = False
+
+
+# The master's side.
+
+
+class SharedLimits:
+    """The master's counts for all its children: connections, and failed logins."""
+
+    def __init__(self, settings: ServerSettings, clock: IReactorTime) -> None:
+        self.connections = ConnectionCounter(settings)
+        self.throttle = LoginThrottle(clock)
+        self._held: dict[WorkerChannel, Counter[str]] = {}
+
+    def connect(self, reactor: Any) -> socket.socket:
+        """A new child's channel: the end to hand the child (ours is served here)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        reactor.adoptStreamConnection(ours.fileno(), socket.AF_UNIX, _Serve(WorkerChannel(self)))
+        ours.close()  # the reactor holds its own duplicate
+        return theirs
+
+    def joined(self, channel: WorkerChannel) -> None:
+        self._held[channel] = Counter()
+
+    def left(self, channel: WorkerChannel) -> None:
+        """The child is gone: what it held is free."""
+        held = self._held.pop(channel, Counter())
+        for address, count in held.items():
+            self.connections.release(address, count)
+        if held:
+            _log.info("Released {count} connections of a worker gone", count=held.total())
+
+    def admit(self, channel: WorkerChannel, address: str) -> str | None:
+        held = self._held.get(channel)
+        if held is None:
+            return "Server shutting down"
+        refusal = self.connections.take(address)
+        if refusal is None:
+            held[address] += 1
+        return refusal
+
+    def release(self, channel: WorkerChannel, address: str) -> None:
+        held = self._held.get(channel)
+        if held is None or held[address] <= 0:
+            return  # not counted (or counted by a channel gone)
+        held[address] -= 1
+        if not held[address]:
+            del held[address]
+        self.connections.release(address)
+
+    def failed(self, channel: WorkerChannel, address: str, at: float) -> None:
+        self.throttle.record_failure(address, at)
+        self._tell_others(channel, LoginFailed, address=address, at=at)
+
+    def succeeded(self, channel: WorkerChannel, address: str) -> None:
+        self.throttle.record_success(address)
+        self._tell_others(channel, LoginSucceeded, address=address)
+
+    def _tell_others(self, sender: WorkerChannel, command: type[amp.Command], **args: Any) -> None:
+        for channel in self._held:
+            if channel is not sender:
+                channel.callRemote(command, **args)
+
+
+class WorkerChannel(amp.AMP):
+    """The master's end of one child's channel."""
+
+    def __init__(self, limits: SharedLimits) -> None:
+        super().__init__()
+        self._limits = limits
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._limits.joined(self)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        self._limits.left(self)
+
+    @Admit.responder
+    def admit(self, address: str) -> dict[str, object]:
+        refusal = self._limits.admit(self, address)
+        return {"refusal": refusal, "failures": self._limits.throttle.history(address)}
+
+    @Release.responder
+    def release(self, address: str) -> dict[str, object]:
+        self._limits.release(self, address)
+        return {}
+
+    @LoginFailed.responder
+    def login_failed(self, address: str, at: float) -> dict[str, object]:
+        self._limits.failed(self, address, at)
+        return {}
+
+    @LoginSucceeded.responder
+    def login_succeeded(self, address: str) -> dict[str, object]:
+        self._limits.succeeded(self, address)
+        return {}
+
+
+# A child's side.
+
+
+class MasterLink(amp.AMP):
+    """A child's end of its channel; keeps the copy of the failed-login record."""
+
+    def __init__(self, mirror: LoginThrottle) -> None:
+        super().__init__()
+        self.mirror = mirror
+
+    @LoginFailed.responder
+    def login_failed(self, address: str, at: float) -> dict[str, object]:
+        self.mirror.record_failure(address, at)
+        return {}
+
+    @LoginSucceeded.responder
+    def login_succeeded(self, address: str) -> dict[str, object]:
+        self.mirror.record_success(address)
+        return {}
+
+    def adopt(self, reactor: Any, fd: int) -> None:
+        """Speak over the inherited socket ``fd`` (closed here: the reactor keeps a copy)."""
+        reactor.adoptStreamConnection(fd, socket.AF_UNIX, _Serve(self))
+        os.close(fd)
+
+
+@implementer(IConnectionLimits)
+class SharedConnectionLimits:
+    """A child's connection counts: the master's answer (one round trip per connection)."""
+
+    def __init__(self, link: MasterLink) -> None:
+        self._link = link
+
+    def admit(self, address: str) -> Deferred[str | None]:
+        asked: Deferred[dict[str, Any]] = self._link.callRemote(Admit, address=address)
+        return asked.addCallback(self._answered, address)
+
+    def _answered(self, answer: dict[str, Any], address: str) -> str | None:
+        self._link.mirror.merge(address, answer["failures"])
+        refusal: str | None = answer["refusal"]
+        return refusal
+
+    def release(self, address: str) -> None:
+        self._link.callRemote(Release, address=address)
+
+
+@implementer(ILoginThrottle)
+class SharedLoginThrottle:
+    """A child's failed-login record: read from its copy, each change told to the master."""
+
+    def __init__(self, link: MasterLink) -> None:
+        self._link = link
+        self._mirror = link.mirror
+
+    def failures(self, address: str) -> int:
+        return self._mirror.failures(address)
+
+    def delay_for(self, address: str) -> float:
+        return self._mirror.delay_for(address)
+
+    def blocked(self, address: str) -> bool:
+        return self._mirror.blocked(address)
+
+    def record_failure(self, address: str) -> None:
+        at = self._mirror.clock.seconds()
+        self._mirror.record_failure(address, at)
+        self._link.callRemote(LoginFailed, address=address, at=at)
+
+    def record_success(self, address: str) -> None:
+        self._mirror.record_success(address)
+        self._link.callRemote(LoginSucceeded, address=address)
+
+
+class _Serve(Factory):
+    """Hands out one protocol already built (a channel has exactly one connection)."""
+
+    def __init__(self, protocol: amp.AMP) -> None:
+        self._protocol = protocol
+
+    def buildProtocol(self, addr: IAddress | None) -> amp.AMP:
+        return self._protocol
