@@ -31,7 +31,10 @@ LIMITS = {"auth_failure_delay": 0.05}
 
 
 def start_server(tmp: Path, options: Mapping[str, str]) -> ServerProcess:
-    server = ServerProcess(tmp, BackendSpec("proxy", options=dict(options)), limits=LIMITS)
+    """One process: the tests read its log as it writes it (a worker's lines reach the
+    master's log later); the proxy under ``--workers 2`` is tests/test_workers_proxy.py."""
+    spec = BackendSpec("proxy", options=dict(options))
+    server = ServerProcess(tmp, spec, limits=LIMITS, extra_args=["--workers", "1"])
     server.start()
     return server
 
