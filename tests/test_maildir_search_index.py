@@ -354,3 +354,38 @@ def test_server_rebuilds_texts_and_answers_right_meanwhile(tmp_path: Path) -> No
         client.close()
     finally:
         server.stop()
+
+
+def _flag_key(rng: random.Random, depth: int = 0) -> SearchKey:
+    roll = rng.random()
+    if depth < 3 and roll < 0.15:
+        return Or(_flag_key(rng, depth + 1), _flag_key(rng, depth + 1))
+    if depth < 3 and roll < 0.3:
+        return Not(_flag_key(rng, depth + 1))
+    if depth < 3 and roll < 0.4:
+        return And(tuple(_flag_key(rng, depth + 1) for _ in range(rng.randrange(0, 3))))
+    if roll < 0.45:
+        return All()
+    flag = rng.choice([*FLAGS, "$work", "\\SEEN", "\\flagged", "later", "Unused"])
+    return HasFlag(flag, rng.random() < 0.5)
+
+
+def test_flag_searches_come_from_the_shared_state(store: Store) -> None:
+    """UNSEEN, FLAGGED and the like are answered from the flags every session shares (no
+    query of the index, at any size), as the scan answers them, through changes."""
+    rng = random.Random(17)
+    box = store.open()
+    _fill(box, rng, 40)
+    uids = list(resolve(box.uids()))
+    resolve(box.store(uids[::3], StoreMode.ADD, frozenset({"$WORK"}), None))
+    resolve(box.store(uids[1::4], StoreMode.REMOVE, frozenset({"\\Seen", "Later"}), None))
+    resolve(box.store(uids[::7], StoreMode.ADD, frozenset({"\\Deleted"}), None))
+    resolve(box.expunge(None, None))
+    for view in (list(resolve(box.uids())), list(resolve(box.uids()))[3:-2]):
+        for _ in range(150):
+            program = SearchProgram(_flag_key(rng))
+            found = box._state.flag_search(program.key, view)
+            assert found is not None, program
+            assert found == _scan(box, program, view), program
+            assert list(resolve(box.search(program, view))) == found
+    assert box._state.flag_search(Contains(StringField.TEXT, "zebra"), uids) is None

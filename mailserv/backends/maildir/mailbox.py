@@ -37,7 +37,7 @@ from mailserv.backends.maildir.io import INLINE_READ
 from mailserv.backends.maildir.pending import PendingEvents
 from mailserv.backends.maildir.records import Delta, Entry, Snapshot
 from mailserv.backends.maildir.search import needs_texts
-from mailserv.backends.maildir.state import MailboxState
+from mailserv.backends.maildir.state import Applied, MailboxState
 from mailserv.backends.maildir.texts import TextUpkeep
 from mailserv.errors import MailboxNotFound
 from mailserv.interfaces import (
@@ -56,6 +56,7 @@ from mailserv.interfaces import (
 from mailserv.message.parse import parse_message
 from mailserv.message.store import UnknownFormat, loads
 from mailserv.search import SearchProgram
+from mailserv.slicing import TimeSlices
 
 if TYPE_CHECKING:
     from mailserv.backends.maildir.account import MaildirAccount
@@ -208,7 +209,7 @@ class MaildirMailbox(Listened):
         """Scan what the hints name (everything when ``full``); the lane is held."""
         delta = await self._scan_locked(self._state.by_base, full)
         if delta is not None:
-            self._apply(delta, None)
+            await self._apply_sliced(delta, None)
             self._texts.fill()
 
     async def _scan_locked(self, known: Mapping[str, Entry], full: bool = False) -> Delta | None:
@@ -240,7 +241,18 @@ class MaildirMailbox(Listened):
 
     def _apply(self, delta: Delta, origin: object, notify: bool = True) -> list[FlagChange]:
         """Make ``delta`` the state, then tell the listeners; the lane is held."""
-        done = self._state.apply(delta)
+        return self._applied(self._state.apply(delta), origin, notify)
+
+    async def _apply_sliced(self, delta: Delta, origin: object) -> list[FlagChange]:
+        """``_apply`` in time slices (a STORE or EXPUNGE of many messages); the lane is
+        held, so no other change comes between the slices."""
+        done = Applied()
+        slices = TimeSlices(self.clock)
+        for _step in self._state.steps(delta, done):
+            await slices.pause()
+        return self._applied(done, origin)
+
+    def _applied(self, done: Applied, origin: object, notify: bool = True) -> list[FlagChange]:
         if done.added:
             self._texts.flush_later()
         if notify:
@@ -329,6 +341,9 @@ class MaildirMailbox(Listened):
         """From the index, in a thread; None (the engine evaluates) for what it cannot
         answer, and for texts while the index of this mailbox is being built."""
         await self.ensure_loaded()
+        found = self._state.flag_search(query.key, uids)
+        if found is not None:
+            return found
         if needs_texts(query) and not self._texts.ready:
             return None
         return await self.read_io(
@@ -390,7 +405,7 @@ class MaildirMailbox(Listened):
             return []
         async with self._quietly(len(doomed)):
             delta = await self.io(self.disk.expunge, doomed, self._state.by_base)
-            self._apply(delta, origin)
+            await self._apply_sliced(delta, origin)
         return list(delta.removed)
 
     async def _delivered_locked(self, delta: Delta, origin: object) -> None:
@@ -471,7 +486,7 @@ class MaildirMailbox(Listened):
                     if not plan:
                         break
                     delta = await self.io(self.disk.set_flags, plan)
-                    changed += self._apply(delta, origin)
+                    changed += await self._apply_sliced(delta, origin)
                     if not delta.failed:
                         break
                     # Files renamed by another program meanwhile: learn their names, retry.

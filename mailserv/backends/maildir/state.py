@@ -6,12 +6,18 @@ changes only by ``apply``, in the mailbox's lane."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mailserv.backends.kit import Tally
 from mailserv.backends.maildir.records import Delta, Entry, Snapshot
-from mailserv.interfaces import FlagChange, MailboxStatus
+from mailserv.interfaces import SYSTEM_FLAGS, FlagChange, MailboxStatus
+from mailserv.search import All, And, HasFlag, Not, Or, SearchKey
+
+FLAG_DEPTH = 64
+_CANONICAL = {flag.casefold(): flag for flag in SYSTEM_FLAGS}
+STEP = 1000
+"""Flag updates or removals applied between two chances for other work to run."""
 
 
 @dataclass(slots=True)
@@ -36,6 +42,9 @@ class MailboxState:
         self.tally = Tally()
         self.flag_names: set[str] = set()
         """Every flag spelling messages have had since loading (SEARCH's keyword spellings)."""
+        self.having: dict[str, set[int]] = {}
+        """The UIDs having each flag spelling (flag searches and SELECT's first unseen
+        without a look at every message)."""
 
     @classmethod
     def of(cls, snapshot: Snapshot) -> MailboxState:
@@ -46,9 +55,15 @@ class MailboxState:
         state.by_base = {entry.base: entry for entry in snapshot.entries}
         state._ordered = list(entries) == sorted(entries)
         floor, tally, names = state.floor, state.tally, state.flag_names
+        having = state.having
         for entry in snapshot.entries:
             tally.add(entry.uid, entry.flags, entry.size, entry.uid >= floor)
-            names |= entry.flags
+            for flag in entry.flags:
+                uids = having.get(flag)
+                if uids is None:
+                    uids = having[flag] = set()
+                uids.add(entry.uid)
+        names.update(having)
         return state
 
     def status(self) -> MailboxStatus:
@@ -71,8 +86,17 @@ class MailboxState:
         return entry.path if entry is not None else ""
 
     def apply(self, delta: Delta) -> Applied:
-        entries, by_base, tally = self.entries, self.by_base, self.tally
         done = Applied()
+        for _step in self.steps(delta, done):
+            pass
+        return done
+
+    def steps(self, delta: Delta, done: Applied) -> Iterator[None]:
+        """``apply`` in steps of at most ``STEP`` flag updates or removals, into ``done``:
+        the caller may let other work run at each ``yield`` (a STORE or EXPUNGE of 100k
+        messages).  Meanwhile readers see some of the changes made and others not, as if
+        they had come in several deltas; UIDNEXT and HIGHESTMODSEQ move at the end."""
+        entries, by_base, tally = self.entries, self.by_base, self.tally
         last = next(reversed(entries)) if entries else 0
         for entry in delta.added:
             if entry.uid in entries:
@@ -84,31 +108,119 @@ class MailboxState:
             by_base[entry.base] = entry
             tally.add(entry.uid, entry.flags, entry.size, entry.uid >= self.floor)
             self.flag_names |= entry.flags
+            self._reflag(entry.uid, frozenset(), entry.flags)
             done.added.append(entry.uid)
-        for update in delta.updated:
-            known = entries.get(update.uid)
-            if known is None:
-                continue
-            known.path, known.keep = update.path, update.keep
-            if update.modseq and update.flags != known.flags:
-                tally.reflag(known.flags, update.flags)
-                self.flag_names |= update.flags
-                known.flags, known.modseq = update.flags, update.modseq
-                done.changes.append(FlagChange(known.uid, known.flags, known.modseq))
-        for uid in delta.removed:
-            gone = entries.pop(uid, None)
-            if gone is None:
-                continue
-            if by_base.get(gone.base) is gone:
-                del by_base[gone.base]
-            tally.remove(uid, gone.flags, gone.size)
-            done.removed.append(uid)
+        done.added.sort()
+        changes = done.changes
+        names = self.flag_names
+        updated = delta.updated
+        for start in range(0, len(updated), STEP):
+            if start:
+                yield
+            for update in updated[start : start + STEP]:
+                known = entries.get(update.uid)
+                if known is None:
+                    continue
+                known.path, known.keep = update.path, update.keep
+                flags = update.flags
+                if update.modseq and flags != known.flags:
+                    tally.reflag(known.flags, flags)
+                    if not flags <= names:
+                        names |= flags
+                    self._reflag(known.uid, known.flags, flags)
+                    known.flags, known.modseq = flags, update.modseq
+                    changes.append(FlagChange(known.uid, flags, update.modseq))
+        removed = delta.removed
+        for start in range(0, len(removed), STEP):
+            if start or updated:
+                yield
+            for uid in removed[start : start + STEP]:
+                gone = entries.pop(uid, None)
+                if gone is None:
+                    continue
+                if by_base.get(gone.base) is gone:
+                    del by_base[gone.base]
+                tally.remove(uid, gone.flags, gone.size)
+                self._reflag(uid, gone.flags, frozenset())
+                done.removed.append(uid)
         self.modseq = max(self.modseq, delta.highestmodseq)
         self.uidnext = max(self.uidnext, delta.uidnext)
-        done.added.sort()
-        return done
+
+    def _reflag(self, uid: int, old: frozenset[str], new: frozenset[str]) -> None:
+        having = self.having
+        for flag in old - new:
+            having[flag].discard(uid)
+        for flag in new - old:
+            uids = having.get(flag)
+            if uids is None:
+                uids = having[flag] = set()
+            uids.add(uid)
+
+    def flag_search(self, key: SearchKey, uids: Sequence[int]) -> list[int] | None:
+        """The UIDs among ``uids`` (ascending) matching ``key``, when it tests nothing but
+        flags (UNSEEN, FLAGGED, NOT DELETED, their ORs and ANDs): from ``having``, a few
+        set operations at any size.  None for any other key (the index answers)."""
+        try:
+            found = self._matching(key, 0)
+        except _Other:
+            return None
+        if found is None:
+            return list(uids)
+        entries = self.entries
+        if uids and not (len(uids) == len(entries) and uids[0] in entries and uids[-1] in entries):
+            found = found.intersection(uids)  # the session knows of others than these
+        return sorted(found)
+
+    def _matching(self, key: SearchKey, depth: int) -> set[int] | None:
+        """The UIDs of the messages matching ``key`` (None: all of them)."""
+        if depth > FLAG_DEPTH:
+            raise _Other()
+        match key:
+            case All():
+                return None
+            case HasFlag(flag=flag, present=present):
+                having = self._having(flag)
+                return having if present else self._all() - having
+            case Not(key=inner):
+                excluded = self._matching(inner, depth + 1)
+                return set() if excluded is None else self._all() - excluded
+            case Or(left=left, right=right):
+                one = self._matching(left, depth + 1)
+                other = self._matching(right, depth + 1)
+                return None if one is None or other is None else one | other
+            case And(keys=keys):
+                result: set[int] | None = None
+                for inner in keys:
+                    part = self._matching(inner, depth + 1)
+                    if part is not None:
+                        result = part if result is None else result & part
+                return result
+        raise _Other()
+
+    def _having(self, flag: str) -> set[int]:
+        """As the index's search: the canonical system flag, or any spelling that
+        case-folds to the same."""
+        folded = flag.casefold()
+        if folded == "\\recent":
+            raise _Other()  # bound to UIDs by the engine; never stored
+        spellings = {name for name in self.having if name.casefold() == folded}
+        if folded in _CANONICAL:
+            spellings.add(_CANONICAL[folded])
+        spellings.add(flag)
+        found: set[int] = set()
+        for name in spellings:
+            found |= self.having.get(name, set())
+        return found
+
+    def _all(self) -> set[int]:
+        return set(self.entries)
 
     def clear(self) -> None:
         self.entries.clear()
         self.by_base.clear()
+        self.having.clear()
         self.tally.clear()
+
+
+class _Other(Exception):
+    """A key ``flag_search`` does not answer."""
