@@ -610,3 +610,52 @@ def test_users_checker(url: str, tmp_path: Path) -> None:
 
 def test_passwd_file_auth_is_the_default(tmp_path: Path) -> None:
     assert FACTORY.build({}, str(tmp_path), reactor).credentials_checker() is None
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_store_over_uid_runs_in_sql(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch, lazy: bool
+) -> None:
+    """Runs of UIDs with several old flag sets: one UPDATE per set, each message exact; the
+    changes come back ascending (made as read when there are many), the counts follow."""
+    if lazy:
+        monkeypatch.setattr(messages, "LAZY_CHANGES", 2)
+    inbox = resolve(resolve(backend.account("alice")).open("INBOX"))
+    kinds = [frozenset(), frozenset({"\\Seen"}), frozenset({"$A"}), frozenset({"\\Seen", "$B"})]
+    uids = [resolve(inbox.append(message(n), kinds[n % 4], None, None)).uid for n in range(40)]
+    chosen = uids[2:9] + uids[12:13] + uids[20:35] + [10**6]  # three runs and a missing UID
+    before = {m.uid: m for m in resolve(inbox.fetch(uids))}
+    for mode, flags in [
+        (StoreMode.ADD, frozenset({"\\Seen", "$C"})),
+        (StoreMode.REMOVE, frozenset({"\\Seen"})),
+        (StoreMode.REPLACE, frozenset({"$A"})),
+    ]:
+        result = resolve(inbox.store(chosen, mode, flags, None))
+        after = {m.uid: m for m in resolve(inbox.fetch(uids))}
+        expected = [u for u in chosen if u in before and mode.apply(before[u].flags, flags)
+                    != before[u].flags]  # fmt: skip
+        assert isinstance(result.changed, messages.FlagChanges) is lazy
+        assert [c.uid for c in result.changed] == expected
+        assert list(result.changed[1:3]) == list(result.changed)[1:3]
+        modseq = resolve(inbox.status()).highestmodseq
+        for change in result.changed:
+            assert change.flags == after[change.uid].flags and change.modseq == modseq
+        for uid, meta in after.items():
+            want = mode.apply(before[uid].flags, flags) if uid in chosen else before[uid].flags
+            assert meta.flags == want
+            assert (meta.modseq == modseq) is (uid in expected)
+        unseen = sum("\\Seen" not in m.flags for m in after.values())
+        assert resolve(inbox.status()).unseen == unseen
+        before = after
+
+
+def test_store_of_many_flag_sets_falls_back_to_rows(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(messages, "MAX_STORE_GROUPS", 2)
+    inbox = resolve(resolve(backend.account("alice")).open("INBOX"))
+    kinds = [frozenset(), frozenset({"$A"}), frozenset({"$B"})]
+    uids = [resolve(inbox.append(message(n), kinds[n % 3], None, None)).uid for n in range(9)]
+    result = resolve(inbox.store(uids, StoreMode.ADD, frozenset({"$C"}), None))
+    assert [c.uid for c in result.changed] == uids
+    assert [m.flags for m in resolve(inbox.fetch(uids))] == [k | {"$C"} for k in kinds] * 3
