@@ -152,6 +152,7 @@ class SqlBackend:
             version = await self.db.run(schema.prepare, write=True)
         except schema.SchemaError as exc:
             raise BackendError(f"{self.dialect.display}: {exc}") from exc
+        await self.db.run(schema.refresh_statistics, write=True)
         kind = await self.db.run(fulltext.detect)
         self.text_search = fulltext.TextSearch(self.dialect.is_postgres, kind)
         _log.info(

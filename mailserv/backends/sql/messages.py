@@ -29,6 +29,7 @@ from mailserv.backends.sql.rows import (
     When,
     Zones,
     flag_probe,
+    flag_test,
     flags_text,
     uid_notices,
 )
@@ -472,11 +473,9 @@ def _flag_notices(
 def expunge(tx: Tx, box_id: int, uids: Sequence[int] | None, sender: str) -> tuple[list[int], int]:
     """Remove messages flagged \\Deleted (among ``uids`` when given): (UIDs, modseq)."""
     _lock(tx, box_id)
-    select = (
-        "SELECT uid, message_id, size, flags FROM mail WHERE mailbox_id = ?"
-        f" AND {tx.dialect.find}(flags, ?) > 0"
-    )
-    params = (box_id, flag_probe(DELETED))
+    select = "SELECT uid, message_id, size, flags FROM mail WHERE mailbox_id = ?"
+    select += " AND " + flag_test(tx.dialect.find, DELETED, present=True)
+    params = (box_id,)
     if uids is None:
         rows = tx.all(select + " ORDER BY uid", params)
     else:
