@@ -714,3 +714,36 @@ def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Pat
     assert "mail_deleted" in resolve(backend.db.run(_plan, deleted, (box.id,)))
     assert resolve(box.expunge(None, None)) == uids[2::3]
     resolve(backend.stop())
+
+
+def test_uids_are_kept_and_brought_up_to_date(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SELECT's UID list is read whole once, then from what changed: appends and expunges
+    through another frontend (no notices inline) included."""
+    here, there = started(url, tmp_path), started(url, tmp_path)
+    box = resolve(resolve(here.account("alice")).open("INBOX"))
+    other = resolve(resolve(there.account("alice")).open("INBOX"))
+    uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(6)]
+    assert resolve(box.uids()) == uids == resolve(other.uids())
+    whole = messages.uids
+    monkeypatch.setattr(messages, "uids", lambda *a: pytest.fail("read whole again"))
+    resolve(other.store(uids[1:3], StoreMode.ADD, frozenset({"\\Deleted"}), None))
+    assert resolve(box.uids()) == uids  # flags only
+    assert resolve(other.expunge(None, None)) == uids[1:3]
+    more = [resolve(other.append(message(n), frozenset(), None, None)).uid for n in range(2)]
+    expected = [uids[0], *uids[3:], *more]
+    assert resolve(box.uids()) == expected == resolve(other.uids())
+    assert resolve(box.uids()) is not resolve(box.uids())  # a copy each time
+
+    def behind_its_back(tx: Tx) -> None:  # a tool that logs no expunge: the counts disagree
+        tx.execute("DELETE FROM mail WHERE uid = ?", (expected[0],))
+        tx.execute(
+            "UPDATE mailboxes SET messages = messages - 1, highestmodseq = highestmodseq + 1"
+        )
+
+    resolve(here.db.run(behind_its_back, write=True))
+    monkeypatch.setattr(messages, "uids", whole)
+    assert resolve(box.uids()) == expected[1:]
+    for backend in (here, there):
+        resolve(backend.stop())

@@ -625,6 +625,46 @@ def uids(tx: Tx, box_id: int) -> list[int]:
     return [uid for (uid,) in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class UidList:
+    """Every UID of a mailbox (ascending) when its HIGHESTMODSEQ was ``modseq``; the list
+    is never changed in place (a newer one is made), so it may be shared and read anywhere."""
+
+    modseq: int
+    uids: list[int]
+
+
+def uids_since(tx: Tx, box_id: int, known: UidList | None) -> UidList:
+    """The mailbox's UIDs now: ``known`` itself when nothing was added or expunged since,
+    else ``known`` brought up to date from the UIDs above its last one and the expunge
+    log (or read whole when there is no ``known``, or the counts disagree)."""
+    if tx.dialect.is_postgres:  # one snapshot for the statements below
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    row = tx.one("SELECT highestmodseq, messages FROM mailboxes WHERE id = ?", (box_id,))
+    if row is None:
+        raise MailboxNotFound("the mailbox was deleted")
+    modseq, count = int(row[0]), int(row[1])
+    if known is not None:
+        if known.modseq == modseq:
+            return known
+        top = known.uids[-1] if known.uids else 0
+        added = tx.all(
+            "SELECT uid FROM mail WHERE mailbox_id = ? AND uid > ? ORDER BY uid", (box_id, top)
+        )
+        gone = tx.all(
+            "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND uid <= ?",
+            (box_id, known.modseq, top),
+        )
+        kept = known.uids
+        if gone:
+            dropped = {uid for (uid,) in gone}
+            kept = [uid for uid in kept if uid not in dropped]
+        fresh = kept + [uid for (uid,) in added]
+        if len(fresh) == count:
+            return UidList(modseq, fresh)
+    return UidList(modseq, uids(tx, box_id))
+
+
 def load_info(tx: Tx, message_id: int, blob: Any) -> MessageInfo:
     """The stored MessageInfo, decoded when first read; a record of an unknown format (an
     older mailserv's) is parsed again from the message now."""
