@@ -22,6 +22,7 @@ command at a time.  Prints one table; traffic goes only to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import random
 import secrets
@@ -240,7 +241,15 @@ def run(args: argparse.Namespace) -> list[Row]:
         extra = ["--workers", str(args.workers)]
         process = ServerProcess(data_dir, backend_spec(args.backend), extra_args=extra)
         start, stop = process.start, process.stop
-        restart = (lambda: (process.stop(), process.start())) if args.restart else None
+
+        def restart_keeping_store() -> None:  # no cleanup/prepare: PostgreSQL keeps the database
+            spec = process.backend
+            process.backend = dataclasses.replace(spec, prepare=None, cleanup=None)
+            process.stop()
+            process.start()
+            process.backend = spec
+
+        restart = restart_keeping_store if args.restart else None
         port = lambda: process.imap_port  # noqa: E731
     start()
 

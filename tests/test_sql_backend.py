@@ -30,10 +30,17 @@ from mailserv.auth.passwd import InvalidUsername, UserExists, UserNotFound
 from mailserv.auth.schemes import hash_password
 from mailserv.auth.sqlusers import SqlUsers, SqlUserStore
 from mailserv.auth.users import IUserAdmin, IUserStore, UserStoreChecker
-from mailserv.backends.sql import SqlBackend, SqlBackendFactory, inline_database, messages, schema
+from mailserv.backends.sql import (
+    SqlBackend,
+    SqlBackendFactory,
+    inline_database,
+    messages,
+    schema,
+    search,
+)
 from mailserv.backends.sql.db import NOTIFY_CHANNEL, InlineDatabase, Tx
 from mailserv.backends.sql.dialect import parse_url
-from mailserv.backends.sql.rows import MAX_NOTICE, Notice, flags_text, uid_notices
+from mailserv.backends.sql.rows import MAX_NOTICE, Notice, flag_test, flags_text, uid_notices
 from mailserv.errors import BackendError, BackendOptionError, MailboxNotFound
 from mailserv.imap.search.parse import parse_search
 from mailserv.interfaces import IMailbox, IMailboxListener, StoreMode
@@ -187,8 +194,15 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
+def _undo_version_4(tx: Tx) -> None:
+    for name in ("mail_unseen", "mail_flagged", "mail_deleted"):
+        tx.execute(f"DROP INDEX {name}")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 3")
+
+
 def _undo_version_3(tx: Tx) -> None:
-    """What migration 3 added goes (the texts with it)."""
+    """What migrations 3 and 4 added goes (the texts with it)."""
+    _undo_version_4(tx)
     if not tx.dialect.is_postgres:
         tx.execute("DROP TRIGGER message_text_gone")
     tx.execute("DROP TABLE message_text")
@@ -218,7 +232,7 @@ def test_upgrade_to_2_rederives_the_address_columns(url: str, tmp_path: Path) ->
     with pytest.raises(BackendError, match="mailserv db upgrade"):
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
-    assert db.call(schema.upgrade, write=True) == [2, 3]
+    assert db.call(schema.upgrade, write=True) == [2, 3, 4]
     db.close()
 
     backend = started(url, tmp_path)
@@ -610,3 +624,126 @@ def test_users_checker(url: str, tmp_path: Path) -> None:
 
 def test_passwd_file_auth_is_the_default(tmp_path: Path) -> None:
     assert FACTORY.build({}, str(tmp_path), reactor).credentials_checker() is None
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_store_over_uid_runs_in_sql(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch, lazy: bool
+) -> None:
+    """Runs of UIDs with several old flag sets: one UPDATE per set, each message exact; the
+    changes come back ascending (made as read when there are many), the counts follow."""
+    if lazy:
+        monkeypatch.setattr(messages, "LAZY_CHANGES", 2)
+    inbox = resolve(resolve(backend.account("alice")).open("INBOX"))
+    kinds = [frozenset(), frozenset({"\\Seen"}), frozenset({"$A"}), frozenset({"\\Seen", "$B"})]
+    uids = [resolve(inbox.append(message(n), kinds[n % 4], None, None)).uid for n in range(40)]
+    chosen = uids[2:9] + uids[12:13] + uids[20:35] + [10**6]  # three runs and a missing UID
+    before = {m.uid: m for m in resolve(inbox.fetch(uids))}
+    for mode, flags in [
+        (StoreMode.ADD, frozenset({"\\Seen", "$C"})),
+        (StoreMode.REMOVE, frozenset({"\\Seen"})),
+        (StoreMode.REPLACE, frozenset({"$A"})),
+    ]:
+        result = resolve(inbox.store(chosen, mode, flags, None))
+        after = {m.uid: m for m in resolve(inbox.fetch(uids))}
+        expected = [u for u in chosen if u in before and mode.apply(before[u].flags, flags)
+                    != before[u].flags]  # fmt: skip
+        assert isinstance(result.changed, messages.FlagChanges) is lazy
+        assert [c.uid for c in result.changed] == expected
+        assert list(result.changed[1:3]) == list(result.changed)[1:3]
+        modseq = resolve(inbox.status()).highestmodseq
+        for change in result.changed:
+            assert change.flags == after[change.uid].flags and change.modseq == modseq
+        for uid, meta in after.items():
+            want = mode.apply(before[uid].flags, flags) if uid in chosen else before[uid].flags
+            assert meta.flags == want
+            assert (meta.modseq == modseq) is (uid in expected)
+        unseen = sum("\\Seen" not in m.flags for m in after.values())
+        assert resolve(inbox.status()).unseen == unseen
+        before = after
+
+
+def test_store_of_many_flag_sets_falls_back_to_rows(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(messages, "MAX_STORE_GROUPS", 2)
+    inbox = resolve(resolve(backend.account("alice")).open("INBOX"))
+    kinds = [frozenset(), frozenset({"$A"}), frozenset({"$B"})]
+    uids = [resolve(inbox.append(message(n), kinds[n % 3], None, None)).uid for n in range(9)]
+    result = resolve(inbox.store(uids, StoreMode.ADD, frozenset({"$C"}), None))
+    assert [c.uid for c in result.changed] == uids
+    assert [m.flags for m in resolve(inbox.fetch(uids))] == [k | {"$C"} for k in kinds] * 3
+
+
+def _plan(tx: Tx, sql: str, params: tuple[Any, ...]) -> str:
+    if tx.dialect.is_postgres:
+        tx.execute("SET LOCAL enable_seqscan = off")  # a tiny table: make the choice visible
+        return " ".join(str(row[0]) for row in tx.all("EXPLAIN " + sql, params))
+    return " ".join(str(row[-1]) for row in tx.all("EXPLAIN QUERY PLAN " + sql, params))
+
+
+def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Path) -> None:
+    """Version 3 stores gain the partial flag indexes; SEARCH UNSEEN/FLAGGED and EXPUNGE
+    read through them, and give what they gave before."""
+    backend = started(url, tmp_path)
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    kinds = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Flagged", "\\Deleted"})]
+    uids = [resolve(box.append(message(n), kinds[n % 3], None, None)).uid for n in range(9)]
+    resolve(backend.db.run(_undo_version_4, write=True))
+    resolve(backend.stop())
+    with pytest.raises(BackendError, match="mailserv db upgrade"):
+        resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
+    db = InlineDatabase(parse_url(url, str(tmp_path)))
+    assert db.call(schema.upgrade, write=True) == [4]
+    db.close()
+
+    backend = started(url, tmp_path)
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    assert resolve(box.search(_program("UNSEEN"), uids)) == sorted(uids[0::3] + uids[2::3])
+    assert resolve(box.search(_program("FLAGGED"), uids)) == uids[2::3]
+    assert resolve(box.search(_program("NOT FLAGGED SEEN"), uids)) == uids[1::3]
+    resolve(backend.db.run(schema.refresh_statistics, write=True))
+    for key, index in [("UNSEEN", "mail_unseen"), ("FLAGGED", "mail_flagged")]:
+        clause = search.translate(_program(key), backend.db.dialect.find, uids)
+        assert clause is not None
+        sql = f"SELECT m.uid FROM mail m WHERE m.mailbox_id = ? AND {clause.sql}"
+        assert index in resolve(backend.db.run(_plan, sql, (box.id, *clause.params)))
+    deleted = "SELECT uid FROM mail WHERE mailbox_id = ? AND " + flag_test(
+        backend.db.dialect.find, "\\Deleted", present=True
+    )
+    assert "mail_deleted" in resolve(backend.db.run(_plan, deleted, (box.id,)))
+    assert resolve(box.expunge(None, None)) == uids[2::3]
+    resolve(backend.stop())
+
+
+def test_uids_are_kept_and_brought_up_to_date(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SELECT's UID list is read whole once, then from what changed: appends and expunges
+    through another frontend (no notices inline) included."""
+    here, there = started(url, tmp_path), started(url, tmp_path)
+    box = resolve(resolve(here.account("alice")).open("INBOX"))
+    other = resolve(resolve(there.account("alice")).open("INBOX"))
+    uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(6)]
+    assert resolve(box.uids()) == uids == resolve(other.uids())
+    whole = messages.uids
+    monkeypatch.setattr(messages, "uids", lambda *a: pytest.fail("read whole again"))
+    resolve(other.store(uids[1:3], StoreMode.ADD, frozenset({"\\Deleted"}), None))
+    assert resolve(box.uids()) == uids  # flags only
+    assert resolve(other.expunge(None, None)) == uids[1:3]
+    more = [resolve(other.append(message(n), frozenset(), None, None)).uid for n in range(2)]
+    expected = [uids[0], *uids[3:], *more]
+    assert resolve(box.uids()) == expected == resolve(other.uids())
+    assert resolve(box.uids()) is not resolve(box.uids())  # a copy each time
+
+    def behind_its_back(tx: Tx) -> None:  # a tool that logs no expunge: the counts disagree
+        tx.execute("DELETE FROM mail WHERE uid = ?", (expected[0],))
+        tx.execute(
+            "UPDATE mailboxes SET messages = messages - 1, highestmodseq = highestmodseq + 1"
+        )
+
+    resolve(here.db.run(behind_its_back, write=True))
+    monkeypatch.setattr(messages, "uids", whole)
+    assert resolve(box.uids()) == expected[1:]
+    for backend in (here, there):
+        resolve(backend.stop())

@@ -30,7 +30,7 @@ from mailserv.backends.sql.mailbox import SqlMailbox
 from mailserv.backends.sql.notify import Listener
 from mailserv.backends.sql.rows import ADDED, EXPUNGED, FLAGS, RENAMED, Notice, Zones
 from mailserv.errors import BackendError
-from mailserv.interfaces import FlagChange, IBackend, IBackendFactory, IMultiProcessBackend
+from mailserv.interfaces import IBackend, IBackendFactory, IMultiProcessBackend
 
 T = TypeVar("T")
 
@@ -152,6 +152,7 @@ class SqlBackend:
             version = await self.db.run(schema.prepare, write=True)
         except schema.SchemaError as exc:
             raise BackendError(f"{self.dialect.display}: {exc}") from exc
+        await self.db.run(schema.refresh_statistics, write=True)
         kind = await self.db.run(fulltext.detect)
         self.text_search = fulltext.TextSearch(self.dialect.is_postgres, kind)
         _log.info(
@@ -291,8 +292,7 @@ class SqlBackend:
             box.expunged(notice.uids(), notice.modseq, None)
         elif notice.kind == FLAGS:
             if notice.data:
-                flags = notice.flags()
-                changes = [FlagChange(uid, flags, notice.modseq) for uid in notice.uids()]
+                changes = messages.changes_of({notice.flags(): notice.uids()}, notice.modseq)
             else:
                 changes = await self.db.run(messages.flag_changes, box.id, notice.modseq)
             box.flags_changed(changes, None, notice.modseq)

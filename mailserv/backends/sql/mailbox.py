@@ -79,6 +79,8 @@ class SqlMailbox(Listened):
         self._hold_timer: Any = None
         self._readahead: list[tuple[int, int]] = []  # (uid, size) of the last fetch()
         self._raw: dict[int, bytes] = {}
+        self._uid_list: messages.UidList | None = None
+        """The mailbox's UIDs as last read (see ``uids``)."""
         self._texts_ready = False
         """Every message has its texts (the backfill passed them): no need to check."""
 
@@ -89,8 +91,13 @@ class SqlMailbox(Listened):
         return result
 
     async def uids(self) -> list[int]:
-        result: list[int] = await self._backend.db.run(messages.uids, self.id)
-        return result
+        """From the list kept for every session of the mailbox in this process: what
+        changed since it was read is read (an indexed look when nothing did)."""
+        known = self._uid_list
+        found: messages.UidList = await self._backend.db.run(messages.uids_since, self.id, known)
+        if self._uid_list is None or found.modseq >= self._uid_list.modseq:
+            self._uid_list = found
+        return list(found.uids)
 
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         backend = self._backend

@@ -15,7 +15,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from itertools import chain
+from typing import Any, overload
 
 from mailserv.backends.sql import fulltext
 from mailserv.backends.sql.db import Tx
@@ -28,6 +29,7 @@ from mailserv.backends.sql.rows import (
     When,
     Zones,
     flag_probe,
+    flag_test,
     flags_text,
     uid_notices,
 )
@@ -110,6 +112,59 @@ class _Box:
     uidvalidity: int
     uidnext: int
     highestmodseq: int
+
+
+LAZY_CHANGES = 1024
+"""From this many changes on, a STORE's FlagChange objects are made as they are read."""
+
+
+class FlagChanges(Sequence[FlagChange]):
+    """The changes of a large STORE, ascending by UID: each group's UIDs now have its flags.
+
+    The objects are made when read (the engine reads them in time slices), not all at once
+    in the transaction's thread or in one reactor turn.
+    """
+
+    __slots__ = ("_groups", "_last", "_modseq", "_uids")
+
+    def __init__(self, groups: dict[frozenset[str], list[int]], modseq: int) -> None:
+        items = list(groups.items())
+        self._modseq = modseq
+        self._last = items[-1][0]
+        if len(items) == 1:
+            self._uids = items[0][1]
+        else:
+            self._uids = sorted(chain.from_iterable(uids for _, uids in items))
+        self._groups = [(flags, set(uids)) for flags, uids in items[:-1]]
+
+    def __len__(self) -> int:
+        return len(self._uids)
+
+    @overload
+    def __getitem__(self, index: int) -> FlagChange: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[FlagChange]: ...
+
+    def __getitem__(self, index: int | slice) -> FlagChange | list[FlagChange]:
+        if isinstance(index, slice):
+            return [self._change(uid) for uid in self._uids[index]]
+        return self._change(self._uids[index])
+
+    def _change(self, uid: int) -> FlagChange:
+        for flags, members in self._groups:
+            if uid in members:
+                return FlagChange(uid, flags, self._modseq)
+        return FlagChange(uid, self._last, self._modseq)
+
+
+def changes_of(groups: dict[frozenset[str], list[int]], modseq: int) -> Sequence[FlagChange]:
+    """The FlagChange sequence of ``groups`` (flags: UIDs ascending), ascending by UID."""
+    if sum(len(uids) for uids in groups.values()) >= LAZY_CHANGES:
+        return FlagChanges(groups, modseq)
+    changes = [FlagChange(uid, flags, modseq) for flags, uids in groups.items() for uid in uids]
+    changes.sort(key=lambda change: change.uid)
+    return changes
 
 
 def _lock(tx: Tx, box_id: int) -> _Box:
@@ -239,15 +294,104 @@ def store_flags(
     flags: frozenset[str],
     unchangedsince: int | None,
     sender: str,
-) -> tuple[list[FlagChange], list[int]]:
+) -> tuple[Sequence[FlagChange], list[int]]:
     """STORE: (changes, UIDs refused by UNCHANGEDSINCE); one new modseq for all changes."""
     box = _lock(tx, box_id)
     modseq = box.highestmodseq + 1
+    wanted = sorted(set(uids))
+    runs = _runs(wanted) if unchangedsince is None and wanted else None
+    done = None if runs is None else _store_runs(tx, box_id, runs, mode, flags, modseq)
+    if done is None:
+        return _store_each(tx, box_id, wanted, mode, flags, unchangedsince, modseq, sender)
+    groups, unseen = done
+    if not groups:
+        return [], []
+    tx.execute(
+        "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
+        (modseq, unseen, box_id),
+    )
+    _flag_notices(tx, box_id, modseq, groups, sender)
+    return changes_of(groups, modseq), []
+
+
+MAX_STORE_RUNS = 200
+"""UID runs a STORE is written for in SQL (one UPDATE per old flag set), not row by row."""
+MAX_STORE_GROUPS = 16
+"""Distinct old flag sets among them, beyond which the rows are rewritten one by one."""
+
+
+def _runs(wanted: Sequence[int]) -> list[tuple[int, int]] | None:
+    """``wanted`` (ascending, distinct) as inclusive runs; None for more than MAX_STORE_RUNS."""
+    low, high = wanted[0], wanted[-1]
+    if high - low + 1 == len(wanted):
+        return [(low, high)]
+    runs: list[tuple[int, int]] = []
+    start = previous = low
+    for uid in wanted[1:]:
+        if uid != previous + 1:
+            runs.append((start, previous))
+            if len(runs) >= MAX_STORE_RUNS:
+                return None
+            start = uid
+        previous = uid
+    runs.append((start, previous))
+    return runs
+
+
+def _store_runs(
+    tx: Tx,
+    box_id: int,
+    runs: Sequence[tuple[int, int]],
+    mode: StoreMode,
+    flags: frozenset[str],
+    modseq: int,
+) -> tuple[dict[frozenset[str], list[int]], int] | None:
+    """The rows of ``runs`` rewritten by SQL, one UPDATE per distinct old flag set that
+    changes: ({new flags: UIDs ascending}, change of the unseen count); None (nothing done)
+    when the rows have too many distinct flag sets."""
+    where = " OR ".join("uid BETWEEN ? AND ?" for _ in runs)
+    bounds = [bound for run in runs for bound in run]
+    found = tx.all(
+        f"SELECT flags, count(*) FROM mail WHERE mailbox_id = ? AND ({where}) GROUP BY flags",
+        (box_id, *bounds),
+    )
+    if len(found) > MAX_STORE_GROUPS:
+        return None
+    groups: dict[frozenset[str], list[int]] = {}
+    unseen = 0
+    for text, count in found:
+        current = frozenset(text.split())
+        new = mode.apply(current, flags)
+        if new == current:
+            continue
+        unseen += ((SEEN in current) - (SEEN in new)) * int(count)
+        rows = tx.all(
+            f"UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND ({where})"
+            " AND flags = ? RETURNING uid",
+            (flags_text(new), modseq, box_id, *bounds, text),
+        )
+        groups.setdefault(new, []).extend([uid for (uid,) in rows])
+    for uids in groups.values():
+        uids.sort()
+    return groups, unseen
+
+
+def _store_each(
+    tx: Tx,
+    box_id: int,
+    wanted: list[int],
+    mode: StoreMode,
+    flags: frozenset[str],
+    unchangedsince: int | None,
+    modseq: int,
+    sender: str,
+) -> tuple[Sequence[FlagChange], list[int]]:
+    """STORE row by row (UNCHANGEDSINCE, scattered UIDs, many distinct flag sets)."""
     changed: list[FlagChange] = []
     failed: list[int] = []
     rewrite: dict[str, str] = {}  # old flags text -> new
     unseen = 0
-    rows, whole = _store_rows(tx, box_id, uids)
+    rows, whole = _store_rows(tx, box_id, wanted)
     for uid, text, row_modseq in rows:
         if unchangedsince is not None and row_modseq > unchangedsince:
             failed.append(uid)
@@ -280,16 +424,19 @@ def store_flags(
         "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
         (modseq, unseen, box_id),
     )
-    _flag_notices(tx, box_id, modseq, changed, sender)
+    groups: dict[frozenset[str], list[int]] = {}
+    for change in changed:
+        groups.setdefault(change.flags, []).append(change.uid)
+    _flag_notices(tx, box_id, modseq, groups, sender)
     return changed, failed
 
 
 MAX_REWRITES = 64
 
 
-def _store_rows(tx: Tx, box_id: int, uids: Sequence[int]) -> tuple[list[Any], bool]:
-    """(uid, flags, modseq) rows of ``uids``, and whether they are every row of their range."""
-    wanted = sorted(set(uids))
+def _store_rows(tx: Tx, box_id: int, wanted: list[int]) -> tuple[list[Any], bool]:
+    """(uid, flags, modseq) rows of ``wanted`` (ascending, distinct), and whether they are
+    every row of their range."""
     if not wanted:
         return [], False
     low, high = wanted[0], wanted[-1]
@@ -307,13 +454,13 @@ MAX_FLAGS_TEXT = 2000
 
 
 def _flag_notices(
-    tx: Tx, box_id: int, modseq: int, changed: Sequence[FlagChange], sender: str
+    tx: Tx, box_id: int, modseq: int, groups: dict[frozenset[str], list[int]], sender: str
 ) -> None:
-    """The new flags travel in the notices, grouped by flag set (a STORE usually makes few
-    distinct sets); too many sets, and the other frontends read the rows at ``modseq``."""
-    groups: dict[frozenset[str], list[int]] = {}
-    for change in changed:
-        groups.setdefault(change.flags, []).append(change.uid)
+    """The new flags travel in the notices, per flag set (``groups``: the UIDs, ascending,
+    that now have it; a STORE usually makes few distinct sets); too many sets, and the other
+    frontends read the rows at ``modseq``."""
+    if not tx.dialect.is_postgres:
+        return  # no other frontend to tell
     texts = {flags: "".join(" " + flag for flag in sorted(flags)) for flags in groups}
     if len(groups) > MAX_FLAG_GROUPS or any(len(t) > MAX_FLAGS_TEXT for t in texts.values()):
         tx.notify(Notice(sender, FLAGS, box_id, modseq).encode())
@@ -326,11 +473,9 @@ def _flag_notices(
 def expunge(tx: Tx, box_id: int, uids: Sequence[int] | None, sender: str) -> tuple[list[int], int]:
     """Remove messages flagged \\Deleted (among ``uids`` when given): (UIDs, modseq)."""
     _lock(tx, box_id)
-    select = (
-        "SELECT uid, message_id, size, flags FROM mail WHERE mailbox_id = ?"
-        f" AND {tx.dialect.find}(flags, ?) > 0"
-    )
-    params = (box_id, flag_probe(DELETED))
+    select = "SELECT uid, message_id, size, flags FROM mail WHERE mailbox_id = ?"
+    select += " AND " + flag_test(tx.dialect.find, DELETED, present=True)
+    params = (box_id,)
     if uids is None:
         rows = tx.all(select + " ORDER BY uid", params)
     else:
@@ -480,6 +625,46 @@ def uids(tx: Tx, box_id: int) -> list[int]:
     return [uid for (uid,) in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class UidList:
+    """Every UID of a mailbox (ascending) when its HIGHESTMODSEQ was ``modseq``; the list
+    is never changed in place (a newer one is made), so it may be shared and read anywhere."""
+
+    modseq: int
+    uids: list[int]
+
+
+def uids_since(tx: Tx, box_id: int, known: UidList | None) -> UidList:
+    """The mailbox's UIDs now: ``known`` itself when nothing was added or expunged since,
+    else ``known`` brought up to date from the UIDs above its last one and the expunge
+    log (or read whole when there is no ``known``, or the counts disagree)."""
+    if tx.dialect.is_postgres:  # one snapshot for the statements below
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    row = tx.one("SELECT highestmodseq, messages FROM mailboxes WHERE id = ?", (box_id,))
+    if row is None:
+        raise MailboxNotFound("the mailbox was deleted")
+    modseq, count = int(row[0]), int(row[1])
+    if known is not None:
+        if known.modseq == modseq:
+            return known
+        top = known.uids[-1] if known.uids else 0
+        added = tx.all(
+            "SELECT uid FROM mail WHERE mailbox_id = ? AND uid > ? ORDER BY uid", (box_id, top)
+        )
+        gone = tx.all(
+            "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND uid <= ?",
+            (box_id, known.modseq, top),
+        )
+        kept = known.uids
+        if gone:
+            dropped = {uid for (uid,) in gone}
+            kept = [uid for uid in kept if uid not in dropped]
+        fresh = kept + [uid for (uid,) in added]
+        if len(fresh) == count:
+            return UidList(modseq, fresh)
+    return UidList(modseq, uids(tx, box_id))
+
+
 def load_info(tx: Tx, message_id: int, blob: Any) -> MessageInfo:
     """The stored MessageInfo, decoded when first read; a record of an unknown format (an
     older mailserv's) is parsed again from the message now."""
@@ -559,10 +744,18 @@ def changes_since(tx: Tx, box_id: int, modseq: int, zones: Zones) -> Changes:
     return Changes(_metas(tx, rows, zones), [int(uid) for (uid,) in vanished], int(highest))
 
 
-def flag_changes(tx: Tx, box_id: int, modseq: int) -> list[FlagChange]:
+def flag_changes(tx: Tx, box_id: int, modseq: int) -> Sequence[FlagChange]:
     """The messages a STORE at ``modseq`` changed and nothing changed since (for notices)."""
     rows = tx.all(
         "SELECT uid, flags FROM mail WHERE mailbox_id = ? AND modseq = ? ORDER BY uid",
         (box_id, modseq),
     )
-    return [FlagChange(int(uid), frozenset(text.split()), modseq) for uid, text in rows]
+    by_text: dict[str, list[int]] = {}
+    for uid, text in rows:
+        by_text.setdefault(text, []).append(int(uid))
+    groups: dict[frozenset[str], list[int]] = {}
+    for text, uids in by_text.items():
+        groups.setdefault(frozenset(text.split()), []).extend(uids)
+    for uids in groups.values():
+        uids.sort()
+    return changes_of(groups, modseq)

@@ -27,6 +27,20 @@ def flag_probe(flag: str) -> str:
     return f" {flag} "
 
 
+INDEXED_FLAGS = {"\\Seen": "mail_unseen", "\\Flagged": "mail_flagged", "\\Deleted": "mail_deleted"}
+"""System flags with a partial index over (mailbox_id, uid): the messages without \\Seen,
+with \\Flagged, with \\Deleted (schema version 4), so UNSEEN, FLAGGED and EXPUNGE read
+those rows alone.  A query uses one only when it tests the flag exactly as
+:func:`flag_test` writes it (a literal, not a parameter)."""
+
+
+def flag_test(find: str, flag: str, present: bool, column: str = "flags") -> str:
+    """SQL testing a system ``flag`` (``find``: the dialect's substring function); written
+    as the partial index of the flag is, so the planner can use it."""
+    test = f"{find}({column}, '{flag_probe(flag)}')"
+    return f"{test} > 0" if present else f"{test} = 0"
+
+
 @dataclass(frozen=True, slots=True)
 class When:
     """An internal date as stored."""

@@ -164,6 +164,32 @@ def _create_text_index(tx: Tx) -> None:
     fulltext.create(tx)
 
 
+def _create_flag_indexes(tx: Tx) -> None:
+    """Migration 4: partial indexes of the unseen, flagged and deleted messages (see
+    :data:`mailserv.backends.sql.rows.INDEXED_FLAGS`)."""
+    from mailserv.backends.sql.rows import INDEXED_FLAGS, flag_test
+
+    for flag, name in INDEXED_FLAGS.items():
+        test = flag_test(tx.dialect.find, flag, present=flag != "\\Seen")
+        tx.execute(f"CREATE INDEX {name} ON mail (mailbox_id, uid) WHERE {test}")
+    refresh_statistics(tx)
+
+
+ANALYSIS_LIMIT = 2000
+"""Rows SQLite's ANALYZE looks at per index (an estimate is enough for the planner)."""
+
+
+def refresh_statistics(tx: Tx) -> None:
+    """Row counts the query planner weighs indexes with (at server start and after
+    migration 4): without them SQLite reads the primary key rather than a partial flag
+    index.  PostgreSQL's autovacuum keeps its own; this refreshes them for ``mail``."""
+    if tx.dialect.is_postgres:
+        tx.execute("ANALYZE mail")
+    else:
+        tx.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
+        tx.execute("ANALYZE mail")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, content-addressed messages, expunge log, users", _V1),
     Migration(
@@ -176,6 +202,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "message_text: decoded texts for SEARCH BODY/TEXT, indexed (FTS5 trigram, pg_trgm);"
         " existing messages are filled in by the server, in the background",
         function=_create_text_index,
+    ),
+    Migration(
+        4,
+        "partial indexes of the unseen, flagged and deleted messages of each mailbox",
+        function=_create_flag_indexes,
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -17,7 +17,7 @@ from typing import Any
 
 from mailserv.backends.sql import fulltext
 from mailserv.backends.sql.db import Tx
-from mailserv.backends.sql.rows import flag_probe
+from mailserv.backends.sql.rows import INDEXED_FLAGS, flag_probe, flag_test
 from mailserv.interfaces import SYSTEM_FLAGS
 from mailserv.message.addresses import SEPARATOR
 from mailserv.search import (
@@ -146,6 +146,8 @@ class _Translator:
             canonical = _SYSTEM_FLAGS.get(name.lower())
             if canonical is None:
                 raise _Decline()  # \Recent (bind() replaces it) or unknown
+            if canonical in INDEXED_FLAGS:
+                return flag_test(self.find, canonical, key.present, "m.flags")
             test = f"{self.find}(m.flags, {self.param(flag_probe(canonical))}) > 0"
         else:
             if not name.isascii():
