@@ -13,6 +13,7 @@ from imapserver import Connector, appenduid
 
 from bench import messages
 from bench.harness import RawClient, Response, fetches, flag_set, parse_values
+from bench.run import append_all
 
 
 def ok(client: RawClient, command: str) -> Response:
@@ -72,6 +73,23 @@ def test_select_reports_counts_unseen_and_permanentflags(connect: Connector) -> 
     permanent = str(info["PERMANENTFLAGS"]).upper()
     for flag in ("\\SEEN", "\\ANSWERED", "\\FLAGGED", "\\DELETED", "\\DRAFT", "\\*"):
         assert flag in permanent, permanent
+
+
+def test_select_finds_the_first_unseen_past_the_first_look(connect: Connector) -> None:
+    """SELECT looks for the first unseen message among the first 2000, then in all."""
+    client = connect.raw()
+    append_all(client, "INBOX", [messages.plain(subject=str(i)) for i in range(2003)])
+    ok(client, "SELECT INBOX")
+    ok(client, "STORE 1:2001 +FLAGS.SILENT (\\Seen)")
+    ok(client, "CLOSE")
+    assert select_info(client.command("SELECT INBOX"))["UNSEEN"] == "2002"
+    ok(client, "STORE 2:2003 +FLAGS.SILENT (\\Seen)")
+    ok(client, "STORE 1 -FLAGS.SILENT (\\Seen)")
+    ok(client, "CLOSE")
+    assert select_info(client.command("SELECT INBOX"))["UNSEEN"] == "1"
+    ok(client, "STORE 1 +FLAGS.SILENT (\\Seen)")
+    ok(client, "CLOSE")
+    assert "UNSEEN" not in select_info(client.command("SELECT INBOX"))
 
 
 def test_examine_is_read_only(connect: Connector) -> None:

@@ -29,7 +29,7 @@ what the client was told:
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING
@@ -332,12 +332,14 @@ class SelectedView:
         return self.closed or (idle and not self.session.idling)
 
     def _claimed(self, uids: Iterable[int]) -> None:
+        """``uids`` are recent to this session: those in the view now, the others when the
+        client is told they exist (set operations: a first SELECT may claim them all)."""
+        claimed = sorted(uids)
         last = self.uids[-1] if self.uids else 0
-        for uid in uids:
-            if uid > last:
-                self._recent_ahead.add(uid)
-            elif self.seq_of(uid) is not None:
-                self.recent.add(uid)
+        cut = bisect_right(claimed, last)
+        self._recent_ahead.update(claimed[cut:])
+        if cut:
+            self.recent.update(set(claimed[:cut]).intersection(self.uids))
 
     def _last(self) -> int:
         """The highest UID the client knows of, or was told is below UIDNEXT."""

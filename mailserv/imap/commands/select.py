@@ -73,14 +73,25 @@ async def _open(session: Session, command: Command, readonly: bool) -> Reply:
     return Reply(f"{command.name} completed", code)
 
 
+FIRST_LOOK = 2000
+"""Messages the first look for the first unseen one covers."""
+
+
 async def _first_unseen(view: SelectedView, counts: MailboxStatus) -> int | None:
     """Sequence number of the first message without \\Seen (only looked for when any)."""
     if counts.unseen == 0 or not view.uids:
         return None
     # The backend's own search reads flags alone; fetching every message would load them all.
-    unseen = await backend_search(view.mailbox, UNSEEN, view.uids)
-    if unseen is not None:
-        return view.seq_of(min(unseen)) if unseen else None
+    # The first few thousand first: when most are unseen, the answer is there, and the full
+    # search (every unseen UID of a big mailbox) is not needed.
+    for scope in (view.uids[:FIRST_LOOK], view.uids):
+        unseen = await backend_search(view.mailbox, UNSEEN, scope)
+        if unseen is None:
+            break
+        if unseen:
+            return view.seq_of(min(unseen))
+        if len(scope) == len(view.uids):
+            return None
     metas = await view.mailbox.fetch(view.uids)
     for meta in metas:
         if SEEN not in meta.flags:
