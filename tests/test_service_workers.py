@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dovecot  # type: ignore[import-not-found]  # tests/, on sys.path
 import pgcluster  # type: ignore[import-not-found]  # tests/, on sys.path
 import pytest
 from imapserver import new_user
@@ -25,6 +26,8 @@ SPECS = {
     "sql-postgresql": BackendSpec(
         "sql", prepare=pgcluster.prepare_backend, cleanup=pgcluster.cleanup_backend
     ),
+    # Each worker has upstream sessions of its own; changes cross through the upstream.
+    "proxy": dovecot.proxy_backend_spec(),
 }
 
 
@@ -114,7 +117,7 @@ def read_until(client: RawClient, pattern: bytes) -> bytes:
             return line
 
 
-@pytest.mark.parametrize("server", ["maildir", "sql-postgresql"], indirect=True)
+@pytest.mark.parametrize("server", ["maildir", "sql-postgresql", "proxy"], indirect=True)
 def test_children_share_the_listeners_and_each_others_changes(server: ServerProcess) -> None:
     user = new_user()
     server.add_user(user.name, user.password)
