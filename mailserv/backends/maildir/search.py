@@ -4,10 +4,12 @@ Flags, internal dates, sizes, UID sets and MODSEQ come from the ``message`` tabl
 header fields, the Date: header's day and the texts of TEXT and BODY from ``search`` and
 ``fulltext`` (see ``textrow``), which hold exactly what the engine's evaluator compares,
 case-folded as it does.  A substring test is ``instr()`` on those values (bytes for the
-fields, so lone surrogates compare as the evaluator's strings do); for TEXT and BODY the
-trigram index's MATCH first narrows the rows down (every row holding the needle matches
-it), and needles shorter than a trigram use ``instr()`` alone.  The rows whose texts SQLite
-cannot hold as text are compared as bytes in ``search``.
+fields, so lone surrogates compare as the evaluator's strings do).  For TEXT and BODY the
+trigram index's phrase MATCH is the answer when its case folding provably equals ours for
+the needle (:func:`exact`: nearly always), so no text is read; otherwise it narrows the rows
+down (every row holding the needle matches it) for ``instr()``.  Needles shorter than a
+trigram, and the texts not in the trigram index yet (``pending``), use ``instr()`` alone.
+The rows whose texts SQLite cannot hold as text are compared as bytes in ``search``.
 
 Keys the index cannot answer exactly (HEADER of other fields, sequence numbers, huge UID
 lists, very deep trees, texts while the index of a mailbox is still being built) make
@@ -191,10 +193,10 @@ class _Sql:
                 raise Declined()  # other fields, or "has this header": the raw header
         if not needle:
             return YES
-        self.joined = True
         if column is not None:
             if column in _ADDRESSES and SEPARATOR in needle:
                 return NO  # no line of an address field holds one
+            self.joined = True
             return f"instr({column}, {self.bind(blob(needle))}) > 0"
         columns = ("body",) if key.field is StringField.BODY else ("header", "body")
         return self.texts(needle, columns)
@@ -207,17 +209,32 @@ class _Sql:
         parts = [
             f"m.uid IN (SELECT o.uid FROM search o WHERE o.{columns[0]} IS NOT NULL AND ({odd}))"
         ]
-        if self.fulltext and indexable(needle):
-            match = ""
-            if len(needle) >= TRIGRAM:
-                pattern = self.bind("{" + " ".join(columns) + "}: " + _trigrams(needle))
-                match = (
-                    f"(t.uid IN (SELECT rowid FROM fulltext WHERE fulltext MATCH {pattern}) "
-                    "OR t.uid IN (SELECT uid FROM pending)) AND "
-                )
-            found = " OR ".join(f"instr(t.{c}, {self.bind(needle)}) > 0" for c in columns)
-            parts.append(f"m.uid IN (SELECT t.uid FROM texts t WHERE {match}({found}))")
+        if not (self.fulltext and indexable(needle)):
+            return "(" + " OR ".join(parts) + ")"
+        if len(needle) < TRIGRAM:
+            found = self.found("t", needle, columns)
+            parts.append(f"m.uid IN (SELECT t.uid FROM texts t WHERE {found})")
+        elif exact(needle):
+            # The index's answer is the answer; only texts not in it yet are read.
+            pattern = self.bind(_phrase(needle, columns))
+            parts.append(f"m.uid IN (SELECT rowid FROM fulltext WHERE fulltext MATCH {pattern})")
+            found = self.found("t", needle, columns)
+            parts.append(
+                "m.uid IN (SELECT t.uid FROM pending p CROSS JOIN texts t ON t.uid = p.uid "
+                f"WHERE {found})"
+            )
+        else:
+            pattern = self.bind(_phrase(needle, columns))
+            found = self.found("t", needle, columns)
+            parts.append(
+                "m.uid IN (SELECT t.uid FROM texts t WHERE (t.uid IN (SELECT rowid FROM "
+                f"fulltext WHERE fulltext MATCH {pattern}) OR t.uid IN (SELECT uid FROM pending)) "
+                f"AND ({found}))"
+            )
         return "(" + " OR ".join(parts) + ")"
+
+    def found(self, table: str, needle: str, columns: tuple[str, ...]) -> str:
+        return " OR ".join(f"instr({table}.{c}, {self.bind(needle)}) > 0" for c in columns)
 
     def ranges(self, ranges: Sequence[tuple[int, int]]) -> str:
         if not ranges:
@@ -236,8 +253,19 @@ class _Sql:
         return "m.uid IN (" + ", ".join(self.bind(uid) for uid in sorted(uids)) + ")"
 
 
-def _trigrams(needle: str) -> str:
-    """An FTS5 query for rows holding every trigram of ``needle``: a superset of those
-    holding ``needle`` (cheaper than a phrase, whose positions ``instr()`` checks anyway)."""
-    grams = dict.fromkeys(needle[i : i + TRIGRAM] for i in range(len(needle) - TRIGRAM + 1))
-    return "(" + " AND ".join('"' + g.replace('"', '""') + '"' for g in grams) + ")"
+def _phrase(needle: str, columns: tuple[str, ...]) -> str:
+    """An FTS5 query for rows whose texts in ``columns`` hold the trigrams of ``needle``
+    one after the other, in one column: ``needle`` after the index's case folding."""
+    return "{" + " ".join(columns) + '}: "' + needle.replace('"', '""') + '"'
+
+
+def exact(needle: str) -> bool:
+    """Whether the trigram index's phrase match of ``needle`` (case-folded, as the texts
+    are) is exactly the substring test.
+
+    The trigram tokenizer folds each character with SQLite's own table.  On characters
+    that ``str.casefold`` leaves as they are (the only ones in the texts and the needle),
+    that folding is the identity, except that U+FFFE and U+FFFF become U+FFFD (SQLite's
+    UTF-8 reader): a needle without any of the three then matches exactly where it is a
+    substring (tests/test_maildir_search_index.py checks this of the SQLite in use)."""
+    return not any("\ufffd" <= c <= "\uffff" for c in needle)
