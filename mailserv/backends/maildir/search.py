@@ -67,6 +67,7 @@ _HEADER_LINE_COLUMNS = {
     "bcc": "s.hbcc",
     "subject": "s.subject",
 }
+_TEXT_COLUMNS = {StringField.BODY: ("body",), StringField.TEXT: ("header", "body")}
 _ADDRESSES = frozenset({"s.from_", "s.to_", "s.cc", "s.bcc", "s.hfrom", "s.hto", "s.hcc", "s.hbcc"})
 _OPERATORS = {DateOp.BEFORE: "<", DateOp.ON: "=", DateOp.SINCE: ">="}
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
@@ -105,16 +106,28 @@ def run(
     if not uids:
         return []
     sql = _Sql(uids[-1], flag_names, fulltext)
-    try:
-        where = sql.key(query.key, 0)
-    except Declined:
-        return None
-    tables = "message m LEFT JOIN search s ON s.uid = m.uid" if sql.joined else "message m"
+    key = query.key
+    if isinstance(key, Contains) and key.field in _TEXT_COLUMNS and key.value:
+        # TEXT or BODY alone: the union of where it is found, without the message rows
+        # (every text row has one).  The parts are disjoint: a message's texts are either
+        # in ``search`` or in ``texts``, and then either ``pending`` or in ``fulltext``.
+        parts = sql.texts(key.value.casefold(), _TEXT_COLUMNS[key.field])
+        statement = (
+            f"SELECT group_concat(uid) FROM ({' UNION ALL '.join(parts)}) WHERE uid BETWEEN ? AND ?"
+        )
+        params = (*sql.params, uids[0], uids[-1])
+    else:
+        try:
+            where = sql.key(key, 0)
+        except Declined:
+            return None
+        tables = "message m LEFT JOIN search s ON s.uid = m.uid" if sql.joined else "message m"
+        statement = (
+            f"SELECT group_concat(m.uid) FROM {tables} WHERE m.uid BETWEEN ? AND ? AND {where}"
+        )
+        params = (uids[0], uids[-1], *sql.params)
     # One string, not a row per match: four times faster when most messages match.
-    (listed,) = db.execute(
-        f"SELECT group_concat(m.uid) FROM {tables} WHERE m.uid BETWEEN ? AND ? AND {where}",
-        (uids[0], uids[-1], *sql.params),
-    ).fetchone()
+    (listed,) = db.execute(statement, params).fetchone()
     found = sorted(map(int, listed.split(","))) if listed else []
     if len(uids) == uids[-1] - uids[0] + 1:
         return found  # every UID of the range is the session's
@@ -198,40 +211,37 @@ class _Sql:
                 return NO  # no line of an address field holds one
             self.joined = True
             return f"instr({column}, {self.bind(blob(needle))}) > 0"
-        columns = ("body",) if key.field is StringField.BODY else ("header", "body")
-        return self.texts(needle, columns)
+        parts = self.texts(needle, _TEXT_COLUMNS[key.field])
+        return "(" + " OR ".join(f"m.uid IN ({part})" for part in parts) + ")"
 
-    def texts(self, needle: str, columns: tuple[str, ...]) -> str:
-        """``needle`` in any of ``columns``: from the trigram index where the text is there,
-        compared as bytes for the rows kept in ``search``."""
+    def texts(self, needle: str, columns: tuple[str, ...]) -> list[str]:
+        """Statements whose ``uid`` rows together are the messages with ``needle`` in any
+        of ``columns``: from the trigram index where the text is there, compared as bytes
+        for the rows kept in ``search``."""
         # Placeholders are bound in the order they appear in the text.
         odd = " OR ".join(f"instr(o.{c}, {self.bind(blob(needle))}) > 0" for c in columns)
-        parts = [
-            f"m.uid IN (SELECT o.uid FROM search o WHERE o.{columns[0]} IS NOT NULL AND ({odd}))"
-        ]
+        parts = [f"SELECT o.uid FROM search o WHERE o.{columns[0]} IS NOT NULL AND ({odd})"]
         if not (self.fulltext and indexable(needle)):
-            return "(" + " OR ".join(parts) + ")"
+            return parts
         if len(needle) < TRIGRAM:
             found = self.found("t", needle, columns)
-            parts.append(f"m.uid IN (SELECT t.uid FROM texts t WHERE {found})")
+            parts.append(f"SELECT t.uid FROM texts t WHERE {found}")
         elif exact(needle):
             # The index's answer is the answer; only texts not in it yet are read.
             pattern = self.bind(_phrase(needle, columns))
-            parts.append(f"m.uid IN (SELECT rowid FROM fulltext WHERE fulltext MATCH {pattern})")
+            parts.append(f"SELECT rowid AS uid FROM fulltext WHERE fulltext MATCH {pattern}")
             found = self.found("t", needle, columns)
             parts.append(
-                "m.uid IN (SELECT t.uid FROM pending p CROSS JOIN texts t ON t.uid = p.uid "
-                f"WHERE {found})"
+                f"SELECT t.uid FROM pending p CROSS JOIN texts t ON t.uid = p.uid WHERE {found}"
             )
         else:
             pattern = self.bind(_phrase(needle, columns))
             found = self.found("t", needle, columns)
             parts.append(
-                "m.uid IN (SELECT t.uid FROM texts t WHERE (t.uid IN (SELECT rowid FROM "
-                f"fulltext WHERE fulltext MATCH {pattern}) OR t.uid IN (SELECT uid FROM pending)) "
-                f"AND ({found}))"
+                "SELECT t.uid FROM texts t WHERE (t.uid IN (SELECT rowid FROM fulltext WHERE "
+                f"fulltext MATCH {pattern}) OR t.uid IN (SELECT uid FROM pending)) AND ({found})"
             )
-        return "(" + " OR ".join(parts) + ")"
+        return parts
 
     def found(self, table: str, needle: str, columns: tuple[str, ...]) -> str:
         return " OR ".join(f"instr({table}.{c}, {self.bind(needle)}) > 0" for c in columns)
