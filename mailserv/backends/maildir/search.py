@@ -51,6 +51,8 @@ DEPTH_LIMIT = 64
 RANGE_LIMIT = 200
 LIST_LIMIT = 1000
 TRIGRAM = 3
+PIECE = 4000
+"""Numbers of a result converted at once (about 1 ms)."""
 
 _CANONICAL = {flag.casefold(): flag for flag in SYSTEM_FLAGS}
 _FIELD_COLUMNS = {
@@ -128,11 +130,21 @@ def run(
         params = (uids[0], uids[-1], *sql.params)
     # One string, not a row per match: four times faster when most messages match.
     (listed,) = db.execute(statement, params).fetchone()
-    found = sorted(map(int, listed.split(","))) if listed else []
+    found = sorted(_numbers(listed or ""))
     if len(uids) == uids[-1] - uids[0] + 1:
         return found  # every UID of the range is the session's
     wanted = set(uids)
     return [uid for uid in found if uid in wanted]
+
+
+def _numbers(listed: str) -> list[int]:
+    """The integers of a comma-separated list, a piece at a time: converting 80,000 at once
+    holds the GIL for tens of ms in C, without a pause for the reactor's thread."""
+    texts = listed.split(",") if listed else []
+    numbers: list[int] = []
+    for start in range(0, len(texts), PIECE):
+        numbers += map(int, texts[start : start + PIECE])
+    return numbers
 
 
 class _Sql:
