@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from mailserv.imap.session import Session
 
 SEARCH_CHUNK = 5000
-"""Numbers of a SEARCH response formatted at once (about 1 ms)."""
+"""Matches of a SEARCH numbered and formatted at once (about 2 ms)."""
 _STORE_MODES = {"FLAGS": StoreMode.REPLACE, "+FLAGS": StoreMode.ADD, "-FLAGS": StoreMode.REMOVE}
 
 
@@ -128,14 +128,18 @@ async def search(session: Session, command: Command) -> Reply:
         slices = TimeSlices(session.services.clock)
         context = SearchContext(view.uids, view.recent, box.content, slices.pause)
         found = await evaluate(program, metas, context)
-    numbers = view.seqs_of(sorted(found))  # only messages this session has been told of
-    if command.uid:
-        numbers = [view.uids[n - 1] for n in numbers]
-    # Tens of thousands of numbers take the reactor tens of ms to format: in slices.
+    # Tens of thousands of matches take the reactor tens of ms to number and format: in
+    # slices (the view does not change while this session's command runs).
+    found = sorted(found)
     slices = TimeSlices(session.services.clock)
     line = [b"* SEARCH"]
-    for start in range(0, len(numbers), SEARCH_CHUNK):
-        line.append(" ".join(map(str, numbers[start : start + SEARCH_CHUNK])).encode())
+    for start in range(0, len(found), SEARCH_CHUNK):
+        # only messages this session has been told of
+        numbers = view.seqs_of(found[start : start + SEARCH_CHUNK])
+        if command.uid:
+            numbers = [view.uids[n - 1] for n in numbers]
+        if numbers:
+            line.append(" ".join(map(str, numbers)).encode())
         await slices.pause()
     session.write(b" ".join(line) + b"\r\n")
     return Reply()
