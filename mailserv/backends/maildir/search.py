@@ -232,7 +232,8 @@ class _Sql:
         for the rows kept in ``search``."""
         # Placeholders are bound in the order they appear in the text.
         odd = " OR ".join(f"instr(o.{c}, {self.bind(blob(needle))}) > 0" for c in columns)
-        parts = [f"SELECT o.uid FROM search o WHERE o.{columns[0]} IS NOT NULL AND ({odd})"]
+        # (Such rows have both texts, other rows neither: ``search_odd`` finds them.)
+        parts = [f"SELECT o.uid FROM search o WHERE o.header IS NOT NULL AND ({odd})"]
         if not (self.fulltext and indexable(needle)):
             return parts
         if len(needle) < TRIGRAM:
