@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from test_maildir_backend import Store, resolve
 
+from mailserv.backends.maildir import search
 from mailserv.backends.maildir.index import FILENAME as INDEX
 from mailserv.interfaces import StoreMode
 from mailserv.search import (
@@ -225,6 +226,81 @@ def test_index_answers_as_the_scan_does(store: Store) -> None:
     db = sqlite3.connect(store.root() / INDEX)
     db.execute("INSERT INTO fulltext (fulltext) VALUES ('integrity-check')")  # raises if not
     db.close()
+
+
+FOLDING_TEXTS = [
+    "Kelvin: 5 \u212a, ANGSTROM \u212b",  # K and Å signs: casefold makes them k and å
+    "\u0130stanbul and \u0131rmak",  # dotted capital I (i + U+0307), dotless i
+    "Stra\u00dfe, STRASSE, \u017ftra\u017f\u017fe, \u1e9e",  # ß, long s, capital ß
+    "caf\u00e9 zebra \u00c9T\u00c9 \ufb01nance \u01c5ungla",  # é, É, ﬁ, titlecase ǅ
+    "\u13a0\u13a1 \uab70\uab71 \u03a3\u038a\u03a3\u03c5\u03c6\u03bf\u03c2",  # Cherokee, ς
+    "odd x\ufffey \U0001f600 emoji",  # a non-character, an astral character
+    "odd x\uffffy",
+    "odd x\ufffdy",  # what SQLite makes of both
+]
+FOLDING_NEEDLES = [
+    "5 k", "5 \u212a", "k,", "\u212b", "\u00e5", "istanbul", "i\u0307stanbul", "\u0130stanbul",
+    "rmak", "\u0131rmak", "irmak", "strasse", "STRASSE", "stra\u00dfe", "ss, ", "\u1e9e", "ssss",
+    "caf\u00e9 ", "fe z", "\u00e9t\u00e9", "\u00c9T\u00c9", "finance", "\u01c4ungla", "\u01c6un",
+    "\u13a0\u13a1", "\uab70\uab71", "\u03c3\u03c5\u03c6\u03bf\u03c3", "\u03c6\u03bf\u03c2",
+    "x\ufffdy", "x\ufffey", "x\uffffy", "\ufffd", "\U0001f600 e", "ODD X", "zebra\r\n",
+    "8bit\nkelvin", "8bit\n", "8bit kelvin", "bit\nk", "\nkelvin", "kelvin: 5",
+]  # fmt: skip
+
+
+def test_index_folds_as_the_scan_on_unusual_characters(store: Store) -> None:
+    """Texts whose characters fold specially (in ``str.casefold`` or in SQLite's trigram
+    tokenizer), with ASCII and non-ASCII needles, and needles across the end of the header:
+    the index (with and without texts still waiting for the trigram index) and the scan
+    agree, and the needles that occur are found."""
+    box = store.open()
+    for n, body in enumerate(FOLDING_TEXTS):
+        raw = (
+            (
+                f"Subject: zebra {n}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                "Content-Transfer-Encoding: 8bit\r\n\r\n"
+            ).encode()
+            + body.encode()
+            + b"\r\n"
+        )
+        resolve(box.append(raw, frozenset(), datetime(2021, 1, 1, tzinfo=UTC), None))
+    view = list(resolve(box.uids()))
+    for flushed in (False, True):
+        if flushed:
+            while box.disk.flush_texts(1000):
+                pass
+        found = 0
+        for field in (StringField.TEXT, StringField.BODY):
+            for needle in FOLDING_NEEDLES:
+                program = SearchProgram(Contains(field, needle))
+                got = resolve(box.search(program, view))
+                assert got is not None
+                assert list(got) == _scan(box, program, view), (field, needle)
+                found += bool(got)
+        assert found > 40
+
+
+def test_sqlite_trigram_folding_is_the_identity_on_casefolded_text() -> None:
+    """What ``search.exact`` relies on, checked on the SQLite in use: the trigram
+    tokenizer maps every character that ``str.casefold`` leaves as it is to itself, but
+    U+FFFE and U+FFFF (to U+FFFD); every character with a case is tried."""
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE VIRTUAL TABLE f USING fts5(t, tokenize='trigram')")
+    db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(f, 'instance')")
+    chars = [
+        c
+        for c in map(chr, range(1, 0x110000))
+        if not "\ud800" <= c <= "\udfff"
+        and c.casefold() == c
+        and (c < "\U00010000" or c.upper() != c or c.lower() != c)
+    ]
+    db.executemany("INSERT INTO f (rowid, t) VALUES (?, ?)", [(ord(c), c * 3) for c in chars])
+    folded = {chr(doc): term[0] for term, doc in db.execute("SELECT term, doc FROM v")}
+    assert len(folded) == len(chars)
+    changed = {c: f for c, f in folded.items() if c != f}
+    assert changed == {"\ufffe": "\ufffd", "\uffff": "\ufffd"}
+    assert not search.exact("x\ufffey") and not search.exact("\ufffd")
+    assert search.exact("zebra") and search.exact("\u03c3\u03c5\u03c6\u03bf\u03c3")
 
 
 def test_texts_of_every_message_are_indexed_as_it_arrives(store: Store) -> None:

@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS search (
     header BLOB,
     body BLOB
 );
+CREATE INDEX IF NOT EXISTS search_odd ON search (uid) WHERE header IS NOT NULL;
 """
 _FULLTEXT = (
     "CREATE TABLE IF NOT EXISTS texts "
@@ -78,7 +79,8 @@ trigram index in batches, after the message (``pending`` lists those not there y
 SEARCH compares without the index's help).  A message whose
 texts SQLite cannot hold as text (a NUL, a lone surrogate) has them in ``search`` as bytes
 instead, and no row here.  (``message_meta`` lets a search of flags, dates and sizes read
-a narrow index, not the rows with their infos.)"""
+a narrow index, not the rows with their infos; ``search_odd`` finds the rows with texts
+in ``search`` without reading the others.)"""
 
 
 @dataclass(slots=True)

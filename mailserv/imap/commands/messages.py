@@ -24,6 +24,8 @@ from mailserv.syntax.tokens import Command, ParenList, Token
 if TYPE_CHECKING:
     from mailserv.imap.session import Session
 
+SEARCH_CHUNK = 5000
+"""Matches of a SEARCH numbered and formatted at once (about 2 ms)."""
 _STORE_MODES = {"FLAGS": StoreMode.REPLACE, "+FLAGS": StoreMode.ADD, "-FLAGS": StoreMode.REMOVE}
 
 
@@ -126,10 +128,20 @@ async def search(session: Session, command: Command) -> Reply:
         slices = TimeSlices(session.services.clock)
         context = SearchContext(view.uids, view.recent, box.content, slices.pause)
         found = await evaluate(program, metas, context)
-    numbers = view.seqs_of(sorted(found))  # only messages this session has been told of
-    if command.uid:
-        numbers = [view.uids[n - 1] for n in numbers]
-    session.write(b" ".join([b"* SEARCH", *(b"%d" % n for n in numbers)]) + b"\r\n")
+    # Tens of thousands of matches take the reactor tens of ms to number and format: in
+    # slices (the view does not change while this session's command runs).
+    found = sorted(found)
+    slices = TimeSlices(session.services.clock)
+    line = [b"* SEARCH"]
+    for start in range(0, len(found), SEARCH_CHUNK):
+        # only messages this session has been told of
+        numbers = view.seqs_of(found[start : start + SEARCH_CHUNK])
+        if command.uid:
+            numbers = [view.uids[n - 1] for n in numbers]
+        if numbers:
+            line.append(" ".join(map(str, numbers)).encode())
+        await slices.pause()
+    session.write(b" ".join(line) + b"\r\n")
     return Reply()
 
 
