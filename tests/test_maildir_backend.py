@@ -524,17 +524,43 @@ def test_root_under_the_home_directory(tmp_path: Path) -> None:
         resolve(built.stop())
 
 
-def test_sessions_share_an_account_until_the_last_logs_out(store: Store) -> None:
-    assert store.backend is not None
-    first = resolve(store.backend.account("alice"))
-    second = resolve(store.backend.account("alice"))
-    assert first is second
-    box = resolve(first.open("INBOX"))
-    resolve(first.close())
-    assert not box.closed
-    resolve(second.close())
-    assert box.closed  # the last session left: files and watches released
-    assert resolve(store.backend.account("alice")) is not first
+def test_sessions_share_an_account_until_the_last_logs_out(tmp_path: Path) -> None:
+    """The account stays ``linger`` seconds after its last session: a login meanwhile finds
+    its mailboxes loaded; after that, its files and watches are released."""
+    clock = Clock()
+    store = Store(tmp_path, linger="30")
+    backend = store.start(clock)
+    try:
+        first = resolve(backend.account("alice"))
+        second = resolve(backend.account("alice"))
+        assert first is second
+        box = resolve(first.open("INBOX"))
+        resolve(first.close())
+        resolve(second.close())
+        clock.advance(29)
+        assert not box.closed
+        again = resolve(backend.account("alice"))
+        assert again is first  # back within the linger: nothing was reloaded
+        resolve(again.close())
+        clock.advance(29)
+        assert not box.closed  # the linger started over at the last logout
+        clock.advance(2)
+        assert box.closed  # the last session left 31 s ago: files and watches released
+        assert resolve(backend.account("alice")) is not first
+    finally:
+        store.stop()
+
+
+def test_no_linger_releases_at_the_last_logout(tmp_path: Path) -> None:
+    store = Store(tmp_path, linger="0")
+    backend = store.start()
+    try:
+        account = resolve(backend.account("alice"))
+        box = resolve(account.open("INBOX"))
+        resolve(account.close())
+        assert box.closed
+    finally:
+        store.stop()
 
 
 def test_now_is_the_default_internal_date(store: Store) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -62,7 +62,8 @@ class Services:
 
 @implementer(IBackend, IHomeLookupConsumer, IMultiProcessBackend)
 class MaildirBackend:
-    """Accounts by user; each lives while any of its sessions does.
+    """Accounts by user; each lives while any of its sessions does, and ``linger`` seconds
+    more (a client that reconnects, or polls every few minutes, finds its mailboxes loaded).
 
     ``home_of`` tells a user's home directory, for a ``root`` starting with ``~``;
     ``twistd imapserv`` sets it from the passwd-file (see ``set_home_lookup``).
@@ -80,6 +81,7 @@ class MaildirBackend:
         self.home_of = home_of
         self._reactor = reactor
         self._accounts: dict[str, MaildirAccount] = {}
+        self._lingering: dict[str, IDelayedCall] = {}
         self._services: Services | None = None
 
     def set_home_lookup(self, home_of: HomeLookup) -> None:
@@ -128,6 +130,10 @@ class MaildirBackend:
         return PollHub(self._reactor, settings.poll_interval)
 
     async def stop(self) -> None:
+        for call in self._lingering.values():
+            if call.active():
+                call.cancel()
+        self._lingering.clear()
         services, self._services = self._services, None
         accounts, self._accounts = list(self._accounts.values()), {}
         for account in accounts:
@@ -145,11 +151,25 @@ class MaildirBackend:
             account = MaildirAccount(services, username, root)
             account.prepare()
             self._accounts[username] = account
+        call = self._lingering.pop(username, None)
+        if call is not None and call.active():
+            call.cancel()
         account.sessions += 1
         return account
 
     def _release(self, account: MaildirAccount) -> None:
         account.sessions -= 1
+        if account.sessions > 0 or self._accounts.get(account.user) is not account:
+            return
+        if self.settings.linger > 0:
+            self._lingering[account.user] = self._reactor.callLater(
+                self.settings.linger, self._drop, account
+            )
+        else:
+            self._drop(account)
+
+    def _drop(self, account: MaildirAccount) -> None:
+        self._lingering.pop(account.user, None)
         if account.sessions > 0 or self._accounts.get(account.user) is not account:
             return
         del self._accounts[account.user]

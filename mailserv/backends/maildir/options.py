@@ -64,6 +64,12 @@ WATCH = Choice(
 POLL_INTERVAL = Number(
     "Seconds between directory checks when polling [default: 1].", 1.0, 0.01, 3600
 )
+LINGER = Number(
+    "Seconds a user's mailboxes stay loaded after their last session [default: 30].",
+    30.0,
+    0.0,
+    86400.0,
+)
 
 SCHEMA = OptionSchema(
     "maildir",
@@ -75,6 +81,7 @@ SCHEMA = OptionSchema(
         "io-threads": IO_THREADS,
         "watch": WATCH,
         "poll-interval": POLL_INTERVAL,
+        "linger": LINGER,
     },
 )
 OPTIONS = SCHEMA.help
@@ -96,6 +103,7 @@ class MaildirSettings:
     io_threads: int = 4
     watch: str = "auto"
     poll_interval: float = 1.0
+    linger: float = 30.0
 
 
 def parse_options(options: Mapping[str, str]) -> MaildirSettings:
@@ -125,6 +133,7 @@ def parse_options(options: Mapping[str, str]) -> MaildirSettings:
         io_threads=values[IO_THREADS],
         watch=values[WATCH],
         poll_interval=values[POLL_INTERVAL],
+        linger=values[LINGER],
     )
 
 
