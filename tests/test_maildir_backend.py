@@ -625,6 +625,23 @@ def test_a_large_index_is_built_with_helper_processes(store: Store, monkeypatch:
     assert {m.size for m in metas(inbox).values()} == {len(message(n)) for n in range(30)}
 
 
+def test_parse_helpers_take_all_the_parsing(tmp_path: Path, monkeypatch: Any) -> None:
+    """The server's own interpreter parses nothing while helpers work (it holds the lock
+    every session needs)."""
+    from mailserv.backends.maildir import bulk
+
+    monkeypatch.setattr(bulk, "helpers_for", lambda count: 2)
+    (tmp_path / "cur").mkdir()
+    files = []
+    for n in range(9):
+        (tmp_path / "cur" / f"b{n}").write_bytes(message(n))
+        files.append((f"b{n}", f"cur/b{n}"))
+    done: list[tuple[str, str]] = []
+    parsed = bulk.parse_shared(str(tmp_path), files, done.extend)
+    assert done == []
+    assert sorted(p[0] for p in parsed) == sorted(base for base, _ in files)
+
+
 def test_parse_helpers_that_fail_leave_the_work_here(tmp_path: Path, monkeypatch: Any) -> None:
     from mailserv.backends.maildir import bulk
 

@@ -1,12 +1,13 @@
 """Parsing many message files at once, when an index is built: helper processes share it.
 
 Building the index of a large folder (first use of an existing Dovecot Maildir, or an index
-that was lost) means parsing every message, which is CPU work.  This process takes one share
-and helper processes (a clean ``python -c`` interpreter each, importing only the message
-parser: no fork of a threaded server) take the others; a helper reads its file list from
-stdin and writes back each message's size, mtime, serialised ``MessageInfo`` and search row
-(``marshal``: plain tuples, nothing that runs code).  Small batches, a single CPU or
-helpers that fail mean parsing here alone.
+that was lost) means parsing every message, which is CPU work that holds the interpreter
+lock: done in this process, even in a thread, it would slow every session down.  Helper
+processes (a clean ``python -c`` interpreter each, importing only the message parser: no
+fork of a threaded server) take it all, one share per core; a helper reads its file list
+from stdin and writes back each message's size, mtime, serialised ``MessageInfo`` and
+search row (``marshal``: plain tuples, nothing that runs code).  Small batches, or helpers
+that fail, mean parsing here.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def helpers_for(count: int) -> int:
     """How many helper processes are worth starting for ``count`` files."""
     if count < BULK_MIN:
         return 0
-    return max(0, min(MAX_HELPERS, (os.cpu_count() or 1) - 1))
+    return max(1, min(MAX_HELPERS, os.cpu_count() or 1))
 
 
 _HELPER = """
@@ -73,12 +74,15 @@ def parse_shared(
     files: Sequence[tuple[str, str]],
     here: Callable[[Sequence[tuple[str, str]]], None],
 ) -> list[Parsed]:
-    """Parse ``files`` with helpers: ``here`` is given this process's share (and does its
-    own thing with it); the helpers' results are returned."""
+    """Parse ``files`` with helpers and return their results; ``here`` is given what this
+    process must parse itself (too few files for helpers, or a helper's share when it
+    failed) and does its own thing with it."""
     helpers = helpers_for(len(files))
-    shares = [list(files[start :: helpers + 1]) for start in range(helpers + 1)]
-    started = [(_start(directory, share), share) for share in shares[1:]]
-    here(shares[0])
+    if not helpers:
+        here(files)
+        return []
+    shares = [list(files[start::helpers]) for start in range(helpers)]
+    started = [(_start(directory, share), share) for share in shares]
     results: list[Parsed] = []
     for proc, share in started:
         found = _finish(proc)
