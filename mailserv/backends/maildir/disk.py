@@ -19,9 +19,10 @@ import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
+from itertools import repeat
 
 from mailserv.backends.maildir import filenames, search
-from mailserv.backends.maildir.filenames import BaseNames
+from mailserv.backends.maildir.filenames import INFO_SEPARATOR, BaseNames
 from mailserv.backends.maildir.files import (
     CUR,
     NEW,
@@ -32,7 +33,7 @@ from mailserv.backends.maildir.files import (
     read_crlf,
     write_file,
 )
-from mailserv.backends.maildir.index import Index, infos_of, missing_texts
+from mailserv.backends.maildir.index import Index, flag_set, infos_of, missing_texts
 from mailserv.backends.maildir.keywords import Keywords
 from mailserv.backends.maildir.perms import PRIVATE, Permissions
 from mailserv.backends.maildir.reconcile import Reconciler, finish, index_row
@@ -43,6 +44,7 @@ from mailserv.backends.maildir.records import (
     Prepared,
     Snapshot,
     file_date,
+    stamp_of,
     tz_minutes,
 )
 from mailserv.backends.maildir.textrow import TextRow, text_row
@@ -54,6 +56,8 @@ from mailserv.message.store import UnknownFormat, dumps, loads
 from mailserv.search import SearchProgram
 
 TMP_MAX_AGE = 36 * 3600
+LOAD_STEP = 5000
+"""Entries made at a load between two chances for the reactor thread to run."""
 COMPACT_SLACK = 1000
 """Records of expunged files tolerated in dovecot-uidlist before it is rewritten."""
 
@@ -97,21 +101,89 @@ class MailboxDisk:
                     uidlist.create(lock, allocate_uidvalidity())
         self.index.open(uidlist.uidvalidity)
         self.keywords.refresh()
-        records = uidlist.records
-        entries: list[Entry] = []
-        stale: list[int] = []
-        for row in self.index.rows():
-            if records.get(row.base) != row.uid:
-                stale.append(row.uid)
-                continue
-            date = file_date(row.date, row.tz)
-            entries.append(Entry(row.uid, row.base, "", row.flags, "", row.modseq, row.size, date))
-        known = {entry.base: entry for entry in entries}
-        delta = self.reconciler.run(known, None, stale)
-        entries = [entry for entry in entries if entry.path]
-        self._compact({e.base for e in entries} | {e.base for e in delta.added})
+        try:
+            with uidlist.lock():  # deliveries in progress finish their renames first
+                uidlist.refresh()
+        except PermissionError:  # a mailbox we may only read: nobody delivers here
+            uidlist.refresh()
+        uidnext = uidlist.next_uid
+        entries = self._indexed()
+        stale = self._stale(entries)
+        if stale:  # their files (if any) are taken in again, as files of other programs
+            entries = [entry for entry in entries if entry.uid not in stale]
+        known = dict(zip([entry.base for entry in entries], entries, strict=True))
+        hints = self._moved(entries)
+        if hints or stale:
+            delta = self.reconciler.run(known, hints, sorted(stale))
+            delta.uidnext = max(delta.uidnext, uidnext)
+        else:
+            delta = finish(Delta(), self.index, uidnext)
+        live = len(entries) - len(delta.removed) + len(delta.added)
+        if len(uidlist.records) > 2 * live + COMPACT_SLACK:
+            self._compact({e.base for e in entries} | {e.base for e in delta.added})
         complete = not self.index.missing_texts(1)
         return Snapshot(uidlist.uidvalidity, entries, delta, self.index.recent_floor, complete)
+
+    def _indexed(self) -> list[Entry]:
+        """An entry per index row, each at the file name its flags give (``_moved`` checks)."""
+        columns = self.index.columns()
+        by_name = self.keywords.by_name
+        sets: dict[str, frozenset[str]] = {}
+        names: dict[str, str] = {}
+        for text in set(columns.flags):  # a mailbox has few distinct sets of flags
+            sets[text] = flags = flag_set(text)
+            names[text] = INFO_SEPARATOR + filenames.info_letters(flags, by_name)
+        named = map(str.__add__, columns.base, map(names.__getitem__, columns.flags))
+        paths = list(map(f"{CUR}/".__add__, named))
+        entries: list[Entry] = []
+        for start in range(0, len(paths), LOAD_STEP):
+            end = start + LOAD_STEP
+            entries += map(
+                Entry,
+                columns.uid[start:end],
+                columns.base[start:end],
+                paths[start:end],
+                map(sets.get, columns.flags[start:end]),
+                repeat(""),
+                columns.modseq[start:end],
+                columns.size[start:end],
+                columns.date[start:end],
+                columns.tz[start:end],
+            )
+            time.sleep(0)  # let the reactor thread run (the interpreter lock)
+        return entries
+
+    def _stale(self, entries: list[Entry]) -> set[int]:
+        """The UIDs of entries whose base has another UID in the uidlist (or none)."""
+        records = self.uidlist.records
+        bases = [entry.base for entry in entries]
+        if list(map(records.get, bases)) == [entry.uid for entry in entries]:
+            return set()
+        return {entry.uid for entry in entries if records.get(entry.base) != entry.uid}
+
+    def _moved(self, entries: list[Entry]) -> dict[str, set[str]]:
+        """The files not where the index says (another program moved, added or removed
+        them), as hints for the reconciler: set differences of the listings and of the
+        names the index gives, no Python work per unchanged file."""
+        hints: dict[str, set[str]] = {}
+        for sub in (NEW, CUR):  # new/ first: a file moving to cur/ meanwhile is seen
+            try:
+                listed = os.listdir(self.path(sub))
+            except FileNotFoundError:
+                raise MailboxGone(self.directory) from None
+            if sub == NEW:
+                odd = {f"{NEW}/{name}" for name in listed}
+            else:
+                here = set(map(f"{CUR}/".__add__, listed))
+                expected = {entry.path for entry in entries}
+                odd |= here - expected
+                odd |= expected - here
+        for rel in odd:
+            name = rel[4:]
+            if name.startswith("."):
+                continue
+            hints.setdefault(filenames.split(name)[0], set()).add(rel)
+        return hints
 
     def scan(self, known: Mapping[str, Entry], hints: Mapping[str, set[str]] | None) -> Delta:
         """Changes since ``known``: of the bases in ``hints``, or of everything when None.
@@ -198,8 +270,10 @@ class MailboxDisk:
             if self.fsync:
                 fsync_dir(self.path(CUR))
         entries = [
-            Entry(uid, item.base, target, item.flags, "", 0, item.size, item.date, item.info)
-            for uid, item, target in zip(uids, items, targets, strict=True)
+            Entry(uid, item.base, target, item.flags, "", 0, item.size, *stamp, item.info)
+            for uid, item, target, stamp in zip(
+                uids, items, targets, map(stamp_of, (item.date for item in items)), strict=True
+            )
         ]
         with self.index.transaction():
             modseq = self.index.next_modseq()

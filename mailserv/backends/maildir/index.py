@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS message (
 CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (modseq);
 CREATE INDEX IF NOT EXISTS message_meta ON message (uid, flags, modseq, size, date, tz);
+CREATE INDEX IF NOT EXISTS message_base ON message (uid, base);
 CREATE TABLE IF NOT EXISTS search (
     uid INTEGER PRIMARY KEY,
     from_ BLOB NOT NULL,
@@ -90,6 +91,19 @@ class Row:
     size: int
     date: int  # seconds since the epoch
     tz: int  # minutes east of UTC
+
+
+@dataclass(slots=True)
+class Columns:
+    """The message rows by column (flags as stored: sorted names, space separated)."""
+
+    uid: list[int]
+    base: list[str]
+    flags: list[str]
+    modseq: list[int]
+    size: list[int]
+    date: list[int]
+    tz: list[int]
 
 
 class Index:
@@ -179,11 +193,39 @@ class Index:
 
     # -- reading --------------------------------------------------------------------------
 
-    def rows(self) -> Iterator[Row]:
-        for uid, base, flags, modseq, size, date, tz in self.db.execute(
+    def columns(self) -> Columns:
+        """Every message row, by column, ascending UIDs: two narrow indexes read, each
+        column one string split in C (a mailbox's first load reads 100k rows)."""
+        db = self.db
+        db.execute("BEGIN")  # both reads see the same rows
+        try:
+            meta = db.execute(
+                "SELECT count(*), group_concat(uid), group_concat(flags, char(10)), "
+                "group_concat(modseq), group_concat(size), group_concat(date), "
+                "group_concat(tz) FROM "
+                "(SELECT uid, flags, modseq, size, date, tz FROM message ORDER BY uid)"
+            ).fetchone()
+            named = db.execute(
+                "SELECT group_concat(uid), group_concat(base, char(10)) FROM "
+                "(SELECT uid, base FROM message INDEXED BY message_base ORDER BY uid)"
+            ).fetchone()
+        finally:
+            db.execute("COMMIT")
+        count, uids, flags, *numbers = meta
+        if not count:
+            return Columns([], [], [], [], [], [], [])
+        bases = named[1].split("\n")
+        texts = flags.split("\n")
+        if named[0] != uids or len(bases) != count or len(texts) != count:
+            return self._row_columns()  # a newline in a base or a flag: row by row
+        ints = [list(map(int, column.split(","))) for column in (uids, *numbers)]
+        return Columns(ints[0], bases, texts, *ints[1:])
+
+    def _row_columns(self) -> Columns:
+        rows = self.db.execute(
             "SELECT uid, base, flags, modseq, size, date, tz FROM message ORDER BY uid"
-        ):
-            yield Row(uid, base, _flags(flags), modseq, size, date, tz)
+        ).fetchall()
+        return Columns(*(list(column) for column in zip(*rows, strict=True)))
 
     def infos(self, uids: Sequence[int]) -> dict[int, bytes]:
         """Stored infos of ``uids`` (missing or NULL ones left out); reactor thread."""
@@ -227,7 +269,7 @@ class Index:
             for uid, flags, modseq in self.db.execute(
                 f"SELECT uid, flags, modseq FROM message WHERE uid IN ({marks})", part
             ):
-                found[uid] = (_flags(flags), modseq)
+                found[uid] = (flag_set(flags), modseq)
                 self.highestmodseq = max(self.highestmodseq, modseq)
         return found
 
@@ -243,7 +285,7 @@ class Index:
                 f"WHERE uid IN ({marks}) AND info IS NOT NULL",
                 part,
             ):
-                found[uid] = Row(uid, base, _flags(flags), modseq, size, date, tz)
+                found[uid] = Row(uid, base, flag_set(flags), modseq, size, date, tz)
                 self.highestmodseq = max(self.highestmodseq, modseq)
         return found
 
@@ -411,5 +453,6 @@ def _text(flags: frozenset[str]) -> str:
     return " ".join(sorted(flags))
 
 
-def _flags(text: str) -> frozenset[str]:
+def flag_set(text: str) -> frozenset[str]:
+    """Flags as the index stores them, as a set."""
     return frozenset(text.split()) if text else frozenset()

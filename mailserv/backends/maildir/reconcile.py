@@ -15,7 +15,7 @@ from mailserv.backends.maildir.filenames import SYSTEM_LETTERS
 from mailserv.backends.maildir.files import CUR, NEW, MailboxGone, crlf
 from mailserv.backends.maildir.index import Index, Row
 from mailserv.backends.maildir.keywords import Keywords
-from mailserv.backends.maildir.records import Delta, Entry, FlagUpdate, file_date, tz_minutes
+from mailserv.backends.maildir.records import Delta, Entry, FlagUpdate
 from mailserv.backends.maildir.textrow import TextRow, text_row
 from mailserv.backends.maildir.uidlist import UidList
 from mailserv.message.parse import parse_message
@@ -188,8 +188,9 @@ class Reconciler:
                 flags, keep = self._file_flags(rel, row.flags)
                 if flags == row.flags:
                     modseq = row.modseq if row.modseq > floor else 0
-                    date = file_date(row.date, row.tz)
-                    stored.append(Entry(row.uid, base, rel, flags, keep, modseq, row.size, date))
+                    stored.append(
+                        Entry(row.uid, base, rel, flags, keep, modseq, row.size, row.date, row.tz)
+                    )
                     continue
             rest.append((base, rel))
         return stored, rest
@@ -268,7 +269,7 @@ class Reconciler:
 
     def _entry(self, base: str, rel: str, size: int, mtime: float) -> Entry:
         flags, keep = self.keywords.flags(filenames.split(os.path.basename(rel))[1])
-        return Entry(0, base, rel, flags, keep, 0, size, file_date(mtime))
+        return Entry(0, base, rel, flags, keep, 0, size, int(mtime), 0)
 
     # -- changes made by commands --------------------------------------------------------
 
@@ -285,8 +286,8 @@ def index_row(entry: Entry) -> Row:
         entry.flags,
         entry.modseq,
         entry.size,
-        int(entry.date.timestamp()),
-        tz_minutes(entry.date),
+        entry.stamp,
+        entry.tz,
     )
 
 

@@ -6,18 +6,24 @@ changes only by ``apply``, in the mailbox's lane."""
 
 from __future__ import annotations
 
+import time
+from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from mailserv.backends.kit import Tally
 from mailserv.backends.maildir.records import Delta, Entry, Snapshot
-from mailserv.interfaces import SYSTEM_FLAGS, FlagChange, MailboxStatus
+from mailserv.interfaces import SEEN, SYSTEM_FLAGS, FlagChange, MailboxStatus
 from mailserv.search import All, And, HasFlag, Not, Or, SearchKey
 
 FLAG_DEPTH = 64
 _CANONICAL = {flag.casefold(): flag for flag in SYSTEM_FLAGS}
 STEP = 1000
 """Flag updates or removals applied between two chances for other work to run."""
+LOAD_STEP = 5000
+"""Entries counted at a load between two chances for the reactor thread to run."""
 
 
 @dataclass(slots=True)
@@ -49,21 +55,28 @@ class MailboxState:
     @classmethod
     def of(cls, snapshot: Snapshot) -> MailboxState:
         """The state of a freshly read mailbox, without its ``delta`` (an I/O task: the
-        state is new, nobody else sees it yet)."""
+        state is new, nobody else sees it yet; it lets the reactor thread run now and then)."""
         state = cls(snapshot.uidvalidity, snapshot.recent_floor)
-        entries = state.entries = {entry.uid: entry for entry in snapshot.entries}
-        state.by_base = {entry.base: entry for entry in snapshot.entries}
-        state._ordered = list(entries) == sorted(entries)
-        floor, tally, names = state.floor, state.tally, state.flag_names
-        having = state.having
-        for entry in snapshot.entries:
-            tally.add(entry.uid, entry.flags, entry.size, entry.uid >= floor)
-            for flag in entry.flags:
-                uids = having.get(flag)
-                if uids is None:
-                    uids = having[flag] = set()
-                uids.add(entry.uid)
-        names.update(having)
+        listed = snapshot.entries
+        uids = list(map(attrgetter("uid"), listed))
+        state.entries = dict(zip(uids, listed, strict=True))
+        state.by_base = dict(zip(map(attrgetter("base"), listed), listed, strict=True))
+        state._ordered = uids == sorted(uids)
+        groups: defaultdict[frozenset[str], list[int]] = defaultdict(list)
+        for start in range(0, len(listed), LOAD_STEP):
+            for entry in listed[start : start + LOAD_STEP]:
+                groups[entry.flags].append(entry.uid)
+            time.sleep(0)  # the reactor thread's turn (the interpreter lock)
+        having, unseen = state.having, 0
+        for flags, members in groups.items():
+            unseen += len(members) if SEEN not in flags else 0
+            for flag in flags:
+                having.setdefault(flag, set()).update(members)
+        floor = state.floor
+        ordered = state._ordered
+        recent = uids[bisect_left(uids, floor) :] if ordered else (u for u in uids if u >= floor)
+        state.tally.add_counted(sum(map(attrgetter("size"), listed)), unseen, recent)
+        state.flag_names.update(having)
         return state
 
     def status(self) -> MailboxStatus:
