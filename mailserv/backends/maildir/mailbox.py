@@ -341,7 +341,7 @@ class MaildirMailbox(Listened):
         """From the index, in a thread; None (the engine evaluates) for what it cannot
         answer, and for texts while the index of this mailbox is being built."""
         await self.ensure_loaded()
-        found = self._state.flag_search(query.key, uids)
+        found = self._state.quick_search(query.key, uids)
         if found is not None:
             return found
         if needs_texts(query) and not self._texts.ready:

@@ -11,15 +11,17 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from operator import attrgetter
 
 from mailserv.backends.kit import Tally
-from mailserv.backends.maildir.records import Delta, Entry, Snapshot
+from mailserv.backends.maildir.records import DAY, Delta, Entry, Snapshot
 from mailserv.interfaces import SEEN, SYSTEM_FLAGS, FlagChange, MailboxStatus
-from mailserv.search import All, And, HasFlag, Not, Or, SearchKey
+from mailserv.search import All, And, DateCompare, DateField, DateOp, HasFlag, Not, Or, SearchKey
 
 FLAG_DEPTH = 64
 _CANONICAL = {flag.casefold(): flag for flag in SYSTEM_FLAGS}
+EPOCH_DAY = date(1970, 1, 1).toordinal()
 STEP = 1000
 """Flag updates or removals applied between two chances for other work to run."""
 LOAD_STEP = 5000
@@ -51,6 +53,8 @@ class MailboxState:
         self.having: dict[str, set[int]] = {}
         """The UIDs having each flag spelling (flag searches and SELECT's first unseen
         without a look at every message)."""
+        self.on_day: dict[int, set[int]] = {}
+        """The UIDs by their internal date's day (``Entry.day``): SINCE, BEFORE and ON."""
 
     @classmethod
     def of(cls, snapshot: Snapshot) -> MailboxState:
@@ -63,10 +67,13 @@ class MailboxState:
         state.by_base = dict(zip(map(attrgetter("base"), listed), listed, strict=True))
         state._ordered = uids == sorted(uids)
         groups: defaultdict[frozenset[str], list[int]] = defaultdict(list)
+        days: defaultdict[int, set[int]] = defaultdict(set)
         for start in range(0, len(listed), LOAD_STEP):
             for entry in listed[start : start + LOAD_STEP]:
                 groups[entry.flags].append(entry.uid)
+                days[(entry.stamp + 60 * entry.tz) // DAY].add(entry.uid)
             time.sleep(0)  # the reactor thread's turn (the interpreter lock)
+        state.on_day = dict(days)
         having, unseen = state.having, 0
         for flags, members in groups.items():
             unseen += len(members) if SEEN not in flags else 0
@@ -122,6 +129,7 @@ class MailboxState:
             tally.add(entry.uid, entry.flags, entry.size, entry.uid >= self.floor)
             self.flag_names |= entry.flags
             self._reflag(entry.uid, frozenset(), entry.flags)
+            self.on_day.setdefault(entry.day, set()).add(entry.uid)
             done.added.append(entry.uid)
         done.added.sort()
         changes = done.changes
@@ -155,6 +163,7 @@ class MailboxState:
                     del by_base[gone.base]
                 tally.remove(uid, gone.flags, gone.size)
                 self._reflag(uid, gone.flags, frozenset())
+                self._undate(uid, gone.day)
                 done.removed.append(uid)
         self.modseq = max(self.modseq, delta.highestmodseq)
         self.uidnext = max(self.uidnext, delta.uidnext)
@@ -169,10 +178,18 @@ class MailboxState:
                 uids = having[flag] = set()
             uids.add(uid)
 
-    def flag_search(self, key: SearchKey, uids: Sequence[int]) -> list[int] | None:
+    def _undate(self, uid: int, day: int) -> None:
+        members = self.on_day.get(day)
+        if members is not None:
+            members.discard(uid)
+            if not members:
+                del self.on_day[day]
+
+    def quick_search(self, key: SearchKey, uids: Sequence[int]) -> list[int] | None:
         """The UIDs among ``uids`` (ascending) matching ``key``, when it tests nothing but
-        flags (UNSEEN, FLAGGED, NOT DELETED, their ORs and ANDs): from ``having``, a few
-        set operations at any size.  None for any other key (the index answers)."""
+        flags and internal dates (UNSEEN, FLAGGED, NOT DELETED, SINCE, BEFORE, ON, their ORs
+        and ANDs): from ``having`` and ``on_day``, a few set operations at any size.  None
+        for any other key (the index answers)."""
         try:
             found = self._matching(key, 0)
         except _Other:
@@ -194,6 +211,8 @@ class MailboxState:
             case HasFlag(flag=flag, present=present):
                 having = self._having(flag)
                 return having if present else self._all() - having
+            case DateCompare(field=DateField.INTERNAL, op=op, date=day):
+                return self._dated(op, day.toordinal() - EPOCH_DAY)
             case Not(key=inner):
                 excluded = self._matching(inner, depth + 1)
                 return set() if excluded is None else self._all() - excluded
@@ -225,6 +244,13 @@ class MailboxState:
             found |= self.having.get(name, set())
         return found
 
+    def _dated(self, op: DateOp, target: int) -> set[int]:
+        """As the engine's scan: the internal date's day in its own offset, compared."""
+        if op is DateOp.ON:
+            return set(self.on_day.get(target, ()))
+        since = op is DateOp.SINCE
+        return set().union(*(m for d, m in self.on_day.items() if (d >= target) is since))
+
     def _all(self) -> set[int]:
         return set(self.entries)
 
@@ -232,8 +258,9 @@ class MailboxState:
         self.entries.clear()
         self.by_base.clear()
         self.having.clear()
+        self.on_day.clear()
         self.tally.clear()
 
 
 class _Other(Exception):
-    """A key ``flag_search`` does not answer."""
+    """A key ``quick_search`` does not answer."""
