@@ -101,23 +101,12 @@ class MailboxDisk:
                     uidlist.create(lock, allocate_uidvalidity())
         self.index.open(uidlist.uidvalidity)
         self.keywords.refresh()
-        try:
-            with uidlist.lock():  # deliveries in progress finish their renames first
-                uidlist.refresh()
-        except PermissionError:  # a mailbox we may only read: nobody delivers here
-            uidlist.refresh()
-        uidnext = uidlist.next_uid
         entries = self._indexed()
         stale = self._stale(entries)
         if stale:  # their files (if any) are taken in again, as files of other programs
             entries = [entry for entry in entries if entry.uid not in stale]
         known = dict(zip([entry.base for entry in entries], entries, strict=True))
-        hints = self._moved(entries)
-        if hints or stale:
-            delta = self.reconciler.run(known, hints, sorted(stale))
-            delta.uidnext = max(delta.uidnext, uidnext)
-        else:
-            delta = finish(Delta(), self.index, uidnext)
+        delta = self.reconciler.run(known, None, sorted(stale))
         live = len(entries) - len(delta.removed) + len(delta.added)
         if len(uidlist.records) > 2 * live + COMPACT_SLACK:
             self._compact({e.base for e in entries} | {e.base for e in delta.added})
@@ -125,7 +114,7 @@ class MailboxDisk:
         return Snapshot(uidlist.uidvalidity, entries, delta, self.index.recent_floor, complete)
 
     def _indexed(self) -> list[Entry]:
-        """An entry per index row, each at the file name its flags give (``_moved`` checks)."""
+        """An entry per index row, at the file name its flags give (the reconciler checks)."""
         columns = self.index.columns()
         by_name = self.keywords.by_name
         sets: dict[str, frozenset[str]] = {}
@@ -160,30 +149,6 @@ class MailboxDisk:
         if list(map(records.get, bases)) == [entry.uid for entry in entries]:
             return set()
         return {entry.uid for entry in entries if records.get(entry.base) != entry.uid}
-
-    def _moved(self, entries: list[Entry]) -> dict[str, set[str]]:
-        """The files not where the index says (another program moved, added or removed
-        them), as hints for the reconciler: set differences of the listings and of the
-        names the index gives, no Python work per unchanged file."""
-        hints: dict[str, set[str]] = {}
-        for sub in (NEW, CUR):  # new/ first: a file moving to cur/ meanwhile is seen
-            try:
-                listed = os.listdir(self.path(sub))
-            except FileNotFoundError:
-                raise MailboxGone(self.directory) from None
-            if sub == NEW:
-                odd = {f"{NEW}/{name}" for name in listed}
-            else:
-                here = set(map(f"{CUR}/".__add__, listed))
-                expected = {entry.path for entry in entries}
-                odd |= here - expected
-                odd |= expected - here
-        for rel in odd:
-            name = rel[4:]
-            if name.startswith("."):
-                continue
-            hints.setdefault(filenames.split(name)[0], set()).add(rel)
-        return hints
 
     def scan(self, known: Mapping[str, Entry], hints: Mapping[str, set[str]] | None) -> Delta:
         """Changes since ``known``: of the bases in ``hints``, or of everything when None.
