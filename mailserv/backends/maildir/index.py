@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from twisted.logger import Logger
 
+from mailserv.backends.maildir import snapshot
+from mailserv.backends.maildir.snapshot import Columns
 from mailserv.backends.maildir.textrow import TextRow, blob, indexable
 
 _log = Logger()
@@ -93,19 +95,6 @@ class Row:
     tz: int  # minutes east of UTC
 
 
-@dataclass(slots=True)
-class Columns:
-    """The message rows by column (flags as stored: sorted names, space separated)."""
-
-    uid: list[int]
-    base: list[str]
-    flags: list[str]
-    modseq: list[int]
-    size: list[int]
-    date: list[int]
-    tz: list[int]
-
-
 class Index:
     """The writer connection (used by one task at a time, from any thread) and a reader
     for the reactor thread (message infos on demand)."""
@@ -143,6 +132,7 @@ class Index:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'NORMAL' if self.fsync else 'OFF'}")
         db.executescript(_SCHEMA)
+        db.execute(snapshot.SCHEMA)
         try:
             made = db.execute("SELECT sql FROM sqlite_master WHERE name = 'fulltext'").fetchone()
             if made is not None and "content='texts'" not in made[0]:
@@ -167,6 +157,7 @@ class Index:
                     db.execute("DELETE FROM pending")
                     db.execute("INSERT INTO fulltext (fulltext) VALUES ('delete-all')")
                 db.execute("DELETE FROM meta")
+                snapshot.drop(db)
                 self._put({"format": FORMAT, "uidvalidity": str(uidvalidity)})
                 self._put({"highestmodseq": "1", "recent_floor": "1"})
             meta = {"highestmodseq": "1", "recent_floor": "1"}
@@ -193,39 +184,66 @@ class Index:
 
     # -- reading --------------------------------------------------------------------------
 
-    def columns(self) -> Columns:
-        """Every message row, by column, ascending UIDs: two narrow indexes read, each
-        column one string split in C (a mailbox's first load reads 100k rows)."""
+    def columns(self, step: int) -> Iterator[Columns]:
+        """Every message row, by column, ascending UIDs, ``step`` rows at a time (the
+        caller may let other threads run in between), all from one read of the index:
+        from its snapshot when that is current, else two narrow indexes, each column of a
+        step one string split in C (a mailbox's first load reads 100k rows)."""
         db = self.db
-        db.execute("BEGIN")  # both reads see the same rows
+        db.execute("BEGIN")  # every step sees the same rows
         try:
-            meta = db.execute(
-                "SELECT count(*), group_concat(uid), group_concat(flags, char(10)), "
-                "group_concat(modseq), group_concat(size), group_concat(date), "
-                "group_concat(tz) FROM "
-                "(SELECT uid, flags, modseq, size, date, tz FROM message ORDER BY uid)"
-            ).fetchone()
-            named = db.execute(
-                "SELECT group_concat(uid), group_concat(base, char(10)) FROM "
-                "(SELECT uid, base FROM message INDEXED BY message_base ORDER BY uid)"
-            ).fetchone()
+            kept = snapshot.read(db) if snapshot.valid(db) else None
+            yield from self._steps(step) if kept is None else kept
         finally:
             db.execute("COMMIT")
+
+    def keep_snapshot(self, minimum: int, step: int) -> None:
+        """Keep the rows in the snapshot for the next load, if there are ``minimum``."""
+        db = self.db
+        with self.transaction():
+            (count,) = db.execute("SELECT count(*) FROM message").fetchone()
+            if count < minimum:
+                snapshot.drop(db)
+            elif not snapshot.valid(db):
+                snapshot.write(db, self._steps(step))
+
+    def _steps(self, step: int) -> Iterator[Columns]:
+        last = -1
+        while True:
+            found = self._columns_after(last, step)
+            if not found.uid:
+                return
+            yield found
+            last = found.uid[-1]
+
+    def _columns_after(self, last: int, step: int) -> Columns:
+        db = self.db
+        meta = db.execute(
+            "SELECT count(*), group_concat(uid), group_concat(flags, char(10)), "
+            "group_concat(modseq), group_concat(size), group_concat(date), "
+            "group_concat(tz) FROM (SELECT uid, flags, modseq, size, date, tz "
+            "FROM message INDEXED BY message_meta WHERE uid > ? ORDER BY uid LIMIT ?)",
+            (last, step),
+        ).fetchone()
+        named = db.execute(
+            "SELECT group_concat(uid), group_concat(base, char(10)) FROM (SELECT uid, base "
+            "FROM message INDEXED BY message_base WHERE uid > ? ORDER BY uid LIMIT ?)",
+            (last, step),
+        ).fetchone()
         count, uids, flags, *numbers = meta
         if not count:
             return Columns([], [], [], [], [], [], [])
         bases = named[1].split("\n")
         texts = flags.split("\n")
         if named[0] != uids or len(bases) != count or len(texts) != count:
-            return self._row_columns()  # a newline in a base or a flag: row by row
+            rows = db.execute(  # a newline in a base or a flag: row by row
+                "SELECT uid, base, flags, modseq, size, date, tz FROM message "
+                "WHERE uid > ? ORDER BY uid LIMIT ?",
+                (last, step),
+            ).fetchall()
+            return Columns(*(list(column) for column in zip(*rows, strict=True)))
         ints = [list(map(int, column.split(","))) for column in (uids, *numbers)]
         return Columns(ints[0], bases, texts, *ints[1:])
-
-    def _row_columns(self) -> Columns:
-        rows = self.db.execute(
-            "SELECT uid, base, flags, modseq, size, date, tz FROM message ORDER BY uid"
-        ).fetchall()
-        return Columns(*(list(column) for column in zip(*rows, strict=True)))
 
     def infos(self, uids: Sequence[int]) -> dict[int, bytes]:
         """Stored infos of ``uids`` (missing or NULL ones left out); reactor thread."""

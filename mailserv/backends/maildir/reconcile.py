@@ -22,6 +22,9 @@ from mailserv.backends.maildir.uidlist import UidList
 from mailserv.message.parse import parse_message
 from mailserv.message.store import dumps
 
+STEP = 10000
+"""File names taken between two chances for the reactor thread to run."""
+
 
 class Reconciler:
     """Reconciles one mailbox's files with its uidlist, keywords and index."""
@@ -161,8 +164,9 @@ class Reconciler:
                 raise MailboxGone(self.directory) from None
         here: set[str] = set()
         for sub, names in listed:
-            here.update(map(f"{sub}/".__add__, names))
-        time.sleep(0)  # the reactor thread's turn (the interpreter lock)
+            for start in range(0, len(names), STEP):
+                here.update(map(f"{sub}/".__add__, names[start : start + STEP]))
+                time.sleep(0)  # the reactor thread's turn (the interpreter lock)
         expected = {entry.path for entry in known.values()}
         time.sleep(0)
         found: dict[str, str] = {}

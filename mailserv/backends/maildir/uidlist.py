@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterable
 from operator import methodcaller
 
@@ -29,6 +30,8 @@ _log = Logger()
 
 FILENAME = "dovecot-uidlist"
 VERSION = 3
+PIECE = 200_000
+"""Characters of the list parsed between two chances for other threads to run."""
 
 
 class UidList:
@@ -107,16 +110,22 @@ class UidList:
             header, _, text = text.partition("\n")
             self._parse_header(header)
             self._header_line = header + "\n"
-        lines = text.split("\n")
-        if not self._parse_plain(text, lines):
-            self._parse_lines(lines)
+        start = 0
+        while start < len(text):  # in pieces, letting other threads run in between
+            end = text.find("\n", start + PIECE) + 1 or len(text)
+            piece = text[start:end]
+            if not self._parse_plain(piece):
+                self._parse_lines(text[start:].split("\n"))
+                return
+            start = end
+            if start < len(text):
+                time.sleep(0)
 
-    def _parse_plain(self, text: str, lines: list[str]) -> bool:
+    def _parse_plain(self, text: str) -> bool:
         """Records all of the plain form ``<uid> :<base>`` (ours and Dovecot's, with no
-        colon in the base) read with no Python work per line (a 100k list at a mailbox's
-        first load); False, having read nothing, for anything else."""
-        if not text:
-            return True
+        colon in the base), whole lines, read with no Python work per line (a 100k list
+        at a mailbox's first load); False, having read nothing, for anything else."""
+        lines = text.split("\n")
         del lines[-1]  # "" after the last line's end
         if text.count(" :") != len(lines) or set(map(methodcaller("count", ":"), lines)) != {1}:
             return False
