@@ -88,6 +88,8 @@ async def store(session: Session, command: Command) -> Reply:
 
 _REPORT_STEP = 512
 """STORE's FETCH responses written between two pauses for other sessions."""
+_SEARCH_STEP = 10000
+"""SEARCH result numbers formatted between two chances for other sessions to run."""
 
 
 async def _report_flags(
@@ -128,8 +130,14 @@ async def search(session: Session, command: Command) -> Reply:
         found = await evaluate(program, metas, context)
     numbers = view.seqs_of(sorted(found))  # only messages this session has been told of
     if command.uid:
-        numbers = [view.uids[n - 1] for n in numbers]
-    session.write(b" ".join([b"* SEARCH", *(b"%d" % n for n in numbers)]) + b"\r\n")
+        numbers = list(map(view.uids.__getitem__, map((-1).__add__, numbers)))
+    # A SEARCH may answer 100k numbers: formatted in C, in steps that let others in.
+    slices = TimeSlices(session.services.clock)
+    parts = [b"* SEARCH"]
+    for start in range(0, len(numbers), _SEARCH_STEP):
+        parts.append(" ".join(map(str, numbers[start : start + _SEARCH_STEP])).encode())
+        await slices.pause()
+    session.write(b" ".join(parts) + b"\r\n")
     return Reply()
 
 
