@@ -63,6 +63,8 @@ _log = Logger()
 TMP_MAX_AGE = 36 * 3600
 SNAPSHOT_MIN = 5000
 """Messages from which a mailbox keeps a snapshot of its index rows when closed."""
+RENAME_STEP = 1000
+"""Files renamed by a STORE between two chances for the reactor thread to run."""
 LOAD_STEP = 5000
 """Entries made at a load between two chances for the reactor thread to run."""
 COMPACT_SLACK = 1000
@@ -272,27 +274,38 @@ class MailboxDisk:
                 pass
 
     def set_flags(self, changes: Sequence[tuple[Entry, frozenset[str]]]) -> Delta:
-        """Rename each file to carry its new flags; UIDs whose file moved meanwhile fail."""
+        """Rename each file to carry its new flags; UIDs whose file moved meanwhile fail.
+
+        Per file only the rename and a little bookkeeping (a STORE 1:* of 100k): the
+        letters are made once per set of flags; the reactor thread may run every
+        ``RENAME_STEP`` files (the interpreter lock)."""
         self.keywords.ensure(flag for _, flags in changes for flag in flags)
         by_name = self.keywords.by_name
+        names: dict[tuple[frozenset[str], str], str] = {}
+        root = self.directory + os.sep
         done: list[FlagUpdate] = []
         failed: list[int] = []
-        for entry, flags in changes:
-            letters = filenames.info_letters(flags, by_name, entry.keep)
-            target = f"{CUR}/{filenames.join(entry.base, letters)}"
+        for count, (entry, flags) in enumerate(changes, 1):
+            name = names.get((flags, entry.keep))
+            if name is None:
+                letters = filenames.info_letters(flags, by_name, entry.keep)
+                name = names[flags, entry.keep] = INFO_SEPARATOR + letters
+            target = f"{CUR}/{entry.base}{name}"
             if target != entry.path:
                 try:
-                    os.rename(self.path(entry.path), self.path(target))
+                    os.rename(root + entry.path, root + target)
                 except FileNotFoundError:
                     failed.append(entry.uid)
                     continue
             done.append(FlagUpdate(entry.uid, target, flags, entry.keep, 0))
+            if count % RENAME_STEP == 0:
+                time.sleep(0)
         if done:
             with self.index.transaction():
                 modseq = self.index.next_modseq()
                 for update in done:
                     update.modseq = modseq
-                self.index.update_flags((u.uid, u.flags, u.modseq) for u in done)
+                self.index.update_flags(done)
         return finish(Delta(updated=done, failed=failed), self.index)
 
     def expunge(self, entries: Sequence[Entry], known: Mapping[str, Entry]) -> Delta:

@@ -19,7 +19,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from twisted.logger import Logger
 
@@ -93,6 +93,17 @@ class Row:
     size: int
     date: int  # seconds since the epoch
     tz: int  # minutes east of UTC
+
+
+class Changed(Protocol):
+    """A message's new flags and modseq (``FlagUpdate``, ``Entry``)."""
+
+    @property
+    def uid(self) -> int: ...
+    @property
+    def flags(self) -> frozenset[str]: ...
+    @property
+    def modseq(self) -> int: ...
 
 
 class Index:
@@ -390,11 +401,21 @@ class Index:
             self.db.executemany("DELETE FROM pending WHERE uid = ?", params)
             self.db.executemany("DELETE FROM texts WHERE uid = ?", params)
 
-    def update_flags(self, changes: Iterable[tuple[int, frozenset[str], int]]) -> None:
-        self.db.executemany(
-            "UPDATE message SET flags = ?, modseq = ? WHERE uid = ?",
-            [(_text(flags), modseq, uid) for uid, flags, modseq in changes],
-        )
+    def update_flags(self, changes: Iterable[Changed]) -> None:
+        """New flags and modseqs; one statement per ``_BATCH`` messages given the same
+        (a STORE of 100k messages makes a few distinct sets)."""
+        alike: dict[tuple[frozenset[str], int], list[int]] = {}
+        for change in changes:
+            alike.setdefault((change.flags, change.modseq), []).append(change.uid)
+        for (flags, modseq), uids in alike.items():
+            text = _text(flags)
+            for start in range(0, len(uids), _BATCH):
+                part = uids[start : start + _BATCH]
+                marks = ",".join("?" * len(part))
+                self.db.execute(
+                    f"UPDATE message SET flags = ?, modseq = ? WHERE uid IN ({marks})",
+                    (text, modseq, *part),
+                )
 
     def update_base(self, changes: Iterable[tuple[int, str]]) -> None:
         self.db.executemany(

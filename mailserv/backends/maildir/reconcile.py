@@ -122,8 +122,8 @@ class Reconciler:
                     )
                     for e in added
                 )
-                self.index.update_flags((u.uid, u.flags, u.modseq) for u in changed)
-                self.index.update_flags((e.uid, e.flags, e.modseq) for e in late)
+                self.index.update_flags(changed)
+                self.index.update_flags(late)
                 self.index.expunge(removed + stale, modseq)
         delta.added = sorted(added + stored, key=lambda e: e.uid)
         delta.removed = sorted(removed)
