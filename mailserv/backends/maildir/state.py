@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import filterfalse
 from operator import attrgetter
 
 from mailserv.backends.kit import Tally
@@ -197,43 +198,51 @@ class MailboxState:
         and ANDs): from ``having`` and ``on_day``, a few set operations at any size.  None
         for any other key (the index answers)."""
         try:
-            found = self._matching(key, 0)
+            part = self._matching(key, 0)
         except _Other:
             return None
-        if found is None:
+        if part is None:
             return list(uids)
+        if not uids:
+            return []
+        found, negated = part
         entries = self.entries
-        if uids and not (len(uids) == len(entries) and uids[0] in entries and uids[-1] in entries):
+        whole = len(uids) == len(entries) and uids[0] in entries and uids[-1] in entries
+        if negated:  # every message but ``found``: one pass in C, in order
+            if whole and self._ordered:
+                return list(filterfalse(found.__contains__, entries))
+            return list(filter(entries.__contains__, filterfalse(found.__contains__, uids)))
+        if not whole:
             found = found.intersection(uids)  # the session knows of others than these
         if self._ordered and len(found) > len(entries) // 8:
             return list(filter(found.__contains__, entries))  # in order already, in C
         return sorted(found)
 
-    def _matching(self, key: SearchKey, depth: int) -> set[int] | None:
-        """The UIDs of the messages matching ``key`` (None: all of them)."""
+    def _matching(self, key: SearchKey, depth: int) -> _Found | None:
+        """The UIDs of the messages matching ``key`` (None: all of them), or of those not
+        matching it (``(uids, True)``: NOT and UNSEEN make no set of the whole mailbox)."""
         if depth > FLAG_DEPTH:
             raise _Other()
         match key:
             case All():
                 return None
             case HasFlag(flag=flag, present=present):
-                having = self._having(flag)
-                return having if present else self._all() - having
+                return self._having(flag), not present
             case DateCompare(field=DateField.INTERNAL, op=op, date=day):
-                return self._dated(op, day.toordinal() - EPOCH_DAY)
+                return self._dated(op, day.toordinal() - EPOCH_DAY), False
             case Not(key=inner):
                 excluded = self._matching(inner, depth + 1)
-                return set() if excluded is None else self._all() - excluded
+                return (set(), False) if excluded is None else (excluded[0], not excluded[1])
             case Or(left=left, right=right):
                 one = self._matching(left, depth + 1)
                 other = self._matching(right, depth + 1)
-                return None if one is None or other is None else one | other
+                return None if one is None or other is None else _either(one, other)
             case And(keys=keys):
-                result: set[int] | None = None
+                result: _Found | None = None
                 for inner in keys:
                     part = self._matching(inner, depth + 1)
                     if part is not None:
-                        result = part if result is None else result & part
+                        result = part if result is None else _both(result, part)
                 return result
         raise _Other()
 
@@ -258,9 +267,6 @@ class MailboxState:
             return set(self.on_day.get(target, ()))
         since = op is DateOp.SINCE
         return set().union(*(m for d, m in self.on_day.items() if (d >= target) is since))
-
-    def _all(self) -> set[int]:
-        return set(self.entries)
 
     def clear(self) -> None:
         self.entries.clear()
@@ -287,6 +293,30 @@ def _differences(old: frozenset[str], new: frozenset[str]) -> tuple[frozenset[st
     """The flags ``old`` has and ``new`` has not, and the other way round (a STORE of 100k
     messages compares a few distinct pairs of sets)."""
     return old - new, new - old
+
+
+_Found = tuple[set[int], bool]
+"""UIDs, and whether they are those *not* matching."""
+
+
+def _either(one: _Found, other: _Found) -> _Found:
+    """OR of two results (De Morgan where one or both are complements)."""
+    (a, not_a), (b, not_b) = one, other
+    if not not_a and not not_b:
+        return a | b, False
+    if not_a and not_b:
+        return a & b, True
+    return (a - b, True) if not_a else (b - a, True)
+
+
+def _both(one: _Found, other: _Found) -> _Found:
+    """AND of two results."""
+    (a, not_a), (b, not_b) = one, other
+    if not not_a and not not_b:
+        return a & b, False
+    if not_a and not_b:
+        return a | b, True
+    return (b - a, False) if not_a else (a - b, False)
 
 
 class _Other(Exception):
