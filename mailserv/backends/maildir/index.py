@@ -19,10 +19,11 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from twisted.logger import Logger
 
+from mailserv.backends.kit.changes import Flagged
 from mailserv.backends.maildir import snapshot
 from mailserv.backends.maildir.snapshot import Columns
 from mailserv.backends.maildir.textrow import TextRow, blob, indexable
@@ -93,17 +94,6 @@ class Row:
     size: int
     date: int  # seconds since the epoch
     tz: int  # minutes east of UTC
-
-
-class Changed(Protocol):
-    """A message's new flags and modseq (``FlagUpdate``, ``Entry``)."""
-
-    @property
-    def uid(self) -> int: ...
-    @property
-    def flags(self) -> frozenset[str]: ...
-    @property
-    def modseq(self) -> int: ...
 
 
 class Index:
@@ -401,7 +391,7 @@ class Index:
             self.db.executemany("DELETE FROM pending WHERE uid = ?", params)
             self.db.executemany("DELETE FROM texts WHERE uid = ?", params)
 
-    def update_flags(self, changes: Iterable[Changed]) -> None:
+    def update_flags(self, changes: Iterable[Flagged]) -> None:
         """New flags and modseqs; one statement per ``_BATCH`` messages given the same
         (a STORE of 100k messages makes a few distinct sets)."""
         alike: dict[tuple[frozenset[str], int], list[int]] = {}
