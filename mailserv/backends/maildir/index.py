@@ -205,8 +205,13 @@ class Index:
             (count,) = db.execute("SELECT count(*) FROM message").fetchone()
             if count < minimum:
                 snapshot.drop(db)
-            elif not snapshot.valid(db):
-                snapshot.write(db, self._steps(step))
+                return
+            if snapshot.valid(db):
+                return
+            snapshot.write(db, self._steps(step))
+        # Into the database file now, not at the next start's first write (the log holds
+        # megabytes: that write would wait for them).
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _steps(self, step: int) -> Iterator[Columns]:
         last = -1
