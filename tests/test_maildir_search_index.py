@@ -442,13 +442,17 @@ def _flag_key(rng: random.Random, depth: int = 0) -> SearchKey:
         return And(tuple(_flag_key(rng, depth + 1) for _ in range(rng.randrange(0, 3))))
     if roll < 0.45:
         return All()
+    if roll < 0.7:  # days around those _fill gives, in offsets from -11 to +13 hours
+        day = date(2021, 1, 1) + timedelta(days=rng.randrange(-2, 42))
+        return DateCompare(DateField.INTERNAL, rng.choice(list(DateOp)), day)
     flag = rng.choice([*FLAGS, "$work", "\\SEEN", "\\flagged", "later", "Unused"])
     return HasFlag(flag, rng.random() < 0.5)
 
 
-def test_flag_searches_come_from_the_shared_state(store: Store) -> None:
-    """UNSEEN, FLAGGED and the like are answered from the flags every session shares (no
-    query of the index, at any size), as the scan answers them, through changes."""
+def test_flag_and_date_searches_come_from_the_shared_state(store: Store) -> None:
+    """UNSEEN, FLAGGED, SINCE, BEFORE, ON and the like are answered from the flags and
+    internal dates every session shares (no query of the index, at any size), as the scan
+    answers them, through changes and after a restart."""
     rng = random.Random(17)
     box = store.open()
     _fill(box, rng, 40)
@@ -457,11 +461,17 @@ def test_flag_searches_come_from_the_shared_state(store: Store) -> None:
     resolve(box.store(uids[1::4], StoreMode.REMOVE, frozenset({"\\Seen", "Later"}), None))
     resolve(box.store(uids[::7], StoreMode.ADD, frozenset({"\\Deleted"}), None))
     resolve(box.expunge(None, None))
-    for view in (list(resolve(box.uids())), list(resolve(box.uids()))[3:-2]):
-        for _ in range(150):
-            program = SearchProgram(_flag_key(rng))
-            found = box._state.flag_search(program.key, view)
-            assert found is not None, program
-            assert found == _scan(box, program, view), program
-            assert list(resolve(box.search(program, view))) == found
-    assert box._state.flag_search(Contains(StringField.TEXT, "zebra"), uids) is None
+    for restarted in (False, True):
+        if restarted:
+            store.restart()
+            box = store.open()
+        for view in (list(resolve(box.uids())), list(resolve(box.uids()))[3:-2]):
+            for _ in range(150):
+                program = SearchProgram(_flag_key(rng))
+                found = box._state.quick_search(program.key, view)
+                assert found is not None, program
+                assert found == _scan(box, program, view), program
+                assert list(resolve(box.search(program, view))) == found
+    assert box._state.quick_search(Contains(StringField.TEXT, "zebra"), uids) is None
+    sent = DateCompare(DateField.SENT, DateOp.SINCE, date(2021, 1, 1))
+    assert box._state.quick_search(sent, uids) is None

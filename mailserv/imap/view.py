@@ -175,7 +175,7 @@ class SelectedView:
         mine = self.uids
         count = len(mine)
         if count and mine[-1] == count:  # UIDs 1..n without gaps: a UID is its number
-            return [uid for uid in uids if 0 < uid <= count]
+            return list(uids[bisect_right(uids, 0) : bisect_right(uids, count)])
         out = []
         low = 0
         for uid in uids:

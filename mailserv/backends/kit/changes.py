@@ -34,11 +34,14 @@ def plan_store(
     end up the same is in neither: it keeps its modseq and nobody is told."""
     plan: list[tuple[M, frozenset[str]]] = []
     failed: list[int] = []
+    after: dict[frozenset[str], frozenset[str]] = {}  # a mailbox has few distinct sets
     for message in messages:
         if unchangedsince is not None and message.modseq > unchangedsince:
             failed.append(message.uid)
             continue
-        new = mode.apply(message.flags, flags)
+        new = after.get(message.flags)
+        if new is None:
+            new = after[message.flags] = mode.apply(message.flags, flags)
         if new != message.flags:
             plan.append((message, new))
     return plan, failed

@@ -3,6 +3,8 @@ SELECT and STATUS cost the same whatever the size of the mailbox."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from mailserv.interfaces import SEEN, MailboxStatus
 
 
@@ -20,6 +22,12 @@ class Tally:
         self.unseen += SEEN not in flags
         if recent:
             self.unclaimed.add(uid)
+
+    def add_counted(self, size: int, unseen: int, recent: Iterable[int]) -> None:
+        """Many messages at once: their total size, how many are unseen, the recent UIDs."""
+        self.size += size
+        self.unseen += unseen
+        self.unclaimed.update(recent)
 
     def remove(self, uid: int, flags: frozenset[str], size: int) -> None:
         self.size -= size

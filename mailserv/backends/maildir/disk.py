@@ -16,12 +16,16 @@ write, the next load finds the file without a row and indexes it again.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
+from itertools import repeat
+
+from twisted.logger import Logger
 
 from mailserv.backends.maildir import filenames, search
-from mailserv.backends.maildir.filenames import BaseNames
+from mailserv.backends.maildir.filenames import INFO_SEPARATOR, BaseNames
 from mailserv.backends.maildir.files import (
     CUR,
     NEW,
@@ -32,7 +36,7 @@ from mailserv.backends.maildir.files import (
     read_crlf,
     write_file,
 )
-from mailserv.backends.maildir.index import Index, infos_of, missing_texts
+from mailserv.backends.maildir.index import Index, flag_set, infos_of, missing_texts
 from mailserv.backends.maildir.keywords import Keywords
 from mailserv.backends.maildir.perms import PRIVATE, Permissions
 from mailserv.backends.maildir.reconcile import Reconciler, finish, index_row
@@ -43,6 +47,7 @@ from mailserv.backends.maildir.records import (
     Prepared,
     Snapshot,
     file_date,
+    stamp_of,
     tz_minutes,
 )
 from mailserv.backends.maildir.textrow import TextRow, text_row
@@ -53,7 +58,15 @@ from mailserv.message.parse import parse_message
 from mailserv.message.store import UnknownFormat, dumps, loads
 from mailserv.search import SearchProgram
 
+_log = Logger()
+
 TMP_MAX_AGE = 36 * 3600
+SNAPSHOT_MIN = 5000
+"""Messages from which a mailbox keeps a snapshot of its index rows when closed."""
+RENAME_STEP = 1000
+"""Files renamed by a STORE between two chances for the reactor thread to run."""
+LOAD_STEP = 5000
+"""Entries made at a load between two chances for the reactor thread to run."""
 COMPACT_SLACK = 1000
 """Records of expunged files tolerated in dovecot-uidlist before it is rewritten."""
 
@@ -79,6 +92,14 @@ class MailboxDisk:
     def close(self) -> None:
         self.index.close()
 
+    def keep_snapshot(self) -> None:
+        """Before the last close: a packed copy of the index's rows, which the next load
+        reads instead of the rows when nothing changed meanwhile (``snapshot``)."""
+        try:
+            self.index.keep_snapshot(SNAPSHOT_MIN, LOAD_STEP)
+        except sqlite3.Error as exc:
+            _log.warn("No snapshot of {path}: {error}", path=self.directory, error=exc)
+
     # -- loading and syncing ------------------------------------------------------------
 
     def load(self, allocate_uidvalidity: Callable[[], int]) -> Snapshot:
@@ -97,21 +118,52 @@ class MailboxDisk:
                     uidlist.create(lock, allocate_uidvalidity())
         self.index.open(uidlist.uidvalidity)
         self.keywords.refresh()
-        records = uidlist.records
-        entries: list[Entry] = []
-        stale: list[int] = []
-        for row in self.index.rows():
-            if records.get(row.base) != row.uid:
-                stale.append(row.uid)
-                continue
-            date = file_date(row.date, row.tz)
-            entries.append(Entry(row.uid, row.base, "", row.flags, "", row.modseq, row.size, date))
-        known = {entry.base: entry for entry in entries}
-        delta = self.reconciler.run(known, None, stale)
-        entries = [entry for entry in entries if entry.path]
-        self._compact({e.base for e in entries} | {e.base for e in delta.added})
+        entries = self._indexed()
+        stale = self._stale(entries)
+        if stale:  # their files (if any) are taken in again, as files of other programs
+            entries = [entry for entry in entries if entry.uid not in stale]
+        known = dict(zip([entry.base for entry in entries], entries, strict=True))
+        delta = self.reconciler.run(known, None, sorted(stale))
+        live = len(entries) - len(delta.removed) + len(delta.added)
+        if len(uidlist.records) > 2 * live + COMPACT_SLACK:
+            self._compact({e.base for e in entries} | {e.base for e in delta.added})
         complete = not self.index.missing_texts(1)
         return Snapshot(uidlist.uidvalidity, entries, delta, self.index.recent_floor, complete)
+
+    def _indexed(self) -> list[Entry]:
+        """An entry per index row, at the file name its flags give (the reconciler checks).
+        In steps, between which the reactor thread may run (the interpreter lock)."""
+        by_name = self.keywords.by_name
+        sets: dict[str, frozenset[str]] = {}
+        names: dict[str, str] = {}
+        entries: list[Entry] = []
+        for columns in self.index.columns(LOAD_STEP):
+            for text in set(columns.flags).difference(sets):  # few distinct sets of flags
+                sets[text] = flags = flag_set(text)
+                names[text] = INFO_SEPARATOR + filenames.info_letters(flags, by_name)
+            named = map(str.__add__, columns.base, map(names.__getitem__, columns.flags))
+            entries += map(
+                Entry,
+                columns.uid,
+                columns.base,
+                map(f"{CUR}/".__add__, named),
+                map(sets.__getitem__, columns.flags),
+                repeat(""),
+                columns.modseq,
+                columns.size,
+                columns.date,
+                columns.tz,
+            )
+            time.sleep(0)
+        return entries
+
+    def _stale(self, entries: list[Entry]) -> set[int]:
+        """The UIDs of entries whose base has another UID in the uidlist (or none)."""
+        records = self.uidlist.records
+        bases = [entry.base for entry in entries]
+        if list(map(records.get, bases)) == [entry.uid for entry in entries]:
+            return set()
+        return {entry.uid for entry in entries if records.get(entry.base) != entry.uid}
 
     def scan(self, known: Mapping[str, Entry], hints: Mapping[str, set[str]] | None) -> Delta:
         """Changes since ``known``: of the bases in ``hints``, or of everything when None.
@@ -198,8 +250,10 @@ class MailboxDisk:
             if self.fsync:
                 fsync_dir(self.path(CUR))
         entries = [
-            Entry(uid, item.base, target, item.flags, "", 0, item.size, item.date, item.info)
-            for uid, item, target in zip(uids, items, targets, strict=True)
+            Entry(uid, item.base, target, item.flags, "", 0, item.size, *stamp, item.info)
+            for uid, item, target, stamp in zip(
+                uids, items, targets, map(stamp_of, (item.date for item in items)), strict=True
+            )
         ]
         with self.index.transaction():
             modseq = self.index.next_modseq()
@@ -220,27 +274,38 @@ class MailboxDisk:
                 pass
 
     def set_flags(self, changes: Sequence[tuple[Entry, frozenset[str]]]) -> Delta:
-        """Rename each file to carry its new flags; UIDs whose file moved meanwhile fail."""
+        """Rename each file to carry its new flags; UIDs whose file moved meanwhile fail.
+
+        Per file only the rename and a little bookkeeping (a STORE 1:* of 100k): the
+        letters are made once per set of flags; the reactor thread may run every
+        ``RENAME_STEP`` files (the interpreter lock)."""
         self.keywords.ensure(flag for _, flags in changes for flag in flags)
         by_name = self.keywords.by_name
+        names: dict[tuple[frozenset[str], str], str] = {}
+        root = self.directory + os.sep
         done: list[FlagUpdate] = []
         failed: list[int] = []
-        for entry, flags in changes:
-            letters = filenames.info_letters(flags, by_name, entry.keep)
-            target = f"{CUR}/{filenames.join(entry.base, letters)}"
+        for count, (entry, flags) in enumerate(changes, 1):
+            name = names.get((flags, entry.keep))
+            if name is None:
+                letters = filenames.info_letters(flags, by_name, entry.keep)
+                name = names[flags, entry.keep] = INFO_SEPARATOR + letters
+            target = f"{CUR}/{entry.base}{name}"
             if target != entry.path:
                 try:
-                    os.rename(self.path(entry.path), self.path(target))
+                    os.rename(root + entry.path, root + target)
                 except FileNotFoundError:
                     failed.append(entry.uid)
                     continue
             done.append(FlagUpdate(entry.uid, target, flags, entry.keep, 0))
+            if count % RENAME_STEP == 0:
+                time.sleep(0)
         if done:
             with self.index.transaction():
                 modseq = self.index.next_modseq()
                 for update in done:
                     update.modseq = modseq
-                self.index.update_flags((u.uid, u.flags, u.modseq) for u in done)
+                self.index.update_flags(done)
         return finish(Delta(updated=done, failed=failed), self.index)
 
     def expunge(self, entries: Sequence[Entry], known: Mapping[str, Entry]) -> Delta:

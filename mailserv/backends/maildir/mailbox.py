@@ -33,11 +33,12 @@ from zope.interface import implementer
 from mailserv.backends.kit import Listened, ListenerSet, expungeable, plan_store
 from mailserv.backends.maildir.disk import MailboxDisk
 from mailserv.backends.maildir.files import MailboxGone
+from mailserv.backends.maildir.infos import load_infos, metas
 from mailserv.backends.maildir.io import INLINE_READ
 from mailserv.backends.maildir.pending import PendingEvents
 from mailserv.backends.maildir.records import Delta, Entry, Snapshot
 from mailserv.backends.maildir.search import needs_texts
-from mailserv.backends.maildir.state import Applied, MailboxState
+from mailserv.backends.maildir.state import Applied, MailboxState, settle, uncollected
 from mailserv.backends.maildir.texts import TextUpkeep
 from mailserv.errors import MailboxNotFound
 from mailserv.interfaces import (
@@ -53,8 +54,6 @@ from mailserv.interfaces import (
     StoreMode,
     StoreResult,
 )
-from mailserv.message.parse import parse_message
-from mailserv.message.store import UnknownFormat, loads
 from mailserv.search import SearchProgram
 from mailserv.slicing import TimeSlices
 
@@ -118,6 +117,9 @@ class MaildirMailbox(Listened):
     def path_of(self, uid: int) -> str:
         return self._state.path_of(uid)
 
+    def has(self, uid: int) -> bool:
+        return uid in self._state.entries
+
     @property
     def uidvalidity(self) -> int:
         return self._state.uidvalidity
@@ -152,8 +154,9 @@ class MaildirMailbox(Listened):
 
     def _load(self) -> tuple[MailboxState, Snapshot]:
         """Read the mailbox and build its state off the reactor, which only installs it."""
-        snapshot = self.disk.load(self._account.allocate_uidvalidity)
-        return MailboxState.of(snapshot), snapshot
+        with uncollected():
+            snapshot = self.disk.load(self._account.allocate_uidvalidity)
+            return settle(MailboxState.of(snapshot)), snapshot
 
     def _install(self, state: MailboxState, snapshot: Snapshot) -> None:
         self._state = state
@@ -281,44 +284,10 @@ class MaildirMailbox(Listened):
             for entry in missing:
                 if entry.info is None:
                     entry.info = infos.get(entry.uid)
-        self._load_infos(e for e in found if e.info is None)
+        load_infos(self, [e for e in found if e.info is None])
         if len(found) > INLINE_METAS:
-            return await self.read_io(_metas, found)
-        return _metas(found)
-
-    def _load_infos(self, entries: Iterable[Entry]) -> None:
-        """Infos come from the index (one query per batch); a file is parsed only when its
-        row has none (then the index is given it)."""
-        wanted = list(entries)
-        if not wanted:
-            return
-        blobs = self.disk.index.infos([e.uid for e in wanted])
-        for entry in wanted:
-            blob = blobs.get(entry.uid)
-            if blob is not None:
-                try:
-                    entry.info = loads(blob)
-                    continue
-                except UnknownFormat:
-                    pass
-            self._reparse(entry)
-
-    def _reparse(self, entry: Entry) -> None:
-        try:
-            raw = self.disk.read(entry.path)
-        except FileNotFoundError:
-            return
-        entry.info = info = parse_message(raw)
-        uid = entry.uid
-
-        async def remember() -> None:
-            async with self.lane:
-                if not self.closed and uid in self._state.entries:
-                    await self.io(self.disk.store_info, uid, info)
-
-        Deferred.fromCoroutine(remember()).addErrback(
-            lambda f: _log.failure("Indexing {name} UID {uid} failed", f, name=self.name, uid=uid)
-        )
+            return await self.read_io(metas, found)
+        return metas(found)
 
     async def content(self, uid: int) -> bytes:
         """Read on the spot while the reactor thread has been busy only briefly, else in a
@@ -341,7 +310,7 @@ class MaildirMailbox(Listened):
         """From the index, in a thread; None (the engine evaluates) for what it cannot
         answer, and for texts while the index of this mailbox is being built."""
         await self.ensure_loaded()
-        found = self._state.flag_search(query.key, uids)
+        found = self._state.quick_search(query.key, uids)
         if found is not None:
             return found
         if needs_texts(query) and not self._texts.ready:
@@ -513,7 +482,7 @@ class MaildirMailbox(Listened):
         self, target: MaildirMailbox, uids: Sequence[int], origin: object
     ) -> CopyResult:
         wanted = self._state.known(uids)
-        self._load_infos(e for e in wanted if e.info is None)
+        load_infos(self, [e for e in wanted if e.info is None])
         wanted = [e for e in wanted if e.info is not None]
         prepared = await self.io(target.disk.link_in, self._sources(wanted))
         linked = {item.source_uid for item in prepared}
@@ -586,6 +555,8 @@ class MaildirMailbox(Listened):
         async with self.lane:
             self.closed = True
             self._stop_watching()
+            if self._loaded:
+                await self.io(self.disk.keep_snapshot)
             self.disk.close()
 
     async def vanish(self) -> None:
@@ -603,11 +574,3 @@ class MaildirMailbox(Listened):
 
     def __repr__(self) -> str:
         return f"<MaildirMailbox {self.name!r} at {os.path.basename(self.directory) or '/'}>"
-
-
-def _metas(entries: Sequence[Entry]) -> list[MessageMeta]:
-    return [
-        MessageMeta(e.uid, e.flags, e.date, e.size, e.modseq, e.info)
-        for e in entries
-        if e.info is not None
-    ]

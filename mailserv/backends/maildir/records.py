@@ -21,8 +21,21 @@ class Entry:
     keep: str  # info letters we do not map (kept through flag changes)
     modseq: int
     size: int  # with CRLF line ends
-    date: datetime
+    stamp: int  # internal date: seconds since the epoch
+    tz: int  # and the offset it was given in, minutes east of UTC
     info: MessageInfo | None = None  # loaded from the index on first FETCH
+
+    @property
+    def date(self) -> datetime:
+        """The internal date (made when asked: a mailbox loads without a datetime per
+        message)."""
+        return file_date(self.stamp, self.tz)
+
+    @property
+    def day(self) -> int:
+        """The internal date's calendar day in its own offset, in days since the epoch
+        (what SEARCH SINCE, BEFORE and ON compare)."""
+        return (self.stamp + 60 * self.tz) // DAY
 
 
 @dataclass(slots=True)
@@ -76,6 +89,7 @@ class Snapshot:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DAY = 86400
 
 
 def file_date(mtime: float, tz_minutes: int = 0) -> datetime:
@@ -95,3 +109,8 @@ def _zone(minutes: int) -> timezone:
 def tz_minutes(when: datetime) -> int:
     offset = when.utcoffset()
     return int(offset.total_seconds() // 60) if offset is not None else 0
+
+
+def stamp_of(when: datetime) -> tuple[int, int]:
+    """An internal date as an ``Entry`` keeps it: (seconds since the epoch, offset)."""
+    return int(when.timestamp()), tz_minutes(when)

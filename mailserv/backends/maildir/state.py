@@ -6,18 +6,33 @@ changes only by ``apply``, in the mailbox's lane."""
 
 from __future__ import annotations
 
+import functools
+import gc
+import time
+from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
+from itertools import filterfalse
+from operator import attrgetter
 
 from mailserv.backends.kit import Tally
-from mailserv.backends.maildir.records import Delta, Entry, Snapshot
-from mailserv.interfaces import SYSTEM_FLAGS, FlagChange, MailboxStatus
-from mailserv.search import All, And, HasFlag, Not, Or, SearchKey
+from mailserv.backends.maildir.records import DAY, Delta, Entry, Snapshot
+from mailserv.interfaces import SEEN, SYSTEM_FLAGS, FlagChange, MailboxStatus
+from mailserv.search import All, And, DateCompare, DateField, DateOp, HasFlag, Not, Or, SearchKey
 
 FLAG_DEPTH = 64
 _CANONICAL = {flag.casefold(): flag for flag in SYSTEM_FLAGS}
-STEP = 1000
+EPOCH_DAY = date(1970, 1, 1).toordinal()
+STEP = 250
 """Flag updates or removals applied between two chances for other work to run."""
+FREEZE_MIN = 10000
+"""Messages from which a freshly loaded state is moved out of the cyclic garbage
+collector's passes (``settle``)."""
+LOAD_STEP = 5000
+"""Entries counted at a load between two chances for the reactor thread to run."""
 
 
 @dataclass(slots=True)
@@ -45,25 +60,37 @@ class MailboxState:
         self.having: dict[str, set[int]] = {}
         """The UIDs having each flag spelling (flag searches and SELECT's first unseen
         without a look at every message)."""
+        self.on_day: dict[int, set[int]] = {}
+        """The UIDs by their internal date's day (``Entry.day``): SINCE, BEFORE and ON."""
 
     @classmethod
     def of(cls, snapshot: Snapshot) -> MailboxState:
         """The state of a freshly read mailbox, without its ``delta`` (an I/O task: the
-        state is new, nobody else sees it yet)."""
+        state is new, nobody else sees it yet; it lets the reactor thread run now and then)."""
         state = cls(snapshot.uidvalidity, snapshot.recent_floor)
-        entries = state.entries = {entry.uid: entry for entry in snapshot.entries}
-        state.by_base = {entry.base: entry for entry in snapshot.entries}
-        state._ordered = list(entries) == sorted(entries)
-        floor, tally, names = state.floor, state.tally, state.flag_names
-        having = state.having
-        for entry in snapshot.entries:
-            tally.add(entry.uid, entry.flags, entry.size, entry.uid >= floor)
-            for flag in entry.flags:
-                uids = having.get(flag)
-                if uids is None:
-                    uids = having[flag] = set()
-                uids.add(entry.uid)
-        names.update(having)
+        listed = snapshot.entries
+        uids = list(map(attrgetter("uid"), listed))
+        state.entries = dict(zip(uids, listed, strict=True))
+        state.by_base = dict(zip(map(attrgetter("base"), listed), listed, strict=True))
+        state._ordered = uids == sorted(uids)
+        groups: defaultdict[frozenset[str], list[int]] = defaultdict(list)
+        days: defaultdict[int, set[int]] = defaultdict(set)
+        for start in range(0, len(listed), LOAD_STEP):
+            for entry in listed[start : start + LOAD_STEP]:
+                groups[entry.flags].append(entry.uid)
+                days[(entry.stamp + 60 * entry.tz) // DAY].add(entry.uid)
+            time.sleep(0)  # the reactor thread's turn (the interpreter lock)
+        state.on_day = dict(days)
+        having, unseen = state.having, 0
+        for flags, members in groups.items():
+            unseen += len(members) if SEEN not in flags else 0
+            for flag in flags:
+                having.setdefault(flag, set()).update(members)
+        floor = state.floor
+        ordered = state._ordered
+        recent = uids[bisect_left(uids, floor) :] if ordered else (u for u in uids if u >= floor)
+        state.tally.add_counted(sum(map(attrgetter("size"), listed)), unseen, recent)
+        state.flag_names.update(having)
         return state
 
     def status(self) -> MailboxStatus:
@@ -109,6 +136,7 @@ class MailboxState:
             tally.add(entry.uid, entry.flags, entry.size, entry.uid >= self.floor)
             self.flag_names |= entry.flags
             self._reflag(entry.uid, frozenset(), entry.flags)
+            self.on_day.setdefault(entry.day, set()).add(entry.uid)
             done.added.append(entry.uid)
         done.added.sort()
         changes = done.changes
@@ -142,58 +170,80 @@ class MailboxState:
                     del by_base[gone.base]
                 tally.remove(uid, gone.flags, gone.size)
                 self._reflag(uid, gone.flags, frozenset())
+                self._undate(uid, gone.day)
                 done.removed.append(uid)
         self.modseq = max(self.modseq, delta.highestmodseq)
         self.uidnext = max(self.uidnext, delta.uidnext)
 
     def _reflag(self, uid: int, old: frozenset[str], new: frozenset[str]) -> None:
         having = self.having
-        for flag in old - new:
+        lost, gained = _differences(old, new)
+        for flag in lost:
             having[flag].discard(uid)
-        for flag in new - old:
+        for flag in gained:
             uids = having.get(flag)
             if uids is None:
                 uids = having[flag] = set()
             uids.add(uid)
 
-    def flag_search(self, key: SearchKey, uids: Sequence[int]) -> list[int] | None:
+    def _undate(self, uid: int, day: int) -> None:
+        members = self.on_day.get(day)
+        if members is not None:
+            members.discard(uid)
+            if not members:
+                del self.on_day[day]
+
+    def quick_search(self, key: SearchKey, uids: Sequence[int]) -> list[int] | None:
         """The UIDs among ``uids`` (ascending) matching ``key``, when it tests nothing but
-        flags (UNSEEN, FLAGGED, NOT DELETED, their ORs and ANDs): from ``having``, a few
-        set operations at any size.  None for any other key (the index answers)."""
+        flags and internal dates (UNSEEN, FLAGGED, NOT DELETED, SINCE, BEFORE, ON, their ORs
+        and ANDs): from ``having`` and ``on_day``, a few set operations at any size.  None
+        for any other key (the index answers)."""
         try:
-            found = self._matching(key, 0)
+            part = self._matching(key, 0)
         except _Other:
             return None
-        if found is None:
+        if part is None:
             return list(uids)
+        if not uids:
+            return []
+        found, negated = part
         entries = self.entries
-        if uids and not (len(uids) == len(entries) and uids[0] in entries and uids[-1] in entries):
+        whole = len(uids) == len(entries) and uids[0] in entries and uids[-1] in entries
+        if negated:  # every message but ``found``: one pass in C, in order
+            if whole and self._ordered:
+                return list(filterfalse(found.__contains__, entries))
+            return list(filter(entries.__contains__, filterfalse(found.__contains__, uids)))
+        if not whole:
             found = found.intersection(uids)  # the session knows of others than these
+        if self._ordered and len(found) > len(entries) // 8:
+            return list(filter(found.__contains__, entries))  # in order already, in C
         return sorted(found)
 
-    def _matching(self, key: SearchKey, depth: int) -> set[int] | None:
-        """The UIDs of the messages matching ``key`` (None: all of them)."""
+    def _matching(self, key: SearchKey, depth: int) -> _Found | None:
+        """The UIDs of the messages matching ``key`` (None: all of them), or of those not
+        matching it (``(uids, True)``: NOT and UNSEEN make no set of the whole mailbox)."""
         if depth > FLAG_DEPTH:
             raise _Other()
         match key:
             case All():
                 return None
             case HasFlag(flag=flag, present=present):
-                having = self._having(flag)
-                return having if present else self._all() - having
+                return self._having(flag), not present
+            case DateCompare(field=DateField.INTERNAL, op=op, date=day):
+                return self._dated(op, day.toordinal() - EPOCH_DAY), False
             case Not(key=inner):
                 excluded = self._matching(inner, depth + 1)
-                return set() if excluded is None else self._all() - excluded
+                return (set(), False) if excluded is None else (excluded[0], not excluded[1])
             case Or(left=left, right=right):
                 one = self._matching(left, depth + 1)
                 other = self._matching(right, depth + 1)
-                return None if one is None or other is None else one | other
+                return None if one is None or other is None else _either(one, other)
             case And(keys=keys):
-                result: set[int] | None = None
+                result: _Found | None = None
                 for inner in keys:
                     part = self._matching(inner, depth + 1)
                     if part is not None:
-                        result = part if result is None else result & part
+                        result = part if result is None else _both(result, part)
                 return result
         raise _Other()
 
@@ -212,15 +262,77 @@ class MailboxState:
             found |= self.having.get(name, set())
         return found
 
-    def _all(self) -> set[int]:
-        return set(self.entries)
+    def _dated(self, op: DateOp, target: int) -> set[int]:
+        """As the engine's scan: the internal date's day in its own offset, compared."""
+        if op is DateOp.ON:
+            return set(self.on_day.get(target, ()))
+        since = op is DateOp.SINCE
+        return set().union(*(m for d, m in self.on_day.items() if (d >= target) is since))
 
     def clear(self) -> None:
         self.entries.clear()
         self.by_base.clear()
         self.having.clear()
+        self.on_day.clear()
         self.tally.clear()
 
 
+@contextmanager
+def uncollected() -> Iterator[None]:
+    """While a mailbox loads (100k new objects that all live on): no pass of the cyclic
+    garbage collector over them, each holding the reactor thread too (the interpreter
+    lock).  Reference counting frees as usual; the collector runs again after."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def settle(state: MailboxState) -> MailboxState:
+    """A big state just loaded, kept out of the collector's full passes (``gc.freeze``):
+    each such pass walks every tracked object, and a STORE of many messages makes enough
+    new ones to start passes over the 100k entries that hold the reactor 100-200 ms.  The
+    entries are freed by reference counting as before; what freezing costs is that
+    cyclic garbage existing at this moment is never collected (a little, once per load
+    of a big mailbox)."""
+    if len(state.entries) >= FREEZE_MIN:
+        gc.freeze()
+    return state
+
+
+@functools.lru_cache(maxsize=256)
+def _differences(old: frozenset[str], new: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """The flags ``old`` has and ``new`` has not, and the other way round (a STORE of 100k
+    messages compares a few distinct pairs of sets)."""
+    return old - new, new - old
+
+
+_Found = tuple[set[int], bool]
+"""UIDs, and whether they are those *not* matching."""
+
+
+def _either(one: _Found, other: _Found) -> _Found:
+    """OR of two results (De Morgan where one or both are complements)."""
+    (a, not_a), (b, not_b) = one, other
+    if not not_a and not not_b:
+        return a | b, False
+    if not_a and not_b:
+        return a & b, True
+    return (a - b, True) if not_a else (b - a, True)
+
+
+def _both(one: _Found, other: _Found) -> _Found:
+    """AND of two results."""
+    (a, not_a), (b, not_b) = one, other
+    if not not_a and not not_b:
+        return a & b, False
+    if not_a and not_b:
+        return a | b, True
+    return (b - a, False) if not_a else (a - b, False)
+
+
 class _Other(Exception):
-    """A key ``flag_search`` does not answer."""
+    """A key ``quick_search`` does not answer."""

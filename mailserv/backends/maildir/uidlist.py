@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterable
+from operator import methodcaller
 
 from twisted.logger import Logger
 
@@ -28,6 +30,8 @@ _log = Logger()
 
 FILENAME = "dovecot-uidlist"
 VERSION = 3
+PIECE = 200_000
+"""Characters of the list parsed between two chances for other threads to run."""
 
 
 class UidList:
@@ -101,15 +105,44 @@ class UidList:
         self._header_line = ""
 
     def _parse(self, data: bytes) -> None:
-        lines = data.decode("utf-8", "surrogateescape").split("\n")
+        text = data.decode("utf-8", "surrogateescape")
+        if self._offset == 0 and text and not text.startswith("\n"):
+            header, _, text = text.partition("\n")
+            self._parse_header(header)
+            self._header_line = header + "\n"
         start = 0
-        if self._offset == 0 and lines and lines[0]:
-            self._parse_header(lines[0])
-            self._header_line = lines[0] + "\n"
-            start = 1
+        while start < len(text):  # in pieces, letting other threads run in between
+            end = text.find("\n", start + PIECE) + 1 or len(text)
+            piece = text[start:end]
+            if not self._parse_plain(piece):
+                self._parse_lines(text[start:].split("\n"))
+                return
+            start = end
+            if start < len(text):
+                time.sleep(0)
+
+    def _parse_plain(self, text: str) -> bool:
+        """Records all of the plain form ``<uid> :<base>`` (ours and Dovecot's, with no
+        colon in the base), whole lines, read with no Python work per line (a 100k list
+        at a mailbox's first load); False, having read nothing, for anything else."""
+        lines = text.split("\n")
+        del lines[-1]  # "" after the last line's end
+        if text.count(" :") != len(lines) or set(map(methodcaller("count", ":"), lines)) != {1}:
+            return False
+        parts = text.replace(" :", "\n").split("\n")
+        uids, bases = parts[0:-1:2], parts[1::2]
+        digits = "".join(uids)
+        if not (digits.isascii() and digits.isdigit()) or "" in uids or "" in bases:
+            return False
+        numbers = list(map(int, uids))
+        self.records.update(zip(bases, numbers, strict=True))
+        self._last_uid = max(self._last_uid, max(numbers))
+        return True
+
+    def _parse_lines(self, lines: list[str]) -> None:
         records = self.records
         last = self._last_uid
-        for line in lines[start:]:
+        for line in lines:
             uid_text, _, rest = line.partition(" ")
             if not uid_text.isdigit():
                 continue

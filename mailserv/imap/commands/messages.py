@@ -137,7 +137,7 @@ async def search(session: Session, command: Command) -> Reply:
         # only messages this session has been told of
         numbers = view.seqs_of(found[start : start + SEARCH_CHUNK])
         if command.uid:
-            numbers = [view.uids[n - 1] for n in numbers]
+            numbers = list(map(view.uids.__getitem__, map((-1).__add__, numbers)))
         if numbers:
             line.append(" ".join(map(str, numbers)).encode())
         await slices.pause()

@@ -1,0 +1,66 @@
+"""The parsed messages (``MessageInfo``) behind a maildir mailbox's FETCH results.
+
+An entry's info is loaded on first use: from the index (one query per batch), or, when its
+row has none, by parsing the file (then the index is given it, in the lane)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from mailserv.backends.maildir.records import Entry
+from mailserv.interfaces import MessageMeta
+from mailserv.message.parse import parse_message
+from mailserv.message.store import UnknownFormat, loads
+
+if TYPE_CHECKING:
+    from mailserv.backends.maildir.mailbox import MaildirMailbox
+
+_log = Logger()
+
+
+def load_infos(box: MaildirMailbox, entries: Iterable[Entry]) -> None:
+    """Give ``entries`` their infos (reactor thread)."""
+    wanted = list(entries)
+    if not wanted:
+        return
+    blobs = box.disk.index.infos([e.uid for e in wanted])
+    for entry in wanted:
+        blob = blobs.get(entry.uid)
+        if blob is not None:
+            try:
+                entry.info = loads(blob)
+                continue
+            except UnknownFormat:
+                pass
+        _reparse(box, entry)
+
+
+def _reparse(box: MaildirMailbox, entry: Entry) -> None:
+    try:
+        raw = box.disk.read(entry.path)
+    except FileNotFoundError:
+        return
+    entry.info = info = parse_message(raw)
+    uid = entry.uid
+
+    async def remember() -> None:
+        async with box.lane:
+            if not box.closed and box.has(uid):
+                await box.io(box.disk.store_info, uid, info)
+
+    Deferred.fromCoroutine(remember()).addErrback(
+        lambda f: _log.failure("Indexing {name} UID {uid} failed", f, name=box.name, uid=uid)
+    )
+
+
+def metas(entries: Sequence[Entry]) -> list[MessageMeta]:
+    """FETCH's view of entries that have their infos."""
+    return [
+        MessageMeta(e.uid, e.flags, e.date, e.size, e.modseq, e.info)
+        for e in entries
+        if e.info is not None
+    ]
