@@ -38,7 +38,7 @@ from mailserv.backends.maildir.io import INLINE_READ
 from mailserv.backends.maildir.pending import PendingEvents
 from mailserv.backends.maildir.records import Delta, Entry, Snapshot
 from mailserv.backends.maildir.search import needs_texts
-from mailserv.backends.maildir.state import Applied, MailboxState, settle, uncollected
+from mailserv.backends.maildir.state import Applied, MailboxState, uncollected
 from mailserv.backends.maildir.texts import TextUpkeep
 from mailserv.errors import MailboxNotFound
 from mailserv.interfaces import (
@@ -156,7 +156,7 @@ class MaildirMailbox(Listened):
         """Read the mailbox and build its state off the reactor, which only installs it."""
         with uncollected():
             snapshot = self.disk.load(self._account.allocate_uidvalidity)
-            return settle(MailboxState.of(snapshot)), snapshot
+            return MailboxState.of(snapshot), snapshot
 
     def _install(self, state: MailboxState, snapshot: Snapshot) -> None:
         self._state = state

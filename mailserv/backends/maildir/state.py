@@ -28,9 +28,6 @@ _CANONICAL = {flag.casefold(): flag for flag in SYSTEM_FLAGS}
 EPOCH_DAY = date(1970, 1, 1).toordinal()
 STEP = 250
 """Flag updates or removals applied between two chances for other work to run."""
-FREEZE_MIN = 10000
-"""Messages from which a freshly loaded state is moved out of the cyclic garbage
-collector's passes (``settle``)."""
 LOAD_STEP = 5000
 """Entries counted at a load between two chances for the reactor thread to run."""
 
@@ -289,18 +286,6 @@ def uncollected() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
-
-
-def settle(state: MailboxState) -> MailboxState:
-    """A big state just loaded, kept out of the collector's full passes (``gc.freeze``):
-    each such pass walks every tracked object, and a STORE of many messages makes enough
-    new ones to start passes over the 100k entries that hold the reactor 100-200 ms.  The
-    entries are freed by reference counting as before; what freezing costs is that
-    cyclic garbage existing at this moment is never collected (a little, once per load
-    of a big mailbox)."""
-    if len(state.entries) >= FREEZE_MIN:
-        gc.freeze()
-    return state
 
 
 @functools.lru_cache(maxsize=256)
