@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import multiprocessing
 import random
 import secrets
@@ -96,12 +97,13 @@ def single_commands(connect: Callable[[], RawClient], count: int, repeat: int) -
     probe = Probe(connect())
     rng = random.Random(7)
     must(timed(actor, "SELECT INBOX"), "SELECT")
+    signs = itertools.cycle("+-")  # the fill leaves every message unseen: each run changes all
     commands = [
         ("SELECT INBOX (warm)", lambda: "SELECT INBOX", 0.050),
         ("UID STORE n +FLAGS (\\Flagged), one message",
          lambda: f"UID STORE {rng.randint(1, count)} +FLAGS (\\Flagged)", 0.002),
-        ("STORE 1:* +/-FLAGS.SILENT (\\Seen)",
-         lambda: f"STORE 1:* {rng.choice('+-')}FLAGS.SILENT (\\Seen)", 0.5),
+        ("STORE 1:* +/-FLAGS.SILENT (\\Seen), every message changed",
+         lambda: f"STORE 1:* {next(signs)}FLAGS.SILENT (\\Seen)", 0.5),
         ("SEARCH UNSEEN", lambda: "SEARCH UNSEEN", 0.020),
         ("SEARCH FLAGGED", lambda: "SEARCH FLAGGED", 0.020),
         ("SEARCH SINCE 1-Jun-2021", lambda: "SEARCH SINCE 1-Jun-2021", 0.020),

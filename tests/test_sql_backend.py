@@ -33,8 +33,10 @@ from mailserv.auth.users import IUserAdmin, IUserStore, UserStoreChecker
 from mailserv.backends.sql import (
     SqlBackend,
     SqlBackendFactory,
+    changes,
     inline_database,
     messages,
+    reads,
     schema,
     search,
 )
@@ -295,7 +297,7 @@ def test_a_deleted_mailbox_object_reports_not_found(backend: SqlBackend) -> None
 
 
 def test_dense_and_sparse_uid_lists(backend: SqlBackend, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(messages, "IN_CHUNK", 4)  # several IN (...) chunks
+    monkeypatch.setattr(reads, "IN_CHUNK", 4)  # several IN (...) chunks
     inbox = resolve(resolve(backend.account("alice")).open("INBOX"))
     uids = [resolve(inbox.append(message(n), frozenset(), None, None)).uid for n in range(120)]
     sparse = uids[::13] + [10**9]
@@ -633,7 +635,7 @@ def test_store_over_uid_runs_in_sql(
     """Runs of UIDs with several old flag sets: one UPDATE per set, each message exact; the
     changes come back ascending (made as read when there are many), the counts follow."""
     if lazy:
-        monkeypatch.setattr(messages, "LAZY_CHANGES", 2)
+        monkeypatch.setattr(changes, "LAZY_CHANGES", 2)
     inbox = resolve(resolve(backend.account("alice")).open("INBOX"))
     kinds = [frozenset(), frozenset({"\\Seen"}), frozenset({"$A"}), frozenset({"\\Seen", "$B"})]
     uids = [resolve(inbox.append(message(n), kinds[n % 4], None, None)).uid for n in range(40)]
@@ -648,7 +650,7 @@ def test_store_over_uid_runs_in_sql(
         after = {m.uid: m for m in resolve(inbox.fetch(uids))}
         expected = [u for u in chosen if u in before and mode.apply(before[u].flags, flags)
                     != before[u].flags]  # fmt: skip
-        assert isinstance(result.changed, messages.FlagChanges) is lazy
+        assert isinstance(result.changed, changes.FlagChanges) is lazy
         assert [c.uid for c in result.changed] == expected
         assert list(result.changed[1:3]) == list(result.changed)[1:3]
         modseq = resolve(inbox.status()).highestmodseq
@@ -726,8 +728,8 @@ def test_uids_are_kept_and_brought_up_to_date(
     other = resolve(resolve(there.account("alice")).open("INBOX"))
     uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(6)]
     assert resolve(box.uids()) == uids == resolve(other.uids())
-    whole = messages.uids
-    monkeypatch.setattr(messages, "uids", lambda *a: pytest.fail("read whole again"))
+    whole = reads.uids
+    monkeypatch.setattr(reads, "uids", lambda *a: pytest.fail("read whole again"))
     resolve(other.store(uids[1:3], StoreMode.ADD, frozenset({"\\Deleted"}), None))
     assert resolve(box.uids()) == uids  # flags only
     assert resolve(other.expunge(None, None)) == uids[1:3]
@@ -743,7 +745,7 @@ def test_uids_are_kept_and_brought_up_to_date(
         )
 
     resolve(here.db.run(behind_its_back, write=True))
-    monkeypatch.setattr(messages, "uids", whole)
+    monkeypatch.setattr(reads, "uids", whole)
     assert resolve(box.uids()) == expected[1:]
     for backend in (here, there):
         resolve(backend.stop())

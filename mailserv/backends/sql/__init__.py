@@ -6,8 +6,10 @@
 - ``dialect.py``: URLs, and what differs between the two databases.
 - ``db.py``: transactions, run in adbapi threads (server) or inline (CLI, tests).
 - ``schema.py``: the one schema and its numbered migrations.
-- ``hierarchy.py`` / ``messages.py``: the SQL of accounts and mailboxes / of messages.
-- ``search.py``: SEARCH keys translated to SQL.
+- ``hierarchy.py``: the SQL of accounts and mailboxes.
+- ``messages.py`` / ``reads.py``: the SQL that changes a mailbox's messages / that reads
+  them; ``changes.py``: a STORE's flag changes as the engine reads them.
+- ``search.py``, ``fulltext.py``: SEARCH keys translated to SQL; the TEXT/BODY index.
 - ``notify.py``: PostgreSQL LISTEN, read by the reactor.
 - ``backend.py``, ``account.py``, ``mailbox.py``: the contract objects.
 """

@@ -22,8 +22,9 @@ from twisted.logger import Logger
 from zope.interface import alsoProvides, implementer
 
 from mailserv.backends.kit.options import Choice, Int, OptionSchema, Text
-from mailserv.backends.sql import fulltext, hierarchy, messages, schema
+from mailserv.backends.sql import fulltext, hierarchy, messages, reads, schema
 from mailserv.backends.sql.account import SqlAccount
+from mailserv.backends.sql.changes import changes_of
 from mailserv.backends.sql.db import Database, InlineDatabase, ThreadedDatabase, Tx
 from mailserv.backends.sql.dialect import DEFAULT_SQLITE_SYNC, SQLITE_SYNC, Dialect, parse_url
 from mailserv.backends.sql.mailbox import SqlMailbox
@@ -292,9 +293,9 @@ class SqlBackend:
             box.expunged(notice.uids(), notice.modseq, None)
         elif notice.kind == FLAGS:
             if notice.data:
-                changes = messages.changes_of({notice.flags(): notice.uids()}, notice.modseq)
+                changes = changes_of({notice.flags(): notice.uids()}, notice.modseq)
             else:
-                changes = await self.db.run(messages.flag_changes, box.id, notice.modseq)
+                changes = await self.db.run(reads.flag_changes, box.id, notice.modseq)
             box.flags_changed(changes, None, notice.modseq)
         elif notice.kind == RENAMED:
             box.name = notice.data
@@ -305,7 +306,7 @@ class SqlBackend:
             self._chain(lambda box=box: self._catch_up(box))  # type: ignore[misc]
 
     async def _catch_up(self, box: SqlMailbox) -> None:
-        box.caught_up(await self.db.run(messages.changes_since, box.id, box.synced, self.zones))
+        box.caught_up(await self.db.run(reads.changes_since, box.id, box.synced, self.zones))
 
     async def catch_up(self, box: SqlMailbox) -> None:
         """``ISharedMailbox.catch_up``: a NOTIFY may still be on its way when the command

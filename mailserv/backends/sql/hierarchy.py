@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mailserv.backends.kit.names import Hierarchy
-from mailserv.backends.sql import messages
+from mailserv.backends.sql import messages, reads
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import RENAMED, Notice
 from mailserv.errors import (
@@ -189,7 +189,7 @@ def rename_mailbox(tx: Tx, account_id: int, old: str, new: str, sender: str) -> 
         create_mailbox(tx, account_id, new, None)
         inbox = names[INBOX][0]
         box = open_mailbox(tx, account_id, new)
-        moved = messages.transfer(tx, inbox, messages.uids(tx, inbox), box.id, True, sender)
+        moved = messages.transfer(tx, inbox, reads.uids(tx, inbox), box.id, True, sender)
         return Renaming(move=moved)
     renamed = []
     for name, target in plan.moves:

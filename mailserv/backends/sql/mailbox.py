@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from zope.interface import implementer
 
 from mailserv.backends.kit import Listened, ListenerSet
-from mailserv.backends.sql import hierarchy, messages, search
+from mailserv.backends.sql import hierarchy, messages, reads, search
 from mailserv.interfaces import (
     RECENT,
     AppendResult,
@@ -79,7 +79,7 @@ class SqlMailbox(Listened):
         self._hold_timer: Any = None
         self._readahead: list[tuple[int, int]] = []  # (uid, size) of the last fetch()
         self._raw: dict[int, bytes] = {}
-        self._uid_list: messages.UidList | None = None
+        self._uid_list: reads.UidList | None = None
         """The mailbox's UIDs as last read (see ``uids``)."""
         self._texts_ready = False
         """Every message has its texts (the backfill passed them): no need to check."""
@@ -87,14 +87,14 @@ class SqlMailbox(Listened):
     # -- reading ------------------------------------------------------------------------
 
     async def status(self) -> MailboxStatus:
-        result: MailboxStatus = await self._backend.db.run(messages.status, self.id)
+        result: MailboxStatus = await self._backend.db.run(reads.status, self.id)
         return result
 
     async def uids(self) -> list[int]:
         """From the list kept for every session of the mailbox in this process: what
         changed since it was read is read (an indexed look when nothing did)."""
         known = self._uid_list
-        found: messages.UidList = await self._backend.db.run(messages.uids_since, self.id, known)
+        found: reads.UidList = await self._backend.db.run(reads.uids_since, self.id, known)
         if self._uid_list is None or found.modseq >= self._uid_list.modseq:
             self._uid_list = found
         return list(found.uids)
@@ -102,7 +102,7 @@ class SqlMailbox(Listened):
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         backend = self._backend
         metas, self._readahead = await backend.db.run(
-            messages.fetch_with_sizes, self.id, list(uids), backend.zones
+            reads.fetch_with_sizes, self.id, list(uids), backend.zones
         )
         return metas
 
@@ -114,7 +114,7 @@ class SqlMailbox(Listened):
 
     async def _load(self, uid: int) -> bytes:
         window = self._window(uid)
-        found: dict[int, bytes] = await self._backend.db.run(messages.contents, self.id, window)
+        found: dict[int, bytes] = await self._backend.db.run(reads.contents, self.id, window)
         self._raw = found
         try:
             return found[uid]
@@ -158,9 +158,7 @@ class SqlMailbox(Listened):
 
     async def changes_since(self, modseq: int) -> Changes:
         backend = self._backend
-        result: Changes = await backend.db.run(
-            messages.changes_since, self.id, modseq, backend.zones
-        )
+        result: Changes = await backend.db.run(reads.changes_since, self.id, modseq, backend.zones)
         return result
 
     # -- changing -----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Messages in one mailbox: transaction functions for APPEND, STORE, COPY/MOVE, EXPUNGE...
+"""Messages in one mailbox: transaction functions for APPEND, STORE, COPY/MOVE, EXPUNGE and
+\\Recent (reading them is ``reads``).
 
 Every write first locks the mailbox row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's
 ``BEGIN IMMEDIATE`` has locked the database) and takes UIDs and the next modseq from it, so
@@ -15,19 +16,18 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain
-from typing import Any, overload
+from typing import Any
 
 from mailserv.backends.sql import fulltext
+from mailserv.backends.sql.changes import changes_of
 from mailserv.backends.sql.db import Tx
-from mailserv.backends.sql.info import LazyInfo, is_current
+from mailserv.backends.sql.reads import where_uids
 from mailserv.backends.sql.rows import (
     ADDED,
     EXPUNGED,
     FLAGS,
     Notice,
     When,
-    Zones,
     flag_probe,
     flag_test,
     flags_text,
@@ -38,21 +38,11 @@ from mailserv.interfaces import (
     DELETED,
     RECENT,
     SEEN,
-    Changes,
     FlagChange,
-    MailboxStatus,
-    MessageMeta,
     StoreMode,
 )
 from mailserv.message import store
-from mailserv.message.info import MessageInfo
 from mailserv.message.parse import parse_message
-
-IN_CHUNK = 500
-"""UIDs per ``IN (...)`` list; well under every driver's parameter limit."""
-
-_META_COLUMNS = "m.uid, m.flags, m.internaldate, m.tz, m.size, m.modseq, i.info, m.message_id"
-_META_JOIN = "mail m JOIN message_info i ON i.message_id = m.message_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,59 +104,6 @@ class _Box:
     highestmodseq: int
 
 
-LAZY_CHANGES = 1024
-"""From this many changes on, a STORE's FlagChange objects are made as they are read."""
-
-
-class FlagChanges(Sequence[FlagChange]):
-    """The changes of a large STORE, ascending by UID: each group's UIDs now have its flags.
-
-    The objects are made when read (the engine reads them in time slices), not all at once
-    in the transaction's thread or in one reactor turn.
-    """
-
-    __slots__ = ("_groups", "_last", "_modseq", "_uids")
-
-    def __init__(self, groups: dict[frozenset[str], list[int]], modseq: int) -> None:
-        items = list(groups.items())
-        self._modseq = modseq
-        self._last = items[-1][0]
-        if len(items) == 1:
-            self._uids = items[0][1]
-        else:
-            self._uids = sorted(chain.from_iterable(uids for _, uids in items))
-        self._groups = [(flags, set(uids)) for flags, uids in items[:-1]]
-
-    def __len__(self) -> int:
-        return len(self._uids)
-
-    @overload
-    def __getitem__(self, index: int) -> FlagChange: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[FlagChange]: ...
-
-    def __getitem__(self, index: int | slice) -> FlagChange | list[FlagChange]:
-        if isinstance(index, slice):
-            return [self._change(uid) for uid in self._uids[index]]
-        return self._change(self._uids[index])
-
-    def _change(self, uid: int) -> FlagChange:
-        for flags, members in self._groups:
-            if uid in members:
-                return FlagChange(uid, flags, self._modseq)
-        return FlagChange(uid, self._last, self._modseq)
-
-
-def changes_of(groups: dict[frozenset[str], list[int]], modseq: int) -> Sequence[FlagChange]:
-    """The FlagChange sequence of ``groups`` (flags: UIDs ascending), ascending by UID."""
-    if sum(len(uids) for uids in groups.values()) >= LAZY_CHANGES:
-        return FlagChanges(groups, modseq)
-    changes = [FlagChange(uid, flags, modseq) for flags, uids in groups.items() for uid in uids]
-    changes.sort(key=lambda change: change.uid)
-    return changes
-
-
 def _lock(tx: Tx, box_id: int) -> _Box:
     row = tx.one(
         "SELECT uidvalidity, uidnext, highestmodseq FROM mailboxes"
@@ -176,34 +113,6 @@ def _lock(tx: Tx, box_id: int) -> _Box:
     if row is None:
         raise MailboxNotFound("the mailbox was deleted")
     return _Box(int(row[0]), int(row[1]), int(row[2]))
-
-
-def _where_uids(
-    tx: Tx, select: str, params: Sequence[Any], uids: Sequence[int], column: str = "uid"
-) -> list[Any]:
-    """Rows of ``select`` (ending in a WHERE clause, ``params`` its values) for ``uids``.
-
-    Ascending by UID, which must be the first column.  A dense list is read as one range and
-    filtered here; a sparse one in ``IN`` chunks.
-    """
-    wanted = sorted(set(uids))
-    if not wanted:
-        return []
-    low, high = wanted[0], wanted[-1]
-    if high - low < 4 * len(wanted) + 64:
-        rows = tx.all(
-            f"{select} AND {column} BETWEEN ? AND ? ORDER BY {column}", (*params, low, high)
-        )
-        if high - low + 1 == len(wanted):
-            return rows
-        keep = set(wanted)
-        return [row for row in rows if row[0] in keep]
-    out: list[Any] = []
-    for start in range(0, len(wanted), IN_CHUNK):
-        chunk = wanted[start : start + IN_CHUNK]
-        marks = ",".join("?" * len(chunk))
-        out += tx.all(f"{select} AND {column} IN ({marks}) ORDER BY {column}", (*params, *chunk))
-    return out
 
 
 # -- content ------------------------------------------------------------------------------
@@ -442,7 +351,7 @@ def _store_rows(tx: Tx, box_id: int, wanted: list[int]) -> tuple[list[Any], bool
     low, high = wanted[0], wanted[-1]
     select = "SELECT uid, flags, modseq FROM mail WHERE mailbox_id = ?"
     if high - low >= 4 * len(wanted) + 64:
-        return _where_uids(tx, select, (box_id,), wanted), False
+        return where_uids(tx, select, (box_id,), wanted), False
     every = tx.all(f"{select} AND uid BETWEEN ? AND ? ORDER BY uid", (box_id, low, high))
     keep = set(wanted)
     rows = [row for row in every if row[0] in keep]
@@ -479,7 +388,7 @@ def expunge(tx: Tx, box_id: int, uids: Sequence[int] | None, sender: str) -> tup
     if uids is None:
         rows = tx.all(select + " ORDER BY uid", params)
     else:
-        rows = _where_uids(tx, select, params, uids)
+        rows = where_uids(tx, select, params, uids)
     return _remove(tx, box_id, rows, sender)
 
 
@@ -532,7 +441,7 @@ def transfer(
     """COPY (or MOVE) ``uids`` to ``target_id``, keeping flags and internal dates."""
     locked = {box_id: _lock(tx, box_id) for box_id in sorted({source_id, target_id})}
     target = locked[target_id]  # both locked in id order above: no deadlock
-    rows = _where_uids(
+    rows = where_uids(
         tx,
         "SELECT uid, message_id, flags, internaldate, tz, internal_day, size FROM mail"
         " WHERE mailbox_id = ?",
@@ -597,165 +506,3 @@ def claim_recent(tx: Tx, box_id: int) -> list[int]:
     ]
     tx.execute("UPDATE mailboxes SET recent_mark = ? WHERE id = ?", (uidnext - 1, box_id))
     return uids
-
-
-# -- reading ------------------------------------------------------------------------------
-
-
-def status(tx: Tx, box_id: int) -> MailboxStatus:
-    row = tx.one(
-        "SELECT uidvalidity, uidnext, messages, unseen, recent_mark, highestmodseq, size"
-        " FROM mailboxes WHERE id = ? AND selectable = 1",
-        (box_id,),
-    )
-    if row is None:
-        raise MailboxNotFound("the mailbox was deleted")
-    validity, uidnext, count, unseen, mark, modseq, size = (int(v) for v in row)
-    recent = 0
-    if mark < uidnext - 1:
-        recent = int(
-            tx.scalar("SELECT count(*) FROM mail WHERE mailbox_id = ? AND uid > ?", (box_id, mark))
-        )
-    return MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size)
-
-
-def uids(tx: Tx, box_id: int) -> list[int]:
-    """Both drivers give integers back: no conversion per row."""
-    rows = tx.all("SELECT uid FROM mail WHERE mailbox_id = ? ORDER BY uid", (box_id,))
-    return [uid for (uid,) in rows]
-
-
-@dataclass(frozen=True, slots=True)
-class UidList:
-    """Every UID of a mailbox (ascending) when its HIGHESTMODSEQ was ``modseq``; the list
-    is never changed in place (a newer one is made), so it may be shared and read anywhere."""
-
-    modseq: int
-    uids: list[int]
-
-
-def uids_since(tx: Tx, box_id: int, known: UidList | None) -> UidList:
-    """The mailbox's UIDs now: ``known`` itself when nothing was added or expunged since,
-    else ``known`` brought up to date from the UIDs above its last one and the expunge
-    log (or read whole when there is no ``known``, or the counts disagree)."""
-    if tx.dialect.is_postgres:  # one snapshot for the statements below
-        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    row = tx.one("SELECT highestmodseq, messages FROM mailboxes WHERE id = ?", (box_id,))
-    if row is None:
-        raise MailboxNotFound("the mailbox was deleted")
-    modseq, count = int(row[0]), int(row[1])
-    if known is not None:
-        if known.modseq == modseq:
-            return known
-        top = known.uids[-1] if known.uids else 0
-        added = tx.all(
-            "SELECT uid FROM mail WHERE mailbox_id = ? AND uid > ? ORDER BY uid", (box_id, top)
-        )
-        gone = tx.all(
-            "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND uid <= ?",
-            (box_id, known.modseq, top),
-        )
-        kept = known.uids
-        if gone:
-            dropped = {uid for (uid,) in gone}
-            kept = [uid for uid in kept if uid not in dropped]
-        fresh = kept + [uid for (uid,) in added]
-        if len(fresh) == count:
-            return UidList(modseq, fresh)
-    return UidList(modseq, uids(tx, box_id))
-
-
-def load_info(tx: Tx, message_id: int, blob: Any) -> MessageInfo:
-    """The stored MessageInfo, decoded when first read; a record of an unknown format (an
-    older mailserv's) is parsed again from the message now."""
-    record = bytes(blob)
-    if is_current(record):
-        return LazyInfo(record)
-    raw = tx.scalar("SELECT raw FROM message_data WHERE message_id = ?", (message_id,))
-    return parse_message(bytes(raw))
-
-
-def _metas(tx: Tx, rows: Sequence[Any], zones: Zones) -> list[MessageMeta]:
-    flag_sets: dict[str, frozenset[str]] = {}
-    out = []
-    for uid, text, seconds, tz, size, modseq, blob, message_id in rows:
-        flags = flag_sets.get(text)
-        if flags is None:
-            flags = flag_sets[text] = frozenset(text.split())
-        out.append(
-            MessageMeta(
-                int(uid),
-                flags,
-                zones.datetime(seconds, tz),
-                int(size),
-                int(modseq),
-                load_info(tx, int(message_id), blob),
-            )
-        )
-    return out
-
-
-def fetch(tx: Tx, box_id: int, uids: Sequence[int], zones: Zones) -> list[MessageMeta]:
-    rows = _where_uids(
-        tx,
-        f"SELECT {_META_COLUMNS} FROM {_META_JOIN} WHERE m.mailbox_id = ?",
-        (box_id,),
-        uids,
-        "m.uid",
-    )
-    return _metas(tx, rows, zones)
-
-
-def fetch_with_sizes(
-    tx: Tx, box_id: int, uids: Sequence[int], zones: Zones
-) -> tuple[list[MessageMeta], list[tuple[int, int]]]:
-    """:func:`fetch`, and the (uid, size) pairs of the result for the content read-ahead
-    (made here, in the query's thread, not on the reactor)."""
-    metas = fetch(tx, box_id, uids, zones)
-    return metas, [(meta.uid, meta.size) for meta in metas]
-
-
-def contents(tx: Tx, box_id: int, uids: Sequence[int]) -> dict[int, bytes]:
-    rows = _where_uids(
-        tx,
-        "SELECT m.uid, d.raw FROM mail m JOIN message_data d ON d.message_id = m.message_id"
-        " WHERE m.mailbox_id = ?",
-        (box_id,),
-        uids,
-        "m.uid",
-    )
-    return {int(uid): bytes(raw) for uid, raw in rows}
-
-
-def changes_since(tx: Tx, box_id: int, modseq: int, zones: Zones) -> Changes:
-    """HIGHESTMODSEQ is read first, so no change can fall between it and the rows."""
-    highest = tx.scalar("SELECT highestmodseq FROM mailboxes WHERE id = ?", (box_id,))
-    if highest is None:
-        raise MailboxNotFound("the mailbox was deleted")
-    rows = tx.all(
-        f"SELECT {_META_COLUMNS} FROM {_META_JOIN} WHERE m.mailbox_id = ? AND m.modseq > ?"
-        " ORDER BY m.uid",
-        (box_id, modseq),
-    )
-    vanished = tx.all(
-        "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
-        (box_id, modseq),
-    )
-    return Changes(_metas(tx, rows, zones), [int(uid) for (uid,) in vanished], int(highest))
-
-
-def flag_changes(tx: Tx, box_id: int, modseq: int) -> Sequence[FlagChange]:
-    """The messages a STORE at ``modseq`` changed and nothing changed since (for notices)."""
-    rows = tx.all(
-        "SELECT uid, flags FROM mail WHERE mailbox_id = ? AND modseq = ? ORDER BY uid",
-        (box_id, modseq),
-    )
-    by_text: dict[str, list[int]] = {}
-    for uid, text in rows:
-        by_text.setdefault(text, []).append(int(uid))
-    groups: dict[frozenset[str], list[int]] = {}
-    for text, uids in by_text.items():
-        groups.setdefault(frozenset(text.split()), []).extend(uids)
-    for uids in groups.values():
-        uids.sort()
-    return changes_of(groups, modseq)

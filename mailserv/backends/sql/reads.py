@@ -1,0 +1,210 @@
+"""Reading one mailbox's messages: transaction functions for STATUS, SELECT's UID list,
+FETCH, message contents and the changes since a modseq."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mailserv.backends.sql.changes import changes_of
+from mailserv.backends.sql.db import Tx
+from mailserv.backends.sql.info import LazyInfo, is_current
+from mailserv.backends.sql.rows import Zones
+from mailserv.errors import MailboxNotFound
+from mailserv.interfaces import Changes, FlagChange, MailboxStatus, MessageMeta
+from mailserv.message.info import MessageInfo
+from mailserv.message.parse import parse_message
+
+IN_CHUNK = 500
+"""UIDs per ``IN (...)`` list; well under every driver's parameter limit."""
+
+_META_COLUMNS = "m.uid, m.flags, m.internaldate, m.tz, m.size, m.modseq, i.info, m.message_id"
+_META_JOIN = "mail m JOIN message_info i ON i.message_id = m.message_id"
+
+
+def where_uids(
+    tx: Tx, select: str, params: Sequence[Any], uids: Sequence[int], column: str = "uid"
+) -> list[Any]:
+    """Rows of ``select`` (ending in a WHERE clause, ``params`` its values) for ``uids``.
+
+    Ascending by UID, which must be the first column.  A dense list is read as one range and
+    filtered here; a sparse one in ``IN`` chunks.
+    """
+    wanted = sorted(set(uids))
+    if not wanted:
+        return []
+    low, high = wanted[0], wanted[-1]
+    if high - low < 4 * len(wanted) + 64:
+        rows = tx.all(
+            f"{select} AND {column} BETWEEN ? AND ? ORDER BY {column}", (*params, low, high)
+        )
+        if high - low + 1 == len(wanted):
+            return rows
+        keep = set(wanted)
+        return [row for row in rows if row[0] in keep]
+    out: list[Any] = []
+    for start in range(0, len(wanted), IN_CHUNK):
+        chunk = wanted[start : start + IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        out += tx.all(f"{select} AND {column} IN ({marks}) ORDER BY {column}", (*params, *chunk))
+    return out
+
+
+def status(tx: Tx, box_id: int) -> MailboxStatus:
+    row = tx.one(
+        "SELECT uidvalidity, uidnext, messages, unseen, recent_mark, highestmodseq, size"
+        " FROM mailboxes WHERE id = ? AND selectable = 1",
+        (box_id,),
+    )
+    if row is None:
+        raise MailboxNotFound("the mailbox was deleted")
+    validity, uidnext, count, unseen, mark, modseq, size = (int(v) for v in row)
+    recent = 0
+    if mark < uidnext - 1:
+        recent = int(
+            tx.scalar("SELECT count(*) FROM mail WHERE mailbox_id = ? AND uid > ?", (box_id, mark))
+        )
+    return MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size)
+
+
+def uids(tx: Tx, box_id: int) -> list[int]:
+    """Both drivers give integers back: no conversion per row."""
+    rows = tx.all("SELECT uid FROM mail WHERE mailbox_id = ? ORDER BY uid", (box_id,))
+    return [uid for (uid,) in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class UidList:
+    """Every UID of a mailbox (ascending) when its HIGHESTMODSEQ was ``modseq``; the list
+    is never changed in place (a newer one is made), so it may be shared and read anywhere."""
+
+    modseq: int
+    uids: list[int]
+
+
+def uids_since(tx: Tx, box_id: int, known: UidList | None) -> UidList:
+    """The mailbox's UIDs now: ``known`` itself when nothing was added or expunged since,
+    else ``known`` brought up to date from the UIDs above its last one and the expunge
+    log (or read whole when there is no ``known``, or the counts disagree)."""
+    if tx.dialect.is_postgres:  # one snapshot for the statements below
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    row = tx.one("SELECT highestmodseq, messages FROM mailboxes WHERE id = ?", (box_id,))
+    if row is None:
+        raise MailboxNotFound("the mailbox was deleted")
+    modseq, count = int(row[0]), int(row[1])
+    if known is not None:
+        if known.modseq == modseq:
+            return known
+        top = known.uids[-1] if known.uids else 0
+        added = tx.all(
+            "SELECT uid FROM mail WHERE mailbox_id = ? AND uid > ? ORDER BY uid", (box_id, top)
+        )
+        gone = tx.all(
+            "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND uid <= ?",
+            (box_id, known.modseq, top),
+        )
+        kept = known.uids
+        if gone:
+            dropped = {uid for (uid,) in gone}
+            kept = [uid for uid in kept if uid not in dropped]
+        fresh = kept + [uid for (uid,) in added]
+        if len(fresh) == count:
+            return UidList(modseq, fresh)
+    return UidList(modseq, uids(tx, box_id))
+
+
+def load_info(tx: Tx, message_id: int, blob: Any) -> MessageInfo:
+    """The stored MessageInfo, decoded when first read; a record of an unknown format (an
+    older mailserv's) is parsed again from the message now."""
+    record = bytes(blob)
+    if is_current(record):
+        return LazyInfo(record)
+    raw = tx.scalar("SELECT raw FROM message_data WHERE message_id = ?", (message_id,))
+    return parse_message(bytes(raw))
+
+
+def metas(tx: Tx, rows: Sequence[Any], zones: Zones) -> list[MessageMeta]:
+    flag_sets: dict[str, frozenset[str]] = {}
+    out = []
+    for uid, text, seconds, tz, size, modseq, blob, message_id in rows:
+        flags = flag_sets.get(text)
+        if flags is None:
+            flags = flag_sets[text] = frozenset(text.split())
+        out.append(
+            MessageMeta(
+                int(uid),
+                flags,
+                zones.datetime(seconds, tz),
+                int(size),
+                int(modseq),
+                load_info(tx, int(message_id), blob),
+            )
+        )
+    return out
+
+
+def fetch(tx: Tx, box_id: int, uids: Sequence[int], zones: Zones) -> list[MessageMeta]:
+    rows = where_uids(
+        tx,
+        f"SELECT {_META_COLUMNS} FROM {_META_JOIN} WHERE m.mailbox_id = ?",
+        (box_id,),
+        uids,
+        "m.uid",
+    )
+    return metas(tx, rows, zones)
+
+
+def fetch_with_sizes(
+    tx: Tx, box_id: int, uids: Sequence[int], zones: Zones
+) -> tuple[list[MessageMeta], list[tuple[int, int]]]:
+    """:func:`fetch`, and the (uid, size) pairs of the result for the content read-ahead
+    (made here, in the query's thread, not on the reactor)."""
+    metas = fetch(tx, box_id, uids, zones)
+    return metas, [(meta.uid, meta.size) for meta in metas]
+
+
+def contents(tx: Tx, box_id: int, uids: Sequence[int]) -> dict[int, bytes]:
+    rows = where_uids(
+        tx,
+        "SELECT m.uid, d.raw FROM mail m JOIN message_data d ON d.message_id = m.message_id"
+        " WHERE m.mailbox_id = ?",
+        (box_id,),
+        uids,
+        "m.uid",
+    )
+    return {int(uid): bytes(raw) for uid, raw in rows}
+
+
+def changes_since(tx: Tx, box_id: int, modseq: int, zones: Zones) -> Changes:
+    """HIGHESTMODSEQ is read first, so no change can fall between it and the rows."""
+    highest = tx.scalar("SELECT highestmodseq FROM mailboxes WHERE id = ?", (box_id,))
+    if highest is None:
+        raise MailboxNotFound("the mailbox was deleted")
+    rows = tx.all(
+        f"SELECT {_META_COLUMNS} FROM {_META_JOIN} WHERE m.mailbox_id = ? AND m.modseq > ?"
+        " ORDER BY m.uid",
+        (box_id, modseq),
+    )
+    vanished = tx.all(
+        "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+        (box_id, modseq),
+    )
+    return Changes(metas(tx, rows, zones), [int(uid) for (uid,) in vanished], int(highest))
+
+
+def flag_changes(tx: Tx, box_id: int, modseq: int) -> Sequence[FlagChange]:
+    """The messages a STORE at ``modseq`` changed and nothing changed since (for notices)."""
+    rows = tx.all(
+        "SELECT uid, flags FROM mail WHERE mailbox_id = ? AND modseq = ? ORDER BY uid",
+        (box_id, modseq),
+    )
+    by_text: dict[str, list[int]] = {}
+    for uid, text in rows:
+        by_text.setdefault(text, []).append(int(uid))
+    groups: dict[frozenset[str], list[int]] = {}
+    for text, uids in by_text.items():
+        groups.setdefault(frozenset(text.split()), []).extend(uids)
+    for uids in groups.values():
+        uids.sort()
+    return changes_of(groups, modseq)
