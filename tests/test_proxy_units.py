@@ -329,3 +329,46 @@ def test_mirror_keeps_the_unseen_uids() -> None:
     assert mirror.unseen == {1, 3, 4}
     mirror.remove([3, 9], None)
     assert mirror.unseen == {1, 4} and mirror.status().unseen == 2
+
+
+def _flooded(lines: int) -> tuple[Clock, StringTransport, UpstreamProtocol, list[wire.Response]]:
+    """A protocol sent ``lines`` untagged FETCH responses in one read (a STORE 1:* of a
+    big mailbox), then a tagged OK; what it has dispatched so far is in the list."""
+    clock = Clock()
+    conn = UpstreamProtocol(clock, 10.0, "test")
+    transport = StringTransport()
+    conn.makeConnection(transport)
+    conn.dataReceived(b"* OK ready\r\n")
+    seen: list[wire.Response] = []
+    conn.on_untagged = seen.append
+    flood = b"".join(
+        b"* %d FETCH (UID %d FLAGS (\\Seen))\r\n" % (n, n) for n in range(1, lines + 1)
+    )
+    conn.dataReceived(flood + b"p9 OK done\r\n")
+    return clock, transport, conn, seen
+
+
+def test_a_huge_answer_is_handled_in_slices_with_the_transport_paused() -> None:
+    """One read of 20,000 responses would hold the reactor for a long time: the protocol
+    handles a slice, pauses the transport, and goes on in later reactor turns."""
+    clock, transport, conn, seen = _flooded(20000)
+    assert 0 < len(seen) < 20000
+    assert transport.producerState == "paused"
+    conn.dataReceived(b"* 1 EXISTS\r\n")  # arriving meanwhile: queued behind the rest
+    turns = 0  # one reactor turn each (Clock.advance would run them all)
+    while clock.calls and clock.calls[0].getTime() <= clock.seconds() and turns < 10000:
+        call = clock.calls.pop(0)
+        call.func(*call.args, **call.kw)
+        turns += 1
+    assert turns > 1 and transport.producerState == "producing"
+    assert [r.number for r in seen] == [*range(1, 20001), 1]
+    assert seen[-1].kind == "EXISTS"
+
+
+def test_a_connection_lost_mid_slices_dispatches_what_arrived_first() -> None:
+    _, _, conn, seen = _flooded(20000)
+    assert len(seen) < 20000
+    lost: list[str] = []
+    conn.on_lost = lost.append
+    conn.connectionLost()
+    assert len(seen) == 20000 and lost

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from twisted.python.failure import Failure
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.wire import Arg, Literal, Response
 from mailserv.errors import BackendUnavailable
+from mailserv.slicing import SLICE
 
 _log = Logger()
 
@@ -33,6 +35,8 @@ _LITERAL_END = re.compile(rb"~?\{(\d+)\}$")
 MAX_LINE = 1 << 22
 """Longest response line we accept without literals (a SEARCH of many UIDs fits)."""
 MAX_LITERAL = 1 << 30
+CHECK_EVERY = 32
+"""Responses dispatched between two looks at the clock."""
 
 Handler = Callable[[Response], bool]
 """Sees an untagged response during a command; True when it consumed it."""
@@ -80,6 +84,8 @@ class UpstreamProtocol(Protocol):
         self._need = 0
         self._chunks: list[bytes] = []
         self._watchdog: IDelayedCall | None = None
+        self._later: IDelayedCall | None = None
+        """Set while a big input is handled in slices: the rest is in ``_buffer``."""
         self._bye: str | None = None
         self._closing = False
 
@@ -99,6 +105,10 @@ class UpstreamProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         self._disarm()
+        if self._later is not None:  # what arrived before the loss is answered first
+            self._later.cancel()
+            self._later = None
+            self._consume(None)
         text = self._bye or _describe(reason)
         self.lost_reason = text
         error = BackendUnavailable(f"upstream connection lost: {text}")
@@ -173,11 +183,19 @@ class UpstreamProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._watchdog is not None:
             self._arm()
-        if self._buffer:
-            data = self._buffer + data
-            self._buffer = b""
+        self._buffer = self._buffer + data if self._buffer else data
+        if self._later is None:
+            self._consume(SLICE)
+
+    def _consume(self, budget: float | None) -> None:
+        """Frame and dispatch what is buffered.  A big answer (a STORE or FETCH of 100k
+        messages is megabytes of FETCH lines) is handled in slices of ``budget`` seconds:
+        the rest waits, the transport paused, while the reactor serves everyone else."""
+        data, self._buffer = self._buffer, b""
+        started = time.perf_counter()
         pos = 0
         size = len(data)
+        count = 0
         while pos < size:
             if self._need:
                 take = min(self._need, size - pos)
@@ -217,6 +235,24 @@ class UpstreamProtocol(Protocol):
             except wire.ResponseError as exc:
                 self.abort(f"unparsable response ({exc})")
                 return
+            count += 1
+            if (
+                budget is not None
+                and count % CHECK_EVERY == 0
+                and pos < size
+                and time.perf_counter() - started > budget
+            ):
+                self._buffer = data[pos:]
+                self._later = self.clock.callLater(0, self._go_on)
+                if self.transport is not None:
+                    self.transport.pauseProducing()  # type: ignore[attr-defined]
+                return
+
+    def _go_on(self) -> None:
+        self._later = None
+        self._consume(SLICE)
+        if self._later is None and self.transport is not None and self.lost_reason is None:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
 
     def _dispatch(self, response: Response) -> None:
         pending = self._pending
