@@ -1,11 +1,24 @@
-"""LIST/LSUB pattern matching and the CHILDREN attributes (RFC 3501 6.3.8, RFC 3348)."""
+"""LIST/LSUB pattern matching and the CHILDREN attributes (RFC 3501 6.3.8, RFC 3348), and
+the extended LIST's selection and return options (RFC 5258, RFC 6154, RFC 5819)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from mailserv.interfaces import DELIMITER, INBOX, NOSELECT, MailboxInfo
+from mailserv.interfaces import (
+    DELIMITER,
+    HAS_CHILDREN,
+    HAS_NO_CHILDREN,
+    INBOX,
+    NONEXISTENT,
+    NOSELECT,
+    SPECIAL_USE,
+    MailboxInfo,
+)
+
+SUBSCRIBED = "\\Subscribed"
 
 
 def full_pattern(reference: str, pattern: str) -> str:
@@ -38,25 +51,6 @@ def ancestors(name: str) -> Iterable[str]:
         yield DELIMITER.join(parts[:i])
 
 
-def list_entries(
-    mailboxes: Sequence[MailboxInfo], pattern: re.Pattern[str]
-) -> list[tuple[str, frozenset[str]]]:
-    """Matching names with their attributes, \\HasChildren/\\HasNoChildren added.
-
-    A parent that is only implied by its children's names shows as \\Noselect.
-    """
-    known = {info.name: info.attributes for info in mailboxes}
-    parents = {parent for name in known for parent in ancestors(name)}
-    for parent in parents - known.keys():
-        known[parent] = frozenset({NOSELECT})
-    result = []
-    for name in sorted(known, key=lambda n: (n != INBOX, n)):
-        if pattern.fullmatch(name):
-            children = "\\HasChildren" if name in parents else "\\HasNoChildren"
-            result.append((name, known[name] | {children}))
-    return result
-
-
 def lsub_entries(
     subscribed: Iterable[str], pattern: re.Pattern[str], wildcard_parents: bool
 ) -> list[tuple[str, frozenset[str]]]:
@@ -67,3 +61,69 @@ def lsub_entries(
         implied = {p for name in names for p in ancestors(name)} - names
         result += [(p, frozenset({NOSELECT})) for p in sorted(implied) if pattern.fullmatch(p)]
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class ListRequest:
+    """A LIST command, basic (RFC 3501) or extended (RFC 5258): which names, and what of them.
+
+    ``select`` holds selection options (SUBSCRIBED, REMOTE, RECURSIVEMATCH, SPECIAL-USE),
+    ``returns`` return options (SUBSCRIBED, CHILDREN, SPECIAL-USE, STATUS); ``status_items``
+    are LIST-STATUS's (RFC 5819) items.  Selecting SUBSCRIBED implies returning it."""
+
+    reference: str
+    patterns: tuple[str, ...]
+    select: frozenset[str] = frozenset()
+    returns: frozenset[str] = frozenset()
+    status_items: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    name: str
+    attributes: frozenset[str]
+    subscribed_child: bool = False
+    """RECURSIVEMATCH: a subscribed name below this one (``CHILDINFO ("SUBSCRIBED")``)."""
+
+
+def extended_entries(
+    mailboxes: Sequence[MailboxInfo], subscribed: Iterable[str], request: ListRequest
+) -> list[ListEntry]:
+    """The LIST answer of ``request``: the names matching any pattern that pass the
+    selection options, in order (INBOX first), attributes as the return options ask."""
+    patterns = [compile_pattern(full_pattern(request.reference, p)) for p in request.patterns]
+    known = {info.name: info.attributes for info in mailboxes}
+    parents = {parent for name in known for parent in ancestors(name)}
+    for parent in parents - known.keys():
+        known[parent] = frozenset({NOSELECT})
+    subscriptions = set(subscribed)
+    select = request.select
+    candidates = set(known)
+    if "SUBSCRIBED" in select:
+        candidates = set(subscriptions)
+        if "RECURSIVEMATCH" in select:
+            candidates |= {parent for name in subscriptions for parent in ancestors(name)}
+    if "SPECIAL-USE" in select:
+        candidates = {name for name in candidates if known.get(name, frozenset()) & SPECIAL_USE}
+    show_subscribed = "SUBSCRIBED" in select or "SUBSCRIBED" in request.returns
+    result = []
+    for name in sorted(candidates, key=lambda n: (n != INBOX, n)):
+        if not any(pattern.fullmatch(name) for pattern in patterns):
+            continue
+        attributes = known.get(name, frozenset({NONEXISTENT}))
+        if name in known or name in parents:
+            children = HAS_CHILDREN if name in parents else HAS_NO_CHILDREN
+            attributes = attributes | {children}
+        if show_subscribed and name in subscriptions:
+            attributes = attributes | {SUBSCRIBED}
+        child_info = "RECURSIVEMATCH" in select and any(
+            is_inside(other, name) for other in subscriptions
+        )
+        if "SUBSCRIBED" in select and name not in subscriptions and not child_info:
+            continue
+        result.append(ListEntry(name, attributes, child_info))
+    return result
+
+
+def is_inside(name: str, parent: str) -> bool:
+    return name.startswith(parent + DELIMITER)

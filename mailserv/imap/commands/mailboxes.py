@@ -1,25 +1,24 @@
-"""Authenticated state, mailbox level: CREATE DELETE RENAME (UN)SUBSCRIBE LIST LSUB STATUS."""
+"""Authenticated state, mailbox level: CREATE DELETE RENAME (UN)SUBSCRIBE STATUS (LIST and
+LSUB: :mod:`mailserv.imap.commands.lists`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mailserv import errors
 from mailserv.imap import listing
-from mailserv.imap.arguments import UndecodableName, list_pattern, mailbox, new_mailbox, text_atom
+from mailserv.imap.arguments import mailbox, new_mailbox, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.registry import StatusItem
 from mailserv.imap.replies import Bad, No, Reply
-from mailserv.interfaces import INBOX, IAccount, MailboxStatus
+from mailserv.interfaces import INBOX, SPECIAL_USE, IAccount, MailboxStatus
 from mailserv.syntax import encode, utf7
 from mailserv.syntax.tokens import Command, ParenList
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session
 
-SPECIAL_USE = frozenset(
-    {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
-)
 _FORBIDDEN = set("*%") | {chr(c) for c in range(0x20)} | {"\x7f"}
 
 
@@ -117,62 +116,14 @@ async def unsubscribe(session: Session, command: Command) -> Reply:
     return Reply()
 
 
-def _list_args(command: Command) -> tuple[str, str] | None:
-    """The reference and pattern; None when either does not decode (it matches no name)."""
-    if len(command.args) != 2:
-        raise Bad(f"{command.name} takes a reference and a mailbox pattern")
-    try:
-        return list_pattern(command.args[0]), list_pattern(command.args[1])
-    except UndecodableName:
-        return None
-
-
-async def list_(session: Session, command: Command) -> Reply:
-    args = _list_args(command)
-    if args is None:
-        return Reply()
-    reference, pattern = args
-    if not pattern:
-        session.write(b'* LIST (\\Noselect) "/" ""\r\n')
-        return Reply()
-    regex = listing.compile_pattern(listing.full_pattern(reference, pattern))
-    boxes = await account_of(session).list_mailboxes()
-    out = [
-        b'* LIST %s "/" %s\r\n' % (encode.flag_list(attrs), name_bytes(name))
-        for name, attrs in listing.list_entries(boxes, regex)
-    ]
-    session.write(b"".join(out))
-    return Reply()
-
-
-async def lsub(session: Session, command: Command) -> Reply:
-    args = _list_args(command)
-    if args is None:
-        return Reply()
-    reference, pattern = args
-    if not pattern:
-        session.write(b'* LSUB (\\Noselect) "/" ""\r\n')
-        return Reply()
-    full = listing.full_pattern(reference, pattern)
-    regex = listing.compile_pattern(full)
-    subscribed = await account_of(session).subscriptions()
-    out = [
-        b'* LSUB %s "/" %s\r\n' % (encode.flag_list(attrs), name_bytes(name))
-        for name, attrs in listing.lsub_entries(subscribed, regex, full.endswith("%"))
-    ]
-    session.write(b"".join(out))
-    return Reply()
-
-
 STATUS_ITEMS = (
     StatusItem("MESSAGES", lambda s: s.messages),
     StatusItem("RECENT", lambda s: s.recent),
     StatusItem("UIDNEXT", lambda s: s.uidnext),
     StatusItem("UIDVALIDITY", lambda s: s.uidvalidity),
     StatusItem("UNSEEN", lambda s: s.unseen),
-    StatusItem("SIZE", lambda s: s.size),
 )
-"""RFC 3501's items, and RFC 8438's SIZE; extensions register more."""
+"""RFC 3501's items; extensions register more."""
 
 
 async def status(session: Session, command: Command) -> Reply:
@@ -189,9 +140,16 @@ async def status(session: Session, command: Command) -> Reply:
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc
     counts: MailboxStatus = await box.status()
-    values = b" ".join(b"%s %d" % (item.encode(), known[item].value(counts)) for item in items)
-    session.write(b"* STATUS %s (%s)\r\n" % (name_bytes(name), values))
+    session.write(status_line(name, items, counts, known))
     return Reply()
+
+
+def status_line(
+    name: str, items: Sequence[str], counts: MailboxStatus, known: Mapping[str, StatusItem]
+) -> bytes:
+    """``* STATUS name (ITEM n ...)`` (STATUS, and LIST's RETURN (STATUS ...))."""
+    values = b" ".join(b"%s %d" % (item.encode(), known[item].value(counts)) for item in items)
+    return b"* STATUS %s (%s)\r\n" % (name_bytes(name), values)
 
 
 SPECS = (
@@ -200,7 +158,5 @@ SPECS = (
     CommandSpec("RENAME", rename, AUTH),
     CommandSpec("SUBSCRIBE", subscribe, AUTH),
     CommandSpec("UNSUBSCRIBE", unsubscribe, AUTH),
-    CommandSpec("LIST", list_, AUTH),
-    CommandSpec("LSUB", lsub, AUTH),
     CommandSpec("STATUS", status, AUTH),
 )

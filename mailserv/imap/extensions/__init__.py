@@ -9,18 +9,20 @@ CAPABILITY lists the words in this order.  RFC 3501 itself is declared the same 
 
 from __future__ import annotations
 
-from mailserv.imap.commands import append, login, mailboxes, messages, select, session
+from mailserv.imap.commands import append, lists, login, mailboxes, messages, select, session
 from mailserv.imap.extensions import (
     appendlimit,
     children,
     enable,
     id,
     idle,
+    list_extended,
     literal_plus,
     move,
     namespace,
     sasl_ir,
     special_use,
+    status_size,
     uidplus,
     unselect,
 )
@@ -29,7 +31,12 @@ from mailserv.imap.registry import Capability, Extension
 IMAP4REV1 = Extension(
     "IMAP4rev1",
     capabilities=(Capability(b"IMAP4rev1"),),
-    commands=session.SPECS + mailboxes.SPECS + select.SPECS + append.SPECS + messages.SPECS,
+    commands=session.SPECS
+    + mailboxes.SPECS
+    + lists.SPECS
+    + select.SPECS
+    + append.SPECS
+    + messages.SPECS,
     status_items=mailboxes.STATUS_ITEMS,
     response_codes=frozenset(
         {"ALERT", "PARSE", "PERMANENTFLAGS", "READ-ONLY", "READ-WRITE", "TRYCREATE"}
@@ -50,6 +57,8 @@ BUILT_IN: tuple[Extension, ...] = (
     move.EXTENSION,
     children.EXTENSION,
     special_use.EXTENSION,
+    list_extended.EXTENSION,
+    status_size.EXTENSION,
     appendlimit.EXTENSION,
     login.SIGN_IN,
 )

@@ -1,0 +1,154 @@
+"""LIST and LSUB: RFC 3501's forms and RFC 5258's extended LIST.
+
+The extended form takes selection options before the reference, one pattern or a list of
+them, and ``RETURN (...)`` options after: SUBSCRIBED, REMOTE (no remote mailboxes here),
+RECURSIVEMATCH, SPECIAL-USE (RFC 6154) to select; SUBSCRIBED, CHILDREN, SPECIAL-USE and
+STATUS (RFC 5819's LIST-STATUS) to return.  Which names match is
+:func:`mailserv.imap.listing.extended_entries`; the capabilities are offered by
+:mod:`mailserv.imap.extensions.list_extended`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailserv import errors
+from mailserv.imap import listing
+from mailserv.imap.arguments import UndecodableName, list_pattern, text_atom
+from mailserv.imap.commands import AUTH, CommandSpec
+from mailserv.imap.commands.mailboxes import account_of, name_bytes, status_line
+from mailserv.imap.listing import ListEntry, ListRequest
+from mailserv.imap.replies import Bad, Reply
+from mailserv.interfaces import NONEXISTENT, NOSELECT
+from mailserv.syntax import encode
+from mailserv.syntax.tokens import Atom, Command, ParenList, Token
+
+if TYPE_CHECKING:
+    from mailserv.imap.session import Session
+
+SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
+RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
+MAX_PATTERNS = 100
+_EMPTY_PATTERN = b'* LIST (\\Noselect) "/" ""\r\n'
+
+
+def _options(token: Token, allowed: frozenset[str], what: str) -> list[str]:
+    if not isinstance(token, ParenList):
+        raise Bad(f"Expected a list of {what} options")
+    names = [text_atom(item).upper() if isinstance(item, Atom) else "" for item in token.items]
+    for name in names:
+        if name not in allowed:
+            raise Bad(f"Unknown LIST {what} option {name[:40] or '(not an atom)'}")
+    return names
+
+
+def _returns(token: Token, status_items: frozenset[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """RETURN's options; STATUS is followed by its list of items."""
+    if not isinstance(token, ParenList):
+        raise Bad("RETURN takes a list of options")
+    items = list(token.items)
+    names: set[str] = set()
+    wanted: tuple[str, ...] = ()
+    while items:
+        name = _options(ParenList((items.pop(0),)), RETURN_OPTIONS, "return")[0]
+        names.add(name)
+        if name == "STATUS":
+            listed = items.pop(0) if items else None
+            if not isinstance(listed, ParenList) or not listed.items:
+                raise Bad("RETURN STATUS takes a list of STATUS items")
+            wanted = tuple(text_atom(item).upper() for item in listed.items)
+            unknown = [item for item in wanted if item not in status_items]
+            if unknown:
+                raise Bad(f"Unknown STATUS item {unknown[0][:40]}")
+    return frozenset(names), wanted
+
+
+def parse_list(args: tuple[Token, ...], status_items: frozenset[str]) -> ListRequest | None:
+    """The request, or None when the reference does not decode (no name can match)."""
+    rest = list(args)
+    select: frozenset[str] = frozenset()
+    if rest and isinstance(rest[0], ParenList):
+        select = frozenset(_options(rest.pop(0), SELECT_OPTIONS, "selection"))
+        if "RECURSIVEMATCH" in select and not select - {"RECURSIVEMATCH", "REMOTE"}:
+            raise Bad("RECURSIVEMATCH needs another selection option")
+    returns: frozenset[str] = frozenset()
+    items: tuple[str, ...] = ()
+    if len(rest) == 4 and isinstance(rest[2], Atom) and rest[2].value.upper() == "RETURN":
+        returns, items = _returns(rest[3], status_items)
+        rest = rest[:2]
+    if len(rest) != 2:
+        raise Bad("LIST takes a reference and a mailbox pattern (or a list of them)")
+    given = rest[1].items if isinstance(rest[1], ParenList) else (rest[1],)
+    if not given or len(given) > MAX_PATTERNS:
+        raise Bad(f"LIST takes 1 to {MAX_PATTERNS} patterns")
+    patterns = []
+    for token in given:
+        try:
+            patterns.append(list_pattern(token))
+        except UndecodableName:
+            continue  # matches no name
+    try:
+        reference = list_pattern(rest[0])
+    except UndecodableName:
+        return None
+    return ListRequest(reference, tuple(patterns), select, returns, items)
+
+
+async def list_(session: Session, command: Command) -> Reply:
+    request = parse_list(command.args, frozenset(session.services.registry.status_items))
+    if request is None or not request.patterns:
+        return Reply()
+    if request.patterns == ("",):
+        session.write(_EMPTY_PATTERN)
+        return Reply()
+    account = account_of(session)
+    boxes = await account.list_mailboxes()
+    wants_subscriptions = "SUBSCRIBED" in request.select | request.returns
+    subscribed = await account.subscriptions() if wants_subscriptions else ()
+    for entry in listing.extended_entries(boxes, subscribed, request):
+        session.write(_list_line(entry))
+        if request.status_items and not entry.attributes & {NOSELECT, NONEXISTENT}:
+            try:
+                box = await account.open(entry.name)
+                counts = await box.status()
+            except errors.MailboxNotFound:
+                continue  # deleted meanwhile
+            known = session.services.registry.status_items
+            session.write(status_line(entry.name, request.status_items, counts, known))
+    return Reply()
+
+
+def _list_line(entry: ListEntry) -> bytes:
+    extra = b' ("CHILDINFO" ("SUBSCRIBED"))' if entry.subscribed_child else b""
+    return b'* LIST %s "/" %s%s\r\n' % (
+        encode.flag_list(entry.attributes),
+        name_bytes(entry.name),
+        extra,
+    )
+
+
+async def lsub(session: Session, command: Command) -> Reply:
+    if len(command.args) != 2:
+        raise Bad("LSUB takes a reference and a mailbox pattern")
+    try:
+        reference, pattern = list_pattern(command.args[0]), list_pattern(command.args[1])
+    except UndecodableName:
+        return Reply()
+    if not pattern:
+        session.write(b'* LSUB (\\Noselect) "/" ""\r\n')
+        return Reply()
+    full = listing.full_pattern(reference, pattern)
+    regex = listing.compile_pattern(full)
+    subscribed = await account_of(session).subscriptions()
+    out = [
+        b'* LSUB %s "/" %s\r\n' % (encode.flag_list(attrs), name_bytes(name))
+        for name, attrs in listing.lsub_entries(subscribed, regex, full.endswith("%"))
+    ]
+    session.write(b"".join(out))
+    return Reply()
+
+
+SPECS = (
+    CommandSpec("LIST", list_, AUTH),
+    CommandSpec("LSUB", lsub, AUTH),
+)
