@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import itertools
 import multiprocessing
+import os
 import random
 import secrets
 import shutil
@@ -164,10 +165,12 @@ def first_select(connect: Callable[[], RawClient]) -> Row:
 
 
 def mixed_client(login: Login, count: int, until: float, seed: int) -> dict[str, list[float]]:
-    """One client of the mixed load, in a process of its own: ``until`` is a ``time.time()``."""
+    """One client of the mixed load, in a process of its own: ``until`` is a ``time.time()``.
+    The CPU seconds the client itself spent are under ``"cpu"``."""
     rng = random.Random(seed)
     client = login.connect()
     out: dict[str, list[float]] = {"SELECT": [], "FETCH-20": [], "STORE-1": [], "SEARCH": []}
+    cpu = time.process_time()
     try:
         while time.time() < until:
             out["SELECT"].append(must(timed(client, "SELECT INBOX"), "SELECT").seconds)
@@ -180,23 +183,51 @@ def mixed_client(login: Login, count: int, until: float, seed: int) -> dict[str,
             out["SEARCH"].append(must(timed(client, search), "SEARCH").seconds)
     finally:
         client.close()
+    out["cpu"] = [time.process_time() - cpu]
     return out
 
 
-def mixed_load(login: Login, count: int, clients: int, seconds: float) -> list[Row]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its descendants (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue  # gone meanwhile
+        total += (int(fields[11]) + int(fields[12])) / ticks
+        pending += [int(child) for child in children]
+    return total
+
+
+def mixed_load(
+    login: Login, count: int, clients: int, seconds: float, server_pid: int | None = None
+) -> list[Row]:
     """Each client is a process of its own, as real clients are: the load this bench can
     offer is then not capped by one interpreter's lock (which would hide what more server
-    processes give)."""
+    processes give).  The CPU time per operation of the clients and of the server (its
+    processes, when ``server_pid`` is known) shows what shares the cores."""
     with multiprocessing.get_context("spawn").Pool(clients) as pool:
         pool.map(time.sleep, [0.0] * clients, chunksize=1)  # every process has started
         until = time.time() + seconds
         started = time.perf_counter()
+        server_before = cpu_seconds(server_pid) if server_pid else 0.0
         pending = pool.map_async(partial(mixed_client, login, count, until), range(clients), 1)
         results = pending.get(seconds + 600)
         elapsed = time.perf_counter() - started
+        server_cpu = cpu_seconds(server_pid) - server_before if server_pid else None
+    client_cpu = sum(r.pop("cpu")[0] for r in results)
     by_kind = {k: [s for r in results for s in r[k]] for k in results[0]}
     total = sum(len(v) for v in by_kind.values())
     rows = [Row(f"{clients} clients x {seconds:.0f} s mixed loop", f"{total / elapsed:.0f} ops/s")]
+    shares = f"clients {client_cpu / total * 1000:.2f}"
+    if server_cpu is not None:
+        shares += f", server {server_cpu / total * 1000:.2f}"
+    rows.append(Row("  CPU ms per operation", shares))
     for kind, samples in by_kind.items():
         p50 = statistics.median(samples)
         target = 0.005 if kind in ("FETCH-20", "STORE-1") else None
@@ -269,7 +300,8 @@ def run(args: argparse.Namespace) -> list[Row]:
             rows.append(first_select(connect))
         rows += single_commands(connect, args.messages, args.repeat)
         login = Login(port(), user, password)
-        rows += mixed_load(login, args.messages, args.clients, args.seconds)
+        server_pid = None if data_dir is None else process.pid
+        rows += mixed_load(login, args.messages, args.clients, args.seconds, server_pid)
     finally:
         stop()
         if data_dir is not None:
