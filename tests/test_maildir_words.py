@@ -11,14 +11,11 @@ the word index existed (filled in the background, the trigram index answering me
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
-from test_maildir_backend import Store, resolve
-from test_maildir_search_index import _scan
+from test_maildir_backend import Store, resolve, store  # noqa: F401 - the fixture
+from test_maildir_search_index import _scan, casefold_fixed
 
 from mailserv.backends.maildir import words
 from mailserv.backends.maildir.index import FILENAME as INDEX
@@ -49,14 +46,6 @@ NEEDLES = [
     "okapiword", "xokapi", "okapi", "mixedcase", "dcasew", "f\u00fchr", "fuhr", "mi", "z",
     "42", "\u00e9", "ete ", "plan", "lait, ", "nothing", "zzz", "unterf\u00fchrung",
 ]  # fmt: skip
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    made = Store(tmp_path)
-    made.start()
-    yield made
-    made.stop()
 
 
 def _append(box: Any) -> list[int]:
@@ -95,7 +84,7 @@ def _check(box: Any, view: list[int]) -> tuple[int, int]:
     return by_words, found
 
 
-def test_word_index_answers_as_the_scan(store: Store) -> None:
+def test_word_index_answers_as_the_scan(store: Store) -> None:  # noqa: F811 - the fixture
     box = store.open()
     view = _append(box)
     for flushed in (False, True):
@@ -112,7 +101,7 @@ def test_word_index_answers_as_the_scan(store: Store) -> None:
         db.close()
 
 
-def test_a_word_only_in_the_header_is_not_found_by_body(store: Store) -> None:
+def test_a_word_only_in_the_header_is_not_found_by_body(store: Store) -> None:  # noqa: F811 - the fixture
     box = store.open()
     view = _append(box)
     _flush(box)
@@ -123,7 +112,7 @@ def test_a_word_only_in_the_header_is_not_found_by_body(store: Store) -> None:
     assert words.terms(box.disk.index.db, "quarterly") == ["quarterly"]
 
 
-def test_expunge_and_replace_keep_the_word_index_right(store: Store) -> None:
+def test_expunge_and_replace_keep_the_word_index_right(store: Store) -> None:  # noqa: F811 - the fixture
     box = store.open()
     view = _append(box)
     _flush(box)
@@ -141,7 +130,7 @@ def test_expunge_and_replace_keep_the_word_index_right(store: Store) -> None:
         db.close()
 
 
-def test_an_index_without_words_is_filled_and_answers_meanwhile(store: Store) -> None:
+def test_an_index_without_words_is_filled_and_answers_meanwhile(store: Store) -> None:  # noqa: F811 - the fixture
     """An index from before the word index: the tables are made at open, the texts
     already there are added in steps; until then the trigram index answers, right."""
     box = store.open()
@@ -174,18 +163,11 @@ def test_an_index_without_words_is_filled_and_answers_meanwhile(store: Store) ->
 def test_unicode61_folding_is_the_identity_on_casefolded_text() -> None:
     """What the word index relies on (as ``search.exact`` for the trigram index): the
     ``unicode61`` tokenizer without diacritics removal maps each character that
-    ``str.casefold`` leaves as it is to itself, for every cased one (U+FFFE and U+FFFF,
-    which it does not, are not cased: ``search.exact`` keeps them out of needles)."""
+    ``str.casefold`` leaves as it is to itself, or is a separator (U+FFFE and U+FFFF are)."""
     db = sqlite3.connect(":memory:")
     db.execute("CREATE VIRTUAL TABLE f USING fts5(t, tokenize='unicode61 remove_diacritics 0')")
     db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(f, 'instance')")
-    chars = [
-        c
-        for c in map(chr, range(1, 0x110000))
-        if not "\ud800" <= c <= "\udfff"
-        and c.casefold() == c
-        and (c.upper() != c or c.lower() != c)
-    ]
+    chars = casefold_fixed()
     db.executemany("INSERT INTO f (rowid, t) VALUES (?, ?)", [(ord(c), f"a{c}a") for c in chars])
     tokens: dict[str, list[str]] = {}
     for term, doc in db.execute("SELECT term, doc FROM v"):
