@@ -280,6 +280,18 @@ def test_index_folds_as_the_scan_on_unusual_characters(store: Store) -> None:
         assert found > 40
 
 
+def casefold_fixed() -> list[str]:
+    """The characters ``str.casefold`` leaves as they are: every one of the BMP, and those
+    beyond it with a case."""
+    return [
+        c
+        for c in map(chr, range(1, 0x110000))
+        if not "\ud800" <= c <= "\udfff"
+        and c.casefold() == c
+        and (c < "\U00010000" or c.upper() != c or c.lower() != c)
+    ]
+
+
 def test_sqlite_trigram_folding_is_the_identity_on_casefolded_text() -> None:
     """What ``search.exact`` relies on, checked on the SQLite in use: the trigram
     tokenizer maps every character that ``str.casefold`` leaves as it is to itself, but
@@ -287,13 +299,7 @@ def test_sqlite_trigram_folding_is_the_identity_on_casefolded_text() -> None:
     db = sqlite3.connect(":memory:")
     db.execute("CREATE VIRTUAL TABLE f USING fts5(t, tokenize='trigram')")
     db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(f, 'instance')")
-    chars = [
-        c
-        for c in map(chr, range(1, 0x110000))
-        if not "\ud800" <= c <= "\udfff"
-        and c.casefold() == c
-        and (c < "\U00010000" or c.upper() != c or c.lower() != c)
-    ]
+    chars = casefold_fixed()
     db.executemany("INSERT INTO f (rowid, t) VALUES (?, ?)", [(ord(c), c * 3) for c in chars])
     folded = {chr(doc): term[0] for term, doc in db.execute("SELECT term, doc FROM v")}
     assert len(folded) == len(chars)

@@ -24,7 +24,7 @@ from typing import TypeVar
 from twisted.logger import Logger
 
 from mailserv.backends.kit.changes import Flagged
-from mailserv.backends.maildir import snapshot
+from mailserv.backends.maildir import snapshot, words
 from mailserv.backends.maildir.snapshot import Columns
 from mailserv.backends.maildir.textrow import TextRow, blob, indexable
 
@@ -143,6 +143,7 @@ class Index:
                 db.execute("DELETE FROM search")
             for statement in _FULLTEXT:
                 db.execute(statement)
+            words.create(db)  # the word index beside the trigram index (words.py)
             self.fulltext = True
         except sqlite3.OperationalError as exc:
             _log.warn("No full-text index in {path}: {error}", path=self.path, error=exc)
@@ -159,6 +160,7 @@ class Index:
                     db.execute("DELETE FROM texts")
                     db.execute("DELETE FROM pending")
                     db.execute("INSERT INTO fulltext (fulltext) VALUES ('delete-all')")
+                    words.reset(db)
                 db.execute("DELETE FROM meta")
                 snapshot.drop(db)
                 self._put({"format": FORMAT, "uidvalidity": str(uidvalidity)})
@@ -368,6 +370,7 @@ class Index:
         if plain:
             self.db.executemany("INSERT INTO texts (uid, header, body) VALUES (?, ?, ?)", plain)
             self.db.executemany("INSERT INTO pending (uid) VALUES (?)", [(r[0],) for r in plain])
+            words.mark_long(self.db, [uid for uid, h, b in plain if words.is_long(h, b)])
 
     def flush_texts(self, limit: int) -> bool:
         """Add up to ``limit`` pending texts to the trigram index (one transaction: FTS5
@@ -379,6 +382,7 @@ class Index:
                 "SELECT uid, header, body FROM texts WHERE uid = ?",
                 uids,
             )
+            words.add(self.db, [uid for (uid,) in uids])
             self.db.executemany("DELETE FROM pending WHERE uid = ?", uids)
         return len(uids) == limit
 
@@ -395,6 +399,7 @@ class Index:
                 "WHERE uid = ? AND uid NOT IN (SELECT uid FROM pending)",
                 params,
             )
+            words.drop(self.db, uids)
             self.db.executemany("DELETE FROM pending WHERE uid = ?", params)
             self.db.executemany("DELETE FROM texts WHERE uid = ?", params)
 

@@ -4,7 +4,8 @@ New messages get their search row when they enter the index; the rows join the t
 index a little later, in batches (``flush_later``).  A mailbox indexed before the full-text
 index existed (or whose rows were dropped) is filled in the background (``fill``): files
 read and decoded in a read thread, rows written in the lane.  Until then SEARCH of texts is
-left to the engine."""
+left to the engine.  After the batches of new texts, the word index gets the texts indexed
+before it existed (``words.backfill``); meanwhile the trigram index answers alone."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from mailserv.backends.maildir import words
 
 if TYPE_CHECKING:
     from mailserv.backends.maildir.mailbox import MaildirMailbox
@@ -80,6 +83,12 @@ class TextUpkeep:
                     if not box.live:
                         return
                     more = await box.io(box.disk.flush_texts, FLUSH_BATCH)
+            more = box.disk.index.fulltext
+            while more:  # the word index of texts indexed before it (words.py)
+                async with box.lane:
+                    if not box.live:
+                        return
+                    more = await box.io(words.backfill, box.disk.index.db, words.BACKFILL_BATCH)
 
         def start() -> None:
             self._flush = None
