@@ -227,7 +227,7 @@ class MailboxState:
             case HasFlag(flag=flag, present=present):
                 return self._having(flag), not present
             case DateCompare(field=DateField.INTERNAL, op=op, date=day):
-                return self._dated(op, day.toordinal() - EPOCH_DAY), False
+                return self._dated(op, day.toordinal() - EPOCH_DAY)
             case Not(key=inner):
                 excluded = self._matching(inner, depth + 1)
                 return (set(), False) if excluded is None else (excluded[0], not excluded[1])
@@ -259,12 +259,18 @@ class MailboxState:
             found |= self.having.get(name, set())
         return found
 
-    def _dated(self, op: DateOp, target: int) -> set[int]:
-        """As the engine's scan: the internal date's day in its own offset, compared."""
+    def _dated(self, op: DateOp, target: int) -> _Found:
+        """As the engine's scan: the internal date's day in its own offset, compared.  The
+        smaller side is made into a set: SINCE a date most mail is newer than is "not
+        before it" (a few thousand UIDs, not 100k)."""
         if op is DateOp.ON:
-            return set(self.on_day.get(target, ()))
-        since = op is DateOp.SINCE
-        return set().union(*(m for d, m in self.on_day.items() if (d >= target) is since))
+            return set(self.on_day.get(target, ())), False
+        later = [m for d, m in self.on_day.items() if d >= target]
+        earlier = [m for d, m in self.on_day.items() if d < target]
+        wanted, other = (later, earlier) if op is DateOp.SINCE else (earlier, later)
+        if sum(map(len, wanted)) <= sum(map(len, other)):
+            return set().union(*wanted), False
+        return set().union(*other), True
 
     def clear(self) -> None:
         self.entries.clear()
