@@ -14,6 +14,7 @@ from mailserv.imap.extensions import (
     appendlimit,
     children,
     enable,
+    esort,
     id,
     idle,
     list_extended,
@@ -21,6 +22,7 @@ from mailserv.imap.extensions import (
     move,
     namespace,
     sasl_ir,
+    sort,
     special_use,
     status_size,
     uidplus,
@@ -60,6 +62,8 @@ BUILT_IN: tuple[Extension, ...] = (
     list_extended.EXTENSION,
     status_size.EXTENSION,
     appendlimit.EXTENSION,
+    sort.EXTENSION,
+    esort.EXTENSION,
     login.SIGN_IN,
 )
 """Every extension a default server offers, in CAPABILITY order."""
