@@ -33,7 +33,8 @@ CHUNK = 4096
 Key = float | int | str
 
 
-def _date(meta: MessageMeta) -> Key:
+def sent_date(meta: MessageMeta) -> float:
+    """The sent date, or the internal date when the message has no usable Date:."""
     sent = meta.info.sent
     return (meta.internaldate if sent is None else sent).timestamp()
 
@@ -41,7 +42,7 @@ def _date(meta: MessageMeta) -> Key:
 KEYS: dict[str, Callable[[MessageMeta], Key]] = {
     "ARRIVAL": lambda meta: meta.internaldate.timestamp(),
     "CC": lambda meta: meta.info.sort_cc,
-    "DATE": _date,
+    "DATE": sent_date,
     "FROM": lambda meta: meta.info.sort_from,
     "SIZE": lambda meta: meta.size,
     "SUBJECT": lambda meta: meta.info.base_subject,

@@ -25,6 +25,7 @@ from mailserv.imap.extensions import (
     sort,
     special_use,
     status_size,
+    thread,
     uidplus,
     unselect,
 )
@@ -64,6 +65,7 @@ BUILT_IN: tuple[Extension, ...] = (
     appendlimit.EXTENSION,
     sort.EXTENSION,
     esort.EXTENSION,
+    thread.EXTENSION,
     login.SIGN_IN,
 )
 """Every extension a default server offers, in CAPABILITY order."""
