@@ -130,20 +130,26 @@ def _attach(child: _Node, parent: _Node) -> None:
 def _prune(roots: list[_Node]) -> Work[list[_Node]]:
     """Step 3: dummies without children go; a dummy's children take its place, except at
     the top when there are several of them."""
-    # Post-order without recursion: every node's children are final before the node is.
+    order = _bottom_up(roots)  # every node's children are final before the node is
+    yield
+    for count, node in enumerate(order):
+        if any(child.index < 0 for child in node.children):
+            node.children = _spliced(node.children, node)
+        if not count % CHUNK:
+            yield
+    return _spliced(roots, None)
+
+
+def _bottom_up(roots: list[_Node]) -> list[_Node]:
+    """Every node under ``roots``, each after all of its descendants (no recursion)."""
     order: list[_Node] = []
     stack = list(roots)
     while stack:
         node = stack.pop()
         order.append(node)
         stack.extend(node.children)
-    yield
-    for count, node in enumerate(reversed(order)):
-        if any(child.index < 0 for child in node.children):
-            node.children = _spliced(node.children, node)
-        if not count % CHUNK:
-            yield
-    return _spliced(roots, None)
+    order.reverse()
+    return order
 
 
 def _spliced(children: list[_Node], parent: _Node | None) -> list[_Node]:
@@ -217,13 +223,7 @@ def _merge_subjects(roots: list[_Node], messages: Sequence[Message]) -> list[_No
 
 def _sort_all(roots: list[_Node], messages: Sequence[Message]) -> Work[None]:
     """Step 6: every set of siblings by sent date, the deepest first."""
-    order: list[_Node] = []
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        order.append(node)
-        stack.extend(node.children)
-    for count, node in enumerate(reversed(order)):
+    for count, node in enumerate(_bottom_up(roots)):
         if len(node.children) > 1:
             node.children.sort(key=lambda child: _date_key(child, messages))
         if not count % CHUNK:
