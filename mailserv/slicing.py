@@ -9,9 +9,13 @@ run whatever is waiting (other sessions' commands, IDLE notices) before going on
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
+from typing import TypeVar
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
+
+T = TypeVar("T")
 
 SLICE = 0.004
 """Seconds a loop may hold the reactor before it lets others run."""
@@ -31,3 +35,13 @@ class TimeSlices:
             return
         await deferLater(self._clock, 0, lambda: None)
         self._since = time.perf_counter()
+
+    async def run(self, work: Generator[None, None, T]) -> T:
+        """Run a computation written as a generator that yields every few items (so it stays
+        free of the reactor) in these slices; its return value."""
+        while True:
+            try:
+                next(work)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            await self.pause()

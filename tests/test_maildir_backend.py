@@ -359,7 +359,7 @@ def test_index_records_of_an_older_format_are_parsed_again(store: Store) -> None
     with sqlite3.connect(store.root() / INDEX) as db:
         (record,) = db.execute("SELECT info FROM message").fetchone()
     db.close()
-    assert bytes(record).startswith(b"MI2\n")
+    assert bytes(record).startswith(MARKER)
     store.start()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -58,3 +60,39 @@ def test_corrupt_part_record() -> None:
     data = dumps(parse_message(s.PLAIN)).replace(b'"text/plain"', b"7")
     with pytest.raises(UnknownFormat):
         loads(data.replace(b',"7bit",', b","))
+
+
+SORT_SAMPLE = (
+    b'From: "Joe =?utf-8?q?Caf=C3=A9?=" <joe@x.org>\r\n'
+    b"To: grp: a@b, c@d;\r\n"
+    b"Cc: <carol@x.org>, dave@y.org\r\n"
+    b"Subject: Re: [list] Fwd: Hello (fwd)\r\n"
+    b'Message-ID: <"a.b"@c>\r\n'
+    b"References: <1@x> <2@x>\r\n"
+    b"In-Reply-To: <3@x>\r\n\r\nbody\r\n"
+)
+
+
+def test_sort_fields_round_trip() -> None:
+    info = parse_message(SORT_SAMPLE)
+    assert (info.message_id, info.references) == ("a.b@c", ("1@x", "2@x"))
+    assert (info.base_subject, info.reply) == ("HELLO", True)
+    assert (info.sort_from, info.sort_to, info.sort_cc) == ("JOE", "GRP", "CAROL")
+    assert (info.display_from, info.display_to) == ("JOE CAFé", "GRP")
+    assert loads(dumps(info)) == info
+
+
+def test_mi2_records_still_load() -> None:
+    """A record of the previous layout (no SORT/THREAD fields) loads without a new parse:
+    the fields come from its ENVELOPE and subject, the In-Reply-To id standing in for the
+    References the ENVELOPE lacks."""
+    info = parse_message(SORT_SAMPLE)
+    record = json.loads(dumps(info)[len(MARKER) :])
+    old = b"MI2\n" + json.dumps(record[:10]).encode()
+    loaded = loads(old)
+    assert loaded.envelope == info.envelope
+    assert loaded.references == ("3@x",)
+    expected = dataclasses.replace(info, references=("3@x",))
+    assert loaded == expected
+    bare = parse_message(b"Subject: x\r\n\r\n")
+    assert loads(b"MI2\n" + json.dumps(json.loads(dumps(bare)[4:])[:10]).encode()) == bare

@@ -199,7 +199,7 @@ def search_field(value: bytes | None, items: list[Item] | None = None) -> str:
             items = parse_field(value)
         for item in items:
             if isinstance(item[1], list):
-                _add(lines, _name(item[0]))
+                _add(lines, display_name(item[0]))
                 for member in item[1]:
                     _mailbox_forms(member, lines)
             else:
@@ -217,13 +217,13 @@ def raw_search_line(text: str) -> str:
 
 def _mailbox_forms(mailbox: Mailbox, lines: list[str]) -> None:
     name, _adl, local, host = mailbox
-    address = _plain(local + "@" + host if host else local)
+    address = plain_text(local + "@" + host if host else local)
     address = "".join(address.split()) if '"' not in address else address
-    names = [_name(name)]
+    names = [display_name(name)]
     if names[0].endswith(")"):
         # The stdlib appends a mailbox's comments to its phrase ("Name (c)" for
         # 'Name <a (c)@b>'): the phrase alone is a form too.
-        names.append(_name(_without_last_comment(names[0])))
+        names.append(display_name(_without_last_comment(names[0])))
     _add(lines, names[0])
     _add(lines, address)
     for display in names:
@@ -246,17 +246,17 @@ def _without_last_comment(text: str) -> str:
     return text
 
 
-def _name(name: str | None) -> str:
+def display_name(name: str | None) -> str:
     """A display or group name as people read it: decoded, unquoted, spaces collapsed."""
     if not name:
         return ""
-    text = decode_words(_plain(name))
+    text = decode_words(plain_text(name))
     if len(text) >= 2 and text[0] == text[-1] == '"':
         text = text[1:-1]
     return _SPACE.sub(" ", text).strip()
 
 
-def _plain(text: str) -> str:
+def plain_text(text: str) -> str:
     """Parser text (8-bit octets as surrogates) as real text, like ``to_text`` does."""
     if text.isascii():
         return text

@@ -35,6 +35,16 @@ class MessageInfo:
     ``from_``, ``to``, ``cc`` and ``bcc`` add, one per line after it, each address in
     normalised forms (see :func:`mailserv.message.addresses.search_field`).  ``sent`` is
     the parsed Date: header (None when missing or unparsable).
+
+    The rest is what SORT (RFC 5256, RFC 5957) and THREAD compare, computed here once:
+    ``message_id`` the normalised Message-ID ('' when missing or invalid), ``references``
+    the message's references as THREAD=REFERENCES defines them (the References ids, else the
+    first In-Reply-To id), ``base_subject`` the RFC 5256 base subject and ``reply`` whether
+    the subject marks a reply or forward; ``sort_from``/``sort_to``/``sort_cc`` the
+    addr-mailbox of the first address and ``display_from``/``display_to`` its display name
+    (or address when it has none).  Strings are kept in the form SORT compares
+    (:func:`mailserv.message.subject.sort_key`).  Records written before these fields
+    existed leave them at their defaults where they could not be derived.
     """
 
     envelope: bytes
@@ -47,3 +57,12 @@ class MessageInfo:
     cc: str
     bcc: str
     sent: datetime | None
+    message_id: str = ""
+    references: tuple[str, ...] = ()
+    base_subject: str = ""
+    reply: bool = False
+    sort_from: str = ""
+    sort_to: str = ""
+    sort_cc: str = ""
+    display_from: str = ""
+    display_to: str = ""

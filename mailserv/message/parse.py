@@ -24,6 +24,7 @@ from mailserv.message.addresses import (
 )
 from mailserv.message.headers import Param, iter_fields, parse_params, search_text, unfold
 from mailserv.message.info import MessageInfo, Part
+from mailserv.message.sortkeys import first_mailbox, sort_fields
 from mailserv.syntax.encode import string
 
 MAX_DEPTH = 20
@@ -59,6 +60,7 @@ _MESSAGE_FIELDS = _MIME_FIELDS | {
     b"bcc",
     b"in-reply-to",
     b"message-id",
+    b"references",
 }
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _MEDIA_TYPE = re.compile(_TOKEN + "/" + _TOKEN)
@@ -115,17 +117,27 @@ def parse_message(raw: bytes) -> MessageInfo:
         _log.failure("parse_message failed; storing the message as opaque text")
         return _opaque(raw)
     fields = top.fields
+    subject = search_text(fields.get(b"subject"))
     return MessageInfo(
         envelope=env,
         body=top.body,
         bodystructure=top.structure,
         root=top.part,
-        subject=search_text(fields.get(b"subject")),
+        subject=subject,
         from_=search_field(fields.get(b"from"), parsed.get(b"from")),
         to=search_field(fields.get(b"to"), parsed.get(b"to")),
         cc=search_field(fields.get(b"cc"), parsed.get(b"cc")),
         bcc=search_field(fields.get(b"bcc"), parsed.get(b"bcc")),
         sent=_date(fields.get(b"date")),
+        **sort_fields(
+            subject,
+            fields.get(b"message-id"),
+            fields.get(b"references"),
+            fields.get(b"in-reply-to"),
+            first_mailbox(parsed.get(b"from")),
+            first_mailbox(parsed.get(b"to")),
+            first_mailbox(parsed.get(b"cc")),
+        ),
     )
 
 
@@ -136,7 +148,8 @@ def _opaque(raw: bytes) -> MessageInfo:
     root = Part(0, 0, len(raw), "text/plain", "7bit", "us-ascii")
     nil = b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
     texts = _raw_texts(raw)
-    return MessageInfo(nil, body + b")", body + b" NIL NIL NIL NIL)", root, *texts, None)
+    keys = sort_fields(texts[0], None, None, None, None, None, None)
+    return MessageInfo(nil, body + b")", body + b" NIL NIL NIL NIL)", root, *texts, None, **keys)
 
 
 def _raw_texts(raw: bytes) -> tuple[str, str, str, str, str]:

@@ -1,22 +1,31 @@
 """Serialising MessageInfo for persistent backends.
 
-Format ``MI2\\n`` + UTF-8 JSON array.  JSON rather than marshal/pickle: stored data outlives
+Format ``MI3\\n`` + UTF-8 JSON array.  JSON rather than marshal/pickle: stored data outlives
 Python upgrades and loading it never runs code.  IMAP bytes travel as Latin-1 strings (one
 char per octet); parts are nested arrays.  A new layout gets a new marker, and ``loads``
 refuses markers it does not know (the backend then parses the message again).  A new
 meaning of a field is a new layout too: ``MI1`` records had From/To/Cc/Bcc without the
-normalised address forms (:func:`mailserv.message.addresses.search_field`).
+normalised address forms (:func:`mailserv.message.addresses.search_field`); ``MI2`` records
+lack the SORT/THREAD fields, and ``loads`` still reads them: those fields are derived from
+the ENVELOPE and the subject (:func:`_derived`), so a store written before needs no new
+parse; only the References header is not in an ENVELOPE (the In-Reply-To id stands in).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
+from mailserv.message.addresses import Mailbox
 from mailserv.message.info import MessageInfo, Part
+from mailserv.message.sortkeys import SortFields, sort_fields
 
-MARKER = b"MI2\n"
+MARKER = b"MI3\n"
+OLD_MARKER = b"MI2\n"
+MARKERS = (MARKER, OLD_MARKER)
+"""Every marker :func:`loads` reads."""
 
 
 class UnknownFormat(ValueError):
@@ -36,6 +45,15 @@ def dumps(info: MessageInfo) -> bytes:
         info.cc,
         info.bcc,
         None if info.sent is None else info.sent.isoformat(),
+        info.message_id,
+        list(info.references),
+        info.base_subject,
+        info.reply,
+        info.sort_from,
+        info.sort_to,
+        info.sort_cc,
+        info.display_from,
+        info.display_to,
     ]
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     return MARKER + text.encode("utf-8", "surrogatepass")
@@ -57,13 +75,29 @@ def _part_record(part: Part) -> list[Any]:
 def loads(data: bytes | bytearray | memoryview) -> MessageInfo:
     """The MessageInfo :func:`dumps` wrote; UnknownFormat for anything else."""
     data = bytes(data)
-    if not data.startswith(MARKER):
+    if not data.startswith(MARKERS):
         raise UnknownFormat(f"not a MessageInfo record (marker {data[:4]!r})")
     try:
         record = json.loads(data[len(MARKER) :].decode("utf-8", "surrogatepass"))
-        envelope, body, structure, root, subject, from_, to, cc, bcc, sent = record
+        envelope, body, structure, root, subject, from_, to, cc, bcc, sent = record[:10]
+        envelope = envelope.encode("latin-1")
+        if data.startswith(OLD_MARKER):
+            keys = _derived(envelope, subject)
+        else:
+            message_id, refs, base, reply, s_from, s_to, s_cc, d_from, d_to = record[10:]
+            keys = SortFields(
+                message_id=message_id,
+                references=tuple(refs),
+                base_subject=base,
+                reply=bool(reply),
+                sort_from=s_from,
+                sort_to=s_to,
+                sort_cc=s_cc,
+                display_from=d_from,
+                display_to=d_to,
+            )
         return MessageInfo(
-            envelope.encode("latin-1"),
+            envelope,
             body.encode("latin-1"),
             structure.encode("latin-1"),
             _part(root),
@@ -73,6 +107,7 @@ def loads(data: bytes | bytearray | memoryview) -> MessageInfo:
             cc,
             bcc,
             None if sent is None else datetime.fromisoformat(sent),
+            **keys,
         )
     except (ValueError, TypeError, AttributeError, RecursionError) as error:
         raise UnknownFormat(f"corrupt MessageInfo record: {error}") from error
@@ -90,3 +125,75 @@ def _part(record: list[Any]) -> Part:
         tuple(_part(child) for child in children) if children else (),
         None if message is None else _part(message),
     )
+
+
+def _derived(envelope: bytes, subject: str) -> SortFields:
+    """The SORT/THREAD fields of an ``MI2`` record, from its ENVELOPE and decoded subject."""
+    fields = _envelope_values(envelope)
+    if fields is None or len(fields) != 10:
+        return sort_fields(subject, None, None, None, None, None, None)
+    return sort_fields(
+        subject,
+        _nstring(fields[9]),
+        None,
+        _nstring(fields[8]),
+        _first_address(fields[2]),
+        _first_address(fields[5]),
+        _first_address(fields[6]),
+    )
+
+
+_ENVELOPE_TOKEN = re.compile(rb' *(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|\{(\d+)\}\r\n|NIL)')
+_QUOTED_PAIR = re.compile(rb"\\(.)")
+
+_Value = bytes | None | list["_Value"]
+
+
+def _envelope_values(envelope: bytes) -> list[_Value] | None:
+    """The ENVELOPE :func:`mailserv.message.parse` wrote, as nested lists of strings
+    (bytes) and NILs (None); None when it is not one."""
+    stack: list[list[_Value]] = [[]]
+    pos, end = 0, len(envelope)
+    while pos < end:
+        match = _ENVELOPE_TOKEN.match(envelope, pos)
+        if match is None or match.end() == pos:
+            return None
+        pos = match.end()
+        opened, closed, quoted, size = match.groups()
+        if opened is not None:
+            stack.append([])
+        elif closed is not None:
+            if len(stack) < 2:
+                return None
+            done = stack.pop()
+            stack[-1].append(done)
+        elif quoted is not None:
+            stack[-1].append(_QUOTED_PAIR.sub(rb"\1", quoted))
+        elif size is not None:
+            stack[-1].append(envelope[pos : pos + int(size)])
+            pos += int(size)
+        else:
+            stack[-1].append(None)
+    if len(stack) != 1 or len(stack[0]) != 1 or not isinstance(stack[0][0], list):
+        return None
+    return stack[0][0]
+
+
+def _nstring(value: _Value) -> bytes | None:
+    return value if isinstance(value, bytes) else None
+
+
+def _first_address(value: _Value) -> Mailbox | None:
+    """The first ``(name adl mailbox host)`` of an ENVELOPE address list, as parser text."""
+    if not isinstance(value, list) or not value:
+        return None
+    first = value[0]
+    if not isinstance(first, list) or len(first) != 4:
+        return None
+    name, adl, mailbox, host = (_text(item) for item in first)
+    return (name, adl, mailbox or "", host)
+
+
+def _text(value: _Value) -> str | None:
+    octets = _nstring(value)
+    return None if octets is None else octets.decode("utf-8", "surrogateescape")

@@ -16,7 +16,7 @@ MAX_DEPTH = 16
 """Nesting of parenthesised lists."""
 MAX_TOKENS = 100_000
 """Tokens (atoms, strings, lists) in one command."""
-_UID_COMMANDS = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE"})
+_UID_COMMANDS = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD"})
 
 _TAG = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\+]+')
 _NAME = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._-]*")

@@ -75,6 +75,42 @@ class LazyInfo(MessageInfo):
     def sent(self) -> datetime | None:
         return self.decoded().sent
 
+    @property
+    def message_id(self) -> str:
+        return self.decoded().message_id
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        return self.decoded().references
+
+    @property
+    def base_subject(self) -> str:
+        return self.decoded().base_subject
+
+    @property
+    def reply(self) -> bool:
+        return self.decoded().reply
+
+    @property
+    def sort_from(self) -> str:
+        return self.decoded().sort_from
+
+    @property
+    def sort_to(self) -> str:
+        return self.decoded().sort_to
+
+    @property
+    def sort_cc(self) -> str:
+        return self.decoded().sort_cc
+
+    @property
+    def display_from(self) -> str:
+        return self.decoded().display_from
+
+    @property
+    def display_to(self) -> str:
+        return self.decoded().display_to
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, LazyInfo):
             other = other.decoded()
@@ -89,4 +125,4 @@ class LazyInfo(MessageInfo):
 
 def is_current(record: bytes) -> bool:
     """True when ``record`` is in the format this version decodes (else: parse again)."""
-    return record.startswith(store.MARKER)
+    return record.startswith(store.MARKERS)

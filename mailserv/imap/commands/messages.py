@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mailserv import errors
@@ -110,16 +111,18 @@ async def _report_flags(
         await slices.pause()
 
 
-async def search(session: Session, command: Command) -> Reply:
-    view = view_of(session)
+def search_program(session: Session, args: Sequence[Token]) -> SearchProgram:
+    """SEARCH's ``[CHARSET name] key...`` (also read by SORT and THREAD)."""
     try:
-        program = parse_search(
-            command.args,
-            session.settings.max_search_keys,
-            extra=session.services.registry.search_keys,
+        return parse_search(
+            args, session.settings.max_search_keys, extra=session.services.registry.search_keys
         )
     except BadCharset as exc:
         raise No(f"Unsupported charset {exc.charset[:40]}", exc.response_code) from exc
+
+
+async def search_uids(session: Session, view: SelectedView, program: SearchProgram) -> list[int]:
+    """The UIDs of the view's mailbox that match, ascending (the backend's search if any)."""
     box = view.mailbox
     bound = SearchProgram(bind(program.key, view.uids, view.recent), program.charset)
     found = await backend_search(box, bound, view.uids)
@@ -128,9 +131,14 @@ async def search(session: Session, command: Command) -> Reply:
         slices = TimeSlices(session.services.clock)
         context = SearchContext(view.uids, view.recent, box.content, slices.pause)
         found = await evaluate(program, metas, context)
+    return sorted(found)
+
+
+async def search(session: Session, command: Command) -> Reply:
+    view = view_of(session)
+    found = await search_uids(session, view, search_program(session, command.args))
     # Tens of thousands of matches take the reactor tens of ms to number and format: in
     # slices (the view does not change while this session's command runs).
-    found = sorted(found)
     slices = TimeSlices(session.services.clock)
     line = [b"* SEARCH"]
     for start in range(0, len(found), SEARCH_CHUNK):

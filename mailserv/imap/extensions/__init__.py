@@ -14,6 +14,7 @@ from mailserv.imap.extensions import (
     appendlimit,
     children,
     enable,
+    esort,
     id,
     idle,
     list_extended,
@@ -21,8 +22,10 @@ from mailserv.imap.extensions import (
     move,
     namespace,
     sasl_ir,
+    sort,
     special_use,
     status_size,
+    thread,
     uidplus,
     unselect,
 )
@@ -60,6 +63,9 @@ BUILT_IN: tuple[Extension, ...] = (
     list_extended.EXTENSION,
     status_size.EXTENSION,
     appendlimit.EXTENSION,
+    sort.EXTENSION,
+    esort.EXTENSION,
+    thread.EXTENSION,
     login.SIGN_IN,
 )
 """Every extension a default server offers, in CAPABILITY order."""

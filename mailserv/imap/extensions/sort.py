@@ -1,0 +1,54 @@
+"""SORT and UID SORT (RFC 5256), with RFC 5957's DISPLAYFROM/DISPLAYTO (SORT=DISPLAY) and
+ESORT's ``RETURN (...)`` (:mod:`mailserv.imap.extensions.esort`).
+
+``SORT [RETURN (opts)] (criteria) charset search-key...``: the search is SEARCH's (same
+parser, same backend search), the order :mod:`mailserv.imap.sorting`'s.
+"""
+
+from __future__ import annotations
+
+from mailserv.imap.commands import SELECTED, CommandSpec
+from mailserv.imap.commands.messages import search_program, view_of
+from mailserv.imap.extensions import esort
+from mailserv.imap.registry import Capability, Extension
+from mailserv.imap.replies import Bad, Reply
+from mailserv.imap.session import Session
+from mailserv.imap.sorting import (
+    criteria_args,
+    matching,
+    parse_criteria,
+    sort_order,
+    write_numbers,
+)
+from mailserv.slicing import TimeSlices
+from mailserv.syntax.tokens import Atom, Command
+
+
+async def sort(session: Session, command: Command) -> Reply:
+    args = command.args
+    options = None
+    if args and isinstance(args[0], Atom) and args[0].value.upper() == "RETURN":
+        if len(args) < 2:
+            raise Bad("RETURN needs a parenthesised list of result options")
+        options = esort.parse_return(args[1])
+        args = args[2:]
+    first, search_args = criteria_args(args, "SORT")
+    criteria = parse_criteria(first)
+    program = search_program(session, search_args)
+    view = view_of(session)
+    seqs, metas = await matching(session, view, program)
+    slices = TimeSlices(session.services.clock)
+    order = await slices.run(sort_order(criteria, metas))
+    numbers = [metas[i].uid for i in order] if command.uid else [seqs[i] for i in order]
+    if options is None:
+        await write_numbers(session, b"* SORT", numbers)
+    else:
+        session.write(esort.response(command.tag, command.uid, numbers, options))
+    return Reply()
+
+
+EXTENSION = Extension(
+    "SORT",
+    capabilities=(Capability(b"SORT"), Capability(b"SORT=DISPLAY")),
+    commands=(CommandSpec("SORT", sort, SELECTED, uid=True, expunge_ok=False),),
+)

@@ -1,0 +1,160 @@
+"""SORT's order (RFC 5256 section 3, RFC 5957): criteria, keys and a sort that shares the reactor.
+
+The keys were computed when each message entered the store (``MessageInfo``'s SORT fields);
+here they are only read.  Messages equal under every criterion keep their mailbox order (the
+sequence number is the last key); REVERSE turns one criterion around.  The work is written as
+generators that yield every few thousand items, run by :meth:`mailserv.slicing.TimeSlices.run`,
+so sorting 100k messages never holds the reactor for more than a slice.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Generator, Sequence
+from typing import TypeVar
+
+from mailserv.imap.arguments import text_atom
+from mailserv.imap.commands.messages import search_uids
+from mailserv.imap.replies import Bad
+from mailserv.imap.session import Session
+from mailserv.imap.view import SelectedView
+from mailserv.interfaces import MessageMeta
+from mailserv.search import SearchProgram
+from mailserv.slicing import TimeSlices
+from mailserv.syntax.tokens import Atom, ParenList, Token
+
+T = TypeVar("T")
+Work = Generator[None, None, T]
+"""A computation that yields now and then to let the reactor run."""
+
+CHUNK = 4096
+"""Items handled between two yields (about a millisecond of sorting or key reading)."""
+
+Key = float | int | str
+
+
+def sent_date(meta: MessageMeta) -> float:
+    """The sent date, or the internal date when the message has no usable Date:."""
+    sent = meta.info.sent
+    return (meta.internaldate if sent is None else sent).timestamp()
+
+
+KEYS: dict[str, Callable[[MessageMeta], Key]] = {
+    "ARRIVAL": lambda meta: meta.internaldate.timestamp(),
+    "CC": lambda meta: meta.info.sort_cc,
+    "DATE": sent_date,
+    "FROM": lambda meta: meta.info.sort_from,
+    "SIZE": lambda meta: meta.size,
+    "SUBJECT": lambda meta: meta.info.base_subject,
+    "TO": lambda meta: meta.info.sort_to,
+    "DISPLAYFROM": lambda meta: meta.info.display_from,
+    "DISPLAYTO": lambda meta: meta.info.display_to,
+}
+"""Each SORT key (RFC 5256, and RFC 5957's DISPLAYFROM/DISPLAYTO) as a value to compare.
+DATE is the sent date, or the internal date when the message has no usable Date:."""
+
+MAX_CRITERIA = 32
+"""Sort criteria accepted in one command."""
+
+Criterion = tuple[str, bool]
+"""(key name, reversed)."""
+
+
+def parse_criteria(token: Token) -> list[Criterion]:
+    """``(REVERSE? key ...)``; BAD for anything else."""
+    if not isinstance(token, ParenList) or not token.items:
+        raise Bad("SORT needs a parenthesised list of sort criteria")
+    if len(token.items) > MAX_CRITERIA * 2:
+        raise Bad("Too many sort criteria")
+    criteria: list[Criterion] = []
+    reverse = False
+    for item in token.items:
+        word = text_atom(item).upper()
+        if word == "REVERSE" and not reverse:
+            reverse = True
+            continue
+        if word not in KEYS:
+            raise Bad(f"Unknown sort criterion {word[:40]}")
+        criteria.append((word, reverse))
+        reverse = False
+    if reverse:
+        raise Bad("REVERSE must be followed by a sort criterion")
+    return criteria
+
+
+def sort_order(criteria: Sequence[Criterion], metas: Sequence[MessageMeta]) -> Work[list[int]]:
+    """The positions of ``metas`` (given in mailbox order) in the criteria's order."""
+    columns: list[list[Key]] = []
+    for name, reverse in criteria:
+        read = KEYS[name]
+        column: list[Key] = []
+        for start in range(0, len(metas), CHUNK):
+            column.extend(map(read, metas[start : start + CHUNK]))
+            yield
+        if reverse:
+            column = yield from _reversed(column)
+        columns.append(column)
+    rows = list(zip(*columns, range(len(metas)), strict=True))
+    yield
+    ordered = yield from sorted_slices(rows)
+    return [row[-1] for row in ordered]  # type: ignore[misc]
+
+
+def _reversed(column: list[Key]) -> Work[list[Key]]:
+    """Values that sort the other way round: numbers negated, strings by negated rank."""
+    if not column or not isinstance(column[0], str):
+        return [-value for value in column]  # type: ignore[operator]
+    distinct = yield from sorted_slices(list(set(column)))
+    rank = {value: -position for position, value in enumerate(distinct)}
+    yield
+    return [rank[value] for value in column]
+
+
+def sorted_slices(items: list[T]) -> Work[list[T]]:
+    """``sorted(items)``, in runs of :data:`CHUNK` merged with yields in between."""
+    if len(items) <= CHUNK:
+        return sorted(items)  # type: ignore[type-var]
+    runs = []
+    for start in range(0, len(items), CHUNK):
+        runs.append(sorted(items[start : start + CHUNK]))  # type: ignore[type-var]
+        yield
+    out: list[T] = []
+    append = out.append
+    for count, item in enumerate(heapq.merge(*runs)):  # type: ignore[type-var]
+        append(item)
+        if not count % CHUNK:
+            yield
+    return out
+
+
+async def matching(
+    session: Session, view: SelectedView, program: SearchProgram
+) -> tuple[list[int], list[MessageMeta]]:
+    """The messages of the view that match ``program``: their sequence numbers and metas,
+    in mailbox order (only messages the session has been told of)."""
+    found = await search_uids(session, view, program)
+    seqs = view.seqs_of(found)
+    uids = view.uids
+    wanted = [uids[seq - 1] for seq in seqs]
+    by_uid = {meta.uid: meta for meta in await view.mailbox.fetch(wanted)}
+    pairs = [(seq, by_uid.get(uid)) for seq, uid in zip(seqs, wanted, strict=True)]
+    kept = [(seq, meta) for seq, meta in pairs if meta is not None]
+    return [seq for seq, _ in kept], [meta for _, meta in kept]
+
+
+async def write_numbers(session: Session, prefix: bytes, numbers: Sequence[int]) -> None:
+    """``* <prefix> n n n...`` in pieces, pausing between them (100k numbers take ~20 ms)."""
+    slices = TimeSlices(session.services.clock)
+    line = [prefix]
+    for start in range(0, len(numbers), CHUNK):
+        line.append(" ".join(map(str, numbers[start : start + CHUNK])).encode())
+        await slices.pause()
+    session.write(b" ".join(line) + b"\r\n")
+
+
+def criteria_args(args: Sequence[Token], what: str) -> tuple[Token, list[Token]]:
+    """``<first> charset search-key...`` (SORT's and THREAD's shape): the first argument and
+    the rest as SEARCH reads it (``CHARSET charset key...``)."""
+    if len(args) < 3:
+        raise Bad(f"{what} takes a charset and search criteria after its first argument")
+    return args[0], [Atom("CHARSET"), *args[1:]]
