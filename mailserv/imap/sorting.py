@@ -136,10 +136,11 @@ async def matching(
     seqs = view.seqs_of(found)
     uids = view.uids
     wanted = [uids[seq - 1] for seq in seqs]
-    by_uid = {meta.uid: meta for meta in await view.mailbox.fetch(wanted)}
-    pairs = [(seq, by_uid.get(uid)) for seq, uid in zip(seqs, wanted, strict=True)]
-    kept = [(seq, meta) for seq, meta in pairs if meta is not None]
-    return [seq for seq, _ in kept], [meta for _, meta in kept]
+    metas = list(await view.mailbox.fetch(wanted))  # ascending, as ``wanted``
+    if len(metas) != len(wanted):  # some expunged meanwhile: keep the others' numbers
+        present = {meta.uid for meta in metas}
+        seqs = [seq for seq, uid in zip(seqs, wanted, strict=True) if uid in present]
+    return seqs, metas
 
 
 async def write_numbers(session: Session, prefix: bytes, numbers: Sequence[int]) -> None:
