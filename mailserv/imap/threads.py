@@ -70,12 +70,10 @@ def references(messages: Sequence[Message]) -> Work[bytes]:
     roots = [node for node in nodes if node.parent is None]
     yield
     roots = yield from _prune(roots)
-    _sort_siblings(roots, messages)  # (4), dummies by their first child
-    yield
-    roots = _merge_subjects(roots, messages)
-    yield
-    yield from _sort_all(roots, messages)  # (6)
-    return _format(roots, messages)
+    roots = yield from _sort_siblings(roots, messages)  # (4), dummies by their first child
+    roots = yield from _merge_subjects(roots, messages)
+    roots = yield from _sort_all(roots, messages)  # (6)
+    return (yield from _format(roots, messages))
 
 
 def _link(messages: Sequence[Message]) -> Work[list[_Node]]:
@@ -174,11 +172,24 @@ def _date_key(node: _Node, messages: Sequence[Message]) -> tuple[float, int]:
     return messages[node.index].date, node.index
 
 
-def _sort_siblings(siblings: list[_Node], messages: Sequence[Message]) -> None:
-    for node in siblings:
+def _sort_siblings(siblings: list[_Node], messages: Sequence[Message]) -> Work[list[_Node]]:
+    for count, node in enumerate(siblings):
         if node.index < 0:
             node.children.sort(key=lambda child: _date_key(child, messages))
-    siblings.sort(key=lambda node: _date_key(node, messages))
+        if not count % CHUNK:
+            yield
+    return (yield from _by_date(siblings, messages))
+
+
+def _by_date(nodes: list[_Node], messages: Sequence[Message]) -> Work[list[_Node]]:
+    """``nodes`` sorted by :func:`_date_key`, in slices (the threads of 100k messages)."""
+    rows = []
+    for count, node in enumerate(nodes):
+        rows.append((*_date_key(node, messages), node))  # keys are unique: nodes never compared
+        if not count % CHUNK:
+            yield
+    ordered = yield from sorted_slices(rows)
+    return [row[2] for row in ordered]
 
 
 def _subject(node: _Node, messages: Sequence[Message]) -> str:
@@ -186,10 +197,14 @@ def _subject(node: _Node, messages: Sequence[Message]) -> str:
     return messages[index].subject if index >= 0 else ""
 
 
-def _merge_subjects(roots: list[_Node], messages: Sequence[Message]) -> list[_Node]:
+def _merge_subjects(roots: list[_Node], messages: Sequence[Message]) -> Work[list[_Node]]:
     """Step 5: threads whose subjects agree become one."""
     table: dict[str, _Node] = {}
-    for node in roots:  # (B) one thread per subject: a dummy's, else a non-reply's
+    for count, node in enumerate(
+        roots
+    ):  # (B) one thread per subject: a dummy's, else a non-reply's
+        if not count % CHUNK:
+            yield
         subject = _subject(node, messages)
         if not subject:
             continue
@@ -201,7 +216,9 @@ def _merge_subjects(roots: list[_Node], messages: Sequence[Message]) -> list[_No
             table[subject] = node
     out: list[_Node] = []
     replaced: dict[_Node, _Node] = {}  # a thread later in the list, now under a dummy
-    for node in roots:  # (C) the others join it
+    for count, node in enumerate(roots):  # (C) the others join it
+        if not count % CHUNK:
+            yield
         node = replaced.get(node, node)
         subject = _subject(node, messages)
         held = table.get(subject) if subject else None
@@ -221,22 +238,26 @@ def _merge_subjects(roots: list[_Node], messages: Sequence[Message]) -> list[_No
     return [replaced.get(node, node) for node in out]
 
 
-def _sort_all(roots: list[_Node], messages: Sequence[Message]) -> Work[None]:
-    """Step 6: every set of siblings by sent date, the deepest first."""
+def _sort_all(roots: list[_Node], messages: Sequence[Message]) -> Work[list[_Node]]:
+    """Step 6: every set of siblings by sent date, the deepest first; the roots so sorted."""
     for count, node in enumerate(_bottom_up(roots)):
         if len(node.children) > 1:
             node.children.sort(key=lambda child: _date_key(child, messages))
         if not count % CHUNK:
             yield
-    roots.sort(key=lambda node: _date_key(node, messages))
+    return (yield from _by_date(roots, messages))
 
 
-def _format(roots: list[_Node], messages: Sequence[Message]) -> bytes:
+def _format(roots: list[_Node], messages: Sequence[Message]) -> Work[bytes]:
     """``(1 2 (3)(4 5))...``: a node's only child follows it, several are lists of their own;
     a dummy is a list of its children's lists."""
     out: list[bytes] = []
     stack: list[_Node | bytes] = list(reversed(roots))
+    count = 0
     while stack:
+        count += 1
+        if not count % CHUNK:
+            yield
         item = stack.pop()
         if isinstance(item, bytes):
             out.append(item)
