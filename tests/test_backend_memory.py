@@ -25,7 +25,10 @@ def message(n: int) -> bytes:
 
 @pytest.fixture
 def backend() -> MemoryBackend:
-    return memory.factory.build({}, "/nonexistent", Clock())
+    """On the global reactor, which ``resolve`` turns: a big change gives way to it."""
+    from twisted.internet import reactor
+
+    return memory.factory.build({}, "/nonexistent", reactor)
 
 
 @pytest.fixture
