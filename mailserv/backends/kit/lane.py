@@ -47,6 +47,10 @@ class Lane:
         """A change holds the lane now (another would wait)."""
         return self._lock.locked
 
+    def slices(self) -> TimeSlices:
+        """Time slices for a read of many messages, which takes no lane."""
+        return TimeSlices(self.clock)
+
     @asynccontextmanager
     async def held(self) -> AsyncIterator[TimeSlices]:
         """Wait for the lane, then hold it for the block; the block's own time slices.
@@ -55,6 +59,6 @@ class Lane:
         a small change completes within the call."""
         await self._lock.acquire()
         try:
-            yield TimeSlices(self.clock)
+            yield self.slices()
         finally:
             self._lock.release()

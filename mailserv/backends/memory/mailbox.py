@@ -27,6 +27,7 @@ from mailserv.backends.kit import (
     ListenerSet,
     ModseqLog,
     Tally,
+    TimeSlices,
     expungeable,
     plan_store,
 )
@@ -44,7 +45,6 @@ from mailserv.interfaces import (
 )
 from mailserv.message.info import MessageInfo
 from mailserv.message.parse import parse_message
-from mailserv.slicing import TimeSlices
 
 if TYPE_CHECKING:
     from mailserv.backends.memory.account import MemoryAccount
@@ -81,7 +81,7 @@ class MemoryMailbox(Listened):
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         """In batches: SELECT and SEARCH ask for every message of the mailbox."""
         found: list[MessageMeta] = []
-        async for part in TimeSlices(self.lane.clock).batches(uids):
+        async for part in self.lane.slices().batches(uids):
             found += self._fetch(part)
         return found
 
