@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
 from mailserv.backends.kit import (
@@ -12,6 +14,7 @@ from mailserv.backends.kit import (
     Choice,
     Hierarchy,
     Int,
+    Lane,
     Listened,
     ListenerSet,
     ModseqLog,
@@ -31,7 +34,8 @@ from mailserv.errors import (
     MailboxNotFound,
     MailboxNotSelectable,
 )
-from mailserv.interfaces import NOSELECT, FlagChange, StoreMode
+from mailserv.interfaces import NOSELECT, FlagChange, MessageMeta, StoreMode
+from mailserv.slicing import TimeSlices
 from mailserv.testing import Recorder
 
 # -- hierarchy ------------------------------------------------------------------------------
@@ -149,6 +153,82 @@ def test_modseq_log() -> None:
     assert log.vanished_since(0) == [3, 5, 7]
     assert log.vanished_since(first) == [5]
     assert log.vanished_since(second) == []
+
+
+def test_a_change_in_slices_stamps_the_upcoming_modseq_and_reports_an_early_highest() -> None:
+    log = ModseqLog()
+    assert log.upcoming == 2 and log.highest == 1  # a change under way: not announced yet
+    assert log.bump() == 2
+    metas = [MessageMeta(uid, frozenset(), None, 0, uid, None) for uid in (1, 2, 3)]  # type: ignore[arg-type]
+    changes = log.changes(metas, 1, highest=1)  # HIGHESTMODSEQ read before the messages
+    assert [m.uid for m in changes.changed] == [2, 3] and changes.highestmodseq == 1
+    assert log.changes(metas, 1).highestmodseq == 2
+
+
+# -- lane and slices --------------------------------------------------------------------------
+
+
+def test_the_lane_runs_changes_one_after_the_other() -> None:
+    clock = Clock()
+    lane = Lane(clock)
+    order: list[str] = []
+
+    async def change(name: str, pauses: int) -> None:
+        async with lane.held() as slices:
+            order.append(f"{name} starts")
+            for _ in range(pauses):
+                await TimeSlices(clock, length=0).pause()  # gives way to the reactor
+            assert isinstance(slices, TimeSlices)
+            order.append(f"{name} ends")
+
+    first = Deferred.fromCoroutine(change("first", 2))
+    assert lane.busy
+    second = Deferred.fromCoroutine(change("second", 0))
+    assert order == ["first starts"] and not second.called  # waits its turn
+    clock.advance(0)
+    clock.advance(0)
+    assert first.called and second.called and not lane.busy
+    assert order == ["first starts", "first ends", "second starts", "second ends"]
+
+
+def test_a_small_change_in_the_lane_needs_no_reactor() -> None:
+    lane = Lane(Clock())  # never advanced
+
+    async def change() -> int:
+        async with lane.held() as slices:
+            return sum([len(part) async for part in slices.batches(range(10))])
+
+    assert Deferred.fromCoroutine(change()).result == 10
+
+
+def test_the_lane_is_let_go_when_a_change_fails() -> None:
+    lane = Lane(Clock())
+
+    async def change() -> None:
+        async with lane.held():
+            raise ValueError("bad")
+
+    failed = Deferred.fromCoroutine(change())
+    failed.addErrback(lambda f: f.trap(ValueError))
+    assert not lane.busy
+
+
+def test_batches_pause_between_pieces_once_the_slice_is_used_up() -> None:
+    clock = Clock()
+    got: list[list[int]] = []
+
+    async def walk(slices: TimeSlices) -> None:
+        async for part in slices.batches(list(range(25)), size=10):
+            got.append(list(part))
+
+    done = Deferred.fromCoroutine(walk(TimeSlices(clock, length=3600)))
+    assert done.called and [len(p) for p in got] == [10, 10, 5]  # within the slice: at once
+    got.clear()
+    done = Deferred.fromCoroutine(walk(TimeSlices(clock, length=0)))
+    assert not done.called and got == [list(range(10))]  # the first piece, then a pause
+    clock.advance(0)
+    clock.advance(0)
+    assert done.called and [len(p) for p in got] == [10, 10, 5]
 
 
 # -- options ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
@@ -25,7 +26,10 @@ def message(n: int) -> bytes:
 
 @pytest.fixture
 def backend() -> MemoryBackend:
-    return memory.factory.build({}, "/nonexistent", Clock())
+    """On the global reactor, which ``resolve`` turns: a big change gives way to it."""
+    from twisted.internet import reactor
+
+    return memory.factory.build({}, "/nonexistent", reactor)
 
 
 @pytest.fixture
@@ -135,3 +139,59 @@ def test_bulk_operations_on_many_messages(big: MemoryMailbox) -> None:
     resolve(big.store(uids[::2], StoreMode.ADD, DELETED, None))
     resolve(big.expunge(None, None))
     assert resolve(big.status()).messages == 8192
+
+
+def test_big_changes_give_way_to_the_reactor(big: MemoryMailbox) -> None:
+    """A STORE, COPY or EXPUNGE of 16k messages lets other work run before it completes
+    (before: each ran to its end in one go, holding up every other session)."""
+    from twisted.internet import reactor
+
+    uids = resolve(big.uids())
+    changes = [
+        lambda: big.store(uids, StoreMode.ADD, DELETED, None),
+        lambda: big.copy(uids, "INBOX", None),
+        lambda: big.expunge(None, None),
+    ]
+    for change in changes:
+        others: list[int] = []
+        reactor.callLater(0, others.append, 1)
+        done = Deferred.fromCoroutine(change())
+        assert not done.called  # it gave way...
+        resolve(done)
+        assert others == [1]  # ...and the other work ran meanwhile
+    assert resolve(big.status()).messages == 0  # the copies kept \Deleted: all went
+
+
+def test_overlapping_stores_take_turns_in_the_lane(big: MemoryMailbox) -> None:
+    """Two sessions' STOREs over every message, the second sent while the first is under
+    way: one runs after the other, so every message ends with the second one's flags and
+    modseq, HIGHESTMODSEQ is that modseq, and the events come in that order."""
+    listener = Recorder()
+    big.add_listener(listener)
+    uids = resolve(big.uids())
+    before = resolve(big.status()).highestmodseq
+    first = Deferred.fromCoroutine(big.store(uids, StoreMode.ADD, SEEN, "first"))
+    second = Deferred.fromCoroutine(big.store(uids, StoreMode.REMOVE, SEEN, "second"))
+    assert not first.called and not second.called
+    one, two = resolve(first), resolve(second)
+    assert {c.modseq for c in one.changed} == {before + 1}
+    assert {c.modseq for c in two.changed} == {before + 2}
+    assert len(one.changed) == len(two.changed) == len(uids)
+    metas = resolve(big.fetch(uids))
+    assert {(m.flags, m.modseq) for m in metas} == {(frozenset(), before + 2)}
+    status = resolve(big.status())
+    assert (status.unseen, status.highestmodseq) == (len(uids), before + 2)
+    assert [origin for _, _, origin in listener.events] == ["first", "second"]
+
+
+def test_highestmodseq_moves_once_a_sliced_store_is_whole(big: MemoryMailbox) -> None:
+    """A reader between two slices of a STORE is not told a HIGHESTMODSEQ whose messages
+    are not all there yet (a client would skip the rest when it syncs from it)."""
+    from twisted.internet import reactor
+
+    uids = resolve(big.uids())
+    before = resolve(big.status()).highestmodseq
+    seen: list[int] = []
+    reactor.callLater(0, lambda: seen.append(resolve(big.status(), wait=False).highestmodseq))
+    resolve(big.store(uids, StoreMode.ADD, SEEN, None))
+    assert seen == [before] and resolve(big.status()).highestmodseq == before + 1

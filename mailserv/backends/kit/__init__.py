@@ -4,6 +4,9 @@
   (CREATE with parents, DELETE leaving ``\\Noselect``, RENAME with inferiors, RENAME INBOX).
 - :mod:`~mailserv.backends.kit.listeners`: the listener set of a mailbox and its event fan-out
   (``Listened`` gives a mailbox ``add_listener``/``remove_listener``).
+- :mod:`~mailserv.backends.kit.lane`: a mailbox's changes one at a time, each in time slices
+  that let other sessions in (``Lane``: hold it around every change of a big mailbox;
+  ``TimeSlices`` from :mod:`mailserv.slicing`, re-exported, cuts long loops).
 - :mod:`~mailserv.backends.kit.modlog`: HIGHESTMODSEQ and the expunge log behind
   ``changes_since``.
 - :mod:`~mailserv.backends.kit.counts`: the counters behind ``status()`` and ``claim_recent``.
@@ -17,16 +20,19 @@ The memory backend (:mod:`mailserv.backends.memory`) is built from these and not
 
 from mailserv.backends.kit.changes import expungeable, plan_store
 from mailserv.backends.kit.counts import Tally
+from mailserv.backends.kit.lane import Lane
 from mailserv.backends.kit.listeners import Listened, ListenerSet
 from mailserv.backends.kit.modlog import ModseqLog
 from mailserv.backends.kit.names import Hierarchy, ancestors, check_name, inferiors
 from mailserv.backends.kit.options import Bool, Choice, Int, Number, OptionSchema, Path, Text
+from mailserv.slicing import TimeSlices
 
 __all__ = [
     "Bool",
     "Choice",
     "Hierarchy",
     "Int",
+    "Lane",
     "Listened",
     "ListenerSet",
     "ModseqLog",
@@ -35,6 +41,7 @@ __all__ = [
     "Path",
     "Tally",
     "Text",
+    "TimeSlices",
     "ancestors",
     "check_name",
     "expungeable",

@@ -1,7 +1,9 @@
 """HIGHESTMODSEQ and the expunge log of one mailbox: the bookkeeping of ``changes_since``.
 
 Every change takes a new modseq from :meth:`ModseqLog.bump`; an expunge also records its
-UIDs under that modseq, so ``changes_since(m)`` can name what vanished after ``m``.
+UIDs under that modseq, so ``changes_since(m)`` can name what vanished after ``m``.  A change
+made in time slices stamps its messages with :attr:`ModseqLog.upcoming` and bumps once it is
+whole (see :mod:`~mailserv.backends.kit.lane`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ class ModseqLog:
         self.highest = highest
         self._vanished: list[tuple[int, int]] = []  # (modseq of the expunge, uid), ascending
 
+    @property
+    def upcoming(self) -> int:
+        """The modseq the next :meth:`bump` gives (a change in progress stamps with it)."""
+        return self.highest + 1
+
     def bump(self) -> int:
         """A new modseq, now the highest."""
         self.highest += 1
@@ -35,10 +42,15 @@ class ModseqLog:
         start = bisect.bisect_right(self._vanished, modseq, key=lambda entry: entry[0])
         return sorted(uid for _, uid in self._vanished[start:])
 
-    def changes(self, messages: Iterable[MessageMeta], modseq: int) -> Changes:
-        """``changes_since(modseq)`` of a mailbox holding ``messages`` (ascending UIDs)."""
+    def changes(
+        self, messages: Iterable[MessageMeta], modseq: int, highest: int | None = None
+    ) -> Changes:
+        """``changes_since(modseq)`` of a mailbox holding ``messages`` (ascending UIDs).
+
+        ``highest``: the HIGHESTMODSEQ to report when ``messages`` were read in slices; read
+        it before them, so that a change made meanwhile is reported again, never missed."""
         return Changes(
             changed=[meta for meta in messages if meta.modseq > modseq],
             vanished=self.vanished_since(modseq),
-            highestmodseq=self.highest,
+            highestmodseq=self.highest if highest is None else highest,
         )

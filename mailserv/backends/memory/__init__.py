@@ -3,11 +3,12 @@
 Read it to learn the contract of :mod:`mailserv.interfaces` by example: this module is the
 ``IBackendFactory`` plugin and the ``IBackend``; ``account.py`` the ``IAccount`` (the
 hierarchy rules come from the kit, :mod:`mailserv.backends.kit`); ``mailbox.py`` the
-``IMailbox`` (listeners, modseqs, counters and STORE planning from the kit).  Every I/O
-method of the contract is declared ``Awaitable``, so each is ``async def`` here although
-nothing has to wait.  Listener events are plain calls made after the change they describe,
-with the ``origin`` of the call that caused it.  ``mailserv/plugins/builtin.py`` registers
-``factory`` below.
+``IMailbox`` (listeners, modseqs, counters, STORE planning and the lane from the kit).
+Every I/O method of the contract is declared ``Awaitable``, so each is ``async def`` here;
+nothing waits for I/O, but a change to many messages waits for its turn in the mailbox's
+lane and gives way to other sessions between batches.  Listener events are plain calls made
+after the change they describe, with the ``origin`` of the call that caused it.
+``mailserv/plugins/builtin.py`` registers ``factory`` below.
 """
 
 from __future__ import annotations
@@ -36,16 +37,17 @@ class MemoryBackendFactory:
     options = OPTIONS.help
 
     def build(self, options: dict[str, str], data_dir: str, reactor: IReactorTime) -> MemoryBackend:
-        """``data_dir`` and ``reactor`` are unused: nothing is written, nothing waits."""
+        """``data_dir`` is unused: nothing is written.  Long changes give way to ``reactor``."""
         OPTIONS.parse(options, data_dir)  # BackendOptionError for any key
-        return MemoryBackend()
+        return MemoryBackend(reactor)
 
 
 @implementer(IBackend)
 class MemoryBackend:
     """All accounts of the process; they live as long as this object."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
         self._accounts: dict[str, MemoryAccount] = {}
         # Seeded from the clock so a restarted server does not hand out old UIDVALIDITYs.
         self._uidvalidities = itertools.count(int(time.time()))
@@ -58,7 +60,7 @@ class MemoryBackend:
 
     async def account(self, username: str) -> MemoryAccount:
         if username not in self._accounts:
-            self._accounts[username] = MemoryAccount(self._uidvalidities.__next__)
+            self._accounts[username] = MemoryAccount(self._uidvalidities.__next__, self._clock)
         return self._accounts[username]
 
     def credentials_checker(self) -> None:

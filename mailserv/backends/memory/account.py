@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from mailserv.backends.kit import Hierarchy
@@ -21,10 +22,12 @@ from mailserv.interfaces import INBOX, IAccount, MailboxInfo
 @implementer(IAccount)
 class MemoryAccount:
     """``new_uidvalidity`` is shared by the whole backend, so a re-created name never
-    gets a UIDVALIDITY it had before."""
+    gets a UIDVALIDITY it had before; ``clock`` is the reactor the mailboxes' long changes
+    give way to."""
 
-    def __init__(self, new_uidvalidity: Callable[[], int]) -> None:
+    def __init__(self, new_uidvalidity: Callable[[], int], clock: IReactorTime) -> None:
         self._new_uidvalidity = new_uidvalidity
+        self.clock = clock
         self._boxes: dict[str, MemoryMailbox | None] = {}
         self._subscribed: set[str] = set()
         self._make(INBOX)
@@ -45,7 +48,7 @@ class MemoryAccount:
         plan = self._hierarchy().delete(name)
         box = self._boxes.pop(name)
         if box is not None:
-            box.expunge_all()  # whoever has it selected hears of it
+            await box.expunge_all()  # whoever has it selected hears of it
         if plan.keep:
             self._boxes[name] = None
 

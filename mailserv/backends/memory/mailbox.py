@@ -5,6 +5,12 @@ counters maintained as messages come and go (the kit's :class:`Tally`), and ``fe
 one dict lookup per UID.  The dict keyed by UID also serves as the sorted UID list: a dict
 keeps insertion order and a new UID is always the largest, so the keys ascend unsorted.
 Listeners, modseqs and the planning of STORE and EXPUNGE are the kit's too.
+
+Every change holds the mailbox's lane (the kit's :class:`Lane`) and goes through the
+messages in batches, pausing between them when its time slice is used up: ``STORE 1:*``
+over 100k messages, or a COPY or EXPUNGE of as many, never holds up other sessions for more
+than a few ms, and no other change comes in between.  Reads of many messages are cut the
+same way; they take no lane.
 """
 
 from __future__ import annotations
@@ -15,7 +21,16 @@ from typing import TYPE_CHECKING
 
 from zope.interface import implementer
 
-from mailserv.backends.kit import Listened, ListenerSet, ModseqLog, Tally, expungeable, plan_store
+from mailserv.backends.kit import (
+    Lane,
+    Listened,
+    ListenerSet,
+    ModseqLog,
+    Tally,
+    TimeSlices,
+    expungeable,
+    plan_store,
+)
 from mailserv.interfaces import (
     RECENT,
     AppendResult,
@@ -52,6 +67,7 @@ class MemoryMailbox(Listened):
         self.tally = Tally()
         self.modseqs = ModseqLog()
         self.listeners = ListenerSet()
+        self.lane = Lane(account.clock)
 
     async def status(self) -> MailboxStatus:
         return self.tally.status(
@@ -63,7 +79,11 @@ class MemoryMailbox(Listened):
         return tuple(self._meta)
 
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
-        return self._fetch(uids)
+        """In batches: SELECT and SEARCH ask for every message of the mailbox."""
+        found: list[MessageMeta] = []
+        async for part in self.lane.slices().batches(uids):
+            found += self._fetch(part)
+        return found
 
     def _fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         meta = self._meta
@@ -73,7 +93,10 @@ class MemoryMailbox(Listened):
         return self._raw[uid]
 
     async def changes_since(self, modseq: int) -> Changes:
-        return self.modseqs.changes(self._meta.values(), modseq)
+        """HIGHESTMODSEQ is read first: a change made while the messages are read in slices
+        has a higher modseq, so the client asks for it again rather than missing it."""
+        highest = self.modseqs.highest
+        return self.modseqs.changes(await self.fetch(tuple(self._meta)), modseq, highest)
 
     async def claim_recent(self) -> list[int]:
         return self.tally.claim()
@@ -83,8 +106,9 @@ class MemoryMailbox(Listened):
     ) -> AppendResult:
         """Parse once, here; FETCH and SEARCH read the stored ``MessageInfo`` afterwards."""
         info, when = parse_message(message), internaldate or datetime.now(UTC)
-        uid = self._insert(message, info, flags - {RECENT}, when, self.modseqs.bump())
-        self.listeners.added(self, [uid], origin)
+        async with self.lane.held():
+            uid = self._insert(message, info, flags - {RECENT}, when, self.modseqs.bump())
+            self.listeners.added(self, [uid], origin)
         return AppendResult(self.uidvalidity, uid)
 
     async def store(
@@ -96,50 +120,66 @@ class MemoryMailbox(Listened):
         unchangedsince: int | None = None,
     ) -> StoreResult:
         """One new modseq for the messages whose flags really change; the others keep theirs."""
-        plan, failed = plan_store(self._fetch(uids), mode, flags - {RECENT}, unchangedsince)
-        if not plan:
-            return StoreResult([], failed)
-        modseq = self.modseqs.bump()
-        for m, new in plan:
-            self.tally.reflag(m.flags, new)
-            self._meta[m.uid] = MessageMeta(m.uid, new, m.internaldate, m.size, modseq, m.info)
-        changed = [FlagChange(m.uid, new, modseq) for m, new in plan]
-        self.listeners.flags_changed(self, changed, origin)
+        changed: list[FlagChange] = []
+        failed: list[int] = []
+        flags -= {RECENT}
+        async with self.lane.held() as slices:
+            modseq = self.modseqs.upcoming
+            async for part in slices.batches(uids):
+                plan, refused = plan_store(self._fetch(part), mode, flags, unchangedsince)
+                failed += refused
+                for m, new in plan:
+                    self.tally.reflag(m.flags, new)
+                    self._meta[m.uid] = MessageMeta(
+                        m.uid, new, m.internaldate, m.size, modseq, m.info
+                    )
+                    changed.append(FlagChange(m.uid, new, modseq))
+            if changed:
+                self.modseqs.bump()
+                self.listeners.flags_changed(self, changed, origin)
         return StoreResult(changed, failed)
 
     async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         """The copies share this mailbox's bytes and parsed info: nothing is duplicated."""
-        return self.transfer(uids, self._account.lookup(destination), origin, move=False)
+        return await self.transfer(uids, self._account.lookup(destination), origin, move=False)
 
     async def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
-        return self.transfer(uids, self._account.lookup(destination), origin, move=True)
+        return await self.transfer(uids, self._account.lookup(destination), origin, move=True)
 
-    def transfer(
+    async def transfer(
         self, uids: Sequence[int], target: MemoryMailbox, origin: object, move: bool
     ) -> CopyResult:
-        """COPY, or MOVE (COPY, then one expunge), at once."""
-        sources = self._fetch(sorted(set(uids)))
-        if not sources:
-            return CopyResult(target.uidvalidity, [])
-        modseq = target.modseqs.bump()
-        pairs = [
-            (m.uid, target._insert(self._raw[m.uid], m.info, m.flags, m.internaldate, modseq))
-            for m in sources
-        ]
-        target.listeners.added(target, [new for _, new in pairs], origin)
-        if move:
-            self._remove([old for old, _ in pairs], origin)
+        """COPY, or MOVE (COPY, then one expunge), in the target's lane, then (MOVE) in
+        ours: never both at once (see the kit's lane)."""
+        pairs: list[tuple[int, int]] = []
+        async with target.lane.held() as slices:
+            modseq = target.modseqs.upcoming
+            async for part in slices.batches(sorted(set(uids))):
+                for m in self._fetch(part):
+                    copy = target._insert(self._raw[m.uid], m.info, m.flags, m.internaldate, modseq)
+                    pairs.append((m.uid, copy))
+            if pairs:
+                target.modseqs.bump()
+                target.listeners.added(target, [new for _, new in pairs], origin)
+        if move and pairs:
+            async with self.lane.held() as slices:
+                await self._remove([old for old, _ in pairs if old in self._meta], origin, slices)
         return CopyResult(target.uidvalidity, pairs)
 
     async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:
-        candidates = self._meta.values() if uids is None else self._fetch(sorted(set(uids)))
-        gone = [m.uid for m in expungeable(candidates)]
-        self._remove(gone, origin)
+        gone: list[int] = []
+        async with self.lane.held() as slices:
+            async for part in slices.batches(
+                tuple(self._meta) if uids is None else sorted(set(uids))
+            ):
+                gone += [m.uid for m in expungeable(self._fetch(part))]
+            await self._remove(gone, origin, slices)
         return gone
 
-    def expunge_all(self) -> None:
+    async def expunge_all(self) -> None:
         """The account deleted this mailbox: tell whoever still has it selected."""
-        self._remove(list(self._meta), None)
+        async with self.lane.held() as slices:
+            await self._remove(tuple(self._meta), None, slices)
 
     def _insert(
         self, raw: bytes, info: MessageInfo, flags: frozenset[str], date: datetime, modseq: int
@@ -152,14 +192,15 @@ class MemoryMailbox(Listened):
         self.tally.add(uid, flags, len(raw))
         return uid
 
-    def _remove(self, uids: list[int], origin: object) -> None:
-        """Drop ``uids`` (all present, ascending) under one new modseq and tell listeners."""
+    async def _remove(self, uids: Sequence[int], origin: object, slices: TimeSlices) -> None:
+        """Drop ``uids`` (all present, ascending) under one new modseq and tell listeners;
+        the lane is held."""
         if not uids:
             return
-        modseq = self.modseqs.bump()
-        for uid in uids:
-            meta = self._meta.pop(uid)
-            del self._raw[uid]
-            self.tally.remove(uid, meta.flags, meta.size)
-        self.modseqs.expunged(uids, modseq)
+        async for part in slices.batches(uids):
+            for uid in part:
+                meta = self._meta.pop(uid)
+                del self._raw[uid]
+                self.tally.remove(uid, meta.flags, meta.size)
+        self.modseqs.expunged(uids, self.modseqs.bump())
         self.listeners.expunged(self, uids, origin)

@@ -2,14 +2,17 @@
 
 One dedicated connection LISTENs on the shared channel; its socket is registered with the
 reactor (``addReader``), so a notice is handled the moment it arrives, without a thread or
-a poll, under any reactor that watches file descriptors.  A lost connection is re-opened with
-growing delays; the owner is then asked to resynchronise, since notices sent meanwhile are
-gone.
+a poll, under any reactor that watches file descriptors.  A burst (another frontend's change
+of thousands of mailboxes or messages) is handled in time slices, the rest on the reactor's
+next turns: a notice still queued is as good as one still on its way, which ``catch_up``
+allows for already.  A lost connection is re-opened with growing delays; the owner is then
+asked to resynchronise, since notices sent meanwhile are gone.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +24,7 @@ from zope.interface import implementer
 
 from mailserv.backends.sql.db import NOTIFY_CHANNEL
 from mailserv.backends.sql.dialect import Dialect
+from mailserv.slicing import SLICE
 
 RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
@@ -62,8 +66,7 @@ class _Socket:
         except Exception as error:  # noqa: BLE001 - any failure means a dead connection
             self._listener.lost(self, str(error))
             return
-        while (notice := pgconn.notifies()) is not None:
-            self._listener.deliver(notice.extra.decode("utf-8", "replace"))
+        self._listener.take()
 
     def connectionLost(self, reason: Failure) -> None:
         self._listener.lost(self, reason.getErrorMessage())
@@ -87,6 +90,8 @@ class Listener:
         self._stopped = False
         self._failures = 0
         self._retry: Any = None
+        self._more: Any = None
+        """The call that takes the rest of a burst of notices, when one is waiting."""
 
     async def start(self) -> None:
         """Connect and LISTEN; fails (BackendUnavailable) when the database cannot be reached."""
@@ -113,6 +118,20 @@ class Listener:
         self._socket = _Socket(self, conn)
         self._reactor.addReader(self._socket)
 
+    def take(self) -> None:
+        """Handle the notices received, for one time slice at most; the rest later."""
+        self._more = None
+        socket = self._socket
+        if socket is None:
+            return
+        pgconn = socket.conn.pgconn
+        until = time.perf_counter() + SLICE
+        while (notice := pgconn.notifies()) is not None:
+            self.deliver(notice.extra.decode("utf-8", "replace"))
+            if time.perf_counter() > until and self._socket is socket:
+                self._more = self._reactor.callLater(0, self.take)
+                return
+
     def deliver(self, payload: str) -> None:
         try:
             self._on_notice(payload)
@@ -120,7 +139,8 @@ class Listener:
             _log.failure("Handling change notice {payload!r} failed", payload=payload)
 
     def poll(self) -> None:
-        """Take the notices received already, now (before a command answers)."""
+        """Take the notices received already, now (before a command answers), for one time
+        slice at most."""
         if self._socket is not None:
             self._socket.doRead()
 
@@ -133,6 +153,9 @@ class Listener:
             self._schedule()
 
     def _detach(self) -> None:
+        if self._more is not None and self._more.active():
+            self._more.cancel()
+        self._more = None
         socket, self._socket = self._socket, None
         if socket is not None:
             self._reactor.removeReader(socket)

@@ -1,0 +1,131 @@
+"""The memory backend over real sockets: a big change of one user leaves the reactor to
+the others, and two sessions' big changes of one mailbox take turns (the kit's lane)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from imapserver import User, new_user
+
+from bench.harness import BackendSpec, RawClient, ServerProcess
+
+DOUBLINGS = 16
+"""INBOX holds 2**16 messages: a change of all of them takes the backend 100+ ms."""
+COUNT = 2**DOUBLINGS
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = ServerProcess(tmp_path_factory.mktemp("memlane"), BackendSpec("memory"))
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def owner(server: ServerProcess) -> User:
+    """A user whose INBOX holds ``COUNT`` messages (made by doubling with COPY)."""
+    user = new_user()
+    server.add_user(user.name, user.password)
+    client = login(server, user)
+    body = b"Subject: note\r\nMessage-ID: <n@example.org>\r\n\r\nhello\r\n"
+    assert all(r.ok for r in client.append_many("INBOX", [body]))
+    assert client.command("SELECT INBOX").ok
+    for _ in range(DOUBLINGS):
+        assert client.command("COPY 1:* INBOX").ok
+    client.close()
+    return user
+
+
+def login(server: ServerProcess, user: User) -> RawClient:
+    client = RawClient.connect(server.imap_port, timeout=120)
+    client.login(user.name, user.password)
+    return client
+
+
+def other_user(server: ServerProcess) -> RawClient:
+    user = new_user()
+    server.add_user(user.name, user.password)
+    return login(server, user)
+
+
+class Probe:
+    """Another user's NOOPs, one after the other in a thread: (sent, answered) of each."""
+
+    def __init__(self, client: RawClient) -> None:
+        self.client = client
+        self.times: list[tuple[float, float]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+        time.sleep(0.05)  # under way
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            sent = time.perf_counter()
+            assert self.client.command("NOOP").ok
+            self.times.append((sent, time.perf_counter()))
+            time.sleep(0.002)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(60)
+        self.client.close()
+
+
+def timed(client: RawClient, command: str) -> tuple[float, float]:
+    start = time.perf_counter()
+    assert client.command(command).ok
+    return start, time.perf_counter()
+
+
+def test_noops_sent_during_a_big_copy_are_answered_before_it(
+    server: ServerProcess, owner: User
+) -> None:
+    """Before, the COPY of 65k messages held the reactor to its end: another user's NOOP
+    sent while it ran was answered after it."""
+    actor = login(server, owner)
+    assert actor.command("CREATE Big").ok and actor.command("SELECT INBOX").ok
+    probe = Probe(other_user(server))
+    start, end = timed(actor, "COPY 1:* Big")
+    probe.stop()
+    inside = [(a, b) for a, b in probe.times if a > start + 0.01 and b < end]
+    assert inside, (end - start, [(a - start, b - start) for a, b in probe.times[-5:]])
+    assert actor.command("STATUS Big (MESSAGES)").data("STATUS") == [b"Big (MESSAGES %d)" % COUNT]
+    actor.close()
+
+
+def test_a_big_store_holds_up_nobody(server: ServerProcess, owner: User) -> None:
+    """Another user's NOOPs during ``STORE 1:*`` over 65k messages never wait for more
+    than a fraction of it (before: most of it)."""
+    actor = login(server, owner)
+    assert actor.command("SELECT INBOX").ok
+    probe = Probe(other_user(server))
+    start, end = timed(actor, "STORE 1:* +FLAGS.SILENT (\\Flagged)")
+    probe.stop()
+    during = [b - a for a, b in probe.times if a < end and b > start]
+    assert len(during) >= 3, "the probe kept getting answers"
+    assert max(during) < (end - start) / 3, (max(during), end - start)
+    actor.close()
+
+
+def test_overlapping_stores_of_two_sessions_take_turns(server: ServerProcess, owner: User) -> None:
+    """One session sets \\Seen on every message while another clears it: whichever runs
+    second wins on every message (before the lane, slices of both could interleave and
+    leave some messages seen and others not)."""
+    first, second = login(server, owner), login(server, owner)
+    assert first.command("SELECT INBOX").ok and second.command("SELECT INBOX").ok
+    first.send(b"a1 STORE 1:* +FLAGS.SILENT (\\Seen)\r\n")
+    time.sleep(0.01)
+    second.send(b"b1 STORE 1:* -FLAGS.SILENT (\\Seen)\r\n")
+    assert first.read_until_tagged("a1").ok and second.read_until_tagged("b1").ok
+    seen = first.command("SEARCH SEEN").data("SEARCH")
+    count = len(seen[0].split()) if seen and seen[0] else 0
+    assert count in (0, COUNT), count
+    status = first.command("STATUS INBOX (UNSEEN)").data("STATUS")
+    assert status == [b"INBOX (UNSEEN %d)" % (COUNT - count)]
+    first.close()
+    second.close()
