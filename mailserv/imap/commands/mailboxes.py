@@ -189,6 +189,10 @@ async def status(session: Session, command: Command) -> Reply:
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc
     counts: MailboxStatus = await box.status()
+    for item in dict.fromkeys(items):
+        used = known[item].used
+        if used is not None:
+            used(session)
     values = b" ".join(b"%s %d" % (item.encode(), known[item].value(counts)) for item in items)
     session.write(b"* STATUS %s (%s)\r\n" % (name_bytes(name), values))
     return Reply()

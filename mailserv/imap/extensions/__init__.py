@@ -13,12 +13,14 @@ from mailserv.imap.commands import append, login, mailboxes, messages, select, s
 from mailserv.imap.extensions import (
     appendlimit,
     children,
+    condstore,
     enable,
     id,
     idle,
     literal_plus,
     move,
     namespace,
+    qresync,
     sasl_ir,
     special_use,
     uidplus,
@@ -51,6 +53,8 @@ BUILT_IN: tuple[Extension, ...] = (
     children.EXTENSION,
     special_use.EXTENSION,
     appendlimit.EXTENSION,
+    condstore.EXTENSION,
+    qresync.EXTENSION,
     login.SIGN_IN,
 )
 """Every extension a default server offers, in CAPABILITY order."""
