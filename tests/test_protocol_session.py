@@ -505,6 +505,7 @@ def test_capability_words_and_order_in_every_state(
     before = " ".join(capabilities(client))
     core, _, rest = before.partition(" STARTTLS ")
     limit = core.rsplit("=", 1)[1]
+    assert limit.endswith(" CONDSTORE QRESYNC"), before
     assert core == _CORE_CAPABILITIES + limit, before
     assert rest == "AUTH=PLAIN AUTH=LOGIN", rest
     assert client.starttls(server.ssl_context(), server_hostname="localhost").ok
