@@ -223,3 +223,23 @@ def test_close_then_resync_finds_the_expunged(connect: Connector, ten: list[int]
     again = ok(client, f"SELECT INBOX (QRESYNC ({validity} {highest}))")
     assert vanished(again, earlier=True) == [u[0], u[3]]
     assert not fetches(again), "the flagged ones are gone; nothing else changed"
+
+
+def test_known_uids_gone_before_modseq_are_told_too(connect: Connector, ten: list[int]) -> None:
+    """A cache that still holds a message expunged before its modseq (or a store whose
+    expunge log does not reach back that far) is set right: every known UID the mailbox
+    lacks is VANISHED (EARLIER); known UIDs past UIDNEXT never existed and are not."""
+    u = ten
+    actor = connect.selected()
+    ok(actor, f"UID STORE {u[0]} +FLAGS.SILENT (\\Deleted)")
+    ok(actor, "EXPUNGE")
+    client = qresync_client(connect)
+    select = ok(client, "SELECT INBOX")
+    validity, highest = code_value(select, "UIDVALIDITY"), code_value(select, "HIGHESTMODSEQ")
+    ok(actor, f"UID STORE {u[5]} +FLAGS.SILENT (\\Deleted)")
+    ok(actor, "EXPUNGE")
+    known = f"{u[0]}:{u[9] + 50}"
+    response = ok(client, f"SELECT INBOX (QRESYNC ({validity} {highest} {known}))")
+    assert vanished(response, earlier=True) == [u[0], u[5]]
+    plain = ok(client, f"SELECT INBOX (QRESYNC ({validity} {highest}))")
+    assert vanished(plain, earlier=True) == [u[5]], "without known UIDs: the log since modseq"

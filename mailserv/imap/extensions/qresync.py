@@ -3,11 +3,15 @@
 After ``ENABLE QRESYNC`` (which turns CONDSTORE on too):
 
 * ``SELECT/EXAMINE box (QRESYNC (uidvalidity modseq [known-uids [(seqs uids)]]))`` answers,
-  after the usual responses, ``* VANISHED (EARLIER) uids`` for the messages expunged since
-  ``modseq`` (among ``known-uids`` when given) and ``* n FETCH (UID FLAGS MODSEQ)`` for
-  those changed since; with another UIDVALIDITY it is a plain SELECT.  Every backend
-  keeps its expunged UIDs with their mod-sequences (``IMailbox.changes_since``), so the
-  sequence-match data, meant for servers that forget them, is checked and not needed.
+  after the usual responses, ``* VANISHED (EARLIER) uids`` and ``* n FETCH (UID FLAGS
+  MODSEQ)`` for the messages changed since ``modseq``; with another UIDVALIDITY it is a
+  plain SELECT.  Without ``known-uids`` the UIDs are those the backend logged as expunged
+  since ``modseq`` (``IMailbox.changes_since``).  With them, they are the known UIDs the
+  mailbox no longer holds, worked out by ranges from the UID list: the same UIDs when the
+  client's list is exact, and right even where a store's log does not reach that far back
+  (a proxy's mirror starts with the session that opened it); RFC 7162 lets VANISHED
+  (EARLIER) name UIDs the client already forgot.  The sequence-match data, meant for
+  servers that forget expunges, is checked and not needed.
 * ``UID FETCH set items (CHANGEDSINCE n VANISHED)`` first says which UIDs of ``set``
   vanished since ``n``.
 * The engine tells removals as ``* VANISHED uids`` instead of EXPUNGE
@@ -17,6 +21,7 @@ After ``ENABLE QRESYNC`` (which turns CONDSTORE on too):
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -113,9 +118,35 @@ async def _resync(
     if resync.uidvalidity != counts.uidvalidity:
         return  # RFC 7162 3.2.5.1: another mailbox by that name; a full sync is due
     changes = await view.mailbox.changes_since(resync.modseq)
-    within = resync.known.resolve(1) if resync.known is not None else None
-    write_vanished(view, changes.vanished, within)
+    if resync.known is None:
+        write_vanished(view, changes.vanished, None)
+    else:
+        below = counts.uidnext - 1  # no UID above was ever given
+        known = [(low, min(high, below)) for low, high in resync.known.resolve(1) if low <= below]
+        gone = absent(known, view.uids)
+        if gone:
+            text = ",".join(str(a) if a == b else f"{a}:{b}" for a, b in gone)
+            session.write(b"* VANISHED (EARLIER) %s\r\n" % text.encode())
     await write_changed(session, view, changes.changed)
+
+
+def absent(ranges: Sequence[tuple[int, int]], uids: Sequence[int]) -> list[tuple[int, int]]:
+    """The parts of the ascending, merged ``ranges`` that hold none of the ascending
+    ``uids`` (a message expunged after the view's snapshot is still in ``uids``: its
+    removal goes out as a plain VANISHED later)."""
+    out: list[tuple[int, int]] = []
+    count = len(uids)
+    for low, high in ranges:
+        i = bisect_left(uids, low)
+        start = low
+        while i < count and uids[i] <= high:
+            if uids[i] > start:
+                out.append((start, uids[i] - 1))
+            start = uids[i] + 1
+            i += 1
+        if start <= high:
+            out.append((start, high))
+    return out
 
 
 def write_vanished(
