@@ -62,6 +62,9 @@ def test_capability_and_plain_client_sees_nothing_new(
     noop = ok(client, "NOOP")
     assert noop.untagged[-1] == b"* 2 EXPUNGE\r\n", noop.untagged
     assert not any(b"MODSEQ" in line or b"VANISHED" in line for line in noop.untagged)
+    ok(client, "STORE 1 +FLAGS.SILENT (\\Deleted)")
+    expunge = ok(client, "EXPUNGE")
+    assert expunge.untagged == [b"* 1 EXPUNGE\r\n"] and expunge.code is None, expunge.line
     assert not any(b"MODSEQ" in line for line in ok(client, "FETCH 1:* FLAGS").untagged)
 
 

@@ -190,6 +190,7 @@ def test_vanished_replaces_expunge(connect: Connector, ten: list[int]) -> None:
     ok(client, f"UID STORE {u[3]},{u[4]} +FLAGS.SILENT (\\Deleted)")
     mine = ok(client, f"UID EXPUNGE {u[4]}")
     assert mine.untagged == [b"* VANISHED %d\r\n" % u[4]], mine.untagged
+    assert mine.code is not None and mine.code.startswith("HIGHESTMODSEQ "), mine.line
     assert vanished(ok(client, "EXPUNGE"), earlier=False) == [u[3]]
     ok(client, "CREATE Elsewhere")
     moved = ok(client, f"UID MOVE {u[8]}:{u[9]} Elsewhere")

@@ -230,6 +230,8 @@ async def expunge(session: Session, command: Command) -> Reply:
         raise Bad("EXPUNGE takes no arguments")
     gone = await view.mailbox.expunge(restrict, session)
     session.write(b"".join(view.remove(gone)))
+    if view.reports_vanished:  # RFC 7162 3.2.7: the HIGHESTMODSEQ after the expunge
+        return Reply(code=b"HIGHESTMODSEQ %d" % (await view.mailbox.status()).highestmodseq)
     return Reply()
 
 
