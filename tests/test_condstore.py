@@ -9,23 +9,10 @@ import re
 
 import pytest
 from imapclient import IMAPClient
-from imapserver import Connector
+from imapserver import Connector, code_value, ok
 
 from bench import messages
 from bench.harness import RawClient, Response, fetches, flag_set
-
-
-def ok(client: RawClient, command: str) -> Response:
-    response = client.command(command)
-    assert response.ok, (command, response.line)
-    return response
-
-
-def code_value(response: Response, name: str) -> int:
-    """The number of response code ``name`` (untagged or tagged), e.g. HIGHESTMODSEQ."""
-    found = [c for c in response.codes() if c.upper().startswith(name + " ")]
-    assert len(found) == 1, (name, response.untagged, response.line)
-    return int(found[0].split()[1])
 
 
 def modseqs(response: Response) -> dict[int, int]:

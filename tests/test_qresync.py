@@ -9,22 +9,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from imapserver import Connector, uid_set
+from imapserver import Connector, code_value, ok, uid_set
 
 from bench import messages
 from bench.harness import RawClient, Response, fetches, flag_set
-
-
-def ok(client: RawClient, command: str) -> Response:
-    response = client.command(command)
-    assert response.ok, (command, response.line)
-    return response
-
-
-def code_value(response: Response, name: str) -> int:
-    found = [c for c in response.codes() if c.upper().startswith(name + " ")]
-    assert len(found) == 1, (name, response.untagged, response.line)
-    return int(found[0].split()[1])
 
 
 def vanished(response: Response, earlier: bool) -> list[int]:
