@@ -209,7 +209,7 @@ def test_other_sessions_changes_carry_modseq(
         ("STORE 1 (UNCHANGEDSINCE x) +FLAGS (\\Seen)", "UNCHANGEDSINCE:"),
         ("STORE 1 (UNCHANGEDSINCE 1 UNCHANGEDSINCE 2) FLAGS ()", "given twice"),
         ("STORE 1 (XFOO 1) +FLAGS (\\Seen)", "Unknown STORE modifier XFOO"),
-        ("STORE 1 (UNCHANGEDSINCE 5)", "STORE takes"),
+        ("STORE 1 (UNCHANGEDSINCE 5) +FLAGS", "modifiers, an item and flags"),
         ("FETCH 1 FLAGS (CHANGEDSINCE)", "CHANGEDSINCE needs a value"),
         ("FETCH 1 FLAGS (CHANGEDSINCE 99999999999999999999)", "CHANGEDSINCE:"),
         ("FETCH 1 MODSEQ[1]", "MODSEQ takes no section"),
