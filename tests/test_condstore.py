@@ -93,6 +93,16 @@ def test_fetch_modseq_enables_and_tells_highestmodseq_once(
     assert modseqs(store)[4] > highest  # on from now: STORE's FETCH carries MODSEQ
 
 
+def test_enable_while_selected_tells_highestmodseq(five: tuple[RawClient, list[int]]) -> None:
+    client, _ = five
+    ok(client, "SELECT INBOX")
+    enabled = ok(client, "ENABLE CONDSTORE")
+    assert enabled.data("ENABLED") == [b"CONDSTORE"]
+    assert code_value(enabled, "HIGHESTMODSEQ") >= 1
+    again = ok(client, "ENABLE QRESYNC")
+    assert again.data("ENABLED") == [b"QRESYNC"] and not again.codes(), "CONDSTORE was on"
+
+
 def test_changedsince(connect: Connector, five: tuple[RawClient, list[int]]) -> None:
     client, uids = five
     highest = code_value(ok(client, "SELECT INBOX (CONDSTORE)"), "HIGHESTMODSEQ")

@@ -81,6 +81,11 @@ def turn_on_modseq(session: Session) -> None:
     if not session.enabled.isdisjoint(MODSEQ_NAMES):
         return
     session.enable(["CONDSTORE"])
+    tell_highestmodseq(session)
+
+
+def tell_highestmodseq(session: Session) -> None:
+    """CONDSTORE was just turned on: the selected mailbox's HIGHESTMODSEQ, if any."""
     if session.selected is not None:
         modseq = session.selected.base_modseq
         session.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % modseq)
