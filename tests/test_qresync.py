@@ -7,12 +7,16 @@ resync."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from imapserver import Connector, code_value, ok, uid_set
 
 from bench import messages
-from bench.harness import RawClient, Response, fetches, flag_set
+from bench.harness import RawClient, Response, ServerProcess, fetches, flag_set
+
+PROXY_LINGER = 2.0
+"""The proxy backend's ``linger`` in the shared test server (tests/dovecot.py)."""
 
 
 def vanished(response: Response, earlier: bool) -> list[int]:
@@ -232,3 +236,29 @@ def test_known_uids_gone_before_modseq_are_told_too(connect: Connector, ten: lis
     assert vanished(response, earlier=True) == [u[0], u[5]]
     plain = ok(client, f"SELECT INBOX (QRESYNC ({validity} {highest}))")
     assert vanished(plain, earlier=True) == [u[5]], "without known UIDs: the log since modseq"
+
+
+def test_resync_after_the_store_forgot_the_mailbox(
+    connect: Connector, server: ServerProcess, ten: list[int]
+) -> None:
+    """Expunges while no session had the mailbox open, then a resync without known UIDs.
+    The proxy forgets a user's mailboxes ``linger`` seconds after the last session (its
+    mirror starts again with no expunge log): VANISHED (EARLIER) then names every UID the
+    mailbox lacks, so nothing expunged meanwhile is missed."""
+    u = ten
+    first = qresync_client(connect)
+    select = ok(first, "SELECT INBOX")
+    validity, highest = code_value(select, "UIDVALIDITY"), code_value(select, "HIGHESTMODSEQ")
+    ok(first, "LOGOUT")
+    actor = connect.selected()
+    ok(actor, f"UID STORE {u[2]},{u[7]} +FLAGS.SILENT (\\Deleted)")
+    ok(actor, "EXPUNGE")
+    ok(actor, "LOGOUT")
+    if server.backend.name == "proxy":
+        time.sleep(PROXY_LINGER + 1.5)  # the user's mirrors are dropped
+    client = qresync_client(connect)
+    response = ok(client, f"SELECT INBOX (QRESYNC ({validity} {highest}))")
+    assert {u[2], u[7]} <= set(vanished(response, earlier=True)), response.untagged
+    assert not set(vanished(response, earlier=True)) & set(u) - {u[2], u[7]}
+    fetch = ok(client, f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {highest} VANISHED)")
+    assert {u[2], u[7]} <= set(vanished(fetch, earlier=True)), fetch.untagged

@@ -8,10 +8,11 @@ After ``ENABLE QRESYNC`` (which turns CONDSTORE on too):
   plain SELECT.  Without ``known-uids`` the UIDs are those the backend logged as expunged
   since ``modseq`` (``IMailbox.changes_since``).  With them, they are the known UIDs the
   mailbox no longer holds, worked out by ranges from the UID list: the same UIDs when the
-  client's list is exact, and right even where a store's log does not reach that far back
-  (a proxy's mirror starts with the session that opened it); RFC 7162 lets VANISHED
-  (EARLIER) name UIDs the client already forgot.  The sequence-match data, meant for
-  servers that forget expunges, is checked and not needed.
+  client's list is exact, and right even where a store's log does not reach that far back;
+  RFC 7162 lets VANISHED (EARLIER) name UIDs the client already forgot.  Where the
+  backend says its log is too short (``Changes.complete`` false: a proxy's mirror starts
+  when the mailbox is opened), every UID below UIDNEXT the mailbox lacks is named.  The
+  sequence-match data, meant for servers that forget expunges, is checked, not needed.
 * ``UID FETCH set items (CHANGEDSINCE n VANISHED)`` first says which UIDs of ``set``
   vanished since ``n``.
 * The engine tells removals as ``* VANISHED uids`` instead of EXPUNGE
@@ -118,16 +119,22 @@ async def _resync(
     if resync.uidvalidity != counts.uidvalidity:
         return  # RFC 7162 3.2.5.1: another mailbox by that name; a full sync is due
     changes = await view.mailbox.changes_since(resync.modseq)
-    if resync.known is None:
+    if resync.known is None and changes.complete:
         write_vanished(view, changes.vanished, None)
-    else:
-        below = counts.uidnext - 1  # no UID above was ever given
-        known = [(low, min(high, below)) for low, high in resync.known.resolve(1) if low <= below]
-        gone = absent(known, view.uids)
-        if gone:
-            text = ",".join(str(a) if a == b else f"{a}:{b}" for a, b in gone)
-            session.write(b"* VANISHED (EARLIER) %s\r\n" % text.encode())
+    else:  # every known UID below UIDNEXT the mailbox lacks
+        known = resync.known.resolve(1) if resync.known is not None else [(1, counts.uidnext)]
+        write_absent(view, known, counts.uidnext - 1)
     await write_changed(session, view, changes.changed)
+
+
+def write_absent(view: SelectedView, ranges: Sequence[tuple[int, int]], last: int) -> None:
+    """``* VANISHED (EARLIER)`` for the UIDs of ``ranges`` up to ``last`` that the view
+    lacks, worked out and written as ranges (never one number per UID)."""
+    clipped = [(low, min(high, last)) for low, high in ranges if low <= last]
+    gone = absent(clipped, view.uids)
+    if gone:
+        text = ",".join(str(a) if a == b else f"{a}:{b}" for a, b in gone)
+        view.session.write(b"* VANISHED (EARLIER) %s\r\n" % text.encode())
 
 
 def absent(ranges: Sequence[tuple[int, int]], uids: Sequence[int]) -> list[tuple[int, int]]:
@@ -197,6 +204,10 @@ async def _vanished_since(request: FetchRequest, value: Token | None) -> None:
     since = modseq_value(request.modifiers["CHANGEDSINCE"], "CHANGEDSINCE")
     view = request.view
     changes = await view.mailbox.changes_since(since)
+    if not changes.complete:  # the store's log is too short: what the view lacks
+        last = view.uids[-1] if view.uids else 0
+        write_absent(view, request.sequence.resolve(last), last)
+        return
     if not changes.vanished:
         return
     # ``*`` is the largest UID in use; one that vanished may have been larger.
