@@ -162,6 +162,10 @@ class Changes:
     changed: Sequence[MessageMeta]
     vanished: Sequence[int]
     highestmodseq: int
+    complete: bool = True
+    """``vanished`` holds every UID expunged after the modseq; False when the store's
+    record of expunges does not reach back that far (the proxy's mirror of a mailbox
+    starts when it is opened): the engine then takes any UID the mailbox lacks as gone."""
 
 
 class IBackendFactory(IPlugin):

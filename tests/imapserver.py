@@ -226,3 +226,18 @@ class ServerFactory:
     def stop(self) -> None:
         for proc in self.servers:
             proc.stop()
+
+
+def ok(client: RawClient, command: str) -> Response:
+    """Run ``command``; it must answer OK."""
+    response = client.command(command)
+    assert response.ok, (command, response.line)
+    return response
+
+
+def code_value(response: Response, name: str) -> int:
+    """The number of the one response code ``name`` (untagged or tagged), e.g.
+    ``HIGHESTMODSEQ``."""
+    found = [c for c in response.codes() if c.upper().startswith(name + " ")]
+    assert len(found) == 1, (name, response.untagged, response.line)
+    return int(found[0].split()[1])

@@ -17,10 +17,11 @@ from mailserv.testing import resolve
 
 
 class Session:
-    """The three things a view uses of its session."""
+    """The things a view uses of its session."""
 
     def __init__(self) -> None:
         self.idling = False
+        self.enabled: set[str] = set()  # no ENABLE: EXPUNGE, and FETCH without MODSEQ
         self.out: list[bytes] = []
         self.services = SimpleNamespace(clock=Clock())  # slices of 4 ms: never used up here
 

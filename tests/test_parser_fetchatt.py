@@ -85,7 +85,8 @@ def test_body_sections() -> None:
     ],
 )
 def test_binary_and_modseq_are_not_items(argument: bytes, text: str) -> None:
-    """RFC 3516 BINARY and RFC 7162 MODSEQ are not offered (no BINARY, no CONDSTORE)."""
+    """RFC 3516 BINARY is not offered; MODSEQ is an item only where the CONDSTORE module
+    registers it (not for the bare parser)."""
     with pytest.raises(ParseError) as caught:
         items_of(argument)
     assert caught.value.text == text

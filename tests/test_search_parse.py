@@ -157,7 +157,7 @@ def test_sequence_sets() -> None:
 
 
 def test_modseq_is_not_a_key() -> None:
-    """RFC 7162's MODSEQ key is not offered (no CONDSTORE): an unknown key, BAD."""
+    """The bare parser has no MODSEQ key (RFC 7162's CONDSTORE module registers it)."""
     assert error("MODSEQ", "5") == "Unknown search key MODSEQ"
     assert error("OR", "SEEN", "NOT", "modseq", "5") == "Unknown search key modseq"
 

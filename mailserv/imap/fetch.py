@@ -98,6 +98,11 @@ async def fetch(
     content = needs_content(items)
     slices = TimeSlices(session.services.clock)
     newly_seen = await _mark_seen(session, view, uids, slices) if sets_seen(items) else set()
+    # RFC 7162 3.1: with CONDSTORE on, a FETCH that set \Seen tells UID and MODSEQ too
+    add_uid = add_modseq = False
+    if newly_seen and view.shows_modseq:
+        add_uid = not any(isinstance(i, Simple) and i.name == "UID" for i in items)
+        add_modseq = not any(isinstance(i, ExtensionItem) and i.name == "MODSEQ" for i in items)
     mailbox = view.mailbox
     batch = _CONTENT_BATCH if content else _META_BATCH
     for start in range(0, len(uids), batch):
@@ -114,8 +119,13 @@ async def fetch(
                 except KeyError:
                     continue
             parts = [render(meta, raw) for render in renderers]
-            if meta.uid in newly_seen and not wants_flags:
-                parts.append(flags_renderer(meta, raw))
+            if meta.uid in newly_seen:
+                if not wants_flags:
+                    parts.append(flags_renderer(meta, raw))
+                if add_uid:
+                    parts.insert(0, b"UID %d" % meta.uid)
+                if add_modseq:
+                    parts.append(b"MODSEQ (%d)" % meta.modseq)
             out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
         view.write_fetches(out)
         await session.drain()

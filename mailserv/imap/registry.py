@@ -12,22 +12,26 @@ two servers in one process may run different sets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from mailserv.imap import fetchatt
 from mailserv.imap.arguments import text_atom
 from mailserv.imap.commands import CommandSpec
-from mailserv.imap.fetchatt import FetchAttribute
+from mailserv.imap.fetchatt import FetchAttribute, FetchItem
 from mailserv.imap.search import parse
 from mailserv.imap.search.parse import KeyReader, SearchKeyReader
 from mailserv.imap.session import Session
 from mailserv.interfaces import MailboxStatus, MessageMeta
 from mailserv.search import SearchKey
 from mailserv.syntax.errors import ParseError
+from mailserv.syntax.sequences import SequenceSet
 from mailserv.syntax.tokens import ParenList, Token
+
+if TYPE_CHECKING:
+    from mailserv.imap.view import SelectedView
 
 _T = TypeVar("_T")
 
@@ -62,6 +66,8 @@ class StatusItem:
 
     name: str
     value: Callable[[MailboxStatus], int]
+    used: Callable[[Session], None] | None = None
+    """Called when a STATUS asked for it (RFC 7162: HIGHESTMODSEQ turns CONDSTORE on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,23 +79,57 @@ class SearchCriterion:
     read: Callable[[KeyReader, str, int], SearchKey]
 
 
+@dataclass(slots=True)
+class FetchRequest:
+    """One FETCH command, as its modifiers' ``prepare`` may adjust it before it runs."""
+
+    session: Session
+    view: SelectedView
+    sequence: SequenceSet
+    """The set as sent (UIDs for UID FETCH)."""
+    uid: bool
+    uids: list[int]
+    """The messages of the view it names, ascending."""
+    items: list[FetchItem]
+    tests: list[Callable[[MessageMeta], bool]]
+    modifiers: dict[str, Token | None]
+    """Every modifier of the command by name, with its value."""
+
+
 @dataclass(frozen=True, slots=True)
 class FetchModifier:
     """A FETCH modifier (RFC 4466 ``(NAME [value] ...)`` after the items): its value gives
-    the test a message must pass to be answered."""
+    the test a message must pass to be answered; ``prepare``, when given, may add items
+    or write responses that go before the FETCH responses (raising Bad refuses)."""
 
     name: str
     parse: Callable[[Token | None], Callable[[MessageMeta], bool]]
+    takes_value: bool = True
+    prepare: Callable[[FetchRequest, Token | None], Awaitable[None]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreModifier:
+    """A STORE modifier (RFC 4466): ``unchangedsince`` reads its value into the condition
+    the backend stores under (``IMailbox.store(unchangedsince=...)``, RFC 7162)."""
+
+    name: str
+    unchangedsince: Callable[[Session, Token | None], int]
     takes_value: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class SelectParameter:
-    """A SELECT/EXAMINE parameter (RFC 4466): applied to the session before the open."""
+    """A SELECT/EXAMINE parameter (RFC 4466): applied to the session before the open
+    (raising Bad refuses the command); ``opened``, when given, runs once the mailbox is
+    selected and its untagged responses written, before the tagged OK."""
 
     name: str
     apply: Callable[[Session, Token | None], None]
     takes_value: bool = False
+    opened: (
+        Callable[[Session, SelectedView, MailboxStatus, Token | None], Awaitable[None]] | None
+    ) = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +141,7 @@ class Extension:
     commands: tuple[CommandSpec, ...] = ()
     fetch_items: tuple[FetchAttribute, ...] = ()
     fetch_modifiers: tuple[FetchModifier, ...] = ()
+    store_modifiers: tuple[StoreModifier, ...] = ()
     search_keys: tuple[SearchCriterion, ...] = ()
     select_parameters: tuple[SelectParameter, ...] = ()
     status_items: tuple[StatusItem, ...] = ()
@@ -118,6 +159,7 @@ class Registry:
     commands: Mapping[str, CommandSpec] = field(default_factory=dict)
     fetch_items: Mapping[str, FetchAttribute] = field(default_factory=dict)
     fetch_modifiers: Mapping[str, FetchModifier] = field(default_factory=dict)
+    store_modifiers: Mapping[str, StoreModifier] = field(default_factory=dict)
     search_keys: Mapping[str, SearchKeyReader] = field(default_factory=dict)
     select_parameters: Mapping[str, SelectParameter] = field(default_factory=dict)
     status_items: Mapping[str, StatusItem] = field(default_factory=dict)
@@ -137,6 +179,9 @@ class Registry:
             ),
             fetch_modifiers=_merge(
                 ((m.name, m) for e in chosen for m in e.fetch_modifiers), "FETCH modifier"
+            ),
+            store_modifiers=_merge(
+                ((m.name, m) for e in chosen for m in e.store_modifiers), "STORE modifier"
             ),
             search_keys=_merge(
                 ((k.name, k.read) for e in chosen for k in e.search_keys),
@@ -170,7 +215,7 @@ def _merge(
     return table
 
 
-_P = TypeVar("_P", FetchModifier, SelectParameter)
+_P = TypeVar("_P", FetchModifier, StoreModifier, SelectParameter)
 
 
 def parameters(token: Token, known: Mapping[str, _P], what: str) -> list[tuple[_P, Token | None]]:
@@ -184,6 +229,8 @@ def parameters(token: Token, known: Mapping[str, _P], what: str) -> list[tuple[_
         entry = known.get(name)
         if entry is None:
             raise ParseError(None, f"Unknown {what} {name[:40]}")
+        if any(seen is entry for seen, _ in found):
+            raise ParseError(None, f"{what} {name} given twice")
         if entry.takes_value and not items:
             raise ParseError(None, f"{what} {name} needs a value")
         found.append((entry, items.pop(0) if entry.takes_value else None))

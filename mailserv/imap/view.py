@@ -55,7 +55,7 @@ from mailserv.interfaces import (
 )
 from mailserv.slicing import TimeSlices
 from mailserv.syntax import encode
-from mailserv.syntax.sequences import SequenceSet, uids_for_seqs, uids_in
+from mailserv.syntax.sequences import SequenceSet, format_set, uids_for_seqs, uids_in
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session
@@ -65,8 +65,30 @@ _log = Logger()
 FLAGS_ORDER: tuple[str, ...] = (ANSWERED, FLAGGED, DELETED, SEEN, DRAFT)
 """The system flags in the order FLAGS and PERMANENTFLAGS list them."""
 _ALWAYS_KNOWN = SYSTEM_FLAGS
+MODSEQ_NAMES = frozenset({"CONDSTORE", "QRESYNC"})
+"""ENABLE names after which FETCH responses about flags carry UID and MODSEQ (RFC 7162 3.1;
+QRESYNC implies CONDSTORE).  The CONDSTORE enabling commands turn on ``CONDSTORE``."""
+VANISHED_NAME = "QRESYNC"
+"""ENABLE name after which removals are told with VANISHED, not EXPUNGE (RFC 7162 3.2.10)."""
 _STEP = 1024
 """Own flag changes noted between two pauses for other sessions."""
+
+
+def turn_on_modseq(session: Session) -> None:
+    """A CONDSTORE enabling command ran (RFC 7162 3.1): CONDSTORE is on from now, and the
+    first such command with a mailbox selected tells its HIGHESTMODSEQ (the one read at
+    SELECT: every change after it has been or will be reported to this session)."""
+    if not session.enabled.isdisjoint(MODSEQ_NAMES):
+        return
+    session.enable(["CONDSTORE"])
+    tell_highestmodseq(session)
+
+
+def tell_highestmodseq(session: Session) -> None:
+    """CONDSTORE was just turned on: the selected mailbox's HIGHESTMODSEQ, if any."""
+    if session.selected is not None:
+        modseq = session.selected.base_modseq
+        session.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % modseq)
 
 
 def flags_responses(keywords: Iterable[str], readonly: bool) -> bytes:
@@ -148,6 +170,23 @@ class SelectedView:
         """No more events; whatever is pending or being computed is never written."""
         self.closed = True
         self.mailbox.remove_listener(self)
+
+    # -- what the client turned on (RFC 7162) -------------------------------------------
+
+    @property
+    def shows_modseq(self) -> bool:
+        """Whether FETCH responses about flags carry UID and MODSEQ (CONDSTORE is on)."""
+        return not self.session.enabled.isdisjoint(MODSEQ_NAMES)
+
+    @property
+    def reports_vanished(self) -> bool:
+        """Whether removals are told as ``* VANISHED uids`` (QRESYNC is on)."""
+        return VANISHED_NAME in self.session.enabled
+
+    @property
+    def base_modseq(self) -> int:
+        """The HIGHESTMODSEQ read at SELECT: every later change is reported to the client."""
+        return self._base_modseq
 
     # -- addressing ---------------------------------------------------------------------
 
@@ -351,11 +390,18 @@ class SelectedView:
 
     def _flag_lines(self, changes: Iterable[FlagChange]) -> list[bytes]:
         out = []
+        modseq = self.shows_modseq
         for change in changes:
             seq = self.seq_of(change.uid)
             if seq is not None and not self._stale(change):
                 flags = self.flags_with_recent(change.uid, change.flags, change.modseq)
-                out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, change.uid, flags))
+                if modseq:
+                    out.append(
+                        b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n"
+                        % (seq, change.uid, flags, change.modseq)
+                    )
+                else:
+                    out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, change.uid, flags))
         return out
 
     def _announce_added(self) -> list[bytes]:
@@ -382,7 +428,8 @@ class SelectedView:
         return [b"* %d EXISTS\r\n" % len(self.uids), b"* %d RECENT\r\n" % len(self.recent)]
 
     def remove(self, uids: Sequence[int]) -> list[bytes]:
-        """Drop expunged UIDs from the view; the EXPUNGE lines to send, highest first.
+        """Drop expunged UIDs from the view; the EXPUNGE lines to send, highest first (or
+        one ``* VANISHED`` line of their UIDs once QRESYNC is on).
 
         A UID not announced yet is remembered, so that it is never announced.
         """
@@ -398,7 +445,11 @@ class SelectedView:
             self._told_modseq.pop(uid, None)
             self._flags.pop(uid, None)
         seqs.sort(reverse=True)
+        known = []
         for seq in seqs:
             uid = self.uids.pop(seq - 1)
             self.recent.discard(uid)
+            known.append(uid)
+        if self.reports_vanished:
+            return [b"* VANISHED %s\r\n" % format_set(reversed(known)).encode()] if known else []
         return [b"* %d EXPUNGE\r\n" % seq for seq in seqs]

@@ -26,6 +26,7 @@ from mailserv.search import (
     DateOp,
     HasFlag,
     InSet,
+    ModSeqAtLeast,
     Not,
     Or,
     SearchKey,
@@ -175,6 +176,9 @@ def _compile(key: SearchKey, ctx: SearchContext) -> _Plan:
     if isinstance(key, UidIn):
         chosen = key.uids
         return _Plan(_COST_META, lambda meta: meta.uid in chosen)
+    if isinstance(key, ModSeqAtLeast):
+        least = key.modseq
+        return _Plan(_COST_META, lambda meta: meta.modseq >= least)
     if isinstance(key, Not):
         return _not(_compile(key.key, ctx))
     if isinstance(key, Or):

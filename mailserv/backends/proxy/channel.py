@@ -173,6 +173,8 @@ class Channel:
         mirror.uidnext = max(mirror.uidnext, state.get("UIDNEXT", 1))
         if condstore and "HIGHESTMODSEQ" in state:
             mirror.note_highest(state["HIGHESTMODSEQ"])
+        if old is None:
+            mirror.history_from = mirror.highestmodseq
         self.mirror = mirror
         self._conn = conn
         conn.on_untagged = self._on_untagged

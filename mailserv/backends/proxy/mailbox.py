@@ -208,7 +208,7 @@ class ProxyMailbox:
     async def changes_since(self, modseq: int) -> Changes:
         changes = (await self.channel.mirrored()).changes_since(modseq)
         changed = await self._fetch([m.uid for m in changes.changed])
-        return Changes(changed, changes.vanished, changes.highestmodseq)
+        return Changes(changed, changes.vanished, changes.highestmodseq, changes.complete)
 
     # -- IMailbox: changing ---------------------------------------------------------------
 

@@ -55,6 +55,8 @@ class Mirror:
         self.uidnext = 1
         self.modseqs = ModseqLog(1 if condstore else int(time.time() * 1000))
         self.base_modseq = self.modseqs.highest
+        self.history_from = self.modseqs.highest
+        """Expunges after this modseq are in ``modseqs``; those before were not seen."""
         self.uids: list[int] = []
         self.meta: dict[int, MessageMeta] = {}
         self.unclaimed: set[int] = set()
@@ -109,6 +111,7 @@ class Mirror:
             changed=[m for m in self.meta.values() if m.modseq > modseq],
             vanished=self.modseqs.vanished_since(modseq),
             highestmodseq=self.highestmodseq,
+            complete=modseq >= self.history_from,
         )
 
     def claim_recent(self) -> list[int]:

@@ -114,7 +114,7 @@ async def list_(session: Session, command: Command) -> Reply:
             except errors.MailboxNotFound:
                 continue  # deleted meanwhile
             known = session.services.registry.status_items
-            session.write(status_line(entry.name, request.status_items, counts, known))
+            session.write(status_line(session, entry.name, request.status_items, counts, known))
     return Reply()
 
 

@@ -140,14 +140,23 @@ async def status(session: Session, command: Command) -> Reply:
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc
     counts: MailboxStatus = await box.status()
-    session.write(status_line(name, items, counts, known))
+    session.write(status_line(session, name, items, counts, known))
     return Reply()
 
 
 def status_line(
-    name: str, items: Sequence[str], counts: MailboxStatus, known: Mapping[str, StatusItem]
+    session: Session,
+    name: str,
+    items: Sequence[str],
+    counts: MailboxStatus,
+    known: Mapping[str, StatusItem],
 ) -> bytes:
-    """``* STATUS name (ITEM n ...)`` (STATUS, and LIST's RETURN (STATUS ...))."""
+    """``* STATUS name (ITEM n ...)`` (STATUS, and LIST's RETURN (STATUS ...)); an item
+    that turns something on when used (HIGHESTMODSEQ: CONDSTORE) does so."""
+    for item in dict.fromkeys(items):
+        used = known[item].used
+        if used is not None:
+            used(session)
     values = b" ".join(b"%s %d" % (item.encode(), known[item].value(counts)) for item in items)
     return b"* STATUS %s (%s)\r\n" % (name_bytes(name), values)
 

@@ -10,16 +10,16 @@ from mailserv.imap import fetch as fetch_responses
 from mailserv.imap.arguments import flags, mailbox, text_atom
 from mailserv.imap.commands import SELECTED, CommandSpec
 from mailserv.imap.fetchatt import parse_fetch_items
-from mailserv.imap.registry import parameters
+from mailserv.imap.registry import FetchRequest, parameters
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.search.parse import BadCharset, parse_search
-from mailserv.imap.view import SelectedView
+from mailserv.imap.view import SelectedView, turn_on_modseq
 from mailserv.interfaces import RECENT, CopyResult, MessageMeta, StoreMode
-from mailserv.search import SearchProgram, backend_search
+from mailserv.search import ModSeqAtLeast, SearchProgram, backend_search, walk
 from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.slicing import TimeSlices
-from mailserv.syntax.sequences import format_set, parse_sequence_set
+from mailserv.syntax.sequences import SequenceSet, format_set, parse_sequence_set
 from mailserv.syntax.tokens import Command, ParenList, Token
 
 if TYPE_CHECKING:
@@ -42,25 +42,36 @@ def writable(session: Session) -> SelectedView:
     return view
 
 
-def _message_set(session: Session, command: Command, token: Token) -> list[int]:
+def _sequence(token: Token) -> SequenceSet:
     try:
-        sequence = parse_sequence_set(text_atom(token))
+        return parse_sequence_set(text_atom(token))
     except ValueError as exc:
         raise Bad(f"Invalid sequence set: {exc}") from exc
-    return view_of(session).select(sequence, command.uid)
+
+
+def _message_set(session: Session, command: Command, token: Token) -> list[int]:
+    return view_of(session).select(_sequence(token), command.uid)
 
 
 async def fetch(session: Session, command: Command) -> Reply:
     if len(command.args) not in (2, 3):
         raise Bad("FETCH takes a sequence set, data items and optional modifiers")
     registry = session.services.registry
-    uids = _message_set(session, command, command.args[0])
+    view = view_of(session)
+    sequence = _sequence(command.args[0])
+    uids = view.select(sequence, command.uid)
     items = parse_fetch_items(command.args[1], registry.fetch_items)
-    tests = []
+    request = FetchRequest(session, view, sequence, command.uid, uids, items, [], {})
     if len(command.args) == 3:
         modifiers = parameters(command.args[2], registry.fetch_modifiers, "FETCH modifier")
-        tests = [modifier.parse(value) for modifier, value in modifiers]
-    await fetch_responses.fetch(session, view_of(session), uids, items, command.uid, tests)
+        request.modifiers = {modifier.name: value for modifier, value in modifiers}
+        request.tests = [modifier.parse(value) for modifier, value in modifiers]
+        for modifier, value in modifiers:
+            if modifier.prepare is not None:
+                await modifier.prepare(request, value)
+    await fetch_responses.fetch(
+        session, view, request.uids, request.items, command.uid, request.tests
+    )
     return Reply()
 
 
@@ -69,24 +80,39 @@ async def store(session: Session, command: Command) -> Reply:
         raise Bad("STORE takes a sequence set, an item and flags")
     view = writable(session)
     uids = _message_set(session, command, command.args[0])
-    if isinstance(command.args[1], ParenList):
-        raise Bad("STORE modifiers are not supported")
-    item = text_atom(command.args[1]).upper()
+    rest = list(command.args[1:])
+    unchangedsince: int | None = None
+    if isinstance(rest[0], ParenList):
+        known = session.services.registry.store_modifiers
+        for modifier, value in parameters(rest.pop(0), known, "STORE modifier"):
+            unchangedsince = modifier.unchangedsince(session, value)
+        if len(rest) < 2:
+            raise Bad("STORE takes a sequence set, modifiers, an item and flags")
+    item = text_atom(rest[0]).upper()
     silent = item.endswith(".SILENT")
     mode = _STORE_MODES.get(item.removesuffix(".SILENT"))
     if mode is None:
         raise Bad(f"Unknown STORE item {item[:40]}")
-    flag_args = command.args[2:]
-    wanted: frozenset[str] = frozenset().union(*(flags(arg) for arg in flag_args))
+    wanted: frozenset[str] = frozenset().union(*(flags(arg) for arg in rest[1:]))
     if RECENT in wanted:
         raise Bad("\\Recent cannot be stored")
-    if uids:
-        result = await view.mailbox.store(uids, mode, wanted, session)
-        slices = TimeSlices(session.services.clock)
-        await view.own_changes(result.changed, slices)
-        if not silent:
-            await _report_flags(session, view, uids, command.uid, slices)
-    return Reply()
+    if not uids:
+        return Reply()
+    result = await view.mailbox.store(uids, mode, wanted, session, unchangedsince=unchangedsince)
+    slices = TimeSlices(session.services.clock)
+    await view.own_changes(result.changed, slices)
+    failed = set(result.failed)
+    if not silent:
+        shown = [uid for uid in uids if uid not in failed] if failed else uids
+        await _report_flags(session, view, shown, command.uid, slices)
+    elif view.shows_modseq and result.changed:
+        # RFC 7162 3.1.3: the new mod-sequences even after .SILENT
+        changed = [change.uid for change in result.changed]
+        await _report_flags(session, view, changed, command.uid, slices, with_flags=False)
+    if not failed:
+        return Reply()
+    numbers = sorted(failed) if command.uid else view.seqs_of(sorted(failed))
+    return Reply("Conditional STORE failed", b"MODIFIED " + format_set(numbers).encode())
 
 
 _REPORT_STEP = 512
@@ -94,19 +120,28 @@ _REPORT_STEP = 512
 
 
 async def _report_flags(
-    session: Session, view: SelectedView, uids: list[int], uid_mode: bool, slices: TimeSlices
+    session: Session,
+    view: SelectedView,
+    uids: list[int],
+    uid_mode: bool,
+    slices: TimeSlices,
+    with_flags: bool = True,
 ) -> None:
     metas: list[MessageMeta] = list(await view.mailbox.fetch(uids))
+    modseq = view.shows_modseq  # RFC 7162 3.1: then UID and MODSEQ in every such FETCH
     for start in range(0, len(metas), _REPORT_STEP):
         out = []
         for meta in metas[start : start + _REPORT_STEP]:
             seq = view.seq_of(meta.uid)
-            if seq is not None:
+            if seq is None:
+                continue
+            parts = [b"UID %d" % meta.uid] if uid_mode or modseq else []
+            if with_flags:
                 flag_bytes = view.flags_with_recent(meta.uid, meta.flags, meta.modseq)
-                if uid_mode:
-                    out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, meta.uid, flag_bytes))
-                else:
-                    out.append(b"* %d FETCH (FLAGS %s)\r\n" % (seq, flag_bytes))
+                parts.append(b"FLAGS " + flag_bytes)
+            if modseq:
+                parts.append(b"MODSEQ (%d)" % meta.modseq)
+            out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
         view.write_fetches(out)
         await slices.pause()
 
@@ -136,7 +171,8 @@ async def search_uids(session: Session, view: SelectedView, program: SearchProgr
 
 async def search(session: Session, command: Command) -> Reply:
     view = view_of(session)
-    found = await search_uids(session, view, search_program(session, command.args))
+    program = search_program(session, command.args)
+    found = await search_uids(session, view, program)
     # Tens of thousands of matches take the reactor tens of ms to number and format: in
     # slices (the view does not change while this session's command runs).
     slices = TimeSlices(session.services.clock)
@@ -149,6 +185,12 @@ async def search(session: Session, command: Command) -> Reply:
         if numbers:
             line.append(" ".join(map(str, numbers)).encode())
         await slices.pause()
+    if any(isinstance(node, ModSeqAtLeast) for node in walk(program.key)):
+        turn_on_modseq(session)  # RFC 7162 3.1.5: and the highest modseq of those found
+        shown = [view.uids[n - 1] for n in view.seqs_of(found)]
+        if shown:
+            metas = await view.mailbox.fetch(shown)
+            line.append(b"(MODSEQ %d)" % max(m.modseq for m in metas))
     session.write(b" ".join(line) + b"\r\n")
     return Reply()
 
@@ -198,6 +240,8 @@ async def expunge(session: Session, command: Command) -> Reply:
         raise Bad("EXPUNGE takes no arguments")
     gone = await view.mailbox.expunge(restrict, session)
     session.write(b"".join(view.remove(gone)))
+    if view.reports_vanished:  # RFC 7162 3.2.7: the HIGHESTMODSEQ after the expunge
+        return Reply(code=b"HIGHESTMODSEQ %d" % (await view.mailbox.status()).highestmodseq)
     return Reply()
 
 

@@ -9,7 +9,7 @@ from mailserv.imap.commands import AUTH, SELECTED, CommandSpec
 from mailserv.imap.commands.mailboxes import account_of
 from mailserv.imap.registry import parameters
 from mailserv.imap.replies import Bad, Reply
-from mailserv.imap.view import SelectedView, flags_responses
+from mailserv.imap.view import VANISHED_NAME, SelectedView, flags_responses
 from mailserv.interfaces import SEEN, MailboxStatus
 from mailserv.search import UNSEEN, backend_search
 from mailserv.syntax.tokens import Command
@@ -30,10 +30,15 @@ async def _open(session: Session, command: Command, readonly: bool) -> Reply:
     if len(command.args) not in (1, 2):
         raise Bad(f"{command.name} takes a mailbox name and optional parameters")
     name = mailbox(command.args[0])
+    chosen = []
     if len(command.args) == 2:
         known = session.services.registry.select_parameters
-        for parameter, value in parameters(command.args[1], known, f"{command.name} parameter"):
+        chosen = parameters(command.args[1], known, f"{command.name} parameter")
+        for parameter, value in chosen:
             parameter.apply(session, value)
+    if session.selected is not None and VANISHED_NAME in session.enabled:
+        # RFC 7162 3.2.11: what follows is about the new mailbox (or none)
+        session.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
     session.deselect()  # RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected
     box = await account_of(session).open(name)
     # Listening before the mailbox is read: a change made meanwhile is an event the view
@@ -67,8 +72,13 @@ async def _open(session: Session, command: Command, readonly: bool) -> Reply:
         b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % counts.uidvalidity,
         b"* OK [UIDNEXT %d] Predicted next UID\r\n" % uidnext,
     ]
+    if view.shows_modseq:
+        out.append(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % counts.highestmodseq)
     session.write(b"".join(out))
     session.select(view)
+    for parameter, value in chosen:
+        if parameter.opened is not None:
+            await parameter.opened(session, view, counts, value)
     code = b"READ-ONLY" if readonly else b"READ-WRITE"
     return Reply(f"{command.name} completed", code)
 
