@@ -17,6 +17,7 @@ from typing import Any
 from test_maildir_backend import Store, resolve, store  # noqa: F401 - the fixture
 from test_maildir_search_index import _scan, casefold_fixed
 
+from mailserv.backends.kit import words as vocabulary
 from mailserv.backends.maildir import words
 from mailserv.backends.maildir.index import FILENAME as INDEX
 from mailserv.search import Contains, SearchProgram, StringField
@@ -76,7 +77,7 @@ def _check(box: Any, view: list[int]) -> tuple[int, int]:
                 assert got is not None
                 assert list(got) == _scan(box, program, view), (field, needle)
                 folded = needle.casefold()
-                if len(folded) >= 3 and words.ready(db) and words.terms(db, folded):
+                if len(folded) >= 3 and words.ready(db) and vocabulary.terms(db, folded):
                     by_words += 1
                 found += bool(got)
     finally:
@@ -109,7 +110,7 @@ def test_a_word_only_in_the_header_is_not_found_by_body(store: Store) -> None:  
     text = resolve(box.search(SearchProgram(Contains(StringField.TEXT, "quarterly")), view))
     body = resolve(box.search(SearchProgram(Contains(StringField.BODY, "quarterly")), view))
     assert list(text) == [quarterly] and list(body) == []
-    assert words.terms(box.disk.index.db, "quarterly") == ["quarterly"]
+    assert vocabulary.terms(box.disk.index.db, "quarterly") == ["quarterly"]
 
 
 def test_expunge_and_replace_keep_the_word_index_right(store: Store) -> None:  # noqa: F811 - the fixture
