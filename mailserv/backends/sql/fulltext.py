@@ -405,12 +405,15 @@ class TextSearch:
         if self.postgres:
             if self.kind == TRIGRAM and _ALNUM_RUN.search(needle):
                 found = self.words(tx, needle)
-                if found is not None:
-                    hit = " OR ".join(f"{c} && {param(found)}::text[]" for c in columns)
+                if found is not None:  # none: only a text left out can hold it
+                    words = ""
+                    if found:
+                        hit = " OR ".join(f"{c} && {param(found)}::text[]" for c in columns)
+                        words = f"SELECT message_id FROM message_words WHERE {hit} UNION ALL "
                     test = " OR ".join(f"strpos(t.{c}, {param(needle)}) > 0" for c in columns)
                     return (
-                        f"m.message_id IN (SELECT message_id FROM message_words WHERE {hit}"
-                        " UNION ALL SELECT t.message_id FROM long_texts l JOIN message_text t"
+                        f"m.message_id IN ({words}SELECT t.message_id"
+                        " FROM long_texts l JOIN message_text t"
                         f" ON t.message_id = l.message_id WHERE {test})"
                     )
                 pattern = "%" + _escape_like(needle) + "%"
@@ -442,7 +445,8 @@ class TextSearch:
 
     def words(self, tx: Tx | None, needle: str) -> list[str] | None:
         """The indexed words containing ``needle`` when the word index can answer for it
-        (it is complete, and they are neither none nor too many); else None."""
+        (it is complete, and they are not too many; on SQLite, not none either: the
+        needle may hold a separator); else None."""
         if tx is None or not words_ready(tx):
             return None
         if not self.postgres:
@@ -456,7 +460,7 @@ class TextSearch:
                 ("%" + _escape_like(needle) + "%", vocabulary.TERM_LIMIT + 1),
             )
         ]
-        return found if 0 < len(found) <= vocabulary.TERM_LIMIT else None
+        return found if len(found) <= vocabulary.TERM_LIMIT else None
 
 
 def _escape_like(text: str) -> str:
