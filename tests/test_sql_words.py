@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_maildir_words import MESSAGES, NEEDLES
+from test_maildir_search_index import agree
+from test_maildir_words import MESSAGES, NEEDLES, _append
 from test_sql_backend import _undo_version_4, query, resolve, started
 from test_sql_fulltext import url  # noqa: F401 - the fixture
 
@@ -33,16 +34,6 @@ def backend(url: str, tmp_path: Path) -> Iterator[SqlBackend]:  # noqa: F811 - t
     built = started(url, tmp_path)
     yield built
     resolve(built.stop())
-
-
-def _append(box: Any) -> list[int]:
-    for subject, body in MESSAGES:
-        raw = (
-            f"Subject: {subject}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
-        ).encode()
-        resolve(box.append(raw, frozenset(), None, None))
-    return list(resolve(box.uids()))
 
 
 def _scan(box: Any, program: SearchProgram, view: list[int]) -> list[int]:
@@ -67,16 +58,7 @@ def _by_words(backend: SqlBackend, needle: str) -> bool:
 
 def _check(backend: SqlBackend, box: Any, view: list[int]) -> int:
     """Every needle in TEXT and BODY as the scan answers; how many the word index answered."""
-    by_words = 0
-    for field in (StringField.TEXT, StringField.BODY):
-        for needle in NEEDLES:
-            program = SearchProgram(Contains(field, needle))
-            got = resolve(box.search(program, view))
-            assert got is not None
-            assert list(got) == _scan(box, program, view), (field, needle)
-            folded = needle.casefold()
-            by_words += len(folded) >= 3 and _by_words(backend, folded)
-    return by_words
+    return agree(box, view, NEEDLES, _scan, lambda folded: _by_words(backend, folded))[0]
 
 
 def _intact(backend: SqlBackend) -> None:
