@@ -197,18 +197,23 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
 
 
 def _undo_version_5(tx: Tx) -> None:
-    """What migration 5 added goes (the word index)."""
-    if tx.dialect.is_postgres:
-        tables = ["message_words", "text_terms"]
-    else:
-        tables = ["fresh_terms", "fresh", "term_grams", "terms", "words"]
+    """What migration 5 added goes (SQLite's word index; nothing on PostgreSQL)."""
+    if not tx.dialect.is_postgres:
         tx.execute("DROP TRIGGER message_text_gone")
         tx.execute(
             "CREATE TRIGGER message_text_gone AFTER DELETE ON messages"
             " BEGIN DELETE FROM message_text WHERE rowid = old.id; END"
         )
-    for table in [*tables, "long_texts", "word_backfill"]:
-        tx.execute(f"DROP TABLE {table}")
+        for table in (
+            "fresh_terms",
+            "fresh",
+            "term_grams",
+            "terms",
+            "words",
+            "long_texts",
+            "word_backfill",
+        ):
+            tx.execute(f"DROP TABLE {table}")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 4")
 
 

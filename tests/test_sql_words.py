@@ -1,11 +1,12 @@
 """TEXT and BODY through the SQL store's word index (``fulltext.py``, migration 5).
 
-The cases of tests/test_maildir_words.py, on SQLite (FTS5 ``unicode61``) and PostgreSQL
-(``text[]`` words with a ``pg_trgm`` vocabulary): a needle inside a longer word or across
-words, case, non-ASCII text, diacritics (not folded), punctuation, needles of one or two
-characters, a word in the header but not in the body, a word longer than the index keeps,
-expunge, and a store made before the word index (filled in the background, the trigram
-index answering meanwhile).  The engine's scan stays the reference.
+The cases of tests/test_maildir_words.py on SQLite (FTS5 ``unicode61``): a needle inside a
+longer word or across words, case, non-ASCII text, diacritics (not folded), punctuation,
+needles of one or two characters, a word in the header but not in the body, a word longer
+than the index keeps, expunge, and a store made before the word index (filled in the
+background, the trigram index answering meanwhile).  PostgreSQL has no word index: its
+migration 5 makes nothing and its trigram path answers the same cases.  The engine's scan
+stays the reference.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pgcluster
 import pytest
 from test_maildir_search_index import agree
 from test_maildir_words import MESSAGES, NEEDLES, _append
 from test_sql_backend import _undo_version_4, query, resolve, started
-from test_sql_fulltext import url  # noqa: F401 - the fixture
 
 from mailserv.backends.sql import SqlBackend, fulltext, schema
 from mailserv.backends.sql.backend import SqlBackend as SqlBackendClass
@@ -30,7 +31,12 @@ from mailserv.search.evaluate import SearchContext, evaluate
 
 
 @pytest.fixture
-def backend(url: str, tmp_path: Path) -> Iterator[SqlBackend]:  # noqa: F811 - the fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite://{tmp_path}/mail.db"
+
+
+@pytest.fixture
+def backend(url: str, tmp_path: Path) -> Iterator[SqlBackend]:
     built = started(url, tmp_path)
     yield built
     resolve(built.stop())
@@ -62,8 +68,7 @@ def _check(backend: SqlBackend, box: Any, view: list[int]) -> int:
 
 
 def _intact(backend: SqlBackend) -> None:
-    if not backend.dialect.is_postgres:  # FTS5 checks the index against message_text
-        query(backend, "INSERT INTO words (words) VALUES ('integrity-check')")
+    query(backend, "INSERT INTO words (words) VALUES ('integrity-check')")  # FTS5's own check
     assert len(query(backend, "SELECT message_id FROM long_texts")) == 1
 
 
@@ -97,7 +102,7 @@ def test_expunge_and_append_again_keep_the_word_index_right(backend: SqlBackend)
 
 
 def test_a_store_without_words_is_filled_and_answers_meanwhile(
-    url: str,  # noqa: F811 - the fixture
+    url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -134,3 +139,22 @@ def test_a_store_without_words_is_filled_and_answers_meanwhile(
     assert _check(backend, box, view) > 40
     _intact(backend)
     resolve(backend.stop())
+
+
+def test_postgresql_has_no_word_index_and_answers_as_the_scan(tmp_path: Path) -> None:
+    """Migration 5 makes nothing on PostgreSQL: no tables, nothing written per message,
+    and every needle goes the trigram path, as the scan answers."""
+    backend = started(pgcluster.database_url(), tmp_path)
+    try:
+        box = resolve(resolve(backend.account("alice")).open("INBOX"))
+        view = _append(box)
+        assert _check(backend, box, view) == 0
+        names = ("message_words", "text_terms", "long_texts", "word_backfill")
+        marks = ", ".join("?" * len(names))
+        found = query(
+            backend, f"SELECT tablename FROM pg_tables WHERE tablename IN ({marks})", names
+        )
+        assert found == []
+        assert query(backend, f"SELECT version FROM {schema.VERSION_TABLE}") == [(5,)]
+    finally:
+        resolve(backend.stop())

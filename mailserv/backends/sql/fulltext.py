@@ -23,14 +23,13 @@ of the words that contain it, found in a small index of the vocabulary (the argu
 trigram index intersects huge lists of common trigrams (``migration``: "ati", "ion") and
 reads every candidate's text.
 
-- SQLite: the FTS5 tables of ``kit/words.py`` over ``message_text`` (``words``, ``terms``,
-  ``term_grams``); texts that may hold a word FTS5 cuts are listed in ``long_texts`` and
-  tested with ``instr()``.  The trigger that drops a message's texts takes them out of
-  ``words`` first.
-- PostgreSQL: ``message_words`` holds the distinct words of each text (runs of ``\\w``,
-  split in Python) as two ``text[]`` columns with GIN indexes, ``text_terms`` the vocabulary with
-  a ``pg_trgm`` index; texts with a word over ``WORD_LIMIT`` characters (kept out of the
-  arrays) are listed in ``long_texts`` and tested with ``strpos()``.
+SQLite alone has one: the FTS5 tables of ``kit/words.py`` over ``message_text`` (``words``,
+``terms``, ``term_grams``); texts that may hold a word FTS5 cuts are listed in ``long_texts``
+and tested with ``instr()``.  The trigger that drops a message's texts takes them out of
+``words`` first.  On PostgreSQL, ``text[]`` GIN word arrays with a ``pg_trgm`` vocabulary
+were tried and left out: a GIN index cannot give the matching ids without a visit of each
+row, so a common word (in most messages) cost as much as the ``LIKE`` scan of the texts, and
+the arrays and vocabulary made APPEND a third slower at 20k messages.
 
 Messages indexed before the word index get it in the background (``word_backfill`` keeps
 the range of message ids still to do, :func:`backfill_words`); until that is done the
@@ -79,12 +78,6 @@ _TRGM_INDEXES = ("message_text_header_trgm", "message_text_body_trgm")
 
 WORD_BATCH = 200
 """Texts a step of the word index's backfill adds."""
-WORD_LIMIT = 200
-"""Characters of the longest word PostgreSQL's word index keeps (a GIN entry holds
-little more than 2 KB)."""
-
-_WORD = re.compile(r"\w+")
-_LONG_TEXTS = "CREATE TABLE long_texts (message_id {bigint} PRIMARY KEY)"
 
 _log = Logger()
 
@@ -167,47 +160,38 @@ def detect(tx: Tx) -> str:
 
 
 def create_words(tx: Tx) -> None:
-    """The word index and its backfill range, where there is a trigram index (transaction
-    function); the range's row exists only where the word index does."""
-    tx.execute(tx.dialect.ddl("CREATE TABLE word_backfill (next_id {bigint}, end_id {bigint})"))
+    """On SQLite, the word index and its backfill range, where there is a trigram index
+    (transaction function); the range's row exists only where the word index does.  On
+    PostgreSQL nothing (see the module's notes)."""
+    if tx.dialect.is_postgres:
+        return
+    tx.execute("CREATE TABLE word_backfill (next_id INTEGER, end_id INTEGER)")
     if detect(tx) == SCAN:
         return
-    if tx.dialect.is_postgres:
-        for statement in (
-            "CREATE TABLE message_words (message_id BIGINT PRIMARY KEY"
-            " REFERENCES messages (id) ON DELETE CASCADE,"
-            " header TEXT[] NOT NULL, body TEXT[] NOT NULL) WITH (toast_tuple_target = 128)",
-            "CREATE INDEX message_words_header ON message_words USING gin (header)",
-            "CREATE INDEX message_words_body ON message_words USING gin (body)",
-            "CREATE TABLE text_terms (term TEXT PRIMARY KEY)",
-            "CREATE INDEX text_terms_trgm ON text_terms USING gin (term gin_trgm_ops)",
-            "CREATE TABLE long_texts (message_id BIGINT PRIMARY KEY"
-            " REFERENCES messages (id) ON DELETE CASCADE)",
-        ):
-            tx.execute(statement)
-    else:
-        for statement in vocabulary.tables("message_text", "rowid"):
-            tx.execute(statement)
-        tx.execute("CREATE TABLE long_texts (message_id INTEGER PRIMARY KEY)")
-        # A message's texts leave ``words`` (given the values it indexed) before they go.
-        tx.execute("DROP TRIGGER message_text_gone")
-        tx.execute(
-            "CREATE TRIGGER message_text_gone AFTER DELETE ON messages BEGIN"
-            " INSERT INTO words (words, rowid, header, body)"
-            " SELECT 'delete', rowid, header, body FROM message_text WHERE rowid = old.id"
-            " AND old.id NOT IN (SELECT message_id FROM long_texts) AND NOT EXISTS"
-            " (SELECT 1 FROM word_backfill WHERE old.id >= next_id AND old.id < end_id);"
-            " DELETE FROM long_texts WHERE message_id = old.id;"
-            " DELETE FROM message_text WHERE rowid = old.id; END"
-        )
+    for statement in vocabulary.tables("message_text", "rowid"):
+        tx.execute(statement)
+    tx.execute("CREATE TABLE long_texts (message_id INTEGER PRIMARY KEY)")
+    # A message's texts leave ``words`` (given the values it indexed) before they go.
+    tx.execute("DROP TRIGGER message_text_gone")
+    tx.execute(
+        "CREATE TRIGGER message_text_gone AFTER DELETE ON messages BEGIN"
+        " INSERT INTO words (words, rowid, header, body)"
+        " SELECT 'delete', rowid, header, body FROM message_text WHERE rowid = old.id"
+        " AND old.id NOT IN (SELECT message_id FROM long_texts) AND NOT EXISTS"
+        " (SELECT 1 FROM word_backfill WHERE old.id >= next_id AND old.id < end_id);"
+        " DELETE FROM long_texts WHERE message_id = old.id;"
+        " DELETE FROM message_text WHERE rowid = old.id; END"
+    )
     last = tx.scalar("SELECT max(id) FROM messages")
     span = (0, 0) if last is None else (0, int(last) + 1)
     tx.execute("INSERT INTO word_backfill (next_id, end_id) VALUES (?, ?)", span)
 
 
-def _word_span(tx: Tx, lock: str = "") -> tuple[int, int] | None:
+def _word_span(tx: Tx) -> tuple[int, int] | None:
     """The message ids the word backfill has still to index; None without a word index."""
-    row = tx.one("SELECT next_id, end_id FROM word_backfill" + lock)
+    if tx.dialect.is_postgres:
+        return None
+    row = tx.one("SELECT next_id, end_id FROM word_backfill")
     return None if row is None else (int(row[0]), int(row[1]))
 
 
@@ -217,83 +201,38 @@ def words_ready(tx: Tx) -> bool:
     return span is not None and span[0] >= span[1]
 
 
-def split_words(text: str) -> tuple[list[str], bool]:
-    """PostgreSQL's words of a text (sorted, so concurrent writers add new ones to
-    ``text_terms`` in one order), and whether it has one too long to keep."""
-    found = set(_WORD.findall(text))
-    kept = sorted(word for word in found if len(word) <= WORD_LIMIT)
-    return kept, len(kept) < len(found)
-
-
 def _index_words(tx: Tx, rows: Sequence[tuple[int, str, str]]) -> None:
     """Put texts in the word index (their ids are out of the backfill's range)."""
-    if not tx.dialect.is_postgres:
-        long = [(i,) for i, header, body in rows if vocabulary.is_long(header, body)]
-        tx.many("INSERT OR IGNORE INTO long_texts (message_id) VALUES (?)", long)
-        skip = {i for (i,) in long}
-        vocabulary.index(
-            tx,
-            "SELECT rowid, header, body FROM message_text WHERE rowid = ?",
-            [(i,) for i, _, _ in rows if i not in skip],
-        )
-        return
-    for message_id, header, body in rows:
-        (header_words, long_header), (body_words, long_body) = (
-            split_words(header),
-            split_words(body),
-        )
-        tx.execute(
-            "INSERT INTO message_words (message_id, header, body) VALUES (?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            (message_id, header_words, body_words),
-        )
-        if long_header or long_body:
-            tx.execute(
-                "INSERT INTO long_texts (message_id) VALUES (?) ON CONFLICT DO NOTHING",
-                (message_id,),
-            )
-        tx.execute(
-            "INSERT INTO text_terms (term) SELECT unnest(?::text[]) ORDER BY 1"
-            " ON CONFLICT DO NOTHING",
-            (sorted(set(header_words) | set(body_words)),),
-        )
+    long = [(i,) for i, header, body in rows if vocabulary.is_long(header, body)]
+    tx.many("INSERT OR IGNORE INTO long_texts (message_id) VALUES (?)", long)
+    skip = {i for (i,) in long}
+    vocabulary.index(
+        tx,
+        "SELECT rowid, header, body FROM message_text WHERE rowid = ?",
+        [(i,) for i, _, _ in rows if i not in skip],
+    )
 
 
 def _words_of_new_text(tx: Tx, message_id: int, header: str, body: str) -> None:
     """A text just stored enters the word index, unless the backfill will add it."""
     span = _word_span(tx)
-    if span is None:
-        return
-    if span[0] < span[1] and tx.dialect.is_postgres:
-        # Waits for a backfill step in progress, which may have passed this id unseen.
-        span = _word_span(tx, " FOR SHARE")
-        assert span is not None
-    if not span[0] <= message_id < span[1]:
+    if span is not None and not span[0] <= message_id < span[1]:
         _index_words(tx, [(message_id, header, body)])
 
 
 def backfill_words(tx: Tx, limit: int) -> bool:
     """One step of indexing the words of texts stored before the word index (write
     transaction); whether there is more to do."""
-    span = _word_span(tx, tx.dialect.for_update)
+    span = _word_span(tx)
     if span is None or span[0] >= span[1]:
         return False
     start, end = span
-    column = "message_id" if tx.dialect.is_postgres else "rowid"
     rows = tx.all(
-        f"SELECT {column}, header, body FROM message_text WHERE {column} >= ? AND {column} < ?"
-        f" ORDER BY {column} LIMIT ?",
+        "SELECT rowid, header, body FROM message_text WHERE rowid >= ? AND rowid < ?"
+        " ORDER BY rowid LIMIT ?",
         (start, end, limit),
     )
     upto = int(rows[-1][0]) + 1 if len(rows) == limit else end
-    if tx.dialect.is_postgres and rows:  # the messages stay while their words go in
-        marks = ",".join("?" * len(rows))
-        ids = [int(row[0]) for row in rows]
-        alive = {
-            int(i)
-            for (i,) in tx.all(f"SELECT id FROM messages WHERE id IN ({marks}) FOR KEY SHARE", ids)
-        }
-        rows = [row for row in rows if int(row[0]) in alive]
     tx.execute("UPDATE word_backfill SET next_id = ?", (upto,))
     _index_words(tx, [(int(i), header, body) for i, header, body in rows])
     return upto < end
@@ -398,24 +337,12 @@ class TextSearch:
         """SQL for "``needle`` is in the body (``whole``: in the header or the body)";
         None when the engine must answer.  ``param`` adds a value and returns its mark,
         so values are added in the order their marks appear.  ``tx``, where the query
-        runs, lets the word index answer (its vocabulary is looked up now)."""
+        runs, lets SQLite's word index answer (its vocabulary is looked up now)."""
         if not searchable(needle):
             return None
         columns = ("header", "body") if whole else ("body",)
         if self.postgres:
             if self.kind == TRIGRAM and _ALNUM_RUN.search(needle):
-                found = self.words(tx, needle)
-                if found is not None:  # none: only a text left out can hold it
-                    words = ""
-                    if found:
-                        hit = " OR ".join(f"{c} && {param(found)}::text[]" for c in columns)
-                        words = f"SELECT message_id FROM message_words WHERE {hit} UNION ALL "
-                    test = " OR ".join(f"strpos(t.{c}, {param(needle)}) > 0" for c in columns)
-                    return (
-                        f"m.message_id IN ({words}SELECT t.message_id"
-                        " FROM long_texts l JOIN message_text t"
-                        f" ON t.message_id = l.message_id WHERE {test})"
-                    )
                 pattern = "%" + _escape_like(needle) + "%"
                 test = " OR ".join(f"{c} LIKE {param(pattern)} ESCAPE '\\'" for c in columns)
                 return f"m.message_id IN (SELECT message_id FROM message_text WHERE {test})"
@@ -445,22 +372,11 @@ class TextSearch:
 
     def words(self, tx: Tx | None, needle: str) -> list[str] | None:
         """The indexed words containing ``needle`` when the word index can answer for it
-        (it is complete, and they are not too many; on SQLite, not none either: the
-        needle may hold a separator); else None."""
+        (there is one and it is complete, and they are neither none, as the needle may hold
+        a separator, nor too many); else None."""
         if tx is None or not words_ready(tx):
             return None
-        if not self.postgres:
-            return vocabulary.terms(tx, needle)
-        if _WORD.fullmatch(needle) is None:
-            return None
-        found = [
-            term
-            for (term,) in tx.all(
-                "SELECT term FROM text_terms WHERE term LIKE ? ESCAPE '\\' LIMIT ?",
-                ("%" + _escape_like(needle) + "%", vocabulary.TERM_LIMIT + 1),
-            )
-        ]
-        return found if len(found) <= vocabulary.TERM_LIMIT else None
+        return vocabulary.terms(tx, needle)
 
 
 def _escape_like(text: str) -> str:

@@ -218,8 +218,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         5,
-        "a word index for SEARCH BODY/TEXT of whole-word needles (FTS5 unicode61; text[] GIN"
-        " with a pg_trgm vocabulary); existing texts are indexed by the server, in the background",
+        "SQLite: a word index for SEARCH BODY/TEXT of whole-word needles (FTS5 unicode61);"
+        " existing texts are indexed by the server, in the background (PostgreSQL: nothing)",
         function=_create_word_index,
     ),
 )
