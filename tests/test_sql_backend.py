@@ -196,7 +196,29 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
+def _undo_version_5(tx: Tx) -> None:
+    """What migration 5 added goes (SQLite's word index; nothing on PostgreSQL)."""
+    if not tx.dialect.is_postgres:
+        tx.execute("DROP TRIGGER message_text_gone")
+        tx.execute(
+            "CREATE TRIGGER message_text_gone AFTER DELETE ON messages"
+            " BEGIN DELETE FROM message_text WHERE rowid = old.id; END"
+        )
+        for table in (
+            "fresh_terms",
+            "fresh",
+            "term_grams",
+            "terms",
+            "words",
+            "long_texts",
+            "word_backfill",
+        ):
+            tx.execute(f"DROP TABLE {table}")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 4")
+
+
 def _undo_version_4(tx: Tx) -> None:
+    _undo_version_5(tx)
     for name in ("mail_unseen", "mail_flagged", "mail_deleted"):
         tx.execute(f"DROP INDEX {name}")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 3")
@@ -234,7 +256,7 @@ def test_upgrade_to_2_rederives_the_address_columns(url: str, tmp_path: Path) ->
     with pytest.raises(BackendError, match="mailserv db upgrade"):
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
-    assert db.call(schema.upgrade, write=True) == [2, 3, 4]
+    assert db.call(schema.upgrade, write=True) == [2, 3, 4, 5]
     db.close()
 
     backend = started(url, tmp_path)
@@ -696,7 +718,7 @@ def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Pat
     with pytest.raises(BackendError, match="mailserv db upgrade"):
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
-    assert db.call(schema.upgrade, write=True) == [4]
+    assert db.call(schema.upgrade, write=True) == [4, 5]
     db.close()
 
     backend = started(url, tmp_path)

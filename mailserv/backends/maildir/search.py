@@ -24,6 +24,7 @@ from collections.abc import Collection, Sequence
 from datetime import date
 from typing import Any
 
+from mailserv.backends.kit import words as vocabulary
 from mailserv.backends.maildir import words
 from mailserv.backends.maildir.textrow import blob, indexable
 from mailserv.interfaces import SYSTEM_FLAGS
@@ -261,7 +262,7 @@ class _Sql:
                 pattern = self.bind(_phrase(needle, columns))
                 parts.append(f"SELECT rowid AS uid FROM fulltext WHERE fulltext MATCH {pattern}")
             else:  # the word index's (see ``words``), and the texts left out of it
-                pattern = self.bind(words.query(terms, columns))
+                pattern = self.bind(vocabulary.query(terms, columns))
                 parts.append(f"SELECT rowid AS uid FROM words WHERE words MATCH {pattern}")
                 found = self.found("t", needle, columns)
                 parts.append(
@@ -287,7 +288,7 @@ class _Sql:
             return None
         if self.words_ready is None:
             self.words_ready = words.ready(self.db)
-        return words.terms(self.db, needle) if self.words_ready else None
+        return vocabulary.terms(self.db, needle) if self.words_ready else None
 
     def found(self, table: str, needle: str, columns: tuple[str, ...]) -> str:
         return " OR ".join(f"instr({table}.{c}, {self.bind(needle)}) > 0" for c in columns)

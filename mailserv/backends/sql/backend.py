@@ -188,7 +188,8 @@ class SqlBackend:
         return SqlAccount(self, int(account_id), username)
 
     async def backfill_texts(self) -> None:
-        """Give the messages stored before schema version 3 their texts, a batch at a time:
+        """Give the messages stored before schema version 3 their texts (and the texts
+        stored before version 5 their words, ``fulltext.backfill_words``), a batch at a time:
         reading and writing in the database's threads, decoding in another, so the reactor
         stays free.  Every frontend of a shared database may run it: the ranges they write
         overlap harmlessly.  Errors are logged; the mailboxes not reached keep their BODY and
@@ -205,7 +206,10 @@ class SqlBackend:
                     started = True
                 decoded = await self.in_thread(fulltext.decode_batch, batch)
                 await db.run(fulltext.write_batch, decoded, batch.upto, write=True)
-            else:
+            more = True
+            while more and not self._stopping:  # then the words of texts stored before v5
+                more = await db.run(fulltext.backfill_words, fulltext.WORD_BATCH, write=True)
+            if self._stopping:
                 return
         except Exception:  # noqa: BLE001 - logged; the engine keeps scanning meanwhile
             _log.failure("Indexing message texts failed")

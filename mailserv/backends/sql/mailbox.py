@@ -146,13 +146,16 @@ class SqlMailbox(Listened):
         if not uids:
             return []
         backend = self._backend
-        clause = search.translate(query, backend.db.dialect.find, uids, backend.text_search)
-        if clause is None:
-            return None
-        found: list[int] | None = await backend.db.run(
-            search.run, self.id, clause, list(uids), self._texts_ready
+        found, texts = await backend.db.run(
+            search.answer,
+            self.id,
+            query,
+            backend.db.dialect.find,
+            list(uids),
+            backend.text_search,
+            self._texts_ready,
         )
-        if found is not None and clause.texts:
+        if found is not None and texts:
             self._texts_ready = True  # messages arriving from now on bring their texts
         return found
 

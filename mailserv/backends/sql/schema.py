@@ -11,8 +11,8 @@ bytes, with the case-folded search fields: a narrow row, so SEARCH scans little)
 ``mail`` places a message in a mailbox under a UID, with flags, internal date and
 modseq; ``mailboxes`` carries the counters (UIDNEXT, HIGHESTMODSEQ, messages, unseen, size)
 that every write updates under the mailbox row's lock; ``expunged`` remembers removed UIDs
-for QRESYNC's VANISHED; ``message_text`` the decoded texts SEARCH BODY/TEXT look in
-(``fulltext.py``).
+for QRESYNC's VANISHED; ``message_text`` the decoded texts SEARCH BODY/TEXT look in, and
+the word index beside it (``fulltext.py``).
 """
 
 from __future__ import annotations
@@ -175,6 +175,14 @@ def _create_flag_indexes(tx: Tx) -> None:
     refresh_statistics(tx)
 
 
+def _create_word_index(tx: Tx) -> None:
+    """Migration 5: see :mod:`mailserv.backends.sql.fulltext` (fast: the words of existing
+    texts are indexed by the server's backfill)."""
+    from mailserv.backends.sql import fulltext
+
+    fulltext.create_words(tx)
+
+
 ANALYSIS_LIMIT = 2000
 """Rows SQLite's ANALYZE looks at per index (an estimate is enough for the planner)."""
 
@@ -207,6 +215,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         4,
         "partial indexes of the unseen, flagged and deleted messages of each mailbox",
         function=_create_flag_indexes,
+    ),
+    Migration(
+        5,
+        "SQLite: a word index for SEARCH BODY/TEXT of whole-word needles (FTS5 unicode61);"
+        " existing texts are indexed by the server, in the background (PostgreSQL: nothing)",
+        function=_create_word_index,
     ),
 )
 LATEST = MIGRATIONS[-1].version

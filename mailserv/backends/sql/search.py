@@ -81,16 +81,19 @@ def translate(
     find: str,
     uids: Sequence[int],
     texts: fulltext.TextSearch | None = None,
+    tx: Tx | None = None,
 ) -> Clause | None:
     """``query`` (a bound SearchProgram) as SQL, or None to let the engine evaluate it.
 
     ``find`` is the dialect's substring function; ``uids`` the session's UIDs (``*`` in a
     UID set is the last of them, as in the engine's evaluator); ``texts`` how BODY and
-    TEXT are searched (None: they are declined).
+    TEXT are searched (None: they are declined); ``tx``, where the clause will run, lets
+    the word index answer them (see ``fulltext.py``).
     """
     clause = Clause("")
     try:
-        clause.sql = _Translator(find, uids[-1] if uids else 0, clause, texts).key(query.key, 0)
+        translator = _Translator(find, uids[-1] if uids else 0, clause, texts, tx)
+        clause.sql = translator.key(query.key, 0)
     except _Decline:
         return None
     return clause
@@ -98,12 +101,18 @@ def translate(
 
 class _Translator:
     def __init__(
-        self, find: str, largest: int, clause: Clause, texts: fulltext.TextSearch | None
+        self,
+        find: str,
+        largest: int,
+        clause: Clause,
+        texts: fulltext.TextSearch | None,
+        tx: Tx | None,
     ) -> None:
         self.find = find
         self.largest = largest
         self.clause = clause
         self.texts = texts
+        self.tx = tx
 
     def param(self, value: Any) -> str:
         self.clause.params.append(value)
@@ -180,7 +189,7 @@ class _Translator:
             return _TRUE
         if self.texts is None:
             raise _Decline()
-        sql = self.texts.condition(needle, whole, self.param)
+        sql = self.texts.condition(needle, whole, self.param, self.tx)
         if sql is None:
             raise _Decline()
         self.clause.texts = True
@@ -241,3 +250,21 @@ def run(
         return found
     among = set(uids)
     return [uid for uid in found if uid in among]
+
+
+def answer(
+    tx: Tx,
+    box_id: int,
+    query: SearchProgram,
+    find: str,
+    uids: Sequence[int],
+    texts: fulltext.TextSearch | None,
+    texts_ready: bool,
+) -> tuple[list[int] | None, bool]:
+    """:func:`translate` and :func:`run` in one transaction (the word index's vocabulary
+    is read while translating): the UIDs found (None: the engine evaluates), and whether
+    the clause read texts."""
+    clause = translate(query, find, uids, texts, tx)
+    if clause is None:
+        return None, False
+    return run(tx, box_id, clause, uids, texts_ready), clause.texts
