@@ -37,6 +37,9 @@ T = TypeVar("T")
 
 AUTH_CHOICES = ("passwd-file", "sql")
 DEFAULT_POOL = 8
+REFRESH_AFTER = 2000
+"""Messages added before the planner's statistics are refreshed (and a quarter more than
+were there at the last refresh)."""
 MAX_POOL = 200
 
 _log = Logger()
@@ -127,6 +130,11 @@ class SqlBackend:
         self.text_search: fulltext.TextSearch | None = None
         """How SEARCH BODY/TEXT run in SQL; None (the engine scans) before ``start()``."""
         self._backfill: Deferred[None] | None = None
+        self._counted = 0
+        """Messages in mailboxes when the planner's statistics were last refreshed."""
+        self._grown = 0
+        """Messages this process has added since then."""
+        self._refreshing = False
         self._stopping = False
         self._asking: list[tuple[SqlMailbox, Deferred[None]]] = []
         """``catch_up`` calls waiting for the next look at the mailbox rows."""
@@ -153,7 +161,7 @@ class SqlBackend:
             version = await self.db.run(schema.prepare, write=True)
         except schema.SchemaError as exc:
             raise BackendError(f"{self.dialect.display}: {exc}") from exc
-        await self.db.run(schema.refresh_statistics, write=True)
+        self._counted = await self.db.run(schema.refresh_statistics, write=True)
         kind = await self.db.run(fulltext.detect)
         self.text_search = fulltext.TextSearch(self.dialect.is_postgres, kind)
         _log.info(
@@ -250,8 +258,28 @@ class SqlBackend:
         if box is not None:
             box.name = name
 
+    def grew(self, count: int) -> None:
+        """``count`` messages were added here: once a quarter more than the statistics knew
+        (and at least ``REFRESH_AFTER``), refresh them in the background."""
+        self._grown += count
+        if self._refreshing or self._grown < max(REFRESH_AFTER, self._counted // 4):
+            return
+        self._refreshing = True
+        self._grown = 0
+
+        async def refresh() -> None:
+            try:
+                self._counted = await self.db.run(schema.refresh_statistics, write=True)
+            except Exception:  # noqa: BLE001 - the planner keeps the old figures meanwhile
+                _log.failure("Refreshing the query planner's statistics failed")
+            finally:
+                self._refreshing = False
+
+        Deferred.fromCoroutine(refresh())
+
     def transferred(self, done: messages.Transfer, origin: object) -> None:
         """Listener events of a COPY/MOVE (or RENAME INBOX) this process made."""
+        self.grew(len(done.pairs))
         target = self.boxes.get(done.target_id)
         if target is not None and done.pairs:
             target.added([new for _, new in done.pairs], done.modseq, origin)

@@ -181,6 +181,7 @@ class SqlMailbox(Listened):
             messages.append, self.id, incoming, backend.sender, write=True
         )
         self.added([uid], modseq, origin)
+        backend.grew(1)
         return AppendResult(validity, uid)
 
     async def store(
