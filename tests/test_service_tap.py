@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import stat
 from pathlib import Path
@@ -287,3 +288,21 @@ def test_backend_start_may_be_a_coroutine() -> None:
     service = BackendService(AsyncBackend(None), MemoryReactor())  # type: ignore[arg-type]
     service.startService()
     assert started == [True]
+
+
+@pytest.mark.parametrize("own_process", [False, True])
+def test_what_lives_at_start_leaves_the_collectors_sight_in_our_own_process(
+    own_process: bool,
+) -> None:
+    """twistd imapserv (own_process) freezes what is alive once the backend has started;
+    an application embedding the service keeps its objects in the collector's sight."""
+    gc.unfreeze()
+    starting: Deferred[None] = Deferred()
+    service = BackendService(_Backend(starting), MemoryReactor(), own_process=own_process)  # type: ignore[arg-type]
+    try:
+        service.startService()
+        assert gc.get_freeze_count() == 0  # not before the backend is up
+        starting.callback(None)
+        assert (gc.get_freeze_count() > 0) is own_process
+    finally:
+        gc.unfreeze()
