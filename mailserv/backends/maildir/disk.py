@@ -47,6 +47,8 @@ from mailserv.backends.maildir.records import (
     Prepared,
     Snapshot,
     file_date,
+    shape_of,
+    shaped,
     stamp_of,
     tz_minutes,
 )
@@ -85,6 +87,9 @@ class MailboxDisk:
         self.keywords = Keywords(directory, fsync, perms)
         self.index = Index(directory, fsync)
         self.reconciler = Reconciler(directory, self.uidlist, self.keywords, self.index)
+        self.moving: dict[str, str] = {}
+        """Old path to new of the files the last rename task renamed: a reader that took the
+        old path from an entry before the task's delta was applied finds the file."""
 
     def path(self, relative: str) -> str:
         return os.path.join(self.directory, relative)
@@ -122,13 +127,34 @@ class MailboxDisk:
         stale = self._stale(entries)
         if stale:  # their files (if any) are taken in again, as files of other programs
             entries = [entry for entry in entries if entry.uid not in stale]
+        owed = self._owed(entries)
         known = dict(zip([entry.base for entry in entries], entries, strict=True))
         delta = self.reconciler.run(known, None, sorted(stale))
         live = len(entries) - len(delta.removed) + len(delta.added)
         if len(uidlist.records) > 2 * live + COMPACT_SLACK:
             self._compact({e.base for e in entries} | {e.base for e in delta.added})
         complete = not self.index.missing_texts(1)
-        return Snapshot(uidlist.uidvalidity, entries, delta, self.index.recent_floor, complete)
+        floor = self.index.recent_floor
+        return Snapshot(uidlist.uidvalidity, entries, delta, floor, complete, owed)
+
+    def _owed(self, entries: list[Entry]) -> list[int]:
+        """The UIDs whose files a STORE of many left to rename (``renamer``; a stop or a
+        crash before it was done): their entries take the names the files still have, so
+        the reconciler finds no change there, and the index's flags hold."""
+        rows = self.index.owed()
+        if not rows:
+            return []
+        by_uid = {entry.uid: entry for entry in entries}
+        keeps: dict[str, str] = {}
+        for row in rows:
+            entry = by_uid.get(row.uid)
+            if entry is None:
+                continue
+            keep = keeps.get(row.shape)
+            if keep is None:
+                keep = keeps[row.shape] = self.keywords.flags(filenames.split(row.shape)[1])[1]
+            entry.path, entry.keep = shaped(row.shape, entry.base), keep
+        return [row.uid for row in rows]
 
     def _indexed(self) -> list[Entry]:
         """An entry per index row, at the file name its flags give (the reconciler checks).
@@ -274,15 +300,45 @@ class MailboxDisk:
                 pass
 
     def set_flags(self, changes: Sequence[tuple[Entry, frozenset[str]]]) -> Delta:
-        """Rename each file to carry its new flags; UIDs whose file moved meanwhile fail.
+        """Rename each file to carry its new flags; UIDs whose file moved meanwhile fail."""
+        self.keywords.ensure(flag for _, flags in changes for flag in flags)
+        done, failed = self._rename(changes)
+        self._record(done, None)
+        return finish(Delta(updated=done, failed=failed), self.index)
+
+    def owe_flags(self, changes: Sequence[tuple[Entry, frozenset[str]]]) -> Delta:
+        """A STORE of many messages: their new flags in the index, and the renames owed
+        (``renamer`` renames the files after the answer; until then they keep their names)."""
+        self.keywords.ensure(flag for _, flags in changes for flag in flags)
+        done = [FlagUpdate(entry.uid, entry.path, flags, entry.keep, 0) for entry, flags in changes]
+        shapes: dict[str, list[int]] = {}
+        for entry, _ in changes:
+            shapes.setdefault(shape_of(entry.path, entry.base), []).append(entry.uid)
+        self._record(done, shapes)
+        return finish(Delta(updated=done), self.index)
+
+    def rename_owed(self, entries: Sequence[Entry]) -> Delta:
+        """Some of the renames owed: each file gets the name its entry's flags give, and
+        its row in ``renames`` goes (a file gone meanwhile: another program's change wins,
+        a scan finds it; the UID is in ``failed``)."""
+        done, failed = self._rename([(entry, entry.flags) for entry in entries])
+        with self.index.transaction():
+            self.index.settle([entry.uid for entry in entries])
+        return Delta(updated=done, failed=failed)
+
+    def _rename(
+        self, changes: Sequence[tuple[Entry, frozenset[str]]]
+    ) -> tuple[list[FlagUpdate], list[int]]:
+        """Give each file the name of its new flags: the updates (modseq 0), and the UIDs of
+        files not found.
 
         Per file only the rename and a little bookkeeping (a STORE 1:* of 100k): the
         letters are made once per set of flags; the reactor thread may run every
         ``RENAME_STEP`` files (the interpreter lock)."""
-        self.keywords.ensure(flag for _, flags in changes for flag in flags)
         by_name = self.keywords.by_name
         names: dict[tuple[frozenset[str], str], str] = {}
         root = self.directory + os.sep
+        self.moving = moving = {}
         done: list[FlagUpdate] = []
         failed: list[int] = []
         for count, (entry, flags) in enumerate(changes, 1):
@@ -292,6 +348,7 @@ class MailboxDisk:
                 name = names[flags, entry.keep] = INFO_SEPARATOR + letters
             target = f"{CUR}/{entry.base}{name}"
             if target != entry.path:
+                moving[entry.path] = target
                 try:
                     os.rename(root + entry.path, root + target)
                 except FileNotFoundError:
@@ -300,13 +357,22 @@ class MailboxDisk:
             done.append(FlagUpdate(entry.uid, target, flags, entry.keep, 0))
             if count % RENAME_STEP == 0:
                 time.sleep(0)
-        if done:
-            with self.index.transaction():
-                modseq = self.index.next_modseq()
-                for update in done:
-                    update.modseq = modseq
-                self.index.update_flags(done)
-        return finish(Delta(updated=done, failed=failed), self.index)
+        return done, failed
+
+    def _record(self, done: list[FlagUpdate], owed: Mapping[str, list[int]] | None) -> None:
+        """New flags with one new modseq in the index; the renames ``owed`` by shape (None:
+        the files were renamed, nothing is owed for them)."""
+        if not done:
+            return
+        with self.index.transaction():
+            modseq = self.index.next_modseq()
+            for update in done:
+                update.modseq = modseq
+            self.index.update_flags(done)
+            if owed is None:
+                self.index.settle([update.uid for update in done])
+            else:
+                self.index.owe(owed)
 
     def expunge(self, entries: Sequence[Entry], known: Mapping[str, Entry]) -> Delta:
         """Delete the files (wherever they moved to) and log the UIDs as vanished.
@@ -376,7 +442,13 @@ class MailboxDisk:
         return found
 
     def read(self, relative: str) -> bytes:
-        return read_crlf(self.path(relative))
+        try:
+            return read_crlf(self.path(relative))
+        except FileNotFoundError:
+            moved = self.moving.get(relative)  # renamed by a task whose delta is not applied
+            if moved is None:
+                raise
+            return read_crlf(self.path(moved))
 
     def text_rows(self, files: Sequence[tuple[int, str]]) -> list[tuple[int, TextRow]]:
         """Search rows for messages indexed without them (an index from before the
