@@ -16,6 +16,7 @@ write, the next load finds the file without a row and indexes it again.
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -38,6 +39,7 @@ from mailserv.backends.maildir.files import (
 )
 from mailserv.backends.maildir.index import Index, flag_set, infos_of, missing_texts
 from mailserv.backends.maildir.keywords import Keywords
+from mailserv.backends.maildir.pending import Look
 from mailserv.backends.maildir.perms import PRIVATE, Permissions
 from mailserv.backends.maildir.reconcile import Reconciler, finish, index_row
 from mailserv.backends.maildir.records import (
@@ -54,6 +56,7 @@ from mailserv.backends.maildir.records import (
 )
 from mailserv.backends.maildir.textrow import TextRow, text_row
 from mailserv.backends.maildir.uidlist import UidList
+from mailserv.backends.maildir.watch import FLAGS_NOTICE
 from mailserv.errors import MailboxNotFound
 from mailserv.message.info import MessageInfo
 from mailserv.message.parse import parse_message
@@ -90,6 +93,8 @@ class MailboxDisk:
         self.moving: dict[str, str] = {}
         """Old path to new of the files the last rename task renamed: a reader that took the
         old path from an entry before the task's delta was applied finds the file."""
+        self._notice = b""
+        """What this process last wrote to ``FLAGS_NOTICE``."""
 
     def path(self, relative: str) -> str:
         return os.path.join(self.directory, relative)
@@ -191,19 +196,28 @@ class MailboxDisk:
             return set()
         return {entry.uid for entry in entries if records.get(entry.base) != entry.uid}
 
-    def scan(self, known: Mapping[str, Entry], hints: Mapping[str, set[str]] | None) -> Delta:
-        """Changes since ``known``: of the bases in ``hints``, or of everything when None.
+    def scan(self, known: Mapping[str, Entry], look: Look) -> Delta:
+        """Changes since ``known``: of the bases hinted, or of everything (``look.full``);
+        with the flags of every rename owed when another process ``indexed`` some.
 
         When ``dovecot-keywords`` changed, letters we could not map before are looked at
         again (another program may have written a file before naming its keyword)."""
         if not os.path.isdir(self.path(CUR)):
             raise MailboxGone(self.directory)
+        hints = None if look.full else look.hints
+        indexed = look.indexed
         if self.keywords.refresh() and hints is not None:
             hints = dict(hints)
             for base, entry in known.items():
                 if any(letter in self.keywords.by_letter for letter in entry.keep):
                     hints.setdefault(base, set()).add(entry.path)
-        return self.reconciler.run(known, hints, [])
+        if indexed:
+            try:
+                with open(self.path(FLAGS_NOTICE), "rb") as f:
+                    indexed = f.read() != self._notice  # else our own notice
+            except FileNotFoundError:
+                pass
+        return self.reconciler.run(known, hints, [], indexed)
 
     def prepare(self, message: bytes, flags: frozenset[str], when: datetime | None) -> Prepared:
         """Parse ``message`` and write it to ``tmp/`` (fsynced); no lock needed."""
@@ -315,6 +329,13 @@ class MailboxDisk:
         for entry, _ in changes:
             shapes.setdefault(shape_of(entry.path, entry.base), []).append(entry.uid)
         self._record(done, shapes)
+        self._notice = f"{os.getpid()} {self.index.highestmodseq} {secrets.token_hex(4)}".encode()
+        notice = self.path(f"{TMP}/.{FLAGS_NOTICE}.{secrets.token_hex(8)}")
+        try:  # another process sharing the mailbox takes the flags from the index now
+            write_file(notice, self._notice, False, None, self.perms)
+            os.replace(notice, self.path(FLAGS_NOTICE))
+        except OSError as exc:
+            _log.warn("No notice of flags in {path}: {error}", path=self.directory, error=exc)
         return finish(Delta(updated=done), self.index)
 
     def rename_owed(self, entries: Sequence[Entry]) -> Delta:

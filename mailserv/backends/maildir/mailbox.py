@@ -230,7 +230,7 @@ class MaildirMailbox(Listened):
         if not look:
             return None
         try:
-            return await self.io(self.disk.scan, known, None if look.full else look.hints)
+            return await self.io(self.disk.scan, known, look)
         except MailboxGone:
             _log.info("Mailbox {name} disappeared from disk", name=self.name)
             self._account.forget(self)

@@ -44,7 +44,9 @@ class Reconciler:
         known: Mapping[str, Entry],
         hints: Mapping[str, set[str]] | None,
         stale: list[int],
+        owed: bool = False,
     ) -> Delta:
+        """The changes; every rename owed is looked at in a full scan, or when ``owed``."""
         uidlist = self.uidlist
         if hints is None:
             # Deliveries in progress finish their renames first: every file with a record
@@ -69,7 +71,7 @@ class Reconciler:
             # higher UIDs, too late for the sessions told of those.
             listing = self.listing()
             present.update((b, listing[b]) for b in gone if b in listing)
-        hold, adopted = self._owed(known, present, bases, hints is None)
+        hold, adopted = self._owed(known, present, bases, owed or hints is None)
         delta = Delta(updated=list(adopted))
         new_files: list[tuple[str, str]] = []
         removed: list[int] = []
