@@ -16,6 +16,7 @@ write, the next load finds the file without a row and indexes it again.
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -38,6 +39,7 @@ from mailserv.backends.maildir.files import (
 )
 from mailserv.backends.maildir.index import Index, flag_set, infos_of, missing_texts
 from mailserv.backends.maildir.keywords import Keywords
+from mailserv.backends.maildir.pending import Look
 from mailserv.backends.maildir.perms import PRIVATE, Permissions
 from mailserv.backends.maildir.reconcile import Reconciler, finish, index_row
 from mailserv.backends.maildir.records import (
@@ -47,11 +49,14 @@ from mailserv.backends.maildir.records import (
     Prepared,
     Snapshot,
     file_date,
+    shape_of,
+    shaped,
     stamp_of,
     tz_minutes,
 )
 from mailserv.backends.maildir.textrow import TextRow, text_row
 from mailserv.backends.maildir.uidlist import UidList
+from mailserv.backends.maildir.watch import FLAGS_NOTICE
 from mailserv.errors import MailboxNotFound
 from mailserv.message.info import MessageInfo
 from mailserv.message.parse import parse_message
@@ -85,6 +90,11 @@ class MailboxDisk:
         self.keywords = Keywords(directory, fsync, perms)
         self.index = Index(directory, fsync)
         self.reconciler = Reconciler(directory, self.uidlist, self.keywords, self.index)
+        self.moving: dict[str, str] = {}
+        """Old path to new of the files the last rename task renamed: a reader that took the
+        old path from an entry before the task's delta was applied finds the file."""
+        self._notice = b""
+        """What this process last wrote to ``FLAGS_NOTICE``."""
 
     def path(self, relative: str) -> str:
         return os.path.join(self.directory, relative)
@@ -122,13 +132,34 @@ class MailboxDisk:
         stale = self._stale(entries)
         if stale:  # their files (if any) are taken in again, as files of other programs
             entries = [entry for entry in entries if entry.uid not in stale]
+        owed = self._owed(entries)
         known = dict(zip([entry.base for entry in entries], entries, strict=True))
         delta = self.reconciler.run(known, None, sorted(stale))
         live = len(entries) - len(delta.removed) + len(delta.added)
         if len(uidlist.records) > 2 * live + COMPACT_SLACK:
             self._compact({e.base for e in entries} | {e.base for e in delta.added})
         complete = not self.index.missing_texts(1)
-        return Snapshot(uidlist.uidvalidity, entries, delta, self.index.recent_floor, complete)
+        floor = self.index.recent_floor
+        return Snapshot(uidlist.uidvalidity, entries, delta, floor, complete, owed)
+
+    def _owed(self, entries: list[Entry]) -> list[int]:
+        """The UIDs whose files a STORE of many left to rename (``renamer``; a stop or a
+        crash before it was done): their entries take the names the files still have, so
+        the reconciler finds no change there, and the index's flags hold."""
+        rows = self.index.owed()
+        if not rows:
+            return []
+        by_uid = {entry.uid: entry for entry in entries}
+        keeps: dict[str, str] = {}
+        for row in rows:
+            entry = by_uid.get(row.uid)
+            if entry is None:
+                continue
+            keep = keeps.get(row.shape)
+            if keep is None:
+                keep = keeps[row.shape] = self.keywords.flags(filenames.split(row.shape)[1])[1]
+            entry.path, entry.keep = shaped(row.shape, entry.base), keep
+        return [row.uid for row in rows]
 
     def _indexed(self) -> list[Entry]:
         """An entry per index row, at the file name its flags give (the reconciler checks).
@@ -165,19 +196,28 @@ class MailboxDisk:
             return set()
         return {entry.uid for entry in entries if records.get(entry.base) != entry.uid}
 
-    def scan(self, known: Mapping[str, Entry], hints: Mapping[str, set[str]] | None) -> Delta:
-        """Changes since ``known``: of the bases in ``hints``, or of everything when None.
+    def scan(self, known: Mapping[str, Entry], look: Look) -> Delta:
+        """Changes since ``known``: of the bases hinted, or of everything (``look.full``);
+        with the flags of every rename owed when another process ``indexed`` some.
 
         When ``dovecot-keywords`` changed, letters we could not map before are looked at
         again (another program may have written a file before naming its keyword)."""
         if not os.path.isdir(self.path(CUR)):
             raise MailboxGone(self.directory)
+        hints = None if look.full else look.hints
+        indexed = look.indexed
         if self.keywords.refresh() and hints is not None:
             hints = dict(hints)
             for base, entry in known.items():
                 if any(letter in self.keywords.by_letter for letter in entry.keep):
                     hints.setdefault(base, set()).add(entry.path)
-        return self.reconciler.run(known, hints, [])
+        if indexed:
+            try:
+                with open(self.path(FLAGS_NOTICE), "rb") as f:
+                    indexed = f.read() != self._notice  # else our own notice
+            except FileNotFoundError:
+                pass
+        return self.reconciler.run(known, hints, [], indexed)
 
     def prepare(self, message: bytes, flags: frozenset[str], when: datetime | None) -> Prepared:
         """Parse ``message`` and write it to ``tmp/`` (fsynced); no lock needed."""
@@ -274,15 +314,52 @@ class MailboxDisk:
                 pass
 
     def set_flags(self, changes: Sequence[tuple[Entry, frozenset[str]]]) -> Delta:
-        """Rename each file to carry its new flags; UIDs whose file moved meanwhile fail.
+        """Rename each file to carry its new flags; UIDs whose file moved meanwhile fail."""
+        self.keywords.ensure(flag for _, flags in changes for flag in flags)
+        done, failed = self._rename(changes)
+        self._record(done, None)
+        return finish(Delta(updated=done, failed=failed), self.index)
+
+    def owe_flags(self, changes: Sequence[tuple[Entry, frozenset[str]]]) -> Delta:
+        """A STORE of many messages: their new flags in the index, and the renames owed
+        (``renamer`` renames the files after the answer; until then they keep their names)."""
+        self.keywords.ensure(flag for _, flags in changes for flag in flags)
+        done = [FlagUpdate(entry.uid, entry.path, flags, entry.keep, 0) for entry, flags in changes]
+        shapes: dict[str, list[int]] = {}
+        for entry, _ in changes:
+            shapes.setdefault(shape_of(entry.path, entry.base), []).append(entry.uid)
+        self._record(done, shapes)
+        self._notice = f"{os.getpid()} {self.index.highestmodseq} {secrets.token_hex(4)}".encode()
+        notice = self.path(f"{TMP}/.{FLAGS_NOTICE}.{secrets.token_hex(8)}")
+        try:  # another process sharing the mailbox takes the flags from the index now
+            write_file(notice, self._notice, False, None, self.perms)
+            os.replace(notice, self.path(FLAGS_NOTICE))
+        except OSError as exc:
+            _log.warn("No notice of flags in {path}: {error}", path=self.directory, error=exc)
+        return finish(Delta(updated=done), self.index)
+
+    def rename_owed(self, entries: Sequence[Entry]) -> Delta:
+        """Some of the renames owed: each file gets the name its entry's flags give, and
+        its row in ``renames`` goes (a file gone meanwhile: another program's change wins,
+        a scan finds it; the UID is in ``failed``)."""
+        done, failed = self._rename([(entry, entry.flags) for entry in entries])
+        with self.index.transaction():
+            self.index.settle([entry.uid for entry in entries])
+        return Delta(updated=done, failed=failed)
+
+    def _rename(
+        self, changes: Sequence[tuple[Entry, frozenset[str]]]
+    ) -> tuple[list[FlagUpdate], list[int]]:
+        """Give each file the name of its new flags: the updates (modseq 0), and the UIDs of
+        files not found.
 
         Per file only the rename and a little bookkeeping (a STORE 1:* of 100k): the
         letters are made once per set of flags; the reactor thread may run every
         ``RENAME_STEP`` files (the interpreter lock)."""
-        self.keywords.ensure(flag for _, flags in changes for flag in flags)
         by_name = self.keywords.by_name
         names: dict[tuple[frozenset[str], str], str] = {}
         root = self.directory + os.sep
+        self.moving = moving = {}
         done: list[FlagUpdate] = []
         failed: list[int] = []
         for count, (entry, flags) in enumerate(changes, 1):
@@ -292,6 +369,7 @@ class MailboxDisk:
                 name = names[flags, entry.keep] = INFO_SEPARATOR + letters
             target = f"{CUR}/{entry.base}{name}"
             if target != entry.path:
+                moving[entry.path] = target
                 try:
                     os.rename(root + entry.path, root + target)
                 except FileNotFoundError:
@@ -300,13 +378,22 @@ class MailboxDisk:
             done.append(FlagUpdate(entry.uid, target, flags, entry.keep, 0))
             if count % RENAME_STEP == 0:
                 time.sleep(0)
-        if done:
-            with self.index.transaction():
-                modseq = self.index.next_modseq()
-                for update in done:
-                    update.modseq = modseq
-                self.index.update_flags(done)
-        return finish(Delta(updated=done, failed=failed), self.index)
+        return done, failed
+
+    def _record(self, done: list[FlagUpdate], owed: Mapping[str, list[int]] | None) -> None:
+        """New flags with one new modseq in the index; the renames ``owed`` by shape (None:
+        the files were renamed, nothing is owed for them)."""
+        if not done:
+            return
+        with self.index.transaction():
+            modseq = self.index.next_modseq()
+            for update in done:
+                update.modseq = modseq
+            self.index.update_flags(done)
+            if owed is None:
+                self.index.settle([update.uid for update in done])
+            else:
+                self.index.owe(owed)
 
     def expunge(self, entries: Sequence[Entry], known: Mapping[str, Entry]) -> Delta:
         """Delete the files (wherever they moved to) and log the UIDs as vanished.
@@ -376,7 +463,13 @@ class MailboxDisk:
         return found
 
     def read(self, relative: str) -> bytes:
-        return read_crlf(self.path(relative))
+        try:
+            return read_crlf(self.path(relative))
+        except FileNotFoundError:
+            moved = self.moving.get(relative)  # renamed by a task whose delta is not applied
+            if moved is None:
+                raise
+            return read_crlf(self.path(moved))
 
     def text_rows(self, files: Sequence[tuple[int, str]]) -> list[tuple[int, TextRow]]:
         """Search rows for messages indexed without them (an index from before the

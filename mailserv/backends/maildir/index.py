@@ -5,7 +5,9 @@ files it does not know).  Per message: UID, file base, flags, modseq, size (CRLF
 internal date with the offset it was given in, and the parsed ``MessageInfo``
 (``mailserv.message.store`` format).  Per mailbox: the UIDVALIDITY it describes,
 HIGHESTMODSEQ and the first UID still \\Recent.  Expunged UIDs stay with their modseq, for
-``changes_since``.
+``changes_since``.  A STORE of many messages answers before it renames their files
+(``renamer``): until then the index holds their flags, and ``renames`` the names the files
+still have.
 
 The index is a cache of the files plus the modseqs: the files and ``dovecot-uidlist`` are
 the truth.  An index for another UIDVALIDITY, of an unknown format or unreadable is
@@ -15,9 +17,10 @@ next sync puts back from the files.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -69,6 +72,7 @@ CREATE TABLE IF NOT EXISTS search (
     body BLOB
 );
 CREATE INDEX IF NOT EXISTS search_odd ON search (uid) WHERE header IS NOT NULL;
+CREATE TABLE IF NOT EXISTS renames (uid INTEGER PRIMARY KEY, shape TEXT NOT NULL);
 """
 _FULLTEXT = (
     "CREATE TABLE IF NOT EXISTS texts "
@@ -84,7 +88,8 @@ SEARCH compares without the index's help).  A message whose
 texts SQLite cannot hold as text (a NUL, a lone surrogate) has them in ``search`` as bytes
 instead, and no row here.  (``message_meta`` lets a search of flags, dates and sizes read
 a narrow index, not the rows with their infos; ``search_odd`` finds the rows with texts
-in ``search`` without reading the others.)"""
+in ``search`` without reading the others.)  ``renames``: the messages whose file names do
+not carry their flags yet, with the name each file has (its shape: see ``renamer``)."""
 
 
 @dataclass(slots=True)
@@ -96,6 +101,18 @@ class Row:
     size: int
     date: int  # seconds since the epoch
     tz: int  # minutes east of UTC
+
+
+@dataclass(slots=True)
+class Owed:
+    """A rename owed: the file of ``uid`` has the name ``shape`` gives, the index its
+    ``flags`` (since ``modseq``)."""
+
+    uid: int
+    base: str
+    shape: str
+    flags: frozenset[str]
+    modseq: int
 
 
 class Index:
@@ -156,6 +173,7 @@ class Index:
                 db.execute("DELETE FROM message")
                 db.execute("DELETE FROM expunged")
                 db.execute("DELETE FROM search")
+                db.execute("DELETE FROM renames")
                 if self.fulltext:
                     db.execute("DELETE FROM texts")
                     db.execute("DELETE FROM pending")
@@ -424,11 +442,47 @@ class Index:
             "UPDATE message SET base = ? WHERE uid = ?", [(base, uid) for uid, base in changes]
         )
 
+    def owe(self, shapes: Mapping[str, Sequence[int]]) -> None:
+        """Renames owed: the UIDs whose files have the names of each shape (inside a
+        transaction; one statement per shape, a STORE of 100k makes a few)."""
+        for shape, uids in shapes.items():
+            self.db.execute(
+                "INSERT OR REPLACE INTO renames (uid, shape) SELECT value, ? FROM json_each(?)",
+                (shape, json.dumps(uids)),
+            )
+
+    def settle(self, uids: Sequence[int]) -> None:
+        """The files of ``uids`` have the names their flags give (inside a transaction)."""
+        if uids:
+            self.db.execute(
+                "DELETE FROM renames WHERE uid IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(uids)),),
+            )
+
+    def owed(self, uids: Sequence[int] | None = None) -> list[Owed]:
+        """The renames owed (of ``uids``, or all), with the flags and modseq of the index."""
+        query = (
+            "SELECT m.uid, m.base, r.shape, m.flags, m.modseq FROM renames r "
+            "JOIN message m ON m.uid = r.uid"
+        )
+        if uids is None:
+            rows = self.db.execute(query)
+        elif not uids:
+            return []
+        else:
+            where = " WHERE r.uid IN (SELECT value FROM json_each(?))"
+            rows = self.db.execute(query + where, (json.dumps(list(uids)),))
+        return [
+            Owed(uid, base, shape, flag_set(text), modseq)
+            for uid, base, shape, text, modseq in rows
+        ]
+
     def set_info(self, uid: int, info: bytes) -> None:
         self.db.execute("UPDATE message SET info = ? WHERE uid = ?", (info, uid))
 
     def expunge(self, uids: Sequence[int], modseq: int) -> None:
         self.db.executemany("DELETE FROM message WHERE uid = ?", [(uid,) for uid in uids])
+        self.settle(uids)
         self._drop_texts(uids)
         self.db.executemany(
             "INSERT OR REPLACE INTO expunged (uid, modseq) VALUES (?, ?)",

@@ -37,6 +37,7 @@ from mailserv.backends.maildir.infos import load_infos, metas
 from mailserv.backends.maildir.io import INLINE_READ
 from mailserv.backends.maildir.pending import PendingEvents
 from mailserv.backends.maildir.records import Delta, Entry, Snapshot
+from mailserv.backends.maildir.renamer import LAZY_STORE, Renamer
 from mailserv.backends.maildir.search import needs_texts
 from mailserv.backends.maildir.state import Applied, MailboxState, uncollected
 from mailserv.backends.maildir.texts import TextUpkeep
@@ -94,6 +95,7 @@ class MaildirMailbox(Listened):
         self._scheduled: IDelayedCall | None = None
         self._watch: object | None = None
         self._texts = TextUpkeep(self)
+        self._renamer = Renamer(self)
         self._own: tuple[list[int], object] | None = None
         """New messages of ours (UIDs, origin) waiting for their place among others' UIDs."""
 
@@ -119,6 +121,9 @@ class MaildirMailbox(Listened):
 
     def has(self, uid: int) -> bool:
         return uid in self._state.entries
+
+    def known(self, uids: Iterable[int]) -> list[Entry]:
+        return self._state.known(uids)
 
     @property
     def uidvalidity(self) -> int:
@@ -162,6 +167,7 @@ class MaildirMailbox(Listened):
         self._state = state
         self._texts.ready = snapshot.texts_complete
         self._apply(snapshot.delta, None, notify=False)
+        self._renamer.owe(snapshot.owed)
 
     async def _ready(self) -> None:
         """Loaded, and up to date with what other programs did before this call."""
@@ -224,7 +230,7 @@ class MaildirMailbox(Listened):
         if not look:
             return None
         try:
-            return await self.io(self.disk.scan, known, None if look.full else look.hints)
+            return await self.io(self.disk.scan, known, look)
         except MailboxGone:
             _log.info("Mailbox {name} disappeared from disk", name=self.name)
             self._account.forget(self)
@@ -234,6 +240,18 @@ class MaildirMailbox(Listened):
     async def _resync(self) -> None:
         """A file was not where we thought: look at everything again."""
         async with self.lane:
+            await self._sync_locked(full=True)
+
+    def pause_watch(self) -> object | None:
+        """Stop watching for our own bulk changes: give what it returns to ``resume_watch``."""
+        if self._watch is not None:
+            self._services.hub.pause(self._watch)
+        return self._watch
+
+    async def resume_watch(self, paused: object | None) -> None:
+        """Watch again (unless stopped meanwhile) and look at everything; the lane held."""
+        if paused is not None and paused is self._watch:
+            self._services.hub.resume(paused)
             await self._sync_locked(full=True)
 
     def _check_open(self) -> None:
@@ -254,6 +272,11 @@ class MaildirMailbox(Listened):
         for _step in self._state.steps(delta, done):
             await slices.pause()
         return self._applied(done, origin)
+
+    def settle(self, delta: Delta) -> None:
+        """Apply the moves of files owing a rename (``renamer``): no flags change, nobody
+        is told; the lane held."""
+        self._state.apply(delta)
 
     def _applied(self, done: Applied, origin: object, notify: bool = True) -> list[FlagChange]:
         if done.added:
@@ -357,16 +380,11 @@ class MaildirMailbox(Listened):
         """Around ``count`` changes of our own, the lane held: stop the watch when they are
         many (their echoes would cost more than a rescan), then watch again and look at
         everything (others may have changed files meanwhile)."""
-        if count < QUIET_THRESHOLD or self._watch is None:
-            yield
-            return
-        self._services.hub.pause(self._watch)
+        paused = self.pause_watch() if count >= QUIET_THRESHOLD else None
         try:
             yield
         finally:
-            if self._watch is not None:
-                self._services.hub.resume(self._watch)
-                await self._sync_locked(full=True)
+            await self.resume_watch(paused)
 
     async def _expunge_locked(self, doomed: list[Entry], origin: object) -> list[int]:
         """Remove ``doomed`` from disk and state, the lane held; the UIDs removed."""
@@ -450,6 +468,11 @@ class MaildirMailbox(Listened):
                 plan, failed = await self.io(self._plan, uids, mode, flags, unchangedsince)
             else:
                 plan, failed = self._plan(uids, mode, flags, unchangedsince)
+            if len(plan) > LAZY_STORE:  # the files are renamed after the answer (``renamer``)
+                delta = await self.io(self.disk.owe_flags, plan)
+                changed += await self._apply_sliced(delta, origin)
+                self._renamer.owe(delta.updated)
+                plan = []
             async with self._quietly(len(plan)):
                 for attempt in range(2):
                     if not plan:
@@ -530,6 +553,7 @@ class MaildirMailbox(Listened):
 
     def _stop_watching(self) -> None:
         self._texts.stop()
+        self._renamer.stop()
         if self._watch is not None:
             self._services.hub.remove(self._watch)
             self._watch = None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from mailserv.backends.maildir import filenames
 from mailserv.backends.maildir.records import Entry
-from mailserv.backends.maildir.watch import KEYWORDS
+from mailserv.backends.maildir.watch import FLAGS_NOTICE, KEYWORDS
 
 MAX_QUEUED_EVENTS = 100_000
 """Beyond this many unprocessed events a full scan is cheaper (and memory stays bounded)."""
@@ -25,9 +25,11 @@ class Look:
     full: bool
     keywords: bool
     """``dovecot-keywords`` changed."""
+    indexed: bool = False
+    """Another process changed flags in the index without renaming the files yet."""
 
     def __bool__(self) -> bool:
-        return bool(self.hints) or self.full or self.keywords
+        return bool(self.hints) or self.full or self.keywords or self.indexed
 
 
 @dataclass(slots=True)
@@ -36,6 +38,7 @@ class PendingEvents:
     hints: dict[str, set[str]] = field(default_factory=dict)
     rescan: bool = False
     keywords: bool = False
+    indexed: bool = False
 
     def note(self, relative: str | None, appeared: bool) -> None:
         """One event: ``relative`` appeared or went (None: the watcher lost track)."""
@@ -44,11 +47,13 @@ class PendingEvents:
             self.rescan = True
         elif relative == KEYWORDS:
             self.keywords = True
+        elif relative == FLAGS_NOTICE:
+            self.indexed = True
         else:
             self.events.append((relative, appeared))
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.hints or self.rescan or self.keywords)
+        return bool(self.events or self.hints or self.rescan or self.keywords or self.indexed)
 
     def take(self, by_base: Mapping[str, Entry], full: bool = False) -> Look:
         """Everything queued as one ``Look``, dropping the echoes of our own changes
@@ -60,11 +65,11 @@ class PendingEvents:
             if appeared == (entry is not None and entry.path == relative):
                 continue  # what we did ourselves, or a name we already let go of
             hints.setdefault(base, set()).add(relative)
-        look = Look(hints, full or self.rescan, self.keywords)
+        look = Look(hints, full or self.rescan, self.keywords, self.indexed)
         self.clear()
         return look
 
     def clear(self) -> None:
         self.events = []
         self.hints = {}
-        self.rescan = self.keywords = False
+        self.rescan = self.keywords = self.indexed = False

@@ -3,7 +3,8 @@
 A blocking task of the mailbox's lane (see ``disk``).  Files found without an index row are
 parsed (many at once by helper processes, see ``bulk``) and given UIDs from the uidlist;
 files that moved are flag changes; files gone are expunges.  The result is a ``Delta`` for
-the mailbox to apply."""
+the mailbox to apply.  A file owing a rename (a STORE of many answered before renaming it,
+see ``renamer``) at the name the index recorded for it has the index's flags."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from mailserv.backends.maildir.filenames import SYSTEM_LETTERS
 from mailserv.backends.maildir.files import CUR, NEW, MailboxGone, crlf
 from mailserv.backends.maildir.index import Index, Row
 from mailserv.backends.maildir.keywords import Keywords
-from mailserv.backends.maildir.records import Delta, Entry, FlagUpdate
+from mailserv.backends.maildir.records import Delta, Entry, FlagUpdate, shaped
 from mailserv.backends.maildir.textrow import TextRow, text_row
 from mailserv.backends.maildir.uidlist import UidList
 from mailserv.message.parse import parse_message
@@ -43,7 +44,9 @@ class Reconciler:
         known: Mapping[str, Entry],
         hints: Mapping[str, set[str]] | None,
         stale: list[int],
+        owed: bool = False,
     ) -> Delta:
+        """The changes; every rename owed is looked at in a full scan, or when ``owed``."""
         uidlist = self.uidlist
         if hints is None:
             # Deliveries in progress finish their renames first: every file with a record
@@ -68,10 +71,11 @@ class Reconciler:
             # higher UIDs, too late for the sessions told of those.
             listing = self.listing()
             present.update((b, listing[b]) for b in gone if b in listing)
-        delta = Delta()
+        hold, adopted = self._owed(known, present, bases, owed or hints is None)
+        delta = Delta(updated=list(adopted))
         new_files: list[tuple[str, str]] = []
         removed: list[int] = []
-        changed: list[FlagUpdate] = []
+        changed: list[FlagUpdate] = list(adopted)
         for base in bases:
             rel = present.get(base)
             entry = known.get(base)
@@ -82,6 +86,7 @@ class Reconciler:
                 removed.append(entry.uid)
             elif rel != entry.path or any(c in self.keywords.by_letter for c in entry.keep):
                 flags, keep = self._file_flags(rel, entry.flags)
+                flags = hold.get(base, flags)
                 if not entry.path:  # fresh from the index, not yet seen by anyone
                     entry.path, entry.keep = rel, keep
                     if flags == entry.flags:
@@ -183,6 +188,42 @@ class Reconciler:
                     found.setdefault(base, entry.path)
                     bases.add(base)
         return found, bases
+
+    def _owed(
+        self,
+        known: Mapping[str, Entry],
+        present: Mapping[str, str],
+        bases: set[str],
+        everything: bool,
+    ) -> tuple[dict[str, frozenset[str]], list[FlagUpdate]]:
+        """The renames owed of the files looked at (of all when ``everything``).  A file at
+        the name the index recorded for it keeps the index's flags: they are held by base
+        for the files not where their entries say, else an update when the entry has other
+        flags (a STORE of another process sharing the mailbox).  A file elsewhere with other
+        flags, or gone, was changed by another program, which wins: its rename is dropped."""
+        if everything:
+            rows = self.index.owed()
+        else:
+            rows = self.index.owed([known[b].uid for b in bases if b in known])
+        hold: dict[str, frozenset[str]] = {}
+        adopted: list[FlagUpdate] = []
+        drop: list[int] = []
+        for row in rows:
+            entry = known.get(row.base)
+            if entry is None or entry.uid != row.uid:
+                continue
+            where = present.get(row.base) if row.base in bases else entry.path
+            if where == shaped(row.shape, row.base):
+                if where != entry.path:
+                    hold[row.base] = row.flags
+                elif row.flags != entry.flags:
+                    adopted.append(FlagUpdate(row.uid, where, row.flags, entry.keep, 0))
+            elif where is None or self._file_flags(where, entry.flags)[0] != row.flags:
+                drop.append(row.uid)
+        if drop:
+            with self.index.transaction():
+                self.index.settle(drop)
+        return hold, adopted
 
     def _probe(self, hints: Mapping[str, set[str]], known: Mapping[str, Entry]) -> dict[str, str]:
         """Where each hinted base is now, checking the hinted names (``cur/`` first)."""

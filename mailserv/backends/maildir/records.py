@@ -86,6 +86,8 @@ class Snapshot:
     delta: Delta
     recent_floor: int
     texts_complete: bool = True
+    owed: list[int] = field(default_factory=list)
+    """UIDs whose files are still to be renamed for their flags (``renamer``)."""
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -114,3 +116,16 @@ def tz_minutes(when: datetime) -> int:
 def stamp_of(when: datetime) -> tuple[int, int]:
     """An internal date as an ``Entry`` keeps it: (seconds since the epoch, offset)."""
     return int(when.timestamp()), tz_minutes(when)
+
+
+def shape_of(path: str, base: str) -> str:
+    """A message path without its base ("cur/:2,S" for "cur/<base>:2,S"): what the index
+    keeps of the names of files owing a rename, the same for most of a mailbox."""
+    sub, _, name = path.partition("/")
+    return f"{sub}/{name.removeprefix(base)}"
+
+
+def shaped(shape: str, base: str) -> str:
+    """The path of ``base`` in ``shape``."""
+    sub, _, rest = shape.partition("/")
+    return f"{sub}/{base}{rest}"

@@ -31,6 +31,9 @@ Callback = Callable[[str | None, bool], None]
 SUBDIRS = ("new", "cur")
 KEYWORDS = "dovecot-keywords"
 """Reported as ``(KEYWORDS, True)`` when another program rewrote it."""
+FLAGS_NOTICE = "mailserv-flags"
+"""Rewritten by a process that changed flags in the index only (``renamer``): reported as
+``(FLAGS_NOTICE, True)``."""
 MAX_POKE_READS = 1000
 """Bound on the chunks one poke reads (a few hundred events each)."""
 FALLBACK_POLL_INTERVAL = 1.0
@@ -236,8 +239,8 @@ class InotifyHub:
                 return
             if mask & (inotify.IN_MOVE_SELF | inotify.IN_DELETE_SELF):
                 registration.callback(None, True)
-            elif path.basename() == KEYWORDS.encode():
-                registration.callback(KEYWORDS, True)
+            elif path.basename() in (KEYWORDS.encode(), FLAGS_NOTICE.encode()):
+                registration.callback(os.fsdecode(path.basename()), True)
 
         return event
 
@@ -343,7 +346,7 @@ class PollHub:
         now = time.time()
         changed = False
         newest = 0.0
-        for sub in (*SUBDIRS, KEYWORDS):
+        for sub in (*SUBDIRS, KEYWORDS, FLAGS_NOTICE):
             try:
                 st = os.stat(os.path.join(registration.directory, sub))
             except OSError:
