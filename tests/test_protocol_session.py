@@ -505,7 +505,9 @@ def test_capability_words_and_order_in_every_state(
     before = " ".join(capabilities(client))
     core, _, rest = before.partition(" STARTTLS ")
     limit = core.partition(" APPENDLIMIT=")[2]
-    tail = " CONDSTORE QRESYNC SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES"
+    tail = (
+        " CONDSTORE QRESYNC ESEARCH SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES"
+    )
     assert limit.endswith(tail), before
     assert core == _CORE_CAPABILITIES + limit, before
     assert rest == "AUTH=PLAIN AUTH=LOGIN", rest

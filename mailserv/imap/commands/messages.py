@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mailserv import errors
+from mailserv.imap import esearch
 from mailserv.imap import fetch as fetch_responses
 from mailserv.imap.arguments import flags, mailbox, text_atom
 from mailserv.imap.commands import SELECTED, CommandSpec
@@ -20,7 +21,7 @@ from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.slicing import TimeSlices
 from mailserv.syntax.sequences import SequenceSet, format_set, parse_sequence_set
-from mailserv.syntax.tokens import Command, ParenList, Token
+from mailserv.syntax.tokens import Atom, Command, ParenList, Token
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session
@@ -170,27 +171,45 @@ async def search_uids(session: Session, view: SelectedView, program: SearchProgr
 
 
 async def search(session: Session, command: Command) -> Reply:
+    """SEARCH, and with ``RETURN (...)`` first, ESEARCH's answer (RFC 4731)."""
     view = view_of(session)
-    program = search_program(session, command.args)
+    args = command.args
+    options = None
+    if args and isinstance(args[0], Atom) and args[0].value.upper() == "RETURN":
+        if len(args) < 2:
+            raise Bad("RETURN needs a parenthesised list of result options")
+        options = esearch.parse_return(args[1], "SEARCH")
+        args = args[2:]
+    program = search_program(session, args)
     found = await search_uids(session, view, program)
     # Tens of thousands of matches take the reactor tens of ms to number and format: in
     # slices (the view does not change while this session's command runs).
     slices = TimeSlices(session.services.clock)
-    line = [b"* SEARCH"]
+    numbers: list[int] = []
     for start in range(0, len(found), SEARCH_CHUNK):
         # only messages this session has been told of
-        numbers = view.seqs_of(found[start : start + SEARCH_CHUNK])
+        part = view.seqs_of(found[start : start + SEARCH_CHUNK])
         if command.uid:
-            numbers = list(map(view.uids.__getitem__, map((-1).__add__, numbers)))
-        if numbers:
-            line.append(" ".join(map(str, numbers)).encode())
+            part = list(map(view.uids.__getitem__, map((-1).__add__, part)))
+        numbers += part
         await slices.pause()
+    modseq = None
     if any(isinstance(node, ModSeqAtLeast) for node in walk(program.key)):
         turn_on_modseq(session)  # RFC 7162 3.1.5: and the highest modseq of those found
         shown = [view.uids[n - 1] for n in view.seqs_of(found)]
         if shown:
-            metas = await view.mailbox.fetch(shown)
-            line.append(b"(MODSEQ %d)" % max(m.modseq for m in metas))
+            modseq = max(m.modseq for m in await view.mailbox.fetch(shown))
+    if options is not None:
+        session.write(
+            await esearch.response(slices, command.tag, command.uid, numbers, options, modseq)
+        )
+        return Reply()
+    line = [b"* SEARCH"]
+    for start in range(0, len(numbers), SEARCH_CHUNK):
+        line.append(" ".join(map(str, numbers[start : start + SEARCH_CHUNK])).encode())
+        await slices.pause()
+    if modseq is not None:
+        line.append(b"(MODSEQ %d)" % modseq)
     session.write(b" ".join(line) + b"\r\n")
     return Reply()
 

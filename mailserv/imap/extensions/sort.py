@@ -7,9 +7,9 @@ parser, same backend search), the order :mod:`mailserv.imap.sorting`'s.
 
 from __future__ import annotations
 
+from mailserv.imap import esearch
 from mailserv.imap.commands import SELECTED, CommandSpec
 from mailserv.imap.commands.messages import search_program, view_of
-from mailserv.imap.extensions import esort
 from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.session import Session
@@ -30,7 +30,7 @@ async def sort(session: Session, command: Command) -> Reply:
     if args and isinstance(args[0], Atom) and args[0].value.upper() == "RETURN":
         if len(args) < 2:
             raise Bad("RETURN needs a parenthesised list of result options")
-        options = esort.parse_return(args[1])
+        options = esearch.parse_return(args[1], "SORT")
         args = args[2:]
     first, search_args = criteria_args(args, "SORT")
     criteria = parse_criteria(first)
@@ -43,7 +43,7 @@ async def sort(session: Session, command: Command) -> Reply:
     if options is None:
         await write_numbers(session, b"* SORT", numbers)
     else:
-        session.write(esort.response(command.tag, command.uid, numbers, options))
+        session.write(await esearch.response(slices, command.tag, command.uid, numbers, options))
     return Reply()
 
 

@@ -1,0 +1,79 @@
+"""ESEARCH results (RFC 4731): ``RETURN (MIN MAX COUNT ALL)`` read, and the ``* ESEARCH``
+line written, for SEARCH (:mod:`mailserv.imap.commands.messages`) and SORT's ESORT
+(:mod:`mailserv.imap.extensions.esort`); the capabilities are offered by
+:mod:`mailserv.imap.extensions.esearch` and ``esort``.
+
+MIN and MAX are the first and the last of the numbers as given (ascending for SEARCH, in
+sort order for SORT); ALL is the numbers as a sequence set that keeps their order (runs of
+consecutive numbers become ``a:b``).  An empty result has COUNT 0 and none of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mailserv.imap.arguments import text_atom
+from mailserv.imap.replies import Bad
+from mailserv.slicing import TimeSlices
+from mailserv.syntax.encode import string
+from mailserv.syntax.tokens import ParenList, Token
+
+OPTIONS = ("MIN", "MAX", "COUNT", "ALL")
+"""The result options, in the order the response lists them."""
+STEP = 4096
+"""Numbers made into the sequence set between two chances for the reactor."""
+
+
+def parse_return(token: Token, command: str) -> frozenset[str]:
+    """The options of ``RETURN (...)``; ``()`` means ALL (RFC 4731 3.1)."""
+    if not isinstance(token, ParenList):
+        raise Bad("RETURN needs a parenthesised list of result options")
+    chosen = set()
+    for item in token.items:
+        word = text_atom(item).upper()
+        if word not in OPTIONS:
+            raise Bad(f"Unknown {command} result option {word[:40]}")
+        chosen.add(word)
+    return frozenset(chosen or {"ALL"})
+
+
+async def response(
+    slices: TimeSlices,
+    tag: str,
+    uid: bool,
+    numbers: Sequence[int],
+    options: frozenset[str],
+    modseq: int | None = None,
+) -> bytes:
+    """The ``* ESEARCH`` line; ``modseq``: RFC 7162's highest mod-sequence of the result."""
+    out = [b"* ESEARCH (TAG " + string(tag.encode()) + b")"]
+    if uid:
+        out.append(b"UID")
+    if numbers and "MIN" in options:
+        out.append(b"MIN %d" % numbers[0])
+    if numbers and "MAX" in options:
+        out.append(b"MAX %d" % numbers[-1])
+    if "COUNT" in options:
+        out.append(b"COUNT %d" % len(numbers))
+    if numbers and "ALL" in options:
+        out.append(b"ALL " + await ordered_set(slices, numbers))
+    if modseq is not None and numbers:
+        out.append(b"MODSEQ %d" % modseq)
+    return b" ".join(out) + b"\r\n"
+
+
+async def ordered_set(slices: TimeSlices, numbers: Sequence[int]) -> bytes:
+    """``numbers`` (not empty) as a sequence set that keeps their order: ``3,1:2,9``."""
+    parts = []
+    start = previous = numbers[0]
+    for count, number in enumerate(numbers):
+        if not count % STEP:
+            await slices.pause()
+        if number == previous + 1:
+            previous = number
+            continue
+        if count:
+            parts.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
+        start = previous = number
+    parts.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
+    return b",".join(parts)
