@@ -73,11 +73,31 @@ def _log_tail(server: ServerProcess, limit: int = 6000) -> str:
     return text[-limit:]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Give every protocol test a timeout, so a silent server fails the test, not the run."""
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "one_backend: run against the first selected backend only (what the engine answers"
+        " by itself, e.g. syntax errors, whatever the backend)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every protocol test a timeout, so a silent server fails the test, not the run;
+    leave out the ``one_backend`` tests' runs against the other backends."""
+    first = _selected_backends()[0]
+    kept, dropped = [], []
     for item in items:
         if item.path.name.startswith("test_protocol_") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(PROTOCOL_TEST_TIMEOUT))
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("server", first) if callspec is not None else first
+        if item.get_closest_marker("one_backend") and backend != first:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.hookimpl(hookwrapper=True)

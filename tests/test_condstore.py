@@ -212,6 +212,7 @@ def test_other_sessions_changes_carry_modseq(
     assert got["UID"] == uids[3] and "\\SEEN" in flag_set(got["FLAGS"]) and "MODSEQ" in got
 
 
+@pytest.mark.one_backend  # the engine refuses these before any backend is asked
 @pytest.mark.parametrize(
     ("command", "text"),
     [

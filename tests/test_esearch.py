@@ -61,6 +61,7 @@ def test_modseq_result_item(eleven: RawClient) -> None:
     assert int(text.rsplit(" ", 1)[1]) > 1
 
 
+@pytest.mark.one_backend  # the engine refuses these before any backend is asked
 @pytest.mark.parametrize(
     "command",
     ["SEARCH RETURN (BOGUS) ALL", "SEARCH RETURN ALL", "SEARCH RETURN", "SEARCH RETURN (MIN)"],

@@ -86,6 +86,7 @@ def test_several_patterns(tree: RawClient) -> None:
     assert list(listed) == ["INBOX", "Foo/Bar", "Foo/Baz"]
 
 
+@pytest.mark.one_backend  # the engine refuses these before any backend is asked
 @pytest.mark.parametrize(
     "command",
     [

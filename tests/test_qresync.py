@@ -140,6 +140,7 @@ def test_uid_fetch_changedsince_vanished(connect: Connector, ten: list[int]) -> 
     assert vanished(part, earlier=True) == [u[3]] and not fetches(part)
 
 
+@pytest.mark.one_backend  # the engine refuses these before any backend is asked
 @pytest.mark.parametrize(
     ("setup", "command", "text"),
     [

@@ -178,6 +178,7 @@ def test_esort(connect: Connector) -> None:
     assert not response.data("SORT")
 
 
+@pytest.mark.one_backend  # the engine refuses these before any backend is asked
 @pytest.mark.parametrize(
     "command",
     [

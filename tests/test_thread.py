@@ -141,6 +141,7 @@ def test_thread_over_the_wire(connect: Connector) -> None:
     assert imap.thread("REFERENCES") == ((3,), ((2,), (4,)), ((5,), (6,)))
 
 
+@pytest.mark.one_backend  # the engine refuses these before any backend is asked
 @pytest.mark.parametrize(
     "command",
     [
