@@ -535,6 +535,7 @@ def test_seen_is_visible_to_other_session(connect: Connector) -> None:
 # -- errors ----------------------------------------------------------------------------
 
 
+@pytest.mark.one_backend  # the engine refuses these before any backend is asked
 @pytest.mark.parametrize(
     "command",
     [

@@ -300,11 +300,13 @@ def test_malformed_tagged_command(victim: RawClient, data: bytes) -> None:
     check_rejected(victim, data, b"a1")
 
 
+@pytest.mark.one_backend  # the engine refuses these before any backend is asked
 @pytest.mark.parametrize("data", UNTAGGED_NASTY, ids=[repr(d)[2:40] for d in UNTAGGED_NASTY])
 def test_malformed_tag(victim: RawClient, data: bytes) -> None:
     check_rejected(victim, data, None)
 
 
+@pytest.mark.one_backend  # the engine refuses these before any backend is asked
 @pytest.mark.parametrize(
     "data", [b"a1 NOOP\x00", b"a1 LOGIN a\x00b c", b"+ NOOP", b"a1 FETCH 1 FLAGS"]
 )

@@ -237,6 +237,7 @@ def test_search_unknown_charset_is_no(ro: RawClient) -> None:
     assert code == "" or code.upper().startswith("BADCHARSET")
 
 
+@pytest.mark.one_backend  # the engine refuses these before any backend is asked
 @pytest.mark.parametrize(
     "criteria",
     [

@@ -475,6 +475,7 @@ AUTH_FORBIDDEN = [
 ]
 
 
+@pytest.mark.one_backend  # the engine refuses these before any backend is asked
 @pytest.mark.parametrize("command", NOT_AUTH_FORBIDDEN)
 def test_wrong_state_before_login(shared_connect: Connector, command: str) -> None:
     client = shared_connect.raw(login=False)
@@ -483,6 +484,7 @@ def test_wrong_state_before_login(shared_connect: Connector, command: str) -> No
     assert client.command("NOOP").ok
 
 
+@pytest.mark.one_backend  # the engine refuses these before any backend is asked
 @pytest.mark.parametrize("command", AUTH_FORBIDDEN)
 def test_wrong_state_without_selected_mailbox(shared_connect: Connector, command: str) -> None:
     client = shared_connect.raw()
