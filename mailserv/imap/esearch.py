@@ -16,12 +16,23 @@ from mailserv.imap.arguments import text_atom
 from mailserv.imap.replies import Bad
 from mailserv.slicing import TimeSlices
 from mailserv.syntax.encode import string
-from mailserv.syntax.tokens import ParenList, Token
+from mailserv.syntax.tokens import Atom, ParenList, Token
 
 OPTIONS = ("MIN", "MAX", "COUNT", "ALL")
 """The result options, in the order the response lists them."""
 STEP = 4096
 """Numbers made into the sequence set between two chances for the reactor."""
+
+
+def split_return(
+    args: Sequence[Token], command: str
+) -> tuple[frozenset[str] | None, Sequence[Token]]:
+    """``RETURN (...)`` at the head of ``args``: its options (None when absent) and the rest."""
+    if not args or not isinstance(args[0], Atom) or args[0].value.upper() != "RETURN":
+        return None, args
+    if len(args) < 2:
+        raise Bad("RETURN needs a parenthesised list of result options")
+    return parse_return(args[1], command), args[2:]
 
 
 def parse_return(token: Token, command: str) -> frozenset[str]:

@@ -21,7 +21,7 @@ from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.slicing import TimeSlices
 from mailserv.syntax.sequences import SequenceSet, format_set, parse_sequence_set
-from mailserv.syntax.tokens import Atom, Command, ParenList, Token
+from mailserv.syntax.tokens import Command, ParenList, Token
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session
@@ -173,13 +173,7 @@ async def search_uids(session: Session, view: SelectedView, program: SearchProgr
 async def search(session: Session, command: Command) -> Reply:
     """SEARCH, and with ``RETURN (...)`` first, ESEARCH's answer (RFC 4731)."""
     view = view_of(session)
-    args = command.args
-    options = None
-    if args and isinstance(args[0], Atom) and args[0].value.upper() == "RETURN":
-        if len(args) < 2:
-            raise Bad("RETURN needs a parenthesised list of result options")
-        options = esearch.parse_return(args[1], "SEARCH")
-        args = args[2:]
+    options, args = esearch.split_return(command.args, "SEARCH")
     program = search_program(session, args)
     found = await search_uids(session, view, program)
     # Tens of thousands of matches take the reactor tens of ms to number and format: in

@@ -11,7 +11,7 @@ from mailserv.imap import esearch
 from mailserv.imap.commands import SELECTED, CommandSpec
 from mailserv.imap.commands.messages import search_program, view_of
 from mailserv.imap.registry import Capability, Extension
-from mailserv.imap.replies import Bad, Reply
+from mailserv.imap.replies import Reply
 from mailserv.imap.session import Session
 from mailserv.imap.sorting import (
     criteria_args,
@@ -21,17 +21,11 @@ from mailserv.imap.sorting import (
     write_numbers,
 )
 from mailserv.slicing import TimeSlices
-from mailserv.syntax.tokens import Atom, Command
+from mailserv.syntax.tokens import Command
 
 
 async def sort(session: Session, command: Command) -> Reply:
-    args = command.args
-    options = None
-    if args and isinstance(args[0], Atom) and args[0].value.upper() == "RETURN":
-        if len(args) < 2:
-            raise Bad("RETURN needs a parenthesised list of result options")
-        options = esearch.parse_return(args[1], "SORT")
-        args = args[2:]
+    options, args = esearch.split_return(command.args, "SORT")
     first, search_args = criteria_args(args, "SORT")
     criteria = parse_criteria(first)
     program = search_program(session, search_args)
