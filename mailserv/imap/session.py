@@ -82,6 +82,10 @@ class Session(Protocol):
     @property
     def secure(self) -> bool: ...
     @property
+    def compressed(self) -> bool:
+        """COMPRESS=DEFLATE is on (RFC 4978)."""
+
+    @property
     def plaintext_auth_allowed(self) -> bool: ...
     @property
     def peer(self) -> str: ...
@@ -111,6 +115,9 @@ class Session(Protocol):
 
     def start_tls(self) -> None:
         """Switch to TLS (the handler has written its tagged OK)."""
+
+    def start_compression(self) -> None:
+        """Deflate both directions from now (the handler has written its tagged OK)."""
 
     def select(self, view: SelectedView) -> None: ...
 

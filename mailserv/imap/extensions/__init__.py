@@ -13,6 +13,7 @@ from mailserv.imap.commands import append, lists, login, mailboxes, messages, se
 from mailserv.imap.extensions import (
     appendlimit,
     children,
+    compress,
     condstore,
     enable,
     esearch,
@@ -72,6 +73,7 @@ BUILT_IN: tuple[Extension, ...] = (
     sort.EXTENSION,
     esort.EXTENSION,
     thread.EXTENSION,
+    compress.EXTENSION,
     login.SIGN_IN,
 )
 """Every extension a default server offers, in CAPABILITY order."""
