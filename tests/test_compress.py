@@ -123,9 +123,7 @@ def _peak_rss_kib(pid: int) -> int:
     return int(match.group(1))
 
 
-def test_decompression_bomb_meets_the_line_bound(
-    connect: Connector, server: ServerProcess
-) -> None:
+def test_decompression_bomb_meets_the_line_bound(connect: Connector, server: ServerProcess) -> None:
     """100 MB of zeros without a line feed, in about 100 KB on the wire: refused as a line
     too long, read a chunk at a time (the server's peak memory stays put)."""
     client = connect.raw()
