@@ -11,20 +11,15 @@ inflates; on one machine they share the cores).  Traffic goes only to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from bench.harness import DeflateSocket, RawClient, ServerProcess
-from bench.run import HEADER_FETCH, Row, append_all, must, print_table, timed
+from bench.harness import DeflateSocket, RawClient
+from bench.run import HEADER_FETCH, Row, must, print_table, timed
 from bench.scale import cpu_seconds, ms
-from bench.sortthread import corpus
-from bench.statecheck.run import backend_spec
+from bench.sortthread import filled
 
 HEADER_FIELDS = "FROM TO SUBJECT DATE MESSAGE-ID"
 COMMANDS = (
@@ -62,22 +57,8 @@ def measure(client: RawClient, server_pid: int, command: str, repeat: int) -> st
 
 
 def run(backend: str, count: int, repeat: int) -> list[Row]:
-    user, password = "squeezer", "pw-" + secrets.token_hex(8)
-    data_dir = Path(tempfile.mkdtemp(prefix="mailserv-compress-"))
-    server = ServerProcess(data_dir, backend_spec(backend))
-    server.start()
-
-    def connect() -> RawClient:
-        client = RawClient.connect(server.imap_port, timeout=600)
-        client.login(user, password)
-        return client
-
     rows: list[Row] = []
-    try:
-        server.add_user(user, password)
-        filler = connect()
-        append_all(filler, "INBOX", corpus(count))
-        filler.close()
+    with filled(backend, count) as (server, connect):
         plain, deflating = connect(), connect()
         try:
             assert deflating.compress().ok
@@ -85,18 +66,11 @@ def run(backend: str, count: int, repeat: int) -> list[Row]:
                 must(timed(client, "SELECT INBOX"), "SELECT")
             for name, command in COMMANDS:
                 for mode, client in (("plain", plain), ("DEFLATE", deflating)):
-                    rows.append(
-                        Row(
-                            f"{name}, {mode}",
-                            measure(client, server.pid, command, repeat),
-                        )
-                    )
+                    figures = measure(client, server.pid, command, repeat)
+                    rows.append(Row(f"{name}, {mode}", figures))
         finally:
             plain.close()
             deflating.close()
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
     return rows
 
 
