@@ -38,6 +38,8 @@ async def append(session: Session, command: Command) -> Reply:
         raise Bad("\\Recent cannot be set")
     if not message.value:
         raise No("Empty message")
+    if not message.literal8 and b"\x00" in message.value:
+        raise Bad("NUL in a literal: send binary content as a literal8 (~{n})")
     if len(message.value) > session.settings.max_literal:
         raise No("Message too large", "TOOBIG")
     try:

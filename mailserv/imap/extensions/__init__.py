@@ -12,6 +12,7 @@ from __future__ import annotations
 from mailserv.imap.commands import append, lists, login, mailboxes, messages, select, session
 from mailserv.imap.extensions import (
     appendlimit,
+    binary,
     children,
     condstore,
     enable,
@@ -72,6 +73,7 @@ BUILT_IN: tuple[Extension, ...] = (
     sort.EXTENSION,
     esort.EXTENSION,
     thread.EXTENSION,
+    binary.EXTENSION,
     login.SIGN_IN,
 )
 """Every extension a default server offers, in CAPABILITY order."""
