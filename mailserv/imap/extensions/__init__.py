@@ -23,6 +23,7 @@ from mailserv.imap.extensions import (
     list_extended,
     literal_plus,
     move,
+    multiappend,
     namespace,
     qresync,
     sasl_ir,
@@ -74,6 +75,7 @@ BUILT_IN: tuple[Extension, ...] = (
     esort.EXTENSION,
     thread.EXTENSION,
     binary.EXTENSION,
+    multiappend.EXTENSION,
     login.SIGN_IN,
 )
 """Every extension a default server offers, in CAPABILITY order."""
