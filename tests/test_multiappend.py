@@ -100,29 +100,3 @@ def test_a_bad_message_anywhere_adds_nothing(connect: Connector) -> None:
     assert response.status == "NO" and response.code == "TRYCREATE", response.line
     assert client.command(b"APPEND INBOX {3+}\r\nabc (\\Seen)").status == "BAD"
     assert count(client) == 0
-
-
-@pytest.mark.one_backend
-@pytest.mark.usefixtures("offered")
-def test_limit_applies_per_message(server_factory: object) -> None:
-    """Two messages each within APPENDLIMIT may be larger together."""
-    factory = server_factory
-    small = factory(limits={"max_literal": 4096})  # type: ignore[operator]
-    user = factory.user(small)  # type: ignore[attr-defined]
-    client = RawClient.connect(small.imap_port)
-    try:
-        client.login(user.name, user.password)
-        body = messages.plain(subject="big", body="x" * 3000 + "\n")
-        response = multiappend(client, [b"", body, b"", body])
-        assert response.ok, response.line
-        assert count(client) == 2
-        too_big = messages.plain(subject="bigger", body="y" * 5000 + "\n")
-        tag = client.next_tag()
-        client.send(
-            b"%s APPEND INBOX {%d+}\r\n%s {%d}\r\n" % (tag.encode(), len(body), body, len(too_big))
-        )
-        response = client.read_until_tagged(tag)
-        assert b"TOOBIG" in response.line, response.line
-        assert count(client) == 2
-    finally:
-        client.close()
