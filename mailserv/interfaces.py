@@ -148,6 +148,15 @@ class AppendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class NewMessage:
+    """One message of ``IMultiAppendAccount.append_many``, as ``IMailbox.append`` takes it."""
+
+    message: bytes
+    flags: frozenset[str]
+    internaldate: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CopyResult:
     """Destination UIDVALIDITY and (source UID, destination UID) pairs, for COPYUID."""
 
@@ -251,6 +260,18 @@ class IAccount(Interface):
 
     def close() -> Awaitable[None]:  # type: ignore[empty-body]
         """The session ended (LOGOUT or disconnect)."""
+
+
+class IMultiAppendAccount(Interface):
+    """Optional, next to ``IAccount``: several messages appended to one mailbox at once, all
+    or none (MULTIAPPEND, RFC 3502).  Without it the server does not offer MULTIAPPEND."""
+
+    def append_many(  # type: ignore[empty-body]
+        name: str, messages: Sequence[NewMessage], origin: object
+    ) -> Awaitable[Sequence[AppendResult]]:
+        """Store the messages in ``name`` in the order given, as ``IMailbox.append`` would
+        one by one, each durable when the result arrives; if one cannot be stored none is
+        (no listener hears of any).  MailboxNotFound when ``name`` does not exist."""
 
 
 class IMailbox(Interface):

@@ -13,6 +13,7 @@ from mailserv.imap.fetchatt import (
     BodySection,
     ExtensionItem,
     FetchItem,
+    LateRenderer,
     Renderer,
     Simple,
     needs_content,
@@ -32,7 +33,7 @@ _META_BATCH = 1000
 _CONTENT_BATCH = 100
 
 
-def _compile(view: SelectedView, item: FetchItem) -> Renderer:
+def _compile(view: SelectedView, item: FetchItem) -> LateRenderer:
     if isinstance(item, BodySection):
         return _section_renderer(item)
     if isinstance(item, ExtensionItem):
@@ -118,10 +119,12 @@ async def fetch(
                     raw = await mailbox.content(meta.uid)
                 except KeyError:
                     continue
-            parts = [render(meta, raw) for render in renderers]
+            rendered = [render(meta, raw) for render in renderers]
+            parts = [p if isinstance(p, bytes) else await p for p in rendered]
             if meta.uid in newly_seen:
                 if not wants_flags:
-                    parts.append(flags_renderer(meta, raw))
+                    flags = flags_renderer(meta, raw)
+                    parts.append(flags if isinstance(flags, bytes) else await flags)
                 if add_uid:
                     parts.insert(0, b"UID %d" % meta.uid)
                 if add_modseq:

@@ -10,7 +10,7 @@ own ``parse`` and rendered by their own ``render``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -110,6 +110,8 @@ class BodySection:
 Renderer = Callable[[MessageMeta, bytes], bytes]
 """One item of one ``* n FETCH`` response, from the message's metadata and its bytes
 (empty unless an item of the command needs content)."""
+LateRenderer = Callable[[MessageMeta, bytes], bytes | Awaitable[bytes]]
+"""A renderer that may answer later (an awaitable): BINARY decoding a large part in slices."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,7 @@ class FetchAttribute:
     name: str
     parse: Callable[[str | None, tuple[int, int] | None], Hashable]
     """``(section or None, partial or None)`` → the item's argument; raises ParseError."""
-    render: Callable[[SelectedView, Hashable], Renderer]
+    render: Callable[[SelectedView, Hashable], LateRenderer]
     """Compiled once per command from the argument."""
     needs_content: bool = False
     sets_seen: bool = False

@@ -36,7 +36,7 @@ from mailserv.backends.maildir.files import MailboxGone
 from mailserv.backends.maildir.infos import load_infos, metas
 from mailserv.backends.maildir.io import INLINE_READ
 from mailserv.backends.maildir.pending import PendingEvents
-from mailserv.backends.maildir.records import Delta, Entry, Snapshot
+from mailserv.backends.maildir.records import Delta, Entry, Prepared, Snapshot
 from mailserv.backends.maildir.renamer import LAZY_STORE, Renamer
 from mailserv.backends.maildir.search import needs_texts
 from mailserv.backends.maildir.state import Applied, MailboxState, uncollected
@@ -52,6 +52,7 @@ from mailserv.interfaces import (
     ISharedMailbox,
     MailboxStatus,
     MessageMeta,
+    NewMessage,
     StoreMode,
     StoreResult,
 )
@@ -432,24 +433,32 @@ class MaildirMailbox(Listened):
     async def append(
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
-        """Durable (fsynced and renamed into ``cur/``) before the result arrives.
+        (result,) = await self.append_many([NewMessage(message, flags, internaldate)], origin)
+        return result
 
-        No sync first: the UID comes from the uidlist under its lock anyway, and appends
+    async def append_many(self, batch: Sequence[NewMessage], origin: object) -> list[AppendResult]:
+        """Durable (fsynced and renamed into ``cur/``) before the result arrives; the files
+        of a failed batch are removed, none delivered.
+
+        No sync first: the UIDs come from the uidlist under its lock anyway, and appends
         from several sessions then write their files in parallel."""
         await self.ensure_loaded()
         self._check_open()
-        prepared = await self.io(
-            self.disk.prepare, message, frozenset(flags) - {RECENT}, internaldate
-        )
+        prepared: list[Prepared] = []
         try:
+            for new in batch:
+                flags = frozenset(new.flags) - {RECENT}
+                prepared.append(
+                    await self.io(self.disk.prepare, new.message, flags, new.internaldate)
+                )
             async with self.lane:
                 self._check_open()
-                delta = await self.io(self.disk.deliver, [prepared])
+                delta = await self.io(self.disk.deliver, prepared)
                 await self._delivered_locked(delta, origin)
         except BaseException:
-            await self.io(self.disk.discard, [prepared])
+            await self.io(self.disk.discard, prepared)
             raise
-        return AppendResult(self.uidvalidity, delta.added[0].uid)
+        return [AppendResult(self.uidvalidity, entry.uid) for entry in delta.added]
 
     async def store(
         self,

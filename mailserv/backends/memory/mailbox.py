@@ -40,6 +40,7 @@ from mailserv.interfaces import (
     IMailbox,
     MailboxStatus,
     MessageMeta,
+    NewMessage,
     StoreMode,
     StoreResult,
 )
@@ -105,11 +106,23 @@ class MemoryMailbox(Listened):
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
         """Parse once, here; FETCH and SEARCH read the stored ``MessageInfo`` afterwards."""
-        info, when = parse_message(message), internaldate or datetime.now(UTC)
+        (result,) = await self.append_many([NewMessage(message, flags, internaldate)], origin)
+        return result
+
+    async def append_many(
+        self, messages: Sequence[NewMessage], origin: object
+    ) -> list[AppendResult]:
+        """Parsed first, then inserted together: nothing can fail half-way."""
+        parsed = [(m, parse_message(m.message), m.internaldate) for m in messages]
+        now = datetime.now(UTC)
         async with self.lane.held():
-            uid = self._insert(message, info, flags - {RECENT}, when, self.modseqs.bump())
-            self.listeners.added(self, [uid], origin)
-        return AppendResult(self.uidvalidity, uid)
+            modseq = self.modseqs.bump()
+            uids = [
+                self._insert(m.message, info, m.flags - {RECENT}, when or now, modseq)
+                for m, info, when in parsed
+            ]
+            self.listeners.added(self, uids, origin)
+        return [AppendResult(self.uidvalidity, uid) for uid in uids]
 
     async def store(
         self,

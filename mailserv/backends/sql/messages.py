@@ -195,6 +195,13 @@ def append(tx: Tx, box_id: int, message: Incoming, sender: str) -> tuple[int, in
     return box.uidvalidity, uid, modseq
 
 
+def append_all(
+    tx: Tx, box_id: int, batch: Sequence[Incoming], sender: str
+) -> list[tuple[int, int, int]]:
+    """:func:`append` for each message, in the caller's one transaction."""
+    return [append(tx, box_id, message, sender) for message in batch]
+
+
 def store_flags(
     tx: Tx,
     box_id: int,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from mailserv.imap.commands import append, lists, login, mailboxes, messages, select, session
 from mailserv.imap.extensions import (
     appendlimit,
+    binary,
     children,
     compress,
     condstore,
@@ -23,6 +24,7 @@ from mailserv.imap.extensions import (
     list_extended,
     literal_plus,
     move,
+    multiappend,
     namespace,
     qresync,
     sasl_ir,
@@ -73,6 +75,8 @@ BUILT_IN: tuple[Extension, ...] = (
     sort.EXTENSION,
     esort.EXTENSION,
     thread.EXTENSION,
+    binary.EXTENSION,
+    multiappend.EXTENSION,
     compress.EXTENSION,
     login.SIGN_IN,
 )
