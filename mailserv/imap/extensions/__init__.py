@@ -23,6 +23,7 @@ from mailserv.imap.extensions import (
     literal_plus,
     move,
     namespace,
+    preview,
     qresync,
     sasl_ir,
     sort,
@@ -72,6 +73,7 @@ BUILT_IN: tuple[Extension, ...] = (
     sort.EXTENSION,
     esort.EXTENSION,
     thread.EXTENSION,
+    preview.EXTENSION,
     login.SIGN_IN,
 )
 """Every extension a default server offers, in CAPABILITY order."""
