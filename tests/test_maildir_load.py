@@ -120,39 +120,3 @@ def test_files_changed_while_down_are_seen_with_the_snapshot(store: Store) -> No
     changed = [uid for uid in before if uid in after and after[uid] != before[uid]]
     assert len(changed) == 1
     assert after[changed[0]] >= {"\\Flagged", "\\Answered", "\\Seen"}
-
-
-def _to_format_1(db: sqlite3.Connection) -> None:
-    """The index as mailserv wrote it before ``flag`` (format 1: flags and modseq in
-    ``message``, the narrow index over them)."""
-    db.execute("ALTER TABLE message ADD COLUMN flags TEXT NOT NULL DEFAULT ''")
-    db.execute("ALTER TABLE message ADD COLUMN modseq INTEGER NOT NULL DEFAULT 0")
-    db.execute(
-        "UPDATE message SET flags = (SELECT f.flags FROM flag f WHERE f.uid = message.uid),"
-        " modseq = (SELECT f.modseq FROM flag f WHERE f.uid = message.uid)"
-    )
-    db.execute("DROP TABLE flag")
-    db.execute("DROP INDEX message_meta")
-    db.execute("CREATE INDEX message_meta ON message (uid, flags, modseq, size, date, tz)")
-    db.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
-
-
-def test_an_index_of_format_1_is_converted_not_rebuilt(store: Store) -> None:
-    box = store.open()
-    _fill(box, 12)
-    resolve(box.store([2, 5], StoreMode.ADD, frozenset({"\\Flagged"}), None))
-    before = _seen(box)
-    store.stop()
-    with _db(store) as db:
-        _to_format_1(db)
-        db.execute("DELETE FROM snapshot")  # the rows are read, not the copy
-    store.start()
-    box = store.open()
-    assert _seen(box)[1] == before[1]  # flags and modseqs kept (a rebuild renumbers them)
-    with _db(store) as db:
-        columns = {row[1] for row in db.execute("PRAGMA table_info(message)")}
-        assert "flags" not in columns and "modseq" not in columns
-        assert db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone() == ("2",)
-        assert db.execute("SELECT count(*) FROM flag").fetchone() == (12,)
-    changed = resolve(box.store([7], StoreMode.ADD, SEEN, None)).changed
-    assert [(c.uid, c.flags) for c in changed] == [(7, SEEN)]

@@ -7,6 +7,7 @@ byte joins, and message content is read only when an item needs it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 from mailserv.imap.fetchatt import (
@@ -97,6 +98,11 @@ async def fetch(
     flags_renderer = _compile(view, Simple("FLAGS"))
     wants_flags = any(isinstance(i, Simple) and i.name == "FLAGS" for i in items)
     content = needs_content(items)
+    wants = [
+        partial(item.attribute.content_for, item.argument)
+        for item in items
+        if isinstance(item, ExtensionItem) and item.attribute.content_for is not None
+    ]
     slices = TimeSlices(session.services.clock)
     newly_seen = await _mark_seen(session, view, uids, slices) if sets_seen(items) else set()
     # RFC 7162 3.1: with CONDSTORE on, a FETCH that set \Seen tells UID and MODSEQ too
@@ -114,7 +120,7 @@ async def fetch(
             if seq is None or not all(test(meta) for test in tests):
                 continue
             raw = b""
-            if content:
+            if content or any(want(meta) for want in wants):
                 try:
                     raw = await mailbox.content(meta.uid)
                 except KeyError:

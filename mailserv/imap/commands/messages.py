@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mailserv import errors
@@ -10,7 +10,7 @@ from mailserv.imap import esearch
 from mailserv.imap import fetch as fetch_responses
 from mailserv.imap.arguments import flags, mailbox, text_atom
 from mailserv.imap.commands import SELECTED, CommandSpec
-from mailserv.imap.fetchatt import parse_fetch_items
+from mailserv.imap.fetchatt import FetchAttributes, parse_fetch_items, takes_options
 from mailserv.imap.registry import FetchRequest, parameters
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.search.parse import BadCharset, parse_search
@@ -21,7 +21,7 @@ from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.slicing import TimeSlices
 from mailserv.syntax.sequences import SequenceSet, format_set, parse_sequence_set
-from mailserv.syntax.tokens import Command, ParenList, Token
+from mailserv.syntax.tokens import Atom, Command, ParenList, Token
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session
@@ -55,16 +55,17 @@ def _message_set(session: Session, command: Command, token: Token) -> list[int]:
 
 
 async def fetch(session: Session, command: Command) -> Reply:
-    if len(command.args) not in (2, 3):
-        raise Bad("FETCH takes a sequence set, data items and optional modifiers")
     registry = session.services.registry
+    args = _item_options(command.args, registry.fetch_items, registry.fetch_modifiers)
+    if len(args) not in (2, 3):
+        raise Bad("FETCH takes a sequence set, data items and optional modifiers")
     view = view_of(session)
-    sequence = _sequence(command.args[0])
+    sequence = _sequence(args[0])
     uids = view.select(sequence, command.uid)
-    items = parse_fetch_items(command.args[1], registry.fetch_items)
+    items = parse_fetch_items(args[1], registry.fetch_items)
     request = FetchRequest(session, view, sequence, command.uid, uids, items, [], {})
-    if len(command.args) == 3:
-        modifiers = parameters(command.args[2], registry.fetch_modifiers, "FETCH modifier")
+    if len(args) == 3:
+        modifiers = parameters(args[2], registry.fetch_modifiers, "FETCH modifier")
         request.modifiers = {modifier.name: value for modifier, value in modifiers}
         request.tests = [modifier.parse(value) for modifier, value in modifiers]
         for modifier, value in modifiers:
@@ -74,6 +75,19 @@ async def fetch(session: Session, command: Command) -> Reply:
         session, view, request.uids, request.items, command.uid, request.tests
     )
     return Reply()
+
+
+def _item_options(
+    args: Sequence[Token], items: FetchAttributes, modifiers: Mapping[str, object]
+) -> Sequence[Token]:
+    """``FETCH 1 PREVIEW (LAZY) [modifiers]``: a lone item with its options, made a list
+    (``(PREVIEW (LAZY))``) so the item reader sees them together."""
+    if len(args) < 3 or not takes_options(args[1], items) or not isinstance(args[2], ParenList):
+        return args
+    first = args[2].items[0] if args[2].items else None
+    if len(args) == 3 and isinstance(first, Atom) and first.value.upper() in modifiers:
+        return args
+    return [args[0], ParenList((args[1], args[2])), *args[3:]]
 
 
 async def store(session: Session, command: Command) -> Reply:

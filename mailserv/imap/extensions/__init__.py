@@ -26,6 +26,7 @@ from mailserv.imap.extensions import (
     move,
     multiappend,
     namespace,
+    preview,
     qresync,
     sasl_ir,
     sort,
@@ -77,6 +78,7 @@ BUILT_IN: tuple[Extension, ...] = (
     thread.EXTENSION,
     binary.EXTENSION,
     multiappend.EXTENSION,
+    preview.EXTENSION,
     compress.EXTENSION,
     login.SIGN_IN,
 )
