@@ -13,6 +13,7 @@ from mailserv.imap.commands import append, lists, login, mailboxes, messages, se
 from mailserv.imap.extensions import (
     appendlimit,
     binary,
+    catenate,
     children,
     compress,
     condstore,
@@ -78,6 +79,7 @@ BUILT_IN: tuple[Extension, ...] = (
     thread.EXTENSION,
     binary.EXTENSION,
     multiappend.EXTENSION,
+    catenate.EXTENSION,
     preview.EXTENSION,
     compress.EXTENSION,
     login.SIGN_IN,
