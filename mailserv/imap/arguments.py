@@ -102,15 +102,17 @@ def flags(tok: Token) -> frozenset[str]:
     raise ParseError(None, f"Expected a flag list, got {_describe(tok)}")
 
 
-def _name_text(raw: bytes, what: str, max_bytes: int) -> str:
+def _name_text(raw: bytes, what: str, max_bytes: int, utf8: bool) -> str:
     if len(raw) > max_bytes:
         raise ParseError(None, f"{what} too long (limit {max_bytes} bytes)")
     if b"\x00" in raw or b"\r" in raw or b"\n" in raw:
         raise ParseError(None, f"{what} contains NUL, CR or LF")
     try:
-        return utf7.decode(raw)
+        # UTF-8 names (RFC 6855 3, RFC 9051 5.1): "&" is itself, no modified UTF-7
+        return raw.decode("utf-8") if utf8 else utf7.decode(raw)
     except ValueError:
-        raise UndecodableName(None, f"{what} is not valid modified UTF-7 or UTF-8") from None
+        expected = "UTF-8" if utf8 else "modified UTF-7 or UTF-8"
+        raise UndecodableName(None, f"{what} is not valid {expected}") from None
 
 
 def _inbox(name: str) -> str:
@@ -121,28 +123,29 @@ def _inbox(name: str) -> str:
     return name
 
 
-def mailbox(tok: Token, *, max_bytes: int = MAX_MAILBOX_NAME) -> str:
-    """A mailbox name, decoded from modified UTF-7 (raw UTF-8 accepted), INBOX normalised.
+def mailbox(tok: Token, *, max_bytes: int = MAX_MAILBOX_NAME, utf8: bool = False) -> str:
+    """A mailbox name, decoded from modified UTF-7 (raw UTF-8 accepted), INBOX normalised;
+    ``utf8``: the client enabled UTF-8 names, the name is UTF-8 alone.
 
     A well-formed astring that does not decode names no mailbox that can exist: that is
     ``MailboxNotFound`` (a tagged NO), not a syntax error.
     """
     try:
-        return _inbox(_name_text(astring(tok), "Mailbox name", max_bytes))
+        return _inbox(_name_text(astring(tok), "Mailbox name", max_bytes, utf8))
     except UndecodableName as exc:
         raise errors.MailboxNotFound(f"No such mailbox: {exc.text}") from None
 
 
-def new_mailbox(tok: Token, *, max_bytes: int = MAX_MAILBOX_NAME) -> str:
+def new_mailbox(tok: Token, *, max_bytes: int = MAX_MAILBOX_NAME, utf8: bool = False) -> str:
     """The name of a mailbox to create: like ``mailbox``, but one that does not decode
     cannot be created (``InvalidMailboxName``, a tagged NO [CANNOT])."""
     try:
-        return _inbox(_name_text(astring(tok), "Mailbox name", max_bytes))
+        return _inbox(_name_text(astring(tok), "Mailbox name", max_bytes, utf8))
     except UndecodableName as exc:
         raise errors.InvalidMailboxName(exc.text) from None
 
 
-def list_pattern(tok: Token, *, max_bytes: int = MAX_MAILBOX_NAME) -> str:
+def list_pattern(tok: Token, *, max_bytes: int = MAX_MAILBOX_NAME, utf8: bool = False) -> str:
     """A LIST/LSUB reference or pattern: like ``mailbox`` but ``%`` and ``*`` may be atoms."""
     if isinstance(tok, Atom):
         if _NOT_PATTERN.search(tok.value):
@@ -150,7 +153,7 @@ def list_pattern(tok: Token, *, max_bytes: int = MAX_MAILBOX_NAME) -> str:
         raw = tok.value.encode("utf-8")
     else:
         raw = astring(tok)
-    return _inbox(_name_text(raw, "Mailbox pattern", max_bytes))
+    return _inbox(_name_text(raw, "Mailbox pattern", max_bytes, utf8))
 
 
 def _date_text(tok: Token, what: str) -> str:

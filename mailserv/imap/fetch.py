@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
+from mailserv.imap.extensions.utf8_accept import utf8_envelope
 from mailserv.imap.fetchatt import (
     BodySection,
     ExtensionItem,
@@ -21,6 +22,7 @@ from mailserv.imap.fetchatt import (
     sets_seen,
 )
 from mailserv.imap.replies import Bad
+from mailserv.imap.session import utf8_names
 from mailserv.interfaces import SEEN, MessageMeta, StoreMode
 from mailserv.message.sections import FieldPicker, section_bytes
 from mailserv.slicing import TimeSlices
@@ -49,6 +51,8 @@ def _compile(view: SelectedView, item: FetchItem) -> LateRenderer:
     if name == "RFC822.SIZE":
         return lambda m, raw: b"RFC822.SIZE %d" % m.size
     if name == "ENVELOPE":
+        if utf8_names(view.session):  # RFC 6855 3, RFC 9051: 8-bit UTF-8 quoted
+            return lambda m, raw: b"ENVELOPE " + utf8_envelope(m.info.envelope)
         return lambda m, raw: b"ENVELOPE " + m.info.envelope
     if name == "BODY":
         return lambda m, raw: b"BODY " + m.info.body

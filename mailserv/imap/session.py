@@ -28,6 +28,23 @@ if TYPE_CHECKING:
     from mailserv.interfaces import IAccount
 
 
+IMAP4REV2 = "IMAP4REV2"
+"""ENABLE name of RFC 9051's behaviour (:mod:`mailserv.imap.extensions.imap4rev2`)."""
+UTF8_ACCEPT = "UTF8=ACCEPT"
+"""ENABLE name of RFC 6855 (:mod:`mailserv.imap.extensions.utf8_accept`)."""
+
+
+def is_rev2(session: Session) -> bool:
+    """Whether the client turned IMAP4rev2 on: no RECENT, ESEARCH answers, UTF-8 names."""
+    return IMAP4REV2 in session.enabled
+
+
+def utf8_names(session: Session) -> bool:
+    """Whether mailbox names go both ways as UTF-8, not modified UTF-7 (RFC 6855 3,
+    RFC 9051 5.1); 8-bit UTF-8 may then be sent in quoted strings."""
+    return UTF8_ACCEPT in session.enabled or IMAP4REV2 in session.enabled
+
+
 class State(Enum):
     """RFC 3501 section 3: the connection's state."""
 

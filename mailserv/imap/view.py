@@ -40,6 +40,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailserv.imap.replies import Bad
+from mailserv.imap.session import is_rev2
 from mailserv.interfaces import (
     ANSWERED,
     DELETED,
@@ -238,7 +239,7 @@ class SelectedView:
             self._untold.update(flags - self._told)
         if modseq:
             self._note_told(uid, modseq)
-        if uid in self.recent:
+        if uid in self.recent and not is_rev2(self.session):  # RFC 9051: no \Recent
             return encode.flag_list(flags | {RECENT})
         return encode.flag_list(flags)
 
@@ -425,7 +426,10 @@ class SelectedView:
         if self._recent_ahead:
             self.recent.update(self._recent_ahead.intersection(fresh))
             self._recent_ahead = {uid for uid in self._recent_ahead if uid > last}
-        return [b"* %d EXISTS\r\n" % len(self.uids), b"* %d RECENT\r\n" % len(self.recent)]
+        exists = b"* %d EXISTS\r\n" % len(self.uids)
+        return (
+            [exists] if is_rev2(self.session) else [exists, b"* %d RECENT\r\n" % len(self.recent)]
+        )
 
     def remove(self, uids: Sequence[int]) -> list[bytes]:
         """Drop expunged UIDs from the view; the EXPUNGE lines to send, highest first (or

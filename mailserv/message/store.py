@@ -138,7 +138,7 @@ def _part(record: list[Any]) -> Part:
 
 def _derived(envelope: bytes, subject: str) -> SortFields:
     """The SORT/THREAD fields of an ``MI2`` record, from its ENVELOPE and decoded subject."""
-    fields = _envelope_values(envelope)
+    fields = envelope_values(envelope)
     if fields is None or len(fields) != 10:
         return sort_fields(subject, None, None, None, None, None, None)
     return sort_fields(
@@ -155,13 +155,14 @@ def _derived(envelope: bytes, subject: str) -> SortFields:
 _ENVELOPE_TOKEN = re.compile(rb' *(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|\{(\d+)\}\r\n|NIL)')
 _QUOTED_PAIR = re.compile(rb"\\(.)")
 
-_Value = bytes | None | list["_Value"]
+EnvelopeValue = bytes | None | list["EnvelopeValue"]
+"""A value of an ENVELOPE: a string, NIL, or a list of values."""
 
 
-def _envelope_values(envelope: bytes) -> list[_Value] | None:
+def envelope_values(envelope: bytes) -> list[EnvelopeValue] | None:
     """The ENVELOPE :func:`mailserv.message.parse` wrote, as nested lists of strings
     (bytes) and NILs (None); None when it is not one."""
-    stack: list[list[_Value]] = [[]]
+    stack: list[list[EnvelopeValue]] = [[]]
     pos, end = 0, len(envelope)
     while pos < end:
         match = _ENVELOPE_TOKEN.match(envelope, pos)
@@ -188,11 +189,11 @@ def _envelope_values(envelope: bytes) -> list[_Value] | None:
     return stack[0][0]
 
 
-def _nstring(value: _Value) -> bytes | None:
+def _nstring(value: EnvelopeValue) -> bytes | None:
     return value if isinstance(value, bytes) else None
 
 
-def _first_address(value: _Value) -> Mailbox | None:
+def _first_address(value: EnvelopeValue) -> Mailbox | None:
     """The first ``(name adl mailbox host)`` of an ENVELOPE address list, as parser text."""
     if not isinstance(value, list) or not value:
         return None
@@ -203,6 +204,6 @@ def _first_address(value: _Value) -> Mailbox | None:
     return (name, adl, mailbox or "", host)
 
 
-def _text(value: _Value) -> str | None:
+def _text(value: EnvelopeValue) -> str | None:
     octets = _nstring(value)
     return None if octets is None else octets.decode("utf-8", "surrogateescape")

@@ -9,24 +9,36 @@ MAX_QUOTED = 1024
 """Longer strings go out as literals."""
 
 
-def quoted(value: bytes) -> bytes | None:
+def quoted(value: bytes, utf8: bool = False) -> bytes | None:
     """The quoted string for ``value`` when it is printable ASCII shorter than MAX_QUOTED,
-    else None (it must be a literal)."""
-    if len(value) < MAX_QUOTED and _is_printable(value):
+    else None (it must be a literal).  ``utf8``: the client takes 8-bit UTF-8 in quoted
+    strings (RFC 6855, RFC 9051), so printable UTF-8 is quoted too."""
+    if len(value) < MAX_QUOTED and (_is_printable_utf8(value) if utf8 else _is_printable(value)):
         if b'"' in value or b"\\" in value:
             value = value.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
         return b'"' + value + b'"'
     return None
 
 
-def string(value: bytes) -> bytes:
-    """A quoted string when the bytes are printable ASCII, else a literal; never NIL."""
-    found = quoted(value)
+def string(value: bytes, utf8: bool = False) -> bytes:
+    """A quoted string when the bytes are printable ASCII (or UTF-8, ``utf8``), else a
+    literal; never NIL."""
+    found = quoted(value, utf8)
     return literal(value) if found is None else found
 
 
 def _is_printable(value: bytes) -> bool:
     return value.isascii() and (not value or (value.translate(None, _CONTROLS) == value))
+
+
+def _is_printable_utf8(value: bytes) -> bool:
+    if value.isascii():
+        return _is_printable(value)
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return value.translate(None, _CONTROLS) == value
 
 
 _CONTROLS = bytes(range(0x20)) + b"\x7f"
@@ -36,8 +48,8 @@ def literal(value: bytes) -> bytes:
     return b"{%d}\r\n" % len(value) + value
 
 
-def nstring(value: bytes | None) -> bytes:
-    return b"NIL" if value is None else string(value)
+def nstring(value: bytes | None, utf8: bool = False) -> bytes:
+    return b"NIL" if value is None else string(value, utf8)
 
 
 def text(value: str | None) -> bytes:
@@ -51,9 +63,9 @@ def is_atom(value: bytes) -> bool:
     return bool(value) and all(b in _ATOM_CHARS for b in value) and value.upper() != b"NIL"
 
 
-def astring(value: bytes) -> bytes:
+def astring(value: bytes, utf8: bool = False) -> bytes:
     """An atom when it is one, else a string (mailbox names in LIST/STATUS)."""
-    return value if is_atom(value) else string(value)
+    return value if is_atom(value) else string(value, utf8)
 
 
 _ATOM_CHARS = frozenset(range(0x21, 0x7F)) - set(b'(){ %*"\\]')

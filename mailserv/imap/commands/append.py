@@ -15,6 +15,7 @@ from mailserv.imap.arguments import astring, date_time, flags, mailbox
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.commands.mailboxes import account_of
 from mailserv.imap.replies import Bad, No, Reply
+from mailserv.imap.session import UTF8_ACCEPT, utf8_names
 from mailserv.interfaces import RECENT, AppendResult, IMultiAppendAccount, NewMessage
 from mailserv.syntax.sequences import format_set
 from mailserv.syntax.tokens import Atom, Command, ParenList, String, Token
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 _SYNTAX = 'APPEND arguments: mailbox [(flags)] ["date-time"] literal'
 _CATENATE_SYNTAX = "CATENATE takes a list of TEXT literal and URL url parts"
+_UTF8_SYNTAX = "UTF8 takes the message as one literal in parentheses: UTF8 (~{n}...)"
 MAX_CATENATE_PARTS = 100
 
 
@@ -42,14 +44,18 @@ def multiappend_offered(session: Session) -> bool:
     return session.account is None or IMultiAppendAccount.providedBy(session.account)
 
 
-def _messages(args: Sequence[Token], limit: int) -> list[NewMessage | Catenation]:
-    """``[(flags)] ["date-time"] (literal | CATENATE (parts))`` repeated; every check that
-    needs no backend made before anything is stored (Bad or No)."""
+def _messages(
+    args: Sequence[Token], limit: int, utf8: bool = False
+) -> list[NewMessage | Catenation]:
+    """``[(flags)] ["date-time"] (literal | CATENATE (parts) | UTF8 (literal))`` repeated
+    (UTF8: RFC 6855 4, once ``utf8``, UTF8=ACCEPT, is on); every check that needs no
+    backend made before anything is stored (Bad or No)."""
     batch: list[NewMessage | Catenation] = []
     flag_set: frozenset[str] | None = None
     when: datetime | None = None
     catenate = False
-    for arg in args:
+    tokens = iter(args)
+    for arg in tokens:
         if catenate:
             if not isinstance(arg, ParenList):
                 raise Bad(_CATENATE_SYNTAX)
@@ -60,6 +66,10 @@ def _messages(args: Sequence[Token], limit: int) -> list[NewMessage | Catenation
             flag_set, when = None, None
         elif isinstance(arg, Atom) and arg.value.upper() == "CATENATE":
             catenate = True
+        elif isinstance(arg, Atom) and arg.value.upper() == "UTF8":
+            literal = _utf8_data(arg, next(tokens, None), utf8)
+            batch.append(_checked(literal, flag_set or frozenset(), when, limit, len(batch) + 1))
+            flag_set, when = None, None
         elif isinstance(arg, ParenList) and flag_set is None and when is None:
             flag_set = flags(arg)
         elif isinstance(arg, String) and when is None:
@@ -71,6 +81,18 @@ def _messages(args: Sequence[Token], limit: int) -> list[NewMessage | Catenation
     if flag_set is not None or when is not None or catenate:
         raise Bad(_SYNTAX)
     return batch
+
+
+def _utf8_data(word: Atom, data: Token | None, utf8: bool) -> String:
+    """RFC 6855 4: ``UTF8 (literal8)``, the message a literal inside parentheses."""
+    if not utf8:
+        raise Bad("APPEND UTF8 needs ENABLE UTF8=ACCEPT first")
+    if not isinstance(data, ParenList) or len(data.items) != 1:
+        raise Bad(_UTF8_SYNTAX)
+    message = data.items[0]
+    if not isinstance(message, String) or not message.literal:
+        raise Bad(_UTF8_SYNTAX)
+    return message
 
 
 def _cat_parts(parts: ParenList) -> tuple[String | str, ...]:
@@ -139,11 +161,12 @@ async def append(session: Session, command: Command) -> Reply:
     args = list(command.args)
     if len(args) < 2:
         raise Bad("APPEND takes a mailbox, optional flags and date, and a message literal")
-    name = mailbox(args.pop(0))
+    name = mailbox(args.pop(0), utf8=utf8_names(session))
     limit = session.settings.max_literal
+    utf8 = UTF8_ACCEPT in session.enabled
     batch = [
         await _joined(session, item, limit, n) if isinstance(item, Catenation) else item
-        for n, item in enumerate(_messages(args, limit), 1)
+        for n, item in enumerate(_messages(args, limit, utf8), 1)
     ]
     account = account_of(session)
     try:

@@ -16,9 +16,10 @@ from mailserv import errors
 from mailserv.imap import listing
 from mailserv.imap.arguments import UndecodableName, list_pattern, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
-from mailserv.imap.commands.mailboxes import account_of, name_bytes, status_line
+from mailserv.imap.commands.mailboxes import account_of, name_bytes, status_items, status_line
 from mailserv.imap.listing import ListEntry, ListRequest
 from mailserv.imap.replies import Bad, Reply
+from mailserv.imap.session import utf8_names
 from mailserv.interfaces import NONEXISTENT, NOSELECT
 from mailserv.syntax import encode
 from mailserv.syntax.tokens import Atom, Command, ParenList, Token
@@ -63,7 +64,9 @@ def _returns(token: Token, status_items: frozenset[str]) -> tuple[frozenset[str]
     return frozenset(names), wanted
 
 
-def parse_list(args: tuple[Token, ...], status_items: frozenset[str]) -> ListRequest | None:
+def parse_list(
+    args: tuple[Token, ...], status_items: frozenset[str], utf8: bool = False
+) -> ListRequest | None:
     """The request, or None when the reference does not decode (no name can match)."""
     rest = list(args)
     select: frozenset[str] = frozenset()
@@ -84,18 +87,20 @@ def parse_list(args: tuple[Token, ...], status_items: frozenset[str]) -> ListReq
     patterns = []
     for token in given:
         try:
-            patterns.append(list_pattern(token))
+            patterns.append(list_pattern(token, utf8=utf8))
         except UndecodableName:
             continue  # matches no name
     try:
-        reference = list_pattern(rest[0])
+        reference = list_pattern(rest[0], utf8=utf8)
     except UndecodableName:
         return None
     return ListRequest(reference, tuple(patterns), select, returns, items)
 
 
 async def list_(session: Session, command: Command) -> Reply:
-    request = parse_list(command.args, frozenset(session.services.registry.status_items))
+    known = status_items(session)
+    utf8 = utf8_names(session)
+    request = parse_list(command.args, frozenset(known), utf8)
     if request is None or not request.patterns:
         return Reply()
     if request.patterns == ("",):
@@ -106,23 +111,23 @@ async def list_(session: Session, command: Command) -> Reply:
     wants_subscriptions = "SUBSCRIBED" in request.select | request.returns
     subscribed = await account.subscriptions() if wants_subscriptions else ()
     for entry in listing.extended_entries(boxes, subscribed, request):
-        session.write(_list_line(entry))
+        session.write(list_line(entry, utf8))
         if request.status_items and not entry.attributes & {NOSELECT, NONEXISTENT}:
             try:
                 box = await account.open(entry.name)
                 counts = await box.status()
             except errors.MailboxNotFound:
                 continue  # deleted meanwhile
-            known = session.services.registry.status_items
             session.write(status_line(session, entry.name, request.status_items, counts, known))
     return Reply()
 
 
-def _list_line(entry: ListEntry) -> bytes:
+def list_line(entry: ListEntry, utf8: bool) -> bytes:
+    """``* LIST (attributes) "/" name [extended data]`` (LIST, and SELECT in IMAP4rev2)."""
     extra = b' ("CHILDINFO" ("SUBSCRIBED"))' if entry.subscribed_child else b""
     return b'* LIST %s "/" %s%s\r\n' % (
         encode.flag_list(entry.attributes),
-        name_bytes(entry.name),
+        name_bytes(entry.name, utf8),
         extra,
     )
 
@@ -131,7 +136,9 @@ async def lsub(session: Session, command: Command) -> Reply:
     if len(command.args) != 2:
         raise Bad("LSUB takes a reference and a mailbox pattern")
     try:
-        reference, pattern = list_pattern(command.args[0]), list_pattern(command.args[1])
+        utf8 = utf8_names(session)
+        reference = list_pattern(command.args[0], utf8=utf8)
+        pattern = list_pattern(command.args[1], utf8=utf8)
     except UndecodableName:
         return Reply()
     if not pattern:
@@ -141,7 +148,7 @@ async def lsub(session: Session, command: Command) -> Reply:
     regex = listing.compile_pattern(full)
     subscribed = await account_of(session).subscriptions()
     out = [
-        b'* LSUB %s "/" %s\r\n' % (encode.flag_list(attrs), name_bytes(name))
+        b'* LSUB %s "/" %s\r\n' % (encode.flag_list(attrs), name_bytes(name, utf8))
         for name, attrs in listing.lsub_entries(subscribed, regex, full.endswith("%"))
     ]
     session.write(b"".join(out))

@@ -12,6 +12,7 @@ from mailserv.imap.arguments import mailbox, new_mailbox, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.registry import StatusItem
 from mailserv.imap.replies import Bad, No, Reply
+from mailserv.imap.session import is_rev2, utf8_names
 from mailserv.interfaces import INBOX, SPECIAL_USE, IAccount, MailboxStatus
 from mailserv.syntax import encode, utf7
 from mailserv.syntax.tokens import Command, ParenList
@@ -27,8 +28,11 @@ def account_of(session: Session) -> IAccount:
     return session.account
 
 
-def name_bytes(name: str) -> bytes:
-    """A mailbox name as it goes out: modified UTF-7, atom or quoted."""
+def name_bytes(name: str, utf8: bool = False) -> bytes:
+    """A mailbox name as it goes out: modified UTF-7, atom or quoted (``utf8``: UTF-8,
+    once the client enabled UTF-8 names)."""
+    if utf8:
+        return encode.astring(name.encode("utf-8"), utf8=True)
     return encode.astring(utf7.encode(name))
 
 
@@ -49,7 +53,9 @@ def valid_new_name(name: str, max_bytes: int) -> str:
 async def create(session: Session, command: Command) -> Reply:
     if len(command.args) not in (1, 2):
         raise Bad("CREATE takes a mailbox name")
-    name = valid_new_name(new_mailbox(command.args[0]), session.settings.max_mailbox_name)
+    name = valid_new_name(
+        new_mailbox(command.args[0], utf8=utf8_names(session)), session.settings.max_mailbox_name
+    )
     if name == INBOX:
         raise No("INBOX always exists", "ALREADYEXISTS")
     use = _special_use(command.args[1]) if len(command.args) == 2 else None
@@ -80,7 +86,7 @@ def _special_use(arg: object) -> str | None:
 async def delete(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("DELETE takes a mailbox name")
-    name = mailbox(command.args[0])
+    name = mailbox(command.args[0], utf8=utf8_names(session))
     if name == INBOX:
         raise No("INBOX cannot be deleted", "CANNOT")
     if session.selected is not None and session.selected.mailbox.name == name:
@@ -92,8 +98,9 @@ async def delete(session: Session, command: Command) -> Reply:
 async def rename(session: Session, command: Command) -> Reply:
     if len(command.args) != 2:
         raise Bad("RENAME takes two mailbox names")
-    old = mailbox(command.args[0])
-    new = valid_new_name(new_mailbox(command.args[1]), session.settings.max_mailbox_name)
+    utf8 = utf8_names(session)
+    old = mailbox(command.args[0], utf8=utf8)
+    new = valid_new_name(new_mailbox(command.args[1], utf8=utf8), session.settings.max_mailbox_name)
     if new == INBOX:
         raise No("INBOX already exists", "ALREADYEXISTS")
     if new == old:
@@ -105,14 +112,14 @@ async def rename(session: Session, command: Command) -> Reply:
 async def subscribe(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("SUBSCRIBE takes a mailbox name")
-    await account_of(session).subscribe(mailbox(command.args[0]))
+    await account_of(session).subscribe(mailbox(command.args[0], utf8=utf8_names(session)))
     return Reply()
 
 
 async def unsubscribe(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("UNSUBSCRIBE takes a mailbox name")
-    await account_of(session).unsubscribe(mailbox(command.args[0]))
+    await account_of(session).unsubscribe(mailbox(command.args[0], utf8=utf8_names(session)))
     return Reply()
 
 
@@ -126,12 +133,20 @@ STATUS_ITEMS = (
 """RFC 3501's items; extensions register more."""
 
 
+def status_items(session: Session) -> Mapping[str, StatusItem]:
+    """The STATUS items the session may ask for: RFC 9051 has no RECENT."""
+    known = session.services.registry.status_items
+    if is_rev2(session):
+        return {name: item for name, item in known.items() if name != "RECENT"}
+    return known
+
+
 async def status(session: Session, command: Command) -> Reply:
     if len(command.args) != 2 or not isinstance(command.args[1], ParenList):
         raise Bad("STATUS takes a mailbox name and a list of items")
-    name = mailbox(command.args[0])
+    name = mailbox(command.args[0], utf8=utf8_names(session))
     items = [text_atom(item).upper() for item in command.args[1].items]
-    known = session.services.registry.status_items
+    known = status_items(session)
     unknown = [item for item in items if item not in known]
     if unknown or not items:
         raise Bad(f"Unknown STATUS item {unknown[0][:40]}" if unknown else "No STATUS items")
@@ -158,7 +173,7 @@ def status_line(
         if used is not None:
             used(session)
     values = b" ".join(b"%s %d" % (item.encode(), known[item].value(counts)) for item in items)
-    return b"* STATUS %s (%s)\r\n" % (name_bytes(name), values)
+    return b"* STATUS %s (%s)\r\n" % (name_bytes(name, utf8_names(session)), values)
 
 
 SPECS = (

@@ -14,6 +14,7 @@ from mailserv.imap.fetchatt import FetchAttributes, parse_fetch_items, takes_opt
 from mailserv.imap.registry import FetchRequest, parameters
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.search.parse import BadCharset, parse_search
+from mailserv.imap.session import UTF8_ACCEPT, is_rev2, utf8_names
 from mailserv.imap.view import SelectedView, turn_on_modseq
 from mailserv.interfaces import RECENT, CopyResult, MessageMeta, StoreMode
 from mailserv.search import ModSeqAtLeast, SearchProgram, backend_search, walk
@@ -188,6 +189,10 @@ async def search(session: Session, command: Command) -> Reply:
     """SEARCH, and with ``RETURN (...)`` first, ESEARCH's answer (RFC 4731)."""
     view = view_of(session)
     options, args = esearch.split_return(command.args, "SEARCH")
+    if UTF8_ACCEPT in session.enabled and args and _is_word(args[0], "CHARSET"):
+        raise Bad("No CHARSET after ENABLE UTF8=ACCEPT: search strings are UTF-8")  # RFC 6855 3
+    if options is None and is_rev2(session):
+        options = frozenset({"ALL"})  # RFC 9051 6.4.4: ESEARCH answers every SEARCH
     program = search_program(session, args)
     found = await search_uids(session, view, program)
     # Tens of thousands of matches take the reactor tens of ms to number and format: in
@@ -222,13 +227,17 @@ async def search(session: Session, command: Command) -> Reply:
     return Reply()
 
 
+def _is_word(token: Token, word: str) -> bool:
+    return isinstance(token, Atom) and token.value.upper() == word
+
+
 async def transfer(session: Session, command: Command, move: bool) -> Reply:
     """COPY, or MOVE (:mod:`mailserv.imap.extensions.move`)."""
     if len(command.args) != 2:
         raise Bad(f"{command.name} takes a sequence set and a mailbox")
     view = writable(session) if move else view_of(session)
     uids = _message_set(session, command, command.args[0])
-    destination = mailbox(command.args[1])
+    destination = mailbox(command.args[1], utf8=utf8_names(session))
     if not uids:
         return Reply(f"{command.name} completed, nothing to do")
     operation = view.mailbox.move if move else view.mailbox.copy

@@ -6,9 +6,12 @@ from typing import TYPE_CHECKING
 
 from mailserv.imap.arguments import mailbox
 from mailserv.imap.commands import AUTH, SELECTED, CommandSpec
+from mailserv.imap.commands.lists import list_line
 from mailserv.imap.commands.mailboxes import account_of
+from mailserv.imap.listing import ListRequest, extended_entries
 from mailserv.imap.registry import parameters
 from mailserv.imap.replies import Bad, Reply
+from mailserv.imap.session import is_rev2, utf8_names
 from mailserv.imap.view import VANISHED_NAME, SelectedView, flags_responses
 from mailserv.interfaces import SEEN, MailboxStatus
 from mailserv.search import UNSEEN, backend_search
@@ -29,15 +32,16 @@ async def examine(session: Session, command: Command) -> Reply:
 async def _open(session: Session, command: Command, readonly: bool) -> Reply:
     if len(command.args) not in (1, 2):
         raise Bad(f"{command.name} takes a mailbox name and optional parameters")
-    name = mailbox(command.args[0])
+    name = mailbox(command.args[0], utf8=utf8_names(session))
+    rev2 = is_rev2(session)
     chosen = []
     if len(command.args) == 2:
         known = session.services.registry.select_parameters
         chosen = parameters(command.args[1], known, f"{command.name} parameter")
         for parameter, value in chosen:
             parameter.apply(session, value)
-    if session.selected is not None and VANISHED_NAME in session.enabled:
-        # RFC 7162 3.2.11: what follows is about the new mailbox (or none)
+    if session.selected is not None and (rev2 or VANISHED_NAME in session.enabled):
+        # RFC 7162 3.2.11, RFC 9051 7.1: what follows is about the new mailbox (or none)
         session.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
     session.deselect()  # RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected
     box = await account_of(session).open(name)
@@ -53,7 +57,8 @@ async def _open(session: Session, command: Command, readonly: bool) -> Reply:
         recent = [] if readonly else await box.claim_recent()
         uidnext = max(counts.uidnext, uids[-1] + 1 if uids else 1)
         view.load(uids, recent, counts.highestmodseq, uidnext)
-        first_unseen = await _first_unseen(view, counts)
+        first_unseen = None if rev2 else await _first_unseen(view, counts)
+        listed = await _list_entry(session, name) if rev2 else b""
     except BaseException:
         view.close()
         raise
@@ -63,9 +68,11 @@ async def _open(session: Session, command: Command, readonly: bool) -> Reply:
     out = [
         flags_responses((), readonly),  # keywords are announced when a FETCH first shows them
         b"* %d EXISTS\r\n" % view.exists,
-        # EXAMINE claims nothing: it shows how many are recent for nobody yet.
-        b"* %d RECENT\r\n" % (counts.recent if readonly else len(view.recent)),
     ]
+    if not rev2:
+        # EXAMINE claims nothing: it shows how many are recent for nobody yet.
+        out.append(b"* %d RECENT\r\n" % (counts.recent if readonly else len(view.recent)))
+    out.append(listed)
     if first_unseen:
         out.append(b"* OK [UNSEEN %d] First unseen message\r\n" % first_unseen)
     out += [
@@ -81,6 +88,13 @@ async def _open(session: Session, command: Command, readonly: bool) -> Reply:
             await parameter.opened(session, view, counts, value)
     code = b"READ-ONLY" if readonly else b"READ-WRITE"
     return Reply(f"{command.name} completed", code)
+
+
+async def _list_entry(session: Session, name: str) -> bytes:
+    """RFC 9051 6.3.2: SELECT's ``* LIST`` of the mailbox, with its attributes."""
+    boxes = await account_of(session).list_mailboxes()
+    request = ListRequest("", (name,))
+    return b"".join(list_line(e, True) for e in extended_entries(boxes, (), request))
 
 
 FIRST_LOOK = 2000

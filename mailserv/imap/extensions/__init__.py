@@ -22,6 +22,7 @@ from mailserv.imap.extensions import (
     esort,
     id,
     idle,
+    imap4rev2,
     list_extended,
     literal_plus,
     move,
@@ -36,6 +37,7 @@ from mailserv.imap.extensions import (
     thread,
     uidplus,
     unselect,
+    utf8_accept,
 )
 from mailserv.imap.registry import Capability, Extension
 
@@ -57,6 +59,7 @@ IMAP4REV1 = Extension(
 
 BUILT_IN: tuple[Extension, ...] = (
     IMAP4REV1,
+    imap4rev2.EXTENSION,
     literal_plus.EXTENSION,
     sasl_ir.EXTENSION,
     id.EXTENSION,
@@ -81,6 +84,7 @@ BUILT_IN: tuple[Extension, ...] = (
     multiappend.EXTENSION,
     catenate.EXTENSION,
     preview.EXTENSION,
+    utf8_accept.EXTENSION,
     compress.EXTENSION,
     login.SIGN_IN,
 )

@@ -1,0 +1,30 @@
+"""IMAP4rev2 (RFC 9051) beside IMAP4rev1: what changes after ``ENABLE IMAP4rev2``.
+
+Everything RFC 9051 folds in from extensions is offered by those extensions' modules; the
+differences a rev2 session sees are kept where each response is made, behind
+:func:`mailserv.imap.session.is_rev2`:
+
+- no ``* n RECENT`` (SELECT/EXAMINE, new mail) and no ``\\Recent`` in FETCH FLAGS
+  (:mod:`mailserv.imap.view`, :mod:`mailserv.imap.commands.select`); STATUS and LIST's
+  RETURN (STATUS) refuse RECENT (:func:`mailserv.imap.commands.mailboxes.status_items`);
+- SEARCH and UID SEARCH answer ``* ESEARCH (TAG "t") [UID] ALL set`` even without RETURN
+  (:mod:`mailserv.imap.commands.messages`);
+- SELECT/EXAMINE: no ``[UNSEEN n]``, a ``* LIST`` of the mailbox, and ``* OK [CLOSED]``
+  when a mailbox was selected before;
+- mailbox names as UTF-8 in every command and response
+  (:func:`mailserv.imap.session.utf8_names`), 8-bit UTF-8 in quoted strings (ENVELOPE).
+
+A session that never enables it is answered as RFC 3501 says.
+"""
+
+from __future__ import annotations
+
+from mailserv.imap.registry import Capability, Extension
+from mailserv.imap.session import IMAP4REV2
+
+EXTENSION = Extension(
+    "IMAP4rev2",
+    capabilities=(Capability(b"IMAP4rev2"),),
+    enable=frozenset({IMAP4REV2}),
+    response_codes=frozenset({"CLOSED"}),
+)
