@@ -112,6 +112,8 @@ class MailboxStatus:
     recent: int
     highestmodseq: int
     size: int
+    deleted: int | None = None
+    """Messages with \\Deleted: counted by the engine when STATUS asks (RFC 9051 DELETED)."""
 
 
 @dataclass(frozen=True, slots=True)

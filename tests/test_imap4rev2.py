@@ -79,10 +79,20 @@ def test_no_recent_anywhere_after_enable(four: Connector) -> None:
 
 
 @pytest.mark.one_backend
-def test_status_recent_refused(four: Connector) -> None:
+def test_status_recent_refused_deleted_counted(four: Connector) -> None:
+    """RFC 9051 6.3.11: no RECENT, and DELETED (the messages with \\Deleted) instead."""
     client = four.raw()
     assert ok(client, "STATUS INBOX (RECENT)").data("STATUS") == [b"INBOX (RECENT 4)"]
+    assert client.command("STATUS INBOX (DELETED)").status == "BAD"
+    ok(client, "SELECT INBOX")
+    ok(client, "STORE 1,3 +FLAGS.SILENT (\\Deleted)")
+    ok(client, "UNSELECT")
     rev2(client)
+    assert ok(client, "STATUS INBOX (DELETED MESSAGES)").data("STATUS") == [
+        b"INBOX (DELETED 2 MESSAGES 4)"
+    ]
+    listed = ok(client, 'LIST "" INBOX RETURN (STATUS (DELETED))')
+    assert listed.data("STATUS") == [b"INBOX (DELETED 2)"], listed.untagged
     for command in ("STATUS INBOX (MESSAGES RECENT)", 'LIST "" INBOX RETURN (STATUS (RECENT))'):
         refused = client.command(command)
         assert refused.status == "BAD" and b"RECENT" in refused.text, refused.line
@@ -144,7 +154,8 @@ def test_list_defaults_and_lsub(raw: RawClient) -> None:
 
 
 def test_utf8_names_every_backend(connect: Connector) -> None:
-    """CREATE, LIST, SELECT, RENAME of a UTF-8 name after ENABLE IMAP4rev2."""
+    """CREATE, LIST, SELECT, RENAME of a UTF-8 name after ENABLE IMAP4rev2; STATUS
+    DELETED."""
     client = rev2(connect.raw())
     ok(client, 'CREATE "Ορίζοντας & Co"')
     assert ok(client, 'SELECT "Ορίζοντας & Co"').data("LIST") == [
@@ -153,6 +164,9 @@ def test_utf8_names_every_backend(connect: Connector) -> None:
     ok(client, 'RENAME "Ορίζοντας & Co" "日本/語"')
     lines = ok(client, 'LIST "" "*"').data("LIST")
     assert '(\\HasNoChildren) "/" "日本/語"'.encode() in lines, lines
-    assert ok(client, 'STATUS "日本/語" (MESSAGES)').data("STATUS") == [
-        '"日本/語" (MESSAGES 0)'.encode()
+    connect.append([messages.plain(subject=f"m{n}") for n in range(3)], "日本/語")
+    ok(client, 'SELECT "日本/語"')
+    ok(client, "STORE 2:3 +FLAGS.SILENT (\\Deleted)")
+    assert ok(client, 'STATUS "日本/語" (MESSAGES DELETED)').data("STATUS") == [
+        '"日本/語" (MESSAGES 3 DELETED 2)'.encode()  # each backend's flag search
     ]

@@ -16,7 +16,13 @@ from mailserv import errors
 from mailserv.imap import listing
 from mailserv.imap.arguments import UndecodableName, list_pattern, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
-from mailserv.imap.commands.mailboxes import account_of, name_bytes, status_items, status_line
+from mailserv.imap.commands.mailboxes import (
+    account_of,
+    counts_of,
+    name_bytes,
+    status_items,
+    status_line,
+)
 from mailserv.imap.listing import ListEntry, ListRequest
 from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.session import utf8_names
@@ -115,7 +121,7 @@ async def list_(session: Session, command: Command) -> Reply:
         if request.status_items and not entry.attributes & {NOSELECT, NONEXISTENT}:
             try:
                 box = await account.open(entry.name)
-                counts = await box.status()
+                counts = await counts_of(box, request.status_items)
             except errors.MailboxNotFound:
                 continue  # deleted meanwhile
             session.write(status_line(session, entry.name, request.status_items, counts, known))

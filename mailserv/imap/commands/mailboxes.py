@@ -4,6 +4,7 @@ LSUB: :mod:`mailserv.imap.commands.lists`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from mailserv import errors
@@ -13,7 +14,8 @@ from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.registry import StatusItem
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.session import is_rev2, utf8_names
-from mailserv.interfaces import INBOX, SPECIAL_USE, IAccount, MailboxStatus
+from mailserv.interfaces import DELETED, INBOX, SPECIAL_USE, IAccount, IMailbox, MailboxStatus
+from mailserv.search import HasFlag, SearchProgram, backend_search
 from mailserv.syntax import encode, utf7
 from mailserv.syntax.tokens import Command, ParenList
 
@@ -133,12 +135,32 @@ STATUS_ITEMS = (
 """RFC 3501's items; extensions register more."""
 
 
+REV1_ONLY = "RECENT"
+REV2_ONLY = "DELETED"
+
+
 def status_items(session: Session) -> Mapping[str, StatusItem]:
-    """The STATUS items the session may ask for: RFC 9051 has no RECENT."""
+    """The STATUS items the session may ask for: RFC 9051 has DELETED, not RECENT."""
+    hidden = REV1_ONLY if is_rev2(session) else REV2_ONLY
     known = session.services.registry.status_items
-    if is_rev2(session):
-        return {name: item for name, item in known.items() if name != "RECENT"}
-    return known
+    return {name: item for name, item in known.items() if name != hidden}
+
+
+async def counts_of(box: IMailbox, items: Sequence[str]) -> MailboxStatus:
+    """The mailbox's counts, with the \\Deleted ones when DELETED is asked for."""
+    counts: MailboxStatus = await box.status()
+    if REV2_ONLY not in items:
+        return counts
+    uids = await box.uids()
+    found = await backend_search(box, _DELETED, uids)
+    if found is None:
+        deleted = sum(DELETED in meta.flags for meta in await box.fetch(uids))
+    else:
+        deleted = len(found)
+    return replace(counts, deleted=deleted)
+
+
+_DELETED = SearchProgram(HasFlag(DELETED))
 
 
 async def status(session: Session, command: Command) -> Reply:
@@ -154,7 +176,7 @@ async def status(session: Session, command: Command) -> Reply:
         box = await account_of(session).open(name)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc
-    counts: MailboxStatus = await box.status()
+    counts = await counts_of(box, items)
     session.write(status_line(session, name, items, counts, known))
     return Reply()
 
