@@ -90,6 +90,7 @@ def test_ampersand_and_mutf7_before_and_after_enable(raw: RawClient) -> None:
 
 @pytest.mark.one_backend
 def test_search_charset_refused_after_enable(connect: Connector) -> None:
+    """RFC 6855 3: SEARCH names no CHARSET, SORT and THREAD none but UTF-8 (BAD)."""
     connect.append([messages.plain(subject="Grüße", charset="utf-8")])
     client = connect.selected()
     assert client.command("SEARCH CHARSET UTF-8 ALL").ok
@@ -98,6 +99,9 @@ def test_search_charset_refused_after_enable(connect: Connector) -> None:
     assert refused.status == "BAD" and b"CHARSET" in refused.text, refused.line
     assert client.command("UID SEARCH CHARSET US-ASCII ALL").status == "BAD"
     assert ok(client, 'SEARCH SUBJECT "Grüße"').data("SEARCH") == [b"1"]
+    assert client.command("SORT (SUBJECT) US-ASCII ALL").status == "BAD"  # erratum 4029
+    assert client.command("THREAD REFERENCES ISO-8859-1 ALL").status == "BAD"
+    assert ok(client, "SORT (SUBJECT) UTF-8 ALL").data("SORT") == [b"1"]
 
 
 _EIGHT_BIT = (

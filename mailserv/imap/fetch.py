@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
-from mailserv.imap.extensions.utf8_accept import utf8_envelope
 from mailserv.imap.fetchatt import (
     BodySection,
     ExtensionItem,
@@ -25,6 +24,7 @@ from mailserv.imap.replies import Bad
 from mailserv.imap.session import utf8_names
 from mailserv.interfaces import SEEN, MessageMeta, StoreMode
 from mailserv.message.sections import FieldPicker, section_bytes
+from mailserv.message.store import EnvelopeValue, envelope_values
 from mailserv.slicing import TimeSlices
 from mailserv.syntax import dates, encode
 
@@ -69,6 +69,20 @@ def _compile(view: SelectedView, item: FetchItem) -> LateRenderer:
             b"RFC822.TEXT " + encode.literal(section_bytes(raw, m.info, (), "TEXT"))
         )
     raise Bad(f"Unsupported FETCH item {name}")
+
+
+def utf8_envelope(envelope: bytes) -> bytes:
+    """The precomputed ENVELOPE with its 8-bit UTF-8 literals as quoted strings."""
+    if b"{" not in envelope:
+        return envelope  # no literal: nothing to change (the usual case)
+    values = envelope_values(envelope)
+    return envelope if values is None else _encoded(values)
+
+
+def _encoded(value: EnvelopeValue) -> bytes:
+    if isinstance(value, list):
+        return b"(" + b" ".join(_encoded(item) for item in value) + b")"
+    return encode.nstring(value, utf8=True)
 
 
 def _section_renderer(item: BodySection) -> Renderer:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from mailserv import errors
 from mailserv.imap import esearch
 from mailserv.imap import fetch as fetch_responses
-from mailserv.imap.arguments import flags, mailbox, text_atom
+from mailserv.imap.arguments import astring, flags, mailbox, text_atom
 from mailserv.imap.commands import SELECTED, CommandSpec
 from mailserv.imap.fetchatt import FetchAttributes, parse_fetch_items, takes_options
 from mailserv.imap.registry import FetchRequest, parameters
@@ -164,6 +164,10 @@ async def _report_flags(
 
 def search_program(session: Session, args: Sequence[Token]) -> SearchProgram:
     """SEARCH's ``[CHARSET name] key...`` (also read by SORT and THREAD)."""
+    named = args[1] if len(args) > 1 and _is_word(args[0], "CHARSET") else None
+    if UTF8_ACCEPT in session.enabled and named is not None and astring(named).upper() != b"UTF-8":
+        # RFC 6855 3 (erratum 4029): SORT's and THREAD's charset can only be UTF-8
+        raise Bad("After ENABLE UTF8=ACCEPT the charset can only be UTF-8")
     try:
         return parse_search(
             args, session.settings.max_search_keys, extra=session.services.registry.search_keys
