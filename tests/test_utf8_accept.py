@@ -86,6 +86,9 @@ def test_ampersand_and_mutf7_before_and_after_enable(raw: RawClient) -> None:
     bad = raw.command(b'CREATE "\xff\xfe"')
     assert bad.status == "NO" and b"UTF-8" in bad.text, bad.line
     assert raw.command(b'SELECT "\xc3"').status == "NO"
+    for name in ("a\u0085b", "line\u2028sep"):  # RFC 6855 3: Net-Unicode, no C1 controls
+        refused = raw.command(f'CREATE "{name}"')
+        assert refused.status == "NO" and refused.code == "CANNOT", refused.line
 
 
 @pytest.mark.one_backend

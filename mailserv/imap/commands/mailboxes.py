@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mailserv.imap.session import Session
 
 _FORBIDDEN = set("*%") | {chr(c) for c in range(0x20)} | {"\x7f"}
+_NOT_NET_UNICODE = {chr(c) for c in range(0x80, 0xA0)} | {"\u2028", "\u2029"}
 
 
 def account_of(session: Session) -> IAccount:
@@ -38,8 +39,10 @@ def name_bytes(name: str, utf8: bool = False) -> bytes:
     return encode.astring(utf7.encode(name))
 
 
-def valid_new_name(name: str, max_bytes: int) -> str:
-    """A name a client may create: no wildcards, controls, empty levels."""
+def valid_new_name(name: str, max_bytes: int, utf8: bool = False) -> str:
+    """A name a client may create: no wildcards, controls, empty levels; from a client
+    that sends UTF-8 names, no C1 controls or line and paragraph separators either
+    (RFC 6855 3)."""
     name = name.rstrip(listing.DELIMITER)
     if not name:
         raise No("Empty mailbox name", "CANNOT")
@@ -49,15 +52,17 @@ def valid_new_name(name: str, max_bytes: int) -> str:
         raise No(
             "Mailbox names may not hold wildcards, control characters or empty levels", "CANNOT"
         )
+    if utf8 and _NOT_NET_UNICODE.intersection(name):
+        raise No("Mailbox names may not hold C1 controls or line separators", "CANNOT")
     return name
 
 
 async def create(session: Session, command: Command) -> Reply:
     if len(command.args) not in (1, 2):
         raise Bad("CREATE takes a mailbox name")
-    name = valid_new_name(
-        new_mailbox(command.args[0], utf8=utf8_names(session)), session.settings.max_mailbox_name
-    )
+    utf8 = utf8_names(session)
+    limit = session.settings.max_mailbox_name
+    name = valid_new_name(new_mailbox(command.args[0], utf8=utf8), limit, utf8)
     if name == INBOX:
         raise No("INBOX always exists", "ALREADYEXISTS")
     use = _special_use(command.args[1]) if len(command.args) == 2 else None
@@ -102,7 +107,8 @@ async def rename(session: Session, command: Command) -> Reply:
         raise Bad("RENAME takes two mailbox names")
     utf8 = utf8_names(session)
     old = mailbox(command.args[0], utf8=utf8)
-    new = valid_new_name(new_mailbox(command.args[1], utf8=utf8), session.settings.max_mailbox_name)
+    limit = session.settings.max_mailbox_name
+    new = valid_new_name(new_mailbox(command.args[1], utf8=utf8), limit, utf8)
     if new == INBOX:
         raise No("INBOX already exists", "ALREADYEXISTS")
     if new == old:
