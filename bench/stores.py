@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import hashlib
+import os
 import pstats
 import shutil
 import statistics
@@ -131,6 +133,16 @@ def maildir(data_dir: str, count: int, single: int, profile: bool, keep: str | N
         print(f"write {count} files: {time.perf_counter() - start:.1f} s", flush=True)
 
     gaps: list[float] = []
+    collections: list[tuple[int, float]] = []
+    began = [0.0]
+
+    def watch_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        elif info["generation"] == 2:
+            collections.append((info["generation"], time.perf_counter() - began[0]))
+
+    gc.callbacks.append(watch_gc)
 
     def probe() -> Callable[[], None]:
         last = [time.perf_counter()]
@@ -155,11 +167,32 @@ def maildir(data_dir: str, count: int, single: int, profile: bool, keep: str | N
         print(f"load: {time.perf_counter() - start:.1f} s", flush=True)
         uids = list(await box.uids())
         assert len(uids) == count, len(uids)
+        if os.environ.get("FREEZE"):
+            gc.freeze()
+        phases: dict[str, float] = {}
+
+        def timing(owner: Any, name: str) -> None:
+            method = getattr(owner, name)
+
+            def timed(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return method(*args, **kwargs)
+                finally:
+                    phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
+
+            setattr(owner, name, timed)
+
+        timing(box._state, "plan")
+        timing(box.disk, "owe_flags")
+        timing(box.disk.index, "owe")
         # Renames owed by an earlier run are done first.
         while box._renamer.pending:
             await task.deferLater(reactor, 0.1, lambda: None)
         modes = (StoreMode.ADD, StoreMode.REMOVE, StoreMode.ADD, StoreMode.REMOVE)
         for i, mode in enumerate(modes):
+            phases.clear()
+            collections.clear()
             profiler = cProfile.Profile() if profile and i == 2 else None
             gaps.clear()
             stop = probe()
@@ -183,6 +216,8 @@ def maildir(data_dir: str, count: int, single: int, profile: bool, keep: str | N
                 f" max {gaps[-1] * 1000:.1f} ms (n={len(gaps)})",
                 flush=True,
             )
+            print("  " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in phases.items()))
+            print(f"  full collections: {[round(t * 1000) for _, t in collections]} ms")
             if profiler is not None:
                 pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         took_one = []

@@ -447,14 +447,18 @@ class Index:
         for change in changes:
             alike.setdefault((change.flags, change.modseq), []).append(change.uid)
         for (flags, modseq), uids in alike.items():
-            text = _text(flags)
-            for start in range(0, len(uids), _BATCH):
-                part = uids[start : start + _BATCH]
-                marks = ",".join("?" * len(part))
-                self.db.execute(
-                    f"UPDATE flag SET flags = ?, modseq = ? WHERE uid IN ({marks})",
-                    (text, modseq, *part),
-                )
+            self.set_flags(flags, modseq, uids)
+
+    def set_flags(self, flags: frozenset[str], modseq: int, uids: Sequence[int]) -> None:
+        """``flags`` and ``modseq`` for every one of ``uids`` (inside a transaction)."""
+        text = _text(flags)
+        for start in range(0, len(uids), _BATCH):
+            part = uids[start : start + _BATCH]
+            marks = ",".join("?" * len(part))
+            self.db.execute(
+                f"UPDATE flag SET flags = ?, modseq = ? WHERE uid IN ({marks})",
+                (text, modseq, *part),
+            )
 
     def update_base(self, changes: Iterable[tuple[int, str]]) -> None:
         self.db.executemany(

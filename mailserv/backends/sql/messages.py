@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mailserv.backends.kit.flagchanges import changes_of
 from mailserv.backends.sql import fulltext
-from mailserv.backends.sql.changes import changes_of
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.reads import where_uids
 from mailserv.backends.sql.rows import (
