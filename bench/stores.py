@@ -245,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--url", help="PostgreSQL database URL (else a private cluster)")
     parser.add_argument("--keep", help="maildir: the data dir to fill once and reuse")
+    parser.add_argument(
+        "--no-fsync", action="store_true", help="PostgreSQL without fsync: round trips alone"
+    )
     args = parser.parse_args(argv)
     data_dir = tempfile.mkdtemp(prefix="mailserv-stores-")
     try:
@@ -257,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cluster = None
             url = args.url
             if url is None:
-                cluster = pgcluster.start_cluster(durable=True)
+                cluster = pgcluster.start_cluster(durable=not args.no_fsync)
                 url = cluster.database()
             try:
                 sql(url, data_dir, args.messages, args.single, args.profile)

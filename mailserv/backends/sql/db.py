@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from twisted.enterprise import adbapi
@@ -35,37 +34,16 @@ _log = Logger()
 class Tx:
     """One transaction: statements in the dialect's placeholder style, notices sent at commit."""
 
-    __slots__ = ("_cur", "_piped", "dialect", "notices")
+    __slots__ = ("_cur", "dialect", "notices")
 
     def __init__(self, conn: Any, dialect: Dialect) -> None:
         self.dialect = dialect
         self._cur = conn.cursor()
-        self._piped = False
         self.notices: list[str] = []
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """Run a statement; its cursor.  In a :meth:`pipeline` each statement has a cursor
-        of its own, whose rows are read (and everything sent before waited for) when
-        fetched."""
-        cur = self._cur.connection.cursor() if self._piped else self._cur
-        cur.execute(self.dialect.sql(sql), tuple(params))
-        return cur
-
-    @contextmanager
-    def pipeline(self) -> Iterator[None]:
-        """Each statement gets a cursor of its own, to fetch from later; on PostgreSQL they
-        are sent without waiting for their answers until one is fetched or the block ends
-        (one round trip for many; the server still runs them one after the other, each
-        seeing what the ones before it did)."""
-        if self._piped:
-            yield
-            return
-        with self._cur.connection.pipeline() if self.dialect.is_postgres else nullcontext():
-            self._piped = True
-            try:
-                yield
-            finally:
-                self._piped = False
+        self._cur.execute(self.dialect.sql(sql), tuple(params))
+        return self._cur
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
@@ -89,11 +67,8 @@ class Tx:
             self.notices.append(payload)
 
     def send_notices(self) -> None:
-        """Queue the notices in the transaction now (delivered at its commit, not before)."""
-        notices, self.notices = self.notices, []
-        with self.pipeline() if len(notices) > 1 else nullcontext():
-            for payload in notices:
-                self.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
+        for payload in self.notices:
+            self.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
 
 
 def transact(

@@ -104,15 +104,12 @@ class _Box:
     highestmodseq: int
 
 
-_LOCK = "SELECT uidvalidity, uidnext, highestmodseq FROM mailboxes WHERE id = ? AND selectable = 1"
-
-
 def _lock(tx: Tx, box_id: int) -> _Box:
-    return _locked(tx.one(_LOCK + tx.dialect.for_update, (box_id,)))
-
-
-def _locked(row: Any) -> _Box:
-    """The mailbox row ``_LOCK`` read (None: the mailbox is gone)."""
+    row = tx.one(
+        "SELECT uidvalidity, uidnext, highestmodseq FROM mailboxes"
+        " WHERE id = ? AND selectable = 1" + tx.dialect.for_update,
+        (box_id,),
+    )
     if row is None:
         raise MailboxNotFound("the mailbox was deleted")
     return _Box(int(row[0]), int(row[1]), int(row[2]))
@@ -209,56 +206,51 @@ def store_flags(
 ) -> tuple[Sequence[FlagChange], list[int]]:
     """STORE: (changes, UIDs refused by UNCHANGEDSINCE); one new modseq for all changes.
 
-    The usual STORE (a few UID runs, no UNCHANGEDSINCE) is three round trips to PostgreSQL
-    however many messages it changes: the lock and the read of the rows' flag sets, sent
-    together; every write and notice, sent together; the commit."""
+    The usual STORE (a few UID runs, no UNCHANGEDSINCE) reads the distinct old flag sets of
+    its rows with their UIDs (a few strings, however many rows) and writes one UPDATE per
+    set that changes, without RETURNING (SQLite's costs more than the update itself)."""
+    box = _lock(tx, box_id)
+    modseq = box.highestmodseq + 1
     wanted = sorted(set(uids))
     runs = _runs(wanted) if unchangedsince is None and wanted else None
     if runs is None:
-        box = _lock(tx, box_id)
-        modseq = box.highestmodseq + 1
         return _store_each(tx, box_id, wanted, mode, flags, unchangedsince, modseq, sender)
     where = " OR ".join("uid BETWEEN ? AND ?" for _ in runs)
     bounds = [bound for run in runs for bound in run]
-    with tx.pipeline():
-        locked = tx.execute(_LOCK + tx.dialect.for_update, (box_id,))
-        found = tx.execute(
-            f"SELECT flags, {tx.dialect.uid_list} FROM mail WHERE mailbox_id = ? AND ({where})"
-            " GROUP BY flags",
-            (box_id, *bounds),
-        )
-        modseq = _locked(locked.fetchone()).highestmodseq + 1
-        sets = found.fetchall()
-        if len(sets) > MAX_STORE_GROUPS:
-            return _store_each(tx, box_id, wanted, mode, flags, None, modseq, sender)
-        groups: dict[frozenset[str], list[int]] = {}
-        rewrite: list[tuple[str, str]] = []  # (old flags text, new) of the sets that change
-        unseen = 0
-        for text, members in sets:
-            current = frozenset(text.split())
-            new = mode.apply(current, flags)
-            if new == current:
-                continue
-            changed = list(map(int, members.split(",")))
-            unseen += ((SEEN in current) - (SEEN in new)) * len(changed)
-            rewrite.append((text, flags_text(new)))
-            groups.setdefault(new, []).extend(changed)
-        if not groups:
-            return [], []
-        update = f"UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND ({where})"
-        if len(rewrite) == len(sets) == 1:  # every row of the runs changes alike
-            tx.execute(update, (rewrite[0][1], modseq, box_id, *bounds))
-        else:
-            for old, new_text in rewrite:
-                tx.execute(update + " AND flags = ?", (new_text, modseq, box_id, *bounds, old))
-        tx.execute(
-            "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
-            (modseq, unseen, box_id),
-        )
-        for members in groups.values():
-            members.sort()
-        _flag_notices(tx, box_id, modseq, groups, sender)
-        tx.send_notices()
+    sets = tx.all(
+        f"SELECT flags, {tx.dialect.uid_list} FROM mail WHERE mailbox_id = ? AND ({where})"
+        " GROUP BY flags",
+        (box_id, *bounds),
+    )
+    if len(sets) > MAX_STORE_GROUPS:
+        return _store_each(tx, box_id, wanted, mode, flags, None, modseq, sender)
+    groups: dict[frozenset[str], list[int]] = {}
+    rewrite: list[tuple[str, str]] = []  # (old flags text, new) of the sets that change
+    unseen = 0
+    for text, members in sets:
+        current = frozenset(text.split())
+        new = mode.apply(current, flags)
+        if new == current:
+            continue
+        changed = list(map(int, members.split(",")))
+        unseen += ((SEEN in current) - (SEEN in new)) * len(changed)
+        rewrite.append((text, flags_text(new)))
+        groups.setdefault(new, []).extend(changed)
+    if not groups:
+        return [], []
+    update = f"UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND ({where})"
+    if len(rewrite) == len(sets) == 1:  # every row of the runs changes alike
+        tx.execute(update, (rewrite[0][1], modseq, box_id, *bounds))
+    else:
+        for old, new_text in rewrite:
+            tx.execute(update + " AND flags = ?", (new_text, modseq, box_id, *bounds, old))
+    tx.execute(
+        "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
+        (modseq, unseen, box_id),
+    )
+    for members in groups.values():
+        members.sort()
+    _flag_notices(tx, box_id, modseq, groups, sender)
     return changes_of(groups, modseq), []
 
 
