@@ -526,24 +526,29 @@ _CONVERTED = ("1",)
 def _convert(db: sqlite3.Connection, path: str) -> None:
     """An index of format 1 (flags and modseq in ``message``): those columns moved to
     ``flag`` (a few seconds for 100k messages, once; the rows stay valid, so nothing is
-    parsed again)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(message)")}
-    if "flags" not in columns:
+    parsed again).  Looked at again under the write lock: another process sharing the
+    index (``--workers N``) may have converted it meanwhile."""
+    if not _old_layout(db):
         return
-    _log.info("Converting the index {path} to format {version}", path=path, version=FORMAT)
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.execute(
-            "INSERT OR REPLACE INTO flag (uid, flags, modseq) "
-            "SELECT uid, flags, modseq FROM message"
-        )
-        db.execute("DROP INDEX IF EXISTS message_meta")
-        db.execute("ALTER TABLE message DROP COLUMN flags")
-        db.execute("ALTER TABLE message DROP COLUMN modseq")
+        if _old_layout(db):
+            _log.info("Converting the index {path} to format {version}", path=path, version=FORMAT)
+            db.execute(
+                "INSERT OR REPLACE INTO flag (uid, flags, modseq) "
+                "SELECT uid, flags, modseq FROM message"
+            )
+            db.execute("DROP INDEX IF EXISTS message_meta")
+            db.execute("ALTER TABLE message DROP COLUMN flags")
+            db.execute("ALTER TABLE message DROP COLUMN modseq")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _old_layout(db: sqlite3.Connection) -> bool:
+    return any(row[1] == "flags" for row in db.execute("PRAGMA table_info(message)"))
 
 
 def missing_texts(db: sqlite3.Connection, limit: int) -> list[int]:
