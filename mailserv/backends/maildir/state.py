@@ -206,17 +206,18 @@ class MailboxState:
     def _regroup(
         self, flagged: dict[frozenset[str], list[int]], modseq: int, done: Applied
     ) -> Iterator[None]:
-        """``steps`` for ``Delta.flagged``: each message's entry takes its new flags, in
-        steps of ``BULK_STEP``; the counts and the sets of UIDs by flag follow per pair
-        of old and new sets (a few), and the changes are made when read (``changes_of``)."""
-        entries, having, tally = self.entries, self.having, self.tally
+        """``steps`` for ``Delta.flagged``, ``BULK_STEP`` messages at a time: their entries
+        take the new flags, then the counts and the sets of UIDs by flag follow per pair
+        of old and new sets (a few set operations in C), so each step leaves a consistent
+        state; the changes are made when read (``changes_of``)."""
+        entries = self.entries
         changed: dict[frozenset[str], list[int]] = {}
         for new, uids in flagged.items():
-            was: dict[frozenset[str], list[int]] = {}
             now: list[int] = []
             for start in range(0, len(uids), BULK_STEP):
                 if start:
                     yield
+                was: dict[frozenset[str], list[int]] = {}
                 for uid in uids[start : start + BULK_STEP]:
                     known = entries.get(uid)
                     if known is None or known.flags == new:
@@ -227,19 +228,26 @@ class MailboxState:
                     members.append(uid)
                     known.flags, known.modseq = new, modseq
                     now.append(uid)
-            for old, members in was.items():
-                tally.unseen += ((SEEN in old) - (SEEN in new)) * len(members)
-                lost, gained = _differences(old, new)
-                for flag in lost:
-                    having[flag].difference_update(members)
-                for flag in gained:
-                    having.setdefault(flag, set()).update(members)
+                self._moved(was, new)
             if now:
-                self.flag_names |= new
                 changed[new] = now
             yield
         if changed:
             done.changes = changes_of(changed, modseq)
+
+    def _moved(self, was: dict[frozenset[str], list[int]], new: frozenset[str]) -> None:
+        """The messages of ``was`` (UIDs by their old flags) now have ``new``: the counts
+        and the sets of UIDs by flag follow."""
+        having, tally = self.having, self.tally
+        for old, members in was.items():
+            tally.unseen += ((SEEN in old) - (SEEN in new)) * len(members)
+            lost, gained = _differences(old, new)
+            for flag in lost:
+                having[flag].difference_update(members)
+            for flag in gained:
+                having.setdefault(flag, set()).update(members)
+        if was:
+            self.flag_names |= new
 
     def _reflag(self, uid: int, old: frozenset[str], new: frozenset[str]) -> None:
         having = self.having
