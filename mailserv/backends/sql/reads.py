@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mailserv.backends.sql.changes import changes_of
+from mailserv.backends.kit.flagchanges import changes_of
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.info import LazyInfo, is_current
 from mailserv.backends.sql.rows import Zones
