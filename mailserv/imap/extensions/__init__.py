@@ -26,6 +26,7 @@ from mailserv.imap.extensions import (
     namespace,
     qresync,
     sasl_ir,
+    searchres,
     sort,
     special_use,
     status_size,
@@ -74,6 +75,7 @@ BUILT_IN: tuple[Extension, ...] = (
     esort.EXTENSION,
     thread.EXTENSION,
     compress.EXTENSION,
+    searchres.EXTENSION,
     login.SIGN_IN,
 )
 """Every extension a default server offers, in CAPABILITY order."""

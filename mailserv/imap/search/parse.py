@@ -29,7 +29,7 @@ from mailserv.search import (
     StringField,
 )
 from mailserv.syntax.errors import ParseError
-from mailserv.syntax.sequences import SequenceSet, parse_sequence_set
+from mailserv.syntax.sequences import SAVED, SequenceSet, parse_sequence_set
 from mailserv.syntax.tokens import Atom, ParenList, String, Token
 
 SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
@@ -205,7 +205,7 @@ class KeyReader:
 
     def _sequence(self, value: str, text: str) -> SequenceSet:
         try:
-            return parse_sequence_set(value)
+            return parse_sequence_set(value, saved=SAVED in self.extra)
         except ParseError:
             raise _error(f"{text}: {value[:40]}") from None
 
