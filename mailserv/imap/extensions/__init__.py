@@ -33,6 +33,7 @@ from mailserv.imap.extensions import (
     thread,
     uidplus,
     unselect,
+    within,
 )
 from mailserv.imap.registry import Capability, Extension
 
@@ -76,6 +77,7 @@ BUILT_IN: tuple[Extension, ...] = (
     thread.EXTENSION,
     compress.EXTENSION,
     searchres.EXTENSION,
+    within.EXTENSION,
     login.SIGN_IN,
 )
 """Every extension a default server offers, in CAPABILITY order."""

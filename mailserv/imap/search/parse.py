@@ -228,16 +228,18 @@ class KeyReader:
             raise _error(text) from None
         return HasFlag(flag, name == "KEYWORD")
 
-    def _size(self, name: str, depth: int) -> SearchKey:
-        text = f"{name} needs a number"
+    def number(self, text: str, nonzero: bool = False) -> int:
+        """A number argument (``nz-number`` when ``nonzero``); ParseError(text) if not."""
         token = self.next_token(text)
         if not isinstance(token, Atom):
             raise _error(text)
         try:
-            size = number(token)
+            return number(token, nonzero=nonzero)
         except ParseError:
             raise _error(text) from None
-        return SizeCompare(name == "LARGER", size)
+
+    def _size(self, name: str, depth: int) -> SearchKey:
+        return SizeCompare(name == "LARGER", self.number(f"{name} needs a number"))
 
     def _not(self, name: str, depth: int) -> SearchKey:
         if self.at_end():
