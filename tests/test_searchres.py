@@ -162,6 +162,7 @@ def test_failed_search(six: RawClient) -> None:
 @pytest.mark.one_backend
 def test_dollar_stands_alone(six: RawClient) -> None:
     """RFC 5182 5: ``sequence-set =/ seq-last-command``, so ``$`` is a whole set."""
+    ok(six, "FETCH $ (FLAGS)")
     for command in (
         "FETCH $,1 (FLAGS)",
         "FETCH 1:$ (FLAGS)",
