@@ -75,9 +75,9 @@ BUILT_IN: tuple[Extension, ...] = (
     sort.EXTENSION,
     esort.EXTENSION,
     thread.EXTENSION,
-    compress.EXTENSION,
     searchres.EXTENSION,
     within.EXTENSION,
+    compress.EXTENSION,
     login.SIGN_IN,
 )
 """Every extension a default server offers, in CAPABILITY order."""
