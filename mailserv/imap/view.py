@@ -146,6 +146,9 @@ class SelectedView:
         """Flags of the last FLAGS response (SELECT/EXAMINE sent the system flags)."""
         self._untold: set[str] = set()
         """Flags rendered into FETCH responses that the client has not been told of yet."""
+        self.saved: list[int] = []
+        """RFC 5182's ``$``: the UIDs a SEARCH saved, ascending (a new view starts empty,
+        so SELECT, EXAMINE, CLOSE and UNSELECT reset it; expunged messages leave it)."""
         self.load(uids, recent, base_modseq)
         mailbox.add_listener(self)
 
@@ -196,6 +199,8 @@ class SelectedView:
 
     def select(self, sequence: SequenceSet, uid: bool) -> list[int]:
         """The UIDs a sequence set names, ascending."""
+        if sequence.saved:
+            return list(self.saved)
         if uid:
             return uids_in(sequence.resolve(self.uids[-1] if self.uids else 0), self.uids)
         if sequence.has_star and not self.uids:
@@ -445,6 +450,9 @@ class SelectedView:
             self._told_modseq.pop(uid, None)
             self._flags.pop(uid, None)
         seqs.sort(reverse=True)
+        if self.saved:
+            gone = set(uids)
+            self.saved = [uid for uid in self.saved if uid not in gone]
         known = []
         for seq in seqs:
             uid = self.uids.pop(seq - 1)

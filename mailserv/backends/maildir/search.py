@@ -39,6 +39,7 @@ from mailserv.search import (
     DateOp,
     HasFlag,
     InSet,
+    InternalSince,
     ModSeqAtLeast,
     Not,
     Or,
@@ -202,6 +203,8 @@ class _Sql:
             case DateCompare(op=op, date=day):
                 self.joined = True
                 return f"coalesce(s.sent_day {_OPERATORS[op]} {self.bind(day.toordinal())}, 0)"
+            case InternalSince(moment=moment):
+                return f"m.date >= {self.bind(int(moment.timestamp()))}"
             case SizeCompare(larger=larger, size=size):
                 return f"m.size {'>' if larger else '<'} {self.bind(size)}"
             case InSet(set=members, uid=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 from mailserv import errors
@@ -20,7 +21,7 @@ from mailserv.search import ModSeqAtLeast, SearchProgram, backend_search, walk
 from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.slicing import TimeSlices
-from mailserv.syntax.sequences import SequenceSet, format_set, parse_sequence_set
+from mailserv.syntax.sequences import SAVED, SequenceSet, format_set, parse_sequence_set
 from mailserv.syntax.tokens import Atom, Command, ParenList, Token
 
 if TYPE_CHECKING:
@@ -43,15 +44,17 @@ def writable(session: Session) -> SelectedView:
     return view
 
 
-def _sequence(token: Token) -> SequenceSet:
+def _sequence(session: Session, token: Token) -> SequenceSet:
+    # RFC 5182's $ where its SEARCH key is offered (mailserv.imap.extensions.searchres)
+    saved = SAVED in session.services.registry.search_keys
     try:
-        return parse_sequence_set(text_atom(token))
+        return parse_sequence_set(text_atom(token), saved)
     except ValueError as exc:
         raise Bad(f"Invalid sequence set: {exc}") from exc
 
 
 def _message_set(session: Session, command: Command, token: Token) -> list[int]:
-    return view_of(session).select(_sequence(token), command.uid)
+    return view_of(session).select(_sequence(session, token), command.uid)
 
 
 async def fetch(session: Session, command: Command) -> Reply:
@@ -60,7 +63,7 @@ async def fetch(session: Session, command: Command) -> Reply:
     if len(args) not in (2, 3):
         raise Bad("FETCH takes a sequence set, data items and optional modifiers")
     view = view_of(session)
-    sequence = _sequence(args[0])
+    sequence = _sequence(session, args[0])
     uids = view.select(sequence, command.uid)
     items = parse_fetch_items(args[1], registry.fetch_items)
     request = FetchRequest(session, view, sequence, command.uid, uids, items, [], {})
@@ -174,20 +177,26 @@ def search_program(session: Session, args: Sequence[Token]) -> SearchProgram:
 async def search_uids(session: Session, view: SelectedView, program: SearchProgram) -> list[int]:
     """The UIDs of the view's mailbox that match, ascending (the backend's search if any)."""
     box = view.mailbox
-    bound = SearchProgram(bind(program.key, view.uids, view.recent), program.charset)
+    key = bind(program.key, view.uids, view.recent, view.saved)
+    bound = SearchProgram(key, program.charset)
     found = await backend_search(box, bound, view.uids)
     if found is None:
         metas = await box.fetch(view.uids)
         slices = TimeSlices(session.services.clock)
         context = SearchContext(view.uids, view.recent, box.content, slices.pause)
-        found = await evaluate(program, metas, context)
+        found = await evaluate(bound, metas, context)
     return sorted(found)
 
 
 async def search(session: Session, command: Command) -> Reply:
     """SEARCH, and with ``RETURN (...)`` first, ESEARCH's answer (RFC 4731)."""
+    return await esearch.returning(session, command, partial(_search, session, command))
+
+
+async def _search(
+    session: Session, command: Command, options: frozenset[str] | None, args: Sequence[Token]
+) -> Reply:
     view = view_of(session)
-    options, args = esearch.split_return(command.args, "SEARCH")
     program = search_program(session, args)
     found = await search_uids(session, view, program)
     # Tens of thousands of matches take the reactor tens of ms to number and format: in
@@ -207,6 +216,7 @@ async def search(session: Session, command: Command) -> Reply:
         shown = [view.uids[n - 1] for n in view.seqs_of(found)]
         if shown:
             modseq = max(m.modseq for m in await view.mailbox.fetch(shown))
+    await esearch.found(session, options, numbers, command.uid)
     if options is not None:
         session.write(
             await esearch.response(slices, command.tag, command.uid, numbers, options, modseq)

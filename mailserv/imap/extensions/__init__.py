@@ -30,12 +30,14 @@ from mailserv.imap.extensions import (
     preview,
     qresync,
     sasl_ir,
+    searchres,
     sort,
     special_use,
     status_size,
     thread,
     uidplus,
     unselect,
+    within,
 )
 from mailserv.imap.registry import Capability, Extension
 
@@ -81,6 +83,8 @@ BUILT_IN: tuple[Extension, ...] = (
     multiappend.EXTENSION,
     catenate.EXTENSION,
     preview.EXTENSION,
+    searchres.EXTENSION,
+    within.EXTENSION,
     compress.EXTENSION,
     login.SIGN_IN,
 )
