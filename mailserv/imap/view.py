@@ -382,8 +382,9 @@ class SelectedView:
         )
 
     def _note_told_all(self, uids: Sequence[int], modseqs: Sequence[int]) -> None:
-        """``_note_told`` for many; one dict update when every modseq is above all noted."""
-        if self._flags or not uids or min(modseqs) <= self._told_top:
+        """``_note_told`` for many: one dict update when no modseq is below one noted (an
+        equal one changes nothing) and no update is queued."""
+        if self._flags or not uids or min(modseqs) < self._told_top:
             for uid, modseq in zip(uids, modseqs, strict=True):
                 if modseq:
                     self._note_told(uid, modseq)

@@ -50,17 +50,17 @@ if TYPE_CHECKING:
     from mailserv.backends.memory.account import MemoryAccount
 
 
-def _restamp(meta: MessageMeta, flags: frozenset[str], modseq: int) -> None:
-    """A STORE's change to a message this mailbox holds, made in its record itself.
+_SET_FLAGS = MessageMeta.__dict__["flags"].__set__
+_SET_MODSEQ = MessageMeta.__dict__["modseq"].__set__
+"""A STORE's change to a message this mailbox holds is made in its record itself.
 
-    ``MessageMeta`` is frozen for the engine, which only reads it; the records here are
-    the mailbox's own, and a new one per changed message would leave ``STORE 1:*`` over
-    100k messages with 100k new objects for the garbage collector, whose full passes over
-    every message hold the reactor for 100+ ms.  What the engine holds from an earlier
-    ``fetch`` then shows the new flags and modseq, together, as a later fetch would.
-    """
-    object.__setattr__(meta, "flags", flags)
-    object.__setattr__(meta, "modseq", modseq)
+``MessageMeta`` is frozen for the engine, which only reads it; the records here are the
+mailbox's own, and a new one per changed message would leave ``STORE 1:*`` over 100k
+messages with 100k new objects for the garbage collector, whose full passes over every
+message hold the reactor for 100+ ms (and cost 2-4 us each to make).  What the engine holds
+from an earlier ``fetch`` then shows the new flags and modseq, as a later fetch would: both
+are set in the same reactor turn.  (The slots' own setters: a third of ``object.__setattr__``.)
+"""
 
 
 @implementer(IMailbox)
@@ -137,7 +137,7 @@ class MemoryMailbox(Listened):
         """One new modseq for the messages whose flags really change; the others keep theirs.
 
         The changed records are updated in place and the changes are told as columns: a
-        ``STORE 1:*`` makes no object per message (see :func:`_restamp`)."""
+        ``STORE 1:*`` makes no object per message (see ``_SET_FLAGS``)."""
         changed: list[int] = []
         now: list[frozenset[str]] = []
         failed: list[int] = []
@@ -147,12 +147,16 @@ class MemoryMailbox(Listened):
             async for part in slices.batches(uids):
                 plan, refused = plan_store(self._fetch(part), mode, flags, unchangedsince)
                 failed += refused
+                last: frozenset[str] | None = None
+                shared = flags
                 for m, new in plan:
-                    new = self._flagsets.setdefault(new, new)
-                    self.tally.reflag(m.flags, new)
-                    _restamp(m, new, modseq)
+                    if new is not last:  # plan_store shares the result of equal flags
+                        last, shared = new, self._flagsets.setdefault(new, new)
+                    self.tally.reflag(m.flags, shared)
+                    _SET_FLAGS(m, shared)
+                    _SET_MODSEQ(m, modseq)
                     changed.append(m.uid)
-                    now.append(new)
+                    now.append(shared)
             result = FlagChangeColumns(changed, now, [modseq] * len(changed))
             if changed:
                 self.modseqs.bump()
