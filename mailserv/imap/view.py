@@ -205,9 +205,11 @@ class SelectedView:
         self._recent_ahead: set[int] = set()
         """Claimed as \\Recent before the event that announces them came."""
         self._added: list[int] = []
-        self._flags: dict[int, FlagChange] = {}
+        self._queued_flags: dict[int, frozenset[str]] = {}
+        self._queued_modseq: dict[int, int] = {}
+        """The flag update owed per UID and its modseq (two columns: no object per message)."""
         self._flag_batches: list[Sequence[FlagChange]] = []
-        """Other sessions' flag changes not sorted into ``_flags`` yet (see flags_changed)."""
+        """Other sessions' flag changes not sorted into the queue yet (see flags_changed)."""
         self._expunged: list[int] = []
         self._gone_ahead: set[int] = set()
         """UIDs above the last one announced that were expunged before being announced."""
@@ -384,7 +386,7 @@ class SelectedView:
     def _note_told_all(self, uids: Sequence[int], modseqs: Sequence[int]) -> None:
         """``_note_told`` for many: one dict update when no modseq is below one noted (an
         equal one changes nothing) and no update is queued."""
-        if self._flags or not uids or min(modseqs) < self._told_top:
+        if self._queued_flags or not uids or min(modseqs) < self._told_top:
             for uid, modseq in zip(uids, modseqs, strict=True):
                 if modseq:
                     self._note_told(uid, modseq)
@@ -397,15 +399,13 @@ class SelectedView:
             self._told_modseq[uid] = modseq
             if modseq > self._told_top:
                 self._told_top = modseq
-        queued = self._flags.get(uid)
-        if queued is not None and queued.modseq and queued.modseq <= modseq:
-            del self._flags[uid]
+        queued = self._queued_modseq.get(uid)
+        if queued and queued <= modseq:
+            del self._queued_flags[uid], self._queued_modseq[uid]
 
-    def _stale(self, change: FlagChange) -> bool:
-        """Whether the client already has these flags or newer ones."""
-        return bool(change.modseq) and change.modseq <= self._told_modseq.get(
-            change.uid, self._base_modseq
-        )
+    def _stale(self, uid: int, modseq: int) -> bool:
+        """Whether the client already has the flags of ``modseq`` or newer ones."""
+        return bool(modseq) and modseq <= self._told_modseq.get(uid, self._base_modseq)
 
     def announcement(self) -> bytes:
         """The FLAGS/PERMANENTFLAGS owed for flags rendered since the last call, or ``b""``."""
@@ -446,12 +446,20 @@ class SelectedView:
         while self._flag_batches:
             changes = self._flag_batches.pop(0)
             for start in range(0, len(changes), _STEP):
-                for change in changes[start : start + _STEP]:
-                    if self._stale(change):
+                part = changes[start : start + _STEP]
+                if isinstance(part, FlagChangeColumns):
+                    triples: Iterable[tuple[int, frozenset[str], int]] = zip(
+                        part.uids, part.flags, part.modseqs, strict=True
+                    )
+                else:
+                    triples = [(change.uid, change.flags, change.modseq) for change in part]
+                for uid, flags, modseq in triples:
+                    if self._stale(uid, modseq):
                         continue
-                    queued = self._flags.get(change.uid)
-                    if queued is None or not (change.modseq and queued.modseq > change.modseq):
-                        self._flags[change.uid] = change
+                    queued = self._queued_modseq.get(uid)
+                    if queued is None or not (modseq and queued > modseq):
+                        self._queued_flags[uid] = flags
+                        self._queued_modseq[uid] = modseq
                 await slices.pause()
 
     def mailbox_lost(self, mailbox: IMailbox, reason: str) -> None:
@@ -492,12 +500,12 @@ class SelectedView:
             return
         if self._added:
             self.write_fetches(self._announce_added())
-        while self._flags:
+        while self._queued_flags:
             # Flag updates leave the sequence map alone: written in slices.
-            batch = dict(islice(self._flags.items(), _STEP))
-            for uid in batch:
-                del self._flags[uid]
-            self.write_fetches(self._flag_lines(batch.values()))
+            uids = sorted(islice(self._queued_flags, _STEP))
+            flags = [self._queued_flags.pop(uid) for uid in uids]
+            modseqs = [self._queued_modseq.pop(uid) for uid in uids]
+            self.write_fetches(self._flag_lines(uids, flags, modseqs))
             await slices.pause()
             if self._gone_away(idle):
                 return
@@ -529,12 +537,16 @@ class SelectedView:
         last = self._last()
         return any(uid > last for uid in self._added)
 
-    def _flag_lines(self, changes: Iterable[FlagChange]) -> list[bytes]:
-        fresh = sorted((c for c in changes if not self._stale(c)), key=lambda c: c.uid)
-        columns = FlagChangeColumns(
-            [c.uid for c in fresh], [c.flags for c in fresh], [c.modseq for c in fresh]
-        )
-        return self.flag_fetches(columns, show_uid=True, note=True)
+    def _flag_lines(
+        self, uids: list[int], flags: list[frozenset[str]], modseqs: list[int]
+    ) -> list[bytes]:
+        """Queued updates (ascending UIDs) still newer than what the client has."""
+        fresh = [at for at, uid in enumerate(uids) if not self._stale(uid, modseqs[at])]
+        if len(fresh) < len(uids):
+            uids = [uids[at] for at in fresh]
+            flags = [flags[at] for at in fresh]
+            modseqs = [modseqs[at] for at in fresh]
+        return self.flag_fetches(FlagChangeColumns(uids, flags, modseqs), True, note=True)
 
     def _announce_added(self) -> list[bytes]:
         added, self._added = self._added, []
@@ -575,7 +587,8 @@ class SelectedView:
                 self._gone_ahead.add(uid)
                 self._recent_ahead.discard(uid)
             self._told_modseq.pop(uid, None)
-            self._flags.pop(uid, None)
+            self._queued_flags.pop(uid, None)
+            self._queued_modseq.pop(uid, None)
         seqs.sort(reverse=True)
         known = []
         for seq in seqs:
