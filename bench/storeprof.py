@@ -6,7 +6,9 @@ garbage collections of generation 2 and their pauses meanwhile; fills INBOX with
 ``--messages`` realistic messages, then times ``STORE 1:* +FLAGS (\\Seen)`` and ``-FLAGS``
 (non-silent: one untagged FETCH per message) while a probe client sends NOOP every 5 ms.
 Prints, per command: its time, the probe's p50/p99, the gen-2 collections and their longest
-pause; with ``--profile``, the top of the server's profile.  Traffic goes to 127.0.0.1 only.
+pause; with ``--profile``, the top of the server's profile; with ``--watch``, the NOOP of
+another session that has INBOX selected and is told of every change then.  Traffic goes to
+127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -40,8 +42,19 @@ def _gc(phase, info):
         box["gc"].append(time.perf_counter() - box["t0"])
 box["gc_on"] = False
 gc.callbacks.append(_gc)
+from twisted.internet import epollreactor
+_poll = epollreactor.EPollReactor.doPoll
+box["held"] = []
+box["back"] = None
+def _timed_poll(self, timeout):
+    if box["gc_on"] and box["back"] is not None:
+        box["held"].append(time.perf_counter() - box["back"])
+    _poll(self, timeout)
+    box["back"] = time.perf_counter()
+epollreactor.EPollReactor.doPoll = epollreactor.EPollReactor.doIteration = _timed_poll
 def _start(*_):
     box["gc"] = []
+    box["held"] = []
     box["gc_on"] = True
     if PROFILE:
         box["prof"] = cProfile.Profile()
@@ -50,7 +63,7 @@ def _stop(*_):
     box["gc_on"] = False
     prof, box["prof"] = box["prof"], None
     with open(OUT + ".gc", "w") as f:
-        json.dump(box["gc"], f)
+        json.dump({"gc": box["gc"], "held": sorted(box["held"])[-3:]}, f)
     if prof is not None:
         prof.disable()
         with open(OUT + ".txt", "w") as f:
@@ -76,6 +89,12 @@ class ProfiledServer(ServerProcess):
         return args
 
 
+def _gc_and_held(server: ProfiledServer) -> tuple[list[float], str]:
+    """The gen-2 pauses and the three longest reactor turns (ms) of the last window."""
+    found = json.loads(Path(server.out + ".gc").read_text())
+    return found["gc"], "/".join(f"{held * 1000:.0f}" for held in found["held"])
+
+
 def measure(args: argparse.Namespace) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="mailserv-storeprof-"))
     server = ProfiledServer(data_dir, args.backend, args.profile, args.top)
@@ -93,6 +112,18 @@ def measure(args: argparse.Namespace) -> None:
         actor = connect()
         probe = Probe(connect())
         must(timed(actor, "SELECT INBOX"), "SELECT")
+        watcher = connect() if args.watch else None
+        if watcher is not None:
+            must(timed(watcher, "SELECT INBOX"), "SELECT")
+        time.sleep(PROBE_EVERY * 4)
+        start = time.perf_counter()
+        time.sleep(1.0)
+        idle = probe.during(start, time.perf_counter())
+        print(
+            f"probe alone for 1 s: p50 {statistics.median(idle) * 1000:.1f} ms "
+            f"p99 {percentile(idle, 0.99) * 1000:.1f} ms (n={len(idle)})",
+            flush=True,
+        )
         if args.condstore:
             must(timed(actor, "ENABLE CONDSTORE"), "ENABLE")
         for round_ in range(args.repeat):
@@ -106,19 +137,37 @@ def measure(args: argparse.Namespace) -> None:
                 waited = probe.during(start, time.perf_counter())
                 server.proc.send_signal(signal.SIGUSR2)  # type: ignore[union-attr]
                 time.sleep(0.3)
-                pauses = json.loads(Path(server.out + ".gc").read_text())
+                pauses, held = _gc_and_held(server)
                 print(
                     f"{command}: {took * 1000:.0f} ms; probe p50 "
                     f"{statistics.median(waited) * 1000:.1f} ms p99 "
                     f"{percentile(waited, 0.99) * 1000:.1f} ms (n={len(waited)}); "
                     f"gen2 collections {len(pauses)}, longest "
-                    f"{max(pauses, default=0) * 1000:.0f} ms",
+                    f"{max(pauses, default=0) * 1000:.0f} ms; longest reactor turns {held}",
                     flush=True,
                 )
                 if args.profile and round_ == 0:
                     print(Path(server.out + ".txt").read_text()[: args.chars], flush=True)
+                if watcher is not None:  # another session told of every change at its NOOP
+                    server.proc.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
+                    time.sleep(0.05)
+                    start = time.perf_counter()
+                    took = must(timed(watcher, "NOOP"), "NOOP").seconds
+                    waited = probe.during(start, time.perf_counter())
+                    server.proc.send_signal(signal.SIGUSR2)  # type: ignore[union-attr]
+                    time.sleep(0.3)
+                    pauses, held = _gc_and_held(server)
+                    print(
+                        f"  other session's NOOP: {took * 1000:.0f} ms; probe p99 "
+                        f"{percentile(waited, 0.99) * 1000:.1f} ms; gen2 collections "
+                        f"{len(pauses)}, longest {max(pauses, default=0) * 1000:.0f} ms; "
+                        f"longest reactor turns {held}",
+                        flush=True,
+                    )
         actor.close()
         probe.close()
+        if watcher is not None:
+            watcher.close()
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -134,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--chars", type=int, default=6000, help="profile text printed")
     parser.add_argument("--condstore", action="store_true", help="ENABLE CONDSTORE first")
     parser.add_argument("--suffix", default="", help="e.g. .SILENT")
+    parser.add_argument("--watch", action="store_true", help="time another session's NOOP")
     measure(parser.parse_args(argv))
     return 0
 
