@@ -21,13 +21,15 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.harness import RawClient, ServerProcess
 from bench.run import must, percentile, timed
 from bench.scale import PROBE_EVERY, Probe, fill
 from bench.statecheck.run import backend_spec
+
+Connect = Callable[[], RawClient]
 
 _WRAPPER = """
 import cProfile, gc, json, pstats, signal, sys, time
@@ -89,16 +91,71 @@ class ProfiledServer(ServerProcess):
         return args
 
 
-def _gc_and_held(server: ProfiledServer) -> tuple[list[float], str]:
-    """The gen-2 pauses and the three longest reactor turns (ms) of the last window."""
+def timed_window(
+    server: ProfiledServer, probe: Probe, client: RawClient, command: str
+) -> tuple[float, list[float], str]:
+    """Send ``command`` with the server's counters on: its seconds, the probe's latencies
+    meanwhile, and the gen-2 collections and longest reactor turns as text."""
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.05)
+    start = time.perf_counter()
+    took = must(timed(client, command), command).seconds
+    waited = probe.during(start, time.perf_counter())
+    server.proc.send_signal(signal.SIGUSR2)
+    time.sleep(0.3)
     found = json.loads(Path(server.out + ".gc").read_text())
-    return found["gc"], "/".join(f"{held * 1000:.0f}" for held in found["held"])
+    pauses = found["gc"]
+    held = "/".join(f"{held * 1000:.0f}" for held in found["held"])
+    server_side = (
+        f"gen2 collections {len(pauses)}, longest {max(pauses, default=0) * 1000:.0f} ms; "
+        f"longest reactor turns {held} ms"
+    )
+    return took, waited, server_side
+
+
+def rounds(args: argparse.Namespace, server: ProfiledServer, connect: Connect) -> None:
+    print(fill(connect, args.messages).figure, flush=True)
+    actor, probe = connect(), Probe(connect())
+    must(timed(actor, "SELECT INBOX"), "SELECT")
+    watcher = connect() if args.watch else None
+    if watcher is not None:
+        must(timed(watcher, "SELECT INBOX"), "SELECT")
+    time.sleep(PROBE_EVERY * 4)
+    start = time.perf_counter()
+    time.sleep(1.0)
+    idle = probe.during(start, time.perf_counter())
+    print(f"probe alone for 1 s: {spread(idle)}", flush=True)
+    if args.condstore:
+        must(timed(actor, "ENABLE CONDSTORE"), "ENABLE")
+    for round_ in range(args.repeat):
+        for sign in "+-":
+            command = f"STORE 1:* {sign}FLAGS{args.suffix} (\\Seen)"
+            time.sleep(PROBE_EVERY * 4)
+            took, waited, server_side = timed_window(server, probe, actor, command)
+            print(f"{command}: {took * 1000:.0f} ms; {spread(waited)}; {server_side}", flush=True)
+            if args.profile and round_ == 0:
+                print(Path(server.out + ".txt").read_text()[: args.chars], flush=True)
+            if watcher is not None:  # another session told of every change at its NOOP
+                took, waited, server_side = timed_window(server, probe, watcher, "NOOP")
+                print(f"  other session's NOOP: {took * 1000:.0f} ms; {spread(waited)}; "
+                      f"{server_side}", flush=True)  # fmt: skip
+    for client in (actor, watcher):
+        if client is not None:
+            client.close()
+    probe.close()
+
+
+def spread(waited: list[float]) -> str:
+    return (
+        f"probe p50 {statistics.median(waited) * 1000:.1f} ms "
+        f"p99 {percentile(waited, 0.99) * 1000:.1f} ms (n={len(waited)})"
+    )
 
 
 def measure(args: argparse.Namespace) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="mailserv-storeprof-"))
     server = ProfiledServer(data_dir, args.backend, args.profile, args.top)
-    server.start()
     user, password = "prof", "pw-prof"
 
     def connect() -> RawClient:
@@ -106,71 +163,13 @@ def measure(args: argparse.Namespace) -> None:
         client.login(user, password)
         return client
 
+    server.start()
     try:
         server.add_user(user, password)
-        print(fill(connect, args.messages).figure, flush=True)
-        actor = connect()
-        probe = Probe(connect())
-        must(timed(actor, "SELECT INBOX"), "SELECT")
-        watcher = connect() if args.watch else None
-        if watcher is not None:
-            must(timed(watcher, "SELECT INBOX"), "SELECT")
-        time.sleep(PROBE_EVERY * 4)
-        start = time.perf_counter()
-        time.sleep(1.0)
-        idle = probe.during(start, time.perf_counter())
-        print(
-            f"probe alone for 1 s: p50 {statistics.median(idle) * 1000:.1f} ms "
-            f"p99 {percentile(idle, 0.99) * 1000:.1f} ms (n={len(idle)})",
-            flush=True,
-        )
-        if args.condstore:
-            must(timed(actor, "ENABLE CONDSTORE"), "ENABLE")
-        for round_ in range(args.repeat):
-            for sign in "+-":
-                command = f"STORE 1:* {sign}FLAGS{args.suffix} (\\Seen)"
-                time.sleep(PROBE_EVERY * 4)
-                server.proc.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
-                time.sleep(0.05)
-                start = time.perf_counter()
-                took = must(timed(actor, command), command).seconds
-                waited = probe.during(start, time.perf_counter())
-                server.proc.send_signal(signal.SIGUSR2)  # type: ignore[union-attr]
-                time.sleep(0.3)
-                pauses, held = _gc_and_held(server)
-                print(
-                    f"{command}: {took * 1000:.0f} ms; probe p50 "
-                    f"{statistics.median(waited) * 1000:.1f} ms p99 "
-                    f"{percentile(waited, 0.99) * 1000:.1f} ms (n={len(waited)}); "
-                    f"gen2 collections {len(pauses)}, longest "
-                    f"{max(pauses, default=0) * 1000:.0f} ms; longest reactor turns {held}",
-                    flush=True,
-                )
-                if args.profile and round_ == 0:
-                    print(Path(server.out + ".txt").read_text()[: args.chars], flush=True)
-                if watcher is not None:  # another session told of every change at its NOOP
-                    server.proc.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
-                    time.sleep(0.05)
-                    start = time.perf_counter()
-                    took = must(timed(watcher, "NOOP"), "NOOP").seconds
-                    waited = probe.during(start, time.perf_counter())
-                    server.proc.send_signal(signal.SIGUSR2)  # type: ignore[union-attr]
-                    time.sleep(0.3)
-                    pauses, held = _gc_and_held(server)
-                    print(
-                        f"  other session's NOOP: {took * 1000:.0f} ms; probe p99 "
-                        f"{percentile(waited, 0.99) * 1000:.1f} ms; gen2 collections "
-                        f"{len(pauses)}, longest {max(pauses, default=0) * 1000:.0f} ms; "
-                        f"longest reactor turns {held}",
-                        flush=True,
-                    )
-        actor.close()
-        probe.close()
-        if watcher is not None:
-            watcher.close()
+        rounds(args, server, connect)
     finally:
         server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

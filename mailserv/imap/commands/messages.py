@@ -116,7 +116,7 @@ async def store(session: Session, command: Command) -> Reply:
     return Reply("Conditional STORE failed", b"MODIFIED " + format_set(numbers).encode())
 
 
-_REPORT_STEP = 4096
+_REPORT_STEP = 2048
 """STORE's FETCH responses formatted and written between two pauses for other sessions."""
 
 
