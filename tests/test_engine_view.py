@@ -248,7 +248,7 @@ def test_flag_fetches_number_a_gapped_view_and_leave_out_unknown_uids() -> None:
     assert session.out == []
 
 
-def test_own_changes_are_noted_at_once_unless_an_update_is_queued() -> None:
+def test_own_changes_are_noted_at_once_and_older_queued_updates_dropped() -> None:
     box, view, session = three_messages()
     other = object()
     view.flags_changed(box, [FlagChange(1, frozenset(), 30)], other)
@@ -267,6 +267,15 @@ def test_own_changes_are_noted_at_once_unless_an_update_is_queued() -> None:
     view.flags_changed(box, [FlagChange(n, frozenset(), 35) for n in (1, 2, 3)], other)
     run(view.flush(expunges=True))  # all at once: 1 and 3 have 40; 2 has 31 only
     assert session.out == [b"* 2 FETCH (UID 2 FLAGS ())\r\n"]
+    session.out.clear()
+    for uid in (1, 2):  # left queued by a flush cut short (IDLE ended)
+        view._queued_flags[uid], view._queued_modseq[uid] = frozenset({"$Old"}), 45
+    resolve(view.own_changes(FlagChangeColumns([2, 3], [seen] * 2, [50, 50]), TimeSlices(Clock())))
+    run(view.flush(expunges=True))  # 2's queued update is older than what the client has
+    sent = b"".join(session.out)  # after the FLAGS that announce $Old
+    assert sent.startswith(b"* FLAGS (") and sent.endswith(
+        b"Flags permitted\r\n* 1 FETCH (UID 1 FLAGS ($Old))\r\n"
+    )
 
 
 def test_memory_store_tells_columns_with_shared_flag_sets() -> None:

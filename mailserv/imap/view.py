@@ -385,8 +385,9 @@ class SelectedView:
 
     def _note_told_all(self, uids: Sequence[int], modseqs: Sequence[int]) -> None:
         """``_note_told`` for many: one dict update when no modseq is below one noted (an
-        equal one changes nothing) and no update is queued."""
-        if self._queued_flags or not uids or min(modseqs) < self._told_top:
+        equal one changes nothing).  An update still queued for one of them is then older
+        than what the client has: ``_flag_lines`` drops it."""
+        if not uids or min(modseqs) < self._told_top:
             for uid, modseq in zip(uids, modseqs, strict=True):
                 if modseq:
                     self._note_told(uid, modseq)
