@@ -148,5 +148,4 @@ async def _mark_seen(
     if view.readonly or not uids:
         return set()
     result = await view.mailbox.store(uids, StoreMode.ADD, frozenset({SEEN}), session)
-    await view.own_changes(result.changed, slices)
-    return {change.uid for change in result.changed}
+    return set((await view.own_changes(result.changed, slices)).uids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from mailserv.imap.registry import FetchRequest, parameters
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.search.parse import BadCharset, parse_search
 from mailserv.imap.view import SelectedView, turn_on_modseq
-from mailserv.interfaces import RECENT, CopyResult, MessageMeta, StoreMode
+from mailserv.interfaces import RECENT, CopyResult, FlagChangeColumns, StoreMode
 from mailserv.search import ModSeqAtLeast, SearchProgram, backend_search, walk
 from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
@@ -118,50 +119,75 @@ async def store(session: Session, command: Command) -> Reply:
         return Reply()
     result = await view.mailbox.store(uids, mode, wanted, session, unchangedsince=unchangedsince)
     slices = TimeSlices(session.services.clock)
-    await view.own_changes(result.changed, slices)
+    changes = await view.own_changes(result.changed, slices)
     failed = set(result.failed)
     if not silent:
         shown = [uid for uid in uids if uid not in failed] if failed else uids
-        await _report_flags(session, view, shown, command.uid, slices)
-    elif view.shows_modseq and result.changed:
+        await _report_flags(session, view, shown, changes, command.uid, slices)
+    elif view.shows_modseq and changes:
         # RFC 7162 3.1.3: the new mod-sequences even after .SILENT
-        changed = [change.uid for change in result.changed]
-        await _report_flags(session, view, changed, command.uid, slices, with_flags=False)
+        await _report_flags(session, view, changes.uids, changes, command.uid, slices, False)
     if not failed:
         return Reply()
     numbers = sorted(failed) if command.uid else view.seqs_of(sorted(failed))
     return Reply("Conditional STORE failed", b"MODIFIED " + format_set(numbers).encode())
 
 
-_REPORT_STEP = 512
-"""STORE's FETCH responses written between two pauses for other sessions."""
+_REPORT_STEP = 2048
+"""STORE's FETCH responses formatted and written between two pauses for other sessions."""
 
 
 async def _report_flags(
     session: Session,
     view: SelectedView,
-    uids: list[int],
+    uids: Sequence[int],
+    changes: FlagChangeColumns,
     uid_mode: bool,
     slices: TimeSlices,
     with_flags: bool = True,
 ) -> None:
-    metas: list[MessageMeta] = list(await view.mailbox.fetch(uids))
-    modseq = view.shows_modseq  # RFC 7162 3.1: then UID and MODSEQ in every such FETCH
-    for start in range(0, len(metas), _REPORT_STEP):
-        out = []
-        for meta in metas[start : start + _REPORT_STEP]:
-            seq = view.seq_of(meta.uid)
-            if seq is None:
-                continue
-            parts = [b"UID %d" % meta.uid] if uid_mode or modseq else []
-            if with_flags:
-                flag_bytes = view.flags_with_recent(meta.uid, meta.flags, meta.modseq)
-                parts.append(b"FLAGS " + flag_bytes)
-            if modseq:
-                parts.append(b"MODSEQ (%d)" % meta.modseq)
-            out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
-        view.write_fetches(out)
+    """The flags of ``uids`` (ascending) after the STORE: from ``changes`` (a subset of
+    ``uids``, as the backend made them), and for the messages left as they were, read."""
+    show_uid = uid_mode or view.shows_modseq  # RFC 7162 3.1: UID and MODSEQ with CONDSTORE
+    at = 0
+    for start in range(0, len(uids), _REPORT_STEP):
+        part = uids[start : start + _REPORT_STEP]
+        stop = bisect_right(changes.uids, part[-1], at)
+        mine = changes[at:stop]
+        at = stop
+        if len(mine) == len(part):  # every message of the part changed
+            lines = view.flag_fetches(mine, show_uid, with_flags)
+        else:
+            both = await _with_unchanged(view, part, mine)
+            lines = view.flag_fetches(both, show_uid, with_flags, note=True)
+        view.write_fetches(lines)
+        await session.drain()
         await slices.pause()
+
+
+async def _with_unchanged(
+    view: SelectedView, uids: Sequence[int], changes: FlagChangeColumns
+) -> FlagChangeColumns:
+    """``changes`` and the flags of the other messages of ``uids`` (read), by UID."""
+    changed = set(changes.uids)
+    metas = await view.mailbox.fetch([uid for uid in uids if uid not in changed])
+    kept = {meta.uid: meta for meta in metas}
+    shown: list[int] = []
+    flags: list[frozenset[str]] = []
+    modseqs: list[int] = []
+    at = 0
+    for uid in uids:
+        if uid in changed:
+            flags.append(changes.flags[at])
+            modseqs.append(changes.modseqs[at])
+            at += 1
+        elif uid in kept:
+            flags.append(kept[uid].flags)
+            modseqs.append(kept[uid].modseq)
+        else:
+            continue  # expunged meanwhile
+        shown.append(uid)
+    return FlagChangeColumns(shown, flags, modseqs)
 
 
 def search_program(session: Session, args: Sequence[Token]) -> SearchProgram:
