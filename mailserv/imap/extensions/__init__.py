@@ -28,6 +28,7 @@ from mailserv.imap.extensions import (
     namespace,
     preview,
     qresync,
+    quota,
     sasl_ir,
     sort,
     special_use,
@@ -79,6 +80,7 @@ BUILT_IN: tuple[Extension, ...] = (
     binary.EXTENSION,
     multiappend.EXTENSION,
     preview.EXTENSION,
+    quota.EXTENSION,
     compress.EXTENSION,
     login.SIGN_IN,
 )
