@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mailserv import errors
-from mailserv.interfaces import NOSELECT, IAccount, IMailbox
+from mailserv.interfaces import NOSELECT, IAccount, IAccountUsage, IMailbox
 from mailserv.slicing import TimeSlices
 
 if TYPE_CHECKING:
@@ -89,7 +89,11 @@ class Usage:
 
 
 async def account_usage(account: IAccount) -> Usage:
-    """The sum of the kept counts of every mailbox of ``account``."""
+    """The sum of the kept counts of every mailbox of ``account`` (added up by the account
+    itself when it can: ``IAccountUsage``)."""
+    if IAccountUsage.providedBy(account):
+        octets, messages = await IAccountUsage(account).usage()
+        return Usage(octets, messages)
     octets = messages = 0
     for info in await account.list_mailboxes():
         if NOSELECT in info.attributes:
