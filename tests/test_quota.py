@@ -34,7 +34,7 @@ def _user() -> User:
 
 class QuotaServer:
     """The module's server, and its users by role: ``free`` has no limit, ``tight``,
-    ``copier`` and ``rfc`` have TIGHT, every other one DEFAULT."""
+    ``copier``, ``rfc`` and ``racer`` have TIGHT, every other one DEFAULT."""
 
     def __init__(self, proc: ServerProcess, users: dict[str, User]) -> None:
         self.proc = proc
@@ -63,7 +63,8 @@ def quota_server(
     server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[QuotaServer]:
     data_dir = tmp_path_factory.mktemp(f"quota-{server.backend.name}")
-    users = {role: _user() for role in ("free", "tight", "copier", "rfc", "usage", "clients")}
+    roles = ("free", "tight", "copier", "rfc", "racer", "usage", "clients")
+    users = {role: _user() for role in roles}
     passwd = data_dir / "passwd"
     passwd.write_text("".join(f"{u.name}:{{PLAIN}}{u.password}::::::\n" for u in users.values()))
     passwd.chmod(0o600)
@@ -73,7 +74,7 @@ def quota_server(
         + "".join(
             f"[quota.users.{users[role].name}]\nstorage = {TIGHT.storage}\n"
             f"messages = {TIGHT.messages}\n"
-            for role in ("tight", "copier", "rfc")
+            for role in ("tight", "copier", "rfc", "racer")
         )
     )
     args = ["--workers", "1", "--config", str(config)]
@@ -155,6 +156,22 @@ def test_usage_follows_append_copy_store_expunge_move(login: Callable[[str], Con
     # LIST-STATUS reads the items the same way
     listed = client.command('LIST "" "Keep" RETURN (STATUS (DELETED DELETED-STORAGE))')
     assert listed.data("STATUS") == [b"Keep (DELETED 0 DELETED-STORAGE 0)"]
+
+
+def test_simultaneous_appends_do_not_overshoot(login: Callable[[str], Connector]) -> None:
+    """Four sessions of one user APPEND 1500 octets each at once, 4 KiB allowed: two fit,
+    and a store that hands the reactor back while it writes must not let more in."""
+    connector = login("racer")
+    clients = [connector.raw() for _ in range(4)]
+    body = sized(1500)
+    tags = [client.next_tag() for client in clients]
+    for client, tag in zip(clients, tags, strict=True):
+        client.send(b"%s APPEND INBOX {%d+}\r\n%s\r\n" % (tag.encode(), len(body), body))
+    results = [client.read_until_tagged(tag) for client, tag in zip(clients, tags, strict=True)]
+    assert all(r.ok or r.code == "OVERQUOTA" for r in results), [r.line for r in results]
+    stored = sum(r.ok for r in results)
+    assert 1 <= stored <= 2, [r.line for r in results]
+    assert status(clients[0], "INBOX", "MESSAGES") == {"MESSAGES": stored}
 
 
 @pytest.mark.one_backend
