@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
+
+from mailserv.quota import QuotaLedger
 
 if TYPE_CHECKING:
     from twisted.cred.portal import Portal
@@ -50,6 +52,8 @@ class Services:
     """The context STARTTLS switches to; None: no STARTTLS."""
     registry: Registry
     """The extensions: commands, CAPABILITY, ENABLE, STATUS items."""
+    quota: QuotaLedger = field(default_factory=QuotaLedger)
+    """The quota reservations of this process's additions in flight."""
 
 
 class Session(Protocol):

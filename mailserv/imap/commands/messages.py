@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
-from mailserv import errors
+from mailserv import errors, quota
 from mailserv.imap import esearch
 from mailserv.imap import fetch as fetch_responses
 from mailserv.imap.arguments import flags, mailbox, text_atom
@@ -268,8 +268,11 @@ async def transfer(session: Session, command: Command, move: bool) -> Reply:
     if not uids:
         return Reply(f"{command.name} completed, nothing to do")
     operation = view.mailbox.move if move else view.mailbox.copy
+    # MOVE within the account (one quota root) leaves the usage as it was
+    adds = quota.Usage(0, 0) if move else await quota.copied(session, view.mailbox, uids)
     try:
-        result: CopyResult = await operation(uids, destination, session)
+        async with quota.charge(session, adds):
+            result: CopyResult = await operation(uids, destination, session)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "TRYCREATE") from exc
     code = b"COPYUID %d %s %s" % (

@@ -29,6 +29,7 @@ from mailserv.imap.extensions import (
     namespace,
     preview,
     qresync,
+    quota,
     sasl_ir,
     searchres,
     sort,
@@ -85,6 +86,7 @@ BUILT_IN: tuple[Extension, ...] = (
     preview.EXTENSION,
     searchres.EXTENSION,
     within.EXTENSION,
+    quota.EXTENSION,
     compress.EXTENSION,
     login.SIGN_IN,
 )
