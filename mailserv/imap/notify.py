@@ -348,7 +348,7 @@ class Notifier:
                 if idle and not self.session.idling:
                     return  # the running command's end flushes the view, then us
                 if idle:
-                    await selected.flush(expunges=True)
+                    await selected.flush_idle()  # EXISTS first
                 await self._fetch_new(selected)
 
     async def _rescan(self) -> None:
