@@ -7,9 +7,17 @@ import re
 import pytest
 from imapserver import Connector
 from test_protocol_sync import end_idle, ok, start_idle, wait_for
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 
 from bench import messages
 from bench.harness import RawClient
+from mailserv.auth.portal import build_portal
+from mailserv.backends.memory import factory as memory
+from mailserv.imap.factory import IMAPServerFactory
+from mailserv.imap.settings import ServerSettings
 
 
 def quiet(client: RawClient, command: str) -> list[bytes]:
@@ -130,3 +138,38 @@ def test_refused(connect: Connector) -> None:
     anonymous = connect.raw(login=False)
     response = anonymous.command("NOTIFY NONE")
     assert response.status == "BAD" and b"not allowed" in response.line, response.line
+
+
+class Engine:
+    """One session driven in this process over Twisted's in-memory transport."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"secret")
+        self.clock = Clock()
+        portal = build_portal(memory.build({}, ".", self.clock), checker)
+        factory = IMAPServerFactory(portal, settings=settings, clock=self.clock)
+        self.protocol = factory.buildProtocol(None)
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, line: bytes) -> bytes:
+        self.transport.clear()
+        self.protocol.dataReceived(line + b"\r\n")
+        for _ in range(5):
+            self.clock.advance(0)
+        return self.transport.value()
+
+
+def test_the_limit_refuses_and_overflows() -> None:
+    engine = Engine(ServerSettings(max_notify_mailboxes=3))
+    assert b"a OK" in engine.send(b"a LOGIN alice secret")
+    for name in (b"One", b"Two", b"Three"):
+        assert b"OK" in engine.send(b"b CREATE " + name)
+    reply = engine.send(b"c NOTIFY SET (PERSONAL (MessageNew))")
+    assert reply == b"c NO [LIMIT] Too many mailboxes to watch (limit 3)\r\n"
+    assert b"d OK" in engine.send(b"d NOTIFY SET (SUBTREE (One Two) (MessageNew MailboxName))")
+    reply = engine.send(b"e CREATE One/Sub")
+    assert reply == b"e OK CREATE completed\r\n"
+    reply = engine.send(b"f CREATE Two/Sub")
+    assert reply.startswith(b"* OK [NOTIFICATIONOVERFLOW] "), reply
+    assert engine.protocol.notifier is None or engine.protocol.notifier.closed

@@ -62,9 +62,6 @@ SUBSCRIPTION_CHANGE = "SUBSCRIPTIONCHANGE"
 MESSAGE_EVENTS = frozenset({MESSAGE_NEW, MESSAGE_EXPUNGE, FLAG_CHANGE})
 NAME_EVENTS = frozenset({MAILBOX_NAME, SUBSCRIPTION_CHANGE})
 SELECTED_KINDS = frozenset({"SELECTED", "SELECTED-DELAYED"})
-MAX_WATCHED = 1000
-"""Mailboxes one session may watch; past it NOTIFY SET is refused, and a session whose
-filters grow past it (mailboxes created later) gets NOTIFICATIONOVERFLOW."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,9 +185,9 @@ class Notifier:
 
     async def start(self) -> list[str]:
         """Open and listen to every watched mailbox; the names watched, in order.  Raises
-        ``OverflowError`` past ``MAX_WATCHED`` (nothing stays registered then)."""
+        ``OverflowError`` past ``max_notify_mailboxes`` (nothing stays registered then)."""
         names = await self._resolve()
-        if len(names) > MAX_WATCHED:
+        if len(names) > self.session.settings.max_notify_mailboxes:
             raise OverflowError(len(names))
         await self._watch(names)
         self.follow_selected()
@@ -356,7 +353,7 @@ class Notifier:
         if names.lines:
             self.session.write(b"".join(names.lines))
         wanted = await self._resolve()
-        if len(wanted) > MAX_WATCHED:
+        if len(wanted) > self.session.settings.max_notify_mailboxes:
             self.session.write(b"* OK [NOTIFICATIONOVERFLOW] Too many mailboxes to watch\r\n")
             self.close()
             return

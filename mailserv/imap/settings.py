@@ -44,3 +44,6 @@ class ServerSettings:
     """Search keys in one SEARCH."""
     max_mailbox_name: int = 1024
     """Bytes in a mailbox name."""
+    max_notify_mailboxes: int = 1000
+    """Mailboxes one NOTIFY SET may watch (RFC 5465): above it NOTIFY SET is refused, and
+    a session whose filters grow past it later gets NOTIFICATIONOVERFLOW."""

@@ -18,7 +18,6 @@ from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.fetchatt import FetchItem, parse_fetch_items, sets_seen
 from mailserv.imap.notify import (
     FLAG_CHANGE,
-    MAX_WATCHED,
     MESSAGE_EVENTS,
     MESSAGE_EXPUNGE,
     MESSAGE_NEW,
@@ -37,7 +36,7 @@ _SPELLING = "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange
 _BADEVENT = b"BADEVENT (" + _SPELLING.encode() + b")"
 _MAILBOX_KINDS = frozenset({"SUBTREE", "MAILBOXES"})
 _PLAIN_KINDS = SELECTED_KINDS | {"INBOXES", "PERSONAL", "SUBSCRIBED"}
-_MAX_NAMES = MAX_WATCHED
+_MAX_NAMES = 1000
 """Mailbox names one SUBTREE or MAILBOXES filter may list."""
 
 
@@ -67,7 +66,8 @@ async def notify(session: Session, command: Command) -> Reply:
         names = await notifier.start()
     except OverflowError as exc:
         notifier.close()
-        raise No(f"Too many mailboxes to watch (limit {MAX_WATCHED})", "LIMIT") from exc
+        limit = session.settings.max_notify_mailboxes
+        raise No(f"Too many mailboxes to watch (limit {limit})", "LIMIT") from exc
     except BaseException:
         notifier.close()
         raise
