@@ -510,7 +510,7 @@ def test_capability_words_and_order_in_every_state(
     tail = (
         " CONDSTORE QRESYNC ESEARCH SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES"
         " BINARY MULTIAPPEND CATENATE PREVIEW SEARCHRES WITHIN"
-        " QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE"
+        " QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE NOTIFY"
     )
     assert limit.endswith(tail), before
     assert core == _CORE_CAPABILITIES + limit, before

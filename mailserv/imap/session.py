@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
+from mailserv.imap.notify import MailboxBoard
 from mailserv.quota import QuotaLedger
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
     from mailserv.auth.sasl import Mechanisms
     from mailserv.auth.throttle import ILoginThrottle
+    from mailserv.imap.notify import Notifier
     from mailserv.imap.registry import Registry
     from mailserv.imap.settings import ServerSettings
     from mailserv.imap.view import SelectedView
@@ -54,6 +56,8 @@ class Services:
     """The extensions: commands, CAPABILITY, ENABLE, STATUS items."""
     quota: QuotaLedger = field(default_factory=QuotaLedger)
     """The quota reservations of this process's additions in flight."""
+    board: MailboxBoard = field(default_factory=MailboxBoard)
+    """NOTIFY: the sessions told of mailbox name changes made in this process."""
 
 
 class Session(Protocol):
@@ -74,6 +78,9 @@ class Session(Protocol):
     @property
     def enabled(self) -> AbstractSet[str]:
         """The extensions the client turned on with ENABLE."""
+
+    notifier: Notifier | None
+    """NOTIFY SET's watcher (RFC 5465), None without one."""
 
     @property
     def idling(self) -> bool: ...

@@ -48,3 +48,6 @@ class ServerSettings:
     """Bytes in a mailbox name."""
     quota: QuotaPolicy = field(default_factory=QuotaPolicy)
     """Per-user STORAGE and MESSAGE limits (RFC 9208); none by default."""
+    max_notify_mailboxes: int = 1000
+    """Mailboxes one NOTIFY SET may watch (RFC 5465): above it NOTIFY SET is refused, and
+    a session whose filters grow past it later gets NOTIFICATIONOVERFLOW."""

@@ -475,7 +475,7 @@ class SelectedView:
     def _wake(self) -> None:
         if self.session.idling and not self._wake_pending and not self.closed:
             self._wake_pending = True
-            d = defer.Deferred.fromCoroutine(self._idle_flush())
+            d = defer.Deferred.fromCoroutine(self.flush_idle())
             d.addErrback(lambda f: _log.failure("IDLE update failed", f))
 
     # -- reporting ----------------------------------------------------------------------
@@ -489,7 +489,9 @@ class SelectedView:
         async with self._lock:
             await self._flush_locked(expunges, idle=False)
 
-    async def _idle_flush(self) -> None:
+    async def flush_idle(self) -> None:
+        """While IDLE: write what is pending once the flush in progress ended (nothing
+        once IDLE ended: the next command's end flushes then)."""
         async with self._lock:
             self._wake_pending = False
             if self.session.idling:

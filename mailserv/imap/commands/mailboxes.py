@@ -54,6 +54,7 @@ async def create(session: Session, command: Command) -> Reply:
         raise No("INBOX always exists", "ALREADYEXISTS")
     use = _special_use(command.args[1]) if len(command.args) == 2 else None
     await account_of(session).create(name, use)
+    session.services.board.created(session, name)
     return Reply("CREATE completed")
 
 
@@ -86,6 +87,7 @@ async def delete(session: Session, command: Command) -> Reply:
     if session.selected is not None and session.selected.mailbox.name == name:
         session.deselect()
     await account_of(session).delete(name)
+    session.services.board.deleted(session, name)
     return Reply()
 
 
@@ -99,20 +101,25 @@ async def rename(session: Session, command: Command) -> Reply:
     if new == old:
         raise No("Source and destination are the same", "ALREADYEXISTS")
     await account_of(session).rename(old, new)
+    session.services.board.renamed(session, old, new)
     return Reply()
 
 
 async def subscribe(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("SUBSCRIBE takes a mailbox name")
-    await account_of(session).subscribe(mailbox(command.args[0]))
+    name = mailbox(command.args[0])
+    await account_of(session).subscribe(name)
+    session.services.board.subscribed(session, name, True)
     return Reply()
 
 
 async def unsubscribe(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("UNSUBSCRIBE takes a mailbox name")
-    await account_of(session).unsubscribe(mailbox(command.args[0]))
+    name = mailbox(command.args[0])
+    await account_of(session).unsubscribe(name)
+    session.services.board.subscribed(session, name, False)
     return Reply()
 
 

@@ -27,6 +27,7 @@ from mailserv.imap.extensions import (
     move,
     multiappend,
     namespace,
+    notify,
     preview,
     qresync,
     quota,
@@ -87,6 +88,7 @@ BUILT_IN: tuple[Extension, ...] = (
     searchres.EXTENSION,
     within.EXTENSION,
     quota.EXTENSION,
+    notify.EXTENSION,
     compress.EXTENSION,
     login.SIGN_IN,
 )
