@@ -13,11 +13,14 @@ import imaplib
 import os
 import random
 import re
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from imapserver import User
 
 from bench import messages
@@ -258,3 +261,44 @@ def round_trip(
     times.append(sync_second())
     assert_same(second.state(), expected, "second Maildir after the changes")
     return times
+
+
+def run_sync(argv: list[str], limit: float, forbidden: tuple[str, ...] = ("error",)) -> Run:
+    """One run of a sync program; fails the test unless it exits 0 within ``limit`` seconds
+    with none of the ``forbidden`` words in its output."""
+    name = Path(argv[0]).name
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            argv, capture_output=True, timeout=limit + 5, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = ((exc.stdout or b"") + (exc.stderr or b"")).decode("utf-8", "replace")
+        pytest.fail(f"{name} still running after {limit + 5:.0f} s (hung):\n{out[-3000:]}")
+    seconds = time.monotonic() - started
+    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    assert result.returncode == 0, (
+        f"{name} exit {result.returncode} after {seconds:.1f} s:\n{output[-3000:]}"
+    )
+    for word in forbidden:
+        assert word not in output.lower(), output[-3000:]
+    assert seconds < limit, f"{name} took {seconds:.1f} s (bound {limit} s):\n{output[-3000:]}"
+    return Run(seconds, output)
+
+
+@dataclass
+class Run:
+    seconds: float
+    output: str
+
+
+def require(program: str, package: str) -> str:
+    """The path of ``program``; skips the test without it, unless MAILSERV_REQUIRE_<PROGRAM>
+    is set (CI), where it fails instead."""
+    found = shutil.which(program)
+    if found is None:
+        variable = f"MAILSERV_REQUIRE_{program.upper()}"
+        if os.environ.get(variable):
+            pytest.fail(f"{variable} is set but {program} ({package}) is not installed")
+        pytest.skip(f"{program} ({package}) is not installed")
+    return found

@@ -18,21 +18,14 @@ Without mbsync the module is skipped, unless MAILSERV_REQUIRE_MBSYNC is set (CI)
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from imapserver import User
-from maildirsync import Local, Sync, corpus, round_trip
+from maildirsync import Local, Run, Sync, corpus, require, round_trip, run_sync
 
 from bench.harness import ServerProcess
-
-MBSYNC = shutil.which("mbsync")
 
 TRANSPORTS = ("plain", "starttls", "imaps")
 
@@ -55,14 +48,6 @@ MBSYNC_TIMEOUT = 30
 FAST_RUN = {SMALL: 10.0, BIG: 60.0}
 """Seconds one mbsync run of a round trip may take; a run that waits for mbsync's timeout
 (or for a connection the server never closes) takes longer."""
-
-
-def _require_mbsync() -> str:
-    if MBSYNC is None:
-        if os.environ.get("MAILSERV_REQUIRE_MBSYNC"):
-            pytest.fail("MAILSERV_REQUIRE_MBSYNC is set but mbsync (isync) is not installed")
-        pytest.skip("mbsync (isync) is not installed")
-    return MBSYNC
 
 
 pytestmark = pytest.mark.timeout(300)
@@ -119,35 +104,12 @@ def write_config(
     path.write_text("\n".join(lines))
 
 
-@dataclass
-class Run:
-    seconds: float
-    output: str
-
-
 def mbsync(config: Path, local: Local, limit: float) -> Run:
     """One ``mbsync -a`` run; fails the test unless it exits 0 within ``limit`` seconds."""
     local.settle()
-    started = time.monotonic()
-    try:
-        result = subprocess.run(
-            [_require_mbsync(), "-c", str(config), "-a"],
-            capture_output=True,
-            timeout=limit + 5,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = ((exc.stdout or b"") + (exc.stderr or b"")).decode("utf-8", "replace")
-        pytest.fail(f"mbsync still running after {limit + 5:.0f} s (hung):\n{out[-3000:]}")
-    seconds = time.monotonic() - started
-    output = (result.stdout + result.stderr).decode("utf-8", "replace")
-    assert result.returncode == 0, (
-        f"mbsync exit {result.returncode} after {seconds:.1f} s:\n{output[-3000:]}"
+    return run_sync(
+        [require("mbsync", "isync"), "-c", str(config), "-a"], limit, forbidden=("timeout", "error")
     )
-    assert "timeout" not in output.lower(), output[-3000:]
-    assert "error" not in output.lower(), output[-3000:]
-    assert seconds < limit, f"mbsync took {seconds:.1f} s (bound {limit} s):\n{output[-3000:]}"
-    return Run(seconds, output)
 
 
 def mbsync_of(
@@ -191,7 +153,7 @@ def test_round_trip(
     corpora: dict[int, list[bytes]],
     tmp_path: Path,
 ) -> None:
-    _require_mbsync()
+    require("mbsync", "isync")
     bodies = corpus_of(corpora, SMALL)
     times = round_trip(server, user, bodies, tmp_path, mbsync_of(server, user, transport, SMALL))
     print(f"mbsync runs of {SMALL} messages over {transport}: {times}")
@@ -207,7 +169,7 @@ def test_round_trip_big(
     tmp_path: Path,
 ) -> None:
     """5,000 messages: the download pipelines 5,000 ``UID FETCH`` commands at once."""
-    _require_mbsync()
+    require("mbsync", "isync")
     if (backend_name, transport) not in BIG_SPREAD:
         pytest.skip(f"the {BIG}-message round trip runs on {sorted(BIG_SPREAD)} only")
     bodies = corpus_of(corpora, BIG)

@@ -179,7 +179,7 @@ def test_a_store_without_previews_computes_them_when_asked(tmp_path: Path) -> No
             db.execute("UPDATE message SET info = ?", (old,))
         db.close()
         server.start()
-        client = RawClient.connect(server.imap_port)
+        client = RawClient.connect(server.imap_port, timeout=60)  # a loaded machine's restart
         client.login(user.name, user.password)
         assert client.command("SELECT INBOX").ok
         assert previews(client, "FETCH 1 (PREVIEW (LAZY))") == {1: None}

@@ -21,7 +21,6 @@ from mailserv.imap.fetchatt import (
     sets_seen,
 )
 from mailserv.imap.replies import Bad
-from mailserv.imap.session import utf8_names
 from mailserv.interfaces import SEEN, MessageMeta, StoreMode
 from mailserv.message.sections import FieldPicker, section_bytes
 from mailserv.message.store import EnvelopeValue, envelope_values
@@ -51,6 +50,8 @@ def _compile(view: SelectedView, item: FetchItem) -> LateRenderer:
     if name == "RFC822.SIZE":
         return lambda m, raw: b"RFC822.SIZE %d" % m.size
     if name == "ENVELOPE":
+        from mailserv.imap.session import utf8_names  # it imports notify, which imports this
+
         if utf8_names(view.session):  # RFC 6855 3, RFC 9051: 8-bit UTF-8 quoted
             return lambda m, raw: b"ENVELOPE " + utf8_envelope(m.info.envelope)
         return lambda m, raw: b"ENVELOPE " + m.info.envelope
@@ -166,5 +167,4 @@ async def _mark_seen(
     if view.readonly or not uids:
         return set()
     result = await view.mailbox.store(uids, StoreMode.ADD, frozenset({SEEN}), session)
-    await view.own_changes(result.changed, slices)
-    return {change.uid for change in result.changed}
+    return set((await view.own_changes(result.changed, slices)).uids)

@@ -18,7 +18,6 @@ from mailserv.imap.arguments import UndecodableName, list_pattern, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.commands.mailboxes import (
     account_of,
-    counts_of,
     name_bytes,
     status_items,
     status_line,
@@ -121,10 +120,10 @@ async def list_(session: Session, command: Command) -> Reply:
         if request.status_items and not entry.attributes & {NOSELECT, NONEXISTENT}:
             try:
                 box = await account.open(entry.name)
-                counts = await counts_of(box, request.status_items)
+                line = await status_line(session, entry.name, request.status_items, box, known)
             except errors.MailboxNotFound:
                 continue  # deleted meanwhile
-            session.write(status_line(session, entry.name, request.status_items, counts, known))
+            session.write(line)
     return Reply()
 
 

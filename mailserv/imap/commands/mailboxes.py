@@ -4,7 +4,6 @@ LSUB: :mod:`mailserv.imap.commands.lists`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from mailserv import errors
@@ -14,8 +13,7 @@ from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.registry import StatusItem
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.session import is_rev2, utf8_names
-from mailserv.interfaces import DELETED, INBOX, SPECIAL_USE, IAccount, IMailbox, MailboxStatus
-from mailserv.search import HasFlag, SearchProgram, backend_search
+from mailserv.interfaces import INBOX, SPECIAL_USE, IAccount, IMailbox, MailboxStatus
 from mailserv.syntax import encode, utf7
 from mailserv.syntax.tokens import Command, ParenList
 
@@ -67,6 +65,7 @@ async def create(session: Session, command: Command) -> Reply:
         raise No("INBOX always exists", "ALREADYEXISTS")
     use = _special_use(command.args[1]) if len(command.args) == 2 else None
     await account_of(session).create(name, use)
+    session.services.board.created(session, name)
     return Reply("CREATE completed")
 
 
@@ -99,6 +98,7 @@ async def delete(session: Session, command: Command) -> Reply:
     if session.selected is not None and session.selected.mailbox.name == name:
         session.deselect()
     await account_of(session).delete(name)
+    session.services.board.deleted(session, name)
     return Reply()
 
 
@@ -114,20 +114,25 @@ async def rename(session: Session, command: Command) -> Reply:
     if new == old:
         raise No("Source and destination are the same", "ALREADYEXISTS")
     await account_of(session).rename(old, new)
+    session.services.board.renamed(session, old, new)
     return Reply()
 
 
 async def subscribe(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("SUBSCRIBE takes a mailbox name")
-    await account_of(session).subscribe(mailbox(command.args[0], utf8=utf8_names(session)))
+    name = mailbox(command.args[0], utf8=utf8_names(session))
+    await account_of(session).subscribe(name)
+    session.services.board.subscribed(session, name, True)
     return Reply()
 
 
 async def unsubscribe(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("UNSUBSCRIBE takes a mailbox name")
-    await account_of(session).unsubscribe(mailbox(command.args[0], utf8=utf8_names(session)))
+    name = mailbox(command.args[0], utf8=utf8_names(session))
+    await account_of(session).unsubscribe(name)
+    session.services.board.subscribed(session, name, False)
     return Reply()
 
 
@@ -142,31 +147,15 @@ STATUS_ITEMS = (
 
 
 REV1_ONLY = "RECENT"
-REV2_ONLY = "DELETED"
+"""RFC 9051 has no RECENT; its DELETED is QUOTA's (:mod:`mailserv.imap.extensions.quota`)."""
 
 
 def status_items(session: Session) -> Mapping[str, StatusItem]:
-    """The STATUS items the session may ask for: RFC 9051 has DELETED, not RECENT."""
-    hidden = REV1_ONLY if is_rev2(session) else REV2_ONLY
+    """The STATUS items the session may ask for: no RECENT once IMAP4rev2 is on."""
     known = session.services.registry.status_items
-    return {name: item for name, item in known.items() if name != hidden}
-
-
-async def counts_of(box: IMailbox, items: Sequence[str]) -> MailboxStatus:
-    """The mailbox's counts, with the \\Deleted ones when DELETED is asked for."""
-    counts: MailboxStatus = await box.status()
-    if REV2_ONLY not in items:
-        return counts
-    uids = await box.uids()
-    found = await backend_search(box, _DELETED, uids)
-    if found is None:
-        deleted = sum(DELETED in meta.flags for meta in await box.fetch(uids))
-    else:
-        deleted = len(found)
-    return replace(counts, deleted=deleted)
-
-
-_DELETED = SearchProgram(HasFlag(DELETED))
+    if not is_rev2(session):
+        return known
+    return {name: item for name, item in known.items() if name != REV1_ONLY}
 
 
 async def status(session: Session, command: Command) -> Reply:
@@ -182,16 +171,15 @@ async def status(session: Session, command: Command) -> Reply:
         box = await account_of(session).open(name)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc
-    counts = await counts_of(box, items)
-    session.write(status_line(session, name, items, counts, known))
+    session.write(await status_line(session, name, items, box, known))
     return Reply()
 
 
-def status_line(
+async def status_line(
     session: Session,
     name: str,
     items: Sequence[str],
-    counts: MailboxStatus,
+    box: IMailbox,
     known: Mapping[str, StatusItem],
 ) -> bytes:
     """``* STATUS name (ITEM n ...)`` (STATUS, and LIST's RETURN (STATUS ...)); an item
@@ -200,8 +188,11 @@ def status_line(
         used = known[item].used
         if used is not None:
             used(session)
-    values = b" ".join(b"%s %d" % (item.encode(), known[item].value(counts)) for item in items)
-    return b"* STATUS %s (%s)\r\n" % (name_bytes(name, utf8_names(session)), values)
+    counts: MailboxStatus = await box.status()
+    values = [
+        b"%s %d" % (item.encode(), await known[item].of(session, box, counts)) for item in items
+    ]
+    return b"* STATUS %s (%s)\r\n" % (name_bytes(name, utf8_names(session)), b" ".join(values))
 
 
 SPECS = (

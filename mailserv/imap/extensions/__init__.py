@@ -28,9 +28,12 @@ from mailserv.imap.extensions import (
     move,
     multiappend,
     namespace,
+    notify,
     preview,
     qresync,
+    quota,
     sasl_ir,
+    searchres,
     sort,
     special_use,
     status_size,
@@ -38,6 +41,7 @@ from mailserv.imap.extensions import (
     uidplus,
     unselect,
     utf8_accept,
+    within,
 )
 from mailserv.imap.registry import Capability, Extension
 
@@ -84,7 +88,11 @@ BUILT_IN: tuple[Extension, ...] = (
     multiappend.EXTENSION,
     catenate.EXTENSION,
     preview.EXTENSION,
+    searchres.EXTENSION,
+    within.EXTENSION,
+    quota.EXTENSION,
     utf8_accept.EXTENSION,
+    notify.EXTENSION,
     compress.EXTENSION,
     login.SIGN_IN,
 )

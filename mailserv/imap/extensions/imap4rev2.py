@@ -6,8 +6,9 @@ differences a rev2 session sees are kept where each response is made, behind
 
 - no ``* n RECENT`` (SELECT/EXAMINE, new mail) and no ``\\Recent`` in FETCH FLAGS
   (:mod:`mailserv.imap.view`, :mod:`mailserv.imap.commands.select`); STATUS and LIST's
-  RETURN (STATUS) refuse RECENT and take DELETED, the count of \\Deleted messages
-  (:func:`mailserv.imap.commands.mailboxes.status_items`, ``counts_of``);
+  RETURN (STATUS) refuse RECENT (:func:`mailserv.imap.commands.mailboxes.status_items`);
+  their DELETED item, the count of \\Deleted messages, is QUOTA's
+  (:mod:`mailserv.imap.extensions.quota`, in every default server);
 - SEARCH and UID SEARCH answer ``* ESEARCH (TAG "t") [UID] ALL set`` even without RETURN
   (:mod:`mailserv.imap.commands.messages`);
 - SELECT/EXAMINE: no ``[UNSEEN n]``, a ``* LIST`` of the mailbox, and ``* OK [CLOSED]``
@@ -20,14 +21,12 @@ A session that never enables it is answered as RFC 3501 says.
 
 from __future__ import annotations
 
-from mailserv.imap.commands.mailboxes import REV2_ONLY
-from mailserv.imap.registry import Capability, Extension, StatusItem
+from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.session import IMAP4REV2
 
 EXTENSION = Extension(
     "IMAP4rev2",
     capabilities=(Capability(b"IMAP4rev2"),),
     enable=frozenset({IMAP4REV2}),
-    status_items=(StatusItem(REV2_ONLY, lambda counts: counts.deleted or 0),),
     response_codes=frozenset({"CLOSED"}),
 )
