@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="searchprof-"))
     filled = (data_dir / "filled").exists()
     os.environ["SEARCHPROF_OUT"] = str(data_dir / "profile.out")
-    server = ProfiledServer(data_dir, backend_spec(args.backend))
+    server = ProfiledServer(data_dir, backend_spec(args.backend), extra_args=["--workers", "1"])
     if filled and args.backend != "memory":
         spec = server.backend  # PostgreSQL keeps its database: no fresh one
         server.backend = type(spec)(spec.name, spec.options, None, None)

@@ -31,13 +31,14 @@ from mailserv.backends.kit import (
     expungeable,
     plan_store,
 )
+from mailserv.backends.memory import search
 from mailserv.interfaces import (
     RECENT,
     AppendResult,
     Changes,
     CopyResult,
     FlagChange,
-    IMailbox,
+    ISearchableMailbox,
     MailboxStatus,
     MessageMeta,
     StoreMode,
@@ -48,9 +49,10 @@ from mailserv.message.parse import parse_message
 
 if TYPE_CHECKING:
     from mailserv.backends.memory.account import MemoryAccount
+    from mailserv.search import SearchProgram
 
 
-@implementer(IMailbox)
+@implementer(ISearchableMailbox)
 class MemoryMailbox(Listened):
     """The one object every session of the process shares for a mailbox name."""
 
@@ -65,6 +67,7 @@ class MemoryMailbox(Listened):
         self._raw: dict[int, bytes] = {}  # the only copy of each message's bytes
         self._uidnext = 1
         self.tally = Tally()
+        self.kept = search.KeptSets()  # flags' and days' UIDs, for SEARCH
         self.modseqs = ModseqLog()
         self.listeners = ListenerSet()
         self.lane = Lane(account.clock)
@@ -91,6 +94,14 @@ class MemoryMailbox(Listened):
 
     async def content(self, uid: int) -> bytes:
         return self._raw[uid]
+
+    async def search(self, query: SearchProgram, uids: Sequence[int]) -> list[int] | None:
+        """Flags, internal dates and UID sets from the kept sets; None for the rest."""
+        try:
+            found = self.kept.answer(query.key)
+        except search.Declined:
+            return None
+        return await search.among(found, uids, self.lane.slices().batches)
 
     async def changes_since(self, modseq: int) -> Changes:
         """HIGHESTMODSEQ is read first: a change made while the messages are read in slices
@@ -130,6 +141,7 @@ class MemoryMailbox(Listened):
                 failed += refused
                 for m, new in plan:
                     self.tally.reflag(m.flags, new)
+                    self.kept.reflag(m.uid, m.flags, new)
                     self._meta[m.uid] = MessageMeta(
                         m.uid, new, m.internaldate, m.size, modseq, m.info
                     )
@@ -190,6 +202,7 @@ class MemoryMailbox(Listened):
         self._meta[uid] = MessageMeta(uid, flags, date, len(raw), modseq, info)
         self._raw[uid] = raw
         self.tally.add(uid, flags, len(raw))
+        self.kept.add(uid, flags, date)
         return uid
 
     async def _remove(self, uids: Sequence[int], origin: object, slices: TimeSlices) -> None:
@@ -202,5 +215,6 @@ class MemoryMailbox(Listened):
                 meta = self._meta.pop(uid)
                 del self._raw[uid]
                 self.tally.remove(uid, meta.flags, meta.size)
+                self.kept.remove(uid, meta.flags, meta.internaldate)
         self.modseqs.expunged(uids, self.modseqs.bump())
         self.listeners.expunged(self, uids, origin)
