@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailserv.backends.kit import uidlist
 from mailserv.backends.sql import fulltext
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import INDEXED_FLAGS, flag_probe, flag_test
@@ -240,12 +241,18 @@ def run(
         return None
     source = "mail m JOIN messages c ON c.id = m.message_id" if clause.content else "mail m"
     low, high = uids[0], uids[-1]
-    rows = tx.all(
-        f"SELECT m.uid FROM {source} WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?"
-        f" AND {clause.sql} ORDER BY m.uid",
-        (box_id, low, high, *clause.params),
+    # One string, not a row per match: several times cheaper when most messages match.
+    listed = "string_agg(m.uid::text, ',')" if tx.dialect.is_postgres else "group_concat(m.uid)"
+    found = sorted(
+        uidlist.numbers(
+            tx.scalar(
+                f"SELECT {listed} FROM {source} WHERE m.mailbox_id = ?"
+                f" AND m.uid BETWEEN ? AND ? AND {clause.sql}",
+                (box_id, low, high, *clause.params),
+            )
+            or ""
+        )
     )
-    found = [uid for (uid,) in rows]
     if high - low + 1 == len(uids):  # every UID of the range: nothing to leave out
         return found
     among = set(uids)
