@@ -88,8 +88,8 @@ async def number_list(slices: TimeSlices, numbers: Sequence[int]) -> bytes:
 async def ordered_set(slices: TimeSlices, numbers: Sequence[int], ascending: bool = False) -> bytes:
     """``numbers`` (not empty) as a sequence set that keeps their order: ``3,1:2,9``.
 
-    With ``ascending`` (they are, without repeats), a run is found by looking ahead (where
-    ``numbers[i + k] - numbers[i] == k``, all between are consecutive), not number by number.
+    With ``ascending`` (they are, without repeats), the end of a run is found by
+    bisection: ``numbers[j] - j`` is the same all along a run and grows after it.
     """
     parts = []
     total = len(numbers)
@@ -100,20 +100,34 @@ async def ordered_set(slices: TimeSlices, numbers: Sequence[int], ascending: boo
             done = i
         start = numbers[i]
         end = i + 1  # the run is numbers[i:end]
-        if ascending:
-            step = 1
-            while end < total:
-                probe = min(end + step, total) - 1
-                if numbers[probe] - start == probe - i:
-                    end, step = probe + 1, step * 2
-                elif step > 1:
-                    step //= 2
-                else:
-                    break
+        if end < total and numbers[end] == start + 1:
+            if ascending:
+                end = _run_end(numbers, i, end + 1)
+            else:
+                while end < total and numbers[end] == start + (end - i):
+                    end += 1
+            parts.append(b"%d:%d" % (start, numbers[end - 1]))
         else:
-            while end < total and numbers[end] == start + (end - i):
-                end += 1
-        last = numbers[end - 1]
-        parts.append(b"%d" % start if end - i == 1 else b"%d:%d" % (start, last))
+            parts.append(b"%d" % start)
         i = end
     return b",".join(parts)
+
+
+def _run_end(numbers: Sequence[int], first: int, known: int) -> int:
+    """Where the run of consecutive ``numbers`` (ascending) from ``first`` ends, knowing
+    it holds ``numbers[first:known]``: galloping, then bisection."""
+    offset = numbers[first] - first
+    total, step = len(numbers), 2
+    low = known - 1  # in the run
+    high = low + step  # probed: past the run, or the end
+    while high < total and numbers[high] - high == offset:
+        low, step = high, step * 2
+        high = low + step
+    high = min(high, total)
+    while high - low > 1:  # numbers[low] in the run, numbers[high] (if any) not
+        middle = (low + high) // 2
+        if numbers[middle] - middle == offset:
+            low = middle
+        else:
+            high = middle
+    return low + 1
