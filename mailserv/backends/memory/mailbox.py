@@ -29,9 +29,9 @@ from mailserv.backends.kit import (
     Tally,
     TimeSlices,
     expungeable,
+    flagsets,
     plan_store,
 )
-from mailserv.backends.memory import search
 from mailserv.interfaces import (
     RECENT,
     AppendResult,
@@ -67,7 +67,8 @@ class MemoryMailbox(Listened):
         self._raw: dict[int, bytes] = {}  # the only copy of each message's bytes
         self._uidnext = 1
         self.tally = Tally()
-        self.kept = search.KeptSets()  # flags' and days' UIDs, for SEARCH
+        self._having: flagsets.Having = {}  # SEARCH of flags and dates: see kit.flagsets
+        self._on_day: flagsets.OnDay = {}
         self.modseqs = ModseqLog()
         self.listeners = ListenerSet()
         self.lane = Lane(account.clock)
@@ -96,12 +97,9 @@ class MemoryMailbox(Listened):
         return self._raw[uid]
 
     async def search(self, query: SearchProgram, uids: Sequence[int]) -> list[int] | None:
-        """Flags, internal dates and UID sets from the kept sets; None for the rest."""
-        try:
-            found = self.kept.answer(query.key)
-        except search.Declined:
-            return None
-        return await search.among(found, uids, self.lane.slices().batches)
+        """Flags and internal dates from the sets kept (a few ms at 100k); None (the
+        engine evaluates) for the rest."""
+        return flagsets.search(query.key, uids, self._having, self._on_day, self._meta, True)
 
     async def changes_since(self, modseq: int) -> Changes:
         """HIGHESTMODSEQ is read first: a change made while the messages are read in slices
@@ -141,7 +139,7 @@ class MemoryMailbox(Listened):
                 failed += refused
                 for m, new in plan:
                     self.tally.reflag(m.flags, new)
-                    self.kept.reflag(m.uid, m.flags, new)
+                    flagsets.reflag(self._having, m.uid, m.flags, new)
                     self._meta[m.uid] = MessageMeta(
                         m.uid, new, m.internaldate, m.size, modseq, m.info
                     )
@@ -202,7 +200,8 @@ class MemoryMailbox(Listened):
         self._meta[uid] = MessageMeta(uid, flags, date, len(raw), modseq, info)
         self._raw[uid] = raw
         self.tally.add(uid, flags, len(raw))
-        self.kept.add(uid, flags, date)
+        flagsets.reflag(self._having, uid, frozenset(), flags)
+        flagsets.add_day(self._on_day, uid, flagsets.date_of(date.date()))
         return uid
 
     async def _remove(self, uids: Sequence[int], origin: object, slices: TimeSlices) -> None:
@@ -215,6 +214,7 @@ class MemoryMailbox(Listened):
                 meta = self._meta.pop(uid)
                 del self._raw[uid]
                 self.tally.remove(uid, meta.flags, meta.size)
-                self.kept.remove(uid, meta.flags, meta.internaldate)
+                flagsets.reflag(self._having, uid, meta.flags, frozenset())
+                flagsets.undate(self._on_day, uid, flagsets.date_of(meta.internaldate.date()))
         self.modseqs.expunged(uids, self.modseqs.bump())
         self.listeners.expunged(self, uids, origin)
