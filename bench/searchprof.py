@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.harness import RawClient, ServerProcess
 from bench.run import must, timed
-from bench.scale import fill
+from bench.scale import cpu_seconds, fill
 from bench.statecheck.run import backend_spec
 
 COMMANDS = (
@@ -37,10 +37,10 @@ COMMANDS = (
 )
 
 _PROFILED = """
-import cProfile, os, signal, sys
+import cProfile, os, signal, sys, time
 profile = [None]
 def start(*_):
-    profile[0] = cProfile.Profile()
+    profile[0] = cProfile.Profile(time.thread_time)  # CPU time: a loaded machine's waits left out
     profile[0].enable()
 def stop(*_):
     if profile[0] is not None:
@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         must(timed(client, "SELECT INBOX"), "SELECT")
         for command in args.command or COMMANDS:
             took = []
+            cpu = cpu_seconds(server.pid)
             for _ in range(args.repeat):
                 if not args.no_profile:
                     os.kill(server.pid, signal.SIGUSR1)
@@ -109,9 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not args.no_profile:
                     os.kill(server.pid, signal.SIGUSR2)
                     time.sleep(0.2)
+            cpu = (cpu_seconds(server.pid) - cpu) / args.repeat
             size = len(timing.data)
             print(f"{command}: p50 {statistics.median(took) * 1000:.1f} ms "
-                  f"(min {min(took) * 1000:.1f}), {size} bytes", flush=True)  # fmt: skip
+                  f"(min {min(took) * 1000:.1f}), server CPU {cpu * 1000:.0f} ms, {size} bytes",
+                  flush=True)  # fmt: skip
             if not args.no_profile:
                 out = io.StringIO()
                 stats = pstats.Stats(os.environ["SEARCHPROF_OUT"], stream=out)
