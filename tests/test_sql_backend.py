@@ -723,7 +723,7 @@ def test_upgrade_to_6_indexes_days_and_answers_as_the_scan(url: str, tmp_path: P
     box = resolve(resolve(backend.account("alice")).open("INBOX"))
     zones = [timezone(timedelta(hours=h)) for h in (-11, -5, 0, 9, 13)]
     for n in range(48):
-        local = datetime(2021, 3, 1 + n % 12, (23, 0, 12)[n % 3], 59 * (n % 2))
+        local = datetime(2021, 3, 1 + n % 24, (23, 0, 12)[n % 3], 59 * (n % 2))
         resolve(box.append(message(n), frozenset(), local.replace(tzinfo=zones[n % 5]), None))
     resolve(backend.db.run(_undo_version_6, write=True))
     resolve(backend.stop())
@@ -736,8 +736,8 @@ def test_upgrade_to_6_indexes_days_and_answers_as_the_scan(url: str, tmp_path: P
     uids = list(resolve(box.uids()))
     context = SearchContext(uids, frozenset(), box.content)
     metas = resolve(box.fetch(uids))
-    for day in range(1, 14):
-        for key in ("SINCE", "BEFORE", "ON", "UID 3:40 NOT SINCE"):
+    for day in range(1, 27):
+        for key in ("SINCE", "BEFORE", "ON", "UID 3:40 NOT SINCE", "UNSEEN SINCE"):
             program = _program(f"{key} {day}-Mar-2021")
             assert resolve(box.search(program, uids)) == resolve(
                 evaluate(program, metas, context)

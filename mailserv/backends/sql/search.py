@@ -277,9 +277,9 @@ def _few_days(tx: Tx, box_id: int, day: tuple[str, int], uids: Sequence[int]) ->
     """Whether the day test leaves few enough messages that reading them by the
     ``mail_day`` index beats a pass over the mailbox's rows (SQLite: its planner has no
     statistics of ranges and reads the rows; PostgreSQL's has and chooses itself).
-    Counting stops at an eighth of the session's messages, so the probe stays cheap."""
+    Counting stops at a sixteenth of the session's messages, so the probe stays cheap."""
     op, value = day
-    limit = max(len(uids) // 8, 1)
+    limit = max(len(uids) // 16, 1)
     counted = tx.scalar(
         "SELECT count(*) FROM (SELECT 1 FROM mail INDEXED BY mail_day"
         f" WHERE mailbox_id = ? AND {schema.DAY_INDEXED} AND internal_day {op} ? LIMIT ?)",
