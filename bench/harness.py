@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,11 +252,47 @@ class Response:
         return b"".join(self.untagged) + self.line
 
 
+class DeflateSocket:
+    """A client socket after ``COMPRESS DEFLATE`` (RFC 4978): what is sent is deflated and
+    flushed per send, what is received inflated; counts the bytes on the wire."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.raw = sock
+        self.deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self._inflate = zlib.decompressobj(-15)
+        self.wire_sent = 0
+        self.wire_received = 0
+
+    def sendall(self, data: bytes) -> None:
+        self.send_deflated(self.deflate.compress(data) + self.deflate.flush(zlib.Z_SYNC_FLUSH))
+
+    def send_deflated(self, data: bytes) -> None:
+        """Send bytes already deflated (as a continuation of this stream)."""
+        self.wire_sent += len(data)
+        self.raw.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        while True:
+            data = self.raw.recv(size)
+            if not data:
+                return b""
+            self.wire_received += len(data)
+            out = self._inflate.decompress(data)
+            if out:
+                return out
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.raw.settimeout(timeout)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
 class RawClient:
     """A socket that speaks IMAP line by line; every read is bounded by ``timeout``."""
 
     def __init__(self, sock: socket.socket, timeout: float = 10.0) -> None:
-        self.sock = sock
+        self.sock: socket.socket | DeflateSocket = sock
         self.sock.settimeout(timeout)
         self.buf = bytearray()
         self._counter = 0
@@ -394,8 +431,36 @@ class RawClient:
         response = self.command("STARTTLS")
         if response.ok:
             assert not self.buf, "data after STARTTLS OK before the handshake"
+            assert isinstance(self.sock, socket.socket)
             self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
         return response
+
+    def compress(self, pipelined: bytes = b"") -> Response:
+        """``COMPRESS DEFLATE``; ``pipelined`` (commands) follows it compressed in the same
+        send, before the tagged OK is read."""
+        tag = self.next_tag()
+        line = tag.encode() + b" COMPRESS DEFLATE\r\n"
+        if not pipelined:
+            self.send(line)
+            response = self.read_until_tagged(tag)
+            if response.ok:
+                assert not self.buf, "data after COMPRESS OK"
+                assert isinstance(self.sock, socket.socket)
+                self.sock = DeflateSocket(self.sock)
+            return response
+        assert isinstance(self.sock, socket.socket)
+        deflating = DeflateSocket(self.sock)
+        deflated = deflating.deflate.compress(pipelined)
+        deflated += deflating.deflate.flush(zlib.Z_SYNC_FLUSH)
+        self.send(line + deflated)
+        # The tagged OK is plain text, the rest is deflated: read the OK byte by byte.
+        plain = b""
+        while not plain.endswith(b"\r\n"):
+            plain += self.sock.recv(1)
+        self.sock = deflating
+        assert plain.startswith(tag.encode() + b" "), plain
+        status = plain.split(b" ", 2)[1].decode()
+        return Response(tag.encode(), status, plain.split(b" ", 2)[2].rstrip(), plain, [])
 
     def wait_closed(self, timeout: float = 5.0) -> list[bytes]:
         """Read until the server closes; the lines it sent meanwhile.  TimeoutError if not."""

@@ -18,7 +18,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench import messages
@@ -52,9 +53,12 @@ def corpus(count: int) -> list[bytes]:
     return out
 
 
-def run(backend: str, count: int, repeat: int) -> list[Row]:
-    user, password = "sorter", "pw-" + secrets.token_hex(8)
-    data_dir = Path(tempfile.mkdtemp(prefix="mailserv-sortthread-"))
+@contextmanager
+def filled(backend: str, count: int) -> Iterator[tuple[ServerProcess, Callable[[], RawClient]]]:
+    """A server of ``backend`` whose user's INBOX holds ``corpus(count)``, and a function
+    that opens a client logged in as that user; the server stops (its data gone) after."""
+    user, password = "bencher", "pw-" + secrets.token_hex(8)
+    data_dir = Path(tempfile.mkdtemp(prefix=f"mailserv-{backend}-"))
     server = ServerProcess(data_dir, backend_spec(backend))
     server.start()
 
@@ -63,12 +67,20 @@ def run(backend: str, count: int, repeat: int) -> list[Row]:
         client.login(user, password)
         return client
 
-    rows: list[Row] = []
     try:
         server.add_user(user, password)
         filler = connect()
         append_all(filler, "INBOX", corpus(count))
         filler.close()
+        yield server, connect
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def run(backend: str, count: int, repeat: int) -> list[Row]:
+    rows: list[Row] = []
+    with filled(backend, count) as (_server, connect):
         actor = connect()
         probe = Probe(connect())
         try:
@@ -91,9 +103,6 @@ def run(backend: str, count: int, repeat: int) -> list[Row]:
         finally:
             actor.close()
             probe.close()
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
     return rows
 
 

@@ -42,6 +42,12 @@ class QuotaExceeded(BackendError):
     code = "OVERQUOTA"
 
 
+class BinaryNotStored(BackendError):
+    """The store cannot keep content with NUL octets (RFC 3516 4.4)."""
+
+    code = "UNKNOWN-CTE"
+
+
 class BackendUnavailable(BackendError):
     """The store (a database, an upstream server) cannot be reached right now."""
 

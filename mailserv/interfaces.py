@@ -28,7 +28,7 @@ import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, overload
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.interfaces import IReactorTime
@@ -133,6 +133,42 @@ class FlagChange:
     modseq: int
 
 
+class FlagChangeColumns(Sequence[FlagChange]):
+    """Many flag changes kept as three columns: ``uids[i]`` now has ``flags[i]`` under
+    ``modseqs[i]``; ``uids`` ascending.
+
+    A backend may return this as ``StoreResult.changed`` (and pass it to ``flags_changed``)
+    for a change to many messages: no object is made per message until one is read as a
+    ``FlagChange``, and the engine reads the columns.  Share one frozenset between the
+    messages that end with the same flags.
+    """
+
+    __slots__ = ("flags", "modseqs", "uids")
+
+    def __init__(
+        self, uids: Sequence[int], flags: Sequence[frozenset[str]], modseqs: Sequence[int]
+    ) -> None:
+        if not len(uids) == len(flags) == len(modseqs):
+            raise ValueError("columns of different lengths")
+        self.uids = uids
+        self.flags = flags
+        self.modseqs = modseqs
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    @overload
+    def __getitem__(self, index: int) -> FlagChange: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> FlagChangeColumns: ...
+
+    def __getitem__(self, index: int | slice) -> FlagChange | FlagChangeColumns:
+        if isinstance(index, slice):
+            return FlagChangeColumns(self.uids[index], self.flags[index], self.modseqs[index])
+        return FlagChange(self.uids[index], self.flags[index], self.modseqs[index])
+
+
 @dataclass(frozen=True, slots=True)
 class StoreResult:
     """``changed``: messages whose flags changed; ``failed``: UIDs refused by UNCHANGEDSINCE."""
@@ -145,6 +181,15 @@ class StoreResult:
 class AppendResult:
     uidvalidity: int
     uid: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """One message of ``IMultiAppendAccount.append_many``, as ``IMailbox.append`` takes it."""
+
+    message: bytes
+    flags: frozenset[str]
+    internaldate: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +296,27 @@ class IAccount(Interface):
 
     def close() -> Awaitable[None]:  # type: ignore[empty-body]
         """The session ended (LOGOUT or disconnect)."""
+
+
+class IMultiAppendAccount(Interface):
+    """Optional, next to ``IAccount``: several messages appended to one mailbox at once, all
+    or none (MULTIAPPEND, RFC 3502).  Without it the server does not offer MULTIAPPEND."""
+
+    def append_many(  # type: ignore[empty-body]
+        name: str, messages: Sequence[NewMessage], origin: object
+    ) -> Awaitable[Sequence[AppendResult]]:
+        """Store the messages in ``name`` in the order given, as ``IMailbox.append`` would
+        one by one, each durable when the result arrives; if one cannot be stored none is
+        (no listener hears of any).  MailboxNotFound when ``name`` does not exist."""
+
+
+class IAccountUsage(Interface):
+    """Optional, next to ``IAccount``: the account adds up its mailboxes' kept counts itself
+    (one query) for QUOTA (RFC 9208); without it the engine sums ``status()`` of each."""
+
+    def usage() -> Awaitable[tuple[int, int]]:  # type: ignore[empty-body]
+        """Octets and messages in all the account's mailboxes: ``MailboxStatus.size`` and
+        ``.messages`` summed over them."""
 
 
 class IMailbox(Interface):

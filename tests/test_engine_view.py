@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
 from mailserv.backends.memory import factory as memory
-from mailserv.imap.view import SelectedView
-from mailserv.interfaces import FlagChange, IMailboxListener, StoreMode
+from mailserv.imap.view import SelectedView, as_columns, flag_fetch_lines
+from mailserv.interfaces import FlagChange, FlagChangeColumns, IMailboxListener, StoreMode
 from mailserv.slicing import TimeSlices
+from mailserv.syntax import encode
 from mailserv.testing import resolve
 
 
@@ -145,3 +148,147 @@ def test_nothing_is_written_for_a_closed_view_or_after_idle() -> None:
     view.messages_added(box, [9], object())
     run(view.flush(expunges=True))
     assert session.out == [b"* 2 EXPUNGE\r\n"]
+
+
+def one_by_one(
+    seqs: list[int],
+    changes: FlagChangeColumns,
+    recent: set[int],
+    show_uid: bool,
+    show_modseq: bool,
+    with_flags: bool,
+) -> bytes:
+    """The FETCH responses of ``flag_fetch_lines``, written one message at a time."""
+    out = []
+    for seq, uid, flags, modseq in zip(
+        seqs, changes.uids, changes.flags, changes.modseqs, strict=True
+    ):
+        items = [b"UID %d" % uid] if show_uid else []
+        if with_flags:
+            shown = flags | {"\\Recent"} if uid in recent else flags
+            items.append(b"FLAGS (" + " ".join(sorted(shown)).encode() + b")")
+        if show_modseq:
+            items.append(b"MODSEQ (%d)" % modseq)
+        out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items)))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("show_uid", [False, True])
+@pytest.mark.parametrize("show_modseq", [False, True])
+@pytest.mark.parametrize("with_flags", [True, False])
+def test_runs_of_equal_flags_are_formatted_as_one_message_at_a_time(
+    show_uid: bool, show_modseq: bool, with_flags: bool
+) -> None:
+    """Runs break at a gap in the numbers or the UIDs, other flags (equal sets made apart
+    do not break one), another \\Recent state or modseq; a '%' in a keyword is text."""
+    rng = random.Random(5)
+    sets = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Seen", "$100%d"})]
+    seqs, uids, flags, modseqs = [], [], [], []
+    seq, uid = 0, 10
+    for _ in range(400):
+        seq += 1 if rng.random() < 0.9 else 2
+        uid += 1 if rng.random() < 0.9 else 3
+        seqs.append(seq)
+        uids.append(uid)
+        flags.append(
+            frozenset(set(rng.choice(sets)))
+            if rng.random() < 0.1
+            else flags[-1]
+            if flags
+            else sets[0]
+        )
+        modseqs.append(7 if rng.random() < 0.95 else 9)
+    recent = {u for u in uids if rng.random() < 0.05 or 100 < u < 200}
+    changes = FlagChangeColumns(uids, flags, modseqs)
+    values: list[tuple[frozenset[str], bool]] = []
+
+    def value(these: frozenset[str], marked: bool) -> bytes:
+        values.append((these, marked))
+        return encode.flag_list(these | {"\\Recent"} if marked else these)
+
+    lines = flag_fetch_lines(seqs, changes, recent, value, show_uid, show_modseq, with_flags)
+    assert b"".join(lines) == one_by_one(seqs, changes, recent, show_uid, show_modseq, with_flags)
+    assert len(lines) < 200  # runs, not one chunk per message
+    assert len(values) == len(set(values))  # each (flags, recent) rendered once
+
+
+def test_flag_columns_read_as_flag_changes() -> None:
+    seen = frozenset({"\\Seen"})
+    columns = FlagChangeColumns([2, 5, 9], [seen, frozenset(), seen], [4, 4, 6])
+    assert len(columns) == 3
+    assert columns[1] == FlagChange(5, frozenset(), 4)
+    assert list(columns) == [
+        FlagChange(2, seen, 4),
+        FlagChange(5, frozenset(), 4),
+        FlagChange(9, seen, 6),
+    ]
+    part = columns[1:]
+    assert isinstance(part, FlagChangeColumns) and part.uids == [5, 9]
+    with pytest.raises(ValueError, match="lengths"):
+        FlagChangeColumns([1, 2], [seen], [3, 3])
+    unsorted = [FlagChange(9, seen, 6), FlagChange(2, seen, 4)]
+    got = resolve(as_columns(unsorted, TimeSlices(Clock())))
+    assert (got.uids, got.modseqs) == ([2, 9], [4, 6])
+
+
+def test_flag_fetches_number_a_gapped_view_and_leave_out_unknown_uids() -> None:
+    box, view, session = three_messages()
+    resolve(box.store([2], StoreMode.ADD, frozenset({"\\Deleted"}), None))
+    resolve(box.expunge(None, None))
+    view.remove([2])  # the view now holds UIDs 1 and 3
+    view.recent = {3}
+    seen = frozenset({"\\Seen"})
+    changes = FlagChangeColumns([1, 2, 3, 8], [seen, seen, seen, frozenset({"$Hot"})], [20] * 4)
+    lines = view.flag_fetches(changes, show_uid=True, note=True)
+    assert b"".join(lines) == (
+        b"* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n* 2 FETCH (UID 3 FLAGS (\\Recent \\Seen))\r\n"
+    )
+    view.flags_changed(box, [FlagChange(3, frozenset(), 19)], object())  # older: dropped
+    run(view.flush(expunges=True))
+    assert session.out == []
+
+
+def test_own_changes_are_noted_at_once_and_older_queued_updates_dropped() -> None:
+    box, view, session = three_messages()
+    other = object()
+    view.flags_changed(box, [FlagChange(1, frozenset(), 30)], other)
+    run(view.flush(expunges=True))
+    session.out.clear()
+    seen = frozenset({"\\Seen"})
+    resolve(
+        view.own_changes(
+            FlagChangeColumns([1, 2, 3], [seen] * 3, [29, 31, 31]), TimeSlices(Clock())
+        )
+    )
+    view.flags_changed(box, [FlagChange(n, frozenset(), 30) for n in (1, 2, 3)], other)
+    run(view.flush(expunges=True))  # 1 was told 30 (29 is older), 2 and 3 have 31
+    assert session.out == []
+    resolve(view.own_changes(FlagChangeColumns([1, 3], [seen] * 2, [40, 40]), TimeSlices(Clock())))
+    view.flags_changed(box, [FlagChange(n, frozenset(), 35) for n in (1, 2, 3)], other)
+    run(view.flush(expunges=True))  # all at once: 1 and 3 have 40; 2 has 31 only
+    assert session.out == [b"* 2 FETCH (UID 2 FLAGS ())\r\n"]
+    session.out.clear()
+    for uid in (1, 2):  # left queued by a flush cut short (IDLE ended)
+        view._queued_flags[uid], view._queued_modseq[uid] = frozenset({"$Old"}), 45
+    resolve(view.own_changes(FlagChangeColumns([2, 3], [seen] * 2, [50, 50]), TimeSlices(Clock())))
+    run(view.flush(expunges=True))  # 2's queued update is older than what the client has
+    sent = b"".join(session.out)  # after the FLAGS that announce $Old
+    assert sent.startswith(b"* FLAGS (") and sent.endswith(
+        b"Flags permitted\r\n* 1 FETCH (UID 1 FLAGS ($Old))\r\n"
+    )
+
+
+def test_memory_store_tells_columns_with_shared_flag_sets() -> None:
+    box, view, session = three_messages()
+    highest = resolve(box.status()).highestmodseq
+    result = resolve(box.store([1, 2, 3], StoreMode.ADD, frozenset({"\\Seen"}), None))
+    assert isinstance(result.changed, FlagChangeColumns)
+    assert result.changed.uids == [1, 2, 3]
+    after = resolve(box.fetch([1, 2, 3]))
+    assert [m.flags for m in after] == [frozenset({"\\Seen"})] * 3
+    assert after[0].flags is after[1].flags is after[2].flags
+    assert [m.modseq for m in after] == [highest + 1] * 3
+    run(view.flush(expunges=True))
+    assert b"".join(session.out) == b"".join(
+        b"* %d FETCH (UID %d FLAGS (\\Seen))\r\n" % (n, n) for n in (1, 2, 3)
+    )

@@ -27,9 +27,11 @@ from bench.harness import (
     flag_set,
     search_numbers,
 )
+from mailserv.backends.kit import flagchanges
 from mailserv.backends.maildir import mailbox, renamer
 from mailserv.backends.maildir.index import FILENAME as INDEX
 from mailserv.interfaces import StoreMode
+from mailserv.search import And, HasFlag, SearchProgram
 
 FLAGGED = frozenset({"\\Flagged"})
 
@@ -86,6 +88,31 @@ def test_a_big_store_renames_after_it_is_applied(store: Store) -> None:
     assert set(names(store).values()) == {"S"}
     assert owed(store) == []
     assert flags_of(inbox) == dict.fromkeys(uids, SEEN)
+
+
+def test_a_big_store_hands_over_its_changes_by_group(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made when read, ascending, at one modseq; the counts and the flag searches the state
+    answers follow, per group of old and new flags."""
+    monkeypatch.setattr(flagchanges, "LAZY_CHANGES", 2)
+    inbox = store.open()
+    uids = [append(inbox, n, SEEN if n % 3 == 0 else frozenset()) for n in range(9)]
+    result = resolve(inbox.store(uids[1:], StoreMode.ADD, FLAGGED | SEEN, None))
+    assert isinstance(result.changed, flagchanges.FlagChanges)
+    modseq = resolve(inbox.status()).highestmodseq
+    assert [(c.uid, c.flags, c.modseq) for c in result.changed] == [
+        (uid, FLAGGED | SEEN, modseq) for uid in uids[1:]
+    ]
+    assert resolve(inbox.status()).unseen == 0
+    assert flags_of(inbox) == {uids[0]: SEEN} | dict.fromkeys(uids[1:], FLAGGED | SEEN)
+    flagged = HasFlag("\\Flagged", present=True)
+    assert resolve(inbox.search(SearchProgram(flagged), uids)) == uids[1:]
+    result = resolve(inbox.store(uids, StoreMode.REMOVE, SEEN, None))
+    assert [c.uid for c in result.changed] == uids
+    assert resolve(inbox.status()).unseen == 9
+    unseen = HasFlag("\\Seen", present=False)
+    assert resolve(inbox.search(SearchProgram(And((unseen, flagged))), uids)) == uids[1:]
 
 
 def test_renames_left_by_a_crash_are_finished_at_the_next_load(

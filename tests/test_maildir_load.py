@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from test_maildir_backend import Store, message, resolve
 
-from mailserv.backends.maildir import disk
+from mailserv.backends.maildir import disk, snapshot
 from mailserv.backends.maildir.index import FILENAME as INDEX
 from mailserv.interfaces import StoreMode
 
@@ -87,7 +87,7 @@ def test_the_snapshot_is_ignored_once_the_rows_changed(store: Store) -> None:
     store.stop()
     with _db(store) as db:
         _tamper(db)  # would show if it were read
-        db.execute("UPDATE message SET flags = '', modseq = 99 WHERE uid = 3")
+        db.execute("UPDATE flag SET flags = '', modseq = 99 WHERE uid = 3")
         db.execute("UPDATE meta SET value = '99' WHERE key = 'highestmodseq'")
     store.start()
     box = store.open()
@@ -120,3 +120,40 @@ def test_files_changed_while_down_are_seen_with_the_snapshot(store: Store) -> No
     changed = [uid for uid in before if uid in after and after[uid] != before[uid]]
     assert len(changed) == 1
     assert after[changed[0]] >= {"\\Flagged", "\\Answered", "\\Seen"}
+
+
+def _to_format_1(db: sqlite3.Connection) -> None:
+    """The index as mailserv wrote it before ``flag`` (format 1: flags and modseq in
+    ``message``, the narrow index over them)."""
+    db.execute("ALTER TABLE message ADD COLUMN flags TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE message ADD COLUMN modseq INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "UPDATE message SET flags = (SELECT f.flags FROM flag f WHERE f.uid = message.uid),"
+        " modseq = (SELECT f.modseq FROM flag f WHERE f.uid = message.uid)"
+    )
+    db.execute("DROP TABLE flag")
+    db.execute("DROP INDEX message_meta")
+    db.execute("CREATE INDEX message_meta ON message (uid, flags, modseq, size, date, tz)")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
+
+
+def test_an_index_of_format_1_is_converted_not_rebuilt(store: Store) -> None:
+    box = store.open()
+    _fill(box, 12)
+    resolve(box.store([2, 5], StoreMode.ADD, frozenset({"\\Flagged"}), None))
+    before = _seen(box)
+    store.stop()
+    with _db(store) as db:
+        _to_format_1(db)
+        snapshot.drop(db)  # the rows are read, not the copy
+    store.start()
+    box = store.open()
+    assert _seen(box)[1] == before[1]  # flags and modseqs kept (a rebuild renumbers them)
+    with _db(store) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(message)")}
+        assert "flags" not in columns and "modseq" not in columns
+        assert db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone() == ("2",)
+        assert db.execute("SELECT count(*) FROM flag").fetchone() == (12,)
+    late = frozenset({"$Late"})
+    changed = resolve(box.store([7], StoreMode.REPLACE, late, None)).changed
+    assert [(c.uid, c.flags) for c in changed] == [(7, late)]

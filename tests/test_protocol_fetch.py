@@ -563,15 +563,15 @@ def test_fetch_errors(ro: RawClient, command: str) -> None:
 @pytest.mark.parametrize(
     ("command", "text"),
     [
-        ("FETCH 1 BINARY[]", b"Unknown FETCH item BINARY[]"),
-        ("FETCH 1 (FLAGS BINARY.PEEK[1]<0.5>)", b"Unknown FETCH item BINARY.PEEK[1]"),
-        ("FETCH 1 BINARY.SIZE[1]", b"Unknown FETCH item BINARY.SIZE[1]"),
+        ("FETCH 1 XBINARY[]", b"Unknown FETCH item XBINARY[]"),
+        ("FETCH 1 (FLAGS XBINARY.PEEK[1]<0.5>)", b"Unknown FETCH item XBINARY.PEEK[1]"),
+        ("FETCH 1 XBINARY.SIZE[1]", b"Unknown FETCH item XBINARY.SIZE[1]"),
         ("FETCH 1 FLAGS (XCHANGED 1)", b"Unknown FETCH modifier XCHANGED"),
     ],
 )
 def test_items_of_unadvertised_extensions_are_bad(ro: RawClient, command: str, text: bytes) -> None:
-    """BINARY (RFC 3516) is not offered: its items are BAD, as an unknown modifier is
-    (CONDSTORE's items are tested in test_condstore)."""
+    """Items and modifiers no extension offers are BAD (BINARY's are tested in test_binary,
+    CONDSTORE's in test_condstore)."""
     response = ro.command(command)
     assert response.status == "BAD" and response.text == text, response.line
     assert not response.untagged

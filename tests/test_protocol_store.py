@@ -65,6 +65,38 @@ def test_store_silent_sends_no_fetch(three: tuple[RawClient, list[int]]) -> None
     assert not ok(client, "NOOP").data("FETCH")
 
 
+@pytest.mark.one_backend  # the engine's report; the backends' stores have their own tests
+def test_store_reports_every_message_once_in_order(connect: Connector) -> None:
+    """Changed and unchanged messages, numbers that are not UIDs (after an EXPUNGE), UID
+    STORE, and MODSEQ once CONDSTORE is on: one FETCH per message, in sequence order."""
+    connect.append([messages.plain(subject=f"m{i}") for i in range(6)])
+    client = connect.selected()
+    ok(client, "STORE 2 +FLAGS.SILENT (\\Deleted)")
+    ok(client, "EXPUNGE")  # UIDs 1 3 4 5 6 are numbers 1-5
+    ok(client, "STORE 2,4 +FLAGS.SILENT (\\Seen)")
+    response = ok(client, "STORE 1:5 +FLAGS (\\Seen $Hot)")
+    assert [line.split()[1] for line in response.untagged if b"FETCH" in line] == [
+        b"1",
+        b"2",
+        b"3",
+        b"4",
+        b"5",
+    ]
+    assert set(map(frozenset, flag_sets(response).values())) == {
+        frozenset({"\\SEEN", "$HOT", "\\RECENT"})
+    }
+    ok(client, "STORE 2,4 -FLAGS.SILENT ($Hot)")
+    response = ok(client, "UID STORE 1:* +FLAGS (\\Seen)")  # nothing changes
+    got = fetches(response)
+    assert list(got) == [1, 2, 3, 4, 5]
+    assert [got[n]["UID"] for n in got] == [1, 3, 4, 5, 6]
+    assert [("$HOT" in flag_set(got[n]["FLAGS"])) for n in got] == [True, False, True, False, True]
+    ok(client, "ENABLE CONDSTORE")
+    got = fetches(ok(client, "STORE 3:5 -FLAGS ($Hot)"))
+    assert list(got) == [3, 4, 5] and [got[n]["UID"] for n in got] == [4, 5, 6]
+    assert got[3]["MODSEQ"] == got[5]["MODSEQ"] != got[4]["MODSEQ"]
+
+
 def test_store_flag_list_without_parentheses(three: tuple[RawClient, list[int]]) -> None:
     client, _ = three
     ok(client, "STORE 1 +FLAGS \\Seen \\Flagged")

@@ -30,10 +30,10 @@ from mailserv.auth.passwd import InvalidUsername, UserExists, UserNotFound
 from mailserv.auth.schemes import hash_password
 from mailserv.auth.sqlusers import SqlUsers, SqlUserStore
 from mailserv.auth.users import IUserAdmin, IUserStore, UserStoreChecker
+from mailserv.backends.kit import flagchanges as changes
 from mailserv.backends.sql import (
     SqlBackend,
     SqlBackendFactory,
-    changes,
     inline_database,
     messages,
     reads,

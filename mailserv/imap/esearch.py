@@ -6,17 +6,26 @@ line written, for SEARCH (:mod:`mailserv.imap.commands.messages`) and SORT's ESO
 MIN and MAX are the first and the last of the numbers as given (ascending for SEARCH, in
 sort order for SORT); ALL is the numbers as a sequence set that keeps their order (runs of
 consecutive numbers become ``a:b``).  An empty result has COUNT 0 and none of the others.
+Extensions add options (``Extension.result_options``: SEARCHRES's SAVE); the commands tell
+them what was found (``found``) or that the command failed (``returning``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING
 
 from mailserv.imap.arguments import text_atom
-from mailserv.imap.replies import Bad
+from mailserv.imap.replies import Bad, Reply
 from mailserv.slicing import TimeSlices
 from mailserv.syntax.encode import string
-from mailserv.syntax.tokens import Atom, ParenList, Token
+from mailserv.syntax.errors import ParseError
+from mailserv.syntax.tokens import Atom, Command, ParenList, Token
+
+if TYPE_CHECKING:
+    from mailserv.imap.registry import ResultOption
+    from mailserv.imap.session import Session
 
 OPTIONS = ("MIN", "MAX", "COUNT", "ALL")
 """The result options, in the order the response lists them."""
@@ -25,27 +34,65 @@ STEP = 4096
 
 
 def split_return(
-    args: Sequence[Token], command: str
+    args: Sequence[Token], command: str, extra: AbstractSet[str] = frozenset()
 ) -> tuple[frozenset[str] | None, Sequence[Token]]:
-    """``RETURN (...)`` at the head of ``args``: its options (None when absent) and the rest."""
+    """``RETURN (...)`` at the head of ``args``: its options (None when absent) and the rest;
+    ``extra``: the options extensions add (``Registry.result_options``)."""
     if not args or not isinstance(args[0], Atom) or args[0].value.upper() != "RETURN":
         return None, args
     if len(args) < 2:
         raise Bad("RETURN needs a parenthesised list of result options")
-    return parse_return(args[1], command), args[2:]
+    return parse_return(args[1], command, extra), args[2:]
 
 
-def parse_return(token: Token, command: str) -> frozenset[str]:
+def parse_return(
+    token: Token, command: str, extra: AbstractSet[str] = frozenset()
+) -> frozenset[str]:
     """The options of ``RETURN (...)``; ``()`` means ALL (RFC 4731 3.1)."""
     if not isinstance(token, ParenList):
         raise Bad("RETURN needs a parenthesised list of result options")
     chosen = set()
     for item in token.items:
         word = text_atom(item).upper()
-        if word not in OPTIONS:
+        if word not in OPTIONS and word not in extra:
             raise Bad(f"Unknown {command} result option {word[:40]}")
         chosen.add(word)
     return frozenset(chosen or {"ALL"})
+
+
+Run = Callable[[frozenset[str] | None, Sequence[Token]], Awaitable[Reply]]
+"""A SEARCH or SORT given its RETURN options (None: no RETURN) and its other arguments."""
+
+
+async def returning(session: Session, command: Command, run: Run) -> Reply:
+    """Read the command's ``RETURN (...)`` and run it: an extension's option is told
+    when the command then ends in NO (not BAD: RFC 5182 2.1)."""
+    known = session.services.registry.result_options
+    options, args = split_return(command.args, command.name, known.keys())
+    try:
+        return await run(options, args)
+    except (Bad, ParseError):
+        raise
+    except Exception:
+        for option in _extension_options(session, options):
+            option.failed(session)
+        raise
+
+
+async def found(
+    session: Session, options: frozenset[str] | None, numbers: Sequence[int], uid: bool
+) -> None:
+    """The matches (as the command reports them, in result order) for the extensions'
+    options among ``options``."""
+    for option in _extension_options(session, options):
+        await option.found(session, numbers, uid, options or frozenset())
+
+
+def _extension_options(session: Session, options: frozenset[str] | None) -> list[ResultOption]:
+    if not options:
+        return []
+    known = session.services.registry.result_options
+    return [known[name] for name in sorted(options) if name in known]
 
 
 async def response(
@@ -58,7 +105,10 @@ async def response(
     ascending: bool = False,
 ) -> bytes:
     """The ``* ESEARCH`` line; ``modseq``: RFC 7162's highest mod-sequence of the result;
-    ``ascending``: the numbers are (SEARCH's), which makes ALL quicker."""
+    ``ascending``: the numbers are (SEARCH's), which makes ALL quicker.
+    Empty when ``options`` holds none of RFC 4731's (RFC 5182 2.4: ``RETURN (SAVE)`` alone)."""
+    if options.isdisjoint(OPTIONS):
+        return b""
     out = [b"* ESEARCH (TAG " + string(tag.encode()) + b")"]
     if uid:
         out.append(b"UID")

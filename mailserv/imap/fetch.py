@@ -7,12 +7,14 @@ byte joins, and message content is read only when an item needs it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 from mailserv.imap.fetchatt import (
     BodySection,
     ExtensionItem,
     FetchItem,
+    LateRenderer,
     Renderer,
     Simple,
     needs_content,
@@ -32,7 +34,7 @@ _META_BATCH = 1000
 _CONTENT_BATCH = 100
 
 
-def _compile(view: SelectedView, item: FetchItem) -> Renderer:
+def _compile(view: SelectedView, item: FetchItem) -> LateRenderer:
     if isinstance(item, BodySection):
         return _section_renderer(item)
     if isinstance(item, ExtensionItem):
@@ -96,6 +98,11 @@ async def fetch(
     flags_renderer = _compile(view, Simple("FLAGS"))
     wants_flags = any(isinstance(i, Simple) and i.name == "FLAGS" for i in items)
     content = needs_content(items)
+    wants = [
+        partial(item.attribute.content_for, item.argument)
+        for item in items
+        if isinstance(item, ExtensionItem) and item.attribute.content_for is not None
+    ]
     slices = TimeSlices(session.services.clock)
     newly_seen = await _mark_seen(session, view, uids, slices) if sets_seen(items) else set()
     # RFC 7162 3.1: with CONDSTORE on, a FETCH that set \Seen tells UID and MODSEQ too
@@ -113,15 +120,17 @@ async def fetch(
             if seq is None or not all(test(meta) for test in tests):
                 continue
             raw = b""
-            if content:
+            if content or any(want(meta) for want in wants):
                 try:
                     raw = await mailbox.content(meta.uid)
                 except KeyError:
                     continue
-            parts = [render(meta, raw) for render in renderers]
+            rendered = [render(meta, raw) for render in renderers]
+            parts = [p if isinstance(p, bytes) else await p for p in rendered]
             if meta.uid in newly_seen:
                 if not wants_flags:
-                    parts.append(flags_renderer(meta, raw))
+                    flags = flags_renderer(meta, raw)
+                    parts.append(flags if isinstance(flags, bytes) else await flags)
                 if add_uid:
                     parts.insert(0, b"UID %d" % meta.uid)
                 if add_modseq:
@@ -139,5 +148,4 @@ async def _mark_seen(
     if view.readonly or not uids:
         return set()
     result = await view.mailbox.store(uids, StoreMode.ADD, frozenset({SEEN}), session)
-    await view.own_changes(result.changed, slices)
-    return {change.uid for change in result.changed}
+    return set((await view.own_changes(result.changed, slices)).uids)

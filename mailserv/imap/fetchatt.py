@@ -10,7 +10,7 @@ own ``parse`` and rendered by their own ``render``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -110,6 +110,8 @@ class BodySection:
 Renderer = Callable[[MessageMeta, bytes], bytes]
 """One item of one ``* n FETCH`` response, from the message's metadata and its bytes
 (empty unless an item of the command needs content)."""
+LateRenderer = Callable[[MessageMeta, bytes], bytes | Awaitable[bytes]]
+"""A renderer that may answer later (an awaitable): BINARY decoding a large part in slices."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +121,16 @@ class FetchAttribute:
     name: str
     parse: Callable[[str | None, tuple[int, int] | None], Hashable]
     """``(section or None, partial or None)`` → the item's argument; raises ParseError."""
-    render: Callable[[SelectedView, Hashable], Renderer]
+    render: Callable[[SelectedView, Hashable], LateRenderer]
     """Compiled once per command from the argument."""
     needs_content: bool = False
     sets_seen: bool = False
+    options: Callable[[Hashable, Sequence[str]], Hashable] | None = None
+    """Reads the parenthesised words that may follow the item (RFC 8970's ``PREVIEW
+    (LAZY)``) into its argument; None: the item takes none."""
+    content_for: Callable[[Hashable, MessageMeta], bool] | None = None
+    """For an item that does not always need the message's bytes: whether it needs them
+    for this message (they are then read for that message only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +164,9 @@ def parse_fetch_items(tok: Token, extra: FetchAttributes = _NONE) -> list[FetchI
             raise ParseError(None, f"Too many FETCH items (limit {MAX_ITEMS})")
         items: list[FetchItem] = []
         for item in tok.items:
+            if isinstance(item, ParenList) and items:
+                items[-1] = _with_options(items[-1], item)
+                continue
             if not isinstance(item, Atom):
                 raise ParseError(None, "Expected a FETCH item name")
             if item.value.upper() in MACROS:
@@ -163,6 +174,24 @@ def parse_fetch_items(tok: Token, extra: FetchAttributes = _NONE) -> list[FetchI
             items.append(parse_fetch_item(item.value, extra))
         return list(dict.fromkeys(items))
     raise ParseError(None, "Expected FETCH items, got a string")
+
+
+def takes_options(tok: Token, extra: FetchAttributes) -> bool:
+    """Whether ``tok`` is a single item that a parenthesised list of options may follow
+    (``FETCH 1 PREVIEW (LAZY)``, not a modifier list)."""
+    if not isinstance(tok, Atom):
+        return False
+    attribute = extra.get(tok.value.upper())
+    return attribute is not None and attribute.options is not None
+
+
+def _with_options(item: FetchItem, options: ParenList) -> FetchItem:
+    if not isinstance(item, ExtensionItem) or item.attribute.options is None:
+        raise ParseError(None, "Expected a FETCH item name")
+    words = [word.value for word in options.items if isinstance(word, Atom)]
+    if len(words) != len(options.items):
+        raise ParseError(None, f"Expected {item.name} options")
+    return ExtensionItem(item.attribute, item.attribute.options(item.argument, words))
 
 
 def parse_fetch_item(text: str, extra: FetchAttributes = _NONE) -> FetchItem:

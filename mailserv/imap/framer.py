@@ -136,6 +136,14 @@ class CommandFramer:
         self._scan = 0
         self._reset()
 
+    def take_unread(self) -> bytes:
+        """Remove and return the input not read yet (COMPRESS: it is to be inflated first);
+        call it between commands only."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        self._scan = 0
+        return data
+
     @property
     def pending(self) -> int:
         """Bytes fed but not yet consumed; lets the caller pause its transport."""

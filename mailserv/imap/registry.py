@@ -1,9 +1,9 @@
 """What an extension declares, and the registry the engine builds from the declarations.
 
 An extension is one module of :mod:`mailserv.imap.extensions` holding an ``EXTENSION``:
-its commands, FETCH items and modifiers, SEARCH keys, SELECT/EXAMINE parameters, STATUS
-items, ENABLE names, response codes and capabilities, each capability with the condition
-under which it is offered.  The factory builds one
+its commands, FETCH items and modifiers, SEARCH keys and RETURN options, SELECT/EXAMINE
+parameters, STATUS items, ENABLE names, response codes and capabilities, each capability
+with the condition under which it is offered.  The factory builds one
 ``Registry`` from the tuple of extensions (``extensions.BUILT_IN`` unless told otherwise);
 the dispatcher's command table, the FETCH/SEARCH/SELECT/STATUS readers, ENABLE and
 CAPABILITY read it.  Nothing here is mutable:
@@ -12,19 +12,19 @@ two servers in one process may run different sets.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from mailserv.imap import fetchatt
+from mailserv.imap import esearch, fetchatt
 from mailserv.imap.arguments import text_atom
 from mailserv.imap.commands import CommandSpec
 from mailserv.imap.fetchatt import FetchAttribute, FetchItem
 from mailserv.imap.search import parse
 from mailserv.imap.search.parse import KeyReader, SearchKeyReader
 from mailserv.imap.session import Session
-from mailserv.interfaces import MailboxStatus, MessageMeta
+from mailserv.interfaces import IMailbox, MailboxStatus, MessageMeta
 from mailserv.search import SearchKey
 from mailserv.syntax.errors import ParseError
 from mailserv.syntax.sequences import SequenceSet
@@ -65,9 +65,18 @@ class StatusItem:
     """A STATUS data item and how it is read from the mailbox's counts."""
 
     name: str
-    value: Callable[[MailboxStatus], int]
+    value: Callable[[MailboxStatus], int] | None = None
     used: Callable[[Session], None] | None = None
     """Called when a STATUS asked for it (RFC 7162: HIGHESTMODSEQ turns CONDSTORE on)."""
+    read: Callable[[Session, IMailbox], Awaitable[int]] | None = None
+    """For an item the counts do not hold (DELETED, RFC 9208): read from the mailbox, in
+    place of ``value``."""
+
+    async def of(self, session: Session, box: IMailbox, counts: MailboxStatus) -> int:
+        if self.read is not None:
+            return await self.read(session, box)
+        assert self.value is not None, self.name
+        return self.value(counts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +86,20 @@ class SearchCriterion:
 
     name: str
     read: Callable[[KeyReader, str, int], SearchKey]
+
+
+@dataclass(frozen=True, slots=True)
+class ResultOption:
+    """A SEARCH/SORT ``RETURN`` option beyond RFC 4731's (RFC 4466 ``search-return-opt``).
+
+    ``found(session, numbers, uid, options)`` runs once the command has its matches (as it
+    reports them: UIDs or sequence numbers, in result order) and before its answer;
+    ``failed(session)`` when the command ends in NO (a BAD changes nothing).
+    """
+
+    name: str
+    found: Callable[[Session, Sequence[int], bool, frozenset[str]], Awaitable[None]]
+    failed: Callable[[Session], None]
 
 
 @dataclass(slots=True)
@@ -145,6 +168,7 @@ class Extension:
     search_keys: tuple[SearchCriterion, ...] = ()
     select_parameters: tuple[SelectParameter, ...] = ()
     status_items: tuple[StatusItem, ...] = ()
+    result_options: tuple[ResultOption, ...] = ()
     enable: frozenset[str] = frozenset()
     """Names the client may ENABLE (RFC 5161)."""
     response_codes: frozenset[str] = frozenset()
@@ -163,6 +187,7 @@ class Registry:
     search_keys: Mapping[str, SearchKeyReader] = field(default_factory=dict)
     select_parameters: Mapping[str, SelectParameter] = field(default_factory=dict)
     status_items: Mapping[str, StatusItem] = field(default_factory=dict)
+    result_options: Mapping[str, ResultOption] = field(default_factory=dict)
     enableable: frozenset[str] = frozenset()
 
     @classmethod
@@ -193,6 +218,11 @@ class Registry:
             ),
             status_items=_merge(
                 ((i.name, i) for e in chosen for i in e.status_items), "STATUS item"
+            ),
+            result_options=_merge(
+                ((o.name, o) for e in chosen for o in e.result_options),
+                "RETURN option",
+                frozenset(esearch.OPTIONS),
             ),
             enableable=frozenset().union(*(e.enable for e in chosen)),
         )

@@ -15,6 +15,7 @@ responses go out in one write when it ends (big FETCH output in 64 KiB writes).
 from __future__ import annotations
 
 import ipaddress
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ from zope.interface import implementer
 from mailserv import errors
 from mailserv.imap import capabilities
 from mailserv.imap.commands import CommandSpec
+from mailserv.imap.compression import PER_TURN, DeflatingTransport, Inflater
 from mailserv.imap.framer import CommandFramer, ContinueLiteral, Frame, FrameError, Line
 from mailserv.imap.hangup import hang_up, set_no_delay
 from mailserv.imap.replies import Bad, CommandFailure, Reply, backend_text, tagged
@@ -90,6 +92,8 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self._write_paused = False
         self._drain_waiters: list[defer.Deferred[None]] = []
         self._tls_started = False
+        self._inflater: Inflater | None = None
+        """COMPRESS=DEFLATE is on: the client's compressed input, inflated as it is read."""
         self.idling = False
         self._closing = False
         """Set by LOGOUT: close once the tagged OK is out."""
@@ -223,7 +227,10 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         if self._hangup_call is not None:
             return  # BYE said: what the client still sends is read and dropped
         self.resetTimeout()
-        self.framer.feed(data)
+        if self._inflater is not None:
+            self._inflater.received(data)
+        else:
+            self.framer.feed(data)
         self._pump()
 
     def _blocked(self) -> bool:
@@ -238,13 +245,22 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
     def _pump(self) -> None:
         """Parse and queue what the input holds, as far as the queue takes it."""
         self._stalled = False
+        inflated = 0
         while self.state is not State.LOGOUT:
             if self._blocked():
                 self._stalled = True
                 break
             event = self.framer.next_event()
             if event is None:
-                break
+                if inflated >= PER_TURN:  # a turn's share: go on in the next one
+                    self._stalled = True
+                    self._schedule_pump()
+                    break
+                fed = self._inflate_more()
+                if not fed:
+                    break
+                inflated += fed
+                continue
             if isinstance(event, Line):
                 self._deliver_line(event.raw)
             elif isinstance(event, ContinueLiteral):
@@ -268,13 +284,26 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         queue takes more."""
         if self.transport is None or self._hangup_call is not None:
             return
-        hold = self._stalled and self.framer.pending > self.settings.max_line
+        pending = self.framer.pending + (self._inflater.backlog if self._inflater else 0)
+        hold = self._stalled and pending > self.settings.max_line
         if hold and not self._transport_paused:
             self._transport_paused = True
             self.transport.pauseProducing()  # type: ignore[attr-defined]
         elif not hold and self._transport_paused:
             self._transport_paused = False
             self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def _inflate_more(self) -> int:
+        """Feed the framer the next chunk of compressed input, inflated; its size."""
+        if self._inflater is None:
+            return 0
+        try:
+            data = self._inflater.inflate()
+        except zlib.error:
+            self.bye("Corrupt compressed data")
+            return 0
+        self.framer.feed(data)
+        return len(data)
 
     def _take_frame(self, raw: bytes) -> None:
         try:
@@ -455,6 +484,19 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self.transport.startTLS(self.services.tls)  # type: ignore[union-attr]
         self._tls_started = True
 
+    @property
+    def compressed(self) -> bool:
+        return self._inflater is not None
+
+    def start_compression(self) -> None:
+        """DEFLATE both ways from now (after the tagged OK); what the client sent after
+        the command is compressed too."""
+        self.flush_output()
+        self._inflater = Inflater()
+        self._inflater.received(self.framer.take_unread())
+        if self.transport is not None:
+            self.transport = DeflatingTransport(self.transport, self.services.clock)
+
     def end(self) -> None:
         """Stop reading, drop queued commands, close after what is written: TLS
         close_notify and TCP FIN at once, the connection aborted if it lingers beyond
@@ -465,6 +507,8 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self.flush_output()
         if self.transport is None or self._hangup_call is not None:
             return
+        if isinstance(self.transport, DeflatingTransport):
+            self.transport = self.transport.detach()  # the close is TLS's or TCP's
         if self._transport_paused:
             # Read again: the peer's close_notify or FIN ends the connection sooner.
             self._transport_paused = False

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
+
+from mailserv.quota import QuotaLedger
 
 if TYPE_CHECKING:
     from twisted.cred.portal import Portal
@@ -50,6 +52,8 @@ class Services:
     """The context STARTTLS switches to; None: no STARTTLS."""
     registry: Registry
     """The extensions: commands, CAPABILITY, ENABLE, STATUS items."""
+    quota: QuotaLedger = field(default_factory=QuotaLedger)
+    """The quota reservations of this process's additions in flight."""
 
 
 class Session(Protocol):
@@ -82,6 +86,10 @@ class Session(Protocol):
     @property
     def secure(self) -> bool: ...
     @property
+    def compressed(self) -> bool:
+        """COMPRESS=DEFLATE is on (RFC 4978)."""
+
+    @property
     def plaintext_auth_allowed(self) -> bool: ...
     @property
     def peer(self) -> str: ...
@@ -111,6 +119,9 @@ class Session(Protocol):
 
     def start_tls(self) -> None:
         """Switch to TLS (the handler has written its tagged OK)."""
+
+    def start_compression(self) -> None:
+        """Deflate both directions from now (the handler has written its tagged OK)."""
 
     def select(self, view: SelectedView) -> None: ...
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from mailserv.quota import QuotaPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +46,5 @@ class ServerSettings:
     """Search keys in one SEARCH."""
     max_mailbox_name: int = 1024
     """Bytes in a mailbox name."""
+    quota: QuotaPolicy = field(default_factory=QuotaPolicy)
+    """Per-user STORAGE and MESSAGE limits (RFC 9208); none by default."""

@@ -30,8 +30,8 @@ what the client was told:
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
-from itertools import islice
+from collections.abc import Callable, Container, Iterable, Sequence
+from itertools import islice, pairwise
 from typing import TYPE_CHECKING
 
 from twisted.internet import defer
@@ -49,6 +49,7 @@ from mailserv.interfaces import (
     SEEN,
     SYSTEM_FLAGS,
     FlagChange,
+    FlagChangeColumns,
     IMailbox,
     IMailboxListener,
     ISharedMailbox,
@@ -71,7 +72,9 @@ QRESYNC implies CONDSTORE).  The CONDSTORE enabling commands turn on ``CONDSTORE
 VANISHED_NAME = "QRESYNC"
 """ENABLE name after which removals are told with VANISHED, not EXPUNGE (RFC 7162 3.2.10)."""
 _STEP = 1024
-"""Own flag changes noted between two pauses for other sessions."""
+"""Flag changes queued or formatted between two pauses for other sessions."""
+_NOTE_STEP = 8192
+"""Own flag changes noted between two pauses (a dict update for a whole step)."""
 _RUN_PROBE, _RUN_MAX = 32, 1 << 16
 """How far ahead ``seqs_of`` first looks for a run of consecutive UIDs, and at most."""
 
@@ -104,6 +107,80 @@ def flags_responses(keywords: Iterable[str], readonly: bool) -> bytes:
     return b"* FLAGS (%s)\r\n* OK [PERMANENTFLAGS (%s)] Flags permitted\r\n" % (names, permanent)
 
 
+def flag_fetch_lines(
+    seqs: Sequence[int],
+    changes: FlagChangeColumns,
+    recent: Container[int],
+    flag_value: Callable[[frozenset[str], bool], bytes],
+    show_uid: bool,
+    show_modseq: bool,
+    with_flags: bool = True,
+) -> list[bytes]:
+    """``* seq FETCH (UID FLAGS MODSEQ)`` for each message of ``changes`` (``seqs[i]`` is
+    the number of ``changes.uids[i]``), as chunks to join.
+
+    A run of messages with consecutive numbers and UIDs, the same flags, the same
+    \\Recent state (``recent``) and the same modseq is formatted from one template: the
+    flags of a run are rendered once (``flag_value(flags, is_recent)``, called once per
+    distinct pair) and each line is one C-level ``%`` (``STORE 1:*`` changes long runs).
+    """
+    uids, flags, modseqs = changes.uids, changes.flags, changes.modseqs
+    values: tuple[dict[frozenset[str], bytes], dict[frozenset[str], bytes]] = ({}, {})
+    out: list[bytes] = []
+    count = len(seqs)
+    i = 0
+    while i < count:
+        seq, uid, these, modseq = seqs[i], uids[i], flags[i], modseqs[i]
+        marked = uid in recent
+        j = i + 1
+        while (
+            j < count
+            and seqs[j] == seq + j - i
+            and uids[j] == uid + j - i
+            and modseqs[j] == modseq
+            and (flags[j] is these or flags[j] == these)
+            and (uids[j] in recent) is marked
+        ):
+            j += 1
+        items = [b"UID %d"] if show_uid else []
+        if with_flags:
+            value = values[marked].get(these)
+            if value is None:
+                value = values[marked][these] = flag_value(these, marked).replace(b"%", b"%%")
+            items.append(b"FLAGS " + value)
+        if show_modseq:
+            items.append(b"MODSEQ (%d)" % modseq)
+        template = b"* %d FETCH (" + b" ".join(items) + b")\r\n"
+        numbers: Iterable[object] = range(seq, seq + j - i)
+        if show_uid:
+            numbers = zip(numbers, range(uid, uid + j - i), strict=True)
+        out.append(b"".join(map(template.__mod__, numbers)))
+        i = j
+    return out
+
+
+async def as_columns(changes: Sequence[FlagChange], slices: TimeSlices) -> FlagChangeColumns:
+    """A backend's flag changes as columns ascending by UID (made in slices when the
+    backend gave ``FlagChange`` objects)."""
+    if isinstance(changes, FlagChangeColumns):
+        return changes
+    uids: list[int] = []
+    flags: list[frozenset[str]] = []
+    modseqs: list[int] = []
+    for start in range(0, len(changes), _STEP):
+        for change in changes[start : start + _STEP]:
+            uids.append(change.uid)
+            flags.append(change.flags)
+            modseqs.append(change.modseq)
+        await slices.pause()
+    if any(a > b for a, b in pairwise(uids)):
+        order = sorted(range(len(uids)), key=uids.__getitem__)
+        uids = [uids[at] for at in order]
+        flags = [flags[at] for at in order]
+        modseqs = [modseqs[at] for at in order]
+    return FlagChangeColumns(uids, flags, modseqs)
+
+
 @implementer(IMailboxListener)
 class SelectedView:
     """Sequence numbers are positions in ``uids`` (ascending), as the client knows them.
@@ -130,9 +207,11 @@ class SelectedView:
         self._recent_ahead: set[int] = set()
         """Claimed as \\Recent before the event that announces them came."""
         self._added: list[int] = []
-        self._flags: dict[int, FlagChange] = {}
+        self._queued_flags: dict[int, frozenset[str]] = {}
+        self._queued_modseq: dict[int, int] = {}
+        """The flag update owed per UID and its modseq (two columns: no object per message)."""
         self._flag_batches: list[Sequence[FlagChange]] = []
-        """Other sessions' flag changes not sorted into ``_flags`` yet (see flags_changed)."""
+        """Other sessions' flag changes not sorted into the queue yet (see flags_changed)."""
         self._expunged: list[int] = []
         self._gone_ahead: set[int] = set()
         """UIDs above the last one announced that were expunged before being announced."""
@@ -141,6 +220,8 @@ class SelectedView:
         """UIDs up to this one are announced or gone (the SELECT's UIDNEXT - 1)."""
         self._told_modseq: dict[int, int] = {}
         """Mod-sequence of the flags last sent per UID, when above ``_base_modseq``."""
+        self._told_top = 0
+        """No value of ``_told_modseq`` (nor ``_base_modseq``) is above this one."""
         self._lock = DeferredLock()
         self._wake_pending = False
         self.closed = False
@@ -148,6 +229,9 @@ class SelectedView:
         """Flags of the last FLAGS response (SELECT/EXAMINE sent the system flags)."""
         self._untold: set[str] = set()
         """Flags rendered into FETCH responses that the client has not been told of yet."""
+        self.saved: list[int] = []
+        """RFC 5182's ``$``: the UIDs a SEARCH saved, ascending (a new view starts empty,
+        so SELECT, EXAMINE, CLOSE and UNSELECT reset it; expunged messages leave it)."""
         self.load(uids, recent, base_modseq)
         mailbox.add_listener(self)
 
@@ -165,6 +249,7 @@ class SelectedView:
         self.recent = set()
         self._recent_ahead = set()
         self._base_modseq = base_modseq
+        self._told_top = max(self._told_top, base_modseq)
         self._floor = max(uidnext - 1, 0)
         self._claimed(recent)
 
@@ -198,6 +283,8 @@ class SelectedView:
 
     def select(self, sequence: SequenceSet, uid: bool) -> list[int]:
         """The UIDs a sequence set names, ascending."""
+        if sequence.saved:
+            return list(self.saved)
         if uid:
             return uids_in(sequence.resolve(self.uids[-1] if self.uids else 0), self.uids)
         if sequence.has_star and not self.uids:
@@ -259,37 +346,97 @@ class SelectedView:
         Whatever writes the result must write ``announcement()`` before it (``write_fetches``
         does).  Usually every flag is known and the cost is one subset test.
         """
-        if not flags <= self._told:
-            self._untold.update(flags - self._told)
         if modseq:
             self._note_told(uid, modseq)
-        if uid in self.recent:
-            return encode.flag_list(flags | {RECENT})
-        return encode.flag_list(flags)
+        return self._flag_value(flags, uid in self.recent)
 
-    async def own_changes(self, changes: Sequence[FlagChange], slices: TimeSlices) -> None:
+    def _flag_value(self, flags: frozenset[str], recent: bool) -> bytes:
+        """The FETCH FLAGS value, noting the keywords not announced yet."""
+        if not flags <= self._told:
+            self._untold.update(flags - self._told)
+        return encode.flag_list(flags | {RECENT} if recent else flags)
+
+    async def own_changes(
+        self, changes: Sequence[FlagChange], slices: TimeSlices
+    ) -> FlagChangeColumns:
         """Flag changes this session made: the client knows them (it asked), so an older
         update from another session, queued or still to come, is not sent after them.
         (Other sessions' events may come between two slices: those older than a change
-        noted later are dropped from the queue then.)"""
-        for start in range(0, len(changes), _STEP):
-            for change in changes[start : start + _STEP]:
-                if change.modseq:
-                    self._note_told(change.uid, change.modseq)
+        noted later are dropped from the queue then.)  The changes as columns."""
+        columns = await as_columns(changes, slices)
+        for start in range(0, len(columns), _NOTE_STEP):
+            part = columns[start : start + _NOTE_STEP]
+            self._note_told_all(part.uids, part.modseqs)
             await slices.pause()
+        return columns
+
+    def flag_fetches(
+        self,
+        changes: FlagChangeColumns,
+        show_uid: bool,
+        with_flags: bool = True,
+        note: bool = False,
+    ) -> list[bytes]:
+        """FETCH responses giving the flags of ``changes`` (ascending UIDs) to the client,
+        with MODSEQ once CONDSTORE is on; messages not in the view are left out.  ``note``:
+        the client has these flags from now on (own changes were noted already).  Write
+        them with ``write_fetches`` (it announces new keywords first)."""
+        seqs, changes = self._numbered(changes)
+        if note:
+            self._note_told_all(changes.uids, changes.modseqs)
+        return flag_fetch_lines(
+            seqs, changes, self.recent, self._flag_value, show_uid, self.shows_modseq, with_flags
+        )
+
+    def _numbered(self, changes: FlagChangeColumns) -> tuple[Sequence[int], FlagChangeColumns]:
+        """The sequence numbers of ``changes`` (ascending UIDs); those not in the view are
+        dropped from the changes returned."""
+        uids = changes.uids
+        mine = self.uids
+        count = len(mine)
+        if not uids or (count and mine[-1] == count and uids[0] >= 1 and uids[-1] <= count):
+            return uids, changes  # UIDs 1..n without gaps: a UID is its number
+        seqs: list[int] = []
+        kept: list[int] = []
+        low = 0
+        for at, uid in enumerate(uids):
+            low = bisect_left(mine, uid, low)
+            if low == count:
+                break
+            if mine[low] == uid:
+                seqs.append(low + 1)
+                kept.append(at)
+        if len(kept) == len(uids):
+            return seqs, changes
+        flags, modseqs = changes.flags, changes.modseqs
+        return seqs, FlagChangeColumns(
+            [uids[at] for at in kept], [flags[at] for at in kept], [modseqs[at] for at in kept]
+        )
+
+    def _note_told_all(self, uids: Sequence[int], modseqs: Sequence[int]) -> None:
+        """``_note_told`` for many: one dict update when no modseq is below one noted (an
+        equal one changes nothing).  An update still queued for one of them is then older
+        than what the client has: ``_flag_lines`` drops it."""
+        if not uids or min(modseqs) < self._told_top:
+            for uid, modseq in zip(uids, modseqs, strict=True):
+                if modseq:
+                    self._note_told(uid, modseq)
+            return
+        self._told_modseq.update(zip(uids, modseqs, strict=True))
+        self._told_top = max(self._told_top, max(modseqs))
 
     def _note_told(self, uid: int, modseq: int) -> None:
         if modseq > self._told_modseq.get(uid, self._base_modseq):
             self._told_modseq[uid] = modseq
-        queued = self._flags.get(uid)
-        if queued is not None and queued.modseq and queued.modseq <= modseq:
-            del self._flags[uid]
+            if modseq > self._told_top:
+                self._told_top = modseq
+        queued = self._queued_modseq.get(uid)
+        if queued and queued <= modseq:
+            del self._queued_flags[uid], self._queued_modseq[uid]
 
-    def _stale(self, change: FlagChange) -> bool:
-        """Whether the client already has these flags or newer ones."""
-        return bool(change.modseq) and change.modseq <= self._told_modseq.get(
-            change.uid, self._base_modseq
-        )
+    def _stale(self, uid: int, modseq: int) -> bool:
+        """Whether the client already has the flags of ``modseq`` or newer ones."""
+        return bool(modseq) and modseq <= self._told_modseq.get(uid, self._base_modseq)
 
     def announcement(self) -> bytes:
         """The FLAGS/PERMANENTFLAGS owed for flags rendered since the last call, or ``b""``."""
@@ -330,12 +477,20 @@ class SelectedView:
         while self._flag_batches:
             changes = self._flag_batches.pop(0)
             for start in range(0, len(changes), _STEP):
-                for change in changes[start : start + _STEP]:
-                    if self._stale(change):
+                part = changes[start : start + _STEP]
+                if isinstance(part, FlagChangeColumns):
+                    triples: Iterable[tuple[int, frozenset[str], int]] = zip(
+                        part.uids, part.flags, part.modseqs, strict=True
+                    )
+                else:
+                    triples = [(change.uid, change.flags, change.modseq) for change in part]
+                for uid, flags, modseq in triples:
+                    if self._stale(uid, modseq):
                         continue
-                    queued = self._flags.get(change.uid)
-                    if queued is None or not (change.modseq and queued.modseq > change.modseq):
-                        self._flags[change.uid] = change
+                    queued = self._queued_modseq.get(uid)
+                    if queued is None or not (modseq and queued > modseq):
+                        self._queued_flags[uid] = flags
+                        self._queued_modseq[uid] = modseq
                 await slices.pause()
 
     def mailbox_lost(self, mailbox: IMailbox, reason: str) -> None:
@@ -376,12 +531,12 @@ class SelectedView:
             return
         if self._added:
             self.write_fetches(self._announce_added())
-        while self._flags:
+        while self._queued_flags:
             # Flag updates leave the sequence map alone: written in slices.
-            batch = dict(islice(self._flags.items(), _STEP))
-            for uid in batch:
-                del self._flags[uid]
-            self.write_fetches(self._flag_lines(batch.values()))
+            uids = sorted(islice(self._queued_flags, _STEP))
+            flags = [self._queued_flags.pop(uid) for uid in uids]
+            modseqs = [self._queued_modseq.pop(uid) for uid in uids]
+            self.write_fetches(self._flag_lines(uids, flags, modseqs))
             await slices.pause()
             if self._gone_away(idle):
                 return
@@ -413,21 +568,16 @@ class SelectedView:
         last = self._last()
         return any(uid > last for uid in self._added)
 
-    def _flag_lines(self, changes: Iterable[FlagChange]) -> list[bytes]:
-        out = []
-        modseq = self.shows_modseq
-        for change in changes:
-            seq = self.seq_of(change.uid)
-            if seq is not None and not self._stale(change):
-                flags = self.flags_with_recent(change.uid, change.flags, change.modseq)
-                if modseq:
-                    out.append(
-                        b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n"
-                        % (seq, change.uid, flags, change.modseq)
-                    )
-                else:
-                    out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, change.uid, flags))
-        return out
+    def _flag_lines(
+        self, uids: list[int], flags: list[frozenset[str]], modseqs: list[int]
+    ) -> list[bytes]:
+        """Queued updates (ascending UIDs) still newer than what the client has."""
+        fresh = [at for at, uid in enumerate(uids) if not self._stale(uid, modseqs[at])]
+        if len(fresh) < len(uids):
+            uids = [uids[at] for at in fresh]
+            flags = [flags[at] for at in fresh]
+            modseqs = [modseqs[at] for at in fresh]
+        return self.flag_fetches(FlagChangeColumns(uids, flags, modseqs), True, note=True)
 
     def _announce_added(self) -> list[bytes]:
         added, self._added = self._added, []
@@ -468,8 +618,12 @@ class SelectedView:
                 self._gone_ahead.add(uid)
                 self._recent_ahead.discard(uid)
             self._told_modseq.pop(uid, None)
-            self._flags.pop(uid, None)
+            self._queued_flags.pop(uid, None)
+            self._queued_modseq.pop(uid, None)
         seqs.sort(reverse=True)
+        if self.saved:
+            gone = set(uids)
+            self.saved = [uid for uid in self.saved if uid not in gone]
         known = []
         for seq in seqs:
             uid = self.uids.pop(seq - 1)

@@ -43,8 +43,10 @@ class MessageInfo:
     the subject marks a reply or forward; ``sort_from``/``sort_to``/``sort_cc`` the
     addr-mailbox of the first address and ``display_from``/``display_to`` its display name
     (or address when it has none).  Strings are kept in the form SORT compares
-    (:func:`mailserv.message.subject.sort_key`).  Records written before these fields
-    existed leave them at their defaults where they could not be derived.
+    (:func:`mailserv.message.subject.sort_key`).  ``preview`` is the RFC 8970 preview
+    text (:mod:`mailserv.message.preview`).  Records written before these fields existed
+    leave them at their defaults where they could not be derived (``preview`` None: not
+    computed).
     """
 
     envelope: bytes
@@ -66,3 +68,4 @@ class MessageInfo:
     sort_cc: str = ""
     display_from: str = ""
     display_to: str = ""
+    preview: str | None = None

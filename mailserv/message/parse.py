@@ -9,6 +9,7 @@ counts beyond :data:`MAX_DEPTH` / :data:`MAX_PARTS` are treated as opaque data.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -24,6 +25,7 @@ from mailserv.message.addresses import (
 )
 from mailserv.message.headers import Param, iter_fields, parse_params, search_text, unfold
 from mailserv.message.info import MessageInfo, Part
+from mailserv.message.preview import make_preview
 from mailserv.message.sortkeys import first_mailbox, sort_fields
 from mailserv.syntax.encode import string
 
@@ -118,7 +120,7 @@ def parse_message(raw: bytes) -> MessageInfo:
         return _opaque(raw)
     fields = top.fields
     subject = search_text(fields.get(b"subject"))
-    return MessageInfo(
+    info = MessageInfo(
         envelope=env,
         body=top.body,
         bodystructure=top.structure,
@@ -139,6 +141,7 @@ def parse_message(raw: bytes) -> MessageInfo:
             first_mailbox(parsed.get(b"cc")),
         ),
     )
+    return replace(info, preview=make_preview(raw, info))
 
 
 def _opaque(raw: bytes) -> MessageInfo:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from mailserv.interfaces import SEEN, IMailbox, ISearchableMailbox
 from mailserv.syntax.sequences import SequenceSet
@@ -35,6 +35,7 @@ __all__ = [
     "DateOp",
     "HasFlag",
     "InSet",
+    "InternalSince",
     "ModSeqAtLeast",
     "Not",
     "Or",
@@ -111,6 +112,15 @@ class DateCompare:
 
 
 @dataclass(frozen=True, slots=True)
+class InternalSince:
+    """The internal date at or after ``moment`` (timezone-aware, whole seconds): a point in
+    time, where ``DateCompare`` compares calendar days.  RFC 5032's YOUNGER is this, OLDER
+    its ``Not``."""
+
+    moment: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class SizeCompare:
     """RFC822.SIZE strictly larger (``larger``) or strictly smaller than ``size``."""
 
@@ -169,6 +179,7 @@ SearchKey = (
     | HasFlag
     | Contains
     | DateCompare
+    | InternalSince
     | SizeCompare
     | InSet
     | UidIn

@@ -18,24 +18,29 @@ CONTENT_FIELDS = frozenset({StringField.BODY, StringField.TEXT, StringField.HEAD
 """String fields that may need the message bytes (HEADER only for other headers)."""
 
 
-def bind(key: SearchKey, uids: Sequence[int], recent: AbstractSet[int]) -> SearchKey:
-    """``key`` with sequence sets and \\Recent replaced by ``UidIn``, for a backend.
+def bind(
+    key: SearchKey, uids: Sequence[int], recent: AbstractSet[int], saved: Sequence[int] = ()
+) -> SearchKey:
+    """``key`` with sequence sets, \\Recent and ``$`` replaced by ``UidIn``, for a backend.
 
-    Sequence numbers and \\Recent exist only in a session (``uids`` in sequence order, the
-    UIDs recent to it); a backend asked to search (``IMailbox.search``) gets a tree without
-    them.  UID sets stay: ``*`` there is the mailbox's largest UID, which the backend knows.
+    Sequence numbers, \\Recent and RFC 5182's saved result exist only in a session
+    (``uids`` in sequence order, the UIDs recent to it, the UIDs ``$`` stands for); a
+    backend asked to search (``IMailbox.search``) gets a tree without them.  UID sets stay:
+    ``*`` there is the mailbox's largest UID, which the backend knows.
     """
+    if isinstance(key, InSet) and key.set.saved:
+        return UidIn(frozenset(saved))
     if isinstance(key, InSet) and not key.uid:
         return UidIn(sequence_uids(key.set, uids))
     if isinstance(key, HasFlag) and key.flag.casefold() == RECENT.casefold():
         node = UidIn(frozenset(recent))
         return node if key.present else Not(node)
     if isinstance(key, Not):
-        return Not(bind(key.key, uids, recent))
+        return Not(bind(key.key, uids, recent, saved))
     if isinstance(key, Or):
-        return Or(bind(key.left, uids, recent), bind(key.right, uids, recent))
+        return Or(bind(key.left, uids, recent, saved), bind(key.right, uids, recent, saved))
     if isinstance(key, And):
-        return And(tuple(bind(k, uids, recent) for k in key.keys))
+        return And(tuple(bind(k, uids, recent, saved) for k in key.keys))
     return key
 
 

@@ -26,6 +26,7 @@ from mailserv.search import (
     DateOp,
     HasFlag,
     InSet,
+    InternalSince,
     ModSeqAtLeast,
     Not,
     Or,
@@ -170,6 +171,9 @@ def _compile(key: SearchKey, ctx: SearchContext) -> _Plan:
         return _Plan(_COST_DATE, _date(key))
     if isinstance(key, SizeCompare):
         return _Plan(_COST_META, _size(key))
+    if isinstance(key, InternalSince):
+        moment = key.moment
+        return _Plan(_COST_META, lambda meta: meta.internaldate >= moment)
     if isinstance(key, InSet):
         members = _members(key, ctx.uids)
         return _Plan(_COST_META, lambda meta: meta.uid in members)

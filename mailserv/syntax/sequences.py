@@ -3,6 +3,10 @@
 A set is parsed once, with ``*`` kept as a marker; ``resolve`` turns it into merged ranges
 against the mailbox's largest number, and ``uids_in`` / ``uids_for_seqs`` pick the members
 of the session's UID list by bisection, so ``1:4294967295`` costs no more than ``1:2``.
+
+RFC 5182's ``$`` (the result a SEARCH saved) is read only where the caller allows it, and
+only alone (``sequence-set =/ seq-last-command``): it has no ranges, the session's view
+gives its messages.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ STAR: Final = 0
 """Marks ``*`` in a parsed range (0 is never a valid sequence number or UID)."""
 MAX_NUMBER: Final = 0xFFFFFFFF
 MAX_RANGES: Final = 100_000
+SAVED: Final = "$"
+"""RFC 5182's marker for the last saved SEARCH result."""
 
 _SET = re.compile(r"(?:[0-9]+|\*)(?::(?:[0-9]+|\*))?(?:,(?:[0-9]+|\*)(?::(?:[0-9]+|\*))?)*")
 _ELEMENT = re.compile(r"([0-9]+|\*)(?::([0-9]+|\*))?")
@@ -38,6 +44,8 @@ class SequenceSet:
     """Parsed ranges as sent; a bound equal to ``STAR`` means ``*``."""
 
     ranges: tuple[tuple[int, int], ...]
+    saved: bool = False
+    """``$`` (RFC 5182): no ranges; the messages of the session's saved SEARCH result."""
 
     @property
     def has_star(self) -> bool:
@@ -60,6 +68,8 @@ class SequenceSet:
         return merge(found)
 
     def __str__(self) -> str:
+        if self.saved:
+            return SAVED
         return ",".join(
             _bound(low) if low == high else f"{_bound(low)}:{_bound(high)}"
             for low, high in self.ranges
@@ -93,8 +103,15 @@ def _number(text: str) -> int:
     return int(digits)
 
 
-def parse_sequence_set(text: str) -> SequenceSet:
-    """``1:4,7,10:*`` → SequenceSet; ParseError (a ValueError) when malformed."""
+def parse_sequence_set(text: str, saved: bool = False) -> SequenceSet:
+    """``1:4,7,10:*`` → SequenceSet; ParseError (a ValueError) when malformed.
+
+    ``saved``: ``$`` is read too (the server offers SEARCHRES), alone.
+    """
+    if saved and SAVED in text:
+        if text != SAVED:
+            raise ParseError(None, f"$ must stand alone, not in {text[:40]!r}")
+        return SequenceSet((), saved=True)
     if not _SET.fullmatch(text):
         raise ParseError(None, f"Invalid sequence set {text[:40]!r}")
     if text.count(",") >= MAX_RANGES:

@@ -30,8 +30,10 @@ from mailserv.interfaces import (
     IBackendFactory,
     IMailbox,
     IMailboxListener,
+    IMultiAppendAccount,
     ISearchableMailbox,
     MessageMeta,
+    NewMessage,
     StoreMode,
 )
 from mailserv.message.info import MessageInfo
@@ -309,6 +311,31 @@ class BackendContract:
         assert uids == sorted(uids) and len(set(uids)) == 3
         assert list(self.resolve(inbox.uids())) == uids
         assert self.status(inbox).uidnext > uids[-1]
+
+    def test_append_many_stores_all_in_order(
+        self, account: Any, inbox: Any, recorder: Recorder
+    ) -> None:
+        if not IMultiAppendAccount.providedBy(account):
+            pytest.skip("the account does not provide IMultiAppendAccount (no MULTIAPPEND)")
+        assert verifyObject(IMultiAppendAccount, account)
+        when = datetime(2021, 1, 2, 3, 4, 5, tzinfo=UTC)
+        batch = [
+            NewMessage(message(1), SEEN),
+            NewMessage(message(2), frozenset(), when),
+            NewMessage(message(3), frozenset({RECENT, "$x"})),
+        ]
+        uids = [r.uid for r in self.resolve(account.append_many("INBOX", batch, "me"))]
+        assert uids == sorted(uids) and len(set(uids)) == 3
+        assert list(self.resolve(inbox.uids())) == uids
+        metas = self.metas(inbox)
+        assert [m.flags for m in metas] == [SEEN, frozenset(), frozenset({"$x"})]
+        assert metas[1].internaldate == when
+        assert [self.resolve(inbox.content(uid)) for uid in uids] == [message(n) for n in (1, 2, 3)]
+        added = [uid for kind, got, _ in recorder.events if kind == "added" for uid in got]
+        assert added == uids
+        with pytest.raises(MailboxNotFound):
+            self.resolve(account.append_many("Nowhere", batch, None))
+        assert list(self.resolve(inbox.uids())) == uids
 
     def test_uids_are_never_reused(self, inbox: Any) -> None:
         first = self.append(inbox, 1, DELETED)

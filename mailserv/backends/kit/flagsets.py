@@ -1,12 +1,12 @@
 """SEARCH of flags and internal dates from sets kept in memory, whatever the mailbox size.
 
 A backend keeps, as messages come, change and go, ``having`` (the UIDs having each flag
-spelling: :func:`reflag`) and ``on_day`` (the UIDs of each day of the internal date in its
-own offset, as the engine compares it, in days since the epoch: :func:`date`,
-:func:`undate`).  :func:`search` then answers UNSEEN, FLAGGED, NOT DELETED, SINCE, BEFORE,
-ON and their ANDs, ORs and NOTs with a few set operations; None for any other key (the
-backend's index, or the engine, answers).  The maildir backend's state and the memory
-backend keep them.
+spelling: :func:`reflag`, :func:`moved` for many) and ``on_day`` (the UIDs of each day of
+the internal date in its own offset, as the engine compares it, in days since the epoch:
+:func:`date_of`, :func:`add_day`, :func:`undate`).  :func:`search` then answers UNSEEN,
+FLAGGED, NOT DELETED, SINCE, BEFORE, ON and their ANDs, ORs and NOTs with a few set
+operations; None for any other key (the backend's index, or the engine, answers).  The
+maildir backend's state and the memory backend keep them.
 """
 
 from __future__ import annotations
@@ -40,6 +40,16 @@ def reflag(having: Having, uid: int, old: frozenset[str], new: frozenset[str]) -
         if uids is None:
             uids = having[flag] = set()
         uids.add(uid)
+
+
+def moved(having: Having, members: list[int], old: frozenset[str], new: frozenset[str]) -> None:
+    """``members`` (UIDs) all went from ``old`` flags to ``new``: a few set operations in C
+    for a whole group of a big STORE."""
+    lost, gained = _differences(old, new)
+    for flag in lost:
+        having[flag].difference_update(members)
+    for flag in gained:
+        having.setdefault(flag, set()).update(members)
 
 
 def date_of(day: date) -> int:

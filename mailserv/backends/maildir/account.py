@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
@@ -40,7 +40,15 @@ from mailserv.errors import (
     MailboxExists,
     MailboxNotFound,
 )
-from mailserv.interfaces import INBOX, NOSELECT, IAccount, MailboxInfo
+from mailserv.interfaces import (
+    INBOX,
+    NOSELECT,
+    AppendResult,
+    IAccount,
+    IMultiAppendAccount,
+    MailboxInfo,
+    NewMessage,
+)
 
 if TYPE_CHECKING:
     from mailserv.backends.maildir.backend import Services
@@ -53,7 +61,7 @@ SPECIAL_USE_FILE = "mailserv-special-use"
 SUBSCRIPTIONS = "subscriptions"
 
 
-@implementer(IAccount)
+@implementer(IAccount, IMultiAppendAccount)
 class MaildirAccount:
     def __init__(self, services: Services, user: str, root: str) -> None:
         self.services = services
@@ -218,6 +226,11 @@ class MaildirAccount:
                 lock.replace(encode_subscriptions(after), self.services.settings.fsync)
 
     # -- mailboxes ------------------------------------------------------------------------
+
+    async def append_many(
+        self, name: str, batch: Sequence[NewMessage], origin: object
+    ) -> list[AppendResult]:
+        return await (await self.open(name)).append_many(batch, origin)
 
     async def open(self, name: str) -> MaildirMailbox:
         """The shared mailbox object, loaded; every session gets the same event stream."""

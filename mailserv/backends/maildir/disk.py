@@ -315,20 +315,34 @@ class MailboxDisk:
 
     def set_flags(self, changes: Sequence[tuple[Entry, frozenset[str]]]) -> Delta:
         """Rename each file to carry its new flags; UIDs whose file moved meanwhile fail."""
-        self.keywords.ensure(flag for _, flags in changes for flag in flags)
+        self.keywords.ensure(flag for flags in {flags for _, flags in changes} for flag in flags)
         done, failed = self._rename(changes)
-        self._record(done, None)
+        if done:
+            with self.index.transaction():
+                modseq = self.index.next_modseq()
+                for update in done:
+                    update.modseq = modseq
+                self.index.update_flags(done)
+                self.index.settle([update.uid for update in done])
         return finish(Delta(updated=done, failed=failed), self.index)
 
-    def owe_flags(self, changes: Sequence[tuple[Entry, frozenset[str]]]) -> Delta:
-        """A STORE of many messages: their new flags in the index, and the renames owed
-        (``renamer`` renames the files after the answer; until then they keep their names)."""
-        self.keywords.ensure(flag for _, flags in changes for flag in flags)
-        done = [FlagUpdate(entry.uid, entry.path, flags, entry.keep, 0) for entry, flags in changes]
+    def owe_flags(self, plan: Mapping[frozenset[str], Sequence[Entry]]) -> Delta:
+        """A STORE of many messages (``plan``: the entries by their new flags): their new
+        flags in the index, and the renames owed (``renamer`` renames the files after the
+        answer; until then they keep their names).  The delta has the UIDs by new flags
+        (``Delta.flagged``), no object per message."""
+        self.keywords.ensure(flag for flags in plan for flag in flags)
+        groups: dict[frozenset[str], list[int]] = {}
         shapes: dict[str, list[int]] = {}
-        for entry, _ in changes:
-            shapes.setdefault(shape_of(entry.path, entry.base), []).append(entry.uid)
-        self._record(done, shapes)
+        for flags, entries in plan.items():
+            groups[flags] = [entry.uid for entry in entries]
+            for entry in entries:
+                shapes.setdefault(shape_of(entry.path, entry.base), []).append(entry.uid)
+        with self.index.transaction():
+            modseq = self.index.next_modseq()
+            for flags, uids in groups.items():
+                self.index.set_flags(flags, modseq, uids)
+            self.index.owe(shapes)
         self._notice = f"{os.getpid()} {self.index.highestmodseq} {secrets.token_hex(4)}".encode()
         notice = self.path(f"{TMP}/.{FLAGS_NOTICE}.{secrets.token_hex(8)}")
         try:  # another process sharing the mailbox takes the flags from the index now
@@ -336,7 +350,7 @@ class MailboxDisk:
             os.replace(notice, self.path(FLAGS_NOTICE))
         except OSError as exc:
             _log.warn("No notice of flags in {path}: {error}", path=self.directory, error=exc)
-        return finish(Delta(updated=done), self.index)
+        return finish(Delta(flagged=groups), self.index)
 
     def rename_owed(self, entries: Sequence[Entry]) -> Delta:
         """Some of the renames owed: each file gets the name its entry's flags give, and
@@ -379,21 +393,6 @@ class MailboxDisk:
             if count % RENAME_STEP == 0:
                 time.sleep(0)
         return done, failed
-
-    def _record(self, done: list[FlagUpdate], owed: Mapping[str, list[int]] | None) -> None:
-        """New flags with one new modseq in the index; the renames ``owed`` by shape (None:
-        the files were renamed, nothing is owed for them)."""
-        if not done:
-            return
-        with self.index.transaction():
-            modseq = self.index.next_modseq()
-            for update in done:
-                update.modseq = modseq
-            self.index.update_flags(done)
-            if owed is None:
-                self.index.settle([update.uid for update in done])
-            else:
-                self.index.owe(owed)
 
     def expunge(self, entries: Sequence[Entry], known: Mapping[str, Entry]) -> Delta:
         """Delete the files (wherever they moved to) and log the UIDs as vanished.

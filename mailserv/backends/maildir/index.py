@@ -36,7 +36,8 @@ _log = Logger()
 T = TypeVar("T")
 
 FILENAME = "mailserv-index.sqlite"
-FORMAT = "1"
+FORMAT = "2"
+"""1: flags and modseq in ``message``; 2: in ``flag`` (an index of format 1 is converted)."""
 _BATCH = 500
 """Host parameters per statement (SQLite allows 999 in older builds)."""
 
@@ -45,16 +46,18 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS message (
     uid INTEGER PRIMARY KEY,
     base TEXT NOT NULL,
-    flags TEXT NOT NULL,
-    modseq INTEGER NOT NULL,
     size INTEGER NOT NULL,
     date INTEGER NOT NULL,
     tz INTEGER NOT NULL,
     info BLOB
 );
+CREATE TABLE IF NOT EXISTS flag (
+    uid INTEGER PRIMARY KEY,
+    flags TEXT NOT NULL,
+    modseq INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (modseq);
-CREATE INDEX IF NOT EXISTS message_meta ON message (uid, flags, modseq, size, date, tz);
 CREATE INDEX IF NOT EXISTS message_base ON message (uid, base);
 CREATE TABLE IF NOT EXISTS search (
     uid INTEGER PRIMARY KEY,
@@ -74,6 +77,7 @@ CREATE TABLE IF NOT EXISTS search (
 CREATE INDEX IF NOT EXISTS search_odd ON search (uid) WHERE header IS NOT NULL;
 CREATE TABLE IF NOT EXISTS renames (uid INTEGER PRIMARY KEY, shape TEXT NOT NULL);
 """
+_META_INDEX = "CREATE INDEX IF NOT EXISTS message_meta ON message (uid, size, date, tz)"
 _FULLTEXT = (
     "CREATE TABLE IF NOT EXISTS texts "
     "(uid INTEGER PRIMARY KEY, header TEXT NOT NULL, body TEXT NOT NULL)",
@@ -88,7 +92,9 @@ SEARCH compares without the index's help).  A message whose
 texts SQLite cannot hold as text (a NUL, a lone surrogate) has them in ``search`` as bytes
 instead, and no row here.  (``message_meta`` lets a search of flags, dates and sizes read
 a narrow index, not the rows with their infos; ``search_odd`` finds the rows with texts
-in ``search`` without reading the others.)  ``renames``: the messages whose file names do
+in ``search`` without reading the others.)  ``flag``: each message's flags and modseq,
+apart from the wide rows with their infos (a STORE of 100k messages rewrites 100k short
+rows, not megabytes of infos).  ``renames``: the messages whose file names do
 not carry their flags yet, with the name each file has (its shape: see ``renamer``)."""
 
 
@@ -152,6 +158,8 @@ class Index:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'NORMAL' if self.fsync else 'OFF'}")
         db.executescript(_SCHEMA)
+        _convert(db, self.path)
+        db.execute(_META_INDEX)
         db.execute(snapshot.SCHEMA)
         try:
             made = db.execute("SELECT sql FROM sqlite_master WHERE name = 'fulltext'").fetchone()
@@ -166,11 +174,16 @@ class Index:
             _log.warn("No full-text index in {path}: {error}", path=self.path, error=exc)
             self.fulltext = False
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("format") in _CONVERTED and meta.get("uidvalidity") == str(uidvalidity):
+            with self.transaction():
+                self._put({"format": FORMAT})
+            meta["format"] = FORMAT
         if meta.get("format") != FORMAT or meta.get("uidvalidity") != str(uidvalidity):
             if meta:
                 _log.info("Index {path} is stale; rebuilding it", path=self.path)
             with self.transaction():
                 db.execute("DELETE FROM message")
+                db.execute("DELETE FROM flag")
                 db.execute("DELETE FROM expunged")
                 db.execute("DELETE FROM search")
                 db.execute("DELETE FROM renames")
@@ -247,10 +260,14 @@ class Index:
     def _columns_after(self, last: int, step: int) -> Columns:
         db = self.db
         meta = db.execute(
-            "SELECT count(*), group_concat(uid), group_concat(flags, char(10)), "
-            "group_concat(modseq), group_concat(size), group_concat(date), "
-            "group_concat(tz) FROM (SELECT uid, flags, modseq, size, date, tz "
+            "SELECT count(*), group_concat(uid), group_concat(size), group_concat(date), "
+            "group_concat(tz) FROM (SELECT uid, size, date, tz "
             "FROM message INDEXED BY message_meta WHERE uid > ? ORDER BY uid LIMIT ?)",
+            (last, step),
+        ).fetchone()
+        flagged = db.execute(
+            "SELECT group_concat(uid), group_concat(flags, char(10)), group_concat(modseq) "
+            "FROM (SELECT uid, flags, modseq FROM flag WHERE uid > ? ORDER BY uid LIMIT ?)",
             (last, step),
         ).fetchone()
         named = db.execute(
@@ -258,19 +275,20 @@ class Index:
             "FROM message INDEXED BY message_base WHERE uid > ? ORDER BY uid LIMIT ?)",
             (last, step),
         ).fetchone()
-        count, uids, flags, *numbers = meta
+        count, uids, *numbers = meta
         if not count:
             return Columns([], [], [], [], [], [], [])
         bases = named[1].split("\n")
-        texts = flags.split("\n")
-        if named[0] != uids or len(bases) != count or len(texts) != count:
+        texts = (flagged[1] or "").split("\n")
+        if named[0] != uids or flagged[0] != uids or len(bases) != count or len(texts) != count:
             rows = db.execute(  # a newline in a base or a flag: row by row
-                "SELECT uid, base, flags, modseq, size, date, tz FROM message "
-                "WHERE uid > ? ORDER BY uid LIMIT ?",
+                "SELECT m.uid, m.base, coalesce(f.flags, ''), coalesce(f.modseq, 1), m.size, "
+                "m.date, m.tz FROM message m LEFT JOIN flag f ON f.uid = m.uid "
+                "WHERE m.uid > ? ORDER BY m.uid LIMIT ?",
                 (last, step),
             ).fetchall()
             return Columns(*(list(column) for column in zip(*rows, strict=True)))
-        ints = [list(map(int, column.split(","))) for column in (uids, *numbers)]
+        ints = [list(map(int, column.split(","))) for column in (uids, flagged[2], *numbers)]
         return Columns(ints[0], bases, texts, *ints[1:])
 
     def infos(self, uids: Sequence[int]) -> dict[int, bytes]:
@@ -313,7 +331,7 @@ class Index:
             part = uids[start : start + _BATCH]
             marks = ",".join("?" * len(part))
             for uid, flags, modseq in self.db.execute(
-                f"SELECT uid, flags, modseq FROM message WHERE uid IN ({marks})", part
+                f"SELECT uid, flags, modseq FROM flag WHERE uid IN ({marks})", part
             ):
                 found[uid] = (flag_set(flags), modseq)
                 self.highestmodseq = max(self.highestmodseq, modseq)
@@ -327,8 +345,8 @@ class Index:
             part = uids[start : start + _BATCH]
             marks = ",".join("?" * len(part))
             for uid, base, flags, modseq, size, date, tz in self.db.execute(
-                "SELECT uid, base, flags, modseq, size, date, tz FROM message "
-                f"WHERE uid IN ({marks}) AND info IS NOT NULL",
+                "SELECT m.uid, m.base, f.flags, f.modseq, m.size, m.date, m.tz FROM message m "
+                f"JOIN flag f ON f.uid = m.uid WHERE m.uid IN ({marks}) AND m.info IS NOT NULL",
                 part,
             ):
                 found[uid] = Row(uid, base, flag_set(flags), modseq, size, date, tz)
@@ -355,12 +373,13 @@ class Index:
         """New messages with their infos and search rows (None: made later, by a backfill)."""
         rows = list(rows)
         self.db.executemany(
-            "INSERT OR REPLACE INTO message (uid, base, flags, modseq, size, date, tz, info) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (r.uid, r.base, _text(r.flags), r.modseq, r.size, r.date, r.tz, info)
-                for r, info, _ in rows
-            ],
+            "INSERT OR REPLACE INTO message (uid, base, size, date, tz, info) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(r.uid, r.base, r.size, r.date, r.tz, info) for r, info, _ in rows],
+        )
+        self.db.executemany(
+            "INSERT OR REPLACE INTO flag (uid, flags, modseq) VALUES (?, ?, ?)",
+            [(r.uid, _text(r.flags), r.modseq) for r, _, _ in rows],
         )
         self._drop_texts([r.uid for r, _, texts in rows if texts is None])
         self.set_texts((r.uid, texts) for r, _, texts in rows if texts is not None)
@@ -428,14 +447,18 @@ class Index:
         for change in changes:
             alike.setdefault((change.flags, change.modseq), []).append(change.uid)
         for (flags, modseq), uids in alike.items():
-            text = _text(flags)
-            for start in range(0, len(uids), _BATCH):
-                part = uids[start : start + _BATCH]
-                marks = ",".join("?" * len(part))
-                self.db.execute(
-                    f"UPDATE message SET flags = ?, modseq = ? WHERE uid IN ({marks})",
-                    (text, modseq, *part),
-                )
+            self.set_flags(flags, modseq, uids)
+
+    def set_flags(self, flags: frozenset[str], modseq: int, uids: Sequence[int]) -> None:
+        """``flags`` and ``modseq`` for every one of ``uids`` (inside a transaction)."""
+        text = _text(flags)
+        for start in range(0, len(uids), _BATCH):
+            part = uids[start : start + _BATCH]
+            marks = ",".join("?" * len(part))
+            self.db.execute(
+                f"UPDATE flag SET flags = ?, modseq = ? WHERE uid IN ({marks})",
+                (text, modseq, *part),
+            )
 
     def update_base(self, changes: Iterable[tuple[int, str]]) -> None:
         self.db.executemany(
@@ -462,8 +485,8 @@ class Index:
     def owed(self, uids: Sequence[int] | None = None) -> list[Owed]:
         """The renames owed (of ``uids``, or all), with the flags and modseq of the index."""
         query = (
-            "SELECT m.uid, m.base, r.shape, m.flags, m.modseq FROM renames r "
-            "JOIN message m ON m.uid = r.uid"
+            "SELECT m.uid, m.base, r.shape, f.flags, f.modseq FROM renames r "
+            "JOIN message m ON m.uid = r.uid JOIN flag f ON f.uid = r.uid"
         )
         if uids is None:
             rows = self.db.execute(query)
@@ -482,6 +505,7 @@ class Index:
 
     def expunge(self, uids: Sequence[int], modseq: int) -> None:
         self.db.executemany("DELETE FROM message WHERE uid = ?", [(uid,) for uid in uids])
+        self.db.executemany("DELETE FROM flag WHERE uid = ?", [(uid,) for uid in uids])
         self.settle(uids)
         self._drop_texts(uids)
         self.db.executemany(
@@ -493,6 +517,38 @@ class Index:
         self.db.executemany(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items())
         )
+
+
+_CONVERTED = ("1",)
+"""Formats whose rows ``_convert`` made into this one's."""
+
+
+def _convert(db: sqlite3.Connection, path: str) -> None:
+    """An index of format 1 (flags and modseq in ``message``): those columns moved to
+    ``flag`` (a few seconds for 100k messages, once; the rows stay valid, so nothing is
+    parsed again).  Looked at again under the write lock: another process sharing the
+    index (``--workers N``) may have converted it meanwhile."""
+    if not _old_layout(db):
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if _old_layout(db):
+            _log.info("Converting the index {path} to format {version}", path=path, version=FORMAT)
+            db.execute(
+                "INSERT OR REPLACE INTO flag (uid, flags, modseq) "
+                "SELECT uid, flags, modseq FROM message"
+            )
+            db.execute("DROP INDEX IF EXISTS message_meta")
+            db.execute("ALTER TABLE message DROP COLUMN flags")
+            db.execute("ALTER TABLE message DROP COLUMN modseq")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _old_layout(db: sqlite3.Connection) -> bool:
+    return any(row[1] == "flags" for row in db.execute("PRAGMA table_info(message)"))
 
 
 def missing_texts(db: sqlite3.Connection, limit: int) -> list[int]:

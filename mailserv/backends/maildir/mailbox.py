@@ -23,6 +23,7 @@ from collections import ChainMap
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from itertools import chain
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock
@@ -30,13 +31,13 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mailserv.backends.kit import Listened, ListenerSet, expungeable, plan_store
+from mailserv.backends.kit import Listened, ListenerSet, expungeable
 from mailserv.backends.maildir.disk import MailboxDisk
 from mailserv.backends.maildir.files import MailboxGone
 from mailserv.backends.maildir.infos import load_infos, metas
 from mailserv.backends.maildir.io import INLINE_READ
 from mailserv.backends.maildir.pending import PendingEvents
-from mailserv.backends.maildir.records import Delta, Entry, Snapshot
+from mailserv.backends.maildir.records import Delta, Entry, Prepared, Snapshot
 from mailserv.backends.maildir.renamer import LAZY_STORE, Renamer
 from mailserv.backends.maildir.search import needs_texts
 from mailserv.backends.maildir.state import Applied, MailboxState, uncollected
@@ -52,6 +53,7 @@ from mailserv.interfaces import (
     ISharedMailbox,
     MailboxStatus,
     MessageMeta,
+    NewMessage,
     StoreMode,
     StoreResult,
 )
@@ -260,11 +262,11 @@ class MaildirMailbox(Listened):
 
     # -- applying changes -----------------------------------------------------------------
 
-    def _apply(self, delta: Delta, origin: object, notify: bool = True) -> list[FlagChange]:
+    def _apply(self, delta: Delta, origin: object, notify: bool = True) -> Sequence[FlagChange]:
         """Make ``delta`` the state, then tell the listeners; the lane is held."""
         return self._applied(self._state.apply(delta), origin, notify)
 
-    async def _apply_sliced(self, delta: Delta, origin: object) -> list[FlagChange]:
+    async def _apply_sliced(self, delta: Delta, origin: object) -> Sequence[FlagChange]:
         """``_apply`` in time slices (a STORE or EXPUNGE of many messages); the lane is
         held, so no other change comes between the slices."""
         done = Applied()
@@ -278,7 +280,7 @@ class MaildirMailbox(Listened):
         is told; the lane held."""
         self._state.apply(delta)
 
-    def _applied(self, done: Applied, origin: object, notify: bool = True) -> list[FlagChange]:
+    def _applied(self, done: Applied, origin: object, notify: bool = True) -> Sequence[FlagChange]:
         if done.added:
             self._texts.flush_later()
         if notify:
@@ -432,24 +434,32 @@ class MaildirMailbox(Listened):
     async def append(
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
-        """Durable (fsynced and renamed into ``cur/``) before the result arrives.
+        (result,) = await self.append_many([NewMessage(message, flags, internaldate)], origin)
+        return result
 
-        No sync first: the UID comes from the uidlist under its lock anyway, and appends
+    async def append_many(self, batch: Sequence[NewMessage], origin: object) -> list[AppendResult]:
+        """Durable (fsynced and renamed into ``cur/``) before the result arrives; the files
+        of a failed batch are removed, none delivered.
+
+        No sync first: the UIDs come from the uidlist under its lock anyway, and appends
         from several sessions then write their files in parallel."""
         await self.ensure_loaded()
         self._check_open()
-        prepared = await self.io(
-            self.disk.prepare, message, frozenset(flags) - {RECENT}, internaldate
-        )
+        prepared: list[Prepared] = []
         try:
+            for new in batch:
+                flags = frozenset(new.flags) - {RECENT}
+                prepared.append(
+                    await self.io(self.disk.prepare, new.message, flags, new.internaldate)
+                )
             async with self.lane:
                 self._check_open()
-                delta = await self.io(self.disk.deliver, [prepared])
+                delta = await self.io(self.disk.deliver, prepared)
                 await self._delivered_locked(delta, origin)
         except BaseException:
-            await self.io(self.disk.discard, [prepared])
+            await self.io(self.disk.discard, prepared)
             raise
-        return AppendResult(self.uidvalidity, delta.added[0].uid)
+        return [AppendResult(self.uidvalidity, entry.uid) for entry in delta.added]
 
     async def store(
         self,
@@ -461,39 +471,37 @@ class MaildirMailbox(Listened):
     ) -> StoreResult:
         await self._ready()
         flags = frozenset(flags) - {RECENT}
-        changed: list[FlagChange] = []
+        changed: list[Sequence[FlagChange]] = []
         async with self.lane:
             if len(uids) > INLINE_PLAN:
                 # Entries change only in the lane, which we hold: a thread may read them.
-                plan, failed = await self.io(self._plan, uids, mode, flags, unchangedsince)
+                groups, failed = await self.io(self._state.plan, uids, mode, flags, unchangedsince)
             else:
-                plan, failed = self._plan(uids, mode, flags, unchangedsince)
-            if len(plan) > LAZY_STORE:  # the files are renamed after the answer (``renamer``)
-                delta = await self.io(self.disk.owe_flags, plan)
-                changed += await self._apply_sliced(delta, origin)
-                self._renamer.owe(delta.updated)
-                plan = []
+                groups, failed = self._state.plan(uids, mode, flags, unchangedsince)
+            if sum(map(len, groups.values())) > LAZY_STORE:
+                # The files are renamed after the answer (``renamer``).
+                delta = await self.io(self.disk.owe_flags, groups)
+                groups = {}
+                changed.append(await self._apply_sliced(delta, origin))
+                self._renamer.owe(chain.from_iterable(delta.flagged.values()))
+            plan = _pairs(groups)
             async with self._quietly(len(plan)):
                 for attempt in range(2):
                     if not plan:
                         break
                     delta = await self.io(self.disk.set_flags, plan)
-                    changed += await self._apply_sliced(delta, origin)
+                    changed.append(await self._apply_sliced(delta, origin))
                     if not delta.failed:
                         break
                     # Files renamed by another program meanwhile: learn their names, retry.
                     await self._sync_locked(full=True)
                     if attempt == 0:
-                        plan, more = plan_store(
-                            self._state.known(delta.failed), mode, flags, unchangedsince
-                        )
+                        groups, more = self._state.plan(delta.failed, mode, flags, unchangedsince)
+                        plan = _pairs(groups)
                         failed += more
-        return StoreResult(changed, failed)
-
-    def _plan(
-        self, uids: Sequence[int], mode: StoreMode, flags: frozenset[str], since: int | None
-    ) -> tuple[list[tuple[Entry, frozenset[str]]], list[int]]:
-        return plan_store(self._state.known(uids), mode, flags, since)
+        if len(changed) == 1:  # a STORE of many hands on its changes as they are (lazily)
+            return StoreResult(changed[0], failed)
+        return StoreResult([change for part in changed for change in part], failed)
 
     async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         """Hard links (Dovecot does the same), so a copy costs no data writes."""
@@ -598,3 +606,10 @@ class MaildirMailbox(Listened):
 
     def __repr__(self) -> str:
         return f"<MaildirMailbox {self.name!r} at {os.path.basename(self.directory) or '/'}>"
+
+
+def _pairs(groups: Mapping[frozenset[str], list[Entry]]) -> list[tuple[Entry, frozenset[str]]]:
+    """A plan of ``MailboxState.plan`` as (entry, new flags), ascending by UID."""
+    pairs = [(entry, flags) for flags, entries in groups.items() for entry in entries]
+    pairs.sort(key=lambda pair: pair[0].uid)
+    return pairs

@@ -72,9 +72,13 @@ class Delta:
     failed: list[int] = field(default_factory=list)  # UIDs whose files moved under us
     highestmodseq: int = 0
     uidnext: int = 0
+    flagged: dict[frozenset[str], list[int]] = field(default_factory=dict)
+    """A STORE of many (``MailboxDisk.owe_flags``): the UIDs (ascending) that now have
+    each set of flags, all at ``highestmodseq``, their files still at their names (no
+    object per message: ``renamer``)."""
 
     def __bool__(self) -> bool:
-        return bool(self.added or self.updated or self.removed)
+        return bool(self.added or self.updated or self.removed or self.flagged)
 
 
 @dataclass

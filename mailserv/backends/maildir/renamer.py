@@ -20,13 +20,12 @@ at the end), as for any bulk change of our own.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import islice
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-
-from mailserv.backends.maildir.records import FlagUpdate
 
 if TYPE_CHECKING:
     from mailserv.backends.maildir.mailbox import MaildirMailbox
@@ -56,10 +55,9 @@ class Renamer:
         """Renames still to do in this process."""
         return len(self._owed)
 
-    def owe(self, updates: list[FlagUpdate] | list[int]) -> None:
-        """Rename the files of these UIDs (or updates' UIDs) soon."""
-        for item in updates:
-            self._owed[item if isinstance(item, int) else item.uid] = None
+    def owe(self, uids: Iterable[int]) -> None:
+        """Rename the files of these UIDs soon."""
+        self._owed.update(dict.fromkeys(uids))
         if self._owed and not self._running:
             self._running = True
             Deferred.fromCoroutine(self._run()).addErrback(

@@ -1,6 +1,7 @@
 """SEARCH from the maildir index: a query becomes one SQL statement, run in a thread.
 
-Flags, internal dates, sizes, UID sets and MODSEQ come from the ``message`` table; the
+Internal dates, sizes and UID sets come from the ``message`` table, flags and MODSEQ from
+``flag``; the
 header fields, the Date: header's day and the texts of TEXT and BODY from ``search`` and
 ``fulltext`` (see ``textrow``), which hold exactly what the engine's evaluator compares,
 case-folded as it does.  A substring test is ``instr()`` on those values (bytes for the
@@ -38,6 +39,7 @@ from mailserv.search import (
     DateOp,
     HasFlag,
     InSet,
+    InternalSince,
     ModSeqAtLeast,
     Not,
     Or,
@@ -124,7 +126,11 @@ def run(
             where = sql.key(key, 0)
         except Declined:
             return None
-        tables = "message m LEFT JOIN search s ON s.uid = m.uid" if sql.joined else "message m"
+        tables = "message m"
+        if sql.flagged:
+            tables += " JOIN flag f ON f.uid = m.uid"
+        if sql.joined:
+            tables += " LEFT JOIN search s ON s.uid = m.uid"
         statement = (
             f"SELECT group_concat(m.uid) FROM {tables} WHERE m.uid BETWEEN ? AND ? AND {where}"
         )
@@ -154,6 +160,9 @@ class _Sql:
         self.words_ready: bool | None = None
         self.params: list[Any] = []
         self.joined = False
+        """Whether the query reads ``search`` (joined to ``message``)."""
+        self.flagged = False
+        """Whether it reads ``flag``."""
 
     def bind(self, value: Any) -> str:
         self.params.append(value)
@@ -178,6 +187,8 @@ class _Sql:
             case DateCompare(op=op, date=day):
                 self.joined = True
                 return f"coalesce(s.sent_day {_OPERATORS[op]} {self.bind(day.toordinal())}, 0)"
+            case InternalSince(moment=moment):
+                return f"m.date >= {self.bind(int(moment.timestamp()))}"
             case SizeCompare(larger=larger, size=size):
                 return f"m.size {'>' if larger else '<'} {self.bind(size)}"
             case InSet(set=members, uid=True):
@@ -185,7 +196,8 @@ class _Sql:
             case UidIn(uids=members):
                 return self.listed(members)
             case ModSeqAtLeast(modseq=modseq):
-                return f"m.modseq >= {self.bind(modseq)}"
+                self.flagged = True
+                return f"f.modseq >= {self.bind(modseq)}"
             case Not(key=inner):
                 return f"NOT ({self.key(inner, depth + 1)})"
             case Or(left=left, right=right):
@@ -203,8 +215,9 @@ class _Sql:
             raise Declined()  # bind() replaces it; never stored
         spellings = {name for name in self.flag_names if name.casefold() == folded}
         spellings.add(_CANONICAL.get(folded, flag))
+        self.flagged = True
         tests = [
-            f"instr(' ' || m.flags || ' ', {self.bind(f' {name} ')}) > 0"
+            f"instr(' ' || f.flags || ' ', {self.bind(f' {name} ')}) > 0"
             for name in sorted(spellings)
         ]
         return "(" + " OR ".join(tests) + ")"

@@ -16,12 +16,16 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 from mailserv.backends.kit import Tally, flagsets
+from mailserv.backends.kit.flagchanges import changes_of
 from mailserv.backends.maildir.records import DAY, Delta, Entry, Snapshot
-from mailserv.interfaces import SEEN, FlagChange, MailboxStatus
+from mailserv.interfaces import SEEN, FlagChange, MailboxStatus, StoreMode
 from mailserv.search import SearchKey
 
 STEP = 250
 """Flag updates or removals applied between two chances for other work to run."""
+BULK_STEP = 2000
+"""Messages of a ``Delta.flagged`` given their new flags between two such chances (a
+few attribute writes each; the indexes of flags follow per group, in C)."""
 LOAD_STEP = 5000
 """Entries counted at a load between two chances for the reactor thread to run."""
 
@@ -31,7 +35,7 @@ class Applied:
     """What ``apply`` changed, for the listeners."""
 
     added: list[int] = field(default_factory=list)
-    changes: list[FlagChange] = field(default_factory=list)
+    changes: Sequence[FlagChange] = field(default_factory=list)
     removed: list[int] = field(default_factory=list)
 
 
@@ -98,6 +102,29 @@ class MailboxState:
         entries = self.entries
         return [entries[uid] for uid in sorted(set(uids)) if uid in entries]
 
+    def plan(
+        self, uids: Iterable[int], mode: StoreMode, flags: frozenset[str], since: int | None
+    ) -> tuple[dict[frozenset[str], list[Entry]], list[int]]:
+        """A STORE's plan (as ``plan_store``'s): the entries whose flags change, by their
+        new flags (a few lists, not an object per message that the collector would walk
+        over), ascending; and the UIDs UNCHANGEDSINCE refuses."""
+        groups: dict[frozenset[str], list[Entry]] = {}
+        failed: list[int] = []
+        after: dict[frozenset[str], list[Entry] | None] = {}  # old flags -> their group
+        for entry in self.known(uids):
+            if since is not None and entry.modseq > since:
+                failed.append(entry.uid)
+                continue
+            old = entry.flags
+            try:
+                group = after[old]
+            except KeyError:
+                new = mode.apply(old, flags)
+                group = after[old] = None if new == old else groups.setdefault(new, [])
+            if group is not None:
+                group.append(entry)
+        return groups, failed
+
     def path_of(self, uid: int) -> str:
         """The file of ``uid`` relative to the mailbox ("" when unknown)."""
         entry = self.entries.get(uid)
@@ -130,7 +157,9 @@ class MailboxState:
             self.on_day.setdefault(entry.day, set()).add(entry.uid)
             done.added.append(entry.uid)
         done.added.sort()
-        changes = done.changes
+        if delta.flagged:
+            yield from self._regroup(delta.flagged, delta.highestmodseq, done)
+        changes: list[FlagChange] = []
         names = self.flag_names
         updated = delta.updated
         for start in range(0, len(updated), STEP):
@@ -149,6 +178,8 @@ class MailboxState:
                     self._reflag(known.uid, known.flags, flags)
                     known.flags, known.modseq = flags, update.modseq
                     changes.append(FlagChange(known.uid, flags, update.modseq))
+        if changes:
+            done.changes = [*done.changes, *changes] if done.changes else changes
         removed = delta.removed
         for start in range(0, len(removed), STEP):
             if start or updated:
@@ -165,6 +196,48 @@ class MailboxState:
                 done.removed.append(uid)
         self.modseq = max(self.modseq, delta.highestmodseq)
         self.uidnext = max(self.uidnext, delta.uidnext)
+
+    def _regroup(
+        self, flagged: dict[frozenset[str], list[int]], modseq: int, done: Applied
+    ) -> Iterator[None]:
+        """``steps`` for ``Delta.flagged``, ``BULK_STEP`` messages at a time: their entries
+        take the new flags, then the counts and the sets of UIDs by flag follow per pair
+        of old and new sets (a few set operations in C), so each step leaves a consistent
+        state; the changes are made when read (``changes_of``)."""
+        entries = self.entries
+        changed: dict[frozenset[str], list[int]] = {}
+        for new, uids in flagged.items():
+            now: list[int] = []
+            for start in range(0, len(uids), BULK_STEP):
+                if start:
+                    yield
+                was: dict[frozenset[str], list[int]] = {}
+                for uid in uids[start : start + BULK_STEP]:
+                    known = entries.get(uid)
+                    if known is None or known.flags == new:
+                        continue
+                    members = was.get(known.flags)
+                    if members is None:
+                        members = was[known.flags] = []
+                    members.append(uid)
+                    known.flags, known.modseq = new, modseq
+                    now.append(uid)
+                self._moved(was, new)
+            if now:
+                changed[new] = now
+            yield
+        if changed:
+            done.changes = changes_of(changed, modseq)
+
+    def _moved(self, was: dict[frozenset[str], list[int]], new: frozenset[str]) -> None:
+        """The messages of ``was`` (UIDs by their old flags) now have ``new``: the counts
+        and the sets of UIDs by flag follow."""
+        having, tally = self.having, self.tally
+        for old, members in was.items():
+            tally.unseen += ((SEEN in old) - (SEEN in new)) * len(members)
+            flagsets.moved(having, members, old, new)
+        if was:
+            self.flag_names |= new
 
     def _reflag(self, uid: int, old: frozenset[str], new: frozenset[str]) -> None:
         flagsets.reflag(self.having, uid, old, new)

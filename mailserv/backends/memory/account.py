@@ -8,7 +8,7 @@ do, this class does it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
@@ -16,10 +16,17 @@ from zope.interface import implementer
 from mailserv.backends.kit import Hierarchy
 from mailserv.backends.memory.mailbox import MemoryMailbox
 from mailserv.errors import MailboxNotFound, MailboxNotSelectable
-from mailserv.interfaces import INBOX, IAccount, MailboxInfo
+from mailserv.interfaces import (
+    INBOX,
+    AppendResult,
+    IAccount,
+    IMultiAppendAccount,
+    MailboxInfo,
+    NewMessage,
+)
 
 
-@implementer(IAccount)
+@implementer(IAccount, IMultiAppendAccount)
 class MemoryAccount:
     """``new_uidvalidity`` is shared by the whole backend, so a re-created name never
     gets a UIDVALIDITY it had before; ``clock`` is the reactor the mailboxes' long changes
@@ -79,6 +86,11 @@ class MemoryAccount:
     async def open(self, name: str) -> MemoryMailbox:
         """The shared object, so each session's listener hears every other session."""
         return self.lookup(name)
+
+    async def append_many(
+        self, name: str, messages: Sequence[NewMessage], origin: object
+    ) -> list[AppendResult]:
+        return await self.lookup(name).append_many(messages, origin)
 
     def lookup(self, name: str) -> MemoryMailbox:
         """``open`` without waiting: for COPY and MOVE between this account's mailboxes."""

@@ -37,10 +37,11 @@ from mailserv.interfaces import (
     AppendResult,
     Changes,
     CopyResult,
-    FlagChange,
+    FlagChangeColumns,
     ISearchableMailbox,
     MailboxStatus,
     MessageMeta,
+    NewMessage,
     StoreMode,
     StoreResult,
 )
@@ -50,6 +51,19 @@ from mailserv.message.parse import parse_message
 if TYPE_CHECKING:
     from mailserv.backends.memory.account import MemoryAccount
     from mailserv.search import SearchProgram
+
+
+_SET_FLAGS = MessageMeta.__dict__["flags"].__set__
+_SET_MODSEQ = MessageMeta.__dict__["modseq"].__set__
+"""A STORE's change to a message this mailbox holds is made in its record itself.
+
+``MessageMeta`` is frozen for the engine, which only reads it; the records here are the
+mailbox's own, and a new one per changed message would leave ``STORE 1:*`` over 100k
+messages with 100k new objects for the garbage collector, whose full passes over every
+message hold the reactor for 100+ ms (and cost 2-4 us each to make).  What the engine holds
+from an earlier ``fetch`` then shows the new flags and modseq, as a later fetch would: both
+are set in the same reactor turn.  (The slots' own setters: a third of ``object.__setattr__``.)
+"""
 
 
 @implementer(ISearchableMailbox)
@@ -66,6 +80,8 @@ class MemoryMailbox(Listened):
         self._meta: dict[int, MessageMeta] = {}  # keys ascending (see above)
         self._raw: dict[int, bytes] = {}  # the only copy of each message's bytes
         self._uidnext = 1
+        self._flagsets: dict[frozenset[str], frozenset[str]] = {}
+        """One frozenset per distinct set of flags, shared by the messages that have it."""
         self.tally = Tally()
         self._having: flagsets.Having = {}  # SEARCH of flags and dates: see kit.flagsets
         self._on_day: flagsets.OnDay = {}
@@ -114,11 +130,23 @@ class MemoryMailbox(Listened):
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
         """Parse once, here; FETCH and SEARCH read the stored ``MessageInfo`` afterwards."""
-        info, when = parse_message(message), internaldate or datetime.now(UTC)
+        (result,) = await self.append_many([NewMessage(message, flags, internaldate)], origin)
+        return result
+
+    async def append_many(
+        self, messages: Sequence[NewMessage], origin: object
+    ) -> list[AppendResult]:
+        """Parsed first, then inserted together: nothing can fail half-way."""
+        parsed = [(m, parse_message(m.message), m.internaldate) for m in messages]
+        now = datetime.now(UTC)
         async with self.lane.held():
-            uid = self._insert(message, info, flags - {RECENT}, when, self.modseqs.bump())
-            self.listeners.added(self, [uid], origin)
-        return AppendResult(self.uidvalidity, uid)
+            modseq = self.modseqs.bump()
+            uids = [
+                self._insert(m.message, info, m.flags - {RECENT}, when or now, modseq)
+                for m, info, when in parsed
+            ]
+            self.listeners.added(self, uids, origin)
+        return [AppendResult(self.uidvalidity, uid) for uid in uids]
 
     async def store(
         self,
@@ -128,26 +156,44 @@ class MemoryMailbox(Listened):
         origin: object,
         unchangedsince: int | None = None,
     ) -> StoreResult:
-        """One new modseq for the messages whose flags really change; the others keep theirs."""
-        changed: list[FlagChange] = []
+        """One new modseq for the messages whose flags really change; the others keep theirs.
+
+        The changed records are updated in place and the changes are told as columns: a
+        ``STORE 1:*`` makes no object per message (see ``_SET_FLAGS``)."""
+        changed: list[int] = []
+        now: list[frozenset[str]] = []
         failed: list[int] = []
+        moved: dict[tuple[frozenset[str], frozenset[str]], list[int]] = {}
         flags -= {RECENT}
         async with self.lane.held() as slices:
             modseq = self.modseqs.upcoming
             async for part in slices.batches(uids):
                 plan, refused = plan_store(self._fetch(part), mode, flags, unchangedsince)
                 failed += refused
+                last: frozenset[str] | None = None
+                shared = flags
                 for m, new in plan:
-                    self.tally.reflag(m.flags, new)
-                    flagsets.reflag(self._having, m.uid, m.flags, new)
-                    self._meta[m.uid] = MessageMeta(
-                        m.uid, new, m.internaldate, m.size, modseq, m.info
-                    )
-                    changed.append(FlagChange(m.uid, new, modseq))
+                    if new is not last:  # plan_store shares the result of equal flags
+                        last, shared = new, self._flagsets.setdefault(new, new)
+                    old = m.flags
+                    self.tally.reflag(old, shared)
+                    # the sets of UIDs by flag follow per pair of old and new flags, below
+                    members = moved.get((old, shared))
+                    if members is None:
+                        members = moved[old, shared] = []
+                    members.append(m.uid)
+                    _SET_FLAGS(m, shared)
+                    _SET_MODSEQ(m, modseq)
+                    changed.append(m.uid)
+                    now.append(shared)
+                for (old, new), members in moved.items():
+                    flagsets.moved(self._having, members, old, new)
+                moved.clear()
+            result = FlagChangeColumns(changed, now, [modseq] * len(changed))
             if changed:
                 self.modseqs.bump()
-                self.listeners.flags_changed(self, changed, origin)
-        return StoreResult(changed, failed)
+                self.listeners.flags_changed(self, result, origin)
+        return StoreResult(result, failed)
 
     async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         """The copies share this mailbox's bytes and parsed info: nothing is duplicated."""
@@ -197,6 +243,7 @@ class MemoryMailbox(Listened):
         """Store a message under a new UID; ``modseq`` is taken from ``self.modseqs``."""
         uid = self._uidnext
         self._uidnext += 1
+        flags = self._flagsets.setdefault(flags, flags)
         self._meta[uid] = MessageMeta(uid, flags, date, len(raw), modseq, info)
         self._raw[uid] = raw
         self.tally.add(uid, flags, len(raw))

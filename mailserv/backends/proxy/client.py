@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.wire import Arg, Literal, Response
-from mailserv.errors import BackendUnavailable
+from mailserv.errors import BackendUnavailable, BinaryNotStored
 from mailserv.slicing import SLICE
 
 _log = Logger()
@@ -345,6 +345,9 @@ class UpstreamProtocol(Protocol):
     ) -> _Pending:
         if not self.alive:
             raise BackendUnavailable(f"upstream connection lost: {self.lost_reason}")
+        binary = "BINARY" in self.capabilities
+        if not binary and any(isinstance(a, Literal) and b"\x00" in a.data for a in args):
+            raise BinaryNotStored("The upstream server cannot store content with NUL octets")
         pending = _Pending(next(self._tags), handler)
         self._pending = pending
         try:
@@ -355,6 +358,8 @@ class UpstreamProtocol(Protocol):
                 space = b"" if glue else b" "
                 if isinstance(arg, Literal):
                     glue = False
+                    if binary and b"\x00" in arg.data:
+                        space += b"~"  # a literal8 (RFC 3516) keeps the NULs
                     if plus:
                         chunk.append(space + b"{%d+}\r\n" % len(arg.data) + arg.data)
                         continue

@@ -234,7 +234,8 @@ class ProxyMailbox:
             if response.code == "APPENDUID" and len(response.code_data) >= 2:
                 validity, uid = response.code_data[0], response.code_data[1]
                 if isinstance(validity, int) and isinstance(uid, int):
-                    self.user.infos.remember(self.name, validity, [(uid, info)])
+                    if b"\x00" not in message:  # binary content: the upstream may re-encode it
+                        self.user.infos.remember(self.name, validity, [(uid, info)])
                     result.append(AppendResult(validity, uid))
 
         if self.channel.busy or self.listeners:

@@ -21,6 +21,7 @@ from mailserv.search import (
     DateOp,
     HasFlag,
     InSet,
+    InternalSince,
     ModSeqAtLeast,
     Not,
     Or,
@@ -53,7 +54,18 @@ _DATE_WORDS = {
 _MAX_ARGS = 20_000
 
 
-_METADATA_KEYS = (All, HasFlag, SizeCompare, InSet, UidIn, ModSeqAtLeast, Not, Or, And)
+_METADATA_KEYS = (
+    All,
+    HasFlag,
+    SizeCompare,
+    InternalSince,
+    InSet,
+    UidIn,
+    ModSeqAtLeast,
+    Not,
+    Or,
+    And,
+)
 
 
 def answerable_here(program: object, parsed: bool) -> bool:

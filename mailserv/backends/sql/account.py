@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from zope.interface import implementer
 
-from mailserv.backends.sql import hierarchy
+from mailserv.backends.sql import hierarchy, reads
 from mailserv.backends.sql.mailbox import SqlMailbox
-from mailserv.interfaces import IAccount, MailboxInfo
+from mailserv.interfaces import (
+    AppendResult,
+    IAccount,
+    IAccountUsage,
+    IMultiAppendAccount,
+    MailboxInfo,
+    NewMessage,
+)
 
 if TYPE_CHECKING:
     from mailserv.backends.sql.backend import SqlBackend
 
 
-@implementer(IAccount)
+@implementer(IAccount, IMultiAppendAccount, IAccountUsage)
 class SqlAccount:
     """Account row ``account_id``; holds nothing per session, so ``close`` has nothing to do."""
 
@@ -65,6 +73,16 @@ class SqlAccount:
         """The process-wide object of the mailbox, so its sessions hear each other."""
         row: hierarchy.BoxRow = await self._backend.db.run(hierarchy.open_mailbox, self.id, name)
         return self._backend.mailbox(self.id, row)
+
+    async def append_many(
+        self, name: str, batch: Sequence[NewMessage], origin: object
+    ) -> list[AppendResult]:
+        return await (await self.open(name)).append_many(batch, origin)
+
+    async def usage(self) -> tuple[int, int]:
+        """QUOTA's usage: one query over the mailboxes' kept counts."""
+        found: tuple[int, int] = await self._backend.db.run(reads.account_usage, self.id)
+        return found
 
     async def close(self) -> None:
         """Nothing is held per session."""

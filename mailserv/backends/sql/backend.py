@@ -21,10 +21,10 @@ from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
 from zope.interface import alsoProvides, implementer
 
+from mailserv.backends.kit.flagchanges import changes_of
 from mailserv.backends.kit.options import Choice, Int, OptionSchema, Text
 from mailserv.backends.sql import fulltext, hierarchy, messages, reads, schema
 from mailserv.backends.sql.account import SqlAccount
-from mailserv.backends.sql.changes import changes_of
 from mailserv.backends.sql.db import Database, InlineDatabase, ThreadedDatabase, Tx
 from mailserv.backends.sql.dialect import DEFAULT_SQLITE_SYNC, SQLITE_SYNC, Dialect, parse_url
 from mailserv.backends.sql.mailbox import SqlMailbox

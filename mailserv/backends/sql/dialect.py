@@ -54,6 +54,12 @@ class Dialect:
         """``find(haystack, needle) > 0``: substring test, exact and case-sensitive."""
         return "strpos" if self.is_postgres else "instr"
 
+    @property
+    def uid_list(self) -> str:
+        """An aggregate of a group's UIDs as one text, comma-separated (a STORE of 100k
+        reads its rows' UIDs as a few strings, not 100k rows)."""
+        return "string_agg(uid::text, ',')" if self.is_postgres else "group_concat(uid)"
+
     def ddl(self, text: str) -> str:
         """Schema text with ``{blob}``, ``{serial}`` ... filled in for this database."""
         return text.format_map(self.slots)

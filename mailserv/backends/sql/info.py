@@ -111,6 +111,10 @@ class LazyInfo(MessageInfo):
     def display_to(self) -> str:
         return self.decoded().display_to
 
+    @property
+    def preview(self) -> str | None:
+        return self.decoded().preview
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, LazyInfo):
             other = other.decoded()

@@ -37,6 +37,7 @@ from mailserv.interfaces import (
     ISharedMailbox,
     MailboxStatus,
     MessageMeta,
+    NewMessage,
     StoreMode,
     StoreResult,
 )
@@ -170,19 +171,25 @@ class SqlMailbox(Listened):
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
         """Parse once, here; the row keeps what FETCH and SEARCH need."""
+        (result,) = await self.append_many([NewMessage(message, flags, internaldate)], origin)
+        return result
+
+    async def append_many(self, batch: Sequence[NewMessage], origin: object) -> list[AppendResult]:
+        """Every message in one transaction: all stored, or none."""
         backend = self._backend
-        if len(message) > PARSE_IN_THREAD:
-            incoming = await backend.in_thread(
-                messages.Incoming.prepare, message, flags, internaldate
-            )
-        else:
-            incoming = messages.Incoming.prepare(message, flags, internaldate)
-        validity, uid, modseq = await backend.db.run(
-            messages.append, self.id, incoming, backend.sender, write=True
+        incoming = []
+        for new in batch:
+            args = (new.message, new.flags, new.internaldate)
+            if len(new.message) > PARSE_IN_THREAD:
+                incoming.append(await backend.in_thread(messages.Incoming.prepare, *args))
+            else:
+                incoming.append(messages.Incoming.prepare(*args))
+        stored = await backend.db.run(
+            messages.append_all, self.id, incoming, backend.sender, write=True
         )
-        self.added([uid], modseq, origin)
-        backend.grew(1)
-        return AppendResult(validity, uid)
+        self.added([uid for _, uid, _ in stored], stored[-1][2], origin)
+        backend.grew(len(stored))
+        return [AppendResult(validity, uid) for validity, uid, _ in stored]
 
     async def store(
         self,

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mailserv.backends.kit.flagchanges import changes_of
 from mailserv.backends.sql import fulltext
-from mailserv.backends.sql.changes import changes_of
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.reads import where_uids
 from mailserv.backends.sql.rows import (
@@ -195,6 +195,13 @@ def append(tx: Tx, box_id: int, message: Incoming, sender: str) -> tuple[int, in
     return box.uidvalidity, uid, modseq
 
 
+def append_all(
+    tx: Tx, box_id: int, batch: Sequence[Incoming], sender: str
+) -> list[tuple[int, int, int]]:
+    """:func:`append` for each message, in the caller's one transaction."""
+    return [append(tx, box_id, message, sender) for message in batch]
+
+
 def store_flags(
     tx: Tx,
     box_id: int,
@@ -204,21 +211,52 @@ def store_flags(
     unchangedsince: int | None,
     sender: str,
 ) -> tuple[Sequence[FlagChange], list[int]]:
-    """STORE: (changes, UIDs refused by UNCHANGEDSINCE); one new modseq for all changes."""
+    """STORE: (changes, UIDs refused by UNCHANGEDSINCE); one new modseq for all changes.
+
+    The usual STORE (a few UID runs, no UNCHANGEDSINCE) reads the distinct old flag sets of
+    its rows with their UIDs (a few strings, however many rows) and writes one UPDATE per
+    set that changes, without RETURNING (SQLite's costs more than the update itself)."""
     box = _lock(tx, box_id)
     modseq = box.highestmodseq + 1
     wanted = sorted(set(uids))
     runs = _runs(wanted) if unchangedsince is None and wanted else None
-    done = None if runs is None else _store_runs(tx, box_id, runs, mode, flags, modseq)
-    if done is None:
+    if runs is None:
         return _store_each(tx, box_id, wanted, mode, flags, unchangedsince, modseq, sender)
-    groups, unseen = done
+    where = " OR ".join("uid BETWEEN ? AND ?" for _ in runs)
+    bounds = [bound for run in runs for bound in run]
+    sets = tx.all(
+        f"SELECT flags, {tx.dialect.uid_list} FROM mail WHERE mailbox_id = ? AND ({where})"
+        " GROUP BY flags",
+        (box_id, *bounds),
+    )
+    if len(sets) > MAX_STORE_GROUPS:
+        return _store_each(tx, box_id, wanted, mode, flags, None, modseq, sender)
+    groups: dict[frozenset[str], list[int]] = {}
+    rewrite: list[tuple[str, str]] = []  # (old flags text, new) of the sets that change
+    unseen = 0
+    for text, members in sets:
+        current = frozenset(text.split())
+        new = mode.apply(current, flags)
+        if new == current:
+            continue
+        changed = list(map(int, members.split(",")))
+        unseen += ((SEEN in current) - (SEEN in new)) * len(changed)
+        rewrite.append((text, flags_text(new)))
+        groups.setdefault(new, []).extend(changed)
     if not groups:
         return [], []
+    update = f"UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND ({where})"
+    if len(rewrite) == len(sets) == 1:  # every row of the runs changes alike
+        tx.execute(update, (rewrite[0][1], modseq, box_id, *bounds))
+    else:
+        for old, new_text in rewrite:
+            tx.execute(update + " AND flags = ?", (new_text, modseq, box_id, *bounds, old))
     tx.execute(
         "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
         (modseq, unseen, box_id),
     )
+    for members in groups.values():
+        members.sort()
     _flag_notices(tx, box_id, modseq, groups, sender)
     return changes_of(groups, modseq), []
 
@@ -245,44 +283,6 @@ def _runs(wanted: Sequence[int]) -> list[tuple[int, int]] | None:
         previous = uid
     runs.append((start, previous))
     return runs
-
-
-def _store_runs(
-    tx: Tx,
-    box_id: int,
-    runs: Sequence[tuple[int, int]],
-    mode: StoreMode,
-    flags: frozenset[str],
-    modseq: int,
-) -> tuple[dict[frozenset[str], list[int]], int] | None:
-    """The rows of ``runs`` rewritten by SQL, one UPDATE per distinct old flag set that
-    changes: ({new flags: UIDs ascending}, change of the unseen count); None (nothing done)
-    when the rows have too many distinct flag sets."""
-    where = " OR ".join("uid BETWEEN ? AND ?" for _ in runs)
-    bounds = [bound for run in runs for bound in run]
-    found = tx.all(
-        f"SELECT flags, count(*) FROM mail WHERE mailbox_id = ? AND ({where}) GROUP BY flags",
-        (box_id, *bounds),
-    )
-    if len(found) > MAX_STORE_GROUPS:
-        return None
-    groups: dict[frozenset[str], list[int]] = {}
-    unseen = 0
-    for text, count in found:
-        current = frozenset(text.split())
-        new = mode.apply(current, flags)
-        if new == current:
-            continue
-        unseen += ((SEEN in current) - (SEEN in new)) * int(count)
-        rows = tx.all(
-            f"UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND ({where})"
-            " AND flags = ? RETURNING uid",
-            (flags_text(new), modseq, box_id, *bounds, text),
-        )
-        groups.setdefault(new, []).extend([uid for (uid,) in rows])
-    for uids in groups.values():
-        uids.sort()
-    return groups, unseen
 
 
 def _store_each(

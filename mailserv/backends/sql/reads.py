@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mailserv.backends.sql.changes import changes_of
+from mailserv.backends.kit.flagchanges import changes_of
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.info import LazyInfo, is_current
 from mailserv.backends.sql.rows import Zones
@@ -66,6 +66,17 @@ def status(tx: Tx, box_id: int) -> MailboxStatus:
             tx.scalar("SELECT count(*) FROM mail WHERE mailbox_id = ? AND uid > ?", (box_id, mark))
         )
     return MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size)
+
+
+def account_usage(tx: Tx, account_id: int) -> tuple[int, int]:
+    """Octets and messages of all the account's mailboxes, from their kept counts."""
+    row = tx.one(
+        "SELECT coalesce(sum(size), 0), coalesce(sum(messages), 0) FROM mailboxes"
+        " WHERE account_id = ? AND selectable = 1",
+        (account_id,),
+    )
+    assert row is not None  # an aggregate always has its one row
+    return int(row[0]), int(row[1])
 
 
 def uids(tx: Tx, box_id: int) -> list[int]:

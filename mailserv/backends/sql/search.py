@@ -30,6 +30,7 @@ from mailserv.search import (
     DateOp,
     HasFlag,
     InSet,
+    InternalSince,
     ModSeqAtLeast,
     Not,
     Or,
@@ -138,6 +139,8 @@ class _Translator:
             return self.contains(key)
         if isinstance(key, DateCompare):
             return self.date(key)
+        if isinstance(key, InternalSince):
+            return f"m.internaldate >= {self.param(int(key.moment.timestamp()))}"
         if isinstance(key, SizeCompare):
             return f"m.size {'>' if key.larger else '<'} {self.param(key.size)}"
         if isinstance(key, InSet):

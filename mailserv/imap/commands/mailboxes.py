@@ -12,7 +12,7 @@ from mailserv.imap.arguments import mailbox, new_mailbox, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.registry import StatusItem
 from mailserv.imap.replies import Bad, No, Reply
-from mailserv.interfaces import INBOX, SPECIAL_USE, IAccount, MailboxStatus
+from mailserv.interfaces import INBOX, SPECIAL_USE, IAccount, IMailbox, MailboxStatus
 from mailserv.syntax import encode, utf7
 from mailserv.syntax.tokens import Command, ParenList
 
@@ -139,16 +139,15 @@ async def status(session: Session, command: Command) -> Reply:
         box = await account_of(session).open(name)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc
-    counts: MailboxStatus = await box.status()
-    session.write(status_line(session, name, items, counts, known))
+    session.write(await status_line(session, name, items, box, known))
     return Reply()
 
 
-def status_line(
+async def status_line(
     session: Session,
     name: str,
     items: Sequence[str],
-    counts: MailboxStatus,
+    box: IMailbox,
     known: Mapping[str, StatusItem],
 ) -> bytes:
     """``* STATUS name (ITEM n ...)`` (STATUS, and LIST's RETURN (STATUS ...)); an item
@@ -157,8 +156,11 @@ def status_line(
         used = known[item].used
         if used is not None:
             used(session)
-    values = b" ".join(b"%s %d" % (item.encode(), known[item].value(counts)) for item in items)
-    return b"* STATUS %s (%s)\r\n" % (name_bytes(name), values)
+    counts: MailboxStatus = await box.status()
+    values = [
+        b"%s %d" % (item.encode(), await known[item].of(session, box, counts)) for item in items
+    ]
+    return b"* STATUS %s (%s)\r\n" % (name_bytes(name), b" ".join(values))
 
 
 SPECS = (

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
-from mailserv import errors
+from mailserv import errors, quota
 from mailserv.imap import esearch
 from mailserv.imap import fetch as fetch_responses
 from mailserv.imap.arguments import flags, mailbox, text_atom
 from mailserv.imap.commands import SELECTED, CommandSpec
-from mailserv.imap.fetchatt import parse_fetch_items
+from mailserv.imap.fetchatt import FetchAttributes, parse_fetch_items, takes_options
 from mailserv.imap.registry import FetchRequest, parameters
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.search.parse import BadCharset, parse_search
 from mailserv.imap.view import SelectedView, turn_on_modseq
-from mailserv.interfaces import RECENT, CopyResult, MessageMeta, StoreMode
+from mailserv.interfaces import RECENT, CopyResult, FlagChangeColumns, StoreMode
 from mailserv.search import ModSeqAtLeast, SearchProgram, backend_search, walk
 from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.slicing import TimeSlices
-from mailserv.syntax.sequences import SequenceSet, format_set, parse_sequence_set
-from mailserv.syntax.tokens import Command, ParenList, Token
+from mailserv.syntax.sequences import SAVED, SequenceSet, format_set, parse_sequence_set
+from mailserv.syntax.tokens import Atom, Command, ParenList, Token
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session
@@ -43,28 +45,31 @@ def writable(session: Session) -> SelectedView:
     return view
 
 
-def _sequence(token: Token) -> SequenceSet:
+def _sequence(session: Session, token: Token) -> SequenceSet:
+    # RFC 5182's $ where its SEARCH key is offered (mailserv.imap.extensions.searchres)
+    saved = SAVED in session.services.registry.search_keys
     try:
-        return parse_sequence_set(text_atom(token))
+        return parse_sequence_set(text_atom(token), saved)
     except ValueError as exc:
         raise Bad(f"Invalid sequence set: {exc}") from exc
 
 
 def _message_set(session: Session, command: Command, token: Token) -> list[int]:
-    return view_of(session).select(_sequence(token), command.uid)
+    return view_of(session).select(_sequence(session, token), command.uid)
 
 
 async def fetch(session: Session, command: Command) -> Reply:
-    if len(command.args) not in (2, 3):
-        raise Bad("FETCH takes a sequence set, data items and optional modifiers")
     registry = session.services.registry
+    args = _item_options(command.args, registry.fetch_items, registry.fetch_modifiers)
+    if len(args) not in (2, 3):
+        raise Bad("FETCH takes a sequence set, data items and optional modifiers")
     view = view_of(session)
-    sequence = _sequence(command.args[0])
+    sequence = _sequence(session, args[0])
     uids = view.select(sequence, command.uid)
-    items = parse_fetch_items(command.args[1], registry.fetch_items)
+    items = parse_fetch_items(args[1], registry.fetch_items)
     request = FetchRequest(session, view, sequence, command.uid, uids, items, [], {})
-    if len(command.args) == 3:
-        modifiers = parameters(command.args[2], registry.fetch_modifiers, "FETCH modifier")
+    if len(args) == 3:
+        modifiers = parameters(args[2], registry.fetch_modifiers, "FETCH modifier")
         request.modifiers = {modifier.name: value for modifier, value in modifiers}
         request.tests = [modifier.parse(value) for modifier, value in modifiers]
         for modifier, value in modifiers:
@@ -74,6 +79,19 @@ async def fetch(session: Session, command: Command) -> Reply:
         session, view, request.uids, request.items, command.uid, request.tests
     )
     return Reply()
+
+
+def _item_options(
+    args: Sequence[Token], items: FetchAttributes, modifiers: Mapping[str, object]
+) -> Sequence[Token]:
+    """``FETCH 1 PREVIEW (LAZY) [modifiers]``: a lone item with its options, made a list
+    (``(PREVIEW (LAZY))``) so the item reader sees them together."""
+    if len(args) < 3 or not takes_options(args[1], items) or not isinstance(args[2], ParenList):
+        return args
+    first = args[2].items[0] if args[2].items else None
+    if len(args) == 3 and isinstance(first, Atom) and first.value.upper() in modifiers:
+        return args
+    return [args[0], ParenList((args[1], args[2])), *args[3:]]
 
 
 async def store(session: Session, command: Command) -> Reply:
@@ -101,50 +119,75 @@ async def store(session: Session, command: Command) -> Reply:
         return Reply()
     result = await view.mailbox.store(uids, mode, wanted, session, unchangedsince=unchangedsince)
     slices = TimeSlices(session.services.clock)
-    await view.own_changes(result.changed, slices)
+    changes = await view.own_changes(result.changed, slices)
     failed = set(result.failed)
     if not silent:
         shown = [uid for uid in uids if uid not in failed] if failed else uids
-        await _report_flags(session, view, shown, command.uid, slices)
-    elif view.shows_modseq and result.changed:
+        await _report_flags(session, view, shown, changes, command.uid, slices)
+    elif view.shows_modseq and changes:
         # RFC 7162 3.1.3: the new mod-sequences even after .SILENT
-        changed = [change.uid for change in result.changed]
-        await _report_flags(session, view, changed, command.uid, slices, with_flags=False)
+        await _report_flags(session, view, changes.uids, changes, command.uid, slices, False)
     if not failed:
         return Reply()
     numbers = sorted(failed) if command.uid else view.seqs_of(sorted(failed))
     return Reply("Conditional STORE failed", b"MODIFIED " + format_set(numbers).encode())
 
 
-_REPORT_STEP = 512
-"""STORE's FETCH responses written between two pauses for other sessions."""
+_REPORT_STEP = 2048
+"""STORE's FETCH responses formatted and written between two pauses for other sessions."""
 
 
 async def _report_flags(
     session: Session,
     view: SelectedView,
-    uids: list[int],
+    uids: Sequence[int],
+    changes: FlagChangeColumns,
     uid_mode: bool,
     slices: TimeSlices,
     with_flags: bool = True,
 ) -> None:
-    metas: list[MessageMeta] = list(await view.mailbox.fetch(uids))
-    modseq = view.shows_modseq  # RFC 7162 3.1: then UID and MODSEQ in every such FETCH
-    for start in range(0, len(metas), _REPORT_STEP):
-        out = []
-        for meta in metas[start : start + _REPORT_STEP]:
-            seq = view.seq_of(meta.uid)
-            if seq is None:
-                continue
-            parts = [b"UID %d" % meta.uid] if uid_mode or modseq else []
-            if with_flags:
-                flag_bytes = view.flags_with_recent(meta.uid, meta.flags, meta.modseq)
-                parts.append(b"FLAGS " + flag_bytes)
-            if modseq:
-                parts.append(b"MODSEQ (%d)" % meta.modseq)
-            out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
-        view.write_fetches(out)
+    """The flags of ``uids`` (ascending) after the STORE: from ``changes`` (a subset of
+    ``uids``, as the backend made them), and for the messages left as they were, read."""
+    show_uid = uid_mode or view.shows_modseq  # RFC 7162 3.1: UID and MODSEQ with CONDSTORE
+    at = 0
+    for start in range(0, len(uids), _REPORT_STEP):
+        part = uids[start : start + _REPORT_STEP]
+        stop = bisect_right(changes.uids, part[-1], at)
+        mine = changes[at:stop]
+        at = stop
+        if len(mine) == len(part):  # every message of the part changed
+            lines = view.flag_fetches(mine, show_uid, with_flags)
+        else:
+            both = await _with_unchanged(view, part, mine)
+            lines = view.flag_fetches(both, show_uid, with_flags, note=True)
+        view.write_fetches(lines)
+        await session.drain()
         await slices.pause()
+
+
+async def _with_unchanged(
+    view: SelectedView, uids: Sequence[int], changes: FlagChangeColumns
+) -> FlagChangeColumns:
+    """``changes`` and the flags of the other messages of ``uids`` (read), by UID."""
+    changed = set(changes.uids)
+    metas = await view.mailbox.fetch([uid for uid in uids if uid not in changed])
+    kept = {meta.uid: meta for meta in metas}
+    shown: list[int] = []
+    flags: list[frozenset[str]] = []
+    modseqs: list[int] = []
+    at = 0
+    for uid in uids:
+        if uid in changed:
+            flags.append(changes.flags[at])
+            modseqs.append(changes.modseqs[at])
+            at += 1
+        elif uid in kept:
+            flags.append(kept[uid].flags)
+            modseqs.append(kept[uid].modseq)
+        else:
+            continue  # expunged meanwhile
+        shown.append(uid)
+    return FlagChangeColumns(shown, flags, modseqs)
 
 
 def search_program(session: Session, args: Sequence[Token]) -> SearchProgram:
@@ -160,20 +203,26 @@ def search_program(session: Session, args: Sequence[Token]) -> SearchProgram:
 async def search_uids(session: Session, view: SelectedView, program: SearchProgram) -> list[int]:
     """The UIDs of the view's mailbox that match, ascending (the backend's search if any)."""
     box = view.mailbox
-    bound = SearchProgram(bind(program.key, view.uids, view.recent), program.charset)
+    key = bind(program.key, view.uids, view.recent, view.saved)
+    bound = SearchProgram(key, program.charset)
     found = await backend_search(box, bound, view.uids)
     if found is None:
         metas = await box.fetch(view.uids)
         slices = TimeSlices(session.services.clock)
         context = SearchContext(view.uids, view.recent, box.content, slices.pause)
-        found = await evaluate(program, metas, context)
+        found = await evaluate(bound, metas, context)
     return sorted(found)
 
 
 async def search(session: Session, command: Command) -> Reply:
     """SEARCH, and with ``RETURN (...)`` first, ESEARCH's answer (RFC 4731)."""
+    return await esearch.returning(session, command, partial(_search, session, command))
+
+
+async def _search(
+    session: Session, command: Command, options: frozenset[str] | None, args: Sequence[Token]
+) -> Reply:
     view = view_of(session)
-    options, args = esearch.split_return(command.args, "SEARCH")
     program = search_program(session, args)
     found = await search_uids(session, view, program)
     # Tens of thousands of matches take the reactor tens of ms to number and format: in
@@ -200,6 +249,7 @@ async def search(session: Session, command: Command) -> Reply:
             highest = max(highest, max((m.modseq for m in metas), default=0))
             await slices.pause()
         modseq = highest or None
+    await esearch.found(session, options, numbers, command.uid)
     if options is not None:
         session.write(
             await esearch.response(
@@ -226,8 +276,11 @@ async def transfer(session: Session, command: Command, move: bool) -> Reply:
     if not uids:
         return Reply(f"{command.name} completed, nothing to do")
     operation = view.mailbox.move if move else view.mailbox.copy
+    # MOVE within the account (one quota root) leaves the usage as it was
+    adds = quota.Usage(0, 0) if move else await quota.copied(session, view.mailbox, uids)
     try:
-        result: CopyResult = await operation(uids, destination, session)
+        async with quota.charge(session, adds):
+            result: CopyResult = await operation(uids, destination, session)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "TRYCREATE") from exc
     code = b"COPYUID %d %s %s" % (

@@ -12,7 +12,10 @@ from __future__ import annotations
 from mailserv.imap.commands import append, lists, login, mailboxes, messages, select, session
 from mailserv.imap.extensions import (
     appendlimit,
+    binary,
+    catenate,
     children,
+    compress,
     condstore,
     enable,
     esearch,
@@ -22,15 +25,20 @@ from mailserv.imap.extensions import (
     list_extended,
     literal_plus,
     move,
+    multiappend,
     namespace,
+    preview,
     qresync,
+    quota,
     sasl_ir,
+    searchres,
     sort,
     special_use,
     status_size,
     thread,
     uidplus,
     unselect,
+    within,
 )
 from mailserv.imap.registry import Capability, Extension
 
@@ -72,6 +80,14 @@ BUILT_IN: tuple[Extension, ...] = (
     sort.EXTENSION,
     esort.EXTENSION,
     thread.EXTENSION,
+    binary.EXTENSION,
+    multiappend.EXTENSION,
+    catenate.EXTENSION,
+    preview.EXTENSION,
+    searchres.EXTENSION,
+    within.EXTENSION,
+    quota.EXTENSION,
+    compress.EXTENSION,
     login.SIGN_IN,
 )
 """Every extension a default server offers, in CAPABILITY order."""

@@ -7,6 +7,9 @@ parser, same backend search), the order :mod:`mailserv.imap.sorting`'s.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
+
 from mailserv.imap import esearch
 from mailserv.imap.commands import SELECTED, CommandSpec
 from mailserv.imap.commands.messages import search_program, view_of
@@ -21,11 +24,16 @@ from mailserv.imap.sorting import (
     write_numbers,
 )
 from mailserv.slicing import TimeSlices
-from mailserv.syntax.tokens import Command
+from mailserv.syntax.tokens import Command, Token
 
 
 async def sort(session: Session, command: Command) -> Reply:
-    options, args = esearch.split_return(command.args, "SORT")
+    return await esearch.returning(session, command, partial(_sort, session, command))
+
+
+async def _sort(
+    session: Session, command: Command, options: frozenset[str] | None, args: Sequence[Token]
+) -> Reply:
     first, search_args = criteria_args(args, "SORT")
     criteria = parse_criteria(first)
     program = search_program(session, search_args)
@@ -34,6 +42,7 @@ async def sort(session: Session, command: Command) -> Reply:
     slices = TimeSlices(session.services.clock)
     order = await slices.run(sort_order(criteria, metas))
     numbers = [metas[i].uid for i in order] if command.uid else [seqs[i] for i in order]
+    await esearch.found(session, options, numbers, command.uid)
     if options is None:
         await write_numbers(session, b"* SORT", numbers)
     else:

@@ -29,7 +29,7 @@ from mailserv.search import (
     StringField,
 )
 from mailserv.syntax.errors import ParseError
-from mailserv.syntax.sequences import SequenceSet, parse_sequence_set
+from mailserv.syntax.sequences import SAVED, SequenceSet, parse_sequence_set
 from mailserv.syntax.tokens import Atom, ParenList, String, Token
 
 SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
@@ -205,7 +205,7 @@ class KeyReader:
 
     def _sequence(self, value: str, text: str) -> SequenceSet:
         try:
-            return parse_sequence_set(value)
+            return parse_sequence_set(value, saved=SAVED in self.extra)
         except ParseError:
             raise _error(f"{text}: {value[:40]}") from None
 
@@ -228,16 +228,18 @@ class KeyReader:
             raise _error(text) from None
         return HasFlag(flag, name == "KEYWORD")
 
-    def _size(self, name: str, depth: int) -> SearchKey:
-        text = f"{name} needs a number"
+    def number(self, text: str, nonzero: bool = False) -> int:
+        """A number argument (``nz-number`` when ``nonzero``); ParseError(text) if not."""
         token = self.next_token(text)
         if not isinstance(token, Atom):
             raise _error(text)
         try:
-            size = number(token)
+            return number(token, nonzero=nonzero)
         except ParseError:
             raise _error(text) from None
-        return SizeCompare(name == "LARGER", size)
+
+    def _size(self, name: str, depth: int) -> SearchKey:
+        return SizeCompare(name == "LARGER", self.number(f"{name} needs a number"))
 
     def _not(self, name: str, depth: int) -> SearchKey:
         if self.at_end():

@@ -1,4 +1,5 @@
-"""The flag changes of a STORE, as the engine reads them: a sequence ascending by UID."""
+"""The flag changes of a STORE, as the engine reads them: a sequence ascending by UID
+(the SQL and maildir backends hand a large STORE's changes over as few groups of UIDs)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,191 @@
+"""Where ``STORE 1:* +FLAGS (\\Seen)`` spends its time: ``python -m bench.storeprof``.
+
+Starts the server (one process, ``--backend``, default memory) with a small wrapper that
+profiles it between SIGUSR1 and SIGUSR2 (cProfile, sorted by tottime) and counts the
+garbage collections of generation 2 and their pauses meanwhile; fills INBOX with
+``--messages`` realistic messages, then times ``STORE 1:* +FLAGS (\\Seen)`` and ``-FLAGS``
+(non-silent: one untagged FETCH per message) while a probe client sends NOOP every 5 ms.
+Prints, per command: its time, the probe's p50/p99, the gen-2 collections and their longest
+pause; with ``--profile``, the top of the server's profile; with ``--watch``, the NOOP of
+another session that has INBOX selected and is told of every change then.  Traffic goes to
+127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench.harness import RawClient, ServerProcess
+from bench.run import must, percentile, timed
+from bench.scale import PROBE_EVERY, Probe, fill
+from bench.statecheck.run import backend_spec
+
+Connect = Callable[[], RawClient]
+
+_WRAPPER = """
+import cProfile, gc, json, pstats, signal, sys, time
+from twisted.scripts.twistd import run
+box = {"prof": None, "gc": [], "t0": 0.0}
+def _gc(phase, info):
+    if info["generation"] != 2 or box["prof"] is None and not box["gc_on"]:
+        return
+    if phase == "start":
+        box["t0"] = time.perf_counter()
+    else:
+        box["gc"].append(time.perf_counter() - box["t0"])
+box["gc_on"] = False
+gc.callbacks.append(_gc)
+from twisted.internet import epollreactor
+_poll = epollreactor.EPollReactor.doPoll
+box["held"] = []
+box["back"] = None
+def _timed_poll(self, timeout):
+    if box["gc_on"] and box["back"] is not None:
+        box["held"].append(time.thread_time() - box["back"])
+    _poll(self, timeout)
+    box["back"] = time.thread_time()
+epollreactor.EPollReactor.doPoll = epollreactor.EPollReactor.doIteration = _timed_poll
+def _start(*_):
+    box["gc"] = []
+    box["held"] = []
+    box["gc_on"] = True
+    if PROFILE:
+        box["prof"] = cProfile.Profile()
+        box["prof"].enable()
+def _stop(*_):
+    box["gc_on"] = False
+    prof, box["prof"] = box["prof"], None
+    with open(OUT + ".gc", "w") as f:
+        json.dump({"gc": box["gc"], "held": sorted(box["held"])[-3:]}, f)
+    if prof is not None:
+        prof.disable()
+        with open(OUT + ".txt", "w") as f:
+            pstats.Stats(prof, stream=f).sort_stats("tottime").print_stats(TOP)
+signal.signal(signal.SIGUSR1, _start)
+signal.signal(signal.SIGUSR2, _stop)
+sys.argv[0] = "twistd"
+sys.exit(run())
+"""
+
+
+class ProfiledServer(ServerProcess):
+    """The server under the wrapper above; ``out`` is the prefix of its result files."""
+
+    def __init__(self, data_dir: Path, backend: str, profile: bool, top: int) -> None:
+        super().__init__(data_dir, backend_spec(backend), extra_args=["--workers", "1"])
+        self.out = str(data_dir / "prof")
+        self.code = f"PROFILE = {profile!r}\nOUT = {self.out!r}\nTOP = {top}\n" + _WRAPPER
+
+    def command_line(self) -> list[str]:
+        args = super().command_line()
+        args[2] = self.code
+        return args
+
+
+def timed_window(
+    server: ProfiledServer, probe: Probe, client: RawClient, command: str
+) -> tuple[float, list[float], str]:
+    """Send ``command`` with the server's counters on: its seconds, the probe's latencies
+    meanwhile, and the gen-2 collections and longest reactor turns as text."""
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.05)
+    start = time.perf_counter()
+    took = must(timed(client, command), command).seconds
+    waited = probe.during(start, time.perf_counter())
+    server.proc.send_signal(signal.SIGUSR2)
+    time.sleep(0.3)
+    found = json.loads(Path(server.out + ".gc").read_text())
+    pauses = found["gc"]
+    held = "/".join(f"{held * 1000:.0f}" for held in found["held"])
+    server_side = (
+        f"gen2 collections {len(pauses)}, longest {max(pauses, default=0) * 1000:.0f} ms; "
+        f"longest reactor turns {held} ms CPU"
+    )
+    return took, waited, server_side
+
+
+def rounds(args: argparse.Namespace, server: ProfiledServer, connect: Connect) -> None:
+    print(fill(connect, args.messages).figure, flush=True)
+    actor, probe = connect(), Probe(connect())
+    must(timed(actor, "SELECT INBOX"), "SELECT")
+    watcher = connect() if args.watch else None
+    if watcher is not None:
+        must(timed(watcher, "SELECT INBOX"), "SELECT")
+    time.sleep(PROBE_EVERY * 4)
+    start = time.perf_counter()
+    time.sleep(1.0)
+    idle = probe.during(start, time.perf_counter())
+    print(f"probe alone for 1 s: {spread(idle)}", flush=True)
+    if args.condstore:
+        must(timed(actor, "ENABLE CONDSTORE"), "ENABLE")
+    for round_ in range(args.repeat):
+        for sign in "+-":
+            command = f"STORE 1:* {sign}FLAGS{args.suffix} (\\Seen)"
+            time.sleep(PROBE_EVERY * 4)
+            took, waited, server_side = timed_window(server, probe, actor, command)
+            print(f"{command}: {took * 1000:.0f} ms; {spread(waited)}; {server_side}", flush=True)
+            if args.profile and round_ == 0:
+                print(Path(server.out + ".txt").read_text()[: args.chars], flush=True)
+            if watcher is not None:  # another session told of every change at its NOOP
+                took, waited, server_side = timed_window(server, probe, watcher, "NOOP")
+                print(f"  other session's NOOP: {took * 1000:.0f} ms; {spread(waited)}; "
+                      f"{server_side}", flush=True)  # fmt: skip
+    for client in (actor, watcher):
+        if client is not None:
+            client.close()
+    probe.close()
+
+
+def spread(waited: list[float]) -> str:
+    return (
+        f"probe p50 {statistics.median(waited) * 1000:.1f} ms "
+        f"p99 {percentile(waited, 0.99) * 1000:.1f} ms (n={len(waited)})"
+    )
+
+
+def measure(args: argparse.Namespace) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="mailserv-storeprof-"))
+    server = ProfiledServer(data_dir, args.backend, args.profile, args.top)
+    user, password = "prof", "pw-prof"
+
+    def connect() -> RawClient:
+        client = RawClient.connect(server.imap_port, timeout=600)
+        client.login(user, password)
+        return client
+
+    server.start()
+    try:
+        server.add_user(user, password)
+        rounds(args, server, connect)
+    finally:
+        server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.storeprof")
+    parser.add_argument("--backend", default="memory")
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="cProfile the server")
+    parser.add_argument("--top", type=int, default=25, help="profile lines")
+    parser.add_argument("--chars", type=int, default=6000, help="profile text printed")
+    parser.add_argument("--condstore", action="store_true", help="ENABLE CONDSTORE first")
+    parser.add_argument("--suffix", default="", help="e.g. .SILENT")
+    parser.add_argument("--watch", action="store_true", help="time another session's NOOP")
+    measure(parser.parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
