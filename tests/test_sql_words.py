@@ -120,7 +120,7 @@ def test_a_store_without_words_is_filled_and_answers_meanwhile(
     resolve(backend.db.run(undo_5, write=True))
     resolve(backend.stop())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
-    assert db.call(schema.upgrade, write=True) == [5]
+    assert db.call(schema.upgrade, write=True) == [5, 6]
     db.close()
 
     async def later(self: SqlBackend) -> None:
@@ -155,6 +155,6 @@ def test_postgresql_has_no_word_index_and_answers_as_the_scan(tmp_path: Path) ->
             backend, f"SELECT tablename FROM pg_tables WHERE tablename IN ({marks})", names
         )
         assert found == []
-        assert query(backend, f"SELECT version FROM {schema.VERSION_TABLE}") == [(5,)]
+        assert query(backend, f"SELECT version FROM {schema.VERSION_TABLE}") == [(schema.LATEST,)]
     finally:
         resolve(backend.stop())

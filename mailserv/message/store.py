@@ -90,7 +90,7 @@ def loads(data: bytes | bytearray | memoryview) -> MessageInfo:
         else:
             if data.startswith(MARKER):
                 *record, preview = record
-                if not isinstance(preview, str):
+                if not isinstance(preview, str | None):
                     raise TypeError("preview is not a string")
             message_id, refs, base, reply, s_from, s_to, s_cc, d_from, d_to = record[10:]
             keys = SortFields(

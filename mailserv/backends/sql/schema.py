@@ -110,6 +110,12 @@ _V1 = (
     f"INSERT INTO {VERSION_TABLE} (version) VALUES (0)",
 )
 
+DAY_INDEXED = "size >= 0"
+"""The condition of the partial index ``mail_day`` (migration 6): true of every row, but only
+a query that says so in these words may use the index, so no other query's plan changes (a
+plain index led by ``mailbox_id`` was taken over the flag indexes).  Not a test of
+``internal_day``: SQLite would take it for the range to read, not the day searched."""
+
 REPARSE_BATCH = 200
 """Messages parsed again per query by migration 2."""
 
@@ -226,6 +232,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "SQLite: a word index for SEARCH BODY/TEXT of whole-word needles (FTS5 unicode61);"
         " existing texts are indexed by the server, in the background (PostgreSQL: nothing)",
         function=_create_word_index,
+    ),
+    Migration(
+        6,
+        "an index of each mailbox's messages by the day of their internal date"
+        " (SEARCH SINCE, BEFORE and ON of a few days in a big mailbox)",
+        (f"CREATE INDEX mail_day ON mail (mailbox_id, internal_day, uid) WHERE {DAY_INDEXED}",),
     ),
 )
 LATEST = MIGRATIONS[-1].version
