@@ -133,3 +133,25 @@ def test_append_utf8_and_envelope(connect: Connector) -> None:
     legacy = connect.selected()
     envelope = ok(legacy, "FETCH 1 ENVELOPE").untagged[0]
     assert b'"Gr' not in envelope and b"{" in envelope, envelope
+
+
+@pytest.mark.one_backend  # NOTIFY's names are the engine's
+def test_notify_names_in_utf8_after_enable(connect: Connector) -> None:
+    """NOTIFY's filter names, STATUS and name-event LIST lines are UTF-8 once enabled;
+    a session that did not enable it is told the same change in modified UTF-7."""
+    name, renamed = "Übersicht & Co", "Übersicht & Co 2"
+    actor = utf8(connect.raw())
+    ok(actor, f'CREATE "{name}"')
+    watcher = utf8(connect.raw())
+    initial = ok(
+        watcher, f'NOTIFY SET STATUS (MAILBOXES "{name}" (MessageNew)) (PERSONAL (MailboxName))'
+    )
+    assert f'* STATUS "{name}" (MESSAGES 0 '.encode() in b"".join(initial.untagged)
+    legacy = connect.raw()
+    ok(legacy, "NOTIFY SET (PERSONAL (MailboxName))")
+    ok(actor, f'RENAME "{name}" "{renamed}"')
+    told = b"".join(ok(watcher, "NOOP").untagged)
+    assert f'* LIST () "/" "{renamed}" ("OLDNAME" ("{name}"))\r\n'.encode() in told, told
+    told = b"".join(ok(legacy, "NOOP").untagged)
+    old, new = b'"&ANw-bersicht &- Co"', b'"&ANw-bersicht &- Co 2"'
+    assert b'* LIST () "/" %s ("OLDNAME" (%s))\r\n' % (new, old) in told, told
