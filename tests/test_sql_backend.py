@@ -197,8 +197,15 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
+def _undo_version_6(tx: Tx) -> None:
+    """What migration 6 added goes (the MAILBOXID column)."""
+    tx.execute("ALTER TABLE mailboxes DROP COLUMN mailboxid")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 5")
+
+
 def _undo_version_5(tx: Tx) -> None:
     """What migration 5 added goes (SQLite's word index; nothing on PostgreSQL)."""
+    _undo_version_6(tx)
     if not tx.dialect.is_postgres:
         tx.execute("DROP TRIGGER message_text_gone")
         tx.execute(
@@ -257,7 +264,7 @@ def test_upgrade_to_2_rederives_the_address_columns(url: str, tmp_path: Path) ->
     with pytest.raises(BackendError, match="mailserv db upgrade"):
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
-    assert db.call(schema.upgrade, write=True) == [2, 3, 4, 5]
+    assert db.call(schema.upgrade, write=True) == list(range(2, schema.LATEST + 1))
     db.close()
 
     backend = started(url, tmp_path)
@@ -707,6 +714,24 @@ def _plan(tx: Tx, sql: str, params: tuple[Any, ...]) -> str:
     return " ".join(str(row[-1]) for row in tx.all("EXPLAIN QUERY PLAN " + sql, params))
 
 
+def test_upgrade_to_6_gives_every_mailbox_a_mailboxid(url: str, tmp_path: Path) -> None:
+    """Version 5 stores had no MAILBOXIDs: the upgrade gives each mailbox its own."""
+    backend = started(url, tmp_path)
+    resolve(resolve(backend.account("alice")).create("Sent"))
+    resolve(backend.account("bob"))
+    resolve(backend.db.run(_undo_version_6, write=True))
+    resolve(backend.stop())
+    db = InlineDatabase(parse_url(url, str(tmp_path)))
+    assert db.call(schema.upgrade, write=True) == list(range(6, schema.LATEST + 1))
+    db.close()
+    backend = started(url, tmp_path)
+    ids = [row[0] for row in query(backend, "SELECT mailboxid FROM mailboxes")]
+    assert len(ids) == len(set(ids)) == 3 and all(ids)
+    sent = resolve(resolve(resolve(backend.account("alice")).open("Sent")).status())
+    assert sent.mailboxid in ids
+    resolve(backend.stop())
+
+
 def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Path) -> None:
     """Version 3 stores gain the partial flag indexes; SEARCH UNSEEN/FLAGGED and EXPUNGE
     read through them, and give what they gave before."""
@@ -719,7 +744,7 @@ def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Pat
     with pytest.raises(BackendError, match="mailserv db upgrade"):
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
-    assert db.call(schema.upgrade, write=True) == [4, 5]
+    assert db.call(schema.upgrade, write=True) == list(range(4, schema.LATEST + 1))
     db.close()
 
     backend = started(url, tmp_path)

@@ -62,10 +62,12 @@ class Capability:
 
 @dataclass(frozen=True, slots=True)
 class StatusItem:
-    """A STATUS data item and how it is read from the mailbox's counts."""
+    """A STATUS data item and how it is read from the mailbox's counts: a number, the
+    bytes of another value (MAILBOXID's ``(id)``), or None to leave the item out (a store
+    that has no such value)."""
 
     name: str
-    value: Callable[[MailboxStatus], int]
+    value: Callable[[MailboxStatus], int | bytes | None]
     used: Callable[[Session], None] | None = None
     """Called when a STATUS asked for it (RFC 7162: HIGHESTMODSEQ turns CONDSTORE on)."""
 

@@ -9,13 +9,20 @@ from zope.interface import implementer
 
 from mailserv.backends.sql import hierarchy
 from mailserv.backends.sql.mailbox import SqlMailbox
-from mailserv.interfaces import AppendResult, IAccount, IMultiAppendAccount, MailboxInfo, NewMessage
+from mailserv.interfaces import (
+    AppendResult,
+    IAccount,
+    IMailboxIdAccount,
+    IMultiAppendAccount,
+    MailboxInfo,
+    NewMessage,
+)
 
 if TYPE_CHECKING:
     from mailserv.backends.sql.backend import SqlBackend
 
 
-@implementer(IAccount, IMultiAppendAccount)
+@implementer(IAccount, IMultiAppendAccount, IMailboxIdAccount)
 class SqlAccount:
     """Account row ``account_id``; holds nothing per session, so ``close`` has nothing to do."""
 

@@ -53,19 +53,19 @@ def where_uids(
 
 def status(tx: Tx, box_id: int) -> MailboxStatus:
     row = tx.one(
-        "SELECT uidvalidity, uidnext, messages, unseen, recent_mark, highestmodseq, size"
-        " FROM mailboxes WHERE id = ? AND selectable = 1",
+        "SELECT uidvalidity, uidnext, messages, unseen, recent_mark, highestmodseq, size,"
+        " mailboxid FROM mailboxes WHERE id = ? AND selectable = 1",
         (box_id,),
     )
     if row is None:
         raise MailboxNotFound("the mailbox was deleted")
-    validity, uidnext, count, unseen, mark, modseq, size = (int(v) for v in row)
+    validity, uidnext, count, unseen, mark, modseq, size = (int(v) for v in row[:7])
     recent = 0
     if mark < uidnext - 1:
         recent = int(
             tx.scalar("SELECT count(*) FROM mail WHERE mailbox_id = ? AND uid > ?", (box_id, mark))
         )
-    return MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size)
+    return MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size, row[7])
 
 
 def uids(tx: Tx, box_id: int) -> list[int]:

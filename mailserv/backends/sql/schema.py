@@ -9,10 +9,10 @@ Layout, in short: ``messages`` holds each distinct message once (keyed by the SH
 bytes, with the case-folded search fields: a narrow row, so SEARCH scans little),
 ``message_info`` its parsed ``MessageInfo`` (what FETCH reads) and ``message_data`` its bytes;
 ``mail`` places a message in a mailbox under a UID, with flags, internal date and
-modseq; ``mailboxes`` carries the counters (UIDNEXT, HIGHESTMODSEQ, messages, unseen, size)
-that every write updates under the mailbox row's lock; ``expunged`` remembers removed UIDs
-for QRESYNC's VANISHED; ``message_text`` the decoded texts SEARCH BODY/TEXT look in, and
-the word index beside it (``fulltext.py``).
+modseq; ``mailboxes`` carries the MAILBOXID and the counters (UIDNEXT, HIGHESTMODSEQ,
+messages, unseen, size) that every write updates under the mailbox row's lock;
+``expunged`` remembers removed UIDs for QRESYNC's VANISHED; ``message_text`` the decoded
+texts SEARCH BODY/TEXT look in, and the word index beside it (``fulltext.py``).
 """
 
 from __future__ import annotations
@@ -183,6 +183,16 @@ def _create_word_index(tx: Tx) -> None:
     fulltext.create_words(tx)
 
 
+def _add_mailbox_ids(tx: Tx) -> None:
+    """Migration 6: ``mailboxes.mailboxid``, the RFC 8474 MAILBOXID, kept by RENAME (the
+    row stays) and new with a new row; every existing row gets one here (there are few)."""
+    from mailserv.backends.kit import new_mailbox_id
+
+    tx.execute("ALTER TABLE mailboxes ADD COLUMN mailboxid TEXT")
+    ids = [int(row[0]) for row in tx.all("SELECT id FROM mailboxes")]
+    tx.many("UPDATE mailboxes SET mailboxid = ? WHERE id = ?", [(new_mailbox_id(), i) for i in ids])
+
+
 ANALYSIS_LIMIT = 2000
 """Rows SQLite's ANALYZE looks at per index (an estimate is enough for the planner)."""
 
@@ -226,6 +236,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "SQLite: a word index for SEARCH BODY/TEXT of whole-word needles (FTS5 unicode61);"
         " existing texts are indexed by the server, in the background (PostgreSQL: nothing)",
         function=_create_word_index,
+    ),
+    Migration(
+        6,
+        "mailboxes.mailboxid: each mailbox's RFC 8474 MAILBOXID (existing mailboxes get one)",
+        function=_add_mailbox_ids,
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -12,7 +12,7 @@ from mailserv.imap.arguments import mailbox, new_mailbox, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.registry import StatusItem
 from mailserv.imap.replies import Bad, No, Reply
-from mailserv.interfaces import INBOX, SPECIAL_USE, IAccount, MailboxStatus
+from mailserv.interfaces import INBOX, SPECIAL_USE, IAccount, IMailboxIdAccount, MailboxStatus
 from mailserv.syntax import encode, utf7
 from mailserv.syntax.tokens import Command, ParenList
 
@@ -53,8 +53,20 @@ async def create(session: Session, command: Command) -> Reply:
     if name == INBOX:
         raise No("INBOX always exists", "ALREADYEXISTS")
     use = _special_use(command.args[1]) if len(command.args) == 2 else None
-    await account_of(session).create(name, use)
-    return Reply("CREATE completed")
+    account = account_of(session)
+    await account.create(name, use)
+    return Reply("CREATE completed", await _mailboxid_code(session, account, name))
+
+
+async def _mailboxid_code(session: Session, account: IAccount, name: str) -> bytes | None:
+    """``MAILBOXID (id)`` for CREATE's OK (RFC 8474 4.1) when the server and the store
+    have MAILBOXIDs; None otherwise."""
+    if "MAILBOXID" not in session.services.registry.status_items:
+        return None
+    if not IMailboxIdAccount.providedBy(account):
+        return None
+    counts: MailboxStatus = await (await account.open(name)).status()
+    return None if counts.mailboxid is None else b"MAILBOXID (%s)" % counts.mailboxid.encode()
 
 
 def _special_use(arg: object) -> str | None:
@@ -157,7 +169,11 @@ def status_line(
         used = known[item].used
         if used is not None:
             used(session)
-    values = b" ".join(b"%s %d" % (item.encode(), known[item].value(counts)) for item in items)
+    values = b" ".join(
+        b"%s %s" % (item.encode(), value if isinstance(value, bytes) else b"%d" % value)
+        for item in items
+        if (value := known[item].value(counts)) is not None
+    )
     return b"* STATUS %s (%s)\r\n" % (name_bytes(name), values)
 
 

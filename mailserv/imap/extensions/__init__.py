@@ -27,6 +27,7 @@ from mailserv.imap.extensions import (
     move,
     multiappend,
     namespace,
+    objectid,
     preview,
     qresync,
     sasl_ir,
@@ -85,6 +86,7 @@ BUILT_IN: tuple[Extension, ...] = (
     preview.EXTENSION,
     searchres.EXTENSION,
     within.EXTENSION,
+    objectid.EXTENSION,
     compress.EXTENSION,
     login.SIGN_IN,
 )
