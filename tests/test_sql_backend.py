@@ -197,8 +197,15 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
+def _undo_version_7(tx: Tx) -> None:
+    """What migration 7 added goes (the SAVEDATE column)."""
+    tx.execute("ALTER TABLE mail DROP COLUMN savedate")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 6")
+
+
 def _undo_version_6(tx: Tx) -> None:
-    """What migration 6 added goes (the MAILBOXID column)."""
+    """What migrations 6 and 7 added goes (the MAILBOXID column too)."""
+    _undo_version_7(tx)
     tx.execute("ALTER TABLE mailboxes DROP COLUMN mailboxid")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 5")
 

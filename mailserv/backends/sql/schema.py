@@ -8,8 +8,8 @@ so frontends of one shared database never migrate it behind an operator's back.
 Layout, in short: ``messages`` holds each distinct message once (keyed by the SHA-256 of its
 bytes, with the case-folded search fields: a narrow row, so SEARCH scans little),
 ``message_info`` its parsed ``MessageInfo`` (what FETCH reads) and ``message_data`` its bytes;
-``mail`` places a message in a mailbox under a UID, with flags, internal date and
-modseq; ``mailboxes`` carries the MAILBOXID and the counters (UIDNEXT, HIGHESTMODSEQ,
+``mail`` places a message in a mailbox under a UID, with flags, internal date, save date
+and modseq; ``mailboxes`` carries the MAILBOXID and the counters (UIDNEXT, HIGHESTMODSEQ,
 messages, unseen, size) that every write updates under the mailbox row's lock;
 ``expunged`` remembers removed UIDs for QRESYNC's VANISHED; ``message_text`` the decoded
 texts SEARCH BODY/TEXT look in, and the word index beside it (``fulltext.py``).
@@ -241,6 +241,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         6,
         "mailboxes.mailboxid: each mailbox's RFC 8474 MAILBOXID (existing mailboxes get one)",
         function=_add_mailbox_ids,
+    ),
+    Migration(
+        7,
+        "mail.savedate: when a message was stored in its mailbox (RFC 8514 SAVEDATE);"
+        " messages stored before read their internal date",
+        ("ALTER TABLE mail ADD COLUMN savedate {bigint}",),
     ),
 )
 LATEST = MIGRATIONS[-1].version

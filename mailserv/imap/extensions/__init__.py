@@ -31,6 +31,7 @@ from mailserv.imap.extensions import (
     preview,
     qresync,
     sasl_ir,
+    savedate,
     searchres,
     sort,
     special_use,
@@ -87,6 +88,7 @@ BUILT_IN: tuple[Extension, ...] = (
     searchres.EXTENSION,
     within.EXTENSION,
     objectid.EXTENSION,
+    savedate.EXTENSION,
     compress.EXTENSION,
     login.SIGN_IN,
 )
