@@ -61,20 +61,19 @@ def _reparse(box: MaildirMailbox, entry: Entry) -> None:
 
 def metas(entries: Sequence[Entry]) -> list[MessageMeta]:
     """FETCH's view of entries that have their infos; the save date is read from the
-    file's name (:func:`~mailserv.backends.maildir.filenames.saved_seconds`)."""
-    saved_at: dict[int, datetime] = {}  # a COPY saves many in one second
-
-    def saved(base: str) -> datetime | None:
-        seconds = saved_seconds(base)
-        if seconds is None:
-            return None
-        found = saved_at.get(seconds)
-        if found is None:
-            found = saved_at[seconds] = file_date(seconds)
-        return found
-
-    return [
-        MessageMeta(e.uid, e.flags, e.date, e.size, e.modseq, e.info, saved(e.base))
-        for e in entries
-        if e.info is not None
-    ]
+    file's name (:func:`~mailserv.backends.maildir.filenames.saved_seconds`), once per
+    distinct first part of the names (a COPY saves many in one second)."""
+    saved_at: dict[str, datetime | None] = {}
+    out = []
+    for e in entries:
+        if e.info is None:
+            continue
+        base = e.base
+        head = base[: base.find(".")]
+        if head in saved_at:
+            saved = saved_at[head]
+        else:
+            seconds = saved_seconds(base)
+            saved = saved_at[head] = None if seconds is None else file_date(seconds)
+        out.append(MessageMeta(e.uid, e.flags, e.date, e.size, e.modseq, e.info, saved))
+    return out
