@@ -2,8 +2,11 @@
 
 A TOML file uses the long option names as keys (``data-dir``, ``imap = [...]``,
 ``[backend-option]``, ...) plus a ``[limits]`` table keyed by ``ServerSettings`` field names,
-so one vocabulary serves both.  Lists replace what a lower layer said; the two tables merge
-key by key.  Relative paths in a file are taken from the file's directory.
+so one vocabulary serves both.  Lists replace what a lower layer said; the tables merge
+key by key.  Quotas (RFC 9208): ``quota-storage`` (KiB) and ``quota-messages`` for everyone,
+or a ``[quota]`` table of ``storage``, ``messages`` and ``[quota.users]`` (per user name, a
+table of ``storage``/``messages`` overriding the default's; 0 is no limit).  Relative paths
+in a file are taken from the file's directory.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from twisted.python.usage import UsageError
 
 from mailserv.backends.kit.options import parse_bool, parse_int, parse_number
 from mailserv.imap.settings import ServerSettings
+from mailserv.quota import QuotaLimits, QuotaPolicy
 
 __all__ = [
     "DEFAULT_BACKEND",
@@ -43,7 +47,12 @@ MAX_WORKERS = 64
 
 LimitValue = int | float | bool
 
-_LIMIT_TYPES: Mapping[str, type] = typing.get_type_hints(ServerSettings)
+_LIMIT_TYPES: Mapping[str, type] = {
+    name: kind
+    for name, kind in typing.get_type_hints(ServerSettings).items()
+    if kind in (int, float, bool)
+}
+"""The scalar ServerSettings fields, which ``--limit`` and ``[limits]`` set."""
 _KIND_NAMES: Mapping[type, str] = {int: "a whole number", float: "a number"}
 
 
@@ -160,6 +169,8 @@ class _Layer:
     fields: dict[str, object]
     backend_options: dict[str, str]
     limits: dict[str, LimitValue]
+    quota: dict[str, int] = field(default_factory=dict)
+    quota_users: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: Mapping[str, object], source: str, path: str | None) -> _Layer:
@@ -251,6 +262,47 @@ def _limits_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
         layer.limits[str(name)] = _check_limit(str(name), limit, ctx.source)
 
 
+_QUOTA_RESOURCES = ("storage", "messages")
+
+
+def _quota_number(key: str, value: object, ctx: _Context) -> int:
+    if isinstance(value, str):
+        try:
+            value = parse_int(value)
+        except ValueError:
+            raise ctx.fail(key, "a whole number >= 0 (0: no limit)", value) from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ctx.fail(key, "a whole number >= 0 (0: no limit)", value)
+    return value
+
+
+def _quota_limits(key: str, value: object, ctx: _Context) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise ctx.fail(key, "a table of storage and messages", value)
+    found: dict[str, int] = {}
+    for name, number in value.items():
+        if name not in _QUOTA_RESOURCES:
+            raise ConfigError(f"{ctx.source}: unknown key {key}.{name} (known: storage, messages)")
+        found[name] = _quota_number(f"{key}.{name}", number, ctx)
+    return found
+
+
+def _quota_option_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    layer.quota[key.removeprefix("quota-")] = _quota_number(key, value, ctx)
+
+
+def _quota_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    if not isinstance(value, Mapping):
+        raise ctx.fail(key, "a table of storage, messages and users", value)
+    rest = dict(value)
+    users = rest.pop("users", {})
+    layer.quota.update(_quota_limits(key, rest, ctx))
+    if not isinstance(users, Mapping):
+        raise ctx.fail(f"{key}.users", "a table of user names", users)
+    for user, limits in users.items():
+        layer.quota_users[str(user)] = _quota_limits(f"{key}.users.{user}", limits, ctx)
+
+
 _KEYS: Mapping[str, Callable[[_Layer, str, object, _Context], None]] = {
     "data-dir": _path_key,
     "passwd-file": _path_key,
@@ -265,6 +317,9 @@ _KEYS: Mapping[str, Callable[[_Layer, str, object, _Context], None]] = {
     "backend-option": _backend_options_key,
     "limits": _limits_key,
     "workers": _workers_key,
+    "quota-storage": _quota_option_key,
+    "quota-messages": _quota_option_key,
+    "quota": _quota_key,
 }
 
 
@@ -272,13 +327,23 @@ def _merge(layers: list[_Layer]) -> Config:
     fields: dict[str, object] = {}
     backend_options: dict[str, str] = {}
     limits: dict[str, LimitValue] = {}
+    quota: dict[str, int] = {}
+    quota_users: dict[str, dict[str, int]] = {}
     for layer in layers:
         fields.update(layer.fields)
         backend_options.update(layer.backend_options)
         limits.update(layer.limits)
+        quota.update(layer.quota)
+        for user, given in layer.quota_users.items():
+            quota_users.setdefault(user, {}).update(given)
     if (fields.get("tls_cert") is None) != (fields.get("tls_key") is None):
         raise ConfigError("tls-cert and tls-key go together: give both or neither")
-    settings = dataclasses.replace(ServerSettings(), **limits)  # type: ignore[arg-type]
+    default = QuotaLimits(**quota)
+    policy = QuotaPolicy(
+        default,
+        {user: dataclasses.replace(default, **given) for user, given in quota_users.items()},
+    )
+    settings = dataclasses.replace(ServerSettings(), **limits, quota=policy)  # type: ignore[arg-type]
     return Config(
         backend_options=backend_options,
         settings=settings,

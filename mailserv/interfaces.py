@@ -325,6 +325,15 @@ class IMultiAppendAccount(Interface):
         (no listener hears of any).  MailboxNotFound when ``name`` does not exist."""
 
 
+class IAccountUsage(Interface):
+    """Optional, next to ``IAccount``: the account adds up its mailboxes' kept counts itself
+    (one query) for QUOTA (RFC 9208); without it the engine sums ``status()`` of each."""
+
+    def usage() -> Awaitable[tuple[int, int]]:  # type: ignore[empty-body]
+        """Octets and messages in all the account's mailboxes: ``MailboxStatus.size`` and
+        ``.messages`` summed over them."""
+
+
 class IMailbox(Interface):
     """One mailbox.  UIDs ascend and are never reused under one UIDVALIDITY."""
 

@@ -62,7 +62,8 @@ T = TypeVar("T")
 
 
 def _limits_help() -> str:
-    return ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(ServerSettings))
+    fields = dataclasses.fields(ServerSettings)
+    return ", ".join(f"{f.name}={f.default!r}" for f in fields if f.name != "quota")
 
 
 class Options(usage.Options):
@@ -72,7 +73,8 @@ class Options(usage.Options):
     longdesc = (
         "Serves IMAP4rev1 from a pluggable mail store.  Every option can also be set in a "
         "TOML file given with --config, under the same names ([backend-option] and [limits] "
-        "are tables); the command line wins.  ENDPOINT is a Twisted server endpoint string; "
+        "are tables; [quota] holds storage, messages and a [quota.users] table of per-user "
+        "overrides); the command line wins.  ENDPOINT is a Twisted server endpoint string; "
         "an --imaps ssl: endpoint without privateKey= is served with the configured "
         "certificate, and so is any other kind of --imaps endpoint.  "
         "Limits (--limit NAME=VALUE) and their defaults: " + _limits_help() + "."
@@ -124,6 +126,18 @@ class Options(usage.Options):
             "sql on PostgreSQL), else 1].  Connection limits and the failed-login "
             "throttle hold for all of them together.",
         ],
+        [
+            "quota-storage",
+            None,
+            None,
+            "Storage quota of every user in KiB (RFC 9208 STORAGE) [default: 0, no limit].",
+        ],
+        [
+            "quota-messages",
+            None,
+            None,
+            "Message-count quota of every user (RFC 9208 MESSAGE) [default: 0, no limit].",
+        ],
     ]
 
     config: Config
@@ -160,7 +174,8 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         layer = dict(self._given)
-        for name in ("data-dir", "backend", "passwd-file", "tls-cert", "tls-key", "workers"):
+        named = ("data-dir", "backend", "passwd-file", "tls-cert", "tls-key", "workers")
+        for name in named + ("quota-storage", "quota-messages"):
             if self[name] is not None:
                 layer[name] = self[name]
         for name in ("no-imap", "no-imaps", "allow-plaintext-auth"):

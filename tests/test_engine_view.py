@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
@@ -26,7 +27,7 @@ class Session:
         self.idling = False
         self.enabled: set[str] = set()  # no ENABLE: EXPUNGE, and FETCH without MODSEQ
         self.out: list[bytes] = []
-        self.services = SimpleNamespace(clock=Clock())  # slices of 4 ms: never used up here
+        self.services = SimpleNamespace(clock=Clock())  # turned by run() when a slice is used up
 
     def write(self, data: bytes) -> None:
         self.out.append(data)
@@ -35,12 +36,21 @@ class Session:
         self.out.append(b"* BYE " + text.encode() + b"\r\n")
 
 
-def run(coroutine: Any) -> None:
-    Deferred.fromCoroutine(coroutine)
+def run(coroutine: Any, clock: Clock | None = None) -> None:
+    """Run ``coroutine`` to its end: where its slices pause (a loaded machine can use up
+    4 ms), ``clock`` is turned until it is done."""
+    done = Deferred.fromCoroutine(coroutine)
+    while clock is not None and not done.called:
+        clock.advance(0)
+    assert done.called
+
+
+def flush(view: SelectedView, expunges: bool) -> None:
+    run(view.flush(expunges=expunges), view.session.services.clock)
 
 
 def test_view_provides_listener_and_defers_expunges() -> None:
-    account = resolve(memory.build({}, ".", Clock()).account("alice"))
+    account = resolve(memory.build({}, ".", reactor).account("alice"))
     box = resolve(account.open("INBOX"))
     for n in range(3):
         resolve(box.append(b"Subject: %d\r\n\r\nbody\r\n" % n, frozenset(), None, None))
@@ -51,21 +61,21 @@ def test_view_provides_listener_and_defers_expunges() -> None:
     resolve(box.store([2], StoreMode.ADD, frozenset({"\\Deleted"}), other))
     resolve(box.expunge(None, other))
     resolve(box.append(b"Subject: new\r\n\r\nbody\r\n", frozenset(), None, other))
-    run(view.flush(expunges=False))  # after FETCH/STORE/SEARCH: no EXPUNGE yet
+    flush(view, expunges=False)  # after FETCH/STORE/SEARCH: no EXPUNGE yet
     sent = b"".join(session.out)
     assert b"EXPUNGE" not in sent
     assert b"* 4 EXISTS" in sent
     assert b"* 2 FETCH (UID 2 FLAGS (\\Deleted))" in sent
 
     session.out.clear()
-    run(view.flush(expunges=True))
+    flush(view, expunges=True)
     assert b"".join(session.out) == b"* 2 EXPUNGE\r\n"
     assert view.uids == [1, 3, 4]
     view.close()
 
 
 def test_sequence_numbers_of_uids_with_and_without_gaps() -> None:
-    account = resolve(memory.build({}, ".", Clock()).account("alice"))
+    account = resolve(memory.build({}, ".", reactor).account("alice"))
     box = resolve(account.open("INBOX"))
     for n in range(6):
         resolve(box.append(b"Subject: %d\r\n\r\nbody\r\n" % n, frozenset(), None, None))
@@ -80,7 +90,7 @@ def test_sequence_numbers_of_uids_with_and_without_gaps() -> None:
 
 
 def test_a_lost_mailbox_ends_the_session() -> None:
-    account = resolve(memory.build({}, ".", Clock()).account("alice"))
+    account = resolve(memory.build({}, ".", reactor).account("alice"))
     box = resolve(account.open("INBOX"))
     session = Session()
     view = SelectedView(session, box, False, [], [])  # type: ignore[arg-type]
@@ -89,7 +99,7 @@ def test_a_lost_mailbox_ends_the_session() -> None:
 
 
 def three_messages() -> tuple[Any, SelectedView, Session]:
-    account = resolve(memory.build({}, ".", Clock()).account("alice"))
+    account = resolve(memory.build({}, ".", reactor).account("alice"))
     box = resolve(account.open("INBOX"))
     for n in range(3):
         resolve(box.append(b"Subject: %d\r\n\r\nbody\r\n" % n, frozenset(), None, None))
@@ -106,15 +116,16 @@ def test_a_flag_update_older_than_what_was_sent_is_dropped() -> None:
     older = FlagChange(1, frozenset({"\\Seen"}), 10)
     view.flags_changed(box, [older], other)  # queued
     view.flags_with_recent(1, frozenset({"\\Seen", "\\Flagged"}), 11)  # a STORE's answer
-    run(view.flush(expunges=True))
+    flush(view, expunges=True)
     assert session.out == []
     view.flags_changed(box, [FlagChange(2, frozenset({"\\Seen"}), 12)], other)
-    run(view.own_changes([FlagChange(2, frozenset({"\\Answered"}), 13)], TimeSlices(Clock())))
+    clock = Clock()
+    run(view.own_changes([FlagChange(2, frozenset({"\\Answered"}), 13)], TimeSlices(clock)), clock)
     view.flags_changed(box, [older], other)  # arriving after
-    run(view.flush(expunges=True))
+    flush(view, expunges=True)
     assert session.out == []
     view.flags_changed(box, [FlagChange(1, frozenset(), 14)], other)  # newer: sent
-    run(view.flush(expunges=True))
+    flush(view, expunges=True)
     assert session.out == [b"* 1 FETCH (UID 1 FLAGS ())\r\n"]
 
 
@@ -123,17 +134,17 @@ def test_a_message_expunged_before_it_was_announced_is_never_announced() -> None
     other = object()
     view.messages_added(box, [4], other)
     assert view.remove([4]) == []  # our EXPUNGE took it before any EXISTS
-    run(view.flush(expunges=True))
+    flush(view, expunges=True)
     view.messages_expunged(box, [6], other)  # the expunge event before the append's
-    run(view.flush(expunges=True))
+    flush(view, expunges=True)
     view.messages_added(box, [5, 6], other)
     view.messages_added(box, [4], other)
-    run(view.flush(expunges=True))
+    flush(view, expunges=True)
     assert session.out == [b"* 4 EXISTS\r\n* 3 RECENT\r\n"]
     assert view.uids == [1, 2, 3, 5]
     view.messages_added(box, [7], other)
     view.messages_expunged(box, [7], other)  # both pending: neither is sent
-    run(view.flush(expunges=False))
+    flush(view, expunges=False)
     assert view.uids == [1, 2, 3, 5]
     assert session.out == [b"* 4 EXISTS\r\n* 3 RECENT\r\n"]
 
@@ -146,7 +157,7 @@ def test_nothing_is_written_for_a_closed_view_or_after_idle() -> None:
     session.idling = False
     view.close()
     view.messages_added(box, [9], object())
-    run(view.flush(expunges=True))
+    flush(view, expunges=True)
     assert session.out == [b"* 2 EXPUNGE\r\n"]
 
 
@@ -227,7 +238,7 @@ def test_flag_columns_read_as_flag_changes() -> None:
     with pytest.raises(ValueError, match="lengths"):
         FlagChangeColumns([1, 2], [seen], [3, 3])
     unsorted = [FlagChange(9, seen, 6), FlagChange(2, seen, 4)]
-    got = resolve(as_columns(unsorted, TimeSlices(Clock())))
+    got = resolve(as_columns(unsorted, TimeSlices(reactor)))
     assert (got.uids, got.modseqs) == ([2, 9], [4, 6])
 
 
@@ -244,7 +255,7 @@ def test_flag_fetches_number_a_gapped_view_and_leave_out_unknown_uids() -> None:
         b"* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n* 2 FETCH (UID 3 FLAGS (\\Recent \\Seen))\r\n"
     )
     view.flags_changed(box, [FlagChange(3, frozenset(), 19)], object())  # older: dropped
-    run(view.flush(expunges=True))
+    flush(view, expunges=True)
     assert session.out == []
 
 
@@ -252,26 +263,26 @@ def test_own_changes_are_noted_at_once_and_older_queued_updates_dropped() -> Non
     box, view, session = three_messages()
     other = object()
     view.flags_changed(box, [FlagChange(1, frozenset(), 30)], other)
-    run(view.flush(expunges=True))
+    flush(view, expunges=True)
     session.out.clear()
     seen = frozenset({"\\Seen"})
     resolve(
         view.own_changes(
-            FlagChangeColumns([1, 2, 3], [seen] * 3, [29, 31, 31]), TimeSlices(Clock())
+            FlagChangeColumns([1, 2, 3], [seen] * 3, [29, 31, 31]), TimeSlices(reactor)
         )
     )
     view.flags_changed(box, [FlagChange(n, frozenset(), 30) for n in (1, 2, 3)], other)
-    run(view.flush(expunges=True))  # 1 was told 30 (29 is older), 2 and 3 have 31
+    flush(view, expunges=True)  # 1 was told 30 (29 is older), 2 and 3 have 31
     assert session.out == []
-    resolve(view.own_changes(FlagChangeColumns([1, 3], [seen] * 2, [40, 40]), TimeSlices(Clock())))
+    resolve(view.own_changes(FlagChangeColumns([1, 3], [seen] * 2, [40, 40]), TimeSlices(reactor)))
     view.flags_changed(box, [FlagChange(n, frozenset(), 35) for n in (1, 2, 3)], other)
-    run(view.flush(expunges=True))  # all at once: 1 and 3 have 40; 2 has 31 only
+    flush(view, expunges=True)  # all at once: 1 and 3 have 40; 2 has 31 only
     assert session.out == [b"* 2 FETCH (UID 2 FLAGS ())\r\n"]
     session.out.clear()
     for uid in (1, 2):  # left queued by a flush cut short (IDLE ended)
         view._queued_flags[uid], view._queued_modseq[uid] = frozenset({"$Old"}), 45
-    resolve(view.own_changes(FlagChangeColumns([2, 3], [seen] * 2, [50, 50]), TimeSlices(Clock())))
-    run(view.flush(expunges=True))  # 2's queued update is older than what the client has
+    resolve(view.own_changes(FlagChangeColumns([2, 3], [seen] * 2, [50, 50]), TimeSlices(reactor)))
+    flush(view, expunges=True)  # 2's queued update is older than what the client has
     sent = b"".join(session.out)  # after the FLAGS that announce $Old
     assert sent.startswith(b"* FLAGS (") and sent.endswith(
         b"Flags permitted\r\n* 1 FETCH (UID 1 FLAGS ($Old))\r\n"
@@ -288,7 +299,7 @@ def test_memory_store_tells_columns_with_shared_flag_sets() -> None:
     assert [m.flags for m in after] == [frozenset({"\\Seen"})] * 3
     assert after[0].flags is after[1].flags is after[2].flags
     assert [m.modseq for m in after] == [highest + 1] * 3
-    run(view.flush(expunges=True))
+    flush(view, expunges=True)
     assert b"".join(session.out) == b"".join(
         b"* %d FETCH (UID %d FLAGS (\\Seen))\r\n" % (n, n) for n in (1, 2, 3)
     )

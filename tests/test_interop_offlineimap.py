@@ -21,8 +21,8 @@ from maildirsync import Local, Sync, corpus, require, round_trip, run_sync
 
 from bench.harness import ServerProcess
 
-COUNT = 100
-RUN_LIMIT = 30.0
+COUNT = 50
+RUN_LIMIT = 60.0
 """Seconds one offlineimap run of the round trip may take."""
 
 TRANSPORT = {

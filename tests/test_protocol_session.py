@@ -509,7 +509,8 @@ def test_capability_words_and_order_in_every_state(
     limit = core.partition(" APPENDLIMIT=")[2]
     tail = (
         " CONDSTORE QRESYNC ESEARCH SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES"
-        " BINARY MULTIAPPEND CATENATE PREVIEW SEARCHRES WITHIN OBJECTID SAVEDATE"
+        " BINARY MULTIAPPEND CATENATE PREVIEW SEARCHRES WITHIN"
+        " QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE OBJECTID SAVEDATE NOTIFY"
     )
     assert limit.endswith(tail), before
     assert core == _CORE_CAPABILITIES + limit, before

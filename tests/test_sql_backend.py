@@ -197,21 +197,28 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
-def _undo_version_7(tx: Tx) -> None:
-    """What migration 7 added goes (the SAVEDATE column)."""
+def _undo_version_8(tx: Tx) -> None:
+    """What migration 8 added goes (the SAVEDATE column)."""
     tx.execute("ALTER TABLE mail DROP COLUMN savedate")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 7")
+
+
+def _undo_version_7(tx: Tx) -> None:
+    """What migrations 7 and 8 added goes (the MAILBOXID column too)."""
+    _undo_version_8(tx)
+    tx.execute("ALTER TABLE mailboxes DROP COLUMN mailboxid")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 6")
 
 
 def _undo_version_6(tx: Tx) -> None:
-    """What migrations 6 and 7 added goes (the MAILBOXID column too)."""
+    """What migrations 6 to 8 added goes (the index by day too)."""
     _undo_version_7(tx)
-    tx.execute("ALTER TABLE mailboxes DROP COLUMN mailboxid")
+    tx.execute("DROP INDEX mail_day")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 5")
 
 
 def _undo_version_5(tx: Tx) -> None:
-    """What migration 5 added goes (SQLite's word index; nothing on PostgreSQL)."""
+    """What migrations 5 and later added goes (SQLite's word index; nothing on PostgreSQL)."""
     _undo_version_6(tx)
     if not tx.dialect.is_postgres:
         tx.execute("DROP TRIGGER message_text_gone")
@@ -459,6 +466,7 @@ ATOMS = [
     "FROM alice", "FROM ALICE", "FROM Jürgen", "TO team", "CC carol", "BCC nobody",
     'SUBJECT budget', 'SUBJECT "GRÜSSE"', 'SUBJECT ""', "HEADER Subject lunch", "LARGER 250",
     "SMALLER 120", "BEFORE 10-Jan-2021", "ON 15-Jan-2021", "SINCE 1-Feb-2021",
+    "BEFORE 2-Jan-2021", "ON 1-Jan-2021", "ON 9-Feb-2021", "SINCE 9-Feb-2021",
     "SENTBEFORE 1-Jan-2000", "SENTON 3-Jan-2021", "SENTSINCE 3-Jan-2021", "UID 3:9",
     "UID 20:*", "1:4", "*", "BODY x", "TEXT lunch", "HEADER X-Missing foo",
     "FROM user-from@domain.org", 'FROM "Real Name <REAL@b.org>"', "FROM friends",
@@ -721,15 +729,45 @@ def _plan(tx: Tx, sql: str, params: tuple[Any, ...]) -> str:
     return " ".join(str(row[-1]) for row in tx.all("EXPLAIN QUERY PLAN " + sql, params))
 
 
-def test_upgrade_to_6_gives_every_mailbox_a_mailboxid(url: str, tmp_path: Path) -> None:
-    """Version 5 stores had no MAILBOXIDs: the upgrade gives each mailbox its own."""
+def test_upgrade_to_6_indexes_days_and_answers_as_the_scan(url: str, tmp_path: Path) -> None:
+    """A version 5 store gains ``mail_day``; SINCE, BEFORE and ON, whether few messages
+    match (read by that index on SQLite) or many (a pass over the rows), give the scan's
+    answer, internal dates on both sides of midnight in several offsets."""
     backend = started(url, tmp_path)
-    resolve(resolve(backend.account("alice")).create("Sent"))
-    resolve(backend.account("bob"))
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    zones = [timezone(timedelta(hours=h)) for h in (-11, -5, 0, 9, 13)]
+    for n in range(48):
+        local = datetime(2021, 3, 1 + n % 24, (23, 0, 12)[n % 3], 59 * (n % 2))
+        resolve(box.append(message(n), frozenset(), local.replace(tzinfo=zones[n % 5]), None))
     resolve(backend.db.run(_undo_version_6, write=True))
     resolve(backend.stop())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
     assert db.call(schema.upgrade, write=True) == list(range(6, schema.LATEST + 1))
+    db.close()
+
+    backend = started(url, tmp_path)
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    uids = list(resolve(box.uids()))
+    context = SearchContext(uids, frozenset(), box.content)
+    metas = resolve(box.fetch(uids))
+    for day in range(1, 27):
+        for key in ("SINCE", "BEFORE", "ON", "UID 3:40 NOT SINCE", "UNSEEN SINCE"):
+            program = _program(f"{key} {day}-Mar-2021")
+            assert resolve(box.search(program, uids)) == resolve(
+                evaluate(program, metas, context)
+            ), program
+    resolve(backend.stop())
+
+
+def test_upgrade_to_7_gives_every_mailbox_a_mailboxid(url: str, tmp_path: Path) -> None:
+    """Version 6 stores had no MAILBOXIDs: the upgrade gives each mailbox its own."""
+    backend = started(url, tmp_path)
+    resolve(resolve(backend.account("alice")).create("Sent"))
+    resolve(backend.account("bob"))
+    resolve(backend.db.run(_undo_version_7, write=True))
+    resolve(backend.stop())
+    db = InlineDatabase(parse_url(url, str(tmp_path)))
+    assert db.call(schema.upgrade, write=True) == list(range(7, schema.LATEST + 1))
     db.close()
     backend = started(url, tmp_path)
     ids = [row[0] for row in query(backend, "SELECT mailboxid FROM mailboxes")]

@@ -102,8 +102,10 @@ async def response(
     numbers: Sequence[int],
     options: frozenset[str],
     modseq: int | None = None,
+    ascending: bool = False,
 ) -> bytes:
-    """The ``* ESEARCH`` line; ``modseq``: RFC 7162's highest mod-sequence of the result.
+    """The ``* ESEARCH`` line; ``modseq``: RFC 7162's highest mod-sequence of the result;
+    ``ascending``: the numbers are (SEARCH's), which makes ALL quicker.
     Empty when ``options`` holds none of RFC 4731's (RFC 5182 2.4: ``RETURN (SAVE)`` alone)."""
     if options.isdisjoint(OPTIONS):
         return b""
@@ -117,24 +119,65 @@ async def response(
     if "COUNT" in options:
         out.append(b"COUNT %d" % len(numbers))
     if numbers and "ALL" in options:
-        out.append(b"ALL " + await ordered_set(slices, numbers))
+        out.append(b"ALL " + await ordered_set(slices, numbers, ascending))
     if modseq is not None and numbers:
         out.append(b"MODSEQ %d" % modseq)
     return b" ".join(out) + b"\r\n"
 
 
-async def ordered_set(slices: TimeSlices, numbers: Sequence[int]) -> bytes:
-    """``numbers`` (not empty) as a sequence set that keeps their order: ``3,1:2,9``."""
+async def number_list(slices: TimeSlices, numbers: Sequence[int]) -> bytes:
+    """``numbers`` as ``n n n...`` (SEARCH's, SORT's answer), made a piece at a time."""
     parts = []
-    start = previous = numbers[0]
-    for count, number in enumerate(numbers):
-        if not count % STEP:
+    for start in range(0, len(numbers), STEP):
+        # A list's repr is the quickest way to many decimal numbers: "[1, 2]" -> "1 2".
+        parts.append(repr(list(numbers[start : start + STEP]))[1:-1].replace(",", "").encode())
+        await slices.pause()
+    return b" ".join(parts)
+
+
+async def ordered_set(slices: TimeSlices, numbers: Sequence[int], ascending: bool = False) -> bytes:
+    """``numbers`` (not empty) as a sequence set that keeps their order: ``3,1:2,9``.
+
+    With ``ascending`` (they are, without repeats), the end of a run is found by
+    bisection: ``numbers[j] - j`` is the same all along a run and grows after it.
+    """
+    parts = []
+    total = len(numbers)
+    i = done = 0
+    while i < total:
+        if i - done >= STEP:
             await slices.pause()
-        if number == previous + 1:
-            previous = number
-            continue
-        if count:
-            parts.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
-        start = previous = number
-    parts.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
+            done = i
+        start = numbers[i]
+        end = i + 1  # the run is numbers[i:end]
+        if end < total and numbers[end] == start + 1:
+            if ascending:
+                end = _run_end(numbers, i, end + 1)
+            else:
+                while end < total and numbers[end] == start + (end - i):
+                    end += 1
+            parts.append(b"%d:%d" % (start, numbers[end - 1]))
+        else:
+            parts.append(b"%d" % start)
+        i = end
     return b",".join(parts)
+
+
+def _run_end(numbers: Sequence[int], first: int, known: int) -> int:
+    """Where the run of consecutive ``numbers`` (ascending) from ``first`` ends, knowing
+    it holds ``numbers[first:known]``: galloping, then bisection."""
+    offset = numbers[first] - first
+    total, step = len(numbers), 2
+    low = known - 1  # in the run
+    high = low + step  # probed: past the run, or the end
+    while high < total and numbers[high] - high == offset:
+        low, step = high, step * 2
+        high = low + step
+    high = min(high, total)
+    while high - low > 1:  # numbers[low] in the run, numbers[high] (if any) not
+        middle = (low + high) // 2
+        if numbers[middle] - middle == offset:
+            low = middle
+        else:
+            high = middle
+    return low + 1

@@ -24,7 +24,7 @@ from mailserv.imap.fetchatt import FetchAttribute, FetchItem
 from mailserv.imap.search import parse
 from mailserv.imap.search.parse import KeyReader, SearchKeyReader
 from mailserv.imap.session import Session
-from mailserv.interfaces import MailboxStatus, MessageMeta
+from mailserv.interfaces import IMailbox, MailboxStatus, MessageMeta
 from mailserv.search import SearchKey
 from mailserv.syntax.errors import ParseError
 from mailserv.syntax.sequences import SequenceSet
@@ -67,9 +67,20 @@ class StatusItem:
     that has no such value)."""
 
     name: str
-    value: Callable[[MailboxStatus], int | bytes | None]
+    value: Callable[[MailboxStatus], int | bytes | None] | None = None
     used: Callable[[Session], None] | None = None
     """Called when a STATUS asked for it (RFC 7162: HIGHESTMODSEQ turns CONDSTORE on)."""
+    read: Callable[[Session, IMailbox], Awaitable[int]] | None = None
+    """For an item the counts do not hold (DELETED, RFC 9208): read from the mailbox, in
+    place of ``value``."""
+
+    async def of(
+        self, session: Session, box: IMailbox, counts: MailboxStatus
+    ) -> int | bytes | None:
+        if self.read is not None:
+            return await self.read(session, box)
+        assert self.value is not None, self.name
+        return self.value(counts)
 
 
 @dataclass(frozen=True, slots=True)

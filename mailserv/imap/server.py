@@ -42,6 +42,7 @@ from mailserv.syntax.tokens import Command
 
 if TYPE_CHECKING:
     from mailserv.imap.factory import IMAPServerFactory
+    from mailserv.imap.notify import Notifier
     from mailserv.imap.view import SelectedView
     from mailserv.interfaces import IAccount
 
@@ -95,6 +96,8 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self._inflater: Inflater | None = None
         """COMPRESS=DEFLATE is on: the client's compressed input, inflated as it is read."""
         self.idling = False
+        self.notifier: Notifier | None = None
+        """NOTIFY SET's watcher: it writes between commands; flushed after each command."""
         self._closing = False
         """Set by LOGOUT: close once the tagged OK is out."""
         self._pump_call: IDelayedCall | None = None
@@ -129,6 +132,8 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             waiter, self._line_waiter = self._line_waiter, None
             waiter.errback(Failure(ConnectionError("connection lost")))
         self._release_drain_waiters()
+        if self.notifier is not None:
+            self.notifier.close()
         if self.selected is not None:
             self.selected.close()
             self.selected = None
@@ -464,6 +469,9 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             return  # after BYE (LOGOUT) only the tagged reply follows
         if self.selected is not None and self.state is State.SELECTED:
             await self.selected.flush(expunges=spec.expunge_ok or command.uid)
+        if self.notifier is not None:
+            self.notifier.follow_selected()
+            await self.notifier.flush()
 
     # -- state changes used by handlers -------------------------------------------------
 

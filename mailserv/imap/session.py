@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
+
+from mailserv.imap.notify import MailboxBoard
+from mailserv.quota import QuotaLedger
 
 if TYPE_CHECKING:
     from twisted.cred.portal import Portal
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
 
     from mailserv.auth.sasl import Mechanisms
     from mailserv.auth.throttle import ILoginThrottle
+    from mailserv.imap.notify import Notifier
     from mailserv.imap.registry import Registry
     from mailserv.imap.settings import ServerSettings
     from mailserv.imap.view import SelectedView
@@ -50,6 +54,10 @@ class Services:
     """The context STARTTLS switches to; None: no STARTTLS."""
     registry: Registry
     """The extensions: commands, CAPABILITY, ENABLE, STATUS items."""
+    quota: QuotaLedger = field(default_factory=QuotaLedger)
+    """The quota reservations of this process's additions in flight."""
+    board: MailboxBoard = field(default_factory=MailboxBoard)
+    """NOTIFY: the sessions told of mailbox name changes made in this process."""
 
 
 class Session(Protocol):
@@ -70,6 +78,9 @@ class Session(Protocol):
     @property
     def enabled(self) -> AbstractSet[str]:
         """The extensions the client turned on with ENABLE."""
+
+    notifier: Notifier | None
+    """NOTIFY SET's watcher (RFC 5465), None without one."""
 
     @property
     def idling(self) -> bool: ...

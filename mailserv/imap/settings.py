@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from mailserv.quota import QuotaPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +46,8 @@ class ServerSettings:
     """Search keys in one SEARCH."""
     max_mailbox_name: int = 1024
     """Bytes in a mailbox name."""
+    quota: QuotaPolicy = field(default_factory=QuotaPolicy)
+    """Per-user STORAGE and MESSAGE limits (RFC 9208); none by default."""
+    max_notify_mailboxes: int = 1000
+    """Mailboxes one NOTIFY SET may watch (RFC 5465): above it NOTIFY SET is refused, and
+    a session whose filters grow past it later gets NOTIFICATIONOVERFLOW."""

@@ -13,6 +13,7 @@ import heapq
 from collections.abc import Callable, Generator, Sequence
 from typing import TypeVar
 
+from mailserv.imap import esearch
 from mailserv.imap.arguments import text_atom
 from mailserv.imap.commands.messages import search_uids
 from mailserv.imap.replies import Bad
@@ -146,10 +147,7 @@ async def matching(
 async def write_numbers(session: Session, prefix: bytes, numbers: Sequence[int]) -> None:
     """``* <prefix> n n n...`` in pieces, pausing between them (100k numbers take ~20 ms)."""
     slices = TimeSlices(session.services.clock)
-    line = [prefix]
-    for start in range(0, len(numbers), CHUNK):
-        line.append(" ".join(map(str, numbers[start : start + CHUNK])).encode())
-        await slices.pause()
+    line = [prefix, await esearch.number_list(slices, numbers)] if numbers else [prefix]
     session.write(b" ".join(line) + b"\r\n")
 
 

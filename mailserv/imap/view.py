@@ -75,6 +75,8 @@ _STEP = 1024
 """Flag changes queued or formatted between two pauses for other sessions."""
 _NOTE_STEP = 8192
 """Own flag changes noted between two pauses (a dict update for a whole step)."""
+_RUN_PROBE, _RUN_MAX = 32, 1 << 16
+"""How far ahead ``seqs_of`` first looks for a run of consecutive UIDs, and at most."""
 
 
 def turn_on_modseq(session: Session) -> None:
@@ -298,18 +300,41 @@ class SelectedView:
 
     def seqs_of(self, uids: Sequence[int]) -> list[int]:
         """Sequence numbers of ``uids`` (ascending) that are in the view, ascending."""
+        return self._shown(uids, numbers=True)
+
+    def shown(self, uids: Sequence[int]) -> list[int]:
+        """Those of ``uids`` (ascending) that are in the view (the session was told of)."""
+        return self._shown(uids, numbers=False)
+
+    def _shown(self, uids: Sequence[int], numbers: bool) -> list[int]:
         mine = self.uids
         count = len(mine)
         if count and mine[-1] == count:  # UIDs 1..n without gaps: a UID is its number
             return list(uids[bisect_right(uids, 0) : bisect_right(uids, count)])
-        out = []
-        low = 0
-        for uid in uids:
+        # One pass over both: where the view holds a run of consecutive UIDs, the found
+        # UIDs inside it are taken (numbered by an offset) at once, at C speed; the runs are
+        # tried longer while they hold (a mailbox has few gaps, not many).
+        out: list[int] = []
+        low = i = 0
+        total = len(uids)
+        step = _RUN_PROBE
+        while i < total:
+            uid = uids[i]
             low = bisect_left(mine, uid, low)
             if low == count:
                 break
-            if mine[low] == uid:
-                out.append(low + 1)
+            if mine[low] != uid:  # not in the view: skip to the next that may be
+                i = bisect_left(uids, mine[low], i + 1)
+                continue
+            span = min(step, count - 1 - low)
+            if span and mine[low + span] - uid == span:  # mine[low:low+span+1] is uid..uid+span
+                end = bisect_right(uids, uid + span, i)
+                offset = low + 1 - uid if numbers else 0
+                out += map(offset.__add__, uids[i:end]) if offset else uids[i:end]
+                i, low, step = end, low + span, min(step * 2, _RUN_MAX)
+            else:
+                out.append(low + 1 if numbers else uid)
+                i, low, step = i + 1, low + 1, _RUN_PROBE
         return out
 
     # -- flags --------------------------------------------------------------------------
@@ -475,7 +500,7 @@ class SelectedView:
     def _wake(self) -> None:
         if self.session.idling and not self._wake_pending and not self.closed:
             self._wake_pending = True
-            d = defer.Deferred.fromCoroutine(self._idle_flush())
+            d = defer.Deferred.fromCoroutine(self.flush_idle())
             d.addErrback(lambda f: _log.failure("IDLE update failed", f))
 
     # -- reporting ----------------------------------------------------------------------
@@ -489,7 +514,9 @@ class SelectedView:
         async with self._lock:
             await self._flush_locked(expunges, idle=False)
 
-    async def _idle_flush(self) -> None:
+    async def flush_idle(self) -> None:
+        """While IDLE: write what is pending once the flush in progress ended (nothing
+        once IDLE ended: the next command's end flushes then)."""
         async with self._lock:
             self._wake_pending = False
             if self.session.idling:

@@ -97,7 +97,7 @@ def loads(data: bytes | bytearray | memoryview) -> MessageInfo:
         else:
             if data.startswith((MARKER, NO_EMAILID_MARKER)):
                 *record, preview = record
-                if preview is not None and not isinstance(preview, str):
+                if not isinstance(preview, str | None):
                     raise TypeError("preview is not a string")
             message_id, refs, base, reply, s_from, s_to, s_cc, d_from, d_to = record[10:]
             keys = SortFields(

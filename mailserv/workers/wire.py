@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mailserv.config import Config
 from mailserv.imap.settings import ServerSettings
+from mailserv.quota import QuotaPolicy
 
 CHANNEL_FD = 3
 """The child's end of its channel to the master (``mailserv.workers.limits``)."""
@@ -32,7 +33,9 @@ def encode_config(config: Config) -> str:
 
 def decode_config(text: str) -> Config:
     raw = json.loads(text)
-    raw["settings"] = ServerSettings(**raw["settings"])
+    settings = raw["settings"]
+    settings["quota"] = QuotaPolicy.from_plain(settings["quota"])
+    raw["settings"] = ServerSettings(**settings)
     return Config(**raw)
 
 

@@ -13,6 +13,8 @@
   (and ``new_mailbox_id``, a MAILBOXID for a new mailbox).
 - :mod:`~mailserv.backends.kit.changes`: what a STORE (``plan_store``, UNCHANGEDSINCE
   included) or an EXPUNGE (``expungeable``) changes.
+- :mod:`~mailserv.backends.kit.flagsets`: UIDs by flag and by day of the internal date,
+  kept as messages change, and SEARCH of flags and dates (UNSEEN, SINCE...) from them.
 - :mod:`~mailserv.backends.kit.options`: declare ``--backend-option`` keys once, get them
   parsed and typed, with ``BackendOptionError`` naming the bad key.
 

@@ -6,7 +6,6 @@ changes only by ``apply``, in the mailbox's lane."""
 
 from __future__ import annotations
 
-import functools
 import gc
 import time
 from bisect import bisect_left
@@ -14,20 +13,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
-from itertools import filterfalse
 from operator import attrgetter
 
-from mailserv.backends.kit import Tally
+from mailserv.backends.kit import Tally, flagsets
 from mailserv.backends.kit.flagchanges import changes_of
 from mailserv.backends.maildir.records import DAY, Delta, Entry, Snapshot
-from mailserv.interfaces import SEEN, SYSTEM_FLAGS, FlagChange, MailboxStatus, StoreMode
+from mailserv.interfaces import SEEN, FlagChange, MailboxStatus, StoreMode
 from mailserv.message.ids import OBJECT_ID
-from mailserv.search import All, And, DateCompare, DateField, DateOp, HasFlag, Not, Or, SearchKey
+from mailserv.search import SearchKey
 
-FLAG_DEPTH = 64
-_CANONICAL = {flag.casefold(): flag for flag in SYSTEM_FLAGS}
-EPOCH_DAY = date(1970, 1, 1).toordinal()
 STEP = 250
 """Flag updates or removals applied between two chances for other work to run."""
 BULK_STEP = 2000
@@ -247,113 +241,22 @@ class MailboxState:
         having, tally = self.having, self.tally
         for old, members in was.items():
             tally.unseen += ((SEEN in old) - (SEEN in new)) * len(members)
-            lost, gained = _differences(old, new)
-            for flag in lost:
-                having[flag].difference_update(members)
-            for flag in gained:
-                having.setdefault(flag, set()).update(members)
+            flagsets.moved(having, members, old, new)
         if was:
             self.flag_names |= new
 
     def _reflag(self, uid: int, old: frozenset[str], new: frozenset[str]) -> None:
-        having = self.having
-        lost, gained = _differences(old, new)
-        for flag in lost:
-            having[flag].discard(uid)
-        for flag in gained:
-            uids = having.get(flag)
-            if uids is None:
-                uids = having[flag] = set()
-            uids.add(uid)
+        flagsets.reflag(self.having, uid, old, new)
 
     def _undate(self, uid: int, day: int) -> None:
-        members = self.on_day.get(day)
-        if members is not None:
-            members.discard(uid)
-            if not members:
-                del self.on_day[day]
+        flagsets.undate(self.on_day, uid, day)
 
     def quick_search(self, key: SearchKey, uids: Sequence[int]) -> list[int] | None:
         """The UIDs among ``uids`` (ascending) matching ``key``, when it tests nothing but
         flags and internal dates (UNSEEN, FLAGGED, NOT DELETED, SINCE, BEFORE, ON, their ORs
-        and ANDs): from ``having`` and ``on_day``, a few set operations at any size.  None
-        for any other key (the index answers)."""
-        try:
-            part = self._matching(key, 0)
-        except _Other:
-            return None
-        if part is None:
-            return list(uids)
-        if not uids:
-            return []
-        found, negated = part
-        entries = self.entries
-        whole = len(uids) == len(entries) and uids[0] in entries and uids[-1] in entries
-        if negated:  # every message but ``found``: one pass in C, in order
-            if whole and self._ordered:
-                return list(filterfalse(found.__contains__, entries))
-            return list(filter(entries.__contains__, filterfalse(found.__contains__, uids)))
-        if not whole:
-            found = found.intersection(uids)  # the session knows of others than these
-        if self._ordered and len(found) > len(entries) // 8:
-            return list(filter(found.__contains__, entries))  # in order already, in C
-        return sorted(found)
-
-    def _matching(self, key: SearchKey, depth: int) -> _Found | None:
-        """The UIDs of the messages matching ``key`` (None: all of them), or of those not
-        matching it (``(uids, True)``: NOT and UNSEEN make no set of the whole mailbox)."""
-        if depth > FLAG_DEPTH:
-            raise _Other()
-        match key:
-            case All():
-                return None
-            case HasFlag(flag=flag, present=present):
-                return self._having(flag), not present
-            case DateCompare(field=DateField.INTERNAL, op=op, date=day):
-                return self._dated(op, day.toordinal() - EPOCH_DAY)
-            case Not(key=inner):
-                excluded = self._matching(inner, depth + 1)
-                return (set(), False) if excluded is None else (excluded[0], not excluded[1])
-            case Or(left=left, right=right):
-                one = self._matching(left, depth + 1)
-                other = self._matching(right, depth + 1)
-                return None if one is None or other is None else _either(one, other)
-            case And(keys=keys):
-                result: _Found | None = None
-                for inner in keys:
-                    part = self._matching(inner, depth + 1)
-                    if part is not None:
-                        result = part if result is None else _both(result, part)
-                return result
-        raise _Other()
-
-    def _having(self, flag: str) -> set[int]:
-        """As the index's search: the canonical system flag, or any spelling that
-        case-folds to the same."""
-        folded = flag.casefold()
-        if folded == "\\recent":
-            raise _Other()  # bound to UIDs by the engine; never stored
-        spellings = {name for name in self.having if name.casefold() == folded}
-        if folded in _CANONICAL:
-            spellings.add(_CANONICAL[folded])
-        spellings.add(flag)
-        found: set[int] = set()
-        for name in spellings:
-            found |= self.having.get(name, set())
-        return found
-
-    def _dated(self, op: DateOp, target: int) -> _Found:
-        """As the engine's scan: the internal date's day in its own offset, compared.  The
-        smaller side is made into a set: SINCE a date most mail is newer than is "not
-        before it" (a few thousand UIDs, not 100k)."""
-        if op is DateOp.ON:
-            return set(self.on_day.get(target, ())), False
-        later = [m for d, m in self.on_day.items() if d >= target]
-        earlier = [m for d, m in self.on_day.items() if d < target]
-        wanted, other = (later, earlier) if op is DateOp.SINCE else (earlier, later)
-        if sum(map(len, wanted)) <= sum(map(len, other)):
-            return set().union(*wanted), False
-        return set().union(*other), True
+        and ANDs): from ``having`` and ``on_day`` (:mod:`mailserv.backends.kit.flagsets`).
+        None for any other key (the index answers)."""
+        return flagsets.search(key, uids, self.having, self.on_day, self.entries, self._ordered)
 
     def clear(self) -> None:
         self.entries.clear()
@@ -375,38 +278,3 @@ def uncollected() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
-
-
-@functools.lru_cache(maxsize=256)
-def _differences(old: frozenset[str], new: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
-    """The flags ``old`` has and ``new`` has not, and the other way round (a STORE of 100k
-    messages compares a few distinct pairs of sets)."""
-    return old - new, new - old
-
-
-_Found = tuple[set[int], bool]
-"""UIDs, and whether they are those *not* matching."""
-
-
-def _either(one: _Found, other: _Found) -> _Found:
-    """OR of two results (De Morgan where one or both are complements)."""
-    (a, not_a), (b, not_b) = one, other
-    if not not_a and not not_b:
-        return a | b, False
-    if not_a and not_b:
-        return a & b, True
-    return (a - b, True) if not_a else (b - a, True)
-
-
-def _both(one: _Found, other: _Found) -> _Found:
-    """AND of two results."""
-    (a, not_a), (b, not_b) = one, other
-    if not not_a and not not_b:
-        return a & b, False
-    if not_a and not_b:
-        return a | b, True
-    return (b - a, False) if not_a else (a - b, False)
-
-
-class _Other(Exception):
-    """A key ``quick_search`` does not answer."""

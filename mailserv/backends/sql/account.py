@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 
 from zope.interface import implementer
 
-from mailserv.backends.sql import hierarchy
+from mailserv.backends.sql import hierarchy, reads
 from mailserv.backends.sql.mailbox import SqlMailbox
 from mailserv.interfaces import (
     AppendResult,
     IAccount,
+    IAccountUsage,
     IMailboxIdAccount,
     IMultiAppendAccount,
     MailboxInfo,
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from mailserv.backends.sql.backend import SqlBackend
 
 
-@implementer(IAccount, IMultiAppendAccount, IMailboxIdAccount)
+@implementer(IAccount, IMultiAppendAccount, IAccountUsage, IMailboxIdAccount)
 class SqlAccount:
     """Account row ``account_id``; holds nothing per session, so ``close`` has nothing to do."""
 
@@ -78,6 +79,11 @@ class SqlAccount:
         self, name: str, batch: Sequence[NewMessage], origin: object
     ) -> list[AppendResult]:
         return await (await self.open(name)).append_many(batch, origin)
+
+    async def usage(self) -> tuple[int, int]:
+        """QUOTA's usage: one query over the mailboxes' kept counts."""
+        found: tuple[int, int] = await self._backend.db.run(reads.account_usage, self.id)
+        return found
 
     async def close(self) -> None:
         """Nothing is held per session."""

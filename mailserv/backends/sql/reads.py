@@ -72,6 +72,17 @@ def status(tx: Tx, box_id: int) -> MailboxStatus:
     return MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size, row[7])
 
 
+def account_usage(tx: Tx, account_id: int) -> tuple[int, int]:
+    """Octets and messages of all the account's mailboxes, from their kept counts."""
+    row = tx.one(
+        "SELECT coalesce(sum(size), 0), coalesce(sum(messages), 0) FROM mailboxes"
+        " WHERE account_id = ? AND selectable = 1",
+        (account_id,),
+    )
+    assert row is not None  # an aggregate always has its one row
+    return int(row[0]), int(row[1])
+
+
 def uids(tx: Tx, box_id: int) -> list[int]:
     """Both drivers give integers back: no conversion per row."""
     rows = tx.all("SELECT uid FROM mail WHERE mailbox_id = ? ORDER BY uid", (box_id,))

@@ -110,6 +110,12 @@ _V1 = (
     f"INSERT INTO {VERSION_TABLE} (version) VALUES (0)",
 )
 
+DAY_INDEXED = "size >= 0"
+"""The condition of the partial index ``mail_day`` (migration 6): true of every row, but only
+a query that says so in these words may use the index, so no other query's plan changes (a
+plain index led by ``mailbox_id`` was taken over the flag indexes).  Not a test of
+``internal_day``: SQLite would take it for the range to read, not the day searched."""
+
 REPARSE_BATCH = 200
 """Messages parsed again per query by migration 2."""
 
@@ -184,7 +190,7 @@ def _create_word_index(tx: Tx) -> None:
 
 
 def _add_mailbox_ids(tx: Tx) -> None:
-    """Migration 6: ``mailboxes.mailboxid``, the RFC 8474 MAILBOXID, kept by RENAME (the
+    """Migration 7: ``mailboxes.mailboxid``, the RFC 8474 MAILBOXID, kept by RENAME (the
     row stays) and new with a new row; every existing row gets one here (there are few)."""
     from mailserv.backends.kit import new_mailbox_id
 
@@ -239,11 +245,17 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         6,
+        "an index of each mailbox's messages by the day of their internal date"
+        " (SEARCH SINCE, BEFORE and ON of a few days in a big mailbox)",
+        (f"CREATE INDEX mail_day ON mail (mailbox_id, internal_day, uid) WHERE {DAY_INDEXED}",),
+    ),
+    Migration(
+        7,
         "mailboxes.mailboxid: each mailbox's RFC 8474 MAILBOXID (existing mailboxes get one)",
         function=_add_mailbox_ids,
     ),
     Migration(
-        7,
+        8,
         "mail.savedate: when a message was stored in its mailbox (RFC 8514 SAVEDATE);"
         " messages stored before read their internal date",
         ("ALTER TABLE mail ADD COLUMN savedate {bigint}",),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from mailserv import errors
+from mailserv import errors, quota
 from mailserv.imap import imapurl
 from mailserv.imap.arguments import astring, date_time, flags, mailbox
 from mailserv.imap.commands import AUTH, CommandSpec
@@ -146,16 +146,18 @@ async def append(session: Session, command: Command) -> Reply:
         for n, item in enumerate(_messages(args, limit), 1)
     ]
     account = account_of(session)
+    if len(batch) > 1 and not multiappend_offered(session):
+        raise Bad("APPEND takes one message here (no MULTIAPPEND)")
     try:
-        if len(batch) == 1:
-            box = await account.open(name)
-            new = batch[0]
-            one: AppendResult = await box.append(new.message, new.flags, new.internaldate, session)
-            results: Sequence[AppendResult] = [one]
-        elif multiappend_offered(session):
-            results = await IMultiAppendAccount(account).append_many(name, batch, session)
-        else:
-            raise Bad("APPEND takes one message here (no MULTIAPPEND)")
+        adds = quota.Usage(sum(len(new.message) for new in batch), len(batch))
+        async with quota.charge(session, adds):
+            if len(batch) == 1:
+                box = await account.open(name)
+                new = batch[0]
+                one = await box.append(new.message, new.flags, new.internaldate, session)
+                results: Sequence[AppendResult] = [one]
+            else:
+                results = await IMultiAppendAccount(account).append_many(name, batch, session)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "TRYCREATE") from exc
     uids = format_set(result.uid for result in results).encode("ascii")

@@ -108,13 +108,13 @@ async def list_(session: Session, command: Command) -> Reply:
     for entry in listing.extended_entries(boxes, subscribed, request):
         session.write(_list_line(entry))
         if request.status_items and not entry.attributes & {NOSELECT, NONEXISTENT}:
+            known = session.services.registry.status_items
             try:
                 box = await account.open(entry.name)
-                counts = await box.status()
+                line = await status_line(session, entry.name, request.status_items, box, known)
             except errors.MailboxNotFound:
                 continue  # deleted meanwhile
-            known = session.services.registry.status_items
-            session.write(status_line(session, entry.name, request.status_items, counts, known))
+            session.write(line)
     return Reply()
 
 

@@ -12,7 +12,14 @@ from mailserv.imap.arguments import mailbox, new_mailbox, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.registry import StatusItem
 from mailserv.imap.replies import Bad, No, Reply
-from mailserv.interfaces import INBOX, SPECIAL_USE, IAccount, IMailboxIdAccount, MailboxStatus
+from mailserv.interfaces import (
+    INBOX,
+    SPECIAL_USE,
+    IAccount,
+    IMailbox,
+    IMailboxIdAccount,
+    MailboxStatus,
+)
 from mailserv.syntax import encode, utf7
 from mailserv.syntax.tokens import Command, ParenList
 
@@ -55,6 +62,7 @@ async def create(session: Session, command: Command) -> Reply:
     use = _special_use(command.args[1]) if len(command.args) == 2 else None
     account = account_of(session)
     await account.create(name, use)
+    session.services.board.created(session, name)
     return Reply("CREATE completed", await _mailboxid_code(session, account, name))
 
 
@@ -98,6 +106,7 @@ async def delete(session: Session, command: Command) -> Reply:
     if session.selected is not None and session.selected.mailbox.name == name:
         session.deselect()
     await account_of(session).delete(name)
+    session.services.board.deleted(session, name)
     return Reply()
 
 
@@ -111,20 +120,25 @@ async def rename(session: Session, command: Command) -> Reply:
     if new == old:
         raise No("Source and destination are the same", "ALREADYEXISTS")
     await account_of(session).rename(old, new)
+    session.services.board.renamed(session, old, new)
     return Reply()
 
 
 async def subscribe(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("SUBSCRIBE takes a mailbox name")
-    await account_of(session).subscribe(mailbox(command.args[0]))
+    name = mailbox(command.args[0])
+    await account_of(session).subscribe(name)
+    session.services.board.subscribed(session, name, True)
     return Reply()
 
 
 async def unsubscribe(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("UNSUBSCRIBE takes a mailbox name")
-    await account_of(session).unsubscribe(mailbox(command.args[0]))
+    name = mailbox(command.args[0])
+    await account_of(session).unsubscribe(name)
+    session.services.board.subscribed(session, name, False)
     return Reply()
 
 
@@ -151,16 +165,15 @@ async def status(session: Session, command: Command) -> Reply:
         box = await account_of(session).open(name)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc
-    counts: MailboxStatus = await box.status()
-    session.write(status_line(session, name, items, counts, known))
+    session.write(await status_line(session, name, items, box, known))
     return Reply()
 
 
-def status_line(
+async def status_line(
     session: Session,
     name: str,
     items: Sequence[str],
-    counts: MailboxStatus,
+    box: IMailbox,
     known: Mapping[str, StatusItem],
 ) -> bytes:
     """``* STATUS name (ITEM n ...)`` (STATUS, and LIST's RETURN (STATUS ...)); an item
@@ -169,12 +182,15 @@ def status_line(
         used = known[item].used
         if used is not None:
             used(session)
-    values = b" ".join(
-        b"%s %s" % (item.encode(), value if isinstance(value, bytes) else b"%d" % value)
-        for item in items
-        if (value := known[item].value(counts)) is not None
-    )
-    return b"* STATUS %s (%s)\r\n" % (name_bytes(name), values)
+    counts: MailboxStatus = await box.status()
+    values = []
+    for item in items:
+        value = await known[item].of(session, box, counts)
+        if value is not None:
+            values.append(
+                b"%s %s" % (item.encode(), value if isinstance(value, bytes) else b"%d" % value)
+            )
+    return b"* STATUS %s (%s)\r\n" % (name_bytes(name), b" ".join(values))
 
 
 SPECS = (

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
-from mailserv import errors
+from mailserv import errors, quota
 from mailserv.imap import esearch
 from mailserv.imap import fetch as fetch_responses
 from mailserv.imap.arguments import flags, mailbox, text_atom
@@ -228,30 +228,38 @@ async def _search(
     # Tens of thousands of matches take the reactor tens of ms to number and format: in
     # slices (the view does not change while this session's command runs).
     slices = TimeSlices(session.services.clock)
+    wants_modseq = any(isinstance(node, ModSeqAtLeast) for node in walk(program.key))
+    shown: list[int] = []  # only messages this session has been told of
     numbers: list[int] = []
     for start in range(0, len(found), SEARCH_CHUNK):
-        # only messages this session has been told of
-        part = view.seqs_of(found[start : start + SEARCH_CHUNK])
-        if command.uid:
-            part = list(map(view.uids.__getitem__, map((-1).__add__, part)))
-        numbers += part
+        part = found[start : start + SEARCH_CHUNK]
+        if command.uid or wants_modseq:
+            shown += view.shown(part)
+        if not command.uid:
+            numbers += view.seqs_of(part)
         await slices.pause()
+    if command.uid:
+        numbers = shown
     modseq = None
-    if any(isinstance(node, ModSeqAtLeast) for node in walk(program.key)):
+    if wants_modseq:
         turn_on_modseq(session)  # RFC 7162 3.1.5: and the highest modseq of those found
-        shown = [view.uids[n - 1] for n in view.seqs_of(found)]
-        if shown:
-            modseq = max(m.modseq for m in await view.mailbox.fetch(shown))
+        highest = 0
+        for start in range(0, len(shown), SEARCH_CHUNK):
+            metas = await view.mailbox.fetch(shown[start : start + SEARCH_CHUNK])
+            highest = max(highest, max((m.modseq for m in metas), default=0))
+            await slices.pause()
+        modseq = highest or None
     await esearch.found(session, options, numbers, command.uid)
     if options is not None:
         session.write(
-            await esearch.response(slices, command.tag, command.uid, numbers, options, modseq)
+            await esearch.response(
+                slices, command.tag, command.uid, numbers, options, modseq, ascending=True
+            )
         )
         return Reply()
     line = [b"* SEARCH"]
-    for start in range(0, len(numbers), SEARCH_CHUNK):
-        line.append(" ".join(map(str, numbers[start : start + SEARCH_CHUNK])).encode())
-        await slices.pause()
+    if numbers:
+        line.append(await esearch.number_list(slices, numbers))
     if modseq is not None:
         line.append(b"(MODSEQ %d)" % modseq)
     session.write(b" ".join(line) + b"\r\n")
@@ -268,8 +276,11 @@ async def transfer(session: Session, command: Command, move: bool) -> Reply:
     if not uids:
         return Reply(f"{command.name} completed, nothing to do")
     operation = view.mailbox.move if move else view.mailbox.copy
+    # MOVE within the account (one quota root) leaves the usage as it was
+    adds = quota.Usage(0, 0) if move else await quota.copied(session, view.mailbox, uids)
     try:
-        result: CopyResult = await operation(uids, destination, session)
+        async with quota.charge(session, adds):
+            result: CopyResult = await operation(uids, destination, session)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "TRYCREATE") from exc
     code = b"COPYUID %d %s %s" % (

@@ -1,0 +1,134 @@
+"""Where a big SEARCH's time goes: ``python -m bench.searchprof --backend maildir``.
+
+Fills INBOX as ``bench.scale`` does (or reuses a store kept by ``--keep DIR``), then times
+each of bench.scale's single SEARCH commands and profiles the server's reactor thread
+(cProfile, switched on and off by signals around each command) while it runs them.  The
+profile shows the engine's share (``mailserv.imap``, ``mailserv.search``) beside the
+backend's; the work a backend does in threads shows only as the wall time left over.
+Traffic goes only to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import pstats
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.harness import RawClient, ServerProcess
+from bench.run import must, timed
+from bench.scale import cpu_seconds, fill
+from bench.statecheck.run import backend_spec
+
+COMMANDS = (
+    "SEARCH UNSEEN",
+    "SEARCH FLAGGED",
+    "SEARCH SINCE 1-Jun-2021",
+    "SEARCH TEXT zebra",
+    "SEARCH BODY migration",
+)
+
+_PROFILED = """
+import cProfile, os, signal, sys, time
+profile = [None]
+def start(*_):
+    profile[0] = cProfile.Profile(time.thread_time)  # CPU time: a loaded machine's waits left out
+    profile[0].enable()
+def stop(*_):
+    if profile[0] is not None:
+        profile[0].disable()
+        profile[0].dump_stats(os.environ["SEARCHPROF_OUT"])
+        profile[0] = None
+signal.signal(signal.SIGUSR1, start)
+signal.signal(signal.SIGUSR2, stop)
+from twisted.scripts.twistd import run
+sys.argv[0] = "twistd"
+sys.exit(run())
+"""
+
+
+class ProfiledServer(ServerProcess):
+    """The server with a profiler that SIGUSR1 starts and SIGUSR2 stops and saves."""
+
+    def command_line(self) -> list[str]:
+        args = super().command_line()
+        return [args[0], "-c", _PROFILED, *args[3:]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.searchprof")
+    parser.add_argument("--backend", default="maildir")
+    parser.add_argument("--messages", type=int, default=100000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", help="store directory kept between runs (filled once)")
+    parser.add_argument("--wait", type=float, default=0.0, help="seconds after the fill")
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--command", action="append", help="instead of bench.scale's")
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args(argv)
+    data_dir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="searchprof-"))
+    filled = (data_dir / "filled").exists()
+    os.environ["SEARCHPROF_OUT"] = str(data_dir / "profile.out")
+    server = ProfiledServer(data_dir, backend_spec(args.backend), extra_args=["--workers", "1"])
+    if filled and args.backend != "memory":
+        spec = server.backend  # PostgreSQL keeps its database: no fresh one
+        server.backend = type(spec)(spec.name, spec.options, None, None)
+    server.start()
+    user, password = "prof", "pw-prof"
+    try:
+        if not filled or args.backend == "memory":
+            server.add_user(user, password)
+
+        def connect() -> RawClient:
+            client = RawClient.connect(server.imap_port, timeout=600)
+            client.login(user, password)
+            return client
+
+        if not filled or args.backend == "memory":
+            print(fill(connect, args.messages).figure, flush=True)
+            (data_dir / "filled").touch()
+            time.sleep(args.wait)
+        client = connect()
+        must(timed(client, "SELECT INBOX"), "SELECT")
+        for command in args.command or COMMANDS:
+            took = []
+            cpu = cpu_seconds(server.pid)
+            for _ in range(args.repeat):
+                if not args.no_profile:
+                    os.kill(server.pid, signal.SIGUSR1)
+                    time.sleep(0.05)
+                timing = must(timed(client, command), command)
+                took.append(timing.seconds)
+                if not args.no_profile:
+                    os.kill(server.pid, signal.SIGUSR2)
+                    time.sleep(0.2)
+            cpu = (cpu_seconds(server.pid) - cpu) / args.repeat
+            size = len(timing.data)
+            print(f"{command}: p50 {statistics.median(took) * 1000:.1f} ms "
+                  f"(min {min(took) * 1000:.1f}), server CPU {cpu * 1000:.0f} ms, {size} bytes",
+                  flush=True)  # fmt: skip
+            if not args.no_profile:
+                out = io.StringIO()
+                stats = pstats.Stats(os.environ["SEARCHPROF_OUT"], stream=out)
+                stats.sort_stats("tottime").print_stats(args.top)
+                print(out.getvalue().split("\n", 6)[-1], flush=True)
+        client.close()
+    finally:
+        server.stop()
+        if not args.keep:
+            if server.backend.cleanup is not None:
+                server.backend.cleanup(data_dir)
+            shutil.rmtree(data_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

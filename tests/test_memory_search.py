@@ -1,0 +1,138 @@
+"""The memory backend's kept sets (``kit.flagsets``: UIDs by flag, by day of the internal
+date) answer SEARCH exactly as the engine's scan does: random programs over messages whose
+internal dates sit on both sides of midnight in several offsets, after flag changes and
+expunges."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from twisted.internet.task import Clock
+
+from mailserv.backends.memory import factory as memory
+from mailserv.interfaces import StoreMode
+from mailserv.search import (
+    All,
+    And,
+    Contains,
+    DateCompare,
+    DateField,
+    DateOp,
+    HasFlag,
+    Not,
+    Or,
+    SearchKey,
+    SearchProgram,
+    SizeCompare,
+    StringField,
+    UidIn,
+)
+from mailserv.search.evaluate import SearchContext, evaluate
+from mailserv.testing import resolve
+
+pytestmark = pytest.mark.one_backend  # the memory backend in process, whatever is selected
+
+FLAGS = ["\\Seen", "\\Flagged", "\\Answered", "\\Deleted", "\\Draft", "$Work"]
+OFFSETS = [
+    timezone(timedelta(hours=h, minutes=m))
+    for h, m in ((0, 0), (-5, 0), (9, 30), (14, 0), (-12, 0))
+]
+DAYS = [date(2024, 3, d) for d in (9, 10, 11, 12)]
+
+
+def _when(rng: random.Random) -> datetime:
+    """Near midnight of 10-Mar or 11-Mar, in an offset whose day differs from UTC's."""
+    day = rng.choice(DAYS[1:3])
+    minute = rng.choice([0, 1, 30, 60 * 23 + 59, 60 * 12, 60 * 23])
+    local = datetime(day.year, day.month, day.day) + timedelta(minutes=minute)
+    return local.replace(tzinfo=rng.choice(OFFSETS))
+
+
+def _key(rng: random.Random, uids: list[int], depth: int = 0) -> SearchKey:
+    kind = rng.randrange(8 if depth < 3 else 4)
+    if kind == 0:
+        return HasFlag(rng.choice(FLAGS + ["\\seen", "\\FLAGGED"]), rng.random() < 0.5)
+    if kind == 1:
+        return DateCompare(DateField.INTERNAL, rng.choice(list(DateOp)), rng.choice(DAYS))
+    if kind == 2:
+        return UidIn(frozenset(rng.sample(uids, min(len(uids), rng.randrange(4)))) | {999})
+    if kind == 3:
+        return All()
+    if kind == 4:
+        return Not(_key(rng, uids, depth + 1))
+    if kind == 5:
+        return Or(_key(rng, uids, depth + 1), _key(rng, uids, depth + 1))
+    return And(tuple(_key(rng, uids, depth + 1) for _ in range(rng.randrange(4))))
+
+
+def _scan(box: Any, program: SearchProgram, uids: list[int]) -> list[int]:
+    metas = resolve(box.fetch(uids))
+    result: list[int] = resolve(evaluate(program, metas, SearchContext(uids, set(), box.content)))
+    return result
+
+
+def test_kept_sets_answer_as_the_scan_does() -> None:
+    rng = random.Random(5)
+    account = resolve(memory.build({}, ".", Clock()).account("alice"))
+    box = resolve(account.open("INBOX"))
+    for n in range(60):
+        flags = frozenset(rng.sample(FLAGS, rng.randrange(3)))
+        resolve(box.append(b"Subject: %d\r\n\r\nbody\r\n" % n, flags, _when(rng), None))
+    for _ in range(6):  # flags change, messages go (and with them, sometimes, a whole day)
+        chosen = rng.sample(resolve(box.uids()), 8)
+        mode = rng.choice(list(StoreMode))
+        resolve(box.store(chosen, mode, frozenset(rng.sample(FLAGS, 2)), None))
+    resolve(box.store(resolve(box.uids())[::4], StoreMode.ADD, frozenset({"\\Deleted"}), None))
+    resolve(box.expunge(None, None))
+    uids = list(resolve(box.uids()))
+    view = uids[3:-3]  # a session's view may hold fewer than the mailbox
+    answered = 0
+    for _ in range(400):
+        program = SearchProgram(_key(rng, uids))
+        found = resolve(box.search(program, view))
+        if found is None:  # UID sets: the engine's
+            assert "UidIn" in repr(program)
+            continue
+        answered += 1
+        assert found == _scan(box, program, view), program
+    assert answered > 200
+
+
+def test_an_offset_keeps_its_own_day() -> None:
+    """23:30 at -05:00 on 10-Mar is 11-Mar in UTC: the message is ON 10-Mar (RFC 3501's
+    internal date, as the engine compares it), BEFORE 11-Mar, not SINCE 11-Mar."""
+    account = resolve(memory.build({}, ".", Clock()).account("alice"))
+    box = resolve(account.open("INBOX"))
+    late = datetime(2024, 3, 10, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
+    early = datetime(2024, 3, 11, 0, 10, tzinfo=timezone(timedelta(hours=9)))
+    first = resolve(box.append(b"Subject: a\r\n\r\nx\r\n", frozenset(), late, None)).uid
+    second = resolve(box.append(b"Subject: b\r\n\r\nx\r\n", frozenset(), early, None)).uid
+    uids = [first, second]
+
+    def search(op: DateOp, day: int) -> list[int]:
+        key = DateCompare(DateField.INTERNAL, op, date(2024, 3, day))
+        return list(resolve(box.search(SearchProgram(key), uids)))
+
+    assert search(DateOp.ON, 10) == [first]
+    assert search(DateOp.ON, 11) == [second]
+    assert search(DateOp.SINCE, 11) == [second]
+    assert search(DateOp.BEFORE, 11) == [first]
+    assert search(DateOp.BEFORE, 10) == []
+    assert search(DateOp.SINCE, 10) == uids
+
+
+def test_other_keys_are_left_to_the_engine() -> None:
+    account = resolve(memory.build({}, ".", Clock()).account("alice"))
+    box = resolve(account.open("INBOX"))
+    uid = resolve(box.append(b"Subject: a\r\n\r\nx\r\n", frozenset(), None, None)).uid
+    for key in (
+        Contains(StringField.BODY, "x"),
+        SizeCompare(True, 1),
+        UidIn(frozenset({uid})),
+        DateCompare(DateField.SENT, DateOp.ON, date(2024, 3, 10)),
+        And((HasFlag("\\Seen", False), SizeCompare(False, 10))),
+    ):
+        assert resolve(box.search(SearchProgram(key), [uid])) is None

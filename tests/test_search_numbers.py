@@ -1,0 +1,70 @@
+"""The numbers of a big SEARCH: UIDs to sequence numbers over the view's runs of UIDs
+(``SelectedView.seqs_of`` / ``shown``), and ESEARCH's ALL from an ascending result, give
+what the plain one-by-one ways give, on views with few gaps and with many."""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_left
+from collections.abc import Sequence
+from types import SimpleNamespace
+
+import pytest
+from twisted.internet.task import Clock
+
+from mailserv.backends.memory import factory as memory
+from mailserv.imap import esearch
+from mailserv.imap.view import SelectedView
+from mailserv.slicing import TimeSlices
+from mailserv.testing import resolve
+
+pytestmark = pytest.mark.one_backend  # no server: the engine's own arithmetic
+
+
+def _numbered(view: Sequence[int], uids: Sequence[int]) -> list[int]:
+    out = []
+    for uid in uids:
+        i = bisect_left(view, uid)
+        if i < len(view) and view[i] == uid:
+            out.append(i + 1)
+    return out
+
+
+def _plain_set(numbers: Sequence[int]) -> bytes:
+    parts, start = [], 0
+    for i in range(1, len(numbers) + 1):
+        if i == len(numbers) or numbers[i] != numbers[i - 1] + 1:
+            a, b = numbers[start], numbers[i - 1]
+            parts.append(b"%d" % a if a == b else b"%d:%d" % (a, b))
+            start = i
+    return b",".join(parts)
+
+
+def test_sequence_numbers_over_runs_of_uids() -> None:
+    rng = random.Random(11)
+    box = resolve(resolve(memory.build({}, ".", Clock()).account("alice")).open("INBOX"))
+    session = SimpleNamespace(enabled=set(), idling=False, services=SimpleNamespace(clock=Clock()))
+    view = SelectedView(session, box, False, [], [])  # type: ignore[arg-type]
+    for _ in range(400):
+        size = rng.choice([0, 1, 5, 60, 3000])
+        kept = rng.choice([0.3, 0.97, 0.999, 1.0])  # a UID of the range stays in the view
+        mine = [u for u in range(1, size * 2) if rng.random() < kept][:size]
+        wanted = rng.choice([0.05, 0.5, 1.0])
+        found = sorted(u for u in range(size * 2 + 3) if rng.random() < wanted)
+        view.load(mine, [], 0)
+        numbers = view.seqs_of(found)
+        assert numbers == _numbered(mine, found)
+        assert view.shown(found) == [mine[n - 1] for n in numbers]
+    view.close()
+
+
+def test_all_of_an_ascending_result() -> None:
+    rng = random.Random(12)
+    slices = TimeSlices(Clock(), length=3600.0)  # never used up: no reactor here
+    for _ in range(300):
+        density = rng.choice([0.1, 0.6, 0.95, 1.0])
+        numbers = [n for n in range(1, rng.randrange(2, 2000)) if rng.random() < density] or [7]
+        assert resolve(esearch.ordered_set(slices, numbers, ascending=True)) == _plain_set(numbers)
+        assert resolve(esearch.ordered_set(slices, numbers)) == _plain_set(numbers)
+        listed = resolve(esearch.number_list(slices, numbers))
+        assert listed == " ".join(map(str, numbers)).encode()
