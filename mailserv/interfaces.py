@@ -105,6 +105,11 @@ class MailboxInfo:
 
 @dataclass(frozen=True, slots=True)
 class MailboxStatus:
+    """Counters for SELECT and STATUS.  ``mailboxid``: the RFC 8474 MAILBOXID, 1-255 chars
+    of ``[A-Za-z0-9_-]``, kept across RENAME, never given to another mailbox of the account
+    (a mailbox deleted and created again gets a new one); None from a store without ids
+    (its account does not provide ``IMailboxIdAccount``)."""
+
     uidvalidity: int
     uidnext: int
     messages: int
@@ -112,6 +117,7 @@ class MailboxStatus:
     recent: int
     highestmodseq: int
     size: int
+    mailboxid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +130,9 @@ class MessageMeta:
     size: int
     modseq: int
     info: MessageInfo
+    savedate: datetime | None = None
+    """RFC 8514 SAVEDATE: when the message was stored in this mailbox (APPEND, COPY, MOVE,
+    delivery), timezone-aware; None when the store does not keep it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +305,12 @@ class IAccount(Interface):
 
     def close() -> Awaitable[None]:  # type: ignore[empty-body]
         """The session ended (LOGOUT or disconnect)."""
+
+
+class IMailboxIdAccount(Interface):
+    """Optional, next to ``IAccount``: every mailbox's ``status()`` carries its MAILBOXID
+    (``MailboxStatus.mailboxid``).  Without it the server does not offer OBJECTID (RFC 8474).
+    A marker: no methods."""
 
 
 class IMultiAppendAccount(Interface):

@@ -235,6 +235,14 @@ def ok(client: RawClient, command: str) -> Response:
     return response
 
 
+def all_bad(client: RawClient, commands: Sequence[str]) -> None:
+    """Each of ``commands`` answers BAD, and the session goes on (NOOP answers OK)."""
+    for command in commands:
+        response = client.command(command)
+        assert response.status == "BAD", (command, response.line)
+    ok(client, "NOOP")
+
+
 def code_value(response: Response, name: str) -> int:
     """The number of the one response code ``name`` (untagged or tagged), e.g.
     ``HIGHESTMODSEQ``."""

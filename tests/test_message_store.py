@@ -92,8 +92,9 @@ def test_mi2_records_still_load() -> None:
     loaded = loads(old)
     assert loaded.envelope == info.envelope
     assert loaded.references == ("3@x",)
-    expected = dataclasses.replace(info, references=("3@x",), preview=None)  # none kept then
+    # none kept then: neither a preview nor an EMAILID
+    expected = dataclasses.replace(info, references=("3@x",), preview=None, emailid=None)
     assert loaded == expected
     bare = parse_message(b"Subject: x\r\n\r\n")
     mi2 = b"MI2\n" + json.dumps(json.loads(dumps(bare)[4:])[:10]).encode()
-    assert loads(mi2) == dataclasses.replace(bare, preview=None)
+    assert loads(mi2) == dataclasses.replace(bare, preview=None, emailid=None)

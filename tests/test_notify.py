@@ -169,7 +169,7 @@ def test_the_limit_refuses_and_overflows() -> None:
     assert reply == b"c NO [LIMIT] Too many mailboxes to watch (limit 3)\r\n"
     assert b"d OK" in engine.send(b"d NOTIFY SET (SUBTREE (One Two) (MessageNew MailboxName))")
     reply = engine.send(b"e CREATE One/Sub")
-    assert reply == b"e OK CREATE completed\r\n"
+    assert re.fullmatch(rb"e OK \[MAILBOXID \([\w-]+\)\] CREATE completed\r\n", reply), reply
     reply = engine.send(b"f CREATE Two/Sub")
     assert reply.startswith(b"* OK [NOTIFICATIONOVERFLOW] "), reply
     assert engine.protocol.notifier is None or engine.protocol.notifier.closed

@@ -197,14 +197,28 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
+def _undo_version_8(tx: Tx) -> None:
+    """What migration 8 added goes (the SAVEDATE column)."""
+    tx.execute("ALTER TABLE mail DROP COLUMN savedate")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 7")
+
+
+def _undo_version_7(tx: Tx) -> None:
+    """What migrations 7 and 8 added goes (the MAILBOXID column too)."""
+    _undo_version_8(tx)
+    tx.execute("ALTER TABLE mailboxes DROP COLUMN mailboxid")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 6")
+
+
 def _undo_version_6(tx: Tx) -> None:
-    """What migration 6 added goes (the index by day)."""
+    """What migrations 6 to 8 added goes (the index by day too)."""
+    _undo_version_7(tx)
     tx.execute("DROP INDEX mail_day")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 5")
 
 
 def _undo_version_5(tx: Tx) -> None:
-    """What migrations 6 and 5 added goes (SQLite's word index; nothing on PostgreSQL)."""
+    """What migrations 5 and later added goes (SQLite's word index; nothing on PostgreSQL)."""
     _undo_version_6(tx)
     if not tx.dialect.is_postgres:
         tx.execute("DROP TRIGGER message_text_gone")
@@ -264,7 +278,7 @@ def test_upgrade_to_2_rederives_the_address_columns(url: str, tmp_path: Path) ->
     with pytest.raises(BackendError, match="mailserv db upgrade"):
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
-    assert db.call(schema.upgrade, write=True) == [2, 3, 4, 5, 6]
+    assert db.call(schema.upgrade, write=True) == list(range(2, schema.LATEST + 1))
     db.close()
 
     backend = started(url, tmp_path)
@@ -728,7 +742,7 @@ def test_upgrade_to_6_indexes_days_and_answers_as_the_scan(url: str, tmp_path: P
     resolve(backend.db.run(_undo_version_6, write=True))
     resolve(backend.stop())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
-    assert db.call(schema.upgrade, write=True) == [6]
+    assert db.call(schema.upgrade, write=True) == list(range(6, schema.LATEST + 1))
     db.close()
 
     backend = started(url, tmp_path)
@@ -745,6 +759,24 @@ def test_upgrade_to_6_indexes_days_and_answers_as_the_scan(url: str, tmp_path: P
     resolve(backend.stop())
 
 
+def test_upgrade_to_7_gives_every_mailbox_a_mailboxid(url: str, tmp_path: Path) -> None:
+    """Version 6 stores had no MAILBOXIDs: the upgrade gives each mailbox its own."""
+    backend = started(url, tmp_path)
+    resolve(resolve(backend.account("alice")).create("Sent"))
+    resolve(backend.account("bob"))
+    resolve(backend.db.run(_undo_version_7, write=True))
+    resolve(backend.stop())
+    db = InlineDatabase(parse_url(url, str(tmp_path)))
+    assert db.call(schema.upgrade, write=True) == list(range(7, schema.LATEST + 1))
+    db.close()
+    backend = started(url, tmp_path)
+    ids = [row[0] for row in query(backend, "SELECT mailboxid FROM mailboxes")]
+    assert len(ids) == len(set(ids)) == 3 and all(ids)
+    sent = resolve(resolve(resolve(backend.account("alice")).open("Sent")).status())
+    assert sent.mailboxid in ids
+    resolve(backend.stop())
+
+
 def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Path) -> None:
     """Version 3 stores gain the partial flag indexes; SEARCH UNSEEN/FLAGGED and EXPUNGE
     read through them, and give what they gave before."""
@@ -757,7 +789,7 @@ def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Pat
     with pytest.raises(BackendError, match="mailserv db upgrade"):
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
-    assert db.call(schema.upgrade, write=True) == [4, 5, 6]
+    assert db.call(schema.upgrade, write=True) == list(range(4, schema.LATEST + 1))
     db.close()
 
     backend = started(url, tmp_path)

@@ -62,17 +62,21 @@ class Capability:
 
 @dataclass(frozen=True, slots=True)
 class StatusItem:
-    """A STATUS data item and how it is read from the mailbox's counts."""
+    """A STATUS data item and how it is read from the mailbox's counts: a number, the
+    bytes of another value (MAILBOXID's ``(id)``), or None to leave the item out (a store
+    that has no such value)."""
 
     name: str
-    value: Callable[[MailboxStatus], int] | None = None
+    value: Callable[[MailboxStatus], int | bytes | None] | None = None
     used: Callable[[Session], None] | None = None
     """Called when a STATUS asked for it (RFC 7162: HIGHESTMODSEQ turns CONDSTORE on)."""
     read: Callable[[Session, IMailbox], Awaitable[int]] | None = None
     """For an item the counts do not hold (DELETED, RFC 9208): read from the mailbox, in
     place of ``value``."""
 
-    async def of(self, session: Session, box: IMailbox, counts: MailboxStatus) -> int:
+    async def of(
+        self, session: Session, box: IMailbox, counts: MailboxStatus
+    ) -> int | bytes | None:
         if self.read is not None:
             return await self.read(session, box)
         assert self.value is not None, self.name

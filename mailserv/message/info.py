@@ -44,9 +44,10 @@ class MessageInfo:
     addr-mailbox of the first address and ``display_from``/``display_to`` its display name
     (or address when it has none).  Strings are kept in the form SORT compares
     (:func:`mailserv.message.subject.sort_key`).  ``preview`` is the RFC 8970 preview
-    text (:mod:`mailserv.message.preview`).  Records written before these fields existed
-    leave them at their defaults where they could not be derived (``preview`` None: not
-    computed).
+    text (:mod:`mailserv.message.preview`), ``emailid`` the RFC 8474 EMAILID
+    (:func:`mailserv.message.ids.email_id`, a hash of the message's bytes).  Records written
+    before these fields existed leave them at their defaults where they could not be derived
+    (``preview``, ``emailid`` None: not computed).
     """
 
     envelope: bytes
@@ -69,3 +70,4 @@ class MessageInfo:
     display_from: str = ""
     display_to: str = ""
     preview: str | None = None
+    emailid: str | None = None

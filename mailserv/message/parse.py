@@ -24,6 +24,7 @@ from mailserv.message.addresses import (
     search_field,
 )
 from mailserv.message.headers import Param, iter_fields, parse_params, search_text, unfold
+from mailserv.message.ids import email_id
 from mailserv.message.info import MessageInfo, Part
 from mailserv.message.preview import make_preview
 from mailserv.message.sortkeys import first_mailbox, sort_fields
@@ -141,7 +142,7 @@ def parse_message(raw: bytes) -> MessageInfo:
             first_mailbox(parsed.get(b"cc")),
         ),
     )
-    return replace(info, preview=make_preview(raw, info))
+    return replace(info, preview=make_preview(raw, info), emailid=email_id(raw))
 
 
 def _opaque(raw: bytes) -> MessageInfo:
@@ -152,7 +153,16 @@ def _opaque(raw: bytes) -> MessageInfo:
     nil = b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
     texts = _raw_texts(raw)
     keys = sort_fields(texts[0], None, None, None, None, None, None)
-    return MessageInfo(nil, body + b")", body + b" NIL NIL NIL NIL)", root, *texts, None, **keys)
+    return MessageInfo(
+        nil,
+        body + b")",
+        body + b" NIL NIL NIL NIL)",
+        root,
+        *texts,
+        None,
+        **keys,
+        emailid=email_id(raw),
+    )
 
 
 def _raw_texts(raw: bytes) -> tuple[str, str, str, str, str]:

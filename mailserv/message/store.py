@@ -1,6 +1,6 @@
 """Serialising MessageInfo for persistent backends.
 
-Format ``MI4\\n`` + UTF-8 JSON array.  JSON rather than marshal/pickle: stored data outlives
+Format ``MI5\\n`` + UTF-8 JSON array.  JSON rather than marshal/pickle: stored data outlives
 Python upgrades and loading it never runs code.  IMAP bytes travel as Latin-1 strings (one
 char per octet); parts are nested arrays.  A new layout gets a new marker, and ``loads``
 refuses markers it does not know (the backend then parses the message again).  A new
@@ -9,7 +9,8 @@ normalised address forms (:func:`mailserv.message.addresses.search_field`); ``MI
 lack the SORT/THREAD fields, and ``loads`` still reads them: those fields are derived from
 the ENVELOPE and the subject (:func:`_derived`), so a store written before needs no new
 parse; only the References header is not in an ENVELOPE (the In-Reply-To id stands in).
-``MI3`` records lack the preview (RFC 8970), which the engine then computes when asked.
+``MI3`` records lack the preview (RFC 8970), ``MI4`` records the EMAILID (RFC 8474): the
+engine computes either from the message when asked.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from mailserv.message.addresses import Mailbox
 from mailserv.message.info import MessageInfo, Part
 from mailserv.message.sortkeys import SortFields, sort_fields
 
-MARKER = b"MI4\n"
+MARKER = b"MI5\n"
+NO_EMAILID_MARKER = b"MI4\n"
 NO_PREVIEW_MARKER = b"MI3\n"
 OLD_MARKER = b"MI2\n"
-MARKERS = (MARKER, NO_PREVIEW_MARKER, OLD_MARKER)
+MARKERS = (MARKER, NO_EMAILID_MARKER, NO_PREVIEW_MARKER, OLD_MARKER)
 """Every marker :func:`loads` reads."""
 
 
@@ -57,6 +59,7 @@ def dumps(info: MessageInfo) -> bytes:
         info.display_from,
         info.display_to,
         info.preview,
+        info.emailid,
     ]
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     return MARKER + text.encode("utf-8", "surrogatepass")
@@ -84,11 +87,15 @@ def loads(data: bytes | bytearray | memoryview) -> MessageInfo:
         record = json.loads(data[len(MARKER) :].decode("utf-8", "surrogatepass"))
         envelope, body, structure, root, subject, from_, to, cc, bcc, sent = record[:10]
         envelope = envelope.encode("latin-1")
-        preview = None
+        preview = emailid = None
+        if data.startswith(MARKER):
+            *record, emailid = record
+            if emailid is not None and not isinstance(emailid, str):
+                raise TypeError("emailid is not a string")
         if data.startswith(OLD_MARKER):
             keys = _derived(envelope, subject)
         else:
-            if data.startswith(MARKER):
+            if data.startswith((MARKER, NO_EMAILID_MARKER)):
                 *record, preview = record
                 if not isinstance(preview, str | None):
                     raise TypeError("preview is not a string")
@@ -117,6 +124,7 @@ def loads(data: bytes | bytearray | memoryview) -> MessageInfo:
             None if sent is None else datetime.fromisoformat(sent),
             **keys,
             preview=preview,
+            emailid=emailid,
         )
     except (ValueError, TypeError, AttributeError, RecursionError) as error:
         raise UnknownFormat(f"corrupt MessageInfo record: {error}") from error

@@ -38,7 +38,9 @@ __all__ = [
     "InternalSince",
     "ModSeqAtLeast",
     "Not",
+    "ObjectIdIs",
     "Or",
+    "SavedDateCompare",
     "SearchKey",
     "SearchProgram",
     "SizeCompare",
@@ -157,6 +159,25 @@ class ModSeqAtLeast:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectIdIs:
+    """RFC 8474 ``EMAILID id`` (``thread`` False) or ``THREADID id``: the message's id is
+    ``value`` (:mod:`mailserv.message.ids`)."""
+
+    thread: bool
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SavedDateCompare:
+    """RFC 8514 ``SAVEDBEFORE``/``SAVEDON``/``SAVEDSINCE``: the calendar date of the save
+    date (the internal date where the store keeps none) against ``date``; ``op`` None is
+    ``SAVEDATESUPPORTED``: the messages that have a save date."""
+
+    op: DateOp | None
+    date: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     key: SearchKey
 
@@ -184,6 +205,8 @@ SearchKey = (
     | InSet
     | UidIn
     | ModSeqAtLeast
+    | ObjectIdIs
+    | SavedDateCompare
     | Not
     | Or
     | And

@@ -17,6 +17,7 @@ from datetime import date
 from mailserv.interfaces import RECENT, MessageMeta
 from mailserv.message import text
 from mailserv.message.addresses import SEPARATOR, raw_search_line
+from mailserv.message.ids import email_id, thread_id
 from mailserv.search import (
     All,
     And,
@@ -29,7 +30,9 @@ from mailserv.search import (
     InternalSince,
     ModSeqAtLeast,
     Not,
+    ObjectIdIs,
     Or,
+    SavedDateCompare,
     SearchKey,
     SearchProgram,
     SizeCompare,
@@ -183,6 +186,10 @@ def _compile(key: SearchKey, ctx: SearchContext) -> _Plan:
     if isinstance(key, ModSeqAtLeast):
         least = key.modseq
         return _Plan(_COST_META, lambda meta: meta.modseq >= least)
+    if isinstance(key, ObjectIdIs):
+        return _object_id(key)
+    if isinstance(key, SavedDateCompare):
+        return _Plan(_COST_DATE, _saved(key))
     if isinstance(key, Not):
         return _not(_compile(key.key, ctx))
     if isinstance(key, Or):
@@ -229,6 +236,27 @@ def _date(key: DateCompare) -> Check:
         return when is not None and compare(when.date(), target)
 
     return sent
+
+
+def _saved(key: SavedDateCompare) -> Check:
+    if key.op is None or key.date is None:
+        return lambda meta: meta.savedate is not None
+    compare = _COMPARE[key.op]
+    target = key.date
+    return lambda meta: compare((meta.savedate or meta.internaldate).date(), target)
+
+
+def _object_id(key: ObjectIdIs) -> _Plan:
+    wanted = key.value
+    if key.thread:
+        return _Plan(_COST_FIELD, lambda meta: thread_id(meta.info) == wanted)
+
+    async def emailid(meta: MessageMeta, message: _Message) -> bool:
+        # Records stored before EMAILIDs were kept have none: the message's bytes tell.
+        found = meta.info.emailid
+        return (found if found is not None else email_id(await message.raw())) == wanted
+
+    return _Plan(_COST_FIELD, acheck=emailid)
 
 
 def _size(key: SizeCompare) -> Check:

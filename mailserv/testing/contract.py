@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -29,6 +30,7 @@ from mailserv.interfaces import (
     IBackend,
     IBackendFactory,
     IMailbox,
+    IMailboxIdAccount,
     IMailboxListener,
     IMultiAppendAccount,
     ISearchableMailbox,
@@ -255,6 +257,43 @@ class BackendContract:
         after = self.status(self.resolve(account.open("Box")))
         assert after.uidvalidity != before
         assert after.messages == 0
+
+    def test_mailboxid_survives_rename_and_is_new_after_delete(self, account: Any) -> None:
+        """RFC 8474 MAILBOXID, from an account that provides ``IMailboxIdAccount``."""
+        keeps_ids = IMailboxIdAccount.providedBy(account)
+        if not keeps_ids:
+            pytest.skip("this account keeps no MAILBOXIDs")
+        self.resolve(account.create("Box/kid"))
+        first = self.status(self.resolve(account.open("Box"))).mailboxid
+        kid = self.status(self.resolve(account.open("Box/kid"))).mailboxid
+        inbox = self.status(self.resolve(account.open("INBOX"))).mailboxid
+        for value in (first, kid, inbox):
+            assert isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,255}", value)
+        assert len({first, kid, inbox}) == 3
+        self.resolve(account.rename("Box", "Moved"))
+        assert self.status(self.resolve(account.open("Moved"))).mailboxid == first
+        assert self.status(self.resolve(account.open("Moved/kid"))).mailboxid == kid
+        self.resolve(account.delete("Moved/kid"))
+        self.resolve(account.create("Moved/kid"))
+        assert self.status(self.resolve(account.open("Moved/kid"))).mailboxid not in (first, kid)
+
+    def test_savedate_is_when_the_message_was_stored(self, account: Any, inbox: Any) -> None:
+        """RFC 8514: the save date is the APPEND's (or COPY's) moment, not the internal
+        date; a store that keeps none says None for every message."""
+        old = datetime(2001, 2, 3, 4, 5, 6, tzinfo=UTC)
+        start = datetime.now(UTC).replace(microsecond=0)
+        uid = self.append(inbox, 1, internaldate=old)
+        self.resolve(account.create("Copies"))
+        copies = self.resolve(account.open("Copies"))
+        ((_, copy),) = self.resolve(inbox.copy([uid], "Copies", None)).pairs
+        (original,) = self.metas(inbox, [uid])
+        (copied,) = self.metas(copies, [copy])
+        if original.savedate is None:
+            assert copied.savedate is None
+            return
+        assert copied.savedate is not None
+        assert original.internaldate == copied.internaldate == old
+        assert start <= original.savedate <= copied.savedate <= datetime.now(UTC)
 
     def test_rename_moves_inferiors_and_messages(self, account: Any) -> None:
         self.resolve(account.create("a/b"))

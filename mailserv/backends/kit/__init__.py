@@ -9,7 +9,8 @@
   ``TimeSlices`` from :mod:`mailserv.slicing`, re-exported, cuts long loops).
 - :mod:`~mailserv.backends.kit.modlog`: HIGHESTMODSEQ and the expunge log behind
   ``changes_since``.
-- :mod:`~mailserv.backends.kit.counts`: the counters behind ``status()`` and ``claim_recent``.
+- :mod:`~mailserv.backends.kit.counts`: the counters behind ``status()`` and ``claim_recent``
+  (and ``new_mailbox_id``, a MAILBOXID for a new mailbox).
 - :mod:`~mailserv.backends.kit.changes`: what a STORE (``plan_store``, UNCHANGEDSINCE
   included) or an EXPUNGE (``expungeable``) changes.
 - :mod:`~mailserv.backends.kit.flagsets`: UIDs by flag and by day of the internal date,
@@ -21,7 +22,7 @@ The memory backend (:mod:`mailserv.backends.memory`) is built from these and not
 """
 
 from mailserv.backends.kit.changes import expungeable, plan_store
-from mailserv.backends.kit.counts import Tally
+from mailserv.backends.kit.counts import Tally, new_mailbox_id
 from mailserv.backends.kit.lane import Lane
 from mailserv.backends.kit.listeners import Listened, ListenerSet
 from mailserv.backends.kit.modlog import ModseqLog
@@ -48,5 +49,6 @@ __all__ = [
     "check_name",
     "expungeable",
     "inferiors",
+    "new_mailbox_id",
     "plan_store",
 ]

@@ -3,9 +3,16 @@ SELECT and STATUS cost the same whatever the size of the mailbox."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 
 from mailserv.interfaces import SEEN, MailboxStatus
+
+
+def new_mailbox_id() -> str:
+    """A fresh RFC 8474 MAILBOXID: 128 random bits, ``F`` and 22 URL-safe base64
+    characters, unique within any account without a counter kept."""
+    return "F" + secrets.token_urlsafe(16)
 
 
 class Tally:
@@ -48,7 +55,12 @@ class Tally:
         self.unclaimed.clear()
 
     def status(
-        self, uidvalidity: int, uidnext: int, messages: int, highestmodseq: int
+        self,
+        uidvalidity: int,
+        uidnext: int,
+        messages: int,
+        highestmodseq: int,
+        mailboxid: str | None = None,
     ) -> MailboxStatus:
         return MailboxStatus(
             uidvalidity=uidvalidity,
@@ -58,4 +70,5 @@ class Tally:
             recent=len(self.unclaimed),
             highestmodseq=highestmodseq,
             size=self.size,
+            mailboxid=mailboxid,
         )

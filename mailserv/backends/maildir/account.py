@@ -45,6 +45,7 @@ from mailserv.interfaces import (
     NOSELECT,
     AppendResult,
     IAccount,
+    IMailboxIdAccount,
     IMultiAppendAccount,
     MailboxInfo,
     NewMessage,
@@ -61,7 +62,7 @@ SPECIAL_USE_FILE = "mailserv-special-use"
 SUBSCRIPTIONS = "subscriptions"
 
 
-@implementer(IAccount, IMultiAppendAccount)
+@implementer(IAccount, IMultiAppendAccount, IMailboxIdAccount)
 class MaildirAccount:
     def __init__(self, services: Services, user: str, root: str) -> None:
         self.services = services

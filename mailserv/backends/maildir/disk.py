@@ -140,7 +140,7 @@ class MailboxDisk:
             self._compact({e.base for e in entries} | {e.base for e in delta.added})
         complete = not self.index.missing_texts(1)
         floor = self.index.recent_floor
-        return Snapshot(uidlist.uidvalidity, entries, delta, floor, complete, owed)
+        return Snapshot(uidlist.uidvalidity, entries, delta, floor, complete, owed, uidlist.guid)
 
     def _owed(self, entries: list[Entry]) -> list[int]:
         """The UIDs whose files a STORE of many left to rename (``renamer``; a stop or a

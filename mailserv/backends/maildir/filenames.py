@@ -52,6 +52,14 @@ def sizes(base: str) -> tuple[int | None, int | None]:
     return (int(size) if size else None, int(vsize) if vsize else None)
 
 
+def saved_seconds(base: str) -> int | None:
+    """When the file was delivered, in seconds since the epoch: the first part of its base
+    (ours, Dovecot's and most deliverers' names start so; every APPEND, COPY and MOVE
+    makes a new base), None for a name that does not."""
+    head, dot, _ = base.partition(".")
+    return int(head) if dot and head.isdigit() and len(head) < 12 else None
+
+
 def info_letters(flags: Iterable[str], keyword_letters: Mapping[str, str], keep: str = "") -> str:
     """The sorted ``:2,`` letters for ``flags``; ``keep`` are letters we do not map but must
     not drop (``P`` "passed", keywords another program numbered)."""

@@ -6,12 +6,14 @@ row has none, by parsing the file (then the index is given it, in the lane)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from mailserv.backends.maildir.records import Entry
+from mailserv.backends.maildir.filenames import saved_seconds
+from mailserv.backends.maildir.records import Entry, file_date
 from mailserv.interfaces import MessageMeta
 from mailserv.message.parse import parse_message
 from mailserv.message.store import UnknownFormat, loads
@@ -58,9 +60,20 @@ def _reparse(box: MaildirMailbox, entry: Entry) -> None:
 
 
 def metas(entries: Sequence[Entry]) -> list[MessageMeta]:
-    """FETCH's view of entries that have their infos."""
-    return [
-        MessageMeta(e.uid, e.flags, e.date, e.size, e.modseq, e.info)
-        for e in entries
-        if e.info is not None
-    ]
+    """FETCH's view of entries that have their infos; the save date is read from the
+    file's name (:func:`~mailserv.backends.maildir.filenames.saved_seconds`), once per
+    distinct first part of the names (a COPY saves many in one second)."""
+    saved_at: dict[str, datetime | None] = {}
+    out = []
+    for e in entries:
+        if e.info is None:
+            continue
+        base = e.base
+        head = base[: base.find(".")]
+        if head in saved_at:
+            saved = saved_at[head]
+        else:
+            seconds = saved_seconds(base)
+            saved = saved_at[head] = None if seconds is None else file_date(seconds)
+        out.append(MessageMeta(e.uid, e.flags, e.date, e.size, e.modseq, e.info, saved))
+    return out

@@ -92,6 +92,8 @@ class Snapshot:
     texts_complete: bool = True
     owed: list[int] = field(default_factory=list)
     """UIDs whose files are still to be renamed for their flags (``renamer``)."""
+    guid: str = ""
+    """The mailbox GUID of ``dovecot-uidlist`` (its RFC 8474 MAILBOXID); '' when none."""
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -19,6 +19,7 @@ from mailserv.backends.kit import Tally, flagsets
 from mailserv.backends.kit.flagchanges import changes_of
 from mailserv.backends.maildir.records import DAY, Delta, Entry, Snapshot
 from mailserv.interfaces import SEEN, FlagChange, MailboxStatus, StoreMode
+from mailserv.message.ids import OBJECT_ID
 from mailserv.search import SearchKey
 
 STEP = 250
@@ -42,6 +43,8 @@ class Applied:
 class MailboxState:
     def __init__(self, uidvalidity: int = 0, floor: int = 1) -> None:
         self.uidvalidity = uidvalidity
+        self.mailboxid: str | None = None
+        """The uidlist's mailbox GUID: made with the folder, moved along by RENAME."""
         self.entries: dict[int, Entry] = {}
         self.by_base: dict[str, Entry] = {}
         self._ordered = True
@@ -63,6 +66,7 @@ class MailboxState:
         """The state of a freshly read mailbox, without its ``delta`` (an I/O task: the
         state is new, nobody else sees it yet; it lets the reactor thread run now and then)."""
         state = cls(snapshot.uidvalidity, snapshot.recent_floor)
+        state.mailboxid = snapshot.guid if OBJECT_ID.fullmatch(snapshot.guid) else None
         listed = snapshot.entries
         uids = list(map(attrgetter("uid"), listed))
         state.entries = dict(zip(uids, listed, strict=True))
@@ -89,7 +93,9 @@ class MailboxState:
         return state
 
     def status(self) -> MailboxStatus:
-        return self.tally.status(self.uidvalidity, self.uidnext, len(self.entries), self.modseq)
+        return self.tally.status(
+            self.uidvalidity, self.uidnext, len(self.entries), self.modseq, self.mailboxid
+        )
 
     def uids(self) -> tuple[int, ...]:
         if not self._ordered:

@@ -20,13 +20,14 @@ from mailserv.interfaces import (
     INBOX,
     AppendResult,
     IAccount,
+    IMailboxIdAccount,
     IMultiAppendAccount,
     MailboxInfo,
     NewMessage,
 )
 
 
-@implementer(IAccount, IMultiAppendAccount)
+@implementer(IAccount, IMultiAppendAccount, IMailboxIdAccount)
 class MemoryAccount:
     """``new_uidvalidity`` is shared by the whole backend, so a re-created name never
     gets a UIDVALIDITY it had before; ``clock`` is the reactor the mailboxes' long changes

@@ -30,6 +30,7 @@ from mailserv.backends.kit import (
     TimeSlices,
     expungeable,
     flagsets,
+    new_mailbox_id,
     plan_store,
 )
 from mailserv.interfaces import (
@@ -76,6 +77,7 @@ class MemoryMailbox(Listened):
         self.name = name
         self.uidvalidity = uidvalidity
         self.attributes = attributes  # special-use, e.g. {"\\Sent"}
+        self.mailboxid = new_mailbox_id()  # moves with the object on RENAME
         self._account = account  # resolves COPY/MOVE destinations
         self._meta: dict[int, MessageMeta] = {}  # keys ascending (see above)
         self._raw: dict[int, bytes] = {}  # the only copy of each message's bytes
@@ -91,7 +93,7 @@ class MemoryMailbox(Listened):
 
     async def status(self) -> MailboxStatus:
         return self.tally.status(
-            self.uidvalidity, self._uidnext, len(self._meta), self.modseqs.highest
+            self.uidvalidity, self._uidnext, len(self._meta), self.modseqs.highest, self.mailboxid
         )
 
     async def uids(self) -> tuple[int, ...]:
@@ -139,10 +141,11 @@ class MemoryMailbox(Listened):
         """Parsed first, then inserted together: nothing can fail half-way."""
         parsed = [(m, parse_message(m.message), m.internaldate) for m in messages]
         now = datetime.now(UTC)
+        saved = now.replace(microsecond=0)
         async with self.lane.held():
             modseq = self.modseqs.bump()
             uids = [
-                self._insert(m.message, info, m.flags - {RECENT}, when or now, modseq)
+                self._insert(m.message, info, m.flags - {RECENT}, when or now, modseq, saved)
                 for m, info, when in parsed
             ]
             self.listeners.added(self, uids, origin)
@@ -210,9 +213,12 @@ class MemoryMailbox(Listened):
         pairs: list[tuple[int, int]] = []
         async with target.lane.held() as slices:
             modseq = target.modseqs.upcoming
+            saved = datetime.now(UTC).replace(microsecond=0)
             async for part in slices.batches(sorted(set(uids))):
                 for m in self._fetch(part):
-                    copy = target._insert(self._raw[m.uid], m.info, m.flags, m.internaldate, modseq)
+                    copy = target._insert(
+                        self._raw[m.uid], m.info, m.flags, m.internaldate, modseq, saved
+                    )
                     pairs.append((m.uid, copy))
             if pairs:
                 target.modseqs.bump()
@@ -238,13 +244,20 @@ class MemoryMailbox(Listened):
             await self._remove(tuple(self._meta), None, slices)
 
     def _insert(
-        self, raw: bytes, info: MessageInfo, flags: frozenset[str], date: datetime, modseq: int
+        self,
+        raw: bytes,
+        info: MessageInfo,
+        flags: frozenset[str],
+        date: datetime,
+        modseq: int,
+        saved: datetime,
     ) -> int:
-        """Store a message under a new UID; ``modseq`` is taken from ``self.modseqs``."""
+        """Store a message under a new UID; ``modseq`` is taken from ``self.modseqs``,
+        ``saved`` is its SAVEDATE."""
         uid = self._uidnext
         self._uidnext += 1
         flags = self._flagsets.setdefault(flags, flags)
-        self._meta[uid] = MessageMeta(uid, flags, date, len(raw), modseq, info)
+        self._meta[uid] = MessageMeta(uid, flags, date, len(raw), modseq, info, saved)
         self._raw[uid] = raw
         self.tally.add(uid, flags, len(raw))
         flagsets.reflag(self._having, uid, frozenset(), flags)

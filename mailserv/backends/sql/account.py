@@ -13,6 +13,7 @@ from mailserv.interfaces import (
     AppendResult,
     IAccount,
     IAccountUsage,
+    IMailboxIdAccount,
     IMultiAppendAccount,
     MailboxInfo,
     NewMessage,
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from mailserv.backends.sql.backend import SqlBackend
 
 
-@implementer(IAccount, IMultiAppendAccount, IAccountUsage)
+@implementer(IAccount, IMultiAppendAccount, IAccountUsage, IMailboxIdAccount)
 class SqlAccount:
     """Account row ``account_id``; holds nothing per session, so ``close`` has nothing to do."""
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mailserv.backends.kit import new_mailbox_id
 from mailserv.backends.kit.names import Hierarchy
 from mailserv.backends.sql import messages, reads
 from mailserv.backends.sql.db import Tx
@@ -94,9 +95,9 @@ def _insert_box(
     return int(
         tx.scalar(
             "INSERT INTO mailboxes (account_id, name, selectable, special_use, uidvalidity,"
-            " uidnext, highestmodseq, recent_mark, messages, unseen, size)"
-            " VALUES (?, ?, ?, ?, ?, 1, 1, 0, 0, 0, 0) RETURNING id",
-            (account_id, name, int(selectable), special_use, validity),
+            " uidnext, highestmodseq, recent_mark, messages, unseen, size, mailboxid)"
+            " VALUES (?, ?, ?, ?, ?, 1, 1, 0, 0, 0, 0, ?) RETURNING id",
+            (account_id, name, int(selectable), special_use, validity, new_mailbox_id()),
         )
     )
 

@@ -115,6 +115,10 @@ class LazyInfo(MessageInfo):
     def preview(self) -> str | None:
         return self.decoded().preview
 
+    @property
+    def emailid(self) -> str | None:
+        return self.decoded().emailid
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, LazyInfo):
             other = other.decoded()

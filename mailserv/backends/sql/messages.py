@@ -12,6 +12,7 @@ Each write queues a change notice that PostgreSQL delivers to the other frontend
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -173,7 +174,7 @@ def append(tx: Tx, box_id: int, message: Incoming, sender: str) -> tuple[int, in
     when = message.when
     tx.execute(
         "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, internaldate, tz,"
-        " internal_day, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " internal_day, size, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             box_id,
             uid,
@@ -184,6 +185,7 @@ def append(tx: Tx, box_id: int, message: Incoming, sender: str) -> tuple[int, in
             when.tz,
             when.day,
             len(message.raw),
+            int(time.time()),
         ),
     )
     tx.execute(
@@ -438,7 +440,8 @@ def transfer(
     move: bool,
     sender: str,
 ) -> Transfer:
-    """COPY (or MOVE) ``uids`` to ``target_id``, keeping flags and internal dates."""
+    """COPY (or MOVE) ``uids`` to ``target_id``, keeping flags and internal dates (the
+    save date is now)."""
     locked = {box_id: _lock(tx, box_id) for box_id in sorted({source_id, target_id})}
     target = locked[target_id]  # both locked in id order above: no deadlock
     rows = where_uids(
@@ -452,10 +455,11 @@ def transfer(
         return Transfer(source_id, target_id, target.uidvalidity, [], target.highestmodseq)
     modseq = target.highestmodseq + 1
     first = target.uidnext
+    saved = int(time.time())
     tx.many(
         "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, internaldate, tz,"
-        " internal_day, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(target_id, first + i, *row[1:2], modseq, *row[2:]) for i, row in enumerate(rows)],
+        " internal_day, size, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(target_id, first + i, *row[1:2], modseq, *row[2:], saved) for i, row in enumerate(rows)],
     )
     counts = Counter(int(row[1]) for row in rows)
     tx.many(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from mailserv.backends.kit.flagchanges import changes_of
@@ -19,7 +20,10 @@ from mailserv.message.parse import parse_message
 IN_CHUNK = 500
 """UIDs per ``IN (...)`` list; well under every driver's parameter limit."""
 
-_META_COLUMNS = "m.uid, m.flags, m.internaldate, m.tz, m.size, m.modseq, i.info, m.message_id"
+_META_COLUMNS = (
+    "m.uid, m.flags, m.internaldate, m.tz, m.size, m.modseq, i.info, m.message_id,"
+    " coalesce(m.savedate, m.internaldate)"  # stored before save dates were kept
+)
 _META_JOIN = "mail m JOIN message_info i ON i.message_id = m.message_id"
 
 
@@ -53,19 +57,19 @@ def where_uids(
 
 def status(tx: Tx, box_id: int) -> MailboxStatus:
     row = tx.one(
-        "SELECT uidvalidity, uidnext, messages, unseen, recent_mark, highestmodseq, size"
-        " FROM mailboxes WHERE id = ? AND selectable = 1",
+        "SELECT uidvalidity, uidnext, messages, unseen, recent_mark, highestmodseq, size,"
+        " mailboxid FROM mailboxes WHERE id = ? AND selectable = 1",
         (box_id,),
     )
     if row is None:
         raise MailboxNotFound("the mailbox was deleted")
-    validity, uidnext, count, unseen, mark, modseq, size = (int(v) for v in row)
+    validity, uidnext, count, unseen, mark, modseq, size = (int(v) for v in row[:7])
     recent = 0
     if mark < uidnext - 1:
         recent = int(
             tx.scalar("SELECT count(*) FROM mail WHERE mailbox_id = ? AND uid > ?", (box_id, mark))
         )
-    return MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size)
+    return MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size, row[7])
 
 
 def account_usage(tx: Tx, account_id: int) -> tuple[int, int]:
@@ -137,11 +141,15 @@ def load_info(tx: Tx, message_id: int, blob: Any) -> MessageInfo:
 
 def metas(tx: Tx, rows: Sequence[Any], zones: Zones) -> list[MessageMeta]:
     flag_sets: dict[str, frozenset[str]] = {}
+    saved_at: dict[int, datetime] = {}  # a COPY saves many in one second
     out = []
-    for uid, text, seconds, tz, size, modseq, blob, message_id in rows:
+    for uid, text, seconds, tz, size, modseq, blob, message_id, saved in rows:
         flags = flag_sets.get(text)
         if flags is None:
             flags = flag_sets[text] = frozenset(text.split())
+        savedate = saved_at.get(saved)
+        if savedate is None:
+            savedate = saved_at[saved] = zones.datetime(saved, 0)
         out.append(
             MessageMeta(
                 int(uid),
@@ -150,6 +158,7 @@ def metas(tx: Tx, rows: Sequence[Any], zones: Zones) -> list[MessageMeta]:
                 int(size),
                 int(modseq),
                 load_info(tx, int(message_id), blob),
+                savedate,
             )
         )
     return out

@@ -8,11 +8,11 @@ so frontends of one shared database never migrate it behind an operator's back.
 Layout, in short: ``messages`` holds each distinct message once (keyed by the SHA-256 of its
 bytes, with the case-folded search fields: a narrow row, so SEARCH scans little),
 ``message_info`` its parsed ``MessageInfo`` (what FETCH reads) and ``message_data`` its bytes;
-``mail`` places a message in a mailbox under a UID, with flags, internal date and
-modseq; ``mailboxes`` carries the counters (UIDNEXT, HIGHESTMODSEQ, messages, unseen, size)
-that every write updates under the mailbox row's lock; ``expunged`` remembers removed UIDs
-for QRESYNC's VANISHED; ``message_text`` the decoded texts SEARCH BODY/TEXT look in, and
-the word index beside it (``fulltext.py``).
+``mail`` places a message in a mailbox under a UID, with flags, internal date, save date
+and modseq; ``mailboxes`` carries the MAILBOXID and the counters (UIDNEXT, HIGHESTMODSEQ,
+messages, unseen, size) that every write updates under the mailbox row's lock;
+``expunged`` remembers removed UIDs for QRESYNC's VANISHED; ``message_text`` the decoded
+texts SEARCH BODY/TEXT look in, and the word index beside it (``fulltext.py``).
 """
 
 from __future__ import annotations
@@ -189,6 +189,16 @@ def _create_word_index(tx: Tx) -> None:
     fulltext.create_words(tx)
 
 
+def _add_mailbox_ids(tx: Tx) -> None:
+    """Migration 7: ``mailboxes.mailboxid``, the RFC 8474 MAILBOXID, kept by RENAME (the
+    row stays) and new with a new row; every existing row gets one here (there are few)."""
+    from mailserv.backends.kit import new_mailbox_id
+
+    tx.execute("ALTER TABLE mailboxes ADD COLUMN mailboxid TEXT")
+    ids = [int(row[0]) for row in tx.all("SELECT id FROM mailboxes")]
+    tx.many("UPDATE mailboxes SET mailboxid = ? WHERE id = ?", [(new_mailbox_id(), i) for i in ids])
+
+
 ANALYSIS_LIMIT = 2000
 """Rows SQLite's ANALYZE looks at per index (an estimate is enough for the planner)."""
 
@@ -238,6 +248,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         "an index of each mailbox's messages by the day of their internal date"
         " (SEARCH SINCE, BEFORE and ON of a few days in a big mailbox)",
         (f"CREATE INDEX mail_day ON mail (mailbox_id, internal_day, uid) WHERE {DAY_INDEXED}",),
+    ),
+    Migration(
+        7,
+        "mailboxes.mailboxid: each mailbox's RFC 8474 MAILBOXID (existing mailboxes get one)",
+        function=_add_mailbox_ids,
+    ),
+    Migration(
+        8,
+        "mail.savedate: when a message was stored in its mailbox (RFC 8514 SAVEDATE);"
+        " messages stored before read their internal date",
+        ("ALTER TABLE mail ADD COLUMN savedate {bigint}",),
     ),
 )
 LATEST = MIGRATIONS[-1].version

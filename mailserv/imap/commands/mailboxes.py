@@ -13,7 +13,14 @@ from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.registry import StatusItem
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.session import is_rev2, utf8_names
-from mailserv.interfaces import INBOX, SPECIAL_USE, IAccount, IMailbox, MailboxStatus
+from mailserv.interfaces import (
+    INBOX,
+    SPECIAL_USE,
+    IAccount,
+    IMailbox,
+    IMailboxIdAccount,
+    MailboxStatus,
+)
 from mailserv.syntax import encode, utf7
 from mailserv.syntax.tokens import Command, ParenList
 
@@ -64,9 +71,21 @@ async def create(session: Session, command: Command) -> Reply:
     if name == INBOX:
         raise No("INBOX always exists", "ALREADYEXISTS")
     use = _special_use(command.args[1]) if len(command.args) == 2 else None
-    await account_of(session).create(name, use)
+    account = account_of(session)
+    await account.create(name, use)
     session.services.board.created(session, name)
-    return Reply("CREATE completed")
+    return Reply("CREATE completed", await _mailboxid_code(session, account, name))
+
+
+async def _mailboxid_code(session: Session, account: IAccount, name: str) -> bytes | None:
+    """``MAILBOXID (id)`` for CREATE's OK (RFC 8474 4.1) when the server and the store
+    have MAILBOXIDs; None otherwise."""
+    if "MAILBOXID" not in session.services.registry.status_items:
+        return None
+    if not IMailboxIdAccount.providedBy(account):
+        return None
+    counts: MailboxStatus = await (await account.open(name)).status()
+    return None if counts.mailboxid is None else b"MAILBOXID (%s)" % counts.mailboxid.encode()
 
 
 def _special_use(arg: object) -> str | None:
@@ -189,9 +208,13 @@ async def status_line(
         if used is not None:
             used(session)
     counts: MailboxStatus = await box.status()
-    values = [
-        b"%s %d" % (item.encode(), await known[item].of(session, box, counts)) for item in items
-    ]
+    values = []
+    for item in items:
+        value = await known[item].of(session, box, counts)
+        if value is not None:
+            values.append(
+                b"%s %s" % (item.encode(), value if isinstance(value, bytes) else b"%d" % value)
+            )
     return b"* STATUS %s (%s)\r\n" % (name_bytes(name, utf8_names(session)), b" ".join(values))
 
 

@@ -81,6 +81,8 @@ async def _open(session: Session, command: Command, readonly: bool) -> Reply:
     ]
     if view.shows_modseq:
         out.append(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % counts.highestmodseq)
+    if counts.mailboxid is not None and "MAILBOXID" in session.services.registry.status_items:
+        out.append(b"* OK [MAILBOXID (%s)] Ok\r\n" % counts.mailboxid.encode())  # RFC 8474
     session.write(b"".join(out))
     session.select(view)
     for parameter, value in chosen:

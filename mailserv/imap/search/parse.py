@@ -178,7 +178,7 @@ class KeyReader:
             return Contains(_STRING_KEYS[name], _text(value, name))
         if name in _DATE_KEYS:
             field, op = _DATE_KEYS[name]
-            return DateCompare(field, op, self._date(name))
+            return DateCompare(field, op, self.read_date(name))
         handler = _HANDLERS.get(name) or self.extra.get(name)
         if handler is None:
             raise _error(f"Unknown search key {token.value[:40]}")
@@ -193,7 +193,8 @@ class KeyReader:
             keys.append(inner.key(depth))
         return keys[0] if len(keys) == 1 else And(tuple(keys))
 
-    def _date(self, name: str) -> date:
+    def read_date(self, name: str) -> date:
+        """A ``date`` argument of the key ``name``; ParseError naming it if not one."""
         text = f"{name} needs a date (d-Mon-yyyy)"
         token = self.next_token(text)
         if isinstance(token, ParenList):
