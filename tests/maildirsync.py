@@ -28,7 +28,7 @@ from bench.harness import ServerProcess
 
 Sync = Callable[[], float]
 """One run of the sync program for one Maildir; the seconds it took (it fails the test when
-the run fails or takes too long)."""
+the run fails or hangs)."""
 
 # -- local Maildirs ----------------------------------------------------------------------
 
@@ -263,18 +263,20 @@ def round_trip(
     return times
 
 
-def run_sync(argv: list[str], limit: float, forbidden: tuple[str, ...] = ("error",)) -> Run:
-    """One run of a sync program; fails the test unless it exits 0 within ``limit`` seconds
-    with none of the ``forbidden`` words in its output."""
+def run_sync(argv: list[str], hung_after: float, forbidden: tuple[str, ...] = ("error",)) -> Run:
+    """One run of a sync program; fails the test unless it exits 0 with none of the
+    ``forbidden`` words in its output.  A run still going after ``hung_after`` seconds is
+    killed as hung: that bound is far above any normal run on a loaded machine, since how
+    fast a run is belongs in ``bench/``, not here."""
     name = Path(argv[0]).name
     started = time.monotonic()
     try:
         result = subprocess.run(
-            argv, capture_output=True, timeout=limit + 5, stdin=subprocess.DEVNULL
+            argv, capture_output=True, timeout=hung_after, stdin=subprocess.DEVNULL
         )
     except subprocess.TimeoutExpired as exc:
         out = ((exc.stdout or b"") + (exc.stderr or b"")).decode("utf-8", "replace")
-        pytest.fail(f"{name} still running after {limit + 5:.0f} s (hung):\n{out[-3000:]}")
+        pytest.fail(f"{name} still running after {hung_after:.0f} s (hung):\n{out[-3000:]}")
     seconds = time.monotonic() - started
     output = (result.stdout + result.stderr).decode("utf-8", "replace")
     assert result.returncode == 0, (
@@ -282,7 +284,6 @@ def run_sync(argv: list[str], limit: float, forbidden: tuple[str, ...] = ("error
     )
     for word in forbidden:
         assert word not in output.lower(), output[-3000:]
-    assert seconds < limit, f"{name} took {seconds:.1f} s (bound {limit} s):\n{output[-3000:]}"
     return Run(seconds, output)
 
 

@@ -10,8 +10,9 @@ A round trip: a local Maildir of N realistic messages (some with flags) is pushe
 server; a second, empty Maildir is filled from the server and compared byte for byte; then a
 flag is added and one removed on each side, a message deleted locally and one expunged on
 the server, and both Maildirs are synced again and compared with the server.  Every run must
-exit 0 within a bound (10 s for 200 messages) without reporting a timeout, so a server that
-makes mbsync wait for its ``Timeout`` (or for a close that never comes) fails here.
+exit 0 without reporting a timeout or an error, so a server that makes mbsync wait for its
+``Timeout`` (or for a close that never comes) fails here; how fast the runs are is measured
+in ``bench/``, not bounded here (a run is killed as hung only far beyond any normal one).
 
 Without mbsync the module is skipped, unless MAILSERV_REQUIRE_MBSYNC is set (CI).
 """
@@ -45,12 +46,12 @@ BIG_SPREAD = {
 MBSYNC_TIMEOUT = 30
 """mbsync's own ``Timeout`` (seconds without an answer before it gives up)."""
 
-FAST_RUN = {SMALL: 10.0, BIG: 60.0}
-"""Seconds one mbsync run of a round trip may take; a run that waits for mbsync's timeout
-(or for a connection the server never closes) takes longer."""
+HUNG_AFTER = {SMALL: 90.0, BIG: 240.0}
+"""Seconds after which one mbsync run of a round trip is killed as hung (several times its
+usual length on a loaded two-core machine: 2 s and 20-60 s)."""
 
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(900)
 
 
 # -- mbsync ------------------------------------------------------------------------------
@@ -104,12 +105,11 @@ def write_config(
     path.write_text("\n".join(lines))
 
 
-def mbsync(config: Path, local: Local, limit: float) -> Run:
-    """One ``mbsync -a`` run; fails the test unless it exits 0 within ``limit`` seconds."""
+def mbsync(config: Path, local: Local, hung_after: float) -> Run:
+    """One ``mbsync -a`` run; fails the test unless it exits 0 reporting no timeout or error."""
     local.settle()
-    return run_sync(
-        [require("mbsync", "isync"), "-c", str(config), "-a"], limit, forbidden=("timeout", "error")
-    )
+    argv = [require("mbsync", "isync"), "-c", str(config), "-a"]
+    return run_sync(argv, hung_after, forbidden=("timeout", "error"))
 
 
 def mbsync_of(
@@ -120,7 +120,7 @@ def mbsync_of(
     def sync_of(local: Local) -> Sync:
         config = local.root.parent / f"{local.root.name}.mbsyncrc"
         write_config(config, server, user, transport, local)
-        return lambda: mbsync(config, local, FAST_RUN[count]).seconds
+        return lambda: mbsync(config, local, HUNG_AFTER[count]).seconds
 
     return sync_of
 

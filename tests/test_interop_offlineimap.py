@@ -22,8 +22,8 @@ from maildirsync import Local, Sync, corpus, require, round_trip, run_sync
 from bench.harness import ServerProcess
 
 COUNT = 50
-RUN_LIMIT = 60.0
-"""Seconds one offlineimap run of the round trip may take."""
+HUNG_AFTER = 120.0
+"""Seconds after which one offlineimap run of the round trip is killed as hung."""
 
 TRANSPORT = {
     "memory": "plain",
@@ -36,7 +36,7 @@ TRANSPORT = {
 an answer after the handshake and gives up ("CAPABILITY => connection terminated"), seen on
 the proxy backend only and not yet explained (see the closing note of 2026-12-05)."""
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)
 
 
 def write_config(
@@ -80,10 +80,9 @@ def write_config(
 
 
 def offlineimap(config: Path) -> float:
-    """One ``offlineimap -o`` run; fails the test unless it exits 0 within the bound and
-    reports no error."""
+    """One ``offlineimap -o`` run; fails the test unless it exits 0 reporting no error."""
     argv = [require("offlineimap", "offlineimap3"), "-c", str(config), "-o", "-u", "basic"]
-    return run_sync(argv, RUN_LIMIT).seconds
+    return run_sync(argv, HUNG_AFTER).seconds
 
 
 def offlineimap_of(server: ServerProcess, user: User, transport: str) -> Callable[[Local], Sync]:

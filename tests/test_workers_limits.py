@@ -27,7 +27,12 @@ from bench.harness import BackendSpec, RawClient, ServerProcess, quote
 from mailserv.auth.throttle import ILoginThrottle, LoginThrottle
 from mailserv.imap.admission import ConnectionCounter, IConnectionLimits
 from mailserv.imap.settings import ServerSettings
-from mailserv.workers.limits import MasterLink, SharedConnectionLimits, SharedLoginThrottle
+from mailserv.workers.limits import (
+    MasterLink,
+    SharedConnectionLimits,
+    SharedLimits,
+    SharedLoginThrottle,
+)
 
 PER_ADDRESS = 3
 
@@ -176,20 +181,22 @@ def test_a_record_taken_in_twice_counts_each_failure_once() -> None:
 
 
 def test_connections_waiting_for_the_master(server: ServerProcess) -> None:
-    """While the master is slow to answer, a worker holds its new connections: what a client
-    sends early is served after the greeting, connections closed meanwhile do not eat into
-    the bound, and the bound holds for the server."""
+    """While the master is slow to answer, a worker holds its new connections: connections
+    closed meanwhile do not eat into the bound (even though the master hears of them after
+    it has counted them in), what a client sends early is served after the greeting, and the
+    bound holds for the server."""
     master = server.proc
     assert master is not None
     master.send_signal(signal.SIGSTOP)
     try:
-        early = RawClient.connect(server.imap_port, timeout=20, read_greeting=False)
-        early.send(b"a CAPABILITY\r\n")
         gone = [RawClient.connect(server.imap_port, read_greeting=False) for _ in range(4)]
         time.sleep(1.0)  # accepted by the workers, asked about, not answered
         for client in gone:
             client.close()
         time.sleep(2.0)  # the workers see them closed (a loaded machine: not at once)
+        early = RawClient.connect(server.imap_port, timeout=20, read_greeting=False)
+        early.send(b"a CAPABILITY\r\n")
+        time.sleep(0.5)
     finally:
         master.send_signal(signal.SIGCONT)
     assert early.read_line().startswith(b"* OK")
@@ -198,3 +205,24 @@ def test_connections_waiting_for_the_master(server: ServerProcess) -> None:
     assert len(kept) == PER_ADDRESS
     extra = greeted(server)
     assert extra.greeting == b"* BYE Too many connections from your address\r\n"
+
+
+def test_a_release_names_the_connection_an_admit_counted() -> None:
+    """Tickets: releasing a refused connection frees nothing, whichever channel asks first."""
+    limits = SharedLimits(
+        ServerSettings(max_connections_per_address=2), Clock()
+    )  # the master's counts
+    one, two = object(), object()
+    for channel in (one, two):
+        limits.joined(channel)  # type: ignore[arg-type]
+    assert limits.admit(one, "192.0.2.1", 1) is None  # type: ignore[arg-type]
+    assert limits.admit(one, "192.0.2.1", 2) is None  # type: ignore[arg-type]
+    assert limits.admit(one, "192.0.2.1", 3) is not None  # type: ignore[arg-type]
+    limits.release(one, 3)  # type: ignore[arg-type]  # refused: nothing to free
+    assert limits.admit(two, "192.0.2.1", 1) is not None  # type: ignore[arg-type]
+    limits.release(one, 1)  # type: ignore[arg-type]
+    limits.release(one, 1)  # type: ignore[arg-type]  # twice: freed once
+    assert limits.admit(two, "192.0.2.1", 2) is None  # type: ignore[arg-type]
+    assert limits.admit(two, "192.0.2.1", 3) is not None  # type: ignore[arg-type]
+    limits.left(two)  # type: ignore[arg-type]
+    assert limits.connections.total == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -31,7 +31,8 @@ class IConnectionLimits(Interface):
 
     def admit(address: str) -> Deferred[str | None]:
         """Count a new connection from ``address``; fires with the reason to refuse it, or
-        None (then ``release`` it once closed)."""
+        None (then ``release`` it once closed).  Cancelling the answer before it fires (the
+        connection closed meanwhile) counts the connection out, whatever the answer."""
 
     def release(address: str) -> None:
         """An admitted connection from ``address`` has closed."""
@@ -81,10 +82,11 @@ def decided_now(answer: Deferred[str | None]) -> tuple[bool, str | None]:
 class AwaitingAdmission(Protocol):
     """A connection whose admission is being decided elsewhere (the master of the workers).
 
-    Reading is paused meanwhile (what arrives anyway is kept, up to ``MAX_EARLY_BYTES``);
-    once the answer comes, ``build`` makes the connection's protocol (a session, or
-    ``Refused``), which takes the transport over and hears everything from then on.  A
-    connection lost before the answer is released at once if it was admitted.
+    What the client sends meanwhile is kept (reading pauses once ``MAX_EARLY_BYTES`` are
+    kept, and the client waits); once the answer comes, ``build`` makes the connection's
+    protocol (a session, or ``Refused``), which takes the transport over and hears everything
+    from then on.  Reading goes on until then so that a client hanging up is seen at once: its
+    answer is cancelled, which counts it out even while the master is slow to answer.
     """
 
     def __init__(
@@ -92,37 +94,32 @@ class AwaitingAdmission(Protocol):
         address: str,
         answer: Deferred[str | None],
         build: Callable[[str, str | None], Protocol],
-        release: Callable[[str], None],
     ) -> None:
         self._address = address
         self._answer = answer
         self._build = build
-        self._release = release
         self._inner: Protocol | None = None
         self._early: list[bytes] = []
         self._early_size = 0
+        self._paused = False
         self._lost: Failure | None = None
 
     def connectionMade(self) -> None:
-        if IPushProducer.providedBy(self.transport):
-            IPushProducer(self.transport).pauseProducing()
         self._answer.addCallbacks(self._decided, self._failed)
 
     def _failed(self, failure: Failure) -> None:
+        if failure.check(CancelledError):
+            return  # lost before the answer: counted out by the cancel
         _log.failure("No admission answer for {address}", failure, address=self._address)
-        self._decided("Server unavailable, try again later", counted=False)
+        self._decided("Server unavailable, try again later")
 
-    def _decided(self, why: str | None, counted: bool = True) -> None:
-        if self._lost is not None:
-            if why is None and counted:
-                self._release(self._address)
-            return
+    def _decided(self, why: str | None) -> None:
         assert self.transport is not None
         inner = self._inner = self._build(self._address, why)
         inner.makeConnection(self.transport)
         if self._lost is not None:
             return
-        if IPushProducer.providedBy(self.transport):
+        if self._paused:
             # Before the early bytes: if they fill its queue, ``inner`` pauses us again.
             IPushProducer(self.transport).resumeProducing()
         early, self._early = b"".join(self._early), []
@@ -134,16 +131,18 @@ class AwaitingAdmission(Protocol):
             self._inner.dataReceived(data)
             return
         self._early_size += len(data)
-        if self._early_size > MAX_EARLY_BYTES:
-            assert self.transport is not None
-            self.transport.abortConnection()  # type: ignore[attr-defined]
-            return
         self._early.append(data)
+        full = self._early_size > MAX_EARLY_BYTES
+        if full and not self._paused and IPushProducer.providedBy(self.transport):
+            self._paused = True
+            IPushProducer(self.transport).pauseProducing()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = reason
         if self._inner is not None:
             self._inner.connectionLost(reason)
+        else:
+            self._answer.cancel()
 
 
 class Refused(Protocol):

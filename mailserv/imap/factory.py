@@ -80,7 +80,7 @@ class IMAPServerFactory(ServerFactory):
         decided, refusal = decided_now(answer)
         if decided:
             return self._decided(address, refusal)
-        return AwaitingAdmission(address, answer, self._decided, self.connections.release)
+        return AwaitingAdmission(address, answer, self._decided)
 
     def _decided(self, address: str, refusal: str | None) -> Protocol:
         """The protocol of a connection from ``address`` once counted (or refused)."""

@@ -8,8 +8,11 @@ its file descriptor ``wire.CHANNEL_FD``):
 
 - ``Admit``: a connection was accepted; the master counts it or says why not, and sends the
   failed-login record of the address's network along (the greeting waits for this answer:
-  one round trip).  ``Release``: it closed.  A child's counts go with its channel: a child
-  that dies frees what it held.
+  one round trip).  ``Release``: it closed, whether before or after the answer reached the
+  child.  Each connection has a ticket, so a release names exactly what an admit counted: a
+  connection closed while the master is slow is counted out in the order its channel said
+  so, whatever the other channels say meanwhile.  A child's counts go with its channel: a
+  child that dies frees what it held.
 - ``LoginFailed`` / ``LoginSucceeded``: a child tells the master, which tells every other
   child.  Each child keeps a copy of the record (``SharedLoginThrottle``), so the engine
   reads it without waiting, and a failure in one worker delays and blocks that network's
@@ -18,6 +21,7 @@ its file descriptor ``wire.CHANNEL_FD``):
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 from collections import Counter
@@ -39,7 +43,7 @@ _log = Logger()
 
 
 class Admit(amp.Command):
-    arguments = [(b"address", amp.Unicode())]
+    arguments = [(b"address", amp.Unicode()), (b"ticket", amp.Integer())]
     response = [
         (b"refusal", amp.Unicode(optional=True)),
         (b"failures", amp.ListOf(amp.Float())),
@@ -47,7 +51,7 @@ class Admit(amp.Command):
 
 
 class Release(amp.Command):
-    arguments = [(b"address", amp.Unicode())]
+    arguments = [(b"ticket", amp.Integer())]
     requiresAnswer = False
 
 
@@ -70,7 +74,8 @@ class SharedLimits:
     def __init__(self, settings: ServerSettings, clock: IReactorTime) -> None:
         self.connections = ConnectionCounter(settings)
         self.throttle = LoginThrottle(clock)
-        self._held: dict[WorkerChannel, Counter[str]] = {}
+        self._held: dict[WorkerChannel, dict[int, str]] = {}
+        """Per channel, the address of each ticket counted."""
 
     def connect(self, reactor: Any) -> socket.socket:
         """A new child's channel: the end to hand the child (ours is served here)."""
@@ -80,33 +85,29 @@ class SharedLimits:
         return theirs
 
     def joined(self, channel: WorkerChannel) -> None:
-        self._held[channel] = Counter()
+        self._held[channel] = {}
 
     def left(self, channel: WorkerChannel) -> None:
         """The child is gone: what it held is free."""
-        held = self._held.pop(channel, Counter())
-        for address, count in held.items():
+        held = self._held.pop(channel, {})
+        for address, count in Counter(held.values()).items():
             self.connections.release(address, count)
         if held:
-            _log.info("Released {count} connections of a worker gone", count=held.total())
+            _log.info("Released {count} connections of a worker gone", count=len(held))
 
-    def admit(self, channel: WorkerChannel, address: str) -> str | None:
+    def admit(self, channel: WorkerChannel, address: str, ticket: int) -> str | None:
         held = self._held.get(channel)
         if held is None:
             return "Server shutting down"
         refusal = self.connections.take(address)
         if refusal is None:
-            held[address] += 1
+            held[ticket] = address
         return refusal
 
-    def release(self, channel: WorkerChannel, address: str) -> None:
-        held = self._held.get(channel)
-        if held is None or held[address] <= 0:
-            return  # not counted (or counted by a channel gone)
-        held[address] -= 1
-        if not held[address]:
-            del held[address]
-        self.connections.release(address)
+    def release(self, channel: WorkerChannel, ticket: int) -> None:
+        address = self._held.get(channel, {}).pop(ticket, None)
+        if address is not None:  # else not counted (refused, or counted by a channel gone)
+            self.connections.release(address)
 
     def failed(self, channel: WorkerChannel, address: str, at: float) -> None:
         self.throttle.record_failure(address, at)
@@ -138,13 +139,13 @@ class WorkerChannel(amp.AMP):
         self._limits.left(self)
 
     @Admit.responder
-    def admit(self, address: str) -> dict[str, object]:
-        refusal = self._limits.admit(self, address)
+    def admit(self, address: str, ticket: int) -> dict[str, object]:
+        refusal = self._limits.admit(self, address, ticket)
         return {"refusal": refusal, "failures": self._limits.throttle.history(address)}
 
     @Release.responder
-    def release(self, address: str) -> dict[str, object]:
-        self._limits.release(self, address)
+    def release(self, ticket: int) -> dict[str, object]:
+        self._limits.release(self, ticket)
         return {}
 
     @LoginFailed.responder
@@ -186,22 +187,53 @@ class MasterLink(amp.AMP):
 
 @implementer(IConnectionLimits)
 class SharedConnectionLimits:
-    """A child's connection counts: the master's answer (one round trip per connection)."""
+    """A child's connection counts: the master's answer (one round trip per connection).
+
+    Cancelling an answer not yet given (the connection closed meanwhile) releases its ticket
+    at once, on the same channel as the admit, so the master counts it out in order.
+    """
 
     def __init__(self, link: MasterLink) -> None:
         self._link = link
+        self._tickets = itertools.count(1)
+        self._admitted: dict[str, list[int]] = {}
+        """Per address, the tickets of its connections admitted and open."""
 
     def admit(self, address: str) -> Deferred[str | None]:
-        asked: Deferred[dict[str, Any]] = self._link.callRemote(Admit, address=address)
-        return asked.addCallback(self._answered, address)
+        ticket = next(self._tickets)
 
-    def _answered(self, answer: dict[str, Any], address: str) -> str | None:
-        self._link.mirror.merge(address, answer["failures"])
-        refusal: str | None = answer["refusal"]
-        return refusal
+        def withdraw(answer: Deferred[str | None]) -> None:
+            self._link.callRemote(Release, ticket=ticket)
+
+        answer: Deferred[str | None] = Deferred(withdraw)
+        asked: Deferred[dict[str, Any]] = self._link.callRemote(
+            Admit, address=address, ticket=ticket
+        )
+
+        def answered(reply: dict[str, Any]) -> None:
+            if answer.called:
+                return  # cancelled: released already
+            self._link.mirror.merge(address, reply["failures"])
+            refusal: str | None = reply["refusal"]
+            if refusal is None:
+                self._admitted.setdefault(address, []).append(ticket)
+            answer.callback(refusal)
+
+        def failed(failure: Failure) -> None:
+            if not answer.called:
+                answer.errback(failure)
+
+        asked.addCallbacks(answered, failed)
+        return answer
 
     def release(self, address: str) -> None:
-        self._link.callRemote(Release, address=address)
+        tickets = self._admitted.get(address)
+        if not tickets:
+            return
+        ticket = tickets.pop()
+        if not tickets:
+            del self._admitted[address]
+        self._link.callRemote(Release, ticket=ticket)
 
 
 @implementer(ILoginThrottle)
