@@ -25,7 +25,7 @@ from zope.interface.verify import verifyObject
 
 from bench.harness import BackendSpec, RawClient, ServerProcess, quote
 from mailserv.auth.throttle import ILoginThrottle, LoginThrottle
-from mailserv.imap.admission import ConnectionCounter, IConnectionLimits
+from mailserv.imap.admission import MAX_EARLY_BYTES, ConnectionCounter, IConnectionLimits
 from mailserv.imap.settings import ServerSettings
 from mailserv.workers.limits import (
     MasterLink,
@@ -226,3 +226,21 @@ def test_a_release_names_the_connection_an_admit_counted() -> None:
     assert limits.admit(two, "192.0.2.1", 3) is not None  # type: ignore[arg-type]
     limits.left(two)  # type: ignore[arg-type]
     assert limits.connections.total == 1
+
+
+def test_a_client_that_talks_before_the_greeting_waits(server: ServerProcess) -> None:
+    """More than MAX_EARLY_BYTES sent before the admission answer: the worker stops reading
+    (the client waits, by TCP's backpressure) and serves every command once admitted."""
+    count = 2 * MAX_EARLY_BYTES // len(b"n0000 NOOP\r\n")
+    master = server.proc
+    assert master is not None
+    master.send_signal(signal.SIGSTOP)
+    try:
+        client = RawClient.connect(server.imap_port, timeout=30, read_greeting=False)
+        client.send(b"".join(b"n%04d NOOP\r\n" % i for i in range(count)))
+        time.sleep(1.0)
+    finally:
+        master.send_signal(signal.SIGCONT)
+    assert client.read_line().startswith(b"* OK")
+    for i in range(count):
+        assert client.read_line() == b"n%04d OK NOOP completed\r\n" % i
