@@ -404,7 +404,7 @@ def test_configuration_refuses_what_cannot_work(tmp_path: Path) -> None:
         _options("--oauth-client-secret", "s")()
     config = tmp_path / "c.toml"
     config.write_text('[oauth]\ntimeout = "soon"\n')
-    with pytest.raises(usage.UsageError, match="oauth.timeout"):
+    with pytest.raises(usage.UsageError, match=r"oauth\.timeout"):
         _options("--config", str(config))()
     config.write_text('[oauth]\nclient-secret = "s"\nclient-id = "i"\n')
     parsed = _options(
