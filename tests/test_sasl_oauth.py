@@ -33,6 +33,7 @@ from twisted.python import usage
 from bench.harness import HOST, RawClient, Response, ServerProcess
 from mailserv.tap import Options
 from mailserv.tls import generate_self_signed
+from mailserv.workers.wire import decode_config, encode_config
 
 pytestmark = pytest.mark.one_backend
 
@@ -416,3 +417,6 @@ def test_configuration_refuses_what_cannot_work(tmp_path: Path) -> None:
         "email",
     )().config.oauth
     assert (parsed.client_secret, parsed.user_claim) == ("s", "email")
+    whole = _options("--config", str(config), "--oauth-introspect", "https://p.example/i")()
+    # A worker of --workers N gets the same settings from its master.
+    assert decode_config(encode_config(whole.config)).oauth == whole.config.oauth
