@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from zope.interface import implementer
 
@@ -109,20 +110,10 @@ def oauthbearer_error(config: OAuthConfig) -> bytes:
 
 @implementer(ISASLExchange)
 class BearerExchange:
-    """One sign-in with a bearer token; ``parse`` reads the client's message into
-    (user the client names or "", token); ``error`` is the JSON sent when the token fails."""
+    """One sign-in through ``mechanism``."""
 
-    def __init__(
-        self,
-        name: str,
-        parse: Callable[[bytes], tuple[str, str]],
-        validator: ITokenValidator,
-        error: bytes,
-    ) -> None:
-        self._name = name
-        self._parse = parse
-        self._validator = validator
-        self._error = error
+    def __init__(self, mechanism: BearerMechanism) -> None:
+        self._mechanism = mechanism
         self._refused = False
 
     async def step(self, response: bytes | None) -> Challenge | Credentials:
@@ -130,41 +121,49 @@ class BearerExchange:
             raise SASLFailed("Invalid or expired token")
         if response is None:
             return Challenge(b"")
-        named, token = self._parse(response)
+        mechanism = self._mechanism
+        named, token = mechanism.parse(response)
         try:
-            info = await self._validator.validate(token)
+            info = await mechanism.validator.validate(token)
         except InvalidToken:
             self._refused = True
-            return Challenge(self._error)
+            return Challenge(mechanism.error)
         except TokenServiceUnavailable as exc:
             raise SASLFailed("Cannot check the token now; try later", "UNAVAILABLE") from exc
         if named and named != info.user:
             raise SASLFailed(
-                f"The token's user is not the one the {self._name} message names",
+                f"The token's user is not the one the {mechanism.name} message names",
                 "AUTHORIZATIONFAILED",
             )
         return Credentials(OAuthIdentity(info))
 
 
 @implementer(ISASLMechanism)
-class OAuthBearer:
-    """OAUTHBEARER, offered where a password could be (TLS, loopback, or allowed)."""
+@dataclass(frozen=True)
+class BearerMechanism:
+    """A bearer-token mechanism, offered where a password could be (TLS, loopback, or
+    allowed by configuration): the token is no less a secret.  ``parse`` reads the client's
+    message into (user the client names or "", token); ``error`` is the challenge sent when
+    the token is refused."""
 
-    name = "OAUTHBEARER"
-
-    def __init__(self, validator: ITokenValidator, config: OAuthConfig) -> None:
-        self._validator = validator
-        self._error = oauthbearer_error(config)
+    name: str
+    parse: Callable[[bytes], tuple[str, str]]
+    validator: ITokenValidator
+    error: bytes
 
     def available(self, context: SASLContext) -> bool:
         return context.plaintext_allowed
 
     def start(self, context: SASLContext) -> ISASLExchange:
-        return BearerExchange(self.name, parse_oauthbearer, self._validator, self._error)
+        return BearerExchange(self)
+
+
+def oauthbearer(validator: ITokenValidator, config: OAuthConfig) -> BearerMechanism:
+    return BearerMechanism("OAUTHBEARER", parse_oauthbearer, validator, oauthbearer_error(config))
 
 
 def oauth_mechanisms(validator: ITokenValidator, config: OAuthConfig) -> list[ISASLMechanism]:
     """OAUTHBEARER and XOAUTH2 over ``validator``."""
-    from mailserv.auth.sasl.xoauth2 import XOAuth2
+    from mailserv.auth.sasl.xoauth2 import xoauth2
 
-    return [OAuthBearer(validator, config), XOAuth2(validator, config)]
+    return [oauthbearer(validator, config), xoauth2(validator, config)]

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 
-from zope.interface import implementer
-
-from mailserv.auth.sasl import ISASLExchange, ISASLMechanism, SASLContext, SASLError, utf8
-from mailserv.auth.sasl.oauthbearer import BearerExchange, bearer_token, parse_pairs
+from mailserv.auth.sasl import SASLError, utf8
+from mailserv.auth.sasl.oauthbearer import BearerMechanism, bearer_token, parse_pairs
 from mailserv.auth.tokens import ITokenValidator
 from mailserv.config import OAuthConfig
 
@@ -34,16 +32,5 @@ def xoauth2_error(config: OAuthConfig) -> bytes:
     return json.dumps(body).encode("ascii")
 
 
-@implementer(ISASLMechanism)
-class XOAuth2:
-    name = "XOAUTH2"
-
-    def __init__(self, validator: ITokenValidator, config: OAuthConfig) -> None:
-        self._validator = validator
-        self._error = xoauth2_error(config)
-
-    def available(self, context: SASLContext) -> bool:
-        return context.plaintext_allowed
-
-    def start(self, context: SASLContext) -> ISASLExchange:
-        return BearerExchange(self.name, parse_xoauth2, self._validator, self._error)
+def xoauth2(validator: ITokenValidator, config: OAuthConfig) -> BearerMechanism:
+    return BearerMechanism("XOAUTH2", parse_xoauth2, validator, xoauth2_error(config))
