@@ -292,8 +292,8 @@ def _build_server(
 def _oauth(config: Config, portal: Portal, reactor: IReactorTime) -> Mechanisms | None:
     """With ``[oauth]``: OAUTHBEARER and XOAUTH2 beside the discovered mechanisms, and a
     checker letting a validated token's user in if the password checker's store knows them.
-    A backend that checks passwords elsewhere (proxy: the upstream needs the password) has
-    no such store, so it gets no OAuth."""
+    A backend that checks passwords elsewhere (the proxy, whose upstream needs the user's
+    password unless it has a master user) has no such store, so it gets no OAuth."""
     if not config.oauth.enabled:
         return None
     password_checker = portal.checkers.get(IUsernamePassword)
