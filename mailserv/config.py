@@ -5,7 +5,8 @@ A TOML file uses the long option names as keys (``data-dir``, ``imap = [...]``,
 so one vocabulary serves both.  Lists replace what a lower layer said; the tables merge
 key by key.  Quotas (RFC 9208): ``quota-storage`` (KiB) and ``quota-messages`` for everyone,
 or a ``[quota]`` table of ``storage``, ``messages`` and ``[quota.users]`` (per user name, a
-table of ``storage``/``messages`` overriding the default's; 0 is no limit).  Relative paths
+table of ``storage``/``messages`` overriding the default's; 0 is no limit).  ``[oauth]``
+holds the bearer-token settings (:class:`OAuthConfig`, keys with dashes).  Relative paths
 in a file are taken from the file's directory.
 """
 
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_IMAPS",
     "Config",
     "ConfigError",
+    "OAuthConfig",
     "load_config",
     "parse_assignment",
     "parse_limit",
@@ -54,6 +56,41 @@ _LIMIT_TYPES: Mapping[str, type] = {
 }
 """The scalar ServerSettings fields, which ``--limit`` and ``[limits]`` set."""
 _KIND_NAMES: Mapping[type, str] = {int: "a whole number", float: "a number"}
+
+
+@dataclass(frozen=True)
+class OAuthConfig:
+    """``[oauth]``: how OAUTHBEARER and XOAUTH2 check bearer tokens (``mailserv.auth.tokens``).
+
+    ``introspect`` (RFC 7662, with ``client_id``/``client_secret``) and ``jwks`` (local JWT
+    checks against ``issuer`` and ``audience``) may both be set: a token shaped like a JWT is
+    then checked locally, any other is introspected.  Neither: no OAuth mechanism is offered.
+    """
+
+    introspect: str | None = None
+    jwks: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    user_claim: str = "sub"
+    client_id: str | None = None
+    client_secret: str | None = None
+    """From the configuration file only, never the command line."""
+    ca_file: str | None = None
+    """PEM certificates trusted for the endpoints instead of the system's."""
+    timeout: float = 5.0
+    cache_ttl: float = 60.0
+    cache_size: int = 10_000
+    leeway: int = 30
+    jwks_max_age: float = 3600.0
+    jwks_refetch_interval: float = 60.0
+    scope: str | None = None
+    """Told to a client whose token failed (RFC 7628 error ``scope``)."""
+    openid_configuration: str | None = None
+    """Told likewise (``openid-configuration``): where the client finds the provider."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.introspect or self.jwks)
 
 
 class ConfigError(UsageError, ValueError):
@@ -81,6 +118,7 @@ class Config:
     workers: int | None = None
     """Processes serving the listeners (``--workers``); above 1 a master runs the children.
     None: one per core when the backend can share its store between processes, else 1."""
+    oauth: OAuthConfig = field(default_factory=OAuthConfig)
 
     def __post_init__(self) -> None:
         # Built directly (embedders, tests), the fields may arrive as lists and dicts.
@@ -171,6 +209,7 @@ class _Layer:
     limits: dict[str, LimitValue]
     quota: dict[str, int] = field(default_factory=dict)
     quota_users: dict[str, dict[str, int]] = field(default_factory=dict)
+    oauth: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: Mapping[str, object], source: str, path: str | None) -> _Layer:
@@ -303,6 +342,51 @@ def _quota_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
         layer.quota_users[str(user)] = _quota_limits(f"{key}.users.{user}", limits, ctx)
 
 
+_OAUTH_TEXT = ("issuer", "audience", "user-claim", "client-id", "client-secret", "scope")
+_OAUTH_URLS = ("introspect", "jwks", "openid-configuration")
+_OAUTH_NUMBERS = ("timeout", "cache-ttl", "leeway", "jwks-max-age", "jwks-refetch-interval")
+
+
+def _oauth_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    if not isinstance(value, Mapping):
+        raise ctx.fail(key, "a table of OAuth settings", value)
+    for name, item in value.items():
+        where = f"{key}.{name}"
+        if name in _OAUTH_URLS:
+            if not isinstance(item, str) or not item.startswith("https://"):
+                raise ctx.fail(where, "an https:// URL", item)
+        elif name in _OAUTH_TEXT:
+            if not isinstance(item, str) or not item:
+                raise ctx.fail(where, "a non-empty string", item)
+        elif name == "ca-file":
+            item = ctx.path(where, item)
+        elif name in _OAUTH_NUMBERS or name == "cache-size":
+            whole = name in ("cache-size", "leeway")
+            if isinstance(item, str):
+                item = _parse_scalar(item, int if whole else float, where)
+            if isinstance(item, bool) or not isinstance(item, int if whole else int | float):
+                raise ctx.fail(where, "a number >= 0", item)
+            if not math.isfinite(item) or item < 0:
+                raise ctx.fail(where, "a number >= 0", item)
+        else:
+            known = ", ".join(sorted(_OAUTH_TEXT + _OAUTH_URLS + _OAUTH_NUMBERS + ("ca-file",)))
+            raise ConfigError(f"{ctx.source}: unknown key {where} (known: {known}, cache-size)")
+        layer.oauth[str(name).replace("-", "_")] = item
+
+
+def _oauth_config(given: dict[str, object]) -> OAuthConfig:
+    oauth = OAuthConfig(**given)  # type: ignore[arg-type]
+    if oauth.jwks and not (oauth.issuer and oauth.audience):
+        raise ConfigError("oauth: jwks needs issuer and audience (the tokens meant for us)")
+    if oauth.introspect and not (oauth.client_id and oauth.client_secret):
+        raise ConfigError(
+            "oauth: introspect needs client-id and client-secret (in the configuration file)"
+        )
+    if oauth.timeout <= 0:
+        raise ConfigError("oauth: timeout must be above 0 seconds")
+    return oauth
+
+
 _KEYS: Mapping[str, Callable[[_Layer, str, object, _Context], None]] = {
     "data-dir": _path_key,
     "passwd-file": _path_key,
@@ -320,6 +404,7 @@ _KEYS: Mapping[str, Callable[[_Layer, str, object, _Context], None]] = {
     "quota-storage": _quota_option_key,
     "quota-messages": _quota_option_key,
     "quota": _quota_key,
+    "oauth": _oauth_key,
 }
 
 
@@ -329,7 +414,9 @@ def _merge(layers: list[_Layer]) -> Config:
     limits: dict[str, LimitValue] = {}
     quota: dict[str, int] = {}
     quota_users: dict[str, dict[str, int]] = {}
+    oauth: dict[str, object] = {}
     for layer in layers:
+        oauth.update(layer.oauth)
         fields.update(layer.fields)
         backend_options.update(layer.backend_options)
         limits.update(layer.limits)
@@ -347,5 +434,6 @@ def _merge(layers: list[_Layer]) -> Config:
     return Config(
         backend_options=backend_options,
         settings=settings,
+        oauth=_oauth_config(oauth),
         **fields,  # type: ignore[arg-type]
     )

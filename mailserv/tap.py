@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
@@ -35,7 +37,10 @@ from zope.interface import implementer
 
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.portal import build_portal
+from mailserv.auth.sasl import Mechanisms
+from mailserv.auth.sasl.oauthbearer import oauth_mechanisms
 from mailserv.auth.throttle import ILoginThrottle
+from mailserv.auth.tokens import OAuthUserChecker, build_validator
 from mailserv.auth.users import UserStoreChecker
 from mailserv.backends import UnknownBackend, available_backends, find_backend
 from mailserv.config import (
@@ -138,6 +143,12 @@ class Options(usage.Options):
             None,
             "Message-count quota of every user (RFC 9208 MESSAGE) [default: 0, no limit].",
         ],
+        # OAUTHBEARER/XOAUTH2 ([oauth] in the file; client-id/client-secret only there).
+        ["oauth-introspect", None, None, "RFC 7662 token introspection https:// URL."],
+        ["oauth-jwks", None, None, "JWKS https:// URL to check JWT access tokens locally."],
+        ["oauth-issuer", None, None, "The tokens' required issuer (iss)."],
+        ["oauth-audience", None, None, "The tokens' required audience (aud)."],
+        ["oauth-user-claim", None, None, "Claim naming the user [default: sub]."],
     ]
 
     config: Config
@@ -178,6 +189,13 @@ class Options(usage.Options):
         for name in named + ("quota-storage", "quota-messages"):
             if self[name] is not None:
                 layer[name] = self[name]
+        oauth = {
+            name: self[f"oauth-{name}"]
+            for name in ("introspect", "jwks", "issuer", "audience", "user-claim")
+            if self[f"oauth-{name}"] is not None
+        }
+        if oauth:
+            layer["oauth"] = oauth
         for name in ("no-imap", "no-imaps", "allow-plaintext-auth"):
             if self[name]:
                 layer[name] = True
@@ -258,10 +276,46 @@ def _build_server(
     _offer_homes(backend, passwd)
     _log.info("Backend {name}", name=config.backend)
     portal = build_portal(backend, UserStoreChecker(passwd))
+    mechanisms = _oauth(config, portal, reactor)
     factory = IMAPServerFactory(
-        portal, config.settings, tls=tls.options, throttle=throttle, clock=reactor, limits=limits
+        portal,
+        config.settings,
+        tls=tls.options,
+        throttle=throttle,
+        clock=reactor,
+        mechanisms=mechanisms,
+        limits=limits,
     )
     return ServerParts(factory, backend, tls)
+
+
+def _oauth(config: Config, portal: Portal, reactor: IReactorTime) -> Mechanisms | None:
+    """With ``[oauth]``: OAUTHBEARER and XOAUTH2 beside the discovered mechanisms, and a
+    checker letting a validated token's user in if the password checker's store knows them.
+    A backend that checks passwords elsewhere (the proxy, whose upstream needs the user's
+    password unless it has a master user) has no such store, so it gets no OAuth."""
+    if not config.oauth.enabled:
+        return None
+    password_checker = portal.checkers.get(IUsernamePassword)
+    if not isinstance(password_checker, UserStoreChecker):
+        _log.warn(
+            "OAuth is configured but not offered: the {backend} backend checks passwords "
+            "itself, so there is no user store to find a token's user in",
+            backend=config.backend,
+        )
+        return None
+    try:
+        validator = build_validator(config.oauth, reactor)
+    except ValueError as e:
+        raise usage.UsageError(f"oauth: {e}") from None
+    assert validator is not None
+    portal.registerChecker(OAuthUserChecker(password_checker.store, reactor))
+    _log.info(
+        "OAUTHBEARER and XOAUTH2 offered; tokens checked by {introspect} {jwks}",
+        introspect=config.oauth.introspect or "",
+        jwks=config.oauth.jwks or "",
+    )
+    return Mechanisms.discover(oauth_mechanisms(validator, config.oauth))
 
 
 def _offer_homes(backend: IBackend, passwd: PasswdFile) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from mailserv.config import Config
+from mailserv.config import Config, OAuthConfig
 from mailserv.imap.settings import ServerSettings
 from mailserv.quota import QuotaPolicy
 
@@ -28,6 +28,7 @@ def encode_config(config: Config) -> str:
     raw = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     raw["backend_options"] = dict(config.backend_options)
     raw["settings"] = dataclasses.asdict(config.settings)
+    raw["oauth"] = dataclasses.asdict(config.oauth)
     return json.dumps(raw)
 
 
@@ -36,6 +37,7 @@ def decode_config(text: str) -> Config:
     settings = raw["settings"]
     settings["quota"] = QuotaPolicy.from_plain(settings["quota"])
     raw["settings"] = ServerSettings(**settings)
+    raw["oauth"] = OAuthConfig(**raw["oauth"])
     return Config(**raw)
 
 

@@ -98,11 +98,12 @@ class Mechanisms:
             self._by_name.setdefault(str(mechanism.name).upper(), mechanism)
 
     @classmethod
-    def discover(cls) -> Mechanisms:
-        """Every ISASLMechanism in the ``mailserv.plugins`` package (built-in PLAIN first)."""
+    def discover(cls, extra: Iterable[ISASLMechanism] = ()) -> Mechanisms:
+        """Every ISASLMechanism in the ``mailserv.plugins`` package (built-in PLAIN first),
+        and ``extra`` ones the server built itself (OAUTHBEARER with its token validator)."""
         from mailserv.discovery import plugins
 
-        found: list[ISASLMechanism] = plugins(ISASLMechanism)
+        found: list[ISASLMechanism] = plugins(ISASLMechanism) + list(extra)
         found.sort(key=lambda m: (_BUILTIN_ORDER.get(str(m.name).upper(), 99), str(m.name)))
         return cls(found)
 
