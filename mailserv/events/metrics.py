@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
@@ -34,7 +35,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -153,13 +155,8 @@ class PrometheusMetrics:
         r = self.registry
         self._connections = _Connections()
         r.register(self._connections)
-        self._commands = Histogram(
-            "mailserv_command_duration_seconds",
-            "IMAP commands by name and tagged result, and how long they took",
-            ["command", "result"], buckets=COMMAND_BUCKETS, registry=r,
-        )  # fmt: skip
-        self._command_children: dict[tuple[str, bool, bytes], Any] = {}
-        """(name, uid, status) -> the histogram's labelled child: one lookup per command."""
+        self._commands = _CommandTimes()
+        r.register(self._commands)
         self._logins = Counter(
             "mailserv_logins", "Login attempts by SASL mechanism (LOGIN-COMMAND: the LOGIN "
             "command) and result", ["mechanism", "result"], registry=r,
@@ -187,13 +184,13 @@ class PrometheusMetrics:
         )
 
     def command(self, name: str, uid: bool, status: bytes, seconds: float) -> None:
+        rows = self._commands.rows
         key = (name, uid, status)
-        child = self._command_children.get(key)
-        if child is None:
-            label = f"UID {name}" if uid else name
-            child = self._commands.labels(label, status.decode("ascii", "replace"))
-            self._command_children[key] = child
-        child.observe(seconds)
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = [0.0] * (len(COMMAND_BUCKETS) + 2)
+        row[bisect_left(COMMAND_BUCKETS, seconds)] += 1
+        row[-1] += seconds
 
     def login(self, mechanism: str, result: str) -> None:
         self._logins.labels(mechanism, result).inc()
@@ -218,6 +215,40 @@ class PrometheusMetrics:
 
     def watch_connections(self, source: ConnectionSource) -> None:
         self._connections.sources.append(source)
+
+
+class _CommandTimes:
+    """``mailserv_command_duration_seconds{command,result}``: a histogram kept as plain
+    lists, written and read on the reactor thread only, so counting a command takes no lock
+    (prometheus-client's Histogram takes one per bucket and sum: several times the cost)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, bool, bytes], list[float]] = {}
+        """(name, uid, status) -> the count of each bucket (not cumulative), of +Inf, and
+        the sum of the durations last."""
+
+    def describe(self) -> list[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        bounds = [floatToGoString(b) for b in COMMAND_BUCKETS] + ["+Inf"]
+        for (name, uid, status), row in list(self.rows.items()):
+            buckets, seen = [], 0.0
+            for bound, count in zip(bounds, row, strict=False):
+                seen += count
+                buckets.append((bound, seen))
+            label = f"UID {name}" if uid else name
+            family.add_metric([label, status.decode("ascii", "replace")], buckets, row[-1])
+        yield family
+
+    @staticmethod
+    def _family() -> HistogramMetricFamily:
+        return HistogramMetricFamily(
+            "mailserv_command_duration_seconds",
+            "IMAP commands by name and tagged result, and how long they took",
+            labels=["command", "result"],
+        )  # fmt: skip
 
 
 class _Connections:
