@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -13,9 +14,12 @@ import pytest
 from imapserver import new_user  # type: ignore[import-not-found]  # tests/, on sys.path
 from prometheus_client.parser import text_string_to_metric_families
 from test_service_workers import SPECS, wait_for  # type: ignore[import-not-found]
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 
 from bench.harness import BackendSpec, RawClient, ServerProcess, free_port, quote
 from mailserv.config import ConfigError, load_config
+from mailserv.events.metrics import PrometheusMetrics, SnapshotPages, WorkerMetrics
 
 USER = new_user()
 
@@ -91,6 +95,7 @@ def test_commands_logins_and_connections_are_counted(single: Metered) -> None:
     user = USER
     before = single.scrape()
     selected = signed_in(single, user.name, user.password)
+    assert not selected.command("SELECT Nowhere").ok
     assert selected.command("SELECT INBOX").ok
     idle = signed_in(single, user.name, user.password)
     idle.send("i IDLE\r\n")
@@ -111,6 +116,8 @@ def test_commands_logins_and_connections_are_counted(single: Metered) -> None:
     assert grew(latency, command="LOGIN", result="OK") == 2
     assert grew(latency, command="LOGIN", result="NO") == 1
     assert grew(latency, command="SELECT", result="OK") == 1
+    assert grew(latency, command="SELECT", result="NO") == 1
+    assert grew("mailserv_backend_errors_total", kind="MailboxNotFound") == 1
     assert total(after, latency, command="FOO") == 0
     gauge = "mailserv_connections"
     assert total(after, gauge, listener="imap", state="selected") == 1
@@ -176,6 +183,26 @@ def test_workers_metrics_are_served_by_the_master(tmp_path: Path) -> None:
         assert {e["worker"] for e in logins} <= {1, 2}
     finally:
         server.stop()
+
+
+def test_a_snapshot_larger_than_an_amp_value_comes_in_pages() -> None:
+    """The master's side of a scrape against a child's pages, in one process: a registry
+    whose snapshot needs several pages (random label values do not compress)."""
+    child = PrometheusMetrics()
+    for _ in range(3000):
+        child.delivery(os.urandom(16).hex())
+    pages = SnapshotPages(child.registry)
+    assert pages.page(0)[1] > 1
+
+    async def page(number: int) -> tuple[bytes, int]:
+        return pages.page(number)
+
+    master = WorkerMetrics(lambda: [("7", page)], Clock())
+    Deferred.fromCoroutine(master.refresh())
+    deliveries = [
+        s for f in master.collect() for s in f.samples if s.name == "mailserv_deliveries_total"
+    ]
+    assert len(deliveries) == 3000 and {s.labels["worker"] for s in deliveries} == {"7"}
 
 
 def test_metrics_and_log_format_options_are_checked() -> None:
