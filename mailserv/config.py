@@ -119,6 +119,10 @@ class Config:
     """Processes serving the listeners (``--workers``); above 1 a master runs the children.
     None: one per core when the backend can share its store between processes, else 1."""
     oauth: OAuthConfig = field(default_factory=OAuthConfig)
+    metrics: str | None = None
+    """Endpoint string serving Prometheus metrics (``--metrics``); None: no metrics."""
+    log_format: str = "text"
+    """``text`` (twistd's log) or ``json``: one JSON object per line on standard output."""
 
     def __post_init__(self) -> None:
         # Built directly (embedders, tests), the fields may arrive as lists and dicts.
@@ -294,6 +298,21 @@ def _workers_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
     layer.fields["workers"] = value
 
 
+def _metrics_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    if not isinstance(value, str) or not value:
+        raise ctx.fail(key, "an endpoint string", value)
+    layer.fields["metrics"] = value
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    if value not in LOG_FORMATS:
+        raise ctx.fail(key, " or ".join(LOG_FORMATS), value)
+    layer.fields["log_format"] = value
+
+
 def _limits_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
     if not isinstance(value, Mapping):
         raise ctx.fail(key, "a table of ServerSettings fields", value)
@@ -405,6 +424,8 @@ _KEYS: Mapping[str, Callable[[_Layer, str, object, _Context], None]] = {
     "quota-messages": _quota_option_key,
     "quota": _quota_key,
     "oauth": _oauth_key,
+    "metrics": _metrics_key,
+    "log-format": _log_format_key,
 }
 
 

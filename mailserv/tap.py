@@ -53,6 +53,8 @@ from mailserv.config import (
     parse_limit,
 )
 from mailserv.errors import BackendOptionError
+from mailserv.events.logs import JSONLogService, json_observer
+from mailserv.events.metrics import IMetrics, PrometheusMetrics, WorkerMetrics, metrics_site
 from mailserv.imap.admission import IConnectionLimits
 from mailserv.imap.factory import IMAPServerFactory
 from mailserv.imap.settings import ServerSettings
@@ -149,6 +151,20 @@ class Options(usage.Options):
         ["oauth-issuer", None, None, "The tokens' required issuer (iss)."],
         ["oauth-audience", None, None, "The tokens' required audience (aud)."],
         ["oauth-user-claim", None, None, "Claim naming the user [default: sub]."],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics over HTTP on ENDPOINT (e.g. tcp:9100:interface=127.0.0.1) "
+            "[default: none].",
+        ],
+        [
+            "log-format",
+            None,
+            None,
+            "text (twistd's log) or json: one JSON object per line on standard output, "
+            "for log shippers (run with twistd -n) [default: text].",
+        ],
     ]
 
     config: Config
@@ -186,7 +202,7 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         layer = dict(self._given)
         named = ("data-dir", "backend", "passwd-file", "tls-cert", "tls-key", "workers")
-        for name in named + ("quota-storage", "quota-messages"):
+        for name in named + ("quota-storage", "quota-messages", "metrics", "log-format"):
             if self[name] is not None:
                 layer[name] = self[name]
         oauth = {
@@ -211,9 +227,13 @@ def makeService(options: Options) -> IService:
     one-line message and exit status 1 instead.
     """
     try:
-        return build_service(options.config)
+        service = build_service(options.config)
     except usage.UsageError as e:
         raise SystemExit(f"twistd imapserv: {e}") from None
+    if options.config.log_format == "json":
+        # Standard output as it is now, before twistd makes it a log of its own.
+        return JSONLogService(service, json_observer(sys.stdout))
+    return service
 
 
 @dataclass(frozen=True)
@@ -230,10 +250,12 @@ def build_server(
     reactor: IReactorTime | None = None,
     limits: IConnectionLimits | None = None,
     throttle: ILoginThrottle | None = None,
+    metrics: IMetrics | None = None,
 ) -> ServerParts:
     """Data dir, TLS material, passwd-file, backend (built with ``reactor``, by default the
     global one), portal and factory; no listening.  ``limits`` and ``throttle``: who counts
-    connections and failed logins (default: the factory, in this process).
+    connections and failed logins (default: the factory, in this process); ``metrics``:
+    what the engine counts into (default: nothing).
 
     Bad configuration raises usage.UsageError with a message for the operator.
     """
@@ -242,7 +264,7 @@ def build_server(
 
         reactor = IReactorTime(running)
     try:
-        return _build_server(config, reactor, limits, throttle)
+        return _build_server(config, reactor, limits, throttle, metrics)
     except (BackendOptionError, TLSError, UnknownBackend) as e:
         raise usage.UsageError(str(e)) from None
     except OSError as e:
@@ -254,6 +276,7 @@ def _build_server(
     reactor: IReactorTime,
     limits: IConnectionLimits | None,
     throttle: ILoginThrottle | None,
+    metrics: IMetrics | None,
 ) -> ServerParts:
     os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
     _log.info("Data directory {path}", path=os.path.abspath(config.data_dir))
@@ -285,6 +308,7 @@ def _build_server(
         clock=reactor,
         mechanisms=mechanisms,
         limits=limits,
+        metrics=metrics,
     )
     return ServerParts(factory, backend, tls)
 
@@ -340,7 +364,8 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
     """
     if reactor is None:
         from twisted.internet import reactor
-    parts = build_server(config, reactor)
+    counted = PrometheusMetrics() if config.metrics is not None else None
+    parts = build_server(config, reactor, metrics=counted)
     top = MultiService()
     gate = AcceptGate()
     workers = _worker_count(config, parts.backend)
@@ -360,10 +385,37 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
         # the start instead of leaving a server that is silently half up.
         listener._raiseSynchronously = True
         listener.setServiceParent(top)
+    pool = None
     if workers > 1:
         # The ports stay held here (the gate never opens); the children accept on them.
-        WorkerPool(config, workers, reactor, lambda: gate.held, _announce).setServiceParent(top)
+        pool = WorkerPool(config, workers, reactor, lambda: gate.held, _announce)
+    if config.metrics is not None and counted is not None:
+        _metrics_listener(config.metrics, reactor, gate, counted, pool).setServiceParent(top)
+    if pool is not None:
+        pool.setServiceParent(top)
     return top
+
+
+def _metrics_listener(
+    description: str,
+    reactor: Any,
+    gate: AcceptGate,
+    counted: PrometheusMetrics,
+    pool: WorkerPool | None,
+) -> Service:
+    """``--metrics``: this process's counts, opened with the IMAP ports once the backend has
+    started; or, the master of ``--workers``, its children's, open at once (the children's
+    backends start on their own time; a scrape meanwhile shows those that answer)."""
+    if pool is None:
+        site = metrics_site(counted)
+    else:
+        gate = AcceptGate()
+        gate.release()
+        site = metrics_site(WorkerMetrics(pool.limits.metrics_sources, reactor))
+    endpoint = _listening_endpoint(reactor, description, "Metrics", None, gate)
+    listener = StreamServerEndpointService(endpoint, site)
+    listener._raiseSynchronously = True
+    return listener
 
 
 def _worker_count(config: Config, backend: IBackend) -> int:

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from mailserv.auth.sasl import Mechanisms
 from mailserv.auth.throttle import ILoginThrottle, LoginThrottle
+from mailserv.events.metrics import IMetrics, NoMetrics
 from mailserv.imap.admission import (
     AwaitingAdmission,
     ConnectionCounter,
@@ -38,7 +39,8 @@ class IMAPServerFactory(ServerFactory):
     mechanisms AUTHENTICATE offers (default: every one found in ``mailserv.plugins``, once);
     ``extensions`` what else the server speaks (default: :data:`extensions.BUILT_IN`).
     ``limits`` and ``throttle`` count connections and failed logins (default: here, in
-    this process; a worker of ``--workers N`` passes the master-backed ones).
+    this process; a worker of ``--workers N`` passes the master-backed ones).  ``metrics``:
+    what the engine counts into (default: nothing).
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class IMAPServerFactory(ServerFactory):
         mechanisms: Mechanisms | None = None,
         extensions: Iterable[Extension] = BUILT_IN,
         limits: IConnectionLimits | None = None,
+        metrics: IMetrics | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -65,6 +68,7 @@ class IMAPServerFactory(ServerFactory):
             mechanisms=mechanisms if mechanisms is not None else Mechanisms.discover(),
             tls=tls,
             registry=Registry.build(extensions),
+            metrics=metrics if metrics is not None else NoMetrics(),
         )
         self.settings = self.services.settings
         self.tls = tls
@@ -73,6 +77,11 @@ class IMAPServerFactory(ServerFactory):
         self.sessions: set[IMAPServerProtocol] = set()
         """The open connections (for ``shutdown``)."""
         self._gone_waiters: list[Deferred[None]] = []
+        self.services.metrics.watch_connections(self._connection_states)
+
+    def _connection_states(self) -> Iterable[tuple[str, str]]:
+        """(listener, state) of each open session, for the connections gauge."""
+        return [(s.listener, s.metrics_state) for s in self.sessions if not s.ended]
 
     def buildProtocol(self, addr: Any) -> Protocol:
         address = str(getattr(addr, "host", addr))

@@ -15,6 +15,7 @@ responses go out in one write when it ends (big FETCH output in 64 KiB writes).
 from __future__ import annotations
 
 import ipaddress
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -103,10 +104,14 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self._pump_call: IDelayedCall | None = None
         self.on_close: Callable[[], None] | None = None
         """Called once when the connection is gone (the factory's count of connections)."""
+        self.listener = "imap"
+        """Where the connection came in: ``imap`` or ``imaps`` (TLS from the first byte)."""
 
     # -- connection ---------------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        if ISSLTransport.providedBy(self.transport):
+            self.listener = "imaps"
         set_no_delay(self.transport)
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self.setTimeout(self.settings.preauth_timeout)
@@ -157,6 +162,13 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         """Whether the session is over: closing after BYE, or the connection lost (the
         state may change while a command awaits)."""
         return self.state is State.LOGOUT
+
+    @property
+    def metrics_state(self) -> str:
+        """The ``state`` label of the connections gauge (idle: in IDLE)."""
+        if self.idling:
+            return "idle"
+        return _STATE_LABELS[self.state]
 
     @property
     def secure(self) -> bool:
@@ -428,34 +440,40 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         if item.uid and not spec.uid:
             self.write(tagged(tag, b"BAD", f"UID {item.name} is not a command"))
             return
-        await self._run_handler(tag, spec, item)
+        started = time.perf_counter()
+        status = await self._run_handler(tag, spec, item)
+        self.services.metrics.command(spec.name, item.uid, status, time.perf_counter() - started)
 
-    async def _run_handler(self, tag: bytes, spec: CommandSpec, command: Command) -> None:
+    async def _run_handler(self, tag: bytes, spec: CommandSpec, command: Command) -> bytes:
+        """Run the command to its tagged reply; the reply's status (for the metrics)."""
         try:
             reply = await spec.handler(self, command) or Reply()
         except CommandFailure as exc:
             await self._flush(spec, command)
             self._finish(tagged(tag, exc.status, exc.text, exc.code))
-            return
+            return exc.status
         except ParseError as exc:
             self._finish(tagged(tag, b"BAD", exc.text))
-            return
+            return b"BAD"
         except errors.BackendError as exc:
+            self.services.metrics.backend_error(type(exc).__name__)
             await self._flush(spec, command)
             text = backend_text(exc)
             self._finish(tagged(tag, b"NO", text, _code(exc.code)))
-            return
+            return b"NO"
         except Exception as exc:
             if isinstance(exc, ConnectionError) and self.ended:
-                return  # the connection went while the command waited for the client
+                return b"BYE"  # the connection went while the command waited for the client
             _log.failure("Command {name} failed for {user}", name=command.name, user=self.username)
+            self.services.metrics.backend_error("internal")
             self._finish(tagged(tag, b"NO", "Internal server error, logged", b"SERVERBUG"))
-            return
+            return b"NO"
         if reply.sent:
-            return
+            return b"OK"
         await self._flush(spec, command)
         text = reply.text or f"{'UID ' if command.uid else ''}{command.name} completed"
         self._finish(tagged(tag, b"OK", text, reply.code))
+        return b"OK"
 
     def _finish(self, line: bytes) -> None:
         if self.state is State.LOGOUT and not self._closing:
@@ -581,6 +599,14 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self.deselect()
         self.selected = view
         self.state = State.SELECTED
+
+
+_STATE_LABELS = {
+    State.NOT_AUTHENTICATED: "not_authenticated",
+    State.AUTHENTICATED: "authenticated",
+    State.SELECTED: "selected",
+    State.LOGOUT: "logout",
+}
 
 
 def _bye_line(text: str) -> bytes:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
+from mailserv.events.metrics import IMetrics, NoMetrics
 from mailserv.imap.notify import MailboxBoard
 from mailserv.quota import QuotaLedger
 
@@ -75,6 +76,8 @@ class Services:
     """The quota reservations of this process's additions in flight."""
     board: MailboxBoard = field(default_factory=MailboxBoard)
     """NOTIFY: the sessions told of mailbox name changes made in this process."""
+    metrics: IMetrics = field(default_factory=NoMetrics)
+    """What the engine counts (commands, logins, errors); NoMetrics when metrics are off."""
 
 
 class Session(Protocol):

@@ -27,6 +27,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from mailserv.auth.throttle import LoginThrottle
+from mailserv.events.logs import json_observer
+from mailserv.events.metrics import PrometheusMetrics, SnapshotPages
 from mailserv.tap import AcceptGate, BackendService, build_server
 from mailserv.workers.limits import MasterLink, SharedConnectionLimits, SharedLoginThrottle
 from mailserv.workers.wire import CHANNEL_FD, Listener, decode_config, decode_listener
@@ -84,16 +86,24 @@ def main(argv: Sequence[str]) -> int:
         return 2
     from twisted.internet import reactor
 
-    # The master stamps and labels each line it reads from us.
-    plain = FileLogObserver(sys.stderr, lambda e: eventAsText(e, includeTimestamp=False) + "\n")
-    globalLogBeginner.beginLoggingTo([plain], redirectStandardIO=False)
     config = decode_config(sys.stdin.buffer.readline().decode("utf-8"))
+    # The master stamps and labels each line it reads from us (JSON: takes the event).
+    if config.log_format == "json":
+        observer = json_observer(sys.stderr)
+    else:
+        observer = FileLogObserver(
+            sys.stderr, lambda e: eventAsText(e, includeTimestamp=False) + "\n"
+        )
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     listeners = [decode_listener(text) for text in argv]
+    # The master asks for our metrics when it is scraped.
+    metrics = PrometheusMetrics() if config.metrics is not None else None
+    pages = SnapshotPages(metrics.registry) if metrics is not None else None
     # Connection counts and the failed-login record are the master's, for all its children.
-    link = MasterLink(LoginThrottle(reactor))
+    link = MasterLink(LoginThrottle(reactor), pages)
     link.adopt(reactor, CHANNEL_FD)
     limits, throttle = SharedConnectionLimits(link), SharedLoginThrottle(link)
-    parts = build_server(config, reactor, limits=limits, throttle=throttle)
+    parts = build_server(config, reactor, limits=limits, throttle=throttle, metrics=metrics)
     gate = AcceptGate()
     top = MultiService()
     service = BackendService(parts.backend, reactor, gate, parts.factory, own_process=True)

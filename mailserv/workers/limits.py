@@ -17,6 +17,8 @@ its file descriptor ``wire.CHANNEL_FD``):
   child.  Each child keeps a copy of the record (``SharedLoginThrottle``), so the engine
   reads it without waiting, and a failure in one worker delays and blocks that network's
   logins in all.
+- ``MetricsPage``: with ``--metrics``, the master asks each child for its metrics when
+  scraped (:class:`mailserv.events.metrics.WorkerMetrics`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailserv.auth.throttle import ILoginThrottle, LoginThrottle
+from mailserv.events.metrics import PageSource, SnapshotPages
 from mailserv.imap.admission import ConnectionCounter, IConnectionLimits
 from mailserv.imap.settings import ServerSettings
 
@@ -65,6 +68,11 @@ class LoginSucceeded(amp.Command):
     requiresAnswer = False
 
 
+class MetricsPage(amp.Command):
+    arguments = [(b"page", amp.Integer())]
+    response = [(b"data", amp.String()), (b"pages", amp.Integer())]
+
+
 # The master's side.
 
 
@@ -77,10 +85,12 @@ class SharedLimits:
         self._held: dict[WorkerChannel, dict[int, str]] = {}
         """Per channel, the address of each ticket counted."""
 
-    def connect(self, reactor: Any) -> socket.socket:
-        """A new child's channel: the end to hand the child (ours is served here)."""
+    def connect(self, reactor: Any, worker: str = "") -> socket.socket:
+        """A new child's channel: the end to hand the child (ours is served here).
+        ``worker`` names the child in its metrics."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        reactor.adoptStreamConnection(ours.fileno(), socket.AF_UNIX, _Serve(WorkerChannel(self)))
+        channel = WorkerChannel(self, worker)
+        reactor.adoptStreamConnection(ours.fileno(), socket.AF_UNIX, _Serve(channel))
         ours.close()  # the reactor holds its own duplicate
         return theirs
 
@@ -117,6 +127,10 @@ class SharedLimits:
         self.throttle.record_success(address)
         self._tell_others(channel, LoginSucceeded, address=address)
 
+    def metrics_sources(self) -> list[tuple[str, PageSource]]:
+        """Each child's name and how to ask it for its metrics."""
+        return [(channel.worker, channel.metrics_page) for channel in self._held]
+
     def _tell_others(self, sender: WorkerChannel, command: type[amp.Command], **args: Any) -> None:
         for channel in self._held:
             if channel is not sender:
@@ -126,9 +140,14 @@ class SharedLimits:
 class WorkerChannel(amp.AMP):
     """The master's end of one child's channel."""
 
-    def __init__(self, limits: SharedLimits) -> None:
+    def __init__(self, limits: SharedLimits, worker: str = "") -> None:
         super().__init__()
         self._limits = limits
+        self.worker = worker
+
+    async def metrics_page(self, page: int) -> tuple[bytes, int]:
+        answer = await self.callRemote(MetricsPage, page=page)
+        return answer["data"], answer["pages"]
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -163,11 +182,18 @@ class WorkerChannel(amp.AMP):
 
 
 class MasterLink(amp.AMP):
-    """A child's end of its channel; keeps the copy of the failed-login record."""
+    """A child's end of its channel; keeps the copy of the failed-login record, and
+    answers the master's scrapes from ``metrics`` (empty without)."""
 
-    def __init__(self, mirror: LoginThrottle) -> None:
+    def __init__(self, mirror: LoginThrottle, metrics: SnapshotPages | None = None) -> None:
         super().__init__()
         self.mirror = mirror
+        self._metrics = metrics
+
+    @MetricsPage.responder
+    def metrics_page(self, page: int) -> dict[str, object]:
+        data, pages = self._metrics.page(page) if self._metrics is not None else (b"", 0)
+        return {"data": data, "pages": pages}
 
     @LoginFailed.responder
     def login_failed(self, address: str, at: float) -> dict[str, object]:

@@ -13,10 +13,11 @@ from twisted.internet import error
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import Logger
+from twisted.logger import Logger, globalLogPublisher
 from twisted.python.failure import Failure
 
 from mailserv.config import Config
+from mailserv.events.logs import event_from_line
 from mailserv.workers.limits import SharedLimits
 from mailserv.workers.wire import (
     CHANNEL_FD,
@@ -52,6 +53,11 @@ class _Child(ProcessProtocol):
     def errReceived(self, data: bytes) -> None:
         *lines, self._pending = (self._pending + data).split(b"\n")
         for line in lines:
+            event = event_from_line(line.decode("utf-8", "replace"))
+            if event is not None:  # --log-format json: the child's event, as its own
+                event.update(worker=self.number, worker_pid=self.pid)
+                globalLogPublisher(event)
+                continue
             _log.info(
                 "worker {number} [{pid}] {line}",
                 number=self.number,
@@ -98,7 +104,7 @@ class WorkerPool(Service):
     def _spawn(self, number: int) -> None:
         if not self.running:
             return
-        channel = self.limits.connect(self._reactor)
+        channel = self.limits.connect(self._reactor, str(number))
         listeners, fds = [], {CHANNEL_FD: channel.fileno()}
         for child_fd, (label, port) in enumerate(self._ports, start=FIRST_LISTENER_FD):
             fds[child_fd] = port.fileno()  # type: ignore[attr-defined]

@@ -26,6 +26,16 @@ _log = Logger()
 _MAX_SASL_LINE = (MAX_RESPONSE + 2) // 3 * 4
 _MAX_SASL_STEPS = 16
 
+LOGIN_COMMAND = "LOGIN-COMMAND"
+"""The ``mechanism`` of a sign-in by the LOGIN command (not AUTHENTICATE LOGIN)."""
+_LOGIN_TEXT = {
+    "ok": "{user} logged in from {address} ({mechanism})",
+    "failed": "Failed login for {user!r} from {address} ({mechanism})",
+    "blocked": "Refused login for {user!r} from {address} ({mechanism}): too many failures",
+    "error": "Login for {user!r} from {address} ({mechanism}) failed in the backend",
+}
+"""The text of the one ``login`` event per attempt, by result; the fields are the same."""
+
 
 async def login(session: Session, command: Command) -> Reply:
     if len(command.args) != 2:
@@ -34,7 +44,8 @@ async def login(session: Session, command: Command) -> Reply:
         raise No("Plaintext authentication is disabled; use STARTTLS", "PRIVACYREQUIRED")
     user = astring(command.args[0]).decode("utf-8", "replace")
     password = astring(command.args[1])
-    return await _authenticate(session, user, UsernamePassword(user.encode("utf-8"), password))
+    credentials = UsernamePassword(user.encode("utf-8"), password)
+    return await _authenticate(session, user, credentials, mechanism=LOGIN_COMMAND)
 
 
 async def authenticate(session: Session, command: Command) -> Reply:
@@ -62,11 +73,11 @@ async def authenticate(session: Session, command: Command) -> Reply:
             if step.final is not None:
                 await _challenge(session, step.final)
             user = _user_of(step.credentials)
-            return await _authenticate(session, user, step.credentials)
+            return await _authenticate(session, user, step.credentials, mechanism=name)
     except SASLError as exc:
         raise Bad(f"{name}: {exc}") from exc
     except SASLFailed as exc:
-        return await _failed(session, "", exc.code, f"{name}: {exc}")
+        return await _failed(session, "", exc.code, f"{name}: {exc}", mechanism=name)
     raise Bad(f"{name}: too many exchange steps")
 
 
@@ -92,21 +103,39 @@ def _b64(data: bytes) -> bytes:
         raise Bad("Invalid base64 in authentication response") from exc
 
 
-async def _authenticate(session: Session, user: str, credentials: ICredentials) -> Reply:
+def _attempt(session: Session, user: str, mechanism: str, result: str) -> None:
+    """One log event and one count per login attempt; never the secret."""
+    session.services.metrics.login(mechanism, result)
+    _log.info(
+        _LOGIN_TEXT[result],
+        event="login",
+        result=result,
+        mechanism=mechanism,
+        user=user[:64],
+        address=session.peer,
+    )
+
+
+async def _authenticate(
+    session: Session, user: str, credentials: ICredentials, *, mechanism: str
+) -> Reply:
     services = session.services
     peer = session.peer
     if services.throttle.blocked(peer):
+        _attempt(session, user, mechanism, "blocked")
+        services.metrics.lockout("address")
         session.disconnect("Too many failed logins from your address; try later")
         raise No("Too many failed logins", "UNAVAILABLE")
     try:
         _iface, account, logout = await services.portal.login(credentials, None, IAccount)
     except (UnauthorizedLogin, LoginFailed):
-        return await _failed(session, user)
+        return await _failed(session, user, mechanism=mechanism)
     except errors.BackendError:
+        _attempt(session, user, mechanism, "error")
         raise
     services.throttle.record_success(peer)
     session.logged_in(user, IAccount(account), logout)
-    _log.info("{user} logged in from {peer}", user=user, peer=peer)
+    _attempt(session, user, mechanism, "ok")
     caps = b" ".join(capabilities.for_session(session))
     return Reply("Logged in", b"CAPABILITY " + caps)
 
@@ -116,18 +145,25 @@ async def _failed(
     user: str,
     code: str = "AUTHENTICATIONFAILED",
     text: str = "Authentication failed",
+    *,
+    mechanism: str,
 ) -> Reply:
     services = session.services
     peer = session.peer
     services.throttle.record_failure(peer)
     failures = session.note_auth_failure()
-    _log.info("Failed login for {user!r} from {peer}", user=user[:64], peer=peer)
-    delay = max(
-        services.throttle.delay_for(peer),
-        session.settings.auth_failure_delay * 2 ** min(failures - 1, 5),
+    _attempt(session, user, mechanism, "failed")
+    delay = min(
+        30.0,
+        max(
+            services.throttle.delay_for(peer),
+            session.settings.auth_failure_delay * 2 ** min(failures - 1, 5),
+        ),
     )
-    await task.deferLater(services.clock, min(delay, 30.0), lambda: None)
+    services.metrics.login_delayed(delay)
+    await task.deferLater(services.clock, delay, lambda: None)
     if failures >= session.settings.max_auth_failures:
+        services.metrics.lockout("connection")
         session.disconnect("Too many failed logins")
     raise No(text, code)
 
