@@ -8,7 +8,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ class LmtpServer:
     socket_path: str
     users: list[User]
     quota_user: User
-    """A user whose quota is one message."""
+    """A user whose quota is one message (made unless ``quota_user=False``)."""
 
     def imap(self, user: User) -> imaplib.IMAP4:
         conn = imaplib.IMAP4(HOST, self.process.imap_port, timeout=HANG)
@@ -46,13 +46,14 @@ def start_lmtp_server(
     users: int = 2,
     workers: int = 1,
     limits: Mapping[str, object] | None = None,
+    quota_user: bool = True,
 ) -> LmtpServer:
     """A server of ``backend`` with LMTP on a free TCP port and a unix socket, ``users``
     users plus one whose quota is one message."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    quota_user = new_user()
+    full = new_user()
     config = data_dir / "quota.toml"
-    config.write_text(f'[quota.users."{quota_user.name}"]\nmessages = 1\n')
+    config.write_text(f'[quota.users."{full.name}"]\nmessages = 1\n')
     port = free_port()
     sock_dir = tempfile.mkdtemp(prefix="lmtp")  # short: a unix socket path has 108 bytes
     socket_path = str(Path(sock_dir) / "lmtp.sock")
@@ -65,12 +66,13 @@ def start_lmtp_server(
         _wait_port(process, port)
         made = [new_user() for _ in range(users)]
         with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(lambda u: process.add_user(u.name, u.password), [*made, quota_user]))
+            everyone = [*made, full] if quota_user else made
+            list(pool.map(lambda u: process.add_user(u.name, u.password), everyone))
     except Exception:
         process.stop()
         shutil.rmtree(sock_dir, ignore_errors=True)
         raise
-    return LmtpServer(process, port, socket_path, made, quota_user)
+    return LmtpServer(process, port, socket_path, made, full)
 
 
 def stop_lmtp_server(server: LmtpServer) -> None:

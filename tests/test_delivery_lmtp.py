@@ -27,6 +27,7 @@ from lmtpserver import (
     stop_lmtp_server,
     subjects,
 )
+from postfix import Postfix
 
 from bench.harness import HOST
 
@@ -82,7 +83,7 @@ def test_delivery_reaches_idle_client(server: LmtpServer) -> None:
         idler.close()
     conn = server.imap(user)
     assert subject in subjects(conn)
-    typ, data = conn.fetch("*", "(BODY.PEEK[HEADER.FIELDS (RETURN-PATH)])")
+    _typ, data = conn.fetch("*", "(BODY.PEEK[HEADER.FIELDS (RETURN-PATH)])")
     assert b"Return-Path: <s@example.org>" in data[0][1]  # type: ignore[index]
     conn.logout()
 
@@ -185,8 +186,8 @@ def test_pipelined_commands_and_dot_stuffing(server: LmtpServer) -> None:
     raw.close()
     conn = server.imap(second)
     conn.select("INBOX", readonly=True)
-    typ, data = conn.search(None, "SUBJECT", subject)
-    typ, data = conn.fetch(data[0].split()[-1], "(BODY.PEEK[TEXT])")
+    _typ, data = conn.search(None, "SUBJECT", subject)
+    _typ, data = conn.fetch(data[0].split()[-1], "(BODY.PEEK[TEXT])")
     assert data[0][1] == b"line\r\n.starts with a dot\r\n"  # type: ignore[index]
     conn.logout()
 
@@ -245,7 +246,9 @@ def test_too_many_errors_close(server: LmtpServer) -> None:
 def test_workers_share_the_lmtp_listener(tmp_path: Path) -> None:
     """Under --workers 2 the children accept on the LMTP socket; an IDLE client (of
     whichever child) sees each delivery."""
-    started = start_lmtp_server(tmp_path / "srv", BACKENDS["maildir"], users=1, workers=2)
+    started = start_lmtp_server(
+        tmp_path / "srv", BACKENDS["maildir"], users=1, workers=2, quota_user=False
+    )
     try:
         user = started.users[0]
         idler = Idler(started, user)
@@ -262,3 +265,28 @@ def test_workers_share_the_lmtp_listener(tmp_path: Path) -> None:
             idler.close()
     finally:
         stop_lmtp_server(started)
+
+
+@pytest.mark.one_backend
+def test_postfix_delivers_over_lmtp(server: LmtpServer) -> None:
+    """A real Postfix (private instance) takes a message by SMTP and hands it to mailserv
+    over LMTP; the recipient's IDLE client sees it."""
+    postfix = Postfix(f"inet:[{HOST}]:{server.port}")
+    try:
+        postfix.start()
+        user = server.users[1]
+        idler = Idler(server, user)
+        try:
+            subject = _subject()
+            with smtplib.SMTP(HOST, postfix.smtp_port, timeout=HANG) as smtp:
+                refused = smtp.sendmail("s@example.org", [_address(user.name)], message(subject))
+            assert refused == {}
+            idler.wait_exists(idler.exists + 1)
+        finally:
+            idler.close()
+        conn = server.imap(user)
+        assert subject in subjects(conn)
+        conn.logout()
+    finally:
+        print(postfix.log_text()[-4000:])  # shown when the test fails
+        postfix.stop()
