@@ -8,7 +8,6 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,8 @@ class LmtpServer:
     """A running server with ``--lmtp`` on ``port`` (TCP) and ``socket_path`` (unix)."""
 
     process: ServerProcess
+    config: Path
+    """Its TOML configuration (the APPENDLIMIT and the quota user's limit)."""
     port: int
     socket_path: str
     users: list[User]
@@ -45,22 +46,23 @@ def start_lmtp_server(
     backend: BackendSpec,
     users: int = 2,
     workers: int = 1,
-    limits: Mapping[str, object] | None = None,
     quota_user: bool = True,
 ) -> LmtpServer:
     """A server of ``backend`` with LMTP on a free TCP port and a unix socket, ``users``
     users plus one whose quota is one message."""
     data_dir.mkdir(parents=True, exist_ok=True)
     full = new_user()
-    config = data_dir / "quota.toml"
-    config.write_text(f'[quota.users."{full.name}"]\nmessages = 1\n')
+    config = data_dir / "server.toml"
+    # In the file, not on the command line, so ``mailserv deliver --config`` reads them too.
+    config.write_text(
+        f'[limits]\nmax_literal = {MAX_MESSAGE}\n[quota.users."{full.name}"]\nmessages = 1\n'
+    )
     port = free_port()
     sock_dir = tempfile.mkdtemp(prefix="lmtp")  # short: a unix socket path has 108 bytes
     socket_path = str(Path(sock_dir) / "lmtp.sock")
     args = ["--workers", str(workers), "--config", str(config)]
     args += ["--lmtp", f"tcp:{port}:interface={HOST}", "--lmtp", f"unix:{socket_path}"]
-    all_limits = {"max_literal": MAX_MESSAGE, **(limits or {})}
-    process = ServerProcess(data_dir, backend, limits=all_limits, extra_args=args)
+    process = ServerProcess(data_dir, backend, extra_args=args)
     try:
         process.start()
         _wait_port(process, port)
@@ -72,7 +74,7 @@ def start_lmtp_server(
         process.stop()
         shutil.rmtree(sock_dir, ignore_errors=True)
         raise
-    return LmtpServer(process, port, socket_path, made, full)
+    return LmtpServer(process, config, port, socket_path, made, full)
 
 
 def stop_lmtp_server(server: LmtpServer) -> None:
