@@ -67,6 +67,8 @@ class Postfix:
         self.nexthop = lmtp_nexthop
         self.domain = domain
         self._started = False
+        self.extra: dict[str, str] = {}
+        """More main.cf settings (before ``start()``)."""
 
     def _main_cf(self) -> str:
         settings = {
@@ -97,6 +99,7 @@ class Postfix:
             "biff": "no",
             "smtputf8_enable": "no",
         }
+        settings.update(self.extra)
         return "".join(f"{key} = {value}\n" for key, value in settings.items())
 
     def start(self) -> None:
@@ -110,9 +113,14 @@ class Postfix:
         self._postfix("start")
         self._started = True
 
-    def _postfix(self, action: str) -> None:
+    def flush(self) -> None:
+        """Deliver what waits in the queue now (``defer_transports`` ones included)."""
+        self._postfix("flush", "postqueue", "-f")
+
+    def _postfix(self, action: str, program: str = "postfix", flag: str | None = None) -> None:
+        binary = self.binary if program == "postfix" else shutil.which(program) or program
         result = subprocess.run(
-            [self.binary, "-c", str(self.config_dir), action],
+            [binary, "-c", str(self.config_dir), flag or action],
             capture_output=True,
             timeout=60,
         )
