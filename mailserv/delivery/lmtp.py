@@ -173,7 +173,10 @@ class LMTPServer(Protocol, TimeoutMixin):
             self._scanned = max(0, len(body) - len(_END) + 1)
             return False
         rest = bytes(body[at + len(_END) :])
-        text = bytes(body[: at + 2]).replace(b"\r\n..", b"\r\n.")[2:]
+        del body[at + 2 :]
+        unstuffed = body.replace(b"\r\n..", b"\r\n.")
+        del unstuffed[:2]
+        text = bytes(unstuffed)
         self._body = None
         self._scanned = 0
         oversize, self._oversize = self._oversize or len(text) > self.max_message, False
@@ -251,7 +254,8 @@ class LMTPServer(Protocol, TimeoutMixin):
         if not argument:
             self._error("501 5.5.4 LHLO needs the client's name")
             return
-        self._greeted = argument
+        # It goes into the Received header: printable ASCII only, and not too long.
+        self._greeted = "".join(c if " " < c < "\x7f" else "?" for c in argument[:255])
         self._transaction = None
         self._send(
             f"250-{self.lmtp.hostname}\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n"
