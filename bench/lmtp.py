@@ -19,7 +19,6 @@ import shutil
 import socket
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from bench.harness import HOST, BackendSpec, ServerProcess, free_port
+from bench.run import in_threads
 
 RECIPIENTS = 10
 BACKENDS = ("memory", "maildir", "sql-sqlite", "sql-postgresql")
@@ -96,27 +96,16 @@ def _server(name: str, root: Path) -> Iterator[tuple[ServerProcess, int]]:
 def _rate(port: int, users: list[str], messages: int, connections: int, fan: int) -> float:
     """Seconds to send ``messages`` messages of ``fan`` recipients over ``connections``."""
     body = _message(0, 4096)
-    errors: list[BaseException] = []
 
     def work(index: int) -> None:
-        try:
-            client = _Client(port)
-            for n in range(index, messages, connections):
-                recipients = [f"{users[(n + k) % len(users)]}@example.org" for k in range(fan)]
-                client.send(recipients, body)
-            client.close()
-        except BaseException as exc:  # noqa: BLE001 - reported after the threads end
-            errors.append(exc)
+        client = _Client(port)
+        for n in range(index, messages, connections):
+            recipients = [f"{users[(n + k) % len(users)]}@example.org" for k in range(fan)]
+            client.send(recipients, body)
+        client.close()
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(connections)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return time.perf_counter() - start
+    _, seconds = in_threads(work, connections, 600)
+    return seconds
 
 
 def run_backend(name: str, messages: int, connections: int, root: Path) -> None:

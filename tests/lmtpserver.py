@@ -4,10 +4,12 @@ socket), users made in advance, and an IMAP client waiting in IDLE."""
 from __future__ import annotations
 
 import imaplib
+import secrets
 import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +143,21 @@ class Idler:
             self.conn.shutdown()
         except OSError:
             pass
+
+
+def seen_by_idle(server: LmtpServer, user: User, deliver: Callable[[str], None]) -> imaplib.IMAP4:
+    """``deliver(subject)`` while ``user`` waits in IDLE: the IDLE client hears of the new
+    message, and a new client (returned, INBOX selected) finds its subject there."""
+    subject = "m-" + secrets.token_hex(4)
+    idler = Idler(server, user)
+    try:
+        deliver(subject)
+        idler.wait_exists(idler.exists + 1)
+    finally:
+        idler.close()
+    conn = server.imap(user)
+    assert subject in subjects(conn)
+    return conn
 
 
 class RawLmtp:

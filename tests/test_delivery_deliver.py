@@ -21,9 +21,9 @@ from conftest import BACKENDS, _selected_backends
 from lmtpserver import (
     HANG,
     MAX_MESSAGE,
-    Idler,
     LmtpServer,
     message,
+    seen_by_idle,
     start_lmtp_server,
     stop_lmtp_server,
     subjects,
@@ -66,16 +66,12 @@ def _lf(subject: str) -> bytes:
 
 def test_delivered_and_seen_by_idle(server: LmtpServer) -> None:
     user = server.users[0]
-    idler = Idler(server, user)
-    try:
-        subject = "d-" + secrets.token_hex(4)
+
+    def send(subject: str) -> None:
         done = _deliver(server, ["-u", user.name, "-f", "bounce@example.org"], _lf(subject))
         assert done.returncode == 0, done.stderr
-        idler.wait_exists(idler.exists + 1)
-    finally:
-        idler.close()
-    conn = server.imap(user)
-    assert subject in subjects(conn)
+
+    conn = seen_by_idle(server, user, send)
     _typ, data = conn.fetch("*", "(BODY.PEEK[])")
     stored = data[0][1]  # type: ignore[index]
     assert stored.startswith(b"Return-Path: <bounce@example.org>\r\nFrom: ")

@@ -23,6 +23,7 @@ from lmtpserver import (
     LmtpServer,
     RawLmtp,
     message,
+    seen_by_idle,
     start_lmtp_server,
     stop_lmtp_server,
     subjects,
@@ -73,16 +74,12 @@ def _transaction(client: smtplib.LMTP, recipients: list[str], data: bytes) -> li
 
 def test_delivery_reaches_idle_client(server: LmtpServer) -> None:
     user = server.users[0]
-    idler = Idler(server, user)
-    try:
-        subject = _subject()
+
+    def send(subject: str) -> None:
         with _lmtp(server) as client:
             assert client.sendmail("s@example.org", [_address(user.name)], message(subject)) == {}
-        idler.wait_exists(idler.exists + 1)
-    finally:
-        idler.close()
-    conn = server.imap(user)
-    assert subject in subjects(conn)
+
+    conn = seen_by_idle(server, user, send)
     _typ, data = conn.fetch("*", "(BODY.PEEK[HEADER.FIELDS (RETURN-PATH)])")
     assert b"Return-Path: <s@example.org>" in data[0][1]  # type: ignore[index]
     conn.logout()
@@ -274,19 +271,13 @@ def test_postfix_delivers_over_lmtp(server: LmtpServer) -> None:
     postfix = Postfix(f"inet:[{HOST}]:{server.port}")
     try:
         postfix.start()
-        user = server.users[1]
-        idler = Idler(server, user)
-        try:
-            subject = _subject()
+
+        def send(subject: str) -> None:
             with smtplib.SMTP(HOST, postfix.smtp_port, timeout=HANG) as smtp:
-                refused = smtp.sendmail("s@example.org", [_address(user.name)], message(subject))
-            assert refused == {}
-            idler.wait_exists(idler.exists + 1)
-        finally:
-            idler.close()
-        conn = server.imap(user)
-        assert subject in subjects(conn)
-        conn.logout()
+                to = [_address(server.users[1].name)]
+                assert smtp.sendmail("s@example.org", to, message(subject)) == {}
+
+        seen_by_idle(server, server.users[1], send).logout()
     finally:
         print(postfix.log_text()[-4000:])  # shown when the test fails
         postfix.stop()
