@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.portal import Portal
 from twisted.internet.interfaces import IReactorTime
@@ -10,8 +12,10 @@ from twisted.python.usage import UsageError
 from mailserv.auth.users import IUserStore, UserStoreChecker
 from mailserv.delivery.deliver import Deliverer, store_lookup
 from mailserv.delivery.lmtp import LMTPFactory
-from mailserv.imap.factory import IMAPServerFactory
 from mailserv.interfaces import IBackend
+
+if TYPE_CHECKING:  # the agent (``mailserv deliver``) does without the IMAP engine
+    from mailserv.imap.factory import IMAPServerFactory
 
 
 def user_store(portal: Portal) -> IUserStore | None:
