@@ -31,6 +31,7 @@ from lmtpserver import (
 from postfix import Postfix
 
 from bench.harness import HOST
+from mailserv.config import ConfigError, load_config
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -281,3 +282,14 @@ def test_postfix_delivers_over_lmtp(server: LmtpServer) -> None:
     finally:
         print(postfix.log_text()[-4000:])  # shown when the test fails
         postfix.stop()
+
+
+@pytest.mark.one_backend
+def test_lmtp_endpoints_in_the_configuration_file(tmp_path: Path) -> None:
+    path = tmp_path / "mailserv.toml"
+    path.write_text('lmtp = ["unix:lmtp.sock", "tcp:24:interface=127.0.0.1"]\n')
+    assert load_config({}, str(path)).lmtp == ("unix:lmtp.sock", "tcp:24:interface=127.0.0.1")
+    assert load_config({"lmtp": ["tcp:2424"]}, str(path)).lmtp == ("tcp:2424",)
+    path.write_text('lmtp = "tcp:24"\n')
+    with pytest.raises(ConfigError, match="lmtp must be a list of endpoint strings"):
+        load_config({}, str(path))

@@ -103,7 +103,7 @@ class LMTPServer(Protocol, TimeoutMixin):
         self.setTimeout(self.lmtp.settings.preauth_timeout)
         self._send(f"220 {self.lmtp.hostname} LMTP mailserv ready\r\n")
 
-    def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:  # type: ignore[override]
+    def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
         """TimeoutMixin's clock: the factory's."""
         return self.lmtp.clock.callLater(period, func)
 
