@@ -156,8 +156,8 @@ class Options(usage.Options):
         self._given.setdefault("imaps", []).append(endpoint)
 
     def opt_lmtp(self, endpoint: str) -> None:
-        """Deliver mail in over LMTP (RFC 2033) on ENDPOINT, e.g. unix:/run/mailserv/lmtp
-        or tcp:24:interface=127.0.0.1; repeatable [default: none]."""
+        """Deliver mail in over LMTP (RFC 2033) on ENDPOINT, e.g. unix:/run/mailserv/lmtp \
+or tcp:24:interface=127.0.0.1; repeatable [default: none]."""
         self._given.setdefault("lmtp", []).append(endpoint)
 
     def opt_backend_option(self, assignment: str) -> None:
