@@ -115,6 +115,8 @@ class Config:
     """With ``tls_key``: the certificate (chain) to serve; None generates one in the data dir."""
     tls_key: str | None = None
     settings: ServerSettings = field(default_factory=ServerSettings)
+    lmtp: tuple[str, ...] = ()
+    """Endpoints of the LMTP service (``--lmtp``, RFC 2033); none by default."""
     workers: int | None = None
     """Processes serving the listeners (``--workers``); above 1 a master runs the children.
     None: one per core when the backend can share its store between processes, else 1."""
@@ -128,6 +130,7 @@ class Config:
         # Built directly (embedders, tests), the fields may arrive as lists and dicts.
         object.__setattr__(self, "imap", tuple(self.imap))
         object.__setattr__(self, "imaps", tuple(self.imaps))
+        object.__setattr__(self, "lmtp", tuple(self.lmtp))
         object.__setattr__(self, "backend_options", MappingProxyType(dict(self.backend_options)))
 
     @property
@@ -414,6 +417,7 @@ _KEYS: Mapping[str, Callable[[_Layer, str, object, _Context], None]] = {
     "backend": _backend_key,
     "imap": _endpoints_key,
     "imaps": _endpoints_key,
+    "lmtp": _endpoints_key,
     "no-imap": _no_endpoints_key,
     "no-imaps": _no_endpoints_key,
     "allow-plaintext-auth": _plaintext_key,

@@ -160,15 +160,26 @@ async def copied(session: Session, box: IMailbox, uids: Sequence[int]) -> Usage:
 async def charge(session: Session, adds: Usage) -> AsyncIterator[None]:
     """Around storing ``adds`` into the session's account: QuotaExceeded (NO [OVERQUOTA])
     before anything is stored if it would not fit."""
-    username = session.username
-    limits = _limits(session)
-    if username is None or session.account is None or not limits.limited or not adds.messages:
+    username, account = session.username, session.account
+    if username is None or account is None:
         yield
         return
-    ledger = session.services.quota
+    async with charge_account(session.services.quota, username, account, _limits(session), adds):
+        yield
+
+
+@asynccontextmanager
+async def charge_account(
+    ledger: QuotaLedger, username: str, account: IAccount, limits: QuotaLimits, adds: Usage
+) -> AsyncIterator[None]:
+    """``charge`` for any caller that stores into ``username``'s ``account`` (delivery as
+    well as a session), with the process's ``ledger`` of additions in flight."""
+    if not limits.limited or not adds.messages:
+        yield
+        return
     token, others = ledger.reserve(username, adds)
     try:
-        used = await account_usage(session.account)
+        used = await account_usage(account)
         after = Usage(
             used.octets + others.octets + adds.octets,
             used.messages + others.messages + adds.messages,

@@ -52,6 +52,7 @@ from mailserv.config import (
     parse_assignment,
     parse_limit,
 )
+from mailserv.delivery.service import lmtp_factory
 from mailserv.errors import BackendOptionError
 from mailserv.events.logs import JSONLogService, json_observer
 from mailserv.events.metrics import IMetrics, PrometheusMetrics, WorkerMetrics, metrics_site
@@ -180,6 +181,11 @@ class Options(usage.Options):
     def opt_imaps(self, endpoint: str) -> None:
         """Listen for IMAP over TLS; repeatable [default: ssl:1993:interface=127.0.0.1]."""
         self._given.setdefault("imaps", []).append(endpoint)
+
+    def opt_lmtp(self, endpoint: str) -> None:
+        """Deliver mail in over LMTP (RFC 2033) on ENDPOINT, e.g. unix:/run/mailserv/lmtp \
+or tcp:24:interface=127.0.0.1; repeatable [default: none]."""
+        self._given.setdefault("lmtp", []).append(endpoint)
 
     def opt_backend_option(self, assignment: str) -> None:
         """KEY=VALUE passed to the backend; repeatable (keys: --help-backends)."""
@@ -378,9 +384,13 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
         (d, "IMAP", None) for d in config.imap
     ]
     listeners += [(d, "IMAPS", parts.tls.options) for d in config.imaps]
+    factories: dict[str, IProtocolFactory] = {"IMAP": parts.factory, "IMAPS": parts.factory}
+    if config.lmtp:
+        listeners += [(d, "LMTP", None) for d in config.lmtp]
+        factories["LMTP"] = lmtp_factory(parts.backend, parts.factory, reactor)
     for description, label, tls in listeners:
         endpoint = _listening_endpoint(reactor, description, label, tls, gate)
-        listener = StreamServerEndpointService(endpoint, parts.factory)
+        listener = StreamServerEndpointService(endpoint, factories[label])
         # As twisted.application.strports.service does: a port that cannot be bound fails
         # the start instead of leaving a server that is silently half up.
         listener._raiseSynchronously = True

@@ -18,6 +18,7 @@ from mailserv.admin import db
 from mailserv.auth.passwd import InvalidUsername, PasswdError, PasswdFile, check_username
 from mailserv.auth.schemes import hash_password
 from mailserv.config import DEFAULT_DATA_DIR, ConfigError, load_config
+from mailserv.delivery import agent
 
 if TYPE_CHECKING:
     from mailserv.auth.sqlusers import SqlUsers
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = actions.add_parser("list", help="list the users", parents=[common])
     listing.set_defaults(handler=_user_list)
     db.add_commands(areas, common)
+    agent.add_command(areas, common)
     return parser
 
 
@@ -201,16 +203,26 @@ def _user_list(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], None]
 
 
+def _area(argv: list[str] | None) -> str | None:
+    """The command word of a command line (``user``, ``db``, ``deliver``), if any."""
+    words = sys.argv[1:] if argv is None else argv
+    return next((w for w in words if w in ("user", "db", "deliver")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help or a usage error, already printed
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        return agent.EX_USAGE if code == EXIT_USAGE and _area(argv) == "deliver" else code
     handler: Handler = args.handler
     try:
         handler(args, sys.stdout, sys.stdin)
+    except agent.DeliveryExit as exc:  # sysexits statuses, for the MTA
+        sys.stderr.write(f"mailserv deliver: {exc}\n")
+        return exc.status
     except InvalidUsername as exc:
         sys.stderr.write(f"mailserv: invalid user name: {exc}\n")
         return EXIT_USAGE

@@ -27,6 +27,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from mailserv.auth.throttle import LoginThrottle
+from mailserv.delivery.service import lmtp_factory
 from mailserv.events.logs import json_observer
 from mailserv.events.metrics import PrometheusMetrics, SnapshotPages
 from mailserv.tap import AcceptGate, BackendService, build_server
@@ -54,11 +55,13 @@ class _AdoptedPorts(Service):
 
     def __init__(
         self, reactor: Any, listeners: Sequence[Listener], factory: IProtocolFactory,
-        tls_factory: IProtocolFactory, gate: AcceptGate,
+        tls_factory: IProtocolFactory, gate: AcceptGate, lmtp: IProtocolFactory | None = None,
     ) -> None:  # fmt: skip
         self._reactor = reactor
         self._listeners = listeners
         self._factories = {"IMAP": factory, "IMAPS": tls_factory}
+        if lmtp is not None:
+            self._factories["LMTP"] = lmtp
         self._gate = gate
         self._ports: list[IListeningPort] = []
 
@@ -109,7 +112,10 @@ def main(argv: Sequence[str]) -> int:
     service = BackendService(parts.backend, reactor, gate, parts.factory, own_process=True)
     service.setServiceParent(top)
     tls_factory = TLSMemoryBIOFactory(parts.tls.options, False, parts.factory)
-    _AdoptedPorts(reactor, listeners, parts.factory, tls_factory, gate).setServiceParent(top)
+    # LMTP is served by every child too, from the one listening socket they share.
+    lmtp = lmtp_factory(parts.backend, parts.factory, reactor) if config.lmtp else None
+    adopted = _AdoptedPorts(reactor, listeners, parts.factory, tls_factory, gate, lmtp)
+    adopted.setServiceParent(top)
     stdio.StandardIO(_ParentWatch(reactor))
     reactor.callWhenRunning(top.startService)
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)

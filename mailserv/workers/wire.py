@@ -21,7 +21,7 @@ class Listener:
 
     fd: int
     label: str
-    """``IMAP`` (STARTTLS offered) or ``IMAPS`` (TLS from the first byte)."""
+    """``IMAP`` (STARTTLS offered), ``IMAPS`` (TLS from the first byte) or ``LMTP``."""
 
 
 def encode_config(config: Config) -> str:
@@ -47,6 +47,6 @@ def encode_listeners(listeners: list[Listener]) -> list[str]:
 
 def decode_listener(text: str) -> Listener:
     fd, _, label = text.partition(":")
-    if label not in ("IMAP", "IMAPS"):
+    if label not in ("IMAP", "IMAPS", "LMTP"):
         raise ValueError(f"bad listener {text!r}")
     return Listener(int(fd), label)

@@ -1,0 +1,220 @@
+"""One delivery core for every way mail comes in (LMTP, ``mailserv deliver``).
+
+A recipient address ``user+folder@domain`` names a user of the user store the portal
+signs in against (``user@domain`` is tried first, then ``user``) and, after ``+``, a
+folder: the message goes there when that mailbox exists, else to INBOX.  Where a message
+goes and with which flags is decided by an :class:`IDeliveryPolicy` (the seam a Sieve
+filter plugs into later); the default one does what this paragraph says.
+
+The message is stored as IMAP APPEND stores it (parsed once by the backend, internal date
+now), after the same quota check (:func:`mailserv.quota.charge_account`).  Each recipient
+gets an :class:`Outcome` with its SMTP reply: never an exception, so no message is lost
+silently: what the store refuses for a reason we know is a permanent failure with that
+reason, anything else a temporary one (451 4.3.0, the MTA retries) with the error logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+from mailserv import errors
+from mailserv.interfaces import INBOX, IAccount, IBackend
+from mailserv.quota import QuotaLedger, QuotaPolicy, Usage, charge_account
+
+if TYPE_CHECKING:
+    from mailserv.auth.users import IUserStore
+
+__all__ = [
+    "Decision",
+    "DefaultPolicy",
+    "Deliverer",
+    "Envelope",
+    "IDeliveryPolicy",
+    "Outcome",
+    "Recipient",
+    "parse_recipient",
+]
+
+_log = Logger()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The reply for one recipient: SMTP ``code``, enhanced ``status`` (RFC 3463), text."""
+
+    code: int
+    status: str
+    text: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def temporary(self) -> bool:
+        return 400 <= self.code < 500
+
+    def reply(self) -> bytes:
+        """The reply line, CRLF included (ENHANCEDSTATUSCODES form)."""
+        return f"{self.code} {self.status} {self.text}\r\n".encode("utf-8", "replace")
+
+
+DELIVERED = Outcome(250, "2.0.0", "Delivered")
+UNKNOWN_USER = Outcome(550, "5.1.1", "No such user here")
+OVER_QUOTA_TEXT = "Mailbox full: over quota"
+TOO_BIG = Outcome(552, "5.3.4", "Message too big for this server")
+TRY_LATER = Outcome(451, "4.3.0", "Temporary failure storing the message; try again later")
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A resolved recipient: the user's name in the store and the folder asked for."""
+
+    user: str
+    folder: str | None = None
+    address: str = ""
+    """As the MTA gave it (for logs and trace headers)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What the policy may look at besides the message: the SMTP envelope."""
+
+    sender: str
+    """Reverse path without angle brackets (empty for a bounce)."""
+    recipient: Recipient
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where one message goes and with which flags."""
+
+    folder: str = INBOX
+    flags: frozenset[str] = frozenset()
+
+
+class IDeliveryPolicy(Interface):
+    """Decides, per recipient, the folder and flags of a delivered message (a Sieve filter
+    provides this later; :class:`DefaultPolicy` is the built-in one)."""
+
+    def decide(  # type: ignore[empty-body]
+        account: IAccount, envelope: Envelope, message: bytes
+    ) -> Awaitable[Decision]:
+        """The decision; raising makes the delivery a temporary failure."""
+
+
+@implementer(IDeliveryPolicy)
+class DefaultPolicy:
+    """The recipient's ``+folder`` when that mailbox exists, else INBOX; no flags."""
+
+    async def decide(self, account: IAccount, envelope: Envelope, message: bytes) -> Decision:
+        folder = envelope.recipient.folder
+        if folder and await _selectable(account, folder):
+            return Decision(folder)
+        return Decision(INBOX)
+
+
+async def _selectable(account: IAccount, name: str) -> bool:
+    try:
+        await account.open(name)
+    except (errors.MailboxNotFound, errors.MailboxNotSelectable, errors.InvalidMailboxName):
+        return False
+    return True
+
+
+def parse_recipient(address: str) -> list[tuple[str, str | None]]:
+    """The (user name, folder) pairs ``address`` may mean, in the order to try them:
+    ``user+folder@domain`` gives ``user@domain`` then ``user``, each with ``folder``
+    (None without a ``+``)."""
+    address = address.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1]
+    local, at, domain = address.rpartition("@")
+    if not at:
+        local, domain = address, ""
+    base, plus, detail = local.partition("+")
+    folder = detail if plus and detail else None
+    names = [f"{base}@{domain}", base] if domain else [base]
+    return [(name, folder) for name in names if name]
+
+
+UserLookup = Callable[[str], Awaitable[bool]]
+"""Whether a user name exists in the store the portal signs in against."""
+
+
+def store_lookup(store: IUserStore) -> UserLookup:
+    async def known(user: str) -> bool:
+        return await store.find(user) is not None
+
+    return known
+
+
+class Deliverer:
+    """Delivers messages into ``backend``'s accounts (the backend must be started).
+
+    ``known`` tells which user names exist; ``quota`` and ``ledger`` are the server's
+    quota policy and its record of additions in flight (shared with the IMAP sessions of
+    this process, so APPEND and delivery count each other).
+    """
+
+    def __init__(
+        self,
+        backend: IBackend,
+        known: UserLookup,
+        quota: QuotaPolicy,
+        ledger: QuotaLedger,
+        policy: IDeliveryPolicy | None = None,
+    ) -> None:
+        self.backend = backend
+        self.known = known
+        self.quota = quota
+        self.ledger = ledger
+        self.policy: IDeliveryPolicy = policy if policy is not None else DefaultPolicy()
+
+    async def resolve(self, address: str) -> Recipient | None:
+        """The recipient ``address`` names, or None for no user of ours.  Raises if the
+        user store cannot be asked (the caller answers a temporary failure)."""
+        for user, folder in parse_recipient(address):
+            if await self.known(user):
+                return Recipient(user, folder, address)
+        return None
+
+    async def deliver(self, recipient: Recipient, message: bytes, sender: str = "") -> Outcome:
+        """Store ``message`` for ``recipient``; the outcome, never an exception."""
+        try:
+            return await self._deliver(recipient, message, sender)
+        except errors.QuotaExceeded as exc:
+            return Outcome(552, "5.2.2", f"{OVER_QUOTA_TEXT} ({exc})")
+        except errors.MessageTooLarge:
+            return TOO_BIG
+        except Exception:  # noqa: BLE001 - any failure: the MTA keeps the message and retries
+            _log.failure(
+                "Delivery to {user} ({address}) failed; answered a temporary failure",
+                user=recipient.user,
+                address=recipient.address,
+            )
+            return TRY_LATER
+
+    async def _deliver(self, recipient: Recipient, message: bytes, sender: str) -> Outcome:
+        account = await self.backend.account(recipient.user)
+        try:
+            decision = await self.policy.decide(account, Envelope(sender, recipient), message)
+            limits = self.quota.limits_for(recipient.user)
+            adds = Usage(len(message), 1)
+            async with charge_account(self.ledger, recipient.user, account, limits, adds):
+                box = await account.open(decision.folder)
+                result = await box.append(message, decision.flags, None, self)
+        finally:
+            await account.close()
+        _log.debug(
+            "Delivered to {user}/{folder} uid {uid}",
+            user=recipient.user,
+            folder=decision.folder,
+            uid=result.uid,
+        )
+        return DELIVERED

@@ -1,0 +1,45 @@
+"""Assembly: the LMTP factory of a server (``--lmtp``), next to its IMAP factory."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.portal import Portal
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.usage import UsageError
+
+from mailserv.auth.users import IUserStore, UserStoreChecker
+from mailserv.delivery.deliver import Deliverer, store_lookup
+from mailserv.delivery.lmtp import LMTPFactory
+from mailserv.interfaces import IBackend
+
+if TYPE_CHECKING:  # the agent (``mailserv deliver``) does without the IMAP engine
+    from mailserv.imap.factory import IMAPServerFactory
+
+
+def user_store(portal: Portal) -> IUserStore | None:
+    """The user store the portal signs passwords in against, or None when sign-in is not
+    checked against a store we can ask (the proxy backend asks its upstream server)."""
+    checker = portal.checkers.get(IUsernamePassword)
+    if isinstance(checker, UserStoreChecker):
+        return checker.store
+    return None
+
+
+def deliverer_for(backend: IBackend, imap: IMAPServerFactory) -> Deliverer:
+    """A deliverer into ``backend`` that knows the users and quotas ``imap`` knows and
+    shares its record of additions in flight.  UsageError when users cannot be looked up."""
+    services = imap.services
+    store = user_store(services.portal)
+    if store is None:
+        raise UsageError(
+            "--lmtp: this backend checks sign-in elsewhere, so recipients cannot be looked "
+            "up (with the proxy backend, use master-user mode)"
+        )
+    return Deliverer(backend, store_lookup(store), services.settings.quota, services.quota)
+
+
+def lmtp_factory(backend: IBackend, imap: IMAPServerFactory, clock: IReactorTime) -> LMTPFactory:
+    """The LMTP service of the server whose IMAP side is ``imap``."""
+    return LMTPFactory(deliverer_for(backend, imap), imap.settings, clock)
