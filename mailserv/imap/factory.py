@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,7 +13,7 @@ from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
 
-from mailserv.auth.sasl import Mechanisms
+from mailserv.auth.sasl import Mechanisms, secret_from_tls
 from mailserv.auth.throttle import ILoginThrottle, LoginThrottle
 from mailserv.imap.admission import (
     AwaitingAdmission,
@@ -66,6 +67,9 @@ class IMAPServerFactory(ServerFactory):
             tls=tls,
             registry=Registry.build(extensions),
         )
+        secret = secret_from_tls(tls)
+        if secret is not None:
+            self.services = dataclasses.replace(self.services, secret=secret)
         self.settings = self.services.settings
         self.tls = tls
         self.clock = clock

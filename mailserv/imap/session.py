@@ -9,6 +9,7 @@ change the state only through its methods.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from mailserv.imap.notify import MailboxBoard
 from mailserv.quota import QuotaLedger
 
 if TYPE_CHECKING:
+    from OpenSSL.SSL import Connection
     from twisted.cred.portal import Portal
     from twisted.internet.interfaces import IReactorTime
     from twisted.internet.ssl import CertificateOptions
@@ -75,6 +77,9 @@ class Services:
     """The quota reservations of this process's additions in flight."""
     board: MailboxBoard = field(default_factory=MailboxBoard)
     """NOTIFY: the sessions told of mailbox name changes made in this process."""
+    secret: bytes = field(default_factory=lambda: os.urandom(32))
+    """Server-wide secret for SASL (SCRAM's salts of unknown users): derived from the TLS
+    key, so the same in every worker and after a restart; random without TLS."""
 
 
 class Session(Protocol):
@@ -109,6 +114,10 @@ class Session(Protocol):
 
     @property
     def secure(self) -> bool: ...
+    @property
+    def tls_connection(self) -> Connection | None:
+        """The TLS object of the connection (for SASL channel binding), None without TLS."""
+
     @property
     def compressed(self) -> bool:
         """COMPRESS=DEFLATE is on (RFC 4978)."""

@@ -52,6 +52,7 @@ async def authenticate(session: Session, command: Command) -> Reply:
     if len(command.args) == 2:
         arg = command.args[1]
         response = b"" if isinstance(arg, Atom) and arg.value == "=" else _b64(astring(arg))
+    _refuse_if_blocked(session)  # before an exchange that may fail inside the mechanism
     exchange = mechanism.start(context)
     try:
         for _ in range(_MAX_SASL_STEPS):
@@ -92,12 +93,16 @@ def _b64(data: bytes) -> bytes:
         raise Bad("Invalid base64 in authentication response") from exc
 
 
+def _refuse_if_blocked(session: Session) -> None:
+    if session.services.throttle.blocked(session.peer):
+        session.disconnect("Too many failed logins from your address; try later")
+        raise No("Too many failed logins", "UNAVAILABLE")
+
+
 async def _authenticate(session: Session, user: str, credentials: ICredentials) -> Reply:
     services = session.services
     peer = session.peer
-    if services.throttle.blocked(peer):
-        session.disconnect("Too many failed logins from your address; try later")
-        raise No("Too many failed logins", "UNAVAILABLE")
+    _refuse_if_blocked(session)
     try:
         _iface, account, logout = await services.portal.login(credentials, None, IAccount)
     except (UnauthorizedLogin, LoginFailed):
