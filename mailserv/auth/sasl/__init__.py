@@ -142,7 +142,9 @@ def secret_from_tls(options: object) -> bytes | None:
     key = getattr(options, "privateKey", None)
     if key is None:
         return None
-    der = key.to_cryptography_key().private_bytes(
+    if hasattr(key, "to_cryptography_key"):  # a pyOpenSSL PKey (older Twisted)
+        key = key.to_cryptography_key()
+    der = key.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
