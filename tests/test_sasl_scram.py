@@ -14,6 +14,7 @@ import base64
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -21,10 +22,12 @@ from imapserver import User, new_user
 from OpenSSL import SSL
 from scramp import ScramClient
 from scramp.core import CBindData, CbName, Gs2Header
+from test_admin_cli import FakeStdin
 from zope.interface.verify import verifyObject
 
 from bench.harness import REPO, RawClient, Response, ServerProcess
-from mailserv.auth.passwd import PasswdEntry
+from mailserv.admin import cli
+from mailserv.auth.passwd import PasswdEntry, PasswdFile
 from mailserv.auth.sasl import ISASLMechanism, SASLContext, SASLError, SASLFailed
 from mailserv.auth.sasl.scram import EXPORTER_LABEL, mechanism, mechanism_plus
 from mailserv.auth.schemes import verify_password
@@ -441,3 +444,17 @@ def test_dovecot_written_keys_verify_and_sign_in() -> None:
     # the user's own name as authzid passes the first step (scramp's client cannot send
     # one through its whole exchange: its binding input is always "n,,")
     asyncio.run(run("a=tim", "pässword", first_only=True))
+
+
+def test_cli_writes_scram_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    passwd = tmp_path / "passwd"
+    argv = ["user", "add", "tim", "--passwd-file", str(passwd), "--password-stdin"]
+    monkeypatch.setattr(sys, "stdin", FakeStdin("pässword\n".encode()))
+    assert cli.main([*argv, "--scheme", "scram-sha-256"]) == 0
+    stored = PasswdFile(passwd).lookup("tim")
+    assert stored is not None and stored.password.startswith("{SCRAM-SHA-256}4096,")
+    assert verify_password(stored.password, "pässword".encode())
+    change = ["user", "passwd", "tim", "--passwd-file", str(passwd), "--password-stdin"]
+    monkeypatch.setattr(sys, "stdin", FakeStdin(b"tab\there\n"))  # SASLprep refuses it
+    assert cli.main([*change, "--scheme", "SCRAM-SHA-256"]) == 1
+    assert PasswdFile(passwd).lookup("tim") == stored
