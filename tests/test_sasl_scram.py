@@ -23,14 +23,24 @@ from OpenSSL import SSL
 from scramp import ScramClient
 from scramp.core import CBindData, CbName, Gs2Header
 from test_admin_cli import FakeStdin
+from twisted.cred.error import UnauthorizedLogin
+from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
 from bench.harness import REPO, RawClient, Response, ServerProcess
 from mailserv.admin import cli
 from mailserv.auth.passwd import PasswdEntry, PasswdFile
-from mailserv.auth.sasl import ISASLMechanism, SASLContext, SASLError, SASLFailed
+from mailserv.auth.sasl import (
+    Challenge,
+    Credentials,
+    ISASLMechanism,
+    SASLContext,
+    SASLError,
+    SASLFailed,
+)
 from mailserv.auth.sasl.scram import EXPORTER_LABEL, mechanism, mechanism_plus
-from mailserv.auth.schemes import verify_password
+from mailserv.auth.schemes import hash_password, verify_password
+from mailserv.auth.users import IStoredSecretProof, UserStoreChecker
 
 PLAIN_MECH = "SCRAM-SHA-256"
 PLUS_MECH = "SCRAM-SHA-256-PLUS"
@@ -458,3 +468,35 @@ def test_cli_writes_scram_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(sys, "stdin", FakeStdin(b"tab\there\n"))  # SASLprep refuses it
     assert cli.main([*change, "--scheme", "SCRAM-SHA-256"]) == 1
     assert PasswdFile(passwd).lookup("tim") == stored
+
+
+def test_checker_verifies_the_proof_again_against_the_stored_value_now() -> None:
+    """The portal's checker does not take the mechanism's word: a proof made against keys
+    the store no longer holds (the password changed mid-exchange) does not sign in."""
+    stored = {"tim": hash_password(b"old", scheme=PLAIN_MECH)}
+
+    class Store:
+        async def find(self, user: str) -> PasswdEntry | None:
+            return PasswdEntry(user, stored[user]) if user in stored else None
+
+    context = SASLContext(secure=False, plaintext_allowed=True, key_store=Store(), secret=b"k")
+
+    async def proof() -> Credentials:
+        scram = ScramClient([PLAIN_MECH], "tim", "old")
+        exchange = mechanism.start(context)
+        challenge = await exchange.step(scram.get_client_first().encode())
+        assert isinstance(challenge, Challenge)
+        scram.set_server_first(challenge.data.decode())
+        done = await exchange.step(scram.get_client_final().encode())
+        assert isinstance(done, Credentials)
+        return done
+
+    checker = UserStoreChecker(Store())
+    done = asyncio.run(proof())
+    assert verifyObject(IStoredSecretProof, done.credentials)
+    fired: list[object] = []
+    checker.requestAvatarId(done.credentials).addBoth(fired.append)
+    assert fired == ["tim"]
+    stored["tim"] = hash_password(b"new", scheme=PLAIN_MECH)
+    checker.requestAvatarId(done.credentials).addBoth(fired.append)
+    assert isinstance(fired[1], Failure) and fired[1].check(UnauthorizedLogin)
