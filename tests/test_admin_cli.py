@@ -32,7 +32,7 @@ class FakeStdin(io.TextIOWrapper):
 
 @pytest.fixture(autouse=True)
 def fast_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "hash_password", lambda pw: hash_password(pw, hasher=FAST))
+    monkeypatch.setattr(cli, "hash_password", lambda pw, **kw: hash_password(pw, hasher=FAST, **kw))
 
 
 def run(

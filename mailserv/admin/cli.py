@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from mailserv.admin import db
 from mailserv.auth.passwd import InvalidUsername, PasswdError, PasswdFile, check_username
-from mailserv.auth.schemes import hash_password
+from mailserv.auth.schemes import DEFAULT_SCHEME, HASH_SCHEMES, hash_password
 from mailserv.config import DEFAULT_DATA_DIR, ConfigError, load_config
 from mailserv.delivery import agent
 
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     add = actions.add_parser("add", help="create a user", parents=[common])
     add.add_argument("name")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    _scheme_option(add)
     add.set_defaults(handler=_user_add)
 
     passwd = actions.add_parser("passwd", help="set a user's password", parents=[common])
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     passwd.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin"
     )
+    _scheme_option(passwd)
     passwd.set_defaults(handler=_user_passwd)
 
     delete = actions.add_parser("del", help="delete a user", parents=[common])
@@ -100,6 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_commands(areas, common)
     agent.add_command(areas, common)
     return parser
+
+
+def _scheme_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scheme",
+        type=str.upper,
+        choices=HASH_SCHEMES,
+        default=DEFAULT_SCHEME,
+        help=f"how to store the password [default: {DEFAULT_SCHEME}]; SCRAM-SHA-256 stores "
+        "SCRAM keys, which AUTHENTICATE SCRAM-SHA-256(-PLUS) needs (LOGIN works with both)",
+    )
+
+
+def _hash(args: argparse.Namespace, stdin: TextIO) -> str:
+    try:
+        return hash_password(_password(args, stdin), scheme=args.scheme)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def resolve_passwd_path(args: argparse.Namespace) -> str:
@@ -170,7 +190,7 @@ def _user_add(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     passwd = _open_passwd(args, create=True)
     if passwd.lookup(args.name) is not None:
         raise CommandError(f"user {args.name!r} already exists")
-    passwd.add_user(args.name, hash_password(_password(args, stdin)))
+    passwd.add_user(args.name, _hash(args, stdin))
     out.write(f"user {args.name} added\n")
 
 
@@ -179,7 +199,7 @@ def _user_passwd(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     passwd = _open_passwd(args, create=False)
     if passwd.lookup(args.name) is None:
         raise CommandError(f"no user {args.name!r}")
-    passwd.set_password(args.name, hash_password(_password(args, stdin)))
+    passwd.set_password(args.name, _hash(args, stdin))
     out.write(f"password of {args.name} changed\n")
 
 

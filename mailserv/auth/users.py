@@ -2,7 +2,10 @@
 
 :class:`IUserStore` is what the server reads (awaited, so a store may query a database);
 :class:`IUserAdmin` is what ``mailserv user ...`` edits (synchronous, one call per change).
-:class:`UserStoreChecker` is the one twisted.cred checker over any store.
+:class:`UserStoreChecker` is the one twisted.cred checker over any store; besides passwords it
+checks :class:`IStoredSecretProof` credentials (a SCRAM exchange's proof against the stored
+keys), and mechanisms that need the stored secrets mid-exchange find the store through it
+(:class:`IStoreChecker`).
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.credentials import ICredentials, IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
 from mailserv.auth.verified import ThreadRunner, VerifiedCache, user_and_password
 
@@ -48,7 +52,22 @@ class IUserAdmin(Interface):
         """Remove a user; UserNotFound if absent."""
 
 
-@implementer(ICredentialsChecker)
+class IStoredSecretProof(ICredentials):
+    """A challenge-response exchange's proof that the client knows ``username``'s secret."""
+
+    username = Attribute("The user name (str).")
+
+    def check(stored: str) -> bool:
+        """Whether the proof holds against ``stored``, the user's ``{SCHEME}`` value now."""
+
+
+class IStoreChecker(ICredentialsChecker):
+    """A checker over an IUserStore, which it lends to mechanisms that read stored keys."""
+
+    store = Attribute("The IUserStore it checks against.")
+
+
+@implementer(IStoreChecker)
 class UserStoreChecker:
     """Checks IUsernamePassword against an IUserStore; the avatar id is the user name (str).
 
@@ -58,7 +77,7 @@ class UserStoreChecker:
     does not tell which names exist.
     """
 
-    credentialInterfaces = (IUsernamePassword,)
+    credentialInterfaces = (IUsernamePassword, IStoredSecretProof)
 
     def __init__(
         self,
@@ -71,9 +90,18 @@ class UserStoreChecker:
         self.cache = cache if cache is not None else VerifiedCache()
 
     def requestAvatarId(  # type: ignore[override]  # the avatar id is text, not bytes
-        self, credentials: IUsernamePassword
+        self, credentials: IUsernamePassword | IStoredSecretProof
     ) -> Deferred[str]:
-        return Deferred.fromCoroutine(self._check(credentials))
+        if IStoredSecretProof.providedBy(credentials):
+            return Deferred.fromCoroutine(self._check_proof(IStoredSecretProof(credentials)))
+        return Deferred.fromCoroutine(self._check(IUsernamePassword(credentials)))
+
+    async def _check_proof(self, proof: IStoredSecretProof) -> str:
+        user = str(proof.username)
+        entry = await self.store.find(user)
+        if entry is None or not proof.check(entry.password):
+            raise UnauthorizedLogin("authentication failed")
+        return user
 
     async def _check(self, credentials: IUsernamePassword) -> str:
         user, password = user_and_password(credentials)

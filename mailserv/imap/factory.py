@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,7 +13,7 @@ from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
 
-from mailserv.auth.sasl import Mechanisms
+from mailserv.auth.sasl import Mechanisms, secret_from_tls
 from mailserv.auth.throttle import ILoginThrottle, LoginThrottle
 from mailserv.events.metrics import IMetrics, NoMetrics
 from mailserv.imap.admission import (
@@ -70,6 +71,9 @@ class IMAPServerFactory(ServerFactory):
             registry=Registry.build(extensions),
             metrics=metrics if metrics is not None else NoMetrics(),
         )
+        secret = secret_from_tls(tls)
+        if secret is not None:
+            self.services = dataclasses.replace(self.services, secret=secret)
         self.settings = self.services.settings
         self.tls = tls
         self.clock = clock

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from OpenSSL import SSL
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
@@ -174,6 +175,13 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
     def secure(self) -> bool:
         """Whether the connection is encrypted (implicit TLS or after STARTTLS)."""
         return self._tls_started or ISSLTransport.providedBy(self.transport)
+
+    @property
+    def tls_connection(self) -> SSL.Connection | None:
+        if not self.secure or self.transport is None:
+            return None
+        handle = getattr(self.transport, "getHandle", lambda: None)()
+        return handle if isinstance(handle, SSL.Connection) else None
 
     @property
     def peer(self) -> str:

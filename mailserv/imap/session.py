@@ -9,6 +9,7 @@ change the state only through its methods.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from mailserv.imap.notify import MailboxBoard
 from mailserv.quota import QuotaLedger
 
 if TYPE_CHECKING:
+    from OpenSSL.SSL import Connection
     from twisted.cred.portal import Portal
     from twisted.internet.interfaces import IReactorTime
     from twisted.internet.ssl import CertificateOptions
@@ -78,6 +80,9 @@ class Services:
     """NOTIFY: the sessions told of mailbox name changes made in this process."""
     metrics: IMetrics = field(default_factory=NoMetrics)
     """What the engine counts (commands, logins, errors); NoMetrics when metrics are off."""
+    secret: bytes = field(default_factory=lambda: os.urandom(32))
+    """Server-wide secret for SASL (SCRAM's salts of unknown users): derived from the TLS
+    key, so the same in every worker and after a restart; random without TLS."""
 
 
 class Session(Protocol):
@@ -112,6 +117,10 @@ class Session(Protocol):
 
     @property
     def secure(self) -> bool: ...
+    @property
+    def tls_connection(self) -> Connection | None:
+        """The TLS object of the connection (for SASL channel binding), None without TLS."""
+
     @property
     def compressed(self) -> bool:
         """COMPRESS=DEFLATE is on (RFC 4978)."""

@@ -42,6 +42,9 @@ class ServerSettings:
     """Seconds a failed login waits before its NO (doubling per failure, capped)."""
     allow_plaintext_auth: bool = False
     """Allow LOGIN/AUTHENTICATE without TLS from non-loopback addresses."""
+    offer_scram: bool = True
+    """Offer AUTHENTICATE SCRAM-SHA-256 (and -PLUS on TLS) where the user store holds
+    stored keys (``--limit offer_scram=false`` turns it off)."""
     max_search_keys: int = 1000
     """Search keys in one SEARCH."""
     max_mailbox_name: int = 1024

@@ -10,12 +10,20 @@ with the twisted.cred :class:`Credentials` the portal checks.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives import serialization
 from twisted.cred.credentials import ICredentials
 from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from OpenSSL.SSL import Connection
+
+    from mailserv.auth.users import IUserStore
 
 MAX_RESPONSE = 16384
 """Largest decoded client response the engine passes to a mechanism."""
@@ -42,10 +50,18 @@ class SASLContext:
 
     ``secure``: the connection is TLS; ``plaintext_allowed``: the server's policy lets a
     password cross this connection (TLS, loopback, or allowed by configuration).
+    ``tls``: the connection's TLS object, for channel binding (None without TLS).
+    ``key_store``: the user store whose stored secrets a stored-key mechanism (SCRAM) reads
+    mid-exchange; None when the backend signs users in by itself (the proxy) or the operator
+    turned such mechanisms off.  ``secret``: a server-wide secret, the same in every worker
+    and across restarts while the TLS key stays (fake salts for unknown users).
     """
 
     secure: bool
     plaintext_allowed: bool
+    tls: Connection | None = None
+    key_store: IUserStore | None = None
+    secret: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -119,6 +135,22 @@ class Mechanisms:
 
 
 _BUILTIN_ORDER = {"PLAIN": 0, "LOGIN": 1}
+
+
+def secret_from_tls(options: object) -> bytes | None:
+    """A server-wide secret derived from the private key of ``options`` (a Twisted
+    CertificateOptions), or None when it holds no key."""
+    key = getattr(options, "privateKey", None)
+    if key is None:
+        return None
+    if hasattr(key, "to_cryptography_key"):  # a pyOpenSSL PKey (older Twisted)
+        key = key.to_cryptography_key()
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return hashlib.sha256(b"mailserv SASL secret\x00" + der).digest()
 
 
 def utf8(value: bytes, what: str) -> str:

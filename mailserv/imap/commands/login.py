@@ -63,6 +63,7 @@ async def authenticate(session: Session, command: Command) -> Reply:
     if len(command.args) == 2:
         arg = command.args[1]
         response = b"" if isinstance(arg, Atom) and arg.value == "=" else _b64(astring(arg))
+    _refuse_if_blocked(session, "", name)  # before an exchange that may fail inside the mechanism
     exchange = mechanism.start(context)
     try:
         for _ in range(_MAX_SASL_STEPS):
@@ -116,16 +117,20 @@ def _attempt(session: Session, user: str, mechanism: str, result: str) -> None:
     )
 
 
+def _refuse_if_blocked(session: Session, user: str, mechanism: str) -> None:
+    if session.services.throttle.blocked(session.peer):
+        _attempt(session, user, mechanism, "blocked")
+        session.services.metrics.lockout("address")
+        session.disconnect("Too many failed logins from your address; try later")
+        raise No("Too many failed logins", "UNAVAILABLE")
+
+
 async def _authenticate(
     session: Session, user: str, credentials: ICredentials, *, mechanism: str
 ) -> Reply:
     services = session.services
     peer = session.peer
-    if services.throttle.blocked(peer):
-        _attempt(session, user, mechanism, "blocked")
-        services.metrics.lockout("address")
-        session.disconnect("Too many failed logins from your address; try later")
-        raise No("Too many failed logins", "UNAVAILABLE")
+    _refuse_if_blocked(session, user, mechanism)
     try:
         _iface, account, logout = await services.portal.login(credentials, None, IAccount)
     except (UnauthorizedLogin, LoginFailed):
