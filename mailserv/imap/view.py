@@ -316,6 +316,10 @@ class SelectedView:
         except ValueError as exc:
             raise Bad("Invalid message sequence number") from exc
 
+    def expunge_pending(self) -> frozenset[int]:
+        """Messages other sessions expunged that the client has not been told of yet."""
+        return frozenset(self._expunged)
+
     def seq_of(self, uid: int) -> int | None:
         i = bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else None

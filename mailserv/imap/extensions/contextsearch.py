@@ -86,12 +86,17 @@ class SearchContexts:
         view = self.view
         candidates = view.shown(sorted(self._pending))
         self._pending = set()
+        doomed = view.expunge_pending()  # they leave with their EXPUNGE (``removing``)
         for context in list(self.by_tag.values()):
             matched = set(await search_uids(self.session, view, context.program, candidates))
             if self.by_tag.get(context.tag) is not context or view.closed:
                 continue  # cancelled, or the mailbox left, meanwhile
             members = context.members
-            left = [uid for uid in candidates if uid in members and uid not in matched]
+            left = [
+                uid
+                for uid in candidates
+                if uid in members and uid not in matched and uid not in doomed
+            ]
             came = [uid for uid in candidates if uid in matched and uid not in members]
             members.difference_update(left)
             members.update(came)
