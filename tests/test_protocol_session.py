@@ -27,6 +27,8 @@ EXTENSIONS = (
     "CHILDREN",
     "SPECIAL-USE",
     "LITERAL+",
+    "PARTIAL",
+    "CONTEXT=SEARCH",
 )
 
 
