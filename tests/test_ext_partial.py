@@ -93,6 +93,7 @@ def test_save_keeps_the_page(ten: RawClient) -> None:
 
 @pytest.mark.one_backend  # refused by the engine before the backend is asked
 def test_bad_ranges(ten: RawClient) -> None:
+    ok(ten, "SEARCH RETURN (PARTIAL 1:5) ALL")  # PARTIAL itself is known
     all_bad(
         ten,
         [
