@@ -124,6 +124,16 @@ def test_idle_and_cancelupdate(connect: Connector, pair: tuple[RawClient, RawCli
     assert updates(ok(watcher, "NOOP"), "E01") == []
 
 
+@pytest.mark.one_backend
+def test_saved_result_bound_before_save(pair: tuple[RawClient, RawClient]) -> None:
+    # RFC 5182: "$" in a SEARCH that also saves is the result saved before it
+    watcher, other = pair
+    ok(watcher, "SEARCH RETURN (SAVE) FLAGGED")  # $ = 2,4
+    tagged_ok(watcher, "SEARCH RETURN (SAVE MIN UPDATE) $", "H01")  # $ = 2 from now
+    ok(other, "STORE 4 +FLAGS (\\Seen)")
+    assert updates(ok(watcher, "NOOP"), "H01") == []  # 4 is still in the context's $
+
+
 def test_partial_with_update(connect: Connector, pair: tuple[RawClient, RawClient]) -> None:
     # RFC 9394 3.1: PARTIAL pages the answer, UPDATE follows the whole result
     watcher, other = pair

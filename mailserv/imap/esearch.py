@@ -188,10 +188,12 @@ async def found(
 
 
 def _extension_options(session: Session, options: ReturnOptions | None) -> list[ResultOption]:
+    """The extensions' options among ``options``, in the order the extensions are declared
+    (CONTEXT=SEARCH's UPDATE binds ``$`` before SEARCHRES's SAVE changes it)."""
     if not options:
         return []
     known = session.services.registry.result_options
-    return [known[name] for name in sorted(options) if name in known]
+    return [option for name, option in known.items() if name in options]
 
 
 async def response(
