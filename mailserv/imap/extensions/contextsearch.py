@@ -28,6 +28,7 @@ backend, the proxy included.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from mailserv.imap import esearch
@@ -48,6 +49,8 @@ from mailserv.syntax.tokens import Command
 
 UPDATE = "UPDATE"
 CONTEXT = "CONTEXT"
+_STEP = 4096
+"""Changed messages looked at again between two chances for the reactor."""
 
 
 @dataclass(slots=True)
@@ -59,6 +62,37 @@ class UpdateContext:
     uid: bool
     program: SearchProgram
     members: set[int] = field(default_factory=set)
+
+    def moves(
+        self,
+        candidates: Sequence[int],
+        matched: AbstractSet[int],
+        doomed: AbstractSet[int],
+        left: list[int],
+        came: list[int],
+    ) -> None:
+        """Follow what ``candidates`` (ascending) became: those that ``matched`` join, the
+        others leave (unless ``doomed``: their EXPUNGE will tell); added to ``left`` and
+        ``came``."""
+        members = self.members
+        out = [u for u in candidates if u in members and u not in matched and u not in doomed]
+        new = [u for u in candidates if u in matched and u not in members]
+        members.difference_update(out)
+        members.update(new)
+        left += out
+        came += new
+
+    async def update(
+        self, view: SelectedView, left: list[int], came: list[int], slices: TimeSlices
+    ) -> bytes:
+        """The ``* ESEARCH`` line telling ``left`` and ``came`` (ascending UIDs), or b""."""
+        data = []
+        for name, uids in ((b"REMOVEFROM", left), (b"ADDTO", came)):
+            if uids:
+                numbers = uids if self.uid else view.seqs_of(uids)
+                numbered = await esearch.ordered_set(slices, numbers, ascending=True)
+                data.append(name + b" (0 " + numbered + b")")
+        return self.line(b" ".join(data)) if data else b""
 
     def line(self, data: bytes) -> bytes:
         marker = b" UID " if self.uid else b" "
@@ -84,30 +118,24 @@ class SearchContexts:
             self._pending.clear()
             return
         view = self.view
-        candidates = view.shown(sorted(self._pending))
+        pending = sorted(self._pending)
         self._pending = set()
         doomed = view.expunge_pending()  # they leave with their EXPUNGE (``removing``)
-        for context in list(self.by_tag.values()):
-            matched = set(await search_uids(self.session, view, context.program, candidates))
-            if self.by_tag.get(context.tag) is not context or view.closed:
-                continue  # cancelled, or the mailbox left, meanwhile
-            members = context.members
-            left = [
-                uid
-                for uid in candidates
-                if uid in members and uid not in matched and uid not in doomed
-            ]
-            came = [uid for uid in candidates if uid in matched and uid not in members]
-            members.difference_update(left)
-            members.update(came)
-            data = []
-            for name, uids in ((b"REMOVEFROM", left), (b"ADDTO", came)):
-                if uids:
-                    numbers = uids if context.uid else view.seqs_of(uids)
-                    numbered = await esearch.ordered_set(slices, numbers, ascending=True)
-                    data.append(name + b" (0 " + numbered + b")")
-            if data:
-                self.session.write(context.line(b" ".join(data)))
+        changes: dict[str, tuple[list[int], list[int]]] = {}
+        for start in range(0, len(pending), _STEP):
+            candidates = view.shown(pending[start : start + _STEP])
+            for context in list(self.by_tag.values()):
+                matched = await search_uids(self.session, view, context.program, candidates)
+                if self.by_tag.get(context.tag) is not context or view.closed:
+                    continue  # cancelled, or the mailbox left, meanwhile
+                left, came = changes.setdefault(context.tag, ([], []))
+                context.moves(candidates, frozenset(matched), doomed, left, came)
+            await slices.pause()
+        for tag, (left, came) in changes.items():
+            followed = self.by_tag.get(tag)
+            line = await followed.update(view, left, came, slices) if followed else b""
+            if line and not view.closed:
+                self.session.write(line)
 
     def removing(self, uids: Sequence[int]) -> bytes:
         self._pending.difference_update(uids)
