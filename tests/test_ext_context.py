@@ -143,6 +143,35 @@ def test_partial_with_update(connect: Connector, pair: tuple[RawClient, RawClien
     assert updates(ok(watcher, "NOOP"), "F01") == ["UID ADDTO (0 5)"]
 
 
+@pytest.mark.one_backend  # membership follows the events tested above on every backend
+def test_sort_context_positions(connect: Connector, pair: tuple[RawClient, RawClient]) -> None:
+    # CONTEXT=SORT: positions in sort order, one pair per message, processed in order
+    watcher, other = pair
+    first = tagged_ok(
+        watcher, "UID SORT RETURN (UPDATE ALL) (REVERSE SUBJECT) UTF-8 FLAGGED", "S01"
+    )
+    assert updates(first, "S01") == ["UID ALL 4,2"]
+    ok(other, "STORE 3 +FLAGS (\\Flagged)")  # m4 m3 m2
+    assert updates(ok(watcher, "NOOP"), "S01") == ["UID ADDTO (2 3)"]
+    ok(other, "STORE 4 -FLAGS (\\Flagged)")  # m3 m2
+    assert updates(ok(watcher, "NOOP"), "S01") == ["UID REMOVEFROM (1 4)"]
+    (uid,) = connect.append([messages.plain(subject="m9")], flags="\\Flagged")  # m9 m3 m2
+    assert updates(ok(watcher, "NOOP"), "S01") == [f"UID ADDTO (1 {uid})"]
+    ok(other, "STORE 1,5 +FLAGS (\\Flagged)")  # m9 m5 m3 m2 m1
+    assert updates(ok(watcher, "NOOP"), "S01") == ["UID ADDTO (2 5 5 1)"]
+    ok(other, "STORE 2 +FLAGS (\\Deleted)")
+    ok(other, "EXPUNGE")
+    noop = ok(watcher, "NOOP")
+    assert updates(noop, "S01") == ["UID REMOVEFROM (4 2)"]
+    assert kinds(noop).index("ESEARCH") < kinds(noop).index("EXPUNGE")
+    again = tagged_ok(watcher, "UID SORT RETURN (ALL) (REVERSE SUBJECT) UTF-8 FLAGGED", "S02")
+    assert updates(again, "S02") == [f"UID ALL {uid},5,3,1"]
+    # sequence numbers: the message 5 is number 4 now
+    tagged_ok(watcher, "SORT RETURN (UPDATE) (SUBJECT) UTF-8 FLAGGED", "S03")
+    ok(other, "STORE 4 -FLAGS (\\Flagged)")
+    assert updates(ok(watcher, "NOOP"), "S03") == ["REMOVEFROM (3 4)"]
+
+
 @pytest.mark.one_backend
 def test_limit_and_refusals(pair: tuple[RawClient, RawClient]) -> None:
     watcher, _ = pair
@@ -158,13 +187,13 @@ def test_limit_and_refusals(pair: tuple[RawClient, RawClient]) -> None:
     ok(watcher, 'CANCELUPDATE "G1" "G2"')
     assert watcher.command('CANCELUPDATE "G1"').status == "NO"
     tagged_ok(watcher, "SEARCH RETURN (UPDATE) FLAGGED", "G1")
+    assert watcher.command("UID SORT RETURN (UPDATE) (ARRIVAL) UTF-8 ALL", tag="G1").status == "BAD"
+    ok(watcher, "SEARCH RETURN (CONTEXT COUNT) ALL")  # a hint
     all_bad(
         watcher,
         [
             "CANCELUPDATE",
             "CANCELUPDATE (G3)",
-            "UID SORT RETURN (UPDATE) (ARRIVAL) UTF-8 ALL",  # no CONTEXT=SORT
-            "SORT RETURN (CONTEXT COUNT) (ARRIVAL) UTF-8 ALL",
             "SEARCH RETURN (UPDATE PARTIAL 1:2 ALL) ALL",
         ],
     )

@@ -27,6 +27,7 @@ backend, the proxy included.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -39,7 +40,9 @@ from mailserv.imap.esearch import Found
 from mailserv.imap.registry import Capability, Extension, ResultOption
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.session import Session
+from mailserv.imap.sorting import KEYS, Criterion, Key, criteria_args, parse_criteria, sorted_slices
 from mailserv.imap.view import SelectedView
+from mailserv.interfaces import MessageMeta
 from mailserv.search import SearchProgram
 from mailserv.search.binding import bind
 from mailserv.slicing import TimeSlices
@@ -94,6 +97,11 @@ class UpdateContext:
                 data.append(name + b" (0 " + numbered + b")")
         return self.line(b" ".join(data)) if data else b""
 
+    def removal(self, view: SelectedView, leaving: list[int]) -> bytes:
+        """REMOVEFROM for ``leaving`` (ascending UIDs, still numbered), or b""."""
+        numbers = leaving if self.uid else view.seqs_of(leaving)
+        return self.line(b"REMOVEFROM (0 %s)" % format_set(numbers).encode()) if numbers else b""
+
     def line(self, data: bytes) -> bytes:
         marker = b" UID " if self.uid else b" "
         return b"* ESEARCH (TAG " + string(self.tag.encode()) + b")" + marker + data + b"\r\n"
@@ -146,14 +154,101 @@ class SearchContexts:
             if not leaving:
                 continue
             members.difference_update(leaving)
-            numbers = leaving if context.uid else self.view.seqs_of(leaving)
-            if numbers:
-                lines.append(context.line(b"REMOVEFROM (0 %s)" % format_set(numbers).encode()))
+            lines.append(context.removal(self.view, leaving))
         return b"".join(lines)
 
     def close(self) -> None:
         self.by_tag.clear()
         self._pending.clear()
+
+
+class _Descending:
+    """A string that sorts the other way round (REVERSE on a text criterion)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Key) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Descending) -> bool:
+        return other.value < self.value  # type: ignore[operator]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Descending) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+Row = tuple[object, ...]
+"""A message's sort keys, its UID last (mailbox order breaks ties, as SORT does)."""
+
+
+def sort_row(criteria: Sequence[Criterion], meta: MessageMeta) -> Row:
+    values: list[object] = []
+    for name, reverse in criteria:
+        value = KEYS[name](meta)
+        if not reverse:
+            values.append(value)
+        else:
+            values.append(_Descending(value) if isinstance(value, str) else -value)
+    values.append(meta.uid)
+    return tuple(values)
+
+
+@dataclass(slots=True)
+class SortContext(UpdateContext):
+    """An UPDATE SORT (CONTEXT=SORT): the members in sort order, so that ADDTO and
+    REMOVEFROM give positions (RFC 5267 4.3.3, 4.3.4), one message per pair.  Sort keys
+    never change (flags are not one), so only membership moves a message."""
+
+    criteria: Sequence[Criterion] = ()
+    rows: list[Row] = field(default_factory=list)
+    by_uid: dict[int, Row] = field(default_factory=dict)
+
+    async def fill(self, view: SelectedView, slices: TimeSlices) -> None:
+        """The rows of the members, sorted."""
+        rows = []
+        for start in range(0, len(members := sorted(self.members)), _STEP):
+            for meta in await view.mailbox.fetch(members[start : start + _STEP]):
+                rows.append(sort_row(self.criteria, meta))
+            await slices.pause()
+        self.rows = await slices.run(sorted_slices(rows))
+        self.by_uid = {row[-1]: row for row in self.rows}  # type: ignore[misc]
+        self.members.intersection_update(self.by_uid)
+
+    async def update(
+        self, view: SelectedView, left: list[int], came: list[int], slices: TimeSlices
+    ) -> bytes:
+        data = [self.removal(view, left, bare=True)] if left else []
+        metas = await view.mailbox.fetch(came) if came else []
+        rows = sorted(sort_row(self.criteria, meta) for meta in metas)
+        self.members.difference_update(set(came) - {row[-1] for row in rows})  # gone meanwhile
+        pairs = []
+        for row in rows:
+            at = bisect_left(self.rows, row)
+            self.rows.insert(at, row)
+            uid: int = row[-1]  # type: ignore[assignment]
+            self.by_uid[uid] = row
+            pairs.append(b"%d %d" % (at + 1, uid if self.uid else view.seq_of(uid) or 0))
+        if pairs:
+            data.append(b"ADDTO (" + b" ".join(pairs) + b")")
+        return self.line(b" ".join(data)) if data else b""
+
+    def removal(self, view: SelectedView, leaving: list[int], bare: bool = False) -> bytes:
+        """One pair per message, the last position first (each pair sees the list as the
+        pairs before it left it)."""
+        rows = sorted((self.by_uid.pop(uid) for uid in leaving if uid in self.by_uid), reverse=True)
+        pairs = []
+        for row in rows:
+            at = bisect_left(self.rows, row)
+            del self.rows[at]
+            uid: int = row[-1]  # type: ignore[assignment]
+            pairs.append(b"%d %d" % (at + 1, uid if self.uid else view.seq_of(uid) or 0))
+        if not pairs:
+            return b""
+        data = b"REMOVEFROM (" + b" ".join(pairs) + b")"
+        return data if bare else self.line(data)
 
 
 def _contexts(session: Session) -> SearchContexts:
@@ -163,15 +258,8 @@ def _contexts(session: Session) -> SearchContexts:
     return view.contexts
 
 
-def _search_only(session: Session, command: Command) -> None:
-    """Before the search runs: not on SORT (CONTEXT=SORT is not offered)."""
-    if command.name != "SEARCH":
-        raise Bad(f"UPDATE and CONTEXT are SEARCH's here: {command.name} has no CONTEXT=SORT")
-
-
 def _check(session: Session, command: Command) -> None:
-    """And no tag in use by a context starts another (4.3)."""
-    _search_only(session, command)
+    """Before the search runs: no tag in use by a context starts another (4.3)."""
     contexts = view_of(session).contexts
     if isinstance(contexts, SearchContexts) and command.tag in contexts.by_tag:
         raise Bad(f"Tag reuse: {command.tag[:40]} already names a search context")
@@ -192,8 +280,16 @@ async def _start(session: Session, found: Found) -> None:
     key = bind(program.key, view.uids, view.recent, view.saved)
     uids = view.uids
     members = set(found.numbers) if found.uid else {uids[n - 1] for n in found.numbers}
-    context = UpdateContext(tag, found.uid, SearchProgram(key, program.charset), members)
-    contexts.by_tag[tag] = context
+    bound = SearchProgram(key, program.charset)
+    if found.command.name != "SORT":
+        contexts.by_tag[tag] = UpdateContext(tag, found.uid, bound, members)
+        return
+    known = session.services.registry.result_options.keys()
+    _, args = esearch.split_return(found.command.args, "SORT", known)
+    criteria = parse_criteria(criteria_args(args, "SORT")[0])
+    context = SortContext(tag, found.uid, bound, members, criteria)
+    contexts.by_tag[tag] = context  # before the await: the tag is taken
+    await context.fill(view, TimeSlices(session.services.clock))
 
 
 async def _hint(session: Session, found: Found) -> None:
@@ -221,11 +317,11 @@ async def cancel_update(session: Session, command: Command) -> Reply:
 
 EXTENSION = Extension(
     "CONTEXT=SEARCH",
-    capabilities=(Capability(b"CONTEXT=SEARCH"),),
+    capabilities=(Capability(b"CONTEXT=SEARCH"), Capability(b"CONTEXT=SORT")),
     commands=(CommandSpec("CANCELUPDATE", cancel_update, SELECTED),),
     result_options=(
         ResultOption(UPDATE, _start, _nothing, check=_check),
-        ResultOption(CONTEXT, _hint, _nothing, check=_search_only),
+        ResultOption(CONTEXT, _hint, _nothing),
     ),
     response_codes=frozenset({"NOUPDATE"}),
 )
