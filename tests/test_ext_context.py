@@ -36,6 +36,16 @@ def kinds(response: Response) -> list[str]:
     return out
 
 
+def expunge_seen(watcher: RawClient, other: RawClient, seq: int, tag: str) -> list[str]:
+    """``other`` expunges message ``seq``: what the watcher's NOOP tells the context ``tag``
+    (its REMOVEFROM before the EXPUNGE, RFC 5267 4.3.4)."""
+    ok(other, f"STORE {seq} +FLAGS (\\Deleted)")
+    ok(other, "EXPUNGE")
+    noop = ok(watcher, "NOOP")
+    assert kinds(noop).index("ESEARCH") < kinds(noop).index("EXPUNGE")
+    return updates(noop, tag)
+
+
 @pytest.fixture
 def pair(connect: Connector) -> tuple[RawClient, RawClient]:
     """Five messages, 2 and 4 flagged; the watching session and the changing one."""
@@ -62,11 +72,7 @@ def test_other_session_changes(connect: Connector, pair: tuple[RawClient, RawCli
     ok(other, "STORE 3 +FLAGS (\\Seen)")
     assert updates(ok(watcher, "NOOP"), "B01") == []
     # expunge: REMOVEFROM first, then the EXPUNGE (RFC 5267 4.3.4)
-    ok(other, "STORE 4 +FLAGS (\\Deleted)")
-    ok(other, "EXPUNGE")
-    noop = ok(watcher, "NOOP")
-    assert updates(noop, "B01") == ["UID REMOVEFROM (0 4)"]
-    assert kinds(noop).index("ESEARCH") < kinds(noop).index("EXPUNGE")
+    assert expunge_seen(watcher, other, 4, "B01") == ["UID REMOVEFROM (0 4)"]
     # the result was kept right all along
     again = tagged_ok(watcher, "UID SEARCH RETURN (ALL) FLAGGED", "B02")
     assert updates(again, "B02") == [f"UID ALL 1,{uid}"]
@@ -159,11 +165,7 @@ def test_sort_context_positions(connect: Connector, pair: tuple[RawClient, RawCl
     assert updates(ok(watcher, "NOOP"), "S01") == [f"UID ADDTO (1 {uid})"]
     ok(other, "STORE 1,5 +FLAGS (\\Flagged)")  # m9 m5 m3 m2 m1
     assert updates(ok(watcher, "NOOP"), "S01") == ["UID ADDTO (2 5 5 1)"]
-    ok(other, "STORE 2 +FLAGS (\\Deleted)")
-    ok(other, "EXPUNGE")
-    noop = ok(watcher, "NOOP")
-    assert updates(noop, "S01") == ["UID REMOVEFROM (4 2)"]
-    assert kinds(noop).index("ESEARCH") < kinds(noop).index("EXPUNGE")
+    assert expunge_seen(watcher, other, 2, "S01") == ["UID REMOVEFROM (4 2)"]
     again = tagged_ok(watcher, "UID SORT RETURN (ALL) (REVERSE SUBJECT) UTF-8 FLAGGED", "S02")
     assert updates(again, "S02") == [f"UID ALL {uid},5,3,1"]
     # sequence numbers: the message 5 is number 4 now
