@@ -1,12 +1,14 @@
-"""CONTEXT=SEARCH (RFC 5267 section 4): SEARCH results kept up to date.
+"""CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 section 4): results kept up to date.
 
 ``SEARCH RETURN (UPDATE ...) criteria`` (or UID SEARCH) answers as usual, then keeps the
 result as a context named by the command's tag: whenever messages enter or leave it, the
 session is told ``* ESEARCH (TAG "t") [UID] ADDTO (0 set)`` / ``REMOVEFROM (0 set)``
 (position 0: SEARCH results are in mailbox order), in UIDs or sequence numbers as the
-command was.  ``CANCELUPDATE "t" ...`` ends contexts; so does leaving the mailbox.
-``CONTEXT`` is accepted as the hint it is; PARTIAL and the other options do not change what
-is followed (4.3: the whole result is).
+command was.  ``SORT RETURN (UPDATE ...)`` keeps its members in sort order and tells each
+message with its position (``ADDTO (2 17 5 40)``, pairs applied in order).
+``CANCELUPDATE "t" ...`` ends contexts; so does leaving the mailbox.  ``CONTEXT`` is
+accepted as the hint it is; PARTIAL and the other options do not change what is followed
+(4.3: the whole result is).
 
 When the updates go out: with the view's other updates (:mod:`mailserv.imap.view`), after a
 command or at once while IDLE; ADDTO after the EXISTS that numbers the new messages (4.3.3),
@@ -20,9 +22,8 @@ that changes with time alone (WITHIN's YOUNGER/OLDER) is followed only as messag
 
 Bounds: ``ServerSettings.max_search_contexts`` contexts per session (RFC 5267 4.3.1: at
 least one); one more gets ``* NO [NOUPDATE "t"]`` and the command still answers.  A tag in
-use by a context cannot start another (BAD).  CONTEXT=SORT is not offered: UPDATE and
-CONTEXT on SORT are refused (BAD).  All of it is the engine's, so it is offered with every
-backend, the proxy included.
+use by a context cannot start another (BAD).  All of it is the engine's work on what the
+backend answers, so it is offered with every backend, the proxy included.
 """
 
 from __future__ import annotations
