@@ -6,14 +6,19 @@ line written, for SEARCH (:mod:`mailserv.imap.commands.messages`) and SORT's ESO
 MIN and MAX are the first and the last of the numbers as given (ascending for SEARCH, in
 sort order for SORT); ALL is the numbers as a sequence set that keeps their order (runs of
 consecutive numbers become ``a:b``).  An empty result has COUNT 0 and none of the others.
-Extensions add options (``Extension.result_options``: SEARCHRES's SAVE); the commands tell
-them what was found (``found``) or that the command failed (``returning``).
+Extensions add options (``Extension.result_options``: SEARCHRES's SAVE, CONTEXT=SEARCH's
+UPDATE); the commands tell them what was found (``found``) or that the command failed
+(``returning``).  RFC 9394's ``PARTIAL <range>`` (offered by
+:mod:`mailserv.imap.extensions.partial`) is read and answered here: a page of the result,
+by position (1 is the first result, -1 the last), ``NIL`` when the page is empty; one
+PARTIAL or one ALL per command, never both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mailserv.imap.arguments import text_atom
@@ -26,16 +31,93 @@ from mailserv.syntax.tokens import Atom, Command, ParenList, Token
 if TYPE_CHECKING:
     from mailserv.imap.registry import ResultOption
     from mailserv.imap.session import Session
+    from mailserv.search import SearchProgram
 
 OPTIONS = ("MIN", "MAX", "COUNT", "ALL")
 """The result options, in the order the response lists them."""
 STEP = 4096
 """Numbers made into the sequence set between two chances for the reactor."""
+PARTIAL = "PARTIAL"
+"""RFC 9394's result option: its name, offered when an extension registers it."""
+_ONCE = frozenset({"ALL", PARTIAL})
+_CONTEXT = frozenset({"UPDATE", "CONTEXT"})
+"""RFC 5267's options: the ESEARCH line is written even when it carries no data."""
+"""Options a command may give once, and only one of (RFC 9394 3.1)."""
+_NZ_MAX = 2**32 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRange:
+    """``PARTIAL low:high`` (RFC 9394): results ``low`` to ``high`` counted from 1, or
+    from the last result backwards when ``from_end`` (``-1:-100``); ``text`` as sent."""
+
+    low: int
+    high: int
+    from_end: bool
+    text: str
+
+    def window(self, total: int) -> slice:
+        """The positions it names among ``total`` results (may be empty)."""
+        if self.from_end:
+            return slice(max(total - self.high, 0), max(total - self.low + 1, 0))
+        return slice(min(self.low - 1, total), min(self.high, total))
+
+    def page(self, numbers: Sequence[int]) -> Sequence[int]:
+        return numbers[self.window(len(numbers))]
+
+
+def parse_partial(token: Token | None, what: str = "PARTIAL") -> PartialRange:
+    """``n:m`` or ``-n:-m`` (nz-numbers, either order; no ``*``); Bad otherwise."""
+    text = token.value if isinstance(token, Atom) else ""
+    low, sep, high = text.partition(":")
+    negative = low.startswith("-")
+    if negative and high.startswith("-"):
+        low, high = low[1:], high[1:]
+    ends = [_nz_number(low), _nz_number(high)] if sep else []
+    if None in ends or not ends:
+        raise Bad(f"{what} needs a range n:m or -n:-m of non-zero numbers")
+    first, last = sorted(n for n in ends if n is not None)
+    return PartialRange(first, last, negative, text)
+
+
+def _nz_number(text: str) -> int | None:
+    if not text.isdigit() or not text.isascii() or text.startswith("0"):
+        return None
+    value = int(text)
+    return value if value <= _NZ_MAX else None
+
+
+class ReturnOptions(frozenset[str]):
+    """The RETURN options by name; ``partial``: PARTIAL's range when it was given."""
+
+    partial: PartialRange | None = None
+
+    @classmethod
+    def of(cls, names: Iterable[str], partial: PartialRange | None = None) -> ReturnOptions:
+        options = cls(names)
+        options.partial = partial
+        return options
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What a SEARCH or SORT found, as its RETURN options (``ResultOption.found``) see it."""
+
+    command: Command
+    options: ReturnOptions
+    numbers: Sequence[int]
+    """As the command reports them (UIDs for UID SEARCH/SORT), in result order."""
+    program: SearchProgram
+    """The search as parsed (sequence sets, ``$`` and \\Recent unbound)."""
+
+    @property
+    def uid(self) -> bool:
+        return self.command.uid
 
 
 def split_return(
     args: Sequence[Token], command: str, extra: AbstractSet[str] = frozenset()
-) -> tuple[frozenset[str] | None, Sequence[Token]]:
+) -> tuple[ReturnOptions | None, Sequence[Token]]:
     """``RETURN (...)`` at the head of ``args``: its options (None when absent) and the rest;
     ``extra``: the options extensions add (``Registry.result_options``)."""
     if not args or not isinstance(args[0], Atom) or args[0].value.upper() != "RETURN":
@@ -47,20 +129,27 @@ def split_return(
 
 def parse_return(
     token: Token, command: str, extra: AbstractSet[str] = frozenset()
-) -> frozenset[str]:
-    """The options of ``RETURN (...)``; ``()`` means ALL (RFC 4731 3.1)."""
+) -> ReturnOptions:
+    """The options of ``RETURN (...)``; ``()`` means ALL (RFC 4731 3.1).  With PARTIAL
+    offered, one PARTIAL or one ALL at most (RFC 9394 3.1)."""
     if not isinstance(token, ParenList):
         raise Bad("RETURN needs a parenthesised list of result options")
-    chosen = set()
-    for item in token.items:
+    chosen: set[str] = set()
+    partial = None
+    items = iter(token.items)
+    for item in items:
         word = text_atom(item).upper()
         if word not in OPTIONS and word not in extra:
             raise Bad(f"Unknown {command} result option {word[:40]}")
+        if PARTIAL in extra and word in _ONCE and chosen & _ONCE:
+            raise Bad("RETURN may hold one PARTIAL or one ALL, not both nor twice")
+        if word == PARTIAL:
+            partial = parse_partial(next(items, None))
         chosen.add(word)
-    return frozenset(chosen or {"ALL"})
+    return ReturnOptions.of(chosen or {"ALL"}, partial)
 
 
-Run = Callable[[frozenset[str] | None, Sequence[Token]], Awaitable[Reply]]
+Run = Callable[[ReturnOptions | None, Sequence[Token]], Awaitable[Reply]]
 """A SEARCH or SORT given its RETURN options (None: no RETURN) and its other arguments."""
 
 
@@ -69,6 +158,9 @@ async def returning(session: Session, command: Command, run: Run) -> Reply:
     when the command then ends in NO (not BAD: RFC 5182 2.1)."""
     known = session.services.registry.result_options
     options, args = split_return(command.args, command.name, known.keys())
+    for option in _extension_options(session, options):
+        if option.check is not None:
+            option.check(session, command)
     try:
         return await run(options, args)
     except (Bad, ParseError):
@@ -80,19 +172,28 @@ async def returning(session: Session, command: Command, run: Run) -> Reply:
 
 
 async def found(
-    session: Session, options: frozenset[str] | None, numbers: Sequence[int], uid: bool
+    session: Session,
+    command: Command,
+    options: ReturnOptions | None,
+    numbers: Sequence[int],
+    program: SearchProgram,
 ) -> None:
     """The matches (as the command reports them, in result order) for the extensions'
     options among ``options``."""
+    if not options:
+        return
+    result = Found(command, options, numbers, program)
     for option in _extension_options(session, options):
-        await option.found(session, numbers, uid, options or frozenset())
+        await option.found(session, result)
 
 
-def _extension_options(session: Session, options: frozenset[str] | None) -> list[ResultOption]:
+def _extension_options(session: Session, options: ReturnOptions | None) -> list[ResultOption]:
+    """The extensions' options among ``options``, in the order the extensions are declared
+    (CONTEXT=SEARCH's UPDATE binds ``$`` before SEARCHRES's SAVE changes it)."""
     if not options:
         return []
     known = session.services.registry.result_options
-    return [known[name] for name in sorted(options) if name in known]
+    return [option for name, option in known.items() if name in options]
 
 
 async def response(
@@ -100,14 +201,16 @@ async def response(
     tag: str,
     uid: bool,
     numbers: Sequence[int],
-    options: frozenset[str],
+    options: ReturnOptions,
     modseq: int | None = None,
     ascending: bool = False,
 ) -> bytes:
     """The ``* ESEARCH`` line; ``modseq``: RFC 7162's highest mod-sequence of the result;
-    ``ascending``: the numbers are (SEARCH's), which makes ALL quicker.
-    Empty when ``options`` holds none of RFC 4731's (RFC 5182 2.4: ``RETURN (SAVE)`` alone)."""
-    if options.isdisjoint(OPTIONS):
+    ``ascending``: the numbers are (SEARCH's), which makes ALL quicker.  Only PARTIAL's page
+    is made into a set, whatever the size of the result.  Empty when ``options`` asks for
+    no data (RFC 5182 2.4: ``RETURN (SAVE)`` alone), unless it opens a search context
+    (RFC 5267 ``UPDATE``/``CONTEXT``: the line, if bare, starts it)."""
+    if options.isdisjoint(OPTIONS) and options.partial is None and options.isdisjoint(_CONTEXT):
         return b""
     out = [b"* ESEARCH (TAG " + string(tag.encode()) + b")"]
     if uid:
@@ -120,6 +223,10 @@ async def response(
         out.append(b"COUNT %d" % len(numbers))
     if numbers and "ALL" in options:
         out.append(b"ALL " + await ordered_set(slices, numbers, ascending))
+    if options.partial is not None:
+        page = options.partial.page(numbers)
+        found = await ordered_set(slices, page, ascending) if page else b"NIL"
+        out.append(b"PARTIAL (%s %s)" % (options.partial.text.encode(), found))
     if modseq is not None and numbers:
         out.append(b"MODSEQ %d" % modseq)
     return b" ".join(out) + b"\r\n"

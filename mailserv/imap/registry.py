@@ -12,7 +12,7 @@ two servers in one process may run different sets.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
@@ -28,7 +28,7 @@ from mailserv.interfaces import IMailbox, MailboxStatus, MessageMeta
 from mailserv.search import SearchKey
 from mailserv.syntax.errors import ParseError
 from mailserv.syntax.sequences import SequenceSet
-from mailserv.syntax.tokens import ParenList, Token
+from mailserv.syntax.tokens import Command, ParenList, Token
 
 if TYPE_CHECKING:
     from mailserv.imap.view import SelectedView
@@ -96,14 +96,16 @@ class SearchCriterion:
 class ResultOption:
     """A SEARCH/SORT ``RETURN`` option beyond RFC 4731's (RFC 4466 ``search-return-opt``).
 
-    ``found(session, numbers, uid, options)`` runs once the command has its matches (as it
-    reports them: UIDs or sequence numbers, in result order) and before its answer;
-    ``failed(session)`` when the command ends in NO (a BAD changes nothing).
+    ``found(session, result)`` runs once the command has its matches (as it reports them:
+    UIDs or sequence numbers, in result order) and before its answer; ``failed(session)``
+    when the command ends in NO (a BAD changes nothing); ``check(session, command)``, when
+    given, before the command runs (raising Bad refuses it).
     """
 
     name: str
-    found: Callable[[Session, Sequence[int], bool, frozenset[str]], Awaitable[None]]
+    found: Callable[[Session, esearch.Found], Awaitable[None]]
     failed: Callable[[Session], None]
+    check: Callable[[Session, Command], None] | None = None
 
 
 @dataclass(slots=True)

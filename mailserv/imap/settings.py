@@ -54,3 +54,6 @@ class ServerSettings:
     max_notify_mailboxes: int = 1000
     """Mailboxes one NOTIFY SET may watch (RFC 5465): above it NOTIFY SET is refused, and
     a session whose filters grow past it later gets NOTIFICATIONOVERFLOW."""
+    max_search_contexts: int = 8
+    """RFC 5267 UPDATE contexts one session may hold in its mailbox (at least 1 is kept):
+    a SEARCH asking for one more is answered with ``NOUPDATE`` and not followed."""

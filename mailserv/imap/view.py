@@ -32,7 +32,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Container, Iterable, Sequence
 from itertools import islice, pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet import defer
 from twisted.internet.defer import DeferredLock
@@ -78,6 +78,23 @@ _NOTE_STEP = 8192
 """Own flag changes noted between two pauses (a dict update for a whole step)."""
 _RUN_PROBE, _RUN_MAX = 32, 1 << 16
 """How far ahead ``seqs_of`` first looks for a run of consecutive UIDs, and at most."""
+
+
+class ResultWatch(Protocol):
+    """Results kept up to date with the view (RFC 5267's search contexts,
+    :mod:`mailserv.imap.extensions.contextsearch`): told which messages may have entered
+    or left them, and given their turn in each flush."""
+
+    def touched(self, uids: Sequence[int]) -> None:
+        """These messages (ascending) arrived or changed flags."""
+
+    async def refresh(self, slices: TimeSlices) -> None:
+        """Write what changed, after the flush's EXISTS and FETCH, before its expunges."""
+
+    def removing(self, uids: Sequence[int]) -> bytes:
+        """What to write before the view drops ``uids`` (still numbered)."""
+
+    def close(self) -> None: ...
 
 
 def turn_on_modseq(session: Session) -> None:
@@ -233,6 +250,8 @@ class SelectedView:
         self.saved: list[int] = []
         """RFC 5182's ``$``: the UIDs a SEARCH saved, ascending (a new view starts empty,
         so SELECT, EXAMINE, CLOSE and UNSELECT reset it; expunged messages leave it)."""
+        self.contexts: ResultWatch | None = None
+        """RFC 5267's UPDATE contexts, once one was asked for; they end with the view."""
         self.load(uids, recent, base_modseq)
         mailbox.add_listener(self)
 
@@ -258,6 +277,8 @@ class SelectedView:
         """No more events; whatever is pending or being computed is never written."""
         self.closed = True
         self.mailbox.remove_listener(self)
+        if self.contexts is not None:
+            self.contexts.close()
 
     # -- what the client turned on (RFC 7162) -------------------------------------------
 
@@ -294,6 +315,10 @@ class SelectedView:
             return uids_for_seqs(sequence.resolve(len(self.uids)), self.uids)
         except ValueError as exc:
             raise Bad("Invalid message sequence number") from exc
+
+    def expunge_pending(self) -> frozenset[int]:
+        """Messages other sessions expunged that the client has not been told of yet."""
+        return frozenset(self._expunged)
 
     def seq_of(self, uid: int) -> int | None:
         i = bisect_left(self.uids, uid)
@@ -369,6 +394,8 @@ class SelectedView:
         for start in range(0, len(columns), _NOTE_STEP):
             part = columns[start : start + _NOTE_STEP]
             self._note_told_all(part.uids, part.modseqs)
+            if self.contexts is not None:
+                self.contexts.touched(part.uids)
             await slices.pause()
         return columns
 
@@ -542,7 +569,13 @@ class SelectedView:
             flags = [self._queued_flags.pop(uid) for uid in uids]
             modseqs = [self._queued_modseq.pop(uid) for uid in uids]
             self.write_fetches(self._flag_lines(uids, flags, modseqs))
+            if self.contexts is not None:
+                self.contexts.touched(uids)
             await slices.pause()
+            if self._gone_away(idle):
+                return
+        if self.contexts is not None:
+            await self.contexts.refresh(slices)
             if self._gone_away(idle):
                 return
         if expunges and self._expunged:
@@ -599,6 +632,8 @@ class SelectedView:
         if not fresh:
             return []
         self.uids.extend(fresh)
+        if self.contexts is not None:
+            self.contexts.touched(fresh)
         last = fresh[-1]
         if self._gone_ahead:
             self._gone_ahead = {uid for uid in self._gone_ahead if uid > last}
@@ -614,8 +649,10 @@ class SelectedView:
         """Drop expunged UIDs from the view; the EXPUNGE lines to send, highest first (or
         one ``* VANISHED`` line of their UIDs once QRESYNC is on).
 
-        A UID not announced yet is remembered, so that it is never announced.
+        A UID not announced yet is remembered, so that it is never announced.  Search
+        contexts' REMOVEFROM go first, while the numbers are still valid (RFC 5267 4.3.4).
         """
+        first = self.contexts.removing(uids) if self.contexts is not None else b""
         last = self._last()
         seqs = []
         for uid in set(uids):
@@ -637,6 +674,9 @@ class SelectedView:
             uid = self.uids.pop(seq - 1)
             self.recent.discard(uid)
             known.append(uid)
+        lines = [first] if first else []
         if self.reports_vanished:
-            return [b"* VANISHED %s\r\n" % format_set(reversed(known)).encode()] if known else []
-        return [b"* %d EXPUNGE\r\n" % seq for seq in seqs]
+            if known:
+                lines.append(b"* VANISHED %s\r\n" % format_set(reversed(known)).encode())
+            return lines
+        return lines + [b"* %d EXPUNGE\r\n" % seq for seq in seqs]

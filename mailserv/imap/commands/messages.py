@@ -205,14 +205,21 @@ def search_program(session: Session, args: Sequence[Token]) -> SearchProgram:
         raise No(f"Unsupported charset {exc.charset[:40]}", exc.response_code) from exc
 
 
-async def search_uids(session: Session, view: SelectedView, program: SearchProgram) -> list[int]:
-    """The UIDs of the view's mailbox that match, ascending (the backend's search if any)."""
+async def search_uids(
+    session: Session,
+    view: SelectedView,
+    program: SearchProgram,
+    among: Sequence[int] | None = None,
+) -> list[int]:
+    """The UIDs of the view's mailbox that match, ascending (the backend's search if any);
+    ``among``: only those UIDs (ascending) are looked at, not the whole view."""
     box = view.mailbox
     key = bind(program.key, view.uids, view.recent, view.saved)
     bound = SearchProgram(key, program.charset)
-    found = await backend_search(box, bound, view.uids)
+    uids = view.uids if among is None else among
+    found = await backend_search(box, bound, uids)
     if found is None:
-        metas = await box.fetch(view.uids)
+        metas = await box.fetch(uids)
         slices = TimeSlices(session.services.clock)
         context = SearchContext(view.uids, view.recent, box.content, slices.pause)
         found = await evaluate(bound, metas, context)
@@ -225,13 +232,16 @@ async def search(session: Session, command: Command) -> Reply:
 
 
 async def _search(
-    session: Session, command: Command, options: frozenset[str] | None, args: Sequence[Token]
+    session: Session,
+    command: Command,
+    options: esearch.ReturnOptions | None,
+    args: Sequence[Token],
 ) -> Reply:
     view = view_of(session)
     if UTF8_ACCEPT in session.enabled and args and _is_word(args[0], "CHARSET"):
         raise Bad("No CHARSET after ENABLE UTF8=ACCEPT: search strings are UTF-8")  # RFC 6855 3
     if options is None and is_rev2(session):
-        options = frozenset({"ALL"})  # RFC 9051 6.4.4: ESEARCH answers every SEARCH
+        options = esearch.ReturnOptions({"ALL"})  # RFC 9051 6.4.4: ESEARCH answers every SEARCH
     program = search_program(session, args)
     found = await search_uids(session, view, program)
     # Tens of thousands of matches take the reactor tens of ms to number and format: in
@@ -258,7 +268,7 @@ async def _search(
             highest = max(highest, max((m.modseq for m in metas), default=0))
             await slices.pause()
         modseq = highest or None
-    await esearch.found(session, options, numbers, command.uid)
+    await esearch.found(session, command, options, numbers, program)
     if options is not None:
         session.write(
             await esearch.response(

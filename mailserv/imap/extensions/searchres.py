@@ -8,6 +8,7 @@ non-UID ones) and as a SEARCH key (also ``UID $``); commands run one at a time i
 so a pipelined command using ``$`` sees the result of the SEARCH before it (2.3).
 
 What is saved (2.4): with MIN or MAX alone (or both) only those messages, else every match;
+with RFC 9394's PARTIAL (and no COUNT) the page, with the MIN and MAX messages if asked;
 ``RETURN (SAVE)`` alone answers no ESEARCH line.  SORT's ``RETURN (SAVE ...)`` (RFC 5267
 3.1, ESORT) saves the same way, MIN and MAX being the first and last in sort order.  A
 command with SAVE that ends in NO empties the result; one that ends in BAD leaves it (2.1).
@@ -15,9 +16,8 @@ command with SAVE that ends in NO empties the result; one that ends in BAD leave
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from mailserv.imap.commands.messages import view_of
+from mailserv.imap.esearch import Found
 from mailserv.imap.registry import Capability, Extension, ResultOption, SearchCriterion
 from mailserv.imap.search.parse import KeyReader
 from mailserv.imap.session import Session
@@ -30,14 +30,16 @@ _STEP = 4096
 _ENDS = frozenset({"MIN", "MAX"})
 
 
-async def save(
-    session: Session, numbers: Sequence[int], uid: bool, options: frozenset[str]
-) -> None:
+async def save(session: Session, found: Found) -> None:
     """Keep what the command found (``numbers`` as it reports them, in result order)."""
     view = view_of(session)
-    if numbers and options & _ENDS and options.isdisjoint({"ALL", "COUNT"}):
+    numbers, options, uid = found.numbers, found.options, found.uid
+    partial = options.partial
+    if numbers and (options & _ENDS or partial) and options.isdisjoint({"ALL", "COUNT"}):
         ends = {numbers[0]} if "MIN" in options else set()
-        numbers = sorted(ends | {numbers[-1]} if "MAX" in options else ends)
+        if "MAX" in options:
+            ends.add(numbers[-1])
+        numbers = sorted(ends.union(partial.page(numbers)) if partial else ends)
     slices = TimeSlices(session.services.clock)
     uids = list(numbers)
     if not uid:

@@ -32,7 +32,10 @@ async def sort(session: Session, command: Command) -> Reply:
 
 
 async def _sort(
-    session: Session, command: Command, options: frozenset[str] | None, args: Sequence[Token]
+    session: Session,
+    command: Command,
+    options: esearch.ReturnOptions | None,
+    args: Sequence[Token],
 ) -> Reply:
     first, search_args = criteria_args(args, "SORT")
     criteria = parse_criteria(first)
@@ -42,7 +45,7 @@ async def _sort(
     slices = TimeSlices(session.services.clock)
     order = await slices.run(sort_order(criteria, metas))
     numbers = [metas[i].uid for i in order] if command.uid else [seqs[i] for i in order]
-    await esearch.found(session, options, numbers, command.uid)
+    await esearch.found(session, command, options, numbers, program)
     if options is None:
         await write_numbers(session, b"* SORT", numbers)
     else:
