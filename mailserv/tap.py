@@ -387,7 +387,7 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
     factories: dict[str, IProtocolFactory] = {"IMAP": parts.factory, "IMAPS": parts.factory}
     if config.lmtp:
         listeners += [(d, "LMTP", None) for d in config.lmtp]
-        factories["LMTP"] = lmtp_factory(parts.backend, parts.factory, reactor)
+        factories["LMTP"] = lmtp_factory(parts.backend, parts.factory, reactor, config.data_dir)
     for description, label, tls in listeners:
         endpoint = _listening_endpoint(reactor, description, label, tls, gate)
         listener = StreamServerEndpointService(endpoint, factories[label])

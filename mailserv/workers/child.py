@@ -113,7 +113,9 @@ def main(argv: Sequence[str]) -> int:
     service.setServiceParent(top)
     tls_factory = TLSMemoryBIOFactory(parts.tls.options, False, parts.factory)
     # LMTP is served by every child too, from the one listening socket they share.
-    lmtp = lmtp_factory(parts.backend, parts.factory, reactor) if config.lmtp else None
+    lmtp = None
+    if config.lmtp:
+        lmtp = lmtp_factory(parts.backend, parts.factory, reactor, config.data_dir)
     adopted = _AdoptedPorts(reactor, listeners, parts.factory, tls_factory, gate, lmtp)
     adopted.setServiceParent(top)
     stdio.StandardIO(_ParentWatch(reactor))
