@@ -250,13 +250,15 @@ class _Compiler:
         if name == "exists":
             return Test(name, names=tuple(_strings(args["header-names"])))
         if name == "size":
-            return Test(name, over=args["comparator"] == ":over", limit=_number(args["limit"]))
+            return Test(
+                name, over=args["comparator"].lower() == ":over", limit=_number(args["limit"])
+            )
         if name in ("header", "address", "envelope"):
             key = "header-names" if name == "header" else "header-list"
             names = tuple(n.lower() for n in _strings(args[key]))
             if name == "envelope" and any(n not in ("from", "to") for n in names):
                 raise SieveError('envelope: only "from" and "to" can be tested')
-            part = args.get("address-part", ":all")
+            part = args.get("address-part", ":all").lower()
             return Test(name, names=names, part=part, matcher=_matcher(command))
         if name == "hasflag":
             if "variable-list" in args:
@@ -266,7 +268,7 @@ class _Compiler:
 
 
 def _matcher(command: Command, keys: str = "key-list") -> Matcher:
-    kind = command.arguments.get("match-type", ":is")
+    kind = command.arguments.get("match-type", ":is").lower()
     if kind not in (":is", ":contains", ":matches"):
         raise SieveError(f"{command.name}: match type {kind} is not supported")
     comparator = "i;ascii-casemap"
