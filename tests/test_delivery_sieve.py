@@ -16,11 +16,13 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import BACKENDS, _selected_backends
-from imapserver import User
+from imapserver import User, new_user
 from lmtpserver import HANG, LmtpServer, start_lmtp_server, stop_lmtp_server, subjects
 
 from bench.harness import HOST
 from mailserv.admin.cli import main as cli
+from mailserv.auth.passwd import PasswdFile
+from mailserv.auth.schemes import hash_password
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -60,8 +62,15 @@ def server(
     """This module's server (named ``server`` so ``one_backend`` picks the first backend)."""
     name = str(request.param)
     started = start_lmtp_server(
-        tmp_path_factory.mktemp(f"sieve-{name}"), BACKENDS[name], users=8, quota_user=False
+        tmp_path_factory.mktemp(f"sieve-{name}"), BACKENDS[name], users=0, quota_user=False
     )
+    # Added here rather than by a `mailserv user add` process each: the server re-reads
+    # its passwd-file when it changes.
+    passwd = PasswdFile(str(started.process.data_dir / "passwd"))
+    for _ in range(8):
+        made = new_user()
+        passwd.add_user(made.name, hash_password(made.password.encode()))
+        started.users.append(made)
     yield started
     stop_lmtp_server(started)
     assert "Traceback" not in started.process.log_text()
