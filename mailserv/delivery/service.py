@@ -12,7 +12,8 @@ from twisted.python.usage import UsageError
 from mailserv.auth.users import IUserStore, UserStoreChecker
 from mailserv.delivery.deliver import Deliverer, store_lookup
 from mailserv.delivery.lmtp import LMTPFactory
-from mailserv.delivery.sieve import sieve_policy
+from mailserv.delivery.managesieve import ManageSieveFactory
+from mailserv.delivery.sieve import sieve_policy, sieve_store
 from mailserv.interfaces import IBackend
 
 if TYPE_CHECKING:  # the agent (``mailserv deliver``) does without the IMAP engine
@@ -48,3 +49,8 @@ def lmtp_factory(
 ) -> LMTPFactory:
     """The LMTP service of the server whose IMAP side is ``imap``."""
     return LMTPFactory(deliverer_for(backend, imap, data_dir), imap.settings, clock)
+
+
+def managesieve_factory(imap: IMAPServerFactory, data_dir: str) -> ManageSieveFactory:
+    """The ManageSieve service of the server whose IMAP side is ``imap`` (its sign-in)."""
+    return ManageSieveFactory(imap.services, sieve_store(data_dir))
