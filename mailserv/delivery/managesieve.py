@@ -362,7 +362,9 @@ class ManageSieveServer(Protocol, TimeoutMixin):
 
     async def _logout(self, args: list[Any]) -> bytes:
         _no_args(args, "LOGOUT")
-        raise _Close("Logged out")
+        self._send(b'OK "Logout completed"\r\n')  # RFC 5804 2.3: OK, then the server closes
+        self._close()
+        return b""
 
     async def _starttls(self, args: list[Any]) -> bytes:
         _no_args(args, "STARTTLS")
