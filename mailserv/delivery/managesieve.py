@@ -385,8 +385,7 @@ class ManageSieveServer(Protocol, TimeoutMixin):
         context = self._sasl_context()
         mechanism = self.services.mechanisms.find(name, context)
         if mechanism is None:
-            anywhere = SASLContext(secure=True, plaintext_allowed=True)
-            if self.services.mechanisms.find(name, anywhere) is not None:
+            if self.services.mechanisms.needs_tls(name):
                 raise Bad(f"{name} needs TLS; use STARTTLS first", "ENCRYPT-NEEDED")
             raise Bad(f"Unsupported authentication mechanism {name[:40]}")
         self._refuse_if_blocked(name)
