@@ -26,6 +26,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
 from typing import TYPE_CHECKING
 
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -89,7 +90,7 @@ class SievePolicy:
         self._cache: OrderedDict[str, tuple[object, Script | SieveError]] = OrderedDict()
         self._default = DefaultPolicy()
 
-    def _script(self, user: str) -> tuple[str, Script | SieveError] | None:
+    async def _script(self, user: str) -> tuple[str, Script | SieveError] | None:
         found = self.store.active_stamp(user)
         if found is None:
             return None
@@ -98,13 +99,8 @@ class SievePolicy:
         if cached is not None and cached[0] == (name, stamp):
             self._cache.move_to_end(user)
             return name, cached[1]
-        compiled: Script | SieveError
-        try:
-            compiled = compile_script(self.store.get(user, name))
-        except SieveError as exc:
-            compiled = exc
-        except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the message
-            compiled = SieveError(f"the parser failed: {exc!r}")
+        # Parsing a large script takes long: not on the reactor's thread.
+        compiled = await deferToThread(_compile, self.store.get(user, name))
         self._cache[user] = ((name, stamp), compiled)
         while len(self._cache) > MAX_CACHED:
             self._cache.popitem(last=False)
@@ -112,7 +108,7 @@ class SievePolicy:
 
     async def decide(self, account: IAccount, envelope: Envelope, message: bytes) -> Decision:
         user = envelope.recipient.user
-        found = self._script(user)
+        found = await self._script(user)
         if found is None:
             return await self._default.decide(account, envelope, message)
         name, script = found
@@ -123,13 +119,14 @@ class SievePolicy:
             )  # fmt: skip
             return Decision(INBOX)
         address = envelope.recipient.address.strip("<>")
-        facts = MessageFacts.of(message, envelope.sender, address)
         try:
-            result = run(script, facts)
-        except SieveRuntimeError as exc:
+            sender = envelope.sender
+            facts, result = await deferToThread(_evaluate, script, message, sender, address)
+        except Exception as exc:  # noqa: BLE001 - a script's failure never loses the message
+            error = str(exc) if isinstance(exc, SieveRuntimeError) else repr(exc)
             _log.error(
                 "Sieve script {name!r} of {user} failed ({error}); delivered to INBOX",
-                name=name, user=user, error=str(exc),
+                name=name, user=user, error=error,
             )  # fmt: skip
             return Decision(INBOX)
         if result.reject is not None:
@@ -205,12 +202,33 @@ class SievePolicy:
         days = int(action.get("days"))
         reply = _reply(facts, action, _without_detail(address))
 
+        def send_now() -> bool:
+            if not self.store.vacation_due(user, key, days):
+                return False
+            self.outbox.add("", [sender], reply)
+            return True
+
         async def send() -> None:
-            if self.store.vacation_due(user, key, days):
-                self.outbox.add("", [sender], reply)
+            if await deferToThread(send_now):  # the files are synced: not on the reactor
                 _log.info("Sieve: vacation reply for {user} to {to}", user=user, to=sender)
 
         return send
+
+
+def _compile(source: bytes) -> Script | SieveError:
+    try:
+        return compile_script(source)
+    except SieveError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the message
+        return SieveError(f"the parser failed: {exc!r}")
+
+
+def _evaluate(
+    script: Script, message: bytes, sender: str, recipient: str
+) -> tuple[MessageFacts, Result]:
+    facts = MessageFacts.of(message, sender, recipient)
+    return facts, run(script, facts)
 
 
 def _without_detail(address: str) -> str:

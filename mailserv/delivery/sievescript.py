@@ -76,6 +76,46 @@ class SieveRuntimeError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Glob:
+    """A ``:matches`` key split at its ``*``s: fixed-length pieces (``?`` is any one
+    character) that must come in order, the first at the start and the last at the end."""
+
+    pieces: tuple[tuple[re.Pattern[str], int], ...]
+    """Each piece as a pattern without repetition, and its length in characters."""
+    starred: bool
+
+    @classmethod
+    def of(cls, key: str) -> Glob:
+        pieces: list[list[str]] = [[]]
+        chars = iter(key)
+        for char in chars:
+            if char == "*":
+                pieces.append([])
+            elif char == "?":
+                pieces[-1].append(".")
+            else:
+                pieces[-1].append(re.escape(next(chars, "") if char == "\\" else char))
+        compiled = tuple((re.compile("".join(p), re.DOTALL), len(p)) for p in pieces)
+        return cls(compiled, len(pieces) > 1)
+
+    def match(self, text: str) -> bool:
+        (first, _), *middle = self.pieces
+        if not self.starred:
+            return first.fullmatch(text) is not None
+        found = first.match(text)
+        if found is None:
+            return False
+        at = found.end()
+        last, length = middle.pop()
+        for piece, _ in middle:
+            found = piece.search(text, at)
+            if found is None:
+                return False
+            at = found.end()
+        return len(text) - length >= at and last.fullmatch(text, len(text) - length) is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Matcher:
     """A match type with its comparator and keys, ready to test values."""
 
@@ -84,17 +124,18 @@ class Matcher:
     fold: bool
     """i;ascii-casemap (else i;octet)."""
     keys: tuple[str, ...]
+    globs: tuple[Glob, ...] = ()
+    """``:matches``: the keys as patterns."""
 
     def any(self, values: Iterable[str]) -> bool:
         for value in values:
             text = _fold(value) if self.fold else value
-            for key in self.keys:
-                if self.kind == ":is" and text == key:
-                    return True
-                if self.kind == ":contains" and key in text:
-                    return True
-                if self.kind == ":matches" and _glob(key, text):
-                    return True
+            if self.kind == ":is" and text in self.keys:
+                return True
+            if self.kind == ":contains" and any(key in text for key in self.keys):
+                return True
+            if self.kind == ":matches" and any(glob.match(text) for glob in self.globs):
+                return True
         return False
 
 
@@ -275,8 +316,9 @@ def _matcher(command: Command, keys: str = "key-list") -> Matcher:
     if "comparator" in command.arguments:
         comparator = _string(command.extra_arguments["comparator"])
     fold = comparator == "i;ascii-casemap"
-    values = _strings(command.arguments[keys])
-    return Matcher(kind, fold, tuple(_fold(v) if fold else v for v in values))
+    values = tuple(_fold(v) if fold else v for v in _strings(command.arguments[keys]))
+    globs = tuple(Glob.of(v) for v in values) if kind == ":matches" else ()
+    return Matcher(kind, fold, values, globs)
 
 
 def _string(raw: str) -> str:
@@ -320,43 +362,6 @@ def _fold(text: str) -> str:
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
-def _glob(pattern: str, text: str) -> bool:
-    """``:matches``: ``*`` any run, ``?`` one character, ``\\`` quotes the next; linear
-    backtracking to the last ``*`` (no regular expression, so no blow-up)."""
-    tokens: list[str | None] = []  # None: *, "" : ?, else a literal character
-    escaped = False
-    for char in pattern:
-        if escaped:
-            tokens.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "*":
-            tokens.append(None)
-        elif char == "?":
-            tokens.append("")
-        else:
-            tokens.append(char)
-    p = t = 0
-    star, mark = -1, 0
-    while t < len(text):
-        if p < len(tokens) and tokens[p] is not None and tokens[p] in ("", text[t]):
-            p += 1
-            t += 1
-        elif p < len(tokens) and tokens[p] is None:
-            star, mark = p, t
-            p += 1
-        elif star >= 0:
-            p = star + 1
-            mark += 1
-            t = mark
-        else:
-            return False
-    while p < len(tokens) and tokens[p] is None:
-        p += 1
-    return p == len(tokens)
-
-
 # -- running ------------------------------------------------------------------------------
 
 
@@ -369,6 +374,7 @@ class MessageFacts:
     size: int
     sender: str
     recipient: str
+    _decoded: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, message: bytes, sender: str, recipient: str) -> MessageFacts:
@@ -390,7 +396,10 @@ class MessageFacts:
 
     def decoded(self, name: str) -> list[str]:
         """Values with RFC 2047 encoded words decoded (RFC 5228 2.7.2)."""
-        out = []
+        known = self._decoded.get(name)
+        if known is not None:
+            return known
+        out = self._decoded[name] = []
         for value in self.raw(name):
             try:
                 out.append(str(make_header(decode_header(value))) if "=?" in value else value)
