@@ -495,13 +495,13 @@ class ManageSieveServer(Protocol, TimeoutMixin):
     async def _putscript(self, args: list[Any]) -> bytes:
         name, source = _strings(args, 2, "PUTSCRIPT takes a script name and a script")
         script_name = _name(name)
-        _check(source)
+        await _check(source)
         await self._store(lambda: self.sieve.store.put(self._owner, script_name, source))
         return b'OK "Script stored"\r\n'
 
     async def _checkscript(self, args: list[Any]) -> bytes:
         (source,) = _strings(args, 1, "CHECKSCRIPT takes a script")
-        _check(source)
+        await _check(source)
         return b'OK "Script is valid"\r\n'
 
     async def _listscripts(self, args: list[Any]) -> bytes:
@@ -558,11 +558,13 @@ def _name(raw: bytes) -> str:
     return name
 
 
-def _check(source: bytes) -> None:
+async def _check(source: bytes) -> None:
+    """Bad with the reason when ``source`` is no script we can run; parsed in a thread
+    (a large script takes long)."""
     if len(source) > MAX_SCRIPT:
         raise Bad(f"Scripts are at most {MAX_SCRIPT} octets", "QUOTA/MAXSIZE")
     try:
-        check_script(source)
+        await deferToThread(check_script, source)
     except SieveError as exc:
         raise Bad(str(exc)) from exc
 
