@@ -23,6 +23,13 @@ from bench.harness import HOST
 from mailserv.admin.cli import main as cli
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.schemes import hash_password
+from mailserv.delivery.sievescript import (
+    MessageFacts,
+    Result,
+    SieveRuntimeError,
+    compile_script,
+    run,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -371,3 +378,48 @@ def test_cli_refuses_bad_scripts_with_the_reason(
     assert capsys.readouterr().out == ""
     assert cli(["sieve", "get", "--data-dir", data_dir, user.name, "bad"]) == 1
     assert "No script named 'bad'" in capsys.readouterr().err
+
+
+# -- the evaluator alone (pure functions: no server, no backend) ----------------------------
+
+
+def _run(script: bytes, message: bytes, sender: str = "a@example.net") -> Result:
+    return run(compile_script(script), MessageFacts.of(message, sender, "me@example.org"))
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize(
+    ("key", "text", "matches"),
+    [
+        ("*mo?ey*", "lots of money here", True),
+        ("a*b", "acbd", False),
+        ("\\\\*x", "*x", True),
+        ("*", "", True),
+        ("a*a", "a", False),
+        ("*a*b*", "xxbxxaxx", False),
+        ("a.c", "abc", False),
+        ("x\\\\?", "xy", False),
+        ("??", "\u00e9\u00e9", True),
+    ],
+)
+def test_matches_wildcards(key: str, text: str, matches: bool) -> None:
+    script = f'if header :matches "subject" "{key}" {{ discard; }}'.encode()
+    result = _run(script, f"Subject: {text}\r\n\r\n".encode())
+    assert result.discarded is matches
+
+
+@pytest.mark.one_backend
+def test_matches_has_no_backtracking_blowup() -> None:
+    # A backtracking matcher takes minutes on this; pieces searched in order take no time.
+    script = b'if header :matches "subject" "*' + b"a*" * 2000 + b'b" { discard; }'
+    assert not _run(script, b"Subject: " + b"a" * 50000 + b"\r\n\r\n").discarded
+
+
+@pytest.mark.one_backend
+def test_runtime_errors_and_flag_lists() -> None:
+    with pytest.raises(SieveRuntimeError):
+        _run(b'require ["reject", "fileinto"]; fileinto "x"; reject "no";', b"\r\n")
+    result = _run(
+        b'require "imap4flags"; setflag ["\\\\seen bad(flag", "\\\\Recent $Ok"]; keep;', b"\r\n"
+    )
+    assert result.folders == {"INBOX": ("\\Seen", "$Ok")}

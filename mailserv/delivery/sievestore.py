@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 import time
 import unicodedata
 from urllib.parse import quote, unquote
@@ -62,6 +63,9 @@ class ScriptStore:
 
     def __init__(self, root: str) -> None:
         self.root = root
+        self._vacation_lock = threading.Lock()
+        """Deliveries run vacation_due in threads: one read-modify-write at a time (in this
+        process; two workers may still both answer a sender's first message)."""
 
     def _dir(self, user: str) -> str:
         return os.path.join(self.root, "users", _component(user))
@@ -157,7 +161,10 @@ class ScriptStore:
     def vacation_due(self, user: str, key: str, days: int, now: float | None = None) -> bool:
         """Whether a vacation reply keyed ``key`` (sender and handle) may go now, at most
         one per ``days``; when it may, the reply is recorded as sent."""
-        now = time.time() if now is None else now
+        with self._vacation_lock:
+            return self._vacation_due(user, key, days, time.time() if now is None else now)
+
+    def _vacation_due(self, user: str, key: str, days: int, now: float) -> bool:
         path = os.path.join(self._dir(user), "vacation.json")
         try:
             with open(path, encoding="utf-8") as f:
