@@ -117,6 +117,8 @@ class Config:
     settings: ServerSettings = field(default_factory=ServerSettings)
     lmtp: tuple[str, ...] = ()
     """Endpoints of the LMTP service (``--lmtp``, RFC 2033); none by default."""
+    managesieve: tuple[str, ...] = ()
+    """Endpoints of the ManageSieve service (``--managesieve``, RFC 5804); none by default."""
     workers: int | None = None
     """Processes serving the listeners (``--workers``); above 1 a master runs the children.
     None: one per core when the backend can share its store between processes, else 1."""
@@ -131,6 +133,7 @@ class Config:
         object.__setattr__(self, "imap", tuple(self.imap))
         object.__setattr__(self, "imaps", tuple(self.imaps))
         object.__setattr__(self, "lmtp", tuple(self.lmtp))
+        object.__setattr__(self, "managesieve", tuple(self.managesieve))
         object.__setattr__(self, "backend_options", MappingProxyType(dict(self.backend_options)))
 
     @property
@@ -418,6 +421,7 @@ _KEYS: Mapping[str, Callable[[_Layer, str, object, _Context], None]] = {
     "imap": _endpoints_key,
     "imaps": _endpoints_key,
     "lmtp": _endpoints_key,
+    "managesieve": _endpoints_key,
     "no-imap": _no_endpoints_key,
     "no-imaps": _no_endpoints_key,
     "allow-plaintext-auth": _plaintext_key,

@@ -52,7 +52,7 @@ from mailserv.config import (
     parse_assignment,
     parse_limit,
 )
-from mailserv.delivery.service import lmtp_factory
+from mailserv.delivery.service import lmtp_factory, managesieve_factory
 from mailserv.errors import BackendOptionError
 from mailserv.events.logs import JSONLogService, json_observer
 from mailserv.events.metrics import IMetrics, PrometheusMetrics, WorkerMetrics, metrics_site
@@ -186,6 +186,11 @@ class Options(usage.Options):
         """Deliver mail in over LMTP (RFC 2033) on ENDPOINT, e.g. unix:/run/mailserv/lmtp \
 or tcp:24:interface=127.0.0.1; repeatable [default: none]."""
         self._given.setdefault("lmtp", []).append(endpoint)
+
+    def opt_managesieve(self, endpoint: str) -> None:
+        """Serve ManageSieve (RFC 5804: users' Sieve scripts; IMAP's sign-in, STARTTLS) \
+on ENDPOINT, e.g. tcp:4190:interface=127.0.0.1; repeatable [default: none]."""
+        self._given.setdefault("managesieve", []).append(endpoint)
 
     def opt_backend_option(self, assignment: str) -> None:
         """KEY=VALUE passed to the backend; repeatable (keys: --help-backends)."""
@@ -387,7 +392,10 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
     factories: dict[str, IProtocolFactory] = {"IMAP": parts.factory, "IMAPS": parts.factory}
     if config.lmtp:
         listeners += [(d, "LMTP", None) for d in config.lmtp]
-        factories["LMTP"] = lmtp_factory(parts.backend, parts.factory, reactor)
+        factories["LMTP"] = lmtp_factory(parts.backend, parts.factory, reactor, config.data_dir)
+    if config.managesieve:
+        listeners += [(d, "MANAGESIEVE", None) for d in config.managesieve]
+        factories["MANAGESIEVE"] = managesieve_factory(parts.factory, config.data_dir)
     for description, label, tls in listeners:
         endpoint = _listening_endpoint(reactor, description, label, tls, gate)
         listener = StreamServerEndpointService(endpoint, factories[label])

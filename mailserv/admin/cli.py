@@ -12,13 +12,16 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from mailserv.admin import db
 from mailserv.auth.passwd import InvalidUsername, PasswdError, PasswdFile, check_username
 from mailserv.auth.schemes import DEFAULT_SCHEME, HASH_SCHEMES, hash_password
 from mailserv.config import DEFAULT_DATA_DIR, ConfigError, load_config
 from mailserv.delivery import agent
+from mailserv.delivery.sieve import check_script, sieve_store
+from mailserv.delivery.sievescript import MAX_SCRIPT, SieveError
+from mailserv.delivery.sievestore import ScriptStore, StoreError
 
 if TYPE_CHECKING:
     from mailserv.auth.sqlusers import SqlUsers
@@ -101,7 +104,93 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=_user_list)
     db.add_commands(areas, common)
     agent.add_command(areas, common)
+    _sieve_commands(areas, common)
     return parser
+
+
+# -- mailserv sieve: users' Sieve scripts (mailserv.delivery.sievestore) ------------------
+
+
+def _sieve_commands(areas: Any, common: argparse.ArgumentParser) -> None:
+    sieve = areas.add_parser("sieve", help="manage users' Sieve scripts", parents=[common])
+    actions = sieve.add_subparsers(dest="action", metavar="ACTION", required=True)
+    put = actions.add_parser("put", help="check and store a script", parents=[common])
+    put.add_argument("user")
+    put.add_argument("name")
+    put.add_argument("file", nargs="?", help="the script [default: standard input]")
+    put.add_argument("--activate", action="store_true", help="make it the active script")
+    put.set_defaults(handler=_sieve_put)
+    for verb, text in (("get", "print a script"), ("delete", "delete a script")):
+        action = actions.add_parser(verb, help=text, parents=[common])
+        action.add_argument("user")
+        action.add_argument("name")
+        action.set_defaults(handler=_sieve_get if verb == "get" else _sieve_delete)
+    activate = actions.add_parser(
+        "activate", help="make NAME the active script (none: no script)", parents=[common]
+    )
+    activate.add_argument("user")
+    activate.add_argument("name", nargs="?")
+    activate.set_defaults(handler=_sieve_activate)
+    listing = actions.add_parser("list", help="list a user's scripts", parents=[common])
+    listing.add_argument("user")
+    listing.set_defaults(handler=_sieve_list)
+
+
+def _scripts(args: argparse.Namespace) -> ScriptStore:
+    check_username(args.user)
+    data_dir = getattr(args, "data_dir", None)
+    if not data_dir:
+        try:
+            data_dir = load_config({}, getattr(args, "config", None)).data_dir
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from exc
+    return sieve_store(data_dir)
+
+
+def _sieve_put(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    store = _scripts(args)
+    if args.file:
+        with open(args.file, "rb") as f:
+            source = f.read(MAX_SCRIPT + 1)
+    else:
+        source = stdin.buffer.read(MAX_SCRIPT + 1) if hasattr(stdin, "buffer") else b""
+    try:
+        check_script(source)
+        store.put(args.user, args.name, source)
+        if args.activate:
+            store.activate(args.user, args.name)
+    except (SieveError, StoreError) as exc:
+        raise CommandError(f"script {args.name!r}: {exc}") from exc
+    out.write(f"script {args.name} stored{' and active' if args.activate else ''}\n")
+
+
+def _sieve_get(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    try:
+        source = _scripts(args).get(args.user, args.name)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from exc
+    out.write(source.decode("utf-8", "replace"))
+
+
+def _sieve_delete(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    try:
+        _scripts(args).delete(args.user, args.name)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from exc
+    out.write(f"script {args.name} deleted\n")
+
+
+def _sieve_activate(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    try:
+        _scripts(args).activate(args.user, args.name)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from exc
+    out.write(f"script {args.name} active\n" if args.name else "no script active\n")
+
+
+def _sieve_list(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    for name, active in _scripts(args).list(args.user):
+        out.write(f"{name}{' ACTIVE' if active else ''}\n")
 
 
 def _scheme_option(parser: argparse.ArgumentParser) -> None:

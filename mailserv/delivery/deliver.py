@@ -68,6 +68,15 @@ DELIVERED = Outcome(250, "2.0.0", "Delivered")
 UNKNOWN_USER = Outcome(550, "5.1.1", "No such user here")
 OVER_QUOTA_TEXT = "Mailbox full: over quota"
 TOO_BIG = Outcome(552, "5.3.4", "Message too big for this server")
+MAX_REJECT_TEXT = 200
+
+
+def rejected(reason: str) -> Outcome:
+    """550 5.7.1 with ``reason`` on one line (RFC 5429 2.1's LMTP refusal)."""
+    text = " ".join(reason.split())[:MAX_REJECT_TEXT] or "Rejected"
+    return Outcome(550, "5.7.1", "".join(c if c.isprintable() else "?" for c in text))
+
+
 TRY_LATER = Outcome(451, "4.3.0", "Temporary failure storing the message; try again later")
 
 
@@ -96,6 +105,14 @@ class Decision:
 
     folder: str = INBOX
     flags: frozenset[str] = frozenset()
+    also: tuple[tuple[str, frozenset[str]], ...] = ()
+    """Further copies, each (folder, flags): a Sieve script's several fileinto."""
+    discard: bool = False
+    """Store it nowhere, and answer that it was delivered (Sieve's discard)."""
+    reject: str | None = None
+    """Refuse it for this recipient with this reason (Sieve's reject, RFC 5429)."""
+    after: tuple[Callable[[], Awaitable[None]], ...] = ()
+    """Work to do once the message is stored (a vacation reply); its failure is logged."""
 
 
 class IDeliveryPolicy(Interface):
@@ -114,12 +131,13 @@ class DefaultPolicy:
 
     async def decide(self, account: IAccount, envelope: Envelope, message: bytes) -> Decision:
         folder = envelope.recipient.folder
-        if folder and await _selectable(account, folder):
+        if folder and await selectable(account, folder):
             return Decision(folder)
         return Decision(INBOX)
 
 
-async def _selectable(account: IAccount, name: str) -> bool:
+async def selectable(account: IAccount, name: str) -> bool:
+    """Whether ``name`` is a mailbox of ``account`` that can take messages."""
     try:
         await account.open(name)
     except (errors.MailboxNotFound, errors.MailboxNotSelectable, errors.InvalidMailboxName):
@@ -204,17 +222,27 @@ class Deliverer:
         account = await self.backend.account(recipient.user)
         try:
             decision = await self.policy.decide(account, Envelope(sender, recipient), message)
+            if decision.reject is not None:
+                return rejected(decision.reject)
+            places = [] if decision.discard else [(decision.folder, decision.flags)]
+            places += decision.also
             limits = self.quota.limits_for(recipient.user)
-            adds = Usage(len(message), 1)
+            adds = Usage(len(message) * len(places), len(places))
             async with charge_account(self.ledger, recipient.user, account, limits, adds):
-                box = await account.open(decision.folder)
-                result = await box.append(message, decision.flags, None, self)
+                for folder, flags in places:
+                    box = await account.open(folder)
+                    result = await box.append(message, flags, None, self)
+                    _log.debug(
+                        "Delivered to {user}/{folder} uid {uid}",
+                        user=recipient.user,
+                        folder=folder,
+                        uid=result.uid,
+                    )
         finally:
             await account.close()
-        _log.debug(
-            "Delivered to {user}/{folder} uid {uid}",
-            user=recipient.user,
-            folder=decision.folder,
-            uid=result.uid,
-        )
+        for work in decision.after:
+            try:
+                await work()
+            except Exception:  # noqa: BLE001 - the message is stored: report it delivered
+                _log.failure("After delivering to {user}: a follow-up failed", user=recipient.user)
         return DELIVERED

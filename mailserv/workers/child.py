@@ -27,7 +27,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from mailserv.auth.throttle import LoginThrottle
-from mailserv.delivery.service import lmtp_factory
+from mailserv.delivery.service import lmtp_factory, managesieve_factory
 from mailserv.events.logs import json_observer
 from mailserv.events.metrics import PrometheusMetrics, SnapshotPages
 from mailserv.tap import AcceptGate, BackendService, build_server
@@ -64,6 +64,9 @@ class _AdoptedPorts(Service):
             self._factories["LMTP"] = lmtp
         self._gate = gate
         self._ports: list[IListeningPort] = []
+
+    def add_factory(self, label: str, factory: IProtocolFactory) -> None:
+        self._factories[label] = factory
 
     def startService(self) -> None:
         super().startService()
@@ -113,8 +116,12 @@ def main(argv: Sequence[str]) -> int:
     service.setServiceParent(top)
     tls_factory = TLSMemoryBIOFactory(parts.tls.options, False, parts.factory)
     # LMTP is served by every child too, from the one listening socket they share.
-    lmtp = lmtp_factory(parts.backend, parts.factory, reactor) if config.lmtp else None
+    lmtp = None
+    if config.lmtp:
+        lmtp = lmtp_factory(parts.backend, parts.factory, reactor, config.data_dir)
     adopted = _AdoptedPorts(reactor, listeners, parts.factory, tls_factory, gate, lmtp)
+    if config.managesieve:  # served by every child too, like LMTP
+        adopted.add_factory("MANAGESIEVE", managesieve_factory(parts.factory, config.data_dir))
     adopted.setServiceParent(top)
     stdio.StandardIO(_ParentWatch(reactor))
     reactor.callWhenRunning(top.startService)

@@ -21,7 +21,8 @@ class Listener:
 
     fd: int
     label: str
-    """``IMAP`` (STARTTLS offered), ``IMAPS`` (TLS from the first byte) or ``LMTP``."""
+    """``IMAP`` (STARTTLS offered), ``IMAPS`` (TLS from the first byte), ``LMTP`` or
+    ``MANAGESIEVE``."""
 
 
 def encode_config(config: Config) -> str:
@@ -47,6 +48,6 @@ def encode_listeners(listeners: list[Listener]) -> list[str]:
 
 def decode_listener(text: str) -> Listener:
     fd, _, label = text.partition(":")
-    if label not in ("IMAP", "IMAPS", "LMTP"):
+    if label not in ("IMAP", "IMAPS", "LMTP", "MANAGESIEVE"):
         raise ValueError(f"bad listener {text!r}")
     return Listener(int(fd), label)

@@ -12,7 +12,7 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from mailserv import errors
-from mailserv.auth.sasl import MAX_RESPONSE, Challenge, SASLContext, SASLError, SASLFailed
+from mailserv.auth.sasl import MAX_RESPONSE, Challenge, SASLError, SASLFailed
 from mailserv.imap import capabilities
 from mailserv.imap.arguments import astring, text_atom
 from mailserv.imap.commands import NOT_AUTH, CommandSpec
@@ -55,8 +55,7 @@ async def authenticate(session: Session, command: Command) -> Reply:
     context = capabilities.sasl_context(session)
     mechanism = session.services.mechanisms.find(name, context)
     if mechanism is None:
-        anywhere = SASLContext(secure=True, plaintext_allowed=True)
-        if session.services.mechanisms.find(name, anywhere) is not None:
+        if session.services.mechanisms.needs_tls(name):
             raise No(f"{name} needs TLS; use STARTTLS first", "PRIVACYREQUIRED")
         raise No(f"Unsupported authentication mechanism {name[:40]}")
     response: bytes | None = None
