@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from mailserv import errors
+from mailserv.events.metrics import IMetrics, NoMetrics
 from mailserv.interfaces import INBOX, IAccount, IBackend
 from mailserv.quota import QuotaLedger, QuotaPolicy, Usage, charge_account
 
@@ -54,6 +55,11 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return 200 <= self.code < 300
+
+    @property
+    def result(self) -> str:
+        """``delivered``, ``deferred`` (4xx: the MTA retries) or ``refused`` (5xx)."""
+        return "delivered" if self.ok else "deferred" if self.temporary else "refused"
 
     @property
     def temporary(self) -> bool:
@@ -177,7 +183,8 @@ class Deliverer:
 
     ``known`` tells which user names exist; ``quota`` and ``ledger`` are the server's
     quota policy and its record of additions in flight (shared with the IMAP sessions of
-    this process, so APPEND and delivery count each other).
+    this process, so APPEND and delivery count each other); ``metrics`` counts each
+    recipient's outcome.
     """
 
     def __init__(
@@ -187,8 +194,10 @@ class Deliverer:
         quota: QuotaPolicy,
         ledger: QuotaLedger,
         policy: IDeliveryPolicy | None = None,
+        metrics: IMetrics | None = None,
     ) -> None:
         self.backend = backend
+        self.metrics: IMetrics = metrics if metrics is not None else NoMetrics()
         self.known = known
         self.quota = quota
         self.ledger = ledger
@@ -204,6 +213,11 @@ class Deliverer:
 
     async def deliver(self, recipient: Recipient, message: bytes, sender: str = "") -> Outcome:
         """Store ``message`` for ``recipient``; the outcome, never an exception."""
+        outcome = await self._outcome(recipient, message, sender)
+        self.metrics.delivery(outcome.result)
+        return outcome
+
+    async def _outcome(self, recipient: Recipient, message: bytes, sender: str) -> Outcome:
         try:
             return await self._deliver(recipient, message, sender)
         except errors.QuotaExceeded as exc:

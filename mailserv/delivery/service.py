@@ -41,7 +41,8 @@ def deliverer_for(backend: IBackend, imap: IMAPServerFactory, data_dir: str) -> 
             "up (with the proxy backend, use master-user mode)"
         )
     quota, ledger = services.settings.quota, services.quota
-    return Deliverer(backend, store_lookup(store), quota, ledger, sieve_policy(data_dir))
+    policy = sieve_policy(data_dir)
+    return Deliverer(backend, store_lookup(store), quota, ledger, policy, services.metrics)
 
 
 def lmtp_factory(
