@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from mailserv.admin import db
 from mailserv.auth.passwd import InvalidUsername, PasswdError, PasswdFile, check_username
 from mailserv.auth.schemes import DEFAULT_SCHEME, HASH_SCHEMES, hash_password
-from mailserv.config import DEFAULT_DATA_DIR, ConfigError, load_config
+from mailserv.config import DEFAULT_DATA_DIR, Config, ConfigError, load_config
 from mailserv.delivery import agent
 from mailserv.delivery.sieve import check_script, sieve_store
 from mailserv.delivery.sievescript import MAX_SCRIPT, SieveError
@@ -105,7 +105,76 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_commands(areas, common)
     agent.add_command(areas, common)
     _sieve_commands(areas, common)
+    _backup_commands(areas, common)
     return parser
+
+
+# -- mailserv backup / restore (mailserv.admin.backup, mailserv.admin.restore) -------------
+
+
+def _backup_commands(areas: Any, common: argparse.ArgumentParser) -> None:
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--backend", default=argparse.SUPPRESS, help="mail store plugin")
+    store.add_argument(
+        "--backend-option",
+        metavar="KEY=VALUE",
+        action="append",
+        default=argparse.SUPPRESS,
+        help="passed to the backend; repeatable",
+    )
+    store.add_argument("--user", metavar="USER", help="only this user [default: everyone]")
+    parents = [common, store]
+    backup = areas.add_parser(
+        "backup", help="copy the mail store to DEST (incremental)", parents=parents
+    )
+    backup.add_argument("dest", metavar="DEST")
+    backup.set_defaults(handler=_backup)
+    restore = areas.add_parser(
+        "restore", help="append what a backup holds and the store lacks", parents=parents
+    )
+    restore.add_argument("source", metavar="SRC")
+    restore.add_argument("--folder", metavar="F", help="only this folder")
+    restore.add_argument("--dry-run", action="store_true", help="print what would be done")
+    restore.set_defaults(handler=_restore)
+
+
+def _backup_config(args: argparse.Namespace) -> Config:
+    try:
+        return agent.store_config(args)
+    except agent.DeliveryExit as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _backup(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    from mailserv.admin.backup import BackupError, backup
+
+    config = _backup_config(args)
+    passwd = _open_passwd(args, create=False)
+    if args.user is not None:
+        check_username(args.user)
+        if passwd.lookup(args.user) is None:
+            raise CommandError(f"no user {args.user!r}")
+    users = [args.user] if args.user is not None else list(passwd.users())
+    try:
+        backup(config, users, args.dest, out)
+    except BackupError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _restore(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    from mailserv.admin.backup import BackupError
+    from mailserv.admin.restore import restore
+
+    config = _backup_config(args)
+    if args.user is not None:
+        check_username(args.user)
+    users = [args.user] if args.user is not None else None
+    if args.folder is not None and users is None:
+        raise CommandError("--folder needs --user", EXIT_USAGE)
+    try:
+        restore(config, args.source, users, args.folder, args.dry_run, out)
+    except BackupError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 # -- mailserv sieve: users' Sieve scripts (mailserv.delivery.sievestore) ------------------
