@@ -264,7 +264,7 @@ def _transfer_config(args: argparse.Namespace) -> Config:
         raise CommandError(str(exc), EXIT_USAGE) from exc
 
 
-def _open_transfer(args: argparse.Namespace) -> tuple[Config, MailStore]:
+def _open_transfer(args: argparse.Namespace, create: bool) -> tuple[Config, MailStore]:
     check_username(args.user)
     if _open_passwd(args, create=False).lookup(args.user) is None:
         raise CommandError(f"no user {args.user!r}")
@@ -272,7 +272,7 @@ def _open_transfer(args: argparse.Namespace) -> tuple[Config, MailStore]:
 
     config = _transfer_config(args)
     try:
-        return config, open_store(config, args.user)
+        return config, open_store(config, args.user, create)
     except StoreError as exc:
         raise CommandError(str(exc)) from exc
 
@@ -300,7 +300,7 @@ def _import(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     except TransferError as exc:
         raise CommandError(str(exc)) from exc
     try:
-        config, store = _open_transfer(args)
+        config, store = _open_transfer(args, create=True)
     except BaseException:
         source.close()
         raise
@@ -325,7 +325,7 @@ def _import(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
 def _export(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     from mailserv.admin.exporter import Exporter
 
-    config, store = _open_transfer(args)
+    config, store = _open_transfer(args, create=False)
     identity = f"{os.path.realpath(args.directory)} ({args.format})"
     state = StateLog(state_path(config.data_dir, "export", args.user, identity))
     exporter = Exporter(store, args.directory, args.format, state, args.quiet)

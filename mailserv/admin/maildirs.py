@@ -10,6 +10,7 @@ modification time.  ``dovecot-uidlist`` is neither needed nor written.
 from __future__ import annotations
 
 import os
+import re
 import string
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -65,9 +66,15 @@ def _flags(info: str, keywords: dict[str, str]) -> frozenset[str]:
     return stored_flags(flags)
 
 
-def _sort_key(name: str) -> tuple[int, str]:
-    head = name.split(".", 1)[0]
-    return (int(head) if head.isdigit() else 0, name)
+_DELIVERY = re.compile(r"(\d+)\.(?:[^.]*?M(\d+))?")
+
+
+def _sort_key(name: str) -> tuple[int, int, str]:
+    """Delivery order: the seconds a name starts with, then its ``M`` microseconds."""
+    found = _DELIVERY.match(name)
+    if found is None:
+        return (0, 0, name)
+    return (int(found.group(1)), int(found.group(2) or 0), name)
 
 
 class MaildirReader:

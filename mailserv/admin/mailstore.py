@@ -74,12 +74,15 @@ async def _open(backend: IBackend, user: str) -> IAccount:
     return await backend.account(user)
 
 
-def open_store(config: Config, user: str) -> MailStore:
-    """Build and start ``config``'s backend in a reactor thread and open ``user``'s account."""
+def open_store(config: Config, user: str, create: bool = False) -> MailStore:
+    """Build and start ``config``'s backend in a reactor thread and open ``user``'s account;
+    the data directory is made if ``create`` (as the server's start makes it)."""
     reason = REFUSED_BACKENDS.get(config.backend)
     if reason is not None:
         raise StoreError(f"cannot use the {config.backend} backend: {reason}")
-    if not os.path.isdir(config.data_dir):
+    if create:
+        os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+    elif not os.path.isdir(config.data_dir):
         raise StoreError(f"data directory {config.data_dir} does not exist")
     from twisted.internet import reactor as running
 
