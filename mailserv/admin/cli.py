@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = actions.add_parser("list", help="list the users", parents=[common])
     listing.set_defaults(handler=_user_list)
+
+    show = actions.add_parser("show", help="show a user's entry (not the hash)", parents=[common])
+    show.add_argument("name")
+    show.set_defaults(handler=_user_show)
     db.add_commands(areas, common)
     _add_transfer_commands(areas, common)
     return parser
@@ -340,6 +344,17 @@ def _export(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
         f"exported {written} messages of {args.user} to {args.directory} ({args.format})"
         f" ({exporter.skipped} already written by an earlier run)\n"
     )
+
+
+def _user_show(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    check_username(args.name)
+    entry = _open_passwd(args, create=False).lookup(args.name)
+    if entry is None:
+        raise CommandError(f"no user {args.name!r}")
+    scheme = entry.password[1:].partition("}")[0] if entry.password.startswith("{") else ""
+    fields = [("user", entry.user), ("scheme", scheme or "(crypt)"), ("uid", entry.uid)]
+    fields += [("gid", entry.gid), ("home", entry.home), ("extra", entry.extra)]
+    out.writelines(f"{key}: {value}\n" for key, value in fields if value)
 
 
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], None]
