@@ -268,10 +268,14 @@ def _transfer_config(args: argparse.Namespace) -> Config:
         raise CommandError(str(exc), EXIT_USAGE) from exc
 
 
-def _open_transfer(args: argparse.Namespace, create: bool) -> tuple[Config, MailStore]:
+def _check_user(args: argparse.Namespace) -> None:
     check_username(args.user)
     if _open_passwd(args, create=False).lookup(args.user) is None:
         raise CommandError(f"no user {args.user!r}")
+
+
+def _open_transfer(args: argparse.Namespace, create: bool) -> tuple[Config, MailStore]:
+    _check_user(args)
     from mailserv.admin.mailstore import StoreError, open_store
 
     config = _transfer_config(args)
@@ -297,6 +301,7 @@ def _import(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     from mailserv.admin.importer import Importer
     from mailserv.admin.sources import open_source
 
+    _check_user(args)
     try:
         source = open_source(
             args.source, _source_password(args, stdin), args.master_user, args.ca_file

@@ -97,14 +97,20 @@ class MboxReader:
         self.folder = folder
         self.position = 0
         self.size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            self._first_line(handle)  # refused before any work starts
+
+    def _first_line(self, handle: BinaryIO) -> bytes:
+        first = handle.readline()
+        while first in (b"\n", b"\r\n"):
+            first = handle.readline()
+        if not first.startswith(b"From "):
+            raise TransferError(f"{self.path} is not an mbox file (no 'From ' line first)")
+        return first
 
     def __iter__(self) -> Iterator[SourceMessage]:
         with open(self.path, "rb") as handle:
-            first = handle.readline()
-            while first in (b"\n", b"\r\n"):
-                first = handle.readline()
-            if not first.startswith(b"From "):
-                raise TransferError(f"{self.path} is not an mbox file (no 'From ' line first)")
+            first = self._first_line(handle)
             start = handle.tell() - len(first)
             lines: list[bytes] = []
             from_line = first
