@@ -79,6 +79,11 @@ def test_interrupted_export_resumes(tmp_path: Path) -> None:
     assert (out / "INBOX.mbox").read_bytes() == source.read_bytes()
     assert (out / "A" / "Büro.mbox").read_bytes() == source.read_bytes()
 
+    # The state file does not stand for files removed since: they are written again.
+    (out / "INBOX.mbox").unlink()
+    kit.cli("export", "alice", str(out), "--format", "mbox", *where)
+    assert (out / "INBOX.mbox").read_bytes() == source.read_bytes()
+
 
 @pytest.mark.one_backend
 def test_bad_input(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ class Exporter:
         try:
             for name, uidvalidity, _ in folders:
                 prior = done.get(name)
-                if prior is not None and prior["uidvalidity"] != uidvalidity:
+                if prior is not None and not self._still_there(name, uidvalidity, prior):
                     prior = None
                 uids = self.store.call(_uids, account, name)
                 after = prior["uid"] if prior else 0
@@ -91,6 +91,16 @@ class Exporter:
         finally:
             progress.close()
         return self.written
+
+    def _still_there(self, name: str, uidvalidity: int, prior: dict[str, Any]) -> bool:
+        """Whether what the state file says was written is still there to go on from: the
+        same UIDVALIDITY, and the mbox file at least as long (or the Maildir folder there)."""
+        if prior["uidvalidity"] != uidvalidity:
+            return False
+        if self.fmt == "mbox":
+            path = mbox_path(self.root, name)
+            return os.path.exists(path) and os.path.getsize(path) >= prior["offset"]
+        return os.path.isdir(os.path.join(MaildirWriter(self.root).path(name), "cur"))
 
     def _folder(
         self, name: str, uidvalidity: int, uids: Sequence[int], offset: int, progress: Progress

@@ -131,8 +131,12 @@ class MaildirWriter:
         self.root = root
         self._keywords: dict[str, dict[str, str]] = {}
 
+    def path(self, folder: str) -> str:
+        return self.root if folder == INBOX else os.path.join(self.root, _directory_name(folder))
+
     def directory(self, folder: str) -> str:
-        path = self.root if folder == INBOX else os.path.join(self.root, _directory_name(folder))
+        """The folder's directory, made with its cur/, new/ and tmp/ if need be."""
+        path = self.path(folder)
         for sub in ("cur", "new", "tmp"):
             os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
         return path

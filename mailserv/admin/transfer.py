@@ -101,7 +101,7 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=total, unit=unit, desc=desc, unit_scale=unit == "B", dynamic_ncols=True
+                total=total, unit=unit, desc=desc, unit_scale=unit == "B"
             )
 
     def advance(self, amount: int) -> None:
