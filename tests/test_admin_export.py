@@ -5,9 +5,6 @@ files, an interrupted export resumed, and bad input.  The CLI runs as a subproce
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -61,17 +58,8 @@ def test_maildir_export_imports_back(tmp_path: Path) -> None:
 def test_interrupted_export_resumes(tmp_path: Path) -> None:
     data_dir, where, source = _filled(tmp_path, 600)
     out = tmp_path / "out"
-    args = kit.command("export", "alice", str(out), "--format", "mbox", "--quiet", *where)
-    proc = subprocess.Popen(args, env=kit.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not kit.state_files(data_dir, "export") and time.monotonic() < deadline:
-            time.sleep(0.002)
-        proc.send_signal(signal.SIGSTOP)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(60)
-    state = kit.state_files(data_dir, "export")[0].read_text()
+    args = ["export", "alice", str(out), "--format", "mbox", "--quiet", *where]
+    state = kit.run_and_kill(args, data_dir, "export", 1)
     assert '"A/Büro"' not in state, "the export ended before it was interrupted"
 
     done = kit.cli("export", "alice", str(out), "--format", "mbox", *where)

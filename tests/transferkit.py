@@ -8,6 +8,7 @@ import imaplib
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -154,3 +155,21 @@ def wait_for(path: Path, lines: int, timeout: float = 120.0) -> None:
 
 def state_files(data_dir: Path, kind: str) -> list[Path]:
     return sorted((data_dir / "transfers").glob(f"{kind}-*.log"))
+
+
+def run_and_kill(args: list[str], data_dir: Path, kind: str, lines: int) -> str:
+    """Run the CLI ``args`` and SIGKILL it once its state file holds ``lines`` lines (it is
+    stopped first, so it gets no further); the state file's text then."""
+    proc = subprocess.Popen(
+        command(*args), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not state_files(data_dir, kind) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        wait_for(state_files(data_dir, kind)[0], lines)
+        proc.send_signal(signal.SIGSTOP)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(60)
+    return state_files(data_dir, kind)[0].read_text()
