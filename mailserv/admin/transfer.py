@@ -100,9 +100,7 @@ class Progress:
         if not quiet and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(
-                total=total, unit=unit, desc=desc, unit_scale=unit == "B"
-            )
+            self._bar = tqdm(total=total, unit=unit, desc=desc, unit_scale=unit == "B")
 
     def advance(self, amount: int) -> None:
         if self._bar is not None:
