@@ -31,7 +31,7 @@ def test_user_show(
     capsys: pytest.CaptureFixture[str],
     store: str,
 ) -> None:
-    monkeypatch.setattr(cli, "hash_password", lambda pw: hash_password(pw, hasher=FAST))
+    monkeypatch.setattr(cli, "hash_password", lambda pw, **kw: hash_password(pw, hasher=FAST, **kw))
     where = ["--data-dir", str(tmp_path)]
     if store == "sql":
         where = ["--db", f"sqlite://{tmp_path}/mail.db"]
