@@ -27,14 +27,14 @@ def _filled(tmp_path: Path, count: int) -> tuple[Path, list[str], Path]:
 
 @pytest.mark.one_backend
 def test_maildir_export_imports_back(tmp_path: Path) -> None:
-    data_dir, where, source = _filled(tmp_path, 150)
+    data_dir, where, source = _filled(tmp_path, 60)
     tree = tmp_path / "tree"
     kit.cli("export", "alice", str(tree), *where)
 
     assert sorted(p.name for p in tree.iterdir() if p.name.startswith(".")) == [".A", ".A.B&APw-ro"]
     keywords = read_keywords(str(tree))
     assert sorted(keywords.values()) == ["$Junk", "Work"]
-    messages = kit.message_list(150)
+    messages = kit.message_list(60)
     files = sorted((tree / "cur").iterdir(), key=lambda p: int(p.name.split(".M")[1].split("V")[0]))
     assert len(files) == len(messages)
     for path, (data, flags, when) in zip(files, messages, strict=True):

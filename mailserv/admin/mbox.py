@@ -128,7 +128,8 @@ class MboxReader:
 
 def from_line(internaldate: datetime) -> bytes:
     when = internaldate.astimezone(UTC)
-    return b"From MAILER-DAEMON " + when.strftime("%a %b %d %H:%M:%S %Y").encode() + b"\n"
+    stamp = f"{when:%a %b} {when.day:2d} {when:%H:%M:%S %Y}"  # asctime(): "Dec  5"
+    return f"From MAILER-DAEMON {stamp}\n".encode()
 
 
 def entry(data: bytes, flags: frozenset[str], internaldate: datetime) -> bytes:
