@@ -15,15 +15,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mailserv.admin import db
+from mailserv.admin.transfer import Progress, StateLog, TransferError, state_path
 from mailserv.auth.passwd import InvalidUsername, PasswdError, PasswdFile, check_username
 from mailserv.auth.schemes import DEFAULT_SCHEME, HASH_SCHEMES, hash_password
-from mailserv.config import DEFAULT_DATA_DIR, ConfigError, load_config
+from mailserv.config import DEFAULT_DATA_DIR, Config, ConfigError, load_config, parse_assignment
 from mailserv.delivery import agent
 from mailserv.delivery.sieve import check_script, sieve_store
 from mailserv.delivery.sievescript import MAX_SCRIPT, SieveError
 from mailserv.delivery.sievestore import ScriptStore, StoreError
+from mailserv.errors import BackendError
 
 if TYPE_CHECKING:
+    from mailserv.admin.mailstore import MailStore
     from mailserv.auth.sqlusers import SqlUsers
 
 PASSWD_NAME = "passwd"
@@ -102,9 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = actions.add_parser("list", help="list the users", parents=[common])
     listing.set_defaults(handler=_user_list)
+
+    show = actions.add_parser("show", help="show a user's entry (not the hash)", parents=[common])
+    show.add_argument("name")
+    show.set_defaults(handler=_user_show)
     db.add_commands(areas, common)
     agent.add_command(areas, common)
     _sieve_commands(areas, common)
+    _add_transfer_commands(areas, common)
     return parser
 
 
@@ -307,6 +315,162 @@ def _user_list(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     if not os.path.exists(path):
         return  # no file yet: no users
     out.writelines(name + "\n" for name in _open_passwd(args, create=False).users())
+
+
+# -- mailserv import / export ---------------------------------------------------------------
+
+
+def _add_transfer_commands(
+    areas: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:  # type: ignore[type-arg]
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--backend", default=argparse.SUPPRESS, help="the backend (as the server's)")
+    store.add_argument(
+        "--backend-option",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a backend option, as the server's --backend-option; repeatable",
+    )
+    store.add_argument("--quiet", action="store_true", help="no progress bar")
+    parents = [common, store]
+    imports = areas.add_parser(
+        "import",
+        help="import mail from an mbox file, a Maildir or another IMAP server",
+        parents=parents,
+    )
+    imports.add_argument("user")
+    imports.add_argument(
+        "source", help="an mbox file, a directory of *.mbox, a Maildir, or imap[s]://user@host:port"
+    )
+    imports.add_argument("--folder", metavar="F", help="import into F (a tree: under F)")
+    imports.add_argument("--password-file", metavar="FILE", help="IMAP source: its password")
+    imports.add_argument(
+        "--master-user", metavar="NAME", help="IMAP source: sign in as USER*NAME (Dovecot)"
+    )
+    imports.add_argument("--ca-file", metavar="FILE", help="IMAP source: CA certificates (PEM)")
+    imports.set_defaults(handler=_import)
+    exports = areas.add_parser(
+        "export", help="export a user's mail to a Maildir or to mbox files", parents=parents
+    )
+    exports.add_argument("user")
+    exports.add_argument("directory")
+    exports.add_argument("--format", choices=("maildir", "mbox"), default="maildir")
+    exports.set_defaults(handler=_export)
+
+
+def _transfer_config(args: argparse.Namespace) -> Config:
+    """The server's configuration as these options and ``--config`` make it."""
+    given: dict[str, object] = {}
+    for option in ("data_dir", "passwd_file", "backend"):
+        if getattr(args, option, None):
+            given[option.replace("_", "-")] = getattr(args, option)
+    backend_options = dict(
+        parse_assignment(text, "--backend-option") for text in args.backend_option
+    )
+    if getattr(args, "db", None):
+        given.setdefault("backend", db.SQL_BACKEND)
+        backend_options["url"] = args.db
+    if backend_options:
+        given["backend-option"] = backend_options
+    try:
+        return load_config(given, getattr(args, "config", None))
+    except ConfigError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+
+
+def _check_user(args: argparse.Namespace) -> None:
+    check_username(args.user)
+    if _open_passwd(args, create=False).lookup(args.user) is None:
+        raise CommandError(f"no user {args.user!r}")
+
+
+def _open_transfer(args: argparse.Namespace, create: bool) -> tuple[Config, MailStore]:
+    _check_user(args)
+    from mailserv.admin.mailstore import StoreError, open_store
+
+    config = _transfer_config(args)
+    try:
+        return config, open_store(config, args.user, create)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _source_password(args: argparse.Namespace, stdin: TextIO) -> Callable[[], str]:
+    def password() -> str:
+        if args.password_file:
+            with open(args.password_file, encoding="utf-8") as handle:
+                return handle.readline().rstrip("\r\n")
+        if not stdin.isatty():
+            raise CommandError("no terminal to ask for the source's password; use --password-file")
+        return getpass.getpass("Password of the source: ")
+
+    return password
+
+
+def _import(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    from mailserv.admin.importer import Importer
+    from mailserv.admin.sources import open_source
+
+    _check_user(args)
+    try:
+        source = open_source(
+            args.source, _source_password(args, stdin), args.master_user, args.ca_file
+        )
+    except TransferError as exc:
+        raise CommandError(str(exc)) from exc
+    try:
+        config, store = _open_transfer(args, create=True)
+    except BaseException:
+        source.close()
+        raise
+    identity = f"{source.identity} -> {args.folder or ''}"
+    state = StateLog(state_path(config.data_dir, "import", args.user, identity))
+    progress = Progress(source.total, source.unit, args.quiet, "import")
+    try:
+        counts = Importer(store, state, args.folder, progress, source.measure).run(source.messages)
+    except (TransferError, BackendError) as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        progress.close()
+        state.close()
+        source.close()
+        store.close()
+    out.write(
+        f"imported {counts.imported} messages into {len(counts.folders)} folders of {args.user}"
+        f" ({counts.skipped} already imported by an earlier run)\n"
+    )
+
+
+def _export(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    from mailserv.admin.exporter import Exporter
+
+    config, store = _open_transfer(args, create=False)
+    identity = f"{os.path.realpath(args.directory)} ({args.format})"
+    state = StateLog(state_path(config.data_dir, "export", args.user, identity))
+    exporter = Exporter(store, args.directory, args.format, state, args.quiet)
+    try:
+        written = exporter.run()
+    except (TransferError, BackendError) as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        state.close()
+        store.close()
+    out.write(
+        f"exported {written} messages of {args.user} to {args.directory} ({args.format})"
+        f" ({exporter.skipped} already written by an earlier run)\n"
+    )
+
+
+def _user_show(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    check_username(args.name)
+    entry = _open_passwd(args, create=False).lookup(args.name)
+    if entry is None:
+        raise CommandError(f"no user {args.name!r}")
+    scheme = entry.password[1:].partition("}")[0] if entry.password.startswith("{") else ""
+    fields = [("user", entry.user), ("scheme", scheme or "(crypt)"), ("uid", entry.uid)]
+    fields += [("gid", entry.gid), ("home", entry.home), ("extra", entry.extra)]
+    out.writelines(f"{key}: {value}\n" for key, value in fields if value)
 
 
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], None]
