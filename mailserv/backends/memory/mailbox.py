@@ -61,7 +61,8 @@ if TYPE_CHECKING:
 @dataclass(slots=True, eq=False)
 class Message:
     """What the mailbox keeps of one message.  ``flags`` (one frozenset shared by the
-    messages that have the same) and ``modseq`` change on STORE; the rest never does."""
+    messages that have the same) and ``modseq`` change on STORE (:meth:`reflag`); the rest
+    never does."""
 
     uid: int
     flags: frozenset[str]
@@ -70,18 +71,28 @@ class Message:
     raw: bytes  # the only copy of the message's bytes
     info: MessageInfo  # parsed once, at delivery
     saved: datetime  # SAVEDATE
+    shown: MessageMeta | None = None
+    """The last ``meta()``, kept until the record changes: a SEARCH or FETCH of every
+    message makes no new object for those that have not changed since the last one."""
 
     def meta(self) -> MessageMeta:
         """The engine's view of it now (a later STORE does not change this one)."""
-        return MessageMeta(
-            self.uid,
-            self.flags,
-            self.internaldate,
-            len(self.raw),
-            self.modseq,
-            self.info,
-            self.saved,
-        )
+        if self.shown is None:
+            self.shown = MessageMeta(
+                self.uid,
+                self.flags,
+                self.internaldate,
+                len(self.raw),
+                self.modseq,
+                self.info,
+                self.saved,
+            )
+        return self.shown
+
+    def reflag(self, flags: frozenset[str], modseq: int) -> None:
+        self.flags = flags
+        self.modseq = modseq
+        self.shown = None
 
 
 @implementer(ISearchableMailbox)
@@ -208,8 +219,7 @@ class MemoryMailbox(Listened):
                     if members is None:
                         members = moved[old, shared] = []
                     members.append(m.uid)
-                    m.flags = shared
-                    m.modseq = modseq
+                    m.reflag(shared, modseq)
                     changed.append(m.uid)
                     now.append(shared)
                 for (old, new), members in moved.items():
