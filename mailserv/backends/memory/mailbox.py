@@ -2,10 +2,11 @@
 
 Each message is a plain mutable record of the mailbox's own (:class:`Message`), in a dict
 keyed by UID; STORE changes the records' flags and modseq in place, and ``fetch()`` makes
-the engine's read-only ``MessageMeta`` from them when asked, so a ``STORE 1:*`` over 100k
-messages makes no object per message (nor work for the garbage collector).  The dict also
-serves as the sorted UID list: a dict keeps insertion order and a new UID is always the
-largest, so the keys ascend unsorted.  ``status()`` reads counters maintained as messages
+the engine's read-only ``MessageMeta`` from them when asked (kept until the record next
+changes), so a ``STORE 1:*`` over 100k messages makes no object per message (nor work for
+the garbage collector); a ``MessageMeta`` given out never changes.  The dict also serves
+as the sorted UID list: a dict keeps insertion order and a new UID is always the largest,
+so the keys ascend unsorted.  ``status()`` reads counters maintained as messages
 come and go (the kit's :class:`Tally`); listeners, modseqs, the sets of UIDs by flag and by
 day behind SEARCH, and the planning of STORE and EXPUNGE are the kit's too.
 
