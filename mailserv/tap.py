@@ -53,6 +53,7 @@ from mailserv.config import (
     parse_limit,
 )
 from mailserv.errors import BackendOptionError
+from mailserv.events.webhooks import WebhookService
 from mailserv.imap.admission import IConnectionLimits
 from mailserv.imap.factory import IMAPServerFactory
 from mailserv.imap.settings import ServerSettings
@@ -170,6 +171,11 @@ class Options(usage.Options):
         key, value = parse_assignment(assignment, "--backend-option")
         self._given.setdefault("backend-option", {})[key] = value
 
+    def opt_webhook(self, text: str) -> None:
+        """'URL;secret-file=PATH;events=a,b;...' POSTs signed events there; repeatable
+        (keys and events: README, Webhooks)."""
+        self._given.setdefault("webhook", []).append(text)
+
     def opt_limit(self, assignment: str) -> None:
         """NAME=VALUE engine limit (a ServerSettings field, listed below); repeatable."""
         name, value = parse_limit(assignment)
@@ -223,6 +229,8 @@ class ServerParts:
     factory: IMAPServerFactory
     backend: IBackend
     tls: TLSMaterial
+    webhooks: WebhookService | None = None
+    """With ``--webhook``: start it before, stop it after the sessions (it outlives them)."""
 
 
 def build_server(
@@ -230,10 +238,12 @@ def build_server(
     reactor: IReactorTime | None = None,
     limits: IConnectionLimits | None = None,
     throttle: ILoginThrottle | None = None,
+    deliver_events: bool = True,
 ) -> ServerParts:
     """Data dir, TLS material, passwd-file, backend (built with ``reactor``, by default the
     global one), portal and factory; no listening.  ``limits`` and ``throttle``: who counts
     connections and failed logins (default: the factory, in this process).
+    ``deliver_events``: this process sends the webhooks' queue (not a worker: the master).
 
     Bad configuration raises usage.UsageError with a message for the operator.
     """
@@ -242,7 +252,7 @@ def build_server(
 
         reactor = IReactorTime(running)
     try:
-        return _build_server(config, reactor, limits, throttle)
+        return _build_server(config, reactor, limits, throttle, deliver_events)
     except (BackendOptionError, TLSError, UnknownBackend) as e:
         raise usage.UsageError(str(e)) from None
     except OSError as e:
@@ -254,6 +264,7 @@ def _build_server(
     reactor: IReactorTime,
     limits: IConnectionLimits | None,
     throttle: ILoginThrottle | None,
+    deliver_events: bool = True,
 ) -> ServerParts:
     os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
     _log.info("Data directory {path}", path=os.path.abspath(config.data_dir))
@@ -277,6 +288,9 @@ def _build_server(
     _log.info("Backend {name}", name=config.backend)
     portal = build_portal(backend, UserStoreChecker(passwd))
     mechanisms = _oauth(config, portal, reactor)
+    webhooks = None
+    if config.webhooks:
+        webhooks = WebhookService(config.webhooks, config.data_dir, reactor, deliver_events)
     factory = IMAPServerFactory(
         portal,
         config.settings,
@@ -285,8 +299,9 @@ def _build_server(
         clock=reactor,
         mechanisms=mechanisms,
         limits=limits,
+        events=webhooks.sink if webhooks is not None else None,
     )
-    return ServerParts(factory, backend, tls)
+    return ServerParts(factory, backend, tls, webhooks)
 
 
 def _oauth(config: Config, portal: Portal, reactor: IReactorTime) -> Mechanisms | None:
@@ -342,6 +357,8 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
         from twisted.internet import reactor
     parts = build_server(config, reactor)
     top = MultiService()
+    if parts.webhooks is not None:
+        parts.webhooks.setServiceParent(top)  # with --workers, the master delivers
     gate = AcceptGate()
     workers = _worker_count(config, parts.backend)
     if workers > 1:

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from mailserv.auth.sasl import Mechanisms
 from mailserv.auth.throttle import ILoginThrottle, LoginThrottle
+from mailserv.events.sink import IEventSink, NoEvents
 from mailserv.imap.admission import (
     AwaitingAdmission,
     ConnectionCounter,
@@ -38,7 +39,8 @@ class IMAPServerFactory(ServerFactory):
     mechanisms AUTHENTICATE offers (default: every one found in ``mailserv.plugins``, once);
     ``extensions`` what else the server speaks (default: :data:`extensions.BUILT_IN`).
     ``limits`` and ``throttle`` count connections and failed logins (default: here, in
-    this process; a worker of ``--workers N`` passes the master-backed ones).
+    this process; a worker of ``--workers N`` passes the master-backed ones).  ``events``
+    hears of the changes the sessions make (default: nobody).
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class IMAPServerFactory(ServerFactory):
         mechanisms: Mechanisms | None = None,
         extensions: Iterable[Extension] = BUILT_IN,
         limits: IConnectionLimits | None = None,
+        events: IEventSink | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -65,6 +68,7 @@ class IMAPServerFactory(ServerFactory):
             mechanisms=mechanisms if mechanisms is not None else Mechanisms.discover(),
             tls=tls,
             registry=Registry.build(extensions),
+            events=events if events is not None else NoEvents(),
         )
         self.settings = self.services.settings
         self.tls = tls

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
+from mailserv.events.sink import IEventSink, NoEvents
 from mailserv.imap.notify import MailboxBoard
 from mailserv.quota import QuotaLedger
 
@@ -75,6 +76,8 @@ class Services:
     """The quota reservations of this process's additions in flight."""
     board: MailboxBoard = field(default_factory=MailboxBoard)
     """NOTIFY: the sessions told of mailbox name changes made in this process."""
+    events: IEventSink = field(default_factory=NoEvents)
+    """Where the changes sessions make are told (webhooks: :mod:`mailserv.events.report`)."""
 
 
 class Session(Protocol):

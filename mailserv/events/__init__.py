@@ -1,0 +1,1 @@
+"""What happened in the mail store, told to whoever listens (webhooks, metrics)."""
