@@ -26,7 +26,7 @@ import pytest
 from imapserver import Connector, new_user, ok
 from twisted.python import usage
 
-from bench.harness import HOST, ServerProcess
+from bench.harness import HOST, BackendSpec, ServerProcess
 from mailserv.tap import Options
 from mailserv.workers.wire import decode_config, encode_config
 
@@ -416,3 +416,27 @@ def test_options_and_config_file(tmp_path: Path) -> None:
     twice = write_config(tmp_path / "twice.toml", hooks * 2)
     with pytest.raises(usage.UsageError, match="same webhook URL twice"):
         Options().parseOptions(["--config", str(twice)])
+
+
+def test_workers_queue_and_master_sends(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With --workers 2 each worker queues its sessions' events; the master sends them."""
+    state = tmp_path_factory.mktemp("webhook-receiver-workers")
+    receiver = Receiver.start(state)
+    data_dir = tmp_path_factory.mktemp("webhook-workers")
+    hook = {"url": receiver.url("main"), "secret": SECRET, **FAST}
+    config = write_config(data_dir / "hooks.toml", [hook])
+    extra = ["--workers", "2", "--config", str(config)]
+    imap = ServerProcess(data_dir, BackendSpec("maildir", {"autocreate": "false"}), None, extra)
+    try:
+        imap.start()
+        with Hooked(imap, receiver).connect() as connect:
+            user = connect.user.name
+            clients = [connect.raw() for _ in range(4)]  # spread over both workers
+            for n, client in enumerate(clients):
+                ok(client, f"CREATE Box{n}")
+        found = receiver.wait("main", lambda rs: len(delivered(rs, user)) == 4)
+        assert sorted(e["mailbox"] for e in delivered(found, user)) == [f"Box{n}" for n in range(4)]
+        assert "queueing only" in imap.log_text() and "(delivering)" in imap.log_text()
+    finally:
+        imap.stop()
+        receiver.stop()
