@@ -301,6 +301,8 @@ def _build_server(
         limits=limits,
         events=webhooks.sink if webhooks is not None else None,
     )
+    if webhooks is not None:
+        webhooks.sessions_gone = factory.shutdown
     return ServerParts(factory, backend, tls, webhooks)
 
 

@@ -23,10 +23,11 @@ import hmac
 import json
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
@@ -268,8 +269,8 @@ class Dispatcher:
         try:
             code = await attempt
         except CancelledError:
-            if not self._running:
-                raise
+            raise  # stopping
+        except defer.TimeoutError:  # addTimeout fired
             return True, f"no answer within {hook.timeout:g} s"
         except Exception as e:  # noqa: BLE001 - any failure to reach the hook is retried
             return True, f"{type(e).__name__}: {e}"[:200]
@@ -312,6 +313,9 @@ class WebhookService(Service):
             self.sink.stored.append(self.dispatcher.kick)
         self._hooks = hooks
         self._started: Deferred[None] | None = None
+        self.sessions_gone: Callable[[], Deferred[None]] | None = None
+        """On stop, waited for before the last events are written: the server's sessions
+        closing (their commands' events come until then).  Its services stop together."""
 
     def startService(self) -> None:
         super().startService()
@@ -334,6 +338,8 @@ class WebhookService(Service):
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
+        if self.sessions_gone is not None:
+            await self.sessions_gone()
         if self._started is not None:
             await self._started
         if self.dispatcher is not None:
