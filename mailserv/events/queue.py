@@ -35,15 +35,23 @@ CREATE TABLE IF NOT EXISTS events (
     type TEXT NOT NULL,
     body BLOB NOT NULL,
     created REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at REAL NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_order ON events (hook, key, id);
+CREATE TABLE IF NOT EXISTS lanes (
+    hook TEXT NOT NULL,
+    key TEXT NOT NULL,
+    next_at REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (hook, key)
+);
+CREATE INDEX IF NOT EXISTS lanes_due ON lanes (next_at);
+CREATE TABLE IF NOT EXISTS depth (hook TEXT PRIMARY KEY, events INTEGER NOT NULL);
 """
-_HEADS = "(SELECT min(id) AS id FROM events GROUP BY hook, key) h"
-"""The oldest row of each (hook, key): the only one that may be sent."""
+"""``events`` in arrival order; a lane per (hook, key) with events waiting, and when its
+oldest may be tried (the others wait behind it); ``depth``, the events waiting per hook."""
 _VACUUM_EVERY = 1000
 """Rows removed between two incremental vacuums."""
+_COLUMNS = "id, hook, key, type, body, created, attempts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +114,12 @@ class WebhookQueue:
         first); and the earliest time one that is not due yet will be (None: none waits)."""
         return self._call(self._heads, now, limit)
 
-    def delivered(self, event_id: int) -> Deferred[None]:
-        return self._call(self._delete, [event_id])
+    def delivered(self, event: StoredEvent) -> Deferred[None]:
+        return self._call(self._delete, [event])
 
-    def retry(self, event_id: int, attempts: int, at: float) -> Deferred[None]:
-        return self._call(self._retry, event_id, attempts, at)
+    def retry(self, event: StoredEvent, attempts: int, at: float) -> Deferred[None]:
+        """Try ``event`` (and so its lane) again at ``at``."""
+        return self._call(self._retry, event, attempts, at)
 
     def give_up(self, event: StoredEvent, attempts: int, reason: str) -> Deferred[None]:
         """To the dead-letter log with ``reason``; the next event of its key goes on."""
@@ -146,53 +155,91 @@ class WebhookQueue:
 
     def _append(self, events: list[QueuedEvent]) -> None:
         db = self._conn
+        added: dict[str, int] = {}
+        for event in events:
+            added[event.hook] = added.get(event.hook, 0) + 1
         with db:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
                 "INSERT INTO events (hook, key, type, body, created) VALUES (?, ?, ?, ?, ?)",
                 [(e.hook, e.key, e.type, e.body, e.created) for e in events],
             )
-        for hook in {e.hook for e in events}:
+            db.executemany(
+                "INSERT OR IGNORE INTO lanes (hook, key) VALUES (?, ?)",
+                {(e.hook, e.key) for e in events},
+            )
+            db.executemany(
+                "INSERT INTO depth VALUES (?, ?) "
+                "ON CONFLICT (hook) DO UPDATE SET events = events + excluded.events",
+                added.items(),
+            )
+        for hook in added:
             self._enforce_limit(hook)
 
     def _enforce_limit(self, hook: str) -> None:
         """Past the hook's limit, its oldest events go to the dead-letter log."""
         limit = self._limits.get(hook)
-        if limit is None:
-            return
-        (count,) = self._conn.execute(
-            "SELECT count(*) FROM events WHERE hook = ?", (hook,)
-        ).fetchone()
-        if count <= limit:
+        found = self._conn.execute("SELECT events FROM depth WHERE hook = ?", (hook,)).fetchone()
+        if limit is None or found is None or found[0] <= limit:
             return
         rows = self._conn.execute(
-            "SELECT id, hook, key, type, body, created, attempts FROM events WHERE hook = ? "
-            "ORDER BY id LIMIT ?",
-            (hook, count - limit),
+            f"SELECT {_COLUMNS} FROM events WHERE hook = ? ORDER BY id LIMIT ?",
+            (hook, found[0] - limit),
         ).fetchall()
         self._give_up([StoredEvent(*row) for row in rows], None, "queue full")
 
     def _heads(self, now: float, limit: int) -> tuple[list[StoredEvent], float | None]:
-        due = self._conn.execute(
-            "SELECT e.id, e.hook, e.key, e.type, e.body, e.created, e.attempts "
-            f"FROM events e JOIN {_HEADS} ON e.id = h.id WHERE e.next_at <= ? "
-            "ORDER BY e.id LIMIT ?",
+        due = []
+        lanes = self._conn.execute(
+            "SELECT hook, key FROM lanes WHERE next_at <= ? ORDER BY next_at LIMIT ?",
             (now, limit),
         ).fetchall()
+        for hook, key in lanes:
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE hook = ? AND key = ? ORDER BY id LIMIT 1",
+                (hook, key),
+            ).fetchone()
+            if row is not None:
+                due.append(StoredEvent(*row))
+            else:  # emptied by another process between two looks
+                self._conn.execute("DELETE FROM lanes WHERE hook = ? AND key = ?", (hook, key))
         (wake,) = self._conn.execute(
-            f"SELECT min(e.next_at) FROM events e JOIN {_HEADS} ON e.id = h.id WHERE e.next_at > ?",
-            (now,),
+            "SELECT min(next_at) FROM lanes WHERE next_at > ?", (now,)
         ).fetchone()
-        return [StoredEvent(*row) for row in due], wake
+        return sorted(due, key=lambda event: event.id), wake
 
-    def _retry(self, event_id: int, attempts: int, at: float) -> None:
-        self._conn.execute(
-            "UPDATE events SET attempts = ?, next_at = ? WHERE id = ?", (attempts, at, event_id)
-        )
+    def _retry(self, event: StoredEvent, attempts: int, at: float) -> None:
+        with self._conn as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("UPDATE events SET attempts = ? WHERE id = ?", (attempts, event.id))
+            db.execute(
+                "UPDATE lanes SET next_at = ? WHERE hook = ? AND key = ?",
+                (at, event.hook, event.key),
+            )
 
-    def _delete(self, ids: list[int]) -> None:
-        self._conn.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in ids])
-        self._removed += len(ids)
+    def _delete(self, events: list[StoredEvent]) -> None:
+        """Remove ``events``; a lane left empty goes, the next of another may go now."""
+        with self._conn as db:
+            db.execute("BEGIN IMMEDIATE")
+            gone: dict[str, int] = {}
+            for event in events:  # one in flight may have gone already (queue full)
+                if db.execute("DELETE FROM events WHERE id = ?", (event.id,)).rowcount:
+                    gone[event.hook] = gone.get(event.hook, 0) + 1
+            for hook, key in {(e.hook, e.key) for e in events}:
+                left = db.execute(
+                    "SELECT 1 FROM events WHERE hook = ? AND key = ? LIMIT 1", (hook, key)
+                ).fetchone()
+                if left is None:
+                    db.execute("DELETE FROM lanes WHERE hook = ? AND key = ?", (hook, key))
+                else:
+                    db.execute(
+                        "UPDATE lanes SET next_at = 0 WHERE hook = ? AND key = ?", (hook, key)
+                    )
+            db.executemany(
+                "UPDATE depth SET events = max(0, events - ?) WHERE hook = ?",
+                [(count, hook) for hook, count in gone.items()],
+            )
+        self._removed += len(events)
         if self._removed >= _VACUUM_EVERY:
             self._removed = 0
             self._conn.execute("PRAGMA incremental_vacuum")
@@ -218,4 +265,4 @@ class WebhookQueue:
             f.write("".join(lines))
             f.flush()
             os.fsync(f.fileno())
-        self._delete([event.id for event in events])
+        self._delete(events)

@@ -31,6 +31,8 @@ from mailserv.interfaces import FlagChange, IMailbox, MessageMeta
 from mailserv.slicing import TimeSlices
 
 if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
     from mailserv.imap.session import Session
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "flags_changed",
     "mailbox_changed",
     "message_summary",
+    "tell_added",
     "transferred",
 ]
 
@@ -87,14 +90,29 @@ async def added(session: Session, name: str, uids: Sequence[int]) -> None:
     found = _sink(session, MESSAGE_ADDED)
     if found is None or not uids:
         return
-    sink, user = found
-    clock = session.services.clock
-    slices = TimeSlices(clock)
     box: IMailbox | None = None
     try:
         box = await session.account.open(name)  # type: ignore[union-attr]
     except Exception:  # noqa: BLE001 - gone already (a race): told without a summary
         _log.info("message-added in {name}: the mailbox cannot be read back", name=name)
+    await tell_added(found[0], found[1], name, box, uids, session.services.clock)
+
+
+async def tell_added(
+    sink: IEventSink,
+    user: str,
+    name: str,
+    box: IMailbox | None,
+    uids: Sequence[int],
+    clock: IReactorTime,
+) -> None:
+    """``message-added`` for ``uids`` of ``user``'s mailbox ``name``, each with its summary
+    read back from ``box`` (None, or a message gone meanwhile: the UID alone).  The entry
+    point of code that adds mail outside a session (delivery): call it once the messages
+    are stored, with the sink of ``Services.events``."""
+    if not uids or not sink.wants(MESSAGE_ADDED):
+        return
+    slices = TimeSlices(clock)
     for chunk in _chunks(sorted(uids)):
         metas: dict[int, MessageMeta] = {}
         if box is not None:

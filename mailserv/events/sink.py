@@ -2,7 +2,8 @@
 
 The engine publishes after a command changed the store (:mod:`mailserv.events.report`);
 other code that changes it (mail delivery) publishes through the same sink, found as
-``Services.events``.  A sink never blocks and never raises into its caller.
+``Services.events`` (``report.tell_added`` builds delivery's ``message-added`` events).  A
+sink never blocks and never raises into its caller.
 """
 
 from __future__ import annotations

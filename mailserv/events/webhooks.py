@@ -225,7 +225,7 @@ class Dispatcher:
             return
         why = await self._post(hook, event)
         if why is None:
-            await self._queue.delivered(event.id)
+            await self._queue.delivered(event)
             return
         attempts = event.attempts + 1
         retry, reason = why
@@ -243,7 +243,7 @@ class Dispatcher:
             "Webhook {url}: {reason}; attempt {attempts} again in {delay:.2f} s",
             url=hook.url, reason=reason, attempts=attempts + 1, delay=delay,
         )  # fmt: skip
-        await self._queue.retry(event.id, attempts, now + delay)
+        await self._queue.retry(event, attempts, now + delay)
 
     async def _post(self, hook: WebhookConfig, event: StoredEvent) -> tuple[bool, str] | None:
         """None when the hook took the event; else (whether to retry, why not)."""
