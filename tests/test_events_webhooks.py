@@ -36,7 +36,9 @@ REPO = Path(__file__).resolve().parent.parent
 SECRET = "s3cret " + secrets.token_hex(8)
 WAIT = 30.0
 """Bound of every wait for a delivery (far above the tens of ms one takes)."""
-FAST = {"allow-http": True, "timeout": 0.5, "backoff": 0.05, "max-backoff": 0.2}
+FAST = {"allow-http": True, "timeout": 5, "backoff": 0.05, "max-backoff": 0.2}
+"""Quick retries; a deadline far above a loaded machine's answer time, so no request that
+the receiver took is sent again (which at-least-once delivery allows)."""
 
 Request = dict[str, object]
 
@@ -102,6 +104,17 @@ def delivered(requests: list[Request], user: str) -> list[dict[str, object]]:
     return [event(r) for r in of_user(requests, user) if r["answer"] == "ok"]
 
 
+def taken_once(requests: list[Request], user: str) -> list[dict[str, object]]:
+    """``delivered``, each event once, as a receiver keying on the event id sees them."""
+    seen: set[object] = set()
+    firsts = []
+    for found in delivered(requests, user):
+        if found["id"] not in seen:
+            seen.add(found["id"])
+            firsts.append(found)
+    return firsts
+
+
 def _toml(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else json.dumps(value)
 
@@ -151,7 +164,8 @@ def hooked(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> I
     mailboxes = {"url": receiver.url("mailboxes"), "secret-file": "hook-secret", "events": folders}
     created = ["mailbox-created"]
     retried = {"url": receiver.url("retry"), "secret": SECRET, "events": created, **FAST}
-    dead = {**retried, "url": receiver.url("dead"), "max-attempts": 3}
+    retried["timeout"] = 0.5  # a request left hanging is given up quickly
+    dead = {**retried, "url": receiver.url("dead"), "max-attempts": 3, "timeout": 5}
     hooks = [every, {**mailboxes, "allow-http": True}, retried, dead]
     receiver.script("dead", [], default="500")
     imap = start_server(server, data_dir, write_config(data_dir / "hooks.toml", hooks))
@@ -183,7 +197,7 @@ def test_message_added_signed_with_summary(hooked: Hooked) -> None:
         [uid] = connect.append([MESSAGE])
         user = connect.user.name
     found = hooked.receiver.wait("main", lambda rs: bool(delivered(rs, user)))
-    [request] = of_user(found, user)
+    request = of_user(found, user)[0]
     assert signed_by(request, SECRET)
     assert not signed_by(request, SECRET + "x")
     headers = request["headers"]
@@ -223,8 +237,8 @@ def test_order_per_mailbox_and_filter(hooked: Hooked) -> None:
         ok(client, "CREATE Trash")
         ok(client, "DELETE Trash")
         user = connect.user.name
-    found = hooked.receiver.wait("main", lambda rs: len(delivered(rs, user)) == 12)
-    told = [(e["mailbox"], e["type"]) for e in delivered(found, user)]
+    found = hooked.receiver.wait("main", lambda rs: len(taken_once(rs, user)) >= 12)
+    told = [(e["mailbox"], e["type"]) for e in taken_once(found, user)]
     assert [t for m, t in told if m == "Work"] == [
         "mailbox-created",
         *["message-added"] * 3,
@@ -234,19 +248,19 @@ def test_order_per_mailbox_and_filter(hooked: Hooked) -> None:
     ]
     assert [t for m, t in told if m == "INBOX"] == ["message-added"]
     assert [t for m, t in told if m == "Trash"] == ["mailbox-created", "mailbox-deleted"]
-    flags = [e for e in delivered(found, user) if e["type"] == "flags-changed"]
+    flags = [e for e in taken_once(found, user) if e["type"] == "flags-changed"]
     assert [c["flags"] for e in flags for c in e["changes"]] == [  # type: ignore[attr-defined]
         ["\\Flagged"],
         ["\\Seen"],
         ["\\Deleted"],
     ]
-    [gone] = [e for e in delivered(found, user) if e["type"] == "expunged"]
+    [gone] = [e for e in taken_once(found, user) if e["type"] == "expunged"]
     assert gone["uids"] == [uids[2]]
-    [renamed] = [e for e in delivered(found, user) if e["type"] == "mailbox-renamed"]
+    [renamed] = [e for e in taken_once(found, user) if e["type"] == "mailbox-renamed"]
     assert renamed["new-name"] == "Done"
     # the mailboxes hook asked for the mailbox events alone (and its secret came from a file)
-    folders = hooked.receiver.wait("mailboxes", lambda rs: len(delivered(rs, user)) == 4)
-    assert [e["type"] for e in delivered(folders, user)] == [
+    folders = hooked.receiver.wait("mailboxes", lambda rs: len(taken_once(rs, user)) >= 4)
+    assert [e["type"] for e in taken_once(folders, user)] == [
         "mailbox-created",
         "mailbox-renamed",
         "mailbox-created",
@@ -277,7 +291,7 @@ def test_retries_after_500_and_timeout(hooked: Hooked) -> None:
         user = connect.user.name
     found = hooked.receiver.wait("retry", lambda rs: bool(delivered(rs, user)))
     tries = of_user(found, user)
-    assert [r["answer"] for r in tries] == ["500", "hang", "503", "429", "ok"]
+    assert [r["answer"] for r in tries][:5] == ["500", "hang", "503", "429", "ok"]
     assert len({event(r)["id"] for r in tries}) == 1  # the same event each time
     assert all(signed_by(r, SECRET) for r in tries)
 
@@ -299,7 +313,7 @@ def test_dead_letter_bound(hooked: Hooked) -> None:
     tries = [event(r)["mailbox"] for r in of_user(hooked.receiver.requests("dead"), user)]
     assert tries == ["Refused", "Failing", "Failing", "Failing"]
     # the other hooks took the same events
-    hooked.receiver.wait("retry", lambda rs: len(delivered(rs, user)) == 2)
+    hooked.receiver.wait("retry", lambda rs: len(taken_once(rs, user)) >= 2)
 
 
 def test_imap_unaffected_while_receiver_hangs(hooked: Hooked) -> None:
@@ -319,8 +333,8 @@ def test_imap_unaffected_while_receiver_hangs(hooked: Hooked) -> None:
         ]
     finally:
         hooked.receiver.script("main", [])  # answers those hanging 503: they are retried
-    found = hooked.receiver.wait("main", lambda rs: len(delivered(rs, user)) == 7)
-    assert [e["type"] for e in delivered(found, user) if e["mailbox"] == "INBOX"] == [
+    found = hooked.receiver.wait("main", lambda rs: len(taken_once(rs, user)) >= 7)
+    assert [e["type"] for e in taken_once(found, user) if e["mailbox"] == "INBOX"] == [
         *["message-added"] * 5,
         "flags-changed",
     ]
@@ -434,8 +448,10 @@ def test_workers_queue_and_master_sends(tmp_path_factory: pytest.TempPathFactory
             clients = [connect.raw() for _ in range(4)]  # spread over both workers
             for n, client in enumerate(clients):
                 ok(client, f"CREATE Box{n}")
-        found = receiver.wait("main", lambda rs: len(delivered(rs, user)) == 4)
-        assert sorted(e["mailbox"] for e in delivered(found, user)) == [f"Box{n}" for n in range(4)]
+        found = receiver.wait("main", lambda rs: len(taken_once(rs, user)) >= 4)
+        assert sorted(e["mailbox"] for e in taken_once(found, user)) == [
+            f"Box{n}" for n in range(4)
+        ]
         assert "queueing only" in imap.log_text() and "(delivering)" in imap.log_text()
     finally:
         imap.stop()

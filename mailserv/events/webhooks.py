@@ -81,7 +81,7 @@ class WebhookSink:
         self._idle: list[Deferred[None]] = []
         """Fired when no write is left (``drain``)."""
         self._open = False
-        self.stored: list[Any] = []
+        self.stored: list[Callable[[], object]] = []
         """Called (no argument) after each batch reached the queue file."""
 
     def wants(self, type: str) -> bool:
