@@ -166,8 +166,10 @@ def hooked(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> I
     retried = {"url": receiver.url("retry"), "secret": SECRET, "events": created, **FAST}
     retried["timeout"] = 0.5  # a request left hanging is given up quickly
     dead = {**retried, "url": receiver.url("dead"), "max-attempts": 3, "timeout": 5}
-    hooks = [every, {**mailboxes, "allow-http": True}, retried, dead]
+    full = {**retried, "url": receiver.url("full"), "queue-limit": 2, "timeout": 60}
+    hooks = [every, {**mailboxes, "allow-http": True}, retried, dead, full]
     receiver.script("dead", [], default="500")
+    receiver.script("full", [], default="hang")
     imap = start_server(server, data_dir, write_config(data_dir / "hooks.toml", hooks))
     try:
         yield Hooked(imap, receiver)
@@ -269,16 +271,16 @@ def test_order_per_mailbox_and_filter(hooked: Hooked) -> None:
     assert all(signed_by(r, SECRET) for r in of_user(folders, user))
 
 
-def dead_letters(imap: ServerProcess, user: str) -> list[dict[str, object]]:
+def dead_letters(imap: ServerProcess, user: str, hook: str) -> list[dict[str, object]]:
     path = imap.data_dir / "webhooks" / "dead-letter.jsonl"
     lines = path.read_text().splitlines() if path.exists() else []
     records = [json.loads(line) for line in lines]
-    return [r for r in records if r["event"]["user"] == user]
+    return [r for r in records if r["event"]["user"] == user and r["hook"] == hook]
 
 
-def wait_dead(imap: ServerProcess, user: str, count: int) -> list[dict[str, object]]:
+def wait_dead(imap: ServerProcess, user: str, hook: str, count: int) -> list[dict[str, object]]:
     deadline = time.monotonic() + WAIT
-    while len(found := dead_letters(imap, user)) < count:
+    while len(found := dead_letters(imap, user, hook)) < count:
         assert time.monotonic() < deadline, f"not dropped: {found}"
         time.sleep(0.05)
     return found
@@ -303,9 +305,9 @@ def test_dead_letter_bound(hooked: Hooked) -> None:
         client = connect.raw()
         user = connect.user.name
         ok(client, "CREATE Refused")
-        [refused] = wait_dead(hooked.imap, user, 1)
+        [refused] = wait_dead(hooked.imap, user, hooked.receiver.url("dead"), 1)
         ok(client, "CREATE Failing")
-        dropped = wait_dead(hooked.imap, user, 2)
+        dropped = wait_dead(hooked.imap, user, hooked.receiver.url("dead"), 2)
     assert refused["reason"] == "HTTP 400" and refused["attempts"] == 1
     assert refused["event"]["mailbox"] == "Refused"  # type: ignore[index]
     assert dropped[1]["reason"] == "HTTP 500" and dropped[1]["attempts"] == 3
@@ -456,3 +458,26 @@ def test_workers_queue_and_master_sends(tmp_path_factory: pytest.TempPathFactory
     finally:
         imap.stop()
         receiver.stop()
+
+
+def test_queue_limit_drops_oldest(hooked: Hooked) -> None:
+    """Past a hook's queue-limit (2 here) its oldest events go to the dead-letter log
+    (one whose request was on its way then may still arrive: its fate was unknown)."""
+    with hooked.connect() as connect:
+        client = connect.raw()
+        user = connect.user.name
+        for name in ("A", "B", "C", "D"):
+            ok(client, f"CREATE {name}")
+        dropped = wait_dead(hooked.imap, user, hooked.receiver.url("full"), 2)
+    assert [(d["reason"], d["event"]["mailbox"]) for d in dropped] == [  # type: ignore[index]
+        ("queue full", "A"),
+        ("queue full", "B"),
+    ]
+    hooked.receiver.script("full", [])  # those hanging are answered 503, then sent again
+    found = hooked.receiver.wait("full", lambda rs: {"C", "D"} <= _mailboxes(rs, user))
+    assert _mailboxes(found, user) <= {"A", "B", "C", "D"}
+    assert len(dead_letters(hooked.imap, user, hooked.receiver.url("full"))) == 2
+
+
+def _mailboxes(requests: list[Request], user: str) -> set[object]:
+    return {e["mailbox"] for e in taken_once(requests, user)}
