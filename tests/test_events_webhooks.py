@@ -330,9 +330,8 @@ def test_imap_unaffected_while_receiver_hangs(hooked: Hooked) -> None:
             ok(client, "UID FETCH 1:* (FLAGS ENVELOPE)")
             ok(client, "CREATE Other")
             ok(client, "LOGOUT")
-        assert [r["answer"] for r in of_user(hooked.receiver.requests("main"), user)][:1] == [
-            "hang"
-        ]
+        waiting = hooked.receiver.wait("main", lambda rs: bool(of_user(rs, user)))
+        assert of_user(waiting, user)[0]["answer"] == "hang"
     finally:
         hooked.receiver.script("main", [])  # answers those hanging 503: they are retried
     found = hooked.receiver.wait("main", lambda rs: len(taken_once(rs, user)) >= 7)
@@ -367,6 +366,10 @@ def test_restart_with_events_pending(
             user = connect.user.name
             ok(connect.raw(), "CREATE Kept")
             connect.append([MESSAGE] * 3, "Kept")
+        deadline = time.monotonic() + WAIT
+        while "again in" not in imap.log_text():  # it tried, and failed, before the stop
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         imap.stop()
         assert queued(imap) == 4
         receiver = Receiver.start(state, port)
@@ -381,7 +384,6 @@ def test_restart_with_events_pending(
         imap.stop()  # nothing is left to send after this
         assert len({e["id"] for e in delivered(receiver.requests("main"), user)}) == 4
         assert len(delivered(receiver.requests("main"), user)) == 4
-        assert "again in" in imap.log_text()  # it had tried, and failed, before the restart
     finally:
         imap.stop()
         receiver.stop()
