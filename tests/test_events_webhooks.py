@@ -286,6 +286,13 @@ def wait_dead(imap: ServerProcess, user: str, hook: str, count: int) -> list[dic
     return found
 
 
+def queued(imap: ServerProcess, hook: str = "%") -> int:
+    """Events waiting in ``imap``'s queue (for the hooks whose URL is like ``hook``)."""
+    with sqlite3.connect(imap.data_dir / "webhooks" / "queue.sqlite") as db:
+        (count,) = db.execute("SELECT count(*) FROM events WHERE hook LIKE ?", (hook,)).fetchone()
+    return int(count)
+
+
 def test_retries_after_500_and_timeout(hooked: Hooked) -> None:
     hooked.receiver.script("retry", ["500", "hang", "503", "429"])
     with hooked.connect() as connect:
@@ -300,6 +307,10 @@ def test_retries_after_500_and_timeout(hooked: Hooked) -> None:
 
 def test_dead_letter_bound(hooked: Hooked) -> None:
     """A 4xx ends an event at once; 5xx answers end it after max-attempts (3 here)."""
+    deadline = time.monotonic() + WAIT
+    while queued(hooked.imap, hooked.receiver.url("dead")):  # the tests before are done
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     hooked.receiver.script("dead", ["400"], default="500")
     with hooked.connect() as connect:
         client = connect.raw()
@@ -339,12 +350,6 @@ def test_imap_unaffected_while_receiver_hangs(hooked: Hooked) -> None:
         *["message-added"] * 5,
         "flags-changed",
     ]
-
-
-def queued(imap: ServerProcess) -> int:
-    with sqlite3.connect(imap.data_dir / "webhooks" / "queue.sqlite") as db:
-        (count,) = db.execute("SELECT count(*) FROM events").fetchone()
-    return int(count)
 
 
 def test_restart_with_events_pending(
