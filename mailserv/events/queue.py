@@ -79,6 +79,9 @@ class StoredEvent:
     attempts: int
 
 
+Heads = tuple[list[StoredEvent], float | None, int]
+
+
 class WebhookQueue:
     """The queue file at ``path``; ``limits`` caps the rows waiting per hook URL."""
 
@@ -109,9 +112,10 @@ class WebhookQueue:
     def append(self, events: Sequence[QueuedEvent]) -> Deferred[None]:
         return self._call(self._append, list(events))
 
-    def heads(self, now: float, limit: int) -> Deferred[tuple[list[StoredEvent], float | None]]:
+    def heads(self, now: float, limit: int) -> Deferred[Heads]:
         """The oldest event of each (hook, key) if due by ``now`` (at most ``limit``, oldest
-        first); and the earliest time one that is not due yet will be (None: none waits)."""
+        first); the earliest time one that is not due yet will be (None: none waits); and
+        how many events wait in all."""
         return self._call(self._heads, now, limit)
 
     def delivered(self, event: StoredEvent) -> Deferred[None]:
@@ -188,7 +192,7 @@ class WebhookQueue:
         ).fetchall()
         self._give_up([StoredEvent(*row) for row in rows], None, "queue full")
 
-    def _heads(self, now: float, limit: int) -> tuple[list[StoredEvent], float | None]:
+    def _heads(self, now: float, limit: int) -> Heads:
         due = []
         lanes = self._conn.execute(
             "SELECT hook, key FROM lanes WHERE next_at <= ? ORDER BY next_at LIMIT ?",
@@ -206,7 +210,8 @@ class WebhookQueue:
         (wake,) = self._conn.execute(
             "SELECT min(next_at) FROM lanes WHERE next_at > ?", (now,)
         ).fetchone()
-        return sorted(due, key=lambda event: event.id), wake
+        (depth,) = self._conn.execute("SELECT coalesce(sum(events), 0) FROM depth").fetchone()
+        return sorted(due, key=lambda event: event.id), wake, int(depth)
 
     def _retry(self, event: StoredEvent, attempts: int, at: float) -> None:
         with self._conn as db:

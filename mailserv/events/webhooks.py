@@ -161,6 +161,10 @@ class Dispatcher:
         self._again = False
         self._timer: IDelayedCall | None = None
         self._running = False
+        self.on_failure: list[Callable[[], object]] = []
+        """Called at each failed POST (retried or given up): for metrics."""
+        self.on_depth: list[Callable[[int], object]] = []
+        """Called with the events waiting, at each look at the queue: for metrics."""
 
     def start(self) -> None:
         self._running = True
@@ -187,7 +191,9 @@ class Dispatcher:
         while self._again and self._running:
             self._again = False
             now = self._reactor.seconds()
-            due, wake = await self._queue.heads(now, 2 * MAX_IN_FLIGHT)
+            due, wake, depth = await self._queue.heads(now, 2 * MAX_IN_FLIGHT)
+            for observe in self.on_depth:
+                observe(depth)
             for event in due:
                 if len(self._in_flight) >= MAX_IN_FLIGHT:
                     break
@@ -227,6 +233,8 @@ class Dispatcher:
         if why is None:
             await self._queue.delivered(event)
             return
+        for observe in self.on_failure:
+            observe()
         attempts = event.attempts + 1
         retry, reason = why
         now = self._reactor.seconds()
