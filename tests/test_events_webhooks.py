@@ -387,6 +387,7 @@ def test_restart_with_events_pending(
             assert time.monotonic() < deadline
             time.sleep(0.05)
         imap.stop()  # nothing is left to send after this
+        assert "(delivering)" in imap.log_text() and SECRET not in imap.log_text()
         assert len({e["id"] for e in delivered(receiver.requests("main"), user)}) == 4
         assert len(delivered(receiver.requests("main"), user)) == 4
     finally:
