@@ -109,9 +109,13 @@ def main(argv: Sequence[str]) -> int:
     link = MasterLink(LoginThrottle(reactor), pages)
     link.adopt(reactor, CHANNEL_FD)
     limits, throttle = SharedConnectionLimits(link), SharedLoginThrottle(link)
-    parts = build_server(config, reactor, limits=limits, throttle=throttle, metrics=metrics)
+    parts = build_server(
+        config, reactor, limits=limits, throttle=throttle, metrics=metrics, deliver_events=False
+    )
     gate = AcceptGate()
     top = MultiService()
+    if parts.webhooks is not None:
+        parts.webhooks.setServiceParent(top)  # queued here, sent by the master
     service = BackendService(parts.backend, reactor, gate, parts.factory, own_process=True)
     service.setServiceParent(top)
     tls_factory = TLSMemoryBIOFactory(parts.tls.options, False, parts.factory)
