@@ -643,7 +643,7 @@ class AppPasswordChecker(UserStoreChecker):
         parsed = split_app_password(password)
         if parsed is not None:
             record = await self.apps.find(user, parsed[0])
-            if record is not None:
+            if record is not None and await self.store.find(user) is not None:
                 await self.cache.check(record.hashed, parsed[1], self._in_thread)
                 self._used(record)
                 setattr(credentials, _USE_ATTRIBUTE, AppPasswordUse((user, record.id), self.watch))
