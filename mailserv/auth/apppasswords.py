@@ -69,7 +69,7 @@ MAX_LABEL = 64
 MAX_PER_USER = 100
 USE_INTERVAL = 60.0
 """Seconds between two writes of one app password's last use, per process."""
-REVOCATION_POLL = 2.0
+REVOCATION_POLL = 1.0
 """Seconds between two looks at the store for revoked app passwords in use."""
 
 IMAP_LOGIN_ANY = "any"
