@@ -138,6 +138,16 @@ def last_used(site: Site, user: str, key_id: str) -> str:
     return row.split()[3]  # ID, CREATED (date, time), LAST USED (date ...)
 
 
+def assert_revoked(client: RawClient) -> None:
+    """The server says BYE for the revocation and closes, within BYE_BOUND."""
+    client.settimeout(BYE_BOUND)
+    lines = []
+    with contextlib.suppress(EOFError):
+        while True:
+            lines.append(client.read_line())
+    assert any(b"* BYE App password revoked" in line for line in lines), lines
+
+
 def test_generated_passwords_and_the_forms_accepted() -> None:
     key_id, shown = generate()
     groups = shown.split("-")
@@ -187,12 +197,7 @@ def test_revoke_ends_the_sessions_using_it(site: Site, user: tuple[str, str]) ->
     status, out, err = site.cli("app-password", "revoke", name, "laptop")
     assert status == 0 and f"app password {key_id} (laptop) of {name} revoked" in out, err
     for client in (quiet, idling):
-        client.settimeout(BYE_BOUND)
-        lines = []
-        with contextlib.suppress(EOFError):
-            while True:
-                lines.append(client.read_line())
-        assert any(b"* BYE App password revoked" in line for line in lines), lines
+        assert_revoked(client)
     for client in kept:
         assert client.command("NOOP").ok
         client.close()
@@ -268,11 +273,6 @@ def test_revoke_reaches_every_worker(tmp_path: Path) -> None:
         assert len({serving_pid(c, pids) for c in sessions}) == 2
         assert site.cli("app-password", "revoke", "wu", "phone")[0] == 0
         for client in sessions:
-            client.settimeout(BYE_BOUND)
-            lines = []
-            with contextlib.suppress(EOFError):
-                while True:
-                    lines.append(client.read_line())
-            assert any(b"* BYE App password revoked" in line for line in lines), lines
+            assert_revoked(client)
     finally:
         site.server.stop()

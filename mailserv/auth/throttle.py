@@ -92,16 +92,9 @@ class FailureRecord:
     """
 
     def __init__(
-        self,
-        clock: IReactorTime,
-        max_failures: int = 10,
-        window: float = 300.0,
-        base_delay: float = 1.0,
-        max_delay: float = 30.0,
-        max_tracked: int = 100_000,
-        *,
-        key: Callable[[str], str] = network_key,
-    ) -> None:
+        self, clock: IReactorTime, key: Callable[[str], str], max_failures: int, window: float,
+        base_delay: float, max_delay: float, max_tracked: int,
+    ) -> None:  # fmt: skip
         if max_failures < 1 or max_tracked < 1 or window <= 0:
             raise ValueError("max_failures, max_tracked and window must be positive")
         self.clock = clock
@@ -204,13 +197,11 @@ class LoginThrottle(FailureRecord):
         max_tracked: int = 100_000,
         user_max_failures: int = USER_MAX_FAILURES,
     ) -> None:
-        super().__init__(clock, max_failures, window, base_delay, max_delay, max_tracked)
+        delays = (window, base_delay, max_delay, max_tracked)
+        super().__init__(clock, network_key, max_failures, *delays)
         self.users_counted = user_max_failures > 0
         """``user_max_failures`` 0: no per-user record."""
-        self.users = FailureRecord(
-            clock, max(1, user_max_failures), window, base_delay, max_delay, max_tracked,
-            key=user_key,
-        )  # fmt: skip
+        self.users = FailureRecord(clock, user_key, max(1, user_max_failures), *delays)
 
     def record_failure(self, address: str, at: float | None = None, *, user: str = "") -> None:
         """A failure from ``address`` (of ``user``, if named) now, or at ``at`` (a
