@@ -554,9 +554,10 @@ class RevocationWatch:
         if not self._held:
             self._poll.stop()
             return
-        live = await self.store.live(list(self._held))
-        for key in set(self._held) - live:
-            sessions = self._held.pop(key)
+        asked = list(self._held)
+        live = await self.store.live(asked)
+        for key in set(asked) - live:  # a key held meanwhile was not asked about
+            sessions = self._held.pop(key, weakref.WeakSet())
             _log.info(
                 "App password {id} of {user} revoked: closing {count} session(s)",
                 id=key[1],
