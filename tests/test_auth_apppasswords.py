@@ -45,7 +45,9 @@ CHEAP = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
 def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hashes made here cost little to make and to verify (the server reads the cost from
     the hash); what is tested is which hash is verified, not argon2's cost."""
-    monkeypatch.setattr(cli, "hash_password", lambda pw: hash_password(pw, hasher=CHEAP))
+    monkeypatch.setattr(
+        cli, "hash_password", lambda pw, **kw: hash_password(pw, hasher=CHEAP, **kw)
+    )
 
 
 def run_cli(*argv: str, stdin: str = "") -> tuple[int, str, str]:
