@@ -35,6 +35,8 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mailserv.auth.apppasswords import FILE_NAME as APP_PASSWORDS
+from mailserv.auth.apppasswords import AppPasswordChecker, AppPasswordFile
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.portal import build_portal
 from mailserv.auth.sasl import Mechanisms
@@ -320,7 +322,8 @@ def _build_server(
     backend = find_backend(config.backend).build(options, config.data_dir, reactor)
     _offer_homes(backend, passwd)
     _log.info("Backend {name}", name=config.backend)
-    portal = build_portal(backend, UserStoreChecker(passwd))
+    apps = AppPasswordFile(os.path.join(os.path.dirname(config.passwd_path), APP_PASSWORDS))
+    portal = build_portal(backend, AppPasswordChecker(passwd, apps, reactor))
     mechanisms = _oauth(config, portal, reactor)
     webhooks = None
     if config.webhooks:

@@ -11,11 +11,19 @@ import argparse
 import getpass
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mailserv.admin import db
 from mailserv.admin.transfer import Progress, StateLog, TransferError, state_path
+from mailserv.auth.apppasswords import FILE_NAME as APP_PASSWORDS
+from mailserv.auth.apppasswords import (
+    IMAP_LOGIN_MODES,
+    AppPasswordFile,
+    IAppPasswordAdmin,
+    SqlAppPasswords,
+)
 from mailserv.auth.passwd import InvalidUsername, PasswdError, PasswdFile, check_username
 from mailserv.auth.schemes import DEFAULT_SCHEME, HASH_SCHEMES, hash_password
 from mailserv.config import DEFAULT_DATA_DIR, Config, ConfigError, load_config, parse_assignment
@@ -109,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = actions.add_parser("show", help="show a user's entry (not the hash)", parents=[common])
     show.add_argument("name")
     show.set_defaults(handler=_user_show)
+    _app_password_commands(areas, actions, common)
     db.add_commands(areas, common)
     agent.add_command(areas, common)
     _sieve_commands(areas, common)
@@ -303,6 +312,7 @@ def _user_passwd(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
 def _user_del(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     check_username(args.name)
     _open_passwd(args, create=False).remove_user(args.name)
+    _forget_app_passwords(args, args.name)
     out.write(f"user {args.name} deleted\n")
 
 
@@ -471,6 +481,89 @@ def _user_show(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     fields = [("user", entry.user), ("scheme", scheme or "(crypt)"), ("uid", entry.uid)]
     fields += [("gid", entry.gid), ("home", entry.home), ("extra", entry.extra)]
     out.writelines(f"{key}: {value}\n" for key, value in fields if value)
+
+
+# -- app passwords and sign-in settings (mailserv.auth.apppasswords) ------------------
+
+
+def _app_password_commands(
+    areas: argparse._SubParsersAction,  # type: ignore[type-arg]
+    user_actions: argparse._SubParsersAction,  # type: ignore[type-arg]
+    common: argparse.ArgumentParser,
+) -> None:
+    settings = user_actions.add_parser("set", help="change a user's settings", parents=[common])
+    settings.add_argument("name")
+    settings.add_argument(
+        "--imap-login",
+        required=True,
+        choices=IMAP_LOGIN_MODES,
+        help="app-passwords: over IMAP, refuse the main password (app passwords and OAuth "
+        "still work); any: accept it again",
+    )
+    settings.set_defaults(handler=_user_set)
+    area = areas.add_parser("app-password", help="manage users' app passwords", parents=[common])
+    actions = area.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = actions.add_parser(
+        "add", help="make an app password and print it (shown only once)", parents=[common]
+    )
+    add.add_argument("name")
+    add.add_argument("--label", required=True, help="what it is for, e.g. phone")
+    add.set_defaults(handler=_app_add)
+    listing = actions.add_parser(
+        "list", help="id, creation, last use and label of each", parents=[common]
+    )
+    listing.add_argument("name")
+    listing.set_defaults(handler=_app_list)
+    revoke = actions.add_parser(
+        "revoke", help="end an app password and the sessions using it", parents=[common]
+    )
+    revoke.add_argument("name")
+    revoke.add_argument("which", metavar="ID|LABEL")
+    revoke.set_defaults(handler=_app_revoke)
+
+
+def _app_passwords(args: argparse.Namespace) -> IAppPasswordAdmin:
+    """The user's app passwords, where the server looks (after checking the user exists)."""
+    check_username(args.name)
+    users = _open_passwd(args, create=False)
+    if users.lookup(args.name) is None:
+        raise CommandError(f"no user {args.name!r}")
+    if isinstance(users, PasswdFile):
+        return AppPasswordFile(os.path.join(os.path.dirname(users.path), APP_PASSWORDS))
+    return SqlAppPasswords(users.database)
+
+
+def _forget_app_passwords(args: argparse.Namespace, user: str) -> None:
+    if db.sql_users(args, create=False) is None:  # SQL: the rows went with the user
+        path = resolve_passwd_path(args)
+        AppPasswordFile(os.path.join(os.path.dirname(path), APP_PASSWORDS)).remove_user(user)
+
+
+def _when(stamp: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(stamp)) if stamp else "never"
+
+
+def _app_add(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    record, shown = _app_passwords(args).add(args.name, args.label, hash_password)
+    out.write(f"app password {record.id} ({record.label}) of {args.name}; shown only once:\n")
+    out.write(shown + "\n")
+
+
+def _app_list(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    records = _app_passwords(args).listing(args.name)
+    out.write(f"{'ID':<6} {'CREATED':<21} {'LAST USED':<21} LABEL\n")
+    for r in records:
+        out.write(f"{r.id:<6} {_when(r.created):<21} {_when(r.last_used):<21} {r.label}\n")
+
+
+def _app_revoke(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    record = _app_passwords(args).revoke(args.name, args.which)
+    out.write(f"app password {record.id} ({record.label}) of {args.name} revoked\n")
+
+
+def _user_set(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+    _app_passwords(args).set_imap_login(args.name, args.imap_login)
+    out.write(f"imap-login of {args.name}: {args.imap_login}\n")
 
 
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], None]

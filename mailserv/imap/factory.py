@@ -64,11 +64,13 @@ class IMAPServerFactory(ServerFactory):
 
             clock = reactor  # type: ignore[assignment]
         assert clock is not None
+        settings = settings or ServerSettings()
         self.services = Services(
             portal=portal,
-            settings=settings or ServerSettings(),
+            settings=settings,
             clock=clock,
-            throttle=throttle or LoginThrottle(clock),
+            throttle=throttle
+            or LoginThrottle(clock, user_max_failures=settings.user_max_auth_failures),
             mechanisms=mechanisms if mechanisms is not None else Mechanisms.discover(),
             tls=tls,
             registry=Registry.build(extensions),

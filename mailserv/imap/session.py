@@ -156,6 +156,10 @@ class Session(Protocol):
         """Say BYE now; close after the running command's tagged reply, flushing no
         pending update (LOGOUT, too many failed logins, a mailbox lost)."""
 
+    def shutdown(self, text: str) -> None:
+        """BYE and close from outside any command: at once if none runs (or it waits for
+        the client, as IDLE does), else when the running command ends."""
+
     def start_tls(self) -> None:
         """Switch to TLS (the handler has written its tagged OK)."""
 

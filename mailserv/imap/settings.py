@@ -40,6 +40,9 @@ class ServerSettings:
     """Failed logins on one connection before BYE."""
     auth_failure_delay: float = 1.0
     """Seconds a failed login waits before its NO (doubling per failure, capped)."""
+    user_max_auth_failures: int = 20
+    """Failed logins of one user name, from any address, within the failed-login throttle's
+    window (5 minutes) before that user's password logins are refused for a while."""
     allow_plaintext_auth: bool = False
     """Allow LOGIN/AUTHENTICATE without TLS from non-loopback addresses."""
     offer_scram: bool = True

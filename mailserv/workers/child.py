@@ -106,7 +106,8 @@ def main(argv: Sequence[str]) -> int:
     metrics = PrometheusMetrics() if config.metrics is not None else None
     pages = SnapshotPages(metrics.registry) if metrics is not None else None
     # Connection counts and the failed-login record are the master's, for all its children.
-    link = MasterLink(LoginThrottle(reactor), pages)
+    mirror = LoginThrottle(reactor, user_max_failures=config.settings.user_max_auth_failures)
+    link = MasterLink(mirror, pages)
     link.adopt(reactor, CHANNEL_FD)
     limits, throttle = SharedConnectionLimits(link), SharedLoginThrottle(link)
     parts = build_server(
