@@ -1,4 +1,4 @@
-"""After STARTTLS the server sends nothing until the client speaks (issue 11's offlineimap stall).
+"""After STARTTLS the server sends nothing until the client speaks (offlineimap's stall).
 
 Over TLS 1.3 a server sends session tickets once it has the client's Finished, that is after
 the client has finished its handshake and may already be writing.  imaplib2 (offlineimap's
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+
+import pytest
 
 from bench.harness import ServerProcess
 
@@ -54,6 +56,7 @@ def test_starttls_sends_nothing_after_the_handshake(server: ServerProcess) -> No
             assert read_reply(tls, b"l")[-1].startswith(b"l OK ")
 
 
+@pytest.mark.one_backend
 def test_implicit_tls_keeps_tls13(server: ServerProcess) -> None:
     plain = socket.create_connection((server.host, server.imaps_port), timeout=BOUND)
     with server.ssl_context().wrap_socket(plain, server_hostname="localhost") as tls:
