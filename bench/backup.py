@@ -100,7 +100,7 @@ def run(name: str, count: int, root: Path) -> None:
         backend = "sql" if name.startswith("sql") else "maildir"
         options = {"url": where[where.index("--db") + 1]} if cluster else {}
         config = load_config({"data-dir": str(data), "backend": backend, "backend-option": options})
-        store = Store(config)
+        store = Store(config, USER)
         try:
             started = time.perf_counter()
             _fill(store, count)

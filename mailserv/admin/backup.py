@@ -42,25 +42,22 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
 from urllib.parse import quote
 
-from twisted.internet.defer import Deferred
-from twisted.internet.threads import blockingCallFromThread
-
+from mailserv.admin.mailstore import StoreError, open_store
 from mailserv.config import Config
 from mailserv.delivery.sieve import sieve_store
-from mailserv.errors import BackendError, BackendOptionError
+from mailserv.errors import BackendError
 from mailserv.interfaces import (
     NOSELECT,
     RECENT,
     SPECIAL_USE,
     Changes,
     IAccount,
-    IBackend,
     IMailbox,
     MailboxStatus,
     MessageMeta,
@@ -76,12 +73,6 @@ WRITERS = 4
 """Threads writing and fsyncing message files."""
 PROGRESS_EVERY = 5.0
 """Seconds between progress lines on stderr."""
-
-REFUSED = {
-    "memory": "the memory backend keeps its mail inside the server process; there is "
-    "nothing another process can read or write",
-    "proxy": "the proxy backend keeps no mail of its own; back up its upstream server",
-}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mailboxes (
@@ -109,52 +100,19 @@ class BackupError(Exception):
 
 
 class Store:
-    """The configured backend, started under a reactor running in a thread of its own.
+    """The configured backend, opened as ``mailserv import``/``export`` open it
+    (:mod:`mailserv.admin.mailstore`: a reactor thread; ``call`` hands a backend call to
+    it), and the accounts of several users."""
 
-    The command's thread does the file I/O and hands each backend call to the reactor
-    (``call``), so neither holds up the other and Ctrl-C lands between two calls.
-    """
-
-    def __init__(self, config: Config) -> None:
-        reason = REFUSED.get(config.backend)
-        if reason is not None:
-            raise BackupError(f"cannot use the {config.backend} backend: {reason}")
-        if not os.path.isdir(config.data_dir):
-            raise BackupError(f"data directory {config.data_dir} does not exist")
-        from twisted.internet import reactor as running
-
-        from mailserv.auth.passwd import PasswdFile
-        from mailserv.backends import UnknownBackend, find_backend
-        from mailserv.tap import _offer_homes
-
-        self._reactor: Any = running
+    def __init__(self, config: Config, first_user: str) -> None:
         try:
-            self.backend: IBackend = find_backend(config.backend).build(
-                dict(config.backend_options), config.data_dir, self._reactor
-            )
-        except (UnknownBackend, BackendOptionError) as exc:
+            self._store = open_store(config, first_user)
+        except StoreError as exc:
             raise BackupError(str(exc)) from exc
-        _offer_homes(self.backend, PasswdFile(config.passwd_path))
-        self._thread = threading.Thread(
-            target=self._reactor.run, kwargs={"installSignalHandlers": False}, daemon=True
-        )
-        self._thread.start()
-        try:
-            self.call(self.backend.start)
-        except Exception as exc:
-            self._halt()
-            raise BackupError(f"the {config.backend} backend did not start: {exc}") from exc
+        self.backend = self._store.backend
 
     def call(self, function: Callable[..., Any], *args: Any) -> Any:
-        """``function(*args)`` on the reactor (a coroutine or Deferred is waited for)."""
-
-        def start() -> Any:
-            result = function(*args)
-            if isinstance(result, Coroutine):
-                return Deferred.fromCoroutine(result)
-            return result
-
-        return blockingCallFromThread(self._reactor, start)
+        return self._store.call(function, *args)
 
     def account(self, user: str) -> IAccount:
         try:
@@ -163,14 +121,7 @@ class Store:
             raise BackupError(f"cannot open the mail of {user!r}: {exc}") from exc
 
     def close(self) -> None:
-        try:
-            self.call(self.backend.stop)
-        finally:
-            self._halt()
-
-    def _halt(self) -> None:
-        self._reactor.callFromThread(self._reactor.stop)
-        self._thread.join(30)
+        self._store.close()
 
 
 async def _metas(mailbox: IMailbox, uids: Sequence[int]) -> list[MessageMeta]:
@@ -374,7 +325,9 @@ def backup(
     tally = Tally()
     with locked(dest):
         manifest = Manifest(dest, create=True)
-        store = Store(config)
+        if not users:
+            raise BackupError("no users to back up")
+        store = Store(config, users[0])
         try:
             with ThreadPoolExecutor(WRITERS, thread_name_prefix="backup-write") as writers:
                 run = _Run(store, manifest, writers, tally, Progress(err, "backup"))

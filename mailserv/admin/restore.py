@@ -84,7 +84,9 @@ def restore(
             for user in chosen:
                 if user not in present:
                     raise BackupError(f"the backup in {source} holds no mail of {user!r}")
-            store = Store(config)
+            if not chosen:
+                raise BackupError(f"the backup in {source} holds no mail")
+            store = Store(config, chosen[0])
             try:
                 run = _Restore(store, manifest, dry_run, out, tally, Progress(err, "restore"))
                 for user in chosen:

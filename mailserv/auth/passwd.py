@@ -11,8 +11,8 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 from twisted.logger import Logger
@@ -278,23 +278,23 @@ class PasswdFile:
         self._edit(change)
 
     def _edit(self, change: Callable[[list[bytes]], list[bytes]]) -> None:
-        with self._locked():
-            try:
-                with open(self.path, "rb") as f:
-                    lines = f.read().splitlines(keepends=True)
-            except FileNotFoundError:
-                lines = []
-            _replace(self.path, b"".join(change(lines)))
+        rewrite_locked(self.path, change)
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """An exclusive flock on ``<path>.lock`` (kept on disk: unlinking it would race)."""
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+
+def rewrite_locked(path: str, change: Callable[[list[bytes]], list[bytes]]) -> None:
+    """Replace the lines of ``path`` (none if absent) by ``change(lines)``, atomically and
+    under an exclusive flock on ``<path>.lock`` (kept on disk: unlinking it would race)."""
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+            with open(path, "rb") as f:
+                lines = f.read().splitlines(keepends=True)
+        except FileNotFoundError:
+            lines = []
+        _replace(path, b"".join(change(lines)))
+    finally:
+        os.close(fd)
 
 
 def _check_hash(hashed: str) -> None:

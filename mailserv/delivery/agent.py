@@ -92,7 +92,7 @@ def add_command(areas: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 def run(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     """The handler: exits through DeliveryExit unless the message was delivered."""
-    config = store_config(args)
+    config = _config(args)
     raw = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
     message = _BARE_LF.sub(b"\r\n", raw)
     if not message.strip():
@@ -149,9 +149,7 @@ def run(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     out.write(f"delivered to {args.user}\n")
 
 
-def store_config(args: argparse.Namespace) -> Config:
-    """The server's configuration as ``--config``, ``--data-dir``, ``--backend``,
-    ``--backend-option`` and ``--db`` make it (also used by ``mailserv backup``)."""
+def _config(args: argparse.Namespace) -> Config:
     layer: dict[str, object] = {}
     for name in ("data_dir", "passwd_file", "backend"):
         if getattr(args, name, None):

@@ -19,12 +19,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from mailserv import errors
 from mailserv.events.metrics import IMetrics, NoMetrics
-from mailserv.interfaces import INBOX, IAccount, IBackend
+from mailserv.events.report import tell_added
+from mailserv.events.sink import IEventSink
+from mailserv.interfaces import INBOX, IAccount, IBackend, IMailbox
 from mailserv.quota import QuotaLedger, QuotaPolicy, Usage, charge_account
 
 if TYPE_CHECKING:
@@ -184,7 +187,7 @@ class Deliverer:
     ``known`` tells which user names exist; ``quota`` and ``ledger`` are the server's
     quota policy and its record of additions in flight (shared with the IMAP sessions of
     this process, so APPEND and delivery count each other); ``metrics`` counts each
-    recipient's outcome.
+    recipient's outcome; ``events`` (a sink and its clock) hears of each message stored.
     """
 
     def __init__(
@@ -195,8 +198,10 @@ class Deliverer:
         ledger: QuotaLedger,
         policy: IDeliveryPolicy | None = None,
         metrics: IMetrics | None = None,
+        events: tuple[IEventSink, IReactorTime] | None = None,
     ) -> None:
         self.backend = backend
+        self.events = events
         self.metrics: IMetrics = metrics if metrics is not None else NoMetrics()
         self.known = known
         self.quota = quota
@@ -232,6 +237,16 @@ class Deliverer:
             )
             return TRY_LATER
 
+    async def _tell(self, user: str, folder: str, box: IMailbox, uid: int) -> None:
+        """``message-added`` for the webhooks; the message is stored whatever happens here."""
+        if self.events is None:
+            return
+        sink, clock = self.events
+        try:
+            await tell_added(sink, user, folder, box, [uid], clock)
+        except Exception:  # noqa: BLE001 - a report lost must not make the MTA send it again
+            _log.failure("message-added not reported for {user}/{folder}", user=user, folder=folder)
+
     async def _deliver(self, recipient: Recipient, message: bytes, sender: str) -> Outcome:
         account = await self.backend.account(recipient.user)
         try:
@@ -252,6 +267,7 @@ class Deliverer:
                         folder=folder,
                         uid=result.uid,
                     )
+                    await self._tell(recipient.user, folder, box, result.uid)
         finally:
             await account.close()
         for work in decision.after:

@@ -42,7 +42,8 @@ def deliverer_for(backend: IBackend, imap: IMAPServerFactory, data_dir: str) -> 
         )
     quota, ledger = services.settings.quota, services.quota
     policy = sieve_policy(data_dir)
-    return Deliverer(backend, store_lookup(store), quota, ledger, policy, services.metrics)
+    events = (services.events, imap.clock)
+    return Deliverer(backend, store_lookup(store), quota, ledger, policy, services.metrics, events)
 
 
 def lmtp_factory(

@@ -512,10 +512,21 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self.setTimeout(self.settings.idle_timeout)
 
     def start_tls(self) -> None:
-        """Switch to TLS after the tagged OK; anything the client pipelined is dropped."""
+        """Switch to TLS after the tagged OK; anything the client pipelined is dropped.
+
+        Over TLS 1.3 the server sends session tickets once it has the client's Finished; a
+        client that reads in one thread while another writes (imaplib2, under offlineimap)
+        can lose the first command it writes after the handshake when the tickets reach its
+        reader at that moment, and both sides then wait.  ``settings.starttls_tls13`` off
+        caps STARTTLS at TLS 1.2, after which nothing follows the handshake.  (Implicit TLS
+        is not affected: there the greeting follows the tickets, and clients read it first.)
+        """
         self.flush_output()
         self.framer.discard_buffer()
         self.transport.startTLS(self.services.tls)  # type: ignore[union-attr]
+        if not self.settings.starttls_tls13:
+            # No ClientHello has been read yet: this connection's own options still apply.
+            self.transport.getHandle().set_options(SSL.OP_NO_TLSv1_3)  # type: ignore[union-attr]
         self._tls_started = True
 
     @property

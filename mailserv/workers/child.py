@@ -106,12 +106,17 @@ def main(argv: Sequence[str]) -> int:
     metrics = PrometheusMetrics() if config.metrics is not None else None
     pages = SnapshotPages(metrics.registry) if metrics is not None else None
     # Connection counts and the failed-login record are the master's, for all its children.
-    link = MasterLink(LoginThrottle(reactor), pages)
+    mirror = LoginThrottle(reactor, user_max_failures=config.settings.user_max_auth_failures)
+    link = MasterLink(mirror, pages)
     link.adopt(reactor, CHANNEL_FD)
     limits, throttle = SharedConnectionLimits(link), SharedLoginThrottle(link)
-    parts = build_server(config, reactor, limits=limits, throttle=throttle, metrics=metrics)
+    parts = build_server(
+        config, reactor, limits=limits, throttle=throttle, metrics=metrics, deliver_events=False
+    )
     gate = AcceptGate()
     top = MultiService()
+    if parts.webhooks is not None:
+        parts.webhooks.setServiceParent(top)  # queued here, sent by the master
     service = BackendService(parts.backend, reactor, gate, parts.factory, own_process=True)
     service.setServiceParent(top)
     tls_factory = TLSMemoryBIOFactory(parts.tls.options, False, parts.factory)

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 
 from mailserv.config import Config, OAuthConfig
+from mailserv.events.hookconfig import WebhookConfig
 from mailserv.imap.settings import ServerSettings
 from mailserv.quota import QuotaPolicy
 
@@ -30,6 +31,9 @@ def encode_config(config: Config) -> str:
     raw["backend_options"] = dict(config.backend_options)
     raw["settings"] = dataclasses.asdict(config.settings)
     raw["oauth"] = dataclasses.asdict(config.oauth)
+    raw["webhooks"] = [
+        dict(dataclasses.asdict(h), events=sorted(h.events)) for h in config.webhooks
+    ]
     return json.dumps(raw)
 
 
@@ -39,6 +43,7 @@ def decode_config(text: str) -> Config:
     settings["quota"] = QuotaPolicy.from_plain(settings["quota"])
     raw["settings"] = ServerSettings(**settings)
     raw["oauth"] = OAuthConfig(**raw["oauth"])
+    raw["webhooks"] = [WebhookConfig(**hook) for hook in raw["webhooks"]]
     return Config(**raw)
 
 

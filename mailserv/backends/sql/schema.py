@@ -260,6 +260,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         " messages stored before read their internal date",
         ("ALTER TABLE mail ADD COLUMN savedate {bigint}",),
     ),
+    Migration(
+        9,
+        "app passwords of the users table's users (app_passwords), and users.imap_login:"
+        " app-passwords when the main password is refused over IMAP",
+        (
+            """CREATE TABLE app_passwords (
+                name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+                id TEXT NOT NULL,
+                label TEXT NOT NULL,
+                password TEXT NOT NULL,
+                created {bigint} NOT NULL,
+                last_used {bigint} NOT NULL,
+                PRIMARY KEY (name, id)
+            )""",
+            "ALTER TABLE users ADD COLUMN imap_login TEXT",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
