@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
 from urllib.parse import quote
 
-from mailserv.admin.mailstore import StoreError, open_store
+from mailserv.admin.mailstore import REFUSED_BACKENDS, StoreError, open_store
 from mailserv.config import Config
 from mailserv.delivery.sieve import sieve_store
 from mailserv.errors import BackendError
@@ -122,6 +122,13 @@ class Store:
 
     def close(self) -> None:
         self._store.close()
+
+
+def refuse_backend(config: Config) -> None:
+    """Before any other check: a backend without a store of its own cannot be used."""
+    reason = REFUSED_BACKENDS.get(config.backend)
+    if reason is not None:
+        raise BackupError(f"cannot use the {config.backend} backend: {reason}")
 
 
 async def _metas(mailbox: IMailbox, uids: Sequence[int]) -> list[MessageMeta]:
@@ -317,6 +324,7 @@ def backup(
     config: Config, users: Sequence[str], dest: str, out: TextIO, err: TextIO = sys.stderr
 ) -> Tally:
     """Bring ``dest`` up to date with the mail of ``users``; prints the summary line."""
+    refuse_backend(config)
     try:
         os.makedirs(os.path.join(dest, MAIL_DIR), mode=0o700, exist_ok=True)
     except OSError as exc:

@@ -31,6 +31,7 @@ from mailserv.admin.backup import (
     Store,
     encoded,
     locked,
+    refuse_backend,
 )
 from mailserv.config import Config
 from mailserv.delivery.sieve import sieve_store
@@ -73,6 +74,7 @@ def restore(
     err: TextIO = sys.stderr,
 ) -> RestoreTally:
     """Restore ``users`` (None: everyone in the backup), only ``folder`` when given."""
+    refuse_backend(config)
     if not os.path.isdir(source):
         raise BackupError(f"{source} is not a directory")
     tally = RestoreTally()
@@ -225,6 +227,7 @@ def _restore_scripts(
     from urllib.parse import unquote
 
     source = os.path.join(manifest.dest, SIEVE_DIR, encoded(user))
+    refuse_backend(config)
     if not os.path.isdir(source):
         return
     scripts = sieve_store(config.data_dir)
