@@ -49,6 +49,7 @@ from typing import Any, TextIO, cast
 from urllib.parse import quote
 
 from mailserv.admin.mailstore import REFUSED_BACKENDS, StoreError, open_store
+from mailserv.backends.maildir.files import fsync_dir
 from mailserv.config import Config
 from mailserv.delivery.sieve import sieve_store
 from mailserv.errors import BackendError
@@ -270,14 +271,6 @@ def write_file(path: str, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, path)
-
-
-def sync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Progress:
@@ -511,7 +504,7 @@ class _Run:
                     )  # fmt: skip
                     self.tally.octets += len(data)
         if rows:
-            sync_dir(directory)
+            fsync_dir(directory)
         with self.manifest.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
             db.executemany(

@@ -130,15 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _backup_commands(areas: Any, common: argparse.ArgumentParser) -> None:
-    store = argparse.ArgumentParser(add_help=False)
-    store.add_argument("--backend", default=argparse.SUPPRESS, help="the backend (as the server's)")
-    store.add_argument(
-        "--backend-option",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="a backend option, as the server's --backend-option; repeatable",
-    )
+    store = _store_options()
     store.add_argument("--user", metavar="USER", help="only this user [default: everyone]")
     parents = [common, store]
     backup = areas.add_parser(
@@ -389,9 +381,8 @@ def _user_list(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
 # -- mailserv import / export ---------------------------------------------------------------
 
 
-def _add_transfer_commands(
-    areas: argparse._SubParsersAction, common: argparse.ArgumentParser
-) -> None:  # type: ignore[type-arg]
+def _store_options() -> argparse.ArgumentParser:
+    """``--backend`` and ``--backend-option``, read by ``_transfer_config``."""
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument("--backend", default=argparse.SUPPRESS, help="the backend (as the server's)")
     store.add_argument(
@@ -401,6 +392,13 @@ def _add_transfer_commands(
         default=[],
         help="a backend option, as the server's --backend-option; repeatable",
     )
+    return store
+
+
+def _add_transfer_commands(
+    areas: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:  # type: ignore[type-arg]
+    store = _store_options()
     store.add_argument("--quiet", action="store_true", help="no progress bar")
     parents = [common, store]
     imports = areas.add_parser(
