@@ -23,6 +23,8 @@ from zope.interface import Attribute, Interface, implementer
 from mailserv.auth.verified import ThreadRunner, VerifiedCache, user_and_password
 
 if TYPE_CHECKING:
+    from twisted.cred.portal import Portal
+
     from mailserv.auth.passwd import PasswdEntry
 
 
@@ -50,6 +52,15 @@ class IUserAdmin(Interface):
 
     def remove_user(user: str) -> None:
         """Remove a user; UserNotFound if absent."""
+
+
+def portal_store(portal: Portal) -> IUserStore | None:
+    """The user store behind ``portal``'s checker, if the server checks passwords itself."""
+    for checker in portal.checkers.values():
+        if IStoreChecker.providedBy(checker):
+            store: IUserStore = IStoreChecker(checker).store
+            return store
+    return None
 
 
 class IStoredSecretProof(ICredentials):

@@ -22,7 +22,7 @@ from mailserv.imap.registry import Capability, Extension, StatusItem
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.session import Session, utf8_names
 from mailserv.interfaces import DELETED, IMailbox, MessageMeta
-from mailserv.quota import ROOT, QuotaLimits, Usage, account_usage, kib
+from mailserv.quota import ROOT, QuotaLimits, Usage, account_usage, kib, session_limits
 from mailserv.search import HasFlag, SearchProgram, backend_search
 from mailserv.slicing import TimeSlices
 from mailserv.syntax.encode import astring as encode_astring
@@ -41,15 +41,11 @@ def quota_line(limits: QuotaLimits, usage: Usage) -> bytes:
     return b"* QUOTA %s (%s)\r\n" % (encode_astring(ROOT.encode()), b" ".join(resources))
 
 
-def _limits(session: Session) -> QuotaLimits:
-    return session.settings.quota.limits_for(session.username)
-
-
 async def getquota(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("GETQUOTA takes a quota root")
     root = astring(command.args[0])
-    limits = _limits(session)
+    limits = await session_limits(session)
     if root != ROOT.encode() or not limits.limited:
         raise No("No such quota root", "NONEXISTENT")
     session.write(quota_line(limits, await account_usage(account_of(session))))
@@ -66,7 +62,7 @@ async def getquotaroot(session: Session, command: Command) -> Reply:
         await account.open(name)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc
-    limits = _limits(session)
+    limits = await session_limits(session)
     if not limits.limited:
         session.write(b"* QUOTAROOT %s\r\n" % name_bytes(name, utf8))
         return Reply("GETQUOTAROOT completed, no quota")
