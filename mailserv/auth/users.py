@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from twisted.cred.portal import Portal
 
     from mailserv.auth.passwd import PasswdEntry
+    from mailserv.quota import StoredQuota
 
 
 class IUserStore(Interface):
@@ -52,6 +53,10 @@ class IUserAdmin(Interface):
 
     def remove_user(user: str) -> None:
         """Remove a user; UserNotFound if absent."""
+
+    def set_quota(user: str, quota: StoredQuota) -> None:
+        """Set the user's own quota limits (None in ``quota``: the configuration's);
+        UserNotFound if absent."""
 
 
 def portal_store(portal: Portal) -> IUserStore | None:
