@@ -1,5 +1,10 @@
-"""Per-user quotas (RFC 9208): the limits the configuration sets, what an account uses, and
-the check APPEND and COPY make before they store.
+"""Per-user quotas (RFC 9208): the limits the configuration and the user store set, what an
+account uses, and the check APPEND and COPY make before they store.
+
+A user store sets a user's limits as Dovecot does, in ``userdb_quota_rule*`` extra fields
+(the SQL users table's quota columns are read into the same form): for each resource the
+store's limit wins over the configuration's.  A session reads them once, at its first need
+after login (:func:`session_limits`); delivery when it resolves the recipient.
 
 Every mailbox of a user is under one quota root, named ``""``.  Two resources:
 ``STORAGE`` (units of 1024 octets, the sum of the messages' RFC822.SIZE rounded up) and

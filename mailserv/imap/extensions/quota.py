@@ -2,9 +2,10 @@
 DELETED-STORAGE; the limits and the check before APPEND and COPY: :mod:`mailserv.quota`.
 
 Every mailbox of a user is under one quota root, ``""``, holding the resources the
-configuration limits for that user (``STORAGE`` in KiB, ``MESSAGE``).  A user without any
-limit has no quota root: ``* QUOTAROOT INBOX`` names none, and GETQUOTA ``""`` is NO
-(RFC 9208 has no way to spell "unlimited"; a missing root is how clients read it).
+configuration or the user store limits for that user (``STORAGE`` in KiB, ``MESSAGE``).
+A user without any limit has no quota root: ``* QUOTAROOT INBOX`` names none, and
+GETQUOTA ``""`` is NO (RFC 9208 has no way to spell "unlimited"; a missing root is how
+clients read it).
 
 The capabilities are offered always, in every state and to every user alike: a client
 that read them before login is not misled after, and STATUS ``DELETED-STORAGE`` (required
@@ -84,7 +85,7 @@ async def setquota(session: Session, command: Command) -> Reply:
     for name, limit in zip(items[::2], items[1::2], strict=True):
         text_atom(name)
         number64(limit)
-    raise No("Quotas are set in the server configuration; SETQUOTA cannot change them", "CANNOT")
+    raise No("Quotas are set by the administrator; SETQUOTA cannot change them", "CANNOT")
 
 
 async def deleted_messages(session: Session, box: IMailbox) -> list[MessageMeta]:
