@@ -9,8 +9,6 @@ rule syntax, which needs no server, is checked on its own.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 import secrets
 import smtplib
@@ -21,6 +19,7 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 from lmtpserver import HANG, _wait_port, message
+from test_auth_apppasswords import run_cli  # type: ignore[import-not-found]
 
 from bench.harness import HOST, BackendSpec, RawClient, ServerProcess, free_port, quote
 from mailserv.admin import cli
@@ -87,18 +86,6 @@ def test_later_rule_wins_and_refused_rules_are_left_out() -> None:
 # -- a server per store ---------------------------------------------------------------
 
 
-def run_cli(*argv: str, stdin: str = "") -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    saved = cli.sys.stdin
-    cli.sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode()), encoding="utf-8")
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            status = cli.main(list(argv))
-    finally:
-        cli.sys.stdin = saved
-    return status, out.getvalue(), err.getvalue()
-
-
 @dataclass
 class Site:
     server: ServerProcess
@@ -149,16 +136,15 @@ def site(
     try:
         _wait_port(server, port)
         site = Site(server, where, port, capped, plain, secrets.token_hex(8))
-        saved = cli.hash_password
-        cli.hash_password = lambda pw, **kw: hash_password(pw, hasher=CHEAP, **kw)  # type: ignore[assignment]
-        try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(
+                cli, "hash_password", lambda pw, **kw: hash_password(pw, hasher=CHEAP, **kw)
+            )
             for user in (capped, plain):
                 status, _, err = site.cli(
                     "user", "add", user, "--password-stdin", stdin=site.password + "\n"
                 )
                 assert status == 0, err
-        finally:
-            cli.hash_password = saved
         yield site
     finally:
         server.stop()
