@@ -85,7 +85,10 @@ async def setquota(session: Session, command: Command) -> Reply:
     for name, limit in zip(items[::2], items[1::2], strict=True):
         text_atom(name)
         number64(limit)
-    raise No("Quotas are set by the administrator; SETQUOTA cannot change them", "CANNOT")
+    raise No(
+        "Quotas are set in the server configuration or the user store; SETQUOTA cannot change them",
+        "CANNOT",
+    )
 
 
 async def deleted_messages(session: Session, box: IMailbox) -> list[MessageMeta]:
