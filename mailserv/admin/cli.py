@@ -32,6 +32,7 @@ from mailserv.delivery.sieve import check_script, sieve_store
 from mailserv.delivery.sievescript import MAX_SCRIPT, SieveError
 from mailserv.delivery.sievestore import ScriptStore, StoreError
 from mailserv.errors import BackendError
+from mailserv.quota import StoredQuota, parse_count, parse_storage, storage_text
 
 if TYPE_CHECKING:
     from mailserv.admin.mailstore import MailStore
@@ -537,6 +538,7 @@ def _user_show(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     scheme = entry.password[1:].partition("}")[0] if entry.password.startswith("{") else ""
     fields = [("user", entry.user), ("scheme", scheme or "(crypt)"), ("uid", entry.uid)]
     fields += [("gid", entry.gid), ("home", entry.home), ("extra", entry.extra)]
+    fields += _quota_fields(entry.quota)
     out.writelines(f"{key}: {value}\n" for key, value in fields if value)
 
 
@@ -552,10 +554,20 @@ def _app_password_commands(
     settings.add_argument("name")
     settings.add_argument(
         "--imap-login",
-        required=True,
         choices=IMAP_LOGIN_MODES,
         help="app-passwords: over IMAP, refuse the main password (app passwords and OAuth "
         "still work); any: accept it again",
+    )
+    settings.add_argument(
+        "--quota-storage",
+        metavar="SIZE",
+        help="the user's storage quota: KiB, or with a suffix B, k, M, G, T (1G); 0: no "
+        "limit; 'default': the configuration's",
+    )
+    settings.add_argument(
+        "--quota-messages",
+        metavar="N",
+        help="the user's message-count quota; 0: no limit; 'default': the configuration's",
     )
     settings.set_defaults(handler=_user_set)
     area = areas.add_parser("app-password", help="manage users' app passwords", parents=[common])
@@ -619,8 +631,57 @@ def _app_revoke(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
 
 
 def _user_set(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
-    _app_passwords(args).set_imap_login(args.name, args.imap_login)
-    out.write(f"imap-login of {args.name}: {args.imap_login}\n")
+    if args.imap_login is None and args.quota_storage is None and args.quota_messages is None:
+        raise CommandError(
+            "nothing to set: give --imap-login, --quota-storage or --quota-messages", EXIT_USAGE
+        )
+    if args.quota_storage is not None or args.quota_messages is not None:
+        _set_quota(args, out)
+    if args.imap_login is not None:
+        _app_passwords(args).set_imap_login(args.name, args.imap_login)
+        out.write(f"imap-login of {args.name}: {args.imap_login}\n")
+
+
+def _quota_value(
+    option: str, text: str | None, kept: int | None, parse: Callable[[str], int]
+) -> int | None:
+    """The new value of one resource: ``kept`` when the option is absent, None for
+    ``default``."""
+    if text is None:
+        return kept
+    if text == "default":
+        return None
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise CommandError(f"{option}: {exc}", EXIT_USAGE) from exc
+
+
+def _set_quota(args: argparse.Namespace, out: TextIO) -> None:
+    check_username(args.name)
+    users = _open_passwd(args, create=False)
+    entry = users.lookup(args.name)
+    if entry is None:
+        raise CommandError(f"no user {args.name!r}")
+    kept = entry.quota
+    quota = StoredQuota(
+        _quota_value("--quota-storage", args.quota_storage, kept.storage, parse_storage),
+        _quota_value("--quota-messages", args.quota_messages, kept.messages, parse_count),
+    )
+    users.set_quota(args.name, quota)
+    shown = _quota_fields(quota)
+    text = ", ".join(f"{key} {value}" for key, value in shown) or "the configuration's"
+    out.write(f"quota of {args.name}: {text}\n")
+
+
+def _quota_fields(quota: StoredQuota) -> list[tuple[str, str]]:
+    """What ``quota`` sets, as (name, text) pairs; ``0`` reads "no limit"."""
+    fields = []
+    if quota.storage is not None:
+        fields.append(("quota-storage", storage_text(quota.storage) if quota.storage else "0"))
+    if quota.messages is not None:
+        fields.append(("quota-messages", str(quota.messages)))
+    return [(key, "0 (no limit)" if value == "0" else value) for key, value in fields]
 
 
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], None]

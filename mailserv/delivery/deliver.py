@@ -16,7 +16,7 @@ reason, anything else a temporary one (451 4.3.0, the MTA retries) with the erro
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IReactorTime
@@ -28,9 +28,10 @@ from mailserv.events.metrics import IMetrics, NoMetrics
 from mailserv.events.report import tell_added
 from mailserv.events.sink import IEventSink
 from mailserv.interfaces import INBOX, IAccount, IBackend, IMailbox
-from mailserv.quota import QuotaLedger, QuotaPolicy, Usage, charge_account
+from mailserv.quota import QuotaLedger, QuotaPolicy, StoredQuota, Usage, charge_account
 
 if TYPE_CHECKING:
+    from mailserv.auth.passwd import PasswdEntry
     from mailserv.auth.users import IUserStore
 
 __all__ = [
@@ -97,6 +98,8 @@ class Recipient:
     folder: str | None = None
     address: str = ""
     """As the MTA gave it (for logs and trace headers)."""
+    quota: StoredQuota = field(default_factory=StoredQuota)
+    """The limits the user store sets for the user (read when the recipient was resolved)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,24 +173,21 @@ def parse_recipient(address: str) -> list[tuple[str, str | None]]:
     return [(name, folder) for name in names if name]
 
 
-UserLookup = Callable[[str], Awaitable[bool]]
-"""Whether a user name exists in the store the portal signs in against."""
+UserLookup = Callable[[str], Awaitable["PasswdEntry | None"]]
+"""A user name's entry in the store the portal signs in against, None if not there."""
 
 
 def store_lookup(store: IUserStore) -> UserLookup:
-    async def known(user: str) -> bool:
-        return await store.find(user) is not None
-
-    return known
+    return store.find
 
 
 class Deliverer:
     """Delivers messages into ``backend``'s accounts (the backend must be started).
 
-    ``known`` tells which user names exist; ``quota`` and ``ledger`` are the server's
-    quota policy and its record of additions in flight (shared with the IMAP sessions of
-    this process, so APPEND and delivery count each other); ``metrics`` counts each
-    recipient's outcome; ``events`` (a sink and its clock) hears of each message stored.
+    ``known`` finds a user name's entry (None: no such user); ``quota`` and ``ledger``
+    are the server's quota policy and its record of additions in flight (shared with the
+    IMAP sessions of this process, so APPEND and delivery count each other); ``metrics``
+    counts each recipient's outcome; ``events`` (a sink and its clock) hears of each message stored.
     """
 
     def __init__(
@@ -212,8 +212,9 @@ class Deliverer:
         """The recipient ``address`` names, or None for no user of ours.  Raises if the
         user store cannot be asked (the caller answers a temporary failure)."""
         for user, folder in parse_recipient(address):
-            if await self.known(user):
-                return Recipient(user, folder, address)
+            entry = await self.known(user)
+            if entry is not None:
+                return Recipient(user, folder, address, entry.quota)
         return None
 
     async def deliver(self, recipient: Recipient, message: bytes, sender: str = "") -> Outcome:
@@ -255,7 +256,7 @@ class Deliverer:
                 return rejected(decision.reject)
             places = [] if decision.discard else [(decision.folder, decision.flags)]
             places += decision.also
-            limits = self.quota.limits_for(recipient.user)
+            limits = self.quota.limits_with(recipient.user, recipient.quota)
             adds = Usage(len(message) * len(places), len(places))
             async with charge_account(self.ledger, recipient.user, account, limits, adds):
                 for folder, flags in places:

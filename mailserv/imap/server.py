@@ -38,6 +38,7 @@ from mailserv.imap.framer import CommandFramer, ContinueLiteral, Frame, FrameErr
 from mailserv.imap.hangup import hang_up, set_no_delay
 from mailserv.imap.replies import Bad, CommandFailure, Reply, backend_text, tagged
 from mailserv.imap.session import State
+from mailserv.quota import QuotaLimits
 from mailserv.syntax.errors import ParseError
 from mailserv.syntax.lexer import parse_command
 from mailserv.syntax.tokens import Command
@@ -70,6 +71,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self.state = State.NOT_AUTHENTICATED
         self.account: IAccount | None = None
         self.username: str | None = None
+        self.quota_limits: QuotaLimits | None = None
         self.selected: SelectedView | None = None
         self.enabled: set[str] = set()
         self.auth_failures = 0
@@ -507,6 +509,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             return
         self.username = username
         self.account = account
+        self.quota_limits = None
         self._logout = logout
         self.state = State.AUTHENTICATED
         self.setTimeout(self.settings.idle_timeout)

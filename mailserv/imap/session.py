@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from mailserv.events.metrics import IMetrics, NoMetrics
 from mailserv.events.sink import IEventSink, NoEvents
 from mailserv.imap.notify import MailboxBoard
-from mailserv.quota import QuotaLedger
+from mailserv.quota import QuotaLedger, QuotaLimits
 
 if TYPE_CHECKING:
     from OpenSSL.SSL import Connection
@@ -109,6 +109,8 @@ class Session(Protocol):
 
     notifier: Notifier | None
     """NOTIFY SET's watcher (RFC 5465), None without one."""
+    quota_limits: QuotaLimits | None
+    """The signed-in user's quota limits once looked up (:func:`mailserv.quota.session_limits`)."""
 
     @property
     def idling(self) -> bool: ...

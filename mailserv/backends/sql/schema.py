@@ -277,6 +277,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE users ADD COLUMN imap_login TEXT",
         ),
     ),
+    Migration(
+        10,
+        "users.quota_storage_kib and users.quota_messages: a user's own quota limits"
+        " (NULL: the configuration's)",
+        (
+            "ALTER TABLE users ADD COLUMN quota_storage_kib {bigint}",
+            "ALTER TABLE users ADD COLUMN quota_messages {bigint}",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
