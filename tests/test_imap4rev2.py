@@ -211,3 +211,33 @@ def test_rev1_names_as_sent(raw: RawClient) -> None:
     names = ok(raw, 'LIST "" "*"').data("LIST")
     assert any(utf7.encode(NFD) in line for line in names), names
     assert raw.command(f'SELECT "{NFC}"').status == "NO"
+
+
+EIGHT_BIT = (
+    "From: Jörg <j@example.org>\r\nTo: b@example.net\r\nSubject: Grüße\r\n"
+    "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n"
+    "--zz\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Description: Bücher\r\n\r\n"
+    'hi\r\n--zz\r\nContent-Type: application/pdf; name="Übung.pdf"\r\n'
+    "Content-Transfer-Encoding: base64\r\n\r\naGk=\r\n--zz--\r\n"
+).encode()
+
+
+@pytest.mark.one_backend
+def test_8bit_headers_as_utf8_strings(connect: Connector) -> None:
+    """RFC 9051 4.3: ENVELOPE, BODY and BODYSTRUCTURE give 8-bit header values as UTF-8
+    strings (quoted); a raw Latin-1 value is sent in UTF-8, not as octets no UTF-8 client
+    can read.  Before ENABLE: the literals RFC 3501 has."""
+    latin = b"From: a@example.org\r\nSubject: caf\xe9 cr\xe8me\r\n\r\nx\r\n"
+    connect.append([EIGHT_BIT, latin])
+    client = connect.raw()
+    ok(client, "EXAMINE INBOX")
+    before = ok(client, "FETCH 1:2 (ENVELOPE BODYSTRUCTURE)").untagged
+    assert "{7}\r\nGrüße".encode() in before[0] and b"{10}\r\ncaf\xe9 cr\xe8me" in before[1]
+    rev2(client)
+    ok(client, "EXAMINE INBOX")
+    first, second = ok(client, "FETCH 1:2 (ENVELOPE BODYSTRUCTURE BODY)").untagged
+    assert b"{" not in first + second, (first, second)
+    for text in ('"Grüße"', '(("Jörg" NIL "j" "example.org"))', '"Bücher"', '"Übung.pdf"'):
+        assert text.encode() in first, first
+    assert first.count('"Übung.pdf"'.encode()) == 2, first  # BODYSTRUCTURE and BODY
+    assert '"café crème"'.encode() in second, second
