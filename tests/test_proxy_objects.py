@@ -1,0 +1,85 @@
+"""The proxy backend passes QUOTA (RFC 9208) and OBJECTID (RFC 8474) through as its upstream
+has them, black-box against a real Dovecot: one with the quota plugins (``imap_quota``), and
+no OBJECTID (Dovecot 2.3 has none), so the proxy does not offer OBJECTID after login."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from dovecot import Dovecot, available
+from test_proxy_upstream import MESSAGE, PASSWORD, direct, login, start_server
+
+from bench.harness import RawClient, ServerProcess
+
+pytestmark = [
+    pytest.mark.skipif(not available(), reason="dovecot-imapd is not installed"),
+    pytest.mark.timeout(90),
+]
+
+QUOTA_PLUGIN = """
+mail_plugins = $mail_plugins quota
+protocol imap {
+  mail_plugins = $mail_plugins quota imap_quota
+}
+plugin {
+  quota = maildir:User quota
+  quota_rule = *:storage=1M:messages=50
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+    server = Dovecot(extra_config=QUOTA_PLUGIN)
+    for name in ("alice", "bob"):
+        server.add_user(name, PASSWORD)
+    server.start()
+    time.sleep(1.1)  # passwd-file is re-read at most once a second
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = start_server(tmp_path_factory.mktemp("proxy"), upstream.upstream_options())
+    yield server
+    server.stop()
+
+
+def capabilities(client: RawClient) -> list[bytes]:
+    response = client.command("CAPABILITY")
+    assert response.ok, response.line
+    return response.data("CAPABILITY")[0].split()
+
+
+def test_quota_is_the_upstream_quota(proxy: ServerProcess, upstream: Dovecot) -> None:
+    """GETQUOTAROOT and GETQUOTA answer with the upstream's root and its usage (not the
+    configuration's ``""`` root, which has no limit here); an unknown root is NO."""
+    direct(upstream, "alice").append_many("INBOX", [MESSAGE % (n, n) for n in range(3)])
+    client = login(proxy, "alice")
+    assert b"QUOTA" in capabilities(client)
+    rooted = client.command("GETQUOTAROOT INBOX")
+    assert rooted.ok, rooted.line
+    assert rooted.data("QUOTAROOT") == [b'INBOX "User quota"'], rooted.untagged
+    assert rooted.data("QUOTA") == [b'"User quota" (STORAGE 1 1024 MESSAGE 3 50)'], rooted.untagged
+    told = client.command('GETQUOTA "User quota"')
+    assert told.ok and told.data("QUOTA") == rooted.data("QUOTA"), told.untagged
+    missing = client.command('GETQUOTA ""')
+    assert missing.status == "NO", missing.line
+    nowhere = client.command("GETQUOTAROOT Nowhere")
+    assert nowhere.status == "NO" and nowhere.code == "NONEXISTENT", nowhere.line
+    assert client.command('SETQUOTA "User quota" (STORAGE 10)').code == "CANNOT"
+
+
+def test_no_objectid_without_upstream_objectid(proxy: ServerProcess, upstream: Dovecot) -> None:
+    """Dovecot 2.3 has no OBJECTID: after login the proxy offers none, and neither STATUS
+    nor SELECT names a MAILBOXID (the store has none to give)."""
+    assert "OBJECTID" not in direct(upstream, "bob").command("CAPABILITY").all_text().decode()
+    client = login(proxy, "bob")
+    assert b"OBJECTID" not in capabilities(client)
+    selected = client.command("SELECT INBOX")
+    assert selected.ok and not [c for c in selected.codes() if c.startswith("MAILBOXID")]
+    status = client.command("STATUS INBOX (MESSAGES MAILBOXID)")
+    assert status.ok and status.data("STATUS") == [b"INBOX (MESSAGES 0)"], status.untagged
