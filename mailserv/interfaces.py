@@ -413,6 +413,15 @@ class IMailbox(Interface):
         """Stop sending events to ``listener``."""
 
 
+class IDeletedUsage(Interface):
+    """Optional, next to ``IMailbox``: the mailbox counts its \\Deleted messages and their
+    octets from what it keeps in memory (STATUS DELETED and DELETED-STORAGE, RFC 9208);
+    without it the engine searches for them and adds up their ``fetch()`` sizes."""
+
+    def deleted_usage() -> Awaitable[tuple[int, int]]:  # type: ignore[empty-body]
+        """How many messages have \\Deleted, and the sum of their RFC822.SIZE."""
+
+
 class ISearchableMailbox(IMailbox):
     """Optional: a mailbox that evaluates SEARCH itself (an index, SQL, an upstream server).
 

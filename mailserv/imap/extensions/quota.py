@@ -24,7 +24,14 @@ from mailserv.imap.commands.mailboxes import account_of, name_bytes
 from mailserv.imap.registry import Capability, Extension, StatusItem
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.session import Session, utf8_names
-from mailserv.interfaces import DELETED, IMailbox, IQuotaAccount, MessageMeta, QuotaRoot
+from mailserv.interfaces import (
+    DELETED,
+    IDeletedUsage,
+    IMailbox,
+    IQuotaAccount,
+    MessageMeta,
+    QuotaRoot,
+)
 from mailserv.quota import ROOT, QuotaLimits, Usage, account_usage, kib
 from mailserv.search import HasFlag, SearchProgram, backend_search
 from mailserv.slicing import TimeSlices
@@ -135,13 +142,22 @@ async def deleted_messages(session: Session, box: IMailbox) -> list[MessageMeta]
     return deleted
 
 
+async def _deleted_usage(session: Session, box: IMailbox) -> tuple[int, int]:
+    """The \\Deleted messages' count and octets: kept by the mailbox (``IDeletedUsage``),
+    else searched for and fetched."""
+    if IDeletedUsage.providedBy(box):
+        return await IDeletedUsage(box).deleted_usage()
+    deleted = await deleted_messages(session, box)
+    return len(deleted), sum(m.size for m in deleted)
+
+
 async def _deleted(session: Session, box: IMailbox) -> int:
-    return len(await deleted_messages(session, box))
+    return (await _deleted_usage(session, box))[0]
 
 
 async def _deleted_storage(session: Session, box: IMailbox) -> int:
     """KiB (the unit of STORAGE) that EXPUNGE would free, rounded up."""
-    return kib(sum(m.size for m in await deleted_messages(session, box)))
+    return kib((await _deleted_usage(session, box))[1])
 
 
 EXTENSION = Extension(
