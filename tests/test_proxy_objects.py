@@ -1,14 +1,17 @@
 """The proxy backend passes QUOTA (RFC 9208) and OBJECTID (RFC 8474) through as its upstream
-has them, black-box against a real Dovecot: one with the quota plugins (``imap_quota``), and
-no OBJECTID (Dovecot 2.3 has none), so the proxy does not offer OBJECTID after login."""
+has them, black-box: against a real Dovecot with the quota plugins (``imap_quota``) and no
+OBJECTID (Dovecot 2.3 has none, so the proxy offers none after login), and against a mailserv
+upstream (memory backend), which has OBJECTID: its MAILBOXIDs come through."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from dovecot import Dovecot, available
+from imapserver import User
 from test_proxy_upstream import MESSAGE, PASSWORD, direct, login, start_server
 
 from bench.harness import RawClient, ServerProcess
@@ -83,3 +86,34 @@ def test_no_objectid_without_upstream_objectid(proxy: ServerProcess, upstream: D
     assert selected.ok and not [c for c in selected.codes() if c.startswith("MAILBOXID")]
     status = client.command("STATUS INBOX (MESSAGES MAILBOXID)")
     assert status.ok and status.data("STATUS") == [b"INBOX (MESSAGES 0)"], status.untagged
+
+
+@pytest.mark.one_backend
+def test_mailboxid_from_an_upstream_with_objectid(
+    server: ServerProcess, user: User, tmp_path: Path
+) -> None:
+    """The shared server as the upstream: with OBJECTID (memory, Maildir and SQL have it)
+    the proxy offers it after login, and CREATE, SELECT and STATUS name the upstream's
+    MAILBOXID, kept across RENAME."""
+    direct = RawClient.connect(server.imap_port)
+    direct.login(user.name, user.password)
+    if b"OBJECTID" not in capabilities(direct):
+        pytest.skip("the shared server's backend has no OBJECTID")
+    options = {"upstream": f"plain:127.0.0.1:{server.imap_port}"}
+    proxy = start_server(tmp_path, options)
+    try:
+        client = RawClient.connect(proxy.imap_port)
+        client.login(user.name, user.password)
+        assert b"OBJECTID" in capabilities(client)
+        created = client.command("CREATE Projects")
+        assert created.ok and (created.code or "").startswith("MAILBOXID ("), created.line
+        mailboxid = created.line.split(b"(")[1].split(b")")[0]
+        status = direct.command("STATUS Projects (MAILBOXID)")
+        assert status.data("STATUS") == [b"Projects (MAILBOXID (%s))" % mailboxid]
+        assert client.command("RENAME Projects Archive").ok
+        proxied = client.command("STATUS Archive (MAILBOXID MESSAGES)")
+        assert proxied.data("STATUS") == [b"Archive (MAILBOXID (%s) MESSAGES 0)" % mailboxid]
+        selected = client.command("SELECT Archive")
+        assert f"MAILBOXID ({mailboxid.decode()})" in selected.codes(), selected.untagged
+    finally:
+        proxy.stop()

@@ -18,7 +18,13 @@ from mailserv.backends.proxy.cache import ContentCache, InfoStore
 from mailserv.backends.proxy.connect import Connector, LoginRefused
 from mailserv.backends.proxy.options import OPTIONS, ProxyConfig, parse_options
 from mailserv.backends.proxy.user import UserState
-from mailserv.interfaces import IBackend, IBackendFactory, IMultiProcessBackend, IQuotaAccount
+from mailserv.interfaces import (
+    IBackend,
+    IBackendFactory,
+    IMailboxIdAccount,
+    IMultiProcessBackend,
+    IQuotaAccount,
+)
 
 _log = Logger()
 
@@ -71,8 +77,11 @@ class ProxyBackend:
             user = UserState(self, username, upstream_name, config.master_password)
             self._users[username] = user
         account = ProxyAccount(user)
-        if "QUOTA" in user.pool.capabilities:  # RFC 9208 passed through: the upstream's quotas
+        caps = user.pool.capabilities
+        if "QUOTA" in caps:  # RFC 9208 passed through: the upstream's quotas
             alsoProvides(account, IQuotaAccount)
+        if "OBJECTID" in caps:  # RFC 8474: the upstream's MAILBOXIDs (EMAILID/THREADID: ours)
+            alsoProvides(account, IMailboxIdAccount)
         return account
 
     def credentials_checker(self) -> UpstreamChecker | None:
