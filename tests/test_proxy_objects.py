@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from dovecot import Dovecot, available
 from imapserver import User
-from test_proxy_upstream import MESSAGE, PASSWORD, direct, login, start_server
+from test_proxy_upstream import MESSAGE, PASSWORD, direct, login, proxy, start_server
 
 from bench.harness import RawClient, ServerProcess
 
@@ -20,6 +20,8 @@ pytestmark = [
     pytest.mark.skipif(not available(), reason="dovecot-imapd is not installed"),
     pytest.mark.timeout(90),
 ]
+
+__all__ = ["proxy"]  # test_proxy_upstream's fixture, over this module's upstream
 
 QUOTA_PLUGIN = """
 mail_plugins = $mail_plugins quota
@@ -40,13 +42,6 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
         server.add_user(name, PASSWORD)
     server.start()
     time.sleep(1.1)  # passwd-file is re-read at most once a second
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def proxy(upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = start_server(tmp_path_factory.mktemp("proxy"), upstream.upstream_options())
     yield server
     server.stop()
 
