@@ -79,10 +79,11 @@ class FoldedFields:
             texts = self._texts[attr] = {}
         found: set[int] = set()
         async for part in slices.batches(uids):
-            present = list(filter(entries.__contains__, part))
+            present = part
             try:
                 values = list(map(texts.__getitem__, present))
-            except KeyError:  # not folded yet
+            except KeyError:  # not folded yet, or gone
+                present = list(filter(entries.__contains__, part))
                 for uid in present:
                     if uid not in texts:
                         texts[uid] = _fold(getattr(entries[uid].info, attr))
