@@ -274,6 +274,20 @@ def _members(key: InSet, uids: Sequence[int]) -> AbstractSet[int]:
     return frozenset(uids_in(key.set.resolve(uids[-1]), uids))
 
 
+def field_needle(key: Contains) -> tuple[str, str] | None:
+    """How the scan answers FROM, TO, CC, BCC and SUBJECT, for a backend that keeps those
+    texts case-folded: ``(attr, needle)``, a message matching when ``needle`` is in its
+    ``MessageInfo.<attr>`` case-folded.  None for any other key (HEADER included) and for an
+    address needle holding the line separator (the scan matches nothing then)."""
+    attr = _HEADER_ATTRS.get(key.field)
+    if attr is None:
+        return None
+    needle = key.value.casefold()
+    if attr in _ADDRESS_ATTRS and SEPARATOR in needle:
+        return None
+    return attr, needle
+
+
 def _contains(key: Contains) -> _Plan:
     needle = key.value.casefold()
     attr = _HEADER_ATTRS.get(key.field)

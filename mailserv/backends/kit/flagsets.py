@@ -76,14 +76,16 @@ def search(
     on_day: OnDay,
     entries: Mapping[int, object],
     ordered: bool,
+    known: Mapping[int, set[int]] | None = None,
 ) -> list[int] | None:
     """The UIDs among ``uids`` (ascending) matching ``key``, when it tests nothing but
     flags and internal dates: a few set operations at any size.  None for any other key.
 
     ``entries``: every message of the mailbox by UID, iterated in ascending order when
-    ``ordered``."""
+    ``ordered``.  ``known``: the UIDs among ``uids`` matching other nodes of ``key``, by
+    ``id()`` of the node (e.g. :class:`~mailserv.backends.kit.fieldtexts.FoldedFields`)."""
     try:
-        part = _matching(key, having, on_day, 0)
+        part = _matching(key, having, on_day, 0, known or {})
     except _Other:
         return None
     if part is None:
@@ -103,11 +105,16 @@ def search(
     return sorted(found)
 
 
-def _matching(key: SearchKey, having: Having, on_day: OnDay, depth: int) -> _Found | None:
+def _matching(
+    key: SearchKey, having: Having, on_day: OnDay, depth: int, known: Mapping[int, set[int]]
+) -> _Found | None:
     """The UIDs of the messages matching ``key`` (None: all of them), or of those not
     matching it (``(uids, True)``: NOT and UNSEEN make no set of the whole mailbox)."""
     if depth > FLAG_DEPTH:
         raise _Other()
+    found = known.get(id(key))
+    if found is not None:
+        return found, False
     match key:
         case All():
             return None
@@ -116,16 +123,16 @@ def _matching(key: SearchKey, having: Having, on_day: OnDay, depth: int) -> _Fou
         case DateCompare(field=DateField.INTERNAL, op=op, date=day):
             return _dated(on_day, op, date_of(day))
         case Not(key=inner):
-            excluded = _matching(inner, having, on_day, depth + 1)
+            excluded = _matching(inner, having, on_day, depth + 1, known)
             return (set(), False) if excluded is None else (excluded[0], not excluded[1])
         case Or(left=left, right=right):
-            one = _matching(left, having, on_day, depth + 1)
-            other = _matching(right, having, on_day, depth + 1)
+            one = _matching(left, having, on_day, depth + 1, known)
+            other = _matching(right, having, on_day, depth + 1, known)
             return None if one is None or other is None else _either(one, other)
         case And(keys=keys):
             result: _Found | None = None
             for inner in keys:
-                part = _matching(inner, having, on_day, depth + 1)
+                part = _matching(inner, having, on_day, depth + 1, known)
                 if part is not None:
                     result = part if result is None else _both(result, part)
             return result

@@ -8,7 +8,8 @@ the garbage collector); a ``MessageMeta`` given out never changes.  The dict als
 as the sorted UID list: a dict keeps insertion order and a new UID is always the largest,
 so the keys ascend unsorted.  ``status()`` reads counters maintained as messages
 come and go (the kit's :class:`Tally`); listeners, modseqs, the sets of UIDs by flag and by
-day behind SEARCH, and the planning of STORE and EXPUNGE are the kit's too.
+day and the folded address and subject texts behind SEARCH, and the planning of STORE and
+EXPUNGE are the kit's too.
 
 Every change holds the mailbox's lane (the kit's :class:`Lane`) and goes through the
 messages in batches, pausing between them when its time slice is used up: ``STORE 1:*``
@@ -38,6 +39,7 @@ from mailserv.backends.kit import (
     new_mailbox_id,
     plan_store,
 )
+from mailserv.backends.kit.fieldtexts import FoldedFields
 from mailserv.interfaces import (
     RECENT,
     AppendResult,
@@ -115,6 +117,7 @@ class MemoryMailbox(Listened):
         self.tally = Tally()
         self._having: flagsets.Having = {}  # SEARCH of flags and dates: see kit.flagsets
         self._on_day: flagsets.OnDay = {}
+        self._fields = FoldedFields()  # SEARCH FROM/TO/CC/BCC/SUBJECT: see kit.fieldtexts
         self.modseqs = ModseqLog()
         self.listeners = ListenerSet()
         self.lane = Lane(account.clock)
@@ -147,9 +150,14 @@ class MemoryMailbox(Listened):
         return self._messages[uid].raw
 
     async def search(self, query: SearchProgram, uids: Sequence[int]) -> list[int] | None:
-        """Flags and internal dates from the sets kept (a few ms at 100k); None (the
-        engine evaluates) for the rest."""
-        return flagsets.search(query.key, uids, self._having, self._on_day, self._messages, True)
+        """Flags and internal dates from the sets kept (a few ms at 100k), the address and
+        subject fields from their folded texts; None (the engine evaluates) for the rest."""
+        known = await self._fields.answer(query.key, uids, self._messages, self.lane.slices())
+        if known is None:
+            return None
+        return flagsets.search(
+            query.key, uids, self._having, self._on_day, self._messages, True, known
+        )
 
     async def changes_since(self, modseq: int) -> Changes:
         """HIGHESTMODSEQ is read first: a change made while the messages are read in slices
@@ -308,5 +316,6 @@ class MemoryMailbox(Listened):
                 self.tally.remove(uid, m.flags, len(m.raw))
                 flagsets.reflag(self._having, uid, m.flags, frozenset())
                 flagsets.undate(self._on_day, uid, flagsets.date_of(m.internaldate.date()))
+                self._fields.removed(uid)
         self.modseqs.expunged(uids, self.modseqs.bump())
         self.listeners.expunged(self, uids, origin)
