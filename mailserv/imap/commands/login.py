@@ -13,7 +13,7 @@ from twisted.logger import Logger
 
 from mailserv import errors
 from mailserv.auth.sasl import MAX_RESPONSE, Challenge, SASLContext, SASLError, SASLFailed
-from mailserv.imap import capabilities
+from mailserv.imap import capabilities, shared
 from mailserv.imap.arguments import astring, text_atom
 from mailserv.imap.commands import NOT_AUTH, CommandSpec
 from mailserv.imap.registry import Capability, Extension
@@ -139,7 +139,7 @@ async def _authenticate(
         _attempt(session, user, mechanism, "error")
         raise
     services.throttle.record_success(peer)
-    session.logged_in(user, IAccount(account), logout)
+    session.logged_in(user, shared.wrap(IAccount(account), user), logout)
     _attempt(session, user, mechanism, "ok")
     caps = b" ".join(capabilities.for_session(session))
     return Reply("Logged in", b"CAPABILITY " + caps)

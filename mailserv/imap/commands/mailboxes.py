@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mailserv import errors
-from mailserv.imap import listing
+from mailserv.imap import listing, shared
 from mailserv.imap.arguments import mailbox, new_mailbox, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.registry import StatusItem
@@ -187,6 +187,7 @@ async def status(session: Session, command: Command) -> Reply:
     if unknown or not items:
         raise Bad(f"Unknown STATUS item {unknown[0][:40]}" if unknown else "No STATUS items")
     try:
+        await shared.require(session, name, "r", "STATUS")
         box = await account_of(session).open(name)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc

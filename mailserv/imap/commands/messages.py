@@ -8,7 +8,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from mailserv import errors, quota
-from mailserv.imap import esearch
+from mailserv.imap import esearch, shared
 from mailserv.imap import fetch as fetch_responses
 from mailserv.imap.arguments import astring, flags, mailbox, text_atom
 from mailserv.imap.commands import SELECTED, CommandSpec
@@ -118,6 +118,7 @@ async def store(session: Session, command: Command) -> Reply:
         raise Bad("\\Recent cannot be stored")
     if not uids:
         return Reply()
+    await shared.require_selected(session, shared.store_rights(mode, wanted), "STORE")
     result = await view.mailbox.store(uids, mode, wanted, session, unchangedsince=unchangedsince)
     slices = TimeSlices(session.services.clock)
     changes = await view.own_changes(result.changed, slices)
@@ -303,7 +304,11 @@ async def transfer(session: Session, command: Command, move: bool) -> Reply:
     adds = quota.Usage(0, 0) if move else await quota.copied(session, view.mailbox, uids)
     try:
         async with quota.charge(session, adds):
-            result: CopyResult = await operation(uids, destination, session)
+            routed = await shared.transfer(session, view.mailbox, uids, destination, move)
+            if isinstance(routed, CopyResult):
+                result = routed
+            else:
+                result = await operation(uids, routed, session)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "TRYCREATE") from exc
     code = b"COPYUID %d %s %s" % (
@@ -335,6 +340,7 @@ async def expunge(session: Session, command: Command) -> Reply:
             return Reply()
     elif command.args:
         raise Bad("EXPUNGE takes no arguments")
+    await shared.require_selected(session, "e", "EXPUNGE")
     gone = await view.mailbox.expunge(restrict, session)
     session.write(b"".join(view.remove(gone)))
     if view.reports_vanished:  # RFC 7162 3.2.7: the HIGHESTMODSEQ after the expunge
