@@ -361,7 +361,8 @@ class IAclAccount(Interface):
 
     def other_account(owner: str) -> Awaitable[IAccount | None]:  # type: ignore[empty-body]
         """The account of another user of this store, or None when it has none (never
-        created by this call)."""
+        created by this call); the caller closes it (``IAccount.close``) when done, as a
+        session does."""
 
     def shared_mailboxes(user: str) -> Awaitable[Sequence[SharedEntry]]:  # type: ignore[empty-body]
         """Every mailbox of the other accounts whose list names ``user`` or ``anyone``

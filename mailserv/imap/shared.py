@@ -127,6 +127,8 @@ class SharedAccount:
         self.inner = inner
         self.acls = IAclAccount(inner)
         self.user = user
+        self._others: dict[str, IAccount] = {}
+        """Other users' accounts this session reached, closed with it."""
         self._opened: dict[int, tuple[IMailbox, Location]] = {}
         """Shared mailboxes this session opened, by the object's id: its checks need to
         know where the selected mailbox lives."""
@@ -141,7 +143,11 @@ class SharedAccount:
         owner, _, rest = name[len(prefix) :].partition(DELIMITER)
         if not owner or not rest:
             raise errors.MailboxNotSelectable(name)
-        other = None if owner == self.user else await self.acls.other_account(owner)
+        other = self._others.get(owner)
+        if other is None and owner != self.user:
+            other = await self.acls.other_account(owner)
+            if other is not None:
+                self._others[owner] = other
         if other is None:
             raise errors.MailboxNotFound(name)
         return Location(owner, other, rest)
@@ -240,6 +246,9 @@ class SharedAccount:
 
     async def close(self) -> None:
         self._opened.clear()
+        others, self._others = list(self._others.values()), {}
+        for other in others:
+            await other.close()
         await self.inner.close()
 
     # -- the optional interfaces it routes ------------------------------------------------
