@@ -260,6 +260,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         " messages stored before read their internal date",
         ("ALTER TABLE mail ADD COLUMN savedate {bigint}",),
     ),
+    Migration(
+        9,
+        "acl: each mailbox's access control list (RFC 4314), one row per identifier",
+        (
+            """CREATE TABLE acl (
+                mailbox_id {bigint} NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+                identifier TEXT NOT NULL,
+                rights TEXT NOT NULL,
+                PRIMARY KEY (mailbox_id, identifier)
+            )""",
+            "CREATE INDEX acl_identifier ON acl (identifier)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
