@@ -197,8 +197,15 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
+def _undo_version_9(tx: Tx) -> None:
+    """What migration 9 added goes (the ACL table)."""
+    tx.execute("DROP TABLE acl")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 8")
+
+
 def _undo_version_8(tx: Tx) -> None:
-    """What migration 8 added goes (the SAVEDATE column)."""
+    """What migrations 8 and 9 added goes (the SAVEDATE column too)."""
+    _undo_version_9(tx)
     tx.execute("ALTER TABLE mail DROP COLUMN savedate")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 7")
 
