@@ -63,6 +63,8 @@ def test_rights_denied_then_granted(connect: Connector, other: Connector) -> Non
     assert f"Other Users/{other.user.name}".encode() not in listed
     assert f"Other Users/{connect.user.name}/Team".encode() in listed
     ok(bob, f"SELECT {name}")
+    ok(bob, "FETCH 1 BODY[]")  # reads, but sets no \\Seen without s
+    assert b"\\Seen" not in ok(bob, "FETCH 1 FLAGS").data("FETCH")[0]
     assert b"keep seen (s) right on this mailbox" in refused(bob, "STORE 1 +FLAGS (\\Seen)")
     refused(bob, "STORE 1 +FLAGS (\\Flagged)")
     refused(bob, "STORE 1 +FLAGS (\\Deleted)")
@@ -87,6 +89,15 @@ def test_rights_denied_then_granted(connect: Connector, other: Connector) -> Non
     assert copied.code is not None and copied.code.startswith("COPYUID"), copied.line
     assert b"MESSAGES 1" in ok(bob, "STATUS INBOX (MESSAGES)").data("STATUS")[0]
     assert b"MESSAGES 0" in ok(alice, "STATUS INBOX (MESSAGES)").data("STATUS")[0]
+    ok(bob, "MOVE 1 INBOX")
+    assert b"MESSAGES 2" in ok(bob, "STATUS INBOX (MESSAGES)").data("STATUS")[0]
+    assert b"MESSAGES 1" in ok(alice, "STATUS Team (MESSAGES)").data("STATUS")[0]
+
+    # rights taken away while selected: the mailbox stays open, the next change is refused
+    ok(alice, f'SETACL Team "{other.user.name}" l')
+    refused(bob, "STORE 1 +FLAGS (\\Flagged)")
+    refused(bob, "EXPUNGE")
+    refused(bob, f"SELECT {name}")
 
 
 def test_shared_mailbox_changes_heard_live(connect: Connector, other: Connector) -> None:

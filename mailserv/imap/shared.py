@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from zope.interface import Interface, alsoProvides, implementer, providedBy
 from zope.interface.interface import InterfaceClass
 
 from mailserv import errors
 from mailserv.imap.replies import No
-from mailserv.imap.session import Session
 from mailserv.interfaces import (
     DELETED,
     DELIMITER,
@@ -46,6 +46,9 @@ from mailserv.interfaces import (
     StoreMode,
 )
 from mailserv.slicing import TimeSlices
+
+if TYPE_CHECKING:
+    from mailserv.imap.session import Session
 
 RIGHTS = "lrswipkxtea"
 """Every right, in the order they are shown (RFC 4314 2.1)."""
