@@ -49,11 +49,9 @@ def _identifier(token: Token) -> str:
 
 
 async def _administered(
-    session: Session, command: Command, count: int, usage: str
+    session: Session, command: Command
 ) -> tuple[shared.SharedAccount, shared.Location, str]:
     """The command's mailbox, once the user is known to have ``a`` on it (RFC 4314 4)."""
-    if len(command.args) != count:
-        raise Bad(f"{command.name} takes {usage}")
     account = _account(session, command)
     name = mailbox(command.args[0], utf8=utf8_names(session))
     where = await account.locate(name)
@@ -93,7 +91,9 @@ async def myrights(session: Session, command: Command) -> Reply:
 
 
 async def getacl(session: Session, command: Command) -> Reply:
-    account, where, name = await _administered(session, command, 1, "a mailbox name")
+    if len(command.args) != 1:
+        raise Bad("GETACL takes a mailbox name")
+    account, where, name = await _administered(session, command)
     entries = dict(await IAclAccount(where.account).get_acl(where.name))
     entries[_owner(account, where)] = shared.RIGHTS
     words = b"".join(
@@ -105,9 +105,8 @@ async def getacl(session: Session, command: Command) -> Reply:
 
 
 async def setacl(session: Session, command: Command) -> Reply:
-    usage = "a mailbox name, an identifier and rights"
     if len(command.args) != 3:
-        raise Bad(f"SETACL takes {usage}")
+        raise Bad("SETACL takes a mailbox name, an identifier and rights")
     identifier = _identifier(command.args[1])
     text = astring(command.args[2]).decode("ascii", "replace")
     modifier = text[:1] if text[:1] in ("+", "-") else ""
@@ -115,7 +114,7 @@ async def setacl(session: Session, command: Command) -> Reply:
         rights = shared.parse_rights(text[len(modifier) :])
     except ValueError as exc:
         raise Bad(f"SETACL: {exc}; the rights are {shared.RIGHTS} (and obsolete c, d)") from exc
-    account, where, _ = await _administered(session, command, 3, usage)
+    account, where, _ = await _administered(session, command)
     if identifier == _owner(account, where):
         raise No("The owner always has every right; its entry cannot change", "CANNOT")
     acl = IAclAccount(where.account)
@@ -127,9 +126,10 @@ async def setacl(session: Session, command: Command) -> Reply:
 
 
 async def deleteacl(session: Session, command: Command) -> Reply:
-    if len(command.args) == 2:
-        identifier = _identifier(command.args[1])
-    account, where, _ = await _administered(session, command, 2, "a mailbox name and an identifier")
+    if len(command.args) != 2:
+        raise Bad(f"{command.name} takes a mailbox name and an identifier")
+    identifier = _identifier(command.args[1])
+    account, where, _ = await _administered(session, command)
     if identifier == _owner(account, where):
         raise No("The owner always has every right; its entry cannot go", "CANNOT")
     await IAclAccount(where.account).set_acl(where.name, identifier, "")
@@ -137,11 +137,10 @@ async def deleteacl(session: Session, command: Command) -> Reply:
 
 
 async def listrights(session: Session, command: Command) -> Reply:
-    if len(command.args) == 2:
-        identifier = _identifier(command.args[1])
-    account, where, name = await _administered(
-        session, command, 2, "a mailbox name and an identifier"
-    )
+    if len(command.args) != 2:
+        raise Bad(f"{command.name} takes a mailbox name and an identifier")
+    identifier = _identifier(command.args[1])
+    account, where, name = await _administered(session, command)
     if identifier == _owner(account, where):
         rights = _word(shared.RIGHTS)  # all of them, always: nothing left to grant
     else:
