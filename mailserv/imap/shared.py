@@ -197,6 +197,7 @@ class SharedAccount:
         return mine + sorted(parents + shared, key=lambda info: info.name)
 
     async def create(self, name: str, special_use: str | None = None) -> None:
+        _not_reserved(name)
         where = await self.locate(name)
         if where.owner is None:
             return await self.inner.create(name, special_use)
@@ -215,6 +216,7 @@ class SharedAccount:
         await where.account.delete(where.name)
 
     async def rename(self, old: str, new: str) -> None:
+        _not_reserved(new)
         source = await self.require(old, "x", "RENAME")
         target = await self.locate(new)
         if source.owner != target.owner:
@@ -264,6 +266,11 @@ class SharedAccount:
 
     async def usage(self) -> tuple[int, int]:
         return await IAccountUsage(self.inner).usage()
+
+
+def _not_reserved(name: str) -> None:
+    if name == OTHER_USERS:
+        raise No(f"{OTHER_USERS} is the other users' namespace", "CANNOT")
 
 
 def check(rights: frozenset[str], needed: str, what: str) -> None:
