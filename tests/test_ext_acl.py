@@ -58,7 +58,7 @@ def test_rights_denied_then_granted(connect: Connector, other: Connector) -> Non
     bob = other.raw()
     name = shared_name(connect)
     refused(bob, f"SELECT {name}", b"NONEXISTENT")  # no right at all: not even there
-    assert not ok(bob, 'LIST "" "Other Users/*"').data("LIST")
+    assert not ok(bob, f'LIST "" "Other Users/{connect.user.name}/*"').data("LIST")
 
     ok(alice, f'SETACL Team "{other.user.name}" lr')
     listed = b"".join(ok(bob, 'LIST "" "Other Users/*"').data("LIST"))
@@ -171,6 +171,10 @@ def test_rfc_4314_commands(connect: Connector, other: Connector) -> None:
     assert ok(client, f"MYRIGHTS {shared_name(connect)}").data("MYRIGHTS") == [
         f"{shared_name(connect)} lrxted".encode()
     ]
+    mine = f'"Other Users/{me}/*"'
+    listed = ok(client, f'LIST "" {mine} RETURN (MYRIGHTS STATUS (MESSAGES))')  # RFC 8440
+    assert listed.data("MYRIGHTS") == [f"{shared_name(connect)} lrxted".encode()]
+    assert listed.data("STATUS") == [f"{shared_name(connect)} (MESSAGES 0)".encode()]
     refused(client, f"GETACL {shared_name(connect)}")  # no a
     refused(client, f'SETACL {shared_name(connect)} "{bob}" +a')
     # negative rights take away what anyone gives
@@ -179,6 +183,7 @@ def test_rfc_4314_commands(connect: Connector, other: Connector) -> None:
         f"{shared_name(connect)} lxted".encode()
     ]
     refused(client, f"SELECT {shared_name(connect)}")
+    assert not ok(client, f'LIST "" {mine} RETURN (STATUS (MESSAGES))').data("STATUS")  # no r
     ok(alice, f'DELETEACL Team "-{bob}"')
     ok(alice, f'DELETEACL Team "{bob}"')
     assert bob.encode() not in ok(alice, "GETACL Team").data("ACL")[0]
@@ -208,4 +213,4 @@ def test_namespace_and_capability(connect: Connector, other: Connector) -> None:
     client = connect.raw()
     assert ok(client, "NAMESPACE").data("NAMESPACE") == [b'(("" "/")) (("Other Users/" "/")) NIL']
     words = ok(client, "CAPABILITY").data("CAPABILITY")[0].split()
-    assert b"ACL" in words and b"RIGHTS=texk" in words
+    assert {b"ACL", b"RIGHTS=texk", b"LIST-MYRIGHTS"} <= set(words)

@@ -46,6 +46,7 @@ from mailserv.interfaces import (
     StoreMode,
 )
 from mailserv.slicing import TimeSlices
+from mailserv.syntax import encode
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session
@@ -307,6 +308,32 @@ async def require_selected(session: Session, needed: str, what: str) -> None:
     where = shared.where_open(view.mailbox)
     if where is not None:
         check(await shared.rights(where), needed, what)
+
+
+async def allowed(session: Session, name: str, needed: str) -> bool:
+    """Whether the user has the ``needed`` rights on ``name`` (LIST's RETURN (STATUS)
+    leaves out the mailboxes it may not read)."""
+    try:
+        await require(session, name, needed, "")
+    except (No, errors.MailboxNotFound):
+        return False
+    return True
+
+
+async def myrights(session: Session, name: str) -> frozenset[str]:
+    """The user's rights on ``name`` (none when it is no mailbox the user may see)."""
+    shared = acl_account(session)
+    if shared is None:
+        return ALL_RIGHTS
+    try:
+        return await shared.rights(await shared.locate(name))
+    except errors.BackendError:
+        return frozenset()
+
+
+def myrights_line(name: bytes, rights: frozenset[str]) -> bytes:
+    """``* MYRIGHTS name rights`` (MYRIGHTS, and LIST's RETURN (MYRIGHTS), RFC 8440)."""
+    return b"* MYRIGHTS %s %s\r\n" % (name, encode.astring(format_rights(rights).encode()))
 
 
 async def allowed_selected(session: Session, needed: str) -> bool:

@@ -1,4 +1,5 @@
-"""ACL (RFC 4314): MYRIGHTS, GETACL, SETACL, DELETEACL, LISTRIGHTS; ``RIGHTS=texk``.
+"""ACL (RFC 4314): MYRIGHTS, GETACL, SETACL, DELETEACL, LISTRIGHTS; ``RIGHTS=texk``;
+LIST-MYRIGHTS (RFC 8440: LIST's ``RETURN (MYRIGHTS)``, in :mod:`mailserv.imap.commands.lists`).
 
 Offered when the store keeps access control lists (``IAclAccount``; before login, as most
 stores do).  The rights model, the ``Other Users/`` namespace and the checks every command
@@ -85,8 +86,7 @@ async def myrights(session: Session, command: Command) -> Reply:
         raise No("No such mailbox", "NONEXISTENT")
     if where.owner is None:
         await account.inner.open(name)  # MailboxNotFound for a name that is none
-    line = b"* MYRIGHTS %s %s\r\n" % (_name(session, name), _word(shared.format_rights(rights)))
-    session.write(line)
+    session.write(shared.myrights_line(_name(session, name), rights))
     return Reply("MYRIGHTS completed")
 
 
@@ -151,7 +151,11 @@ async def listrights(session: Session, command: Command) -> Reply:
 
 EXTENSION = Extension(
     "ACL",
-    capabilities=(Capability(b"ACL", when=offered), Capability(b"RIGHTS=texk", when=offered)),
+    capabilities=(
+        Capability(b"ACL", when=offered),
+        Capability(b"RIGHTS=texk", when=offered),
+        Capability(b"LIST-MYRIGHTS", when=offered),
+    ),
     commands=(
         CommandSpec("MYRIGHTS", myrights, AUTH),
         CommandSpec("GETACL", getacl, AUTH),
