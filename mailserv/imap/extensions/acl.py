@@ -125,23 +125,29 @@ async def setacl(session: Session, command: Command) -> Reply:
     return Reply("SETACL completed")
 
 
-async def deleteacl(session: Session, command: Command) -> Reply:
+async def _for_identifier(
+    session: Session, command: Command
+) -> tuple[shared.Location, str, str, bool]:
+    """DELETEACL's and LISTRIGHTS's mailbox (with ``a``), its name, the identifier, and
+    whether that is the mailbox's owner."""
     if len(command.args) != 2:
         raise Bad(f"{command.name} takes a mailbox name and an identifier")
     identifier = _identifier(command.args[1])
-    account, where, _ = await _administered(session, command)
-    if identifier == _owner(account, where):
+    account, where, name = await _administered(session, command)
+    return where, name, identifier, identifier == _owner(account, where)
+
+
+async def deleteacl(session: Session, command: Command) -> Reply:
+    where, _, identifier, owner = await _for_identifier(session, command)
+    if owner:
         raise No("The owner always has every right; its entry cannot go", "CANNOT")
     await IAclAccount(where.account).set_acl(where.name, identifier, "")
     return Reply("DELETEACL completed")
 
 
 async def listrights(session: Session, command: Command) -> Reply:
-    if len(command.args) != 2:
-        raise Bad(f"{command.name} takes a mailbox name and an identifier")
-    identifier = _identifier(command.args[1])
-    account, where, name = await _administered(session, command)
-    if identifier == _owner(account, where):
+    _, name, identifier, owner = await _for_identifier(session, command)
+    if owner:
         rights = _word(shared.RIGHTS)  # all of them, always: nothing left to grant
     else:
         rights = b'"" ' + b" ".join(r.encode() for r in shared.RIGHTS)
