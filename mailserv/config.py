@@ -7,7 +7,8 @@ key by key.  Quotas (RFC 9208): ``quota-storage`` (KiB) and ``quota-messages`` f
 or a ``[quota]`` table of ``storage``, ``messages`` and ``[quota.users]`` (per user name, a
 table of ``storage``/``messages`` overriding the default's; 0 is no limit).  ``[oauth]``
 holds the bearer-token settings (:class:`OAuthConfig`, keys with dashes).  Relative paths
-in a file are taken from the file's directory.
+in a file are taken from the file's directory.  ``[[webhook]]`` (an array of tables) and
+``webhook = ["URL;key=value", ...]`` list the webhooks (:mod:`mailserv.events.hookconfig`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from types import MappingProxyType
 from twisted.python.usage import UsageError
 
 from mailserv.backends.kit.options import parse_bool, parse_int, parse_number
+from mailserv.events.hookconfig import WebhookConfig, parse_webhook, webhook_from_table
 from mailserv.imap.settings import ServerSettings
 from mailserv.quota import QuotaLimits, QuotaPolicy
 
@@ -117,6 +119,8 @@ class Config:
     settings: ServerSettings = field(default_factory=ServerSettings)
     lmtp: tuple[str, ...] = ()
     """Endpoints of the LMTP service (``--lmtp``, RFC 2033); none by default."""
+    managesieve: tuple[str, ...] = ()
+    """Endpoints of the ManageSieve service (``--managesieve``, RFC 5804); none by default."""
     workers: int | None = None
     """Processes serving the listeners (``--workers``); above 1 a master runs the children.
     None: one per core when the backend can share its store between processes, else 1."""
@@ -125,12 +129,15 @@ class Config:
     """Endpoint string serving Prometheus metrics (``--metrics``); None: no metrics."""
     log_format: str = "text"
     """``text`` (twistd's log) or ``json``: one JSON object per line on standard output."""
+    webhooks: tuple[WebhookConfig, ...] = ()
 
     def __post_init__(self) -> None:
         # Built directly (embedders, tests), the fields may arrive as lists and dicts.
         object.__setattr__(self, "imap", tuple(self.imap))
         object.__setattr__(self, "imaps", tuple(self.imaps))
         object.__setattr__(self, "lmtp", tuple(self.lmtp))
+        object.__setattr__(self, "managesieve", tuple(self.managesieve))
+        object.__setattr__(self, "webhooks", tuple(self.webhooks))
         object.__setattr__(self, "backend_options", MappingProxyType(dict(self.backend_options)))
 
     @property
@@ -396,6 +403,25 @@ def _oauth_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
         layer.oauth[str(name).replace("-", "_")] = item
 
 
+def _webhook_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    """``[[webhook]]`` tables (a file) or ``URL;key=value`` strings (either source)."""
+    if not isinstance(value, list | tuple):
+        raise ctx.fail(key, "a list of webhooks", value)
+    hooks = []
+    for n, item in enumerate(value, 1):
+        try:
+            table = parse_webhook(item) if isinstance(item, str) else item
+            if not isinstance(table, Mapping):
+                raise ValueError(f"expects a table or URL;KEY=VALUE text, got {item!r}")
+            hooks.append(webhook_from_table(table, ctx.base))
+        except ValueError as e:
+            raise ConfigError(f"{ctx.source}: webhook {n}: {e}") from None
+    urls = [hook.url for hook in hooks]
+    if len(set(urls)) != len(urls):
+        raise ConfigError(f"{ctx.source}: the same webhook URL twice")
+    layer.fields["webhooks"] = tuple(hooks)
+
+
 def _oauth_config(given: dict[str, object]) -> OAuthConfig:
     oauth = OAuthConfig(**given)  # type: ignore[arg-type]
     if oauth.jwks and not (oauth.issuer and oauth.audience):
@@ -418,6 +444,7 @@ _KEYS: Mapping[str, Callable[[_Layer, str, object, _Context], None]] = {
     "imap": _endpoints_key,
     "imaps": _endpoints_key,
     "lmtp": _endpoints_key,
+    "managesieve": _endpoints_key,
     "no-imap": _no_endpoints_key,
     "no-imaps": _no_endpoints_key,
     "allow-plaintext-auth": _plaintext_key,
@@ -430,6 +457,7 @@ _KEYS: Mapping[str, Callable[[_Layer, str, object, _Context], None]] = {
     "oauth": _oauth_key,
     "metrics": _metrics_key,
     "log-format": _log_format_key,
+    "webhook": _webhook_key,
 }
 
 

@@ -1,5 +1,10 @@
-"""Per-user quotas (RFC 9208): the limits the configuration sets, what an account uses, and
-the check APPEND and COPY make before they store.
+"""Per-user quotas (RFC 9208): the limits the configuration and the user store set, what an
+account uses, and the check APPEND and COPY make before they store.
+
+A user store sets a user's limits as Dovecot does, in ``userdb_quota_rule*`` extra fields
+(the SQL users table's quota columns are read into the same form): for each resource the
+store's limit wins over the configuration's.  A session reads them once, at its first need
+after login (:func:`session_limits`); delivery when it resolves the recipient.
 
 Every mailbox of a user is under one quota root, named ``""``.  Two resources:
 ``STORAGE`` (units of 1024 octets, the sum of the messages' RFC822.SIZE rounded up) and
@@ -17,17 +22,24 @@ the overshoot is bounded by what the other processes have in flight at that mome
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Mapping, Sequence
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from twisted.logger import Logger
+
 from mailserv import errors
+from mailserv.auth.users import portal_store
 from mailserv.interfaces import NOSELECT, IAccount, IAccountUsage, IMailbox
 from mailserv.slicing import TimeSlices
 
 if TYPE_CHECKING:
+    from mailserv.auth.passwd import PasswdEntry
     from mailserv.imap.session import Session
+
+_log = Logger()
 
 KIB = 1024
 """Octets in one unit of STORAGE (RFC 9208 5.1)."""
@@ -61,6 +73,15 @@ class QuotaPolicy:
             return QuotaLimits()
         return self.users.get(username, self.default)
 
+    def limits_with(self, username: str, stored: StoredQuota) -> QuotaLimits:
+        """``username``'s limits, each resource the user store sets taken from there (the
+        store's entry wins over ``users``, which wins over ``default``)."""
+        configured = self.limits_for(username)
+        return QuotaLimits(
+            configured.storage if stored.storage is None else stored.storage,
+            configured.messages if stored.messages is None else stored.messages,
+        )
+
     @classmethod
     def from_plain(cls, raw: Mapping[str, object]) -> QuotaPolicy:
         """From ``dataclasses.asdict`` of one (the workers' configuration is JSON)."""
@@ -76,6 +97,118 @@ class QuotaPolicy:
 def kib(octets: int) -> int:
     """Octets in units of STORAGE, rounded up."""
     return -(-octets // KIB)
+
+
+# -- limits kept in the user store -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredQuota:
+    """The limits a user store sets for one user; None where it sets none (the
+    configuration's limit holds for that resource), 0 for no limit."""
+
+    storage: int | None = None
+    """KiB."""
+    messages: int | None = None
+
+
+RULE_KEY = re.compile(r"(?:userdb_)?quota_rule\d*")
+"""Dovecot's extra fields of a quota rule: ``userdb_quota_rule``, ``userdb_quota_rule2``..."""
+FIELD = "userdb_quota_rule"
+"""The field ``mailserv user set`` writes (a second rule goes in ``FIELD + "2"``)."""
+_UNITS = {"b": 1, "k": KIB, "m": KIB**2, "g": KIB**3, "t": KIB**4}
+_SIZE = re.compile(r"([0-9]{1,19})([bkmgt]?)", re.IGNORECASE)
+
+
+def parse_storage(text: str, unit: str = "k") -> int:
+    """KiB (rounded up) of a Dovecot size: digits and an optional suffix B, k, M, G or T
+    (1024-based; without one, ``unit``).  ValueError, saying why, for anything else."""
+    if text[:1] in ("+", "-"):
+        raise ValueError("relative limits (+/-) are not supported")
+    if text.endswith("%"):
+        raise ValueError("percentage limits are not supported")
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a size (digits and B, k, M, G or T)")
+    return kib(int(match[1]) * _UNITS[(match[2] or unit).lower()])
+
+
+def parse_count(text: str) -> int:
+    """A message count: digits only.  ValueError, saying why, for anything else."""
+    if text[:1] in ("+", "-"):
+        raise ValueError("relative limits (+/-) are not supported")
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise ValueError(f"{text!r} is not a message count (digits)")
+    return int(text)
+
+
+def storage_text(kib_: int) -> str:
+    """``kib_`` as Dovecot writes a size, in the largest unit that divides it exactly."""
+    for suffix, factor in (("T", KIB**3), ("G", KIB**2), ("M", KIB)):
+        if kib_ and kib_ % factor == 0:
+            return f"{kib_ // factor}{suffix}"
+    return f"{kib_}k"
+
+
+def parse_rule(value: str) -> StoredQuota:
+    """One rule, ``*:storage=1G``, ``*:messages=10000`` or ``*:storage=1G:messages=10``.
+    ValueError, saying why, for what mailserv does not do (per-mailbox rules, relative
+    or percentage limits, other limit names)."""
+    mailbox, colon, items = value.partition(":")
+    if not colon:
+        raise ValueError("no ':' between the mailbox pattern and the limits")
+    if mailbox != "*":
+        raise ValueError("only '*' rules are supported (one quota root for all mailboxes)")
+    storage = messages = None
+    for item in items.split(":"):
+        name, _, number = item.partition("=")
+        if name == "storage":
+            storage = parse_storage(number)
+        elif name == "bytes":
+            storage = parse_storage(number, unit="b")
+        elif name == "messages":
+            messages = parse_count(number)
+        else:
+            raise ValueError(f"unsupported limit {name!r} (storage, bytes, messages)")
+    return StoredQuota(storage, messages)
+
+
+def stored_quota(fields: Mapping[str, str], user: str) -> StoredQuota:
+    """The quota rules among a user's extra fields; a later rule wins for the resources it
+    sets.  A rule mailserv cannot follow is logged and left out."""
+    storage = messages = None
+    for key, value in fields.items():
+        if RULE_KEY.fullmatch(key) is None:
+            continue
+        try:
+            rule = parse_rule(value)
+        except ValueError as exc:
+            _log.warn(
+                "Quota rule {key}={value!r} of user {user!r} ignored: {why}",
+                key=key,
+                value=value[:100],
+                user=user[:64],
+                why=exc,
+            )
+            continue
+        storage = storage if rule.storage is None else rule.storage
+        messages = messages if rule.messages is None else rule.messages
+    return StoredQuota(storage, messages)
+
+
+def rule_fields(quota: StoredQuota) -> list[str]:
+    """The extra-field words that set ``quota`` (``userdb_quota_rule=*:storage=1G``...)."""
+    limits = []
+    if quota.storage is not None:
+        limits.append(f"storage={storage_text(quota.storage)}")
+    if quota.messages is not None:
+        limits.append(f"messages={quota.messages}")
+    return [f"{FIELD}=*:{':'.join(limits)}"] if limits else []
+
+
+def without_rules(words: Iterable[str]) -> list[str]:
+    """Extra-field words, the quota rules left out."""
+    return [w for w in words if RULE_KEY.fullmatch(w.partition("=")[0]) is None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,14 +274,34 @@ class QuotaLedger:
             self._pending.pop(username, None)
 
 
-def _limits(session: Session) -> QuotaLimits:
-    return session.settings.quota.limits_for(session.username)
+async def session_limits(session: Session) -> QuotaLimits:
+    """The signed-in user's limits: the configuration's, overridden by what the user store
+    sets, looked up once per login and kept on the session (no limits before login)."""
+    username = session.username
+    if username is None:
+        return QuotaLimits()
+    cached = session.quota_limits
+    if cached is not None:
+        return cached
+    store = portal_store(session.services.portal)
+    entry = None if store is None else await store.find(username)
+    limits = user_limits(session.settings.quota, username, entry)
+    if session.username == username:  # not signed out (or in again) meanwhile
+        session.quota_limits = limits
+    return limits
+
+
+def user_limits(policy: QuotaPolicy, username: str, entry: PasswdEntry | None) -> QuotaLimits:
+    """``username``'s limits given the user store's ``entry`` (None: not in a store)."""
+    if entry is None:
+        return policy.limits_for(username)
+    return policy.limits_with(username, entry.quota)
 
 
 async def copied(session: Session, box: IMailbox, uids: Sequence[int]) -> Usage:
     """What COPY of ``uids`` from ``box`` adds (their sizes are read only when the user
     has a limit to check them against)."""
-    if not _limits(session).limited:
+    if not (await session_limits(session)).limited:
         return Usage(0, len(uids))
     octets = 0
     async for part in TimeSlices(session.services.clock).batches(uids):
@@ -164,7 +317,8 @@ async def charge(session: Session, adds: Usage) -> AsyncIterator[None]:
     if username is None or account is None:
         yield
         return
-    async with charge_account(session.services.quota, username, account, _limits(session), adds):
+    limits = await session_limits(session)
+    async with charge_account(session.services.quota, username, account, limits, adds):
         yield
 
 

@@ -35,6 +35,8 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mailserv.auth.apppasswords import FILE_NAME as APP_PASSWORDS
+from mailserv.auth.apppasswords import AppPasswordChecker, AppPasswordFile
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.portal import build_portal
 from mailserv.auth.sasl import Mechanisms
@@ -52,10 +54,11 @@ from mailserv.config import (
     parse_assignment,
     parse_limit,
 )
-from mailserv.delivery.service import lmtp_factory
+from mailserv.delivery.service import lmtp_factory, managesieve_factory
 from mailserv.errors import BackendOptionError
 from mailserv.events.logs import JSONLogService, json_observer
 from mailserv.events.metrics import IMetrics, PrometheusMetrics, WorkerMetrics, metrics_site
+from mailserv.events.webhooks import WebhookService
 from mailserv.imap.admission import IConnectionLimits
 from mailserv.imap.factory import IMAPServerFactory
 from mailserv.imap.settings import ServerSettings
@@ -187,10 +190,20 @@ class Options(usage.Options):
 or tcp:24:interface=127.0.0.1; repeatable [default: none]."""
         self._given.setdefault("lmtp", []).append(endpoint)
 
+    def opt_managesieve(self, endpoint: str) -> None:
+        """Serve ManageSieve (RFC 5804: users' Sieve scripts; IMAP's sign-in, STARTTLS) \
+on ENDPOINT, e.g. tcp:4190:interface=127.0.0.1; repeatable [default: none]."""
+        self._given.setdefault("managesieve", []).append(endpoint)
+
     def opt_backend_option(self, assignment: str) -> None:
         """KEY=VALUE passed to the backend; repeatable (keys: --help-backends)."""
         key, value = parse_assignment(assignment, "--backend-option")
         self._given.setdefault("backend-option", {})[key] = value
+
+    def opt_webhook(self, text: str) -> None:
+        """'URL;secret-file=PATH;events=a,b;...' POSTs signed events there; repeatable
+        (keys and events: README, Webhooks)."""
+        self._given.setdefault("webhook", []).append(text)
 
     def opt_limit(self, assignment: str) -> None:
         """NAME=VALUE engine limit (a ServerSettings field, listed below); repeatable."""
@@ -249,6 +262,8 @@ class ServerParts:
     factory: IMAPServerFactory
     backend: IBackend
     tls: TLSMaterial
+    webhooks: WebhookService | None = None
+    """With ``--webhook``: start it before, stop it after the sessions (it outlives them)."""
 
 
 def build_server(
@@ -257,11 +272,13 @@ def build_server(
     limits: IConnectionLimits | None = None,
     throttle: ILoginThrottle | None = None,
     metrics: IMetrics | None = None,
+    deliver_events: bool = True,
 ) -> ServerParts:
     """Data dir, TLS material, passwd-file, backend (built with ``reactor``, by default the
     global one), portal and factory; no listening.  ``limits`` and ``throttle``: who counts
     connections and failed logins (default: the factory, in this process); ``metrics``:
-    what the engine counts into (default: nothing).
+    what the engine counts into (default: nothing).  ``deliver_events``: this process sends
+    the webhooks' queue (not a worker: the master).
 
     Bad configuration raises usage.UsageError with a message for the operator.
     """
@@ -270,7 +287,7 @@ def build_server(
 
         reactor = IReactorTime(running)
     try:
-        return _build_server(config, reactor, limits, throttle, metrics)
+        return _build_server(config, reactor, limits, throttle, metrics, deliver_events)
     except (BackendOptionError, TLSError, UnknownBackend) as e:
         raise usage.UsageError(str(e)) from None
     except OSError as e:
@@ -283,6 +300,7 @@ def _build_server(
     limits: IConnectionLimits | None,
     throttle: ILoginThrottle | None,
     metrics: IMetrics | None,
+    deliver_events: bool = True,
 ) -> ServerParts:
     os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
     _log.info("Data directory {path}", path=os.path.abspath(config.data_dir))
@@ -304,8 +322,12 @@ def _build_server(
     backend = find_backend(config.backend).build(options, config.data_dir, reactor)
     _offer_homes(backend, passwd)
     _log.info("Backend {name}", name=config.backend)
-    portal = build_portal(backend, UserStoreChecker(passwd))
+    apps = AppPasswordFile(os.path.join(os.path.dirname(config.passwd_path), APP_PASSWORDS))
+    portal = build_portal(backend, AppPasswordChecker(passwd, apps, reactor))
     mechanisms = _oauth(config, portal, reactor)
+    webhooks = None
+    if config.webhooks:
+        webhooks = WebhookService(config.webhooks, config.data_dir, reactor, deliver_events)
     factory = IMAPServerFactory(
         portal,
         config.settings,
@@ -315,8 +337,14 @@ def _build_server(
         mechanisms=mechanisms,
         limits=limits,
         metrics=metrics,
+        events=webhooks.sink if webhooks is not None else None,
     )
-    return ServerParts(factory, backend, tls)
+    if webhooks is not None:
+        webhooks.sessions_gone = factory.shutdown
+        if webhooks.dispatcher is not None and metrics is not None:
+            webhooks.dispatcher.on_failure.append(metrics.webhook_failed)
+            webhooks.dispatcher.on_depth.append(metrics.webhook_queue)
+    return ServerParts(factory, backend, tls, webhooks)
 
 
 def _oauth(config: Config, portal: Portal, reactor: IReactorTime) -> Mechanisms | None:
@@ -373,6 +401,8 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
     counted = PrometheusMetrics() if config.metrics is not None else None
     parts = build_server(config, reactor, metrics=counted)
     top = MultiService()
+    if parts.webhooks is not None:
+        parts.webhooks.setServiceParent(top)  # with --workers, the master delivers
     gate = AcceptGate()
     workers = _worker_count(config, parts.backend)
     if workers > 1:
@@ -387,7 +417,10 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
     factories: dict[str, IProtocolFactory] = {"IMAP": parts.factory, "IMAPS": parts.factory}
     if config.lmtp:
         listeners += [(d, "LMTP", None) for d in config.lmtp]
-        factories["LMTP"] = lmtp_factory(parts.backend, parts.factory, reactor)
+        factories["LMTP"] = lmtp_factory(parts.backend, parts.factory, reactor, config.data_dir)
+    if config.managesieve:
+        listeners += [(d, "MANAGESIEVE", None) for d in config.managesieve]
+        factories["MANAGESIEVE"] = managesieve_factory(parts.factory, config.data_dir)
     for description, label, tls in listeners:
         endpoint = _listening_endpoint(reactor, description, label, tls, gate)
         listener = StreamServerEndpointService(endpoint, factories[label])

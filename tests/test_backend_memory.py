@@ -79,6 +79,17 @@ def test_copies_share_bytes_and_parsed_info(inbox: MemoryMailbox) -> None:
     assert duplicate.info is original.info
 
 
+def test_a_store_leaves_what_fetch_gave_earlier_as_it_was(inbox: MemoryMailbox) -> None:
+    """The mailbox's records are its own: the ``MessageMeta`` given out is never changed."""
+    uid = resolve(inbox.append(message(1), frozenset(), None, None)).uid
+    (before,) = resolve(inbox.fetch([uid]))
+    resolve(inbox.store([uid], StoreMode.ADD, SEEN, None))
+    (after,) = resolve(inbox.fetch([uid]))
+    assert (before.flags, after.flags) == (frozenset(), SEEN)
+    assert after.modseq > before.modseq
+    assert (after.savedate, after.info, after.size) == (before.savedate, before.info, before.size)
+
+
 def test_rename_keeps_the_mailbox_object(backend: MemoryBackend) -> None:
     account = resolve(backend.account("alice"))
     resolve(account.create("a/b"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import smtplib
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ class Metered:
     def __init__(self, server: ServerProcess, port: int) -> None:
         self.server = server
         self.port = port
+        self.lmtp_port = 0
 
     def scrape(self) -> Samples:
         url = f"http://127.0.0.1:{self.port}/metrics"
@@ -77,7 +79,11 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Metered]:
-    found, server = metered(tmp_path_factory.mktemp("metrics"), BackendSpec("memory"))
+    lmtp = f"tcp:{free_port()}:interface=127.0.0.1"
+    found, server = metered(
+        tmp_path_factory.mktemp("metrics"), BackendSpec("memory"), "--lmtp", lmtp
+    )
+    found.lmtp_port = int(lmtp.split(":")[1])
     server.start()
     try:
         yield found
@@ -126,6 +132,19 @@ def test_commands_logins_and_connections_are_counted(single: Metered) -> None:
     idle.send("DONE\r\n")
     for client in (selected, idle, waiting):
         client.close()
+
+
+def test_deliveries_are_counted_by_result(single: Metered) -> None:
+    before = single.scrape()
+    message = b"From: a@example.org\r\nSubject: counted\r\n\r\nHello.\r\n"
+    with smtplib.LMTP("127.0.0.1", single.lmtp_port, timeout=20) as lmtp:
+        refused = lmtp.sendmail("a@example.org", [USER.name, "nobody-here"], message)
+    assert list(refused) == ["nobody-here"]  # refused at RCPT: not a delivery
+    after = single.scrape()
+    name = "mailserv_deliveries_total"
+    grew = total(after, name, result="delivered") - total(before, name, result="delivered")
+    assert grew == 1
+    assert total(after, name) - total(before, name) == 1
 
 
 def test_imaps_connections_carry_their_listener(single: Metered) -> None:

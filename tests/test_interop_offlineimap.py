@@ -3,7 +3,7 @@ with every extension the server offers (CONDSTORE, QRESYNC, ESEARCH, COMPRESS=DE
 
 The round trip of :mod:`maildirsync` (upload, download into an empty Maildir, changes on both
 sides, both synced again, compared with the server) on every backend, over one transport
-each so that plain IMAP, STARTTLS and IMAPS are all used, and with offlineimap's
+each (plain IMAP and IMAPS; STARTTLS: see ``TRANSPORT``), and with offlineimap's
 ``usecompression`` (COMPRESS=DEFLATE) where it runs over plain IMAP.  Every run must exit 0
 within a bound without an error in its output.
 
@@ -27,14 +27,17 @@ HUNG_AFTER = 120.0
 
 TRANSPORT = {
     "memory": "plain",
-    "maildir": "starttls",
+    "maildir": "imaps",
     "sql-sqlite": "imaps",
     "sql-postgresql": "plain",
     "proxy": "imaps",
 }
-"""The proxy runs over IMAPS: over STARTTLS, offlineimap's first run sometimes waits 60 s for
-an answer after the handshake and gives up ("CAPABILITY => connection terminated"), seen on
-the proxy backend only and not yet explained (see the closing note of 2026-12-05)."""
+"""Not STARTTLS: over TLS 1.3 imaplib2 (offlineimap's library) can lose its first command
+after the handshake when the server's session tickets reach its reader thread at that moment
+(a race in the client, seen about once in twenty runs on a loaded machine), and the test
+servers keep STARTTLS on TLS 1.3 as production servers do.  ``--limit starttls_tls13=false``
+is the operator's workaround; tests/test_protocol_starttls.py checks what it changes."""
+
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -28,7 +28,7 @@ from mailserv.errors import (
     MailboxExists,
     MailboxNotFound,
 )
-from mailserv.interfaces import IHomeLookupConsumer, IMailboxListener, StoreMode
+from mailserv.interfaces import IHomeLookupConsumer, IMailboxListener, MessageMeta, StoreMode
 from mailserv.message.parse import parse_message
 from mailserv.message.store import MARKER, dumps
 
@@ -413,6 +413,20 @@ def test_infos_load_lazily_and_damaged_ones_are_reparsed(store: Store) -> None:
     with sqlite3.connect(store.root() / INDEX) as db:
         [(info,)] = db.execute("SELECT info FROM message")
     assert info.startswith(MARKER)
+
+
+def test_save_dates_are_read_from_the_names_only_when_asked(store: Store) -> None:
+    inbox = store.open()
+    deliver(store.root(), "1700000000.M5P9.mda", message(1))
+    deliver(store.root(), "mda-named.M6P9", message(2))
+    dated, undated = metas(inbox).values()
+    # FETCH makes no save date (a datetime per message) until one is read
+    stored = MessageMeta.__dict__["savedate"]  # the dataclass's own slot
+    for meta in (dated, undated):
+        with pytest.raises(AttributeError):
+            stored.__get__(meta)
+    assert dated.savedate == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert undated.savedate is None
 
 
 def test_recent_survives_a_restart(store: Store) -> None:

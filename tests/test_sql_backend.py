@@ -28,7 +28,7 @@ from zope.interface.verify import verifyObject
 from mailserv import testing
 from mailserv.auth.passwd import InvalidUsername, UserExists, UserNotFound
 from mailserv.auth.schemes import hash_password
-from mailserv.auth.sqlusers import SqlUsers, SqlUserStore
+from mailserv.auth.sqlusers import SqlUsers, SqlUserStore, insert_user
 from mailserv.auth.users import IUserAdmin, IUserStore, UserStoreChecker
 from mailserv.backends.kit import flagchanges as changes
 from mailserv.backends.sql import (
@@ -50,6 +50,7 @@ from mailserv.interfaces import IMailbox, IMailboxListener, StoreMode
 from mailserv.message import store
 from mailserv.message.headers import search_text
 from mailserv.message.parse import parse_message
+from mailserv.quota import StoredQuota
 from mailserv.search import SearchProgram
 from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
@@ -197,9 +198,25 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
-def _undo_version_9(tx: Tx) -> None:
-    """What migration 9 added goes (the ACL table)."""
+def _undo_version_11(tx: Tx) -> None:
+    """What migration 11 added goes (the ACL table)."""
     tx.execute("DROP TABLE acl")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 10")
+
+
+def _undo_version_10(tx: Tx) -> None:
+    """What migrations 10 and 11 added goes (the users' quota columns too)."""
+    _undo_version_11(tx)
+    tx.execute("ALTER TABLE users DROP COLUMN quota_storage_kib")
+    tx.execute("ALTER TABLE users DROP COLUMN quota_messages")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 9")
+
+
+def _undo_version_9(tx: Tx) -> None:
+    """What migrations 9 to 11 added goes (app passwords, users.imap_login too)."""
+    _undo_version_10(tx)
+    tx.execute("DROP TABLE app_passwords")
+    tx.execute("ALTER TABLE users DROP COLUMN imap_login")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 8")
 
 
@@ -782,6 +799,25 @@ def test_upgrade_to_7_gives_every_mailbox_a_mailboxid(url: str, tmp_path: Path) 
     sent = resolve(resolve(resolve(backend.account("alice")).open("Sent")).status())
     assert sent.mailboxid in ids
     resolve(backend.stop())
+
+
+def test_upgrade_to_10_keeps_users_without_a_quota_of_their_own(url: str, tmp_path: Path) -> None:
+    """Version 9 users come through with NULL quota columns (the configuration's limits),
+    which ``SqlUsers.set_quota`` then sets."""
+    backend = started(url, tmp_path)
+    resolve(backend.db.run(insert_user, "ann", "{PLAIN}pw", write=True))
+    resolve(backend.db.run(_undo_version_10, write=True))
+    resolve(backend.stop())
+    db = InlineDatabase(parse_url(url, str(tmp_path)))
+    try:
+        assert db.call(schema.upgrade, write=True) == [10, 11]
+        users = SqlUsers(db)
+        entry = users.lookup("ann")
+        assert entry is not None and (entry.password, entry.quota) == ("{PLAIN}pw", StoredQuota())
+        users.set_quota("ann", StoredQuota(storage=2048))
+        assert users.lookup("ann").quota == StoredQuota(storage=2048)  # type: ignore[union-attr]
+    finally:
+        db.close()
 
 
 def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ FAST = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
 
 @pytest.fixture(autouse=True)
 def fast_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "hash_password", lambda pw: hash_password(pw, hasher=FAST))
+    monkeypatch.setattr(cli, "hash_password", lambda pw, **kw: hash_password(pw, hasher=FAST))
 
 
 @pytest.fixture

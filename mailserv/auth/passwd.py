@@ -11,14 +11,15 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, replace
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailserv.auth.users import IUserAdmin, IUserStore
+from mailserv.quota import StoredQuota, rule_fields, stored_quota, without_rules
 
 _log = Logger()
 
@@ -70,6 +71,11 @@ class PasswdEntry:
             key, _, value = word.partition("=")
             fields[key] = value
         return fields
+
+    @property
+    def quota(self) -> StoredQuota:
+        """The limits the ``userdb_quota_rule*`` extra fields set (see :mod:`mailserv.quota`)."""
+        return stored_quota(self.extra_fields, self.user)
 
     def to_line(self) -> str:
         """The line as written (no newline), in the full seven-field form Dovecot documents."""
@@ -243,26 +249,49 @@ class PasswdFile:
         """Replace the stored hash of ``user``, keeping its other fields; UserNotFound if absent."""
         check_username(user)
         _check_hash(hashed)
-        key = user.encode("utf-8")
         new = hashed.encode("utf-8")
 
-        def change(lines: list[bytes]) -> list[bytes]:
+        def change(body: bytes) -> bytes:
+            parts = body.split(b":", 2)
+            parts[1:2] = [new]
+            return b":".join(parts)
+
+        self._edit_user(user, change)
+
+    def set_quota(self, user: str, quota: StoredQuota) -> None:
+        """Replace the quota rules among ``user``'s extra fields by those setting ``quota``
+        (none where it is None), keeping the other fields; UserNotFound if absent."""
+        check_username(user)
+
+        def change(body: bytes) -> bytes:
+            try:
+                entry = parse_line(body.decode("utf-8"))
+            except ValueError as exc:
+                raise PasswdError(f"the line of {user!r} cannot be read: {exc}") from exc
+            assert entry is not None  # the line is the user's
+            extra = " ".join(without_rules(entry.extra.split()) + rule_fields(quota))
+            return replace(entry, extra=extra).to_line().encode("utf-8")
+
+        self._edit_user(user, change)
+
+    def _edit_user(self, user: str, change: Callable[[bytes], bytes]) -> None:
+        """Replace each line of ``user`` (without its line ending) by ``change(line)``."""
+        key = user.encode("utf-8")
+
+        def edit(lines: list[bytes]) -> list[bytes]:
             found = False
             result = []
             for line in lines:
                 if _line_user(line) == key:
                     found = True
                     body = line.rstrip(b"\r\n")
-                    ending = line[len(body) :]
-                    parts = body.split(b":", 2)
-                    parts[1:2] = [new]
-                    line = b":".join(parts) + ending
+                    line = change(body) + line[len(body) :]
                 result.append(line)
             if not found:
                 raise UserNotFound(f"no user {user!r}")
             return result
 
-        self._edit(change)
+        self._edit(edit)
 
     def remove_user(self, user: str) -> None:
         """Delete the line(s) of ``user``; UserNotFound if absent."""
@@ -278,23 +307,23 @@ class PasswdFile:
         self._edit(change)
 
     def _edit(self, change: Callable[[list[bytes]], list[bytes]]) -> None:
-        with self._locked():
-            try:
-                with open(self.path, "rb") as f:
-                    lines = f.read().splitlines(keepends=True)
-            except FileNotFoundError:
-                lines = []
-            _replace(self.path, b"".join(change(lines)))
+        rewrite_locked(self.path, change)
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """An exclusive flock on ``<path>.lock`` (kept on disk: unlinking it would race)."""
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+
+def rewrite_locked(path: str, change: Callable[[list[bytes]], list[bytes]]) -> None:
+    """Replace the lines of ``path`` (none if absent) by ``change(lines)``, atomically and
+    under an exclusive flock on ``<path>.lock`` (kept on disk: unlinking it would race)."""
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+            with open(path, "rb") as f:
+                lines = f.read().splitlines(keepends=True)
+        except FileNotFoundError:
+            lines = []
+        _replace(path, b"".join(change(lines)))
+    finally:
+        os.close(fd)
 
 
 def _check_hash(hashed: str) -> None:

@@ -24,6 +24,7 @@ from mailserv.auth.passwd import (
     check_username,
 )
 from mailserv.auth.users import IUserAdmin, IUserStore
+from mailserv.quota import StoredQuota, rule_fields
 
 T = TypeVar("T")
 
@@ -52,6 +53,29 @@ Run = Callable[..., "Deferred[Any]"]
 def password_of(tx: Tx, user: str) -> str | None:
     found = tx.scalar("SELECT password FROM users WHERE name = ?", (user,))
     return None if found is None else str(found)
+
+
+def entry_of(tx: Tx, user: str) -> PasswdEntry | None:
+    """The user's row as an entry; its quota columns as Dovecot's extra fields."""
+    rows = tx.all(
+        "SELECT password, quota_storage_kib, quota_messages FROM users WHERE name = ?", (user,)
+    )
+    if not rows:
+        return None
+    password, storage, messages = rows[0]
+    quota = StoredQuota(
+        None if storage is None else int(storage), None if messages is None else int(messages)
+    )
+    return PasswdEntry(user, str(password), extra=" ".join(rule_fields(quota)))
+
+
+def update_quota(tx: Tx, user: str, quota: StoredQuota) -> None:
+    if password_of(tx, user) is None:
+        raise UserNotFound(f"no user {user!r}")
+    tx.execute(
+        "UPDATE users SET quota_storage_kib = ?, quota_messages = ? WHERE name = ?",
+        (quota.storage, quota.messages, user),
+    )
 
 
 def insert_user(tx: Tx, user: str, hashed: str) -> None:
@@ -95,8 +119,7 @@ class SqlUsers:
         self.database = database
 
     def lookup(self, user: str) -> PasswdEntry | None:
-        password = self.database.call(password_of, user)
-        return None if password is None else PasswdEntry(user, password)
+        return self.database.call(entry_of, user)
 
     def users(self) -> list[str]:
         return self.database.call(user_names)
@@ -116,6 +139,11 @@ class SqlUsers:
         check_username(user)
         self.database.call(delete_user, user, write=True)
 
+    def set_quota(self, user: str, quota: StoredQuota) -> None:
+        """Set the user's own limits (None in ``quota``: the configuration's)."""
+        check_username(user)
+        self.database.call(update_quota, user, quota, write=True)
+
 
 # -- the server's store ---------------------------------------------------------------
 
@@ -128,5 +156,5 @@ class SqlUserStore:
         self._run = run
 
     async def find(self, user: str) -> PasswdEntry | None:
-        password: str | None = await self._run(password_of, user)
-        return None if password is None else PasswdEntry(user, password)
+        entry: PasswdEntry | None = await self._run(entry_of, user)
+        return entry

@@ -23,7 +23,10 @@ from zope.interface import Attribute, Interface, implementer
 from mailserv.auth.verified import ThreadRunner, VerifiedCache, user_and_password
 
 if TYPE_CHECKING:
+    from twisted.cred.portal import Portal
+
     from mailserv.auth.passwd import PasswdEntry
+    from mailserv.quota import StoredQuota
 
 
 class IUserStore(Interface):
@@ -50,6 +53,19 @@ class IUserAdmin(Interface):
 
     def remove_user(user: str) -> None:
         """Remove a user; UserNotFound if absent."""
+
+    def set_quota(user: str, quota: StoredQuota) -> None:
+        """Set the user's own quota limits (None in ``quota``: the configuration's);
+        UserNotFound if absent."""
+
+
+def portal_store(portal: Portal) -> IUserStore | None:
+    """The user store behind ``portal``'s checker, if the server checks passwords itself."""
+    for checker in portal.checkers.values():
+        if IStoreChecker.providedBy(checker):
+            store: IUserStore = IStoreChecker(checker).store
+            return store
+    return None
 
 
 class IStoredSecretProof(ICredentials):

@@ -43,6 +43,7 @@ from twisted.python.failure import Failure
 
 from mailserv.config import Config, ConfigError, load_config, parse_assignment
 from mailserv.delivery.deliver import Deliverer, Outcome, store_lookup
+from mailserv.delivery.sieve import sieve_policy
 from mailserv.interfaces import IBackend, IMultiProcessBackend
 from mailserv.quota import QuotaLedger
 
@@ -133,7 +134,10 @@ def run(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
             "users cannot be looked up with this backend (proxy: use master-user mode)",
             EX_CONFIG,
         )
-    deliverer = Deliverer(backend, store_lookup(store), config.settings.quota, QuotaLedger())
+    quota, ledger = config.settings.quota, QuotaLedger()
+    deliverer = Deliverer(
+        backend, store_lookup(store), quota, ledger, sieve_policy(config.data_dir)
+    )
     # Warnings and errors only: what an MTA puts in its log or in a bounce.
     quiet = FilteringLogObserver(
         textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(LogLevel.warn)]

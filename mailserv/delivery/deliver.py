@@ -16,17 +16,22 @@ reason, anything else a temporary one (451 4.3.0, the MTA retries) with the erro
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from mailserv import errors
-from mailserv.interfaces import INBOX, IAccount, IBackend
-from mailserv.quota import QuotaLedger, QuotaPolicy, Usage, charge_account
+from mailserv.events.metrics import IMetrics, NoMetrics
+from mailserv.events.report import tell_added
+from mailserv.events.sink import IEventSink
+from mailserv.interfaces import INBOX, IAccount, IBackend, IMailbox
+from mailserv.quota import QuotaLedger, QuotaPolicy, StoredQuota, Usage, charge_account
 
 if TYPE_CHECKING:
+    from mailserv.auth.passwd import PasswdEntry
     from mailserv.auth.users import IUserStore
 
 __all__ = [
@@ -56,6 +61,11 @@ class Outcome:
         return 200 <= self.code < 300
 
     @property
+    def result(self) -> str:
+        """``delivered``, ``deferred`` (4xx: the MTA retries) or ``refused`` (5xx)."""
+        return "delivered" if self.ok else "deferred" if self.temporary else "refused"
+
+    @property
     def temporary(self) -> bool:
         return 400 <= self.code < 500
 
@@ -68,6 +78,15 @@ DELIVERED = Outcome(250, "2.0.0", "Delivered")
 UNKNOWN_USER = Outcome(550, "5.1.1", "No such user here")
 OVER_QUOTA_TEXT = "Mailbox full: over quota"
 TOO_BIG = Outcome(552, "5.3.4", "Message too big for this server")
+MAX_REJECT_TEXT = 200
+
+
+def rejected(reason: str) -> Outcome:
+    """550 5.7.1 with ``reason`` on one line (RFC 5429 2.1's LMTP refusal)."""
+    text = " ".join(reason.split())[:MAX_REJECT_TEXT] or "Rejected"
+    return Outcome(550, "5.7.1", "".join(c if c.isprintable() else "?" for c in text))
+
+
 TRY_LATER = Outcome(451, "4.3.0", "Temporary failure storing the message; try again later")
 
 
@@ -79,6 +98,8 @@ class Recipient:
     folder: str | None = None
     address: str = ""
     """As the MTA gave it (for logs and trace headers)."""
+    quota: StoredQuota = field(default_factory=StoredQuota)
+    """The limits the user store sets for the user (read when the recipient was resolved)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +117,14 @@ class Decision:
 
     folder: str = INBOX
     flags: frozenset[str] = frozenset()
+    also: tuple[tuple[str, frozenset[str]], ...] = ()
+    """Further copies, each (folder, flags): a Sieve script's several fileinto."""
+    discard: bool = False
+    """Store it nowhere, and answer that it was delivered (Sieve's discard)."""
+    reject: str | None = None
+    """Refuse it for this recipient with this reason (Sieve's reject, RFC 5429)."""
+    after: tuple[Callable[[], Awaitable[None]], ...] = ()
+    """Work to do once the message is stored (a vacation reply); its failure is logged."""
 
 
 class IDeliveryPolicy(Interface):
@@ -114,12 +143,13 @@ class DefaultPolicy:
 
     async def decide(self, account: IAccount, envelope: Envelope, message: bytes) -> Decision:
         folder = envelope.recipient.folder
-        if folder and await _selectable(account, folder):
+        if folder and await selectable(account, folder):
             return Decision(folder)
         return Decision(INBOX)
 
 
-async def _selectable(account: IAccount, name: str) -> bool:
+async def selectable(account: IAccount, name: str) -> bool:
+    """Whether ``name`` is a mailbox of ``account`` that can take messages."""
     try:
         await account.open(name)
     except (errors.MailboxNotFound, errors.MailboxNotSelectable, errors.InvalidMailboxName):
@@ -143,23 +173,21 @@ def parse_recipient(address: str) -> list[tuple[str, str | None]]:
     return [(name, folder) for name in names if name]
 
 
-UserLookup = Callable[[str], Awaitable[bool]]
-"""Whether a user name exists in the store the portal signs in against."""
+UserLookup = Callable[[str], Awaitable["PasswdEntry | None"]]
+"""A user name's entry in the store the portal signs in against, None if not there."""
 
 
 def store_lookup(store: IUserStore) -> UserLookup:
-    async def known(user: str) -> bool:
-        return await store.find(user) is not None
-
-    return known
+    return store.find
 
 
 class Deliverer:
     """Delivers messages into ``backend``'s accounts (the backend must be started).
 
-    ``known`` tells which user names exist; ``quota`` and ``ledger`` are the server's
-    quota policy and its record of additions in flight (shared with the IMAP sessions of
-    this process, so APPEND and delivery count each other).
+    ``known`` finds a user name's entry (None: no such user); ``quota`` and ``ledger``
+    are the server's quota policy and its record of additions in flight (shared with the
+    IMAP sessions of this process, so APPEND and delivery count each other); ``metrics``
+    counts each recipient's outcome; ``events`` (a sink and its clock) hears of each message stored.
     """
 
     def __init__(
@@ -169,8 +197,12 @@ class Deliverer:
         quota: QuotaPolicy,
         ledger: QuotaLedger,
         policy: IDeliveryPolicy | None = None,
+        metrics: IMetrics | None = None,
+        events: tuple[IEventSink, IReactorTime] | None = None,
     ) -> None:
         self.backend = backend
+        self.events = events
+        self.metrics: IMetrics = metrics if metrics is not None else NoMetrics()
         self.known = known
         self.quota = quota
         self.ledger = ledger
@@ -180,12 +212,18 @@ class Deliverer:
         """The recipient ``address`` names, or None for no user of ours.  Raises if the
         user store cannot be asked (the caller answers a temporary failure)."""
         for user, folder in parse_recipient(address):
-            if await self.known(user):
-                return Recipient(user, folder, address)
+            entry = await self.known(user)
+            if entry is not None:
+                return Recipient(user, folder, address, entry.quota)
         return None
 
     async def deliver(self, recipient: Recipient, message: bytes, sender: str = "") -> Outcome:
         """Store ``message`` for ``recipient``; the outcome, never an exception."""
+        outcome = await self._outcome(recipient, message, sender)
+        self.metrics.delivery(outcome.result)
+        return outcome
+
+    async def _outcome(self, recipient: Recipient, message: bytes, sender: str) -> Outcome:
         try:
             return await self._deliver(recipient, message, sender)
         except errors.QuotaExceeded as exc:
@@ -200,21 +238,42 @@ class Deliverer:
             )
             return TRY_LATER
 
+    async def _tell(self, user: str, folder: str, box: IMailbox, uid: int) -> None:
+        """``message-added`` for the webhooks; the message is stored whatever happens here."""
+        if self.events is None:
+            return
+        sink, clock = self.events
+        try:
+            await tell_added(sink, user, folder, box, [uid], clock)
+        except Exception:  # noqa: BLE001 - a report lost must not make the MTA send it again
+            _log.failure("message-added not reported for {user}/{folder}", user=user, folder=folder)
+
     async def _deliver(self, recipient: Recipient, message: bytes, sender: str) -> Outcome:
         account = await self.backend.account(recipient.user)
         try:
             decision = await self.policy.decide(account, Envelope(sender, recipient), message)
-            limits = self.quota.limits_for(recipient.user)
-            adds = Usage(len(message), 1)
+            if decision.reject is not None:
+                return rejected(decision.reject)
+            places = [] if decision.discard else [(decision.folder, decision.flags)]
+            places += decision.also
+            limits = self.quota.limits_with(recipient.user, recipient.quota)
+            adds = Usage(len(message) * len(places), len(places))
             async with charge_account(self.ledger, recipient.user, account, limits, adds):
-                box = await account.open(decision.folder)
-                result = await box.append(message, decision.flags, None, self)
+                for folder, flags in places:
+                    box = await account.open(folder)
+                    result = await box.append(message, flags, None, self)
+                    _log.debug(
+                        "Delivered to {user}/{folder} uid {uid}",
+                        user=recipient.user,
+                        folder=folder,
+                        uid=result.uid,
+                    )
+                    await self._tell(recipient.user, folder, box, result.uid)
         finally:
             await account.close()
-        _log.debug(
-            "Delivered to {user}/{folder} uid {uid}",
-            user=recipient.user,
-            folder=decision.folder,
-            uid=result.uid,
-        )
+        for work in decision.after:
+            try:
+                await work()
+            except Exception:  # noqa: BLE001 - the message is stored: report it delivered
+                _log.failure("After delivering to {user}: a follow-up failed", user=recipient.user)
         return DELIVERED

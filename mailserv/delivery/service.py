@@ -12,6 +12,8 @@ from twisted.python.usage import UsageError
 from mailserv.auth.users import IUserStore, UserStoreChecker
 from mailserv.delivery.deliver import Deliverer, store_lookup
 from mailserv.delivery.lmtp import LMTPFactory
+from mailserv.delivery.managesieve import ManageSieveFactory
+from mailserv.delivery.sieve import sieve_policy, sieve_store
 from mailserv.interfaces import IBackend
 
 if TYPE_CHECKING:  # the agent (``mailserv deliver``) does without the IMAP engine
@@ -27,9 +29,10 @@ def user_store(portal: Portal) -> IUserStore | None:
     return None
 
 
-def deliverer_for(backend: IBackend, imap: IMAPServerFactory) -> Deliverer:
+def deliverer_for(backend: IBackend, imap: IMAPServerFactory, data_dir: str) -> Deliverer:
     """A deliverer into ``backend`` that knows the users and quotas ``imap`` knows and
-    shares its record of additions in flight.  UsageError when users cannot be looked up."""
+    shares its record of additions in flight, running the users' Sieve scripts kept under
+    ``data_dir``.  UsageError when users cannot be looked up."""
     services = imap.services
     store = user_store(services.portal)
     if store is None:
@@ -37,9 +40,19 @@ def deliverer_for(backend: IBackend, imap: IMAPServerFactory) -> Deliverer:
             "--lmtp: this backend checks sign-in elsewhere, so recipients cannot be looked "
             "up (with the proxy backend, use master-user mode)"
         )
-    return Deliverer(backend, store_lookup(store), services.settings.quota, services.quota)
+    quota, ledger = services.settings.quota, services.quota
+    policy = sieve_policy(data_dir)
+    events = (services.events, imap.clock)
+    return Deliverer(backend, store_lookup(store), quota, ledger, policy, services.metrics, events)
 
 
-def lmtp_factory(backend: IBackend, imap: IMAPServerFactory, clock: IReactorTime) -> LMTPFactory:
+def lmtp_factory(
+    backend: IBackend, imap: IMAPServerFactory, clock: IReactorTime, data_dir: str
+) -> LMTPFactory:
     """The LMTP service of the server whose IMAP side is ``imap``."""
-    return LMTPFactory(deliverer_for(backend, imap), imap.settings, clock)
+    return LMTPFactory(deliverer_for(backend, imap, data_dir), imap.settings, clock)
+
+
+def managesieve_factory(imap: IMAPServerFactory, data_dir: str) -> ManageSieveFactory:
+    """The ManageSieve service of the server whose IMAP side is ``imap`` (its sign-in)."""
+    return ManageSieveFactory(imap.services, sieve_store(data_dir))

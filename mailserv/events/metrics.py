@@ -94,8 +94,9 @@ class IMetrics(Interface):
         """A failed login's answer is held back ``seconds`` (the failed-login throttle)."""
 
     def lockout(scope: str) -> None:
-        """Logins refused: ``address`` (the throttle blocks the network) or ``connection``
-        (too many failures on one connection: BYE)."""
+        """Logins refused: ``address`` (the throttle blocks the network), ``user`` (it
+        blocks the user name, failing from anywhere) or ``connection`` (too many failures
+        on one connection: BYE)."""
 
     def backend_error(kind: str) -> None:
         """A command failed in the backend (``kind``: the error class) or in the server
@@ -167,7 +168,8 @@ class PrometheusMetrics:
         )  # fmt: skip
         self._lockouts = Counter(
             "mailserv_login_lockouts", "Logins refused after too many failures, by scope "
-            "(address: the network is blocked; connection: BYE)", ["scope"], registry=r,
+            "(address: the network is blocked; user: the user name is; connection: BYE)",
+            ["scope"], registry=r,
         )  # fmt: skip
         self._backend_errors = Counter(
             "mailserv_backend_errors", "Commands failed by the backend (by error class) or the "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailserv.auth.sasl import SASLContext
-from mailserv.auth.users import IStoreChecker
+from mailserv.auth.users import portal_store
 
 if TYPE_CHECKING:
     from mailserv.auth.users import IUserStore
@@ -26,11 +26,7 @@ def sasl_context(session: Session) -> SASLContext:
 
 def _key_store(session: Session) -> IUserStore | None:
     """The user store behind the portal's checker, if the server checks passwords itself."""
-    for checker in session.services.portal.checkers.values():
-        if IStoreChecker.providedBy(checker):
-            store: IUserStore = IStoreChecker(checker).store
-            return store
-    return None
+    return portal_store(session.services.portal)
 
 
 def for_session(session: Session) -> list[bytes]:

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from mailserv.auth.sasl import Mechanisms, secret_from_tls
 from mailserv.auth.throttle import ILoginThrottle, LoginThrottle
 from mailserv.events.metrics import IMetrics, NoMetrics
+from mailserv.events.sink import IEventSink, NoEvents
 from mailserv.imap.admission import (
     AwaitingAdmission,
     ConnectionCounter,
@@ -41,7 +42,8 @@ class IMAPServerFactory(ServerFactory):
     ``extensions`` what else the server speaks (default: :data:`extensions.BUILT_IN`).
     ``limits`` and ``throttle`` count connections and failed logins (default: here, in
     this process; a worker of ``--workers N`` passes the master-backed ones).  ``metrics``:
-    what the engine counts into (default: nothing).
+    what the engine counts into (default: nothing).  ``events`` hears of the changes the
+    sessions make (default: nobody).
     """
 
     def __init__(
@@ -55,21 +57,25 @@ class IMAPServerFactory(ServerFactory):
         extensions: Iterable[Extension] = BUILT_IN,
         limits: IConnectionLimits | None = None,
         metrics: IMetrics | None = None,
+        events: IEventSink | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
 
             clock = reactor  # type: ignore[assignment]
         assert clock is not None
+        settings = settings or ServerSettings()
         self.services = Services(
             portal=portal,
-            settings=settings or ServerSettings(),
+            settings=settings,
             clock=clock,
-            throttle=throttle or LoginThrottle(clock),
+            throttle=throttle
+            or LoginThrottle(clock, user_max_failures=settings.user_max_auth_failures),
             mechanisms=mechanisms if mechanisms is not None else Mechanisms.discover(),
             tls=tls,
             registry=Registry.build(extensions),
             metrics=metrics if metrics is not None else NoMetrics(),
+            events=events if events is not None else NoEvents(),
         )
         secret = secret_from_tls(tls)
         if secret is not None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
+from mailserv.events import report
 from mailserv.imap import shared
 from mailserv.imap.fetchatt import (
     BodySection,
@@ -169,4 +170,5 @@ async def _mark_seen(
     if view.readonly or not uids or not await shared.allowed_selected(session, "s"):
         return set()
     result = await view.mailbox.store(uids, StoreMode.ADD, frozenset({SEEN}), session)
+    report.flags_changed(session, view.mailbox, result.changed)
     return set((await view.own_changes(result.changed, slices)).uids)

@@ -38,6 +38,7 @@ from mailserv.imap.framer import CommandFramer, ContinueLiteral, Frame, FrameErr
 from mailserv.imap.hangup import hang_up, set_no_delay
 from mailserv.imap.replies import Bad, CommandFailure, Reply, backend_text, tagged
 from mailserv.imap.session import State
+from mailserv.quota import QuotaLimits
 from mailserv.syntax.errors import ParseError
 from mailserv.syntax.lexer import parse_command
 from mailserv.syntax.tokens import Command
@@ -70,6 +71,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self.state = State.NOT_AUTHENTICATED
         self.account: IAccount | None = None
         self.username: str | None = None
+        self.quota_limits: QuotaLimits | None = None
         self.selected: SelectedView | None = None
         self.enabled: set[str] = set()
         self.auth_failures = 0
@@ -507,15 +509,27 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             return
         self.username = username
         self.account = account
+        self.quota_limits = None
         self._logout = logout
         self.state = State.AUTHENTICATED
         self.setTimeout(self.settings.idle_timeout)
 
     def start_tls(self) -> None:
-        """Switch to TLS after the tagged OK; anything the client pipelined is dropped."""
+        """Switch to TLS after the tagged OK; anything the client pipelined is dropped.
+
+        Over TLS 1.3 the server sends session tickets once it has the client's Finished; a
+        client that reads in one thread while another writes (imaplib2, under offlineimap)
+        can lose the first command it writes after the handshake when the tickets reach its
+        reader at that moment, and both sides then wait.  ``settings.starttls_tls13`` off
+        caps STARTTLS at TLS 1.2, after which nothing follows the handshake.  (Implicit TLS
+        is not affected: there the greeting follows the tickets, and clients read it first.)
+        """
         self.flush_output()
         self.framer.discard_buffer()
         self.transport.startTLS(self.services.tls)  # type: ignore[union-attr]
+        if not self.settings.starttls_tls13:
+            # No ClientHello has been read yet: this connection's own options still apply.
+            self.transport.getHandle().set_options(SSL.OP_NO_TLSv1_3)  # type: ignore[union-attr]
         self._tls_started = True
 
     @property

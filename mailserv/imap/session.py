@@ -17,8 +17,9 @@ from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
 from mailserv.events.metrics import IMetrics, NoMetrics
+from mailserv.events.sink import IEventSink, NoEvents
 from mailserv.imap.notify import MailboxBoard
-from mailserv.quota import QuotaLedger
+from mailserv.quota import QuotaLedger, QuotaLimits
 
 if TYPE_CHECKING:
     from OpenSSL.SSL import Connection
@@ -83,6 +84,8 @@ class Services:
     secret: bytes = field(default_factory=lambda: os.urandom(32))
     """Server-wide secret for SASL (SCRAM's salts of unknown users): derived from the TLS
     key, so the same in every worker and after a restart; random without TLS."""
+    events: IEventSink = field(default_factory=NoEvents)
+    """Where the changes sessions make are told (webhooks: :mod:`mailserv.events.report`)."""
 
 
 class Session(Protocol):
@@ -106,6 +109,8 @@ class Session(Protocol):
 
     notifier: Notifier | None
     """NOTIFY SET's watcher (RFC 5465), None without one."""
+    quota_limits: QuotaLimits | None
+    """The signed-in user's quota limits once looked up (:func:`mailserv.quota.session_limits`)."""
 
     @property
     def idling(self) -> bool: ...
@@ -152,6 +157,10 @@ class Session(Protocol):
     def disconnect(self, text: str) -> None:
         """Say BYE now; close after the running command's tagged reply, flushing no
         pending update (LOGOUT, too many failed logins, a mailbox lost)."""
+
+    def shutdown(self, text: str) -> None:
+        """BYE and close from outside any command: at once if none runs (or it waits for
+        the client, as IDLE does), else when the running command ends."""
 
     def start_tls(self) -> None:
         """Switch to TLS (the handler has written its tagged OK)."""

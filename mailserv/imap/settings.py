@@ -40,8 +40,16 @@ class ServerSettings:
     """Failed logins on one connection before BYE."""
     auth_failure_delay: float = 1.0
     """Seconds a failed login waits before its NO (doubling per failure, capped)."""
+    user_max_auth_failures: int = 20
+    """Failed logins of one user name, from any address, within the failed-login throttle's
+    window (5 minutes) before that user's password logins are refused for a while."""
     allow_plaintext_auth: bool = False
     """Allow LOGIN/AUTHENTICATE without TLS from non-loopback addresses."""
+    starttls_tls13: bool = True
+    """Let STARTTLS negotiate TLS 1.3.  ``--limit starttls_tls13=false`` caps it at 1.2 for
+    clients that read and write one TLS connection from two threads (imaplib2, under
+    offlineimap), which can lose their first command when TLS 1.3's session tickets reach
+    them just after the handshake; implicit TLS is not affected."""
     offer_scram: bool = True
     """Offer AUTHENTICATE SCRAM-SHA-256 (and -PLUS on TLS) where the user store holds
     stored keys (``--limit offer_scram=false`` turns it off)."""

@@ -27,7 +27,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from mailserv.auth.throttle import LoginThrottle
-from mailserv.delivery.service import lmtp_factory
+from mailserv.delivery.service import lmtp_factory, managesieve_factory
 from mailserv.events.logs import json_observer
 from mailserv.events.metrics import PrometheusMetrics, SnapshotPages
 from mailserv.tap import AcceptGate, BackendService, build_server
@@ -64,6 +64,9 @@ class _AdoptedPorts(Service):
             self._factories["LMTP"] = lmtp
         self._gate = gate
         self._ports: list[IListeningPort] = []
+
+    def add_factory(self, label: str, factory: IProtocolFactory) -> None:
+        self._factories[label] = factory
 
     def startService(self) -> None:
         super().startService()
@@ -103,18 +106,27 @@ def main(argv: Sequence[str]) -> int:
     metrics = PrometheusMetrics() if config.metrics is not None else None
     pages = SnapshotPages(metrics.registry) if metrics is not None else None
     # Connection counts and the failed-login record are the master's, for all its children.
-    link = MasterLink(LoginThrottle(reactor), pages)
+    mirror = LoginThrottle(reactor, user_max_failures=config.settings.user_max_auth_failures)
+    link = MasterLink(mirror, pages)
     link.adopt(reactor, CHANNEL_FD)
     limits, throttle = SharedConnectionLimits(link), SharedLoginThrottle(link)
-    parts = build_server(config, reactor, limits=limits, throttle=throttle, metrics=metrics)
+    parts = build_server(
+        config, reactor, limits=limits, throttle=throttle, metrics=metrics, deliver_events=False
+    )
     gate = AcceptGate()
     top = MultiService()
+    if parts.webhooks is not None:
+        parts.webhooks.setServiceParent(top)  # queued here, sent by the master
     service = BackendService(parts.backend, reactor, gate, parts.factory, own_process=True)
     service.setServiceParent(top)
     tls_factory = TLSMemoryBIOFactory(parts.tls.options, False, parts.factory)
     # LMTP is served by every child too, from the one listening socket they share.
-    lmtp = lmtp_factory(parts.backend, parts.factory, reactor) if config.lmtp else None
+    lmtp = None
+    if config.lmtp:
+        lmtp = lmtp_factory(parts.backend, parts.factory, reactor, config.data_dir)
     adopted = _AdoptedPorts(reactor, listeners, parts.factory, tls_factory, gate, lmtp)
+    if config.managesieve:  # served by every child too, like LMTP
+        adopted.add_factory("MANAGESIEVE", managesieve_factory(parts.factory, config.data_dir))
     adopted.setServiceParent(top)
     stdio.StandardIO(_ParentWatch(reactor))
     reactor.callWhenRunning(top.startService)

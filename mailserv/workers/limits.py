@@ -16,7 +16,9 @@ its file descriptor ``wire.CHANNEL_FD``):
 - ``LoginFailed`` / ``LoginSucceeded``: a child tells the master, which tells every other
   child.  Each child keeps a copy of the record (``SharedLoginThrottle``), so the engine
   reads it without waiting, and a failure in one worker delays and blocks that network's
-  logins in all.
+  logins in all.  A failure names the user tried too, counted per user the same way (a
+  child started later gets the record of an address when admitting a connection from it,
+  not the users' records).
 - ``MetricsPage``: with ``--metrics``, the master asks each child for its metrics when
   scraped (:class:`mailserv.events.metrics.WorkerMetrics`).
 """
@@ -59,7 +61,11 @@ class Release(amp.Command):
 
 
 class LoginFailed(amp.Command):
-    arguments = [(b"address", amp.Unicode()), (b"at", amp.Float())]
+    arguments = [
+        (b"address", amp.Unicode()),
+        (b"at", amp.Float()),
+        (b"user", amp.Unicode(optional=True)),  # the name tried, for the per-user record
+    ]
     requiresAnswer = False
 
 
@@ -81,7 +87,7 @@ class SharedLimits:
 
     def __init__(self, settings: ServerSettings, clock: IReactorTime) -> None:
         self.connections = ConnectionCounter(settings)
-        self.throttle = LoginThrottle(clock)
+        self.throttle = LoginThrottle(clock, user_max_failures=settings.user_max_auth_failures)
         self._held: dict[WorkerChannel, dict[int, str]] = {}
         """Per channel, the address of each ticket counted."""
 
@@ -119,9 +125,9 @@ class SharedLimits:
         if address is not None:  # else not counted (refused, or counted by a channel gone)
             self.connections.release(address)
 
-    def failed(self, channel: WorkerChannel, address: str, at: float) -> None:
-        self.throttle.record_failure(address, at)
-        self._tell_others(channel, LoginFailed, address=address, at=at)
+    def failed(self, channel: WorkerChannel, address: str, at: float, user: str) -> None:
+        self.throttle.record_failure(address, at, user=user)
+        self._tell_others(channel, LoginFailed, address=address, at=at, user=user)
 
     def succeeded(self, channel: WorkerChannel, address: str) -> None:
         self.throttle.record_success(address)
@@ -168,8 +174,8 @@ class WorkerChannel(amp.AMP):
         return {}
 
     @LoginFailed.responder
-    def login_failed(self, address: str, at: float) -> dict[str, object]:
-        self._limits.failed(self, address, at)
+    def login_failed(self, address: str, at: float, user: str | None = None) -> dict[str, object]:
+        self._limits.failed(self, address, at, user or "")
         return {}
 
     @LoginSucceeded.responder
@@ -196,8 +202,8 @@ class MasterLink(amp.AMP):
         return {"data": data, "pages": pages}
 
     @LoginFailed.responder
-    def login_failed(self, address: str, at: float) -> dict[str, object]:
-        self.mirror.record_failure(address, at)
+    def login_failed(self, address: str, at: float, user: str | None = None) -> dict[str, object]:
+        self.mirror.record_failure(address, at, user=user or "")
         return {}
 
     @LoginSucceeded.responder
@@ -279,10 +285,16 @@ class SharedLoginThrottle:
     def blocked(self, address: str) -> bool:
         return self._mirror.blocked(address)
 
-    def record_failure(self, address: str) -> None:
+    def record_failure(self, address: str, *, user: str = "") -> None:
         at = self._mirror.clock.seconds()
-        self._mirror.record_failure(address, at)
-        self._link.callRemote(LoginFailed, address=address, at=at)
+        self._mirror.record_failure(address, at, user=user)
+        self._link.callRemote(LoginFailed, address=address, at=at, user=user)
+
+    def user_delay(self, user: str) -> float:
+        return self._mirror.user_delay(user)
+
+    def user_blocked(self, user: str) -> bool:
+        return self._mirror.user_blocked(user)
 
     def record_success(self, address: str) -> None:
         self._mirror.record_success(address)

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 
 from mailserv.config import Config, OAuthConfig
+from mailserv.events.hookconfig import WebhookConfig
 from mailserv.imap.settings import ServerSettings
 from mailserv.quota import QuotaPolicy
 
@@ -21,7 +22,8 @@ class Listener:
 
     fd: int
     label: str
-    """``IMAP`` (STARTTLS offered), ``IMAPS`` (TLS from the first byte) or ``LMTP``."""
+    """``IMAP`` (STARTTLS offered), ``IMAPS`` (TLS from the first byte), ``LMTP`` or
+    ``MANAGESIEVE``."""
 
 
 def encode_config(config: Config) -> str:
@@ -29,6 +31,9 @@ def encode_config(config: Config) -> str:
     raw["backend_options"] = dict(config.backend_options)
     raw["settings"] = dataclasses.asdict(config.settings)
     raw["oauth"] = dataclasses.asdict(config.oauth)
+    raw["webhooks"] = [
+        dict(dataclasses.asdict(h), events=sorted(h.events)) for h in config.webhooks
+    ]
     return json.dumps(raw)
 
 
@@ -38,6 +43,7 @@ def decode_config(text: str) -> Config:
     settings["quota"] = QuotaPolicy.from_plain(settings["quota"])
     raw["settings"] = ServerSettings(**settings)
     raw["oauth"] = OAuthConfig(**raw["oauth"])
+    raw["webhooks"] = [WebhookConfig(**hook) for hook in raw["webhooks"]]
     return Config(**raw)
 
 
@@ -47,6 +53,6 @@ def encode_listeners(listeners: list[Listener]) -> list[str]:
 
 def decode_listener(text: str) -> Listener:
     fd, _, label = text.partition(":")
-    if label not in ("IMAP", "IMAPS", "LMTP"):
+    if label not in ("IMAP", "IMAPS", "LMTP", "MANAGESIEVE"):
         raise ValueError(f"bad listener {text!r}")
     return Listener(int(fd), label)

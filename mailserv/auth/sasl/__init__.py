@@ -133,6 +133,10 @@ class Mechanisms:
             return None
         return mechanism
 
+    def needs_tls(self, name: str) -> bool:
+        """Whether ``name`` is one of ours that a connection without TLS may not use."""
+        return self.find(name, SASLContext(secure=True, plaintext_allowed=True)) is not None
+
 
 _BUILTIN_ORDER = {"PLAIN": 0, "LOGIN": 1}
 

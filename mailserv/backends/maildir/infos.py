@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from mailserv.backends.maildir.filenames import saved_seconds
 from mailserv.backends.maildir.records import Entry, file_date
 from mailserv.interfaces import MessageMeta
+from mailserv.message.info import MessageInfo
 from mailserv.message.parse import parse_message
 from mailserv.message.store import UnknownFormat, loads
 
@@ -59,21 +60,32 @@ def _reparse(box: MaildirMailbox, entry: Entry) -> None:
     )
 
 
+class NamedMeta(MessageMeta):
+    """A maildir message's ``MessageMeta``: its save date is read from the file's base name
+    (:func:`~mailserv.backends.maildir.filenames.saved_seconds`) only when asked, by FETCH
+    SAVEDATE and the SAVED* searches; every other FETCH makes no datetime for it."""
+
+    __slots__ = ("base",)
+    base: str
+
+    def __init__(self, entry: Entry, info: MessageInfo) -> None:
+        # A frozen dataclass's fields are set so in its own __init__ (not ``savedate``:
+        # the property below stands for it).
+        setattr_ = object.__setattr__
+        setattr_(self, "uid", entry.uid)
+        setattr_(self, "flags", entry.flags)
+        setattr_(self, "internaldate", entry.date)
+        setattr_(self, "size", entry.size)
+        setattr_(self, "modseq", entry.modseq)
+        setattr_(self, "info", info)
+        setattr_(self, "base", entry.base)
+
+    @property
+    def savedate(self) -> datetime | None:
+        seconds = saved_seconds(self.base)
+        return None if seconds is None else file_date(seconds)
+
+
 def metas(entries: Sequence[Entry]) -> list[MessageMeta]:
-    """FETCH's view of entries that have their infos; the save date is read from the
-    file's name (:func:`~mailserv.backends.maildir.filenames.saved_seconds`), once per
-    distinct first part of the names (a COPY saves many in one second)."""
-    saved_at: dict[str, datetime | None] = {}
-    out = []
-    for e in entries:
-        if e.info is None:
-            continue
-        base = e.base
-        head = base[: base.find(".")]
-        if head in saved_at:
-            saved = saved_at[head]
-        else:
-            seconds = saved_seconds(base)
-            saved = saved_at[head] = None if seconds is None else file_date(seconds)
-        out.append(MessageMeta(e.uid, e.flags, e.date, e.size, e.modseq, e.info, saved))
-    return out
+    """FETCH's view of entries that have their infos."""
+    return [NamedMeta(e, e.info) for e in entries if e.info is not None]

@@ -1,10 +1,14 @@
-"""One mailbox held in process memory.
+"""One mailbox held in process memory: the pattern a backend plugin copies.
 
-Everything is kept so that the calls made on every command stay cheap: ``status()`` reads
-counters maintained as messages come and go (the kit's :class:`Tally`), and ``fetch()`` is
-one dict lookup per UID.  The dict keyed by UID also serves as the sorted UID list: a dict
-keeps insertion order and a new UID is always the largest, so the keys ascend unsorted.
-Listeners, modseqs and the planning of STORE and EXPUNGE are the kit's too.
+Each message is a plain mutable record of the mailbox's own (:class:`Message`), in a dict
+keyed by UID; STORE changes the records' flags and modseq in place, and ``fetch()`` makes
+the engine's read-only ``MessageMeta`` from them when asked (kept until the record next
+changes), so a ``STORE 1:*`` over 100k messages makes no object per message (nor work for
+the garbage collector); a ``MessageMeta`` given out never changes.  The dict also serves
+as the sorted UID list: a dict keeps insertion order and a new UID is always the largest,
+so the keys ascend unsorted.  ``status()`` reads counters maintained as messages
+come and go (the kit's :class:`Tally`); listeners, modseqs, the sets of UIDs by flag and by
+day behind SEARCH, and the planning of STORE and EXPUNGE are the kit's too.
 
 Every change holds the mailbox's lane (the kit's :class:`Lane`) and goes through the
 messages in batches, pausing between them when its time slice is used up: ``STORE 1:*``
@@ -16,6 +20,7 @@ same way; they take no lane.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -54,17 +59,41 @@ if TYPE_CHECKING:
     from mailserv.search import SearchProgram
 
 
-_SET_FLAGS = MessageMeta.__dict__["flags"].__set__
-_SET_MODSEQ = MessageMeta.__dict__["modseq"].__set__
-"""A STORE's change to a message this mailbox holds is made in its record itself.
+@dataclass(slots=True, eq=False)
+class Message:
+    """What the mailbox keeps of one message.  ``flags`` (one frozenset shared by the
+    messages that have the same) and ``modseq`` change on STORE (:meth:`reflag`); the rest
+    never does."""
 
-``MessageMeta`` is frozen for the engine, which only reads it; the records here are the
-mailbox's own, and a new one per changed message would leave ``STORE 1:*`` over 100k
-messages with 100k new objects for the garbage collector, whose full passes over every
-message hold the reactor for 100+ ms (and cost 2-4 us each to make).  What the engine holds
-from an earlier ``fetch`` then shows the new flags and modseq, as a later fetch would: both
-are set in the same reactor turn.  (The slots' own setters: a third of ``object.__setattr__``.)
-"""
+    uid: int
+    flags: frozenset[str]
+    modseq: int
+    internaldate: datetime
+    raw: bytes  # the only copy of the message's bytes
+    info: MessageInfo  # parsed once, at delivery
+    saved: datetime  # SAVEDATE
+    shown: MessageMeta | None = None
+    """The last ``meta()``, kept until the record changes: a SEARCH or FETCH of every
+    message makes no new object for those that have not changed since the last one."""
+
+    def meta(self) -> MessageMeta:
+        """The engine's view of it now (a later STORE does not change this one)."""
+        if self.shown is None:
+            self.shown = MessageMeta(
+                self.uid,
+                self.flags,
+                self.internaldate,
+                len(self.raw),
+                self.modseq,
+                self.info,
+                self.saved,
+            )
+        return self.shown
+
+    def reflag(self, flags: frozenset[str], modseq: int) -> None:
+        self.flags = flags
+        self.modseq = modseq
+        self.shown = None
 
 
 @implementer(ISearchableMailbox)
@@ -80,8 +109,7 @@ class MemoryMailbox(Listened):
         self.mailboxid = new_mailbox_id()  # moves with the object on RENAME
         self.acl: dict[str, str] = {}  # RFC 4314 identifier -> rights; moves with it too
         self._account = account  # resolves COPY/MOVE destinations
-        self._meta: dict[int, MessageMeta] = {}  # keys ascending (see above)
-        self._raw: dict[int, bytes] = {}  # the only copy of each message's bytes
+        self._messages: dict[int, Message] = {}  # keys ascending (see above)
         self._uidnext = 1
         self._flagsets: dict[frozenset[str], frozenset[str]] = {}
         """One frozenset per distinct set of flags, shared by the messages that have it."""
@@ -94,37 +122,44 @@ class MemoryMailbox(Listened):
 
     async def status(self) -> MailboxStatus:
         return self.tally.status(
-            self.uidvalidity, self._uidnext, len(self._meta), self.modseqs.highest, self.mailboxid
+            self.uidvalidity,
+            self._uidnext,
+            len(self._messages),
+            self.modseqs.highest,
+            self.mailboxid,
         )
 
     async def uids(self) -> tuple[int, ...]:
         """A snapshot: later appends and expunges do not show through it."""
-        return tuple(self._meta)
+        return tuple(self._messages)
 
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         """In batches: SELECT and SEARCH ask for every message of the mailbox."""
         found: list[MessageMeta] = []
         async for part in self.lane.slices().batches(uids):
-            found += self._fetch(part)
+            found += [m.meta() for m in self._records(part)]
         return found
 
-    def _fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
-        meta = self._meta
-        return [meta[uid] for uid in uids if uid in meta]
+    def _records(self, uids: Sequence[int]) -> list[Message]:
+        messages = self._messages
+        return [messages[uid] for uid in uids if uid in messages]
 
     async def content(self, uid: int) -> bytes:
-        return self._raw[uid]
+        return self._messages[uid].raw
 
     async def search(self, query: SearchProgram, uids: Sequence[int]) -> list[int] | None:
         """Flags and internal dates from the sets kept (a few ms at 100k); None (the
         engine evaluates) for the rest."""
-        return flagsets.search(query.key, uids, self._having, self._on_day, self._meta, True)
+        return flagsets.search(query.key, uids, self._having, self._on_day, self._messages, True)
 
     async def changes_since(self, modseq: int) -> Changes:
         """HIGHESTMODSEQ is read first: a change made while the messages are read in slices
         has a higher modseq, so the client asks for it again rather than missing it."""
         highest = self.modseqs.highest
-        return self.modseqs.changes(await self.fetch(tuple(self._meta)), modseq, highest)
+        changed: list[MessageMeta] = []
+        async for part in self.lane.slices().batches(tuple(self._messages)):
+            changed += [m.meta() for m in self._records(part) if m.modseq > modseq]
+        return self.modseqs.changes(changed, modseq, highest)
 
     async def claim_recent(self) -> list[int]:
         return self.tally.claim()
@@ -162,8 +197,8 @@ class MemoryMailbox(Listened):
     ) -> StoreResult:
         """One new modseq for the messages whose flags really change; the others keep theirs.
 
-        The changed records are updated in place and the changes are told as columns: a
-        ``STORE 1:*`` makes no object per message (see ``_SET_FLAGS``)."""
+        The records change in place and the changes are told as columns: a ``STORE 1:*``
+        makes no object per message."""
         changed: list[int] = []
         now: list[frozenset[str]] = []
         failed: list[int] = []
@@ -172,7 +207,7 @@ class MemoryMailbox(Listened):
         async with self.lane.held() as slices:
             modseq = self.modseqs.upcoming
             async for part in slices.batches(uids):
-                plan, refused = plan_store(self._fetch(part), mode, flags, unchangedsince)
+                plan, refused = plan_store(self._records(part), mode, flags, unchangedsince)
                 failed += refused
                 last: frozenset[str] | None = None
                 shared = flags
@@ -186,8 +221,7 @@ class MemoryMailbox(Listened):
                     if members is None:
                         members = moved[old, shared] = []
                     members.append(m.uid)
-                    _SET_FLAGS(m, shared)
-                    _SET_MODSEQ(m, modseq)
+                    m.reflag(shared, modseq)
                     changed.append(m.uid)
                     now.append(shared)
                 for (old, new), members in moved.items():
@@ -216,33 +250,33 @@ class MemoryMailbox(Listened):
             modseq = target.modseqs.upcoming
             saved = datetime.now(UTC).replace(microsecond=0)
             async for part in slices.batches(sorted(set(uids))):
-                for m in self._fetch(part):
-                    copy = target._insert(
-                        self._raw[m.uid], m.info, m.flags, m.internaldate, modseq, saved
-                    )
+                for m in self._records(part):
+                    copy = target._insert(m.raw, m.info, m.flags, m.internaldate, modseq, saved)
                     pairs.append((m.uid, copy))
             if pairs:
                 target.modseqs.bump()
                 target.listeners.added(target, [new for _, new in pairs], origin)
         if move and pairs:
             async with self.lane.held() as slices:
-                await self._remove([old for old, _ in pairs if old in self._meta], origin, slices)
+                await self._remove(
+                    [old for old, _ in pairs if old in self._messages], origin, slices
+                )
         return CopyResult(target.uidvalidity, pairs)
 
     async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:
         gone: list[int] = []
         async with self.lane.held() as slices:
             async for part in slices.batches(
-                tuple(self._meta) if uids is None else sorted(set(uids))
+                tuple(self._messages) if uids is None else sorted(set(uids))
             ):
-                gone += [m.uid for m in expungeable(self._fetch(part))]
+                gone += [m.uid for m in expungeable(self._records(part))]
             await self._remove(gone, origin, slices)
         return gone
 
     async def expunge_all(self) -> None:
         """The account deleted this mailbox: tell whoever still has it selected."""
         async with self.lane.held() as slices:
-            await self._remove(tuple(self._meta), None, slices)
+            await self._remove(tuple(self._messages), None, slices)
 
     def _insert(
         self,
@@ -258,8 +292,7 @@ class MemoryMailbox(Listened):
         uid = self._uidnext
         self._uidnext += 1
         flags = self._flagsets.setdefault(flags, flags)
-        self._meta[uid] = MessageMeta(uid, flags, date, len(raw), modseq, info, saved)
-        self._raw[uid] = raw
+        self._messages[uid] = Message(uid, flags, modseq, date, raw, info, saved)
         self.tally.add(uid, flags, len(raw))
         flagsets.reflag(self._having, uid, frozenset(), flags)
         flagsets.add_day(self._on_day, uid, flagsets.date_of(date.date()))
@@ -272,10 +305,9 @@ class MemoryMailbox(Listened):
             return
         async for part in slices.batches(uids):
             for uid in part:
-                meta = self._meta.pop(uid)
-                del self._raw[uid]
-                self.tally.remove(uid, meta.flags, meta.size)
-                flagsets.reflag(self._having, uid, meta.flags, frozenset())
-                flagsets.undate(self._on_day, uid, flagsets.date_of(meta.internaldate.date()))
+                m = self._messages.pop(uid)
+                self.tally.remove(uid, m.flags, len(m.raw))
+                flagsets.reflag(self._having, uid, m.flags, frozenset())
+                flagsets.undate(self._on_day, uid, flagsets.date_of(m.internaldate.date()))
         self.modseqs.expunged(uids, self.modseqs.bump())
         self.listeners.expunged(self, uids, origin)

@@ -229,10 +229,12 @@ class SqlBackend:
         """The users table when ``auth=sql``; else None (the passwd-file stays in charge)."""
         if self.auth != "sql":
             return None
+        from mailserv.auth.apppasswords import AppPasswordChecker, SqlAppPasswordStore
         from mailserv.auth.sqlusers import SqlUserStore
-        from mailserv.auth.users import UserStoreChecker
 
-        return UserStoreChecker(SqlUserStore(self.db.run), self.in_thread)
+        apps = SqlAppPasswordStore(self.db.run)
+        store = SqlUserStore(self.db.run)
+        return AppPasswordChecker(store, apps, self.reactor, self.in_thread)
 
     # -- helpers for accounts and mailboxes ---------------------------------------------
 

@@ -262,6 +262,32 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         9,
+        "app passwords of the users table's users (app_passwords), and users.imap_login:"
+        " app-passwords when the main password is refused over IMAP",
+        (
+            """CREATE TABLE app_passwords (
+                name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+                id TEXT NOT NULL,
+                label TEXT NOT NULL,
+                password TEXT NOT NULL,
+                created {bigint} NOT NULL,
+                last_used {bigint} NOT NULL,
+                PRIMARY KEY (name, id)
+            )""",
+            "ALTER TABLE users ADD COLUMN imap_login TEXT",
+        ),
+    ),
+    Migration(
+        10,
+        "users.quota_storage_kib and users.quota_messages: a user's own quota limits"
+        " (NULL: the configuration's)",
+        (
+            "ALTER TABLE users ADD COLUMN quota_storage_kib {bigint}",
+            "ALTER TABLE users ADD COLUMN quota_messages {bigint}",
+        ),
+    ),
+    Migration(
+        11,
         "acl: each mailbox's access control list (RFC 4314), one row per identifier",
         (
             """CREATE TABLE acl (

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from mailserv import errors, quota
+from mailserv.events import report
 from mailserv.imap import imapurl, shared
 from mailserv.imap.arguments import astring, date_time, flags, mailbox
 from mailserv.imap.commands import AUTH, CommandSpec
@@ -184,6 +185,7 @@ async def append(session: Session, command: Command) -> Reply:
                 results = await IMultiAppendAccount(account).append_many(name, batch, session)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "TRYCREATE") from exc
+    await report.added(session, name, [result.uid for result in results])
     uids = format_set(result.uid for result in results).encode("ascii")
     return Reply("APPEND completed", b"APPENDUID %d %s" % (results[0].uidvalidity, uids))
 

@@ -12,7 +12,8 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from mailserv import errors
-from mailserv.auth.sasl import MAX_RESPONSE, Challenge, SASLContext, SASLError, SASLFailed
+from mailserv.auth.apppasswords import app_password_use
+from mailserv.auth.sasl import MAX_RESPONSE, Challenge, SASLError, SASLFailed
 from mailserv.imap import capabilities, shared
 from mailserv.imap.arguments import astring, text_atom
 from mailserv.imap.commands import NOT_AUTH, CommandSpec
@@ -30,7 +31,7 @@ LOGIN_COMMAND = "LOGIN-COMMAND"
 """The ``mechanism`` of a sign-in by the LOGIN command (not AUTHENTICATE LOGIN)."""
 _LOGIN_TEXT = {
     "ok": "{user} logged in from {address} ({mechanism})",
-    "failed": "Failed login for {user!r} from {address} ({mechanism})",
+    "failed": "Failed login for {user!r} from {address} ({mechanism}); answer held {delay}s",
     "blocked": "Refused login for {user!r} from {address} ({mechanism}): too many failures",
     "error": "Login for {user!r} from {address} ({mechanism}) failed in the backend",
 }
@@ -55,8 +56,7 @@ async def authenticate(session: Session, command: Command) -> Reply:
     context = capabilities.sasl_context(session)
     mechanism = session.services.mechanisms.find(name, context)
     if mechanism is None:
-        anywhere = SASLContext(secure=True, plaintext_allowed=True)
-        if session.services.mechanisms.find(name, anywhere) is not None:
+        if session.services.mechanisms.needs_tls(name):
             raise No(f"{name} needs TLS; use STARTTLS first", "PRIVACYREQUIRED")
         raise No(f"Unsupported authentication mechanism {name[:40]}")
     response: bytes | None = None
@@ -104,8 +104,9 @@ def _b64(data: bytes) -> bytes:
         raise Bad("Invalid base64 in authentication response") from exc
 
 
-def _attempt(session: Session, user: str, mechanism: str, result: str) -> None:
-    """One log event and one count per login attempt; never the secret."""
+def _attempt(session: Session, user: str, mechanism: str, result: str, delay: float = 0.0) -> None:
+    """One log event and one count per login attempt; never the secret.  ``delay``: how
+    long a failure's answer is held (the throttles)."""
     session.services.metrics.login(mechanism, result)
     _log.info(
         _LOGIN_TEXT[result],
@@ -114,6 +115,7 @@ def _attempt(session: Session, user: str, mechanism: str, result: str) -> None:
         mechanism=mechanism,
         user=user[:64],
         address=session.peer,
+        delay=round(delay, 2),
     )
 
 
@@ -131,6 +133,11 @@ async def _authenticate(
     services = session.services
     peer = session.peer
     _refuse_if_blocked(session, user, mechanism)
+    if user and services.throttle.user_blocked(user):
+        _attempt(session, user, mechanism, "blocked")
+        services.metrics.lockout("user")
+        session.disconnect("Too many failed logins for this user; try later")
+        raise No("Too many failed logins for this user", "UNAVAILABLE")
     try:
         _iface, account, logout = await services.portal.login(credentials, None, IAccount)
     except (UnauthorizedLogin, LoginFailed):
@@ -140,6 +147,9 @@ async def _authenticate(
         raise
     services.throttle.record_success(peer)
     session.logged_in(user, shared.wrap(IAccount(account), user), logout)
+    use = app_password_use(credentials)
+    if use is not None:  # revoking it ends this session
+        use.hold(session)
     _attempt(session, user, mechanism, "ok")
     caps = b" ".join(capabilities.for_session(session))
     return Reply("Logged in", b"CAPABILITY " + caps)
@@ -155,16 +165,26 @@ async def _failed(
 ) -> Reply:
     services = session.services
     peer = session.peer
-    services.throttle.record_failure(peer)
+    user_was_blocked = bool(user) and services.throttle.user_blocked(user)
+    services.throttle.record_failure(peer, user=user)
+    if user and not user_was_blocked and services.throttle.user_blocked(user):
+        _log.warn(
+            "Logins of {user!r} refused for now: too many failed logins from any address",
+            event="lockout",
+            scope="user",
+            user=user[:64],
+            address=peer,
+        )
     failures = session.note_auth_failure()
-    _attempt(session, user, mechanism, "failed")
     delay = min(
         30.0,
         max(
             services.throttle.delay_for(peer),
+            services.throttle.user_delay(user) if user else 0.0,
             session.settings.auth_failure_delay * 2 ** min(failures - 1, 5),
         ),
     )
+    _attempt(session, user, mechanism, "failed", delay)
     services.metrics.login_delayed(delay)
     await task.deferLater(services.clock, delay, lambda: None)
     if failures >= session.settings.max_auth_failures:

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mailserv import errors
+from mailserv.events import report
+from mailserv.events.sink import MAILBOX_CREATED, MAILBOX_DELETED, MAILBOX_RENAMED
 from mailserv.imap import listing, shared
 from mailserv.imap.arguments import mailbox, new_mailbox, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
@@ -74,6 +76,7 @@ async def create(session: Session, command: Command) -> Reply:
     account = account_of(session)
     await account.create(name, use)
     session.services.board.created(session, name)
+    report.mailbox_changed(session, MAILBOX_CREATED, name)
     return Reply("CREATE completed", await _mailboxid_code(session, account, name))
 
 
@@ -118,6 +121,7 @@ async def delete(session: Session, command: Command) -> Reply:
         session.deselect()
     await account_of(session).delete(name)
     session.services.board.deleted(session, name)
+    report.mailbox_changed(session, MAILBOX_DELETED, name)
     return Reply()
 
 
@@ -134,6 +138,7 @@ async def rename(session: Session, command: Command) -> Reply:
         raise No("Source and destination are the same", "ALREADYEXISTS")
     await account_of(session).rename(old, new)
     session.services.board.renamed(session, old, new)
+    report.mailbox_changed(session, MAILBOX_RENAMED, old, new)
     return Reply()
 
 

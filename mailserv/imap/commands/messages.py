@@ -8,6 +8,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from mailserv import errors, quota
+from mailserv.events import report
 from mailserv.imap import esearch, shared
 from mailserv.imap import fetch as fetch_responses
 from mailserv.imap.arguments import astring, flags, mailbox, text_atom
@@ -120,6 +121,7 @@ async def store(session: Session, command: Command) -> Reply:
         return Reply()
     await shared.require_selected(session, shared.store_rights(mode, wanted), "STORE")
     result = await view.mailbox.store(uids, mode, wanted, session, unchangedsince=unchangedsince)
+    report.flags_changed(session, view.mailbox, result.changed)
     slices = TimeSlices(session.services.clock)
     changes = await view.own_changes(result.changed, slices)
     failed = set(result.failed)
@@ -318,6 +320,7 @@ async def transfer(session: Session, command: Command, move: bool) -> Reply:
     )
     if not result.pairs:
         return Reply(f"{command.name} completed")
+    await report.transferred(session, view.mailbox, destination, result.pairs, move)
     if not move:
         return Reply("COPY completed", code)
     session.write(b"* OK [" + code + b"] Moved\r\n")
@@ -342,6 +345,7 @@ async def expunge(session: Session, command: Command) -> Reply:
         raise Bad("EXPUNGE takes no arguments")
     await shared.require_selected(session, "e", "EXPUNGE")
     gone = await view.mailbox.expunge(restrict, session)
+    report.expunged(session, view.mailbox, gone)
     session.write(b"".join(view.remove(gone)))
     if view.reports_vanished:  # RFC 7162 3.2.7: the HIGHESTMODSEQ after the expunge
         return Reply(code=b"HIGHESTMODSEQ %d" % (await view.mailbox.status()).highestmodseq)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mailserv.events import report
 from mailserv.imap import shared
 from mailserv.imap.arguments import mailbox
 from mailserv.imap.commands import AUTH, SELECTED, CommandSpec
@@ -134,7 +135,7 @@ async def close(session: Session, command: Command) -> Reply:
     view = session.selected
     assert view is not None
     if not view.readonly and await shared.allowed_selected(session, "e"):
-        await view.mailbox.expunge(None, session)
+        report.expunged(session, view.mailbox, await view.mailbox.expunge(None, session))
     session.deselect()
     return Reply()
 

@@ -2,9 +2,10 @@
 DELETED-STORAGE; the limits and the check before APPEND and COPY: :mod:`mailserv.quota`.
 
 Every mailbox of a user is under one quota root, ``""``, holding the resources the
-configuration limits for that user (``STORAGE`` in KiB, ``MESSAGE``).  A user without any
-limit has no quota root: ``* QUOTAROOT INBOX`` names none, and GETQUOTA ``""`` is NO
-(RFC 9208 has no way to spell "unlimited"; a missing root is how clients read it).
+configuration or the user store limits for that user (``STORAGE`` in KiB, ``MESSAGE``).
+A user without any limit has no quota root: ``* QUOTAROOT INBOX`` names none, and
+GETQUOTA ``""`` is NO (RFC 9208 has no way to spell "unlimited"; a missing root is how
+clients read it).
 
 The capabilities are offered always, in every state and to every user alike: a client
 that read them before login is not misled after, and STATUS ``DELETED-STORAGE`` (required
@@ -22,7 +23,7 @@ from mailserv.imap.registry import Capability, Extension, StatusItem
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.session import Session, utf8_names
 from mailserv.interfaces import DELETED, IMailbox, MessageMeta
-from mailserv.quota import ROOT, QuotaLimits, Usage, account_usage, kib
+from mailserv.quota import ROOT, QuotaLimits, Usage, account_usage, kib, session_limits
 from mailserv.search import HasFlag, SearchProgram, backend_search
 from mailserv.slicing import TimeSlices
 from mailserv.syntax.encode import astring as encode_astring
@@ -41,15 +42,11 @@ def quota_line(limits: QuotaLimits, usage: Usage) -> bytes:
     return b"* QUOTA %s (%s)\r\n" % (encode_astring(ROOT.encode()), b" ".join(resources))
 
 
-def _limits(session: Session) -> QuotaLimits:
-    return session.settings.quota.limits_for(session.username)
-
-
 async def getquota(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("GETQUOTA takes a quota root")
     root = astring(command.args[0])
-    limits = _limits(session)
+    limits = await session_limits(session)
     if root != ROOT.encode() or not limits.limited:
         raise No("No such quota root", "NONEXISTENT")
     session.write(quota_line(limits, await account_usage(account_of(session))))
@@ -66,7 +63,7 @@ async def getquotaroot(session: Session, command: Command) -> Reply:
         await account.open(name)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc
-    limits = _limits(session)
+    limits = await session_limits(session)
     if not limits.limited:
         session.write(b"* QUOTAROOT %s\r\n" % name_bytes(name, utf8))
         return Reply("GETQUOTAROOT completed, no quota")
@@ -88,7 +85,10 @@ async def setquota(session: Session, command: Command) -> Reply:
     for name, limit in zip(items[::2], items[1::2], strict=True):
         text_atom(name)
         number64(limit)
-    raise No("Quotas are set in the server configuration; SETQUOTA cannot change them", "CANNOT")
+    raise No(
+        "Quotas are set in the server configuration or the user store; SETQUOTA cannot change them",
+        "CANNOT",
+    )
 
 
 async def deleted_messages(session: Session, box: IMailbox) -> list[MessageMeta]:

@@ -1,0 +1,566 @@
+"""``mailserv backup [--user USER] DEST``: a consistent, incremental copy of the mail store.
+
+Layout of DEST::
+
+    manifest.sqlite                 what the backup holds (the only index; see below)
+    mail/<user>/<box>/<uidvalidity>/<uid>   each message, byte for byte, written once
+    sieve/<user>/<name>.sieve, active       the user's Sieve scripts (DATA/sieve)
+    .lock                           held while a backup or restore runs
+
+``<user>`` is percent-encoded; ``<box>`` is the mailbox's MAILBOXID (RFC 8474) when the
+backend keeps one, so a renamed folder keeps its files, else a hash of its name.
+
+The manifest records, per mailbox, its name, special-use attributes, UIDVALIDITY and the
+HIGHESTMODSEQ the copy is complete up to; per message its UID, flags and keywords,
+internal date, modseq, size, SHA-256 and Message-ID; per user the folders (``\\Noselect``
+parents too) and subscriptions.  A later run asks each mailbox for its changes since that
+modseq (``IMailbox.changes_since``: changed and vanished UIDs), so its cost follows the
+change, not the store; a mailbox whose UIDVALIDITY changed is copied in full again.
+
+Consistency: a message file is written to a temporary name, fsynced and renamed, and its
+directory fsynced, before the manifest transaction that names it commits (one per
+mailbox); files of expunged messages are removed only after that commit.  A message
+expunged while it is being copied is left out (the store no longer has it).  An
+interrupted run leaves the manifest as the last commit made it: what it names is whole,
+and the next run goes on from there.
+
+Covered: messages, flags, keywords, internal dates, folders with their special-use
+attributes, subscriptions, Sieve scripts.  Not covered: the user store (passwd-file or
+SQL users table), ACLs, quotas and the server's configuration: back those up with the
+configuration files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TextIO, cast
+from urllib.parse import quote
+
+from mailserv.admin.mailstore import REFUSED_BACKENDS, StoreError, open_store
+from mailserv.backends.maildir.files import fsync_dir
+from mailserv.config import Config
+from mailserv.delivery.sieve import sieve_store
+from mailserv.errors import BackendError
+from mailserv.interfaces import (
+    NOSELECT,
+    RECENT,
+    SPECIAL_USE,
+    Changes,
+    IAccount,
+    IMailbox,
+    MailboxStatus,
+    MessageMeta,
+)
+
+MANIFEST = "manifest.sqlite"
+MAIL_DIR = "mail"
+SIEVE_DIR = "sieve"
+LOCK = ".lock"
+BATCH = 200
+"""Messages read from the store per call (metadata) and copied per round."""
+WRITERS = 4
+"""Threads writing and fsyncing message files."""
+PROGRESS_EVERY = 5.0
+"""Seconds between progress lines on stderr."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS mailboxes (
+    user TEXT NOT NULL, box TEXT NOT NULL, name TEXT NOT NULL, attributes TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL, highestmodseq INTEGER NOT NULL,
+    PRIMARY KEY (user, box));
+CREATE TABLE IF NOT EXISTS messages (
+    user TEXT NOT NULL, box TEXT NOT NULL, uid INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL, flags TEXT NOT NULL, internaldate TEXT NOT NULL,
+    modseq INTEGER NOT NULL, message_id TEXT NOT NULL,
+    PRIMARY KEY (user, box, uid));
+CREATE TABLE IF NOT EXISTS folders (
+    user TEXT NOT NULL, name TEXT NOT NULL, attributes TEXT NOT NULL,
+    subscribed INTEGER NOT NULL, PRIMARY KEY (user, name));
+CREATE TABLE IF NOT EXISTS runs (
+    started REAL NOT NULL, finished REAL NOT NULL, summary TEXT NOT NULL);
+"""
+
+
+class BackupError(Exception):
+    """Reported on stderr with exit status 1; the text is for the operator."""
+
+
+# -- the backend, run in a reactor thread ----------------------------------------------------
+
+
+class Store:
+    """The configured backend, opened as ``mailserv import``/``export`` open it
+    (:mod:`mailserv.admin.mailstore`: a reactor thread; ``call`` hands a backend call to
+    it), and the accounts of several users."""
+
+    def __init__(self, config: Config, first_user: str) -> None:
+        try:
+            self._store = open_store(config, first_user)
+        except StoreError as exc:
+            raise BackupError(str(exc)) from exc
+        self.backend = self._store.backend
+
+    def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        return self._store.call(function, *args)
+
+    def account(self, user: str) -> IAccount:
+        try:
+            return cast(IAccount, self.call(self.backend.account, user))
+        except BackendError as exc:
+            raise BackupError(f"cannot open the mail of {user!r}: {exc}") from exc
+
+    def close(self) -> None:
+        self._store.close()
+
+
+def refuse_backend(config: Config) -> None:
+    """Before any other check: a backend without a store of its own cannot be used."""
+    reason = REFUSED_BACKENDS.get(config.backend)
+    if reason is not None:
+        raise BackupError(f"cannot use the {config.backend} backend: {reason}")
+
+
+async def _metas(mailbox: IMailbox, uids: Sequence[int]) -> list[MessageMeta]:
+    return list(await mailbox.fetch(uids))
+
+
+async def _contents(mailbox: IMailbox, uids: Sequence[int]) -> dict[int, bytes]:
+    """The messages still there among ``uids`` (one expunged meanwhile is left out)."""
+    found = {}
+    for uid in uids:
+        try:
+            found[uid] = await mailbox.content(uid)
+        except KeyError:
+            continue
+    return found
+
+
+# -- the manifest and the files ---------------------------------------------------------------
+
+
+def encoded(name: str) -> str:
+    """One safe path component for a user or script name."""
+    return quote(name, safe="") if name not in (".", "..") else quote(name.replace(".", "%2E"))
+
+
+def box_key(name: str, mailboxid: str | None) -> str:
+    if mailboxid:
+        return "id-" + mailboxid
+    return "name-" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One message as the manifest holds it."""
+
+    uid: int
+    sha256: str
+    size: int
+    flags: frozenset[str]
+    internaldate: str
+    message_id: str
+
+
+class Manifest:
+    """``DEST/manifest.sqlite``; every change is one transaction (``with manifest.db:``)."""
+
+    def __init__(self, dest: str, create: bool) -> None:
+        self.dest = dest
+        path = os.path.join(dest, MANIFEST)
+        if not create and not os.path.exists(path):
+            raise BackupError(f"{dest} holds no backup (no {MANIFEST})")
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA synchronous = FULL")
+        self.db.execute("PRAGMA journal_mode = DELETE")
+        if create:
+            self.db.executescript(_SCHEMA)
+        else:
+            try:
+                self.db.execute("SELECT 1 FROM messages LIMIT 1")
+            except sqlite3.DatabaseError as exc:
+                raise BackupError(f"{path} is not a mailserv backup manifest: {exc}") from exc
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def users(self) -> list[str]:
+        rows = self.db.execute("SELECT DISTINCT user FROM folders ORDER BY user")
+        return [user for (user,) in rows]
+
+    def boxes(self, user: str) -> dict[str, tuple[str, int, int]]:
+        """box key → (name, uidvalidity, highestmodseq)."""
+        rows = self.db.execute(
+            "SELECT box, name, uidvalidity, highestmodseq FROM mailboxes WHERE user = ?", (user,)
+        )
+        return {box: (name, validity, modseq) for box, name, validity, modseq in rows}
+
+    def folders(self, user: str) -> list[tuple[str, frozenset[str], bool]]:
+        rows = self.db.execute(
+            "SELECT name, attributes, subscribed FROM folders WHERE user = ? ORDER BY name",
+            (user,),
+        )
+        return [(name, frozenset(json.loads(attrs)), bool(sub)) for name, attrs, sub in rows]
+
+    def messages(self, user: str, box: str) -> list[Recorded]:
+        rows = self.db.execute(
+            "SELECT uid, sha256, size, flags, internaldate, message_id FROM messages "
+            "WHERE user = ? AND box = ? ORDER BY uid",
+            (user, box),
+        )
+        return [
+            Recorded(uid, sha, size, frozenset(json.loads(flags)), date, mid)
+            for uid, sha, size, flags, date, mid in rows
+        ]
+
+    def shas(self, user: str, box: str) -> dict[int, str]:
+        rows = self.db.execute(
+            "SELECT uid, sha256 FROM messages WHERE user = ? AND box = ?", (user, box)
+        )
+        return dict(rows.fetchall())
+
+    def path(self, user: str, box: str, uidvalidity: int, uid: int | None = None) -> str:
+        parts = [self.dest, MAIL_DIR, encoded(user), box, str(uidvalidity)]
+        return os.path.join(*parts, str(uid)) if uid is not None else os.path.join(*parts)
+
+    def read(self, user: str, box: str, uidvalidity: int, uid: int) -> bytes:
+        with open(self.path(user, box, uidvalidity, uid), "rb") as f:
+            return f.read()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@contextlib.contextmanager
+def locked(dest: str) -> Iterator[None]:
+    """Only one backup or restore at a time uses DEST."""
+    handle = open(os.path.join(dest, LOCK), "a")  # noqa: SIM115 - closed below
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise BackupError(f"another backup or restore is using {dest}") from exc
+        yield
+    finally:
+        handle.close()
+
+
+def write_file(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all: temporary name, fsync, rename."""
+    temporary = f"{path}.tmp{threading.get_ident()}"
+    with open(temporary, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+class Progress:
+    """A line on ``stream`` every few seconds of long work (the summary comes at the end)."""
+
+    def __init__(self, stream: TextIO, verb: str) -> None:
+        self._stream = stream
+        self._verb = verb
+        self._next = time.monotonic() + PROGRESS_EVERY
+
+    def tell(self, user: str, name: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + PROGRESS_EVERY
+            self._stream.write(f"{self._verb}: {user} {name}: {done}/{total} messages\n")
+            self._stream.flush()
+
+
+# -- the backup ----------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    users: int = 0
+    mailboxes: int = 0
+    full: int = 0
+    copied: int = 0
+    octets: int = 0
+    updated: int = 0
+    removed: int = 0
+    scripts: int = 0
+    details: list[str] = field(default_factory=list)
+
+    def line(self, kept: int) -> str:
+        return (
+            f"backup: {self.users} users, {self.mailboxes} mailboxes ({self.full} copied in "
+            f"full), {self.copied} messages copied ({self.octets} octets), {self.updated} "
+            f"flag updates, {self.removed} removed, {kept} messages in the backup, "
+            f"{self.scripts} sieve scripts"
+        )
+
+
+def backup(
+    config: Config, users: Sequence[str], dest: str, out: TextIO, err: TextIO = sys.stderr
+) -> Tally:
+    """Bring ``dest`` up to date with the mail of ``users``; prints the summary line."""
+    refuse_backend(config)
+    try:
+        os.makedirs(os.path.join(dest, MAIL_DIR), mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise BackupError(f"cannot use {dest}: {exc.strerror}") from exc
+    started = time.time()
+    tally = Tally()
+    with locked(dest):
+        manifest = Manifest(dest, create=True)
+        if not users:
+            raise BackupError("no users to back up")
+        store = Store(config, users[0])
+        try:
+            with ThreadPoolExecutor(WRITERS, thread_name_prefix="backup-write") as writers:
+                run = _Run(store, manifest, writers, tally, Progress(err, "backup"))
+                for user in users:
+                    run.user(user)
+                    _copy_scripts(config, manifest, user, tally)
+            kept = manifest.db.execute("SELECT count(*) FROM messages").fetchone()[0]
+            summary = tally.line(kept)
+            with manifest.transaction() as db:
+                db.execute("INSERT INTO runs VALUES (?, ?, ?)", (started, time.time(), summary))
+        finally:
+            manifest.close()
+            store.close()
+    out.write(summary + "\n")
+    return tally
+
+
+@dataclass
+class _Run:
+    store: Store
+    manifest: Manifest
+    writers: ThreadPoolExecutor
+    tally: Tally
+    progress: Progress
+
+    def user(self, user: str) -> None:
+        account = self.store.account(user)
+        try:
+            listed = self.store.call(account.list_mailboxes)
+            subscribed = set(self.store.call(account.subscriptions))
+            known = self.manifest.boxes(user)
+            seen: set[str] = set()
+            for info in listed:
+                if NOSELECT in info.attributes:
+                    continue
+                seen.add(self.mailbox(user, account, info.name, info.attributes, known))
+            folders = [
+                (user, i.name, json.dumps(sorted(i.attributes)), int(i.name in subscribed))
+                for i in listed
+            ]
+            gone = [box for box in known if box not in seen]
+            with self.manifest.transaction() as db:
+                db.execute("DELETE FROM folders WHERE user = ?", (user,))
+                db.executemany("INSERT INTO folders VALUES (?, ?, ?, ?)", folders)
+                for box in gone:
+                    db.execute("DELETE FROM mailboxes WHERE user = ? AND box = ?", (user, box))
+                    removed = db.execute(
+                        "DELETE FROM messages WHERE user = ? AND box = ?", (user, box)
+                    ).rowcount
+                    self.tally.removed += removed
+            for box in gone:  # after the commit: the manifest never names a missing file
+                shutil.rmtree(os.path.join(self.manifest.dest, MAIL_DIR, encoded(user), box), True)
+        finally:
+            self.store.call(account.close)
+        self.tally.users += 1
+
+    def mailbox(
+        self,
+        user: str,
+        account: IAccount,
+        name: str,
+        attributes: frozenset[str],
+        known: dict[str, tuple[str, int, int]],
+    ) -> str:
+        """Copy what changed in one mailbox; returns its box key."""
+        mailbox: IMailbox = self.store.call(account.open, name)
+        status = self.store.call(mailbox.status)
+        box = box_key(name, status.mailboxid)
+        self.tally.mailboxes += 1
+        before = known.get(box)
+        old_validity = before[1] if before else None
+        if before is not None and old_validity == status.uidvalidity and before[2] > 0:
+            if before[2] == status.highestmodseq and before[0] == name:
+                return box  # nothing changed
+            changes = self.store.call(mailbox.changes_since, before[2])
+            if changes.complete:
+                self._apply(user, box, name, attributes, status.uidvalidity, mailbox, changes)
+                return box
+        self.tally.full += 1
+        self._full(user, box, name, attributes, status, mailbox, old_validity)
+        return box
+
+    def _apply(
+        self,
+        user: str,
+        box: str,
+        name: str,
+        attributes: frozenset[str],
+        validity: int,
+        mailbox: IMailbox,
+        changes: Changes,
+    ) -> None:
+        known = self.manifest.shas(user, box)
+        metas = list(changes.changed)
+        vanished = [uid for uid in changes.vanished if uid in known]
+        self._store(user, box, name, attributes, validity, mailbox, metas, known, vanished)
+        self._commit_box(user, box, name, attributes, validity, changes.highestmodseq)
+        self._unlink(user, box, validity, vanished)
+
+    def _full(
+        self,
+        user: str,
+        box: str,
+        name: str,
+        attributes: frozenset[str],
+        status: MailboxStatus,
+        mailbox: IMailbox,
+        old_validity: int | None,
+    ) -> None:
+        """Copy the whole mailbox: first run, its UIDVALIDITY changed, or a full copy that
+        was interrupted (its modseq is still 0: the messages it recorded are not copied
+        again)."""
+        if old_validity is not None and old_validity != status.uidvalidity:
+            with self.manifest.transaction() as db:  # the old UIDs mean nothing now
+                gone = db.execute(
+                    "DELETE FROM messages WHERE user = ? AND box = ?", (user, box)
+                ).rowcount
+                db.execute("DELETE FROM mailboxes WHERE user = ? AND box = ?", (user, box))
+            self.tally.removed += gone
+            shutil.rmtree(self.manifest.path(user, box, old_validity), True)
+        self._commit_box(user, box, name, attributes, status.uidvalidity, 0)
+        known = self.manifest.shas(user, box)
+        uids = list(self.store.call(mailbox.uids))
+        vanished = sorted(set(known) - set(uids))
+        for start in range(0, len(uids), BATCH * 10):
+            chunk = uids[start : start + BATCH * 10]
+            metas = self.store.call(_metas, mailbox, chunk)
+            self._store(user, box, name, attributes, status.uidvalidity, mailbox, metas, known, [])
+            self.progress.tell(user, name, start + len(chunk), len(uids))
+        self._commit_box(user, box, name, attributes, status.uidvalidity, status.highestmodseq)
+        if vanished:
+            self._store(user, box, name, attributes, status.uidvalidity, mailbox, [], {}, vanished)
+            self._unlink(user, box, status.uidvalidity, vanished)
+
+    def _store(
+        self,
+        user: str,
+        box: str,
+        name: str,
+        attributes: frozenset[str],
+        validity: int,
+        mailbox: IMailbox,
+        metas: Sequence[MessageMeta],
+        known: dict[int, str],
+        vanished: Sequence[int],
+    ) -> None:
+        """Copy the new messages among ``metas``, then record them all (and drop the
+        ``vanished``) in one transaction: files first, manifest last."""
+        directory = self.manifest.path(user, box, validity)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        rows: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        for start in range(0, len(metas), BATCH):
+            batch = metas[start : start + BATCH]
+            fresh = [meta.uid for meta in batch if meta.uid not in known]
+            contents = self.store.call(_contents, mailbox, fresh) if fresh else {}
+            digests = {uid: hashlib.sha256(data).hexdigest() for uid, data in contents.items()}
+            writes = [
+                self.writers.submit(write_file, os.path.join(directory, str(uid)), data)
+                for uid, data in contents.items()
+            ]
+            for write in writes:
+                write.result()
+            for meta in batch:
+                flags = json.dumps(sorted(meta.flags - {RECENT}))
+                if meta.uid in known:
+                    updates.append((flags, meta.modseq, user, box, meta.uid))
+                elif meta.uid in contents:
+                    data = contents[meta.uid]
+                    rows.append(
+                        (user, box, meta.uid, digests[meta.uid], len(data), flags,
+                         meta.internaldate.isoformat(), meta.modseq, meta.info.message_id)
+                    )  # fmt: skip
+                    self.tally.octets += len(data)
+        if rows:
+            fsync_dir(directory)
+        with self.manifest.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO messages VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            db.executemany(
+                "UPDATE messages SET flags = ?, modseq = ? WHERE user = ? AND box = ? AND uid = ?",
+                updates,
+            )
+            db.executemany(
+                "DELETE FROM messages WHERE user = ? AND box = ? AND uid = ?",
+                [(user, box, uid) for uid in vanished],
+            )
+        self.tally.copied += len(rows)
+        self.tally.updated += len(updates)
+        self.tally.removed += len(vanished)
+
+    def _commit_box(
+        self,
+        user: str,
+        box: str,
+        name: str,
+        attributes: frozenset[str],
+        validity: int,
+        modseq: int,
+    ) -> None:
+        """Record that ``box`` is copied up to ``modseq`` (the last write of a mailbox)."""
+        special = json.dumps(sorted(attributes & SPECIAL_USE))
+        with self.manifest.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO mailboxes VALUES (?, ?, ?, ?, ?, ?)",
+                (user, box, name, special, validity, modseq),
+            )
+
+    def _unlink(self, user: str, box: str, validity: int, uids: Sequence[int]) -> None:
+        for uid in uids:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.manifest.path(user, box, validity, uid))
+
+
+def _copy_scripts(config: Config, manifest: Manifest, user: str, tally: Tally) -> None:
+    """The user's Sieve scripts, replaced whole (they are few and small)."""
+    scripts = sieve_store(config.data_dir)
+    target = os.path.join(manifest.dest, SIEVE_DIR, encoded(user))
+    listed = scripts.list(user)
+    if not listed and not os.path.isdir(target):
+        return
+    os.makedirs(target, mode=0o700, exist_ok=True)
+    names = set()
+    for name, active in listed:
+        filename = encoded(name) + ".sieve"
+        names.add(filename)
+        write_file(os.path.join(target, filename), scripts.get(user, name))
+        if active:
+            write_file(os.path.join(target, "active"), name.encode())
+        tally.scripts += 1
+    if not any(active for _, active in listed):
+        names.discard("active")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(target, "active"))
+    for stale in set(os.listdir(target)) - names - {"active"}:
+        os.unlink(os.path.join(target, stale))

@@ -1,0 +1,178 @@
+"""Maildir++ trees in and out, as Dovecot lays them out.
+
+``ROOT/{cur,new,tmp}`` is INBOX; ``ROOT/.Sub.Folder/`` is ``Sub/Folder`` (each level's name
+in modified UTF-7).  A file's flags are the letters after ``:2,``: ``DFPRST`` for the system
+flags (P, passed: ``$Forwarded``) and ``a``-``z`` for the keywords listed in the folder's
+``dovecot-keywords`` (``N name`` lines, letter ``a`` + N).  The internal date is the file's
+modification time.  ``dovecot-uidlist`` is neither needed nor written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from mailserv.admin.transfer import MAILDIR_LETTERS, SourceMessage, TransferError, stored_flags
+from mailserv.interfaces import DELIMITER, INBOX
+from mailserv.syntax import utf7
+
+KEYWORDS_FILE = "dovecot-keywords"
+KEYWORD_LETTERS = string.ascii_lowercase
+INFO = ":2,"
+
+
+def is_maildir(path: str) -> bool:
+    return os.path.isdir(os.path.join(path, "cur")) or os.path.isdir(os.path.join(path, "new"))
+
+
+def _folder_name(entry: str) -> str | None:
+    """``.Sub.Folder`` as ``Sub/Folder``; None for what is no folder of the tree."""
+    if not entry.startswith(".") or entry in (".", ".."):
+        return None
+    try:
+        return DELIMITER.join(utf7.decode(part.encode("ascii")) for part in entry[1:].split("."))
+    except (ValueError, UnicodeError):
+        return None
+
+
+def _directory_name(folder: str) -> str:
+    """``Sub/Folder`` as ``.Sub.Folder`` (a ``.`` inside a level is written ``&AC4-``)."""
+    parts = [
+        utf7.encode(part).decode("ascii").replace(".", "&AC4-") for part in folder.split(DELIMITER)
+    ]
+    return "." + ".".join(parts)
+
+
+def read_keywords(directory: str) -> dict[str, str]:
+    """Keyword letters of a folder's ``dovecot-keywords``: ``{"a": "$Junk", ...}``."""
+    letters: dict[str, str] = {}
+    try:
+        with open(os.path.join(directory, KEYWORDS_FILE), encoding="utf-8") as handle:
+            for line in handle:
+                number, _, name = line.rstrip("\n").partition(" ")
+                if number.isdigit() and int(number) < len(KEYWORD_LETTERS) and name:
+                    letters[KEYWORD_LETTERS[int(number)]] = name
+    except FileNotFoundError:
+        pass
+    return letters
+
+
+def _flags(info: str, keywords: dict[str, str]) -> frozenset[str]:
+    flags = {MAILDIR_LETTERS[c] for c in info if c in MAILDIR_LETTERS}
+    flags.update(keywords[c] for c in info if c in keywords)
+    return stored_flags(flags)
+
+
+_DELIVERY = re.compile(r"(\d+)\.(?:[^.]*?M(\d+))?")
+
+
+def _sort_key(name: str) -> tuple[int, int, str]:
+    """Delivery order: the seconds a name starts with, then its ``M`` microseconds."""
+    found = _DELIVERY.match(name)
+    if found is None:
+        return (0, 0, name)
+    return (int(found.group(1)), int(found.group(2) or 0), name)
+
+
+class MaildirReader:
+    """Every message of a Maildir++ tree, folder by folder (INBOX first), each folder's files
+    in delivery order (the time their names start with).  Key: ``folder/unique name``."""
+
+    def __init__(self, root: str) -> None:
+        if not is_maildir(root):
+            raise TransferError(f"{root} is not a Maildir (no cur/ or new/ in it)")
+        self.root = root
+        self.folders: list[tuple[str, str]] = [(INBOX, root)]
+        for entry in sorted(os.listdir(root)):
+            name = _folder_name(entry)
+            path = os.path.join(root, entry)
+            if name is not None and is_maildir(path):
+                self.folders.append((name, path))
+
+    def files(self, directory: str) -> list[tuple[str, str]]:
+        """(subdirectory, file name) of a folder's messages, in delivery order."""
+        found = []
+        for sub in ("new", "cur"):
+            try:
+                found += [(sub, name) for name in os.listdir(os.path.join(directory, sub))]
+            except FileNotFoundError:
+                continue
+        return sorted((f for f in found if not f[1].startswith(".")), key=lambda f: _sort_key(f[1]))
+
+    def count(self) -> int:
+        return sum(len(self.files(path)) for _, path in self.folders)
+
+    def __iter__(self) -> Iterator[SourceMessage]:
+        for folder, directory in self.folders:
+            keywords = read_keywords(directory)
+            for sub, name in self.files(directory):
+                path = os.path.join(directory, sub, name)
+                unique, _, info = name.partition(INFO)
+                try:
+                    with open(path, "rb") as handle:
+                        data = handle.read()
+                        mtime = os.fstat(handle.fileno()).st_mtime
+                except FileNotFoundError:
+                    continue  # expunged meanwhile by whoever else uses the tree
+                flags = _flags(info if sub == "cur" else "", keywords)
+                when = datetime.fromtimestamp(int(mtime), UTC)
+                yield SourceMessage(folder, f"{folder}/{unique}", data, flags, when)
+
+
+class MaildirWriter:
+    """Writes messages into a Maildir++ tree: ``cur/<date>.M<uid>V<uidvalidity>.mailserv:2,
+    <letters>`` through ``tmp/``, mtime set to the internal date; the same message gets the
+    same name again, so writing it twice leaves one file."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._keywords: dict[str, dict[str, str]] = {}
+
+    def path(self, folder: str) -> str:
+        return self.root if folder == INBOX else os.path.join(self.root, _directory_name(folder))
+
+    def directory(self, folder: str) -> str:
+        """The folder's directory, made with its cur/, new/ and tmp/ if need be."""
+        path = self.path(folder)
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+        return path
+
+    def letters(self, directory: str, flags: frozenset[str]) -> str:
+        """The info letters of ``flags``, adding new keywords to ``dovecot-keywords``
+        (keywords past the 26 letters Dovecot has are left out)."""
+        known = self._keywords.get(directory)
+        if known is None:
+            known = {name: letter for letter, name in read_keywords(directory).items()}
+            self._keywords[directory] = known
+        system = {flag: letter for letter, flag in MAILDIR_LETTERS.items()}
+        letters = [system[flag] for flag in flags if flag in system]
+        for keyword in sorted(flag for flag in flags if flag not in system):
+            if keyword not in known and len(known) < len(KEYWORD_LETTERS):
+                known[keyword] = KEYWORD_LETTERS[len(known)]
+                with open(os.path.join(directory, KEYWORDS_FILE), "a", encoding="utf-8") as out:
+                    out.write(f"{len(known) - 1} {keyword}\n")
+            if keyword in known:
+                letters.append(known[keyword])
+        return "".join(sorted(letters))
+
+    def write(
+        self,
+        directory: str,
+        uidvalidity: int,
+        uid: int,
+        data: bytes,
+        flags: frozenset[str],
+        internaldate: datetime,
+    ) -> None:
+        stamp = int(internaldate.timestamp())
+        unique = f"{stamp}.M{uid}V{uidvalidity}.mailserv,S={len(data)}"
+        temporary = os.path.join(directory, "tmp", unique)
+        with open(temporary, "wb") as out:
+            out.write(data)
+        os.utime(temporary, (stamp, stamp))
+        final = f"{unique}{INFO}{self.letters(directory, flags)}"
+        os.replace(temporary, os.path.join(directory, "cur", final))

@@ -1,0 +1,188 @@
+"""ManageSieve (RFC 5804) over real sockets: sievelib's client (a client we did not write)
+over STARTTLS, and a raw socket for what a client library would never send.
+
+The service keeps scripts in the data directory whatever the backend, and signs in as
+IMAP does: one backend (``one_backend``).
+"""
+
+from __future__ import annotations
+
+import base64
+import imaplib
+import secrets
+import smtplib
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from conftest import BACKENDS, _selected_backends
+from imapserver import User, new_user
+from sievelib.managesieve import Client
+
+from bench.harness import HOST, ServerProcess, free_port
+from mailserv.auth.passwd import PasswdFile
+from mailserv.auth.schemes import hash_password
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.one_backend]
+
+HANG = 30.0
+FILTER = """require ["fileinto", "imap4flags"];
+if header :contains "subject" "report" {
+    fileinto :flags "\\\\Seen" "Reports";
+}
+"""
+
+
+@dataclass
+class Server:
+    process: ServerProcess
+    port: int
+    lmtp: int
+    user: User
+
+
+@pytest.fixture(scope="module", params=[n for n in _selected_backends() if n != "proxy"][:1])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("managesieve")
+    port, lmtp = free_port(), free_port()
+    args = ["--managesieve", f"tcp:{port}:interface={HOST}"]
+    args += ["--lmtp", f"tcp:{lmtp}:interface={HOST}", "--workers", "1"]
+    process = ServerProcess(data_dir, BACKENDS[str(request.param)], extra_args=args)
+    process.start()
+    user = new_user()
+    PasswdFile(str(data_dir / "passwd")).add_user(user.name, hash_password(user.password.encode()))
+    _wait_port(port)
+    yield Server(process, port, lmtp, user)
+    process.stop()
+    assert "Traceback" not in process.log_text()
+
+
+def _wait_port(port: int) -> None:
+    for _ in range(600):
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"port {port} never opened")
+
+
+@pytest.fixture
+def client(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    """sievelib's client, signed in after STARTTLS (it trusts the server's certificate)."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(server.process.cert_path))
+    sieve = Client(HOST, server.port)
+    assert sieve.connect(server.user.name, server.user.password, starttls=True, authmech="PLAIN")
+    yield sieve
+    sieve.logout()
+
+
+def test_scripts_put_listed_activated_and_used_at_delivery(server: Server, client: Client) -> None:
+    assert {"fileinto", "imap4flags", "vacation", "reject"} <= set(client.get_sieve_capabilities())
+    assert client.havespace("filter", len(FILTER))
+    assert client.putscript("filter", FILTER)
+    assert client.putscript("spare", "keep;\n")
+    assert client.setactive("filter")
+    active, others = client.listscripts()
+    assert (active, others) == ("filter", ["spare"])
+    assert client.getscript("filter").splitlines() == FILTER.splitlines()
+    # Delivery runs the active script.
+    conn = imaplib.IMAP4(HOST, server.process.imap_port, timeout=HANG)
+    conn.login(server.user.name, server.user.password)
+    assert conn.create("Reports")[0] == "OK"
+    subject = "report " + secrets.token_hex(3)
+    with smtplib.LMTP(HOST, server.lmtp, timeout=HANG) as lmtp:
+        lmtp.ehlo("test.example.org")
+        message = f"From: a@example.org\r\nSubject: {subject}\r\n\r\nHi.\r\n"
+        lmtp.sendmail("a@example.org", [f"{server.user.name}@example.org"], message)
+    typ, data = conn.select("Reports", readonly=True)
+    assert typ == "OK" and data == [b"1"]
+    _, flags = conn.fetch("1", "(FLAGS)")
+    assert b"\\Seen" in flags[0]
+    conn.logout()
+    # The active script can be neither deleted nor lost by a rename.
+    assert not client.deletescript("filter")
+    assert b"ACTIVE" in client.errcode
+    assert client.renamescript("filter", "renamed")
+    assert client.listscripts() == ("renamed", ["spare"])
+    assert not client.renamescript("renamed", "spare")
+    assert b"ALREADYEXISTS" in client.errcode
+    assert client.setactive("")
+    assert client.deletescript("renamed") and client.deletescript("spare")
+    assert client.listscripts() == (None, [])
+    assert not client.getscript("renamed")
+    assert b"NONEXISTENT" in client.errcode
+
+
+def test_checkscript_and_putscript_refuse_with_the_reason(client: Client) -> None:
+    for script, reason in [
+        ('require "fileinto";\nif true { fileinto "x" }\n', b"line 2"),
+        ('require "body";\n', b"unsupported extension 'body'"),
+        ('redirect "a@example.net";\n', b"redirect is not available"),
+        ("keep;" * 20000, b"at most 65536 octets"),
+    ]:
+        assert not client.checkscript(script)
+        assert reason in client.errmsg, client.errmsg
+        assert not client.putscript("bad", script)
+        assert reason in client.errmsg
+    assert client.checkscript('require "vacation";\nvacation "Away.";\n')
+    assert not client.havespace("big", 10**6)
+    assert b"QUOTA/MAXSIZE" in client.errcode
+    assert client.listscripts() == (None, [])
+
+
+class Raw:
+    """A plain socket: the greeting (capabilities and OK) read."""
+
+    def __init__(self, server: Server) -> None:
+        self.sock = socket.create_connection((HOST, server.port), timeout=HANG)
+        self.buffer = b""
+        greeting = self.until_status()
+        assert greeting[-1].startswith(b"OK"), greeting
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            assert chunk, f"closed; had {self.buffer!r}"
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line
+
+    def until_status(self) -> list[bytes]:
+        lines = [self.line()]
+        while not lines[-1].startswith((b"OK", b"NO", b"BYE")):
+            lines.append(self.line())
+        return lines
+
+    def ask(self, command: bytes) -> bytes:
+        self.sock.sendall(command + b"\r\n")
+        return self.until_status()[-1]
+
+
+def test_bad_input_answers_no_with_text(server: Server) -> None:
+    raw = Raw(server)
+    assert raw.ask(b"FROBNICATE") == b'NO "Unknown command"'
+    assert raw.ask(b"LISTSCRIPTS") == b'NO "Authenticate first"'
+    assert raw.ask(b'PUTSCRIPT "x" {3+}\r\nkee') == b'NO "Authenticate first"'
+    assert raw.ask(b"NOOP (").startswith(b'NO "Syntax error')
+    assert raw.ask(b'NOOP "t1"') == b'OK (TAG "t1") "Done"'
+    assert raw.ask(b'AUTHENTICATE "X-NONE"') == b'NO "Unsupported authentication mechanism X-NONE"'
+    bad = base64.b64encode(f"\0{server.user.name}\0wrong".encode())
+    assert raw.ask(b'AUTHENTICATE "PLAIN" "' + bad + b'"') == b'NO "Authentication failed"'
+    # PLAIN without an initial response: an empty challenge, then the response.
+    raw.sock.sendall(b'AUTHENTICATE "PLAIN"\r\n')
+    assert raw.line() == b'""'
+    good = base64.b64encode(f"\0{server.user.name}\0{server.user.password}".encode())
+    assert raw.ask(b'"' + good + b'"') == b'OK "Logged in"'
+    assert raw.ask(b'AUTHENTICATE "PLAIN"') == b'NO "Already authenticated"'
+    assert raw.ask(b'PUTSCRIPT "a\x01b" {5+}\r\nkeep;').startswith(b'NO "Script name')
+    assert raw.ask(b'SETACTIVE "missing"').startswith(b"NO (NONEXISTENT)")
+    assert raw.ask(b'HAVESPACE "x" 99999999999999999999').startswith(b"NO (QUOTA/MAXSIZE)")
+    assert raw.ask(b"GETSCRIPT") == b'NO "GETSCRIPT takes a script name"'
+    # A literal over the bound ends the connection rather than being read.
+    assert raw.ask(b'PUTSCRIPT "x" {99999999+}').startswith(b"BYE")
+    raw.sock.close()
