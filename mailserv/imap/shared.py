@@ -102,6 +102,16 @@ def rights_of(user: str, acl: Mapping[str, str]) -> frozenset[str]:
     return frozenset(given - taken)
 
 
+def split_other(name: str) -> tuple[str, str] | None:
+    """The owner and the owner's own name of a name under ``Other Users/`` (either may be
+    empty); None for a name outside it."""
+    prefix = OTHER_USERS + DELIMITER
+    if not name.startswith(prefix):
+        return None
+    owner, _, rest = name[len(prefix) :].partition(DELIMITER)
+    return owner, rest
+
+
 @dataclass(frozen=True, slots=True)
 class Location:
     """Where a name the user sees lives: ``owner`` None for the user's own mailboxes."""
@@ -141,10 +151,10 @@ class SharedAccount:
     # -- where names live and what the user may do there --------------------------------
 
     async def locate(self, name: str) -> Location:
-        prefix = OTHER_USERS + DELIMITER
-        if not name.startswith(prefix):
+        parts = split_other(name)
+        if parts is None:
             return Location(None, self.inner, name)
-        owner, _, rest = name[len(prefix) :].partition(DELIMITER)
+        owner, rest = parts
         if not owner or not rest:
             raise errors.MailboxNotSelectable(name)
         other = self._others.get(owner)
@@ -290,6 +300,20 @@ def wrap(account: IAccount, user: str) -> IAccount:
 def acl_account(session: Session) -> SharedAccount | None:
     account = session.account
     return account if isinstance(account, SharedAccount) else None
+
+
+def owner_of(session: Session, name: str, box: IMailbox | None = None) -> tuple[str, str] | None:
+    """Whose mailbox a change was made in, when another user's: its owner and the owner's
+    own name for it (from ``box`` when the session has it open, else from ``name`` as the
+    session sees it).  None for the user's own mailboxes (webhook events name the owner)."""
+    shared = acl_account(session)
+    if shared is None:
+        return None
+    if box is not None:
+        where = shared.where_open(box)
+        return None if where is None or where.owner is None else (where.owner, where.name)
+    parts = split_other(name)
+    return parts if parts is not None and all(parts) else None
 
 
 async def require(session: Session, name: str, needed: str, what: str) -> None:
