@@ -21,6 +21,8 @@ class MailboxExists(BackendError):
 class MailboxHasChildren(BackendError):
     """DELETE of a \\Noselect mailbox that still has inferiors (RFC 3501 6.3.4)."""
 
+    code = "HASCHILDREN"  # RFC 9051 7.1
+
 
 class MailboxNotSelectable(BackendError):
     """SELECT/EXAMINE/APPEND/STATUS on a \\Noselect name."""

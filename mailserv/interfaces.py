@@ -369,6 +369,27 @@ class IAclAccount(Interface):
         (negative entries included), with its whole list."""
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaRoot:
+    """A quota root the store keeps (RFC 9208): its name and, per resource (``STORAGE`` in
+    KiB, ``MESSAGE``, ...), the usage and the limit."""
+
+    name: str
+    resources: tuple[tuple[str, int, int], ...] = ()
+
+
+class IQuotaAccount(Interface):
+    """Optional, next to ``IAccount``: the store keeps the user's quotas itself (the proxy,
+    when its upstream has QUOTA).  GETQUOTA and GETQUOTAROOT are then answered from here,
+    not from the limits in the configuration."""
+
+    def quota_roots(name: str) -> Awaitable[Sequence[QuotaRoot]]:  # type: ignore[empty-body]
+        """The quota roots of mailbox ``name`` (none: no quota); MailboxNotFound."""
+
+    def quota(root: str) -> Awaitable[QuotaRoot | None]:  # type: ignore[empty-body]
+        """Quota root ``root``, or None when there is no such root."""
+
+
 class IMailbox(Interface):
     """One mailbox.  UIDs ascend and are never reused under one UIDVALIDITY."""
 
@@ -425,6 +446,15 @@ class IMailbox(Interface):
 
     def remove_listener(listener: IMailboxListener) -> None:
         """Stop sending events to ``listener``."""
+
+
+class IDeletedUsage(Interface):
+    """Optional, next to ``IMailbox``: the mailbox counts its \\Deleted messages and their
+    octets from what it keeps in memory (STATUS DELETED and DELETED-STORAGE, RFC 9208);
+    without it the engine searches for them and adds up their ``fetch()`` sizes."""
+
+    def deleted_usage() -> Awaitable[tuple[int, int]]:  # type: ignore[empty-body]
+        """How many messages have \\Deleted, and the sum of their RFC822.SIZE."""
 
 
 class ISearchableMailbox(IMailbox):

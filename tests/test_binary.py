@@ -17,6 +17,8 @@ from mailserv.message import decode
 from mailserv.message.parse import parse_message
 
 PDF = messages.PDF_BYTES
+B64 = ("Content-Transfer-Encoding", "base64")
+QP = ("Content-Transfer-Encoding", "quoted-printable")
 NUL_BODY = b"head\x00\x01\x02\r\n\xff\xfe\x00tail"
 
 
@@ -80,6 +82,25 @@ def test_decoded_parts(connect: Connector) -> None:
         "BINARY.SIZE[2.2]": len(html),
         "BINARY[1]": messages.crlf("See the forwarded message.\n"),
     }
+
+
+@pytest.mark.one_backend
+def test_text_parts_decoded_octets_as_they_are(connect: Connector) -> None:
+    """RFC 3516 4: a text part's decoded octets are returned as they are (base64 of bare
+    LF gives bare LF, QP's =0D=0A gives CRLF, a soft break joins); BINARY.SIZE counts
+    exactly those octets, of the whole part and of a partial range alike."""
+    lines = b"line1\nline2\r\nline3\n\n"
+    parts = [
+        messages.part("text/plain", base64.encodebytes(lines).replace(b"\n", b"\r\n"), B64),
+        messages.part("text/plain", b"a=0Ab=\r\nc\r\nd=0D=0A", QP),
+    ]
+    connect.append([messages.multipart([("From", "a@example.org")], "mixed", "b", parts)])
+    client = connect.selected()
+    items = fetch_one(client, "FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1] BINARY.PEEK[2])")
+    assert items["BINARY[1]"] == lines and items["BINARY.SIZE[1]"] == len(lines), items
+    items2 = fetch_one(client, "FETCH 1 (BINARY.SIZE[2] BINARY.PEEK[2] BINARY.PEEK[1]<2.5>)")
+    assert items2["BINARY[2]"] == b"a\nbc\r\nd\r\n" and items2["BINARY.SIZE[2]"] == 9, items2
+    assert items2["BINARY[1]<2>"] == lines[2:7]
 
 
 @pytest.mark.parametrize("plus", [False, True], ids=["sync", "literal-plus"])

@@ -5,11 +5,14 @@ backend: one backend, but for UTF-8 names (stored by each backend its own way)."
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from imapserver import Connector, ok
 
 from bench import messages
 from bench.harness import RawClient, Response, fetches, flag_set
+from mailserv.syntax import utf7
 
 
 def rev2(client: RawClient) -> RawClient:
@@ -171,3 +174,70 @@ def test_utf8_names_every_backend(connect: Connector) -> None:
     assert ok(client, 'STATUS "日本/語" (MESSAGES DELETED)').data("STATUS") == [
         '"日本/語" (MESSAGES 3 DELETED 2)'.encode()  # each backend's flag search
     ]
+
+
+NFD = unicodedata.normalize("NFD", "Übung/Körbe")
+NFC = unicodedata.normalize("NFC", NFD)
+
+
+@pytest.mark.one_backend
+def test_names_taken_in_nfc_with_oldname(raw: RawClient) -> None:
+    """RFC 9051 5.1: names are Net-Unicode (NFC).  A decomposed name is taken in its NFC
+    form by CREATE, SELECT, RENAME and DELETE, each answering ``* LIST`` of the NFC name
+    with ``("OLDNAME" (as sent))``; a name sent in NFC gets no such line."""
+    rev2(raw)
+    created = ok(raw, f'CREATE "{NFD}"')
+    assert created.data("LIST") == [f'(\\HasNoChildren) "/" "{NFC}" ("OLDNAME" ("{NFD}"))'.encode()]
+    assert f'(\\HasNoChildren) "/" "{NFC}"'.encode() in ok(raw, 'LIST "" "*"').data("LIST")
+    selected = ok(raw, f'EXAMINE "{NFD}"')
+    assert selected.data("LIST") == created.data("LIST"), selected.untagged
+    assert not ok(raw, f'SELECT "{NFC}"').data("LIST")[0].endswith(b"))")
+    assert ok(raw, f'STATUS "{NFD}" (MESSAGES)').data("STATUS") == [
+        f'"{NFC}" (MESSAGES 0)'.encode()
+    ]
+    renamed = ok(raw, f'RENAME "{NFC}" "{NFD}2"')
+    assert renamed.data("LIST") == [
+        f'(\\HasNoChildren) "/" "{NFC}2" ("OLDNAME" ("{NFD}2"))'.encode()
+    ], renamed.untagged
+    deleted = ok(raw, f'DELETE "{NFD}2"')
+    assert deleted.data("LIST") == [f'(\\NonExistent) "/" "{NFC}2" ("OLDNAME" ("{NFD}2"))'.encode()]
+    assert ok(raw, f'CREATE "{NFC}"').data("LIST") == []
+
+
+@pytest.mark.one_backend
+def test_rev1_names_as_sent(raw: RawClient) -> None:
+    """A client that never enabled UTF-8 names gets them as before: no normalisation."""
+    ok(raw, f'CREATE "{NFD}"')
+    names = ok(raw, 'LIST "" "*"').data("LIST")
+    assert any(utf7.encode(NFD) in line for line in names), names
+    assert raw.command(f'SELECT "{NFC}"').status == "NO"
+
+
+EIGHT_BIT = (
+    "From: Jörg <j@example.org>\r\nTo: b@example.net\r\nSubject: Grüße\r\n"
+    "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n"
+    "--zz\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Description: Bücher\r\n\r\n"
+    'hi\r\n--zz\r\nContent-Type: application/pdf; name="Übung.pdf"\r\n'
+    "Content-Transfer-Encoding: base64\r\n\r\naGk=\r\n--zz--\r\n"
+).encode()
+
+
+@pytest.mark.one_backend
+def test_8bit_headers_as_utf8_strings(connect: Connector) -> None:
+    """RFC 9051 4.3: ENVELOPE, BODY and BODYSTRUCTURE give 8-bit header values as UTF-8
+    strings (quoted); a raw Latin-1 value is sent in UTF-8, not as octets no UTF-8 client
+    can read.  Before ENABLE: the literals RFC 3501 has."""
+    latin = b"From: a@example.org\r\nSubject: caf\xe9 cr\xe8me\r\n\r\nx\r\n"
+    connect.append([EIGHT_BIT, latin])
+    client = connect.raw()
+    ok(client, "EXAMINE INBOX")
+    before = ok(client, "FETCH 1:2 (ENVELOPE BODYSTRUCTURE)").untagged
+    assert "{7}\r\nGrüße".encode() in before[0] and b"{10}\r\ncaf\xe9 cr\xe8me" in before[1]
+    rev2(client)
+    ok(client, "EXAMINE INBOX")
+    first, second = ok(client, "FETCH 1:2 (ENVELOPE BODYSTRUCTURE BODY)").untagged
+    assert b"{" not in first + second, (first, second)
+    for text in ('"Grüße"', '(("Jörg" NIL "j" "example.org"))', '"Bücher"', '"Übung.pdf"'):
+        assert text.encode() in first, first
+    assert first.count('"Übung.pdf"'.encode()) == 2, first  # BODYSTRUCTURE and BODY
+    assert '"café crème"'.encode() in second, second

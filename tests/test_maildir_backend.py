@@ -28,7 +28,13 @@ from mailserv.errors import (
     MailboxExists,
     MailboxNotFound,
 )
-from mailserv.interfaces import IHomeLookupConsumer, IMailboxListener, MessageMeta, StoreMode
+from mailserv.interfaces import (
+    IDeletedUsage,
+    IHomeLookupConsumer,
+    IMailboxListener,
+    MessageMeta,
+    StoreMode,
+)
 from mailserv.message.parse import parse_message
 from mailserv.message.store import MARKER, dumps
 
@@ -136,6 +142,24 @@ def uidlist_records(directory: Path) -> dict[str, int]:
 
 
 # -- Dovecot's formats -------------------------------------------------------------------
+
+
+def test_deleted_usage_from_kept_flags(store: Store) -> None:
+    """STATUS DELETED and DELETED-STORAGE (RFC 9208) come from the UIDs kept by flag and the
+    entries' sizes (``IDeletedUsage``), and follow a flag another program sets."""
+    inbox = store.open()
+    assert IDeletedUsage.providedBy(inbox)
+    uids = [append(inbox, n) for n in (1, 22, 333, 4444)]
+    resolve(inbox.store(uids[1:3], StoreMode.ADD, frozenset({"\\Deleted"}), None))
+    assert resolve(inbox.deleted_usage()) == (2, len(message(22)) + len(message(333)))
+    cur = store.root() / "cur"
+    records = uidlist_records(store.root())
+    [name] = [n for n in os.listdir(cur) if records[n.split(":")[0]] == uids[3]]
+    os.rename(cur / name, cur / (name + "T"))  # another program: \Deleted
+    sizes = {m.uid: m.size for m in metas(inbox).values()}
+    assert resolve(inbox.deleted_usage()) == (3, sum(sizes[u] for u in uids[1:]))
+    resolve(inbox.expunge(None, None))
+    assert resolve(inbox.deleted_usage()) == (0, 0)
 
 
 def test_append_writes_dovecot_files(store: Store) -> None:

@@ -214,8 +214,9 @@ def test_delete_with_inferiors_leaves_noselect(connect: Connector) -> None:
     assert "\\NOSELECT" in entries["foo"]
     assert "foo/bar" in entries
     assert client.command("SELECT foo").status == "NO"
-    # A \Noselect name with inferiors cannot be deleted.
-    assert client.command("DELETE foo").status == "NO"
+    # A \Noselect name with inferiors cannot be deleted (RFC 9051 7.1: [HASCHILDREN]).
+    refused = client.command("DELETE foo")
+    assert refused.status == "NO" and refused.code == "HASCHILDREN", refused.line
     ok(client, "DELETE foo/bar")
     if "foo" in names(ok(client, 'LIST "" *')):
         ok(client, "DELETE foo")  # a leftover \\Noselect name without inferiors can go

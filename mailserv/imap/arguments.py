@@ -5,6 +5,7 @@ RFC asks for."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import TypeVar
@@ -108,8 +109,9 @@ def _name_text(raw: bytes, what: str, max_bytes: int, utf8: bool) -> str:
     if b"\x00" in raw or b"\r" in raw or b"\n" in raw:
         raise ParseError(None, f"{what} contains NUL, CR or LF")
     try:
-        # UTF-8 names (RFC 6855 3, RFC 9051 5.1): "&" is itself, no modified UTF-7
-        return raw.decode("utf-8") if utf8 else utf7.decode(raw)
+        # UTF-8 names (RFC 6855 3, RFC 9051 5.1): "&" is itself, no modified UTF-7, and
+        # Net-Unicode (RFC 5198): NFC, so that a name reaches its mailbox however composed
+        return unicodedata.normalize("NFC", raw.decode("utf-8")) if utf8 else utf7.decode(raw)
     except ValueError:
         expected = "UTF-8" if utf8 else "modified UTF-7 or UTF-8"
         raise UndecodableName(None, f"{what} is not valid {expected}") from None
@@ -143,6 +145,18 @@ def new_mailbox(tok: Token, *, max_bytes: int = MAX_MAILBOX_NAME, utf8: bool = F
         return _inbox(_name_text(astring(tok), "Mailbox name", max_bytes, utf8))
     except UndecodableName as exc:
         raise errors.InvalidMailboxName(exc.text) from None
+
+
+def denormalized(tok: Token, utf8: bool) -> str | None:
+    """The name the client sent when the NFC form ``mailbox`` reads differs from it (RFC
+    9051 5.1: the server answers with the normal form and an ``OLDNAME``); else None."""
+    if not utf8 or isinstance(tok, ParenList):
+        return None
+    try:
+        sent = tok.value if isinstance(tok, Atom) else tok.value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if unicodedata.is_normalized("NFC", sent) else sent
 
 
 def list_pattern(tok: Token, *, max_bytes: int = MAX_MAILBOX_NAME, utf8: bool = False) -> str:

@@ -6,6 +6,7 @@ byte joins, and message content is read only when an item needs it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
@@ -25,7 +26,6 @@ from mailserv.imap.fetchatt import (
 from mailserv.imap.replies import Bad
 from mailserv.interfaces import SEEN, MessageMeta, StoreMode
 from mailserv.message.sections import FieldPicker, section_bytes
-from mailserv.message.store import EnvelopeValue, envelope_values
 from mailserv.slicing import TimeSlices
 from mailserv.syntax import dates, encode
 
@@ -51,16 +51,13 @@ def _compile(view: SelectedView, item: FetchItem) -> LateRenderer:
         return lambda m, raw: b"INTERNALDATE " + dates.format_date_time(m.internaldate)
     if name == "RFC822.SIZE":
         return lambda m, raw: b"RFC822.SIZE %d" % m.size
-    if name == "ENVELOPE":
+    if name in _PRECOMPUTED:
         from mailserv.imap.session import utf8_names  # it imports notify, which imports this
 
-        if utf8_names(view.session):  # RFC 6855 3, RFC 9051: 8-bit UTF-8 quoted
-            return lambda m, raw: b"ENVELOPE " + utf8_envelope(m.info.envelope)
-        return lambda m, raw: b"ENVELOPE " + m.info.envelope
-    if name == "BODY":
-        return lambda m, raw: b"BODY " + m.info.body
-    if name == "BODYSTRUCTURE":
-        return lambda m, raw: b"BODYSTRUCTURE " + m.info.bodystructure
+        label, value = name.encode() + b" ", _PRECOMPUTED[name]
+        if utf8_names(view.session):  # RFC 6855 3, RFC 9051: strings in UTF-8, quoted
+            return lambda m, raw: label + utf8_strings(value(m))
+        return lambda m, raw: label + value(m)
     if name == "RFC822":
         return lambda m, raw: b"RFC822 " + encode.literal(raw)
     if name == "RFC822.HEADER":
@@ -74,18 +71,44 @@ def _compile(view: SelectedView, item: FetchItem) -> LateRenderer:
     raise Bad(f"Unsupported FETCH item {name}")
 
 
-def utf8_envelope(envelope: bytes) -> bytes:
-    """The precomputed ENVELOPE with its 8-bit UTF-8 literals as quoted strings."""
-    if b"{" not in envelope:
-        return envelope  # no literal: nothing to change (the usual case)
-    values = envelope_values(envelope)
-    return envelope if values is None else _encoded(values)
+_PRECOMPUTED: dict[str, Callable[[MessageMeta], bytes]] = {
+    "ENVELOPE": lambda m: m.info.envelope,
+    "BODY": lambda m: m.info.body,
+    "BODYSTRUCTURE": lambda m: m.info.bodystructure,
+}
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"|\{(\d+)\}\r\n')
+"""A quoted string, or a literal's ``{n}`` (its octets follow)."""
 
 
-def _encoded(value: EnvelopeValue) -> bytes:
-    if isinstance(value, list):
-        return b"(" + b" ".join(_encoded(item) for item in value) + b")"
-    return encode.nstring(value, utf8=True)
+def utf8_strings(data: bytes) -> bytes:
+    """Precomputed ENVELOPE/BODY/BODYSTRUCTURE bytes for a client that takes UTF-8
+    (RFC 6855 3, RFC 9051 4.3): every literal (the 8-bit header values) in UTF-8, read as
+    windows-1252 when it is not UTF-8, and quoted when printable."""
+    if b"{" not in data:
+        return data  # no literal: nothing to change (the usual case)
+    out: list[bytes] = []
+    pos = 0
+    while (found := _STRING.search(data, pos)) is not None:
+        if found.group(1) is None:  # a quoted string: ASCII already
+            out.append(data[pos : found.end()])
+            pos = found.end()
+            continue
+        start = found.end()
+        end = start + int(found.group(1))
+        out += [data[pos : found.start()], encode.string(as_utf8(data[start:end]), utf8=True)]
+        pos = end
+    out.append(data[pos:])
+    return b"".join(out)
+
+
+def as_utf8(value: bytes) -> bytes:
+    """``value`` when it is UTF-8, else its octets read as windows-1252 (undefined ones as
+    U+FFFD): raw 8-bit headers are mostly Latin-1 or windows-1252 text."""
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("cp1252", "replace").encode("utf-8")
+    return value
 
 
 def _section_renderer(item: BodySection) -> Renderer:

@@ -23,7 +23,7 @@ exists.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
@@ -84,7 +84,7 @@ class _Changes:
     rescan: bool = False
 
 
-def list_line(name: str, attributes: Sequence[str], utf8: bool, old: str | None = None) -> bytes:
+def list_line(name: str, attributes: Iterable[str], utf8: bool, old: str | None = None) -> bytes:
     """``* LIST (attrs) "/" name`` with RFC 5465's ``("OLDNAME" (old))`` after a rename;
     ``utf8``: names in UTF-8 (the session enabled UTF8=ACCEPT or IMAP4rev2)."""
     from mailserv.imap.commands.mailboxes import name_bytes  # it imports the session

@@ -26,6 +26,7 @@ from mailserv.interfaces import (
     SPECIAL_USE,
     IAccount,
     MailboxInfo,
+    QuotaRoot,
 )
 
 if TYPE_CHECKING:
@@ -220,10 +221,64 @@ class ProxyAccount:
             raise
         return box
 
+    # -- IQuotaAccount, provided when the upstream has QUOTA (ProxyBackend.account) --------
+
+    async def quota_roots(self, name: str) -> list[QuotaRoot]:
+        """GETQUOTAROOT upstream: the roots it names, with the resources it told."""
+        user = self.user
+        named: list[str] = []
+        told: dict[str, QuotaRoot] = {}
+
+        def handler(response: wire.Response) -> bool:
+            if response.kind == "QUOTAROOT":
+                named.extend(wire.to_text(root) for root in response.data[1:])
+            elif response.kind == "QUOTA":
+                found = _quota_root(response)
+                if found is not None:
+                    told[found.name] = found
+            else:
+                return False
+            return True
+
+        await user.pool.naming()
+        try:
+            await user.pool.command(b"GETQUOTAROOT", user.encoded(name), handler=handler)
+        except CommandFailed as exc:
+            raise await user.mailbox_error(name, exc) from exc
+        return [told.get(root, QuotaRoot(root)) for root in named]
+
+    async def quota(self, root: str) -> QuotaRoot | None:
+        told: list[QuotaRoot] = []
+
+        def handler(response: wire.Response) -> bool:
+            found = _quota_root(response) if response.kind == "QUOTA" else None
+            if found is not None:
+                told.append(found)
+            return found is not None
+
+        try:
+            await self.user.pool.command(b"GETQUOTA", wire.string(root), handler=handler)
+        except CommandFailed:
+            return None  # no such root (RFC 9208 4.2: a NO)
+        return told[0] if told else None
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
             self.user.session_ended()
+
+
+def _quota_root(response: wire.Response) -> QuotaRoot | None:
+    """``* QUOTA root (resource usage limit ...)`` as read; None when malformed."""
+    if len(response.data) != 2 or not isinstance(response.data[1], list):
+        return None
+    items = response.data[1]
+    resources = []
+    for index in range(0, len(items) - 2, 3):
+        resource, usage, limit = items[index : index + 3]
+        if isinstance(resource, str) and isinstance(usage, int) and isinstance(limit, int):
+            resources.append((resource.upper(), usage, limit))
+    return QuotaRoot(wire.to_text(response.data[0]), tuple(resources))
 
 
 def _lowered(attrs: frozenset[str]) -> set[str]:

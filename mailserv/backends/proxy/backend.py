@@ -10,7 +10,7 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from mailserv import errors
 from mailserv.backends.proxy.account import ProxyAccount
@@ -18,7 +18,13 @@ from mailserv.backends.proxy.cache import ContentCache, InfoStore
 from mailserv.backends.proxy.connect import Connector, LoginRefused
 from mailserv.backends.proxy.options import OPTIONS, ProxyConfig, parse_options
 from mailserv.backends.proxy.user import UserState
-from mailserv.interfaces import IBackend, IBackendFactory, IMultiProcessBackend
+from mailserv.interfaces import (
+    IBackend,
+    IBackendFactory,
+    IMailboxIdAccount,
+    IMultiProcessBackend,
+    IQuotaAccount,
+)
 
 _log = Logger()
 
@@ -70,7 +76,13 @@ class ProxyBackend:
             upstream_name = f"{username}{config.master_separator}{config.master_user}"
             user = UserState(self, username, upstream_name, config.master_password)
             self._users[username] = user
-        return ProxyAccount(user)
+        account = ProxyAccount(user)
+        caps = user.pool.capabilities
+        if "QUOTA" in caps:  # RFC 9208 passed through: the upstream's quotas
+            alsoProvides(account, IQuotaAccount)
+        if "OBJECTID" in caps:  # RFC 8474: the upstream's MAILBOXIDs (EMAILID/THREADID: ours)
+            alsoProvides(account, IMailboxIdAccount)
+        return account
 
     def credentials_checker(self) -> UpstreamChecker | None:
         """Logins are checked upstream, except in master-user mode (then mailserv's own

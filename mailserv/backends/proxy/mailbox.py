@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -87,6 +88,8 @@ class ProxyMailbox:
         self.channel = Channel(user, name, self, self.listeners)
         self.downloads = Downloads(user, name, self.channel)
         self._fresh_status: tuple[MailboxStatus, float] | None = None
+        self._mailboxid: str | None = None
+        """The upstream's MAILBOXID (RFC 8474), learnt by ``check()`` when it has OBJECTID."""
 
     @property
     def live(self) -> bool:
@@ -112,17 +115,21 @@ class ProxyMailbox:
         if not self.live:
             status = await self.user.status_of(self.name)
             self._fresh_status = (status, self.clock.seconds())
+            self._mailboxid = status.mailboxid or self._mailboxid
 
     async def status(self) -> MailboxStatus:
         if self.live:
             assert self.mirror is not None
-            return self.mirror.status()
+            return self._with_id(self.mirror.status())
         fresh, self._fresh_status = self._fresh_status, None
         if fresh is not None and "STATUS=SIZE" in self.user.pool.capabilities:
             status, when = fresh
             if self.clock.seconds() - when < _FRESH:
                 return status
-        return (await self.channel.mirrored()).status()
+        return self._with_id((await self.channel.mirrored()).status())
+
+    def _with_id(self, status: MailboxStatus) -> MailboxStatus:
+        return status if self._mailboxid is None else replace(status, mailboxid=self._mailboxid)
 
     async def uids(self) -> tuple[int, ...]:
         return tuple((await self.channel.mirrored()).uids)

@@ -25,6 +25,7 @@ from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.backends.proxy.pool import ConnectionPool
 from mailserv.backends.proxy.registry import MailboxRegistry
 from mailserv.interfaces import MailboxStatus
+from mailserv.message.ids import OBJECT_ID
 
 if TYPE_CHECKING:
     from mailserv.backends.proxy.backend import ProxyBackend
@@ -112,6 +113,8 @@ class UserState:
                 items.append(b"HIGHESTMODSEQ")
             if "STATUS=SIZE" in caps:
                 items.append(b"SIZE")
+            if "OBJECTID" in caps:
+                items.append(b"MAILBOXID")
             wanted = b"(" + b" ".join(items) + b")"
             await conn.command(b"STATUS", self.encoded(name), wanted, handler=handler)
 
@@ -132,6 +135,7 @@ class UserState:
             recent=number("RECENT"),
             highestmodseq=number("HIGHESTMODSEQ", 1) if condstore else int(time.time() * 1000),
             size=number("SIZE"),
+            mailboxid=_object_id(found.get("MAILBOXID")),
         )
 
     async def listing(
@@ -206,3 +210,12 @@ _BY_CODE: dict[str, Callable[[str], errors.BackendError]] = {
 
 def _log_close_failure(failure: Failure, user: str) -> None:
     _log.failure("Closing the upstream session of {user} failed", failure, user=user)
+
+
+def _object_id(value: object) -> str | None:
+    """STATUS MAILBOXID's ``(id)`` (RFC 8474), when it is a well-formed id."""
+    if isinstance(value, list) and len(value) == 1:
+        text = wire.to_text(value[0])
+        if OBJECT_ID.fullmatch(text):
+            return text
+    return None

@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING
 from mailserv import errors
 from mailserv.events import report
 from mailserv.events.sink import MAILBOX_CREATED, MAILBOX_DELETED, MAILBOX_RENAMED
-from mailserv.imap import listing, shared
-from mailserv.imap.arguments import mailbox, new_mailbox, text_atom
+from mailserv.imap import listing, notify, shared
+from mailserv.imap.arguments import denormalized, mailbox, new_mailbox, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.registry import StatusItem
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.session import is_rev2, utf8_names
 from mailserv.interfaces import (
     INBOX,
+    NONEXISTENT,
     SPECIAL_USE,
     IAccount,
     IMailbox,
@@ -24,7 +25,7 @@ from mailserv.interfaces import (
     MailboxStatus,
 )
 from mailserv.syntax import encode, utf7
-from mailserv.syntax.tokens import Command, ParenList
+from mailserv.syntax.tokens import Command, ParenList, Token
 
 if TYPE_CHECKING:
     from mailserv.imap.session import Session
@@ -64,6 +65,28 @@ def valid_new_name(name: str, max_bytes: int, utf8: bool = False) -> str:
     return name
 
 
+async def list_entry(session: Session, name: str, old: str | None = None) -> bytes:
+    """``* LIST`` of one mailbox with its attributes, as an IMAP4rev2 session takes it (SELECT,
+    RFC 9051 6.3.2), with ``("OLDNAME" (old))`` when ``old`` is the name as the client
+    sent it before NFC normalisation (RFC 9051 5.1)."""
+    boxes = await account_of(session).list_mailboxes()
+    entries = listing.extended_entries(boxes, (), listing.ListRequest("", (name,)))
+    return b"".join(notify.list_line(e.name, e.attributes, True, old) for e in entries)
+
+
+async def tell_normalised(session: Session, sent: Token, name: str, gone: bool = False) -> None:
+    """RFC 9051 6.3.4-6.3.6: a name an IMAP4rev2 client sent in another form than NFC was
+    taken as its NFC form; ``* LIST`` of that with ``("OLDNAME" (as sent))`` says so
+    (``\\NonExistent`` after DELETE)."""
+    old = denormalized(sent, is_rev2(session))
+    if old is None:
+        return
+    if gone:
+        session.write(notify.list_line(name, (NONEXISTENT,), True, old))
+    else:
+        session.write(await list_entry(session, name, old))
+
+
 async def create(session: Session, command: Command) -> Reply:
     if len(command.args) not in (1, 2):
         raise Bad("CREATE takes a mailbox name")
@@ -77,6 +100,7 @@ async def create(session: Session, command: Command) -> Reply:
     await account.create(name, use)
     session.services.board.created(session, name)
     report.mailbox_changed(session, MAILBOX_CREATED, name)
+    await tell_normalised(session, command.args[0], name)
     return Reply("CREATE completed", await _mailboxid_code(session, account, name))
 
 
@@ -122,6 +146,7 @@ async def delete(session: Session, command: Command) -> Reply:
     await account_of(session).delete(name)
     session.services.board.deleted(session, name)
     report.mailbox_changed(session, MAILBOX_DELETED, name)
+    await tell_normalised(session, command.args[0], name, gone=True)
     return Reply()
 
 
@@ -139,6 +164,7 @@ async def rename(session: Session, command: Command) -> Reply:
     await account_of(session).rename(old, new)
     session.services.board.renamed(session, old, new)
     report.mailbox_changed(session, MAILBOX_RENAMED, old, new)
+    await tell_normalised(session, command.args[1], new)
     return Reply()
 
 

@@ -6,11 +6,9 @@ from typing import TYPE_CHECKING
 
 from mailserv.events import report
 from mailserv.imap import shared
-from mailserv.imap.arguments import mailbox
+from mailserv.imap.arguments import denormalized, mailbox
 from mailserv.imap.commands import AUTH, SELECTED, CommandSpec
-from mailserv.imap.commands.lists import list_line
-from mailserv.imap.commands.mailboxes import account_of
-from mailserv.imap.listing import ListRequest, extended_entries
+from mailserv.imap.commands.mailboxes import account_of, list_entry
 from mailserv.imap.registry import parameters
 from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.session import is_rev2, utf8_names
@@ -61,7 +59,10 @@ async def _open(session: Session, command: Command, readonly: bool) -> Reply:
         uidnext = max(counts.uidnext, uids[-1] + 1 if uids else 1)
         view.load(uids, recent, counts.highestmodseq, uidnext)
         first_unseen = None if rev2 else await _first_unseen(view, counts)
-        listed = await _list_entry(session, name) if rev2 else b""
+        # RFC 9051 6.3.2: the LIST of the mailbox, with OLDNAME when the name sent was not NFC
+        listed = (
+            await list_entry(session, name, denormalized(command.args[0], rev2)) if rev2 else b""
+        )
     except BaseException:
         view.close()
         raise
@@ -93,13 +94,6 @@ async def _open(session: Session, command: Command, readonly: bool) -> Reply:
             await parameter.opened(session, view, counts, value)
     code = b"READ-ONLY" if readonly else b"READ-WRITE"
     return Reply(f"{command.name} completed", code)
-
-
-async def _list_entry(session: Session, name: str) -> bytes:
-    """RFC 9051 6.3.2: SELECT's ``* LIST`` of the mailbox, with its attributes."""
-    boxes = await account_of(session).list_mailboxes()
-    request = ListRequest("", (name,))
-    return b"".join(list_line(e, True) for e in extended_entries(boxes, (), request))
 
 
 FIRST_LOOK = 2000

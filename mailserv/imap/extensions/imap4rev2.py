@@ -14,7 +14,11 @@ differences a rev2 session sees are kept where each response is made, behind
 - SELECT/EXAMINE: no ``[UNSEEN n]``, a ``* LIST`` of the mailbox, and ``* OK [CLOSED]``
   when a mailbox was selected before;
 - mailbox names as UTF-8 in every command and response
-  (:func:`mailserv.imap.session.utf8_names`), 8-bit UTF-8 in quoted strings (ENVELOPE).
+  (:func:`mailserv.imap.session.utf8_names`), taken in NFC: a name sent otherwise is
+  answered with ``* LIST`` of the NFC name and ``("OLDNAME" (as sent))`` (CREATE, RENAME,
+  DELETE, SELECT, EXAMINE: :func:`mailserv.imap.commands.mailboxes.tell_normalised`);
+- 8-bit header values in ENVELOPE, BODY and BODYSTRUCTURE as UTF-8 quoted strings
+  (:func:`mailserv.imap.fetch.utf8_strings`; 8-bit that is not UTF-8 read as windows-1252).
 
 A session that never enables it is answered as RFC 3501 says.
 """

@@ -11,6 +11,9 @@ The capabilities are offered always, in every state and to every user alike: a c
 that read them before login is not misled after, and STATUS ``DELETED-STORAGE`` (required
 with ``QUOTA=RES-STORAGE``) and ``DELETED`` (with ``QUOTA=RES-MESSAGE``) are there for all.
 MOVE between mailboxes of one account leaves the usage as it was and is never refused.
+
+An account that keeps quotas itself (``IQuotaAccount``: the proxy, when its upstream has
+QUOTA) answers GETQUOTA and GETQUOTAROOT with its own roots and resources instead.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from mailserv.imap.commands.mailboxes import account_of, name_bytes
 from mailserv.imap.registry import Capability, Extension, StatusItem
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.session import Session, utf8_names
-from mailserv.interfaces import DELETED, IMailbox, MessageMeta
+from mailserv.interfaces import (
+    DELETED,
+    IDeletedUsage,
+    IMailbox,
+    IQuotaAccount,
+    MessageMeta,
+    QuotaRoot,
+)
 from mailserv.quota import ROOT, QuotaLimits, Usage, account_usage, kib, session_limits
 from mailserv.search import HasFlag, SearchProgram, backend_search
 from mailserv.slicing import TimeSlices
@@ -36,16 +46,37 @@ def quota_line(limits: QuotaLimits, usage: Usage) -> bytes:
     """``* QUOTA "" (STORAGE used limit MESSAGE used limit)``: the limited resources."""
     resources = []
     if limits.storage:
-        resources.append(b"STORAGE %d %d" % (usage.storage, limits.storage))
+        resources.append(("STORAGE", usage.storage, limits.storage))
     if limits.messages:
-        resources.append(b"MESSAGE %d %d" % (usage.messages, limits.messages))
-    return b"* QUOTA %s (%s)\r\n" % (encode_astring(ROOT.encode()), b" ".join(resources))
+        resources.append(("MESSAGE", usage.messages, limits.messages))
+    return root_line(QuotaRoot(ROOT, tuple(resources)))
+
+
+def root_line(root: QuotaRoot) -> bytes:
+    """``* QUOTA root (resource usage limit ...)``."""
+    resources = b" ".join(
+        b"%s %d %d" % (n.encode("ascii", "replace"), u, lim) for n, u, lim in root.resources
+    )
+    return b"* QUOTA %s (%s)\r\n" % (encode_astring(root.name.encode("utf-8")), resources)
+
+
+def _kept(session: Session) -> IQuotaAccount | None:
+    """The account's own quotas (a proxy whose upstream keeps them), or None."""
+    account = account_of(session)
+    return IQuotaAccount(account) if IQuotaAccount.providedBy(account) else None
 
 
 async def getquota(session: Session, command: Command) -> Reply:
     if len(command.args) != 1:
         raise Bad("GETQUOTA takes a quota root")
     root = astring(command.args[0])
+    kept = _kept(session)
+    if kept is not None:
+        found = await kept.quota(root.decode("utf-8", "replace"))
+        if found is None:
+            raise No("No such quota root", "NONEXISTENT")
+        session.write(root_line(found))
+        return Reply("GETQUOTA completed")
     limits = await session_limits(session)
     if root != ROOT.encode() or not limits.limited:
         raise No("No such quota root", "NONEXISTENT")
@@ -63,6 +94,13 @@ async def getquotaroot(session: Session, command: Command) -> Reply:
         await account.open(name)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc
+    kept = _kept(session)
+    if kept is not None:
+        roots = await kept.quota_roots(name)
+        names = b"".join(b" " + encode_astring(r.name.encode("utf-8")) for r in roots)
+        lines = b"".join(root_line(r) for r in roots if r.resources)
+        session.write(b"* QUOTAROOT %s%s\r\n" % (name_bytes(name, utf8), names) + lines)
+        return Reply("GETQUOTAROOT completed")
     limits = await session_limits(session)
     if not limits.limited:
         session.write(b"* QUOTAROOT %s\r\n" % name_bytes(name, utf8))
@@ -104,13 +142,22 @@ async def deleted_messages(session: Session, box: IMailbox) -> list[MessageMeta]
     return deleted
 
 
+async def _deleted_usage(session: Session, box: IMailbox) -> tuple[int, int]:
+    """The \\Deleted messages' count and octets: kept by the mailbox (``IDeletedUsage``),
+    else searched for and fetched."""
+    if IDeletedUsage.providedBy(box):
+        return await IDeletedUsage(box).deleted_usage()
+    deleted = await deleted_messages(session, box)
+    return len(deleted), sum(m.size for m in deleted)
+
+
 async def _deleted(session: Session, box: IMailbox) -> int:
-    return len(await deleted_messages(session, box))
+    return (await _deleted_usage(session, box))[0]
 
 
 async def _deleted_storage(session: Session, box: IMailbox) -> int:
     """KiB (the unit of STORAGE) that EXPUNGE would free, rounded up."""
-    return kib(sum(m.size for m in await deleted_messages(session, box)))
+    return kib((await _deleted_usage(session, box))[1])
 
 
 EXTENSION = Extension(

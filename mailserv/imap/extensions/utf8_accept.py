@@ -3,8 +3,9 @@
 Mailbox names go both ways as UTF-8 (no modified UTF-7; ``&`` is itself): the argument
 readers and ``name_bytes`` follow :func:`mailserv.imap.session.utf8_names`.  APPEND takes
 ``UTF8 (literal8)`` (:mod:`mailserv.imap.commands.append`), SEARCH with a CHARSET is
-refused (BAD, RFC 6855 3; SORT and THREAD take UTF-8 alone), and ENVELOPE strings holding
-8-bit UTF-8 go out quoted, not as literals (:func:`mailserv.imap.fetch.utf8_envelope`).
+refused (BAD, RFC 6855 3; SORT and THREAD take UTF-8 alone), and ENVELOPE, BODY and
+BODYSTRUCTURE strings holding 8-bit go out as UTF-8 (quoted), not as literals
+(:func:`mailserv.imap.fetch.utf8_strings`).
 A session that does not enable it sees nothing of this.
 """
 
