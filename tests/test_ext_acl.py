@@ -10,9 +10,12 @@ from __future__ import annotations
 import pytest
 from imapserver import Connector, all_bad, ok
 from test_protocol_sync import end_idle, start_idle, wait_for
+from zope.interface.interface import InterfaceClass
 
 from bench import messages
 from bench.harness import RawClient, ServerProcess
+from mailserv import interfaces
+from mailserv.imap.shared import ROUTED, SharedAccount
 
 
 @pytest.fixture
@@ -214,3 +217,19 @@ def test_namespace_and_capability(connect: Connector, other: Connector) -> None:
     assert ok(client, "NAMESPACE").data("NAMESPACE") == [b'(("" "/")) (("Other Users/" "/")) NIL']
     words = ok(client, "CAPABILITY").data("CAPABILITY")[0].split()
     assert {b"ACL", b"RIGHTS=texk", b"LIST-MYRIGHTS"} <= set(words)
+
+
+def test_shared_account_passes_on_every_optional_account_interface() -> None:
+    """Each optional interface next to ``IAccount`` (but the ACL one it uses itself) is one
+    that SharedAccount routes, so wrapping an account for shared mailboxes takes nothing
+    away from its sessions (MULTIAPPEND, OBJECTID, the store's quotas and usage)."""
+    optional = {
+        iface
+        for iface in vars(interfaces).values()
+        if isinstance(iface, InterfaceClass)
+        and "Optional, next to ``IAccount``" in (iface.__doc__ or "")
+    }
+    assert interfaces.IQuotaAccount in optional
+    assert optional - {interfaces.IAclAccount} == set(ROUTED)
+    for iface in ROUTED:
+        assert all(callable(getattr(SharedAccount, name, None)) for name in iface.names())

@@ -41,8 +41,10 @@ from mailserv.interfaces import (
     IMailbox,
     IMailboxIdAccount,
     IMultiAppendAccount,
+    IQuotaAccount,
     MailboxInfo,
     NewMessage,
+    QuotaRoot,
     StoreMode,
 )
 from mailserv.slicing import TimeSlices
@@ -121,14 +123,23 @@ class Location:
     name: str
 
 
+ROUTED: tuple[InterfaceClass, ...] = (
+    IMultiAppendAccount,
+    IAccountUsage,
+    IMailboxIdAccount,
+    IQuotaAccount,
+)
+"""The optional account interfaces whose calls :class:`SharedAccount` routes (every one
+there is but ``IAclAccount``, which it uses itself)."""
+
+
 def _forwarded(inner: IAccount) -> list[InterfaceClass]:
     """The optional interfaces of ``inner`` the wrapper offers too: those whose calls it
     routes, and markers (no methods)."""
-    routed = {IMultiAppendAccount, IAccountUsage, IMailboxIdAccount}
     return [
         iface
         for iface in providedBy(inner).flattened()
-        if iface in routed or (iface is not Interface and not list(iface.names()))
+        if iface in ROUTED or (iface is not Interface and not list(iface.names()))
     ]
 
 
@@ -278,6 +289,17 @@ class SharedAccount:
     async def usage(self) -> tuple[int, int]:
         return await IAccountUsage(self.inner).usage()
 
+    async def quota_roots(self, name: str) -> Sequence[QuotaRoot]:
+        """The store's roots of the user's own mailboxes; none named for another user's
+        (GETQUOTA reads the user's own roots, where the owner's are not)."""
+        where = await self.locate(name)
+        if where.owner is not None:
+            return ()
+        return await IQuotaAccount(self.inner).quota_roots(name)
+
+    async def quota(self, root: str) -> QuotaRoot | None:
+        return await IQuotaAccount(self.inner).quota(root)
+
 
 def _not_reserved(name: str) -> None:
     if name == OTHER_USERS:
@@ -417,6 +439,7 @@ __all__ = [
     "ALL_RIGHTS",
     "OTHER_USERS",
     "RIGHTS",
+    "ROUTED",
     "Location",
     "SharedAccount",
 ]
