@@ -279,12 +279,10 @@ def test_order_per_mailbox_and_filter(hooked: Hooked) -> None:
     assert renamed["new-name"] == "Done"
     # the mailboxes hook asked for the mailbox events alone (and its secret came from a file)
     folders = hooked.receiver.wait("mailboxes", lambda rs: len(taken_once(rs, user)) >= 4)
-    assert [e["type"] for e in taken_once(folders, user)] == [
-        "mailbox-created",
-        "mailbox-renamed",
-        "mailbox-created",
-        "mailbox-deleted",
-    ]
+    # in order per mailbox (two mailboxes' events may come in either order)
+    folder_events = [(e["mailbox"], e["type"]) for e in taken_once(folders, user)]
+    assert [t for m, t in folder_events if m == "Work"] == ["mailbox-created", "mailbox-renamed"]
+    assert [t for m, t in folder_events if m == "Trash"] == ["mailbox-created", "mailbox-deleted"]
     assert all(signed_by(r, SECRET) for r in of_user(folders, user))
 
 
