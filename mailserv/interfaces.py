@@ -25,7 +25,7 @@ Failures are the exceptions of ``mailserv.errors``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Final, overload
@@ -332,6 +332,41 @@ class IAccountUsage(Interface):
     def usage() -> Awaitable[tuple[int, int]]:  # type: ignore[empty-body]
         """Octets and messages in all the account's mailboxes: ``MailboxStatus.size`` and
         ``.messages`` summed over them."""
+
+
+@dataclass(frozen=True, slots=True)
+class SharedEntry:
+    """A mailbox of another user whose ACL names someone (``IAclAccount.shared_mailboxes``)."""
+
+    owner: str
+    name: str
+    acl: Mapping[str, str]
+
+
+class IAclAccount(Interface):
+    """Optional, next to ``IAccount``: access control lists (RFC 4314) kept with the
+    mailboxes, and the other accounts of the same store, for shared mailboxes.
+
+    The store only keeps the lists: identifier (a user, ``anyone``, or either with a leading
+    ``-`` for negative rights) to rights (letters of ``lrswipkxtea``, never empty); the
+    engine decides what they allow and checks them on every command.  A mailbox's list
+    goes with it on RENAME and DELETE.  Without this interface the server offers no ACL
+    and no shared namespace."""
+
+    def get_acl(name: str) -> Awaitable[Mapping[str, str]]:  # type: ignore[empty-body]
+        """The list of this account's mailbox ``name``; MailboxNotFound when it is none."""
+
+    def set_acl(name: str, identifier: str, rights: str) -> Awaitable[None]:  # type: ignore[empty-body]
+        """Give ``identifier`` exactly ``rights`` on ``name``; ``""`` removes its entry."""
+
+    def other_account(owner: str) -> Awaitable[IAccount | None]:  # type: ignore[empty-body]
+        """The account of another user of this store, or None when it has none (never
+        created by this call); the caller closes it (``IAccount.close``) when done, as a
+        session does."""
+
+    def shared_mailboxes(user: str) -> Awaitable[Sequence[SharedEntry]]:  # type: ignore[empty-body]
+        """Every mailbox of the other accounts whose list names ``user`` or ``anyone``
+        (negative entries included), with its whole list."""
 
 
 @dataclass(frozen=True, slots=True)

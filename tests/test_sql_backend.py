@@ -198,15 +198,22 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
+def _undo_version_11(tx: Tx) -> None:
+    """What migration 11 added goes (the ACL table)."""
+    tx.execute("DROP TABLE acl")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 10")
+
+
 def _undo_version_10(tx: Tx) -> None:
-    """What migration 10 added goes (the users' quota columns)."""
+    """What migrations 10 and 11 added goes (the users' quota columns too)."""
+    _undo_version_11(tx)
     tx.execute("ALTER TABLE users DROP COLUMN quota_storage_kib")
     tx.execute("ALTER TABLE users DROP COLUMN quota_messages")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 9")
 
 
 def _undo_version_9(tx: Tx) -> None:
-    """What migrations 9 and 10 added goes (app passwords, users.imap_login)."""
+    """What migrations 9 to 11 added goes (app passwords, users.imap_login too)."""
     _undo_version_10(tx)
     tx.execute("DROP TABLE app_passwords")
     tx.execute("ALTER TABLE users DROP COLUMN imap_login")
@@ -803,7 +810,7 @@ def test_upgrade_to_10_keeps_users_without_a_quota_of_their_own(url: str, tmp_pa
     resolve(backend.stop())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
     try:
-        assert db.call(schema.upgrade, write=True) == [10]
+        assert db.call(schema.upgrade, write=True) == [10, 11]
         users = SqlUsers(db)
         entry = users.lookup("ann")
         assert entry is not None and (entry.password, entry.quota) == ("{PLAIN}pw", StoredQuota())

@@ -6,6 +6,10 @@ CREATE/DELETE/RENAME.  Each process tells its own sessions' changes, so each cha
 once per server.  Not told: changes made behind the server's back (a file dropped into a
 Maildir by another program, rows written into the SQL store by hand).
 
+A change another user makes in a shared mailbox (``Other Users/OWNER/NAME``) is told as one
+of the owner's mailbox: ``user`` is the owner, ``mailbox`` the owner's own name for it, and
+``by`` the user who made it.
+
 Nothing is read or built for an event type no sink wants.  ``message-added`` carries an
 envelope summary read back from the mailbox (one fetch per chunk of messages); the other
 types carry what the command already has.
@@ -13,7 +17,7 @@ types carry what the command already has.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -27,6 +31,7 @@ from mailserv.events.sink import (
     Event,
     IEventSink,
 )
+from mailserv.imap import shared
 from mailserv.interfaces import FlagChange, IMailbox, MessageMeta
 from mailserv.slicing import TimeSlices
 
@@ -51,12 +56,19 @@ CHUNK = 500
 """Messages read back, or UIDs put in one event, at a time."""
 
 
-def _sink(session: Session, type: str) -> tuple[IEventSink, str] | None:
+def _sink(
+    session: Session, type: str, name: str, box: IMailbox | None = None
+) -> tuple[IEventSink, str, str, dict[str, object]] | None:
+    """Where an event about the mailbox ``name`` (``box`` when open) goes, whose mailbox it
+    is and under which name, and the fields naming the actor when that is another user."""
     sink = session.services.events
-    user = session.username
-    if user is None or not sink.wants(type):
+    actor = session.username
+    if actor is None or not sink.wants(type):
         return None
-    return sink, user
+    owned = shared.owner_of(session, name, box)
+    if owned is None:
+        return sink, actor, name, {}
+    return sink, owned[0], owned[1], {"by": actor}
 
 
 def _chunks(items: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -87,15 +99,16 @@ def message_summary(meta: MessageMeta) -> dict[str, object]:
 
 async def added(session: Session, name: str, uids: Sequence[int]) -> None:
     """``uids`` were added to the mailbox ``name`` (APPEND, COPY, MOVE)."""
-    found = _sink(session, MESSAGE_ADDED)
+    found = _sink(session, MESSAGE_ADDED, name)
     if found is None or not uids:
         return
+    sink, user, told, by = found
     box: IMailbox | None = None
     try:
         box = await session.account.open(name)  # type: ignore[union-attr]
     except Exception:  # noqa: BLE001 - gone already (a race): told without a summary
         _log.info("message-added in {name}: the mailbox cannot be read back", name=name)
-    await tell_added(found[0], found[1], name, box, uids, session.services.clock)
+    await tell_added(sink, user, told, box, uids, session.services.clock, by)
 
 
 async def tell_added(
@@ -105,11 +118,12 @@ async def tell_added(
     box: IMailbox | None,
     uids: Sequence[int],
     clock: IReactorTime,
+    extra: Mapping[str, object] | None = None,
 ) -> None:
     """``message-added`` for ``uids`` of ``user``'s mailbox ``name``, each with its summary
-    read back from ``box`` (None, or a message gone meanwhile: the UID alone).  The entry
-    point of code that adds mail outside a session (delivery): call it once the messages
-    are stored, with the sink of ``Services.events``."""
+    read back from ``box`` (None, or a message gone meanwhile: the UID alone) and the
+    fields of ``extra``.  The entry point of code that adds mail outside a session
+    (delivery): call it once the messages are stored, with the sink of ``Services.events``."""
     if not uids or not sink.wants(MESSAGE_ADDED):
         return
     slices = TimeSlices(clock)
@@ -122,7 +136,8 @@ async def tell_added(
                 _log.info("message-added in {name}: messages not readable", name=name)
         for uid in chunk:
             meta = metas.get(uid)
-            data = message_summary(meta) if meta is not None else {"uid": uid}
+            data: dict[str, object] = message_summary(meta) if meta is not None else {"uid": uid}
+            data.update(extra or {})
             sink.publish(Event(MESSAGE_ADDED, user, name, clock.seconds(), data))
         await slices.pause()
 
@@ -142,12 +157,12 @@ async def transferred(
 
 def expunged(session: Session, box: IMailbox, uids: Sequence[int]) -> None:
     """``uids`` of ``box`` were expunged (EXPUNGE, UID EXPUNGE, CLOSE, MOVE)."""
-    _per_chunk(session, EXPUNGED, box.name, sorted(uids), lambda part: {"uids": list(part)})
+    _per_chunk(session, EXPUNGED, box, sorted(uids), lambda part: {"uids": list(part)})
 
 
 def flags_changed(session: Session, box: IMailbox, changes: Sequence[FlagChange]) -> None:
     """The flags of messages of ``box`` are now as ``changes`` say (STORE, FETCH)."""
-    if _sink(session, FLAGS_CHANGED) is None or not changes:
+    if not changes or not session.services.events.wants(FLAGS_CHANGED):
         return
     by_uid = {change.uid: change for change in changes}
 
@@ -157,30 +172,33 @@ def flags_changed(session: Session, box: IMailbox, changes: Sequence[FlagChange]
             "changes": [{"uid": c.uid, "flags": sorted(c.flags), "modseq": c.modseq} for c in told]
         }
 
-    _per_chunk(session, FLAGS_CHANGED, box.name, sorted(by_uid), data)
+    _per_chunk(session, FLAGS_CHANGED, box, sorted(by_uid), data)
 
 
 def _per_chunk(
     session: Session,
     type: str,
-    mailbox: str,
+    box: IMailbox,
     uids: Sequence[int],
     data: Callable[[Sequence[int]], dict[str, object]],
 ) -> None:
-    found = _sink(session, type)
+    found = _sink(session, type, box.name, box)
     if found is None:
         return
-    sink, user = found
+    sink, user, mailbox, by = found
     now = session.services.clock.seconds()
     for part in _chunks(uids):
-        sink.publish(Event(type, user, mailbox, now, data(part)))
+        sink.publish(Event(type, user, mailbox, now, {**data(part), **by}))
 
 
 def mailbox_changed(session: Session, type: str, name: str, new_name: str | None = None) -> None:
     """``name`` was created, deleted or (``new_name``) renamed."""
-    found = _sink(session, type)
+    found = _sink(session, type, name)
     if found is None:
         return
-    sink, user = found
-    data: dict[str, object] = {"new-name": new_name} if type == MAILBOX_RENAMED else {}
-    sink.publish(Event(type, user, name, session.services.clock.seconds(), data))
+    sink, user, told, by = found
+    data: dict[str, object] = dict(by)
+    if type == MAILBOX_RENAMED:  # RENAME keeps a mailbox with its owner
+        renamed = shared.owner_of(session, new_name) if new_name is not None else None
+        data["new-name"] = new_name if renamed is None else renamed[1]
+    sink.publish(Event(type, user, told, session.services.clock.seconds(), data))

@@ -12,6 +12,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from mailserv.events import report
+from mailserv.imap import shared
 from mailserv.imap.fetchatt import (
     BodySection,
     ExtensionItem,
@@ -187,8 +188,9 @@ async def fetch(
 async def _mark_seen(
     session: Session, view: SelectedView, uids: Sequence[int], slices: TimeSlices
 ) -> set[int]:
-    """BODY[...] without PEEK sets \\Seen (RFC 3501 6.4.5); the UIDs that changed."""
-    if view.readonly or not uids:
+    """BODY[...] without PEEK sets \\Seen (RFC 3501 6.4.5); the UIDs that changed.  Not
+    in a shared mailbox where the user lacks ``s`` (RFC 4314 4: the read goes on)."""
+    if view.readonly or not uids or not await shared.allowed_selected(session, "s"):
         return set()
     result = await view.mailbox.store(uids, StoreMode.ADD, frozenset({SEEN}), session)
     report.flags_changed(session, view.mailbox, result.changed)

@@ -27,6 +27,7 @@ from mailserv.interfaces import (
     RECENT,
     FlagChange,
     IAccount,
+    IAclAccount,
     IBackend,
     IBackendFactory,
     IMailbox,
@@ -563,6 +564,42 @@ class BackendContract:
         assert self.status(done).messages == 2
 
     # -- recent and listeners -----------------------------------------------------------------
+
+    def test_acl_kept_with_the_mailbox(self, backend: Any, account: Any) -> None:
+        acls = account  # the name narrowed to IAclAccount (account keeps IAccount's calls)
+        if not IAclAccount.providedBy(acls):
+            pytest.skip("the account does not provide IAclAccount (no ACL, no shared mailboxes)")
+        assert verifyObject(IAclAccount, acls)
+        bob = self.resolve(backend.account("bob"))
+        self.resolve(account.create("Team"))
+        assert dict(self.resolve(acls.get_acl("Team"))) == {}
+        self.resolve(acls.set_acl("Team", "bob", "lr"))
+        self.resolve(acls.set_acl("Team", "anyone", "l"))
+        self.resolve(acls.set_acl("Team", "-carol", "r"))
+        self.resolve(acls.set_acl("Team", "bob", "lrs"))
+        wanted = {"bob": "lrs", "anyone": "l", "-carol": "r"}
+        assert dict(self.resolve(acls.get_acl("Team"))) == wanted
+        self.resolve(acls.set_acl("Team", "-carol", ""))
+        del wanted["-carol"]
+        # what another account of the store sees of it
+        (entry,) = self.resolve(bob.shared_mailboxes("bob"))
+        assert (entry.owner, entry.name, dict(entry.acl)) == ("alice", "Team", wanted)
+        assert [e.name for e in self.resolve(bob.shared_mailboxes("dave"))] == ["Team"]  # anyone
+        assert self.resolve(acls.shared_mailboxes("alice")) == []  # not its own
+        other = self.resolve(bob.other_account("alice"))
+        assert other is not None and "Team" in self.names(other)
+        self.resolve(other.close())
+        assert self.resolve(bob.other_account("nobody-here")) is None
+        # RENAME takes the list along, DELETE takes it away
+        self.resolve(account.rename("Team", "Crew"))
+        assert dict(self.resolve(acls.get_acl("Crew"))) == wanted
+        self.resolve(account.delete("Crew"))
+        self.resolve(account.create("Crew"))
+        assert dict(self.resolve(acls.get_acl("Crew"))) == {}
+        with pytest.raises(MailboxNotFound):
+            self.resolve(acls.get_acl("Nowhere"))
+        with pytest.raises(MailboxNotFound):
+            self.resolve(acls.set_acl("Nowhere", "bob", "l"))
 
     def test_recent_is_claimed_once(self, inbox: Any) -> None:
         first = [self.append(inbox, n) for n in (1, 2)]

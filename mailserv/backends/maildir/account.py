@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailserv.backends.kit.names import Creation, Hierarchy
-from mailserv.backends.maildir import uidvalidity
+from mailserv.backends.maildir import acl, uidvalidity
 from mailserv.backends.maildir.dotlock import DotLock
 from mailserv.backends.maildir.files import TMP, make_maildir
 from mailserv.backends.maildir.mailbox import MaildirMailbox
@@ -45,10 +45,12 @@ from mailserv.interfaces import (
     NOSELECT,
     AppendResult,
     IAccount,
+    IAclAccount,
     IMailboxIdAccount,
     IMultiAppendAccount,
     MailboxInfo,
     NewMessage,
+    SharedEntry,
 )
 
 if TYPE_CHECKING:
@@ -62,7 +64,7 @@ SPECIAL_USE_FILE = "mailserv-special-use"
 SUBSCRIPTIONS = "subscriptions"
 
 
-@implementer(IAccount, IMultiAppendAccount, IMailboxIdAccount)
+@implementer(IAccount, IMultiAppendAccount, IMailboxIdAccount, IAclAccount)
 class MaildirAccount:
     def __init__(self, services: Services, user: str, root: str) -> None:
         self.services = services
@@ -257,6 +259,44 @@ class MaildirAccount:
     async def close(self) -> None:
         """A session ended; the backend releases the account after the last one."""
         self.services.release(self)
+
+    # -- IAclAccount: Dovecot's dovecot-acl files (mailserv.backends.maildir.acl) --------
+
+    def _existing_dir(self, name: str) -> str:
+        check_name(name)
+        directory = self._dir(name)
+        if name != INBOX and not os.path.isdir(os.path.join(directory, "cur")):
+            self._hierarchy().opening(name)  # raises: \\Noselect or not there
+            raise MailboxNotFound(name)
+        return directory
+
+    async def get_acl(self, name: str) -> dict[str, str]:
+        return acl.read_acl(self._existing_dir(name))
+
+    async def set_acl(self, name: str, identifier: str, rights: str) -> None:
+        fsync = self.services.settings.fsync
+        if acl.write_acl(self._existing_dir(name), identifier, rights, self.perms, fsync):
+            acl.add_owner(self.services.data_dir, self.user, fsync)
+
+    async def other_account(self, owner: str) -> MaildirAccount | None:
+        """The other user's account, held as a session holds it (until its ``close``)."""
+        return await self.services.other(owner)
+
+    async def shared_mailboxes(self, user: str) -> list[SharedEntry]:
+        """The lists of the users who ever shared a mailbox, read folder by folder."""
+        found = []
+        for owner in acl.owners(self.services.data_dir):
+            theirs = None if owner == self.user else await self.other_account(owner)
+            if theirs is None:
+                continue
+            try:
+                for name, selectable in [(INBOX, True), *theirs._folders().items()]:
+                    entries = acl.read_acl(theirs._dir(name)) if selectable else {}
+                    if acl.names_user(entries, user):
+                        found.append(SharedEntry(owner, name, entries))
+            finally:
+                await theirs.close()
+        return found
 
     async def shutdown(self) -> None:
         boxes, self._boxes = list(self._boxes.values()), {}

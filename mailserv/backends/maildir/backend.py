@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -20,6 +21,7 @@ from mailserv.backends.maildir.options import (
     resolve_root,
 )
 from mailserv.backends.maildir.watch import Hub, InotifyHub, PollHub, inotify_available
+from mailserv.errors import BackendUnavailable
 from mailserv.interfaces import (
     IBackend,
     IBackendFactory,
@@ -46,6 +48,10 @@ class MaildirBackendFactory:
         return MaildirBackend(parse_options(options), data_dir, reactor)
 
 
+async def _no_other(user: str) -> None:
+    return None
+
+
 @dataclass
 class Services:
     """What every account and mailbox of one backend shares."""
@@ -58,6 +64,10 @@ class Services:
     clock: IReactorTime
     names: BaseNames
     release: Callable[[MaildirAccount], None]
+    data_dir: str = ""
+    """Where the backend keeps what is no user's (``shared-owners``)."""
+    other: Callable[[str], Awaitable[MaildirAccount | None]] = field(default=_no_other)
+    """Another user's account when its tree exists (shared mailboxes), else None."""
 
 
 @implementer(IBackend, IHomeLookupConsumer, IMultiProcessBackend)
@@ -113,6 +123,8 @@ class MaildirBackend:
                 self._reactor,
                 BaseNames(),
                 self._release,
+                data_dir=self.data_dir,
+                other=self._other,
             )
         return self._services
 
@@ -156,6 +168,17 @@ class MaildirBackend:
             call.cancel()
         account.sessions += 1
         return account
+
+    async def _other(self, username: str) -> MaildirAccount | None:
+        """``account`` of a user whose tree exists; None, creating nothing, otherwise."""
+        if username not in self._accounts:
+            try:
+                root = resolve_root(self.settings.root, username, self.data_dir, self.home_of)
+            except BackendUnavailable:
+                return None
+            if not os.path.isdir(os.path.join(root, "cur")):
+                return None
+        return await self.account(username)
 
     def _release(self, account: MaildirAccount) -> None:
         account.sessions -= 1

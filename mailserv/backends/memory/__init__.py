@@ -60,7 +60,9 @@ class MemoryBackend:
 
     async def account(self, username: str) -> MemoryAccount:
         if username not in self._accounts:
-            self._accounts[username] = MemoryAccount(self._uidvalidities.__next__, self._clock)
+            self._accounts[username] = MemoryAccount(
+                self._uidvalidities.__next__, self._clock, username, self._accounts
+            )
         return self._accounts[username]
 
     def credentials_checker(self) -> None:

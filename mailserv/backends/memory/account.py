@@ -8,7 +8,7 @@ do, this class does it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
@@ -20,22 +20,32 @@ from mailserv.interfaces import (
     INBOX,
     AppendResult,
     IAccount,
+    IAclAccount,
     IMailboxIdAccount,
     IMultiAppendAccount,
     MailboxInfo,
     NewMessage,
+    SharedEntry,
 )
 
 
-@implementer(IAccount, IMultiAppendAccount, IMailboxIdAccount)
+@implementer(IAccount, IMultiAppendAccount, IMailboxIdAccount, IAclAccount)
 class MemoryAccount:
     """``new_uidvalidity`` is shared by the whole backend, so a re-created name never
     gets a UIDVALIDITY it had before; ``clock`` is the reactor the mailboxes' long changes
-    give way to."""
+    give way to; ``others``: every account of the backend by user (shared mailboxes)."""
 
-    def __init__(self, new_uidvalidity: Callable[[], int], clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        new_uidvalidity: Callable[[], int],
+        clock: IReactorTime,
+        username: str = "",
+        others: Mapping[str, MemoryAccount] | None = None,
+    ) -> None:
         self._new_uidvalidity = new_uidvalidity
         self.clock = clock
+        self.username = username
+        self._others: Mapping[str, MemoryAccount] = {} if others is None else others
         self._boxes: dict[str, MemoryMailbox | None] = {}
         self._subscribed: set[str] = set()
         self._make(INBOX)
@@ -102,6 +112,32 @@ class MemoryAccount:
 
     async def close(self) -> None:
         """Nothing is held per session."""
+
+    # -- IAclAccount: each mailbox object holds its list, so RENAME and DELETE take it along
+
+    async def get_acl(self, name: str) -> dict[str, str]:
+        return dict(self.lookup(name).acl)
+
+    async def set_acl(self, name: str, identifier: str, rights: str) -> None:
+        acl = self.lookup(name).acl
+        if rights:
+            acl[identifier] = rights
+        else:
+            acl.pop(identifier, None)
+
+    async def other_account(self, owner: str) -> MemoryAccount | None:
+        return self._others.get(owner)
+
+    async def shared_mailboxes(self, user: str) -> list[SharedEntry]:
+        """A walk over every mailbox of the process: the reference, not the fast way."""
+        wanted = {user, "anyone", "-" + user, "-anyone"}
+        return [
+            SharedEntry(owner, box.name, dict(box.acl))
+            for owner, account in self._others.items()
+            if owner != self.username
+            for box in account._boxes.values()
+            if box is not None and wanted.intersection(box.acl)
+        ]
 
     def _make(self, name: str, attributes: frozenset[str] = frozenset()) -> None:
         self._boxes[name] = MemoryMailbox(name, self._new_uidvalidity(), self, attributes)

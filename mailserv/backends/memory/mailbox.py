@@ -109,6 +109,7 @@ class MemoryMailbox(Listened):
         self.uidvalidity = uidvalidity
         self.attributes = attributes  # special-use, e.g. {"\\Sent"}
         self.mailboxid = new_mailbox_id()  # moves with the object on RENAME
+        self.acl: dict[str, str] = {}  # RFC 4314 identifier -> rights; moves with it too
         self._account = account  # resolves COPY/MOVE destinations
         self._messages: dict[int, Message] = {}  # keys ascending (see above)
         self._uidnext = 1

@@ -7,23 +7,25 @@ from typing import TYPE_CHECKING
 
 from zope.interface import implementer
 
-from mailserv.backends.sql import hierarchy, reads
+from mailserv.backends.sql import acl, hierarchy, reads
 from mailserv.backends.sql.mailbox import SqlMailbox
 from mailserv.interfaces import (
     AppendResult,
     IAccount,
     IAccountUsage,
+    IAclAccount,
     IMailboxIdAccount,
     IMultiAppendAccount,
     MailboxInfo,
     NewMessage,
+    SharedEntry,
 )
 
 if TYPE_CHECKING:
     from mailserv.backends.sql.backend import SqlBackend
 
 
-@implementer(IAccount, IMultiAppendAccount, IAccountUsage, IMailboxIdAccount)
+@implementer(IAccount, IMultiAppendAccount, IAccountUsage, IMailboxIdAccount, IAclAccount)
 class SqlAccount:
     """Account row ``account_id``; holds nothing per session, so ``close`` has nothing to do."""
 
@@ -87,3 +89,20 @@ class SqlAccount:
 
     async def close(self) -> None:
         """Nothing is held per session."""
+
+    # -- IAclAccount: table acl (mailserv.backends.sql.acl) --------------------------------
+
+    async def get_acl(self, name: str) -> dict[str, str]:
+        found: dict[str, str] = await self._backend.db.run(acl.get_acl, self.id, name)
+        return found
+
+    async def set_acl(self, name: str, identifier: str, rights: str) -> None:
+        await self._backend.db.run(acl.set_acl, self.id, name, identifier, rights, write=True)
+
+    async def other_account(self, owner: str) -> SqlAccount | None:
+        found = await self._backend.db.run(hierarchy.find_account, owner)
+        return None if found is None else SqlAccount(self._backend, int(found), owner)
+
+    async def shared_mailboxes(self, user: str) -> list[SharedEntry]:
+        found: list[SharedEntry] = await self._backend.db.run(acl.shared_mailboxes, self.id, user)
+        return found

@@ -286,6 +286,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE users ADD COLUMN quota_messages {bigint}",
         ),
     ),
+    Migration(
+        11,
+        "acl: each mailbox's access control list (RFC 4314), one row per identifier",
+        (
+            """CREATE TABLE acl (
+                mailbox_id {bigint} NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+                identifier TEXT NOT NULL,
+                rights TEXT NOT NULL,
+                PRIMARY KEY (mailbox_id, identifier)
+            )""",
+            "CREATE INDEX acl_identifier ON acl (identifier)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

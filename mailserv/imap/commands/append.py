@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from mailserv import errors, quota
 from mailserv.events import report
-from mailserv.imap import imapurl
+from mailserv.imap import imapurl, shared
 from mailserv.imap.arguments import astring, date_time, flags, mailbox
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.commands.mailboxes import account_of
@@ -173,6 +173,7 @@ async def append(session: Session, command: Command) -> Reply:
     if len(batch) > 1 and not multiappend_offered(session):
         raise Bad("APPEND takes one message here (no MULTIAPPEND)")
     try:
+        await shared.require(session, name, "i", "APPEND")
         adds = quota.Usage(sum(len(new.message) for new in batch), len(batch))
         async with quota.charge(session, adds):
             if len(batch) == 1:

@@ -3,7 +3,8 @@
 The extended form takes selection options before the reference, one pattern or a list of
 them, and ``RETURN (...)`` options after: SUBSCRIBED, REMOTE (no remote mailboxes here),
 RECURSIVEMATCH, SPECIAL-USE (RFC 6154) to select; SUBSCRIBED, CHILDREN, SPECIAL-USE and
-STATUS (RFC 5819's LIST-STATUS) to return.  Which names match is
+STATUS (RFC 5819's LIST-STATUS; only of the mailboxes the user may read) and MYRIGHTS
+(RFC 8440, where the store keeps ACLs) to return.  Which names match is
 :func:`mailserv.imap.listing.extended_entries`; the capabilities are offered by
 :mod:`mailserv.imap.extensions.list_extended`.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailserv import errors
-from mailserv.imap import listing
+from mailserv.imap import listing, shared
 from mailserv.imap.arguments import UndecodableName, list_pattern, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.commands.mailboxes import (
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from mailserv.imap.session import Session
 
 SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
-RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
+RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS", "MYRIGHTS"})
 MAX_PATTERNS = 100
 _EMPTY_PATTERN = b'* LIST (\\Noselect) "/" ""\r\n'
 
@@ -111,13 +112,20 @@ async def list_(session: Session, command: Command) -> Reply:
     if request.patterns == ("",):
         session.write(_EMPTY_PATTERN)
         return Reply()
+    if "MYRIGHTS" in request.returns and shared.acl_account(session) is None:
+        raise Bad("RETURN MYRIGHTS needs access control lists, which this store does not keep")
     account = account_of(session)
     boxes = await account.list_mailboxes()
     wants_subscriptions = "SUBSCRIBED" in request.select | request.returns
     subscribed = await account.subscriptions() if wants_subscriptions else ()
     for entry in listing.extended_entries(boxes, subscribed, request):
         session.write(list_line(entry, utf8))
-        if request.status_items and not entry.attributes & {NOSELECT, NONEXISTENT}:
+        if entry.attributes & {NOSELECT, NONEXISTENT}:
+            continue
+        if "MYRIGHTS" in request.returns:  # RFC 8440
+            rights = await shared.myrights(session, entry.name)
+            session.write(shared.myrights_line(name_bytes(entry.name, utf8), rights))
+        if request.status_items and await shared.allowed(session, entry.name, "r"):
             try:
                 box = await account.open(entry.name)
                 line = await status_line(session, entry.name, request.status_items, box, known)

@@ -14,7 +14,7 @@ from twisted.logger import Logger
 from mailserv import errors
 from mailserv.auth.apppasswords import app_password_use
 from mailserv.auth.sasl import MAX_RESPONSE, Challenge, SASLError, SASLFailed
-from mailserv.imap import capabilities
+from mailserv.imap import capabilities, shared
 from mailserv.imap.arguments import astring, text_atom
 from mailserv.imap.commands import NOT_AUTH, CommandSpec
 from mailserv.imap.registry import Capability, Extension
@@ -146,7 +146,7 @@ async def _authenticate(
         _attempt(session, user, mechanism, "error")
         raise
     services.throttle.record_success(peer)
-    session.logged_in(user, IAccount(account), logout)
+    session.logged_in(user, shared.wrap(IAccount(account), user), logout)
     use = app_password_use(credentials)
     if use is not None:  # revoking it ends this session
         use.hold(session)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from mailserv import errors
 from mailserv.events import report
 from mailserv.events.sink import MAILBOX_CREATED, MAILBOX_DELETED, MAILBOX_RENAMED
-from mailserv.imap import listing, notify
+from mailserv.imap import listing, notify, shared
 from mailserv.imap.arguments import denormalized, mailbox, new_mailbox, text_atom
 from mailserv.imap.commands import AUTH, CommandSpec
 from mailserv.imap.registry import StatusItem
@@ -218,6 +218,7 @@ async def status(session: Session, command: Command) -> Reply:
     if unknown or not items:
         raise Bad(f"Unknown STATUS item {unknown[0][:40]}" if unknown else "No STATUS items")
     try:
+        await shared.require(session, name, "r", "STATUS")
         box = await account_of(session).open(name)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "NONEXISTENT") from exc

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from mailserv import errors, quota
 from mailserv.events import report
-from mailserv.imap import esearch
+from mailserv.imap import esearch, shared
 from mailserv.imap import fetch as fetch_responses
 from mailserv.imap.arguments import astring, flags, mailbox, text_atom
 from mailserv.imap.commands import SELECTED, CommandSpec
@@ -119,6 +119,7 @@ async def store(session: Session, command: Command) -> Reply:
         raise Bad("\\Recent cannot be stored")
     if not uids:
         return Reply()
+    await shared.require_selected(session, shared.store_rights(mode, wanted), "STORE")
     result = await view.mailbox.store(uids, mode, wanted, session, unchangedsince=unchangedsince)
     report.flags_changed(session, view.mailbox, result.changed)
     slices = TimeSlices(session.services.clock)
@@ -305,7 +306,11 @@ async def transfer(session: Session, command: Command, move: bool) -> Reply:
     adds = quota.Usage(0, 0) if move else await quota.copied(session, view.mailbox, uids)
     try:
         async with quota.charge(session, adds):
-            result: CopyResult = await operation(uids, destination, session)
+            routed = await shared.transfer(session, view.mailbox, uids, destination, move)
+            if isinstance(routed, CopyResult):
+                result = routed
+            else:
+                result = await operation(uids, routed, session)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "TRYCREATE") from exc
     code = b"COPYUID %d %s %s" % (
@@ -338,6 +343,7 @@ async def expunge(session: Session, command: Command) -> Reply:
             return Reply()
     elif command.args:
         raise Bad("EXPUNGE takes no arguments")
+    await shared.require_selected(session, "e", "EXPUNGE")
     gone = await view.mailbox.expunge(restrict, session)
     report.expunged(session, view.mailbox, gone)
     session.write(b"".join(view.remove(gone)))

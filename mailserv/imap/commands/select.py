@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailserv.events import report
+from mailserv.imap import shared
 from mailserv.imap.arguments import denormalized, mailbox
 from mailserv.imap.commands import AUTH, SELECTED, CommandSpec
 from mailserv.imap.commands.mailboxes import account_of, list_entry
@@ -43,6 +44,7 @@ async def _open(session: Session, command: Command, readonly: bool) -> Reply:
         # RFC 7162 3.2.11, RFC 9051 7.1: what follows is about the new mailbox (or none)
         session.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
     session.deselect()  # RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected
+    await shared.require(session, name, "r", command.name)
     box = await account_of(session).open(name)
     # Listening before the mailbox is read: a change made meanwhile is an event the view
     # holds (and reconciles with what it read), not a change nobody reports.
@@ -126,7 +128,7 @@ async def close(session: Session, command: Command) -> Reply:
         raise Bad("CLOSE takes no arguments")
     view = session.selected
     assert view is not None
-    if not view.readonly:
+    if not view.readonly and await shared.allowed_selected(session, "e"):
         report.expunged(session, view.mailbox, await view.mailbox.expunge(None, session))
     session.deselect()
     return Reply()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from mailserv.imap.commands import append, lists, login, mailboxes, messages, select, session
 from mailserv.imap.extensions import (
+    acl,
     appendlimit,
     binary,
     catenate,
@@ -97,6 +98,7 @@ BUILT_IN: tuple[Extension, ...] = (
     searchres.EXTENSION,
     within.EXTENSION,
     quota.EXTENSION,
+    acl.EXTENSION,
     utf8_accept.EXTENSION,
     objectid.EXTENSION,
     savedate.EXTENSION,
