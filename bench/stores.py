@@ -51,12 +51,14 @@ def _timed(label: str, call: Callable[[], Any], profile: bool) -> Any:
 # -- SQL ---------------------------------------------------------------------------------
 
 
-def sql(url: str, data_dir: str, count: int, single: int, profile: bool) -> None:
+def sql(
+    url: str, data_dir: str, count: int, single: int, profile: bool, durability: str = "fast"
+) -> None:
     from mailserv.backends.sql import hierarchy, messages, schema
     from mailserv.backends.sql.db import InlineDatabase, Tx
     from mailserv.backends.sql.dialect import parse_url
 
-    db = InlineDatabase(parse_url(url, data_dir))
+    db = InlineDatabase(parse_url(url, data_dir, flag_durability=durability))
     db.call(schema.prepare, write=True)
     account = db.call(hierarchy.create_account, "bench", write=True)
     box = db.call(hierarchy.open_mailbox, account, "INBOX").id
@@ -247,6 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", help="PostgreSQL database URL (else a private cluster)")
     parser.add_argument("--keep", help="maildir: the data dir to fill once and reuse")
     parser.add_argument(
+        "--flag-durability",
+        choices=("fast", "full"),
+        default="fast",
+        help="PostgreSQL: the backend option of that name",
+    )
+    parser.add_argument(
         "--no-fsync", action="store_true", help="PostgreSQL without fsync: round trips alone"
     )
     args = parser.parse_args(argv)
@@ -264,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cluster = pgcluster.start_cluster(durable=not args.no_fsync)
                 url = cluster.database()
             try:
-                sql(url, data_dir, args.messages, args.single, args.profile)
+                sql(url, data_dir, args.messages, args.single, args.profile, args.flag_durability)
             finally:
                 if cluster is not None:
                     cluster.stop()

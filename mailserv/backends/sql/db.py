@@ -34,16 +34,37 @@ _log = Logger()
 class Tx:
     """One transaction: statements in the dialect's placeholder style, notices sent at commit."""
 
-    __slots__ = ("_cur", "dialect", "notices")
+    __slots__ = ("_conn", "_cur", "_later", "dialect", "notices")
 
     def __init__(self, conn: Any, dialect: Dialect) -> None:
         self.dialect = dialect
+        self._conn = conn
         self._cur = conn.cursor()
+        self._later: list[tuple[str, tuple[Any, ...]]] = []
         self.notices: list[str] = []
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if self._later:
+            self._flush()
         self._cur.execute(self.dialect.sql(sql), tuple(params))
         return self._cur
+
+    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """A write whose result nobody reads.  PostgreSQL: held back and sent in one round
+        trip with the ones after it, the notices and COMMIT (or before the next statement);
+        its errors are raised there.  SQLite, in process: run now."""
+        if self.dialect.is_postgres:
+            self._later.append((self.dialect.sql(sql), tuple(params)))
+        else:
+            self.execute(sql, params)
+
+    def _flush(self, commit: bool = False) -> None:
+        later, self._later = self._later, []
+        with self._conn.pipeline():
+            for sql, params in later:
+                self._cur.execute(sql, params)
+            if commit:
+                self._conn.commit()
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
@@ -68,7 +89,15 @@ class Tx:
 
     def send_notices(self) -> None:
         for payload in self.notices:
-            self.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
+            self.later("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
+
+    def commit(self) -> None:
+        """The held-back writes, the notices and COMMIT: one round trip on PostgreSQL."""
+        self.send_notices()
+        if self._later:
+            self._flush(commit=True)
+        else:
+            self._conn.commit()
 
 
 def transact(
@@ -87,9 +116,8 @@ def transact(
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             tx = Tx(conn, dialect)
             result = fn(tx, *args)
-            tx.send_notices()
             committing = True
-            conn.commit()
+            tx.commit()
             return result
         except Exception as error:
             if _broken(conn):

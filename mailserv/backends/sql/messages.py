@@ -105,9 +105,12 @@ class _Box:
     highestmodseq: int
 
 
-def _lock(tx: Tx, box_id: int) -> _Box:
+def _lock(tx: Tx, box_id: int, flags_only: bool = False) -> _Box:
+    """Lock the mailbox row; ``flags_only``: the transaction changes flags and nothing else
+    (see ``Dialect.lazy_flag_commit``)."""
+    lazy = tx.dialect.lazy_flag_commit if flags_only else ""
     row = tx.one(
-        "SELECT uidvalidity, uidnext, highestmodseq FROM mailboxes"
+        f"SELECT uidvalidity, uidnext, highestmodseq{lazy} FROM mailboxes"
         " WHERE id = ? AND selectable = 1" + tx.dialect.for_update,
         (box_id,),
     )
@@ -218,7 +221,7 @@ def store_flags(
     The usual STORE (a few UID runs, no UNCHANGEDSINCE) reads the distinct old flag sets of
     its rows with their UIDs (a few strings, however many rows) and writes one UPDATE per
     set that changes, without RETURNING (SQLite's costs more than the update itself)."""
-    box = _lock(tx, box_id)
+    box = _lock(tx, box_id, flags_only=True)
     modseq = box.highestmodseq + 1
     wanted = sorted(set(uids))
     runs = _runs(wanted) if unchangedsince is None and wanted else None
@@ -249,11 +252,11 @@ def store_flags(
         return [], []
     update = f"UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND ({where})"
     if len(rewrite) == len(sets) == 1:  # every row of the runs changes alike
-        tx.execute(update, (rewrite[0][1], modseq, box_id, *bounds))
+        tx.later(update, (rewrite[0][1], modseq, box_id, *bounds))
     else:
         for old, new_text in rewrite:
-            tx.execute(update + " AND flags = ?", (new_text, modseq, box_id, *bounds, old))
-    tx.execute(
+            tx.later(update + " AND flags = ?", (new_text, modseq, box_id, *bounds, old))
+    tx.later(
         "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
         (modseq, unseen, box_id),
     )
