@@ -44,14 +44,17 @@ class Tx:
         self.notices: list[str] = []
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement (after the held-back ones, in the same round trip)."""
         if self._later:
+            self._later.append((self.dialect.sql(sql), tuple(params)))
             self._flush()
-        self._cur.execute(self.dialect.sql(sql), tuple(params))
+        else:
+            self._cur.execute(self.dialect.sql(sql), tuple(params))
         return self._cur
 
     def later(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """A write whose result nobody reads.  PostgreSQL: held back and sent in one round
-        trip with the ones after it, the notices and COMMIT (or before the next statement);
+        """A statement whose result nobody reads (a write, a lock).  PostgreSQL: held back
+        and sent in one round trip with the next statement, or with the notices and COMMIT;
         its errors are raised there.  SQLite, in process: run now."""
         if self.dialect.is_postgres:
             self._later.append((self.dialect.sql(sql), tuple(params)))
@@ -59,6 +62,7 @@ class Tx:
             self.execute(sql, params)
 
     def _flush(self, commit: bool = False) -> None:
+        """The held-back statements in one round trip (the cursor keeps the last one's rows)."""
         later, self._later = self._later, []
         with self._conn.pipeline():
             for sql, params in later:
@@ -67,6 +71,8 @@ class Tx:
                 self._conn.commit()
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self._later:
+            self._flush()
         if rows:
             self._cur.executemany(self.dialect.sql(sql), [tuple(row) for row in rows])
 

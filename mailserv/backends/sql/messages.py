@@ -105,15 +105,18 @@ class _Box:
     highestmodseq: int
 
 
-def _lock(tx: Tx, box_id: int, flags_only: bool = False) -> _Box:
-    """Lock the mailbox row; ``flags_only``: the transaction changes flags and nothing else
-    (see ``Dialect.lazy_flag_commit``)."""
+def _lock_sql(tx: Tx, flags_only: bool = False) -> str:
+    """The statement locking a mailbox row; ``flags_only``: the transaction changes flags
+    and nothing else (see ``Dialect.lazy_flag_commit``)."""
     lazy = tx.dialect.lazy_flag_commit if flags_only else ""
-    row = tx.one(
+    return (
         f"SELECT uidvalidity, uidnext, highestmodseq{lazy} FROM mailboxes"
-        " WHERE id = ? AND selectable = 1" + tx.dialect.for_update,
-        (box_id,),
+        " WHERE id = ? AND selectable = 1" + tx.dialect.for_update
     )
+
+
+def _lock(tx: Tx, box_id: int, flags_only: bool = False) -> _Box:
+    row = tx.one(_lock_sql(tx, flags_only), (box_id,))
     if row is None:
         raise MailboxNotFound("the mailbox was deleted")
     return _Box(int(row[0]), int(row[1]), int(row[2]))
@@ -221,19 +224,27 @@ def store_flags(
     The usual STORE (a few UID runs, no UNCHANGEDSINCE) reads the distinct old flag sets of
     its rows with their UIDs (a few strings, however many rows) and writes one UPDATE per
     set that changes, without RETURNING (SQLite's costs more than the update itself)."""
-    box = _lock(tx, box_id, flags_only=True)
-    modseq = box.highestmodseq + 1
     wanted = sorted(set(uids))
     runs = _runs(wanted) if unchangedsince is None and wanted else None
     if runs is None:
+        modseq = _lock(tx, box_id, flags_only=True).highestmodseq + 1
         return _store_each(tx, box_id, wanted, mode, flags, unchangedsince, modseq, sender)
     where = " OR ".join("uid BETWEEN ? AND ?" for _ in runs)
     bounds = [bound for run in runs for bound in run]
-    sets = tx.all(
-        f"SELECT flags, {tx.dialect.uid_list} FROM mail WHERE mailbox_id = ? AND ({where})"
-        " GROUP BY flags",
-        (box_id, *bounds),
+    # The lock and the read go in one round trip; the read is a statement of its own, so it
+    # sees what the writers before the lock committed.
+    tx.later(_lock_sql(tx, flags_only=True), (box_id,))
+    read = tx.all(
+        "SELECT b.highestmodseq, g.flags, g.uids FROM mailboxes b LEFT JOIN"
+        f" (SELECT flags, {tx.dialect.uid_list} AS uids FROM mail"
+        f" WHERE mailbox_id = ? AND ({where}) GROUP BY flags) g ON 1 = 1"
+        " WHERE b.id = ? AND b.selectable = 1",
+        (box_id, *bounds, box_id),
     )
+    if not read:
+        raise MailboxNotFound("the mailbox was deleted")
+    modseq = int(read[0][0]) + 1
+    sets = [(text, members) for _, text, members in read if text is not None]
     if len(sets) > MAX_STORE_GROUPS:
         return _store_each(tx, box_id, wanted, mode, flags, None, modseq, sender)
     groups: dict[frozenset[str], list[int]] = {}
