@@ -52,7 +52,13 @@ def _timed(label: str, call: Callable[[], Any], profile: bool) -> Any:
 
 
 def sql(
-    url: str, data_dir: str, count: int, single: int, profile: bool, durability: str = "fast"
+    url: str,
+    data_dir: str,
+    count: int,
+    single: int,
+    profile: bool,
+    durability: str = "fast",
+    explain: bool = False,
 ) -> None:
     from mailserv.backends.sql import hierarchy, messages, schema
     from mailserv.backends.sql.db import InlineDatabase, Tx
@@ -108,7 +114,31 @@ def sql(
     if profile:
         fifty = [partial(store, StoreMode.ADD, [uid]) for uid in range(1, 51)]
         _timed("store one (profiled x50)", lambda: [call() for call in fifty], True)
+    if explain:
+        for line in db.call(_explain, box, count, write=True):
+            print(line)
     db.close()
+
+
+def _explain(tx: Any, box: int, count: int) -> list[str]:
+    """The database's side of ``STORE 1:* +FLAGS (\\Seen)``: EXPLAIN ANALYZE of its read
+    and of its UPDATE (PostgreSQL: with buffers and WAL; SQLite: the query plans)."""
+    from mailserv.backends.sql.rows import flags_text
+
+    read = (
+        f"SELECT flags, {tx.dialect.uid_list} FROM mail WHERE mailbox_id = ?"
+        " AND (uid BETWEEN ? AND ?) GROUP BY flags"
+    )
+    update = (
+        "UPDATE mail SET flags = ?, modseq = modseq + 1 WHERE mailbox_id = ?"
+        " AND (uid BETWEEN ? AND ?)"
+    )
+    prefix = "EXPLAIN (ANALYZE, BUFFERS, WAL) " if tx.dialect.is_postgres else "EXPLAIN QUERY PLAN "
+    out = []
+    for sql, params in [(read, (box, 1, count)), (update, (flags_text(SEEN), box, 1, count))]:
+        out.append(f"-- {sql}")
+        out += ["  " + " ".join(str(v) for v in row) for row in tx.all(prefix + sql, params)]
+    return out
 
 
 # -- maildir -----------------------------------------------------------------------------
@@ -246,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--single", type=int, default=200)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--explain", action="store_true", help="SQL: EXPLAIN ANALYZE of STORE 1:*'s statements"
+    )
     parser.add_argument("--url", help="PostgreSQL database URL (else a private cluster)")
     parser.add_argument("--keep", help="maildir: the data dir to fill once and reuse")
     parser.add_argument(
@@ -261,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir = tempfile.mkdtemp(prefix="mailserv-stores-")
     try:
         if args.backend == "sql-sqlite":
-            sql("sqlite:", data_dir, args.messages, args.single, args.profile)
+            sql("sqlite:", data_dir, args.messages, args.single, args.profile, "fast", args.explain)
         elif args.backend == "sql-postgresql":
             sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
             import pgcluster  # type: ignore[import-not-found]
@@ -272,7 +305,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cluster = pgcluster.start_cluster(durable=not args.no_fsync)
                 url = cluster.database()
             try:
-                sql(url, data_dir, args.messages, args.single, args.profile, args.flag_durability)
+                sql(
+                    url,
+                    data_dir,
+                    args.messages,
+                    args.single,
+                    args.profile,
+                    args.flag_durability,
+                    args.explain,
+                )
             finally:
                 if cluster is not None:
                     cluster.stop()

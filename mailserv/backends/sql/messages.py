@@ -178,7 +178,7 @@ def append(tx: Tx, box_id: int, message: Incoming, sender: str) -> tuple[int, in
     uid, modseq = box.uidnext, box.highestmodseq + 1
     message_id = _store_content(tx, message)
     when = message.when
-    tx.execute(
+    tx.later(
         "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, internaldate, tz,"
         " internal_day, size, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -194,7 +194,7 @@ def append(tx: Tx, box_id: int, message: Incoming, sender: str) -> tuple[int, in
             int(time.time()),
         ),
     )
-    tx.execute(
+    tx.later(
         "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, messages = messages + 1,"
         " unseen = unseen + ?, size = size + ? WHERE id = ?",
         (uid + 1, modseq, int(SEEN not in message.flags), len(message.raw), box_id),
@@ -345,7 +345,7 @@ def _store_each(
             "UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
             [(new_text[c.uid], modseq, box_id, c.uid) for c in changed],
         )
-    tx.execute(
+    tx.later(
         "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
         (modseq, unseen, box_id),
     )
