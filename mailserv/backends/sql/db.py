@@ -31,6 +31,9 @@ NOTIFY_CHANNEL = "mailserv_changes"
 _log = Logger()
 
 
+_BEGIN: tuple[str, tuple[Any, ...]] = ("BEGIN", ())
+
+
 class Tx:
     """One transaction: statements in the dialect's placeholder style, notices sent at commit."""
 
@@ -93,6 +96,11 @@ class Tx:
         if self.dialect.is_postgres:
             self.notices.append(payload)
 
+    def begin(self) -> None:
+        """PostgreSQL (its connections in autocommit mode): open the transaction with the
+        first statement, in the same round trip."""
+        self._later.append(_BEGIN)
+
     def send_notices(self) -> None:
         for payload in self.notices:
             self.later("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
@@ -100,6 +108,8 @@ class Tx:
     def commit(self) -> None:
         """The held-back writes, the notices and COMMIT: one round trip on PostgreSQL."""
         self.send_notices()
+        if self._later == [_BEGIN]:  # no statement ran: nothing to commit
+            self._later = []
         if self._later:
             self._flush(commit=True)
         else:
@@ -121,6 +131,8 @@ def transact(
             if not dialect.is_postgres:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             tx = Tx(conn, dialect)
+            if dialect.is_postgres:
+                tx.begin()
             result = fn(tx, *args)
             committing = True
             tx.commit()

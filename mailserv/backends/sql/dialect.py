@@ -229,7 +229,9 @@ def _postgres(url: str, flag_durability: str) -> Dialect:
         name="postgresql",
         driver="psycopg",
         connargs=(url,),
-        connkw=MappingProxyType({}),
+        # Transactions begin with a BEGIN that goes with their first statement, in its
+        # round trip (``Tx.begin``), not on its own as psycopg would send it.
+        connkw=MappingProxyType({"autocommit": True}),
         slots=_POSTGRES_SLOTS,
         placeholder="%s",
         display=f"postgresql://{user}{shown}{parts.path}",
