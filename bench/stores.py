@@ -121,8 +121,9 @@ def sql(
 
 
 def _explain(tx: Any, box: int, count: int) -> list[str]:
-    """The database's side of ``STORE 1:* +FLAGS (\\Seen)``: EXPLAIN ANALYZE of its read
-    and of its UPDATE (PostgreSQL: with buffers and WAL; SQLite: the query plans)."""
+    """The database's side of ``STORE 1:* +FLAGS (\\Seen)`` and of a one-message STORE:
+    EXPLAIN ANALYZE of their read and UPDATE (PostgreSQL: with buffers and WAL; SQLite: the
+    query plans)."""
     from mailserv.backends.sql.rows import flags_text
 
     read = (
@@ -135,7 +136,13 @@ def _explain(tx: Any, box: int, count: int) -> list[str]:
     )
     prefix = "EXPLAIN (ANALYZE, BUFFERS, WAL) " if tx.dialect.is_postgres else "EXPLAIN QUERY PLAN "
     out = []
-    for sql, params in [(read, (box, 1, count)), (update, (flags_text(SEEN), box, 1, count))]:
+    one = count // 2
+    for sql, params in [
+        (read, (box, 1, count)),
+        (update, (flags_text(SEEN), box, 1, count)),
+        (read, (box, one, one)),  # a one-message STORE's
+        (update, (flags_text(SEEN), box, one, one)),
+    ]:
         out.append(f"-- {sql}")
         out += ["  " + " ".join(str(v) for v in row) for row in tx.all(prefix + sql, params)]
     return out
