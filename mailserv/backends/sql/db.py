@@ -5,6 +5,11 @@ transaction.  The server runs those functions in ``twisted.enterprise.adbapi`` t
 connection per thread), so any reactor works and SQLite and PostgreSQL share one code path;
 the admin CLI and unit tests run them inline.  Transient failures (SQLite's busy lock,
 PostgreSQL serialization failures and lost unique-key races) retry the whole function.
+
+Round trips to PostgreSQL are counted: its connections run in autocommit mode and each
+transaction's BEGIN goes with its first statement; statements whose result is not read
+(``Tx.later``: writes, locks) wait and go with the next statement, or with the change notices
+and COMMIT, in one pipelined round trip.
 """
 
 from __future__ import annotations
@@ -134,7 +139,7 @@ def transact(
             if dialect.is_postgres:
                 tx.begin()
             result = fn(tx, *args)
-            committing = True
+            committing = True  # COMMIT may reach the server from here on: no retry
             tx.commit()
             return result
         except Exception as error:
