@@ -21,7 +21,7 @@ from twisted.internet import reactor
 from mailserv.backends.sql import SqlBackendFactory, hierarchy, messages
 from mailserv.backends.sql.db import InlineDatabase, Tx
 from mailserv.backends.sql.dialect import parse_url
-from mailserv.errors import BackendOptionError
+from mailserv.errors import BackendOptionError, MailboxNotFound
 from mailserv.interfaces import DELETED, SEEN, StoreMode
 
 SYNCHRONOUS = "?options=-csynchronous_commit%3Don"
@@ -94,6 +94,11 @@ def test_only_flag_changes_skip_the_flush_wait(
     assert gone == [uid] and setting == "on"
     # A later transaction of the same connection is back to the server's setting.
     assert db.call(lambda tx: tx.scalar("SELECT current_setting('synchronous_commit')")) == "on"
+    # The lock and the read of one round trip still tell a mailbox deleted meanwhile.
+    db.call(lambda tx: tx.execute("DELETE FROM mailboxes WHERE id = ?", (box,)), write=True)
+    for since in (None, 5):  # UID runs; row by row
+        with pytest.raises(MailboxNotFound):
+            db.call(messages.store_flags, box, [1], StoreMode.ADD, flags, since, "t", write=True)
 
 
 def test_flag_durability_option(tmp_path: Path) -> None:
