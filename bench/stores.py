@@ -51,12 +51,20 @@ def _timed(label: str, call: Callable[[], Any], profile: bool) -> Any:
 # -- SQL ---------------------------------------------------------------------------------
 
 
-def sql(url: str, data_dir: str, count: int, single: int, profile: bool) -> None:
+def sql(
+    url: str,
+    data_dir: str,
+    count: int,
+    single: int,
+    profile: bool,
+    durability: str = "fast",
+    explain: bool = False,
+) -> None:
     from mailserv.backends.sql import hierarchy, messages, schema
     from mailserv.backends.sql.db import InlineDatabase, Tx
     from mailserv.backends.sql.dialect import parse_url
 
-    db = InlineDatabase(parse_url(url, data_dir))
+    db = InlineDatabase(parse_url(url, data_dir, flag_durability=durability))
     db.call(schema.prepare, write=True)
     account = db.call(hierarchy.create_account, "bench", write=True)
     box = db.call(hierarchy.open_mailbox, account, "INBOX").id
@@ -106,7 +114,38 @@ def sql(url: str, data_dir: str, count: int, single: int, profile: bool) -> None
     if profile:
         fifty = [partial(store, StoreMode.ADD, [uid]) for uid in range(1, 51)]
         _timed("store one (profiled x50)", lambda: [call() for call in fifty], True)
+    if explain:
+        for line in db.call(_explain, box, count, write=True):
+            print(line)
     db.close()
+
+
+def _explain(tx: Any, box: int, count: int) -> list[str]:
+    """The database's side of ``STORE 1:* +FLAGS (\\Seen)`` and of a one-message STORE:
+    EXPLAIN ANALYZE of their read and UPDATE (PostgreSQL: with buffers and WAL; SQLite: the
+    query plans)."""
+    from mailserv.backends.sql.rows import flags_text
+
+    read = (
+        f"SELECT flags, {tx.dialect.uid_list} FROM mail WHERE mailbox_id = ?"
+        " AND (uid BETWEEN ? AND ?) GROUP BY flags"
+    )
+    update = (
+        "UPDATE mail SET flags = ?, modseq = modseq + 1 WHERE mailbox_id = ?"
+        " AND (uid BETWEEN ? AND ?)"
+    )
+    prefix = "EXPLAIN (ANALYZE, BUFFERS, WAL) " if tx.dialect.is_postgres else "EXPLAIN QUERY PLAN "
+    out = []
+    one = count // 2
+    for sql, params in [
+        (read, (box, 1, count)),
+        (update, (flags_text(SEEN), box, 1, count)),
+        (read, (box, one, one)),  # a one-message STORE's
+        (update, (flags_text(SEEN), box, one, one)),
+    ]:
+        out.append(f"-- {sql}")
+        out += ["  " + " ".join(str(v) for v in row) for row in tx.all(prefix + sql, params)]
+    return out
 
 
 # -- maildir -----------------------------------------------------------------------------
@@ -244,8 +283,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--single", type=int, default=200)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--explain", action="store_true", help="SQL: EXPLAIN ANALYZE of STORE 1:*'s statements"
+    )
     parser.add_argument("--url", help="PostgreSQL database URL (else a private cluster)")
     parser.add_argument("--keep", help="maildir: the data dir to fill once and reuse")
+    parser.add_argument(
+        "--flag-durability",
+        choices=("fast", "full"),
+        default="fast",
+        help="PostgreSQL: the backend option of that name",
+    )
     parser.add_argument(
         "--no-fsync", action="store_true", help="PostgreSQL without fsync: round trips alone"
     )
@@ -253,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir = tempfile.mkdtemp(prefix="mailserv-stores-")
     try:
         if args.backend == "sql-sqlite":
-            sql("sqlite:", data_dir, args.messages, args.single, args.profile)
+            sql("sqlite:", data_dir, args.messages, args.single, args.profile, "fast", args.explain)
         elif args.backend == "sql-postgresql":
             sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
             import pgcluster  # type: ignore[import-not-found]
@@ -264,7 +312,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cluster = pgcluster.start_cluster(durable=not args.no_fsync)
                 url = cluster.database()
             try:
-                sql(url, data_dir, args.messages, args.single, args.profile)
+                sql(
+                    url,
+                    data_dir,
+                    args.messages,
+                    args.single,
+                    args.profile,
+                    args.flag_durability,
+                    args.explain,
+                )
             finally:
                 if cluster is not None:
                     cluster.stop()

@@ -29,6 +29,9 @@ from bench.harness import free_port
 SUPERUSER = "mailserv"
 BIN_ENV = "MAILSERV_PG_BIN"
 REQUIRE_ENV = "MAILSERV_REQUIRE_POSTGRESQL"
+DURABLE_ENV = "MAILSERV_PG_DURABLE"
+"""Set (to anything) for a shared cluster with fsync and synchronous commits, as in
+production: for benchmarks of commit costs (``bench.scale --backend sql-postgresql``)."""
 
 
 def find_bindir() -> Path | None:
@@ -188,7 +191,7 @@ def require() -> Cluster:
         if os.environ.get(REQUIRE_ENV):
             pytest.fail(f"{reason} ({REQUIRE_ENV} is set)")
         pytest.skip(reason)
-    cluster = start_cluster()
+    cluster = start_cluster(durable=bool(os.environ.get(DURABLE_ENV)))
     _shared.append(cluster)
     atexit.register(cluster.stop)
     return cluster

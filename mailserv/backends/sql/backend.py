@@ -26,7 +26,14 @@ from mailserv.backends.kit.options import Choice, Int, OptionSchema, Text
 from mailserv.backends.sql import fulltext, hierarchy, messages, reads, schema
 from mailserv.backends.sql.account import SqlAccount
 from mailserv.backends.sql.db import Database, InlineDatabase, ThreadedDatabase, Tx
-from mailserv.backends.sql.dialect import DEFAULT_SQLITE_SYNC, SQLITE_SYNC, Dialect, parse_url
+from mailserv.backends.sql.dialect import (
+    DEFAULT_FLAG_DURABILITY,
+    DEFAULT_SQLITE_SYNC,
+    FLAG_DURABILITY,
+    SQLITE_SYNC,
+    Dialect,
+    parse_url,
+)
 from mailserv.backends.sql.mailbox import SqlMailbox
 from mailserv.backends.sql.notify import Listener
 from mailserv.backends.sql.rows import ADDED, EXPUNGED, FLAGS, RENAMED, Notice, Zones
@@ -69,8 +76,22 @@ SQLITE_SYNC_OPTION = Choice(
     DEFAULT_SQLITE_SYNC,
     SQLITE_SYNC,
 )
+FLAG_DURABILITY_OPTION = Choice(
+    "PostgreSQL: fast (a STORE's commit does not wait for the WAL flush: a crash of the "
+    "database may lose the last fraction of a second of flag changes, never a message) or "
+    "full (every commit waits) [default: fast]",
+    DEFAULT_FLAG_DURABILITY,
+    FLAG_DURABILITY,
+)
 OPTIONS = OptionSchema(
-    "sql", {"url": URL, "auth": AUTH, "pool": POOL, "sqlite-sync": SQLITE_SYNC_OPTION}
+    "sql",
+    {
+        "url": URL,
+        "auth": AUTH,
+        "pool": POOL,
+        "sqlite-sync": SQLITE_SYNC_OPTION,
+        "flag-durability": FLAG_DURABILITY_OPTION,
+    },
 )
 
 
@@ -92,7 +113,9 @@ class SqlBackendFactory:
     def build(self, options: dict[str, str], data_dir: str, reactor: IReactorTime) -> SqlBackend:
         """Checks the options and the URL; nothing is opened before ``start()``."""
         values = OPTIONS.parse(options, data_dir)
-        dialect = parse_url(values[URL], data_dir, values[SQLITE_SYNC_OPTION])
+        dialect = parse_url(
+            values[URL], data_dir, values[SQLITE_SYNC_OPTION], values[FLAG_DURABILITY_OPTION]
+        )
         return SqlBackend(
             dialect, reactor, pool=values[POOL], auth=values[AUTH], database=self._database
         )

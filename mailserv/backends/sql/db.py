@@ -5,6 +5,11 @@ transaction.  The server runs those functions in ``twisted.enterprise.adbapi`` t
 connection per thread), so any reactor works and SQLite and PostgreSQL share one code path;
 the admin CLI and unit tests run them inline.  Transient failures (SQLite's busy lock,
 PostgreSQL serialization failures and lost unique-key races) retry the whole function.
+
+Round trips to PostgreSQL are counted: its connections run in autocommit mode and each
+transaction's BEGIN goes with its first statement; statements whose result is not read
+(``Tx.later``: writes, locks) wait and go with the next statement, or with the change notices
+and COMMIT, in one pipelined round trip.
 """
 
 from __future__ import annotations
@@ -31,21 +36,51 @@ NOTIFY_CHANNEL = "mailserv_changes"
 _log = Logger()
 
 
+_BEGIN: tuple[str, tuple[Any, ...]] = ("BEGIN", ())
+
+
 class Tx:
     """One transaction: statements in the dialect's placeholder style, notices sent at commit."""
 
-    __slots__ = ("_cur", "dialect", "notices")
+    __slots__ = ("_conn", "_cur", "_later", "dialect", "notices")
 
     def __init__(self, conn: Any, dialect: Dialect) -> None:
         self.dialect = dialect
+        self._conn = conn
         self._cur = conn.cursor()
+        self._later: list[tuple[str, tuple[Any, ...]]] = []
         self.notices: list[str] = []
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        self._cur.execute(self.dialect.sql(sql), tuple(params))
+        """Run one statement (after the held-back ones, in the same round trip)."""
+        if self._later:
+            self._later.append((self.dialect.sql(sql), tuple(params)))
+            self._flush()
+        else:
+            self._cur.execute(self.dialect.sql(sql), tuple(params))
         return self._cur
 
+    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """A statement whose result nobody reads (a write, a lock).  PostgreSQL: held back
+        and sent in one round trip with the next statement, or with the notices and COMMIT;
+        its errors are raised there.  SQLite, in process: run now."""
+        if self.dialect.is_postgres:
+            self._later.append((self.dialect.sql(sql), tuple(params)))
+        else:
+            self.execute(sql, params)
+
+    def _flush(self, commit: bool = False) -> None:
+        """The held-back statements in one round trip (the cursor keeps the last one's rows)."""
+        later, self._later = self._later, []
+        with self._conn.pipeline():
+            for sql, params in later:
+                self._cur.execute(sql, params)
+            if commit:
+                self._conn.commit()
+
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self._later:
+            self._flush()
         if rows:
             self._cur.executemany(self.dialect.sql(sql), [tuple(row) for row in rows])
 
@@ -66,9 +101,24 @@ class Tx:
         if self.dialect.is_postgres:
             self.notices.append(payload)
 
+    def begin(self) -> None:
+        """PostgreSQL (its connections in autocommit mode): open the transaction with the
+        first statement, in the same round trip."""
+        self._later.append(_BEGIN)
+
     def send_notices(self) -> None:
         for payload in self.notices:
-            self.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
+            self.later("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
+
+    def commit(self) -> None:
+        """The held-back writes, the notices and COMMIT: one round trip on PostgreSQL."""
+        self.send_notices()
+        if self._later == [_BEGIN]:  # no statement ran: nothing to commit
+            self._later = []
+        if self._later:
+            self._flush(commit=True)
+        else:
+            self._conn.commit()
 
 
 def transact(
@@ -86,10 +136,11 @@ def transact(
             if not dialect.is_postgres:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             tx = Tx(conn, dialect)
+            if dialect.is_postgres:
+                tx.begin()
             result = fn(tx, *args)
-            tx.send_notices()
-            committing = True
-            conn.commit()
+            committing = True  # COMMIT may reach the server from here on: no retry
+            tx.commit()
             return result
         except Exception as error:
             if _broken(conn):

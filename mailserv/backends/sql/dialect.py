@@ -25,6 +25,11 @@ SQLITE_SYNC = ("full", "normal")
 DEFAULT_SQLITE_SYNC = "full"
 """The contract wants an APPEND durable when it is acknowledged."""
 
+FLAG_DURABILITY = ("fast", "full")
+DEFAULT_FLAG_DURABILITY = "fast"
+"""PostgreSQL commits a flag change (STORE) without waiting for its WAL flush: a crash may
+lose the last fraction of a second of flag changes, never a message, never consistency."""
+
 
 @dataclass(frozen=True)
 class Dialect:
@@ -38,6 +43,7 @@ class Dialect:
     placeholder: str  # "?" or "%s"
     display: str  # the URL without a password, for logs
     sqlite_sync: str = DEFAULT_SQLITE_SYNC
+    flag_durability: str = DEFAULT_FLAG_DURABILITY
     _cache: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -48,6 +54,16 @@ class Dialect:
     def for_update(self) -> str:
         """Appended to a SELECT that locks its row (SQLite's BEGIN IMMEDIATE locks it all)."""
         return " FOR UPDATE" if self.is_postgres else ""
+
+    @property
+    def lazy_flag_commit(self) -> str:
+        """Selected by a flag-only write (a STORE) in its first statement: on PostgreSQL with
+        ``flag-durability=fast``, its commit does not wait for the WAL flush
+        (``synchronous_commit`` off for this transaction alone, set in the same round trip).
+        Messages, EXPUNGE and everything else keep synchronous commits."""
+        if self.is_postgres and self.flag_durability == "fast":
+            return ", set_config('synchronous_commit', 'off', true)"
+        return ""
 
     @property
     def find(self) -> str:
@@ -144,7 +160,12 @@ _POSTGRES_SLOTS = MappingProxyType(
 )
 
 
-def parse_url(url: str | None, data_dir: str, sqlite_sync: str = DEFAULT_SQLITE_SYNC) -> Dialect:
+def parse_url(
+    url: str | None,
+    data_dir: str,
+    sqlite_sync: str = DEFAULT_SQLITE_SYNC,
+    flag_durability: str = DEFAULT_FLAG_DURABILITY,
+) -> Dialect:
     """A Dialect for ``url``; BackendOptionError names what is wrong.
 
     ``sqlite:///abs/path.db`` (absolute, as in file URLs), ``sqlite:rel/path.db`` (relative
@@ -153,20 +174,22 @@ def parse_url(url: str | None, data_dir: str, sqlite_sync: str = DEFAULT_SQLITE_
     """
     if sqlite_sync not in SQLITE_SYNC:
         raise BackendOptionError(f"sqlite-sync must be one of {', '.join(SQLITE_SYNC)}")
+    if flag_durability not in FLAG_DURABILITY:
+        raise BackendOptionError(f"flag-durability must be one of {', '.join(FLAG_DURABILITY)}")
     if not url:
         url = "sqlite:"
     scheme, _, rest = url.partition(":")
     scheme = scheme.lower()
     if scheme == "sqlite":
-        return _sqlite(rest, data_dir, sqlite_sync)
+        return _sqlite(rest, data_dir, sqlite_sync, flag_durability)
     if scheme in ("postgresql", "postgres"):
-        return _postgres(url)
+        return _postgres(url, flag_durability)
     raise BackendOptionError(
         f"url: unsupported database {scheme!r} (use sqlite:///path or postgresql://...)"
     )
 
 
-def _sqlite(rest: str, data_dir: str, sync: str) -> Dialect:
+def _sqlite(rest: str, data_dir: str, sync: str, flag_durability: str) -> Dialect:
     if rest.startswith("//"):
         parts = urlsplit("sqlite:" + rest)
         if parts.netloc not in ("", "localhost"):
@@ -190,10 +213,11 @@ def _sqlite(rest: str, data_dir: str, sync: str) -> Dialect:
         placeholder="?",
         display=f"sqlite:///{os.path.abspath(path).lstrip('/')}",
         sqlite_sync=sync,
+        flag_durability=flag_durability,  # no effect: SQLite has sqlite-sync
     )
 
 
-def _postgres(url: str) -> Dialect:
+def _postgres(url: str, flag_durability: str) -> Dialect:
     parts = urlsplit(url)
     if not parts.path.strip("/") and "dbname=" not in parts.query:
         raise BackendOptionError("url: a postgresql URL must name the database")
@@ -205,10 +229,13 @@ def _postgres(url: str) -> Dialect:
         name="postgresql",
         driver="psycopg",
         connargs=(url,),
-        connkw=MappingProxyType({}),
+        # Transactions begin with a BEGIN that goes with their first statement, in its
+        # round trip (``Tx.begin``), not on its own as psycopg would send it.
+        connkw=MappingProxyType({"autocommit": True}),
         slots=_POSTGRES_SLOTS,
         placeholder="%s",
         display=f"postgresql://{user}{shown}{parts.path}",
+        flag_durability=flag_durability,
     )
 
 

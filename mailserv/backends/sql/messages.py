@@ -105,12 +105,18 @@ class _Box:
     highestmodseq: int
 
 
-def _lock(tx: Tx, box_id: int) -> _Box:
-    row = tx.one(
-        "SELECT uidvalidity, uidnext, highestmodseq FROM mailboxes"
-        " WHERE id = ? AND selectable = 1" + tx.dialect.for_update,
-        (box_id,),
+def _lock_sql(tx: Tx, flags_only: bool = False) -> str:
+    """The statement locking a mailbox row; ``flags_only``: the transaction changes flags
+    and nothing else (see ``Dialect.lazy_flag_commit``)."""
+    lazy = tx.dialect.lazy_flag_commit if flags_only else ""
+    return (
+        f"SELECT uidvalidity, uidnext, highestmodseq{lazy} FROM mailboxes"
+        " WHERE id = ? AND selectable = 1" + tx.dialect.for_update
     )
+
+
+def _lock(tx: Tx, box_id: int, flags_only: bool = False) -> _Box:
+    row = tx.one(_lock_sql(tx, flags_only), (box_id,))
     if row is None:
         raise MailboxNotFound("the mailbox was deleted")
     return _Box(int(row[0]), int(row[1]), int(row[2]))
@@ -172,7 +178,7 @@ def append(tx: Tx, box_id: int, message: Incoming, sender: str) -> tuple[int, in
     uid, modseq = box.uidnext, box.highestmodseq + 1
     message_id = _store_content(tx, message)
     when = message.when
-    tx.execute(
+    tx.later(
         "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, internaldate, tz,"
         " internal_day, size, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -188,7 +194,7 @@ def append(tx: Tx, box_id: int, message: Incoming, sender: str) -> tuple[int, in
             int(time.time()),
         ),
     )
-    tx.execute(
+    tx.later(
         "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, messages = messages + 1,"
         " unseen = unseen + ?, size = size + ? WHERE id = ?",
         (uid + 1, modseq, int(SEEN not in message.flags), len(message.raw), box_id),
@@ -217,20 +223,30 @@ def store_flags(
 
     The usual STORE (a few UID runs, no UNCHANGEDSINCE) reads the distinct old flag sets of
     its rows with their UIDs (a few strings, however many rows) and writes one UPDATE per
-    set that changes, without RETURNING (SQLite's costs more than the update itself)."""
-    box = _lock(tx, box_id)
-    modseq = box.highestmodseq + 1
+    set that changes, without RETURNING (SQLite's costs more than the update itself).
+    PostgreSQL: two round trips (BEGIN, the lock and the read; the UPDATEs, the notices and
+    COMMIT), the commit not waiting for its WAL flush with ``flag-durability=fast``."""
     wanted = sorted(set(uids))
     runs = _runs(wanted) if unchangedsince is None and wanted else None
     if runs is None:
+        modseq = _lock(tx, box_id, flags_only=True).highestmodseq + 1
         return _store_each(tx, box_id, wanted, mode, flags, unchangedsince, modseq, sender)
     where = " OR ".join("uid BETWEEN ? AND ?" for _ in runs)
     bounds = [bound for run in runs for bound in run]
-    sets = tx.all(
-        f"SELECT flags, {tx.dialect.uid_list} FROM mail WHERE mailbox_id = ? AND ({where})"
-        " GROUP BY flags",
-        (box_id, *bounds),
+    # The lock and the read go in one round trip; the read is a statement of its own, so it
+    # sees what the writers before the lock committed.
+    tx.later(_lock_sql(tx, flags_only=True), (box_id,))
+    read = tx.all(
+        "SELECT b.highestmodseq, g.flags, g.uids FROM mailboxes b LEFT JOIN"
+        f" (SELECT flags, {tx.dialect.uid_list} AS uids FROM mail"
+        f" WHERE mailbox_id = ? AND ({where}) GROUP BY flags) g ON 1 = 1"
+        " WHERE b.id = ? AND b.selectable = 1",
+        (box_id, *bounds, box_id),
     )
+    if not read:
+        raise MailboxNotFound("the mailbox was deleted")
+    modseq = int(read[0][0]) + 1
+    sets = [(text, members) for _, text, members in read if text is not None]
     if len(sets) > MAX_STORE_GROUPS:
         return _store_each(tx, box_id, wanted, mode, flags, None, modseq, sender)
     groups: dict[frozenset[str], list[int]] = {}
@@ -249,11 +265,11 @@ def store_flags(
         return [], []
     update = f"UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND ({where})"
     if len(rewrite) == len(sets) == 1:  # every row of the runs changes alike
-        tx.execute(update, (rewrite[0][1], modseq, box_id, *bounds))
+        tx.later(update, (rewrite[0][1], modseq, box_id, *bounds))
     else:
         for old, new_text in rewrite:
-            tx.execute(update + " AND flags = ?", (new_text, modseq, box_id, *bounds, old))
-    tx.execute(
+            tx.later(update + " AND flags = ?", (new_text, modseq, box_id, *bounds, old))
+    tx.later(
         "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
         (modseq, unseen, box_id),
     )
@@ -331,7 +347,7 @@ def _store_each(
             "UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
             [(new_text[c.uid], modseq, box_id, c.uid) for c in changed],
         )
-    tx.execute(
+    tx.later(
         "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
         (modseq, unseen, box_id),
     )

@@ -1,0 +1,142 @@
+"""How the SQL backend commits a STORE: ``flag-durability`` (PostgreSQL commits flag
+changes without waiting for the WAL flush unless told ``full``; messages and EXPUNGE always
+wait) and the writes held back to be sent with COMMIT in one round trip, which must stay one
+transaction: all of it or nothing, in order.
+
+Transactions run inline against a throwaway PostgreSQL cluster (``pgcluster``) and SQLite.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pgcluster
+import psycopg
+import pytest
+from twisted.internet import reactor
+
+from mailserv.backends.sql import SqlBackendFactory, hierarchy, messages
+from mailserv.backends.sql.db import InlineDatabase, Tx
+from mailserv.backends.sql.dialect import parse_url
+from mailserv.errors import BackendOptionError, MailboxNotFound
+from mailserv.interfaces import DELETED, SEEN, StoreMode
+
+SYNCHRONOUS = "?options=-csynchronous_commit%3Don"
+MESSAGE = b"From: a@example.org\r\nSubject: one\r\n\r\nbody\r\n"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path}/mail.db"
+    return pgcluster.database_url()
+
+
+def _inbox(db: InlineDatabase) -> int:
+    from mailserv.backends.sql import schema
+
+    db.call(schema.prepare, write=True)
+    account = db.call(hierarchy.create_account, "alice", write=True)
+    return int(db.call(hierarchy.open_mailbox, account, "INBOX").id)
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> Callable[[str], tuple[InlineDatabase, int]]:
+    opened: list[InlineDatabase] = []
+
+    def open_(durability: str) -> tuple[InlineDatabase, int]:
+        # The test cluster commits asynchronously throughout; these sessions do not.
+        url = pgcluster.database_url() + SYNCHRONOUS
+        db = InlineDatabase(parse_url(url, str(tmp_path), flag_durability=durability))
+        opened.append(db)
+        return db, _inbox(db)
+
+    yield open_  # type: ignore[misc]
+    for db in opened:
+        db.close()
+
+
+def _then_setting(write: Callable[..., Any]) -> Callable[..., tuple[Any, str]]:
+    """``write`` followed, in its transaction, by a look at ``synchronous_commit``."""
+
+    def fn(tx: Tx, *args: Any) -> tuple[Any, str]:
+        result = write(tx, *args)
+        return result, str(tx.scalar("SELECT current_setting('synchronous_commit')"))
+
+    return fn
+
+
+@pytest.mark.parametrize("durability", ["fast", "full"])
+def test_only_flag_changes_skip_the_flush_wait(
+    pg: Callable[[str], tuple[InlineDatabase, int]], durability: str
+) -> None:
+    db, box = pg(durability)
+    incoming = messages.Incoming.prepare(MESSAGE, frozenset(), None)
+    (_, uid, _), setting = db.call(_then_setting(messages.append), box, incoming, "t", write=True)
+    assert setting == "on"  # a message: always waits
+    flags = frozenset({SEEN, DELETED})
+    (changed, _), setting = db.call(
+        _then_setting(messages.store_flags),
+        box,
+        [uid],
+        StoreMode.ADD,
+        flags,
+        None,
+        "t",
+        write=True,
+    )
+    assert [c.uid for c in changed] == [uid]
+    assert setting == ("off" if durability == "fast" else "on")
+    (gone, _), setting = db.call(_then_setting(messages.expunge), box, None, "t", write=True)
+    assert gone == [uid] and setting == "on"
+    # A later transaction of the same connection is back to the server's setting.
+    assert db.call(lambda tx: tx.scalar("SELECT current_setting('synchronous_commit')")) == "on"
+    # The lock and the read of one round trip still tell a mailbox deleted meanwhile.
+    db.call(lambda tx: tx.execute("DELETE FROM mailboxes WHERE id = ?", (box,)), write=True)
+    for since in (None, 5):  # UID runs; row by row
+        with pytest.raises(MailboxNotFound):
+            db.call(messages.store_flags, box, [1], StoreMode.ADD, flags, since, "t", write=True)
+
+
+def test_flag_durability_option(tmp_path: Path) -> None:
+    for value in ("fast", "full"):
+        built = SqlBackendFactory().build({"flag-durability": value}, str(tmp_path), reactor)
+        assert built.dialect.flag_durability == value
+    with pytest.raises(BackendOptionError, match="flag-durability"):
+        SqlBackendFactory().build({"flag-durability": "never"}, str(tmp_path), reactor)
+
+
+@pytest.fixture
+def db(url: str, tmp_path: Path) -> Iterator[tuple[InlineDatabase, int]]:
+    opened = InlineDatabase(parse_url(url, str(tmp_path), sqlite_sync="normal"))
+    yield opened, _inbox(opened)
+    opened.close()
+
+
+def test_held_back_writes_are_seen_by_later_statements(db: tuple[InlineDatabase, int]) -> None:
+    database, box = db
+
+    def fn(tx: Tx) -> Any:
+        tx.later("UPDATE mailboxes SET recent_mark = 7 WHERE id = ?", (box,))
+        tx.later("UPDATE mailboxes SET recent_mark = recent_mark * 3 WHERE id = ?", (box,))
+        return tx.scalar("SELECT recent_mark FROM mailboxes WHERE id = ?", (box,))
+
+    assert database.call(fn, write=True) == 21
+
+
+def test_a_failing_held_back_write_commits_nothing(db: tuple[InlineDatabase, int]) -> None:
+    """The error of a write sent with COMMIT reaches the caller, and the writes before it
+    in the transaction are rolled back with it."""
+    database, box = db
+
+    def fn(tx: Tx) -> None:
+        tx.later("UPDATE mailboxes SET recent_mark = 99 WHERE id = ?", (box,))
+        tx.later("UPDATE mailboxes SET name = NULL WHERE id = ?", (box,))
+
+    with pytest.raises((psycopg.errors.NotNullViolation, sqlite3.IntegrityError)):
+        database.call(fn, write=True)
+    mark = database.call(lambda tx: tx.scalar("SELECT recent_mark FROM mailboxes"))
+    assert mark == 0
