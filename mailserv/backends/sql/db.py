@@ -36,9 +36,6 @@ NOTIFY_CHANNEL = "mailserv_changes"
 _log = Logger()
 
 
-_BEGIN: tuple[str, tuple[Any, ...]] = ("BEGIN", ())
-
-
 class Tx:
     """One transaction: statements in the dialect's placeholder style, notices sent at commit."""
 
@@ -101,11 +98,6 @@ class Tx:
         if self.dialect.is_postgres:
             self.notices.append(payload)
 
-    def begin(self) -> None:
-        """PostgreSQL (its connections in autocommit mode): open the transaction with the
-        first statement, in the same round trip."""
-        self._later.append(_BEGIN)
-
     def send_notices(self) -> None:
         for payload in self.notices:
             self.later("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
@@ -113,8 +105,6 @@ class Tx:
     def commit(self) -> None:
         """The held-back writes, the notices and COMMIT: one round trip on PostgreSQL."""
         self.send_notices()
-        if self._later == [_BEGIN]:  # no statement ran: nothing to commit
-            self._later = []
         if self._later:
             self._flush(commit=True)
         else:
@@ -136,8 +126,6 @@ def transact(
             if not dialect.is_postgres:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             tx = Tx(conn, dialect)
-            if dialect.is_postgres:
-                tx.begin()
             result = fn(tx, *args)
             committing = True  # COMMIT may reach the server from here on: no retry
             tx.commit()

@@ -229,9 +229,7 @@ def _postgres(url: str, flag_durability: str) -> Dialect:
         name="postgresql",
         driver="psycopg",
         connargs=(url,),
-        # Transactions begin with a BEGIN that goes with their first statement, in its
-        # round trip (``Tx.begin``), not on its own as psycopg would send it.
-        connkw=MappingProxyType({"autocommit": True}),
+        connkw=MappingProxyType({}),
         slots=_POSTGRES_SLOTS,
         placeholder="%s",
         display=f"postgresql://{user}{shown}{parts.path}",
