@@ -41,14 +41,14 @@ cost a hash per user and a verification per LOGIN of every test, which is not wh
 tests are about (tests/test_admin_cli.py and test_auth_schemes.py check the production cost)."""
 
 
-def add_cheap_user(server: ServerProcess, user: User) -> None:
-    """``user`` in ``server``'s passwd-file as ``mailserv user add`` puts it (same file, same
-    lock, same entry format), with a cheap Argon2id hash and no interpreter start-up; the
+def add_cheap_user(data_dir: Path, name: str, password: str) -> None:
+    """``name`` in the data dir's passwd-file as ``mailserv user add`` puts it (same file,
+    same lock, same entry format), with a cheap Argon2id hash and no interpreter start-up; a
     running server picks the user up as it does after the command."""
-    path = server.data_dir / "passwd"
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = data_dir / "passwd"
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.touch(0o600)
-    PasswdFile(path).add_user(user.name, hash_password(user.password.encode(), hasher=CHEAP))
+    PasswdFile(path).add_user(name, hash_password(password.encode(), hasher=CHEAP))
 
 
 class UserPool:
@@ -64,7 +64,7 @@ class UserPool:
 
     def _create(self) -> User:
         user = new_user()
-        add_cheap_user(self.server, user)
+        add_cheap_user(self.server.data_dir, user.name, user.password)
         return user
 
     def get(self) -> User:
@@ -239,7 +239,7 @@ class ServerFactory:
 
     def user(self, server: ServerProcess) -> User:
         user = new_user()
-        add_cheap_user(server, user)
+        add_cheap_user(server.data_dir, user.name, user.password)
         return user
 
     def stop(self) -> None:
