@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from imaplib import IMAP4, IMAP4_SSL
 from pathlib import Path
 
+from argon2 import PasswordHasher
 from imapclient import IMAPClient
 
 from bench.harness import BackendSpec, RawClient, Response, ServerProcess
+from mailserv.auth.passwd import PasswdFile
+from mailserv.auth.schemes import hash_password
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,25 @@ def new_user() -> User:
     return User("t" + secrets.token_hex(6), "pw " + secrets.token_urlsafe(9) + '"\\x')
 
 
+CHEAP = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+"""Argon2id parameters of the pool's users: the production ones (64 MiB, 3 passes, 4 lanes)
+cost a hash per user and a verification per LOGIN of every test, which is not what those
+tests are about (tests/test_admin_cli.py and test_auth_schemes.py check the production cost)."""
+
+
+def add_cheap_user(data_dir: Path, name: str, password: str) -> None:
+    """``name`` in the data dir's passwd-file as ``mailserv user add`` puts it (same file,
+    same lock, same entry format), with a cheap Argon2id hash and no interpreter start-up; a
+    running server picks the user up as it does after the command."""
+    path = data_dir / "passwd"
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.touch(0o600)
+    PasswdFile(path).add_user(name, hash_password(password.encode(), hasher=CHEAP))
+
+
 class UserPool:
-    """Creates users through the admin CLI a few ahead of need, in background threads,
-    so the per-test ``user`` fixture does not wait for a Python start-up each time."""
+    """Creates users a few ahead of need, in background threads, so the per-test ``user``
+    fixture does not wait for them."""
 
     def __init__(self, server: ServerProcess, ahead: int = 3) -> None:
         self.server = server
@@ -45,7 +64,7 @@ class UserPool:
 
     def _create(self) -> User:
         user = new_user()
-        self.server.add_user(user.name, user.password)
+        add_cheap_user(self.server.data_dir, user.name, user.password)
         return user
 
     def get(self) -> User:
@@ -220,7 +239,7 @@ class ServerFactory:
 
     def user(self, server: ServerProcess) -> User:
         user = new_user()
-        server.add_user(user.name, user.password)
+        add_cheap_user(server.data_dir, user.name, user.password)
         return user
 
     def stop(self) -> None:

@@ -190,6 +190,11 @@ def python_m(args: list[str], cwd: Path, stdin: bytes = b"") -> subprocess.Compl
 
 
 def test_python_m_mailserv(tmp_path: Path) -> None:
+    """What only a real process shows: ``__main__`` runs main() on sys.argv and exits with its
+    status (0, 1), the password comes from a real pipe, the hash has the production cost (the
+    other tests use a cheap one), output reaches the real stdout and stderr.  Each run starts
+    the interpreter and imports the server (seconds on a loaded machine), so passwd and del,
+    the same main() as add, are left to the in-process tests above."""
     done = python_m(["user", "add", "alice", "--password-stdin"], tmp_path, b"wonder\n")
     assert done.returncode == 0, done.stderr
     passwd = tmp_path / "imapserv-data" / "passwd"
@@ -197,21 +202,10 @@ def test_python_m_mailserv(tmp_path: Path) -> None:
     entry = PasswdFile(passwd).lookup("alice")
     assert entry is not None and "m=65536,t=3,p=4" in entry.password  # production cost
 
-    done = python_m(["user", "passwd", "alice", "--password-stdin"], tmp_path, b"land\n")
-    assert done.returncode == 0, done.stderr
-    assert check(passwd, "alice", b"land")
-
     done = python_m(["user", "list"], tmp_path)
     assert (done.returncode, done.stdout) == (0, b"alice\n")
-
-    done = python_m(["user", "del", "alice"], tmp_path)
-    assert done.returncode == 0
-    assert PasswdFile(passwd).users() == []
-
-    done = python_m(["user", "del", "alice"], tmp_path)
-    assert done.returncode == 1
-    assert b"no user 'alice'" in done.stderr
 
     done = python_m(["user", "add", "bob"], tmp_path)  # stdin is no terminal
     assert done.returncode == 1
     assert b"--password-stdin" in done.stderr
+    assert PasswdFile(passwd).users() == ["alice"]

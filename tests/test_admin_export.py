@@ -14,14 +14,17 @@ from mailserv.admin.maildirs import read_keywords
 
 
 def _filled(tmp_path: Path, count: int) -> tuple[Path, list[str], Path]:
-    """A maildir store whose ``alice`` has ``count`` messages in INBOX and in ``A/Büro``."""
-    source = tmp_path / "source.mbox"
+    """A maildir store whose ``alice`` has ``count`` messages in INBOX and in ``A/Büro``
+    (one import of a directory of mbox files, so one CLI start-up); the INBOX mbox file."""
+    tree = tmp_path / "mboxes"
+    source = tree / "INBOX.mbox"
+    (tree / "A").mkdir(parents=True)
     kit.write_mbox(source, kit.message_list(count))
+    (tree / "A" / "Büro.mbox").write_bytes(source.read_bytes())
     data_dir = tmp_path / "data"
     kit.add_user(data_dir, "alice")
     where = ["--data-dir", str(data_dir), *kit.backend_args(kit.SPECS["maildir"])]
-    kit.cli("import", "alice", str(source), *where)
-    kit.cli("import", "alice", str(source), "--folder", "A/Büro", *where)
+    kit.cli("import", "alice", str(tree), *where)
     return data_dir, where, source
 
 

@@ -136,6 +136,7 @@ def login(client: SilentClient, user: str, password: str) -> None:
     assert client.command("l", f"LOGIN {quote(user)} {quote(password)}")[-1].startswith(b"l OK")
 
 
+@pytest.mark.one_backend  # LOGOUT, close_notify and FIN are the engine's and the transport's
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_server_closes_after_logout_without_waiting_for_the_client(
     connect: Connector, server: ServerProcess, transport: str
@@ -172,6 +173,7 @@ def test_logout_answers_only_bye_and_ok(connect: Connector) -> None:
     assert re.match(rb"^w OK\b", lines[1]), lines
 
 
+@pytest.mark.one_backend  # the engine's timers and transport; one server per run, not per backend
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_autologout_closes_even_if_the_client_does_not_read(
     server_factory: ServerFactory, transport: str

@@ -1,12 +1,18 @@
 """Configured limits seen from outside, each on its own server started with small
 ``--limit`` values: line length, literal size (APPENDLIMIT, TOOBIG), failed logins,
-pre-login and post-login timeouts, pipelining depth (flow control), IDLE keepalive."""
+pre-login and post-login timeouts, pipelining depth (flow control), IDLE keepalive.
+
+Each limit is the engine's (its parser, its timers, its command queue), enforced before or
+around any backend call, so those tests run on one backend (``one_backend``): each would
+otherwise start a server, and for PostgreSQL a database and for the proxy a Dovecot, per
+backend.  Failed logins run on every backend: the proxy checks passwords upstream."""
 
 from __future__ import annotations
 
 import re
 import time
 
+import pytest
 from imapserver import ServerFactory
 
 from bench import messages
@@ -24,6 +30,7 @@ def logged_in(factory: ServerFactory, server: ServerProcess) -> RawClient:
     return client
 
 
+@pytest.mark.one_backend
 def test_over_long_line_is_bad_and_connection_survives(server_factory: ServerFactory) -> None:
     server = server_factory(limits={"max_line": 1024})
     client = logged_in(server_factory, server)
@@ -42,6 +49,7 @@ def test_over_long_line_is_bad_and_connection_survives(server_factory: ServerFac
     assert client.command("SEARCH SUBJECT " + "y" * 900).ok
 
 
+@pytest.mark.one_backend
 def test_literal_over_limit_is_refused_without_continuation(server_factory: ServerFactory) -> None:
     server = server_factory(limits={"max_literal": 4096})
     client = logged_in(server_factory, server)
@@ -60,6 +68,7 @@ def test_literal_over_limit_is_refused_without_continuation(server_factory: Serv
     assert client.command_with_literal("APPEND INBOX ", small).ok
 
 
+@pytest.mark.one_backend
 def test_non_synchronizing_literal_over_limit(server_factory: ServerFactory) -> None:
     # RFC 7888: the server may reject and close; it must not crash or accept the message.
     server = server_factory(limits={"max_literal": 4096, "max_literal_plus": 4096})
@@ -107,6 +116,7 @@ def test_too_many_auth_failures_disconnects(server_factory: ServerFactory) -> No
     fresh.login(user.name, user.password)
 
 
+@pytest.mark.one_backend
 def test_preauth_timeout_closes_connection(server_factory: ServerFactory) -> None:
     server = server_factory(limits={"preauth_timeout": 1})
     client = connect(server)
@@ -120,6 +130,7 @@ def test_preauth_timeout_closes_connection(server_factory: ServerFactory) -> Non
     assert other.command("NOOP").ok
 
 
+@pytest.mark.one_backend
 def test_idle_timeout_after_login(server_factory: ServerFactory) -> None:
     server = server_factory(limits={"idle_timeout": 1})
     client = logged_in(server_factory, server)
@@ -127,6 +138,7 @@ def test_idle_timeout_after_login(server_factory: ServerFactory) -> None:
     assert all(line.upper().startswith(b"* BYE") for line in lines), lines
 
 
+@pytest.mark.one_backend
 def test_idle_keepalive(server_factory: ServerFactory) -> None:
     server = server_factory(limits={"idle_keepalive": 0.3})
     client = logged_in(server_factory, server)
@@ -140,6 +152,7 @@ def test_idle_keepalive(server_factory: ServerFactory) -> None:
     assert client.read_until_tagged("i1").ok
 
 
+@pytest.mark.one_backend
 def test_pipelining_beyond_the_queue_limits_is_slowed_not_refused(
     server_factory: ServerFactory,
 ) -> None:

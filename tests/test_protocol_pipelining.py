@@ -154,6 +154,7 @@ def server_socket_of(server: ServerProcess, client: RawClient) -> socket.socket:
     raise AssertionError(f"no socket of the server is connected to {mine}")
 
 
+@pytest.mark.one_backend  # the engine sets it on the accepted socket; no backend sees sockets
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_accepted_connections_have_tcp_nodelay(
     connect: Connector, server: ServerProcess, transport: str
@@ -169,6 +170,14 @@ def test_accepted_connections_have_tcp_nodelay(
     assert client.command("NOOP").ok
 
 
+PIPELINED = {"memory": 10_000}
+"""Commands pipelined at once by backend: 10,000 where a command costs the engine alone;
+3,000 elsewhere (default), still 47 times ``max_pipelined`` with 30 bodies of 200 kB, more
+than the socket buffers hold, since there each command also costs the store a round trip."""
+
+PIPELINED_ELSEWHERE = 3_000
+
+
 def big_message(size: int) -> bytes:
     line = b"x" * 76 + b"\r\n"
     return messages.plain(subject="big", body="") + line * (size // len(line))
@@ -177,7 +186,7 @@ def big_message(size: int) -> bytes:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_ten_thousand_pipelined_commands_answered_in_order(
-    connect: Connector, transport: str
+    connect: Connector, transport: str, request: pytest.FixtureRequest
 ) -> None:
     small = [messages.plain(subject=f"m{i}", message_id=f"<p{i}@example.org>") for i in range(5)]
     connect.append([*small, big_message(200_000)])
@@ -199,7 +208,7 @@ def test_ten_thousand_pipelined_commands_answered_in_order(
         b"FETCH 3 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
         b"CAPABILITY",
     ]
-    count = 10_000
+    count = PIPELINED.get(str(request.node.callspec.params["server"]), PIPELINED_ELSEWHERE)
     commands: list[bytes] = []
     tags: list[bytes] = []
     appends = 0
@@ -242,10 +251,10 @@ def test_client_that_does_not_read_is_paused_not_refused(
     probe = b"s" * 65536
     commands: list[bytes] = []
     tags: list[bytes] = []
-    for i in range(200):  # 50 MB of responses: more than any socket buffer holds
+    for i in range(60):  # 15 MB of responses: several times what the socket buffers hold
         tags.append(b"f%d" % i)
         commands.append(b"f%d FETCH 1 BODY.PEEK[]\r\n" % i)
-    for i in range(600):  # then 38 MB of commands
+    for i in range(300):  # then 19 MB of commands (about 5 MB are taken while not read)
         tags.append(b"s%d" % i)
         commands.append(b"s%d SEARCH SUBJECT {%d+}\r\n%s\r\n" % (i, len(probe), probe))
     data = b"".join(commands)
@@ -258,7 +267,7 @@ def test_client_that_does_not_read_is_paused_not_refused(
     assert not [u for u in untagged if u.upper().startswith(b"* BYE")]
     assert [t.split(b" ", 1)[0] for t in tagged] == tags
     assert all(t.split(b" ", 2)[1].upper() == b"OK" for t in tagged), tagged[:3]
-    assert sum(b"BODY[] {" in u for u in untagged) == 200
+    assert sum(b"BODY[] {" in u for u in untagged) == 60
     assert client.command("NOOP").ok
 
 
@@ -270,9 +279,10 @@ def test_memory_bounded_while_not_reading(connect: Connector, server: ServerProc
     client = open_client(connect, "plain")
     assert client.command("SELECT INBOX").ok
     probe = b"s" * 65536
-    head = b"".join(b"f%d FETCH 1 BODY.PEEK[]\r\n" % i for i in range(200))
+    # 25 MB of responses and 28 MB of commands: either, held in memory, is above the bound.
+    head = b"".join(b"f%d FETCH 1 BODY.PEEK[]\r\n" % i for i in range(100))
     tail = b"".join(
-        b"s%d SEARCH SUBJECT {%d+}\r\n%s\r\n" % (i, len(probe), probe) for i in range(600)
+        b"s%d SEARCH SUBJECT {%d+}\r\n%s\r\n" % (i, len(probe), probe) for i in range(450)
     )
     rss_before = server.rss_kib()
     sock = client.sock
@@ -292,7 +302,7 @@ def test_memory_bounded_while_not_reading(connect: Connector, server: ServerProc
     sock.setblocking(True)
     sock.settimeout(30)
     # Then the client reads (and sends the rest): everything is answered.
-    result = exchange(client, bytes(view[sent:]), b"s599", hold=0)
+    result = exchange(client, bytes(view[sent:]), b"s449", hold=0)
     tagged, _ = tagged_lines(client, result.received)
-    assert [t.split(b" ", 1)[0] for t in tagged][-1] == b"s599"
-    assert len(tagged) == 800
+    assert [t.split(b" ", 1)[0] for t in tagged][-1] == b"s449"
+    assert len(tagged) == 550

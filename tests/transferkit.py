@@ -17,16 +17,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from argon2 import PasswordHasher
+from imapserver import add_cheap_user
 
 from bench.harness import REPO, BackendSpec, ServerProcess
 from bench.messages import realistic
 from mailserv.admin import mbox
-from mailserv.auth.passwd import PasswdFile
-from mailserv.auth.schemes import hash_password
 
 PASSWORD = "secret-pw"
-FAST = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
 FLAGSETS = (
     frozenset(),
     frozenset({"\\Seen"}),
@@ -86,10 +83,7 @@ def cli(*args: str, stdin: str = "", check: bool = True) -> subprocess.Completed
 
 def add_user(data_dir: Path, name: str) -> None:
     """``name`` in the data dir's passwd-file, as ``mailserv user add`` puts it (a cheap hash)."""
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    passwd = data_dir / "passwd"
-    passwd.touch(0o600)
-    PasswdFile(passwd).add_user(name, hash_password(PASSWORD.encode(), hasher=FAST))
+    add_cheap_user(data_dir, name, PASSWORD)
 
 
 def message_list(count: int, seed: int = 7) -> list[tuple[bytes, frozenset[str], datetime]]:
