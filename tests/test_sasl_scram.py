@@ -14,11 +14,13 @@ import base64
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import ONE_WORKER, SESSION_LIMITS, _server_class
 from cryptography.hazmat.primitives.serialization import Encoding
-from imapserver import User, new_user
+from imapserver import User, add_cheap_user, new_user
 from OpenSSL import SSL
 from scramp import ScramClient
 from scramp.core import CBindData, CbName, Gs2Header
@@ -54,6 +56,30 @@ DOVECOT_HASH = (
 
 
 # -- users with SCRAM keys ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(
+    server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A server of the shared one's backend with SCRAM offered (off by default: see
+    ``ServerSettings.offer_scram``)."""
+    limits = {**SESSION_LIMITS, "offer_scram": True}
+    data_dir = tmp_path_factory.mktemp(f"scram-{server.backend.name}")
+    proc = _server_class()(data_dir, server.backend, limits=limits, extra_args=ONE_WORKER)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def user(server: ServerProcess) -> User:
+    """A fresh argon2id user of this module's server (the suite's pool serves the shared one)."""
+    found = new_user()
+    add_cheap_user(server.data_dir, found.name, found.password)
+    return found
 
 
 def add_scram_user(server: ServerProcess, user: User) -> None:

@@ -50,9 +50,12 @@ class ServerSettings:
     clients that read and write one TLS connection from two threads (imaplib2, under
     offlineimap), which can lose their first command when TLS 1.3's session tickets reach
     them just after the handshake; implicit TLS is not affected."""
-    offer_scram: bool = True
-    """Offer AUTHENTICATE SCRAM-SHA-256 (and -PLUS on TLS) where the user store holds
-    stored keys (``--limit offer_scram=false`` turns it off)."""
+    offer_scram: bool = False
+    """Offer AUTHENTICATE SCRAM-SHA-256 (and -PLUS on TLS) where the user store can hold
+    stored keys.  Off by default: CAPABILITY is sent before the user is known, and clients
+    such as mbsync pick SCRAM whenever it is offered and do not fall back, so a user whose
+    hash is not a SCRAM key (argon2id, the default) could not sign in from them.  Turn it on
+    (``--limit offer_scram=true``) once the users' entries hold ``{SCRAM-SHA-256}`` keys."""
     max_search_keys: int = 1000
     """Search keys in one SEARCH."""
     max_mailbox_name: int = 1024
