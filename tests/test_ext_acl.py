@@ -154,6 +154,13 @@ def test_mailbox_rights_create_delete_rename(connect: Connector, other: Connecto
 @pytest.mark.one_backend  # the commands' answers are the engine's
 def test_rfc_4314_commands(connect: Connector, other: Connector) -> None:
     alice = team(connect, count=0)
+    try:
+        _rfc_4314_commands(connect, other, alice)
+    finally:  # "anyone" would show Team in every user's LIST of the shared server
+        ok(connect.raw(), "DELETEACL Team anyone")
+
+
+def _rfc_4314_commands(connect: Connector, other: Connector, alice: RawClient) -> None:
     me, bob = connect.user.name, other.user.name
     assert ok(alice, "MYRIGHTS Team").data("MYRIGHTS") == [b"Team lrswipkxteacd"]
     ok(alice, f'SETACL Team "{bob}" lrwc')  # obsolete c reads as k
