@@ -421,6 +421,7 @@ def test_failures_count_like_logins(server: ServerProcess, scram_user: User) -> 
         assert response.status == "NO"
         lines += b"".join(response.untagged)
     assert b"BYE" in lines + b"".join(client.wait_closed())
+    assert f"Failed login for {scram_user.name!r}" in server.log_text()  # the user, logged
 
 
 @pytest.mark.one_backend

@@ -36,12 +36,14 @@ class SASLError(Exception):
 class SASLFailed(Exception):
     """A well-formed exchange that cannot succeed: the engine answers NO with this text.
 
-    ``code`` is the IMAP response code (RFC 5530), e.g. ``AUTHORIZATIONFAILED``.
+    ``code`` is the IMAP response code (RFC 5530), e.g. ``AUTHORIZATIONFAILED``; ``user``
+    the user the client named, when the exchange got that far (for the login log line).
     """
 
-    def __init__(self, text: str, code: str = "AUTHENTICATIONFAILED") -> None:
+    def __init__(self, text: str, code: str = "AUTHENTICATIONFAILED", user: str = "") -> None:
         super().__init__(text)
         self.code = code
+        self.user = user
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,8 @@ class _ScramExchange:
             raise SASLError(f"SCRAM first message: {exc}") from exc
         user = str(message["n"])
         if authzid and authzid != user:
-            raise SASLFailed("Authorization identity must match the user", "AUTHORIZATIONFAILED")
+            why = "Authorization identity must match the user"
+            raise SASLFailed(why, "AUTHORIZATIONFAILED", user)
         store = self._context.key_store
         if store is None:
             raise SASLFailed("SCRAM is not available")
@@ -210,14 +211,14 @@ class _ScramExchange:
         except (binascii.Error, ValueError) as exc:
             raise SASLError("SCRAM channel binding is not base64") from exc
         if not hmac.compare_digest(sent_binding, cbind):
-            raise SASLFailed("SCRAM channel bindings do not match")
+            raise SASLFailed("SCRAM channel bindings do not match", user=user)
         if "r=" + str(message["r"]) != server_first.split(",", 1)[0]:
-            raise SASLFailed("SCRAM nonce does not match")
+            raise SASLFailed("SCRAM nonce does not match", user=user)
         without_proof = text[: text.rindex(",p=")]
         auth_message = f"{bare},{server_first},{without_proof}".encode()
         proof: bytes = message["p"]
         if not proof_holds(keys, auth_message, proof):
-            raise SASLFailed("Authentication failed")
+            raise SASLFailed("Authentication failed", user=user)
         signature = base64.b64encode(_hmac(keys.server_key, auth_message))
         return Credentials(ScramProof(user, auth_message, proof), final=b"v=" + signature)
 

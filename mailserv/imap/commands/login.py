@@ -78,7 +78,7 @@ async def authenticate(session: Session, command: Command) -> Reply:
     except SASLError as exc:
         raise Bad(f"{name}: {exc}") from exc
     except SASLFailed as exc:
-        return await _failed(session, "", exc.code, f"{name}: {exc}", mechanism=name)
+        return await _failed(session, exc.user, exc.code, f"{name}: {exc}", mechanism=name)
     raise Bad(f"{name}: too many exchange steps")
 
 
