@@ -397,6 +397,7 @@ class _Run:
         mailbox: IMailbox = self.store.call(account.open, name)
         status = self.store.call(mailbox.status)
         box = box_key(name, status.mailboxid)
+        copy = _Copy(user, box, name, attributes, status.uidvalidity, mailbox)
         self.tally.mailboxes += 1
         before = known.get(box)
         old_validity = before[1] if before else None
@@ -405,43 +406,25 @@ class _Run:
                 return box  # nothing changed
             changes = self.store.call(mailbox.changes_since, before[2])
             if changes.complete:
-                self._apply(user, box, name, attributes, status.uidvalidity, mailbox, changes)
+                self._apply(copy, changes)
                 return box
         self.tally.full += 1
-        self._full(user, box, name, attributes, status, mailbox, old_validity)
+        self._full(copy, status, old_validity)
         return box
 
-    def _apply(
-        self,
-        user: str,
-        box: str,
-        name: str,
-        attributes: frozenset[str],
-        validity: int,
-        mailbox: IMailbox,
-        changes: Changes,
-    ) -> None:
-        known = self.manifest.shas(user, box)
-        metas = list(changes.changed)
+    def _apply(self, copy: _Copy, changes: Changes) -> None:
+        known = self.manifest.shas(copy.user, copy.box)
         vanished = [uid for uid in changes.vanished if uid in known]
-        self._store(user, box, name, attributes, validity, mailbox, metas, known, vanished)
-        self._commit_box(user, box, name, attributes, validity, changes.highestmodseq)
-        self._unlink(user, box, validity, vanished)
+        self._store(copy, list(changes.changed), known, vanished)
+        self._commit_box(copy, changes.highestmodseq)
+        self._unlink(copy, vanished)
 
-    def _full(
-        self,
-        user: str,
-        box: str,
-        name: str,
-        attributes: frozenset[str],
-        status: MailboxStatus,
-        mailbox: IMailbox,
-        old_validity: int | None,
-    ) -> None:
+    def _full(self, copy: _Copy, status: MailboxStatus, old_validity: int | None) -> None:
         """Copy the whole mailbox: first run, its UIDVALIDITY changed, or a full copy that
         was interrupted (its modseq is still 0: the messages it recorded are not copied
         again)."""
-        if old_validity is not None and old_validity != status.uidvalidity:
+        user, box = copy.user, copy.box
+        if old_validity is not None and old_validity != copy.validity:
             with self.manifest.transaction() as db:  # the old UIDs mean nothing now
                 gone = db.execute(
                     "DELETE FROM messages WHERE user = ? AND box = ?", (user, box)
@@ -449,35 +432,31 @@ class _Run:
                 db.execute("DELETE FROM mailboxes WHERE user = ? AND box = ?", (user, box))
             self.tally.removed += gone
             shutil.rmtree(self.manifest.path(user, box, old_validity), True)
-        self._commit_box(user, box, name, attributes, status.uidvalidity, 0)
+        self._commit_box(copy, 0)
         known = self.manifest.shas(user, box)
-        uids = list(self.store.call(mailbox.uids))
+        uids = list(self.store.call(copy.mailbox.uids))
         vanished = sorted(set(known) - set(uids))
         for start in range(0, len(uids), BATCH * 10):
             chunk = uids[start : start + BATCH * 10]
-            metas = self.store.call(_metas, mailbox, chunk)
-            self._store(user, box, name, attributes, status.uidvalidity, mailbox, metas, known, [])
-            self.progress.tell(user, name, start + len(chunk), len(uids))
-        self._commit_box(user, box, name, attributes, status.uidvalidity, status.highestmodseq)
+            metas = self.store.call(_metas, copy.mailbox, chunk)
+            self._store(copy, metas, known, [])
+            self.progress.tell(user, copy.name, start + len(chunk), len(uids))
+        self._commit_box(copy, status.highestmodseq)
         if vanished:
-            self._store(user, box, name, attributes, status.uidvalidity, mailbox, [], {}, vanished)
-            self._unlink(user, box, status.uidvalidity, vanished)
+            self._store(copy, [], {}, vanished)
+            self._unlink(copy, vanished)
 
     def _store(
         self,
-        user: str,
-        box: str,
-        name: str,
-        attributes: frozenset[str],
-        validity: int,
-        mailbox: IMailbox,
+        copy: _Copy,
         metas: Sequence[MessageMeta],
         known: dict[int, str],
         vanished: Sequence[int],
     ) -> None:
         """Copy the new messages among ``metas``, then record them all (and drop the
         ``vanished``) in one transaction: files first, manifest last."""
-        directory = self.manifest.path(user, box, validity)
+        user, box, mailbox = copy.user, copy.box, copy.mailbox
+        directory = self.manifest.path(user, box, copy.validity)
         os.makedirs(directory, mode=0o700, exist_ok=True)
         rows: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
@@ -519,27 +498,30 @@ class _Run:
         self.tally.updated += len(updates)
         self.tally.removed += len(vanished)
 
-    def _commit_box(
-        self,
-        user: str,
-        box: str,
-        name: str,
-        attributes: frozenset[str],
-        validity: int,
-        modseq: int,
-    ) -> None:
-        """Record that ``box`` is copied up to ``modseq`` (the last write of a mailbox)."""
-        special = json.dumps(sorted(attributes & SPECIAL_USE))
+    def _commit_box(self, copy: _Copy, modseq: int) -> None:
+        """Record that ``copy``'s box is copied up to ``modseq`` (the last write of a mailbox)."""
+        special = json.dumps(sorted(copy.attributes & SPECIAL_USE))
+        row = (copy.user, copy.box, copy.name, special, copy.validity, modseq)
         with self.manifest.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO mailboxes VALUES (?, ?, ?, ?, ?, ?)",
-                (user, box, name, special, validity, modseq),
-            )
+            db.execute("INSERT OR REPLACE INTO mailboxes VALUES (?, ?, ?, ?, ?, ?)", row)
 
-    def _unlink(self, user: str, box: str, validity: int, uids: Sequence[int]) -> None:
+    def _unlink(self, copy: _Copy, uids: Sequence[int]) -> None:
         for uid in uids:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.manifest.path(user, box, validity, uid))
+                os.unlink(self.manifest.path(copy.user, copy.box, copy.validity, uid))
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """One mailbox being copied: whose, its box key in the backup, its name and attributes,
+    the UIDVALIDITY its files are kept under, and the open mailbox."""
+
+    user: str
+    box: str
+    name: str
+    attributes: frozenset[str]
+    validity: int
+    mailbox: IMailbox
 
 
 def _copy_scripts(config: Config, manifest: Manifest, user: str, tally: Tally) -> None:
