@@ -16,8 +16,9 @@ import transferkit as kit
 
 from mailserv.admin import cli
 
-ROUND_TRIP = 500
-"""5,000 messages take longer than the test budget allows here; bench/importexport.py runs them."""
+ROUND_TRIP = 5000
+"""Issue 12's round trip: a generated mbox of 5,000 messages in and out byte-identical (about
+13 s per backend on this machine; bench/importexport.py times it)."""
 
 
 def _store(tmp_path: Path, backend: str) -> tuple[Path, list[str]]:
