@@ -130,6 +130,9 @@ class Config:
     log_format: str = "text"
     """``text`` (twistd's log) or ``json``: one JSON object per line on standard output."""
     webhooks: tuple[WebhookConfig, ...] = ()
+    submission: str | None = None
+    """Client endpoint string of the SMTP submission host Sieve's redirect and vacation send
+    through (``--submission``, e.g. ``tcp:localhost:25``); None: no mail is sent."""
 
     def __post_init__(self) -> None:
         # Built directly (embedders, tests), the fields may arrive as lists and dicts.
@@ -317,6 +320,12 @@ def _metrics_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
 LOG_FORMATS = ("text", "json")
 
 
+def _submission_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
+    if not isinstance(value, str) or not value:
+        raise ctx.fail(key, "a client endpoint string (e.g. tcp:localhost:25)", value)
+    layer.fields["submission"] = value
+
+
 def _log_format_key(layer: _Layer, key: str, value: object, ctx: _Context) -> None:
     if value not in LOG_FORMATS:
         raise ctx.fail(key, " or ".join(LOG_FORMATS), value)
@@ -458,6 +467,7 @@ _KEYS: Mapping[str, Callable[[_Layer, str, object, _Context], None]] = {
     "metrics": _metrics_key,
     "log-format": _log_format_key,
     "webhook": _webhook_key,
+    "submission": _submission_key,
 }
 
 

@@ -169,6 +169,14 @@ class Options(usage.Options):
             "text (twistd's log) or json: one JSON object per line on standard output, "
             "for log shippers (run with twistd -n) [default: text].",
         ],
+        [
+            "submission",
+            None,
+            None,
+            "Send Sieve's redirects and vacation replies by SMTP through ENDPOINT, a client "
+            "endpoint string (e.g. tcp:localhost:25) [default: none: redirect is refused and "
+            "vacation replies go to DATA/sieve/outbox].",
+        ],
     ]
 
     config: Config
@@ -221,7 +229,8 @@ on ENDPOINT, e.g. tcp:4190:interface=127.0.0.1; repeatable [default: none]."""
     def postOptions(self) -> None:
         layer = dict(self._given)
         named = ("data-dir", "backend", "passwd-file", "tls-cert", "tls-key", "workers")
-        for name in named + ("quota-storage", "quota-messages", "metrics", "log-format"):
+        for name in named + ("quota-storage", "quota-messages", "metrics", "log-format",
+                             "submission"):  # fmt: skip
             if self[name] is not None:
                 layer[name] = self[name]
         oauth = {
@@ -417,10 +426,14 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
     factories: dict[str, IProtocolFactory] = {"IMAP": parts.factory, "IMAPS": parts.factory}
     if config.lmtp:
         listeners += [(d, "LMTP", None) for d in config.lmtp]
-        factories["LMTP"] = lmtp_factory(parts.backend, parts.factory, reactor, config.data_dir)
+        factories["LMTP"] = lmtp_factory(
+            parts.backend, parts.factory, reactor, config.data_dir, config.submission
+        )
     if config.managesieve:
         listeners += [(d, "MANAGESIEVE", None) for d in config.managesieve]
-        factories["MANAGESIEVE"] = managesieve_factory(parts.factory, config.data_dir)
+        factories["MANAGESIEVE"] = managesieve_factory(
+            parts.factory, config.data_dir, config.submission is not None
+        )
     for description, label, tls in listeners:
         endpoint = _listening_endpoint(reactor, description, label, tls, gate)
         listener = StreamServerEndpointService(endpoint, factories[label])

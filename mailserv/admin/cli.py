@@ -216,6 +216,17 @@ def _scripts(args: argparse.Namespace) -> ScriptStore:
     return sieve_store(data_dir)
 
 
+def _sends_mail(args: argparse.Namespace) -> bool:
+    """Whether the configuration (``--config``) names a submission host (so scripts may
+    redirect)."""
+    if not getattr(args, "config", None):
+        return False
+    try:
+        return load_config({}, args.config).submission is not None
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
+
+
 def _sieve_put(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     store = _scripts(args)
     if args.file:
@@ -224,7 +235,7 @@ def _sieve_put(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     else:
         source = stdin.buffer.read(MAX_SCRIPT + 1) if hasattr(stdin, "buffer") else b""
     try:
-        check_script(source)
+        check_script(source, _sends_mail(args))
         store.put(args.user, args.name, source)
         if args.activate:
             store.activate(args.user, args.name)

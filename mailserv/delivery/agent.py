@@ -44,6 +44,7 @@ from twisted.python.failure import Failure
 from mailserv.config import Config, ConfigError, load_config, parse_assignment
 from mailserv.delivery.deliver import Deliverer, Outcome, store_lookup
 from mailserv.delivery.sieve import sieve_policy
+from mailserv.delivery.submit import submitter
 from mailserv.interfaces import IBackend, IMultiProcessBackend
 from mailserv.quota import QuotaLedger
 
@@ -135,9 +136,11 @@ def run(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
             EX_CONFIG,
         )
     quota, ledger = config.settings.quota, QuotaLedger()
-    deliverer = Deliverer(
-        backend, store_lookup(store), quota, ledger, sieve_policy(config.data_dir)
-    )
+    try:
+        policy = sieve_policy(config.data_dir, submitter(reactor, config.submission))
+    except ValueError as exc:  # an endpoint string that does not parse
+        raise DeliveryExit(str(exc), EX_CONFIG) from exc
+    deliverer = Deliverer(backend, store_lookup(store), quota, ledger, policy)
     # Warnings and errors only: what an MTA puts in its log or in a bounce.
     quiet = FilteringLogObserver(
         textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(LogLevel.warn)]

@@ -123,6 +123,8 @@ class Decision:
     """Store it nowhere, and answer that it was delivered (Sieve's discard)."""
     reject: str | None = None
     """Refuse it for this recipient with this reason (Sieve's reject, RFC 5429)."""
+    answer: Outcome | None = None
+    """Store nothing and answer this (a redirect that cannot be sent now: 451 4.4.0)."""
     after: tuple[Callable[[], Awaitable[None]], ...] = ()
     """Work to do once the message is stored (a vacation reply); its failure is logged."""
 
@@ -254,6 +256,8 @@ class Deliverer:
             decision = await self.policy.decide(account, Envelope(sender, recipient), message)
             if decision.reject is not None:
                 return rejected(decision.reject)
+            if decision.answer is not None:
+                return decision.answer
             places = [] if decision.discard else [(decision.folder, decision.flags)]
             places += decision.also
             limits = self.quota.limits_with(recipient.user, recipient.quota)

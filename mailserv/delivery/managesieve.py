@@ -77,9 +77,11 @@ class _Close(Exception):
 class ManageSieveFactory(ServerFactory):
     """One :class:`ManageSieveServer` per connection, with the IMAP server's ``services``."""
 
-    def __init__(self, services: Services, store: ScriptStore) -> None:
+    def __init__(self, services: Services, store: ScriptStore, sends_mail: bool = False) -> None:
         self.services = services
         self.store = store
+        self.sends_mail = sends_mail
+        """A submission host is set: scripts may use redirect."""
 
     def buildProtocol(self, addr: Any) -> Protocol:
         protocol = ManageSieveServer(self)
@@ -495,13 +497,13 @@ class ManageSieveServer(Protocol, TimeoutMixin):
     async def _putscript(self, args: list[Any]) -> bytes:
         name, source = _strings(args, 2, "PUTSCRIPT takes a script name and a script")
         script_name = _name(name)
-        await _check(source)
+        await _check(source, self.sieve.sends_mail)
         await self._store(lambda: self.sieve.store.put(self._owner, script_name, source))
         return b'OK "Script stored"\r\n'
 
     async def _checkscript(self, args: list[Any]) -> bytes:
         (source,) = _strings(args, 1, "CHECKSCRIPT takes a script")
-        await _check(source)
+        await _check(source, self.sieve.sends_mail)
         return b'OK "Script is valid"\r\n'
 
     async def _listscripts(self, args: list[Any]) -> bytes:
@@ -558,13 +560,13 @@ def _name(raw: bytes) -> str:
     return name
 
 
-async def _check(source: bytes) -> None:
+async def _check(source: bytes, sends_mail: bool) -> None:
     """Bad with the reason when ``source`` is no script we can run; parsed in a thread
     (a large script takes long)."""
     if len(source) > MAX_SCRIPT:
         raise Bad(f"Scripts are at most {MAX_SCRIPT} octets", "QUOTA/MAXSIZE")
     try:
-        await deferToThread(check_script, source)
+        await deferToThread(check_script, source, sends_mail)
     except SieveError as exc:
         raise Bad(str(exc)) from exc
 

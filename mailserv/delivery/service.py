@@ -14,6 +14,7 @@ from mailserv.delivery.deliver import Deliverer, store_lookup
 from mailserv.delivery.lmtp import LMTPFactory
 from mailserv.delivery.managesieve import ManageSieveFactory
 from mailserv.delivery.sieve import sieve_policy, sieve_store
+from mailserv.delivery.submit import IMailSender, submitter
 from mailserv.interfaces import IBackend
 
 if TYPE_CHECKING:  # the agent (``mailserv deliver``) does without the IMAP engine
@@ -29,10 +30,13 @@ def user_store(portal: Portal) -> IUserStore | None:
     return None
 
 
-def deliverer_for(backend: IBackend, imap: IMAPServerFactory, data_dir: str) -> Deliverer:
+def deliverer_for(
+    backend: IBackend, imap: IMAPServerFactory, data_dir: str, sender: IMailSender | None = None
+) -> Deliverer:
     """A deliverer into ``backend`` that knows the users and quotas ``imap`` knows and
     shares its record of additions in flight, running the users' Sieve scripts kept under
-    ``data_dir``.  UsageError when users cannot be looked up."""
+    ``data_dir`` (sending mail through ``sender``).  UsageError when users cannot be
+    looked up."""
     services = imap.services
     store = user_store(services.portal)
     if store is None:
@@ -41,18 +45,30 @@ def deliverer_for(backend: IBackend, imap: IMAPServerFactory, data_dir: str) -> 
             "up (with the proxy backend, use master-user mode)"
         )
     quota, ledger = services.settings.quota, services.quota
-    policy = sieve_policy(data_dir)
+    policy = sieve_policy(data_dir, sender)
     events = (services.events, imap.clock)
     return Deliverer(backend, store_lookup(store), quota, ledger, policy, services.metrics, events)
 
 
 def lmtp_factory(
-    backend: IBackend, imap: IMAPServerFactory, clock: IReactorTime, data_dir: str
+    backend: IBackend,
+    imap: IMAPServerFactory,
+    clock: IReactorTime,
+    data_dir: str,
+    submission: str | None = None,
 ) -> LMTPFactory:
-    """The LMTP service of the server whose IMAP side is ``imap``."""
-    return LMTPFactory(deliverer_for(backend, imap, data_dir), imap.settings, clock)
+    """The LMTP service of the server whose IMAP side is ``imap``; ``clock`` is the reactor
+    (it connects to the ``submission`` host, when there is one)."""
+    try:
+        sender = submitter(clock, submission)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return LMTPFactory(deliverer_for(backend, imap, data_dir, sender), imap.settings, clock)
 
 
-def managesieve_factory(imap: IMAPServerFactory, data_dir: str) -> ManageSieveFactory:
-    """The ManageSieve service of the server whose IMAP side is ``imap`` (its sign-in)."""
-    return ManageSieveFactory(imap.services, sieve_store(data_dir))
+def managesieve_factory(
+    imap: IMAPServerFactory, data_dir: str, sends_mail: bool = False
+) -> ManageSieveFactory:
+    """The ManageSieve service of the server whose IMAP side is ``imap`` (its sign-in);
+    ``sends_mail``: a submission host is set, so scripts may redirect."""
+    return ManageSieveFactory(imap.services, sieve_store(data_dir), sends_mail)

@@ -9,7 +9,20 @@ to INBOX and that is logged), discard, reject (550 5.7.1 for this recipient) and
 vacation reply done after the message is stored.  A script that does not compile or a
 run that fails never loses the message: it goes to INBOX and the error is logged.
 
-This server sends no mail of its own: ``redirect`` is refused when a script is uploaded
+Mail goes out through the submission host (``--submission``, an
+:class:`mailserv.delivery.submit.IMailSender`).  ``redirect`` (RFC 5228 4.2) is done before
+the message is stored, one SMTP transaction per address, with the original envelope
+sender (RFC 5228 4.2 allows copying it and requires ``<>`` to stay ``<>``; bounces then
+reach the author, as with Dovecot's default) and a ``Delivered-To`` header naming the
+user (RFC 9228), which is also the loop check: a message that already carries the user's
+``Delivered-To`` is not redirected again but kept in INBOX.  When the submission host
+cannot take it now, the recipient's delivery answers 451 4.4.0 and nothing is stored (the
+MTA retries; redirects that did go are remembered in :class:`SentLog`, keyed by the
+Message-ID, and not sent twice).  A permanent refusal keeps the message in INBOX.
+Vacation replies go out with envelope sender ``<>`` once :class:`SentLog` says so;
+a failure is logged and not retried.
+
+Without a submission host: ``redirect`` is refused when a script is uploaded
 (:func:`check_script`); one that got in another way keeps the message in INBOX and logs
 why.  Vacation replies are written to the outbox directory
 (:class:`mailserv.delivery.sievestore.Outbox`) for the operator's MTA to pick up.
@@ -36,6 +49,7 @@ from mailserv.delivery.deliver import (
     DefaultPolicy,
     Envelope,
     IDeliveryPolicy,
+    Outcome,
     selectable,
 )
 from mailserv.delivery.sievescript import (
@@ -47,7 +61,8 @@ from mailserv.delivery.sievescript import (
     compile_script,
     run,
 )
-from mailserv.delivery.sievestore import Outbox, ScriptStore
+from mailserv.delivery.sievestore import REDIRECT_MEMORY, Outbox, ScriptStore, SentLog
+from mailserv.delivery.submit import IMailSender, SubmissionError
 from mailserv.interfaces import INBOX, IAccount
 
 if TYPE_CHECKING:
@@ -67,26 +82,42 @@ def sieve_store(data_dir: str) -> ScriptStore:
     return ScriptStore(os.path.join(data_dir, "sieve"))
 
 
-def sieve_policy(data_dir: str) -> SievePolicy:
-    """The delivery policy of the server whose data directory is ``data_dir``."""
-    return SievePolicy(sieve_store(data_dir), Outbox(os.path.join(data_dir, "sieve", "outbox")))
+def sieve_policy(data_dir: str, sender: IMailSender | None = None) -> SievePolicy:
+    """The delivery policy of the server whose data directory is ``data_dir``, sending
+    mail through ``sender`` (None: no submission host)."""
+    root = os.path.join(data_dir, "sieve")
+    outbox = Outbox(os.path.join(root, "outbox"))
+    return SievePolicy(sieve_store(data_dir), outbox, SentLog(os.path.join(root, "sent.sqlite")),
+                       sender)  # fmt: skip
 
 
-def check_script(source: bytes) -> Script:
-    """``source`` compiled, or SieveError with what makes it unusable here (uploads)."""
+def check_script(source: bytes, sends_mail: bool = False) -> Script:
+    """``source`` compiled, or SieveError with what makes it unusable here (uploads);
+    ``sends_mail``: the server has a submission host, so ``redirect`` can run."""
     script = compile_script(source)
-    if "redirect" in script.uses:
-        raise SieveError("redirect is not available: this server sends no mail")
+    if "redirect" in script.uses and not sends_mail:
+        raise SieveError(
+            "redirect is not available: this server sends no mail (no submission host is set)"
+        )
     return script
 
 
 @implementer(IDeliveryPolicy)
 class SievePolicy:
-    """Runs the recipient's active script from ``store``; vacation replies go to ``outbox``."""
+    """Runs the recipient's active script from ``store``; mail goes out through ``sender``
+    (vacation replies to ``outbox`` without one); ``sent`` remembers what went."""
 
-    def __init__(self, store: ScriptStore, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        store: ScriptStore,
+        outbox: Outbox,
+        sent: SentLog,
+        sender: IMailSender | None = None,
+    ) -> None:
         self.store = store
         self.outbox = outbox
+        self.sent = sent
+        self.sender = sender
         self._cache: OrderedDict[str, tuple[object, Script | SieveError]] = OrderedDict()
         self._default = DefaultPolicy()
 
@@ -131,6 +162,10 @@ class SievePolicy:
             return Decision(INBOX)
         if result.reject is not None:
             return Decision(reject=result.reject)
+        if result.redirects:
+            answer = await self._redirect(envelope, facts, message, result)
+            if answer is not None:
+                return Decision(answer=answer)
         places = await self._places(account, user, result)
         after: tuple[Callable[[], Awaitable[None]], ...] = ()
         if result.vacation is not None:
@@ -147,13 +182,6 @@ class SievePolicy:
     ) -> list[tuple[str, frozenset[str]]]:
         """The folders to store into, each once, with its flags."""
         folders = dict(result.folders)
-        if result.redirects:
-            _log.warn(
-                "Sieve: {user}'s script redirects to {to}, but this server sends no mail; "
-                "kept in INBOX",
-                user=user, to=", ".join(result.redirects),
-            )  # fmt: skip
-            folders.setdefault(INBOX, ())
         places: dict[str, frozenset[str]] = {}
         for folder, flags in folders.items():
             target = folder
@@ -163,6 +191,56 @@ class SievePolicy:
                 target = await self._create(account, user, folder, folder in result.create)
             places[target] = places.get(target, frozenset()) | frozenset(flags)
         return list(places.items())
+
+    async def _redirect(
+        self, envelope: Envelope, facts: MessageFacts, message: bytes, result: Result
+    ) -> Outcome | None:
+        """Send the redirects of ``result``; the answer when one cannot go now.  What cannot
+        go at all leaves the message in INBOX (``result.folders``), logged."""
+        user, targets = envelope.recipient.user, ", ".join(result.redirects)
+        address = envelope.recipient.address.strip("<>")
+        if self.sender is None:
+            _log.warn(
+                "Sieve: {user}'s script redirects to {to}, but this server sends no mail; "
+                "kept in INBOX",
+                user=user, to=targets,
+            )  # fmt: skip
+            result.folders.setdefault(INBOX, ())
+            return None
+        own = _own_addresses(user, address)
+        if any(a.lower() in own for _, a in getaddresses(facts.raw("delivered-to"))):
+            _log.warn(
+                "Sieve: not redirecting {user}'s message to {to}: it was delivered to "
+                "{user} before (a mail loop); kept in INBOX",
+                user=user, to=targets,
+            )  # fmt: skip
+            result.folders.setdefault(INBOX, ())
+            return None
+        outgoing = _redirected(message, _without_detail(address) or user)
+        ident = _message_key(facts, message)
+        for target in result.redirects:
+            key = hashlib.sha256(f"{ident}\0{target.lower()}".encode()).hexdigest()[:32]
+            if await deferToThread(self.sent.recent, "redirect", user, key, REDIRECT_MEMORY):
+                continue  # sent before the MTA retried this delivery
+            try:
+                await self.sender.send(envelope.sender, [target], outgoing)
+            except SubmissionError as exc:
+                if exc.temporary:
+                    _log.warn(
+                        "Sieve: cannot redirect {user}'s message to {to} now ({error}); "
+                        "answered 451",
+                        user=user, to=target, error=str(exc),
+                    )  # fmt: skip
+                    return Outcome(451, "4.4.0", "Cannot redirect the message now; try again later")
+                _log.error(
+                    "Sieve: redirecting {user}'s message to {to} failed ({error}); kept in INBOX",
+                    user=user, to=target, error=str(exc),
+                )  # fmt: skip
+                result.folders.setdefault(INBOX, ())
+                continue
+            await deferToThread(self.sent.record, "redirect", user, key)
+            _log.info("Sieve: redirected {user}'s message to {to}", user=user, to=target)
+        return None
 
     async def _create(self, account: IAccount, user: str, folder: str, create: bool) -> str:
         if create:
@@ -187,8 +265,7 @@ class SievePolicy:
     ) -> Callable[[], Awaitable[None]] | None:
         """The reply to send after storing, or None when RFC 5230 4.5-4.6 say not to."""
         sender = facts.sender
-        own = {a.lower() for a in (address, user, *action.get("addresses")) if a}
-        own.add(_without_detail(address).lower())
+        own = _own_addresses(user, address, action.get("addresses"))
         if not sender or sender.lower() in own or _is_robot(facts, sender):
             return None
         listed = {a.lower() for n in ("to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc")
@@ -202,15 +279,22 @@ class SievePolicy:
         days = int(action.get("days"))
         reply = _reply(facts, action, _without_detail(address))
 
-        def send_now() -> bool:
-            if not self.store.vacation_due(user, key, days):
-                return False
-            self.outbox.add("", [sender], reply)
-            return True
-
         async def send() -> None:
-            if await deferToThread(send_now):  # the files are synced: not on the reactor
-                _log.info("Sieve: vacation reply for {user} to {to}", user=user, to=sender)
+            # SQLite and the outbox's synced files: not on the reactor's thread.
+            if not await deferToThread(self.sent.vacation_due, user, key, days):
+                return
+            if self.sender is None:
+                await deferToThread(self.outbox.add, "", [sender], reply)
+            else:
+                try:
+                    await self.sender.send("", [sender], reply)
+                except SubmissionError as exc:
+                    _log.warn(
+                        "Sieve: vacation reply for {user} to {to} not sent ({error})",
+                        user=user, to=sender, error=str(exc),
+                    )  # fmt: skip
+                    return
+            _log.info("Sieve: vacation reply for {user} to {to}", user=user, to=sender)
 
         return send
 
@@ -229,6 +313,46 @@ def _evaluate(
 ) -> tuple[MessageFacts, Result]:
     facts = MessageFacts.of(message, sender, recipient)
     return facts, run(script, facts)
+
+
+def _own_addresses(user: str, address: str, more: tuple[str, ...] = ()) -> set[str]:
+    """The user's addresses, lower-cased: the recipient's, without its ``+detail``, the
+    user name and ``more`` (vacation's ``:addresses``)."""
+    own = {a.lower() for a in (address, user, *more) if a}
+    own.add(_without_detail(address).lower())
+    return own
+
+
+def _message_key(facts: MessageFacts, message: bytes) -> str:
+    """What names a message across the MTA's retries: its Message-ID, else a digest of its
+    body and of the headers its author wrote (our trace headers differ each time)."""
+    ids = facts.raw("message-id")
+    if ids:
+        return ids[0]
+    end = message.find(b"\r\n\r\n")
+    digest = hashlib.sha256(message[end:] if end >= 0 else b"")
+    for name in ("from", "date", "subject", "to"):
+        digest.update("\0".join(facts.raw(name)).encode("utf-8", "replace") + b"\0")
+    return digest.hexdigest()
+
+
+def _redirected(message: bytes, delivered_to: str) -> bytes:
+    """``message`` as redirected: ``Delivered-To`` added (RFC 9228), ``Return-Path`` taken
+    out (RFC 5321 4.4: it is added at final delivery, not sent on)."""
+    end = message.find(b"\r\n\r\n")
+    head, body = (message[: end + 2], message[end + 2 :]) if end >= 0 else (message, b"")
+    kept: list[bytes] = []
+    dropping = False
+    for line in head.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                kept.append(line)
+            continue
+        dropping = line[:12].lower() == b"return-path:"
+        if not dropping:
+            kept.append(line)
+    trace = f"Delivered-To: {delivered_to}\r\n".encode("utf-8", "replace")
+    return trace + b"".join(kept) + body
 
 
 def _without_detail(address: str) -> str:

@@ -2,15 +2,16 @@
 
 One directory per user (its name percent-encoded, so any user name is one safe path
 component) holding ``<name>.sieve`` files (names percent-encoded too), an ``active``
-file naming the active script, and ``vacation.json``, the record of vacation replies
-sent (RFC 5230 4.2's per-sender limit).  Every write goes to a temporary file that is
+file naming the active script.  Every script write goes to a temporary file that is
 synced and then renamed over the old one, so a reader (the delivery of another worker)
 sees the old state or the new one.  Scripts live beside the other data of the server
 and not in a backend: the same files serve the memory, maildir and sql backends (with sql
 on PostgreSQL shared by several hosts, DATA must then be shared too).
 
-Vacation replies are written to ``DATA/sieve/outbox/`` (see :class:`Outbox`): this
-server sends no mail itself.
+``DATA/sieve/sent.sqlite`` (:class:`SentLog`) records the vacation replies sent (RFC 5230
+4.2's once per ``:days``) and the redirects done, in transactions, so every process that
+delivers (``--workers``, ``mailserv deliver``) honours them.  Without a submission host,
+vacation replies are written to ``DATA/sieve/outbox/`` (see :class:`Outbox`).
 """
 
 from __future__ import annotations
@@ -18,19 +19,30 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import threading
+import sqlite3
 import time
 import unicodedata
 from urllib.parse import quote, unquote
 
-__all__ = ["MAX_NAME", "MAX_SCRIPTS", "Outbox", "ScriptStore", "StoreError", "check_name"]
+__all__ = [
+    "MAX_NAME",
+    "MAX_SCRIPTS",
+    "Outbox",
+    "ScriptStore",
+    "SentLog",
+    "StoreError",
+    "check_name",
+]
 
 MAX_SCRIPTS = 20
 """Scripts one user may keep."""
 MAX_NAME = 128
 """Characters in a script name."""
-MAX_VACATION_RECORDS = 2000
-"""Senders remembered per user for vacation; the oldest are forgotten first."""
+MAX_VACATION_DAYS = 90
+"""A vacation record is kept at most this long (RFC 5230 :days is capped there)."""
+REDIRECT_MEMORY = 86400.0
+"""Seconds a redirect done is remembered, so a delivery the MTA retries does not send it
+again (the MTA's retries of one message come within a day or it gives up soon after)."""
 _SUFFIX = ".sieve"
 
 
@@ -63,9 +75,6 @@ class ScriptStore:
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self._vacation_lock = threading.Lock()
-        """Deliveries run vacation_due in threads: one read-modify-write at a time (in this
-        process; two workers may still both answer a sender's first message)."""
 
     def _dir(self, user: str) -> str:
         return os.path.join(self.root, "users", _component(user))
@@ -158,28 +167,70 @@ class ScriptStore:
             return None
         return name, (info.st_ino, info.st_size, info.st_mtime_ns)
 
+
+class SentLog:
+    """What was sent on users' behalf, in the SQLite file ``path``; one transaction per
+    question, so two processes asking at once get one yes between them.  Blocking: call
+    it in a thread."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _connect(self) -> sqlite3.Connection:
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS sent (kind TEXT NOT NULL, user TEXT NOT NULL,"
+            " key TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (kind, user, key))"
+        )
+        return db
+
+    def due(self, kind: str, user: str, key: str, every: float, now: float | None = None) -> bool:
+        """Whether ``key`` of ``user`` was not sent in the last ``every`` seconds; when it
+        was not, it is recorded as sent now (check and record in one transaction)."""
+        now = time.time() if now is None else now
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(
+                "SELECT at FROM sent WHERE kind = ? AND user = ? AND key = ?", (kind, user, key)
+            ).fetchone()
+            if row is not None and now - row[0] < every:
+                db.execute("ROLLBACK")
+                return False
+            db.execute("INSERT OR REPLACE INTO sent VALUES (?, ?, ?, ?)", (kind, user, key, now))
+            forget = now - max(every, MAX_VACATION_DAYS * 86400.0)
+            db.execute("DELETE FROM sent WHERE kind = ? AND user = ? AND at < ?",
+                       (kind, user, forget))  # fmt: skip
+            db.execute("COMMIT")
+            return True
+        finally:
+            db.close()
+
+    def recent(self, kind: str, user: str, key: str, every: float) -> bool:
+        """Whether ``key`` of ``user`` was recorded in the last ``every`` seconds."""
+        db = self._connect()
+        try:
+            row = db.execute(
+                "SELECT at FROM sent WHERE kind = ? AND user = ? AND key = ?", (kind, user, key)
+            ).fetchone()
+        finally:
+            db.close()
+        return row is not None and time.time() - row[0] < every
+
+    def record(self, kind: str, user: str, key: str) -> None:
+        """Record ``key`` of ``user`` as sent now (after it was)."""
+        db = self._connect()
+        try:
+            db.execute("INSERT OR REPLACE INTO sent VALUES (?, ?, ?, ?)",
+                       (kind, user, key, time.time()))  # fmt: skip
+        finally:
+            db.close()
+
     def vacation_due(self, user: str, key: str, days: int, now: float | None = None) -> bool:
         """Whether a vacation reply keyed ``key`` (sender and handle) may go now, at most
         one per ``days``; when it may, the reply is recorded as sent."""
-        with self._vacation_lock:
-            return self._vacation_due(user, key, days, time.time() if now is None else now)
-
-    def _vacation_due(self, user: str, key: str, days: int, now: float) -> bool:
-        path = os.path.join(self._dir(user), "vacation.json")
-        try:
-            with open(path, encoding="utf-8") as f:
-                sent: dict[str, float] = json.load(f)
-        except (FileNotFoundError, ValueError):
-            sent = {}
-        if now - sent.get(key, float("-inf")) < days * 86400:
-            return False
-        sent.pop(key, None)
-        sent[key] = now
-        while len(sent) > MAX_VACATION_RECORDS:
-            del sent[next(iter(sent))]
-        os.makedirs(self._dir(user), mode=0o700, exist_ok=True)
-        _write(path, json.dumps(sent).encode("utf-8"))
-        return True
+        return self.due("vacation", user, key, days * 86400.0, now)
 
 
 class Outbox:

@@ -80,7 +80,7 @@ class SMTPSubmitter:
         return Deferred.fromCoroutine(self._send(sender, list(recipients), message))
 
     async def _send(self, sender: str, recipients: list[str], message: bytes) -> None:
-        done: Deferred[object] = Deferred()
+        done: Deferred[tuple[int, list[tuple[bytes, int, bytes]]]] = Deferred()
         factory = _Factory(
             None,
             None,
@@ -98,12 +98,12 @@ class SMTPSubmitter:
         connecting = self.endpoint.connect(factory)
         connecting.addTimeout(self.timeout, self.reactor)
         try:
-            protocol = await connecting
+            protocol: Any = await connecting
         except Exception as exc:  # noqa: BLE001 - refused, unreachable, timed out: retry later
             raise SubmissionError(f"cannot connect to {where}: {exc}", True) from exc
         done.addTimeout(self.timeout, self.reactor)
         try:
-            accepted, addresses = await done  # type: ignore[misc]
+            accepted, addresses = await done
         except SMTPClientError as exc:
             text = exc.resp.decode("utf-8", "replace") if exc.resp else str(exc)
             permanent = 500 <= exc.code < 600
@@ -118,6 +118,15 @@ class SMTPSubmitter:
             temporary = any(400 <= code < 500 for _, code, _ in refused)
             raise SubmissionError(f"{where} refused {said}", temporary)
 
+
 def submitter(reactor: Any, endpoint: str | None) -> IMailSender | None:
-    """The sender of ``--submission``, None when it is not set."""
-    return None if endpoint is None else SMTPSubmitter(reactor, endpoint)
+    """The sender of ``--submission``, None when it is not set; ValueError with a clear
+    text when ``endpoint`` is no client endpoint string."""
+    if endpoint is None:
+        return None
+    try:
+        return SMTPSubmitter(reactor, endpoint)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"submission {endpoint!r} is no client endpoint string (e.g. tcp:localhost:25): {exc}"
+        ) from None

@@ -123,10 +123,15 @@ def main(argv: Sequence[str]) -> int:
     # LMTP is served by every child too, from the one listening socket they share.
     lmtp = None
     if config.lmtp:
-        lmtp = lmtp_factory(parts.backend, parts.factory, reactor, config.data_dir)
+        lmtp = lmtp_factory(
+            parts.backend, parts.factory, reactor, config.data_dir, config.submission
+        )
     adopted = _AdoptedPorts(reactor, listeners, parts.factory, tls_factory, gate, lmtp)
     if config.managesieve:  # served by every child too, like LMTP
-        adopted.add_factory("MANAGESIEVE", managesieve_factory(parts.factory, config.data_dir))
+        adopted.add_factory(
+            "MANAGESIEVE",
+            managesieve_factory(parts.factory, config.data_dir, config.submission is not None),
+        )
     adopted.setServiceParent(top)
     stdio.StandardIO(_ParentWatch(reactor))
     reactor.callWhenRunning(top.startService)
