@@ -26,10 +26,12 @@ from bench.harness import HOST, REPO, ServerProcess, free_port
 from mailserv.admin.cli import main as cli
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.schemes import hash_password
+from mailserv.config import ConfigError, load_config
 from mailserv.delivery.sieve import check_script
 from mailserv.delivery.sievescript import SieveError
 from mailserv.delivery.sievestore import SentLog
 from mailserv.delivery.submit import IMailSender, SMTPSubmitter, submitter
+from mailserv.tap import Options
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -125,6 +127,11 @@ def test_submitter_interface_and_bad_endpoints() -> None:
     for bad in ("tcp:localhost", "bogus:25"):
         with pytest.raises(ValueError, match="no client endpoint string"):
             submitter(reactor, bad)
+    options = Options()
+    options.parseOptions(["--submission", "tcp:localhost:2525"])
+    assert options.config.submission == "tcp:localhost:2525"
+    with pytest.raises(ConfigError, match="submission must be a client endpoint string"):
+        load_config({"submission": 25})
     assert check_script(b'redirect "a@example.net";', sends_mail=True).uses == {"redirect"}
     with pytest.raises(SieveError, match="no submission host"):
         check_script(b'redirect "a@example.net";')
