@@ -13,6 +13,7 @@ import smtplib
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -70,14 +71,18 @@ def server(
     assert "Traceback" not in process.log_text()
 
 
+@dataclass
+class Box:
+    """One user of the server, no other test's, and the receiver."""
+
+    server: LmtpServer
+    user: User
+    receiver: SMTPReceiver
+
+
 @pytest.fixture
-def user(server: LmtpServer) -> User:
-    taken = server.__dict__.setdefault("_taken", set())
-    for candidate in server.users:
-        if candidate.name not in taken:
-            taken.add(candidate.name)
-            return candidate
-    raise AssertionError("the server has too few users")
+def box(server: LmtpServer, receiver: SMTPReceiver) -> Box:
+    return Box(server, server.users.pop(), receiver)
 
 
 def put(server: LmtpServer, user: User, script: bytes) -> None:
@@ -138,7 +143,8 @@ def test_submitter_interface_and_bad_endpoints() -> None:
 
 
 @pytest.mark.one_backend
-def test_redirect_and_copy(server: LmtpServer, user: User, receiver: SMTPReceiver) -> None:
+def test_redirect_and_copy(box: Box) -> None:
+    server, user, receiver = box.server, box.user, box.receiver
     to = f"fwd-{secrets.token_hex(3)}@example.net"
     script = f'require "copy";\nif header :is "subject" "copy" {{ redirect :copy "{to}"; }}'
     put(server, user, f'{script}\nelse {{ redirect "{to}"; }}'.encode())
@@ -155,9 +161,8 @@ def test_redirect_and_copy(server: LmtpServer, user: User, receiver: SMTPReceive
 
 
 @pytest.mark.one_backend
-def test_redirect_loop_is_kept_not_sent(
-    server: LmtpServer, user: User, receiver: SMTPReceiver
-) -> None:
+def test_redirect_loop_is_kept_not_sent(box: Box) -> None:
+    server, user, receiver = box.server, box.user, box.receiver
     to = f"loop-{secrets.token_hex(3)}@example.net"
     put(server, user, f'redirect "{to}";'.encode())
     looped = mail("came back", f"Delivered-To: {user.name.upper()}@example.org\r\n")
@@ -168,9 +173,8 @@ def test_redirect_loop_is_kept_not_sent(
 
 
 @pytest.mark.one_backend
-def test_submission_down_answers_451_and_the_retry_delivers_once(
-    server: LmtpServer, user: User, receiver: SMTPReceiver
-) -> None:
+def test_submission_down_answers_451_and_the_retry_delivers_once(box: Box) -> None:
+    server, user, receiver = box.server, box.user, box.receiver
     to = f"down-{secrets.token_hex(3)}@example.net"
     put(server, user, f'require "copy";\nredirect :copy "{to}";'.encode())
     data = mail("retried")
@@ -187,9 +191,8 @@ def test_submission_down_answers_451_and_the_retry_delivers_once(
 
 
 @pytest.mark.one_backend
-def test_partial_redirect_is_not_sent_twice_and_refusal_keeps(
-    server: LmtpServer, user: User, receiver: SMTPReceiver
-) -> None:
+def test_partial_redirect_is_not_sent_twice_and_refusal_keeps(box: Box) -> None:
+    server, user, receiver = box.server, box.user, box.receiver
     done, later = (f"{p}{secrets.token_hex(3)}@example.net" for p in ("ok-", "later-"))
     put(server, user, f'redirect "{done}";\nredirect "{later}";'.encode())
     data = mail("half")
@@ -218,9 +221,8 @@ def _deliver_agent(server: LmtpServer, address: str, data: bytes, sender: str) -
 
 
 @pytest.mark.one_backend
-def test_vacation_sent_once_per_days_across_processes(
-    server: LmtpServer, user: User, receiver: SMTPReceiver
-) -> None:
+def test_vacation_sent_once_per_days_across_processes(box: Box) -> None:
+    server, user, receiver = box.server, box.user, box.receiver
     put(server, user, b'require "vacation";\nvacation :days 2 :subject "Away" "Back soon.";')
     me = f"{user.name}@example.org"
     friend, other = (f"{p}{secrets.token_hex(3)}@example.net" for p in ("friend-", "other-"))

@@ -199,20 +199,16 @@ class SievePolicy:
         go at all leaves the message in INBOX (``result.folders``), logged."""
         user, targets = envelope.recipient.user, ", ".join(result.redirects)
         address = envelope.recipient.address.strip("<>")
-        if self.sender is None:
+        sender, own = self.sender, _own_addresses(user, address)
+        why = None
+        if sender is None:
+            why = "this server sends no mail"
+        elif any(a.lower() in own for _, a in getaddresses(facts.raw("delivered-to"))):
+            why = f"the message was delivered to {user} before (a mail loop)"
+        if why is not None or sender is None:
             _log.warn(
-                "Sieve: {user}'s script redirects to {to}, but this server sends no mail; "
-                "kept in INBOX",
-                user=user, to=targets,
-            )  # fmt: skip
-            result.folders.setdefault(INBOX, ())
-            return None
-        own = _own_addresses(user, address)
-        if any(a.lower() in own for _, a in getaddresses(facts.raw("delivered-to"))):
-            _log.warn(
-                "Sieve: not redirecting {user}'s message to {to}: it was delivered to "
-                "{user} before (a mail loop); kept in INBOX",
-                user=user, to=targets,
+                "Sieve: {user}'s script redirects to {to}, but {why}; kept in INBOX",
+                user=user, to=targets, why=why,
             )  # fmt: skip
             result.folders.setdefault(INBOX, ())
             return None
@@ -223,7 +219,7 @@ class SievePolicy:
             if await deferToThread(self.sent.recent, "redirect", user, key, REDIRECT_MEMORY):
                 continue  # sent before the MTA retried this delivery
             try:
-                await self.sender.send(envelope.sender, [target], outgoing)
+                await sender.send(envelope.sender, [target], outgoing)
             except SubmissionError as exc:
                 if exc.temporary:
                     _log.warn(
