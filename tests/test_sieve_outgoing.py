@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import smtplib
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from conftest import BACKENDS
 from imapserver import User, new_user
 from lmtpserver import HANG, LmtpServer, _wait_port, subjects
 from smtpreceiver import SMTPReceiver
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from bench.harness import HOST, REPO, ServerProcess, free_port
@@ -31,7 +34,7 @@ from mailserv.config import ConfigError, load_config
 from mailserv.delivery.sieve import check_script
 from mailserv.delivery.sievescript import SieveError
 from mailserv.delivery.sievestore import SentLog
-from mailserv.delivery.submit import IMailSender, SMTPSubmitter, submitter
+from mailserv.delivery.submit import IMailSender, SMTPSubmitter, SubmissionError, submitter
 from mailserv.tap import Options
 
 pytestmark = pytest.mark.timeout(120)
@@ -265,3 +268,33 @@ def test_vacation_limit_holds_between_two_racing_processes(tmp_path: Path) -> No
     go.touch()
     counts = [int(p.communicate(timeout=HANG)[0]) for p in racers]
     assert sum(counts) == 40  # each of the 40 keys answered yes once, whoever asked
+
+
+class SilentHostTimesOut(TestCase):
+    """A submission host that accepts the connection and never says a word: the send fails
+    as temporary once ``timeout`` passes, and the connection is dropped."""
+
+    def setUp(self) -> None:
+        self.silent = socket.socket()
+        self.silent.bind((HOST, 0))
+        self.silent.listen(1)
+        self.addCleanup(self.silent.close)
+
+    async def _send(self) -> SubmissionError:
+        from twisted.internet import reactor
+
+        port = self.silent.getsockname()[1]
+        sender = SMTPSubmitter(reactor, f"tcp:{HOST}:{port}", timeout=0.3)
+        try:
+            await sender.send("", ["a@example.net"], b"Subject: x\r\n\r\nx\r\n")
+        except SubmissionError as exc:
+            return exc
+        raise AssertionError("a silent host took the message")
+
+    def test_times_out_as_temporary(self) -> Deferred[None]:
+        async def check() -> None:
+            error = await self._send()
+            assert error.temporary, error
+            assert "Timeout" in str(error) or "timed out" in str(error), error
+
+        return Deferred.fromCoroutine(check())

@@ -57,6 +57,7 @@ class _Sender(ESMTPSender):
 
 class _Factory(ESMTPSenderFactory):
     protocol = _Sender
+    noisy = False
 
 
 @implementer(IMailSender)
@@ -89,7 +90,7 @@ class SMTPSubmitter:
             io.BytesIO(message),
             done,
             retries=0,
-            timeout=int(self.timeout),
+            timeout=self.timeout,
             requireAuthentication=False,
             requireTransportSecurity=False,
         )
@@ -105,18 +106,33 @@ class SMTPSubmitter:
         try:
             accepted, addresses = await done
         except SMTPClientError as exc:
+            refused = _refused(where, exc.addresses)
+            if refused is not None:  # no recipient was accepted
+                raise refused from exc
             text = exc.resp.decode("utf-8", "replace") if exc.resp else str(exc)
             permanent = 500 <= exc.code < 600
             raise SubmissionError(f"{where} answered {exc.code} {text}", not permanent) from exc
         except Exception as exc:  # noqa: BLE001 - timed out, connection lost
             protocol.transport.abortConnection()
             raise SubmissionError(f"sending through {where} failed: {exc!r}", True) from exc
-        refused = [(a, code, text) for a, code, text in addresses if not 200 <= code < 300]
-        if accepted < len(recipients) or refused:
-            said = "; ".join(f"{a.decode()} {c} {t.decode('utf-8', 'replace')}"
-                             for a, c, t in refused)  # fmt: skip
-            temporary = any(400 <= code < 500 for _, code, _ in refused)
-            raise SubmissionError(f"{where} refused {said}", temporary)
+        refused = _refused(where, addresses)
+        if refused is not None or accepted < len(recipients):
+            raise refused or SubmissionError(f"{where} did not take every recipient", True)
+
+
+def _refused(where: str, addresses: object) -> SubmissionError | None:
+    """The error naming the recipients the server ``where`` refused in ``addresses`` (SMTPClient's
+    ``(address, code, text)`` list), None when it refused none; temporary if any was 4xx."""
+    if not isinstance(addresses, list):
+        return None
+    refused = [(a, code, text) for a, code, text in addresses if not 200 <= code < 300]
+    if not refused:
+        return None
+    said = "; ".join(
+        f"{a.decode('utf-8', 'replace')}: {code} {text.decode('utf-8', 'replace')}"
+        for a, code, text in refused
+    )
+    return SubmissionError(f"{where} refused {said}", any(400 <= c < 500 for _, c, _ in refused))
 
 
 def submitter(reactor: Any, endpoint: str | None) -> IMailSender | None:
