@@ -43,7 +43,7 @@ def view_of(session: Session) -> SelectedView:
 def writable(session: Session) -> SelectedView:
     view = view_of(session)
     if view.readonly:
-        raise No("Mailbox is read-only (EXAMINE)", "READ-ONLY")
+        raise No("Mailbox is read-only (EXAMINE, or no right to change it)", "READ-ONLY")
     return view
 
 

