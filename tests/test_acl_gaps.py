@@ -9,6 +9,10 @@ store's lists."""
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Coroutine
+from types import FrameType
+from typing import Any, TypeVar
 
 import test_ext_acl
 from imapserver import Connector, ok
@@ -18,6 +22,17 @@ from bench.harness import RawClient, Response
 
 keeps_acls = test_ext_acl.keeps_acls
 other = test_ext_acl.other
+
+T = TypeVar("T")
+
+
+def resolve(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that never waits (the memory backend's calls)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise AssertionError("the call waited")
 
 
 def permanent(response: Response) -> bytes:
@@ -71,3 +86,66 @@ def test_select_read_only_and_permanentflags_follow_rights(
     fetched = ok(bob, "FETCH 1 FLAGS")
     assert b"$Work" in fetched.data("FLAGS")[0], fetched.untagged
     assert permanent(fetched) == b"\\Seen", fetched.untagged
+
+
+# -- LIST of the shared namespace --------------------------------------------------------------
+
+
+def listed(client: RawClient, owner: Connector) -> list[bytes]:
+    """The names LIST shows under ``Other Users/<owner>/``."""
+    lines = ok(client, f'LIST "" "Other Users/{owner.user.name}/*"').data("LIST")
+    return sorted(line.rsplit(b"/", 1)[1].strip(b'"') for line in lines)
+
+
+def test_shared_listing_follows_setacl_rename_delete(connect: Connector, other: Connector) -> None:
+    alice = team(connect, count=0)
+    ok(alice, "CREATE Team/Sub")
+    bob = other.raw()
+    ok(alice, f'SETACL Team/Sub "{other.user.name}" lr')
+    ok(alice, f'SETACL Team "{other.user.name}" lr')
+    assert listed(bob, connect) == [b"Sub", b"Team"]
+    ok(alice, 'RENAME Team "Crew"')  # the inferior goes along, with its list
+    assert listed(bob, connect) == [b"Crew", b"Sub"]
+    assert b"Crew/Sub" in b"".join(ok(bob, 'LIST "" "Other Users/*"').data("LIST"))
+    ok(alice, f'DELETEACL Crew "{other.user.name}"')
+    assert listed(bob, connect) == [b"Crew", b"Sub"]  # Crew is Sub's \Noselect parent now
+    assert b"\\Noselect" in ok(bob, f'LIST "" "Other Users/{connect.user.name}/Crew"').untagged[0]
+    ok(alice, "DELETE Crew/Sub")
+    assert listed(bob, connect) == []
+    ok(alice, "CREATE Crew/Sub")  # a new mailbox of the old name shares nothing
+    assert listed(bob, connect) == []
+
+
+def test_memory_shared_listing_costs_what_it_shows() -> None:
+    """``shared_mailboxes`` reads the index, not every mailbox of every account: the same
+    Python lines run with 1 or 300 other accounts that share nothing (counted, not timed)."""
+    from twisted.internet.task import Clock
+
+    from mailserv.backends.memory import MemoryBackend
+
+    def lines_run(bystanders: int) -> int:
+        backend = MemoryBackend(Clock())
+        owner = resolve(backend.account("alice"))
+        resolve(owner.create("Team"))
+        resolve(owner.set_acl("Team", "bob", "lr"))
+        for n in range(bystanders):
+            account = resolve(backend.account(f"user{n}"))
+            resolve(account.create("Private"))
+            resolve(account.set_acl("Private", f"user{n + 1}", "lr"))  # not bob
+        bob = resolve(backend.account("bob"))
+        count = 0
+
+        def tracer(frame: FrameType, event: str, arg: object) -> object:
+            nonlocal count
+            count += event == "line"
+            return tracer
+
+        sys.settrace(tracer)
+        try:
+            found = resolve(bob.shared_mailboxes("bob"))
+        finally:
+            sys.settrace(None)
+        assert [(e.owner, e.name) for e in found] == [("alice", "Team")]
+        return count
+
+    assert lines_run(300) == lines_run(1)
