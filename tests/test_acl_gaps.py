@@ -17,7 +17,9 @@ from typing import Any, TypeVar
 import test_ext_acl
 from imapserver import Connector, ok
 from test_ext_acl import refused, shared_name, team
+from test_protocol_sync import end_idle, start_idle, wait_for
 
+from bench import messages
 from bench.harness import RawClient, Response
 
 keeps_acls = test_ext_acl.keeps_acls
@@ -33,6 +35,14 @@ def resolve(coroutine: Coroutine[Any, Any, T]) -> T:
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     raise AssertionError("the call waited")
+
+
+def append_to(owner: Connector, mailbox: str) -> Response:
+    """One message APPENDed by ``owner`` to its own ``mailbox``."""
+    client = owner.raw()
+    response = client.command_with_literal(f"APPEND {mailbox} ", messages.plain(subject="new"))
+    client.close()
+    return response
 
 
 def permanent(response: Response) -> bytes:
@@ -149,3 +159,43 @@ def test_memory_shared_listing_costs_what_it_shows() -> None:
         return count
 
     assert lines_run(300) == lines_run(1)
+
+
+# -- NOTIFY and IMAP URLs: another user's mailbox needs r -------------------------------------
+
+
+def test_notify_tells_nothing_of_a_mailbox_without_read(
+    connect: Connector, other: Connector
+) -> None:
+    alice = team(connect, count=1)
+    ok(alice, "CREATE Open")
+    ok(alice, f'SETACL Team "{other.user.name}" l')  # listed, not readable
+    ok(alice, f'SETACL Open "{other.user.name}" lr')
+    bob = other.raw()
+    tree = f'"Other Users/{connect.user.name}"'
+    response = ok(bob, f"NOTIFY SET STATUS (SUBTREE {tree} (MessageNew MessageExpunge))")
+    initial = b"".join(response.untagged)
+    assert b"/Open" in initial and b"/Team" not in initial, initial
+
+    start_idle(bob)
+    assert append_to(connect, "Team").ok
+    assert append_to(connect, "Open").ok
+    # the Team change came first: had it been told, its STATUS would be before Open's
+    seen = wait_for(bob, rb'^\* STATUS "Other Users/[^/]+/Open" \(MESSAGES 1 ')
+    assert not any(b"/Team" in line for line in seen), seen
+    ok(alice, f'SETACL Team "{other.user.name}" lr')
+    assert append_to(connect, "Team").ok
+    wait_for(bob, rb'^\* STATUS "Other Users/[^/]+/Team" \(MESSAGES 3 ')
+    assert end_idle(bob).ok
+
+
+def test_catenate_url_into_another_users_mailbox_needs_read(
+    connect: Connector, other: Connector
+) -> None:
+    alice = team(connect, count=1)
+    ok(alice, f'SETACL Team "{other.user.name}" l')
+    bob = other.raw()
+    url = f"/Other%20Users/{connect.user.name}/Team/;UID=1"
+    refused(bob, f'APPEND INBOX CATENATE (URL "{url}")', b"BADURL " + url.encode())
+    ok(alice, f'SETACL Team "{other.user.name}" lr')
+    assert ok(bob, f'APPEND INBOX CATENATE (URL "{url}")').code.startswith("APPENDUID")
