@@ -6,7 +6,8 @@ A user store sets a user's limits as Dovecot does, in ``userdb_quota_rule*`` ext
 store's limit wins over the configuration's.  A session reads them once, at its first need
 after login (:func:`session_limits`); delivery when it resolves the recipient.
 
-Every mailbox of a user is under one quota root, named ``""``.  Two resources:
+Every mailbox of a user is under one quota root, named ``""``; a mailbox shared with others
+stays under its owner's (:func:`payer_for`: whoever stores there, the owner pays).  Two resources:
 ``STORAGE`` (units of 1024 octets, the sum of the messages' RFC822.SIZE rounded up) and
 ``MESSAGE`` (a count).  Usage is read from the counts each backend keeps
 (``MailboxStatus.size`` and ``.messages`` of every mailbox): no message is looked at, so a
@@ -32,7 +33,8 @@ from twisted.logger import Logger
 
 from mailserv import errors
 from mailserv.auth.users import portal_store
-from mailserv.interfaces import NOSELECT, IAccount, IAccountUsage, IMailbox
+from mailserv.imap import shared
+from mailserv.interfaces import DELIMITER, NOSELECT, IAccount, IAccountUsage, IMailbox
 from mailserv.slicing import TimeSlices
 
 if TYPE_CHECKING:
@@ -283,12 +285,70 @@ async def session_limits(session: Session) -> QuotaLimits:
     cached = session.quota_limits
     if cached is not None:
         return cached
-    store = portal_store(session.services.portal)
-    entry = None if store is None else await store.find(username)
-    limits = user_limits(session.settings.quota, username, entry)
+    limits = await limits_of(session, username)
     if session.username == username:  # not signed out (or in again) meanwhile
         session.quota_limits = limits
     return limits
+
+
+async def limits_of(session: Session, username: str) -> QuotaLimits:
+    """Any user's limits, looked up now (the owner of a shared mailbox)."""
+    store = portal_store(session.services.portal)
+    entry = None if store is None else await store.find(username)
+    return user_limits(session.settings.quota, username, entry)
+
+
+@dataclass(frozen=True, slots=True)
+class Payer:
+    """Whose quota an addition counts against: the owner of the mailbox it goes into."""
+
+    username: str
+    account: IAccount
+    """The owner's own account (never one that also lists other users' mailboxes)."""
+    limits: QuotaLimits
+    root: str = ROOT
+    """The quota root's name as the session sees it (another user's: ``Other Users/<owner>``)."""
+
+
+async def payer_for(session: Session, name: str | None = None, needed: str = "i") -> Payer | None:
+    """Who pays for what is stored into ``name`` (as the session names it; None: the user's
+    own mailboxes): the signed-in user, or the owner of another user's mailbox (RFC 4314
+    shared mailboxes), once the user is known to have the ``needed`` rights there (NO
+    [NOPERM]: the owner's quota is told to nobody who may not store there).  None before
+    login."""
+    username, account = session.username, session.account
+    if username is None or account is None:
+        return None
+    found = shared.acl_account(session)
+    if found is None:
+        return Payer(username, account, await session_limits(session))
+    where = None if name is None else (await found.checked(name, needed, "Storing into it"))[0]
+    if where is None or where.owner is None:
+        return Payer(username, found.inner, await session_limits(session))
+    limits = await limits_of(session, where.owner)
+    return Payer(where.owner, where.account, limits, owner_root(where.owner))
+
+
+def owner_root(owner: str) -> str:
+    """The name of another user's quota root, as the sessions it shares mailboxes with see it."""
+    return shared.OTHER_USERS + DELIMITER + owner
+
+
+async def root_payer(session: Session, root: str) -> Payer | None:
+    """The payer whose quota root is ``root``: the user's own (``""``), or the owner of a
+    mailbox shared with the user (``Other Users/<owner>``, once it lets the user see one);
+    None for any other name."""
+    if root == ROOT:
+        return await payer_for(session)
+    found = shared.acl_account(session)
+    owner = root.removeprefix(shared.OTHER_USERS + DELIMITER)
+    if found is None or owner == root:
+        return None
+    for entry in await found.acls.shared_mailboxes(found.user):
+        if entry.owner == owner and {"l", "r"} & shared.rights_of(found.user, entry.acl):
+            name = DELIMITER.join((shared.OTHER_USERS, owner, entry.name))
+            return await payer_for(session, name, needed="")
+    return None
 
 
 def user_limits(policy: QuotaPolicy, username: str, entry: PasswdEntry | None) -> QuotaLimits:
@@ -298,10 +358,15 @@ def user_limits(policy: QuotaPolicy, username: str, entry: PasswdEntry | None) -
     return policy.limits_with(username, entry.quota)
 
 
-async def copied(session: Session, box: IMailbox, uids: Sequence[int]) -> Usage:
-    """What COPY of ``uids`` from ``box`` adds (their sizes are read only when the user
-    has a limit to check them against)."""
-    if not (await session_limits(session)).limited:
+async def copied(
+    session: Session, payer: Payer, box: IMailbox, uids: Sequence[int], move: bool
+) -> Usage:
+    """What COPY (or MOVE) of ``uids`` from ``box`` adds to ``payer``'s usage: nothing for
+    a MOVE between mailboxes of one user; their sizes are read only when the payer has a
+    limit to check them against."""
+    if move and _owner(session, box) == payer.username:
+        return Usage(0, 0)
+    if not payer.limits.limited:
         return Usage(0, len(uids))
     octets = 0
     async for part in TimeSlices(session.services.clock).batches(uids):
@@ -309,16 +374,24 @@ async def copied(session: Session, box: IMailbox, uids: Sequence[int]) -> Usage:
     return Usage(octets, len(uids))
 
 
+def _owner(session: Session, box: IMailbox) -> str | None:
+    """The owner of a mailbox the session has open."""
+    found = shared.acl_account(session)
+    where = None if found is None else found.where_open(box)
+    return session.username if where is None else where.owner
+
+
 @asynccontextmanager
-async def charge(session: Session, adds: Usage) -> AsyncIterator[None]:
-    """Around storing ``adds`` into the session's account: QuotaExceeded (NO [OVERQUOTA])
-    before anything is stored if it would not fit."""
-    username, account = session.username, session.account
-    if username is None or account is None:
+async def charge(session: Session, adds: Usage, payer: Payer | None = None) -> AsyncIterator[None]:
+    """Around storing ``adds`` into ``payer``'s mailboxes (by default the session user's own):
+    QuotaExceeded (NO [OVERQUOTA]) before anything is stored if it would not fit."""
+    if payer is None:
+        payer = await payer_for(session)
+    if payer is None:
         yield
         return
-    limits = await session_limits(session)
-    async with charge_account(session.services.quota, username, account, limits, adds):
+    ledger = session.services.quota
+    async with charge_account(ledger, payer.username, payer.account, payer.limits, adds):
         yield
 
 

@@ -63,18 +63,21 @@ def quota_server(
     server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[QuotaServer]:
     data_dir = tmp_path_factory.mktemp(f"quota-{server.backend.name}")
-    roles = ("free", "tight", "copier", "rfc", "racer", "usage", "clients")
+    roles = ("free", "tight", "copier", "rfc", "racer", "usage", "clients", "owner", "sharer")
     users = {role: _user() for role in roles}
     passwd = data_dir / "passwd"
     passwd.write_text("".join(f"{u.name}:{{PLAIN}}{u.password}::::::\n" for u in users.values()))
     passwd.chmod(0o600)
     config = data_dir / "quota.toml"
     config.write_text(
-        f"[quota.users.{users['free'].name}]\nstorage = 0\nmessages = 0\n"
+        "".join(
+            f"[quota.users.{users[role].name}]\nstorage = 0\nmessages = 0\n"
+            for role in ("free", "sharer")
+        )
         + "".join(
             f"[quota.users.{users[role].name}]\nstorage = {TIGHT.storage}\n"
             f"messages = {TIGHT.messages}\n"
-            for role in ("tight", "copier", "rfc", "racer")
+            for role in ("tight", "copier", "rfc", "racer", "owner")
         )
     )
     args = ["--workers", "1", "--config", str(config)]
@@ -262,6 +265,46 @@ def test_overquota_on_copy_not_on_move(login: Callable[[str], Connector]) -> Non
     assert quota(client)[1] == [b'"" (STORAGE 4 4 MESSAGE 3 3)']
     assert client.command("UID MOVE 1:* Other").ok  # usage stays: MOVE is never refused
     assert status(client, "Other", "MESSAGES") == {"MESSAGES": 3}
+
+
+def test_shared_mailbox_charges_its_owner(login: Callable[[str], Connector]) -> None:
+    """What another user stores in a shared mailbox counts against the owner's quota
+    (``owner``: TIGHT), not the one who stores it (``sharer``: no limit), and the other
+    way round; GETQUOTAROOT of a shared mailbox names the owner's root."""
+    owner, sharer = login("owner"), login("sharer")
+    alice, bob = owner.raw(), sharer.raw()
+    if b" ACL " not in alice.command("CAPABILITY").untagged[0]:
+        pytest.skip("the store keeps no access control lists")
+    assert alice.command("CREATE Team").ok
+    assert alice.command(f'SETACL Team "{sharer.user.name}" lri').ok
+    assert bob.command("CREATE Drop").ok
+    assert bob.command(f'SETACL Drop "{owner.user.name}" lri').ok
+    assert append(alice, sized(3000)).ok
+    team = f'"Other Users/{owner.user.name}/Team"'
+    too_big = append(bob, sized(2000), team)
+    assert too_big.status == "NO" and too_big.code == "OVERQUOTA", too_big.line
+    assert append(bob, sized(500), team).ok
+    assert quota(alice)[1] == [b'"" (STORAGE 4 4 MESSAGE 2 3)']
+    root = f'"Other Users/{owner.user.name}"'.encode()
+    got = bob.command(f"GETQUOTAROOT {team}")
+    assert got.ok and got.untagged == [
+        b"* QUOTAROOT %s %s\r\n" % (team.encode(), root),
+        b"* QUOTA %s (STORAGE 4 4 MESSAGE 2 3)\r\n" % root,
+    ], got.untagged
+    assert bob.command(f"GETQUOTA {root.decode()}").data("QUOTA") == [
+        b"%s (STORAGE 4 4 MESSAGE 2 3)" % root
+    ]
+    assert bob.command("GETQUOTAROOT INBOX").untagged == [b"* QUOTAROOT INBOX\r\n"]  # none
+    # COPY and MOVE from the sharer's own mailbox: the owner pays, and is full
+    assert append(bob, sized(1500)).ok and bob.command("SELECT INBOX").ok
+    for command in (f"COPY 1 {team}", f"MOVE 1 {team}"):
+        refused = bob.command(command)
+        assert refused.status == "NO" and refused.code == "OVERQUOTA", (command, refused.line)
+    # the owner, over its own limits, still stores into the sharer's mailbox
+    drop = f'"Other Users/{sharer.user.name}/Drop"'
+    assert append(alice, sized(1500), drop).ok
+    assert status(bob, "Drop", "MESSAGES") == {"MESSAGES": 1}
+    assert quota(alice)[1] == [b'"" (STORAGE 4 4 MESSAGE 2 3)']
 
 
 @pytest.mark.one_backend

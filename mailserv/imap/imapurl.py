@@ -4,7 +4,8 @@ optionally followed by ``/;SECTION=1.2.MIME`` and ``/;PARTIAL=0.1024``, or the s
 after ``imap://user@host`` naming the same user.
 
 :func:`resolve` reads the octets the URL names without setting ``\\Seen``; any URL it cannot
-serve (another user, URLAUTH, a stale UIDVALIDITY, no such message or section) is
+serve (another user, URLAUTH, a mailbox shared without the read right, a stale UIDVALIDITY,
+no such message or section) is
 :class:`BadUrl`, which APPEND answers with ``NO [BADURL url]``.
 """
 
@@ -17,6 +18,8 @@ from urllib.parse import unquote, unquote_to_bytes
 
 from mailserv import errors
 from mailserv.imap.fetchatt import BodySection, parse_fetch_item
+from mailserv.imap.replies import No
+from mailserv.imap.shared import SharedAccount
 from mailserv.message.sections import find_part, section_bytes
 from mailserv.syntax.errors import ParseError
 
@@ -80,11 +83,16 @@ def parse(url: str, user: str) -> MessageUrl:
 
 
 async def resolve(account: IAccount, url: MessageUrl) -> bytes:
-    """The octets ``url`` names, read from ``account``; BadUrl when there are none."""
+    """The octets ``url`` names, read from ``account``; BadUrl when there are none, or when
+    they are in another user's mailbox the user may not read (RFC 4314: ``r``)."""
     try:
+        if isinstance(account, SharedAccount):
+            await account.require(url.mailbox, "r", "A URL into it")
         box = await account.open(url.mailbox)
     except (errors.MailboxNotFound, errors.MailboxNotSelectable, errors.InvalidMailboxName):
         raise BadUrl("no such mailbox") from None
+    except No as exc:
+        raise BadUrl(exc.text) from None
     if url.uidvalidity is not None and (await box.status()).uidvalidity != url.uidvalidity:
         raise BadUrl("the mailbox's UIDVALIDITY changed")
     metas = await box.fetch([url.uid])

@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailserv import errors
-from mailserv.imap import listing
+from mailserv.imap import listing, shared
 from mailserv.imap.fetch import fetch
 from mailserv.imap.fetchatt import FetchItem
 from mailserv.interfaces import (
@@ -321,6 +321,8 @@ class Notifier:
             watch = self._watches.get(name)
             if watch is None or self.closed:
                 continue
+            if not await shared.allowed(self.session, name, "r"):
+                continue  # another user's mailbox it may not read (RFC 4314 r) tells nothing
             try:
                 line = await self._status_line(name, watch.mailbox)
             except errors.MailboxNotFound:

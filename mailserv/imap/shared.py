@@ -18,7 +18,7 @@ it has the mailbox selected or idles in it keeps it open and goes on hearing of 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -61,6 +61,9 @@ OBSOLETE = {"c": "k", "d": "xte"}
 ANYONE = "anyone"
 OTHER_USERS = "Other Users"
 """The namespace of other users' mailboxes: ``Other Users/<owner>/<mailbox>``."""
+WRITE_RIGHTS = frozenset("iestw")
+"""RFC 4314 5.2: with none of these, SELECT opens the mailbox READ-ONLY (insert, expunge, and
+the rights on flags: every flag is shared here, \\Seen included)."""
 RIGHTS_NAMES = {
     "l": "lookup (l)",
     "r": "read (r)",
@@ -184,13 +187,18 @@ class SharedAccount:
 
     async def require(self, name: str, needed: str, what: str) -> Location:
         """The location of ``name``, once the user is known to have ``needed`` there."""
+        return (await self.checked(name, needed, what))[0]
+
+    async def checked(self, name: str, needed: str, what: str) -> tuple[Location, frozenset[str]]:
+        """:meth:`require`, and the user's rights there."""
         where = await self.locate(name)
-        if where.owner is not None:
-            rights = await self.rights(where)
-            if not {"l", "r"} & rights:
-                raise errors.MailboxNotFound(name)  # not even there, for this user
-            check(rights, needed, what)
-        return where
+        if where.owner is None:
+            return where, ALL_RIGHTS
+        rights = await self.rights(where)
+        if not {"l", "r"} & rights:
+            raise errors.MailboxNotFound(name)  # not even there, for this user
+        check(rights, needed, what)
+        return where, rights
 
     def where_open(self, box: IMailbox) -> Location | None:
         """Where a mailbox this session opened lives; None for its own."""
@@ -345,6 +353,14 @@ async def require(session: Session, name: str, needed: str, what: str) -> None:
         await shared.require(name, needed, what)
 
 
+async def require_rights(session: Session, name: str, needed: str, what: str) -> frozenset[str]:
+    """:func:`require`, and the user's rights on ``name`` (SELECT reads them once)."""
+    shared = acl_account(session)
+    if shared is None:
+        return ALL_RIGHTS
+    return (await shared.checked(name, needed, what))[1]
+
+
 async def require_selected(session: Session, needed: str, what: str) -> None:
     """Refuse (NOPERM) a command on the selected mailbox without the ``needed`` rights."""
     shared = acl_account(session)
@@ -399,6 +415,15 @@ def store_rights(mode: StoreMode, flags: frozenset[str]) -> str:
         return "stw"
     needed = ("s" if SEEN in flags else "") + ("t" if DELETED in flags else "")
     return needed + ("w" if flags - {SEEN, DELETED} else "")
+
+
+def permanent_flags(flags: Iterable[str], rights: frozenset[str]) -> list[str]:
+    """RFC 4314 4: of ``flags``, those ``rights`` let the user STORE (:func:`store_rights`),
+    and ``\\*`` (new keywords) with ``w``."""
+    if rights.issuperset("stw"):
+        return [*flags, "\\*"]  # the owner's: every one
+    kept = [f for f in flags if rights.issuperset(store_rights(StoreMode.ADD, frozenset({f})))]
+    return kept + (["\\*"] if "w" in rights else [])
 
 
 async def transfer(

@@ -41,6 +41,7 @@ from zope.interface import implementer
 
 from mailserv.imap.replies import Bad
 from mailserv.imap.session import is_rev2
+from mailserv.imap.shared import ALL_RIGHTS, permanent_flags
 from mailserv.interfaces import (
     ANSWERED,
     DELETED,
@@ -114,14 +115,19 @@ def tell_highestmodseq(session: Session) -> None:
         session.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % modseq)
 
 
-def flags_responses(keywords: Iterable[str], readonly: bool) -> bytes:
+def flags_responses(
+    keywords: Iterable[str], readonly: bool, rights: frozenset[str] = ALL_RIGHTS
+) -> bytes:
     """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for the system flags and ``keywords``.
 
     SELECT/EXAMINE send them first, the view again whenever a keyword joins the list.  A
-    read-only session may change nothing: its PERMANENTFLAGS is empty.
+    read-only session may change nothing: its PERMANENTFLAGS is empty; in another user's
+    mailbox it lists the flags the user's ``rights`` let it change (RFC 4314 4).
     """
-    names = " ".join([*FLAGS_ORDER, *sorted(keywords)]).encode("ascii", "replace")
-    permanent = b"" if readonly else names + b" \\*"
+    flags = [*FLAGS_ORDER, *sorted(keywords)]
+    names = " ".join(flags).encode("ascii", "replace")
+    allowed = [] if readonly else permanent_flags(flags, rights)
+    permanent = " ".join(allowed).encode("ascii", "replace")
     return b"* FLAGS (%s)\r\n* OK [PERMANENTFLAGS (%s)] Flags permitted\r\n" % (names, permanent)
 
 
@@ -219,6 +225,8 @@ class SelectedView:
         self.session = session
         self.mailbox = mailbox
         self.readonly = readonly
+        self.rights = ALL_RIGHTS
+        """The user's rights on the mailbox at SELECT (another user's: RFC 4314)."""
         self.uids: list[int] = []
         self.recent: set[int] = set()
         """The session's \\Recent messages among ``uids``."""
@@ -474,7 +482,7 @@ class SelectedView:
             return b""
         self._told = self._told.union(self._untold)
         self._untold = set()
-        return flags_responses(self._told - _ALWAYS_KNOWN, self.readonly)
+        return flags_responses(self._told - _ALWAYS_KNOWN, self.readonly, self.rights)
 
     def write_fetches(self, lines: list[bytes]) -> None:
         """Write responses rendered with ``flags_with_recent``, announcing new keywords first."""

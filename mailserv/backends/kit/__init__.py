@@ -15,12 +15,15 @@
   included) or an EXPUNGE (``expungeable``) changes.
 - :mod:`~mailserv.backends.kit.flagsets`: UIDs by flag and by day of the internal date,
   kept as messages change, and SEARCH of flags and dates (UNSEEN, SINCE...) from them.
+- :mod:`~mailserv.backends.kit.aclindex`: which mailboxes other users have entries in
+  (``AclIndex``), so ``IAclAccount.shared_mailboxes`` costs what it returns.
 - :mod:`~mailserv.backends.kit.options`: declare ``--backend-option`` keys once, get them
   parsed and typed, with ``BackendOptionError`` naming the bad key.
 
 The memory backend (:mod:`mailserv.backends.memory`) is built from these and nothing else.
 """
 
+from mailserv.backends.kit.aclindex import AclIndex
 from mailserv.backends.kit.changes import expungeable, plan_store
 from mailserv.backends.kit.counts import Tally, new_mailbox_id
 from mailserv.backends.kit.lane import Lane
@@ -31,6 +34,7 @@ from mailserv.backends.kit.options import Bool, Choice, Int, Number, OptionSchem
 from mailserv.slicing import TimeSlices
 
 __all__ = [
+    "AclIndex",
     "Bool",
     "Choice",
     "Hierarchy",

@@ -19,7 +19,7 @@ import time
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from mailserv.backends.kit import OptionSchema
+from mailserv.backends.kit import AclIndex, OptionSchema
 from mailserv.backends.memory.account import MemoryAccount
 from mailserv.backends.memory.mailbox import MemoryMailbox
 from mailserv.interfaces import IBackend, IBackendFactory
@@ -49,6 +49,8 @@ class MemoryBackend:
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._accounts: dict[str, MemoryAccount] = {}
+        self._shared = AclIndex()
+        """The mailboxes whose list names someone, for every account (shared mailboxes)."""
         # Seeded from the clock so a restarted server does not hand out old UIDVALIDITYs.
         self._uidvalidities = itertools.count(int(time.time()))
 
@@ -61,7 +63,7 @@ class MemoryBackend:
     async def account(self, username: str) -> MemoryAccount:
         if username not in self._accounts:
             self._accounts[username] = MemoryAccount(
-                self._uidvalidities.__next__, self._clock, username, self._accounts
+                self._uidvalidities.__next__, self._clock, username, self._accounts, self._shared
             )
         return self._accounts[username]
 

@@ -175,7 +175,7 @@ async def append(session: Session, command: Command) -> Reply:
     try:
         await shared.require(session, name, "i", "APPEND")
         adds = quota.Usage(sum(len(new.message) for new in batch), len(batch))
-        async with quota.charge(session, adds):
+        async with quota.charge(session, adds, await quota.payer_for(session, name)):
             if len(batch) == 1:
                 box = await account.open(name)
                 new = batch[0]

@@ -43,7 +43,7 @@ def view_of(session: Session) -> SelectedView:
 def writable(session: Session) -> SelectedView:
     view = view_of(session)
     if view.readonly:
-        raise No("Mailbox is read-only (EXAMINE)", "READ-ONLY")
+        raise No("Mailbox is read-only (EXAMINE, or no right to change it)", "READ-ONLY")
     return view
 
 
@@ -302,10 +302,12 @@ async def transfer(session: Session, command: Command, move: bool) -> Reply:
     if not uids:
         return Reply(f"{command.name} completed, nothing to do")
     operation = view.mailbox.move if move else view.mailbox.copy
-    # MOVE within the account (one quota root) leaves the usage as it was
-    adds = quota.Usage(0, 0) if move else await quota.copied(session, view.mailbox, uids)
     try:
-        async with quota.charge(session, adds):
+        # charged to the target's owner; MOVE within one account leaves the usage as it was
+        payer = await quota.payer_for(session, destination)
+        assert payer is not None  # signed in: a mailbox is selected
+        adds = await quota.copied(session, payer, view.mailbox, uids, move)
+        async with quota.charge(session, adds, payer):
             routed = await shared.transfer(session, view.mailbox, uids, destination, move)
             if isinstance(routed, CopyResult):
                 result = routed

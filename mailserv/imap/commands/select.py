@@ -44,11 +44,14 @@ async def _open(session: Session, command: Command, readonly: bool) -> Reply:
         # RFC 7162 3.2.11, RFC 9051 7.1: what follows is about the new mailbox (or none)
         session.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
     session.deselect()  # RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected
-    await shared.require(session, name, "r", command.name)
+    rights = await shared.require_rights(session, name, "r", command.name)
+    # RFC 4314 5.2: a user who may change nothing in it has it read-only, as with EXAMINE
+    readonly = readonly or not rights & shared.WRITE_RIGHTS
     box = await account_of(session).open(name)
     # Listening before the mailbox is read: a change made meanwhile is an event the view
     # holds (and reconciles with what it read), not a change nobody reports.
     view = SelectedView(session, box, readonly)
+    view.rights = rights
     try:
         # The status first: every message below its UIDNEXT that still exists is in the
         # snapshot read after it, so the UIDNEXT sent (raised above the snapshot's last UID)
@@ -70,7 +73,8 @@ async def _open(session: Session, command: Command, readonly: bool) -> Reply:
         view.close()  # the client left meanwhile: nothing would ever close it
         return Reply()
     out = [
-        flags_responses((), readonly),  # keywords are announced when a FETCH first shows them
+        # keywords are announced when a FETCH first shows them
+        flags_responses((), readonly, rights),
         b"* %d EXISTS\r\n" % view.exists,
     ]
     if not rev2:

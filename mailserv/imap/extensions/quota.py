@@ -12,6 +12,10 @@ that read them before login is not misled after, and STATUS ``DELETED-STORAGE`` 
 with ``QUOTA=RES-STORAGE``) and ``DELETED`` (with ``QUOTA=RES-MESSAGE``) are there for all.
 MOVE between mailboxes of one account leaves the usage as it was and is never refused.
 
+A mailbox another user shares (RFC 4314) is under its owner's root, named
+``Other Users/<owner>`` for the others: what anyone stores there counts against the owner's
+limits and is refused when the owner is over them, whoever stores it.
+
 An account that keeps quotas itself (``IQuotaAccount``: the proxy, when its upstream has
 QUOTA) answers GETQUOTA and GETQUOTAROOT with its own roots and resources instead.
 """
@@ -33,7 +37,7 @@ from mailserv.interfaces import (
     MessageMeta,
     QuotaRoot,
 )
-from mailserv.quota import ROOT, QuotaLimits, Usage, account_usage, kib, session_limits
+from mailserv.quota import Payer, Usage, account_usage, kib, payer_for, root_payer
 from mailserv.search import HasFlag, SearchProgram, backend_search
 from mailserv.slicing import TimeSlices
 from mailserv.syntax.encode import astring as encode_astring
@@ -42,14 +46,15 @@ from mailserv.syntax.tokens import Command, ParenList
 _DELETED = SearchProgram(HasFlag(DELETED))
 
 
-def quota_line(limits: QuotaLimits, usage: Usage) -> bytes:
-    """``* QUOTA "" (STORAGE used limit MESSAGE used limit)``: the limited resources."""
+def quota_line(payer: Payer, usage: Usage) -> bytes:
+    """``* QUOTA root (STORAGE used limit MESSAGE used limit)``: the limited resources."""
+    limits = payer.limits
     resources = []
     if limits.storage:
         resources.append(("STORAGE", usage.storage, limits.storage))
     if limits.messages:
         resources.append(("MESSAGE", usage.messages, limits.messages))
-    return root_line(QuotaRoot(ROOT, tuple(resources)))
+    return root_line(QuotaRoot(payer.root, tuple(resources)))
 
 
 def root_line(root: QuotaRoot) -> bytes:
@@ -77,10 +82,10 @@ async def getquota(session: Session, command: Command) -> Reply:
             raise No("No such quota root", "NONEXISTENT")
         session.write(root_line(found))
         return Reply("GETQUOTA completed")
-    limits = await session_limits(session)
-    if root != ROOT.encode() or not limits.limited:
+    payer = await root_payer(session, root.decode("utf-8", "replace"))
+    if payer is None or not payer.limits.limited:
         raise No("No such quota root", "NONEXISTENT")
-    session.write(quota_line(limits, await account_usage(account_of(session))))
+    session.write(quota_line(payer, await account_usage(payer.account)))
     return Reply("GETQUOTA completed")
 
 
@@ -101,14 +106,14 @@ async def getquotaroot(session: Session, command: Command) -> Reply:
         lines = b"".join(root_line(r) for r in roots if r.resources)
         session.write(b"* QUOTAROOT %s%s\r\n" % (name_bytes(name, utf8), names) + lines)
         return Reply("GETQUOTAROOT completed")
-    limits = await session_limits(session)
-    if not limits.limited:
+    payer = await payer_for(session, name, needed="")  # another user's mailbox: the owner's
+    if payer is None or not payer.limits.limited:
         session.write(b"* QUOTAROOT %s\r\n" % name_bytes(name, utf8))
         return Reply("GETQUOTAROOT completed, no quota")
-    usage = await account_usage(account)
-    root = encode_astring(ROOT.encode())
+    usage = await account_usage(payer.account)
+    root = encode_astring(payer.root.encode("utf-8"))
     session.write(
-        b"* QUOTAROOT %s %s\r\n" % (name_bytes(name, utf8), root) + quota_line(limits, usage)
+        b"* QUOTAROOT %s %s\r\n" % (name_bytes(name, utf8), root) + quota_line(payer, usage)
     )
     return Reply("GETQUOTAROOT completed")
 
