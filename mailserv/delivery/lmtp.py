@@ -10,8 +10,11 @@ decided.
 Bounds: a command line of ``MAX_COMMAND_LINE`` octets, a message of ``max_literal``
 (552 5.3.4, the rest of it read and dropped), ``MAX_RECIPIENTS`` per transaction,
 ``preauth_timeout`` seconds of silence (LMTP has no sign-in; the MTA is trusted by where
-it connects from: bind the listener to loopback or a unix socket), ``MAX_ERRORS`` bad
-commands.  While a command waits for the store (a user lookup, the deliveries) the
+it connects from: bind the listener to loopback or a unix socket; silence is answered
+``421 4.4.2`` and the connection closed), ``MAX_ERRORS`` bad commands.  Connections count
+against ``max_connections`` and ``max_connections_per_address`` together with the IMAP
+server's (the same counter: with ``--workers``, the master's); one over a bound is told
+``421 4.3.2`` and closed.  While a command waits for the store (a user lookup, the deliveries) the
 connection is not read (TCP backpressure); pipelined commands wait in the buffer.
 """
 
@@ -31,6 +34,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from mailserv.delivery.deliver import TOO_BIG, Deliverer, Outcome, Recipient
+from mailserv.imap.admission import ConnectionCounter, IConnectionLimits, Refused, admitted
 from mailserv.imap.settings import ServerSettings
 
 __all__ = ["LMTPFactory", "LMTPServer"]
@@ -48,7 +52,9 @@ EMPTY = Outcome(554, "5.6.0", "Empty message")
 
 
 class LMTPFactory(ServerFactory):
-    """One :class:`LMTPServer` per connection, all delivering through ``deliverer``."""
+    """One :class:`LMTPServer` per connection, all delivering through ``deliverer``;
+    ``limits`` counts the connections (pass the IMAP factory's, so both count together;
+    default: a count of this factory's own)."""
 
     def __init__(
         self,
@@ -56,15 +62,26 @@ class LMTPFactory(ServerFactory):
         settings: ServerSettings,
         clock: IReactorTime,
         hostname: str | None = None,
+        limits: IConnectionLimits | None = None,
     ) -> None:
         self.deliverer = deliverer
         self.settings = settings
         self.clock = clock
         self.hostname = hostname or socket.gethostname() or "localhost"
         self.ids = itertools.count(1)
+        self.connections: IConnectionLimits = limits or ConnectionCounter(settings)
 
     def buildProtocol(self, addr: Any) -> Protocol:
-        protocol = LMTPServer(self)
+        return admitted(self.connections, addr, self._decided)
+
+    def _decided(self, address: str, refusal: str | None) -> Protocol:
+        if refusal is not None:
+            _log.info(
+                "Refused an LMTP connection from {address}: {why}", address=address, why=refusal
+            )
+            close_timeout = self.settings.close_timeout
+            return Refused(refusal, self.clock, close_timeout, prefix=b"421 4.3.2 ")
+        protocol = LMTPServer(self, address)
         protocol.factory = self
         return protocol
 
@@ -78,8 +95,10 @@ class _Transaction:
 
 
 class LMTPServer(Protocol, TimeoutMixin):
-    def __init__(self, factory: LMTPFactory) -> None:
+    def __init__(self, factory: LMTPFactory, address: str) -> None:
         self.lmtp = factory
+        self._address = address
+        """Where the connection comes from, as it was counted (released when it closes)."""
         self.max_message = factory.settings.max_literal
         self._buffer = bytearray()
         self._body: bytearray | None = None
@@ -110,6 +129,7 @@ class LMTPServer(Protocol, TimeoutMixin):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closed = True
         self.setTimeout(None)
+        self.lmtp.connections.release(self._address)
 
     def timeoutConnection(self) -> None:
         self._send("421 4.4.2 Idle too long; closing the connection\r\n")

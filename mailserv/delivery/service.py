@@ -49,8 +49,10 @@ def deliverer_for(backend: IBackend, imap: IMAPServerFactory, data_dir: str) -> 
 def lmtp_factory(
     backend: IBackend, imap: IMAPServerFactory, clock: IReactorTime, data_dir: str
 ) -> LMTPFactory:
-    """The LMTP service of the server whose IMAP side is ``imap``."""
-    return LMTPFactory(deliverer_for(backend, imap, data_dir), imap.settings, clock)
+    """The LMTP service of the server whose IMAP side is ``imap`` (its connections
+    counted with that side's)."""
+    deliverer = deliverer_for(backend, imap, data_dir)
+    return LMTPFactory(deliverer, imap.settings, clock, limits=imap.connections)
 
 
 def managesieve_factory(imap: IMAPServerFactory, data_dir: str) -> ManageSieveFactory:

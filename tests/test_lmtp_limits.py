@@ -1,0 +1,159 @@
+"""LMTP's bounds over real sockets: connections counted with IMAP's against
+``max_connections`` (in one process and under ``--workers``, where the master counts),
+the idle timeout, and the proxy backend's refusal of ``--lmtp``.
+
+What the engine answers by itself runs on one backend; the ``--workers`` case on maildir
+(a store several processes share).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from conftest import BACKENDS, _selected_backends
+from lmtpserver import HANG, RawLmtp
+
+from bench.harness import _TWISTD, HOST, REPO, ServerProcess, _env, free_port
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.one_backend]
+
+FIRST = [name for name in _selected_backends() if name != "proxy"][:1]
+TOO_MANY = b"421 4.3.2 Too many connections"
+
+
+def _start(data_dir: Path, backend: str, lmtp: int, args: Sequence[str]) -> ServerProcess:
+    process = ServerProcess(
+        data_dir, BACKENDS[backend], extra_args=["--lmtp", f"tcp:{lmtp}:interface={HOST}", *args]
+    )
+    process.start()
+    return process
+
+
+@pytest.fixture
+def stopped_cleanly() -> Iterator[list[ServerProcess]]:
+    """Servers a test started: stopped after it, their logs free of tracebacks."""
+    started: list[ServerProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+    for process in started:
+        assert "Traceback" not in process.log_text(), process.log_text()[-3000:]
+
+
+def _first_line(port: int) -> tuple[socket.socket, bytes]:
+    sock = socket.create_connection((HOST, port), timeout=HANG)
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return sock, data.split(b"\r\n", 1)[0]
+
+
+def _admitted(port: int, greeting: bytes) -> socket.socket:
+    """A connection that got ``greeting``: a slot a closed connection held may be given
+    back a moment after its close (the master's count, with --workers), so try again."""
+    deadline = time.monotonic() + HANG
+    while True:
+        sock, line = _first_line(port)
+        if line.startswith(greeting):
+            return sock
+        sock.close()
+        assert time.monotonic() < deadline, f"never admitted: {line!r}"
+        time.sleep(0.05)
+
+
+def _refused(port: int, expected: bytes) -> None:
+    """The first line says why, and the server closes the connection."""
+    sock, line = _first_line(port)
+    try:
+        assert line.startswith(expected), line
+        sock.settimeout(HANG)
+        while sock.recv(4096):
+            pass
+    finally:
+        sock.close()
+
+
+def _counted_together(process: ServerProcess, lmtp: int) -> None:
+    """With two connections allowed: one LMTP and one IMAP fill the count; a third of
+    either kind is refused in its protocol's words; once the LMTP one has said QUIT, an
+    LMTP connection is admitted again."""
+    held = _admitted(lmtp, b"220 ")
+    imap = _admitted(process.imap_port, b"* OK")
+    try:
+        _refused(lmtp, TOO_MANY)
+        _refused(process.imap_port, b"* BYE Too many connections")
+        held.sendall(b"QUIT\r\n")
+        assert held.recv(4096).startswith(b"221 ")
+        held.close()
+        again = _admitted(lmtp, b"220 ")
+        again.sendall(b"LHLO t\r\n")
+        assert again.recv(4096).startswith(b"250-")
+        again.close()
+    finally:
+        held.close()
+        imap.close()
+
+
+@pytest.mark.parametrize("backend", FIRST)
+def test_lmtp_counts_with_imap(
+    backend: str, tmp_path: Path, stopped_cleanly: list[ServerProcess]
+) -> None:
+    lmtp = free_port()
+    process = _start(tmp_path, backend, lmtp, ["--workers", "1", "--limit", "max_connections=2"])
+    stopped_cleanly.append(process)
+    _counted_together(process, lmtp)
+
+
+def test_lmtp_counts_with_imap_under_workers(
+    tmp_path: Path, stopped_cleanly: list[ServerProcess]
+) -> None:
+    """The master's ticket scheme: the per-address bound holds for both children."""
+    lmtp = free_port()
+    args = ["--workers", "2", "--limit", "max_connections_per_address=2"]
+    process = _start(tmp_path, "maildir", lmtp, args)
+    stopped_cleanly.append(process)
+    _counted_together(process, lmtp)
+
+
+@pytest.mark.parametrize("backend", FIRST)
+def test_silent_connection_is_closed(
+    backend: str, tmp_path: Path, stopped_cleanly: list[ServerProcess]
+) -> None:
+    lmtp = free_port()
+    process = _start(tmp_path, backend, lmtp, ["--workers", "1", "--limit", "preauth_timeout=1"])
+    stopped_cleanly.append(process)
+    raw = RawLmtp(lmtp)
+    try:
+        # Some talk first: the timeout counts from the last thing heard.
+        raw.send(b"LHLO t\r\n")
+        assert raw.codes(1) == [250]
+        reply = raw.replies(1)[0]
+        assert reply.startswith(b"421 4.4.2 "), reply
+        assert raw.sock.recv(4096) == b""
+    finally:
+        raw.close()
+
+
+def test_proxy_backend_refuses_lmtp(tmp_path: Path) -> None:
+    """Without a user store to find recipients in, ``twistd imapserv --lmtp`` does not
+    start: one line saying why, exit status 1, no traceback."""
+    command = [sys.executable, "-c", _TWISTD, "-n", "--pidfile=", "imapserv"]
+    command += ["--data-dir", str(tmp_path), "--backend", "proxy"]
+    command += ["--backend-option", f"upstream=plain:{HOST}:{free_port()}"]
+    command += ["--imap", f"tcp:{free_port()}:interface={HOST}"]
+    command += ["--imaps", f"ssl:{free_port()}:interface={HOST}"]
+    command += ["--lmtp", f"tcp:{free_port()}:interface={HOST}"]
+    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, timeout=HANG)
+    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    assert result.returncode == 1, output
+    assert "--lmtp: this backend checks sign-in elsewhere" in output
+    assert "Traceback" not in output
