@@ -1,6 +1,7 @@
 """LMTP's bounds over real sockets: connections counted with IMAP's against
 ``max_connections`` (in one process and under ``--workers``, where the master counts),
-the idle timeout, and the proxy backend's refusal of ``--lmtp``.
+the idle timeout, the proxy backend's refusal of ``--lmtp``, and a message big enough to
+be joined in a thread after its final dot.
 
 What the engine answers by itself runs on one backend; the ``--workers`` case on maildir
 (a store several processes share).
@@ -8,6 +9,8 @@ What the engine answers by itself runs on one backend; the ``--workers`` case on
 
 from __future__ import annotations
 
+import imaplib
+import smtplib
 import socket
 import subprocess
 import sys
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BACKENDS, _selected_backends
+from imapserver import new_user
 from lmtpserver import HANG, RawLmtp
 
 from bench.harness import _TWISTD, HOST, REPO, ServerProcess, _env, free_port
@@ -103,14 +107,49 @@ def _counted_together(process: ServerProcess, lmtp: int) -> None:
         imap.close()
 
 
-@pytest.mark.parametrize("backend", FIRST)
-def test_lmtp_counts_with_imap(
-    backend: str, tmp_path: Path, stopped_cleanly: list[ServerProcess]
-) -> None:
+@pytest.fixture(scope="module", params=FIRST)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, int]]:
+    """One process that admits two connections at a time, and its LMTP port."""
     lmtp = free_port()
-    process = _start(tmp_path, backend, lmtp, ["--workers", "1", "--limit", "max_connections=2"])
-    stopped_cleanly.append(process)
-    _counted_together(process, lmtp)
+    args = ["--workers", "1", "--limit", "max_connections=2"]
+    process = _start(tmp_path_factory.mktemp("counted"), str(request.param), lmtp, args)
+    yield process, lmtp
+    process.stop()
+    assert "Traceback" not in process.log_text(), process.log_text()[-3000:]
+
+
+def test_lmtp_counts_with_imap(server: tuple[ServerProcess, int]) -> None:
+    _counted_together(*server)
+
+
+def test_big_message(server: tuple[ServerProcess, int]) -> None:
+    """2 MiB with dot-stuffed lines (smtplib stuffs them), read back by IMAP as sent."""
+    process, lmtp = server
+    user = new_user()
+    process.add_user(user.name, user.password)
+    line = b".a line that starts with a dot, and some more text to fill it up\r\n"
+    text = b"Subject: big\r\n\r\n" + line * ((2 << 20) // len(line))
+    deadline = time.monotonic() + HANG
+    while True:  # the other test's connections may take a moment to be counted out
+        try:
+            client = smtplib.LMTP(HOST, lmtp, timeout=HANG)
+            break
+        except smtplib.SMTPConnectError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    with client:
+        client.ehlo("test.example.org")
+        assert client.sendmail("a@example.org", [user.name], text) == {}
+    imap = imaplib.IMAP4(HOST, process.imap_port, timeout=HANG)
+    try:
+        imap.login(user.name, user.password)
+        imap.select("INBOX", readonly=True)
+        _typ, data = imap.fetch("1", "(BODY.PEEK[TEXT])")
+        assert data[0][1] == text.split(b"\r\n\r\n", 1)[1]  # type: ignore[index]
+    finally:
+        imap.logout()
 
 
 def test_lmtp_counts_with_imap_under_workers(
