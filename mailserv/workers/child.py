@@ -126,7 +126,9 @@ def main(argv: Sequence[str]) -> int:
         lmtp = lmtp_factory(parts.backend, parts.factory, reactor, config.data_dir)
     adopted = _AdoptedPorts(reactor, listeners, parts.factory, tls_factory, gate, lmtp)
     if config.managesieve:  # served by every child too, like LMTP
-        adopted.add_factory("MANAGESIEVE", managesieve_factory(parts.factory, config.data_dir))
+        sieve = managesieve_factory(parts.factory, config.data_dir)
+        adopted.add_factory("MANAGESIEVE", sieve)
+        adopted.add_factory("MANAGESIEVES", TLSMemoryBIOFactory(parts.tls.options, False, sieve))
     adopted.setServiceParent(top)
     stdio.StandardIO(_ParentWatch(reactor))
     reactor.callWhenRunning(top.startService)
