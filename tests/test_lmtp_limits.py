@@ -1,10 +1,10 @@
 """LMTP's bounds over real sockets: connections counted with IMAP's against
-``max_connections`` (in one process and under ``--workers``, where the master counts),
-the idle timeout, the proxy backend's refusal of ``--lmtp``, and a message big enough to
-be joined in a thread after its final dot.
+``max_connections`` in one process (under ``--workers``, where the master counts: in
+test_managesieve_workers.py, on the server it has), the idle timeout, the proxy backend's
+refusal of ``--lmtp``, and a message big enough to be joined in a thread after its final
+dot.
 
-What the engine answers by itself runs on one backend; the ``--workers`` case on maildir
-(a store several processes share).
+What the engine answers by itself runs on one backend.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _refused(port: int, expected: bytes) -> None:
         sock.close()
 
 
-def _counted_together(process: ServerProcess, lmtp: int) -> None:
+def counted_together(process: ServerProcess, lmtp: int) -> None:
     """With two connections allowed: one LMTP and one IMAP fill the count; a third of
     either kind is refused in its protocol's words; once the LMTP one has said QUIT, an
     LMTP connection is admitted again."""
@@ -121,7 +121,7 @@ def server(
 
 
 def test_lmtp_counts_with_imap(server: tuple[ServerProcess, int]) -> None:
-    _counted_together(*server)
+    counted_together(*server)
 
 
 def test_big_message(server: tuple[ServerProcess, int]) -> None:
@@ -150,17 +150,6 @@ def test_big_message(server: tuple[ServerProcess, int]) -> None:
         assert data[0][1] == text.split(b"\r\n\r\n", 1)[1]  # type: ignore[index]
     finally:
         imap.logout()
-
-
-def test_lmtp_counts_with_imap_under_workers(
-    tmp_path: Path, stopped_cleanly: list[ServerProcess]
-) -> None:
-    """The master's ticket scheme: the per-address bound holds for both children."""
-    lmtp = free_port()
-    args = ["--workers", "2", "--limit", "max_connections_per_address=2"]
-    process = _start(tmp_path, "maildir", lmtp, args)
-    stopped_cleanly.append(process)
-    _counted_together(process, lmtp)
 
 
 @pytest.mark.parametrize("backend", FIRST)
