@@ -8,6 +8,7 @@ share.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -52,10 +53,21 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
     process = ServerProcess(data_dir, BackendSpec("maildir"), extra_args=args)
     process.start()
     try:
+        _wait_both_accept(process)
         yield Workers(process, user, lmtp, sieve, sieve_tls)
     finally:
         process.stop()
     assert "Traceback" not in process.log_text()
+
+
+def _wait_both_accept(process: ServerProcess) -> None:
+    """Until both children accept (before, a connection waits in the backlog, and a
+    client's TLS handshake may give up)."""
+    deadline = time.monotonic() + HANG
+    pattern = r"worker \d \[\d+\] \[mailserv.tap#info\] MANAGESIEVES listening"
+    while len(re.findall(pattern, process.log_text())) < 2:
+        assert time.monotonic() < deadline, process.log_text()[-3000:]
+        time.sleep(0.05)
 
 
 @pytest.fixture
