@@ -12,18 +12,21 @@ from __future__ import annotations
 import imaplib
 import smtplib
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from conftest import BACKENDS, _selected_backends
-from imapserver import new_user
+from imapserver import add_cheap_user, new_user
 from lmtpserver import HANG, RawLmtp
+from test_service_twistd import (  # type: ignore[import-not-found]
+    LOOPBACK_ANY_PORT,
+    source_env,
+    twistd,
+)
 
-from bench.harness import _TWISTD, HOST, REPO, ServerProcess, _env, free_port
+from bench.harness import HOST, ServerProcess, free_port
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.one_backend]
 
@@ -128,7 +131,7 @@ def test_big_message(server: tuple[ServerProcess, int]) -> None:
     """2 MiB with dot-stuffed lines (smtplib stuffs them), read back by IMAP as sent."""
     process, lmtp = server
     user = new_user()
-    process.add_user(user.name, user.password)
+    add_cheap_user(process.data_dir, user.name, user.password)
     line = b".a line that starts with a dot, and some more text to fill it up\r\n"
     text = b"Subject: big\r\n\r\n" + line * ((2 << 20) // len(line))
     deadline = time.monotonic() + HANG
@@ -174,14 +177,18 @@ def test_silent_connection_is_closed(
 def test_proxy_backend_refuses_lmtp(tmp_path: Path) -> None:
     """Without a user store to find recipients in, ``twistd imapserv --lmtp`` does not
     start: one line saying why, exit status 1, no traceback."""
-    command = [sys.executable, "-c", _TWISTD, "-n", "--pidfile=", "imapserv"]
-    command += ["--data-dir", str(tmp_path), "--backend", "proxy"]
-    command += ["--backend-option", f"upstream=plain:{HOST}:{free_port()}"]
-    command += ["--imap", f"tcp:{free_port()}:interface={HOST}"]
-    command += ["--imaps", f"ssl:{free_port()}:interface={HOST}"]
-    command += ["--lmtp", f"tcp:{free_port()}:interface={HOST}"]
-    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, timeout=HANG)
-    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    args = [
+        "-n",
+        "--pidfile=",
+        "imapserv",
+        "--data-dir",
+        str(tmp_path / "data"),
+        *LOOPBACK_ANY_PORT,
+    ]
+    args += ["--backend", "proxy", "--backend-option", f"upstream=plain:{HOST}:{free_port()}"]
+    args += ["--lmtp", f"tcp:{free_port()}:interface={HOST}"]
+    result = twistd(args, tmp_path, source_env())
+    output = result.stdout + result.stderr
     assert result.returncode == 1, output
-    assert "--lmtp: this backend checks sign-in elsewhere" in output
+    assert "twistd imapserv: --lmtp: this backend checks sign-in elsewhere" in result.stderr
     assert "Traceback" not in output
