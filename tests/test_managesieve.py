@@ -16,15 +16,19 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from conftest import BACKENDS, _selected_backends
 from imapserver import User, new_user
 from sievelib.managesieve import Client
+from twisted.python.usage import UsageError
 
 from bench.harness import HOST, ServerProcess, free_port
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.schemes import hash_password
+from mailserv.config import Config
+from mailserv.tap import build_service
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.one_backend]
 
@@ -207,3 +211,12 @@ def test_implicit_tls(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     assert other.getscript(name).splitlines() == ["keep;"]
     assert other.deletescript(name)
     other.logout()
+
+
+def test_implicit_tls_with_a_key_of_its_own_needs_one_worker(tmp_path: Path) -> None:
+    """Workers serve TLS with the server's certificate: an ``ssl:`` endpoint naming its own
+    key cannot be handed to them (as for --imaps)."""
+    endpoint = f"ssl:{free_port()}:interface={HOST}:privateKey=key.pem"
+    config = Config(data_dir=str(tmp_path), backend="maildir", workers=2, managesieve=(endpoint,))
+    with pytest.raises(UsageError, match=r"--managesieve '.*privateKey=key.pem': with --workers"):
+        build_service(config)
