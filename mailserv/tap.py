@@ -200,7 +200,8 @@ or tcp:24:interface=127.0.0.1; repeatable [default: none]."""
 
     def opt_managesieve(self, endpoint: str) -> None:
         """Serve ManageSieve (RFC 5804: users' Sieve scripts; IMAP's sign-in, STARTTLS) \
-on ENDPOINT, e.g. tcp:4190:interface=127.0.0.1; repeatable [default: none]."""
+on ENDPOINT, e.g. tcp:4190:interface=127.0.0.1; an ssl: ENDPOINT is TLS from the first \
+byte, with the IMAPS certificate unless it names a key; repeatable [default: none]."""
         self._given.setdefault("managesieve", []).append(endpoint)
 
     def opt_backend_option(self, assignment: str) -> None:
@@ -430,10 +431,16 @@ def build_service(config: Config, reactor: Any = None) -> MultiService:
             parts.backend, parts.factory, reactor, config.data_dir, config.submission
         )
     if config.managesieve:
-        listeners += [(d, "MANAGESIEVE", None) for d in config.managesieve]
+        listeners += [
+            (d, "MANAGESIEVES", parts.tls.options)
+            if d.startswith("ssl:")
+            else (d, "MANAGESIEVE", None)
+            for d in config.managesieve
+        ]
         factories["MANAGESIEVE"] = managesieve_factory(
             parts.factory, config.data_dir, config.submission is not None
         )
+        factories["MANAGESIEVES"] = factories["MANAGESIEVE"]
     for description, label, tls in listeners:
         endpoint = _listening_endpoint(reactor, description, label, tls, gate)
         listener = StreamServerEndpointService(endpoint, factories[label])
@@ -485,8 +492,9 @@ def _worker_count(config: Config, backend: IBackend) -> int:
             backend=config.backend,
         )
         return 1
-    if any(_own_key(description) for description in config.imaps):
-        _log.info("One worker: an --imaps endpoint has a key of its own")
+    own = _own_keys(config)
+    if own:
+        _log.info("One worker: an --{option} endpoint has a key of its own", option=own[0][0])
         return 1
     cores = os.cpu_count() or 1
     count = min(cores, MAX_WORKERS)
@@ -502,12 +510,20 @@ def _check_workers(config: Config, workers: int, backend: IBackend) -> None:
             "one process; use --workers 1 with it (or a store shared between processes: "
             "maildir, sql on PostgreSQL)"
         )
-    for description in config.imaps:
-        if _own_key(description):
-            raise usage.UsageError(
-                f"--imaps {description!r}: with --workers, IMAPS uses --tls-cert/--tls-key, "
-                "not a key of the endpoint's own"
-            )
+    own = _own_keys(config)
+    if own:
+        option, description = own[0]
+        raise usage.UsageError(
+            f"--{option} {description!r}: with --workers, TLS uses --tls-cert/--tls-key, "
+            "not a key of the endpoint's own"
+        )
+
+
+def _own_keys(config: Config) -> list[tuple[str, str]]:
+    """(option, endpoint) of each TLS endpoint that brings its own key."""
+    tls = [("imaps", d) for d in config.imaps]
+    tls += [("managesieve", d) for d in config.managesieve if d.startswith("ssl:")]
+    return [(option, d) for option, d in tls if _own_key(d)]
 
 
 def _own_key(description: str) -> bool:
@@ -622,7 +638,8 @@ def _listening_endpoint(
     try:
         endpoint = serverFromString(reactor, parsed)
     except (ValueError, TypeError, OSError) as e:
-        raise usage.UsageError(f"--{label.lower()} {description!r}: {e}") from None
+        option = {"MANAGESIEVES": "managesieve"}.get(label, label.lower())
+        raise usage.UsageError(f"--{option} {description!r}: {e}") from None
     return _GatedEndpoint(endpoint, label, tls, gate)
 
 

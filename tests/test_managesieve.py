@@ -1,5 +1,6 @@
 """ManageSieve (RFC 5804) over real sockets: sievelib's client (a client we did not write)
-over STARTTLS, and a raw socket for what a client library would never send.
+over STARTTLS and over implicit TLS (``--managesieve ssl:``), and a raw socket for what a
+client library would never send.
 
 The service keeps scripts in the data directory whatever the backend, and signs in as
 IMAP does: one backend (``one_backend``).
@@ -15,15 +16,19 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from conftest import BACKENDS, _selected_backends
 from imapserver import User, new_user
 from sievelib.managesieve import Client
+from twisted.python.usage import UsageError
 
 from bench.harness import HOST, ServerProcess, free_port
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.schemes import hash_password
+from mailserv.config import Config
+from mailserv.tap import build_service
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.one_backend]
 
@@ -41,6 +46,8 @@ class Server:
     port: int
     lmtp: int
     user: User
+    tls_port: int
+    """``--managesieve ssl:``: TLS from the first byte, with the server's certificate."""
 
 
 @pytest.fixture(scope="module", params=[n for n in _selected_backends() if n != "proxy"][:1])
@@ -48,15 +55,16 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("managesieve")
-    port, lmtp = free_port(), free_port()
+    port, lmtp, tls_port = free_port(), free_port(), free_port()
     args = ["--managesieve", f"tcp:{port}:interface={HOST}"]
+    args += ["--managesieve", f"ssl:{tls_port}:interface={HOST}"]
     args += ["--lmtp", f"tcp:{lmtp}:interface={HOST}", "--workers", "1"]
     process = ServerProcess(data_dir, BACKENDS[str(request.param)], extra_args=args)
     process.start()
     user = new_user()
     PasswdFile(str(data_dir / "passwd")).add_user(user.name, hash_password(user.password.encode()))
     _wait_port(port)
-    yield Server(process, port, lmtp, user)
+    yield Server(process, port, lmtp, user, tls_port)
     process.stop()
     assert "Traceback" not in process.log_text()
 
@@ -186,3 +194,29 @@ def test_bad_input_answers_no_with_text(server: Server) -> None:
     # A literal over the bound ends the connection rather than being read.
     assert raw.ask(b'PUTSCRIPT "x" {99999999+}').startswith(b"BYE")
     raw.sock.close()
+
+
+def test_implicit_tls(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sievelib over TLS from the first byte (it checks the certificate and the name):
+    no STARTTLS offered, PLAIN offered, and a script stored there is the one STARTTLS sees."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(server.process.cert_path))
+    sieve = Client(HOST, server.tls_port)
+    assert sieve.connect(server.user.name, server.user.password, authmech="PLAIN", ssl=True)
+    assert not sieve.has_tls_support()  # the greeting over TLS offers no STARTTLS
+    name = "tls-" + secrets.token_hex(3)
+    assert sieve.putscript(name, "keep;\n")
+    sieve.logout()
+    other = Client(HOST, server.port)
+    assert other.connect(server.user.name, server.user.password, starttls=True, authmech="PLAIN")
+    assert other.getscript(name).splitlines() == ["keep;"]
+    assert other.deletescript(name)
+    other.logout()
+
+
+def test_implicit_tls_with_a_key_of_its_own_needs_one_worker(tmp_path: Path) -> None:
+    """Workers serve TLS with the server's certificate: an ``ssl:`` endpoint naming its own
+    key cannot be handed to them (as for --imaps)."""
+    endpoint = f"ssl:{free_port()}:interface={HOST}:privateKey=key.pem"
+    config = Config(data_dir=str(tmp_path), backend="maildir", workers=2, managesieve=(endpoint,))
+    with pytest.raises(UsageError, match=r"--managesieve '.*privateKey=key.pem': with --workers"):
+        build_service(config)

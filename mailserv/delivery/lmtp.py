@@ -10,9 +10,16 @@ decided.
 Bounds: a command line of ``MAX_COMMAND_LINE`` octets, a message of ``max_literal``
 (552 5.3.4, the rest of it read and dropped), ``MAX_RECIPIENTS`` per transaction,
 ``preauth_timeout`` seconds of silence (LMTP has no sign-in; the MTA is trusted by where
-it connects from: bind the listener to loopback or a unix socket), ``MAX_ERRORS`` bad
-commands.  While a command waits for the store (a user lookup, the deliveries) the
+it connects from: bind the listener to loopback or a unix socket; silence is answered
+``421 4.4.2`` and the connection closed), ``MAX_ERRORS`` bad commands.  Connections count
+against ``max_connections`` and ``max_connections_per_address`` together with the IMAP
+server's (the same counter: with ``--workers``, the master's); one over a bound is told
+``421 4.3.2`` and closed.  While a command waits for the store (a user lookup, the deliveries) the
 connection is not read (TCP backpressure); pipelined commands wait in the buffer.
+
+The message is unstuffed and searched for its final dot as it arrives (:class:`_Message`),
+each read's worth at a time, so a big message never holds the reactor for longer than one
+read takes to scan: at the final dot only what came last is looked at.
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ from typing import Any
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from mailserv.delivery.deliver import TOO_BIG, Deliverer, Outcome, Recipient
+from mailserv.imap.admission import ConnectionCounter, IConnectionLimits, Refused, admitted
 from mailserv.imap.settings import ServerSettings
 
 __all__ = ["LMTPFactory", "LMTPServer"]
@@ -43,12 +52,17 @@ MAX_RECIPIENTS = 1000
 """Recipients in one transaction (RFC 5321 4.5.3.1.8 asks for at least 100)."""
 MAX_ERRORS = 20
 """Bad commands on one connection before it is closed."""
+JOIN_IN_THREAD = 1 << 20
+"""Octets of text from which a message's pieces are joined in a thread."""
 _END = b"\r\n.\r\n"
+"""The line of a single dot that ends DATA, with the end of the line before it."""
 EMPTY = Outcome(554, "5.6.0", "Empty message")
 
 
 class LMTPFactory(ServerFactory):
-    """One :class:`LMTPServer` per connection, all delivering through ``deliverer``."""
+    """One :class:`LMTPServer` per connection, all delivering through ``deliverer``;
+    ``limits`` counts the connections (pass the IMAP factory's, so both count together;
+    default: a count of this factory's own)."""
 
     def __init__(
         self,
@@ -56,15 +70,26 @@ class LMTPFactory(ServerFactory):
         settings: ServerSettings,
         clock: IReactorTime,
         hostname: str | None = None,
+        limits: IConnectionLimits | None = None,
     ) -> None:
         self.deliverer = deliverer
         self.settings = settings
         self.clock = clock
         self.hostname = hostname or socket.gethostname() or "localhost"
         self.ids = itertools.count(1)
+        self.connections: IConnectionLimits = limits or ConnectionCounter(settings)
 
     def buildProtocol(self, addr: Any) -> Protocol:
-        protocol = LMTPServer(self)
+        return admitted(self.connections, addr, self._decided)
+
+    def _decided(self, address: str, refusal: str | None) -> Protocol:
+        if refusal is not None:
+            _log.info(
+                "Refused an LMTP connection from {address}: {why}", address=address, why=refusal
+            )
+            close_timeout = self.settings.close_timeout
+            return Refused(refusal, self.clock, close_timeout, prefix=b"421 4.3.2 ")
+        protocol = LMTPServer(self, address)
         protocol.factory = self
         return protocol
 
@@ -78,14 +103,14 @@ class _Transaction:
 
 
 class LMTPServer(Protocol, TimeoutMixin):
-    def __init__(self, factory: LMTPFactory) -> None:
+    def __init__(self, factory: LMTPFactory, address: str) -> None:
         self.lmtp = factory
+        self._address = address
+        """Where the connection comes from, as it was counted (released when it closes)."""
         self.max_message = factory.settings.max_literal
         self._buffer = bytearray()
-        self._body: bytearray | None = None
-        """In DATA: what came so far, after a CRLF standing for the one before the text."""
-        self._scanned = 0
-        self._oversize = False
+        self._message: _Message | None = None
+        """In DATA: the message so far."""
         self._skipping = False
         """Dropping a too long command line up to its end."""
         self._busy = False
@@ -110,6 +135,7 @@ class LMTPServer(Protocol, TimeoutMixin):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closed = True
         self.setTimeout(None)
+        self.lmtp.connections.release(self._address)
 
     def timeoutConnection(self) -> None:
         self._send("421 4.4.2 Idle too long; closing the connection\r\n")
@@ -117,8 +143,8 @@ class LMTPServer(Protocol, TimeoutMixin):
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
-        if self._body is not None:
-            self._body += data
+        if self._message is not None and not self._busy:
+            self._message_part(data)
         else:
             self._buffer += data
         self._drain()
@@ -137,11 +163,7 @@ class LMTPServer(Protocol, TimeoutMixin):
 
     def _drain(self) -> None:
         """Handle what is buffered, until a command has to wait for the store."""
-        while not self._busy and not self._closed:
-            if self._body is not None:
-                if not self._message_part():
-                    return
-                continue
+        while not self._busy and not self._closed and self._message is None:
             end = self._buffer.find(b"\n")
             if end < 0:
                 if len(self._buffer) > MAX_COMMAND_LINE:
@@ -160,29 +182,20 @@ class LMTPServer(Protocol, TimeoutMixin):
                 continue
             self._command(line)
 
-    def _message_part(self) -> bool:
-        """In DATA: look for the final dot; True when the message ended (and was handed on)."""
-        body = self._body
-        assert body is not None
-        at = body.find(_END, self._scanned)
-        if at < 0:
-            if len(body) - 2 > self.max_message:
-                # Too big: drop the text, keep the tail where the end marker may begin.
-                self._oversize = True
-                del body[: -(len(_END) - 1)]
-            self._scanned = max(0, len(body) - len(_END) + 1)
-            return False
-        rest = bytes(body[at + len(_END) :])
-        del body[at + 2 :]
-        unstuffed = body.replace(b"\r\n..", b"\r\n.")
-        del unstuffed[:2]
-        text = bytes(unstuffed)
-        self._body = None
-        self._scanned = 0
-        oversize, self._oversize = self._oversize or len(text) > self.max_message, False
-        self._buffer[:0] = rest
-        self._wait(self._finish(text, oversize))
-        return True
+    def _message_part(self, data: bytes) -> None:
+        """In DATA: take ``data`` in; at the final dot, hand the message on."""
+        message = self._message
+        assert message is not None
+        if not message.take(data):
+            return
+        self._message = None
+        self._buffer[:0] = message.rest
+        if message.oversize:
+            self._wait(self._finish([], 0, TOO_BIG))
+        elif message.size == 0:
+            self._wait(self._finish([], 0, EMPTY))
+        else:
+            self._wait(self._finish(message.pieces, message.size, None))
 
     def _wait(self, work: Awaitable[None]) -> None:
         """Run ``work``; while it waits, read nothing (the buffer keeps what came)."""
@@ -331,23 +344,23 @@ class LMTPServer(Protocol, TimeoutMixin):
         if not transaction.recipients:
             self._error("503 5.5.1 No valid recipients")
             return
-        self._body = bytearray(b"\r\n")
-        self._body += self._buffer
-        del self._buffer[:]
-        self._scanned = 0
+        self._message = _Message(self._trace(transaction.sender), self.max_message)
         self._send("354 2.0.0 Send the message; end with <CRLF>.<CRLF>\r\n")
+        early, self._buffer = self._buffer, bytearray()
+        if early:
+            self._message_part(bytes(early))
 
-    async def _finish(self, text: bytes, oversize: bool) -> None:
+    async def _finish(self, pieces: list[bytes], size: int, refused: Outcome | None) -> None:
+        """Deliver the message (its ``pieces``, ``size`` octets of text after the trace
+        headers) to each recipient, or answer ``refused`` for each."""
         transaction = self._transaction
         self._transaction = None
         assert transaction is not None
         recipients = transaction.recipients
-        if oversize:
-            outcomes: list[Outcome] = [TOO_BIG] * len(recipients)
-        elif not text:
-            outcomes = [EMPTY] * len(recipients)
+        if refused is not None:
+            outcomes: list[Outcome] = [refused] * len(recipients)
         else:
-            message = self._trace(transaction.sender) + text
+            message = await _joined(pieces, size)
             deliverer = self.lmtp.deliverer
             outcomes = await gatherResults(
                 [
@@ -358,7 +371,8 @@ class LMTPServer(Protocol, TimeoutMixin):
         self._send(b"".join(outcome.reply() for outcome in outcomes))
 
     def _trace(self, sender: str) -> bytes:
-        """Return-Path (RFC 5321 4.4, added at final delivery) and Received headers."""
+        """Return-Path (RFC 5321 4.4, added at final delivery) and Received headers (made
+        at DATA; the message's text follows them)."""
         number = next(self.lmtp.ids)
         return (
             f"Return-Path: <{sender}>\r\n"
@@ -380,6 +394,64 @@ class LMTPServer(Protocol, TimeoutMixin):
     def _quit(self, argument: str) -> None:
         self._send(f"221 2.0.0 {self.lmtp.hostname} closing the connection\r\n")
         self._close()
+
+
+class _Message:
+    """DATA's text, taken in as it arrives: each line's leading dot removed (RFC 5321
+    4.5.2), up to the line of a single dot.  The work done for each piece is proportional
+    to its length: what was taken in before is not looked at again.
+
+    The text is kept, in pieces, after ``head`` (the trace headers); past ``limit`` octets
+    it is dropped (``oversize``) while the final dot is still looked for.
+    """
+
+    def __init__(self, head: bytes, limit: int) -> None:
+        assert head.endswith(b"\r\n")
+        self.pieces = [head[:-2]]
+        self.size = -2
+        """Octets of the text kept (the head's last CRLF, kept first, brings it to 0)."""
+        self._limit = limit
+        self._carry = b"\r\n"
+        """What was not decided yet: the start of a line that may be the final dot.  At
+        first, the head's last CRLF: the text's first line starts a line too."""
+        self.oversize = False
+        self.rest = b""
+        """Once the final dot came: what followed it (the next commands)."""
+
+    def take(self, data: bytes) -> bool:
+        """Take ``data`` in; True once the final dot came (``rest`` holds what followed)."""
+        buf = self._carry + data
+        end = buf.find(_END)
+        if end >= 0:  # the CRLF before the dot ends the text
+            self._keep(buf[: end + 2])
+            self.rest = buf[end + len(_END) :]
+            return True
+        # Keep back an end that may have begun: what the next read decides.
+        hold = next((n for n in range(len(_END) - 1, 0, -1) if buf.endswith(_END[:n])), 0)
+        self._carry = buf[len(buf) - hold :]
+        self._keep(buf[: len(buf) - hold])
+        return False
+
+    def _keep(self, lines: bytes) -> None:
+        """Keep ``lines`` (none of them the final dot, whole up to where the next begins)."""
+        if self.oversize:
+            return
+        lines = lines.replace(b"\r\n.", b"\r\n")
+        self.size += len(lines)
+        if self.size > self._limit:
+            self.oversize = True
+            del self.pieces[1:]
+            return
+        self.pieces.append(lines)
+
+
+async def _joined(pieces: list[bytes], size: int) -> bytes:
+    """One message of its pieces; a big one joined in a thread (``bytes.join`` lets the
+    reactor's thread run meanwhile), as a copy of ``JOIN_IN_THREAD`` octets takes ~1 ms."""
+    if size < JOIN_IN_THREAD:
+        return b"".join(pieces)
+    joined: bytes = await deferToThread(b"".join, pieces)
+    return joined
 
 
 def _path(argument: str, keyword: str) -> tuple[str, dict[str, str]] | None:

@@ -57,13 +57,15 @@ def lmtp_factory(
     data_dir: str,
     submission: str | None = None,
 ) -> LMTPFactory:
-    """The LMTP service of the server whose IMAP side is ``imap``; ``clock`` is the reactor
-    (it connects to the ``submission`` host, when there is one)."""
+    """The LMTP service of the server whose IMAP side is ``imap`` (its connections
+    counted with that side's); ``clock`` is the reactor (it connects to the ``submission``
+    host, when there is one)."""
     try:
         sender = submitter(clock, submission)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return LMTPFactory(deliverer_for(backend, imap, data_dir, sender), imap.settings, clock)
+    deliverer = deliverer_for(backend, imap, data_dir, sender)
+    return LMTPFactory(deliverer, imap.settings, clock, limits=imap.connections)
 
 
 def managesieve_factory(

@@ -67,6 +67,21 @@ class ConnectionCounter:
             del self._per_address[address]
 
 
+def admitted(
+    limits: IConnectionLimits, addr: object, build: Callable[[str, str | None], Protocol]
+) -> Protocol:
+    """The protocol of a new connection from ``addr``, once ``limits`` counted it:
+    ``build(address, refusal)`` at once when the count is local, else when the answer comes
+    (:class:`AwaitingAdmission` holds the connection meanwhile).  Every listener that counts
+    against ``max_connections`` (IMAP, LMTP) admits this way."""
+    address = str(getattr(addr, "host", addr))
+    answer = limits.admit(address)
+    decided, refusal = decided_now(answer)
+    if decided:
+        return build(address, refusal)
+    return AwaitingAdmission(address, answer, build)
+
+
 def decided_now(answer: Deferred[str | None]) -> tuple[bool, str | None]:
     """(True, the answer) when ``answer`` has fired already (a local count), else (False, None)."""
     seen: list[str | None] = []
@@ -146,17 +161,21 @@ class AwaitingAdmission(Protocol):
 
 
 class Refused(Protocol):
-    """Says why in one ``* BYE`` line, then hangs up (aborting after ``close_timeout``)."""
+    """Says why in one line, ``* BYE`` and the reason (``prefix``: the protocol's own
+    opening, e.g. LMTP's ``421 4.3.2``), then hangs up (aborting after ``close_timeout``)."""
 
-    def __init__(self, reason: str, clock: IReactorTime, close_timeout: float) -> None:
+    def __init__(
+        self, reason: str, clock: IReactorTime, close_timeout: float, prefix: bytes = b"* BYE "
+    ) -> None:
         self.reason = reason
+        self._prefix = prefix
         self._clock = clock
         self._close_timeout = close_timeout
         self._abort: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         assert self.transport is not None
-        self.transport.write(b"* BYE " + self.reason.encode("ascii") + b"\r\n")
+        self.transport.write(self._prefix + self.reason.encode("ascii") + b"\r\n")
         self._abort = hang_up(self.transport, self._clock, self._close_timeout)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:

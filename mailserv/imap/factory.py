@@ -17,13 +17,7 @@ from mailserv.auth.sasl import Mechanisms, secret_from_tls
 from mailserv.auth.throttle import ILoginThrottle, LoginThrottle
 from mailserv.events.metrics import IMetrics, NoMetrics
 from mailserv.events.sink import IEventSink, NoEvents
-from mailserv.imap.admission import (
-    AwaitingAdmission,
-    ConnectionCounter,
-    IConnectionLimits,
-    Refused,
-    decided_now,
-)
+from mailserv.imap.admission import ConnectionCounter, IConnectionLimits, Refused, admitted
 from mailserv.imap.extensions import BUILT_IN
 from mailserv.imap.registry import Extension, Registry
 from mailserv.imap.server import IMAPServerProtocol
@@ -94,12 +88,7 @@ class IMAPServerFactory(ServerFactory):
         return [(s.listener, s.metrics_state) for s in self.sessions if not s.ended]
 
     def buildProtocol(self, addr: Any) -> Protocol:
-        address = str(getattr(addr, "host", addr))
-        answer = self.connections.admit(address)
-        decided, refusal = decided_now(answer)
-        if decided:
-            return self._decided(address, refusal)
-        return AwaitingAdmission(address, answer, self._decided)
+        return admitted(self.connections, addr, self._decided)
 
     def _decided(self, address: str, refusal: str | None) -> Protocol:
         """The protocol of a connection from ``address`` once counted (or refused)."""

@@ -128,10 +128,10 @@ def main(argv: Sequence[str]) -> int:
         )
     adopted = _AdoptedPorts(reactor, listeners, parts.factory, tls_factory, gate, lmtp)
     if config.managesieve:  # served by every child too, like LMTP
-        adopted.add_factory(
-            "MANAGESIEVE",
-            managesieve_factory(parts.factory, config.data_dir, config.submission is not None),
-        )
+        sends_mail = config.submission is not None
+        sieve = managesieve_factory(parts.factory, config.data_dir, sends_mail)
+        adopted.add_factory("MANAGESIEVE", sieve)
+        adopted.add_factory("MANAGESIEVES", TLSMemoryBIOFactory(parts.tls.options, False, sieve))
     adopted.setServiceParent(top)
     stdio.StandardIO(_ParentWatch(reactor))
     reactor.callWhenRunning(top.startService)

@@ -22,8 +22,8 @@ class Listener:
 
     fd: int
     label: str
-    """``IMAP`` (STARTTLS offered), ``IMAPS`` (TLS from the first byte), ``LMTP`` or
-    ``MANAGESIEVE``."""
+    """``IMAP`` (STARTTLS offered), ``IMAPS`` (TLS from the first byte), ``LMTP``,
+    ``MANAGESIEVE`` or ``MANAGESIEVES`` (TLS from the first byte)."""
 
 
 def encode_config(config: Config) -> str:
@@ -53,6 +53,6 @@ def encode_listeners(listeners: list[Listener]) -> list[str]:
 
 def decode_listener(text: str) -> Listener:
     fd, _, label = text.partition(":")
-    if label not in ("IMAP", "IMAPS", "LMTP", "MANAGESIEVE"):
+    if label not in ("IMAP", "IMAPS", "LMTP", "MANAGESIEVE", "MANAGESIEVES"):
         raise ValueError(f"bad listener {text!r}")
     return Listener(int(fd), label)
