@@ -42,7 +42,7 @@ from mailserv.auth.sasl import (
     SASLError,
     SASLFailed,
 )
-from mailserv.auth.users import IStoreChecker
+from mailserv.auth.scramoffer import scram_key_store
 from mailserv.delivery.sieve import check_script
 from mailserv.delivery.sievescript import EXTENSIONS, MAX_SCRIPT, SieveError
 from mailserv.delivery.sievestore import ScriptStore, StoreError
@@ -147,15 +147,10 @@ class ManageSieveServer(Protocol, TimeoutMixin):
 
     def _sasl_context(self) -> SASLContext:
         services = self.services
-        store = None
-        if services.settings.offer_scram:
-            for checker in services.portal.checkers.values():
-                if IStoreChecker.providedBy(checker):
-                    store = IStoreChecker(checker).store
         return SASLContext(
             secure=self.secure,
             plaintext_allowed=self._plaintext_allowed(),
-            key_store=store,
+            key_store=scram_key_store(services.portal, services.settings.offer_scram),
             secret=services.secret,
         )
 
