@@ -399,6 +399,9 @@ class ManageSieveServer(Protocol, TimeoutMixin):
         except SASLError as exc:
             raise Bad(f"{name}: {exc}") from exc
         except SASLFailed as exc:
+            if not exc.counts:  # nothing was decided: no throttle, no held answer
+                self._attempt(exc.user, name, "unavailable")
+                return self._no(f"{name}: {exc}")
             return await self._failed(name, "", f"{name}: {exc}")
         raise Bad(f"{name}: too many exchange steps")
 

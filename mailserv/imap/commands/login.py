@@ -34,6 +34,7 @@ _LOGIN_TEXT = {
     "failed": "Failed login for {user!r} from {address} ({mechanism}); answer held {delay}s",
     "blocked": "Refused login for {user!r} from {address} ({mechanism}): too many failures",
     "error": "Login for {user!r} from {address} ({mechanism}) failed in the backend",
+    "unavailable": "Login for {user!r} from {address} ({mechanism}) not decided: try later",
 }
 """The text of the one ``login`` event per attempt, by result; the fields are the same."""
 
@@ -78,6 +79,9 @@ async def authenticate(session: Session, command: Command) -> Reply:
     except SASLError as exc:
         raise Bad(f"{name}: {exc}") from exc
     except SASLFailed as exc:
+        if not exc.counts:  # nothing was decided: no throttle, no held answer
+            _attempt(session, exc.user, name, "unavailable")
+            raise No(f"{name}: {exc}", exc.code) from exc
         return await _failed(session, exc.user, exc.code, f"{name}: {exc}", mechanism=name)
     raise Bad(f"{name}: too many exchange steps")
 
