@@ -142,3 +142,20 @@ def test_restarted_worker_gets_the_user_records(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, (tries, restarted, pids)
     finally:
         server.stop()
+
+
+def test_exactly_one_failure_locks_and_the_records_travel(clock: Clock) -> None:
+    throttle = LoginThrottle(clock, user_max_failures=3)
+    locked = []
+    for n in range(5):
+        throttle.login_failed(f"192.0.2.{n}", user="ann").addCallback(locked.append)
+    assert locked == [False, False, True, False, False]
+    clock.advance(10)
+    throttle.record_failure("192.0.2.9", user="bob")
+    assert throttle.users.records() == [("ann", [0.0, 0.0, 0.0]), ("bob", [10.0])]
+    copy = LoginThrottle(clock, user_max_failures=3)  # a worker started now
+    for user, times in throttle.users.records():
+        copy.users.merge(user, times)
+    assert copy.user_blocked("ann") and not copy.user_blocked("bob")
+    clock.advance(throttle.window - 5)
+    assert throttle.users.records() == [("bob", [10.0])]
