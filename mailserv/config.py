@@ -49,14 +49,15 @@ DEFAULT_IMAPS = ("ssl:1993:interface=127.0.0.1",)
 DEFAULT_BACKEND = "maildir"
 MAX_WORKERS = 64
 
-LimitValue = int | float | bool
+LimitValue = int | float | bool | str
 
 _LIMIT_TYPES: Mapping[str, type] = {
     name: kind
     for name, kind in typing.get_type_hints(ServerSettings).items()
-    if kind in (int, float, bool)
+    if kind in (int, float, bool) or typing.get_origin(kind) is typing.Literal
 }
-"""The scalar ServerSettings fields, which ``--limit`` and ``[limits]`` set."""
+"""The scalar ServerSettings fields, which ``--limit`` and ``[limits]`` set; a ``Literal``
+one takes one of its words (``true``/``false`` among them may be given as booleans)."""
 _KIND_NAMES: Mapping[type, str] = {int: "a whole number", float: "a number"}
 
 
@@ -194,6 +195,15 @@ def _limit_type(name: str, source: str) -> type:
 
 def _check_limit(name: str, value: object, source: str) -> LimitValue:
     kind = _limit_type(name, source)
+    if typing.get_origin(kind) is typing.Literal:
+        words: tuple[str, ...] = typing.get_args(kind)
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if isinstance(value, str) and value.strip().lower() in words:
+            return value.strip().lower()
+        raise ConfigError(
+            f"{source}: limit {name} must be one of {', '.join(words)}, got {value!r}"
+        )
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: limit {name} must be true or false, got {value!r}")
@@ -208,6 +218,8 @@ def _check_limit(name: str, value: object, source: str) -> LimitValue:
 
 
 def _parse_scalar(text: str, kind: type, what: str) -> LimitValue:
+    if typing.get_origin(kind) is typing.Literal:
+        return text  # one of its words, checked by _check_limit
     parse: Callable[[str], LimitValue] = (
         parse_bool if kind is bool else parse_int if kind is int else parse_number
     )

@@ -41,6 +41,7 @@ from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.portal import build_portal
 from mailserv.auth.sasl import Mechanisms
 from mailserv.auth.sasl.oauthbearer import oauth_mechanisms
+from mailserv.auth.scramoffer import FileScramCensus
 from mailserv.auth.throttle import ILoginThrottle
 from mailserv.auth.tokens import OAuthUserChecker, build_validator
 from mailserv.auth.users import UserStoreChecker
@@ -333,7 +334,8 @@ def _build_server(
     _offer_homes(backend, passwd)
     _log.info("Backend {name}", name=config.backend)
     apps = AppPasswordFile(os.path.join(os.path.dirname(config.passwd_path), APP_PASSWORDS))
-    portal = build_portal(backend, AppPasswordChecker(passwd, apps, reactor))
+    census = FileScramCensus(passwd, apps)
+    portal = build_portal(backend, AppPasswordChecker(passwd, apps, reactor, census=census))
     mechanisms = _oauth(config, portal, reactor)
     webhooks = None
     if config.webhooks:

@@ -4,9 +4,9 @@ HTTPS on a free loopback port: ``python tests/oauthserver.py STATE_DIR``.
 STATE_DIR holds ``cert.pem``/``key.pem`` (its certificate, which the IMAP server is told to
 trust with ``[oauth] ca-file``), ``client.json`` (the client id and secret introspection
 requires, HTTP Basic), ``tokens.json`` (token → the introspection answer, or the string
-``"hang"`` for a request never answered) and ``jwks.json`` (served as is).  Both JSON files
-are read at each request, so a test changes them between sign-ins (a rotated key).  The
-port is written to ``STATE_DIR/port`` once listening.
+``"hang"`` for a request never answered, ``"503"`` for an HTTP 503) and ``jwks.json``
+(served as is).  Both JSON files are read at each request, so a test changes them between
+sign-ins (a rotated key).  The port is written to ``STATE_DIR/port`` once listening.
 
 - ``POST /introspect``: RFC 7662; an unknown token is ``{"active": false}``.
 - ``GET /jwks``: the key set.
@@ -59,6 +59,9 @@ class Provider(Resource):
         answer = json.loads((self.state / "tokens.json").read_text()).get(token)
         if answer == "hang":
             return NOT_DONE_YET
+        if answer == "503":
+            request.setResponseCode(503)
+            return b'{"error": "temporarily_unavailable"}'
         request.setHeader(b"content-type", b"application/json")
         return json.dumps(answer if answer is not None else {"active": False}).encode()
 

@@ -23,10 +23,17 @@ import pytest
 from argon2 import PasswordHasher
 from test_service_workers import wait_for  # type: ignore[import-not-found]
 from test_workers_limits import children, serving_pid  # type: ignore[import-not-found]
+from twisted.internet.task import Clock
 
 from bench.harness import HOST, BackendSpec, RawClient, ServerProcess, quote
 from mailserv.admin import cli
-from mailserv.auth.apppasswords import ALPHABET, generate, split_app_password
+from mailserv.auth.apppasswords import (
+    ALPHABET,
+    AppPasswordFile,
+    RevocationWatch,
+    generate,
+    split_app_password,
+)
 from mailserv.auth.schemes import hash_password
 
 STORES = {
@@ -160,6 +167,48 @@ def test_generated_passwords_and_the_forms_accepted() -> None:
         assert split_app_password(typed.encode()) == (key_id, canonical)
     for other in ("main pw", shown[:-1], shown + "x", shown.replace(shown[5], "0"), "é" * 20):
         assert split_app_password(other.encode()) is None
+
+
+class Held:
+    """A session as RevocationWatch sees it: whether it ended, and the BYE it was given."""
+
+    def __init__(self) -> None:
+        self.ended = False
+        self.byes: list[str] = []
+
+    def shutdown(self, text: str) -> None:
+        self.byes.append(text)
+        self.ended = True
+
+
+def test_revocation_watch_says_bye_to_the_sessions_of_a_revoked_password(
+    tmp_path: Path,
+) -> None:
+    """RevocationWatch itself, on a fake clock over a real app-passwords file: only the
+    sessions of the revoked password get BYE, and the poll stops once none is held."""
+    apps = AppPasswordFile(tmp_path / "app-passwords")
+    phone, _ = apps.add("ann", "phone", lambda canonical: hash_password(canonical, hasher=CHEAP))
+    laptop, _ = apps.add("ann", "laptop", lambda canonical: hash_password(canonical, hasher=CHEAP))
+    clock = Clock()
+    watch = RevocationWatch(apps, clock, interval=1.0)
+    on_phone, also_on_phone, on_laptop = Held(), Held(), Held()
+    watch.hold(("ann", phone.id), on_phone)
+    watch.hold(("ann", phone.id), also_on_phone)
+    watch.hold(("ann", laptop.id), on_laptop)
+    clock.advance(1.0)
+    assert len(watch) == 3 and not (on_phone.byes or on_laptop.byes)
+    apps.revoke("ann", "phone")
+    clock.advance(0.5)
+    assert not on_phone.byes  # not before the next look
+    clock.advance(0.5)
+    assert on_phone.byes == also_on_phone.byes == ["App password revoked"]
+    assert not on_laptop.byes and len(watch) == 1
+    on_laptop.ended = True  # the session logged out
+    clock.advance(1.0)
+    assert len(watch) == 0 and not clock.getDelayedCalls()  # nothing left to watch
+    apps.revoke("ann", "laptop")
+    clock.advance(5.0)
+    assert not on_laptop.byes
 
 
 def test_app_password_signs_in_and_list_shows_last_use(site: Site, user: tuple[str, str]) -> None:

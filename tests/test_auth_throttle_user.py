@@ -4,6 +4,8 @@ against a ``--workers 2`` server whose workers share the record through the mast
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -71,9 +73,10 @@ def test_user_locked_in_every_worker(tmp_path: Path) -> None:
     try:
         port = server.imap_port
         failing += [client_from(port, f"127.0.6.{n}") for n in range(1, 5)]
-        for client in failing:  # the answers wait for their delays: not for us to wait for
+        for client in failing:  # sent at once: the answers wait for their delays
             client.send(f"f LOGIN {quote(USER.name)} wrong\r\n")
-        wait_for(lambda: server.log_text().count('"result": "failed"') == 4)
+        for client in failing:  # a NO comes once every worker holds that failure
+            assert client.read_until_tagged("f").status == "NO"
         pids = children(server.pid)
         served = set()
         tries = 0
@@ -103,3 +106,56 @@ def test_user_locked_in_every_worker(tmp_path: Path) -> None:
         for client in failing:
             client.close()
         server.stop()
+
+
+def test_restarted_worker_gets_the_user_records(tmp_path: Path) -> None:
+    """A worker started after the failures (one killed here, restarted by the master) gets
+    the master's per-user record as it starts: the locked user is refused there too."""
+    _, server = metered(
+        tmp_path, SPECS["maildir"], "--workers", "2", "--limit", "user_max_auth_failures=2"
+    )
+    server.start()
+    try:
+        port = server.imap_port
+        failing = [client_from(port, f"127.0.8.{n}") for n in (1, 2)]
+        for client in failing:
+            client.send(f"f LOGIN {quote(USER.name)} wrong\r\n")
+        for client in failing:
+            assert client.read_until_tagged("f").status == "NO"
+            client.close()
+        before = children(server.pid)
+        os.kill(min(before), signal.SIGKILL)
+        wait_for(lambda: len(children(server.pid) - before) == 1, timeout=60)
+        [restarted] = children(server.pid) - before
+        deadline = time.monotonic() + 60  # until the new worker serves one of ours
+        tries = 0
+        while True:
+            tries += 1
+            client = client_from(port, f"127.0.9.{tries % 250 + 1}")
+            pids = children(server.pid)
+            served = serving_pid(client, pids)
+            reply = client.command(f"LOGIN {quote(USER.name)} {quote(USER.password)}")
+            client.close()
+            assert reply.line.endswith(b"NO [UNAVAILABLE] Too many failed logins for this user\r\n")
+            if served == restarted:
+                break
+            assert time.monotonic() < deadline, (tries, restarted, pids)
+    finally:
+        server.stop()
+
+
+def test_exactly_one_failure_locks_and_the_records_travel(clock: Clock) -> None:
+    throttle = LoginThrottle(clock, user_max_failures=3)
+    locked = []
+    for n in range(5):
+        throttle.login_failed(f"192.0.2.{n}", user="ann").addCallback(locked.append)
+    assert locked == [False, False, True, False, False]
+    clock.advance(10)
+    throttle.record_failure("192.0.2.9", user="bob")
+    assert throttle.users.records() == [("ann", [0.0, 0.0, 0.0]), ("bob", [10.0])]
+    copy = LoginThrottle(clock, user_max_failures=3)  # a worker started now
+    for user, times in throttle.users.records():
+        copy.users.merge(user, times)
+    assert copy.user_blocked("ann") and not copy.user_blocked("bob")
+    clock.advance(throttle.window - 5)
+    assert throttle.users.records() == [("bob", [10.0])]

@@ -8,8 +8,10 @@ settings are small (tens of ms), so retries cost little time.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 import smtplib
@@ -24,7 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from imapserver import Connector, new_user, ok
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
+from imapserver import Connector, add_cheap_user, new_user, ok
 from twisted.python import usage
 
 from bench.harness import HOST, BackendSpec, ServerProcess, free_port
@@ -318,6 +325,88 @@ def test_retries_after_500_and_timeout(hooked: Hooked) -> None:
     assert [r["answer"] for r in tries][:5] == ["500", "hang", "503", "429", "ok"]
     assert len({event(r)["id"] for r in tries}) == 1  # the same event each time
     assert all(signed_by(r, SECRET) for r in tries)
+
+
+def write_private_ca(state: Path) -> Path:
+    """A CA of this test, and a certificate it signed for 127.0.0.1 with its key, as the
+    receiver serves them (``cert.pem``, ``key.pem``); the CA's certificate's path."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailserv test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)]))
+        .issuer_name(ca_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    (state / "cert.pem").write_bytes(leaf.public_bytes(Encoding.PEM))
+    (state / "key.pem").write_bytes(
+        key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    )
+    (state / "ca.pem").write_bytes(ca.public_bytes(Encoding.PEM))
+    return state / "ca.pem"
+
+
+def test_https_receiver_behind_a_private_ca(
+    server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A hook with ``ca-file`` reaches an HTTPS receiver whose certificate that CA signed;
+    one without it does not trust that certificate, and its event goes to the dead letters."""
+    state = tmp_path_factory.mktemp("webhook-tls-receiver")
+    ca_file = write_private_ca(state)
+    receiver = Receiver.start(state)
+    base = f"https://{HOST}:{int((state / 'tls-port').read_text())}/hook"
+    created = ["mailbox-created"]
+    trusted = {"url": f"{base}/trusted", "secret": SECRET, "events": created, **FAST}
+    trusted["ca-file"] = str(ca_file)
+    stranger = {"url": f"{base}/stranger", "secret": SECRET, "events": created, **FAST}
+    stranger["max-attempts"] = 1
+    data_dir = tmp_path_factory.mktemp("webhook-tls-server")
+    config = write_config(data_dir / "hooks.toml", [trusted, stranger])
+    imap = start_server(server, data_dir, config)
+    try:
+        found_user = new_user()  # no `mailserv user add` process: a cheap hash
+        add_cheap_user(imap.data_dir, found_user.name, found_user.password)
+        connect = Connector(imap, found_user)
+        try:
+            ok(connect.raw(), "CREATE Private")
+        finally:
+            connect.close()
+        user = found_user.name
+        found = receiver.wait("trusted", lambda rs: bool(delivered(rs, user)))
+        assert signed_by(found[0], SECRET) and event(found[0])["mailbox"] == "Private"
+        [dropped] = wait_dead(imap, user, f"{base}/stranger", 1)
+        assert "certificate" in str(dropped["reason"]).lower(), dropped
+        assert receiver.requests("stranger") == []
+    finally:
+        imap.stop()
+        receiver.stop()
+
+
+def test_ca_file_refused_unless_it_holds_certificates(tmp_path: Path) -> None:
+    (tmp_path / "s").write_text("k\n")
+    (tmp_path / "empty.pem").write_text("no certificate here\n")
+    for ca, why in [("empty.pem", "no PEM certificate"), ("missing.pem", "cannot read")]:
+        line = f"https://h/x;secret-file={tmp_path / 's'};ca-file={tmp_path / ca}"
+        with pytest.raises(usage.UsageError, match=f"webhook 1: .*{why}"):
+            Options().parseOptions(["--webhook", line])
 
 
 def test_dead_letter_bound(hooked: Hooked) -> None:

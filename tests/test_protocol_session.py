@@ -518,7 +518,7 @@ def test_capability_words_and_order_in_every_state(
     )
     assert limit.endswith(tail), before
     assert core == _CORE_CAPABILITIES + limit, before
-    assert rest == "AUTH=PLAIN AUTH=LOGIN", rest  # SCRAM: only with offer_scram (off)
+    assert rest == "AUTH=PLAIN AUTH=LOGIN", rest  # no SCRAM: argon2id users (auto)
     assert client.starttls(server.ssl_context(), server_hostname="localhost").ok
     assert " ".join(capabilities(client)) == f"{_CORE_CAPABILITIES}{limit} {rest}"
     client.login(connect.user.name, connect.user.password)

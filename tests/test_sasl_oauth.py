@@ -351,6 +351,22 @@ def test_provider_too_slow_is_unavailable_and_blocks_no_one(oauth: OAuthServer) 
     assert waiting.command("NOOP").ok
 
 
+def test_provider_unavailable_is_no_failed_login(oauth: OAuthServer) -> None:
+    """A provider answering 503 (or down, or too slow) decides nothing: the answers are not
+    failed logins, so the connection is not closed after ``max_auth_failures`` (3) of them
+    and its address and user are not throttled."""
+    failing = "503-" + secrets.token_urlsafe(8)
+    oauth.provider.introspection(failing, "503")
+    client = oauth.client()
+    for _ in range(4):
+        outcome = _authenticate(client, "XOAUTH2", _xoauth2(oauth.user, failing))
+        response = outcome.response
+        assert response.status == "NO" and b"[UNAVAILABLE]" in response.line, response.line
+    assert client.command("NOOP").ok
+    token = _sign(oauth.provider.keys["k1"], _claims(oauth.user))
+    assert _authenticate(client, "OAUTHBEARER", _bearer(token)).response.ok
+
+
 MALFORMED: list[tuple[str, bytes]] = [
     ("OAUTHBEARER", b"x,,\x01auth=Bearer abc\x01\x01"),
     ("OAUTHBEARER", b"n,,auth=Bearer abc\x01\x01"),

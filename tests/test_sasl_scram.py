@@ -62,11 +62,12 @@ DOVECOT_HASH = (
 def server(
     server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    """A server of the shared one's backend with SCRAM offered (off by default: see
-    ``ServerSettings.offer_scram``)."""
+    """A server of the shared one's backend with SCRAM always offered (by default only while
+    every user can do it: see ``ServerSettings.offer_scram``; here argon2id users sign in
+    beside SCRAM ones)."""
     # No per-user throttle: the module's failures all name one user, whose record a success
     # does not clear (tests/test_auth_throttle_user.py covers that record).
-    limits = {**SESSION_LIMITS, "offer_scram": True, "user_max_auth_failures": 0}
+    limits = {**SESSION_LIMITS, "offer_scram": "true", "user_max_auth_failures": 0}
     data_dir = tmp_path_factory.mktemp(f"scram-{server.backend.name}")
     proc = _server_class()(data_dir, server.backend, limits=limits, extra_args=ONE_WORKER)
     proc.start()

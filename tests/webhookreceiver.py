@@ -1,6 +1,7 @@
 """A webhook receiver for the webhook tests, served by twisted.web over plain HTTP on a
 loopback port: ``python tests/webhookreceiver.py STATE_DIR [PORT]`` (PORT 0 or absent: a free
-one, written to ``STATE_DIR/port`` once listening).
+one, written to ``STATE_DIR/port`` once listening).  With ``cert.pem`` and ``key.pem`` in
+STATE_DIR it serves HTTPS too, on a free port written to ``STATE_DIR/tls-port``.
 
 - ``POST /hook/NAME``: a webhook delivery; recorded (path, headers, body, the answer given)
   and answered as the path's script says: its next entry if any, else its default.  An
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 from twisted.internet import reactor
+from twisted.internet.ssl import PrivateCertificate
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
@@ -81,9 +83,15 @@ def _route(request: Request) -> tuple[str, str]:
 
 def main() -> None:
     state = Path(sys.argv[1])
+    site = Site(Receiver())
     port = reactor.listenTCP(  # type: ignore[attr-defined]
-        int(sys.argv[2]) if len(sys.argv) > 2 else 0, Site(Receiver()), interface="127.0.0.1"
+        int(sys.argv[2]) if len(sys.argv) > 2 else 0, site, interface="127.0.0.1"
     )
+    if (state / "cert.pem").exists():  # HTTPS too, with that certificate chain and key
+        pem = (state / "cert.pem").read_bytes() + (state / "key.pem").read_bytes()
+        options = PrivateCertificate.loadPEM(pem).options()
+        tls = reactor.listenSSL(0, site, options, interface="127.0.0.1")  # type: ignore[attr-defined]
+        (state / "tls-port").write_text(str(tls.getHost().port))
     (state / "port.tmp").write_text(str(port.getHost().port))
     (state / "port.tmp").rename(state / "port")
     reactor.run()  # type: ignore[attr-defined]

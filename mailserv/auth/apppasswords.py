@@ -38,7 +38,8 @@ import os
 import secrets
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -54,7 +55,7 @@ from zope.interface import Interface, implementer
 
 from mailserv.auth.passwd import PasswdError, UserNotFound, check_username, rewrite_locked
 from mailserv.auth.sqlusers import Inline, Run, Tx
-from mailserv.auth.users import IUserStore, UserStoreChecker
+from mailserv.auth.users import IScramCensus, IUserStore, UserStoreChecker
 from mailserv.auth.verified import ThreadRunner, VerifiedCache, user_and_password
 
 _log = Logger()
@@ -269,7 +270,8 @@ class AppPasswordFile:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            self._signature, self._records, self._app_only = None, {}, set()
+            if self._signature is not None:  # else keep the empty ones (caches keyed on them)
+                self._signature, self._records, self._app_only = None, {}, set()
             return
         signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         if signature == self._signature:
@@ -282,6 +284,12 @@ class AppPasswordFile:
             return  # keep what was read before
         self._records, self._app_only = _parse(data, self.path)
         self._signature = signature
+
+    def current(self) -> tuple[Mapping[Key, AppPassword], AbstractSet[str]]:
+        """The app passwords and the app-only users as on disk now: new objects whenever
+        the file changed, the same ones otherwise (for caches keyed on them)."""
+        self._refresh()
+        return self._records, self._app_only
 
     # IAppPasswords (a stat per call; the file is small and read only when it changed)
 
@@ -620,8 +628,9 @@ class AppPasswordChecker(UserStoreChecker):
         in_thread: ThreadRunner | None = None,
         cache: VerifiedCache | None = None,
         poll: float = REVOCATION_POLL,
+        census: IScramCensus | None = None,
     ) -> None:
-        super().__init__(store, in_thread, cache)
+        super().__init__(store, in_thread, cache, census)
         self.apps = apps
         self.clock = clock
         self.watch = RevocationWatch(apps, clock, poll)

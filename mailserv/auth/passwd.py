@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, replace
 
@@ -156,6 +156,12 @@ class PasswdFile:
         """:meth:`lookup` for the server (IUserStore): one ``stat``, no I/O wait worth a thread."""
         return self.lookup(user)
 
+    def current(self) -> Mapping[str, PasswdEntry]:
+        """The entries as on disk now: a new mapping whenever the file changed, the same one
+        otherwise (for caches keyed on it)."""
+        self._refresh()
+        return self._entries
+
     def users(self) -> list[str]:
         """Every user name, in file order."""
         self._refresh()
@@ -171,7 +177,7 @@ class PasswdFile:
                     path=self.path,
                     error=exc.strerror,
                 )
-            self._signature, self._entries, self._loaded = None, {}, True
+                self._signature, self._entries, self._loaded = None, {}, True
             return
         if self._loaded and self._signature == _signature(st):
             return

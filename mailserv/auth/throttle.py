@@ -22,6 +22,7 @@ import ipaddress
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import Interface, implementer
 
@@ -76,6 +77,11 @@ class ILoginThrottle(Interface):
 
     def record_success(address: str) -> None:
         """A login from ``address`` succeeded: its network's record is cleared."""
+
+    def login_failed(address: str, *, user: str = "") -> Deferred[bool]:
+        """:meth:`record_failure`, firing once every process sharing the record holds the
+        failure, with whether it is the one that locked ``user`` (brought the user's record
+        to its bound: exactly one failure does, however many processes count)."""
 
     def user_delay(user: str) -> float:
         """Seconds to wait before answering a failed login of ``user`` (from anywhere)."""
@@ -150,6 +156,13 @@ class FailureRecord:
         theirs = Counter(times)
         self._update(address, lambda held: sorted((Counter(held) | theirs).elements()))
 
+    def records(self) -> list[tuple[str, list[float]]]:
+        """Every key held, with its failure times within the window."""
+        horizon = self.clock.seconds() - self.window
+        self._expire(horizon + self.window)
+        found = [(key, [t for t in times if t > horizon]) for key, times in self._failures.items()]
+        return [(key, times) for key, times in found if times]
+
     def clear(self, address: str) -> None:
         """Forget the failures of ``address``'s key."""
         self._failures.pop(self._key(address), None)
@@ -213,6 +226,15 @@ class LoginThrottle(FailureRecord):
 
     def record_success(self, address: str) -> None:
         self.clear(address)
+
+    def login_failed(self, address: str, *, user: str = "") -> Deferred[bool]:
+        return succeed(self.record_locking(address, self.clock.seconds(), user))
+
+    def record_locking(self, address: str, at: float, user: str) -> bool:
+        """:meth:`record_failure` at ``at``; whether it locked ``user``."""
+        was_blocked = bool(user) and self.user_blocked(user)
+        self.record_failure(address, at, user=user)
+        return bool(user) and not was_blocked and self.user_blocked(user)
 
     def user_delay(self, user: str) -> float:
         return self.users.delay_for(user)

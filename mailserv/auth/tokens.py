@@ -32,11 +32,11 @@ from twisted.cred.credentials import ICredentials
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.logger import Logger
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool
 from zope.interface import Attribute, Interface, implementer
 
+from mailserv.auth.trust import https_agent
 from mailserv.auth.users import IUserStore
 from mailserv.config import OAuthConfig
 
@@ -91,12 +91,8 @@ class _HTTP:
     def __init__(self, reactor: Any, ca_file: str | None, timeout: float) -> None:
         import treq.client
 
-        trust = None
-        if ca_file is not None:
-            with open(ca_file, "rb") as f:
-                trust = trustRootFromCertificates(_certificates(f.read()))
         pool = HTTPConnectionPool(reactor, persistent=True)
-        agent = Agent(reactor, contextFactory=BrowserLikePolicyForHTTPS(trust), pool=pool)
+        agent = https_agent(reactor, ca_file, pool, "oauth ca-file")
         self._client = treq.client.HTTPClient(agent)
         self._reactor = reactor
         self.timeout = timeout
@@ -142,14 +138,6 @@ class _HTTP:
 
 def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
-
-
-def _certificates(pem: bytes) -> list[Certificate]:
-    marker = b"-----END CERTIFICATE-----"
-    blocks = [block + marker for block in pem.split(marker) if b"-----BEGIN" in block]
-    if not blocks:
-        raise ValueError("no PEM certificate in the oauth ca-file")
-    return [Certificate.loadPEM(block) for block in blocks]
 
 
 class _Recent:

@@ -5,7 +5,7 @@
 :class:`UserStoreChecker` is the one twisted.cred checker over any store; besides passwords it
 checks :class:`IStoredSecretProof` credentials (a SCRAM exchange's proof against the stored
 keys), and mechanisms that need the stored secrets mid-exchange find the store through it
-(:class:`IStoreChecker`).
+(:class:`IStoreChecker`), with its :class:`IScramCensus` telling whether to offer them.
 """
 
 from __future__ import annotations
@@ -77,10 +77,21 @@ class IStoredSecretProof(ICredentials):
         """Whether the proof holds against ``stored``, the user's ``{SCHEME}`` value now."""
 
 
+class IScramCensus(Interface):
+    """Whether every user of a store can sign in with SCRAM (``offer_scram=auto``)."""
+
+    def all_scram() -> bool:
+        """The answer as last known: synchronous and cheap (asked for every CAPABILITY);
+        False while not yet known, and for a store with no user."""
+
+
 class IStoreChecker(ICredentialsChecker):
     """A checker over an IUserStore, which it lends to mechanisms that read stored keys."""
 
     store = Attribute("The IUserStore it checks against.")
+
+    def scram_for_all() -> bool:
+        """Whether every user it signs in can do SCRAM now (IScramCensus.all_scram)."""
 
 
 @implementer(IStoreChecker)
@@ -100,10 +111,15 @@ class UserStoreChecker:
         store: IUserStore,
         in_thread: ThreadRunner | None = None,
         cache: VerifiedCache | None = None,
+        census: IScramCensus | None = None,
     ) -> None:
         self.store = store
         self._in_thread: ThreadRunner = in_thread or threads.deferToThread
         self.cache = cache if cache is not None else VerifiedCache()
+        self.census = census
+
+    def scram_for_all(self) -> bool:
+        return self.census is not None and self.census.all_scram()
 
     def requestAvatarId(  # type: ignore[override]  # the avatar id is text, not bytes
         self, credentials: IUsernamePassword | IStoredSecretProof

@@ -42,7 +42,7 @@ from mailserv.auth.sasl import (
     SASLError,
     SASLFailed,
 )
-from mailserv.auth.users import IStoreChecker
+from mailserv.auth.scramoffer import scram_key_store
 from mailserv.delivery.sieve import check_script
 from mailserv.delivery.sievescript import EXTENSIONS, MAX_SCRIPT, SieveError
 from mailserv.delivery.sievestore import ScriptStore, StoreError
@@ -149,15 +149,10 @@ class ManageSieveServer(Protocol, TimeoutMixin):
 
     def _sasl_context(self) -> SASLContext:
         services = self.services
-        store = None
-        if services.settings.offer_scram:
-            for checker in services.portal.checkers.values():
-                if IStoreChecker.providedBy(checker):
-                    store = IStoreChecker(checker).store
         return SASLContext(
             secure=self.secure,
             plaintext_allowed=self._plaintext_allowed(),
-            key_store=store,
+            key_store=scram_key_store(services.portal, services.settings.offer_scram),
             secret=services.secret,
         )
 
@@ -406,6 +401,9 @@ class ManageSieveServer(Protocol, TimeoutMixin):
         except SASLError as exc:
             raise Bad(f"{name}: {exc}") from exc
         except SASLFailed as exc:
+            if not exc.counts:  # nothing was decided: no throttle, no held answer
+                self._attempt(exc.user, name, "unavailable")
+                return self._no(f"{name}: {exc}")
             return await self._failed(name, "", f"{name}: {exc}")
         raise Bad(f"{name}: too many exchange steps")
 

@@ -7,7 +7,9 @@ command line, a list in TOML; default: all), ``allow-http`` (plain http:// URLs 
 without it), ``timeout`` (seconds per delivery attempt), ``max-attempts`` and ``max-age``
 (seconds) before an event goes to the dead-letter log, ``backoff`` and ``max-backoff`` (the
 first retry delay and the cap of its doubling), ``queue-limit`` (events kept waiting for
-this hook; past it the oldest go to the dead-letter log).
+this hook; past it the oldest go to the dead-letter log), ``ca-file`` (PEM certificates the
+receiver's HTTPS certificate is checked against instead of the system's roots: a private CA;
+relative to the configuration file like ``secret-file``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mailserv.auth.trust import read_certificates
 from mailserv.backends.kit.options import parse_bool, parse_int, parse_number
 from mailserv.events.sink import EVENT_TYPES
 
@@ -36,6 +39,8 @@ class WebhookConfig:
     backoff: float = 1.0
     max_backoff: float = 600.0
     queue_limit: int = 100_000
+    ca_file: str | None = None
+    """PEM file of the CA certificates trusted for this hook (None: the system's)."""
 
     def __post_init__(self) -> None:
         # Rebuilt from the workers' JSON wire, the events arrive as a list.
@@ -44,7 +49,7 @@ class WebhookConfig:
 
 _NUMBERS = ("timeout", "max-age", "backoff", "max-backoff")
 _WHOLE = ("max-attempts", "queue-limit")
-_KNOWN = ("url", "secret", "secret-file", "events", "allow-http", *_NUMBERS, *_WHOLE)
+_KNOWN = ("url", "secret", "secret-file", "events", "allow-http", "ca-file", *_NUMBERS, *_WHOLE)
 
 
 def parse_webhook(text: str) -> dict[str, object]:
@@ -86,6 +91,8 @@ def webhook_from_table(table: Mapping[str, object], base: str | None) -> Webhook
     }
     if "events" in table:
         settings["events"] = _events(table["events"])
+    if "ca-file" in table:
+        settings["ca_file"] = _ca_file(table["ca-file"], base)
     for key in _NUMBERS + _WHOLE:
         if key in table:
             settings[key.replace("-", "_")] = _number(key, table[key], key in _WHOLE)
@@ -111,6 +118,15 @@ def _secret(table: Mapping[str, object], base: str | None) -> str:
     if not isinstance(secret, str) or not secret:
         raise ValueError("the secret must be a non-empty string")
     return secret
+
+
+def _ca_file(value: object, base: str | None) -> str:
+    """The path of a readable PEM file holding certificates (ValueError otherwise)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"ca-file must be a path, got {value!r}")
+    path = os.path.join(base, value) if base is not None else value
+    read_certificates(path, "ca-file")
+    return os.path.abspath(path)
 
 
 def _events(value: object) -> frozenset[str]:

@@ -88,7 +88,8 @@ class IMetrics(Interface):
         (``OK``/``NO``/``BAD``; ``BYE``: the connection went meanwhile) and duration."""
 
     def login(mechanism: str, result: str) -> None:
-        """A login attempt ended: ``result`` is ``ok``, ``failed``, ``blocked`` or ``error``."""
+        """A login attempt ended: ``result`` is ``ok``, ``failed``, ``blocked``, ``error``
+        or ``unavailable`` (not decided: an OAuth provider could not be asked)."""
 
     def login_delayed(seconds: float) -> None:
         """A failed login's answer is held back ``seconds`` (the failed-login throttle)."""

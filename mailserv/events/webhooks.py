@@ -32,9 +32,10 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool
 from zope.interface import implementer
 
+from mailserv.auth.trust import https_agent
 from mailserv.events.hookconfig import WebhookConfig
 from mailserv.events.queue import QueuedEvent, StoredEvent, WebhookQueue
 from mailserv.events.sink import Event, IEventSink
@@ -153,8 +154,16 @@ class Dispatcher:
         self._hooks = {hook.url: hook for hook in hooks}
         self._queue = queue
         self._reactor = reactor
-        self._pool = HTTPConnectionPool(reactor, persistent=True)
-        self._client = treq.client.HTTPClient(Agent(reactor, pool=self._pool))
+        # A client per hook, trusting its ca-file (or the system's roots); a pool per
+        # ca-file, so no connection checked against one trust is used under another.
+        self._pools: dict[str | None, HTTPConnectionPool] = {}
+        self._clients: dict[str, treq.client.HTTPClient] = {}
+        for hook in hooks:
+            pool = self._pools.get(hook.ca_file)
+            if pool is None:
+                pool = self._pools[hook.ca_file] = HTTPConnectionPool(reactor, persistent=True)
+            agent = https_agent(reactor, hook.ca_file, pool, f"ca-file of {hook.url}")
+            self._clients[hook.url] = treq.client.HTTPClient(agent)
         self._random = random.Random()
         self._in_flight: dict[tuple[str, str], Deferred[None]] = {}
         self._pumping = False
@@ -268,7 +277,8 @@ class Dispatcher:
         }
 
         async def exchange() -> int:
-            response = await self._client.post(hook.url, data=event.body, headers=headers)
+            client = self._clients[hook.url]
+            response = await client.post(hook.url, data=event.body, headers=headers)
             await treq.collect(response, lambda _: None)  # read (and drop) the answer
             return int(response.code)
 
@@ -295,7 +305,8 @@ class Dispatcher:
         for request in sending:
             request.cancel()
         await DeferredList(sending, consumeErrors=True)
-        await self._pool.closeCachedConnections()
+        for pool in self._pools.values():
+            await pool.closeCachedConnections()
 
 
 def _event_id(body: bytes) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailserv.auth.sasl import SASLContext
-from mailserv.auth.users import portal_store
+from mailserv.auth.scramoffer import scram_key_store
 
 if TYPE_CHECKING:
-    from mailserv.auth.users import IUserStore
     from mailserv.imap.session import Session
 
 
@@ -19,14 +18,9 @@ def sasl_context(session: Session) -> SASLContext:
         secure=session.secure,
         plaintext_allowed=session.plaintext_auth_allowed,
         tls=session.tls_connection,
-        key_store=_key_store(session) if session.settings.offer_scram else None,
+        key_store=scram_key_store(services.portal, session.settings.offer_scram),
         secret=services.secret,
     )
-
-
-def _key_store(session: Session) -> IUserStore | None:
-    """The user store behind the portal's checker, if the server checks passwords itself."""
-    return portal_store(session.services.portal)
 
 
 def for_session(session: Session) -> list[bytes]:

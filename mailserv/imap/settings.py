@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from mailserv.quota import QuotaPolicy
+
+OfferScram = Literal["auto", "true", "false"]
+"""When AUTHENTICATE SCRAM-SHA-256(-PLUS) is offered (``ServerSettings.offer_scram``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +54,15 @@ class ServerSettings:
     clients that read and write one TLS connection from two threads (imaplib2, under
     offlineimap), which can lose their first command when TLS 1.3's session tickets reach
     them just after the handshake; implicit TLS is not affected."""
-    offer_scram: bool = False
-    """Offer AUTHENTICATE SCRAM-SHA-256 (and -PLUS on TLS) where the user store can hold
-    stored keys.  Off by default: CAPABILITY is sent before the user is known, and clients
-    such as mbsync pick SCRAM whenever it is offered and do not fall back, so a user whose
-    hash is not a SCRAM key (argon2id, the default) could not sign in from them.  Turn it on
-    (``--limit offer_scram=true``) once the users' entries hold ``{SCRAM-SHA-256}`` keys."""
+    offer_scram: OfferScram = "auto"
+    """When to offer AUTHENTICATE SCRAM-SHA-256 (and -PLUS on TLS).  CAPABILITY is sent
+    before the user is known, and clients such as mbsync pick SCRAM whenever it is offered
+    and do not fall back, so ``auto`` (the default) offers it only while every user of the
+    user store can do SCRAM: each holds ``{SCRAM-SHA-256}`` keys or signs in over IMAP with
+    OAuth only (app-passwords mode with no app password), and no app password exists (an
+    app password is an argon2id hash, which SCRAM cannot check).  The store answers from a
+    cache: the passwd-file's when it changes on disk, the SQL users table's for a few
+    seconds (:mod:`mailserv.auth.scramoffer`).  ``true`` offers it always, ``false`` never."""
     max_search_keys: int = 1000
     """Search keys in one SEARCH."""
     max_mailbox_name: int = 1024

@@ -16,9 +16,16 @@ its file descriptor ``wire.CHANNEL_FD``):
 - ``LoginFailed`` / ``LoginSucceeded``: a child tells the master, which tells every other
   child.  Each child keeps a copy of the record (``SharedLoginThrottle``), so the engine
   reads it without waiting, and a failure in one worker delays and blocks that network's
-  logins in all.  A failure names the user tried too, counted per user the same way (a
-  child started later gets the record of an address when admitting a connection from it,
-  not the users' records).
+  logins in all.  A failure names the user tried too, counted per user the same way.  The
+  master answers a ``LoginFailed`` once every other child has acknowledged it (or
+  :data:`RELAY_BOUND` passed), with whether that failure locked the user in its record (the
+  one record where failures of all the children come in one order): the engine holds the
+  failed login's NO until then, so a client told NO has its failure counted in every
+  worker, and exactly one worker logs the lockout.
+- ``UserFailures``: the master's per-user record, sent to a child as its channel opens
+  (a child started later, or restarted), before any answer to its ``Admit``: the channel
+  keeps order, so no connection of that child signs in before the record is in.  (A
+  network's record comes with each ``Admit``.)
 - ``MetricsPage``: with ``--metrics``, the master asks each child for its metrics when
   scraped (:class:`mailserv.events.metrics.WorkerMetrics`).
 """
@@ -31,7 +38,7 @@ import socket
 from collections import Counter
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
@@ -66,7 +73,20 @@ class LoginFailed(amp.Command):
         (b"at", amp.Float()),
         (b"user", amp.Unicode(optional=True)),  # the name tried, for the per-user record
     ]
+    response = [(b"locked", amp.Boolean())]
+
+
+class UserFailures(amp.Command):
+    arguments = [
+        (b"records", amp.AmpList([(b"user", amp.Unicode()), (b"times", amp.ListOf(amp.Float()))]))
+    ]
     requiresAnswer = False
+
+
+RELAY_BOUND = 5.0
+"""Seconds the master waits for the other children to acknowledge a failed login."""
+_RECORDS_BYTES = 40_000
+"""Bytes of user records per ``UserFailures`` (an AMP value holds at most 65,535)."""
 
 
 class LoginSucceeded(amp.Command):
@@ -86,6 +106,7 @@ class SharedLimits:
     """The master's counts for all its children: connections, and failed logins."""
 
     def __init__(self, settings: ServerSettings, clock: IReactorTime) -> None:
+        self.clock = clock
         self.connections = ConnectionCounter(settings)
         self.throttle = LoginThrottle(clock, user_max_failures=settings.user_max_auth_failures)
         self._held: dict[WorkerChannel, dict[int, str]] = {}
@@ -102,6 +123,16 @@ class SharedLimits:
 
     def joined(self, channel: WorkerChannel) -> None:
         self._held[channel] = {}
+        batch: list[dict[str, object]] = []
+        size = 0
+        for user, times in self.throttle.users.records():
+            batch.append({"user": user, "times": times})
+            size += 4 * len(user) + 32 * len(times) + 32
+            if size > _RECORDS_BYTES:
+                channel.callRemote(UserFailures, records=batch)
+                batch, size = [], 0
+        if batch:
+            channel.callRemote(UserFailures, records=batch)
 
     def left(self, channel: WorkerChannel) -> None:
         """The child is gone: what it held is free."""
@@ -125,9 +156,26 @@ class SharedLimits:
         if address is not None:  # else not counted (refused, or counted by a channel gone)
             self.connections.release(address)
 
-    def failed(self, channel: WorkerChannel, address: str, at: float, user: str) -> None:
-        self.throttle.record_failure(address, at, user=user)
-        self._tell_others(channel, LoginFailed, address=address, at=at, user=user)
+    async def failed(self, channel: WorkerChannel, address: str, at: float, user: str) -> bool:
+        """Record and relay a failure; whether it locked ``user``, once the other children
+        acknowledged it (or RELAY_BOUND passed: a child that hangs holds no one's NO)."""
+        locked = self.throttle.record_locking(address, at, user)
+        acks = [
+            other.callRemote(LoginFailed, address=address, at=at, user=user)
+            for other in self._held
+            if other is not channel
+        ]
+        relayed: Deferred[None] = Deferred()
+        timer = self.clock.callLater(RELAY_BOUND, relayed.callback, None)
+
+        def acknowledged(_: object) -> None:
+            if timer.active():
+                timer.cancel()
+                relayed.callback(None)
+
+        DeferredList(acks, consumeErrors=True).addCallback(acknowledged)
+        await relayed
+        return locked
 
     def succeeded(self, channel: WorkerChannel, address: str) -> None:
         self.throttle.record_success(address)
@@ -174,9 +222,13 @@ class WorkerChannel(amp.AMP):
         return {}
 
     @LoginFailed.responder
-    def login_failed(self, address: str, at: float, user: str | None = None) -> dict[str, object]:
-        self._limits.failed(self, address, at, user or "")
-        return {}
+    def login_failed(
+        self, address: str, at: float, user: str | None = None
+    ) -> Deferred[dict[str, object]]:
+        async def answer() -> dict[str, object]:
+            return {"locked": await self._limits.failed(self, address, at, user or "")}
+
+        return Deferred.fromCoroutine(answer())
 
     @LoginSucceeded.responder
     def login_succeeded(self, address: str) -> dict[str, object]:
@@ -204,6 +256,13 @@ class MasterLink(amp.AMP):
     @LoginFailed.responder
     def login_failed(self, address: str, at: float, user: str | None = None) -> dict[str, object]:
         self.mirror.record_failure(address, at, user=user or "")
+        return {"locked": False}  # the master tells whom a failure locked
+
+    @UserFailures.responder
+    def user_failures(self, records: list[dict[str, Any]]) -> dict[str, object]:
+        if self.mirror.users_counted:
+            for record in records:
+                self.mirror.users.merge(record["user"], record["times"])
         return {}
 
     @LoginSucceeded.responder
@@ -286,9 +345,13 @@ class SharedLoginThrottle:
         return self._mirror.blocked(address)
 
     def record_failure(self, address: str, *, user: str = "") -> None:
+        self.login_failed(address, user=user).addErrback(_relay_failed)
+
+    def login_failed(self, address: str, *, user: str = "") -> Deferred[bool]:
         at = self._mirror.clock.seconds()
         self._mirror.record_failure(address, at, user=user)
-        self._link.callRemote(LoginFailed, address=address, at=at, user=user)
+        answer = self._link.callRemote(LoginFailed, address=address, at=at, user=user)
+        return answer.addCallback(lambda reply: bool(reply["locked"]))
 
     def user_delay(self, user: str) -> float:
         return self._mirror.user_delay(user)
@@ -299,6 +362,10 @@ class SharedLoginThrottle:
     def record_success(self, address: str) -> None:
         self._mirror.record_success(address)
         self._link.callRemote(LoginSucceeded, address=address)
+
+
+def _relay_failed(failure: Failure) -> None:
+    _log.failure("Telling the master of a failed login failed", failure)
 
 
 class _Serve(Factory):

@@ -45,6 +45,12 @@ class SASLFailed(Exception):
         self.code = code
         self.user = user
 
+    @property
+    def counts(self) -> bool:
+        """Whether it counts as a failed login for the throttles: not when the server could
+        not decide (``UNAVAILABLE``: an OAuth provider down, too slow, answering 5xx)."""
+        return self.code != "UNAVAILABLE"
+
 
 @dataclass(frozen=True)
 class SASLContext:

@@ -12,7 +12,7 @@ import secrets
 import weakref
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer, threads
@@ -39,6 +39,9 @@ from mailserv.backends.sql.notify import Listener
 from mailserv.backends.sql.rows import ADDED, EXPUNGED, FLAGS, RENAMED, Notice, Zones
 from mailserv.errors import BackendError
 from mailserv.interfaces import IBackend, IBackendFactory, IMultiProcessBackend
+
+if TYPE_CHECKING:
+    from mailserv.auth.scramoffer import SqlScramCensus
 
 T = TypeVar("T")
 
@@ -158,6 +161,8 @@ class SqlBackend:
         self._grown = 0
         """Messages this process has added since then."""
         self._refreshing = False
+        self._census: SqlScramCensus | None = None
+        """Whether every user can do SCRAM (``auth=sql``; set by credentials_checker)."""
         self._stopping = False
         self._asking: list[tuple[SqlMailbox, Deferred[None]]] = []
         """``catch_up`` calls waiting for the next look at the mailbox rows."""
@@ -193,6 +198,8 @@ class SqlBackend:
             version=version,
             kind=kind,
         )
+        if self._census is not None:  # offer_scram=auto knows its answer from the start
+            await self._census.refresh()
         self._stopping = False
         self._backfill = Deferred.fromCoroutine(self.backfill_texts())
         if self.dialect.is_postgres and self._make_database is None:
@@ -253,11 +260,13 @@ class SqlBackend:
         if self.auth != "sql":
             return None
         from mailserv.auth.apppasswords import AppPasswordChecker, SqlAppPasswordStore
+        from mailserv.auth.scramoffer import SqlScramCensus
         from mailserv.auth.sqlusers import SqlUserStore
 
         apps = SqlAppPasswordStore(self.db.run)
         store = SqlUserStore(self.db.run)
-        return AppPasswordChecker(store, apps, self.reactor, self.in_thread)
+        census = self._census = SqlScramCensus(self.db.run, self.reactor)
+        return AppPasswordChecker(store, apps, self.reactor, self.in_thread, census=census)
 
     # -- helpers for accounts and mailboxes ---------------------------------------------
 

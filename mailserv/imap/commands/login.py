@@ -9,6 +9,7 @@ import binascii
 from twisted.cred.credentials import ICredentials, UsernamePassword
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.internet import task
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from mailserv import errors
@@ -34,6 +35,7 @@ _LOGIN_TEXT = {
     "failed": "Failed login for {user!r} from {address} ({mechanism}); answer held {delay}s",
     "blocked": "Refused login for {user!r} from {address} ({mechanism}): too many failures",
     "error": "Login for {user!r} from {address} ({mechanism}) failed in the backend",
+    "unavailable": "Login for {user!r} from {address} ({mechanism}) not decided: try later",
 }
 """The text of the one ``login`` event per attempt, by result; the fields are the same."""
 
@@ -78,6 +80,9 @@ async def authenticate(session: Session, command: Command) -> Reply:
     except SASLError as exc:
         raise Bad(f"{name}: {exc}") from exc
     except SASLFailed as exc:
+        if not exc.counts:  # nothing was decided: no throttle, no held answer
+            _attempt(session, exc.user, name, "unavailable")
+            raise No(f"{name}: {exc}", exc.code) from exc
         return await _failed(session, exc.user, exc.code, f"{name}: {exc}", mechanism=name)
     raise Bad(f"{name}: too many exchange steps")
 
@@ -165,16 +170,7 @@ async def _failed(
 ) -> Reply:
     services = session.services
     peer = session.peer
-    user_was_blocked = bool(user) and services.throttle.user_blocked(user)
-    services.throttle.record_failure(peer, user=user)
-    if user and not user_was_blocked and services.throttle.user_blocked(user):
-        _log.warn(
-            "Logins of {user!r} refused for now: too many failed logins from any address",
-            event="lockout",
-            scope="user",
-            user=user[:64],
-            address=peer,
-        )
+    recorded = services.throttle.login_failed(peer, user=user)
     failures = session.note_auth_failure()
     delay = min(
         30.0,
@@ -187,10 +183,28 @@ async def _failed(
     _attempt(session, user, mechanism, "failed", delay)
     services.metrics.login_delayed(delay)
     await task.deferLater(services.clock, delay, lambda: None)
+    # The NO waits for the failure to be held by every worker too (at once in one process).
+    if await _settled(recorded):
+        _log.warn(
+            "Logins of {user!r} refused for now: too many failed logins from any address",
+            event="lockout",
+            scope="user",
+            user=user[:64],
+            address=peer,
+        )
     if failures >= session.settings.max_auth_failures:
         services.metrics.lockout("connection")
         session.disconnect("Too many failed logins")
     raise No(text, code)
+
+
+async def _settled(recorded: Deferred[bool]) -> bool:
+    """Whether the failed login ``recorded`` locked its user (False if that is not known)."""
+    try:
+        return await recorded
+    except Exception:  # noqa: BLE001 - the record holds here; the other workers' may lag
+        _log.failure("Sharing a failed login with the other workers failed")
+        return False
 
 
 async def starttls(session: Session, command: Command) -> Reply:
