@@ -19,6 +19,9 @@ its file descriptor ``wire.CHANNEL_FD``):
   logins in all.  A failure names the user tried too, counted per user the same way (a
   child started later gets the record of an address when admitting a connection from it,
   not the users' records).
+- ``NameChanged``: a child's session created, deleted, renamed or (un)subscribed a mailbox;
+  the master tells every other child, whose NOTIFY sessions of that user are told
+  (:class:`mailserv.imap.notify.MailboxBoard`).
 - ``MetricsPage``: with ``--metrics``, the master asks each child for its metrics when
   scraped (:class:`mailserv.events.metrics.WorkerMetrics`).
 """
@@ -42,6 +45,7 @@ from zope.interface import implementer
 from mailserv.auth.throttle import ILoginThrottle, LoginThrottle
 from mailserv.events.metrics import PageSource, SnapshotPages
 from mailserv.imap.admission import ConnectionCounter, IConnectionLimits
+from mailserv.imap.notify import NAME_CHANGES, MailboxBoard, NameChange
 from mailserv.imap.settings import ServerSettings
 
 _log = Logger()
@@ -71,6 +75,16 @@ class LoginFailed(amp.Command):
 
 class LoginSucceeded(amp.Command):
     arguments = [(b"address", amp.Unicode())]
+    requiresAnswer = False
+
+
+class NameChanged(amp.Command):
+    arguments = [
+        (b"user", amp.Unicode()),
+        (b"kind", amp.Unicode()),
+        (b"name", amp.Unicode()),
+        (b"old", amp.Unicode()),
+    ]
     requiresAnswer = False
 
 
@@ -133,6 +147,9 @@ class SharedLimits:
         self.throttle.record_success(address)
         self._tell_others(channel, LoginSucceeded, address=address)
 
+    def name_changed(self, channel: WorkerChannel, change: dict[str, str]) -> None:
+        self._tell_others(channel, NameChanged, **change)
+
     def metrics_sources(self) -> list[tuple[str, PageSource]]:
         """Each child's name and how to ask it for its metrics."""
         return [(channel.worker, channel.metrics_page) for channel in self._held]
@@ -183,6 +200,11 @@ class WorkerChannel(amp.AMP):
         self._limits.succeeded(self, address)
         return {}
 
+    @NameChanged.responder
+    def name_changed(self, user: str, kind: str, name: str, old: str) -> dict[str, object]:
+        self._limits.name_changed(self, {"user": user, "kind": kind, "name": name, "old": old})
+        return {}
+
 
 # A child's side.
 
@@ -195,6 +217,23 @@ class MasterLink(amp.AMP):
         super().__init__()
         self.mirror = mirror
         self._metrics = metrics
+        self._board: MailboxBoard | None = None
+
+    def share_names(self, board: MailboxBoard) -> None:
+        """Relay ``board``'s name changes to the other children, and theirs to it."""
+        self._board = board
+        board.relay = self._relay
+
+    def _relay(self, change: NameChange) -> None:
+        self.callRemote(
+            NameChanged, user=change.user, kind=change.kind, name=change.name, old=change.old
+        )
+
+    @NameChanged.responder
+    def name_changed(self, user: str, kind: str, name: str, old: str) -> dict[str, object]:
+        if self._board is not None and kind in NAME_CHANGES:
+            self._board.told(NameChange(user, kind, name, old))
+        return {}
 
     @MetricsPage.responder
     def metrics_page(self, page: int) -> dict[str, object]:
