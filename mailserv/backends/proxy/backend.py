@@ -76,6 +76,10 @@ class ProxyBackend:
             upstream_name = f"{username}{config.master_separator}{config.master_user}"
             user = UserState(self, username, upstream_name, config.master_password)
             self._users[username] = user
+        if not user.pool.capabilities:
+            # Master-user mode: no login check opened a connection, so the upstream's
+            # extensions (QUOTA, OBJECTID) are not known yet; a first connection tells them.
+            await user.pool.naming()
         account = ProxyAccount(user)
         caps = user.pool.capabilities
         if "QUOTA" in caps:  # RFC 9208 passed through: the upstream's quotas
