@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from dovecot import Dovecot, available
+from dropins import drop_in
 from test_proxy_objects import QUOTA_PLUGIN
 from test_proxy_upstream import MESSAGE, PASSWORD, direct, login, start_server
 
@@ -25,19 +26,14 @@ NUMBERED_IDS_PLUGIN = '''\
 import dataclasses
 import itertools
 
-from zope.interface import implementer
-
-import mailserv.backends.memory as memory
 import mailserv.backends.memory.mailbox as mailbox
-from mailserv.interfaces import IBackendFactory
+from mailserv.backends.memory import MemoryBackendFactory
 from mailserv.message.parse import parse_message
 
 
-@implementer(IBackendFactory)
-class NumberedIds:
+class NumberedIds(MemoryBackendFactory):
     name = "numbered-ids"
     description = "Memory, with EMAILIDs E1, E2, ... and THREADIDs T0/T1 (tests)."
-    options = {}
 
     def build(self, options, data_dir, reactor):
         numbers = itertools.count(1)
@@ -48,7 +44,7 @@ class NumberedIds:
             return dataclasses.replace(info, emailid=f"E{n}", threadid=f"T{n % 2}")
 
         mailbox.parse_message = numbered  # this test process's store only
-        return memory.factory.build({}, data_dir, reactor)
+        return super().build(options, data_dir, reactor)
 
 
 factory = NumberedIds()
@@ -63,10 +59,7 @@ def ids(client: RawClient, numbers: str) -> dict[int, tuple[object, object]]:
 
 @pytest.mark.one_backend
 def test_object_ids_are_the_upstreams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    plugins = tmp_path / "plugins" / "mailserv" / "plugins"
-    plugins.mkdir(parents=True)
-    (plugins / "numbered_ids_store.py").write_text(NUMBERED_IDS_PLUGIN, encoding="utf-8")
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "plugins"))
+    drop_in(tmp_path / "plugins", "numbered_ids_store", NUMBERED_IDS_PLUGIN, monkeypatch)
     upstream = ServerProcess(tmp_path / "upstream", BackendSpec("numbered-ids"))
     upstream.start()
     proxy = None
