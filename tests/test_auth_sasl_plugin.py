@@ -7,6 +7,7 @@ import base64
 from pathlib import Path
 
 import pytest
+from dropins import drop_in
 
 from bench.harness import BackendSpec, RawClient, ServerProcess
 
@@ -50,10 +51,7 @@ def b64(data: bytes) -> str:
 
 @pytest.fixture
 def toy_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ServerProcess:
-    plugins = tmp_path / "path" / "mailserv" / "plugins"
-    plugins.mkdir(parents=True)
-    (plugins / "toy_mechanism.py").write_text(MECHANISM, encoding="utf-8")
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "path"))
+    drop_in(tmp_path / "path", "toy_mechanism", MECHANISM, monkeypatch)
     server = ServerProcess(tmp_path / "data", BackendSpec("memory"))
     server.start()
     server.add_user("tim", "tanstaaf")

@@ -95,7 +95,7 @@ def test_records_keep_the_preview_and_older_ones_load_without() -> None:
     info = parse_message(messages.plain(body="Kept text"))
     assert store.loads(store.dumps(info)) == info
     assert info.preview == "Kept text"
-    old = store.NO_PREVIEW_MARKER + store.dumps(info)[len(store.MARKER) :].rsplit(b",", 2)[0]
+    old = store.NO_PREVIEW_MARKER + store.dumps(info)[len(store.MARKER) :].rsplit(b",", 3)[0]
     assert store.loads(old + b"]").preview is None
     with pytest.raises(store.UnknownFormat):
         store.loads(store.MARKER + store.dumps(info)[len(store.MARKER) : -1] + b",7]")
@@ -175,7 +175,7 @@ def test_a_store_without_previews_computes_them_when_asked(tmp_path: Path) -> No
             ((record,),) = db.execute("SELECT info FROM message").fetchall()
             info = store.loads(record)
             old = store.NO_PREVIEW_MARKER + store.dumps(info)[len(store.MARKER) :]
-            old = old.rsplit(b",", 2)[0] + b"]"  # no preview, no EMAILID
+            old = old.rsplit(b",", 3)[0] + b"]"  # no preview, EMAILID, THREADID
             db.execute("UPDATE message SET info = ?", (old,))
         db.close()
         server.start()

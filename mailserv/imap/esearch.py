@@ -115,6 +115,19 @@ class Found:
         return self.command.uid
 
 
+_PREFIX_OPTIONS = frozenset({PARTIAL, "MIN", "SAVE", "CONTEXT"})
+"""Options answered from the first results alone (SAVE keeps PARTIAL's page)."""
+
+
+def first_needed(options: ReturnOptions | None) -> int | None:
+    """How many of the first results (ascending) answer ``options``: PARTIAL ``low:high``
+    counted from the start, with at most MIN, SAVE and CONTEXT beside it; None when the
+    answer needs the whole result."""
+    if options is None or options.partial is None or options.partial.from_end:
+        return None
+    return options.partial.high if options <= _PREFIX_OPTIONS else None
+
+
 def split_return(
     args: Sequence[Token], command: str, extra: AbstractSet[str] = frozenset()
 ) -> tuple[ReturnOptions | None, Sequence[Token]]:

@@ -23,6 +23,7 @@ from mailserv.imap.fetchatt import (
     needs_content,
     sets_seen,
 )
+from mailserv.imap.fetchparams import decode_extended
 from mailserv.imap.replies import Bad
 from mailserv.interfaces import SEEN, MessageMeta, StoreMode
 from mailserv.message.sections import FieldPicker, section_bytes
@@ -52,9 +53,12 @@ def _compile(view: SelectedView, item: FetchItem) -> LateRenderer:
     if name == "RFC822.SIZE":
         return lambda m, raw: b"RFC822.SIZE %d" % m.size
     if name in _PRECOMPUTED:
-        from mailserv.imap.session import utf8_names  # it imports notify, which imports this
+        # session imports notify, which imports this
+        from mailserv.imap.session import is_rev2, utf8_names
 
         label, value = name.encode() + b" ", _PRECOMPUTED[name]
+        if name != "ENVELOPE" and is_rev2(view.session):  # RFC 9051 7.5.2: RFC 2231 decoded
+            return lambda m, raw: label + utf8_strings(decode_extended(value(m)))
         if utf8_names(view.session):  # RFC 6855 3, RFC 9051: strings in UTF-8, quoted
             return lambda m, raw: label + utf8_strings(value(m))
         return lambda m, raw: label + value(m)

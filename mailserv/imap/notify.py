@@ -13,19 +13,19 @@ sends a FETCH of those items for each new message, right after the view announce
 command's end, or while IDLE).
 
 Mailbox names (``MailboxName``, ``SubscriptionChange``): the backends have no account-level
-hook, so these are told for changes made through this server process only (CREATE, DELETE,
-RENAME, SUBSCRIBE, UNSUBSCRIBE of another session of the same user): the
-:class:`MailboxBoard` the sessions share.  A session is not told of its own changes (its
-tagged OK told it).  Changes made by another process (a second worker, a mail delivery
-agent writing a maildir) do not show as names; their messages do, once a watched mailbox
-exists.
+hook, so these are told for changes made through this server (CREATE, DELETE, RENAME,
+SUBSCRIBE, UNSUBSCRIBE of another session of the same user): the :class:`MailboxBoard` the
+sessions of a process share.  Under ``--workers`` each board hands its changes to its
+``relay`` and is ``told`` the other workers' (the master passes them on:
+:mod:`mailserv.workers.limits`).  A session is not told of its own changes (its tagged OK
+told it).  Changes made outside the server (a mail delivery agent writing a maildir) do not
+show as names; their messages do, once a watched mailbox exists.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING
 
 from twisted.internet import defer
@@ -102,12 +102,43 @@ LineMaker = Callable[[bool], bytes]
 """A name event's ``* LIST`` line, given whether the session takes UTF-8 names."""
 
 
+CREATED, DELETED, RENAMED, SUBSCRIBED, UNSUBSCRIBED = (
+    "created", "deleted", "renamed", "subscribed", "unsubscribed"
+)  # fmt: skip
+NAME_CHANGES = frozenset({CREATED, DELETED, RENAMED, SUBSCRIBED, UNSUBSCRIBED})
+
+
+@dataclass(frozen=True, slots=True)
+class NameChange:
+    """One user's mailbox name change: ``kind`` one of :data:`NAME_CHANGES`; ``old`` the
+    name before a rename."""
+
+    user: str
+    kind: str
+    name: str
+    old: str = ""
+
+    @property
+    def event(self) -> str:
+        return SUBSCRIPTION_CHANGE if self.kind in (SUBSCRIBED, UNSUBSCRIBED) else MAILBOX_NAME
+
+    def line(self, utf8: bool) -> bytes:
+        """The ``* LIST`` line that tells it (RFC 5465 5.4, 5.5)."""
+        if self.kind == RENAMED:
+            return list_line(self.name, (), utf8, old=self.old)
+        attributes = {DELETED: (NONEXISTENT,), SUBSCRIBED: ("\\Subscribed",)}
+        return list_line(self.name, attributes.get(self.kind, ()), utf8)
+
+
 class MailboxBoard:
     """The sessions of this process that follow name changes, by user (shared through
-    ``Services``): CREATE, DELETE, RENAME and (UN)SUBSCRIBE post here once they succeeded."""
+    ``Services``): CREATE, DELETE, RENAME and (UN)SUBSCRIBE post here once they succeeded.
+    ``relay``, when set (a worker), is handed each change made here, for the other
+    processes; what they made comes back through :meth:`told`."""
 
     def __init__(self) -> None:
         self._by_user: dict[str, set[Notifier]] = {}
+        self.relay: Callable[[NameChange], None] | None = None
 
     def join(self, user: str, notifier: Notifier) -> None:
         self._by_user.setdefault(user, set()).add(notifier)
@@ -120,23 +151,32 @@ class MailboxBoard:
                 del self._by_user[user]
 
     def created(self, origin: Session, name: str) -> None:
-        self._post(origin, MAILBOX_NAME, partial(list_line, name, ()))
+        self._post(origin, CREATED, name)
 
     def deleted(self, origin: Session, name: str) -> None:
-        self._post(origin, MAILBOX_NAME, partial(list_line, name, (NONEXISTENT,)))
+        self._post(origin, DELETED, name)
 
     def renamed(self, origin: Session, old: str, new: str) -> None:
-        self._post(origin, MAILBOX_NAME, partial(list_line, new, (), old=old))
+        self._post(origin, RENAMED, new, old)
 
     def subscribed(self, origin: Session, name: str, on: bool) -> None:
-        attributes = ("\\Subscribed",) if on else ()
-        self._post(origin, SUBSCRIPTION_CHANGE, partial(list_line, name, attributes))
+        self._post(origin, SUBSCRIBED if on else UNSUBSCRIBED, name)
 
-    def _post(self, origin: Session, event: str, line: LineMaker) -> None:
+    def told(self, change: NameChange) -> None:
+        """A change another process made."""
+        self._tell(change, None)
+
+    def _post(self, origin: Session, kind: str, name: str, old: str = "") -> None:
         if origin.username is None:
             return
-        for notifier in list(self._by_user.get(origin.username, ())):
-            notifier.name_changed(event, line, own=notifier.session is origin)
+        change = NameChange(origin.username, kind, name, old)
+        self._tell(change, origin)
+        if self.relay is not None:
+            self.relay(change)
+
+    def _tell(self, change: NameChange, origin: Session | None) -> None:
+        for notifier in list(self._by_user.get(change.user, ())):
+            notifier.name_changed(change.event, change.line, own=notifier.session is origin)
 
 
 @implementer(IMailboxListener)

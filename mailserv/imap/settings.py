@@ -75,3 +75,6 @@ class ServerSettings:
     max_search_contexts: int = 8
     """RFC 5267 UPDATE contexts one session may hold in its mailbox (at least 1 is kept):
     a SEARCH asking for one more is answered with ``NOUPDATE`` and not followed."""
+    within_recheck: float = 60
+    """Seconds between two searches again of an UPDATE context whose criteria hold WITHIN's
+    OLDER or YOUNGER (RFC 5032), whose answer changes with time alone."""

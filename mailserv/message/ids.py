@@ -32,7 +32,10 @@ def email_id(raw: bytes) -> str:
 
 
 def thread_id(info: MessageInfo) -> str | None:
-    """The THREADID of a message; None (NIL) when it has neither references nor Message-ID."""
+    """The THREADID of a message: the one its store was given (``info.threadid``), else
+    derived; None (NIL) when it has neither references nor Message-ID."""
+    if info.threadid is not None:
+        return info.threadid or None
     root = info.references[0] if info.references else info.message_id
     if not root:
         return None

@@ -47,7 +47,10 @@ class MessageInfo:
     text (:mod:`mailserv.message.preview`), ``emailid`` the RFC 8474 EMAILID
     (:func:`mailserv.message.ids.email_id`, a hash of the message's bytes).  Records written
     before these fields existed leave them at their defaults where they could not be derived
-    (``preview``, ``emailid`` None: not computed).
+    (``preview``, ``emailid`` None: not computed).  ``threadid`` is a THREADID the store was
+    given rather than computed (the proxy's, from an upstream with OBJECTID; '' for its
+    NIL); None: :func:`mailserv.message.ids.thread_id` derives it from ``references``.  The
+    proxy puts such an upstream's EMAILID in ``emailid`` the same way.
     """
 
     envelope: bytes
@@ -71,3 +74,4 @@ class MessageInfo:
     display_to: str = ""
     preview: str | None = None
     emailid: str | None = None
+    threadid: str | None = None

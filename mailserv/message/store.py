@@ -10,7 +10,8 @@ lack the SORT/THREAD fields, and ``loads`` still reads them: those fields are de
 the ENVELOPE and the subject (:func:`_derived`), so a store written before needs no new
 parse; only the References header is not in an ENVELOPE (the In-Reply-To id stands in).
 ``MI3`` records lack the preview (RFC 8970), ``MI4`` records the EMAILID (RFC 8474): the
-engine computes either from the message when asked.
+engine computes either from the message when asked.  ``MI5`` records lack ``threadid`` (a
+THREADID given by the store, not derived): None, derived from the references.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from mailserv.message.addresses import Mailbox
 from mailserv.message.info import MessageInfo, Part
 from mailserv.message.sortkeys import SortFields, sort_fields
 
-MARKER = b"MI5\n"
+MARKER = b"MI6\n"
+NO_THREADID_MARKER = b"MI5\n"
 NO_EMAILID_MARKER = b"MI4\n"
 NO_PREVIEW_MARKER = b"MI3\n"
 OLD_MARKER = b"MI2\n"
-MARKERS = (MARKER, NO_EMAILID_MARKER, NO_PREVIEW_MARKER, OLD_MARKER)
+MARKERS = (MARKER, NO_THREADID_MARKER, NO_EMAILID_MARKER, NO_PREVIEW_MARKER, OLD_MARKER)
 """Every marker :func:`loads` reads."""
 
 
@@ -60,6 +62,7 @@ def dumps(info: MessageInfo) -> bytes:
         info.display_to,
         info.preview,
         info.emailid,
+        info.threadid,
     ]
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     return MARKER + text.encode("utf-8", "surrogatepass")
@@ -87,15 +90,19 @@ def loads(data: bytes | bytearray | memoryview) -> MessageInfo:
         record = json.loads(data[len(MARKER) :].decode("utf-8", "surrogatepass"))
         envelope, body, structure, root, subject, from_, to, cc, bcc, sent = record[:10]
         envelope = envelope.encode("latin-1")
-        preview = emailid = None
+        preview = emailid = threadid = None
         if data.startswith(MARKER):
+            *record, threadid = record
+            if threadid is not None and not isinstance(threadid, str):
+                raise TypeError("threadid is not a string")
+        if data.startswith((MARKER, NO_THREADID_MARKER)):
             *record, emailid = record
             if emailid is not None and not isinstance(emailid, str):
                 raise TypeError("emailid is not a string")
         if data.startswith(OLD_MARKER):
             keys = _derived(envelope, subject)
         else:
-            if data.startswith((MARKER, NO_EMAILID_MARKER)):
+            if data.startswith((MARKER, NO_THREADID_MARKER, NO_EMAILID_MARKER)):
                 *record, preview = record
                 if not isinstance(preview, str | None):
                     raise TypeError("preview is not a string")
@@ -125,6 +132,7 @@ def loads(data: bytes | bytearray | memoryview) -> MessageInfo:
             **keys,
             preview=preview,
             emailid=emailid,
+            threadid=threadid,
         )
     except (ValueError, TypeError, AttributeError, RecursionError) as error:
         raise UnknownFormat(f"corrupt MessageInfo record: {error}") from error

@@ -113,6 +113,7 @@ def main(argv: Sequence[str]) -> int:
     parts = build_server(
         config, reactor, limits=limits, throttle=throttle, metrics=metrics, deliver_events=False
     )
+    link.share_names(parts.factory.services.board)  # NOTIFY's name events, for every child
     gate = AcceptGate()
     top = MultiService()
     if parts.webhooks is not None:

@@ -26,6 +26,9 @@ its file descriptor ``wire.CHANNEL_FD``):
   (a child started later, or restarted), before any answer to its ``Admit``: the channel
   keeps order, so no connection of that child signs in before the record is in.  (A
   network's record comes with each ``Admit``.)
+- ``NameChanged``: a child's session created, deleted, renamed or (un)subscribed a mailbox;
+  the master tells every other child, whose NOTIFY sessions of that user are told
+  (:class:`mailserv.imap.notify.MailboxBoard`).
 - ``MetricsPage``: with ``--metrics``, the master asks each child for its metrics when
   scraped (:class:`mailserv.events.metrics.WorkerMetrics`).
 """
@@ -49,6 +52,7 @@ from zope.interface import implementer
 from mailserv.auth.throttle import ILoginThrottle, LoginThrottle
 from mailserv.events.metrics import PageSource, SnapshotPages
 from mailserv.imap.admission import ConnectionCounter, IConnectionLimits
+from mailserv.imap.notify import NAME_CHANGES, MailboxBoard, NameChange
 from mailserv.imap.settings import ServerSettings
 
 _log = Logger()
@@ -91,6 +95,16 @@ _RECORDS_BYTES = 40_000
 
 class LoginSucceeded(amp.Command):
     arguments = [(b"address", amp.Unicode())]
+    requiresAnswer = False
+
+
+class NameChanged(amp.Command):
+    arguments = [
+        (b"user", amp.Unicode()),
+        (b"kind", amp.Unicode()),
+        (b"name", amp.Unicode()),
+        (b"old", amp.Unicode()),
+    ]
     requiresAnswer = False
 
 
@@ -181,6 +195,9 @@ class SharedLimits:
         self.throttle.record_success(address)
         self._tell_others(channel, LoginSucceeded, address=address)
 
+    def name_changed(self, channel: WorkerChannel, change: dict[str, str]) -> None:
+        self._tell_others(channel, NameChanged, **change)
+
     def metrics_sources(self) -> list[tuple[str, PageSource]]:
         """Each child's name and how to ask it for its metrics."""
         return [(channel.worker, channel.metrics_page) for channel in self._held]
@@ -235,6 +252,11 @@ class WorkerChannel(amp.AMP):
         self._limits.succeeded(self, address)
         return {}
 
+    @NameChanged.responder
+    def name_changed(self, user: str, kind: str, name: str, old: str) -> dict[str, object]:
+        self._limits.name_changed(self, {"user": user, "kind": kind, "name": name, "old": old})
+        return {}
+
 
 # A child's side.
 
@@ -247,6 +269,23 @@ class MasterLink(amp.AMP):
         super().__init__()
         self.mirror = mirror
         self._metrics = metrics
+        self._board: MailboxBoard | None = None
+
+    def share_names(self, board: MailboxBoard) -> None:
+        """Relay ``board``'s name changes to the other children, and theirs to it."""
+        self._board = board
+        board.relay = self._relay
+
+    def _relay(self, change: NameChange) -> None:
+        self.callRemote(
+            NameChanged, user=change.user, kind=change.kind, name=change.name, old=change.old
+        )
+
+    @NameChanged.responder
+    def name_changed(self, user: str, kind: str, name: str, old: str) -> dict[str, object]:
+        if self._board is not None and kind in NAME_CHANGES:
+            self._board.told(NameChange(user, kind, name, old))
+        return {}
 
     @MetricsPage.responder
     def metrics_page(self, page: int) -> dict[str, object]:

@@ -76,7 +76,15 @@ class ProxyBackend:
             upstream_name = f"{username}{config.master_separator}{config.master_user}"
             user = UserState(self, username, upstream_name, config.master_password)
             self._users[username] = user
-        account = ProxyAccount(user)
+        account = ProxyAccount(user)  # a session of the user from here (it keeps the user)
+        if not user.pool.capabilities:
+            # Master-user mode: no login check opened a connection, so the upstream's
+            # extensions (QUOTA, OBJECTID) are not known yet; a first connection tells them.
+            try:
+                await user.pool.naming()
+            except BaseException:
+                await account.close()
+                raise
         caps = user.pool.capabilities
         if "QUOTA" in caps:  # RFC 9208 passed through: the upstream's quotas
             alsoProvides(account, IQuotaAccount)

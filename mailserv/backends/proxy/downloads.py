@@ -1,7 +1,10 @@
 """Downloads: message bytes fetched from the upstream, parsed once and cached.
 
 A message is parsed once, from its full text (``BODY.PEEK[]``), the first time FETCH
-needs it; the result is cached per (UIDVALIDITY, UID) for the user.  The bytes go to the
+needs it; the result is cached per (UIDVALIDITY, UID) for the user.  An upstream with
+OBJECTID (RFC 8474) is asked for EMAILID and THREADID with the text, and its ids are the
+ones kept (so the proxy's ids are the upstream's, as a client that also talks to the
+upstream, or to another proxy of it, expects).  The bytes go to the
 backend's :class:`ContentCache`, and a content request brings the uncached messages that
 follow it in the last FETCH batch along (bounded), since clients read them in order.
 """
@@ -9,18 +12,21 @@ follow it in the last FETCH batch along (bounded), since clients read them in or
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.channel import Channel
 from mailserv.backends.proxy.client import UpstreamProtocol
 from mailserv.backends.proxy.mirror import NO_INFO, Mirror
-from mailserv.backends.proxy.rows import fetch_items
+from mailserv.backends.proxy.rows import fetch_items, object_id
 from mailserv.message.parse import parse_message
 
 if TYPE_CHECKING:
     from mailserv.backends.proxy.user import UserState
 
+_ITEMS = b"(UID BODY.PEEK[])"
+_ITEMS_OBJECTID = b"(UID EMAILID THREADID BODY.PEEK[])"
 _DOWNLOAD_BYTES = 8 << 20
 _DOWNLOAD_COUNT = 1000
 _PREFETCH_BYTES = 4 << 20
@@ -110,6 +116,7 @@ class Downloads:
     async def _download(self, uids: list[int]) -> dict[int, bytes]:
         """``BODY.PEEK[]`` of ``uids``: parsed where unparsed, cached, and returned."""
         got: dict[int, bytes] = {}
+        ids: dict[int, tuple[str | None, str | None]] = {}
 
         def collect(response: wire.Response) -> bool:
             found = fetch_items(response)
@@ -120,12 +127,14 @@ class Downloads:
             if not isinstance(body, bytes) or not isinstance(uid, int):
                 return False
             got[uid] = body
+            if "EMAILID" in found or "THREADID" in found:
+                thread = (object_id(found["THREADID"]) or "") if "THREADID" in found else None
+                ids[uid] = (object_id(found.get("EMAILID")), thread)  # "": its NIL
             return "FLAGS" not in found
 
         async def send(conn: UpstreamProtocol) -> None:
-            await conn.command(
-                b"UID FETCH", wire.uid_set(uids), b"(UID BODY.PEEK[])", handler=collect
-            )
+            items = _ITEMS_OBJECTID if "OBJECTID" in conn.capabilities else _ITEMS
+            await conn.command(b"UID FETCH", wire.uid_set(uids), items, handler=collect)
 
         await self.channel.run(send)
         mirror = self.channel.mirror
@@ -137,6 +146,9 @@ class Downloads:
         for uid, raw in got.items():
             if uid in mirror.meta and mirror.meta[uid].info is NO_INFO:
                 info = parse_message(raw)
+                if uid in ids:
+                    emailid, threadid = ids[uid]
+                    info = replace(info, emailid=emailid or info.emailid, threadid=threadid)
                 mirror.set_info(uid, info)
                 parsed.append((uid, info))
             cache.put(self._content_key(mirror, uid), raw)

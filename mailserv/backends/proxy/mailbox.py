@@ -241,7 +241,9 @@ class ProxyMailbox:
             if response.code == "APPENDUID" and len(response.code_data) >= 2:
                 validity, uid = response.code_data[0], response.code_data[1]
                 if isinstance(validity, int) and isinstance(uid, int):
-                    if b"\x00" not in message:  # binary content: the upstream may re-encode it
+                    # Not kept: binary content (the upstream may re-encode it), and where the
+                    # upstream has OBJECTID (its EMAILID and THREADID come with a download).
+                    if b"\x00" not in message and "OBJECTID" not in conn.capabilities:
                         self.user.infos.remember(self.name, validity, [(uid, info)])
                     result.append(AppendResult(validity, uid))
 

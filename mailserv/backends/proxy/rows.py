@@ -11,6 +11,7 @@ from datetime import datetime
 
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.client import UpstreamProtocol
+from mailserv.message.ids import OBJECT_ID
 
 Row = tuple[int, frozenset[str], datetime, int, int | None]
 """(uid, flags, internal date, size, modseq) as the upstream lists a message."""
@@ -28,6 +29,16 @@ def fetch_items(response: wire.Response) -> dict[str, object] | None:
     if not isinstance(items, list):
         return None
     return wire.pairs(items)
+
+
+def object_id(value: object) -> str | None:
+    """An RFC 8474 ``(id)`` (STATUS MAILBOXID, FETCH EMAILID/THREADID) when well formed;
+    None for NIL or anything else."""
+    if isinstance(value, list) and len(value) == 1:
+        text = wire.to_text(value[0])
+        if OBJECT_ID.fullmatch(text):
+            return text
+    return None
 
 
 async def select(conn: UpstreamProtocol, mailbox: wire.Arg) -> dict[str, int]:

@@ -24,8 +24,8 @@ from mailserv.backends.proxy.cache import InfoCache
 from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.backends.proxy.pool import ConnectionPool
 from mailserv.backends.proxy.registry import MailboxRegistry
+from mailserv.backends.proxy.rows import object_id
 from mailserv.interfaces import MailboxStatus
-from mailserv.message.ids import OBJECT_ID
 
 if TYPE_CHECKING:
     from mailserv.backends.proxy.backend import ProxyBackend
@@ -135,7 +135,7 @@ class UserState:
             recent=number("RECENT"),
             highestmodseq=number("HIGHESTMODSEQ", 1) if condstore else int(time.time() * 1000),
             size=number("SIZE"),
-            mailboxid=_object_id(found.get("MAILBOXID")),
+            mailboxid=object_id(found.get("MAILBOXID")),
         )
 
     async def listing(
@@ -210,12 +210,3 @@ _BY_CODE: dict[str, Callable[[str], errors.BackendError]] = {
 
 def _log_close_failure(failure: Failure, user: str) -> None:
     _log.failure("Closing the upstream session of {user} failed", failure, user=user)
-
-
-def _object_id(value: object) -> str | None:
-    """STATUS MAILBOXID's ``(id)`` (RFC 8474), when it is a well-formed id."""
-    if isinstance(value, list) and len(value) == 1:
-        text = wire.to_text(value[0])
-        if OBJECT_ID.fullmatch(text):
-            return text
-    return None

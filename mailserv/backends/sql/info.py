@@ -119,6 +119,10 @@ class LazyInfo(MessageInfo):
     def emailid(self) -> str | None:
         return self.decoded().emailid
 
+    @property
+    def threadid(self) -> str | None:
+        return self.decoded().threadid
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, LazyInfo):
             other = other.decoded()

@@ -138,6 +138,9 @@ async def store(session: Session, command: Command) -> Reply:
 
 
 _REPORT_STEP = 2048
+_FIRST_STEP = 1000
+"""Messages the engine's evaluation looks at first when only the first matches are read
+(``search_uids``'s ``enough``); each step after doubles."""
 """STORE's FETCH responses formatted and written between two pauses for other sessions."""
 
 
@@ -213,19 +216,25 @@ async def search_uids(
     view: SelectedView,
     program: SearchProgram,
     among: Sequence[int] | None = None,
+    enough: int | None = None,
 ) -> list[int]:
     """The UIDs of the view's mailbox that match, ascending (the backend's search if any);
-    ``among``: only those UIDs (ascending) are looked at, not the whole view."""
+    ``among``: only those UIDs (ascending) are looked at, not the whole view.  ``enough``:
+    the caller reads only the first ``enough`` matches, so the engine's own evaluation may
+    stop once it has them (it goes through the mailbox in growing steps, lowest UIDs first;
+    a backend's search answers whole)."""
     box = view.mailbox
     key = bind(program.key, view.uids, view.recent, view.saved)
     bound = SearchProgram(key, program.charset)
     uids = view.uids if among is None else among
     found = await backend_search(box, bound, uids)
     if found is None:
-        metas = await box.fetch(uids)
         slices = TimeSlices(session.services.clock)
         context = SearchContext(view.uids, view.recent, box.content, slices.pause)
-        found = await evaluate(bound, metas, context)
+        found, start, step = [], 0, len(uids) if enough is None else max(enough, _FIRST_STEP)
+        while start < len(uids) and (enough is None or len(found) < enough):
+            found += await evaluate(bound, await box.fetch(uids[start : start + step]), context)
+            start, step = start + step, step * 2
     return sorted(found)
 
 
@@ -246,11 +255,12 @@ async def _search(
     if options is None and is_rev2(session):
         options = esearch.ReturnOptions({"ALL"})  # RFC 9051 6.4.4: ESEARCH answers every SEARCH
     program = search_program(session, args)
-    found = await search_uids(session, view, program)
+    wants_modseq = any(isinstance(node, ModSeqAtLeast) for node in walk(program.key))
+    enough = None if wants_modseq else esearch.first_needed(options)
+    found = await search_uids(session, view, program, enough=enough)
     # Tens of thousands of matches take the reactor tens of ms to number and format: in
     # slices (the view does not change while this session's command runs).
     slices = TimeSlices(session.services.clock)
-    wants_modseq = any(isinstance(node, ModSeqAtLeast) for node in walk(program.key))
     shown: list[int] = []  # only messages this session has been told of
     numbers: list[int] = []
     for start in range(0, len(found), SEARCH_CHUNK):

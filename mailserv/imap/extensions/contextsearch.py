@@ -17,8 +17,10 @@ EXPUNGE may be sent (4.3.4); changes of flags (the session's own STORE included)
 FETCH responses that tell them.  What a change touches is looked at again, nothing more:
 the messages that arrived or changed flags, searched among themselves (the backend's search,
 or the engine's evaluation of them), per context.  The criteria are bound when the context
-starts (sequence numbers, ``$`` and \\Recent become the UIDs they named then); a criterion
-that changes with time alone (WITHIN's YOUNGER/OLDER) is followed only as messages change.
+starts (sequence numbers, ``$`` and \\Recent become the UIDs they named then).  A context
+whose criteria change with time alone (WITHIN's YOUNGER/OLDER) is also searched again, over
+the whole mailbox with its moments moved to now, every ``ServerSettings.within_recheck``
+seconds while it lasts; what that finds goes out with the next updates (at once while IDLE).
 
 Bounds: ``ServerSettings.max_search_contexts`` contexts per session (RFC 5267 4.3.1: at
 least one); one more gets ``* NO [NOUPDATE "t"]`` and the command still answers.  A tag in
@@ -32,12 +34,18 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from datetime import datetime
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
 
 from mailserv.imap import esearch
 from mailserv.imap.arguments import astring
 from mailserv.imap.commands import SELECTED, CommandSpec
 from mailserv.imap.commands.messages import search_uids, view_of
 from mailserv.imap.esearch import Found
+from mailserv.imap.extensions import within
 from mailserv.imap.registry import Capability, Extension, ResultOption
 from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.session import Session
@@ -55,6 +63,7 @@ UPDATE = "UPDATE"
 CONTEXT = "CONTEXT"
 _STEP = 4096
 """Changed messages looked at again between two chances for the reactor."""
+_log = Logger()
 
 
 @dataclass(slots=True)
@@ -66,6 +75,18 @@ class UpdateContext:
     uid: bool
     program: SearchProgram
     members: set[int] = field(default_factory=set)
+    began: datetime | None = None
+    """When OLDER/YOUNGER in ``program`` counted back from (for the first search, when the
+    context was kept: the search's own moment is earlier by its run time, in whole seconds);
+    None when it has neither."""
+
+    def moved_on(self, now: datetime) -> bool:
+        """Move the OLDER/YOUNGER moments to ``now``; whether there were any."""
+        if self.began is None:
+            return False
+        key = within.moved(self.program.key, now - self.began)
+        self.program, self.began = SearchProgram(key, self.program.charset), now
+        return True
 
     def moves(
         self,
@@ -117,34 +138,70 @@ class SearchContexts:
         self.by_tag: dict[str, UpdateContext] = {}
         self._pending: set[int] = set()
         """Messages that arrived or changed since the last refresh."""
+        self._due = False
+        """Time passed for the contexts with OLDER/YOUNGER: search them again."""
+        self._timer: IDelayedCall | None = None
 
     def touched(self, uids: Sequence[int]) -> None:
         if self.by_tag:
             self._pending.update(uids)
 
-    async def refresh(self, slices: TimeSlices) -> None:
-        if not self._pending or not self.by_tag:
-            self._pending.clear()
+    def follow_time(self) -> None:
+        """A context with OLDER/YOUNGER is kept: its recheck is due every
+        ``within_recheck`` seconds from now on, while one is left."""
+        if self._timer is None or not self._timer.active():
+            clock = self.session.services.clock
+            self._timer = clock.callLater(self.session.settings.within_recheck, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.view.closed or all(c.began is None for c in self.by_tag.values()):
             return
-        view = self.view
+        self._due = True
+        self.follow_time()
+        if self.session.idling:
+            d = defer.Deferred.fromCoroutine(self.view.flush_idle())
+            d.addErrback(lambda f: _log.failure("WITHIN recheck failed", f))
+
+    async def refresh(self, slices: TimeSlices) -> None:
+        due, self._due = self._due, False
         pending = sorted(self._pending)
         self._pending = set()
+        if not self.by_tag or not (pending or due):
+            return
+        view = self.view
         doomed = view.expunge_pending()  # they leave with their EXPUNGE (``removing``)
         changes: dict[str, tuple[list[int], list[int]]] = {}
-        for start in range(0, len(pending), _STEP):
-            candidates = view.shown(pending[start : start + _STEP])
-            for context in list(self.by_tag.values()):
+        if due:
+            now = within.now()
+            timed = [c for c in self.by_tag.values() if c.moved_on(now)]
+            await self._follow(timed, list(view.uids), doomed, changes, slices)
+        await self._follow(list(self.by_tag.values()), pending, doomed, changes, slices)
+        for tag, (left, came) in changes.items():
+            followed = self.by_tag.get(tag)
+            line = await followed.update(view, left, came, slices) if followed else b""
+            if line and not view.closed:
+                self.session.write(line)
+
+    async def _follow(
+        self,
+        contexts: list[UpdateContext],
+        uids: list[int],
+        doomed: AbstractSet[int],
+        changes: dict[str, tuple[list[int], list[int]]],
+        slices: TimeSlices,
+    ) -> None:
+        """Search ``uids`` (ascending) again for each context; who left and came."""
+        view = self.view
+        for start in range(0, len(uids) if contexts else 0, _STEP):
+            candidates = view.shown(uids[start : start + _STEP])
+            for context in contexts:
                 matched = await search_uids(self.session, view, context.program, candidates)
                 if self.by_tag.get(context.tag) is not context or view.closed:
                     continue  # cancelled, or the mailbox left, meanwhile
                 left, came = changes.setdefault(context.tag, ([], []))
                 context.moves(candidates, frozenset(matched), doomed, left, came)
             await slices.pause()
-        for tag, (left, came) in changes.items():
-            followed = self.by_tag.get(tag)
-            line = await followed.update(view, left, came, slices) if followed else b""
-            if line and not view.closed:
-                self.session.write(line)
 
     def removing(self, uids: Sequence[int]) -> bytes:
         self._pending.difference_update(uids)
@@ -161,6 +218,9 @@ class SearchContexts:
     def close(self) -> None:
         self.by_tag.clear()
         self._pending.clear()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
 
 
 class _Descending:
@@ -282,13 +342,16 @@ async def _start(session: Session, found: Found) -> None:
     uids = view.uids
     members = set(found.numbers) if found.uid else {uids[n - 1] for n in found.numbers}
     bound = SearchProgram(key, program.charset)
+    began = within.now() if within.relative(key) else None
+    if began is not None:
+        contexts.follow_time()
     if found.command.name != "SORT":
-        contexts.by_tag[tag] = UpdateContext(tag, found.uid, bound, members)
+        contexts.by_tag[tag] = UpdateContext(tag, found.uid, bound, members, began)
         return
     known = session.services.registry.result_options.keys()
     _, args = esearch.split_return(found.command.args, "SORT", known)
     criteria = parse_criteria(criteria_args(args, "SORT")[0])
-    context = SortContext(tag, found.uid, bound, members, criteria)
+    context = SortContext(tag, found.uid, bound, members, began, criteria=criteria)
     contexts.by_tag[tag] = context  # before the await: the tag is taken
     await context.fill(view, TimeSlices(session.services.clock))
 

@@ -1,0 +1,55 @@
+"""NOTIFY's mailbox name events (RFC 5465 5.4, 5.5) under ``--workers 2``: a CREATE, RENAME,
+DELETE or (UN)SUBSCRIBE answered in one child is told to a NOTIFY session of the same user
+in the other child (the master passes it on), as within one process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from imapserver import new_user, ok
+from test_service_workers import SPECS, run_workers, two_workers
+
+from bench.harness import RawClient, ServerProcess
+
+
+def read_until(client: RawClient, last: bytes) -> bytes:
+    """The lines ``client`` gets until one starts with ``last`` (10 s each: a hang)."""
+    client.settimeout(10)
+    lines = [client.read_line()]
+    while not lines[-1].startswith(last):
+        lines.append(client.read_line())
+    return b"".join(lines)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    proc = ServerProcess(tmp_path / "data", SPECS["maildir"], extra_args=["--workers", "2"])
+    yield from run_workers(proc)
+
+
+def test_name_events_cross_workers(server: ServerProcess) -> None:
+    user = new_user()
+    server.add_user(user.name, user.password)
+    watcher, actor = two_workers(server, user.name, user.password)
+    ok(watcher, "NOTIFY SET (PERSONAL (MessageNew MailboxName SubscriptionChange))")
+    ok(actor, "CREATE Fresh")
+    ok(actor, "SUBSCRIBE Fresh")
+    ok(actor, "RENAME Fresh Renamed")
+    ok(actor, "UNSUBSCRIBE Renamed")
+    ok(actor, "DELETE Renamed")
+    told = read_until(watcher, b'* LIST (\\NonExistent) "/" Renamed\r\n')
+    expected = [
+        b'* LIST () "/" Fresh\r\n',
+        b'* LIST (\\Subscribed) "/" Fresh\r\n',
+        b'* LIST () "/" Renamed ("OLDNAME" (Fresh))\r\n',
+        b'* LIST () "/" Renamed\r\n',
+        b'* LIST (\\NonExistent) "/" Renamed\r\n',
+    ]
+    positions = [told.find(line) for line in expected]
+    assert -1 not in positions and positions == sorted(positions), told
+    # The mailbox created elsewhere is watched: its new message is told too.
+    ok(actor, "CREATE Kept")
+    assert actor.command_with_literal("APPEND Kept ", b"Subject: k\r\n\r\nk\r\n").ok
+    assert b"* STATUS Kept (MESSAGES 1 " in read_until(watcher, b"* STATUS Kept ")
