@@ -417,6 +417,11 @@ def _add_transfer_commands(
         "--master-user", metavar="NAME", help="IMAP source: sign in as USER*NAME (Dovecot)"
     )
     imports.add_argument("--ca-file", metavar="FILE", help="IMAP source: CA certificates (PEM)")
+    imports.add_argument(
+        "--layout",
+        choices=("fs", "maildir++"),
+        help="Maildir source: Dovecot's LAYOUT=fs or Maildir++ [default: as found]",
+    )
     imports.set_defaults(handler=_import)
     exports = areas.add_parser(
         "export", help="export a user's mail to a Maildir or to mbox files", parents=parents
@@ -483,8 +488,9 @@ def _import(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     _check_user(args)
     try:
         source = open_source(
-            args.source, _source_password(args, stdin), args.master_user, args.ca_file
-        )
+            args.source, _source_password(args, stdin), args.master_user, args.ca_file,
+            args.layout,
+        )  # fmt: skip
     except TransferError as exc:
         raise CommandError(str(exc)) from exc
     try:
