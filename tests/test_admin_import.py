@@ -241,6 +241,7 @@ BAD_INPUT = [
     ("memory", "cannot use the memory backend"),
     ("missing", "no such file or directory"),
     ("bad-url", "give the user and host"),
+    ("layout-of-a-file", "is not a directory (--layout names a Maildir's layout)"),
 ]
 
 
@@ -256,6 +257,7 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "memory": ["alice", str(source), "--data-dir", str(data_dir), "--backend", "memory"],
         "missing": ["alice", str(tmp_path / "nothing"), *where],
         "bad-url": ["alice", "imap://localhost:1", "--password-file", str(source), *where],
+        "layout-of-a-file": ["alice", str(source), "--layout", "fs", *where],
     }
     for case, wanted in BAD_INPUT:
         if case == "memory":
