@@ -300,7 +300,12 @@ class Manifest:
             row = self.db.execute("SELECT record FROM accounts WHERE user = ?", (user,)).fetchone()
         except sqlite3.OperationalError:  # no such table: an older backup
             return None
-        return Account.from_json(row[0]) if row else None
+        if row is None:
+            return None
+        try:
+            return Account.from_json(row[0])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackupError(f"the account record of {user!r} is damaged in the backup") from exc
 
     def acls(self, user: str) -> dict[str, dict[str, str]]:
         """Folder name → its access control list (identifier → rights)."""
