@@ -27,7 +27,6 @@ from test_auth_apppasswords import CHEAP, run_cli  # type: ignore[import-not-fou
 from bench.harness import REPO, BackendSpec, ServerProcess
 from mailserv.admin import cli
 from mailserv.auth.schemes import hash_password
-from mailserv.delivery.sieve import sieve_store
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -254,9 +253,6 @@ def test_deleted_user_restored(setup: Setup, tmp_path: Path) -> None:
         conn.append(folder, f"({KEYWORDS[n % 5]})", DATE.format(n + 1), message(n))
     assert conn.setacl("Team", friend.name, "lrsw")[0] == "OK"
     assert conn.setacl("INBOX", "anyone", "lr")[0] == "OK"
-    scripts = sieve_store(str(setup.server.data_dir))
-    assert scripts.vacation_due(user.name, "sender@example.org", 7)  # a reply recorded
-    vacation = scripts.vacation_record(user.name)
     before, acls, quota = snapshot(conn), [_acl(conn, n) for n in ("INBOX", "Team")], _quota(conn)
     assert b"STORAGE" in quota and b"MESSAGE" in quota and b" 40)" in quota, quota
     dest = str(tmp_path / "backup")
@@ -271,14 +267,12 @@ def test_deleted_user_restored(setup: Setup, tmp_path: Path) -> None:
     conn.expunge()
     conn.logout()
     setup.admin("user", "del", user.name)
-    (setup.server.data_dir / "sieve" / "users" / user.name / "vacation.json").unlink()
 
     dry = setup.cli("restore", "--user", user.name, "--dry-run", dest).stdout
     assert f"{user.name}: would add user {user.name}\n" in dry
     assert f"would put back app password {app[:4]} (phone) of {user.name}\n" in dry
     assert "would set the ACL of INBOX: anyone lr\n" in dry
     assert f"would set the ACL of Team: {friend.name} lrsw\n" in dry
-    assert "would put back the record of vacation replies" in dry
     assert "1 accounts, 1 app passwords, 2 ACL entries" in dry
 
     setup.cli("restore", "--user", user.name, dest)
@@ -286,7 +280,6 @@ def test_deleted_user_restored(setup: Setup, tmp_path: Path) -> None:
     assert snapshot(conn) == before
     assert [_acl(conn, n) for n in ("INBOX", "Team")] == acls
     assert _quota(conn) == quota
-    assert scripts.vacation_record(user.name) == vacation
     conn.logout()
     setup.imap(User(user.name, app)).logout()  # the same app password
 

@@ -5,7 +5,6 @@ Layout of DEST::
     manifest.sqlite                 what the backup holds (the only index; see below)
     mail/<user>/<box>/<uidvalidity>/<uid>   each message, byte for byte, written once
     sieve/<user>/<name>.sieve, active       the user's Sieve scripts (DATA/sieve)
-    sieve/<user>/vacation.json              the record of vacation replies sent
     .lock                           held while a backup or restore runs
 
 ``<user>`` is percent-encoded; ``<box>`` is the mailbox's MAILBOXID (RFC 8474) when the
@@ -33,9 +32,9 @@ password, the quota limits, ``imap-login``) and the app passwords (their hashes)
 therefore holds password hashes: it is written mode 0600 in a 0700 DEST.
 
 Covered: messages, flags, keywords, internal dates, folders with their special-use
-attributes, subscriptions, Sieve scripts and vacation records, accounts and ACLs.  Not
-covered: the server's configuration (quotas set there included): back it up with the
-configuration files.
+attributes, subscriptions, Sieve scripts, accounts and ACLs.  Not covered: the record of
+vacation replies sent, and the server's configuration (quotas set there included): back it
+up with the configuration files.
 """
 
 from __future__ import annotations
@@ -108,7 +107,6 @@ CREATE TABLE IF NOT EXISTS acls (
     user TEXT NOT NULL, name TEXT NOT NULL, identifier TEXT NOT NULL, rights TEXT NOT NULL,
     PRIMARY KEY (user, name, identifier));
 """
-VACATION = "vacation.json"
 
 
 class BackupError(Exception):
@@ -645,14 +643,10 @@ def _copy_scripts(config: Config, manifest: Manifest, user: str, tally: Tally) -
     scripts = sieve_store(config.data_dir)
     target = os.path.join(manifest.dest, SIEVE_DIR, encoded(user))
     listed = scripts.list(user)
-    vacation = scripts.vacation_record(user)
-    if not listed and vacation is None and not os.path.isdir(target):
+    if not listed and not os.path.isdir(target):
         return
     os.makedirs(target, mode=0o700, exist_ok=True)
     names = set()
-    if vacation is not None:
-        names.add(VACATION)
-        write_file(os.path.join(target, VACATION), vacation)
     for name, active in listed:
         filename = encoded(name) + ".sieve"
         names.add(filename)

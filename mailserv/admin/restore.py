@@ -7,8 +7,7 @@ backup is appended with its flags, keywords and internal date unless the folder 
 with the same bytes.  Messages are matched by Message-ID and size first, then by SHA-256
 of the bytes, counted as a multiset (two identical messages in the backup need two in the
 folder), so a second restore adds nothing.  Sieve scripts the user lacks are put back
-(and the active one activated when the user has none active), and the vacation record
-when the user has none.
+(and the active one activated when the user has none active).
 
 Accounts (``--accounts``, not with ``--folder``): ``keep`` (the default) adds a user the
 user store lacks as the backup has it (password hash, quota, imap-login, app passwords),
@@ -33,7 +32,6 @@ from typing import TextIO
 from mailserv.admin.backup import (
     BATCH,
     SIEVE_DIR,
-    VACATION,
     Account,
     BackupError,
     Manifest,
@@ -374,10 +372,3 @@ def _restore_scripts(
         and scripts.exists(user, active)
     ):
         scripts.activate(user, active)
-    vacation = os.path.join(source, VACATION)
-    if os.path.exists(vacation) and scripts.vacation_record(user) is None:
-        if dry_run:
-            out.write(f"{user}: would put back the record of vacation replies\n")
-        else:
-            with open(vacation, "rb") as f:
-                scripts.put_vacation_record(user, f.read())

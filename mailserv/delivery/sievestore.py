@@ -164,25 +164,8 @@ class ScriptStore:
         with self._vacation_lock:
             return self._vacation_due(user, key, days, time.time() if now is None else now)
 
-    def vacation_record(self, user: str) -> bytes | None:
-        """The record of ``user``'s vacation replies as kept (for a backup), or None."""
-        try:
-            with open(self._vacation_path(user), "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
-
-    def put_vacation_record(self, user: str, data: bytes) -> None:
-        """Put back a record :meth:`vacation_record` gave (a restore)."""
-        with self._vacation_lock:
-            os.makedirs(self._dir(user), mode=0o700, exist_ok=True)
-            _write(self._vacation_path(user), data)
-
-    def _vacation_path(self, user: str) -> str:
-        return os.path.join(self._dir(user), "vacation.json")
-
     def _vacation_due(self, user: str, key: str, days: int, now: float) -> bool:
-        path = self._vacation_path(user)
+        path = os.path.join(self._dir(user), "vacation.json")
         try:
             with open(path, encoding="utf-8") as f:
                 sent: dict[str, float] = json.load(f)
