@@ -1,6 +1,8 @@
 """``mailserv backup`` / ``mailserv restore`` run as an operator runs them (processes next to a
 running server): backup, 1% changed, incremental backup, the user's mail deleted, restore,
-compared over IMAP; one folder restored; dry run; a backup while a client appends; bad input.
+compared over IMAP; one folder restored; dry run; a deleted user brought back with password,
+app password, quota and ACLs (passwd-file users on maildir, the SQL users table on SQLite);
+a backup while a client appends; bad input.
 """
 
 from __future__ import annotations
@@ -20,15 +22,17 @@ from pathlib import Path
 import pytest
 from conftest import _selected_backends
 from imapserver import User, new_user
+from test_auth_apppasswords import CHEAP, run_cli  # type: ignore[import-not-found]
 
 from bench.harness import REPO, BackendSpec, ServerProcess
 from mailserv.admin import cli
+from mailserv.auth.schemes import hash_password
 
 pytestmark = pytest.mark.timeout(180)
 
 SPECS = {
     "maildir": BackendSpec("maildir", {"autocreate": "false", "fsync": "false"}),
-    "sql-sqlite": BackendSpec("sql"),
+    "sql-sqlite": BackendSpec("sql", {"auth": "sql"}),  # users in the database too
 }
 CHOSEN = [name for name in SPECS if name in _selected_backends()]
 MESSAGES = 100
@@ -36,21 +40,30 @@ KEYWORDS = ("", "\\Seen", "\\Seen \\Answered $Forwarded", "\\Flagged Work", "\\D
 DATE = '"{:02d}-Mar-2021 05:06:07 +0200"'
 SUMMARY = re.compile(
     r"backup: (\d+) users, (\d+) mailboxes \((\d+) copied in full\), (\d+) messages copied "
-    r"\(\d+ octets\), (\d+) flag updates, (\d+) removed, (\d+) messages in the backup"
+    r"\(\d+ octets\), (\d+) flag updates, (\d+) removed, (\d+) messages in the backup, "
+    r"\d+ sieve scripts, (\d+) accounts copied"
 )
+
+
+def _cheap_hash(password: bytes, **options: str) -> str:
+    return hash_password(password, hasher=CHEAP, **options)
 
 
 class Setup:
     def __init__(self, server: ServerProcess, spec: BackendSpec) -> None:
         self.server = server
         self.spec = spec
+        self.users = ["--data-dir", str(server.data_dir)]
+        """Where the user commands find the users (those of the server)."""
+        if spec.options.get("auth") == "sql":
+            self.users += ["--db", f"sqlite://{server.data_dir}/mail.db"]
+        self.where = [*self.users, "--backend", spec.name]
+        for key, value in spec.options.items():
+            self.where += ["--backend-option", f"{key}={value}"]
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        where = ["--data-dir", str(self.server.data_dir), "--backend", self.spec.name]
-        for key, value in self.spec.options.items():
-            where += ["--backend-option", f"{key}={value}"]
         done = subprocess.run(
-            [sys.executable, "-m", "mailserv", *args, *where],
+            [sys.executable, "-m", "mailserv", *args, *self.where],
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -62,9 +75,17 @@ class Setup:
             assert done.returncode == 0, done.stderr
         return done
 
+    def admin(self, *args: str, stdin: str = "") -> str:
+        """A user-store command in this process (no backend: no reactor), cheap hashes."""
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(cli, "hash_password", _cheap_hash)
+            status, out, err = run_cli(*args, *self.users, stdin=stdin)
+        assert status == 0, err
+        return out
+
     def user(self) -> User:
         user = new_user()
-        self.server.add_user(user.name, user.password)
+        self.admin("user", "add", user.name, "--password-stdin", stdin=user.password + "\n")
         return user
 
     def imap(self, user: User) -> imaplib.IMAP4:
@@ -78,7 +99,8 @@ def setup(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Setup]:
     spec = SPECS[str(request.param)]
-    server = ServerProcess(tmp_path_factory.mktemp(f"backup-{request.param}"), spec)
+    limits = {"auth_failure_delay": 0.01, "user_max_auth_failures": 0}  # logins refused
+    server = ServerProcess(tmp_path_factory.mktemp(f"backup-{request.param}"), spec, limits)
     server.start()
     yield Setup(server, spec)
     server.stop()
@@ -153,7 +175,9 @@ def test_backup_incremental_restore(setup: Setup, tmp_path: Path) -> None:
     fill(conn, MESSAGES)
     dest = str(tmp_path / "backup")
     total = MESSAGES + 1
-    assert counts(setup.cli("backup", "--user", user.name, dest)) == (1, 3, 3, total, 0, 0, total)
+    assert counts(setup.cli("backup", "--user", user.name, dest)) == (
+        (1, 3, 3, total, 0, 0, total, 1)
+    )
 
     # 1% changed: one message flagged, one new, one expunged.
     conn.select("INBOX")
@@ -162,7 +186,7 @@ def test_backup_incremental_restore(setup: Setup, tmp_path: Path) -> None:
     conn.store("3", "+FLAGS", "(\\Deleted)")
     conn.expunge()
     conn.close()
-    assert counts(setup.cli("backup", "--user", user.name, dest)) == (1, 3, 0, 1, 1, 1, total)
+    assert counts(setup.cli("backup", "--user", user.name, dest)) == (1, 3, 0, 1, 1, 1, total, 0)
     assert counts(setup.cli("backup", "--user", user.name, dest))[3:6] == (0, 0, 0)
 
     before = snapshot(conn)
@@ -194,6 +218,80 @@ def test_backup_incremental_restore(setup: Setup, tmp_path: Path) -> None:
     assert after["Work"] == before["Work"]
     assert len(after["INBOX"]) == len(before["INBOX"]) - 1  # type: ignore[arg-type]
     conn.logout()
+
+
+def _acl(conn: imaplib.IMAP4, name: str) -> list[bytes]:
+    typ, data = conn.getacl(name)
+    assert typ == "OK", data
+    return sorted(data[0].split()[1:])  # type: ignore[union-attr]
+
+
+def _quota(conn: imaplib.IMAP4) -> bytes:
+    typ, data = conn.getquotaroot("INBOX")
+    assert typ == "OK", data
+    return data[1][0]  # type: ignore[index,return-value]
+
+
+def _refused(setup: Setup, user: User) -> bool:
+    try:
+        setup.imap(user).logout()
+    except imaplib.IMAP4.error:
+        return True
+    return False
+
+
+def test_deleted_user_restored(setup: Setup, tmp_path: Path) -> None:
+    """``mailserv user del``, then ``restore --user``: the same password, app password,
+    quota, ACLs and mail; an existing user's password is replaced only when asked."""
+    user, friend = setup.user(), setup.user()
+    setup.admin("user", "set", user.name, "--quota-storage", "5M", "--quota-messages", "40")
+    app = setup.admin("app-password", "add", user.name, "--label", "phone").splitlines()[-1]
+    conn = setup.imap(user)
+    conn.create("Team")
+    for n in range(6):
+        folder = "Team" if n % 2 else "INBOX"
+        conn.append(folder, f"({KEYWORDS[n % 5]})", DATE.format(n + 1), message(n))
+    assert conn.setacl("Team", friend.name, "lrsw")[0] == "OK"
+    assert conn.setacl("INBOX", "anyone", "lr")[0] == "OK"
+    before, acls, quota = snapshot(conn), [_acl(conn, n) for n in ("INBOX", "Team")], _quota(conn)
+    assert b"STORAGE" in quota and b"MESSAGE" in quota and b" 40)" in quota, quota
+    dest = str(tmp_path / "backup")
+    assert counts(setup.cli("backup", "--user", user.name, dest))[7] == 1
+    assert counts(setup.cli("backup", "--user", user.name, dest))[7] == 0  # unchanged
+
+    # The loss: an ACL entry and a folder gone, INBOX emptied, then the user deleted.
+    assert conn.deleteacl("INBOX", "anyone")[0] == "OK"
+    assert conn.delete("Team")[0] == "OK"
+    conn.select("INBOX")
+    conn.store("1:*", "+FLAGS.SILENT", "(\\Deleted)")
+    conn.expunge()
+    conn.logout()
+    setup.admin("user", "del", user.name)
+
+    dry = setup.cli("restore", "--user", user.name, "--dry-run", dest).stdout
+    assert f"{user.name}: would add user {user.name}\n" in dry
+    assert f"would put back app password {app[:4]} (phone) of {user.name}\n" in dry
+    assert "would set the ACL of INBOX: anyone lr\n" in dry
+    assert f"would set the ACL of Team: {friend.name} lrsw\n" in dry
+    assert "1 accounts, 1 app passwords, 2 ACL entries" in dry
+
+    setup.cli("restore", "--user", user.name, dest)
+    conn = setup.imap(user)  # the same password
+    assert snapshot(conn) == before
+    assert [_acl(conn, n) for n in ("INBOX", "Team")] == acls
+    assert _quota(conn) == quota
+    conn.logout()
+    setup.imap(User(user.name, app)).logout()  # the same app password
+
+    # An existing user keeps the password set since, unless the restore is told to replace.
+    changed = User(user.name, "changed " + user.password)
+    setup.admin("user", "passwd", user.name, "--password-stdin", stdin=changed.password + "\n")
+    kept = setup.cli("restore", "--user", user.name, dest).stdout
+    assert "0 accounts, 0 app passwords, 0 ACL entries" in kept
+    assert _refused(setup, user)
+    replaced = setup.cli("restore", "--user", user.name, "--accounts", "replace", dest).stdout
+    assert "1 accounts, 0 app passwords" in replaced
+    setup.imap(user).logout()
 
 
 def test_backup_while_appending(setup: Setup, tmp_path: Path) -> None:
@@ -245,6 +343,7 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "folder without user": (["restore", "--folder", "W", str(tmp_path)], "needs --user", 2),
         "dest is a file": (["backup", str(afile)], "cannot use", 1),
         "no DEST": (["backup"], "required: DEST", 2),
+        "accounts mode": (["restore", "--accounts", "all", str(tmp_path)], "invalid choice", 2),
     }
     for name, (args, text, status) in cases.items():
         assert cli.main([*args, "--data-dir", str(data)]) == status, name

@@ -6,6 +6,8 @@ mailserv over IMAP and by ``mailserv export``."""
 from __future__ import annotations
 
 import imaplib
+import os
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +16,8 @@ import dovecot
 import pytest
 import transferkit as kit
 
-from mailserv.admin import cli
+from mailserv.admin import cli, maildirs
+from mailserv.admin.transfer import TransferError
 
 ROUND_TRIP = 5000
 """Issue 12's round trip: a generated mbox of 5,000 messages in and out byte-identical (about
@@ -103,6 +106,96 @@ def test_dovecot_maildir(tmp_path: Path, dovecot_user: dovecot.Dovecot) -> None:
     _check_carol(data_dir, serve=True)
 
 
+FS_FOLDERS = ("INBOX", "Work", "Work/Projects", "Caf\u00e9/Notes")
+"""Folders of the ``LAYOUT=fs`` tree, nested, one with a name Dovecot writes in modified
+UTF-7 (``Caf&AOk-``); message ``i`` of ``kit.message_list(16, seed=5)`` is in folder ``i % 4``."""
+
+
+@pytest.fixture(scope="module")
+def dovecot_fs_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the ``LAYOUT=fs:DIRNAME=mAildir`` tree a real Dovecot wrote for ``dana``:
+    ``Work/Projects/mAildir/cur/...``, keywords in each folder's ``dovecot-keywords``."""
+    if not dovecot.available():
+        pytest.skip("dovecot is not installed")
+    server = dovecot.Dovecot(layout="fs")
+    server.add_user("dana", kit.PASSWORD)
+    server.start()
+    copy = tmp_path_factory.mktemp("fs") / "Maildir"
+    try:
+        client = imaplib.IMAP4(server.host, server.imap_port)
+        client.login("dana", kit.PASSWORD)
+        names = [name.encode("utf-7").decode().replace("+", "&") for name in FS_FOLDERS]
+        for name in names[1:]:
+            assert client.create(name)[0] == "OK"
+        for index, (data, flags, when) in enumerate(kit.message_list(16, seed=5)):
+            shown = "(" + " ".join(sorted(flags)) + ")"
+            when_text = imaplib.Time2Internaldate(when)
+            assert client.append(names[index % 4], shown, when_text, data)[0] == "OK"
+        client.logout()
+        shutil.copytree(server.home("dana") / "Maildir", copy)  # modification times kept
+    finally:
+        server.stop()
+    return copy
+
+
+def _without_dirname(tree: Path, into: Path) -> Path:
+    """The same tree as plain ``LAYOUT=fs`` (no DIRNAME): each folder's ``mAildir/*`` moved
+    up into the folder's directory, INBOX's into the root."""
+    shutil.copytree(tree, into)
+    for inner in sorted(into.rglob("mAildir"), reverse=True):
+        target = into if inner.parent == into / "INBOX" else inner.parent
+        for entry in os.listdir(inner):
+            os.rename(inner / entry, target / entry)
+        inner.rmdir()
+    (into / "INBOX").rmdir()
+    return into
+
+
+@pytest.mark.one_backend
+def test_dovecot_fs_layout(tmp_path: Path, dovecot_fs_tree: Path) -> None:
+    """Dovecot's LAYOUT=fs with DIRNAME (found without --layout) and without it (under
+    --folder Plain, with --layout fs): every message byte for byte in its nested folder,
+    flags, keywords and dates kept."""
+    assert (dovecot_fs_tree / "Work" / "Projects" / "mAildir" / "dovecot-keywords").exists()
+    plain = _without_dirname(dovecot_fs_tree, tmp_path / "plain")
+    assert (plain / "Work" / "Projects" / "cur").is_dir() and (plain / "cur").is_dir()
+    _, where = _store(tmp_path, "maildir")
+    done = kit.cli("import", "alice", str(dovecot_fs_tree), *where)
+    assert "imported 16 messages into 4 folders" in done.stdout, done.stdout
+    done = kit.cli("import", "alice", str(plain), "--layout", "fs", "--folder", "Plain", *where)
+    assert "imported 16 messages into 4 folders" in done.stdout, done.stdout
+    out = tmp_path / "out"
+    kit.cli("export", "alice", str(out), "--format", "mbox", *where)
+    messages = kit.message_list(16, seed=5)
+    for place, name in enumerate(FS_FOLDERS):
+        wanted = b"".join(kit.mbox.entry(*m) for i, m in enumerate(messages) if i % 4 == place)
+        assert (out / f"{name}.mbox").read_bytes() == wanted, name
+        plain_name = "Plain" if name == "INBOX" else f"Plain/{name}"
+        assert (out / f"{plain_name}.mbox").read_bytes() == wanted, plain_name
+
+
+def test_fs_layout_shapes(tmp_path: Path) -> None:
+    """Which folders a tree's layout gives, read in process: ``mailboxes/`` as the top, a
+    tree that holds both dot-directories and plain ones read as Maildir++ unless told."""
+    for where in ("mailboxes/INBOX/dbox/cur", "mailboxes/A&-B/Sub/dbox/new"):
+        (tmp_path / "m" / where).mkdir(parents=True)
+    for where in ("cur", ".Old/cur", "Notes/new", "Notes/Sub/cur"):
+        (tmp_path / "both" / where).mkdir(parents=True)
+
+    def folders(root: str, layout: str | None = None) -> list[str]:
+        found = layout or maildirs.detect_layout(str(tmp_path / root))
+        assert found is not None, root
+        return [name for name, _ in maildirs.MaildirReader(str(tmp_path / root), found).folders]
+
+    assert folders("m") == ["INBOX", "A&B/Sub"]
+    assert folders("both") == ["INBOX", "Old"]
+    assert folders("both", "fs") == ["INBOX", "Notes", "Notes/Sub"]
+    (tmp_path / "none" / "Sub").mkdir(parents=True)
+    assert maildirs.detect_layout(str(tmp_path / "none")) is None  # no messages below
+    with pytest.raises(TransferError, match="no Maildir tree of LAYOUT=fs"):
+        maildirs.MaildirReader(str(tmp_path / "none"), "fs")
+
+
 @pytest.mark.one_backend
 @pytest.mark.parametrize("master", [False, True])
 def test_dovecot_imap(tmp_path: Path, dovecot_user: dovecot.Dovecot, master: bool) -> None:
@@ -148,6 +241,7 @@ BAD_INPUT = [
     ("memory", "cannot use the memory backend"),
     ("missing", "no such file or directory"),
     ("bad-url", "give the user and host"),
+    ("layout-of-a-file", "is not a directory (--layout names a Maildir's layout)"),
 ]
 
 
@@ -163,6 +257,7 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "memory": ["alice", str(source), "--data-dir", str(data_dir), "--backend", "memory"],
         "missing": ["alice", str(tmp_path / "nothing"), *where],
         "bad-url": ["alice", "imap://localhost:1", "--password-file", str(source), *where],
+        "layout-of-a-file": ["alice", str(source), "--layout", "fs", *where],
     }
     for case, wanted in BAD_INPUT:
         if case == "memory":

@@ -24,15 +24,23 @@ expunged while it is being copied is left out (the store no longer has it).  An
 interrupted run leaves the manifest as the last commit made it: what it names is whole,
 and the next run goes on from there.
 
+Accounts: per user, the manifest also holds what a restore needs to bring a deleted user
+back (table ``accounts``, one JSON record a user, rewritten only when it changed): the
+user store's entry (passwd-file line fields, or the SQL users row: the ``{SCHEME}hash``
+password, the quota limits, ``imap-login``) and the app passwords (their hashes); and
+(table ``acls``) the access control list of each of the user's mailboxes.  The manifest
+therefore holds password hashes: it is written mode 0600 in a 0700 DEST.
+
 Covered: messages, flags, keywords, internal dates, folders with their special-use
-attributes, subscriptions, Sieve scripts.  Not covered: the user store (passwd-file or
-SQL users table), ACLs, quotas and the server's configuration: back those up with the
-configuration files.
+attributes, subscriptions, Sieve scripts, accounts and ACLs.  Not covered: the record of
+vacation replies sent, and the server's configuration (quotas set there included): back it
+up with the configuration files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -42,23 +50,27 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
 from urllib.parse import quote
 
 from mailserv.admin.mailstore import REFUSED_BACKENDS, StoreError, open_store
+from mailserv.auth.apppasswords import AppPassword, IAppPasswordAdmin
+from mailserv.auth.passwd import PasswdEntry
+from mailserv.auth.users import IUserAdmin
 from mailserv.backends.maildir.files import fsync_dir
 from mailserv.config import Config
 from mailserv.delivery.sieve import sieve_store
-from mailserv.errors import BackendError
+from mailserv.errors import BackendError, MailboxNotFound
 from mailserv.interfaces import (
     NOSELECT,
     RECENT,
     SPECIAL_USE,
     Changes,
     IAccount,
+    IAclAccount,
     IMailbox,
     MailboxStatus,
     MessageMeta,
@@ -90,6 +102,10 @@ CREATE TABLE IF NOT EXISTS folders (
     subscribed INTEGER NOT NULL, PRIMARY KEY (user, name));
 CREATE TABLE IF NOT EXISTS runs (
     started REAL NOT NULL, finished REAL NOT NULL, summary TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (user TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS acls (
+    user TEXT NOT NULL, name TEXT NOT NULL, identifier TEXT NOT NULL, rights TEXT NOT NULL,
+    PRIMARY KEY (user, name, identifier));
 """
 
 
@@ -161,6 +177,48 @@ def box_key(name: str, mailboxid: str | None) -> str:
     return "name-" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
+@dataclass(frozen=True)
+class UserStores:
+    """Where the accounts are: the user store and its app passwords (the CLI finds them as
+    the server does: the passwd-file and ``app-passwords`` beside it, or the SQL tables)."""
+
+    users: IUserAdmin
+    apps: IAppPasswordAdmin
+
+
+@dataclass(frozen=True)
+class Account:
+    """What a restore needs to bring a user back: the user store's entry (``entry``: the
+    passwd-file fields after the name, an SQL row's password and quota as those fields),
+    the ``imap-login`` mode and the app passwords."""
+
+    entry: PasswdEntry
+    imap_login: str
+    app_passwords: tuple[AppPassword, ...]
+
+    @classmethod
+    def read(cls, stores: UserStores, user: str) -> Account | None:
+        entry = stores.users.lookup(user)
+        if entry is None:
+            return None
+        apps = tuple(stores.apps.listing(user))
+        return cls(entry, stores.apps.imap_login(user), apps)
+
+    def to_json(self) -> str:
+        record = {
+            "entry": dataclasses.asdict(self.entry),
+            "imap_login": self.imap_login,
+            "app_passwords": [dataclasses.asdict(app) for app in self.app_passwords],
+        }
+        return json.dumps(record, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Account:
+        record = json.loads(text)
+        apps = tuple(AppPassword(**app) for app in record["app_passwords"])
+        return cls(PasswdEntry(**record["entry"]), record["imap_login"], apps)
+
+
 @dataclass(frozen=True, slots=True)
 class Recorded:
     """One message as the manifest holds it."""
@@ -182,6 +240,8 @@ class Manifest:
         if not create and not os.path.exists(path):
             raise BackupError(f"{dest} holds no backup (no {MANIFEST})")
         self.db = sqlite3.connect(path, isolation_level=None)
+        if create:
+            os.chmod(path, 0o600)  # it holds password hashes
         self.db.execute("PRAGMA synchronous = FULL")
         self.db.execute("PRAGMA journal_mode = DELETE")
         if create:
@@ -230,6 +290,33 @@ class Manifest:
             Recorded(uid, sha, size, frozenset(json.loads(flags)), date, mid)
             for uid, sha, size, flags, date, mid in rows
         ]
+
+    def account(self, user: str) -> Account | None:
+        """The user's account record; None when the backup has none (made before backups
+        covered accounts, or the user was in no user store)."""
+        try:
+            row = self.db.execute("SELECT record FROM accounts WHERE user = ?", (user,)).fetchone()
+        except sqlite3.OperationalError:  # no such table: an older backup
+            return None
+        if row is None:
+            return None
+        try:
+            return Account.from_json(row[0])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackupError(f"the account record of {user!r} is damaged in the backup") from exc
+
+    def acls(self, user: str) -> dict[str, dict[str, str]]:
+        """Folder name → its access control list (identifier → rights)."""
+        found: dict[str, dict[str, str]] = {}
+        try:
+            rows = self.db.execute(
+                "SELECT name, identifier, rights FROM acls WHERE user = ?", (user,)
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return found
+        for name, identifier, rights in rows:
+            found.setdefault(name, {})[identifier] = rights
+        return found
 
     def shas(self, user: str, box: str) -> dict[int, str]:
         rows = self.db.execute(
@@ -302,6 +389,7 @@ class Tally:
     updated: int = 0
     removed: int = 0
     scripts: int = 0
+    accounts: int = 0
     details: list[str] = field(default_factory=list)
 
     def line(self, kept: int) -> str:
@@ -309,14 +397,20 @@ class Tally:
             f"backup: {self.users} users, {self.mailboxes} mailboxes ({self.full} copied in "
             f"full), {self.copied} messages copied ({self.octets} octets), {self.updated} "
             f"flag updates, {self.removed} removed, {kept} messages in the backup, "
-            f"{self.scripts} sieve scripts"
+            f"{self.scripts} sieve scripts, {self.accounts} accounts copied"
         )
 
 
 def backup(
-    config: Config, users: Sequence[str], dest: str, out: TextIO, err: TextIO = sys.stderr
+    config: Config,
+    users: Sequence[str],
+    dest: str,
+    out: TextIO,
+    err: TextIO = sys.stderr,
+    stores: UserStores | None = None,
 ) -> Tally:
-    """Bring ``dest`` up to date with the mail of ``users``; prints the summary line."""
+    """Bring ``dest`` up to date with the mail of ``users`` (and their accounts, from
+    ``stores`` when given); prints the summary line."""
     refuse_backend(config)
     try:
         os.makedirs(os.path.join(dest, MAIL_DIR), mode=0o700, exist_ok=True)
@@ -335,6 +429,8 @@ def backup(
                 for user in users:
                     run.user(user)
                     _copy_scripts(config, manifest, user, tally)
+                    if stores is not None:
+                        _copy_account(stores, manifest, user, tally)
             kept = manifest.db.execute("SELECT count(*) FROM messages").fetchone()[0]
             summary = tally.line(kept)
             with manifest.transaction() as db:
@@ -370,9 +466,12 @@ class _Run:
                 for i in listed
             ]
             gone = [box for box in known if box not in seen]
+            acls = self._acls(user, account, [info.name for info in listed])
             with self.manifest.transaction() as db:
                 db.execute("DELETE FROM folders WHERE user = ?", (user,))
                 db.executemany("INSERT INTO folders VALUES (?, ?, ?, ?)", folders)
+                db.execute("DELETE FROM acls WHERE user = ?", (user,))
+                db.executemany("INSERT INTO acls VALUES (?, ?, ?, ?)", acls)
                 for box in gone:
                     db.execute("DELETE FROM mailboxes WHERE user = ? AND box = ?", (user, box))
                     removed = db.execute(
@@ -384,6 +483,21 @@ class _Run:
         finally:
             self.store.call(account.close)
         self.tally.users += 1
+
+    def _acls(
+        self, user: str, account: IAccount, names: Sequence[str]
+    ) -> list[tuple[str, str, str, str]]:
+        """(user, folder, identifier, rights) of every ACL entry of the user's folders."""
+        if not IAclAccount.providedBy(account):
+            return []
+        rows: list[tuple[str, str, str, str]] = []
+        for name in names:
+            try:
+                acl: Mapping[str, str] = self.store.call(IAclAccount(account).get_acl, name)
+            except MailboxNotFound:
+                continue  # a \Noselect parent, or deleted meanwhile
+            rows += [(user, name, identifier, rights) for identifier, rights in acl.items()]
+        return rows
 
     def mailbox(
         self,
@@ -546,3 +660,16 @@ def _copy_scripts(config: Config, manifest: Manifest, user: str, tally: Tally) -
             os.unlink(os.path.join(target, "active"))
     for stale in set(os.listdir(target)) - names - {"active"}:
         os.unlink(os.path.join(target, stale))
+
+
+def _copy_account(stores: UserStores, manifest: Manifest, user: str, tally: Tally) -> None:
+    """The user's account record, written when it differs from the one kept."""
+    account = Account.read(stores, user)
+    if account is None:
+        return  # not (or no longer) in the user store: the record kept stays
+    record = account.to_json()
+    with manifest.transaction() as db:
+        row = db.execute("SELECT record FROM accounts WHERE user = ?", (user,)).fetchone()
+        if row is None or row[0] != record:
+            db.execute("INSERT OR REPLACE INTO accounts VALUES (?, ?)", (user, record))
+            tally.accounts += 1

@@ -35,6 +35,7 @@ from mailserv.errors import BackendError
 from mailserv.quota import StoredQuota, parse_count, parse_storage, storage_text
 
 if TYPE_CHECKING:
+    from mailserv.admin.backup import UserStores
     from mailserv.admin.mailstore import MailStore
     from mailserv.auth.sqlusers import SqlUsers
 
@@ -145,6 +146,14 @@ def _backup_commands(areas: Any, common: argparse.ArgumentParser) -> None:
     restore.add_argument("source", metavar="SRC")
     restore.add_argument("--folder", metavar="F", help="only this folder")
     restore.add_argument("--dry-run", action="store_true", help="print what would be done")
+    restore.add_argument(
+        "--accounts",
+        choices=("keep", "replace", "none"),
+        default="keep",
+        help="keep: add users the user store lacks, leave existing ones alone; replace: also "
+        "set existing users' passwords, quotas and imap-login to the backup's; none: leave "
+        "the user store alone [default: keep]",
+    )
     restore.set_defaults(handler=_restore)
 
 
@@ -154,9 +163,10 @@ def _backup(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     config = _transfer_config(args)
     if args.user is not None:
         _check_user(args)
-    users = [args.user] if args.user is not None else list(_open_passwd(args, create=False).users())
+    stores = _user_stores(args, create=False)
+    users = [args.user] if args.user is not None else list(stores.users.users())
     try:
-        backup(config, users, args.dest, out)
+        backup(config, users, args.dest, out, stores=stores)
     except BackupError as exc:
         raise CommandError(str(exc)) from exc
 
@@ -171,8 +181,21 @@ def _restore(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     users = [args.user] if args.user is not None else None
     if args.folder is not None and users is None:
         raise CommandError("--folder needs --user", EXIT_USAGE)
+    stores = None
+    if args.accounts != "none" and args.folder is None:
+        stores = _user_stores(args, create=not args.dry_run)
     try:
-        restore(config, args.source, users, args.folder, args.dry_run, out)
+        restore(
+            config,
+            args.source,
+            users,
+            args.folder,
+            args.dry_run,
+            out,
+            sys.stderr,
+            stores,
+            args.accounts,
+        )
     except BackupError as exc:
         raise CommandError(str(exc)) from exc
 
@@ -428,6 +451,11 @@ def _add_transfer_commands(
         "--master-user", metavar="NAME", help="IMAP source: sign in as USER*NAME (Dovecot)"
     )
     imports.add_argument("--ca-file", metavar="FILE", help="IMAP source: CA certificates (PEM)")
+    imports.add_argument(
+        "--layout",
+        choices=("fs", "maildir++"),
+        help="Maildir source: Dovecot's LAYOUT=fs or Maildir++ [default: as found]",
+    )
     imports.set_defaults(handler=_import)
     exports = areas.add_parser(
         "export", help="export a user's mail to a Maildir or to mbox files", parents=parents
@@ -494,8 +522,9 @@ def _import(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     _check_user(args)
     try:
         source = open_source(
-            args.source, _source_password(args, stdin), args.master_user, args.ca_file
-        )
+            args.source, _source_password(args, stdin), args.master_user, args.ca_file,
+            args.layout,
+        )  # fmt: skip
     except TransferError as exc:
         raise CommandError(str(exc)) from exc
     try:
@@ -608,9 +637,22 @@ def _app_passwords(args: argparse.Namespace) -> IAppPasswordAdmin:
     users = _open_passwd(args, create=False)
     if users.lookup(args.name) is None:
         raise CommandError(f"no user {args.name!r}")
+    return _app_store(users)
+
+
+def _app_store(users: PasswdFile | SqlUsers) -> IAppPasswordAdmin:
+    """The app passwords kept beside ``users``."""
     if isinstance(users, PasswdFile):
         return AppPasswordFile(os.path.join(os.path.dirname(users.path), APP_PASSWORDS))
     return SqlAppPasswords(users.database)
+
+
+def _user_stores(args: argparse.Namespace, create: bool) -> UserStores:
+    """The user store and its app passwords, for ``backup`` and ``restore``."""
+    from mailserv.admin.backup import UserStores
+
+    users = _open_passwd(args, create=create)
+    return UserStores(users, _app_store(users))
 
 
 def _forget_app_passwords(args: argparse.Namespace, user: str) -> None:

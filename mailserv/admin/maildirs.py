@@ -1,9 +1,20 @@
-"""Maildir++ trees in and out, as Dovecot lays them out.
+"""Maildir trees in and out, as Dovecot lays them out.
 
-``ROOT/{cur,new,tmp}`` is INBOX; ``ROOT/.Sub.Folder/`` is ``Sub/Folder`` (each level's name
-in modified UTF-7).  A file's flags are the letters after ``:2,``: ``DFPRST`` for the system
-flags (P, passed: ``$Forwarded``) and ``a``-``z`` for the keywords listed in the folder's
-``dovecot-keywords`` (``N name`` lines, letter ``a`` + N).  The internal date is the file's
+Maildir++ (Dovecot's default, read and written): ``ROOT/{cur,new,tmp}`` is INBOX;
+``ROOT/.Sub.Folder/`` is ``Sub/Folder`` (each level's name in modified UTF-7).
+
+``LAYOUT=fs`` (read): a folder per directory level, ``ROOT/Sub/Folder/`` is ``Sub/Folder``
+(names in modified UTF-7, or UTF-8 as Dovecot's ``UTF-8`` option writes them).  Its
+messages are in the folder's own ``cur/``, ``new/`` and ``tmp/``, or, with Dovecot's
+``DIRNAME=NAME``, in ``ROOT/Sub/Folder/NAME/{cur,new,tmp}`` (INBOX then being ``ROOT/INBOX``).
+DIRNAME is recognised as the one name every message directory of the tree has when the root
+holds none itself.  A ``ROOT/mailboxes/`` directory (and no messages at the root) is the
+tree's top.  :func:`detect_layout` tells the two layouts apart: dot-directories holding
+messages are Maildir++, other directories holding messages are ``fs``.
+
+In both, a file's flags are the letters after ``:2,``: ``DFPRST`` for the system flags (P,
+passed: ``$Forwarded``) and ``a``-``z`` for the keywords listed in the ``dovecot-keywords``
+beside the folder's ``cur/`` (``N name`` lines, letter ``a`` + N).  The internal date is the file's
 modification time.  ``dovecot-uidlist`` is neither needed nor written.
 """
 
@@ -22,6 +33,11 @@ from mailserv.syntax import utf7
 KEYWORDS_FILE = "dovecot-keywords"
 KEYWORD_LETTERS = string.ascii_lowercase
 INFO = ":2,"
+MAILDIR_PLUS_PLUS = "maildir++"
+FS = "fs"
+LAYOUTS = (FS, MAILDIR_PLUS_PLUS)
+_PARTS = ("cur", "new", "tmp")
+MAILBOXES = "mailboxes"
 
 
 def is_maildir(path: str) -> bool:
@@ -36,6 +52,64 @@ def _folder_name(entry: str) -> str | None:
         return DELIMITER.join(utf7.decode(part.encode("ascii")) for part in entry[1:].split("."))
     except (ValueError, UnicodeError):
         return None
+
+
+def _plusplus_folders(root: str) -> list[tuple[str, str]]:
+    """(folder, directory) of each ``.Sub.Folder`` holding messages."""
+    found = []
+    for entry in sorted(os.listdir(root)):
+        name = _folder_name(entry)
+        path = os.path.join(root, entry)
+        if name is not None and is_maildir(path):
+            found.append((name, path))
+    return found
+
+
+def _fs_level(part: str) -> str:
+    """One level of an ``fs`` tree's folder name: modified UTF-7 when it reads as such."""
+    try:
+        return utf7.decode(part.encode("ascii"))
+    except (ValueError, UnicodeError):
+        return part  # Dovecot's UTF-8 option: the name as it is
+
+
+def _fs_top(root: str) -> str:
+    mailboxes = os.path.join(root, MAILBOXES)
+    return mailboxes if not is_maildir(root) and os.path.isdir(mailboxes) else root
+
+
+def _fs_folders(root: str) -> list[tuple[str, str]]:
+    """(folder, message directory) of each folder of an ``fs`` tree below its top (the top
+    itself, INBOX, is not listed), DIRNAME recognised (see the module's text)."""
+    top = _fs_top(root)
+    found: list[tuple[tuple[str, ...], str]] = []
+    for directory, subdirectories, _ in os.walk(top):
+        here = is_maildir(directory)
+        subdirectories[:] = sorted(
+            d for d in subdirectories if not d.startswith(".") and not (here and d in _PARTS)
+        )
+        if here and directory != top:
+            found.append((tuple(os.path.relpath(directory, top).split(os.sep)), directory))
+    names = {parts[-1] for parts, _ in found}
+    dirname = not is_maildir(top) and len(names) == 1 and all(len(p) > 1 for p, _ in found)
+    folders = []
+    for parts, directory in found:
+        levels = [_fs_level(part) for part in (parts[:-1] if dirname else parts)]
+        if levels[0].upper() == INBOX:
+            levels[0] = INBOX
+        folders.append((DELIMITER.join(levels), directory))
+    return folders
+
+
+def detect_layout(root: str) -> str | None:
+    """``maildir++`` or ``fs`` for a Maildir tree at ``root``; None when it is none."""
+    if not os.path.isdir(root):
+        return None
+    if _plusplus_folders(root):
+        return MAILDIR_PLUS_PLUS
+    if _fs_folders(root):
+        return FS
+    return MAILDIR_PLUS_PLUS if is_maildir(root) else None
 
 
 def _directory_name(folder: str) -> str:
@@ -78,19 +152,23 @@ def _sort_key(name: str) -> tuple[int, int, str]:
 
 
 class MaildirReader:
-    """Every message of a Maildir++ tree, folder by folder (INBOX first), each folder's files
-    in delivery order (the time their names start with).  Key: ``folder/unique name``."""
+    """Every message of a Maildir tree in ``layout`` (``maildir++`` or ``fs``), folder by
+    folder (INBOX first), each folder's files in delivery order (the time their names start
+    with).  Key: ``folder/unique name``."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, layout: str = MAILDIR_PLUS_PLUS) -> None:
+        self.root = root
+        if layout == FS:
+            top = _fs_top(root)
+            inbox = [(INBOX, top)] if is_maildir(top) else []
+            self.folders: list[tuple[str, str]] = inbox + _fs_folders(root)
+            self.folders.sort(key=lambda folder: folder[0] != INBOX)
+            if not self.folders:
+                raise TransferError(f"{root} is no Maildir tree of LAYOUT=fs (no cur/ or new/)")
+            return
         if not is_maildir(root):
             raise TransferError(f"{root} is not a Maildir (no cur/ or new/ in it)")
-        self.root = root
-        self.folders: list[tuple[str, str]] = [(INBOX, root)]
-        for entry in sorted(os.listdir(root)):
-            name = _folder_name(entry)
-            path = os.path.join(root, entry)
-            if name is not None and is_maildir(path):
-                self.folders.append((name, path))
+        self.folders = [(INBOX, root), *_plusplus_folders(root)]
 
     def files(self, directory: str) -> list[tuple[str, str]]:
         """(subdirectory, file name) of a folder's messages, in delivery order."""

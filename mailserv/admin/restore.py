@@ -8,15 +8,23 @@ with the same bytes.  Messages are matched by Message-ID and size first, then by
 of the bytes, counted as a multiset (two identical messages in the backup need two in the
 folder), so a second restore adds nothing.  Sieve scripts the user lacks are put back
 (and the active one activated when the user has none active).
+
+Accounts (``--accounts``, not with ``--folder``): ``keep`` (the default) adds a user the
+user store lacks as the backup has it (password hash, quota, imap-login, app passwords),
+and leaves an existing user alone; ``replace`` also sets an existing user's password,
+quota and imap-login to the backup's and puts back the app passwords it lacks; ``none``
+leaves the user store alone.  ACL entries a restored folder lacks are added (with
+``replace``, an entry whose rights differ is set to the backup's too).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
@@ -24,27 +32,38 @@ from typing import TextIO
 from mailserv.admin.backup import (
     BATCH,
     SIEVE_DIR,
+    Account,
     BackupError,
     Manifest,
     Progress,
     Recorded,
     Store,
+    UserStores,
     encoded,
     locked,
     refuse_backend,
 )
+from mailserv.auth.apppasswords import IMAP_LOGIN_ANY
+from mailserv.auth.passwd import PasswdEntry, PasswdError, PasswdFile
 from mailserv.config import Config
 from mailserv.delivery.sieve import sieve_store
 from mailserv.delivery.sievestore import StoreError
-from mailserv.errors import MailboxExists
+from mailserv.errors import MailboxExists, MailboxNotFound
 from mailserv.interfaces import (
     SPECIAL_USE,
     IAccount,
+    IAclAccount,
     IMailbox,
     IMultiAppendAccount,
     MessageMeta,
     NewMessage,
 )
+from mailserv.quota import StoredQuota
+
+KEEP = "keep"
+REPLACE = "replace"
+NONE = "none"
+ACCOUNT_MODES = (KEEP, REPLACE, NONE)
 
 
 @dataclass
@@ -54,12 +73,16 @@ class RestoreTally:
     appended: int = 0
     present: int = 0
     scripts: int = 0
+    accounts: int = 0
+    app_passwords: int = 0
+    acl_entries: int = 0
 
     def line(self, dry_run: bool) -> str:
         verb = "would restore" if dry_run else "restored"
         return (
             f"restore: {verb} {self.folders} folders, {self.subscribed} subscriptions, "
-            f"{self.appended} messages, {self.scripts} sieve scripts; "
+            f"{self.appended} messages, {self.scripts} sieve scripts, {self.accounts} "
+            f"accounts, {self.app_passwords} app passwords, {self.acl_entries} ACL entries; "
             f"{self.present} messages already there"
         )
 
@@ -72,8 +95,11 @@ def restore(
     dry_run: bool,
     out: TextIO,
     err: TextIO = sys.stderr,
+    stores: UserStores | None = None,
+    accounts: str = KEEP,
 ) -> RestoreTally:
-    """Restore ``users`` (None: everyone in the backup), only ``folder`` when given."""
+    """Restore ``users`` (None: everyone in the backup), only ``folder`` when given; their
+    accounts into ``stores`` as ``accounts`` (one of ACCOUNT_MODES) says."""
     refuse_backend(config)
     if not os.path.isdir(source):
         raise BackupError(f"{source} is not a directory")
@@ -90,8 +116,15 @@ def restore(
                 raise BackupError(f"the backup in {source} holds no mail")
             store = Store(config, chosen[0])
             try:
-                run = _Restore(store, manifest, dry_run, out, tally, Progress(err, "restore"))
+                progress = Progress(err, "restore")
+                run = _Restore(store, manifest, dry_run, out, tally, progress, accounts == REPLACE)
                 for user in chosen:
+                    saved = manifest.account(user)
+                    if folder is None and stores is not None and saved and accounts != NONE:
+                        steps = _account_steps(stores, user, saved, accounts == REPLACE)
+                        _run_steps(user, steps, dry_run, out)
+                        tally.accounts += any(not app for _, _, app in steps)
+                        tally.app_passwords += sum(app for _, _, app in steps)
                     run.user(user, folder)
                     if folder is None:
                         _restore_scripts(config, manifest, user, dry_run, out, tally)
@@ -111,6 +144,7 @@ class _Restore:
     out: TextIO
     tally: RestoreTally
     progress: Progress
+    replace_acl: bool
 
     def user(self, user: str, folder: str | None) -> None:
         folders = self.manifest.folders(user)
@@ -130,11 +164,34 @@ class _Restore:
                     if not self.dry_run:
                         self.store.call(account.subscribe, name)
             wanted = {name for name, _, _ in folders}
+            for name, acl in sorted(self.manifest.acls(user).items()):
+                if name in wanted:
+                    self._acl(user, account, name, acl)
             for box, (name, validity, _) in sorted(self.manifest.boxes(user).items()):
                 if name in wanted:
                     self.mailbox(user, account, box, name, validity)
         finally:
             self.store.call(account.close)
+
+    def _acl(self, user: str, account: IAccount, name: str, saved: Mapping[str, str]) -> None:
+        """Set the entries of ``saved`` the folder's list lacks (with ``replace_acl``, those
+        whose rights differ too)."""
+        if not IAclAccount.providedBy(account):
+            return
+        lists = IAclAccount(account)
+        try:
+            current: Mapping[str, str] = self.store.call(lists.get_acl, name)
+        except MailboxNotFound:
+            current = {}  # a dry run: the folder is still to create
+        for identifier, rights in sorted(saved.items()):
+            held = current.get(identifier)
+            if held == rights or (held is not None and not self.replace_acl):
+                continue
+            self.tally.acl_entries += 1
+            if self.dry_run:
+                self.out.write(f"{user}: would set the ACL of {name}: {identifier} {rights}\n")
+            else:
+                self.store.call(lists.set_acl, name, identifier, rights)
 
     def _create(self, user: str, account: IAccount, name: str, attributes: frozenset[str]) -> None:
         special = sorted(attributes & SPECIAL_USE)
@@ -219,6 +276,63 @@ async def _read(mailbox: IMailbox, uids: Sequence[int]) -> list[bytes]:
         except KeyError:
             continue
     return found
+
+
+Step = tuple[str, Callable[[], object], bool]
+"""What to do to an account: its text, the call doing it, whether it is an app password."""
+
+
+def _account_steps(stores: UserStores, user: str, saved: Account, replace: bool) -> list[Step]:
+    """What brings ``user``'s account to the backup's: everything for a user the user store
+    lacks; for an existing one, nothing unless ``replace``."""
+    users, apps, entry, mode = stores.users, stores.apps, saved.entry, saved.imap_login
+    current = users.lookup(user)
+    if current is not None and not replace:
+        return []
+    steps: list[Step] = []
+    call = functools.partial
+    if current is None:
+        steps.append((f"add user {user}", call(_add_user, stores, entry), False))
+    else:
+        if current.password != entry.password:
+            setting = call(users.set_password, user, entry.password)
+            steps.append((f"set the password of {user}", setting, False))
+        if current.quota != entry.quota:
+            steps.append(
+                (f"set the quota of {user}", call(users.set_quota, user, entry.quota), False)
+            )
+    if (apps.imap_login(user) if current is not None else IMAP_LOGIN_ANY) != mode:
+        setting = call(apps.set_imap_login, user, mode)
+        steps.append((f"set imap-login of {user} to {mode}", setting, False))
+    held = {app.id for app in apps.listing(user)} if current is not None else set()
+    for app in saved.app_passwords:
+        if app.id not in held:
+            text = f"put back app password {app.id} ({app.label}) of {user}"
+            steps.append((text, call(apps.put, app), True))
+    return steps
+
+
+def _add_user(stores: UserStores, entry: PasswdEntry) -> None:
+    """``entry`` into the user store: every field of a passwd-file line, or the password and
+    quota of an SQL row."""
+    if isinstance(stores.users, PasswdFile):
+        fields = {name: getattr(entry, name) for name in ("uid", "gid", "gecos", "home", "shell")}
+        stores.users.add_user(entry.user, entry.password, **fields, extra=entry.extra)
+        return
+    stores.users.add_user(entry.user, entry.password)
+    if entry.quota != StoredQuota():
+        stores.users.set_quota(entry.user, entry.quota)
+
+
+def _run_steps(user: str, steps: Sequence[Step], dry_run: bool, out: TextIO) -> None:
+    for text, action, _ in steps:
+        if dry_run:
+            out.write(f"{user}: would {text}\n")
+            continue
+        try:
+            action()
+        except PasswdError as exc:
+            raise BackupError(f"cannot {text}: {exc}") from exc
 
 
 def _restore_scripts(

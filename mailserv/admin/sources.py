@@ -1,5 +1,6 @@
 """What ``mailserv import SOURCE`` names: an mbox file, a directory of ``*.mbox`` files (as
-``mailserv export --format mbox`` writes), a Maildir++ tree, or an IMAP URL."""
+``mailserv export --format mbox`` writes), a Maildir tree (Maildir++ or Dovecot's
+``LAYOUT=fs``, see :mod:`mailserv.admin.maildirs`), or an IMAP URL."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 
 from mailserv.admin import mbox
 from mailserv.admin.imapsource import ImapReader, parse_address
-from mailserv.admin.maildirs import MaildirReader, is_maildir
+from mailserv.admin.maildirs import MaildirReader, detect_layout
 from mailserv.admin.transfer import SourceMessage, TransferError
 from mailserv.interfaces import DELIMITER, INBOX
 
@@ -63,8 +64,10 @@ def open_source(
     password: Callable[[], str],
     master_user: str | None,
     ca_file: str | None,
+    layout: str | None = None,
 ) -> Source:
-    """The source ``spec`` names; ``password()`` is asked only for an IMAP source."""
+    """The source ``spec`` names; ``password()`` is asked only for an IMAP source.  A
+    directory is read as a Maildir tree in ``layout`` (None: as :func:`detect_layout` finds)."""
     address = parse_address(spec)
     if address is not None:
         reader = ImapReader(address, password(), master_user, ca_file)
@@ -73,9 +76,12 @@ def open_source(
     if not os.path.exists(spec):
         raise TransferError(f"{spec}: no such file or directory")
     identity = os.path.realpath(spec)
+    if layout is not None and not os.path.isdir(spec):
+        raise TransferError(f"{spec} is not a directory (--layout names a Maildir's layout)")
     if os.path.isdir(spec):
-        if is_maildir(spec):
-            maildir = MaildirReader(spec)
+        layout = layout or detect_layout(spec)
+        if layout is not None:
+            maildir = MaildirReader(spec, layout)
             return Source(maildir, identity, maildir.count(), "msg", _one)
         tree = MboxTree(spec)
         return Source(tree, identity, tree.size(), "B", _size)

@@ -209,6 +209,10 @@ class IAppPasswordAdmin(Interface):
     def set_imap_login(user: str, mode: str) -> None:
         """Set ``user``'s mode (the user must exist in the user store)."""
 
+    def put(record: AppPassword) -> bool:
+        """Keep ``record`` as it is (``mailserv restore``) unless its user has an app
+        password with its id; True when it was added."""
+
 
 # -- beside a passwd-file ---------------------------------------------------------------
 
@@ -358,6 +362,18 @@ class AppPasswordFile:
         rewrite_locked(self.path, change)
         return result[0]
 
+    def put(self, record: AppPassword) -> bool:
+        check_username(record.user)
+        added: list[bool] = []
+
+        def change(lines: list[bytes]) -> list[bytes]:
+            records, _ = _parse(b"".join(lines), self.path)
+            added.append((record.user, record.id) not in records)
+            return [*_ended(lines), _app_line(record)] if added[0] else lines
+
+        rewrite_locked(self.path, change)
+        return added[0]
+
     def imap_login(self, user: str) -> str:
         self._refresh()
         return IMAP_LOGIN_APP_PASSWORDS if user in self._app_only else IMAP_LOGIN_ANY
@@ -435,6 +451,19 @@ def delete_app_password(tx: Tx, user: str, id_or_label: str) -> AppPassword:
     return record
 
 
+def put_app_password(tx: Tx, record: AppPassword) -> bool:
+    if tx.scalar("SELECT count(*) FROM users WHERE name = ?", (record.user,)) == 0:
+        raise UserNotFound(f"no user {record.user!r}")
+    if find_app_password(tx, record.user, record.id) is not None:
+        return False
+    r = record
+    tx.execute(
+        f"INSERT INTO app_passwords ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        (r.user, r.id, r.label, r.hashed, r.created, r.last_used),
+    )
+    return True
+
+
 def imap_login_of(tx: Tx, user: str) -> str:
     mode = tx.scalar("SELECT imap_login FROM users WHERE name = ?", (user,))
     return str(mode) if mode else IMAP_LOGIN_ANY
@@ -491,6 +520,10 @@ class SqlAppPasswords:
         check_username(user)
         check_mode(mode)
         self.database.call(update_imap_login, user, mode, write=True)
+
+    def put(self, record: AppPassword) -> bool:
+        check_username(record.user)
+        return self.database.call(put_app_password, record, write=True)
 
 
 @implementer(IAppPasswords)
