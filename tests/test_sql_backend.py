@@ -43,7 +43,14 @@ from mailserv.backends.sql import (
 from mailserv.backends.sql import backend as sql_backend
 from mailserv.backends.sql.db import NOTIFY_CHANNEL, InlineDatabase, Tx
 from mailserv.backends.sql.dialect import parse_url
-from mailserv.backends.sql.rows import MAX_NOTICE, Notice, flag_test, flags_text, uid_notices
+from mailserv.backends.sql.rows import (
+    INDEXED_FLAGS,
+    MAX_NOTICE,
+    Notice,
+    flag_test,
+    flags_text,
+    uid_notices,
+)
 from mailserv.errors import BackendError, BackendOptionError, MailboxNotFound
 from mailserv.imap.search.parse import parse_search
 from mailserv.interfaces import IMailbox, IMailboxListener, StoreMode
@@ -51,7 +58,7 @@ from mailserv.message import store
 from mailserv.message.headers import search_text
 from mailserv.message.parse import parse_message
 from mailserv.quota import StoredQuota
-from mailserv.search import SearchProgram
+from mailserv.search import ModSeqAtLeast, SearchProgram
 from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.syntax.lexer import parse_command
@@ -198,8 +205,22 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
+def _undo_version_12(tx: Tx) -> None:
+    """What migration 12 took away comes back (PostgreSQL: the indexes on mail.modseq and
+    mail.flags, the default fill factor; SQLite: nothing)."""
+    if tx.dialect.is_postgres:
+        tx.execute("CREATE INDEX mail_modseq ON mail (mailbox_id, modseq)")
+        for flag, name in INDEXED_FLAGS.items():
+            test = flag_test(tx.dialect.find, flag, present=flag != "\\Seen")
+            tx.execute(f"CREATE INDEX {name} ON mail (mailbox_id, uid) WHERE {test}")
+        tx.execute("ALTER TABLE mail RESET (fillfactor)")
+        tx.execute("CLUSTER mail USING mail_pkey")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 11")
+
+
 def _undo_version_11(tx: Tx) -> None:
-    """What migration 11 added goes (the ACL table)."""
+    """What migrations 11 and 12 added goes (the ACL table too)."""
+    _undo_version_12(tx)
     tx.execute("DROP TABLE acl")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 10")
 
@@ -810,7 +831,7 @@ def test_upgrade_to_10_keeps_users_without_a_quota_of_their_own(url: str, tmp_pa
     resolve(backend.stop())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
     try:
-        assert db.call(schema.upgrade, write=True) == [10, 11]
+        assert db.call(schema.upgrade, write=True) == [10, 11, 12]
         users = SqlUsers(db)
         entry = users.lookup("ann")
         assert entry is not None and (entry.password, entry.quota) == ("{PLAIN}pw", StoredQuota())
@@ -822,7 +843,8 @@ def test_upgrade_to_10_keeps_users_without_a_quota_of_their_own(url: str, tmp_pa
 
 def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Path) -> None:
     """Version 3 stores gain the partial flag indexes; SEARCH UNSEEN/FLAGGED and EXPUNGE
-    read through them, and give what they gave before."""
+    read through them (SQLite: PostgreSQL drops them again at 12), and give what they gave
+    before."""
     backend = started(url, tmp_path)
     box = resolve(resolve(backend.account("alice")).open("INBOX"))
     kinds = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Flagged", "\\Deleted"})]
@@ -841,6 +863,10 @@ def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Pat
     assert resolve(box.search(_program("FLAGGED"), uids)) == uids[2::3]
     assert resolve(box.search(_program("NOT FLAGGED SEEN"), uids)) == uids[1::3]
     resolve(backend.db.run(schema.refresh_statistics, write=True))
+    if backend.db.dialect.is_postgres:  # schema 12 dropped them again (see below)
+        assert resolve(box.expunge(None, None)) == uids[2::3]
+        resolve(backend.stop())
+        return
     for key, index in [("UNSEEN", "mail_unseen"), ("FLAGGED", "mail_flagged")]:
         clause = search.translate(_program(key), backend.db.dialect.find, uids)
         assert clause is not None
@@ -851,6 +877,67 @@ def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Pat
     )
     assert "mail_deleted" in resolve(backend.db.run(_plan, deleted, (box.id,)))
     assert resolve(box.expunge(None, None)) == uids[2::3]
+    resolve(backend.stop())
+
+
+def _hot_store(tx: Tx, box_id: int, uids: list[int], mode: StoreMode) -> tuple[int, int]:
+    """A STORE of ``$Hot`` on ``uids`` in this transaction; PostgreSQL: its updates of mail
+    rows, and how many of them were page-local (HOT); SQLite: (0, 0)."""
+    if not tx.dialect.is_postgres:
+        messages.store_flags(tx, box_id, uids, mode, frozenset({"$Hot"}), None, "t")
+        return 0, 0
+    # The backend's counts not yet reported (earlier transactions' too): the difference.
+    counts = "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'mail'"
+    start = tx.one(counts)
+    messages.store_flags(tx, box_id, uids, mode, frozenset({"$Hot"}), None, "t")
+    end = tx.one(counts)
+    return int(end[0] - start[0]), int(end[1] - start[1])
+
+
+def _flag_answers(box: Any, uids: list[int], since: int) -> list[Any]:
+    programs = [_program(key) for key in ("UNSEEN", "FLAGGED", "DELETED", "KEYWORD $Work")]
+    programs.append(SearchProgram(ModSeqAtLeast(since + 1)))
+    found = [resolve(box.search(program, uids)) for program in programs]
+    changed = resolve(box.changes_since(since)).changed
+    return [*found, [(m.uid, m.flags, m.modseq) for m in changed]]
+
+
+def test_upgrade_to_12_makes_stores_page_local(url: str, tmp_path: Path) -> None:
+    """Migration 12 (PostgreSQL) drops the indexes on mail.flags and mail.modseq and leaves
+    room on each page: a STORE's row updates, none page-local before, all are after.  UNSEEN,
+    FLAGGED, DELETED, keywords, MODSEQ, CHANGEDSINCE and EXPUNGE answer as before (SQLite:
+    the migration changes nothing)."""
+    backend = started(url, tmp_path)
+    account = resolve(backend.account("alice"))
+    resolve(account.create("Other"))
+    other = resolve(account.open("Other"))
+    box = resolve(account.open("INBOX"))
+    kinds = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Flagged", "\\Deleted"})]
+    kinds.append(frozenset({"$Work"}))
+    uids = [resolve(box.append(message(n), kinds[n % 4], None, None)).uid for n in range(12)]
+    resolve(other.append(message(99), frozenset({"\\Flagged", "\\Deleted"}), None, None))
+    since = resolve(box.status()).highestmodseq
+    resolve(box.store(uids[:6], StoreMode.ADD, frozenset({"\\Seen"}), None))
+    resolve(box.store(uids[5:7], StoreMode.ADD, frozenset({"\\Flagged"}), None))
+    resolve(backend.db.run(_undo_version_12, write=True))
+    before = resolve(backend.db.run(_hot_store, box.id, uids, StoreMode.ADD, write=True))
+    answers = _flag_answers(box, uids, since)
+    resolve(backend.stop())
+    db = InlineDatabase(parse_url(url, str(tmp_path)))
+    assert db.call(schema.upgrade, write=True) == [12]
+    db.close()
+
+    backend = started(url, tmp_path)
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    assert _flag_answers(box, uids, since) == answers
+    after = resolve(backend.db.run(_hot_store, box.id, uids, StoreMode.REMOVE, write=True))
+    if backend.db.dialect.is_postgres:
+        assert before == (12, 0) and after == (12, 12)
+        indexes = query(backend, "SELECT indexdef FROM pg_indexes WHERE tablename = 'mail'")
+        assert not [d for (d,) in indexes if "flags" in d or "modseq" in d]
+        options = query(backend, "SELECT reloptions FROM pg_class WHERE relname = 'mail'")
+        assert options == [([f"fillfactor={schema.HOT_FILLFACTOR}"],)]
+    assert resolve(box.expunge(None, None)) == uids[2::4]
     resolve(backend.stop())
 
 
