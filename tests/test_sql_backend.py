@@ -565,6 +565,26 @@ def test_search_in_sql_matches_the_engine(backend: SqlBackend) -> None:
     assert answered > len(queries) * 0.6
 
 
+def test_unseen_reads_back_from_the_newest_to_the_kept_count(backend: SqlBackend) -> None:
+    """UNSEEN alone reads the rows from the newest back and stops at the mailbox's count of
+    unseen messages: the evaluator's answer for none unseen, the newest, scattered ones, and
+    sessions that do not see the newest or the oldest messages."""
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(30)]
+    seen = frozenset({"\\Seen"})
+    for unseen in ([], uids[-3:], uids[::7], uids[:2] + uids[-1:]):
+        resolve(box.store(uids, StoreMode.ADD, seen, None))
+        resolve(box.store(unseen, StoreMode.REMOVE, seen, None))
+        for view in (uids, uids[:-2], uids[4:], uids[3:9] + uids[20:24]):
+            metas = resolve(box.fetch(view))
+            context = SearchContext(view, frozenset(), box.content)
+            expected = resolve(evaluate(_program("UNSEEN"), metas, context))
+            assert expected == [uid for uid in view if uid in unseen]
+            assert resolve(box.search(_program("UNSEEN"), view)) == expected, (unseen, view)
+        clause = search.translate(_program("UNSEEN"), backend.db.dialect.find, uids)
+        assert clause is not None and clause.counted == "unseen"
+
+
 def test_search_declines_what_it_does_not_know(backend: SqlBackend) -> None:
     box = resolve(resolve(backend.account("alice")).open("INBOX"))
     uid = resolve(box.append(message(1), frozenset(), None, None)).uid
