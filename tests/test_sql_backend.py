@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -206,8 +206,8 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
 
 
 def _undo_version_12(tx: Tx) -> None:
-    """What migration 12 took away comes back (PostgreSQL: the indexes on mail.modseq and
-    mail.flags, the default fill factor; SQLite: nothing)."""
+    """What migration 12 added goes (the change log), what it took away comes back
+    (PostgreSQL: the indexes on mail.modseq and mail.flags, the default fill factor)."""
     if tx.dialect.is_postgres:
         tx.execute("CREATE INDEX mail_modseq ON mail (mailbox_id, modseq)")
         for flag, name in INDEXED_FLAGS.items():
@@ -215,6 +215,8 @@ def _undo_version_12(tx: Tx) -> None:
             tx.execute(f"CREATE INDEX {name} ON mail (mailbox_id, uid) WHERE {test}")
         tx.execute("ALTER TABLE mail RESET (fillfactor)")
         tx.execute("CLUSTER mail USING mail_pkey")
+    tx.execute("DROP TABLE modseq_log")
+    tx.execute("ALTER TABLE mailboxes DROP COLUMN log_from")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 11")
 
 
@@ -900,18 +902,40 @@ def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Pat
     resolve(backend.stop())
 
 
-def _hot_store(tx: Tx, box_id: int, uids: list[int], mode: StoreMode) -> tuple[int, int]:
-    """A STORE of ``$Hot`` on ``uids`` in this transaction; PostgreSQL: its updates of mail
-    rows, and how many of them were page-local (HOT); SQLite: (0, 0)."""
+_COUNTS = "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'mail'"
+
+
+def _hot(tx: Tx, write: Callable[[Tx], object]) -> tuple[int, int]:
+    """PostgreSQL: the updates of mail rows ``write`` makes in this transaction, and how many
+    of them were page-local (HOT); SQLite: (0, 0)."""
     if not tx.dialect.is_postgres:
-        messages.store_flags(tx, box_id, uids, mode, frozenset({"$Hot"}), None, "t")
+        write(tx)
         return 0, 0
     # The backend's counts not yet reported (earlier transactions' too): the difference.
-    counts = "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'mail'"
-    start = tx.one(counts)
-    messages.store_flags(tx, box_id, uids, mode, frozenset({"$Hot"}), None, "t")
-    end = tx.one(counts)
+    start = tx.one(_COUNTS)
+    write(tx)
+    end = tx.one(_COUNTS)
     return int(end[0] - start[0]), int(end[1] - start[1])
+
+
+def _rewrite_flags(box_id: int) -> Callable[[Tx], object]:
+    """What a STORE writes of each row (schema 11 had no change log: SQL, not the code)."""
+
+    def write(tx: Tx) -> None:
+        tx.execute(
+            "UPDATE mail SET flags = flags || ?, modseq = modseq + ? WHERE mailbox_id = ?",
+            ("$Hot ", 100, box_id),
+        )
+
+    return write
+
+
+def _undo_rewrite(tx: Tx, box_id: int) -> None:
+    tx.execute(
+        "UPDATE mail SET flags = replace(flags, '$Hot ', ''), modseq = modseq - 100"
+        " WHERE mailbox_id = ?",
+        (box_id,),
+    )
 
 
 def _flag_answers(box: Any, uids: list[int], since: int) -> list[Any]:
@@ -925,8 +949,8 @@ def _flag_answers(box: Any, uids: list[int], since: int) -> list[Any]:
 def test_upgrade_to_12_makes_stores_page_local(url: str, tmp_path: Path) -> None:
     """Migration 12 (PostgreSQL) drops the indexes on mail.flags and mail.modseq and leaves
     room on each page: a STORE's row updates, none page-local before, all are after.  UNSEEN,
-    FLAGGED, DELETED, keywords, MODSEQ, CHANGEDSINCE and EXPUNGE answer as before (SQLite:
-    the migration changes nothing)."""
+    FLAGGED, DELETED, keywords, MODSEQ, CHANGEDSINCE (from the rows: the new change log
+    starts at the upgrade) and EXPUNGE answer as before, on both databases."""
     backend = started(url, tmp_path)
     account = resolve(backend.account("alice"))
     resolve(account.create("Other"))
@@ -939,9 +963,10 @@ def test_upgrade_to_12_makes_stores_page_local(url: str, tmp_path: Path) -> None
     since = resolve(box.status()).highestmodseq
     resolve(box.store(uids[:6], StoreMode.ADD, frozenset({"\\Seen"}), None))
     resolve(box.store(uids[5:7], StoreMode.ADD, frozenset({"\\Flagged"}), None))
-    resolve(backend.db.run(_undo_version_12, write=True))
-    before = resolve(backend.db.run(_hot_store, box.id, uids, StoreMode.ADD, write=True))
     answers = _flag_answers(box, uids, since)
+    resolve(backend.db.run(_undo_version_12, write=True))
+    before = resolve(backend.db.run(_hot, _rewrite_flags(box.id), write=True))
+    resolve(backend.db.run(_undo_rewrite, box.id, write=True))
     resolve(backend.stop())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
     assert db.call(schema.upgrade, write=True) == [12]
@@ -949,8 +974,17 @@ def test_upgrade_to_12_makes_stores_page_local(url: str, tmp_path: Path) -> None
 
     backend = started(url, tmp_path)
     box = resolve(resolve(backend.account("alice")).open("INBOX"))
-    assert _flag_answers(box, uids, since) == answers
-    after = resolve(backend.db.run(_hot_store, box.id, uids, StoreMode.REMOVE, write=True))
+    assert _flag_answers(box, uids, since) == answers  # the rows read, not the log
+    store = functools.partial(
+        messages.store_flags,
+        box_id=box.id,
+        uids=uids,
+        mode=StoreMode.ADD,
+        flags=frozenset({"$Hot"}),
+        unchangedsince=None,
+        sender="t",
+    )
+    after = resolve(backend.db.run(_hot, store, write=True))
     if backend.db.dialect.is_postgres:
         assert before == (12, 0) and after == (12, 12)
         indexes = query(backend, "SELECT indexdef FROM pg_indexes WHERE tablename = 'mail'")
@@ -959,6 +993,57 @@ def test_upgrade_to_12_makes_stores_page_local(url: str, tmp_path: Path) -> None
         assert options == [([f"fillfactor={schema.HOT_FILLFACTOR}"],)]
     assert resolve(box.expunge(None, None)) == uids[2::4]
     resolve(backend.stop())
+
+
+def test_changes_since_from_the_log_are_the_rows_changes(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CHANGEDSINCE and the flag changes of one modseq read the UID ranges of the change log
+    (APPEND, STORE by runs and row by row, COPY), or every row of the mailbox where the
+    pruned log no longer reaches or gives too many ranges: the same answer as a pass over
+    the rows, for every modseq of the mailbox's history."""
+    monkeypatch.setattr(messages, "LOG_KEEP", 12)
+    monkeypatch.setattr(messages, "LOG_PRUNE_EVERY", 5)
+    account = resolve(backend.account("alice"))
+    resolve(account.create("Other"))
+    box, other = resolve(account.open("INBOX")), resolve(account.open("Other"))
+    rng = random.Random(12)
+    uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(20)]
+    for step in range(40):
+        roll = rng.random()
+        if roll < 0.15:
+            uids.append(resolve(box.append(message(100 + step), frozenset(), None, None)).uid)
+        elif roll < 0.25:
+            resolve(other.append(message(200 + step), frozenset(), None, None))
+            resolve(other.copy(resolve(other.uids())[-1:], "INBOX", None))
+            uids = list(resolve(box.uids()))
+        else:
+            chosen = sorted(rng.sample(uids, rng.randint(1, 8)))
+            flag = frozenset({rng.choice(["\\Seen", "$A", "$B"])})
+            unchanged = resolve(box.status()).highestmodseq if roll < 0.5 else None
+            resolve(box.store(chosen, rng.choice(list(StoreMode)), flag, None, unchanged))
+    highest = resolve(box.status()).highestmodseq
+    pruned = query(backend, "SELECT log_from FROM mailboxes WHERE id = ?", (box.id,))[0][0]
+    assert 0 < pruned < highest - 10  # some of the history is read from the rows
+
+    def scan(tx: Tx, op: str, modseq: int) -> list[Any]:
+        return tx.all(
+            f"SELECT uid, flags, modseq FROM mail WHERE mailbox_id = ? AND modseq {op} ?"
+            " ORDER BY uid",
+            (box.id, modseq),
+        )
+
+    for limit in (reads.MAX_LOG_RANGES, 2):
+        monkeypatch.setattr(reads, "MAX_LOG_RANGES", limit)
+        for modseq in range(highest + 1):
+            got = resolve(box.changes_since(modseq)).changed
+            expected = resolve(backend.db.run(scan, ">", modseq))
+            assert [(m.uid, " ".join(sorted(m.flags)), m.modseq) for m in got] == [
+                (uid, flags.strip(), seq) for uid, flags, seq in expected
+            ], modseq
+            told = resolve(backend.db.run(reads.flag_changes, box.id, modseq))
+            same = resolve(backend.db.run(scan, "=", modseq))
+            assert sorted(c.uid for c in told) == [row[0] for row in same], modseq
 
 
 def test_uids_are_kept_and_brought_up_to_date(
