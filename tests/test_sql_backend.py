@@ -999,9 +999,9 @@ def test_changes_since_from_the_log_are_the_rows_changes(
     backend: SqlBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """CHANGEDSINCE and the flag changes of one modseq read the UID ranges of the change log
-    (APPEND, STORE by runs and row by row, COPY), or every row of the mailbox where the
-    pruned log no longer reaches or gives too many ranges: the same answer as a pass over
-    the rows, for every modseq of the mailbox's history."""
+    (APPEND, STORE by runs and row by row, COPY), or their UIDs when there are many ranges,
+    or every row of the mailbox where the pruned log no longer reaches or gives too many
+    UIDs: the same answer as a pass over the rows, for every modseq of the mailbox's history."""
     monkeypatch.setattr(messages, "LOG_KEEP", 12)
     monkeypatch.setattr(messages, "LOG_PRUNE_EVERY", 5)
     account = resolve(backend.account("alice"))
@@ -1033,8 +1033,9 @@ def test_changes_since_from_the_log_are_the_rows_changes(
             (box.id, modseq),
         )
 
-    for limit in (reads.MAX_LOG_RANGES, 2):
-        monkeypatch.setattr(reads, "MAX_LOG_RANGES", limit)
+    for ranges, uids_read in [(200, 5000), (2, 5000), (2, 3)]:  # ranges, UIDs, every row
+        monkeypatch.setattr(reads, "MAX_LOG_RANGES", ranges)
+        monkeypatch.setattr(reads, "MAX_LOG_UIDS", uids_read)
         for modseq in range(highest + 1):
             got = resolve(box.changes_since(modseq)).changed
             expected = resolve(backend.db.run(scan, ">", modseq))

@@ -198,7 +198,9 @@ def contents(tx: Tx, box_id: int, uids: Sequence[int]) -> dict[int, bytes]:
 
 
 MAX_LOG_RANGES = 200
-"""UID ranges from ``modseq_log`` beyond which the mailbox's rows are read instead."""
+"""UID ranges from ``modseq_log`` read as ranges; more are read as UIDs (up to
+MAX_LOG_UIDS of them), beyond that the mailbox's rows are read instead."""
+MAX_LOG_UIDS = 5000
 
 
 def logged_ranges(
@@ -206,16 +208,14 @@ def logged_ranges(
 ) -> list[tuple[int, int]] | None:
     """UID ranges (merged, ascending) holding every mail row whose modseq is ``op`` (``>``
     or ``=``) ``modseq``, from ``modseq_log`` (``log_from``: the mailbox's, the log holds
-    every write above it); None when the log does not reach back so far or gives more than
-    MAX_LOG_RANGES ranges."""
+    every write above it); None when the log does not reach back so far."""
     if (modseq if op == ">" else modseq - 1) < log_from:
         return None
     rows = tx.all(
         f"SELECT low, high FROM modseq_log WHERE mailbox_id = ? AND modseq {op} ?",
         (box_id, modseq),
     )
-    ranges = merge((int(low), int(high)) for low, high in rows)
-    return ranges if len(ranges) <= MAX_LOG_RANGES else None
+    return merge((int(low), int(high)) for low, high in rows)
 
 
 def _written(
@@ -226,6 +226,11 @@ def _written(
     select = f"SELECT {columns} FROM {source} WHERE m.mailbox_id = ? AND m.modseq {op} ?"
     params: list[Any] = [box_id, modseq]
     ranges = logged_ranges(tx, box_id, log_from, op, modseq)
+    if ranges is not None and len(ranges) > MAX_LOG_RANGES:
+        if sum(high - low + 1 for low, high in ranges) <= MAX_LOG_UIDS:
+            uids = [uid for low, high in ranges for uid in range(low, high + 1)]
+            return where_uids(tx, select, params, uids, "m.uid")
+        ranges = None
     if ranges is not None:
         if not ranges:
             return []
