@@ -63,6 +63,10 @@ def sql(
     from mailserv.backends.sql import hierarchy, messages, schema
     from mailserv.backends.sql.db import InlineDatabase, Tx
     from mailserv.backends.sql.dialect import parse_url
+    from mailserv.message import store as records
+    from mailserv.message.parse import parse_message
+
+    info = records.dumps(parse_message(b"Subject: s\r\n\r\nbody\r\n"))
 
     db = InlineDatabase(parse_url(url, data_dir, flag_durability=durability))
     db.call(schema.prepare, write=True)
@@ -78,6 +82,10 @@ def sql(
                 " to_addr, cc_addr, bcc_addr) VALUES (?, ?, 1, 2700, 738000, 's', 'f', 't',"
                 " '', '')",
                 [(i + 1, hashlib.sha256(str(i).encode()).digest()) for i in ids],
+            )
+            tx.many(
+                "INSERT INTO message_info (message_id, info) VALUES (?, ?)",
+                [(i + 1, info) for i in ids],
             )
             tx.many(
                 "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, internaldate,"
@@ -111,6 +119,7 @@ def sql(
         store(StoreMode.REMOVE, [uid])
         took.append((time.perf_counter() - start) / 2)
     print(f"store one message: median {statistics.median(took) * 1000:.2f} ms (n={2 * single})")
+    _reads(db, box, uids, store)
     if profile:
         fifty = [partial(store, StoreMode.ADD, [uid]) for uid in range(1, 51)]
         _timed("store one (profiled x50)", lambda: [call() for call in fifty], True)
@@ -118,6 +127,46 @@ def sql(
         for line in db.call(_explain, box, count, write=True):
             print(line)
     db.close()
+
+
+def _reads(db: Any, box: int, uids: list[int], store: Callable[..., Any]) -> None:
+    """What the indexes on flags and modseq served, once a STORE has marked every message
+    seen and then one in a hundred unseen again: SEARCH UNSEEN and FLAGGED, CHANGEDSINCE
+    (QRESYNC, backup) of the last STORE and of none; then SEARCH UNSEEN when the hundred
+    newest are the unseen ones (medians of 5)."""
+    from mailserv.backends.sql import reads, search
+    from mailserv.backends.sql.rows import Zones
+    from mailserv.search import HasFlag, SearchProgram
+
+    store(StoreMode.ADD, uids)
+    before = db.call(reads.status, box).highestmodseq
+    _timed("store 1% scattered REMOVE", partial(store, StoreMode.REMOVE, uids[::100]), False)
+    highest = db.call(reads.status, box).highestmodseq
+    zones = Zones()
+
+    def searched(flag: str, present: bool) -> int:
+        program = SearchProgram(HasFlag(flag, present))
+        found = db.call(search.answer, box, program, db.dialect.find, uids, None, False)[0]
+        return len(found)
+
+    def changed(since: int) -> int:
+        return len(db.call(reads.changes_since, box, since, zones).changed)
+
+    def median(label: str, check: Callable[[], int]) -> None:
+        took = []
+        for _ in range(5):
+            start = time.perf_counter()
+            found = check()
+            took.append(time.perf_counter() - start)
+        print(f"{label}: median {statistics.median(took) * 1000:.1f} ms ({found} messages)")
+
+    median("search UNSEEN, one in a hundred", partial(searched, "\\Seen", False))
+    median("search FLAGGED", partial(searched, "\\Flagged", True))
+    median("changedsince the last STORE", partial(changed, before))
+    median("changedsince nothing", partial(changed, highest))
+    store(StoreMode.ADD, uids[::100])  # the unseen are the newest, as usual
+    store(StoreMode.REMOVE, uids[-100:])
+    median("search UNSEEN, the newest hundred", partial(searched, "\\Seen", False))
 
 
 def _explain(tx: Any, box: int, count: int) -> list[str]:

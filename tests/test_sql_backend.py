@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,14 @@ from mailserv.backends.sql import (
 from mailserv.backends.sql import backend as sql_backend
 from mailserv.backends.sql.db import NOTIFY_CHANNEL, InlineDatabase, Tx
 from mailserv.backends.sql.dialect import parse_url
-from mailserv.backends.sql.rows import MAX_NOTICE, Notice, flag_test, flags_text, uid_notices
+from mailserv.backends.sql.rows import (
+    INDEXED_FLAGS,
+    MAX_NOTICE,
+    Notice,
+    flag_test,
+    flags_text,
+    uid_notices,
+)
 from mailserv.errors import BackendError, BackendOptionError, MailboxNotFound
 from mailserv.imap.search.parse import parse_search
 from mailserv.interfaces import IMailbox, IMailboxListener, StoreMode
@@ -51,7 +58,7 @@ from mailserv.message import store
 from mailserv.message.headers import search_text
 from mailserv.message.parse import parse_message
 from mailserv.quota import StoredQuota
-from mailserv.search import SearchProgram
+from mailserv.search import ModSeqAtLeast, SearchProgram
 from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.syntax.lexer import parse_command
@@ -198,8 +205,24 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
+def _undo_version_12(tx: Tx) -> None:
+    """What migration 12 added goes (the change log), what it took away comes back
+    (PostgreSQL: the indexes on mail.modseq and mail.flags, the default fill factor)."""
+    if tx.dialect.is_postgres:
+        tx.execute("CREATE INDEX mail_modseq ON mail (mailbox_id, modseq)")
+        for flag, name in INDEXED_FLAGS.items():
+            test = flag_test(tx.dialect.find, flag, present=flag != "\\Seen")
+            tx.execute(f"CREATE INDEX {name} ON mail (mailbox_id, uid) WHERE {test}")
+        tx.execute("ALTER TABLE mail RESET (fillfactor)")
+        tx.execute("CLUSTER mail USING mail_pkey")
+    tx.execute("DROP TABLE modseq_log")
+    tx.execute("ALTER TABLE mailboxes DROP COLUMN log_from")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 11")
+
+
 def _undo_version_11(tx: Tx) -> None:
-    """What migration 11 added goes (the ACL table)."""
+    """What migrations 11 and 12 added goes (the ACL table too)."""
+    _undo_version_12(tx)
     tx.execute("DROP TABLE acl")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 10")
 
@@ -544,6 +567,26 @@ def test_search_in_sql_matches_the_engine(backend: SqlBackend) -> None:
     assert answered > len(queries) * 0.6
 
 
+def test_unseen_reads_back_from_the_newest_to_the_kept_count(backend: SqlBackend) -> None:
+    """UNSEEN alone reads the rows from the newest back and stops at the mailbox's count of
+    unseen messages: the evaluator's answer for none unseen, the newest, scattered ones, and
+    sessions that do not see the newest or the oldest messages."""
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(30)]
+    seen = frozenset({"\\Seen"})
+    for unseen in ([], uids[-3:], uids[::7], uids[:2] + uids[-1:]):
+        resolve(box.store(uids, StoreMode.ADD, seen, None))
+        resolve(box.store(unseen, StoreMode.REMOVE, seen, None))
+        for view in (uids, uids[:-2], uids[4:], uids[3:9] + uids[20:24]):
+            metas = resolve(box.fetch(view))
+            context = SearchContext(view, frozenset(), box.content)
+            expected = resolve(evaluate(_program("UNSEEN"), metas, context))
+            assert expected == [uid for uid in view if uid in unseen]
+            assert resolve(box.search(_program("UNSEEN"), view)) == expected, (unseen, view)
+        clause = search.translate(_program("UNSEEN"), backend.db.dialect.find, uids)
+        assert clause is not None and clause.counted == "unseen"
+
+
 def test_search_declines_what_it_does_not_know(backend: SqlBackend) -> None:
     box = resolve(resolve(backend.account("alice")).open("INBOX"))
     uid = resolve(box.append(message(1), frozenset(), None, None)).uid
@@ -810,7 +853,7 @@ def test_upgrade_to_10_keeps_users_without_a_quota_of_their_own(url: str, tmp_pa
     resolve(backend.stop())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
     try:
-        assert db.call(schema.upgrade, write=True) == [10, 11]
+        assert db.call(schema.upgrade, write=True) == [10, 11, 12]
         users = SqlUsers(db)
         entry = users.lookup("ann")
         assert entry is not None and (entry.password, entry.quota) == ("{PLAIN}pw", StoredQuota())
@@ -822,7 +865,8 @@ def test_upgrade_to_10_keeps_users_without_a_quota_of_their_own(url: str, tmp_pa
 
 def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Path) -> None:
     """Version 3 stores gain the partial flag indexes; SEARCH UNSEEN/FLAGGED and EXPUNGE
-    read through them, and give what they gave before."""
+    read through them (SQLite: PostgreSQL drops them again at 12), and give what they gave
+    before."""
     backend = started(url, tmp_path)
     box = resolve(resolve(backend.account("alice")).open("INBOX"))
     kinds = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Flagged", "\\Deleted"})]
@@ -841,6 +885,10 @@ def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Pat
     assert resolve(box.search(_program("FLAGGED"), uids)) == uids[2::3]
     assert resolve(box.search(_program("NOT FLAGGED SEEN"), uids)) == uids[1::3]
     resolve(backend.db.run(schema.refresh_statistics, write=True))
+    if backend.db.dialect.is_postgres:  # schema 12 dropped them again (see below)
+        assert resolve(box.expunge(None, None)) == uids[2::3]
+        resolve(backend.stop())
+        return
     for key, index in [("UNSEEN", "mail_unseen"), ("FLAGGED", "mail_flagged")]:
         clause = search.translate(_program(key), backend.db.dialect.find, uids)
         assert clause is not None
@@ -852,6 +900,151 @@ def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Pat
     assert "mail_deleted" in resolve(backend.db.run(_plan, deleted, (box.id,)))
     assert resolve(box.expunge(None, None)) == uids[2::3]
     resolve(backend.stop())
+
+
+_COUNTS = "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'mail'"
+
+
+def _hot(tx: Tx, write: Callable[[Tx], object]) -> tuple[int, int]:
+    """PostgreSQL: the updates of mail rows ``write`` makes in this transaction, and how many
+    of them were page-local (HOT); SQLite: (0, 0)."""
+    if not tx.dialect.is_postgres:
+        write(tx)
+        return 0, 0
+    # The backend's counts not yet reported (earlier transactions' too): the difference.
+    start = tx.one(_COUNTS)
+    write(tx)
+    end = tx.one(_COUNTS)
+    return int(end[0] - start[0]), int(end[1] - start[1])
+
+
+def _rewrite_flags(box_id: int) -> Callable[[Tx], object]:
+    """What a STORE writes of each row (schema 11 had no change log: SQL, not the code)."""
+
+    def write(tx: Tx) -> None:
+        tx.execute(
+            "UPDATE mail SET flags = flags || ?, modseq = modseq + ? WHERE mailbox_id = ?",
+            ("$Hot ", 100, box_id),
+        )
+
+    return write
+
+
+def _undo_rewrite(tx: Tx, box_id: int) -> None:
+    tx.execute(
+        "UPDATE mail SET flags = replace(flags, '$Hot ', ''), modseq = modseq - 100"
+        " WHERE mailbox_id = ?",
+        (box_id,),
+    )
+
+
+def _flag_answers(box: Any, uids: list[int], since: int) -> list[Any]:
+    programs = [_program(key) for key in ("UNSEEN", "FLAGGED", "DELETED", "KEYWORD $Work")]
+    programs.append(SearchProgram(ModSeqAtLeast(since + 1)))
+    found = [resolve(box.search(program, uids)) for program in programs]
+    changed = resolve(box.changes_since(since)).changed
+    return [*found, [(m.uid, m.flags, m.modseq) for m in changed]]
+
+
+def test_upgrade_to_12_makes_stores_page_local(url: str, tmp_path: Path) -> None:
+    """Migration 12 (PostgreSQL) drops the indexes on mail.flags and mail.modseq and leaves
+    room on each page: a STORE's row updates, none page-local before, all are after.  UNSEEN,
+    FLAGGED, DELETED, keywords, MODSEQ, CHANGEDSINCE (from the rows: the new change log
+    starts at the upgrade) and EXPUNGE answer as before, on both databases."""
+    backend = started(url, tmp_path)
+    account = resolve(backend.account("alice"))
+    resolve(account.create("Other"))
+    other = resolve(account.open("Other"))
+    box = resolve(account.open("INBOX"))
+    kinds = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Flagged", "\\Deleted"})]
+    kinds.append(frozenset({"$Work"}))
+    uids = [resolve(box.append(message(n), kinds[n % 4], None, None)).uid for n in range(12)]
+    resolve(other.append(message(99), frozenset({"\\Flagged", "\\Deleted"}), None, None))
+    since = resolve(box.status()).highestmodseq
+    resolve(box.store(uids[:6], StoreMode.ADD, frozenset({"\\Seen"}), None))
+    resolve(box.store(uids[5:7], StoreMode.ADD, frozenset({"\\Flagged"}), None))
+    answers = _flag_answers(box, uids, since)
+    resolve(backend.db.run(_undo_version_12, write=True))
+    before = resolve(backend.db.run(_hot, _rewrite_flags(box.id), write=True))
+    resolve(backend.db.run(_undo_rewrite, box.id, write=True))
+    resolve(backend.stop())
+    db = InlineDatabase(parse_url(url, str(tmp_path)))
+    assert db.call(schema.upgrade, write=True) == [12]
+    db.close()
+
+    backend = started(url, tmp_path)
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    assert _flag_answers(box, uids, since) == answers  # the rows read, not the log
+    store = functools.partial(
+        messages.store_flags,
+        box_id=box.id,
+        uids=uids,
+        mode=StoreMode.ADD,
+        flags=frozenset({"$Hot"}),
+        unchangedsince=None,
+        sender="t",
+    )
+    after = resolve(backend.db.run(_hot, store, write=True))
+    if backend.db.dialect.is_postgres:
+        assert before == (12, 0) and after == (12, 12)
+        indexes = query(backend, "SELECT indexdef FROM pg_indexes WHERE tablename = 'mail'")
+        assert not [d for (d,) in indexes if "flags" in d or "modseq" in d]
+        options = query(backend, "SELECT reloptions FROM pg_class WHERE relname = 'mail'")
+        assert options == [([f"fillfactor={schema.HOT_FILLFACTOR}"],)]
+    assert resolve(box.expunge(None, None)) == uids[2::4]
+    resolve(backend.stop())
+
+
+def test_changes_since_from_the_log_are_the_rows_changes(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CHANGEDSINCE and the flag changes of one modseq read the UID ranges of the change log
+    (APPEND, STORE by runs and row by row, COPY), or their UIDs when there are many ranges,
+    or every row of the mailbox where the pruned log no longer reaches or gives too many
+    UIDs: the same answer as a pass over the rows, for every modseq of the mailbox's history."""
+    monkeypatch.setattr(messages, "LOG_KEEP", 12)
+    monkeypatch.setattr(messages, "LOG_PRUNE_EVERY", 5)
+    account = resolve(backend.account("alice"))
+    resolve(account.create("Other"))
+    box, other = resolve(account.open("INBOX")), resolve(account.open("Other"))
+    rng = random.Random(12)
+    uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(20)]
+    for step in range(40):
+        roll = rng.random()
+        if roll < 0.15:
+            uids.append(resolve(box.append(message(100 + step), frozenset(), None, None)).uid)
+        elif roll < 0.25:
+            resolve(other.append(message(200 + step), frozenset(), None, None))
+            resolve(other.copy(resolve(other.uids())[-1:], "INBOX", None))
+            uids = list(resolve(box.uids()))
+        else:
+            chosen = sorted(rng.sample(uids, rng.randint(1, 8)))
+            flag = frozenset({rng.choice(["\\Seen", "$A", "$B"])})
+            unchanged = resolve(box.status()).highestmodseq if roll < 0.5 else None
+            resolve(box.store(chosen, rng.choice(list(StoreMode)), flag, None, unchanged))
+    highest = resolve(box.status()).highestmodseq
+    pruned = query(backend, "SELECT log_from FROM mailboxes WHERE id = ?", (box.id,))[0][0]
+    assert 0 < pruned < highest - 10  # some of the history is read from the rows
+
+    def scan(tx: Tx, op: str, modseq: int) -> list[Any]:
+        return tx.all(
+            f"SELECT uid, flags, modseq FROM mail WHERE mailbox_id = ? AND modseq {op} ?"
+            " ORDER BY uid",
+            (box.id, modseq),
+        )
+
+    for ranges, uids_read in [(200, 5000), (2, 5000), (2, 3)]:  # ranges, UIDs, every row
+        monkeypatch.setattr(reads, "MAX_LOG_RANGES", ranges)
+        monkeypatch.setattr(reads, "MAX_LOG_UIDS", uids_read)
+        for modseq in range(highest + 1):
+            got = resolve(box.changes_since(modseq)).changed
+            expected = resolve(backend.db.run(scan, ">", modseq))
+            assert [(m.uid, " ".join(sorted(m.flags)), m.modseq) for m in got] == [
+                (uid, flags.strip(), seq) for uid, flags, seq in expected
+            ], modseq
+            told = resolve(backend.db.run(reads.flag_changes, box.id, modseq))
+            same = resolve(backend.db.run(scan, "=", modseq))
+            assert sorted(c.uid for c in told) == [row[0] for row in same], modseq
 
 
 def test_uids_are_kept_and_brought_up_to_date(

@@ -44,6 +44,7 @@ from mailserv.interfaces import (
 )
 from mailserv.message import store
 from mailserv.message.parse import parse_message
+from mailserv.syntax.sequences import merge
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,30 @@ def _lock(tx: Tx, box_id: int, flags_only: bool = False) -> _Box:
     if row is None:
         raise MailboxNotFound("the mailbox was deleted")
     return _Box(int(row[0]), int(row[1]), int(row[2]))
+
+
+LOG_KEEP = 20_000
+"""Modseqs of a mailbox ``modseq_log`` covers: older entries are pruned (every
+LOG_PRUNE_EVERY modseqs), and a CHANGEDSINCE older than that reads the mailbox's rows."""
+LOG_PRUNE_EVERY = 1000
+LOG_CHUNK = 200
+"""UID ranges per INSERT of the log."""
+
+
+def _log(tx: Tx, box_id: int, modseq: int, runs: Sequence[tuple[int, int]]) -> None:
+    """Record in ``modseq_log`` that the mail rows in ``runs`` (UID ranges, disjoint) may
+    have been written at ``modseq`` (see ``reads.logged_ranges``), pruning it now and then."""
+    for start in range(0, len(runs), LOG_CHUNK):
+        chunk = runs[start : start + LOG_CHUNK]
+        tx.later(
+            "INSERT INTO modseq_log (mailbox_id, modseq, low, high) VALUES "
+            + ", ".join("(?, ?, ?, ?)" for _ in chunk),
+            [value for low, high in chunk for value in (box_id, modseq, low, high)],
+        )
+    if modseq % LOG_PRUNE_EVERY == 0 and modseq > LOG_KEEP:
+        floor = modseq - LOG_KEEP
+        tx.later("DELETE FROM modseq_log WHERE mailbox_id = ? AND modseq <= ?", (box_id, floor))
+        tx.later("UPDATE mailboxes SET log_from = ? WHERE id = ?", (floor, box_id))
 
 
 # -- content ------------------------------------------------------------------------------
@@ -199,6 +224,7 @@ def append(tx: Tx, box_id: int, message: Incoming, sender: str) -> tuple[int, in
         " unseen = unseen + ?, size = size + ? WHERE id = ?",
         (uid + 1, modseq, int(SEEN not in message.flags), len(message.raw), box_id),
     )
+    _log(tx, box_id, modseq, [(uid, uid)])
     tx.notify(Notice(sender, ADDED, box_id, modseq, str(uid)).encode())
     return box.uidvalidity, uid, modseq
 
@@ -273,6 +299,7 @@ def store_flags(
         "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
         (modseq, unseen, box_id),
     )
+    _log(tx, box_id, modseq, runs)
     for members in groups.values():
         members.sort()
     _flag_notices(tx, box_id, modseq, groups, sender)
@@ -351,6 +378,7 @@ def _store_each(
         "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
         (modseq, unseen, box_id),
     )
+    _log(tx, box_id, modseq, merge((c.uid, c.uid) for c in changed))
     groups: dict[frozenset[str], list[int]] = {}
     for change in changed:
         groups.setdefault(change.flags, []).append(change.uid)
@@ -494,6 +522,7 @@ def transfer(
             target_id,
         ),
     )
+    _log(tx, target_id, modseq, [(first, first + len(rows) - 1)])
     pairs = [(int(row[0]), first + i) for i, row in enumerate(rows)]
     for payload in uid_notices(sender, ADDED, target_id, modseq, [new for _, new in pairs]):
         tx.notify(payload)

@@ -16,6 +16,7 @@ from mailserv.errors import MailboxNotFound
 from mailserv.interfaces import Changes, FlagChange, MailboxStatus, MessageMeta
 from mailserv.message.info import MessageInfo
 from mailserv.message.parse import parse_message
+from mailserv.syntax.sequences import merge
 
 IN_CHUNK = 500
 """UIDs per ``IN (...)`` list; well under every driver's parameter limit."""
@@ -196,29 +197,68 @@ def contents(tx: Tx, box_id: int, uids: Sequence[int]) -> dict[int, bytes]:
     return {int(uid): bytes(raw) for uid, raw in rows}
 
 
-def changes_since(tx: Tx, box_id: int, modseq: int, zones: Zones) -> Changes:
-    """HIGHESTMODSEQ is read first, so no change can fall between it and the rows."""
-    highest = tx.scalar("SELECT highestmodseq FROM mailboxes WHERE id = ?", (box_id,))
-    if highest is None:
-        raise MailboxNotFound("the mailbox was deleted")
+MAX_LOG_RANGES = 200
+"""UID ranges from ``modseq_log`` read as ranges; more are read as UIDs (up to
+MAX_LOG_UIDS of them), beyond that the mailbox's rows are read instead."""
+MAX_LOG_UIDS = 5000
+
+
+def logged_ranges(
+    tx: Tx, box_id: int, log_from: int, op: str, modseq: int
+) -> list[tuple[int, int]] | None:
+    """UID ranges (merged, ascending) holding every mail row whose modseq is ``op`` (``>``
+    or ``=``) ``modseq``, from ``modseq_log`` (``log_from``: the mailbox's, the log holds
+    every write above it); None when the log does not reach back so far."""
+    if (modseq if op == ">" else modseq - 1) < log_from:
+        return None
     rows = tx.all(
-        f"SELECT {_META_COLUMNS} FROM {_META_JOIN} WHERE m.mailbox_id = ? AND m.modseq > ?"
-        " ORDER BY m.uid",
+        f"SELECT low, high FROM modseq_log WHERE mailbox_id = ? AND modseq {op} ?",
         (box_id, modseq),
     )
+    return merge((int(low), int(high)) for low, high in rows)
+
+
+def _written(
+    tx: Tx, columns: str, source: str, box_id: int, log_from: int, op: str, modseq: int
+) -> list[Any]:
+    """Rows (``columns`` of ``source``, alias ``m``) of the mail written at a modseq ``op``
+    ``modseq``, ascending by UID: read in the ranges the log gives, else over the mailbox."""
+    select = f"SELECT {columns} FROM {source} WHERE m.mailbox_id = ? AND m.modseq {op} ?"
+    params: list[Any] = [box_id, modseq]
+    ranges = logged_ranges(tx, box_id, log_from, op, modseq)
+    if ranges is not None and len(ranges) > MAX_LOG_RANGES:
+        if sum(high - low + 1 for low, high in ranges) <= MAX_LOG_UIDS:
+            uids = [uid for low, high in ranges for uid in range(low, high + 1)]
+            return where_uids(tx, select, params, uids, "m.uid")
+        ranges = None
+    if ranges is not None:
+        if not ranges:
+            return []
+        select += " AND (" + " OR ".join("m.uid BETWEEN ? AND ?" for _ in ranges) + ")"
+        params += [bound for run in ranges for bound in run]
+    return tx.all(select + " ORDER BY m.uid", params)
+
+
+def changes_since(tx: Tx, box_id: int, modseq: int, zones: Zones) -> Changes:
+    """HIGHESTMODSEQ is read first, so no change can fall between it and the rows."""
+    row = tx.one("SELECT highestmodseq, log_from FROM mailboxes WHERE id = ?", (box_id,))
+    if row is None:
+        raise MailboxNotFound("the mailbox was deleted")
+    highest, log_from = int(row[0]), int(row[1])
+    rows = _written(tx, _META_COLUMNS, _META_JOIN, box_id, log_from, ">", modseq)
     vanished = tx.all(
         "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
         (box_id, modseq),
     )
-    return Changes(metas(tx, rows, zones), [int(uid) for (uid,) in vanished], int(highest))
+    return Changes(metas(tx, rows, zones), [int(uid) for (uid,) in vanished], highest)
 
 
 def flag_changes(tx: Tx, box_id: int, modseq: int) -> Sequence[FlagChange]:
     """The messages a STORE at ``modseq`` changed and nothing changed since (for notices)."""
-    rows = tx.all(
-        "SELECT uid, flags FROM mail WHERE mailbox_id = ? AND modseq = ? ORDER BY uid",
-        (box_id, modseq),
-    )
+    log_from = tx.scalar("SELECT log_from FROM mailboxes WHERE id = ?", (box_id,))
+    if log_from is None:
+        return []
+    rows = _written(tx, "m.uid, m.flags", "mail m", box_id, int(log_from), "=", modseq)
     by_text: dict[str, list[int]] = {}
     for uid, text in rows:
         by_text.setdefault(text, []).append(int(uid))

@@ -29,8 +29,9 @@ def flag_probe(flag: str) -> str:
 
 INDEXED_FLAGS = {"\\Seen": "mail_unseen", "\\Flagged": "mail_flagged", "\\Deleted": "mail_deleted"}
 """System flags with a partial index over (mailbox_id, uid): the messages without \\Seen,
-with \\Flagged, with \\Deleted (schema version 4), so UNSEEN, FLAGGED and EXPUNGE read
-those rows alone.  A query uses one only when it tests the flag exactly as
+with \\Flagged, with \\Deleted (schema version 4; SQLite only from version 12, where
+PostgreSQL drops them so a STORE's updates stay on their page), so UNSEEN, FLAGGED and
+EXPUNGE read those rows alone.  A query uses one only when it tests the flag exactly as
 :func:`flag_test` writes it (a literal, not a parameter)."""
 
 

@@ -19,7 +19,7 @@ from mailserv.backends.kit import uidlist
 from mailserv.backends.sql import fulltext, schema
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import INDEXED_FLAGS, flag_probe, flag_test
-from mailserv.interfaces import SYSTEM_FLAGS
+from mailserv.interfaces import SEEN, SYSTEM_FLAGS
 from mailserv.message.addresses import SEPARATOR
 from mailserv.search import (
     All,
@@ -79,6 +79,10 @@ class Clause:
     day: tuple[str, int] | None = None
     """A test of the internal date's day every match passes (the query's own, or one of
     its top-level AND's): the operator and the day, for the ``mail_day`` index."""
+    counted: str | None = None
+    """The ``mailboxes`` column that counts the mailbox's matches (``unseen`` for UNSEEN
+    alone): the rows are read from the newest back, and no further than that many matches
+    (schema 12 left PostgreSQL no index of the unseen messages; they are mostly the newest)."""
 
 
 def translate(
@@ -101,6 +105,9 @@ def translate(
         clause.sql = translator.key(query.key, 0)
     except _Decline:
         return None
+    key = query.key
+    if isinstance(key, HasFlag) and not key.present and _SYSTEM_FLAGS.get(key.flag.lower()) == SEEN:
+        clause.counted = "unseen"
     tops = query.key.keys if isinstance(query.key, And) else (query.key,)
     for top in tops:
         if isinstance(top, DateCompare) and top.field is DateField.INTERNAL:
@@ -260,16 +267,15 @@ def run(
     source = f"{mail} JOIN messages c ON c.id = m.message_id" if clause.content else mail
     # One string, not a row per match: several times cheaper when most messages match.
     listed = "string_agg(m.uid::text, ',')" if tx.dialect.is_postgres else "group_concat(m.uid)"
-    found = sorted(
-        uidlist.numbers(
-            tx.scalar(
-                f"SELECT {listed} FROM {source} WHERE m.mailbox_id = ?"
-                f" AND m.uid BETWEEN ? AND ? AND {where}",
-                (box_id, low, high, *clause.params),
-            )
-            or ""
+    select = f"FROM {source} WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? AND {where}"
+    params = [box_id, low, high, *clause.params]
+    if clause.counted is not None:
+        select = (
+            f"FROM (SELECT m.uid {select} ORDER BY m.uid DESC"
+            f" LIMIT (SELECT {clause.counted} FROM mailboxes WHERE id = ?)) m"
         )
-    )
+        params.append(box_id)
+    found = sorted(uidlist.numbers(tx.scalar(f"SELECT {listed} {select}", params) or ""))
     if high - low + 1 == len(uids):  # every UID of the range: nothing to leave out
         return found
     among = set(uids)
