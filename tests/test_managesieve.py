@@ -14,14 +14,16 @@ import secrets
 import smtplib
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from conftest import BACKENDS, _selected_backends
 from imapserver import User, new_user
 from sievelib.managesieve import Client
+from sieveraw import Raw
 from twisted.python.usage import UsageError
 
 from bench.harness import HOST, ServerProcess, free_port
@@ -29,6 +31,8 @@ from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.schemes import hash_password
 from mailserv.config import Config
 from mailserv.tap import build_service
+
+T = TypeVar("T")
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.one_backend]
 
@@ -143,36 +147,8 @@ def test_checkscript_and_putscript_refuse_with_the_reason(client: Client) -> Non
     assert client.listscripts() == (None, [])
 
 
-class Raw:
-    """A plain socket: the greeting (capabilities and OK) read."""
-
-    def __init__(self, server: Server) -> None:
-        self.sock = socket.create_connection((HOST, server.port), timeout=HANG)
-        self.buffer = b""
-        greeting = self.until_status()
-        assert greeting[-1].startswith(b"OK"), greeting
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            assert chunk, f"closed; had {self.buffer!r}"
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line
-
-    def until_status(self) -> list[bytes]:
-        lines = [self.line()]
-        while not lines[-1].startswith((b"OK", b"NO", b"BYE")):
-            lines.append(self.line())
-        return lines
-
-    def ask(self, command: bytes) -> bytes:
-        self.sock.sendall(command + b"\r\n")
-        return self.until_status()[-1]
-
-
 def test_bad_input_answers_no_with_text(server: Server) -> None:
-    raw = Raw(server)
+    raw = Raw(server.port)
     assert raw.ask(b"FROBNICATE") == b'NO "Unknown command"'
     assert raw.ask(b"LISTSCRIPTS") == b'NO "Authenticate first"'
     assert raw.ask(b'PUTSCRIPT "x" {3+}\r\nkee') == b'NO "Authenticate first"'
@@ -220,3 +196,51 @@ def test_implicit_tls_with_a_key_of_its_own_needs_one_worker(tmp_path: Path) -> 
     config = Config(data_dir=str(tmp_path), backend="maildir", workers=2, managesieve=(endpoint,))
     with pytest.raises(UsageError, match=r"--managesieve '.*privateKey=key.pem': with --workers"):
         build_service(config)
+
+
+def admitted_after_probes(open_: Callable[[], tuple[T, bool]]) -> T:
+    """A connection ``open_`` says was admitted, opened again while it is refused: the
+    probes that saw the server start may be counted out a moment after they closed."""
+    deadline = time.monotonic() + HANG
+    while True:
+        connection, admitted = open_()
+        if admitted:
+            return connection
+        assert time.monotonic() < deadline, "never admitted"
+        time.sleep(0.05)
+
+
+def test_connections_count_with_imap_in_one_process(tmp_path: Path) -> None:
+    """With two connections allowed, one ManageSieve and one IMAP fill the count: a third
+    of either is refused (ManageSieve's in RFC 5804's words, a BYE) and closed; once the
+    ManageSieve connection has logged out, another is admitted."""
+    port = free_port()
+    args = ["--managesieve", f"tcp:{port}:interface={HOST}", "--workers", "1"]
+    limits = {"max_connections": 2}
+    process = ServerProcess(tmp_path, BACKENDS["memory"], limits=limits, extra_args=args)
+    process.start()
+    try:
+        _wait_port(port)
+
+        def sieve() -> tuple[Raw, bool]:
+            raw = Raw(port, admitted=False)
+            return raw, raw.greeting[-1].startswith(b"OK")
+
+        def imap() -> tuple[socket.socket, bool]:
+            sock = socket.create_connection((HOST, process.imap_port), timeout=HANG)
+            return sock, sock.recv(4096).startswith(b"* OK")
+
+        held = admitted_after_probes(sieve)
+        other = admitted_after_probes(imap)
+        refused = Raw(port, admitted=False)
+        assert refused.greeting == [b'BYE (TRYLATER) "Too many connections, try again later"']
+        assert refused.closed()
+        assert held.ask(b"LOGOUT") == b'OK "Logout completed"' and held.closed()
+        again = admitted_after_probes(sieve)
+        assert again.ask(b"NOOP") == b'OK "Done"'
+        again.close()
+        other.close()
+    finally:
+        process.stop()
+    assert "Traceback" not in process.log_text()
+    assert "Refused a ManageSieve connection from 127.0.0.1" in process.log_text()

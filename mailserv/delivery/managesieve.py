@@ -12,6 +12,12 @@ numbers.  Bounds: a command line of ``MAX_LINE`` octets, a literal of ``MAX_LITE
 (larger ones close the connection; scripts themselves are bounded lower, with
 QUOTA/MAXSIZE), ``MAX_ERRORS`` bad commands; the IMAP settings' pre-login and idle
 timeouts.  A command that waits (a sign-in, a file write) stops reading until it ends.
+Connections count against ``max_connections`` and ``max_connections_per_address`` together
+with IMAP's and LMTP's (the same counter: with ``--workers``, the master's); one over a
+bound is told ``BYE (TRYLATER)`` with the reason and closed.  A failed sign-in is answered
+as IMAP answers one (:func:`mailserv.imap.commands.login.hold_failure`): after the
+throttles' delay, once every worker holds the failure; a user locked by failures from any
+address is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ from typing import Any
 
 from twisted.cred.credentials import ICredentials
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
-from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
@@ -46,6 +51,8 @@ from mailserv.auth.scramoffer import scram_key_store
 from mailserv.delivery.sieve import check_script
 from mailserv.delivery.sievescript import EXTENSIONS, MAX_SCRIPT, SieveError
 from mailserv.delivery.sievestore import ScriptStore, StoreError
+from mailserv.imap.admission import ConnectionCounter, IConnectionLimits, Refused, admitted
+from mailserv.imap.commands.login import hold_failure, locked_out
 from mailserv.imap.session import Services
 from mailserv.interfaces import IAccount
 
@@ -75,16 +82,38 @@ class _Close(Exception):
 
 
 class ManageSieveFactory(ServerFactory):
-    """One :class:`ManageSieveServer` per connection, with the IMAP server's ``services``."""
+    """One :class:`ManageSieveServer` per connection, with the IMAP server's ``services``;
+    ``limits`` counts the connections (pass the IMAP factory's, so all count together;
+    default: a count of this factory's own)."""
 
-    def __init__(self, services: Services, store: ScriptStore, sends_mail: bool = False) -> None:
+    def __init__(
+        self,
+        services: Services,
+        store: ScriptStore,
+        sends_mail: bool = False,
+        limits: IConnectionLimits | None = None,
+    ) -> None:
         self.services = services
         self.store = store
         self.sends_mail = sends_mail
         """A submission host is set: scripts may use redirect."""
+        self.connections: IConnectionLimits = limits or ConnectionCounter(services.settings)
 
     def buildProtocol(self, addr: Any) -> Protocol:
-        protocol = ManageSieveServer(self)
+        return admitted(self.connections, addr, self._decided)
+
+    def _decided(self, address: str, refusal: str | None) -> Protocol:
+        if refusal is not None:
+            _log.info(
+                "Refused a ManageSieve connection from {address}: {why}",
+                address=address,
+                why=refusal,
+            )
+            services = self.services
+            reason = _quote(refusal).decode("ascii")
+            close_timeout = services.settings.close_timeout
+            return Refused(reason, services.clock, close_timeout, prefix=b"BYE (TRYLATER) ")
+        protocol = ManageSieveServer(self, address)
         protocol.factory = self
         return protocol
 
@@ -98,8 +127,10 @@ def _literal(data: bytes) -> bytes:
 
 
 class ManageSieveServer(Protocol, TimeoutMixin):
-    def __init__(self, factory: ManageSieveFactory) -> None:
+    def __init__(self, factory: ManageSieveFactory, address: str) -> None:
         self.sieve = factory
+        self._address = address
+        """Where the connection comes from, as it was counted (released when it closes)."""
         self.services = factory.services
         self.user: str | None = None
         self._buffer = bytearray()
@@ -124,6 +155,7 @@ class ManageSieveServer(Protocol, TimeoutMixin):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closed = True
         self.setTimeout(None)
+        self.sieve.connections.release(self._address)
         if self._sasl is not None:
             waiting, self._sasl = self._sasl, None
             waiting.errback(_Close("connection lost"))
@@ -404,7 +436,7 @@ class ManageSieveServer(Protocol, TimeoutMixin):
             if not exc.counts:  # nothing was decided: no throttle, no held answer
                 self._attempt(exc.user, name, "unavailable")
                 return self._no(f"{name}: {exc}")
-            return await self._failed(name, "", f"{name}: {exc}")
+            return await self._failed(name, exc.user, f"{name}: {exc}")
         raise Bad(f"{name}: too many exchange steps")
 
     async def _challenge(self, data: bytes) -> bytes:
@@ -421,19 +453,22 @@ class ManageSieveServer(Protocol, TimeoutMixin):
             raise Bad("Authentication response too long")
         return _b64(response)
 
-    def _attempt(self, user: str, mechanism: str, result: str) -> None:
+    def _attempt(self, user: str, mechanism: str, result: str, delay: float = 0.0) -> None:
         self.services.metrics.login(mechanism, result)
         _log.info(
             "ManageSieve login {result} for {user!r} from {address} ({mechanism})",
             event="login", protocol="managesieve", result=result, mechanism=mechanism,
-            user=user[:64], address=self.peer,
+            user=user[:64], address=self.peer, delay=round(delay, 2),
         )  # fmt: skip
 
     def _refuse_if_blocked(self, mechanism: str, user: str = "") -> None:
-        if self.services.throttle.blocked(self.peer):
-            self._attempt(user, mechanism, "blocked")
-            self.services.metrics.lockout("address")
+        scope = locked_out(self.services, self.peer, user)
+        if scope is None:
+            return
+        self._attempt(user, mechanism, "blocked")
+        if scope == "address":
             raise _Close("Too many failed logins from your address; try later")
+        raise _Close("Too many failed logins for this user; try later")
 
     async def _sign_in(self, mechanism: str, credentials: ICredentials, final: bytes) -> bytes:
         raw = getattr(credentials, "username", b"")
@@ -451,21 +486,12 @@ class ManageSieveServer(Protocol, TimeoutMixin):
         return b"OK " + final + b'"Logged in"\r\n'
 
     async def _failed(self, mechanism: str, user: str, text: str) -> bytes:
-        services, settings = self.services, self.services.settings
-        services.throttle.record_failure(self.peer)
         self._failures += 1
-        self._attempt(user, mechanism, "failed")
-        delay = min(
-            30.0,
-            max(
-                services.throttle.delay_for(self.peer),
-                settings.auth_failure_delay * 2 ** min(self._failures - 1, 5),
-            ),
-        )
-        services.metrics.login_delayed(delay)
-        await task.deferLater(services.clock, delay, lambda: None)
-        if self._failures >= settings.max_auth_failures:
-            services.metrics.lockout("connection")
+
+        def attempt(delay: float) -> None:
+            self._attempt(user, mechanism, "failed", delay)
+
+        if await hold_failure(self.services, self.peer, user, self._failures, attempt):
             raise _Close("Too many failed logins")
         return self._no(text)
 

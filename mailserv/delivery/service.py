@@ -71,6 +71,8 @@ def lmtp_factory(
 def managesieve_factory(
     imap: IMAPServerFactory, data_dir: str, sends_mail: bool = False
 ) -> ManageSieveFactory:
-    """The ManageSieve service of the server whose IMAP side is ``imap`` (its sign-in);
-    ``sends_mail``: a submission host is set, so scripts may redirect."""
-    return ManageSieveFactory(imap.services, sieve_store(data_dir), sends_mail)
+    """The ManageSieve service of the server whose IMAP side is ``imap`` (its sign-in,
+    its connections counted with that side's); ``sends_mail``: a submission host is set,
+    so scripts may redirect."""
+    store = sieve_store(data_dir)
+    return ManageSieveFactory(imap.services, store, sends_mail, limits=imap.connections)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 
 from twisted.cred.credentials import ICredentials, UsernamePassword
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
@@ -20,7 +21,7 @@ from mailserv.imap.arguments import astring, text_atom
 from mailserv.imap.commands import NOT_AUTH, CommandSpec
 from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.replies import Bad, No, Reply
-from mailserv.imap.session import Session, State
+from mailserv.imap.session import Services, Session, State
 from mailserv.interfaces import IAccount
 from mailserv.syntax.tokens import Atom, Command
 
@@ -124,12 +125,29 @@ def _attempt(session: Session, user: str, mechanism: str, result: str, delay: fl
     )
 
 
+def locked_out(services: Services, peer: str, user: str) -> str | None:
+    """Which record refuses a login of ``user`` (if named) from ``peer`` now, counted as a
+    lockout in the metrics: ``"address"`` or ``"user"``; None when neither does."""
+    if services.throttle.blocked(peer):
+        scope = "address"
+    elif user and services.throttle.user_blocked(user):
+        scope = "user"
+    else:
+        return None
+    services.metrics.lockout(scope)
+    return scope
+
+
 def _refuse_if_blocked(session: Session, user: str, mechanism: str) -> None:
-    if session.services.throttle.blocked(session.peer):
-        _attempt(session, user, mechanism, "blocked")
-        session.services.metrics.lockout("address")
+    scope = locked_out(session.services, session.peer, user)
+    if scope is None:
+        return
+    _attempt(session, user, mechanism, "blocked")
+    if scope == "address":
         session.disconnect("Too many failed logins from your address; try later")
         raise No("Too many failed logins", "UNAVAILABLE")
+    session.disconnect("Too many failed logins for this user; try later")
+    raise No("Too many failed logins for this user", "UNAVAILABLE")
 
 
 async def _authenticate(
@@ -138,11 +156,6 @@ async def _authenticate(
     services = session.services
     peer = session.peer
     _refuse_if_blocked(session, user, mechanism)
-    if user and services.throttle.user_blocked(user):
-        _attempt(session, user, mechanism, "blocked")
-        services.metrics.lockout("user")
-        session.disconnect("Too many failed logins for this user; try later")
-        raise No("Too many failed logins for this user", "UNAVAILABLE")
     try:
         _iface, account, logout = await services.portal.login(credentials, None, IAccount)
     except (UnauthorizedLogin, LoginFailed):
@@ -168,22 +181,37 @@ async def _failed(
     *,
     mechanism: str,
 ) -> Reply:
-    services = session.services
-    peer = session.peer
-    recorded = services.throttle.login_failed(peer, user=user)
     failures = session.note_auth_failure()
+
+    def attempt(delay: float) -> None:
+        _attempt(session, user, mechanism, "failed", delay)
+
+    if await hold_failure(session.services, session.peer, user, failures, attempt):
+        session.disconnect("Too many failed logins")
+    raise No(text, code)
+
+
+async def hold_failure(
+    services: Services, peer: str, user: str, failures: int, attempt: Callable[[float], None]
+) -> bool:
+    """Record a failed login of ``user`` from ``peer`` (the ``failures``-th of its
+    connection) and hold its answer: for the throttles' delay (``attempt(delay)`` logs the
+    attempt first), then until every worker holds the failure (at once in one process).
+    Whether the connection must now end (too many failures on it).  Every protocol that
+    signs in (IMAP, ManageSieve) answers a failure through here."""
+    recorded = services.throttle.login_failed(peer, user=user)
     delay = min(
         30.0,
         max(
             services.throttle.delay_for(peer),
             services.throttle.user_delay(user) if user else 0.0,
-            session.settings.auth_failure_delay * 2 ** min(failures - 1, 5),
+            services.settings.auth_failure_delay * 2 ** min(failures - 1, 5),
         ),
     )
-    _attempt(session, user, mechanism, "failed", delay)
+    attempt(delay)
     services.metrics.login_delayed(delay)
     await task.deferLater(services.clock, delay, lambda: None)
-    # The NO waits for the failure to be held by every worker too (at once in one process).
+    # The answer waits for the failure to be held by every worker too.
     if await _settled(recorded):
         _log.warn(
             "Logins of {user!r} refused for now: too many failed logins from any address",
@@ -192,10 +220,10 @@ async def _failed(
             user=user[:64],
             address=peer,
         )
-    if failures >= session.settings.max_auth_failures:
+    if failures >= services.settings.max_auth_failures:
         services.metrics.lockout("connection")
-        session.disconnect("Too many failed logins")
-    raise No(text, code)
+        return True
+    return False
 
 
 async def _settled(recorded: Deferred[bool]) -> bool:
