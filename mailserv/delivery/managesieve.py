@@ -53,6 +53,7 @@ from mailserv.delivery.sievescript import EXTENSIONS, MAX_SCRIPT, SieveError
 from mailserv.delivery.sievestore import ScriptStore, StoreError
 from mailserv.imap.admission import ConnectionCounter, IConnectionLimits, Refused, admitted
 from mailserv.imap.commands.login import hold_failure, locked_out
+from mailserv.imap.hangup import hang_up
 from mailserv.imap.session import Services
 from mailserv.interfaces import IAccount
 
@@ -142,6 +143,8 @@ class ManageSieveServer(Protocol, TimeoutMixin):
         self._sasl: Deferred[bytes] | None = None
         """While AUTHENTICATE waits for the client's next response."""
         self._draining = False
+        self._abort: IDelayedCall | None = None
+        """After a close: the abort of a peer that does not close its end in time."""
 
     # -- connection ---------------------------------------------------------------------
 
@@ -156,6 +159,8 @@ class ManageSieveServer(Protocol, TimeoutMixin):
         self._closed = True
         self.setTimeout(None)
         self.sieve.connections.release(self._address)
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
         if self._sasl is not None:
             waiting, self._sasl = self._sasl, None
             waiting.errback(_Close("connection lost"))
@@ -193,9 +198,13 @@ class ManageSieveServer(Protocol, TimeoutMixin):
             self.transport.write(data)
 
     def _close(self) -> None:
+        """Close after what was sent, within ``close_timeout`` even if the peer keeps its
+        end open (over TLS, a client that never answers close_notify would hold its
+        connection, and its place in the count, until it went)."""
         self._closed = True
-        if self.transport is not None:
-            self.transport.loseConnection()
+        if self.transport is not None and self._abort is None:
+            timeout = self.services.settings.close_timeout
+            self._abort = hang_up(self.transport, self.services.clock, timeout)
 
     # -- input --------------------------------------------------------------------------
 
