@@ -1,8 +1,9 @@
 """``mailserv backup`` / ``mailserv restore`` run as an operator runs them (processes next to a
 running server): backup, 1% changed, incremental backup, the user's mail deleted, restore,
 compared over IMAP; one folder restored; dry run; a deleted user brought back with password,
-app password, quota and ACLs (passwd-file users on maildir, the SQL users table on SQLite);
-a backup while a client appends; bad input.
+app password, quota, ACLs and record of replies sent (passwd-file users on maildir, the SQL
+users table on SQLite), and a dry run into a new install; a backup while a client appends;
+bad input.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from test_auth_apppasswords import CHEAP, run_cli  # type: ignore[import-not-fou
 from bench.harness import REPO, BackendSpec, ServerProcess
 from mailserv.admin import cli
 from mailserv.auth.schemes import hash_password
+from mailserv.delivery.sieve import sent_log
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -41,7 +43,7 @@ DATE = '"{:02d}-Mar-2021 05:06:07 +0200"'
 SUMMARY = re.compile(
     r"backup: (\d+) users, (\d+) mailboxes \((\d+) copied in full\), (\d+) messages copied "
     r"\(\d+ octets\), (\d+) flag updates, (\d+) removed, (\d+) messages in the backup, "
-    r"\d+ sieve scripts, (\d+) accounts copied"
+    r"\d+ sieve scripts, (\d+) accounts copied, (\d+) records of replies sent copied"
 )
 
 
@@ -61,9 +63,12 @@ class Setup:
         for key, value in spec.options.items():
             self.where += ["--backend-option", f"{key}={value}"]
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, where: list[str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``mailserv ARGS`` on the server's store (or ``where``'s)."""
         done = subprocess.run(
-            [sys.executable, "-m", "mailserv", *args, *self.where],
+            [sys.executable, "-m", "mailserv", *args, *(self.where if where is None else where)],
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -176,7 +181,7 @@ def test_backup_incremental_restore(setup: Setup, tmp_path: Path) -> None:
     dest = str(tmp_path / "backup")
     total = MESSAGES + 1
     assert counts(setup.cli("backup", "--user", user.name, dest)) == (
-        (1, 3, 3, total, 0, 0, total, 1)
+        (1, 3, 3, total, 0, 0, total, 1, 0)
     )
 
     # 1% changed: one message flagged, one new, one expunged.
@@ -186,7 +191,7 @@ def test_backup_incremental_restore(setup: Setup, tmp_path: Path) -> None:
     conn.store("3", "+FLAGS", "(\\Deleted)")
     conn.expunge()
     conn.close()
-    assert counts(setup.cli("backup", "--user", user.name, dest)) == (1, 3, 0, 1, 1, 1, total, 0)
+    assert counts(setup.cli("backup", "--user", user.name, dest)) == (1, 3, 0, 1, 1, 1, total, 0, 0)
     assert counts(setup.cli("backup", "--user", user.name, dest))[3:6] == (0, 0, 0)
 
     before = snapshot(conn)
@@ -242,7 +247,9 @@ def _refused(setup: Setup, user: User) -> bool:
 
 def test_deleted_user_restored(setup: Setup, tmp_path: Path) -> None:
     """``mailserv user del``, then ``restore --user``: the same password, app password,
-    quota, ACLs and mail; an existing user's password is replaced only when asked."""
+    quota, ACLs, mail and replies sent (only that user's); an existing user's password is
+    replaced only when asked.  A dry run into a new install (no passwd-file yet) lists
+    what it would add."""
     user, friend = setup.user(), setup.user()
     setup.admin("user", "set", user.name, "--quota-storage", "5M", "--quota-messages", "40")
     app = setup.admin("app-password", "add", user.name, "--label", "phone").splitlines()[-1]
@@ -255,9 +262,12 @@ def test_deleted_user_restored(setup: Setup, tmp_path: Path) -> None:
     assert conn.setacl("INBOX", "anyone", "lr")[0] == "OK"
     before, acls, quota = snapshot(conn), [_acl(conn, n) for n in ("INBOX", "Team")], _quota(conn)
     assert b"STORAGE" in quota and b"MESSAGE" in quota and b" 40)" in quota, quota
+    sent = sent_log(str(setup.server.data_dir))
+    assert sent.vacation_due(user.name, "boss@example.org", 7)  # a vacation reply went
+    sent.record("redirect", friend.name, "<r1@example.org>")  # another user's
     dest = str(tmp_path / "backup")
-    assert counts(setup.cli("backup", "--user", user.name, dest))[7] == 1
-    assert counts(setup.cli("backup", "--user", user.name, dest))[7] == 0  # unchanged
+    assert counts(setup.cli("backup", "--user", user.name, dest))[7:] == (1, 1)
+    assert counts(setup.cli("backup", "--user", user.name, dest))[7:] == (0, 0)  # unchanged
 
     # The loss: an ACL entry and a folder gone, INBOX emptied, then the user deleted.
     assert conn.deleteacl("INBOX", "anyone")[0] == "OK"
@@ -267,13 +277,25 @@ def test_deleted_user_restored(setup: Setup, tmp_path: Path) -> None:
     conn.expunge()
     conn.logout()
     setup.admin("user", "del", user.name)
+    os.unlink(sent.path)
 
     dry = setup.cli("restore", "--user", user.name, "--dry-run", dest).stdout
     assert f"{user.name}: would add user {user.name}\n" in dry
     assert f"would put back app password {app[:4]} (phone) of {user.name}\n" in dry
     assert "would set the ACL of INBOX: anyone lr\n" in dry
     assert f"would set the ACL of Team: {friend.name} lrsw\n" in dry
-    assert "1 accounts, 1 app passwords, 2 ACL entries" in dry
+    assert f"{user.name}: would put back 1 records of replies sent\n" in dry
+    assert "1 accounts, 1 app passwords, 2 ACL entries, 1 records of replies sent" in dry
+    assert not os.path.exists(sent.path)
+    if setup.spec.name == "maildir":  # into a new install: nothing there yet
+        new = tmp_path / "new"
+        new.mkdir()
+        where = ["--data-dir", str(new), "--backend", "maildir"]
+        fresh = setup.cli("restore", "--user", user.name, "--dry-run", dest, where=where).stdout
+        assert f"{user.name}: would add user {user.name}\n" in fresh
+        assert "would restore 1 folders, 0 subscriptions, 6 messages" in fresh, fresh
+        assert "1 accounts, 1 app passwords, 2 ACL entries, 1 records of replies sent" in fresh
+        assert not (new / "passwd").exists() and not (new / "sieve").exists()
 
     setup.cli("restore", "--user", user.name, dest)
     conn = setup.imap(user)  # the same password
@@ -282,6 +304,8 @@ def test_deleted_user_restored(setup: Setup, tmp_path: Path) -> None:
     assert _quota(conn) == quota
     conn.logout()
     setup.imap(User(user.name, app)).logout()  # the same app password
+    assert not sent.vacation_due(user.name, "boss@example.org", 7)  # already answered
+    assert not sent.recent("redirect", friend.name, "<r1@example.org>", 86400.0)
 
     # An existing user keeps the password set since, unless the restore is told to replace.
     changed = User(user.name, "changed " + user.password)

@@ -31,10 +31,15 @@ password, the quota limits, ``imap-login``) and the app passwords (their hashes)
 (table ``acls``) the access control list of each of the user's mailboxes.  The manifest
 therefore holds password hashes: it is written mode 0600 in a 0700 DEST.
 
+Replies sent: per user, the user's entries of ``DATA/sieve/sent.sqlite`` (the vacation
+replies sent and redirects done, :class:`mailserv.delivery.sievestore.SentLog`) in table
+``sent``, replaced whole when they changed; only that user's, so a restore of one user
+does not answer anyone else's senders again.
+
 Covered: messages, flags, keywords, internal dates, folders with their special-use
-attributes, subscriptions, Sieve scripts, accounts and ACLs.  Not covered: the record of
-vacation replies sent, and the server's configuration (quotas set there included): back it
-up with the configuration files.
+attributes, subscriptions, Sieve scripts, accounts, ACLs and the replies sent.  Not
+covered: the server's configuration (quotas set there included): back it up with the
+configuration files.
 """
 
 from __future__ import annotations
@@ -62,7 +67,8 @@ from mailserv.auth.passwd import PasswdEntry
 from mailserv.auth.users import IUserAdmin
 from mailserv.backends.maildir.files import fsync_dir
 from mailserv.config import Config
-from mailserv.delivery.sieve import sieve_store
+from mailserv.delivery.sieve import sent_log, sieve_store
+from mailserv.delivery.sievestore import SentRecord
 from mailserv.errors import BackendError, MailboxNotFound
 from mailserv.interfaces import (
     NOSELECT,
@@ -106,6 +112,9 @@ CREATE TABLE IF NOT EXISTS accounts (user TEXT PRIMARY KEY, record TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS acls (
     user TEXT NOT NULL, name TEXT NOT NULL, identifier TEXT NOT NULL, rights TEXT NOT NULL,
     PRIMARY KEY (user, name, identifier));
+CREATE TABLE IF NOT EXISTS sent (
+    user TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (user, kind, key));
 """
 
 
@@ -318,6 +327,16 @@ class Manifest:
             found.setdefault(name, {})[identifier] = rights
         return found
 
+    def sent(self, user: str) -> list[SentRecord]:
+        """The user's replies sent, as the backup holds them (none in an older backup)."""
+        try:
+            rows = self.db.execute(
+                "SELECT kind, key, at FROM sent WHERE user = ? ORDER BY kind, key", (user,)
+            ).fetchall()
+        except sqlite3.OperationalError:  # no such table: an older backup
+            return []
+        return [(kind, key, at) for kind, key, at in rows]
+
     def shas(self, user: str, box: str) -> dict[int, str]:
         rows = self.db.execute(
             "SELECT uid, sha256 FROM messages WHERE user = ? AND box = ?", (user, box)
@@ -390,6 +409,7 @@ class Tally:
     removed: int = 0
     scripts: int = 0
     accounts: int = 0
+    sent: int = 0
     details: list[str] = field(default_factory=list)
 
     def line(self, kept: int) -> str:
@@ -397,7 +417,8 @@ class Tally:
             f"backup: {self.users} users, {self.mailboxes} mailboxes ({self.full} copied in "
             f"full), {self.copied} messages copied ({self.octets} octets), {self.updated} "
             f"flag updates, {self.removed} removed, {kept} messages in the backup, "
-            f"{self.scripts} sieve scripts, {self.accounts} accounts copied"
+            f"{self.scripts} sieve scripts, {self.accounts} accounts copied, {self.sent} "
+            "records of replies sent copied"
         )
 
 
@@ -429,6 +450,7 @@ def backup(
                 for user in users:
                     run.user(user)
                     _copy_scripts(config, manifest, user, tally)
+                    _copy_sent(config, manifest, user, tally)
                     if stores is not None:
                         _copy_account(stores, manifest, user, tally)
             kept = manifest.db.execute("SELECT count(*) FROM messages").fetchone()[0]
@@ -660,6 +682,20 @@ def _copy_scripts(config: Config, manifest: Manifest, user: str, tally: Tally) -
             os.unlink(os.path.join(target, "active"))
     for stale in set(os.listdir(target)) - names - {"active"}:
         os.unlink(os.path.join(target, stale))
+
+
+def _copy_sent(config: Config, manifest: Manifest, user: str, tally: Tally) -> None:
+    """The user's entries of the record of replies sent, replaced when they changed."""
+    records = sent_log(config.data_dir).records(user)
+    kept = manifest.sent(user)
+    if records == kept:
+        return
+    with manifest.transaction() as db:
+        db.execute("DELETE FROM sent WHERE user = ?", (user,))
+        db.executemany(
+            "INSERT INTO sent VALUES (?, ?, ?, ?)", [(user, *record) for record in records]
+        )
+    tally.sent += len(set(records) - set(kept))
 
 
 def _copy_account(stores: UserStores, manifest: Manifest, user: str, tally: Tally) -> None:

@@ -183,7 +183,7 @@ def _restore(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
         raise CommandError("--folder needs --user", EXIT_USAGE)
     stores = None
     if args.accounts != "none" and args.folder is None:
-        stores = _user_stores(args, create=not args.dry_run)
+        stores = _user_stores(args, create=not args.dry_run, absent_ok=args.dry_run)
     try:
         restore(
             config,
@@ -647,11 +647,17 @@ def _app_store(users: PasswdFile | SqlUsers) -> IAppPasswordAdmin:
     return SqlAppPasswords(users.database)
 
 
-def _user_stores(args: argparse.Namespace, create: bool) -> UserStores:
-    """The user store and its app passwords, for ``backup`` and ``restore``."""
+def _user_stores(args: argparse.Namespace, create: bool, absent_ok: bool = False) -> UserStores:
+    """The user store and its app passwords, for ``backup`` and ``restore``;
+    ``absent_ok``: a passwd-file not there yet reads as empty, and is not created (a dry
+    run into a new install)."""
     from mailserv.admin.backup import UserStores
 
-    users = _open_passwd(args, create=create)
+    path = resolve_passwd_path(args)
+    if absent_ok and not db.locate(args).users_in_db and not os.path.exists(path):
+        users: PasswdFile | SqlUsers = PasswdFile(path)
+    else:
+        users = _open_passwd(args, create=create)
     return UserStores(users, _app_store(users))
 
 

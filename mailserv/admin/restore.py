@@ -7,7 +7,9 @@ backup is appended with its flags, keywords and internal date unless the folder 
 with the same bytes.  Messages are matched by Message-ID and size first, then by SHA-256
 of the bytes, counted as a multiset (two identical messages in the backup need two in the
 folder), so a second restore adds nothing.  Sieve scripts the user lacks are put back
-(and the active one activated when the user has none active).
+(and the active one activated when the user has none active), and so are the user's
+records of replies sent (vacation, redirect) the server lacks or holds older, so that
+senders already answered are not answered again.
 
 Accounts (``--accounts``, not with ``--folder``): ``keep`` (the default) adds a user the
 user store lacks as the backup has it (password hash, quota, imap-login, app passwords),
@@ -46,7 +48,7 @@ from mailserv.admin.backup import (
 from mailserv.auth.apppasswords import IMAP_LOGIN_ANY
 from mailserv.auth.passwd import PasswdEntry, PasswdError, PasswdFile
 from mailserv.config import Config
-from mailserv.delivery.sieve import sieve_store
+from mailserv.delivery.sieve import sent_log, sieve_store
 from mailserv.delivery.sievestore import StoreError
 from mailserv.errors import MailboxExists, MailboxNotFound
 from mailserv.interfaces import (
@@ -76,14 +78,15 @@ class RestoreTally:
     accounts: int = 0
     app_passwords: int = 0
     acl_entries: int = 0
+    sent: int = 0
 
     def line(self, dry_run: bool) -> str:
         verb = "would restore" if dry_run else "restored"
         return (
             f"restore: {verb} {self.folders} folders, {self.subscribed} subscriptions, "
             f"{self.appended} messages, {self.scripts} sieve scripts, {self.accounts} "
-            f"accounts, {self.app_passwords} app passwords, {self.acl_entries} ACL entries; "
-            f"{self.present} messages already there"
+            f"accounts, {self.app_passwords} app passwords, {self.acl_entries} ACL entries, "
+            f"{self.sent} records of replies sent; {self.present} messages already there"
         )
 
 
@@ -128,6 +131,7 @@ def restore(
                     run.user(user, folder)
                     if folder is None:
                         _restore_scripts(config, manifest, user, dry_run, out, tally)
+                        _restore_sent(config, manifest, user, dry_run, out, tally)
             finally:
                 store.close()
         finally:
@@ -372,3 +376,16 @@ def _restore_scripts(
         and scripts.exists(user, active)
     ):
         scripts.activate(user, active)
+
+
+def _restore_sent(
+    config: Config, manifest: Manifest, user: str, dry_run: bool, out: TextIO, tally: RestoreTally
+) -> None:
+    """The user's records of replies sent that the server lacks (or holds older)."""
+    saved = manifest.sent(user)
+    if not saved:
+        return
+    taken = sent_log(config.data_dir).put_back(user, saved, dry_run)
+    tally.sent += taken
+    if dry_run and taken:
+        out.write(f"{user}: would put back {taken} records of replies sent\n")

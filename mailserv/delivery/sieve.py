@@ -82,13 +82,17 @@ def sieve_store(data_dir: str) -> ScriptStore:
     return ScriptStore(os.path.join(data_dir, "sieve"))
 
 
+def sent_log(data_dir: str) -> SentLog:
+    """The record of vacation replies and redirects sent by the server whose data
+    directory is ``data_dir``."""
+    return SentLog(os.path.join(data_dir, "sieve", "sent.sqlite"))
+
+
 def sieve_policy(data_dir: str, sender: IMailSender | None = None) -> SievePolicy:
     """The delivery policy of the server whose data directory is ``data_dir``, sending
     mail through ``sender`` (None: no submission host)."""
-    root = os.path.join(data_dir, "sieve")
-    outbox = Outbox(os.path.join(root, "outbox"))
-    return SievePolicy(sieve_store(data_dir), outbox, SentLog(os.path.join(root, "sent.sqlite")),
-                       sender)  # fmt: skip
+    outbox = Outbox(os.path.join(data_dir, "sieve", "outbox"))
+    return SievePolicy(sieve_store(data_dir), outbox, sent_log(data_dir), sender)
 
 
 def check_script(source: bytes, sends_mail: bool = False) -> Script:

@@ -22,6 +22,7 @@ import secrets
 import sqlite3
 import time
 import unicodedata
+from collections.abc import Iterable
 from urllib.parse import quote, unquote
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Outbox",
     "ScriptStore",
     "SentLog",
+    "SentRecord",
     "StoreError",
     "check_name",
 ]
@@ -168,6 +170,11 @@ class ScriptStore:
         return name, (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
+SentRecord = tuple[str, str, float]
+"""One entry of :class:`SentLog` for a user: its kind (``vacation``, ``redirect``), key
+and time (seconds since the epoch)."""
+
+
 class SentLog:
     """What was sent on users' behalf, in the SQLite file ``path``; one transaction per
     question, so two processes asking at once get one yes between them.  Blocking: call
@@ -231,6 +238,46 @@ class SentLog:
         """Whether a vacation reply keyed ``key`` (sender and handle) may go now, at most
         one per ``days``; when it may, the reply is recorded as sent."""
         return self.due("vacation", user, key, days * 86400.0, now)
+
+    def records(self, user: str) -> list[SentRecord]:
+        """What is recorded for ``user`` (for a backup); none while the file is not there
+        (it is not created for this)."""
+        if not os.path.exists(self.path):
+            return []
+        db = self._connect()
+        try:
+            rows = db.execute(
+                "SELECT kind, key, at FROM sent WHERE user = ? ORDER BY kind, key", (user,)
+            ).fetchall()
+        finally:
+            db.close()
+        return [(kind, key, at) for kind, key, at in rows]
+
+    def put_back(self, user: str, records: Iterable[SentRecord], dry_run: bool = False) -> int:
+        """Take ``records`` of ``user`` (from a backup) where the log has none of that kind
+        and key, or an older one; how many were (with ``dry_run``: would be) taken.  One
+        transaction; a dry run creates nothing."""
+        records = list(records)
+        if dry_run and not os.path.exists(self.path):
+            return len(records)
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            taken = 0
+            for kind, key, at in records:
+                row = db.execute(
+                    "SELECT at FROM sent WHERE kind = ? AND user = ? AND key = ?", (kind, user, key)
+                ).fetchone()
+                if row is not None and row[0] >= at:
+                    continue
+                taken += 1
+                if not dry_run:
+                    db.execute("INSERT OR REPLACE INTO sent VALUES (?, ?, ?, ?)",
+                               (kind, user, key, at))  # fmt: skip
+            db.execute("COMMIT")
+            return taken
+        finally:
+            db.close()
 
 
 class Outbox:
