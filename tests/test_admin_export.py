@@ -1,6 +1,7 @@
 """``mailserv export``: Maildir++ trees (flags as info letters, keywords in
-``dovecot-keywords``, internal dates as mtimes) that import back to the same mail, mbox
-files, an interrupted export resumed, and bad input.  The CLI runs as a subprocess."""
+``dovecot-keywords``, internal dates as mtimes) that import back to the same mail, then
+through Dovecot's LAYOUT=fs too, mbox files, an interrupted export resumed, and bad input.  The CLI
+runs as a subprocess."""
 
 from __future__ import annotations
 
@@ -51,8 +52,18 @@ def test_maildir_export_imports_back(tmp_path: Path) -> None:
 
     kit.add_user(data_dir, "bob")
     kit.cli("import", "bob", str(tree), *where)
+    # Bob's mail out in LAYOUT=fs: INBOX at the top, a directory per level, each with its
+    # own cur/ and dovecot-keywords; imported back (the layout found by looking) for carol.
+    fs = tmp_path / "fs"
+    kit.cli("export", "bob", str(fs), "--layout", "fs", *where)
+    assert not [p.name for p in fs.iterdir() if p.name.startswith(".")]
+    assert len(list((fs / "cur").iterdir())) == len(messages)
+    assert len(list((fs / "A" / "B&APw-ro" / "cur").iterdir())) == len(messages)
+    assert sorted(read_keywords(str(fs / "A" / "B&APw-ro")).values()) == ["$Junk", "Work"]
+    kit.add_user(data_dir, "carol")
+    kit.cli("import", "carol", str(fs), *where)
     out = tmp_path / "out"
-    kit.cli("export", "bob", str(out), "--format", "mbox", *where)
+    kit.cli("export", "carol", str(out), "--format", "mbox", *where)
     assert (out / "INBOX.mbox").read_bytes() == source.read_bytes()
     assert (out / "A" / "Büro.mbox").read_bytes() == source.read_bytes()
 
@@ -83,6 +94,10 @@ def test_bad_input(tmp_path: Path) -> None:
     for args, wanted in [
         (["nobody", str(tmp_path / "out"), "--data-dir", str(data_dir)], "no user 'nobody'"),
         (["alice", "out", "--data-dir", str(data_dir), "--format", "tar"], "invalid choice"),
+        (
+            ["alice", "out", "--data-dir", str(data_dir), "--format", "mbox", "--layout", "fs"],
+            "--layout is for --format maildir",
+        ),
     ]:
         done = kit.cli("export", *args, check=False)
         assert done.returncode != 0

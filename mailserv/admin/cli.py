@@ -463,6 +463,11 @@ def _add_transfer_commands(
     exports.add_argument("user")
     exports.add_argument("directory")
     exports.add_argument("--format", choices=("maildir", "mbox"), default="maildir")
+    exports.add_argument(
+        "--layout",
+        choices=("fs", "maildir++"),
+        help="--format maildir: Dovecot's LAYOUT=fs or Maildir++ [default: maildir++]",
+    )
     exports.set_defaults(handler=_export)
 
 
@@ -553,10 +558,14 @@ def _import(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
 def _export(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     from mailserv.admin.exporter import Exporter
 
+    if args.layout is not None and args.format != "maildir":
+        raise CommandError("--layout is for --format maildir", EXIT_USAGE)
+    layout = args.layout or "maildir++"
     config, store = _open_transfer(args, create=False)
-    identity = f"{os.path.realpath(args.directory)} ({args.format})"
+    kind = args.format if layout == "maildir++" else f"{args.format} {layout}"
+    identity = f"{os.path.realpath(args.directory)} ({kind})"
     state = StateLog(state_path(config.data_dir, "export", args.user, identity))
-    exporter = Exporter(store, args.directory, args.format, state, args.quiet)
+    exporter = Exporter(store, args.directory, args.format, state, args.quiet, layout)
     try:
         written = exporter.run()
     except (TransferError, BackendError) as exc:

@@ -1,5 +1,6 @@
-"""``mailserv export``: a user's folders written to a Maildir++ tree or to mbox files
-(``DIR/INBOX.mbox``, ``DIR/Sub/Folder.mbox``), a batch of messages in memory at a time.
+"""``mailserv export``: a user's folders written to a Maildir tree (Maildir++, or Dovecot's
+``LAYOUT=fs``: :mod:`mailserv.admin.maildirs`) or to mbox files (``DIR/INBOX.mbox``,
+``DIR/Sub/Folder.mbox``), a batch of messages in memory at a time.
 
 Resumable: after each batch the state file records, per folder, its UIDVALIDITY, the last
 UID written and (mbox) the file's length then.  A second run goes on after that UID; an
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 from mailserv.admin import mbox
-from mailserv.admin.maildirs import MaildirWriter
+from mailserv.admin.maildirs import MAILDIR_PLUS_PLUS, MaildirWriter
 from mailserv.admin.mailstore import MailStore
 from mailserv.admin.transfer import Progress, StateLog, TransferError
 from mailserv.interfaces import DELIMITER, INBOX, NOSELECT, IAccount, MessageMeta
@@ -59,10 +60,21 @@ def mbox_path(root: str, folder: str) -> str:
 
 
 class Exporter:
-    def __init__(self, store: MailStore, root: str, fmt: str, state: StateLog, quiet: bool) -> None:
+    """``layout``: the Maildir layout (``maildir++`` or ``fs``) with ``fmt`` maildir."""
+
+    def __init__(
+        self,
+        store: MailStore,
+        root: str,
+        fmt: str,
+        state: StateLog,
+        quiet: bool,
+        layout: str = MAILDIR_PLUS_PLUS,
+    ) -> None:
         self.store = store
         self.root = root
         self.fmt = fmt
+        self.layout = layout
         self.state = state
         self.quiet = quiet
         self.written = 0
@@ -100,14 +112,17 @@ class Exporter:
         if self.fmt == "mbox":
             path = mbox_path(self.root, name)
             return os.path.exists(path) and os.path.getsize(path) >= prior["offset"]
-        return os.path.isdir(os.path.join(MaildirWriter(self.root).path(name), "cur"))
+        return os.path.isdir(os.path.join(self._writer().path(name), "cur"))
+
+    def _writer(self) -> MaildirWriter:
+        return MaildirWriter(self.root, self.layout)
 
     def _folder(
         self, name: str, uidvalidity: int, uids: Sequence[int], offset: int, progress: Progress
     ) -> None:
         account = self.store.account
         handle: BinaryIO | None = None
-        writer = MaildirWriter(self.root)
+        writer = self._writer()
         directory = ""
         if self.fmt == "mbox":
             handle = mbox.open_for_append(mbox_path(self.root, name), offset)

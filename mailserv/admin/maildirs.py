@@ -3,14 +3,17 @@
 Maildir++ (Dovecot's default, read and written): ``ROOT/{cur,new,tmp}`` is INBOX;
 ``ROOT/.Sub.Folder/`` is ``Sub/Folder`` (each level's name in modified UTF-7).
 
-``LAYOUT=fs`` (read): a folder per directory level, ``ROOT/Sub/Folder/`` is ``Sub/Folder``
-(names in modified UTF-7, or UTF-8 as Dovecot's ``UTF-8`` option writes them).  Its
+``LAYOUT=fs`` (read and written): a folder per directory level, ``ROOT/Sub/Folder/`` is
+``Sub/Folder`` (names in modified UTF-7, or UTF-8 as Dovecot's ``UTF-8`` option writes them).  Its
 messages are in the folder's own ``cur/``, ``new/`` and ``tmp/``, or, with Dovecot's
 ``DIRNAME=NAME``, in ``ROOT/Sub/Folder/NAME/{cur,new,tmp}`` (INBOX then being ``ROOT/INBOX``).
 DIRNAME is recognised as the one name every message directory of the tree has when the root
 holds none itself.  A ``ROOT/mailboxes/`` directory (and no messages at the root) is the
 tree's top.  :func:`detect_layout` tells the two layouts apart: dot-directories holding
-messages are Maildir++, other directories holding messages are ``fs``.
+messages are Maildir++, other directories holding messages are ``fs``.  Written, an ``fs``
+tree has INBOX at ``ROOT`` and no DIRNAME (Dovecot's plain ``LAYOUT=fs``); a level that would
+start with a dot is written with its dot in modified UTF-7 (``&AC4-``), and a folder with a
+level named ``cur``, ``new`` or ``tmp`` cannot be written (it would be read as messages).
 
 In both, a file's flags are the letters after ``:2,``: ``DFPRST`` for the system flags (P,
 passed: ``$Forwarded``) and ``a``-``z`` for the keywords listed in the ``dovecot-keywords``
@@ -120,6 +123,19 @@ def _directory_name(folder: str) -> str:
     return "." + ".".join(parts)
 
 
+def _fs_directory(folder: str) -> str:
+    """``Sub/Folder`` as the relative path ``Sub/Folder`` of an ``fs`` tree."""
+    levels = []
+    for part in folder.split(DELIMITER):
+        level = utf7.encode(part).decode("ascii")
+        if level.startswith("."):
+            level = "&AC4-" + level[1:]
+        if level in ("", *_PARTS):
+            raise TransferError(f"folder {folder!r} cannot be written in LAYOUT=fs")
+        levels.append(level)
+    return os.path.join(*levels)
+
+
 def read_keywords(directory: str) -> dict[str, str]:
     """Keyword letters of a folder's ``dovecot-keywords``: ``{"a": "$Junk", ...}``."""
     letters: dict[str, str] = {}
@@ -201,16 +217,18 @@ class MaildirReader:
 
 
 class MaildirWriter:
-    """Writes messages into a Maildir++ tree: ``cur/<date>.M<uid>V<uidvalidity>.mailserv:2,
-    <letters>`` through ``tmp/``, mtime set to the internal date; the same message gets the
-    same name again, so writing it twice leaves one file."""
+    """Writes messages into a Maildir tree in ``layout`` (Maildir++ or ``fs``):
+    ``cur/<date>.M<uid>V<uidvalidity>.mailserv:2,<letters>`` through ``tmp/``, mtime set to
+    the internal date; the same message gets the same name again, so writing it twice
+    leaves one file."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, layout: str = MAILDIR_PLUS_PLUS) -> None:
         self.root = root
+        self._named = _fs_directory if layout == FS else _directory_name
         self._keywords: dict[str, dict[str, str]] = {}
 
     def path(self, folder: str) -> str:
-        return self.root if folder == INBOX else os.path.join(self.root, _directory_name(folder))
+        return self.root if folder == INBOX else os.path.join(self.root, self._named(folder))
 
     def directory(self, folder: str) -> str:
         """The folder's directory, made with its cur/, new/ and tmp/ if need be."""
