@@ -51,6 +51,8 @@ WRITE_BATCH = 64
 LONGEST_RUN = 32
 """Characters of a run looked up in the vocabulary (a longer one is in fewer words than
 its start: those are found, the texts then read)."""
+FORGET_BATCH = 8
+"""Texts of messages gone taken out of the word index between two pauses (about 2 ms)."""
 FIRST_RANGE = 1024
 """UIDs the first range of a query covers; later ones grow or shrink to last a slice."""
 
@@ -61,6 +63,7 @@ _TABLES = (
     "CREATE TABLE texts (uid INTEGER PRIMARY KEY, header TEXT NOT NULL, body TEXT NOT NULL)",
     *vocabulary.tables("texts", "uid"),
     "CREATE TABLE long_texts (uid INTEGER PRIMARY KEY)",
+    "CREATE TABLE gone (uid INTEGER PRIMARY KEY, header TEXT NOT NULL, body TEXT NOT NULL)",
 )
 
 _log = Logger()
@@ -79,6 +82,7 @@ class TextIndex:
         """Texts SQLite cannot hold, by UID."""
         self._indexing = DeferredLock()
         self._flush: IDelayedCall | None = None
+        self._purge: IDelayedCall | None = None
 
     def added(self, uid: int, raw: bytes, info: MessageInfo) -> None:
         """A new message (indexed soon)."""
@@ -87,7 +91,9 @@ class TextIndex:
             self._flush = self._clock.callLater(FLUSH_DELAY, self._flushed)
 
     def removed(self, uids: Sequence[int]) -> None:
-        """Messages gone: their texts leave the index."""
+        """Messages gone: their texts leave ``texts`` now, so no query finds them (every
+        query reads it); the word index forgets them later (FTS5 re-reads a text to forget
+        it: a ms for a few), from ``gone``."""
         gone = [
             (uid,)
             for uid in uids
@@ -100,14 +106,15 @@ class TextIndex:
         db = self._db
         with db:
             db.execute("BEGIN")
-            vocabulary.forget(
-                db,
-                "SELECT 'delete', uid, header, body FROM texts WHERE uid = ? "
-                "AND uid NOT IN (SELECT uid FROM long_texts)",
+            db.executemany(
+                "INSERT INTO gone (uid, header, body) SELECT uid, header, body FROM texts "
+                "WHERE uid = ? AND uid NOT IN (SELECT uid FROM long_texts)",
                 gone,
             )
             db.executemany("DELETE FROM long_texts WHERE uid = ?", gone)
             db.executemany("DELETE FROM texts WHERE uid = ?", gone)
+        if self._purge is None:
+            self._purge = self._clock.callLater(FLUSH_DELAY, self._purged)
 
     async def matching(
         self, node: Contains, uids: Sequence[int], slices: TimeSlices
@@ -165,7 +172,13 @@ class TextIndex:
             match = [vocabulary.query(found, columns)]
             words = "FROM words WHERE rowid BETWEEN ? AND ? AND words MATCH ?"
             if run == needle:
-                statements.append((f"SELECT group_concat(rowid) {words}", match))
+                statements.append(
+                    (
+                        "SELECT group_concat(t.uid) FROM words w CROSS JOIN texts t "
+                        "ON t.uid = w.rowid WHERE w.rowid BETWEEN ? AND ? AND words MATCH ?",
+                        match,
+                    )
+                )
             else:
                 statements.append(
                     (
@@ -205,6 +218,27 @@ class TextIndex:
         Deferred.fromCoroutine(self._index_pending(slices)).addErrback(
             lambda failure: _log.failure("Indexing the texts of new messages failed", failure)
         )
+
+    def _purged(self) -> None:
+        self._purge = None
+        Deferred.fromCoroutine(self._forget_gone(TimeSlices(self._clock))).addErrback(
+            lambda failure: _log.failure("Forgetting the texts of messages gone failed", failure)
+        )
+
+    async def _forget_gone(self, slices: TimeSlices) -> None:
+        """Take the texts of ``gone`` out of the word index, a few at a time."""
+        db = self._db
+        while db is not None:
+            with db:
+                db.execute("BEGIN")
+                batch = db.execute("SELECT uid FROM gone LIMIT ?", (FORGET_BATCH,)).fetchall()
+                vocabulary.forget(
+                    db, "SELECT 'delete', uid, header, body FROM gone WHERE uid = ?", batch
+                )
+                db.executemany("DELETE FROM gone WHERE uid = ?", batch)
+            if len(batch) < FORGET_BATCH:
+                return
+            await slices.pause()
 
     async def _index_pending(self, slices: TimeSlices) -> None:
         """Index what waits: messages decoded a few at a time, their texts written to the
