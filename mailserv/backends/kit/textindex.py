@@ -42,8 +42,8 @@ from mailserv.message.text import folded_body, folded_header
 from mailserv.search import Contains, StringField
 from mailserv.slicing import SLICE, TimeSlices
 
-FLUSH_DELAY = 0.1
-"""Seconds new messages wait to be indexed together."""
+QUIET = 0.1
+"""Seconds without a new message after which those waiting are indexed."""
 DECODE_BATCH = 8
 """Messages decoded between two pauses (about 2 ms of work)."""
 WRITE_BATCH = 64
@@ -82,13 +82,15 @@ class TextIndex:
         """Texts SQLite cannot hold, by UID."""
         self._indexing = DeferredLock()
         self._flush: IDelayedCall | None = None
+        self._last_added = 0.0
         self._purge: IDelayedCall | None = None
 
     def added(self, uid: int, raw: bytes, info: MessageInfo) -> None:
         """A new message (indexed soon)."""
         self._pending[uid] = (raw, info)
+        self._last_added = self._clock.seconds()
         if self._flush is None:
-            self._flush = self._clock.callLater(FLUSH_DELAY, self._flushed)
+            self._flush = self._clock.callLater(QUIET, self._flushed)
 
     def removed(self, uids: Sequence[int]) -> None:
         """Messages gone: their texts leave ``texts`` now, so no query finds them (every
@@ -114,7 +116,7 @@ class TextIndex:
             db.executemany("DELETE FROM long_texts WHERE uid = ?", gone)
             db.executemany("DELETE FROM texts WHERE uid = ?", gone)
         if self._purge is None:
-            self._purge = self._clock.callLater(FLUSH_DELAY, self._purged)
+            self._purge = self._clock.callLater(QUIET, self._purged)
 
     async def matching(
         self, node: Contains, uids: Sequence[int], slices: TimeSlices
@@ -212,10 +214,20 @@ class TextIndex:
             await slices.pause()
         return found
 
+    def _busy(self) -> float:
+        """Seconds until the mailbox is quiet (no new message for ``QUIET``); 0 if it is."""
+        return max(0.0, self._last_added + QUIET - self._clock.seconds())
+
     def _flushed(self) -> None:
+        """Index in the background while no new message comes: a burst of APPENDs runs at
+        full speed, and its texts are indexed after it (or by a SEARCH that comes first)."""
+        wait = self._busy()
+        if wait:
+            self._flush = self._clock.callLater(wait, self._flushed)
+            return
         self._flush = None
         slices = TimeSlices(self._clock)
-        Deferred.fromCoroutine(self._index_pending(slices)).addErrback(
+        Deferred.fromCoroutine(self._index_pending(slices, background=True)).addErrback(
             lambda failure: _log.failure("Indexing the texts of new messages failed", failure)
         )
 
@@ -240,14 +252,15 @@ class TextIndex:
                 return
             await slices.pause()
 
-    async def _index_pending(self, slices: TimeSlices) -> None:
+    async def _index_pending(self, slices: TimeSlices, background: bool = False) -> None:
         """Index what waits: messages decoded a few at a time, their texts written to the
         index together (FTS5 writes a segment per transaction: a few texts at a time cost
         ten times as much).  One loop at a time; another waits for it, then finds nothing
-        left."""
+        left.  In the ``background``, it stops when a new message comes (and starts again
+        once they stop)."""
         async with self._indexing:
             pending, decoded = self._pending, self._decoded
-            while pending:
+            while pending or decoded:
                 for uid in list(itertools.islice(pending, DECODE_BATCH)):
                     raw, info = pending.pop(uid)
                     header, body = folded_header(raw, info), folded_body(raw, info)
@@ -259,6 +272,10 @@ class TextIndex:
                     self._write([(uid, *texts) for uid, texts in decoded.items()])
                     decoded.clear()
                 await slices.pause()
+                if background and self._busy():
+                    if self._flush is None:
+                        self._flush = self._clock.callLater(QUIET, self._flushed)
+                    return
 
     def _write(self, rows: list[tuple[int, str, str]]) -> None:
         if not rows:
