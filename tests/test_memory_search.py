@@ -145,19 +145,23 @@ NAMES = ["Ana Straße", "BOB <bob@Example.org>", "=?utf-8?q?Zo=C3=AB?= <zoe@x.te
 SUBJECTS = ["Budget MEETING", "re: budget", "=?utf-8?b?w4ljbGFpcg==?=", "Strasse plan", ""]
 NEEDLES = ["budget", "STRASSE", "straße", "bob@example", "zoë", "ÉCLAIR", "x.test", "", "\n", "e"]
 FIELDS = [StringField.FROM, StringField.TO, StringField.CC, StringField.BCC, StringField.SUBJECT]
+TEXT_FIELDS = [StringField.BODY, StringField.TEXT, StringField.SUBJECT]
 
 
-def _field_key(rng: random.Random, depth: int = 0) -> SearchKey:
+def _field_key(rng: random.Random, depth: int = 0, needles: list[str] = NEEDLES) -> SearchKey:
+    """A program of flags and string keys (FROM/TO/CC/BCC/SUBJECT, or also BODY and TEXT
+    when ``needles`` is theirs)."""
     kind = rng.randrange(6 if depth < 3 else 3)
     if kind == 0:
         return HasFlag(rng.choice(FLAGS), rng.random() < 0.5)
     if kind in (1, 2):
-        return Contains(rng.choice(FIELDS), rng.choice(NEEDLES))
+        fields = FIELDS if needles is NEEDLES else TEXT_FIELDS
+        return Contains(rng.choice(fields), rng.choice(needles))
     if kind == 3:
-        return Not(_field_key(rng, depth + 1))
+        return Not(_field_key(rng, depth + 1, needles))
     if kind == 4:
-        return Or(_field_key(rng, depth + 1), _field_key(rng, depth + 1))
-    return And(tuple(_field_key(rng, depth + 1) for _ in range(rng.randrange(1, 4))))
+        return Or(_field_key(rng, depth + 1, needles), _field_key(rng, depth + 1, needles))
+    return And(tuple(_field_key(rng, depth + 1, needles) for _ in range(rng.randrange(1, 4))))
 
 
 def test_address_and_subject_fields_answer_as_the_scan_does() -> None:
@@ -246,20 +250,6 @@ def _text_message(rng: random.Random, n: int) -> bytes:
     return head + b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + body + b"\r\n"
 
 
-def _text_key(rng: random.Random, depth: int = 0) -> SearchKey:
-    kind = rng.randrange(6 if depth < 2 else 3)
-    if kind == 0:
-        return HasFlag(rng.choice(FLAGS), rng.random() < 0.5)
-    if kind in (1, 2):
-        field = rng.choice([StringField.BODY, StringField.TEXT, StringField.SUBJECT])
-        return Contains(field, rng.choice(BODY_NEEDLES))
-    if kind == 3:
-        return Not(_text_key(rng, depth + 1))
-    if kind == 4:
-        return Or(_text_key(rng, depth + 1), _text_key(rng, depth + 1))
-    return And(tuple(_text_key(rng, depth + 1) for _ in range(rng.randrange(1, 4))))
-
-
 def test_body_and_text_answer_as_the_scan_does() -> None:
     """BODY and TEXT from the word index (``kit.textindex``): every text, alone and with
     flags and fields, before and after expunges, with messages waiting to be indexed."""
@@ -276,7 +266,7 @@ def test_body_and_text_answer_as_the_scan_does() -> None:
         uids = list(resolve(box.uids()))
         view = uids[2:-1]
         for _ in range(80):
-            program = SearchProgram(_text_key(rng))
+            program = SearchProgram(_field_key(rng, needles=BODY_NEEDLES))
             found = resolve(box.search(program, view))
             assert found is not None, program
             answered += 1

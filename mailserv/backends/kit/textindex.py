@@ -288,11 +288,9 @@ class TextIndex:
         with db:
             db.execute("BEGIN")
             db.executemany("INSERT INTO texts (uid, header, body) VALUES (?, ?, ?)", rows)
-            long = [(uid,) for uid, header, body in rows if vocabulary.is_long(header, body)]
-            db.executemany("INSERT INTO long_texts (uid) VALUES (?)", long)
-            skip = {uid for (uid,) in long}
-            vocabulary.index(
+            vocabulary.index_unless_long(
                 db,
                 "SELECT uid, header, body FROM texts WHERE uid = ?",
-                [(uid,) for uid, _, _ in rows if uid not in skip],
+                "INSERT INTO long_texts (uid) VALUES (?)",
+                rows,
             )

@@ -87,6 +87,17 @@ def index(db: Statements, select: str, rows: Iterable[Sequence[Any]]) -> None:
     db.execute("INSERT INTO fresh (fresh) VALUES ('delete-all')")
 
 
+def index_unless_long(
+    db: Statements, select: str, mark_long: str, rows: Sequence[tuple[int, str, str]]
+) -> None:
+    """:func:`index` the texts ``rows`` (id, header, body) just stored, but those that may
+    hold a word FTS5 cuts (:func:`is_long`): ``mark_long`` lists one of those by its id."""
+    long = {i for i, header, body in rows if is_long(header, body)}
+    for i in sorted(long):
+        db.execute(mark_long, (i,))
+    index(db, select, [(i,) for i, _, _ in rows if i not in long])
+
+
 def forget(db: Statements, select: str, rows: Iterable[Sequence[Any]]) -> None:
     """Take out of ``words`` the texts ``select`` gives for each of ``rows``, as they were
     indexed (an external-content index is told the values it forgets)."""
