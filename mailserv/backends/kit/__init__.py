@@ -15,6 +15,8 @@
   included) or an EXPUNGE (``expungeable``) changes.
 - :mod:`~mailserv.backends.kit.flagsets`: UIDs by flag and by day of the internal date,
   kept as messages change, and SEARCH of flags and dates (UNSEEN, SINCE...) from them.
+- :mod:`~mailserv.backends.kit.textindex`: SEARCH BODY and TEXT of messages held in memory
+  from an in-memory SQLite word index (``TextIndex``: tell it what comes and goes).
 - :mod:`~mailserv.backends.kit.options`: declare ``--backend-option`` keys once, get them
   parsed and typed, with ``BackendOptionError`` naming the bad key.
 

@@ -8,8 +8,8 @@ the garbage collector); a ``MessageMeta`` given out never changes.  The dict als
 as the sorted UID list: a dict keeps insertion order and a new UID is always the largest,
 so the keys ascend unsorted.  ``status()`` reads counters maintained as messages
 come and go (the kit's :class:`Tally`); listeners, modseqs, the sets of UIDs by flag and by
-day and the folded address and subject texts behind SEARCH, and the planning of STORE and
-EXPUNGE are the kit's too.
+day, the folded address and subject texts and the word index of BODY and TEXT behind
+SEARCH, and the planning of STORE and EXPUNGE are the kit's too.
 
 Every change holds the mailbox's lane (the kit's :class:`Lane`) and goes through the
 messages in batches, pausing between them when its time slice is used up: ``STORE 1:*``
