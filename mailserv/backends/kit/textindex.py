@@ -7,20 +7,23 @@ with the UIDs holding its needle, exactly as the engine's scan does.
 
 The texts are the scan's own (:func:`mailserv.message.text.folded_header` and
 ``folded_body``), kept in a ``:memory:`` SQLite database: a ``texts`` table (UID, header,
-body) and the word index over it with its vocabulary (:mod:`mailserv.backends.kit.words`
-says how a needle made of word characters is answered from it, in a few ms at 100k).  Other
-needles (shorter than three characters, holding a space or a dot, or inside too many words)
-are looked for with ``instr()`` in every text, a range at a time.  No trigram index: it
-costs ten times the word index to write (0.5 ms a message), for needles that are rare in
-SEARCH.  Texts SQLite cannot hold (a NUL, a lone surrogate: rare) stay in a dict and are
-compared in Python.
+body) and the word index over it with its vocabulary (:mod:`mailserv.backends.kit.words`).
+A needle's longest run of ASCII letters and digits lies inside one word wherever the needle
+occurs: the texts holding a word that contains the run are the answer (the needle is the
+run) or the only texts to read (``zebra migration``, ``bench.1``).  Needles without such a
+run of three, or whose run is in too many words, are looked for with ``instr()`` in every
+text.  No trigram index: it costs ten times the word index to write (0.5 ms a message), for
+needles that are rare in SEARCH.  Texts SQLite cannot hold (a NUL, a lone surrogate: rare)
+stay in a dict and are compared in Python.
 
-New messages wait in ``pending`` (APPEND costs nothing more) and enter the index a moment
-later, decoded a few at a time between pauses (Python work, done on the reactor in time
-slices) and written together (FTS5 writes a segment per transaction); a SEARCH first indexes
-whatever still waits.  Queries go over the UIDs in ranges (FTS5 reads a rowid range of its
-lists), with a pause between ranges and a range's size adapted so that one lasts about a
-slice: a SEARCH TEXT over 100k messages holds the reactor a few ms at a time.
+New messages wait in ``pending`` (APPEND costs nothing more) and are indexed once no new
+one came for ``QUIET`` seconds (a burst of APPENDs runs at full speed), decoded a few at a
+time between pauses (Python work, on the reactor in time slices) and written together
+(FTS5 writes a segment per transaction); a SEARCH first indexes whatever still waits.  The
+texts of messages gone leave ``texts`` at once (every query reads it) and the word index
+later, a few at a time.  Queries go over the UIDs in ranges (FTS5 reads a rowid range of
+its lists), with a pause between ranges and a range's size adapted so that one lasts about
+a slice: a SEARCH TEXT over 100k messages holds the reactor a few ms at a time.
 """
 
 from __future__ import annotations
