@@ -312,3 +312,20 @@ def test_listened_gives_a_mailbox_its_listener_methods() -> None:
     assert listener in box.listeners
     box.remove_listener(listener)  # type: ignore[arg-type]
     assert listener not in box.listeners
+
+
+def test_a_big_stores_changes_are_columns_ascending_by_uid() -> None:
+    """``kit.flagchanges``: the groups of a STORE become the engine's columns (no object
+    per message for the collector to walk), ascending by UID across groups."""
+    from mailserv.backends.kit.flagchanges import FlagChanges
+    from mailserv.interfaces import FlagChangeColumns
+
+    seen, flagged, none = frozenset({"\\Seen"}), frozenset({"\\Flagged"}), frozenset()
+    changes = FlagChanges({seen: [2, 5, 9], flagged: [1, 7], none: [3, 4, 10]}, 42)
+    assert isinstance(changes, FlagChangeColumns)
+    assert list(changes.uids) == [1, 2, 3, 4, 5, 7, 9, 10]
+    assert list(changes.flags) == [flagged, seen, none, none, seen, flagged, seen, none]
+    assert set(changes.modseqs) == {42}
+    single = FlagChanges({seen: [3, 8]}, 7)
+    assert [(c.uid, c.flags, c.modseq) for c in single] == [(3, seen, 7), (8, seen, 7)]
+    assert len(FlagChanges({seen: []}, 1)) == 0

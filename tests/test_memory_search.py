@@ -1,17 +1,20 @@
 """The memory backend's kept sets (``kit.flagsets``: UIDs by flag, by day of the internal
 date) answer SEARCH exactly as the engine's scan does: random programs over messages whose
 internal dates sit on both sides of midnight in several offsets, after flag changes and
-expunges."""
+expunges; so do its folded address and subject texts (``kit.fieldtexts``) and its word
+index of BODY and TEXT (``kit.textindex``)."""
 
 from __future__ import annotations
 
+import base64
 import random
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 
+from mailserv.backends.kit import textindex
 from mailserv.backends.memory import factory as memory
 from mailserv.interfaces import StoreMode
 from mailserv.search import (
@@ -129,7 +132,7 @@ def test_other_keys_are_left_to_the_engine() -> None:
     box = resolve(account.open("INBOX"))
     uid = resolve(box.append(b"Subject: a\r\n\r\nx\r\n", frozenset(), None, None)).uid
     for key in (
-        Contains(StringField.BODY, "x"),
+        Contains(StringField.HEADER, "x", "X-Other"),
         SizeCompare(True, 1),
         UidIn(frozenset({uid})),
         DateCompare(DateField.SENT, DateOp.ON, date(2024, 3, 10)),
@@ -142,19 +145,23 @@ NAMES = ["Ana Straße", "BOB <bob@Example.org>", "=?utf-8?q?Zo=C3=AB?= <zoe@x.te
 SUBJECTS = ["Budget MEETING", "re: budget", "=?utf-8?b?w4ljbGFpcg==?=", "Strasse plan", ""]
 NEEDLES = ["budget", "STRASSE", "straße", "bob@example", "zoë", "ÉCLAIR", "x.test", "", "\n", "e"]
 FIELDS = [StringField.FROM, StringField.TO, StringField.CC, StringField.BCC, StringField.SUBJECT]
+TEXT_FIELDS = [StringField.BODY, StringField.TEXT, StringField.SUBJECT]
 
 
-def _field_key(rng: random.Random, depth: int = 0) -> SearchKey:
+def _field_key(rng: random.Random, depth: int = 0, needles: list[str] = NEEDLES) -> SearchKey:
+    """A program of flags and string keys (FROM/TO/CC/BCC/SUBJECT, or also BODY and TEXT
+    when ``needles`` is theirs)."""
     kind = rng.randrange(6 if depth < 3 else 3)
     if kind == 0:
         return HasFlag(rng.choice(FLAGS), rng.random() < 0.5)
     if kind in (1, 2):
-        return Contains(rng.choice(FIELDS), rng.choice(NEEDLES))
+        fields = FIELDS if needles is NEEDLES else TEXT_FIELDS
+        return Contains(rng.choice(fields), rng.choice(needles))
     if kind == 3:
-        return Not(_field_key(rng, depth + 1))
+        return Not(_field_key(rng, depth + 1, needles))
     if kind == 4:
-        return Or(_field_key(rng, depth + 1), _field_key(rng, depth + 1))
-    return And(tuple(_field_key(rng, depth + 1) for _ in range(rng.randrange(1, 4))))
+        return Or(_field_key(rng, depth + 1, needles), _field_key(rng, depth + 1, needles))
+    return And(tuple(_field_key(rng, depth + 1, needles) for _ in range(rng.randrange(1, 4))))
 
 
 def test_address_and_subject_fields_answer_as_the_scan_does() -> None:
@@ -188,3 +195,86 @@ def test_address_and_subject_fields_answer_as_the_scan_does() -> None:
             resolve(box.store(uids[::3], StoreMode.ADD, frozenset({"\\Deleted"}), None))
             resolve(box.expunge(None, None))
     assert answered > 200
+
+
+WORDS = ["zebra", "Straße", "migration", "naïve", "ΣΟΦΟΣ", "bench.12", "a-b", "x_y", "ok"]
+BODY_NEEDLES = [
+    *WORDS,
+    "zeb",
+    "ebr",
+    "RASS",
+    "igrat",
+    "ΣΟΦ",
+    "bench.1",
+    "ench",
+    "-b",
+    "x_",
+    "o",
+    "",
+    "k z",
+    "zebra migration",
+    "absent",
+    "ǅ",
+    "\x00",
+    "\udcff",
+    "\ufffd",
+    "subject",
+    "report",
+    "h" * 3,
+    "q" * 9000,
+]
+
+
+def _text_message(rng: random.Random, n: int) -> bytes:
+    """Plain, base64 and multipart (one part quoted-printable) bodies, an encoded-word
+    subject; now and then a word FTS5 would cut, a NUL or a byte that is not UTF-8."""
+    words = " ".join(rng.choice(WORDS) for _ in range(rng.randrange(1, 6)))
+    subject = rng.choice([b"=?utf-8?q?Stra=C3=9Fe_report?=", b"zebra ok", b"=?utf-8?b?zqPOn86m?="])
+    head = b"From: a@x.test\r\nSubject: " + subject + b"\r\n"
+    body = words.encode()
+    kind = n % 6
+    if kind == 1:
+        body += b" " + b"q" * rng.choice((8191, 9000)) + b" hhh"
+    elif kind == 2:
+        body = body.replace(b"a", b"\x00a", 1) + b"\xff report"
+    if kind == 3:
+        encoded = base64.b64encode(body)
+        return head + b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"\r\n"
+    if kind == 4:
+        return (
+            head + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+            b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + body + b"\r\n--b\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
+            b"quoted-printable\r\n\r\nSubject Stra=C3=9Fe ok\r\n--b--\r\n"
+        )
+    return head + b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + body + b"\r\n"
+
+
+def test_body_and_text_answer_as_the_scan_does() -> None:
+    """BODY and TEXT from the word index (``kit.textindex``): every text, alone and with
+    flags and fields, before and after expunges, with messages waiting to be indexed."""
+    from twisted.internet import reactor  # slices give way to a running reactor
+
+    rng = random.Random(13)
+    account = resolve(memory.build({}, ".", reactor).account("alice"))
+    box = resolve(account.open("INBOX"))
+    for n in range(48):
+        flags = frozenset(rng.sample(FLAGS, rng.randrange(3)))
+        resolve(box.append(_text_message(rng, n), flags, None, None))
+    answered = 0
+    for round_ in range(3):
+        uids = list(resolve(box.uids()))
+        view = uids[2:-1]
+        for _ in range(80):
+            program = SearchProgram(_field_key(rng, needles=BODY_NEEDLES))
+            found = resolve(box.search(program, view))
+            assert found is not None, program
+            answered += 1
+            assert found == _scan(box, program, view), program
+        resolve(box.store(uids[round_::3], StoreMode.ADD, frozenset({"\\Deleted"}), None))
+        resolve(box.expunge(None, None))
+        for n in range(6):  # these wait to be indexed when the next SEARCH comes...
+            resolve(box.append(_text_message(rng, n), frozenset(), None, None))
+        if round_ == 0:  # ...or, once no message came for a moment, in the background
+            resolve(deferLater(reactor, textindex.QUIET * 2, lambda: None))
+    assert answered == 240

@@ -17,6 +17,8 @@
   kept as messages change, and SEARCH of flags and dates (UNSEEN, SINCE...) from them.
 - :mod:`~mailserv.backends.kit.aclindex`: which mailboxes other users have entries in
   (``AclIndex``), so ``IAclAccount.shared_mailboxes`` costs what it returns.
+- :mod:`~mailserv.backends.kit.textindex`: SEARCH BODY and TEXT of messages held in memory
+  from an in-memory SQLite word index (``TextIndex``: tell it what comes and goes).
 - :mod:`~mailserv.backends.kit.options`: declare ``--backend-option`` keys once, get them
   parsed and typed, with ``BackendOptionError`` naming the bad key.
 

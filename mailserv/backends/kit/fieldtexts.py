@@ -14,7 +14,7 @@ combine with the flags and dates; semantics are the scan's
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from itertools import compress, repeat
 from typing import Protocol
 
@@ -25,6 +25,9 @@ from mailserv.slicing import TimeSlices
 
 Known = dict[int, set[int]]
 """Sets of matching UIDs by ``id()`` of the key node they answer."""
+Other = Callable[[Contains, Sequence[int], TimeSlices], Awaitable[set[int] | None]]
+"""What answers the other string keys (e.g. a :class:`~mailserv.backends.kit.textindex.
+TextIndex` BODY and TEXT), as :meth:`FoldedFields.answer` does, or None."""
 
 
 class HasInfo(Protocol):
@@ -53,17 +56,23 @@ class FoldedFields:
         uids: Sequence[int],
         entries: Mapping[int, HasInfo],
         slices: TimeSlices,
+        other: Other | None = None,
     ) -> Known | None:
-        """The UIDs among ``uids`` matching each FROM/TO/CC/BCC/SUBJECT node of ``key``;
-        None when some other string key is in it (the engine evaluates the program)."""
+        """The UIDs among ``uids`` matching each FROM/TO/CC/BCC/SUBJECT node of ``key``,
+        and each node ``other`` answers; None when some other string key is in it (the
+        engine evaluates the program)."""
         known: Known = {}
         for node in walk(key):
             if not isinstance(node, Contains):
                 continue
             how = field_needle(node)
-            if how is None:
+            if how is not None:
+                found: set[int] | None = await self._matching(*how, uids, entries, slices)
+            else:
+                found = None if other is None else await other(node, uids, slices)
+            if found is None:
                 return None
-            known[id(node)] = await self._matching(*how, uids, entries, slices)
+            known[id(node)] = found
         return known
 
     async def _matching(

@@ -19,8 +19,11 @@ a backend keeps texts with a run of ``LONG_RUN`` characters without white space
 (:func:`is_long`) out of ``words`` and compares them with ``instr()``.
 
 What is shared here is the vocabulary: which rows enter ``words``, when, and how they leave
-it is each backend's (the maildir index's ``texts``, the SQL store's ``message_text``).
-``terms`` only grows (the words of a message gone stay; they match nothing).
+it is each backend's (the maildir index's ``texts``, the SQL store's ``message_text``, the
+memory backend's :class:`~mailserv.backends.kit.textindex.TextIndex`).  ``terms`` only grows
+(the words of a message gone stay; they match nothing).  So are the rules of the trigram
+index beside it: which texts SQLite holds (:func:`indexable`), and when its phrase match is
+the substring test itself (:func:`exact`, :func:`phrase`).
 """
 
 from __future__ import annotations
@@ -84,6 +87,17 @@ def index(db: Statements, select: str, rows: Iterable[Sequence[Any]]) -> None:
     db.execute("INSERT INTO fresh (fresh) VALUES ('delete-all')")
 
 
+def index_unless_long(
+    db: Statements, select: str, mark_long: str, rows: Sequence[tuple[int, str, str]]
+) -> None:
+    """:func:`index` the texts ``rows`` (id, header, body) just stored, but those that may
+    hold a word FTS5 cuts (:func:`is_long`): ``mark_long`` lists one of those by its id."""
+    long = {i for i, header, body in rows if is_long(header, body)}
+    for i in sorted(long):
+        db.execute(mark_long, (i,))
+    index(db, select, [(i,) for i, _, _ in rows if i not in long])
+
+
 def forget(db: Statements, select: str, rows: Iterable[Sequence[Any]]) -> None:
     """Take out of ``words`` the texts ``select`` gives for each of ``rows``, as they were
     indexed (an external-content index is told the values it forgets)."""
@@ -94,6 +108,12 @@ def forget(db: Statements, select: str, rows: Iterable[Sequence[Any]]) -> None:
 def terms(db: Statements, needle: str) -> list[str] | None:
     """The words containing ``needle`` (three characters or more, case-folded), or None
     when there are none or too many for the word index to answer."""
+    return containing(db, needle) or None
+
+
+def containing(db: Statements, needle: str) -> list[str] | None:
+    """The words containing ``needle`` (three characters or more, case-folded), none
+    included; None when there are too many for the word index to answer."""
     found = [
         term
         for (term,) in db.execute(
@@ -102,7 +122,7 @@ def terms(db: Statements, needle: str) -> list[str] | None:
         ).fetchall()
         if needle in term
     ]
-    return found if 0 < len(found) <= TERM_LIMIT else None
+    return found if len(found) <= TERM_LIMIT else None
 
 
 def query(found: Sequence[str], columns: Sequence[str]) -> str:
@@ -110,3 +130,36 @@ def query(found: Sequence[str], columns: Sequence[str]) -> str:
     ``columns`` (both: no filter)."""
     any_of = " OR ".join('"' + term.replace('"', '""') + '"' for term in found)
     return any_of if len(columns) == 2 else f"{{{' '.join(columns)}}}: ({any_of})"
+
+
+def indexable(value: str) -> bool:
+    """Whether SQLite can hold ``value`` as it is (its text stops at NUL and cannot hold
+    lone surrogates); texts that cannot are compared some other way."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def phrase(needle: str, columns: Sequence[str]) -> str:
+    """An FTS5 query of a trigram index for texts whose ``columns`` (``header``, ``body``
+    or both) hold the trigrams of ``needle`` one after the other, in one column: ``needle``
+    after the index's case folding.  (A filter naming every column costs a quarter more
+    than none.)"""
+    quoted = '"' + needle.replace('"', '""') + '"'
+    return quoted if len(columns) == 2 else f"{{{columns[0]}}}: {quoted}"
+
+
+def exact(needle: str) -> bool:
+    """Whether the trigram index's phrase match of ``needle`` (case-folded, as the texts
+    are) is exactly the substring test.
+
+    The trigram tokenizer folds each character with SQLite's own table.  On characters
+    that ``str.casefold`` leaves as they are (the only ones in the texts and the needle),
+    that folding is the identity, except that U+FFFE and U+FFFF become U+FFFD (SQLite's
+    UTF-8 reader): a needle without any of the three then matches exactly where it is a
+    substring (tests/test_maildir_search_index.py checks this of the SQLite in use)."""
+    return not any("\ufffd" <= c <= "\uffff" for c in needle)

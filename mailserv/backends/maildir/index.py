@@ -27,9 +27,10 @@ from typing import TypeVar
 from twisted.logger import Logger
 
 from mailserv.backends.kit.changes import Flagged
+from mailserv.backends.kit.words import indexable
 from mailserv.backends.maildir import snapshot, words
 from mailserv.backends.maildir.snapshot import Columns
-from mailserv.backends.maildir.textrow import TextRow, blob, indexable
+from mailserv.backends.maildir.textrow import TextRow, blob
 
 _log = Logger()
 

@@ -26,8 +26,9 @@ from typing import Any
 
 from mailserv.backends.kit import uidlist
 from mailserv.backends.kit import words as vocabulary
+from mailserv.backends.kit.words import exact, indexable
 from mailserv.backends.maildir import words
-from mailserv.backends.maildir.textrow import blob, indexable
+from mailserv.backends.maildir.textrow import blob
 from mailserv.interfaces import SYSTEM_FLAGS
 from mailserv.message.addresses import SEPARATOR
 from mailserv.search import (
@@ -256,7 +257,7 @@ class _Sql:
             # The index's answer is the answer; only texts not in it yet are read.
             terms = self.terms(needle)
             if terms is None:
-                pattern = self.bind(_phrase(needle, columns))
+                pattern = self.bind(vocabulary.phrase(needle, columns))
                 parts.append(f"SELECT rowid AS uid FROM fulltext WHERE fulltext MATCH {pattern}")
             else:  # the word index's (see ``words``), and the texts left out of it
                 pattern = self.bind(vocabulary.query(terms, columns))
@@ -271,7 +272,7 @@ class _Sql:
                 f"SELECT t.uid FROM pending p CROSS JOIN texts t ON t.uid = p.uid WHERE {found}"
             )
         else:
-            pattern = self.bind(_phrase(needle, columns))
+            pattern = self.bind(vocabulary.phrase(needle, columns))
             found = self.found("t", needle, columns)
             parts.append(
                 "SELECT t.uid FROM texts t WHERE (t.uid IN (SELECT rowid FROM fulltext WHERE "
@@ -305,23 +306,3 @@ class _Sql:
         if len(uids) > LIST_LIMIT:
             raise Declined()
         return "m.uid IN (" + ", ".join(self.bind(uid) for uid in sorted(uids)) + ")"
-
-
-def _phrase(needle: str, columns: tuple[str, ...]) -> str:
-    """An FTS5 query for rows whose texts in ``columns`` hold the trigrams of ``needle``
-    one after the other, in one column: ``needle`` after the index's case folding.  (A
-    filter naming every column costs a quarter more than none.)"""
-    phrase = '"' + needle.replace('"', '""') + '"'
-    return phrase if columns == _TEXT_COLUMNS[StringField.TEXT] else f"{{{columns[0]}}}: {phrase}"
-
-
-def exact(needle: str) -> bool:
-    """Whether the trigram index's phrase match of ``needle`` (case-folded, as the texts
-    are) is exactly the substring test.
-
-    The trigram tokenizer folds each character with SQLite's own table.  On characters
-    that ``str.casefold`` leaves as they are (the only ones in the texts and the needle),
-    that folding is the identity, except that U+FFFE and U+FFFF become U+FFFD (SQLite's
-    UTF-8 reader): a needle without any of the three then matches exactly where it is a
-    substring (tests/test_maildir_search_index.py checks this of the SQLite in use)."""
-    return not any("\ufffd" <= c <= "\uffff" for c in needle)

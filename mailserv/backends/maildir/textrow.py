@@ -40,15 +40,3 @@ def text_row(raw: bytes, info: MessageInfo) -> TextRow:
     header = text.folded_header(raw, info)
     body = text.folded_body(raw, info)
     return (*(blob(v) for v in values), *(blob(v) for v in lines), sent, header, body)  # type: ignore[return-value]
-
-
-def indexable(value: str) -> bool:
-    """Whether the full-text index can hold ``value`` as it is (SQLite text stops at NUL and
-    cannot hold lone surrogates); rows that cannot are compared as bytes instead."""
-    if "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -8,8 +8,8 @@ the garbage collector); a ``MessageMeta`` given out never changes.  The dict als
 as the sorted UID list: a dict keeps insertion order and a new UID is always the largest,
 so the keys ascend unsorted.  ``status()`` reads counters maintained as messages
 come and go (the kit's :class:`Tally`); listeners, modseqs, the sets of UIDs by flag and by
-day and the folded address and subject texts behind SEARCH, and the planning of STORE and
-EXPUNGE are the kit's too.
+day, the folded address and subject texts and the word index of BODY and TEXT behind
+SEARCH, and the planning of STORE and EXPUNGE are the kit's too.
 
 Every change holds the mailbox's lane (the kit's :class:`Lane`) and goes through the
 messages in batches, pausing between them when its time slice is used up: ``STORE 1:*``
@@ -40,6 +40,7 @@ from mailserv.backends.kit import (
     plan_store,
 )
 from mailserv.backends.kit.fieldtexts import FoldedFields
+from mailserv.backends.kit.textindex import TextIndex
 from mailserv.interfaces import (
     RECENT,
     AppendResult,
@@ -119,6 +120,7 @@ class MemoryMailbox(Listened):
         self._having: flagsets.Having = {}  # SEARCH of flags and dates: see kit.flagsets
         self._on_day: flagsets.OnDay = {}
         self._fields = FoldedFields()  # SEARCH FROM/TO/CC/BCC/SUBJECT: see kit.fieldtexts
+        self._texts = TextIndex(account.clock)  # SEARCH BODY and TEXT: see kit.textindex
         self.modseqs = ModseqLog()
         self.listeners = ListenerSet()
         self.lane = Lane(account.clock)
@@ -152,8 +154,11 @@ class MemoryMailbox(Listened):
 
     async def search(self, query: SearchProgram, uids: Sequence[int]) -> list[int] | None:
         """Flags and internal dates from the sets kept (a few ms at 100k), the address and
-        subject fields from their folded texts; None (the engine evaluates) for the rest."""
-        known = await self._fields.answer(query.key, uids, self._messages, self.lane.slices())
+        subject fields from their folded texts, BODY and TEXT from the text index; None
+        (the engine evaluates) for the rest."""
+        known = await self._fields.answer(
+            query.key, uids, self._messages, self.lane.slices(), self._texts.matching
+        )
         if known is None:
             return None
         return flagsets.search(
@@ -301,6 +306,7 @@ class MemoryMailbox(Listened):
         self._uidnext += 1
         flags = self._flagsets.setdefault(flags, flags)
         self._messages[uid] = Message(uid, flags, modseq, date, raw, info, saved)
+        self._texts.added(uid, raw, info)
         self.tally.add(uid, flags, len(raw))
         flagsets.reflag(self._having, uid, frozenset(), flags)
         flagsets.add_day(self._on_day, uid, flagsets.date_of(date.date()))
@@ -318,5 +324,6 @@ class MemoryMailbox(Listened):
                 flagsets.reflag(self._having, uid, m.flags, frozenset())
                 flagsets.undate(self._on_day, uid, flagsets.date_of(m.internaldate.date()))
                 self._fields.removed(uid)
+            self._texts.removed(part)
         self.modseqs.expunged(uids, self.modseqs.bump())
         self.listeners.expunged(self, uids, origin)

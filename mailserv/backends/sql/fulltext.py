@@ -203,13 +203,11 @@ def words_ready(tx: Tx) -> bool:
 
 def _index_words(tx: Tx, rows: Sequence[tuple[int, str, str]]) -> None:
     """Put texts in the word index (their ids are out of the backfill's range)."""
-    long = [(i,) for i, header, body in rows if vocabulary.is_long(header, body)]
-    tx.many("INSERT OR IGNORE INTO long_texts (message_id) VALUES (?)", long)
-    skip = {i for (i,) in long}
-    vocabulary.index(
+    vocabulary.index_unless_long(
         tx,
         "SELECT rowid, header, body FROM message_text WHERE rowid = ?",
-        [(i,) for i, _, _ in rows if i not in skip],
+        "INSERT OR IGNORE INTO long_texts (message_id) VALUES (?)",
+        rows,
     )
 
 

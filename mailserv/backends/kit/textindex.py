@@ -1,0 +1,299 @@
+"""SEARCH BODY and TEXT of a mailbox held in memory, from an in-memory SQLite word index.
+
+A backend that keeps each message's bytes and parsed ``MessageInfo`` (the memory backend)
+tells a :class:`TextIndex` of the messages that come (:meth:`~TextIndex.added`) and go
+(:meth:`~TextIndex.removed`); :meth:`~TextIndex.matching` then answers a BODY or TEXT node
+with the UIDs holding its needle, exactly as the engine's scan does.
+
+The texts are the scan's own (:func:`mailserv.message.text.folded_header` and
+``folded_body``), kept in a ``:memory:`` SQLite database: a ``texts`` table (UID, header,
+body) and the word index over it with its vocabulary (:mod:`mailserv.backends.kit.words`).
+A needle's longest run of ASCII letters and digits lies inside one word wherever the needle
+occurs: the texts holding a word that contains the run are the answer (the needle is the
+run) or the only texts to read (``zebra migration``, ``bench.1``).  Needles without such a
+run of three, or whose run is in too many words, are looked for with ``instr()`` in every
+text.  No trigram index: it costs ten times the word index to write (0.5 ms a message), for
+needles that are rare in SEARCH.  Texts SQLite cannot hold (a NUL, a lone surrogate: rare)
+stay in a dict and are compared in Python.
+
+New messages wait in ``pending`` (APPEND costs nothing more) and are indexed once no new
+one came for ``QUIET`` seconds (a burst of APPENDs runs at full speed), decoded a few at a
+time between pauses (Python work, on the reactor in time slices) and written together
+(FTS5 writes a segment per transaction); a SEARCH first indexes whatever still waits.  The
+texts of messages gone leave ``texts`` at once (every query reads it) and the word index
+later, a few at a time.  Queries go over the UIDs in ranges (FTS5 reads a rowid range of
+its lists), with a pause between ranges and a range's size adapted so that one lasts about
+a slice: a SEARCH TEXT over 100k messages holds the reactor a few ms at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sqlite3
+import time
+from collections.abc import Sequence
+
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from mailserv.backends.kit import uidlist
+from mailserv.backends.kit import words as vocabulary
+from mailserv.message.info import MessageInfo
+from mailserv.message.text import folded_body, folded_header
+from mailserv.search import Contains, StringField
+from mailserv.slicing import SLICE, TimeSlices
+
+QUIET = 0.1
+"""Seconds without a new message after which those waiting are indexed."""
+DECODE_BATCH = 8
+"""Messages decoded between two pauses (about 2 ms of work)."""
+WRITE_BATCH = 64
+"""Texts written to the index in one transaction (about 3 ms)."""
+LONGEST_RUN = 32
+"""Characters of a run looked up in the vocabulary (a longer one is in fewer words than
+its start: those are found, the texts then read)."""
+FORGET_BATCH = 8
+"""Texts of messages gone taken out of the word index between two pauses (about 2 ms)."""
+FIRST_RANGE = 1024
+"""UIDs the first range of a query covers; later ones grow or shrink to last a slice."""
+
+_COLUMNS = {StringField.BODY: ("body",), StringField.TEXT: ("header", "body")}
+_PLACE = {"header": 0, "body": 1}
+_RUNS = re.compile("[a-z0-9]+")
+_TABLES = (
+    "CREATE TABLE texts (uid INTEGER PRIMARY KEY, header TEXT NOT NULL, body TEXT NOT NULL)",
+    *vocabulary.tables("texts", "uid"),
+    "CREATE TABLE long_texts (uid INTEGER PRIMARY KEY)",
+    "CREATE TABLE gone (uid INTEGER PRIMARY KEY, header TEXT NOT NULL, body TEXT NOT NULL)",
+)
+
+_log = Logger()
+
+
+class TextIndex:
+    """The texts of one mailbox's messages; ``clock`` is the reactor its work gives way to."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._db: sqlite3.Connection | None = None  # made with the first text
+        self._pending: dict[int, tuple[bytes, MessageInfo]] = {}
+        self._decoded: dict[int, tuple[str, str]] = {}
+        """Texts decoded, written with the next batch."""
+        self._odd: dict[int, tuple[str, str]] = {}
+        """Texts SQLite cannot hold, by UID."""
+        self._indexing = DeferredLock()
+        self._flush: IDelayedCall | None = None
+        self._last_added = 0.0
+        self._purge: IDelayedCall | None = None
+
+    def added(self, uid: int, raw: bytes, info: MessageInfo) -> None:
+        """A new message (indexed soon)."""
+        self._pending[uid] = (raw, info)
+        self._last_added = self._clock.seconds()
+        if self._flush is None:
+            self._flush = self._clock.callLater(QUIET, self._flushed)
+
+    def removed(self, uids: Sequence[int]) -> None:
+        """Messages gone: their texts leave ``texts`` now, so no query finds them (every
+        query reads it); the word index forgets them later (FTS5 re-reads a text to forget
+        it: a ms for a few), from ``gone``."""
+        gone = [
+            (uid,)
+            for uid in uids
+            if self._pending.pop(uid, None) is None
+            and self._decoded.pop(uid, None) is None
+            and self._odd.pop(uid, None) is None
+        ]
+        if not gone or self._db is None:
+            return
+        db = self._db
+        with db:
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT INTO gone (uid, header, body) SELECT uid, header, body FROM texts "
+                "WHERE uid = ? AND uid NOT IN (SELECT uid FROM long_texts)",
+                gone,
+            )
+            db.executemany("DELETE FROM long_texts WHERE uid = ?", gone)
+            db.executemany("DELETE FROM texts WHERE uid = ?", gone)
+        if self._purge is None:
+            self._purge = self._clock.callLater(QUIET, self._purged)
+
+    async def matching(
+        self, node: Contains, uids: Sequence[int], slices: TimeSlices
+    ) -> set[int] | None:
+        """The UIDs among ``uids`` (ascending; a few more between the first and the last
+        may come) whose texts hold the needle of ``node``, a BODY or TEXT key; None for any
+        other key."""
+        columns = _COLUMNS.get(node.field)
+        if columns is None:
+            return None
+        needle = node.value.casefold()
+        if not needle or not uids:
+            return set(uids)
+        await self._index_pending(slices)
+        low, high = uids[0], uids[-1]
+        found = {
+            uid
+            for uid, texts in self._odd.items()
+            if low <= uid <= high and any(needle in texts[_PLACE[c]] for c in columns)
+        }
+        if self._db is None or not vocabulary.indexable(needle):
+            return found  # only a text SQLite cannot hold can hold such a needle
+        for statement, params in self._statements(needle, columns):
+            found.update(await self._ranges(statement, params, uids, slices))
+        return found
+
+    def _statements(self, needle: str, columns: Sequence[str]) -> list[tuple[str, list[str]]]:
+        """Statements of ``group_concat(uid)`` whose first two parameters bound the UIDs,
+        and the rest of their parameters: together, the texts holding ``needle``.
+
+        A run of ASCII letters and digits in a needle (characters the word index always
+        keeps in its words) lies inside one word wherever the needle occurs, so the texts
+        holding it are among those holding a word that contains the run; none, when no
+        word does.  The needle is then looked for in those texts alone (when it is the run,
+        they are the answer), and in the texts left out of the word index."""
+        assert self._db is not None
+        test = " OR ".join(f"instr(t.{c}, ?) > 0" for c in columns)
+        tested = [needle] * len(columns)
+        run = max(_RUNS.findall(needle), key=len, default="")[:LONGEST_RUN]
+        if len(run) >= 3:
+            found = vocabulary.containing(self._db, run)
+        else:  # non-ASCII words: none found may mean a separator in the needle
+            long_enough = 3 <= len(needle) <= LONGEST_RUN
+            found = vocabulary.terms(self._db, needle) if long_enough else None
+            run = needle
+        if found is None:  # every text is read
+            scan = "SELECT group_concat(t.uid) FROM texts t WHERE t.uid BETWEEN ? AND ?"
+            return [(f"{scan} AND ({test})", tested)]
+        left_out = (
+            "SELECT group_concat(t.uid) FROM long_texts l CROSS JOIN texts t "
+            f"ON t.uid = l.uid WHERE l.uid BETWEEN ? AND ? AND ({test})"
+        )
+        statements = [(left_out, tested)]
+        if found:
+            match = [vocabulary.query(found, columns)]
+            words = "FROM words WHERE rowid BETWEEN ? AND ? AND words MATCH ?"
+            if run == needle:
+                statements.append(
+                    (
+                        "SELECT group_concat(t.uid) FROM words w CROSS JOIN texts t "
+                        "ON t.uid = w.rowid WHERE w.rowid BETWEEN ? AND ? AND words MATCH ?",
+                        match,
+                    )
+                )
+            else:
+                statements.append(
+                    (
+                        "SELECT group_concat(t.uid) FROM texts t WHERE t.uid IN "
+                        f"(SELECT rowid {words}) AND ({test})",
+                        match + tested,
+                    )
+                )
+        return statements
+
+    async def _ranges(
+        self, statement: str, params: list[str], uids: Sequence[int], slices: TimeSlices
+    ) -> list[int]:
+        """``statement`` over ``uids`` a range at a time, each range about a slice long."""
+        assert self._db is not None
+        found: list[int] = []
+        size, start = FIRST_RANGE, 0
+        while start < len(uids):
+            end = min(start + size, len(uids))
+            began = time.perf_counter()
+            (listed,) = self._db.execute(
+                statement, (uids[start], uids[end - 1], *params)
+            ).fetchone()
+            spent = time.perf_counter() - began
+            found += uidlist.numbers(listed or "")
+            start = end
+            if spent < SLICE / 4:
+                size *= 2
+            elif spent > SLICE and size > 1:
+                size //= 2
+            await slices.pause()
+        return found
+
+    def _busy(self) -> float:
+        """Seconds until the mailbox is quiet (no new message for ``QUIET``); 0 if it is."""
+        return max(0.0, self._last_added + QUIET - self._clock.seconds())
+
+    def _flushed(self) -> None:
+        """Index in the background while no new message comes: a burst of APPENDs runs at
+        full speed, and its texts are indexed after it (or by a SEARCH that comes first)."""
+        wait = self._busy()
+        if wait:
+            self._flush = self._clock.callLater(wait, self._flushed)
+            return
+        self._flush = None
+        slices = TimeSlices(self._clock)
+        Deferred.fromCoroutine(self._index_pending(slices, background=True)).addErrback(
+            lambda failure: _log.failure("Indexing the texts of new messages failed", failure)
+        )
+
+    def _purged(self) -> None:
+        self._purge = None
+        Deferred.fromCoroutine(self._forget_gone(TimeSlices(self._clock))).addErrback(
+            lambda failure: _log.failure("Forgetting the texts of messages gone failed", failure)
+        )
+
+    async def _forget_gone(self, slices: TimeSlices) -> None:
+        """Take the texts of ``gone`` out of the word index, a few at a time."""
+        db = self._db
+        while db is not None:
+            with db:
+                db.execute("BEGIN")
+                batch = db.execute("SELECT uid FROM gone LIMIT ?", (FORGET_BATCH,)).fetchall()
+                vocabulary.forget(
+                    db, "SELECT 'delete', uid, header, body FROM gone WHERE uid = ?", batch
+                )
+                db.executemany("DELETE FROM gone WHERE uid = ?", batch)
+            if len(batch) < FORGET_BATCH:
+                return
+            await slices.pause()
+
+    async def _index_pending(self, slices: TimeSlices, background: bool = False) -> None:
+        """Index what waits: messages decoded a few at a time, their texts written to the
+        index together (FTS5 writes a segment per transaction: a few texts at a time cost
+        ten times as much).  One loop at a time; another waits for it, then finds nothing
+        left.  In the ``background``, it stops when a new message comes (and starts again
+        once they stop)."""
+        async with self._indexing:
+            pending, decoded = self._pending, self._decoded
+            while pending or decoded:
+                for uid in list(itertools.islice(pending, DECODE_BATCH)):
+                    raw, info = pending.pop(uid)
+                    header, body = folded_header(raw, info), folded_body(raw, info)
+                    if vocabulary.indexable(header) and vocabulary.indexable(body):
+                        decoded[uid] = (header, body)
+                    else:
+                        self._odd[uid] = (header, body)
+                if len(decoded) >= WRITE_BATCH or not pending:
+                    self._write([(uid, *texts) for uid, texts in decoded.items()])
+                    decoded.clear()
+                await slices.pause()
+                if background and self._busy():
+                    if self._flush is None:
+                        self._flush = self._clock.callLater(QUIET, self._flushed)
+                    return
+
+    def _write(self, rows: list[tuple[int, str, str]]) -> None:
+        if not rows:
+            return
+        if self._db is None:
+            self._db = sqlite3.connect(":memory:", isolation_level=None)
+            for statement in _TABLES:
+                self._db.execute(statement)
+        db = self._db
+        with db:
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO texts (uid, header, body) VALUES (?, ?, ?)", rows)
+            vocabulary.index_unless_long(
+                db,
+                "SELECT uid, header, body FROM texts WHERE uid = ?",
+                "INSERT INTO long_texts (uid) VALUES (?)",
+                rows,
+            )
