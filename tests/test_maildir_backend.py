@@ -311,6 +311,28 @@ def test_a_folder_deleted_by_another_program(store: Store) -> None:
         store.open("Gone")
 
 
+def test_a_folder_deleted_while_it_is_opened(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process deletes the folder between open()'s look at the disk and the load
+    (a NOTIFY session following a RENAME in another worker met this): MailboxNotFound,
+    not the loader's FileNotFoundError, and the folder is not kept half-open."""
+    from mailserv.backends.maildir.mailbox import MaildirMailbox
+
+    account = store.account()
+    resolve(account.create("Going"))
+    load = MaildirMailbox.ensure_loaded
+
+    async def deleted_first(self: MaildirMailbox) -> None:
+        shutil.rmtree(self.directory)
+        await load(self)
+
+    monkeypatch.setattr(MaildirMailbox, "ensure_loaded", deleted_first)
+    with pytest.raises(MailboxNotFound):
+        store.open("Going")
+    monkeypatch.setattr(MaildirMailbox, "ensure_loaded", load)
+    with pytest.raises(MailboxNotFound):
+        store.open("Going")
+
+
 def test_polling_without_inotify(tmp_path: Path) -> None:
     clock = Clock()
     made = Store(tmp_path, watch="poll", **{"poll-interval": "0.5"})

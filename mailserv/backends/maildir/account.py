@@ -248,7 +248,14 @@ class MaildirAccount:
                 raise MailboxNotFound(name)  # gone since
             box = MaildirMailbox(self, name, directory)
             self._boxes[name] = box
-        await box.ensure_loaded()
+        try:
+            await box.ensure_loaded()
+        except FileNotFoundError:
+            # Deleted or renamed by another process between the check and the load.
+            if os.path.isdir(os.path.join(box.directory, "cur")):
+                raise
+            self.forget(box)
+            raise MailboxNotFound(name) from None
         return box
 
     def forget(self, box: MaildirMailbox) -> None:
