@@ -312,23 +312,27 @@ def test_a_folder_deleted_by_another_program(store: Store) -> None:
 
 
 def test_a_folder_deleted_while_it_is_opened(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Another process deletes the folder between open()'s look at the disk and the load
-    (a NOTIFY session following a RENAME in another worker met this): MailboxNotFound,
-    not the loader's FileNotFoundError, and the folder is not kept half-open."""
-    from mailserv.backends.maildir.mailbox import MaildirMailbox
+    """Another process deletes the folder while open() loads it, just before the load
+    locks its uidlist (a NOTIFY session following a RENAME in another worker met this):
+    MailboxNotFound, not the lock's FileNotFoundError, and nothing kept half-open."""
+    from mailserv.backends.maildir.dotlock import DotLock
 
     account = store.account()
     resolve(account.create("Going"))
-    load = MaildirMailbox.ensure_loaded
+    append(store.open("Going"), 1)
+    store.restart()  # the next open loads from disk, reconciling the uidlist
+    folder = store.root() / ".Going"
+    acquire = DotLock.acquire
 
-    async def deleted_first(self: MaildirMailbox) -> None:
-        shutil.rmtree(self.directory)
-        await load(self)
+    def deleted_first(self: DotLock) -> None:
+        if self.path.startswith(str(folder)) and folder.exists():
+            shutil.rmtree(folder)
+        acquire(self)
 
-    monkeypatch.setattr(MaildirMailbox, "ensure_loaded", deleted_first)
+    monkeypatch.setattr(DotLock, "acquire", deleted_first)
     with pytest.raises(MailboxNotFound):
         store.open("Going")
-    monkeypatch.setattr(MaildirMailbox, "ensure_loaded", load)
+    monkeypatch.setattr(DotLock, "acquire", acquire)
     with pytest.raises(MailboxNotFound):
         store.open("Going")
 
