@@ -60,7 +60,9 @@ def exchange(client: RawClient, data: bytes, last_tag: bytes, hold: float) -> Ex
     received = bytearray(client.buf)
     client.buf.clear()
     start = time.monotonic()
-    deadline = start + 90
+    # A hang, not a speed bound: 10,000 commands on PostgreSQL take 23 s alone, > 90 s in
+    # a loaded full run.
+    deadline = start + 240
     sent_while_holding = -1
     end_marker = b"\r\n" + last_tag + b" "
     try:
