@@ -44,7 +44,8 @@ from mailserv.backends.sql import backend as sql_backend
 from mailserv.backends.sql.db import NOTIFY_CHANNEL, InlineDatabase, Tx
 from mailserv.backends.sql.dialect import parse_url
 from mailserv.backends.sql.rows import (
-    INDEXED_FLAGS,
+    FLAG_INDEXES_4,
+    MARK_INDEXES,
     MAX_NOTICE,
     Notice,
     flag_test,
@@ -206,13 +207,19 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
 
 
 def _undo_version_12(tx: Tx) -> None:
-    """What migration 12 added goes (the change log), what it took away comes back
-    (PostgreSQL: the indexes on mail.modseq and mail.flags, the default fill factor)."""
-    if tx.dialect.is_postgres:
-        tx.execute("CREATE INDEX mail_modseq ON mail (mailbox_id, modseq)")
-        for flag, name in INDEXED_FLAGS.items():
+    """What migration 12 added goes (the change log, mail.marks), what it took away comes
+    back (the flag indexes on mail.flags; PostgreSQL: the index on mail.modseq, the default
+    fill factor)."""
+    for name in MARK_INDEXES.values():
+        tx.execute(f"DROP INDEX {name}")
+    tx.execute("ALTER TABLE mail DROP COLUMN marks")
+    restore = FLAG_INDEXES_4 if tx.dialect.is_postgres else MARK_INDEXES
+    for flag, name in FLAG_INDEXES_4.items():
+        if name in restore.values():
             test = flag_test(tx.dialect.find, flag, present=flag != "\\Seen")
             tx.execute(f"CREATE INDEX {name} ON mail (mailbox_id, uid) WHERE {test}")
+    if tx.dialect.is_postgres:
+        tx.execute("CREATE INDEX mail_modseq ON mail (mailbox_id, modseq)")
         tx.execute("ALTER TABLE mail RESET (fillfactor)")
         tx.execute("CLUSTER mail USING mail_pkey")
     tx.execute("DROP TABLE modseq_log")
@@ -885,19 +892,14 @@ def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Pat
     assert resolve(box.search(_program("FLAGGED"), uids)) == uids[2::3]
     assert resolve(box.search(_program("NOT FLAGGED SEEN"), uids)) == uids[1::3]
     resolve(backend.db.run(schema.refresh_statistics, write=True))
-    if backend.db.dialect.is_postgres:  # schema 12 dropped them again (see below)
-        assert resolve(box.expunge(None, None)) == uids[2::3]
-        resolve(backend.stop())
-        return
-    for key, index in [("UNSEEN", "mail_unseen"), ("FLAGGED", "mail_flagged")]:
+    indexed = [("FLAGGED", "mail_flagged")]  # on mail.marks since 12 (see below)
+    if not backend.db.dialect.is_postgres:  # PostgreSQL drops the unseen index at 12
+        indexed.append(("UNSEEN", "mail_unseen"))
+    for key, index in indexed:
         clause = search.translate(_program(key), backend.db.dialect.find, uids)
         assert clause is not None
         sql = f"SELECT m.uid FROM mail m WHERE m.mailbox_id = ? AND {clause.sql}"
         assert index in resolve(backend.db.run(_plan, sql, (box.id, *clause.params)))
-    deleted = "SELECT uid FROM mail WHERE mailbox_id = ? AND " + flag_test(
-        backend.db.dialect.find, "\\Deleted", present=True
-    )
-    assert "mail_deleted" in resolve(backend.db.run(_plan, deleted, (box.id,)))
     assert resolve(box.expunge(None, None)) == uids[2::3]
     resolve(backend.stop())
 
@@ -985,14 +987,70 @@ def test_upgrade_to_12_makes_stores_page_local(url: str, tmp_path: Path) -> None
         sender="t",
     )
     after = resolve(backend.db.run(_hot, store, write=True))
+    seen = resolve(
+        backend.db.run(_hot, functools.partial(store, flags=frozenset({"\\Seen"})), write=True)
+    )
+    for key, index in [("FLAGGED", "mail_flagged"), ("DELETED", "mail_deleted")]:
+        clause = search.translate(_program(key), backend.db.dialect.find, uids)
+        assert clause is not None
+        sql = f"SELECT m.uid FROM mail m WHERE m.mailbox_id = ? AND {clause.sql}"
+        assert index in resolve(backend.db.run(_plan, sql, (box.id, *clause.params)))
     if backend.db.dialect.is_postgres:
-        assert before == (12, 0) and after == (12, 12)
+        assert before == (12, 0) and after == (12, 12) and seen[0] == seen[1] > 0
         indexes = query(backend, "SELECT indexdef FROM pg_indexes WHERE tablename = 'mail'")
         assert not [d for (d,) in indexes if "flags" in d or "modseq" in d]
         options = query(backend, "SELECT reloptions FROM pg_class WHERE relname = 'mail'")
         assert options == [([f"fillfactor={schema.HOT_FILLFACTOR}"],)]
     assert resolve(box.expunge(None, None)) == uids[2::4]
     resolve(backend.stop())
+
+
+def test_marks_follow_every_write_of_flags(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``mail.marks`` (\\Flagged and \\Deleted, indexed) follows every way flags are written:
+    APPEND, STORE by runs (one and several old flag sets) and row by row (scattered UIDs,
+    UNCHANGEDSINCE, many flag sets), COPY and MOVE; FLAGGED, DELETED and their negations
+    answer as the engine's evaluation of the fetched flags, and EXPUNGE removes the deleted."""
+    monkeypatch.setattr(messages, "MAX_STORE_RUNS", 3)
+    monkeypatch.setattr(messages, "MAX_STORE_GROUPS", 3)
+    account = resolve(backend.account("alice"))
+    resolve(account.create("Other"))
+    box, other = resolve(account.open("INBOX")), resolve(account.open("Other"))
+    rng = random.Random(10)
+    names = ["\\Flagged", "\\Deleted", "\\Seen", "$A", "$B"]
+
+    def some() -> frozenset[str]:
+        return frozenset(name for name in names if rng.random() < 0.4)
+
+    for n in range(30):
+        resolve(box.append(message(n), some(), None, None))
+    for step in range(24):
+        uids = list(resolve(box.uids()))
+        if step % 6 == 5:
+            chosen = rng.sample(uids, 4)
+            transfer = box.copy if step % 12 == 5 else box.move
+            resolve(transfer(chosen, "Other", None))
+            continue
+        if step % 3 == 0:
+            low = rng.randrange(len(uids))
+            chosen = uids[low : low + rng.randrange(1, 12)]  # one run
+        else:
+            chosen = rng.sample(uids, rng.randrange(1, len(uids)))  # runs or rows
+        mode = rng.choice(list(StoreMode))
+        since = resolve(box.status()).highestmodseq if step % 4 == 1 else None
+        resolve(box.store(chosen, mode, some(), None, since))
+    for mailbox in (box, other):
+        uids = list(resolve(mailbox.uids()))
+        metas = resolve(mailbox.fetch(uids))
+        context = SearchContext(uids, frozenset(), mailbox.content)
+        for key in ("FLAGGED", "UNFLAGGED", "DELETED", "UNDELETED", "OR FLAGGED DELETED"):
+            program = _program(key)
+            want = resolve(evaluate(program, metas, context))
+            assert resolve(mailbox.search(program, uids)) == want, key
+        deleted = [m.uid for m in metas if "\\Deleted" in m.flags]
+        assert resolve(mailbox.expunge(None, None)) == deleted
+        assert resolve(mailbox.search(_program("DELETED"), uids)) == []
 
 
 def test_changes_since_from_the_log_are_the_rows_changes(

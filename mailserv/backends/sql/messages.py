@@ -30,8 +30,9 @@ from mailserv.backends.sql.rows import (
     Notice,
     When,
     flag_probe,
-    flag_test,
     flags_text,
+    mark_test,
+    marks_of,
     uid_notices,
 )
 from mailserv.errors import MailboxNotFound
@@ -204,14 +205,15 @@ def append(tx: Tx, box_id: int, message: Incoming, sender: str) -> tuple[int, in
     message_id = _store_content(tx, message)
     when = message.when
     tx.later(
-        "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, internaldate, tz,"
-        " internal_day, size, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, marks, internaldate,"
+        " tz, internal_day, size, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             box_id,
             uid,
             message_id,
             modseq,
             flags_text(message.flags),
+            marks_of(message.flags),
             when.seconds,
             when.tz,
             when.day,
@@ -276,7 +278,7 @@ def store_flags(
     if len(sets) > MAX_STORE_GROUPS:
         return _store_each(tx, box_id, wanted, mode, flags, None, modseq, sender)
     groups: dict[frozenset[str], list[int]] = {}
-    rewrite: list[tuple[str, str]] = []  # (old flags text, new) of the sets that change
+    rewrite: list[tuple[str, str, list[int]]] = []  # (old flags text, new, its marks or [])
     unseen = 0
     for text, members in sets:
         current = frozenset(text.split())
@@ -285,16 +287,19 @@ def store_flags(
             continue
         changed = list(map(int, members.split(",")))
         unseen += ((SEEN in current) - (SEEN in new)) * len(changed)
-        rewrite.append((text, flags_text(new)))
+        # ``marks`` is written only when \Flagged or \Deleted changes (see rows.MARKS).
+        marks = [marks_of(new)] if marks_of(new) != marks_of(current) else []
+        rewrite.append((text, flags_text(new), marks))
         groups.setdefault(new, []).extend(changed)
     if not groups:
         return [], []
-    update = f"UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND ({where})"
-    if len(rewrite) == len(sets) == 1:  # every row of the runs changes alike
-        tx.later(update, (rewrite[0][1], modseq, box_id, *bounds))
-    else:
-        for old, new_text in rewrite:
-            tx.later(update + " AND flags = ?", (new_text, modseq, box_id, *bounds, old))
+    for old, new_text, marks in rewrite:
+        update = "UPDATE mail SET flags = ?, modseq = ?" + ", marks = ?" * len(marks)
+        update += f" WHERE mailbox_id = ? AND ({where})"
+        if len(rewrite) == len(sets) == 1:  # every row of the runs changes alike
+            tx.later(update, (new_text, modseq, *marks, box_id, *bounds))
+        else:
+            tx.later(update + " AND flags = ?", (new_text, modseq, *marks, box_id, *bounds, old))
     tx.later(
         "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
         (modseq, unseen, box_id),
@@ -364,15 +369,17 @@ def _store_each(
         # say): one UPDATE per distinct old set instead of one per message.
         low, high = rows[0][0], rows[-1][0]
         tx.many(
-            "UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid BETWEEN ? AND ?"
-            " AND flags = ?",
-            [(new, modseq, box_id, low, high, old) for old, new in rewrite.items()],
+            "UPDATE mail SET flags = ?, modseq = ?, marks = ? WHERE mailbox_id = ?"
+            " AND uid BETWEEN ? AND ? AND flags = ?",
+            [
+                (new, modseq, marks_of(new.split()), box_id, low, high, old)
+                for old, new in rewrite.items()
+            ],
         )
     else:
-        new_text = {change.uid: flags_text(change.flags) for change in changed}
         tx.many(
-            "UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
-            [(new_text[c.uid], modseq, box_id, c.uid) for c in changed],
+            "UPDATE mail SET flags = ?, modseq = ?, marks = ? WHERE mailbox_id = ? AND uid = ?",
+            [(flags_text(c.flags), modseq, marks_of(c.flags), box_id, c.uid) for c in changed],
         )
     tx.later(
         "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
@@ -429,7 +436,7 @@ def expunge(tx: Tx, box_id: int, uids: Sequence[int] | None, sender: str) -> tup
     """Remove messages flagged \\Deleted (among ``uids`` when given): (UIDs, modseq)."""
     _lock(tx, box_id)
     select = "SELECT uid, message_id, size, flags FROM mail WHERE mailbox_id = ?"
-    select += " AND " + flag_test(tx.dialect.find, DELETED, present=True)
+    select += " AND " + mark_test(DELETED, present=True)
     params = (box_id,)
     if uids is None:
         rows = tx.all(select + " ORDER BY uid", params)
@@ -490,7 +497,7 @@ def transfer(
     target = locked[target_id]  # both locked in id order above: no deadlock
     rows = where_uids(
         tx,
-        "SELECT uid, message_id, flags, internaldate, tz, internal_day, size FROM mail"
+        "SELECT uid, message_id, flags, internaldate, tz, internal_day, size, marks FROM mail"
         " WHERE mailbox_id = ?",
         (source_id,),
         uids,
@@ -502,7 +509,7 @@ def transfer(
     saved = int(time.time())
     tx.many(
         "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, internaldate, tz,"
-        " internal_day, size, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " internal_day, size, marks, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(target_id, first + i, *row[1:2], modseq, *row[2:], saved) for i, row in enumerate(rows)],
     )
     counts = Counter(int(row[1]) for row in rows)

@@ -18,7 +18,7 @@ from typing import Any
 from mailserv.backends.kit import uidlist
 from mailserv.backends.sql import fulltext, schema
 from mailserv.backends.sql.db import Tx
-from mailserv.backends.sql.rows import INDEXED_FLAGS, flag_probe, flag_test
+from mailserv.backends.sql.rows import MARKS, flag_probe, flag_test, mark_test
 from mailserv.interfaces import SEEN, SYSTEM_FLAGS
 from mailserv.message.addresses import SEPARATOR
 from mailserv.search import (
@@ -174,7 +174,9 @@ class _Translator:
             canonical = _SYSTEM_FLAGS.get(name.lower())
             if canonical is None:
                 raise _Decline()  # \Recent (bind() replaces it) or unknown
-            if canonical in INDEXED_FLAGS:
+            if canonical in MARKS:  # the flagged and deleted have indexes of their own
+                return mark_test(canonical, key.present, "m.marks")
+            if canonical == SEEN:  # as SQLite's index of the unseen has it
                 return flag_test(self.find, canonical, key.present, "m.flags")
             test = f"{self.find}(m.flags, {self.param(flag_probe(canonical))}) > 0"
         else:
