@@ -93,8 +93,9 @@ def sql(
                 [(box, i + 1, i + 1) for i in ids],
             )
         tx.execute(
-            "UPDATE mailboxes SET uidnext = ?, messages = ?, unseen = ?, size = ? WHERE id = ?",
-            (count + 1, count, count, 2700 * count, box),
+            "UPDATE mailboxes SET uidnext = ?, messages = ?, unseen = ?, size = ?,"
+            " unseen_uids = ? WHERE id = ?",
+            (count + 1, count, count, 2700 * count, f"1:{count}", box),
         )
         schema.refresh_statistics(tx)
 

@@ -39,6 +39,7 @@ from mailserv.backends.sql import (
     reads,
     schema,
     search,
+    unseen,
 )
 from mailserv.backends.sql import backend as sql_backend
 from mailserv.backends.sql.db import NOTIFY_CHANNEL, InlineDatabase, Tx
@@ -207,9 +208,9 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
 
 
 def _undo_version_12(tx: Tx) -> None:
-    """What migration 12 added goes (the change log, mail.marks), what it took away comes
-    back (the flag indexes on mail.flags; PostgreSQL: the index on mail.modseq, the default
-    fill factor)."""
+    """What migration 12 added goes (the change log, mail.marks, the kept unseen UIDs),
+    what it took away comes back (the flag indexes on mail.flags; PostgreSQL: the index on
+    mail.modseq, the default fill factor)."""
     for name in MARK_INDEXES.values():
         tx.execute(f"DROP INDEX {name}")
     tx.execute("ALTER TABLE mail DROP COLUMN marks")
@@ -224,6 +225,7 @@ def _undo_version_12(tx: Tx) -> None:
         tx.execute("CLUSTER mail USING mail_pkey")
     tx.execute("DROP TABLE modseq_log")
     tx.execute("ALTER TABLE mailboxes DROP COLUMN log_from")
+    tx.execute("ALTER TABLE mailboxes DROP COLUMN unseen_uids")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 11")
 
 
@@ -574,22 +576,29 @@ def test_search_in_sql_matches_the_engine(backend: SqlBackend) -> None:
     assert answered > len(queries) * 0.6
 
 
-def test_unseen_reads_back_from_the_newest_to_the_kept_count(backend: SqlBackend) -> None:
-    """UNSEEN alone reads the rows from the newest back and stops at the mailbox's count of
-    unseen messages: the evaluator's answer for none unseen, the newest, scattered ones, and
+@pytest.mark.parametrize("kept", [True, False])
+def test_unseen_reads_back_from_the_newest_to_the_kept_count(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch, kept: bool
+) -> None:
+    """UNSEEN alone reads the unseen UIDs the mailbox row keeps, or where it keeps none (too
+    many runs) the rows from the newest back, stopping at the mailbox's count of unseen
+    messages: the evaluator's answer for none unseen, the newest, scattered ones, and
     sessions that do not see the newest or the oldest messages."""
+    if not kept:
+        monkeypatch.setattr(unseen, "MAX_RUNS", 0)
     box = resolve(resolve(backend.account("alice")).open("INBOX"))
     uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(30)]
     seen = frozenset({"\\Seen"})
-    for unseen in ([], uids[-3:], uids[::7], uids[:2] + uids[-1:]):
+    for unread in ([], uids[-3:], uids[::7], uids[:2] + uids[-1:]):
         resolve(box.store(uids, StoreMode.ADD, seen, None))
-        resolve(box.store(unseen, StoreMode.REMOVE, seen, None))
+        resolve(box.store(unread, StoreMode.REMOVE, seen, None))
+        assert (_kept_unseen(backend, box) != "None") is (kept or not unread)
         for view in (uids, uids[:-2], uids[4:], uids[3:9] + uids[20:24]):
             metas = resolve(box.fetch(view))
             context = SearchContext(view, frozenset(), box.content)
             expected = resolve(evaluate(_program("UNSEEN"), metas, context))
-            assert expected == [uid for uid in view if uid in unseen]
-            assert resolve(box.search(_program("UNSEEN"), view)) == expected, (unseen, view)
+            assert expected == [uid for uid in view if uid in unread]
+            assert resolve(box.search(_program("UNSEEN"), view)) == expected, (unread, view)
         clause = search.translate(_program("UNSEEN"), backend.db.dialect.find, uids)
         assert clause is not None and clause.counted == "unseen"
 
@@ -1005,52 +1014,75 @@ def test_upgrade_to_12_makes_stores_page_local(url: str, tmp_path: Path) -> None
     resolve(backend.stop())
 
 
-def test_marks_follow_every_write_of_flags(
-    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch
+def _kept_unseen(backend: SqlBackend, box: Any) -> str | None:
+    return str(query(backend, "SELECT unseen_uids FROM mailboxes WHERE id = ?", (box.id,))[0][0])
+
+
+@pytest.mark.parametrize("runs", [unseen.MAX_RUNS, 3])
+def test_marks_and_unseen_follow_every_write_of_flags(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch, runs: int
 ) -> None:
-    """``mail.marks`` (\\Flagged and \\Deleted, indexed) follows every way flags are written:
-    APPEND, STORE by runs (one and several old flag sets) and row by row (scattered UIDs,
-    UNCHANGEDSINCE, many flag sets), COPY and MOVE; FLAGGED, DELETED and their negations
-    answer as the engine's evaluation of the fetched flags, and EXPUNGE removes the deleted."""
+    """``mail.marks`` (\\Flagged and \\Deleted, indexed) and the mailbox's kept unseen UIDs
+    follow every way flags are written: APPEND, STORE by runs (one and several old flag
+    sets, over gaps and missing UIDs) and row by row (scattered UIDs, UNCHANGEDSINCE, many
+    flag sets), COPY, MOVE and EXPUNGE; FLAGGED, DELETED, UNSEEN and their negations answer
+    as the engine's evaluation of the fetched flags.  The kept UIDs are exactly the unseen
+    messages' runs, or none (NULL: the rows are read) beyond ``unseen.MAX_RUNS`` runs, until
+    no message is unseen."""
     monkeypatch.setattr(messages, "MAX_STORE_RUNS", 3)
     monkeypatch.setattr(messages, "MAX_STORE_GROUPS", 3)
+    monkeypatch.setattr(unseen, "MAX_RUNS", runs)
     account = resolve(backend.account("alice"))
     resolve(account.create("Other"))
     box, other = resolve(account.open("INBOX")), resolve(account.open("Other"))
-    rng = random.Random(10)
+    rng = random.Random(10 + runs)
     names = ["\\Flagged", "\\Deleted", "\\Seen", "$A", "$B"]
 
     def some() -> frozenset[str]:
         return frozenset(name for name in names if rng.random() < 0.4)
 
-    for n in range(30):
+    def check(mailbox: Any) -> None:
+        uids = list(resolve(mailbox.uids()))
+        metas = resolve(mailbox.fetch(uids))
+        context = SearchContext(uids, frozenset(), mailbox.content)
+        for key in ("FLAGGED", "UNFLAGGED", "DELETED", "UNDELETED", "UNSEEN", "SEEN"):
+            program = _program(key)
+            want = resolve(evaluate(program, metas, context))
+            assert resolve(mailbox.search(program, uids)) == want, key
+        runs_now = unseen.runs_of(m.uid for m in metas if "\\Seen" not in m.flags)
+        kept = _kept_unseen(backend, mailbox)
+        assert kept == unseen.dump(runs_now) or (kept == "None" and len(runs_now) > runs)
+
+    for n in range(60):
         resolve(box.append(message(n), some(), None, None))
-    for step in range(24):
+    for step in range(30):
         uids = list(resolve(box.uids()))
         if step % 6 == 5:
             chosen = rng.sample(uids, 4)
             transfer = box.copy if step % 12 == 5 else box.move
             resolve(transfer(chosen, "Other", None))
+            check(other)
             continue
-        if step % 3 == 0:
+        if step % 10 == 9:
+            chosen = rng.sample(uids, 3)
+            resolve(box.store(chosen, StoreMode.ADD, frozenset({"\\Deleted"}), None))
+            resolve(box.expunge(chosen, None))
+        elif step % 3 == 0:
             low = rng.randrange(len(uids))
-            chosen = uids[low : low + rng.randrange(1, 12)]  # one run
+            chosen = uids[low : low + rng.randrange(1, 12)] + [10**6]  # one run and a missing UID
+            resolve(box.store(chosen, rng.choice(list(StoreMode)), some(), None))
         else:
             chosen = rng.sample(uids, rng.randrange(1, len(uids)))  # runs or rows
-        mode = rng.choice(list(StoreMode))
-        since = resolve(box.status()).highestmodseq if step % 4 == 1 else None
-        resolve(box.store(chosen, mode, some(), None, since))
+            since = resolve(box.status()).highestmodseq if step % 4 == 1 else None
+            resolve(box.store(chosen, rng.choice(list(StoreMode)), some(), None, since))
+        check(box)
     for mailbox in (box, other):
         uids = list(resolve(mailbox.uids()))
-        metas = resolve(mailbox.fetch(uids))
-        context = SearchContext(uids, frozenset(), mailbox.content)
-        for key in ("FLAGGED", "UNFLAGGED", "DELETED", "UNDELETED", "OR FLAGGED DELETED"):
-            program = _program(key)
-            want = resolve(evaluate(program, metas, context))
-            assert resolve(mailbox.search(program, uids)) == want, key
-        deleted = [m.uid for m in metas if "\\Deleted" in m.flags]
+        deleted = [m.uid for m in resolve(mailbox.fetch(uids)) if "\\Deleted" in m.flags]
         assert resolve(mailbox.expunge(None, None)) == deleted
         assert resolve(mailbox.search(_program("DELETED"), uids)) == []
+    resolve(box.store(list(resolve(box.uids())), StoreMode.ADD, frozenset({"\\Seen"}), None))
+    assert _kept_unseen(backend, box) == ""  # kept again, whatever it was
 
 
 def test_changes_since_from_the_log_are_the_rows_changes(

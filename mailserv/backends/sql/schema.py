@@ -220,12 +220,12 @@ def _page_local_flag_updates(tx: Tx) -> None:
     HIGHESTMODSEQ).  ``mail.marks`` holds \\Flagged and \\Deleted as bits (see
     ``rows.MARKS``), written only when one of them changes, and the partial indexes of the
     flagged and deleted messages test it instead of ``flags`` (FLAGGED and EXPUNGE read
-    those rows alone, and a STORE of other flags leaves them be).  PostgreSQL: the modseq
-    index and the unseen index go (UNSEEN reads the mailbox's rows by the primary key
-    instead, from the newest back), and the table is rewritten at :data:`HOT_FILLFACTOR`
-    (CLUSTER: in key order, under an exclusive lock for the time it takes).  SQLite keeps
-    those two: it rewrites a row in its B-tree in place, and the indexes cost a STORE
-    little there."""
+    those rows alone, and a STORE of other flags leaves them be).  ``mailboxes.unseen_uids``:
+    the mailbox's unseen UIDs as runs, what SEARCH UNSEEN reads (see the module ``unseen``).
+    PostgreSQL: the modseq index and the unseen index go, and the table is rewritten at
+    :data:`HOT_FILLFACTOR` (CLUSTER: in key order, under an exclusive lock for the time it
+    takes).  SQLite keeps those two: it rewrites a row in its B-tree in place, and the
+    indexes cost a STORE little there."""
     from mailserv.backends.sql.rows import MARK_INDEXES, mark_test, marks_sql
 
     tx.execute(
@@ -243,6 +243,7 @@ def _page_local_flag_updates(tx: Tx) -> None:
         tx.dialect.ddl("ALTER TABLE mailboxes ADD COLUMN log_from {bigint} NOT NULL DEFAULT 0")
     )
     tx.execute("UPDATE mailboxes SET log_from = highestmodseq")
+    _keep_unseen_uids(tx)
     tx.execute("ALTER TABLE mail ADD COLUMN marks INTEGER NOT NULL DEFAULT 0")
     marks = marks_sql(tx.dialect.find)
     tx.execute(f"UPDATE mail SET marks = {marks} WHERE {marks} <> 0")
@@ -256,6 +257,24 @@ def _page_local_flag_updates(tx: Tx) -> None:
     tx.execute(f"ALTER TABLE mail SET (fillfactor = {HOT_FILLFACTOR})")
     tx.execute("CLUSTER mail USING mail_pkey")
     tx.execute("ANALYZE mail")
+
+
+def _keep_unseen_uids(tx: Tx) -> None:
+    """Migration 12: ``mailboxes.unseen_uids``, filled in from the rows of every mailbox
+    with unseen messages (new mailboxes start with none)."""
+    from mailserv.backends.sql import unseen
+    from mailserv.backends.sql.rows import flag_test
+
+    tx.execute("ALTER TABLE mailboxes ADD COLUMN unseen_uids TEXT DEFAULT ''")
+    for (box_id,) in tx.all("SELECT id FROM mailboxes WHERE unseen > 0"):
+        rows = tx.all(
+            "SELECT uid FROM mail WHERE mailbox_id = ? AND "
+            + flag_test(tx.dialect.find, "\\Seen", present=False)
+            + " ORDER BY uid",
+            (box_id,),
+        )
+        runs = unseen.runs_of(int(uid) for (uid,) in rows)
+        tx.execute("UPDATE mailboxes SET unseen_uids = ? WHERE id = ?", (unseen.dump(runs), box_id))
 
 
 ANALYSIS_LIMIT = 2000
@@ -362,7 +381,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         12,
         "modseq_log: the UID ranges each write of mail rows changed (CHANGEDSINCE reads"
         " them); mail.marks: the flagged and deleted flags as bits, the indexes of the"
-        " flagged and deleted messages on it; PostgreSQL: STORE's updates stay on their"
+        " flagged and deleted messages on it; mailboxes.unseen_uids: the unseen messages"
+        " (SEARCH UNSEEN reads them); PostgreSQL: STORE's updates stay on their"
         " page (HOT): no index on mail.flags or mail.modseq, mail rewritten with room on"
         " each page",
         function=_page_local_flag_updates,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailserv.backends.kit import uidlist
-from mailserv.backends.sql import fulltext, schema
+from mailserv.backends.sql import fulltext, schema, unseen
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import MARKS, flag_probe, flag_test, mark_test
 from mailserv.interfaces import SEEN, SYSTEM_FLAGS
@@ -81,8 +81,9 @@ class Clause:
     its top-level AND's): the operator and the day, for the ``mail_day`` index."""
     counted: str | None = None
     """The ``mailboxes`` column that counts the mailbox's matches (``unseen`` for UNSEEN
-    alone): the rows are read from the newest back, and no further than that many matches
-    (schema 12 left PostgreSQL no index of the unseen messages; they are mostly the newest)."""
+    alone): the UIDs the mailbox row keeps are the answer (see the module ``unseen``); where
+    it keeps none, the rows are read from the newest back, and no further than that many
+    matches (schema 12 left PostgreSQL no index of the unseen messages)."""
 
 
 def translate(
@@ -260,6 +261,10 @@ def run(
     if clause.texts and not texts_ready and not fulltext.mailbox_ready(tx, box_id):
         return None
     low, high = uids[0], uids[-1]
+    if clause.counted == "unseen":
+        kept = tx.one("SELECT unseen_uids FROM mailboxes WHERE id = ?", (box_id,))
+        if kept is not None and kept[0] is not None:
+            return unseen.among(kept[0], uids)
     mail, where = "mail m", clause.sql
     day = clause.day
     if day is not None and tx.dialect.is_postgres:  # its planner weighs the index itself
