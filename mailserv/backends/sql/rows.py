@@ -49,8 +49,11 @@ def marks_of(flags: Iterable[str]) -> int:
 
 
 def mark_test(flag: str, present: bool, column: str = "marks") -> str:
-    """SQL testing a flag of :data:`MARKS`, written as its partial index is (present)."""
-    return f"({column} & {MARKS[flag]}) {'<>' if present else '='} 0"
+    """SQL testing a flag of :data:`MARKS`, written as its partial index is (present).  An
+    equality: PostgreSQL has no statistics of the expression and guesses that few rows pass
+    one (``<> 0`` it guesses nearly all do, and reads the mailbox rather than the index)."""
+    bit = MARKS[flag]
+    return f"({column} & {bit}) = {bit if present else 0}"
 
 
 def marks_sql(find: str, column: str = "flags") -> str:
