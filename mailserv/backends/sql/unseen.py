@@ -5,13 +5,16 @@ of the unseen messages since schema 12 (a STORE of \\Seen would then update an i
 per row, not in place), and when they are scattered a pass over 100,000 rows is what is left.
 Every write that changes which messages are unseen (APPEND, STORE of \\Seen, COPY, EXPUNGE)
 rewrites the text in the same transaction, in the ``mailboxes`` update it makes anyway under
-the row's lock: no new contention.  ``1:5,9,12:20``; NULL when more than :data:`MAX_RUNS` runs
-would be needed (the text would cost every write more than it saves SEARCH): readers then
-test the rows, until the mailbox has no unseen message again.
+the row's lock: no new contention.  ``1,5,9,9,12,20``: the low and high UID of each run in
+turn (the JSON decoder and encoder read and write it, in C); NULL when more than
+:data:`MAX_RUNS` runs would be needed (the text would cost every write more than it saves
+SEARCH): readers then test the rows, until the mailbox has no unseen message again.
 """
 
 from __future__ import annotations
 
+import json
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 
 from mailserv.syntax.sequences import merge, uids_in
@@ -19,7 +22,9 @@ from mailserv.syntax.sequences import merge, uids_in
 Runs = list[tuple[int, int]]
 
 MAX_RUNS = 2000
-"""Runs kept at most (a text of about 20 KB); beyond, the column is NULL."""
+"""Runs kept at most (a text of about 25 KB); beyond, the column is NULL."""
+FEW = 32
+"""Runs of a change applied one by one where they fall (bisection), not by a pass over all."""
 
 
 def runs_of(uids: Iterable[int]) -> Runs:
@@ -38,18 +43,44 @@ def count(runs: Iterable[tuple[int, int]]) -> int:
     return sum(high - low + 1 for low, high in runs)
 
 
+def _flat(text: str) -> list[int]:
+    """The text's bounds, low and high of each run in turn (read by the JSON decoder, in C)."""
+    return json.loads("[" + text + "]") if text else []
+
+
+def _text(flat: list[int]) -> str | None:
+    if len(flat) > 2 * MAX_RUNS:
+        return None
+    return json.dumps(flat, separators=(",", ":"))[1:-1]
+
+
 def parse(text: str) -> Runs:
-    runs: Runs = []
-    for part in text.split(",") if text else ():
-        low, _, high = part.partition(":")
-        runs.append((int(low), int(high or low)))
-    return runs
+    flat = _flat(text)
+    return list(zip(flat[::2], flat[1::2], strict=True))
 
 
 def dump(runs: Sequence[tuple[int, int]]) -> str | None:
-    if len(runs) > MAX_RUNS:
-        return None
-    return ",".join(str(low) if low == high else f"{low}:{high}" for low, high in runs)
+    return _text([bound for run in runs for bound in run])
+
+
+def _add_one(flat: list[int], low: int, high: int) -> None:
+    """``low``..``high`` joined in place to the runs of ``flat``, with those it touches."""
+    start = bisect_left(flat, low - 1) // 2  # the first run ending at low - 1 or later
+    stop = (bisect_right(flat, high + 1) + 1) // 2  # past the last starting by high + 1
+    if start < stop:
+        low, high = min(low, flat[2 * start]), max(high, flat[2 * stop - 1])
+    flat[2 * start : 2 * stop] = [low, high]
+
+
+def _remove_one(flat: list[int], low: int, high: int) -> None:
+    """``low``..``high`` taken out in place of the runs of ``flat``."""
+    start = bisect_left(flat, low) // 2  # the first run ending at low or later
+    stop = (bisect_right(flat, high) + 1) // 2  # past the last starting by high
+    if start < stop:
+        first, last = flat[2 * start], flat[2 * stop - 1]
+        kept = [first, low - 1] if first < low else []
+        kept += [high + 1, last] if last > high else []
+        flat[2 * start : 2 * stop] = kept
 
 
 def subtract(runs: Sequence[tuple[int, int]], less: Sequence[tuple[int, int]]) -> Runs:
@@ -82,12 +113,16 @@ def changed(
         return ""
     if text is None:
         return None
-    runs = parse(text)
-    if more:
-        runs = merge([*runs, *more])
-    if less:
-        runs = subtract(runs, merge(less))
-    return dump(runs)
+    if len(more) > FEW or len(less) > FEW:
+        runs = parse(text)
+        runs = merge([*runs, *more]) if more else runs
+        return dump(subtract(runs, merge(less)) if less else runs)
+    flat = _flat(text)
+    for low, high in more:
+        _add_one(flat, low, high)
+    for low, high in less:
+        _remove_one(flat, low, high)
+    return _text(flat)
 
 
 def among(text: str, uids: Sequence[int]) -> list[int]:
