@@ -95,7 +95,7 @@ def sql(
         tx.execute(
             "UPDATE mailboxes SET uidnext = ?, messages = ?, unseen = ?, size = ?,"
             " unseen_uids = ? WHERE id = ?",
-            (count + 1, count, count, 2700 * count, f"1:{count}", box),
+            (count + 1, count, count, 2700 * count, f"1,{count}", box),
         )
         schema.refresh_statistics(tx)
 
