@@ -110,13 +110,16 @@ class _Box:
     unseen_uids: str | None  # see the module ``unseen``
 
 
-def _lock_sql(tx: Tx, flags_only: bool = False) -> str:
-    """The statement locking a mailbox row; ``flags_only``: the transaction changes flags
-    and nothing else (see ``Dialect.lazy_flag_commit``)."""
+_BOX_COLUMNS = "uidvalidity, uidnext, highestmodseq, unseen, unseen_uids"
+
+
+def _lock_sql(tx: Tx, flags_only: bool = False, columns: str = _BOX_COLUMNS) -> str:
+    """The statement locking a mailbox row and reading ``columns``; ``flags_only``: the
+    transaction changes flags and nothing else (see ``Dialect.lazy_flag_commit``)."""
     lazy = tx.dialect.lazy_flag_commit if flags_only else ""
     return (
-        f"SELECT uidvalidity, uidnext, highestmodseq, unseen, unseen_uids{lazy} FROM mailboxes"
-        " WHERE id = ? AND selectable = 1" + tx.dialect.for_update
+        f"SELECT {columns}{lazy} FROM mailboxes WHERE id = ? AND selectable = 1"
+        + tx.dialect.for_update
     )
 
 
@@ -268,10 +271,11 @@ def store_flags(
     bounds = [bound for run in runs for bound in run]
     # The lock and the read go in one round trip; the read is a statement of its own, so it
     # sees what the writers before the lock committed.
-    tx.later(_lock_sql(tx, flags_only=True), (box_id,))
+    tx.later(_lock_sql(tx, flags_only=True, columns="id"), (box_id,))
+    after = _seen_after(mode, flags)
+    kept = "NULL" if after is None else "b.unseen_uids"  # read only when it may change
     read = tx.all(
-        "SELECT b.highestmodseq, b.unseen, b.unseen_uids, g.flags, g.uids FROM mailboxes b"
-        " LEFT JOIN"
+        f"SELECT b.highestmodseq, b.unseen, {kept}, g.flags, g.uids FROM mailboxes b LEFT JOIN"
         f" (SELECT flags, {tx.dialect.uid_list} AS uids FROM mail"
         f" WHERE mailbox_id = ? AND ({where}) GROUP BY flags) g ON 1 = 1"
         " WHERE b.id = ? AND b.selectable = 1",
@@ -307,7 +311,6 @@ def store_flags(
             tx.later(update, (new_text, modseq, *marks, box_id, *bounds))
         else:
             tx.later(update + " AND flags = ?", (new_text, modseq, *marks, box_id, *bounds, old))
-    after = _seen_after(mode, flags)
     written: Sequence[tuple[int, int]] = runs
     if after is False and unseen.count(runs) != sum(m.count(",") + 1 for _, m in sets):
         # The runs have gaps (expunged UIDs): only the rows there become unseen.
