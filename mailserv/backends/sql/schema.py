@@ -266,6 +266,8 @@ def _keep_unseen_uids(tx: Tx) -> None:
     from mailserv.backends.sql.rows import flag_test
 
     tx.execute("ALTER TABLE mailboxes ADD COLUMN unseen_uids TEXT DEFAULT ''")
+    if tx.dialect.is_postgres:  # compressed in the row, not in the TOAST table (one write)
+        tx.execute("ALTER TABLE mailboxes ALTER COLUMN unseen_uids SET STORAGE MAIN")
     for (box_id,) in tx.all("SELECT id FROM mailboxes WHERE unseen > 0"):
         rows = tx.all(
             "SELECT uid FROM mail WHERE mailbox_id = ? AND "

@@ -5,8 +5,9 @@ of the unseen messages since schema 12 (a STORE of \\Seen would then update an i
 per row, not in place), and when they are scattered a pass over 100,000 rows is what is left.
 Every write that changes which messages are unseen (APPEND, STORE of \\Seen, COPY, EXPUNGE)
 rewrites the text in the same transaction, in the ``mailboxes`` update it makes anyway under
-the row's lock: no new contention.  ``1,5,9,9,12,20``: the low and high UID of each run in
-turn (the JSON decoder and encoder read and write it, in C); NULL when more than
+the row's lock: no new contention.  ``1,4,4,0,3,8`` for 1:5,9,12:20: the low and high UID
+of each run in turn, each written as its difference from the one before (small numbers,
+which compress well; the JSON decoder and encoder read and write them, in C); NULL when more than
 :data:`MAX_RUNS` runs would be needed (the text would cost every write more than it saves
 SEARCH): readers then test the rows, until the mailbox has no unseen message again.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
+from itertools import accumulate, pairwise
 
 from mailserv.syntax.sequences import merge, uids_in
 
@@ -44,14 +46,15 @@ def count(runs: Iterable[tuple[int, int]]) -> int:
 
 
 def _flat(text: str) -> list[int]:
-    """The text's bounds, low and high of each run in turn (read by the JSON decoder, in C)."""
-    return json.loads("[" + text + "]") if text else []
+    """The bounds of the runs, low and high of each in turn."""
+    return list(accumulate(json.loads("[" + text + "]"))) if text else []
 
 
 def _text(flat: list[int]) -> str | None:
     if len(flat) > 2 * MAX_RUNS:
         return None
-    return json.dumps(flat, separators=(",", ":"))[1:-1]
+    steps = [b - a for a, b in pairwise(flat)]
+    return json.dumps(flat[:1] + steps, separators=(",", ":"))[1:-1]
 
 
 def parse(text: str) -> Runs:
