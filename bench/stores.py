@@ -93,8 +93,9 @@ def sql(
                 [(box, i + 1, i + 1) for i in ids],
             )
         tx.execute(
-            "UPDATE mailboxes SET uidnext = ?, messages = ?, unseen = ?, size = ? WHERE id = ?",
-            (count + 1, count, count, 2700 * count, box),
+            "UPDATE mailboxes SET uidnext = ?, messages = ?, unseen = ?, size = ?,"
+            " unseen_uids = ? WHERE id = ?",
+            (count + 1, count, count, 2700 * count, f"1,{count}", box),
         )
         schema.refresh_statistics(tx)
 
@@ -111,15 +112,9 @@ def sql(
             f"store 1:* {mode.name}", partial(store, mode, uids), profile and i == 2
         )
         assert len(changed) == count, len(changed)
-    took = []
-    for i in range(single):
-        uid = 1 + (i * 7919) % count
-        start = time.perf_counter()
-        store(StoreMode.ADD, [uid])
-        store(StoreMode.REMOVE, [uid])
-        took.append((time.perf_counter() - start) / 2)
-    print(f"store one message: median {statistics.median(took) * 1000:.2f} ms (n={2 * single})")
+    _singles("store one message", store, count, single)
     _reads(db, box, uids, store)
+    _singles("store one message, one in a hundred unseen", store, count, single)
     if profile:
         fifty = [partial(store, StoreMode.ADD, [uid]) for uid in range(1, 51)]
         _timed("store one (profiled x50)", lambda: [call() for call in fifty], True)
@@ -127,6 +122,18 @@ def sql(
         for line in db.call(_explain, box, count, write=True):
             print(line)
     db.close()
+
+
+def _singles(label: str, store: Callable[..., Any], count: int, single: int) -> None:
+    """The median of ``single`` one-message STOREs of \\Seen and their undoing."""
+    took = []
+    for i in range(single):
+        uid = 1 + (i * 7919) % count
+        start = time.perf_counter()
+        store(StoreMode.ADD, [uid])
+        store(StoreMode.REMOVE, [uid])
+        took.append((time.perf_counter() - start) / 2)
+    print(f"{label}: median {statistics.median(took) * 1000:.2f} ms (n={2 * single})")
 
 
 def _reads(db: Any, box: int, uids: list[int], store: Callable[..., Any]) -> None:
@@ -167,6 +174,8 @@ def _reads(db: Any, box: int, uids: list[int], store: Callable[..., Any]) -> Non
     store(StoreMode.ADD, uids[::100])  # the unseen are the newest, as usual
     store(StoreMode.REMOVE, uids[-100:])
     median("search UNSEEN, the newest hundred", partial(searched, "\\Seen", False))
+    store(StoreMode.ADD, uids[-100:])
+    store(StoreMode.REMOVE, uids[::100])  # scattered again, for the one-message STOREs after
 
 
 def _explain(tx: Any, box: int, count: int) -> list[str]:

@@ -39,16 +39,19 @@ from mailserv.backends.sql import (
     reads,
     schema,
     search,
+    unseen,
 )
 from mailserv.backends.sql import backend as sql_backend
 from mailserv.backends.sql.db import NOTIFY_CHANNEL, InlineDatabase, Tx
 from mailserv.backends.sql.dialect import parse_url
 from mailserv.backends.sql.rows import (
-    INDEXED_FLAGS,
+    FLAG_INDEXES_4,
+    MARK_INDEXES,
     MAX_NOTICE,
     Notice,
     flag_test,
     flags_text,
+    mark_test,
     uid_notices,
 )
 from mailserv.errors import BackendError, BackendOptionError, MailboxNotFound
@@ -206,17 +209,24 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
 
 
 def _undo_version_12(tx: Tx) -> None:
-    """What migration 12 added goes (the change log), what it took away comes back
-    (PostgreSQL: the indexes on mail.modseq and mail.flags, the default fill factor)."""
-    if tx.dialect.is_postgres:
-        tx.execute("CREATE INDEX mail_modseq ON mail (mailbox_id, modseq)")
-        for flag, name in INDEXED_FLAGS.items():
+    """What migration 12 added goes (the change log, mail.marks, the kept unseen UIDs),
+    what it took away comes back (the flag indexes on mail.flags; PostgreSQL: the index on
+    mail.modseq, the default fill factor)."""
+    for name in MARK_INDEXES.values():
+        tx.execute(f"DROP INDEX {name}")
+    tx.execute("ALTER TABLE mail DROP COLUMN marks")
+    restore = FLAG_INDEXES_4 if tx.dialect.is_postgres else MARK_INDEXES
+    for flag, name in FLAG_INDEXES_4.items():
+        if name in restore.values():
             test = flag_test(tx.dialect.find, flag, present=flag != "\\Seen")
             tx.execute(f"CREATE INDEX {name} ON mail (mailbox_id, uid) WHERE {test}")
+    if tx.dialect.is_postgres:
+        tx.execute("CREATE INDEX mail_modseq ON mail (mailbox_id, modseq)")
         tx.execute("ALTER TABLE mail RESET (fillfactor)")
         tx.execute("CLUSTER mail USING mail_pkey")
     tx.execute("DROP TABLE modseq_log")
     tx.execute("ALTER TABLE mailboxes DROP COLUMN log_from")
+    tx.execute("ALTER TABLE mailboxes DROP COLUMN unseen_uids")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 11")
 
 
@@ -567,22 +577,29 @@ def test_search_in_sql_matches_the_engine(backend: SqlBackend) -> None:
     assert answered > len(queries) * 0.6
 
 
-def test_unseen_reads_back_from_the_newest_to_the_kept_count(backend: SqlBackend) -> None:
-    """UNSEEN alone reads the rows from the newest back and stops at the mailbox's count of
-    unseen messages: the evaluator's answer for none unseen, the newest, scattered ones, and
+@pytest.mark.parametrize("kept", [True, False])
+def test_unseen_reads_back_from_the_newest_to_the_kept_count(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch, kept: bool
+) -> None:
+    """UNSEEN alone reads the unseen UIDs the mailbox row keeps, or where it keeps none (too
+    many runs) the rows from the newest back, stopping at the mailbox's count of unseen
+    messages: the evaluator's answer for none unseen, the newest, scattered ones, and
     sessions that do not see the newest or the oldest messages."""
+    if not kept:
+        monkeypatch.setattr(unseen, "MAX_RUNS", 0)
     box = resolve(resolve(backend.account("alice")).open("INBOX"))
     uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(30)]
     seen = frozenset({"\\Seen"})
-    for unseen in ([], uids[-3:], uids[::7], uids[:2] + uids[-1:]):
+    for unread in ([], uids[-3:], uids[::7], uids[:2] + uids[-1:]):
         resolve(box.store(uids, StoreMode.ADD, seen, None))
-        resolve(box.store(unseen, StoreMode.REMOVE, seen, None))
+        resolve(box.store(unread, StoreMode.REMOVE, seen, None))
+        assert (_kept_unseen(backend, box) != "None") is (kept or not unread)
         for view in (uids, uids[:-2], uids[4:], uids[3:9] + uids[20:24]):
             metas = resolve(box.fetch(view))
             context = SearchContext(view, frozenset(), box.content)
             expected = resolve(evaluate(_program("UNSEEN"), metas, context))
-            assert expected == [uid for uid in view if uid in unseen]
-            assert resolve(box.search(_program("UNSEEN"), view)) == expected, (unseen, view)
+            assert expected == [uid for uid in view if uid in unread]
+            assert resolve(box.search(_program("UNSEEN"), view)) == expected, (unread, view)
         clause = search.translate(_program("UNSEEN"), backend.db.dialect.find, uids)
         assert clause is not None and clause.counted == "unseen"
 
@@ -789,9 +806,10 @@ def test_store_of_many_flag_sets_falls_back_to_rows(
     assert [m.flags for m in resolve(inbox.fetch(uids))] == [k | {"$C"} for k in kinds] * 3
 
 
-def _plan(tx: Tx, sql: str, params: tuple[Any, ...]) -> str:
+def _plan(tx: Tx, sql: str, params: tuple[Any, ...], tiny: bool = True) -> str:
     if tx.dialect.is_postgres:
-        tx.execute("SET LOCAL enable_seqscan = off")  # a tiny table: make the choice visible
+        if tiny:
+            tx.execute("SET LOCAL enable_seqscan = off")  # make the choice visible
         return " ".join(str(row[0]) for row in tx.all("EXPLAIN " + sql, params))
     return " ".join(str(row[-1]) for row in tx.all("EXPLAIN QUERY PLAN " + sql, params))
 
@@ -885,19 +903,14 @@ def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Pat
     assert resolve(box.search(_program("FLAGGED"), uids)) == uids[2::3]
     assert resolve(box.search(_program("NOT FLAGGED SEEN"), uids)) == uids[1::3]
     resolve(backend.db.run(schema.refresh_statistics, write=True))
-    if backend.db.dialect.is_postgres:  # schema 12 dropped them again (see below)
-        assert resolve(box.expunge(None, None)) == uids[2::3]
-        resolve(backend.stop())
-        return
-    for key, index in [("UNSEEN", "mail_unseen"), ("FLAGGED", "mail_flagged")]:
+    indexed = [("FLAGGED", "mail_flagged")]  # on mail.marks since 12 (see below)
+    if not backend.db.dialect.is_postgres:  # PostgreSQL drops the unseen index at 12
+        indexed.append(("UNSEEN", "mail_unseen"))
+    for key, index in indexed:
         clause = search.translate(_program(key), backend.db.dialect.find, uids)
         assert clause is not None
         sql = f"SELECT m.uid FROM mail m WHERE m.mailbox_id = ? AND {clause.sql}"
         assert index in resolve(backend.db.run(_plan, sql, (box.id, *clause.params)))
-    deleted = "SELECT uid FROM mail WHERE mailbox_id = ? AND " + flag_test(
-        backend.db.dialect.find, "\\Deleted", present=True
-    )
-    assert "mail_deleted" in resolve(backend.db.run(_plan, deleted, (box.id,)))
     assert resolve(box.expunge(None, None)) == uids[2::3]
     resolve(backend.stop())
 
@@ -946,6 +959,39 @@ def _flag_answers(box: Any, uids: list[int], since: int) -> list[Any]:
     return [*found, [(m.uid, m.flags, m.modseq) for m in changed]]
 
 
+def _many_rows(tx: Tx, box_id: int, count: int) -> None:
+    """``count`` unflagged rows in the mailbox (one message's), and the planner told."""
+    message_id = tx.scalar("SELECT message_id FROM mail WHERE mailbox_id = ?", (box_id,))
+    tx.many(
+        "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, internaldate, tz,"
+        " internal_day, size) VALUES (?, ?, ?, 1, ' \\Seen ', 1600000000, 0, 738000, 10)",
+        [(box_id, 1000 + n, message_id) for n in range(count)],
+    )
+    tx.execute("UPDATE messages SET refs = refs + ? WHERE id = ?", (count, message_id))
+    schema.refresh_statistics(tx)
+
+
+def test_flagged_and_deleted_read_their_indexes_in_a_big_mailbox(backend: SqlBackend) -> None:
+    """With the planner free to choose and statistics of a mailbox of thousands, FLAGGED and
+    EXPUNGE's read of the \\Deleted rows go by their partial indexes on ``marks`` (a test
+    the planner guesses most rows pass would have it read the mailbox)."""
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    flags = frozenset({"\\Flagged", "\\Deleted"})
+    uids = [resolve(box.append(message(n), flags, None, None)).uid for n in range(3)]
+    resolve(backend.db.run(_many_rows, box.id, 5000, write=True))
+    clause = search.translate(_program("FLAGGED"), backend.db.dialect.find, uids)
+    assert clause is not None
+    sql = f"SELECT m.uid FROM mail m WHERE m.mailbox_id = ? AND {clause.sql}"
+    deleted = "SELECT uid FROM mail WHERE mailbox_id = ? AND " + mark_test("\\Deleted", True)
+    for query_sql, params, index in [
+        (sql, (box.id, *clause.params), "mail_flagged"),
+        (deleted, (box.id,), "mail_deleted"),
+    ]:
+        assert index in resolve(backend.db.run(_plan, query_sql, params, False))
+    assert resolve(box.search(_program("FLAGGED"), uids)) == uids
+    assert resolve(box.expunge(None, None)) == uids
+
+
 def test_upgrade_to_12_makes_stores_page_local(url: str, tmp_path: Path) -> None:
     """Migration 12 (PostgreSQL) drops the indexes on mail.flags and mail.modseq and leaves
     room on each page: a STORE's row updates, none page-local before, all are after.  UNSEEN,
@@ -985,14 +1031,93 @@ def test_upgrade_to_12_makes_stores_page_local(url: str, tmp_path: Path) -> None
         sender="t",
     )
     after = resolve(backend.db.run(_hot, store, write=True))
+    seen = resolve(
+        backend.db.run(_hot, functools.partial(store, flags=frozenset({"\\Seen"})), write=True)
+    )
+    for key, index in [("FLAGGED", "mail_flagged"), ("DELETED", "mail_deleted")]:
+        clause = search.translate(_program(key), backend.db.dialect.find, uids)
+        assert clause is not None
+        sql = f"SELECT m.uid FROM mail m WHERE m.mailbox_id = ? AND {clause.sql}"
+        assert index in resolve(backend.db.run(_plan, sql, (box.id, *clause.params)))
     if backend.db.dialect.is_postgres:
-        assert before == (12, 0) and after == (12, 12)
+        assert before == (12, 0) and after == (12, 12) and seen[0] == seen[1] > 0
         indexes = query(backend, "SELECT indexdef FROM pg_indexes WHERE tablename = 'mail'")
         assert not [d for (d,) in indexes if "flags" in d or "modseq" in d]
         options = query(backend, "SELECT reloptions FROM pg_class WHERE relname = 'mail'")
         assert options == [([f"fillfactor={schema.HOT_FILLFACTOR}"],)]
     assert resolve(box.expunge(None, None)) == uids[2::4]
     resolve(backend.stop())
+
+
+def _kept_unseen(backend: SqlBackend, box: Any) -> str | None:
+    return str(query(backend, "SELECT unseen_uids FROM mailboxes WHERE id = ?", (box.id,))[0][0])
+
+
+@pytest.mark.parametrize("runs", [unseen.MAX_RUNS, 3])
+def test_marks_and_unseen_follow_every_write_of_flags(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch, runs: int
+) -> None:
+    """``mail.marks`` (\\Flagged and \\Deleted, indexed) and the mailbox's kept unseen UIDs
+    follow every way flags are written: APPEND, STORE by runs (one and several old flag
+    sets, over gaps and missing UIDs) and row by row (scattered UIDs, UNCHANGEDSINCE, many
+    flag sets), COPY, MOVE and EXPUNGE; FLAGGED, DELETED, UNSEEN and their negations answer
+    as the engine's evaluation of the fetched flags.  The kept UIDs are exactly the unseen
+    messages' runs, or none (NULL: the rows are read) beyond ``unseen.MAX_RUNS`` runs, until
+    no message is unseen."""
+    monkeypatch.setattr(messages, "MAX_STORE_RUNS", 3)
+    monkeypatch.setattr(messages, "MAX_STORE_GROUPS", 3)
+    monkeypatch.setattr(unseen, "MAX_RUNS", runs)
+    account = resolve(backend.account("alice"))
+    resolve(account.create("Other"))
+    box, other = resolve(account.open("INBOX")), resolve(account.open("Other"))
+    rng = random.Random(10 + runs)
+    names = ["\\Flagged", "\\Deleted", "\\Seen", "$A", "$B"]
+
+    def some() -> frozenset[str]:
+        return frozenset(name for name in names if rng.random() < 0.4)
+
+    def check(mailbox: Any) -> None:
+        uids = list(resolve(mailbox.uids()))
+        metas = resolve(mailbox.fetch(uids))
+        context = SearchContext(uids, frozenset(), mailbox.content)
+        for key in ("FLAGGED", "UNFLAGGED", "DELETED", "UNDELETED", "UNSEEN", "SEEN"):
+            program = _program(key)
+            want = resolve(evaluate(program, metas, context))
+            assert resolve(mailbox.search(program, uids)) == want, key
+        runs_now = unseen.runs_of(m.uid for m in metas if "\\Seen" not in m.flags)
+        kept = _kept_unseen(backend, mailbox)
+        assert kept == unseen.dump(runs_now) or (kept == "None" and len(runs_now) > runs)
+
+    for n in range(60):
+        resolve(box.append(message(n), some(), None, None))
+    for step in range(30):
+        uids = list(resolve(box.uids()))
+        if step % 6 == 5:
+            chosen = rng.sample(uids, 4)
+            transfer = box.copy if step % 12 == 5 else box.move
+            resolve(transfer(chosen, "Other", None))
+            check(other)
+            continue
+        if step % 10 == 9:
+            chosen = rng.sample(uids, 3)
+            resolve(box.store(chosen, StoreMode.ADD, frozenset({"\\Deleted"}), None))
+            resolve(box.expunge(chosen, None))
+        elif step % 3 == 0:
+            low = rng.randrange(len(uids))
+            chosen = uids[low : low + rng.randrange(1, 12)] + [10**6]  # one run and a missing UID
+            resolve(box.store(chosen, rng.choice(list(StoreMode)), some(), None))
+        else:
+            chosen = rng.sample(uids, rng.randrange(1, len(uids)))  # runs or rows
+            since = resolve(box.status()).highestmodseq if step % 4 == 1 else None
+            resolve(box.store(chosen, rng.choice(list(StoreMode)), some(), None, since))
+        check(box)
+    for mailbox in (box, other):
+        uids = list(resolve(mailbox.uids()))
+        deleted = [m.uid for m in resolve(mailbox.fetch(uids)) if "\\Deleted" in m.flags]
+        assert resolve(mailbox.expunge(None, None)) == deleted
+        assert resolve(mailbox.search(_program("DELETED"), uids)) == []
+    resolve(box.store(list(resolve(box.uids())), StoreMode.ADD, frozenset({"\\Seen"}), None))
+    assert _kept_unseen(backend, box) == ""  # kept again, whatever it was
 
 
 def test_changes_since_from_the_log_are_the_rows_changes(

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mailserv.backends.kit import uidlist
 from mailserv.backends.kit.flagchanges import changes_of
-from mailserv.backends.sql import fulltext
+from mailserv.backends.sql import fulltext, unseen
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.reads import where_uids
 from mailserv.backends.sql.rows import (
@@ -30,8 +31,9 @@ from mailserv.backends.sql.rows import (
     Notice,
     When,
     flag_probe,
-    flag_test,
     flags_text,
+    mark_test,
+    marks_of,
     uid_notices,
 )
 from mailserv.errors import MailboxNotFound
@@ -104,15 +106,20 @@ class _Box:
     uidvalidity: int
     uidnext: int
     highestmodseq: int
+    unseen: int
+    unseen_uids: str | None  # see the module ``unseen``
 
 
-def _lock_sql(tx: Tx, flags_only: bool = False) -> str:
-    """The statement locking a mailbox row; ``flags_only``: the transaction changes flags
-    and nothing else (see ``Dialect.lazy_flag_commit``)."""
+_BOX_COLUMNS = "uidvalidity, uidnext, highestmodseq, unseen, unseen_uids"
+
+
+def _lock_sql(tx: Tx, flags_only: bool = False, columns: str = _BOX_COLUMNS) -> str:
+    """The statement locking a mailbox row and reading ``columns``; ``flags_only``: the
+    transaction changes flags and nothing else (see ``Dialect.lazy_flag_commit``)."""
     lazy = tx.dialect.lazy_flag_commit if flags_only else ""
     return (
-        f"SELECT uidvalidity, uidnext, highestmodseq{lazy} FROM mailboxes"
-        " WHERE id = ? AND selectable = 1" + tx.dialect.for_update
+        f"SELECT {columns}{lazy} FROM mailboxes WHERE id = ? AND selectable = 1"
+        + tx.dialect.for_update
     )
 
 
@@ -120,7 +127,7 @@ def _lock(tx: Tx, box_id: int, flags_only: bool = False) -> _Box:
     row = tx.one(_lock_sql(tx, flags_only), (box_id,))
     if row is None:
         raise MailboxNotFound("the mailbox was deleted")
-    return _Box(int(row[0]), int(row[1]), int(row[2]))
+    return _Box(int(row[0]), int(row[1]), int(row[2]), int(row[3]), row[4])
 
 
 LOG_KEEP = 20_000
@@ -204,14 +211,15 @@ def append(tx: Tx, box_id: int, message: Incoming, sender: str) -> tuple[int, in
     message_id = _store_content(tx, message)
     when = message.when
     tx.later(
-        "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, internaldate, tz,"
-        " internal_day, size, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, marks, internaldate,"
+        " tz, internal_day, size, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             box_id,
             uid,
             message_id,
             modseq,
             flags_text(message.flags),
+            marks_of(message.flags),
             when.seconds,
             when.tz,
             when.day,
@@ -219,10 +227,12 @@ def append(tx: Tx, box_id: int, message: Incoming, sender: str) -> tuple[int, in
             int(time.time()),
         ),
     )
+    fresh = SEEN not in message.flags
+    kept = unseen.changed(box.unseen_uids, box.unseen + fresh, [(uid, uid)] if fresh else [])
     tx.later(
         "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, messages = messages + 1,"
-        " unseen = unseen + ?, size = size + ? WHERE id = ?",
-        (uid + 1, modseq, int(SEEN not in message.flags), len(message.raw), box_id),
+        " unseen = unseen + ?, size = size + ?, unseen_uids = ? WHERE id = ?",
+        (uid + 1, modseq, int(fresh), len(message.raw), kept, box_id),
     )
     _log(tx, box_id, modseq, [(uid, uid)])
     tx.notify(Notice(sender, ADDED, box_id, modseq, str(uid)).encode())
@@ -255,15 +265,17 @@ def store_flags(
     wanted = sorted(set(uids))
     runs = _runs(wanted) if unchangedsince is None and wanted else None
     if runs is None:
-        modseq = _lock(tx, box_id, flags_only=True).highestmodseq + 1
-        return _store_each(tx, box_id, wanted, mode, flags, unchangedsince, modseq, sender)
+        box = _lock(tx, box_id, flags_only=True)
+        return _store_each(tx, box, box_id, wanted, mode, flags, unchangedsince, sender)
     where = " OR ".join("uid BETWEEN ? AND ?" for _ in runs)
     bounds = [bound for run in runs for bound in run]
     # The lock and the read go in one round trip; the read is a statement of its own, so it
     # sees what the writers before the lock committed.
-    tx.later(_lock_sql(tx, flags_only=True), (box_id,))
+    tx.later(_lock_sql(tx, flags_only=True, columns="id"), (box_id,))
+    after = _seen_after(mode, flags)
+    kept = "NULL" if after is None else "b.unseen_uids"  # read only when it may change
     read = tx.all(
-        "SELECT b.highestmodseq, g.flags, g.uids FROM mailboxes b LEFT JOIN"
+        f"SELECT b.highestmodseq, b.unseen, {kept}, g.flags, g.uids FROM mailboxes b LEFT JOIN"
         f" (SELECT flags, {tx.dialect.uid_list} AS uids FROM mail"
         f" WHERE mailbox_id = ? AND ({where}) GROUP BY flags) g ON 1 = 1"
         " WHERE b.id = ? AND b.selectable = 1",
@@ -271,39 +283,77 @@ def store_flags(
     )
     if not read:
         raise MailboxNotFound("the mailbox was deleted")
-    modseq = int(read[0][0]) + 1
-    sets = [(text, members) for _, text, members in read if text is not None]
+    box = _Box(0, 0, int(read[0][0]), int(read[0][1]), read[0][2])
+    modseq = box.highestmodseq + 1
+    sets = [(row[3], row[4]) for row in read if row[3] is not None]
     if len(sets) > MAX_STORE_GROUPS:
-        return _store_each(tx, box_id, wanted, mode, flags, None, modseq, sender)
+        return _store_each(tx, box, box_id, wanted, mode, flags, None, sender)
     groups: dict[frozenset[str], list[int]] = {}
-    rewrite: list[tuple[str, str]] = []  # (old flags text, new) of the sets that change
-    unseen = 0
+    rewrite: list[tuple[str, str, list[int]]] = []  # (old flags text, new, its marks or [])
+    delta = 0  # of the unseen count
     for text, members in sets:
         current = frozenset(text.split())
         new = mode.apply(current, flags)
         if new == current:
             continue
         changed = list(map(int, members.split(",")))
-        unseen += ((SEEN in current) - (SEEN in new)) * len(changed)
-        rewrite.append((text, flags_text(new)))
+        delta += ((SEEN in current) - (SEEN in new)) * len(changed)
+        # ``marks`` is written only when \Flagged or \Deleted changes (see rows.MARKS).
+        marks = [marks_of(new)] if marks_of(new) != marks_of(current) else []
+        rewrite.append((text, flags_text(new), marks))
         groups.setdefault(new, []).extend(changed)
     if not groups:
         return [], []
-    update = f"UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND ({where})"
-    if len(rewrite) == len(sets) == 1:  # every row of the runs changes alike
-        tx.later(update, (rewrite[0][1], modseq, box_id, *bounds))
-    else:
-        for old, new_text in rewrite:
-            tx.later(update + " AND flags = ?", (new_text, modseq, box_id, *bounds, old))
-    tx.later(
-        "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
-        (modseq, unseen, box_id),
-    )
+    for old, new_text, marks in rewrite:
+        update = "UPDATE mail SET flags = ?, modseq = ?" + ", marks = ?" * len(marks)
+        update += f" WHERE mailbox_id = ? AND ({where})"
+        if len(rewrite) == len(sets) == 1:  # every row of the runs changes alike
+            tx.later(update, (new_text, modseq, *marks, box_id, *bounds))
+        else:
+            tx.later(update + " AND flags = ?", (new_text, modseq, *marks, box_id, *bounds, old))
+    written: Sequence[tuple[int, int]] = runs
+    if after is False and unseen.count(runs) != sum(m.count(",") + 1 for _, m in sets):
+        # The runs have gaps (expunged UIDs): only the rows there become unseen.
+        written = unseen.runs_of(sorted(uidlist.numbers(",".join(m for _, m in sets))))
+    _count(tx, box, box_id, modseq, delta, after, written)
     _log(tx, box_id, modseq, runs)
     for members in groups.values():
         members.sort()
     _flag_notices(tx, box_id, modseq, groups, sender)
     return changes_of(groups, modseq), []
+
+
+def _seen_after(mode: StoreMode, flags: frozenset[str]) -> bool | None:
+    """Whether every message a STORE writes ends seen (True), unseen (False), or keeps its
+    \\Seen as it was (None)."""
+    if mode is StoreMode.REPLACE:
+        return SEEN in flags
+    return None if SEEN not in flags else mode is StoreMode.ADD
+
+
+def _count(
+    tx: Tx,
+    box: _Box,
+    box_id: int,
+    modseq: int,
+    delta: int,
+    after: bool | None,
+    written: Sequence[tuple[int, int]],
+) -> None:
+    """The mailbox row after a STORE: its modseq, its unseen count (``delta`` more) and, when
+    the STORE set or cleared \\Seen (``after``) on the messages in ``written`` (UID runs,
+    ascending), the kept unseen UIDs."""
+    if after is None:
+        tx.later(
+            "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
+            (modseq, delta, box_id),
+        )
+        return
+    more, less = ((), written) if after else (written, ())
+    tx.later(
+        "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ?, unseen_uids = ? WHERE id = ?",
+        (modseq, delta, unseen.changed(box.unseen_uids, box.unseen + delta, more, less), box_id),
+    )
 
 
 MAX_STORE_RUNS = 200
@@ -332,19 +382,20 @@ def _runs(wanted: Sequence[int]) -> list[tuple[int, int]] | None:
 
 def _store_each(
     tx: Tx,
+    box: _Box,
     box_id: int,
     wanted: list[int],
     mode: StoreMode,
     flags: frozenset[str],
     unchangedsince: int | None,
-    modseq: int,
     sender: str,
 ) -> tuple[Sequence[FlagChange], list[int]]:
     """STORE row by row (UNCHANGEDSINCE, scattered UIDs, many distinct flag sets)."""
+    modseq = box.highestmodseq + 1
     changed: list[FlagChange] = []
     failed: list[int] = []
     rewrite: dict[str, str] = {}  # old flags text -> new
-    unseen = 0
+    delta = 0  # of the unseen count
     rows, whole = _store_rows(tx, box_id, wanted)
     for uid, text, row_modseq in rows:
         if unchangedsince is not None and row_modseq > unchangedsince:
@@ -354,7 +405,7 @@ def _store_each(
         new = mode.apply(current, flags)
         if new == current:
             continue
-        unseen += (SEEN in current) - (SEEN in new)
+        delta += (SEEN in current) - (SEEN in new)
         rewrite[text] = flags_text(new)
         changed.append(FlagChange(uid, new, modseq))
     if not changed:
@@ -364,20 +415,21 @@ def _store_each(
         # say): one UPDATE per distinct old set instead of one per message.
         low, high = rows[0][0], rows[-1][0]
         tx.many(
-            "UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid BETWEEN ? AND ?"
-            " AND flags = ?",
-            [(new, modseq, box_id, low, high, old) for old, new in rewrite.items()],
+            "UPDATE mail SET flags = ?, modseq = ?, marks = ? WHERE mailbox_id = ?"
+            " AND uid BETWEEN ? AND ? AND flags = ?",
+            [
+                (new, modseq, marks_of(new.split()), box_id, low, high, old)
+                for old, new in rewrite.items()
+            ],
         )
     else:
-        new_text = {change.uid: flags_text(change.flags) for change in changed}
         tx.many(
-            "UPDATE mail SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
-            [(new_text[c.uid], modseq, box_id, c.uid) for c in changed],
+            "UPDATE mail SET flags = ?, modseq = ?, marks = ? WHERE mailbox_id = ? AND uid = ?",
+            [(flags_text(c.flags), modseq, marks_of(c.flags), box_id, c.uid) for c in changed],
         )
-    tx.later(
-        "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ? WHERE id = ?",
-        (modseq, unseen, box_id),
-    )
+    refused = set(failed)
+    written = unseen.runs_of(uid for uid, _, _ in rows if uid not in refused)
+    _count(tx, box, box_id, modseq, delta, _seen_after(mode, flags), written)
     _log(tx, box_id, modseq, merge((c.uid, c.uid) for c in changed))
     groups: dict[frozenset[str], list[int]] = {}
     for change in changed:
@@ -429,7 +481,7 @@ def expunge(tx: Tx, box_id: int, uids: Sequence[int] | None, sender: str) -> tup
     """Remove messages flagged \\Deleted (among ``uids`` when given): (UIDs, modseq)."""
     _lock(tx, box_id)
     select = "SELECT uid, message_id, size, flags FROM mail WHERE mailbox_id = ?"
-    select += " AND " + flag_test(tx.dialect.find, DELETED, present=True)
+    select += " AND " + mark_test(DELETED, present=True)
     params = (box_id,)
     if uids is None:
         rows = tx.all(select + " ORDER BY uid", params)
@@ -442,7 +494,8 @@ def _remove(tx: Tx, box_id: int, rows: Sequence[Any], sender: str) -> tuple[list
     """Take (uid, message_id, size, flags) rows out under one new modseq, logging them."""
     if not rows:
         return [], 0
-    modseq = int(tx.scalar("SELECT highestmodseq FROM mailboxes WHERE id = ?", (box_id,))) + 1
+    box = tx.one("SELECT highestmodseq, unseen, unseen_uids FROM mailboxes WHERE id = ?", (box_id,))
+    modseq = int(box[0]) + 1
     uids = [int(row[0]) for row in rows]
     tx.many("DELETE FROM mail WHERE mailbox_id = ? AND uid = ?", [(box_id, uid) for uid in uids])
     tx.many(
@@ -451,11 +504,13 @@ def _remove(tx: Tx, box_id: int, rows: Sequence[Any], sender: str) -> tuple[list
     )
     _release(tx, [int(row[1]) for row in rows])
     size = sum(int(row[2]) for row in rows)
-    unseen = sum(flag_probe(SEEN) not in row[3] for row in rows)
+    gone = unseen.runs_of(int(row[0]) for row in rows if flag_probe(SEEN) not in row[3])
+    lost = unseen.count(gone)
+    kept = unseen.changed(box[2], int(box[1]) - lost, (), gone)
     tx.execute(
         "UPDATE mailboxes SET highestmodseq = ?, messages = messages - ?, unseen = unseen - ?,"
-        " size = size - ? WHERE id = ?",
-        (modseq, len(uids), unseen, size, box_id),
+        " size = size - ?, unseen_uids = ? WHERE id = ?",
+        (modseq, len(uids), lost, size, kept, box_id),
     )
     for payload in uid_notices(sender, EXPUNGED, box_id, modseq, uids):
         tx.notify(payload)
@@ -490,7 +545,7 @@ def transfer(
     target = locked[target_id]  # both locked in id order above: no deadlock
     rows = where_uids(
         tx,
-        "SELECT uid, message_id, flags, internaldate, tz, internal_day, size FROM mail"
+        "SELECT uid, message_id, flags, internaldate, tz, internal_day, size, marks FROM mail"
         " WHERE mailbox_id = ?",
         (source_id,),
         uids,
@@ -502,7 +557,7 @@ def transfer(
     saved = int(time.time())
     tx.many(
         "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, internaldate, tz,"
-        " internal_day, size, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " internal_day, size, marks, savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(target_id, first + i, *row[1:2], modseq, *row[2:], saved) for i, row in enumerate(rows)],
     )
     counts = Counter(int(row[1]) for row in rows)
@@ -510,15 +565,20 @@ def transfer(
         "UPDATE messages SET refs = refs + ? WHERE id = ?",
         [(n, message_id) for message_id, n in sorted(counts.items())],
     )
+    fresh = unseen.runs_of(
+        first + i for i, row in enumerate(rows) if flag_probe(SEEN) not in row[2]
+    )
+    added = unseen.count(fresh)
     tx.execute(
         "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, messages = messages + ?,"
-        " unseen = unseen + ?, size = size + ? WHERE id = ?",
+        " unseen = unseen + ?, size = size + ?, unseen_uids = ? WHERE id = ?",
         (
             first + len(rows),
             modseq,
             len(rows),
-            sum(flag_probe(SEEN) not in row[2] for row in rows),
+            added,
             sum(int(row[6]) for row in rows),
+            unseen.changed(target.unseen_uids, target.unseen + added, fresh),
             target_id,
         ),
     )

@@ -19,7 +19,7 @@ from mailserv.message.parse import parse_message
 from mailserv.syntax.sequences import merge
 
 IN_CHUNK = 500
-"""UIDs per ``IN (...)`` list; well under every driver's parameter limit."""
+"""UIDs per ``IN (...)`` list (SQLite); well under its parameter limit."""
 
 _META_COLUMNS = (
     "m.uid, m.flags, m.internaldate, m.tz, m.size, m.modseq, i.info, m.message_id,"
@@ -34,7 +34,9 @@ def where_uids(
     """Rows of ``select`` (ending in a WHERE clause, ``params`` its values) for ``uids``.
 
     Ascending by UID, which must be the first column.  A dense list is read as one range and
-    filtered here; a sparse one in ``IN`` chunks.
+    filtered here; a sparse one as one array on PostgreSQL (one statement of constant text,
+    prepared once: a list of 500 placeholders cost the driver more to convert than the
+    server to answer), in ``IN`` chunks on SQLite.
     """
     wanted = sorted(set(uids))
     if not wanted:
@@ -48,6 +50,10 @@ def where_uids(
             return rows
         keep = set(wanted)
         return [row for row in rows if row[0] in keep]
+    if tx.dialect.is_postgres:
+        select += f" AND {column} = ANY(?::bigint[]) ORDER BY {column}"
+        listed = "{" + ",".join(map(str, wanted)) + "}"  # the driver's list dumper is slower
+        return tx.all(select, (*params, listed))
     out: list[Any] = []
     for start in range(0, len(wanted), IN_CHUNK):
         chunk = wanted[start : start + IN_CHUNK]

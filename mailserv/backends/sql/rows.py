@@ -27,17 +27,46 @@ def flag_probe(flag: str) -> str:
     return f" {flag} "
 
 
-INDEXED_FLAGS = {"\\Seen": "mail_unseen", "\\Flagged": "mail_flagged", "\\Deleted": "mail_deleted"}
-"""System flags with a partial index over (mailbox_id, uid): the messages without \\Seen,
-with \\Flagged, with \\Deleted (schema version 4; SQLite only from version 12, where
-PostgreSQL drops them so a STORE's updates stay on their page), so UNSEEN, FLAGGED and
-EXPUNGE read those rows alone.  A query uses one only when it tests the flag exactly as
-:func:`flag_test` writes it (a literal, not a parameter)."""
+FLAG_INDEXES_4 = {"\\Seen": "mail_unseen", "\\Flagged": "mail_flagged", "\\Deleted": "mail_deleted"}
+"""The partial indexes of schema version 4 over (mailbox_id, uid): the messages without
+\\Seen, with \\Flagged, with \\Deleted, each written as :func:`flag_test` tests the flag
+(a literal, not a parameter: only a query testing it so may use the index).
+Schema 12 replaced the last two by indexes on ``marks`` (see :data:`MARKS`) and, on
+PostgreSQL, dropped the first (see ``schema._page_local_flag_updates``)."""
+
+MARKS = {"\\Flagged": 1, "\\Deleted": 2}
+"""System flags also kept as bits of ``mail.marks`` (schema 12), each with a partial index
+over (mailbox_id, uid) of the messages that have it (:data:`MARK_INDEXES`), so FLAGGED and
+EXPUNGE read those rows alone.  ``marks`` changes only when one of these flags does: a STORE
+of \\Seen or of keywords leaves every indexed column as it was, so PostgreSQL's update stays
+on its page (HOT)."""
+MARK_INDEXES = {"\\Flagged": "mail_flagged", "\\Deleted": "mail_deleted"}
+
+
+def marks_of(flags: Iterable[str]) -> int:
+    """The ``marks`` bits of a flag set."""
+    return sum(bit for flag, bit in MARKS.items() if flag in flags)
+
+
+def mark_test(flag: str, present: bool, column: str = "marks") -> str:
+    """SQL testing a flag of :data:`MARKS`, written as its partial index is (present).  An
+    equality: PostgreSQL has no statistics of the expression and guesses that few rows pass
+    one (``<> 0`` it guesses nearly all do, and reads the mailbox rather than the index)."""
+    bit = MARKS[flag]
+    return f"({column} & {bit}) = {bit if present else 0}"
+
+
+def marks_sql(find: str, column: str = "flags") -> str:
+    """SQL computing ``marks`` from the flags text (migration 12)."""
+    return " + ".join(
+        f"CASE WHEN {flag_test(find, flag, True, column)} THEN {bit} ELSE 0 END"
+        for flag, bit in MARKS.items()
+    )
 
 
 def flag_test(find: str, flag: str, present: bool, column: str = "flags") -> str:
     """SQL testing a system ``flag`` (``find``: the dialect's substring function); written
-    as the partial index of the flag is, so the planner can use it."""
+    as the partial indexes of :data:`FLAG_INDEXES_4` are, so the planner can use them."""
     test = f"{find}({column}, '{flag_probe(flag)}')"
     return f"{test} > 0" if present else f"{test} = 0"
 

@@ -173,10 +173,10 @@ def _create_text_index(tx: Tx) -> None:
 
 def _create_flag_indexes(tx: Tx) -> None:
     """Migration 4: partial indexes of the unseen, flagged and deleted messages (see
-    :data:`mailserv.backends.sql.rows.INDEXED_FLAGS`)."""
-    from mailserv.backends.sql.rows import INDEXED_FLAGS, flag_test
+    :data:`mailserv.backends.sql.rows.FLAG_INDEXES_4`)."""
+    from mailserv.backends.sql.rows import FLAG_INDEXES_4, flag_test
 
-    for flag, name in INDEXED_FLAGS.items():
+    for flag, name in FLAG_INDEXES_4.items():
         test = flag_test(tx.dialect.find, flag, present=flag != "\\Seen")
         tx.execute(f"CREATE INDEX {name} ON mail (mailbox_id, uid) WHERE {test}")
     refresh_statistics(tx)
@@ -209,18 +209,25 @@ pruned when the page is next written."""
 
 
 def _page_local_flag_updates(tx: Tx) -> None:
-    """Migration 12: ``modseq_log``, and on PostgreSQL no index covers a column a STORE
-    writes (``flags``, ``modseq``), so its updates are HOT, and pages keep room for them.
+    """Migration 12: ``modseq_log``, ``mail.marks``, and on PostgreSQL no index covers a
+    column a STORE of \\Seen or keywords writes (``flags``, ``modseq``), so its updates are
+    HOT, and pages keep room for them.
 
     The log holds, per write of mail rows (APPEND, STORE, COPY), the modseq and the UID
     ranges it wrote, so CHANGEDSINCE reads those ranges rather than every row of the
     mailbox; ``mailboxes.log_from``: the log holds every write above that modseq (older
     entries are pruned, see ``messages.LOG_KEEP``; existing mailboxes start at their
-    HIGHESTMODSEQ).  PostgreSQL: the modseq index and the partial flag indexes go (UNSEEN,
-    FLAGGED and EXPUNGE read the mailbox's rows by the primary key instead: 10-20 ms at
-    100,000 messages), and the table is rewritten at :data:`HOT_FILLFACTOR` (CLUSTER: in key
-    order, under an exclusive lock for the time it takes).  SQLite keeps its indexes: it
-    rewrites a row in its B-tree in place, and the indexes cost a STORE little there."""
+    HIGHESTMODSEQ).  ``mail.marks`` holds \\Flagged and \\Deleted as bits (see
+    ``rows.MARKS``), written only when one of them changes, and the partial indexes of the
+    flagged and deleted messages test it instead of ``flags`` (FLAGGED and EXPUNGE read
+    those rows alone, and a STORE of other flags leaves them be).  ``mailboxes.unseen_uids``:
+    the mailbox's unseen UIDs as runs, what SEARCH UNSEEN reads (see the module ``unseen``).
+    PostgreSQL: the modseq index and the unseen index go, and the table is rewritten at
+    :data:`HOT_FILLFACTOR` (CLUSTER: in key order, under an exclusive lock for the time it
+    takes).  SQLite keeps those two: it rewrites a row in its B-tree in place, and the
+    indexes cost a STORE little there."""
+    from mailserv.backends.sql.rows import MARK_INDEXES, mark_test, marks_sql
+
     tx.execute(
         tx.dialect.ddl(
             """CREATE TABLE modseq_log (
@@ -236,15 +243,40 @@ def _page_local_flag_updates(tx: Tx) -> None:
         tx.dialect.ddl("ALTER TABLE mailboxes ADD COLUMN log_from {bigint} NOT NULL DEFAULT 0")
     )
     tx.execute("UPDATE mailboxes SET log_from = highestmodseq")
+    _keep_unseen_uids(tx)
+    tx.execute("ALTER TABLE mail ADD COLUMN marks INTEGER NOT NULL DEFAULT 0")
+    marks = marks_sql(tx.dialect.find)
+    tx.execute(f"UPDATE mail SET marks = {marks} WHERE {marks} <> 0")
+    for flag, name in MARK_INDEXES.items():
+        tx.execute(f"DROP INDEX {name}")
+        tx.execute(f"CREATE INDEX {name} ON mail (mailbox_id, uid) WHERE {mark_test(flag, True)}")
     if not tx.dialect.is_postgres:
         return
-    from mailserv.backends.sql.rows import INDEXED_FLAGS
-
-    for name in ("mail_modseq", *INDEXED_FLAGS.values()):
-        tx.execute(f"DROP INDEX {name}")
+    tx.execute("DROP INDEX mail_modseq")
+    tx.execute("DROP INDEX mail_unseen")
     tx.execute(f"ALTER TABLE mail SET (fillfactor = {HOT_FILLFACTOR})")
     tx.execute("CLUSTER mail USING mail_pkey")
     tx.execute("ANALYZE mail")
+
+
+def _keep_unseen_uids(tx: Tx) -> None:
+    """Migration 12: ``mailboxes.unseen_uids``, filled in from the rows of every mailbox
+    with unseen messages (new mailboxes start with none)."""
+    from mailserv.backends.sql import unseen
+    from mailserv.backends.sql.rows import flag_test
+
+    tx.execute("ALTER TABLE mailboxes ADD COLUMN unseen_uids TEXT DEFAULT ''")
+    if tx.dialect.is_postgres:  # compressed in the row, not in the TOAST table (one write)
+        tx.execute("ALTER TABLE mailboxes ALTER COLUMN unseen_uids SET STORAGE MAIN")
+    for (box_id,) in tx.all("SELECT id FROM mailboxes WHERE unseen > 0"):
+        rows = tx.all(
+            "SELECT uid FROM mail WHERE mailbox_id = ? AND "
+            + flag_test(tx.dialect.find, "\\Seen", present=False)
+            + " ORDER BY uid",
+            (box_id,),
+        )
+        runs = unseen.runs_of(int(uid) for (uid,) in rows)
+        tx.execute("UPDATE mailboxes SET unseen_uids = ? WHERE id = ?", (unseen.dump(runs), box_id))
 
 
 ANALYSIS_LIMIT = 2000
@@ -350,8 +382,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         12,
         "modseq_log: the UID ranges each write of mail rows changed (CHANGEDSINCE reads"
-        " them); PostgreSQL: STORE's updates stay on their page (HOT): no index on"
-        " mail.flags or mail.modseq, mail rewritten with room on each page",
+        " them); mail.marks: the flagged and deleted flags as bits, the indexes of the"
+        " flagged and deleted messages on it; mailboxes.unseen_uids: the unseen messages"
+        " (SEARCH UNSEEN reads them); PostgreSQL: STORE's updates stay on their"
+        " page (HOT): no index on mail.flags or mail.modseq, mail rewritten with room on"
+        " each page",
         function=_page_local_flag_updates,
     ),
 )

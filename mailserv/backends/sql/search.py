@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailserv.backends.kit import uidlist
-from mailserv.backends.sql import fulltext, schema
+from mailserv.backends.sql import fulltext, schema, unseen
 from mailserv.backends.sql.db import Tx
-from mailserv.backends.sql.rows import INDEXED_FLAGS, flag_probe, flag_test
+from mailserv.backends.sql.rows import MARKS, flag_probe, flag_test, mark_test
 from mailserv.interfaces import SEEN, SYSTEM_FLAGS
 from mailserv.message.addresses import SEPARATOR
 from mailserv.search import (
@@ -81,8 +81,9 @@ class Clause:
     its top-level AND's): the operator and the day, for the ``mail_day`` index."""
     counted: str | None = None
     """The ``mailboxes`` column that counts the mailbox's matches (``unseen`` for UNSEEN
-    alone): the rows are read from the newest back, and no further than that many matches
-    (schema 12 left PostgreSQL no index of the unseen messages; they are mostly the newest)."""
+    alone): the UIDs the mailbox row keeps are the answer (see the module ``unseen``); where
+    it keeps none, the rows are read from the newest back, and no further than that many
+    matches (schema 12 left PostgreSQL no index of the unseen messages)."""
 
 
 def translate(
@@ -174,7 +175,9 @@ class _Translator:
             canonical = _SYSTEM_FLAGS.get(name.lower())
             if canonical is None:
                 raise _Decline()  # \Recent (bind() replaces it) or unknown
-            if canonical in INDEXED_FLAGS:
+            if canonical in MARKS:  # the flagged and deleted have indexes of their own
+                return mark_test(canonical, key.present, "m.marks")
+            if canonical == SEEN:  # as SQLite's index of the unseen has it
                 return flag_test(self.find, canonical, key.present, "m.flags")
             test = f"{self.find}(m.flags, {self.param(flag_probe(canonical))}) > 0"
         else:
@@ -258,6 +261,10 @@ def run(
     if clause.texts and not texts_ready and not fulltext.mailbox_ready(tx, box_id):
         return None
     low, high = uids[0], uids[-1]
+    if clause.counted == "unseen":
+        kept = tx.one("SELECT unseen_uids FROM mailboxes WHERE id = ?", (box_id,))
+        if kept is not None and kept[0] is not None:
+            return unseen.among(kept[0], uids)
     mail, where = "mail m", clause.sql
     day = clause.day
     if day is not None and tx.dialect.is_postgres:  # its planner weighs the index itself
