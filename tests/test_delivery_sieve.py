@@ -74,7 +74,7 @@ def server(
     # Added here rather than by a `mailserv user add` process each: the server re-reads
     # its passwd-file when it changes.
     passwd = PasswdFile(str(started.process.data_dir / "passwd"))
-    for _ in range(8):
+    for _ in range(9):  # one per test, the reject test's second recipient too
         made = new_user()
         passwd.add_user(made.name, hash_password(made.password.encode()))
         started.users.append(made)
@@ -83,15 +83,21 @@ def server(
     assert "Traceback" not in started.process.log_text()
 
 
-@pytest.fixture
-def user(server: LmtpServer) -> User:
-    """A user of the server no other test of this module uses."""
+def take_user(server: LmtpServer) -> User:
+    """A user of the server no other test of this module uses (nor will: a test that mails
+    a second user takes it here too, else that mail would be in a later test's INBOX, by
+    the order in which pytest-xdist hands this worker its tests)."""
     taken = server.__dict__.setdefault("_taken", set())
     for candidate in server.users:
         if candidate.name not in taken:
             taken.add(candidate.name)
             return candidate
     raise AssertionError("the server has too few users")
+
+
+@pytest.fixture
+def user(server: LmtpServer) -> User:
+    return take_user(server)
 
 
 def put(server: LmtpServer, user: User, script: bytes, name: str = "main") -> None:
@@ -275,7 +281,7 @@ No offers, please.
 ; }
 """,
     )
-    other = next(u for u in server.users if u is not user)
+    other = take_user(server)
     replies = deliver(server, [f"{user.name}@example.org", f"{other.name}@example.org"],
                       mail("an offer"))  # fmt: skip
     assert replies[0][0] == 550 and replies[0][1].startswith(b"5.7.1 No offers, please.")

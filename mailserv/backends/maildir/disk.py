@@ -282,27 +282,38 @@ class MailboxDisk:
         ]
         with self.uidlist.lock():
             uids = self.uidlist.add([item.base for item in items], sync=False)
-            for item, target in zip(items, targets, strict=True):
-                os.rename(item.tmp, self.path(target))
+            entries = [
+                Entry(uid, item.base, target, item.flags, "", 0, item.size, *stamp, item.info)
+                for uid, item, target, stamp in zip(
+                    uids, items, targets, map(stamp_of, (item.date for item in items)), strict=True
+                )
+            ]
+            # The rows before the files: another process watching the mailbox (the server
+            # while ``mailserv restore`` or another worker delivers) that sees a file finds
+            # its row, with the internal date's offset, instead of parsing the file and
+            # taking its mtime (UTC).
+            with self.index.transaction():
+                modseq = self.index.next_modseq()
+                for entry in entries:
+                    entry.modseq = modseq
+                self.index.insert(
+                    (index_row(e), dumps(item.info) if item.blob is None else item.blob, item.texts)
+                    for e, item in zip(entries, items, strict=True)
+                )
+            renamed = 0
+            try:
+                for item, target in zip(items, targets, strict=True):
+                    os.rename(item.tmp, self.path(target))
+                    renamed += 1
+            except OSError:
+                with self.index.transaction():  # no rows for files that never came
+                    self.index.expunge(uids[renamed:], self.index.next_modseq())
+                raise
             # Records and renames made durable together (on a journalling file system the
             # first fsync commits both, the directory's is then nearly free).
             self.uidlist.sync()
             if self.fsync:
                 fsync_dir(self.path(CUR))
-        entries = [
-            Entry(uid, item.base, target, item.flags, "", 0, item.size, *stamp, item.info)
-            for uid, item, target, stamp in zip(
-                uids, items, targets, map(stamp_of, (item.date for item in items)), strict=True
-            )
-        ]
-        with self.index.transaction():
-            modseq = self.index.next_modseq()
-            for entry in entries:
-                entry.modseq = modseq
-            self.index.insert(
-                (index_row(entry), dumps(item.info) if item.blob is None else item.blob, item.texts)
-                for entry, item in zip(entries, items, strict=True)
-            )
         return finish(Delta(added=entries), self.index, self.uidlist.next_uid)
 
     def discard(self, items: Iterable[Prepared]) -> None:

@@ -251,8 +251,11 @@ class Reconciler:
         self, files: list[tuple[str, str]], floor: int
     ) -> tuple[list[Entry], list[tuple[str, str]]]:
         """Entries of the files another process sharing the mailbox delivered and indexed
-        (``--workers N``), made from their index rows instead of parsing the files again
-        (modseq 0 when theirs is not above ``floor``); and the other files."""
+        (``--workers N``, ``mailserv restore``), made from their index rows instead of
+        parsing the files again: the row keeps the internal date's offset, which the file's
+        mtime has lost.  Modseq 0 (a new one is recorded) when theirs is not above ``floor``
+        or the file's name now says other flags (another program changed them); and the
+        other files."""
         records = self.uidlist.records
         uids = sorted(records[base] for base, rel in files if base in records)
         rows = self.index.stored_rows(uids) if uids else {}
@@ -264,13 +267,12 @@ class Reconciler:
             row = rows.get(records.get(base, 0))
             if row is not None and row.base == base and rel.startswith(CUR):
                 flags, keep = self._file_flags(rel, row.flags)
-                if flags == row.flags:
-                    modseq = row.modseq if row.modseq > floor else 0
-                    stored.append(
-                        Entry(row.uid, base, rel, flags, keep, modseq, row.size, row.date, row.tz)
-                    )
-                    continue
-            rest.append((base, rel))
+                modseq = row.modseq if row.modseq > floor and flags == row.flags else 0
+                stored.append(
+                    Entry(row.uid, base, rel, flags, keep, modseq, row.size, row.date, row.tz)
+                )
+            else:
+                rest.append((base, rel))
         return stored, rest
 
     def _unrecorded(self, changed: list[FlagUpdate], floor: int) -> list[FlagUpdate]:
