@@ -69,9 +69,11 @@ def _sample():  # what the reactor thread runs in turns longer than LONG_TURN
         time.sleep(0.001)
         if not box["gc_on"] or box["polling"] or time.perf_counter() - box["wall"] < LONG_TURN:
             continue
-        frame = sys._current_frames().get(_main)
-        if frame is not None:
-            box["samples"][_frames(frame)] += 1
+        for ident, frame in sys._current_frames().items():  # and what threads run meanwhile
+            if ident == _main:
+                box["samples"][_frames(frame)] += 1
+            elif ident != threading.get_ident() and "threadpool" not in _frames(frame):
+                box["samples"]["(thread) " + _frames(frame)] += 1
 _poll2 = epollreactor.EPollReactor.doPoll
 def _walled_poll(self, timeout):
     box["polling"] = True
