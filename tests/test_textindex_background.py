@@ -5,6 +5,7 @@ Driven by a ``Clock``: what runs at each step of time is seen, not timed."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -94,3 +95,33 @@ def test_search_does_not_wait_for_the_background_pauses() -> None:
     for _ in range(3):  # the background loop wakes (the query kept it waiting), ends
         clock.advance(textindex.LONGEST_PAUSE)
     assert not clock.getDelayedCalls()
+
+
+def _state(index: TextIndex) -> tuple[int, int]:
+    """Messages waiting to be decoded, texts waiting to be written."""
+    return len(index._pending), len(index._decoded)
+
+
+def _burn(seconds: float) -> None:
+    """Work of the reactor thread for others (commands of other sessions)."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+def test_background_indexing_waits_longer_while_others_work() -> None:
+    """When the reactor thread worked for others while the background waited, it waits
+    again (twice as long) before its next slice: commands that keep coming run on."""
+    clock = Clock()
+    index = _filled(clock)
+    clock.advance(textindex.QUIET)
+    left = _state(index)
+    (call,) = clock.getDelayedCalls()
+    wait = call.getTime() - clock.seconds()
+    _burn(wait)  # all of the wait, for other work
+    clock.advance(wait)
+    assert _state(index) == left  # no slice: it waits again
+    (call,) = clock.getDelayedCalls()
+    assert call.getTime() - clock.seconds() == pytest.approx(min(2 * wait, 0.2))
+    clock.advance(call.getTime() - clock.seconds())  # nobody else worked meanwhile
+    assert _state(index) != left
