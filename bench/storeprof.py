@@ -72,7 +72,7 @@ def _sample():  # what the reactor thread runs in turns longer than LONG_TURN
         for ident, frame in sys._current_frames().items():  # and what threads run meanwhile
             if ident == _main:
                 box["samples"][_frames(frame)] += 1
-            elif ident != threading.get_ident() and "threadpool" not in _frames(frame):
+            elif ident != threading.get_ident() and frame.f_code.co_name != "wait":  # idle
                 box["samples"]["(thread) " + _frames(frame)] += 1
 _poll2 = epollreactor.EPollReactor.doPoll
 def _walled_poll(self, timeout):

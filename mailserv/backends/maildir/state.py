@@ -24,7 +24,7 @@ from mailserv.search import SearchKey
 
 STEP = 250
 """Flag updates or removals applied between two chances for other work to run."""
-BULK_STEP = 2000
+BULK_STEP = 1000
 """Messages of a ``Delta.flagged`` given their new flags between two such chances (a
 few attribute writes each; the indexes of flags follow per group, in C)."""
 LOAD_STEP = 5000
