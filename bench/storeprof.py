@@ -30,6 +30,8 @@ from bench.scale import PROBE_EVERY, Probe, fill
 from bench.statecheck.run import backend_spec
 
 Connect = Callable[[], RawClient]
+DEPTH = 6
+"""Innermost frames of a stack sampled in a long reactor turn (``--long-turns``)."""
 
 _WRAPPER = """
 import cProfile, gc, json, pstats, signal, sys, time
@@ -54,9 +56,37 @@ def _timed_poll(self, timeout):
     _poll(self, timeout)
     box["back"] = time.thread_time()
 epollreactor.EPollReactor.doPoll = epollreactor.EPollReactor.doIteration = _timed_poll
+import collections, threading, traceback
+box["samples"] = collections.Counter()
+box["polling"] = True
+box["wall"] = time.perf_counter()
+_main = threading.main_thread().ident
+def _frames(frame):
+    return "; ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}"
+                     for f in traceback.extract_stack(frame)[-DEPTH:])
+def _sample():  # what the reactor thread runs in turns longer than LONG_TURN
+    while True:
+        time.sleep(0.001)
+        if not box["gc_on"] or box["polling"] or time.perf_counter() - box["wall"] < LONG_TURN:
+            continue
+        for ident, frame in sys._current_frames().items():  # and what threads run meanwhile
+            if ident == _main:
+                box["samples"][_frames(frame)] += 1
+            elif ident != threading.get_ident() and frame.f_code.co_name != "wait":  # idle
+                box["samples"]["(thread) " + _frames(frame)] += 1
+_poll2 = epollreactor.EPollReactor.doPoll
+def _walled_poll(self, timeout):
+    box["polling"] = True
+    _poll2(self, timeout)
+    box["wall"] = time.perf_counter()
+    box["polling"] = False
+epollreactor.EPollReactor.doPoll = epollreactor.EPollReactor.doIteration = _walled_poll
+if LONG_TURN:
+    threading.Thread(target=_sample, daemon=True).start()
 def _start(*_):
     box["gc"] = []
     box["held"] = []
+    box["samples"].clear()
     box["gc_on"] = True
     if PROFILE:
         box["prof"] = cProfile.Profile()
@@ -65,7 +95,8 @@ def _stop(*_):
     box["gc_on"] = False
     prof, box["prof"] = box["prof"], None
     with open(OUT + ".gc", "w") as f:
-        json.dump({"gc": box["gc"], "held": sorted(box["held"])[-3:]}, f)
+        json.dump({"gc": box["gc"], "held": sorted(box["held"])[-3:],
+                   "samples": box["samples"].most_common(TOP)}, f)
     if prof is not None:
         prof.disable()
         with open(OUT + ".txt", "w") as f:
@@ -80,10 +111,15 @@ sys.exit(run())
 class ProfiledServer(ServerProcess):
     """The server under the wrapper above; ``out`` is the prefix of its result files."""
 
-    def __init__(self, data_dir: Path, backend: str, profile: bool, top: int) -> None:
+    def __init__(
+        self, data_dir: Path, backend: str, profile: bool, top: int, long_turn: float = 0.0
+    ) -> None:
         super().__init__(data_dir, backend_spec(backend), extra_args=["--workers", "1"])
         self.out = str(data_dir / "prof")
-        self.code = f"PROFILE = {profile!r}\nOUT = {self.out!r}\nTOP = {top}\n" + _WRAPPER
+        self.code = (
+            f"PROFILE = {profile!r}\nOUT = {self.out!r}\nTOP = {top}\n"
+            f"LONG_TURN = {long_turn!r}\nDEPTH = {DEPTH}\n" + _WRAPPER
+        )
 
     def command_line(self) -> list[str]:
         args = super().command_line()
@@ -111,6 +147,8 @@ def timed_window(
         f"gen2 collections {len(pauses)}, longest {max(pauses, default=0) * 1000:.0f} ms; "
         f"longest reactor turns {held} ms CPU"
     )
+    for stack, count in found["samples"]:  # --long-turns: where the long turns were
+        server_side += f"\n    {count:4d} samples in long turns at {stack}"
     return took, waited, server_side
 
 
@@ -155,7 +193,7 @@ def spread(waited: list[float]) -> str:
 
 def measure(args: argparse.Namespace) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="mailserv-storeprof-"))
-    server = ProfiledServer(data_dir, args.backend, args.profile, args.top)
+    server = ProfiledServer(data_dir, args.backend, args.profile, args.top, args.long_turns / 1000)
     user, password = "prof", "pw-prof"
 
     def connect() -> RawClient:
@@ -183,6 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--condstore", action="store_true", help="ENABLE CONDSTORE first")
     parser.add_argument("--suffix", default="", help="e.g. .SILENT")
     parser.add_argument("--watch", action="store_true", help="time another session's NOOP")
+    parser.add_argument(
+        "--long-turns", type=float, default=0.0, metavar="MS",
+        help="sample the reactor thread's stack every ms in turns longer than MS (0: off)",
+    )  # fmt: skip
     measure(parser.parse_args(argv))
     return 0
 

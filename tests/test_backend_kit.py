@@ -329,3 +329,31 @@ def test_a_big_stores_changes_are_columns_ascending_by_uid() -> None:
     single = FlagChanges({seen: [3, 8]}, 7)
     assert [(c.uid, c.flags, c.modseq) for c in single] == [(3, seen, 7), (8, seen, 7)]
     assert len(FlagChanges({seen: []}, 1)) == 0
+
+
+def test_a_big_stores_changes_are_merged_in_steps() -> None:
+    """``kit.flagchanges.changes_in_steps``: the groups of a STORE of many messages are
+    merged a step at a time (the reactor runs other work at each ``yield``), into the same
+    columns as at once."""
+    from mailserv.backends.kit import flagchanges
+
+    seen, flagged, none = frozenset({"\\Seen"}), frozenset({"\\Flagged"}), frozenset()
+    sets = (seen, flagged, none)
+    groups: dict[frozenset[str], list[int]] = {seen: [], flagged: [], none: []}
+    for uid in range(1, 4 * flagchanges.STEP):
+        groups[sets[uid % 7 % 3]].append(uid)
+    steps = flagchanges.changes_in_steps(groups, 9)
+    pauses = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            changes = done.value
+            break
+        pauses += 1
+    assert pauses > 4
+    assert isinstance(changes, flagchanges.FlagChanges)
+    assert list(changes.uids) == list(range(1, 4 * flagchanges.STEP))
+    assert list(changes.flags) == [sets[uid % 7 % 3] for uid in changes.uids]
+    assert list(changes.flags) == list(flagchanges.FlagChanges(groups, 9).flags)
+    assert set(changes.modseqs) == {9}

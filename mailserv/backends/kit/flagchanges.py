@@ -1,15 +1,26 @@
 """The flag changes of a STORE, as the engine reads them: a sequence ascending by UID
-(the SQL and maildir backends hand a large STORE's changes over as few groups of UIDs)."""
+(the SQL and maildir backends hand a large STORE's changes over as few groups of UIDs).
+
+Merging the groups of a ``STORE 1:*`` of 100k messages is some 20 ms of Python work: on
+the reactor thread it is done in steps (:func:`changes_in_steps`, a generator whose
+``yield`` lets other work run; see :meth:`mailserv.slicing.TimeSlices.run`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from itertools import chain
+from collections.abc import Generator, Sequence
+from typing import TypeVar
 
 from mailserv.interfaces import FlagChange, FlagChangeColumns
 
 LAZY_CHANGES = 1024
 """From this many changes on, a STORE's changes are columns (:class:`FlagChanges`)."""
+STEP = 8192
+"""UIDs merged between two ``yield`` of :func:`changes_in_steps` (about a ms)."""
+
+Groups = dict[frozenset[str], list[int]]
+"""The UIDs (ascending) that now have each set of flags."""
+Columns = tuple[list[int], list[frozenset[str]], list[int]]
+T = TypeVar("T")
 
 
 class FlagChanges(FlagChangeColumns):
@@ -21,31 +32,57 @@ class FlagChanges(FlagChangeColumns):
 
     __slots__ = ()
 
-    def __init__(self, groups: dict[frozenset[str], list[int]], modseq: int) -> None:
-        items = [(flags, uids) for flags, uids in groups.items() if uids]
-        if len(items) == 1:
-            flags, uids = items[0]
-            super().__init__(uids, [flags] * len(uids), [modseq] * len(uids))
-            return
-        # One sort of plain ints: the UID and, in its last digits (base ``count``), its group.
-        count = max(len(items), 1)
-        keys = sorted(
-            chain.from_iterable(
-                [uid * count + group for uid in uids] for group, (_, uids) in enumerate(items)
-            )
-        )
-        names = [flags for flags, _ in items]
-        super().__init__(
-            [key // count for key in keys],
-            [names[key % count] for key in keys],
-            [modseq] * len(keys),
-        )
+    def __init__(self, groups: Groups, modseq: int) -> None:
+        super().__init__(*_finished(_columns(groups, modseq)))
 
 
-def changes_of(groups: dict[frozenset[str], list[int]], modseq: int) -> Sequence[FlagChange]:
-    """The FlagChange sequence of ``groups`` (flags: UIDs ascending), ascending by UID."""
+def _columns(groups: Groups, modseq: int) -> Generator[None, None, Columns]:
+    """The columns of ``groups`` (FlagChanges's), ``STEP`` UIDs at a time."""
+    items = [(flags, uids) for flags, uids in groups.items() if uids]
+    if len(items) <= 1:
+        flags, uids = items[0] if items else (frozenset(), [])
+        return uids, [flags] * len(uids), [modseq] * len(uids)
+    # One sort of plain ints: the UID and, in its last digits (base ``count``), its group;
+    # the keys come in one ascending run per group, which the sort merges.
+    count = len(items)
+    keys: list[int] = []
+    for group, (_, uids) in enumerate(items):
+        for start in range(0, len(uids), STEP):
+            keys += [uid * count + group for uid in uids[start : start + STEP]]
+            yield
+    keys.sort()
+    names = [flags for flags, _ in items]
+    uids_column: list[int] = []
+    flags_column: list[frozenset[str]] = []
+    for start in range(0, len(keys), STEP):
+        yield
+        part = keys[start : start + STEP]
+        uids_column += [key // count for key in part]
+        flags_column += [names[key % count] for key in part]
+    return uids_column, flags_column, [modseq] * len(keys)
+
+
+def changes_in_steps(groups: Groups, modseq: int) -> Generator[None, None, Sequence[FlagChange]]:
+    """The FlagChange sequence of ``groups`` (flags: UIDs ascending), ascending by UID,
+    made ``STEP`` UIDs at a time: run it with ``yield from`` in a generator of steps, or
+    with :meth:`mailserv.slicing.TimeSlices.run`."""
     if sum(len(uids) for uids in groups.values()) >= LAZY_CHANGES:
-        return FlagChanges(groups, modseq)
-    changes = [FlagChange(uid, flags, modseq) for flags, uids in groups.items() for uid in uids]
-    changes.sort(key=lambda change: change.uid)
-    return changes
+        changes = FlagChanges.__new__(FlagChanges)
+        FlagChangeColumns.__init__(changes, *(yield from _columns(groups, modseq)))
+        return changes
+    found = [FlagChange(uid, flags, modseq) for flags, uids in groups.items() for uid in uids]
+    found.sort(key=lambda change: change.uid)
+    return found
+
+
+def changes_of(groups: Groups, modseq: int) -> Sequence[FlagChange]:
+    """:func:`changes_in_steps` at once (in a thread, or for a few changes)."""
+    return _finished(changes_in_steps(groups, modseq))
+
+
+def _finished(steps: Generator[None, None, T]) -> T:
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]

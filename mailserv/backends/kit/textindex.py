@@ -17,18 +17,21 @@ needles that are rare in SEARCH.  Texts SQLite cannot hold (a NUL, a lone surrog
 stay in a dict and are compared in Python.
 
 New messages wait in ``pending`` (APPEND costs nothing more) and are indexed once no new
-one came for ``QUIET`` seconds (a burst of APPENDs runs at full speed), decoded a few at a
-time between pauses (Python work, on the reactor in time slices) and written together
-(FTS5 writes a segment per transaction); a SEARCH first indexes whatever still waits.  The
-texts of messages gone leave ``texts`` at once (every query reads it) and the word index
-later, a few at a time.  Queries go over the UIDs in ranges (FTS5 reads a rowid range of
-its lists), with a pause between ranges and a range's size adapted so that one lasts about
-a slice: a SEARCH TEXT over 100k messages holds the reactor a few ms at a time.
+one came for ``QUIET`` seconds (a burst of APPENDs runs at full speed), decoded for a slice
+at a time (Python work, on the reactor) and written together (FTS5 writes a segment per
+transaction); a SEARCH first indexes whatever still waits, in its own slices.  The texts of
+messages gone leave ``texts`` at once (every query reads it) and the word index later, a
+few at a time.  Work nobody waits for takes a bounded share of the reactor
+(:class:`Background`): after a slice it waits at least as long as the slice lasted, and
+longer while other work kept the reactor busy (so the commands of other sessions are not
+slowed several-fold by 100k messages to index).  Queries go over the UIDs in ranges (FTS5
+reads a rowid range of its lists), with a pause between ranges and a range's size adapted
+so that one lasts about a slice: a SEARCH TEXT over 100k messages holds the reactor a few
+ms at a time.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 import sqlite3
 import time
@@ -36,6 +39,7 @@ from collections.abc import Sequence
 
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from mailserv.backends.kit import uidlist
@@ -47,8 +51,6 @@ from mailserv.slicing import SLICE, TimeSlices
 
 QUIET = 0.1
 """Seconds without a new message after which those waiting are indexed."""
-DECODE_BATCH = 8
-"""Messages decoded between two pauses (about 2 ms of work)."""
 WRITE_BATCH = 64
 """Texts written to the index in one transaction (about 3 ms)."""
 LONGEST_RUN = 32
@@ -58,6 +60,14 @@ FORGET_BATCH = 8
 """Texts of messages gone taken out of the word index between two pauses (about 2 ms)."""
 FIRST_RANGE = 1024
 """UIDs the first range of a query covers; later ones grow or shrink to last a slice."""
+BACKGROUND_SLICE = 0.003
+"""Seconds work nobody waits for holds the reactor at a time (one message's decoding or one
+write may last longer)."""
+BUSY_SHARE = 0.25
+"""Share of a background pause in which the reactor thread worked for others above which
+it is busy: the next pause is twice as long (up to ``LONGEST_PAUSE``)."""
+LONGEST_PAUSE = 0.2
+"""Seconds of the longest pause of work nobody waits for while the reactor is busy."""
 
 _COLUMNS = {StringField.BODY: ("body",), StringField.TEXT: ("header", "body")}
 _PLACE = {"header": 0, "body": 1}
@@ -70,6 +80,32 @@ _TABLES = (
 )
 
 _log = Logger()
+
+
+class Background:
+    """The pauses of work nobody waits for (background indexing): it holds the reactor for
+    ``BACKGROUND_SLICE`` at most (:attr:`length`), then waits at least as long as it held
+    it, so it takes half the reactor at most when nothing else runs.  While it waits, the
+    commands of every session run at full speed; when they kept the reactor thread busy
+    meanwhile (its CPU time, not the machine's load), it waits twice as long again, up to
+    ``LONGEST_PAUSE``, until the reactor is quiet."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self.length = BACKGROUND_SLICE
+        self._since = time.perf_counter()
+
+    async def pause(self) -> None:
+        """Give way to the reactor for at least as long as the slice since the last pause
+        lasted, longer while others keep it busy."""
+        wait = time.perf_counter() - self._since
+        while True:
+            others = time.thread_time()
+            await deferLater(self._clock, wait, lambda: None)
+            if time.thread_time() - others <= wait * BUSY_SHARE or wait >= LONGEST_PAUSE:
+                break
+            wait = min(wait * 2, LONGEST_PAUSE)
+        self._since = time.perf_counter()
 
 
 class TextIndex:
@@ -85,6 +121,8 @@ class TextIndex:
         """Texts SQLite cannot hold, by UID."""
         self._indexing = DeferredLock()
         self._flush: IDelayedCall | None = None
+        self._background = False
+        """Whether the background indexing loop runs (one at a time)."""
         self._last_added = 0.0
         self._purge: IDelayedCall | None = None
 
@@ -229,18 +267,19 @@ class TextIndex:
             self._flush = self._clock.callLater(wait, self._flushed)
             return
         self._flush = None
-        slices = TimeSlices(self._clock)
-        Deferred.fromCoroutine(self._index_pending(slices, background=True)).addErrback(
+        if self._background:
+            return  # the loop that runs goes on
+        Deferred.fromCoroutine(self._index_in_background()).addErrback(
             lambda failure: _log.failure("Indexing the texts of new messages failed", failure)
         )
 
     def _purged(self) -> None:
         self._purge = None
-        Deferred.fromCoroutine(self._forget_gone(TimeSlices(self._clock))).addErrback(
+        Deferred.fromCoroutine(self._forget_gone(Background(self._clock))).addErrback(
             lambda failure: _log.failure("Forgetting the texts of messages gone failed", failure)
         )
 
-    async def _forget_gone(self, slices: TimeSlices) -> None:
+    async def _forget_gone(self, slices: Background) -> None:
         """Take the texts of ``gone`` out of the word index, a few at a time."""
         db = self._db
         while db is not None:
@@ -255,30 +294,55 @@ class TextIndex:
                 return
             await slices.pause()
 
-    async def _index_pending(self, slices: TimeSlices, background: bool = False) -> None:
-        """Index what waits: messages decoded a few at a time, their texts written to the
-        index together (FTS5 writes a segment per transaction: a few texts at a time cost
-        ten times as much).  One loop at a time; another waits for it, then finds nothing
-        left.  In the ``background``, it stops when a new message comes (and starts again
-        once they stop)."""
+    async def _index_pending(self, slices: TimeSlices) -> None:
+        """Index what waits, for a query: in the query's slices, one loop at a time
+        (another waits for it, then finds nothing left)."""
         async with self._indexing:
-            pending, decoded = self._pending, self._decoded
-            while pending or decoded:
-                for uid in list(itertools.islice(pending, DECODE_BATCH)):
-                    raw, info = pending.pop(uid)
-                    header, body = folded_header(raw, info), folded_body(raw, info)
-                    if vocabulary.indexable(header) and vocabulary.indexable(body):
-                        decoded[uid] = (header, body)
-                    else:
-                        self._odd[uid] = (header, body)
-                if len(decoded) >= WRITE_BATCH or not pending:
-                    self._write([(uid, *texts) for uid, texts in decoded.items()])
-                    decoded.clear()
+            while self._pending or self._decoded:
+                self._index_some(SLICE)
                 await slices.pause()
-                if background and self._busy():
+
+    async def _index_in_background(self) -> None:
+        """Index what waits while no new message comes (a burst of APPENDs runs at full
+        speed; its texts are indexed after it), a slice at a time with :class:`Background`
+        pauses.  A query that comes meanwhile indexes the rest in its own slices: this loop
+        leaves it the work (it never holds the lock across a pause)."""
+        background = Background(self._clock)
+        self._background = True
+        try:
+            while self._pending or self._decoded:
+                if self._indexing.locked:
+                    return  # a query indexes what is left
+                if self._busy():
                     if self._flush is None:
                         self._flush = self._clock.callLater(QUIET, self._flushed)
                     return
+                self._index_some(background.length)
+                await background.pause()
+        finally:
+            self._background = False
+
+    def _index_some(self, length: float) -> None:
+        """One step of indexing, about ``length`` seconds long: decode waiting messages
+        (one at least) until ``WRITE_BATCH`` texts are decoded or none waits, or write
+        those decoded to the index together (FTS5 writes a segment per transaction: a few
+        texts at a time cost ten times as much).  Messages are taken newest first (a
+        dict's last item goes in constant time; its first, after many went, does not)."""
+        pending, decoded = self._pending, self._decoded
+        if len(decoded) >= WRITE_BATCH or (decoded and not pending):
+            self._write([(uid, *texts) for uid, texts in decoded.items()])
+            decoded.clear()
+            return
+        began = time.perf_counter()
+        while pending and len(decoded) < WRITE_BATCH:
+            uid, (raw, info) = pending.popitem()
+            header, body = folded_header(raw, info), folded_body(raw, info)
+            if vocabulary.indexable(header) and vocabulary.indexable(body):
+                decoded[uid] = (header, body)
+            else:
+                self._odd[uid] = (header, body)
+            if time.perf_counter() - began >= length:
+                return
 
     def _write(self, rows: list[tuple[int, str, str]]) -> None:
         if not rows:

@@ -23,7 +23,6 @@ from collections import ChainMap
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from itertools import chain
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock
@@ -494,7 +493,8 @@ class MaildirMailbox(Listened):
                 delta = await self.io(self.disk.owe_flags, groups)
                 groups = {}
                 changed.append(await self._apply_sliced(delta, origin))
-                self._renamer.owe(chain.from_iterable(delta.flagged.values()))
+                for owed in delta.flagged.values():
+                    self._renamer.owe(owed)
             plan = _pairs(groups)
             async with self._quietly(len(plan)):
                 for attempt in range(2):

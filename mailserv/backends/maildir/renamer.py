@@ -20,8 +20,8 @@ at the end), as for any bulk change of our own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from itertools import islice
+from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
@@ -46,18 +46,23 @@ class Renamer:
 
     def __init__(self, box: MaildirMailbox) -> None:
         self._box = box
-        self._owed: dict[int, None] = {}
-        """UIDs in the order owed (a dict: a UID owed twice is renamed once)."""
+        self._owed: deque[Sequence[int]] = deque()
+        """The UIDs owed, as the sequences given (a STORE 1:* of 100k owes a list of 100k:
+        kept as it is, not copied on the reactor); a UID owed twice is renamed twice, the
+        second time a no-op (its file has the name by then)."""
+        self._done = 0
+        """UIDs of the first sequence taken already."""
         self._running = False
 
     @property
     def pending(self) -> int:
         """Renames still to do in this process."""
-        return len(self._owed)
+        return sum(map(len, self._owed)) - self._done
 
-    def owe(self, uids: Iterable[int]) -> None:
-        """Rename the files of these UIDs soon."""
-        self._owed.update(dict.fromkeys(uids))
+    def owe(self, uids: Sequence[int]) -> None:
+        """Rename the files of these UIDs soon (``uids`` is kept: not changed afterwards)."""
+        if uids:
+            self._owed.append(uids)
         if self._owed and not self._running:
             self._running = True
             Deferred.fromCoroutine(self._run()).addErrback(
@@ -68,6 +73,20 @@ class Renamer:
         """The mailbox lets go of its files: what is owed stays in the index for the next
         load."""
         self._owed.clear()
+        self._done = 0
+
+    def _take(self) -> list[int]:
+        """The next ``SLICE`` UIDs owed, each once."""
+        owed = self._owed
+        taken: list[int] = []
+        while owed and len(taken) < SLICE:
+            first, start = owed[0], self._done
+            self._done = min(len(first), start + SLICE - len(taken))
+            taken += first[start : self._done]
+            if self._done == len(first):
+                owed.popleft()
+                self._done = 0
+        return list(dict.fromkeys(taken))
 
     async def _run(self) -> None:
         box = self._box
@@ -76,14 +95,11 @@ class Renamer:
             while self._owed:
                 async with box.lane:
                     if not box.live:
-                        self._owed.clear()
+                        self.stop()
                         return
-                    if paused is None and len(self._owed) >= QUIET:
+                    if paused is None and self.pending >= QUIET:
                         paused = box.pause_watch()
-                    uids = list(islice(self._owed, SLICE))
-                    for uid in uids:
-                        del self._owed[uid]
-                    entries = box.known(uids)
+                    entries = box.known(self._take())
                     if entries:
                         delta = await box.io(box.disk.rename_owed, entries)
                         box.settle(delta)

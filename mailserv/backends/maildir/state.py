@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 from mailserv.backends.kit import Tally, flagsets
-from mailserv.backends.kit.flagchanges import changes_of
+from mailserv.backends.kit.flagchanges import changes_in_steps
 from mailserv.backends.maildir.records import DAY, Delta, Entry, Snapshot
 from mailserv.interfaces import SEEN, FlagChange, MailboxStatus, StoreMode
 from mailserv.message.ids import OBJECT_ID
@@ -24,7 +24,7 @@ from mailserv.search import SearchKey
 
 STEP = 250
 """Flag updates or removals applied between two chances for other work to run."""
-BULK_STEP = 2000
+BULK_STEP = 1000
 """Messages of a ``Delta.flagged`` given their new flags between two such chances (a
 few attribute writes each; the indexes of flags follow per group, in C)."""
 LOAD_STEP = 5000
@@ -209,7 +209,7 @@ class MailboxState:
         """``steps`` for ``Delta.flagged``, ``BULK_STEP`` messages at a time: their entries
         take the new flags, then the counts and the sets of UIDs by flag follow per pair
         of old and new sets (a few set operations in C), so each step leaves a consistent
-        state; the changes are made when read (``changes_of``)."""
+        state; the changes are made at the end, in steps too (``changes_in_steps``)."""
         entries = self.entries
         changed: dict[frozenset[str], list[int]] = {}
         for new, uids in flagged.items():
@@ -233,7 +233,7 @@ class MailboxState:
                 changed[new] = now
             yield
         if changed:
-            done.changes = changes_of(changed, modseq)
+            done.changes = yield from changes_in_steps(changed, modseq)
 
     def _moved(self, was: dict[frozenset[str], list[int]], new: frozenset[str]) -> None:
         """The messages of ``was`` (UIDs by their old flags) now have ``new``: the counts

@@ -1,0 +1,127 @@
+"""The memory backend's word index (``kit.textindex``) indexes new messages in the background
+a slice at a time, waiting between slices (other sessions' commands run at full speed
+meanwhile), and a SEARCH that comes first indexes what still waits in its own slices.
+Driven by a ``Clock``: what runs at each step of time is seen, not timed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+
+from mailserv.backends.kit import textindex
+from mailserv.backends.kit.textindex import TextIndex
+from mailserv.message.parse import parse_message
+from mailserv.search import Contains, StringField
+from mailserv.slicing import TimeSlices
+
+pytestmark = pytest.mark.one_backend  # no server: the index alone
+
+T = TypeVar("T")
+COUNT = 400
+
+
+def _message(n: int) -> bytes:
+    word = "zebra" if n % 7 == 0 else "horse"
+    return (
+        f"From: a{n}@example.org\r\nSubject: note {n}\r\n\r\n"
+        f"Line one of message {n}, about the {word} seen.\r\n" + "Filler text here.\r\n" * 40
+    ).encode()
+
+
+def _filled(clock: Clock) -> TextIndex:
+    index = TextIndex(clock)
+    for n in range(1, COUNT + 1):
+        raw = _message(n)
+        index.added(n, raw, parse_message(raw))
+    return index
+
+
+def _waiting(index: TextIndex) -> int:
+    return len(index._pending) + len(index._decoded)
+
+
+def _now(clock: Clock, make: Callable[[], Deferred[T]]) -> T:
+    """What ``make`` gives once every call due now ran, the clock's time unmoved."""
+    results: list[T] = []
+    make().addCallback(results.append)
+    for _ in range(100000):
+        if results:
+            return results[0]
+        clock.advance(0)
+    raise AssertionError("never done without time passing")
+
+
+def _zebras() -> set[int]:
+    return {n for n in range(1, COUNT + 1) if n % 7 == 0}
+
+
+def test_background_indexing_waits_between_its_slices() -> None:
+    """Once the mailbox is quiet, one slice is indexed, then the index waits (a delayed
+    call, not one due at once): the reactor runs other work meanwhile."""
+    clock = Clock()
+    index = _filled(clock)
+    clock.advance(textindex.QUIET)
+    assert 0 < len(index._pending) < COUNT  # one slice decoded, not all of them
+    calls = clock.getDelayedCalls()
+    assert calls and all(call.getTime() > clock.seconds() for call in calls)
+    for _ in range(100000):  # with time passing, it goes to the end by itself
+        if not clock.getDelayedCalls():
+            break
+        clock.advance(textindex.LONGEST_PAUSE)
+    assert _waiting(index) == 0
+    node = Contains(StringField.BODY, "zebra")
+    found = _now(clock, lambda: Deferred.fromCoroutine(
+        index.matching(node, range(1, COUNT + 1), TimeSlices(clock))))  # fmt: skip
+    assert found == _zebras()
+
+
+def test_search_does_not_wait_for_the_background_pauses() -> None:
+    """A SEARCH TEXT that comes while the background waits indexes the rest itself, in
+    its slices, with no time passing: the background's pauses are not its own."""
+    clock = Clock()
+    index = _filled(clock)
+    clock.advance(textindex.QUIET)
+    assert _waiting(index)
+    node = Contains(StringField.TEXT, "ZEBRA seen")
+    found = _now(clock, lambda: Deferred.fromCoroutine(
+        index.matching(node, range(1, COUNT + 1), TimeSlices(clock))))  # fmt: skip
+    assert found == _zebras()
+    assert _waiting(index) == 0
+    for _ in range(3):  # the background loop wakes (the query kept it waiting), ends
+        clock.advance(textindex.LONGEST_PAUSE)
+    assert not clock.getDelayedCalls()
+
+
+def _state(index: TextIndex) -> tuple[int, int]:
+    """Messages waiting to be decoded, texts waiting to be written."""
+    return len(index._pending), len(index._decoded)
+
+
+def _burn(seconds: float) -> None:
+    """Work of the reactor thread for others (commands of other sessions)."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+def test_background_indexing_waits_longer_while_others_work() -> None:
+    """When the reactor thread worked for others while the background waited, it waits
+    again (twice as long) before its next slice: commands that keep coming run on."""
+    clock = Clock()
+    index = _filled(clock)
+    clock.advance(textindex.QUIET)
+    left = _state(index)
+    (call,) = clock.getDelayedCalls()
+    wait = call.getTime() - clock.seconds()
+    _burn(wait)  # all of the wait, for other work
+    clock.advance(wait)
+    assert _state(index) == left  # no slice: it waits again
+    (call,) = clock.getDelayedCalls()
+    assert call.getTime() - clock.seconds() == pytest.approx(min(2 * wait, 0.2))
+    clock.advance(call.getTime() - clock.seconds())  # nobody else worked meanwhile
+    assert _state(index) != left
