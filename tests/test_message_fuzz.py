@@ -156,3 +156,10 @@ def test_section_bytes_never_raises(raw: bytes, path: list[int], text: str) -> N
     info = parse_message(raw)
     for kind in (text, text.upper(), None):
         section_bytes(raw, info, tuple(path), kind, (text,))
+
+
+def test_an_eight_bit_transfer_encoding() -> None:
+    """Found by test_mutated_messages: ``Content-Transfer-Encoding:\\xff`` upper-cased as
+    text gave "Ÿ", which latin-1 cannot encode, and the parser fell back."""
+    info = check(b"Content-Transfer-Encoding:\xff base64\r\nSubject: x\r\n\r\nbody\r\n")
+    assert b"{1}\r\n\xff" in info.bodystructure

@@ -293,7 +293,7 @@ def _entity(scan: _Scan, start: int, end: int, depth: int, default: str, top: bo
         param_list,
         _nstring(fields.get(b"content-id")),
         _nstring(fields.get(b"content-description")),
-        string(encoding.upper().encode("latin-1")),
+        string(encoding.encode("latin-1").upper()),  # ASCII case only: "ÿ".upper() is not latin-1
         end - body_start,
     )
     inner: _Entity | None = None
