@@ -218,3 +218,33 @@ def test_shutdown_says_bye_to_open_sessions(server_factory: ServerFactory) -> No
     assert silent.read_line() == b"* BYE Server shutting down\r\n"
     wait_state(silent.sock, {TCP_CLOSE_WAIT, TCP_CLOSE}, within=3)
     assert server.proc.wait(10) in (0, -signal.SIGTERM)  # twistd re-raises the signal
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("transport", ("starttls", "imaps"))
+def test_client_close_notify_after_the_servers_is_no_error(
+    connect: Connector, server: ServerProcess, transport: str
+) -> None:
+    """A TLS client that answers the server's close_notify with its own (OpenSSL clients
+    such as fetchmail do) after the server has shut its TCP write side: the connection
+    ends without an error in the server's log.  Twisted's TLS layer, reading that
+    close_notify, closes the TCP transport, which (its write side already shut) ends the
+    connection at once, inside the TLS layer's own read; the layer then used its TLS
+    connection object after dropping it and logged an AttributeError."""
+    before = server.log_path.stat().st_size
+    for _ in range(3):
+        client = SilentClient.open(server, transport)
+        login(client, connect.user.name, connect.user.password)
+        lines = client.command("z", "LOGOUT")
+        assert lines[0].startswith(b"* BYE") and lines[-1].startswith(b"z OK"), lines
+        wait_state(client.sock, {TCP_CLOSE_WAIT, TCP_CLOSE}, within=1.5)
+        with pytest.raises(EOFError):
+            client.read_line()  # the server's close_notify
+        assert client.tls is not None
+        client._until_done(client.tls.unwrap)  # ours, as an OpenSSL client sends it
+        time.sleep(0.2)  # the server reads it (and used to log the error) at once
+        client.sock.close()
+    with server.log_path.open("rb") as log:
+        log.seek(before)
+        written = log.read().decode("utf-8", "replace")
+    assert "Traceback" not in written and "Unhandled Error" not in written, written[-3000:]

@@ -52,7 +52,34 @@ def hang_up(
     below = _tcp_below_tls(transport)
     if below is not None and _close_notify_sent(transport):
         below.loseWriteConnection()
+        _close_later(transport, clock)
     return clock.callLater(timeout, _abort, transport)
+
+
+def _close_later(transport: ITransport, clock: IReactorTime) -> None:
+    """Make the TLS layer's close of the TCP connection take effect in a later turn.
+
+    With its write side shut, a TCP transport's ``loseConnection`` ends the connection at
+    once, inside the call.  The TLS layer makes that call when it reads the client's
+    close_notify (OpenSSL clients answer ours), from its own read loop, and after it
+    returns it still writes through the TLS connection object that ending the connection
+    dropped: an AttributeError in the log for every such client.  Deferring the close by
+    one turn lets that read finish first.  The TLS layer closes through its own transport:
+    the TCP one for implicit TLS; after STARTTLS the TCP transport's protocol is the TLS
+    layer, and its transport Twisted's bypass object over the TCP one.
+    """
+    layer = transport if isinstance(transport, TLSMemoryBIOProtocol) else None
+    if layer is None and getattr(transport, "TLS", False):
+        layer = getattr(transport, "protocol", None)
+    below = getattr(layer, "transport", None) if isinstance(layer, TLSMemoryBIOProtocol) else None
+    if below is None:
+        return
+    close = below.loseConnection
+
+    def later(*args: Any) -> None:
+        clock.callLater(0, close, *args)
+
+    below.loseConnection = later
 
 
 def _abort(transport: Any) -> None:
