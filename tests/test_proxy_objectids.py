@@ -18,6 +18,8 @@ from test_proxy_objects import QUOTA_PLUGIN
 from test_proxy_upstream import MESSAGE, PASSWORD, direct, login, start_server
 
 from bench.harness import BackendSpec, RawClient, ServerProcess, fetches
+from mailserv.backends.proxy.cache import InfoStore
+from mailserv.message.parse import parse_message
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -82,6 +84,45 @@ def test_object_ids_are_the_upstreams(tmp_path: Path, monkeypatch: pytest.Monkey
         found = client.command("SEARCH THREADID T1")
         assert found.ok and found.data("SEARCH") == [b"1 3"], found.untagged
         found = client.command("SEARCH EMAILID E2")
+        assert found.ok and found.data("SEARCH") == [b"2"], found.untagged
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        upstream.stop()
+
+
+@pytest.mark.one_backend
+def test_cached_infos_take_the_upstreams_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsed messages the proxy cached on disk with its own ids (before the upstream had
+    OBJECTID, or by a version that did not ask for them) get the upstream's ids when the
+    mailbox is next opened: asked for without the bodies, and the cache rewritten."""
+    drop_in(tmp_path / "plugins", "numbered_ids_store", NUMBERED_IDS_PLUGIN, monkeypatch)
+    upstream = ServerProcess(tmp_path / "upstream", BackendSpec("numbered-ids"))
+    upstream.start()
+    proxy = None
+    try:
+        upstream.add_user("ida", PASSWORD)
+        origin = RawClient.connect(upstream.imap_port)
+        origin.login("ida", PASSWORD)
+        bodies = [MESSAGE % (n, n) for n in (1, 2)]
+        origin.append_many("INBOX", bodies)
+        selected = origin.command("SELECT INBOX")
+        validity = int(next(c for c in selected.codes() if c.startswith("UIDVALIDITY")).split()[1])
+        # The cache as an older proxy left it: our own parse, our own (hashed) ids.
+        cache = tmp_path / "proxy-cache"
+        cached = [(1, parse_message(bodies[0])), (2, parse_message(bodies[1]))]
+        InfoStore(str(cache)).save("ida", "INBOX", validity, cached)
+        proxy = start_server(
+            tmp_path / "proxy",
+            {"upstream": f"plain:127.0.0.1:{upstream.imap_port}", "cache_dir": str(cache)},
+        )
+        client = login(proxy, "ida")
+        assert client.command("SELECT INBOX").ok
+        assert ids(origin, "1:2") == {1: (["E1"], ["T1"]), 2: (["E2"], ["T0"])}
+        assert ids(client, "1:2") == ids(origin, "1:2")
+        found = client.command("SEARCH THREADID T0")
         assert found.ok and found.data("SEARCH") == [b"2"], found.untagged
     finally:
         if proxy is not None:

@@ -29,7 +29,7 @@ from mailserv.backends.kit import ListenerSet
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.backends.proxy.mirror import Mirror
-from mailserv.backends.proxy.rows import Row, fetch_items, rows_after, select
+from mailserv.backends.proxy.rows import Row, adopt_upstream_ids, fetch_items, rows_after, select
 from mailserv.interfaces import RECENT, FlagChange, IMailbox
 
 if TYPE_CHECKING:
@@ -163,7 +163,15 @@ class Channel:
             old = None
         if old is None:
             listed = {row[0] for row in rows}
-            mirror = Mirror(validity, condstore, user.infos.load(self.name, validity, listed))
+            infos = user.infos.load(self.name, validity, listed)
+            if "OBJECTID" in conn.capabilities:
+                try:
+                    changed = await adopt_upstream_ids(conn, infos, listed)
+                except BaseException:
+                    user.pool.discard(conn)
+                    raise
+                user.infos.remember(self.name, validity, changed)
+            mirror = Mirror(validity, condstore, infos)
             for uid, flags, date, size, modseq in rows:
                 mirror.add(uid, flags, date, size, modseq, None, recent=RECENT in flags)
             mirror.discard_events()  # the initial listing is no news

@@ -19,7 +19,7 @@ from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.channel import Channel
 from mailserv.backends.proxy.client import UpstreamProtocol
 from mailserv.backends.proxy.mirror import NO_INFO, Mirror
-from mailserv.backends.proxy.rows import fetch_items, object_id
+from mailserv.backends.proxy.rows import fetch_items, upstream_ids
 from mailserv.message.parse import parse_message
 
 if TYPE_CHECKING:
@@ -128,8 +128,7 @@ class Downloads:
                 return False
             got[uid] = body
             if "EMAILID" in found or "THREADID" in found:
-                thread = (object_id(found["THREADID"]) or "") if "THREADID" in found else None
-                ids[uid] = (object_id(found.get("EMAILID")), thread)  # "": its NIL
+                ids[uid] = upstream_ids(found)
             return "FLAGS" not in found
 
         async def send(conn: UpstreamProtocol) -> None:

@@ -2,16 +2,19 @@
 
 A row is what the mirror keeps of a message without its text: UID, flags, internal date,
 size and, where the upstream has CONDSTORE, mod-sequence.  :func:`fetch_items` reads any
-FETCH response into its items by name.
+FETCH response into its items by name; :func:`upstream_ids` its EMAILID and THREADID.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import replace
 from datetime import datetime
 
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.client import UpstreamProtocol
 from mailserv.message.ids import OBJECT_ID
+from mailserv.message.info import MessageInfo
 
 Row = tuple[int, frozenset[str], datetime, int, int | None]
 """(uid, flags, internal date, size, modseq) as the upstream lists a message."""
@@ -39,6 +42,43 @@ def object_id(value: object) -> str | None:
         if OBJECT_ID.fullmatch(text):
             return text
     return None
+
+
+def upstream_ids(found: dict[str, object]) -> tuple[str | None, str | None]:
+    """(EMAILID, THREADID) of a FETCH response; THREADID NIL is "" (the upstream said it
+    has none), None when the response did not carry it."""
+    thread = (object_id(found["THREADID"]) or "") if "THREADID" in found else None
+    return object_id(found.get("EMAILID")), thread
+
+
+async def adopt_upstream_ids(
+    conn: UpstreamProtocol, infos: dict[int, MessageInfo], uids: Collection[int]
+) -> list[tuple[int, MessageInfo]]:
+    """Give the cached infos of ``uids`` that hold our own EMAILID and THREADID (cached
+    before the upstream had OBJECTID, or by a version that did not ask) the upstream's,
+    asked for with no body; the infos changed.  ``conn`` has the mailbox selected."""
+    stale = sorted(uid for uid in uids if uid in infos and infos[uid].threadid is None)
+    if not stale:
+        return []
+    ids: dict[int, tuple[str | None, str | None]] = {}
+
+    def collect(response: wire.Response) -> bool:
+        found = fetch_items(response)
+        uid = None if found is None else found.get("UID")
+        if found is None or not isinstance(uid, int) or "THREADID" not in found:
+            return False
+        ids[uid] = upstream_ids(found)
+        return "FLAGS" not in found
+
+    items = b"(UID EMAILID THREADID)"
+    await conn.command(b"UID FETCH", wire.uid_set(stale), items, handler=collect)
+    changed = []
+    for uid, (emailid, threadid) in ids.items():
+        if uid in infos:
+            info = replace(infos[uid], emailid=emailid or infos[uid].emailid, threadid=threadid)
+            infos[uid] = info
+            changed.append((uid, info))
+    return changed
 
 
 async def select(conn: UpstreamProtocol, mailbox: wire.Arg) -> dict[str, int]:
