@@ -4,12 +4,15 @@ in the other child (the master passes it on), as within one process."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from imapserver import new_user, ok
-from test_service_workers import SPECS, run_workers, two_workers
+from test_service_workers import SPECS, children, run_workers, serving_pid, two_workers
 
 from bench.harness import RawClient, ServerProcess
 
@@ -53,3 +56,40 @@ def test_name_events_cross_workers(server: ServerProcess) -> None:
     ok(actor, "CREATE Kept")
     assert actor.command_with_literal("APPEND Kept ", b"Subject: k\r\n\r\nk\r\n").ok
     assert b"* STATUS Kept (MESSAGES 1 " in read_until(watcher, b"* STATUS Kept ")
+
+
+@contextmanager
+def stopped(server: ServerProcess, client: RawClient) -> Iterator[None]:
+    """The worker serving ``client`` stopped (SIGSTOP) meanwhile: what the master relays to
+    it waits in its channel, as it would behind a slow turn."""
+    pid = serving_pid(client, children(server.pid))
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_mailbox_made_elsewhere_tells_what_came_before_its_watch(server: ServerProcess) -> None:
+    """A CREATE (or RENAME) relayed late: the other worker's APPEND to the new name is done
+    before the watcher's worker opens it.  Its message is told all the same (RFC 5465 6:
+    PERSONAL is every mailbox of the user, the ones created after NOTIFY SET too)."""
+    user = new_user()
+    server.add_user(user.name, user.password)
+    watcher, actor = two_workers(server, user.name, user.password)
+    ok(watcher, "NOTIFY SET (PERSONAL (MessageNew MailboxName))")
+    with stopped(server, watcher):
+        ok(actor, "CREATE Early")
+        assert actor.command_with_literal("APPEND Early ", b"Subject: e\r\n\r\ne\r\n").ok
+    told = read_until(watcher, b"* STATUS Early ")
+    assert b'* LIST () "/" Early\r\n' in told and b"* STATUS Early (MESSAGES 1 " in told
+    # A rename: the watch on the old name is in place (the NOOP waits for the rescan).
+    ok(actor, "CREATE Old")
+    read_until(watcher, b'* LIST () "/" Old\r\n')
+    ok(watcher, "NOOP")
+    with stopped(server, watcher):
+        ok(actor, "RENAME Old New")
+        assert actor.command_with_literal("APPEND New ", b"Subject: n\r\n\r\nn\r\n").ok
+    told = read_until(watcher, b"* STATUS New ")
+    assert b'* LIST () "/" New ("OLDNAME" (Old))\r\n' in told, told
+    assert b"* STATUS New (MESSAGES 1 " in told, told

@@ -82,6 +82,8 @@ class _Changes:
 
     lines: list[bytes] = field(default_factory=list)
     rescan: bool = False
+    others: bool = False
+    """Another session made one of them: what the rescan finds new may have changed already."""
 
 
 def list_line(name: str, attributes: Iterable[str], utf8: bool, old: str | None = None) -> bytes:
@@ -96,10 +98,6 @@ def list_line(name: str, attributes: Iterable[str], utf8: bool, old: str | None 
         name_bytes(name, utf8),
         extra,
     )
-
-
-LineMaker = Callable[[bool], bytes]
-"""A name event's ``* LIST`` line, given whether the session takes UTF-8 names."""
 
 
 CREATED, DELETED, RENAMED, SUBSCRIBED, UNSUBSCRIBED = (
@@ -176,7 +174,7 @@ class MailboxBoard:
 
     def _tell(self, change: NameChange, origin: Session | None) -> None:
         for notifier in list(self._by_user.get(change.user, ())):
-            notifier.name_changed(change.event, change.line, own=notifier.session is origin)
+            notifier.name_changed(change, own=notifier.session is origin)
 
 
 @implementer(IMailboxListener)
@@ -277,8 +275,15 @@ class Notifier:
                     break
         return found
 
-    async def _watch(self, wanted: dict[str, frozenset[str]]) -> None:
-        """Listen to ``wanted`` and to nothing else."""
+    async def _watch(self, wanted: dict[str, frozenset[str]], late: bool = False) -> None:
+        """Listen to ``wanted`` and to nothing else.
+
+        ``late``: after another session's CREATE, RENAME or SUBSCRIBE, which may have been
+        followed by an APPEND (or a COPY, a delivery) before we listen here: the change
+        arrives through the master under ``--workers``, or the open waits on the disk.  A
+        mailbox first watched then that holds messages is told with a STATUS (its count
+        read after we listen: nothing falls in between), as its MessageNew would have been.
+        """
         account = self.session.account
         assert account is not None
         for name in [n for n in self._watches if n not in wanted]:
@@ -296,6 +301,14 @@ class Notifier:
             watch = _Watch(self, name, mailbox, events)
             self._watches[name] = watch
             mailbox.add_listener(watch)
+            if late and MESSAGE_NEW in events and await self._holds_messages(mailbox):
+                self._pending[name] = None
+
+    async def _holds_messages(self, mailbox: IMailbox) -> bool:
+        try:
+            return (await mailbox.status()).messages > 0
+        except errors.MailboxNotFound:
+            return False  # deleted meanwhile: its watch is lost (mailbox_lost)
 
     def follow_selected(self) -> None:
         """Listen to the selected mailbox when SELECTED asks for FETCHes of new messages
@@ -332,13 +345,16 @@ class Notifier:
             self._pending.pop(watch.name, None)
         watch.mailbox.remove_listener(watch)
 
-    def name_changed(self, event: str, line: LineMaker, own: bool) -> None:
-        """A CREATE, DELETE, RENAME or (UN)SUBSCRIBE of this user in this process."""
+    def name_changed(self, change: NameChange, own: bool) -> None:
+        """A CREATE, DELETE, RENAME or (UN)SUBSCRIBE of this user (in this process, or told
+        by another); ``own``: this session's (its tagged OK told it)."""
         from mailserv.imap.session import utf8_names  # it imports this module
 
         self._names.rescan = True
-        if not own and any(event in f.events for f in self.filters):
-            self._names.lines.append(line(utf8_names(self.session)))
+        if not own:
+            self._names.others = True
+            if any(change.event in f.events for f in self.filters):
+                self._names.lines.append(change.line(utf8_names(self.session)))
         self._schedule()
 
     def _schedule(self) -> None:
@@ -409,7 +425,7 @@ class Notifier:
             self.session.write(b"* OK [NOTIFICATIONOVERFLOW] Too many mailboxes to watch\r\n")
             self.close()
             return
-        await self._watch(wanted)
+        await self._watch(wanted, late=names.others)
 
     async def _fetch_new(self, view: SelectedView) -> None:
         assert self._selected is not None
