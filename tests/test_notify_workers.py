@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from imapserver import new_user, ok
 from test_service_workers import SPECS, children, run_workers, serving_pid, two_workers
+from test_workers_coherence import in_worker
 
 from bench.harness import RawClient, ServerProcess
 
@@ -93,3 +94,30 @@ def test_a_mailbox_made_elsewhere_tells_what_came_before_its_watch(server: Serve
     told = read_until(watcher, b"* STATUS New ")
     assert b'* LIST () "/" New ("OLDNAME" (Old))\r\n' in told, told
     assert b"* STATUS New (MESSAGES 1 " in told, told
+
+
+def test_changes_made_in_two_workers_are_told_in_the_order_they_were_made(
+    server: ServerProcess,
+) -> None:
+    """A CREATE in one worker, then a DELETE of that mailbox in the watcher's own worker
+    while the first is still on its way through the master (stopped here): the watcher is
+    told the CREATE first, whichever worker made each (else it ends up believing the
+    mailbox exists)."""
+    user = new_user()
+    server.add_user(user.name, user.password)
+    watcher, far = two_workers(server, user.name, user.password)
+    near = in_worker(server, user.name, user.password, serving_pid(watcher, children(server.pid)))
+    ok(watcher, "NOTIFY SET (PERSONAL (MailboxName))")
+    master = server.proc
+    assert master is not None
+    master.send_signal(signal.SIGSTOP)
+    try:
+        ok(far, "CREATE Brief")
+        ok(near, "DELETE Brief")
+    finally:
+        master.send_signal(signal.SIGCONT)
+    told = read_until(watcher, b'* LIST (\\NonExistent) "/" Brief\r\n')
+    if b'* LIST () "/" Brief\r\n' not in told:  # told in order, the DELETE comes last
+        told += read_until(watcher, b'* LIST () "/" Brief\r\n')
+    created, deleted = (told.find(b"* LIST %s" % a) for a in (b"()", b"(\\NonExistent)"))
+    assert created < deleted, told

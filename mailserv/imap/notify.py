@@ -16,14 +16,15 @@ Mailbox names (``MailboxName``, ``SubscriptionChange``): the backends have no ac
 hook, so these are told for changes made through this server (CREATE, DELETE, RENAME,
 SUBSCRIBE, UNSUBSCRIBE of another session of the same user): the :class:`MailboxBoard` the
 sessions of a process share.  Under ``--workers`` each board hands its changes to its
-``relay`` and is ``told`` the other workers' (the master passes them on:
-:mod:`mailserv.workers.limits`).  A session is not told of its own changes (its tagged OK
+``relay`` and is ``told`` every worker's, its own too, in the master's one order
+(:mod:`mailserv.workers.limits`).  A session is not told of its own changes (its tagged OK
 told it).  Changes made outside the server (a mail delivery agent writing a maildir) do not
 show as names; their messages do, once a watched mailbox exists.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -131,12 +132,19 @@ class NameChange:
 class MailboxBoard:
     """The sessions of this process that follow name changes, by user (shared through
     ``Services``): CREATE, DELETE, RENAME and (UN)SUBSCRIBE post here once they succeeded.
-    ``relay``, when set (a worker), is handed each change made here, for the other
-    processes; what they made comes back through :meth:`told`."""
+
+    ``relay``, when set (a worker), is handed each change made here, and the master passes
+    every change, ours too, back through :meth:`told` in one order for all the workers:
+    the other sessions here are told ours then, so that a change of ours and one made
+    elsewhere reach every session in the same order (a DELETE here does not overtake the
+    CREATE of another worker still on its way).  The session that made a change hears of
+    it at once (its own NOTIFY watches the new name before its tagged OK)."""
 
     def __init__(self) -> None:
         self._by_user: dict[str, set[Notifier]] = {}
         self.relay: Callable[[NameChange], None] | None = None
+        self._relayed: deque[tuple[NameChange, Session]] = deque()
+        """Our changes handed to ``relay`` and not passed back yet, with who made each."""
 
     def join(self, user: str, notifier: Notifier) -> None:
         self._by_user.setdefault(user, set()).add(notifier)
@@ -160,21 +168,26 @@ class MailboxBoard:
     def subscribed(self, origin: Session, name: str, on: bool) -> None:
         self._post(origin, SUBSCRIBED if on else UNSUBSCRIBED, name)
 
-    def told(self, change: NameChange) -> None:
-        """A change another process made."""
-        self._tell(change, None)
+    def told(self, change: NameChange, ours: bool = False) -> None:
+        """A change the master passes on: another process's, or (``ours``) the oldest one
+        made here that it has not passed back yet."""
+        origin = None
+        if ours and self._relayed and self._relayed[0][0] == change:
+            origin = self._relayed.popleft()[1]
+        for notifier in list(self._by_user.get(change.user, ())):
+            if origin is None or notifier.session is not origin:  # it heard at once
+                notifier.name_changed(change, own=False)
 
     def _post(self, origin: Session, kind: str, name: str, old: str = "") -> None:
         if origin.username is None:
             return
         change = NameChange(origin.username, kind, name, old)
-        self._tell(change, origin)
-        if self.relay is not None:
-            self.relay(change)
-
-    def _tell(self, change: NameChange, origin: Session | None) -> None:
         for notifier in list(self._by_user.get(change.user, ())):
-            notifier.name_changed(change, own=notifier.session is origin)
+            if self.relay is None or notifier.session is origin:
+                notifier.name_changed(change, own=notifier.session is origin)
+        if self.relay is not None:
+            self._relayed.append((change, origin))
+            self.relay(change)
 
 
 @implementer(IMailboxListener)
