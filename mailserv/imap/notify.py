@@ -172,8 +172,11 @@ class MailboxBoard:
         """A change the master passes on: another process's, or (``ours``) the oldest one
         made here that it has not passed back yet."""
         origin = None
-        if ours and self._relayed and self._relayed[0][0] == change:
-            origin = self._relayed.popleft()[1]
+        while ours and self._relayed:  # the channel keeps order: it is the first
+            made, by = self._relayed.popleft()
+            if made == change:
+                origin = by
+                break
         for notifier in list(self._by_user.get(change.user, ())):
             if origin is None or notifier.session is not origin:  # it heard at once
                 notifier.name_changed(change, own=False)
