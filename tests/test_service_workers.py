@@ -31,6 +31,10 @@ SPECS = {
 }
 
 
+STARTUP = 60.0
+"""Seconds the workers may take to start: they import and start a whole server each."""
+
+
 def children(pid: int) -> set[int]:
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     return {int(p) for p in text.split()}
@@ -77,8 +81,9 @@ def run_workers(proc: ServerProcess, count: int = 2) -> Iterator[ServerProcess]:
     """Start ``proc``; yield it once its ``count`` children accept; stop it after."""
     proc.start()
     try:
-        wait_for(lambda: len(children(proc.pid)) == count)
-        wait_for(lambda: accepting(proc) == count)  # every backend started: all accept
+        # A loaded machine (the suite's other processes) can take over 15 s to start them.
+        wait_for(lambda: len(children(proc.pid)) == count, STARTUP)
+        wait_for(lambda: accepting(proc) == count, STARTUP)  # every backend started: all accept
         yield proc
     finally:
         proc.stop()
@@ -148,7 +153,7 @@ def test_a_dead_child_is_restarted(server: ServerProcess) -> None:
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: len(children(server.pid)) == 2 and victim not in children(server.pid))
     assert "restarting" in server.log_text()
-    wait_for(lambda: accepting(server) == 3)
+    wait_for(lambda: accepting(server) == 3, STARTUP)
     user = new_user()
     server.add_user(user.name, user.password)
     for _ in range(6):  # served, whichever child the kernel picks

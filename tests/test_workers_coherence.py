@@ -11,7 +11,15 @@ from collections.abc import Iterator
 
 import pytest
 from imapserver import new_user
-from test_service_workers import SPECS, accepting, children, logged_in, serving_pid, wait_for
+from test_service_workers import (
+    SPECS,
+    STARTUP,
+    accepting,
+    children,
+    logged_in,
+    serving_pid,
+    wait_for,
+)
 
 from bench.harness import RawClient, Response, ServerProcess
 
@@ -27,8 +35,8 @@ def server(
     proc = ServerProcess(data, SPECS[request.param], extra_args=["--workers", "2"])
     proc.start()
     try:
-        wait_for(lambda: len(children(proc.pid)) == 2)
-        wait_for(lambda: accepting(proc) == 2)
+        wait_for(lambda: len(children(proc.pid)) == 2, STARTUP)
+        wait_for(lambda: accepting(proc) == 2, STARTUP)
         yield proc
     finally:
         proc.stop()

@@ -16,14 +16,15 @@ Mailbox names (``MailboxName``, ``SubscriptionChange``): the backends have no ac
 hook, so these are told for changes made through this server (CREATE, DELETE, RENAME,
 SUBSCRIBE, UNSUBSCRIBE of another session of the same user): the :class:`MailboxBoard` the
 sessions of a process share.  Under ``--workers`` each board hands its changes to its
-``relay`` and is ``told`` the other workers' (the master passes them on:
-:mod:`mailserv.workers.limits`).  A session is not told of its own changes (its tagged OK
+``relay`` and is ``told`` every worker's, its own too, in the master's one order
+(:mod:`mailserv.workers.limits`).  A session is not told of its own changes (its tagged OK
 told it).  Changes made outside the server (a mail delivery agent writing a maildir) do not
 show as names; their messages do, once a watched mailbox exists.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -82,6 +83,8 @@ class _Changes:
 
     lines: list[bytes] = field(default_factory=list)
     rescan: bool = False
+    others: bool = False
+    """Another session made one of them: what the rescan finds new may have changed already."""
 
 
 def list_line(name: str, attributes: Iterable[str], utf8: bool, old: str | None = None) -> bytes:
@@ -96,10 +99,6 @@ def list_line(name: str, attributes: Iterable[str], utf8: bool, old: str | None 
         name_bytes(name, utf8),
         extra,
     )
-
-
-LineMaker = Callable[[bool], bytes]
-"""A name event's ``* LIST`` line, given whether the session takes UTF-8 names."""
 
 
 CREATED, DELETED, RENAMED, SUBSCRIBED, UNSUBSCRIBED = (
@@ -133,12 +132,19 @@ class NameChange:
 class MailboxBoard:
     """The sessions of this process that follow name changes, by user (shared through
     ``Services``): CREATE, DELETE, RENAME and (UN)SUBSCRIBE post here once they succeeded.
-    ``relay``, when set (a worker), is handed each change made here, for the other
-    processes; what they made comes back through :meth:`told`."""
+
+    ``relay``, when set (a worker), is handed each change made here, and the master passes
+    every change, ours too, back through :meth:`told` in one order for all the workers:
+    the other sessions here are told ours then, so that a change of ours and one made
+    elsewhere reach every session in the same order (a DELETE here does not overtake the
+    CREATE of another worker still on its way).  The session that made a change hears of
+    it at once (its own NOTIFY watches the new name before its tagged OK)."""
 
     def __init__(self) -> None:
         self._by_user: dict[str, set[Notifier]] = {}
         self.relay: Callable[[NameChange], None] | None = None
+        self._relayed: deque[tuple[NameChange, Session]] = deque()
+        """Our changes handed to ``relay`` and not passed back yet, with who made each."""
 
     def join(self, user: str, notifier: Notifier) -> None:
         self._by_user.setdefault(user, set()).add(notifier)
@@ -162,21 +168,29 @@ class MailboxBoard:
     def subscribed(self, origin: Session, name: str, on: bool) -> None:
         self._post(origin, SUBSCRIBED if on else UNSUBSCRIBED, name)
 
-    def told(self, change: NameChange) -> None:
-        """A change another process made."""
-        self._tell(change, None)
+    def told(self, change: NameChange, ours: bool = False) -> None:
+        """A change the master passes on: another process's, or (``ours``) the oldest one
+        made here that it has not passed back yet."""
+        origin = None
+        while ours and self._relayed:  # the channel keeps order: it is the first
+            made, by = self._relayed.popleft()
+            if made == change:
+                origin = by
+                break
+        for notifier in list(self._by_user.get(change.user, ())):
+            if origin is None or notifier.session is not origin:  # it heard at once
+                notifier.name_changed(change, own=False)
 
     def _post(self, origin: Session, kind: str, name: str, old: str = "") -> None:
         if origin.username is None:
             return
         change = NameChange(origin.username, kind, name, old)
-        self._tell(change, origin)
-        if self.relay is not None:
-            self.relay(change)
-
-    def _tell(self, change: NameChange, origin: Session | None) -> None:
         for notifier in list(self._by_user.get(change.user, ())):
-            notifier.name_changed(change.event, change.line, own=notifier.session is origin)
+            if self.relay is None or notifier.session is origin:
+                notifier.name_changed(change, own=notifier.session is origin)
+        if self.relay is not None:
+            self._relayed.append((change, origin))
+            self.relay(change)
 
 
 @implementer(IMailboxListener)
@@ -277,8 +291,15 @@ class Notifier:
                     break
         return found
 
-    async def _watch(self, wanted: dict[str, frozenset[str]]) -> None:
-        """Listen to ``wanted`` and to nothing else."""
+    async def _watch(self, wanted: dict[str, frozenset[str]], late: bool = False) -> None:
+        """Listen to ``wanted`` and to nothing else.
+
+        ``late``: after another session's CREATE, RENAME or SUBSCRIBE, which may have been
+        followed by an APPEND (or a COPY, a delivery) before we listen here: the change
+        arrives through the master under ``--workers``, or the open waits on the disk.  A
+        mailbox first watched then that holds messages is told with a STATUS (its count
+        read after we listen: nothing falls in between), as its MessageNew would have been.
+        """
         account = self.session.account
         assert account is not None
         for name in [n for n in self._watches if n not in wanted]:
@@ -296,6 +317,14 @@ class Notifier:
             watch = _Watch(self, name, mailbox, events)
             self._watches[name] = watch
             mailbox.add_listener(watch)
+            if late and MESSAGE_NEW in events and await self._holds_messages(mailbox):
+                self._pending[name] = None
+
+    async def _holds_messages(self, mailbox: IMailbox) -> bool:
+        try:
+            return (await mailbox.status()).messages > 0
+        except errors.MailboxNotFound:
+            return False  # deleted meanwhile: its watch is lost (mailbox_lost)
 
     def follow_selected(self) -> None:
         """Listen to the selected mailbox when SELECTED asks for FETCHes of new messages
@@ -332,13 +361,16 @@ class Notifier:
             self._pending.pop(watch.name, None)
         watch.mailbox.remove_listener(watch)
 
-    def name_changed(self, event: str, line: LineMaker, own: bool) -> None:
-        """A CREATE, DELETE, RENAME or (UN)SUBSCRIBE of this user in this process."""
+    def name_changed(self, change: NameChange, own: bool) -> None:
+        """A CREATE, DELETE, RENAME or (UN)SUBSCRIBE of this user (in this process, or told
+        by another); ``own``: this session's (its tagged OK told it)."""
         from mailserv.imap.session import utf8_names  # it imports this module
 
         self._names.rescan = True
-        if not own and any(event in f.events for f in self.filters):
-            self._names.lines.append(line(utf8_names(self.session)))
+        if not own:
+            self._names.others = True
+            if any(change.event in f.events for f in self.filters):
+                self._names.lines.append(change.line(utf8_names(self.session)))
         self._schedule()
 
     def _schedule(self) -> None:
@@ -409,7 +441,7 @@ class Notifier:
             self.session.write(b"* OK [NOTIFICATIONOVERFLOW] Too many mailboxes to watch\r\n")
             self.close()
             return
-        await self._watch(wanted)
+        await self._watch(wanted, late=names.others)
 
     async def _fetch_new(self, view: SelectedView) -> None:
         assert self._selected is not None

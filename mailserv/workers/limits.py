@@ -27,8 +27,9 @@ its file descriptor ``wire.CHANNEL_FD``):
   keeps order, so no connection of that child signs in before the record is in.  (A
   network's record comes with each ``Admit``.)
 - ``NameChanged``: a child's session created, deleted, renamed or (un)subscribed a mailbox;
-  the master tells every other child, whose NOTIFY sessions of that user are told
-  (:class:`mailserv.imap.notify.MailboxBoard`).
+  the master tells every child, that one too (``ours``), whose NOTIFY sessions of that
+  user are told (:class:`mailserv.imap.notify.MailboxBoard`): one order for all, the
+  master's, so a change never overtakes an earlier one made in another child.
 - ``MetricsPage``: with ``--metrics``, the master asks each child for its metrics when
   scraped (:class:`mailserv.events.metrics.WorkerMetrics`).
 """
@@ -104,6 +105,7 @@ class NameChanged(amp.Command):
         (b"kind", amp.Unicode()),
         (b"name", amp.Unicode()),
         (b"old", amp.Unicode()),
+        (b"ours", amp.Boolean(optional=True)),  # to the child that made it
     ]
     requiresAnswer = False
 
@@ -195,8 +197,10 @@ class SharedLimits:
         self.throttle.record_success(address)
         self._tell_others(channel, LoginSucceeded, address=address)
 
-    def name_changed(self, channel: WorkerChannel, change: dict[str, str]) -> None:
-        self._tell_others(channel, NameChanged, **change)
+    def name_changed(self, sender: WorkerChannel, change: dict[str, str]) -> None:
+        """Passed to every child, the sender too: each tells its sessions in this order."""
+        for channel in self._held:
+            channel.callRemote(NameChanged, ours=channel is sender, **change)
 
     def metrics_sources(self) -> list[tuple[str, PageSource]]:
         """Each child's name and how to ask it for its metrics."""
@@ -253,7 +257,9 @@ class WorkerChannel(amp.AMP):
         return {}
 
     @NameChanged.responder
-    def name_changed(self, user: str, kind: str, name: str, old: str) -> dict[str, object]:
+    def name_changed(
+        self, user: str, kind: str, name: str, old: str, ours: bool | None = None
+    ) -> dict[str, object]:
         self._limits.name_changed(self, {"user": user, "kind": kind, "name": name, "old": old})
         return {}
 
@@ -282,9 +288,11 @@ class MasterLink(amp.AMP):
         )
 
     @NameChanged.responder
-    def name_changed(self, user: str, kind: str, name: str, old: str) -> dict[str, object]:
+    def name_changed(
+        self, user: str, kind: str, name: str, old: str, ours: bool | None = None
+    ) -> dict[str, object]:
         if self._board is not None and kind in NAME_CHANGES:
-            self._board.told(NameChange(user, kind, name, old))
+            self._board.told(NameChange(user, kind, name, old), ours=bool(ours))
         return {}
 
     @MetricsPage.responder
