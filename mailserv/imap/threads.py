@@ -9,14 +9,16 @@ recurses, so a reply chain as long as the mailbox is fine.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import groupby
+from typing import NamedTuple
 
 from mailserv.imap.sorting import CHUNK, Work, sorted_slices
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
+    """A tuple: made for every message of a THREAD (a tenth of the time a frozen dataclass
+    takes to make)."""
+
     number: int
     """Its sequence number or UID, as the answer lists it."""
     date: float

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mailserv.backends.sql.db import Tx
+from mailserv.backends.sql.reads import load_info, where_uids
 from mailserv.interfaces import SortKeys
 from mailserv.message.info import MessageInfo
 
@@ -101,8 +102,6 @@ def fill(tx: Tx) -> None:
     """Migration 13: the table, and the keys of every stored message, derived from its
     stored ``MessageInfo`` (a record of an older format: from the message, parsed again),
     in batches by id so memory stays flat however large the store."""
-    from mailserv.backends.sql.reads import load_info
-
     tx.execute(tx.dialect.ddl(TABLE))
     last = 0
     while True:
@@ -122,8 +121,6 @@ def read(tx: Tx, box_id: int, uids: Sequence[int], names: Sequence[str]) -> Sort
 
     A message without a keys row (none should lack one) has them derived from its stored
     ``MessageInfo`` here."""
-    from mailserv.backends.sql.reads import where_uids
-
     wanted = list(dict.fromkeys(names))
     select = (
         "SELECT m.uid, m.message_id, k.message_id, m.internaldate, "
@@ -153,8 +150,6 @@ def _references(column: Sequence[str]) -> list[tuple[str, ...]]:
 
 def _derived(tx: Tx, row: Sequence[Any], names: Sequence[str]) -> tuple[Any, ...]:
     """``row`` with the keys read from its message's stored ``MessageInfo``."""
-    from mailserv.backends.sql.reads import load_info
-
     _uid, message_id, _, internaldate = row[:4]
     blob = tx.scalar("SELECT info FROM message_info WHERE message_id = ?", (message_id,))
     keys = dict(zip(_KEY_COLUMNS, row_of(load_info(tx, int(message_id), blob)), strict=True))

@@ -49,7 +49,7 @@ def _messages(numbers: Sequence[int], keys: SortKeys) -> Work[list[Message]]:
     for start in range(0, len(numbers), CHUNK):
         end = start + CHUNK
         rows = zip(numbers[start:end], *(column[start:end] for column in columns), strict=True)
-        out.extend(Message(*row) for row in rows)  # type: ignore[arg-type]
+        out.extend(map(Message._make, rows))
         yield
     return out
 
