@@ -187,7 +187,7 @@ def _store_content(tx: Tx, message: Incoming) -> int:
             (message_id, message.raw),
         )
         fulltext.insert(tx, message_id, message.header_text, message.body_text)
-        sortkeys.insert(tx, [(message_id, message.keys)])
+        sortkeys.insert(tx, message_id, message.keys)
     return message_id
 
 

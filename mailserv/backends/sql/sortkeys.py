@@ -89,9 +89,10 @@ def row_of(info: MessageInfo) -> KeyRow:
     )
 
 
-def insert(tx: Tx, rows: Sequence[tuple[int, KeyRow]]) -> None:
-    """Keys of new content rows: (message id, :func:`row_of`) pairs."""
-    tx.many(_INSERT, [(message_id, *keys) for message_id, keys in rows])
+def insert(tx: Tx, message_id: int, keys: KeyRow) -> None:
+    """The keys of a new content row (held back: sent with the transaction's next statement
+    on PostgreSQL, no round trip of its own)."""
+    tx.later(_INSERT, (message_id, *keys))
 
 
 FILL_BATCH = 500
@@ -112,7 +113,8 @@ def fill(tx: Tx) -> None:
         )
         if not rows:
             return
-        insert(tx, [(int(i), row_of(load_info(tx, int(i), blob))) for i, blob in rows])
+        keys = [(int(i), *row_of(load_info(tx, int(i), blob))) for i, blob in rows]
+        tx.many(_INSERT, keys)
         last = int(rows[-1][0])
 
 
