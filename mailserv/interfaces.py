@@ -178,6 +178,39 @@ class FlagChangeColumns(Sequence[FlagChange]):
         return FlagChange(self.uids[index], self.flags[index], self.modseqs[index])
 
 
+SORT_KEYS: Final = (
+    "ARRIVAL",
+    "CC",
+    "DATE",
+    "FROM",
+    "SIZE",
+    "SUBJECT",
+    "TO",
+    "DISPLAYFROM",
+    "DISPLAYTO",
+    "MESSAGEID",
+    "REFERENCES",
+    "REPLY",
+)
+"""The columns :class:`SortKeys` may hold: SORT's keys (RFC 5256, RFC 5957) and THREAD's.
+Each column holds the values the engine compares, as it reads them from a
+:class:`MessageMeta` (``mailserv.imap.sorting.FIELDS``): ARRIVAL the internal date and DATE
+the sent date (the internal date when there is none) as POSIX seconds, SIZE the octets,
+SUBJECT ``info.base_subject``, FROM/TO/CC ``info.sort_from``/``sort_to``/``sort_cc``,
+DISPLAYFROM/DISPLAYTO ``info.display_from``/``display_to``, MESSAGEID ``info.message_id``,
+REFERENCES ``info.references`` (a tuple) and REPLY ``info.reply``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SortKeys:
+    """SORT/THREAD keys of some messages, one column per key: ``columns[name][i]`` is the
+    key ``name`` (one of :data:`SORT_KEYS`) of message ``uids[i]``; ``uids`` ascending.
+    No object per message: a SORT of 100k messages reads a few lists."""
+
+    uids: Sequence[int]
+    columns: Mapping[str, Sequence[object]]
+
+
 @dataclass(frozen=True, slots=True)
 class StoreResult:
     """``changed``: messages whose flags changed; ``failed``: UIDs refused by UNCHANGEDSINCE."""
@@ -472,6 +505,21 @@ class ISearchableMailbox(IMailbox):
         and RECENT have been turned into ``UidIn`` sets.  A backend may answer the queries
         it can and decline (None) the rest.
         """
+
+
+class ISortKeysMailbox(IMailbox):
+    """Optional: a mailbox that reads SORT and THREAD keys without making a
+    :class:`MessageMeta` per message (a store keeping them as columns).
+
+    Declare it with ``@implementer(ISortKeysMailbox)`` next to the other mailbox
+    interfaces.  Without it the engine reads the keys from ``fetch()`` results, the same
+    values (the contract checks that both agree).
+    """
+
+    def sort_keys(uids: Sequence[int], names: Sequence[str]) -> Awaitable[SortKeys]:  # type: ignore[empty-body]
+        """The keys ``names`` (of :data:`SORT_KEYS`) of those of ``uids`` (ascending) that
+        still exist.  Do the work off the reactor thread, or in slices: it grows with the
+        mailbox."""
 
 
 class ISharedMailbox(Interface):

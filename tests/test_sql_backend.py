@@ -208,10 +208,17 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
+def _undo_version_13(tx: Tx) -> None:
+    """What migration 13 added goes (the SORT/THREAD keys of every message)."""
+    tx.execute("DROP TABLE message_keys")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 12")
+
+
 def _undo_version_12(tx: Tx) -> None:
-    """What migration 12 added goes (the change log, mail.marks, the kept unseen UIDs),
-    what it took away comes back (the flag indexes on mail.flags; PostgreSQL: the index on
-    mail.modseq, the default fill factor)."""
+    """What migrations 12 and 13 added goes (the change log, mail.marks, the kept unseen
+    UIDs), what 12 took away comes back (the flag indexes on mail.flags; PostgreSQL: the
+    index on mail.modseq, the default fill factor)."""
+    _undo_version_13(tx)
     for name in MARK_INDEXES.values():
         tx.execute(f"DROP INDEX {name}")
     tx.execute("ALTER TABLE mail DROP COLUMN marks")
@@ -871,7 +878,7 @@ def test_upgrade_to_10_keeps_users_without_a_quota_of_their_own(url: str, tmp_pa
     resolve(backend.stop())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
     try:
-        assert db.call(schema.upgrade, write=True) == [10, 11, 12]
+        assert db.call(schema.upgrade, write=True) == [10, 11, 12, 13]
         users = SqlUsers(db)
         entry = users.lookup("ann")
         assert entry is not None and (entry.password, entry.quota) == ("{PLAIN}pw", StoredQuota())
@@ -1015,7 +1022,7 @@ def test_upgrade_to_12_makes_stores_page_local(url: str, tmp_path: Path) -> None
     resolve(backend.db.run(_undo_rewrite, box.id, write=True))
     resolve(backend.stop())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
-    assert db.call(schema.upgrade, write=True) == [12]
+    assert db.call(schema.upgrade, write=True) == [12, 13]
     db.close()
 
     backend = started(url, tmp_path)

@@ -1,17 +1,20 @@
 """SORT's order (RFC 5256 section 3, RFC 5957): criteria, keys and a sort that shares the reactor.
 
 The keys were computed when each message entered the store (``MessageInfo``'s SORT fields);
-here they are only read.  Messages equal under every criterion keep their mailbox order (the
-sequence number is the last key); REVERSE turns one criterion around.  The work is written as
-generators that yield every few thousand items, run by :meth:`mailserv.slicing.TimeSlices.run`,
-so sorting 100k messages never holds the reactor for more than a slice.
+here they are only read, as columns (:class:`mailserv.interfaces.SortKeys`): a mailbox that
+keeps them so (``ISortKeysMailbox``) hands them over whole, the others' are read from
+``fetch()`` results (:func:`keys_of`).  Messages equal under every criterion keep their
+mailbox order (the sequence number is the last key); REVERSE turns one criterion around.
+The work is written as generators that yield every few thousand items, run by
+:meth:`mailserv.slicing.TimeSlices.run`, so sorting 100k messages never holds the reactor
+for more than a slice.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Generator, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from mailserv.imap import esearch
 from mailserv.imap.arguments import text_atom
@@ -19,7 +22,7 @@ from mailserv.imap.commands.messages import search_uids
 from mailserv.imap.replies import Bad
 from mailserv.imap.session import Session
 from mailserv.imap.view import SelectedView
-from mailserv.interfaces import MessageMeta
+from mailserv.interfaces import ISortKeysMailbox, MessageMeta, SortKeys
 from mailserv.search import SearchProgram
 from mailserv.slicing import TimeSlices
 from mailserv.syntax.tokens import Atom, ParenList, Token
@@ -54,6 +57,17 @@ KEYS: dict[str, Callable[[MessageMeta], Key]] = {
 """Each SORT key (RFC 5256, and RFC 5957's DISPLAYFROM/DISPLAYTO) as a value to compare.
 DATE is the sent date, or the internal date when the message has no usable Date:."""
 
+FIELDS: dict[str, Callable[[MessageMeta], object]] = {
+    **KEYS,
+    "MESSAGEID": lambda meta: meta.info.message_id,
+    "REFERENCES": lambda meta: meta.info.references,
+    "REPLY": lambda meta: meta.info.reply,
+}
+"""How each column of :class:`SortKeys` (``mailserv.interfaces.SORT_KEYS``) reads a meta."""
+
+THREAD_KEYS = ("DATE", "MESSAGEID", "REFERENCES", "SUBJECT", "REPLY")
+"""The columns THREAD reads."""
+
 MAX_CRITERIA = 32
 """Sort criteria accepted in one command."""
 
@@ -83,25 +97,34 @@ def parse_criteria(token: Token) -> list[Criterion]:
     return criteria
 
 
-def sort_order(criteria: Sequence[Criterion], metas: Sequence[MessageMeta]) -> Work[list[int]]:
-    """The positions of ``metas`` (given in mailbox order) in the criteria's order."""
-    columns: list[list[Key]] = []
+def sort_order(criteria: Sequence[Criterion], keys: SortKeys) -> Work[list[int]]:
+    """The positions of ``keys.uids`` (given in mailbox order) in the criteria's order."""
+    columns: list[Sequence[Key]] = []
     for name, reverse in criteria:
-        read = KEYS[name]
-        column: list[Key] = []
-        for start in range(0, len(metas), CHUNK):
-            column.extend(map(read, metas[start : start + CHUNK]))
-            yield
+        column = cast(Sequence[Key], keys.columns[name])
         if reverse:
             column = yield from _reversed(column)
         columns.append(column)
-    rows = list(zip(*columns, range(len(metas)), strict=True))
+    rows = list(zip(*columns, range(len(keys.uids)), strict=True))
     yield
     ordered = yield from sorted_slices(rows)
     return [row[-1] for row in ordered]  # type: ignore[misc]
 
 
-def _reversed(column: list[Key]) -> Work[list[Key]]:
+def keys_of(metas: Sequence[MessageMeta], names: Sequence[str]) -> Work[SortKeys]:
+    """The columns ``names`` of ``metas`` (ascending by UID), read in slices."""
+    columns: dict[str, list[object]] = {}
+    for name in dict.fromkeys(names):
+        read = FIELDS[name]
+        column: list[object] = []
+        for start in range(0, len(metas), CHUNK):
+            column.extend(map(read, metas[start : start + CHUNK]))
+            yield
+        columns[name] = column
+    return SortKeys([meta.uid for meta in metas], columns)
+
+
+def _reversed(column: Sequence[Key]) -> Work[list[Key]]:
     """Values that sort the other way round: numbers negated, strings by negated rank."""
     if not column or not isinstance(column[0], str):
         return [-value for value in column]  # type: ignore[operator]
@@ -129,19 +152,24 @@ def sorted_slices(items: list[T]) -> Work[list[T]]:
 
 
 async def matching(
-    session: Session, view: SelectedView, program: SearchProgram
-) -> tuple[list[int], list[MessageMeta]]:
-    """The messages of the view that match ``program``: their sequence numbers and metas,
-    in mailbox order (only messages the session has been told of)."""
+    session: Session, view: SelectedView, program: SearchProgram, names: Sequence[str]
+) -> tuple[list[int], SortKeys]:
+    """The messages of the view that match ``program``: their sequence numbers and their
+    keys ``names``, in mailbox order (only messages the session has been told of)."""
     found = await search_uids(session, view, program)
     seqs = view.seqs_of(found)
     uids = view.uids
     wanted = [uids[seq - 1] for seq in seqs]
-    metas = list(await view.mailbox.fetch(wanted))  # ascending, as ``wanted``
-    if len(metas) != len(wanted):  # some expunged meanwhile: keep the others' numbers
-        present = {meta.uid for meta in metas}
+    box = view.mailbox
+    if ISortKeysMailbox.providedBy(box):
+        keys = await ISortKeysMailbox(box).sort_keys(wanted, names)
+    else:
+        metas = await box.fetch(wanted)  # ascending, as ``wanted``
+        keys = await TimeSlices(session.services.clock).run(keys_of(metas, names))
+    if len(keys.uids) != len(wanted):  # some expunged meanwhile: keep the others' numbers
+        present = set(keys.uids)
         seqs = [seq for seq, uid in zip(seqs, wanted, strict=True) if uid in present]
-    return seqs, metas
+    return seqs, keys
 
 
 async def write_numbers(session: Session, prefix: bytes, numbers: Sequence[int]) -> None:

@@ -9,14 +9,15 @@ recurses, so a reply chain as long as the mailbox is fine.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from itertools import groupby
+from typing import NamedTuple
 
 from mailserv.imap.sorting import CHUNK, Work, sorted_slices
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
+    """A tuple: made for every message of a THREAD (a tenth of the time a frozen dataclass
+    takes to make)."""
+
     number: int
     """Its sequence number or UID, as the answer lists it."""
     date: float
@@ -45,19 +46,32 @@ def ordered_subject(messages: Sequence[Message]) -> Work[bytes]:
     rows = yield from sorted_slices(
         [(m.subject, m.date, index) for index, m in enumerate(messages)]
     )
-    groups = [[index for _, _, index in group] for _, group in groupby(rows, lambda r: r[0])]
+    groups: list[list[int]] = []
+    last: str | None = None
+    for count, (subject, _, index) in enumerate(rows):
+        if subject == last:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+            last = subject
+        if not count % CHUNK:
+            yield
+    firsts = [
+        (messages[group[0]].date, group[0], position) for position, group in enumerate(groups)
+    ]
     yield
-    groups.sort(key=lambda group: (messages[group[0]].date, group[0]))
-    yield
+    firsts = yield from sorted_slices(firsts)  # first indexes differ: positions never compared
     out = []
-    for group in groups:
-        first, *rest = (messages[index].number for index in group)
+    for count, (_, _, position) in enumerate(firsts):
+        first, *rest = (messages[index].number for index in groups[position])
         if not rest:
             out.append(b"(%d)" % first)
         elif len(rest) == 1:
             out.append(b"(%d %d)" % (first, rest[0]))
         else:
             out.append(b"(%d " % first + b"".join(b"(%d)" % n for n in rest) + b")")
+        if not count % CHUNK:
+            yield
     return b"".join(out)
 
 

@@ -25,6 +25,7 @@ from mailserv.errors import (
 )
 from mailserv.interfaces import (
     RECENT,
+    SORT_KEYS,
     FlagChange,
     IAccount,
     IAclAccount,
@@ -35,6 +36,7 @@ from mailserv.interfaces import (
     IMailboxListener,
     IMultiAppendAccount,
     ISearchableMailbox,
+    ISortKeysMailbox,
     MessageMeta,
     NewMessage,
     StoreMode,
@@ -42,6 +44,21 @@ from mailserv.interfaces import (
 from mailserv.message.info import MessageInfo
 from mailserv.search import All, SearchProgram
 from mailserv.testing.support import Recorder, message, resolve
+
+SORT_SAMPLES = [
+    b"Subject: Re: [list] Hello (fwd)\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\n"
+    b'From: "Zed Q" <Zed@Example.ORG>\r\nTo: group: a@b.c, d@e.f;\r\n'
+    b"Cc: c@cc.example\r\nMessage-ID: <one@x.example>\r\n"
+    b'References: <zero@x.example> <"q r"@x.example>\r\n\r\nBody\r\n',
+    b"Subject: gone\r\nFrom: gone@example.org\r\n\r\nBody\r\n",
+    b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nFrom: =?utf-8?q?J=C3=B6rg?= <j@x.example>\r\n"
+    b"In-Reply-To: <one@x.example> <other@x.example>\r\n\r\nBody\r\n",
+    b"Date: not a date\r\nTo: plain@example.org\r\nMessage-ID: <bad id>\r\n\r\nBody\r\n",
+    b"Subject: Fwd: Fw: Hello\r\nDate: Tue, 1 Jan 2030 00:00:00 +1400\r\n\r\n"
+    + b"x" * 3000
+    + b"\r\n",
+]
+"""Messages whose SORT and THREAD keys differ in every way (one is expunged)."""
 
 SEEN = frozenset({"\\Seen"})
 DELETED = frozenset({"\\Deleted"})
@@ -140,6 +157,8 @@ class BackendContract:
         assert verifyObject(IMailbox, inbox)
         if ISearchableMailbox.providedBy(inbox):  # optional: checked only when declared
             assert verifyObject(ISearchableMailbox, inbox)
+        if ISortKeysMailbox.providedBy(inbox):
+            assert verifyObject(ISortKeysMailbox, inbox)
         assert verifyObject(IMailboxListener, Recorder())
         assert inbox.name == "INBOX"
 
@@ -161,6 +180,8 @@ class BackendContract:
         ]
         if ISearchableMailbox.providedBy(inbox):
             calls.append(inbox.search(SearchProgram(All()), []))
+        if ISortKeysMailbox.providedBy(inbox):
+            calls.append(inbox.sort_keys([], SORT_KEYS))
         for call in calls:
             assert inspect.isawaitable(call), call
             self.resolve(call)
@@ -441,6 +462,32 @@ class BackendContract:
         uids = [self.append(inbox, n) for n in (1, 2)]
         answer = self.resolve(inbox.search(SearchProgram(All()), uids[:1]))
         assert answer is None or set(answer) <= {uids[0]}
+
+    def test_sort_keys_are_the_keys_of_fetch(self, inbox: Any) -> None:
+        """Only for a mailbox declaring ``ISortKeysMailbox``: its columns hold what the
+        engine reads from ``fetch()`` results, for the messages that still exist."""
+        if not ISortKeysMailbox.providedBy(inbox):
+            pytest.skip("no sort keys of its own: the engine reads them from fetch()")
+        from mailserv.imap.sorting import keys_of
+
+        uids = []
+        for n, raw in enumerate(SORT_SAMPLES):
+            when = datetime(2024, 3, 1, 12, 0, n, tzinfo=timezone(timedelta(hours=n - 2)))
+            uids.append(int(self.resolve(inbox.append(raw, frozenset(), when, None)).uid))
+        self.resolve(inbox.store(uids[1:2], StoreMode.ADD, DELETED, None))
+        self.resolve(inbox.expunge(None, None))
+        asked = [uids[0], *uids[2:], uids[-1] + 10]
+        for names in (SORT_KEYS, ("SUBJECT",), ("DATE", "REFERENCES", "SIZE")):
+            got = self.resolve(inbox.sort_keys(asked, names))
+            work = keys_of(self.resolve(inbox.fetch(asked)), names)
+            try:
+                while True:
+                    next(work)
+            except StopIteration as done:
+                expected = done.value
+            assert list(got.uids) == list(expected.uids) == asked[:-1]
+            for name in names:
+                assert list(got.columns[name]) == list(expected.columns[name]), name
 
     # -- modseq and flags ---------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from zope.interface import implementer
 
 from mailserv.backends.kit import Listened, ListenerSet
-from mailserv.backends.sql import hierarchy, messages, reads, search
+from mailserv.backends.sql import hierarchy, messages, reads, search, sortkeys
 from mailserv.interfaces import (
     RECENT,
     AppendResult,
@@ -35,9 +35,11 @@ from mailserv.interfaces import (
     FlagChange,
     ISearchableMailbox,
     ISharedMailbox,
+    ISortKeysMailbox,
     MailboxStatus,
     MessageMeta,
     NewMessage,
+    SortKeys,
     StoreMode,
     StoreResult,
 )
@@ -54,7 +56,7 @@ PARSE_IN_THREAD = 1024 * 1024
 """Messages larger than this are parsed and hashed off the reactor thread."""
 
 
-@implementer(ISearchableMailbox, ISharedMailbox)
+@implementer(ISearchableMailbox, ISharedMailbox, ISortKeysMailbox)
 class SqlMailbox(Listened):
     """Mailbox ``box_id`` of account ``account_id``; ``name`` follows renames."""
 
@@ -106,6 +108,11 @@ class SqlMailbox(Listened):
             reads.fetch_with_sizes, self.id, list(uids), backend.zones
         )
         return metas
+
+    async def sort_keys(self, uids: Sequence[int], names: Sequence[str]) -> SortKeys:
+        """One query in a database thread (see the module ``sortkeys``)."""
+        keys: SortKeys = await self._backend.db.run(sortkeys.read, self.id, list(uids), names)
+        return keys
 
     async def content(self, uid: int) -> bytes:
         raw = self._raw.get(uid)

@@ -21,7 +21,7 @@ from typing import Any
 
 from mailserv.backends.kit import uidlist
 from mailserv.backends.kit.flagchanges import changes_of
-from mailserv.backends.sql import fulltext, unseen
+from mailserv.backends.sql import fulltext, sortkeys, unseen
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.reads import where_uids
 from mailserv.backends.sql.rows import (
@@ -66,6 +66,7 @@ class Incoming:
     bcc: str
     header_text: str
     body_text: str
+    keys: sortkeys.KeyRow
 
     @classmethod
     def prepare(cls, raw: bytes, flags: frozenset[str], internaldate: datetime | None) -> Incoming:
@@ -85,6 +86,7 @@ class Incoming:
             bcc=info.bcc.casefold(),
             header_text=header_text,
             body_text=body_text,
+            keys=sortkeys.row_of(info),
         )
 
 
@@ -185,6 +187,7 @@ def _store_content(tx: Tx, message: Incoming) -> int:
             (message_id, message.raw),
         )
         fulltext.insert(tx, message_id, message.header_text, message.body_text)
+        sortkeys.insert(tx, message_id, message.keys)
     return message_id
 
 

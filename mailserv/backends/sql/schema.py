@@ -279,6 +279,13 @@ def _keep_unseen_uids(tx: Tx) -> None:
         tx.execute("UPDATE mailboxes SET unseen_uids = ? WHERE id = ?", (unseen.dump(runs), box_id))
 
 
+def _keep_sort_keys(tx: Tx) -> None:
+    """Migration 13: see :mod:`mailserv.backends.sql.sortkeys`."""
+    from mailserv.backends.sql import sortkeys
+
+    sortkeys.fill(tx)
+
+
 ANALYSIS_LIMIT = 2000
 """Rows SQLite's ANALYZE looks at per index (an estimate is enough for the planner)."""
 
@@ -388,6 +395,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         " page (HOT): no index on mail.flags or mail.modseq, mail rewritten with room on"
         " each page",
         function=_page_local_flag_updates,
+    ),
+    Migration(
+        13,
+        "message_keys: each message's SORT and THREAD keys (sent date, base subject,"
+        " first addresses, display names, Message-ID, references) as columns, read in one"
+        " query per SORT or THREAD; existing messages' keys derived from their stored info",
+        function=_keep_sort_keys,
     ),
 )
 LATEST = MIGRATIONS[-1].version

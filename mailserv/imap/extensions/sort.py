@@ -41,10 +41,12 @@ async def _sort(
     criteria = parse_criteria(first)
     program = search_program(session, search_args)
     view = view_of(session)
-    seqs, metas = await matching(session, view, program)
+    names = [name for name, _ in criteria]
+    seqs, keys = await matching(session, view, program, names)
     slices = TimeSlices(session.services.clock)
-    order = await slices.run(sort_order(criteria, metas))
-    numbers = [metas[i].uid for i in order] if command.uid else [seqs[i] for i in order]
+    order = await slices.run(sort_order(criteria, keys))
+    column = keys.uids if command.uid else seqs
+    numbers = [column[i] for i in order]
     await esearch.found(session, command, options, numbers, program)
     if options is None:
         await write_numbers(session, b"* SORT", numbers)

@@ -14,8 +14,9 @@ from mailserv.imap.commands.messages import search_program, view_of
 from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.session import Session
-from mailserv.imap.sorting import Work, criteria_args, matching, sent_date
+from mailserv.imap.sorting import CHUNK, THREAD_KEYS, Work, criteria_args, matching
 from mailserv.imap.threads import Message, ordered_subject, references
+from mailserv.interfaces import SortKeys
 from mailserv.slicing import TimeSlices
 from mailserv.syntax.tokens import Command
 
@@ -33,26 +34,24 @@ async def thread(session: Session, command: Command) -> Reply:
         raise Bad(f"Unknown threading algorithm {name[:40]}")
     program = search_program(session, search_args)
     view = view_of(session)
-    seqs, metas = await matching(session, view, program)
+    seqs, keys = await matching(session, view, program, THREAD_KEYS)
     slices = TimeSlices(session.services.clock)
-    messages = []
-    for seq, meta in zip(seqs, metas, strict=True):
-        info = meta.info
-        number = meta.uid if command.uid else seq
-        messages.append(
-            Message(
-                number,
-                sent_date(meta),
-                info.message_id,
-                info.references,
-                info.base_subject,
-                info.reply,
-            )
-        )
-        await slices.pause()
+    messages = await slices.run(_messages(keys.uids if command.uid else seqs, keys))
     threads = await slices.run(algorithm(messages))
     session.write(b"* THREAD " + threads + b"\r\n" if threads else b"* THREAD\r\n")
     return Reply()
+
+
+def _messages(numbers: Sequence[int], keys: SortKeys) -> Work[list[Message]]:
+    """The messages as the algorithms take them, from the columns of :data:`THREAD_KEYS`."""
+    columns = [keys.columns[name] for name in THREAD_KEYS]  # in the order of Message's fields
+    out: list[Message] = []
+    for start in range(0, len(numbers), CHUNK):
+        end = start + CHUNK
+        rows = zip(numbers[start:end], *(column[start:end] for column in columns), strict=True)
+        out.extend(map(Message._make, rows))
+        yield
+    return out
 
 
 EXTENSION = Extension(
