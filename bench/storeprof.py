@@ -7,8 +7,10 @@ garbage collections of generation 2 and their pauses meanwhile; fills INBOX with
 (non-silent: one untagged FETCH per message) while a probe client sends NOOP every 5 ms.
 Prints, per command: its time, the probe's p50/p99, the gen-2 collections and their longest
 pause; with ``--profile``, the top of the server's profile; with ``--watch``, the NOOP of
-another session that has INBOX selected and is told of every change then.  Traffic goes to
-127.0.0.1 only.
+another session that has INBOX selected and is told of every change then.  ``--command``
+times the commands given instead (``FETCH 1:* FLAGS``, ``EXPUNGE``...), ``--restart`` the
+first SELECT after a restart first; ``--keep DIR`` fills a store in DIR once and reuses it
+(a maildir of 100k takes many minutes to fill).  Traffic goes to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -128,15 +130,21 @@ class ProfiledServer(ServerProcess):
 
 
 def timed_window(
-    server: ProfiledServer, probe: Probe, client: RawClient, command: str
+    server: ProfiledServer, probe: Probe, client: RawClient, command: str, check: bool = True
 ) -> tuple[float, list[float], str]:
     """Send ``command`` with the server's counters on: its seconds, the probe's latencies
-    meanwhile, and the gen-2 collections and longest reactor turns as text."""
+    meanwhile, and the gen-2 collections and longest reactor turns as text.  ``check``:
+    stop unless the answer is OK (else a NO or BAD is printed and the run goes on)."""
     assert server.proc is not None
     server.proc.send_signal(signal.SIGUSR1)
     time.sleep(0.05)
     start = time.perf_counter()
-    took = must(timed(client, command), command).seconds
+    answer = timed(client, command)
+    if check:
+        must(answer, command)
+    elif answer.status != "OK":
+        print(f"{command}: {answer.status} {answer.data[-200:]!r}", flush=True)
+    took = answer.seconds
     waited = probe.during(start, time.perf_counter())
     server.proc.send_signal(signal.SIGUSR2)
     time.sleep(0.3)
@@ -153,7 +161,16 @@ def timed_window(
 
 
 def rounds(args: argparse.Namespace, server: ProfiledServer, connect: Connect) -> None:
-    print(fill(connect, args.messages).figure, flush=True)
+    if args.restart:  # the first SELECT after a restart reads the mailbox from disk
+        server.stop()
+        server.start()
+        time.sleep(1.0)  # what a start does in the background is done
+        actor, probe = connect(), Probe(connect())
+        time.sleep(PROBE_EVERY * 4)
+        took, waited, server_side = timed_window(server, probe, actor, "SELECT INBOX")
+        print(f"first SELECT INBOX: {took * 1000:.0f} ms; {spread(waited)}; {server_side}")
+        actor.close()
+        probe.close()
     actor, probe = connect(), Probe(connect())
     must(timed(actor, "SELECT INBOX"), "SELECT")
     watcher = connect() if args.watch else None
@@ -166,7 +183,17 @@ def rounds(args: argparse.Namespace, server: ProfiledServer, connect: Connect) -
     print(f"probe alone for 1 s: {spread(idle)}", flush=True)
     if args.condstore:
         must(timed(actor, "ENABLE CONDSTORE"), "ENABLE")
-    for round_ in range(args.repeat):
+    for command in args.command:  # instead of the STORE rounds
+        time.sleep(PROBE_EVERY * 4)
+        took, waited, server_side = timed_window(server, probe, actor, command, check=False)
+        print(f"{command}: {took * 1000:.0f} ms; {spread(waited)}; {server_side}", flush=True)
+        if args.profile:
+            print(Path(server.out + ".txt").read_text()[: args.chars], flush=True)
+        if watcher is not None:
+            took, waited, server_side = timed_window(server, probe, watcher, "NOOP")
+            print(f"  other session's NOOP: {took * 1000:.0f} ms; {spread(waited)}; "
+                  f"{server_side}", flush=True)  # fmt: skip
+    for round_ in range(args.repeat if not args.command else 0):
         for sign in "+-":
             command = f"STORE 1:* {sign}FLAGS{args.suffix} (\\Seen)"
             time.sleep(PROBE_EVERY * 4)
@@ -185,6 +212,8 @@ def rounds(args: argparse.Namespace, server: ProfiledServer, connect: Connect) -
 
 
 def spread(waited: list[float]) -> str:
+    if not waited:  # a command shorter than the probe's pause
+        return "probe n=0"
     return (
         f"probe p50 {statistics.median(waited) * 1000:.1f} ms "
         f"p99 {percentile(waited, 0.99) * 1000:.1f} ms (n={len(waited)})"
@@ -192,9 +221,11 @@ def spread(waited: list[float]) -> str:
 
 
 def measure(args: argparse.Namespace) -> None:
-    data_dir = Path(tempfile.mkdtemp(prefix="mailserv-storeprof-"))
+    kept = Path(args.keep) if args.keep else None
+    data_dir = kept or Path(tempfile.mkdtemp(prefix="mailserv-storeprof-"))
     server = ProfiledServer(data_dir, args.backend, args.profile, args.top, args.long_turns / 1000)
     user, password = "prof", "pw-prof"
+    filled = data_dir / f"filled-{args.backend}-{args.messages}"
 
     def connect() -> RawClient:
         client = RawClient.connect(server.imap_port, timeout=600)
@@ -203,11 +234,16 @@ def measure(args: argparse.Namespace) -> None:
 
     server.start()
     try:
-        server.add_user(user, password)
+        if kept is None or not filled.exists():
+            server.add_user(user, password)
+            print(fill(connect, args.messages).figure, flush=True)
+            if kept is not None:
+                filled.touch()
         rounds(args, server, connect)
     finally:
         server.stop()
-    shutil.rmtree(data_dir, ignore_errors=True)
+    if kept is None:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -221,6 +257,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--condstore", action="store_true", help="ENABLE CONDSTORE first")
     parser.add_argument("--suffix", default="", help="e.g. .SILENT")
     parser.add_argument("--watch", action="store_true", help="time another session's NOOP")
+    parser.add_argument(
+        "--command", action="append", default=[], metavar="CMD",
+        help="time CMD (in the order given) instead of the STORE 1:* rounds",
+    )  # fmt: skip
+    parser.add_argument(
+        "--restart", action="store_true",
+        help="restart the server and time the first SELECT (the mailbox read from disk)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keep", metavar="DIR",
+        help="the server's data dir, kept: filled on the first run, reused after",
+    )  # fmt: skip
     parser.add_argument(
         "--long-turns", type=float, default=0.0, metavar="MS",
         help="sample the reactor thread's stack every ms in turns longer than MS (0: off)",

@@ -17,6 +17,7 @@ from mailserv.imap.view import SelectedView, as_columns, flag_fetch_lines
 from mailserv.interfaces import FlagChange, FlagChangeColumns, IMailboxListener, StoreMode
 from mailserv.slicing import TimeSlices
 from mailserv.syntax import encode
+from mailserv.syntax.sequences import parse_sequence_set, uids_in
 from mailserv.testing import resolve
 
 
@@ -302,4 +303,115 @@ def test_memory_store_tells_columns_with_shared_flag_sets() -> None:
     flush(view, expunges=True)
     assert b"".join(session.out) == b"".join(
         b"* %d FETCH (UID %d FLAGS (\\Seen))\r\n" % (n, n) for n in (1, 2, 3)
+    )
+
+
+def told_one_by_one(uids: list[int], gone: set[int]) -> tuple[list[int], list[bytes]]:
+    """What the view must end with and write for ``gone``: an EXPUNGE per message it
+    holds, highest number first (the numbers of the lower ones stay valid)."""
+    left = list(uids)
+    lines = []
+    for seq in range(len(left), 0, -1):
+        if left[seq - 1] in gone:
+            lines.append(b"* %d EXPUNGE\r\n" % seq)
+            del left[seq - 1]
+    return left, lines
+
+
+def big_view(count: int, rng: random.Random) -> tuple[Any, SelectedView, Session]:
+    """A view of ``count`` messages with gaps in their UIDs (the mailbox behind it is
+    only listened to: the view's own bookkeeping is tested)."""
+    box, view, session = three_messages()
+    uids, uid = [], 0
+    for _ in range(count):
+        uid += 1 if rng.random() < 0.9 else rng.randint(2, 40)
+        uids.append(uid)
+    view.load(uids, [u for u in uids if rng.random() < 0.1], 1, uids[-1] + 1)
+    return box, view, session
+
+
+@pytest.mark.parametrize("shape", ["runs", "scattered", "all", "top"])
+def test_removing_many_messages_tells_each_in_steps_from_the_top(shape: str) -> None:
+    """An EXPUNGE of thousands: the view drops them in steps with a pause between, each
+    step written with its map change, and ends as one EXPUNGE at a time would (before:
+    one ``pop`` per message, in one turn of the reactor)."""
+    rng = random.Random(shape)
+    _, view, session = big_view(30000, rng)
+    uids = list(view.uids)
+    if shape == "runs":
+        gone = {u for start in rng.sample(uids, 80) for u in range(start, start + 600)}
+    elif shape == "scattered":
+        gone = set(rng.sample(uids, 12000))
+    elif shape == "all":
+        gone = set(uids)
+    else:
+        gone = set(uids[-9000:])
+    gone |= {uids[-1] + 5}  # not announced yet: never will be
+    view._told_modseq.update((u, 9) for u in uids[::7])
+    recent = set(view.recent)
+    left, lines = told_one_by_one(uids, gone)
+    told = list(uids)
+
+    def write(data: bytes) -> None:  # each step's lines, written with its map change
+        session.out.append(data)
+        for line in data.splitlines():
+            del told[int(line.split()[1]) - 1]
+        assert told == view.uids
+
+    session.write = write  # type: ignore[method-assign]
+    clock = session.services.clock
+    run(view.tell_removed(sorted(gone), TimeSlices(clock, length=0)), clock)
+    assert len(session.out) > 1
+    assert view.uids == left
+    assert b"".join(session.out) == b"".join(lines)
+    assert view.recent == recent - gone
+    assert not gone & set(view._told_modseq)
+    assert uids[-1] + 5 in view._gone_ahead
+
+
+def test_removal_as_vanished_and_all_at_once() -> None:
+    """With QRESYNC on, the UIDs are told as VANISHED (one line a step); ``remove`` does
+    it all in one go (a small EXPUNGE)."""
+    rng = random.Random(11)
+    _, view, session = big_view(20000, rng)
+    uids = list(view.uids)
+    gone = set(rng.sample(uids, 15000))
+    session.enabled.add("QRESYNC")
+    clock = session.services.clock
+    run(view.tell_removed(sorted(gone), TimeSlices(clock, length=0)), clock)
+    vanished = []
+    for line in session.out:
+        assert line.startswith(b"* VANISHED ") and line.endswith(b"\r\n")
+        vanished += uids_in(parse_sequence_set(line[11:-2].decode()).resolve(uids[-1]), uids)
+    assert sorted(vanished) == sorted(gone) and len(session.out) > 1
+    assert view.uids == [u for u in uids if u not in gone]
+    _, view, session = big_view(5000, random.Random(12))
+    uids = list(view.uids)
+    gone = set(uids[100:2000]) | set(uids[3000::3])
+    assert view.remove(sorted(gone)) == told_one_by_one(uids, gone)[1]
+    assert view.uids == told_one_by_one(uids, gone)[0]
+
+
+def test_a_removal_cut_short_by_the_end_of_idle_leaves_the_rest_pending() -> None:
+    """IDLE ended at a pause between two steps: what was not told waits for the next
+    flush (whose command may tell EXPUNGE), none is lost or told twice."""
+    _, view, session = big_view(30000, random.Random(13))
+    uids = list(view.uids)
+    session.idling = True
+    clock = Clock()
+    done = Deferred.fromCoroutine(
+        view.tell_removed(uids[:20000], TimeSlices(clock, length=0), idle=True)
+    )
+    session.idling = False  # DONE came while the first step's pause waited
+    clock.advance(0)
+    assert done.called
+    told = b"".join(session.out).count(b"EXPUNGE")
+    assert 0 < told < 20000
+    assert view.uids == uids[: 20000 - told] + uids[20000:]
+    assert sorted(view._expunged) == uids[: 20000 - told]
+    session.out.clear()
+    flush(view, expunges=True)
+    assert view.uids == uids[20000:]
+    assert b"".join(session.out) == b"".join(
+        b"* %d EXPUNGE\r\n" % seq for seq in range(20000 - told, 0, -1)
     )

@@ -302,3 +302,42 @@ def test_move_imapclient(connect: Connector) -> None:
     cli.move([uids[0]], "Archive")
     assert cli.search("ALL") == [uids[1]]
     assert cli.folder_status("Archive", ["MESSAGES"])[b"MESSAGES"] == 1
+
+
+def uids_of(client: RawClient) -> list[int]:
+    got = fetches(ok(client, "FETCH 1:* UID"))
+    return [int(str(got[seq]["UID"])) for seq in sorted(got)]
+
+
+@pytest.mark.one_backend  # the engine's numbering; the backends' expunges have their own tests
+@pytest.mark.timeout(600)  # 9,500 APPENDs: seconds in memory, a minute or two on a maildir
+def test_expunge_and_move_of_thousands_are_numbered_as_told(connect: Connector) -> None:
+    """More messages than the view drops in one step (it tells them in steps, highest
+    first): the EXPUNGEs, applied in order by the client that expunged, by another
+    session at its NOOP, and VANISHED with QRESYNC, leave each with the mailbox's UIDs."""
+    uids = connect.append([messages.plain(subject=str(i)) for i in range(9500)])
+    client = connect.selected()
+    watcher = connect.selected()
+    resyncing = connect.raw()
+    ok(resyncing, "ENABLE QRESYNC")
+    ok(resyncing, "SELECT INBOX")
+    doomed = {*uids[10:4000], *uids[4000:9000:3], uids[-1]}
+    ok(client, f"UID STORE {','.join(map(str, sorted(doomed)))} +FLAGS.SILENT (\\Deleted)")
+    response = ok(client, "EXPUNGE")
+    left = [uid for uid in uids if uid not in doomed]
+    for client_uids, told in ((list(uids), response), (list(uids), ok(watcher, "NOOP"))):
+        assert len(told.numbers("EXPUNGE")) == len(doomed)
+        for seq in told.numbers("EXPUNGE"):
+            del client_uids[seq - 1]
+        assert client_uids == left
+    vanished = [
+        uid for line in ok(resyncing, "NOOP").data("VANISHED") for uid in uid_set(line.decode())
+    ]
+    assert sorted(vanished) == sorted(doomed)
+    ok(client, "CREATE Moved")
+    half = len(left) // 2
+    response = ok(client, f"MOVE 1:{half} Moved")
+    client_uids = list(left)
+    for seq in response.numbers("EXPUNGE"):
+        del client_uids[seq - 1]
+    assert client_uids == left[half:] == uids_of(client) == uids_of(watcher)

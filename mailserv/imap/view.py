@@ -30,8 +30,8 @@ what the client was told:
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Container, Iterable, Sequence
-from itertools import islice, pairwise
+from collections.abc import Callable, Container, Generator, Iterable, Sequence
+from itertools import chain, islice, pairwise
 from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet import defer
@@ -77,6 +77,9 @@ _STEP = 1024
 """Flag changes queued or formatted between two pauses for other sessions."""
 _NOTE_STEP = 8192
 """Own flag changes noted between two pauses (a dict update for a whole step)."""
+_REMOVE_STEP = 8192
+"""Expunged messages taken out of the view (and their EXPUNGE lines made) between two
+pauses."""
 _RUN_PROBE, _RUN_MAX = 32, 1 << 16
 """How far ahead ``seqs_of`` first looks for a run of consecutive UIDs, and at most."""
 
@@ -588,9 +591,7 @@ class SelectedView:
                 return
         if expunges and self._expunged:
             gone, self._expunged = self._expunged, []
-            lines = self.remove(gone)
-            if lines:
-                self.session.write(b"".join(lines))
+            await self.tell_removed(gone, slices, idle)
 
     def _gone_away(self, idle: bool) -> bool:
         """Another mailbox is selected, or IDLE ended: that command flushes what is left."""
@@ -655,36 +656,82 @@ class SelectedView:
 
     def remove(self, uids: Sequence[int]) -> list[bytes]:
         """Drop expunged UIDs from the view; the EXPUNGE lines to send, highest first (or
-        one ``* VANISHED`` line of their UIDs once QRESYNC is on).
+        ``* VANISHED`` lines of their UIDs once QRESYNC is on), all at once.
 
         A UID not announced yet is remembered, so that it is never announced.  Search
         contexts' REMOVEFROM go first, while the numbers are still valid (RFC 5267 4.3.4).
         """
-        first = self.contexts.removing(uids) if self.contexts is not None else b""
-        last = self._last()
-        seqs = []
-        for uid in set(uids):
-            seq = self.seq_of(uid)
-            if seq is not None:
-                seqs.append(seq)
-            elif uid > last:
-                self._gone_ahead.add(uid)
-                self._recent_ahead.discard(uid)
-            self._told_modseq.pop(uid, None)
-            self._queued_flags.pop(uid, None)
-            self._queued_modseq.pop(uid, None)
-        seqs.sort(reverse=True)
+        return [line for lines in self._removal(uids, max(len(uids), 1)) for line in lines]
+
+    async def tell_removed(
+        self, uids: Sequence[int], slices: TimeSlices, idle: bool = False
+    ) -> None:
+        """:meth:`remove`, each step's lines written at once (an EXPUNGE or MOVE of 100k
+        messages): ``_REMOVE_STEP`` messages at a time, from the highest number down, with
+        a pause for other sessions between steps.  The numbers of a step stay valid after
+        the steps above it, and the map changes in the turn its lines are written.  When
+        the view is gone away (``idle``: IDLE ended) at a pause, the rest stays pending."""
+        steps = self._removal(uids, _REMOVE_STEP)
+        for lines in steps:
+            if lines:
+                self.session.write(b"".join(lines))
+            await slices.pause()
+            if self._gone_away(idle):
+                steps.close()
+                return
+
+    def _removal(self, uids: Sequence[int], step: int) -> Generator[list[bytes], None, None]:
+        """The steps of a removal: each changes the map and yields the lines telling it,
+        to be written before the next step (the generator must be run to its end).  Per
+        step the work is in C but for its own messages: the map is cut by slices, not by
+        a ``pop`` per message (which moved the rest of a 100k list each time)."""
+        gone = sorted(set(uids))
+        first = self.contexts.removing(gone) if self.contexts is not None else b""
+        cut = bisect_right(gone, self._last())
+        if cut < len(gone):  # never announced: they never will be
+            ahead = gone[cut:]
+            self._gone_ahead.update(ahead)
+            self._recent_ahead.difference_update(ahead)
+            self._forget(ahead)
         if self.saved:
-            gone = set(uids)
-            self.saved = [uid for uid in self.saved if uid not in gone]
-        known = []
-        for seq in seqs:
-            uid = self.uids.pop(seq - 1)
-            self.recent.discard(uid)
-            known.append(uid)
+            doomed = set(gone)
+            self.saved = [uid for uid in self.saved if uid not in doomed]
+        seqs = self._shown(gone[:cut], numbers=True)
+        if len(seqs) < cut:  # some were not in the view (told already)
+            self._forget(gone[:cut])
+        mine = self.uids
         lines = [first] if first else []
-        if self.reports_vanished:
-            if known:
-                lines.append(b"* VANISHED %s\r\n" % format_set(reversed(known)).encode())
-            return lines
-        return lines + [b"* %d EXPUNGE\r\n" % seq for seq in seqs]
+        end = len(seqs)
+        try:
+            while end:
+                part = seqs[max(end - step, 0) : end]
+                low = prev = part[0] - 1
+                kept: list[list[int]] = []
+                for seq in part:
+                    if seq - 1 > prev:
+                        kept.append(mine[prev : seq - 1])
+                    prev = seq
+                known = [mine[seq - 1] for seq in part]
+                kept.append(mine[prev:])
+                mine[low:] = kept[0] if len(kept) == 1 else chain.from_iterable(kept)
+                end -= len(part)
+                self.recent.difference_update(known)
+                self._forget(known)
+                if self.reports_vanished:
+                    lines.append(b"* VANISHED %s\r\n" % format_set(known).encode())
+                else:
+                    lines += map(b"* %d EXPUNGE\r\n".__mod__, reversed(part))
+                yield lines
+                lines = []
+        finally:
+            if end:  # closed early: the messages still numbered are expunged later
+                self._expunged[:0] = [mine[seq - 1] for seq in seqs[:end]]
+        if lines:
+            yield lines
+
+    def _forget(self, uids: Sequence[int]) -> None:
+        """No flags of ``uids`` are owed or remembered any more."""
+        for table in (self._told_modseq, self._queued_flags, self._queued_modseq):
+            if table:
+                for uid in table.keys() & uids:
+                    del table[uid]

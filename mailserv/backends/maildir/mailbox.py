@@ -313,16 +313,20 @@ class MaildirMailbox(Listened):
         await self.ensure_loaded()
         entries = self._state.entries
         found = [entries[uid] for uid in uids if uid in entries]
-        missing = [e for e in found if e.info is None]
+        await self._with_infos(found)
+        if len(found) > INLINE_METAS:
+            return await self.read_io(metas, found)
+        return metas(found)
+
+    async def _with_infos(self, entries: Sequence[Entry]) -> None:
+        """Give ``entries`` their infos: read in a thread when many lack them."""
+        missing = [e for e in entries if e.info is None]
         if len(missing) > INLINE_INFOS:
             infos = await self.read_io(self.disk.load_infos, [e.uid for e in missing])
             for entry in missing:
                 if entry.info is None:
                     entry.info = infos.get(entry.uid)
-        load_infos(self, [e for e in found if e.info is None])
-        if len(found) > INLINE_METAS:
-            return await self.read_io(metas, found)
-        return metas(found)
+        load_infos(self, [e for e in entries if e.info is None])
 
     async def content(self, uid: int) -> bytes:
         """Read on the spot while the reactor thread has been busy only briefly, else in a
@@ -524,9 +528,9 @@ class MaildirMailbox(Listened):
         self, target: MaildirMailbox, uids: Sequence[int], origin: object
     ) -> CopyResult:
         wanted = self._state.known(uids)
-        load_infos(self, [e for e in wanted if e.info is None])
+        await self._with_infos(wanted)  # a COPY of 20k read them on the reactor thread
         wanted = [e for e in wanted if e.info is not None]
-        prepared = await self.io(target.disk.link_in, self._sources(wanted))
+        prepared = await self.io(self._link_in, target, wanted)
         linked = {item.source_uid for item in prepared}
         lost = [e.uid for e in wanted if e.uid not in linked]
         if lost:
@@ -552,6 +556,12 @@ class MaildirMailbox(Listened):
 
     def _sources(self, entries: Iterable[Entry]) -> list[tuple[str, Entry, frozenset[str]]]:
         return [(self.disk.path(e.path), e, e.flags) for e in entries]
+
+    def _link_in(self, target: MaildirMailbox, entries: Sequence[Entry]) -> list[Prepared]:
+        """An I/O task: ``entries`` linked into ``target``'s ``tmp/`` (their paths are
+        made here too: a join per message, 20 ms for a COPY of 20k).  An entry renamed
+        meanwhile is not found, as when it is renamed just before its link."""
+        return target.disk.link_in(self._sources(entries))
 
     async def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         """COPY, then expunge the originals (one expunged event)."""

@@ -148,21 +148,8 @@ class MailboxState:
         messages).  Meanwhile readers see some of the changes made and others not, as if
         they had come in several deltas; UIDNEXT and HIGHESTMODSEQ move at the end."""
         entries, by_base, tally = self.entries, self.by_base, self.tally
-        last = next(reversed(entries)) if entries else 0
-        for entry in delta.added:
-            if entry.uid in entries:
-                continue
-            if entry.uid < last:
-                self._ordered = False
-            last = max(last, entry.uid)
-            entries[entry.uid] = entry
-            by_base[entry.base] = entry
-            tally.add(entry.uid, entry.flags, entry.size, entry.uid >= self.floor)
-            self.flag_names |= entry.flags
-            self._reflag(entry.uid, frozenset(), entry.flags)
-            self.on_day.setdefault(entry.day, set()).add(entry.uid)
-            done.added.append(entry.uid)
-        done.added.sort()
+        if delta.added:
+            self._add(delta.added, done)
         if delta.flagged:
             yield from self._regroup(delta.flagged, delta.highestmodseq, done)
         changes: list[FlagChange] = []
@@ -202,6 +189,43 @@ class MailboxState:
                 done.removed.append(uid)
         self.modseq = max(self.modseq, delta.highestmodseq)
         self.uidnext = max(self.uidnext, delta.uidnext)
+
+    def _add(self, added: Sequence[Entry], done: Applied) -> None:
+        """New entries (a COPY of 20k brings 20k): the counts and the sets of UIDs by flag
+        and by day follow per group of equal flags or days, in C (not a few calls per
+        message)."""
+        entries = self.entries
+        seen: set[int] = set()
+        fresh = []
+        for entry in added:
+            if entry.uid not in entries and entry.uid not in seen:
+                seen.add(entry.uid)
+                fresh.append(entry)
+        if not fresh:
+            return
+        uids = [entry.uid for entry in fresh]
+        last = next(reversed(entries)) if entries else 0
+        if uids[0] < last or uids != sorted(uids):
+            self._ordered = False
+        entries.update(zip(uids, fresh, strict=True))
+        self.by_base.update(zip(map(attrgetter("base"), fresh), fresh, strict=True))
+        groups: defaultdict[frozenset[str], list[int]] = defaultdict(list)
+        days: defaultdict[int, list[int]] = defaultdict(list)
+        for entry in fresh:
+            groups[entry.flags].append(entry.uid)
+            days[(entry.stamp + 60 * entry.tz) // DAY].append(entry.uid)
+        unseen = 0
+        for flags, members in groups.items():
+            unseen += len(members) if SEEN not in flags else 0
+            flagsets.moved(self.having, members, frozenset(), flags)
+            self.flag_names |= flags
+        for day, members in days.items():
+            self.on_day.setdefault(day, set()).update(members)
+        floor = self.floor
+        recent = [uid for uid in uids if uid >= floor]
+        self.tally.add_counted(sum(map(attrgetter("size"), fresh)), unseen, recent)
+        done.added.extend(uids)
+        done.added.sort()
 
     def _regroup(
         self, flagged: dict[frozenset[str], list[int]], modseq: int, done: Applied

@@ -336,7 +336,8 @@ async def transfer(session: Session, command: Command, move: bool) -> Reply:
     if not move:
         return Reply("COPY completed", code)
     session.write(b"* OK [" + code + b"] Moved\r\n")
-    session.write(b"".join(view.remove([src for src, _ in result.pairs])))
+    slices = TimeSlices(session.services.clock)
+    await view.tell_removed([src for src, _ in result.pairs], slices)
     return Reply("MOVE completed")
 
 
@@ -358,7 +359,7 @@ async def expunge(session: Session, command: Command) -> Reply:
     await shared.require_selected(session, "e", "EXPUNGE")
     gone = await view.mailbox.expunge(restrict, session)
     report.expunged(session, view.mailbox, gone)
-    session.write(b"".join(view.remove(gone)))
+    await view.tell_removed(gone, TimeSlices(session.services.clock))
     if view.reports_vanished:  # RFC 7162 3.2.7: the HIGHESTMODSEQ after the expunge
         return Reply(code=b"HIGHESTMODSEQ %d" % (await view.mailbox.status()).highestmodseq)
     return Reply()
