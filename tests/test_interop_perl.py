@@ -1,0 +1,343 @@
+"""Two Perl IMAP libraries against every backend: Mail::IMAPClient and Mail::IMAPTalk.
+
+Mail::IMAPClient (Debian's ``libmail-imapclient-perl``) is what imapsync and many admin
+scripts are built on; it reads responses with regular expressions and a Parse::RecDescent
+grammar for ENVELOPE and BODYSTRUCTURE, and sends a password holding a double quote or a
+backslash as a literal.  Mail::IMAPTalk (``libmail-imaptalk-perl``, Fastmail's client) parses
+every response into structures, ENVELOPE and BODYSTRUCTURE included, and sends the password as
+a quoted string with ``\\"`` and ``\\\\`` escapes.
+
+The scripts under tests/perl/ take a job (a JSON file) and print what the library read as
+JSON; each runs over plain IMAP, STARTTLS and IMAPS (trusting only the server's generated
+certificate, for the name localhost).  What they read is checked against the messages as
+built here and against what imaplib reads from the server afterwards.  Without the Perl
+modules the tests are skipped, unless MAILSERV_REQUIRE_PERLIMAP is set (CI).
+"""
+
+from __future__ import annotations
+
+import base64
+import imaplib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from imapserver import Connector, User, add_cheap_user, new_user
+
+from bench.harness import ServerProcess
+
+TRANSPORTS = ("plain", "starttls", "imaps")
+
+SCRIPTS = Path(__file__).parent / "perl"
+
+LIBRARIES = {"imapclient": "Mail::IMAPClient", "imaptalk": "Mail::IMAPTalk"}
+"""Script name under tests/perl/ → the Perl module it drives."""
+
+RUN_TIMEOUT = 120.0
+"""Seconds after which one script run is killed as hung (runs take about a second)."""
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def require_perl_module(module: str) -> str:
+    """The path of perl, once ``module`` loads; skips the test without it, unless
+    MAILSERV_REQUIRE_PERLIMAP is set (CI), where it fails instead."""
+    perl = shutil.which("perl")
+    loads = perl is not None and (
+        subprocess.run([perl, f"-M{module}", "-e1"], capture_output=True).returncode == 0
+    )
+    if perl is None or not loads:
+        package = {"Mail::IMAPClient": "libmail-imapclient-perl"}.get(
+            module, "libmail-imaptalk-perl"
+        )
+        if os.environ.get("MAILSERV_REQUIRE_PERLIMAP"):
+            pytest.fail(f"MAILSERV_REQUIRE_PERLIMAP is set but {module} ({package}) is missing")
+        pytest.skip(f"{module} ({package}) is not installed")
+    assert perl is not None
+    return perl
+
+
+# -- the messages ------------------------------------------------------------------------
+
+ATTACHMENT = bytes(range(256)) * 3
+ATTACHMENT_B64 = base64.encodebytes(ATTACHMENT).replace(b"\n", b"\r\n").rstrip(b"\r\n")
+PLAIN_BODY = b"Gr=C3=BC=C3=9Fe aus K=C3=B6ln, perlsearchable text.\r\nZweite Zeile."
+HTML_BODY = "<p>Grüße aus Köln</p>\r\n<p>perlsearchable</p>".encode()
+SUBJECT = "=?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?= report"
+FROM_NAME = "=?UTF-8?B?SsO8cmdlbiBNw7xsbGVy?="  # Jürgen Müller
+
+MULTIPART = (
+    b"From: " + FROM_NAME.encode() + b" <juergen@example.org>\r\n"
+    b"To: Zo\xc3\xab Unicode <zoe@example.net>\r\n"
+    b'Cc: "Smith, Anne" <anne@example.com>, bob@example.com\r\n'
+    b"Subject: " + SUBJECT.encode() + b"\r\n"
+    b"Date: Sun, 06 Dec 2026 01:02:03 +0100\r\n"
+    b"Message-ID: <perl.multi@example.org>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="outer"\r\n'
+    b"\r\n"
+    b"This is a multi-part message.\r\n"
+    b"--outer\r\n"
+    b'Content-Type: multipart/alternative; boundary="inner"\r\n'
+    b"\r\n"
+    b"--inner\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n"
+    b"\r\n" + PLAIN_BODY + b"\r\n"
+    b"--inner\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n"
+    b"\r\n" + HTML_BODY + b"\r\n"
+    b"--inner--\r\n"
+    b"--outer\r\n"
+    b'Content-Type: application/pdf; name="=?UTF-8?Q?R=C3=A9sum=C3=A9.pdf?="\r\n'
+    b"Content-Disposition: attachment; filename*=UTF-8''R%C3%A9sum%C3%A9.pdf\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n" + ATTACHMENT_B64 + b"\r\n"
+    b"--outer--\r\n"
+)
+
+SIMPLE = (
+    b"From: Plain Sender <plain@example.org>\r\n"
+    b"To: someone@example.org\r\n"
+    b"Subject: plain note\r\n"
+    b"Date: Sat, 05 Dec 2026 23:59:59 -0500\r\n"
+    b"Message-ID: <perl.simple@example.org>\r\n"
+    b"\r\n"
+    b"Just text.\r\n"
+)
+
+APPENDS = (
+    (MULTIPART, "\\Seen $Forwarded", "06-Dec-2026 01:02:03 +0100"),
+    (SIMPLE, "\\Flagged", "05-Dec-2026 23:59:59 -0500"),
+)
+
+LEAVES = {
+    # part → (type, subtype, encoding, body)
+    "1.1": ("text", "plain", "quoted-printable", PLAIN_BODY),
+    "1.2": ("text", "html", "8bit", HTML_BODY),
+    "2": ("application", "pdf", "base64", ATTACHMENT_B64),
+}
+
+SEARCHES: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...] = (
+    # criteria tokens → indexes (into APPENDS) of the messages found
+    (("SEEN",), (0,)),
+    (("FLAGGED",), (1,)),
+    (("LARGER", "1000"), (0,)),
+    (("SUBJECT", "plain note"), (1,)),
+    (("BODY", "perlsearchable"), (0,)),
+    (("HEADER", "Message-ID", "<perl.multi@example.org>"), (0,)),
+    (("OR", "FROM", "juergen", "TO", "someone@example.org"), (0, 1)),
+    (("SINCE", "1-Dec-2026", "NOT", "DELETED", "KEYWORD", "$Forwarded"), (0,)),
+    (("UNSEEN", "NOT", "FLAGGED"), ()),
+)
+
+
+# -- running the scripts -----------------------------------------------------------------
+
+
+@pytest.fixture
+def other_user(server: ServerProcess, user_pool: Any) -> User:
+    """A second account (the destination of the imapsync-like copy)."""
+    result: User = user_pool.get()
+    return result
+
+
+def job_base(server: ServerProcess, transport: str, user: User) -> dict[str, Any]:
+    return {
+        "host": server.host,
+        "imap_port": server.imap_port,
+        "imaps_port": server.imaps_port,
+        "ca": str(server.cert_path),
+        "transport": transport,
+        "login": {"user": user.name, "password": user.password},
+    }
+
+
+def run_script(library: str, job: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """Runs tests/perl/<library>.pl with ``job``; what it printed, as JSON."""
+    perl = require_perl_module(LIBRARIES[library])
+    path = tmp_path / f"{library}-{job['mode']}.json"
+    path.write_text(json.dumps(job))
+    result = subprocess.run(
+        [perl, str(SCRIPTS / f"{library}.pl"), str(path)],
+        capture_output=True,
+        timeout=RUN_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    errors = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 0, f"{library} exit {result.returncode}:\n{errors[-4000:]}"
+    found: dict[str, Any] = json.loads(result.stdout.decode().splitlines()[-1])
+    return found
+
+
+def message_files(tmp_path: Path) -> list[dict[str, str]]:
+    messages = []
+    for n, (data, flags, date) in enumerate(APPENDS):
+        path = tmp_path / f"message{n}.eml"
+        path.write_bytes(data)
+        messages.append({"path": str(path), "flags": flags, "date": date})
+    return messages
+
+
+def imap_quote(token: str) -> str:
+    if re.fullmatch(r"[\w\\$.:<>@-]+", token):
+        return token
+    return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def fetch_meta(client: imaplib.IMAP4, uid: int) -> tuple[set[str], str, int]:
+    """(FLAGS, INTERNALDATE, RFC822.SIZE) of ``uid`` in the selected mailbox, by imaplib."""
+    typ, data = client.uid("FETCH", str(uid), "(FLAGS INTERNALDATE RFC822.SIZE)")
+    assert typ == "OK", data
+    line = next(d for d in data if isinstance(d, bytes)).decode()
+    flags = set(re.search(r"FLAGS \(([^)]*)\)", line).group(1).split())  # type: ignore[union-attr]
+    date = re.search(r'INTERNALDATE "([^"]+)"', line).group(1)  # type: ignore[union-attr]
+    size = int(re.search(r"RFC822\.SIZE (\d+)", line).group(1))  # type: ignore[union-attr]
+    return flags - {"\\Recent"}, date, size
+
+
+def fetch_section(client: imaplib.IMAP4, uid: int, section: str) -> bytes:
+    typ, data = client.uid("FETCH", str(uid), f"(BODY.PEEK[{section}])")
+    assert typ == "OK", data
+    item = next(d for d in data if isinstance(d, tuple))
+    body: bytes = item[1]
+    return body
+
+
+def mailbox_names(client: imaplib.IMAP4, command: str) -> set[str]:
+    typ, data = getattr(client, command)()
+    assert typ == "OK", data
+    names = set()
+    for line in data:
+        text = line.decode() if isinstance(line, bytes) else line[1].decode()
+        match = re.search(r'"([^"]*)"$', text)
+        names.add(match.group(1) if match else text.rsplit(" ", 1)[1])
+    return names
+
+
+def day_fixed(date: str) -> str:
+    """An INTERNALDATE as RFC 3501's date-day-fixed (a day below 10 after a space)."""
+    return date.strip().lstrip("0").rjust(26)
+
+
+def flag_set(flags: Sequence[str]) -> set[str]:
+    return set(flags) - {"\\Recent"}
+
+
+# -- the session -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_imapclient_session(
+    server: ServerProcess, user: User, transport: str, tmp_path: Path
+) -> None:
+    """Mail::IMAPClient: the pool user's password (space, double quote, backslash) goes as a
+    literal; every command imapsync-like tools use, and what its parsers make of the
+    answers."""
+    job = job_base(server, transport, user)
+    job.update(
+        mode="session",
+        folders=["perl box", "perl renamed", "perl target", "perl scratch"],
+        messages=message_files(tmp_path),
+        searches=[list(tokens) for tokens, _ in SEARCHES],
+    )
+    out = run_script("imapclient", job, tmp_path)
+    check_session(server, user, transport, out, "imapclient")
+
+
+def check_session(
+    server: ServerProcess, user: User, transport: str, out: dict[str, Any], library: str
+) -> None:
+    assert ("SSL" in out["socket"]) == (transport != "plain"), out["socket"]
+    assert "IMAP4rev1" in out["capability"] and "IDLE" in out["capability"]
+    assert {"INBOX", "perl renamed", "perl target"} <= set(out["list"])
+    assert "perl box" not in out["list"]
+    assert "perl renamed" in out["lsub"]
+    uids = out["uids"]
+    assert len(uids) == 2 and uids[0] < uids[1]
+    assert out["examine_count"] == 2
+
+    fetched = {int(uid): value for uid, value in out["fetch"].items()}
+    assert set(fetched) == set(uids)
+    for uid, (data, flags, date) in zip(uids, APPENDS, strict=True):
+        assert flag_set(fetched[uid]["flags"]) == set(flags.split())
+        assert day_fixed(fetched[uid]["internaldate"]) == day_fixed(date)
+        assert fetched[uid]["size"] == len(data)
+
+    envelope = out["envelope"]
+    assert envelope["subject"] == SUBJECT
+    assert envelope["messageid"] == "<perl.multi@example.org>"
+    assert envelope["date"] == "Sun, 06 Dec 2026 01:02:03 +0100"
+    check_addresses(envelope, library)
+
+    structure = out["bodystructure"]
+    assert structure["type"] == "multipart"
+    parts = {part["id"]: part for part in structure["parts"]}
+    assert set(parts) == {"1", "1.1", "1.2", "2"}, structure
+    assert (parts["1"]["type"], parts["1"]["subtype"]) == ("multipart", "alternative")
+    for part, (type_, subtype, encoding, body) in LEAVES.items():
+        got = parts[part]
+        assert (got["type"], got["subtype"], got["encoding"]) == (type_, subtype, encoding), got
+        assert got["size"] == len(body), (part, got)
+    assert parts["1.1"]["params"] == {"charset": "utf-8"}
+    assert parts["2"]["params"] == {"name": "=?UTF-8?Q?R=C3=A9sum=C3=A9.pdf?="}
+    sections = {part: base64.b64decode(data) for part, data in out["sections"].items()}
+    assert sections == {part: leaf[3] for part, leaf in LEAVES.items()}
+
+    for (tokens, wanted), hits in zip(SEARCHES, out["search"], strict=True):
+        assert hits == [uids[n] for n in wanted], tokens
+
+    stored = {int(uid): flag_set(flags) for uid, flags in out["stored"].items()}
+    assert stored == {uids[0]: {"\\Flagged", "$Forwarded"}, uids[1]: {"\\Flagged", "$Label1"}}
+    assert out["after_expunge"] == [uids[0]]
+
+    # What imaplib reads from the server afterwards.
+    connector = Connector(server, user)
+    try:
+        client = connector.imaplib()
+        assert "perl renamed" in mailbox_names(client, "list")
+        assert "perl renamed" in mailbox_names(client, "lsub")
+        assert "perl box" not in mailbox_names(client, "list")
+        assert "perl scratch" not in mailbox_names(client, "list")
+        typ, data = client.status('"perl target"', "(MESSAGES UIDNEXT UNSEEN)")
+        assert typ == "OK", data
+        numbers = dict(re.findall(r"(MESSAGES|UIDNEXT|UNSEEN) (\d+)", data[0].decode()))
+        assert out["status"] == numbers and numbers["MESSAGES"] == "2"
+        typ, data = client.select('"perl renamed"', readonly=True)
+        assert typ == "OK" and data == [b"1"], data
+        flags, date, size = fetch_meta(client, uids[0])
+        assert (flags, size) == ({"\\Flagged", "$Forwarded"}, len(MULTIPART))
+        assert date == fetched[uids[0]]["internaldate"]
+        for part in LEAVES:
+            assert fetch_section(client, uids[0], part) == sections[part]
+        typ, data = client.select('"perl target"', readonly=True)
+        assert typ == "OK", data
+        typ, data = client.uid("SEARCH", "ALL")
+        copies = [int(n) for n in data[0].split()]
+        assert len(copies) == 2
+        for copy, original in zip(copies, APPENDS, strict=True):
+            _, date, size = fetch_meta(client, copy)
+            assert (day_fixed(date), size) == (day_fixed(original[2]), len(original[0]))
+            assert fetch_section(client, copy, "") == original[0]
+    finally:
+        connector.close()
+
+
+def check_addresses(envelope: dict[str, Any], library: str) -> None:
+    if library == "imapclient":
+        assert envelope["from"] == [f"{FROM_NAME} <juergen@example.org>"]
+        assert envelope["to"] == ["Zoë Unicode <zoe@example.net>"]
+        assert envelope["cc"] == ["Smith, Anne <anne@example.com>", "<bob@example.com>"]
+    else:
+        assert envelope["from"] == f'"{FROM_NAME}" <juergen@example.org>'
+        assert envelope["to"] == '"Zoë Unicode" <zoe@example.net>'
+        assert envelope["cc"] == '"Smith, Anne" <anne@example.com>, bob@example.com'
