@@ -167,12 +167,16 @@ def run_script(library: str, job: dict[str, Any], tmp_path: Path) -> dict[str, A
     perl = require_perl_module(LIBRARIES[library])
     path = tmp_path / f"{library}-{job['mode']}.json"
     path.write_text(json.dumps(job))
-    result = subprocess.run(
-        [perl, str(SCRIPTS / f"{library}.pl"), str(path)],
-        capture_output=True,
-        timeout=RUN_TIMEOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    try:
+        result = subprocess.run(
+            [perl, str(SCRIPTS / f"{library}.pl"), str(path)],
+            capture_output=True,
+            timeout=RUN_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as hung:
+        errors = (hung.stderr or b"").decode("utf-8", "replace")
+        pytest.fail(f"{library} hung:\n{errors[-4000:]}")
     errors = result.stderr.decode("utf-8", "replace")
     assert result.returncode == 0, f"{library} exit {result.returncode}:\n{errors[-4000:]}"
     found: dict[str, Any] = json.loads(result.stdout.decode().splitlines()[-1])
@@ -254,11 +258,36 @@ def test_imapclient_session(
     check_session(server, user, transport, out, "imapclient")
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_imaptalk_session(
+    server: ServerProcess, user: User, transport: str, tmp_path: Path
+) -> None:
+    """Mail::IMAPTalk: the pool user's password goes as a quoted string with escapes; the
+    same commands, MOVE a real one, and its full parse of ENVELOPE and BODYSTRUCTURE."""
+    job = job_base(server, transport, user)
+    job.update(
+        mode="session",
+        folders=["perl box", "perl renamed", "perl target", "perl scratch"],
+        messages=message_files(tmp_path),
+        searches=[list(tokens) for tokens, _ in SEARCHES],
+    )
+    out = run_script("imaptalk", job, tmp_path)
+    assert out["examine_mode"] == "read-only"
+    parts = {part["id"]: part for part in out["bodystructure"]["parts"]}
+    assert all(part["leftover"] == 0 for part in parts.values()), parts
+    assert parts["2"]["disposition"] == "attachment"
+    assert parts["2"]["disposition_params"] == {"filename*": "UTF-8''R%C3%A9sum%C3%A9.pdf"}
+    assert out["envelope"]["sender"] == out["envelope"]["from"]
+    assert out["envelope"]["replyto"] == out["envelope"]["from"]
+    check_session(server, user, transport, out, "imaptalk")
+
+
 def check_session(
     server: ServerProcess, user: User, transport: str, out: dict[str, Any], library: str
 ) -> None:
     assert ("SSL" in out["socket"]) == (transport != "plain"), out["socket"]
-    assert "IMAP4rev1" in out["capability"] and "IDLE" in out["capability"]
+    capabilities = {name.upper() for name in out["capability"]}
+    assert {"IMAP4REV1", "IDLE", "MOVE", "UIDPLUS"} <= capabilities, capabilities
     assert {"INBOX", "perl renamed", "perl target"} <= set(out["list"])
     assert "perl box" not in out["list"]
     assert "perl renamed" in out["lsub"]
@@ -341,3 +370,85 @@ def check_addresses(envelope: dict[str, Any], library: str) -> None:
         assert envelope["from"] == f'"{FROM_NAME}" <juergen@example.org>'
         assert envelope["to"] == '"Zoë Unicode" <zoe@example.net>'
         assert envelope["cc"] == '"Smith, Anne" <anne@example.com>, bob@example.com'
+
+
+# -- IDLE --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("library", sorted(LIBRARIES))
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_idle(
+    server: ServerProcess, user: User, library: str, transport: str, tmp_path: Path
+) -> None:
+    """The library sits in IDLE; a message appended by another session is announced with
+    EXISTS, the library ends IDLE with DONE and finds the message."""
+    perl = require_perl_module(LIBRARIES[library])
+    connector = Connector(server, user)
+    job = job_base(server, transport, user)
+    job["mode"] = "idle"
+    path = tmp_path / "idle.json"
+    path.write_text(json.dumps(job))
+    process = subprocess.Popen(
+        [perl, str(SCRIPTS / f"{library}.pl"), str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line == b"idling\n", line
+        time.sleep(0.1)  # the server has sent "+ idling": it is in IDLE already
+        (uid,) = connector.append([SIMPLE])
+        out, errors = process.communicate(timeout=RUN_TIMEOUT)
+        assert process.returncode == 0, errors.decode("utf-8", "replace")[-4000:]
+        found = json.loads(out.decode().splitlines()[-1])
+        assert found["uids"] == [uid]
+        if library == "imapclient":
+            assert "* 1 EXISTS" in found["untagged"], found
+        else:
+            assert ["exists", "1"] in found["events"], found
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        connector.close()
+
+
+# -- an imapsync-like copy ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_imapclient_copy_folder(
+    server: ServerProcess, user: User, other_user: User, transport: str, tmp_path: Path
+) -> None:
+    """As imapsync does with Mail::IMAPClient: each message of a folder read from one account
+    (FLAGS, INTERNALDATE, RFC822.SIZE, then the whole message) and appended to another with
+    the same flags and date; imaplib then finds bytes, flags and dates equal."""
+    source = Connector(server, user)
+    dest = Connector(server, other_user)
+    try:
+        client = source.imaplib()
+        assert client.create('"perl source"')[0] == "OK"
+        for data, flags, date in APPENDS:
+            typ, resp = client.append('"perl source"', f"({flags})", f'"{date}"', data)
+            assert typ == "OK", resp
+        typ, resp = client.append('"perl source"', None, None, SIMPLE.replace(b"plain", b"third"))
+        assert typ == "OK", resp
+        job = job_base(server, transport, user)
+        job.update(
+            mode="copy",
+            folders=["perl source", "perl copy"],
+            dest_login={"user": other_user.name, "password": other_user.password},
+        )
+        out = run_script("imapclient", job, tmp_path)
+        assert len(out["source_uids"]) == len(out["dest_uids"]) == 3
+        copied = dest.imaplib()
+        client.select('"perl source"', readonly=True)
+        copied.select('"perl copy"', readonly=True)
+        for src_uid, dst_uid in zip(out["source_uids"], out["dest_uids"], strict=True):
+            assert fetch_meta(copied, dst_uid) == fetch_meta(client, src_uid)
+            assert fetch_section(copied, dst_uid, "") == fetch_section(client, src_uid, "")
+    finally:
+        source.close()
+        dest.close()
