@@ -21,7 +21,6 @@ import imaplib
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imapserver import Connector, User, add_cheap_user, new_user
+from imapserver import Connector, User
 
 from bench.harness import ServerProcess
 
