@@ -144,6 +144,11 @@ SEARCHES: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...] = (
 )
 
 
+FOLDERS = ["perl box", "perl renamed", "perl target", 'perl "odd" \\ name']
+"""Created, renamed to, COPY/MOVE target, created and deleted (a name with a double quote
+and a backslash: sent as a literal or quoted string, listed back escaped)."""
+
+
 # -- running the scripts -----------------------------------------------------------------
 
 
@@ -221,13 +226,20 @@ def fetch_section(client: imaplib.IMAP4, uid: int, section: str) -> bytes:
 
 
 def mailbox_names(client: imaplib.IMAP4, command: str) -> set[str]:
+    """The names a LIST or LSUB answers, unquoted (imaplib leaves them as sent)."""
     typ, data = getattr(client, command)()
     assert typ == "OK", data
     names = set()
     for line in data:
-        text = line.decode() if isinstance(line, bytes) else line[1].decode()
-        match = re.search(r'"([^"]*)"$', text)
-        names.add(match.group(1) if match else text.rsplit(" ", 1)[1])
+        if isinstance(line, tuple):  # the name came as a literal
+            names.add(line[1].decode())
+            continue
+        text = line.decode()
+        quoted = re.search(r'"((?:[^"\\]|\\.)*)"$', text)
+        if quoted:
+            names.add(re.sub(r"\\(.)", r"\1", quoted.group(1)))
+        else:
+            names.add(text.rsplit(" ", 1)[1])
     return names
 
 
@@ -254,7 +266,7 @@ def test_imapclient_session(
     job = job_base(server, transport, user)
     job.update(
         mode="session",
-        folders=["perl box", "perl renamed", "perl target", "perl scratch"],
+        folders=FOLDERS,
         messages=message_files(tmp_path),
         searches=[list(tokens) for tokens, _ in SEARCHES],
     )
@@ -271,7 +283,7 @@ def test_imaptalk_session(
     job = job_base(server, transport, user)
     job.update(
         mode="session",
-        folders=["perl box", "perl renamed", "perl target", "perl scratch"],
+        folders=FOLDERS,
         messages=message_files(tmp_path),
         searches=[list(tokens) for tokens, _ in SEARCHES],
     )
@@ -294,6 +306,7 @@ def check_session(
     assert {"IMAP4REV1", "IDLE", "MOVE", "UIDPLUS"} <= capabilities, capabilities
     assert {"INBOX", "perl renamed", "perl target"} <= set(out["list"])
     assert "perl box" not in out["list"]
+    assert FOLDERS[3] in out["list"], out["list"]
     assert "perl renamed" in out["lsub"]
     uids = out["uids"]
     assert len(uids) == 2 and uids[0] < uids[1]
@@ -337,10 +350,11 @@ def check_session(
     connector = Connector(server, user)
     try:
         client = connector.imaplib()
-        assert "perl renamed" in mailbox_names(client, "list")
+        listed = mailbox_names(client, "list")
+        assert {"INBOX", FOLDERS[1], FOLDERS[2]} <= listed, listed
         assert "perl renamed" in mailbox_names(client, "lsub")
         assert "perl box" not in mailbox_names(client, "list")
-        assert "perl scratch" not in mailbox_names(client, "list")
+        assert {FOLDERS[0], FOLDERS[3]}.isdisjoint(mailbox_names(client, "list"))
         typ, data = client.status('"perl target"', "(MESSAGES UIDNEXT UNSEEN)")
         assert typ == "OK", data
         numbers = dict(re.findall(r"(MESSAGES|UIDNEXT|UNSEEN) (\d+)", data[0].decode()))

@@ -36,7 +36,14 @@ sub starttls_socket {
 
 sub connect_as {
     my ($login) = @_;
-    my %common = ( Uid => 1, UseBlocking => 1, PreserveINBOX => 1 );
+    # Over TLS, blocking reads: the library's non-blocking sysread takes SSL_WANT_READ (a
+    # TLS 1.3 session ticket arriving without application data) for a closed connection.
+    # Its Timeout only works without them, so plain IMAP keeps the default.
+    my %common = (
+        Uid           => 1,
+        PreserveINBOX => 1,
+        UseBlocking   => $job->{transport} ne 'plain',
+    );
     my $imap;
     if ( $job->{transport} eq 'starttls' ) {
         $imap = Mail::IMAPTalk->new(
