@@ -140,6 +140,8 @@ SEARCHES: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...] = (
     (("OR", "FROM", "juergen", "TO", "someone@example.org"), (0, 1)),
     (("SINCE", "1-Dec-2025", "NOT", "DELETED", "KEYWORD", "$Forwarded"), (0,)),
     (("BEFORE", "1-Dec-2026"), (1,)),
+    (("CHARSET", "UTF-8", "SUBJECT", "Grüße"), (0,)),  # in an encoded word
+    (("CHARSET", "UTF-8", "TEXT", "Köln"), (0,)),  # quoted-printable and 8bit bodies
     (("UNSEEN", "NOT", "FLAGGED"), ()),
 )
 

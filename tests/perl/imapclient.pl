@@ -44,7 +44,10 @@ sub check {
 
 sub search_string {
     my ( $imap, $tokens ) = @_;
-    return join ' ', map { /^[\w\\\$.:<>@-]+$/ ? $_ : $imap->Quote($_) } @$tokens;
+    # A token out of ASCII goes as UTF-8 in a literal (Quote decides), as imapsync sends it.
+    return join ' ',
+      map { /^[\w\\\$.:<>@-]+$/ ? $_ : $imap->Quote($_) }
+      map { my $bytes = $_; utf8::encode($bytes); $bytes } @$tokens;
 }
 
 sub part_info {

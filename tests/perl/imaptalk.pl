@@ -175,7 +175,14 @@ sub session {
 
     $out{search} = [
         map {
-            my $hits = check( $imap, scalar $imap->search(@$_), 'SEARCH' );
+            # A token out of ASCII goes as a literal of its UTF-8 bytes (the library would
+            # send it bare, as an atom, which IMAP does not allow).
+            my @tokens = map {
+                my $bytes = $_;
+                utf8::encode($bytes);
+                /[^\x00-\x7f]/ ? { Literal => $bytes } : $_
+            } @$_;
+            my $hits = check( $imap, scalar $imap->search(@tokens), 'SEARCH' );
             [ sort { $a <=> $b } map { 0 + $_ } @$hits ]
         } @{ $job->{searches} }
     ];
