@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from imapclient import imap_utf7
 from imapserver import Connector, User
 
 from bench.harness import ServerProcess
@@ -149,6 +150,9 @@ SEARCHES: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...] = (
 FOLDERS = ["perl box", "perl renamed", "perl target", 'perl "odd" \\ name']
 """Created, renamed to, COPY/MOVE target, created and deleted (a name with a double quote
 and a backslash: sent as a literal or quoted string, listed back escaped)."""
+
+UNICODE_FOLDER = "perl Grüße"
+"""Created by Mail::IMAPTalk with its unicode folder names on: sent in modified UTF-7."""
 
 
 # -- running the scripts -----------------------------------------------------------------
@@ -289,7 +293,9 @@ def test_imaptalk_session(
         messages=message_files(tmp_path),
         searches=[list(tokens) for tokens, _ in SEARCHES],
     )
+    job["unicode_folder"] = UNICODE_FOLDER
     out = run_script("imaptalk", job, tmp_path)
+    assert UNICODE_FOLDER in out["unicode_list"], out["unicode_list"]
     assert out["examine_mode"] == "read-only"
     parts = {part["id"]: part for part in out["bodystructure"]["parts"]}
     assert all(part["leftover"] == 0 for part in parts.values()), parts
@@ -298,6 +304,13 @@ def test_imaptalk_session(
     assert out["envelope"]["sender"] == out["envelope"]["from"]
     assert out["envelope"]["replyto"] == out["envelope"]["from"]
     check_session(server, user, transport, out, "imaptalk")
+    connector = Connector(server, user)
+    try:
+        assert imap_utf7.encode(UNICODE_FOLDER).decode() in mailbox_names(
+            connector.imaplib(), "list"
+        )
+    finally:
+        connector.close()
 
 
 def check_session(

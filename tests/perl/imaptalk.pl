@@ -124,6 +124,16 @@ sub session {
     $out{list} = names( check( $imap, scalar $imap->list( '', '*' ), 'LIST' ) );
     $out{lsub} = names( check( $imap, scalar $imap->lsub( '', '*' ), 'LSUB' ) );
 
+    # A name out of ASCII: the library encodes it to modified UTF-7 and decodes what LIST
+    # answers (RFC 3501 5.1.3).
+    $imap->set_unicode_folders(1);
+    check( $imap, scalar $imap->create( $job->{unicode_folder} ), 'CREATE (unicode)' );
+    $out{unicode_list} = [
+        map { my $bytes = $_; utf8::encode($bytes); $bytes }
+          @{ names( check( $imap, scalar $imap->list( '', '*' ), 'LIST (unicode)' ) ) }
+    ];
+    $imap->set_unicode_folders(0);
+
     my @uids;
     for my $m ( @{ $job->{messages} } ) {
         check( $imap, scalar $imap->append( $renamed, "($m->{flags})", $m->{date},
