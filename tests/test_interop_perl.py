@@ -370,25 +370,25 @@ def check_session(
         assert "perl renamed" in mailbox_names(client, "lsub")
         assert "perl box" not in mailbox_names(client, "list")
         assert {FOLDERS[0], FOLDERS[3]}.isdisjoint(mailbox_names(client, "list"))
-        typ, data = client.status('"perl target"', "(MESSAGES UIDNEXT UNSEEN)")
-        assert typ == "OK", data
-        numbers = dict(re.findall(r"(MESSAGES|UIDNEXT|UNSEEN) (\d+)", data[0].decode()))
+        status = client.status('"perl target"', "(MESSAGES UIDNEXT UNSEEN)")
+        assert status[0] == "OK", status
+        numbers = dict(re.findall(r"(MESSAGES|UIDNEXT|UNSEEN) (\d+)", status[1][0].decode()))
         assert out["status"] == numbers and numbers["MESSAGES"] == "2"
-        typ, data = client.select('"perl renamed"', readonly=True)
-        assert typ == "OK" and data == [b"1"], data
-        flags, date, size = fetch_meta(client, uids[0])
-        assert (flags, size) == ({"\\Flagged", "$Forwarded"}, len(MULTIPART))
+        selected = client.select('"perl renamed"', readonly=True)
+        assert selected == ("OK", [b"1"]), selected
+        kept_flags, date, size = fetch_meta(client, uids[0])
+        assert (kept_flags, size) == ({"\\Flagged", "$Forwarded"}, len(MULTIPART))
         assert date == fetched[uids[0]]["internaldate"]
         for part in LEAVES:
             assert fetch_section(client, uids[0], part) == sections[part]
-        typ, data = client.select('"perl target"', readonly=True)
-        assert typ == "OK", data
-        typ, data = client.uid("SEARCH", "ALL")
-        copies = [int(n) for n in data[0].split()]
+        selected = client.select('"perl target"', readonly=True)
+        assert selected[0] == "OK", selected
+        found = client.uid("SEARCH", "ALL")
+        copies = [int(n) for n in found[1][0].split()]
         assert len(copies) == 2
         for copy, original in zip(copies, APPENDS, strict=True):
-            _, date, size = fetch_meta(client, copy)
-            assert (instant(date), size) == (instant(original[2]), len(original[0]))
+            _, copy_date, copy_size = fetch_meta(client, copy)
+            assert (instant(copy_date), copy_size) == (instant(original[2]), len(original[0]))
             assert fetch_section(client, copy, "") == original[0]
     finally:
         connector.close()
