@@ -313,6 +313,30 @@ def test_imaptalk_session(
         connector.close()
 
 
+@pytest.mark.parametrize("library", sorted(LIBRARIES))
+@pytest.mark.parametrize("transport", ("starttls", "imaps"))
+def test_certificate_name_checked(
+    server: ServerProcess, user: User, library: str, transport: str, tmp_path: Path
+) -> None:
+    """The scripts' TLS does verify: asked for a name the certificate does not carry, the
+    library refuses the connection (so the passing runs above did check localhost)."""
+    perl = require_perl_module(LIBRARIES[library])
+    job = job_base(server, transport, user)
+    job.update(mode="idle", tls_name="not-localhost.example")
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    result = subprocess.run(
+        [perl, str(SCRIPTS / f"{library}.pl"), str(path)],
+        capture_output=True,
+        timeout=RUN_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode != 0
+    assert b"idling" not in result.stdout
+    errors = result.stderr.decode("utf-8", "replace")
+    assert "hostname verification failed" in errors, errors
+
+
 def check_session(
     server: ServerProcess, user: User, transport: str, out: dict[str, Any], library: str
 ) -> None:

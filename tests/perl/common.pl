@@ -14,14 +14,16 @@ sub slurp {
 
 sub load_job { return JSON::PP::decode_json( slurp( $ARGV[0] ) ) }
 
-# IO::Socket::SSL options trusting only the server's certificate, for the name localhost.
+# IO::Socket::SSL options trusting only the server's certificate, for the name localhost (or
+# the job's tls_name, to show that a wrong one is refused).
 sub ssl_options {
     my ($job) = @_;
+    my $name = $job->{tls_name} // 'localhost';
     return (
         SSL_ca_file         => $job->{ca},
         SSL_verify_mode     => 1,                  # SSL_VERIFY_PEER
-        SSL_hostname        => 'localhost',
-        SSL_verifycn_name   => 'localhost',
+        SSL_hostname        => $name,
+        SSL_verifycn_name   => $name,
         SSL_verifycn_scheme => 'imap',
     );
 }
