@@ -278,6 +278,27 @@ def test_imapclient_session(
     )
     out = run_script("imapclient", job, tmp_path)
     check_session(server, user, transport, out, "imapclient")
+    uids = out["uids"]
+    assert out["separator"] == "/"
+    assert out["personal_namespace"] == ["", "/"]
+    assert (out["selectable"], out["is_parent"], out["exists"], out["exists_not"]) == (1, 0, 1, 0)
+    assert out["uidnext_empty"] <= uids[0] < uids[1] < out["uidnext"]
+    assert out["size"] == len(MULTIPART)
+    headers = {int(uid): value for uid, value in out["headers"].items()}
+    assert headers[uids[0]] == {
+        "subject": [SUBJECT],
+        "message-id": ["<perl.multi@example.org>"],
+        "to": ["Zoë Unicode <zoe@example.net>"],
+    }
+    assert headers[uids[1]]["subject"] == ["plain note"]
+    connector = Connector(server, user)
+    try:
+        client = connector.imaplib()
+        status = client.status('"perl renamed"', "(UIDVALIDITY)")
+        assert status[0] == "OK", status
+        assert f"UIDVALIDITY {out['uidvalidity']})" in status[1][0].decode()
+    finally:
+        connector.close()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -78,6 +78,18 @@ sub session {
     $out{list} = [ $imap->folders ];
     $out{lsub} = [ $imap->subscribed ];
 
+    # What imapsync asks before it copies: the separator and prefix (NAMESPACE), each
+    # folder's attributes, UIDVALIDITY and UIDNEXT (read from STATUS by regex).
+    $out{separator} = check( $imap, $imap->separator, 'separator' );
+    my $ns = check( $imap, scalar $imap->namespace, 'NAMESPACE' );
+    $out{personal_namespace} = $ns->[0][0];
+    $out{selectable} = $imap->selectable($renamed) ? 1 : 0;
+    $out{is_parent} = $imap->is_parent($renamed) ? 1 : 0;
+    $out{exists} = $imap->exists($renamed) ? 1 : 0;
+    $out{exists_not} = $imap->exists($box) ? 1 : 0;
+    $out{uidvalidity} = 0 + check( $imap, $imap->uidvalidity($renamed), 'UIDVALIDITY' );
+    $out{uidnext_empty} = 0 + check( $imap, $imap->uidnext($renamed), 'UIDNEXT' );
+
     my @uids;
     for my $m ( @{ $job->{messages} } ) {
         my $uid = $imap->append_string( $renamed, slurp( $m->{path} ), $m->{flags}, $m->{date} );
@@ -103,6 +115,14 @@ sub session {
     };
 
     my $first = $uids[0];
+    my $headers = check( $imap, scalar $imap->parse_headers( \@uids, 'Subject', 'Message-ID', 'To' ),
+        'parse_headers' );
+    $out{headers} = {
+        map { my $uid = $_; $uid => { map { lc($_) => $headers->{$uid}{$_} } keys %{ $headers->{$uid} } } }
+          keys %$headers
+    };
+    $out{size} = 0 + check( $imap, $imap->size($first), 'size' );
+    $out{uidnext} = 0 + $imap->uidnext($renamed);
     my $env = check( $imap, $imap->get_envelope($first), 'ENVELOPE' );
     $out{envelope} = {
         subject   => $env->subject,
