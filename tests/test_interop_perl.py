@@ -496,13 +496,20 @@ def test_idle(
 # -- an imapsync-like copy ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("compress", (False, True), ids=("", "compress"))
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_imapclient_copy_folder(
-    server: ServerProcess, user: User, other_user: User, transport: str, tmp_path: Path
+    server: ServerProcess,
+    user: User,
+    other_user: User,
+    transport: str,
+    compress: bool,
+    tmp_path: Path,
 ) -> None:
     """As imapsync does with Mail::IMAPClient: each message of a folder read from one account
     (FLAGS, INTERNALDATE, RFC822.SIZE, then the whole message) and appended to another with
-    the same flags and date; imaplib then finds bytes, flags and dates equal."""
+    the same flags and date; imaplib then finds bytes, flags and dates equal.  With
+    ``compress`` both sessions run COMPRESS=DEFLATE, as imapsync's --compress does."""
     source = Connector(server, user)
     dest = Connector(server, other_user)
     try:
@@ -516,11 +523,13 @@ def test_imapclient_copy_folder(
         job = job_base(server, transport, user)
         job.update(
             mode="copy",
+            compress=compress,
             folders=["perl source", "perl copy"],
             dest_login={"user": other_user.name, "password": other_user.password},
         )
         out = run_script("imapclient", job, tmp_path)
         assert len(out["source_uids"]) == len(out["dest_uids"]) == 3
+        assert out["compressed"] == compress
         copied = dest.imaplib()
         client.select('"perl source"', readonly=True)
         copied.select('"perl copy"', readonly=True)

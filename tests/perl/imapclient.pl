@@ -30,6 +30,7 @@ sub connect_as {
         Uid      => 1,
         Peek     => 1,
         Timeout  => 60,
+        Compress => $job->{compress} ? 1 : 0,    # COMPRESS=DEFLATE after LOGIN (RFC 4978)
     ) or die "connect/login as $login->{user}: $@\n";
     $imap->IsAuthenticated or die "not authenticated: " . $imap->LastError . "\n";
     return $imap;
@@ -219,9 +220,14 @@ sub copy_folder {
         check( $dst, $got, 'APPEND' );
         push @new, 0 + $got;
     }
-    $src->logout;
-    $dst->logout;
-    return { source_uids => [ map { 0 + $_ } sort { $a <=> $b } @uids ], dest_uids => \@new };
+    check( $src, $src->logout, 'LOGOUT' );
+    check( $dst, $dst->logout, 'LOGOUT' );
+    return {
+        source_uids => [ map { 0 + $_ } sort { $a <=> $b } @uids ],
+        dest_uids   => \@new,
+        # compress() leaves its deflate settings here once the server said OK
+        compressed => ( ref $src->Compress eq 'ARRAY' && ref $dst->Compress eq 'ARRAY' ) ? 1 : 0,
+    };
 }
 
 my %modes = ( session => \&session, idle => \&idle, copy => \&copy_folder );
