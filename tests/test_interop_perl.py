@@ -12,6 +12,13 @@ JSON; each runs over plain IMAP, STARTTLS and IMAPS (trusting only the server's 
 certificate, for the name localhost).  What they read is checked against the messages as
 built here and against what imaplib reads from the server afterwards.  Without the Perl
 modules the tests are skipped, unless MAILSERV_REQUIRE_PERLIMAP is set (CI).
+
+What the libraries lack, worked around in the scripts: Mail::IMAPClient's ``move`` is COPY
+then ``\\Deleted`` (it sends no MOVE; Mail::IMAPTalk's does).  Mail::IMAPTalk has no STARTTLS
+(the script upgrades the socket and hands it over), reads TLS sockets non-blocking only at the
+risk of taking a TLS 1.3 ticket for a closed connection (so it blocks over TLS), sends a
+non-ASCII search string bare unless given as a literal, and names INBOX "Inbox" unless told
+to preserve it.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Any
 
 import pytest
 from imapclient import imap_utf7
-from imapserver import Connector, User
+from imapserver import Connector, User, UserPool
 
 from bench.harness import ServerProcess
 
@@ -159,10 +166,9 @@ UNICODE_FOLDER = "perl Grüße"
 
 
 @pytest.fixture
-def other_user(server: ServerProcess, user_pool: Any) -> User:
+def other_user(server: ServerProcess, user_pool: UserPool) -> User:
     """A second account (the destination of the imapsync-like copy)."""
-    result: User = user_pool.get()
-    return result
+    return user_pool.get()
 
 
 def job_base(server: ServerProcess, transport: str, user: User) -> dict[str, Any]:
@@ -204,12 +210,6 @@ def message_files(tmp_path: Path) -> list[dict[str, str]]:
         path.write_bytes(data)
         messages.append({"path": str(path), "flags": flags, "date": date})
     return messages
-
-
-def imap_quote(token: str) -> str:
-    if re.fullmatch(r"[\w\\$.:<>@-]+", token):
-        return token
-    return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def fetch_meta(client: imaplib.IMAP4, uid: int) -> tuple[set[str], str, int]:
