@@ -522,6 +522,20 @@ class ISortKeysMailbox(IMailbox):
         mailbox."""
 
 
+class IFlagsMailbox(IMailbox):
+    """Optional: a mailbox whose ``fetch()`` must load or decode each message's parsed
+    ``MessageInfo``, and that can hand out the rest without it.
+
+    FETCH of FLAGS, UID, RFC822.SIZE, INTERNALDATE, MODSEQ or SAVEDATE alone, and the flag
+    reads of STORE, ask ``fetch_flags``: on a mailbox of 100k messages, ``FETCH 1:* FLAGS``
+    then makes no 100k parsed messages (and no collector passes over them).
+    """
+
+    def fetch_flags(uids: Sequence[int]) -> Awaitable[Sequence[MessageMeta]]:  # type: ignore[empty-body]
+        """As ``fetch()``, with :data:`mailserv.message.info.NO_INFO` as every ``info``
+        not already at hand (the caller reads no ``info``)."""
+
+
 class ISharedMailbox(Interface):
     """Optional, next to ``IMailbox``: a mailbox other processes change too (the backend
     provides ``IMultiProcessBackend``), whose events about their changes arrive late.

@@ -35,6 +35,7 @@ from mailserv.interfaces import (
     MessageMeta,
     StoreMode,
 )
+from mailserv.message.info import NO_INFO
 from mailserv.message.parse import parse_message
 from mailserv.message.store import MARKER, dumps
 
@@ -463,6 +464,25 @@ def test_infos_load_lazily_and_damaged_ones_are_reparsed(store: Store) -> None:
     with sqlite3.connect(store.root() / INDEX) as db:
         [(info,)] = db.execute("SELECT info FROM message")
     assert info.startswith(MARKER)
+
+
+def test_fetch_flags_loads_no_info(store: Store) -> None:
+    """FETCH FLAGS of a whole mailbox after a restart (IFlagsMailbox) leaves the parsed
+    messages in the index: no 100k infos made, kept and walked by the collector."""
+    inbox = store.open()
+    uids = [append(inbox, n, SEEN if n % 2 else frozenset()) for n in range(1, 6)]
+    store.restart()
+    inbox = store.open()
+    light = resolve(inbox.fetch_flags(uids))
+    assert [(m.uid, m.flags) for m in light] == [
+        (uid, SEEN if n % 2 else frozenset()) for n, uid in enumerate(uids, start=1)
+    ]
+    assert all(m.info is NO_INFO for m in light)
+    assert all(inbox._state.entries[uid].info is None for uid in uids)
+    assert [m.info.subject for m in resolve(inbox.fetch(uids))] == [
+        f"Note {n}" for n in range(1, 6)
+    ]
+    assert resolve(inbox.fetch_flags(uids[:1]))[0].info.subject == "Note 1"  # at hand now
 
 
 def test_save_dates_are_read_from_the_names_only_when_asked(store: Store) -> None:

@@ -12,6 +12,7 @@ from mailserv.imap.fetchatt import (
     FetchItem,
     Simple,
     needs_content,
+    needs_info,
     parse_fetch_item,
     parse_fetch_items,
     sets_seen,
@@ -199,3 +200,19 @@ def test_needs_content() -> None:
     assert not needs_content(items_of(b"(UID FLAGS BODYSTRUCTURE RFC822.SIZE)"))
     for argument in (b"RFC822", b"RFC822.HEADER", b"RFC822.TEXT", b"BODY.PEEK[1]"):
         assert needs_content(items_of(argument))
+
+
+def test_which_items_read_the_parsed_message() -> None:
+    """FLAGS, UID, RFC822.SIZE, INTERNALDATE, MODSEQ and SAVEDATE read no ``info``: a
+    mailbox with ``fetch_flags`` (IFlagsMailbox) is asked for those alone."""
+    from mailserv.imap.extensions import condstore, objectid, savedate
+
+    extra = {a.name: a for a in (condstore.MODSEQ_ITEM, *savedate.EXTENSION.fetch_items)}
+    extra.update({a.name: a for a in objectid.EXTENSION.fetch_items})
+    light = b"(FLAGS UID RFC822.SIZE INTERNALDATE MODSEQ SAVEDATE)"
+    assert not needs_info(parse_fetch_items(parse_command(b"a FETCH 1 " + light).args[1], extra))
+    assert not needs_info(items_of(b"FAST"))
+    for heavy in (b"ENVELOPE", b"BODYSTRUCTURE", b"BODY.PEEK[HEADER]", b"RFC822.HEADER", b"ALL"):
+        assert needs_info(items_of(heavy)), heavy
+    emailid = parse_command(b"a FETCH 1 (FLAGS EMAILID)").args[1]
+    assert needs_info(parse_fetch_items(emailid, extra))

@@ -7,7 +7,7 @@ byte joins, and message content is read only when an item needs it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -21,11 +21,12 @@ from mailserv.imap.fetchatt import (
     Renderer,
     Simple,
     needs_content,
+    needs_info,
     sets_seen,
 )
 from mailserv.imap.fetchparams import decode_extended
 from mailserv.imap.replies import Bad
-from mailserv.interfaces import SEEN, MessageMeta, StoreMode
+from mailserv.interfaces import SEEN, IFlagsMailbox, IMailbox, MessageMeta, StoreMode
 from mailserv.message.sections import FieldPicker, section_bytes
 from mailserv.slicing import TimeSlices
 from mailserv.syntax import dates, encode
@@ -130,6 +131,16 @@ def _section_renderer(item: BodySection) -> Renderer:
     return render
 
 
+def metas_reader(
+    mailbox: IMailbox, info: bool
+) -> Callable[[Sequence[int]], Awaitable[Sequence[MessageMeta]]]:
+    """The mailbox's ``fetch``; its ``fetch_flags`` when it has one and the caller reads
+    no ``info`` (``IFlagsMailbox``)."""
+    if not info and IFlagsMailbox.providedBy(mailbox):
+        return mailbox.fetch_flags  # type: ignore[attr-defined,no-any-return]
+    return mailbox.fetch
+
+
 async def fetch(
     session: Session,
     view: SelectedView,
@@ -159,9 +170,10 @@ async def fetch(
         add_uid = not any(isinstance(i, Simple) and i.name == "UID" for i in items)
         add_modseq = not any(isinstance(i, ExtensionItem) and i.name == "MODSEQ" for i in items)
     mailbox = view.mailbox
+    read = metas_reader(mailbox, content or bool(wants) or needs_info(items))
     batch = _CONTENT_BATCH if content else _META_BATCH
     for start in range(0, len(uids), batch):
-        metas: Sequence[MessageMeta] = await mailbox.fetch(uids[start : start + batch])
+        metas: Sequence[MessageMeta] = await read(uids[start : start + batch])
         out = []
         for meta in metas:
             seq = view.seq_of(meta.uid)

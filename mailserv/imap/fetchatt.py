@@ -131,6 +131,8 @@ class FetchAttribute:
     content_for: Callable[[Hashable, MessageMeta], bool] | None = None
     """For an item that does not always need the message's bytes: whether it needs them
     for this message (they are then read for that message only)."""
+    reads_info: bool = True
+    """Whether rendering it reads the message's parsed ``info`` (MODSEQ, SAVEDATE: no)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +311,21 @@ def _sets_seen(item: FetchItem) -> bool:
 def needs_content(items: Iterable[FetchItem]) -> bool:
     """Whether any item needs the message bytes (the rest come from stored metadata)."""
     return any(_needs_content(item) for item in items)
+
+
+_NO_INFO_SIMPLE = frozenset({"UID", "FLAGS", "RFC822.SIZE", "INTERNALDATE"})
+
+
+def needs_info(items: Iterable[FetchItem]) -> bool:
+    """Whether any item reads the messages' parsed ``info`` (else metadata without it
+    will do: ``IFlagsMailbox``)."""
+    return any(_needs_info(item) for item in items)
+
+
+def _needs_info(item: FetchItem) -> bool:
+    if isinstance(item, ExtensionItem):
+        return item.attribute.reads_info
+    return not isinstance(item, Simple) or item.name not in _NO_INFO_SIMPLE
 
 
 def _needs_content(item: FetchItem) -> bool:

@@ -75,3 +75,10 @@ class MessageInfo:
     preview: str | None = None
     emailid: str | None = None
     threadid: str | None = None
+
+
+NO_INFO = MessageInfo(
+    b"", b"", b"", Part(0, 0, 0, "text/plain", "7bit", None), "", "", "", "", "", None
+)
+"""The ``info`` of the metadata ``IFlagsMailbox.fetch_flags`` hands out: the engine asked
+for none, and reads none of it."""

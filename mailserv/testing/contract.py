@@ -31,6 +31,7 @@ from mailserv.interfaces import (
     IAclAccount,
     IBackend,
     IBackendFactory,
+    IFlagsMailbox,
     IMailbox,
     IMailboxIdAccount,
     IMailboxListener,
@@ -159,6 +160,8 @@ class BackendContract:
             assert verifyObject(ISearchableMailbox, inbox)
         if ISortKeysMailbox.providedBy(inbox):
             assert verifyObject(ISortKeysMailbox, inbox)
+        if IFlagsMailbox.providedBy(inbox):
+            assert verifyObject(IFlagsMailbox, inbox)
         assert verifyObject(IMailboxListener, Recorder())
         assert inbox.name == "INBOX"
 
@@ -182,6 +185,8 @@ class BackendContract:
             calls.append(inbox.search(SearchProgram(All()), []))
         if ISortKeysMailbox.providedBy(inbox):
             calls.append(inbox.sort_keys([], SORT_KEYS))
+        if IFlagsMailbox.providedBy(inbox):
+            calls.append(inbox.fetch_flags([]))
         for call in calls:
             assert inspect.isawaitable(call), call
             self.resolve(call)
@@ -488,6 +493,29 @@ class BackendContract:
             assert list(got.uids) == list(expected.uids) == asked[:-1]
             for name in names:
                 assert list(got.columns[name]) == list(expected.columns[name]), name
+
+    def test_fetch_flags_is_fetch_but_info(self, inbox: Any) -> None:
+        """Only for a mailbox declaring ``IFlagsMailbox``: ``fetch_flags`` gives what
+        ``fetch`` gives for the messages that still exist, ``info`` aside."""
+        if not IFlagsMailbox.providedBy(inbox):
+            pytest.skip("no fetch_flags: the engine reads flags with fetch()")
+        uids = []
+        for n, raw in enumerate(SORT_SAMPLES):
+            when = datetime(2024, 3, 1, 12, 0, n, tzinfo=timezone(timedelta(hours=n - 2)))
+            flags = frozenset({"\\Flagged", f"$K{n}"}) if n % 2 else frozenset()
+            uids.append(int(self.resolve(inbox.append(raw, flags, when, None)).uid))
+        self.resolve(inbox.store(uids[1:2], StoreMode.ADD, DELETED, None))
+        self.resolve(inbox.expunge(None, None))
+        self.resolve(inbox.store(uids[2:4], StoreMode.ADD, SEEN, None))
+        asked = [uids[0], *uids[2:], uids[-1] + 10]
+
+        def fields(meta: MessageMeta) -> tuple[object, ...]:
+            return (meta.uid, meta.flags, meta.internaldate, meta.size, meta.modseq, meta.savedate)
+
+        light = self.resolve(inbox.fetch_flags(asked))
+        full = self.resolve(inbox.fetch(asked))
+        assert [fields(m) for m in light] == [fields(m) for m in full]
+        assert [m.uid for m in light] == asked[:-1]
 
     # -- modseq and flags ---------------------------------------------------------------------
 

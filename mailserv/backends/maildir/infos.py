@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from mailserv.backends.maildir.filenames import saved_seconds
 from mailserv.backends.maildir.records import Entry, file_date
 from mailserv.interfaces import MessageMeta
-from mailserv.message.info import MessageInfo
+from mailserv.message.info import NO_INFO, MessageInfo
 from mailserv.message.parse import parse_message
 from mailserv.message.store import UnknownFormat, loads
 
@@ -89,3 +89,8 @@ class NamedMeta(MessageMeta):
 def metas(entries: Sequence[Entry]) -> list[MessageMeta]:
     """FETCH's view of entries that have their infos."""
     return [NamedMeta(e, e.info) for e in entries if e.info is not None]
+
+
+def flag_metas(entries: Sequence[Entry]) -> list[MessageMeta]:
+    """FETCH's view of entries for a caller that reads no info (none is loaded)."""
+    return [NamedMeta(e, NO_INFO if e.info is None else e.info) for e in entries]

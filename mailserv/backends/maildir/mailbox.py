@@ -33,7 +33,7 @@ from zope.interface import implementer
 from mailserv.backends.kit import Listened, ListenerSet, expungeable
 from mailserv.backends.maildir.disk import MailboxDisk
 from mailserv.backends.maildir.files import MailboxGone
-from mailserv.backends.maildir.infos import load_infos, metas
+from mailserv.backends.maildir.infos import flag_metas, load_infos, metas
 from mailserv.backends.maildir.io import INLINE_READ
 from mailserv.backends.maildir.pending import PendingEvents
 from mailserv.backends.maildir.records import Delta, Entry, Prepared, Snapshot
@@ -50,6 +50,7 @@ from mailserv.interfaces import (
     CopyResult,
     FlagChange,
     IDeletedUsage,
+    IFlagsMailbox,
     ISearchableMailbox,
     ISharedMailbox,
     MailboxStatus,
@@ -82,7 +83,7 @@ INLINE_PLAN = 1000
 T = TypeVar("T")
 
 
-@implementer(ISearchableMailbox, ISharedMailbox, IDeletedUsage)
+@implementer(ISearchableMailbox, ISharedMailbox, IDeletedUsage, IFlagsMailbox)
 class MaildirMailbox(Listened):
     def __init__(self, account: MaildirAccount, name: str, directory: str) -> None:
         self.name = name
@@ -317,6 +318,16 @@ class MaildirMailbox(Listened):
         if len(found) > INLINE_METAS:
             return await self.read_io(metas, found)
         return metas(found)
+
+    async def fetch_flags(self, uids: Sequence[int]) -> list[MessageMeta]:
+        """``fetch()`` without loading the infos (IFlagsMailbox): FETCH FLAGS of every
+        message of a big mailbox leaves them on disk."""
+        await self.ensure_loaded()
+        entries = self._state.entries
+        found = [entries[uid] for uid in uids if uid in entries]
+        if len(found) > INLINE_METAS:
+            return await self.read_io(flag_metas, found)
+        return flag_metas(found)
 
     async def _with_infos(self, entries: Sequence[Entry]) -> None:
         """Give ``entries`` their infos: read in a thread when many lack them."""

@@ -177,7 +177,8 @@ async def _with_unchanged(
 ) -> FlagChangeColumns:
     """``changes`` and the flags of the other messages of ``uids`` (read), by UID."""
     changed = set(changes.uids)
-    metas = await view.mailbox.fetch([uid for uid in uids if uid not in changed])
+    read = fetch_responses.metas_reader(view.mailbox, info=False)
+    metas = await read([uid for uid in uids if uid not in changed])
     kept = {meta.uid: meta for meta in metas}
     shown: list[int] = []
     flags: list[frozenset[str]] = []

@@ -64,7 +64,7 @@ def _render_item(view: SelectedView, argument: object) -> Renderer:
     return lambda meta, raw: b"MODSEQ (%d)" % meta.modseq
 
 
-MODSEQ_ITEM = FetchAttribute("MODSEQ", _parse_item, _render_item)
+MODSEQ_ITEM = FetchAttribute("MODSEQ", _parse_item, _render_item, reads_info=False)
 
 
 def _changed_since(value: Token | None) -> Callable[[MessageMeta], bool]:

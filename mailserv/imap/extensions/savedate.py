@@ -54,7 +54,7 @@ def _render(view: SelectedView, argument: Hashable) -> Renderer:
 EXTENSION = Extension(
     "SAVEDATE",
     capabilities=(Capability(b"SAVEDATE"),),
-    fetch_items=(FetchAttribute("SAVEDATE", _parse, _render),),
+    fetch_items=(FetchAttribute("SAVEDATE", _parse, _render, reads_info=False),),
     search_keys=(
         *(SearchCriterion(name, _read_date_key) for name in _OPS),
         SearchCriterion("SAVEDATESUPPORTED", _read_supported),
