@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from imapserver import new_user  # type: ignore[import-not-found]  # tests/, on sys.path
 from prometheus_client.parser import text_string_to_metric_families
-from test_service_workers import SPECS, wait_for  # type: ignore[import-not-found]
+from test_service_workers import SPECS, STARTUP, wait_for  # type: ignore[import-not-found]
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
@@ -188,7 +188,7 @@ def test_workers_metrics_are_served_by_the_master(tmp_path: Path) -> None:
             events = found.events()
             return {e.get("worker") for e in events if "IMAPS listening" in str(e["text"])} - {None}
 
-        wait_for(lambda: accepting() == {1, 2})  # every child's backend has started
+        wait_for(lambda: accepting() == {1, 2}, STARTUP)  # every child's backend has started
         user = USER
         for _ in range(6):  # the kernel spreads them over the workers
             signed_in(found, user.name, user.password).close()
