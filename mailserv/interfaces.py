@@ -457,6 +457,15 @@ class IDeletedUsage(Interface):
         """How many messages have \\Deleted, and the sum of their RFC822.SIZE."""
 
 
+class IFirstUnseen(Interface):
+    """Optional, next to ``IMailbox``: the mailbox finds its first unseen message from what
+    it keeps (the UIDs having \\Seen, the unseen runs), for SELECT's ``[UNSEEN n]``;
+    without it the engine searches for UNSEEN."""
+
+    def first_unseen() -> Awaitable[int | None]:  # type: ignore[empty-body]
+        """The lowest UID without \\Seen, or None when every message has it."""
+
+
 class ISearchableMailbox(IMailbox):
     """Optional: a mailbox that evaluates SEARCH itself (an index, SQL, an upstream server).
 

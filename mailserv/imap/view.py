@@ -227,7 +227,11 @@ class SelectedView:
         self.readonly = readonly
         self.rights = ALL_RIGHTS
         """The user's rights on the mailbox at SELECT (another user's: RFC 4314)."""
-        self.uids: list[int] = []
+        self.uids: Sequence[int] = ()
+        """Ascending.  SELECT's snapshot as the backend gave it (shared with the other
+        sessions, never changed in place: no copy of a 20k list per SELECT) until the
+        view's first own change of it (:meth:`_own_uids`)."""
+        self._uids_owned = False
         self.recent: set[int] = set()
         """The session's \\Recent messages among ``uids``."""
         self._recent_ahead: set[int] = set()
@@ -273,7 +277,8 @@ class SelectedView:
         ``uidnext``: the UIDNEXT the client is told; a message below it that is not in
         ``uids`` was expunged before the snapshot, whenever its event comes.
         """
-        self.uids = list(uids)
+        self.uids = uids
+        self._uids_owned = False
         self.recent = set()
         self._recent_ahead = set()
         self._base_modseq = base_modseq
@@ -592,6 +597,13 @@ class SelectedView:
             if lines:
                 self.session.write(b"".join(lines))
 
+    def _own_uids(self) -> list[int]:
+        """``uids`` as a list of the view's own, to change (copied on the first change)."""
+        if not self._uids_owned or not isinstance(self.uids, list):
+            self.uids = list(self.uids)
+            self._uids_owned = True
+        return self.uids
+
     def _gone_away(self, idle: bool) -> bool:
         """Another mailbox is selected, or IDLE ended: that command flushes what is left."""
         return self.closed or (idle and not self.session.idling)
@@ -639,7 +651,7 @@ class SelectedView:
                 fresh = [uid for uid in fresh if uid not in pending]
         if not fresh:
             return []
-        self.uids.extend(fresh)
+        self._own_uids().extend(fresh)
         if self.contexts is not None:
             self.contexts.touched(fresh)
         last = fresh[-1]
@@ -678,8 +690,9 @@ class SelectedView:
             gone = set(uids)
             self.saved = [uid for uid in self.saved if uid not in gone]
         known = []
+        mine = self._own_uids() if seqs else []
         for seq in seqs:
-            uid = self.uids.pop(seq - 1)
+            uid = mine.pop(seq - 1)
             self.recent.discard(uid)
             known.append(uid)
         lines = [first] if first else []

@@ -50,6 +50,7 @@ from mailserv.interfaces import (
     CopyResult,
     FlagChange,
     IDeletedUsage,
+    IFirstUnseen,
     ISearchableMailbox,
     ISharedMailbox,
     MailboxStatus,
@@ -82,7 +83,7 @@ INLINE_PLAN = 1000
 T = TypeVar("T")
 
 
-@implementer(ISearchableMailbox, ISharedMailbox, IDeletedUsage)
+@implementer(ISearchableMailbox, ISharedMailbox, IDeletedUsage, IFirstUnseen)
 class MaildirMailbox(Listened):
     def __init__(self, account: MaildirAccount, name: str, directory: str) -> None:
         self.name = name
@@ -353,6 +354,10 @@ class MaildirMailbox(Listened):
         return await self.read_io(
             self.disk.search, query, tuple(uids), frozenset(self._state.flag_names)
         )
+
+    async def first_unseen(self) -> int | None:
+        await self.ensure_loaded()
+        return self._state.first_unseen()
 
     async def changes_since(self, modseq: int) -> Changes:
         await self._ready()

@@ -91,14 +91,15 @@ class SqlMailbox(Listened):
         result: MailboxStatus = await self._backend.db.run(reads.status, self.id)
         return result
 
-    async def uids(self) -> list[int]:
+    async def uids(self) -> tuple[int, ...]:
         """From the list kept for every session of the mailbox in this process: what
-        changed since it was read is read (an indexed look when nothing did)."""
+        changed since it was read is read (an indexed look when nothing did).  That list
+        itself (a tuple, shared): no copy per SELECT."""
         known = self._uid_list
         found: reads.UidList = await self._backend.db.run(reads.uids_since, self.id, known)
         if self._uid_list is None or found.modseq >= self._uid_list.modseq:
             self._uid_list = found
-        return list(found.uids)
+        return found.uids
 
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         backend = self._backend

@@ -102,7 +102,7 @@ class UidList:
     is never changed in place (a newer one is made), so it may be shared and read anywhere."""
 
     modseq: int
-    uids: list[int]
+    uids: tuple[int, ...]
 
 
 def uids_since(tx: Tx, box_id: int, known: UidList | None) -> UidList:
@@ -129,11 +129,11 @@ def uids_since(tx: Tx, box_id: int, known: UidList | None) -> UidList:
         kept = known.uids
         if gone:
             dropped = {uid for (uid,) in gone}
-            kept = [uid for uid in kept if uid not in dropped]
-        fresh = kept + [uid for (uid,) in added]
+            kept = tuple(uid for uid in kept if uid not in dropped)
+        fresh = kept + tuple(uid for (uid,) in added)
         if len(fresh) == count:
             return UidList(modseq, fresh)
-    return UidList(modseq, uids(tx, box_id))
+    return UidList(modseq, tuple(uids(tx, box_id)))
 
 
 def load_info(tx: Tx, message_id: int, blob: Any) -> MessageInfo:
