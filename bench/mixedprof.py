@@ -25,11 +25,61 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-from bench.harness import RawClient
+from bench.harness import RawClient, ServerProcess
 from bench.run import Row, must, print_table, timed
 from bench.scale import MIXED_SEARCHES, WORDS, Login, cpu_seconds, fill, mixed_load, ms
-from bench.searchprof import ProfiledServer
 from bench.statecheck.run import backend_spec
+
+_PROFILED = """
+import cProfile, collections, os, signal, sys, threading, time, traceback
+box = {"prof": None, "on": False, "samples": collections.Counter()}
+_main = threading.main_thread().ident
+def _sample():  # what the other threads (the database's, file IO) run, every ms
+    while True:
+        time.sleep(0.001)
+        if not box["on"]:
+            continue
+        for ident, frame in sys._current_frames().items():
+            if ident in (_main, threading.get_ident()) or frame.f_code.co_name == "wait":
+                continue
+            stack = traceback.extract_stack(frame)[-%(depth)d:]
+            box["samples"]["; ".join(
+                f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in stack)] += 1
+threading.Thread(target=_sample, daemon=True).start()
+def start(*_):
+    box["samples"].clear()
+    box["prof"] = cProfile.Profile(time.thread_time)  # CPU time: a loaded machine's waits left out
+    box["prof"].enable()
+    box["on"] = True
+def stop(*_):
+    box["on"] = False
+    if box["prof"] is not None:
+        box["prof"].disable()
+        box["prof"].dump_stats(os.environ["SEARCHPROF_OUT"])
+        box["prof"] = None
+    with open(os.environ["SEARCHPROF_OUT"] + ".threads", "w") as out:
+        for stack, count in box["samples"].most_common(%(top)d):
+            out.write(f"{count:6d} {stack}\\n")
+signal.signal(signal.SIGUSR1, start)
+signal.signal(signal.SIGUSR2, stop)
+from twisted.scripts.twistd import run
+sys.argv[0] = "twistd"
+sys.exit(run())
+"""
+
+
+class ProfiledServer(ServerProcess):
+    """The server with cProfile on its reactor thread and a sampler of its other threads'
+    stacks, which SIGUSR1 starts and SIGUSR2 stops and saves."""
+
+    depth = 8
+    top = 15
+
+    def command_line(self) -> list[str]:
+        args = super().command_line()
+        code = _PROFILED % {"depth": self.depth, "top": self.top}
+        return [args[0], "-c", code, *args[3:]]
+
 
 KINDS = {
     "SELECT": lambda rng, count: "SELECT INBOX",
@@ -133,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stats = pstats.Stats(str(saved), stream=out)
                 stats.sort_stats(args.sort).print_stats(args.top)
                 print(out.getvalue().split("\n", 6)[-1], flush=True)
+                threads = Path(os.environ["SEARCHPROF_OUT"] + ".threads").read_text()
+                print("other threads, samples every ms (innermost frames last):")
+                print(threads or "(none busy)", flush=True)
     finally:
         server.stop()
         if not args.keep:
