@@ -9,8 +9,10 @@ differs, on PostgreSQL (a throwaway cluster from ``pgcluster``).
 from __future__ import annotations
 
 import functools
+import gc
 import random
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -1204,6 +1206,42 @@ def test_uids_are_kept_and_brought_up_to_date(
     assert list(resolve(box.uids())) == expected[1:]
     for backend in (here, there):
         resolve(backend.stop())
+
+
+def test_uids_are_kept_past_the_mailbox_object(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SELECT drops the view it replaces first: when that view held the only reference,
+    the mailbox object goes, and the next SELECT's object finds the UID list the backend
+    kept, brought up to date (an append through another frontend meanwhile), not read
+    whole again."""
+    here, there = started(url, tmp_path), started(url, tmp_path)
+    box = resolve(resolve(here.account("alice")).open("INBOX"))
+    uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(5)]
+    assert list(resolve(box.uids())) == uids
+    old = weakref.ref(box)
+    del box
+    gc.collect()
+    assert old() is None
+    other = resolve(resolve(there.account("alice")).open("INBOX"))
+    more = resolve(other.append(message(9), frozenset(), None, None)).uid
+    monkeypatch.setattr(reads, "uids", lambda *a: pytest.fail("read whole again"))
+    again = resolve(resolve(here.account("alice")).open("INBOX"))
+    assert list(resolve(again.uids())) == [*uids, more]
+    for backend in (here, there):
+        resolve(backend.stop())
+
+
+def test_kept_uid_lists_are_bounded() -> None:
+    kept = reads.KeptUidLists(limit=10)
+    kept.put((1, 1, 1), reads.UidList(3, tuple(range(1, 7))))
+    kept.put((2, 1, 1), reads.UidList(3, (1, 2, 3)))
+    assert kept.get((1, 1, 1)) is not None  # now the most recently used
+    kept.put((3, 1, 1), reads.UidList(3, (1, 2, 3)))  # 12 UIDs: the oldest goes
+    assert kept.get((2, 1, 1)) is None
+    assert kept.get((1, 1, 1)) is not None and kept.get((3, 1, 1)) is not None
+    kept.put((4, 1, 1), reads.UidList(3, tuple(range(20))))  # alone over the limit: kept
+    assert kept.get((4, 1, 1)) is not None and kept.get((1, 1, 1)) is None
 
 
 def _planner_rows(tx: Tx) -> float:

@@ -94,11 +94,15 @@ class SqlMailbox(Listened):
     async def uids(self) -> tuple[int, ...]:
         """From the list kept for every session of the mailbox in this process: what
         changed since it was read is read (an indexed look when nothing did).  That list
-        itself (a tuple, shared): no copy per SELECT."""
-        known = self._uid_list
+        itself (a tuple, shared): no copy per SELECT.  The backend keeps it after this
+        object goes too (``reads.KeptUidLists``)."""
+        kept = self._backend.uid_lists
+        key = (self.id, self.account_id, self.uidvalidity)
+        known = self._uid_list or kept.get(key)
         found: reads.UidList = await self._backend.db.run(reads.uids_since, self.id, known)
         if self._uid_list is None or found.modseq >= self._uid_list.modseq:
             self._uid_list = found
+            kept.put(key, found)
         return found.uids
 
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
