@@ -394,7 +394,7 @@ class SelectedView:
         """The FETCH FLAGS value, noting the keywords not announced yet."""
         if not flags <= self._told:
             self._untold.update(flags - self._told)
-        return encode.flag_list(flags | {RECENT} if recent else flags)
+        return encode.flag_set_list(flags | {RECENT} if recent else flags)
 
     async def own_changes(
         self, changes: Sequence[FlagChange], slices: TimeSlices
