@@ -260,7 +260,14 @@ class SqlMailbox(Listened):
         await self._backend.catch_up(self)
 
     async def claim_recent(self) -> list[int]:
-        result: list[int] = await self._backend.db.run(messages.claim_recent, self.id, write=True)
+        """A read first: every SELECT claims, and mostly there is nothing to (a write
+        transaction would take SQLite's write lock, PostgreSQL's row lock, each time).
+        Whatever the UID list read before this holds is below the UIDNEXT read here: none
+        of it is left unclaimed when the read finds nothing."""
+        db = self._backend.db
+        if not await db.run(messages.unclaimed, self.id):
+            return []
+        result: list[int] = await db.run(messages.claim_recent, self.id, write=True)
         return result
 
     # -- listeners ----------------------------------------------------------------------
