@@ -1232,6 +1232,28 @@ def test_uids_are_kept_past_the_mailbox_object(
         resolve(backend.stop())
 
 
+def test_the_status_read_confirms_the_uid_list(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SELECT reads the status, then the UIDs: when the status read finds the kept list
+    current, the UIDs need no read of their own (once); a change told in between, or a
+    second call, reads them."""
+    here = started(url, tmp_path)
+    box = resolve(resolve(here.account("alice")).open("INBOX"))
+    uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(3)]
+    assert list(resolve(box.uids())) == uids
+    reads_made: list[int] = []
+    real = reads.uids_since
+    monkeypatch.setattr(reads, "uids_since", lambda *a: reads_made.append(1) or real(*a))
+    resolve(box.status())
+    assert list(resolve(box.uids())) == uids and reads_made == []
+    assert list(resolve(box.uids())) == uids and reads_made == [1]
+    resolve(box.status())
+    new = resolve(box.append(message(7), frozenset(), None, None)).uid
+    assert list(resolve(box.uids())) == [*uids, new] and reads_made == [1, 1]
+    resolve(here.stop())
+
+
 def test_kept_uid_lists_are_bounded() -> None:
     kept = reads.KeptUidLists(limit=10)
     kept.put((1, 1, 1), reads.UidList(3, tuple(range(1, 7))))

@@ -80,6 +80,18 @@ def status(tx: Tx, box_id: int) -> MailboxStatus:
     return MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size, row[7])
 
 
+def status_with(tx: Tx, box_id: int, known: UidList | None) -> tuple[MailboxStatus, bool]:
+    """``status``, and whether ``known`` is the mailbox's UID list as of that read (its
+    modseq and count are the row's): SELECT's UID list then needs no read of its own."""
+    found = status(tx, box_id)
+    current = (
+        known is not None
+        and known.modseq == found.highestmodseq
+        and len(known.uids) == found.messages
+    )
+    return found, current
+
+
 def account_usage(tx: Tx, account_id: int) -> tuple[int, int]:
     """Octets and messages of all the account's mailboxes, from their kept counts."""
     row = tx.one(
