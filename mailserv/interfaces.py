@@ -399,7 +399,9 @@ class IMailbox(Interface):
         """Counters for SELECT and STATUS."""
 
     def uids() -> Awaitable[Sequence[int]]:  # type: ignore[empty-body]
-        """Every UID, ascending."""
+        """Every UID, ascending: a snapshot that later changes do not show through.  It
+        may be shared (SELECT keeps it as is, without a copy): nobody changes it in place;
+        a tuple kept until the set of messages changes is the cheap answer."""
 
     def fetch(uids: Sequence[int]) -> Awaitable[Sequence[MessageMeta]]:  # type: ignore[empty-body]
         """Metadata of the given UIDs (ascending); expunged ones are left out."""
