@@ -298,7 +298,8 @@ def run(args: argparse.Namespace) -> list[Row]:
         if restart is not None:
             restart()
             rows.append(first_select(connect))
-        rows += single_commands(connect, args.messages, args.repeat)
+        if not args.mixed_only:
+            rows += single_commands(connect, args.messages, args.repeat)
         login = Login(port(), user, password)
         server_pid = None if data_dir is None else process.pid
         rows += mixed_load(login, args.messages, args.clients, args.seconds, server_pid)
@@ -325,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="server processes (--workers)")
     parser.add_argument("--restart", action="store_true", help="time the first SELECT after one")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--mixed-only", action="store_true", help="skip the single commands (fill, then mixed)"
+    )
     args = parser.parse_args(argv)
     if args.messages < 1 or args.clients < 1 or args.seconds <= 0 or args.repeat < 1:
         parser.error("--messages, --clients, --seconds and --repeat must be positive")

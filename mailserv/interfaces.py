@@ -432,7 +432,9 @@ class IMailbox(Interface):
         """Counters for SELECT and STATUS."""
 
     def uids() -> Awaitable[Sequence[int]]:  # type: ignore[empty-body]
-        """Every UID, ascending."""
+        """Every UID, ascending: a snapshot that later changes do not show through.  It
+        may be shared (SELECT keeps it as is, without a copy): nobody changes it in place;
+        a tuple kept until the set of messages changes is the cheap answer."""
 
     def fetch(uids: Sequence[int]) -> Awaitable[Sequence[MessageMeta]]:  # type: ignore[empty-body]
         """Metadata of the given UIDs (ascending); expunged ones are left out."""
@@ -488,6 +490,15 @@ class IDeletedUsage(Interface):
 
     def deleted_usage() -> Awaitable[tuple[int, int]]:  # type: ignore[empty-body]
         """How many messages have \\Deleted, and the sum of their RFC822.SIZE."""
+
+
+class IFirstUnseen(Interface):
+    """Optional, next to ``IMailbox``: the mailbox finds its first unseen message from what
+    it keeps (the UIDs having \\Seen, the unseen runs), for SELECT's ``[UNSEEN n]``;
+    without it the engine searches for UNSEEN."""
+
+    def first_unseen() -> Awaitable[int | None]:  # type: ignore[empty-body]
+        """The lowest UID without \\Seen, or None when every message has it."""
 
 
 class ISearchableMailbox(IMailbox):

@@ -85,9 +85,40 @@ def test_sequence_numbers_of_uids_with_and_without_gaps() -> None:
     resolve(box.store([2, 5], StoreMode.ADD, frozenset({"\\Deleted"}), None))
     resolve(box.expunge(None, None))
     gapped = SelectedView(Session(), box, False, resolve(box.uids()), [])  # type: ignore[arg-type]
-    assert gapped.uids == [1, 3, 4, 6]
+    assert list(gapped.uids) == [1, 3, 4, 6]
     assert gapped.seqs_of([1, 2, 4, 5, 6, 9]) == [1, 3, 4]
     assert gapped.seqs_of([]) == []
+
+
+def test_views_share_the_snapshot_until_one_changes() -> None:
+    """SELECT copies no UID list: the views of one snapshot hold the backend's tuple
+    itself; a view that is told of a change takes a list of its own, the others keep
+    theirs as it was."""
+    account = resolve(memory.build({}, ".", reactor).account("alice"))
+    box = resolve(account.open("INBOX"))
+    for n in range(4):
+        resolve(box.append(b"Subject: %d\r\n\r\nbody\r\n" % n, frozenset(), None, None))
+    snapshot = resolve(box.uids())
+    assert resolve(box.uids()) is snapshot  # nothing changed: the same one
+    one, two = Session(), Session()
+    first = SelectedView(one, box, False, snapshot, [])  # type: ignore[arg-type]
+    second = SelectedView(two, box, False, resolve(box.uids()), [])  # type: ignore[arg-type]
+    assert first.uids is snapshot and second.uids is snapshot
+    other = object()
+    resolve(box.store([2], StoreMode.ADD, frozenset({"\\Deleted"}), other))
+    resolve(box.expunge(None, other))
+    resolve(box.append(b"Subject: new\r\n\r\nbody\r\n", frozenset(), None, other))
+    flush(first, expunges=True)
+    assert list(first.uids) == [1, 3, 4, 5]
+    assert second.uids is snapshot and list(snapshot) == [1, 2, 3, 4]
+    assert second.seq_of(4) == 4 and first.seq_of(4) == 3
+    assert list(resolve(box.uids())) == [1, 3, 4, 5]
+    flush(second, expunges=False)  # after FETCH: EXISTS, no EXPUNGE yet
+    assert list(second.uids) == [1, 2, 3, 4, 5] and list(snapshot) == [1, 2, 3, 4]
+    flush(second, expunges=True)
+    assert list(second.uids) == [1, 3, 4, 5] and list(first.uids) == [1, 3, 4, 5]
+    first.close()
+    second.close()
 
 
 def test_a_lost_mailbox_ends_the_session() -> None:

@@ -92,6 +92,24 @@ def test_select_finds_the_first_unseen_past_the_first_look(connect: Connector) -
     assert "UNSEEN" not in select_info(client.command("SELECT INBOX"))
 
 
+def test_select_numbers_the_first_unseen_after_expunges(connect: Connector) -> None:
+    """The first unseen as the mailbox keeps it, told as its sequence number (UIDs with gaps),
+    whatever spelling of \\Seen the client stored; a later SELECT follows each change."""
+    client = connect.raw()
+    append_all(client, "INBOX", [messages.plain(subject=str(i)) for i in range(6)])
+    ok(client, "SELECT INBOX")
+    ok(client, "STORE 1:4 +FLAGS.SILENT (\\seen)")
+    ok(client, "STORE 2 +FLAGS.SILENT (\\Deleted)")
+    ok(client, "CLOSE")  # UIDs 1, 3, 4, 5, 6 left
+    assert select_info(client.command("SELECT INBOX"))["UNSEEN"] == "4"
+    ok(client, "UID STORE 3 -FLAGS.SILENT (\\SEEN)")
+    assert select_info(client.command("SELECT INBOX"))["UNSEEN"] == "2"
+    ok(client, "UID STORE 3,5:6 +FLAGS.SILENT (\\Seen)")
+    assert "UNSEEN" not in select_info(client.command("SELECT INBOX"))
+    ok(client, "UID STORE 6 -FLAGS.SILENT (\\Seen)")
+    assert select_info(client.command("SELECT INBOX"))["UNSEEN"] == "5"
+
+
 def test_examine_is_read_only(connect: Connector) -> None:
     connect.append([messages.plain()])
     client = connect.raw()

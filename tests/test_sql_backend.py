@@ -9,8 +9,10 @@ differs, on PostgreSQL (a throwaway cluster from ``pgcluster``).
 from __future__ import annotations
 
 import functools
+import gc
 import random
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -478,7 +480,7 @@ def test_concurrent_appends_never_share_a_uid(url: str, tmp_path: Path) -> None:
     assert not errors
     assert len(results) == len(set(results)) == 100
     box = resolve(resolve(backends[0].account("alice")).open("INBOX"))
-    assert sorted(results) == resolve(box.uids())
+    assert sorted(results) == list(resolve(box.uids()))
     assert resolve(box.status()).messages == 100
     for backend in backends:
         resolve(backend.stop())
@@ -1188,16 +1190,17 @@ def test_uids_are_kept_and_brought_up_to_date(
     box = resolve(resolve(here.account("alice")).open("INBOX"))
     other = resolve(resolve(there.account("alice")).open("INBOX"))
     uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(6)]
-    assert resolve(box.uids()) == uids == resolve(other.uids())
+    assert list(resolve(box.uids())) == uids == list(resolve(other.uids()))
     whole = reads.uids
     monkeypatch.setattr(reads, "uids", lambda *a: pytest.fail("read whole again"))
     resolve(other.store(uids[1:3], StoreMode.ADD, frozenset({"\\Deleted"}), None))
-    assert resolve(box.uids()) == uids  # flags only
+    assert list(resolve(box.uids())) == uids  # flags only
     assert resolve(other.expunge(None, None)) == uids[1:3]
     more = [resolve(other.append(message(n), frozenset(), None, None)).uid for n in range(2)]
     expected = [uids[0], *uids[3:], *more]
-    assert resolve(box.uids()) == expected == resolve(other.uids())
-    assert resolve(box.uids()) is not resolve(box.uids())  # a copy each time
+    assert list(resolve(box.uids())) == expected == list(resolve(other.uids()))
+    kept = resolve(box.uids())
+    assert isinstance(kept, tuple) and resolve(box.uids()) is kept  # shared, never changed
 
     def behind_its_back(tx: Tx) -> None:  # a tool that logs no expunge: the counts disagree
         tx.execute("DELETE FROM mail WHERE uid = ?", (expected[0],))
@@ -1207,9 +1210,67 @@ def test_uids_are_kept_and_brought_up_to_date(
 
     resolve(here.db.run(behind_its_back, write=True))
     monkeypatch.setattr(reads, "uids", whole)
-    assert resolve(box.uids()) == expected[1:]
+    assert list(resolve(box.uids())) == expected[1:]
     for backend in (here, there):
         resolve(backend.stop())
+
+
+def test_uids_are_kept_past_the_mailbox_object(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SELECT drops the view it replaces first: when that view held the only reference,
+    the mailbox object goes, and the next SELECT's object finds the UID list the backend
+    kept, brought up to date (an append through another frontend meanwhile), not read
+    whole again."""
+    here, there = started(url, tmp_path), started(url, tmp_path)
+    box = resolve(resolve(here.account("alice")).open("INBOX"))
+    uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(5)]
+    assert list(resolve(box.uids())) == uids
+    old = weakref.ref(box)
+    del box
+    gc.collect()
+    assert old() is None
+    other = resolve(resolve(there.account("alice")).open("INBOX"))
+    more = resolve(other.append(message(9), frozenset(), None, None)).uid
+    monkeypatch.setattr(reads, "uids", lambda *a: pytest.fail("read whole again"))
+    again = resolve(resolve(here.account("alice")).open("INBOX"))
+    assert list(resolve(again.uids())) == [*uids, more]
+    for backend in (here, there):
+        resolve(backend.stop())
+
+
+def test_the_status_read_confirms_the_uid_list(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SELECT reads the status, then the UIDs: when the status read finds the kept list
+    current, the UIDs need no read of their own (once); a change told in between, or a
+    second call, reads them."""
+    here = started(url, tmp_path)
+    box = resolve(resolve(here.account("alice")).open("INBOX"))
+    uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(3)]
+    assert list(resolve(box.uids())) == uids
+    reads_made: list[int] = []
+    real = reads.uids_since
+    monkeypatch.setattr(reads, "uids_since", lambda *a: reads_made.append(1) or real(*a))
+    resolve(box.status())
+    assert list(resolve(box.uids())) == uids and reads_made == []
+    assert list(resolve(box.uids())) == uids and reads_made == [1]
+    resolve(box.status())
+    new = resolve(box.append(message(7), frozenset(), None, None)).uid
+    assert list(resolve(box.uids())) == [*uids, new] and reads_made == [1, 1]
+    resolve(here.stop())
+
+
+def test_kept_uid_lists_are_bounded() -> None:
+    kept = reads.KeptUidLists(limit=10)
+    kept.put((1, 1, 1), reads.UidList(3, tuple(range(1, 7))))
+    kept.put((2, 1, 1), reads.UidList(3, (1, 2, 3)))
+    assert kept.get((1, 1, 1)) is not None  # now the most recently used
+    kept.put((3, 1, 1), reads.UidList(3, (1, 2, 3)))  # 12 UIDs: the oldest goes
+    assert kept.get((2, 1, 1)) is None
+    assert kept.get((1, 1, 1)) is not None and kept.get((3, 1, 1)) is not None
+    kept.put((4, 1, 1), reads.UidList(3, tuple(range(20))))  # alone over the limit: kept
+    assert kept.get((4, 1, 1)) is not None and kept.get((1, 1, 1)) is None
 
 
 def _planner_rows(tx: Tx) -> float:

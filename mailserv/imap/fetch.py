@@ -177,16 +177,18 @@ async def fetch(
         out = []
         for meta in metas:
             seq = view.seq_of(meta.uid)
-            if seq is None or not all(test(meta) for test in tests):
+            if seq is None or (tests and not all(test(meta) for test in tests)):
                 continue
             raw = b""
-            if content or any(want(meta) for want in wants):
+            if content or (wants and any(want(meta) for want in wants)):
                 try:
                     raw = await mailbox.content(meta.uid)
                 except KeyError:
                     continue
             rendered = [render(meta, raw) for render in renderers]
-            parts = [p if isinstance(p, bytes) else await p for p in rendered]
+            parts = [p for p in rendered if isinstance(p, bytes)]
+            if len(parts) < len(rendered):  # most are bytes: no await per item then
+                parts = [p if isinstance(p, bytes) else await p for p in rendered]
             if meta.uid in newly_seen:
                 if not wants_flags:
                     flags = flags_renderer(meta, raw)

@@ -230,7 +230,11 @@ class SelectedView:
         self.readonly = readonly
         self.rights = ALL_RIGHTS
         """The user's rights on the mailbox at SELECT (another user's: RFC 4314)."""
-        self.uids: list[int] = []
+        self.uids: Sequence[int] = ()
+        """Ascending.  SELECT's snapshot as the backend gave it (shared with the other
+        sessions, never changed in place: no copy of a 20k list per SELECT) until the
+        view's first own change of it (:meth:`_own_uids`)."""
+        self._uids_owned = False
         self.recent: set[int] = set()
         """The session's \\Recent messages among ``uids``."""
         self._recent_ahead: set[int] = set()
@@ -276,7 +280,8 @@ class SelectedView:
         ``uidnext``: the UIDNEXT the client is told; a message below it that is not in
         ``uids`` was expunged before the snapshot, whenever its event comes.
         """
-        self.uids = list(uids)
+        self.uids = uids
+        self._uids_owned = False
         self.recent = set()
         self._recent_ahead = set()
         self._base_modseq = base_modseq
@@ -392,7 +397,7 @@ class SelectedView:
         """The FETCH FLAGS value, noting the keywords not announced yet."""
         if not flags <= self._told:
             self._untold.update(flags - self._told)
-        return encode.flag_list(flags | {RECENT} if recent else flags)
+        return encode.flag_set_list(flags | {RECENT} if recent else flags)
 
     async def own_changes(
         self, changes: Sequence[FlagChange], slices: TimeSlices
@@ -593,6 +598,13 @@ class SelectedView:
             gone, self._expunged = self._expunged, []
             await self.tell_removed(gone, slices, idle)
 
+    def _own_uids(self) -> list[int]:
+        """``uids`` as a list of the view's own, to change (copied on the first change)."""
+        if not self._uids_owned or not isinstance(self.uids, list):
+            self.uids = list(self.uids)
+            self._uids_owned = True
+        return self.uids
+
     def _gone_away(self, idle: bool) -> bool:
         """Another mailbox is selected, or IDLE ended: that command flushes what is left."""
         return self.closed or (idle and not self.session.idling)
@@ -640,7 +652,7 @@ class SelectedView:
                 fresh = [uid for uid in fresh if uid not in pending]
         if not fresh:
             return []
-        self.uids.extend(fresh)
+        self._own_uids().extend(fresh)
         if self.contexts is not None:
             self.contexts.touched(fresh)
         last = fresh[-1]
@@ -699,7 +711,7 @@ class SelectedView:
         seqs = self._shown(gone[:cut], numbers=True)
         if len(seqs) < cut:  # some were not in the view (told already)
             self._forget(gone[:cut])
-        mine = self.uids
+        mine = self._own_uids() if seqs else []
         lines = [first] if first else []
         end = len(seqs)
         try:

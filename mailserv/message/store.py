@@ -34,6 +34,10 @@ MARKERS = (MARKER, NO_THREADID_MARKER, NO_EMAILID_MARKER, NO_PREVIEW_MARKER, OLD
 """Every marker :func:`loads` reads."""
 
 
+_DECODER = json.JSONDecoder()
+"""Reads one value of a record (``envelope_of``); it keeps no state between calls."""
+
+
 class UnknownFormat(ValueError):
     """The data was not written by this version's :func:`dumps`."""
 
@@ -66,6 +70,22 @@ def dumps(info: MessageInfo) -> bytes:
     ]
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     return MARKER + text.encode("utf-8", "surrogatepass")
+
+
+def envelope_of(data: bytes) -> bytes:
+    """The ENVELOPE of a record :func:`dumps` wrote (any marker :func:`loads` reads), read
+    without decoding the rest (FETCH ENVELOPE of a stored message: its first field is all
+    it needs).  UnknownFormat as :func:`loads` would raise it for this field."""
+    if not data.startswith(MARKERS):
+        raise UnknownFormat(f"not a MessageInfo record (marker {data[:4]!r})")
+    try:
+        text = data[len(MARKER) :].decode("utf-8", "surrogatepass")  # C speed, the whole
+        if not text.startswith('["'):
+            raise ValueError("not an array starting with a string")
+        envelope, _end = _DECODER.raw_decode(text, 1)  # the first value alone
+        return str(envelope).encode("latin-1")
+    except (ValueError, UnicodeError) as error:
+        raise UnknownFormat(f"corrupt MessageInfo record: {error}") from error
 
 
 def _part_record(part: Part) -> list[Any]:

@@ -3,6 +3,7 @@ lists, for the server's responses and the proxy's upstream commands alike."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 MAX_QUOTED = 1024
@@ -73,3 +74,10 @@ _ATOM_CHARS = frozenset(range(0x21, 0x7F)) - set(b'(){ %*"\\]')
 
 def flag_list(flags: Iterable[str]) -> bytes:
     return b"(" + " ".join(sorted(flags)).encode("ascii", "replace") + b")"
+
+
+@functools.lru_cache(maxsize=1024)
+def flag_set_list(flags: frozenset[str]) -> bytes:
+    """:func:`flag_list` of a set of flags, made once per distinct set (a mailbox has few;
+    every FETCH FLAGS and STORE answer sends them)."""
+    return flag_list(flags)

@@ -50,6 +50,7 @@ from mailserv.interfaces import (
     CopyResult,
     FlagChange,
     IDeletedUsage,
+    IFirstUnseen,
     IFlagsMailbox,
     ISearchableMailbox,
     ISharedMailbox,
@@ -83,7 +84,7 @@ INLINE_PLAN = 1000
 T = TypeVar("T")
 
 
-@implementer(ISearchableMailbox, ISharedMailbox, IDeletedUsage, IFlagsMailbox)
+@implementer(ISearchableMailbox, ISharedMailbox, IDeletedUsage, IFirstUnseen, IFlagsMailbox)
 class MaildirMailbox(Listened):
     def __init__(self, account: MaildirAccount, name: str, directory: str) -> None:
         self.name = name
@@ -368,6 +369,10 @@ class MaildirMailbox(Listened):
         return await self.read_io(
             self.disk.search, query, tuple(uids), frozenset(self._state.flag_names)
         )
+
+    async def first_unseen(self) -> int | None:
+        await self.ensure_loaded()
+        return self._state.first_unseen()
 
     async def changes_since(self, modseq: int) -> Changes:
         await self._ready()

@@ -48,6 +48,8 @@ class MailboxState:
         self.entries: dict[int, Entry] = {}
         self.by_base: dict[str, Entry] = {}
         self._ordered = True
+        self._listed: tuple[int, ...] | None = None
+        """``uids()``'s answer, shared by every SELECT until an entry comes or goes."""
         self.uidnext = 1
         self.modseq = 1
         self.floor = floor
@@ -98,10 +100,13 @@ class MailboxState:
         )
 
     def uids(self) -> tuple[int, ...]:
-        if not self._ordered:
-            self.entries = dict(sorted(self.entries.items()))
-            self._ordered = True
-        return tuple(self.entries)
+        """Ascending; the same tuple until an entry comes or goes (no copy per SELECT)."""
+        if self._listed is None:
+            if not self._ordered:
+                self.entries = dict(sorted(self.entries.items()))
+                self._ordered = True
+            self._listed = tuple(self.entries)
+        return self._listed
 
     def known(self, uids: Iterable[int]) -> list[Entry]:
         """The entries of ``uids`` still here, ascending."""
@@ -181,6 +186,7 @@ class MailboxState:
                 gone = entries.pop(uid, None)
                 if gone is None:
                     continue
+                self._listed = None
                 if by_base.get(gone.base) is gone:
                     del by_base[gone.base]
                 tally.remove(uid, gone.flags, gone.size)
@@ -208,6 +214,7 @@ class MailboxState:
         if uids[0] < last or uids != sorted(uids):
             self._ordered = False
         entries.update(zip(uids, fresh, strict=True))
+        self._listed = None
         self.by_base.update(zip(map(attrgetter("base"), fresh), fresh, strict=True))
         groups: defaultdict[frozenset[str], list[int]] = defaultdict(list)
         days: defaultdict[int, list[int]] = defaultdict(list)
@@ -282,8 +289,16 @@ class MailboxState:
         None for any other key (the index answers)."""
         return flagsets.search(key, uids, self.having, self.on_day, self.entries, self._ordered)
 
+    def first_unseen(self) -> int | None:
+        """The lowest UID without \\Seen (``IFirstUnseen``): a pass over the UIDs in
+        order that stops there."""
+        return flagsets.first_without(
+            self.having, SEEN, self.entries if self._ordered else self.uids()
+        )
+
     def clear(self) -> None:
         self.entries.clear()
+        self._listed = None
         self.by_base.clear()
         self.having.clear()
         self.on_day.clear()

@@ -43,10 +43,12 @@ from mailserv.backends.kit.fieldtexts import FoldedFields
 from mailserv.backends.kit.textindex import TextIndex
 from mailserv.interfaces import (
     RECENT,
+    SEEN,
     AppendResult,
     Changes,
     CopyResult,
     FlagChangeColumns,
+    IFirstUnseen,
     ISearchableMailbox,
     MailboxStatus,
     MessageMeta,
@@ -99,7 +101,7 @@ class Message:
         self.shown = None
 
 
-@implementer(ISearchableMailbox)
+@implementer(ISearchableMailbox, IFirstUnseen)
 class MemoryMailbox(Listened):
     """The one object every session of the process shares for a mailbox name."""
 
@@ -113,6 +115,8 @@ class MemoryMailbox(Listened):
         self.acl: dict[str, str] = {}  # RFC 4314 identifier -> rights; moves with it too
         self._account = account  # resolves COPY/MOVE destinations
         self._messages: dict[int, Message] = {}  # keys ascending (see above)
+        self._listed: tuple[int, ...] | None = None
+        """``uids()``'s answer, shared by every SELECT until a message comes or goes."""
         self._uidnext = 1
         self._flagsets: dict[frozenset[str], frozenset[str]] = {}
         """One frozenset per distinct set of flags, shared by the messages that have it."""
@@ -135,8 +139,11 @@ class MemoryMailbox(Listened):
         )
 
     async def uids(self) -> tuple[int, ...]:
-        """A snapshot: later appends and expunges do not show through it."""
-        return tuple(self._messages)
+        """A snapshot: later appends and expunges do not show through it (a tuple, made
+        once per change of the set of messages, not once per SELECT)."""
+        if self._listed is None:
+            self._listed = tuple(self._messages)
+        return self._listed
 
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         """In batches: SELECT and SEARCH ask for every message of the mailbox."""
@@ -164,6 +171,10 @@ class MemoryMailbox(Listened):
         return flagsets.search(
             query.key, uids, self._having, self._on_day, self._messages, True, known
         )
+
+    async def first_unseen(self) -> int | None:
+        """From the UIDs having \\Seen: a pass that stops at the first without."""
+        return flagsets.first_without(self._having, SEEN, self._messages)
 
     async def changes_since(self, modseq: int) -> Changes:
         """HIGHESTMODSEQ is read first: a change made while the messages are read in slices
@@ -306,6 +317,7 @@ class MemoryMailbox(Listened):
         self._uidnext += 1
         flags = self._flagsets.setdefault(flags, flags)
         self._messages[uid] = Message(uid, flags, modseq, date, raw, info, saved)
+        self._listed = None
         self._texts.added(uid, raw, info)
         self.tally.add(uid, flags, len(raw))
         flagsets.reflag(self._having, uid, frozenset(), flags)
@@ -318,6 +330,7 @@ class MemoryMailbox(Listened):
         if not uids:
             return
         async for part in slices.batches(uids):
+            self._listed = None
             for uid in part:
                 m = self._messages.pop(uid)
                 self.tally.remove(uid, m.flags, len(m.raw))

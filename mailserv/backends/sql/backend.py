@@ -148,6 +148,8 @@ class SqlBackend:
         """Marks this process's notices, which it has already acted on."""
         self.zones = Zones()
         self.boxes: weakref.WeakValueDictionary[int, SqlMailbox] = weakref.WeakValueDictionary()
+        self.uid_lists = reads.KeptUidLists()
+        """SELECT's UID lists, kept past the mailbox objects (see ``SqlMailbox.uids``)."""
         self._pool = pool
         self._make_database = database
         self._db: Database | None = None

@@ -4,7 +4,8 @@ Many commands read every message's metadata but never its parsed structure: SELE
 the first unseen message, ``FETCH 1:* (FLAGS)`` is how clients resynchronise, STORE reports
 the new flags.  Decoding each stored record costs more than the rest of a row together, so
 :class:`LazyInfo` is a real MessageInfo (a subclass) that decodes its record on the first
-attribute access.
+attribute access, but for the ENVELOPE, read alone from the record while nothing else is
+asked (``FETCH (FLAGS RFC822.SIZE ENVELOPE)`` is how clients list a mailbox).
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from mailserv.message.info import MessageInfo, Part
 class LazyInfo(MessageInfo):
     """The MessageInfo :func:`mailserv.message.store.dumps` wrote as ``record``."""
 
-    __slots__ = ("_record", "_decoded")
+    __slots__ = ("_record", "_decoded", "_envelope")
     _record: bytes
     _decoded: MessageInfo | None
+    _envelope: bytes | None
 
     def __init__(self, record: bytes) -> None:
         object.__setattr__(self, "_record", record)
         object.__setattr__(self, "_decoded", None)
+        object.__setattr__(self, "_envelope", None)
 
     def decoded(self) -> MessageInfo:
         info: MessageInfo | None = self._decoded
@@ -37,7 +40,18 @@ class LazyInfo(MessageInfo):
     # Each field reads through to the decoded record (these shadow the slots of the base).
     @property
     def envelope(self) -> bytes:
-        return self.decoded().envelope
+        """Read alone from the record while nothing else was asked: FETCH ENVELOPE (what
+        mail clients list a mailbox with) decodes no body structure nor part tree."""
+        if self._decoded is not None:
+            return self._decoded.envelope
+        envelope = self._envelope
+        if envelope is None:
+            try:
+                envelope = store.envelope_of(self._record)
+            except store.UnknownFormat:
+                return self.decoded().envelope  # as every other field would fail
+            object.__setattr__(self, "_envelope", envelope)
+        return envelope
 
     @property
     def body(self) -> bytes:

@@ -84,23 +84,44 @@ class SqlMailbox(Listened):
         self._raw: dict[int, bytes] = {}
         self._uid_list: reads.UidList | None = None
         """The mailbox's UIDs as last read (see ``uids``)."""
+        self._current: reads.UidList | None = None
+        """``_uid_list`` when the last ``status()`` found it current (used once)."""
         self._texts_ready = False
         """Every message has its texts (the backfill passed them): no need to check."""
 
     # -- reading ------------------------------------------------------------------------
 
     async def status(self) -> MailboxStatus:
-        result: MailboxStatus = await self._backend.db.run(reads.status, self.id)
+        """With a look at whether the UID list kept is current: SELECT reads the status,
+        then the UIDs, and the second read is then not needed (see ``uids``)."""
+        known = self._uid_list
+        result, current = await self._backend.db.run(reads.status_with, self.id, known)
+        self._current = known if current else None
         return result
 
-    async def uids(self) -> list[int]:
+    async def uids(self) -> tuple[int, ...]:
         """From the list kept for every session of the mailbox in this process: what
-        changed since it was read is read (an indexed look when nothing did)."""
-        known = self._uid_list
+        changed since it was read is read (an indexed look when nothing did).  That list
+        itself (a tuple, shared): no copy per SELECT.  The backend keeps it after this
+        object goes too (``reads.KeptUidLists``)."""
+        current, self._current = self._current, None
+        if (
+            current is not None
+            and current is self._uid_list
+            and self.synced <= current.modseq
+            and not self._seen
+        ):
+            # The status just read found it current, and nothing was told since: the list
+            # as of that read (a change made meanwhile is an event the view will get).
+            return current.uids
+        kept = self._backend.uid_lists
+        key = (self.id, self.account_id, self.uidvalidity)
+        known = self._uid_list or kept.get(key)
         found: reads.UidList = await self._backend.db.run(reads.uids_since, self.id, known)
         if self._uid_list is None or found.modseq >= self._uid_list.modseq:
             self._uid_list = found
-        return list(found.uids)
+            kept.put(key, found)
+        return found.uids
 
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         backend = self._backend
@@ -262,7 +283,14 @@ class SqlMailbox(Listened):
         await self._backend.catch_up(self)
 
     async def claim_recent(self) -> list[int]:
-        result: list[int] = await self._backend.db.run(messages.claim_recent, self.id, write=True)
+        """A read first: every SELECT claims, and mostly there is nothing to (a write
+        transaction would take SQLite's write lock, PostgreSQL's row lock, each time).
+        Whatever the UID list read before this holds is below the UIDNEXT read here: none
+        of it is left unclaimed when the read finds nothing."""
+        db = self._backend.db
+        if not await db.run(messages.unclaimed, self.id):
+            return []
+        result: list[int] = await db.run(messages.claim_recent, self.id, write=True)
         return result
 
     # -- listeners ----------------------------------------------------------------------

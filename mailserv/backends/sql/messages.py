@@ -599,6 +599,14 @@ def transfer(
     )
 
 
+def unclaimed(tx: Tx, box_id: int) -> bool:
+    """Whether some UID is above the mailbox's recent mark (a read: no lock, no write)."""
+    row = tx.one("SELECT recent_mark, uidnext FROM mailboxes WHERE id = ?", (box_id,))
+    if row is None:
+        raise MailboxNotFound("the mailbox was deleted")
+    return int(row[0]) < int(row[1]) - 1
+
+
 def claim_recent(tx: Tx, box_id: int) -> list[int]:
     """UIDs above the mailbox's recent mark, which moves past them (for one session only)."""
     row = tx.one(

@@ -3,6 +3,7 @@ FETCH, message contents and the changes since a modseq."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,6 +80,18 @@ def status(tx: Tx, box_id: int) -> MailboxStatus:
     return MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size, row[7])
 
 
+def status_with(tx: Tx, box_id: int, known: UidList | None) -> tuple[MailboxStatus, bool]:
+    """``status``, and whether ``known`` is the mailbox's UID list as of that read (its
+    modseq and count are the row's): SELECT's UID list then needs no read of its own."""
+    found = status(tx, box_id)
+    current = (
+        known is not None
+        and known.modseq == found.highestmodseq
+        and len(known.uids) == found.messages
+    )
+    return found, current
+
+
 def account_usage(tx: Tx, account_id: int) -> tuple[int, int]:
     """Octets and messages of all the account's mailboxes, from their kept counts."""
     row = tx.one(
@@ -102,7 +115,42 @@ class UidList:
     is never changed in place (a newer one is made), so it may be shared and read anywhere."""
 
     modseq: int
-    uids: list[int]
+    uids: tuple[int, ...]
+
+
+KEPT_UIDS = 500_000
+"""UIDs of the lists :class:`KeptUidLists` keeps at most, all mailboxes together."""
+
+
+class KeptUidLists:
+    """The UID lists of the mailboxes read last, kept after their mailbox objects go: a
+    client that selects again the mailbox only it had selected (its SELECT drops the old
+    view first, and with it the object) has it brought up to date, not read whole again.
+
+    By ``(mailbox id, account id, UIDVALIDITY)``: a mailbox made again (SQLite may reuse
+    the id) is another key.  Least recently used first out, past :data:`KEPT_UIDS`.
+    """
+
+    def __init__(self, limit: int = KEPT_UIDS) -> None:
+        self._limit = limit
+        self._lists: OrderedDict[tuple[int, int, int], UidList] = OrderedDict()
+        self._total = 0
+
+    def get(self, key: tuple[int, int, int]) -> UidList | None:
+        found = self._lists.get(key)
+        if found is not None:
+            self._lists.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[int, int, int], kept: UidList) -> None:
+        old = self._lists.pop(key, None)
+        if old is not None:
+            self._total -= len(old.uids)
+        self._lists[key] = kept
+        self._total += len(kept.uids)
+        while self._total > self._limit and len(self._lists) > 1:
+            _, dropped = self._lists.popitem(last=False)
+            self._total -= len(dropped.uids)
 
 
 def uids_since(tx: Tx, box_id: int, known: UidList | None) -> UidList:
@@ -129,11 +177,11 @@ def uids_since(tx: Tx, box_id: int, known: UidList | None) -> UidList:
         kept = known.uids
         if gone:
             dropped = {uid for (uid,) in gone}
-            kept = [uid for uid in kept if uid not in dropped]
-        fresh = kept + [uid for (uid,) in added]
+            kept = tuple(uid for uid in kept if uid not in dropped)
+        fresh = kept + tuple(uid for (uid,) in added)
         if len(fresh) == count:
             return UidList(modseq, fresh)
-    return UidList(modseq, uids(tx, box_id))
+    return UidList(modseq, tuple(uids(tx, box_id)))
 
 
 def load_info(tx: Tx, message_id: int, blob: Any) -> MessageInfo:

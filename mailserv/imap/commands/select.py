@@ -13,7 +13,7 @@ from mailserv.imap.registry import parameters
 from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.session import is_rev2, utf8_names
 from mailserv.imap.view import VANISHED_NAME, SelectedView, flags_responses
-from mailserv.interfaces import SEEN, MailboxStatus
+from mailserv.interfaces import SEEN, IFirstUnseen, MailboxStatus
 from mailserv.search import UNSEEN, backend_search
 from mailserv.syntax.tokens import Command
 
@@ -108,6 +108,16 @@ async def _first_unseen(view: SelectedView, counts: MailboxStatus) -> int | None
     """Sequence number of the first message without \\Seen (only looked for when any)."""
     if counts.unseen == 0 or not view.uids:
         return None
+    keeper = IFirstUnseen(view.mailbox, None)
+    if keeper is not None:
+        # From what the mailbox keeps: no search over the view.  A message expunged or
+        # added since the snapshot is not in the view: the search below answers then.
+        uid = await keeper.first_unseen()
+        if uid is None:
+            return None
+        seq = view.seq_of(uid)
+        if seq is not None:
+            return seq
     # The backend's own search reads flags alone; fetching every message would load them all.
     # The first few thousand first: when most are unseen, the answer is there, and the full
     # search (every unseen UID of a big mailbox) is not needed.
