@@ -36,6 +36,7 @@ from mailserv.interfaces import (
     StoreMode,
 )
 from mailserv.message.info import NO_INFO
+from mailserv.message.lazyinfo import LazyInfo
 from mailserv.message.parse import parse_message
 from mailserv.message.store import MARKER, dumps
 
@@ -483,6 +484,20 @@ def test_fetch_flags_loads_no_info(store: Store) -> None:
         f"Note {n}" for n in range(1, 6)
     ]
     assert resolve(inbox.fetch_flags(uids[:1]))[0].info.subject == "Note 1"  # at hand now
+
+
+def test_infos_read_from_the_index_are_decoded_when_used(store: Store) -> None:
+    """After a restart the index's records are kept as read (one object each, not a tree
+    of parts); FETCH ENVELOPE reads the envelope alone; another field decodes the rest."""
+    inbox = store.open()
+    uid = append(inbox, 1)
+    expected = metas(inbox)[uid].info
+    store.restart()
+    inbox = store.open()
+    info = metas(inbox)[uid].info
+    assert isinstance(info, LazyInfo) and info._decoded is None
+    assert info.envelope == expected.envelope and info._decoded is None
+    assert info.subject == "Note 1" and info == expected
 
 
 def test_save_dates_are_read_from_the_names_only_when_asked(store: Store) -> None:

@@ -119,14 +119,29 @@ def test_envelope_read_alone() -> None:
 def test_lazy_info_reads_the_envelope_alone() -> None:
     """The sql backend's records: the ENVELOPE is read without decoding the rest; any
     other field decodes it all, and the two agree."""
-    from mailserv.backends.sql.info import LazyInfo
+    from mailserv.message.lazyinfo import LazyInfo
 
     info = parse_message(SORT_SAMPLE)
     lazy = LazyInfo(dumps(info))
     assert lazy.envelope == info.envelope
+    assert (lazy.body, lazy.bodystructure) == (info.body, info.bodystructure)
     assert lazy._decoded is None
     assert lazy.subject == info.subject and lazy.envelope == info.envelope
     assert lazy._decoded is not None and lazy == info
     broken = LazyInfo(b"MI6\n[1,2]")
     with pytest.raises(UnknownFormat):
         _ = broken.envelope  # as any other field of a corrupt record
+
+
+def test_a_lazy_infos_record_is_written_back_as_read() -> None:
+    """A COPY of a message whose info was never decoded writes the record it read; once
+    decoded (or of another layout), the info is encoded again."""
+    from mailserv.message.lazyinfo import LazyInfo, record_of
+
+    info = parse_message(SORT_SAMPLE)
+    record = dumps(info)
+    lazy = LazyInfo(record)
+    assert record_of(lazy) is record and lazy._decoded is None
+    assert record_of(info) == record
+    _ = lazy.subject
+    assert record_of(lazy) == record

@@ -14,9 +14,9 @@ from imapserver import Connector, new_user
 from bench import messages
 from bench.harness import BackendSpec, RawClient, ServerProcess, fetches
 from mailserv.backends.maildir.index import FILENAME as INDEX
-from mailserv.backends.sql.info import LazyInfo
 from mailserv.message import store
 from mailserv.message.info import MessageInfo
+from mailserv.message.lazyinfo import LazyInfo
 from mailserv.message.parse import parse_message
 from mailserv.message.preview import LENGTH, READ_LIMIT, make_preview
 

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 _META_BATCH = 1000
 _CONTENT_BATCH = 100
+_PAUSE_EVERY = 32
+"""Messages rendered between two checks of the time slice within a batch."""
 
 
 def _compile(view: SelectedView, item: FetchItem) -> LateRenderer:
@@ -175,7 +177,11 @@ async def fetch(
     for start in range(0, len(uids), batch):
         metas: Sequence[MessageMeta] = await read(uids[start : start + batch])
         out = []
-        for meta in metas:
+        for at, meta in enumerate(metas, start=1):
+            if at % _PAUSE_EVERY == 0:
+                # Rendering may decode stored records (BODY[...] of a message whose parsed
+                # form was kept as read): a batch of them is no single reactor turn.
+                await slices.pause()
             seq = view.seq_of(meta.uid)
             if seq is None or (tests and not all(test(meta) for test in tests)):
                 continue

@@ -76,16 +76,43 @@ def envelope_of(data: bytes) -> bytes:
     """The ENVELOPE of a record :func:`dumps` wrote (any marker :func:`loads` reads), read
     without decoding the rest (FETCH ENVELOPE of a stored message: its first field is all
     it needs).  UnknownFormat as :func:`loads` would raise it for this field."""
+    return heads_of(data)[0]
+
+
+def heads_of(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """ENVELOPE, BODY and BODYSTRUCTURE of a record :func:`dumps` wrote (any marker
+    :func:`loads` reads: every layout starts with them), read without decoding the rest:
+    the FETCH items mail clients list a mailbox with need nothing else, and no part tree
+    is made.  UnknownFormat as :func:`loads` would raise it for these fields."""
     if not data.startswith(MARKERS):
         raise UnknownFormat(f"not a MessageInfo record (marker {data[:4]!r})")
     try:
         text = data[len(MARKER) :].decode("utf-8", "surrogatepass")  # C speed, the whole
         if not text.startswith('["'):
             raise ValueError("not an array starting with a string")
-        envelope, _end = _DECODER.raw_decode(text, 1)  # the first value alone
-        return str(envelope).encode("latin-1")
+        found: list[bytes] = []
+        at = 1
+        for _ in range(3):
+            value, at = _DECODER.raw_decode(text, at)
+            if not isinstance(value, str):
+                raise ValueError("a leading field is not a string")
+            found.append(value.encode("latin-1"))
+            at = _after_comma(text, at)
+        return found[0], found[1], found[2]
     except (ValueError, UnicodeError) as error:
         raise UnknownFormat(f"corrupt MessageInfo record: {error}") from error
+
+
+def _after_comma(text: str, at: int) -> int:
+    """The index after the ``,`` (and blanks) that follows a value ending at ``at``."""
+    while text[at : at + 1].isspace():
+        at += 1
+    if text[at : at + 1] != ",":
+        raise ValueError("expected ',' between fields")
+    at += 1
+    while text[at : at + 1].isspace():
+        at += 1
+    return at
 
 
 def _part_record(part: Part) -> list[Any]:

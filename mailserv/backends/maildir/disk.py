@@ -59,8 +59,9 @@ from mailserv.backends.maildir.uidlist import UidList
 from mailserv.backends.maildir.watch import FLAGS_NOTICE
 from mailserv.errors import MailboxNotFound
 from mailserv.message.info import MessageInfo
+from mailserv.message.lazyinfo import LazyInfo, is_current, record_of
 from mailserv.message.parse import parse_message
-from mailserv.message.store import UnknownFormat, dumps, loads
+from mailserv.message.store import dumps
 from mailserv.search import SearchProgram
 
 _log = Logger()
@@ -297,7 +298,11 @@ class MailboxDisk:
                 for entry in entries:
                     entry.modseq = modseq
                 self.index.insert(
-                    (index_row(e), dumps(item.info) if item.blob is None else item.blob, item.texts)
+                    (
+                        index_row(e),
+                        record_of(item.info) if item.blob is None else item.blob,
+                        item.texts,
+                    )
                     for e, item in zip(entries, items, strict=True)
                 )
             renamed = 0
@@ -464,13 +469,8 @@ class MailboxDisk:
             blobs = infos_of(db, uids)
         finally:
             db.close()
-        found = {}
-        for uid, data in blobs.items():
-            try:
-                found[uid] = loads(data)
-            except UnknownFormat:
-                continue
-        return found
+        # Records of an older layout are left out: the caller parses those messages again.
+        return {uid: LazyInfo(data) for uid, data in blobs.items() if is_current(data)}
 
     def read(self, relative: str) -> bytes:
         try:

@@ -16,8 +16,8 @@ from mailserv.backends.maildir.filenames import saved_seconds
 from mailserv.backends.maildir.records import Entry, file_date
 from mailserv.interfaces import MessageMeta
 from mailserv.message.info import NO_INFO, MessageInfo
+from mailserv.message.lazyinfo import LazyInfo, is_current
 from mailserv.message.parse import parse_message
-from mailserv.message.store import UnknownFormat, loads
 
 if TYPE_CHECKING:
     from mailserv.backends.maildir.mailbox import MaildirMailbox
@@ -33,13 +33,10 @@ def load_infos(box: MaildirMailbox, entries: Iterable[Entry]) -> None:
     blobs = box.disk.index.infos([e.uid for e in wanted])
     for entry in wanted:
         blob = blobs.get(entry.uid)
-        if blob is not None:
-            try:
-                entry.info = loads(blob)
-                continue
-            except UnknownFormat:
-                pass
-        _reparse(box, entry)
+        if blob is not None and is_current(blob):
+            entry.info = LazyInfo(blob)  # decoded when a field is read
+        else:
+            _reparse(box, entry)
 
 
 def _reparse(box: MaildirMailbox, entry: Entry) -> None:

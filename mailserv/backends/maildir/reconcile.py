@@ -20,8 +20,8 @@ from mailserv.backends.maildir.keywords import Keywords
 from mailserv.backends.maildir.records import Delta, Entry, FlagUpdate, shaped
 from mailserv.backends.maildir.textrow import TextRow, text_row
 from mailserv.backends.maildir.uidlist import UidList
+from mailserv.message.lazyinfo import record_of
 from mailserv.message.parse import parse_message
-from mailserv.message.store import dumps
 
 STEP = 10000
 """File names taken between two chances for the reactor thread to run."""
@@ -122,7 +122,7 @@ class Reconciler:
                 self.index.insert(
                     (
                         index_row(e),
-                        blobs[e.base] if e.info is None else dumps(e.info),
+                        blobs[e.base] if e.info is None else record_of(e.info),
                         texts.get(e.base),
                     )
                     for e in added

@@ -56,8 +56,8 @@ from twisted.logger import Logger
 
 from mailserv.backends.kit import words as vocabulary
 from mailserv.backends.sql.db import Tx
-from mailserv.backends.sql.info import LazyInfo, is_current
 from mailserv.message.info import MessageInfo
+from mailserv.message.lazyinfo import LazyInfo, is_current
 from mailserv.message.parse import parse_message
 from mailserv.message.text import folded_body, folded_header
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from mailserv.backends.kit.flagchanges import changes_of
 from mailserv.backends.sql.db import Tx
-from mailserv.backends.sql.info import LazyInfo, is_current
 from mailserv.backends.sql.rows import Zones
 from mailserv.errors import MailboxNotFound
 from mailserv.interfaces import Changes, FlagChange, MailboxStatus, MessageMeta
 from mailserv.message.info import MessageInfo
+from mailserv.message.lazyinfo import LazyInfo, is_current
 from mailserv.message.parse import parse_message
 from mailserv.syntax.sequences import merge
 

@@ -1,11 +1,15 @@
-"""MessageInfo records decoded when first read, not when fetched from the database.
+"""MessageInfo records decoded when first read, not when read from a store's index.
 
 Many commands read every message's metadata but never its parsed structure: SELECT looks for
 the first unseen message, ``FETCH 1:* (FLAGS)`` is how clients resynchronise, STORE reports
 the new flags.  Decoding each stored record costs more than the rest of a row together, so
 :class:`LazyInfo` is a real MessageInfo (a subclass) that decodes its record on the first
-attribute access, but for the ENVELOPE, read alone from the record while nothing else is
-asked (``FETCH (FLAGS RFC822.SIZE ENVELOPE)`` is how clients list a mailbox).
+attribute access, but for ENVELOPE, BODY and BODYSTRUCTURE, read alone from the record
+while nothing else is asked (``FETCH (FLAGS RFC822.SIZE ENVELOPE)`` is how clients list a
+mailbox).  Until then it is one object holding bytes, not a tree of parts: a store that
+keeps the infos it loaded (the maildir backend) gives the garbage collector a fifth of the
+objects to walk.  The SQL
+backend and the maildir index hand out their records this way.
 """
 
 from __future__ import annotations
@@ -19,15 +23,15 @@ from mailserv.message.info import MessageInfo, Part
 class LazyInfo(MessageInfo):
     """The MessageInfo :func:`mailserv.message.store.dumps` wrote as ``record``."""
 
-    __slots__ = ("_record", "_decoded", "_envelope")
+    __slots__ = ("_record", "_decoded", "_heads")
     _record: bytes
     _decoded: MessageInfo | None
-    _envelope: bytes | None
+    _heads: tuple[bytes, bytes, bytes] | None
 
     def __init__(self, record: bytes) -> None:
         object.__setattr__(self, "_record", record)
         object.__setattr__(self, "_decoded", None)
-        object.__setattr__(self, "_envelope", None)
+        object.__setattr__(self, "_heads", None)
 
     def decoded(self) -> MessageInfo:
         info: MessageInfo | None = self._decoded
@@ -35,31 +39,34 @@ class LazyInfo(MessageInfo):
             info = store.loads(self._record)
             object.__setattr__(self, "_decoded", info)
             object.__setattr__(self, "_record", b"")
+            object.__setattr__(self, "_heads", None)
         return info
+
+    def _head(self, index: int) -> bytes:
+        """ENVELOPE, BODY or BODYSTRUCTURE, read alone from the record while nothing else
+        was asked (what mail clients list a mailbox with: no part tree made)."""
+        heads = self._heads
+        if heads is None:
+            try:
+                heads = store.heads_of(self._record)
+            except store.UnknownFormat:
+                decoded = self.decoded()  # as every other field would fail
+                return (decoded.envelope, decoded.body, decoded.bodystructure)[index]
+            object.__setattr__(self, "_heads", heads)
+        return heads[index]
 
     # Each field reads through to the decoded record (these shadow the slots of the base).
     @property
     def envelope(self) -> bytes:
-        """Read alone from the record while nothing else was asked: FETCH ENVELOPE (what
-        mail clients list a mailbox with) decodes no body structure nor part tree."""
-        if self._decoded is not None:
-            return self._decoded.envelope
-        envelope = self._envelope
-        if envelope is None:
-            try:
-                envelope = store.envelope_of(self._record)
-            except store.UnknownFormat:
-                return self.decoded().envelope  # as every other field would fail
-            object.__setattr__(self, "_envelope", envelope)
-        return envelope
+        return self._decoded.envelope if self._decoded is not None else self._head(0)
 
     @property
     def body(self) -> bytes:
-        return self.decoded().body
+        return self._decoded.body if self._decoded is not None else self._head(1)
 
     @property
     def bodystructure(self) -> bytes:
-        return self.decoded().bodystructure
+        return self._decoded.bodystructure if self._decoded is not None else self._head(2)
 
     @property
     def root(self) -> Part:
@@ -147,6 +154,15 @@ class LazyInfo(MessageInfo):
 
     def __repr__(self) -> str:
         return f"LazyInfo({self.decoded()!r})"
+
+
+def record_of(info: MessageInfo) -> bytes:
+    """``store.dumps(info)``; a LazyInfo not yet decoded gives its record back as it is
+    when that is in this version's layout (a COPY writes what it read)."""
+    undecoded = isinstance(info, LazyInfo) and info._decoded is None
+    if undecoded and info._record.startswith(store.MARKER):  # type: ignore[attr-defined]
+        return info._record  # type: ignore[attr-defined,no-any-return]
+    return store.dumps(info)
 
 
 def is_current(record: bytes) -> bool:
