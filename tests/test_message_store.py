@@ -145,3 +145,27 @@ def test_a_lazy_infos_record_is_written_back_as_read() -> None:
     assert record_of(info) == record
     _ = lazy.subject
     assert record_of(lazy) == record
+
+
+def test_whole_message_sections_need_no_part_tree() -> None:
+    """BODY[], [HEADER], [TEXT] and [HEADER.FIELDS ...] of a record kept as read come from
+    its offsets alone (no part tree decoded), equal to the parsed message's."""
+    from mailserv.message.lazyinfo import LazyInfo
+    from mailserv.message.sections import section_bytes
+
+    raw = SORT_SAMPLE
+    info = parse_message(raw)
+    lazy = LazyInfo(dumps(info))
+    for text, fields in [
+        (None, ()),
+        ("HEADER", ()),
+        ("TEXT", ()),
+        ("MIME", ()),
+        ("HEADER.FIELDS", ("SUBJECT", "FROM")),
+        ("header.fields.not", ("Subject",)),
+    ]:
+        assert section_bytes(raw, lazy, (), text, fields) == section_bytes(
+            raw, info, (), text, fields
+        ), text
+    assert lazy._decoded is None
+    assert section_bytes(raw, lazy, (1,), None) == section_bytes(raw, info, (1,), None)

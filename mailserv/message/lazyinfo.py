@@ -26,7 +26,7 @@ class LazyInfo(MessageInfo):
     __slots__ = ("_record", "_decoded", "_heads")
     _record: bytes
     _decoded: MessageInfo | None
-    _heads: tuple[bytes, bytes, bytes] | None
+    _heads: store.Heads | None
 
     def __init__(self, record: bytes) -> None:
         object.__setattr__(self, "_record", record)
@@ -42,31 +42,42 @@ class LazyInfo(MessageInfo):
             object.__setattr__(self, "_heads", None)
         return info
 
-    def _head(self, index: int) -> bytes:
-        """ENVELOPE, BODY or BODYSTRUCTURE, read alone from the record while nothing else
-        was asked (what mail clients list a mailbox with: no part tree made)."""
+    def _read_heads(self) -> store.Heads:
+        """ENVELOPE, BODY, BODYSTRUCTURE and the message's offsets, read alone from the
+        record while nothing else was asked (what mail clients list a mailbox with: no
+        part tree made)."""
         heads = self._heads
         if heads is None:
             try:
                 heads = store.heads_of(self._record)
             except store.UnknownFormat:
                 decoded = self.decoded()  # as every other field would fail
-                return (decoded.envelope, decoded.body, decoded.bodystructure)[index]
+                root = decoded.root
+                top = (root.header_start, root.body_start, root.end)
+                return store.Heads(decoded.envelope, decoded.body, decoded.bodystructure, top)
             object.__setattr__(self, "_heads", heads)
-        return heads[index]
+        return heads
+
+    def top(self) -> tuple[int, int, int]:
+        """The whole message's header start, body start and end (``root``'s offsets)."""
+        if self._decoded is not None:
+            root = self._decoded.root
+            return root.header_start, root.body_start, root.end
+        return self._read_heads().top
 
     # Each field reads through to the decoded record (these shadow the slots of the base).
     @property
     def envelope(self) -> bytes:
-        return self._decoded.envelope if self._decoded is not None else self._head(0)
+        return self._decoded.envelope if self._decoded is not None else self._read_heads()[0]
 
     @property
     def body(self) -> bytes:
-        return self._decoded.body if self._decoded is not None else self._head(1)
+        return self._decoded.body if self._decoded is not None else self._read_heads()[1]
 
     @property
     def bodystructure(self) -> bytes:
-        return self._decoded.bodystructure if self._decoded is not None else self._head(2)
+        decoded = self._decoded
+        return decoded.bodystructure if decoded is not None else self._read_heads()[2]
 
     @property
     def root(self) -> Part:

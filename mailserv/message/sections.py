@@ -6,6 +6,7 @@ import re
 
 from mailserv.message.headers import iter_fields
 from mailserv.message.info import MessageInfo, Part
+from mailserv.message.lazyinfo import LazyInfo
 
 _MESSAGE_TEXTS = frozenset({"HEADER", "TEXT", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
 
@@ -74,11 +75,13 @@ def section_bytes(
     ``picker``, built once from ``fields`` when one FETCH item is rendered for many
     messages, saves building it per message.
     """
+    kind = None if text is None else text.upper()
+    if not part:
+        return _whole_message_section(raw, info, kind, fields, picker)
     found = find_part(info, part)
     if found is None:
         return b""
     entity, is_message = found
-    kind = None if text is None else text.upper()
     if kind is None:
         if not part:
             return raw[entity.header_start : entity.end]
@@ -103,6 +106,34 @@ def section_bytes(
 def header_block(raw: bytes, info: MessageInfo, part: tuple[int, ...] = ()) -> bytes:
     """The header of the message at ``part`` (``()`` or a message/rfc822 part), else b""."""
     return section_bytes(raw, info, part, "HEADER")
+
+
+def _whole_message_section(
+    raw: bytes,
+    info: MessageInfo,
+    kind: str | None,
+    fields: tuple[str, ...],
+    picker: FieldPicker | None,
+) -> bytes:
+    """``BODY[]``, ``BODY[HEADER]``, ``BODY[TEXT]`` and ``BODY[HEADER.FIELDS...]`` of the
+    message: its offsets alone are needed, which a record kept as read gives without
+    decoding its part tree (:meth:`mailserv.message.lazyinfo.LazyInfo.top`)."""
+    if isinstance(info, LazyInfo):
+        start, body, end = info.top()
+    else:
+        start, body, end = info.root.header_start, info.root.body_start, info.root.end
+    if kind is None:
+        return raw[start:end]
+    if kind == "TEXT":
+        return raw[body:end]
+    if kind == "HEADER":
+        return raw[start:body]
+    if kind not in _MESSAGE_TEXTS:
+        return b""  # MIME names a part's header: the message has none
+    entity = Part(start, body, end, "message/rfc822", "7bit", None)  # offsets alone are read
+    if kind == "HEADER.FIELDS":
+        return (picker or FieldPicker(fields)).pick(raw, entity)
+    return header_fields(raw, entity, fields, exclude=True)
 
 
 def header_fields(raw: bytes, entity: Part, names: tuple[str, ...], exclude: bool) -> bytes:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from mailserv.message.addresses import Mailbox
 from mailserv.message.info import MessageInfo, Part
@@ -76,14 +76,28 @@ def envelope_of(data: bytes) -> bytes:
     """The ENVELOPE of a record :func:`dumps` wrote (any marker :func:`loads` reads), read
     without decoding the rest (FETCH ENVELOPE of a stored message: its first field is all
     it needs).  UnknownFormat as :func:`loads` would raise it for this field."""
-    return heads_of(data)[0]
+    return heads_of(data).envelope
 
 
-def heads_of(data: bytes) -> tuple[bytes, bytes, bytes]:
-    """ENVELOPE, BODY and BODYSTRUCTURE of a record :func:`dumps` wrote (any marker
-    :func:`loads` reads: every layout starts with them), read without decoding the rest:
-    the FETCH items mail clients list a mailbox with need nothing else, and no part tree
-    is made.  UnknownFormat as :func:`loads` would raise it for these fields."""
+class Heads(NamedTuple):
+    """What :func:`heads_of` reads of a record."""
+
+    envelope: bytes
+    body: bytes
+    bodystructure: bytes
+    top: tuple[int, int, int]
+    """The whole message's header start, body start and end (its root part's offsets)."""
+
+
+_TOP = re.compile(r"\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,")
+
+
+def heads_of(data: bytes) -> Heads:
+    """ENVELOPE, BODY, BODYSTRUCTURE and the whole message's offsets of a record
+    :func:`dumps` wrote (any marker :func:`loads` reads: every layout starts with them),
+    read without decoding the rest: what mail clients list a mailbox with (those items,
+    ``BODY.PEEK[HEADER.FIELDS (...)]``) needs nothing else, and no part tree is made.
+    UnknownFormat as :func:`loads` would raise it for these fields."""
     if not data.startswith(MARKERS):
         raise UnknownFormat(f"not a MessageInfo record (marker {data[:4]!r})")
     try:
@@ -98,7 +112,11 @@ def heads_of(data: bytes) -> tuple[bytes, bytes, bytes]:
                 raise ValueError("a leading field is not a string")
             found.append(value.encode("latin-1"))
             at = _after_comma(text, at)
-        return found[0], found[1], found[2]
+        top = _TOP.match(text, at)
+        if top is None:
+            raise ValueError("the root part's offsets are missing")
+        offsets = (int(top.group(1)), int(top.group(2)), int(top.group(3)))
+        return Heads(found[0], found[1], found[2], offsets)
     except (ValueError, UnicodeError) as error:
         raise UnknownFormat(f"corrupt MessageInfo record: {error}") from error
 
