@@ -136,3 +136,35 @@ def test_background_indexing_waits_longer_while_others_work(
     assert call.getTime() - clock.seconds() == pytest.approx(min(2 * wait, 0.2))
     clock.advance(call.getTime() - clock.seconds())  # nobody else worked meanwhile
     assert _state(index) != left
+
+
+def test_segments_are_merged_in_steps_of_their_own() -> None:
+    """FTS5 merges nothing by itself while it writes (a merge of big segments inside a
+    write would hold the reactor tens of ms): the background merges in steps between
+    writes, each a slice of its own, and the answers stay those of the scan."""
+    clock = Clock()
+    index = _filled(clock)
+    steps: list[int] = []
+    step = index._merge_step
+
+    def counted(length: float) -> None:
+        steps.append(len(index._decoded))
+        step(length)
+
+    index._merge_step = counted  # type: ignore[method-assign]
+    clock.advance(textindex.QUIET)
+    for _ in range(100000):
+        if not clock.getDelayedCalls():
+            break
+        clock.advance(textindex.LONGEST_PAUSE)
+    assert _waiting(index) == 0 and not index._merging
+    assert steps and not any(steps)  # never with texts decoded and waiting to be written
+    db = index._db
+    assert db is not None
+    for table in textindex.MERGED:
+        (automerge,) = db.execute(f"SELECT v FROM {table}_config WHERE k = 'automerge'").fetchone()
+        assert automerge == 0
+    node = Contains(StringField.BODY, "zebra")
+    found = _now(clock, lambda: Deferred.fromCoroutine(
+        index.matching(node, range(1, COUNT + 1), TimeSlices(clock))))  # fmt: skip
+    assert found == _zebras()
