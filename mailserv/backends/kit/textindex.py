@@ -56,8 +56,8 @@ QUIET = 0.1
 """Seconds without a new message after which those waiting are indexed."""
 WRITE_BATCH = 32
 """Texts written to the index in one transaction (measured at 100k messages, merges
-apart: 4.5 ms CPU mean, 10 ms at most; 64 texts took 9 ms, 16 took 2.4 ms but 10% more
-CPU in all)."""
+apart: 4.5 ms CPU mean, 10 ms at most; 64 texts took 9 ms, 16 took 2.4 ms but about 5%
+more CPU in all)."""
 LONGEST_RUN = 32
 """Characters of a run looked up in the vocabulary (a longer one is in fewer words than
 its start: those are found, the texts then read)."""
