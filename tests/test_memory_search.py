@@ -234,6 +234,14 @@ def test_kept_field_answers_follow_appends_and_expunges() -> None:
             resolve(box.store(uids[step::5], StoreMode.ADD, frozenset({"\\Deleted"}), None))
             resolve(box.expunge(None, None))
     assert checked == 12 * 2 * 8
+    # One match among many, expunged: the whole mailbox's answer no longer has it.
+    resolve(box.append(b"From: rare@x.test\r\n\r\nbody\r\n", frozenset(), None, None))
+    rare = SearchProgram(Contains(StringField.FROM, "rare@"))
+    uids = list(resolve(box.uids()))
+    assert resolve(box.search(rare, uids)) == [uids[-1]]
+    resolve(box.store(uids[-1:], StoreMode.ADD, frozenset({"\\Deleted"}), None))
+    resolve(box.expunge(None, None))
+    assert resolve(box.search(rare, list(resolve(box.uids())))) == []
 
 
 WORDS = ["zebra", "Straße", "migration", "naïve", "ΣΟΦΟΣ", "bench.12", "a-b", "x_y", "ok"]

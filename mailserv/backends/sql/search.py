@@ -11,6 +11,8 @@ the stored texts (``fulltext.py``) once every message of the mailbox has them.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +41,7 @@ from mailserv.search import (
     SizeCompare,
     StringField,
     UidIn,
+    walk,
 )
 from mailserv.syntax.sequences import merge
 
@@ -46,6 +49,8 @@ MAX_DEPTH = 64
 """Deeper trees are left to the engine (SQLite caps expression depth at 1000)."""
 MAX_IN = 1000
 MAX_RANGES = 200
+KEPT_ANSWERS = 500_000
+"""UIDs the kept answers (:class:`KeptAnswers`) hold, all together, at most."""
 
 _SYSTEM_FLAGS = {f.lower(): f for f in SYSTEM_FLAGS}
 _TEXT_COLUMNS = {
@@ -250,6 +255,67 @@ class _Translator:
         return f"m.uid IN ({marks})"
 
 
+Tag = tuple[Any, ...]
+"""What a mailbox row says of its set of messages: account, UIDVALIDITY, UIDNEXT and the
+count.  Messages never change; a message added raises UIDNEXT, one removed lowers the
+count until the next is added: the same tag, the same messages."""
+_STABLE = (Contains, DateCompare, SizeCompare, UidIn, All, Not, And, Or)
+_STORED_TEXTS = (StringField.BODY, StringField.TEXT)
+"""Answered from ``message_text``, which a message may get later (the backfill)."""
+
+
+class KeptAnswers:
+    """The answers of the latest searches whose keys test only what a message keeps for
+    ever (its address and subject texts, dates, size, UID), by mailbox, clause and UID
+    range, with the mailbox's :data:`Tag` when they were read: given again, in any process
+    sharing the database, while the tag holds.  Flags are not among those keys (a STORE
+    changes no tag).  Least recently used first out past :data:`KEPT_ANSWERS` UIDs; the
+    database's threads share it (a lock)."""
+
+    def __init__(self, limit: int = KEPT_ANSWERS) -> None:
+        self._limit = limit
+        self._kept: OrderedDict[tuple[Any, ...], tuple[Tag, list[int]]] = OrderedDict()
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], tag: Tag) -> list[int] | None:
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is None or kept[0] != tag:
+                return None
+            self._kept.move_to_end(key)
+            return kept[1]
+
+    def put(self, key: tuple[Any, ...], tag: Tag, found: list[int]) -> None:
+        if len(found) > self._limit:
+            return
+        with self._lock:
+            old = self._kept.pop(key, None)
+            if old is not None:
+                self._total -= len(old[1])
+            self._kept[key] = (tag, found)
+            self._total += len(found)
+            while self._total > self._limit:
+                _, (_, dropped) = self._kept.popitem(last=False)
+                self._total -= len(dropped)
+
+
+def stable(key: SearchKey) -> bool:
+    """Whether ``key`` tests only what a message keeps for ever (see :class:`KeptAnswers`)."""
+    return all(
+        isinstance(node, _STABLE)
+        and not (isinstance(node, Contains) and node.field in _STORED_TEXTS)
+        for node in walk(key)
+    )
+
+
+def _tag(tx: Tx, box_id: int) -> Tag | None:
+    row = tx.one(
+        "SELECT account_id, uidvalidity, uidnext, messages FROM mailboxes WHERE id = ?", (box_id,)
+    )
+    return None if row is None else tuple(row)
+
+
 def run(
     tx: Tx, box_id: int, clause: Clause, uids: Sequence[int], texts_ready: bool = False
 ) -> list[int] | None:
@@ -260,11 +326,24 @@ def run(
     """
     if clause.texts and not texts_ready and not fulltext.mailbox_ready(tx, box_id):
         return None
-    low, high = uids[0], uids[-1]
     if clause.counted == "unseen":
         kept = tx.one("SELECT unseen_uids FROM mailboxes WHERE id = ?", (box_id,))
         if kept is not None and kept[0] is not None:
             return unseen.among(kept[0], uids)
+    return _among(_matching(tx, box_id, clause, uids), uids)
+
+
+def _among(found: list[int], uids: Sequence[int]) -> list[int]:
+    """Those of ``found`` (ascending, within ``uids``' range) that are in ``uids``."""
+    if uids[-1] - uids[0] + 1 == len(uids):  # every UID of the range: nothing to leave out
+        return list(found)
+    among = set(uids)
+    return [uid for uid in found if uid in among]
+
+
+def _matching(tx: Tx, box_id: int, clause: Clause, uids: Sequence[int]) -> list[int]:
+    """The mailbox's UIDs from the first to the last of ``uids`` that match, ascending."""
+    low, high = uids[0], uids[-1]
     mail, where = "mail m", clause.sql
     day = clause.day
     if day is not None and tx.dialect.is_postgres:  # its planner weighs the index itself
@@ -282,11 +361,7 @@ def run(
             f" LIMIT (SELECT {clause.counted} FROM mailboxes WHERE id = ?)) m"
         )
         params.append(box_id)
-    found = sorted(uidlist.numbers(tx.scalar(f"SELECT {listed} {select}", params) or ""))
-    if high - low + 1 == len(uids):  # every UID of the range: nothing to leave out
-        return found
-    among = set(uids)
-    return [uid for uid in found if uid in among]
+    return sorted(uidlist.numbers(tx.scalar(f"SELECT {listed} {select}", params) or ""))
 
 
 def _few_days(tx: Tx, box_id: int, day: tuple[str, int], uids: Sequence[int]) -> bool:
@@ -312,11 +387,25 @@ def answer(
     uids: Sequence[int],
     texts: fulltext.TextSearch | None,
     texts_ready: bool,
+    kept: KeptAnswers | None = None,
 ) -> tuple[list[int] | None, bool]:
     """:func:`translate` and :func:`run` in one transaction (the word index's vocabulary
     is read while translating): the UIDs found (None: the engine evaluates), and whether
-    the clause read texts."""
+    the clause read texts.  A :func:`stable` query's answer is ``kept`` and given again
+    while the mailbox's messages are the same."""
+    if kept is not None and not stable(query.key):
+        kept = None
+    if kept is not None and tx.dialect.is_postgres:  # the tag and the rows: one snapshot
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     clause = translate(query, find, uids, texts, tx)
     if clause is None:
         return None, False
-    return run(tx, box_id, clause, uids, texts_ready), clause.texts
+    tag = None if kept is None or clause.texts or clause.counted else _tag(tx, box_id)
+    if kept is None or tag is None:
+        return run(tx, box_id, clause, uids, texts_ready), clause.texts
+    key = (box_id, clause.sql, tuple(clause.params), uids[0], uids[-1])
+    found = kept.get(key, tag)
+    if found is None:
+        found = _matching(tx, box_id, clause, uids)
+        kept.put(key, tag, found)
+    return _among(found, uids), False
