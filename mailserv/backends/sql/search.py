@@ -11,13 +11,12 @@ the stored texts (``fulltext.py``) once every message of the mailbox has them.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mailserv.backends.kit import uidlist
+from mailserv.backends.kit.keptanswers import KeptAnswers, Tag, among, stable
 from mailserv.backends.sql import fulltext, schema, unseen
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import MARKS, flag_probe, flag_test, mark_test
@@ -41,7 +40,6 @@ from mailserv.search import (
     SizeCompare,
     StringField,
     UidIn,
-    walk,
 )
 from mailserv.syntax.sequences import merge
 
@@ -49,8 +47,6 @@ MAX_DEPTH = 64
 """Deeper trees are left to the engine (SQLite caps expression depth at 1000)."""
 MAX_IN = 1000
 MAX_RANGES = 200
-KEPT_ANSWERS = 500_000
-"""UIDs the kept answers (:class:`KeptAnswers`) hold, all together, at most."""
 
 _SYSTEM_FLAGS = {f.lower(): f for f in SYSTEM_FLAGS}
 _TEXT_COLUMNS = {
@@ -255,61 +251,8 @@ class _Translator:
         return f"m.uid IN ({marks})"
 
 
-Tag = tuple[Any, ...]
-"""What a mailbox row says of its set of messages: account, UIDVALIDITY, UIDNEXT and the
-count.  Messages never change; a message added raises UIDNEXT, one removed lowers the
-count until the next is added: the same tag, the same messages."""
-_STABLE = (Contains, DateCompare, SizeCompare, UidIn, All, Not, And, Or)
-_STORED_TEXTS = (StringField.BODY, StringField.TEXT)
-"""Answered from ``message_text``, which a message may get later (the backfill)."""
-
-
-class KeptAnswers:
-    """The answers of the latest searches whose keys test only what a message keeps for
-    ever (its address and subject texts, dates, size, UID), by mailbox, clause and UID
-    range, with the mailbox's :data:`Tag` when they were read: given again, in any process
-    sharing the database, while the tag holds.  Flags are not among those keys (a STORE
-    changes no tag).  Least recently used first out past :data:`KEPT_ANSWERS` UIDs; the
-    database's threads share it (a lock)."""
-
-    def __init__(self, limit: int = KEPT_ANSWERS) -> None:
-        self._limit = limit
-        self._kept: OrderedDict[tuple[Any, ...], tuple[Tag, list[int]]] = OrderedDict()
-        self._total = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[Any, ...], tag: Tag) -> list[int] | None:
-        with self._lock:
-            kept = self._kept.get(key)
-            if kept is None or kept[0] != tag:
-                return None
-            self._kept.move_to_end(key)
-            return kept[1]
-
-    def put(self, key: tuple[Any, ...], tag: Tag, found: list[int]) -> None:
-        if len(found) > self._limit:
-            return
-        with self._lock:
-            old = self._kept.pop(key, None)
-            if old is not None:
-                self._total -= len(old[1])
-            self._kept[key] = (tag, found)
-            self._total += len(found)
-            while self._total > self._limit:
-                _, (_, dropped) = self._kept.popitem(last=False)
-                self._total -= len(dropped)
-
-
-def stable(key: SearchKey) -> bool:
-    """Whether ``key`` tests only what a message keeps for ever (see :class:`KeptAnswers`)."""
-    return all(
-        isinstance(node, _STABLE)
-        and not (isinstance(node, Contains) and node.field in _STORED_TEXTS)
-        for node in walk(key)
-    )
-
-
 def _tag(tx: Tx, box_id: int) -> Tag | None:
+    """The mailbox row's account, UIDVALIDITY, UIDNEXT and count of messages."""
     row = tx.one(
         "SELECT account_id, uidvalidity, uidnext, messages FROM mailboxes WHERE id = ?", (box_id,)
     )
@@ -330,15 +273,7 @@ def run(
         kept = tx.one("SELECT unseen_uids FROM mailboxes WHERE id = ?", (box_id,))
         if kept is not None and kept[0] is not None:
             return unseen.among(kept[0], uids)
-    return _among(_matching(tx, box_id, clause, uids), uids)
-
-
-def _among(found: list[int], uids: Sequence[int]) -> list[int]:
-    """Those of ``found`` (ascending, within ``uids``' range) that are in ``uids``."""
-    if uids[-1] - uids[0] + 1 == len(uids):  # every UID of the range: nothing to leave out
-        return list(found)
-    among = set(uids)
-    return [uid for uid in found if uid in among]
+    return among(_matching(tx, box_id, clause, uids), uids)
 
 
 def _matching(tx: Tx, box_id: int, clause: Clause, uids: Sequence[int]) -> list[int]:
@@ -408,4 +343,4 @@ def answer(
     if found is None:
         found = _matching(tx, box_id, clause, uids)
         kept.put(key, tag, found)
-    return _among(found, uids), False
+    return among(found, uids), False
