@@ -78,19 +78,24 @@ COMPACT_SLACK = 1000
 
 
 def _tag(db: sqlite3.Connection) -> Tag:
-    """What tells the index's set of messages and their search rows: UIDVALIDITY, how
-    many messages and the highest UID (a UID is never used again: after any addition the
-    highest is new, unless every message added went and nothing else did), and how many
-    search rows (a message may get its row later)."""
+    """What tells the index's set of messages: UIDVALIDITY, how many messages and the
+    highest UID (a UID is never used again: after any addition the highest is new, unless
+    every message added went and nothing else did)."""
     return tuple(  # one statement each: SQLite counts a table alone without a scan
         db.execute(sql).fetchone()[0]
         for sql in (
             "SELECT value FROM meta WHERE key = 'uidvalidity'",
             "SELECT count(*) FROM message",
             "SELECT max(uid) FROM message",
-            "SELECT count(*) FROM search",
         )
     )
+
+
+def _complete(db: sqlite3.Connection, tag: Tag) -> bool:
+    """Whether every message of the index has its search row (a message may get it
+    later, and it is deleted with the message): an answer read so holds while the
+    messages are the same."""
+    return bool(db.execute("SELECT count(*) FROM search").fetchone()[0] == tag[1])
 
 
 class MailboxDisk:
@@ -472,7 +477,7 @@ class MailboxDisk:
     ) -> list[int] | None:
         """From the index (any thread).  A :func:`~mailserv.backends.kit.keptanswers.
         stable` query's answer is kept, and given again while the index holds the same
-        messages and search rows (:func:`_tag`, read in the same snapshot)."""
+        messages (:func:`_tag`, read in the same snapshot)."""
         db = self.index.reader()
         try:
             if not uids or not stable(query.key):
@@ -486,7 +491,8 @@ class MailboxDisk:
                 found = search.run(db, query, whole, flag_names, self.index.fulltext)
                 if found is None:
                     return None
-                self.kept.put(key, tag, found)
+                if _complete(db, tag):
+                    self.kept.put(key, tag, found)
             return among(found, uids)
         finally:
             db.close()
