@@ -77,6 +77,11 @@ COMPACT_SLACK = 1000
 """Records of expunged files tolerated in dovecot-uidlist before it is rewritten."""
 
 
+KEPT_UIDS = 100_000
+"""UIDs the kept SEARCH answers of one mailbox hold, all together, at most (each
+mailbox open has its own)."""
+
+
 def _tag(db: sqlite3.Connection) -> Tag:
     """What tells the index's set of messages: UIDVALIDITY, how many messages and the
     highest UID (a UID is never used again: after any addition the highest is new, unless
@@ -112,7 +117,7 @@ class MailboxDisk:
         self.keywords = Keywords(directory, fsync, perms)
         self.index = Index(directory, fsync)
         self.reconciler = Reconciler(directory, self.uidlist, self.keywords, self.index)
-        self.kept = KeptAnswers()
+        self.kept = KeptAnswers(KEPT_UIDS)
         """SEARCH answers kept while the index holds the same messages (see search)."""
         self.moving: dict[str, str] = {}
         """Old path to new of the files the last rename task renamed: a reader that took the
