@@ -95,6 +95,12 @@ KINDS = {
         n=rng.randint(0, 99), word=rng.choice(WORDS)
     ),
 }
+# One kind of the mixed SEARCH at a time (SEARCH-FROM, SEARCH-SUBJECT, ...), same keys.
+for _search in MIXED_SEARCHES:
+    KINDS["SEARCH-" + _search.split()[2]] = partial(
+        lambda text, rng, count: text.format(n=rng.randint(0, 99), word=rng.choice(WORDS)),
+        _search,
+    )
 
 
 def alone(login: Login, count: int, kind: str, seconds: float, server_pid: int) -> Row:

@@ -197,6 +197,53 @@ def test_address_and_subject_fields_answer_as_the_scan_does() -> None:
     assert answered > 200
 
 
+def test_kept_field_answers_follow_appends_and_expunges() -> None:
+    """An answer kept per (field, needle) gives the scan's answer again after messages
+    come and go and flags change, for the whole mailbox and for an older view."""
+    rng = random.Random(12)
+    account = resolve(memory.build({}, ".", Clock()).account("alice"))
+    box = resolve(account.open("INBOX"))
+    programs = [
+        SearchProgram(Contains(StringField.FROM, "ana")),
+        SearchProgram(Contains(StringField.SUBJECT, "budget")),
+        SearchProgram(And((Contains(StringField.FROM, "ana"), HasFlag("\\Flagged", True)))),
+        SearchProgram(Not(Contains(StringField.SUBJECT, "budget"))),
+    ]
+
+    def add(count: int) -> None:
+        for _ in range(count):
+            head = b"From: %s\r\nSubject: %s\r\n\r\nbody\r\n" % (
+                rng.choice(NAMES).encode(),
+                rng.choice(SUBJECTS).encode(),
+            )
+            resolve(box.append(head, frozenset(), None, None))
+
+    add(30)
+    checked = 0
+    for step in range(12):
+        uids = list(resolve(box.uids()))
+        for view in (uids, uids[1:-3]):
+            for program in programs * 2:  # the second time from the kept answer
+                assert resolve(box.search(program, view)) == _scan(box, program, view), program
+                checked += 1
+        if step % 3 == 0:
+            add(rng.randrange(1, 4))
+        elif step % 3 == 1:
+            resolve(box.store(uids[::4], StoreMode.ADD, frozenset({"\\Flagged"}), None))
+        else:
+            resolve(box.store(uids[step::5], StoreMode.ADD, frozenset({"\\Deleted"}), None))
+            resolve(box.expunge(None, None))
+    assert checked == 12 * 2 * 8
+    # One match among many, expunged: the whole mailbox's answer no longer has it.
+    resolve(box.append(b"From: rare@x.test\r\n\r\nbody\r\n", frozenset(), None, None))
+    rare = SearchProgram(Contains(StringField.FROM, "rare@"))
+    uids = list(resolve(box.uids()))
+    assert resolve(box.search(rare, uids)) == [uids[-1]]
+    resolve(box.store(uids[-1:], StoreMode.ADD, frozenset({"\\Deleted"}), None))
+    resolve(box.expunge(None, None))
+    assert resolve(box.search(rare, list(resolve(box.uids())))) == []
+
+
 WORDS = ["zebra", "Straße", "migration", "naïve", "ΣΟΦΟΣ", "bench.12", "a-b", "x_y", "ok"]
 BODY_NEEDLES = [
     *WORDS,

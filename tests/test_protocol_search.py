@@ -305,3 +305,52 @@ def test_search_sees_flag_changes(connect: Connector) -> None:
     client = connect.selected()
     assert client.command("STORE 2 +FLAGS (\\Flagged)").ok
     assert search_numbers(client.command("SEARCH FLAGGED")) == [2]
+
+
+def test_repeated_searches_follow_appends_and_expunges(connect: Connector) -> None:
+    """A backend may keep the answer of a search of fields and dates until the mailbox's
+    messages change (memory, SQL): asked again after another client appends, flags and
+    expunges, it is the new answer, by UID and by number (the messages gone not in it,
+    even before the client is told)."""
+    connect.append(
+        [
+            messages.plain(subject="Kept one", sender="Ivan <ivan@example.org>"),
+            messages.plain(subject="other"),
+            messages.plain(subject="kept two", sender="Ivan <ivan@example.org>"),
+        ]
+    )
+    reader, writer = connect.selected(), connect.selected()
+    queries = ["SUBJECT kept", "FROM ivan", "SINCE 1-Jan-2000", "SUBJECT kept UNFLAGGED"]
+
+    def answers(noop: bool = True) -> list[list[int]]:
+        if noop:
+            assert reader.command("NOOP").ok
+        found = []
+        for query in queries:
+            for how in ("UID SEARCH", "SEARCH"):
+                first = search_numbers(reader.command(f"{how} {query}"))
+                assert search_numbers(reader.command(f"{how} {query}")) == first, query
+                found.append(first)
+        return found
+
+    assert answers() == [[1, 3], [1, 3], [1, 3], [1, 3], [1, 2, 3], [1, 2, 3], [1, 3], [1, 3]]
+    connect.append([messages.plain(subject="KEPT three", sender="ivan@example.org")])
+    assert answers() == [
+        [1, 3, 4],
+        [1, 3, 4],
+        [1, 3, 4],
+        [1, 3, 4],
+        [1, 2, 3, 4],
+        [1, 2, 3, 4],
+        [1, 3, 4],
+        [1, 3, 4],
+    ]
+    assert writer.command("UID STORE 1 +FLAGS (\\Flagged)").ok
+    assert writer.command("UID STORE 3 +FLAGS (\\Deleted)").ok  # the first and last stay
+    assert writer.command("EXPUNGE").ok
+    # Not told yet: UID 3 is in the reader's view, gone from the mailbox (the first UID
+    # SEARCH is answered so, then the EXPUNGE comes).
+    assert answers(noop=False) == [[1, 4], [1, 3], [1, 4], [1, 3], [1, 2, 4], [1, 2, 3], [4], [3]]
+    assert answers() == [[1, 4], [1, 3], [1, 4], [1, 3], [1, 2, 4], [1, 2, 3], [4], [3]]
+    connect.append([messages.plain(subject="other again")])
+    assert answers()[4:6] == [[1, 2, 4, 5], [1, 2, 3, 4]]

@@ -25,6 +25,7 @@ from itertools import repeat
 
 from twisted.logger import Logger
 
+from mailserv.backends.kit.keptanswers import KeptAnswers, Tag, among, stable
 from mailserv.backends.maildir import filenames, search
 from mailserv.backends.maildir.filenames import INFO_SEPARATOR, BaseNames
 from mailserv.backends.maildir.files import (
@@ -77,6 +78,32 @@ COMPACT_SLACK = 1000
 """Records of expunged files tolerated in dovecot-uidlist before it is rewritten."""
 
 
+KEPT_UIDS = 100_000
+"""UIDs the kept SEARCH answers of one mailbox hold, all together, at most (each
+mailbox open has its own)."""
+
+
+def _tag(db: sqlite3.Connection) -> Tag:
+    """What tells the index's set of messages: UIDVALIDITY, how many messages and the
+    highest UID (a UID is never used again: after any addition the highest is new, unless
+    every message added went and nothing else did)."""
+    return tuple(  # one statement each: SQLite counts a table alone without a scan
+        db.execute(sql).fetchone()[0]
+        for sql in (
+            "SELECT value FROM meta WHERE key = 'uidvalidity'",
+            "SELECT count(*) FROM message",
+            "SELECT max(uid) FROM message",
+        )
+    )
+
+
+def _complete(db: sqlite3.Connection, tag: Tag) -> bool:
+    """Whether every message of the index has its search row (a message may get it
+    later, and it is deleted with the message): an answer read so holds while the
+    messages are the same."""
+    return bool(db.execute("SELECT count(*) FROM search").fetchone()[0] == tag[1])
+
+
 class MailboxDisk:
     """The files, ``dovecot-uidlist``, ``dovecot-keywords`` and index of one mailbox."""
 
@@ -91,6 +118,8 @@ class MailboxDisk:
         self.keywords = Keywords(directory, fsync, perms)
         self.index = Index(directory, fsync)
         self.reconciler = Reconciler(directory, self.uidlist, self.keywords, self.index)
+        self.kept = KeptAnswers(KEPT_UIDS)
+        """SEARCH answers kept while the index holds the same messages (see search)."""
         self.moving: dict[str, str] = {}
         """Old path to new of the files the last rename task renamed: a reader that took the
         old path from an entry before the task's delta was applied finds the file."""
@@ -456,9 +485,25 @@ class MailboxDisk:
     def search(
         self, query: SearchProgram, uids: Sequence[int], flag_names: Collection[str]
     ) -> list[int] | None:
+        """From the index (any thread).  A :func:`~mailserv.backends.kit.keptanswers.
+        stable` query's answer is kept, and given again while the index holds the same
+        messages (:func:`_tag`, read in the same snapshot)."""
         db = self.index.reader()
         try:
-            return search.run(db, query, uids, flag_names, self.index.fulltext)
+            if not uids or not stable(query.key):
+                return search.run(db, query, uids, flag_names, self.index.fulltext)
+            db.execute("BEGIN")  # the tag and the answer: one snapshot
+            tag = _tag(db)
+            key = (query.key, uids[0], uids[-1])
+            found = self.kept.get(key, tag)
+            if found is None:
+                whole = range(uids[0], uids[-1] + 1)
+                found = search.run(db, query, whole, flag_names, self.index.fulltext)
+                if found is None:
+                    return None
+                if _complete(db, tag):
+                    self.kept.put(key, tag, found)
+            return among(found, uids)
         finally:
             db.close()
 

@@ -318,6 +318,7 @@ class MemoryMailbox(Listened):
         flags = self._flagsets.setdefault(flags, flags)
         self._messages[uid] = Message(uid, flags, modseq, date, raw, info, saved)
         self._listed = None
+        self._fields.changed()
         self._texts.added(uid, raw, info)
         self.tally.add(uid, flags, len(raw))
         flagsets.reflag(self._having, uid, frozenset(), flags)

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from zope.interface import alsoProvides, implementer
 
 from mailserv.backends.kit.flagchanges import changes_of
+from mailserv.backends.kit.keptanswers import KeptAnswers
 from mailserv.backends.kit.options import Choice, Int, OptionSchema, Text
 from mailserv.backends.sql import fulltext, hierarchy, messages, reads, schema
 from mailserv.backends.sql.account import SqlAccount
@@ -150,6 +151,8 @@ class SqlBackend:
         self.boxes: weakref.WeakValueDictionary[int, SqlMailbox] = weakref.WeakValueDictionary()
         self.uid_lists = reads.KeptUidLists()
         """SELECT's UID lists, kept past the mailbox objects (see ``SqlMailbox.uids``)."""
+        self.kept_answers = KeptAnswers()
+        """SEARCH answers that hold while a mailbox's messages are the same."""
         self._pool = pool
         self._make_database = database
         self._db: Database | None = None

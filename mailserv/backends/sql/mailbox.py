@@ -183,6 +183,7 @@ class SqlMailbox(Listened):
             list(uids),
             backend.text_search,
             self._texts_ready,
+            backend.kept_answers,
         )
         if found is not None and texts:
             self._texts_ready = True  # messages arriving from now on bring their texts

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailserv.backends.kit import uidlist
+from mailserv.backends.kit.keptanswers import KeptAnswers, Tag, among, stable
 from mailserv.backends.sql import fulltext, schema, unseen
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import MARKS, flag_probe, flag_test, mark_test
@@ -250,6 +251,14 @@ class _Translator:
         return f"m.uid IN ({marks})"
 
 
+def _tag(tx: Tx, box_id: int) -> Tag | None:
+    """The mailbox row's account, UIDVALIDITY, UIDNEXT and count of messages."""
+    row = tx.one(
+        "SELECT account_id, uidvalidity, uidnext, messages FROM mailboxes WHERE id = ?", (box_id,)
+    )
+    return None if row is None else tuple(row)
+
+
 def run(
     tx: Tx, box_id: int, clause: Clause, uids: Sequence[int], texts_ready: bool = False
 ) -> list[int] | None:
@@ -260,11 +269,16 @@ def run(
     """
     if clause.texts and not texts_ready and not fulltext.mailbox_ready(tx, box_id):
         return None
-    low, high = uids[0], uids[-1]
     if clause.counted == "unseen":
         kept = tx.one("SELECT unseen_uids FROM mailboxes WHERE id = ?", (box_id,))
         if kept is not None and kept[0] is not None:
             return unseen.among(kept[0], uids)
+    return among(_matching(tx, box_id, clause, uids), uids)
+
+
+def _matching(tx: Tx, box_id: int, clause: Clause, uids: Sequence[int]) -> list[int]:
+    """The mailbox's UIDs from the first to the last of ``uids`` that match, ascending."""
+    low, high = uids[0], uids[-1]
     mail, where = "mail m", clause.sql
     day = clause.day
     if day is not None and tx.dialect.is_postgres:  # its planner weighs the index itself
@@ -282,11 +296,7 @@ def run(
             f" LIMIT (SELECT {clause.counted} FROM mailboxes WHERE id = ?)) m"
         )
         params.append(box_id)
-    found = sorted(uidlist.numbers(tx.scalar(f"SELECT {listed} {select}", params) or ""))
-    if high - low + 1 == len(uids):  # every UID of the range: nothing to leave out
-        return found
-    among = set(uids)
-    return [uid for uid in found if uid in among]
+    return sorted(uidlist.numbers(tx.scalar(f"SELECT {listed} {select}", params) or ""))
 
 
 def _few_days(tx: Tx, box_id: int, day: tuple[str, int], uids: Sequence[int]) -> bool:
@@ -312,11 +322,25 @@ def answer(
     uids: Sequence[int],
     texts: fulltext.TextSearch | None,
     texts_ready: bool,
+    kept: KeptAnswers | None = None,
 ) -> tuple[list[int] | None, bool]:
     """:func:`translate` and :func:`run` in one transaction (the word index's vocabulary
     is read while translating): the UIDs found (None: the engine evaluates), and whether
-    the clause read texts."""
+    the clause read texts.  A :func:`stable` query's answer is ``kept`` and given again
+    while the mailbox's messages are the same."""
+    if kept is not None and not stable(query.key):
+        kept = None
+    if kept is not None and tx.dialect.is_postgres:  # the tag and the rows: one snapshot
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     clause = translate(query, find, uids, texts, tx)
     if clause is None:
         return None, False
-    return run(tx, box_id, clause, uids, texts_ready), clause.texts
+    tag = None if kept is None or clause.texts or clause.counted else _tag(tx, box_id)
+    if kept is None or tag is None:
+        return run(tx, box_id, clause, uids, texts_ready), clause.texts
+    key = (box_id, clause.sql, tuple(clause.params), uids[0], uids[-1])
+    found = kept.get(key, tag)
+    if found is None:
+        found = _matching(tx, box_id, clause, uids)
+        kept.put(key, tag, found)
+    return among(found, uids), False
