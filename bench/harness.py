@@ -139,7 +139,21 @@ class ServerProcess:
                     pending.pop(0)
             except OSError:
                 time.sleep(0.05)
-        return not pending
+        if pending:
+            return False
+        # A port answering is not yet ours: the kernel queues connections on the first
+        # listener before twistd has bound the second, and a port taken by another process
+        # answers too (twistd then exits, "Address already in use").  The log says when the
+        # last listener is ours; a command line without that line is waited for until the
+        # deadline, as long as the process lives.
+        ours = f"listening on {HOST}:{self.imaps_port}"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if ours in self.log_text():
+                return True
+            time.sleep(0.02)
+        return self.proc.poll() is None
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a grace period; cleans up the backend's store."""

@@ -122,9 +122,19 @@ def clients(workers: Workers, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[
             else:
                 kept[pid] = client
                 everyone.append(client)
-        starttls = Client(HOST, workers.sieve)
-        assert starttls.connect(user.name, user.password, starttls=True, authmech="PLAIN")
-        everyone.append(starttls)
+        while True:  # the same bound may refuse it for a moment (``BYE (TRYLATER)``)
+            assert time.monotonic() < deadline, "STARTTLS connections refused throughout"
+            starttls = Client(HOST, workers.sieve)
+            try:
+                signed_in = starttls.connect(
+                    user.name, user.password, starttls=True, authmech="PLAIN"
+                )
+            except SieveError:
+                time.sleep(0.05)
+                continue
+            assert signed_in, f"no sign-in over STARTTLS: {starttls.errmsg!r}"
+            everyone.append(starttls)
+            break
         yield everyone
     finally:
         for client in everyone:
