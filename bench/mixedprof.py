@@ -19,7 +19,6 @@ import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -28,7 +27,7 @@ from pathlib import Path
 from bench.harness import RawClient, ServerProcess
 from bench.run import Row, must, print_table, timed
 from bench.scale import MIXED_SEARCHES, WORDS, Login, cpu_seconds, fill, mixed_load, ms
-from bench.statecheck.run import backend_spec
+from bench.searchprof import kept_server
 
 _PROFILED = """
 import cProfile, collections, os, signal, sys, threading, time, traceback
@@ -139,18 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="instead of the mixed step: one client repeats this kind for --seconds (repeatable)",
     )
     args = parser.parse_args(argv)
-    data_dir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mixedprof-"))
-    filled = (data_dir / "filled").exists()
-    os.environ["SEARCHPROF_OUT"] = str(data_dir / "profile.out")
-    server = ProfiledServer(data_dir, backend_spec(args.backend), extra_args=["--workers", "1"])
-    if filled and args.backend != "memory":
-        spec = server.backend  # PostgreSQL keeps its database: no fresh one
-        server.backend = type(spec)(spec.name, spec.options, None, None)
-    server.start()
+    server, data_dir, filled = kept_server(ProfiledServer, args.backend, args.keep, "mixedprof-")
     user, password = "prof", "pw-prof"
     try:
-        fresh = not filled or args.backend == "memory"
-        if fresh:
+        if not filled:
             server.add_user(user, password)
 
             def connect() -> RawClient:

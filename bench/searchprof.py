@@ -63,6 +63,23 @@ class ProfiledServer(ServerProcess):
         return [args[0], "-c", _PROFILED, *args[3:]]
 
 
+def kept_server(
+    kind: type[ServerProcess], backend: str, keep: str | None, prefix: str
+) -> tuple[ServerProcess, Path, bool]:
+    """A started one-worker server over ``keep`` (a store directory kept between runs) or a
+    fresh directory; whether that store was filled by an earlier run (``filled`` in it).
+    The profile goes to ``profile.out`` there.  A memory store is never kept; a PostgreSQL
+    one cannot be (its cluster lives as long as this process)."""
+    if keep and backend == "sql-postgresql":
+        raise SystemExit("--keep cannot keep a PostgreSQL store: its cluster ends with the run")
+    data_dir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix=prefix))
+    filled = (data_dir / "filled").exists() and backend != "memory"
+    os.environ["SEARCHPROF_OUT"] = str(data_dir / "profile.out")
+    server = kind(data_dir, backend_spec(backend), extra_args=["--workers", "1"])
+    server.start()
+    return server, data_dir, filled
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.searchprof")
     parser.add_argument("--backend", default="maildir")
@@ -74,17 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--command", action="append", help="instead of bench.scale's")
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args(argv)
-    data_dir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="searchprof-"))
-    filled = (data_dir / "filled").exists()
-    os.environ["SEARCHPROF_OUT"] = str(data_dir / "profile.out")
-    server = ProfiledServer(data_dir, backend_spec(args.backend), extra_args=["--workers", "1"])
-    if filled and args.backend != "memory":
-        spec = server.backend  # PostgreSQL keeps its database: no fresh one
-        server.backend = type(spec)(spec.name, spec.options, None, None)
-    server.start()
+    server, data_dir, filled = kept_server(ProfiledServer, args.backend, args.keep, "searchprof-")
     user, password = "prof", "pw-prof"
     try:
-        if not filled or args.backend == "memory":
+        if not filled:
             server.add_user(user, password)
 
         def connect() -> RawClient:
@@ -92,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             client.login(user, password)
             return client
 
-        if not filled or args.backend == "memory":
+        if not filled:
             print(fill(connect, args.messages).figure, flush=True)
             (data_dir / "filled").touch()
             time.sleep(args.wait)
