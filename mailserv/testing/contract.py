@@ -31,6 +31,7 @@ from mailserv.interfaces import (
     IAclAccount,
     IBackend,
     IBackendFactory,
+    IFirstUnseen,
     IFlagsMailbox,
     IMailbox,
     IMailboxIdAccount,
@@ -162,6 +163,8 @@ class BackendContract:
             assert verifyObject(ISortKeysMailbox, inbox)
         if IFlagsMailbox.providedBy(inbox):
             assert verifyObject(IFlagsMailbox, inbox)
+        if IFirstUnseen.providedBy(inbox):
+            assert verifyObject(IFirstUnseen, inbox)
         assert verifyObject(IMailboxListener, Recorder())
         assert inbox.name == "INBOX"
 
@@ -187,6 +190,8 @@ class BackendContract:
             calls.append(inbox.sort_keys([], SORT_KEYS))
         if IFlagsMailbox.providedBy(inbox):
             calls.append(inbox.fetch_flags([]))
+        if IFirstUnseen.providedBy(inbox):
+            calls.append(inbox.first_unseen())
         for call in calls:
             assert inspect.isawaitable(call), call
             self.resolve(call)
@@ -516,6 +521,23 @@ class BackendContract:
         full = self.resolve(inbox.fetch(asked))
         assert [fields(m) for m in light] == [fields(m) for m in full]
         assert [m.uid for m in light] == asked[:-1]
+
+    def test_first_unseen_follows_seen_and_expunge(self, inbox: Any) -> None:
+        """Only for a mailbox declaring ``IFirstUnseen``: the lowest UID without \\Seen, as
+        flags change and messages go; None when every message has it."""
+        keeper = IFirstUnseen(inbox, None)
+        if keeper is None:
+            pytest.skip("no first_unseen: the engine searches for UNSEEN")
+        assert self.resolve(keeper.first_unseen()) is None
+        uids = [int(self.resolve(inbox.append(message(n), SEEN, None, None)).uid) for n in range(4)]
+        assert self.resolve(keeper.first_unseen()) is None
+        self.resolve(inbox.store(uids[1:3], StoreMode.REMOVE, SEEN, None))
+        assert self.resolve(keeper.first_unseen()) == uids[1]
+        self.resolve(inbox.store(uids[1:2], StoreMode.ADD, SEEN | DELETED, None))
+        assert self.resolve(keeper.first_unseen()) == uids[2]
+        self.resolve(inbox.store(uids[2:3], StoreMode.ADD, DELETED, None))
+        self.resolve(inbox.expunge(None, None))
+        assert self.resolve(keeper.first_unseen()) is None
 
     # -- modseq and flags ---------------------------------------------------------------------
 
