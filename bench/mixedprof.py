@@ -24,10 +24,10 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-from bench.harness import RawClient, ServerProcess
+from bench.harness import ServerProcess
 from bench.run import Row, must, print_table, timed
-from bench.scale import MIXED_SEARCHES, WORDS, Login, cpu_seconds, fill, mixed_load, ms
-from bench.searchprof import kept_server
+from bench.scale import MIXED_SEARCHES, WORDS, Login, cpu_seconds, mixed_load, ms
+from bench.searchprof import filled_once, kept_server
 
 _PROFILED = """
 import cProfile, collections, os, signal, sys, threading, time, traceback
@@ -139,19 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     server, data_dir, filled = kept_server(ProfiledServer, args.backend, args.keep, "mixedprof-")
-    user, password = "prof", "pw-prof"
     try:
-        if not filled:
-            server.add_user(user, password)
-
-            def connect() -> RawClient:
-                client = RawClient.connect(server.imap_port, timeout=600)
-                client.login(user, password)
-                return client
-
-            print(fill(connect, args.messages).figure, flush=True)
-            (data_dir / "filled").touch()
-        login = Login(server.imap_port, user, password)
+        login = filled_once(server, data_dir, filled, args.messages)
         phases: list[tuple[str, Callable[[], list[Row]]]] = [
             (
                 kind,

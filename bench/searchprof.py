@@ -23,9 +23,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.harness import RawClient, ServerProcess
+from bench.harness import ServerProcess
 from bench.run import must, timed
-from bench.scale import cpu_seconds, fill
+from bench.scale import Login, cpu_seconds, fill
 from bench.statecheck.run import backend_spec
 
 COMMANDS = (
@@ -80,6 +80,17 @@ def kept_server(
     return server, data_dir, filled
 
 
+def filled_once(server: ServerProcess, data_dir: Path, filled: bool, messages: int) -> Login:
+    """How to sign in as the bench's user; on a store not ``filled`` before, the user is
+    added and INBOX filled with ``messages`` first (and the store marked filled)."""
+    login = Login(server.imap_port, "prof", "pw-prof")
+    if not filled:
+        server.add_user(login.user, login.password)
+        print(fill(login.connect, messages).figure, flush=True)
+        (data_dir / "filled").touch()
+    return login
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.searchprof")
     parser.add_argument("--backend", default="maildir")
@@ -92,21 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args(argv)
     server, data_dir, filled = kept_server(ProfiledServer, args.backend, args.keep, "searchprof-")
-    user, password = "prof", "pw-prof"
     try:
+        login = filled_once(server, data_dir, filled, args.messages)
         if not filled:
-            server.add_user(user, password)
-
-        def connect() -> RawClient:
-            client = RawClient.connect(server.imap_port, timeout=600)
-            client.login(user, password)
-            return client
-
-        if not filled:
-            print(fill(connect, args.messages).figure, flush=True)
-            (data_dir / "filled").touch()
             time.sleep(args.wait)
-        client = connect()
+        client = login.connect()
         must(timed(client, "SELECT INBOX"), "SELECT")
         for command in args.command or COMMANDS:
             took = []

@@ -76,6 +76,12 @@ class MessageInfo:
     emailid: str | None = None
     threadid: str | None = None
 
+    def top(self) -> tuple[int, int, int]:
+        """The whole message's header start, body start and end (``root``'s offsets): all
+        that whole-message sections (``BODY[]``, ``[HEADER]``, ``[TEXT]``, ``[HEADER.FIELDS]``)
+        need; a record kept as read gives them without its part tree."""
+        return self.root.header_start, self.root.body_start, self.root.end
+
 
 NO_INFO = MessageInfo(
     b"", b"", b"", Part(0, 0, 0, "text/plain", "7bit", None), "", "", "", "", "", None

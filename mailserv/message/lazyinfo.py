@@ -52,18 +52,21 @@ class LazyInfo(MessageInfo):
                 heads = store.heads_of(self._record)
             except store.UnknownFormat:
                 decoded = self.decoded()  # as every other field would fail
-                root = decoded.root
-                top = (root.header_start, root.body_start, root.end)
+                top = decoded.top()
                 return store.Heads(decoded.envelope, decoded.body, decoded.bodystructure, top)
             object.__setattr__(self, "_heads", heads)
         return heads
 
     def top(self) -> tuple[int, int, int]:
-        """The whole message's header start, body start and end (``root``'s offsets)."""
         if self._decoded is not None:
-            root = self._decoded.root
-            return root.header_start, root.body_start, root.end
+            return self._decoded.top()
         return self._read_heads().top
+
+    def kept_record(self) -> bytes | None:
+        """The record as read, while it is undecoded and in this version's layout."""
+        if self._decoded is None and self._record.startswith(store.MARKER):
+            return self._record
+        return None
 
     # Each field reads through to the decoded record (these shadow the slots of the base).
     @property
@@ -170,10 +173,8 @@ class LazyInfo(MessageInfo):
 def record_of(info: MessageInfo) -> bytes:
     """``store.dumps(info)``; a LazyInfo not yet decoded gives its record back as it is
     when that is in this version's layout (a COPY writes what it read)."""
-    undecoded = isinstance(info, LazyInfo) and info._decoded is None
-    if undecoded and info._record.startswith(store.MARKER):  # type: ignore[attr-defined]
-        return info._record  # type: ignore[attr-defined,no-any-return]
-    return store.dumps(info)
+    kept = info.kept_record() if isinstance(info, LazyInfo) else None
+    return store.dumps(info) if kept is None else kept
 
 
 def is_current(record: bytes) -> bool:

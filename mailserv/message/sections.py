@@ -6,7 +6,6 @@ import re
 
 from mailserv.message.headers import iter_fields
 from mailserv.message.info import MessageInfo, Part
-from mailserv.message.lazyinfo import LazyInfo
 
 _MESSAGE_TEXTS = frozenset({"HEADER", "TEXT", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
 
@@ -118,10 +117,7 @@ def _whole_message_section(
     """``BODY[]``, ``BODY[HEADER]``, ``BODY[TEXT]`` and ``BODY[HEADER.FIELDS...]`` of the
     message: its offsets alone are needed, which a record kept as read gives without
     decoding its part tree (:meth:`mailserv.message.lazyinfo.LazyInfo.top`)."""
-    if isinstance(info, LazyInfo):
-        start, body, end = info.top()
-    else:
-        start, body, end = info.root.header_start, info.root.body_start, info.root.end
+    start, body, end = info.top()
     if kind is None:
         return raw[start:end]
     if kind == "TEXT":
