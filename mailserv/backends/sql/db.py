@@ -15,6 +15,7 @@ and COMMIT, in one pipelined round trip.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -191,6 +192,11 @@ class ThreadedDatabase(Database):
         kw: dict[str, Any] = dict(dialect.connkw)
         if reactor is not None:
             kw["cp_reactor"] = reactor
+        self._writing = threading.Lock() if not dialect.is_postgres else None
+        """SQLite: this process's write transactions one at a time.  Two writers that
+        both reach ``BEGIN IMMEDIATE`` leave the loser in SQLite's busy handler, which sleeps
+        1, 2, 5, 10... ms between tries: behind this lock it starts the moment the other
+        commits.  (Other processes, tools, still meet the busy handler.)"""
         self._pool = adbapi.ConnectionPool(
             dialect.driver,
             *dialect.connargs,
@@ -202,11 +208,24 @@ class ThreadedDatabase(Database):
         )
 
     def run(self, fn: Callable[..., T], *args: Any, write: bool = False) -> Deferred[T]:
-        d: Deferred[T] = self._pool.runWithConnection(transact, self.dialect, fn, args, write)
+        if write and self._writing is not None:
+            d: Deferred[T] = self._pool.runWithConnection(
+                _one_writer, self._writing, self.dialect, fn, args
+            )
+        else:
+            d = self._pool.runWithConnection(transact, self.dialect, fn, args, write)
         return d
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _one_writer(
+    conn: Any, lock: threading.Lock, dialect: Dialect, fn: Callable[..., T], args: Sequence[Any]
+) -> T:
+    """A write transaction on SQLite, holding ``lock`` (in a database thread)."""
+    with lock:
+        return transact(conn, dialect, fn, args, True)
 
 
 class InlineDatabase(Database):
