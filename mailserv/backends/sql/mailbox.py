@@ -34,6 +34,7 @@ from mailserv.interfaces import (
     CopyResult,
     FlagChange,
     IFirstUnseen,
+    IFlagsMailbox,
     ISearchableMailbox,
     ISharedMailbox,
     ISortKeysMailbox,
@@ -57,7 +58,7 @@ PARSE_IN_THREAD = 1024 * 1024
 """Messages larger than this are parsed and hashed off the reactor thread."""
 
 
-@implementer(IFirstUnseen, ISearchableMailbox, ISharedMailbox, ISortKeysMailbox)
+@implementer(IFirstUnseen, IFlagsMailbox, ISearchableMailbox, ISharedMailbox, ISortKeysMailbox)
 class SqlMailbox(Listened):
     """Mailbox ``box_id`` of account ``account_id``; ``name`` follows renames."""
 
@@ -168,6 +169,14 @@ class SqlMailbox(Listened):
         backend = self._backend
         metas, self._readahead = await backend.db.run(
             reads.fetch_with_sizes, self.id, list(uids), backend.zones
+        )
+        return metas
+
+    async def fetch_flags(self, uids: Sequence[int]) -> list[MessageMeta]:
+        """``IFlagsMailbox``: the ``mail`` rows alone, no parsed message loaded."""
+        backend = self._backend
+        metas: list[MessageMeta] = await backend.db.run(
+            reads.fetch_flags, self.id, list(uids), backend.zones
         )
         return metas
 

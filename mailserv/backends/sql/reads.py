@@ -14,7 +14,7 @@ from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import Zones, flag_test
 from mailserv.errors import MailboxNotFound
 from mailserv.interfaces import SEEN, Changes, FlagChange, MailboxStatus, MessageMeta
-from mailserv.message.info import MessageInfo
+from mailserv.message.info import NO_INFO, MessageInfo
 from mailserv.message.lazyinfo import LazyInfo, is_current
 from mailserv.message.parse import parse_message
 from mailserv.syntax.sequences import merge
@@ -281,6 +281,36 @@ def fetch(tx: Tx, box_id: int, uids: Sequence[int], zones: Zones) -> list[Messag
         "m.uid",
     )
     return metas(tx, rows, zones)
+
+
+_FLAG_COLUMNS = (
+    "m.uid, m.flags, m.internaldate, m.tz, m.size, m.modseq, coalesce(m.savedate, m.internaldate)"
+)
+
+
+def fetch_flags(tx: Tx, box_id: int, uids: Sequence[int], zones: Zones) -> list[MessageMeta]:
+    """:func:`fetch` without the parsed messages (``NO_INFO``): the ``mail`` rows alone."""
+    rows = where_uids(
+        tx, f"SELECT {_FLAG_COLUMNS} FROM mail m WHERE m.mailbox_id = ?", (box_id,), uids, "m.uid"
+    )
+    flag_sets: dict[str, frozenset[str]] = {}
+    out = []
+    for uid, text, seconds, tz, size, modseq, saved in rows:
+        flags = flag_sets.get(text)
+        if flags is None:
+            flags = flag_sets[text] = frozenset(text.split())
+        out.append(
+            MessageMeta(
+                int(uid),
+                flags,
+                zones.datetime(seconds, tz),
+                int(size),
+                int(modseq),
+                NO_INFO,
+                zones.datetime(saved, 0),
+            )
+        )
+    return out
 
 
 def fetch_with_sizes(
