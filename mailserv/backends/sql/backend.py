@@ -81,9 +81,9 @@ SQLITE_SYNC_OPTION = Choice(
     SQLITE_SYNC,
 )
 FLAG_DURABILITY_OPTION = Choice(
-    "PostgreSQL: fast (a STORE's commit does not wait for the WAL flush: a crash of the "
-    "database may lose the last fraction of a second of flag changes, never a message) or "
-    "full (every commit waits) [default: fast]",
+    "fast (a STORE's commit does not wait for the disk: PostgreSQL's WAL flush, SQLite's "
+    "fsync; a crash of the database or the machine may lose the last flag changes, never a "
+    "message) or full (every commit waits) [default: fast]",
     DEFAULT_FLAG_DURABILITY,
     FLAG_DURABILITY,
 )

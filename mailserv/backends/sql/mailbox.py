@@ -289,6 +289,7 @@ class SqlMailbox(Listened):
             unchangedsince,
             backend.sender,
             write=True,
+            flags_only=True,
         )
         if changed:
             self.flags_changed(changed, origin, changed[0].modseq)
