@@ -390,3 +390,35 @@ def test_imapclient_unselect_and_close(connect: Connector) -> None:
     cli.select_folder("INBOX")
     cli.close_folder()
     assert cli.folder_status("INBOX", ["MESSAGES"])[b"MESSAGES"] == 1
+
+
+def test_select_shows_what_other_sessions_just_did(connect: Connector) -> None:
+    """What a store keeps of a mailbox for all its sessions (SQL: one status read per
+    SELECT also answers its UID list, whether anything is left to claim, the first unseen)
+    follows every other session's change: each SELECT shows the messages, the first unseen
+    and the \\Recent ones as they are, and a new message is recent to one SELECT only."""
+    watcher = connect.selected()  # keeps INBOX open meanwhile (and hears every change)
+    actor = connect.raw()
+    reader = connect.raw()
+    uids: list[int] = []
+    seen: set[int] = set()
+    for i in range(10):
+        if i % 3 != 2:
+            text = messages.plain(subject=f"round {i}")
+            uids.append(appenduid(actor.append_many("INBOX", [text])[0])[1])
+        first = select_info(reader.command("SELECT INBOX"))
+        again = select_info(actor.command("SELECT INBOX"))
+        unseen = [n for n, uid in enumerate(uids, 1) if uid not in seen]
+        for info in (first, again):
+            assert info["EXISTS"] == len(uids), f"round {i}"
+            assert info.get("UNSEEN") == (str(unseen[0]) if unseen else None), f"round {i}"
+            assert int(str(info["UIDNEXT"])) == uids[-1] + 1, f"round {i}"
+        assert first["RECENT"] == (1 if i % 3 != 2 else 0), f"round {i}: the new one, once"
+        assert again["RECENT"] == 0, f"round {i}: claimed by the first SELECT"
+        if i % 2:
+            uid = uids[i // 3]
+            sign = "-" if uid in seen else "+"
+            ok(actor, f"UID STORE {uid} {sign}FLAGS.SILENT (\\Seen)")
+            seen ^= {uid}
+        ok(actor, "CLOSE")
+    ok(watcher, "NOOP")

@@ -1261,6 +1261,41 @@ def test_the_status_read_confirms_the_uid_list(
     resolve(here.stop())
 
 
+def test_the_status_read_answers_the_rest_of_select(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SELECT's status read (one transaction) also brings the UID list up to date and finds
+    whether anything is left to claim and the first unseen: the calls after it read
+    nothing, until a change is told; a new message is then claimed, and the first unseen
+    read again."""
+    here = started(url, tmp_path)
+    box = resolve(resolve(here.account("alice")).open("INBOX"))
+    uids = [resolve(box.append(message(n), frozenset(), None, None)).uid for n in range(3)]
+    assert list(resolve(box.uids())) == uids
+    assert resolve(box.claim_recent()) == uids
+    resolve(box.store(uids[:1], StoreMode.ADD, frozenset({"\\Seen"}), None))
+    made: list[str] = []
+    for module, name in ((reads, "uids_since"), (messages, "unclaimed"), (reads, "first_unseen")):
+        real = getattr(module, name)
+        monkeypatch.setattr(
+            module, name, functools.partial(lambda n, f, *a: made.append(n) or f(*a), name, real)
+        )
+    assert resolve(box.status()).messages == 3
+    assert list(resolve(box.uids())) == uids
+    assert resolve(box.claim_recent()) == []
+    assert resolve(box.first_unseen()) == uids[1]
+    assert made == []
+    resolve(box.status())
+    resolve(box.store(uids[1:2], StoreMode.ADD, frozenset({"\\Seen"}), None))
+    assert list(resolve(box.uids())) == uids and made == []  # flags alone: the list holds
+    assert resolve(box.first_unseen()) == uids[2] and made == ["first_unseen"]
+    new = resolve(box.append(message(9), frozenset(), None, None)).uid
+    assert resolve(box.claim_recent()) == [new] and made[1:] == ["unclaimed"]
+    resolve(box.status())
+    assert resolve(box.claim_recent()) == [] and made[2:] == []
+    resolve(here.stop())
+
+
 def test_kept_uid_lists_are_bounded() -> None:
     kept = reads.KeptUidLists(limit=10)
     kept.put((1, 1, 1), reads.UidList(3, tuple(range(1, 7))))

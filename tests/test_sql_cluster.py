@@ -176,7 +176,7 @@ def _cut_listen_connections(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE query LIKE 'LISTEN %%' AND datname = current_database()"
+            " WHERE application_name = 'mailserv-listen' AND datname = current_database()"
         ).fetchall()
     return len(rows)
 

@@ -1,7 +1,7 @@
 """How the SQL backend commits a STORE: ``flag-durability`` (PostgreSQL commits flag
-changes without waiting for the WAL flush unless told ``full``; messages and EXPUNGE always
-wait) and the writes held back to be sent with COMMIT in one round trip, which must stay one
-transaction: all of it or nothing, in order.
+changes without waiting for the WAL flush unless told ``full``, SQLite without an fsync;
+messages and EXPUNGE always wait) and the writes held back to be sent with COMMIT in one
+round trip, which must stay one transaction: all of it or nothing, in order.
 
 Transactions run inline against a throwaway PostgreSQL cluster (``pgcluster``) and SQLite.
 """
@@ -99,6 +99,46 @@ def test_only_flag_changes_skip_the_flush_wait(
     for since in (None, 5):  # UID runs; row by row
         with pytest.raises(MailboxNotFound):
             db.call(messages.store_flags, box, [1], StoreMode.ADD, flags, since, "t", write=True)
+
+
+def _sqlite_setting(write: Callable[..., Any]) -> Callable[..., tuple[Any, int]]:
+    """``write`` followed, in its transaction, by a look at ``PRAGMA synchronous``."""
+
+    def fn(tx: Tx, *args: Any) -> tuple[Any, int]:
+        result = write(tx, *args)
+        return result, int(tx.scalar("PRAGMA synchronous"))
+
+    return fn
+
+
+@pytest.mark.parametrize(("durability", "sync"), [("fast", 2), ("full", 2), ("fast", 1)])
+def test_sqlite_commits_flag_changes_without_an_fsync(
+    tmp_path: Path, durability: str, sync: int
+) -> None:
+    """``flag-durability=fast`` on SQLite (``sqlite-sync=full``): a STORE's transaction runs
+    with ``synchronous = NORMAL`` (1, no fsync at its commit), every other with the
+    configured level (FULL is 2); the connection is back to it after the STORE."""
+    level = {2: "full", 1: "normal"}[sync]
+    dialect = parse_url(f"sqlite://{tmp_path}/mail.db", "", level, durability)
+    db = InlineDatabase(dialect)
+    try:
+        box = _inbox(db)
+        incoming = messages.Incoming.prepare(MESSAGE, frozenset(), None)
+        append = _sqlite_setting(messages.append)
+        (_, uid, _), setting = db.call(append, box, incoming, "t", write=True, flags_only=False)
+        assert setting == sync
+        store = _sqlite_setting(messages.store_flags)
+        args = (box, [uid], StoreMode.ADD, frozenset({SEEN}), None, "t")
+        (changed, _), setting = db.call(store, *args, write=True, flags_only=True)
+        assert [c.uid for c in changed] == [uid]
+        assert setting == (1 if durability == "fast" else sync)
+        assert db.call(lambda tx: int(tx.scalar("PRAGMA synchronous"))) == sync
+        with pytest.raises(MailboxNotFound):  # a failed STORE restores the level too
+            db.call(store, box + 1, [1], StoreMode.ADD, frozenset({SEEN}), None, "t",
+                    write=True, flags_only=True)  # fmt: skip
+        assert db.call(lambda tx: int(tx.scalar("PRAGMA synchronous"))) == sync
+    finally:
+        db.close()
 
 
 def test_flag_durability_option(tmp_path: Path) -> None:

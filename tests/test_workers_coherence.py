@@ -211,3 +211,39 @@ def test_concurrent_appends_in_both_workers_all_reach_a_watcher(server: ServerPr
             missing = sorted(set(range(1, s.count + 1)) - {int(u) for u in listed})
             raise AssertionError(f"session {i} (selected with {exists}) misses UIDs {missing}")
         client.close()
+
+
+def test_select_in_either_worker_shows_what_the_other_did(server: ServerProcess) -> None:
+    """SELECT right after a change answered in the other child: the messages, the first
+    unseen (``[UNSEEN n]``) and \\Recent as they are (a store may keep what it read of a
+    mailbox for all its sessions: the other child's change must show all the same), each
+    new message recent to the first SELECT only, in whichever child that was."""
+    s = Sessions(server)
+    pids = sorted(children(server.pid))
+    user, password = s.user.name, s.user.password
+    assert s.actor.command("CLOSE").ok  # appends claim nothing: the actor has none selected
+    storer = in_worker(server, user, password, pids[0])
+    assert storer.command("SELECT INBOX").ok
+    readers = [in_worker(server, user, password, pid) for pid in pids]
+    uids: list[int] = []
+    seen: set[int] = set()
+    for i in range(ROUNDS // 4):
+        new = i % 3 != 2
+        if new:
+            uids.append(s.append())
+        else:
+            uid = uids[i % len(uids)]
+            sign = "-" if uid in seen else "+"
+            assert storer.command("NOOP").ok  # the new messages are known to it first
+            assert storer.command(f"UID STORE {uid} {sign}FLAGS.SILENT (\\Seen)").ok
+            seen ^= {uid}
+        unseen = [n for n, uid in enumerate(uids, 1) if uid not in seen]
+        first, second = readers if i % 2 else readers[::-1]
+        for client, recent in ((first, int(new)), (second, 0)):
+            answer = client.command("SELECT INBOX")
+            assert answer.ok, answer.line
+            codes = dict(code.partition(" ")[::2] for code in answer.codes())
+            assert answer.numbers("EXISTS") == [len(uids)], f"round {i}"
+            if server.backend.name != "maildir":  # shows it \\Recent again in the other worker
+                assert answer.numbers("RECENT") == [recent], f"round {i}"
+            assert codes.get("UNSEEN") == (str(unseen[0]) if unseen else None), f"round {i}"

@@ -38,7 +38,7 @@ from mailserv.backends.sql.dialect import (
 from mailserv.backends.sql.mailbox import SqlMailbox
 from mailserv.backends.sql.notify import Listener
 from mailserv.backends.sql.rows import ADDED, EXPUNGED, FLAGS, RENAMED, Notice, Zones
-from mailserv.errors import BackendError
+from mailserv.errors import BackendError, BackendUnavailable
 from mailserv.interfaces import IBackend, IBackendFactory, IMultiProcessBackend
 
 if TYPE_CHECKING:
@@ -81,9 +81,9 @@ SQLITE_SYNC_OPTION = Choice(
     SQLITE_SYNC,
 )
 FLAG_DURABILITY_OPTION = Choice(
-    "PostgreSQL: fast (a STORE's commit does not wait for the WAL flush: a crash of the "
-    "database may lose the last fraction of a second of flag changes, never a message) or "
-    "full (every commit waits) [default: fast]",
+    "fast (a STORE's commit does not wait for the disk: PostgreSQL's WAL flush, SQLite's "
+    "fsync; a crash of the database or the machine may lose the last flag changes, never a "
+    "message) or full (every commit waits) [default: fast]",
     DEFAULT_FLAG_DURABILITY,
     FLAG_DURABILITY,
 )
@@ -404,13 +404,13 @@ class SqlBackend:
                 asking, self._asking = self._asking, []
                 boxes = {box.id: box for box, _ in asking}
                 try:
-                    rows = await self.db.run(_highestmodseqs, sorted(boxes))
+                    rows = await self._highestmodseqs(sorted(boxes))
                 except Exception:  # noqa: BLE001 - the commands that asked are answered anyway
                     _log.failure(
                         "Looking for changes of {count} mailboxes failed", count=len(boxes)
                     )
                     rows = []
-                behind = [(boxes[i], int(h)) for i, h in rows if int(h) > boxes[i].synced]
+                behind = [(boxes[i], h) for i, h in rows if h > boxes[i].synced]
                 if behind:
                     await self._chain(partial(self._fill_in, behind))
                 for _, answered in asking:
@@ -418,11 +418,33 @@ class SqlBackend:
         finally:
             self._looking = False
 
+    async def _highestmodseqs(self, box_ids: list[int]) -> list[tuple[int, int]]:
+        """(id, HIGHESTMODSEQ) of the mailboxes: on the LISTEN connection, from the reactor
+        (a short read every command of a shared mailbox ends with: no thread hop, no pool
+        connection), else through the pool."""
+        listener = self._listener
+        asked = None
+        if listener is not None:
+            listed = ("{" + ",".join(map(str, box_ids)) + "}").encode()
+            asked = listener.query(_HIGHEST_SQL, [listed])
+        if asked is not None:
+            try:
+                rows = await asked
+            except BackendUnavailable:
+                pass  # the connection went meanwhile: the pool answers
+            else:
+                return [(int(i or 0), int(h or 0)) for i, h in rows]
+        found: list[Any] = await self.db.run(_highestmodseqs, box_ids)
+        return [(int(i), int(h)) for i, h in found]
+
     async def _fill_in(self, behind: list[tuple[SqlMailbox, int]]) -> None:
         """After the notices that arrived meanwhile: read what is still missing."""
         for box, highest in behind:
             if highest > box.synced:
                 await self._catch_up(box)
+
+
+_HIGHEST_SQL = b"SELECT id, highestmodseq FROM mailboxes WHERE id = ANY($1::bigint[])"
 
 
 def _highestmodseqs(tx: Tx, box_ids: list[int]) -> list[Any]:

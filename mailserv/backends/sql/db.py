@@ -15,6 +15,7 @@ and COMMIT, in one pipelined round trip.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -112,14 +113,36 @@ class Tx:
 
 
 def transact(
-    conn: Any, dialect: Dialect, fn: Callable[..., T], args: Sequence[Any], write: bool
+    conn: Any,
+    dialect: Dialect,
+    fn: Callable[..., T],
+    args: Sequence[Any],
+    write: bool,
+    flags_only: bool = False,
 ) -> T:
     """Run ``fn(tx, *args)`` in a transaction on ``conn``, retrying transient failures.
 
     A connection the server dropped (a restart, a failover) is replaced at once, and the
     transaction retried on the new one unless the failure came during COMMIT, when it may
-    have taken effect.
+    have taken effect.  ``flags_only``: a write of flags and nothing else, which SQLite
+    commits without an fsync when ``Dialect.lazy_sqlite_flags`` says so (PostgreSQL's
+    statements ask for theirs, ``Dialect.lazy_flag_commit``).
     """
+    if not (flags_only and write and dialect.lazy_sqlite_flags):
+        return _transact(conn, dialect, fn, args, write)
+    conn.execute("PRAGMA synchronous = NORMAL")  # not inside a transaction: SQLite refuses
+    try:
+        return _transact(conn, dialect, fn, args, write)
+    finally:
+        try:
+            conn.execute(f"PRAGMA synchronous = {dialect.sqlite_sync.upper()}")
+        except Exception:  # noqa: BLE001 - the transaction's own outcome matters more
+            _log.failure("Restoring PRAGMA synchronous failed")
+
+
+def _transact(
+    conn: Any, dialect: Dialect, fn: Callable[..., T], args: Sequence[Any], write: bool
+) -> T:
     for attempt in range(1, MAX_ATTEMPTS + 1):
         committing = False
         try:
@@ -176,7 +199,11 @@ class Database:
 
     dialect: Dialect
 
-    def run(self, fn: Callable[..., T], *args: Any, write: bool = False) -> Deferred[T]:
+    def run(
+        self, fn: Callable[..., T], *args: Any, write: bool = False, flags_only: bool = False
+    ) -> Deferred[T]:
+        """``fn(tx, *args)`` in a transaction (``write``: one that writes; ``flags_only``:
+        it writes flags and nothing else, see :func:`transact`)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -191,6 +218,11 @@ class ThreadedDatabase(Database):
         kw: dict[str, Any] = dict(dialect.connkw)
         if reactor is not None:
             kw["cp_reactor"] = reactor
+        self._writing = threading.Lock() if not dialect.is_postgres else None
+        """SQLite: this process's write transactions one at a time.  Two writers that
+        both reach ``BEGIN IMMEDIATE`` leave the loser in SQLite's busy handler, which sleeps
+        1, 2, 5, 10... ms between tries: behind this lock it starts the moment the other
+        commits.  (Other processes, tools, still meet the busy handler.)"""
         self._pool = adbapi.ConnectionPool(
             dialect.driver,
             *dialect.connargs,
@@ -201,12 +233,32 @@ class ThreadedDatabase(Database):
             **kw,
         )
 
-    def run(self, fn: Callable[..., T], *args: Any, write: bool = False) -> Deferred[T]:
-        d: Deferred[T] = self._pool.runWithConnection(transact, self.dialect, fn, args, write)
+    def run(
+        self, fn: Callable[..., T], *args: Any, write: bool = False, flags_only: bool = False
+    ) -> Deferred[T]:
+        if write and self._writing is not None:
+            d: Deferred[T] = self._pool.runWithConnection(
+                _one_writer, self._writing, self.dialect, fn, args, flags_only
+            )
+        else:
+            d = self._pool.runWithConnection(transact, self.dialect, fn, args, write)
         return d
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _one_writer(
+    conn: Any,
+    lock: threading.Lock,
+    dialect: Dialect,
+    fn: Callable[..., T],
+    args: Sequence[Any],
+    flags_only: bool,
+) -> T:
+    """A write transaction on SQLite, holding ``lock`` (in a database thread)."""
+    with lock:
+        return transact(conn, dialect, fn, args, True, flags_only)
 
 
 class InlineDatabase(Database):
@@ -216,7 +268,9 @@ class InlineDatabase(Database):
         self.dialect = dialect
         self._conn: Any = None
 
-    def call(self, fn: Callable[..., T], *args: Any, write: bool = False) -> T:
+    def call(
+        self, fn: Callable[..., T], *args: Any, write: bool = False, flags_only: bool = False
+    ) -> T:
         if self._conn is None:
             try:
                 self._conn = self.dialect.connect()
@@ -224,11 +278,13 @@ class InlineDatabase(Database):
                 if self.dialect.is_unavailable(error):
                     raise BackendUnavailable(f"{self.dialect.display}: {error}") from error
                 raise
-        return transact(self._conn, self.dialect, fn, args, write)
+        return transact(self._conn, self.dialect, fn, args, write, flags_only)
 
-    def run(self, fn: Callable[..., T], *args: Any, write: bool = False) -> Deferred[T]:
+    def run(
+        self, fn: Callable[..., T], *args: Any, write: bool = False, flags_only: bool = False
+    ) -> Deferred[T]:
         try:
-            return defer.succeed(self.call(fn, *args, write=write))
+            return defer.succeed(self.call(fn, *args, write=write, flags_only=flags_only))
         except Exception:
             return defer.fail()
 

@@ -27,8 +27,11 @@ DEFAULT_SQLITE_SYNC = "full"
 
 FLAG_DURABILITY = ("fast", "full")
 DEFAULT_FLAG_DURABILITY = "fast"
-"""PostgreSQL commits a flag change (STORE) without waiting for its WAL flush: a crash may
-lose the last fraction of a second of flag changes, never a message, never consistency."""
+"""A flag change (STORE) is committed without waiting for the disk: PostgreSQL does not wait
+for its WAL flush; SQLite (``sqlite-sync=full``) commits it with ``synchronous = NORMAL``,
+no fsync (the next commit that syncs, or a checkpoint, takes it to the disk).  A crash of
+the machine (of the database, for PostgreSQL) may lose the last flag changes, never a
+message, never consistency."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,14 @@ class Dialect:
         if self.is_postgres and self.flag_durability == "fast":
             return ", set_config('synchronous_commit', 'off', true)"
         return ""
+
+    @property
+    def lazy_sqlite_flags(self) -> bool:
+        """SQLite commits a flag-only write (a STORE) without an fsync (``flag-durability``
+        fast while ``sqlite-sync`` is full): ``synchronous = NORMAL`` for that transaction."""
+        return (
+            not self.is_postgres and self.flag_durability == "fast" and self.sqlite_sync == "full"
+        )
 
     @property
     def find(self) -> str:
@@ -213,7 +224,7 @@ def _sqlite(rest: str, data_dir: str, sync: str, flag_durability: str) -> Dialec
         placeholder="?",
         display=f"sqlite:///{os.path.abspath(path).lstrip('/')}",
         sqlite_sync=sync,
-        flag_durability=flag_durability,  # no effect: SQLite has sqlite-sync
+        flag_durability=flag_durability,
     )
 
 

@@ -33,6 +33,8 @@ from mailserv.interfaces import (
     Changes,
     CopyResult,
     FlagChange,
+    IFirstUnseen,
+    IFlagsMailbox,
     ISearchableMailbox,
     ISharedMailbox,
     ISortKeysMailbox,
@@ -56,7 +58,7 @@ PARSE_IN_THREAD = 1024 * 1024
 """Messages larger than this are parsed and hashed off the reactor thread."""
 
 
-@implementer(ISearchableMailbox, ISharedMailbox, ISortKeysMailbox)
+@implementer(IFirstUnseen, IFlagsMailbox, ISearchableMailbox, ISharedMailbox, ISortKeysMailbox)
 class SqlMailbox(Listened):
     """Mailbox ``box_id`` of account ``account_id``; ``name`` follows renames."""
 
@@ -84,49 +86,97 @@ class SqlMailbox(Listened):
         self._raw: dict[int, bytes] = {}
         self._uid_list: reads.UidList | None = None
         """The mailbox's UIDs as last read (see ``uids``)."""
-        self._current: reads.UidList | None = None
-        """``_uid_list`` when the last ``status()`` found it current (used once)."""
+        self._look: tuple[int, int, reads.Look] | None = None
+        """The last ``status()`` read, and ``_set_told``, ``_told_count`` when it started."""
+        self._uids_taken = self._unseen_taken = True
+        """``uids()``, ``first_unseen()`` were asked since the last ``status()`` (which
+        answers each once)."""
+        self._set_told = 0
+        """Added and expunged events told to the listeners so far (see ``_fresh_look``)."""
+        self._told_count = 0
+        """Events of any kind told so far."""
+        self._claimed_below = 0
+        """Every UID below this one was claimed for \\Recent (see ``claim_recent``)."""
         self._texts_ready = False
         """Every message has its texts (the backfill passed them): no need to check."""
 
     # -- reading ------------------------------------------------------------------------
 
     async def status(self) -> MailboxStatus:
-        """With a look at whether the UID list kept is current: SELECT reads the status,
-        then the UIDs, and the second read is then not needed (see ``uids``)."""
-        known = self._uid_list
-        result, current = await self._backend.db.run(reads.status_with, self.id, known)
-        self._current = known if current else None
-        return result
+        """One transaction: the status and, as of the same read, what the rest of a SELECT
+        asks next (``uids``, ``claim_recent``, ``first_unseen``), kept for those calls."""
+        kept = self._backend.uid_lists
+        key = (self.id, self.account_id, self.uidvalidity)
+        known = self._uid_list or kept.get(key)
+        told = (self._set_told, self._told_count)
+        found: reads.Look = await self._backend.db.run(reads.look, self.id, known)
+        self._look = (*told, found)
+        self._uids_taken = self._unseen_taken = False
+        if found.uids is not None:
+            self._keep(found.uids)
+        if found.all_claimed:
+            self._claimed_below = max(self._claimed_below, found.status.uidnext)
+        return found.status
+
+    def _keep(self, found: reads.UidList) -> None:
+        """``found`` becomes the list every session of the mailbox starts from, unless the
+        one kept already is newer."""
+        if self._uid_list is None or found.modseq >= self._uid_list.modseq:
+            self._uid_list = found
+            self._backend.uid_lists.put((self.id, self.account_id, self.uidvalidity), found)
+
+    def _fresh_look(self, flags_too: bool) -> reads.Look | None:
+        """The last ``status()`` read, when no message came or went (nor, ``flags_too``,
+        changed its flags) as told here since it started."""
+        if self._look is None:
+            return None
+        set_told, told, found = self._look
+        if set_told != self._set_told or (flags_too and told != self._told_count):
+            return None
+        return found
 
     async def uids(self) -> tuple[int, ...]:
         """From the list kept for every session of the mailbox in this process: what
         changed since it was read is read (an indexed look when nothing did).  That list
         itself (a tuple, shared): no copy per SELECT.  The backend keeps it after this
         object goes too (``reads.KeptUidLists``)."""
-        current, self._current = self._current, None
-        if (
-            current is not None
-            and current is self._uid_list
-            and self.synced <= current.modseq
-            and not self._seen
-        ):
-            # The status just read found it current, and nothing was told since: the list
-            # as of that read (a change made meanwhile is an event the view will get).
-            return current.uids
+        found = self._fresh_look(flags_too=False)
+        if found is not None and found.uids is not None and not self._uids_taken:
+            # The status just read brought the list up to date, and no message came or
+            # went since (as told here): the list as of that read (a change made meanwhile
+            # is an event the view will get).
+            self._uids_taken = True
+            return found.uids.uids
+        self._uids_taken = True
         kept = self._backend.uid_lists
         key = (self.id, self.account_id, self.uidvalidity)
         known = self._uid_list or kept.get(key)
-        found: reads.UidList = await self._backend.db.run(reads.uids_since, self.id, known)
-        if self._uid_list is None or found.modseq >= self._uid_list.modseq:
-            self._uid_list = found
-            kept.put(key, found)
-        return found.uids
+        read: reads.UidList = await self._backend.db.run(reads.uids_since, self.id, known)
+        self._keep(read)
+        return read.uids
+
+    async def first_unseen(self) -> int | None:
+        """``IFirstUnseen``: from the runs the status read found (nothing told since), else
+        one read (the runs, or the first unseen row)."""
+        found = None if self._unseen_taken else self._fresh_look(flags_too=True)
+        self._unseen_taken = True
+        if found is not None and found.unseen_known:
+            return found.first_unseen
+        first: int | None = await self._backend.db.run(reads.first_unseen, self.id)
+        return first
 
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         backend = self._backend
         metas, self._readahead = await backend.db.run(
             reads.fetch_with_sizes, self.id, list(uids), backend.zones
+        )
+        return metas
+
+    async def fetch_flags(self, uids: Sequence[int]) -> list[MessageMeta]:
+        """``IFlagsMailbox``: the ``mail`` rows alone, no parsed message loaded."""
+        backend = self._backend
+        metas: list[MessageMeta] = await backend.db.run(
+            reads.fetch_flags, self.id, list(uids), backend.zones
         )
         return metas
 
@@ -239,6 +289,7 @@ class SqlMailbox(Listened):
             unchangedsince,
             backend.sender,
             write=True,
+            flags_only=True,
         )
         if changed:
             self.flags_changed(changed, origin, changed[0].modseq)
@@ -284,10 +335,17 @@ class SqlMailbox(Listened):
         await self._backend.catch_up(self)
 
     async def claim_recent(self) -> list[int]:
-        """A read first: every SELECT claims, and mostly there is nothing to (a write
-        transaction would take SQLite's write lock, PostgreSQL's row lock, each time).
-        Whatever the UID list read before this holds is below the UIDNEXT read here: none
-        of it is left unclaimed when the read finds nothing."""
+        """Nothing to claim, without a read, while every UID known here is below a UIDNEXT
+        under which a ``status()`` read found all claimed (claims are never undone, and a
+        message added since is claimed when its event comes).  Else a read first: mostly
+        there is nothing to claim (a write transaction would take SQLite's write lock,
+        PostgreSQL's row lock, each time).  Whatever the UID list read before this holds
+        is below the UIDNEXT read here: none of it is left unclaimed when the read finds
+        nothing."""
+        known = self._uid_list
+        top = max(self.top_uid, known.uids[-1] if known is not None and known.uids else 0)
+        if top < self._claimed_below:
+            return []
         db = self._backend.db
         if not await db.run(messages.unclaimed, self.id):
             return []
@@ -332,6 +390,8 @@ class SqlMailbox(Listened):
         """
         self._told(modseq)
         if uids:
+            self._set_told += 1
+            self._told_count += 1
             self._held.append((sorted(uids), origin, remote))
             self._release(wait=True)
 
@@ -360,6 +420,9 @@ class SqlMailbox(Listened):
 
     def expunged(self, uids: Sequence[int], modseq: int, origin: object) -> None:
         self._told(modseq)
+        if uids:
+            self._set_told += 1
+            self._told_count += 1
         for uid in uids:
             self._raw.pop(uid, None)
         self.listeners.expunged(self, list(uids), origin)
@@ -370,6 +433,7 @@ class SqlMailbox(Listened):
         """``modseq``: the newest of the changes' modseqs, when the caller knows it (a STORE
         gives all of them one), so a large STORE is not walked again here."""
         if changes:
+            self._told_count += 1
             for told in {modseq} if modseq is not None else {c.modseq for c in changes}:
                 self._told(told)
             self.listeners.flags_changed(self, changes, origin)

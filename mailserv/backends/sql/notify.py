@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import threads
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,9 +25,15 @@ from zope.interface import implementer
 
 from mailserv.backends.sql.db import NOTIFY_CHANNEL
 from mailserv.backends.sql.dialect import Dialect
+from mailserv.errors import BackendUnavailable
 from mailserv.slicing import SLICE
 
 RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+APPLICATION_NAME = "mailserv-listen"
+"""How the LISTEN connection shows in ``pg_stat_activity`` (its last query is not always
+the LISTEN: ``query`` runs short reads on it)."""
+_TUPLES_OK = 2
+"""libpq's PGRES_TUPLES_OK."""
 
 _log = Logger()
 
@@ -67,6 +74,7 @@ class _Socket:
             self._listener.lost(self, str(error))
             return
         self._listener.take()
+        self._listener.answer()
 
     def connectionLost(self, reason: Failure) -> None:
         self._listener.lost(self, reason.getErrorMessage())
@@ -92,6 +100,10 @@ class Listener:
         self._retry: Any = None
         self._more: Any = None
         """The call that takes the rest of a burst of notices, when one is waiting."""
+        self._asked: Deferred[list[list[bytes | None]]] | None = None
+        """The answer to the query in flight on the connection (see ``query``)."""
+        self._rows: list[list[bytes | None]] = []
+        self._error: str | None = None
 
     async def start(self) -> None:
         """Connect and LISTEN; fails (BackendUnavailable) when the database cannot be reached."""
@@ -102,7 +114,9 @@ class Listener:
 
     def _open(self) -> Any:
         psycopg = self._dialect.module()
-        conn = psycopg.connect(*self._dialect.connargs, autocommit=True)
+        conn = psycopg.connect(
+            *self._dialect.connargs, autocommit=True, application_name=APPLICATION_NAME
+        )
         try:
             conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         except BaseException:
@@ -132,6 +146,54 @@ class Listener:
                 self._more = self._reactor.callLater(0, self.take)
                 return
 
+    def query(self, sql: bytes, params: list[bytes]) -> Deferred[list[list[bytes | None]]] | None:
+        """One short read on the LISTEN connection itself, sent and answered on the reactor
+        (no thread, no pool connection): the rows, as text.  None when the connection is
+        down or busy with another query (the caller reads through the pool)."""
+        socket = self._socket
+        if socket is None or self._asked is not None:
+            return None
+        pgconn = socket.conn.pgconn
+        try:
+            pgconn.send_query_params(sql, params)
+            if pgconn.flush() != 0:  # an idle socket takes a short query at once
+                raise OSError("the query could not be sent at once")
+        except Exception as error:  # noqa: BLE001 - a dead connection: the pool reads
+            self.lost(socket, str(error))
+            return None
+        asked: Deferred[list[list[bytes | None]]] = Deferred()
+        self._asked, self._rows, self._error = asked, [], None
+        return asked
+
+    def answer(self) -> None:
+        """The rows of the query in flight, once its results are all in (the notices that
+        came before them were taken first)."""
+        asked = self._asked
+        socket = self._socket
+        if asked is None or socket is None:
+            return
+        pgconn = socket.conn.pgconn
+        while not pgconn.is_busy():
+            result = pgconn.get_result()
+            if result is None:
+                break
+            if result.status == _TUPLES_OK:
+                self._rows += [
+                    [result.get_value(row, col) for col in range(result.nfields)]
+                    for row in range(result.ntuples)
+                ]
+            else:
+                message = result.error_message or b"query failed"
+                self._error = message.decode("utf-8", "replace")
+        else:
+            return  # more to come
+        self._asked = None
+        self.take()  # notices parsed after the results
+        if self._error is not None:
+            asked.errback(BackendUnavailable(self._error))
+        else:
+            asked.callback(self._rows)
+
     def deliver(self, payload: str) -> None:
         try:
             self._on_notice(payload)
@@ -160,6 +222,9 @@ class Listener:
         if socket is not None:
             self._reactor.removeReader(socket)
             socket.close()
+        asked, self._asked = self._asked, None
+        if asked is not None:
+            asked.errback(BackendUnavailable("the change notices connection was lost"))
 
     def _schedule(self) -> None:
         delay = RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)]

@@ -11,10 +11,10 @@ from typing import Any
 
 from mailserv.backends.kit.flagchanges import changes_of
 from mailserv.backends.sql.db import Tx
-from mailserv.backends.sql.rows import Zones
+from mailserv.backends.sql.rows import Zones, flag_test
 from mailserv.errors import MailboxNotFound
-from mailserv.interfaces import Changes, FlagChange, MailboxStatus, MessageMeta
-from mailserv.message.info import MessageInfo
+from mailserv.interfaces import SEEN, Changes, FlagChange, MailboxStatus, MessageMeta
+from mailserv.message.info import NO_INFO, MessageInfo
 from mailserv.message.lazyinfo import LazyInfo, is_current
 from mailserv.message.parse import parse_message
 from mailserv.syntax.sequences import merge
@@ -64,9 +64,34 @@ def where_uids(
 
 
 def status(tx: Tx, box_id: int) -> MailboxStatus:
+    return look(tx, box_id, None).status
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """What SELECT needs of a mailbox, read in one transaction (one snapshot): the status,
+    the UID list (a known one confirmed or brought up to date), whether every message
+    below UIDNEXT was claimed for \\Recent already, and the first unseen UID."""
+
+    status: MailboxStatus
+    uids: UidList | None
+    """None when no list was known (it is read whole on its own) or it could not be
+    brought up to date."""
+    all_claimed: bool
+    first_unseen: int | None
+    unseen_known: bool
+    """``first_unseen`` is known (the kept runs were there, see the module ``unseen``)."""
+
+
+def look(tx: Tx, box_id: int, known: UidList | None) -> Look:
+    """``status``, and in the same snapshot (one round trip when nothing changed): the UID
+    list ``known`` brought up to date (see :func:`uids_since`), whether anything is left to
+    claim (``messages.unclaimed``), the first unseen UID from the kept runs."""
+    if tx.dialect.is_postgres and known is not None:  # one snapshot for the statements
+        tx.later("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     row = tx.one(
         "SELECT uidvalidity, uidnext, messages, unseen, recent_mark, highestmodseq, size,"
-        " mailboxid FROM mailboxes WHERE id = ? AND selectable = 1",
+        " mailboxid, unseen_uids FROM mailboxes WHERE id = ? AND selectable = 1",
         (box_id,),
     )
     if row is None:
@@ -77,19 +102,59 @@ def status(tx: Tx, box_id: int) -> MailboxStatus:
         recent = int(
             tx.scalar("SELECT count(*) FROM mail WHERE mailbox_id = ? AND uid > ?", (box_id, mark))
         )
-    return MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size, row[7])
+    found = MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size, row[7])
+    current = None if known is None else _brought_up(tx, box_id, known, modseq, uidnext, count)
+    text = row[8]
+    first = None
+    if text:
+        first = int(text.split(",", 1)[0])  # the low end of the first run
+    return Look(found, current, mark >= uidnext - 1, first, text is not None or unseen == 0)
 
 
-def status_with(tx: Tx, box_id: int, known: UidList | None) -> tuple[MailboxStatus, bool]:
-    """``status``, and whether ``known`` is the mailbox's UID list as of that read (its
-    modseq and count are the row's): SELECT's UID list then needs no read of its own."""
-    found = status(tx, box_id)
-    current = (
-        known is not None
-        and known.modseq == found.highestmodseq
-        and len(known.uids) == found.messages
+def _brought_up(
+    tx: Tx, box_id: int, known: UidList, modseq: int, uidnext: int, count: int
+) -> UidList | None:
+    """``known`` as of the mailbox row just read (``modseq``, ``uidnext``, ``count``): itself
+    (restamped) when no message came or went since, else brought up to date; None when the
+    counts then disagree."""
+    if known.modseq == modseq:
+        return known
+    if known.uidnext == uidnext and len(known.uids) == count:
+        # UIDNEXT grows with every message added and the count drops with every one
+        # expunged: neither happened, only flags changed.
+        return UidList(modseq, known.uids, uidnext)
+    top = known.uids[-1] if known.uids else 0
+    added = tx.all(
+        "SELECT uid FROM mail WHERE mailbox_id = ? AND uid > ? ORDER BY uid", (box_id, top)
     )
-    return found, current
+    gone = tx.all(
+        "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND uid <= ?",
+        (box_id, known.modseq, top),
+    )
+    kept = known.uids
+    if gone:
+        dropped = {uid for (uid,) in gone}
+        kept = tuple(uid for uid in kept if uid not in dropped)
+    fresh = kept + tuple(uid for (uid,) in added)
+    if len(fresh) != count:
+        return None
+    return UidList(modseq, fresh, uidnext)
+
+
+def first_unseen(tx: Tx, box_id: int) -> int | None:
+    """The lowest UID without \\Seen: from the kept runs, else from the rows."""
+    row = tx.one("SELECT unseen, unseen_uids FROM mailboxes WHERE id = ?", (box_id,))
+    if row is None:
+        raise MailboxNotFound("the mailbox was deleted")
+    if int(row[0]) == 0:
+        return None
+    if row[1] is not None:
+        return int(row[1].split(",", 1)[0]) if row[1] else None
+    test = flag_test(tx.dialect.find, SEEN, present=False)
+    found = tx.scalar(
+        f"SELECT uid FROM mail WHERE mailbox_id = ? AND {test} ORDER BY uid LIMIT 1", (box_id,)
+    )
+    return None if found is None else int(found)
 
 
 def account_usage(tx: Tx, account_id: int) -> tuple[int, int]:
@@ -116,6 +181,8 @@ class UidList:
 
     modseq: int
     uids: tuple[int, ...]
+    uidnext: int = 0
+    """The mailbox's UIDNEXT then (0: not known)."""
 
 
 KEPT_UIDS = 500_000
@@ -158,30 +225,16 @@ def uids_since(tx: Tx, box_id: int, known: UidList | None) -> UidList:
     else ``known`` brought up to date from the UIDs above its last one and the expunge
     log (or read whole when there is no ``known``, or the counts disagree)."""
     if tx.dialect.is_postgres:  # one snapshot for the statements below
-        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    row = tx.one("SELECT highestmodseq, messages FROM mailboxes WHERE id = ?", (box_id,))
+        tx.later("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    row = tx.one("SELECT highestmodseq, messages, uidnext FROM mailboxes WHERE id = ?", (box_id,))
     if row is None:
         raise MailboxNotFound("the mailbox was deleted")
-    modseq, count = int(row[0]), int(row[1])
+    modseq, count, uidnext = int(row[0]), int(row[1]), int(row[2])
     if known is not None:
-        if known.modseq == modseq:
-            return known
-        top = known.uids[-1] if known.uids else 0
-        added = tx.all(
-            "SELECT uid FROM mail WHERE mailbox_id = ? AND uid > ? ORDER BY uid", (box_id, top)
-        )
-        gone = tx.all(
-            "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND uid <= ?",
-            (box_id, known.modseq, top),
-        )
-        kept = known.uids
-        if gone:
-            dropped = {uid for (uid,) in gone}
-            kept = tuple(uid for uid in kept if uid not in dropped)
-        fresh = kept + tuple(uid for (uid,) in added)
-        if len(fresh) == count:
-            return UidList(modseq, fresh)
-    return UidList(modseq, tuple(uids(tx, box_id)))
+        current = _brought_up(tx, box_id, known, modseq, uidnext, count)
+        if current is not None:
+            return current
+    return UidList(modseq, tuple(uids(tx, box_id)), uidnext)
 
 
 def load_info(tx: Tx, message_id: int, blob: Any) -> MessageInfo:
@@ -228,6 +281,36 @@ def fetch(tx: Tx, box_id: int, uids: Sequence[int], zones: Zones) -> list[Messag
         "m.uid",
     )
     return metas(tx, rows, zones)
+
+
+_FLAG_COLUMNS = (
+    "m.uid, m.flags, m.internaldate, m.tz, m.size, m.modseq, coalesce(m.savedate, m.internaldate)"
+)
+
+
+def fetch_flags(tx: Tx, box_id: int, uids: Sequence[int], zones: Zones) -> list[MessageMeta]:
+    """:func:`fetch` without the parsed messages (``NO_INFO``): the ``mail`` rows alone."""
+    rows = where_uids(
+        tx, f"SELECT {_FLAG_COLUMNS} FROM mail m WHERE m.mailbox_id = ?", (box_id,), uids, "m.uid"
+    )
+    flag_sets: dict[str, frozenset[str]] = {}
+    out = []
+    for uid, text, seconds, tz, size, modseq, saved in rows:
+        flags = flag_sets.get(text)
+        if flags is None:
+            flags = flag_sets[text] = frozenset(text.split())
+        out.append(
+            MessageMeta(
+                int(uid),
+                flags,
+                zones.datetime(seconds, tz),
+                int(size),
+                int(modseq),
+                NO_INFO,
+                zones.datetime(saved, 0),
+            )
+        )
+    return out
 
 
 def fetch_with_sizes(
