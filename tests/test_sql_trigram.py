@@ -365,3 +365,15 @@ def test_the_warned_statements_index_the_store(tmp_path: Path) -> None:
     texts = backend.text_search
     assert texts is not None and texts.kind == fulltext.TRIGRAM
     resolve(backend.stop())
+
+
+@pytest.mark.parametrize("field", ["FROM", "SUBJECT", "HEADER To"])
+def test_a_needle_with_nul_is_the_engines(backend: SqlBackend, field: str) -> None:
+    """PostgreSQL's texts hold no NUL and its driver refuses one in a parameter: a field
+    needle with NUL is left to the engine (it was sent to the database, which failed)."""
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    uid = resolve(box.append(corpus(random.Random(1), 1)[0], frozenset(), None, None)).uid
+    for needle in ("a\x00b", "\x00", "user\x00"):
+        program = _program(f"{field} {literal(needle)}")
+        assert search.translate(program, "strpos", [uid], backend.text_search) is None
+        assert resolve(box.search(program, [uid])) is None

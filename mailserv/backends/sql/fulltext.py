@@ -14,7 +14,9 @@ The index in front of the substring test:
   row of the mailbox.  Without FTS5 it is a plain table, always tested row by row.
 - PostgreSQL: ``pg_trgm`` GIN indexes on both columns serve ``LIKE '%needle%'`` (``%``,
   ``_`` and ``\\`` escaped); where the extension could not be created (no privilege), the
-  rows of the mailbox are tested with ``strpos()``.
+  rows of the mailbox are tested with ``strpos()``.  Schema 14 adds one such index of the
+  header fields ``messages`` keeps for SEARCH FROM/TO/CC/BCC/SUBJECT (``search.py``), and
+  makes these two where schema 3 could not.
 
 A word index answers the needles made of word characters alone (migration 5): a needle
 that some indexed word contains lies inside words, so its matches are the texts holding one

@@ -201,6 +201,8 @@ class _Translator:
             raise _Decline()
         if not needle:
             return _TRUE
+        if "\x00" in needle:  # PostgreSQL's texts and parameters hold none
+            raise _Decline()
         self.clause.content = True
         first_line = False
         if column in _ADDRESS_COLUMNS:
