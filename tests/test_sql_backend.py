@@ -36,6 +36,7 @@ from mailserv.backends.kit import flagchanges as changes
 from mailserv.backends.sql import (
     SqlBackend,
     SqlBackendFactory,
+    fulltext,
     inline_database,
     messages,
     reads,
@@ -210,8 +211,16 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
+def _undo_version_14(tx: Tx) -> None:
+    """What migration 14 added goes (PostgreSQL: the header fields' trigram index; the
+    texts' indexes and the extension are schema 3's)."""
+    tx.execute(f"DROP INDEX IF EXISTS {fulltext.FIELD_INDEX}")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 13")
+
+
 def _undo_version_13(tx: Tx) -> None:
-    """What migration 13 added goes (the SORT/THREAD keys of every message)."""
+    """What migrations 13 and 14 added goes (the SORT/THREAD keys of every message)."""
+    _undo_version_14(tx)
     tx.execute("DROP TABLE message_keys")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 12")
 
@@ -880,7 +889,7 @@ def test_upgrade_to_10_keeps_users_without_a_quota_of_their_own(url: str, tmp_pa
     resolve(backend.stop())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
     try:
-        assert db.call(schema.upgrade, write=True) == [10, 11, 12, 13]
+        assert db.call(schema.upgrade, write=True) == list(range(10, schema.LATEST + 1))
         users = SqlUsers(db)
         entry = users.lookup("ann")
         assert entry is not None and (entry.password, entry.quota) == ("{PLAIN}pw", StoredQuota())
@@ -1024,7 +1033,7 @@ def test_upgrade_to_12_makes_stores_page_local(url: str, tmp_path: Path) -> None
     resolve(backend.db.run(_undo_rewrite, box.id, write=True))
     resolve(backend.stop())
     db = InlineDatabase(parse_url(url, str(tmp_path)))
-    assert db.call(schema.upgrade, write=True) == [12, 13]
+    assert db.call(schema.upgrade, write=True) == list(range(12, schema.LATEST + 1))
     db.close()
 
     backend = started(url, tmp_path)

@@ -14,7 +14,9 @@ The index in front of the substring test:
   row of the mailbox.  Without FTS5 it is a plain table, always tested row by row.
 - PostgreSQL: ``pg_trgm`` GIN indexes on both columns serve ``LIKE '%needle%'`` (``%``,
   ``_`` and ``\\`` escaped); where the extension could not be created (no privilege), the
-  rows of the mailbox are tested with ``strpos()``.
+  rows of the mailbox are tested with ``strpos()``.  Schema 14 adds one such index of the
+  header fields ``messages`` keeps for SEARCH FROM/TO/CC/BCC/SUBJECT (``search.py``), and
+  makes these two where schema 3 could not.
 
 A word index answers the needles made of word characters alone (migration 5): a needle
 that some indexed word contains lies inside words, so its matches are the texts holding one
@@ -145,13 +147,79 @@ def _create_trigram_indexes(tx: Tx) -> None:
     tx.execute("RELEASE SAVEPOINT trgm")
 
 
+# -- the header fields' index (migration 14) ----------------------------------------------------
+
+FIELD_INDEX = "messages_fields_trgm"
+"""PostgreSQL: one GIN index of the trigrams of the case-folded FROM/TO/CC/BCC/SUBJECT
+columns of ``messages`` (a multicolumn GIN index serves a test of any one of its columns
+as well as an index of that column alone, and an APPEND updates one index, not five)."""
+FIELD_COLUMNS = ("subject", "from_addr", "to_addr", "cc_addr", "bcc_addr")
+
+
+def _trigram_schema(tx: Tx) -> str | None:
+    """The schema ``pg_trgm`` is installed in, None where it is not."""
+    found = tx.scalar(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+        " WHERE e.extname = 'pg_trgm'"
+    )
+    return None if found is None else str(found)
+
+
+def trigram_statements(opclass: str = "gin_trgm_ops") -> list[str]:
+    """The indexes of migration 14, each made only where it is missing: the header fields'
+    and (where migration 3 could not make them) the texts'."""
+    out = [
+        f"CREATE INDEX IF NOT EXISTS {name} ON message_text USING gin ({column} {opclass})"
+        for name, column in zip(_TRGM_INDEXES, ("header", "body"), strict=True)
+    ]
+    columns = ", ".join(f"{column} {opclass}" for column in FIELD_COLUMNS)
+    out.append(f"CREATE INDEX IF NOT EXISTS {FIELD_INDEX} ON messages USING gin ({columns})")
+    return out
+
+
+def create_field_index(tx: Tx) -> bool:
+    """Migration 14 (PostgreSQL; SQLite: nothing): ``pg_trgm`` and the trigram indexes of
+    :func:`trigram_statements`; whether they are there.
+
+    Where the extension is not installed and cannot be (the role may not create it in this
+    database, or the server lacks the contrib package), the migration still succeeds: one
+    warning says the searches scan and what a superuser runs to index them, and SEARCH
+    keeps its row-by-row tests (:func:`detect` finds no index).  The indexes are built in
+    the migration's transaction (``CREATE INDEX CONCURRENTLY`` cannot run in one), holding
+    off writes of ``messages`` (APPEND) meanwhile; readers go on."""
+    if not tx.dialect.is_postgres:
+        return False
+    tx.execute("SAVEPOINT trgm")
+    try:
+        tx.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    except Exception as error:  # noqa: BLE001 - no privilege, or no contrib package
+        tx.execute("ROLLBACK TO SAVEPOINT trgm")
+        tx.execute("RELEASE SAVEPOINT trgm")
+        _log.warn(
+            "PostgreSQL's pg_trgm extension could not be created ({error}): SEARCH FROM, TO,"
+            " CC, BCC, SUBJECT, BODY and TEXT test every message of a mailbox.  To index"
+            " them, a superuser runs in this database: CREATE EXTENSION pg_trgm; {indexes};",
+            error=str(error).strip(),
+            indexes="; ".join(trigram_statements()),
+        )
+        return False
+    tx.execute("RELEASE SAVEPOINT trgm")
+    where = _trigram_schema(tx)
+    opclass = "gin_trgm_ops" if where is None else f'"{where}".gin_trgm_ops'
+    for statement in trigram_statements(opclass):
+        tx.execute(statement)
+    return True
+
+
 def detect(tx: Tx) -> str:
-    """Which of FTS5, TRIGRAM or SCAN this database has (transaction function)."""
+    """Which of FTS5, TRIGRAM or SCAN this database has (transaction function).  On
+    PostgreSQL TRIGRAM means the texts' and the header fields' indexes are all there."""
     if tx.dialect.is_postgres:
         found = tx.scalar(
-            "SELECT count(*) FROM pg_indexes WHERE indexname = ?", (_TRGM_INDEXES[1],)
+            "SELECT count(*) FROM pg_indexes WHERE indexname IN (?, ?)",
+            (_TRGM_INDEXES[1], FIELD_INDEX),
         )
-        return TRIGRAM if found else SCAN
+        return TRIGRAM if found == 2 else SCAN
     sql = tx.scalar("SELECT sql FROM sqlite_master WHERE name = 'message_text'")
     return FTS5 if sql and "fts5" in sql.lower() else SCAN
 
@@ -340,8 +408,8 @@ class TextSearch:
             return None
         columns = ("header", "body") if whole else ("body",)
         if self.postgres:
-            if self.kind == TRIGRAM and _ALNUM_RUN.search(needle):
-                pattern = "%" + _escape_like(needle) + "%"
+            pattern = like_pattern(needle) if self.kind == TRIGRAM else None
+            if pattern is not None:
                 test = " OR ".join(f"{c} LIKE {param(pattern)} ESCAPE '\\'" for c in columns)
                 return f"m.message_id IN (SELECT message_id FROM message_text WHERE {test})"
             test = " OR ".join(f"strpos(t.{c}, {param(needle)}) > 0" for c in columns)
@@ -375,6 +443,21 @@ class TextSearch:
         if tx is None or not words_ready(tx):
             return None
         return vocabulary.terms(tx, needle)
+
+    @property
+    def fields_indexed(self) -> bool:
+        """Whether FROM/TO/CC/BCC/SUBJECT have the trigram index (PostgreSQL, schema 14)."""
+        return self.postgres and self.kind == TRIGRAM
+
+
+def like_pattern(needle: str) -> str | None:
+    """``%needle%`` for ``LIKE ... ESCAPE '\\'`` (``%``, ``_`` and ``\\`` escaped), where a
+    ``pg_trgm`` index answers it: the needle holds a run of three word characters, so the
+    index has trigrams to look up (a shorter needle, or one of punctuation, would read the
+    whole index); else None, and the caller tests rows with ``strpos()``."""
+    if _ALNUM_RUN.search(needle) is None:
+        return None
+    return "%" + _escape_like(needle) + "%"
 
 
 def _escape_like(text: str) -> str:

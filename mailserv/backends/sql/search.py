@@ -3,7 +3,10 @@
 Flags, dates, sizes, UID sets, MODSEQ and the FROM/TO/CC/BCC/SUBJECT texts (stored
 case-folded, matched with an exact substring test, as the engine's evaluator does; the
 address columns hold the header's text and, a line each, its addresses normalised, of
-which HEADER From/To/Cc/Bcc look at the first line only) are translated.  Anything else
+which HEADER From/To/Cc/Bcc look at the first line only) are translated.  On PostgreSQL
+with ``pg_trgm`` (schema 14) the substring test of a field is ``LIKE '%needle%'``, which
+the trigram index of those columns answers (``fulltext.like_pattern``: needles without a
+run of three word characters are tested row by row with ``strpos()``).  Anything else
 (other HEADER fields, very large UID lists or very deep trees) makes :func:`translate`
 return None, and the engine evaluates the query itself.  BODY and TEXT are answered from
 the stored texts (``fulltext.py``) once every message of the mailbox has them.
@@ -198,14 +201,27 @@ class _Translator:
             raise _Decline()
         if not needle:
             return _TRUE
+        if "\x00" in needle:  # PostgreSQL's texts and parameters hold none
+            raise _Decline()
         self.clause.content = True
+        first_line = False
         if column in _ADDRESS_COLUMNS:
             if SEPARATOR in needle:  # no line of the column holds one
                 return _FALSE
-            if key.field is StringField.HEADER:  # the header's text: the column's first line
-                end = f"{self.find}({column} || {self.param(SEPARATOR)}, {self.param(SEPARATOR)})"
-                column = f"substr({column}, 1, {end} - 1)"
-        return f"{self.find}({column}, {self.param(needle)}) > 0"
+            first_line = key.field is StringField.HEADER  # the header's text
+        tests = []
+        pattern = None
+        if self.texts is not None and self.texts.fields_indexed:
+            pattern = fulltext.like_pattern(needle)
+        if pattern is not None:  # the trigram index's candidates (exact: LIKE rechecks)
+            tests.append(f"{column} LIKE {self.param(pattern)} ESCAPE '\\'")
+        if first_line:  # the column's first line
+            end = f"{self.find}({column} || {self.param(SEPARATOR)}, {self.param(SEPARATOR)})"
+            line = f"substr({column}, 1, {end} - 1)"
+            tests.append(f"{self.find}({line}, {self.param(needle)}) > 0")
+        elif pattern is None:
+            tests.append(f"{self.find}({column}, {self.param(needle)}) > 0")
+        return tests[0] if len(tests) == 1 else "(" + " AND ".join(tests) + ")"
 
     def text(self, needle: str, whole: bool) -> str:
         if not needle:
