@@ -244,6 +244,5 @@ def test_select_in_either_worker_shows_what_the_other_did(server: ServerProcess)
             assert answer.ok, answer.line
             codes = dict(code.partition(" ")[::2] for code in answer.codes())
             assert answer.numbers("EXISTS") == [len(uids)], f"round {i}"
-            if server.backend.name != "maildir":  # shows it \\Recent again in the other worker
-                assert answer.numbers("RECENT") == [recent], f"round {i}"
+            assert answer.numbers("RECENT") == [recent], f"round {i}"
             assert codes.get("UNSEEN") == (str(unseen[0]) if unseen else None), f"round {i}"

@@ -552,6 +552,9 @@ class MailboxDisk:
     def set_recent_floor(self, uid: int) -> None:
         self.index.set_recent_floor(uid)
 
+    def claim_recent(self, floor: int) -> int:
+        return self.index.claim_recent(floor)
+
     def store_info(self, uid: int, info: MessageInfo) -> None:
         with self.index.transaction():
             self.index.set_info(uid, dumps(info))

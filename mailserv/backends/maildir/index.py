@@ -366,9 +366,19 @@ class Index:
 
     def set_recent_floor(self, uid: int) -> None:
         if uid > self.recent_floor:
-            self.recent_floor = uid
-            with self.transaction():
-                self._put({"recent_floor": str(uid)})
+            self.claim_recent(uid)  # never lowers what another process raised it to
+
+    def claim_recent(self, floor: int) -> int:
+        """Raise the \\Recent floor shared by every process of the mailbox to ``floor``; the
+        floor found first (UIDs from it up are this caller's: read and raised in one write
+        transaction, so of two processes claiming the same message exactly one gets it)."""
+        with self.transaction():
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'recent_floor'").fetchone()
+            found = int(row[0]) if row is not None else 1
+            if floor > found:
+                self._put({"recent_floor": str(floor)})
+        self.recent_floor = max(self.recent_floor, found, floor)
+        return found
 
     def insert(self, rows: Iterable[tuple[Row, bytes | None, TextRow | None]]) -> None:
         """New messages with their infos and search rows (None: made later, by a backfill)."""

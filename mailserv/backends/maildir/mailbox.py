@@ -390,8 +390,16 @@ class MaildirMailbox(Listened):
         floor = self._state.uidnext
         if floor > self._state.floor:
             self._state.floor = floor
-            self._in_lane_later(self.disk.set_recent_floor, floor)
-        return claimed
+            if not claimed:
+                self._in_lane_later(self.disk.set_recent_floor, floor)
+        if not claimed:
+            return claimed
+        # Another process of the mailbox (``--workers N``) may have claimed some of them
+        # first: the floor on disk says which; one write transaction reads and raises it.
+        floor = max(floor, claimed[-1] + 1)
+        async with self.lane:
+            found = await self.io(self.disk.claim_recent, floor)
+        return claimed[bisect_left(claimed, found) :]
 
     def _in_lane_later(self, task: Callable[..., object], *args: Any) -> None:
         """Run a small bookkeeping task in the lane without making the caller wait."""
