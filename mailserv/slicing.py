@@ -2,22 +2,32 @@
 
 One reactor thread serves every connection of a process, so a loop whose length grows with
 a mailbox (SEARCH over 100k messages, ``FETCH 1:*``) calls ``await slices.pause()`` every
-few items: it returns at once while the current slice lasts, and otherwise lets the reactor
-run whatever is waiting (other sessions' commands, IDLE notices) before going on.  A loop
-over a sequence can let :meth:`TimeSlices.batches` cut it and pause between the pieces.
+few items: it returns at once while the current reactor turn's budget lasts, and otherwise
+lets the reactor run whatever is waiting (other sessions' commands, IDLE notices) before
+going on.  A loop over a sequence can let :meth:`TimeSlices.batches` cut it and pause
+between the pieces.
+
+The budget is the reactor's, not the loop's: every :class:`TimeSlices` of a process takes
+it from one :class:`Turns` (the IMAP sessions' ``Services.turns``, which the backend's
+lanes share), so a turn runs about one slice of sliced work however many sessions run
+long commands, then the reactor reads and writes the sockets again.  The loops that ran
+out of it wait in line and go on one after the other, a turn each, the longest waiting
+first.  ``TimeSlices(clock)`` is a loop with a budget of its own (tests, tools).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Generator, Sequence
 from typing import TypeVar
 
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 SLICE = 0.004
-"""Seconds a loop may hold the reactor before it lets others run."""
+"""Seconds the sliced work of one reactor turn may hold the reactor before it lets others
+run."""
 BATCH = 1000
 """Items :meth:`TimeSlices.batches` hands out between two pauses: well under a slice's
 work for the cheap per-item steps of a backend (a dict lookup, a flag-set change)."""
@@ -25,20 +35,88 @@ work for the cheap per-item steps of a backend (a dict lookup, a flag-set change
 T = TypeVar("T")
 
 
-class TimeSlices:
-    """The slices of one long piece of work (one per command; not shared)."""
+class Turns:
+    """The turns of one reactor as sliced work takes them: one budget of ``length`` seconds
+    a turn, shared by every :class:`TimeSlices` made from this object.
+
+    A turn's budget starts when sliced work first runs in it (or when the loops waiting
+    for it are resumed); a loop that finds it spent waits in line, and the next turn
+    resumes the one that has waited longest, then the next ones while the budget lasts.
+    At least one a turn goes on, so none waits for ever; one that pauses again goes to the
+    back of the line.  Create one per reactor (process) and hand it to everything whose
+    long work should share it."""
+
+    __slots__ = ("_began", "_call", "_waiting", "clock", "length")
 
     def __init__(self, clock: IReactorTime, length: float = SLICE) -> None:
-        self._clock = clock
-        self._length = length
-        self._since = time.perf_counter()
+        self.clock = clock
+        self.length = length
+        self._began: float | None = None
+        """When the current turn's sliced work began (``perf_counter``); None: not yet."""
+        self._waiting: deque[Deferred[None]] = deque()
+        self._call: IDelayedCall | None = None
+        """The next turn's start, due at once (the reactor runs it after polling I/O)."""
+
+    @staticmethod
+    def of(clock: Turns | IReactorTime) -> Turns:
+        """``clock`` itself if it is a :class:`Turns`; else a budget of its own on it."""
+        return clock if isinstance(clock, Turns) else Turns(clock)
+
+    @property
+    def waiting(self) -> int:
+        """Loops waiting for a turn."""
+        return len(self._waiting)
+
+    def spent(self) -> bool:
+        """The current turn's budget is used up (by any loop sharing it)."""
+        now = time.perf_counter()
+        if self._began is None:
+            self._began = now
+            self._next_turn()
+        return now - self._began >= self.length
+
+    def wait(self) -> Deferred[None]:
+        """Fires in a later turn, when this waiter's place in line comes (see the class)."""
+        waiter: Deferred[None] = Deferred()
+        self._waiting.append(waiter)
+        self._next_turn()
+        return waiter
+
+    def _next_turn(self) -> None:
+        if self._call is None:
+            self._call = self.clock.callLater(0, self._turn)
+
+    def _turn(self) -> None:
+        """A new turn: resume the waiters in line while its budget lasts (one at least)."""
+        self._call = None
+        self._began = None
+        if not self._waiting:
+            return
+        began = self._began = time.perf_counter()
+        self._next_turn()  # ends this turn's budget whatever happens below
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if waiter.called:  # cancelled meanwhile
+                continue
+            waiter.callback(None)
+            if time.perf_counter() - began >= self.length:
+                break
+
+
+class TimeSlices:
+    """The pauses of one long piece of work (one per command), in the budget of ``turns``:
+    a shared :class:`Turns`, or a reactor (a budget of ``length`` for this work alone)."""
+
+    __slots__ = ("_turns",)
+
+    def __init__(self, turns: Turns | IReactorTime, length: float = SLICE) -> None:
+        self._turns = turns if isinstance(turns, Turns) else Turns(turns, length)
+        self._turns.spent()  # the work begins: it counts from now
 
     async def pause(self) -> None:
-        """Return at once within the slice; else yield to the reactor, then start a new one."""
-        if time.perf_counter() - self._since < self._length:
-            return
-        await deferLater(self._clock, 0, lambda: None)
-        self._since = time.perf_counter()
+        """Return at once while the turn's budget lasts; else wait for a later turn."""
+        if self._turns.spent():
+            await self._turns.wait()
 
     async def run(self, work: Generator[None, None, T]) -> T:
         """Run a computation written as a generator that yields every few items (so it stays

@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from mailserv.backends.memory import factory as memory
 from mailserv.imap import esearch
 from mailserv.imap.view import SelectedView
-from mailserv.slicing import TimeSlices
+from mailserv.slicing import TimeSlices, Turns
 from mailserv.testing import resolve
 
 pytestmark = pytest.mark.one_backend  # no server: the engine's own arithmetic
@@ -43,7 +43,9 @@ def _plain_set(numbers: Sequence[int]) -> bytes:
 def test_sequence_numbers_over_runs_of_uids() -> None:
     rng = random.Random(11)
     box = resolve(resolve(memory.build({}, ".", Clock()).account("alice")).open("INBOX"))
-    session = SimpleNamespace(enabled=set(), idling=False, services=SimpleNamespace(clock=Clock()))
+    clock = Clock()
+    services = SimpleNamespace(clock=clock, turns=Turns(clock))
+    session = SimpleNamespace(enabled=set(), idling=False, services=services)
     view = SelectedView(session, box, False, [], [])  # type: ignore[arg-type]
     for _ in range(400):
         size = rng.choice([0, 1, 5, 60, 3000])
