@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from typing import TypeVar
 
 from twisted.internet.defer import Deferred
@@ -46,13 +46,21 @@ class Turns:
     back of the line.  Create one per reactor (process) and hand it to everything whose
     long work should share it."""
 
-    __slots__ = ("_began", "_call", "_waiting", "clock", "length")
+    __slots__ = ("_began", "_call", "_timer", "_waiting", "clock", "length")
 
-    def __init__(self, clock: IReactorTime, length: float = SLICE) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        length: float = SLICE,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.clock = clock
         self.length = length
+        self._timer = timer
+        """The time the budget is measured in (the reactor's clock is not: a test's stands
+        still while work runs)."""
         self._began: float | None = None
-        """When the current turn's sliced work began (``perf_counter``); None: not yet."""
+        """When the current turn's sliced work began (``timer``); None: not yet."""
         self._waiting: deque[Deferred[None]] = deque()
         self._call: IDelayedCall | None = None
         """The next turn's start, due at once (the reactor runs it after polling I/O)."""
@@ -69,7 +77,7 @@ class Turns:
 
     def spent(self) -> bool:
         """The current turn's budget is used up (by any loop sharing it)."""
-        now = time.perf_counter()
+        now = self._timer()
         if self._began is None:
             self._began = now
             self._next_turn()
@@ -92,14 +100,14 @@ class Turns:
         self._began = None
         if not self._waiting:
             return
-        began = self._began = time.perf_counter()
+        began = self._began = self._timer()
         self._next_turn()  # ends this turn's budget whatever happens below
         while self._waiting:
             waiter = self._waiting.popleft()
             if waiter.called:  # cancelled meanwhile
                 continue
             waiter.callback(None)
-            if time.perf_counter() - began >= self.length:
+            if self._timer() - began >= self.length:
                 break
 
 
