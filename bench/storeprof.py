@@ -193,7 +193,8 @@ def timed_together(
 
 def together(args: argparse.Namespace, server: ProfiledServer, connect: Connect) -> None:
     """``--sessions K``: K sessions with INBOX selected send their commands at once (the
-    i-th the i-th of ``--command``, round robin), ``--repeat`` times."""
+    i-th the i-th of ``--command``, round robin), ``--repeat`` times; ``+FLAGS`` is sent
+    as ``-FLAGS`` every other round.  The first round's SEARCH TEXT indexes the texts."""
     commands = args.command or [
         "SEARCH TEXT zebra-not-there",
         "FETCH 1:* FLAGS",
@@ -208,8 +209,10 @@ def together(args: argparse.Namespace, server: ProfiledServer, connect: Connect)
     start = time.perf_counter()
     time.sleep(1.0)
     print(f"probe alone for 1 s: {spread(probe.during(start, time.perf_counter()))}", flush=True)
-    work = [(actor, commands[n % len(commands)]) for n, actor in enumerate(actors)]
-    for _ in range(args.repeat):
+    for round_ in range(args.repeat):
+        work = [(actor, commands[n % len(commands)]) for n, actor in enumerate(actors)]
+        if round_ % 2:  # a STORE undoes the last round's: it changes every message again
+            work = [(actor, command.replace("+FLAGS", "-FLAGS")) for actor, command in work]
         time.sleep(PROBE_EVERY * 4)
         took, waited, server_side = timed_together(server, probe, work, check=False)
         names = [command.split(" (")[0] for _, command in work]
