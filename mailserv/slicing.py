@@ -40,13 +40,14 @@ class Turns:
     a turn, shared by every :class:`TimeSlices` made from this object.
 
     A turn's budget starts when sliced work first runs in it (or when the loops waiting
-    for it are resumed); a loop that finds it spent waits in line, and the next turn
-    resumes the one that has waited longest, then the next ones while the budget lasts.
-    At least one a turn goes on, so none waits for ever; one that pauses again goes to the
-    back of the line.  Create one per reactor (process) and hand it to everything whose
-    long work should share it."""
+    for it are resumed).  A loop pauses between pieces of its work; it goes on while its
+    next piece (as long as its last one) fits in what is left of the budget, and otherwise
+    waits in line.  The next turn resumes the loop that has waited longest, then the next
+    ones while their pieces fit.  The first of a turn always goes on, so none waits for
+    ever; one that pauses again goes to the back of the line.  Create one per reactor
+    (process) and hand it to everything whose long work should share it."""
 
-    __slots__ = ("_began", "_call", "_timer", "_waiting", "clock", "length")
+    __slots__ = ("_began", "_call", "_waiting", "clock", "length", "now")
 
     def __init__(
         self,
@@ -56,12 +57,13 @@ class Turns:
     ) -> None:
         self.clock = clock
         self.length = length
-        self._timer = timer
+        self.now = timer
         """The time the budget is measured in (the reactor's clock is not: a test's stands
         still while work runs)."""
         self._began: float | None = None
-        """When the current turn's sliced work began (``timer``); None: not yet."""
-        self._waiting: deque[Deferred[None]] = deque()
+        """When the current turn's sliced work began (``now``); None: not yet."""
+        self._waiting: deque[tuple[Deferred[None], float]] = deque()
+        """The loops in line: each resumes by its Deferred, its next piece's length."""
         self._call: IDelayedCall | None = None
         """The next turn's start, due at once (the reactor runs it after polling I/O)."""
 
@@ -75,18 +77,19 @@ class Turns:
         """Loops waiting for a turn."""
         return len(self._waiting)
 
-    def spent(self) -> bool:
-        """The current turn's budget is used up (by any loop sharing it)."""
-        now = self._timer()
+    def fits(self, now: float, piece: float = 0.0) -> bool:
+        """A piece of ``piece`` seconds starting ``now`` ends within the current turn's
+        budget (what loops sharing it have used of it counts)."""
         if self._began is None:
             self._began = now
             self._next_turn()
-        return now - self._began >= self.length
+        return now - self._began + piece < self.length
 
-    def wait(self) -> Deferred[None]:
-        """Fires in a later turn, when this waiter's place in line comes (see the class)."""
+    def wait(self, piece: float = 0.0) -> Deferred[None]:
+        """Fires in a later turn, when this waiter's place in line comes and a next piece of
+        ``piece`` seconds fits in it (see the class)."""
         waiter: Deferred[None] = Deferred()
-        self._waiting.append(waiter)
+        self._waiting.append((waiter, piece))
         self._next_turn()
         return waiter
 
@@ -95,36 +98,47 @@ class Turns:
             self._call = self.clock.callLater(0, self._turn)
 
     def _turn(self) -> None:
-        """A new turn: resume the waiters in line while its budget lasts (one at least)."""
+        """A new turn: resume the waiters in line while their pieces fit (one at least)."""
         self._call = None
         self._began = None
         if not self._waiting:
             return
-        began = self._began = self._timer()
+        self._began = self.now()
         self._next_turn()  # ends this turn's budget whatever happens below
+        first = True
         while self._waiting:
-            waiter = self._waiting.popleft()
-            if waiter.called:  # cancelled meanwhile
-                continue
-            waiter.callback(None)
-            if self._timer() - began >= self.length:
-                break
+            waiter, piece = self._waiting[0]
+            if not waiter.called:  # else cancelled meanwhile
+                if not (first or self.fits(self.now(), piece)):
+                    break
+                first = False
+            self._waiting.popleft()
+            if not waiter.called:
+                waiter.callback(None)
 
 
 class TimeSlices:
     """The pauses of one long piece of work (one per command), in the budget of ``turns``:
     a shared :class:`Turns`, or a reactor (a budget of ``length`` for this work alone)."""
 
-    __slots__ = ("_turns",)
+    __slots__ = ("_since", "_turns")
 
     def __init__(self, turns: Turns | IReactorTime, length: float = SLICE) -> None:
         self._turns = turns if isinstance(turns, Turns) else Turns(turns, length)
-        self._turns.spent()  # the work begins: it counts from now
+        self._since = self._turns.now()
+        """When the piece of work now running began (the start, or the last pause)."""
+        self._turns.fits(self._since)  # the work begins: the turn's budget counts from now
 
     async def pause(self) -> None:
-        """Return at once while the turn's budget lasts; else wait for a later turn."""
-        if self._turns.spent():
-            await self._turns.wait()
+        """Return at once while a next piece of work (as long as the last one) fits in the
+        turn's budget; else wait for a later turn."""
+        turns = self._turns
+        now = turns.now()
+        piece = min(now - self._since, turns.length)
+        if not turns.fits(now, piece):
+            await turns.wait(piece)
+            now = turns.now()
+        self._since = now
 
     async def run(self, work: Generator[None, None, T]) -> T:
         """Run a computation written as a generator that yields every few items (so it stays

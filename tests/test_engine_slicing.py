@@ -95,34 +95,39 @@ def test_loops_sharing_the_turns_go_on_one_a_turn() -> None:
 
 
 def test_a_turn_runs_one_slice_of_work_however_many_loops_wait() -> None:
-    """With a budget of 4 and pieces of 3 (ms, say), a turn runs two pieces of one loop (the
-    budget is found spent after the second), then the reactor polls its sockets; the next
-    turn is the next loop's."""
+    """With a budget of 4 and pieces of 1 (ms, say), a turn runs the pieces of one loop
+    that fit in it, then the reactor polls its sockets; the next turn is the next loop's."""
     clock, work = Reactor(), Work()
     turns = Turns(clock, length=4, timer=work)
     log: list[str] = []
-    done = [loop(TimeSlices(turns), name, 4, log, work, 3) for name in "abc"]
-    assert log == ["a0", "a1", "b0", "c0"]  # a used the turn up: b and c wait at once
+    done = [loop(TimeSlices(turns), name, 6, log, work, 1) for name in "abc"]
+    assert log == ["a0", "a1", "a2", "b0", "c0"]  # a used the turn up: b and c wait at once
     assert turns_of(clock, log, done) == [
-        ["a2", "a3"],
-        ["b1", "b2"],
-        ["c1", "c2"],
-        ["b3", "c3"],  # a ends at once, b's last piece leaves some budget: c's piece in it
-        [],  # c ends
+        ["a3", "a4", "a5"],
+        ["b1", "b2", "b3"],
+        ["c1", "c2", "c3"],
+        ["b4", "b5", "c4"],  # a ends at once, b goes on and ends, c has what is left
+        ["c5"],
     ]
 
 
-def test_a_loop_that_ends_early_leaves_the_rest_of_the_turn_to_the_next() -> None:
+def test_a_piece_that_would_not_fit_waits_for_the_next_turn() -> None:
+    """A loop whose pieces take 3 of the budget of 4 gives way after each: its next piece
+    would end after the budget, so the next turn has it (before, it went on and the turn
+    lasted 6).  A loop that ends early leaves the rest of the turn to the next in line."""
     clock, work = Reactor(), Work()
     turns = Turns(clock, length=4, timer=work)
     log: list[str] = []
-    short = loop(TimeSlices(turns), "s", 2, log, work, 3)  # ends when next resumed
+    short = loop(TimeSlices(turns), "s", 2, log, work, 3)
     long = loop(TimeSlices(turns), "l", 9, log, work, 1)
-    assert log == ["s0", "s1", "l0"]
-    clock.turn()  # s ends at once, then l goes on to the end of the budget
-    assert short.called and log[3:] == ["l1", "l2", "l3", "l4"] and not long.called
+    assert log == ["s0", "l0"]
     clock.turn()
-    assert log[7:] == ["l5", "l6", "l7", "l8"]
+    assert log[2:] == ["s1"]  # alone: l's piece does not fit after it
+    clock.turn()  # l has waited longer
+    assert log[3:] == ["l1", "l2", "l3"] and not short.called
+    clock.turn()  # s ends at once, then l goes on while its pieces fit
+    assert short.called and log[6:] == ["l4", "l5", "l6"]
+    assert turns_of(clock, log, [long]) == [["l7", "l8"]]
 
 
 def test_no_loop_starves() -> None:
