@@ -12,7 +12,9 @@ it from one :class:`Turns` (the IMAP sessions' ``Services.turns``, which the bac
 lanes share), so a turn runs about one slice of sliced work however many sessions run
 long commands, then the reactor reads and writes the sockets again.  The loops that ran
 out of it wait in line and go on one after the other, a turn each, the longest waiting
-first.  ``TimeSlices(clock)`` is a loop with a budget of its own (tests, tools).
+first.  (A loop that begins while none waits has a slice of its own: a command shorter
+than a slice never waits.)  ``TimeSlices(clock)`` is a loop with a budget of its own
+(tests, tools).
 """
 
 from __future__ import annotations
@@ -39,13 +41,14 @@ class Turns:
     """The turns of one reactor as sliced work takes them: one budget of ``length`` seconds
     a turn, shared by every :class:`TimeSlices` made from this object.
 
-    A turn's budget starts when sliced work first runs in it (or when the loops waiting
-    for it are resumed).  A loop pauses between pieces of its work; it goes on while its
-    next piece (as long as its last one) fits in what is left of the budget, and otherwise
-    waits in line.  The next turn resumes the loop that has waited longest, then the next
-    ones while their pieces fit.  The first of a turn always goes on, so none waits for
-    ever; one that pauses again goes to the back of the line.  Create one per reactor
-    (process) and hand it to everything whose long work should share it."""
+    A turn's budget starts when sliced work first runs in it, when the loops waiting for
+    it are resumed, or when a loop begins while none waits.  A loop pauses between pieces
+    of its work; it goes on while its next piece (as long as its last one) fits in what is
+    left of the budget, and otherwise waits in line.  The next turn resumes the loop that
+    has waited longest, then the next ones while their pieces fit.  The first of a turn
+    always goes on, so none waits for ever; one that pauses again goes to the back of the
+    line.  Create one per reactor (process) and hand it to everything whose long work
+    should share it."""
 
     __slots__ = ("_began", "_call", "_waiting", "clock", "length", "now")
 
@@ -84,6 +87,15 @@ class Turns:
             self._began = now
             self._next_turn()
         return now - self._began + piece < self.length
+
+    def begin(self, now: float) -> None:
+        """A loop begins ``now``.  While others wait in line, it shares what is left of the
+        turn's budget; when none waits, the loops before it ended without giving way (each
+        within a slice), and it has a budget of its own, as a loop running alone would (so
+        work shorter than a slice never waits, even where the reactor does not turn)."""
+        if not self._waiting:
+            self._began = None
+        self.fits(now)
 
     def wait(self, piece: float = 0.0) -> Deferred[None]:
         """Fires in a later turn, when this waiter's place in line comes and a next piece of
@@ -127,7 +139,7 @@ class TimeSlices:
         self._turns = turns if isinstance(turns, Turns) else Turns(turns, length)
         self._since = self._turns.now()
         """When the piece of work now running began (the start, or the last pause)."""
-        self._turns.fits(self._since)  # the work begins: the turn's budget counts from now
+        self._turns.begin(self._since)
 
     async def pause(self) -> None:
         """Return at once while a next piece of work (as long as the last one) fits in the

@@ -220,3 +220,19 @@ def test_a_long_search_lets_another_users_noop_through(tmp_path: Path) -> None:
         assert answered["noop"] < answered["search"]
     finally:
         server.stop()
+
+
+def test_a_loop_that_begins_while_none_waits_has_a_slice_of_its_own() -> None:
+    """Where the reactor does not turn (a backend used without one), loops one after the
+    other each have a slice: the ones before ended within theirs.  While one waits in line,
+    a loop that begins shares what is left of the turn."""
+    clock, work = Reactor(), Work()
+    turns = Turns(clock, length=4, timer=work)
+    log: list[str] = []
+    for name in "abc":  # 2 each, 6 in all: never a pause that gives way
+        assert loop(TimeSlices(turns), name, 2, log, work, 1).called
+    waits = loop(TimeSlices(turns), "w", 9, log, work, 1)
+    assert not waits.called and turns.waiting == 1
+    late = loop(TimeSlices(turns), "l", 2, log, work, 1)
+    assert log[-1] == "l0" and turns.waiting == 2  # the turn was spent: in line at once
+    turns_of(clock, log, [waits, late])
