@@ -133,12 +133,16 @@ class TimeSlices:
     """The pauses of one long piece of work (one per command), in the budget of ``turns``:
     a shared :class:`Turns`, or a reactor (a budget of ``length`` for this work alone)."""
 
-    __slots__ = ("_since", "_turns")
+    __slots__ = ("_paused", "_since", "_turns")
 
     def __init__(self, turns: Turns | IReactorTime, length: float = SLICE) -> None:
         self._turns = turns if isinstance(turns, Turns) else Turns(turns, length)
         self._since = self._turns.now()
         """When the piece of work now running began (the start, or the last pause)."""
+        self._paused = False
+        """A pause came: the pieces since tell how long the next one takes.  The first
+        piece, with the command's setup in it, is no measure of the next in the turn it
+        ran in (nor does a loop without a reactor turning give way sooner than before)."""
         self._turns.begin(self._since)
 
     async def pause(self) -> None:
@@ -147,7 +151,8 @@ class TimeSlices:
         turns = self._turns
         now = turns.now()
         piece = min(now - self._since, turns.length)
-        if not turns.fits(now, piece):
+        first, self._paused = not self._paused, True
+        if not turns.fits(now, 0.0 if first else piece):
             await turns.wait(piece)
             now = turns.now()
         self._since = now

@@ -112,21 +112,22 @@ def test_a_turn_runs_one_slice_of_work_however_many_loops_wait() -> None:
 
 
 def test_a_piece_that_would_not_fit_waits_for_the_next_turn() -> None:
-    """A loop whose pieces take 3 of the budget of 4 gives way after each: its next piece
-    would end after the budget, so the next turn has it (before, it went on and the turn
-    lasted 6).  A loop that ends early leaves the rest of the turn to the next in line."""
+    """A loop whose pieces take 3 of the budget of 4 gives way after each (once its first
+    piece, setup and all, is behind it): its next piece would end after the budget, so the
+    next turn has it (before, it went on and the turn lasted 6).  A loop that ends early
+    leaves the rest of the turn to the next in line."""
     clock, work = Reactor(), Work()
     turns = Turns(clock, length=4, timer=work)
     log: list[str] = []
-    short = loop(TimeSlices(turns), "s", 2, log, work, 3)
+    short = loop(TimeSlices(turns), "s", 3, log, work, 3)
     long = loop(TimeSlices(turns), "l", 9, log, work, 1)
-    assert log == ["s0", "l0"]
+    assert log == ["s0", "s1", "l0"]
     clock.turn()
-    assert log[2:] == ["s1"]  # alone: l's piece does not fit after it
+    assert log[3:] == ["s2"]  # alone: l's piece does not fit after it
     clock.turn()  # l has waited longer
-    assert log[3:] == ["l1", "l2", "l3"] and not short.called
+    assert log[4:] == ["l1", "l2", "l3"] and not short.called
     clock.turn()  # s ends at once, then l goes on while its pieces fit
-    assert short.called and log[6:] == ["l4", "l5", "l6"]
+    assert short.called and log[7:] == ["l4", "l5", "l6"]
     assert turns_of(clock, log, [long]) == [["l7", "l8"]]
 
 
