@@ -7,7 +7,9 @@ garbage collections of generation 2 and their pauses meanwhile; fills INBOX with
 (non-silent: one untagged FETCH per message) while a probe client sends NOOP every 5 ms.
 Prints, per command: its time, the probe's p50/p99, the gen-2 collections and their longest
 pause; with ``--profile``, the top of the server's profile; with ``--watch``, the NOOP of
-another session that has INBOX selected and is told of every change then.  ``--command``
+another session that has INBOX selected and is told of every change then; with
+``--sessions K``, K sessions' commands sent at once (the probe's NOOP and the longest
+reactor turns while several long commands share the reactor).  ``--command``
 times the commands given instead (``FETCH 1:* FLAGS``, ``EXPUNGE``...), ``--restart`` the
 first SELECT after a restart first; ``--keep DIR`` fills a store in DIR once and reuses it
 (a maildir of 100k takes many minutes to fill).  Traffic goes to 127.0.0.1 only.
@@ -22,12 +24,13 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.harness import RawClient, ServerProcess
-from bench.run import must, percentile, timed
+from bench.run import Timing, must, percentile, timed
 from bench.scale import PROBE_EVERY, Probe, fill
 from bench.statecheck.run import backend_spec
 
@@ -97,7 +100,9 @@ def _stop(*_):
     box["gc_on"] = False
     prof, box["prof"] = box["prof"], None
     with open(OUT + ".gc", "w") as f:
-        json.dump({"gc": box["gc"], "held": sorted(box["held"])[-3:],
+        held = sorted(box["held"])
+        json.dump({"gc": box["gc"], "held": held[-3:], "turns": len(held),
+                   "p99": held[min(len(held) - 1, round(0.99 * len(held)))] if held else 0,
                    "samples": box["samples"].most_common(TOP)}, f)
     if prof is not None:
         prof.disable()
@@ -135,17 +140,42 @@ def timed_window(
     """Send ``command`` with the server's counters on: its seconds, the probe's latencies
     meanwhile, and the gen-2 collections and longest reactor turns as text.  ``check``:
     stop unless the answer is OK (else a NO or BAD is printed and the run goes on)."""
+    took, waited, server_side = timed_together(server, probe, [(client, command)], check)
+    return took[0], waited, server_side
+
+
+def timed_together(
+    server: ProfiledServer,
+    probe: Probe,
+    work: Sequence[tuple[RawClient, str]],
+    check: bool = True,
+) -> tuple[list[float], list[float], str]:
+    """:func:`timed_window` of several sessions' commands sent at once (a thread each):
+    the seconds of each, the probe's latencies while any ran, the server's figures."""
     assert server.proc is not None
     server.proc.send_signal(signal.SIGUSR1)
     time.sleep(0.05)
+    answers: list[Timing | None] = [None] * len(work)
+
+    def send(n: int) -> None:
+        answers[n] = timed(*work[n])
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(work))]
     start = time.perf_counter()
-    answer = timed(client, command)
-    if check:
-        must(answer, command)
-    elif answer.status != "OK":
-        print(f"{command}: {answer.status} {answer.data[-200:]!r}", flush=True)
-    took = answer.seconds
-    waited = probe.during(start, time.perf_counter())
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    end = time.perf_counter()
+    took = []
+    for (_client, command), answer in zip(work, answers, strict=True):
+        assert answer is not None, command
+        if check:
+            must(answer, command)
+        elif answer.status != "OK":
+            print(f"{command}: {answer.status} {answer.data[-200:]!r}", flush=True)
+        took.append(answer.seconds)
+    waited = probe.during(start, end)
     server.proc.send_signal(signal.SIGUSR2)
     time.sleep(0.3)
     found = json.loads(Path(server.out + ".gc").read_text())
@@ -153,11 +183,47 @@ def timed_window(
     held = "/".join(f"{held * 1000:.0f}" for held in found["held"])
     server_side = (
         f"gen2 collections {len(pauses)}, longest {max(pauses, default=0) * 1000:.0f} ms; "
-        f"longest reactor turns {held} ms CPU"
+        f"longest reactor turns {held} ms CPU, p99 {found['p99'] * 1000:.1f} ms "
+        f"of {found['turns']} turns"
     )
     for stack, count in found["samples"]:  # --long-turns: where the long turns were
         server_side += f"\n    {count:4d} samples in long turns at {stack}"
     return took, waited, server_side
+
+
+def together(args: argparse.Namespace, server: ProfiledServer, connect: Connect) -> None:
+    """``--sessions K``: K sessions with INBOX selected send their commands at once (the
+    i-th the i-th of ``--command``, round robin), ``--repeat`` times; ``+FLAGS`` is sent
+    as ``-FLAGS`` every other round.  The first round's SEARCH TEXT indexes the texts."""
+    commands = args.command or [
+        "SEARCH TEXT zebra-not-there",
+        "FETCH 1:* FLAGS",
+        "STORE 1:* +FLAGS.SILENT (\\Flagged)",
+        "UID SEARCH SINCE 1-Jan-2000",
+    ]
+    actors = [connect() for _ in range(args.sessions)]
+    for actor in actors:
+        must(timed(actor, "SELECT INBOX"), "SELECT")
+    probe = Probe(connect())
+    time.sleep(PROBE_EVERY * 4)
+    start = time.perf_counter()
+    time.sleep(1.0)
+    print(f"probe alone for 1 s: {spread(probe.during(start, time.perf_counter()))}", flush=True)
+    for round_ in range(args.repeat):
+        work = [(actor, commands[n % len(commands)]) for n, actor in enumerate(actors)]
+        if round_ % 2:  # a STORE undoes the last round's: it changes every message again
+            work = [(actor, command.replace("+FLAGS", "-FLAGS")) for actor, command in work]
+        time.sleep(PROBE_EVERY * 4)
+        took, waited, server_side = timed_together(server, probe, work, check=False)
+        names = [command.split(" (")[0] for _, command in work]
+        each = ", ".join(f"{name} {t * 1000:.0f}" for name, t in zip(names, took, strict=True))
+        print(f"{len(work)} sessions at once: {max(took) * 1000:.0f} ms ({each} ms); "
+              f"{spread(waited)}; {server_side}", flush=True)  # fmt: skip
+        if args.profile:
+            print(Path(server.out + ".txt").read_text()[: args.chars], flush=True)
+    for actor in actors:
+        actor.close()
+    probe.close()
 
 
 def rounds(args: argparse.Namespace, server: ProfiledServer, connect: Connect) -> None:
@@ -239,7 +305,7 @@ def measure(args: argparse.Namespace) -> None:
             print(fill(connect, args.messages).figure, flush=True)
             if kept is not None:
                 filled.touch()
-        rounds(args, server, connect)
+        (together if args.sessions > 1 else rounds)(args, server, connect)
     finally:
         server.stop()
     if kept is None:
@@ -257,6 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--condstore", action="store_true", help="ENABLE CONDSTORE first")
     parser.add_argument("--suffix", default="", help="e.g. .SILENT")
     parser.add_argument("--watch", action="store_true", help="time another session's NOOP")
+    parser.add_argument(
+        "--sessions", type=int, default=1, metavar="K",
+        help="K sessions send commands at once (the i-th the i-th --command, round robin; "
+        "default SEARCH TEXT, FETCH 1:* FLAGS, STORE 1:*, UID SEARCH SINCE)",
+    )  # fmt: skip
     parser.add_argument(
         "--command", action="append", default=[], metavar="CMD",
         help="time CMD (in the order given) instead of the STORE 1:* rounds",

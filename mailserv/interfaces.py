@@ -306,6 +306,15 @@ class IMultiProcessBackend(Interface):
     upstream server).  A marker: no methods."""
 
 
+class ISlicedBackend(Interface):
+    """Optional, next to ``IBackend``: the backend runs long work of its own in time slices
+    on the reactor (the memory backend's lanes, maildir's rescans) and shares the reactor's
+    turns through ``turns``; the server hands the same object to its sessions, so that
+    together they keep to one budget a turn (:mod:`mailserv.slicing`)."""
+
+    turns = Attribute("The backend's :class:`mailserv.slicing.Turns` (one per reactor).")
+
+
 class IAccount(Interface):
     """One user's set of mailboxes."""
 

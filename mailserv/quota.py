@@ -369,7 +369,7 @@ async def copied(
     if not payer.limits.limited:
         return Usage(0, len(uids))
     octets = 0
-    async for part in TimeSlices(session.services.clock).batches(uids):
+    async for part in TimeSlices(session.services.turns).batches(uids):
         octets += sum(meta.size for meta in await box.fetch(part))
     return Usage(octets, len(uids))
 

@@ -63,7 +63,12 @@ from mailserv.events.webhooks import WebhookService
 from mailserv.imap.admission import IConnectionLimits
 from mailserv.imap.factory import IMAPServerFactory
 from mailserv.imap.settings import ServerSettings
-from mailserv.interfaces import IBackend, IHomeLookupConsumer, IMultiProcessBackend
+from mailserv.interfaces import (
+    IBackend,
+    IHomeLookupConsumer,
+    IMultiProcessBackend,
+    ISlicedBackend,
+)
 from mailserv.tls import TLSError, TLSMaterial, prepare_tls
 from mailserv.workers.master import WorkerPool
 
@@ -350,6 +355,7 @@ def _build_server(
         limits=limits,
         metrics=metrics,
         events=webhooks.sink if webhooks is not None else None,
+        turns=ISlicedBackend(backend).turns if ISlicedBackend.providedBy(backend) else None,
     )
     if webhooks is not None:
         webhooks.sessions_gone = factory.shutdown

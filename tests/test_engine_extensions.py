@@ -84,7 +84,8 @@ class Client:
     def __init__(self, extensions: tuple[Extension, ...] = BUILT_IN) -> None:
         checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"secret")
         portal = build_portal(memory.build({}, ".", Clock()), checker)
-        factory = IMAPServerFactory(portal, clock=Clock(), extensions=extensions)
+        self.clock = Clock()
+        factory = IMAPServerFactory(portal, clock=self.clock, extensions=extensions)
         self.protocol = factory.buildProtocol(None)
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
         self.protocol.makeConnection(self.transport)
@@ -93,6 +94,7 @@ class Client:
     def send(self, line: bytes) -> bytes:
         self.transport.clear()
         self.protocol.dataReceived(line + b"\r\n")
+        self.clock.advance(0)  # the reactor turns: work that gave way goes on (a loaded machine)
         return self.transport.value()
 
 

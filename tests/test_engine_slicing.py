@@ -16,7 +16,7 @@ from bench.harness import BackendSpec, RawClient, ServerProcess
 from mailserv.interfaces import MessageMeta
 from mailserv.search import All, SearchProgram
 from mailserv.search.evaluate import SearchContext, evaluate
-from mailserv.slicing import TimeSlices
+from mailserv.slicing import TimeSlices, Turns
 
 
 def test_a_slice_returns_at_once_until_it_is_used_up() -> None:
@@ -29,6 +29,146 @@ def test_a_slice_returns_at_once_until_it_is_used_up() -> None:
     assert not d.called  # used up: waits for the reactor's next turn
     clock.advance(0)
     assert d.called
+
+
+class Reactor(Clock):
+    """A test clock turned as a reactor turns: :meth:`turn` runs the calls due when it
+    begins, not those they make meanwhile (those wait for the next turn, after the reactor
+    has polled its sockets; ``Clock.advance`` would run them at once)."""
+
+    def turn(self) -> None:
+        for call in [c for c in self.calls if c.getTime() <= self.seconds()]:
+            if call.active():
+                self.calls.remove(call)
+                call.called = 1
+                call.func(*call.args, **call.kw)
+
+
+class Work:
+    """Time that passes only when the work of a test's loops says so (a fake timer)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def loop(slices: TimeSlices, name: str, steps: int, log: list[str], work: Work | None = None,
+         cost: float = 0.0) -> Deferred[None]:  # fmt: skip
+    """A long command: ``steps`` pieces of work of ``cost`` seconds, a pause after each."""
+
+    async def run() -> None:
+        for step in range(steps):
+            if work is not None:
+                work.now += cost
+            log.append(f"{name}{step}")
+            await slices.pause()
+
+    return Deferred.fromCoroutine(run())
+
+
+def turns_of(clock: Reactor, log: list[str], done: list[Deferred[None]]) -> list[list[str]]:
+    """Turn the clock until every loop is done: what each turn ran."""
+    turns: list[list[str]] = []
+    for _ in range(1000):
+        if all(d.called for d in done):
+            return turns
+        seen = len(log)
+        clock.turn()
+        turns.append(log[seen:])
+    raise AssertionError("loops never done")
+
+
+def test_loops_sharing_the_turns_go_on_one_a_turn() -> None:
+    """Two long commands paused in the same turn do not both go on in the next (each with a
+    budget of its own, both did: a turn held the reactor twice a slice)."""
+    clock = Reactor()
+    turns = Turns(clock, length=0)  # every pause gives way
+    log: list[str] = []
+    done = [loop(TimeSlices(turns), name, 3, log) for name in "ab"]
+    assert log == ["a0", "b0"] and turns.waiting == 2
+    assert turns_of(clock, log, done) == [["a1"], ["b1"], ["a2"], ["b2"], [], []]
+    assert turns.waiting == 0
+    clock.turn()  # a last turn forgets the budget's start, and nothing is due any more
+    assert not clock.getDelayedCalls()
+
+
+def test_a_turn_runs_one_slice_of_work_however_many_loops_wait() -> None:
+    """With a budget of 4 and pieces of 1 (ms, say), a turn runs the pieces of one loop
+    that fit in it, then the reactor polls its sockets; the next turn is the next loop's."""
+    clock, work = Reactor(), Work()
+    turns = Turns(clock, length=4, timer=work)
+    log: list[str] = []
+    done = [loop(TimeSlices(turns), name, 6, log, work, 1) for name in "abc"]
+    assert log == ["a0", "a1", "a2", "b0", "c0"]  # a used the turn up: b and c wait at once
+    assert turns_of(clock, log, done) == [
+        ["a3", "a4", "a5"],
+        ["b1", "b2", "b3"],
+        ["c1", "c2", "c3"],
+        ["b4", "b5", "c4"],  # a ends at once, b goes on and ends, c has what is left
+        ["c5"],
+    ]
+
+
+def test_a_piece_that_would_not_fit_waits_for_the_next_turn() -> None:
+    """A loop whose pieces take 3 of the budget of 4 gives way after each (once its first
+    piece, setup and all, is behind it): its next piece would end after the budget, so the
+    next turn has it (before, it went on and the turn lasted 6).  A loop that ends early
+    leaves the rest of the turn to the next in line."""
+    clock, work = Reactor(), Work()
+    turns = Turns(clock, length=4, timer=work)
+    log: list[str] = []
+    short = loop(TimeSlices(turns), "s", 3, log, work, 3)
+    long = loop(TimeSlices(turns), "l", 9, log, work, 1)
+    assert log == ["s0", "s1", "l0"]
+    clock.turn()
+    assert log[3:] == ["s2"]  # alone: l's piece does not fit after it
+    clock.turn()  # l has waited longer
+    assert log[4:] == ["l1", "l2", "l3"] and not short.called
+    clock.turn()  # s ends at once, then l goes on while its pieces fit
+    assert short.called and log[7:] == ["l4", "l5", "l6"]
+    assert turns_of(clock, log, [long]) == [["l7", "l8"]]
+
+
+def test_no_loop_starves() -> None:
+    """A loop that pauses again goes to the back of the line: loops started later, behind
+    one that pauses a thousand times, end within a few turns of theirs; the longest waiting
+    goes first."""
+    clock = Reactor()
+    turns = Turns(clock, length=0)
+    log: list[str] = []
+    hog = loop(TimeSlices(turns), "h", 1000, log)
+    clock.turn()
+    clock.turn()
+    small = [loop(TimeSlices(turns), name, 3, log) for name in "xyz"]
+    ran = turns_of(clock, log, small)
+    assert len(ran) <= 4 * 3 and not hog.called
+    assert ran[:4] == [["h3"], ["x1"], ["y1"], ["z1"]]
+    assert turns_of(clock, log, [hog])  # and the hog goes on to its end
+
+
+def test_a_waiter_cancelled_meanwhile_is_passed_over() -> None:
+    clock = Reactor()
+    turns = Turns(clock, length=0)
+    log: list[str] = []
+    first = loop(TimeSlices(turns), "a", 3, log)
+    second = loop(TimeSlices(turns), "b", 2, log)
+    first.addErrback(lambda f: log.append("a cancelled"))
+    first.cancel()
+    assert log == ["a0", "b0", "a cancelled"]
+    clock.turn()  # the turn goes to b, the first one waiting and still wanting it
+    assert log[3:] == ["b1"] and not second.called
+    clock.turn()
+    assert second.called
+
+
+def test_time_slices_of_a_reactor_have_a_budget_of_their_own() -> None:
+    """``TimeSlices(clock)`` shares nothing: two of them both go on in the next turn."""
+    clock = Reactor()
+    log: list[str] = []
+    done = [loop(TimeSlices(clock, length=0), name, 2, log) for name in "ab"]
+    assert turns_of(clock, log, done)[0] == ["a1", "b1"]
 
 
 def test_evaluation_pauses_between_pieces_of_a_big_mailbox() -> None:
@@ -81,3 +221,19 @@ def test_a_long_search_lets_another_users_noop_through(tmp_path: Path) -> None:
         assert answered["noop"] < answered["search"]
     finally:
         server.stop()
+
+
+def test_a_loop_that_begins_while_none_waits_has_a_slice_of_its_own() -> None:
+    """Where the reactor does not turn (a backend used without one), loops one after the
+    other each have a slice: the ones before ended within theirs.  While one waits in line,
+    a loop that begins shares what is left of the turn."""
+    clock, work = Reactor(), Work()
+    turns = Turns(clock, length=4, timer=work)
+    log: list[str] = []
+    for name in "abc":  # 2 each, 6 in all: never a pause that gives way
+        assert loop(TimeSlices(turns), name, 2, log, work, 1).called
+    waits = loop(TimeSlices(turns), "w", 9, log, work, 1)
+    assert not waits.called and turns.waiting == 1
+    late = loop(TimeSlices(turns), "l", 2, log, work, 1)
+    assert log[-1] == "l0" and turns.waiting == 2  # the turn was spent: in line at once
+    turns_of(clock, log, [waits, late])

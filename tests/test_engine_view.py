@@ -15,7 +15,7 @@ from zope.interface.verify import verifyObject
 from mailserv.backends.memory import factory as memory
 from mailserv.imap.view import SelectedView, as_columns, flag_fetch_lines
 from mailserv.interfaces import FlagChange, FlagChangeColumns, IMailboxListener, StoreMode
-from mailserv.slicing import TimeSlices
+from mailserv.slicing import TimeSlices, Turns
 from mailserv.syntax import encode
 from mailserv.syntax.sequences import parse_sequence_set, uids_in
 from mailserv.testing import resolve
@@ -28,7 +28,8 @@ class Session:
         self.idling = False
         self.enabled: set[str] = set()  # no ENABLE: EXPUNGE, and FETCH without MODSEQ
         self.out: list[bytes] = []
-        self.services = SimpleNamespace(clock=Clock())  # turned by run() when a slice is used up
+        clock = Clock()  # turned by run() when a slice is used up
+        self.services = SimpleNamespace(clock=clock, turns=Turns(clock))
 
     def write(self, data: bytes) -> None:
         self.out.append(data)

@@ -129,3 +129,39 @@ def test_overlapping_stores_of_two_sessions_take_turns(server: ServerProcess, ow
     assert status == [b"INBOX (UNSEEN %d)" % (COUNT - count)]
     first.close()
     second.close()
+
+
+def test_long_commands_of_four_sessions_at_once_share_the_turns(
+    server: ServerProcess, owner: User
+) -> None:
+    """Four sessions' long commands run at once (two SEARCHes, a FETCH of every message, a
+    STORE of all of them) in the turns they share, while another user's NOOPs are answered
+    between their slices; every answer is whole and right.  (No SEARCH TEXT: indexing 65k
+    texts would load the machine for seconds.)"""
+    clients = [login(server, owner) for _ in range(4)]
+    for client in clients:
+        assert client.command("SELECT INBOX").ok
+    commands = [
+        "SEARCH LARGER 100000",
+        "FETCH 1:* (UID FLAGS)",
+        "UID SEARCH SINCE 1-Jan-2000",
+        "STORE 1:* +FLAGS.SILENT ($Turns)",
+    ]
+    probe = Probe(other_user(server))
+    start = time.perf_counter()
+    for n, (client, command) in enumerate(zip(clients, commands, strict=True)):
+        client.send(f"k{n} {command}\r\n".encode())
+    answers = [client.read_until_tagged(f"k{n}") for n, client in enumerate(clients)]
+    first_done = time.perf_counter()  # no earlier than the first of them ended
+    probe.stop()
+    assert all(answer.ok for answer in answers), [a.line for a in answers]
+    searched, fetched, since, _stored = answers
+    assert searched.data("SEARCH") in ([b""], [])
+    assert set(fetched.numbers("FETCH")) == set(range(1, COUNT + 1))  # some twice: $Turns
+    assert len(since.data("SEARCH")[0].split()) == COUNT
+    found = clients[0].command("SEARCH KEYWORD $Turns").data("SEARCH")
+    assert len(found[0].split()) == COUNT
+    answered = [b for a, b in probe.times if start < b and a < first_done]
+    assert answered, "the probe's NOOPs were answered while the commands ran"
+    for client in clients:
+        client.close()

@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from mailserv.backends.memory import factory as memory
 from mailserv.imap import esearch
 from mailserv.imap.view import SelectedView
-from mailserv.slicing import TimeSlices
+from mailserv.slicing import TimeSlices, Turns
 from mailserv.testing import resolve
 
 pytestmark = pytest.mark.one_backend  # no server: the engine's own arithmetic
@@ -43,7 +44,9 @@ def _plain_set(numbers: Sequence[int]) -> bytes:
 def test_sequence_numbers_over_runs_of_uids() -> None:
     rng = random.Random(11)
     box = resolve(resolve(memory.build({}, ".", Clock()).account("alice")).open("INBOX"))
-    session = SimpleNamespace(enabled=set(), idling=False, services=SimpleNamespace(clock=Clock()))
+    clock = Clock()
+    services = SimpleNamespace(clock=clock, turns=Turns(clock))
+    session = SimpleNamespace(enabled=set(), idling=False, services=services)
     view = SelectedView(session, box, False, [], [])  # type: ignore[arg-type]
     for _ in range(400):
         size = rng.choice([0, 1, 5, 60, 3000])
@@ -68,3 +71,24 @@ def test_all_of_an_ascending_result() -> None:
         assert resolve(esearch.ordered_set(slices, numbers)) == _plain_set(numbers)
         listed = resolve(esearch.number_list(slices, numbers))
         assert listed == " ".join(map(str, numbers)).encode()
+
+
+def test_a_long_number_list_is_made_in_pieces_with_pauses() -> None:
+    """Several pieces of ``STEP`` numbers (the last one short), big numbers and gaps: the
+    same bytes as the plain join, with a pause after each piece."""
+    rng = random.Random(13)
+    numbers = sorted(rng.sample(range(1, 2**32), 3 * esearch.STEP + 17))
+    pauses: list[int] = []
+
+    class Counted(TimeSlices):
+        async def pause(self) -> None:
+            pauses.append(1)
+            await super().pause()
+
+    clock = Clock()
+    done = Deferred.fromCoroutine(esearch.number_list(Counted(clock, length=0), numbers))
+    while not done.called:
+        clock.advance(0)
+    assert len(pauses) == 4
+    assert done.result == " ".join(map(str, numbers)).encode()
+    assert resolve(esearch.number_list(TimeSlices(clock), [5])) == b"5"

@@ -29,6 +29,7 @@ from mailserv.events.report import tell_added
 from mailserv.events.sink import IEventSink
 from mailserv.interfaces import INBOX, IAccount, IBackend, IMailbox
 from mailserv.quota import QuotaLedger, QuotaPolicy, StoredQuota, Usage, charge_account
+from mailserv.slicing import Turns
 
 if TYPE_CHECKING:
     from mailserv.auth.passwd import PasswdEntry
@@ -189,7 +190,8 @@ class Deliverer:
     ``known`` finds a user name's entry (None: no such user); ``quota`` and ``ledger``
     are the server's quota policy and its record of additions in flight (shared with the
     IMAP sessions of this process, so APPEND and delivery count each other); ``metrics``
-    counts each recipient's outcome; ``events`` (a sink and its clock) hears of each message stored.
+    counts each recipient's outcome; ``events`` (a sink, and the turns its reports share
+    with the sessions or a clock of their own) hears of each message stored.
     """
 
     def __init__(
@@ -200,7 +202,7 @@ class Deliverer:
         ledger: QuotaLedger,
         policy: IDeliveryPolicy | None = None,
         metrics: IMetrics | None = None,
-        events: tuple[IEventSink, IReactorTime] | None = None,
+        events: tuple[IEventSink, Turns | IReactorTime] | None = None,
     ) -> None:
         self.backend = backend
         self.events = events
@@ -244,9 +246,9 @@ class Deliverer:
         """``message-added`` for the webhooks; the message is stored whatever happens here."""
         if self.events is None:
             return
-        sink, clock = self.events
+        sink, turns = self.events
         try:
-            await tell_added(sink, user, folder, box, [uid], clock)
+            await tell_added(sink, user, folder, box, [uid], turns)
         except Exception:  # noqa: BLE001 - a report lost must not make the MTA send it again
             _log.failure("message-added not reported for {user}/{folder}", user=user, folder=folder)
 

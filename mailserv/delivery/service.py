@@ -46,7 +46,7 @@ def deliverer_for(
         )
     quota, ledger = services.settings.quota, services.quota
     policy = sieve_policy(data_dir, sender)
-    events = (services.events, imap.clock)
+    events = (services.events, services.turns)
     return Deliverer(backend, store_lookup(store), quota, ledger, policy, services.metrics, events)
 
 

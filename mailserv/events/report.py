@@ -33,7 +33,7 @@ from mailserv.events.sink import (
 )
 from mailserv.imap import shared
 from mailserv.interfaces import FlagChange, IMailbox, MessageMeta
-from mailserv.slicing import TimeSlices
+from mailserv.slicing import TimeSlices, Turns
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -108,7 +108,7 @@ async def added(session: Session, name: str, uids: Sequence[int]) -> None:
         box = await session.account.open(name)  # type: ignore[union-attr]
     except Exception:  # noqa: BLE001 - gone already (a race): told without a summary
         _log.info("message-added in {name}: the mailbox cannot be read back", name=name)
-    await tell_added(sink, user, told, box, uids, session.services.clock, by)
+    await tell_added(sink, user, told, box, uids, session.services.turns, by)
 
 
 async def tell_added(
@@ -117,16 +117,18 @@ async def tell_added(
     name: str,
     box: IMailbox | None,
     uids: Sequence[int],
-    clock: IReactorTime,
+    turns: Turns | IReactorTime,
     extra: Mapping[str, object] | None = None,
 ) -> None:
     """``message-added`` for ``uids`` of ``user``'s mailbox ``name``, each with its summary
     read back from ``box`` (None, or a message gone meanwhile: the UID alone) and the
     fields of ``extra``.  The entry point of code that adds mail outside a session
-    (delivery): call it once the messages are stored, with the sink of ``Services.events``."""
+    (delivery): call it once the messages are stored, with the sink and the turns of
+    ``Services`` (or a reactor: a budget of its own)."""
     if not uids or not sink.wants(MESSAGE_ADDED):
         return
-    slices = TimeSlices(clock)
+    turns = Turns.of(turns)
+    slices = TimeSlices(turns)
     for chunk in _chunks(sorted(uids)):
         metas: dict[int, MessageMeta] = {}
         if box is not None:
@@ -138,7 +140,7 @@ async def tell_added(
             meta = metas.get(uid)
             data: dict[str, object] = message_summary(meta) if meta is not None else {"uid": uid}
             data.update(extra or {})
-            sink.publish(Event(MESSAGE_ADDED, user, name, clock.seconds(), data))
+            sink.publish(Event(MESSAGE_ADDED, user, name, turns.clock.seconds(), data))
         await slices.pause()
 
 

@@ -23,6 +23,7 @@ from mailserv.imap.registry import Extension, Registry
 from mailserv.imap.server import IMAPServerProtocol
 from mailserv.imap.session import Services
 from mailserv.imap.settings import ServerSettings
+from mailserv.slicing import Turns
 
 _log = Logger()
 
@@ -37,7 +38,9 @@ class IMAPServerFactory(ServerFactory):
     ``limits`` and ``throttle`` count connections and failed logins (default: here, in
     this process; a worker of ``--workers N`` passes the master-backed ones).  ``metrics``:
     what the engine counts into (default: nothing).  ``events`` hears of the changes the
-    sessions make (default: nobody).
+    sessions make (default: nobody).  ``turns``: the reactor's turns as the sessions' long
+    commands share them, with the backend's own sliced work if it has some (default: the
+    sessions' alone).
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class IMAPServerFactory(ServerFactory):
         limits: IConnectionLimits | None = None,
         metrics: IMetrics | None = None,
         events: IEventSink | None = None,
+        turns: Turns | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -63,6 +67,7 @@ class IMAPServerFactory(ServerFactory):
             portal=portal,
             settings=settings,
             clock=clock,
+            turns=turns if turns is not None else Turns(clock),
             throttle=throttle
             or LoginThrottle(clock, user_max_failures=settings.user_max_auth_failures),
             mechanisms=mechanisms if mechanisms is not None else Mechanisms.discover(),

@@ -164,7 +164,7 @@ async def fetch(
         for item in items
         if isinstance(item, ExtensionItem) and item.attribute.content_for is not None
     ]
-    slices = TimeSlices(session.services.clock)
+    slices = TimeSlices(session.services.turns)
     newly_seen = await _mark_seen(session, view, uids, slices) if sets_seen(items) else set()
     # RFC 7162 3.1: with CONDSTORE on, a FETCH that set \Seen tells UID and MODSEQ too
     add_uid = add_modseq = False

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from mailserv.imap.settings import ServerSettings
     from mailserv.imap.view import SelectedView
     from mailserv.interfaces import IAccount
+    from mailserv.slicing import Turns
 
 
 IMAP4REV2 = "IMAP4REV2"
@@ -69,6 +70,9 @@ class Services:
     portal: Portal
     settings: ServerSettings
     clock: IReactorTime
+    turns: Turns
+    """The reactor's turns as every long command of the process shares them (with the
+    backend's lanes when it has sliced work of its own: ``ISlicedBackend``)."""
     throttle: ILoginThrottle
     mechanisms: Mechanisms
     tls: CertificateOptions | None

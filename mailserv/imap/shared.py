@@ -442,7 +442,7 @@ async def transfer(
     if (None if source is None else source.owner) == target.owner:
         return target.name
     into = await target.account.open(target.name)
-    slices = TimeSlices(session.services.clock)
+    slices = TimeSlices(session.services.turns)
     pairs: list[tuple[int, int]] = []
     uidvalidity = 0
     async for part in slices.batches(uids):

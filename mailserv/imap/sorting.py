@@ -165,7 +165,7 @@ async def matching(
         keys = await ISortKeysMailbox(box).sort_keys(wanted, names)
     else:
         metas = await box.fetch(wanted)  # ascending, as ``wanted``
-        keys = await TimeSlices(session.services.clock).run(keys_of(metas, names))
+        keys = await TimeSlices(session.services.turns).run(keys_of(metas, names))
     if len(keys.uids) != len(wanted):  # some expunged meanwhile: keep the others' numbers
         present = set(keys.uids)
         seqs = [seq for seq, uid in zip(seqs, wanted, strict=True) if uid in present]
@@ -174,7 +174,7 @@ async def matching(
 
 async def write_numbers(session: Session, prefix: bytes, numbers: Sequence[int]) -> None:
     """``* <prefix> n n n...`` in pieces, pausing between them (100k numbers take ~20 ms)."""
-    slices = TimeSlices(session.services.clock)
+    slices = TimeSlices(session.services.turns)
     line = [prefix, await esearch.number_list(slices, numbers)] if numbers else [prefix]
     session.write(b" ".join(line) + b"\r\n")
 

@@ -569,7 +569,7 @@ class SelectedView:
                 await self._flush_locked(True, idle=True)
 
     async def _flush_locked(self, expunges: bool, idle: bool) -> None:
-        slices = TimeSlices(self.session.services.clock)
+        slices = TimeSlices(self.session.services.turns)
         await self._absorb_flags(slices)
         if not self.readonly and self._fresh_pending():
             # Claimed before anything changes, so nothing awaits between the claim, the

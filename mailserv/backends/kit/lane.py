@@ -29,17 +29,18 @@ from contextlib import asynccontextmanager
 from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
 
-from mailserv.slicing import TimeSlices
+from mailserv.slicing import TimeSlices, Turns
 
 
 class Lane:
-    """One per mailbox, shared by every session of it; ``clock`` is the reactor the slices
-    give way to."""
+    """One per mailbox, shared by every session of it; ``turns`` are the reactor's turns its
+    slices share (the backend's :class:`~mailserv.slicing.Turns`, which the server's
+    sessions take too: ``ISlicedBackend``), or a reactor (a budget of the lane's own)."""
 
-    __slots__ = ("_lock", "clock")
+    __slots__ = ("_lock", "turns")
 
-    def __init__(self, clock: IReactorTime) -> None:
-        self.clock = clock
+    def __init__(self, turns: Turns | IReactorTime) -> None:
+        self.turns = Turns.of(turns)
         self._lock = DeferredLock()
 
     @property
@@ -49,7 +50,7 @@ class Lane:
 
     def slices(self) -> TimeSlices:
         """Time slices for a read of many messages, which takes no lane."""
-        return TimeSlices(self.clock)
+        return TimeSlices(self.turns)
 
     @asynccontextmanager
     async def held(self) -> AsyncIterator[TimeSlices]:

@@ -27,7 +27,9 @@ from mailserv.interfaces import (
     IBackendFactory,
     IHomeLookupConsumer,
     IMultiProcessBackend,
+    ISlicedBackend,
 )
+from mailserv.slicing import Turns
 
 _log = Logger()
 
@@ -64,13 +66,15 @@ class Services:
     clock: IReactorTime
     names: BaseNames
     release: Callable[[MaildirAccount], None]
+    turns: Turns
+    """The reactor's turns, shared with the server's sessions (``ISlicedBackend``)."""
     data_dir: str = ""
     """Where the backend keeps what is no user's (``shared-owners``)."""
     other: Callable[[str], Awaitable[MaildirAccount | None]] = field(default=_no_other)
     """Another user's account when its tree exists (shared mailboxes), else None."""
 
 
-@implementer(IBackend, IHomeLookupConsumer, IMultiProcessBackend)
+@implementer(IBackend, IHomeLookupConsumer, IMultiProcessBackend, ISlicedBackend)
 class MaildirBackend:
     """Accounts by user; each lives while any of its sessions does, and ``linger`` seconds
     more (a client that reconnects, or polls every few minutes, finds its mailboxes loaded).
@@ -90,6 +94,7 @@ class MaildirBackend:
         self.data_dir = data_dir
         self.home_of = home_of
         self._reactor = reactor
+        self.turns = Turns(reactor)
         self._accounts: dict[str, MaildirAccount] = {}
         self._lingering: dict[str, IDelayedCall] = {}
         self._services: Services | None = None
@@ -123,6 +128,7 @@ class MaildirBackend:
                 self._reactor,
                 BaseNames(),
                 self._release,
+                self.turns,
                 data_dir=self.data_dir,
                 other=self._other,
             )

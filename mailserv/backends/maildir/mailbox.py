@@ -273,7 +273,7 @@ class MaildirMailbox(Listened):
         """``_apply`` in time slices (a STORE or EXPUNGE of many messages); the lane is
         held, so no other change comes between the slices."""
         done = Applied()
-        slices = TimeSlices(self.clock)
+        slices = TimeSlices(self._services.turns)
         for _step in self._state.steps(delta, done):
             await slices.pause()
         return self._applied(done, origin)

@@ -22,7 +22,8 @@ from zope.interface import implementer
 from mailserv.backends.kit import AclIndex, OptionSchema
 from mailserv.backends.memory.account import MemoryAccount
 from mailserv.backends.memory.mailbox import MemoryMailbox
-from mailserv.interfaces import IBackend, IBackendFactory
+from mailserv.interfaces import IBackend, IBackendFactory, ISlicedBackend
+from mailserv.slicing import Turns
 
 OPTIONS = OptionSchema("memory", {})
 """No ``--backend-option`` keys; a backend with some declares them here (see the kit)."""
@@ -42,12 +43,13 @@ class MemoryBackendFactory:
         return MemoryBackend(reactor)
 
 
-@implementer(IBackend)
+@implementer(IBackend, ISlicedBackend)
 class MemoryBackend:
-    """All accounts of the process; they live as long as this object."""
+    """All accounts of the process; they live as long as this object.  Their mailboxes' long
+    changes share the reactor's turns with the sessions (``turns``)."""
 
     def __init__(self, clock: IReactorTime) -> None:
-        self._clock = clock
+        self.turns = Turns(clock)
         self._accounts: dict[str, MemoryAccount] = {}
         self._shared = AclIndex()
         """The mailboxes whose list names someone, for every account (shared mailboxes)."""
@@ -63,7 +65,7 @@ class MemoryBackend:
     async def account(self, username: str) -> MemoryAccount:
         if username not in self._accounts:
             self._accounts[username] = MemoryAccount(
-                self._uidvalidities.__next__, self._clock, username, self._accounts, self._shared
+                self._uidvalidities.__next__, self.turns, username, self._accounts, self._shared
             )
         return self._accounts[username]
 

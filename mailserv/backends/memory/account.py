@@ -27,25 +27,28 @@ from mailserv.interfaces import (
     NewMessage,
     SharedEntry,
 )
+from mailserv.slicing import Turns
 
 
 @implementer(IAccount, IMultiAppendAccount, IMailboxIdAccount, IAclAccount)
 class MemoryAccount:
     """``new_uidvalidity`` is shared by the whole backend, so a re-created name never
-    gets a UIDVALIDITY it had before; ``clock`` is the reactor the mailboxes' long changes
-    give way to; ``others``: every account of the backend by user, and ``shared``: the
-    backend's index of the mailboxes whose list names someone (shared mailboxes)."""
+    gets a UIDVALIDITY it had before; ``clock``: the backend's turns of the reactor, which
+    the mailboxes' long changes share (or a reactor: a budget of the account's own);
+    ``others``: every account of the backend by user, and ``shared``: the backend's index
+    of the mailboxes whose list names someone (shared mailboxes)."""
 
     def __init__(
         self,
         new_uidvalidity: Callable[[], int],
-        clock: IReactorTime,
+        clock: Turns | IReactorTime,
         username: str = "",
         others: Mapping[str, MemoryAccount] | None = None,
         shared: AclIndex | None = None,
     ) -> None:
         self._new_uidvalidity = new_uidvalidity
-        self.clock = clock
+        self.turns = Turns.of(clock)
+        self.clock = self.turns.clock
         self.username = username
         self._others: Mapping[str, MemoryAccount] = {} if others is None else others
         self._shared = AclIndex() if shared is None else shared

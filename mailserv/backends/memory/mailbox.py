@@ -127,7 +127,7 @@ class MemoryMailbox(Listened):
         self._texts = TextIndex(account.clock)  # SEARCH BODY and TEXT: see kit.textindex
         self.modseqs = ModseqLog()
         self.listeners = ListenerSet()
-        self.lane = Lane(account.clock)
+        self.lane = Lane(account.turns)
 
     async def status(self) -> MailboxStatus:
         return self.tally.status(

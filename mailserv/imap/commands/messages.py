@@ -122,7 +122,7 @@ async def store(session: Session, command: Command) -> Reply:
     await shared.require_selected(session, shared.store_rights(mode, wanted), "STORE")
     result = await view.mailbox.store(uids, mode, wanted, session, unchangedsince=unchangedsince)
     report.flags_changed(session, view.mailbox, result.changed)
-    slices = TimeSlices(session.services.clock)
+    slices = TimeSlices(session.services.turns)
     changes = await view.own_changes(result.changed, slices)
     failed = set(result.failed)
     if not silent:
@@ -230,7 +230,7 @@ async def search_uids(
     uids = view.uids if among is None else among
     found = await backend_search(box, bound, uids)
     if found is None:
-        slices = TimeSlices(session.services.clock)
+        slices = TimeSlices(session.services.turns)
         context = SearchContext(view.uids, view.recent, box.content, slices.pause)
         found, start, step = [], 0, len(uids) if enough is None else max(enough, _FIRST_STEP)
         while start < len(uids) and (enough is None or len(found) < enough):
@@ -261,7 +261,7 @@ async def _search(
     found = await search_uids(session, view, program, enough=enough)
     # Tens of thousands of matches take the reactor tens of ms to number and format: in
     # slices (the view does not change while this session's command runs).
-    slices = TimeSlices(session.services.clock)
+    slices = TimeSlices(session.services.turns)
     shown: list[int] = []  # only messages this session has been told of
     numbers: list[int] = []
     for start in range(0, len(found), SEARCH_CHUNK):
@@ -337,7 +337,7 @@ async def transfer(session: Session, command: Command, move: bool) -> Reply:
     if not move:
         return Reply("COPY completed", code)
     session.write(b"* OK [" + code + b"] Moved\r\n")
-    slices = TimeSlices(session.services.clock)
+    slices = TimeSlices(session.services.turns)
     await view.tell_removed([src for src, _ in result.pairs], slices)
     return Reply("MOVE completed")
 
@@ -360,7 +360,7 @@ async def expunge(session: Session, command: Command) -> Reply:
     await shared.require_selected(session, "e", "EXPUNGE")
     gone = await view.mailbox.expunge(restrict, session)
     report.expunged(session, view.mailbox, gone)
-    await view.tell_removed(gone, TimeSlices(session.services.clock))
+    await view.tell_removed(gone, TimeSlices(session.services.turns))
     if view.reports_vanished:  # RFC 7162 3.2.7: the HIGHESTMODSEQ after the expunge
         return Reply(code=b"HIGHESTMODSEQ %d" % (await view.mailbox.status()).highestmodseq)
     return Reply()

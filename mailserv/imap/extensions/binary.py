@@ -73,7 +73,7 @@ def _renderer(
 ) -> LateRenderer:
     """``finish`` applied to the decoded section: at once, or (a large part decoded in
     slices) awaitable."""
-    slices = TimeSlices(view.session.services.clock)
+    slices = TimeSlices(view.session.services.turns)
     part = section.part
 
     async def later(data: Awaitable[bytes]) -> bytes:

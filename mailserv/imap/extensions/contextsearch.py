@@ -353,7 +353,7 @@ async def _start(session: Session, found: Found) -> None:
     criteria = parse_criteria(criteria_args(args, "SORT")[0])
     context = SortContext(tag, found.uid, bound, members, began, criteria=criteria)
     contexts.by_tag[tag] = context  # before the await: the tag is taken
-    await context.fill(view, TimeSlices(session.services.clock))
+    await context.fill(view, TimeSlices(session.services.turns))
 
 
 async def _hint(session: Session, found: Found) -> None:

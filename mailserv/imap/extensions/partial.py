@@ -59,7 +59,7 @@ async def _passing_page(
     """The page among the messages of the set that pass ``tests``, read from the page's
     end of the set until it is full (or the set is exhausted)."""
     uids = request.uids if not window.from_end else request.uids[::-1]
-    slices = TimeSlices(request.session.services.clock)
+    slices = TimeSlices(request.session.services.turns)
     passing: list[int] = []
     for start in range(0, len(uids), _BATCH):
         part = uids[start : start + _BATCH]

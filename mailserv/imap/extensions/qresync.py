@@ -175,7 +175,7 @@ def write_vanished(
 async def write_changed(
     session: Session, view: SelectedView, changed: Sequence[MessageMeta]
 ) -> None:
-    slices = TimeSlices(session.services.clock)
+    slices = TimeSlices(session.services.turns)
     ordered = sorted(changed, key=lambda meta: meta.uid)
     for start in range(0, len(ordered), _STEP):
         lines = []

@@ -139,7 +139,7 @@ async def deleted_messages(session: Session, box: IMailbox) -> list[MessageMeta]
     metadata read in slices (the memory backend's is in memory)."""
     uids = await box.uids()
     found = await backend_search(box, _DELETED, uids)
-    slices = TimeSlices(session.services.clock)
+    slices = TimeSlices(session.services.turns)
     deleted: list[MessageMeta] = []
     async for part in slices.batches(uids if found is None else found):
         metas = await box.fetch(part)

@@ -40,7 +40,7 @@ async def save(session: Session, found: Found) -> None:
         if "MAX" in options:
             ends.add(numbers[-1])
         numbers = sorted(ends.union(partial.page(numbers)) if partial else ends)
-    slices = TimeSlices(session.services.clock)
+    slices = TimeSlices(session.services.turns)
     uids = list(numbers)
     if not uid:
         for start in range(0, len(uids), _STEP):

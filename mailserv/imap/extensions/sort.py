@@ -43,7 +43,7 @@ async def _sort(
     view = view_of(session)
     names = [name for name, _ in criteria]
     seqs, keys = await matching(session, view, program, names)
-    slices = TimeSlices(session.services.clock)
+    slices = TimeSlices(session.services.turns)
     order = await slices.run(sort_order(criteria, keys))
     column = keys.uids if command.uid else seqs
     numbers = [column[i] for i in order]

@@ -35,7 +35,7 @@ async def thread(session: Session, command: Command) -> Reply:
     program = search_program(session, search_args)
     view = view_of(session)
     seqs, keys = await matching(session, view, program, THREAD_KEYS)
-    slices = TimeSlices(session.services.clock)
+    slices = TimeSlices(session.services.turns)
     messages = await slices.run(_messages(keys.uids if command.uid else seqs, keys))
     threads = await slices.run(algorithm(messages))
     session.write(b"* THREAD " + threads + b"\r\n" if threads else b"* THREAD\r\n")
