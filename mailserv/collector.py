@@ -1,0 +1,216 @@
+"""How a server process of its own uses CPython's cyclic garbage collector.
+
+A full (generation-2) pass of the collector walks every object it tracks and holds the
+reactor thread meanwhile: with 100k messages in process that is hundreds of milliseconds,
+and CPython 3.11 has no incremental collector.  :class:`CollectorPolicy` keeps the full
+passes short and still frees the cycles that die late:
+
+* **Freeze after each full pass.**  What survives a full pass is alive; the policy moves it
+  to the permanent generation (``gc.freeze``) from the pass's own ``stop`` callback, when
+  the younger generations are empty (the pass merged them), so nothing young and possibly
+  garbage is frozen with it.  Right after its start and after each sweep it runs a second,
+  near-empty full pass: CPython schedules the next full pass by the survivors of the last
+  one, and that pass leaves few.  Each later pass then walks only what became long-lived
+  since the previous one (its length follows the allocation rate, not the heap's size).
+* **Sweep, when the sessions are quiet.**  Cycles that were frozen while alive and died
+  later (a long session's protocol and its helpers, once it closed) are out of the
+  collector's sight: ``gc.unfreeze(); gc.collect()`` (then the freeze again) frees them.
+  That is one pass over everything, so it runs only when no command has run for
+  ``quiet_after`` seconds (:class:`IQuiet`, the server factory's count of commands in
+  flight) and the permanent generation grew by ``grow`` since the last sweep (counting it
+  walks a list: at most once per ``check_every``, and only when a full pass has frozen
+  something since).  Whatever the load, it runs when ``size()`` (by default the process's
+  peak resident memory, which costs nothing to read) has doubled since the last sweep: a
+  bound on the memory held by what died frozen.
+
+Only for a process that is ours (``twistd imapserv``, each ``--workers`` child): an
+application embedding the server keeps its own collector settings.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+__all__ = ["CollectorPolicy", "IQuiet", "NoSessions", "peak_memory"]
+
+_log = Logger()
+
+
+class IQuiet(Interface):
+    """Whether the process's sessions are between commands (a sweep's pause hurts no one)."""
+
+    def quiet_for() -> float:
+        """Seconds since the last running command ended; 0.0 while one runs."""
+
+
+@implementer(IQuiet)
+class NoSessions:
+    """A process without sessions: always quiet."""
+
+    def quiet_for(self) -> float:
+        return float("inf")
+
+
+def peak_memory() -> int:
+    """The process's peak resident memory (KiB on Linux); one system call."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class CollectorPolicy:
+    """Freezes what each full pass of the collector leaves; sweeps what died frozen.
+
+    ``start()`` installs it (a ``gc.callbacks`` hook and a timer on ``clock``),
+    ``stop()`` removes both.  ``poll``: seconds between looks at ``quiet``;
+    ``quiet_after``: seconds without a command before a sweep; ``check_every``: seconds
+    between two counts of the permanent generation, and between two looks at ``size``;
+    ``grow``: the share the permanent generation must have grown by since the last sweep
+    for a quiet sweep; ``size``: what must not double between sweeps (a forced sweep).
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        quiet: IQuiet,
+        *,
+        poll: float = 1.0,
+        quiet_after: float = 1.0,
+        check_every: float = 60.0,
+        grow: float = 0.25,
+        size: Callable[[], int] = peak_memory,
+    ) -> None:
+        self._clock = clock
+        self._quiet = quiet
+        self._poll = poll
+        self._quiet_after = quiet_after
+        self._check_every = check_every
+        self._grow = grow
+        self._size = size
+        self._loop: LoopingCall | None = None
+        self._pass_began = 0.0
+        self.passes = 0
+        """Full passes seen since the start (each followed by a freeze)."""
+        self.longest = 0.0
+        """Seconds of the longest full pass since the last sweep."""
+        self.sweeps = 0
+        self._passes_at_count = 0
+        self._frozen_at_sweep = 0
+        self._size_at_sweep = 0
+        self._counted_at = 0.0
+        self._sized_at = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None
+
+    def start(self) -> None:
+        """Freeze what is alive now (the collector frees what is garbage first) and watch."""
+        if self._loop is not None:
+            return
+        gc.callbacks.append(self._observe)
+        self._settle()
+        now = self._clock.seconds()
+        self._counted_at = self._sized_at = now
+        self._frozen_at_sweep = gc.get_freeze_count()
+        self._size_at_sweep = self._size()
+        self._passes_at_count = self.passes
+        self.longest = 0.0
+        self._loop = LoopingCall(self._look)
+        self._loop.clock = self._clock
+        self._loop.start(self._poll, now=False)
+        _log.info(
+            "Collector policy on: {frozen} objects frozen; full passes freeze what they "
+            "leave, sweeps when no command has run for {quiet} s",
+            frozen=self._frozen_at_sweep,
+            quiet=self._quiet_after,
+        )
+
+    def stop(self) -> None:
+        """Remove the hook and the timer (what is frozen stays so)."""
+        if self._loop is None:
+            return
+        loop, self._loop = self._loop, None
+        if loop.running:
+            loop.stop()
+        if self._observe in gc.callbacks:
+            gc.callbacks.remove(self._observe)
+
+    def sweep(self, why: str = "asked") -> None:
+        """One pass over everything, frozen or not: what died frozen is freed."""
+        longest, passes = self.longest, self.passes
+        began = time.perf_counter()
+        before = gc.get_freeze_count()
+        gc.unfreeze()
+        freed = self._settle()
+        after = gc.get_freeze_count()
+        took = time.perf_counter() - began
+        self.sweeps += 1
+        _log.info(
+            "Collector sweep ({why}): {before} frozen objects before, {after} after "
+            "({freed} freed) in {ms:.0f} ms; {passes} full passes before it, the longest "
+            "since the last sweep {longest:.0f} ms",
+            why=why,
+            before=before,
+            after=after,
+            freed=freed,
+            ms=took * 1000,
+            passes=passes,
+            longest=longest * 1000,
+        )
+        self.longest = 0.0
+        self._frozen_at_sweep = after
+        self._size_at_sweep = self._size()
+        self._passes_at_count = self.passes
+        self._counted_at = self._sized_at = self._clock.seconds()
+
+    def _settle(self) -> int:
+        """A full pass (the hook freezes its survivors), then a near-empty one: CPython
+        sets when the next full pass comes by what the last one left (so soon, and short).
+        The objects the first pass found unreachable."""
+        freed = gc.collect()
+        gc.collect()
+        return freed
+
+    def _observe(self, phase: str, info: dict[str, Any]) -> None:
+        """``gc.callbacks`` hook: time each full pass, and freeze what it left.
+
+        At a full pass's ``stop`` the younger generations are empty (the pass took them
+        in), so the freeze moves exactly what survived it.  May run in any thread (the
+        one whose allocation started the pass): it only sets numbers.
+        """
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._pass_began = time.perf_counter()
+            return
+        took = time.perf_counter() - self._pass_began
+        self.passes += 1
+        self.longest = max(self.longest, took)
+        gc.freeze()
+
+    def _look(self) -> None:
+        now = self._clock.seconds()
+        if now - self._sized_at >= self._check_every:
+            self._sized_at = now
+            size = self._size()
+            if size >= 2 * self._size_at_sweep > 0:
+                self.sweep(f"forced: size {self._size_at_sweep} -> {size}")
+                return
+        if self._quiet.quiet_for() < self._quiet_after:
+            return
+        if now - self._counted_at < self._check_every or self.passes == self._passes_at_count:
+            return  # counted lately, or nothing frozen since: the permanent generation is
+            # as it was at the last count at most
+        self._counted_at = now
+        self._passes_at_count = self.passes
+        frozen = gc.get_freeze_count()
+        if frozen >= self._frozen_at_sweep * (1 + self._grow):
+            self.sweep(f"quiet: frozen {self._frozen_at_sweep} -> {frozen}")
