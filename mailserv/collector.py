@@ -143,8 +143,9 @@ class CollectorPolicy:
         if self._observe in gc.callbacks:
             gc.callbacks.remove(self._observe)
 
-    def sweep(self, why: str = "asked") -> None:
-        """One pass over everything, frozen or not: what died frozen is freed."""
+    def sweep(self, why: str = "asked") -> int:
+        """One pass over everything, frozen or not: what died frozen is freed (the number
+        of objects found unreachable)."""
         longest, passes = self.longest, self.passes
         began = time.perf_counter()
         before = gc.get_freeze_count()
@@ -170,6 +171,7 @@ class CollectorPolicy:
         self._size_at_sweep = self._size()
         self._passes_at_count = self.passes
         self._counted_at = self._sized_at = self._clock.seconds()
+        return freed
 
     def _settle(self) -> int:
         """A full pass (the hook freezes its survivors), then a near-empty one: CPython
