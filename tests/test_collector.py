@@ -22,7 +22,7 @@ from twisted.internet.task import Clock, LoopingCall, deferLater
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import TestCase
 
-from bench.harness import ServerProcess
+from bench.harness import BackendSpec, ServerProcess
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.schemes import hash_password
 from mailserv.collector import CollectorPolicy, IQuiet, NoSessions
