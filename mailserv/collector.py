@@ -12,9 +12,9 @@ passes short and still frees the cycles that die late:
   near-empty full pass: CPython schedules the next full pass by the survivors of the last
   one, and that pass leaves few.  Each later pass then walks only what became long-lived
   since the previous one (its length follows the allocation rate, not the heap's size).
-* **Sweep, when the sessions are quiet.**  Cycles that were frozen while alive and died
-  later (a long session's protocol and its helpers, once it closed) are out of the
-  collector's sight: ``gc.unfreeze(); gc.collect()`` (then the freeze again) frees them.
+* **Sweep, when the sessions are quiet.**  Reference cycles that were frozen while alive
+  and became garbage later (objects freed by their reference counts need no collector) are
+  out of the collector's sight: ``gc.unfreeze(); gc.collect()`` (then the freeze again) frees them.
   That is one pass over everything, so it runs only when no command has run for
   ``quiet_after`` seconds (:class:`IQuiet`, the server factory's count of commands in
   flight) and the permanent generation grew by ``grow`` since the last sweep (counting it
@@ -99,7 +99,8 @@ class CollectorPolicy:
         self.passes = 0
         """Full passes seen since the start (each followed by a freeze)."""
         self.longest = 0.0
-        """Seconds of the longest full pass since the last sweep."""
+        """CPU seconds of the longest full pass since the last sweep (of the thread that
+        ran it: a loaded machine's waits are not the collector's)."""
         self.sweeps = 0
         self._passes_at_count = 0
         self._frozen_at_sweep = 0
@@ -157,7 +158,7 @@ class CollectorPolicy:
         _log.info(
             "Collector sweep ({why}): {before} frozen objects before, {after} after "
             "({freed} freed) in {ms:.0f} ms; {passes} full passes before it, the longest "
-            "since the last sweep {longest:.0f} ms",
+            "since the last sweep {longest:.0f} ms CPU",
             why=why,
             before=before,
             after=after,
@@ -182,7 +183,7 @@ class CollectorPolicy:
         return freed
 
     def _observe(self, phase: str, info: dict[str, Any]) -> None:
-        """``gc.callbacks`` hook: time each full pass, and freeze what it left.
+        """``gc.callbacks`` hook: time each full pass (CPU), and freeze what it left.
 
         At a full pass's ``stop`` the younger generations are empty (the pass took them
         in), so the freeze moves exactly what survived it.  May run in any thread (the
@@ -191,9 +192,9 @@ class CollectorPolicy:
         if info["generation"] != 2:
             return
         if phase == "start":
-            self._pass_began = time.perf_counter()
+            self._pass_began = time.thread_time()
             return
-        took = time.perf_counter() - self._pass_began
+        took = time.thread_time() - self._pass_began
         self.passes += 1
         self.longest = max(self.longest, took)
         gc.freeze()
