@@ -108,10 +108,6 @@ class CollectorPolicy:
         self._counted_at = 0.0
         self._sized_at = 0.0
 
-    @property
-    def running(self) -> bool:
-        return self._loop is not None
-
     def start(self) -> None:
         """Freeze what is alive now (the collector frees what is garbage first) and watch."""
         if self._loop is not None:
