@@ -112,6 +112,10 @@ class CollectorPolicy:
         """Freeze what is alive now (the collector frees what is garbage first) and watch."""
         if self._loop is not None:
             return
+        loop = LoopingCall(self._look)
+        loop.clock = self._clock
+        loop.start(self._poll, now=False)  # first: a clock that cannot leaves gc as it was
+        self._loop = loop
         gc.callbacks.append(self._observe)
         self._settle()
         now = self._clock.seconds()
@@ -120,9 +124,6 @@ class CollectorPolicy:
         self._size_at_sweep = self._size()
         self._passes_at_count = self.passes
         self.longest = 0.0
-        self._loop = LoopingCall(self._look)
-        self._loop.clock = self._clock
-        self._loop.start(self._poll, now=False)
         _log.info(
             "Collector policy on: {frozen} objects frozen; full passes freeze what they "
             "leave, sweeps when no command has run for {quiet} s",
@@ -132,10 +133,8 @@ class CollectorPolicy:
 
     def stop(self) -> None:
         """Remove the hook and the timer (what is frozen stays so)."""
-        if self._loop is None:
-            return
         loop, self._loop = self._loop, None
-        if loop.running:
+        if loop is not None and loop.running:
             loop.stop()
         if self._observe in gc.callbacks:
             gc.callbacks.remove(self._observe)

@@ -182,7 +182,7 @@ def test_listeners(tmp_path: Path) -> None:
             f"ssl:3993:privateKey={tmp_path / 'own.pem'}",
         ),
     )
-    reactor = MemoryReactor()
+    reactor = MemoryReactorClock()  # the collector policy's timer (own process)
     service = build_service(config, reactor)
     with capturedLogs() as events:
         service.privilegedStartService()
