@@ -19,9 +19,12 @@ passes short and still frees the cycles that die late:
   ``quiet_after`` seconds (:class:`IQuiet`, the server factory's count of commands in
   flight) and the permanent generation grew by ``grow`` since the last sweep (counting it
   walks a list: at most once per ``check_every``, and only when a full pass has frozen
-  something since).  Whatever the load, it runs when ``size()`` (by default the process's
-  peak resident memory, which costs nothing to read) has doubled since the last sweep: a
-  bound on the memory held by what died frozen.
+  something since).  When ``size()`` (by default the process's peak resident memory,
+  which costs nothing to read) has doubled since the last sweep, the next quiet moment
+  sweeps whatever the count, and if none comes within ``grace`` (10 minutes) the sweep
+  runs whatever the load: a bound on the memory held by what died frozen.  (Not at once:
+  a mailbox loaded by a SELECT doubles a young process's memory with live objects, and
+  a pass over them all then would hold every session for nothing.)
 
 Only for a process that is ours (``twistd imapserv``, each ``--workers`` child): an
 application embedding the server keeps its own collector settings.
@@ -73,7 +76,9 @@ class CollectorPolicy:
     ``quiet_after``: seconds without a command before a sweep; ``check_every``: seconds
     between two counts of the permanent generation, and between two looks at ``size``;
     ``grow``: the share the permanent generation must have grown by since the last sweep
-    for a quiet sweep; ``size``: what must not double between sweeps (a forced sweep).
+    for a quiet sweep; ``size``: what must not double between sweeps (once it has, the
+    next quiet moment sweeps whatever the count, and ``grace`` seconds without one force
+    a sweep).
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class CollectorPolicy:
         check_every: float = 60.0,
         grow: float = 0.25,
         size: Callable[[], int] = peak_memory,
+        grace: float = 600.0,
     ) -> None:
         self._clock = clock
         self._quiet = quiet
@@ -94,6 +100,10 @@ class CollectorPolicy:
         self._check_every = check_every
         self._grow = grow
         self._size = size
+        self._grace = grace
+        self._doubled_at: float | None = None
+        """When ``size`` was seen doubled (a sweep is due: quiet, or after ``grace``)."""
+        self._doubled_to = 0
         self._loop: LoopingCall | None = None
         self._pass_began = 0.0
         self.passes = 0
@@ -165,6 +175,7 @@ class CollectorPolicy:
         self.longest = 0.0
         self._frozen_at_sweep = after
         self._size_at_sweep = self._size()
+        self._doubled_at = None
         self._passes_at_count = self.passes
         self._counted_at = self._sized_at = self._clock.seconds()
         return freed
@@ -196,13 +207,20 @@ class CollectorPolicy:
 
     def _look(self) -> None:
         now = self._clock.seconds()
-        if now - self._sized_at >= self._check_every:
+        if self._doubled_at is None and now - self._sized_at >= self._check_every:
             self._sized_at = now
             size = self._size()
             if size >= 2 * self._size_at_sweep > 0:
-                self.sweep(f"forced: size {self._size_at_sweep} -> {size}")
-                return
-        if self._quiet.quiet_for() < self._quiet_after:
+                self._doubled_at, self._doubled_to = now, size
+        quiet = self._quiet.quiet_for() >= self._quiet_after
+        if self._doubled_at is not None:
+            grown = f"size {self._size_at_sweep} -> {self._doubled_to}"
+            if quiet:
+                self.sweep(f"quiet: {grown}")
+            elif now - self._doubled_at >= self._grace:
+                self.sweep(f"forced: {grown}, never quiet for {self._grace:.0f} s")
+            return
+        if not quiet:
             return
         if now - self._counted_at < self._check_every or self.passes == self._passes_at_count:
             return  # counted lately, or nothing frozen since: the permanent generation is

@@ -173,12 +173,12 @@ def test_no_quiet_sweep_until_the_frozen_objects_grew() -> None:
 
 
 @pytest.mark.usefixtures("collector_state")
-def test_a_forced_sweep_when_the_size_doubled_whatever_the_load() -> None:
+def test_a_forced_sweep_when_the_size_doubled_and_no_quiet_came() -> None:
     """Measured here by the permanent generation itself (the default measure, the peak
     resident memory, cannot be doubled at will by a test)."""
     clock = Clock()
     commands = CommandsInFlight(clock)
-    policy = _policy(clock, commands, size=gc.get_freeze_count)
+    policy = _policy(clock, commands, size=gc.get_freeze_count, grace=10 * CHECK)
     try:
         commands.begin()  # busy all along
         first = Cycle()
@@ -188,11 +188,36 @@ def test_a_forced_sweep_when_the_size_doubled_whatever_the_load() -> None:
         del first, dead
         clock.advance(CHECK)
         assert gone() is not None
-        assert policy.sweeps == 0
         dead = [Cycle() for _ in range(gc.get_freeze_count())]  # 2 objects each: doubled
         gc.collect()
         del dead
+        clock.advance(CHECK)  # seen doubled: a quiet moment may come yet
+        clock.pump([CHECK] * 9)
+        assert gone() is not None
+        assert policy.sweeps == 0
         clock.advance(CHECK)
+        assert gone() is None
+        assert policy.sweeps == 1
+    finally:
+        policy.stop()
+
+
+@pytest.mark.usefixtures("collector_state")
+def test_a_quiet_moment_sweeps_at_once_once_the_size_doubled() -> None:
+    clock = Clock()
+    commands = CommandsInFlight(clock)
+    policy = _policy(clock, commands, size=gc.get_freeze_count, grow=100.0)
+    try:
+        commands.begin()
+        first = Cycle()
+        gone = weakref.ref(first)
+        dead = [Cycle() for _ in range(gc.get_freeze_count())]
+        gc.collect()
+        del first, dead
+        clock.advance(CHECK)  # doubled; the frozen objects did not grow a hundredfold
+        assert policy.sweeps == 0
+        commands.end()
+        clock.pump([1.0] * 2)
         assert gone() is None
         assert policy.sweeps == 1
     finally:
