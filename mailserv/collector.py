@@ -78,7 +78,8 @@ class CollectorPolicy:
     ``grow``: the share the permanent generation must have grown by since the last sweep
     for a quiet sweep; ``size``: what must not double between sweeps (once it has, the
     next quiet moment sweeps whatever the count, and ``grace`` seconds without one force
-    a sweep).
+    a sweep).  ``full_after``: collections of the middle generation between two full
+    passes (CPython's third threshold, 10 by default; left alone when None).
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class CollectorPolicy:
         grow: float = 0.25,
         size: Callable[[], int] = peak_memory,
         grace: float = 600.0,
+        full_after: int | None = None,
     ) -> None:
         self._clock = clock
         self._quiet = quiet
@@ -101,6 +103,8 @@ class CollectorPolicy:
         self._grow = grow
         self._size = size
         self._grace = grace
+        self._full_after = full_after
+        self._thresholds: tuple[int, int, int] | None = None
         self._doubled_at: float | None = None
         """When ``size`` was seen doubled (a sweep is due: quiet, or after ``grace``)."""
         self._doubled_to = 0
@@ -126,6 +130,9 @@ class CollectorPolicy:
         loop.clock = self._clock
         loop.start(self._poll, now=False)  # first: a clock that cannot leaves gc as it was
         self._loop = loop
+        if self._full_after is not None:
+            self._thresholds = gc.get_threshold()
+            gc.set_threshold(self._thresholds[0], self._thresholds[1], self._full_after)
         gc.callbacks.append(self._observe)
         self._settle()
         now = self._clock.seconds()
@@ -148,6 +155,9 @@ class CollectorPolicy:
             loop.stop()
         if self._observe in gc.callbacks:
             gc.callbacks.remove(self._observe)
+        if self._thresholds is not None:
+            gc.set_threshold(*self._thresholds)
+            self._thresholds = None
 
     def sweep(self, why: str = "asked") -> int:
         """One pass over everything, frozen or not: what died frozen is freed (the number

@@ -88,6 +88,17 @@ def test_what_a_full_pass_leaves_is_frozen_and_its_garbage_freed() -> None:
 
 
 @pytest.mark.usefixtures("collector_state")
+def test_full_after_sets_the_third_threshold_until_stopped() -> None:
+    before = gc.get_threshold()
+    policy = _policy(Clock(), full_after=3)
+    try:
+        assert gc.get_threshold() == (before[0], before[1], 3)
+    finally:
+        policy.stop()
+    assert gc.get_threshold() == before
+
+
+@pytest.mark.usefixtures("collector_state")
 def test_the_next_full_pass_comes_soon_whatever_the_heap() -> None:
     """After the start (and each sweep) CPython's next full pass is due after a few
     collections of the young generations, not after a quarter of the heap more: each pass
