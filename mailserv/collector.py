@@ -11,7 +11,8 @@ passes short and still frees the cycles that die late:
   garbage is frozen with it.  Right after its start and after each sweep it runs a second,
   near-empty full pass: CPython schedules the next full pass by the survivors of the last
   one, and that pass leaves few.  Each later pass then walks only what became long-lived
-  since the previous one (its length follows the allocation rate, not the heap's size).
+  since the previous one (its length follows the allocation rate, not the heap's size);
+  they come three times as often as CPython's default (:data:`FULL_AFTER`).
 * **Sweep, when the sessions are quiet.**  Reference cycles that were frozen while alive
   and became garbage later (objects freed by their reference counts need no collector) are
   out of the collector's sight: ``gc.unfreeze(); gc.collect()`` (then the freeze again) frees them.
@@ -47,6 +48,13 @@ __all__ = ["CollectorPolicy", "IQuiet", "NoSessions", "peak_memory"]
 
 _log = Logger()
 
+FULL_AFTER = 3
+"""CPython's third threshold under the policy (its own is 10): a full pass after every
+third collection of the middle generation.  Each object that lives is walked by one full
+pass before it is frozen however often they come, so more frequent passes cost little
+more in all and each is about a third as long (maildir, 100k messages, COPY and UID MOVE
+of 20k: longest pass 15-26 ms CPU instead of 18-48 ms, loaded)."""
+
 
 class IQuiet(Interface):
     """Whether the process's sessions are between commands (a sweep's pause hurts no one)."""
@@ -79,7 +87,7 @@ class CollectorPolicy:
     for a quiet sweep; ``size``: what must not double between sweeps (once it has, the
     next quiet moment sweeps whatever the count, and ``grace`` seconds without one force
     a sweep).  ``full_after``: collections of the middle generation between two full
-    passes (CPython's third threshold, 10 by default; left alone when None).
+    passes (CPython's third threshold; left alone when None).
     """
 
     def __init__(
@@ -93,7 +101,7 @@ class CollectorPolicy:
         grow: float = 0.25,
         size: Callable[[], int] = peak_memory,
         grace: float = 600.0,
-        full_after: int | None = None,
+        full_after: int | None = FULL_AFTER,
     ) -> None:
         self._clock = clock
         self._quiet = quiet
