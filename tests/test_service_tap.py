@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 from twisted.logger import capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
@@ -182,7 +182,7 @@ def test_listeners(tmp_path: Path) -> None:
             f"ssl:3993:privateKey={tmp_path / 'own.pem'}",
         ),
     )
-    reactor = MemoryReactor()
+    reactor = MemoryReactorClock()  # the collector policy's timer (own process)
     service = build_service(config, reactor)
     with capturedLogs() as events:
         service.privilegedStartService()
@@ -294,15 +294,23 @@ def test_backend_start_may_be_a_coroutine() -> None:
 def test_what_lives_at_start_leaves_the_collectors_sight_in_our_own_process(
     own_process: bool,
 ) -> None:
-    """twistd imapserv (own_process) freezes what is alive once the backend has started;
-    an application embedding the service keeps its objects in the collector's sight."""
+    """twistd imapserv (own_process) puts the collector policy on once the backend is up
+    (what is alive then is frozen) and takes it off with the service; an application
+    embedding the service keeps its objects in the collector's sight and its gc hooks."""
     gc.unfreeze()
+    hooks = list(gc.callbacks)
     starting: Deferred[None] = Deferred()
-    service = BackendService(_Backend(starting), MemoryReactor(), own_process=own_process)  # type: ignore[arg-type]
+    service = BackendService(_Backend(starting), MemoryReactorClock(), own_process=own_process)  # type: ignore[arg-type]
     try:
         service.startService()
         assert gc.get_freeze_count() == 0  # not before the backend is up
         starting.callback(None)
         assert (gc.get_freeze_count() > 0) is own_process
+        assert (len(gc.callbacks) == len(hooks) + 1) is own_process
+        assert (service.collector is not None) is own_process
+        service.stopService()
+        assert gc.callbacks == hooks
     finally:
+        if service.collector is not None:
+            service.collector.stop()
         gc.unfreeze()

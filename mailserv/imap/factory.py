@@ -12,9 +12,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from mailserv.auth.sasl import Mechanisms, secret_from_tls
 from mailserv.auth.throttle import ILoginThrottle, LoginThrottle
+from mailserv.collector import IQuiet
 from mailserv.events.metrics import IMetrics, NoMetrics
 from mailserv.events.sink import IEventSink, NoEvents
 from mailserv.imap.admission import ConnectionCounter, IConnectionLimits, Refused, admitted
@@ -26,6 +28,35 @@ from mailserv.imap.settings import ServerSettings
 from mailserv.slicing import Turns
 
 _log = Logger()
+
+
+@implementer(IQuiet)
+class CommandsInFlight:
+    """The commands running in a factory's sessions, and since when none has run.
+
+    A command waiting for its client (IDLE for DONE, AUTHENTICATE for a response) does not
+    count while it waits: it holds nothing of the process."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self.running = 0
+        self._since: float | None = None
+        """When the last command ended (None: none has run yet)."""
+
+    def begin(self) -> None:
+        self.running += 1
+
+    def end(self) -> None:
+        self.running -= 1
+        if not self.running:
+            self._since = self._clock.seconds()
+
+    def quiet_for(self) -> float:
+        if self.running:
+            return 0.0
+        if self._since is None:
+            return float("inf")
+        return max(0.0, self._clock.seconds() - self._since)
 
 
 class IMAPServerFactory(ServerFactory):
@@ -85,6 +116,8 @@ class IMAPServerFactory(ServerFactory):
         self.connections: IConnectionLimits = limits or ConnectionCounter(self.settings)
         self.sessions: set[IMAPServerProtocol] = set()
         """The open connections (for ``shutdown``)."""
+        self.in_flight = CommandsInFlight(clock)
+        """The commands its sessions run now (the collector sweeps when there are none)."""
         self._gone_waiters: list[Deferred[None]] = []
         self.services.metrics.watch_connections(self._connection_states)
 

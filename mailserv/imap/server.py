@@ -382,9 +382,12 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         waiter = self._line_waiter
         self._reading_paused = False
         self._schedule_pump()
+        in_flight = self.factory.in_flight
+        in_flight.end()  # waiting for the client is not running
         try:
             return await waiter
         finally:
+            in_flight.begin()
             self._corked = corked
             self._reading_paused = True
             self.framer.set_line_mode(False)
@@ -397,6 +400,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         d.addErrback(lambda f: _log.failure("Command loop failed", f))
 
     async def _drain_queue(self) -> None:
+        in_flight = self.factory.in_flight
         try:
             while self._queue and self.state is not State.LOGOUT:
                 if self._write_paused:
@@ -411,9 +415,11 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
                     self._schedule_pump()
                 self.resetTimeout()  # a client whose commands wait in the queue is not idle
                 self._corked = True
+                in_flight.begin()
                 try:
                     await self._execute(item)
                 finally:
+                    in_flight.end()
                     self._corked = False
                     self.flush_output()
                 if self._bye_pending is not None and not self.ended:
