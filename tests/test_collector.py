@@ -21,12 +21,15 @@ from twisted.internet import defer, reactor, threads
 from twisted.internet.task import Clock, LoopingCall, deferLater
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 
 from bench.harness import BackendSpec, ServerProcess
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.schemes import hash_password
 from mailserv.collector import CollectorPolicy, IQuiet, NoSessions
 from mailserv.config import Config
+from mailserv.delivery.deliver import Decision, DefaultPolicy, Envelope, IDeliveryPolicy
+from mailserv.delivery.service import deliverer_for
 from mailserv.imap.factory import CommandsInFlight
 from mailserv.tap import build_server
 
@@ -277,7 +280,7 @@ def test_each_worker_puts_the_policy_on(tmp_path: Path) -> None:
 
 class InFlightOverSocketsTests(TestCase):
     """The factory counts a command while it runs (a LOGIN whose password is being
-    checked), not while it waits for its client (IDLE)."""
+    checked), not while it waits for its client (IDLE); an LMTP delivery counts too."""
 
     def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
         data = Path(tempfile.mkdtemp(prefix="mailserv-inflight-"))
@@ -335,5 +338,33 @@ class InFlightOverSocketsTests(TestCase):
             self.assertEqual(in_flight.running, 0)
             await deferLater(reactor, 0.05, lambda: None)  # type: ignore[arg-type]
             self.assertGreater(in_flight.quiet_for(), 0.0)
+
+        return defer.Deferred.fromCoroutine(run())
+
+    def test_a_delivery_counts_while_it_runs(self) -> defer.Deferred[None]:
+        """The LMTP side's deliverer joins the IMAP side's count while it stores a message
+        (a sweep then waits for it, as for a command)."""
+        in_flight = self.parts.factory.in_flight
+        deliverer = deliverer_for(self.parts.backend, self.parts.factory, tempfile.mkdtemp())
+        seen: list[int] = []
+
+        @implementer(IDeliveryPolicy)
+        class Noting:
+            async def decide(self, account: Any, envelope: Envelope, message: bytes) -> Decision:
+                seen.append(in_flight.running)
+                return await DefaultPolicy().decide(account, envelope, message)
+
+        deliverer.policy = Noting()
+
+        async def run() -> None:
+            recipient = await deliverer.resolve("ann")
+            assert recipient is not None
+            body = b"From: a@example.org\r\nSubject: counted\r\n\r\nhi\r\n"
+            outcome = await deliverer.deliver(recipient, body)
+            self.assertEqual(outcome.code, 250, outcome)
+            self.assertEqual(seen, [1])
+            self.assertEqual(in_flight.running, 0)
+            # the memory store indexes the new text a moment later (a timer of its own)
+            await deferLater(reactor, 0.5, lambda: None)  # type: ignore[arg-type]
 
         return defer.Deferred.fromCoroutine(run())

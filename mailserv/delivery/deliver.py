@@ -34,6 +34,7 @@ from mailserv.slicing import Turns
 if TYPE_CHECKING:
     from mailserv.auth.passwd import PasswdEntry
     from mailserv.auth.users import IUserStore
+    from mailserv.imap.factory import CommandsInFlight
 
 __all__ = [
     "Decision",
@@ -191,7 +192,9 @@ class Deliverer:
     are the server's quota policy and its record of additions in flight (shared with the
     IMAP sessions of this process, so APPEND and delivery count each other); ``metrics``
     counts each recipient's outcome; ``events`` (a sink, and the turns its reports share
-    with the sessions or a clock of their own) hears of each message stored.
+    with the sessions or a clock of their own) hears of each message stored;
+    ``in_flight``: the IMAP side's count of commands running, which a delivery joins (the
+    process's collector sweeps only when nothing runs: ``mailserv.collector``).
     """
 
     def __init__(
@@ -203,8 +206,10 @@ class Deliverer:
         policy: IDeliveryPolicy | None = None,
         metrics: IMetrics | None = None,
         events: tuple[IEventSink, Turns | IReactorTime] | None = None,
+        in_flight: CommandsInFlight | None = None,
     ) -> None:
         self.backend = backend
+        self.in_flight = in_flight
         self.events = events
         self.metrics: IMetrics = metrics if metrics is not None else NoMetrics()
         self.known = known
@@ -223,7 +228,15 @@ class Deliverer:
 
     async def deliver(self, recipient: Recipient, message: bytes, sender: str = "") -> Outcome:
         """Store ``message`` for ``recipient``; the outcome, never an exception."""
-        outcome = await self._outcome(recipient, message, sender)
+        in_flight = self.in_flight
+        if in_flight is None:
+            outcome = await self._outcome(recipient, message, sender)
+        else:
+            in_flight.begin()
+            try:
+                outcome = await self._outcome(recipient, message, sender)
+            finally:
+                in_flight.end()
         self.metrics.delivery(outcome.result)
         return outcome
 

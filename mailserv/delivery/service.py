@@ -34,9 +34,9 @@ def deliverer_for(
     backend: IBackend, imap: IMAPServerFactory, data_dir: str, sender: IMailSender | None = None
 ) -> Deliverer:
     """A deliverer into ``backend`` that knows the users and quotas ``imap`` knows and
-    shares its record of additions in flight, running the users' Sieve scripts kept under
-    ``data_dir`` (sending mail through ``sender``).  UsageError when users cannot be
-    looked up."""
+    shares its record of additions in flight and its count of commands running, running
+    the users' Sieve scripts kept under ``data_dir`` (sending mail through ``sender``).
+    UsageError when users cannot be looked up."""
     services = imap.services
     store = user_store(services.portal)
     if store is None:
@@ -47,7 +47,9 @@ def deliverer_for(
     quota, ledger = services.settings.quota, services.quota
     policy = sieve_policy(data_dir, sender)
     events = (services.events, services.turns)
-    return Deliverer(backend, store_lookup(store), quota, ledger, policy, services.metrics, events)
+    lookup = store_lookup(store)
+    metrics = services.metrics
+    return Deliverer(backend, lookup, quota, ledger, policy, metrics, events, imap.in_flight)
 
 
 def lmtp_factory(
