@@ -22,7 +22,7 @@ import pgcluster
 import psycopg
 import pytest
 from test_sql_backend import _program, _undo_version_14, query, resolve, started
-from test_sql_fulltext import literal
+from test_sql_fulltext import fill, literal
 from twisted.logger import capturedLogs, formatEvent
 
 from mailserv.backends.sql import SqlBackend, fulltext, schema, search
@@ -130,12 +130,6 @@ def compare(box: Any, texts: fulltext.TextSearch, seed: int, count: int = 300) -
         liked += " LIKE " in clause.sql
         assert list(resolve(box.search(bound, view))) == expected, repr(text)
     return liked
-
-
-def fill(box: Any, raws: list[bytes], rng: random.Random) -> None:
-    for raw in raws:
-        flags = frozenset({"\\Seen"}) if rng.random() < 0.5 else frozenset()
-        resolve(box.append(raw, flags, None, None))
 
 
 @pytest.fixture

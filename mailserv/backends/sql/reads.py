@@ -247,14 +247,21 @@ def load_info(tx: Tx, message_id: int, blob: Any) -> MessageInfo:
     return parse_message(bytes(raw))
 
 
+class _FlagSets(dict[str, frozenset[str]]):
+    """A stored flags text -> its set, made once per distinct text of a read (the messages
+    that have the same flags share one set)."""
+
+    def __missing__(self, text: str) -> frozenset[str]:
+        flags = self[text] = frozenset(text.split())
+        return flags
+
+
 def metas(tx: Tx, rows: Sequence[Any], zones: Zones) -> list[MessageMeta]:
-    flag_sets: dict[str, frozenset[str]] = {}
+    flag_sets = _FlagSets()
     saved_at: dict[int, datetime] = {}  # a COPY saves many in one second
     out = []
     for uid, text, seconds, tz, size, modseq, blob, message_id, saved in rows:
-        flags = flag_sets.get(text)
-        if flags is None:
-            flags = flag_sets[text] = frozenset(text.split())
+        flags = flag_sets[text]
         savedate = saved_at.get(saved)
         if savedate is None:
             savedate = saved_at[saved] = zones.datetime(saved, 0)
@@ -293,16 +300,13 @@ def fetch_flags(tx: Tx, box_id: int, uids: Sequence[int], zones: Zones) -> list[
     rows = where_uids(
         tx, f"SELECT {_FLAG_COLUMNS} FROM mail m WHERE m.mailbox_id = ?", (box_id,), uids, "m.uid"
     )
-    flag_sets: dict[str, frozenset[str]] = {}
+    flag_sets = _FlagSets()
     out = []
     for uid, text, seconds, tz, size, modseq, saved in rows:
-        flags = flag_sets.get(text)
-        if flags is None:
-            flags = flag_sets[text] = frozenset(text.split())
         out.append(
             MessageMeta(
                 int(uid),
-                flags,
+                flag_sets[text],
                 zones.datetime(seconds, tz),
                 int(size),
                 int(modseq),
