@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.logger import capturedLogs
 
 from mailserv.backends import memory
@@ -202,6 +202,10 @@ def test_highestmodseq_moves_once_a_sliced_store_is_whole(big: MemoryMailbox) ->
 
     uids = resolve(big.uids())
     before = resolve(big.status()).highestmodseq
+    # One turn first: the fixture's COPYs left their next turn scheduled (the reactor stood
+    # still since), which would resume the STORE before the reader below, however late it
+    # paused; a running reactor turns between the two.
+    resolve(deferLater(reactor, 0, lambda: None))
     seen: list[int] = []
     reactor.callLater(0, lambda: seen.append(resolve(big.status(), wait=False).highestmodseq))
     resolve(big.store(uids, StoreMode.ADD, SEEN, None))
