@@ -50,6 +50,17 @@ def _untracked(obj: object) -> bool:
     return not any(o is obj for o in gc.get_objects())
 
 
+def _frozen_then_dropped(more: int = 0) -> weakref.ref[Cycle]:
+    """A cycle (and ``more`` others) that lived through a full pass, so frozen, and was then
+    dropped: only a sweep frees it.  A weak reference to the first."""
+    first = Cycle()
+    gone = weakref.ref(first)
+    others = [Cycle() for _ in range(more)]
+    gc.collect()
+    del first, others
+    return gone
+
+
 @pytest.fixture
 def collector_state() -> Iterator[None]:
     """Give back the collector as it was: thresholds, hooks, nothing frozen."""
@@ -148,10 +159,7 @@ def test_no_sweep_while_a_command_is_in_flight() -> None:
     commands = CommandsInFlight(clock)
     policy = _policy(clock, commands, grow=-1.0)  # no growth asked: the count may drift down
     try:
-        session = Cycle()
-        gone = weakref.ref(session)
-        gc.collect()
-        del session
+        gone = _frozen_then_dropped()
         commands.begin()
         clock.pump([CHECK / 10] * 30)  # three check periods with a command running
         assert gone() is not None
@@ -171,16 +179,11 @@ def test_no_quiet_sweep_until_the_frozen_objects_grew() -> None:
     clock = Clock()
     policy = _policy(clock)  # grow 25%: a few dead cycles are not worth a pass over all
     try:
-        session = Cycle()
-        gone = weakref.ref(session)
-        gc.collect()
-        del session
+        gone = _frozen_then_dropped()
         clock.advance(CHECK)
         assert gone() is not None
         assert policy.sweeps == 0
-        many = [Cycle() for _ in range(gc.get_freeze_count())]  # 2 objects each
-        gc.collect()
-        del many
+        _frozen_then_dropped(gc.get_freeze_count())  # 2 objects each
         clock.advance(CHECK)
         assert gone() is None
         assert policy.sweeps == 1
@@ -197,16 +200,10 @@ def test_a_forced_sweep_when_the_size_doubled_and_no_quiet_came() -> None:
     policy = _policy(clock, commands, size=gc.get_freeze_count, grace=10 * CHECK)
     try:
         commands.begin()  # busy all along
-        first = Cycle()
-        gone = weakref.ref(first)
-        dead = [Cycle() for _ in range(gc.get_freeze_count() // 3)]  # +2/3: not doubled
-        gc.collect()
-        del first, dead
+        gone = _frozen_then_dropped(gc.get_freeze_count() // 3)  # +2/3: not doubled
         clock.advance(CHECK)
         assert gone() is not None
-        dead = [Cycle() for _ in range(gc.get_freeze_count())]  # 2 objects each: doubled
-        gc.collect()
-        del dead
+        _frozen_then_dropped(gc.get_freeze_count())  # 2 objects each: doubled
         clock.advance(CHECK)  # seen doubled: a quiet moment may come yet
         clock.pump([CHECK] * 9)
         assert gone() is not None
@@ -225,11 +222,7 @@ def test_a_quiet_moment_sweeps_at_once_once_the_size_doubled() -> None:
     policy = _policy(clock, commands, size=gc.get_freeze_count, grow=100.0)
     try:
         commands.begin()
-        first = Cycle()
-        gone = weakref.ref(first)
-        dead = [Cycle() for _ in range(gc.get_freeze_count())]
-        gc.collect()
-        del first, dead
+        gone = _frozen_then_dropped(gc.get_freeze_count())
         clock.advance(CHECK)  # doubled; the frozen objects did not grow a hundredfold
         assert policy.sweeps == 0
         commands.end()
