@@ -98,6 +98,10 @@ def test_noops_sent_during_a_big_copy_are_answered_before_it(
     actor.close()
 
 
+PROBE_BOUND = 0.020
+"""Seconds another user's NOOP may wait while one command runs (issue 10's probe target)."""
+
+
 def test_a_big_store_holds_up_nobody(server: ServerProcess, owner: User) -> None:
     """Another user's NOOPs during ``STORE 1:*`` over 65k messages never wait for more
     than a fraction of it (before: most of it)."""
@@ -108,7 +112,9 @@ def test_a_big_store_holds_up_nobody(server: ServerProcess, owner: User) -> None
     probe.stop()
     during = [b - a for a, b in probe.times if a < end and b > start]
     assert len(during) >= 3, "the probe kept getting answers"
-    assert max(during) < (end - start) / 3, (max(during), end - start)
+    # A third of the STORE, or issue 10's probe bound when the STORE itself is that short
+    # (65k messages take ~35 ms now): one turn of a loaded machine is not the STORE's.
+    assert max(during) < max((end - start) / 3, PROBE_BOUND), (max(during), end - start)
     actor.close()
 
 
