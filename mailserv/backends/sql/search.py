@@ -51,6 +51,9 @@ MAX_DEPTH = 64
 """Deeper trees are left to the engine (SQLite caps expression depth at 1000)."""
 MAX_IN = 1000
 MAX_RANGES = 200
+OTHERS_PART = 16
+"""A clause's answer is made as the mailbox less the rows it does not match when those
+are at most this part of the mailbox (:func:`_by_others`)."""
 
 _SYSTEM_FLAGS = {f.lower(): f for f in SYSTEM_FLAGS}
 _TEXT_COLUMNS = {
@@ -422,7 +425,7 @@ def _by_others(tx: Tx, box_id: int, clause: Clause, uids: Sequence[int]) -> list
     reading there), or the clause says nothing of its others."""
     if clause.others is None:
         return None
-    limit = len(uids) // 16
+    limit = len(uids) // OTHERS_PART
     source = "mail m JOIN messages c ON c.id = m.message_id" if clause.content else "mail m"
     left: list[int] = []
     for other in clause.others:
