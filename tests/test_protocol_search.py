@@ -354,3 +354,64 @@ def test_repeated_searches_follow_appends_and_expunges(connect: Connector) -> No
     assert answers() == [[1, 4], [1, 3], [1, 4], [1, 3], [1, 2, 4], [1, 2, 3], [4], [3]]
     connect.append([messages.plain(subject="other again")])
     assert answers()[4:6] == [[1, 2, 4, 5], [1, 2, 3, 4]]
+
+
+def test_big_answers_of_the_whole_mailbox(connect: Connector) -> None:
+    """Keys most of a mailbox matches (a date every message is younger than, ALL, LARGER
+    than none, NOT of a few), by number and by UID, plain and as ESEARCH: the SQL store
+    answers them as the mailbox less the few messages left out while the session sees every
+    message, and as before when it does not (another client added or expunged some and the
+    session was not told yet)."""
+    connect.append([messages.plain(subject=f"note {n}") for n in range(40)])
+    reader, writer = connect.selected(), connect.selected()
+    for uid in (3, 17, 40):  # gaps, and the highest UID gone
+        assert writer.command(f"UID STORE {uid} +FLAGS (\\Deleted)").ok
+    assert writer.command("EXPUNGE").ok
+    assert reader.command("NOOP").ok
+    uids = [uid for uid in range(1, 41) if uid not in (3, 17, 40)]
+
+    def answers(view: list[int]) -> dict[str, list[int]]:
+        shown = [uid for uid in view if uid in live]
+        numbers = [view.index(uid) + 1 for uid in shown]
+        return {
+            "SEARCH SINCE 1-Jan-2000": numbers,
+            "UID SEARCH SINCE 1-Jan-2000": shown,
+            "SEARCH ALL": numbers,
+            "UID SEARCH LARGER 1": shown,
+            "SEARCH LARGER 1": numbers,
+            "UID SEARCH BEFORE 1-Jan-2000": [],
+            "SEARCH NOT 1:2": [n for n in numbers if n > 2],
+            "UID SEARCH NOT UID 1:2": [uid for uid in shown if uid > 2],
+            "SEARCH NOT FLAGGED": [n for n, uid in zip(numbers, shown, strict=True) if uid != 5],
+        }
+
+    assert writer.command("UID STORE 5 +FLAGS (\\Flagged)").ok
+    live = set(uids)
+    for _ in range(2):  # the second time, answers the store may have kept
+        for command, expected in answers(uids).items():
+            assert search_numbers(reader.command(command)) == expected, command
+    found = reader.command("SEARCH RETURN (MIN MAX COUNT ALL) SINCE 1-Jan-2000")
+    tag = found.tag.decode()
+    assert found.data("ESEARCH") == [f'(TAG "{tag}") MIN 1 MAX 37 COUNT 37 ALL 1:37'.encode()]
+    # Another client expunges two: the reader, not told yet (no EXPUNGE during SEARCH),
+    # finds neither (ALL: the memory and maildir stores give every message of its view);
+    # then another client adds one:
+    # the reader finds it once told of it (which may come with the answer, or after).
+    assert writer.command("UID STORE 8,39 +FLAGS (\\Deleted)").ok
+    assert writer.command("UID EXPUNGE 8,39").ok
+    live = set(uids) - {8, 39}
+    for command in ("SEARCH SINCE 1-Jan-2000", "SEARCH NOT 1:2", "SEARCH LARGER 1"):
+        assert search_numbers(reader.command(command)) == answers(uids)[command], command
+    viewed = list(range(1, len(uids) + 1))
+    assert search_numbers(reader.command("SEARCH ALL")) in (answers(uids)["SEARCH ALL"], viewed)
+    assert reader.command("NOOP").ok
+    uids = [uid for uid in uids if uid in live]
+    connect.append([messages.plain(subject="late")])
+    live.add(41)
+    for command in ("SEARCH SINCE 1-Jan-2000", "UID SEARCH LARGER 1", "SEARCH NOT 1:2"):
+        found = search_numbers(reader.command(command))
+        assert found in (answers(uids)[command], answers([*uids, 41])[command]), command
+    assert reader.command("NOOP").ok
+    uids.append(41)
+    for command, expected in answers(uids).items():
+        assert search_numbers(reader.command(command)) == expected, command

@@ -10,10 +10,19 @@ run of three word characters are tested row by row with ``strpos()``).  Anything
 (other HEADER fields, very large UID lists or very deep trees) makes :func:`translate`
 return None, and the engine evaluates the query itself.  BODY and TEXT are answered from
 the stored texts (``fulltext.py``) once every message of the mailbox has them.
+
+Most of a mailbox matching (SINCE a day before most of it, ALL, LARGER than most, NOT of a
+few) is the costly case: the matches' UIDs made into a string by the database and read back
+take tens of ms at 100,000.  While the session's UIDs are every message of the mailbox (its
+count and highest UID agree), such an answer is the session's UIDs less the few rows the
+clause does not match (:func:`_by_others`), and a test of the internal date alone is first
+tried against the mailbox's first and last days (:func:`_by_bounds`: every message passes,
+or none), two reads of the ``mail_day`` index.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +59,9 @@ MAX_DEPTH = 64
 """Deeper trees are left to the engine (SQLite caps expression depth at 1000)."""
 MAX_IN = 1000
 MAX_RANGES = 200
+OTHERS_PART = 16
+"""A clause's answer is made as the mailbox less the rows it does not match when those
+are at most this part of the mailbox (:func:`_by_others`)."""
 
 _SYSTEM_FLAGS = {f.lower(): f for f in SYSTEM_FLAGS}
 _TEXT_COLUMNS = {
@@ -88,6 +100,32 @@ class Clause:
     alone): the UIDs the mailbox row keeps are the answer (see the module ``unseen``); where
     it keeps none, the rows are read from the newest back, and no further than that many
     matches (schema 12 left PostgreSQL no index of the unseen messages)."""
+    bounds: tuple[str, int] | None = None
+    """The query is this test of the internal date's day alone (operator, day): answered
+    from the mailbox's first and last days when all or none of its messages pass."""
+    others: list[Other] | None = None
+    """Where the mailbox's rows that do not match are cheap to find (every row is either a
+    match or one of these): tests that together pick exactly them, tried when most of a
+    mailbox matches (:func:`_by_others`).  ``[]``: every row matches; None: not tried."""
+
+
+@dataclass(frozen=True, slots=True)
+class Other:
+    """A test of ``mail m`` (and ``messages c`` when the clause has ``content``) picking
+    some of the rows a clause does not match; ``day``: a day test of the internal date
+    (its operator), read by the ``mail_day`` index."""
+
+    sql: str
+    params: tuple[Any, ...]
+    day: str | None = None
+
+
+_OTHER_DAYS = {DateOp.SINCE: ("<",), DateOp.BEFORE: (">=",), DateOp.ON: ("<", ">")}
+"""The day tests the rows an internal date test does not match pass, one or the other."""
+_OFTEN = (Not, All, DateCompare, InternalSince, SizeCompare)
+"""Keys most of a mailbox may match (the answers of the rest are found, not left); of
+those reading the messages' texts (SENTSINCE), only NOT of another key (the others: its
+matches, often few, where a sent date is as often before as after)."""
 
 
 def translate(
@@ -105,12 +143,17 @@ def translate(
     the word index answer them (see ``fulltext.py``).
     """
     clause = Clause("")
+    key = query.key
     try:
         translator = _Translator(find, uids[-1] if uids else 0, clause, texts, tx)
-        clause.sql = translator.key(query.key, 0)
+        if isinstance(key, Not):  # the rows it leaves are the inner key's matches
+            inner = translator.key(key.key, 1)
+            clause.sql = f"NOT ({inner})"
+            clause.others = [Other(inner, tuple(clause.params))]
+        else:
+            clause.sql = translator.key(key, 0)
     except _Decline:
         return None
-    key = query.key
     if isinstance(key, HasFlag) and not key.present and _SYSTEM_FLAGS.get(key.flag.lower()) == SEEN:
         clause.counted = "unseen"
     tops = query.key.keys if isinstance(query.key, And) else (query.key,)
@@ -118,6 +161,18 @@ def translate(
         if isinstance(top, DateCompare) and top.field is DateField.INTERNAL:
             clause.day = (_DATE_OPS[top.op], top.date.toordinal())
             break
+    if clause.texts or clause.counted:
+        clause.others = None  # texts may yet come; UNSEEN has its own way
+    elif isinstance(key, All):
+        clause.others = []
+    elif isinstance(key, DateCompare) and key.field is DateField.INTERNAL:
+        day = key.date.toordinal()
+        clause.bounds = (_DATE_OPS[key.op], day)
+        clause.others = [Other(f"m.internal_day {op} ?", (day,), op) for op in _OTHER_DAYS[key.op]]
+    elif isinstance(key, _OFTEN) and not isinstance(key, Not) and not clause.content:
+        # Every test translated is true or false, never NULL (the columns read are NOT
+        # NULL, the sent day is tested IS NOT NULL first): NOT picks exactly the others.
+        clause.others = [Other(f"NOT ({clause.sql})", tuple(clause.params))]
     return clause
 
 
@@ -267,12 +322,22 @@ class _Translator:
         return f"m.uid IN ({marks})"
 
 
-def _tag(tx: Tx, box_id: int) -> Tag | None:
-    """The mailbox row's account, UIDVALIDITY, UIDNEXT and count of messages."""
+def _state(tx: Tx, box_id: int) -> tuple[Tag, int] | None:
+    """The mailbox row's account, UIDVALIDITY, UIDNEXT and count of messages (the kept
+    answers' tag), and the highest UID of its messages (0: none)."""
     row = tx.one(
-        "SELECT account_id, uidvalidity, uidnext, messages FROM mailboxes WHERE id = ?", (box_id,)
+        "SELECT account_id, uidvalidity, uidnext, messages,"
+        " (SELECT max(uid) FROM mail WHERE mailbox_id = ?) FROM mailboxes WHERE id = ?",
+        (box_id, box_id),
     )
-    return None if row is None else tuple(row)
+    return None if row is None else (tuple(row[:4]), int(row[4] or 0))
+
+
+def _whole(state: tuple[Tag, int] | None, uids: Sequence[int]) -> bool:
+    """Whether ``uids`` (ascending) are every message of the mailbox: as many as it holds,
+    and its highest the mailbox's (the session's messages are the mailbox's up to the
+    highest it was told of, less those expunged since: none is, if the counts agree)."""
+    return state is not None and state[0][3] == len(uids) and state[1] == uids[-1]
 
 
 def run(
@@ -289,11 +354,24 @@ def run(
         kept = tx.one("SELECT unseen_uids FROM mailboxes WHERE id = ?", (box_id,))
         if kept is not None and kept[0] is not None:
             return unseen.among(kept[0], uids)
-    return among(_matching(tx, box_id, clause, uids), uids)
+    whole = clause.others is not None and _whole(_state(tx, box_id), uids)
+    found = _matching(tx, box_id, clause, uids, whole)
+    return found if whole else among(found, uids)
 
 
-def _matching(tx: Tx, box_id: int, clause: Clause, uids: Sequence[int]) -> list[int]:
-    """The mailbox's UIDs from the first to the last of ``uids`` that match, ascending."""
+def _matching(
+    tx: Tx, box_id: int, clause: Clause, uids: Sequence[int], whole: bool = False
+) -> list[int]:
+    """The mailbox's UIDs from the first to the last of ``uids`` that match, ascending;
+    ``whole``: ``uids`` are every message of the mailbox (see :func:`_by_others`)."""
+    if clause.bounds is not None:
+        found = _by_bounds(tx, box_id, clause.bounds, uids, whole)
+        if found is not None:
+            return found
+    if whole:
+        found = _by_others(tx, box_id, clause, uids)
+        if found is not None:
+            return found
     low, high = uids[0], uids[-1]
     mail, where = "mail m", clause.sql
     day = clause.day
@@ -303,7 +381,7 @@ def _matching(tx: Tx, box_id: int, clause: Clause, uids: Sequence[int]) -> list[
         mail, where = "mail m INDEXED BY mail_day", f"m.{schema.DAY_INDEXED} AND {where}"
     source = f"{mail} JOIN messages c ON c.id = m.message_id" if clause.content else mail
     # One string, not a row per match: several times cheaper when most messages match.
-    listed = "string_agg(m.uid::text, ',')" if tx.dialect.is_postgres else "group_concat(m.uid)"
+    listed = _listed(tx)
     select = f"FROM {source} WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? AND {where}"
     params = [box_id, low, high, *clause.params]
     if clause.counted is not None:
@@ -313,6 +391,78 @@ def _matching(tx: Tx, box_id: int, clause: Clause, uids: Sequence[int]) -> list[
         )
         params.append(box_id)
     return sorted(uidlist.numbers(tx.scalar(f"SELECT {listed} {select}", params) or ""))
+
+
+def _listed(tx: Tx) -> str:
+    """The aggregate making the UIDs of ``m`` one comma-separated string."""
+    return "string_agg(m.uid::text, ',')" if tx.dialect.is_postgres else "group_concat(m.uid)"
+
+
+def _by_bounds(
+    tx: Tx, box_id: int, bounds: tuple[str, int], uids: Sequence[int], whole: bool
+) -> list[int] | None:
+    """The answer of a day test of the internal date when the mailbox's first and last
+    days (two reads of the ``mail_day`` index) show that no message passes it, or every
+    one (then only when ``uids`` are the mailbox's ``whole``): None otherwise."""
+    op, day = bounds
+    indexed = "mail" if tx.dialect.is_postgres else "mail INDEXED BY mail_day"
+    ends = [
+        f"(SELECT {end}(internal_day) FROM {indexed} WHERE mailbox_id = ? AND {schema.DAY_INDEXED})"
+        for end in ("min", "max")
+    ]
+    first, last = tx.one(f"SELECT {ends[0]}, {ends[1]}", (box_id, box_id))
+    if first is None:
+        return []  # no messages
+    if op == ">=":
+        every, none = first >= day, last < day
+    elif op == "<":
+        every, none = last < day, first >= day
+    else:
+        every, none = first == last == day, not first <= day <= last
+    if none:
+        return []
+    return list(uids) if every and whole else None
+
+
+def _by_others(tx: Tx, box_id: int, clause: Clause, uids: Sequence[int]) -> list[int] | None:
+    """The answer as ``uids`` (every message of the mailbox) less the rows the clause does
+    not match, when those are few (a sixteenth of the mailbox at most): SINCE a date most
+    messages are younger than, ALL, LARGER than most, NOT of a few.  Eighty thousand UIDs
+    made into a string by the database and read back cost tens of ms; the few others, and
+    slicing ``uids`` around them, little.  None when there are more (each test stops
+    reading there), or the clause says nothing of its others."""
+    if clause.others is None:
+        return None
+    limit = len(uids) // OTHERS_PART
+    source = "mail m JOIN messages c ON c.id = m.message_id" if clause.content else "mail m"
+    left: list[int] = []
+    for other in clause.others:
+        mail, where = source, other.sql
+        if other.day is not None:  # the index reads just the days asked for
+            where = f"m.{schema.DAY_INDEXED} AND {where}"
+            if not tx.dialect.is_postgres:
+                mail = source.replace("mail m", "mail m INDEXED BY mail_day", 1)
+        listed = tx.scalar(
+            f"SELECT {_listed(tx)} FROM (SELECT m.uid FROM {mail} WHERE m.mailbox_id = ?"
+            f" AND m.uid BETWEEN ? AND ? AND {where} LIMIT ?) m",
+            (box_id, uids[0], uids[-1], *other.params, limit - len(left) + 1),
+        )
+        left += uidlist.numbers(listed or "")
+        if len(left) > limit:
+            return None
+    return _without(uids, sorted(left))
+
+
+def _without(uids: Sequence[int], left: Sequence[int]) -> list[int]:
+    """``uids`` less ``left`` (both ascending, ``left`` among ``uids``), slice by slice."""
+    out: list[int] = []
+    start = 0
+    for uid in left:
+        end = bisect_left(uids, uid, start)
+        out += uids[start:end]
+        start = end + 1 if end < len(uids) and uids[end] == uid else end
+    out += uids[start:]
+    return out
 
 
 def _few_days(tx: Tx, box_id: int, day: tuple[str, int], uids: Sequence[int]) -> bool:
@@ -346,17 +496,22 @@ def answer(
     while the mailbox's messages are the same."""
     if kept is not None and not stable(query.key):
         kept = None
-    if kept is not None and tx.dialect.is_postgres:  # the tag and the rows: one snapshot
-        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    if tx.dialect.is_postgres and (kept is not None or isinstance(query.key, _OFTEN)):
+        # the mailbox row and the rows: one snapshot (sent with the first statement)
+        tx.later("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     clause = translate(query, find, uids, texts, tx)
     if clause is None:
         return None, False
-    tag = None if kept is None or clause.texts or clause.counted else _tag(tx, box_id)
-    if kept is None or tag is None:
+    if clause.texts or clause.counted or (kept is None and clause.others is None):
         return run(tx, box_id, clause, uids, texts_ready), clause.texts
+    state = _state(tx, box_id)
+    whole = clause.others is not None and _whole(state, uids)
+    if kept is None or state is None:
+        fresh = _matching(tx, box_id, clause, uids, whole)
+        return (fresh if whole else among(fresh, uids)), False
     key = (box_id, clause.sql, tuple(clause.params), uids[0], uids[-1])
-    found = kept.get(key, tag)
+    found = kept.get(key, state[0])
     if found is None:
-        found = _matching(tx, box_id, clause, uids)
-        kept.put(key, tag, found)
-    return among(found, uids), False
+        found = _matching(tx, box_id, clause, uids, whole)
+        kept.put(key, state[0], found)
+    return (list(found) if whole else among(found, uids)), False
