@@ -21,7 +21,7 @@ from typing import Any
 
 from mailserv.backends.kit import uidlist
 from mailserv.backends.kit.flagchanges import changes_of
-from mailserv.backends.sql import fulltext, sortkeys, unseen
+from mailserv.backends.sql import fulltext, heads, sortkeys, unseen
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.reads import where_uids
 from mailserv.backends.sql.rows import (
@@ -56,6 +56,7 @@ class Incoming:
     raw: bytes
     digest: bytes
     info: bytes
+    heads: bytes
     flags: frozenset[str]
     when: When
     sent_day: int | None
@@ -76,6 +77,7 @@ class Incoming:
             raw=raw,
             digest=hashlib.sha256(raw).digest(),
             info=store.dumps(info),
+            heads=heads.of_info(info),
             flags=flags - {RECENT},
             when=When.of(internaldate or datetime.now(UTC)),
             sent_day=None if info.sent is None else info.sent.date().toordinal(),
@@ -179,8 +181,9 @@ def _store_content(tx: Tx, message: Incoming) -> int:
     message_id, refs = int(row[0]), int(row[1])
     if refs == 1:
         tx.execute(
-            "INSERT INTO message_info (message_id, info) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            (message_id, message.info),
+            "INSERT INTO message_info (message_id, info, heads) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (message_id, message.info, message.heads),
         )
         tx.execute(
             "INSERT INTO message_data (message_id, raw) VALUES (?, ?) ON CONFLICT DO NOTHING",
