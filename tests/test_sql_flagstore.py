@@ -180,3 +180,39 @@ def test_a_failing_held_back_write_commits_nothing(db: tuple[InlineDatabase, int
         database.call(fn, write=True)
     mark = database.call(lambda tx: tx.scalar("SELECT recent_mark FROM mailboxes"))
     assert mark == 0
+
+
+def test_a_small_store_gives_back_the_messages_it_left_unchanged(url: str, tmp_path: Path) -> None:
+    """Up to ``SHOWN_MAX`` messages, a STORE gives back the flags and modseqs of the
+    messages it left as they were, read in its own transaction (the engine's FETCH
+    responses need no second one), exactly as a read afterwards finds them; expunged UIDs
+    are in neither list.  A bigger STORE leaves them to the engine to read (None)."""
+    from test_sql_backend import resolve, started
+
+    backend = started(url, tmp_path)
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    flagged = frozenset({"\\Flagged"})
+    uids = [
+        resolve(box.append(MESSAGE + b"%d" % n, flags, None, None)).uid
+        for n, flags in enumerate([flagged, frozenset(), flagged | {SEEN}, frozenset(), flagged])
+    ]
+    resolve(box.store([uids[3]], StoreMode.ADD, frozenset({DELETED}), None))
+    resolve(box.expunge([uids[3]], None))
+    result = resolve(box.store(uids, StoreMode.ADD, flagged, None))
+    assert [c.uid for c in result.changed] == [uids[1]]
+    after = {m.uid: m for m in resolve(box.fetch_flags(uids))}
+    assert result.unchanged is not None
+    assert [(c.uid, c.flags, c.modseq) for c in result.unchanged] == [
+        (uid, after[uid].flags, after[uid].modseq) for uid in (uids[0], uids[2], uids[4])
+    ]
+    nothing = resolve(box.store(uids[:1], StoreMode.ADD, flagged, None))
+    assert nothing.changed == [] and nothing.unchanged is not None
+    assert [(c.uid, c.flags) for c in nothing.unchanged] == [(uids[0], flagged)]
+
+    many = [
+        resolve(box.append(MESSAGE + b"x%d" % n, flagged, None, None)).uid
+        for n in range(messages.SHOWN_MAX + 1)
+    ]
+    big = resolve(box.store(many, StoreMode.ADD, flagged, None))
+    assert big.changed == [] and big.unchanged is None
+    resolve(backend.stop())

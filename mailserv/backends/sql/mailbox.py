@@ -280,8 +280,8 @@ class SqlMailbox(Listened):
     ) -> StoreResult:
         """Messages whose flags end up the same keep their modseq and are not reported."""
         backend = self._backend
-        changed, failed = await backend.db.run(
-            messages.store_flags,
+        done: messages.Stored = await backend.db.run(
+            messages.store_and_show,
             self.id,
             list(uids),
             mode,
@@ -291,9 +291,10 @@ class SqlMailbox(Listened):
             write=True,
             flags_only=True,
         )
+        changed = done.changed
         if changed:
             self.flags_changed(changed, origin, changed[0].modseq)
-        return StoreResult(changed, failed)
+        return StoreResult(changed, done.failed, done.unchanged)
 
     async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         return await self._transfer(uids, destination, origin, move=False)
