@@ -116,8 +116,9 @@ def test_sqlite_commits_flag_changes_without_an_fsync(
     tmp_path: Path, durability: str, sync: int
 ) -> None:
     """``flag-durability=fast`` on SQLite (``sqlite-sync=full``): a STORE's transaction runs
-    with ``synchronous = NORMAL`` (1, no fsync at its commit), every other with the
-    configured level (FULL is 2); the connection is back to it after the STORE."""
+    with ``synchronous = NORMAL`` (1, no fsync at its commit), every other write with the
+    configured level (FULL is 2): the connection is set back to it by the next write that is
+    not a STORE, not after each STORE (STOREs in a row set nothing)."""
     level = {2: "full", 1: "normal"}[sync]
     dialect = parse_url(f"sqlite://{tmp_path}/mail.db", "", level, durability)
     db = InlineDatabase(dialect)
@@ -132,11 +133,25 @@ def test_sqlite_commits_flag_changes_without_an_fsync(
         (changed, _), setting = db.call(store, *args, write=True, flags_only=True)
         assert [c.uid for c in changed] == [uid]
         assert setting == (1 if durability == "fast" else sync)
-        assert db.call(lambda tx: int(tx.scalar("PRAGMA synchronous"))) == sync
-        with pytest.raises(MailboxNotFound):  # a failed STORE restores the level too
+        seen: list[str] = []
+        db._conn.set_trace_callback(seen.append)
+        for mode in (StoreMode.REMOVE, StoreMode.ADD):
+            (changed, _), setting = db.call(store, box, [uid], mode, frozenset({SEEN}), None,
+                                            "t", write=True, flags_only=True)  # fmt: skip
+            assert len(changed) == 1 and setting == (1 if durability == "fast" else sync)
+        assert not [text for text in seen if "PRAGMA synchronous =" in text]  # in a row
+        db._conn.set_trace_callback(None)
+        again = messages.Incoming.prepare(MESSAGE + b"2", frozenset(), None)
+        (_, second, _), setting = db.call(append, box, again, "t", write=True)
+        assert setting == sync  # the next other write: the configured level
+        with pytest.raises(MailboxNotFound):  # a failed STORE: the same
             db.call(store, box + 1, [1], StoreMode.ADD, frozenset({SEEN}), None, "t",
                     write=True, flags_only=True)  # fmt: skip
-        assert db.call(lambda tx: int(tx.scalar("PRAGMA synchronous"))) == sync
+        delete = _sqlite_setting(messages.expunge)
+        db.call(store, box, [second], StoreMode.ADD, frozenset({DELETED}), None, "t",
+                write=True, flags_only=True)  # fmt: skip
+        (gone, _), setting = db.call(delete, box, None, "t", write=True)
+        assert gone == [second] and setting == sync
     finally:
         db.close()
 

@@ -307,9 +307,11 @@ def store_and_show(
         return Stored(*_store_each(tx, box, box_id, wanted, mode, flags, unchangedsince, sender))
     where = " OR ".join("uid BETWEEN ? AND ?" for _ in runs)
     bounds = [bound for run in runs for bound in run]
-    # The lock and the read go in one round trip; the read is a statement of its own, so it
-    # sees what the writers before the lock committed.
-    tx.later(_lock_sql(tx, flags_only=True, columns="id"), (box_id,))
+    if tx.dialect.is_postgres:
+        # The lock and the read go in one round trip; the read is a statement of its own, so
+        # it sees what the writers before the lock committed.  (SQLite: BEGIN IMMEDIATE
+        # locked the database, and the read checks the row is there.)
+        tx.later(_lock_sql(tx, flags_only=True, columns="id"), (box_id,))
     after = _seen_after(mode, flags)
     kept = "NULL" if after is None else "b.unseen_uids"  # read only when it may change
     small = len(wanted) <= SHOWN_MAX
