@@ -44,17 +44,17 @@ def load(value: Any) -> Heads | None:
     (the caller reads the record instead)."""
     if value is None:
         return None
-    data = bytes(value)
-    if len(data) < _LAYOUT.size or not data.startswith(MARKER):
+    data = value if type(value) is bytes else bytes(value)
+    try:
+        marker, n_envelope, n_body, n_structure, start, body_start, end = _LAYOUT.unpack_from(data)
+    except struct.error:  # shorter than the fixed part
         return None
-    _, n_envelope, n_body, n_structure, start, body_start, end = _LAYOUT.unpack_from(data)
-    at = _LAYOUT.size
-    if at + n_envelope + n_body + n_structure != len(data):
-        return None
-    body_at = at + n_envelope
+    body_at = _LAYOUT.size + n_envelope
     structure_at = body_at + n_body
+    if marker != MARKER or structure_at + n_structure != len(data):
+        return None
     return Heads(
-        data[at:body_at],
+        data[_LAYOUT.size : body_at],
         data[body_at:structure_at],
         data[structure_at:],
         (start, body_start, end),
