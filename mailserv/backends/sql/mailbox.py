@@ -218,9 +218,10 @@ class SqlMailbox(Listened):
     async def search(self, query: SearchProgram, uids: Sequence[int]) -> list[int] | None:
         """The common keys in SQL; None (the engine evaluates) for the rest.
 
-        ``uids`` ascend (the session's view); they are copied here and matched against the
-        rows in the query's thread, so nothing proportional to the mailbox runs on the
-        reactor but that copy.
+        ``uids`` ascend (the session's view); they are matched against the rows in the
+        query's thread, so nothing proportional to the mailbox runs on the reactor: a
+        tuple (the UID list SELECT gave out, which nobody changes) as it is, a list (a view
+        may change its own while the query runs) copied here.
         """
         if not uids:
             return []
@@ -230,7 +231,7 @@ class SqlMailbox(Listened):
             self.id,
             query,
             backend.db.dialect.find,
-            list(uids),
+            uids if isinstance(uids, tuple) else list(uids),
             backend.text_search,
             self._texts_ready,
             backend.kept_answers,
