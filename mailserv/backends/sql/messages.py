@@ -274,7 +274,7 @@ class Stored:
     failed: list[int]
     unchanged: Sequence[FlagChange] | None = None
     """The messages the STORE left as they were, with their flags and modseqs, read in its
-    transaction when it wrote at most :data:`SHOWN_MAX` messages (the engine answers the
+    transaction when it named at most :data:`SHOWN_MAX` messages (the engine answers the
     STORE's FETCH responses from them, without another transaction); None otherwise."""
 
 
