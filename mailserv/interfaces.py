@@ -213,10 +213,14 @@ class SortKeys:
 
 @dataclass(frozen=True, slots=True)
 class StoreResult:
-    """``changed``: messages whose flags changed; ``failed``: UIDs refused by UNCHANGEDSINCE."""
+    """``changed``: messages whose flags changed; ``failed``: UIDs refused by UNCHANGEDSINCE;
+    ``unchanged``: the flags and modseqs of the other messages of the STORE still there, when
+    the backend read them in the same go (None: not read, the engine reads them for its
+    FETCH responses)."""
 
     changed: Sequence[FlagChange]
     failed: Sequence[int] = ()
+    unchanged: Sequence[FlagChange] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -211,9 +211,16 @@ def test_older_schema_needs_an_upgrade_and_newer_is_refused(
         resolve(FACTORY.build({"url": url}, str(tmp_path), reactor).start())
 
 
+def _undo_version_15(tx: Tx) -> None:
+    """What migration 15 added goes (each message's kept FETCH heads)."""
+    tx.execute("ALTER TABLE message_info DROP COLUMN heads")
+    tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 14")
+
+
 def _undo_version_14(tx: Tx) -> None:
-    """What migration 14 added goes (PostgreSQL: the header fields' trigram index; the
-    texts' indexes and the extension are schema 3's)."""
+    """What migrations 14 and 15 added goes (PostgreSQL: the header fields' trigram index;
+    the texts' indexes and the extension are schema 3's)."""
+    _undo_version_15(tx)
     tx.execute(f"DROP INDEX IF EXISTS {fulltext.FIELD_INDEX}")
     tx.execute(f"UPDATE {schema.VERSION_TABLE} SET version = 13")
 

@@ -116,8 +116,9 @@ def test_sqlite_commits_flag_changes_without_an_fsync(
     tmp_path: Path, durability: str, sync: int
 ) -> None:
     """``flag-durability=fast`` on SQLite (``sqlite-sync=full``): a STORE's transaction runs
-    with ``synchronous = NORMAL`` (1, no fsync at its commit), every other with the
-    configured level (FULL is 2); the connection is back to it after the STORE."""
+    with ``synchronous = NORMAL`` (1, no fsync at its commit), every other write with the
+    configured level (FULL is 2): the connection is set back to it by the next write that is
+    not a STORE, not after each STORE (STOREs in a row set nothing)."""
     level = {2: "full", 1: "normal"}[sync]
     dialect = parse_url(f"sqlite://{tmp_path}/mail.db", "", level, durability)
     db = InlineDatabase(dialect)
@@ -132,11 +133,25 @@ def test_sqlite_commits_flag_changes_without_an_fsync(
         (changed, _), setting = db.call(store, *args, write=True, flags_only=True)
         assert [c.uid for c in changed] == [uid]
         assert setting == (1 if durability == "fast" else sync)
-        assert db.call(lambda tx: int(tx.scalar("PRAGMA synchronous"))) == sync
-        with pytest.raises(MailboxNotFound):  # a failed STORE restores the level too
+        seen: list[str] = []
+        db._conn.set_trace_callback(seen.append)
+        for mode in (StoreMode.REMOVE, StoreMode.ADD):
+            (changed, _), setting = db.call(store, box, [uid], mode, frozenset({SEEN}), None,
+                                            "t", write=True, flags_only=True)  # fmt: skip
+            assert len(changed) == 1 and setting == (1 if durability == "fast" else sync)
+        assert not [text for text in seen if "PRAGMA synchronous =" in text]  # in a row
+        db._conn.set_trace_callback(None)
+        again = messages.Incoming.prepare(MESSAGE + b"2", frozenset(), None)
+        (_, second, _), setting = db.call(append, box, again, "t", write=True)
+        assert setting == sync  # the next other write: the configured level
+        with pytest.raises(MailboxNotFound):  # a failed STORE: the same
             db.call(store, box + 1, [1], StoreMode.ADD, frozenset({SEEN}), None, "t",
                     write=True, flags_only=True)  # fmt: skip
-        assert db.call(lambda tx: int(tx.scalar("PRAGMA synchronous"))) == sync
+        delete = _sqlite_setting(messages.expunge)
+        db.call(store, box, [second], StoreMode.ADD, frozenset({DELETED}), None, "t",
+                write=True, flags_only=True)  # fmt: skip
+        (gone, _), setting = db.call(delete, box, None, "t", write=True)
+        assert gone == [second] and setting == sync
     finally:
         db.close()
 
@@ -180,3 +195,102 @@ def test_a_failing_held_back_write_commits_nothing(db: tuple[InlineDatabase, int
         database.call(fn, write=True)
     mark = database.call(lambda tx: tx.scalar("SELECT recent_mark FROM mailboxes"))
     assert mark == 0
+
+
+def test_a_small_store_gives_back_the_messages_it_left_unchanged(url: str, tmp_path: Path) -> None:
+    """Up to ``SHOWN_MAX`` messages, a STORE gives back the flags and modseqs of the
+    messages it left as they were, read in its own transaction (the engine's FETCH
+    responses need no second one), exactly as a read afterwards finds them; expunged UIDs
+    are in neither list.  A bigger STORE leaves them to the engine to read (None)."""
+    from test_sql_backend import resolve, started
+
+    backend = started(url, tmp_path)
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    flagged = frozenset({"\\Flagged"})
+    uids = [
+        resolve(box.append(MESSAGE + b"%d" % n, flags, None, None)).uid
+        for n, flags in enumerate([flagged, frozenset(), flagged | {SEEN}, frozenset(), flagged])
+    ]
+    resolve(box.store([uids[3]], StoreMode.ADD, frozenset({DELETED}), None))
+    resolve(box.expunge([uids[3]], None))
+    result = resolve(box.store(uids, StoreMode.ADD, flagged, None))
+    assert [c.uid for c in result.changed] == [uids[1]]
+    after = {m.uid: m for m in resolve(box.fetch_flags(uids))}
+    assert result.unchanged is not None
+    assert [(c.uid, c.flags, c.modseq) for c in result.unchanged] == [
+        (uid, after[uid].flags, after[uid].modseq) for uid in (uids[0], uids[2], uids[4])
+    ]
+    nothing = resolve(box.store(uids[:1], StoreMode.ADD, flagged, None))
+    assert nothing.changed == [] and nothing.unchanged is not None
+    assert [(c.uid, c.flags) for c in nothing.unchanged] == [(uids[0], flagged)]
+
+    many = [
+        resolve(box.append(MESSAGE + b"x%d" % n, flagged, None, None)).uid
+        for n in range(messages.SHOWN_MAX + 1)
+    ]
+    big = resolve(box.store(many, StoreMode.ADD, flagged, None))
+    assert big.changed == [] and big.unchanged is None
+    resolve(backend.stop())
+
+
+def test_a_store_that_changes_nothing_is_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine answers a small STORE's FETCH responses from what the STORE read: the
+    message it left as it was (already flagged) costs no second transaction, and the
+    responses are those of a read (flags, MODSEQ with CONDSTORE)."""
+    from test_sql_backend import resolve
+    from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from mailserv.auth.portal import build_portal
+    from mailserv.backends.sql import inline_database
+    from mailserv.imap.factory import IMAPServerFactory
+
+    clock = Clock()
+    built = SqlBackendFactory(database=inline_database).build(
+        {"url": f"sqlite://{tmp_path}/mail.db", "sqlite-sync": "normal"}, str(tmp_path), clock
+    )
+    resolve(built.start())
+    checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"secret")
+    protocol = IMAPServerFactory(build_portal(built, checker), clock=clock).buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
+    protocol.makeConnection(transport)
+
+    def send(line: bytes) -> bytes:
+        transport.clear()
+        protocol.dataReceived(line + b"\r\n")
+        clock.advance(0)
+        return transport.value()
+
+    assert b"a OK" in send(b"a LOGIN alice secret")
+    for n, flags in enumerate((b"(\\Flagged)", b"()")):
+        message = MESSAGE + b"%d" % n
+        line = b"b APPEND INBOX %s {%d+}\r\n%s" % (flags, len(message), message)
+        assert b"OK [APPENDUID" in send(line)
+    assert b"c OK [READ-WRITE]" in send(b"c SELECT INBOX (CONDSTORE)")
+    transactions: list[str] = []
+    real = InlineDatabase.call
+
+    def counted(self: InlineDatabase, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        transactions.append(fn.__name__)
+        return real(self, fn, *args, **kw)
+
+    monkeypatch.setattr(InlineDatabase, "call", counted)
+    reply = send(b"d STORE 1:2 +FLAGS (\\Flagged)")
+    assert reply.startswith(
+        b"* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent) MODSEQ (2))\r\n"
+        b"* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent) MODSEQ (4))\r\nd OK"
+    ), reply
+    assert transactions == ["store_and_show"]
+    transactions.clear()
+    reply = send(b"e STORE 2 +FLAGS (\\Flagged)")
+    assert reply.startswith(b"* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent) MODSEQ (4))\r\ne OK"), (
+        reply
+    )
+    assert transactions == ["store_and_show"]
+    monkeypatch.undo()
+    send(b"f LOGOUT")
+    resolve(built.stop())

@@ -28,10 +28,12 @@ class LazyInfo(MessageInfo):
     _decoded: MessageInfo | None
     _heads: store.Heads | None
 
-    def __init__(self, record: bytes) -> None:
+    def __init__(self, record: bytes, heads: store.Heads | None = None) -> None:
+        """``heads``: the record's :func:`mailserv.message.store.heads_of`, when the store
+        kept them apart (they are then not read from the record)."""
         object.__setattr__(self, "_record", record)
         object.__setattr__(self, "_decoded", None)
-        object.__setattr__(self, "_heads", None)
+        object.__setattr__(self, "_heads", heads)
 
     def decoded(self) -> MessageInfo:
         info: MessageInfo | None = self._decoded

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer
@@ -112,6 +113,17 @@ class Tx:
             self._conn.commit()
 
 
+class Synchronous:
+    """SQLite: the ``synchronous`` setting one connection's last write left it at (see
+    :func:`transact`).  A connection starts at the dialect's ``sqlite_sync``."""
+
+    __slots__ = ("lazy",)
+
+    def __init__(self) -> None:
+        self.lazy = False
+        """At ``NORMAL`` for flag-only writes (``Dialect.lazy_sqlite_flags``)."""
+
+
 def transact(
     conn: Any,
     dialect: Dialect,
@@ -119,6 +131,7 @@ def transact(
     args: Sequence[Any],
     write: bool,
     flags_only: bool = False,
+    sync: Synchronous | None = None,
 ) -> T:
     """Run ``fn(tx, *args)`` in a transaction on ``conn``, retrying transient failures.
 
@@ -126,9 +139,20 @@ def transact(
     transaction retried on the new one unless the failure came during COMMIT, when it may
     have taken effect.  ``flags_only``: a write of flags and nothing else, which SQLite
     commits without an fsync when ``Dialect.lazy_sqlite_flags`` says so (PostgreSQL's
-    statements ask for theirs, ``Dialect.lazy_flag_commit``).
+    statements ask for theirs, ``Dialect.lazy_flag_commit``).  ``sync``: the connection's
+    setting as the writes before left it (a connection writes one transaction at a time):
+    the setting changes only when a write of the other kind comes (STOREs in a row, one
+    statement each way fewer); without it, it is set for a flag-only write and back after.
     """
-    if not (flags_only and write and dialect.lazy_sqlite_flags):
+    if not (write and dialect.lazy_sqlite_flags):
+        return _transact(conn, dialect, fn, args, write)
+    if sync is not None:
+        if sync.lazy != flags_only:
+            level = "NORMAL" if flags_only else dialect.sqlite_sync.upper()
+            conn.execute(f"PRAGMA synchronous = {level}")  # not inside a transaction
+            sync.lazy = flags_only
+        return _transact(conn, dialect, fn, args, write)
+    if not flags_only:
         return _transact(conn, dialect, fn, args, write)
     conn.execute("PRAGMA synchronous = NORMAL")  # not inside a transaction: SQLite refuses
     try:
@@ -219,6 +243,8 @@ class ThreadedDatabase(Database):
         if reactor is not None:
             kw["cp_reactor"] = reactor
         self._writing = threading.Lock() if not dialect.is_postgres else None
+        self._synchronous: WeakKeyDictionary[Any, Synchronous] = WeakKeyDictionary()
+        """SQLite: each pool connection's setting (read and changed under ``_writing``)."""
         """SQLite: this process's write transactions one at a time.  Two writers that
         both reach ``BEGIN IMMEDIATE`` leave the loser in SQLite's busy handler, which sleeps
         1, 2, 5, 10... ms between tries: behind this lock it starts the moment the other
@@ -238,7 +264,7 @@ class ThreadedDatabase(Database):
     ) -> Deferred[T]:
         if write and self._writing is not None:
             d: Deferred[T] = self._pool.runWithConnection(
-                _one_writer, self._writing, self.dialect, fn, args, flags_only
+                _one_writer, self._writing, self._synchronous, self.dialect, fn, args, flags_only
             )
         else:
             d = self._pool.runWithConnection(transact, self.dialect, fn, args, write)
@@ -251,14 +277,19 @@ class ThreadedDatabase(Database):
 def _one_writer(
     conn: Any,
     lock: threading.Lock,
+    settings: WeakKeyDictionary[Any, Synchronous],
     dialect: Dialect,
     fn: Callable[..., T],
     args: Sequence[Any],
     flags_only: bool,
 ) -> T:
-    """A write transaction on SQLite, holding ``lock`` (in a database thread)."""
+    """A write transaction on SQLite, holding ``lock`` (in a database thread); ``settings``:
+    the pool's connections' ``synchronous`` (adbapi keeps one connection per thread)."""
     with lock:
-        return transact(conn, dialect, fn, args, True, flags_only)
+        sync = settings.get(conn)
+        if sync is None:
+            sync = settings[conn] = Synchronous()
+        return transact(conn, dialect, fn, args, True, flags_only, sync)
 
 
 class InlineDatabase(Database):
@@ -267,6 +298,7 @@ class InlineDatabase(Database):
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._conn: Any = None
+        self._sync = Synchronous()
 
     def call(
         self, fn: Callable[..., T], *args: Any, write: bool = False, flags_only: bool = False
@@ -274,11 +306,12 @@ class InlineDatabase(Database):
         if self._conn is None:
             try:
                 self._conn = self.dialect.connect()
+                self._sync = Synchronous()
             except Exception as error:
                 if self.dialect.is_unavailable(error):
                     raise BackendUnavailable(f"{self.dialect.display}: {error}") from error
                 raise
-        return transact(self._conn, self.dialect, fn, args, write, flags_only)
+        return transact(self._conn, self.dialect, fn, args, write, flags_only, self._sync)
 
     def run(
         self, fn: Callable[..., T], *args: Any, write: bool = False, flags_only: bool = False

@@ -218,9 +218,10 @@ class SqlMailbox(Listened):
     async def search(self, query: SearchProgram, uids: Sequence[int]) -> list[int] | None:
         """The common keys in SQL; None (the engine evaluates) for the rest.
 
-        ``uids`` ascend (the session's view); they are copied here and matched against the
-        rows in the query's thread, so nothing proportional to the mailbox runs on the
-        reactor but that copy.
+        ``uids`` ascend (the session's view); they are matched against the rows in the
+        query's thread, so nothing proportional to the mailbox runs on the reactor: a
+        tuple (the UID list SELECT gave out, which nobody changes) as it is, a list (a view
+        may change its own while the query runs) copied here.
         """
         if not uids:
             return []
@@ -230,7 +231,7 @@ class SqlMailbox(Listened):
             self.id,
             query,
             backend.db.dialect.find,
-            list(uids),
+            uids if isinstance(uids, tuple) else list(uids),
             backend.text_search,
             self._texts_ready,
             backend.kept_answers,
@@ -280,8 +281,8 @@ class SqlMailbox(Listened):
     ) -> StoreResult:
         """Messages whose flags end up the same keep their modseq and are not reported."""
         backend = self._backend
-        changed, failed = await backend.db.run(
-            messages.store_flags,
+        done: messages.Stored = await backend.db.run(
+            messages.store_and_show,
             self.id,
             list(uids),
             mode,
@@ -291,9 +292,10 @@ class SqlMailbox(Listened):
             write=True,
             flags_only=True,
         )
+        changed = done.changed
         if changed:
             self.flags_changed(changed, origin, changed[0].modseq)
-        return StoreResult(changed, failed)
+        return StoreResult(changed, done.failed, done.unchanged)
 
     async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         return await self._transfer(uids, destination, origin, move=False)

@@ -21,7 +21,7 @@ from typing import Any
 
 from mailserv.backends.kit import uidlist
 from mailserv.backends.kit.flagchanges import changes_of
-from mailserv.backends.sql import fulltext, sortkeys, unseen
+from mailserv.backends.sql import fulltext, heads, sortkeys, unseen
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.reads import where_uids
 from mailserv.backends.sql.rows import (
@@ -56,6 +56,7 @@ class Incoming:
     raw: bytes
     digest: bytes
     info: bytes
+    heads: bytes
     flags: frozenset[str]
     when: When
     sent_day: int | None
@@ -76,6 +77,7 @@ class Incoming:
             raw=raw,
             digest=hashlib.sha256(raw).digest(),
             info=store.dumps(info),
+            heads=heads.of_info(info),
             flags=flags - {RECENT},
             when=When.of(internaldate or datetime.now(UTC)),
             sent_day=None if info.sent is None else info.sent.date().toordinal(),
@@ -179,8 +181,9 @@ def _store_content(tx: Tx, message: Incoming) -> int:
     message_id, refs = int(row[0]), int(row[1])
     if refs == 1:
         tx.execute(
-            "INSERT INTO message_info (message_id, info) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            (message_id, message.info),
+            "INSERT INTO message_info (message_id, info, heads) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (message_id, message.info, message.heads),
         )
         tx.execute(
             "INSERT INTO message_data (message_id, raw) VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -258,46 +261,101 @@ def store_flags(
     unchangedsince: int | None,
     sender: str,
 ) -> tuple[Sequence[FlagChange], list[int]]:
-    """STORE: (changes, UIDs refused by UNCHANGEDSINCE); one new modseq for all changes.
+    """:func:`store_and_show`'s (changes, UIDs refused by UNCHANGEDSINCE)."""
+    done = store_and_show(tx, box_id, uids, mode, flags, unchangedsince, sender)
+    return done.changed, done.failed
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What a STORE did (see ``StoreResult``)."""
+
+    changed: Sequence[FlagChange]
+    failed: list[int]
+    unchanged: Sequence[FlagChange] | None = None
+    """The messages the STORE left as they were, with their flags and modseqs, read in its
+    transaction when it named at most :data:`SHOWN_MAX` messages (the engine answers the
+    STORE's FETCH responses from them, without another transaction); None otherwise."""
+
+
+SHOWN_MAX = 64
+"""Messages of a STORE up to which it reads its rows one by one (not grouped by flag set),
+and gives back the flags and modseqs of those it left unchanged."""
+
+
+def store_and_show(
+    tx: Tx,
+    box_id: int,
+    uids: Sequence[int],
+    mode: StoreMode,
+    flags: frozenset[str],
+    unchangedsince: int | None,
+    sender: str,
+) -> Stored:
+    """STORE: one new modseq for all changes.
 
     The usual STORE (a few UID runs, no UNCHANGEDSINCE) reads the distinct old flag sets of
-    its rows with their UIDs (a few strings, however many rows) and writes one UPDATE per
-    set that changes, without RETURNING (SQLite's costs more than the update itself).
-    PostgreSQL: two round trips (BEGIN, the lock and the read; the UPDATEs, the notices and
-    COMMIT), the commit not waiting for its WAL flush with ``flag-durability=fast``."""
+    its rows with their UIDs (a few strings, however many rows; a small STORE its rows, see
+    :data:`SHOWN_MAX`) and writes one UPDATE per set that changes, without RETURNING
+    (SQLite's costs more than the update itself).  PostgreSQL: two round trips (BEGIN, the
+    lock and the read; the UPDATEs, the notices and COMMIT), the commit not waiting for its
+    WAL flush with ``flag-durability=fast``."""
     wanted = sorted(set(uids))
     runs = _runs(wanted) if unchangedsince is None and wanted else None
     if runs is None:
         box = _lock(tx, box_id, flags_only=True)
-        return _store_each(tx, box, box_id, wanted, mode, flags, unchangedsince, sender)
+        return Stored(*_store_each(tx, box, box_id, wanted, mode, flags, unchangedsince, sender))
     where = " OR ".join("uid BETWEEN ? AND ?" for _ in runs)
     bounds = [bound for run in runs for bound in run]
-    # The lock and the read go in one round trip; the read is a statement of its own, so it
-    # sees what the writers before the lock committed.
-    tx.later(_lock_sql(tx, flags_only=True, columns="id"), (box_id,))
+    if tx.dialect.is_postgres:
+        # The lock and the read go in one round trip; the read is a statement of its own, so
+        # it sees what the writers before the lock committed.  (SQLite: BEGIN IMMEDIATE
+        # locked the database, and the read checks the row is there.)
+        tx.later(_lock_sql(tx, flags_only=True, columns="id"), (box_id,))
     after = _seen_after(mode, flags)
     kept = "NULL" if after is None else "b.unseen_uids"  # read only when it may change
+    small = len(wanted) <= SHOWN_MAX
+    if small:  # the rows themselves (a few): the unchanged ones are given back
+        rows = f"SELECT flags, uid AS members, modseq FROM mail WHERE mailbox_id = ? AND ({where})"
+    else:
+        rows = (
+            f"SELECT flags, {tx.dialect.uid_list} AS members, 0 AS modseq FROM mail"
+            f" WHERE mailbox_id = ? AND ({where}) GROUP BY flags"
+        )
     read = tx.all(
-        f"SELECT b.highestmodseq, b.unseen, {kept}, g.flags, g.uids FROM mailboxes b LEFT JOIN"
-        f" (SELECT flags, {tx.dialect.uid_list} AS uids FROM mail"
-        f" WHERE mailbox_id = ? AND ({where}) GROUP BY flags) g ON 1 = 1"
-        " WHERE b.id = ? AND b.selectable = 1",
+        f"SELECT b.highestmodseq, b.unseen, {kept}, g.flags, g.members, g.modseq"
+        f" FROM mailboxes b LEFT JOIN ({rows}) g ON 1 = 1 WHERE b.id = ? AND b.selectable = 1",
         (box_id, *bounds, box_id),
     )
     if not read:
         raise MailboxNotFound("the mailbox was deleted")
     box = _Box(0, 0, int(read[0][0]), int(read[0][1]), read[0][2])
     modseq = box.highestmodseq + 1
-    sets = [(row[3], row[4]) for row in read if row[3] is not None]
+    row_modseqs: dict[int, int] = {}
+    if small:
+        members_of: dict[str, list[str]] = {}
+        for row in read:
+            if row[3] is not None:
+                members_of.setdefault(row[3], []).append(str(row[4]))
+                row_modseqs[int(row[4])] = int(row[5])
+        sets = [(text, ",".join(members)) for text, members in members_of.items()]
+    else:
+        sets = [(row[3], row[4]) for row in read if row[3] is not None]
     if len(sets) > MAX_STORE_GROUPS:
-        return _store_each(tx, box, box_id, wanted, mode, flags, None, sender)
+        return Stored(*_store_each(tx, box, box_id, wanted, mode, flags, None, sender))
     groups: dict[frozenset[str], list[int]] = {}
     rewrite: list[tuple[str, str, list[int]]] = []  # (old flags text, new, its marks or [])
+    unchanged: list[FlagChange] | None = [] if small else None
     delta = 0  # of the unseen count
     for text, members in sets:
         current = frozenset(text.split())
         new = mode.apply(current, flags)
         if new == current:
+            if unchanged is not None:
+                unchanged += [
+                    FlagChange(uid, current, row_modseqs[uid])
+                    for uid in map(int, members.split(","))
+                ]
             continue
         changed = list(map(int, members.split(",")))
         delta += ((SEEN in current) - (SEEN in new)) * len(changed)
@@ -305,8 +363,10 @@ def store_flags(
         marks = [marks_of(new)] if marks_of(new) != marks_of(current) else []
         rewrite.append((text, flags_text(new), marks))
         groups.setdefault(new, []).extend(changed)
+    if unchanged is not None:
+        unchanged.sort(key=lambda change: change.uid)
     if not groups:
-        return [], []
+        return Stored([], [], unchanged)
     for old, new_text, marks in rewrite:
         update = "UPDATE mail SET flags = ?, modseq = ?" + ", marks = ?" * len(marks)
         update += f" WHERE mailbox_id = ? AND ({where})"
@@ -320,10 +380,10 @@ def store_flags(
         written = unseen.runs_of(sorted(uidlist.numbers(",".join(m for _, m in sets))))
     _count(tx, box, box_id, modseq, delta, after, written)
     _log(tx, box_id, modseq, runs)
-    for members in groups.values():
-        members.sort()
+    for group in groups.values():
+        group.sort()
     _flag_notices(tx, box_id, modseq, groups, sender)
-    return changes_of(groups, modseq), []
+    return Stored(changes_of(groups, modseq), [], unchanged)
 
 
 def _seen_after(mode: StoreMode, flags: frozenset[str]) -> bool | None:

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from mailserv.backends.kit.flagchanges import changes_of
+from mailserv.backends.sql import heads
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import Zones, flag_test
 from mailserv.errors import MailboxNotFound
@@ -24,7 +25,7 @@ IN_CHUNK = 500
 
 _META_COLUMNS = (
     "m.uid, m.flags, m.internaldate, m.tz, m.size, m.modseq, i.info, m.message_id,"
-    " coalesce(m.savedate, m.internaldate)"  # stored before save dates were kept
+    " coalesce(m.savedate, m.internaldate), i.heads"  # stored before save dates were kept
 )
 _META_JOIN = "mail m JOIN message_info i ON i.message_id = m.message_id"
 
@@ -237,12 +238,14 @@ def uids_since(tx: Tx, box_id: int, known: UidList | None) -> UidList:
     return UidList(modseq, tuple(uids(tx, box_id)), uidnext)
 
 
-def load_info(tx: Tx, message_id: int, blob: Any) -> MessageInfo:
-    """The stored MessageInfo, decoded when first read; a record of an unknown format (an
-    older mailserv's) is parsed again from the message now."""
+def load_info(tx: Tx, message_id: int, blob: Any, kept: Any = None) -> MessageInfo:
+    """The stored MessageInfo, decoded when first read (``kept``: its ``heads`` column,
+    which FETCH ENVELOPE, BODY, BODYSTRUCTURE and whole-message sections read instead of
+    the record, see the module ``heads``); a record of an unknown format (an older
+    mailserv's) is parsed again from the message now."""
     record = bytes(blob)
     if is_current(record):
-        return LazyInfo(record)
+        return LazyInfo(record, heads.load(kept))
     raw = tx.scalar("SELECT raw FROM message_data WHERE message_id = ?", (message_id,))
     return parse_message(bytes(raw))
 
@@ -260,7 +263,7 @@ def metas(tx: Tx, rows: Sequence[Any], zones: Zones) -> list[MessageMeta]:
     flag_sets = _FlagSets()
     saved_at: dict[int, datetime] = {}  # a COPY saves many in one second
     out = []
-    for uid, text, seconds, tz, size, modseq, blob, message_id, saved in rows:
+    for uid, text, seconds, tz, size, modseq, blob, message_id, saved, kept in rows:
         flags = flag_sets[text]
         savedate = saved_at.get(saved)
         if savedate is None:
@@ -272,7 +275,7 @@ def metas(tx: Tx, rows: Sequence[Any], zones: Zones) -> list[MessageMeta]:
                 zones.datetime(seconds, tz),
                 int(size),
                 int(modseq),
-                load_info(tx, int(message_id), blob),
+                load_info(tx, int(message_id), blob, kept),
                 savedate,
             )
         )

@@ -14,7 +14,8 @@ messages, unseen, size) that every write updates under the mailbox row's lock;
 ``expunged`` remembers removed UIDs for QRESYNC's VANISHED, ``modseq_log`` the UID ranges
 each write changed (CHANGEDSINCE); ``message_text`` the decoded texts SEARCH BODY/TEXT look
 in, and the word index beside it (``fulltext.py``); on PostgreSQL, ``pg_trgm`` indexes of
-those texts and of the search fields of ``messages`` (schema 14).
+those texts and of the search fields of ``messages`` (schema 14); ``message_info.heads``
+the ENVELOPE, BODY and BODYSTRUCTURE FETCH sends, kept apart from the record (schema 15).
 """
 
 from __future__ import annotations
@@ -295,6 +296,47 @@ def _index_search_fields(tx: Tx) -> None:
         tx.execute("ANALYZE messages")
 
 
+HEADS_BATCH = 500
+"""Messages whose heads migration 15 fills per query."""
+
+
+def _keep_heads(tx: Tx) -> None:
+    """Migration 15: ``message_info.heads`` (see :mod:`mailserv.backends.sql.heads`), filled
+    for every stored message in batches by id, from its record (a record of a layout this
+    version does not read: from the message, parsed again), so memory stays flat however
+    large the store.  A message a frontend of an older version stores after this stays
+    NULL there: its FETCH reads the record, as before."""
+    from mailserv.backends.sql import heads
+    from mailserv.message import store
+    from mailserv.message.parse import parse_message
+
+    tx.execute(tx.dialect.ddl("ALTER TABLE message_info ADD COLUMN heads {blob}"))
+    last = 0
+    while True:
+        rows = tx.all(
+            "SELECT i.message_id, i.info FROM message_info i WHERE i.message_id > ?"
+            " ORDER BY i.message_id LIMIT ?",
+            (last, HEADS_BATCH),
+        )
+        if not rows:
+            return
+        filled = []
+        for message_id, blob in rows:
+            try:
+                found = store.heads_of(bytes(blob))
+            except store.UnknownFormat:
+                raw = tx.scalar(
+                    "SELECT raw FROM message_data WHERE message_id = ?", (int(message_id),)
+                )
+                if raw is None:
+                    continue
+                info = parse_message(bytes(raw))
+                found = store.Heads(info.envelope, info.body, info.bodystructure, info.top())
+            filled.append((heads.dump(found), int(message_id)))
+        tx.many("UPDATE message_info SET heads = ? WHERE message_id = ?", filled)
+        last = int(rows[-1][0])
+
+
 ANALYSIS_LIMIT = 2000
 """Rows SQLite's ANALYZE looks at per index (an estimate is enough for the planner)."""
 
@@ -422,6 +464,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         " extension (no privilege, no contrib package) nothing but a warning: searches scan"
         " (SQLite: nothing)",
         function=_index_search_fields,
+    ),
+    Migration(
+        15,
+        "message_info.heads: each message's ENVELOPE, BODY and BODYSTRUCTURE bytes and"
+        " offsets kept apart from its record (FETCH reads them without decoding it);"
+        " existing messages' heads filled from their records",
+        function=_keep_heads,
     ),
 )
 LATEST = MIGRATIONS[-1].version

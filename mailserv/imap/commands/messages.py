@@ -19,7 +19,14 @@ from mailserv.imap.replies import Bad, No, Reply
 from mailserv.imap.search.parse import BadCharset, parse_search
 from mailserv.imap.session import UTF8_ACCEPT, is_rev2, utf8_names
 from mailserv.imap.view import SelectedView, turn_on_modseq
-from mailserv.interfaces import RECENT, CopyResult, FlagChangeColumns, StoreMode
+from mailserv.interfaces import (
+    RECENT,
+    CopyResult,
+    FlagChange,
+    FlagChangeColumns,
+    MessageMeta,
+    StoreMode,
+)
 from mailserv.search import ModSeqAtLeast, SearchProgram, backend_search, walk
 from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
@@ -127,7 +134,9 @@ async def store(session: Session, command: Command) -> Reply:
     failed = set(result.failed)
     if not silent:
         shown = [uid for uid in uids if uid not in failed] if failed else uids
-        await _report_flags(session, view, shown, changes, command.uid, slices)
+        await _report_flags(
+            session, view, shown, changes, command.uid, slices, unchanged=result.unchanged
+        )
     elif view.shows_modseq and changes:
         # RFC 7162 3.1.3: the new mod-sequences even after .SILENT
         await _report_flags(session, view, changes.uids, changes, command.uid, slices, False)
@@ -152,9 +161,11 @@ async def _report_flags(
     uid_mode: bool,
     slices: TimeSlices,
     with_flags: bool = True,
+    unchanged: Sequence[FlagChange] | None = None,
 ) -> None:
     """The flags of ``uids`` (ascending) after the STORE: from ``changes`` (a subset of
-    ``uids``, as the backend made them), and for the messages left as they were, read."""
+    ``uids``, as the backend made them), and for the messages left as they were, from
+    ``unchanged`` when the backend read them with the STORE, else read."""
     show_uid = uid_mode or view.shows_modseq  # RFC 7162 3.1: UID and MODSEQ with CONDSTORE
     at = 0
     for start in range(0, len(uids), _REPORT_STEP):
@@ -165,7 +176,7 @@ async def _report_flags(
         if len(mine) == len(part):  # every message of the part changed
             lines = view.flag_fetches(mine, show_uid, with_flags)
         else:
-            both = await _with_unchanged(view, part, mine)
+            both = await _with_unchanged(view, part, mine, unchanged)
             lines = view.flag_fetches(both, show_uid, with_flags, note=True)
         view.write_fetches(lines)
         await session.drain()
@@ -173,13 +184,21 @@ async def _report_flags(
 
 
 async def _with_unchanged(
-    view: SelectedView, uids: Sequence[int], changes: FlagChangeColumns
+    view: SelectedView,
+    uids: Sequence[int],
+    changes: FlagChangeColumns,
+    unchanged: Sequence[FlagChange] | None = None,
 ) -> FlagChangeColumns:
-    """``changes`` and the flags of the other messages of ``uids`` (read), by UID."""
+    """``changes`` and the flags of the other messages of ``uids`` (``unchanged``, else
+    read), by UID."""
     changed = set(changes.uids)
-    read = fetch_responses.metas_reader(view.mailbox, info=False)
-    metas = await read([uid for uid in uids if uid not in changed])
-    kept = {meta.uid: meta for meta in metas}
+    kept: dict[int, FlagChange | MessageMeta]
+    if unchanged is not None:
+        kept = {change.uid: change for change in unchanged}
+    else:
+        read = fetch_responses.metas_reader(view.mailbox, info=False)
+        metas = await read([uid for uid in uids if uid not in changed])
+        kept = {meta.uid: meta for meta in metas}
     shown: list[int] = []
     flags: list[frozenset[str]] = []
     modseqs: list[int] = []
