@@ -6,10 +6,11 @@ connection per thread), so any reactor works and SQLite and PostgreSQL share one
 the admin CLI and unit tests run them inline.  Transient failures (SQLite's busy lock,
 PostgreSQL serialization failures and lost unique-key races) retry the whole function.
 
-Round trips to PostgreSQL are counted: its connections run in autocommit mode and each
-transaction's BEGIN goes with its first statement; statements whose result is not read
-(``Tx.later``: writes, locks) wait and go with the next statement, or with the change notices
-and COMMIT, in one pipelined round trip.
+Round trips to PostgreSQL are counted.  Its connections are not in autocommit mode: psycopg
+sends BEGIN before a transaction's first statement, a round trip of its own unless that
+statement goes in a pipeline.  Statements whose result is not read (``Tx.later``: writes,
+locks) wait and go with the next statement, or with the change notices and COMMIT, in one
+pipelined round trip.  So a read is three round trips (BEGIN, the SELECT, COMMIT).
 """
 
 from __future__ import annotations
