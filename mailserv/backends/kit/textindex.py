@@ -25,12 +25,14 @@ one slice held the reactor 4-6 ms CPU at 100k messages, more when the machine wa
 loaded).  A SEARCH first indexes whatever still waits, in its own slices.  FTS5 merges
 no segments by itself (an automatic merge inside a write held the reactor 20-60 ms at 100k
 messages): after each write, merge steps of a bounded page count are slices of their own,
-until FTS5 finds nothing to merge (what a SEARCH leaves, the background merges).  The texts of
-messages gone leave ``texts`` at once (every query reads it) and the word index later, a
-few at a time.  Work nobody waits for takes a bounded share of the reactor
-(:class:`Background`): after a slice it waits at least as long as the slice lasted, and
-longer while other work kept the reactor busy (so the commands of other sessions are not
-slowed several-fold by 100k messages to index).  Queries go over the UIDs in ranges (FTS5
+until FTS5 finds nothing to merge (what a SEARCH leaves, the background merges).  No query
+finds the texts of messages gone from the moment they go (its answer leaves out the UIDs
+of ``removing``); they leave ``texts`` and the word index later, a few at a time (moving
+the texts of a MOVE of 20k out of the way at once held the reactor 10-30 ms a thousand).
+Work nobody waits for takes a bounded share of the reactor (:class:`Background`): after a
+slice it waits at least as long as the slice lasted, and longer while other work kept the
+reactor busy (so the commands of other sessions are not slowed several-fold by 100k
+messages to index).  Queries go over the UIDs in ranges (FTS5
 reads a rowid range of its lists), with a pause between ranges and a range's size adapted
 so that one lasts about a slice: a SEARCH TEXT over 100k messages holds the reactor a few
 ms at a time.
@@ -43,6 +45,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import islice
 
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -74,7 +77,8 @@ FIRST_MERGE_PAGES = 16
 MOST_MERGE_PAGES = 4096
 """Pages a merge step may write at most (FTS5 reads the count as a 32-bit integer)."""
 FORGET_BATCH = 8
-"""Texts of messages gone taken out of the word index between two pauses (about 2 ms)."""
+"""Texts of messages gone taken out of ``texts`` and the word index between two pauses
+(about 2 ms)."""
 FIRST_RANGE = 1024
 """UIDs the first range of a query covers; later ones grow or shrink to last a slice."""
 BACKGROUND_SLICE = 0.003
@@ -86,6 +90,11 @@ it is busy: the next pause is twice as long (up to ``LONGEST_PAUSE``)."""
 LONGEST_PAUSE = 0.2
 """Seconds of the longest pause of work nobody waits for while the reactor is busy."""
 
+_FORGOTTEN = (
+    "SELECT 'delete', uid, header, body FROM texts "
+    "WHERE uid = ? AND uid NOT IN (SELECT uid FROM long_texts)"
+)
+"""A text of ``removing`` as the word index was given it (none: it was left out)."""
 _COLUMNS = {StringField.BODY: ("body",), StringField.TEXT: ("header", "body")}
 _PLACE = {"header": 0, "body": 1}
 _RUNS = re.compile("[a-z0-9]+")
@@ -93,7 +102,6 @@ _TABLES = (
     "CREATE TABLE texts (uid INTEGER PRIMARY KEY, header TEXT NOT NULL, body TEXT NOT NULL)",
     *vocabulary.tables("texts", "uid"),
     "CREATE TABLE long_texts (uid INTEGER PRIMARY KEY)",
-    "CREATE TABLE gone (uid INTEGER PRIMARY KEY, header TEXT NOT NULL, body TEXT NOT NULL)",
 )
 
 _log = Logger()
@@ -143,6 +151,9 @@ class TextIndex:
         """Whether the background indexing loop runs (one at a time)."""
         self._last_added = 0.0
         self._purge: IDelayedCall | None = None
+        self._removing: set[int] = set()
+        """UIDs of messages gone whose texts are still in ``texts`` (queries leave them out
+        of their answers)."""
         self._merging: list[str] = []
         """The tables of ``MERGED`` written since their merging last found nothing to do."""
         self._merge_pages = FIRST_MERGE_PAGES
@@ -161,24 +172,14 @@ class TextIndex:
         return len(self._pending) + len(self._written)
 
     def removed(self, uids: Sequence[int]) -> None:
-        """Messages gone: their texts leave ``texts`` now, so no query finds them (every
-        query reads it); the word index forgets them later (FTS5 re-reads a text to forget
-        it: a ms for a few), from ``gone``."""
-        gone = [
-            (uid,)
-            for uid in uids
-            if self._pending.pop(uid, None) is None and self._odd.pop(uid, None) is None
-        ]
+        """Messages gone: no query finds them from now on (their UIDs join ``removing``);
+        their texts leave ``texts`` and the word index later, a few at a time (FTS5 re-reads
+        a text to forget it: a ms for a few)."""
+        pending, odd = self._pending, self._odd
+        gone = [u for u in uids if pending.pop(u, None) is None and odd.pop(u, None) is None]
         if not gone or self._db is None:
             return
-        with self._changing() as db:
-            db.executemany(
-                "INSERT INTO gone (uid, header, body) SELECT uid, header, body FROM texts "
-                "WHERE uid = ? AND uid NOT IN (SELECT uid FROM long_texts)",
-                gone,
-            )
-            db.executemany("DELETE FROM long_texts WHERE uid = ?", gone)
-            db.executemany("DELETE FROM texts WHERE uid = ?", gone)
+        self._removing.update(gone)
         if self._purge is None:
             self._purge = self._clock.callLater(QUIET, self._purged)
 
@@ -205,6 +206,11 @@ class TextIndex:
             return found  # only a text SQLite cannot hold can hold such a needle
         for statement, params in self._statements(needle, columns):
             found.update(await self._ranges(statement, params, uids, slices))
+        removing = self._removing
+        if len(removing) < len(found):
+            found.difference_update(removing)
+        elif removing:
+            found = {uid for uid in found if uid not in removing}
         return found
 
     def _statements(self, needle: str, columns: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -307,21 +313,21 @@ class TextIndex:
         )
 
     async def _forget_gone(self, slices: Background) -> None:
-        """Take the texts of ``gone`` out of the word index, a few at a time."""
-        while self._db is not None:
+        """Take the texts of ``removing`` out of the word index and ``texts``, a few at a
+        time (each few at once: another loop that runs meanwhile takes others)."""
+        removing = self._removing
+        while self._db is not None and removing:
+            batch = [(uid,) for uid in islice(removing, FORGET_BATCH)]
             with self._changing() as db:
-                batch = db.execute("SELECT uid FROM gone LIMIT ?", (FORGET_BATCH,)).fetchall()
-                vocabulary.forget(
-                    db, "SELECT 'delete', uid, header, body FROM gone WHERE uid = ?", batch
-                )
-                db.executemany("DELETE FROM gone WHERE uid = ?", batch)
-            if batch and "words" not in self._merging:
+                vocabulary.forget(db, _FORGOTTEN, batch)
+                db.executemany("DELETE FROM long_texts WHERE uid = ?", batch)
+                db.executemany("DELETE FROM texts WHERE uid = ?", batch)
+            removing.difference_update(uid for (uid,) in batch)
+            if "words" not in self._merging:
                 self._merging.append("words")  # its deletions are segments too
-            if len(batch) < FORGET_BATCH:
-                if self._merging and not self._indexing.locked:
-                    self._start_background()
-                return
             await slices.pause()
+        if self._merging and not self._indexing.locked:
+            self._start_background()
 
     async def _index_pending(self, slices: TimeSlices) -> None:
         """Index what waits, for a query: in the query's slices, one loop at a time
@@ -426,7 +432,8 @@ class TextIndex:
         """A write failed: nothing of its transaction stays; its texts are compared in
         Python (as those SQLite cannot hold), so queries still find them."""
         for uid, header, body in self._written:
-            self._odd[uid] = (header, body)
+            if uid not in self._removing:
+                self._odd[uid] = (header, body)
         self._written = []
         if self._db is not None and self._db.in_transaction:
             self._db.execute("ROLLBACK")
