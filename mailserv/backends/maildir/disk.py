@@ -348,7 +348,7 @@ class MailboxDisk:
             self.uidlist.sync()
             if self.fsync:
                 fsync_dir(self.path(CUR))
-        return finish(Delta(added=entries), self.index, self.uidlist.next_uid)
+        return finish(Delta(added=entries, ascending=True), self.index, self.uidlist.next_uid)
 
     def discard(self, items: Iterable[Prepared]) -> None:
         """Remove prepared files that will not be delivered."""
