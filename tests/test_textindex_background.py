@@ -176,7 +176,7 @@ def test_a_write_of_texts_is_cut_into_slices(monkeypatch: pytest.MonkeyPatch) ->
     them (before, one step wrote the whole batch: 4-20 ms at 100k messages); a SEARCH that
     comes while a write is open ends it and finds every text."""
     monkeypatch.setattr(textindex, "BACKGROUND_SLICE", 0.0)  # a step: one message
-    monkeypatch.setattr(textindex, "SLICE", 0.0)  # a query's step too
+    monkeypatch.setattr(textindex, "STEP", 0.0, raising=False)  # a query's step too
     clock = Clock()
     index = _filled(clock)
     rows: list[int] = []
