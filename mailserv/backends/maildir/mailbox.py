@@ -596,9 +596,11 @@ class MaildirMailbox(Listened):
 
     def _link_in(self, target: MaildirMailbox, entries: Sequence[Entry]) -> list[Prepared]:
         """An I/O task: ``entries`` linked into ``target``'s ``tmp/`` (their paths are
-        made here too: a join per message, 20 ms for a COPY of 20k).  An entry renamed
-        meanwhile is not found, as when it is renamed just before its link."""
-        return target.disk.link_in(self._sources(entries))
+        made here too: a join per message, 20 ms for a COPY of 20k), with the search rows
+        of this mailbox's index.  An entry renamed meanwhile is not found, as when it is
+        renamed just before its link."""
+        texts = self.disk.stored_texts([entry.uid for entry in entries])
+        return target.disk.link_in(self._sources(entries), texts)
 
     async def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         """COPY, then expunge the originals (one expunged event)."""
