@@ -263,3 +263,25 @@ def test_copyuid_sets_made_in_pieces_are_those_made_at_once(
         pairs = list(zip(sources, targets, strict=True))
         Deferred.fromCoroutine(messages._copied_sets(pairs, slices)).addCallback(made.append)
         assert made == [(format_set(sources).encode(), format_set(targets).encode())]
+
+
+def test_a_loop_of_one_piece_inside_another_leaves_the_turn_alone() -> None:
+    """A loop that never pauses (a backend's read of one batch inside FETCH's loop) does
+    not give the loop around it a new budget: the outer loop gives way when its own is
+    spent (before, every inner loop restarted the budget, and the outer one never did)."""
+    clock, work = Reactor(), Work()
+    turns = Turns(clock, length=4, timer=work)
+    log: list[str] = []
+
+    async def outer() -> None:
+        slices = TimeSlices(turns)
+        for step in range(8):
+            work.now += 1
+            log.append(f"a{step}")
+            async for _ in TimeSlices(turns).batches([1, 2, 3]):
+                pass
+            await slices.pause()
+
+    done = Deferred.fromCoroutine(outer())
+    assert log == ["a0", "a1", "a2"] and turns.waiting == 1
+    assert turns_of(clock, log, [done]) == [["a3", "a4", "a5"], ["a6", "a7"]]
