@@ -155,8 +155,8 @@ class MailboxState:
         the caller may let other work run at each ``yield`` (a STORE or EXPUNGE of 100k
         messages).  Meanwhile readers see some of the changes made and others not, as if
         they had come in several deltas; UIDNEXT and HIGHESTMODSEQ move at the end (but
-        for new entries, ``ADD_STEP`` at a time when ``Delta.ascending``: UIDNEXT follows
-        them)."""
+        for new entries, ``ADD_STEP`` at a time when ``Delta.ascending``: UIDNEXT and
+        HIGHESTMODSEQ follow them)."""
         entries, by_base, tally = self.entries, self.by_base, self.tally
         added = delta.added
         if added and delta.ascending:
@@ -243,6 +243,7 @@ class MailboxState:
         recent = [uid for uid in uids if uid >= floor]
         self.tally.add_counted(sum(map(attrgetter("size"), fresh)), unseen, recent)
         self.uidnext = max(self.uidnext, max(uids) + 1)
+        self.modseq = max(self.modseq, max(map(attrgetter("modseq"), fresh)))
         told = done.added
         after = not told or told[-1] < uids[0]
         told.extend(uids)
