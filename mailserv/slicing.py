@@ -142,8 +142,11 @@ class TimeSlices:
         self._paused = False
         """A pause came: the pieces since tell how long the next one takes.  The first
         piece, with the command's setup in it, is no measure of the next in the turn it
-        ran in (nor does a loop without a reactor turning give way sooner than before)."""
-        self._turns.begin(self._since)
+        ran in (nor does a loop without a reactor turning give way sooner than before).
+        The loop begins (:meth:`Turns.begin`) at its first pause, as of its start: one
+        that never pauses (a backend's read of a single batch inside a FETCH's loop)
+        leaves the turn's budget as it was (begun at once, it gave the loop around it a
+        new budget mid-turn: a FETCH's turns ran a slice past every batch's edge)."""
 
     async def pause(self) -> None:
         """Return at once while a next piece of work (as long as the last one) fits in the
@@ -152,6 +155,8 @@ class TimeSlices:
         now = turns.now()
         piece = min(now - self._since, turns.length)
         first, self._paused = not self._paused, True
+        if first:
+            turns.begin(self._since)
         if not turns.fits(now, 0.0 if first else piece):
             await turns.wait(piece)
             now = turns.now()

@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from imapserver import new_user
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -237,3 +238,50 @@ def test_a_loop_that_begins_while_none_waits_has_a_slice_of_its_own() -> None:
     late = loop(TimeSlices(turns), "l", 2, log, work, 1)
     assert log[-1] == "l0" and turns.waiting == 2  # the turn was spent: in line at once
     turns_of(clock, log, [waits, late])
+
+
+def test_copyuid_sets_made_in_pieces_are_those_made_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """COPYUID's sets of a big COPY are formatted a piece at a time, with pauses between
+    (100k pairs at once: 20 ms); runs across two pieces are still one run."""
+    from mailserv.imap.commands import messages
+    from mailserv.syntax.sequences import format_set
+
+    rng = random.Random(5)
+    for _ in range(300):
+        count = rng.randint(1, 40)
+        sources = sorted(rng.sample(range(1, 80), count))
+        if rng.random() < 0.2:
+            rng.shuffle(sources)
+        targets = sorted(rng.sample(range(100, 200), count))
+        if rng.random() < 0.5:
+            targets = list(range(100, 100 + count))
+        monkeypatch.setattr(messages, "COPYUID_PIECE", rng.randint(1, 7))
+        made: list[tuple[bytes, bytes]] = []
+        slices = TimeSlices(Clock(), length=3600)
+        pairs = list(zip(sources, targets, strict=True))
+        Deferred.fromCoroutine(messages._copied_sets(pairs, slices)).addCallback(made.append)
+        assert made == [(format_set(sources).encode(), format_set(targets).encode())]
+
+
+def test_a_loop_of_one_piece_inside_another_leaves_the_turn_alone() -> None:
+    """A loop that never pauses (a backend's read of one batch inside FETCH's loop) does
+    not give the loop around it a new budget: the outer loop gives way when its own is
+    spent (before, every inner loop restarted the budget, and the outer one never did)."""
+    clock, work = Reactor(), Work()
+    turns = Turns(clock, length=4, timer=work)
+    log: list[str] = []
+
+    async def outer() -> None:
+        slices = TimeSlices(turns)
+        for step in range(8):
+            work.now += 1
+            log.append(f"a{step}")
+            async for _ in TimeSlices(turns).batches([1, 2, 3]):
+                pass
+            await slices.pause()
+
+    done = Deferred.fromCoroutine(outer())
+    assert log == ["a0", "a1", "a2"] and turns.waiting == 1
+    assert turns_of(clock, log, [done]) == [["a3", "a4", "a5"], ["a6", "a7"]]

@@ -852,3 +852,41 @@ def test_another_process_changes_are_taken_from_the_index(tmp_path: Path) -> Non
     finally:
         two.stop()
         one.stop()
+
+
+def test_a_big_copy_goes_in_a_few_at_a_time(store: Store, monkeypatch: Any) -> None:
+    """The entries of a COPY of many go into the target ``ADD_STEP`` at a time, the
+    reactor turning between (all at once held it 15-30 ms at 100k): a reader in between
+    sees the lowest of the new UIDs, with UIDNEXT and HIGHESTMODSEQ above them, as if
+    they had come one after another; the listeners hear of them all at the end, in order."""
+    from mailserv.backends.maildir import state
+    from mailserv.interfaces import NewMessage
+
+    monkeypatch.setattr(state, "ADD_STEP", 50, raising=False)
+    count = 300
+    assert store.backend is not None
+    store.backend.turns.length = 0  # every pause gives way
+    resolve(store.account().create("Dest"))
+    inbox, dest = store.open(), store.open("Dest")
+    new = [NewMessage(message(n), frozenset(), None) for n in range(count)]
+    uids = [r.uid for r in testing.resolve(inbox.append_many(new, None))]
+    recorder = Recorder()
+    dest.add_listener(recorder)
+    seen: list[tuple[tuple[int, ...], int, int]] = []
+
+    def look() -> None:
+        known = dest._state
+        seen.append((known.uids(), known.uidnext, known.modseq))
+        if len(seen[-1][0]) < count:
+            global_reactor.callLater(0, look)
+
+    global_reactor.callLater(0, look)
+    result = testing.resolve(inbox.copy(uids, "Dest", None))
+    copies = [new for _, new in result.pairs]
+    assert len(copies) == count
+    between = [(listed, nexts, modseq) for listed, nexts, modseq in seen if 0 < len(listed) < count]
+    assert len(between) >= 2  # a turn after each step but the last
+    for listed, uidnext, modseq in between:
+        assert list(listed) == copies[: len(listed)] and uidnext == listed[-1] + 1
+        assert modseq >= max(dest._state.entries[uid].modseq for uid in listed)
+    assert recorder.events == [("added", copies, None)]

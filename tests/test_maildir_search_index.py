@@ -495,3 +495,42 @@ def test_flag_and_date_searches_come_from_the_shared_state(store: Store) -> None
     assert box._state.quick_search(Contains(StringField.TEXT, "zebra"), uids) is None
     sent = DateCompare(DateField.SENT, DateOp.SINCE, date(2021, 1, 1))
     assert box._state.quick_search(sent, uids) is None
+
+
+def test_copies_take_the_search_rows_of_their_originals(store: Store) -> None:
+    """A COPY takes each message's search row from the source's index (reading and
+    decoding every file again was most of a MOVE of 20k): the rows are those the files
+    give, texts SQLite cannot hold too, and the copies are found as the originals."""
+    from mailserv.backends.maildir.index import texts_of
+    from mailserv.backends.maildir.textrow import text_row
+    from mailserv.message.parse import parse_message
+
+    box = store.open()
+    bodies = [*FOLDING_TEXTS, "a NUL \x00 here, zebra", "plain zebra"]
+    for n, body in enumerate(bodies):
+        raw = (
+            (
+                f"Subject: zebra {n}\r\nFrom: Okapi <okapi{n}@example.org>\r\n"
+                "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+            ).encode()
+            + body.encode("utf-8", "surrogatepass")
+            + b"\r\n"
+        )
+        resolve(box.append(raw, frozenset(), datetime(2021, 1, 1, tzinfo=UTC), None))
+    resolve(store.account().create("Other"))
+    other = store.open("Other")
+    source = sqlite3.connect(store.root() / INDEX)  # a mark only the index has
+    with source:
+        source.execute("UPDATE search SET subject = ? WHERE uid = 1", (b"marked",))
+    source.close()
+    result = resolve(box.copy(list(resolve(box.uids())), "Other", None))
+    copies = [new for _, new in result.pairs]
+    db = sqlite3.connect(store.root() / ".Other" / INDEX)
+    stored = texts_of(db, copies, True)
+    db.close()
+    assert len(stored) == len(bodies) and stored[copies[0]][4] == b"marked"
+    for uid in copies[1:]:
+        raw = other.disk.read(other.path_of(uid))
+        assert stored[uid] == text_row(raw, parse_message(raw))
+    found = resolve(other.search(SearchProgram(Contains(StringField.TEXT, "zebra")), copies))
+    assert found == copies

@@ -17,17 +17,22 @@ needles that are rare in SEARCH.  Texts SQLite cannot hold (a NUL, a lone surrog
 stay in a dict and are compared in Python.
 
 New messages wait in ``pending`` (APPEND costs nothing more) and are indexed once no new
-one came for ``QUIET`` seconds (a burst of APPENDs runs at full speed), decoded for a slice
-at a time (Python work, on the reactor) and written together (FTS5 writes a segment per
-transaction); a SEARCH first indexes whatever still waits, in its own slices.  FTS5 merges
+one came for ``QUIET`` seconds (a burst of APPENDs runs at full speed), a slice at a time:
+each text is decoded (Python work, on the reactor) and written at once into a transaction
+that stays open across slices until ``WRITE_BATCH`` texts are in it (FTS5 writes a segment
+per transaction: a few texts each would cost ten times as much; the writes of 32 texts in
+one slice held the reactor 4-6 ms CPU at 100k messages, more when the machine was
+loaded).  A SEARCH first indexes whatever still waits, in its own slices.  FTS5 merges
 no segments by itself (an automatic merge inside a write held the reactor 20-60 ms at 100k
 messages): after each write, merge steps of a bounded page count are slices of their own,
-until FTS5 finds nothing to merge (what a SEARCH leaves, the background merges).  The texts of
-messages gone leave ``texts`` at once (every query reads it) and the word index later, a
-few at a time.  Work nobody waits for takes a bounded share of the reactor
-(:class:`Background`): after a slice it waits at least as long as the slice lasted, and
-longer while other work kept the reactor busy (so the commands of other sessions are not
-slowed several-fold by 100k messages to index).  Queries go over the UIDs in ranges (FTS5
+until FTS5 finds nothing to merge (what a SEARCH leaves, the background merges).  No query
+finds the texts of messages gone from the moment they go (its answer leaves out the UIDs
+of ``removing``); they leave ``texts`` and the word index later, a few at a time (moving
+the texts of a MOVE of 20k out of the way at once held the reactor 10-30 ms a thousand).
+Work nobody waits for takes a bounded share of the reactor (:class:`Background`): after a
+slice it waits at least as long as the slice lasted, and longer while other work kept the
+reactor busy (so the commands of other sessions are not slowed several-fold by 100k
+messages to index).  Queries go over the UIDs in ranges (FTS5
 reads a rowid range of its lists), with a pause between ranges and a range's size adapted
 so that one lasts about a slice: a SEARCH TEXT over 100k messages holds the reactor a few
 ms at a time.
@@ -38,7 +43,9 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from itertools import islice
 
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -55,9 +62,9 @@ from mailserv.slicing import SLICE, TimeSlices
 QUIET = 0.1
 """Seconds without a new message after which those waiting are indexed."""
 WRITE_BATCH = 32
-"""Texts written to the index in one transaction (measured at 100k messages, merges
-apart: 4.5 ms CPU mean, 10 ms at most; 64 texts took 9 ms, 16 took 2.4 ms but about 5%
-more CPU in all)."""
+"""Texts written to the index in one transaction (one FTS5 segment), over as many slices
+as their decoding and writing take (at 100k messages, merges apart, 32 texts written at
+once took 3.6 ms CPU mean; 16 a transaction took about 5% more CPU in all)."""
 LONGEST_RUN = 32
 """Characters of a run looked up in the vocabulary (a longer one is in fewer words than
 its start: those are found, the texts then read)."""
@@ -70,10 +77,15 @@ FIRST_MERGE_PAGES = 16
 MOST_MERGE_PAGES = 4096
 """Pages a merge step may write at most (FTS5 reads the count as a 32-bit integer)."""
 FORGET_BATCH = 8
-"""Texts of messages gone taken out of the word index between two pauses (about 2 ms)."""
+"""Texts of messages gone taken out of ``texts`` and the word index between two pauses
+(about 2 ms)."""
 FIRST_RANGE = 1024
 """UIDs the first range of a query covers; later ones grow or shrink to last a slice."""
-BACKGROUND_SLICE = 0.003
+STEP = SLICE / 4
+"""Seconds one step of indexing for a query lasts (about: one message more, at most): the
+query pauses between steps, so the slice of a turn holds a few and never ends far past
+its budget (steps of a whole slice made turns of 7-9 ms CPU at 100k messages)."""
+BACKGROUND_SLICE = 0.002
 """Seconds work nobody waits for holds the reactor at a time (one message's decoding or one
 write may last longer)."""
 BUSY_SHARE = 0.25
@@ -82,6 +94,11 @@ it is busy: the next pause is twice as long (up to ``LONGEST_PAUSE``)."""
 LONGEST_PAUSE = 0.2
 """Seconds of the longest pause of work nobody waits for while the reactor is busy."""
 
+_FORGOTTEN = (
+    "SELECT 'delete', uid, header, body FROM texts "
+    "WHERE uid = ? AND uid NOT IN (SELECT uid FROM long_texts)"
+)
+"""A text of ``removing`` as the word index was given it (none: it was left out)."""
 _COLUMNS = {StringField.BODY: ("body",), StringField.TEXT: ("header", "body")}
 _PLACE = {"header": 0, "body": 1}
 _RUNS = re.compile("[a-z0-9]+")
@@ -89,7 +106,6 @@ _TABLES = (
     "CREATE TABLE texts (uid INTEGER PRIMARY KEY, header TEXT NOT NULL, body TEXT NOT NULL)",
     *vocabulary.tables("texts", "uid"),
     "CREATE TABLE long_texts (uid INTEGER PRIMARY KEY)",
-    "CREATE TABLE gone (uid INTEGER PRIMARY KEY, header TEXT NOT NULL, body TEXT NOT NULL)",
 )
 
 _log = Logger()
@@ -128,8 +144,9 @@ class TextIndex:
         self._clock = clock
         self._db: sqlite3.Connection | None = None  # made with the first text
         self._pending: dict[int, tuple[bytes, MessageInfo]] = {}
-        self._decoded: dict[int, tuple[str, str]] = {}
-        """Texts decoded, written with the next batch."""
+        self._written: list[tuple[int, str, str]] = []
+        """The texts (UID, header, body) written in the transaction left open for more
+        (none: none is open); their words reach ``terms`` when it ends (:meth:`_end_write`)."""
         self._odd: dict[int, tuple[str, str]] = {}
         """Texts SQLite cannot hold, by UID."""
         self._indexing = DeferredLock()
@@ -138,6 +155,9 @@ class TextIndex:
         """Whether the background indexing loop runs (one at a time)."""
         self._last_added = 0.0
         self._purge: IDelayedCall | None = None
+        self._removing: set[int] = set()
+        """UIDs of messages gone whose texts are still in ``texts`` (queries leave them out
+        of their answers)."""
         self._merging: list[str] = []
         """The tables of ``MERGED`` written since their merging last found nothing to do."""
         self._merge_pages = FIRST_MERGE_PAGES
@@ -149,29 +169,21 @@ class TextIndex:
         if self._flush is None:
             self._flush = self._clock.callLater(QUIET, self._flushed)
 
+    @property
+    def waiting(self) -> int:
+        """Messages whose texts no query finds yet: waiting to be decoded, or written in
+        a transaction still open."""
+        return len(self._pending) + len(self._written)
+
     def removed(self, uids: Sequence[int]) -> None:
-        """Messages gone: their texts leave ``texts`` now, so no query finds them (every
-        query reads it); the word index forgets them later (FTS5 re-reads a text to forget
-        it: a ms for a few), from ``gone``."""
-        gone = [
-            (uid,)
-            for uid in uids
-            if self._pending.pop(uid, None) is None
-            and self._decoded.pop(uid, None) is None
-            and self._odd.pop(uid, None) is None
-        ]
+        """Messages gone: no query finds them from now on (their UIDs join ``removing``);
+        their texts leave ``texts`` and the word index later, a few at a time (FTS5 re-reads
+        a text to forget it: a ms for a few)."""
+        pending, odd = self._pending, self._odd
+        gone = [u for u in uids if pending.pop(u, None) is None and odd.pop(u, None) is None]
         if not gone or self._db is None:
             return
-        db = self._db
-        with db:
-            db.execute("BEGIN")
-            db.executemany(
-                "INSERT INTO gone (uid, header, body) SELECT uid, header, body FROM texts "
-                "WHERE uid = ? AND uid NOT IN (SELECT uid FROM long_texts)",
-                gone,
-            )
-            db.executemany("DELETE FROM long_texts WHERE uid = ?", gone)
-            db.executemany("DELETE FROM texts WHERE uid = ?", gone)
+        self._removing.update(gone)
         if self._purge is None:
             self._purge = self._clock.callLater(QUIET, self._purged)
 
@@ -198,6 +210,11 @@ class TextIndex:
             return found  # only a text SQLite cannot hold can hold such a needle
         for statement, params in self._statements(needle, columns):
             found.update(await self._ranges(statement, params, uids, slices))
+        removing = self._removing
+        if len(removing) < len(found):
+            found.difference_update(removing)
+        elif removing:
+            found = {uid for uid in found if uid not in removing}
         return found
 
     def _statements(self, needle: str, columns: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -264,9 +281,9 @@ class TextIndex:
             spent = time.perf_counter() - began
             found += uidlist.numbers(listed or "")
             start = end
-            if spent < SLICE / 4:
+            if spent < STEP / 2:
                 size *= 2
-            elif spent > SLICE and size > 1:
+            elif spent > STEP * 2 and size > 1:
                 size //= 2
             await slices.pause()
         return found
@@ -300,30 +317,28 @@ class TextIndex:
         )
 
     async def _forget_gone(self, slices: Background) -> None:
-        """Take the texts of ``gone`` out of the word index, a few at a time."""
-        db = self._db
-        while db is not None:
-            with db:
-                db.execute("BEGIN")
-                batch = db.execute("SELECT uid FROM gone LIMIT ?", (FORGET_BATCH,)).fetchall()
-                vocabulary.forget(
-                    db, "SELECT 'delete', uid, header, body FROM gone WHERE uid = ?", batch
-                )
-                db.executemany("DELETE FROM gone WHERE uid = ?", batch)
-            if batch and "words" not in self._merging:
+        """Take the texts of ``removing`` out of the word index and ``texts``, a few at a
+        time (each few at once: another loop that runs meanwhile takes others)."""
+        removing = self._removing
+        while self._db is not None and removing:
+            batch = [(uid,) for uid in islice(removing, FORGET_BATCH)]
+            with self._changing() as db:
+                vocabulary.forget(db, _FORGOTTEN, batch)
+                db.executemany("DELETE FROM long_texts WHERE uid = ?", batch)
+                db.executemany("DELETE FROM texts WHERE uid = ?", batch)
+            removing.difference_update(uid for (uid,) in batch)
+            if "words" not in self._merging:
                 self._merging.append("words")  # its deletions are segments too
-            if len(batch) < FORGET_BATCH:
-                if self._merging and not self._indexing.locked:
-                    self._start_background()
-                return
             await slices.pause()
+        if self._merging and not self._indexing.locked:
+            self._start_background()
 
     async def _index_pending(self, slices: TimeSlices) -> None:
         """Index what waits, for a query: in the query's slices, one loop at a time
         (another waits for it, then finds nothing left)."""
         async with self._indexing:
-            while self._pending or self._decoded:
-                self._index_some(SLICE)
+            while self._pending or self._written:
+                self._index_some(STEP)
                 await slices.pause()
         if self._merging:  # what is left to merge does not hold up the query
             self._start_background()
@@ -336,10 +351,12 @@ class TextIndex:
         background = Background(self._clock)
         self._background = True
         try:
-            while self._pending or self._decoded or self._merging:
+            while self._pending or self._written or self._merging:
                 if self._indexing.locked:
                     return  # a query indexes what is left
                 if self._busy():
+                    if self._written:  # new messages keep coming: the write ends now
+                        self._end_write()
                     if self._flush is None:
                         self._flush = self._clock.callLater(QUIET, self._flushed)
                     return
@@ -349,34 +366,40 @@ class TextIndex:
             self._background = False
 
     def _index_some(self, length: float) -> None:
-        """One step of indexing, about ``length`` seconds long: merge the segments of the
-        last writes (:meth:`_merge_step`) while that finds work, else decode waiting
-        messages (one at least) until ``WRITE_BATCH`` texts are decoded or none waits, or
-        write those decoded to the index together (FTS5 writes a segment per transaction:
-        a few texts at a time cost ten times as much).  Messages are taken newest first (a
-        dict's last item goes in constant time; its first, after many went, does not)."""
-        if self._merging:
+        """One step of indexing, about ``length`` seconds long: end the open write when it
+        is full or none waits (its words go to the vocabulary, FTS5 writes its segment:
+        half a ms); else merge the segments of the last writes (:meth:`_merge_step`) while
+        that finds work; else decode waiting messages and write their texts (one at least)
+        into the open transaction until ``length`` is spent or ``WRITE_BATCH`` are in it.
+        Messages are taken newest first (a dict's last item goes in constant time; its
+        first, after many went, does not)."""
+        pending, written = self._pending, self._written
+        if written and (len(written) >= WRITE_BATCH or not pending):
+            self._end_write()  # a step of its own
+            return
+        if self._merging and not written:
             self._merge_step(length)
             return
-        pending, decoded = self._pending, self._decoded
-        if len(decoded) >= WRITE_BATCH or (decoded and not pending):
-            self._write([(uid, *texts) for uid, texts in decoded.items()])
-            decoded.clear()
-            return
         began = time.perf_counter()
-        while pending and len(decoded) < WRITE_BATCH:
+        while pending and len(self._written) < WRITE_BATCH:
             uid, (raw, info) = pending.popitem()
             header, body = folded_header(raw, info), folded_body(raw, info)
             if vocabulary.indexable(header) and vocabulary.indexable(body):
-                decoded[uid] = (header, body)
+                self._add(uid, header, body)
             else:
                 self._odd[uid] = (header, body)
             if time.perf_counter() - began >= length:
                 return
 
     def _write(self, rows: list[tuple[int, str, str]]) -> None:
-        if not rows:
-            return
+        """``rows`` (UID, header, body) written in one transaction, at once (tools)."""
+        for uid, header, body in rows:
+            self._add(uid, header, body)
+        if self._written:
+            self._end_write()
+
+    def _add(self, uid: int, header: str, body: str) -> None:
+        """A text into the write transaction (begun here when none is open)."""
         if self._db is None:
             self._db = sqlite3.connect(":memory:", isolation_level=None)
             for statement in _TABLES:
@@ -384,16 +407,58 @@ class TextIndex:
             for table in MERGED:
                 self._db.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('automerge', 0)")
         db = self._db
+        if not db.in_transaction:
+            db.execute("BEGIN")
+        self._written.append((uid, header, body))
+        try:
+            db.execute("INSERT INTO texts (uid, header, body) VALUES (?, ?, ?)", self._written[-1])
+            if vocabulary.is_long(header, body):
+                db.execute("INSERT INTO long_texts (uid) VALUES (?)", (uid,))
+            else:
+                vocabulary.add(db, "SELECT uid, header, body FROM texts WHERE uid = ?", [(uid,)])
+        except BaseException:
+            self._abandon_write()
+            raise
+
+    def _end_write(self) -> None:
+        """The words of the texts written to the vocabulary, and the transaction ended."""
+        db = self._db
+        assert db is not None
+        try:
+            vocabulary.add_terms(db)
+            db.execute("COMMIT")
+        except BaseException:
+            self._abandon_write()
+            raise
+        self._written = []
+        self._merging = list(MERGED)
+
+    def _abandon_write(self) -> None:
+        """A write failed: nothing of its transaction stays; its texts are compared in
+        Python (as those SQLite cannot hold), so queries still find them."""
+        for uid, header, body in self._written:
+            if uid not in self._removing:
+                self._odd[uid] = (header, body)
+        self._written = []
+        if self._db is not None and self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    @contextmanager
+    def _changing(self) -> Iterator[sqlite3.Connection]:
+        """A transaction for a change other than a write of texts; or, while a write is
+        open across slices, that write's (the change ends with it, and sees its texts)."""
+        db = self._db
+        assert db is not None
+        if db.in_transaction:
+            try:
+                yield db
+            except BaseException:
+                self._abandon_write()
+                raise
+            return
         with db:
             db.execute("BEGIN")
-            db.executemany("INSERT INTO texts (uid, header, body) VALUES (?, ?, ?)", rows)
-            vocabulary.index_unless_long(
-                db,
-                "SELECT uid, header, body FROM texts WHERE uid = ?",
-                "INSERT INTO long_texts (uid) VALUES (?)",
-                rows,
-            )
-        self._merging = list(MERGED)
+            yield db
 
     def _merge_step(self, length: float) -> None:
         """Merge segments of the first table of ``_merging``, ``_merge_pages`` pages at

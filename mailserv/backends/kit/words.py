@@ -75,10 +75,23 @@ def is_long(header: str, body: str) -> bool:
 def index(db: Statements, select: str, rows: Iterable[Sequence[Any]]) -> None:
     """Add to ``words`` (and their words to ``terms``) the texts ``select`` gives for each
     of ``rows`` (its parameters): ``select`` yields (rowid, header, body)."""
+    add(db, select, rows)
+    add_terms(db)
+
+
+def add(db: Statements, select: str, rows: Iterable[Sequence[Any]]) -> None:
+    """:func:`index`'s first half: the texts in ``words``, their words waiting in ``fresh``
+    for :func:`add_terms` (in the same transaction: a writer may add texts a few at a
+    time, with the reactor turning between, and their words to ``terms`` once)."""
     rows = list(rows)
     for table in ("words", "fresh"):
         for params in rows:
             db.execute(f"INSERT INTO {table} (rowid, header, body) {select}", params)
+
+
+def add_terms(db: Statements) -> None:
+    """:func:`index`'s second half: the words of the texts added since the last call to
+    ``terms`` (and ``term_grams``)."""
     (last,) = db.execute("SELECT coalesce(max(id), 0) FROM terms").fetchone()
     db.execute("INSERT OR IGNORE INTO terms (term) SELECT term FROM fresh_terms")
     db.execute(

@@ -581,6 +581,32 @@ def present_uids(db: sqlite3.Connection, uids: Sequence[int]) -> list[int]:
     return [uid for (uid,) in db.execute(f"SELECT uid FROM message WHERE uid IN ({marks})", uids)]
 
 
+def texts_of(db: sqlite3.Connection, uids: Sequence[int], fulltext: bool) -> dict[int, TextRow]:
+    """The search rows the index holds for ``uids`` (``fulltext``: with the texts table),
+    as :func:`~mailserv.backends.maildir.textrow.text_row` made them; UIDs without one
+    are left out."""
+    found: dict[int, TextRow] = {}
+    texts = ", t.header, t.body" if fulltext else ", NULL, NULL"
+    joined = " LEFT JOIN texts t ON t.uid = s.uid" if fulltext else ""
+    for start in range(0, len(uids), _BATCH):
+        part = uids[start : start + _BATCH]
+        marks = ",".join("?" * len(part))
+        rows = db.execute(
+            "SELECT s.uid, s.from_, s.to_, s.cc, s.bcc, s.subject, s.hfrom, s.hto, s.hcc, "
+            f"s.hbcc, s.sent_day, s.header, s.body{texts} FROM search s{joined} "
+            f"WHERE s.uid IN ({marks})",
+            part,
+        )
+        for uid, *fields, odd_header, odd_body, header, body in rows:
+            if header is None or body is None:  # texts SQLite cannot hold, as bytes
+                if odd_header is None or odd_body is None:
+                    continue
+                header = odd_header.decode("utf-8", "surrogatepass")
+                body = odd_body.decode("utf-8", "surrogatepass")
+            found[uid] = (*fields, header, body)  # type: ignore[assignment]
+    return found
+
+
 def infos_of(db: sqlite3.Connection, uids: Sequence[int]) -> dict[int, bytes]:
     found: dict[int, bytes] = {}
     if not uids:

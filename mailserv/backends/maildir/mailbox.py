@@ -439,24 +439,37 @@ class MaildirMailbox(Listened):
         """Apply our new messages, the lane held.  Those another process renamed in around
         the time we took our UIDs are found first, then all are applied at once and told
         in UID order: a session told of one UID could never be told of a lower one, nor
-        read a state with a UID and without a lower one it is told of later."""
-        mine = {entry.base: entry for entry in delta.added}
+        read a state with a UID and without a lower one it is told of later.  When none
+        of theirs came, ours go in a few at a time, lowest UIDs first (``Delta.ascending``:
+        a COPY of 20k added at once held the reactor 15-30 ms), and are told at the end."""
         theirs: Delta | None = None
         try:
             self._services.hub.poke()
-            theirs = await self._scan_locked(ChainMap(mine, self._state.by_base))
+            by_base = self._state.by_base
+            known: Mapping[str, Entry] = by_base
+            if self._pending:  # events to compare: the echoes of ours are known too
+                known = ChainMap({entry.base: entry for entry in delta.added}, by_base)
+            theirs = await self._scan_locked(known)
+        except BaseException:
+            self._apply_delivered(delta, None, origin)
+            raise
+        if theirs is None:
+            await self._apply_sliced(delta, origin)
+        else:
+            self._apply_delivered(delta, theirs, origin)
+
+    def _apply_delivered(self, delta: Delta, theirs: Delta | None, origin: object) -> None:
+        """Ours and theirs at once: readers see them together (no await here)."""
+        self._apply(delta, origin, notify=False)
+        self._own = ([entry.uid for entry in delta.added], origin)
+        try:
+            if theirs is not None:
+                self._apply(theirs, None)
+                self._texts.fill()
         finally:
-            # No await from here on: readers see ours and theirs together.
-            self._apply(delta, origin, notify=False)
-            self._own = ([entry.uid for entry in delta.added], origin)
-            try:
-                if theirs is not None:
-                    self._apply(theirs, None)
-                    self._texts.fill()
-            finally:
-                own, self._own = self._own, None
-                if own is not None:
-                    self.listeners.added(self, *own)
+            own, self._own = self._own, None
+            if own is not None:
+                self.listeners.added(self, *own)
 
     def _tell_added(self, uids: list[int], origin: object) -> None:
         """``uids`` (ascending) to the listeners, our own waiting ones in their place."""
@@ -583,9 +596,11 @@ class MaildirMailbox(Listened):
 
     def _link_in(self, target: MaildirMailbox, entries: Sequence[Entry]) -> list[Prepared]:
         """An I/O task: ``entries`` linked into ``target``'s ``tmp/`` (their paths are
-        made here too: a join per message, 20 ms for a COPY of 20k).  An entry renamed
-        meanwhile is not found, as when it is renamed just before its link."""
-        return target.disk.link_in(self._sources(entries))
+        made here too: a join per message, 20 ms for a COPY of 20k), with the search rows
+        of this mailbox's index.  An entry renamed meanwhile is not found, as when it is
+        renamed just before its link."""
+        texts = self.disk.stored_texts([entry.uid for entry in entries])
+        return target.disk.link_in(self._sources(entries), texts)
 
     async def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         """COPY, then expunge the originals (one expunged event)."""

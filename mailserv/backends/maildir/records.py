@@ -76,6 +76,10 @@ class Delta:
     """A STORE of many (``MailboxDisk.owe_flags``): the UIDs (ascending) that now have
     each set of flags, all at ``highestmodseq``, their files still at their names (no
     object per message: ``renamer``)."""
+    ascending: bool = False
+    """``added`` are ascending by UID, above every UID of the mailbox (a delivery of ours):
+    they may go in a few at a time, a reader between two steps sees the first of them as
+    if they had come one after another (``MailboxState.steps``)."""
 
     def __bool__(self) -> bool:
         return bool(self.added or self.updated or self.removed or self.flagged)

@@ -63,6 +63,11 @@ if TYPE_CHECKING:
     from mailserv.backends.memory.account import MemoryAccount
     from mailserv.search import SearchProgram
 
+CHANGE_BATCH = 200
+"""Messages a COPY adds or an EXPUNGE removes between two pauses: each is a new record or
+a dropped one, with its counts, sets of UIDs and texts (about 10 microseconds: a thousand
+a piece held the reactor 10 ms at 100k messages)."""
+
 
 @dataclass(slots=True, eq=False)
 class Message:
@@ -273,7 +278,7 @@ class MemoryMailbox(Listened):
         async with target.lane.held() as slices:
             modseq = target.modseqs.upcoming
             saved = datetime.now(UTC).replace(microsecond=0)
-            async for part in slices.batches(sorted(set(uids))):
+            async for part in slices.batches(sorted(set(uids)), CHANGE_BATCH):
                 for m in self._records(part):
                     copy = target._insert(m.raw, m.info, m.flags, m.internaldate, modseq, saved)
                     pairs.append((m.uid, copy))
@@ -330,7 +335,7 @@ class MemoryMailbox(Listened):
         the lane is held."""
         if not uids:
             return
-        async for part in slices.batches(uids):
+        async for part in slices.batches(uids, CHANGE_BATCH):
             self._listed = None
             for uid in part:
                 m = self._messages.pop(uid)
