@@ -110,6 +110,15 @@ def offers_scram(server: ServerProcess) -> bool:
     return server.backend.name != "proxy"
 
 
+@pytest.fixture
+def scram_offered(server: ServerProcess) -> None:
+    """The engine's SCRAM tests need a backend that offers it."""
+    if not offers_scram(server):
+        pytest.skip(
+            "the proxy backend offers no SCRAM (no stored keys: the upstream needs the password)"
+        )
+
+
 # -- clients ----------------------------------------------------------------------------
 
 
@@ -299,6 +308,7 @@ def test_scram_signs_in_and_is_offered_where_keys_are_stored(
 
 
 @pytest.mark.one_backend
+@pytest.mark.usefixtures("scram_offered")
 @pytest.mark.parametrize("how", ["imaps", "starttls"])
 @pytest.mark.parametrize("binding", ["tls-exporter", "tls-server-end-point"])
 def test_plus_with_each_binding(
@@ -312,6 +322,7 @@ def test_plus_with_each_binding(
 
 
 @pytest.mark.one_backend
+@pytest.mark.usefixtures("scram_offered")
 def test_binding_mismatch_is_refused(server: ServerProcess, scram_user: User) -> None:
     client, wrapped = tls_client(server, "imaps")
     other = bytes(b ^ 0xFF for b in wrapped.binding("tls-exporter"))  # another channel's
@@ -321,6 +332,7 @@ def test_binding_mismatch_is_refused(server: ServerProcess, scram_user: User) ->
 
 
 @pytest.mark.one_backend
+@pytest.mark.usefixtures("scram_offered")
 def test_y_flag_downgrade_is_detected(server: ServerProcess, scram_user: User) -> None:
     """A client that can bind but saw no -PLUS says "y"; on TLS the server offers -PLUS, so
     someone stripped it from CAPABILITY (RFC 5802 section 6): refused."""
@@ -345,6 +357,7 @@ def test_plus_is_not_offered_without_tls(server: ServerProcess, scram_user: User
 
 
 @pytest.mark.one_backend
+@pytest.mark.usefixtures("scram_offered")
 @pytest.mark.parametrize(
     "case", ["wrong password", "tampered proof", "unknown user", "argon2id user"]
 )
@@ -369,6 +382,7 @@ def test_failures_look_alike(
 
 
 @pytest.mark.one_backend
+@pytest.mark.usefixtures("scram_offered")
 def test_unknown_and_argon2_users_get_a_stable_salt(server: ServerProcess, user: User) -> None:
     """``user`` has an argon2id hash: no SCRAM, but nothing tells it from a stranger."""
 
@@ -397,6 +411,7 @@ def test_unknown_and_argon2_users_get_a_stable_salt(server: ServerProcess, user:
 
 
 @pytest.mark.one_backend
+@pytest.mark.usefixtures("scram_offered")
 def test_sasl_ir_and_cancel(server: ServerProcess, scram_user: User) -> None:
     client = RawClient.connect(server.imap_port, timeout=HANG_BOUND)
     response = authenticate(client, scram_client(scram_user), PLAIN_MECH, sasl_ir=True)
@@ -413,6 +428,7 @@ def test_sasl_ir_and_cancel(server: ServerProcess, scram_user: User) -> None:
 
 
 @pytest.mark.one_backend
+@pytest.mark.usefixtures("scram_offered")
 def test_failures_count_like_logins(server: ServerProcess, scram_user: User) -> None:
     """Three failed SCRAM exchanges on one connection end it, as three failed LOGINs do."""
     client = RawClient.connect(server.imap_port, timeout=HANG_BOUND)
@@ -428,6 +444,7 @@ def test_failures_count_like_logins(server: ServerProcess, scram_user: User) -> 
 
 
 @pytest.mark.one_backend
+@pytest.mark.usefixtures("scram_offered")
 def test_malformed_messages_are_bad(server: ServerProcess, scram_user: User) -> None:
     client = RawClient.connect(server.imap_port, timeout=HANG_BOUND)
     for first in ("x,,n=a,r=b", "n,,r=abc", "n,,n=a,r=b,m=ext", "n,b,n=a,r=b"):
