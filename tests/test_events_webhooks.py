@@ -237,6 +237,7 @@ def test_message_added_signed_with_summary(hooked: Hooked) -> None:
     }
 
 
+@pytest.mark.one_backend(not_on=("proxy",))
 def test_message_delivered_over_lmtp_is_told(hooked: Hooked) -> None:
     if not hooked.lmtp_port:
         pytest.skip("the proxy backend refuses --lmtp (no master-user mode here)")
@@ -608,6 +609,7 @@ def _mailboxes(requests: list[Request], user: str) -> set[object]:
     return {e["mailbox"] for e in taken_once(requests, user)}
 
 
+@pytest.mark.one_backend(not_on=("proxy",))
 def test_shared_mailbox_changes_told_as_the_owners(hooked: Hooked) -> None:
     """Another user's changes in a shared mailbox are told as the owner's mailbox's, under
     the owner's name for it, with the user who made them as ``by``."""
