@@ -3,7 +3,8 @@ clients (raw socket, imaplib, imapclient, TLS) and servers with custom limits.
 
 Backends: ``BACKENDS`` maps a name to a ``BackendSpec`` (extra ``--backend-option`` values
 and optional prepare/cleanup of an external store).  ``MAILSERV_TEST_BACKENDS=a,b`` runs a
-subset.  ``MAILSERV_TEST_SERVER_CLASS=module:Class`` swaps the ``ServerProcess`` class, which
+subset (the ``one_backend`` tests are spread over it: see ``one_backend_for``).
+``MAILSERV_TEST_SERVER_CLASS=module:Class`` swaps the ``ServerProcess`` class, which
 lets the suite itself be checked against a reference IMAP server.
 """
 
@@ -13,7 +14,8 @@ import imaplib
 import importlib
 import os
 import sys
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,28 +78,60 @@ def _log_tail(server: ServerProcess, limit: int = 6000) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "one_backend: run against the first selected backend only (what the engine answers"
-        " by itself, e.g. syntax errors, whatever the backend)",
+        "one_backend(not_on=()): run against ONE of the selected backends (what the engine"
+        " answers by itself, e.g. syntax errors, whatever the backend): picked by a stable hash"
+        " (zlib.crc32) of the node id without the backend's part, so each backend runs its"
+        " share and a test always lands on the same one; never on a backend named in not_on"
+        " (it cannot apply there) while another is selected",
     )
+
+
+def _spread_key(item: pytest.Item, backend: str) -> str:
+    """``item``'s node id without the backend's part: the same for its runs against each
+    backend."""
+    base, _, _ = item.nodeid.partition("[")
+    parts = list(getattr(getattr(item, "callspec", None), "_idlist", ()))
+    if backend not in parts:  # pytest keeps the id's parts elsewhere: the id's text
+        return item.nodeid.replace(backend, "", 1)
+    parts.remove(backend)
+    return f"{base}[{'-'.join(parts)}]"
+
+
+def one_backend_for(key: str, backends: Sequence[str], not_on: Collection[str] = ()) -> str:
+    """The backend a ``one_backend`` test runs on: one of ``backends`` (those it was
+    collected for, but the ones its marker names in ``not_on`` while another is left) picked
+    by the CRC-32 of its ``_spread_key``, so every backend of a run gets a share of the
+    tests and each test the same backend in every run."""
+    choices = [name for name in backends if name not in not_on] or list(backends)
+    return choices[zlib.crc32(key.encode()) % len(choices)]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Give every protocol test a timeout, so a silent server fails the test, not the run;
-    leave out the ``one_backend`` tests' runs against the other backends."""
-    first = _selected_backends()[0]
-    kept, dropped = [], []
+    run each ``one_backend`` test against one backend (``one_backend_for``) only."""
+    selected = _selected_backends()
+    spread: list[tuple[pytest.Item, str, str]] = []
+    found: dict[str, list[str]] = {}
     for item in items:
         if item.path.name.startswith("test_protocol_") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(PROTOCOL_TEST_TIMEOUT))
         callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("server", first) if callspec is not None else first
-        if item.get_closest_marker("one_backend") and backend != first:
-            dropped.append(item)
-        else:
-            kept.append(item)
+        backend = callspec.params.get("server") if callspec is not None else None
+        if item.get_closest_marker("one_backend") is not None and isinstance(backend, str):
+            key = _spread_key(item, backend)
+            spread.append((item, key, backend))
+            found.setdefault(key, []).append(backend)
+    order = {name: index for index, name in enumerate(selected)}
+    dropped = set()
+    for item, key, backend in spread:
+        backends = sorted(set(found[key]), key=lambda name: (order.get(name, len(order)), name))
+        marker = item.get_closest_marker("one_backend")
+        not_on = marker.kwargs.get("not_on", ()) if marker is not None else ()
+        if backend != one_backend_for(key, backends, not_on):
+            dropped.add(item)
     if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+        config.hook.pytest_deselected(items=[item for item in items if item in dropped])
+        items[:] = [item for item in items if item not in dropped]
 
 
 @pytest.hookimpl(hookwrapper=True)

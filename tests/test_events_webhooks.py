@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,10 +179,11 @@ def hooked(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> I
     hooks = [every, {**mailboxes, "allow-http": True}, retried, dead, full]
     receiver.script("dead", [], default="500")
     receiver.script("full", [], default="hang")
-    lmtp_port = free_port()
-    lmtp = f"tcp:{lmtp_port}:interface=127.0.0.1"
     config = write_config(data_dir / "hooks.toml", hooks)
-    imap = start_server(server, data_dir, config, "--lmtp", lmtp)
+    # The proxy refuses --lmtp (it cannot look recipients up without master-user mode).
+    lmtp_port = 0 if server.backend.name == "proxy" else free_port()
+    lmtp = ("--lmtp", f"tcp:{lmtp_port}:interface=127.0.0.1") if lmtp_port else ()
+    imap = start_server(server, data_dir, config, *lmtp)
     try:
         yield Hooked(imap, receiver, lmtp_port)
     finally:
@@ -236,7 +237,10 @@ def test_message_added_signed_with_summary(hooked: Hooked) -> None:
     }
 
 
+@pytest.mark.one_backend(not_on=("proxy",))
 def test_message_delivered_over_lmtp_is_told(hooked: Hooked) -> None:
+    if not hooked.lmtp_port:
+        pytest.skip("the proxy backend refuses --lmtp (no master-user mode here)")
     with hooked.connect() as connect:
         user = connect.user.name
         with smtplib.LMTP("127.0.0.1", hooked.lmtp_port, timeout=20) as lmtp:
@@ -309,10 +313,20 @@ def wait_dead(imap: ServerProcess, user: str, hook: str, count: int) -> list[dic
 
 
 def queued(imap: ServerProcess, hook: str = "%") -> int:
-    """Events waiting in ``imap``'s queue (for the hooks whose URL is like ``hook``)."""
-    with sqlite3.connect(imap.data_dir / "webhooks" / "queue.sqlite") as db:
-        (count,) = db.execute("SELECT count(*) FROM events WHERE hook LIKE ?", (hook,)).fetchone()
-    return int(count)
+    """Events waiting in ``imap``'s queue (for the hooks whose URL is like ``hook``); none
+    while the server has not made the queue yet (it opens it off the reactor, after it
+    listens: the file is never made here)."""
+    path = imap.data_dir / "webhooks" / "queue.sqlite"
+    if not path.exists():
+        return 0
+    with closing(sqlite3.connect(path)) as db:
+        try:
+            row = db.execute("SELECT count(*) FROM events WHERE hook LIKE ?", (hook,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            return 0
+    return int(row[0])
 
 
 def test_retries_after_500_and_timeout(hooked: Hooked) -> None:
@@ -595,6 +609,7 @@ def _mailboxes(requests: list[Request], user: str) -> set[object]:
     return {e["mailbox"] for e in taken_once(requests, user)}
 
 
+@pytest.mark.one_backend(not_on=("proxy",))
 def test_shared_mailbox_changes_told_as_the_owners(hooked: Hooked) -> None:
     """Another user's changes in a shared mailbox are told as the owner's mailbox's, under
     the owner's name for it, with the user who made them as ``by``."""

@@ -82,7 +82,7 @@ def test_second_too_big_adds_nothing(connect: Connector, server: ServerProcess) 
     assert count(client) == 0
 
 
-@pytest.mark.one_backend
+@pytest.mark.one_backend(not_on=("proxy",))
 @pytest.mark.usefixtures("offered")
 def test_a_bad_message_anywhere_adds_nothing(connect: Connector) -> None:
     client = connect.raw()

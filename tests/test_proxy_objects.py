@@ -83,7 +83,7 @@ def test_no_objectid_without_upstream_objectid(proxy: ServerProcess, upstream: D
     assert status.ok and status.data("STATUS") == [b"INBOX (MESSAGES 0)"], status.untagged
 
 
-@pytest.mark.one_backend
+@pytest.mark.one_backend(not_on=("proxy",))
 def test_mailboxid_from_an_upstream_with_objectid(
     server: ServerProcess, user: User, tmp_path: Path
 ) -> None:

@@ -236,16 +236,20 @@ def test_rfc_9208_examples(login: Callable[[str], Connector]) -> None:
 
 @pytest.mark.one_backend
 def test_overquota_on_append_and_multiappend(login: Callable[[str], Connector]) -> None:
-    """TIGHT: 4 KiB, 3 messages; a refused APPEND or MULTIAPPEND stores nothing."""
+    """TIGHT: 4 KiB, 3 messages; a refused APPEND or MULTIAPPEND (where offered) stores
+    nothing."""
     client = login("tight").raw()
     assert append(client, sized(3000)).ok
     too_big = append(client, sized(2000))
     assert too_big.status == "NO" and too_big.code == "OVERQUOTA", too_big.line
     assert b"KiB" in too_big.line
-    whole = multiappend(client, [sized(600), sized(600)])
-    assert whole.status == "NO" and whole.code == "OVERQUOTA", whole.line
-    assert status(client, "INBOX", "MESSAGES SIZE") == {"MESSAGES": 1, "SIZE": 3000}
-    assert multiappend(client, [sized(500), sized(500)]).ok
+    if b"MULTIAPPEND" in client.command("CAPABILITY").untagged[0].split():
+        whole = multiappend(client, [sized(600), sized(600)])
+        assert whole.status == "NO" and whole.code == "OVERQUOTA", whole.line
+        assert status(client, "INBOX", "MESSAGES SIZE") == {"MESSAGES": 1, "SIZE": 3000}
+        assert multiappend(client, [sized(500), sized(500)]).ok
+    else:  # the proxy: one message per APPEND (no all-or-nothing batch upstream)
+        assert append(client, sized(500)).ok and append(client, sized(500)).ok
     one_more = append(client, sized(50))
     assert one_more.status == "NO" and one_more.code == "OVERQUOTA", one_more.line
     assert b"messages" in one_more.line

@@ -35,7 +35,7 @@ from mailserv.tap import Options
 from mailserv.tls import generate_self_signed
 from mailserv.workers.wire import decode_config, encode_config
 
-pytestmark = pytest.mark.one_backend
+pytestmark = pytest.mark.one_backend(not_on=("proxy",))
 
 ISSUER = "https://issuer.example"
 AUDIENCE = "imap.example"

@@ -110,6 +110,15 @@ def offers_scram(server: ServerProcess) -> bool:
     return server.backend.name != "proxy"
 
 
+@pytest.fixture
+def scram_offered(server: ServerProcess) -> None:
+    """The engine's SCRAM tests need a backend that offers it."""
+    if not offers_scram(server):
+        pytest.skip(
+            "the proxy backend offers no SCRAM (no stored keys: the upstream needs the password)"
+        )
+
+
 # -- clients ----------------------------------------------------------------------------
 
 
@@ -298,7 +307,8 @@ def test_scram_signs_in_and_is_offered_where_keys_are_stored(
 # -- the engine's side: one backend ------------------------------------------------------
 
 
-@pytest.mark.one_backend
+@pytest.mark.one_backend(not_on=("proxy",))
+@pytest.mark.usefixtures("scram_offered")
 @pytest.mark.parametrize("how", ["imaps", "starttls"])
 @pytest.mark.parametrize("binding", ["tls-exporter", "tls-server-end-point"])
 def test_plus_with_each_binding(
@@ -311,7 +321,8 @@ def test_plus_with_each_binding(
     client.close()
 
 
-@pytest.mark.one_backend
+@pytest.mark.one_backend(not_on=("proxy",))
+@pytest.mark.usefixtures("scram_offered")
 def test_binding_mismatch_is_refused(server: ServerProcess, scram_user: User) -> None:
     client, wrapped = tls_client(server, "imaps")
     other = bytes(b ^ 0xFF for b in wrapped.binding("tls-exporter"))  # another channel's
@@ -320,7 +331,8 @@ def test_binding_mismatch_is_refused(server: ServerProcess, scram_user: User) ->
     assert response.status == "NO" and b"channel bindings" in response.text, response.line
 
 
-@pytest.mark.one_backend
+@pytest.mark.one_backend(not_on=("proxy",))
+@pytest.mark.usefixtures("scram_offered")
 def test_y_flag_downgrade_is_detected(server: ServerProcess, scram_user: User) -> None:
     """A client that can bind but saw no -PLUS says "y"; on TLS the server offers -PLUS, so
     someone stripped it from CAPABILITY (RFC 5802 section 6): refused."""
@@ -344,7 +356,8 @@ def test_plus_is_not_offered_without_tls(server: ServerProcess, scram_user: User
     assert response.status == "NO", response.line
 
 
-@pytest.mark.one_backend
+@pytest.mark.one_backend(not_on=("proxy",))
+@pytest.mark.usefixtures("scram_offered")
 @pytest.mark.parametrize(
     "case", ["wrong password", "tampered proof", "unknown user", "argon2id user"]
 )
@@ -368,7 +381,8 @@ def test_failures_look_alike(
     assert response.text.endswith(b"SCRAM-SHA-256: Authentication failed")
 
 
-@pytest.mark.one_backend
+@pytest.mark.one_backend(not_on=("proxy",))
+@pytest.mark.usefixtures("scram_offered")
 def test_unknown_and_argon2_users_get_a_stable_salt(server: ServerProcess, user: User) -> None:
     """``user`` has an argon2id hash: no SCRAM, but nothing tells it from a stranger."""
 
@@ -396,7 +410,8 @@ def test_unknown_and_argon2_users_get_a_stable_salt(server: ServerProcess, user:
     assert len(base64.b64decode(salt_of(user.name))) == len(base64.b64decode(salt_of(stranger)))
 
 
-@pytest.mark.one_backend
+@pytest.mark.one_backend(not_on=("proxy",))
+@pytest.mark.usefixtures("scram_offered")
 def test_sasl_ir_and_cancel(server: ServerProcess, scram_user: User) -> None:
     client = RawClient.connect(server.imap_port, timeout=HANG_BOUND)
     response = authenticate(client, scram_client(scram_user), PLAIN_MECH, sasl_ir=True)
@@ -412,7 +427,8 @@ def test_sasl_ir_and_cancel(server: ServerProcess, scram_user: User) -> None:
     assert PLAIN_MECH in auth_caps(other)
 
 
-@pytest.mark.one_backend
+@pytest.mark.one_backend(not_on=("proxy",))
+@pytest.mark.usefixtures("scram_offered")
 def test_failures_count_like_logins(server: ServerProcess, scram_user: User) -> None:
     """Three failed SCRAM exchanges on one connection end it, as three failed LOGINs do."""
     client = RawClient.connect(server.imap_port, timeout=HANG_BOUND)
@@ -427,7 +443,8 @@ def test_failures_count_like_logins(server: ServerProcess, scram_user: User) -> 
     assert f"Failed login for {scram_user.name!r}" in server.log_text()  # the user, logged
 
 
-@pytest.mark.one_backend
+@pytest.mark.one_backend(not_on=("proxy",))
+@pytest.mark.usefixtures("scram_offered")
 def test_malformed_messages_are_bad(server: ServerProcess, scram_user: User) -> None:
     client = RawClient.connect(server.imap_port, timeout=HANG_BOUND)
     for first in ("x,,n=a,r=b", "n,,r=abc", "n,,n=a,r=b,m=ext", "n,b,n=a,r=b"):
