@@ -91,4 +91,4 @@ def test_a_long_number_list_is_made_in_pieces_with_pauses() -> None:
         clock.advance(0)
     assert len(pauses) == 4
     assert done.result == " ".join(map(str, numbers)).encode()
-    assert resolve(esearch.number_list(TimeSlices(clock), [5])) == b"5"
+    assert resolve(esearch.number_list(TimeSlices(clock, length=3600.0), [5])) == b"5"
