@@ -21,6 +21,7 @@ import argparse
 import random
 import re
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace) -> list[Row]:
             rows.append(Row(label, f"{size / 1024:.1f} KiB, {ms(seconds)}"))
     finally:
         server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
     return rows
 
 
