@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -132,7 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         done.addBoth(lambda _: reactor.stop())  # type: ignore[attr-defined]
 
     reactor.callWhenRunning(run)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    try:
+        reactor.run()  # type: ignore[attr-defined]
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
     if failed:
         print(failed[0], file=sys.stderr)
         return 1
