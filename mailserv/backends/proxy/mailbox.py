@@ -250,7 +250,8 @@ class ProxyMailbox:
         if self.channel.busy or self.listeners:
             await self.channel.run(send, Operation(origin))  # the EXISTS comes back on the channel
         else:
-            await self.user.pool.run(send)
+            async with self.user.locks.opening(self.name):  # not while it is renamed
+                await self.user.pool.run(send)
         if result:
             return result[0]
         mirror = await self.channel.mirrored()  # no UIDPLUS upstream: the newest is ours
@@ -339,7 +340,8 @@ class ProxyMailbox:
                 )
                 await conn.command(b"UID EXPUNGE", wire.uid_set(targets))
 
-        await self.channel.run(send, Operation(origin, expunge=move))
+        async with self.user.locks.opening(destination):  # not while it is renamed
+            await self.channel.run(send, Operation(origin, expunge=move))
         if not copied:
             status = await self.user.status_of(destination)
             return CopyResult(status.uidvalidity, [])
