@@ -88,6 +88,8 @@ class ProxyMailbox:
         self.channel = Channel(user, name, self, self.listeners)
         self.downloads = Downloads(user, name, self.channel)
         self._fresh_status: tuple[MailboxStatus, float] | None = None
+        self._changes = 0
+        """Counts ``forget_status`` calls: a STATUS answer that crossed one is not kept."""
         self._mailboxid: str | None = None
         """The upstream's MAILBOXID (RFC 8474), learnt by ``check()`` when it has OBJECTID."""
 
@@ -98,6 +100,7 @@ class ProxyMailbox:
     def forget_status(self) -> None:
         """The mailbox changed: a STATUS answer kept by ``check()`` no longer stands."""
         self._fresh_status = None
+        self._changes += 1
 
     @property
     def mirror(self) -> Mirror | None:
@@ -113,8 +116,10 @@ class ProxyMailbox:
         """Raise MailboxNotFound/MailboxNotSelectable now rather than on first use; the
         STATUS answer serves a ``status()`` that follows at once (the STATUS command)."""
         if not self.live:
+            changes = self._changes
             status = await self.user.status_of(self.name)
-            self._fresh_status = (status, self.clock.seconds())
+            if changes == self._changes:  # no APPEND or COPY here meanwhile
+                self._fresh_status = (status, self.clock.seconds())
             self._mailboxid = status.mailboxid or self._mailboxid
 
     async def status(self) -> MailboxStatus:
@@ -252,6 +257,7 @@ class ProxyMailbox:
         else:
             async with self.user.locks.opening(self.name):  # not while it is renamed
                 await self.user.pool.run(send)
+        self.forget_status()  # a STATUS that ran meanwhile may not count the message
         if result:
             return result[0]
         mirror = await self.channel.mirrored()  # no UIDPLUS upstream: the newest is ours
@@ -342,6 +348,9 @@ class ProxyMailbox:
 
         async with self.user.locks.opening(destination):  # not while it is renamed
             await self.channel.run(send, Operation(origin, expunge=move))
+        target_box = self.user.registry.mailboxes.get(destination)
+        if target_box is not None:
+            target_box.forget_status()  # opened meanwhile, its STATUS may not count these
         if not copied:
             status = await self.user.status_of(destination)
             return CopyResult(status.uidvalidity, [])
