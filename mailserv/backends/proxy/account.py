@@ -139,7 +139,7 @@ class ProxyAccount:
             user.registry.special_use.pop(name, None)
             user.registry.hollow.add(name)
             if box is not None:
-                await box.gone()
+                await box.gone(retire=True)
 
     async def rename(self, old: str, new: str) -> None:
         new = check_name(new)
@@ -169,7 +169,7 @@ class ProxyAccount:
             for name in moving:
                 box = user.registry.mailboxes.pop(name, None)
                 if box is not None:
-                    await box.gone()
+                    await box.gone(retire=True)
         for name in [n for n in user.registry.special_use if n == old or is_inside(n, old)]:
             user.registry.special_use[new + name[len(old) :]] = user.registry.special_use.pop(name)
 

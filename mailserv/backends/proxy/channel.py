@@ -486,7 +486,6 @@ class Channel:
 
     async def gone(self) -> None:
         """The mailbox was deleted or renamed: release it and tell its listeners."""
-        self.retired = True
         mirror = self.mirror
         await self.release()
         if mirror is not None and mirror.uids and self.listeners:

@@ -414,8 +414,12 @@ class ProxyMailbox:
         """The user's upstream session ends: log the channel out."""
         await self.channel.shutdown()
 
-    async def gone(self) -> None:
-        """The mailbox was deleted or renamed: release it and tell its listeners."""
+    async def gone(self, retire: bool = False) -> None:
+        """The mailbox was deleted or renamed: release it and tell its listeners.
+        ``retire``: by us, so this object does not select the name again (a session
+        still holding it gets MailboxNotFound; one opening the name gets a new object)."""
+        if retire:
+            self.channel.retired = True
         await self.channel.gone()
 
 
