@@ -27,7 +27,9 @@ pytestmark = [
 ]
 
 PASSWORD = "pw"
-ROUNDS = 8
+ROUNDS = 12
+DELAYS = (-1.0, 0.0, 0.001, 0.002, 0.004)
+"""Seconds after the RENAME that a racing STATUS is sent (negative: before it)."""
 ANSWER_WITHIN = 6.0
 """Seconds: well under the proxy's upstream timeout, far over a healthy DELETE."""
 
@@ -70,14 +72,25 @@ def close(*clients: RawClient) -> None:
             pass
 
 
+def race(n: int, opener: RawClient, opening: str, actor: RawClient, renaming: str) -> None:
+    """Send ``opening`` and ``renaming`` about together.  The proxy's RENAME asks LIST
+    upstream first, so the opening is sent a little before or after it, by turns."""
+    delay = DELAYS[n % len(DELAYS)]
+    if delay < 0:
+        opener.send(opening + "\r\n")
+    actor.send(renaming + "\r\n")
+    if delay >= 0:
+        time.sleep(delay)
+        opener.send(opening + "\r\n")
+
+
 def test_delete_answers_after_a_select_raced_the_rename(proxy: ServerProcess) -> None:
     actor = login(proxy)
     for n in range(ROUNDS):
         fresh, renamed = f"Fresh{n}", f"Renamed{n}"
         assert actor.command(f"CREATE {fresh}").ok
         watcher, other = login(proxy), login(proxy)
-        watcher.send(f"s1 SELECT {fresh}\r\n")
-        actor.send(f"r1 RENAME {fresh} {renamed}\r\n")
+        race(n, watcher, f"s1 SELECT {fresh}", actor, f"r1 RENAME {fresh} {renamed}")
         watcher.read_until_tagged("s1")  # OK, or NO when the RENAME came first
         assert actor.read_until_tagged("r1").ok
         other.send(f"s2 SELECT {renamed}\r\n")
@@ -102,8 +115,7 @@ def test_rename_of_a_parent_moves_a_child_being_selected(proxy: ServerProcess) -
         parent, child, moved = f"Top{n}", f"Top{n}/Sub", f"Moved{n}"
         assert actor.command(f"CREATE {child}").ok
         watcher = login(proxy)
-        watcher.send(f"s1 SELECT {child}\r\n")
-        actor.send(f"r1 RENAME {parent} {moved}\r\n")
+        race(n, watcher, f"s1 SELECT {child}", actor, f"r1 RENAME {parent} {moved}")
         watcher.read_until_tagged("s1")
         assert actor.read_until_tagged("r1").ok
         try:
@@ -123,8 +135,13 @@ def test_status_racing_rename_then_select(proxy: ServerProcess, tmp_path: Path) 
         fresh, renamed = f"Stat{n}", f"StatRenamed{n}"
         assert actor.command(f"CREATE {fresh}").ok
         watcher = login(proxy)
-        watcher.send(f"t1 STATUS {fresh} (MESSAGES UIDNEXT)\r\n")
-        actor.send(f"r1 RENAME {fresh} {renamed}\r\n")
+        race(
+            n,
+            watcher,
+            f"t1 STATUS {fresh} (MESSAGES UIDNEXT)",
+            actor,
+            f"r1 RENAME {fresh} {renamed}",
+        )
         watcher.read_until_tagged("t1")
         assert actor.read_until_tagged("r1").ok
         try:
