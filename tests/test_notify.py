@@ -76,13 +76,8 @@ def test_selected_message_new_sends_the_fetch_items(connect: Connector) -> None:
     assert any(line.startswith(b"* 2 FETCH (UID 2 BODY[") and b"again" in line for line in untagged)
 
 
-@pytest.mark.one_backend(not_on=("proxy",))
+@pytest.mark.one_backend
 def test_mailbox_names_of_other_sessions(connect: Connector) -> None:
-    if connect.server.backend.name == "proxy":
-        pytest.skip(
-            "proxy over Dovecot 2.3.19: the watch's background SELECT of Fresh races the RENAME,"
-            " and the DELETE that follows then spins upstream (hangs until the upstream timeout)"
-        )
     watcher = connect.raw()
     ok(watcher, "NOTIFY SET (PERSONAL (MessageNew MailboxName SubscriptionChange))")
     actor = connect.raw()

@@ -5,7 +5,8 @@
   parser, one command at a time, IDLE, timeouts) and connection set-up with verified TLS.
 - ``backend.py``: the plugin, the backend, and the checker that logs users in upstream.
 - ``user.py``: one user's shared upstream side: ``pool.py`` (logged-in connections),
-  ``registry.py`` (open mailboxes by name), questions about unselected mailboxes.
+  ``registry.py`` (open mailboxes by name), ``namelock.py`` (no SELECT or STATUS of a
+  name upstream while it is renamed or deleted), questions about unselected mailboxes.
 - ``account.py``, ``mailbox.py``, ``mirror.py``: the contract, over a selected upstream
   mailbox whose state is mirrored locally; ``channel.py`` keeps it selected (untagged
   responses, IDLE, reconnect), ``downloads.py`` fetches and parses message bytes;

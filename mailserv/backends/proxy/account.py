@@ -121,23 +121,25 @@ class ProxyAccount:
             raise errors.InvalidMailboxName("INBOX cannot be deleted")
         user = self.user
         (await user.pool.naming()).upstream(name)
-        box = user.registry.mailboxes.pop(name, None)
-        if box is not None:
-            await box.release_channel()
+        async with user.locks.changing(name):  # no SELECT or STATUS of it meanwhile
+            box = user.registry.mailboxes.pop(name, None)
+            if box is not None:
+                await box.release_channel()
 
-        try:
-            await user.pool.command(b"DELETE", user.encoded(name))
-        except CommandFailed as exc:
-            error = await user.mailbox_error(name, exc)
-            if isinstance(error, errors.MailboxNotSelectable):
-                error = errors.MailboxHasChildren(name)
-            if not (isinstance(error, errors.MailboxNotFound) and name in user.registry.hollow):
-                raise error from exc
-            # deleted before, shown \Noselect since: its last child has gone too
-        user.registry.special_use.pop(name, None)
-        user.registry.hollow.add(name)
-        if box is not None:
-            await box.gone()
+            try:
+                await user.pool.command(b"DELETE", user.encoded(name))
+            except CommandFailed as exc:
+                error = await user.mailbox_error(name, exc)
+                if isinstance(error, errors.MailboxNotSelectable):
+                    error = errors.MailboxHasChildren(name)
+                deleted_before = name in user.registry.hollow
+                if not (isinstance(error, errors.MailboxNotFound) and deleted_before):
+                    raise error from exc
+                # deleted before, shown \Noselect since: its last child has gone too
+            user.registry.special_use.pop(name, None)
+            user.registry.hollow.add(name)
+            if box is not None:
+                await box.gone(retire=True)
 
     async def rename(self, old: str, new: str) -> None:
         new = check_name(new)
@@ -153,18 +155,21 @@ class ProxyAccount:
             raise errors.MailboxNotFound(old)
         if new in existing:
             raise errors.MailboxExists(new)
-        moving = [n for n in user.registry.mailboxes if n == old or is_inside(n, old)]
-        for name in moving:
-            await user.registry.mailboxes[name].release_channel()
+        # No SELECT or STATUS of a name inside ``old`` (or ``new``) meanwhile: Dovecot's
+        # Maildir would carry the opener's lock file along (namelock.py).
+        async with user.locks.changing(old, new):
+            moving = [n for n in user.registry.mailboxes if n == old or is_inside(n, old)]
+            for name in moving:
+                await user.registry.mailboxes[name].release_channel()
 
-        try:
-            await user.pool.command(b"RENAME", user.encoded(old), user.encoded(new))
-        except CommandFailed as exc:
-            raise await user.mailbox_error(old, exc) from exc
-        for name in moving:
-            box = user.registry.mailboxes.pop(name, None)
-            if box is not None:
-                await box.gone()
+            try:
+                await user.pool.command(b"RENAME", user.encoded(old), user.encoded(new))
+            except CommandFailed as exc:
+                raise await user.mailbox_error(old, exc) from exc
+            for name in moving:
+                box = user.registry.mailboxes.pop(name, None)
+                if box is not None:
+                    await box.gone(retire=True)
         for name in [n for n in user.registry.special_use if n == old or is_inside(n, old)]:
             user.registry.special_use[new + name[len(old) :]] = user.registry.special_use.pop(name)
 

@@ -84,6 +84,8 @@ class Channel:
         self._release_call: IDelayedCall | None = None
         self._catch_up_needed = False
         self._op: Operation | None = None
+        self.retired = False
+        """Renamed or deleted here: the name is not selected again for this object."""
 
     @property
     def live(self) -> bool:
@@ -145,6 +147,13 @@ class Channel:
             waiter.callback(None)
 
     async def _start(self) -> None:
+        """SELECT upstream, no RENAME or DELETE of the name meanwhile (namelock.py)."""
+        async with self.user.locks.opening(self.name):
+            if self.retired:
+                raise errors.MailboxNotFound(self.name)
+            await self._select_and_mirror()
+
+    async def _select_and_mirror(self) -> None:
         user = self.user
         conn = await user.pool.acquire()
         try:
@@ -208,11 +217,15 @@ class Channel:
     ) -> T:
         """``work`` on the channel, alone; afterwards new messages are listed and every
         change it brought is told to the listeners.  What it brought is noted in ``op``."""
-        await self.go_live()
-        await self._lock.acquire()
+        while True:
+            # Never go live holding the lock: the SELECT waits for a RENAME or DELETE of
+            # the name, which waits for this lock to release the channel.
+            await self.go_live()
+            await self._lock.acquire()
+            if self.live:
+                break
+            self._lock.release()
         try:
-            if not self.live:
-                await self.go_live()
             conn = self._conn
             assert conn is not None
             await self._leave_idle()

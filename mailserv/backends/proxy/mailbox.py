@@ -88,6 +88,8 @@ class ProxyMailbox:
         self.channel = Channel(user, name, self, self.listeners)
         self.downloads = Downloads(user, name, self.channel)
         self._fresh_status: tuple[MailboxStatus, float] | None = None
+        self._changes = 0
+        """Counts ``forget_status`` calls: a STATUS answer that crossed one is not kept."""
         self._mailboxid: str | None = None
         """The upstream's MAILBOXID (RFC 8474), learnt by ``check()`` when it has OBJECTID."""
 
@@ -98,6 +100,7 @@ class ProxyMailbox:
     def forget_status(self) -> None:
         """The mailbox changed: a STATUS answer kept by ``check()`` no longer stands."""
         self._fresh_status = None
+        self._changes += 1
 
     @property
     def mirror(self) -> Mirror | None:
@@ -113,8 +116,10 @@ class ProxyMailbox:
         """Raise MailboxNotFound/MailboxNotSelectable now rather than on first use; the
         STATUS answer serves a ``status()`` that follows at once (the STATUS command)."""
         if not self.live:
+            changes = self._changes
             status = await self.user.status_of(self.name)
-            self._fresh_status = (status, self.clock.seconds())
+            if changes == self._changes:  # no APPEND or COPY here meanwhile
+                self._fresh_status = (status, self.clock.seconds())
             self._mailboxid = status.mailboxid or self._mailboxid
 
     async def status(self) -> MailboxStatus:
@@ -250,7 +255,9 @@ class ProxyMailbox:
         if self.channel.busy or self.listeners:
             await self.channel.run(send, Operation(origin))  # the EXISTS comes back on the channel
         else:
-            await self.user.pool.run(send)
+            async with self.user.locks.opening(self.name):  # not while it is renamed
+                await self.user.pool.run(send)
+        self.forget_status()  # a STATUS that ran meanwhile may not count the message
         if result:
             return result[0]
         mirror = await self.channel.mirrored()  # no UIDPLUS upstream: the newest is ours
@@ -339,7 +346,11 @@ class ProxyMailbox:
                 )
                 await conn.command(b"UID EXPUNGE", wire.uid_set(targets))
 
-        await self.channel.run(send, Operation(origin, expunge=move))
+        async with self.user.locks.opening(destination):  # not while it is renamed
+            await self.channel.run(send, Operation(origin, expunge=move))
+        target_box = self.user.registry.mailboxes.get(destination)
+        if target_box is not None:
+            target_box.forget_status()  # opened meanwhile, its STATUS may not count these
         if not copied:
             status = await self.user.status_of(destination)
             return CopyResult(status.uidvalidity, [])
@@ -403,8 +414,12 @@ class ProxyMailbox:
         """The user's upstream session ends: log the channel out."""
         await self.channel.shutdown()
 
-    async def gone(self) -> None:
-        """The mailbox was deleted or renamed: release it and tell its listeners."""
+    async def gone(self, retire: bool = False) -> None:
+        """The mailbox was deleted or renamed: release it and tell its listeners.
+        ``retire``: by us, so this object does not select the name again (a session
+        still holding it gets MailboxNotFound; one opening the name gets a new object)."""
+        if retire:
+            self.channel.retired = True
         await self.channel.gone()
 
 

@@ -22,6 +22,7 @@ from mailserv import errors
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.cache import InfoCache
 from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
+from mailserv.backends.proxy.namelock import NameLocks
 from mailserv.backends.proxy.pool import ConnectionPool
 from mailserv.backends.proxy.registry import MailboxRegistry
 from mailserv.backends.proxy.rows import object_id
@@ -42,6 +43,8 @@ class UserState:
         self.clock: IReactorTime = backend.reactor
         self.registry = MailboxRegistry()
         self.pool = ConnectionPool(backend, login_name, secret, self.registry.evict)
+        self.locks = NameLocks(self.clock, backend.config.upstream.timeout)
+        """No upstream connection opens a mailbox while another renames or deletes it."""
         self.infos = InfoCache(username, backend.infos)
         self.sessions = 0
         self._linger: IDelayedCall | None = None
@@ -119,7 +122,8 @@ class UserState:
             await conn.command(b"STATUS", self.encoded(name), wanted, handler=handler)
 
         try:
-            await self.pool.run(ask)
+            async with self.locks.opening(name):
+                await self.pool.run(ask)
         except CommandFailed as exc:
             raise await self.mailbox_error(name, exc) from exc
 
@@ -167,7 +171,8 @@ class UserState:
         """Whether the upstream can open ``name`` (a STATUS it does not refuse)."""
         await self.pool.naming()
         try:
-            await self.pool.command(b"STATUS", self.encoded(name), b"(MESSAGES)")
+            async with self.locks.opening(name):
+                await self.pool.command(b"STATUS", self.encoded(name), b"(MESSAGES)")
         except CommandFailed:
             return False
         return True

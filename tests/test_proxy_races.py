@@ -1,0 +1,156 @@
+"""The proxy against a real Dovecot: a SELECT of a mailbox that races its RENAME or DELETE.
+
+Dovecot (Maildir) takes a dot-lock, ``dovecot-uidlist.lock``, inside a mailbox's directory
+when a SELECT or STATUS first opens it.  A RENAME that runs meanwhile on another connection
+moves the directory and the lock file with it: the opener then misses its own lock (it
+removes the old path), and the lock, naming a live process, blocks every later opener and
+the DELETE of the new name until that process exits (or two minutes pass).  The proxy keeps
+its upstream connections open, so a DELETE after such a race hung until its timeout.  The
+proxy now lets no SELECT/EXAMINE/STATUS of a name run upstream while a RENAME or DELETE of
+it (or of a parent) does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dovecot import Dovecot, available
+
+from bench.harness import BackendSpec, RawClient, ServerProcess, quote
+
+pytestmark = [
+    pytest.mark.skipif(not available(), reason="dovecot-imapd is not installed"),
+    pytest.mark.timeout(180),
+]
+
+PASSWORD = "pw"
+ROUNDS = 12
+DELAYS = (-1.0, 0.0, 0.001, 0.002, 0.004)
+"""Seconds after the RENAME that a racing STATUS is sent (negative: before it)."""
+ANSWER_WITHIN = 6.0
+"""Seconds: well under the proxy's upstream timeout, far over a healthy DELETE."""
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Dovecot]:
+    server = Dovecot()
+    server.add_user("racer", PASSWORD)
+    server.start()
+    time.sleep(1.1)  # passwd-file is re-read at most once a second
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    spec = BackendSpec("proxy", options=upstream.upstream_options())
+    server = ServerProcess(
+        tmp_path_factory.mktemp("proxy"),
+        spec,
+        limits={"auth_failure_delay": 0.05},
+        extra_args=["--workers", "1"],
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def login(server: ServerProcess) -> RawClient:
+    client = RawClient.connect(server.imap_port, timeout=ANSWER_WITHIN)
+    assert client.command(f"LOGIN racer {quote(PASSWORD)}").ok
+    return client
+
+
+def close(*clients: RawClient) -> None:
+    for client in clients:
+        try:
+            client.close()
+        except OSError:
+            pass
+
+
+def race(n: int, opener: RawClient, opening: str, actor: RawClient, renaming: str) -> None:
+    """Send ``opening`` and ``renaming`` about together.  The proxy's RENAME asks LIST
+    upstream first, so the opening is sent a little before or after it, by turns."""
+    delay = DELAYS[n % len(DELAYS)]
+    if delay < 0:
+        opener.send(opening + "\r\n")
+    actor.send(renaming + "\r\n")
+    if delay >= 0:
+        time.sleep(delay)
+        opener.send(opening + "\r\n")
+
+
+def test_delete_answers_after_a_select_raced_the_rename(proxy: ServerProcess) -> None:
+    actor = login(proxy)
+    for n in range(ROUNDS):
+        fresh, renamed = f"Fresh{n}", f"Renamed{n}"
+        assert actor.command(f"CREATE {fresh}").ok
+        watcher, other = login(proxy), login(proxy)
+        race(n, watcher, f"s1 SELECT {fresh}", actor, f"r1 RENAME {fresh} {renamed}")
+        watcher.read_until_tagged("s1")  # OK, or NO when the RENAME came first
+        assert actor.read_until_tagged("r1").ok
+        other.send(f"s2 SELECT {renamed}\r\n")
+        started = time.monotonic()
+        actor.send(f"d1 DELETE {renamed}\r\n")
+        try:
+            response = actor.read_until_tagged("d1")
+        except TimeoutError:
+            pytest.fail(f"round {n}: DELETE {renamed} had no answer in {ANSWER_WITHIN} s")
+        assert response.ok, (n, response.line)
+        assert time.monotonic() - started < ANSWER_WITHIN
+        other.read_until_tagged("s2")
+        assert actor.command(f"SELECT {renamed}").status == "NO"
+        close(watcher, other)
+    assert actor.command("LOGOUT").ok
+
+
+def test_rename_of_a_parent_moves_a_child_being_selected(proxy: ServerProcess) -> None:
+    """The lock covers the names inside a renamed mailbox: their directories move too."""
+    actor = login(proxy)
+    for n in range(ROUNDS):
+        parent, child, moved = f"Top{n}", f"Top{n}/Sub", f"Moved{n}"
+        assert actor.command(f"CREATE {child}").ok
+        watcher = login(proxy)
+        race(n, watcher, f"s1 SELECT {child}", actor, f"r1 RENAME {parent} {moved}")
+        watcher.read_until_tagged("s1")
+        assert actor.read_until_tagged("r1").ok
+        try:
+            response = actor.command(f"DELETE {moved}/Sub")
+        except TimeoutError:
+            pytest.fail(f"round {n}: DELETE {moved}/Sub had no answer in {ANSWER_WITHIN} s")
+        assert response.ok, (n, response.line)
+        assert actor.command(f"DELETE {moved}").ok
+        close(watcher)
+    assert actor.command("LOGOUT").ok
+
+
+def test_status_racing_rename_then_select(proxy: ServerProcess, tmp_path: Path) -> None:
+    """STATUS opens the mailbox upstream as SELECT does."""
+    actor = login(proxy)
+    for n in range(ROUNDS):
+        fresh, renamed = f"Stat{n}", f"StatRenamed{n}"
+        assert actor.command(f"CREATE {fresh}").ok
+        watcher = login(proxy)
+        race(
+            n,
+            watcher,
+            f"t1 STATUS {fresh} (MESSAGES UIDNEXT)",
+            actor,
+            f"r1 RENAME {fresh} {renamed}",
+        )
+        watcher.read_until_tagged("t1")
+        assert actor.read_until_tagged("r1").ok
+        try:
+            response = actor.command(f"SELECT {renamed}")
+            assert response.ok, (n, response.line)
+            assert actor.command("UNSELECT").ok
+            response = actor.command(f"DELETE {renamed}")
+        except TimeoutError:
+            pytest.fail(f"round {n}: {renamed} could not be opened in {ANSWER_WITHIN} s")
+        assert response.ok, (n, response.line)
+        close(watcher)
+    assert actor.command("LOGOUT").ok
