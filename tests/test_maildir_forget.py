@@ -199,7 +199,9 @@ def test_another_process_leaves_out_owed_texts(store: Store) -> None:
     assert _owed(store) > 0
     live = list(resolve(box.uids()))
     expected = [_scan(box, program, live) for program in _programs()]
-    script = _OTHER.format(here=str(HERE), root=str(HERE.parent), data=str(store.data_dir), low=span[0], high=span[-1])
+    script = _OTHER.format(
+        here=str(HERE), root=str(HERE.parent), data=str(store.data_dir), low=span[0], high=span[-1]
+    )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=HERE
     )

@@ -473,12 +473,9 @@ class Index:
             return
         listed = json.dumps(list(uids))
         # Texts still pending are in neither index: they go at once.
-        waiting = [
-            row
-            for row in self.db.execute(
-                "SELECT uid FROM pending WHERE uid IN (SELECT value FROM json_each(?))", (listed,)
-            )
-        ]
+        waiting = self.db.execute(
+            "SELECT uid FROM pending WHERE uid IN (SELECT value FROM json_each(?))", (listed,)
+        ).fetchall()
         if waiting:
             self._forget(waiting)
         self.db.execute(
