@@ -92,7 +92,7 @@ their trigram index (``fulltext``, over ``texts``), for TEXT and BODY.  Texts en
 trigram index in batches, after the message (``pending`` lists those not there yet, which
 SEARCH compares without the index's help).  The texts of messages gone leave the
 trigram and word indexes later, a batch at a time (``forgetting`` lists them, which every
-SEARCH leaves out; FTS5 re-reads a text to forget it: 0.8 ms a message).  A message whose
+SEARCH leaves out; FTS5 re-reads and tokenizes a text to forget it).  A message whose
 texts SQLite cannot hold as text (a NUL, a lone surrogate) has them in ``search`` as bytes
 instead, and no row here.  (``message_meta`` lets a search of flags, dates and sizes read
 a narrow index, not the rows with their infos; ``search_odd`` finds the rows with texts
