@@ -450,13 +450,14 @@ class Index:
     def _forget(self, params: Sequence[tuple[int]]) -> None:
         """Take the texts of these UIDs out of the trigram and word indexes and of
         ``texts`` (inside a transaction)."""
-        # An external-content index is told the old values of what it forgets.
-        self.db.executemany(
-            "INSERT INTO fulltext (fulltext, rowid, header, body) "
-            "SELECT 'delete', uid, header, body FROM texts "
-            "WHERE uid = ? AND uid NOT IN (SELECT uid FROM pending)",
-            params,
-        )
+        # An external-content index re-reads the texts it forgets from ``texts`` (half the
+        # CPU of its 'delete' command given the same values: bench.maildirforget).
+        indexed = self.db.execute(
+            "SELECT uid FROM texts WHERE uid IN (SELECT value FROM json_each(?)) "
+            "AND uid NOT IN (SELECT uid FROM pending)",
+            (json.dumps([uid for (uid,) in params]),),
+        ).fetchall()
+        self.db.executemany("DELETE FROM fulltext WHERE rowid = ?", indexed)
         words.drop(self.db, [uid for (uid,) in params])
         for table in ("pending", "forgetting", "texts"):
             self.db.executemany(f"DELETE FROM {table} WHERE uid = ?", params)
