@@ -490,6 +490,8 @@ class Index:
         of its own, so another writer waits for one batch at most); whether more are owed."""
         if not self.fulltext:
             return False
+        if self.db.execute("SELECT 1 FROM forgetting LIMIT 1").fetchone() is None:
+            return False  # (no write lock taken: every mailbox opened asks once)
         with self.transaction():
             uids = self.db.execute(
                 "SELECT uid FROM forgetting ORDER BY uid LIMIT ?", (limit,)
