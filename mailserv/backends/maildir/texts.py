@@ -40,8 +40,9 @@ FORGET_DELAY = 0.5
 """Seconds after an EXPUNGE before its texts start leaving the indexes."""
 FORGET_BATCH = 20
 """Texts of messages gone one transaction takes out of the indexes: FTS5 re-reads and
-tokenizes a text to forget it, 0.35 ms CPU a text at 100k messages whatever the batch
-(``bench.maildirforget``), so a transaction holds the index about 7 ms."""
+tokenizes a text to forget it, about 0.15 ms CPU a text at 100k messages in batches of 10
+to 200 alike (``bench.maildirforget``), so a transaction holds the index a few ms (tens
+when FTS5 merges segments meanwhile)."""
 
 
 class TextUpkeep:
