@@ -480,6 +480,10 @@ class MailboxDisk:
     def flush_texts(self, limit: int) -> bool:
         return self.index.flush_texts(limit)
 
+    def forget_texts(self, limit: int) -> bool:
+        """Some texts of messages gone out of the indexes; whether more are owed."""
+        return self.index.forget_some(limit)
+
     def missing_texts(self, limit: int) -> list[int]:
         """As the index's, on a connection of its own (outside the lane)."""
         db = self.index.reader()

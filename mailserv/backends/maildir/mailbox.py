@@ -161,6 +161,7 @@ class MaildirMailbox(Listened):
             self._loaded = True
         self._texts.fill()
         self._texts.flush_later()
+        self._texts.forget_later()  # what a stop left owed
 
     def _load(self) -> tuple[MailboxState, Snapshot]:
         """Read the mailbox and build its state off the reactor, which only installs it."""
@@ -286,6 +287,8 @@ class MaildirMailbox(Listened):
     def _applied(self, done: Applied, origin: object, notify: bool = True) -> Sequence[FlagChange]:
         if done.added:
             self._texts.flush_later()
+        if done.removed:
+            self._texts.forget_later()
         if notify:
             self._tell_added(done.added, origin)
             self.listeners.flags_changed(self, done.changes, origin)

@@ -10,6 +10,8 @@ trigram index's phrase MATCH is the answer when its case folding provably equals
 the needle (:func:`exact`: nearly always), so no text is read; otherwise it narrows the rows
 down (every row holding the needle matches it) for ``instr()``.  Needles shorter than a
 trigram, and the texts not in the trigram index yet (``pending``), use ``instr()`` alone.
+The texts of messages gone stay in the indexes a while (``forgetting``): a TEXT or BODY
+alone leaves them out, other queries find only the UIDs of ``message``.
 The rows whose texts SQLite cannot hold as text are compared as bytes in ``search``.
 
 Keys the index cannot answer exactly (HEADER of other fields, sequence numbers, huge UID
@@ -117,9 +119,12 @@ def run(
         # TEXT or BODY alone: the union of where it is found, without the message rows
         # (every text row has one).  The parts are disjoint: a message's texts are either
         # in ``search`` or in ``texts``, and then either ``pending`` or in ``fulltext``.
+        # Texts of messages gone may still be in the indexes (``forgetting``): left out.
         parts = sql.texts(key.value.casefold(), _TEXT_COLUMNS[key.field])
+        gone = " AND uid NOT IN (SELECT uid FROM forgetting)" if fulltext else ""
         statement = (
-            f"SELECT group_concat(uid) FROM ({' UNION ALL '.join(parts)}) WHERE uid BETWEEN ? AND ?"
+            f"SELECT group_concat(uid) FROM ({' UNION ALL '.join(parts)}) "
+            f"WHERE uid BETWEEN ? AND ?{gone}"
         )
         params = (*sql.params, uids[0], uids[-1])
     else:

