@@ -98,15 +98,21 @@ class MaildirBackend:
         self._accounts: dict[str, MaildirAccount] = {}
         self._lingering: dict[str, IDelayedCall] = {}
         self._services: Services | None = None
+        self._stopped = False
+        """Stopped: nothing starts the store's threads again (see ``ThreadIO``) until
+        ``start``."""
 
     def set_home_lookup(self, home_of: HomeLookup) -> None:
         """Where ``~`` in ``root`` points for each user (the passwd-file's home field)."""
         self.home_of = home_of
 
     async def start(self) -> None:
+        self._stopped = False
         self._ensure_started()
 
     def _ensure_started(self) -> Services:
+        if self._stopped:
+            raise BackendUnavailable("the maildir store is stopping")
         if self._services is None:
             settings = self.settings
             io: IORunner
@@ -148,6 +154,7 @@ class MaildirBackend:
         return PollHub(self._reactor, settings.poll_interval)
 
     async def stop(self) -> None:
+        self._stopped = True
         for call in self._lingering.values():
             if call.active():
                 call.cancel()

@@ -18,6 +18,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from mailserv.errors import BackendUnavailable
+
 INLINE_BUDGET = 0.004
 """Seconds of small reads the reactor thread does before it hands them to a thread."""
 INLINE_READ = 256 * 1024
@@ -52,14 +54,21 @@ class InlineIO:
 
 
 class ThreadIO:
-    """Runs tasks in a pool of ``threads`` threads, started and stopped with the backend."""
+    """Runs tasks in a pool of ``threads`` threads, started and stopped with the backend.
+
+    A task handed over once the pool has stopped fails with ``BackendUnavailable``: it must
+    not start the pool again, whose threads nobody would stop (the process could not exit:
+    a worker whose master was gone hung at exit, waiting for them)."""
 
     def __init__(self, reactor: Any, threads: int, name: str = "maildir-io") -> None:
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=0, maxthreads=threads, name=name)
         self._started = False
+        self._stopped = False
 
     def run(self, task: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        if self._stopped:
+            return defer.fail(BackendUnavailable("the maildir store is stopping"))
         if not self._started:
             self.start()
         return deferToThreadPool(self._reactor, self._pool, task, *args, **kwargs)
@@ -67,9 +76,10 @@ class ThreadIO:
     def start(self) -> None:
         if not self._started:
             self._pool.start()
-            self._started = True
+            self._started, self._stopped = True, False
 
     def stop(self) -> None:
+        self._stopped = True
         if self._started:
             self._pool.stop()
             self._started = False
