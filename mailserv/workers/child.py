@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -138,4 +140,27 @@ def main(argv: Sequence[str]) -> int:
     reactor.callWhenRunning(top.startService)
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     reactor.run()
+    leave_lingering_threads()
     return 0
+
+
+EXIT_GRACE = 5.0
+"""Seconds a child waits, once its reactor has stopped, for threads still running before it
+exits without them."""
+
+
+def leave_lingering_threads(grace: float = EXIT_GRACE) -> None:
+    """Exit at once (``os._exit``) when threads outlive the reactor by ``grace`` seconds:
+    the interpreter would wait for them at exit, forever for a pool's idle worker (a pool
+    that work handed over during the shutdown started again), and a child must end when its
+    master is gone or asks it to."""
+    deadline = time.monotonic() + grace
+    current = threading.current_thread()
+    lingering = [t for t in threading.enumerate() if t is not current and not t.daemon]
+    for thread in lingering:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    names = [thread.name for thread in lingering if thread.is_alive()]
+    if names:
+        _log.warn("Threads still running after the reactor stopped: {names}; exiting", names=names)
+        sys.stderr.flush()
+        os._exit(0)
