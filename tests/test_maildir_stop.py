@@ -35,3 +35,21 @@ def test_nothing_starts_the_threads_of_a_stopped_store_again(tmp_path: Path) -> 
     with pytest.raises(BackendUnavailable):
         resolve(backend.account("bob"))
     assert store_threads() == []
+
+
+def test_a_mailbox_whose_index_is_gone_does_not_keep_the_threads(tmp_path: Path) -> None:
+    """A mailbox gone from disk (RENAMEd by another worker, say) has its index closed; its
+    shutdown failed on it ("index is closed"), which skipped stopping the pools: a
+    ``--workers`` child hung at exit after SIGTERM, as a full run showed."""
+    backend = MaildirBackend(parse_options({"io-threads": "2"}), str(tmp_path), reactor)
+    resolve(backend.start())
+    account = resolve(backend.account("alice"))
+    resolve(account.create("Old"))
+    gone = resolve(account.open("Old"))
+    resolve(gone.append(message(1), frozenset(), None, None))
+    kept = resolve(account.open("INBOX"))
+    resolve(kept.append(message(2), frozenset(), None, None))
+    gone.disk.close()  # what its loss leaves: a loaded mailbox without its index
+    resolve(backend.stop())
+    assert store_threads() == []
+    assert kept.closed

@@ -306,6 +306,10 @@ class MaildirAccount:
         return found
 
     async def shutdown(self) -> None:
+        """Shut every open mailbox down; one that fails does not keep the others open."""
         boxes, self._boxes = list(self._boxes.values()), {}
         for box in boxes:
-            await box.shutdown()
+            try:
+                await box.shutdown()
+            except Exception:  # noqa: BLE001 - logged; the others still close
+                _log.failure("Shutting down {name} failed", name=box.name)

@@ -161,12 +161,14 @@ class MaildirBackend:
         self._lingering.clear()
         services, self._services = self._services, None
         accounts, self._accounts = list(self._accounts.values()), {}
-        for account in accounts:
-            await account.shutdown()
-        if services is not None:
-            services.hub.close()
-            services.io.stop()
-            services.reads.stop()
+        try:
+            for account in accounts:
+                await account.shutdown()
+        finally:  # the threads stop whatever failed: the process could not exit otherwise
+            if services is not None:
+                services.hub.close()
+                services.io.stop()
+                services.reads.stop()
 
     async def account(self, username: str) -> MaildirAccount:
         services = self._ensure_started()

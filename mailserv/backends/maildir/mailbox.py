@@ -646,13 +646,18 @@ class MaildirMailbox(Listened):
         self.disk = self._new_disk(directory)
 
     async def shutdown(self) -> None:
-        """The account was closed: stop watching and close the index."""
+        """The account was closed: stop watching and close the index (whatever became of
+        it: a mailbox gone from disk has its index closed already)."""
         async with self.lane:
             self.closed = True
             self._stop_watching()
-            if self._loaded:
-                await self.io(self.disk.keep_snapshot)
-            self.disk.close()
+            try:
+                if self._loaded:
+                    await self.io(self.disk.keep_snapshot)
+            except Exception:  # noqa: BLE001 - the snapshot only speeds up the next load
+                _log.failure("Keeping the snapshot of {name} failed", name=self.name)
+            finally:
+                self.disk.close()
 
     async def vanish(self) -> None:
         """Deleted: whoever has it selected sees every message expunged."""
