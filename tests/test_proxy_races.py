@@ -154,3 +154,36 @@ def test_status_racing_rename_then_select(proxy: ServerProcess, tmp_path: Path) 
         assert response.ok, (n, response.line)
         close(watcher)
     assert actor.command("LOGOUT").ok
+
+
+APPENDERS = 3
+APPEND_ROUNDS = 40
+APPEND_DELAYS = (0.0, 0.001, 0.002, 0.003, 0.004, 0.006, 0.008, 0.01)
+"""Seconds after the EXAMINE that the APPENDs are sent."""
+
+
+def test_appends_racing_the_first_select_are_all_counted(proxy: ServerProcess) -> None:
+    """APPENDs that go upstream on other connections while the mailbox is first selected
+    there: the upstream tells the selecting connection of them during its listing (an EXISTS
+    amid the UID FETCH) or not at all until asked.  Once the APPENDs are answered, every
+    session counts every message."""
+    actor = login(proxy)
+    body = b"From: a@example.org\r\nSubject: race\r\n\r\nhello\r\n"
+    for n in range(APPEND_ROUNDS):
+        box = f"Appended{n}"
+        assert actor.command(f"CREATE {box}").ok
+        watcher = login(proxy)
+        appenders = [login(proxy) for _ in range(APPENDERS)]
+        watcher.send(f"e1 EXAMINE {box}\r\n")
+        time.sleep(APPEND_DELAYS[n % len(APPEND_DELAYS)])
+        for client in appenders:
+            client.send(b"a1 APPEND %s {%d+}\r\n%s\r\n" % (box.encode(), len(body), body))
+        assert all(client.read_until_tagged("a1").ok for client in appenders)
+        examined = watcher.read_until_tagged("e1")
+        assert examined.ok
+        counted = actor.command(f"STATUS {box} (MESSAGES)").data("STATUS")
+        assert counted == [f"{box} (MESSAGES {APPENDERS})".encode()], n
+        told = examined.data("EXISTS") + watcher.command("NOOP").data("EXISTS")
+        assert told[-1:] == [b"%d" % APPENDERS], n
+        close(watcher, *appenders)
+    assert actor.command("LOGOUT").ok

@@ -156,6 +156,10 @@ class Channel:
     async def _select_and_mirror(self) -> None:
         user = self.user
         conn = await user.pool.acquire()
+        # News the upstream tells while the mailbox is listed (an EXISTS of a message
+        # appended by another connection during the UID FETCH) is heard once the mirror is up.
+        early: list[wire.Response] = []
+        conn.on_untagged = early.append
         try:
             state, rows = await self._select(conn)
         except BaseException:
@@ -197,6 +201,16 @@ class Channel:
         conn.on_untagged = self._on_untagged
         conn.on_lost = self._on_lost
         self._catch_up_needed = False
+        if early:
+            self._op = Operation()  # no wake-up, no news yet: the catch-up follows at once
+            try:
+                for response in early:
+                    self._on_untagged(response)
+                await self._catch_up(conn, None)
+            finally:
+                self._op = None
+            if old is None:
+                mirror.discard_events()  # part of the initial listing
         if old is not None:
             mirror.emit(self.source, self.listeners)
         self._schedule_idle()

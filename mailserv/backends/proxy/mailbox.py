@@ -257,6 +257,8 @@ class ProxyMailbox:
         else:
             async with self.user.locks.opening(self.name):  # not while it is renamed
                 await self.user.pool.run(send)
+            if self.channel.busy:  # selected meanwhile: it may not have heard of the message
+                await self.sync(origin)
         self.forget_status()  # a STATUS that ran meanwhile may not count the message
         if result:
             return result[0]
@@ -358,7 +360,7 @@ class ProxyMailbox:
         pairs = list(zip(sources, copies, strict=False))
         known = [(copy, mirror.infos[source]) for source, copy in pairs if source in mirror.infos]
         self.user.infos.remember(destination, validity, known)
-        busy = target_box is not None and (target_box.live or target_box.listeners)
+        busy = target_box is not None and (target_box.channel.busy or target_box.listeners)
         if busy and target_box is not self:
             assert target_box is not None
             await target_box.sync(origin)
