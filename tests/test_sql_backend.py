@@ -1017,6 +1017,46 @@ def test_flagged_and_deleted_read_their_indexes_in_a_big_mailbox(backend: SqlBac
     assert resolve(box.expunge(None, None)) == uids
 
 
+def _flagged_rows(tx: Tx, box_id: int, count: int) -> None:
+    """``count`` rows in the mailbox, every third flagged, and the planner told."""
+    message_id = tx.scalar("SELECT message_id FROM mail WHERE mailbox_id = ?", (box_id,))
+    tx.many(
+        "INSERT INTO mail (mailbox_id, uid, message_id, modseq, flags, internaldate, tz,"
+        " internal_day, size, marks) VALUES (?, ?, ?, 1, ?, 1600000000, 0, 738000, 10, ?)",
+        [
+            (box_id, 1000 + n, message_id, " \\Flagged " if n % 3 else " ", int(n % 3 > 0))
+            for n in range(count)
+        ],
+    )
+    tx.execute("UPDATE messages SET refs = refs + ? WHERE id = ?", (count, message_id))
+    schema.refresh_statistics(tx)
+
+
+def test_flagged_search_of_many_flagged_reads_the_index_alone(backend: SqlBackend) -> None:
+    """The query SEARCH FLAGGED sends (the session's UID range, one string of UIDs) reads
+    the index of the flagged messages and nothing else on SQLite (schema 16), when a third
+    of a big mailbox is flagged; before, SQLite read every row by its key (2 ms at 20k)."""
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    resolve(box.append(message(0), frozenset({"\\Flagged"}), None, None))
+    resolve(backend.db.run(_flagged_rows, box.id, 6000, write=True))
+    uids = list(resolve(box.uids()))
+    clause = search.translate(_program("FLAGGED"), backend.db.dialect.find, uids)
+    assert clause is not None
+    listed = (
+        "string_agg(m.uid::text, ',')" if backend.db.dialect.is_postgres else "group_concat(m.uid)"
+    )
+    sql = (
+        f"SELECT {listed} FROM mail m WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?"
+        f" AND {clause.sql}"
+    )
+    plan = resolve(backend.db.run(_plan, sql, (box.id, uids[0], uids[-1], *clause.params), False))
+    assert "mail_flagged" in plan
+    if not backend.db.dialect.is_postgres:
+        assert "COVERING INDEX mail_flagged" in plan
+    found = resolve(box.search(_program("FLAGGED"), uids))
+    assert found == [uids[0]] + [1000 + n for n in range(6000) if n % 3]
+
+
 def test_upgrade_to_12_makes_stores_page_local(url: str, tmp_path: Path) -> None:
     """Migration 12 (PostgreSQL) drops the indexes on mail.flags and mail.modseq and leaves
     room on each page: a STORE's row updates, none page-local before, all are after.  UNSEEN,

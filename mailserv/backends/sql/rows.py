@@ -37,7 +37,8 @@ PostgreSQL, dropped the first (see ``schema._page_local_flag_updates``)."""
 MARKS = {"\\Flagged": 1, "\\Deleted": 2}
 """System flags also kept as bits of ``mail.marks`` (schema 12), each with a partial index
 over (mailbox_id, uid) of the messages that have it (:data:`MARK_INDEXES`), so FLAGGED and
-EXPUNGE read those rows alone.  ``marks`` changes only when one of these flags does: a STORE
+EXPUNGE read those rows alone (on SQLite the flagged index holds ``marks`` too, schema 16: a
+FLAGGED search reads the index alone).  ``marks`` changes only when one of these flags does: a STORE
 of \\Seen or of keywords leaves every indexed column as it was, so PostgreSQL's update stays
 on its page (HOT)."""
 MARK_INDEXES = {"\\Flagged": "mail_flagged", "\\Deleted": "mail_deleted"}

@@ -296,6 +296,23 @@ def _index_search_fields(tx: Tx) -> None:
         tx.execute("ANALYZE messages")
 
 
+def _cover_flagged(tx: Tx) -> None:
+    """Migration 16, SQLite: the index of the flagged messages holds ``marks`` too, so SEARCH
+    FLAGGED reads the index alone.  Without it SQLite's plan looked up each flagged row in
+    the table to test ``marks`` again, or (a UID range in the query) read every row of the
+    mailbox by its key: 2 ms at 20k messages.  PostgreSQL reads the partial index alone
+    already (its predicate implies the test)."""
+    from mailserv.backends.sql.rows import MARK_INDEXES, mark_test
+
+    if tx.dialect.is_postgres:
+        return
+    flagged = "\\Flagged"
+    name, test = MARK_INDEXES[flagged], mark_test(flagged, True)
+    tx.execute(f"DROP INDEX {name}")
+    tx.execute(f"CREATE INDEX {name} ON mail (mailbox_id, uid, marks) WHERE {test}")
+    tx.execute(f"ANALYZE {name}")
+
+
 HEADS_BATCH = 500
 """Messages whose heads migration 15 fills per query."""
 
@@ -471,6 +488,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         " offsets kept apart from its record (FETCH reads them without decoding it);"
         " existing messages' heads filled from their records",
         function=_keep_heads,
+    ),
+    Migration(
+        16,
+        "SQLite: the index of the flagged messages covers their marks (SEARCH FLAGGED reads"
+        " the index alone, not every row of the mailbox)",
+        function=_cover_flagged,
     ),
 )
 LATEST = MIGRATIONS[-1].version
