@@ -23,6 +23,7 @@ from mailserv.backends.sql.db import InlineDatabase, Tx
 from mailserv.backends.sql.dialect import parse_url
 from mailserv.errors import BackendOptionError, MailboxNotFound
 from mailserv.interfaces import DELETED, SEEN, StoreMode
+from mailserv.testing import resolve
 
 SYNCHRONOUS = "?options=-csynchronous_commit%3Don"
 MESSAGE = b"From: a@example.org\r\nSubject: one\r\n\r\nbody\r\n"
@@ -152,6 +153,36 @@ def test_sqlite_commits_flag_changes_without_an_fsync(
                 write=True, flags_only=True)  # fmt: skip
         (gone, _), setting = db.call(delete, box, None, "t", write=True)
         assert gone == [second] and setting == sync
+    finally:
+        db.close()
+
+
+def test_sqlite_pool_sets_the_level_back_for_other_writes(tmp_path: Path) -> None:
+    """The server's pool (threads, each with its connection; adbapi hands every call a new
+    wrapper of it): a STORE commits at NORMAL, the next APPEND on that connection at the
+    configured FULL again.  The pool once kept the setting by wrapper, so an APPEND after
+    a STORE committed at NORMAL."""
+    from mailserv.backends.sql import schema
+    from mailserv.backends.sql.db import ThreadedDatabase
+
+    db = ThreadedDatabase(parse_url(f"sqlite://{tmp_path}/mail.db", "", "full", "fast"), 1)
+    db._pool.start()  # the reactor does not run here: it would at its startup
+    try:
+        resolve(db.run(schema.prepare, write=True))
+        account = resolve(db.run(hierarchy.create_account, "alice", write=True))
+        box = int(resolve(db.run(hierarchy.open_mailbox, account, "INBOX")).id)
+        append = _sqlite_setting(messages.append)
+        store = _sqlite_setting(messages.store_flags)
+        levels = []
+        for n in range(3):
+            incoming = messages.Incoming.prepare(MESSAGE + b"%d" % n, frozenset(), None)
+            (_, uid, _), level = resolve(db.run(append, box, incoming, "t", write=True))
+            levels.append(level)
+            for mode in (StoreMode.ADD, StoreMode.REMOVE):
+                args = (box, [uid], mode, frozenset({SEEN}), None, "t")
+                _, level = resolve(db.run(store, *args, write=True, flags_only=True))
+                levels.append(level)
+        assert levels == [2, 1, 1] * 3
     finally:
         db.close()
 

@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
-from weakref import WeakKeyDictionary
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer
@@ -244,12 +243,16 @@ class ThreadedDatabase(Database):
         if reactor is not None:
             kw["cp_reactor"] = reactor
         self._writing = threading.Lock() if not dialect.is_postgres else None
-        self._synchronous: WeakKeyDictionary[Any, Synchronous] = WeakKeyDictionary()
-        """SQLite: each pool connection's setting (read and changed under ``_writing``)."""
         """SQLite: this process's write transactions one at a time.  Two writers that
         both reach ``BEGIN IMMEDIATE`` leave the loser in SQLite's busy handler, which sleeps
         1, 2, 5, 10... ms between tries: behind this lock it starts the moment the other
         commits.  (Other processes, tools, still meet the busy handler.)"""
+        self._synchronous = threading.local()
+        """SQLite: the setting of each pool thread's connection, as ``.sync`` (adbapi keeps
+        one connection per thread and hands each call a new wrapper of it, so the wrapper
+        cannot be the key).  A thread that reconnects may think its new connection lazy
+        while it is at the configured level: its next flag write is then durable, and the
+        next other write sets the level again, which it has; never the other way round."""
         self._pool = adbapi.ConnectionPool(
             dialect.driver,
             *dialect.connargs,
@@ -278,18 +281,18 @@ class ThreadedDatabase(Database):
 def _one_writer(
     conn: Any,
     lock: threading.Lock,
-    settings: WeakKeyDictionary[Any, Synchronous],
+    settings: threading.local,
     dialect: Dialect,
     fn: Callable[..., T],
     args: Sequence[Any],
     flags_only: bool,
 ) -> T:
     """A write transaction on SQLite, holding ``lock`` (in a database thread); ``settings``:
-    the pool's connections' ``synchronous`` (adbapi keeps one connection per thread)."""
+    this thread's connection's ``synchronous`` as ``settings.sync``."""
     with lock:
-        sync = settings.get(conn)
+        sync: Synchronous | None = getattr(settings, "sync", None)
         if sync is None:
-            sync = settings[conn] = Synchronous()
+            sync = settings.sync = Synchronous()
         return transact(conn, dialect, fn, args, True, flags_only, sync)
 
 
