@@ -258,7 +258,10 @@ class ProxyMailbox:
             async with self.user.locks.opening(self.name):  # not while it is renamed
                 await self.user.pool.run(send)
             if self.channel.busy:  # selected meanwhile: it may not have heard of the message
-                await self.sync(origin)
+                try:
+                    await self.sync(origin)
+                except errors.BackendError as exc:  # stored all the same: the APPEND succeeded
+                    _log.info("No news of {name} after APPEND: {why}", name=self.name, why=exc)
         self.forget_status()  # a STATUS that ran meanwhile may not count the message
         if result:
             return result[0]
