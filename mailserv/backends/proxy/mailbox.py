@@ -366,7 +366,10 @@ class ProxyMailbox:
         busy = target_box is not None and (target_box.channel.busy or target_box.listeners)
         if busy and target_box is not self:
             assert target_box is not None
-            await target_box.sync(origin)
+            try:
+                await target_box.sync(origin)
+            except errors.BackendError as exc:  # copied all the same
+                _log.info("No news of {name} after COPY: {why}", name=destination, why=exc)
         return CopyResult(validity, sorted(pairs))
 
     async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:
