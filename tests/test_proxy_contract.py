@@ -84,3 +84,42 @@ class TestProxy(BackendContract):
         yield built
         self.resolve(built.stop())
         settle()
+
+
+def test_usage_in_one_list_status(upstream: Dovecot, tmp_path: Path) -> None:
+    """Dovecot has LIST-STATUS and STATUS=SIZE: the account adds up its usage for our
+    quotas in one LIST upstream, and it equals the sum of each mailbox's STATUS, a
+    mailbox selected (its counts from the mirror) and a hollow parent among them."""
+    from zope.interface.verify import verifyObject
+
+    from mailserv.interfaces import IAccountUsage
+    from mailserv.testing import Recorder, message, resolve
+
+    shutil.rmtree(upstream.home("alice"), ignore_errors=True)
+    backend = proxy.factory.build(options(upstream), str(tmp_path), reactor)
+    resolve(backend.start())
+    try:
+        account = resolve(backend.account("alice"))
+        assert verifyObject(IAccountUsage, account)
+        for name in ("Work", "Work/Old", "Deep/Down"):
+            resolve(account.create(name))
+        selected = resolve(account.open("Work"))
+        listener = Recorder()
+        selected.add_listener(listener)
+        for n, name in enumerate(["INBOX", "Work", "Work", "Work/Old", "Deep/Down"]):
+            box = resolve(account.open(name))
+            resolve(box.append(message(n) + b"x" * (100 * n), frozenset(), None, None))
+        expected = [0, 0]
+        for info in resolve(account.list_mailboxes()):
+            if "\\Noselect" in info.attributes:
+                continue
+            status = resolve(resolve(account.open(info.name)).status())
+            expected[0] += status.size
+            expected[1] += status.messages
+        assert expected[1] == 5
+        assert resolve(account.usage()) == (expected[0], expected[1])
+        selected.remove_listener(listener)
+        resolve(account.close())
+    finally:
+        resolve(backend.stop())
+        settle()

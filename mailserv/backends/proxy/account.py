@@ -226,6 +226,13 @@ class ProxyAccount:
             raise
         return box
 
+    # -- IAccountUsage, provided when the upstream has LIST-STATUS and STATUS=SIZE ---------
+
+    async def usage(self) -> tuple[int, int]:
+        """What the account holds, for our quotas: one command upstream, however many
+        mailboxes (without it each APPEND asked a STATUS of every mailbox)."""
+        return await self.user.usage()
+
     # -- IQuotaAccount, provided when the upstream has QUOTA (ProxyBackend.account) --------
 
     async def quota_roots(self, name: str) -> list[QuotaRoot]:

@@ -19,6 +19,7 @@ from mailserv.backends.proxy.connect import Connector, LoginRefused
 from mailserv.backends.proxy.options import OPTIONS, ProxyConfig, parse_options
 from mailserv.backends.proxy.user import UserState
 from mailserv.interfaces import (
+    IAccountUsage,
     IBackend,
     IBackendFactory,
     IMailboxIdAccount,
@@ -90,6 +91,8 @@ class ProxyBackend:
             alsoProvides(account, IQuotaAccount)
         if "OBJECTID" in caps:  # RFC 8474: the upstream's MAILBOXIDs (EMAILID/THREADID: ours)
             alsoProvides(account, IMailboxIdAccount)
+        if "LIST-STATUS" in caps and "STATUS=SIZE" in caps:  # our quotas' usage in one LIST
+            alsoProvides(account, IAccountUsage)
         return account
 
     def credentials_checker(self) -> UpstreamChecker | None:

@@ -76,9 +76,10 @@ class NameLocks:
         self._held: list[_Request] = []
         self._waiting: list[_Request] = []
 
-    def opening(self, name: str) -> Hold:
-        """For a command that opens ``name`` upstream (SELECT, EXAMINE, STATUS, APPEND)."""
-        return Hold(self, _Request((name,), exclusive=False))
+    def opening(self, *names: str) -> Hold:
+        """For a command that opens ``names`` upstream (SELECT, EXAMINE, STATUS, APPEND;
+        LIST-STATUS opens every mailbox it lists)."""
+        return Hold(self, _Request(names, exclusive=False))
 
     def changing(self, *names: str) -> Hold:
         """For a RENAME or DELETE of ``names`` (and what is inside them)."""

@@ -167,6 +167,36 @@ class UserState:
         await self.pool.command(verb, b'""', wire.string(pattern), handler=handler)
         return found
 
+    async def usage(self) -> tuple[int, int]:
+        """Octets and messages of every mailbox the upstream lists: one ``LIST ... RETURN
+        (STATUS (MESSAGES SIZE))`` (RFC 5819; the upstream must have LIST-STATUS and
+        STATUS=SIZE), not a STATUS of each.  No mailbox it lists is renamed or deleted
+        meanwhile (see ``namelock``: each STATUS opens its mailbox upstream)."""
+        listed = await self.listing()
+        names = await self.pool.naming()
+        totals = [0, 0]
+
+        def handler(response: wire.Response) -> bool:
+            if response.kind == "LIST":
+                return True
+            if response.kind != "STATUS" or len(response.data) < 2:
+                return False
+            raw, values = response.data[0], response.data[-1]
+            if isinstance(raw, int):
+                raw = str(raw)
+            if isinstance(raw, (bytes, str)) and names.decode(raw) and isinstance(values, list):
+                found = wire.pairs(values)
+                for index, key in enumerate(("SIZE", "MESSAGES")):
+                    value = found.get(key)
+                    totals[index] += value if isinstance(value, int) else 0
+            return True
+
+        async with self.locks.opening(*listed):
+            await self.pool.command(
+                b"LIST", b'""', b'"*"', b"RETURN", b"(STATUS (MESSAGES SIZE))", handler=handler
+            )
+        return totals[0], totals[1]
+
     async def exists(self, name: str) -> bool:
         """Whether the upstream can open ``name`` (a STATUS it does not refuse)."""
         await self.pool.naming()
