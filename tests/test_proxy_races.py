@@ -187,3 +187,55 @@ def test_appends_racing_the_first_select_are_all_counted(proxy: ServerProcess) -
         assert told[-1:] == [b"%d" % APPENDERS], n
         close(watcher, *appenders)
     assert actor.command("LOGOUT").ok
+
+
+@pytest.fixture(scope="module")
+def two_workers(
+    upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    spec = BackendSpec("proxy", options=upstream.upstream_options())
+    server = ServerProcess(
+        tmp_path_factory.mktemp("proxy2"),
+        spec,
+        limits={"auth_failure_delay": 0.05},
+        extra_args=["--workers", "2"],
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def on_another_worker(server: ServerProcess, first: RawClient) -> RawClient:
+    """A logged-in client served by a worker other than ``first``'s."""
+    from test_service_workers import children, serving_pid, wait_for
+
+    wait_for(lambda: len(children(server.pid)) == 2, 60.0)
+    pids = children(server.pid)
+    mine = serving_pid(first, pids)
+    for _ in range(60):
+        other = login(server)
+        if serving_pid(other, pids) != mine:
+            return other
+        close(other)
+    raise AssertionError("every connection went to one worker")
+
+
+def test_rename_and_select_in_two_workers(two_workers: ServerProcess) -> None:
+    """The name locks hold across the workers: a SELECT served by one worker that races a
+    RENAME served by the other leaves no lock behind upstream (the DELETE that follows
+    answers at once)."""
+    actor = login(two_workers)
+    for n in range(ROUNDS * 2):
+        fresh, renamed = f"Cross{n}", f"CrossRenamed{n}"
+        assert actor.command(f"CREATE {fresh}").ok
+        watcher = on_another_worker(two_workers, actor)
+        race(n, watcher, f"s1 SELECT {fresh}", actor, f"r1 RENAME {fresh} {renamed}")
+        watcher.read_until_tagged("s1")
+        assert actor.read_until_tagged("r1").ok
+        try:
+            response = actor.command(f"DELETE {renamed}")
+        except TimeoutError:
+            pytest.fail(f"round {n}: DELETE {renamed} had no answer in {ANSWER_WITHIN} s")
+        assert response.ok, (n, response.line)
+        close(watcher)
+    assert actor.command("LOGOUT").ok

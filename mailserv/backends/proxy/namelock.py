@@ -13,11 +13,13 @@ them, alone.  Conflicting requests are served in arrival order (an opener that c
 a waiting RENAME waits behind it), so a stream of SELECTs cannot starve a RENAME.  Take a
 hold before acquiring an upstream connection or a channel's lock, never while holding one:
 then the holds cannot wait on each other in a circle.  A wait is bounded by the upstream
-timeout all the same (BackendUnavailable afterwards).
+timeout all the same (BackendUnavailable afterwards).  Under ``--workers`` each hold also
+takes the user's lock files, which the other processes' holds take too (``userlock``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
@@ -25,15 +27,22 @@ from twisted.internet.interfaces import IReactorTime
 
 from mailserv import errors
 from mailserv.backends.kit.names import is_inside
+from mailserv.backends.proxy.userlock import UserFiles
 
 
 class _Request:
-    __slots__ = ("exclusive", "names", "waiter")
+    __slots__ = ("exclusive", "names", "undo", "waiter")
 
     def __init__(self, names: tuple[str, ...], exclusive: bool) -> None:
         self.names = names
         self.exclusive = exclusive
         self.waiter: Deferred[None] | None = None
+        self.undo: Callable[[], None] | None = None
+        """Releases the hold on the lock files the other processes see (``userlock``)."""
+
+    @property
+    def what(self) -> str:
+        return self.names[0] if self.names else "list"
 
     def conflicts(self, other: _Request) -> bool:
         """An exclusive request covers the names inside its own; shared ones never clash."""
@@ -70,9 +79,12 @@ class Hold:
 class NameLocks:
     """The holds on one upstream account's mailbox names."""
 
-    def __init__(self, clock: IReactorTime, timeout: float) -> None:
+    def __init__(self, clock: IReactorTime, timeout: float, files: UserFiles | None = None) -> None:
         self.clock = clock
         self.timeout = timeout
+        self.files = files
+        """The user's lock files, which every worker process's holds also take (None: this
+        process is alone with the user, or the files are switched off)."""
         self._held: list[_Request] = []
         self._waiting: list[_Request] = []
 
@@ -93,6 +105,17 @@ class NameLocks:
         return not any(request.conflicts(other) for other in (*self._held, *ahead))
 
     async def acquire(self, request: _Request) -> None:
+        await self._here(request)
+        if self.files is None:
+            return
+        try:
+            request.undo = await self.files.hold(request.exclusive, request.what)
+        except BaseException:
+            self.release(request)
+            raise
+
+    async def _here(self, request: _Request) -> None:
+        """The hold among this process's requests."""
         if self._free(request, self._waiting):
             self._held.append(request)
             return
@@ -107,10 +130,13 @@ class NameLocks:
                 self._waiting.remove(request)
                 self._grant()
             raise errors.BackendUnavailable(
-                f"the mailbox {request.names[0]} stayed busy upstream (renamed or deleted)"
+                f"the mailbox {request.what} stayed busy upstream (renamed or deleted)"
             ) from None
 
     def release(self, request: _Request) -> None:
+        undo, request.undo = request.undo, None
+        if undo is not None:
+            undo()
         if request in self._held:
             self._held.remove(request)
             self._grant()

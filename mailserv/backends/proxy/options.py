@@ -44,6 +44,11 @@ CACHE_DIR = Path(
     "Where parsed messages are kept between sessions, or 'none' [default: DATA_DIR/proxy-cache].",
     "proxy-cache",
 )
+LOCK_DIR = Path(
+    "Where the worker processes' locks on the users' mailbox names are kept, or 'none'"
+    " [default: DATA_DIR/proxy-locks].",
+    "proxy-locks",
+)
 
 SCHEMA = OptionSchema(
     "proxy",
@@ -59,6 +64,7 @@ SCHEMA = OptionSchema(
         "cache_mb": CACHE_MB,
         "poll": POLL,
         "cache_dir": CACHE_DIR,
+        "lock_dir": LOCK_DIR,
     },
 )
 OPTIONS = SCHEMA.help
@@ -77,6 +83,7 @@ class ProxyConfig:
     cache_bytes: int = 64 << 20
     poll: float = 0.5
     cache_dir: str | None = None
+    lock_dir: str | None = None
 
 
 def parse_options(options: Mapping[str, str], data_dir: str = "") -> ProxyConfig:
@@ -103,6 +110,7 @@ def parse_options(options: Mapping[str, str], data_dir: str = "") -> ProxyConfig
         cache_bytes=int(values[CACHE_MB] * (1 << 20)),
         poll=values[POLL],
         cache_dir=values[CACHE_DIR],
+        lock_dir=values[LOCK_DIR],
     )
 
 

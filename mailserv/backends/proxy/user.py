@@ -26,6 +26,7 @@ from mailserv.backends.proxy.namelock import NameLocks
 from mailserv.backends.proxy.pool import ConnectionPool
 from mailserv.backends.proxy.registry import MailboxRegistry
 from mailserv.backends.proxy.rows import object_id
+from mailserv.backends.proxy.userlock import UserFiles
 from mailserv.interfaces import MailboxStatus
 
 if TYPE_CHECKING:
@@ -43,7 +44,9 @@ class UserState:
         self.clock: IReactorTime = backend.reactor
         self.registry = MailboxRegistry()
         self.pool = ConnectionPool(backend, login_name, secret, self.registry.evict)
-        self.locks = NameLocks(self.clock, backend.config.upstream.timeout)
+        timeout, lock_dir = backend.config.upstream.timeout, backend.config.lock_dir
+        files = None if lock_dir is None else UserFiles(lock_dir, username, self.clock, timeout)
+        self.locks = NameLocks(self.clock, timeout, files)
         """No upstream connection opens a mailbox while another renames or deletes it."""
         self.infos = InfoCache(username, backend.infos)
         self.sessions = 0
@@ -85,6 +88,8 @@ class UserState:
             self._linger.cancel()
         await self.registry.shutdown()
         await self.pool.close()
+        if self.locks.files is not None:
+            self.locks.files.close()
 
     # -- mailbox-level questions ----------------------------------------------------------
 
