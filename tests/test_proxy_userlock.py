@@ -75,3 +75,15 @@ def test_other_users_and_a_wait_that_ends(tmp_path: Path) -> None:
     assert stuck.failure is not None and "another process" in str(stuck.failure)
     rename.done()
     assert Holder(two.changing("Other")).entered  # the failed wait left nothing held
+
+
+def test_lock_files_that_cannot_be_made(tmp_path: Path) -> None:
+    """A lock directory that cannot be created: the command fails with the reason, and the
+    local hold is given back."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    clock = Clock()
+    locks = NameLocks(clock, TIMEOUT, UserFiles(str(blocker / "locks"), "alice", clock, TIMEOUT))
+    failed = Holder(locks.opening("Box"))
+    assert failed.failure is not None and "lock files" in str(failed.failure)
+    assert not locks.busy

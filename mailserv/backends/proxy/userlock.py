@@ -63,7 +63,10 @@ class UserFiles:
 
     async def hold(self, exclusive: bool, what: str) -> Callable[[], None]:
         """Wait for the hold (``what``: the names, for the error); its release."""
-        return await (self._alone(what) if exclusive else self._share(what))
+        try:
+            return await (self._alone(what) if exclusive else self._share(what))
+        except OSError as exc:  # the directory cannot be written, no descriptor left...
+            raise errors.BackendUnavailable(f"the lock files in {self._directory}: {exc}") from exc
 
     async def _share(self, what: str) -> Callable[[], None]:
         if self._gate is None:
@@ -81,6 +84,8 @@ class UserFiles:
             waited = await self._pause(waited, what)
 
     def _unshare(self) -> None:
+        if self._sharers == 0:
+            return  # closed meanwhile
         self._sharers -= 1
         if self._sharers == 0 and self._names is not None:
             fcntl.flock(self._names, fcntl.LOCK_UN)
