@@ -239,3 +239,24 @@ def test_rename_and_select_in_two_workers(two_workers: ServerProcess) -> None:
         assert response.ok, (n, response.line)
         close(watcher)
     assert actor.command("LOGOUT").ok
+
+
+def test_select_and_status_in_one_worker_count_what_the_other_stored(
+    two_workers: ServerProcess,
+) -> None:
+    """A mailbox one worker has live (a session of it has it selected): a SELECT or STATUS
+    there asks the upstream for news first, so a message the other worker has just stored
+    is counted at once, not when the upstream's IDLE tells of it."""
+    actor = login(two_workers)
+    watcher = on_another_worker(two_workers, actor)
+    reader = on_another_worker(two_workers, actor)  # the watcher's worker (two in all)
+    box = "Coherent"
+    assert actor.command(f"CREATE {box}").ok
+    assert watcher.command(f"SELECT {box}").ok
+    body = b"From: a@example.org\r\nSubject: seen\r\n\r\nhello\r\n"
+    for n in range(1, ROUNDS * 2 + 1):
+        assert actor.command_with_literal(f"APPEND {box} ", body).ok
+        counted = reader.command(f"STATUS {box} (MESSAGES)").data("STATUS")
+        assert counted == [f"{box} (MESSAGES {n})".encode()], n
+        assert reader.command(f"EXAMINE {box}").data("EXISTS") == [b"%d" % n], n
+    close(actor, watcher, reader)

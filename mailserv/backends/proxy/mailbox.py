@@ -123,6 +123,14 @@ class ProxyMailbox:
             self._mailboxid = status.mailboxid or self._mailboxid
 
     async def status(self) -> MailboxStatus:
+        """A live mailbox asks its channel for news first (NOOP), then answers from the
+        mirror: what another worker process, another client of the upstream or its delivery
+        changed may not have come by IDLE yet (SELECT and STATUS read this)."""
+        if self.live:
+            try:
+                await self.sync(None)
+            except errors.BackendError as exc:  # the mirror as it stands
+                _log.info("No news of {name}: {why}", name=self.name, why=exc)
         if self.live:
             assert self.mirror is not None
             return self._with_id(self.mirror.status())
