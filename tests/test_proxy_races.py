@@ -7,7 +7,10 @@ removes the old path), and the lock, naming a live process, blocks every later o
 the DELETE of the new name until that process exits (or two minutes pass).  The proxy keeps
 its upstream connections open, so a DELETE after such a race hung until its timeout.  The
 proxy now lets no SELECT/EXAMINE/STATUS of a name run upstream while a RENAME or DELETE of
-it (or of a parent) does.
+it (or of a parent) does, in one process and across ``--workers``.
+
+Also here: APPENDs racing a mailbox's first SELECT upstream, and what one worker stored
+counted at once by a SELECT or STATUS in the other.
 """
 
 from __future__ import annotations
@@ -44,18 +47,24 @@ def upstream() -> Iterator[Dovecot]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def proxy(upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def proxy_of(
+    upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory, workers: int
+) -> Iterator[ServerProcess]:
     spec = BackendSpec("proxy", options=upstream.upstream_options())
     server = ServerProcess(
-        tmp_path_factory.mktemp("proxy"),
+        tmp_path_factory.mktemp(f"proxy{workers}"),
         spec,
         limits={"auth_failure_delay": 0.05},
-        extra_args=["--workers", "1"],
+        extra_args=["--workers", str(workers)],
     )
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    yield from proxy_of(upstream, tmp_path_factory, 1)
 
 
 def login(server: ServerProcess) -> RawClient:
@@ -193,16 +202,7 @@ def test_appends_racing_the_first_select_are_all_counted(proxy: ServerProcess) -
 def two_workers(
     upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    spec = BackendSpec("proxy", options=upstream.upstream_options())
-    server = ServerProcess(
-        tmp_path_factory.mktemp("proxy2"),
-        spec,
-        limits={"auth_failure_delay": 0.05},
-        extra_args=["--workers", "2"],
-    )
-    server.start()
-    yield server
-    server.stop()
+    yield from proxy_of(upstream, tmp_path_factory, 2)
 
 
 def on_another_worker(server: ServerProcess, first: RawClient) -> RawClient:
