@@ -514,6 +514,21 @@ class IFirstUnseen(Interface):
         """The lowest UID without \\Seen, or None when every message has it."""
 
 
+class IRefreshMailbox(Interface):
+    """Optional, next to ``IMailbox``: a mailbox that hears of some changes made elsewhere
+    only a while after they are made (an upstream server's IDLE, another process's mirror
+    of the same mailbox), and can ask for them now.
+
+    The engine calls ``refresh()`` at NOOP and CHECK of the selected mailbox, the commands
+    a client sends to be told what changed: what it brings reaches the listeners as events
+    before the command's answer.  A mailbox whose listeners hear of every change as it is
+    made (memory, maildir, SQL) needs none.
+    """
+
+    def refresh() -> Awaitable[None]:  # type: ignore[empty-body]
+        """Take in the changes made elsewhere until now; a failure is logged, not raised."""
+
+
 class ISearchableMailbox(IMailbox):
     """Optional: a mailbox that evaluates SEARCH itself (an index, SQL, an upstream server).
 

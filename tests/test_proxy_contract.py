@@ -92,7 +92,7 @@ def test_usage_in_one_list_status(upstream: Dovecot, tmp_path: Path) -> None:
     mailbox selected (its counts from the mirror) and a hollow parent among them."""
     from zope.interface.verify import verifyObject
 
-    from mailserv.interfaces import IAccountUsage
+    from mailserv.interfaces import IAccountUsage, IRefreshMailbox
     from mailserv.testing import Recorder, message, resolve
 
     shutil.rmtree(upstream.home("alice"), ignore_errors=True)
@@ -104,6 +104,7 @@ def test_usage_in_one_list_status(upstream: Dovecot, tmp_path: Path) -> None:
         for name in ("Work", "Work/Old", "Deep/Down"):
             resolve(account.create(name))
         selected = resolve(account.open("Work"))
+        assert verifyObject(IRefreshMailbox, selected)  # NOOP and CHECK ask upstream
         listener = Recorder()
         selected.add_listener(listener)
         for n, name in enumerate(["INBOX", "Work", "Work", "Work/Old", "Deep/Down"]):

@@ -260,3 +260,24 @@ def test_select_and_status_in_one_worker_count_what_the_other_stored(
         assert counted == [f"{box} (MESSAGES {n})".encode()], n
         assert reader.command(f"EXAMINE {box}").data("EXISTS") == [b"%d" % n], n
     close(actor, watcher, reader)
+
+
+def test_noop_in_one_worker_tells_what_the_other_changed(two_workers: ServerProcess) -> None:
+    """NOOP and CHECK (``IRefreshMailbox``) ask the upstream for news: a message the other
+    worker stored and a flag it set are told by the selected session's next NOOP or CHECK,
+    not when the upstream's IDLE reaches this worker."""
+    actor = login(two_workers)
+    watcher = on_another_worker(two_workers, actor)
+    box = "Told"
+    assert actor.command(f"CREATE {box}").ok
+    assert watcher.command(f"SELECT {box}").ok
+    assert actor.command(f"SELECT {box}").ok
+    body = b"From: a@example.org\r\nSubject: told\r\n\r\nhello\r\n"
+    for n in range(1, ROUNDS + 1):
+        assert actor.command_with_literal(f"APPEND {box} ", body).ok
+        verb = "NOOP" if n % 2 else "CHECK"
+        assert watcher.command(verb).data("EXISTS") == [b"%d" % n], (n, verb)
+        assert actor.command(f"STORE {n} +FLAGS (\\Flagged)").ok
+        told = watcher.command(verb).data("FETCH")
+        assert len(told) == 1 and b"\\Flagged" in told[0], (n, verb, told)
+    close(actor, watcher)

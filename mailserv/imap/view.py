@@ -54,6 +54,7 @@ from mailserv.interfaces import (
     FlagChangeColumns,
     IMailbox,
     IMailboxListener,
+    IRefreshMailbox,
     ISharedMailbox,
 )
 from mailserv.slicing import TimeSlices
@@ -288,6 +289,13 @@ class SelectedView:
         self._told_top = max(self._told_top, base_modseq)
         self._floor = max(uidnext - 1, 0)
         self._claimed(recent)
+
+    async def refresh(self) -> None:
+        """NOOP and CHECK: a mailbox that hears of changes made elsewhere late asks now
+        (``IRefreshMailbox``); the events come to this view before the command's answer."""
+        late = IRefreshMailbox(self.mailbox, None)
+        if late is not None:
+            await late.refresh()
 
     def close(self) -> None:
         """No more events; whatever is pending or being computed is never written."""

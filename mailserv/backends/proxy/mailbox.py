@@ -40,6 +40,7 @@ from mailserv.interfaces import (
     CopyResult,
     FlagChange,
     IMailboxListener,
+    IRefreshMailbox,
     ISearchableMailbox,
     MailboxStatus,
     MessageMeta,
@@ -77,7 +78,7 @@ _RECENT = RECENT.lower()
 _MODES = {StoreMode.ADD: b"+FLAGS", StoreMode.REMOVE: b"-FLAGS", StoreMode.REPLACE: b"FLAGS"}
 
 
-@implementer(ISearchableMailbox)
+@implementer(ISearchableMailbox, IRefreshMailbox)
 class ProxyMailbox:
     """Shared by every session of the user that opens ``name``."""
 
@@ -123,14 +124,10 @@ class ProxyMailbox:
             self._mailboxid = status.mailboxid or self._mailboxid
 
     async def status(self) -> MailboxStatus:
-        """A live mailbox asks its channel for news first (NOOP), then answers from the
-        mirror: what another worker process, another client of the upstream or its delivery
-        changed may not have come by IDLE yet (SELECT and STATUS read this)."""
-        if self.live:
-            try:
-                await self.sync(None)
-            except errors.BackendError as exc:  # the mirror as it stands
-                _log.info("No news of {name}: {why}", name=self.name, why=exc)
+        """A live mailbox asks its channel for news first (:meth:`refresh`), then answers
+        from the mirror: what another worker process, another client of the upstream or its
+        delivery changed may not have come by IDLE yet (SELECT and STATUS read this)."""
+        await self.refresh()
         if self.live:
             assert self.mirror is not None
             return self._with_id(self.mirror.status())
@@ -399,6 +396,16 @@ class ProxyMailbox:
             return list(op.gone)
 
         return sorted(await self.channel.run(send, op))
+
+    async def refresh(self) -> None:
+        """``IRefreshMailbox`` (NOOP, CHECK): news from upstream now, not when its IDLE
+        tells (another worker's changes, another client's, deliveries)."""
+        if not self.live:
+            return
+        try:
+            await self.sync(None)
+        except errors.BackendError as exc:  # the mirror as it stands
+            _log.info("No news of {name}: {why}", name=self.name, why=exc)
 
     async def sync(self, origin: object) -> None:
         """Take in what the upstream has to say now (after a COPY into this mailbox)."""

@@ -151,6 +151,8 @@ async def close(session: Session, command: Command) -> Reply:
 async def check(session: Session, command: Command) -> Reply:
     if command.args:
         raise Bad("CHECK takes no arguments")
+    if session.selected is not None:
+        await session.selected.refresh()
     return Reply()
 
 

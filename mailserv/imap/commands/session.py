@@ -26,6 +26,8 @@ async def capability(session: Session, command: Command) -> Reply:
 
 async def noop(session: Session, command: Command) -> Reply:
     _no_args(command)
+    if session.selected is not None:
+        await session.selected.refresh()
     return Reply()
 
 
