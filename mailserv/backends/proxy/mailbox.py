@@ -126,11 +126,20 @@ class ProxyMailbox:
     async def status(self) -> MailboxStatus:
         """A live mailbox asks its channel for news first (:meth:`refresh`), then answers
         from the mirror: what another worker process, another client of the upstream or its
-        delivery changed may not have come by IDLE yet (SELECT and STATUS read this)."""
+        delivery changed may not have come by IDLE yet (SELECT and STATUS read this).
+
+        Its UIDNEXT is also the upstream's, asked before the news: a message stored and
+        expunged elsewhere before the mirror heard of it left no trace in the mirror, yet a
+        client may have seen its UID (through another worker).  Asked first, it is no
+        promise about a message the news leaves out."""
+        upstream = await self.user.status_of(self.name) if self.live else None
         await self.refresh()
         if self.live:
             assert self.mirror is not None
-            return self._with_id(self.mirror.status())
+            counts = self.mirror.status()
+            if upstream is not None and upstream.uidnext > counts.uidnext:
+                counts = replace(counts, uidnext=upstream.uidnext)
+            return self._with_id(counts)
         fresh, self._fresh_status = self._fresh_status, None
         if fresh is not None and "STATUS=SIZE" in self.user.pool.capabilities:
             status, when = fresh
