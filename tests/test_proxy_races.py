@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from dovecot import Dovecot, available
+from test_service_workers import children, serving_pid, wait_for
 
 from bench.harness import BackendSpec, RawClient, ServerProcess, quote
 
@@ -212,8 +213,6 @@ def two_workers(
 
 def on_another_worker(server: ServerProcess, first: RawClient) -> RawClient:
     """A logged-in client served by a worker other than ``first``'s."""
-    from test_service_workers import children, serving_pid, wait_for
-
     wait_for(lambda: len(children(server.pid)) == 2, 60.0)
     pids = children(server.pid)
     mine = serving_pid(first, pids)

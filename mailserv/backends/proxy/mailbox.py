@@ -272,10 +272,7 @@ class ProxyMailbox:
             async with self.user.locks.opening(self.name):  # not while it is renamed
                 await self.user.pool.run(send)
             if self.channel.busy:  # selected meanwhile: it may not have heard of the message
-                try:
-                    await self.sync(origin)
-                except errors.BackendError as exc:  # stored all the same: the APPEND succeeded
-                    _log.info("No news of {name} after APPEND: {why}", name=self.name, why=exc)
+                await self.sync(origin)
         self.forget_status()  # a STATUS that ran meanwhile may not count the message
         if result:
             return result[0]
@@ -380,10 +377,7 @@ class ProxyMailbox:
         busy = target_box is not None and (target_box.channel.busy or target_box.listeners)
         if busy and target_box is not self:
             assert target_box is not None
-            try:
-                await target_box.sync(origin)
-            except errors.BackendError as exc:  # copied all the same
-                _log.info("No news of {name} after COPY: {why}", name=destination, why=exc)
+            await target_box.sync(origin)
         return CopyResult(validity, sorted(pairs))
 
     async def expunge(self, uids: Sequence[int] | None, origin: object) -> list[int]:
@@ -409,20 +403,21 @@ class ProxyMailbox:
     async def refresh(self) -> None:
         """``IRefreshMailbox`` (NOOP, CHECK): news from upstream now, not when its IDLE
         tells (another worker's changes, another client's, deliveries)."""
-        if not self.live:
-            return
-        try:
+        if self.live:
             await self.sync(None)
-        except errors.BackendError as exc:  # the mirror as it stands
-            _log.info("No news of {name}: {why}", name=self.name, why=exc)
 
     async def sync(self, origin: object) -> None:
-        """Take in what the upstream has to say now (after a COPY into this mailbox)."""
+        """Take in what the upstream has to say now (after an APPEND or COPY into this
+        mailbox, at NOOP).  A failure (the mailbox deleted meanwhile, the upstream gone) is
+        logged: the command that asked has done its work, and the mirror stays as it is."""
 
         async def noop(conn: UpstreamProtocol) -> None:
             await conn.command(b"NOOP")
 
-        await self.channel.run(noop, Operation(origin))
+        try:
+            await self.channel.run(noop, Operation(origin))
+        except errors.BackendError as exc:
+            _log.info("No news of {name}: {why}", name=self.name, why=exc)
 
     def add_listener(self, listener: IMailboxListener) -> None:
         """A listener wants news: the mailbox goes live (selected upstream) if it is not."""
