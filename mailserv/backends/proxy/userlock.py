@@ -69,10 +69,14 @@ class UserFiles:
             raise errors.BackendUnavailable(f"the lock files in {self._directory}: {exc}") from exc
 
     async def _share(self, what: str) -> Callable[[], None]:
-        if self._gate is None:
-            self._gate = self._open(self._gate_path)
-            self._names = self._open(self._names_path)
-        assert self._names is not None
+        if self._gate is None or self._names is None:
+            gate = self._open(self._gate_path)
+            try:
+                names = self._open(self._names_path)
+            except OSError:
+                os.close(gate)
+                raise
+            self._gate, self._names = gate, names
         gate, names = self._gate, self._names
         waited = 0.0
         while True:
