@@ -204,6 +204,35 @@ def test_appends_racing_the_first_select_are_all_counted(proxy: ServerProcess) -
     assert actor.command("LOGOUT").ok
 
 
+LISTED_ROUNDS = 80
+
+
+def test_a_message_expunged_while_it_is_listed_is_not_kept(
+    proxy: ServerProcess, upstream: Dovecot
+) -> None:
+    """Messages appended and expunged at once by another client of the upstream, while a
+    session has the mailbox selected here: the proxy lists each new message when the
+    upstream's IDLE tells of it, and the upstream may list one that was expunged meanwhile,
+    telling the expunge at the end of that same answer.  None of them stays behind."""
+    watcher = login(proxy)
+    direct = RawClient.connect(upstream.imap_port, timeout=ANSWER_WITHIN)
+    assert direct.command(f"LOGIN racer {quote(PASSWORD)}").ok
+    box = "Listed"
+    assert direct.command(f"CREATE {box}").ok
+    assert watcher.command(f"SELECT {box}").ok
+    assert direct.command(f"SELECT {box}").ok
+    body = b"From: a@example.org\r\nSubject: gone\r\n\r\nhello\r\n"
+    for n in range(LISTED_ROUNDS):
+        assert direct.command_with_literal(f"APPEND {box} (\\Deleted) ", body).ok
+        time.sleep((n % 40) * 0.0005)  # the expunge lands before, during or after the listing
+        assert direct.command("EXPUNGE").ok
+    assert watcher.command("NOOP").ok
+    assert watcher.command("SEARCH ALL").data("SEARCH") == [b""]
+    fresh = login(proxy)
+    assert fresh.command(f"EXAMINE {box}").data("EXISTS") == [b"0"]
+    close(watcher, direct, fresh)
+
+
 @pytest.fixture(scope="module")
 def two_workers(
     upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory

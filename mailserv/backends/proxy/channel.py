@@ -29,7 +29,14 @@ from mailserv.backends.kit import ListenerSet
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.backends.proxy.mirror import Mirror
-from mailserv.backends.proxy.rows import Row, adopt_upstream_ids, fetch_items, rows_after, select
+from mailserv.backends.proxy.rows import (
+    Row,
+    adopt_upstream_ids,
+    each_row_after,
+    fetch_items,
+    rows_after,
+    select,
+)
 from mailserv.interfaces import RECENT, FlagChange, IMailbox
 
 if TYPE_CHECKING:
@@ -257,14 +264,18 @@ class Channel:
             self._schedule_idle()
 
     async def _catch_up(self, conn: UpstreamProtocol, origin: object) -> None:
-        """List the messages an EXISTS announced."""
+        """List the messages an EXISTS announced.  Each joins the mirror as its line
+        arrives: the upstream may list a message that another connection has just expunged
+        and tell the expunge at the end of the same answer, which must find it there."""
+
+        def listed(row: Row) -> None:
+            if self.mirror is not None:
+                uid, flags, date, size, modseq = row
+                self.mirror.add(uid, flags, date, size, modseq, origin)
+
         while self._catch_up_needed and self.mirror is not None:
             self._catch_up_needed = False
-            mirror = self.mirror
-            for uid, flags, date, size, modseq in await rows_after(
-                conn, mirror.last, mirror.condstore
-            ):
-                mirror.add(uid, flags, date, size, modseq, origin)
+            await each_row_after(conn, self.mirror.last, self.mirror.condstore, listed)
 
     def _on_untagged(self, response: wire.Response) -> None:
         mirror = self.mirror

@@ -7,7 +7,7 @@ FETCH response into its items by name; :func:`upstream_ids` its EMAILID and THRE
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import datetime
 
@@ -102,6 +102,17 @@ async def select(conn: UpstreamProtocol, mailbox: wire.Arg) -> dict[str, int]:
 async def rows_after(conn: UpstreamProtocol, after: int, modseq: bool) -> list[Row]:
     """The rows of the selected mailbox's messages above UID ``after``, ascending."""
     rows: list[Row] = []
+    await each_row_after(conn, after, modseq, rows.append)
+    rows.sort()
+    return rows
+
+
+async def each_row_after(
+    conn: UpstreamProtocol, after: int, modseq: bool, each: Callable[[Row], object]
+) -> None:
+    """Call ``each`` with the row of every message above UID ``after``, as its line
+    arrives: in the wire's order, so an EXPUNGE or VANISHED told after it in the same
+    answer (a message expunged elsewhere while listed) finds it already there."""
 
     def collect(response: wire.Response) -> bool:
         found = fetch_items(response)
@@ -115,10 +126,8 @@ async def rows_after(conn: UpstreamProtocol, after: int, modseq: bool) -> list[R
         if date is None:
             return False
         flags = wire.flag_set(found.get("FLAGS"))
-        rows.append((uid, flags, date, size, wire.modseq_of(found.get("MODSEQ"))))
+        each((uid, flags, date, size, wire.modseq_of(found.get("MODSEQ"))))
         return True
 
     items = _ROW_ITEMS_MODSEQ if modseq else _ROW_ITEMS
     await conn.command(b"UID FETCH", b"%d:*" % (after + 1), items, handler=collect)
-    rows.sort()
-    return rows
