@@ -233,6 +233,36 @@ def test_a_message_expunged_while_it_is_listed_is_not_kept(
     close(watcher, direct, fresh)
 
 
+def test_a_move_tells_what_another_client_expunged_meanwhile(
+    proxy: ServerProcess, upstream: Dovecot
+) -> None:
+    """Another client of the upstream expunges a message; before the upstream's IDLE tells
+    the proxy, a session here moves another one.  The upstream tells both removals in the
+    MOVE's answer: the moved message is the session's own (its MOVE tells it), the other
+    is news the session is told like any other session, at its next NOOP."""
+    direct = RawClient.connect(upstream.imap_port, timeout=ANSWER_WITHIN)
+    assert direct.command(f"LOGIN racer {quote(PASSWORD)}").ok
+    mover = login(proxy)
+    body = b"From: a@example.org\r\nSubject: moved\r\n\r\nhello\r\n"
+    assert direct.command("CREATE MovedTo").ok
+    for n in range(ROUNDS // 2):
+        box = f"MovedFrom{n}"
+        assert direct.command(f"CREATE {box}").ok
+        for _ in range(3):
+            assert direct.command_with_literal(f"APPEND {box} ", body).ok
+        assert mover.command(f"SELECT {box}").data("EXISTS") == [b"3"]
+        assert direct.command(f"SELECT {box}").ok
+        assert direct.command("UID STORE 2 +FLAGS.SILENT (\\Deleted)").ok
+        assert direct.command("UID EXPUNGE 2").ok
+        moved = mover.command("UID MOVE 1 MovedTo")
+        assert moved.ok
+        told = moved.numbers("EXPUNGE") + mover.command("NOOP").numbers("EXPUNGE")
+        assert len(told) == 2, (n, told)
+        assert mover.command("FETCH 1 (UID)").data("FETCH") == [b"1 (UID 3)"], n
+        assert direct.command("CLOSE").ok
+    close(direct, mover)
+
+
 @pytest.fixture(scope="module")
 def two_workers(
     upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory

@@ -57,8 +57,9 @@ _RECONNECT_DELAYS = (0.0, 0.5, 2.0)
 @dataclass
 class Operation:
     """One :meth:`Channel.run`: whose changes these are (``origin``), which messages it
-    changes flags of (``scope``), whether its removals are its own (``expunge``), and what
-    it brought: the removed UIDs (``gone``) and its flag ``changes``."""
+    changes the flags of or expunges (``scope``; None: every message an expunge removes),
+    whether its removals are its own (``expunge``), and what it brought: its own removed
+    UIDs (``gone``) and its flag ``changes``."""
 
     origin: object = None
     scope: frozenset[int] | None = None
@@ -329,10 +330,19 @@ class Channel:
             op.changes.append(change)
 
     def _removed(self, mirror: Mirror, uids: Sequence[int]) -> None:
+        """An expunge's removals are its own (its session tells them with its answer) when
+        in its ``scope``, or all of them without one (EXPUNGE); the upstream may tell in the
+        same answer messages another connection expunged, which are news for every session."""
         op = self._op
-        gone = mirror.remove(uids, op.origin if op is not None and op.expunge else None)
-        if op is not None:
+        if op is None or not op.expunge:
+            gone = mirror.remove(uids, None)
+        else:
+            scope = op.scope
+            ours = uids if scope is None else [uid for uid in uids if uid in scope]
+            theirs = [] if scope is None else [uid for uid in uids if uid not in scope]
+            gone = mirror.remove(ours, op.origin)
             op.gone.extend(gone)
+            gone += mirror.remove(theirs, None)
         self.on_removed(gone)
 
     # -- IDLE -----------------------------------------------------------------------------

@@ -363,7 +363,8 @@ class ProxyMailbox:
                 await conn.command(b"UID EXPUNGE", wire.uid_set(targets))
 
         async with self.user.locks.opening(destination):  # not while it is renamed
-            await self.channel.run(send, Operation(origin, expunge=move))
+            moved = frozenset(targets) if move else None  # what it expunges is its own
+            await self.channel.run(send, Operation(origin, moved, expunge=move))
         target_box = self.user.registry.mailboxes.get(destination)
         if target_box is not None:
             target_box.forget_status()  # opened meanwhile, its STATUS may not count these
@@ -389,7 +390,7 @@ class ProxyMailbox:
             if "UIDPLUS" not in self.user.pool.capabilities:
                 raise errors.BackendError("The upstream server cannot expunge single messages")
 
-        op = Operation(origin, expunge=True)
+        op = Operation(origin, None if uids is None else frozenset(targets), expunge=True)
 
         async def send(conn: UpstreamProtocol) -> list[int]:
             if uids is None:
