@@ -263,6 +263,36 @@ def test_a_move_tells_what_another_client_expunged_meanwhile(
     close(direct, mover)
 
 
+def test_a_move_of_a_message_expunged_elsewhere_tells_it_gone(
+    proxy: ServerProcess, upstream: Dovecot
+) -> None:
+    """A session moves a message that another client of the upstream has just expunged:
+    the upstream refuses the MOVE (Dovecot: "Some of the requested messages no longer
+    exist") and tells the expunge.  The MOVE answers OK, moving nothing, as a UID command
+    of vanished messages does; the expunge is still told to the session."""
+    direct = RawClient.connect(upstream.imap_port, timeout=ANSWER_WITHIN)
+    assert direct.command(f"LOGIN racer {quote(PASSWORD)}").ok
+    mover = login(proxy)
+    body = b"From: a@example.org\r\nSubject: moved\r\n\r\nhello\r\n"
+    assert direct.command("CREATE GoneTo").ok
+    for n in range(ROUNDS // 2):
+        box = f"GoneFrom{n}"
+        assert direct.command(f"CREATE {box}").ok
+        for _ in range(2):
+            assert direct.command_with_literal(f"APPEND {box} ", body).ok
+        assert mover.command(f"SELECT {box}").data("EXISTS") == [b"2"]
+        assert direct.command(f"SELECT {box}").ok
+        assert direct.command("UID STORE 1 +FLAGS.SILENT (\\Deleted)").ok
+        assert direct.command("UID EXPUNGE 1").ok
+        moved = mover.command("UID MOVE 1 GoneTo")
+        assert moved.ok
+        told = moved.numbers("EXPUNGE") + mover.command("NOOP").numbers("EXPUNGE")
+        assert told == [1], (n, told)
+        assert mover.command("FETCH 1 (UID)").data("FETCH") == [b"1 (UID 2)"], n
+        assert direct.command("CLOSE").ok
+    close(direct, mover)
+
+
 @pytest.fixture(scope="module")
 def two_workers(
     upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory

@@ -339,32 +339,50 @@ class ProxyMailbox:
             return CopyResult(status.uidvalidity, [])
         native_move = move and "MOVE" in self.user.pool.capabilities
         copied: list[tuple[int, list[int], list[int]]] = []
+        # A MOVE's own removals are the messages the upstream says it moved (its COPYUID
+        # comes before them): the engine tells those.  Any other removal told meanwhile (a
+        # message another client expunged, or one of the set it did not find) is news.
+        op = Operation(origin, frozenset() if move else None, expunge=move)
+
+        def note(response: wire.Response) -> None:
+            _note_copyuid(response, copied)
+            if move and copied:
+                op.scope = frozenset(copied[0][1])
 
         def copyuid(response: wire.Response) -> bool:
             if response.kind == "OK" and response.code == "COPYUID":
-                _note_copyuid(response, copied)
+                note(response)
                 return True
             return False
 
         async def send(conn: UpstreamProtocol) -> None:
             verb = b"UID MOVE" if native_move else b"UID COPY"
-            try:
-                response = await conn.command(
-                    verb, wire.uid_set(targets), self.user.encoded(destination), handler=copyuid
-                )
-            except CommandFailed as exc:
-                raise await self.user.mailbox_error(destination, exc) from exc
+            sending = targets
+            while True:
+                try:
+                    response = await conn.command(
+                        verb, wire.uid_set(sending), self.user.encoded(destination), handler=copyuid
+                    )
+                    break
+                except CommandFailed as exc:
+                    # Messages expunged elsewhere meanwhile (the refusal told so): the others
+                    # are sent again, as a UID command of vanished messages is no error.
+                    still = mirror.present(sending)
+                    if len(still) == len(sending):
+                        raise await self.user.mailbox_error(destination, exc) from exc
+                    if not still:
+                        return
+                    sending = still
             if response.code == "COPYUID":
-                _note_copyuid(response, copied)
+                note(response)
             if move and not native_move:
                 await conn.command(
-                    b"UID STORE", wire.uid_set(targets), b"+FLAGS.SILENT", b"(\\Deleted)"
+                    b"UID STORE", wire.uid_set(sending), b"+FLAGS.SILENT", b"(\\Deleted)"
                 )
-                await conn.command(b"UID EXPUNGE", wire.uid_set(targets))
+                await conn.command(b"UID EXPUNGE", wire.uid_set(sending))
 
         async with self.user.locks.opening(destination):  # not while it is renamed
-            moved = frozenset(targets) if move else None  # what it expunges is its own
-            await self.channel.run(send, Operation(origin, moved, expunge=move))
+            await self.channel.run(send, op)
         target_box = self.user.registry.mailboxes.get(destination)
         if target_box is not None:
             target_box.forget_status()  # opened meanwhile, its STATUS may not count these
