@@ -254,6 +254,9 @@ class Channel:
             self._op = op = op or Operation()
             try:
                 result = await work(conn)
+                # What the listing of new messages brings besides them (another client's
+                # expunges and flag changes) is news for every session, the caller's too.
+                self._op = Operation()
                 await self._catch_up(conn, op.origin)
             finally:
                 self._op = None

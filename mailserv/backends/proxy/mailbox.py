@@ -410,14 +410,14 @@ class ProxyMailbox:
 
         op = Operation(origin, None if uids is None else frozenset(targets), expunge=True)
 
-        async def send(conn: UpstreamProtocol) -> list[int]:
+        async def send(conn: UpstreamProtocol) -> None:
             if uids is None:
                 await conn.command(b"EXPUNGE")
             else:
                 await conn.command(b"UID EXPUNGE", wire.uid_set(targets))
-            return list(op.gone)
 
-        return sorted(await self.channel.run(send, op))
+        await self.channel.run(send, op)
+        return sorted(op.gone)
 
     async def refresh(self) -> None:
         """``IRefreshMailbox`` (NOOP, CHECK): news from upstream now, not when its IDLE
