@@ -293,6 +293,25 @@ def test_a_move_of_a_message_expunged_elsewhere_tells_it_gone(
     close(direct, mover)
 
 
+def test_shutdown_logs_no_error(
+    upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """SIGTERM with sessions selected: the upstream sessions log out, and the last LOGOUT
+    answer (read inside a TLS connection's callback) does not run the reactor's own
+    shutdown from there, which made Twisted's TLS log an AttributeError every time."""
+    spec = BackendSpec("proxy", options=upstream.upstream_options())
+    server = ServerProcess(tmp_path_factory.mktemp("shutdown"), spec)
+    server.start()
+    clients = [login(server) for _ in range(3)]
+    for client in clients:
+        assert client.command("SELECT INBOX").ok
+    server.stop()
+    log = server.log_path.read_text()
+    assert "Main loop terminated" in log
+    assert "Traceback" not in log and "Unhandled" not in log, log[-3000:]
+    close(*clients)
+
+
 @pytest.fixture(scope="module")
 def two_workers(
     upstream: Dovecot, tmp_path_factory: pytest.TempPathFactory

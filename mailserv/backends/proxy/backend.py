@@ -9,6 +9,7 @@ from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import alsoProvides, implementer
 
@@ -67,6 +68,11 @@ class ProxyBackend:
         for user in users:
             await user.close()
         self.content.clear()
+        # The last LOGOUT's answer is read inside an upstream connection's read callback:
+        # the rest of the shutdown (the reactor dropping every connection) starts from a
+        # turn of its own.  From inside, Twisted's TLS went on with a connection dropped
+        # meanwhile and logged an AttributeError at every shutdown.
+        await deferLater(self.reactor, 0, lambda: None)
 
     async def account(self, username: str) -> ProxyAccount:
         user = self._users.get(username)
