@@ -15,6 +15,7 @@ from twisted.internet.task import Clock
 
 from mailserv.backends.memory import factory as memory
 from mailserv.imap import esearch
+from mailserv.imap.counting import LIMIT, PIECE, CountingText
 from mailserv.imap.view import SelectedView
 from mailserv.slicing import TimeSlices, Turns
 from mailserv.testing import resolve
@@ -92,3 +93,41 @@ def test_a_long_number_list_is_made_in_pieces_with_pauses() -> None:
     assert len(pauses) == 4
     assert done.result == " ".join(map(str, numbers)).encode()
     assert resolve(esearch.number_list(TimeSlices(clock, length=3600.0), [5])) == b"5"
+
+
+def test_runs_cut_from_the_counting_text() -> None:
+    """A SEARCH answer's runs of consecutive numbers are cut from ``1 2 3 ...``: the same
+    bytes as the plain join for whole runs (the text growing as they get longer), runs
+    across the powers of ten, pieces with gaps, and numbers above the text's limit."""
+    rng = random.Random(14)
+    slices = TimeSlices(Clock(), length=3600.0)
+    counting = CountingText()
+    cases: list[list[int]] = [[1], [9, 10, 11], [99, 100], list(range(1, 20001))]
+    cases += [list(range(a, b)) for a, b in ((995, 1006), (99990, 100010), (3, 70000))]
+    cases.append([n for n in range(1, 3 * esearch.STEP) if n % 1000])  # runs with gaps
+    cases.append([LIMIT - 2, LIMIT - 1, LIMIT, LIMIT + 1])
+    for _ in range(100):
+        first = rng.randrange(1, 300000)
+        cases.append(list(range(first, first + rng.randrange(1, 9000))))
+    for numbers in cases:
+        listed = resolve(esearch.number_list(slices, numbers, counting))
+        assert listed == " ".join(map(str, numbers)).encode(), numbers[:3]
+    assert resolve(counting.run(slices, 0, 5)) is None
+
+
+def test_the_counting_text_grows_a_piece_at_a_time() -> None:
+    pauses: list[int] = []
+
+    class Counted(TimeSlices):
+        async def pause(self) -> None:
+            pauses.append(1)
+            await super().pause()
+
+    clock = Clock()
+    counting = CountingText()
+    wanted = 5 * PIECE
+    done = Deferred.fromCoroutine(counting.run(Counted(clock, length=0), 1, wanted))
+    while not done.called:
+        clock.advance(0)
+    assert len(pauses) == 5
+    assert done.result == " ".join(map(str, range(1, wanted + 1))).encode()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mailserv.imap.arguments import text_atom
+from mailserv.imap.counting import CountingText
 from mailserv.imap.replies import Bad, Reply
 from mailserv.slicing import TimeSlices
 from mailserv.syntax.encode import string
@@ -247,11 +248,25 @@ async def response(
     return b" ".join(out) + b"\r\n"
 
 
-async def number_list(slices: TimeSlices, numbers: Sequence[int]) -> bytes:
-    """``numbers`` as ``n n n...`` (SEARCH's, SORT's answer), made a piece at a time."""
+async def number_list(
+    slices: TimeSlices, numbers: Sequence[int], counting: CountingText | None = None
+) -> bytes:
+    """``numbers`` as ``n n n...`` (SEARCH's, SORT's answer), made a piece at a time.
+
+    ``counting``: ``numbers`` are ascending, each once (SEARCH's); a piece that is a run of
+    consecutive numbers is cut from that text instead."""
+    if counting is not None and numbers and numbers[-1] - numbers[0] == len(numbers) - 1:
+        whole = await counting.run(slices, numbers[0], numbers[-1])  # every message, often
+        if whole is not None:
+            return whole
     parts = []
     for start in range(0, len(numbers), STEP):
         part = tuple(numbers[start : start + STEP])
+        if counting is not None and part[-1] - part[0] == len(part) - 1:
+            run = await counting.run(slices, part[0], part[-1])
+            if run is not None:
+                parts.append(run)
+                continue
         # One bytes formatting of the piece: a loop in C, the quickest way to many decimal
         # numbers (3x a list's repr, then replacing its commas).
         spaced = _SPACED if len(part) == STEP else b"%d" + b" %d" * (len(part) - 1)

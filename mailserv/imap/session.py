@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from mailserv.events.metrics import IMetrics, NoMetrics
 from mailserv.events.sink import IEventSink, NoEvents
+from mailserv.imap.counting import CountingText
 from mailserv.imap.notify import MailboxBoard
 from mailserv.quota import QuotaLedger, QuotaLimits
 
@@ -90,6 +91,8 @@ class Services:
     key, so the same in every worker and after a restart; random without TLS."""
     events: IEventSink = field(default_factory=NoEvents)
     """Where the changes sessions make are told (webhooks: :mod:`mailserv.events.report`)."""
+    counting: CountingText = field(default_factory=CountingText)
+    """``1 2 3 ...``, cut for the runs of consecutive numbers of SEARCH answers."""
 
 
 class Session(Protocol):

@@ -311,7 +311,7 @@ async def _search(
         return Reply()
     line = [b"* SEARCH"]
     if numbers:
-        line.append(await esearch.number_list(slices, numbers))
+        line.append(await esearch.number_list(slices, numbers, session.services.counting))
     if modseq is not None:
         line.append(b"(MODSEQ %d)" % modseq)
     session.write(b" ".join(line) + b"\r\n")
