@@ -233,62 +233,37 @@ def test_a_message_expunged_while_it_is_listed_is_not_kept(
     close(watcher, direct, fresh)
 
 
+@pytest.mark.parametrize(("messages", "expunged"), [(3, 2), (2, 1)])
 def test_a_move_tells_what_another_client_expunged_meanwhile(
-    proxy: ServerProcess, upstream: Dovecot
+    proxy: ServerProcess, upstream: Dovecot, messages: int, expunged: int
 ) -> None:
     """Another client of the upstream expunges a message; before the upstream's IDLE tells
-    the proxy, a session here moves another one.  The upstream tells both removals in the
-    MOVE's answer: the moved message is the session's own (its MOVE tells it), the other
-    is news the session is told like any other session, at its next NOOP."""
+    the proxy, a session here moves message 1.  The upstream tells the other client's
+    expunge in the MOVE's answer: it is news the session is told like any other session
+    (its MOVE tells only what it moved).  When the message moved is the one expunged
+    (``expunged`` 1), the upstream refuses the MOVE (Dovecot: "Some of the requested
+    messages no longer exist"); the MOVE answers OK, moving nothing, as a UID command of
+    vanished messages does."""
     direct = RawClient.connect(upstream.imap_port, timeout=ANSWER_WITHIN)
     assert direct.command(f"LOGIN racer {quote(PASSWORD)}").ok
     mover = login(proxy)
     body = b"From: a@example.org\r\nSubject: moved\r\n\r\nhello\r\n"
-    assert direct.command("CREATE MovedTo").ok
+    target = f"MovedTo{expunged}"
+    assert direct.command(f"CREATE {target}").ok
     for n in range(ROUNDS // 2):
-        box = f"MovedFrom{n}"
+        box = f"MovedFrom{expunged}x{n}"
         assert direct.command(f"CREATE {box}").ok
-        for _ in range(3):
+        for _ in range(messages):
             assert direct.command_with_literal(f"APPEND {box} ", body).ok
-        assert mover.command(f"SELECT {box}").data("EXISTS") == [b"3"]
+        assert mover.command(f"SELECT {box}").data("EXISTS") == [b"%d" % messages]
         assert direct.command(f"SELECT {box}").ok
-        assert direct.command("UID STORE 2 +FLAGS.SILENT (\\Deleted)").ok
-        assert direct.command("UID EXPUNGE 2").ok
-        moved = mover.command("UID MOVE 1 MovedTo")
+        assert direct.command(f"UID STORE {expunged} +FLAGS.SILENT (\\Deleted)").ok
+        assert direct.command(f"UID EXPUNGE {expunged}").ok
+        moved = mover.command(f"UID MOVE 1 {target}")
         assert moved.ok
         told = moved.numbers("EXPUNGE") + mover.command("NOOP").numbers("EXPUNGE")
-        assert len(told) == 2, (n, told)
-        assert mover.command("FETCH 1 (UID)").data("FETCH") == [b"1 (UID 3)"], n
-        assert direct.command("CLOSE").ok
-    close(direct, mover)
-
-
-def test_a_move_of_a_message_expunged_elsewhere_tells_it_gone(
-    proxy: ServerProcess, upstream: Dovecot
-) -> None:
-    """A session moves a message that another client of the upstream has just expunged:
-    the upstream refuses the MOVE (Dovecot: "Some of the requested messages no longer
-    exist") and tells the expunge.  The MOVE answers OK, moving nothing, as a UID command
-    of vanished messages does; the expunge is still told to the session."""
-    direct = RawClient.connect(upstream.imap_port, timeout=ANSWER_WITHIN)
-    assert direct.command(f"LOGIN racer {quote(PASSWORD)}").ok
-    mover = login(proxy)
-    body = b"From: a@example.org\r\nSubject: moved\r\n\r\nhello\r\n"
-    assert direct.command("CREATE GoneTo").ok
-    for n in range(ROUNDS // 2):
-        box = f"GoneFrom{n}"
-        assert direct.command(f"CREATE {box}").ok
-        for _ in range(2):
-            assert direct.command_with_literal(f"APPEND {box} ", body).ok
-        assert mover.command(f"SELECT {box}").data("EXISTS") == [b"2"]
-        assert direct.command(f"SELECT {box}").ok
-        assert direct.command("UID STORE 1 +FLAGS.SILENT (\\Deleted)").ok
-        assert direct.command("UID EXPUNGE 1").ok
-        moved = mover.command("UID MOVE 1 GoneTo")
-        assert moved.ok
-        told = moved.numbers("EXPUNGE") + mover.command("NOOP").numbers("EXPUNGE")
-        assert told == [1], (n, told)
-        assert mover.command("FETCH 1 (UID)").data("FETCH") == [b"1 (UID 2)"], n
+        assert len(told) == messages - 1, (n, told)
+        assert mover.command("FETCH 1 (UID)").data("FETCH") == [b"1 (UID %d)" % messages], n
         assert direct.command("CLOSE").ok
     close(direct, mover)
 

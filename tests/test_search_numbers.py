@@ -42,6 +42,16 @@ def _plain_set(numbers: Sequence[int]) -> bytes:
     return b",".join(parts)
 
 
+class CountedSlices(TimeSlices):
+    """Counts its pauses."""
+
+    pauses = 0
+
+    async def pause(self) -> None:
+        self.pauses += 1
+        await super().pause()
+
+
 def test_sequence_numbers_over_runs_of_uids() -> None:
     rng = random.Random(11)
     box = resolve(resolve(memory.build({}, ".", Clock()).account("alice")).open("INBOX"))
@@ -79,18 +89,12 @@ def test_a_long_number_list_is_made_in_pieces_with_pauses() -> None:
     same bytes as the plain join, with a pause after each piece."""
     rng = random.Random(13)
     numbers = sorted(rng.sample(range(1, 2**32), 3 * esearch.STEP + 17))
-    pauses: list[int] = []
-
-    class Counted(TimeSlices):
-        async def pause(self) -> None:
-            pauses.append(1)
-            await super().pause()
-
     clock = Clock()
-    done = Deferred.fromCoroutine(esearch.number_list(Counted(clock, length=0), numbers))
+    slices = CountedSlices(clock, length=0)
+    done = Deferred.fromCoroutine(esearch.number_list(slices, numbers))
     while not done.called:
         clock.advance(0)
-    assert len(pauses) == 4
+    assert slices.pauses == 4
     assert done.result == " ".join(map(str, numbers)).encode()
     assert resolve(esearch.number_list(TimeSlices(clock, length=3600.0), [5])) == b"5"
 
@@ -116,18 +120,11 @@ def test_runs_cut_from_the_counting_text() -> None:
 
 
 def test_the_counting_text_grows_a_piece_at_a_time() -> None:
-    pauses: list[int] = []
-
-    class Counted(TimeSlices):
-        async def pause(self) -> None:
-            pauses.append(1)
-            await super().pause()
-
     clock = Clock()
-    counting = CountingText()
+    slices = CountedSlices(clock, length=0)
     wanted = 5 * PIECE
-    done = Deferred.fromCoroutine(counting.run(Counted(clock, length=0), 1, wanted))
+    done = Deferred.fromCoroutine(CountingText().run(slices, 1, wanted))
     while not done.called:
         clock.advance(0)
-    assert len(pauses) == 5
+    assert slices.pauses == 5
     assert done.result == " ".join(map(str, range(1, wanted + 1))).encode()
