@@ -11,7 +11,7 @@ import pytest
 from imapserver import Connector
 
 from bench import messages
-from bench.harness import RawClient, Response, fetches
+from bench.harness import RawClient, Response, fetches, flag_set
 
 NOTIFY_TIMEOUT = 5.0
 
@@ -239,6 +239,22 @@ def test_other_session_sees_flags_of_silent_store(connect: Connector) -> None:
     ok(actor, "STORE 1 FLAGS.SILENT (\\Draft)")
     got = fetches(ok(watcher, "NOOP"))
     assert b"\\DRAFT" in str(got[1]["FLAGS"]).upper().encode()
+
+
+def test_silent_store_tells_what_another_session_changed(connect: Connector) -> None:
+    """RFC 3501 6.4.6: .SILENT or not, a change from an external source is told.  Another
+    session flagged the message before this one's STORE .SILENT; the client is sent the
+    flags that hold after both (not nothing, and not the other session's older ones)."""
+    connect.append([messages.plain()])
+    actor = connect.selected()
+    other = connect.selected()
+    ok(other, "STORE 1 +FLAGS (\\Flagged)")
+    stored = ok(actor, "STORE 1 +FLAGS.SILENT (\\Seen)")
+    told = [fetches(ok(actor, "NOOP")), fetches(stored)]
+    last = next(flag_set(got[1]["FLAGS"]) for got in told if 1 in got)
+    assert {"\\FLAGGED", "\\SEEN"} <= last, told
+    silent = ok(actor, "STORE 1 +FLAGS.SILENT (\\Answered)")
+    assert not silent.data("FETCH") and not ok(actor, "NOOP").data("FETCH")
 
 
 def test_expunge_in_other_mailbox_not_reported(connect: Connector) -> None:

@@ -408,20 +408,51 @@ class SelectedView:
         return encode.flag_set_list(flags | {RECENT} if recent else flags)
 
     async def own_changes(
-        self, changes: Sequence[FlagChange], slices: TimeSlices
+        self, changes: Sequence[FlagChange], slices: TimeSlices, silent: bool = False
     ) -> FlagChangeColumns:
         """Flag changes this session made: the client knows them (it asked), so an older
         update from another session, queued or still to come, is not sent after them.
         (Other sessions' events may come between two slices: those older than a change
-        noted later are dropped from the queue then.)  The changes as columns."""
+        noted later are dropped from the queue then.)  The changes as columns.
+
+        ``silent`` (STORE .SILENT): the client was not sent the resulting flags, so it
+        knows them only where no other session changed the message meanwhile.  Where an
+        update of another session is pending, the resulting flags take its place, told
+        at the command's end (RFC 3501 6.4.6: a change from an external source is told,
+        .SILENT or not); sending the older update instead would undo the client's own."""
         columns = await as_columns(changes, slices)
+        if silent and self._flag_batches:
+            await self._absorb_flags(slices)
         for start in range(0, len(columns), _NOTE_STEP):
             part = columns[start : start + _NOTE_STEP]
+            if silent and self._queued_flags:
+                part = self._owe_flags(part)
             self._note_told_all(part.uids, part.modseqs)
             if self.contexts is not None:
                 self.contexts.touched(part.uids)
             await slices.pause()
         return columns
+
+    def _owe_flags(self, part: FlagChangeColumns) -> FlagChangeColumns:
+        """Of a silent STORE's ``part``, queue the flags of the messages with another
+        session's update pending (not newer than the STORE's); the rest, which the client
+        knows."""
+        queued = self._queued_modseq
+        known: list[int] = []
+        for at, (uid, modseq) in enumerate(zip(part.uids, part.modseqs, strict=True)):
+            pending = queued.get(uid)
+            if pending is None or (pending and modseq and pending > modseq):
+                known.append(at)
+            else:
+                self._queued_flags[uid] = part.flags[at]
+                queued[uid] = modseq
+        if len(known) == len(part):
+            return part
+        return FlagChangeColumns(
+            [part.uids[at] for at in known],
+            [part.flags[at] for at in known],
+            [part.modseqs[at] for at in known],
+        )
 
     def flag_fetches(
         self,

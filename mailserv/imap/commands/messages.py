@@ -130,7 +130,7 @@ async def store(session: Session, command: Command) -> Reply:
     result = await view.mailbox.store(uids, mode, wanted, session, unchangedsince=unchangedsince)
     report.flags_changed(session, view.mailbox, result.changed)
     slices = TimeSlices(session.services.turns)
-    changes = await view.own_changes(result.changed, slices)
+    changes = await view.own_changes(result.changed, slices, silent)
     failed = set(result.failed)
     if not silent:
         shown = [uid for uid in uids if uid not in failed] if failed else uids
