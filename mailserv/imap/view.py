@@ -437,19 +437,20 @@ class SelectedView:
         """Of a silent STORE's ``part``, queue the flags of the messages with another
         session's update pending (not newer than the STORE's); the rest, which the client
         knows."""
-        queued = self._queued_modseq
-        known: list[int] = []
-        for at, (uid, modseq) in enumerate(zip(part.uids, part.modseqs, strict=True)):
-            pending = queued.get(uid)
-            if pending is None or (pending and modseq and pending > modseq):
-                known.append(at)
-            else:
+        queued, uids = self._queued_modseq, part.uids
+        owed: set[int] = set()
+        for uid in queued.keys() & uids:  # (in C: a STORE 1:* pays no loop per message)
+            at = bisect_left(uids, uid)
+            pending, modseq = queued[uid], part.modseqs[at]
+            if not (pending and modseq and pending > modseq):
                 self._queued_flags[uid] = part.flags[at]
                 queued[uid] = modseq
-        if len(known) == len(part):
+                owed.add(at)
+        if not owed:
             return part
+        known = [at for at in range(len(uids)) if at not in owed]
         return FlagChangeColumns(
-            [part.uids[at] for at in known],
+            [uids[at] for at in known],
             [part.flags[at] for at in known],
             [part.modseqs[at] for at in known],
         )
