@@ -17,11 +17,12 @@ UIDs, and the decoded address and subject headers once every message is parsed.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -93,6 +94,8 @@ class ProxyMailbox:
         """Counts ``forget_status`` calls: a STATUS answer that crossed one is not kept."""
         self._mailboxid: str | None = None
         """The upstream's MAILBOXID (RFC 8474), learnt by ``check()`` when it has OBJECTID."""
+        self._refresh_waiters: list[Deferred[None]] | None = None
+        """Callers of :meth:`refresh` sharing a NOOP not sent yet (None: none is waiting)."""
 
     @property
     def live(self) -> bool:
@@ -420,17 +423,43 @@ class ProxyMailbox:
         return sorted(op.gone)
 
     async def refresh(self) -> None:
-        """``IRefreshMailbox`` (NOOP, CHECK): news from upstream now, not when its IDLE
-        tells (another worker's changes, another client's, deliveries)."""
-        if self.live:
-            await self.sync(None)
+        """``IRefreshMailbox`` (NOOP, CHECK; SELECT and STATUS through :meth:`status`):
+        news from upstream now, not when its IDLE tells (another worker's changes, another
+        client's, deliveries).
 
-    async def sync(self, origin: object) -> None:
+        Callers share a NOOP that waits for the channel and has not gone upstream yet: it
+        tells each of them all that was done before they asked.  (Sessions that SELECT at
+        once, as every client does after a reconnection, queue one NOOP, not one each.)"""
+        if not self.live:
+            return
+        waiters = self._refresh_waiters
+        if waiters is not None:
+            waiter: Deferred[None] = Deferred()
+            waiters.append(waiter)
+            await waiter
+            return
+        self._refresh_waiters = waiters = []
+
+        def sending() -> None:  # from now on a new caller needs a NOOP of its own
+            if self._refresh_waiters is waiters:
+                self._refresh_waiters = None
+
+        try:
+            await self.sync(None, sending)
+        finally:
+            sending()
+            for waiter in waiters:
+                waiter.callback(None)
+
+    async def sync(self, origin: object, sending: Callable[[], None] | None = None) -> None:
         """Take in what the upstream has to say now (after an APPEND or COPY into this
         mailbox, at NOOP).  A failure (the mailbox deleted meanwhile, the upstream gone) is
-        logged: the command that asked has done its work, and the mirror stays as it is."""
+        logged: the command that asked has done its work, and the mirror stays as it is.
+        ``sending``: called as the NOOP goes upstream."""
 
         async def noop(conn: UpstreamProtocol) -> None:
+            if sending is not None:
+                sending()
             await conn.command(b"NOOP")
 
         try:
