@@ -104,7 +104,12 @@ def test_other_programs_flag_changes_and_deletions_reach_an_idle_client(
     client.send(b"i IDLE\r\n")
     assert client.read_line().startswith(b"+")
     cur = maildir(server, user) / "cur"
-    first, second = sorted(os.listdir(cur))
+    # Messages 1 and 2 by their subjects: file names do not sort in the order of the UIDs
+    # (two made in one second differ by a counter or random part).
+    by_subject = {
+        (cur / name).read_bytes().split(b"Subject: ")[1][:2]: name for name in os.listdir(cur)
+    }
+    first, second = by_subject[b"m0"], by_subject[b"m1"]
     os.rename(cur / first, cur / (first + "FS"))
     line = client.read_line()
     assert line.startswith(b"* 1 FETCH (") and b"\\Flagged" in line and b"\\Seen" in line
