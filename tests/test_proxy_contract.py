@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ def test_usage_in_one_list_status(upstream: Dovecot, tmp_path: Path) -> None:
     mailbox selected (its counts from the mirror) and a hollow parent among them."""
     from zope.interface.verify import verifyObject
 
-    from mailserv.interfaces import IAccountUsage, IRefreshMailbox
+    from mailserv.interfaces import IAccountUsage, IFirstUnseen, IRefreshMailbox
     from mailserv.testing import Recorder, message, resolve
 
     shutil.rmtree(upstream.home("alice"), ignore_errors=True)
@@ -105,6 +106,7 @@ def test_usage_in_one_list_status(upstream: Dovecot, tmp_path: Path) -> None:
             resolve(account.create(name))
         selected = resolve(account.open("Work"))
         assert verifyObject(IRefreshMailbox, selected)  # NOOP and CHECK ask upstream
+        assert verifyObject(IFirstUnseen, selected)  # SELECT's [UNSEEN n] from the mirror
         listener = Recorder()
         selected.add_listener(listener)
         for n, name in enumerate(["INBOX", "Work", "Work", "Work/Old", "Deep/Down"]):
@@ -124,3 +126,106 @@ def test_usage_in_one_list_status(upstream: Dovecot, tmp_path: Path) -> None:
     finally:
         resolve(backend.stop())
         settle()
+
+
+SEARCH_FLAGS = ["\\Seen", "\\Flagged", "\\Answered", "\\Deleted", "$Work"]
+SEARCH_NAMES = ["Ana Straße", "BOB <bob@Example.org>", "=?utf-8?q?Zo=C3=AB?= <zoe@x.test>"]
+SEARCH_SUBJECTS = ["Budget MEETING", "re: budget", "=?utf-8?b?w4ljbGFpcg==?=", "plan", ""]
+SEARCH_NEEDLES = ["budget", "STRASSE", "straße", "bob@example", "zoë", "ÉCLAIR", "x.test", ""]
+
+
+def _search_key(rng: Any, depth: int = 0) -> Any:
+    """A random program of flags, internal dates and FROM/TO/SUBJECT keys."""
+    from mailserv.search import (
+        And,
+        Contains,
+        DateCompare,
+        DateField,
+        DateOp,
+        HasFlag,
+        Not,
+        Or,
+        StringField,
+    )
+
+    kind = rng.randrange(7 if depth < 3 else 3)
+    if kind == 0:
+        return HasFlag(rng.choice(SEARCH_FLAGS + ["\\seen", "$work"]), rng.random() < 0.5)
+    if kind == 1:
+        day = date(2024, 3, rng.choice((9, 10, 11, 12)))
+        return DateCompare(DateField.INTERNAL, rng.choice(list(DateOp)), day)
+    if kind == 2:
+        field = rng.choice([StringField.FROM, StringField.TO, StringField.SUBJECT])
+        return Contains(field, rng.choice(SEARCH_NEEDLES))
+    if kind == 3:
+        return Not(_search_key(rng, depth + 1))
+    if kind == 4:
+        return Or(_search_key(rng, depth + 1), _search_key(rng, depth + 1))
+    return And(tuple(_search_key(rng, depth + 1) for _ in range(rng.randrange(1, 4))))
+
+
+def test_searches_from_the_mirror_answer_as_the_scan_does(
+    upstream: Dovecot, tmp_path: Path
+) -> None:
+    """The mirror keeps UIDs by flag and by day and the folded address and subject texts
+    (kit.flagsets, kit.fieldtexts): SEARCH of those answers from them exactly as the
+    engine's scan of the same messages, after STOREs and an expunge made here and flag
+    changes and an expunge made by another client of the upstream."""
+    import imaplib
+    import random
+
+    from mailserv.interfaces import StoreMode
+    from mailserv.search import SearchProgram
+    from mailserv.search.evaluate import SearchContext, evaluate
+    from mailserv.testing import Recorder, resolve
+
+    shutil.rmtree(upstream.home("alice"), ignore_errors=True)
+    rng = random.Random(7)
+    backend = proxy.factory.build(options(upstream), str(tmp_path), reactor)
+    resolve(backend.start())
+    try:
+        account = resolve(backend.account("alice"))
+        box = resolve(account.open("INBOX"))
+        listener = Recorder()
+        box.add_listener(listener)  # selected upstream: the mirror follows it
+        for n in range(40):
+            head = b"".join(
+                b"%s: %s\r\n" % (name, rng.choice(SEARCH_NAMES).encode())
+                for name in (b"From", b"To")
+                if rng.random() < 0.8
+            )
+            subject = rng.choice(SEARCH_SUBJECTS).encode()
+            offset = timezone(timedelta(hours=rng.choice((-5, 0, 9))))
+            when = datetime(2024, 3, rng.choice((10, 11)), rng.choice((0, 12, 23)), tzinfo=offset)
+            flags = frozenset(rng.sample(SEARCH_FLAGS, rng.randrange(3)))
+            body = b"Subject: " + subject + b"\r\n\r\nbody %d\r\n" % n
+            resolve(box.append(head + body, flags, when, None))
+        uids = list(resolve(box.uids()))
+        resolve(box.store(uids[::5], StoreMode.REPLACE, frozenset({"\\Deleted"}), None))
+        resolve(box.expunge(None, None))
+        resolve(box.store(uids[1::3], StoreMode.ADD, frozenset({"$Work", "\\Seen"}), None))
+        other = imaplib.IMAP4(upstream.host, upstream.imap_port)
+        other.login("alice*gateway", "master-secret")
+        other.select("INBOX")
+        other.uid("STORE", f"{uids[2]},{uids[3]}", "-FLAGS", "(\\Seen $Work)")
+        other.uid("STORE", f"{uids[4]},{uids[6]}", "+FLAGS", "(\\Flagged \\Deleted)")
+        other.expunge()
+        listed = other.uid("SEARCH", "ALL")[1][0]
+        other.logout()
+        resolve(box.refresh())
+        settle()
+        uids = list(resolve(box.uids()))
+        assert uids == [int(uid) for uid in listed.split()]  # both expunges reached the mirror
+        metas = resolve(box.fetch(uids))  # every message parsed: the field texts are known
+        assert not box.mirror.unparsed
+        view = uids[1:-1]
+        for _ in range(300):
+            program = SearchProgram(_search_key(rng))
+            found = resolve(box.search(program, view))
+            context = SearchContext(view, frozenset(), box.content)
+            scanned = resolve(evaluate(program, metas[1:-1], context))
+            assert found == scanned, program
+        box.remove_listener(listener)
+        resolve(account.close())
+    finally:
+        resolve(backend.stop())

@@ -26,7 +26,9 @@ from mailserv.interfaces import (
     IMailboxIdAccount,
     IMultiProcessBackend,
     IQuotaAccount,
+    ISlicedBackend,
 )
+from mailserv.slicing import Turns
 
 _log = Logger()
 
@@ -44,17 +46,19 @@ class ProxyBackendFactory:
         return ProxyBackend(parse_options(options, data_dir), reactor)
 
 
-@implementer(IBackend, IMultiProcessBackend)
+@implementer(IBackend, IMultiProcessBackend, ISlicedBackend)
 class ProxyBackend:
     """The users' upstream sessions, by mailserv user name.
 
     Under ``--workers N`` each process has sessions of its own upstream; what one process
     changes reaches the others as any change made elsewhere does (their channels IDLE on
-    the mailbox), and the parsed-message files on disk are safe to share (``cache``)."""
+    the mailbox), and the parsed-message files on disk are safe to share (``cache``).
+    Searches answered here share the reactor's ``turns`` with the sessions."""
 
     def __init__(self, config: ProxyConfig, reactor: IReactorTime) -> None:
         self.config = config
         self.reactor = reactor
+        self.turns = Turns(reactor)
         self.connector = Connector(config.upstream, reactor)
         self.content = ContentCache(config.cache_bytes)
         self.infos = None if config.cache_dir is None else InfoStore(config.cache_dir)

@@ -16,7 +16,6 @@ UIDs, and the decoded address and subject headers once every message is parsed.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -27,7 +26,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailserv import errors
-from mailserv.backends.kit import ListenerSet
+from mailserv.backends.kit import ListenerSet, flagsets
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.channel import Channel, Operation
 from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
@@ -36,10 +35,12 @@ from mailserv.backends.proxy.mirror import NO_INFO, Mirror
 from mailserv.backends.proxy.search import answerable_here, translate
 from mailserv.interfaces import (
     RECENT,
+    SEEN,
     AppendResult,
     Changes,
     CopyResult,
     FlagChange,
+    IFirstUnseen,
     IMailboxListener,
     IRefreshMailbox,
     ISearchableMailbox,
@@ -49,8 +50,9 @@ from mailserv.interfaces import (
     StoreResult,
 )
 from mailserv.message.parse import parse_message
-from mailserv.search import UNSEEN, SearchProgram
+from mailserv.search import Contains, SearchProgram, walk
 from mailserv.search.evaluate import SearchContext, evaluate
+from mailserv.slicing import TimeSlices
 from mailserv.syntax import dates, encode
 from mailserv.syntax.sequences import merge, uids_in
 
@@ -60,12 +62,6 @@ if TYPE_CHECKING:
 _log = Logger()
 
 T = TypeVar("T")
-
-
-def _holds(uids: Sequence[int], uid: int) -> bool:
-    """Whether ascending ``uids`` holds ``uid``."""
-    i = bisect_left(uids, uid)
-    return i < len(uids) and uids[i] == uid
 
 
 async def _no_content(uid: int) -> bytes:
@@ -79,7 +75,7 @@ _RECENT = RECENT.lower()
 _MODES = {StoreMode.ADD: b"+FLAGS", StoreMode.REMOVE: b"-FLAGS", StoreMode.REPLACE: b"FLAGS"}
 
 
-@implementer(ISearchableMailbox, IRefreshMailbox)
+@implementer(ISearchableMailbox, IRefreshMailbox, IFirstUnseen)
 class ProxyMailbox:
     """Shared by every session of the user that opens ``name``."""
 
@@ -177,6 +173,11 @@ class ProxyMailbox:
     async def content(self, uid: int) -> bytes:
         return await self.downloads.content(uid)
 
+    async def first_unseen(self) -> int | None:
+        """From the UIDs having \\Seen the mirror keeps: a pass in C that stops there."""
+        mirror = await self.channel.mirrored()
+        return flagsets.first_without(mirror.having, SEEN, mirror.meta)
+
     async def claim_recent(self) -> list[int]:
         return (await self.channel.mirrored()).claim_recent()
 
@@ -186,15 +187,21 @@ class ProxyMailbox:
         Searches the mirror can answer (see ``answerable_here``) cost no round trip.
         """
         mirror = await self.channel.mirrored()
-        if query == UNSEEN:  # what clients ask on every sync: kept ready by the mirror
-            unseen = sorted(mirror.unseen)
-            if uids == mirror.uids:  # the session is up to date (one C-level comparison)
-                return unseen
-            return [uid for uid in unseen if _holds(uids, uid)]
+        slices = TimeSlices(self.user.backend.turns)
+        if not mirror.unparsed or not any(isinstance(n, Contains) for n in walk(query.key)):
+            # Flags, internal dates and the address/subject fields: from the sets and folded
+            # texts the mirror keeps (every message's texts are known), no pass over metas.
+            known = await mirror.fields.answer(query.key, uids, mirror.meta, slices)
+            if known is not None and self.mirror is mirror:
+                kept = flagsets.search(
+                    query.key, uids, mirror.having, mirror.on_day, mirror.meta, True, known
+                )
+                if kept is not None:
+                    return kept
         if answerable_here(query, parsed=False) or (
             answerable_here(query, parsed=True) and not mirror.missing_info(uids)
         ):
-            context = SearchContext(mirror.uids, frozenset(), _no_content)
+            context = SearchContext(mirror.uids, frozenset(), _no_content, slices.pause)
             return await evaluate(query, mirror.metas(uids), context)
         translated = translate(query, mirror.condstore)
         if translated is None:

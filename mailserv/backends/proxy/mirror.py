@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from twisted.logger import Logger
 
-from mailserv.backends.kit import ListenerSet, ModseqLog
+from mailserv.backends.kit import ListenerSet, ModseqLog, flagsets
+from mailserv.backends.kit.fieldtexts import FoldedFields
 from mailserv.interfaces import (
     RECENT,
     SEEN,
@@ -61,6 +62,12 @@ class Mirror:
         self.meta: dict[int, MessageMeta] = {}
         self.unclaimed: set[int] = set()
         self.unseen: set[int] = set()  # UIDs without \Seen: SEARCH UNSEEN, STATUS
+        self.unparsed: set[int] = set()  # UIDs whose MessageInfo is not known yet
+        # SEARCH of flags, internal dates and address/subject fields (see kit.flagsets and
+        # kit.fieldtexts), kept as messages come, change and go:
+        self.having: flagsets.Having = {}
+        self.on_day: flagsets.OnDay = {}
+        self.fields = FoldedFields()
         self.size = 0
         self._added: list[tuple[int, object]] = []
         self._flags: list[tuple[FlagChange, object]] = []
@@ -99,8 +106,8 @@ class Mirror:
         return [uid for uid in sorted(set(uids)) if uid in self.meta]
 
     def missing_info(self, uids: Sequence[int]) -> list[int]:
-        meta = self.meta
-        return [uid for uid in uids if uid in meta and meta[uid].info is NO_INFO]
+        unparsed = self.unparsed
+        return [uid for uid in uids if uid in unparsed] if unparsed else []
 
     def metas(self, uids: Sequence[int]) -> list[MessageMeta]:
         meta = self.meta
@@ -156,6 +163,11 @@ class Mirror:
         self.size += size
         if SEEN not in flags:
             self.unseen.add(uid)
+        if info is NO_INFO:
+            self.unparsed.add(uid)
+        flagsets.reflag(self.having, uid, frozenset(), flags)
+        flagsets.add_day(self.on_day, uid, flagsets.date_of(internaldate.date()))
+        self.fields.changed()
         if recent:
             self.unclaimed.add(uid)
         self._added.append((uid, origin))
@@ -168,6 +180,8 @@ class Mirror:
             self.meta[uid] = MessageMeta(
                 uid, meta.flags, meta.internaldate, meta.size, meta.modseq, info
             )
+            self.unparsed.discard(uid)
+            self.fields.removed(uid)  # nothing folded from the stand-in stays
 
     def set_flags(
         self, uid: int, flags: frozenset[str], modseq: int | None, origin: object
@@ -189,6 +203,7 @@ class Mirror:
             self.unseen.discard(uid)
         else:
             self.unseen.add(uid)
+        flagsets.reflag(self.having, uid, meta.flags, flags)
         self.meta[uid] = MessageMeta(uid, flags, meta.internaldate, meta.size, stamp, meta.info)
         change = FlagChange(uid, flags, stamp)
         self._flags.append((change, origin))
@@ -208,6 +223,10 @@ class Mirror:
             self.size -= meta.size
             self.unseen.discard(uid)
             self.unclaimed.discard(uid)
+            self.unparsed.discard(uid)
+            flagsets.reflag(self.having, uid, meta.flags, frozenset())
+            flagsets.undate(self.on_day, uid, flagsets.date_of(meta.internaldate.date()))
+            self.fields.removed(uid)
             self._gone.append((uid, origin))
         return gone
 
