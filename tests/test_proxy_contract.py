@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from dovecot import Dovecot, available
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 
 from mailserv.backends import proxy
 from mailserv.testing import BackendContract
@@ -225,6 +226,70 @@ def test_searches_from_the_mirror_answer_as_the_scan_does(
             context = SearchContext(view, frozenset(), box.content)
             scanned = resolve(evaluate(program, metas[1:-1], context))
             assert found == scanned, program
+        box.remove_listener(listener)
+        resolve(account.close())
+    finally:
+        resolve(backend.stop())
+
+
+def test_stores_of_many_sessions_go_upstream_together(
+    upstream: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STOREs waiting for the mailbox's upstream connection are sent together: each is
+    answered with its own changes and reported with its own origin, and a STORE of a
+    message another STORE of the batch changes waits for the next batch, so the later of
+    the two wins."""
+    from mailserv.backends.proxy.client import UpstreamProtocol
+    from mailserv.interfaces import StoreMode
+    from mailserv.testing import Recorder, message, resolve
+
+    sent: list[int] = []
+    pipeline = UpstreamProtocol.pipeline
+
+    async def counted(conn: UpstreamProtocol, commands: Any) -> Any:
+        sent.append(len(commands))
+        return await pipeline(conn, commands)
+
+    monkeypatch.setattr(UpstreamProtocol, "pipeline", counted)
+    shutil.rmtree(upstream.home("alice"), ignore_errors=True)
+    backend = proxy.factory.build(options(upstream), str(tmp_path), reactor)
+    resolve(backend.start())
+    try:
+        account = resolve(backend.account("alice"))
+        box = resolve(account.open("INBOX"))
+        listener = Recorder()
+        box.add_listener(listener)
+        for n in range(4):
+            resolve(box.append(message(n), frozenset(), None, None))
+        one, two, three, _ = resolve(box.uids())
+        a, b, c = object(), object(), object()
+        flagged, seen, job = (frozenset({flag}) for flag in ("\\Flagged", "\\Seen", "$Job"))
+        stores = [  # the first goes at once; the others wait for it
+            ([three], StoreMode.ADD, job, c),
+            ([one], StoreMode.ADD, flagged, a),
+            ([two], StoreMode.ADD, seen, b),
+            ([one], StoreMode.REMOVE, flagged, c),  # meets the first of the batch: after it
+        ]
+        waiting = [Deferred.fromCoroutine(box.store(*store)) for store in stores]
+        results = [resolve(d) for d in waiting]
+        assert sent == [1, 2, 1]
+        assert [[(ch.uid, set(ch.flags)) for ch in r.changed] for r in results] == [
+            [(three, {"$Job"})],
+            [(one, {"\\Flagged"})],
+            [(two, {"\\Seen"})],
+            [(one, set())],
+        ]
+        told = [
+            (o, [ch.uid for ch in changes])
+            for kind, changes, o in listener.events
+            if kind == "flags"
+        ]
+        assert told[-4:] == [(c, [three]), (a, [one]), (b, [two]), (c, [one])]
+        assert [set(m.flags) for m in resolve(box.fetch([one, two, three]))] == [
+            set(),
+            {"\\Seen"},
+            {"$Job"},
+        ]
         box.remove_listener(listener)
         resolve(account.close())
     finally:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock
@@ -66,6 +67,13 @@ class Operation:
     expunge: bool = False
     gone: list[int] = field(default_factory=list)
     changes: list[FlagChange] = field(default_factory=list)
+    parts: dict[int, Operation] | None = None
+    """Commands sent together (:meth:`Channel.pipelined`): the one whose scope holds each
+    UID; their scopes do not meet."""
+
+
+_Queued = tuple[Sequence[wire.Arg], Operation, Deferred[wire.Response]]
+"""A command waiting for :meth:`Channel.pipelined`, its operation, and its answer."""
 
 
 class Channel:
@@ -92,6 +100,9 @@ class Channel:
         self._release_call: IDelayedCall | None = None
         self._catch_up_needed = False
         self._op: Operation | None = None
+        self._queued: list[_Queued] = []
+        """Commands waiting to go upstream together (:meth:`pipelined`)."""
+        self._draining = False
         self.retired = False
         """Renamed or deleted here: the name is not selected again for this object."""
 
@@ -267,6 +278,52 @@ class Channel:
             self._lock.release()
             self._schedule_idle()
 
+    async def pipelined(self, args: Sequence[wire.Arg], op: Operation) -> wire.Response:
+        """Run command ``args`` (one that changes the flags of ``op.scope`` alone, e.g. a
+        UID STORE) as :meth:`run` does, sent together with the other such commands waiting
+        for the channel meanwhile: the upstream answers a queue of STOREs of many sessions
+        in about one round trip.  Commands whose scopes meet go in separate batches, in
+        order.  The tagged answer, OK or not."""
+        assert op.scope is not None and not op.expunge
+        answer: Deferred[wire.Response] = Deferred()
+        self._queued.append((args, op, answer))
+        if not self._draining:
+            self._draining = True
+            d = Deferred.fromCoroutine(self._drain())
+            d.addErrback(_log_background, self.name)
+        return await answer
+
+    async def _drain(self) -> None:
+        try:
+            while self._queued:
+                batch: list[_Queued] = []
+                together = Operation(scope=frozenset(), parts={})
+                try:
+                    answers = await self.run(partial(self._send_queued, batch, together), together)
+                except BaseException as exc:
+                    failure = Failure(exc)
+                    for _, _, waiter in batch or [self._queued.pop(0)]:
+                        waiter.errback(failure)
+                    continue
+                for (_, _, waiter), response in zip(batch, answers, strict=True):
+                    waiter.callback(response)
+        finally:
+            self._draining = False
+
+    async def _send_queued(
+        self, batch: list[_Queued], together: Operation, conn: UpstreamProtocol
+    ) -> list[wire.Response]:
+        """Taken once the channel is ours, so every command queued meanwhile joins: the
+        queue's head while its scopes do not meet, sent together."""
+        parts = together.parts
+        assert parts is not None
+        while self._queued and parts.keys().isdisjoint(self._queued[0][1].scope or ()):
+            queued = self._queued.pop(0)
+            batch.append(queued)
+            parts.update(dict.fromkeys(queued[1].scope or (), queued[1]))
+        together.scope = frozenset(parts)
+        return await conn.pipeline([args for args, _, _ in batch])
+
     async def _catch_up(self, conn: UpstreamProtocol, origin: object) -> None:
         """List the messages an EXISTS announced.  Each joins the mirror as its line
         arrives: the upstream may list a message that another connection has just expunged
@@ -324,6 +381,8 @@ class Channel:
             if uid is None:
                 return
         op = self._op
+        if op is not None and op.parts is not None:
+            op = op.parts.get(uid)  # the command of a batch that changes this message
         ours = op is not None and op.scope is not None and uid in op.scope
         origin = op.origin if op is not None and ours else None
         change = mirror.set_flags(

@@ -78,6 +78,8 @@ class UpstreamProtocol(Protocol):
         self._tags = (f"p{n}" for n in itertools.count(1))
         self._lock = DeferredLock()
         self._pending: _Pending | None = None
+        self._pipelined: dict[str, _Pending] = {}
+        """Commands of :meth:`pipeline` not answered yet, by tag."""
         self._buffer = b""
         self._parts: list[bytes] = []
         self._literals: list[bytes] = []
@@ -120,6 +122,9 @@ class UpstreamProtocol(Protocol):
                 pending.continuation.errback(Failure(error))
             if not pending.done.called:
                 pending.done.errback(Failure(error))
+        pipelined, self._pipelined = self._pipelined, {}
+        for waiting in pipelined.values():
+            waiting.done.errback(Failure(error))
         if self.on_lost is not None:
             self.on_lost(text)
 
@@ -282,6 +287,12 @@ class UpstreamProtocol(Protocol):
                 waiter.callback(response)
             return
         if pending is None or tag != pending.tag:
+            waiting = self._pipelined.pop(tag, None)
+            if waiting is not None:
+                if not self._pipelined:
+                    self._disarm()
+                waiting.done.callback(response)
+                return
             _log.warn("Upstream {label}: unexpected tagged response", label=self.label)
             return
         self._pending = None
@@ -295,6 +306,34 @@ class UpstreamProtocol(Protocol):
     async def command(self, *args: Arg, handler: Handler | None = None) -> Response:
         """Send ``args`` joined by spaces; the tagged OK, or CommandFailed for NO/BAD."""
         return await self.exchange(*args, replies=(), handler=handler)
+
+    async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Response]:
+        """Send ``commands`` together (no literals, no untagged handlers: what they bring
+        goes to ``on_untagged``) and wait for every tagged answer; each command's answer,
+        OK or not, in order.  The upstream works through them without a round trip
+        between two."""
+        await self._lock.acquire()
+        try:
+            if not self.alive:
+                raise BackendUnavailable(f"upstream connection lost: {self.lost_reason}")
+            waiting = []
+            lines = []
+            for args in commands:
+                if any(isinstance(arg, Literal) for arg in args):
+                    raise ValueError("a pipelined command has no literal")
+                pending = _Pending(next(self._tags), None)
+                waiting.append(pending)
+                lines.append(_line(pending.tag, args))
+            self._pipelined.update((pending.tag, pending) for pending in waiting)
+            self._write(b"".join(lines))
+            try:
+                return [await pending.done for pending in waiting]
+            except BaseException:  # the connection was lost: each of them fails alike
+                for pending in waiting:
+                    pending.done.addErrback(lambda _: None)
+                raise
+        finally:
+            self._lock.release()
 
     async def exchange(
         self, *args: Arg, replies: Sequence[bytes], handler: Handler | None = None
@@ -412,6 +451,18 @@ class UpstreamProtocol(Protocol):
     def _write(self, data: bytes) -> None:
         self._arm()
         self.transport.write(data)  # type: ignore[union-attr]
+
+
+def _line(tag: str, args: Sequence[Arg]) -> bytes:
+    """A command line of atoms, strings and lists (no literals)."""
+    chunk = [tag.encode()]
+    glue = False
+    for arg in args:
+        assert not isinstance(arg, Literal)
+        chunk.append(arg if glue or arg.startswith(b")") else b" " + arg)
+        glue = arg.endswith(b"(")
+    chunk.append(b"\r\n")
+    return b"".join(chunk)
 
 
 def _names(values: Sequence[object]) -> frozenset[str]:

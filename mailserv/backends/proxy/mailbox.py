@@ -39,7 +39,6 @@ from mailserv.interfaces import (
     AppendResult,
     Changes,
     CopyResult,
-    FlagChange,
     IFirstUnseen,
     IMailboxListener,
     IRefreshMailbox,
@@ -309,22 +308,17 @@ class ProxyMailbox:
         flags = frozenset(f for f in flags if f.lower() != _RECENT)
 
         op = Operation(origin, scope=frozenset(targets))
-
-        async def send(conn: UpstreamProtocol) -> list[FlagChange]:
-            args: list[wire.Arg] = [b"UID STORE", wire.uid_set(targets)]
-            if unchangedsince is not None and mirror.condstore:
-                args.append(b"(UNCHANGEDSINCE %d)" % unchangedsince)
-            args += [item, encode.flag_list(flags)]
-            try:
-                response = await conn.command(*args)
-            except CommandFailed as exc:
-                raise errors.BackendError(exc.response.text or "Upstream refused STORE") from exc
-            if response.code == "MODIFIED" and response.code_data:
-                failed.extend(wire.uid_ranges(wire.to_text(response.code_data[0])))
-            return list(op.changes)
-
-        changes = await self.channel.run(send, op)
-        return StoreResult(sorted(changes, key=lambda c: c.uid), sorted(set(failed)))
+        args: list[wire.Arg] = [b"UID STORE", wire.uid_set(targets)]
+        if unchangedsince is not None and mirror.condstore:
+            args.append(b"(UNCHANGEDSINCE %d)" % unchangedsince)
+        args += [item, encode.flag_list(flags)]
+        # Sent with the other sessions' STOREs queued meanwhile: one round trip for all.
+        response = await self.channel.pipelined(args, op)
+        if response.kind != "OK":
+            raise errors.BackendError(response.text or "Upstream refused STORE")
+        if response.code == "MODIFIED" and response.code_data:
+            failed.extend(wire.uid_ranges(wire.to_text(response.code_data[0])))
+        return StoreResult(sorted(op.changes, key=lambda c: c.uid), sorted(set(failed)))
 
     async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         return await self._transfer(uids, destination, origin, move=False)
