@@ -72,8 +72,15 @@ class Operation:
     UID; their scopes do not meet."""
 
 
-_Queued = tuple[Sequence[wire.Arg], Operation, Deferred[wire.Response]]
-"""A command waiting for :meth:`Channel.pipelined`, its operation, and its answer."""
+@dataclass
+class _Queued:
+    """A command waiting for :meth:`Channel.pipelined`, its operation, its answer, and
+    what is told as it goes upstream."""
+
+    args: Sequence[wire.Arg]
+    op: Operation
+    answer: Deferred[wire.Response]
+    sending: Callable[[], None] | None
 
 
 class Channel:
@@ -278,15 +285,21 @@ class Channel:
             self._lock.release()
             self._schedule_idle()
 
-    async def pipelined(self, args: Sequence[wire.Arg], op: Operation) -> wire.Response:
+    async def pipelined(
+        self,
+        args: Sequence[wire.Arg],
+        op: Operation,
+        sending: Callable[[], None] | None = None,
+    ) -> wire.Response:
         """Run command ``args`` (one that changes the flags of ``op.scope`` alone, e.g. a
         UID STORE) as :meth:`run` does, sent together with the other such commands waiting
         for the channel meanwhile: the upstream answers a queue of STOREs of many sessions
         in about one round trip.  Commands whose scopes meet go in separate batches, in
-        order.  The tagged answer, OK or not."""
+        order.  The tagged answer, OK or not; ``sending`` is called as it goes upstream.
+        The messages listed after a batch are news for every session (no ``origin``)."""
         assert op.scope is not None and not op.expunge
         answer: Deferred[wire.Response] = Deferred()
-        self._queued.append((args, op, answer))
+        self._queued.append(_Queued(args, op, answer, sending))
         if not self._draining:
             self._draining = True
             d = Deferred.fromCoroutine(self._drain())
@@ -302,11 +315,11 @@ class Channel:
                     answers = await self.run(partial(self._send_queued, batch, together), together)
                 except BaseException as exc:
                     failure = Failure(exc)
-                    for _, _, waiter in batch or [self._queued.pop(0)]:
-                        waiter.errback(failure)
+                    for queued in batch or [self._queued.pop(0)]:
+                        queued.answer.errback(failure)
                     continue
-                for (_, _, waiter), response in zip(batch, answers, strict=True):
-                    waiter.callback(response)
+                for queued, response in zip(batch, answers, strict=True):
+                    queued.answer.callback(response)
         finally:
             self._draining = False
 
@@ -317,12 +330,14 @@ class Channel:
         queue's head while its scopes do not meet, sent together."""
         parts = together.parts
         assert parts is not None
-        while self._queued and parts.keys().isdisjoint(self._queued[0][1].scope or ()):
+        while self._queued and parts.keys().isdisjoint(self._queued[0].op.scope or ()):
             queued = self._queued.pop(0)
             batch.append(queued)
-            parts.update(dict.fromkeys(queued[1].scope or (), queued[1]))
+            parts.update(dict.fromkeys(queued.op.scope or (), queued.op))
+            if queued.sending is not None:
+                queued.sending()
         together.scope = frozenset(parts)
-        return await conn.pipeline([args for args, _, _ in batch])
+        return await conn.pipeline([queued.args for queued in batch])
 
     async def _catch_up(self, conn: UpstreamProtocol, origin: object) -> None:
         """List the messages an EXISTS announced.  Each joins the mirror as its line

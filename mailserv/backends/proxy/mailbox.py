@@ -16,7 +16,7 @@ UIDs, and the decoded address and subject headers once every message is parsed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -445,22 +445,24 @@ class ProxyMailbox:
             if self._refresh_waiters is waiters:
                 self._refresh_waiters = None
 
-        try:
-            await self.sync(None, sending)
+        try:  # sent with the STOREs waiting for the channel, if any (Channel.pipelined)
+            answer = await self.channel.pipelined([b"NOOP"], Operation(scope=frozenset()), sending)
+            if answer.kind != "OK":
+                _log.info("No news of {name}: {why}", name=self.name, why=answer.text)
+        except errors.BackendError as exc:
+            _log.info("No news of {name}: {why}", name=self.name, why=exc)
         finally:
             sending()
             for waiter in waiters:
                 waiter.callback(None)
 
-    async def sync(self, origin: object, sending: Callable[[], None] | None = None) -> None:
-        """Take in what the upstream has to say now (after an APPEND or COPY into this
-        mailbox, at NOOP).  A failure (the mailbox deleted meanwhile, the upstream gone) is
-        logged: the command that asked has done its work, and the mirror stays as it is.
-        ``sending``: called as the NOOP goes upstream."""
+    async def sync(self, origin: object) -> None:
+        """Take in what the upstream has to say now, after an APPEND or COPY into this
+        mailbox by ``origin`` (the messages listed are its own).  A failure (the mailbox
+        deleted meanwhile, the upstream gone) is logged: the command that asked has done its
+        work, and the mirror stays as it is."""
 
         async def noop(conn: UpstreamProtocol) -> None:
-            if sending is not None:
-                sending()
             await conn.command(b"NOOP")
 
         try:
