@@ -2,7 +2,8 @@
 
 While the mailbox is in use the channel has it selected and IDLEs on it between commands
 (NOOP polling when the upstream has no IDLE), so changes made elsewhere arrive within
-moments.  Every command about the mailbox runs here, one at a time (:meth:`Channel.run`),
+moments.  Every command about the mailbox runs here, one at a time (:meth:`Channel.run`;
+STOREs and NOOPs waiting meanwhile go as one pipelined batch, :meth:`Channel.pipelined`),
 so untagged responses come in order and keep the :class:`Mirror` exact: its UID list is
 the channel's sequence map.  Changes this process makes are applied from the upstream's
 own answers and reported to listeners with the operation's ``origin``.

@@ -1,7 +1,8 @@
 """IMailbox over an upstream mailbox: the facade the engine sees.
 
 The work is shared with two helpers: the :class:`Channel` (``channel.py``) keeps the
-mailbox selected upstream, runs every command about it one at a time and keeps the
+mailbox selected upstream, runs every command about it one at a time (the STOREs and
+NOOPs of many sessions waiting meanwhile go together, pipelined) and keeps the
 :class:`Mirror` exact; :class:`Downloads` (``downloads.py``) fetches, parses and caches
 message bytes.  Changes this process makes are applied from the upstream's own answers
 (FETCH after STORE, VANISHED/EXPUNGE after EXPUNGE, EXISTS after APPEND) and reported to
@@ -11,7 +12,9 @@ Reading is local once the mailbox is live: ``uids``, ``status``, ``fetch`` of me
 already parsed, and cached ``content`` answer without a round trip; messages that came in
 through mailserv (APPEND, COPY) never need a download.  SEARCH goes upstream as
 ``UID SEARCH``, except what the mirror already knows: flags, sizes, internal dates and
-UIDs, and the decoded address and subject headers once every message is parsed.
+UIDs, and the decoded address and subject headers once every message is parsed (flags,
+days and the folded headers from sets and texts it keeps: ``kit.flagsets``,
+``kit.fieldtexts``).
 """
 
 from __future__ import annotations
