@@ -333,3 +333,34 @@ def test_mailbox_deleted_upstream_gives_bye(proxy: ServerProcess, upstream: Dove
     assert direct(upstream, "erin").command("DELETE Doomed").ok
     line, took = read_until(client, rb"^\* BYE ", timeout=10)
     assert b"no longer exists" in line and took < 5
+
+
+def test_stores_waiting_together_fail_alike_when_the_upstream_hangs(
+    fragile: tuple[Dovecot, ServerProcess],
+) -> None:
+    """STOREs of four sessions queued for the mailbox's upstream connection (they go
+    upstream together) while the upstream hangs: each is answered NO [UNAVAILABLE] within
+    the timeout and one reconnection (not one more reconnection for each STORE waiting),
+    and once the upstream is back a STORE works."""
+    upstream, proxy = fragile
+    clients = [login(proxy, "alice") for _ in range(4)]
+    added = clients[0].append_many("INBOX", [MESSAGE % (n, n) for n in range(1, 5)])
+    assert all(response.ok for response in added)
+    for client in clients:
+        assert client.command("SELECT INBOX").ok
+    upstream.pause()
+    try:
+        start = time.monotonic()
+        for n, client in enumerate(clients, 1):
+            client.send(b"s%d UID STORE %d +FLAGS (\\Flagged)\r\n" % (n, n))
+        answers = [client.read_until_tagged(f"s{n}") for n, client in enumerate(clients, 1)]
+        took = time.monotonic() - start
+    finally:
+        upstream.resume()
+    assert [(a.status, a.code) for a in answers] == [("NO", "UNAVAILABLE")] * 4
+    assert took < 6, took  # the 2 s timeout of the batch, then of one reconnection
+    deadline = time.monotonic() + 10
+    while not clients[0].command("UID STORE 1 +FLAGS (\\Seen)").ok:
+        assert time.monotonic() < deadline, proxy.log_text()[-2000:]
+        time.sleep(0.2)
+    assert proxy.alive

@@ -315,8 +315,10 @@ class Channel:
                 try:
                     answers = await self.run(partial(self._send_queued, batch, together), together)
                 except BaseException as exc:
+                    if not batch:  # the channel failed before sending: every one waiting fails
+                        batch, self._queued = self._queued, []
                     failure = Failure(exc)
-                    for queued in batch or [self._queued.pop(0)]:
+                    for queued in batch:
                         queued.answer.errback(failure)
                     continue
                 for queued, response in zip(batch, answers, strict=True):
