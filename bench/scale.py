@@ -14,6 +14,10 @@ about 2.7 KB each, no large attachments) through pipelined LITERAL+ APPENDs, the
   SINCE); ops/s and p50 per command;
 * with ``--restart`` (stores on disk), the first SELECT after a restart, with the probe.
 
+``--fill-upstream`` (proxy only) writes the messages as files into the upstream Dovecot's
+INBOX Maildir instead of APPENDing them through mailserv (mail delivered upstream: none is
+parsed by mailserv yet); at 100k an APPEND fill through the proxy takes most of an hour.
+
 ``--backend dovecot`` runs the same against a private Dovecot (tests/dovecot.py: Maildir,
 one process per connection) as the reference.  Every client sets TCP_NODELAY and sends one
 command at a time.  Prints one table; traffic goes only to 127.0.0.1.
@@ -267,6 +271,28 @@ def fill(connect: Callable[[], RawClient], count: int) -> Row:
     return Row(f"APPEND x{count} (LITERAL+, pipelined)", f"{count / seconds:.0f} msg/s")
 
 
+def fill_maildir(connect: Callable[[], RawClient], home: Path, count: int) -> Row:
+    """INBOX's messages (unseen): the first APPENDed through mailserv, which shows where the
+    upstream keeps INBOX's files, the others written as files next to it, owned alike; the
+    upstream lists them when the mailbox is next opened."""
+    rng = random.Random(1)
+    started = time.perf_counter()
+    client = connect()
+    try:
+        append_all(client, "INBOX", [messages.realistic(0, rng)])
+    finally:
+        client.close()
+    (first,) = (path for path in home.rglob("*") if path.parent.name in ("new", "cur"))
+    owner = first.stat()
+    stamp = int(time.time())
+    for i in range(1, count):
+        path = first.parent.parent / "cur" / f"{stamp}.M{i}P{os.getpid()}.bench:2,"
+        path.write_bytes(messages.realistic(i, rng).replace(b"\r\n", b"\n"))
+        os.chown(path, owner.st_uid, owner.st_gid)
+    seconds = time.perf_counter() - started
+    return Row(f"fill x{count} (files in the upstream's Maildir)", f"{count / seconds:.0f} msg/s")
+
+
 def run(args: argparse.Namespace) -> list[Row]:
     user, password = "scale", "pw-" + secrets.token_hex(8)
     tests = str(Path(__file__).resolve().parents[1] / "tests")
@@ -285,7 +311,15 @@ def run(args: argparse.Namespace) -> list[Row]:
 
         data_dir = Path(tempfile.mkdtemp(prefix="mailserv-scale-"))
         extra = ["--workers", str(args.workers)]
-        process = ServerProcess(data_dir, backend_spec(args.backend), extra_args=extra)
+        spec = backend_spec(args.backend)
+        if args.fill_upstream:
+            if args.backend != "proxy":
+                raise SystemExit("--fill-upstream is for --backend proxy")
+            import dovecot  # type: ignore[import-not-found]  # tests/, on sys.path
+
+            upstreams = dovecot.ProxyUpstreams({"linger": "2"})
+            spec = dataclasses.replace(spec, prepare=upstreams.prepare, cleanup=upstreams.cleanup)
+        process = ServerProcess(data_dir, spec, extra_args=extra)
         start, stop = process.start, process.stop
 
         def restart_keeping_store() -> None:  # no cleanup/prepare: PostgreSQL keeps the database
@@ -307,7 +341,11 @@ def run(args: argparse.Namespace) -> list[Row]:
     try:
         if data_dir is not None:
             process.add_user(user, password)
-        rows = [fill(connect, args.messages)]
+        if args.fill_upstream:
+            home = upstreams.servers[data_dir].home(user)
+            rows = [fill_maildir(connect, home, args.messages)]
+        else:
+            rows = [fill(connect, args.messages)]
         if restart is not None:
             restart()
             rows.append(first_select(connect))
@@ -341,6 +379,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
         "--mixed-only", action="store_true", help="skip the single commands (fill, then mixed)"
+    )
+    parser.add_argument(
+        "--fill-upstream",
+        action="store_true",
+        help="proxy: write the messages into the upstream's Maildir, not through APPEND",
     )
     args = parser.parse_args(argv)
     if args.messages < 1 or args.clients < 1 or args.seconds <= 0 or args.repeat < 1:
