@@ -271,26 +271,45 @@ def fill(connect: Callable[[], RawClient], count: int) -> Row:
     return Row(f"APPEND x{count} (LITERAL+, pipelined)", f"{count / seconds:.0f} msg/s")
 
 
-def fill_maildir(connect: Callable[[], RawClient], home: Path, count: int) -> Row:
-    """INBOX's messages (unseen): the first APPENDed through mailserv, which shows where the
-    upstream keeps INBOX's files, the others written as files next to it, owned alike; the
-    upstream lists them when the mailbox is next opened."""
-    rng = random.Random(1)
-    started = time.perf_counter()
-    client = connect()
-    try:
-        append_all(client, "INBOX", [messages.realistic(0, rng)])
-    finally:
-        client.close()
-    (first,) = (path for path in home.rglob("*") if path.parent.name in ("new", "cur"))
-    owner = first.stat()
-    stamp = int(time.time())
-    for i in range(1, count):
-        path = first.parent.parent / "cur" / f"{stamp}.M{i}P{os.getpid()}.bench:2,"
-        path.write_bytes(messages.realistic(i, rng).replace(b"\r\n", b"\n"))
-        os.chown(path, owner.st_uid, owner.st_gid)
-    seconds = time.perf_counter() - started
-    return Row(f"fill x{count} (files in the upstream's Maildir)", f"{count / seconds:.0f} msg/s")
+class UpstreamFill:
+    """``--fill-upstream``: the proxy's server setup over a Dovecot of its own, and the fill
+    that writes INBOX's messages (unseen) as files into that Dovecot's Maildir."""
+
+    def __init__(self, backend: str) -> None:
+        if backend != "proxy":
+            raise SystemExit("--fill-upstream is for --backend proxy")
+        tests = str(Path(__file__).resolve().parents[1] / "tests")
+        if tests not in sys.path:
+            sys.path.insert(0, tests)
+        import dovecot  # type: ignore[import-not-found]  # tests/, on sys.path
+
+        self.upstreams = dovecot.ProxyUpstreams({"linger": "2"})
+        self.spec = dataclasses.replace(
+            backend_spec(backend), prepare=self.upstreams.prepare, cleanup=self.upstreams.cleanup
+        )
+
+    def fill(self, connect: Callable[[], RawClient], data_dir: Path, user: str, count: int) -> Row:
+        """The first message APPENDed through mailserv shows where the upstream keeps
+        INBOX's files; the others are written next to it, owned alike.  The upstream lists
+        them when the mailbox is next opened."""
+        rng = random.Random(1)
+        started = time.perf_counter()
+        client = connect()
+        try:
+            append_all(client, "INBOX", [messages.realistic(0, rng)])
+        finally:
+            client.close()
+        home = self.upstreams.servers[data_dir].home(user)
+        (first,) = (path for path in home.rglob("*") if path.parent.name in ("new", "cur"))
+        owner = first.stat()
+        stamp = int(time.time())
+        for i in range(1, count):
+            path = first.parent.parent / "cur" / f"{stamp}.M{i}P{os.getpid()}.bench:2,"
+            path.write_bytes(messages.realistic(i, rng).replace(b"\r\n", b"\n"))
+            os.chown(path, owner.st_uid, owner.st_gid)
+        seconds = time.perf_counter() - started
+        label = f"fill x{count} (files in the upstream's Maildir)"
+        return Row(label, f"{count / seconds:.0f} msg/s")
 
 
 def run(args: argparse.Namespace) -> list[Row]:
@@ -311,14 +330,8 @@ def run(args: argparse.Namespace) -> list[Row]:
 
         data_dir = Path(tempfile.mkdtemp(prefix="mailserv-scale-"))
         extra = ["--workers", str(args.workers)]
-        spec = backend_spec(args.backend)
-        if args.fill_upstream:
-            if args.backend != "proxy":
-                raise SystemExit("--fill-upstream is for --backend proxy")
-            import dovecot  # type: ignore[import-not-found]  # tests/, on sys.path
-
-            upstreams = dovecot.ProxyUpstreams({"linger": "2"})
-            spec = dataclasses.replace(spec, prepare=upstreams.prepare, cleanup=upstreams.cleanup)
+        upstream = UpstreamFill(args.backend) if args.fill_upstream else None
+        spec = backend_spec(args.backend) if upstream is None else upstream.spec
         process = ServerProcess(data_dir, spec, extra_args=extra)
         start, stop = process.start, process.stop
 
@@ -341,9 +354,9 @@ def run(args: argparse.Namespace) -> list[Row]:
     try:
         if data_dir is not None:
             process.add_user(user, password)
-        if args.fill_upstream:
-            home = upstreams.servers[data_dir].home(user)
-            rows = [fill_maildir(connect, home, args.messages)]
+        if upstream is not None:
+            assert data_dir is not None
+            rows = [upstream.fill(connect, data_dir, user, args.messages)]
         else:
             rows = [fill(connect, args.messages)]
         if restart is not None:

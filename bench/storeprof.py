@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench.harness import RawClient, ServerProcess
 from bench.run import Timing, must, percentile, timed
-from bench.scale import PROBE_EVERY, Probe, fill
+from bench.scale import PROBE_EVERY, Probe, UpstreamFill, fill
 from bench.statecheck.run import backend_spec
 
 Connect = Callable[[], RawClient]
@@ -119,9 +119,16 @@ class ProfiledServer(ServerProcess):
     """The server under the wrapper above; ``out`` is the prefix of its result files."""
 
     def __init__(
-        self, data_dir: Path, backend: str, profile: bool, top: int, long_turn: float = 0.0
+        self,
+        data_dir: Path,
+        backend: str,
+        profile: bool,
+        top: int,
+        long_turn: float = 0.0,
+        upstream: UpstreamFill | None = None,
     ) -> None:
-        super().__init__(data_dir, backend_spec(backend), extra_args=["--workers", "1"])
+        spec = backend_spec(backend) if upstream is None else upstream.spec
+        super().__init__(data_dir, spec, extra_args=["--workers", "1"])
         self.out = str(data_dir / "prof")
         self.code = (
             f"PROFILE = {profile!r}\nOUT = {self.out!r}\nTOP = {top}\n"
@@ -289,7 +296,10 @@ def spread(waited: list[float]) -> str:
 def measure(args: argparse.Namespace) -> None:
     kept = Path(args.keep) if args.keep else None
     data_dir = kept or Path(tempfile.mkdtemp(prefix="mailserv-storeprof-"))
-    server = ProfiledServer(data_dir, args.backend, args.profile, args.top, args.long_turns / 1000)
+    upstream = UpstreamFill(args.backend) if args.fill_upstream else None
+    server = ProfiledServer(
+        data_dir, args.backend, args.profile, args.top, args.long_turns / 1000, upstream
+    )
     user, password = "prof", "pw-prof"
     filled = data_dir / f"filled-{args.backend}-{args.messages}"
 
@@ -302,7 +312,10 @@ def measure(args: argparse.Namespace) -> None:
     try:
         if kept is None or not filled.exists():
             server.add_user(user, password)
-            print(fill(connect, args.messages).figure, flush=True)
+            if upstream is not None:
+                print(upstream.fill(connect, data_dir, user, args.messages).figure, flush=True)
+            else:
+                print(fill(connect, args.messages).figure, flush=True)
             if kept is not None:
                 filled.touch()
         (together if args.sessions > 1 else rounds)(args, server, connect)
@@ -320,6 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile the server")
     parser.add_argument("--top", type=int, default=25, help="profile lines")
     parser.add_argument("--chars", type=int, default=6000, help="profile text printed")
+    parser.add_argument(
+        "--fill-upstream",
+        action="store_true",
+        help="proxy: write the messages into the upstream's Maildir (bench.scale's)",
+    )
     parser.add_argument("--condstore", action="store_true", help="ENABLE CONDSTORE first")
     parser.add_argument("--suffix", default="", help="e.g. .SILENT")
     parser.add_argument("--watch", action="store_true", help="time another session's NOOP")
