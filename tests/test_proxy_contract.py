@@ -294,3 +294,56 @@ def test_stores_of_many_sessions_go_upstream_together(
         resolve(account.close())
     finally:
         resolve(backend.stop())
+
+
+def test_a_search_upstream_holds_up_no_store(
+    upstream: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search the upstream answers (BODY) runs on a pooled connection that has the
+    mailbox EXAMINEd, not on the mailbox's own connection: while its answer is held back
+    (the connection's reading paused), another session's STORE completes."""
+    from mailserv.backends.proxy.client import UpstreamProtocol
+    from mailserv.interfaces import StoreMode
+    from mailserv.search import Contains, SearchProgram, StringField
+    from mailserv.testing import Recorder, message, resolve
+
+    held: list[UpstreamProtocol] = []
+    command = UpstreamProtocol.command
+
+    async def holding(conn: UpstreamProtocol, *args: Any, **kwargs: Any) -> Any:
+        if args and args[0] == b"UID SEARCH":
+            conn.transport.pauseProducing()  # type: ignore[union-attr]
+            held.append(conn)
+        return await command(conn, *args, **kwargs)
+
+    monkeypatch.setattr(UpstreamProtocol, "command", holding)
+    shutil.rmtree(upstream.home("alice"), ignore_errors=True)
+    backend = proxy.factory.build(options(upstream), str(tmp_path), reactor)
+    resolve(backend.start())
+    try:
+        account = resolve(backend.account("alice"))
+        box = resolve(account.open("INBOX"))
+        listener = Recorder()
+        box.add_listener(listener)
+        for n in range(3):
+            resolve(box.append(message(n), frozenset(), None, None))
+        uids = list(resolve(box.uids()))
+        program = SearchProgram(Contains(StringField.BODY, "note"))
+        searching = Deferred.fromCoroutine(box.search(program, uids))
+        deadline = time.monotonic() + 5
+        while not held and time.monotonic() < deadline:
+            settle(0.01)
+        assert held and not searching.called
+        stored = Deferred.fromCoroutine(
+            box.store([uids[0]], StoreMode.ADD, frozenset({"\\Flagged"}), None)
+        )
+        while not stored.called and time.monotonic() < deadline:
+            settle(0.01)
+        assert stored.called and not searching.called
+        held[0].transport.resumeProducing()  # type: ignore[union-attr]
+        assert resolve(searching) == uids
+        assert [set(m.flags) for m in resolve(box.fetch(uids[:1]))] == [{"\\Flagged"}]
+        box.remove_listener(listener)
+        resolve(account.close())
+    finally:
+        resolve(backend.stop())

@@ -11,7 +11,8 @@ listeners with the caller's ``origin``.
 Reading is local once the mailbox is live: ``uids``, ``status``, ``fetch`` of messages
 already parsed, and cached ``content`` answer without a round trip; messages that came in
 through mailserv (APPEND, COPY) never need a download.  SEARCH goes upstream as
-``UID SEARCH``, except what the mirror already knows: flags, sizes, internal dates and
+``UID SEARCH`` on a pooled connection that EXAMINEs the mailbox (a long search holds up
+none of its sessions' STOREs), except what the mirror already knows: flags, sizes, internal dates and
 UIDs, and the decoded address and subject headers once every message is parsed (flags,
 days and the folded headers from sets and texts it keeps: ``kit.flagsets``,
 ``kit.fieldtexts``).
@@ -19,7 +20,7 @@ days and the folded headers from sets and texts it keeps: ``kit.flagsets``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -237,11 +238,46 @@ class ProxyMailbox:
                 return False
             return True
 
-        if not await self.channel.run(ask):
+        if not await self._examined(mirror.uidvalidity, ask):
             return None
         if ranges:  # ESEARCH: cut the matching runs out of the ascending UIDs
             return uids_in(merge(ranges), uids)
         return [uid for uid in uids if uid in found]
+
+    async def _examined(
+        self, uidvalidity: int, work: Callable[[UpstreamProtocol], Awaitable[bool]]
+    ) -> bool:
+        """``work`` on a pooled connection that has the mailbox EXAMINEd, not on the
+        channel: a search upstream may take seconds (TEXT over 100k messages without a
+        full-text index), and the STOREs and NOOPs of the mailbox's sessions go on meanwhile.
+        False when the mailbox was recreated upstream (another UIDVALIDITY)."""
+        pool = self.user.pool
+        conn = await pool.acquire()
+        validity: list[int] = []
+
+        def state(response: wire.Response) -> bool:
+            if response.kind == "OK" and response.code == "UIDVALIDITY" and response.code_data:
+                value = response.code_data[0]
+                validity.extend([value] if isinstance(value, int) else [])
+            return False
+
+        clean = False
+        try:
+            async with self.user.locks.opening(self.name):  # not while it is renamed
+                try:
+                    await conn.command(b"EXAMINE", self.user.encoded(self.name), handler=state)
+                except CommandFailed as exc:
+                    clean = True
+                    raise await self.user.mailbox_error(self.name, exc) from exc
+            done = validity == [uidvalidity] and await work(conn)
+            await conn.command(b"UNSELECT" if "UNSELECT" in conn.capabilities else b"CLOSE")
+            clean = True  # read-only: CLOSE expunges nothing
+            return done
+        finally:
+            if clean:
+                pool.release(conn)
+            else:
+                pool.discard(conn)
 
     async def changes_since(self, modseq: int) -> Changes:
         changes = (await self.channel.mirrored()).changes_since(modseq)
