@@ -12,10 +12,10 @@ Reading is local once the mailbox is live: ``uids``, ``status``, ``fetch`` of me
 already parsed, and cached ``content`` answer without a round trip; messages that came in
 through mailserv (APPEND, COPY) never need a download.  SEARCH goes upstream as
 ``UID SEARCH`` on a pooled connection that EXAMINEs the mailbox (a long search holds up
-none of its sessions' STOREs), except what the mirror already knows: flags, sizes, internal dates and
-UIDs, and the decoded address and subject headers once every message is parsed (flags,
-days and the folded headers from sets and texts it keeps: ``kit.flagsets``,
-``kit.fieldtexts``).
+none of its sessions' STOREs), except what the mirror already knows: flags, sizes,
+internal dates and UIDs, and the decoded address and subject headers once every message
+is parsed (flags, days and the folded headers from sets and texts it keeps:
+``kit.flagsets``, ``kit.fieldtexts``).
 """
 
 from __future__ import annotations
