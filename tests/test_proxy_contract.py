@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,29 @@ def test_usage_in_one_list_status(upstream: Dovecot, tmp_path: Path) -> None:
         settle()
 
 
+@contextmanager
+def selected_inbox(upstream: Dovecot, tmp_path: Path, messages: int) -> Iterator[Any]:
+    """alice's INBOX with ``messages`` appended, on a started proxy backend (in master-user
+    mode), a listener keeping it selected upstream; all closed afterwards."""
+    from mailserv.testing import Recorder, message, resolve
+
+    shutil.rmtree(upstream.home("alice"), ignore_errors=True)
+    backend = proxy.factory.build(options(upstream), str(tmp_path), reactor)
+    resolve(backend.start())
+    try:
+        account = resolve(backend.account("alice"))
+        box = resolve(account.open("INBOX"))
+        listener = Recorder()
+        box.add_listener(listener)  # selected upstream: the mirror follows it
+        for n in range(messages):
+            resolve(box.append(message(n), frozenset(), None, None))
+        yield box
+        box.remove_listener(listener)
+        resolve(account.close())
+    finally:
+        resolve(backend.stop())
+
+
 SEARCH_FLAGS = ["\\Seen", "\\Flagged", "\\Answered", "\\Deleted", "$Work"]
 SEARCH_NAMES = ["Ana Straße", "BOB <bob@Example.org>", "=?utf-8?q?Zo=C3=AB?= <zoe@x.test>"]
 SEARCH_SUBJECTS = ["Budget MEETING", "re: budget", "=?utf-8?b?w4ljbGFpcg==?=", "plan", ""]
@@ -178,17 +202,10 @@ def test_searches_from_the_mirror_answer_as_the_scan_does(
     from mailserv.interfaces import StoreMode
     from mailserv.search import SearchProgram
     from mailserv.search.evaluate import SearchContext, evaluate
-    from mailserv.testing import Recorder, resolve
+    from mailserv.testing import resolve
 
-    shutil.rmtree(upstream.home("alice"), ignore_errors=True)
     rng = random.Random(7)
-    backend = proxy.factory.build(options(upstream), str(tmp_path), reactor)
-    resolve(backend.start())
-    try:
-        account = resolve(backend.account("alice"))
-        box = resolve(account.open("INBOX"))
-        listener = Recorder()
-        box.add_listener(listener)  # selected upstream: the mirror follows it
+    with selected_inbox(upstream, tmp_path, 0) as box:
         for n in range(40):
             head = b"".join(
                 b"%s: %s\r\n" % (name, rng.choice(SEARCH_NAMES).encode())
@@ -226,10 +243,6 @@ def test_searches_from_the_mirror_answer_as_the_scan_does(
             context = SearchContext(view, frozenset(), box.content)
             scanned = resolve(evaluate(program, metas[1:-1], context))
             assert found == scanned, program
-        box.remove_listener(listener)
-        resolve(account.close())
-    finally:
-        resolve(backend.stop())
 
 
 def test_stores_of_many_sessions_go_upstream_together(
@@ -241,7 +254,7 @@ def test_stores_of_many_sessions_go_upstream_together(
     the two wins."""
     from mailserv.backends.proxy.client import UpstreamProtocol
     from mailserv.interfaces import StoreMode
-    from mailserv.testing import Recorder, message, resolve
+    from mailserv.testing import Recorder, resolve
 
     sent: list[int] = []
     pipeline = UpstreamProtocol.pipeline
@@ -251,16 +264,9 @@ def test_stores_of_many_sessions_go_upstream_together(
         return await pipeline(conn, commands)
 
     monkeypatch.setattr(UpstreamProtocol, "pipeline", counted)
-    shutil.rmtree(upstream.home("alice"), ignore_errors=True)
-    backend = proxy.factory.build(options(upstream), str(tmp_path), reactor)
-    resolve(backend.start())
-    try:
-        account = resolve(backend.account("alice"))
-        box = resolve(account.open("INBOX"))
+    with selected_inbox(upstream, tmp_path, 4) as box:
         listener = Recorder()
         box.add_listener(listener)
-        for n in range(4):
-            resolve(box.append(message(n), frozenset(), None, None))
         one, two, three, _ = resolve(box.uids())
         a, b, c = object(), object(), object()
         flagged, seen, job = (frozenset({flag}) for flag in ("\\Flagged", "\\Seen", "$Job"))
@@ -291,9 +297,6 @@ def test_stores_of_many_sessions_go_upstream_together(
             {"$Job"},
         ]
         box.remove_listener(listener)
-        resolve(account.close())
-    finally:
-        resolve(backend.stop())
 
 
 def test_a_search_upstream_holds_up_no_store(
@@ -305,7 +308,7 @@ def test_a_search_upstream_holds_up_no_store(
     from mailserv.backends.proxy.client import UpstreamProtocol
     from mailserv.interfaces import StoreMode
     from mailserv.search import Contains, SearchProgram, StringField
-    from mailserv.testing import Recorder, message, resolve
+    from mailserv.testing import resolve
 
     held: list[UpstreamProtocol] = []
     command = UpstreamProtocol.command
@@ -317,16 +320,7 @@ def test_a_search_upstream_holds_up_no_store(
         return await command(conn, *args, **kwargs)
 
     monkeypatch.setattr(UpstreamProtocol, "command", holding)
-    shutil.rmtree(upstream.home("alice"), ignore_errors=True)
-    backend = proxy.factory.build(options(upstream), str(tmp_path), reactor)
-    resolve(backend.start())
-    try:
-        account = resolve(backend.account("alice"))
-        box = resolve(account.open("INBOX"))
-        listener = Recorder()
-        box.add_listener(listener)
-        for n in range(3):
-            resolve(box.append(message(n), frozenset(), None, None))
+    with selected_inbox(upstream, tmp_path, 3) as box:
         uids = list(resolve(box.uids()))
         program = SearchProgram(Contains(StringField.BODY, "note"))
         searching = Deferred.fromCoroutine(box.search(program, uids))
@@ -343,7 +337,3 @@ def test_a_search_upstream_holds_up_no_store(
         held[0].transport.resumeProducing()  # type: ignore[union-attr]
         assert resolve(searching) == uids
         assert [set(m.flags) for m in resolve(box.fetch(uids[:1]))] == [{"\\Flagged"}]
-        box.remove_listener(listener)
-        resolve(account.close())
-    finally:
-        resolve(backend.stop())
