@@ -131,13 +131,14 @@ def test_usage_in_one_list_status(upstream: Dovecot, tmp_path: Path) -> None:
 
 
 @contextmanager
-def selected_inbox(upstream: Dovecot, tmp_path: Path, messages: int) -> Iterator[Any]:
+def selected_inbox(upstream: Dovecot, tmp_path: Path, messages: int, **extra: str) -> Iterator[Any]:
     """alice's INBOX with ``messages`` appended, on a started proxy backend (in master-user
-    mode), a listener keeping it selected upstream; all closed afterwards."""
+    mode, ``extra`` options), a listener keeping it selected upstream, and its account;
+    all closed after."""
     from mailserv.testing import Recorder, message, resolve
 
     shutil.rmtree(upstream.home("alice"), ignore_errors=True)
-    backend = proxy.factory.build(options(upstream), str(tmp_path), reactor)
+    backend = proxy.factory.build({**options(upstream), **extra}, str(tmp_path), reactor)
     resolve(backend.start())
     try:
         account = resolve(backend.account("alice"))
@@ -146,7 +147,7 @@ def selected_inbox(upstream: Dovecot, tmp_path: Path, messages: int) -> Iterator
         box.add_listener(listener)  # selected upstream: the mirror follows it
         for n in range(messages):
             resolve(box.append(message(n), frozenset(), None, None))
-        yield box
+        yield account, box
         box.remove_listener(listener)
         resolve(account.close())
     finally:
@@ -205,7 +206,7 @@ def test_searches_from_the_mirror_answer_as_the_scan_does(
     from mailserv.testing import resolve
 
     rng = random.Random(7)
-    with selected_inbox(upstream, tmp_path, 0) as box:
+    with selected_inbox(upstream, tmp_path, 0) as (_, box):
         for n in range(40):
             head = b"".join(
                 b"%s: %s\r\n" % (name, rng.choice(SEARCH_NAMES).encode())
@@ -264,7 +265,7 @@ def test_stores_of_many_sessions_go_upstream_together(
         return await pipeline(conn, commands)
 
     monkeypatch.setattr(UpstreamProtocol, "pipeline", counted)
-    with selected_inbox(upstream, tmp_path, 4) as box:
+    with selected_inbox(upstream, tmp_path, 4) as (_, box):
         listener = Recorder()
         box.add_listener(listener)
         one, two, three, _ = resolve(box.uids())
@@ -320,7 +321,7 @@ def test_a_search_upstream_holds_up_no_store(
         return await command(conn, *args, **kwargs)
 
     monkeypatch.setattr(UpstreamProtocol, "command", holding)
-    with selected_inbox(upstream, tmp_path, 3) as box:
+    with selected_inbox(upstream, tmp_path, 3) as (_, box):
         uids = list(resolve(box.uids()))
         program = SearchProgram(Contains(StringField.BODY, "note"))
         searching = Deferred.fromCoroutine(box.search(program, uids))
@@ -337,3 +338,27 @@ def test_a_search_upstream_holds_up_no_store(
         held[0].transport.resumeProducing()  # type: ignore[union-attr]
         assert resolve(searching) == uids
         assert [set(m.flags) for m in resolve(box.fetch(uids[:1]))] == [{"\\Flagged"}]
+
+
+def test_a_search_upstream_with_every_connection_taken_uses_the_channel(
+    upstream: Dovecot, tmp_path: Path
+) -> None:
+    """With ``connections=2`` and two mailboxes selected, every upstream connection of the
+    user is some mailbox's channel: a search the upstream answers goes on the mailbox's own
+    rather than waiting for a pooled one (which would fail after the timeout)."""
+    from mailserv.search import Contains, SearchProgram, StringField
+    from mailserv.testing import Recorder, resolve
+
+    with selected_inbox(upstream, tmp_path, 3, connections="2", timeout="4") as (account, box):
+        resolve(account.create("Other"))
+        other = resolve(account.open("Other"))
+        listener = Recorder()
+        other.add_listener(listener)
+        resolve(other.status())  # selected upstream: the second connection is its channel
+        assert not box.user.pool.available
+        uids = list(resolve(box.uids()))
+        started = time.monotonic()
+        program = SearchProgram(Contains(StringField.BODY, "note"))
+        assert resolve(box.search(program, uids)) == uids
+        assert time.monotonic() - started < 2
+        other.remove_listener(listener)

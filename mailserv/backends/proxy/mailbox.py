@@ -238,7 +238,10 @@ class ProxyMailbox:
                 return False
             return True
 
-        if not await self._examined(mirror.uidvalidity, ask):
+        if self.user.pool.available:  # else every connection is some mailbox's channel
+            if not await self._examined(mirror.uidvalidity, ask):
+                return None
+        elif not await self.channel.run(ask):
             return None
         if ranges:  # ESEARCH: cut the matching runs out of the ascending UIDs
             return uids_in(merge(ranges), uids)
@@ -250,7 +253,8 @@ class ProxyMailbox:
         """``work`` on a pooled connection that has the mailbox EXAMINEd, not on the
         channel: a search upstream may take seconds (TEXT over 100k messages without a
         full-text index), and the STOREs and NOOPs of the mailbox's sessions go on meanwhile.
-        False when the mailbox was recreated upstream (another UIDVALIDITY)."""
+        False when the mailbox was recreated upstream (another UIDVALIDITY).  (When every
+        connection of the pool is some mailbox's channel, the search takes this one's.)"""
         pool = self.user.pool
         conn = await pool.acquire()
         validity: list[int] = []

@@ -74,6 +74,12 @@ class ConnectionPool:
         else:
             Deferred.fromCoroutine(conn.logout())
 
+    @property
+    def available(self) -> bool:
+        """A connection can be lent without waiting for one to come back (an idle one, or
+        room for a new one)."""
+        return not self.closed and (bool(self._idle) or self._count < self.limit)
+
     async def acquire(self) -> UpstreamProtocol:
         """A logged-in connection with nothing selected, for the caller alone."""
         started = time.monotonic()
