@@ -97,6 +97,27 @@ def test_the_per_address_bound_holds_across_workers(server: ServerProcess) -> No
     admitted(server)
 
 
+def blocked_in_every_worker(server: ServerProcess) -> None:
+    """Wait until each worker refuses a sign-in from here: a new connection served by it
+    answers ``AUTHENTICATE PLAIN`` with the block rather than a challenge (which is
+    cancelled: nothing is recorded).  The log line of a failure comes before the other
+    worker holds it (its NO waits for that, and for the delay)."""
+    pids = children(server.pid)
+    blocked: set[int] = set()
+    deadline = time.monotonic() + 20
+    while blocked != set(pids):
+        assert time.monotonic() < deadline, f"blocked in {blocked} of {pids}"
+        client = admitted(server)
+        pid = serving_pid(client, pids)
+        client.send(b"a AUTHENTICATE PLAIN\r\n")
+        if client.read_response().startswith(b"+"):
+            client.send(b"*\r\n")
+            assert client.read_until_tagged("a").status == "BAD"
+        else:
+            blocked.add(pid)
+        client.close()
+
+
 def test_failed_logins_in_one_worker_block_the_others(server: ServerProcess) -> None:
     """10 failures in the window (``LoginThrottle.max_failures``) block the address in every
     worker, including sessions opened before the failures."""
@@ -110,6 +131,7 @@ def test_failed_logins_in_one_worker_block_the_others(server: ServerProcess) -> 
         wait_for(lambda: server.log_text().count("Failed login for") > len(failing))
         client.close()  # the answer waits for the delay: not for us to wait for
         failing.append(client)
+    blocked_in_every_worker(server)
     for probe in probes:
         reply = probe.command(f"LOGIN {quote(user.name)} {quote(user.password)}")
         assert not reply.ok
