@@ -68,9 +68,9 @@ class Operation:
     expunge: bool = False
     gone: list[int] = field(default_factory=list)
     changes: list[FlagChange] = field(default_factory=list)
-    parts: dict[int, Operation] | None = None
-    """Commands sent together (:meth:`Channel.pipelined`): the one whose scope holds each
-    UID; their scopes do not meet."""
+    parts: list[Operation] | None = None
+    """Commands sent together (:meth:`Channel.pipelined`), whose scopes do not meet: a
+    message's change is the one's whose scope holds it."""
 
 
 @dataclass
@@ -311,7 +311,7 @@ class Channel:
         try:
             while self._queued:
                 batch: list[_Queued] = []
-                together = Operation(scope=frozenset(), parts={})
+                together = Operation(scope=frozenset(), parts=[])
                 try:
                     answers = await self.run(partial(self._send_queued, batch, together), together)
                 except BaseException as exc:
@@ -333,13 +333,14 @@ class Channel:
         queue's head while its scopes do not meet, sent together."""
         parts = together.parts
         assert parts is not None
-        while self._queued and parts.keys().isdisjoint(self._queued[0].op.scope or ()):
+        while self._queued and all(
+            part.scope.isdisjoint(self._queued[0].op.scope or ()) for part in parts if part.scope
+        ):
             queued = self._queued.pop(0)
             batch.append(queued)
-            parts.update(dict.fromkeys(queued.op.scope or (), queued.op))
+            parts.append(queued.op)
             if queued.sending is not None:
                 queued.sending()
-        together.scope = frozenset(parts)
         return await conn.pipeline([queued.args for queued in batch])
 
     async def _catch_up(self, conn: UpstreamProtocol, origin: object) -> None:
@@ -399,8 +400,8 @@ class Channel:
             if uid is None:
                 return
         op = self._op
-        if op is not None and op.parts is not None:
-            op = op.parts.get(uid)  # the command of a batch that changes this message
+        if op is not None and op.parts is not None:  # the command of a batch that changes it
+            op = next((part for part in op.parts if part.scope and uid in part.scope), None)
         ours = op is not None and op.scope is not None and uid in op.scope
         origin = op.origin if op is not None and ours else None
         change = mirror.set_flags(

@@ -262,7 +262,8 @@ class ProxyMailbox:
         def state(response: wire.Response) -> bool:
             if response.kind == "OK" and response.code == "UIDVALIDITY" and response.code_data:
                 value = response.code_data[0]
-                validity.extend([value] if isinstance(value, int) else [])
+                if isinstance(value, int):
+                    validity.append(value)
             return False
 
         clean = False

@@ -61,7 +61,6 @@ class Mirror:
         self.uids: list[int] = []
         self.meta: dict[int, MessageMeta] = {}
         self.unclaimed: set[int] = set()
-        self.unseen: set[int] = set()  # UIDs without \Seen: SEARCH UNSEEN, STATUS
         self.unparsed: set[int] = set()  # UIDs whose MessageInfo is not known yet
         # SEARCH of flags, internal dates and address/subject fields (see kit.flagsets and
         # kit.fieldtexts), kept as messages come, change and go:
@@ -88,11 +87,16 @@ class Mirror:
             uidvalidity=self.uidvalidity,
             uidnext=max(self.uidnext, self.uids[-1] + 1 if self.uids else 1),
             messages=len(self.uids),
-            unseen=len(self.unseen),
+            unseen=len(self.uids) - len(self.having.get(SEEN, ())),
             recent=len(self.unclaimed),
             highestmodseq=self.highestmodseq,
             size=self.size,
         )
+
+    @property
+    def unseen(self) -> set[int]:
+        """The UIDs without \\Seen (made from ``having``: for inspection, not a hot path)."""
+        return set(self.meta).difference(self.having.get(SEEN, ()))
 
     def uid_at(self, seq: int) -> int | None:
         return self.uids[seq - 1] if 0 < seq <= len(self.uids) else None
@@ -161,8 +165,6 @@ class Mirror:
         self.uids.append(uid)
         self.uidnext = max(self.uidnext, uid + 1)
         self.size += size
-        if SEEN not in flags:
-            self.unseen.add(uid)
         if info is NO_INFO:
             self.unparsed.add(uid)
         flagsets.reflag(self.having, uid, frozenset(), flags)
@@ -199,10 +201,6 @@ class Mirror:
                 self.note_highest(modseq)
             return None
         stamp = self.next_modseq(modseq)
-        if SEEN in flags:
-            self.unseen.discard(uid)
-        else:
-            self.unseen.add(uid)
         flagsets.reflag(self.having, uid, meta.flags, flags)
         self.meta[uid] = MessageMeta(uid, flags, meta.internaldate, meta.size, stamp, meta.info)
         change = FlagChange(uid, flags, stamp)
@@ -221,7 +219,6 @@ class Mirror:
             index = bisect_left(self.uids, uid)
             del self.uids[index]
             self.size -= meta.size
-            self.unseen.discard(uid)
             self.unclaimed.discard(uid)
             self.unparsed.discard(uid)
             flagsets.reflag(self.having, uid, meta.flags, frozenset())
