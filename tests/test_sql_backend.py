@@ -45,7 +45,7 @@ from mailserv.backends.sql import (
     unseen,
 )
 from mailserv.backends.sql import backend as sql_backend
-from mailserv.backends.sql.db import NOTIFY_CHANNEL, InlineDatabase, Tx
+from mailserv.backends.sql.db import NOTIFY_CHANNEL, InlineDatabase, ReadOnly, Tx
 from mailserv.backends.sql.dialect import parse_url
 from mailserv.backends.sql.rows import (
     FLAG_INDEXES_4,
@@ -123,11 +123,15 @@ def backend(url: str, tmp_path: Path) -> Iterator[SqlBackend]:
     resolve(built.stop())
 
 
-def query(backend: SqlBackend, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+def query(
+    backend: SqlBackend, sql: str, params: tuple[Any, ...] = (), write: bool = False
+) -> list[Any]:
+    """``sql``'s rows (``write``: a statement that writes, which a read transaction refuses)."""
+
     def fn(tx: Tx) -> list[Any]:
         return tx.all(sql, params)
 
-    return list(resolve(backend.db.run(fn)))
+    return list(resolve(backend.db.run(fn, write=write)))
 
 
 # -- URLs and options ---------------------------------------------------------------------
@@ -465,6 +469,64 @@ def test_content_read_ahead_serves_a_fetch_batch(backend: SqlBackend) -> None:
     assert resolve(inbox.content(uids[5])) == message(5)
     with pytest.raises(KeyError):
         resolve(inbox.content(999))
+
+
+# -- read transactions --------------------------------------------------------------------
+
+
+def test_a_read_transaction_refuses_to_write(backend: SqlBackend) -> None:
+    """A read (``write=False``) that writes is a bug, refused on both dialects (on
+    PostgreSQL each statement of a read would commit alone); the rows stay as they were."""
+    resolve(resolve(backend.account("alice")).open("INBOX"))
+    names = "SELECT id, name FROM mailboxes ORDER BY id"
+    before = query(backend, names)
+    attempts: list[Callable[[Tx], object]] = [
+        lambda tx: tx.execute("UPDATE mailboxes SET name = 'x'"),
+        lambda tx: tx.later("UPDATE mailboxes SET name = 'x'"),
+        lambda tx: tx.many("UPDATE mailboxes SET name = ? WHERE id = ?", [("x", before[0][0])]),
+        lambda tx: tx.notify("payload"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ReadOnly):
+            resolve(backend.db.run(attempt))
+    assert query(backend, names) == before
+    renamed = "UPDATE mailboxes SET name = name RETURNING id"
+    assert len(query(backend, renamed, write=True)) == len(before)  # a write may
+
+
+def test_a_read_keeps_no_transaction_open_unless_it_asks_for_one_snapshot(
+    url: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL a read runs in autocommit mode: between its statements no transaction
+    is open (none holds back VACUUM, no BEGIN and COMMIT round trips), and each statement sees
+    what was committed before it.  After ``Tx.snapshot`` its statements see one snapshot."""
+    if not url.startswith("postgresql"):
+        pytest.skip("SQLite: a read is one transaction, in one snapshot")
+    backend = started(url, tmp_path)
+    resolve(resolve(backend.account("alice")).open("INBOX"))
+    other = psycopg.connect(url, autocommit=True)
+    uidnext = "SELECT uidnext FROM mailboxes WHERE name = 'INBOX'"
+
+    def read_twice(tx: Tx, snapshot: bool) -> tuple[int, str, int]:
+        if snapshot:
+            tx.snapshot()
+        first = int(tx.scalar(uidnext))
+        states = other.execute(
+            "SELECT state FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND state LIKE 'idle in%'"
+        ).fetchall()
+        other.execute("UPDATE mailboxes SET uidnext = uidnext + 1 WHERE name = 'INBOX'")
+        return first, ",".join(row[0] for row in states), int(tx.scalar(uidnext))
+
+    try:
+        first, open_between, second = resolve(backend.db.run(read_twice, False))
+        assert (open_between, second) == ("", first + 1)
+        first, open_between, second = resolve(backend.db.run(read_twice, True))
+        assert (open_between, second) == ("idle in transaction", first)
+        assert resolve(backend.db.run(read_twice, False))[0] == first + 1
+    finally:
+        other.close()
+        resolve(backend.stop())
 
 
 # -- concurrent writers -------------------------------------------------------------------
@@ -832,6 +894,7 @@ def test_store_of_many_flag_sets_falls_back_to_rows(
 
 
 def _plan(tx: Tx, sql: str, params: tuple[Any, ...], tiny: bool = True) -> str:
+    """Run with ``write=True``: a read runs in autocommit mode, where SET LOCAL does nothing."""
     if tx.dialect.is_postgres:
         if tiny:
             tx.execute("SET LOCAL enable_seqscan = off")  # make the choice visible
@@ -935,7 +998,7 @@ def test_upgrade_to_4_indexes_unseen_flagged_and_deleted(url: str, tmp_path: Pat
         clause = search.translate(_program(key), backend.db.dialect.find, uids)
         assert clause is not None
         sql = f"SELECT m.uid FROM mail m WHERE m.mailbox_id = ? AND {clause.sql}"
-        assert index in resolve(backend.db.run(_plan, sql, (box.id, *clause.params)))
+        assert index in resolve(backend.db.run(_plan, sql, (box.id, *clause.params), write=True))
     assert resolve(box.expunge(None, None)) == uids[2::3]
     resolve(backend.stop())
 
@@ -1012,7 +1075,7 @@ def test_flagged_and_deleted_read_their_indexes_in_a_big_mailbox(backend: SqlBac
         (sql, (box.id, *clause.params), "mail_flagged"),
         (deleted, (box.id,), "mail_deleted"),
     ]:
-        assert index in resolve(backend.db.run(_plan, query_sql, params, False))
+        assert index in resolve(backend.db.run(_plan, query_sql, params, False, write=True))
     assert resolve(box.search(_program("FLAGGED"), uids)) == uids
     assert resolve(box.expunge(None, None)) == uids
 
@@ -1049,7 +1112,9 @@ def test_flagged_search_of_many_flagged_reads_the_index_alone(backend: SqlBacken
         f"SELECT {listed} FROM mail m WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?"
         f" AND {clause.sql}"
     )
-    plan = resolve(backend.db.run(_plan, sql, (box.id, uids[0], uids[-1], *clause.params), False))
+    plan = resolve(
+        backend.db.run(_plan, sql, (box.id, uids[0], uids[-1], *clause.params), False, write=True)
+    )
     assert "mail_flagged" in plan
     if not backend.db.dialect.is_postgres:
         assert "COVERING INDEX mail_flagged" in plan
@@ -1103,7 +1168,7 @@ def test_upgrade_to_12_makes_stores_page_local(url: str, tmp_path: Path) -> None
         clause = search.translate(_program(key), backend.db.dialect.find, uids)
         assert clause is not None
         sql = f"SELECT m.uid FROM mail m WHERE m.mailbox_id = ? AND {clause.sql}"
-        assert index in resolve(backend.db.run(_plan, sql, (box.id, *clause.params)))
+        assert index in resolve(backend.db.run(_plan, sql, (box.id, *clause.params), write=True))
     if backend.db.dialect.is_postgres:
         assert before == (12, 0) and after == (12, 12) and seen[0] == seen[1] > 0
         indexes = query(backend, "SELECT indexdef FROM pg_indexes WHERE tablename = 'mail'")

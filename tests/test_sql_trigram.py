@@ -237,7 +237,8 @@ def test_explain_shows_the_index_read_for_three_characters_and_more(
             (only,) = probe.plans
             return only
 
-        return str(resolve(backend.db.run(explain)))
+        # a write transaction: a read runs in autocommit mode, where SET LOCAL does nothing
+        return str(resolve(backend.db.run(explain, write=True)))
 
     for text in ("FROM user42", "SUBJECT zebra", "FROM user4@", "FROM USER42",
                  'SUBJECT "100%"', "HEADER From user42"):  # fmt: skip

@@ -68,7 +68,8 @@ def _check(backend: SqlBackend, box: Any, view: list[int]) -> int:
 
 
 def _intact(backend: SqlBackend) -> None:
-    query(backend, "INSERT INTO words (words) VALUES ('integrity-check')")  # FTS5's own check
+    # FTS5's own check
+    query(backend, "INSERT INTO words (words) VALUES ('integrity-check')", write=True)
     assert len(query(backend, "SELECT message_id FROM long_texts")) == 1
 
 

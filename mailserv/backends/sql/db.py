@@ -6,11 +6,15 @@ connection per thread), so any reactor works and SQLite and PostgreSQL share one
 the admin CLI and unit tests run them inline.  Transient failures (SQLite's busy lock,
 PostgreSQL serialization failures and lost unique-key races) retry the whole function.
 
-Round trips to PostgreSQL are counted.  Its connections are not in autocommit mode: psycopg
-sends BEGIN before a transaction's first statement, a round trip of its own unless that
+Round trips to PostgreSQL are counted.  A write transaction is not in autocommit mode:
+psycopg sends BEGIN before its first statement, a round trip of its own unless that
 statement goes in a pipeline.  Statements whose result is not read (``Tx.later``: writes,
 locks) wait and go with the next statement, or with the change notices and COMMIT, in one
-pipelined round trip.  So a read is three round trips (BEGIN, the SELECT, COMMIT).
+pipelined round trip.  A read runs in autocommit mode: PostgreSQL's READ COMMITTED gives each
+statement of a transaction its own snapshot anyway, so BEGIN and COMMIT would buy nothing
+and cost two round trips; a read of one statement is one round trip.  A read whose
+statements must see one snapshot says so first (``Tx.snapshot``): BEGIN goes with its first
+statement, and COMMIT ends it.
 """
 
 from __future__ import annotations
@@ -35,23 +39,46 @@ MAX_ATTEMPTS = 8
 NOTIFY_CHANNEL = "mailserv_changes"
 """The PostgreSQL LISTEN/NOTIFY channel every frontend of one database shares."""
 
+_READS = ("SELECT", "WITH")
+"""How the statements a read transaction may run begin."""
+
 _log = Logger()
+
+
+class ReadOnly(RuntimeError):
+    """A read transaction (``write=False``) tried to write: a bug of its function (on
+    PostgreSQL each statement of a read commits alone, in autocommit mode)."""
 
 
 class Tx:
     """One transaction: statements in the dialect's placeholder style, notices sent at commit."""
 
-    __slots__ = ("_conn", "_cur", "_later", "dialect", "notices")
+    __slots__ = ("_conn", "_cur", "_later", "dialect", "notices", "reading")
 
-    def __init__(self, conn: Any, dialect: Dialect) -> None:
+    def __init__(self, conn: Any, dialect: Dialect, reading: bool = False) -> None:
         self.dialect = dialect
+        self.reading = reading
+        """A read (``write=False``): it may not write.  On PostgreSQL it runs in autocommit
+        mode (see the module); SQLite's deferred BEGIN would let it write."""
         self._conn = conn
         self._cur = conn.cursor()
         self._later: list[tuple[str, tuple[Any, ...]]] = []
         self.notices: list[str] = []
 
+    def snapshot(self) -> None:
+        """The statements from here on see one snapshot (REPEATABLE READ on PostgreSQL, set
+        with the next statement; SQLite's transactions always do).  Before the first one."""
+        if not self.dialect.is_postgres:
+            return
+        if self.reading:
+            self._later.append(("BEGIN ISOLATION LEVEL REPEATABLE READ", ()))
+        else:
+            self._later.append(("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", ()))
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Run one statement (after the held-back ones, in the same round trip)."""
+        if self.reading and not sql.startswith(_READS):
+            raise ReadOnly(f"a read transaction ran a statement that is not a read: {sql}")
         if self._later:
             self._later.append((self.dialect.sql(sql), tuple(params)))
             self._flush()
@@ -63,6 +90,8 @@ class Tx:
         """A statement whose result nobody reads (a write, a lock).  PostgreSQL: held back
         and sent in one round trip with the next statement, or with the notices and COMMIT;
         its errors are raised there.  SQLite, in process: run now."""
+        if self.reading:
+            raise ReadOnly(f"a read transaction held back a write: {sql}")
         if self.dialect.is_postgres:
             self._later.append((self.dialect.sql(sql), tuple(params)))
         else:
@@ -78,6 +107,8 @@ class Tx:
                 self._conn.commit()
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self.reading:
+            raise ReadOnly(f"a read transaction ran a write: {sql}")
         if self._later:
             self._flush()
         if rows:
@@ -97,6 +128,8 @@ class Tx:
 
     def notify(self, payload: str) -> None:
         """Tell the other frontends, when (and only if) this transaction commits."""
+        if self.reading:
+            raise ReadOnly("a read transaction sent a change notice")
         if self.dialect.is_postgres:
             self.notices.append(payload)
 
@@ -172,7 +205,9 @@ def _transact(
         try:
             if not dialect.is_postgres:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            tx = Tx(conn, dialect)
+            else:
+                _autocommit(conn, not write)
+            tx = Tx(conn, dialect, reading=not write)
             result = fn(tx, *args)
             committing = True  # COMMIT may reach the server from here on: no retry
             tx.commit()
@@ -192,6 +227,14 @@ def _transact(
                 raise BackendUnavailable(f"database error: {error}") from error
             raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _autocommit(conn: Any, on: bool) -> None:
+    """Set psycopg's autocommit on ``conn`` (adbapi's wrapper, or the connection itself),
+    which is between transactions: a local setting, no round trip."""
+    raw = getattr(conn, "_connection", conn)
+    if raw.autocommit != on:
+        raw.autocommit = on
 
 
 def _broken(conn: Any) -> bool:

@@ -88,8 +88,8 @@ def look(tx: Tx, box_id: int, known: UidList | None) -> Look:
     """``status``, and in the same snapshot (one round trip when nothing changed): the UID
     list ``known`` brought up to date (see :func:`uids_since`), whether anything is left to
     claim (``messages.unclaimed``), the first unseen UID from the kept runs."""
-    if tx.dialect.is_postgres and known is not None:  # one snapshot for the statements
-        tx.later("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    if known is not None:  # one snapshot for the statements
+        tx.snapshot()
     row = tx.one(
         "SELECT uidvalidity, uidnext, messages, unseen, recent_mark, highestmodseq, size,"
         " mailboxid, unseen_uids FROM mailboxes WHERE id = ? AND selectable = 1",
@@ -225,8 +225,7 @@ def uids_since(tx: Tx, box_id: int, known: UidList | None) -> UidList:
     """The mailbox's UIDs now: ``known`` itself when nothing was added or expunged since,
     else ``known`` brought up to date from the UIDs above its last one and the expunge
     log (or read whole when there is no ``known``, or the counts disagree)."""
-    if tx.dialect.is_postgres:  # one snapshot for the statements below
-        tx.later("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    tx.snapshot()  # one snapshot for the statements below
     row = tx.one("SELECT highestmodseq, messages, uidnext FROM mailboxes WHERE id = ?", (box_id,))
     if row is None:
         raise MailboxNotFound("the mailbox was deleted")

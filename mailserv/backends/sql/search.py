@@ -496,9 +496,8 @@ def answer(
     while the mailbox's messages are the same."""
     if kept is not None and not stable(query.key):
         kept = None
-    if tx.dialect.is_postgres and (kept is not None or isinstance(query.key, _OFTEN)):
-        # the mailbox row and the rows: one snapshot (sent with the first statement)
-        tx.later("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    if kept is not None or isinstance(query.key, _OFTEN):
+        tx.snapshot()  # the mailbox row and the rows: one snapshot
     clause = translate(query, find, uids, texts, tx)
     if clause is None:
         return None, False
