@@ -579,15 +579,18 @@ class ISharedMailbox(Interface):
     """Optional, next to ``IMailbox``: a mailbox other processes change too (the backend
     provides ``IMultiProcessBackend``), whose events about their changes arrive late.
 
-    The engine awaits ``catch_up()`` at the end of every command of a session that has the
-    mailbox selected, and before IDLE starts, so that a change whose command was answered
-    before that command started is reported by it (as with one process per connection).
+    The engine awaits ``catch_up(since)`` at the end of every command of a session that has
+    the mailbox selected (``since``: when the command started), and before IDLE starts, so
+    that a change whose command was answered before that command started is reported by it
+    (as with one process per connection).
     """
 
-    def catch_up() -> Awaitable[None]:  # type: ignore[empty-body]
-        """Returns once the listeners were told of every change committed before the call,
-        by any process.  Cheap when nothing is missing; never raises for a mailbox that
-        went away (its listeners were told)."""
+    def catch_up(since: float | None = None) -> Awaitable[None]:  # type: ignore[empty-body]
+        """Returns once the listeners were told of every change committed before ``since``
+        (a ``time.perf_counter()`` reading; None: the call), by any process.  A backend may
+        answer from a read of the mailbox it sent after ``since`` (a command's own).  Cheap
+        when nothing is missing; never raises for a mailbox that went away (its listeners
+        were told)."""
 
 
 class IMailboxListener(Interface):

@@ -12,6 +12,7 @@ import functools
 import gc
 import random
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -24,6 +25,7 @@ import pytest
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -47,6 +49,7 @@ from mailserv.backends.sql import (
 from mailserv.backends.sql import backend as sql_backend
 from mailserv.backends.sql.db import NOTIFY_CHANNEL, InlineDatabase, ReadOnly, Tx
 from mailserv.backends.sql.dialect import parse_url
+from mailserv.backends.sql.notify import Listener
 from mailserv.backends.sql.rows import (
     FLAG_INDEXES_4,
     MARK_INDEXES,
@@ -772,6 +775,48 @@ def test_notices_of_one_frontend_become_events_in_another(tmp_path: Path) -> Non
         assert old.name == "New"
     finally:
         listen.close()
+        resolve(writer.stop())
+        resolve(reader.stop())
+
+
+def test_a_commands_own_read_spares_its_look_only_when_it_missed_nothing(
+    tmp_path: Path,
+) -> None:
+    """``catch_up(since)``: a STORE's read of the mailbox row, sent after ``since``, stands for
+    the end-of-command look when the HIGHESTMODSEQ it found was told already (nothing to
+    wait for: no round trip).  When it found another frontend's change not told yet (its
+    NOTIFY unread here), the look runs and that change is told before catch_up returns."""
+    url = pgcluster.database_url()
+    writer, reader = started(url, tmp_path), started(url, tmp_path)
+    listen = Listener(reader.dialect, reader._notice, reader._resynchronise, reactor)
+    listen._attach(listen._open())  # the LISTEN connection a server's backend has
+    reader._listener = listen
+    turned = testing.resolve  # the look's answer comes through the reactor
+    try:
+        mine = resolve(resolve(writer.account("alice")).open("INBOX"))
+        uids = [resolve(mine.append(message(n), frozenset(), None, None)).uid for n in (1, 2)]
+        theirs = resolve(resolve(reader.account("alice")).open("INBOX"))
+        turned(theirs.catch_up())
+        listener = Recorder()
+        theirs.add_listener(listener)
+        notices = listen._socket
+        reactor.removeReader(notices)  # the writer's NOTIFY waits, unread
+        resolve(mine.store([uids[0]], StoreMode.ADD, frozenset({"\\Flagged"}), None))
+        since = time.perf_counter()
+        resolve(theirs.store([uids[1]], StoreMode.ADD, frozenset({"\\Seen"}), None))
+        reactor.addReader(notices)
+        turned(theirs.catch_up(since))
+        told = {c.uid: c.flags for kind, changes in listener.events for c in changes}
+        assert told == {uids[0]: {"\\Flagged"}, uids[1]: {"\\Seen"}}
+
+        since = time.perf_counter()
+        resolve(theirs.store([uids[1]], StoreMode.REMOVE, frozenset({"\\Seen"}), None))
+        spared = Deferred.fromCoroutine(theirs.catch_up(since))
+        assert spared.called  # no look: the STORE's read showed nothing missing
+        looked = Deferred.fromCoroutine(theirs.catch_up(time.perf_counter()))
+        assert not looked.called  # after the read: the look at the mailbox row
+        turned(looked)
+    finally:
         resolve(writer.stop())
         resolve(reader.stop())
 

@@ -457,15 +457,18 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             self.write(tagged(tag, b"BAD", f"UID {item.name} is not a command"))
             return
         started = time.perf_counter()
-        status = await self._run_handler(tag, spec, item)
+        status = await self._run_handler(tag, spec, item, started)
         self.services.metrics.command(spec.name, item.uid, status, time.perf_counter() - started)
 
-    async def _run_handler(self, tag: bytes, spec: CommandSpec, command: Command) -> bytes:
-        """Run the command to its tagged reply; the reply's status (for the metrics)."""
+    async def _run_handler(
+        self, tag: bytes, spec: CommandSpec, command: Command, started: float
+    ) -> bytes:
+        """Run the command to its tagged reply (``started``: its ``time.perf_counter()``);
+        the reply's status (for the metrics)."""
         try:
             reply = await spec.handler(self, command) or Reply()
         except CommandFailure as exc:
-            await self._flush(spec, command)
+            await self._flush(spec, command, started)
             self._finish(tagged(tag, exc.status, exc.text, exc.code))
             return exc.status
         except ParseError as exc:
@@ -473,7 +476,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             return b"BAD"
         except errors.BackendError as exc:
             self.services.metrics.backend_error(type(exc).__name__)
-            await self._flush(spec, command)
+            await self._flush(spec, command, started)
             text = backend_text(exc)
             self._finish(tagged(tag, b"NO", text, _code(exc.code)))
             return b"NO"
@@ -486,7 +489,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             return b"NO"
         if reply.sent:
             return b"OK"
-        await self._flush(spec, command)
+        await self._flush(spec, command, started)
         text = reply.text or f"{'UID ' if command.uid else ''}{command.name} completed"
         self._finish(tagged(tag, b"OK", text, reply.code))
         return b"OK"
@@ -498,11 +501,12 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         if self._closing:
             self.end()
 
-    async def _flush(self, spec: CommandSpec, command: Command) -> None:
+    async def _flush(self, spec: CommandSpec, command: Command, started: float) -> None:
+        """What the command's end reports: the changes made before it ``started``, at least."""
         if self._closing:
             return  # after BYE (LOGOUT) only the tagged reply follows
         if self.selected is not None and self.state is State.SELECTED:
-            await self.selected.flush(expunges=spec.expunge_ok or command.uid)
+            await self.selected.flush(expunges=spec.expunge_ok or command.uid, since=started)
         if self.notifier is not None:
             self.notifier.follow_selected()
             await self.notifier.flush()

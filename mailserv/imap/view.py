@@ -591,12 +591,13 @@ class SelectedView:
 
     # -- reporting ----------------------------------------------------------------------
 
-    async def flush(self, expunges: bool) -> None:
+    async def flush(self, expunges: bool, since: float | None = None) -> None:
         """Write the pending updates that may go out now (after the flush in progress),
-        including what other processes did before now (``ISharedMailbox``)."""
+        including what other processes did before ``since`` (the command's start, a
+        ``time.perf_counter()`` reading; None: now) (``ISharedMailbox``)."""
         shared = ISharedMailbox(self.mailbox, None)
         if shared is not None:
-            await shared.catch_up()
+            await shared.catch_up(since)
         async with self._lock:
             await self._flush_locked(expunges, idle=False)
 

@@ -181,7 +181,7 @@ class MaildirMailbox(Listened):
         await self._sync()
         self._check_open()
 
-    async def catch_up(self) -> None:
+    async def catch_up(self, since: float | None = None) -> None:
         """Tell the listeners what other processes did before now (``ISharedMailbox``)."""
         try:
             await self._sync()

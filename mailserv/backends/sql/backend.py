@@ -384,7 +384,7 @@ class SqlBackend:
     async def _catch_up(self, box: SqlMailbox) -> None:
         box.caught_up(await self.db.run(reads.changes_since, box.id, box.synced, self.zones))
 
-    async def catch_up(self, box: SqlMailbox) -> None:
+    async def catch_up(self, box: SqlMailbox, since: float | None = None) -> None:
         """``ISharedMailbox.catch_up``: a NOTIFY may still be on its way when the command
         that caused it was answered, so look at the mailbox row (an indexed read); when its
         modseq is beyond what the notices told, read the changes from the tables.
@@ -393,6 +393,8 @@ class SqlBackend:
         all their mailboxes), which starts after every one of them was made."""
         if self._listener is None:
             return  # one process (SQLite), or no notices to trust anyway
+        if since is not None and box.told_since(since):
+            return  # a read the command made showed nothing missing
         self._listener.poll()  # notices here already are applied first
         answered: Deferred[None] = Deferred()
         self._asking.append((box, answered))

@@ -18,6 +18,8 @@ event whose first UID is not the next one waits for the missing ones, at most
 
 from __future__ import annotations
 
+import math
+import time
 from bisect import bisect_left
 from collections.abc import Sequence
 from datetime import datetime
@@ -93,6 +95,9 @@ class SqlMailbox(Listened):
         answers each once)."""
         self._set_told = 0
         """Added and expunged events told to the listeners so far (see ``_fresh_look``)."""
+        self._looked = (-math.inf, 0)
+        """(``time.perf_counter()`` before it was sent, HIGHESTMODSEQ it found): the latest
+        read of the mailbox's row by a command here (see ``told_since``)."""
         self._told_count = 0
         """Events of any kind told so far."""
         self._claimed_below = 0
@@ -109,7 +114,9 @@ class SqlMailbox(Listened):
         key = (self.id, self.account_id, self.uidvalidity)
         known = self._uid_list or kept.get(key)
         told = (self._set_told, self._told_count)
+        sent = time.perf_counter()
         found: reads.Look = await self._backend.db.run(reads.look, self.id, known)
+        self._looked_at(sent, found.status.highestmodseq)
         self._look = (*told, found)
         self._uids_taken = self._unseen_taken = False
         if found.uids is not None:
@@ -281,6 +288,7 @@ class SqlMailbox(Listened):
     ) -> StoreResult:
         """Messages whose flags end up the same keep their modseq and are not reported."""
         backend = self._backend
+        sent = time.perf_counter()
         done: messages.Stored = await backend.db.run(
             messages.store_and_show,
             self.id,
@@ -295,6 +303,8 @@ class SqlMailbox(Listened):
         changed = done.changed
         if changed:
             self.flags_changed(changed, origin, changed[0].modseq)
+        if done.highestmodseq is not None:
+            self._looked_at(sent, done.highestmodseq)
         return StoreResult(changed, done.failed, done.unchanged)
 
     async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
@@ -332,9 +342,22 @@ class SqlMailbox(Listened):
         self.expunged(gone, modseq, origin)
         return list(gone)
 
-    async def catch_up(self) -> None:
+    async def catch_up(self, since: float | None = None) -> None:
         """``ISharedMailbox``: see ``SqlBackend.catch_up``."""
-        await self._backend.catch_up(self)
+        await self._backend.catch_up(self, since)
+
+    def _looked_at(self, sent: float, highestmodseq: int) -> None:
+        """A read sent at ``sent`` (``time.perf_counter()``) found ``highestmodseq``."""
+        if sent > self._looked[0]:
+            self._looked = (sent, highestmodseq)
+
+    def told_since(self, since: float) -> bool:
+        """Whether the listeners were told of every change committed before ``since``, as a
+        read of the mailbox's row sent after it shows: the HIGHESTMODSEQ it found (every
+        change committed before it was read) told already.  (SELECT's and STORE's reads:
+        the command's end then needs no look of its own.)"""
+        sent, highestmodseq = self._looked
+        return sent >= since and highestmodseq <= self.synced
 
     async def claim_recent(self) -> list[int]:
         """Nothing to claim, without a read, while every UID known here is below a UIDNEXT

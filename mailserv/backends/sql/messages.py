@@ -276,6 +276,9 @@ class Stored:
     """The messages the STORE left as they were, with their flags and modseqs, read in its
     transaction when it named at most :data:`SHOWN_MAX` messages (the engine answers the
     STORE's FETCH responses from them, without another transaction); None otherwise."""
+    highestmodseq: int | None = None
+    """The mailbox's HIGHESTMODSEQ after the STORE, as its transaction read it under the
+    mailbox's lock (the usual STORE; None otherwise)."""
 
 
 SHOWN_MAX = 64
@@ -366,7 +369,7 @@ def store_and_show(
     if unchanged is not None:
         unchanged.sort(key=lambda change: change.uid)
     if not groups:
-        return Stored([], [], unchanged)
+        return Stored([], [], unchanged, box.highestmodseq)
     for old, new_text, marks in rewrite:
         update = "UPDATE mail SET flags = ?, modseq = ?" + ", marks = ?" * len(marks)
         update += f" WHERE mailbox_id = ? AND ({where})"
@@ -383,7 +386,7 @@ def store_and_show(
     for group in groups.values():
         group.sort()
     _flag_notices(tx, box_id, modseq, groups, sender)
-    return Stored(changes_of(groups, modseq), [], unchanged)
+    return Stored(changes_of(groups, modseq), [], unchanged, modseq)
 
 
 def _seen_after(mode: StoreMode, flags: frozenset[str]) -> bool | None:
