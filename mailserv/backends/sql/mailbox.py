@@ -174,9 +174,12 @@ class SqlMailbox(Listened):
 
     async def fetch(self, uids: Sequence[int]) -> list[MessageMeta]:
         backend = self._backend
-        metas, self._readahead = await backend.db.run(
+        sent = time.perf_counter()
+        metas, self._readahead, highest = await backend.db.run(
             reads.fetch_with_sizes, self.id, list(uids), backend.zones
         )
+        if highest is not None:
+            self._looked_at(sent, highest)
         return metas
 
     async def fetch_flags(self, uids: Sequence[int]) -> list[MessageMeta]:
@@ -274,6 +277,8 @@ class SqlMailbox(Listened):
         stored = await backend.db.run(
             messages.append_all, self.id, incoming, backend.sender, write=True
         )
+        for _, _, modseq in stored[:-1]:
+            self._told(modseq)  # each message has a modseq of its own; ``added`` the last
         self.added([uid for _, uid, _ in stored], stored[-1][2], origin)
         backend.grew(len(stored))
         return [AppendResult(validity, uid) for validity, uid, _ in stored]
@@ -354,8 +359,8 @@ class SqlMailbox(Listened):
     def told_since(self, since: float) -> bool:
         """Whether the listeners were told of every change committed before ``since``, as a
         read of the mailbox's row sent after it shows: the HIGHESTMODSEQ it found (every
-        change committed before it was read) told already.  (SELECT's and STORE's reads:
-        the command's end then needs no look of its own.)"""
+        change committed before it was read) told already.  (The reads of SELECT, FETCH and
+        the usual STORE: the command's end then needs no look of its own.)"""
         sent, highestmodseq = self._looked
         return sent >= since and highestmodseq <= self.synced
 

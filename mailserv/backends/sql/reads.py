@@ -259,10 +259,11 @@ class _FlagSets(dict[str, frozenset[str]]):
 
 
 def metas(tx: Tx, rows: Sequence[Any], zones: Zones) -> list[MessageMeta]:
+    """The messages of ``rows``: the columns of ``_META_COLUMNS`` first (others may follow)."""
     flag_sets = _FlagSets()
     saved_at: dict[int, datetime] = {}  # a COPY saves many in one second
     out = []
-    for uid, text, seconds, tz, size, modseq, blob, message_id, saved, kept in rows:
+    for uid, text, seconds, tz, size, modseq, blob, message_id, saved, kept, *_ in rows:
         flags = flag_sets[text]
         savedate = saved_at.get(saved)
         if savedate is None:
@@ -279,17 +280,6 @@ def metas(tx: Tx, rows: Sequence[Any], zones: Zones) -> list[MessageMeta]:
             )
         )
     return out
-
-
-def fetch(tx: Tx, box_id: int, uids: Sequence[int], zones: Zones) -> list[MessageMeta]:
-    rows = where_uids(
-        tx,
-        f"SELECT {_META_COLUMNS} FROM {_META_JOIN} WHERE m.mailbox_id = ?",
-        (box_id,),
-        uids,
-        "m.uid",
-    )
-    return metas(tx, rows, zones)
 
 
 _FLAG_COLUMNS = (
@@ -321,11 +311,21 @@ def fetch_flags(tx: Tx, box_id: int, uids: Sequence[int], zones: Zones) -> list[
 
 def fetch_with_sizes(
     tx: Tx, box_id: int, uids: Sequence[int], zones: Zones
-) -> tuple[list[MessageMeta], list[tuple[int, int]]]:
-    """:func:`fetch`, and the (uid, size) pairs of the result for the content read-ahead
-    (made here, in the query's thread, not on the reactor)."""
-    metas = fetch(tx, box_id, uids, zones)
-    return metas, [(meta.uid, meta.size) for meta in metas]
+) -> tuple[list[MessageMeta], list[tuple[int, int]], int | None]:
+    """The messages ``uids``, the (uid, size) pairs of the result for the content
+    read-ahead (made here, in the query's thread, not on the reactor), and the mailbox's
+    HIGHESTMODSEQ as the same statement read it (None when it read no row)."""
+    rows = where_uids(
+        tx,
+        f"SELECT {_META_COLUMNS}, b.highestmodseq FROM {_META_JOIN}"
+        " JOIN mailboxes b ON b.id = m.mailbox_id WHERE m.mailbox_id = ?",
+        (box_id,),
+        uids,
+        "m.uid",
+    )
+    found = metas(tx, rows, zones)
+    highest = int(rows[0][-1]) if rows else None
+    return found, [(meta.uid, meta.size) for meta in found], highest
 
 
 def contents(tx: Tx, box_id: int, uids: Sequence[int]) -> dict[int, bytes]:
