@@ -318,17 +318,22 @@ def test_info_store_round_trip_and_uidvalidity_change(tmp_path: Path) -> None:
     assert all(p.stat().st_mode & 0o077 == 0 for p in files)
 
 
+def _unseen(mirror: Mirror) -> set[int]:
+    """The mirror's UIDs without \\Seen, from the UIDs it keeps by flag."""
+    return set(mirror.meta).difference(mirror.having.get("\\Seen", ()))
+
+
 def test_mirror_keeps_the_unseen_uids() -> None:
     mirror = Mirror(7, condstore=False, infos={})
     when = datetime(2024, 1, 1, tzinfo=UTC)
     for uid, flags in [(1, {"\\Seen"}), (2, set()), (3, {"Work"}), (4, set())]:
         assert mirror.add(uid, frozenset(flags), when, 100, None, None)
-    assert mirror.unseen == {2, 3, 4} and mirror.status().unseen == 3
+    assert _unseen(mirror) == {2, 3, 4} and mirror.status().unseen == 3
     mirror.set_flags(2, frozenset({"\\Seen"}), None, None)
     mirror.set_flags(1, frozenset(), None, None)
-    assert mirror.unseen == {1, 3, 4}
+    assert _unseen(mirror) == {1, 3, 4}
     mirror.remove([3, 9], None)
-    assert mirror.unseen == {1, 4} and mirror.status().unseen == 2
+    assert _unseen(mirror) == {1, 4} and mirror.status().unseen == 2
 
 
 def _flooded(lines: int) -> tuple[Clock, StringTransport, UpstreamProtocol, list[wire.Response]]:

@@ -93,11 +93,6 @@ class Mirror:
             size=self.size,
         )
 
-    @property
-    def unseen(self) -> set[int]:
-        """The UIDs without \\Seen (made from ``having``: for inspection, not a hot path)."""
-        return set(self.meta).difference(self.having.get(SEEN, ()))
-
     def uid_at(self, seq: int) -> int | None:
         return self.uids[seq - 1] if 0 < seq <= len(self.uids) else None
 
