@@ -793,6 +793,13 @@ _OWN_READS: dict[str, Callable[[Any, int], object]] = {
     "STORE": lambda box, uid: box.store([uid], StoreMode.ADD, frozenset({"$Read"}), None),
     "FETCH": lambda box, uid: box.fetch([uid]),
     "SELECT": lambda box, uid: box.status(),
+    # SEARCH's paths: the rows read by one statement, the kept answer's check of the
+    # mailbox row, the UIDs the row keeps, and a date test answered from the first and
+    # last days
+    "SEARCH FLAGGED": lambda box, uid: box.search(_program("FLAGGED"), [uid]),
+    "SEARCH FROM": lambda box, uid: box.search(_program("FROM someone"), [uid]),
+    "SEARCH UNSEEN": lambda box, uid: box.search(_program("UNSEEN"), [uid]),
+    "SEARCH SINCE": lambda box, uid: box.search(_program("SINCE 1-Jan-1990"), [uid]),
 }
 
 

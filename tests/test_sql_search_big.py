@@ -109,7 +109,7 @@ def _run(backend: SqlBackend, box: Any, text: str, uids: list[int]) -> tuple[lis
     def recorded(tx: Tx) -> tuple[list[int], list[str]]:
         state = search._state(tx, box.id)
         rec = _Recording(tx)
-        found = search._matching(rec, box.id, clause, uids, search._whole(state, uids))  # type: ignore[arg-type]
+        found, _ = search._matching(rec, box.id, clause, uids, search._whole(state, uids))  # type: ignore[arg-type]
         return found, rec.statements
 
     result: tuple[list[int], list[str]] = resolve(backend.db.run(recorded))

@@ -178,14 +178,14 @@ class _Explain:
         self.tx = tx
         self.plans: list[str] = []
 
-    def scalar(self, sql: str, params: Any = ()) -> Any:
+    def one(self, sql: str, params: Any = ()) -> Any:
         # The form decides whether the index can serve; the table's size whether the
         # planner prefers it (at 20k short rows a pass over them costs it little less; at
         # 100k bench messages it reads the index for a needle in 1% of them).
         self.tx.execute("SET LOCAL enable_seqscan = off")
         plan = self.tx.all("EXPLAIN " + sql, params)
         self.plans.append("\n".join(str(row[0]) for row in plan))
-        return None
+        return None, None
 
 
 BIG = 20000

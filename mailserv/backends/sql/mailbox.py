@@ -236,7 +236,8 @@ class SqlMailbox(Listened):
         if not uids:
             return []
         backend = self._backend
-        found, texts = await backend.db.run(
+        sent = time.perf_counter()
+        found: search.Answer = await backend.db.run(
             search.answer,
             self.id,
             query,
@@ -246,9 +247,11 @@ class SqlMailbox(Listened):
             self._texts_ready,
             backend.kept_answers,
         )
-        if found is not None and texts:
+        if found.highestmodseq is not None:
+            self._looked_at(sent, found.highestmodseq)
+        if found.uids is not None and found.texts:
             self._texts_ready = True  # messages arriving from now on bring their texts
-        return found
+        return found.uids
 
     async def changes_since(self, modseq: int) -> Changes:
         backend = self._backend

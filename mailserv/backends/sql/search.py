@@ -322,18 +322,34 @@ class _Translator:
         return f"m.uid IN ({marks})"
 
 
-def _state(tx: Tx, box_id: int) -> tuple[Tag, int] | None:
+_HIGHEST = "(SELECT highestmodseq FROM mailboxes WHERE id = ?)"
+"""The mailbox's HIGHESTMODSEQ, read along by a statement that reads its rows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What :func:`answer` found: the matching UIDs (None: the engine evaluates), whether
+    the clause read texts, and the mailbox's HIGHESTMODSEQ as one of its statements read it
+    (None: none did), which spares the command's end a look of its own."""
+
+    uids: list[int] | None
+    texts: bool = False
+    highestmodseq: int | None = None
+
+
+def _state(tx: Tx, box_id: int) -> tuple[Tag, int, int] | None:
     """The mailbox row's account, UIDVALIDITY, UIDNEXT and count of messages (the kept
-    answers' tag), and the highest UID of its messages (0: none)."""
+    answers' tag), the highest UID of its messages (0: none) and its HIGHESTMODSEQ."""
     row = tx.one(
         "SELECT account_id, uidvalidity, uidnext, messages,"
-        " (SELECT max(uid) FROM mail WHERE mailbox_id = ?) FROM mailboxes WHERE id = ?",
+        " (SELECT max(uid) FROM mail WHERE mailbox_id = ?), highestmodseq"
+        " FROM mailboxes WHERE id = ?",
         (box_id, box_id),
     )
-    return None if row is None else (tuple(row[:4]), int(row[4] or 0))
+    return None if row is None else (tuple(row[:4]), int(row[4] or 0), int(row[5]))
 
 
-def _whole(state: tuple[Tag, int] | None, uids: Sequence[int]) -> bool:
+def _whole(state: tuple[Tag, int, int] | None, uids: Sequence[int]) -> bool:
     """Whether ``uids`` (ascending) are every message of the mailbox: as many as it holds,
     and its highest the mailbox's (the session's messages are the mailbox's up to the
     highest it was told of, less those expunged since: none is, if the counts agree)."""
@@ -342,36 +358,41 @@ def _whole(state: tuple[Tag, int] | None, uids: Sequence[int]) -> bool:
 
 def run(
     tx: Tx, box_id: int, clause: Clause, uids: Sequence[int], texts_ready: bool = False
-) -> list[int] | None:
+) -> Answer:
     """The UIDs among ``uids`` (ascending) that match, ascending (transaction function).
 
-    None when the clause reads texts some message of the mailbox does not have yet (and
-    ``texts_ready`` does not say they are all there).
+    None for them when the clause reads texts some message of the mailbox does not have
+    yet (and ``texts_ready`` does not say they are all there).
     """
     if clause.texts and not texts_ready and not fulltext.mailbox_ready(tx, box_id):
-        return None
+        return Answer(None)
     if clause.counted == "unseen":
-        kept = tx.one("SELECT unseen_uids FROM mailboxes WHERE id = ?", (box_id,))
+        kept = tx.one("SELECT unseen_uids, highestmodseq FROM mailboxes WHERE id = ?", (box_id,))
         if kept is not None and kept[0] is not None:
-            return unseen.among(kept[0], uids)
-    whole = clause.others is not None and _whole(_state(tx, box_id), uids)
-    found = _matching(tx, box_id, clause, uids, whole)
-    return found if whole else among(found, uids)
+            return Answer(unseen.among(kept[0], uids), highestmodseq=int(kept[1]))
+    state = _state(tx, box_id) if clause.others is not None else None
+    whole = _whole(state, uids)
+    found, highest = _matching(tx, box_id, clause, uids, whole)
+    if highest is None and state is not None:
+        highest = state[2]
+    return Answer(found if whole else among(found, uids), clause.texts, highest)
 
 
 def _matching(
     tx: Tx, box_id: int, clause: Clause, uids: Sequence[int], whole: bool = False
-) -> list[int]:
+) -> tuple[list[int], int | None]:
     """The mailbox's UIDs from the first to the last of ``uids`` that match, ascending;
-    ``whole``: ``uids`` are every message of the mailbox (see :func:`_by_others`)."""
+    ``whole``: ``uids`` are every message of the mailbox (see :func:`_by_others`).  And
+    the mailbox's HIGHESTMODSEQ, read along by the statement reading the rows (None: the
+    answer came without it, from the mailbox's first and last days or its others)."""
     if clause.bounds is not None:
         found = _by_bounds(tx, box_id, clause.bounds, uids, whole)
         if found is not None:
-            return found
+            return found, None
     if whole:
         found = _by_others(tx, box_id, clause, uids)
         if found is not None:
-            return found
+            return found, None
     low, high = uids[0], uids[-1]
     mail, where = "mail m", clause.sql
     day = clause.day
@@ -383,14 +404,15 @@ def _matching(
     # One string, not a row per match: several times cheaper when most messages match.
     listed = _listed(tx)
     select = f"FROM {source} WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? AND {where}"
-    params = [box_id, low, high, *clause.params]
+    params = [box_id, box_id, low, high, *clause.params]
     if clause.counted is not None:
         select = (
             f"FROM (SELECT m.uid {select} ORDER BY m.uid DESC"
             f" LIMIT (SELECT {clause.counted} FROM mailboxes WHERE id = ?)) m"
         )
         params.append(box_id)
-    return sorted(uidlist.numbers(tx.scalar(f"SELECT {listed} {select}", params) or ""))
+    listing, highest = tx.one(f"SELECT {listed}, {_HIGHEST} {select}", params)
+    return sorted(uidlist.numbers(listing or "")), None if highest is None else int(highest)
 
 
 def _listed(tx: Tx) -> str:
@@ -489,28 +511,26 @@ def answer(
     texts: fulltext.TextSearch | None,
     texts_ready: bool,
     kept: KeptAnswers | None = None,
-) -> tuple[list[int] | None, bool]:
+) -> Answer:
     """:func:`translate` and :func:`run` in one transaction (the word index's vocabulary
-    is read while translating): the UIDs found (None: the engine evaluates), and whether
-    the clause read texts.  A :func:`stable` query's answer is ``kept`` and given again
-    while the mailbox's messages are the same."""
+    is read while translating).  A :func:`stable` query's answer is ``kept`` and given
+    again while the mailbox's messages are the same."""
     if kept is not None and not stable(query.key):
         kept = None
     if kept is not None or isinstance(query.key, _OFTEN):
         tx.snapshot()  # the mailbox row and the rows: one snapshot
     clause = translate(query, find, uids, texts, tx)
     if clause is None:
-        return None, False
-    if clause.texts or clause.counted or (kept is None and clause.others is None):
-        return run(tx, box_id, clause, uids, texts_ready), clause.texts
+        return Answer(None)
+    if clause.texts or clause.counted or kept is None:
+        return run(tx, box_id, clause, uids, texts_ready)
     state = _state(tx, box_id)
+    if state is None:
+        return Answer([])  # the mailbox is gone
     whole = clause.others is not None and _whole(state, uids)
-    if kept is None or state is None:
-        fresh = _matching(tx, box_id, clause, uids, whole)
-        return (fresh if whole else among(fresh, uids)), False
     key = (box_id, clause.sql, tuple(clause.params), uids[0], uids[-1])
     found = kept.get(key, state[0])
     if found is None:
-        found = _matching(tx, box_id, clause, uids, whole)
+        found, _ = _matching(tx, box_id, clause, uids, whole)
         kept.put(key, state[0], found)
-    return (list(found) if whole else among(found, uids)), False
+    return Answer(list(found) if whole else among(found, uids), highestmodseq=state[2])
