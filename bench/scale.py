@@ -324,7 +324,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         server.add_user(user, password)
         start, stop, restart = server.start, server.stop, None
         port = lambda: server.imap_port  # noqa: E731
-        data_dir = None
+        data_dir, upstream = None, None
     else:
         from bench.harness import ServerProcess
 
