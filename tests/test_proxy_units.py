@@ -349,6 +349,7 @@ def _flooded(lines: int) -> tuple[Clock, StringTransport, UpstreamProtocol, list
     flood = b"".join(
         b"* %d FETCH (UID %d FLAGS (\\Seen))\r\n" % (n, n) for n in range(1, lines + 1)
     )
+    clock.advance(0)  # a new reactor turn: its budget is the flood's
     conn.dataReceived(flood + b"p9 OK done\r\n")
     return clock, transport, conn, seen
 
@@ -360,14 +361,42 @@ def test_a_huge_answer_is_handled_in_slices_with_the_transport_paused() -> None:
     assert 0 < len(seen) < 20000
     assert transport.producerState == "paused"
     conn.dataReceived(b"* 1 EXISTS\r\n")  # arriving meanwhile: queued behind the rest
-    turns = 0  # one reactor turn each (Clock.advance would run them all)
+    assert _turns(clock) > 1 and transport.producerState == "producing"
+    assert [r.number for r in seen] == [*range(1, 20001), 1]
+    assert seen[-1].kind == "EXISTS"
+
+
+def _turns(clock: Clock) -> int:
+    """Run the calls due, one reactor turn each (Clock.advance would run them all in one),
+    until none is; how many ran."""
+    turns = 0
     while clock.calls and clock.calls[0].getTime() <= clock.seconds() and turns < 10000:
         call = clock.calls.pop(0)
         call.func(*call.args, **call.kw)
         turns += 1
-    assert turns > 1 and transport.producerState == "producing"
-    assert [r.number for r in seen] == [*range(1, 20001), 1]
-    assert seen[-1].kind == "EXISTS"
+    return turns
+
+
+def test_the_small_reads_of_one_turn_share_its_budget() -> None:
+    """Under TLS one read from the socket reaches the protocol as a call per TLS record:
+    the calls of one reactor turn share the turn's budget.  20,000 responses arriving as
+    1 KiB pieces in one turn are not all handled in it (each piece, shorter than a
+    check of the clock, had a slice of its own: the turn held the reactor for them all)."""
+    clock = Clock()
+    conn = UpstreamProtocol(clock, 10.0, "test")
+    transport = StringTransport()
+    conn.makeConnection(transport)
+    conn.dataReceived(b"* OK ready\r\n")
+    seen: list[wire.Response] = []
+    conn.on_untagged = seen.append
+    flood = b"".join(b"* %d FETCH (UID %d FLAGS (\\Seen))\r\n" % (n, n) for n in range(1, 20001))
+    flood += b"p9 OK done\r\n"
+    clock.advance(0)  # a new turn
+    for start in range(0, len(flood), 1024):
+        conn.dataReceived(flood[start : start + 1024])
+    assert 0 < len(seen) < 20000 and transport.producerState == "paused"
+    assert _turns(clock) > 1 and transport.producerState == "producing"
+    assert [r.number for r in seen] == list(range(1, 20001))
 
 
 def test_a_connection_lost_mid_slices_dispatches_what_arrived_first() -> None:

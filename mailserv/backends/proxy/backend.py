@@ -53,13 +53,14 @@ class ProxyBackend:
     Under ``--workers N`` each process has sessions of its own upstream; what one process
     changes reaches the others as any change made elsewhere does (their channels IDLE on
     the mailbox), and the parsed-message files on disk are safe to share (``cache``).
-    Searches answered here share the reactor's ``turns`` with the sessions."""
+    Searches answered here, and the upstream's big answers, share the reactor's ``turns``
+    with the sessions."""
 
     def __init__(self, config: ProxyConfig, reactor: IReactorTime) -> None:
         self.config = config
         self.reactor = reactor
         self.turns = Turns(reactor)
-        self.connector = Connector(config.upstream, reactor)
+        self.connector = Connector(config.upstream, reactor, self.turns)
         self.content = ContentCache(config.cache_bytes)
         self.infos = None if config.cache_dir is None else InfoStore(config.cache_dir)
         self._users: dict[str, UserState] = {}

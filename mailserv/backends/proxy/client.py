@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,7 +26,7 @@ from twisted.python.failure import Failure
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.wire import Arg, Literal, Response
 from mailserv.errors import BackendUnavailable, BinaryNotStored
-from mailserv.slicing import SLICE
+from mailserv.slicing import Turns
 
 _log = Logger()
 
@@ -63,8 +62,13 @@ class _Pending:
 class UpstreamProtocol(Protocol):
     """One connection to the upstream server."""
 
-    def __init__(self, clock: IReactorTime, timeout: float, label: str) -> None:
+    def __init__(
+        self, clock: IReactorTime, timeout: float, label: str, turns: Turns | None = None
+    ) -> None:
         self.clock = clock
+        self.turns = turns if turns is not None else Turns(clock)
+        """The reactor's turns, whose budget big answers are handled in (the backend's,
+        shared with the sessions' long commands)."""
         self.timeout = timeout
         self.label = label
         self.capabilities: frozenset[str] = frozenset()
@@ -86,8 +90,8 @@ class UpstreamProtocol(Protocol):
         self._need = 0
         self._chunks: list[bytes] = []
         self._watchdog: IDelayedCall | None = None
-        self._later: IDelayedCall | None = None
-        """Set while a big input is handled in slices: the rest is in ``_buffer``."""
+        self._later: Deferred[None] | None = None
+        """Set while a big input waits for a later turn: the rest is in ``_buffer``."""
         self._bye: str | None = None
         self._closing = False
 
@@ -108,9 +112,9 @@ class UpstreamProtocol(Protocol):
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         self._disarm()
         if self._later is not None:  # what arrived before the loss is answered first
-            self._later.cancel()
-            self._later = None
-            self._consume(None)
+            later, self._later = self._later, None
+            later.cancel()
+            self._consume(sliced=False)
         text = self._bye or _describe(reason)
         self.lost_reason = text
         error = BackendUnavailable(f"upstream connection lost: {text}")
@@ -190,14 +194,20 @@ class UpstreamProtocol(Protocol):
             self._arm()
         self._buffer = self._buffer + data if self._buffer else data
         if self._later is None:
-            self._consume(SLICE)
+            self._consume()
 
-    def _consume(self, budget: float | None) -> None:
+    def _consume(self, sliced: bool = True) -> None:
         """Frame and dispatch what is buffered.  A big answer (a STORE or FETCH of 100k
-        messages is megabytes of FETCH lines) is handled in slices of ``budget`` seconds:
-        the rest waits, the transport paused, while the reactor serves everyone else."""
+        messages is megabytes of FETCH lines) is handled within the budget of the reactor's
+        ``turns``: the rest waits for a later turn, the transport paused, while the reactor
+        serves everyone else.  The budget is the turn's, not the call's: under TLS one read
+        from the socket arrives as a call per TLS record (sixteen of 4 KiB each), and every
+        call with a slice of its own held the reactor for tens of milliseconds."""
+        turns = self.turns
+        if sliced and self._buffer and not turns.fits(turns.now()):
+            self._wait_for_turn()
+            return
         data, self._buffer = self._buffer, b""
-        started = time.perf_counter()
         pos = 0
         size = len(data)
         count = 0
@@ -241,21 +251,21 @@ class UpstreamProtocol(Protocol):
                 self.abort(f"unparsable response ({exc})")
                 return
             count += 1
-            if (
-                budget is not None
-                and count % CHECK_EVERY == 0
-                and pos < size
-                and time.perf_counter() - started > budget
-            ):
+            if sliced and count % CHECK_EVERY == 0 and pos < size and not turns.fits(turns.now()):
                 self._buffer = data[pos:]
-                self._later = self.clock.callLater(0, self._go_on)
-                if self.transport is not None:
-                    self.transport.pauseProducing()  # type: ignore[attr-defined]
+                self._wait_for_turn()
                 return
 
-    def _go_on(self) -> None:
+    def _wait_for_turn(self) -> None:
+        """Go on with ``_buffer`` in a later turn; read nothing more meanwhile."""
+        self._later = later = self.turns.wait()
+        later.addCallbacks(self._go_on, lambda _: None)  # cancelled: the connection went
+        if self.transport is not None:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+
+    def _go_on(self, _: object = None) -> None:
         self._later = None
-        self._consume(SLICE)
+        self._consume()
         if self._later is None and self.transport is not None and self.lost_reason is None:
             self.transport.resumeProducing()  # type: ignore[attr-defined]
 

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from mailserv.backends.proxy import wire
 from mailserv.backends.proxy.client import CommandFailed, UpstreamProtocol
 from mailserv.errors import BackendUnavailable
+from mailserv.slicing import Turns
 
 _log = Logger()
 
@@ -77,11 +78,13 @@ class _OneConnection(Factory):
 
 
 class Connector:
-    """Opens connections to one upstream; the TLS options are built once."""
+    """Opens connections to one upstream; the TLS options are built once.  The connections
+    handle big answers within the budget of ``turns`` (the reactor's, shared)."""
 
-    def __init__(self, upstream: Upstream, reactor: object) -> None:
+    def __init__(self, upstream: Upstream, reactor: object, turns: Turns | None = None) -> None:
         self.upstream = upstream
         self.reactor = reactor
+        self.turns = turns
         self._tls = None
         if upstream.mode != "plain":
             self._tls = optionsForClientTLS(upstream.host, trust_root(upstream.ca_file))
@@ -93,7 +96,12 @@ class Connector:
         if up.mode == "tls":
             assert self._tls is not None
             endpoint = wrapClientTLS(self._tls, endpoint)  # type: ignore[assignment]
-        protocol = UpstreamProtocol(self.reactor, up.timeout, up.label)  # type: ignore[arg-type]
+        protocol = UpstreamProtocol(
+            self.reactor,  # type: ignore[arg-type]
+            up.timeout,
+            up.label,
+            self.turns,
+        )
         try:
             connecting: Deferred[Any] = endpoint.connect(_OneConnection(protocol))
             connecting.addTimeout(up.timeout, self.reactor)  # type: ignore[arg-type]
