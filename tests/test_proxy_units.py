@@ -336,9 +336,12 @@ def test_mirror_keeps_the_unseen_uids() -> None:
     assert _unseen(mirror) == {1, 4} and mirror.status().unseen == 2
 
 
-def _flooded(lines: int) -> tuple[Clock, StringTransport, UpstreamProtocol, list[wire.Response]]:
-    """A protocol sent ``lines`` untagged FETCH responses in one read (a STORE 1:* of a
-    big mailbox), then a tagged OK; what it has dispatched so far is in the list."""
+def _flooded(
+    lines: int, piece: int = 0
+) -> tuple[Clock, StringTransport, UpstreamProtocol, list[wire.Response]]:
+    """A protocol sent ``lines`` untagged FETCH responses in one reactor turn (a STORE 1:*
+    of a big mailbox), then a tagged OK, in one call or, with ``piece``, in calls of that
+    many bytes; what it has dispatched so far is in the list."""
     clock = Clock()
     conn = UpstreamProtocol(clock, 10.0, "test")
     transport = StringTransport()
@@ -349,8 +352,11 @@ def _flooded(lines: int) -> tuple[Clock, StringTransport, UpstreamProtocol, list
     flood = b"".join(
         b"* %d FETCH (UID %d FLAGS (\\Seen))\r\n" % (n, n) for n in range(1, lines + 1)
     )
+    flood += b"p9 OK done\r\n"
     clock.advance(0)  # a new reactor turn: its budget is the flood's
-    conn.dataReceived(flood + b"p9 OK done\r\n")
+    step = piece or len(flood)
+    for start in range(0, len(flood), step):
+        conn.dataReceived(flood[start : start + step])
     return clock, transport, conn, seen
 
 
@@ -382,18 +388,7 @@ def test_the_small_reads_of_one_turn_share_its_budget() -> None:
     the calls of one reactor turn share the turn's budget.  20,000 responses arriving as
     1 KiB pieces in one turn are not all handled in it (each piece, shorter than a
     check of the clock, had a slice of its own: the turn held the reactor for them all)."""
-    clock = Clock()
-    conn = UpstreamProtocol(clock, 10.0, "test")
-    transport = StringTransport()
-    conn.makeConnection(transport)
-    conn.dataReceived(b"* OK ready\r\n")
-    seen: list[wire.Response] = []
-    conn.on_untagged = seen.append
-    flood = b"".join(b"* %d FETCH (UID %d FLAGS (\\Seen))\r\n" % (n, n) for n in range(1, 20001))
-    flood += b"p9 OK done\r\n"
-    clock.advance(0)  # a new turn
-    for start in range(0, len(flood), 1024):
-        conn.dataReceived(flood[start : start + 1024])
+    clock, transport, _, seen = _flooded(20000, piece=1024)
     assert 0 < len(seen) < 20000 and transport.producerState == "paused"
     assert _turns(clock) > 1 and transport.producerState == "producing"
     assert [r.number for r in seen] == list(range(1, 20001))
