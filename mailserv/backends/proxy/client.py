@@ -201,7 +201,7 @@ class UpstreamProtocol(Protocol):
         messages is megabytes of FETCH lines) is handled within the budget of the reactor's
         ``turns``: the rest waits for a later turn, the transport paused, while the reactor
         serves everyone else.  The budget is the turn's, not the call's: under TLS one read
-        from the socket arrives as a call per TLS record (sixteen of 4 KiB each), and every
+        from the socket arrives as a call per TLS record (16-39 calls for 64 KiB), and every
         call with a slice of its own held the reactor for tens of milliseconds."""
         turns = self.turns
         if sliced and self._buffer and not turns.fits(turns.now()):
