@@ -362,8 +362,8 @@ class SqlMailbox(Listened):
     def told_since(self, since: float) -> bool:
         """Whether the listeners were told of every change committed before ``since``, as a
         read of the mailbox's row sent after it shows: the HIGHESTMODSEQ it found (every
-        change committed before it was read) told already.  (The reads of SELECT, FETCH and
-        the usual STORE: the command's end then needs no look of its own.)"""
+        change committed before it was read) told already.  (The reads of SELECT, FETCH,
+        SEARCH and the usual STORE: the command's end then needs no look of its own.)"""
         sent, highestmodseq = self._looked
         return sent >= since and highestmodseq <= self.synced
 
