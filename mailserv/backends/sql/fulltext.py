@@ -310,7 +310,7 @@ def backfill_words(tx: Tx, limit: int) -> bool:
 def insert(tx: Tx, message_id: int, header: str, body: str) -> None:
     """The texts of a message just stored."""
     if tx.dialect.is_postgres:
-        tx.execute(
+        tx.later(
             "INSERT INTO message_text (message_id, header, body) VALUES (?, ?, ?)"
             " ON CONFLICT DO NOTHING",
             (message_id, header, body),

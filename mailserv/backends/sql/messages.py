@@ -180,12 +180,12 @@ def _store_content(tx: Tx, message: Incoming) -> int:
     )
     message_id, refs = int(row[0]), int(row[1])
     if refs == 1:
-        tx.execute(
+        tx.later(
             "INSERT INTO message_info (message_id, info, heads) VALUES (?, ?, ?)"
             " ON CONFLICT DO NOTHING",
             (message_id, message.info, message.heads),
         )
-        tx.execute(
+        tx.later(
             "INSERT INTO message_data (message_id, raw) VALUES (?, ?) ON CONFLICT DO NOTHING",
             (message_id, message.raw),
         )
