@@ -30,7 +30,7 @@ from bench.harness import ServerProcess
 
 TRANSPORTS = ("plain", "starttls", "imaps")
 
-BIG = 5000
+BIG = 2500
 SMALL = 200
 
 BIG_SPREAD = {
@@ -40,7 +40,7 @@ BIG_SPREAD = {
     ("sql-postgresql", "imaps"),
     ("proxy", "starttls"),
 }
-"""Where the 5,000-message round trip runs: every backend once, every transport at least once
+"""Where the 2,500-message round trip runs: every backend once, every transport at least once
 (the uploads to the stores on disk take most of this module's time)."""
 
 MBSYNC_TIMEOUT = 30
@@ -168,7 +168,7 @@ def test_round_trip_big(
     corpora: dict[int, list[bytes]],
     tmp_path: Path,
 ) -> None:
-    """5,000 messages: the download pipelines 5,000 ``UID FETCH`` commands at once, 78 times
+    """2,500 messages: the download pipelines 2,500 ``UID FETCH`` commands at once, 39 times
     the server's queue (``max_pipelined`` 64), so it stops reading many times over a run."""
     require("mbsync", "isync")
     if (backend_name, transport) not in BIG_SPREAD:
