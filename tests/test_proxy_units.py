@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import Clock, StringTransport
 
@@ -81,6 +83,30 @@ def test_values_quoted_nil_nested_and_section_atoms() -> None:
 def test_malformed_responses_are_refused(line: bytes) -> None:
     with pytest.raises(wire.ResponseError):
         wire.parse([line], [])
+
+
+PIECES = b'(|)| |  |UID|7|NIL|nil|\\Seen|$a}|\t|007|"|[|]|{3}|x'.split(b"|")
+"""What the lines of the tokenizer test are made of: the flat path's atoms and lists, and
+what only the general tokenizer reads."""
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from(PIECES), max_size=30))
+def test_a_line_of_atoms_and_lists_reads_as_the_general_tokenizer_reads_it(
+    pieces: list[bytes],
+) -> None:
+    """The fast path for lines without strings, sections or literals (every FETCH line of a
+    big STORE) gives what :func:`wire.tokens` gives, values and refusals alike."""
+    line = b"".join(pieces)
+    try:
+        expected: object = wire.tokens([line], [])
+    except wire.ResponseError as exc:
+        expected = type(exc)
+    try:
+        got: object = wire.parse([b"* 3 FETCH " + line], []).data
+    except wire.ResponseError as exc:
+        got = type(exc)
+    assert got == expected
 
 
 def test_internaldate_and_sets() -> None:
