@@ -313,7 +313,8 @@ def measure(args: argparse.Namespace) -> None:
         if kept is None or not filled.exists():
             server.add_user(user, password)
             if upstream is not None:
-                print(upstream.fill(connect, data_dir, user, args.messages).figure, flush=True)
+                filled_row = upstream.fill(connect, data_dir, (user, password), args.messages)
+                print(filled_row.figure, flush=True)
             else:
                 print(fill(connect, args.messages).figure, flush=True)
             if kept is not None:
