@@ -189,6 +189,7 @@ PIPELINED_ELSEWHERE = 1_500
 """Elsewhere: still 23 times the server's queue (``max_pipelined`` 64) and 15 bodies of
 200 kB, so the server stops reading and the client's buffers fill up many times over."""
 
+
 def big_message(size: int) -> bytes:
     line = b"x" * 76 + b"\r\n"
     return messages.plain(subject="big", body="") + line * (size // len(line))
