@@ -110,18 +110,26 @@ def test_records_of_the_previous_format_are_parsed_again() -> None:
 
 # -- generated address lists ----------------------------------------------------------------
 
-_ATOM = st.from_regex(r"[a-z0-9][a-z0-9_+=-]{0,7}", fullmatch=True)
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+_ALNUM = _LOWER + "0123456789"
+
+
+def _text(first: str, rest: str, most: int) -> st.SearchStrategy[str]:
+    """A character of ``first``, then up to ``most`` of ``rest`` (as ``from_regex`` would
+    give, drawn many times faster)."""
+    return st.builds(str.__add__, st.sampled_from(first), st.text(rest, max_size=most))
+
+
+_ATOM = _text(_ALNUM, _ALNUM + "_+=-", 7)
 _LOCAL = st.lists(_ATOM, min_size=1, max_size=3).map(".".join)
-_DOMAIN = st.lists(st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True), min_size=1, max_size=3).map(
-    ".".join
-)
-_WORD = st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,7}", fullmatch=True)
+_DOMAIN = st.lists(_text(_ALNUM, _ALNUM, 7), min_size=1, max_size=3).map(".".join)
+_WORD = _text(_LOWER + _LOWER.upper(), _ALNUM + _LOWER.upper(), 7)
 _WIDE_WORD = st.text(
     st.characters(codec="utf-8", categories=["L"], exclude_characters="=?_"),
     min_size=1,
     max_size=6,
 )
-_COMMENT = st.from_regex(r"[A-Za-z0-9 .,]{0,10}", fullmatch=True).map(lambda t: f"({t})")
+_COMMENT = st.text(_ALNUM + _LOWER.upper() + " .,", max_size=10).map(lambda t: f"({t})")
 
 
 @dataclass
