@@ -100,3 +100,31 @@ def test_a_bad_message_anywhere_adds_nothing(connect: Connector) -> None:
     assert response.status == "NO" and response.code == "TRYCREATE", response.line
     assert client.command(b"APPEND INBOX {3+}\r\nabc (\\Seen)").status == "BAD"
     assert count(client) == 0
+
+
+@pytest.mark.usefixtures("offered")
+def test_the_counts_and_unseen_uids_follow_a_batch(connect: Connector) -> None:
+    """A batch of seen and unseen messages after two already there: every count, the unseen
+    UIDs, the first unseen and the modseqs (above the older messages') are right."""
+    connect.append([messages.plain(subject="old-seen")], flags="\\Seen")
+    connect.append([messages.plain(subject="old-unseen")])
+    watcher = connect.selected()
+    client = connect.raw()
+    seen = [b"(\\Seen) ", b"", b"(\\Seen) ", b"", b"", b"(\\Seen) "]
+    parts: list[bytes] = []
+    for n, prefix in enumerate(seen):
+        parts += [prefix, messages.plain(subject=f"batch-{n}")]
+    response = multiappend(client, parts)
+    assert response.ok, response.line
+    uids = uid_set((response.code or "").split()[2])
+    status = client.command("STATUS INBOX (MESSAGES UNSEEN UIDNEXT)").data("STATUS")[0]
+    assert b"MESSAGES 8" in status and b"UNSEEN 4" in status, status
+    assert b"UIDNEXT %d" % (uids[-1] + 1) in status, status
+    selected = client.command("SELECT INBOX")
+    assert selected.ok and b"[UNSEEN 2]" in selected.all_text(), selected.all_text()
+    unseen = client.command("UID SEARCH UNSEEN").data("SEARCH")[0].split()
+    assert [int(u) for u in unseen] == [uids[0] - 1, uids[1], uids[3], uids[4]]
+    lines = client.command("FETCH 1:* (MODSEQ)").data("FETCH")
+    modseqs = [int(line.rsplit(b"MODSEQ (", 1)[1].split(b")")[0]) for line in lines]
+    assert len(modseqs) == 8 and min(modseqs[2:]) > max(modseqs[:2]), modseqs
+    assert b"* 8 EXISTS" in watcher.command("NOOP").all_text()

@@ -310,12 +310,12 @@ def uids_of(client: RawClient) -> list[int]:
 
 
 @pytest.mark.one_backend  # the engine's numbering; the backends' expunges have their own tests
-@pytest.mark.timeout(600)  # 9,500 APPENDs: seconds in memory, a minute or two on a maildir
+@pytest.mark.timeout(600)  # 9,500 messages: seconds in memory, a minute on a loaded maildir
 def test_expunge_and_move_of_thousands_are_numbered_as_told(connect: Connector) -> None:
     """More messages than the view drops in one step (it tells them in steps, highest
     first): the EXPUNGEs, applied in order by the client that expunged, by another
     session at its NOOP, and VANISHED with QRESYNC, leave each with the mailbox's UIDs."""
-    uids = connect.append([messages.plain(subject=str(i)) for i in range(9500)])
+    uids = connect.append_in_batches([messages.plain(subject=str(i)) for i in range(9500)])
     client = connect.selected()
     watcher = connect.selected()
     resyncing = connect.raw()
