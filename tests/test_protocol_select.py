@@ -77,8 +77,8 @@ def test_select_reports_counts_unseen_and_permanentflags(connect: Connector) -> 
 
 def test_select_finds_the_first_unseen_past_the_first_look(connect: Connector) -> None:
     """SELECT looks for the first unseen message among the first 2000, then in all."""
+    connect.append_in_batches([messages.plain(subject=str(i)) for i in range(2003)])
     client = connect.raw()
-    append_all(client, "INBOX", [messages.plain(subject=str(i)) for i in range(2003)])
     ok(client, "SELECT INBOX")
     ok(client, "STORE 1:2001 +FLAGS.SILENT (\\Seen)")
     ok(client, "CLOSE")
