@@ -335,6 +335,24 @@ def test_mailbox_deleted_upstream_gives_bye(proxy: ServerProcess, upstream: Dove
     assert b"no longer exists" in line and took < 5
 
 
+def test_an_append_just_after_the_mailbox_went_upstream_asks_to_create_it(
+    proxy: ServerProcess, upstream: Dovecot
+) -> None:
+    """The proxy does not ask whether a mailbox it found a moment ago is still there before
+    each APPEND (pipelined uploads went at a third of the rate): the upstream's refusal
+    answers instead, as the check would have, and nothing is stored anywhere."""
+    client = login(proxy, "dave")
+    assert client.command("CREATE Brief").ok
+    message = MESSAGE % (1, 1)
+    first = client.command(f"APPEND Brief {{{len(message)}+}}\r\n".encode() + message)
+    assert first.ok, first.line
+    assert direct(upstream, "dave").command("DELETE Brief").ok
+    again = client.command(f"APPEND Brief {{{len(message)}+}}\r\n".encode() + message)
+    assert again.status == "NO" and again.code == "TRYCREATE", again.line
+    assert client.command("STATUS Brief (MESSAGES)").status == "NO"
+    assert not direct(upstream, "dave").command('LIST "" Brief').data("LIST")
+
+
 def test_stores_waiting_together_fail_alike_when_the_upstream_hangs(
     fragile: tuple[Dovecot, ServerProcess],
 ) -> None:

@@ -93,6 +93,8 @@ class ProxyMailbox:
         """Counts ``forget_status`` calls: a STATUS answer that crossed one is not kept."""
         self._mailboxid: str | None = None
         """The upstream's MAILBOXID (RFC 8474), learnt by ``check()`` when it has OBJECTID."""
+        self._found_at: float | None = None
+        """When ``check()``'s STATUS last found the mailbox (None: not yet, or it went)."""
         self._refresh_waiters: list[Deferred[None]] | None = None
         """Callers of :meth:`refresh` sharing a NOOP not sent yet (None: none is waiting)."""
 
@@ -117,12 +119,21 @@ class ProxyMailbox:
 
     async def check(self) -> None:
         """Raise MailboxNotFound/MailboxNotSelectable now rather than on first use; the
-        STATUS answer serves a ``status()`` that follows at once (the STATUS command)."""
+        STATUS answer serves a ``status()`` that follows at once (the STATUS command).
+
+        A mailbox found less than ``_FRESH`` seconds ago is not asked about again: a client
+        that pipelines APPENDs (an upload by mbsync) opens it for each, and a STATUS
+        round trip each halved their rate.  Deleted upstream meanwhile, the command's own
+        upstream command fails as it would have a moment after the check."""
         if not self.live:
+            now = self.clock.seconds()
+            if self._found_at is not None and now - self._found_at < _FRESH:
+                return
             changes = self._changes
             status = await self.user.status_of(self.name)
+            self._found_at = self.clock.seconds()
             if changes == self._changes:  # no APPEND or COPY here meanwhile
-                self._fresh_status = (status, self.clock.seconds())
+                self._fresh_status = (status, self._found_at)
             self._mailboxid = status.mailboxid or self._mailboxid
 
     async def status(self) -> MailboxStatus:
@@ -143,10 +154,10 @@ class ProxyMailbox:
                 counts = replace(counts, uidnext=upstream.uidnext)
             return self._with_id(counts)
         fresh, self._fresh_status = self._fresh_status, None
-        if fresh is not None and "STATUS=SIZE" in self.user.pool.capabilities:
-            status, when = fresh
-            if self.clock.seconds() - when < _FRESH:
-                return status
+        if "STATUS=SIZE" in self.user.pool.capabilities:
+            if fresh is not None and self.clock.seconds() - fresh[1] < _FRESH:
+                return fresh[0]
+            return self._with_id(await self.user.status_of(self.name))
         return self._with_id((await self.channel.mirrored()).status())
 
     def _with_id(self, status: MailboxStatus) -> MailboxStatus:
@@ -540,6 +551,7 @@ class ProxyMailbox:
         """The mailbox was deleted or renamed: release it and tell its listeners.
         ``retire``: by us, so this object does not select the name again (a session
         still holding it gets MailboxNotFound; one opening the name gets a new object)."""
+        self._found_at = None
         if retire:
             self.channel.retired = True
         await self.channel.gone()
