@@ -96,12 +96,39 @@ def _status(response: Response, rest: bytes) -> None:
     response.text = rest.decode("utf-8", "replace")
 
 
+class _Nest:
+    """The parenthesised lists open while a line is read: values go to ``current``."""
+
+    __slots__ = ("current", "stack")
+
+    def __init__(self) -> None:
+        self.current: list[Value] = []
+        self.stack = [self.current]
+
+    def open(self) -> None:
+        if len(self.stack) > _MAX_DEPTH:
+            raise ResponseError("lists nested too deeply")
+        inner: list[Value] = []
+        self.current.append(inner)
+        self.stack.append(inner)
+        self.current = inner
+
+    def close(self) -> None:
+        if len(self.stack) == 1:
+            raise ResponseError("unbalanced ')'")
+        self.stack.pop()
+        self.current = self.stack[-1]
+
+    def top(self) -> list[Value]:
+        if len(self.stack) != 1:
+            raise ResponseError("unbalanced '('")
+        return self.current
+
+
 def tokens(parts: Sequence[bytes], literals: Sequence[bytes]) -> list[Value]:
     """The values in ``parts`` with ``literals`` spliced in where their markers stand."""
-    top: list[Value] = []
-    stack: list[list[Value]] = [top]
+    nest = _Nest()
     for index, part in enumerate(parts):
-        current = stack[-1]
         pos = 0
         end = len(part)
         while pos < end:
@@ -113,55 +140,33 @@ def tokens(parts: Sequence[bytes], literals: Sequence[bytes]) -> list[Value]:
             pos = match.end()
             opened, closed, quoted, literal, atom = match.groups()
             if atom is not None:
-                current.append(_atom(atom))
+                nest.current.append(_atom(atom))
             elif quoted is not None:
-                current.append(_UNQUOTE.sub(rb"\1", quoted) if b"\\" in quoted else quoted)
+                nest.current.append(_UNQUOTE.sub(rb"\1", quoted) if b"\\" in quoted else quoted)
             elif opened is not None:
-                if len(stack) > _MAX_DEPTH:
-                    raise ResponseError("lists nested too deeply")
-                inner: list[Value] = []
-                current.append(inner)
-                stack.append(inner)
-                current = inner
+                nest.open()
             elif closed is not None:
-                if len(stack) == 1:
-                    raise ResponseError("unbalanced ')'")
-                stack.pop()
-                current = stack[-1]
+                nest.close()
             else:
                 if index >= len(literals) or int(literal) != len(literals[index]):
                     raise ResponseError("literal marker without its literal")
-                current.append(literals[index])
-    if len(stack) != 1:
-        raise ResponseError("unbalanced '('")
-    return top
+                nest.current.append(literals[index])
+    return nest.top()
 
 
 def _flat_tokens(part: bytes) -> list[Value]:
     """:func:`tokens` of a line of atoms and lists only, split at once: the untagged FETCH
     lines of a big STORE or flag resync (``(UID 7 FLAGS (\\Seen) MODSEQ (9))``), tens of
     thousands in one answer, read in half the time."""
-    top: list[Value] = []
-    stack: list[list[Value]] = [top]
-    current = top
+    nest = _Nest()
     for token in _FLAT_TOKEN.findall(part):
         if token == b"(":
-            if len(stack) > _MAX_DEPTH:
-                raise ResponseError("lists nested too deeply")
-            inner: list[Value] = []
-            current.append(inner)
-            stack.append(inner)
-            current = inner
+            nest.open()
         elif token == b")":
-            if len(stack) == 1:
-                raise ResponseError("unbalanced ')'")
-            stack.pop()
-            current = stack[-1]
+            nest.close()
         else:
-            current.append(_atom(token))
-    if len(stack) != 1:
-        raise ResponseError("unbalanced '('")
-    return top
+            nest.current.append(_atom(token))
+    return nest.top()
 
 
 def _atom(raw: bytes) -> Value:
