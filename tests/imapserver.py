@@ -19,7 +19,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from imapclient import IMAPClient
 
-from bench.harness import BackendSpec, RawClient, Response, ServerProcess
+from bench.harness import BackendSpec, RawClient, Response, ServerProcess, quote
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.schemes import hash_password
 
@@ -190,7 +190,7 @@ class Connector:
             uids: list[int] = []
             for start in range(0, len(messages), per_command):
                 tag = client.next_tag()
-                out = [f"{tag} APPEND {mailbox}".encode()]
+                out = [f"{tag} APPEND {quote(mailbox)}".encode()]
                 for message in messages[start : start + per_command]:
                     out.append(b" {%d+}\r\n%s" % (len(message), message))
                 client.send(b"".join(out) + b"\r\n")
