@@ -8,7 +8,9 @@ Transactions run inline against a throwaway PostgreSQL cluster (``pgcluster``) a
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import pgcluster
 import psycopg
 import pytest
+from psycopg import pq
 from twisted.internet import reactor
 
 from mailserv.backends.sql import SqlBackendFactory, hierarchy, messages
@@ -325,3 +328,38 @@ def test_a_store_that_changes_nothing_is_one_transaction(
     monkeypatch.undo()
     send(b"f LOGOUT")
     resolve(built.stop())
+
+
+def _round_trips(db: InlineDatabase, fn: Callable[..., Any], *args: Any, **kw: Any) -> int:
+    """The round trips of one transaction, read from libpq's trace of the connection: each
+    time the client, having sent, reads again."""
+    trace = Path(tempfile.mkstemp(prefix="pq-trace-")[1])
+    try:
+        with trace.open("w") as out:
+            db._conn.pgconn.trace(out.fileno())
+            db._conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+            try:
+                db.call(fn, *args, **kw)
+            finally:
+                db._conn.pgconn.untrace()
+        sides = [line.split("\t", 1)[0] for line in trace.read_text().splitlines() if line]
+    finally:
+        trace.unlink()
+    return sum(1 for sent, got in itertools.pairwise(sides) if (sent, got) == ("F", "B"))
+
+
+def test_an_append_and_a_store_take_the_round_trips_they_say(
+    pg: Callable[[str], tuple[InlineDatabase, int]],
+) -> None:
+    """PostgreSQL: an APPEND is BEGIN, the mailbox row's lock, the content row, then every
+    held-back write with COMMIT; a one-message STORE is BEGIN, the lock with the read, then
+    the writes with COMMIT.  (COMMIT goes as a statement: ``commit()`` in a pipeline syncs
+    once more, a round trip that carries nothing.)"""
+    db, box = pg("fast")
+    incoming = messages.Incoming.prepare(MESSAGE, frozenset(), None)
+    db.call(messages.append, box, incoming, "t", write=True)  # the statements prepared once
+    assert _round_trips(db, messages.append, box, incoming, "t", write=True) == 4
+    args = (box, [1], StoreMode.ADD, frozenset({SEEN}), None, "t")
+    db.call(messages.store_flags, *args, write=True, flags_only=True)
+    args = (box, [1], StoreMode.REMOVE, frozenset({SEEN}), None, "t")
+    assert _round_trips(db, messages.store_flags, *args, write=True, flags_only=True) == 3

@@ -310,9 +310,9 @@ def store_and_show(
     The usual STORE (a few UID runs, no UNCHANGEDSINCE) reads the distinct old flag sets of
     its rows with their UIDs (a few strings, however many rows; a small STORE its rows, see
     :data:`SHOWN_MAX`) and writes one UPDATE per set that changes, without RETURNING
-    (SQLite's costs more than the update itself).  PostgreSQL: two round trips (BEGIN, the
-    lock and the read; the UPDATEs, the notices and COMMIT), the commit not waiting for its
-    WAL flush with ``flag-durability=fast``."""
+    (SQLite's costs more than the update itself).  PostgreSQL: three round trips (psycopg's
+    BEGIN; the lock and the read; the UPDATEs, the notices and COMMIT), the commit not
+    waiting for its WAL flush with ``flag-durability=fast``."""
     wanted = sorted(set(uids))
     runs = _runs(wanted) if unchangedsince is None and wanted else None
     if runs is None:
