@@ -6,15 +6,15 @@ connection per thread), so any reactor works and SQLite and PostgreSQL share one
 the admin CLI and unit tests run them inline.  Transient failures (SQLite's busy lock,
 PostgreSQL serialization failures and lost unique-key races) retry the whole function.
 
-Round trips to PostgreSQL are counted.  A write transaction is not in autocommit mode:
-psycopg sends BEGIN before its first statement, a round trip of its own unless that
-statement goes in a pipeline.  Statements whose result is not read (``Tx.later``: writes,
-locks) wait and go with the next statement, or with the change notices and COMMIT, in one
-pipelined round trip.  A read runs in autocommit mode: PostgreSQL's READ COMMITTED gives each
-statement of a transaction its own snapshot anyway, so BEGIN and COMMIT would buy nothing
-and cost two round trips; a read of one statement is one round trip.  A read whose
-statements must see one snapshot says so first (``Tx.snapshot``): BEGIN goes with its first
-statement, and COMMIT ends it.
+Round trips to PostgreSQL are counted.  Connections are in autocommit mode: psycopg's own
+BEGIN is a round trip of its own, even in a pipeline.  A write transaction holds back a
+BEGIN of its own, which goes with its first statement.  Statements whose result is not read
+(``Tx.later``: writes, locks) wait and go with the next statement, or with the change
+notices and COMMIT, in one pipelined round trip.  A read runs without BEGIN: PostgreSQL's
+READ COMMITTED gives each statement of a transaction its own snapshot anyway, so BEGIN and
+COMMIT would buy nothing and cost two round trips; a read of one statement is one round
+trip.  A read whose statements must see one snapshot says so first (``Tx.snapshot``): BEGIN
+goes with its first statement, and COMMIT ends it.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ NOTIFY_CHANNEL = "mailserv_changes"
 
 _READS = ("SELECT", "WITH")
 """How the statements a read transaction may run begin."""
+_BEGIN: tuple[str, tuple[Any, ...]] = ("BEGIN", ())
 
 _log = Logger()
 
@@ -64,6 +65,10 @@ class Tx:
         self._cur = conn.cursor()
         self._later: list[tuple[str, tuple[Any, ...]]] = []
         self.notices: list[str] = []
+        if dialect.is_postgres and not reading:
+            # Our own BEGIN, held back to go with the first statement (psycopg's, outside
+            # autocommit mode, is a round trip of its own even in a pipeline).
+            self._later.append(_BEGIN)
 
     def snapshot(self) -> None:
         """The statements from here on see one snapshot (REPEATABLE READ on PostgreSQL, set
@@ -140,6 +145,8 @@ class Tx:
     def commit(self) -> None:
         """The held-back writes, the notices and COMMIT: one round trip on PostgreSQL."""
         self.send_notices()
+        if self._later == [_BEGIN]:
+            self._later = []  # a write that wrote nothing: no transaction was opened
         if self._later:
             self._flush(commit=True)
         else:
@@ -206,7 +213,7 @@ def _transact(
             if not dialect.is_postgres:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             else:
-                _autocommit(conn, not write)
+                _autocommit(conn)  # a write's BEGIN is the Tx's own
             tx = Tx(conn, dialect, reading=not write)
             result = fn(tx, *args)
             committing = True  # COMMIT may reach the server from here on: no retry
@@ -229,12 +236,12 @@ def _transact(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _autocommit(conn: Any, on: bool) -> None:
-    """Set psycopg's autocommit on ``conn`` (adbapi's wrapper, or the connection itself),
-    which is between transactions: a local setting, no round trip."""
+def _autocommit(conn: Any) -> None:
+    """Put psycopg's ``conn`` (adbapi's wrapper, or the connection itself) in autocommit mode
+    (see the module): a local setting, no round trip."""
     raw = getattr(conn, "_connection", conn)
-    if raw.autocommit != on:
-        raw.autocommit = on
+    if not raw.autocommit:
+        raw.autocommit = True
 
 
 def _broken(conn: Any) -> bool:

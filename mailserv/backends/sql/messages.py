@@ -220,8 +220,9 @@ def append_all(
 ) -> list[tuple[int, int, int]]:
     """Each message of ``batch`` stored in turn (a UID and a modseq each), in the caller's
     one transaction: the mailbox row is locked and read once and written once, so a
-    MULTIAPPEND or a delivery of many costs one round trip per message (its content row's
-    id), not three."""
+    MULTIAPPEND or an import costs one round trip per message (its content row's id), not
+    two.  PostgreSQL, one message: three round trips (BEGIN and the lock; the content row;
+    the writes held back, the notices and COMMIT)."""
     box = _lock(tx, box_id)
     uid, modseq = box.uidnext, box.highestmodseq
     done: list[tuple[int, int, int]] = []
@@ -310,9 +311,9 @@ def store_and_show(
     The usual STORE (a few UID runs, no UNCHANGEDSINCE) reads the distinct old flag sets of
     its rows with their UIDs (a few strings, however many rows; a small STORE its rows, see
     :data:`SHOWN_MAX`) and writes one UPDATE per set that changes, without RETURNING
-    (SQLite's costs more than the update itself).  PostgreSQL: three round trips (psycopg's
-    BEGIN; the lock and the read; the UPDATEs, the notices and COMMIT), the commit not
-    waiting for its WAL flush with ``flag-durability=fast``."""
+    (SQLite's costs more than the update itself).  PostgreSQL: two round trips (BEGIN, the
+    lock and the read; the UPDATEs, the notices and COMMIT), the commit not waiting for its
+    WAL flush with ``flag-durability=fast``."""
     wanted = sorted(set(uids))
     runs = _runs(wanted) if unchangedsince is None and wanted else None
     if runs is None:
