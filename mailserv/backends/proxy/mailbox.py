@@ -122,9 +122,9 @@ class ProxyMailbox:
         STATUS answer serves a ``status()`` that follows at once (the STATUS command).
 
         A mailbox found less than ``_FRESH`` seconds ago is not asked about again: a client
-        that pipelines APPENDs (an upload by mbsync) opens it for each, and a STATUS
-        round trip each held them to a third to a half of the rate.  Deleted upstream meanwhile, the command's own
-        upstream command fails as it would have a moment after the check."""
+        that pipelines APPENDs (an upload by mbsync) opens it for each, and a STATUS round
+        trip each held them to a third to a half of the rate.  Deleted upstream meanwhile,
+        the command's own upstream command fails as it would have a moment after the check."""
         if not self.live:
             now = self.clock.seconds()
             if self._found_at is not None and now - self._found_at < _FRESH:
