@@ -351,14 +351,15 @@ def _round_trips(db: InlineDatabase, fn: Callable[..., Any], *args: Any, **kw: A
 def test_an_append_and_a_store_take_the_round_trips_they_say(
     pg: Callable[[str], tuple[InlineDatabase, int]],
 ) -> None:
-    """PostgreSQL: an APPEND is the mailbox row's lock (with BEGIN), the content row, then
+    """PostgreSQL: an APPEND of new content is the lock (with BEGIN), the content row, then
     every held-back write with COMMIT; a one-message STORE is the lock with the read, then
     the writes with COMMIT.  (psycopg's own BEGIN would be a round trip of its own, and its
     ``commit()`` in a pipeline syncs once more, a round trip that carries nothing.)"""
     db, box = pg("fast")
     incoming = messages.Incoming.prepare(MESSAGE, frozenset(), None)
-    db.call(messages.append, box, incoming, "t", write=True)  # the statements prepared once
-    assert _round_trips(db, messages.append, box, incoming, "t", write=True) == 3
+    db.call(messages.append, box, incoming, "t", write=True)
+    new = messages.Incoming.prepare(MESSAGE + b"new content\r\n", frozenset(), None)
+    assert _round_trips(db, messages.append, box, new, "t", write=True) == 3
     args = (box, [1], StoreMode.ADD, frozenset({SEEN}), None, "t")
     db.call(messages.store_flags, *args, write=True, flags_only=True)
     args = (box, [1], StoreMode.REMOVE, frozenset({SEEN}), None, "t")
