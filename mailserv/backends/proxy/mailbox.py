@@ -154,10 +154,10 @@ class ProxyMailbox:
                 counts = replace(counts, uidnext=upstream.uidnext)
             return self._with_id(counts)
         fresh, self._fresh_status = self._fresh_status, None
-        if "STATUS=SIZE" in self.user.pool.capabilities:
-            if fresh is not None and self.clock.seconds() - fresh[1] < _FRESH:
-                return fresh[0]
-            return self._with_id(await self.user.status_of(self.name))
+        if fresh is not None and "STATUS=SIZE" in self.user.pool.capabilities:
+            status, when = fresh
+            if self.clock.seconds() - when < _FRESH:
+                return status
         return self._with_id((await self.channel.mirrored()).status())
 
     def _with_id(self, status: MailboxStatus) -> MailboxStatus:
