@@ -123,9 +123,11 @@ class ServerProcess:
             if self._wait_ready(timeout):
                 return
             rc = self.proc.poll()
+            if rc is not None and "in use" in self.log_text() and attempt < 2:
+                self._end_process()  # another port; the store prepared above stays for it
+                continue
             self.stop()
-            if rc is None or "in use" not in self.log_text() or attempt == 2:
-                raise ServerError(f"server did not start (exit {rc}):\n{self.log_text()}")
+            raise ServerError(f"server did not start (exit {rc}):\n{self.log_text()}")
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -157,6 +159,12 @@ class ServerProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a grace period; cleans up the backend's store."""
+        proc = self._end_process()
+        if proc is not None and self.backend.cleanup is not None:
+            self.backend.cleanup(self.data_dir)
+
+    def _end_process(self) -> subprocess.Popen[bytes] | None:
+        """The server process ended (SIGTERM, SIGKILL after a grace period); the store kept."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -165,8 +173,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
-        if proc is not None and self.backend.cleanup is not None:
-            self.backend.cleanup(self.data_dir)
+        return proc
 
     @property
     def alive(self) -> bool:
