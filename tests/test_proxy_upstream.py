@@ -107,6 +107,31 @@ def test_mail_is_the_upstream_mail(proxy: ServerProcess, upstream: Dovecot) -> N
     assert b"\\Flagged" in fetched and b"Subject: 1" in fetched
 
 
+def test_mail_that_arrived_upstream_is_recent_to_the_first_session_that_selects_it(
+    proxy: ServerProcess, upstream: Dovecot
+) -> None:
+    """RFC 3501 2.3.2: an EXAMINE that is the first to open the mailbox here reports the
+    new mail as \\Recent and claims none of it; the SELECT after it claims it; another
+    session's SELECT then has none.  Again for mail that arrives once the proxy has
+    opened the mailbox before, while no session here has it open."""
+    box = "Arrivals"
+    sender = direct(upstream, "carol")
+    assert sender.command(f"CREATE {box}").ok
+    first, second = login(proxy, "carol"), login(proxy, "carol")
+    for arrived, exists in ((3, 3), (2, 5)):
+        assert all(r.ok for r in sender.append_many(box, [MESSAGE % (exists, exists)] * arrived))
+        examined = first.command(f"EXAMINE {box}")
+        assert examined.data("RECENT") == [b"%d" % arrived], examined.all_text()
+        assert examined.data("EXISTS") == [b"%d" % exists]
+        assert first.command(f"SELECT {box}").data("RECENT") == [b"%d" % arrived]
+        recent = first.command("UID SEARCH RECENT").data("SEARCH")
+        assert len(recent[0].split()) == arrived, recent
+        assert second.command(f"SELECT {box}").data("RECENT") == [b"0"]
+        assert first.command("CLOSE").ok and second.command("CLOSE").ok
+    for client in (first, second, sender):
+        client.close()
+
+
 # -- TLS verification -----------------------------------------------------------------------
 
 
