@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +20,7 @@ from mailserv.backends.proxy.client import UpstreamProtocol
 from mailserv.backends.proxy.mirror import Mirror
 from mailserv.backends.proxy.names import NameMap
 from mailserv.backends.proxy.options import parse_options
-from mailserv.backends.proxy.pool import discover_names
+from mailserv.backends.proxy.pool import ConnectionPool, discover_names
 from mailserv.backends.proxy.search import answerable_here, translate
 from mailserv.errors import BackendOptionError, InvalidMailboxName
 from mailserv.imap.search.parse import parse_search
@@ -288,6 +290,56 @@ def test_discovered_delimiter_and_prefix() -> None:
         {b"NAMESPACE": b"* NAMESPACE NIL NIL NIL\r\n", b"LIST": b'* LIST () NIL ""\r\n'},
     )
     assert no_personal == NameMap(None, "")
+
+
+class _Lent:
+    """Stands in for a logged-in upstream connection: the pool only lends it out."""
+
+    alive = True
+    capabilities: frozenset[str] = frozenset()
+    on_untagged = on_lost = None
+
+    async def command(self, *args: object, handler: object = None) -> None:
+        """The names (``discover_names``): none known, the defaults."""
+
+    async def logout(self) -> None:
+        self.alive = False
+
+
+def _lent(pool: ConnectionPool, long: bool = False) -> list[Any]:
+    """The connection the pool lends, once it does (an empty list while the caller waits)."""
+    got: list[Any] = []
+    Deferred.fromCoroutine(pool.acquire(long=long)).addBoth(got.append)
+    return got
+
+
+async def _opened(login_name: str, secret: bytes) -> _Lent:
+    return _Lent()
+
+
+async def _nothing_to_evict() -> bool:
+    return False
+
+
+def test_long_work_leaves_a_connection_for_the_short_commands() -> None:
+    """Searches upstream (seconds at 100k messages) hold at most ``limit - 2`` connections:
+    a STATUS or LIST gets one at once while more searches wait; a search that waits gets
+    the next connection long work gives back, after the short commands waiting before it."""
+    config = SimpleNamespace(connections=4, upstream=SimpleNamespace(timeout=15.0))
+    backend = SimpleNamespace(reactor=Clock(), config=config, connector=SimpleNamespace())
+    backend.connector.open_as = _opened
+    pool = ConnectionPool(backend, "user", b"pw", _nothing_to_evict)  # type: ignore[arg-type]
+    assert pool.long_limit == 2
+    searches = [_lent(pool, long=True) for _ in range(3)]
+    assert [len(s) for s in searches] == [1, 1, 0]
+    status, listing = _lent(pool), _lent(pool)
+    assert len(status) == 1 and len(listing) == 1  # the third and fourth connections
+    waiting_short = _lent(pool)
+    pool.release(status[0])
+    assert len(waiting_short) == 1 and not searches[2]  # not long work's turn yet
+    pool.release(searches[0][0])
+    assert len(searches[2]) == 1 and searches[2][0] is searches[0][0]
+    assert all(isinstance(s[0], _Lent) for s in searches)
 
 
 def test_options(tmp_path: Path) -> None:

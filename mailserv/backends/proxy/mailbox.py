@@ -267,7 +267,7 @@ class ProxyMailbox:
         False when the mailbox was recreated upstream (another UIDVALIDITY).  (When every
         connection of the pool is some mailbox's channel, the search takes this one's.)"""
         pool = self.user.pool
-        conn = await pool.acquire()
+        conn = await pool.acquire(long=True)  # a connection stays for STATUS and LIST
         validity: list[int] = []
 
         def state(response: wire.Response) -> bool:

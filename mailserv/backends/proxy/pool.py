@@ -3,8 +3,10 @@
 Connections are opened on demand up to ``limit``; a selected mailbox holds one for as long
 as it is selected (its channel), the rest serve one command at a time (:meth:`run`).  When
 every connection is busy, a caller waits, after asking ``evict`` to free the connection of
-a mailbox nobody listens to.  The first connection also teaches the upstream's names
-(personal namespace prefix and delimiter).
+a mailbox nobody listens to.  Long work (a search upstream, which may read every message
+of a big mailbox for seconds) holds at most ``limit - 2`` connections at once: one is left
+for the commands every session waits on (STATUS, LIST, a mailbox's channel).  The first
+connection also teaches the upstream's names (personal namespace prefix and delimiter).
 """
 
 from __future__ import annotations
@@ -54,6 +56,15 @@ class ConnectionPool:
         self._idle: list[UpstreamProtocol] = []
         self._count = 0
         self._waiters: deque[Deferred[None]] = deque()
+        self._long: set[UpstreamProtocol] = set()
+        """The connections lent for long work."""
+        self._long_waiters: deque[Deferred[None]] = deque()
+        """Long work waiting for one of those to come back."""
+
+    @property
+    def long_limit(self) -> int:
+        """How many connections long work may hold at once."""
+        return max(1, self.limit - 2)
 
     async def close(self) -> None:
         """Log out the idle connections; waiters fail."""
@@ -61,7 +72,8 @@ class ConnectionPool:
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.logout()
-        waiters, self._waiters = self._waiters, deque()
+        waiters = [*self._waiters, *self._long_waiters]
+        self._waiters, self._long_waiters = deque(), deque()
         for waiter in waiters:
             waiter.errback(Failure(errors.BackendUnavailable("the upstream session ended")))
 
@@ -80,44 +92,61 @@ class ConnectionPool:
         room for a new one)."""
         return not self.closed and (bool(self._idle) or self._count < self.limit)
 
-    async def acquire(self) -> UpstreamProtocol:
-        """A logged-in connection with nothing selected, for the caller alone."""
+    async def acquire(self, long: bool = False) -> UpstreamProtocol:
+        """A logged-in connection with nothing selected, for the caller alone.  ``long``:
+        for work that may take seconds, which waits while ``long_limit`` such hold one."""
         started = time.monotonic()
-        timeout = self.backend.config.upstream.timeout
         while True:
             if self.closed:
                 raise errors.BackendUnavailable("the upstream session ended")
-            while self._idle:
-                conn = self._idle.pop()
-                if conn.alive:
-                    conn.on_untagged = None
-                    conn.on_lost = None
-                    return await self._named_on(conn)
-                self._count -= 1
-            if self._count < self.limit:
-                self._count += 1
-                try:
-                    conn = await self._open()
-                except BaseException:
-                    self._count -= 1
-                    self._wake()
-                    raise
-                return await self._named_on(conn)
-            if await self._evict():
+            if long and len(self._long) >= self.long_limit:
+                await self._wait(self._long_waiters, started)
                 continue
-            left = timeout - (time.monotonic() - started)
-            if left <= 0:
-                raise errors.BackendUnavailable(
-                    f"all {self.limit} upstream connections of this user are busy"
-                )
-            waiter: Deferred[None] = Deferred()
-            self._waiters.append(waiter)
-            waiter.addTimeout(left, self.clock)
-            try:
-                await waiter
-            except Exception:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+            conn = await self._lend()
+            if conn is None:
+                if not await self._evict():
+                    await self._wait(self._waiters, started)
+                continue
+            if long:
+                self._long.add(conn)
+            return conn
+
+    async def _lend(self) -> UpstreamProtocol | None:
+        """An idle connection, or a new one while there is room; None when neither."""
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.alive:
+                conn.on_untagged = None
+                conn.on_lost = None
+                return await self._named_on(conn)
+            self._count -= 1
+        if self._count >= self.limit:
+            return None
+        self._count += 1
+        try:
+            conn = await self._open()
+        except BaseException:
+            self._count -= 1
+            self._wake(self._waiters)
+            raise
+        return await self._named_on(conn)
+
+    async def _wait(self, queue: deque[Deferred[None]], started: float) -> None:
+        """Until woken from ``queue``; BackendUnavailable once the upstream timeout has
+        passed since ``started``."""
+        left = self.backend.config.upstream.timeout - (time.monotonic() - started)
+        if left <= 0:
+            raise errors.BackendUnavailable(
+                f"all {self.limit} upstream connections of this user are busy"
+            )
+        waiter: Deferred[None] = Deferred()
+        queue.append(waiter)
+        waiter.addTimeout(left, self.clock)
+        try:
+            await waiter
+        except Exception:
+            if waiter in queue:
+                queue.remove(waiter)
 
     async def _open(self) -> UpstreamProtocol:
         try:
@@ -158,18 +187,29 @@ class ConnectionPool:
             self.discard(conn)
             return
         self._idle.append(conn)
-        self._wake()
+        self._wake(self._waiters)
+        self._back_from_long(conn)
 
     def discard(self, conn: UpstreamProtocol) -> None:
         """A connection that is dead or must go: it no longer counts."""
         self._count -= 1
         if conn.alive:
             Deferred.fromCoroutine(conn.logout())
-        self._wake()
+        self._wake(self._waiters)
+        self._back_from_long(conn)
 
-    def _wake(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
+    def _back_from_long(self, conn: UpstreamProtocol) -> None:
+        """After the general waiters had their turn at ``conn``: long work may take one
+        more connection."""
+        if conn in self._long:
+            self._long.discard(conn)
+            self._wake(self._long_waiters)
+
+    @staticmethod
+    def _wake(waiters: deque[Deferred[None]]) -> None:
+        """Wake the first caller still waiting in ``waiters``."""
+        while waiters:
+            waiter = waiters.popleft()
             if not waiter.called:
                 waiter.callback(None)
                 return
