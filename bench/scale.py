@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from bench import messages
 from bench.harness import RawClient
@@ -277,7 +278,7 @@ class UpstreamFill:
 
     def __init__(self, backend: str) -> None:
         if backend != "proxy":
-            raise SystemExit("--fill-upstream is for --backend proxy")
+            raise SystemExit("--fill-upstream is for --backend proxy or dovecot")
         tests = str(Path(__file__).resolve().parents[1] / "tests")
         if tests not in sys.path:
             sys.path.insert(0, tests)
@@ -295,38 +296,49 @@ class UpstreamFill:
         login: tuple[str, str],
         count: int,
     ) -> Row:
-        """The first message APPENDed through mailserv shows where the upstream keeps
-        INBOX's files; the others are written next to it, owned alike.  Then a SELECT
-        straight on the upstream makes it index them, as its delivery would have: the
-        commands timed after measure the proxy, not the upstream's first look at 100k
-        files it never saw arrive."""
-        user = login[0]
-        rng = random.Random(1)
-        started = time.perf_counter()
-        client = connect()
-        try:
-            append_all(client, "INBOX", [messages.realistic(0, rng)])
-        finally:
-            client.close()
-        home = self.upstreams.servers[data_dir].home(user)
-        (first,) = (path for path in home.rglob("*") if path.parent.name in ("new", "cur"))
-        owner = first.stat()
-        stamp = int(time.time())
-        for i in range(1, count):
-            path = first.parent.parent / "cur" / f"{stamp}.M{i}P{os.getpid()}.bench:2,"
-            path.write_bytes(messages.realistic(i, rng).replace(b"\r\n", b"\n"))
-            os.chown(path, owner.st_uid, owner.st_gid)
-        direct = RawClient.connect(self.upstreams.servers[data_dir].imap_port, timeout=1800)
-        try:
-            direct.login(*login)
-            selected = direct.command("SELECT INBOX")
-            if not selected.ok:
-                raise SystemExit(f"SELECT upstream failed: {selected.line!r}")
-        finally:
-            direct.close()
-        seconds = time.perf_counter() - started
-        label = f"fill x{count} (files in the upstream's Maildir)"
-        return Row(label, f"{count / seconds:.0f} msg/s")
+        return fill_maildir_of(self.upstreams.servers[data_dir], connect, login, count)
+
+
+def fill_maildir_of(
+    server: Any, connect: Callable[[], RawClient], login: tuple[str, str], count: int
+) -> Row:
+    """Fill the INBOX of ``server`` (a tests/dovecot.py Dovecot) with ``count`` messages.
+    The first message APPENDed through ``connect`` shows where the Dovecot keeps INBOX's
+    files; the others are written next to it, owned alike.  Then a SELECT straight on the
+    Dovecot makes it index them, as its delivery would have: the commands timed after
+    measure the server, not the Dovecot's first look at files it never saw arrive.
+    (APPENDing 100k messages to a Dovecot's Maildir took over 20 minutes here.)"""
+    user = login[0]
+    rng = random.Random(1)
+    started = time.perf_counter()
+    client = connect()
+    try:
+        append_all(client, "INBOX", [messages.realistic(0, rng)])
+    finally:
+        client.close()
+    home = server.home(user)
+    (first,) = (path for path in home.rglob("*") if path.parent.name in ("new", "cur"))
+    owner = first.stat()
+    stamp = int(time.time())
+    for i in range(1, count):
+        message = messages.realistic(i, rng)
+        stored = message.replace(b"\r\n", b"\n")
+        # S= and W= (the sizes on disk and with CRLF), as Dovecot's delivery names a file:
+        # else its first FETCH RFC822.SIZE reads all of them to count their lines.
+        name = f"{stamp}.M{i}P{os.getpid()}.bench,S={len(stored)},W={len(message)}:2,"
+        path = first.parent.parent / "cur" / name
+        path.write_bytes(stored)
+        os.chown(path, owner.st_uid, owner.st_gid)
+    direct = RawClient.connect(server.imap_port, timeout=1800)
+    try:
+        direct.login(*login)
+        selected = direct.command("SELECT INBOX")
+        if not selected.ok:
+            raise SystemExit(f"SELECT upstream failed: {selected.line!r}")
+    finally:
+        direct.close()
+    seconds = time.perf_counter() - started
+    return Row(f"fill x{count} (files in the Dovecot's Maildir)", f"{count / seconds:.0f} msg/s")
 
 
 def run(args: argparse.Namespace) -> list[Row]:
@@ -374,6 +386,8 @@ def run(args: argparse.Namespace) -> list[Row]:
         if upstream is not None:
             assert data_dir is not None
             rows = [upstream.fill(connect, data_dir, (user, password), args.messages)]
+        elif args.backend == "dovecot" and args.fill_upstream:
+            rows = [fill_maildir_of(server, connect, (user, password), args.messages)]
         else:
             rows = [fill(connect, args.messages)]
         if restart is not None:
@@ -413,7 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--fill-upstream",
         action="store_true",
-        help="proxy: write the messages into the upstream's Maildir, not through APPEND",
+        help="proxy, dovecot: write the messages into the (upstream) Dovecot's Maildir, not"
+        " through APPEND",
     )
     args = parser.parse_args(argv)
     if args.messages < 1 or args.clients < 1 or args.seconds <= 0 or args.repeat < 1:
