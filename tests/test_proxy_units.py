@@ -87,9 +87,13 @@ def test_malformed_responses_are_refused(line: bytes) -> None:
         wire.parse([line], [])
 
 
-PIECES = b'(|)| |  |UID|7|NIL|nil|\\Seen|$a}|\t|007|"|[|]|{3}|x'.split(b"|")
-"""What the lines of the tokenizer test are made of: the flat path's atoms and lists, and
-what only the general tokenizer reads."""
+PIECES = [
+    *b'(|)| |  |UID|7|NIL|nil|\\Seen|$a}|\t|007|"|\\|[|]|{3}|x'.split(b"|"),
+    b'"7-Jul-2026 01:02:03 +0000"',
+]
+"""What the lines of the tokenizer test are made of: the flat path's atoms, lists and strings
+without escapes, and what only the general tokenizer reads (a lone quote or backslash makes
+strings with escapes or none closed)."""
 
 
 @settings(max_examples=500)
@@ -97,8 +101,9 @@ what only the general tokenizer reads."""
 def test_a_line_of_atoms_and_lists_reads_as_the_general_tokenizer_reads_it(
     pieces: list[bytes],
 ) -> None:
-    """The fast path for lines without strings, sections or literals (every FETCH line of a
-    big STORE) gives what :func:`wire.tokens` gives, values and refusals alike."""
+    """The fast path for lines without escaped strings, sections or literals (every FETCH
+    line of a big STORE or a listing) gives what :func:`wire.tokens` gives, values and
+    refusals alike."""
     line = b"".join(pieces)
     try:
         expected: object = wire.tokens([line], [])

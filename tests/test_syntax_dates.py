@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -26,6 +26,10 @@ def test_date_time_naive_is_utc_and_odd_offsets() -> None:
     assert format_date_time(datetime(2024, 12, 31, 23, 59, 59)) == b'"31-Dec-2024 23:59:59 +0000"'
     when = parse_date_time("05-jan-2024 10:00:00 +0530")
     assert when.utcoffset() == timedelta(hours=5, minutes=30)
+    for zero in ("+0000", "-0000"):  # the first, the usual one, is read by a shorter path
+        when = parse_date_time(f" 5-JAN-2024 10:00:00 {zero}")
+        assert when == datetime(2024, 1, 5, 10, tzinfo=UTC)
+        assert when.utcoffset() == timedelta(0)
 
 
 @pytest.mark.parametrize(

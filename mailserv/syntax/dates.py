@@ -8,7 +8,7 @@ The readers raise ValueError whose text is fit to show a client.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -19,9 +19,16 @@ _DATE_TIME = re.compile(
 )
 
 
+_MONTH_NUMBERS = {name.lower(): number for number, name in enumerate(MONTHS, 1)}
+_NO_OFFSET = ("+", "00", "00")
+
+
 def month_number(name: str) -> int:
     """1..12 for an English month abbreviation (any case); ValueError otherwise."""
-    return MONTHS.index(name[:1].upper() + name[1:3].lower()) + 1
+    number = _MONTH_NUMBERS.get(name[:3].lower())
+    if number is None:
+        raise ValueError(f"Invalid month {name[:12]!r}")
+    return number
 
 
 def parse_date(text: str) -> date:
@@ -43,10 +50,13 @@ def parse_date_time(text: str) -> datetime:
     if match is None:
         raise ValueError(f"Invalid date-time {text[:40]!r} (expected dd-Mon-yyyy hh:mm:ss +zzzz)")
     day, month, year, hour, minute, second, sign, zh, zm = match.groups()
-    if int(zh) > 23 or int(zm) > 59:
-        raise ValueError(f"Invalid time zone in date-time {text!r}")
-    offset = timedelta(hours=int(zh), minutes=int(zm))
-    zone = timezone(-offset if sign == "-" else offset)
+    if (sign, zh, zm) == _NO_OFFSET:  # the usual zone of a server's INTERNALDATE
+        zone = UTC
+    else:
+        if int(zh) > 23 or int(zm) > 59:
+            raise ValueError(f"Invalid time zone in date-time {text!r}")
+        offset = timedelta(hours=int(zh), minutes=int(zm))
+        zone = timezone(-offset if sign == "-" else offset)
     try:
         return datetime(
             int(year),
