@@ -347,6 +347,28 @@ def test_long_work_leaves_a_connection_for_the_short_commands() -> None:
     assert all(isinstance(s[0], _Lent) for s in searches)
 
 
+def test_long_work_counts_the_connections_being_opened_for_it() -> None:
+    """Searches that find no idle connection wait for new ones: those count against the
+    limit too, or every search of a burst would open one."""
+    opening: list[Deferred[_Lent]] = []
+
+    async def slow_open(login_name: str, secret: bytes) -> _Lent:
+        opening.append(Deferred())
+        return await opening[-1]
+
+    config = SimpleNamespace(connections=4, upstream=SimpleNamespace(timeout=15.0))
+    backend = SimpleNamespace(reactor=Clock(), config=config, connector=SimpleNamespace())
+    backend.connector.open_as = slow_open
+    pool = ConnectionPool(backend, "user", b"pw", _nothing_to_evict)  # type: ignore[arg-type]
+    searches = [_lent(pool, long=True) for _ in range(3)]
+    assert len(opening) == 2 and not any(searches)
+    status = _lent(pool)
+    assert len(opening) == 3  # the short command opens the last one
+    for waiting in opening:
+        waiting.callback(_Lent())
+    assert [len(s) for s in searches] == [1, 1, 0] and len(status) == 1
+
+
 def test_options(tmp_path: Path) -> None:
     config = parse_options({"upstream": "tls:imap.example.org"}, str(tmp_path))
     assert (config.upstream.mode, config.upstream.port) == ("tls", 993)

@@ -58,6 +58,8 @@ class ConnectionPool:
         self._waiters: deque[Deferred[None]] = deque()
         self._long: set[UpstreamProtocol] = set()
         """The connections lent for long work."""
+        self._long_held = 0
+        """Those, and the ones being opened for it."""
         self._long_waiters: deque[Deferred[None]] = deque()
         """Long work waiting for one of those to come back."""
 
@@ -99,11 +101,18 @@ class ConnectionPool:
         while True:
             if self.closed:
                 raise errors.BackendUnavailable("the upstream session ended")
-            if long and len(self._long) >= self.long_limit:
+            if long and self._long_held >= self.long_limit:
                 await self._wait(self._long_waiters, started)
                 continue
-            conn = await self._lend()
+            if long:
+                self._long_held += 1  # taken before ``_lend`` may wait for a new connection
+            try:
+                conn = await self._lend()
+            except BaseException:
+                self._end_long(long)
+                raise
             if conn is None:
+                self._end_long(long)
                 if not await self._evict():
                     await self._wait(self._waiters, started)
                 continue
@@ -203,6 +212,11 @@ class ConnectionPool:
         more connection."""
         if conn in self._long:
             self._long.discard(conn)
+            self._end_long(True)
+
+    def _end_long(self, long: bool) -> None:
+        if long:
+            self._long_held -= 1
             self._wake(self._long_waiters)
 
     @staticmethod
