@@ -30,6 +30,7 @@ from bench.harness import (
 from mailserv.backends.kit import flagchanges
 from mailserv.backends.maildir import mailbox, renamer
 from mailserv.backends.maildir.index import FILENAME as INDEX
+from mailserv.backends.maildir.uidlist import FILENAME as UIDLIST
 from mailserv.interfaces import StoreMode
 from mailserv.search import And, HasFlag, SearchProgram
 
@@ -63,6 +64,13 @@ def names(store: Store, folder: str = "") -> dict[str, str]:
     """The info letters of every file in cur/, by base."""
     cur = store.root() / folder / "cur"
     return dict(name.split(":2,") for name in os.listdir(cur))
+
+
+def bases_by_uid(store: Store) -> list[str]:
+    """The bases in UID order, as ``dovecot-uidlist`` records them (sorting the names does
+    not give it: ``M<usecs>`` is not zero-padded, so ``M100000`` sorts before ``M99999``)."""
+    records = (store.root() / UIDLIST).read_text().splitlines()[1:]
+    return [base for _, base in sorted((int(r.split()[0]), r.split(":", 1)[1]) for r in records)]
 
 
 def owed(store: Store, folder: str = "") -> list[int]:
@@ -149,7 +157,7 @@ def test_another_programs_change_of_a_file_owing_its_rename_wins(
 ) -> None:
     inbox = store.open()
     uids = [append(inbox, n) for n in range(4)]
-    bases = sorted(names(store))
+    bases = bases_by_uid(store)
     cur = store.root() / "cur"
     with monkeypatch.context() as m:
         m.setattr(renamer.Renamer, "owe", lambda self, updates: None)
