@@ -34,7 +34,7 @@ def _user() -> User:
 
 class QuotaServer:
     """The module's server, and its users by role: ``free`` has no limit, ``tight``,
-    ``copier``, ``rfc`` and ``racer`` have TIGHT, every other one DEFAULT."""
+    ``copier``, ``rfc``, ``racer`` and ``burster`` have TIGHT, every other one DEFAULT."""
 
     def __init__(self, proc: ServerProcess, users: dict[str, User]) -> None:
         self.proc = proc
@@ -64,6 +64,7 @@ def quota_server(
 ) -> Iterator[QuotaServer]:
     data_dir = tmp_path_factory.mktemp(f"quota-{server.backend.name}")
     roles = ("free", "tight", "copier", "rfc", "racer", "usage", "clients", "owner", "sharer")
+    roles += ("burster",)
     users = {role: _user() for role in roles}
     passwd = data_dir / "passwd"
     passwd.write_text("".join(f"{u.name}:{{PLAIN}}{u.password}::::::\n" for u in users.values()))
@@ -77,7 +78,7 @@ def quota_server(
         + "".join(
             f"[quota.users.{users[role].name}]\nstorage = {TIGHT.storage}\n"
             f"messages = {TIGHT.messages}\n"
-            for role in ("tight", "copier", "rfc", "racer", "owner")
+            for role in ("tight", "copier", "rfc", "racer", "owner", "burster")
         )
     )
     args = ["--workers", "1", "--config", str(config)]
@@ -178,6 +179,23 @@ def test_simultaneous_appends_do_not_overshoot(login: Callable[[str], Connector]
     stored = sum(r.ok for r in results)
     assert 1 <= stored <= 2, [r.line for r in results]
     assert status(clients[0], "INBOX", "MESSAGES") == {"MESSAGES": stored}
+
+
+def test_a_pipelined_burst_stops_at_the_limit(login: Callable[[str], Connector]) -> None:
+    """Five pipelined APPENDs, three messages allowed: the burst does not fit as a whole,
+    so each APPEND is charged alone, the first three stored and the last two refused."""
+    client = login("burster").raw()
+    assert status(client, "INBOX", "MESSAGES") == {"MESSAGES": 0}
+    body = sized(300)
+    tags = [client.next_tag() for _ in range(5)]
+    client.send(
+        b"".join(b"%s APPEND INBOX {%d+}\r\n%s\r\n" % (t.encode(), len(body), body) for t in tags)
+    )
+    results = [client.read_until_tagged(tag) for tag in tags]
+    assert [(r.status, r.code if not r.ok else None) for r in results] == [
+        ("OK", None), ("OK", None), ("OK", None), ("NO", "OVERQUOTA"), ("NO", "OVERQUOTA")
+    ], [r.line for r in results]  # fmt: skip
+    assert status(client, "INBOX", "MESSAGES") == {"MESSAGES": 3}
 
 
 @pytest.mark.one_backend

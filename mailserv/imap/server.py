@@ -411,13 +411,17 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
                         break
                 item, size = self._queue.popleft()
                 self._queued_bytes -= size
+                joined = self._joining(item)
                 if self._stalled:
                     self._schedule_pump()
                 self.resetTimeout()  # a client whose commands wait in the queue is not idle
                 self._corked = True
                 in_flight.begin()
                 try:
-                    await self._execute(item)
+                    if joined:
+                        await self._execute_together(joined)
+                    else:
+                        await self._execute(item)
                 finally:
                     in_flight.end()
                     self._corked = False
@@ -434,6 +438,52 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         """Read on from the next reactor turn: no recursion however much was pipelined."""
         if self._pump_call is None or not self._pump_call.active():
             self._pump_call = self.services.clock.callLater(0, self._pump)
+
+    def _joining(self, item: Command | FrameError | ParseError) -> list[Command]:
+        """``item`` and the commands queued right after it that its spec runs together
+        with it (taken from the queue); empty when it runs alone."""
+        spec = self._commands.get(item.name) if isinstance(item, Command) else None
+        if spec is None or spec.batching is None or self.state not in spec.states:
+            return []
+        assert isinstance(item, Command)
+        key = None if item.uid else spec.batching.key(self, item)
+        joined = [item]
+        while key is not None and self._queue:
+            head, size = self._queue[0]
+            if not isinstance(head, Command) or head.name != item.name or head.uid:
+                break
+            if spec.batching.key(self, head) != key:
+                break
+            self._queue.popleft()
+            self._queued_bytes -= size
+            joined.append(head)
+        return joined if len(joined) > 1 else []
+
+    async def _execute_together(self, commands: list[Command]) -> None:
+        """Commands of one :class:`~mailserv.imap.commands.Batching` run as one, each
+        answered in order; one by one when the spec's ``run`` declines."""
+        spec = self._commands[commands[0].name]
+        assert spec.batching is not None
+        started = time.perf_counter()
+        try:
+            replies = await spec.batching.run(self, commands)
+        except Exception:
+            _log.failure("Commands {name} failed for {user}", name=spec.name, user=self.username)
+            self.services.metrics.backend_error("internal")
+            for command in commands:
+                self._finish(tagged(command.tag.encode(), b"NO", "Internal server error, logged",
+                                    b"SERVERBUG"))  # fmt: skip
+            return
+        if replies is None:
+            for command in commands:
+                await self._execute(command)
+            return
+        await self._flush(spec, commands[0], started)
+        share = (time.perf_counter() - started) / len(commands)
+        for command, reply in zip(commands, replies, strict=True):
+            text = reply.text or f"{command.name} completed"
+            self._finish(tagged(command.tag.encode(), b"OK", text, reply.code))
+            self.services.metrics.command(spec.name, False, b"OK", share)
 
     async def _execute(self, item: Command | FrameError | ParseError) -> None:
         if isinstance(item, FrameError):

@@ -23,11 +23,12 @@ from collections import ChainMap
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock, DeferredSemaphore
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailserv.backends.kit import Listened, ListenerSet, expungeable
@@ -80,6 +81,10 @@ INLINE_METAS = 5000
 asks in batches of this size); more in a thread (the engine's own SEARCH asks for all)."""
 INLINE_PLAN = 1000
 """STOREs of more messages than this are planned in a thread."""
+PREPARE_AHEAD = 2
+"""Messages of one batch (a MULTIAPPEND, a pipelined burst of APPENDs) written to ``tmp/``
+at once: one's parse overlaps another's fsync, and the other I/O threads stay free for
+other sessions."""
 
 T = TypeVar("T")
 
@@ -496,16 +501,26 @@ class MaildirMailbox(Listened):
         of a failed batch are removed, none delivered.
 
         No sync first: the UIDs come from the uidlist under its lock anyway, and appends
-        from several sessions then write their files in parallel."""
+        from several sessions then write their files in parallel.  The batch's files are
+        written ``PREPARE_AHEAD`` at a time, then delivered together (one sync of the
+        uidlist, one index transaction)."""
         await self.ensure_loaded()
         self._check_open()
         prepared: list[Prepared] = []
         try:
-            for new in batch:
-                flags = frozenset(new.flags) - {RECENT}
-                prepared.append(
-                    await self.io(self.disk.prepare, new.message, flags, new.internaldate)
-                )
+            ahead = DeferredSemaphore(PREPARE_AHEAD)
+            done = await DeferredList(
+                [
+                    ahead.run(self.io, self.disk.prepare, new.message,
+                              frozenset(new.flags) - {RECENT}, new.internaldate)
+                    for new in batch
+                ],
+                consumeErrors=True,
+            )  # fmt: skip
+            prepared = [value for ok, value in done if ok]
+            for ok, value in done:
+                if not ok:  # a Failure in the place of the Prepared
+                    cast(Failure, value).raiseException()
             async with self.lane:
                 self._check_open()
                 delta = await self.io(self.disk.deliver, prepared)

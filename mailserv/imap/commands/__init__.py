@@ -8,7 +8,7 @@ backend error: the dispatcher maps those).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 from mailserv.imap.replies import Reply
@@ -24,6 +24,21 @@ Handler = Callable[[Session, Command], Awaitable[Reply | None]]
 
 
 @dataclass(frozen=True, slots=True)
+class Batching:
+    """How a command runs together with the same commands queued right after it (a
+    client's pipelined burst), each still answered on its own, in order: one backend call
+    instead of one each (APPEND: one sync of the store for the burst).
+
+    ``key(session, command)``: commands with equal keys (None: not this one) may run
+    together.  ``run(session, commands)``: runs them, and returns each one's Reply in
+    order; or None, having changed nothing, when they must run one by one (a command of
+    them that fails on its own, or all of them together)."""
+
+    key: Callable[[Session, Command], Hashable | None]
+    run: Callable[[Session, Sequence[Command]], Awaitable[Sequence[Reply] | None]]
+
+
+@dataclass(frozen=True, slots=True)
 class CommandSpec:
     name: str
     handler: Handler
@@ -34,3 +49,5 @@ class CommandSpec:
     """EXPUNGE responses may follow it (RFC 3501 7.4.1: not FETCH, STORE, SEARCH)."""
     exclusive: bool = False
     """Read nothing after it until it ends (IDLE, AUTHENTICATE, STARTTLS, LOGOUT)."""
+    batching: Batching | None = None
+    """Runs together with the same commands queued after it (see :class:`Batching`)."""

@@ -13,9 +13,9 @@ from mailserv import errors, quota
 from mailserv.events import report
 from mailserv.imap import imapurl, shared
 from mailserv.imap.arguments import astring, date_time, flags, mailbox
-from mailserv.imap.commands import AUTH, CommandSpec
+from mailserv.imap.commands import AUTH, Batching, CommandSpec
 from mailserv.imap.commands.mailboxes import account_of
-from mailserv.imap.replies import Bad, No, Reply
+from mailserv.imap.replies import Bad, CommandFailure, No, Reply
 from mailserv.imap.session import UTF8_ACCEPT, utf8_names
 from mailserv.interfaces import RECENT, AppendResult, IMultiAppendAccount, NewMessage
 from mailserv.syntax.sequences import format_set
@@ -169,25 +169,75 @@ async def append(session: Session, command: Command) -> Reply:
         await _joined(session, item, limit, n) if isinstance(item, Catenation) else item
         for n, item in enumerate(_messages(args, limit, utf8), 1)
     ]
-    account = account_of(session)
     if len(batch) > 1 and not multiappend_offered(session):
         raise Bad("APPEND takes one message here (no MULTIAPPEND)")
     try:
-        await shared.require(session, name, "i", "APPEND")
-        adds = quota.Usage(sum(len(new.message) for new in batch), len(batch))
-        async with quota.charge(session, adds, await quota.payer_for(session, name)):
-            if len(batch) == 1:
-                box = await account.open(name)
-                new = batch[0]
-                one = await box.append(new.message, new.flags, new.internaldate, session)
-                results: Sequence[AppendResult] = [one]
-            else:
-                results = await IMultiAppendAccount(account).append_many(name, batch, session)
+        results = await _stored(session, name, batch)
     except errors.MailboxNotFound as exc:
         raise No("No such mailbox", "TRYCREATE") from exc
     await report.added(session, name, [result.uid for result in results])
+    return _appended(results)
+
+
+async def _stored(
+    session: Session, name: str, batch: Sequence[NewMessage]
+) -> Sequence[AppendResult]:
+    """``batch`` stored in the mailbox ``name``, all or none (a single message with
+    ``IMailbox.append``, for the backends without MULTIAPPEND)."""
+    account = account_of(session)
+    await shared.require(session, name, "i", "APPEND")
+    adds = quota.Usage(sum(len(new.message) for new in batch), len(batch))
+    async with quota.charge(session, adds, await quota.payer_for(session, name)):
+        if len(batch) > 1:
+            return await IMultiAppendAccount(account).append_many(name, batch, session)
+        box = await account.open(name)
+        new = batch[0]
+        return [await box.append(new.message, new.flags, new.internaldate, session)]
+
+
+def _appended(results: Sequence[AppendResult]) -> Reply:
     uids = format_set(result.uid for result in results).encode("ascii")
     return Reply("APPEND completed", b"APPENDUID %d %s" % (results[0].uidvalidity, uids))
 
 
-SPECS = (CommandSpec("APPEND", append, AUTH),)
+def _burst_key(session: Session, command: Command) -> str | None:
+    """Pipelined APPENDs of plain literals to one mailbox (its name) run together."""
+    args = command.args
+    if len(args) < 2 or any(isinstance(arg, Atom) for arg in args[1:]):
+        return None  # CATENATE and UTF8 (read from other mailboxes, or refused) alone
+    if not multiappend_offered(session):
+        return None
+    try:
+        return mailbox(args[0], utf8=utf8_names(session))
+    except CommandFailure:
+        return None
+
+
+async def _burst(session: Session, commands: Sequence[Command]) -> list[Reply] | None:
+    """A burst of pipelined APPENDs to one mailbox stored as one MULTIAPPEND would be (one
+    sync of the store), each command answered with its own UIDs.  None (nothing stored)
+    when one of them fails on its own, or the burst as a whole (over quota, no such
+    mailbox...): then each runs alone and gets its own answer."""
+    name = mailbox(commands[0].args[0], utf8=utf8_names(session))
+    limit = session.settings.max_literal
+    utf8 = UTF8_ACCEPT in session.enabled
+    try:
+        parts = [_messages(list(command.args[1:]), limit, utf8) for command in commands]
+    except CommandFailure:
+        return None
+    batch = [new for part in parts for new in part if isinstance(new, NewMessage)]
+    if len(batch) != sum(map(len, parts)):
+        return None  # CATENATE (the key keeps it out)
+    try:
+        results = await _stored(session, name, batch)
+    except (CommandFailure, errors.BackendError):
+        return None
+    replies: list[Reply] = []
+    for part in parts:
+        mine, results = results[: len(part)], results[len(part) :]
+        await report.added(session, name, [result.uid for result in mine])
+        replies.append(_appended(mine))
+    return replies
+
+
+SPECS = (CommandSpec("APPEND", append, AUTH, batching=Batching(_burst_key, _burst)),)
