@@ -2,8 +2,10 @@
 
 Commands are parsed as soon as they arrive (so a synchronizing literal gets its ``+`` at
 once) and run one at a time, in order, each to its tagged reply: pipelined commands are
-answered in order even when the backend answers late.  Untagged updates from other
-sessions are flushed when a command ends, or at once while IDLE.
+answered in order even when the backend answers late; a command whose spec says so
+(APPEND) runs together with the same commands queued right after it, each still answered
+on its own (``CommandSpec.batching``).  Untagged updates from other sessions are flushed
+when a command ends, or at once while IDLE.
 
 Flow control both ways: while ``max_pipelined`` commands (or ``max_queued_bytes``) wait,
 input is left unparsed in the framer and the transport stops reading, so a client that
