@@ -366,6 +366,18 @@ def test_restart_keeps_the_index(store: Store) -> None:
     assert _agree(box, rng, view, 80) > 60
 
 
+def test_search_rows_are_counted_from_a_narrow_index(store: Store) -> None:
+    """Every stable SEARCH asks whether each message has its search row (a count of
+    ``search``): read from an index of UIDs, not from the wide rows (2.7 ms at 20k)."""
+    _fill(store.open(), random.Random(4), 5)
+    db = sqlite3.connect(store.root() / INDEX)
+    try:
+        plans = [row[-1] for row in db.execute("EXPLAIN QUERY PLAN SELECT count(*) FROM search")]
+    finally:
+        db.close()
+    assert plans == ["SCAN search USING COVERING INDEX search_uids"], plans
+
+
 def test_a_dropped_index_is_rebuilt(store: Store) -> None:
     rng = random.Random(9)
     _fill(store.open(), rng, 20)

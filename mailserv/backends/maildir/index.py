@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS search (
     body BLOB
 );
 CREATE INDEX IF NOT EXISTS search_odd ON search (uid) WHERE header IS NOT NULL;
+CREATE INDEX IF NOT EXISTS search_uids ON search (uid);
 CREATE TABLE IF NOT EXISTS renames (uid INTEGER PRIMARY KEY, shape TEXT NOT NULL);
 """
 _META_INDEX = "CREATE INDEX IF NOT EXISTS message_meta ON message (uid, size, date, tz)"
@@ -96,10 +97,12 @@ SEARCH leaves out; FTS5 re-reads and tokenizes a text to forget it).  A message 
 texts SQLite cannot hold as text (a NUL, a lone surrogate) has them in ``search`` as bytes
 instead, and no row here.  (``message_meta`` lets a search of flags, dates and sizes read
 a narrow index, not the rows with their infos; ``search_odd`` finds the rows with texts
-in ``search`` without reading the others.)  ``flag``: each message's flags and modseq,
-apart from the wide rows with their infos (a STORE of 100k messages rewrites 100k short
-rows, not megabytes of infos).  ``renames``: the messages whose file names do
-not carry their flags yet, with the name each file has (its shape: see ``renamer``)."""
+in ``search`` without reading the others; ``search_uids`` counts the rows of ``search``
+without reading them, which took milliseconds at 20k messages.)
+``flag``: each message's flags and modseq, apart from the wide rows with their infos (a
+STORE of 100k messages rewrites 100k short rows, not megabytes of infos).  ``renames``: the
+messages whose file names do not carry their flags yet, with the name each file has (its
+shape: see ``renamer``)."""
 
 
 @dataclass(slots=True)
