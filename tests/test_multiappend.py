@@ -1,7 +1,11 @@
 """MULTIAPPEND (RFC 3502): several messages in one APPEND, all stored or none, APPENDUID
-with the UID set (RFC 4315); raw sockets, every backend that offers it."""
+with the UID set (RFC 4315); raw sockets, every backend (the proxy passes the batch on to
+an upstream that has MULTIAPPEND, as the tests' Dovecot has)."""
 
 from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
 
 import pytest
 from imapserver import Connector, uid_set
@@ -26,14 +30,7 @@ def count(client: RawClient, mailbox: str = "INBOX") -> int:
     return int(line.rsplit(b" ", 1)[1].rstrip(b")"))
 
 
-@pytest.fixture
-def offered(server: ServerProcess) -> None:
-    if server.backend.name == "proxy":
-        pytest.skip("the proxy does not offer MULTIAPPEND")
-
-
-@pytest.mark.usefixtures("offered")
-def test_three_messages_with_appenduid(connect: Connector) -> None:
+def test_three_messages_with_appenduid(connect: Connector, server: ServerProcess) -> None:
     client = connect.raw()
     assert client.command("CREATE Batch").ok
     bodies = [messages.plain(subject=f"m{n}") for n in range(1, 4)]
@@ -59,11 +56,15 @@ def test_three_messages_with_appenduid(connect: Connector) -> None:
     text = got.all_text()
     for body in bodies:
         assert body in text
-    assert b'"14-Jul-2022 02:44:25 -0700"' in text
+    if server.backend.name == "proxy":  # the same moment; Dovecot's Maildir keeps no zone
+        dates = re.findall(rb'INTERNALDATE "([^"]+)"', text)
+        moments = {datetime.strptime(d.decode().strip(), "%d-%b-%Y %H:%M:%S %z") for d in dates}
+        assert datetime(2022, 7, 14, 9, 44, 25, tzinfo=UTC) in moments, dates
+    else:
+        assert b'"14-Jul-2022 02:44:25 -0700"' in text
     assert b"$Work" in text and b"\\Flagged" in text and b"\\Seen" in text
 
 
-@pytest.mark.usefixtures("offered")
 def test_second_too_big_adds_nothing(connect: Connector, server: ServerProcess) -> None:
     client = connect.raw()
     (limit,) = [
@@ -83,7 +84,6 @@ def test_second_too_big_adds_nothing(connect: Connector, server: ServerProcess) 
 
 
 @pytest.mark.one_backend(not_on=("proxy",))
-@pytest.mark.usefixtures("offered")
 def test_a_bad_message_anywhere_adds_nothing(connect: Connector) -> None:
     client = connect.raw()
     ok = messages.plain(subject="fine")
@@ -102,7 +102,6 @@ def test_a_bad_message_anywhere_adds_nothing(connect: Connector) -> None:
     assert count(client) == 0
 
 
-@pytest.mark.usefixtures("offered")
 def test_the_counts_and_unseen_uids_follow_a_batch(connect: Connector) -> None:
     """A batch of seen and unseen messages after two already there: every count, the unseen
     UIDs, the first unseen and the modseqs (above the older messages') are right."""

@@ -9,6 +9,7 @@ lifetime of the process.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from zope.interface import implementer
@@ -24,8 +25,10 @@ from mailserv.interfaces import (
     NONEXISTENT,
     NOSELECT,
     SPECIAL_USE,
+    AppendResult,
     IAccount,
     MailboxInfo,
+    NewMessage,
     QuotaRoot,
 )
 
@@ -206,6 +209,12 @@ class ProxyAccount:
         except CommandFailed:
             return False
         return True
+
+    async def append_many(
+        self, name: str, batch: Sequence[NewMessage], origin: object
+    ) -> list[AppendResult]:
+        """``IMultiAppendAccount``, provided when the upstream has MULTIAPPEND."""
+        return await (await self.open(name)).append_many(batch, origin)
 
     async def open(self, name: str) -> ProxyMailbox:
         if name.upper() == INBOX:

@@ -24,6 +24,7 @@ from mailserv.interfaces import (
     IBackend,
     IBackendFactory,
     IMailboxIdAccount,
+    IMultiAppendAccount,
     IMultiProcessBackend,
     IQuotaAccount,
     ISlicedBackend,
@@ -98,6 +99,8 @@ class ProxyBackend:
                 await account.close()
                 raise
         caps = user.pool.capabilities
+        if "MULTIAPPEND" in caps:  # RFC 3502: a batch (a pipelined burst too) in one APPEND
+            alsoProvides(account, IMultiAppendAccount)
         if "QUOTA" in caps:  # RFC 9208 passed through: the upstream's quotas
             alsoProvides(account, IQuotaAccount)
         if "OBJECTID" in caps:  # RFC 8474: the upstream's MAILBOXIDs (EMAILID/THREADID: ours)

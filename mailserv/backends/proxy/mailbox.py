@@ -49,6 +49,7 @@ from mailserv.interfaces import (
     ISearchableMailbox,
     MailboxStatus,
     MessageMeta,
+    NewMessage,
     StoreMode,
     StoreResult,
 )
@@ -57,7 +58,7 @@ from mailserv.search import Contains, SearchProgram, walk
 from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.slicing import TimeSlices
 from mailserv.syntax import dates, encode
-from mailserv.syntax.sequences import merge, uids_in
+from mailserv.syntax.sequences import merge, parse_sequence_set, uids_in
 
 if TYPE_CHECKING:
     from mailserv.backends.proxy.user import UserState
@@ -305,15 +306,22 @@ class ProxyMailbox:
     async def append(
         self, message: bytes, flags: frozenset[str], internaldate: datetime | None, origin: object
     ) -> AppendResult:
+        (result,) = await self.append_many([NewMessage(message, flags, internaldate)], origin)
+        return result
+
+    async def append_many(self, batch: Sequence[NewMessage], origin: object) -> list[AppendResult]:
+        """One upstream APPEND of every message of ``batch`` (MULTIAPPEND upstream, which
+        the account offers only then, for more than one: all stored or none)."""
         self.forget_status()
-        info = parse_message(message)
+        infos = [parse_message(new.message) for new in batch]
         args: list[wire.Arg] = [b"APPEND", self.user.encoded(self.name)]
-        flags = frozenset(f for f in flags if f.lower() != _RECENT)
-        if flags:
-            args.append(encode.flag_list(flags))
-        if internaldate is not None:
-            args.append(dates.format_date_time(internaldate))
-        args.append(wire.Literal(message))
+        for new in batch:
+            flags = frozenset(f for f in new.flags if f.lower() != _RECENT)
+            if flags:
+                args.append(encode.flag_list(flags))
+            if new.internaldate is not None:
+                args.append(dates.format_date_time(new.internaldate))
+            args.append(wire.Literal(new.message))
         result: list[AppendResult] = []
 
         async def send(conn: UpstreamProtocol) -> None:
@@ -322,13 +330,19 @@ class ProxyMailbox:
             except CommandFailed as exc:
                 raise await self.user.mailbox_error(self.name, exc) from exc
             if response.code == "APPENDUID" and len(response.code_data) >= 2:
-                validity, uid = response.code_data[0], response.code_data[1]
-                if isinstance(validity, int) and isinstance(uid, int):
+                validity = response.code_data[0]
+                uids = _uid_list(response.code_data[1], len(batch))
+                if isinstance(validity, int) and uids:
                     # Not kept: binary content (the upstream may re-encode it), and where the
                     # upstream has OBJECTID (its EMAILID and THREADID come with a download).
-                    if b"\x00" not in message and "OBJECTID" not in conn.capabilities:
-                        self.user.infos.remember(self.name, validity, [(uid, info)])
-                    result.append(AppendResult(validity, uid))
+                    if "OBJECTID" not in conn.capabilities:
+                        kept = zip(uids, infos, batch, strict=True)
+                        self.user.infos.remember(
+                            self.name,
+                            validity,
+                            [(uid, info) for uid, info, new in kept if b"\x00" not in new.message],
+                        )
+                    result.extend(AppendResult(validity, uid) for uid in uids)
 
         if self.channel.busy or self.listeners:
             await self.channel.run(send, Operation(origin))  # the EXISTS comes back on the channel
@@ -339,9 +353,10 @@ class ProxyMailbox:
                 await self.sync(origin)
         self.forget_status()  # a STATUS that ran meanwhile may not count the message
         if result:
-            return result[0]
-        mirror = await self.channel.mirrored()  # no UIDPLUS upstream: the newest is ours
-        return AppendResult(mirror.uidvalidity, mirror.last)
+            return result
+        mirror = await self.channel.mirrored()  # no UIDPLUS upstream: the newest are ours
+        first = mirror.last - len(batch) + 1
+        return [AppendResult(mirror.uidvalidity, uid) for uid in range(first, mirror.last + 1)]
 
     async def store(
         self,
@@ -570,3 +585,19 @@ def _note_copyuid(response: wire.Response, into: list[tuple[int, list[int], list
             )
         except ValueError:
             _log.warn("Unparsable COPYUID from upstream")
+
+
+def _uid_list(value: object, count: int) -> list[int]:
+    """The ``count`` UIDs of an APPENDUID's set (``7``, ``7:9,12``); empty when it is not
+    a set of that many."""
+    if isinstance(value, int):
+        return [value] if count == 1 else []
+    if not isinstance(value, str):
+        return []
+    try:
+        ranges = [(min(pair), max(pair)) for pair in parse_sequence_set(value).ranges]
+    except ValueError:
+        return []
+    if sum(high - low + 1 for low, high in ranges) != count:
+        return []
+    return [uid for low, high in ranges for uid in range(low, high + 1)]
