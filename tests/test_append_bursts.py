@@ -16,6 +16,8 @@ from bench import messages
 from bench.harness import RawClient, Response, ServerProcess
 
 _APPENDUID = re.compile(r"APPENDUID (\d+) (\d+)$")
+UNDECODABLE = "!#$&'+,-.0123456789:;<=>?@^_`|[}"
+"""A name that is not modified UTF-7 (as in ``test_protocol_mailboxes``)."""
 
 
 def burst(client: RawClient, commands: list[bytes]) -> list[Response]:
@@ -85,12 +87,14 @@ def test_a_failing_append_of_a_burst_fails_alone(connect: Connector) -> None:
     commands[4] = append('"Mixed"', bodies[4], b' "31-Feb-2021 10:00:00 +0000"')  # BAD date
     commands[5] = append('"Nowhere"', bodies[5])  # NO [TRYCREATE]
     commands.insert(7, b"NOOP")
+    undecodable = append(f'"{UNDECODABLE}"', bodies[0])  # names no mailbox: NO [NONEXISTENT]
+    commands = [undecodable, undecodable, *commands]
     answers = burst(client, commands)
     statuses = [a.status for a in answers]
-    assert statuses == ["OK", "OK", "BAD", "OK", "BAD", "NO", "OK", "OK", "OK"], [
+    assert statuses == ["NO", "NO", "OK", "OK", "BAD", "OK", "BAD", "NO", "OK", "OK", "OK"], [
         a.line for a in answers
     ]
-    assert answers[5].code == "TRYCREATE"
+    assert [answers[n].code for n in (0, 1, 7)] == ["NONEXISTENT", "NONEXISTENT", "TRYCREATE"]
     assert client.command('SELECT "Mixed"').ok
     assert sorted(subjects(client).values()) == [b"m0", b"m1", b"m3", b"m6", b"m7"]
 

@@ -20,7 +20,7 @@ import ipaddress
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING
 
 from OpenSSL import SSL
@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from mailserv import errors
 from mailserv.imap import capabilities
-from mailserv.imap.commands import CommandSpec
+from mailserv.imap.commands import Batching, CommandSpec
 from mailserv.imap.compression import PER_TURN, DeflatingTransport, Inflater
 from mailserv.imap.framer import CommandFramer, ContinueLiteral, Frame, FrameError, Line
 from mailserv.imap.hangup import hang_up, set_no_delay
@@ -448,18 +448,27 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         if spec is None or spec.batching is None or self.state not in spec.states:
             return []
         assert isinstance(item, Command)
-        key = None if item.uid else spec.batching.key(self, item)
+        key = None if item.uid else self._batch_key(spec.batching, item)
         joined = [item]
         while key is not None and self._queue:
             head, size = self._queue[0]
             if not isinstance(head, Command) or head.name != item.name or head.uid:
                 break
-            if spec.batching.key(self, head) != key:
+            if self._batch_key(spec.batching, head) != key:
                 break
             self._queue.popleft()
             self._queued_bytes -= size
             joined.append(head)
         return joined if len(joined) > 1 else []
+
+    def _batch_key(self, batching: Batching, command: Command) -> Hashable | None:
+        """``batching.key`` of ``command``; None (it runs alone, and answers for itself)
+        should the key fail."""
+        try:
+            return batching.key(self, command)
+        except Exception:
+            _log.failure("Batching key of {name} failed", name=command.name)
+            return None
 
     async def _execute_together(self, commands: list[Command]) -> None:
         """Commands of one :class:`~mailserv.imap.commands.Batching` run as one, each

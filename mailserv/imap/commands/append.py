@@ -209,7 +209,7 @@ def _burst_key(session: Session, command: Command) -> str | None:
         return None
     try:
         return mailbox(args[0], utf8=utf8_names(session))
-    except CommandFailure:
+    except (CommandFailure, errors.BackendError):  # each answered alone (BAD, NO)
         return None
 
 
