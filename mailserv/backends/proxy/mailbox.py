@@ -355,8 +355,8 @@ class ProxyMailbox:
         if result:
             return result
         mirror = await self.channel.mirrored()  # no UIDPLUS upstream: the newest are ours
-        first = mirror.last - len(batch) + 1
-        return [AppendResult(mirror.uidvalidity, uid) for uid in range(first, mirror.last + 1)]
+        first = max(1, mirror.last - len(batch) + 1)
+        return [AppendResult(mirror.uidvalidity, uid) for uid in range(first, first + len(batch))]
 
     async def store(
         self,
