@@ -64,7 +64,7 @@ def quota_server(
 ) -> Iterator[QuotaServer]:
     data_dir = tmp_path_factory.mktemp(f"quota-{server.backend.name}")
     roles = ("free", "tight", "copier", "rfc", "racer", "usage", "clients", "owner", "sharer")
-    roles += ("burster",)
+    roles += ("burster",)  # pipelined APPENDs beyond TIGHT
     users = {role: _user() for role in roles}
     passwd = data_dir / "passwd"
     passwd.write_text("".join(f"{u.name}:{{PLAIN}}{u.password}::::::\n" for u in users.values()))
