@@ -203,8 +203,13 @@ class MemoryMailbox(Listened):
     async def append_many(
         self, messages: Sequence[NewMessage], origin: object
     ) -> list[AppendResult]:
-        """Parsed first, then inserted together: nothing can fail half-way."""
-        parsed = [(m, parse_message(m.message), m.internaldate) for m in messages]
+        """Parsed first (a batch in time slices: 64 realistic messages are 23 ms of parsing),
+        then inserted together: nothing can fail half-way."""
+        slices = TimeSlices(self._account.turns)
+        parsed = []
+        for m in messages:
+            parsed.append((m, parse_message(m.message), m.internaldate))
+            await slices.pause()
         now = datetime.now(UTC)
         saved = now.replace(microsecond=0)
         async with self.lane.held():

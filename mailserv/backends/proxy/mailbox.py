@@ -313,7 +313,11 @@ class ProxyMailbox:
         """One upstream APPEND of every message of ``batch`` (MULTIAPPEND upstream, which
         the account offers only then, for more than one: all stored or none)."""
         self.forget_status()
-        infos = [parse_message(new.message) for new in batch]
+        slices = TimeSlices(self.user.backend.turns)  # a batch's parses: not in one turn
+        infos = []
+        for new in batch:
+            infos.append(parse_message(new.message))
+            await slices.pause()
         args: list[wire.Arg] = [b"APPEND", self.user.encoded(self.name)]
         for new in batch:
             flags = frozenset(f for f in new.flags if f.lower() != _RECENT)
