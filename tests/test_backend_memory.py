@@ -71,6 +71,25 @@ def test_uidvalidity_comes_from_the_clock(inbox: MemoryMailbox) -> None:
     assert abs(resolve(inbox.status()).uidvalidity - time.time()) < 60
 
 
+class SlowClock(Clock):
+    """A clock on which every reading is a second after the last: any piece of work
+    looks long, so whatever pauses between pieces waits for a turn of it."""
+
+    def seconds(self) -> float:
+        self.advance(1.0)
+        return super().seconds()
+
+
+def test_one_append_takes_no_turn_however_long_its_parse() -> None:
+    """A single APPEND is stored in the turn it runs in (only a batch pauses between its
+    messages): on a slow machine, a pause after the only parse waited for a turn."""
+    clock = SlowClock()
+    account = resolve(memory.factory.build({}, "/nonexistent", clock).account("alice"))
+    box = resolve(account.open("INBOX"), wait=False)
+    assert resolve(box.append(message(1), frozenset(), None, None), wait=False).uid == 1
+    assert list(resolve(box.uids(), wait=False)) == [1]
+
+
 def test_copies_share_bytes_and_parsed_info(inbox: MemoryMailbox) -> None:
     uid = resolve(inbox.append(message(1), frozenset(), None, None)).uid
     ((_, copy),) = resolve(inbox.copy([uid], "INBOX", None)).pairs

@@ -207,9 +207,10 @@ class MemoryMailbox(Listened):
         then inserted together: nothing can fail half-way."""
         slices = TimeSlices(self._account.turns)
         parsed = []
-        for m in messages:
+        for i, m in enumerate(messages):
+            if i:  # between messages: a single APPEND never waits for a turn
+                await slices.pause()
             parsed.append((m, parse_message(m.message), m.internaldate))
-            await slices.pause()
         now = datetime.now(UTC)
         saved = now.replace(microsecond=0)
         async with self.lane.held():

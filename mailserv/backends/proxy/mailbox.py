@@ -315,9 +315,10 @@ class ProxyMailbox:
         self.forget_status()
         slices = TimeSlices(self.user.backend.turns)  # a batch's parses: not in one turn
         infos = []
-        for new in batch:
+        for i, new in enumerate(batch):
+            if i:
+                await slices.pause()
             infos.append(parse_message(new.message))
-            await slices.pause()
         args: list[wire.Arg] = [b"APPEND", self.user.encoded(self.name)]
         for new in batch:
             flags = frozenset(f for f in new.flags if f.lower() != _RECENT)
