@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock, deferLater
 
-from mailserv.backends.kit import textindex
+from mailserv.backends.kit import flagsets, textindex
 from mailserv.backends.memory import factory as memory
 from mailserv.interfaces import StoreMode
 from mailserv.search import (
@@ -102,6 +102,20 @@ def test_kept_sets_answer_as_the_scan_does() -> None:
         answered += 1
         assert found == _scan(box, program, view), program
     assert answered > 200
+
+
+def test_all_but_a_few_is_every_other_uid_in_order() -> None:
+    """A negated answer that leaves out a few of many messages (``NOT FLAGGED``, SINCE a
+    date before nearly all mail) is cut between them: the same list as a test of each."""
+    rng = random.Random(9)
+    entries = dict.fromkeys(sorted(rng.sample(range(1, 5000), 2000)))
+    ordered = list(entries)
+    for few in (0, 1, 3, 40, 200):
+        flagged = set(rng.sample(ordered, few)) | {5001, 7}  # and UIDs of no message
+        found = flagsets.search(
+            HasFlag("\\Flagged", False), ordered, {"\\Flagged": flagged}, {}, entries, True
+        )
+        assert found == [uid for uid in ordered if uid not in flagged]
 
 
 def test_an_offset_keeps_its_own_day() -> None:

@@ -12,6 +12,7 @@ maildir backend's state and the memory backend keep them.
 from __future__ import annotations
 
 import functools
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from itertools import filterfalse
@@ -107,13 +108,30 @@ def search(
     whole = len(uids) == len(entries) and uids[0] in entries and uids[-1] in entries
     if negated:  # every message but ``found``: one pass in C, in order
         if whole and ordered:
-            return list(filterfalse(found.__contains__, entries))
+            return _all_but(list(entries), found)
         return list(filter(entries.__contains__, filterfalse(found.__contains__, uids)))
     if not whole:
         found = found.intersection(uids)  # the session knows of others than these
     if ordered and len(found) > len(entries) // 8:
         return list(filter(found.__contains__, entries))  # in order already, in C
     return sorted(found)
+
+
+def _all_but(ordered: list[int], left_out: set[int]) -> list[int]:
+    """``ordered`` (ascending UIDs) without ``left_out``: when that is a few, the slices
+    between them (``SINCE`` a date before nearly all mail, ``NOT DELETED``), not a test of
+    every UID (20k UIDs: 1 ms)."""
+    if len(left_out) * 16 > len(ordered):
+        return list(filterfalse(left_out.__contains__, ordered))
+    kept: list[int] = []
+    at = 0
+    for uid in sorted(left_out):
+        found = bisect_left(ordered, uid, at)
+        if found < len(ordered) and ordered[found] == uid:
+            kept += ordered[at:found]
+            at = found + 1
+    kept += ordered[at:]
+    return kept
 
 
 def _matching(

@@ -486,13 +486,10 @@ class MailboxDisk:
 
     def missing_texts(self, limit: int) -> list[int]:
         """As the index's, on a connection of its own (outside the lane)."""
-        db = self.index.reader()
-        try:
+        with self.index.reading() as db:
             return missing_texts(db, limit)
-        finally:
-            db.close()
 
-    # -- reading, outside the lane (any thread, a connection of its own) ---------------
+    # -- reading, outside the lane (any thread, a reader connection) -------------------
 
     def search(
         self, query: SearchProgram, uids: Sequence[int], flag_names: Collection[str]
@@ -500,8 +497,7 @@ class MailboxDisk:
         """From the index (any thread).  A :func:`~mailserv.backends.kit.keptanswers.
         stable` query's answer is kept, and given again while the index holds the same
         messages (:func:`_tag`, read in the same snapshot)."""
-        db = self.index.reader()
-        try:
+        with self.index.reading() as db:
             if not uids or not stable(query.key):
                 return search.run(db, query, uids, flag_names, self.index.fulltext)
             db.execute("BEGIN")  # the tag and the answer: one snapshot
@@ -516,26 +512,18 @@ class MailboxDisk:
                 if _complete(db, tag):
                     self.kept.put(key, tag, found)
             return among(found, uids)
-        finally:
-            db.close()
 
     def stored_texts(self, uids: Sequence[int]) -> dict[int, TextRow]:
         """The search rows the index holds for ``uids`` (any thread): a COPY gives them to
         the copies instead of reading and decoding each file again (a MOVE of 20k spent
         most of its seconds there)."""
-        db = self.index.reader()
-        try:
+        with self.index.reading() as db:
             return texts_of(db, uids, self.index.fulltext)
-        finally:
-            db.close()
 
     def load_infos(self, uids: Sequence[int]) -> dict[int, MessageInfo]:
         """The stored infos of ``uids`` that can be read (others: see ``store_info``)."""
-        db = self.index.reader()
-        try:
+        with self.index.reading() as db:
             blobs = infos_of(db, uids)
-        finally:
-            db.close()
         # Records of an older layout are left out: the caller parses those messages again.
         return {uid: LazyInfo(data) for uid, data in blobs.items() if is_current(data)}
 

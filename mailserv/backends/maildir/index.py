@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -41,6 +43,10 @@ FORMAT = "2"
 """1: flags and modseq in ``message``; 2: in ``flag`` (an index of format 1 is converted)."""
 _BATCH = 500
 """Host parameters per statement (SQLite allows 999 in older builds)."""
+IDLE_READERS = 2
+"""Read-only connections an index keeps open between tasks (``Index.reading``): opening
+one and warming its cache cost a SEARCH 0.8 ms at 20k messages, a reused one 0.02 ms;
+each open connection holds three descriptors (the file, its log, the shared memory)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -137,6 +143,8 @@ class Index:
         self.fsync = fsync
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._idle: deque[sqlite3.Connection] = deque()
+        """Readers for any thread, between tasks (``reading``)."""
         self.highestmodseq = 1
         self.recent_floor = 1
         self.fresh = False
@@ -212,7 +220,8 @@ class Index:
         self.recent_floor = int(meta.get("recent_floor", 1))
 
     def close(self) -> None:
-        for db in (self._db, self._reader):
+        idle, self._idle = self._idle, deque()  # a reader out now is closed when it is back
+        for db in (self._db, self._reader, *idle):
             if db is not None:
                 try:
                     db.close()
@@ -310,10 +319,27 @@ class Index:
         uids = set(present_uids(self.db, [uid for uid, _ in rows]))
         return [(uid, value) for uid, value in rows if uid in uids]
 
-    def reader(self) -> sqlite3.Connection:
-        """A new read-only connection, for one task in any thread (WAL: it never waits for
-        the writer and sees the last committed state)."""
-        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection for one task in any thread (WAL: it never waits for the
+        writer and sees the last committed state), kept for the next task after (at most
+        ``IDLE_READERS`` of them), unless the index was closed meanwhile."""
+        idle = self._idle
+        try:
+            db = idle.pop()  # deque: pop and append are atomic (any thread)
+        except IndexError:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        kept = False
+        try:
+            yield db
+            if db.in_transaction:
+                db.rollback()  # its snapshot would hold the log back from checkpoints
+            kept = idle is self._idle and len(idle) < IDLE_READERS
+            if kept:
+                idle.append(db)
+        finally:
+            if not kept:
+                db.close()
 
     def missing_texts(self, limit: int) -> list[int]:
         return missing_texts(self.db, limit)
