@@ -55,6 +55,11 @@ _log = Logger()
 
 _WRITE_CHUNK = 64 * 1024
 """Output held for one write at most; a command's responses beyond it go out as they come."""
+PUMP_SLICE = 0.001
+"""Seconds one connection's input is read on in a reactor turn while its commands complete
+at once (the rest waits for a later turn, after the reactor polled the other sockets).  A
+memory backend's import of 3,000 pipelined APPENDs: another client's NOOP waited p99 42 ms
+when all the input that had come was run in one turn, 22 ms with a 4 ms slice, 8 ms with 1."""
 
 
 @implementer(IPushProducer)
@@ -275,9 +280,17 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         """Parse and queue what the input holds, as far as the queue takes it."""
         self._stalled = False
         inflated = 0
+        now = self.services.turns.now
+        began = now()
         while self.state is not State.LOGOUT:
             if self._blocked():
                 self._stalled = True
+                break
+            if now() - began >= PUMP_SLICE:
+                # Commands that completed at once (a memory backend's APPENDs) ran for a
+                # slice: the rest of the input waits for the next turn, other clients first.
+                self._stalled = True
+                self._schedule_pump()
                 break
             event = self.framer.next_event()
             if event is None:
