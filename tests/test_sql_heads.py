@@ -16,11 +16,11 @@ from twisted.internet import reactor
 
 from bench import messages as samples
 from mailserv.backends import memory
-from mailserv.backends.sql import SqlBackendFactory, heads, inline_database, schema
+from mailserv.backends.sql import SqlBackendFactory, inline_database, schema
 from mailserv.backends.sql.db import InlineDatabase, Tx
 from mailserv.backends.sql.dialect import parse_url
 from mailserv.errors import BackendError
-from mailserv.message import store
+from mailserv.message import heads, store
 from mailserv.message.lazyinfo import LazyInfo
 from mailserv.message.parse import parse_message
 from mailserv.testing.contract import SORT_SAMPLES

@@ -60,7 +60,7 @@ from mailserv.backends.maildir.uidlist import UidList
 from mailserv.backends.maildir.watch import FLAGS_NOTICE
 from mailserv.errors import MailboxNotFound
 from mailserv.message.info import MessageInfo
-from mailserv.message.lazyinfo import LazyInfo, is_current, record_of
+from mailserv.message.lazyinfo import is_current, record_of
 from mailserv.message.parse import parse_message
 from mailserv.message.store import dumps
 from mailserv.search import SearchProgram
@@ -523,9 +523,9 @@ class MailboxDisk:
     def load_infos(self, uids: Sequence[int]) -> dict[int, MessageInfo]:
         """The stored infos of ``uids`` that can be read (others: see ``store_info``)."""
         with self.index.reading() as db:
-            blobs = infos_of(db, uids)
+            stored = infos_of(db, uids)
         # Records of an older layout are left out: the caller parses those messages again.
-        return {uid: LazyInfo(data) for uid, data in blobs.items() if is_current(data)}
+        return {uid: found.lazy() for uid, found in stored.items() if is_current(found.info)}
 
     def read(self, relative: str) -> bytes:
         try:

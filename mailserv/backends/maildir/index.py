@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from twisted.logger import Logger
 
@@ -33,6 +33,8 @@ from mailserv.backends.kit.words import indexable
 from mailserv.backends.maildir import snapshot, words
 from mailserv.backends.maildir.snapshot import Columns
 from mailserv.backends.maildir.textrow import TextRow, blob
+from mailserv.message import heads, store
+from mailserv.message.lazyinfo import LazyInfo, is_current
 
 _log = Logger()
 
@@ -56,7 +58,8 @@ CREATE TABLE IF NOT EXISTS message (
     size INTEGER NOT NULL,
     date INTEGER NOT NULL,
     tz INTEGER NOT NULL,
-    info BLOB
+    info BLOB,
+    heads BLOB
 );
 CREATE TABLE IF NOT EXISTS flag (
     uid INTEGER PRIMARY KEY,
@@ -174,6 +177,7 @@ class Index:
         db.execute(f"PRAGMA synchronous={'NORMAL' if self.fsync else 'OFF'}")
         db.executescript(_SCHEMA)
         _convert(db, self.path)
+        _add_heads(db)
         db.execute(_META_INDEX)
         db.execute(snapshot.SCHEMA)
         try:
@@ -308,7 +312,7 @@ class Index:
         ints = [list(map(int, column.split(","))) for column in (uids, flagged[2], *numbers)]
         return Columns(ints[0], bases, texts, *ints[1:])
 
-    def infos(self, uids: Sequence[int]) -> dict[int, bytes]:
+    def infos(self, uids: Sequence[int]) -> dict[int, Stored]:
         """Stored infos of ``uids`` (missing or NULL ones left out); reactor thread."""
         if self._reader is None:
             self._reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
@@ -417,9 +421,9 @@ class Index:
         """New messages with their infos and search rows (None: made later, by a backfill)."""
         rows = list(rows)
         self.db.executemany(
-            "INSERT OR REPLACE INTO message (uid, base, size, date, tz, info) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(r.uid, r.base, r.size, r.date, r.tz, info) for r, info, _ in rows],
+            "INSERT OR REPLACE INTO message (uid, base, size, date, tz, info, heads) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(r.uid, r.base, r.size, r.date, r.tz, info, _heads(info)) for r, info, _ in rows],
         )
         self.db.executemany(
             "INSERT OR REPLACE INTO flag (uid, flags, modseq) VALUES (?, ?, ?)",
@@ -589,7 +593,9 @@ class Index:
         ]
 
     def set_info(self, uid: int, info: bytes) -> None:
-        self.db.execute("UPDATE message SET info = ? WHERE uid = ?", (info, uid))
+        self.db.execute(
+            "UPDATE message SET info = ?, heads = ? WHERE uid = ?", (info, _heads(info), uid)
+        )
 
     def expunge(self, uids: Sequence[int], modseq: int) -> None:
         self.db.executemany("DELETE FROM message WHERE uid = ?", [(uid,) for uid in uids])
@@ -639,6 +645,37 @@ def _old_layout(db: sqlite3.Connection) -> bool:
     return any(row[1] == "flags" for row in db.execute("PRAGMA table_info(message)"))
 
 
+def _add_heads(db: sqlite3.Connection) -> None:
+    """An index made before ``heads`` were kept gets the column (its rows keep NULL: their
+    FETCH reads the record, as before).  Under the write lock: another process sharing the
+    index may add it meanwhile."""
+    if _has_heads(db):
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if not _has_heads(db):
+            db.execute("ALTER TABLE message ADD COLUMN heads BLOB")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _has_heads(db: sqlite3.Connection) -> bool:
+    return any(row[1] == "heads" for row in db.execute("PRAGMA table_info(message)"))
+
+
+def _heads(info: bytes | None) -> bytes | None:
+    """The ``heads`` column of a record (:mod:`mailserv.message.heads`): read from it once,
+    as the message enters the index, not at each first FETCH of it after a start."""
+    if info is None or not is_current(info):
+        return None
+    try:
+        return heads.dump(store.heads_of(info))
+    except store.UnknownFormat:
+        return None
+
+
 def missing_texts(db: sqlite3.Connection, limit: int) -> list[int]:
     """Up to ``limit`` UIDs whose search row is still to be made (oldest first)."""
     return [
@@ -684,20 +721,35 @@ def texts_of(db: sqlite3.Connection, uids: Sequence[int], fulltext: bool) -> dic
     return found
 
 
-def infos_of(db: sqlite3.Connection, uids: Sequence[int]) -> dict[int, bytes]:
-    found: dict[int, bytes] = {}
+class Stored(NamedTuple):
+    """A message's record and its heads as the index holds them (None: not kept)."""
+
+    info: bytes
+    heads: bytes | None
+
+    def lazy(self) -> LazyInfo:
+        """The info, its heads read from the column when there (no decoding)."""
+        return LazyInfo(self.info, heads.load(self.heads))
+
+
+def infos_of(db: sqlite3.Connection, uids: Sequence[int]) -> dict[int, Stored]:
+    found: dict[int, Stored] = {}
     if not uids:
         return found
     low, high = min(uids), max(uids)
     wanted = set(uids)
     if high - low < 4 * len(wanted):
-        rows = db.execute("SELECT uid, info FROM message WHERE uid BETWEEN ? AND ?", (low, high))
+        rows = db.execute(
+            "SELECT uid, info, heads FROM message WHERE uid BETWEEN ? AND ?", (low, high)
+        )
     else:
         marks = ",".join("?" * len(wanted))
-        rows = db.execute(f"SELECT uid, info FROM message WHERE uid IN ({marks})", tuple(wanted))
-    for uid, info in rows:
+        rows = db.execute(
+            f"SELECT uid, info, heads FROM message WHERE uid IN ({marks})", tuple(wanted)
+        )
+    for uid, info, kept in rows:
         if uid in wanted and info is not None:
-            found[uid] = info
+            found[uid] = Stored(info, kept)
     return found
 
 

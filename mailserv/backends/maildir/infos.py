@@ -16,7 +16,7 @@ from mailserv.backends.maildir.filenames import saved_seconds
 from mailserv.backends.maildir.records import Entry, file_date
 from mailserv.interfaces import MessageMeta
 from mailserv.message.info import NO_INFO, MessageInfo
-from mailserv.message.lazyinfo import LazyInfo, is_current
+from mailserv.message.lazyinfo import is_current
 from mailserv.message.parse import parse_message
 
 if TYPE_CHECKING:
@@ -30,11 +30,11 @@ def load_infos(box: MaildirMailbox, entries: Iterable[Entry]) -> None:
     wanted = list(entries)
     if not wanted:
         return
-    blobs = box.disk.index.infos([e.uid for e in wanted])
+    stored = box.disk.index.infos([e.uid for e in wanted])
     for entry in wanted:
-        blob = blobs.get(entry.uid)
-        if blob is not None and is_current(blob):
-            entry.info = LazyInfo(blob)  # decoded when a field is read
+        found = stored.get(entry.uid)
+        if found is not None and is_current(found.info):
+            entry.info = found.lazy()  # decoded when a field is read
         else:
             _reparse(box, entry)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from mailserv.backends.kit import uidlist
 from mailserv.backends.kit.flagchanges import changes_of
-from mailserv.backends.sql import fulltext, heads, sortkeys, unseen
+from mailserv.backends.sql import fulltext, sortkeys, unseen
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.reads import where_uids
 from mailserv.backends.sql.rows import (
@@ -44,7 +44,7 @@ from mailserv.interfaces import (
     FlagChange,
     StoreMode,
 )
-from mailserv.message import store
+from mailserv.message import heads, store
 from mailserv.message.parse import parse_message
 from mailserv.syntax.sequences import merge
 

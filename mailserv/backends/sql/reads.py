@@ -10,11 +10,11 @@ from datetime import datetime
 from typing import Any
 
 from mailserv.backends.kit.flagchanges import changes_of
-from mailserv.backends.sql import heads
 from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import Zones, flag_test
 from mailserv.errors import MailboxNotFound
 from mailserv.interfaces import SEEN, Changes, FlagChange, MailboxStatus, MessageMeta
+from mailserv.message import heads
 from mailserv.message.info import NO_INFO, MessageInfo
 from mailserv.message.lazyinfo import LazyInfo, is_current
 from mailserv.message.parse import parse_message

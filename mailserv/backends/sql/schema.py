@@ -318,13 +318,12 @@ HEADS_BATCH = 500
 
 
 def _keep_heads(tx: Tx) -> None:
-    """Migration 15: ``message_info.heads`` (see :mod:`mailserv.backends.sql.heads`), filled
+    """Migration 15: ``message_info.heads`` (see :mod:`mailserv.message.heads`), filled
     for every stored message in batches by id, from its record (a record of a layout this
     version does not read: from the message, parsed again), so memory stays flat however
     large the store.  A message a frontend of an older version stores after this stays
     NULL there: its FETCH reads the record, as before."""
-    from mailserv.backends.sql import heads
-    from mailserv.message import store
+    from mailserv.message import heads, store
     from mailserv.message.parse import parse_message
 
     tx.execute(tx.dialect.ddl("ALTER TABLE message_info ADD COLUMN heads {blob}"))

@@ -1,16 +1,16 @@
-"""Each message's FETCH heads, kept beside its record (schema 15): ``message_info.heads``.
+"""A message's FETCH heads in a layout that reading back is slicing, kept beside its record
+by the stores (the SQL backend's ``message_info.heads``, schema 15; the maildir index's
+``message.heads``).
 
 What mail clients list a mailbox with (``FETCH (FLAGS RFC822.SIZE ENVELOPE)``, BODY,
 BODYSTRUCTURE, whole-message sections) needs the ENVELOPE, BODY and BODYSTRUCTURE bytes
 and the whole message's offsets, no more.  The record (``message.store``) holds them as
-JSON strings, which every FETCH of a stored message decoded again (the maildir backend
-keeps the decoded form in memory; this backend reads its rows afresh).  So they are
-computed once, when the message enters the store, and kept in a layout that reading back
-is slicing: a fixed header (a marker, three lengths, three offsets) and the three byte
-strings, in the order of :class:`mailserv.message.store.Heads`.
+JSON strings, which a FETCH of a message not read before decoded
+(:func:`mailserv.message.store.heads_of`).  So they are computed once, when the message
+enters the store, and kept as a fixed header (a marker, three lengths, three offsets) and
+the three byte strings, in the order of :class:`mailserv.message.store.Heads`.
 
-NULL for a message a frontend older than schema 15 stored (migration 15 fills the rows
-there were then): its FETCH reads the record, as before.
+A store's row without them (written before they were kept) reads the record, as before.
 """
 
 from __future__ import annotations
