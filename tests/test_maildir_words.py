@@ -65,8 +65,7 @@ def _flush(box: Any) -> None:
 
 
 def _check(box: Any, view: list[int]) -> tuple[int, int]:
-    db = box.disk.index.reader()
-    try:
+    with box.disk.index.reading() as db:
         return agree(
             box,
             view,
@@ -74,8 +73,6 @@ def _check(box: Any, view: list[int]) -> tuple[int, int]:
             _scan,
             lambda folded: words.ready(db) and bool(vocabulary.terms(db, folded)),
         )
-    finally:
-        db.close()
 
 
 def test_word_index_answers_as_the_scan(store: Store) -> None:  # noqa: F811 - the fixture
