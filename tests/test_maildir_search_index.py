@@ -403,6 +403,18 @@ def test_readers_are_kept_between_tasks(tmp_path: Path) -> None:
     for kept in (d, e):
         with pytest.raises(sqlite3.ProgrammingError):
             kept.execute("SELECT 1")
+    with index.reading() as late:  # a search that ends after the mailbox closed
+        pass
+    with pytest.raises(sqlite3.ProgrammingError):
+        late.execute("SELECT 1")
+    index.open(7)
+    with index.reading() as first:
+        first.execute("BEGIN")
+        first.execute("SELECT count(*) FROM message").fetchone()
+    assert not first.in_transaction  # ended, and kept
+    with index.reading() as again:
+        assert again is first
+    index.close()
 
 
 def test_a_dropped_index_is_rebuilt(store: Store) -> None:

@@ -336,14 +336,23 @@ class Index:
         kept = False
         try:
             yield db
-            if db.in_transaction:
-                db.rollback()  # its snapshot would hold the log back from checkpoints
-            kept = idle is self._idle and len(idle) < IDLE_READERS
-            if kept:
-                idle.append(db)
+            kept = self._keeps(db, idle)
         finally:
             if not kept:
                 db.close()
+
+    def _keeps(self, db: sqlite3.Connection, idle: deque[sqlite3.Connection]) -> bool:
+        """Put a reader back among the idle ones of ``idle``, if the index is still open
+        (not closed, nor closed and opened again, since it was taken) and has room."""
+        if self._db is None or idle is not self._idle or len(idle) >= IDLE_READERS:
+            return False
+        try:
+            if db.in_transaction:
+                db.rollback()  # its snapshot would hold the log back from checkpoints
+        except sqlite3.Error:
+            return False
+        idle.append(db)
+        return True
 
     def missing_texts(self, limit: int) -> list[int]:
         return missing_texts(self.db, limit)
