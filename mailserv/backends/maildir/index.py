@@ -21,7 +21,7 @@ import json
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
@@ -629,49 +629,50 @@ _CONVERTED = ("1",)
 def _convert(db: sqlite3.Connection, path: str) -> None:
     """An index of format 1 (flags and modseq in ``message``): those columns moved to
     ``flag`` (a few seconds for 100k messages, once; the rows stay valid, so nothing is
-    parsed again).  Looked at again under the write lock: another process sharing the
-    index (``--workers N``) may have converted it meanwhile."""
-    if not _old_layout(db):
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if _old_layout(db):
-            _log.info("Converting the index {path} to format {version}", path=path, version=FORMAT)
-            db.execute(
-                "INSERT OR REPLACE INTO flag (uid, flags, modseq) "
-                "SELECT uid, flags, modseq FROM message"
-            )
-            db.execute("DROP INDEX IF EXISTS message_meta")
-            db.execute("ALTER TABLE message DROP COLUMN flags")
-            db.execute("ALTER TABLE message DROP COLUMN modseq")
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+    parsed again)."""
 
+    def convert() -> None:
+        _log.info("Converting the index {path} to format {version}", path=path, version=FORMAT)
+        db.execute(
+            "INSERT OR REPLACE INTO flag (uid, flags, modseq) "
+            "SELECT uid, flags, modseq FROM message"
+        )
+        db.execute("DROP INDEX IF EXISTS message_meta")
+        db.execute("ALTER TABLE message DROP COLUMN flags")
+        db.execute("ALTER TABLE message DROP COLUMN modseq")
 
-def _old_layout(db: sqlite3.Connection) -> bool:
-    return any(row[1] == "flags" for row in db.execute("PRAGMA table_info(message)"))
+    _change_layout(db, lambda: "flags" in _columns(db), convert)
 
 
 def _add_heads(db: sqlite3.Connection) -> None:
     """An index made before ``heads`` were kept gets the column (its rows keep NULL: their
-    FETCH reads the record, as before).  Under the write lock: another process sharing the
-    index may add it meanwhile."""
-    if _has_heads(db):
+    FETCH reads the record, as before)."""
+
+    def add() -> None:
+        db.execute("ALTER TABLE message ADD COLUMN heads BLOB")
+
+    _change_layout(db, lambda: "heads" not in _columns(db), add)
+
+
+def _change_layout(
+    db: sqlite3.Connection, needed: Callable[[], bool], change: Callable[[], None]
+) -> None:
+    """``change`` the tables when ``needed()``, looked at again under the write lock:
+    another process sharing the index (``--workers N``) may have changed them meanwhile."""
+    if not needed():
         return
     db.execute("BEGIN IMMEDIATE")
     try:
-        if not _has_heads(db):
-            db.execute("ALTER TABLE message ADD COLUMN heads BLOB")
+        if needed():
+            change()
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
 
 
-def _has_heads(db: sqlite3.Connection) -> bool:
-    return any(row[1] == "heads" for row in db.execute("PRAGMA table_info(message)"))
+def _columns(db: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in db.execute("PRAGMA table_info(message)")}
 
 
 def _heads(info: bytes | None) -> bytes | None:
