@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -73,9 +74,15 @@ class SqlAccount:
         await self._backend.db.run(hierarchy.unsubscribe, self.id, name, write=True)
 
     async def open(self, name: str) -> SqlMailbox:
-        """The process-wide object of the mailbox, so its sessions hear each other."""
-        row: hierarchy.BoxRow = await self._backend.db.run(hierarchy.open_mailbox, self.id, name)
-        return self._backend.mailbox(self.id, row)
+        """The process-wide object of the mailbox, so its sessions hear each other; its
+        status columns read with it are offered to the ``status()`` that follows."""
+        backend = self._backend
+        told, sent = backend.told, time.perf_counter()
+        row, look = await backend.db.run(hierarchy.open_with_look, self.id, name)
+        box = backend.mailbox(self.id, row)
+        if backend.told == told:  # nothing was told anywhere meanwhile
+            box.offer(look, sent)
+        return box
 
     async def append_many(
         self, name: str, batch: Sequence[NewMessage], origin: object

@@ -158,6 +158,9 @@ class SqlBackend:
         """SELECT's UID lists, kept past the mailbox objects (see ``SqlMailbox.uids``)."""
         self.kept_answers = KeptAnswers()
         """SEARCH answers that hold while a mailbox's messages are the same."""
+        self.told = 0
+        """Events told to any mailbox's listeners so far: an ``open`` whose read saw none
+        told meanwhile may offer its status to the ``status()`` after it."""
         self._pool = pool
         self._make_database = database
         self._db: Database | None = None

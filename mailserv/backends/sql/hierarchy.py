@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mailserv.backends.kit import new_mailbox_id
 from mailserv.backends.kit.names import Hierarchy
@@ -119,16 +120,39 @@ def list_mailboxes(tx: Tx, account_id: int) -> list[MailboxInfo]:
 
 
 def open_mailbox(tx: Tx, account_id: int, name: str) -> BoxRow:
-    row = tx.one(
-        "SELECT id, selectable, uidvalidity, highestmodseq, uidnext FROM mailboxes"
-        " WHERE account_id = ? AND name = ?",
-        (account_id, name),
+    row = _selectable(
+        tx.one(
+            "SELECT id, selectable, uidvalidity, highestmodseq, uidnext FROM mailboxes"
+            " WHERE account_id = ? AND name = ?",
+            (account_id, name),
+        ),
+        name,
     )
+    return BoxRow(int(row[0]), name, int(row[2]), int(row[3]), int(row[4]))
+
+
+def open_with_look(tx: Tx, account_id: int, name: str) -> tuple[BoxRow, Sequence[Any]]:
+    """:func:`open_mailbox`, and in the same statement the columns of the mailbox's status
+    (``reads.look_columns``): a SELECT or STATUS that follows needs no second round trip."""
+    row = _selectable(
+        tx.one(
+            f"SELECT id, selectable, {reads.look_columns(tx.dialect)} FROM mailboxes"
+            " WHERE account_id = ? AND name = ?",
+            (account_id, name),
+        ),
+        name,
+    )
+    look = row[2:]  # uidvalidity, uidnext, messages, unseen, recent_mark, highestmodseq...
+    return BoxRow(int(row[0]), name, int(look[0]), int(look[5]), int(look[1])), look
+
+
+def _selectable(row: Sequence[Any] | None, name: str) -> Sequence[Any]:
+    """``row`` (``id, selectable, ...``) of a mailbox that exists and can be selected."""
     if row is None:
         raise MailboxNotFound(name)
     if not row[1]:
         raise MailboxNotSelectable(name)
-    return BoxRow(int(row[0]), name, int(row[2]), int(row[3]), int(row[4]))
+    return row
 
 
 def copy_messages(

@@ -59,6 +59,9 @@ READAHEAD_BYTES = 16 * 1024 * 1024
 PARSE_IN_THREAD = 1024 * 1024
 """Messages larger than this are parsed and hashed off the reactor thread, as are the
 messages of a batch (0.5 ms each for realistic ones: 64 held the reactor for 33 ms)."""
+OFFER_SECONDS = 0.5
+"""How long the status read with a mailbox's opening stands for its ``status()``: a SELECT
+asks at once; a later caller reads again (another frontend's change may be on its way)."""
 
 
 @implementer(IFirstUnseen, IFlagsMailbox, ISearchableMailbox, ISharedMailbox, ISortKeysMailbox)
@@ -105,18 +108,37 @@ class SqlMailbox(Listened):
         """Every UID below this one was claimed for \\Recent (see ``claim_recent``)."""
         self._texts_ready = False
         """Every message has its texts (the backfill passed them): no need to check."""
+        self._offered: tuple[int, int, float, Sequence[Any]] | None = None
+        """What ``offer`` was given: ``_set_told``, ``_told_count``, when it was sent, the row."""
 
     # -- reading ------------------------------------------------------------------------
 
+    def offer(self, row: Sequence[Any], sent: float) -> None:
+        """The status columns (``reads.look_columns``) read as the mailbox was opened, by a
+        read sent at ``sent`` with nothing told since: the next ``status()`` answers from
+        them, if it comes soon and nothing is told before it."""
+        self._offered = (self._set_told, self._told_count, sent, row)
+
     async def status(self) -> MailboxStatus:
         """One transaction: the status and, as of the same read, what the rest of a SELECT
-        asks next (``uids``, ``claim_recent``, ``first_unseen``), kept for those calls."""
-        kept = self._backend.uid_lists
-        key = (self.id, self.account_id, self.uidvalidity)
-        known = self._uid_list or kept.get(key)
-        told = (self._set_told, self._told_count)
+        asks next (``uids``, ``claim_recent``, ``first_unseen``), kept for those calls; no
+        transaction when the one that opened the mailbox read them (``offer``)."""
+        offered, self._offered = self._offered, None
+        known = self._uid_list or self._backend.uid_lists.get(self._key)
+        if offered is not None:
+            set_told, told, sent, row = offered
+            fresh = (set_told, told) == (self._set_told, self._told_count)
+            found = reads.look_of(row, known) if fresh and _soon(sent) else None
+            if found is not None:
+                return self._took(found, (set_told, told), sent)
+        told_now = (self._set_told, self._told_count)
         sent = time.perf_counter()
-        found: reads.Look = await self._backend.db.run(reads.look, self.id, known)
+        looked: reads.Look = await self._backend.db.run(reads.look, self.id, known)
+        return self._took(looked, told_now, sent)
+
+    def _took(self, found: reads.Look, told: tuple[int, int], sent: float) -> MailboxStatus:
+        """``found`` (read at ``sent``, when ``told`` events had been told) becomes what the
+        rest of a SELECT reads."""
         self._looked_at(sent, found.status.highestmodseq)
         self._look = (*told, found)
         self._uids_taken = self._unseen_taken = False
@@ -125,6 +147,10 @@ class SqlMailbox(Listened):
         if found.all_claimed:
             self._claimed_below = max(self._claimed_below, found.status.uidnext)
         return found.status
+
+    @property
+    def _key(self) -> tuple[int, int, int]:
+        return (self.id, self.account_id, self.uidvalidity)
 
     def _keep(self, found: reads.UidList) -> None:
         """``found`` becomes the list every session of the mailbox starts from, unless the
@@ -423,6 +449,7 @@ class SqlMailbox(Listened):
         if uids:
             self._set_told += 1
             self._told_count += 1
+            self._backend.told += 1
             self._held.append((sorted(uids), origin, remote))
             self._release(wait=True)
 
@@ -454,6 +481,7 @@ class SqlMailbox(Listened):
         if uids:
             self._set_told += 1
             self._told_count += 1
+            self._backend.told += 1
         for uid in uids:
             self._raw.pop(uid, None)
         self.listeners.expunged(self, list(uids), origin)
@@ -465,6 +493,7 @@ class SqlMailbox(Listened):
         gives all of them one), so a large STORE is not walked again here."""
         if changes:
             self._told_count += 1
+            self._backend.told += 1
             for told in {modseq} if modseq is not None else {c.modseq for c in changes}:
                 self._told(told)
             self.listeners.flags_changed(self, changes, origin)
@@ -472,3 +501,8 @@ class SqlMailbox(Listened):
 
 def _prepared(new: NewMessage) -> messages.Incoming:
     return messages.Incoming.prepare(new.message, new.flags, new.internaldate)
+
+
+def _soon(sent: float) -> bool:
+    """Whether a read sent at ``sent`` is recent enough to stand for a status read now."""
+    return time.perf_counter() - sent < OFFER_SECONDS

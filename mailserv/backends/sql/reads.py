@@ -7,7 +7,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailserv.backends.kit.flagchanges import changes_of
 from mailserv.backends.sql.db import Tx
@@ -19,6 +19,9 @@ from mailserv.message.info import NO_INFO, MessageInfo
 from mailserv.message.lazyinfo import LazyInfo, is_current
 from mailserv.message.parse import parse_message
 from mailserv.syntax.sequences import merge
+
+if TYPE_CHECKING:
+    from mailserv.backends.sql.dialect import Dialect
 
 IN_CHUNK = 500
 """UIDs per ``IN (...)`` list (SQLite); well under its parameter limit."""
@@ -84,6 +87,21 @@ class Look:
     """``first_unseen`` is known (the kept runs were there, see the module ``unseen``)."""
 
 
+def look_columns(dialect: Dialect) -> str:
+    """The ``mailboxes`` columns a :class:`Look` is made of (:func:`look_of`): the status,
+    and of the unseen runs (``unseen.py``, up to 25 KB) only the first number."""
+    runs = "unseen_uids"
+    first = (
+        f"split_part({runs}, ',', 1)"
+        if dialect.is_postgres
+        else f"substr({runs}, 1, instr({runs} || ',', ',') - 1)"
+    )
+    return (
+        "uidvalidity, uidnext, messages, unseen, recent_mark, highestmodseq, size, mailboxid, "
+        + first
+    )
+
+
 def look(tx: Tx, box_id: int, known: UidList | None) -> Look:
     """``status``, and in the same snapshot (one round trip when nothing changed): the UID
     list ``known`` brought up to date (see :func:`uids_since`), whether anything is left to
@@ -91,25 +109,50 @@ def look(tx: Tx, box_id: int, known: UidList | None) -> Look:
     if known is not None:  # one snapshot for the statements
         tx.snapshot()
     row = tx.one(
-        "SELECT uidvalidity, uidnext, messages, unseen, recent_mark, highestmodseq, size,"
-        " mailboxid, unseen_uids FROM mailboxes WHERE id = ? AND selectable = 1",
+        f"SELECT {look_columns(tx.dialect)} FROM mailboxes WHERE id = ? AND selectable = 1",
         (box_id,),
     )
     if row is None:
         raise MailboxNotFound("the mailbox was deleted")
-    validity, uidnext, count, unseen, mark, modseq, size = (int(v) for v in row[:7])
+    uidnext, count, mark, modseq = int(row[1]), int(row[2]), int(row[4]), int(row[5])
     recent = 0
     if mark < uidnext - 1:
         recent = int(
             tx.scalar("SELECT count(*) FROM mail WHERE mailbox_id = ? AND uid > ?", (box_id, mark))
         )
-    found = MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size, row[7])
     current = None if known is None else _brought_up(tx, box_id, known, modseq, uidnext, count)
-    text = row[8]
-    first = None
-    if text:
-        first = int(text.split(",", 1)[0])  # the low end of the first run
-    return Look(found, current, mark >= uidnext - 1, first, text is not None or unseen == 0)
+    return _look(row, recent, current)
+
+
+def look_of(row: Sequence[Any], known: UidList | None) -> Look | None:
+    """The :class:`Look` of a row of :func:`look_columns` read elsewhere (opening the
+    mailbox), when it needs no other statement: every message claimed for \\Recent, and
+    ``known`` current as of the row (see :func:`_brought_up`); else None."""
+    uidnext, count, mark, modseq = int(row[1]), int(row[2]), int(row[4]), int(row[5])
+    if known is None or mark < uidnext - 1:
+        return None
+    current = _unchanged(known, modseq, uidnext, count)
+    return None if current is None else _look(row, 0, current)
+
+
+def _unchanged(known: UidList, modseq: int, uidnext: int, count: int) -> UidList | None:
+    """``known`` (restamped) when no message came or went since it was read, as a row that
+    found ``modseq``, ``uidnext`` and ``count`` tells; else None."""
+    if known.modseq == modseq:
+        return known
+    if known.uidnext == uidnext and len(known.uids) == count:
+        # UIDNEXT grows with every message added and the count drops with every one
+        # expunged: neither happened, only flags changed.
+        return UidList(modseq, known.uids, uidnext)
+    return None
+
+
+def _look(row: Sequence[Any], recent: int, current: UidList | None) -> Look:
+    validity, uidnext, count, unseen, mark, modseq, size = (int(v) for v in row[:7])
+    found = MailboxStatus(validity, uidnext, count, unseen, recent, modseq, size, row[7])
+    first_run = row[8]  # the low end of the first run, or NULL when no runs are kept
+    first = int(first_run) if first_run else None
+    return Look(found, current, mark >= uidnext - 1, first, first_run is not None or unseen == 0)
 
 
 def _brought_up(
@@ -118,12 +161,9 @@ def _brought_up(
     """``known`` as of the mailbox row just read (``modseq``, ``uidnext``, ``count``): itself
     (restamped) when no message came or went since, else brought up to date; None when the
     counts then disagree."""
-    if known.modseq == modseq:
-        return known
-    if known.uidnext == uidnext and len(known.uids) == count:
-        # UIDNEXT grows with every message added and the count drops with every one
-        # expunged: neither happened, only flags changed.
-        return UidList(modseq, known.uids, uidnext)
+    unchanged = _unchanged(known, modseq, uidnext, count)
+    if unchanged is not None:
+        return unchanged
     top = known.uids[-1] if known.uids else 0
     added = tx.all(
         "SELECT uid FROM mail WHERE mailbox_id = ? AND uid > ? ORDER BY uid", (box_id, top)
