@@ -19,6 +19,7 @@ import pgcluster
 import psycopg
 import pytest
 from psycopg import pq
+from sqlsession import count_transactions, inline_session
 from twisted.internet import reactor
 
 from mailserv.backends.sql import SqlBackendFactory, hierarchy, messages
@@ -273,46 +274,13 @@ def test_a_store_that_changes_nothing_is_one_transaction(
     """The engine answers a small STORE's FETCH responses from what the STORE read: the
     message it left as it was (already flagged) costs no second transaction, and the
     responses are those of a read (flags, MODSEQ with CONDSTORE)."""
-    from test_sql_backend import resolve
-    from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-    from twisted.internet.address import IPv4Address
-    from twisted.internet.task import Clock
-    from twisted.internet.testing import StringTransport
-
-    from mailserv.auth.portal import build_portal
-    from mailserv.backends.sql import inline_database
-    from mailserv.imap.factory import IMAPServerFactory
-
-    clock = Clock()
-    built = SqlBackendFactory(database=inline_database).build(
-        {"url": f"sqlite://{tmp_path}/mail.db", "sqlite-sync": "normal"}, str(tmp_path), clock
-    )
-    resolve(built.start())
-    checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"secret")
-    protocol = IMAPServerFactory(build_portal(built, checker), clock=clock).buildProtocol(None)
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
-    protocol.makeConnection(transport)
-
-    def send(line: bytes) -> bytes:
-        transport.clear()
-        protocol.dataReceived(line + b"\r\n")
-        clock.advance(0)
-        return transport.value()
-
-    assert b"a OK" in send(b"a LOGIN alice secret")
+    send, close = inline_session(f"sqlite://{tmp_path}/mail.db", tmp_path)
     for n, flags in enumerate((b"(\\Flagged)", b"()")):
         message = MESSAGE + b"%d" % n
         line = b"b APPEND INBOX %s {%d+}\r\n%s" % (flags, len(message), message)
         assert b"OK [APPENDUID" in send(line)
     assert b"c OK [READ-WRITE]" in send(b"c SELECT INBOX (CONDSTORE)")
-    transactions: list[str] = []
-    real = InlineDatabase.call
-
-    def counted(self: InlineDatabase, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        transactions.append(fn.__name__)
-        return real(self, fn, *args, **kw)
-
-    monkeypatch.setattr(InlineDatabase, "call", counted)
+    transactions = count_transactions(monkeypatch)
     reply = send(b"d STORE 1:2 +FLAGS (\\Flagged)")
     assert reply.startswith(
         b"* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent) MODSEQ (2))\r\n"
@@ -326,8 +294,7 @@ def test_a_store_that_changes_nothing_is_one_transaction(
     )
     assert transactions == ["store_and_show"]
     monkeypatch.undo()
-    send(b"f LOGOUT")
-    resolve(built.stop())
+    close()
 
 
 def _round_trips(db: InlineDatabase, fn: Callable[..., Any], *args: Any, **kw: Any) -> int:

@@ -7,22 +7,14 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from sqlsession import Send, count_transactions, inline_session
 from test_sql_backend import resolve, started, url  # noqa: F401
-from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.internet.address import IPv4Address
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 
-from mailserv.auth.portal import build_portal
-from mailserv.backends.sql import SqlBackendFactory, inline_database, reads
-from mailserv.backends.sql.db import InlineDatabase
-from mailserv.imap.factory import IMAPServerFactory
-from mailserv.imap.settings import ServerSettings
+from mailserv.backends.sql import reads
 from mailserv.interfaces import SEEN, StoreMode
 
 
@@ -32,48 +24,18 @@ def message(n: int) -> bytes:
 
 @pytest.fixture
 def transactions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the transaction functions run from here on."""
-    ran: list[str] = []
-    real = InlineDatabase.call
-
-    def counted(self: InlineDatabase, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        ran.append(fn.__name__)
-        return real(self, fn, *args, **kw)
-
-    monkeypatch.setattr(InlineDatabase, "call", counted)
-    return ran
+    return count_transactions(monkeypatch)
 
 
 @pytest.fixture
-def send(url: str, tmp_path: Path) -> Iterator[Callable[[bytes], bytes]]:  # noqa: F811
+def send(url: str, tmp_path: Path) -> Iterator[Send]:  # noqa: F811
     """One logged-in IMAP session over the backend, in process."""
-    clock = Clock()
-    options = {"url": url, "sqlite-sync": "normal"} if url.startswith("sqlite") else {"url": url}
-    backend = SqlBackendFactory(database=inline_database).build(options, str(tmp_path), clock)
-    resolve(backend.start())
-    checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"secret")
-    factory = IMAPServerFactory(
-        build_portal(backend, checker), ServerSettings(allow_plaintext_auth=True), clock=clock
-    )
-    protocol = factory.buildProtocol(None)
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
-    protocol.makeConnection(transport)
-
-    def send(line: bytes) -> bytes:
-        transport.clear()
-        protocol.dataReceived(line + b"\r\n")
-        clock.advance(0)
-        return transport.value()
-
-    assert b"a OK" in send(b"a LOGIN alice secret")
+    send, close = inline_session(url, tmp_path)
     yield send
-    protocol.connectionLost(None)
-    resolve(backend.stop())
+    close()
 
 
-def test_select_and_status_read_the_mailbox_once(
-    send: Callable[[bytes], bytes], transactions: list[str]
-) -> None:
+def test_select_and_status_read_the_mailbox_once(send: Send, transactions: list[str]) -> None:
     for n in range(3):
         literal = message(n)
         assert b"OK [APPENDUID" in send(b"b APPEND INBOX {%d+}\r\n%s" % (len(literal), literal))
