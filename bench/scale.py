@@ -263,18 +263,25 @@ def cpu_seconds(pid: int) -> float:
 
 
 def mixed_load(
-    login: Login, count: int, clients: int, seconds: float, server_pid: int | None = None
+    login: Login,
+    count: int,
+    clients: int,
+    seconds: float,
+    server_pid: int | None = None,
+    first_seed: int = 0,
 ) -> list[Row]:
     """Each client is a process of its own, as real clients are: the load this bench can
     offer is then not capped by one interpreter's lock (which would hide what more server
     processes give).  The CPU time per operation of the clients and of the server (its
-    processes, when ``server_pid`` is known) shows what shares the cores."""
+    processes, when ``server_pid`` is known) shows what shares the cores.  The clients'
+    random choices are seeded ``first_seed`` on: a store kept between runs needs other
+    seeds each run, or the one-message STOREs repeat the last run's and change nothing."""
     with multiprocessing.get_context("spawn").Pool(clients) as pool:
         pool.map(time.sleep, [0.0] * clients, chunksize=1)  # every process has started
         start = time.time() + LOGIN_GRACE
         until = start + seconds
         work = partial(mixed_client, login, count, start, until)
-        pending = pool.map_async(work, range(clients), 1)
+        pending = pool.map_async(work, range(first_seed, first_seed + clients), 1)
         time.sleep(max(0.0, start - time.time()))  # the clients log in meanwhile
         started = time.perf_counter()
         server_before = cpu_seconds(server_pid) if server_pid else 0.0

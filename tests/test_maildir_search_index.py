@@ -593,3 +593,37 @@ def test_copies_take_the_search_rows_of_their_originals(store: Store) -> None:
         assert stored[uid] == text_row(raw, parse_message(raw))
     found = resolve(other.search(SearchProgram(Contains(StringField.TEXT, "zebra")), copies))
     assert found == copies
+
+
+def test_the_tag_of_kept_answers_changes_with_the_messages_not_their_flags(store: Store) -> None:
+    """A kept SEARCH answer is given again while the index's tag is the same: the tag
+    changes when a message comes or goes (one of the middle as well as the highest), and
+    stays through a STORE (flags are no part of those answers).  It is read without
+    counting the messages."""
+    from mailserv.backends.maildir.disk import _tag
+
+    box = store.open()
+    _fill(box, random.Random(5), 6)
+
+    def tag() -> tuple[Any, ...]:
+        with box.disk.index.reading() as db:
+            return _tag(db)
+
+    uids = list(resolve(box.uids()))
+    first = tag()
+    resolve(box.store(uids[:3], StoreMode.ADD, frozenset({"\\Flagged", "$Work"}), None))
+    assert tag() == first
+    seen = {first}
+    resolve(box.store([uids[2]], StoreMode.ADD, frozenset({"\\Deleted"}), None))
+    resolve(box.expunge(None, None))  # a message of the middle: the highest UID stays
+    assert tag() not in seen
+    seen.add(tag())
+    _fill(box, random.Random(6), 1)
+    assert tag() not in seen
+    seen.add(tag())
+    newest = max(resolve(box.uids()))
+    resolve(box.store([newest], StoreMode.ADD, frozenset({"\\Deleted"}), None))
+    resolve(box.expunge(None, None))  # the one added: the highest UID is as before it came
+    assert tag() not in seen
+    found = resolve(box.search(SearchProgram(Contains(StringField.FROM, "a")), uids))
+    assert found == _scan(box, SearchProgram(Contains(StringField.FROM, "a")), uids)

@@ -84,24 +84,27 @@ mailbox open has its own)."""
 
 
 def _tag(db: sqlite3.Connection) -> Tag:
-    """What tells the index's set of messages: UIDVALIDITY, how many messages and the
-    highest UID (a UID is never used again: after any addition the highest is new, unless
-    every message added went and nothing else did)."""
-    return tuple(  # one statement each: SQLite counts a table alone without a scan
+    """What tells the index's set of messages: UIDVALIDITY, the highest UID and the
+    modseq of the last removal (a UID is never used again: a message added raises the
+    highest UID unless it went again, and every removal is logged with a new modseq).
+    Three lookups in an index each; a count of the messages would read them all (0.8 ms
+    at 100k)."""
+    return tuple(
         db.execute(sql).fetchone()[0]
         for sql in (
             "SELECT value FROM meta WHERE key = 'uidvalidity'",
-            "SELECT count(*) FROM message",
             "SELECT max(uid) FROM message",
+            "SELECT max(modseq) FROM expunged",
         )
     )
 
 
-def _complete(db: sqlite3.Connection, tag: Tag) -> bool:
+def _complete(db: sqlite3.Connection) -> bool:
     """Whether every message of the index has its search row (a message may get it
     later, and it is deleted with the message): an answer read so holds while the
-    messages are the same."""
-    return bool(db.execute("SELECT count(*) FROM search").fetchone()[0] == tag[1])
+    messages are the same.  Read only when an answer is to be kept."""
+    (messages,) = db.execute("SELECT count(*) FROM message").fetchone()
+    return bool(db.execute("SELECT count(*) FROM search").fetchone()[0] == messages)
 
 
 class MailboxDisk:
@@ -509,7 +512,7 @@ class MailboxDisk:
                 found = search.run(db, query, whole, flag_names, self.index.fulltext)
                 if found is None:
                     return None
-                if _complete(db, tag):
+                if _complete(db):
                     self.kept.put(key, tag, found)
             return among(found, uids)
 
