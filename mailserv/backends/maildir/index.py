@@ -45,6 +45,9 @@ FORMAT = "2"
 """1: flags and modseq in ``message``; 2: in ``flag`` (an index of format 1 is converted)."""
 _BATCH = 500
 """Host parameters per statement (SQLite allows 999 in older builds)."""
+_FEW = 8
+"""UIDs up to which a statement per UID beats one with a JSON array of them (``settle``:
+80 against 10 microseconds for one)."""
 IDLE_READERS = 2
 """Read-only connections an index keeps open between tasks (``Index.reading``): opening
 one and warming its cache cost a SEARCH 0.8 ms at 20k messages, a reused one 0.02 ms;
@@ -577,7 +580,9 @@ class Index:
 
     def settle(self, uids: Sequence[int]) -> None:
         """The files of ``uids`` have the names their flags give (inside a transaction)."""
-        if uids:
+        if len(uids) <= _FEW:  # a statement per UID is quicker than a JSON array then
+            self.db.executemany("DELETE FROM renames WHERE uid = ?", [(uid,) for uid in uids])
+        else:
             self.db.execute(
                 "DELETE FROM renames WHERE uid IN (SELECT value FROM json_each(?))",
                 (json.dumps(list(uids)),),

@@ -62,9 +62,13 @@ class Keywords:
         return frozenset(flags), "".join(unknown)
 
     def ensure(self, flags: Iterable[str]) -> None:
-        """Give letters to the keywords among ``flags`` that have none, while any are free."""
+        """Give letters to the keywords among ``flags`` that have none, while any are free.
+        Without keywords among them, nothing is read (a STORE of system flags)."""
+        names = {f for f in flags if not f.startswith("\\")}
+        if not names:
+            return
         self.refresh()
-        wanted = sorted({f for f in flags if not f.startswith("\\") and f not in self.by_name})
+        wanted = sorted(names.difference(self.by_name))
         if not wanted:
             return
         free = [c for c in KEYWORD_LETTERS if c not in self.by_letter]
