@@ -627,3 +627,50 @@ def test_the_tag_of_kept_answers_changes_with_the_messages_not_their_flags(store
     assert tag() not in seen
     found = resolve(box.search(SearchProgram(Contains(StringField.FROM, "a")), uids))
     assert found == _scan(box, SearchProgram(Contains(StringField.FROM, "a")), uids)
+
+
+def test_unseen_is_kept_through_every_kind_of_change(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UIDs without \\Seen that SEARCH UNSEEN answers from follow STOREs of one message
+    and of many (whose renames are owed: another path), new mail, EXPUNGE and a restart,
+    and answer as the scan does, alone and inside other keys."""
+    from mailserv.backends.maildir import mailbox
+
+    monkeypatch.setattr(mailbox, "LAZY_STORE", 4)  # STOREs of more go the owed way
+    rng = random.Random(23)
+    box = store.open()
+    _fill(box, rng, 30)
+    seen = frozenset({"\\Seen"})
+    keys = [
+        HasFlag("\\Seen", False),
+        HasFlag("\\SEEN", False),
+        Not(HasFlag("\\Seen", False)),
+        And((HasFlag("\\Seen", False), HasFlag("\\Flagged", True))),
+        Or(HasFlag("\\Seen", False), HasFlag("\\Deleted", True)),
+    ]
+
+    def check() -> None:
+        state = box._state
+        assert state.unseen == {u for u, e in state.entries.items() if "\\Seen" not in e.flags}
+        view = list(resolve(box.uids()))
+        for part in (view, view[2:-3]):
+            for key in keys:
+                assert state.quick_search(key, part) == _scan(box, SearchProgram(key), part), key
+
+    check()
+    uids = list(resolve(box.uids()))
+    resolve(box.store(uids, StoreMode.ADD, seen, None))  # many: owed renames
+    check()
+    resolve(box.store(uids[::2], StoreMode.REMOVE, seen, None))
+    check()
+    resolve(box.store(uids[1:2], StoreMode.REMOVE, seen, None))  # one
+    resolve(box.store(uids[4:5], StoreMode.ADD, seen, None))
+    check()
+    _fill(box, rng, 3)
+    resolve(box.store(uids[::5], StoreMode.ADD, frozenset({"\\Deleted"}), None))
+    resolve(box.expunge(None, None))
+    check()
+    store.restart()
+    box = store.open()
+    check()

@@ -20,7 +20,7 @@ from mailserv.backends.kit.flagchanges import changes_in_steps
 from mailserv.backends.maildir.records import DAY, Delta, Entry, Snapshot
 from mailserv.interfaces import SEEN, FlagChange, MailboxStatus, StoreMode
 from mailserv.message.ids import OBJECT_ID
-from mailserv.search import SearchKey
+from mailserv.search import HasFlag, SearchKey, walk
 
 STEP = 250
 """Flag updates or removals applied between two chances for other work to run."""
@@ -65,6 +65,10 @@ class MailboxState:
         without a look at every message)."""
         self.on_day: dict[int, set[int]] = {}
         """The UIDs by their internal date's day (``Entry.day``): SINCE, BEFORE and ON."""
+        self.unseen: set[int] = set()
+        """The UIDs without \\Seen: SEARCH UNSEEN answers from them (from ``having``, it is
+        every UID but those with \\Seen: a walk over all of them, 6-20 ms at 100k when
+        every message is read)."""
 
     @classmethod
     def of(cls, snapshot: Snapshot) -> MailboxState:
@@ -87,7 +91,9 @@ class MailboxState:
         state.on_day = dict(days)
         having, unseen = state.having, 0
         for flags, members in groups.items():
-            unseen += len(members) if SEEN not in flags else 0
+            if SEEN not in flags:
+                unseen += len(members)
+                state.unseen.update(members)
             for flag in flags:
                 having.setdefault(flag, set()).update(members)
         floor = state.floor
@@ -185,6 +191,10 @@ class MailboxState:
                     if not flags <= names:
                         names |= flags
                     self._reflag(known.uid, known.flags, flags)
+                    if SEEN in flags:
+                        self.unseen.discard(known.uid)
+                    else:
+                        self.unseen.add(known.uid)
                     known.flags, known.modseq = flags, update.modseq
                     changes.append(FlagChange(known.uid, flags, update.modseq))
         if changes:
@@ -202,6 +212,7 @@ class MailboxState:
                     del by_base[gone.base]
                 tally.remove(uid, gone.flags, gone.size)
                 self._reflag(uid, gone.flags, frozenset())
+                self.unseen.discard(uid)
                 self._undate(uid, gone.day)
                 done.removed.append(uid)
         self.modseq = max(self.modseq, delta.highestmodseq)
@@ -234,7 +245,9 @@ class MailboxState:
             days[(entry.stamp + 60 * entry.tz) // DAY].append(entry.uid)
         unseen = 0
         for flags, members in groups.items():
-            unseen += len(members) if SEEN not in flags else 0
+            if SEEN not in flags:
+                unseen += len(members)
+                self.unseen.update(members)
             flagsets.moved(self.having, members, frozenset(), flags)
             self.flag_names |= flags
         for day, members in days.items():
@@ -289,6 +302,10 @@ class MailboxState:
         for old, members in was.items():
             tally.unseen += ((SEEN in old) - (SEEN in new)) * len(members)
             flagsets.moved(having, members, old, new)
+            if SEEN in new:
+                self.unseen.difference_update(members)
+            else:
+                self.unseen.update(members)
         if was:
             self.flag_names |= new
 
@@ -303,7 +320,14 @@ class MailboxState:
         flags and internal dates (UNSEEN, FLAGGED, NOT DELETED, SINCE, BEFORE, ON, their ORs
         and ANDs): from ``having`` and ``on_day`` (:mod:`mailserv.backends.kit.flagsets`).
         None for any other key (the index answers)."""
-        return flagsets.search(key, uids, self.having, self.on_day, self.entries, self._ordered)
+        unseen = {
+            id(node): self.unseen
+            for node in walk(key)
+            if isinstance(node, HasFlag) and not node.present and node.flag.casefold() == "\\seen"
+        }  # (file names spell \\Seen one way only)
+        return flagsets.search(
+            key, uids, self.having, self.on_day, self.entries, self._ordered, unseen
+        )
 
     def first_unseen(self) -> int | None:
         """The lowest UID without \\Seen (``IFirstUnseen``): a pass over the UIDs in
@@ -318,6 +342,7 @@ class MailboxState:
         self.by_base.clear()
         self.having.clear()
         self.on_day.clear()
+        self.unseen.clear()
         self.tally.clear()
 
 
