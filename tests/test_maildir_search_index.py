@@ -661,6 +661,9 @@ def test_unseen_is_kept_through_every_kind_of_change(
     check()
     uids = list(resolve(box.uids()))
     resolve(box.store(uids, StoreMode.ADD, seen, None))  # many: owed renames
+    box._state.unseen.add(uids[0])  # a UID put there shows: the answer is read from the set
+    assert box._state.quick_search(HasFlag("\\Seen", False), uids) == [uids[0]]
+    box._state.unseen.discard(uids[0])
     check()
     resolve(box.store(uids[::2], StoreMode.REMOVE, seen, None))
     check()

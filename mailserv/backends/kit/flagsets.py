@@ -18,7 +18,18 @@ from datetime import date
 from itertools import filterfalse
 
 from mailserv.interfaces import SYSTEM_FLAGS
-from mailserv.search import All, And, DateCompare, DateField, DateOp, HasFlag, Not, Or, SearchKey
+from mailserv.search import (
+    All,
+    And,
+    DateCompare,
+    DateField,
+    DateOp,
+    HasFlag,
+    Not,
+    Or,
+    SearchKey,
+    walk,
+)
 
 FLAG_DEPTH = 64
 EPOCH_DAY = date(1970, 1, 1).toordinal()
@@ -62,6 +73,19 @@ def first_without(having: Having, flag: str, entries: Iterable[int]) -> int | No
         return next(iter(entries), None)
     members = having[spellings[0]] if len(spellings) == 1 else _having(having, flag)
     return next(filterfalse(members.__contains__, entries), None)
+
+
+def unseen_nodes(key: SearchKey, unseen: set[int]) -> dict[int, set[int]]:
+    """:func:`search`'s ``known`` for the UNSEEN nodes of ``key`` (``HasFlag`` of \\Seen,
+    absent): ``unseen``, the UIDs without \\Seen that a backend keeps as flags change
+    (from ``having`` the answer is every UID but those with \\Seen: a walk over all of
+    them, 6-24 ms at 100k when every message is read).  A backend keeping it spells
+    \\Seen one way only, as its counts do."""
+    return {
+        id(node): unseen
+        for node in walk(key)
+        if isinstance(node, HasFlag) and not node.present and node.flag.casefold() == "\\seen"
+    }
 
 
 def date_of(day: date) -> int:

@@ -128,6 +128,7 @@ class MemoryMailbox(Listened):
         self.tally = Tally()
         self._having: flagsets.Having = {}  # SEARCH of flags and dates: see kit.flagsets
         self._on_day: flagsets.OnDay = {}
+        self._unseen: set[int] = set()  # the UIDs without \Seen: see flagsets.unseen_nodes
         self._fields = FoldedFields()  # SEARCH FROM/TO/CC/BCC/SUBJECT: see kit.fieldtexts
         self._texts = TextIndex(account.clock)  # SEARCH BODY and TEXT: see kit.textindex
         self.modseqs = ModseqLog()
@@ -173,6 +174,7 @@ class MemoryMailbox(Listened):
         )
         if known is None:
             return None
+        known.update(flagsets.unseen_nodes(query.key, self._unseen))
         return flagsets.search(
             query.key, uids, self._having, self._on_day, self._messages, True, known
         )
@@ -261,6 +263,10 @@ class MemoryMailbox(Listened):
                     now.append(shared)
                 for (old, new), members in moved.items():
                     flagsets.moved(self._having, members, old, new)
+                    if SEEN in new:
+                        self._unseen.difference_update(members)
+                    else:
+                        self._unseen.update(members)
                 moved.clear()
             result = FlagChangeColumns(changed, now, [modseq] * len(changed))
             if changed:
@@ -333,6 +339,8 @@ class MemoryMailbox(Listened):
         self._texts.added(uid, raw, info)
         self.tally.add(uid, flags, len(raw))
         flagsets.reflag(self._having, uid, frozenset(), flags)
+        if SEEN not in flags:
+            self._unseen.add(uid)
         flagsets.add_day(self._on_day, uid, flagsets.date_of(date.date()))
         return uid
 
@@ -347,6 +355,7 @@ class MemoryMailbox(Listened):
                 m = self._messages.pop(uid)
                 self.tally.remove(uid, m.flags, len(m.raw))
                 flagsets.reflag(self._having, uid, m.flags, frozenset())
+                self._unseen.discard(uid)
                 flagsets.undate(self._on_day, uid, flagsets.date_of(m.internaldate.date()))
                 self._fields.removed(uid)
             self._texts.removed(part)
