@@ -6,7 +6,8 @@ the internal date in its own offset, as the engine compares it, in days since th
 :func:`date_of`, :func:`add_day`, :func:`undate`).  :func:`search` then answers UNSEEN,
 FLAGGED, NOT DELETED, SINCE, BEFORE, ON and their ANDs, ORs and NOTs with a few set
 operations; None for any other key (the backend's index, or the engine, answers).  The
-maildir backend's state and the memory backend keep them.
+maildir backend's state and the memory backend keep them, and the UIDs without \\Seen
+besides, for UNSEEN (:func:`unseen_nodes`).
 """
 
 from __future__ import annotations
