@@ -294,7 +294,7 @@ def test_tally_counts_what_status_reports() -> None:
     tally = Tally()
     tally.add(1, frozenset(), 10)
     tally.add(2, frozenset({"\\Seen"}), 5, recent=False)
-    tally.reflag(frozenset(), frozenset({"\\Seen"}))
+    tally.reflag(frozenset(), frozenset({"\\Seen"}), [1])
     status = tally.status(7, 3, 2, 4)
     assert (status.size, status.unseen, status.recent, status.uidnext) == (15, 0, 1, 3)
     assert tally.claim() == [1] and tally.claim() == []

@@ -652,7 +652,9 @@ def test_unseen_is_kept_through_every_kind_of_change(
 
     def check() -> None:
         state = box._state
-        assert state.unseen == {u for u, e in state.entries.items() if "\\Seen" not in e.flags}
+        assert state.tally.unseen_uids == {
+            u for u, e in state.entries.items() if "\\Seen" not in e.flags
+        }
         view = list(resolve(box.uids()))
         for part in (view, view[2:-3]):
             for key in keys:
@@ -661,9 +663,11 @@ def test_unseen_is_kept_through_every_kind_of_change(
     check()
     uids = list(resolve(box.uids()))
     resolve(box.store(uids, StoreMode.ADD, seen, None))  # many: owed renames
-    box._state.unseen.add(uids[0])  # a UID put there shows: the answer is read from the set
+    box._state.tally.unseen_uids.add(
+        uids[0]
+    )  # a UID put there shows: the answer is read from the set
     assert box._state.quick_search(HasFlag("\\Seen", False), uids) == [uids[0]]
-    box._state.unseen.discard(uids[0])
+    box._state.tally.unseen_uids.discard(uids[0])
     check()
     resolve(box.store(uids[::2], StoreMode.REMOVE, seen, None))
     check()

@@ -93,12 +93,14 @@ def test_kept_sets_answer_as_the_scan_does() -> None:
     for _ in range(3):  # after the STOREs: the new ones join the kept sets too
         resolve(box.append(b"Subject: new\r\n\r\nbody\r\n", frozenset(), _when(rng), None))
     # UNSEEN answers from the UIDs without \Seen, kept as flags change (unseen_nodes)
-    assert box._unseen == {uid for uid, m in box._messages.items() if "\\Seen" not in m.flags}
+    assert box.tally.unseen_uids == {
+        uid for uid, m in box._messages.items() if "\\Seen" not in m.flags
+    }
     uids = list(resolve(box.uids()))
     marked = next(uid for uid in uids if "\\Seen" in box._messages[uid].flags)
-    box._unseen.add(marked)  # a UID put there shows: the answer is read from the set
+    box.tally.unseen_uids.add(marked)  # a UID put there shows: the answer is read from the set
     assert marked in resolve(box.search(SearchProgram(HasFlag("\\Seen", False)), uids))
-    box._unseen.discard(marked)
+    box.tally.unseen_uids.discard(marked)
     view = uids[3:-3]  # a session's view may hold fewer than the mailbox
     answered = 0
     for _ in range(400):

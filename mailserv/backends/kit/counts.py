@@ -16,33 +16,45 @@ def new_mailbox_id() -> str:
 
 
 class Tally:
-    """Total size, unseen messages, and the UIDs still RECENT to no session."""
+    """Total size, the UIDs without \\Seen, and the UIDs still RECENT to no session."""
 
-    __slots__ = ("size", "unclaimed", "unseen")
+    __slots__ = ("size", "unclaimed", "unseen_uids")
 
     def __init__(self) -> None:
-        self.size = self.unseen = 0
+        self.size = 0
+        self.unseen_uids: set[int] = set()
+        """The UIDs without \\Seen: STATUS UNSEEN counts them, SEARCH UNSEEN answers from
+        them (``flagsets.unseen_nodes``)."""
         self.unclaimed: set[int] = set()
+
+    @property
+    def unseen(self) -> int:
+        return len(self.unseen_uids)
 
     def add(self, uid: int, flags: frozenset[str], size: int, recent: bool = True) -> None:
         self.size += size
-        self.unseen += SEEN not in flags
+        if SEEN not in flags:
+            self.unseen_uids.add(uid)
         if recent:
             self.unclaimed.add(uid)
 
-    def add_counted(self, size: int, unseen: int, recent: Iterable[int]) -> None:
-        """Many messages at once: their total size, how many are unseen, the recent UIDs."""
+    def add_counted(self, size: int, unseen: Iterable[int], recent: Iterable[int]) -> None:
+        """Many messages at once: their total size, the unseen UIDs, the recent UIDs."""
         self.size += size
-        self.unseen += unseen
+        self.unseen_uids.update(unseen)
         self.unclaimed.update(recent)
 
     def remove(self, uid: int, flags: frozenset[str], size: int) -> None:
         self.size -= size
-        self.unseen -= SEEN not in flags
+        self.unseen_uids.discard(uid)
         self.unclaimed.discard(uid)
 
-    def reflag(self, old: frozenset[str], new: frozenset[str]) -> None:
-        self.unseen += (SEEN in old) - (SEEN in new)
+    def reflag(self, old: frozenset[str], new: frozenset[str], uids: Iterable[int]) -> None:
+        """``uids`` went from ``old`` flags to ``new``."""
+        if SEEN in old and SEEN not in new:
+            self.unseen_uids.update(uids)
+        elif SEEN in new and SEEN not in old:
+            self.unseen_uids.difference_update(uids)
 
     def claim(self) -> list[int]:
         """``claim_recent``: the unclaimed UIDs, ascending, now recent to the caller only."""
@@ -51,7 +63,8 @@ class Tally:
         return claimed
 
     def clear(self) -> None:
-        self.size = self.unseen = 0
+        self.size = 0
+        self.unseen_uids.clear()
         self.unclaimed.clear()
 
     def status(

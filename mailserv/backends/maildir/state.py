@@ -65,8 +65,6 @@ class MailboxState:
         without a look at every message)."""
         self.on_day: dict[int, set[int]] = {}
         """The UIDs by their internal date's day (``Entry.day``): SINCE, BEFORE and ON."""
-        self.unseen: set[int] = set()
-        """The UIDs without \\Seen: SEARCH UNSEEN answers from them (``flagsets.unseen_nodes``)."""
 
     @classmethod
     def of(cls, snapshot: Snapshot) -> MailboxState:
@@ -87,11 +85,10 @@ class MailboxState:
                 days[(entry.stamp + 60 * entry.tz) // DAY].add(entry.uid)
             time.sleep(0)  # the reactor thread's turn (the interpreter lock)
         state.on_day = dict(days)
-        having, unseen = state.having, 0
+        having, unseen = state.having, []
         for flags, members in groups.items():
             if SEEN not in flags:
-                unseen += len(members)
-                state.unseen.update(members)
+                unseen += members
             for flag in flags:
                 having.setdefault(flag, set()).update(members)
         floor = state.floor
@@ -185,14 +182,10 @@ class MailboxState:
                 known.path, known.keep = update.path, update.keep
                 flags = update.flags
                 if update.modseq and flags != known.flags:
-                    tally.reflag(known.flags, flags)
+                    tally.reflag(known.flags, flags, (known.uid,))
                     if not flags <= names:
                         names |= flags
                     self._reflag(known.uid, known.flags, flags)
-                    if SEEN in flags:
-                        self.unseen.discard(known.uid)
-                    else:
-                        self.unseen.add(known.uid)
                     known.flags, known.modseq = flags, update.modseq
                     changes.append(FlagChange(known.uid, flags, update.modseq))
         if changes:
@@ -210,7 +203,6 @@ class MailboxState:
                     del by_base[gone.base]
                 tally.remove(uid, gone.flags, gone.size)
                 self._reflag(uid, gone.flags, frozenset())
-                self.unseen.discard(uid)
                 self._undate(uid, gone.day)
                 done.removed.append(uid)
         self.modseq = max(self.modseq, delta.highestmodseq)
@@ -241,11 +233,10 @@ class MailboxState:
         for entry in fresh:
             groups[entry.flags].append(entry.uid)
             days[(entry.stamp + 60 * entry.tz) // DAY].append(entry.uid)
-        unseen = 0
+        unseen: list[int] = []
         for flags, members in groups.items():
             if SEEN not in flags:
-                unseen += len(members)
-                self.unseen.update(members)
+                unseen += members
             flagsets.moved(self.having, members, frozenset(), flags)
             self.flag_names |= flags
         for day, members in days.items():
@@ -298,12 +289,8 @@ class MailboxState:
         and the sets of UIDs by flag follow."""
         having, tally = self.having, self.tally
         for old, members in was.items():
-            tally.unseen += ((SEEN in old) - (SEEN in new)) * len(members)
+            tally.reflag(old, new, members)
             flagsets.moved(having, members, old, new)
-            if SEEN in new:
-                self.unseen.difference_update(members)
-            else:
-                self.unseen.update(members)
         if was:
             self.flag_names |= new
 
@@ -316,10 +303,11 @@ class MailboxState:
     def quick_search(self, key: SearchKey, uids: Sequence[int]) -> list[int] | None:
         """The UIDs among ``uids`` (ascending) matching ``key``, when it tests nothing but
         flags and internal dates (UNSEEN, FLAGGED, NOT DELETED, SINCE, BEFORE, ON, their ORs
-        and ANDs): from ``having``, ``on_day`` and, for UNSEEN, ``unseen``
+        and ANDs): from ``having``, ``on_day`` and, for UNSEEN, the tally's unseen UIDs
         (:mod:`mailserv.backends.kit.flagsets`).  None for any other key (the index
         answers)."""
-        unseen = flagsets.unseen_nodes(key, self.unseen)  # (file names spell \\Seen one way)
+        # (file names spell \\Seen one way only)
+        unseen = flagsets.unseen_nodes(key, self.tally.unseen_uids)
         return flagsets.search(
             key, uids, self.having, self.on_day, self.entries, self._ordered, unseen
         )
@@ -337,7 +325,6 @@ class MailboxState:
         self.by_base.clear()
         self.having.clear()
         self.on_day.clear()
-        self.unseen.clear()
         self.tally.clear()
 
 

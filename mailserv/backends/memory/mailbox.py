@@ -128,7 +128,6 @@ class MemoryMailbox(Listened):
         self.tally = Tally()
         self._having: flagsets.Having = {}  # SEARCH of flags and dates: see kit.flagsets
         self._on_day: flagsets.OnDay = {}
-        self._unseen: set[int] = set()  # the UIDs without \Seen: see flagsets.unseen_nodes
         self._fields = FoldedFields()  # SEARCH FROM/TO/CC/BCC/SUBJECT: see kit.fieldtexts
         self._texts = TextIndex(account.clock)  # SEARCH BODY and TEXT: see kit.textindex
         self.modseqs = ModseqLog()
@@ -174,7 +173,7 @@ class MemoryMailbox(Listened):
         )
         if known is None:
             return None
-        known.update(flagsets.unseen_nodes(query.key, self._unseen))
+        known.update(flagsets.unseen_nodes(query.key, self.tally.unseen_uids))
         return flagsets.search(
             query.key, uids, self._having, self._on_day, self._messages, True, known
         )
@@ -252,7 +251,7 @@ class MemoryMailbox(Listened):
                     if new is not last:  # plan_store shares the result of equal flags
                         last, shared = new, self._flagsets.setdefault(new, new)
                     old = m.flags
-                    self.tally.reflag(old, shared)
+                    self.tally.reflag(old, shared, (m.uid,))
                     # the sets of UIDs by flag follow per pair of old and new flags, below
                     members = moved.get((old, shared))
                     if members is None:
@@ -263,10 +262,6 @@ class MemoryMailbox(Listened):
                     now.append(shared)
                 for (old, new), members in moved.items():
                     flagsets.moved(self._having, members, old, new)
-                    if SEEN in new:
-                        self._unseen.difference_update(members)
-                    else:
-                        self._unseen.update(members)
                 moved.clear()
             result = FlagChangeColumns(changed, now, [modseq] * len(changed))
             if changed:
@@ -339,8 +334,6 @@ class MemoryMailbox(Listened):
         self._texts.added(uid, raw, info)
         self.tally.add(uid, flags, len(raw))
         flagsets.reflag(self._having, uid, frozenset(), flags)
-        if SEEN not in flags:
-            self._unseen.add(uid)
         flagsets.add_day(self._on_day, uid, flagsets.date_of(date.date()))
         return uid
 
@@ -355,7 +348,6 @@ class MemoryMailbox(Listened):
                 m = self._messages.pop(uid)
                 self.tally.remove(uid, m.flags, len(m.raw))
                 flagsets.reflag(self._having, uid, m.flags, frozenset())
-                self._unseen.discard(uid)
                 flagsets.undate(self._on_day, uid, flagsets.date_of(m.internaldate.date()))
                 self._fields.removed(uid)
             self._texts.removed(part)
