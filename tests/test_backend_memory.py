@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from twisted.internet.task import Clock, deferLater
 from twisted.logger import capturedLogs
 
 from mailserv.backends import memory
+from mailserv.backends.kit import textindex
 from mailserv.backends.memory import MemoryBackend, MemoryBackendFactory, MemoryMailbox
 from mailserv.errors import BackendOptionError
 from mailserv.interfaces import StoreMode
@@ -25,11 +27,14 @@ def message(n: int) -> bytes:
 
 
 @pytest.fixture
-def backend() -> MemoryBackend:
-    """On the global reactor, which ``resolve`` turns: a big change gives way to it."""
+def backend() -> Iterator[MemoryBackend]:
+    """On the global reactor, which ``resolve`` turns: a big change gives way to it.
+    Stopped after the test, so its mailboxes' texts are not indexed in later tests' turns."""
     from twisted.internet import reactor
 
-    return memory.factory.build({}, "/nonexistent", reactor)
+    built = memory.factory.build({}, "/nonexistent", reactor)
+    yield built
+    resolve(built.stop())
 
 
 @pytest.fixture
@@ -53,6 +58,29 @@ def test_factory_constant() -> None:
     assert dict(memory.factory.options) == {}
     with pytest.raises(BackendOptionError, match="'path'"):
         memory.factory.build({"path": "/tmp"}, "/tmp", Clock())
+
+
+def test_stopped_or_deleted_mailboxes_leave_the_reactor_alone() -> None:
+    """New messages are indexed in the background on the backend's reactor; once their
+    mailbox is deleted, or the backend stopped, nothing of it waits there any more."""
+    clock = Clock()
+    backend = memory.factory.build({}, "/nonexistent", clock)
+    account = resolve(backend.account("alice"))
+    resolve(account.create("Old"))
+    old = resolve(account.open("Old"))
+    for n in range(1, 400):
+        resolve(old.append(message(n), frozenset(), None, None))
+    clock.advance(1)
+    assert clock.getDelayedCalls()  # being indexed, a slice at a time
+    resolve(account.delete("Old"))
+    clock.advance(textindex.LONGEST_PAUSE)  # the pause running ends, and the loop with it
+    clock.advance(textindex.LONGEST_PAUSE)
+    assert not clock.getDelayedCalls()
+    inbox = resolve(account.open("INBOX"))
+    resolve(inbox.append(message(400), frozenset(), None, None))
+    assert clock.getDelayedCalls()
+    resolve(backend.stop())
+    assert not clock.getDelayedCalls()
 
 
 def test_backend_basics(backend: MemoryBackend) -> None:

@@ -100,6 +100,29 @@ def test_search_does_not_wait_for_the_background_pauses() -> None:
     assert not index._merging
 
 
+def test_stopped_index_leaves_the_reactor_and_still_answers() -> None:
+    """Once stopped (its mailbox deleted, its backend stopped inside an application that
+    goes on), nothing of the index waits on the clock: not the loop in a pause, not the
+    quiet timer of messages added or removed later.  A query still finds every text."""
+    clock = Clock()
+    index = _filled(clock)
+    clock.advance(textindex.QUIET)
+    assert clock.getDelayedCalls()  # the loop pauses between its slices
+    index.stop()
+    clock.advance(textindex.LONGEST_PAUSE)  # the pause ends, and the loop with it
+    assert not clock.getDelayedCalls()
+    assert _waiting(index)  # it stopped before the end
+    raw = _message(COUNT + 6)
+    index.added(COUNT + 6, raw, parse_message(raw))
+    index.removed([7])
+    assert not clock.getDelayedCalls()
+    node = Contains(StringField.BODY, "zebra")
+    found = _now(clock, lambda: Deferred.fromCoroutine(
+        index.matching(node, range(1, COUNT + 7), TimeSlices(clock))))  # fmt: skip
+    assert found == _zebras() - {7} | {COUNT + 6}
+    assert not clock.getDelayedCalls()
+
+
 def _state(index: TextIndex) -> tuple[int, int]:
     """Messages waiting to be decoded, texts written in the open transaction."""
     return len(index._pending), len(index._written)

@@ -161,12 +161,24 @@ class TextIndex:
         self._merging: list[str] = []
         """The tables of ``MERGED`` written since their merging last found nothing to do."""
         self._merge_pages = FIRST_MERGE_PAGES
+        self._stopped = False
+        """Whether work in the background has ended for good (:meth:`stop`)."""
+
+    def stop(self) -> None:
+        """No more work in the background: its mailbox is gone or its backend stopped.
+        The timers are cancelled and a loop running ends at its next pause; a query still
+        indexes what it needs in its own slices, so answers stay right."""
+        self._stopped = True
+        for call in (self._flush, self._purge):
+            if call is not None and call.active():
+                call.cancel()
+        self._flush = self._purge = None
 
     def added(self, uid: int, raw: bytes, info: MessageInfo) -> None:
         """A new message (indexed soon)."""
         self._pending[uid] = (raw, info)
         self._last_added = self._clock.seconds()
-        if self._flush is None:
+        if self._flush is None and not self._stopped:
             self._flush = self._clock.callLater(QUIET, self._flushed)
 
     @property
@@ -184,7 +196,7 @@ class TextIndex:
         if not gone or self._db is None:
             return
         self._removing.update(gone)
-        if self._purge is None:
+        if self._purge is None and not self._stopped:
             self._purge = self._clock.callLater(QUIET, self._purged)
 
     async def matching(
@@ -304,7 +316,7 @@ class TextIndex:
 
     def _start_background(self) -> None:
         """Run the background loop unless it runs already (it then goes on)."""
-        if self._background:
+        if self._background or self._stopped:
             return
         Deferred.fromCoroutine(self._index_in_background()).addErrback(
             lambda failure: _log.failure("Indexing the texts of new messages failed", failure)
@@ -320,7 +332,7 @@ class TextIndex:
         """Take the texts of ``removing`` out of the word index and ``texts``, a few at a
         time (each few at once: another loop that runs meanwhile takes others)."""
         removing = self._removing
-        while self._db is not None and removing:
+        while self._db is not None and removing and not self._stopped:
             batch = [(uid,) for uid in islice(removing, FORGET_BATCH)]
             with self._changing() as db:
                 vocabulary.forget(db, _FORGOTTEN, batch)
@@ -352,12 +364,12 @@ class TextIndex:
         self._background = True
         try:
             while self._pending or self._written or self._merging:
-                if self._indexing.locked:
+                if self._indexing.locked or self._stopped:
                     return  # a query indexes what is left
                 if self._busy():
                     if self._written:  # new messages keep coming: the write ends now
                         self._end_write()
-                    if self._flush is None:
+                    if self._flush is None:  # (not stopped: checked above)
                         self._flush = self._clock.callLater(QUIET, self._flushed)
                     return
                 self._index_some(background.length)

@@ -60,7 +60,10 @@ class MemoryBackend:
         """Nothing to open."""
 
     async def stop(self) -> None:
-        """Nothing to release; the mail goes with the process."""
+        """The mail goes with the process; the work in the background ends now (a service
+        stopped inside an application that goes on must leave its reactor alone)."""
+        for account in self._accounts.values():
+            account.stop()
 
     async def account(self, username: str) -> MemoryAccount:
         if username not in self._accounts:

@@ -74,6 +74,7 @@ class MemoryAccount:
         if box is not None:
             self._shared.deleted(self.username, name, box.acl)
             await box.expunge_all()  # whoever has it selected hears of it
+            box.stop()
         if plan.keep:
             self._boxes[name] = None
 
@@ -120,6 +121,12 @@ class MemoryAccount:
 
     async def close(self) -> None:
         """Nothing is held per session."""
+
+    def stop(self) -> None:
+        """The backend stops: no mailbox works in the background any more."""
+        for box in self._boxes.values():
+            if box is not None:
+                box.stop()
 
     # -- IAclAccount: each mailbox object holds its list, so RENAME and DELETE take it along;
     # the backend's index says which mailboxes have one, so nobody walks them all

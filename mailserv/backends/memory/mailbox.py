@@ -134,6 +134,10 @@ class MemoryMailbox(Listened):
         self.listeners = ListenerSet()
         self.lane = Lane(account.turns)
 
+    def stop(self) -> None:
+        """Gone, or its backend stopped: no more work in the background."""
+        self._texts.stop()
+
     async def status(self) -> MailboxStatus:
         return self.tally.status(
             self.uidvalidity,
