@@ -147,10 +147,10 @@ async def store(session: Session, command: Command) -> Reply:
 
 
 _REPORT_STEP = 2048
+"""STORE's FETCH responses formatted and written between two pauses for other sessions."""
 _FIRST_STEP = 1000
 """Messages the engine's evaluation looks at first when only the first matches are read
 (``search_uids``'s ``enough``); each step after doubles."""
-"""STORE's FETCH responses formatted and written between two pauses for other sessions."""
 
 
 async def _report_flags(
