@@ -185,27 +185,6 @@ def test_append_writes_dovecot_files(store: Store) -> None:
     assert (root / INDEX).exists()
 
 
-def test_delivered_and_copied_messages_keep_their_records_not_parsed_trees(
-    store: Store,
-) -> None:
-    """What a mailbox keeps of a message it was given (APPEND, COPY) is the record the
-    index got, one object of bytes decoded when read (a parsed tree per message made a
-    server that took 100k APPENDs twice as big, and its passes over the mailbox slower,
-    until a restart); FETCH answers from it as from the parsed message."""
-    resolve(store.account().create("Copies"))
-    inbox = store.open()
-    uid = append(inbox, 1)
-    [before] = resolve(inbox.fetch([uid]))
-    copies = store.open("Copies")
-    resolve(inbox.copy([uid], "Copies", None))
-    for box in (inbox, copies):
-        [entry] = box._state.entries.values()
-        assert isinstance(entry.info, LazyInfo) and entry.info.kept_record() is not None
-    [meta] = resolve(copies.fetch(resolve(copies.uids())))
-    assert meta.info.envelope == before.info.envelope == parse_message(message(1)).envelope
-    assert meta.info.bodystructure == before.info.bodystructure
-
-
 def test_folders_are_maildir_plus_plus(store: Store) -> None:
     account = store.account()
     resolve(account.create("Work/2024"))

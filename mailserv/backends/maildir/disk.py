@@ -60,7 +60,7 @@ from mailserv.backends.maildir.uidlist import UidList
 from mailserv.backends.maildir.watch import FLAGS_NOTICE
 from mailserv.errors import MailboxNotFound
 from mailserv.message.info import MessageInfo
-from mailserv.message.lazyinfo import LazyInfo, is_current, record_of
+from mailserv.message.lazyinfo import is_current, record_of
 from mailserv.message.parse import parse_message
 from mailserv.message.store import dumps
 from mailserv.search import SearchProgram
@@ -321,24 +321,12 @@ class MailboxDisk:
             f"{CUR}/{filenames.join(item.base, filenames.info_letters(item.flags, by_name))}"
             for item in items
         ]
-        # The entries keep the records, not the parsed messages: one object of bytes each
-        # (decoded when read), so a day of deliveries does not pin a tree of parts per
-        # message in memory (100k appended: twice the memory, and every pass over the
-        # mailbox's sets slower, until a restart read them back lazily).
-        records = [record_of(item.info) if item.blob is None else item.blob for item in items]
         with self.uidlist.lock():
             uids = self.uidlist.add([item.base for item in items], sync=False)
             entries = [
-                Entry(
-                    uid, item.base, target, item.flags, "", 0, item.size, *stamp, LazyInfo(record)
-                )
-                for uid, item, target, stamp, record in zip(
-                    uids,
-                    items,
-                    targets,
-                    map(stamp_of, (item.date for item in items)),
-                    records,
-                    strict=True,
+                Entry(uid, item.base, target, item.flags, "", 0, item.size, *stamp, item.info)
+                for uid, item, target, stamp in zip(
+                    uids, items, targets, map(stamp_of, (item.date for item in items)), strict=True
                 )
             ]
             # The rows before the files: another process watching the mailbox (the server
@@ -350,8 +338,12 @@ class MailboxDisk:
                 for entry in entries:
                     entry.modseq = modseq
                 self.index.insert(
-                    (index_row(e), record, item.texts)
-                    for e, item, record in zip(entries, items, records, strict=True)
+                    (
+                        index_row(e),
+                        record_of(item.info) if item.blob is None else item.blob,
+                        item.texts,
+                    )
+                    for e, item in zip(entries, items, strict=True)
                 )
             renamed = 0
             try:
