@@ -24,8 +24,6 @@ from mailserv import testing
 from mailserv.backends.maildir import MaildirBackend, factory
 from mailserv.backends.maildir.index import FILENAME as INDEX
 from mailserv.backends.maildir.options import parse_options
-from mailserv.backends.maildir.pending import ECHO_CHECK, PendingEvents
-from mailserv.backends.maildir.records import Entry
 from mailserv.errors import (
     InvalidMailboxName,
     MailboxExists,
@@ -323,25 +321,6 @@ def test_a_read_waits_for_other_programs_changes_not_for_another_sessions(
     assert status.messages == 2
     flags = {m.uid: m.flags for m in resolve(inbox.fetch(resolve(inbox.uids())))}
     assert flags[uid + 1] == frozenset({"\\Flagged"})
-
-
-def test_echoes_are_compared_without_the_lane_only_while_few() -> None:
-    """Events that agree with the state (a file where its entry has it, a name no entry
-    has any more) are dropped; others stay for the lane's scan, and so do all of them
-    beyond ``ECHO_CHECK`` (every command that comes would compare them again)."""
-    entry = Entry(1, "base1", "cur/base1:2,S", SEEN, "", 1, 10, 0, 0)
-    by_base = {"base1": entry}
-    pending = PendingEvents()
-    pending.note("cur/base1:2,S", True)
-    pending.note("cur/base1:2,", False)
-    pending.note("cur/base2:2,", True)
-    pending.drop_echoes(by_base)
-    assert pending.events == [("cur/base2:2,", True)]
-    many = PendingEvents()
-    for _ in range(ECHO_CHECK + 1):
-        many.note("cur/base1:2,S", True)
-    many.drop_echoes(by_base)
-    assert len(many.events) == ECHO_CHECK + 1
 
 
 def test_store_follows_a_file_renamed_meanwhile(store: Store) -> None:

@@ -15,9 +15,6 @@ from mailserv.backends.maildir.watch import FLAGS_NOTICE, KEYWORDS
 
 MAX_QUEUED_EVENTS = 100_000
 """Beyond this many unprocessed events a full scan is cheaper (and memory stays bounded)."""
-ECHO_CHECK = 1000
-"""Events a command compares with the state before it takes the lane (:meth:`PendingEvents.
-drop_echoes`); more are left to the lane's scan, which takes them all once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +58,7 @@ class PendingEvents:
     def drop_echoes(self, by_base: Mapping[str, Entry]) -> None:
         """Forget the events that agree with ``by_base``: the echoes of our own changes
         once they are applied (a file appeared where an entry has it, or went from where
-        none has it).  Right at any moment: an event that agrees now needs no look.  More
-        than ``ECHO_CHECK`` are left as they are (each command that comes would compare
-        them all again)."""
-        if len(self.events) > ECHO_CHECK:
-            return
+        none has it).  Right at any moment: an event that agrees now needs no look."""
         self.events = [
             (relative, appeared)
             for relative, appeared in self.events
