@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from twisted.internet import reactor as global_reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
@@ -287,40 +286,6 @@ def test_our_own_changes_are_not_reported_twice(store: Store) -> None:
         ("flags", origin),
         ("expunged", origin),
     ]
-
-
-def test_a_read_waits_for_other_programs_changes_not_for_another_sessions(
-    store: Store,
-) -> None:
-    """A command is up to date with what other programs did before it: it waits for the
-    lane while their changes are pending or being scanned, not while only another session
-    of ours changes something (it sees the state before that change, as if it came
-    first).  The echoes of our own renames, once applied, are dropped without the lane."""
-    inbox = store.open()
-    uid = append(inbox, 1)
-    append(inbox, 2)
-    resolve(inbox.status())
-    resolve(inbox.store([uid], StoreMode.ADD, SEEN, None))  # its echoes wait in the kernel
-    lane = inbox.lane
-    resolve(lane.acquire())  # another session's change holds the lane
-    first = Deferred.fromCoroutine(inbox.status())
-    assert first.called  # the echoes dropped, nothing of others pending: no wait
-    with inbox._scan_under_way():  # a scan holds it: what it finds is part of "now"
-        scanned = Deferred.fromCoroutine(inbox.status())
-        assert not scanned.called
-    lane.release()
-    assert scanned.called
-    cur = store.root() / "cur"
-    name = next(n for n in os.listdir(cur) if not n.endswith("S"))
-    resolve(lane.acquire())
-    os.rename(cur / name, cur / (name + "F"))  # another program's change
-    later = Deferred.fromCoroutine(inbox.status())
-    assert not later.called  # its event is pending: it waits for the lane, then scans
-    lane.release()
-    status = resolve(later)
-    assert status.messages == 2
-    flags = {m.uid: m.flags for m in resolve(inbox.fetch(resolve(inbox.uids())))}
-    assert flags[uid + 1] == frozenset({"\\Flagged"})
 
 
 def test_store_follows_a_file_renamed_meanwhile(store: Store) -> None:

@@ -55,23 +55,16 @@ class PendingEvents:
     def __bool__(self) -> bool:
         return bool(self.events or self.hints or self.rescan or self.keywords or self.indexed)
 
-    def drop_echoes(self, by_base: Mapping[str, Entry]) -> None:
-        """Forget the events that agree with ``by_base``: the echoes of our own changes
-        once they are applied (a file appeared where an entry has it, or went from where
-        none has it).  Right at any moment: an event that agrees now needs no look."""
-        self.events = [
-            (relative, appeared)
-            for relative, appeared in self.events
-            if not _echo(relative, appeared, by_base)
-        ]
-
     def take(self, by_base: Mapping[str, Entry], full: bool = False) -> Look:
         """Everything queued as one ``Look``, dropping the echoes of our own changes
         (events that agree with ``by_base``)."""
         hints = self.hints
         for relative, appeared in self.events:
-            if not _echo(relative, appeared, by_base):
-                hints.setdefault(_base(relative), set()).add(relative)
+            base = filenames.split(relative[4:])[0]
+            entry = by_base.get(base)
+            if appeared == (entry is not None and entry.path == relative):
+                continue  # what we did ourselves, or a name we already let go of
+            hints.setdefault(base, set()).add(relative)
         look = Look(hints, full or self.rescan, self.keywords, self.indexed)
         self.clear()
         return look
@@ -80,14 +73,3 @@ class PendingEvents:
         self.events = []
         self.hints = {}
         self.rescan = self.keywords = self.indexed = False
-
-
-def _base(relative: str) -> str:
-    return filenames.split(relative[4:])[0]
-
-
-def _echo(relative: str, appeared: bool, by_base: Mapping[str, Entry]) -> bool:
-    """Whether the event agrees with ``by_base``: what we did ourselves, or a name we
-    already let go of."""
-    entry = by_base.get(_base(relative))
-    return appeared == (entry is not None and entry.path == relative)
