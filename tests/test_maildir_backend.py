@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from twisted.internet import reactor as global_reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
@@ -23,6 +24,8 @@ from mailserv import testing
 from mailserv.backends.maildir import MaildirBackend, factory
 from mailserv.backends.maildir.index import FILENAME as INDEX
 from mailserv.backends.maildir.options import parse_options
+from mailserv.backends.maildir.pending import ECHO_CHECK, PendingEvents
+from mailserv.backends.maildir.records import Entry
 from mailserv.errors import (
     InvalidMailboxName,
     MailboxExists,
@@ -286,6 +289,59 @@ def test_our_own_changes_are_not_reported_twice(store: Store) -> None:
         ("flags", origin),
         ("expunged", origin),
     ]
+
+
+def test_a_read_waits_for_other_programs_changes_not_for_another_sessions(
+    store: Store,
+) -> None:
+    """A command is up to date with what other programs did before it: it waits for the
+    lane while their changes are queued or being scanned, not while only another session
+    of ours changes something (it sees the state before that change, as if it came
+    first).  The echoes of our own renames are dropped without the lane when it is free."""
+    inbox = store.open()
+    uid = append(inbox, 1)
+    append(inbox, 2)
+    resolve(inbox.store([uid], StoreMode.ADD, SEEN, None))  # its echoes wait in the kernel
+    lane = inbox.lane
+    assert resolve(inbox.status()).messages == 2  # echoes dropped, the lane free: no scan
+    resolve(lane.acquire())  # another session's change holds the lane
+    first = Deferred.fromCoroutine(inbox.status())
+    assert first.called  # nothing of others queued: no wait
+    with inbox._scan_under_way():  # a scan holds it: what it finds is part of "now"
+        scanned = Deferred.fromCoroutine(inbox.status())
+        assert not scanned.called
+    lane.release()
+    assert scanned.called
+    cur = store.root() / "cur"
+    name = next(n for n in os.listdir(cur) if not n.endswith("S"))
+    resolve(lane.acquire())
+    os.rename(cur / name, cur / (name + "F"))  # another program's change
+    later = Deferred.fromCoroutine(inbox.status())
+    assert not later.called  # its event is queued: it waits for the lane, then scans
+    lane.release()
+    status = resolve(later)
+    assert status.messages == 2
+    flags = {m.uid: m.flags for m in resolve(inbox.fetch(resolve(inbox.uids())))}
+    assert flags[uid + 1] == frozenset({"\\Flagged"})
+
+
+def test_echoes_are_compared_without_the_lane_only_while_few() -> None:
+    """Events that agree with the state (a file where its entry has it, a name no entry
+    has any more) are dropped; others stay for the lane's scan, and so do all of them
+    beyond ``ECHO_CHECK`` (every command that comes would compare them again)."""
+    entry = Entry(1, "base1", "cur/base1:2,S", SEEN, "", 1, 10, 0, 0)
+    by_base = {"base1": entry}
+    pending = PendingEvents()
+    pending.note("cur/base1:2,S", True)
+    pending.note("cur/base1:2,", False)
+    pending.note("cur/base2:2,", True)
+    pending.drop_echoes(by_base)
+    assert pending.events == [("cur/base2:2,", True)]
+    many = PendingEvents()
+    for _ in range(ECHO_CHECK + 1):
+        many.note("cur/base1:2,S", True)
+    many.drop_echoes(by_base)
+    assert len(many.events) == ECHO_CHECK + 1
 
 
 def test_store_follows_a_file_renamed_meanwhile(store: Store) -> None:

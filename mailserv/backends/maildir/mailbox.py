@@ -20,8 +20,8 @@ from __future__ import annotations
 import os
 from bisect import bisect_left
 from collections import ChainMap
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -103,6 +103,8 @@ class MaildirMailbox(Listened):
         self.listeners = ListenerSet()
         self._pending = PendingEvents()
         self._scheduled: IDelayedCall | None = None
+        self._scanning = 0
+        """Scans under way in the lane (:meth:`_scan_under_way`)."""
         self._watch: object | None = None
         self._texts = TextUpkeep(self)
         self._renamer = Renamer(self)
@@ -216,10 +218,13 @@ class MaildirMailbox(Listened):
             if not self._loaded or self.closed:
                 return
             self._services.hub.poke()
+            if self._pending and not self.lane.locked:
+                # The state is whole (no change or scan half applied): an echo needs no look.
+                self._pending.drop_echoes(self._state.by_base)
             if not self._pending:
-                if not self.lane.locked:
-                    return
-                # A scan (or a change) is under way: what it finds is part of "now".
+                if not self._scanning:
+                    return  # (a change of another session of ours may be under way)
+                # A scan is under way: what it finds is part of "now".
                 async with self.lane:
                     continue
             async with self.lane:
@@ -227,10 +232,21 @@ class MaildirMailbox(Listened):
 
     async def _sync_locked(self, full: bool = False) -> None:
         """Scan what the hints name (everything when ``full``); the lane is held."""
-        delta = await self._scan_locked(self._state.by_base, full)
-        if delta is not None:
-            await self._apply_sliced(delta, None)
-            self._texts.fill()
+        with self._scan_under_way():
+            delta = await self._scan_locked(self._state.by_base, full)
+            if delta is not None:
+                await self._apply_sliced(delta, None)
+                self._texts.fill()
+
+    @contextmanager
+    def _scan_under_way(self) -> Iterator[None]:
+        """Other programs' changes are being looked for and applied: a command that comes
+        meanwhile waits for them (:meth:`_sync`); the lane is held."""
+        self._scanning += 1
+        try:
+            yield
+        finally:
+            self._scanning -= 1
 
     async def _scan_locked(self, known: Mapping[str, Entry], full: bool = False) -> Delta | None:
         """What changed beyond ``known`` (the hints, or everything when ``full``), not yet
@@ -451,20 +467,21 @@ class MaildirMailbox(Listened):
         of theirs came, ours go in a few at a time, lowest UIDs first (``Delta.ascending``:
         a COPY of 20k added at once held the reactor 15-30 ms), and are told at the end."""
         theirs: Delta | None = None
-        try:
-            self._services.hub.poke()
-            by_base = self._state.by_base
-            known: Mapping[str, Entry] = by_base
-            if self._pending:  # events to compare: the echoes of ours are known too
-                known = ChainMap({entry.base: entry for entry in delta.added}, by_base)
-            theirs = await self._scan_locked(known)
-        except BaseException:
-            self._apply_delivered(delta, None, origin)
-            raise
-        if theirs is None:
-            await self._apply_sliced(delta, origin)
-        else:
-            self._apply_delivered(delta, theirs, origin)
+        with self._scan_under_way():
+            try:
+                self._services.hub.poke()
+                by_base = self._state.by_base
+                known: Mapping[str, Entry] = by_base
+                if self._pending:  # events to compare: the echoes of ours are known too
+                    known = ChainMap({entry.base: entry for entry in delta.added}, by_base)
+                theirs = await self._scan_locked(known)
+            except BaseException:
+                self._apply_delivered(delta, None, origin)
+                raise
+            if theirs is None:
+                await self._apply_sliced(delta, origin)
+            else:
+                self._apply_delivered(delta, theirs, origin)
 
     def _apply_delivered(self, delta: Delta, theirs: Delta | None, origin: object) -> None:
         """Ours and theirs at once: readers see them together (no await here)."""

@@ -15,6 +15,9 @@ from mailserv.backends.maildir.watch import FLAGS_NOTICE, KEYWORDS
 
 MAX_QUEUED_EVENTS = 100_000
 """Beyond this many unprocessed events a full scan is cheaper (and memory stays bounded)."""
+ECHO_CHECK = 1000
+"""Events a command compares with the state before it takes the lane (:meth:`PendingEvents.
+drop_echoes`); more are left to the lane's scan, which takes them all once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +58,28 @@ class PendingEvents:
     def __bool__(self) -> bool:
         return bool(self.events or self.hints or self.rescan or self.keywords or self.indexed)
 
+    def drop_echoes(self, by_base: Mapping[str, Entry]) -> None:
+        """Forget the events that agree with ``by_base``: the echoes of our own changes
+        once they are applied (a file appeared where an entry has it, or went from where
+        none has it).  Only while no change or scan is half applied (the lane is free): an
+        event may agree with a state a scan under way is about to change.  More
+        than ``ECHO_CHECK`` are left as they are (each command that comes would compare
+        them all again)."""
+        if len(self.events) > ECHO_CHECK:
+            return
+        self.events = [
+            (relative, appeared)
+            for relative, appeared in self.events
+            if not _echo(relative, appeared, by_base)
+        ]
+
     def take(self, by_base: Mapping[str, Entry], full: bool = False) -> Look:
         """Everything queued as one ``Look``, dropping the echoes of our own changes
         (events that agree with ``by_base``)."""
         hints = self.hints
         for relative, appeared in self.events:
-            base = filenames.split(relative[4:])[0]
-            entry = by_base.get(base)
-            if appeared == (entry is not None and entry.path == relative):
-                continue  # what we did ourselves, or a name we already let go of
-            hints.setdefault(base, set()).add(relative)
+            if not _echo(relative, appeared, by_base):
+                hints.setdefault(_base(relative), set()).add(relative)
         look = Look(hints, full or self.rescan, self.keywords, self.indexed)
         self.clear()
         return look
@@ -73,3 +88,14 @@ class PendingEvents:
         self.events = []
         self.hints = {}
         self.rescan = self.keywords = self.indexed = False
+
+
+def _base(relative: str) -> str:
+    return filenames.split(relative[4:])[0]
+
+
+def _echo(relative: str, appeared: bool, by_base: Mapping[str, Entry]) -> bool:
+    """Whether the event agrees with ``by_base``: what we did ourselves, or a name we
+    already let go of."""
+    entry = by_base.get(_base(relative))
+    return appeared == (entry is not None and entry.path == relative)
