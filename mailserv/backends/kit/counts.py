@@ -44,7 +44,7 @@ class Tally:
         self.unseen_uids.update(unseen)
         self.unclaimed.update(recent)
 
-    def remove(self, uid: int, flags: frozenset[str], size: int) -> None:
+    def remove(self, uid: int, size: int) -> None:
         self.size -= size
         self.unseen_uids.discard(uid)
         self.unclaimed.discard(uid)

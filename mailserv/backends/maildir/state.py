@@ -201,7 +201,7 @@ class MailboxState:
                 self._listed = None
                 if by_base.get(gone.base) is gone:
                     del by_base[gone.base]
-                tally.remove(uid, gone.flags, gone.size)
+                tally.remove(uid, gone.size)
                 self._reflag(uid, gone.flags, frozenset())
                 self._undate(uid, gone.day)
                 done.removed.append(uid)

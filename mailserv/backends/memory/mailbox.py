@@ -350,7 +350,7 @@ class MemoryMailbox(Listened):
             self._listed = None
             for uid in part:
                 m = self._messages.pop(uid)
-                self.tally.remove(uid, m.flags, len(m.raw))
+                self.tally.remove(uid, len(m.raw))
                 flagsets.reflag(self._having, uid, m.flags, frozenset())
                 flagsets.undate(self._on_day, uid, flagsets.date_of(m.internaldate.date()))
                 self._fields.removed(uid)
