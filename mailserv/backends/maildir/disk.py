@@ -375,12 +375,33 @@ class MailboxDisk:
         done, failed = self._rename(changes)
         if done:
             with self.index.transaction():
-                modseq = self.index.next_modseq()
-                for update in done:
-                    update.modseq = modseq
-                self.index.update_flags(done)
-                self.index.settle([update.uid for update in done])
+                self._flags_set(done)
         return finish(Delta(updated=done, failed=failed), self.index)
+
+    def set_flags_now(self, changes: Sequence[tuple[Entry, frozenset[str]]]) -> Delta | None:
+        """``set_flags`` of a few messages on the reactor thread (a thread's hand-off cost
+        a one-message STORE more than its work), or None, with nothing done, when that
+        would wait: a keyword needs a letter (the keywords file, under its lock) or
+        another process holds the index's write lock."""
+        letters = self.keywords.by_name
+        for _, flags in changes:
+            if any(flag not in letters and not flag.startswith("\\") for flag in flags):
+                return None
+        with self.index.transaction_now() as began:
+            if not began:
+                return None
+            done, failed = self._rename(changes)
+            if done:
+                self._flags_set(done)
+        return finish(Delta(updated=done, failed=failed), self.index)
+
+    def _flags_set(self, done: Sequence[FlagUpdate]) -> None:
+        """The index's part of ``set_flags`` (inside a transaction): one new modseq."""
+        modseq = self.index.next_modseq()
+        for update in done:
+            update.modseq = modseq
+        self.index.update_flags(done)
+        self.index.settle([update.uid for update in done])
 
     def owe_flags(self, plan: Mapping[frozenset[str], Sequence[Entry]]) -> Delta:
         """A STORE of many messages (``plan``: the entries by their new flags): their new
