@@ -13,6 +13,7 @@ from zope.interface import implementer
 
 from mailserv.backends.maildir.account import MaildirAccount
 from mailserv.backends.maildir.filenames import BaseNames
+from mailserv.backends.maildir.infos import KeptInfos
 from mailserv.backends.maildir.io import INLINE_BUDGET, InlineIO, IORunner, ThreadIO, Turn
 from mailserv.backends.maildir.options import (
     OPTIONS,
@@ -68,6 +69,8 @@ class Services:
     release: Callable[[MaildirAccount], None]
     turns: Turns
     """The reactor's turns, shared with the server's sessions (``ISlicedBackend``)."""
+    infos: KeptInfos
+    """The parsed messages kept on the entries of every mailbox, within ``kept-infos``."""
     data_dir: str = ""
     """Where the backend keeps what is no user's (``shared-owners``)."""
     other: Callable[[str], Awaitable[MaildirAccount | None]] = field(default=_no_other)
@@ -135,6 +138,7 @@ class MaildirBackend:
                 BaseNames(),
                 self._release,
                 self.turns,
+                KeptInfos(settings.kept_infos),
                 data_dir=self.data_dir,
                 other=self._other,
             )

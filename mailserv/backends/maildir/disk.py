@@ -49,6 +49,7 @@ from mailserv.backends.maildir.records import (
     FlagUpdate,
     Prepared,
     Snapshot,
+    Source,
     file_date,
     shape_of,
     shaped,
@@ -265,19 +266,17 @@ class MailboxDisk:
         return Prepared(base, tmp, len(raw), date, info, dumps(info), flags, texts=texts)
 
     def link_in(
-        self,
-        sources: Sequence[tuple[str, Entry, frozenset[str]]],
-        texts: Mapping[int, TextRow] | None = None,
+        self, sources: Sequence[Source], texts: Mapping[int, TextRow] | None = None
     ) -> list[Prepared]:
         """COPY's first half: hard-link each source file into ``tmp/`` (copy if that fails).
 
-        ``sources`` are (absolute path, entry, flags); entries whose file is gone are
-        left out of the result.  ``texts``: the search rows of the source's index by its
+        ``sources`` are (absolute path, entry, flags, info); entries whose file is gone
+        are left out of the result.  ``texts``: the search rows of the source's index by its
         UID (:meth:`stored_texts`); a file without one is read and its row made again.
         """
         texts = texts or {}
         prepared = []
-        for path, entry, flags in sources:
+        for path, entry, flags, info in sources:
             file_size = filenames.sizes(entry.base)[0]
             try:
                 if file_size is None:
@@ -287,8 +286,6 @@ class MailboxDisk:
                 self._link_or_copy(path, tmp)
             except FileNotFoundError:
                 continue
-            info = entry.info
-            assert info is not None
             row = texts.get(entry.uid)
             if row is None:
                 try:

@@ -1,10 +1,15 @@
 """The parsed messages (``MessageInfo``) behind a maildir mailbox's FETCH results.
 
 An entry's info is loaded on first use: from the index (one query per batch), or, when its
-row has none, by parsing the file (then the index is given it, in the lane)."""
+row has none, by parsing the file (then the index is given it, in the lane).  Loaded and
+delivered infos stay on their entries within a budget of the whole backend
+(:class:`KeptInfos`); past it the longest kept are dropped, so a command that reads infos
+takes its own references to them (``MaildirMailbox._with_infos``) and never reads an
+entry's ``info`` again after a wait."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -23,6 +28,26 @@ if TYPE_CHECKING:
     from mailserv.backends.maildir.mailbox import MaildirMailbox
 
 _log = Logger()
+
+
+class KeptInfos:
+    """The entries holding an info, in the order they got it, at most ``limit`` of them:
+    keeping more drops the oldest ones' (a FETCH of every header of a mailbox of 100k
+    kept 256 MB until the mailbox was closed).  An entry may be counted twice (given an
+    info again after losing it); an expunged one until it is pushed out."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: deque[Entry] = deque()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def keep(self, entries: Iterable[Entry]) -> None:
+        held = self._held
+        held.extend(entry for entry in entries if entry.info is not None)
+        while len(held) > self.limit:
+            held.popleft().info = None
 
 
 def load_infos(box: MaildirMailbox, entries: Iterable[Entry]) -> None:
@@ -83,9 +108,9 @@ class NamedMeta(MessageMeta):
         return None if seconds is None else file_date(seconds)
 
 
-def metas(entries: Sequence[Entry]) -> list[MessageMeta]:
-    """FETCH's view of entries that have their infos."""
-    return [NamedMeta(e, e.info) for e in entries if e.info is not None]
+def metas(entries: Sequence[Entry], infos: Sequence[MessageInfo | None]) -> list[MessageMeta]:
+    """FETCH's view of entries with their ``infos`` (those without one left out)."""
+    return [NamedMeta(e, info) for e, info in zip(entries, infos, strict=True) if info is not None]
 
 
 def flag_metas(entries: Sequence[Entry]) -> list[MessageMeta]:

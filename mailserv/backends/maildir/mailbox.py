@@ -37,7 +37,7 @@ from mailserv.backends.maildir.files import MailboxGone
 from mailserv.backends.maildir.infos import flag_metas, load_infos, metas
 from mailserv.backends.maildir.io import INLINE_READ
 from mailserv.backends.maildir.pending import PendingEvents
-from mailserv.backends.maildir.records import Delta, Entry, Prepared, Snapshot
+from mailserv.backends.maildir.records import Delta, Entry, Prepared, Snapshot, Source
 from mailserv.backends.maildir.renamer import LAZY_STORE, Renamer
 from mailserv.backends.maildir.search import needs_texts
 from mailserv.backends.maildir.state import Applied, MailboxState, uncollected
@@ -61,6 +61,7 @@ from mailserv.interfaces import (
     StoreMode,
     StoreResult,
 )
+from mailserv.message.info import MessageInfo
 from mailserv.search import SearchProgram
 from mailserv.slicing import TimeSlices
 
@@ -314,6 +315,8 @@ class MaildirMailbox(Listened):
     def _applied(self, done: Applied, origin: object, notify: bool = True) -> Sequence[FlagChange]:
         if done.added:
             self._texts.flush_later()
+            entries = self._state.entries  # delivered ones come parsed
+            self._services.infos.keep(entries[uid] for uid in done.added if uid in entries)
         if done.removed:
             self._texts.forget_later()
         if notify:
@@ -345,10 +348,10 @@ class MaildirMailbox(Listened):
         await self.ensure_loaded()
         entries = self._state.entries
         found = [entries[uid] for uid in uids if uid in entries]
-        await self._with_infos(found)
+        infos = await self._with_infos(found)
         if len(found) > INLINE_METAS:
-            return await self.read_io(metas, found)
-        return metas(found)
+            return await self.read_io(metas, found, infos)
+        return metas(found, infos)
 
     async def fetch_flags(self, uids: Sequence[int]) -> list[MessageMeta]:
         """``fetch()`` without loading the infos (IFlagsMailbox): FETCH FLAGS of every
@@ -360,15 +363,23 @@ class MaildirMailbox(Listened):
             return await self.read_io(flag_metas, found)
         return flag_metas(found)
 
-    async def _with_infos(self, entries: Sequence[Entry]) -> None:
-        """Give ``entries`` their infos: read in a thread when many lack them."""
-        missing = [e for e in entries if e.info is None]
+    async def _with_infos(self, entries: Sequence[Entry]) -> list[MessageInfo | None]:
+        """The infos of ``entries`` (None for a message without one): those missing are
+        read in a thread when many, and kept on the entries within the backend's budget
+        (``KeptInfos``), which may take them off again at once: the caller uses the list."""
+        infos = [e.info for e in entries]
+        missing = [e for e, info in zip(entries, infos, strict=True) if info is None]
+        if not missing:
+            return infos
         if len(missing) > INLINE_INFOS:
-            infos = await self.read_io(self.disk.load_infos, [e.uid for e in missing])
+            read = await self.read_io(self.disk.load_infos, [e.uid for e in missing])
             for entry in missing:
                 if entry.info is None:
-                    entry.info = infos.get(entry.uid)
-        load_infos(self, [e for e in entries if e.info is None])
+                    entry.info = read.get(entry.uid)
+        load_infos(self, [e for e in missing if e.info is None])  # no wait from here on
+        infos = [e.info if info is None else info for e, info in zip(entries, infos, strict=True)]
+        self._services.infos.keep(missing)
+        return infos
 
     async def content(self, uid: int) -> bytes:
         """Read on the spot while the reactor thread has been busy only briefly, else in a
@@ -630,15 +641,16 @@ class MaildirMailbox(Listened):
     async def _copy_to(
         self, target: MaildirMailbox, uids: Sequence[int], origin: object
     ) -> CopyResult:
-        wanted = self._state.known(uids)
-        await self._with_infos(wanted)  # a COPY of 20k read them on the reactor thread
-        wanted = [e for e in wanted if e.info is not None]
-        prepared = await self.io(self._link_in, target, wanted)
+        known = self._state.known(uids)
+        infos = await self._with_infos(known)  # a COPY of 20k read them on the reactor thread
+        wanted = {e.uid: (e, info) for e, info in zip(known, infos, strict=True) if info}
+        prepared = await self.io(self._link_in, target, list(wanted.values()))
         linked = {item.source_uid for item in prepared}
-        lost = [e.uid for e in wanted if e.uid not in linked]
+        lost = [uid for uid in wanted if uid not in linked]
         if lost:
             await self._resync()
-            retry = [self._state.entries[uid] for uid in lost if uid in self._state.entries]
+            entries = self._state.entries
+            retry = [(entries[uid], wanted[uid][1]) for uid in lost if uid in entries]
             prepared += await self.io(target.disk.link_in, self._sources(retry))
             prepared.sort(key=lambda item: item.source_uid)
         if not prepared:
@@ -657,15 +669,17 @@ class MaildirMailbox(Listened):
         ]
         return CopyResult(target.uidvalidity, pairs)
 
-    def _sources(self, entries: Iterable[Entry]) -> list[tuple[str, Entry, frozenset[str]]]:
-        return [(self.disk.path(e.path), e, e.flags) for e in entries]
+    def _sources(self, entries: Iterable[tuple[Entry, MessageInfo]]) -> list[Source]:
+        return [(self.disk.path(e.path), e, e.flags, info) for e, info in entries]
 
-    def _link_in(self, target: MaildirMailbox, entries: Sequence[Entry]) -> list[Prepared]:
-        """An I/O task: ``entries`` linked into ``target``'s ``tmp/`` (their paths are
-        made here too: a join per message, 20 ms for a COPY of 20k), with the search rows
-        of this mailbox's index.  An entry renamed meanwhile is not found, as when it is
-        renamed just before its link."""
-        texts = self.disk.stored_texts([entry.uid for entry in entries])
+    def _link_in(
+        self, target: MaildirMailbox, entries: Sequence[tuple[Entry, MessageInfo]]
+    ) -> list[Prepared]:
+        """An I/O task: ``entries`` (with their infos) linked into ``target``'s ``tmp/``
+        (their paths are made here too: a join per message, 20 ms for a COPY of 20k), with
+        the search rows of this mailbox's index.  An entry renamed meanwhile is not found,
+        as when it is renamed just before its link."""
+        texts = self.disk.stored_texts([entry.uid for entry, _ in entries])
         return target.disk.link_in(self._sources(entries), texts)
 
     async def move(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:

@@ -70,6 +70,14 @@ LINGER = Number(
     0.0,
     86400.0,
 )
+KEPT_INFOS = Int(
+    "Parsed messages (FETCH's headers and structure) kept in memory for all mailboxes; "
+    "past it the longest kept are dropped and read from the index again when wanted "
+    "(about 2.5 KB each) [default: 50000].",
+    50000,
+    0,
+    10_000_000,
+)
 
 SCHEMA = OptionSchema(
     "maildir",
@@ -82,6 +90,7 @@ SCHEMA = OptionSchema(
         "watch": WATCH,
         "poll-interval": POLL_INTERVAL,
         "linger": LINGER,
+        "kept-infos": KEPT_INFOS,
     },
 )
 OPTIONS = SCHEMA.help
@@ -104,6 +113,7 @@ class MaildirSettings:
     watch: str = "auto"
     poll_interval: float = 1.0
     linger: float = 30.0
+    kept_infos: int = 50000
 
 
 def parse_options(options: Mapping[str, str]) -> MaildirSettings:
@@ -134,6 +144,7 @@ def parse_options(options: Mapping[str, str]) -> MaildirSettings:
         watch=values[WATCH],
         poll_interval=values[POLL_INTERVAL],
         linger=values[LINGER],
+        kept_infos=values[KEPT_INFOS],
     )
 
 

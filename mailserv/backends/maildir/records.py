@@ -38,6 +38,10 @@ class Entry:
         return (self.stamp + 60 * self.tz) // DAY
 
 
+Source = tuple[str, Entry, frozenset[str], MessageInfo]
+"""A message to COPY: its file's absolute path, its entry, the copy's flags, its info."""
+
+
 @dataclass(slots=True)
 class Prepared:
     """A message file written to ``tmp/`` (or linked there), waiting for its UID."""

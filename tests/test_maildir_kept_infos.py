@@ -1,0 +1,113 @@
+"""The parsed messages a maildir backend keeps in memory stay within ``kept-infos`` for all
+its mailboxes (``infos.KeptInfos``), and a command whose own loading pushes some out still
+answers with every message (it keeps its own references).
+
+In process (file work inline) with a budget of a few, where the entries show what is kept;
+then a real server over a socket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_maildir_backend import Store, append, message, resolve
+
+from bench import messages
+from bench.harness import BackendSpec, RawClient, ServerProcess, fetches
+from mailserv.backends.maildir import mailbox
+
+KEPT = 3
+
+
+def holding(*boxes: Any) -> int:
+    """How many entries of ``boxes`` hold an info."""
+    return sum(e.info is not None for box in boxes for e in box._state.entries.values())
+
+
+def subjects(box: Any, uids: list[int]) -> dict[int, str]:
+    return {meta.uid: meta.info.subject for meta in resolve(box.fetch(uids))}
+
+
+@pytest.fixture(params=["inline", "in a thread"])
+def store(tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A budget of ``KEPT``; infos and FETCH views made on the reactor thread or handed to
+    a thread (inline here too: the code path is what differs)."""
+    if request.param == "in a thread":
+        monkeypatch.setattr(mailbox, "INLINE_INFOS", 1)
+        monkeypatch.setattr(mailbox, "INLINE_METAS", 1)
+    made = Store(tmp_path, **{"kept-infos": str(KEPT)})
+    made.start()
+    yield made
+    made.stop()
+
+
+def test_delivered_and_loaded_infos_stay_within_the_budget(store: Store) -> None:
+    inbox = store.open()
+    uids = [append(inbox, n) for n in range(7)]
+    assert holding(inbox) == KEPT  # the delivered ones come parsed: the last three stay
+    expected = {uid: f"Note {n}" for n, uid in enumerate(uids)}
+    assert subjects(inbox, uids) == expected  # loads four, pushing out its own first ones
+    assert holding(inbox) == KEPT
+    store.restart()
+    inbox = store.open()
+    assert holding(inbox) == 0
+    assert subjects(inbox, uids) == expected
+    assert subjects(inbox, uids[:2]) == {uid: expected[uid] for uid in uids[:2]}
+    assert holding(inbox) == KEPT
+
+
+def test_the_budget_is_the_whole_backends(store: Store) -> None:
+    account = store.account()
+    resolve(account.create("Other"))
+    inbox, other = store.open(), store.open("Other")
+    mine = [append(inbox, n) for n in range(4)]
+    theirs = [append(other, n) for n in range(4, 8)]
+    assert holding(inbox, other) == KEPT
+    assert list(subjects(inbox, mine).values()) == [f"Note {n}" for n in range(4)]
+    assert holding(other) == 0 and holding(inbox) == KEPT
+    assert list(subjects(other, theirs).values()) == [f"Note {n}" for n in range(4, 8)]
+    assert holding(inbox, other) == KEPT
+
+
+def test_a_copy_of_more_than_the_budget_copies_every_info(store: Store) -> None:
+    account = store.account()
+    resolve(account.create("Copies"))
+    inbox = store.open()
+    uids = [append(inbox, n) for n in range(6)]
+    store.restart()  # nothing kept: the COPY loads them all
+    inbox, copies = store.open(), store.open("Copies")
+    result = resolve(inbox.copy(uids, "Copies", None))
+    assert [source for source, _ in result.pairs] == uids
+    copied = [target for _, target in result.pairs]
+    assert list(subjects(copies, copied).values()) == [f"Note {n}" for n in range(6)]
+    assert holding(inbox, copies) <= KEPT
+    assert message(0) in resolve(copies.content(copied[0]))
+
+
+def test_a_server_with_a_small_budget_answers_every_fetch(tmp_path: Path) -> None:
+    count = 40
+    spec = BackendSpec("maildir", {"autocreate": "false", "kept-infos": "5"})
+    server = ServerProcess(tmp_path / "data", spec, extra_args=["--workers", "1"])
+    server.start()
+    client: RawClient | None = None
+    try:
+        server.add_user("u", "pw")
+        client = RawClient.connect(server.imap_port, timeout=30)
+        assert client.login("u", "pw").ok
+        mail = [messages.plain(subject=f"m{n}") for n in range(count)]
+        assert all(r.ok for r in client.append_many("INBOX", mail))
+        assert client.command("CREATE Copies").ok
+        assert client.command("SELECT INBOX").ok
+        assert client.command("COPY 1:* Copies").ok
+        for folder in ("INBOX", "Copies"):
+            assert client.command(f"SELECT {folder}").ok
+            for _ in range(2):
+                found = fetches(client.command("FETCH 1:* (ENVELOPE)"))
+                assert sorted(found) == list(range(1, count + 1))
+                envelopes = [found[seq]["ENVELOPE"] for seq in sorted(found)]
+                assert [e[1] for e in envelopes] == [f"m{n}".encode() for n in range(count)]
+    finally:
+        if client is not None:
+            client.close()
+        server.stop()
