@@ -325,6 +325,35 @@ def test_a_read_waits_for_other_programs_changes_not_for_another_sessions(
     assert flags[uid + 1] == frozenset({"\\Flagged"})
 
 
+def test_the_look_after_our_own_bulk_change_makes_no_read_wait(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full scan when the watch resumes after a bulk change of ours (the renames of a
+    STORE of many) runs in the lane, and other sessions' reads go on meanwhile: while the
+    watch was paused they saw no change of other programs either."""
+    inbox = store.open()
+    append(inbox, 1)
+    scans: list[tuple[Deferred[Any], Any, tuple[Any, ...]]] = []
+    io = inbox.io
+
+    def held_scan(task: Any, *args: Any) -> Deferred[Any]:
+        if task == inbox.disk.scan:
+            scans.append((Deferred(), task, args))
+            return scans[-1][0]
+        return io(task, *args)
+
+    monkeypatch.setattr(inbox, "io", held_scan)
+    lane = inbox.lane
+    resolve(lane.acquire())  # the renamer's
+    resumed = Deferred.fromCoroutine(inbox.resume_watch(inbox.pause_watch()))
+    assert len(scans) == 1 and not resumed.called  # the look is under way
+    assert Deferred.fromCoroutine(inbox.status()).called
+    waiting, task, args = scans[0]
+    waiting.callback(task(*args))
+    resolve(resumed)
+    lane.release()
+
+
 def test_echoes_are_compared_without_the_lane_only_while_few() -> None:
     """Events that agree with the state (a file where its entry has it, a name no entry
     has any more) are dropped; others stay for the lane's scan, and so do all of them
