@@ -27,7 +27,8 @@ from bench.harness import BackendSpec, ServerProcess
 from mailserv.auth.passwd import PasswdFile
 from mailserv.auth.schemes import hash_password
 from mailserv.backends.kit.textindex import TextIndex
-from mailserv.collector import CollectorPolicy, IQuiet, NoSessions
+from mailserv.backends.maildir import mailbox as maildir_mailbox
+from mailserv.collector import CollectorPolicy, IQuiet, NoSessions, keep_out_of_sight
 from mailserv.config import Config
 from mailserv.delivery.deliver import Decision, DefaultPolicy, Envelope, IDeliveryPolicy
 from mailserv.delivery.service import deliverer_for
@@ -101,6 +102,51 @@ def test_what_a_full_pass_leaves_is_frozen_and_its_garbage_freed() -> None:
     later = Cycle()
     gc.collect()
     assert not _untracked(later)
+
+
+@pytest.mark.usefixtures("collector_state")
+def test_what_lives_after_a_big_load_leaves_sight_only_under_a_policy() -> None:
+    loaded = Cycle()
+    assert not keep_out_of_sight()  # an embedding application's collector: left alone
+    assert not _untracked(loaded)
+    policy = _policy(Clock())
+    try:
+        made = Cycle()
+        assert keep_out_of_sight()
+        assert _untracked(made)
+    finally:
+        policy.stop()
+
+
+@pytest.mark.usefixtures("collector_state")
+def test_a_big_maildir_state_leaves_sight_as_it_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before any pass walks it (the next full pass would, holding every thread)."""
+    from test_maildir_backend import Store, append
+
+    monkeypatch.setattr(maildir_mailbox, "FREEZE_LOADED", 3)
+    store = Store(tmp_path)
+    store.start()
+    try:
+        inbox = store.open()
+        for n in range(3):
+            append(inbox, n)
+        store.restart()
+        entries = list(store.open()._state.entries.values())
+        assert not any(_untracked(entry) for entry in entries)  # no policy: no freeze
+        policy = _policy(Clock())
+        try:
+            store.restart()
+            entries = list(store.open()._state.entries.values())
+            assert len(entries) == 3 and all(_untracked(entry) for entry in entries)
+            monkeypatch.setattr(maildir_mailbox, "FREEZE_LOADED", 4)
+            store.restart()
+            assert not any(_untracked(e) for e in store.open()._state.entries.values())
+        finally:
+            policy.stop()
+    finally:
+        store.stop()
 
 
 @pytest.mark.usefixtures("collector_state")
