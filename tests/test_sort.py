@@ -4,13 +4,17 @@ bad input; raw sockets and imapclient on every backend."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import cast
 
 import pytest
 from imapclient import IMAPClient
 from imapserver import Connector
 
 from bench.harness import RawClient
+from mailserv.imap import sorting
+from mailserv.interfaces import MessageMeta
+from mailserv.message.info import MessageInfo
 from mailserv.message.subject import base_subject
 
 
@@ -209,3 +213,38 @@ def test_unknown_charset_and_state(connect: Connector) -> None:
     assert response.status == "NO" and response.code and "BADCHARSET" in response.code
     other = connect.raw()
     assert other.command("SORT (SUBJECT) UTF-8 ALL").status == "BAD"
+
+
+class _CountedInfo:
+    """An info whose sent date costs a count (as a stored message's decoding costs time)."""
+
+    def __init__(self, reads: list[int]) -> None:
+        self._reads = reads
+
+    @property
+    def sent(self) -> datetime:
+        self._reads[0] += 1
+        return datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def test_sort_keys_are_read_a_few_at_a_time() -> None:
+    """Between two yields to the reactor a few hundred keys at most are read: reading one
+    can decode a whole stored message (20-25 microseconds)."""
+    reads = [0]
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    metas = [
+        MessageMeta(uid, frozenset(), when, 10, 1, cast(MessageInfo, _CountedInfo(reads)))
+        for uid in range(1, 1001)
+    ]
+    work = sorting.keys_of(metas, ["DATE"])
+    most = 0
+    while True:
+        before = reads[0]
+        try:
+            next(work)
+        except StopIteration as done:
+            keys = done.value
+            break
+        most = max(most, reads[0] - before)
+    assert reads[0] == len(metas) and keys.uids == [meta.uid for meta in metas]
+    assert 0 < most <= 256
