@@ -194,7 +194,7 @@ SORT_KEYS: Final = (
 )
 """The columns :class:`SortKeys` may hold: SORT's keys (RFC 5256, RFC 5957) and THREAD's.
 Each column holds the values the engine compares, as it reads them from a
-:class:`MessageMeta` (``mailserv.imap.sorting.FIELDS``): ARRIVAL the internal date and DATE
+:class:`MessageMeta` (``mailserv.message.sortcolumns.FIELDS``): ARRIVAL the internal date and DATE
 the sent date (the internal date when there is none) as POSIX seconds, SIZE the octets,
 SUBJECT ``info.base_subject``, FROM/TO/CC ``info.sort_from``/``sort_to``/``sort_cc``,
 DISPLAYFROM/DISPLAYTO ``info.display_from``/``display_to``, MESSAGEID ``info.message_id``,

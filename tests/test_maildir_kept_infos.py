@@ -7,6 +7,7 @@ then a real server over a socket."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ from test_maildir_backend import Store, append, message, resolve
 from bench import messages
 from bench.harness import BackendSpec, RawClient, ServerProcess, fetches
 from mailserv.backends.maildir import mailbox
+from mailserv.backends.maildir.index import FILENAME as INDEX
+from mailserv.message.lazyinfo import LazyInfo
+from mailserv.message.sortcolumns import keys_of
 
 KEPT = 3
 
@@ -111,3 +115,34 @@ def test_a_server_with_a_small_budget_answers_every_fetch(tmp_path: Path) -> Non
         if client is not None:
             client.close()
         server.stop()
+
+
+def test_sort_keys_are_read_aside_and_leave_the_kept_infos_undecoded(store: Store) -> None:
+    """From the infos kept, the index, or the file when the index has none; the same keys
+    as the engine reads from ``fetch()``, and what was decoded for them is not kept."""
+    inbox = store.open()
+    uids = [append(inbox, n) for n in range(5)]
+    store.restart()
+    inbox = store.open()
+    resolve(inbox.fetch(uids[:2]))  # kept, as records not yet decoded
+    db = sqlite3.connect(store.root() / INDEX)
+    with db:
+        db.execute("UPDATE message SET info = NULL, heads = NULL WHERE uid = ?", (uids[4],))
+    db.close()
+    names = ("DATE", "SUBJECT", "REFERENCES", "FROM")
+    got = resolve(inbox.sort_keys([*uids, uids[-1] + 1], names))
+    entries = inbox._state.entries
+    for uid in uids[:2]:
+        info = entries[uid].info
+        assert isinstance(info, LazyInfo) and info.kept_record() is not None
+    assert holding(inbox) == 2
+    work = keys_of(resolve(inbox.fetch(uids)), names)
+    try:
+        while True:
+            next(work)
+    except StopIteration as done:
+        expected = done.value
+    assert list(got.uids) == list(expected.uids) == uids
+    for name in names:
+        assert list(got.columns[name]) == list(expected.columns[name]), name
+    assert got.columns["SUBJECT"][4] == "NOTE 4"  # parsed from the file

@@ -13,7 +13,7 @@ for more than a slice.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator, Sequence
 from typing import TypeVar, cast
 
 from mailserv.imap import esearch
@@ -22,7 +22,8 @@ from mailserv.imap.commands.messages import search_uids
 from mailserv.imap.replies import Bad
 from mailserv.imap.session import Session
 from mailserv.imap.view import SelectedView
-from mailserv.interfaces import ISortKeysMailbox, MessageMeta, SortKeys
+from mailserv.interfaces import ISortKeysMailbox, SortKeys
+from mailserv.message.sortcolumns import KEYS, Key, keys_of
 from mailserv.search import SearchProgram
 from mailserv.slicing import TimeSlices
 from mailserv.syntax.tokens import Atom, ParenList, Token
@@ -33,42 +34,6 @@ Work = Generator[None, None, T]
 
 CHUNK = 4096
 """Items sorted or merged between two yields (about a millisecond)."""
-KEY_CHUNK = 128
-"""Keys read between two yields: reading one may decode the whole stored message (a
-maildir message's first field beyond its headers: 20-25 microseconds), and 4,096 of
-them held the reactor 90-155 ms in a SORT of 100k."""
-
-Key = float | int | str
-
-
-def sent_date(meta: MessageMeta) -> float:
-    """The sent date, or the internal date when the message has no usable Date:."""
-    sent = meta.info.sent
-    return (meta.internaldate if sent is None else sent).timestamp()
-
-
-KEYS: dict[str, Callable[[MessageMeta], Key]] = {
-    "ARRIVAL": lambda meta: meta.internaldate.timestamp(),
-    "CC": lambda meta: meta.info.sort_cc,
-    "DATE": sent_date,
-    "FROM": lambda meta: meta.info.sort_from,
-    "SIZE": lambda meta: meta.size,
-    "SUBJECT": lambda meta: meta.info.base_subject,
-    "TO": lambda meta: meta.info.sort_to,
-    "DISPLAYFROM": lambda meta: meta.info.display_from,
-    "DISPLAYTO": lambda meta: meta.info.display_to,
-}
-"""Each SORT key (RFC 5256, and RFC 5957's DISPLAYFROM/DISPLAYTO) as a value to compare.
-DATE is the sent date, or the internal date when the message has no usable Date:."""
-
-FIELDS: dict[str, Callable[[MessageMeta], object]] = {
-    **KEYS,
-    "MESSAGEID": lambda meta: meta.info.message_id,
-    "REFERENCES": lambda meta: meta.info.references,
-    "REPLY": lambda meta: meta.info.reply,
-}
-"""How each column of :class:`SortKeys` (``mailserv.interfaces.SORT_KEYS``) reads a meta."""
-
 THREAD_KEYS = ("DATE", "MESSAGEID", "REFERENCES", "SUBJECT", "REPLY")
 """The columns THREAD reads."""
 
@@ -113,19 +78,6 @@ def sort_order(criteria: Sequence[Criterion], keys: SortKeys) -> Work[list[int]]
     yield
     ordered = yield from sorted_slices(rows)
     return [row[-1] for row in ordered]  # type: ignore[misc]
-
-
-def keys_of(metas: Sequence[MessageMeta], names: Sequence[str]) -> Work[SortKeys]:
-    """The columns ``names`` of ``metas`` (ascending by UID), read in slices."""
-    columns: dict[str, list[object]] = {}
-    for name in dict.fromkeys(names):
-        read = FIELDS[name]
-        column: list[object] = []
-        for start in range(0, len(metas), KEY_CHUNK):
-            column.extend(map(read, metas[start : start + KEY_CHUNK]))
-            yield
-        columns[name] = column
-    return SortKeys([meta.uid for meta in metas], columns)
 
 
 def _reversed(column: Sequence[Key]) -> Work[list[Key]]:

@@ -35,6 +35,7 @@ from mailserv.backends.kit import Listened, ListenerSet, expungeable
 from mailserv.backends.maildir.disk import MailboxDisk
 from mailserv.backends.maildir.files import MailboxGone
 from mailserv.backends.maildir.infos import flag_metas, load_infos, metas
+from mailserv.backends.maildir.infos import sort_keys as infos_sort_keys
 from mailserv.backends.maildir.io import INLINE_READ
 from mailserv.backends.maildir.pending import PendingEvents
 from mailserv.backends.maildir.records import Delta, Entry, Prepared, Snapshot, Source
@@ -56,9 +57,11 @@ from mailserv.interfaces import (
     IFlagsMailbox,
     ISearchableMailbox,
     ISharedMailbox,
+    ISortKeysMailbox,
     MailboxStatus,
     MessageMeta,
     NewMessage,
+    SortKeys,
     StoreMode,
     StoreResult,
 )
@@ -99,7 +102,14 @@ other sessions."""
 T = TypeVar("T")
 
 
-@implementer(ISearchableMailbox, ISharedMailbox, IDeletedUsage, IFirstUnseen, IFlagsMailbox)
+@implementer(
+    ISearchableMailbox,
+    ISharedMailbox,
+    IDeletedUsage,
+    IFirstUnseen,
+    IFlagsMailbox,
+    ISortKeysMailbox,
+)
 class MaildirMailbox(Listened):
     def __init__(self, account: MaildirAccount, name: str, directory: str) -> None:
         self.name = name
@@ -367,6 +377,14 @@ class MaildirMailbox(Listened):
         if len(found) > INLINE_METAS:
             return await self.read_io(metas, found, infos)
         return metas(found, infos)
+
+    async def sort_keys(self, uids: Sequence[int], names: Sequence[str]) -> SortKeys:
+        """Read in a thread, from the infos kept and the index (``infos.sort_keys``)."""
+        await self.ensure_loaded()
+        entries = self._state.entries
+        found = [entries[uid] for uid in uids if uid in entries]
+        kept = [entry.info for entry in found]
+        return await self.read_io(infos_sort_keys, self.disk, found, kept, names)
 
     async def fetch_flags(self, uids: Sequence[int]) -> list[MessageMeta]:
         """``fetch()`` without loading the infos (IFlagsMailbox): FETCH FLAGS of every
