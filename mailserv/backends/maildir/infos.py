@@ -142,7 +142,7 @@ def sort_keys(
         kept = infos[start : start + KEY_CHUNK]
         wanted = [entry.uid for entry, info in zip(part, kept, strict=True) if info is None]
         stored = disk.load_infos(wanted) if wanted else {}
-        metas: list[MessageMeta] = []
+        views: list[MessageMeta] = []
         for entry, info in zip(part, kept, strict=True):
             info = _transient(info) if info is not None else stored.get(entry.uid)
             if info is None:
@@ -150,10 +150,10 @@ def sort_keys(
                     info = parse_message(disk.read(entry.path))
                 except FileNotFoundError:
                     continue
-            metas.append(NamedMeta(entry, info))
+            views.append(NamedMeta(entry, info))
         for name, read in reads:
-            columns[name].extend(map(read, metas))
-        present.extend(meta.uid for meta in metas)
+            columns[name].extend(map(read, views))
+        present.extend(view.uid for view in views)
         time.sleep(0)  # the reactor thread's turn (the interpreter lock)
     return SortKeys(present, columns)
 
