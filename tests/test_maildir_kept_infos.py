@@ -146,3 +146,23 @@ def test_sort_keys_are_read_aside_and_leave_the_kept_infos_undecoded(store: Stor
     for name in names:
         assert list(got.columns[name]) == list(expected.columns[name]), name
     assert got.columns["SUBJECT"][4] == "NOTE 4"  # parsed from the file
+
+
+def test_each_message_keeps_its_sort_keys_once_read(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later SORT or THREAD reads neither the index nor a record again: the keys stay on
+    the entry (a few hundred bytes), the decoded message does not."""
+    inbox = store.open()
+    uids = [append(inbox, n) for n in range(5)]
+    store.restart()
+    inbox = store.open()
+    first = resolve(inbox.sort_keys(uids, ("DATE",)))
+    assert holding(inbox) == 0
+    asked: list[list[int]] = []
+    load = inbox.disk.load_infos
+    monkeypatch.setattr(inbox.disk, "load_infos", lambda u: asked.append(list(u)) or load(u))
+    again = resolve(inbox.sort_keys(uids, ("SUBJECT", "DATE", "REFERENCES")))
+    assert asked == []
+    assert list(again.columns["DATE"]) == list(first.columns["DATE"])
+    assert list(again.columns["SUBJECT"]) == [f"NOTE {n}" for n in range(5)]

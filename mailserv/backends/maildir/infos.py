@@ -20,7 +20,7 @@ from twisted.logger import Logger
 
 from mailserv.backends.maildir.filenames import saved_seconds
 from mailserv.backends.maildir.records import Entry, file_date
-from mailserv.interfaces import MessageMeta, SortKeys
+from mailserv.interfaces import SORT_KEYS, MessageMeta, SortKeys
 from mailserv.message.info import NO_INFO, MessageInfo
 from mailserv.message.lazyinfo import LazyInfo, is_current
 from mailserv.message.parse import parse_message
@@ -131,31 +131,40 @@ def sort_keys(
     they keep (None for the others: read from the index here, or parsed from the file when
     it has none; a message whose file is gone is left out).
 
-    A few at a time, and what is decoded for them dies at once: a SORT of 100k decoded
-    them on the reactor thread (turns of 90-155 ms) and kept them; holding them all here
-    until the end made the collector's full passes walk them (22-24 ms each)."""
-    reads = [(name, FIELDS[name]) for name in dict.fromkeys(names)]
-    columns: dict[str, list[object]] = {name: [] for name, _ in reads}
+    Each entry keeps all its keys once they were read (``Entry.sort``: a few hundred
+    bytes, no objects for the collector to walk), and what was decoded for them dies at
+    once: a SORT of 100k decoded them on the reactor thread (turns of 90-155 ms) and kept
+    the decoded infos; holding them all here until the end made the collector's full
+    passes walk them (22-24 ms each)."""
+    at = [SORT_KEYS.index(name) for name in names]
     present: list[int] = []
+    rows: list[tuple[object, ...]] = []
     for start in range(0, len(entries), KEY_CHUNK):
         part = entries[start : start + KEY_CHUNK]
         kept = infos[start : start + KEY_CHUNK]
-        wanted = [entry.uid for entry, info in zip(part, kept, strict=True) if info is None]
+        wanted = [
+            e.uid for e, info in zip(part, kept, strict=True) if e.sort is None and info is None
+        ]
         stored = disk.load_infos(wanted) if wanted else {}
-        views: list[MessageMeta] = []
         for entry, info in zip(part, kept, strict=True):
-            info = _transient(info) if info is not None else stored.get(entry.uid)
-            if info is None:
-                try:
-                    info = parse_message(disk.read(entry.path))
-                except FileNotFoundError:
-                    continue
-            views.append(NamedMeta(entry, info))
-        for name, read in reads:
-            columns[name].extend(map(read, views))
-        present.extend(view.uid for view in views)
+            keys = entry.sort
+            if keys is None:
+                info = _transient(info) if info is not None else stored.get(entry.uid)
+                if info is None:
+                    try:
+                        info = parse_message(disk.read(entry.path))
+                    except FileNotFoundError:
+                        continue
+                view = NamedMeta(entry, info)
+                keys = entry.sort = tuple(read(view) for read in _READS)
+            present.append(entry.uid)
+            rows.append(keys)
         time.sleep(0)  # the reactor thread's turn (the interpreter lock)
+    columns = {name: [row[i] for row in rows] for name, i in zip(names, at, strict=True)}
     return SortKeys(present, columns)
+
+
+_READS = tuple(FIELDS[name] for name in SORT_KEYS)
 
 
 def _transient(info: MessageInfo) -> MessageInfo:

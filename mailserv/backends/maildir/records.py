@@ -24,6 +24,8 @@ class Entry:
     stamp: int  # internal date: seconds since the epoch
     tz: int  # and the offset it was given in, minutes east of UTC
     info: MessageInfo | None = None  # loaded from the index on first FETCH
+    sort: tuple[object, ...] | None = None
+    """Every SORT and THREAD key (``SORT_KEYS`` order), once one was asked for."""
 
     @property
     def date(self) -> datetime:
