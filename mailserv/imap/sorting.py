@@ -74,20 +74,35 @@ def sort_order(criteria: Sequence[Criterion], keys: SortKeys) -> Work[list[int]]
         if reverse:
             column = yield from _reversed(column)
         columns.append(column)
-    rows = list(zip(*columns, range(len(keys.uids)), strict=True))
-    yield
+    count = len(keys.uids)
+    rows: list[tuple[Key, ...]] = []
+    for start in range(0, count, CHUNK):
+        end = min(start + CHUNK, count)
+        rows.extend(zip(*(column[start:end] for column in columns), range(start, end), strict=True))
+        yield
     ordered = yield from sorted_slices(rows)
-    return [row[-1] for row in ordered]  # type: ignore[misc]
+    positions: list[int] = []
+    for start in range(0, count, CHUNK):
+        positions.extend(row[-1] for row in ordered[start : start + CHUNK])  # type: ignore[misc]
+        yield
+    return positions
 
 
 def _reversed(column: Sequence[Key]) -> Work[list[Key]]:
     """Values that sort the other way round: numbers negated, strings by negated rank."""
+    out: list[Key] = []
     if not column or not isinstance(column[0], str):
-        return [-value for value in column]  # type: ignore[operator]
+        for start in range(0, len(column), CHUNK):
+            out.extend(-value for value in column[start : start + CHUNK])  # type: ignore[operator]
+            yield
+        return out
     distinct = yield from sorted_slices(list(set(column)))
     rank = {value: -position for position, value in enumerate(distinct)}
     yield
-    return [rank[value] for value in column]
+    for start in range(0, len(column), CHUNK):
+        out.extend(rank[value] for value in column[start : start + CHUNK])
+        yield
+    return out
 
 
 def sorted_slices(items: list[T]) -> Work[list[T]]:
