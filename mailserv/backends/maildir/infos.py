@@ -121,15 +121,12 @@ def flag_metas(entries: Sequence[Entry]) -> list[MessageMeta]:
     return [NamedMeta(e, NO_INFO if e.info is None else e.info) for e in entries]
 
 
-def sort_keys(
-    disk: MailboxDisk,
-    entries: Sequence[Entry],
-    infos: Sequence[MessageInfo | None],
-    names: Sequence[str],
-) -> SortKeys:
-    """An I/O task: SORT's and THREAD's keys ``names`` of ``entries``, given the infos
-    they keep (None for the others: read from the index here, or parsed from the file when
-    it has none; a message whose file is gone is left out).
+_READS = tuple(FIELDS[name] for name in SORT_KEYS)
+
+
+def sort_keys(disk: MailboxDisk, entries: Sequence[Entry], names: Sequence[str]) -> SortKeys:
+    """An I/O task: SORT's and THREAD's keys ``names`` of ``entries``, from the info an
+    entry keeps, else the index, else the file (a message whose file is gone is left out).
 
     Each entry keeps all its keys once they were read (``Entry.sort``: a few hundred
     bytes, no objects for the collector to walk), and what was decoded for them dies at
@@ -141,15 +138,13 @@ def sort_keys(
     rows: list[tuple[object, ...]] = []
     for start in range(0, len(entries), KEY_CHUNK):
         part = entries[start : start + KEY_CHUNK]
-        kept = infos[start : start + KEY_CHUNK]
-        wanted = [
-            e.uid for e, info in zip(part, kept, strict=True) if e.sort is None and info is None
-        ]
+        wanted = [e.uid for e in part if e.sort is None and e.info is None]
         stored = disk.load_infos(wanted) if wanted else {}
-        for entry, info in zip(part, kept, strict=True):
+        for entry in part:
             keys = entry.sort
             if keys is None:
-                info = _transient(info) if info is not None else stored.get(entry.uid)
+                kept = entry.info  # (``KeptInfos`` may drop it meanwhile: then the file)
+                info = _transient(kept) if kept is not None else stored.get(entry.uid)
                 if info is None:
                     try:
                         info = parse_message(disk.read(entry.path))
@@ -162,9 +157,6 @@ def sort_keys(
         time.sleep(0)  # the reactor thread's turn (the interpreter lock)
     columns = {name: [row[i] for row in rows] for name, i in zip(names, at, strict=True)}
     return SortKeys(present, columns)
-
-
-_READS = tuple(FIELDS[name] for name in SORT_KEYS)
 
 
 def _transient(info: MessageInfo) -> MessageInfo:

@@ -93,7 +93,7 @@ INLINE_STORE = 16
 reactor thread, when that waits for nothing (``MailboxDisk.set_flags_now``): a file rename
 and a commit without flush take some tens of microseconds, a thread's hand-off more, and
 more still while other sessions keep the reactor busy (a one-message STORE of the mixed
-bench at 20k: p50 5.2 ms in a thread, 3.1 ms here)."""
+bench at 20k: p50 5.1-5.3 ms in a thread, 3.3 ms here)."""
 PREPARE_AHEAD = 2
 """Messages of one batch (a MULTIAPPEND, a pipelined burst of APPENDs) written to ``tmp/``
 at once: one's parse overlaps another's fsync, and the other I/O threads stay free for
@@ -383,8 +383,7 @@ class MaildirMailbox(Listened):
         await self.ensure_loaded()
         entries = self._state.entries
         found = [entries[uid] for uid in uids if uid in entries]
-        kept = [entry.info for entry in found]
-        return await self.read_io(infos_sort_keys, self.disk, found, kept, names)
+        return await self.read_io(infos_sort_keys, self.disk, found, names)
 
     async def fetch_flags(self, uids: Sequence[int]) -> list[MessageMeta]:
         """``fetch()`` without loading the infos (IFlagsMailbox): FETCH FLAGS of every
