@@ -127,7 +127,10 @@ def test_sort_keys_are_read_aside_and_leave_the_kept_infos_undecoded(store: Stor
     resolve(inbox.fetch(uids[:2]))  # kept, as records not yet decoded
     db = sqlite3.connect(store.root() / INDEX)
     with db:
-        db.execute("UPDATE message SET info = NULL, heads = NULL WHERE uid = ?", (uids[4],))
+        db.execute(
+            "UPDATE message SET info = NULL, heads = NULL, sorting = NULL WHERE uid = ?",
+            (uids[4],),
+        )
     db.close()
     names = ("DATE", "SUBJECT", "REFERENCES", "FROM")
     got = resolve(inbox.sort_keys([*uids, uids[-1] + 1], names))

@@ -38,7 +38,14 @@ from mailserv.backends.maildir.files import (
     read_crlf,
     write_file,
 )
-from mailserv.backends.maildir.index import Index, flag_set, infos_of, missing_texts, texts_of
+from mailserv.backends.maildir.index import (
+    Index,
+    flag_set,
+    infos_of,
+    missing_texts,
+    sorting_of,
+    texts_of,
+)
 from mailserv.backends.maildir.keywords import Keywords
 from mailserv.backends.maildir.pending import Look
 from mailserv.backends.maildir.perms import PRIVATE, Permissions
@@ -548,6 +555,11 @@ class MailboxDisk:
         # Records of an older layout are left out: the caller parses those messages again.
         return {uid: found.lazy() for uid, found in stored.items() if is_current(found.info)}
 
+    def load_sorting(self, uids: Sequence[int]) -> dict[int, bytes]:
+        """The ``sorting`` values the index holds for ``uids`` (see ``sortrow``)."""
+        with self.index.reading() as db:
+            return sorting_of(db, uids)
+
     def read(self, relative: str) -> bytes:
         try:
             return read_crlf(self.path(relative))
@@ -589,6 +601,10 @@ class MailboxDisk:
     def store_info(self, uid: int, info: MessageInfo) -> None:
         with self.index.transaction():
             self.index.set_info(uid, dumps(info))
+
+    def store_sorting(self, rows: Sequence[tuple[int, bytes]]) -> None:
+        with self.index.transaction():
+            self.index.fill_sorting(rows)
 
     # -- housekeeping ---------------------------------------------------------------------
 

@@ -24,13 +24,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from twisted.logger import Logger
 
 from mailserv.backends.kit.changes import Flagged
 from mailserv.backends.kit.words import indexable
-from mailserv.backends.maildir import snapshot, words
+from mailserv.backends.maildir import snapshot, sortrow, words
 from mailserv.backends.maildir.snapshot import Columns
 from mailserv.backends.maildir.textrow import TextRow, blob
 from mailserv.message import heads, store
@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS message (
     date INTEGER NOT NULL,
     tz INTEGER NOT NULL,
     info BLOB,
-    heads BLOB
+    heads BLOB,
+    sorting BLOB
 );
 CREATE TABLE IF NOT EXISTS flag (
     uid INTEGER PRIMARY KEY,
@@ -123,7 +124,9 @@ without reading them, which took milliseconds at 20k messages.)
 ``flag``: each message's flags and modseq, apart from the wide rows with their infos (a
 STORE of 100k messages rewrites 100k short rows, not megabytes of infos).  ``renames``: the
 messages whose file names do not carry their flags yet, with the name each file has (its
-shape: see ``renamer``)."""
+shape: see ``renamer``).  ``message.heads`` and ``message.sorting``: what FETCH of the
+headers and what SORT and THREAD read of a record, kept apart when it enters the index
+(``mailserv.message.heads``, ``sortrow``)."""
 
 
 @dataclass(slots=True)
@@ -194,7 +197,8 @@ class Index:
         db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
         db.executescript(_SCHEMA)
         _convert(db, self.path)
-        _add_heads(db)
+        _add_column(db, "heads")
+        _add_column(db, "sorting")
         db.execute(_META_INDEX)
         db.execute(snapshot.SCHEMA)
         try:
@@ -490,9 +494,12 @@ class Index:
         """New messages with their infos and search rows (None: made later, by a backfill)."""
         rows = list(rows)
         self.db.executemany(
-            "INSERT OR REPLACE INTO message (uid, base, size, date, tz, info, heads) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(r.uid, r.base, r.size, r.date, r.tz, info, _heads(info)) for r, info, _ in rows],
+            "INSERT OR REPLACE INTO message (uid, base, size, date, tz, info, heads, sorting) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (r.uid, r.base, r.size, r.date, r.tz, info, _heads(info), sortrow.of_record(info))
+                for r, info, _ in rows
+            ],
         )
         self.db.executemany(
             "INSERT OR REPLACE INTO flag (uid, flags, modseq) VALUES (?, ?, ?)",
@@ -665,7 +672,15 @@ class Index:
 
     def set_info(self, uid: int, info: bytes) -> None:
         self.db.execute(
-            "UPDATE message SET info = ?, heads = ? WHERE uid = ?", (info, _heads(info), uid)
+            "UPDATE message SET info = ?, heads = ?, sorting = ? WHERE uid = ?",
+            (info, _heads(info), sortrow.of_record(info), uid),
+        )
+
+    def fill_sorting(self, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Give rows written before ``sorting`` was kept their value (``sortrow``)."""
+        self.db.executemany(
+            "UPDATE message SET sorting = ? WHERE uid = ? AND sorting IS NULL",
+            [(value, uid) for uid, value in rows],
         )
 
     def expunge(self, uids: Sequence[int], modseq: int) -> None:
@@ -706,14 +721,14 @@ def _convert(db: sqlite3.Connection, path: str) -> None:
     _change_layout(db, lambda: "flags" in _columns(db), convert)
 
 
-def _add_heads(db: sqlite3.Connection) -> None:
-    """An index made before ``heads`` were kept gets the column (its rows keep NULL: their
-    FETCH reads the record, as before)."""
+def _add_column(db: sqlite3.Connection, name: str) -> None:
+    """An index made before ``heads`` or ``sorting`` were kept gets the column (its rows
+    keep NULL: they are read from the record, as before)."""
 
     def add() -> None:
-        db.execute("ALTER TABLE message ADD COLUMN heads BLOB")
+        db.execute(f"ALTER TABLE message ADD COLUMN {name} BLOB")
 
-    _change_layout(db, lambda: "heads" not in _columns(db), add)
+    _change_layout(db, lambda: name not in _columns(db), add)
 
 
 def _change_layout(
@@ -805,24 +820,34 @@ class Stored(NamedTuple):
 
 
 def infos_of(db: sqlite3.Connection, uids: Sequence[int]) -> dict[int, Stored]:
-    found: dict[int, Stored] = {}
+    return {
+        uid: Stored(info, kept)
+        for uid, info, kept in _rows_of(db, "info, heads", uids)
+        if info is not None
+    }
+
+
+def sorting_of(db: sqlite3.Connection, uids: Sequence[int]) -> dict[int, bytes]:
+    """The ``sorting`` values of ``uids`` (rows with NULL left out)."""
+    return {uid: value for uid, value in _rows_of(db, "sorting", uids) if value is not None}
+
+
+def _rows_of(db: sqlite3.Connection, columns: str, uids: Sequence[int]) -> Iterator[Any]:
+    """``uid, columns`` of the rows of ``uids``: one range read when they are close."""
     if not uids:
-        return found
+        return
     low, high = min(uids), max(uids)
     wanted = set(uids)
     if high - low < 4 * len(wanted):
         rows = db.execute(
-            "SELECT uid, info, heads FROM message WHERE uid BETWEEN ? AND ?", (low, high)
+            f"SELECT uid, {columns} FROM message WHERE uid BETWEEN ? AND ?", (low, high)
         )
     else:
         marks = ",".join("?" * len(wanted))
         rows = db.execute(
-            f"SELECT uid, info, heads FROM message WHERE uid IN ({marks})", tuple(wanted)
+            f"SELECT uid, {columns} FROM message WHERE uid IN ({marks})", tuple(wanted)
         )
-    for uid, info, kept in rows:
-        if uid in wanted and info is not None:
-            found[uid] = Stored(info, kept)
-    return found
+    yield from (row for row in rows if row[0] in wanted)
 
 
 class _Transaction:

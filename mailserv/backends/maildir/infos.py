@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from mailserv.backends.maildir import sortrow
 from mailserv.backends.maildir.filenames import saved_seconds
 from mailserv.backends.maildir.records import Entry, file_date
 from mailserv.interfaces import SORT_KEYS, MessageMeta, SortKeys
@@ -124,9 +125,14 @@ def flag_metas(entries: Sequence[Entry]) -> list[MessageMeta]:
 _READS = tuple(FIELDS[name] for name in SORT_KEYS)
 
 
-def sort_keys(disk: MailboxDisk, entries: Sequence[Entry], names: Sequence[str]) -> SortKeys:
-    """An I/O task: SORT's and THREAD's keys ``names`` of ``entries``, from the info an
-    entry keeps, else the index, else the file (a message whose file is gone is left out).
+def sort_keys(
+    disk: MailboxDisk, entries: Sequence[Entry], names: Sequence[str]
+) -> tuple[SortKeys, list[tuple[int, bytes]]]:
+    """An I/O task: SORT's and THREAD's keys ``names`` of ``entries``, from the keys an
+    entry keeps, else the index's ``sorting`` column (``sortrow``), else the entry's info,
+    the index's record or the file (a message whose file is gone is left out).  Also the
+    ``sorting`` values of the rows that had none (written before it was kept), for the
+    caller to store.
 
     Each entry keeps all its keys once they were read (``Entry.sort``: a few hundred
     bytes, no objects for the collector to walk), and what was decoded for them dies at
@@ -136,27 +142,38 @@ def sort_keys(disk: MailboxDisk, entries: Sequence[Entry], names: Sequence[str])
     at = [SORT_KEYS.index(name) for name in names]
     present: list[int] = []
     rows: list[tuple[object, ...]] = []
+    owed: list[tuple[int, bytes]] = []
     for start in range(0, len(entries), KEY_CHUNK):
         part = entries[start : start + KEY_CHUNK]
-        wanted = [e.uid for e in part if e.sort is None and e.info is None]
+        lacking = [e.uid for e in part if e.sort is None]
+        kept_rows = disk.load_sorting(lacking) if lacking else {}
+        missing = set(lacking).difference(kept_rows)
+        wanted = [e.uid for e in part if e.uid in missing and e.info is None]
         stored = disk.load_infos(wanted) if wanted else {}
         for entry in part:
             keys = entry.sort
             if keys is None:
-                kept = entry.info  # (``KeptInfos`` may drop it meanwhile: then the file)
-                info = _transient(kept) if kept is not None else stored.get(entry.uid)
-                if info is None:
-                    try:
-                        info = parse_message(disk.read(entry.path))
-                    except FileNotFoundError:
-                        continue
-                view = NamedMeta(entry, info)
-                keys = entry.sort = tuple(read(view) for read in _READS)
+                value = kept_rows.get(entry.uid)
+                if value is not None:
+                    keys = sortrow.keys(value, float(entry.stamp), entry.size)
+                if keys is None:
+                    kept = entry.info  # (``KeptInfos`` may drop it meanwhile: then the file)
+                    info = _transient(kept) if kept is not None else stored.get(entry.uid)
+                    if info is None:
+                        try:
+                            info = parse_message(disk.read(entry.path))
+                        except FileNotFoundError:
+                            continue
+                    if value is None:
+                        owed.append((entry.uid, sortrow.dump(info)))
+                    view = NamedMeta(entry, info)
+                    keys = tuple(read(view) for read in _READS)
+                entry.sort = keys
             present.append(entry.uid)
             rows.append(keys)
         time.sleep(0)  # the reactor thread's turn (the interpreter lock)
     columns = {name: [row[i] for row in rows] for name, i in zip(names, at, strict=True)}
-    return SortKeys(present, columns)
+    return SortKeys(present, columns), owed
 
 
 def _transient(info: MessageInfo) -> MessageInfo:

@@ -74,6 +74,9 @@ if TYPE_CHECKING:
 
 _log = Logger()
 
+FILL_SORTING = 2000
+"""Rows given their ``sorting`` value in one transaction (``_store_sorting``)."""
+
 DEBOUNCE = 0.005
 """Seconds to gather a burst of file events into one scan."""
 SYNC_ROUNDS = 3
@@ -379,11 +382,26 @@ class MaildirMailbox(Listened):
         return metas(found, infos)
 
     async def sort_keys(self, uids: Sequence[int], names: Sequence[str]) -> SortKeys:
-        """Read in a thread, from the infos kept and the index (``infos.sort_keys``)."""
+        """Read in a thread, from the keys kept and the index (``infos.sort_keys``); the
+        index's rows that had no ``sorting`` value get theirs, in the lane."""
         await self.ensure_loaded()
         entries = self._state.entries
         found = [entries[uid] for uid in uids if uid in entries]
-        return await self.read_io(infos_sort_keys, self.disk, found, names)
+        keys, owed = await self.read_io(infos_sort_keys, self.disk, found, names)
+        if owed:
+            Deferred.fromCoroutine(self._store_sorting(owed)).addErrback(
+                lambda f: _log.failure("Keeping sort keys of {name} failed", f, name=self.name)
+            )
+        return keys
+
+    async def _store_sorting(self, rows: list[tuple[int, bytes]]) -> None:
+        """In transactions of ``FILL_SORTING`` rows: the lane's other tasks (a STORE) wait
+        for one at most."""
+        for start in range(0, len(rows), FILL_SORTING):
+            async with self.lane:
+                if self.closed:
+                    return
+                await self.io(self.disk.store_sorting, rows[start : start + FILL_SORTING])
 
     async def fetch_flags(self, uids: Sequence[int]) -> list[MessageMeta]:
         """``fetch()`` without loading the infos (IFlagsMailbox): FETCH FLAGS of every
