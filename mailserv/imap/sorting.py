@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Generator, Sequence
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from mailserv.imap import esearch
 from mailserv.imap.arguments import text_atom
@@ -85,7 +85,17 @@ def sort_order(criteria: Sequence[Criterion], keys: SortKeys) -> Work[list[int]]
     for start in range(0, count, CHUNK):
         positions.extend(row[-1] for row in ordered[start : start + CHUNK])  # type: ignore[misc]
         yield
+    yield from released(rows, ordered)
     return positions
+
+
+def picked(column: Sequence[int], order: Sequence[int]) -> Work[list[int]]:
+    """``[column[i] for i in order]``, a chunk at a time."""
+    out: list[int] = []
+    for start in range(0, len(order), CHUNK):
+        out.extend(column[i] for i in order[start : start + CHUNK])
+        yield
+    return out
 
 
 def _reversed(column: Sequence[Key]) -> Work[list[Key]]:
@@ -120,6 +130,15 @@ def sorted_slices(items: list[T]) -> Work[list[T]]:
         if not count % CHUNK:
             yield
     return out
+
+
+def released(*lists: list[Any]) -> Work[None]:
+    """Empty ``lists`` (in place) a chunk at a time: the last references to 100k tuples
+    dropped at once freed them in one go, 10-14 ms of a reactor turn."""
+    for items in lists:
+        while items:
+            del items[-CHUNK:]
+            yield
 
 
 async def matching(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from mailserv.imap.sorting import CHUNK, Work, sorted_slices
+from mailserv.imap.sorting import CHUNK, Work, released, sorted_slices
 
 STEP = 256
 """Messages or nodes handled between two yields where each costs some microseconds (a
@@ -85,6 +85,7 @@ def ordered_subject(messages: Sequence[Message]) -> Work[bytes]:
             out.append(b"(%d " % first + b"".join(b"(%d)" % n for n in rest) + b")")
         if not count % STEP:
             yield
+    yield from released(keyed, rows, groups, firsts)
     return b"".join(out)
 
 
@@ -102,7 +103,20 @@ def references(messages: Sequence[Message]) -> Work[bytes]:
     roots = yield from _sort_siblings(roots, messages)  # (4), dummies by their first child
     roots = yield from _merge_subjects(roots, messages)
     roots = yield from _sort_all(roots, messages)  # (6)
-    return (yield from _format(roots, messages))
+    answer = yield from _format(roots, messages)
+    roots.clear()
+    yield from _unlinked(nodes)
+    return answer
+
+
+def _unlinked(nodes: list[_Node]) -> Work[None]:
+    """Free the tree a chunk at a time: a child's link to its parent makes a cycle, which
+    would be left to the collector's full passes (and those the nodes all at once)."""
+    for start in range(0, len(nodes), CHUNK):
+        for node in nodes[start : start + CHUNK]:
+            node.parent = None
+        yield
+    yield from released(nodes)
 
 
 def _link(messages: Sequence[Message]) -> Work[list[_Node]]:
@@ -223,6 +237,7 @@ def _by_date(nodes: list[_Node], messages: Sequence[Message]) -> Work[list[_Node
     for start in range(0, len(ordered), CHUNK):
         out.extend(row[2] for row in ordered[start : start + CHUNK])
         yield
+    yield from released(rows, ordered)
     return out
 
 

@@ -123,6 +123,8 @@ def flag_metas(entries: Sequence[Entry]) -> list[MessageMeta]:
 
 
 _READS = tuple(FIELDS[name] for name in SORT_KEYS)
+COLUMN_CHUNK = 4096
+"""Values of a column gathered between two turns the thread gives the reactor."""
 
 
 def sort_keys(
@@ -172,7 +174,12 @@ def sort_keys(
             present.append(entry.uid)
             rows.append(keys)
         time.sleep(0)  # the reactor thread's turn (the interpreter lock)
-    columns = {name: [row[i] for row in rows] for name, i in zip(names, at, strict=True)}
+    columns: dict[str, list[object]] = {}
+    for name, i in zip(names, at, strict=True):
+        column = columns[name] = []
+        for start in range(0, len(rows), COLUMN_CHUNK):
+            column.extend(row[i] for row in rows[start : start + COLUMN_CHUNK])
+            time.sleep(0)
     return SortKeys(present, columns), owed
 
 

@@ -20,6 +20,7 @@ from mailserv.imap.sorting import (
     criteria_args,
     matching,
     parse_criteria,
+    picked,
     sort_order,
     write_numbers,
 )
@@ -46,7 +47,7 @@ async def _sort(
     slices = TimeSlices(session.services.turns)
     order = await slices.run(sort_order(criteria, keys))
     column = keys.uids if command.uid else seqs
-    numbers = [column[i] for i in order]
+    numbers = await slices.run(picked(column, order))
     await esearch.found(session, command, options, numbers, program)
     if options is None:
         await write_numbers(session, b"* SORT", numbers)

@@ -14,7 +14,14 @@ from mailserv.imap.commands.messages import search_program, view_of
 from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.session import Session
-from mailserv.imap.sorting import CHUNK, THREAD_KEYS, Work, criteria_args, matching
+from mailserv.imap.sorting import (
+    CHUNK,
+    THREAD_KEYS,
+    Work,
+    criteria_args,
+    matching,
+    released,
+)
 from mailserv.imap.threads import Message, ordered_subject, references
 from mailserv.interfaces import SortKeys
 from mailserv.slicing import TimeSlices
@@ -38,6 +45,7 @@ async def thread(session: Session, command: Command) -> Reply:
     slices = TimeSlices(session.services.turns)
     messages = await slices.run(_messages(keys.uids if command.uid else seqs, keys))
     threads = await slices.run(algorithm(messages))
+    await slices.run(released(messages))  # type: ignore[arg-type]
     session.write(b"* THREAD " + threads + b"\r\n" if threads else b"* THREAD\r\n")
     return Reply()
 
