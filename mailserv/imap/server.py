@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from OpenSSL import SSL
 from twisted.internet import defer
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -217,6 +218,8 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         if not self._corked or len(data) >= _WRITE_CHUNK:
             self.flush_output()
             self.transport.write(data)
+            if not self._corked:
+                self._push()  # an IDLE update, a continuation request: the client waits
             return
         self._out.append(data)
         self._out_size += len(data)
@@ -232,6 +235,27 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self._out_size = 0
         if self.transport is not None:
             self.transport.write(data)
+
+    def _push(self) -> None:
+        """Send what the transport holds now, when a reply or an update is complete.  It
+        would otherwise wait for the reactor's next look at the sockets, after the sliced
+        work of other sessions due first: another session's THREAD of 100k held this
+        session's answers one slice longer, 6.5 ms (p50) instead of 2.8.  Only plain
+        states: a connection closing, or whose client does not read, is left to the
+        reactor, and so is a compressed one (its ``DeflatingTransport`` flushes later)."""
+        low = self.transport
+        for _ in range(3):  # TLS's protocol wrapper, then the socket
+            if isinstance(low, FileDescriptor):
+                break
+            low = getattr(low, "transport", None)
+        if (
+            isinstance(low, FileDescriptor)
+            and low.connected
+            and not low.disconnecting
+            and not low.producerPaused
+            and low._tempDataLen
+        ):
+            low.doWrite()  # an error is the reactor's to see at its next look
 
     def pauseProducing(self) -> None:
         self._write_paused = True
@@ -392,6 +416,7 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         updates) go out at once.
         """
         self.flush_output()
+        self._push()
         corked, self._corked = self._corked, False
         self.framer.set_line_mode(True)
         self._line_waiter = defer.Deferred()
@@ -442,6 +467,8 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
                     in_flight.end()
                     self._corked = False
                     self.flush_output()
+                    if not self._queue:
+                        self._push()
                 if self._bye_pending is not None and not self.ended:
                     self._say_bye(self._bye_pending)
         finally:
