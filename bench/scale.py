@@ -152,6 +152,12 @@ def single_commands(
         ("SEARCH SINCE 1-Jun-2021", lambda: "SEARCH SINCE 1-Jun-2021", 0.020, repeat),
         ("SEARCH TEXT zebra", lambda: "SEARCH TEXT zebra", 0.050, repeat),
         ("SEARCH BODY migration", lambda: "SEARCH BODY migration", 0.050, repeat),
+        ("SORT (DATE) UTF-8 ALL", lambda: "SORT (DATE) UTF-8 ALL", None, repeat),
+        ("SORT (REVERSE SUBJECT) UTF-8 ALL",
+         lambda: "SORT (REVERSE SUBJECT) UTF-8 ALL", None, repeat),
+        ("THREAD REFERENCES UTF-8 ALL", lambda: "THREAD REFERENCES UTF-8 ALL", None, repeat),
+        ("THREAD ORDEREDSUBJECT UTF-8 ALL",
+         lambda: "THREAD ORDEREDSUBJECT UTF-8 ALL", None, repeat),
     ]  # fmt: skip
     try:
         for label, command, target, runs in commands:
@@ -170,9 +176,12 @@ def single_commands(
                 waited += probe.during(start, time.perf_counter())
             median = statistics.median(took)
             p99 = percentile(waited, 0.99) if waited else 0.0
+            figure = f"p50 {ms(median)}; probe NOOP p99 {ms(p99)} (n={len(waited)})"
+            if target is None:  # no target for the command itself, only for the others
+                rows.append(Row(f"{label} (x{runs})", figure, "probe <= 20 ms", p99 <= 0.020))
+                continue
             rows.append(
-                Row(f"{label} (x{runs})",
-                    f"p50 {ms(median)}; probe NOOP p99 {ms(p99)} (n={len(waited)})",
+                Row(f"{label} (x{runs})", figure,
                     f"<= {ms(target)}, probe <= 20 ms", median <= target and p99 <= 0.020)
             )  # fmt: skip
     finally:
