@@ -212,6 +212,15 @@ class SortKeys:
 
 
 @dataclass(frozen=True, slots=True)
+class Narrowed:
+    """A search's answer that is not final: the matches are among ``uids`` (ascending),
+    and the engine evaluates the query on those alone (an index that holds a superset's
+    test but not the exact one: HEADER of a field it does not keep)."""
+
+    uids: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
 class StoreResult:
     """``changed``: messages whose flags changed; ``failed``: UIDs refused by UNCHANGEDSINCE;
     ``unchanged``: the flags and modseqs of the other messages of the STORE still there, when
@@ -537,12 +546,15 @@ class ISearchableMailbox(IMailbox):
     correct, if slower.
     """
 
-    def search(query: SearchProgram, uids: Sequence[int]) -> Awaitable[Sequence[int] | None]:  # type: ignore[empty-body]
+    def search(
+        query: SearchProgram, uids: Sequence[int]
+    ) -> Awaitable[Sequence[int] | Narrowed | None]:  # type: ignore[empty-body]
         """The UIDs among ``uids`` that match ``query``, or None to let the engine evaluate it.
 
         ``query`` is a :mod:`mailserv.search` tree without session state: sequence numbers
         and RECENT have been turned into ``UidIn`` sets.  A backend may answer the queries
-        it can and decline (None) the rest.
+        it can and decline (None) the rest, or narrow them down (:class:`Narrowed`: the
+        engine evaluates the query on the messages it lists).
         """
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from mailserv.interfaces import SEEN, IMailbox, ISearchableMailbox
+from mailserv.interfaces import SEEN, IMailbox, ISearchableMailbox, Narrowed
 from mailserv.syntax.sequences import SequenceSet
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "SizeCompare",
     "StringField",
     "UidIn",
+    "backend_narrowing",
     "backend_search",
     "walk",
 ]
@@ -245,7 +246,17 @@ async def backend_search(
     mailbox: IMailbox, query: SearchProgram, uids: Sequence[int]
 ) -> Sequence[int] | None:
     """The mailbox's own answer to ``query`` among ``uids``; None when it has no search of
-    its own (it does not provide ``ISearchableMailbox``) or declines this query."""
+    its own (it does not provide ``ISearchableMailbox``), declines this query, or only
+    narrows it down (see :func:`backend_narrowing`)."""
+    found = await backend_narrowing(mailbox, query, uids)
+    return None if isinstance(found, Narrowed) else found
+
+
+async def backend_narrowing(
+    mailbox: IMailbox, query: SearchProgram, uids: Sequence[int]
+) -> Sequence[int] | Narrowed | None:
+    """:func:`backend_search`, with the answers that only narrow the query down (the
+    caller evaluates it on the messages a :class:`Narrowed` lists)."""
     if not ISearchableMailbox.providedBy(mailbox):
         return None
     searchable: ISearchableMailbox = ISearchableMailbox(mailbox)

@@ -67,6 +67,7 @@ from mailserv.backends.maildir.textrow import TextRow, text_row
 from mailserv.backends.maildir.uidlist import UidList
 from mailserv.backends.maildir.watch import FLAGS_NOTICE
 from mailserv.errors import MailboxNotFound
+from mailserv.interfaces import Narrowed
 from mailserv.message.info import MessageInfo
 from mailserv.message.lazyinfo import is_current, record_of
 from mailserv.message.parse import parse_message
@@ -521,10 +522,10 @@ class MailboxDisk:
 
     def search(
         self, query: SearchProgram, uids: Sequence[int], flag_names: Collection[str]
-    ) -> list[int] | None:
+    ) -> list[int] | Narrowed | None:
         """From the index (any thread).  A :func:`~mailserv.backends.kit.keptanswers.
         stable` query's answer is kept, and given again while the index holds the same
-        messages (:func:`_tag`, read in the same snapshot)."""
+        messages (:func:`_tag`, read in the same snapshot); one only narrowed down is not."""
         with self.index.reading() as db:
             if not uids or not stable(query.key):
                 return search.run(db, query, uids, flag_names, self.index.fulltext)
@@ -534,9 +535,12 @@ class MailboxDisk:
             found = self.kept.get(key, tag)
             if found is None:
                 whole = range(uids[0], uids[-1] + 1)
-                found = search.run(db, query, whole, flag_names, self.index.fulltext)
-                if found is None:
+                answer = search.run(db, query, whole, flag_names, self.index.fulltext)
+                if answer is None:
                     return None
+                if isinstance(answer, Narrowed):
+                    return Narrowed(among(answer.uids, uids))
+                found = answer
                 if _complete(db):
                     self.kept.put(key, tag, found)
             return among(found, uids)

@@ -60,6 +60,7 @@ from mailserv.interfaces import (
     ISortKeysMailbox,
     MailboxStatus,
     MessageMeta,
+    Narrowed,
     NewMessage,
     SortKeys,
     StoreMode,
@@ -448,9 +449,12 @@ class MaildirMailbox(Listened):
                     await self._resync()
         raise KeyError(uid)
 
-    async def search(self, query: SearchProgram, uids: Sequence[int]) -> Sequence[int] | None:
+    async def search(
+        self, query: SearchProgram, uids: Sequence[int]
+    ) -> Sequence[int] | Narrowed | None:
         """From the index, in a thread; None (the engine evaluates) for what it cannot
-        answer, and for texts while the index of this mailbox is being built."""
+        answer, and for texts while the index of this mailbox is being built; HEADER of
+        fields the index does not keep is narrowed down (``search``)."""
         await self.ensure_loaded()
         found = self._state.quick_search(query.key, uids)
         if found is not None:

@@ -14,13 +14,22 @@ The texts of messages gone stay in the indexes a while (``forgetting``): a TEXT 
 alone leaves them out, other queries find only the UIDs of ``message``.
 The rows whose texts SQLite cannot hold as text are compared as bytes in ``search``.
 
-Keys the index cannot answer exactly (HEADER of other fields, sequence numbers, huge UID
-lists, very deep trees, texts while the index of a mailbox is still being built) make
-:func:`run` return None: the engine evaluates the query itself.
+HEADER of the fields ``search`` does not keep is narrowed down: a message whose field
+holds the needle has it in its decoded header too (``texts.header`` holds every field as
+``name: value``, case-folded as the evaluator's values), and one that has the field has its
+name at the start of a line there.  :func:`run` then gives those messages as
+:class:`~mailserv.interfaces.Narrowed`, for the engine to read and evaluate them alone
+(a HEADER Message-ID search of 100k messages read every file: 15 s).  Not under a NOT: the
+complement of a superset is no superset.
+
+Keys the index cannot answer at all (sequence numbers, huge UID lists, very deep trees,
+texts while the index of a mailbox is still being built) make :func:`run` return None: the
+engine evaluates the query itself.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Collection, Sequence
 from datetime import date
@@ -31,7 +40,7 @@ from mailserv.backends.kit import words as vocabulary
 from mailserv.backends.kit.words import exact, indexable
 from mailserv.backends.maildir import words
 from mailserv.backends.maildir.textrow import blob
-from mailserv.interfaces import SYSTEM_FLAGS
+from mailserv.interfaces import SYSTEM_FLAGS, Narrowed
 from mailserv.message.addresses import SEPARATOR
 from mailserv.search import (
     All,
@@ -78,6 +87,8 @@ _HEADER_LINE_COLUMNS = {
 _TEXT_COLUMNS = {StringField.BODY: ("body",), StringField.TEXT: ("header", "body")}
 _ADDRESSES = frozenset({"s.from_", "s.to_", "s.cc", "s.bcc", "s.hfrom", "s.hto", "s.hcc", "s.hbcc"})
 _OPERATORS = {DateOp.BEFORE: "<", DateOp.ON: "=", DateOp.SINCE: ">="}
+_FIELD_NAME = re.compile(r"[!-9;-~]+")
+"""A header field name (RFC 5322: printable ASCII but the colon)."""
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
 _LOCAL = "(m.date + 60 * m.tz)"
 """The internal date's wall-clock seconds in its own offset: its calendar day is the floor
@@ -105,8 +116,9 @@ def run(
     uids: Sequence[int],
     flag_names: Collection[str],
     fulltext: bool,
-) -> list[int] | None:
-    """The UIDs among ``uids`` (ascending) that match, or None to decline (any thread).
+) -> list[int] | Narrowed | None:
+    """The UIDs among ``uids`` (ascending) that match, those among which the matches are
+    (:class:`Narrowed`), or None to decline (any thread).
 
     ``flag_names``: every flag spelling stored in the mailbox (or more); ``fulltext``:
     whether the index has its ``fulltext`` table.
@@ -144,10 +156,10 @@ def run(
     # One string, not a row per match: four times faster when most messages match.
     (listed,) = db.execute(statement, params).fetchone()
     found = sorted(uidlist.numbers(listed or ""))
-    if len(uids) == uids[-1] - uids[0] + 1:
-        return found  # every UID of the range is the session's
-    wanted = set(uids)
-    return [uid for uid in found if uid in wanted]
+    if len(uids) != uids[-1] - uids[0] + 1:  # else every UID of the range is the session's
+        wanted = set(uids)
+        found = [uid for uid in found if uid in wanted]
+    return Narrowed(found) if sql.narrowed else found
 
 
 class _Sql:
@@ -169,6 +181,10 @@ class _Sql:
         """Whether the query reads ``search`` (joined to ``message``)."""
         self.flagged = False
         """Whether it reads ``flag``."""
+        self.narrowed = False
+        """Whether the query's answer is a superset, for the engine to evaluate."""
+        self.negated = 0
+        """NOTs around the key being translated."""
 
     def bind(self, value: Any) -> str:
         self.params.append(value)
@@ -205,7 +221,11 @@ class _Sql:
                 self.flagged = True
                 return f"f.modseq >= {self.bind(modseq)}"
             case Not(key=inner):
-                return f"NOT ({self.key(inner, depth + 1)})"
+                self.negated += 1
+                try:
+                    return f"NOT ({self.key(inner, depth + 1)})"
+                finally:
+                    self.negated -= 1
             case Or(left=left, right=right):
                 return f"({self.key(left, depth + 1)} OR {self.key(right, depth + 1)})"
             case And(keys=keys):
@@ -233,8 +253,8 @@ class _Sql:
         column = _FIELD_COLUMNS.get(key.field)
         if key.field is StringField.HEADER:
             column = _HEADER_LINE_COLUMNS.get(key.header.lower()) if needle else None
-            if column is None:
-                raise Declined()  # other fields, or "has this header": the raw header
+            if column is None:  # other fields, or "has this header": the raw header
+                return self.header_candidates(key.header, needle)
         if not needle:
             return YES
         if column is not None:
@@ -244,6 +264,39 @@ class _Sql:
             return f"instr({column}, {self.bind(blob(needle))}) > 0"
         parts = self.texts(needle, _TEXT_COLUMNS[key.field])
         return "(" + " OR ".join(f"m.uid IN ({part})" for part in parts) + ")"
+
+    def header_candidates(self, name: str, needle: str) -> str:
+        """The messages that may have ``needle`` in a field ``name`` (any, if empty): those
+        with the needle in their decoded header and the name at the start of one of its
+        lines there (or an empty header: one the decoder gave up on)."""
+        if self.negated:
+            raise Declined()
+        tests = []
+        if needle:
+            parts = self.texts(needle, ("header",))
+            parts.append("SELECT o.uid FROM search o WHERE o.header = X''")
+            if self.fulltext:
+                parts.append("SELECT t.uid FROM texts t WHERE t.header = ''")
+            tests.append("(" + " OR ".join(f"m.uid IN ({part})" for part in parts) + ")")
+        if _FIELD_NAME.fullmatch(name):
+            # Read for the rows the needle left (SQLite's AND goes on only when true).
+            # (Placeholders are bound in the order they appear in the text.)
+            line = "\n" + name.lower() + ":"
+            rows = []
+            if self.fulltext:
+                rows.append(
+                    f"(SELECT instr(char(10) || t.header, {self.bind(line)}) > 0 "
+                    "OR t.header = '' FROM texts t WHERE t.uid = m.uid)"
+                )
+            rows.append(
+                f"(SELECT instr(X'0A' || o.header, {self.bind(blob(line))}) > 0 "
+                "OR o.header = X'' FROM search o WHERE o.uid = m.uid AND o.header IS NOT NULL)"
+            )
+            tests.append(f"coalesce({', '.join(rows)}, 1)")
+        if not tests:
+            raise Declined()
+        self.narrowed = True
+        return "(" + " AND ".join(tests) + ")"
 
     def texts(self, needle: str, columns: tuple[str, ...]) -> list[str]:
         """Statements whose ``uid`` rows together are the messages with ``needle`` in any

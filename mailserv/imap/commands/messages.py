@@ -25,9 +25,10 @@ from mailserv.interfaces import (
     FlagChange,
     FlagChangeColumns,
     MessageMeta,
+    Narrowed,
     StoreMode,
 )
-from mailserv.search import ModSeqAtLeast, SearchProgram, backend_search, walk
+from mailserv.search import ModSeqAtLeast, SearchProgram, backend_narrowing, walk
 from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.slicing import TimeSlices
@@ -247,7 +248,9 @@ async def search_uids(
     key = bind(program.key, view.uids, view.recent, view.saved)
     bound = SearchProgram(key, program.charset)
     uids = view.uids if among is None else among
-    found = await backend_search(box, bound, uids)
+    found = await backend_narrowing(box, bound, uids)
+    if isinstance(found, Narrowed):  # the matches are among these: evaluate them alone
+        uids, found = found.uids, None
     if found is None:
         slices = TimeSlices(session.services.turns)
         context = SearchContext(view.uids, view.recent, box.content, slices.pause)
