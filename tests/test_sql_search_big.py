@@ -17,7 +17,7 @@ from test_sql_backend import ATOMS, _fill, _program, _random_query, message, res
 
 from mailserv.backends.sql import SqlBackend, search
 from mailserv.backends.sql.db import Tx
-from mailserv.interfaces import StoreMode
+from mailserv.interfaces import Narrowed, StoreMode
 from mailserv.search import InternalSince, Not, SearchProgram
 from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
@@ -82,7 +82,11 @@ def test_whole_mailbox_answers_match_the_engine(
             got = resolve(box.search(bound, view))
             if got is None:
                 continue
-            assert got == _expected(box, view, bound), (text, view == whole)
+            expected = _expected(box, view, bound)
+            if isinstance(got, Narrowed):  # HEADER of another field: a superset
+                assert set(expected) <= set(got.uids), (text, view == whole)
+                got = _expected(box, list(got.uids), bound)
+            assert got == expected, (text, view == whole)
 
 
 class _Recording:

@@ -436,6 +436,18 @@ class TextSearch:
         test = " OR ".join(f"instr(t.{c}, {param(needle)}) > 0" for c in columns)
         return f"EXISTS (SELECT 1 FROM message_text t WHERE t.rowid = m.message_id AND ({test}))"
 
+    def has_field(self, name: str, param: Callable[[Any], str]) -> str:
+        """SQL for "the decoded header has a line starting with the field ``name``" (its
+        ``name: value`` lines, case-folded), or is empty (one the decoder gave up on): what
+        every message with that field passes."""
+        key = "t.message_id" if self.postgres else "t.rowid"
+        find = "strpos" if self.postgres else "instr"
+        line = "\n" + name.lower() + ":"
+        return (
+            f"EXISTS (SELECT 1 FROM message_text t WHERE {key} = m.message_id AND"
+            f" ({find}({param(chr(10))} || t.header, {param(line)}) > 0 OR t.header = ''))"
+        )
+
     def words(self, tx: Tx | None, needle: str) -> list[str] | None:
         """The indexed words containing ``needle`` when the word index can answer for it
         (there is one and it is complete, and they are neither none, as the needle may hold

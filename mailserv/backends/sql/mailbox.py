@@ -42,6 +42,7 @@ from mailserv.interfaces import (
     ISortKeysMailbox,
     MailboxStatus,
     MessageMeta,
+    Narrowed,
     NewMessage,
     SortKeys,
     StoreMode,
@@ -252,8 +253,11 @@ class SqlMailbox(Listened):
             total += size
         return window
 
-    async def search(self, query: SearchProgram, uids: Sequence[int]) -> list[int] | None:
-        """The common keys in SQL; None (the engine evaluates) for the rest.
+    async def search(
+        self, query: SearchProgram, uids: Sequence[int]
+    ) -> list[int] | Narrowed | None:
+        """The common keys in SQL, HEADER of other fields narrowed down; None (the engine
+        evaluates) for the rest.
 
         ``uids`` ascend (the session's view); they are matched against the rows in the
         query's thread, so nothing proportional to the mailbox runs on the reactor: a
@@ -278,6 +282,8 @@ class SqlMailbox(Listened):
             self._looked_at(sent, found.highestmodseq)
         if found.uids is not None and found.texts:
             self._texts_ready = True  # messages arriving from now on bring their texts
+        if found.narrowed and found.uids is not None:
+            return Narrowed(found.uids)
         return found.uids
 
     async def changes_since(self, modseq: int) -> Changes:

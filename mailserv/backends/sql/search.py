@@ -22,6 +22,7 @@ or none), two reads of the ``mail_day`` index.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ _HEADER_COLUMNS = {field.value.lower(): column for field, column in _TEXT_COLUMN
 _ADDRESS_COLUMNS = frozenset({"c.from_addr", "c.to_addr", "c.cc_addr", "c.bcc_addr"})
 """Columns of lines: the header text, then its addresses normalised (``search_field``)."""
 _DATE_OPS = {DateOp.BEFORE: "<", DateOp.ON: "=", DateOp.SINCE: ">="}
+_FIELD_NAME = re.compile(r"[!-9;-~]+")
+"""A header field name (RFC 5322: printable ASCII but the colon)."""
 _TRUE = "1 = 1"
 _FALSE = "1 = 0"
 
@@ -92,6 +95,8 @@ class Clause:
     content: bool = False
     texts: bool = False
     """Reads ``message_text``: answered only when the mailbox's texts are all there."""
+    narrowed: bool = False
+    """Its matches are a superset, for the engine to evaluate (HEADER of other fields)."""
     day: tuple[str, int] | None = None
     """A test of the internal date's day every match passes (the query's own, or one of
     its top-level AND's): the operator and the day, for the ``mail_day`` index."""
@@ -147,6 +152,7 @@ def translate(
     try:
         translator = _Translator(find, uids[-1] if uids else 0, clause, texts, tx)
         if isinstance(key, Not):  # the rows it leaves are the inner key's matches
+            translator.negated += 1
             inner = translator.key(key.key, 1)
             clause.sql = f"NOT ({inner})"
             clause.others = [Other(inner, tuple(clause.params))]
@@ -190,6 +196,8 @@ class _Translator:
         self.clause = clause
         self.texts = texts
         self.tx = tx
+        self.negated = 0
+        """NOTs around the key being translated."""
 
     def param(self, value: Any) -> str:
         self.clause.params.append(value)
@@ -219,7 +227,11 @@ class _Translator:
         if isinstance(key, ModSeqAtLeast):
             return f"m.modseq >= {self.param(key.modseq)}"
         if isinstance(key, Not):
-            return f"NOT ({self.key(key.key, depth + 1)})"
+            self.negated += 1
+            try:
+                return f"NOT ({self.key(key.key, depth + 1)})"
+            finally:
+                self.negated -= 1
         if isinstance(key, Or):
             left, right = self.key(key.left, depth + 1), self.key(key.right, depth + 1)
             return f"({left} OR {right})"
@@ -253,7 +265,7 @@ class _Translator:
         if column is None:
             if key.field in (StringField.BODY, StringField.TEXT):
                 return self.text(needle, key.field is StringField.TEXT)
-            raise _Decline()
+            return self.header_candidates(key.header, needle)
         if not needle:
             return _TRUE
         if "\x00" in needle:  # PostgreSQL's texts and parameters hold none
@@ -277,6 +289,23 @@ class _Translator:
         elif pattern is None:
             tests.append(f"{self.find}({column}, {self.param(needle)}) > 0")
         return tests[0] if len(tests) == 1 else "(" + " AND ".join(tests) + ")"
+
+    def header_candidates(self, name: str, needle: str) -> str:
+        """HEADER of a field without a column of its own, narrowed down: the messages with
+        the needle in their texts (header or body: a superset) and the field's name at the
+        start of a line of their decoded header.  Not under a NOT (the complement of a
+        superset is none)."""
+        if self.negated or self.texts is None:
+            raise _Decline()
+        tests = []
+        if needle:
+            tests.append(self.text(needle, True))
+        if _FIELD_NAME.fullmatch(name):
+            tests.append(self.texts.has_field(name, self.param))
+        elif not needle:
+            raise _Decline()
+        self.clause.texts = self.clause.narrowed = True
+        return "(" + " AND ".join(tests) + ")"
 
     def text(self, needle: str, whole: bool) -> str:
         if not needle:
@@ -335,6 +364,8 @@ class Answer:
     uids: list[int] | None
     texts: bool = False
     highestmodseq: int | None = None
+    narrowed: bool = False
+    """``uids`` are those among which the matches are (``Narrowed``)."""
 
 
 def _state(tx: Tx, box_id: int) -> tuple[Tag, int, int] | None:
@@ -375,7 +406,8 @@ def run(
     found, highest = _matching(tx, box_id, clause, uids, whole)
     if highest is None and state is not None:
         highest = state[2]
-    return Answer(found if whole else among(found, uids), clause.texts, highest)
+    found = found if whole else among(found, uids)
+    return Answer(found, clause.texts, highest, clause.narrowed)
 
 
 def _matching(
