@@ -19,6 +19,8 @@ from bench import messages
 from bench.harness import BackendSpec, RawClient, ServerProcess
 from mailserv.auth.portal import build_portal
 from mailserv.backends.memory import factory as memory
+from mailserv.backends.memory.mailbox import MemoryMailbox
+from mailserv.imap.commands import messages as commands
 from mailserv.imap.factory import IMAPServerFactory
 from mailserv.imap.settings import ServerSettings
 from mailserv.interfaces import MessageMeta
@@ -336,4 +338,54 @@ def test_commands_that_complete_at_once_leave_the_rest_of_the_input_to_a_later_t
         assert turns < 200
     tags = [line.split(b" ")[0] for line in transport.value().splitlines() if b" OK " in line]
     assert tags == [b"n%d" % i for i in range(count)]
+    protocol.connectionLost(None)
+
+
+def test_the_engines_evaluation_fetches_a_batch_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A query the backend leaves to the engine is evaluated over batches of
+    ``_SCAN_STEP`` messages, each freed before the next is fetched (one fetch of a whole
+    mailbox of 100k made objects freed in one reactor turn of 90-117 ms)."""
+    monkeypatch.setattr(commands, "_SCAN_STEP", 8)
+    asked: list[int] = []
+    fetch = MemoryMailbox.fetch
+
+    async def counted(self: MemoryMailbox, uids: list[int]) -> list[MessageMeta]:
+        asked.append(len(uids))
+        return await fetch(self, uids)
+
+    monkeypatch.setattr(MemoryMailbox, "fetch", counted)
+    reactor = Reactor()
+    checker = InMemoryUsernamePasswordDatabaseDontUse(ann=b"pw")
+    factory = IMAPServerFactory(
+        build_portal(memory.build({}, ".", reactor), checker),
+        ServerSettings(allow_plaintext_auth=True),
+        clock=reactor,
+        turns=Turns(reactor, timer=Ticking(0.0)),
+    )
+    protocol = factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 50000))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+
+    def command(line: bytes, tag: bytes) -> bytes:
+        protocol.dataReceived(line)
+        for _ in range(200):
+            if tag + b" OK" in transport.value():
+                break
+            reactor.turn()
+        out = transport.value()
+        transport.clear()
+        assert tag + b" OK" in out, out
+        return out
+
+    command(b"l LOGIN ann pw\r\n", b"l")
+    for n in range(30):
+        data = b"X-Seq: %d\r\nSubject: s\r\n\r\nbody\r\n" % n
+        command(b"a%d APPEND INBOX {%d+}\r\n%s\r\n" % (n, len(data), data), b"a%d" % n)
+    command(b"s SELECT INBOX\r\n", b"s")
+    asked.clear()
+    out = command(b"f SEARCH HEADER X-Seq 1\r\n", b"f")
+    assert b"* SEARCH 2 11 12 13 14 15 16 17 18 19 20 22" in out
+    assert asked and max(asked) <= 8 and sum(asked) == 30
     protocol.connectionLost(None)
