@@ -106,9 +106,16 @@ def _reversed(column: Sequence[Key]) -> Work[list[Key]]:
             out.extend(-value for value in column[start : start + CHUNK])  # type: ignore[operator]
             yield
         return out
-    distinct = yield from sorted_slices(list(set(column)))
-    rank = {value: -position for position, value in enumerate(distinct)}
-    yield
+    seen: set[Key] = set()
+    for start in range(0, len(column), CHUNK):
+        seen.update(column[start : start + CHUNK])
+        yield
+    distinct = yield from sorted_slices(list(seen))
+    seen.clear()
+    rank: dict[Key, int] = {}
+    for start in range(0, len(distinct), CHUNK):
+        rank.update((value, -at) for at, value in enumerate(distinct[start : start + CHUNK], start))
+        yield
     for start in range(0, len(column), CHUNK):
         out.extend(rank[value] for value in column[start : start + CHUNK])
         yield
