@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import imaplib
 import re
-import shutil
 import tempfile
 import threading
 import time
@@ -17,24 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from inprocess import InProcessServerTests
 from twisted.internet import defer, reactor, threads
 from twisted.internet.task import Clock, LoopingCall, deferLater
 from twisted.logger import capturedLogs
-from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from bench.harness import BackendSpec, ServerProcess
-from mailserv.auth.passwd import PasswdFile
-from mailserv.auth.schemes import hash_password
 from mailserv.backends.kit.textindex import TextIndex
 from mailserv.backends.maildir import mailbox as maildir_mailbox
 from mailserv.collector import CollectorPolicy, IQuiet, NoSessions, keep_out_of_sight
-from mailserv.config import Config
 from mailserv.delivery.deliver import Decision, DefaultPolicy, Envelope, IDeliveryPolicy
 from mailserv.delivery.service import deliverer_for
 from mailserv.imap.factory import CommandsInFlight
 from mailserv.slicing import Turns
-from mailserv.tap import build_server
 
 CHECK = 60.0
 
@@ -336,29 +331,12 @@ async def background_settled() -> None:
         await deferLater(reactor, 0.01, lambda: None)  # type: ignore[arg-type]
 
 
-class InFlightOverSocketsTests(TestCase):
+class InFlightOverSocketsTests(InProcessServerTests):
     """The factory counts a command while it runs (a LOGIN whose password is being
     checked), not while it waits for its client (IDLE); an LMTP delivery counts too."""
 
-    def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
-        return defer.Deferred.fromCoroutine(self._set_up())
-
-    async def _set_up(self) -> None:
+    async def before_start(self) -> None:
         await background_settled()  # what earlier tests of this process left running
-        data = Path(tempfile.mkdtemp(prefix="mailserv-inflight-"))
-        self.addCleanup(shutil.rmtree, data, True)
-        PasswdFile(data / "passwd").add_user("ann", hash_password(b"pw ann"))
-        self.parts = build_server(Config(data_dir=str(data), backend="memory"), reactor)  # type: ignore[arg-type]
-        self.port = reactor.listenTCP(0, self.parts.factory, interface="127.0.0.1")  # type: ignore[attr-defined]
-        self.addCleanup(self.port.stopListening)
-        await self.parts.backend.start()
-
-    def tearDown(self) -> defer.Deferred[None]:  # type: ignore[override]
-        async def stop() -> None:
-            await self.parts.factory.shutdown()
-            await self.parts.backend.stop()
-
-        return defer.Deferred.fromCoroutine(stop())
 
     def test_counted_while_running_not_while_waiting(self) -> defer.Deferred[None]:
         in_flight = self.parts.factory.in_flight

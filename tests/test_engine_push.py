@@ -6,41 +6,14 @@ reactor turn: by then nothing may be left in the transport's buffer."""
 
 from __future__ import annotations
 
-import shutil
 import socket
-import tempfile
-from pathlib import Path
 from typing import Any
 
+from inprocess import InProcessServerTests
 from twisted.internet import defer, reactor, threads
-from twisted.trial.unittest import TestCase
-
-from mailserv.auth.passwd import PasswdFile
-from mailserv.auth.schemes import hash_password
-from mailserv.config import Config
-from mailserv.tap import build_server
 
 
-class RepliesLeaveAtOnceTests(TestCase):
-    def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
-        return defer.Deferred.fromCoroutine(self._set_up())
-
-    async def _set_up(self) -> None:
-        data = Path(tempfile.mkdtemp(prefix="mailserv-push-"))
-        self.addCleanup(shutil.rmtree, data, True)
-        PasswdFile(data / "passwd").add_user("ann", hash_password(b"pw ann"))
-        self.parts = build_server(Config(data_dir=str(data), backend="memory"), reactor)  # type: ignore[arg-type]
-        self.port = reactor.listenTCP(0, self.parts.factory, interface="127.0.0.1")  # type: ignore[attr-defined]
-        self.addCleanup(self.port.stopListening)
-        await self.parts.backend.start()
-
-    def tearDown(self) -> defer.Deferred[None]:  # type: ignore[override]
-        async def stop() -> None:
-            await self.parts.factory.shutdown()
-            await self.parts.backend.stop()
-
-        return defer.Deferred.fromCoroutine(stop())
-
+class RepliesLeaveAtOnceTests(InProcessServerTests):
     def test_nothing_waits_in_the_buffer_after_a_reply(self) -> defer.Deferred[None]:
         left: list[tuple[bytes, int]] = []
         sampling = [True]
