@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -110,8 +110,11 @@ def test_the_column_gives_what_the_info_gives() -> None:
         expected = tuple(FIELDS[name](view) for name in SORT_KEYS)  # type: ignore[arg-type]
         assert sortrow.keys(sortrow.dump(info), when.timestamp(), len(data)) == expected
         assert sortrow.of_record(dumps(info)) == sortrow.dump(info)
+    odd = replace(parse_message(mail()[0]), base_subject="lone \ud83d")  # kept as written
+    assert sortrow.keys(sortrow.dump(odd), 0.0, 0)[5] == "lone \ud83d"  # type: ignore[index]
     assert sortrow.keys(b"not json", 0.0, 0) is None
     assert sortrow.keys(b"[1, 2]", 0.0, 0) is None
+    assert sortrow.keys(b'[null,"","","","","","","",5,false]', 0.0, 0) is None
     assert sortrow.of_record(b"MI0\n[]") is None
 
 
