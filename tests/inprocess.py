@@ -28,6 +28,12 @@ class InProcessServerTests(TestCase):
 
     async def _set_up(self) -> None:
         await self.before_start()
+        # Earlier tests of this process that used the shared reactor as a clock without
+        # running it (sessions on a StringTransport) leave their timeouts on it; trial would
+        # count them against this test (it cancels them too, and fails the test).
+        for call in reactor.getDelayedCalls():  # type: ignore[attr-defined]
+            if call.active():
+                call.cancel()
         data = Path(tempfile.mkdtemp(prefix="mailserv-inprocess-"))
         self.addCleanup(shutil.rmtree, data, True)
         PasswdFile(data / "passwd").add_user("ann", hash_password(b"pw ann"))
