@@ -45,7 +45,7 @@ async def thread(session: Session, command: Command) -> Reply:
     slices = TimeSlices(session.services.turns)
     messages = await slices.run(_messages(keys.uids if command.uid else seqs, keys))
     threads = await slices.run(algorithm(messages))
-    await slices.run(released(messages))  # type: ignore[arg-type]
+    await slices.run(released(messages))
     session.write(b"* THREAD " + threads + b"\r\n" if threads else b"* THREAD\r\n")
     return Reply()
 
