@@ -347,6 +347,7 @@ class MailboxDisk:
                         index_row(e),
                         record_of(item.info) if item.blob is None else item.blob,
                         item.texts,
+                        item.info,
                     )
                     for e, item in zip(entries, items, strict=True)
                 )

@@ -34,6 +34,7 @@ from mailserv.backends.maildir import snapshot, sortrow, words
 from mailserv.backends.maildir.snapshot import Columns
 from mailserv.backends.maildir.textrow import TextRow, blob
 from mailserv.message import heads, store
+from mailserv.message.info import MessageInfo
 from mailserv.message.lazyinfo import LazyInfo, is_current
 
 _log = Logger()
@@ -490,23 +491,27 @@ class Index:
         self.recent_floor = max(self.recent_floor, found, floor)
         return found
 
-    def insert(self, rows: Iterable[tuple[Row, bytes | None, TextRow | None]]) -> None:
-        """New messages with their infos and search rows (None: made later, by a backfill)."""
+    def insert(
+        self, rows: Iterable[tuple[Row, bytes | None, TextRow | None, MessageInfo | None]]
+    ) -> None:
+        """New messages with their records and search rows (None: made later, by a
+        backfill), and their infos when the caller has them (else the sort keys are read
+        from the record: one more decoding)."""
         rows = list(rows)
         self.db.executemany(
             "INSERT OR REPLACE INTO message (uid, base, size, date, tz, info, heads, sorting) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (r.uid, r.base, r.size, r.date, r.tz, info, _heads(info), sortrow.of_record(info))
-                for r, info, _ in rows
+                (r.uid, r.base, r.size, r.date, r.tz, kept, _heads(kept), _sorting(kept, info))
+                for r, kept, _, info in rows
             ],
         )
         self.db.executemany(
             "INSERT OR REPLACE INTO flag (uid, flags, modseq) VALUES (?, ?, ?)",
-            [(r.uid, _text(r.flags), r.modseq) for r, _, _ in rows],
+            [(r.uid, _text(r.flags), r.modseq) for r, *_ in rows],
         )
-        self._drop_texts([r.uid for r, _, texts in rows if texts is None])
-        self.set_texts((r.uid, texts) for r, _, texts in rows if texts is not None)
+        self._drop_texts([r.uid for r, _, texts, _ in rows if texts is None])
+        self.set_texts((r.uid, texts) for r, _, texts, _ in rows if texts is not None)
 
     def set_texts(self, rows: Iterable[tuple[int, TextRow]]) -> None:
         """(Re)place the search rows of these UIDs (inside a transaction)."""
@@ -750,6 +755,13 @@ def _change_layout(
 
 def _columns(db: sqlite3.Connection) -> set[str]:
     return {row[1] for row in db.execute("PRAGMA table_info(message)")}
+
+
+def _sorting(record: bytes | None, info: MessageInfo | None) -> bytes | None:
+    """The ``sorting`` column of a message (``sortrow``), from its info when given."""
+    if record is None or not is_current(record):
+        return None  # no record the index reads: the message is parsed again when wanted
+    return sortrow.of_record(record) if info is None else sortrow.dump(info)
 
 
 def _heads(info: bytes | None) -> bytes | None:

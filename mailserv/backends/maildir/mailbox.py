@@ -76,7 +76,7 @@ if TYPE_CHECKING:
 _log = Logger()
 
 FILL_SORTING = 2000
-"""Rows given their ``sorting`` value in one transaction (``_store_sorting``)."""
+"""Rows given their ``sorting`` value in one transaction (``sort_keys``)."""
 
 DEBOUNCE = 0.005
 """Seconds to gather a burst of file events into one scan."""
@@ -386,23 +386,12 @@ class MaildirMailbox(Listened):
         """Read in a thread, from the keys kept and the index (``infos.sort_keys``); the
         index's rows that had no ``sorting`` value get theirs, in the lane."""
         await self.ensure_loaded()
-        entries = self._state.entries
-        found = [entries[uid] for uid in uids if uid in entries]
-        keys, owed = await self.read_io(infos_sort_keys, self.disk, found, names)
-        if owed:
-            Deferred.fromCoroutine(self._store_sorting(owed)).addErrback(
-                lambda f: _log.failure("Keeping sort keys of {name} failed", f, name=self.name)
-            )
+        keys, owed = await self.read_io(
+            infos_sort_keys, self.disk, self._state.entries, list(uids), names
+        )
+        for start in range(0, len(owed), FILL_SORTING):  # the lane's others wait for one
+            self._in_lane_later(self.disk.store_sorting, owed[start : start + FILL_SORTING])
         return keys
-
-    async def _store_sorting(self, rows: list[tuple[int, bytes]]) -> None:
-        """In transactions of ``FILL_SORTING`` rows: the lane's other tasks (a STORE) wait
-        for one at most."""
-        for start in range(0, len(rows), FILL_SORTING):
-            async with self.lane:
-                if self.closed:
-                    return
-                await self.io(self.disk.store_sorting, rows[start : start + FILL_SORTING])
 
     async def fetch_flags(self, uids: Sequence[int]) -> list[MessageMeta]:
         """``fetch()`` without loading the infos (IFlagsMailbox): FETCH FLAGS of every
@@ -676,15 +665,7 @@ class MaildirMailbox(Listened):
         """The checkpoint that commits on the reactor thread left out, in a thread, after
         the lane's current holder."""
         self.disk.index.unchecked = 0  # one at a time
-
-        async def checkpoint() -> None:
-            async with self.lane:
-                if not self.closed:
-                    await self.io(self.disk.index.checkpoint)
-
-        Deferred.fromCoroutine(checkpoint()).addErrback(
-            lambda f: _log.failure("Checkpointing the index of {name} failed", f, name=self.name)
-        )
+        self._in_lane_later(self.disk.index.checkpoint)
 
     async def copy(self, uids: Sequence[int], destination: str, origin: object) -> CopyResult:
         """Hard links (Dovecot does the same), so a copy costs no data writes."""

@@ -124,6 +124,7 @@ class Reconciler:
                         index_row(e),
                         blobs[e.base] if e.info is None else record_of(e.info),
                         texts.get(e.base),
+                        e.info,
                     )
                     for e in added
                 )
