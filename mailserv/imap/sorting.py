@@ -13,7 +13,7 @@ for more than a slice.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
 from mailserv.imap import esearch
@@ -29,6 +29,7 @@ from mailserv.slicing import TimeSlices
 from mailserv.syntax.tokens import Atom, ParenList, Token
 
 T = TypeVar("T")
+U = TypeVar("U")
 Work = Generator[None, None, T]
 """A computation that yields now and then to let the reactor run."""
 
@@ -74,38 +75,36 @@ def sort_order(criteria: Sequence[Criterion], keys: SortKeys) -> Work[list[int]]
         if reverse:
             column = yield from _reversed(column)
         columns.append(column)
-    count = len(keys.uids)
-    rows: list[tuple[Key, ...]] = []
-    for start in range(0, count, CHUNK):
-        end = min(start + CHUNK, count)
-        rows.extend(zip(*(column[start:end] for column in columns), range(start, end), strict=True))
-        yield
+    rows: list[tuple[Key, ...]] = yield from gathered(
+        range(len(keys.uids)),
+        lambda part, at: zip(*(c[at : at + len(part)] for c in columns), part, strict=True),
+    )
     ordered = yield from sorted_slices(rows)
-    positions: list[int] = []
-    for start in range(0, count, CHUNK):
-        positions.extend(row[-1] for row in ordered[start : start + CHUNK])  # type: ignore[misc]
-        yield
+    positions = yield from gathered(ordered, lambda part, _: (cast(int, r[-1]) for r in part))
     yield from released(rows, ordered)
     return positions
 
 
 def picked(column: Sequence[int], order: Sequence[int]) -> Work[list[int]]:
     """``[column[i] for i in order]``, a chunk at a time."""
-    out: list[int] = []
-    for start in range(0, len(order), CHUNK):
-        out.extend(column[i] for i in order[start : start + CHUNK])
+    return (yield from gathered(order, lambda part, _: (column[i] for i in part)))
+
+
+def gathered(items: Sequence[T], make: Callable[[Sequence[T], int], Iterable[U]]) -> Work[list[U]]:
+    """What ``make(part, start)`` gives for each chunk of ``items`` (``start``: the chunk's
+    place in ``items``), in one list, with a yield after each chunk."""
+    out: list[U] = []
+    for start in range(0, len(items), CHUNK):
+        out.extend(make(items[start : start + CHUNK], start))
         yield
     return out
 
 
-def _reversed(column: Sequence[Key]) -> Work[list[Key]]:
+def _reversed(column: Sequence[Key]) -> Work[Sequence[Key]]:
     """Values that sort the other way round: numbers negated, strings by negated rank."""
-    out: list[Key] = []
     if not column or not isinstance(column[0], str):
-        for start in range(0, len(column), CHUNK):
-            out.extend(-value for value in column[start : start + CHUNK])  # type: ignore[operator]
-            yield
-        return out
+        numbers = cast(Sequence[float], column)
+        return (yield from gathered(numbers, lambda part, _: (-value for value in part)))
     seen: set[Key] = set()
     for start in range(0, len(column), CHUNK):
         seen.update(column[start : start + CHUNK])
@@ -116,10 +115,7 @@ def _reversed(column: Sequence[Key]) -> Work[list[Key]]:
     for start in range(0, len(distinct), CHUNK):
         rank.update((value, -at) for at, value in enumerate(distinct[start : start + CHUNK], start))
         yield
-    for start in range(0, len(column), CHUNK):
-        out.extend(rank[value] for value in column[start : start + CHUNK])
-        yield
-    return out
+    return (yield from gathered(column, lambda part, _: (rank[value] for value in part)))
 
 
 def sorted_slices(items: list[T]) -> Work[list[T]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from mailserv.imap.sorting import CHUNK, Work, released, sorted_slices
+from mailserv.imap.sorting import CHUNK, Work, gathered, released, sorted_slices
 
 STEP = 256
 """Messages or nodes handled between two yields where each costs some microseconds (a
@@ -48,13 +48,9 @@ class _Node:
 def ordered_subject(messages: Sequence[Message]) -> Work[bytes]:
     """ORDEREDSUBJECT: messages grouped by base subject, each group in date order under its
     first message, the groups ordered by the date of their first message."""
-    keyed: list[tuple[str, float, int]] = []
-    for start in range(0, len(messages), CHUNK):
-        keyed.extend(
-            (m.subject, m.date, index)
-            for index, m in enumerate(messages[start : start + CHUNK], start)
-        )
-        yield
+    keyed = yield from gathered(
+        messages, lambda part, at: ((m.subject, m.date, i) for i, m in enumerate(part, at))
+    )
     rows = yield from sorted_slices(keyed)
     groups: list[list[int]] = []
     last: str | None = None
@@ -66,13 +62,10 @@ def ordered_subject(messages: Sequence[Message]) -> Work[bytes]:
             last = subject
         if not count % CHUNK:
             yield
-    firsts: list[tuple[float, int, int]] = []
-    for start in range(0, len(groups), CHUNK):
-        firsts.extend(
-            (messages[group[0]].date, group[0], position)
-            for position, group in enumerate(groups[start : start + CHUNK], start)
-        )
-        yield
+    firsts = yield from gathered(
+        groups,
+        lambda part, at: ((messages[g[0]].date, g[0], i) for i, g in enumerate(part, at)),
+    )
     firsts = yield from sorted_slices(firsts)  # first indexes differ: positions never compared
     out = []
     for count, (_, _, position) in enumerate(firsts):
@@ -95,10 +88,7 @@ def references(messages: Sequence[Message]) -> Work[bytes]:
     sent-date order."""
     nodes = yield from _link(messages)
     # (2) the messages without a parent are the threads so far
-    roots: list[_Node] = []
-    for start in range(0, len(nodes), CHUNK):
-        roots.extend(node for node in nodes[start : start + CHUNK] if node.parent is None)
-        yield
+    roots = yield from gathered(nodes, lambda part, _: (n for n in part if n.parent is None))
     roots = yield from _prune(roots)
     roots = yield from _sort_siblings(roots, messages)  # (4), dummies by their first child
     roots = yield from _merge_subjects(roots, messages)
@@ -233,10 +223,7 @@ def _by_date(nodes: list[_Node], messages: Sequence[Message]) -> Work[list[_Node
         if not count % STEP:
             yield
     ordered = yield from sorted_slices(rows)
-    out: list[_Node] = []
-    for start in range(0, len(ordered), CHUNK):
-        out.extend(row[2] for row in ordered[start : start + CHUNK])
-        yield
+    out = yield from gathered(ordered, lambda part, _: (row[2] for row in part))
     yield from released(rows, ordered)
     return out
 
@@ -282,11 +269,7 @@ def _merge_subjects(roots: list[_Node], messages: Sequence[Message]) -> Work[lis
             _attach(held, dummy)
             _attach(node, dummy)
             table[subject] = replaced[held] = dummy
-    merged: list[_Node] = []
-    for start in range(0, len(out), CHUNK):
-        merged.extend(replaced.get(node, node) for node in out[start : start + CHUNK])
-        yield
-    return merged
+    return (yield from gathered(out, lambda part, _: (replaced.get(n, n) for n in part)))
 
 
 def _sort_all(roots: list[_Node], messages: Sequence[Message]) -> Work[list[_Node]]:

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from mailserv.imap.arguments import text_atom
 from mailserv.imap.commands import SELECTED, CommandSpec
@@ -15,10 +15,10 @@ from mailserv.imap.registry import Capability, Extension
 from mailserv.imap.replies import Bad, Reply
 from mailserv.imap.session import Session
 from mailserv.imap.sorting import (
-    CHUNK,
     THREAD_KEYS,
     Work,
     criteria_args,
+    gathered,
     matching,
     released,
 )
@@ -53,13 +53,12 @@ async def thread(session: Session, command: Command) -> Reply:
 def _messages(numbers: Sequence[int], keys: SortKeys) -> Work[list[Message]]:
     """The messages as the algorithms take them, from the columns of :data:`THREAD_KEYS`."""
     columns = [keys.columns[name] for name in THREAD_KEYS]  # in the order of Message's fields
-    out: list[Message] = []
-    for start in range(0, len(numbers), CHUNK):
-        end = start + CHUNK
-        rows = zip(numbers[start:end], *(column[start:end] for column in columns), strict=True)
-        out.extend(map(Message._make, rows))
-        yield
-    return out
+
+    def made(part: Sequence[int], at: int) -> Iterator[Message]:
+        rows = zip(part, *(column[at : at + len(part)] for column in columns), strict=True)
+        return map(Message._make, rows)
+
+    return (yield from gathered(numbers, made))
 
 
 EXTENSION = Extension(
