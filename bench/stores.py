@@ -61,8 +61,9 @@ def sql(
     explain: bool = False,
 ) -> None:
     from mailserv.backends.sql import hierarchy, messages, schema
-    from mailserv.backends.sql.db import InlineDatabase, Tx
+    from mailserv.backends.sql.db import InlineDatabase
     from mailserv.backends.sql.dialect import parse_url
+    from mailserv.backends.sql.tx import Tx
     from mailserv.message import store as records
     from mailserv.message.parse import parse_message
 

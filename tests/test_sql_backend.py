@@ -47,7 +47,7 @@ from mailserv.backends.sql import (
     unseen,
 )
 from mailserv.backends.sql import backend as sql_backend
-from mailserv.backends.sql.db import NOTIFY_CHANNEL, InlineDatabase, ReadOnly, Tx
+from mailserv.backends.sql.db import InlineDatabase
 from mailserv.backends.sql.dialect import parse_url
 from mailserv.backends.sql.notify import Listener
 from mailserv.backends.sql.rows import (
@@ -60,6 +60,7 @@ from mailserv.backends.sql.rows import (
     mark_test,
     uid_notices,
 )
+from mailserv.backends.sql.tx import NOTIFY_CHANNEL, ReadOnly, Tx
 from mailserv.errors import BackendError, BackendOptionError, MailboxNotFound
 from mailserv.imap.search.parse import parse_search
 from mailserv.interfaces import IMailbox, IMailboxListener, Narrowed, NewMessage, StoreMode

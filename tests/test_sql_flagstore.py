@@ -23,8 +23,9 @@ from sqlsession import count_transactions, inline_session
 from twisted.internet import reactor
 
 from mailserv.backends.sql import SqlBackendFactory, hierarchy, messages
-from mailserv.backends.sql.db import InlineDatabase, Tx
+from mailserv.backends.sql.db import InlineDatabase
 from mailserv.backends.sql.dialect import parse_url
+from mailserv.backends.sql.tx import Tx
 from mailserv.errors import BackendOptionError, MailboxNotFound
 from mailserv.interfaces import DELETED, SEEN, StoreMode
 from mailserv.testing import resolve

@@ -17,8 +17,9 @@ from twisted.internet import reactor
 from bench import messages as samples
 from mailserv.backends import memory
 from mailserv.backends.sql import SqlBackendFactory, inline_database, schema
-from mailserv.backends.sql.db import InlineDatabase, Tx
+from mailserv.backends.sql.db import InlineDatabase
 from mailserv.backends.sql.dialect import parse_url
+from mailserv.backends.sql.tx import Tx
 from mailserv.errors import BackendError
 from mailserv.message import heads, store
 from mailserv.message.lazyinfo import LazyInfo

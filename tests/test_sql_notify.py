@@ -10,9 +10,9 @@ import pgcluster
 import psycopg
 from twisted.internet import reactor
 
-from mailserv.backends.sql.db import NOTIFY_CHANNEL
 from mailserv.backends.sql.dialect import parse_url
 from mailserv.backends.sql.notify import Listener
+from mailserv.backends.sql.tx import NOTIFY_CHANNEL
 
 BURST = 3000
 COST = 0.0002

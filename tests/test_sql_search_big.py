@@ -16,7 +16,7 @@ import pytest
 from test_sql_backend import ATOMS, _fill, _program, _random_query, message, resolve, started
 
 from mailserv.backends.sql import SqlBackend, search
-from mailserv.backends.sql.db import Tx
+from mailserv.backends.sql.tx import Tx
 from mailserv.interfaces import Narrowed, StoreMode
 from mailserv.search import InternalSince, Not, SearchProgram
 from mailserv.search.binding import bind

@@ -14,8 +14,9 @@ from test_sql_backend import _undo_version_13, query, resolve, started, url  # n
 from twisted.internet import reactor
 
 from mailserv.backends.sql import SqlBackendFactory, inline_database, schema, sortkeys
-from mailserv.backends.sql.db import InlineDatabase, Tx
+from mailserv.backends.sql.db import InlineDatabase
 from mailserv.backends.sql.dialect import parse_url
+from mailserv.backends.sql.tx import Tx
 from mailserv.errors import BackendError
 from mailserv.imap.sorting import THREAD_KEYS, keys_of, parse_criteria, sort_order
 from mailserv.imap.threads import Message, references

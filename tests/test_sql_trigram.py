@@ -26,8 +26,9 @@ from test_sql_fulltext import fill, literal
 from twisted.logger import capturedLogs, formatEvent
 
 from mailserv.backends.sql import SqlBackend, fulltext, schema, search
-from mailserv.backends.sql.db import InlineDatabase, Tx
+from mailserv.backends.sql.db import InlineDatabase
 from mailserv.backends.sql.dialect import parse_url
+from mailserv.backends.sql.tx import Tx
 from mailserv.message.parse import parse_message
 from mailserv.search import SearchProgram
 from mailserv.search.binding import bind

@@ -23,8 +23,9 @@ from test_sql_backend import _undo_version_4, query, resolve, started
 
 from mailserv.backends.sql import SqlBackend, fulltext, schema
 from mailserv.backends.sql.backend import SqlBackend as SqlBackendClass
-from mailserv.backends.sql.db import InlineDatabase, Tx
+from mailserv.backends.sql.db import InlineDatabase
 from mailserv.backends.sql.dialect import parse_url
+from mailserv.backends.sql.tx import Tx
 from mailserv.interfaces import StoreMode
 from mailserv.search import Contains, SearchProgram, StringField
 from mailserv.search.evaluate import SearchContext, evaluate

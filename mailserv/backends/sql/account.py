@@ -78,7 +78,7 @@ class SqlAccount:
         status columns read with it are offered to the ``status()`` that follows."""
         backend = self._backend
         told, sent = backend.told, time.perf_counter()
-        row, look = await backend.db.run(hierarchy.open_with_look, self.id, name)
+        row, look = await backend.db.run(hierarchy.open_with_look, self.id, name, quick=True)
         box = backend.mailbox(self.id, row)
         if backend.told == told:  # nothing was told anywhere meanwhile
             box.offer(look, sent)

@@ -5,8 +5,8 @@ kept by RENAME (the row's id stays).  Each function runs in one transaction
 
 from __future__ import annotations
 
-from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.hierarchy import open_mailbox
+from mailserv.backends.sql.tx import Tx
 from mailserv.interfaces import SharedEntry
 
 

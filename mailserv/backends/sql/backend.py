@@ -27,7 +27,7 @@ from mailserv.backends.kit.keptanswers import KeptAnswers
 from mailserv.backends.kit.options import Choice, Int, OptionSchema, Text
 from mailserv.backends.sql import fulltext, hierarchy, messages, reads, schema
 from mailserv.backends.sql.account import SqlAccount
-from mailserv.backends.sql.db import Database, InlineDatabase, ThreadedDatabase, Tx
+from mailserv.backends.sql.db import Database, InlineDatabase, ThreadedDatabase
 from mailserv.backends.sql.dialect import (
     DEFAULT_FLAG_DURABILITY,
     DEFAULT_SQLITE_SYNC,
@@ -39,6 +39,7 @@ from mailserv.backends.sql.dialect import (
 from mailserv.backends.sql.mailbox import SqlMailbox
 from mailserv.backends.sql.notify import Listener
 from mailserv.backends.sql.rows import ADDED, EXPUNGED, FLAGS, RENAMED, Notice, Zones
+from mailserv.backends.sql.tx import Tx
 from mailserv.errors import BackendError, BackendUnavailable
 from mailserv.interfaces import IBackend, IBackendFactory, IMultiProcessBackend
 

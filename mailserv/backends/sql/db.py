@@ -6,16 +6,7 @@ connection per thread), so any reactor works and SQLite and PostgreSQL share one
 the admin CLI and unit tests run them inline.  Transient failures (SQLite's busy lock,
 PostgreSQL serialization failures and lost unique-key races) retry the whole function.
 
-Round trips to PostgreSQL are counted.  Connections are in autocommit mode: psycopg's own
-BEGIN is a round trip of its own, even in a pipeline.  A write transaction holds back a
-BEGIN of its own, which goes with its first statement.  Statements whose result is not read
-(``Tx.later``: writes, locks) wait and go with the next statement, or with the change
-notices and COMMIT, in one pipelined round trip.  A read runs without BEGIN: PostgreSQL's
-READ COMMITTED gives each statement of a transaction its own snapshot anyway, so BEGIN and
-COMMIT would buy nothing and cost two round trips; a read of one statement is one round
-trip.  A read whose statements must see one snapshot says so first (``Tx.snapshot``): BEGIN
-goes with its first statement, and COMMIT ends it.
-"""
+What one transaction runs, and in how many round trips, is ``tx.Tx``'s."""
 
 from __future__ import annotations
 
@@ -31,126 +22,14 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from mailserv.backends.sql.dialect import Dialect
+from mailserv.backends.sql.quick import Offload, QuickConnection, checkpoint
+from mailserv.backends.sql.tx import Tx, rollback
 from mailserv.errors import BackendUnavailable
 
 T = TypeVar("T")
 
 MAX_ATTEMPTS = 8
-NOTIFY_CHANNEL = "mailserv_changes"
-"""The PostgreSQL LISTEN/NOTIFY channel every frontend of one database shares."""
-
-_READS = ("SELECT", "WITH")
-"""How the statements a read transaction may run begin."""
-_BEGIN: tuple[str, tuple[Any, ...]] = ("BEGIN", ())
-
 _log = Logger()
-
-
-class ReadOnly(RuntimeError):
-    """A read transaction (``write=False``) tried to write: a bug of its function (on
-    PostgreSQL each statement of a read commits alone, in autocommit mode)."""
-
-
-class Tx:
-    """One transaction: statements in the dialect's placeholder style, notices sent at commit."""
-
-    __slots__ = ("_conn", "_cur", "_later", "dialect", "notices", "reading")
-
-    def __init__(self, conn: Any, dialect: Dialect, reading: bool = False) -> None:
-        self.dialect = dialect
-        self.reading = reading
-        """A read (``write=False``): it may not write.  On PostgreSQL it runs in autocommit
-        mode (see the module); SQLite's deferred BEGIN would let it write."""
-        self._conn = conn
-        self._cur = conn.cursor()
-        self._later: list[tuple[str, tuple[Any, ...]]] = []
-        self.notices: list[str] = []
-        if dialect.is_postgres and not reading:
-            # Our own BEGIN, held back to go with the first statement (psycopg's, outside
-            # autocommit mode, is a round trip of its own even in a pipeline).
-            self._later.append(_BEGIN)
-
-    def snapshot(self) -> None:
-        """The statements from here on see one snapshot (REPEATABLE READ on PostgreSQL, set
-        with the next statement; SQLite's transactions always do).  Before the first one."""
-        if not self.dialect.is_postgres:
-            return
-        if self.reading:
-            self._later.append(("BEGIN ISOLATION LEVEL REPEATABLE READ", ()))
-        else:
-            self._later.append(("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", ()))
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """Run one statement (after the held-back ones, in the same round trip)."""
-        if self.reading and not sql.startswith(_READS):
-            raise ReadOnly(f"a read transaction ran a statement that is not a read: {sql}")
-        if self._later:
-            self._later.append((self.dialect.sql(sql), tuple(params)))
-            self._flush()
-        else:
-            self._cur.execute(self.dialect.sql(sql), tuple(params))
-        return self._cur
-
-    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """A statement whose result nobody reads (a write, a lock).  PostgreSQL: held back
-        and sent in one round trip with the next statement, or with the notices and COMMIT;
-        its errors are raised there.  SQLite, in process: run now."""
-        if self.reading:
-            raise ReadOnly(f"a read transaction held back a write: {sql}")
-        if self.dialect.is_postgres:
-            self._later.append((self.dialect.sql(sql), tuple(params)))
-        else:
-            self.execute(sql, params)
-
-    def _flush(self, commit: bool = False) -> None:
-        """The held-back statements in one round trip (the cursor keeps the last one's rows)."""
-        later, self._later = self._later, []
-        with self._conn.pipeline():
-            for sql, params in later:
-                self._cur.execute(sql, params)
-            if commit:  # a statement, not ``commit()``, which syncs: one more round trip
-                self._cur.execute("COMMIT")
-
-    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if self.reading:
-            raise ReadOnly(f"a read transaction ran a write: {sql}")
-        if self._later:
-            self._flush()
-        if rows:
-            self._cur.executemany(self.dialect.sql(sql), [tuple(row) for row in rows])
-
-    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first row, or None."""
-        return self.execute(sql, params).fetchone()
-
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return list(self.execute(sql, params).fetchall())
-
-    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first column of the first row, or None."""
-        row = self.one(sql, params)
-        return None if row is None else row[0]
-
-    def notify(self, payload: str) -> None:
-        """Tell the other frontends, when (and only if) this transaction commits."""
-        if self.reading:
-            raise ReadOnly("a read transaction sent a change notice")
-        if self.dialect.is_postgres:
-            self.notices.append(payload)
-
-    def send_notices(self) -> None:
-        for payload in self.notices:
-            self.later("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
-
-    def commit(self) -> None:
-        """The held-back writes, the notices and COMMIT: one round trip on PostgreSQL."""
-        self.send_notices()
-        if self._later == [_BEGIN]:
-            self._later = []  # a write that wrote nothing: no transaction was opened
-        if self._later:
-            self._flush(commit=True)
-        else:
-            self._conn.commit()
 
 
 class Synchronous:
@@ -226,7 +105,7 @@ def _transact(
                 if committing or attempt == MAX_ATTEMPTS:
                     raise BackendUnavailable(f"database connection lost: {error}") from error
                 continue
-            _rollback(conn)
+            rollback(conn)
             if dialect.is_transient(error) and attempt < MAX_ATTEMPTS:
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
                 continue
@@ -261,23 +140,22 @@ def _reconnect(conn: Any) -> bool:
     return True
 
 
-def _rollback(conn: Any) -> None:
-    try:
-        conn.rollback()
-    except Exception:  # noqa: BLE001 - the original error matters more
-        _log.failure("Rollback failed")
-
-
 class Database:
     """Where transactions run; see :class:`ThreadedDatabase` and :class:`InlineDatabase`."""
 
     dialect: Dialect
 
     def run(
-        self, fn: Callable[..., T], *args: Any, write: bool = False, flags_only: bool = False
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        write: bool = False,
+        flags_only: bool = False,
+        quick: bool = False,
     ) -> Deferred[T]:
         """``fn(tx, *args)`` in a transaction (``write``: one that writes; ``flags_only``:
-        it writes flags and nothing else, see :func:`transact`)."""
+        it writes flags and nothing else, see :func:`transact`; ``quick``: it touches a
+        bounded number of rows, found by index, see the module ``quick``)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -312,10 +190,31 @@ class ThreadedDatabase(Database):
             cp_openfun=dialect.prepare_connection,
             **kw,
         )
+        self._here = None if self._writing is None else QuickConnection(dialect, self._writing)
+        """SQLite: the calling thread's connection for quick transactions."""
 
     def run(
-        self, fn: Callable[..., T], *args: Any, write: bool = False, flags_only: bool = False
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        write: bool = False,
+        flags_only: bool = False,
+        quick: bool = False,
     ) -> Deferred[T]:
+        here = self._here
+        if quick and here is not None:
+            try:
+                done = here.run(fn, args, write, flags_only)
+            except Offload:
+                pass
+            except Exception:
+                return defer.fail()
+            else:
+                if write and here.checkpoint_due():
+                    self._pool.runWithConnection(checkpoint).addErrback(
+                        lambda failure: _log.failure("Checkpoint failed", failure)
+                    )
+                return defer.succeed(done)
         if write and self._writing is not None:
             d: Deferred[T] = self._pool.runWithConnection(
                 _one_writer, self._writing, self._synchronous, self.dialect, fn, args, flags_only
@@ -325,6 +224,8 @@ class ThreadedDatabase(Database):
         return d
 
     def close(self) -> None:
+        if self._here is not None:
+            self._here.close()
         self._pool.close()
 
 
@@ -347,7 +248,8 @@ def _one_writer(
 
 
 class InlineDatabase(Database):
-    """One connection used in the calling thread: for the CLI and tests (it blocks)."""
+    """One connection used in the calling thread: for the CLI and tests (it blocks; every
+    transaction is as good as ``quick``)."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
@@ -368,7 +270,12 @@ class InlineDatabase(Database):
         return transact(self._conn, self.dialect, fn, args, write, flags_only, self._sync)
 
     def run(
-        self, fn: Callable[..., T], *args: Any, write: bool = False, flags_only: bool = False
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        write: bool = False,
+        flags_only: bool = False,
+        quick: bool = False,
     ) -> Deferred[T]:
         try:
             return defer.succeed(self.call(fn, *args, write=write, flags_only=flags_only))

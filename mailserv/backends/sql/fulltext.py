@@ -57,7 +57,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from mailserv.backends.kit import words as vocabulary
-from mailserv.backends.sql.db import Tx
+from mailserv.backends.sql.tx import Tx
 from mailserv.message.info import MessageInfo
 from mailserv.message.lazyinfo import LazyInfo, is_current
 from mailserv.message.parse import parse_message

@@ -1,6 +1,6 @@
 """Accounts, the mailbox hierarchy and subscriptions: transaction functions.
 
-Each function takes a :class:`~mailserv.backends.sql.db.Tx` and runs inside one
+Each function takes a :class:`~mailserv.backends.sql.tx.Tx` and runs inside one
 transaction.  A ``\\Noselect`` placeholder (what RFC 3501 6.3.4 leaves of a deleted mailbox
 with inferiors) is a ``mailboxes`` row with ``selectable = 0``; re-creating the name gives a
 new row, hence a new id and UIDVALIDITY.  Hierarchies are small, so names are matched in
@@ -17,8 +17,8 @@ from typing import Any
 from mailserv.backends.kit import new_mailbox_id
 from mailserv.backends.kit.names import Hierarchy
 from mailserv.backends.sql import messages, reads
-from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import RENAMED, Notice
+from mailserv.backends.sql.tx import Tx
 from mailserv.errors import (
     MailboxNotFound,
     MailboxNotSelectable,

@@ -22,7 +22,6 @@ from typing import Any
 from mailserv.backends.kit import uidlist
 from mailserv.backends.kit.flagchanges import changes_of
 from mailserv.backends.sql import fulltext, sortkeys, unseen
-from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.reads import where_uids
 from mailserv.backends.sql.rows import (
     ADDED,
@@ -36,6 +35,7 @@ from mailserv.backends.sql.rows import (
     marks_of,
     uid_notices,
 )
+from mailserv.backends.sql.tx import Tx
 from mailserv.errors import MailboxNotFound
 from mailserv.interfaces import (
     DELETED,

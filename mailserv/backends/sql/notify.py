@@ -23,8 +23,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from mailserv.backends.sql.db import NOTIFY_CHANNEL
 from mailserv.backends.sql.dialect import Dialect
+from mailserv.backends.sql.tx import NOTIFY_CHANNEL
 from mailserv.errors import BackendUnavailable
 from mailserv.slicing import SLICE
 

@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from mailserv.backends.kit.flagchanges import changes_of
-from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import Zones, flag_test
+from mailserv.backends.sql.tx import Tx
 from mailserv.errors import MailboxNotFound
 from mailserv.interfaces import SEEN, Changes, FlagChange, MailboxStatus, MessageMeta
 from mailserv.message import heads

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mailserv.backends.sql.db import Tx
+from mailserv.backends.sql.tx import Tx
 
 VERSION_TABLE = "mailserv_schema"
 MIGRATION_LOCK = 0x6D61696C  # pg_advisory_xact_lock key ("mail") for concurrent first starts

@@ -31,8 +31,8 @@ from typing import Any
 from mailserv.backends.kit import uidlist
 from mailserv.backends.kit.keptanswers import KeptAnswers, Tag, among, stable
 from mailserv.backends.sql import fulltext, schema, unseen
-from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.rows import MARKS, flag_probe, flag_test, mark_test
+from mailserv.backends.sql.tx import Tx
 from mailserv.interfaces import SEEN, SYSTEM_FLAGS
 from mailserv.message.addresses import SEPARATOR
 from mailserv.search import (

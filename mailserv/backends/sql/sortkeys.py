@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mailserv.backends.sql.db import Tx
 from mailserv.backends.sql.reads import load_info, where_uids
+from mailserv.backends.sql.tx import Tx
 from mailserv.interfaces import SortKeys
 from mailserv.message.info import MessageInfo
 
