@@ -154,8 +154,8 @@ def _reads(db: Any, box: int, uids: list[int], store: Callable[..., Any]) -> Non
 
     def searched(flag: str, present: bool) -> int:
         program = SearchProgram(HasFlag(flag, present))
-        found = db.call(search.answer, box, program, db.dialect.find, uids, None, False)[0]
-        return len(found)
+        found = db.call(search.answer, box, program, db.dialect.find, uids, None, False).uids
+        return len(found or ())
 
     def changed(since: int) -> int:
         return len(db.call(reads.changes_since, box, since, zones).changed)
