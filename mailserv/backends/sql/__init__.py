@@ -4,7 +4,9 @@
 ``url=postgresql://user@host/db``; see ``SqlBackendFactory.options`` for the rest.
 
 - ``dialect.py``: URLs, and what differs between the two databases.
-- ``db.py``: transactions, run in adbapi threads (server) or inline (CLI, tests).
+- ``db.py``: transactions, run in adbapi threads (server) or inline (CLI, tests); ``tx.py``
+  one transaction's statements; ``quick.py`` / ``pgquick.py``: small transactions on the
+  reactor's thread (SQLite: in process; PostgreSQL: over libpq's non-blocking pipeline mode).
 - ``schema.py``: the one schema and its numbered migrations.
 - ``hierarchy.py``: the SQL of accounts and mailboxes.
 - ``messages.py`` / ``reads.py``: the SQL that changes a mailbox's messages / that reads

@@ -1,7 +1,8 @@
 """The SQL backend's plugin and store objects: options, start/stop, the mailbox registry and
 the change notices that keep several frontends of one PostgreSQL database in step.
 
-Queries run in ``twisted.enterprise.adbapi`` threads (see ``db.py`` for why); notices from the
+Queries run in ``twisted.enterprise.adbapi`` threads (see ``db.py`` for why), the small ones
+on the reactor's thread (``quick.py``, ``pgquick.py``); notices from the
 other frontends arrive on a LISTEN connection the reactor reads (``notify.py``) and become
 the same listener events a local change causes, in the order they were sent.
 """

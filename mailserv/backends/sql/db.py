@@ -20,8 +20,10 @@ from twisted.enterprise import adbapi
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mailserv.backends.sql.dialect import Dialect
+from mailserv.backends.sql.pgquick import PgQuick
 from mailserv.backends.sql.quick import Offload, QuickConnection, checkpoint
 from mailserv.backends.sql.tx import Tx, rollback
 from mailserv.errors import BackendUnavailable
@@ -192,6 +194,12 @@ class ThreadedDatabase(Database):
         )
         self._here = None if self._writing is None else QuickConnection(dialect, self._writing)
         """SQLite: the calling thread's connection for quick transactions."""
+        self._far: PgQuick | None = None
+        """PostgreSQL: quick transactions on the reactor (see the module ``pgquick``)."""
+        if dialect.is_postgres:
+            self._far = PgQuick(
+                dialect, reactor if reactor is not None else _reactor(), self._pool.threadpool
+            )
 
     def run(
         self,
@@ -215,6 +223,27 @@ class ThreadedDatabase(Database):
                         lambda failure: _log.failure("Checkpoint failed", failure)
                     )
                 return defer.succeed(done)
+        elif quick and self._far is not None:
+            far = Deferred.fromCoroutine(self._far.run(fn, args, write))
+            return far.addErrback(self._instead, fn, args, write, flags_only)
+        return self._pooled(fn, args, write, flags_only)
+
+    def _instead(
+        self,
+        failure: Failure,
+        fn: Callable[..., T],
+        args: Sequence[Any],
+        write: bool,
+        flags_only: bool,
+    ) -> Deferred[T]:
+        """A quick transaction the reactor could not make (``Offload``: nothing of it was
+        committed), made by the pool."""
+        failure.trap(Offload)
+        return self._pooled(fn, args, write, flags_only)
+
+    def _pooled(
+        self, fn: Callable[..., T], args: Sequence[Any], write: bool, flags_only: bool
+    ) -> Deferred[T]:
         if write and self._writing is not None:
             d: Deferred[T] = self._pool.runWithConnection(
                 _one_writer, self._writing, self._synchronous, self.dialect, fn, args, flags_only
@@ -226,7 +255,15 @@ class ThreadedDatabase(Database):
     def close(self) -> None:
         if self._here is not None:
             self._here.close()
+        if self._far is not None:
+            self._far.close()
         self._pool.close()
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
 
 
 def _one_writer(

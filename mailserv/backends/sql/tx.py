@@ -23,7 +23,7 @@ from mailserv.backends.sql.dialect import Dialect
 NOTIFY_CHANNEL = "mailserv_changes"
 """The PostgreSQL LISTEN/NOTIFY channel every frontend of one database shares."""
 
-_READS = ("SELECT", "WITH")
+READS = ("SELECT", "WITH")
 """How the statements a read transaction may run begin."""
 _BEGIN: tuple[str, tuple[Any, ...]] = ("BEGIN", ())
 
@@ -66,7 +66,7 @@ class Tx:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Run one statement (after the held-back ones, in the same round trip)."""
-        if self.reading and not sql.startswith(_READS):
+        if self.reading and not sql.startswith(READS):
             raise ReadOnly(f"a read transaction ran a statement that is not a read: {sql}")
         if self._later:
             self._later.append((self.dialect.sql(sql), tuple(params)))
