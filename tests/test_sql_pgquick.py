@@ -192,16 +192,22 @@ def test_lost_connections_are_replaced_and_nothing_waits_forever(
     assert resolve(db.run(_where, quick=True)) == HERE
 
 
-def test_the_backends_quick_reads_give_what_the_pool_gives(db: ThreadedDatabase, url: str) -> None:
+def _filled(url: str, count: int, flags: frozenset[str]) -> tuple[int, int]:
+    """Alice's account and INBOX, with ``count`` messages of ``flags`` (UIDs 1...)."""
     inline = InlineDatabase(parse_url(url, "", "full", "fast"))
     try:
         account = inline.call(hierarchy.create_account, "alice", write=True)
         box = int(inline.call(hierarchy.open_mailbox, account, "INBOX").id)
-        for n in range(30):
-            incoming = messages.Incoming.prepare(MESSAGE + b"%d" % n, frozenset({"$x"}), None)
+        for n in range(count):
+            incoming = messages.Incoming.prepare(MESSAGE + b"%d" % n, flags, None)
             inline.call(messages.append, box, incoming, "t", write=True)
     finally:
         inline.close()
+    return account, box
+
+
+def test_the_backends_quick_reads_give_what_the_pool_gives(db: ThreadedDatabase, url: str) -> None:
+    account, box = _filled(url, 30, frozenset({"$x"}))
     _ready(db)
     zones = Zones()
     uids = list(range(1, 31, 2))
@@ -283,15 +289,7 @@ def test_a_quick_write_that_fails_is_rolled_back_and_made_by_the_pool(
 def test_the_backends_store_on_the_reactor(db: ThreadedDatabase, url: str) -> None:
     from mailserv.interfaces import SEEN, StoreMode
 
-    inline = InlineDatabase(parse_url(url, "", "full", "fast"))
-    try:
-        account = inline.call(hierarchy.create_account, "alice", write=True)
-        box = int(inline.call(hierarchy.open_mailbox, account, "INBOX").id)
-        for n in range(3):
-            incoming = messages.Incoming.prepare(MESSAGE + b"%d" % n, frozenset(), None)
-            inline.call(messages.append, box, incoming, "t", write=True)
-    finally:
-        inline.close()
+    _, box = _filled(url, 3, frozenset())
     _ready(db)
     args = (box, [2], StoreMode.ADD, frozenset({SEEN}), None, "t")
     stored = resolve(db.run(messages.store_and_show, *args, write=True, quick=True))

@@ -12,7 +12,7 @@
 - ``messages.py`` / ``reads.py``: the SQL that changes a mailbox's messages / that reads
   them; ``changes.py``: a STORE's flag changes as the engine reads them.
 - ``search.py``, ``fulltext.py``: SEARCH keys translated to SQL; the TEXT/BODY index.
-- ``notify.py``: PostgreSQL LISTEN, read by the reactor.
+- ``notify.py``: PostgreSQL LISTEN, read by the reactor (``pgsocket.py``: such a socket).
 - ``backend.py``, ``account.py``, ``mailbox.py``: the contract objects.
 """
 

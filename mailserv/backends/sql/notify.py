@@ -11,7 +11,6 @@ asked to resynchronise, since notices sent meanwhile are gone.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +23,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailserv.backends.sql.dialect import Dialect
+from mailserv.backends.sql.pgsocket import PgSocket
 from mailserv.backends.sql.tx import NOTIFY_CHANNEL
 from mailserv.errors import BackendUnavailable
 from mailserv.slicing import SLICE
@@ -39,32 +39,14 @@ _log = Logger()
 
 
 @implementer(IReadDescriptor)
-class _Socket:
-    """The LISTEN connection's socket as the reactor sees it.
+class _Socket(PgSocket):
+    """The LISTEN connection's socket as the reactor sees it."""
 
-    The reactor watches a duplicate of libpq's descriptor: libpq closes its own the moment
-    it notices the connection died, and the reactor must still be able to unregister ours.
-    """
+    name = APPLICATION_NAME
 
     def __init__(self, listener: Listener, conn: Any) -> None:
+        super().__init__(conn)
         self._listener = listener
-        self.conn = conn
-        self._fd = os.dup(conn.pgconn.socket)
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def close(self) -> None:
-        try:
-            self.conn.close()
-        except Exception:  # noqa: BLE001 - it is going away anyway
-            pass
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def logPrefix(self) -> str:
-        return "mailserv-listen"
 
     def doRead(self) -> None:
         pgconn = self.conn.pgconn

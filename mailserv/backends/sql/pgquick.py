@@ -28,7 +28,6 @@ as text, rows in binary.
 
 from __future__ import annotations
 
-import os
 import struct
 import time
 from collections import deque
@@ -44,6 +43,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailserv.backends.sql.dialect import Dialect
+from mailserv.backends.sql.pgsocket import PgSocket
 from mailserv.backends.sql.quick import Offload
 from mailserv.backends.sql.tx import READS, Tx
 from mailserv.errors import BackendUnavailable
@@ -199,27 +199,21 @@ class _Lost(Offload):
 
 
 @implementer(IReadDescriptor, IWriteDescriptor)
-class _Link:
+class _Link(PgSocket):
     """One connection in libpq's pipeline mode, one batch of statements at a time (sent
-    with a sync, answered when the sync comes back), its socket watched by the reactor (a
-    duplicate of libpq's descriptor, which libpq closes the moment the connection dies)."""
+    with a sync, answered when the sync comes back), its socket watched by the reactor."""
+
+    name = APPLICATION_NAME
 
     def __init__(self, owner: PgQuick, conn: Any) -> None:
+        super().__init__(conn)
         self._owner = owner
-        self.conn = conn
-        self._fd = os.dup(conn.pgconn.socket)
         self.asked: Deferred[list[_Rows]] | None = None
         self._answers: list[_Rows] = []
         self._error: str | None = None
         self._rows_of = -1
         """The statement of the batch whose rows are decoded (-1: none)."""
         self._writing = False
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def logPrefix(self) -> str:
-        return APPLICATION_NAME
 
     def ask(
         self, statements: list[tuple[bytes, list[bytes | None]]], rows: bool = True
@@ -292,13 +286,7 @@ class _Link:
         reactor.removeReader(self)
         if self._writing:
             reactor.removeWriter(self)
-        try:
-            self.conn.close()
-        except Exception:  # noqa: BLE001 - it is going away anyway
-            pass
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        super().close()
         asked, self.asked = self.asked, None
         if asked is not None:
             asked.errback(_Lost("the connection was lost"))
