@@ -88,12 +88,16 @@ def test_parameters_go_as_the_driver_sends_them(db: ThreadedDatabase) -> None:
             "SELECT ?::int8, ?::text, ?::bytea, ?::bool, ?::int8, ?::text",
             (7, "ä?b", b"\x00\x01\xff", True, None, ""),
         )
-        return row, threading.get_ident()
+        # Bytes are bytea without a cast, as the driver types them (not hex text).
+        return (
+            *row,
+            tx.scalar("SELECT octet_length(?)", (b"\x00\x01\xff",)),
+        ), threading.get_ident()
 
     _ready(db)
     quick, where = resolve(db.run(echo, quick=True))
     assert where == HERE
-    assert quick == (7, "ä?b", b"\x00\x01\xff", True, None, "")
+    assert quick == (7, "ä?b", b"\x00\x01\xff", True, None, "", 3)
 
 
 def test_a_type_not_decoded_here_is_read_by_the_pool(db: ThreadedDatabase) -> None:

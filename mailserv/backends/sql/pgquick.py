@@ -62,6 +62,7 @@ _COMMAND_OK = 1
 _PIPELINE_SYNC = 10
 _PIPELINE_ABORTED = 11
 _BINARY = 1
+_BYTEA = 17
 _BEGIN = "BEGIN"
 _SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ"
 _STATEMENTS = 1000
@@ -108,6 +109,14 @@ def _param(value: Any) -> bytes | None:
 
 Statement = tuple[str, tuple[Any, ...]]
 """A statement as a function gives it: its text with ``?`` placeholders, its values."""
+Sendable = tuple[bytes, list[bytes | None], list[int]]
+"""A statement as libpq takes it: ``$n`` placeholders, the values as text, their types."""
+
+
+def _type(value: Any) -> int:
+    """The type a value is sent as: bytea for bytes (its text is hex), else the server's
+    inference from the statement."""
+    return _BYTEA if isinstance(value, bytes) else 0
 
 
 class _Pending(BaseException):
@@ -215,9 +224,7 @@ class _Link(PgSocket):
         """The statement of the batch whose rows are decoded (-1: none)."""
         self._writing = False
 
-    def ask(
-        self, statements: list[tuple[bytes, list[bytes | None]]], rows: bool = True
-    ) -> Deferred[list[_Rows]]:
+    def ask(self, statements: list[Sendable], rows: bool = True) -> Deferred[list[_Rows]]:
         """The answers of ``statements``, sent in one round trip (``rows``: with the rows of
         the last one, the only one whose rows are read; the others' are not even decoded,
         so nothing here fails after the server ran them all); ``Offload`` with the server's
@@ -227,8 +234,8 @@ class _Link(PgSocket):
         self.asked, self._answers, self._error = asked, [], None
         self._rows_of = len(statements) - 1 if rows else -1
         try:
-            for sql, params in statements:
-                pgconn.send_query_params(sql, params, result_format=_BINARY)
+            for sql, params, types in statements:
+                pgconn.send_query_params(sql, params, types, result_format=_BINARY)
             pgconn.pipeline_sync()
             if pgconn.flush() != 0:
                 self._writing = True
@@ -252,10 +259,15 @@ class _Link(PgSocket):
         except Exception as lost:  # noqa: BLE001
             self._owner.lost(self, str(lost))
             return
+        ended = False  # the last result was the end of one statement's
         while self.asked is not None and not pgconn.is_busy():
             result = pgconn.get_result()
             if result is None:
-                continue  # the end of one statement's results
+                if ended:
+                    break  # nothing more now (two ends in a row)
+                ended = True
+                continue
+            ended = False
             status = result.status
             if status == _PIPELINE_SYNC:
                 self._answered()
@@ -328,7 +340,7 @@ class PgQuick:
         self._closed = False
         self._statements: dict[str, bytes] = {}
         self._waiting: deque[Deferred[_Link]] = deque()
-        """Reads waiting for a busy connection, first come first served."""
+        """Transactions waiting for a busy connection, first come first served."""
 
     async def run(self, fn: Callable[..., T], args: Sequence[Any], write: bool = False) -> T:
         """``fn(tx, *args)`` here; ``write``: in a transaction committed here (an error of the
@@ -362,7 +374,7 @@ class PgQuick:
                 return result
         finally:
             if begun and not ended:
-                link.ask([(b"ROLLBACK", [])]).addBoth(lambda _: self._give_back(link))
+                link.ask([(b"ROLLBACK", [], [])]).addBoth(lambda _: self._give_back(link))
             else:
                 self._give_back(link)
 
@@ -377,9 +389,9 @@ class PgQuick:
         if answers[-1].tag != b"COMMIT":
             raise Offload("the transaction was rolled back")
 
-    def _sendable(self, statement: Statement) -> tuple[bytes, list[bytes | None]]:
+    def _sendable(self, statement: Statement) -> Sendable:
         sql, params = statement
-        return self._numbered(sql), [_param(value) for value in params]
+        return self._numbered(sql), [_param(value) for value in params], [_type(v) for v in params]
 
     async def _take(self) -> _Link:
         """An idle connection, or the next one given back when all are busy."""
@@ -399,7 +411,7 @@ class PgQuick:
         if link not in self._busy:
             return  # lost meanwhile
         if link.asked is not None or self._closed:
-            self._busy.discard(link)
+            self.lost(link, "given back with statements on their way")
         elif self._waiting:
             self._waiting.popleft().callback(link)
         else:
@@ -407,7 +419,7 @@ class PgQuick:
             self._idle.append(link)
 
     def _no_more_waiting(self) -> None:
-        """Nothing will be given back: the reads waiting go to the pool."""
+        """Nothing will be given back: the transactions waiting go to the pool."""
         waiting, self._waiting = self._waiting, deque()
         for turn in waiting:
             turn.errback(Offload("the connections were lost"))
