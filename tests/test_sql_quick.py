@@ -189,11 +189,16 @@ def _checkpoint_now(tx: Tx) -> None:
 # -- the backend's commands --------------------------------------------------------------
 
 
-@pytest.fixture
-def backend(tmp_path: Path) -> Iterator[Any]:
-    built = SqlBackendFactory().build({}, str(tmp_path), reactor)
+def _started(tmp_path: Path, options: dict[str, str]) -> Any:
+    built = SqlBackendFactory().build(options, str(tmp_path), reactor)
     built.db._pool.start()  # the reactor does not run here: it would at its startup
     resolve(built.start())
+    return built
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[Any]:
+    built = _started(tmp_path, {})
     yield built
     resolve(built.stop())
 
@@ -230,3 +235,16 @@ def test_a_big_store_is_not_quick(backend: Any) -> None:
     d = Deferred.fromCoroutine(box.store(uids, StoreMode.ADD, frozenset({SEEN}), None))
     assert not d.called  # in the pool
     assert len(resolve(d).changed) == 70
+
+
+def test_quick_off_puts_every_transaction_in_the_pool(tmp_path: Path) -> None:
+    built = _started(tmp_path, {"quick": "off"})
+    try:
+        account = resolve(built.account("alice"))
+        box = resolve(account.open("INBOX"))
+        uid = resolve(box.append(MESSAGE, frozenset(), None, None)).uid
+        fetched = Deferred.fromCoroutine(box.fetch([uid]))
+        assert not fetched.called  # in the pool, even one message
+        assert [meta.uid for meta in resolve(fetched)] == [uid]
+    finally:
+        resolve(built.stop())

@@ -94,6 +94,13 @@ FLAG_DURABILITY_OPTION = Choice(
     DEFAULT_FLAG_DURABILITY,
     FLAG_DURABILITY,
 )
+QUICK_OPTION = Choice(
+    "on (small transactions run on the reactor's thread: SQLite's for 2 ms at most, "
+    "PostgreSQL's over non-blocking connections of their own) or off (every transaction in "
+    "the pool: for an SQLite file on a disk slow to read, a network filesystem) [default: on]",
+    "on",
+    ("on", "off"),
+)
 OPTIONS = OptionSchema(
     "sql",
     {
@@ -102,6 +109,7 @@ OPTIONS = OptionSchema(
         "pool": POOL,
         "sqlite-sync": SQLITE_SYNC_OPTION,
         "flag-durability": FLAG_DURABILITY_OPTION,
+        "quick": QUICK_OPTION,
     },
 )
 
@@ -128,7 +136,12 @@ class SqlBackendFactory:
             values[URL], data_dir, values[SQLITE_SYNC_OPTION], values[FLAG_DURABILITY_OPTION]
         )
         return SqlBackend(
-            dialect, reactor, pool=values[POOL], auth=values[AUTH], database=self._database
+            dialect,
+            reactor,
+            pool=values[POOL],
+            auth=values[AUTH],
+            database=self._database,
+            quick=values[QUICK_OPTION] == "on",
         )
 
 
@@ -148,6 +161,7 @@ class SqlBackend:
         pool: int = DEFAULT_POOL,
         auth: str = "passwd-file",
         database: Callable[[Dialect], Database] | None = None,
+        quick: bool = True,
     ) -> None:
         self.dialect = dialect
         self.auth = auth
@@ -164,6 +178,8 @@ class SqlBackend:
         """Events told to any mailbox's listeners so far: an ``open`` whose read saw none
         told meanwhile may offer its status to the ``status()`` after it."""
         self._pool = pool
+        self._quick = quick
+        """Small transactions on the reactor's thread (``ThreadedDatabase``)."""
         self._make_database = database
         self._db: Database | None = None
         self._listener: Listener | None = None
@@ -194,7 +210,7 @@ class SqlBackend:
     def _open_database(self) -> Database:
         if self._make_database is not None:
             return self._make_database(self.dialect)
-        return ThreadedDatabase(self.dialect, self._pool, self.reactor)
+        return ThreadedDatabase(self.dialect, self._pool, self.reactor, quick=self._quick)
 
     # -- IBackend -----------------------------------------------------------------------
 

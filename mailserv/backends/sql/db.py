@@ -167,7 +167,10 @@ class Database:
 class ThreadedDatabase(Database):
     """An adbapi connection pool: each thread keeps its own connection."""
 
-    def __init__(self, dialect: Dialect, max_connections: int, reactor: Any = None) -> None:
+    def __init__(
+        self, dialect: Dialect, max_connections: int, reactor: Any = None, quick: bool = True
+    ) -> None:
+        """``quick``: small transactions on the calling (reactor's) thread, see ``run``."""
         self.dialect = dialect
         kw: dict[str, Any] = dict(dialect.connkw)
         if reactor is not None:
@@ -192,11 +195,13 @@ class ThreadedDatabase(Database):
             cp_openfun=dialect.prepare_connection,
             **kw,
         )
-        self._here = None if self._writing is None else QuickConnection(dialect, self._writing)
+        self._here = None
+        if quick and self._writing is not None:
+            self._here = QuickConnection(dialect, self._writing)
         """SQLite: the calling thread's connection for quick transactions."""
         self._far: PgQuick | None = None
         """PostgreSQL: quick transactions on the reactor (see the module ``pgquick``)."""
-        if dialect.is_postgres:
+        if quick and dialect.is_postgres:
             self._far = PgQuick(
                 dialect, reactor if reactor is not None else _reactor(), self._pool.threadpool
             )
