@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from mailserv.backends.sql import hierarchy, messages, reads, schema
 from mailserv.backends.sql.db import InlineDatabase, ThreadedDatabase
 from mailserv.backends.sql.dialect import parse_url
-from mailserv.backends.sql.pgquick import APPLICATION_NAME, CONNECTIONS
+from mailserv.backends.sql.pgquick import APPLICATION_NAME, CONNECTIONS, LOCK_WAIT_MS, ROWS
 from mailserv.backends.sql.rows import Zones
 from mailserv.backends.sql.tx import Tx
 from mailserv.errors import MailboxNotFound
@@ -301,3 +301,56 @@ def test_the_backends_store_on_the_reactor(db: ThreadedDatabase, url: str) -> No
     flags = resolve(db.run(reads.fetch_flags, box, [1, 2, 3], Zones()))
     assert [meta.flags for meta in flags] == [frozenset(), frozenset({SEEN}), frozenset()]
     assert resolve(db.run(reads.status, box)).unseen == 2
+
+
+def test_an_answer_of_many_rows_is_read_by_the_pool(db: ThreadedDatabase) -> None:
+    """Decoding them would hold the reactor: a read answered with more than ROWS rows goes
+    to the pool (as SQLite's past its time budget)."""
+
+    def numbers(count: int) -> Any:
+        def fn(tx: Tx) -> tuple[int, int]:
+            rows = tx.all("SELECT generate_series(1, ?::int8)", (count,))
+            return len(rows), threading.get_ident()
+
+        return fn
+
+    _ready(db)
+    assert resolve(db.run(numbers(ROWS), quick=True)) == (ROWS, HERE)
+    count, where = resolve(db.run(numbers(ROWS + 1), quick=True))
+    assert count == ROWS + 1 and where != HERE
+
+
+def test_a_write_waiting_for_a_lock_leaves_the_connections_to_the_others(
+    db: ThreadedDatabase, url: str
+) -> None:
+    """Writes that wait for a lock held elsewhere go to the pool after LOCK_WAIT_MS: they do
+    not keep the few connections here, and the quick reads of everyone else, waiting."""
+    resolve(db.run(_scratch_checked, write=True))
+    resolve(db.run(_insert_one, write=True))
+
+    def locking(tx: Tx) -> int:
+        tx.later("UPDATE scratch SET n = n + 1")
+        tx.scalar("SELECT 1")
+        return threading.get_ident()
+
+    _ready(db)
+    with psycopg.connect(url) as holder:  # a transaction holding the row, as a long COPY might
+        holder.execute("UPDATE scratch SET n = n")
+        writes = [db.run(locking, write=True, quick=True) for _ in range(2 * CONNECTIONS)]
+        done: list[Any] = []
+        for write in writes:
+            write.addBoth(lambda result: (done.append(result), result)[1])
+        started = time.monotonic()
+        assert resolve(db.run(_where, quick=True)) == HERE
+        assert time.monotonic() - started < 5 * LOCK_WAIT_MS / 1000 + 1
+        assert done == []  # the writes wait, in the pool
+        holder.rollback()
+    made = resolve(gatherResults(writes))
+    # The first ones waited their LOCK_WAIT_MS and went to the pool; a later one may have
+    # found the lock free and committed here.
+    assert sum(where != HERE for where in made) >= CONNECTIONS
+    assert resolve(db.run(_scratch_rows)) == [1 + 2 * CONNECTIONS]
+
+
+def _insert_one(tx: Tx) -> None:
+    tx.later("INSERT INTO scratch VALUES (1)")

@@ -20,7 +20,7 @@ from mailserv.backends.sql.db import ThreadedDatabase
 from mailserv.backends.sql.dialect import parse_url
 from mailserv.backends.sql.tx import Tx
 from mailserv.errors import MailboxNotFound
-from mailserv.interfaces import SEEN, StoreMode
+from mailserv.interfaces import DELETED, SEEN, StoreMode
 from mailserv.search import HasFlag, SearchProgram
 from mailserv.testing import resolve
 
@@ -248,3 +248,24 @@ def test_quick_off_puts_every_transaction_in_the_pool(tmp_path: Path) -> None:
         assert [meta.uid for meta in resolve(fetched)] == [uid]
     finally:
         resolve(built.stop())
+
+
+def test_a_big_uid_list_is_brought_up_to_date_in_the_pool(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leaving expunged UIDs out of a kept list is Python work as long as the list: past
+    QUICK_VIEW messages SELECT's status read goes to the pool (here the bound is made 3)."""
+    from mailserv.backends.sql import mailbox
+
+    monkeypatch.setattr(mailbox, "QUICK_VIEW", 3)
+    account = resolve(backend.account("alice"))
+    box = resolve(account.open("INBOX"))
+    uids = [resolve(box.append(MESSAGE + b"%d" % n, frozenset(), None, None)).uid for n in range(5)]
+    assert list(resolve(box.uids())) == uids
+    resolve(box.store(uids[:1], StoreMode.ADD, frozenset({DELETED}), None))
+    assert resolve(box.expunge(uids[:1], None)) == uids[:1]
+    box = resolve(account.open("INBOX"), wait=False)
+    status = Deferred.fromCoroutine(box.status())
+    assert not status.called  # the list of 5 is brought up to date in the pool
+    assert resolve(status).messages == 4
+    assert list(resolve(box.uids(), wait=False)) == uids[1:]  # that read brought it

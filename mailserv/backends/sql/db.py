@@ -195,10 +195,10 @@ class ThreadedDatabase(Database):
             cp_openfun=dialect.prepare_connection,
             **kw,
         )
-        self._here = None
+        self._here: QuickConnection | None = None
+        """SQLite: the calling thread's connection for quick transactions."""
         if quick and self._writing is not None:
             self._here = QuickConnection(dialect, self._writing)
-        """SQLite: the calling thread's connection for quick transactions."""
         self._far: PgQuick | None = None
         """PostgreSQL: quick transactions on the reactor (see the module ``pgquick``)."""
         if quick and dialect.is_postgres:

@@ -10,19 +10,22 @@ and when its rows are in, the function runs again from its start.  A read of one
 runs twice, the first time only as far as its statement.  That asks of a quick function
 what every one of them is: its statements and result depend on nothing but the answers.
 
-A write runs in a transaction (BEGIN goes with its first statement); when the function
+A write runs in a transaction (BEGIN goes with its first statement, and a lock wait of
+``LOCK_WAIT_MS`` at most: a write waiting for a lock held elsewhere would keep one of the few
+connections, and the reads of every user queued for it, waiting); when the function
 returns, its held-back statements, its change notices and COMMIT go in one round trip.  A
 read that asks for one snapshot (``Tx.snapshot``) gets it as the pool would: BEGIN ISOLATION
 LEVEL REPEATABLE READ with its first statement, ROLLBACK after its last (sent as its answer
 goes back: the connection is busy until that is done).
 
 What cannot run here goes to the pool (:class:`~mailserv.backends.sql.quick.Offload`) with
-nothing of it committed: a snapshot asked for by a write, a value of a type not decoded
-here, an error from the server (the pool's run raises it as the driver does, or retries a
-transient one), a lost connection before COMMIT was sent, or no connection (the first uses
-open them, in a thread of the pool).  A connection lost while COMMIT was on its way leaves
-the outcome unknown: ``BackendUnavailable``, as from the pool.  Only the rows a function
-reads are decoded, so nothing fails here after the server ran a batch.  Parameters travel
+nothing of it committed: a snapshot asked for by a write, an answer of more than ``ROWS``
+rows or with a value of a type not decoded here, a lock it waited for too long, an error
+from the server (the pool's run raises it as the driver does, or retries a transient one),
+a lost connection before COMMIT was sent, or no connection (the first uses open them, in a
+thread of the pool).  A connection lost while COMMIT was on its way leaves the outcome
+unknown: ``BackendUnavailable``, as from the pool.  Only the rows a function reads are
+decoded, so nothing fails here after the server ran a batch.  Parameters travel
 as text, rows in binary.
 """
 
@@ -54,6 +57,12 @@ CONNECTIONS = 4
 """Connections for quick transactions, per process (opened as the first ones need them)."""
 RETRY_AFTER = 5.0
 """Seconds without a new connection after one could not be opened (the pool serves)."""
+ROWS = 2000
+"""Rows a statement's answer may have here: one with more is read by the pool (decoding
+them would hold the reactor; SQLite's budget is time, this is its measure here)."""
+LOCK_WAIT_MS = 50
+"""How long a write here waits for a lock another transaction holds before it goes to the
+pool (which waits as long as it takes): a connection of the few here is not held by one."""
 WAITING = 256
 """Transactions waiting for a busy connection at most (more go to the pool)."""
 APPLICATION_NAME = "mailserv-quick"
@@ -63,8 +72,13 @@ _PIPELINE_SYNC = 10
 _PIPELINE_ABORTED = 11
 _BINARY = 1
 _BYTEA = 17
-_BEGIN = "BEGIN"
-_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ"
+_WRITING: tuple[tuple[str, tuple[Any, ...]], ...] = (
+    ("BEGIN", ()),
+    (f"SET LOCAL lock_timeout = {LOCK_WAIT_MS}", ()),
+)
+_SNAPSHOT: tuple[tuple[str, tuple[Any, ...]], ...] = (
+    ("BEGIN ISOLATION LEVEL REPEATABLE READ", ()),
+)
 _STATEMENTS = 1000
 """Statement texts kept converted to libpq's numbered placeholders (more: start again)."""
 
@@ -272,6 +286,9 @@ class _Link(PgSocket):
             if status == _PIPELINE_SYNC:
                 self._answered()
             elif status == _TUPLES_OK and len(self._answers) == self._rows_of:
+                if result.ntuples > ROWS:
+                    self._error = self._error or f"{result.ntuples} rows"
+                    continue
                 try:
                     self._answers.append(_rows_of(result))
                 except Offload as why:
@@ -355,14 +372,12 @@ class PgQuick:
                     result = fn(replay, *args)
                 except _Pending as pending:
                     statements = pending.statements
-                    first = not begun and (write or replay.snapshots)
-                    if first:
-                        begin = _BEGIN if write else _SNAPSHOT
+                    opening: tuple[Statement, ...] = ()
+                    if not begun and (write or replay.snapshots):
+                        opening = _WRITING if write else _SNAPSHOT
                         begun = True
-                    answers = await link.ask(
-                        [self._sendable(s) for s in ([(begin, ())] if first else []) + statements]
-                    )
-                    answers = answers[1:] if first else answers
+                    answers = await link.ask([self._sendable(s) for s in (*opening, *statements)])
+                    answers = answers[len(opening) :]
                     sent += [
                         (statement, rows if statement is statements[-1] else None)
                         for statement, rows in zip(statements, answers, strict=True)
