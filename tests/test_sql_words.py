@@ -21,13 +21,13 @@ from test_maildir_search_index import agree
 from test_maildir_words import MESSAGES, NEEDLES, _append
 from test_sql_backend import _undo_version_4, query, resolve, started
 
-from mailserv.backends.sql import SqlBackend, fulltext, schema
+from mailserv.backends.sql import SqlBackend, fulltext, schema, search
 from mailserv.backends.sql.backend import SqlBackend as SqlBackendClass
 from mailserv.backends.sql.db import InlineDatabase
 from mailserv.backends.sql.dialect import parse_url
 from mailserv.backends.sql.tx import Tx
 from mailserv.interfaces import StoreMode
-from mailserv.search import Contains, SearchProgram, StringField
+from mailserv.search import And, Contains, HasFlag, Not, SearchKey, SearchProgram, StringField
 from mailserv.search.evaluate import SearchContext, evaluate
 
 
@@ -89,6 +89,34 @@ def test_a_word_only_in_the_header_is_not_found_by_body(backend: SqlBackend) -> 
     body = resolve(box.search(SearchProgram(Contains(StringField.BODY, "quarterly")), view))
     assert list(text) == [quarterly] and list(body) == []
     assert _by_words(backend, "quarterly")
+
+
+def test_body_or_text_alone_starts_from_the_word_index(backend: SqlBackend) -> None:
+    """BODY or TEXT alone (or alone in an AND) reads the word index's matches first and joins
+    the mailbox's rows to them; beside other keys, under NOT, or with a needle the index
+    does not answer, it stays a test of the rows (the answers are the scan's either way:
+    the tests above)."""
+    box = resolve(resolve(backend.account("alice")).open("INBOX"))
+    view = _append(box)
+    texts = backend.text_search
+    assert texts is not None
+    body = Contains(StringField.BODY, "Quarter")
+    unseen = HasFlag("\\Seen", present=False)
+
+    def driven(key: SearchKey) -> bool | None:
+        def translate(tx: Tx) -> bool | None:
+            clause = search.translate(SearchProgram(key), backend.db.dialect.find, view, texts, tx)
+            return None if clause is None else clause.driver is not None
+
+        return resolve(backend.db.run(translate))
+
+    assert driven(body) and driven(Contains(StringField.TEXT, "quarterly"))
+    assert driven(And((body,)))
+    assert driven(And((body, unseen))) is False
+    assert driven(Not(body)) is False
+    assert driven(Contains(StringField.BODY, "qu")) is False  # too short for the index
+    found = resolve(box.search(SearchProgram(Contains(StringField.TEXT, "quarterly")), view))
+    assert len(found) == 1
 
 
 def test_expunge_and_append_again_keep_the_word_index_right(backend: SqlBackend) -> None:

@@ -108,6 +108,10 @@ class Clause:
     bounds: tuple[str, int] | None = None
     """The query is this test of the internal date's day alone (operator, day): answered
     from the mailbox's first and last days when all or none of its messages pass."""
+    driver: fulltext.Driver | None = None
+    """A BODY or TEXT every match passes (the query's own, or one of its top-level AND's)
+    answered by SQLite's word index: the rows are read starting from its matches, and
+    ``sql`` is the rest of the query."""
     others: list[Other] | None = None
     """Where the mailbox's rows that do not match are cheap to find (every row is either a
     match or one of these): tests that together pick exactly them, tried when most of a
@@ -157,7 +161,9 @@ def translate(
             clause.sql = f"NOT ({inner})"
             clause.others = [Other(inner, tuple(clause.params))]
         else:
+            clause.driver, key = _driver(key, texts, tx)
             clause.sql = translator.key(key, 0)
+            clause.texts = clause.texts or clause.driver is not None
     except _Decline:
         return None
     if isinstance(key, HasFlag) and not key.present and _SYSTEM_FLAGS.get(key.flag.lower()) == SEEN:
@@ -180,6 +186,24 @@ def translate(
         # NULL, the sent day is tested IS NOT NULL first): NOT picks exactly the others.
         clause.others = [Other(f"NOT ({clause.sql})", tuple(clause.params))]
     return clause
+
+
+def _driver(
+    key: SearchKey, texts: fulltext.TextSearch | None, tx: Tx | None
+) -> tuple[fulltext.Driver | None, SearchKey]:
+    """The query's BODY or TEXT, when it is the whole query (alone, or alone in an AND) and
+    the word index answers it as a row source; and what is left of the query (all).  With
+    other keys, ``m.message_id IN (...)`` is left as a test: a flag's partial index then
+    finds the rows the text is tested on, where the word index's 80,000 matches would each
+    read their row for its flags."""
+    while isinstance(key, And) and len(key.keys) == 1:
+        key = key.keys[0]
+    if texts is None or not isinstance(key, Contains):
+        return None, key
+    if key.field not in (StringField.BODY, StringField.TEXT):
+        return None, key
+    driver = texts.driver(key.value.casefold(), key.field is StringField.TEXT, tx)
+    return (None, key) if driver is None else (driver, All())
 
 
 class _Translator:
@@ -432,6 +456,8 @@ def _matching(
         where = f"m.{schema.DAY_INDEXED} AND {where}"
     elif day is not None and _few_days(tx, box_id, day, uids):
         mail, where = "mail m INDEXED BY mail_day", f"m.{schema.DAY_INDEXED} AND {where}"
+    if clause.driver is not None:
+        return _driven(tx, box_id, clause, low, high)
     source = f"{mail} JOIN messages c ON c.id = m.message_id" if clause.content else mail
     # One string, not a row per match: several times cheaper when most messages match.
     listed = _listed(tx)
@@ -444,6 +470,25 @@ def _matching(
         )
         params.append(box_id)
     listing, highest = tx.one(f"SELECT {listed}, {_HIGHEST} {select}", params)
+    return sorted(uidlist.numbers(listing or "")), None if highest is None else int(highest)
+
+
+def _driven(
+    tx: Tx, box_id: int, clause: Clause, low: int, high: int
+) -> tuple[list[int], int | None]:
+    """:func:`_matching` of a clause with a ``driver``: its row sources, each joined to the
+    mailbox's rows from ``low`` to ``high`` that pass the rest of the clause."""
+    assert clause.driver is not None
+    content = " JOIN messages c ON c.id = m.message_id" if clause.content else ""
+    parts, params = [], [box_id]
+    for source, test, values in clause.driver.sources():
+        parts.append(
+            f"SELECT m.uid FROM {source}{content} WHERE {test} AND m.mailbox_id = ?"
+            f" AND m.uid BETWEEN ? AND ? AND {clause.sql}"
+        )
+        params += [*values, box_id, low, high, *clause.params]
+    union = " UNION ALL ".join(parts)
+    listing, highest = tx.one(f"SELECT {_listed(tx)}, {_HIGHEST} FROM ({union}) m", params)
     return sorted(uidlist.numbers(listing or "")), None if highest is None else int(highest)
 
 
