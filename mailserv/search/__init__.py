@@ -18,6 +18,7 @@ mailbox's highest UID).
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -239,6 +240,19 @@ def walk(key: SearchKey) -> list[SearchKey]:
             todo.extend((node.right, node.left))
         elif isinstance(node, And):
             todo.extend(reversed(node.keys))
+    return out
+
+
+def without(uids: Sequence[int], left: Sequence[int]) -> list[int]:
+    """``uids`` less ``left`` (both ascending), slice by slice: a few slices of a big list
+    cost little, a set of it and a test per UID tens of ms at 100,000."""
+    out: list[int] = []
+    start = 0
+    for uid in left:
+        end = bisect_left(uids, uid, start)
+        out += uids[start:end]
+        start = end + 1 if end < len(uids) and uids[end] == uid else end
+    out += uids[start:]
     return out
 
 

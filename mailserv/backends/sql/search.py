@@ -23,7 +23,6 @@ or none), two reads of the ``mail_day`` index.
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +52,7 @@ from mailserv.search import (
     SizeCompare,
     StringField,
     UidIn,
+    without,
 )
 from mailserv.syntax.sequences import merge
 
@@ -549,19 +549,7 @@ def _by_others(tx: Tx, box_id: int, clause: Clause, uids: Sequence[int]) -> list
         left += uidlist.numbers(listed or "")
         if len(left) > limit:
             return None
-    return _without(uids, sorted(left))
-
-
-def _without(uids: Sequence[int], left: Sequence[int]) -> list[int]:
-    """``uids`` less ``left`` (both ascending, ``left`` among ``uids``), slice by slice."""
-    out: list[int] = []
-    start = 0
-    for uid in left:
-        end = bisect_left(uids, uid, start)
-        out += uids[start:end]
-        start = end + 1 if end < len(uids) and uids[end] == uid else end
-    out += uids[start:]
-    return out
+    return without(uids, sorted(left))
 
 
 def _few_days(tx: Tx, box_id: int, day: tuple[str, int], uids: Sequence[int]) -> bool:

@@ -28,7 +28,15 @@ from mailserv.interfaces import (
     Narrowed,
     StoreMode,
 )
-from mailserv.search import ModSeqAtLeast, SearchProgram, backend_narrowing, walk
+from mailserv.search import (
+    And,
+    ModSeqAtLeast,
+    Not,
+    SearchProgram,
+    backend_narrowing,
+    walk,
+    without,
+)
 from mailserv.search.binding import bind
 from mailserv.search.evaluate import SearchContext, evaluate
 from mailserv.slicing import TimeSlices
@@ -253,19 +261,57 @@ async def search_uids(
     bound = SearchProgram(key, program.charset)
     uids = view.uids if among is None else among
     found = await backend_narrowing(box, bound, uids)
-    if isinstance(found, Narrowed):  # the matches are among these: evaluate them alone
-        uids, found = found.uids, None
     if found is None:
-        slices = TimeSlices(session.services.turns)
-        context = SearchContext(view.uids, view.recent, box.content, slices.pause)
-        found, start = [], 0
-        step = _SCAN_STEP if enough is None else max(enough, _FIRST_STEP)
-        while start < len(uids) and (enough is None or len(found) < enough):
-            found += await evaluate(bound, await box.fetch(uids[start : start + step]), context)
-            start += step
-            if enough is not None:
-                step *= 2
+        found = await _complement(session, view, bound, uids)
+    if isinstance(found, Narrowed):  # the matches are among these: evaluate them alone
+        return await _evaluated(session, view, bound, found.uids, enough)
+    if found is None:
+        return await _evaluated(session, view, bound, uids, enough)
     return sorted(found)
+
+
+async def _evaluated(
+    session: Session,
+    view: SelectedView,
+    program: SearchProgram,
+    uids: Sequence[int],
+    enough: int | None,
+) -> list[int]:
+    """The engine's own evaluation of the bound ``program`` on ``uids`` (see
+    :func:`search_uids`)."""
+    box = view.mailbox
+    slices = TimeSlices(session.services.turns)
+    context = SearchContext(view.uids, view.recent, box.content, slices.pause)
+    found: list[int] = []
+    start = 0
+    step = _SCAN_STEP if enough is None else max(enough, _FIRST_STEP)
+    while start < len(uids) and (enough is None or len(found) < enough):
+        found += await evaluate(program, await box.fetch(uids[start : start + step]), context)
+        start += step
+        if enough is not None:
+            step *= 2
+    return sorted(found)
+
+
+async def _complement(
+    session: Session, view: SelectedView, program: SearchProgram, uids: Sequence[int]
+) -> list[int] | None:
+    """NOT of a key the backend answers or narrows down, where it declined the NOT (the
+    complement of a superset is no answer: NOT HEADER of a field its index keeps no column
+    of): ``uids`` less the key's matches, evaluated here among its candidates if need be.
+    None when the query is no NOT, or the backend declines the key too."""
+    key = program.key
+    while isinstance(key, And) and len(key.keys) == 1:
+        key = key.keys[0]
+    if not isinstance(key, Not):
+        return None
+    inner = SearchProgram(key.key, program.charset)
+    found = await backend_narrowing(view.mailbox, inner, uids)
+    if found is None:
+        return None
+    if isinstance(found, Narrowed):
+        found = await _evaluated(session, view, inner, found.uids, None)
+    return without(uids, sorted(found))
 
 
 async def search(session: Session, command: Command) -> Reply:
