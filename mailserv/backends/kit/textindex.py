@@ -259,11 +259,12 @@ class TextIndex:
         if found:
             match = [vocabulary.query(found, columns)]
             words = "FROM words WHERE rowid BETWEEN ? AND ? AND words MATCH ?"
-            if run == needle:
+            if run == needle:  # the index's rows are the answer (a text leaves it with
+                # its row of ``texts``, in one transaction: no join to that table)
                 statements.append(
                     (
-                        "SELECT group_concat(t.uid) FROM words w CROSS JOIN texts t "
-                        "ON t.uid = w.rowid WHERE w.rowid BETWEEN ? AND ? AND words MATCH ?",
+                        "SELECT group_concat(rowid) FROM words"
+                        " WHERE rowid BETWEEN ? AND ? AND words MATCH ?",
                         match,
                     )
                 )
