@@ -15,7 +15,7 @@ import pytest
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
-from mailserv.backends.sql import SqlBackendFactory, quick, schema
+from mailserv.backends.sql import SqlBackendFactory, dialect, quick, schema
 from mailserv.backends.sql.db import ThreadedDatabase
 from mailserv.backends.sql.dialect import parse_url
 from mailserv.backends.sql.tx import Tx
@@ -269,3 +269,18 @@ def test_a_big_uid_list_is_brought_up_to_date_in_the_pool(
     assert not status.called  # the list of 5 is brought up to date in the pool
     assert resolve(status).messages == 4
     assert list(resolve(box.uids(), wait=False)) == uids[1:]  # that read brought it
+
+
+def test_every_connection_reads_the_file_through_a_memory_map(db: ThreadedDatabase) -> None:
+    """The pool's connections and the quick one (both opened by the dialect) map the
+    database file: a page their caches lack is read without a system call."""
+
+    def mapped(tx: Tx) -> int:
+        return int(tx.scalar("PRAGMA mmap_size"))
+
+    assert resolve(db.run(mapped, write=True)) == dialect.SQLITE_MMAP_BYTES > 0
+    conn = db.dialect.connect()
+    try:
+        assert conn.execute("PRAGMA mmap_size").fetchone() == (dialect.SQLITE_MMAP_BYTES,)
+    finally:
+        conn.close()

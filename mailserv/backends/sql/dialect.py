@@ -21,6 +21,12 @@ DEFAULT_SQLITE_NAME = "mail.db"
 BUSY_TIMEOUT_MS = 30_000
 """How long an SQLite writer waits for another one before the transaction is retried."""
 
+SQLITE_MMAP_BYTES = 1 << 30
+"""Of an SQLite database file read through a memory map, per connection (address space,
+shared with the page cache, not memory of its own): a page the connection's 2 MB cache
+lacks is then read without a system call.  At 100k messages (message_info 200 MB) a FETCH
+of 20 random messages' rows took 0.19 ms, 0.12 so."""
+
 SQLITE_SYNC = ("full", "normal")
 DEFAULT_SQLITE_SYNC = "full"
 """The contract wants an APPEND durable when it is acknowledged."""
@@ -122,6 +128,7 @@ class Dialect:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute(f"PRAGMA synchronous = {self.sqlite_sync.upper()}")
         conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
 
     def is_transient(self, error: BaseException) -> bool:
         """Worth retrying the whole transaction: lock waits, serialization, lost races."""
