@@ -59,6 +59,9 @@ default)."""
 WAL_PAGES = 1000
 """Pages in the log after which a commit copies them into the database (SQLite's default
 automatic checkpoint), for the transactions begun in a thread."""
+MMAP_BYTES = 1 << 30
+"""Of the index file read through a memory map, per connection (address space, not memory
+of its own): a page the connection's 2 MB cache lacks is read without a system call."""
 CHECKPOINT_AFTER = 200
 """Commits on the reactor thread (``transaction_now``) after which a checkpoint is owed:
 those commits make none, since a checkpoint writes the database file and flushes it."""
@@ -193,6 +196,7 @@ class Index:
             self.path, BUSY_MS / 1000, isolation_level=None, check_same_thread=False
         )
         self._db = db
+        _map(db)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'NORMAL' if self.fsync else 'OFF'}")
         db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
@@ -337,7 +341,7 @@ class Index:
     def infos(self, uids: Sequence[int]) -> dict[int, Stored]:
         """Stored infos of ``uids`` (missing or NULL ones left out); reactor thread."""
         if self._reader is None:
-            self._reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            self._reader = _map(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True))
         return infos_of(self._reader, uids)
 
     def present(self, rows: Sequence[tuple[int, T]]) -> list[tuple[int, T]]:
@@ -354,7 +358,9 @@ class Index:
         try:
             db = idle.pop()  # deque: pop and append are atomic (any thread)
         except IndexError:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            db = _map(
+                sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            )
         kept = False
         try:
             yield db
@@ -706,6 +712,12 @@ class Index:
 
 _CONVERTED = ("1",)
 """Formats whose rows ``_convert`` made into this one's."""
+
+
+def _map(db: sqlite3.Connection) -> sqlite3.Connection:
+    """``db``, reading its file through a memory map (:data:`MMAP_BYTES`)."""
+    db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+    return db
 
 
 def _convert(db: sqlite3.Connection, path: str) -> None:
