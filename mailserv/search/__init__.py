@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import enum
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import filterfalse
 
 from mailserv.interfaces import SEEN, IMailbox, ISearchableMailbox, Narrowed
 from mailserv.syntax.sequences import SequenceSet
@@ -243,12 +244,17 @@ def walk(key: SearchKey) -> list[SearchKey]:
     return out
 
 
-def without(uids: Sequence[int], left: Sequence[int]) -> list[int]:
-    """``uids`` less ``left`` (both ascending), slice by slice: a few slices of a big list
-    cost little, a set of it and a test per UID tens of ms at 100,000."""
+def without(uids: Sequence[int], left: Collection[int]) -> list[int]:
+    """``uids`` (ascending) less ``left``.  A few (a sixteenth of ``uids`` at most) are cut
+    out slice by slice: the slices between them cost little, where a test of every UID
+    took 1 ms at 20k (``SINCE`` a date before nearly all mail, ``NOT DELETED``).  More are
+    left out in one pass in C."""
+    if len(left) * 16 > len(uids):
+        gone = left if isinstance(left, set | frozenset) else set(left)
+        return list(filterfalse(gone.__contains__, uids))
     out: list[int] = []
     start = 0
-    for uid in left:
+    for uid in sorted(left):
         end = bisect_left(uids, uid, start)
         out += uids[start:end]
         start = end + 1 if end < len(uids) and uids[end] == uid else end

@@ -13,7 +13,6 @@ besides, for UNSEEN (:func:`unseen_nodes`).
 from __future__ import annotations
 
 import functools
-from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from itertools import filterfalse
@@ -30,6 +29,7 @@ from mailserv.search import (
     Or,
     SearchKey,
     walk,
+    without,
 )
 
 FLAG_DEPTH = 64
@@ -133,7 +133,7 @@ def search(
     whole = len(uids) == len(entries) and uids[0] in entries and uids[-1] in entries
     if negated:  # every message but ``found``: one pass in C, in order
         if whole and ordered:
-            return _all_but(list(entries), found)
+            return without(list(entries), found)
         return list(filter(entries.__contains__, filterfalse(found.__contains__, uids)))
     if not whole:
         found = found.intersection(uids)  # the session knows of others than these
@@ -141,23 +141,6 @@ def search(
     # nearly in order already, which sorting finds in runs (3,449 UIDs of 20k: 0.15 ms),
     # where testing every UID of the mailbox for membership took 1.1 ms.
     return sorted(found)
-
-
-def _all_but(ordered: list[int], left_out: set[int]) -> list[int]:
-    """``ordered`` (ascending UIDs) without ``left_out``: when that is a few, the slices
-    between them (``SINCE`` a date before nearly all mail, ``NOT DELETED``), not a test of
-    every UID (20k UIDs: 1 ms)."""
-    if len(left_out) * 16 > len(ordered):
-        return list(filterfalse(left_out.__contains__, ordered))
-    kept: list[int] = []
-    at = 0
-    for uid in sorted(left_out):
-        found = bisect_left(ordered, uid, at)
-        if found < len(ordered) and ordered[found] == uid:
-            kept += ordered[at:found]
-            at = found + 1
-    kept += ordered[at:]
-    return kept
 
 
 def _matching(

@@ -109,9 +109,8 @@ class Clause:
     """The query is this test of the internal date's day alone (operator, day): answered
     from the mailbox's first and last days when all or none of its messages pass."""
     driver: fulltext.Driver | None = None
-    """A BODY or TEXT every match passes (the query's own, or one of its top-level AND's)
-    answered by SQLite's word index: the rows are read starting from its matches, and
-    ``sql`` is the rest of the query."""
+    """The query's BODY or TEXT, when it is the whole query and SQLite's word index answers
+    it: the rows are read starting from the index's matches (``sql`` is then all)."""
     others: list[Other] | None = None
     """Where the mailbox's rows that do not match are cheap to find (every row is either a
     match or one of these): tests that together pick exactly them, tried when most of a
@@ -450,14 +449,14 @@ def _matching(
         if found is not None:
             return found, None
     low, high = uids[0], uids[-1]
+    if clause.driver is not None:
+        return _driven(tx, box_id, clause, low, high)
     mail, where = "mail m", clause.sql
     day = clause.day
     if day is not None and tx.dialect.is_postgres:  # its planner weighs the index itself
         where = f"m.{schema.DAY_INDEXED} AND {where}"
     elif day is not None and _few_days(tx, box_id, day, uids):
         mail, where = "mail m INDEXED BY mail_day", f"m.{schema.DAY_INDEXED} AND {where}"
-    if clause.driver is not None:
-        return _driven(tx, box_id, clause, low, high)
     source = f"{mail} JOIN messages c ON c.id = m.message_id" if clause.content else mail
     # One string, not a row per match: several times cheaper when most messages match.
     listed = _listed(tx)
@@ -549,7 +548,7 @@ def _by_others(tx: Tx, box_id: int, clause: Clause, uids: Sequence[int]) -> list
         left += uidlist.numbers(listed or "")
         if len(left) > limit:
             return None
-    return without(uids, sorted(left))
+    return without(uids, left)
 
 
 def _few_days(tx: Tx, box_id: int, day: tuple[str, int], uids: Sequence[int]) -> bool:

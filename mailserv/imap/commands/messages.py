@@ -311,7 +311,7 @@ async def _complement(
         return None
     if isinstance(found, Narrowed):
         found = await _evaluated(session, view, inner, found.uids, None)
-    return without(uids, sorted(found))
+    return without(uids, found)
 
 
 async def search(session: Session, command: Command) -> Reply:
