@@ -123,7 +123,7 @@ def test_all_but_a_few_is_every_other_uid_in_order() -> None:
     for few in (0, 1, 3, 40, 200):
         flagged = set(rng.sample(ordered, few)) | {5001, 7}  # and UIDs of no message
         found = flagsets.search(
-            HasFlag("\\Flagged", False), ordered, {"\\Flagged": flagged}, {}, entries, True
+            HasFlag("\\Flagged", False), ordered, {"\\Flagged": flagged}, {}, entries
         )
         assert found == [uid for uid in ordered if uid not in flagged]
 

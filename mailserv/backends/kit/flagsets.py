@@ -112,15 +112,14 @@ def search(
     having: Having,
     on_day: OnDay,
     entries: Mapping[int, object],
-    ordered: bool,
     known: Mapping[int, set[int]] | None = None,
 ) -> list[int] | None:
     """The UIDs among ``uids`` (ascending) matching ``key``, when it tests nothing but
     flags and internal dates: a few set operations at any size.  None for any other key.
 
-    ``entries``: every message of the mailbox by UID, iterated in ascending order when
-    ``ordered``.  ``known``: the UIDs among ``uids`` matching other nodes of ``key``, by
-    ``id()`` of the node (e.g. :class:`~mailserv.backends.kit.fieldtexts.FoldedFields`)."""
+    ``entries``: every message of the mailbox by UID.  ``known``: the UIDs among ``uids``
+    matching other nodes of ``key``, by ``id()`` of the node (e.g.
+    :class:`~mailserv.backends.kit.fieldtexts.FoldedFields`)."""
     try:
         part = _matching(key, having, on_day, 0, known or {})
     except _Other:
@@ -131,9 +130,9 @@ def search(
         return []
     found, negated = part
     whole = len(uids) == len(entries) and uids[0] in entries and uids[-1] in entries
-    if negated:  # every message but ``found``: one pass in C, in order
-        if whole and ordered:
-            return without(list(entries), found)
+    if negated:  # every message but ``found``
+        if whole:  # ``uids`` are the messages: no pass over ``entries``
+            return without(uids, found)
         return list(filter(entries.__contains__, filterfalse(found.__contains__, uids)))
     if not whole:
         found = found.intersection(uids)  # the session knows of others than these

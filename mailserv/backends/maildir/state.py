@@ -308,9 +308,7 @@ class MailboxState:
         answers)."""
         # (file names spell \\Seen one way only)
         unseen = flagsets.unseen_nodes(key, self.tally.unseen_uids)
-        return flagsets.search(
-            key, uids, self.having, self.on_day, self.entries, self._ordered, unseen
-        )
+        return flagsets.search(key, uids, self.having, self.on_day, self.entries, unseen)
 
     def first_unseen(self) -> int | None:
         """The lowest UID without \\Seen (``IFirstUnseen``): a pass over the UIDs in

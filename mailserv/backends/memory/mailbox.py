@@ -178,9 +178,7 @@ class MemoryMailbox(Listened):
         if known is None:
             return None
         known.update(flagsets.unseen_nodes(query.key, self.tally.unseen_uids))
-        return flagsets.search(
-            query.key, uids, self._having, self._on_day, self._messages, True, known
-        )
+        return flagsets.search(query.key, uids, self._having, self._on_day, self._messages, known)
 
     async def first_unseen(self) -> int | None:
         """From the UIDs having \\Seen: a pass that stops at the first without."""

@@ -209,7 +209,7 @@ class ProxyMailbox:
             known = await mirror.fields.answer(query.key, uids, mirror.meta, slices)
             if known is not None and self.mirror is mirror:
                 kept = flagsets.search(
-                    query.key, uids, mirror.having, mirror.on_day, mirror.meta, True, known
+                    query.key, uids, mirror.having, mirror.on_day, mirror.meta, known
                 )
                 if kept is not None:
                     return kept
