@@ -160,9 +160,11 @@ def translate(
             clause.sql = f"NOT ({inner})"
             clause.others = [Other(inner, tuple(clause.params))]
         else:
-            clause.driver, key = _driver(key, texts, tx)
-            clause.sql = translator.key(key, 0)
-            clause.texts = clause.texts or clause.driver is not None
+            clause.driver = _driver(key, texts, tx)
+            if clause.driver is None:
+                clause.sql = translator.key(key, 0)
+            else:  # the driver finds the matches: nothing is left to test
+                clause.sql, clause.texts = _TRUE, True
     except _Decline:
         return None
     if isinstance(key, HasFlag) and not key.present and _SYSTEM_FLAGS.get(key.flag.lower()) == SEEN:
@@ -189,20 +191,18 @@ def translate(
 
 def _driver(
     key: SearchKey, texts: fulltext.TextSearch | None, tx: Tx | None
-) -> tuple[fulltext.Driver | None, SearchKey]:
-    """The query's BODY or TEXT, when it is the whole query (alone, or alone in an AND) and
-    the word index answers it as a row source; and what is left of the query (all).  With
-    other keys, ``m.message_id IN (...)`` is left as a test: a flag's partial index then
-    finds the rows the text is tested on, where the word index's 80,000 matches would each
-    read their row for its flags."""
+) -> fulltext.Driver | None:
+    """The query's BODY or TEXT as a row source, when it is the whole query (alone, or alone
+    in an AND) and the word index answers it.  With other keys, ``m.message_id IN (...)``
+    is left as a test: a flag's partial index then finds the rows the text is tested on,
+    where the word index's 80,000 matches would each read their row for its flags."""
     while isinstance(key, And) and len(key.keys) == 1:
         key = key.keys[0]
     if texts is None or not isinstance(key, Contains):
-        return None, key
+        return None
     if key.field not in (StringField.BODY, StringField.TEXT):
-        return None, key
-    driver = texts.driver(key.value.casefold(), key.field is StringField.TEXT, tx)
-    return (None, key) if driver is None else (driver, All())
+        return None
+    return texts.driver(key.value.casefold(), key.field is StringField.TEXT, tx)
 
 
 class _Translator:
